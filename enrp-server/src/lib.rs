@@ -1,0 +1,1 @@
+//! enrp-server (work in progress; see the README and the open issues).

@@ -1,0 +1,1 @@
+//! legacy-daemon (work in progress; see the README and the open issues).

@@ -1,0 +1,1 @@
+//! proxy-pe (work in progress; see the README and the open issues).
