@@ -110,16 +110,37 @@ impl TransportUse {
 #[serde(tag = "transport")]
 pub enum TransportParameter {
     /// 0x0004 SCTP Transport: port, Transport Use, one or more addresses (v4/v6 mixed).
-    Sctp { port: u16, transport_use: TransportUse, addresses: Vec<IpAddr> },
+    Sctp {
+        port: u16,
+        transport_use: TransportUse,
+        addresses: Vec<IpAddr>,
+    },
     /// 0x0005 TCP Transport: port, second word (RFC: reserved; rsplib: Transport Use),
     /// exactly one address.
-    Tcp { port: u16, transport_use: TransportUse, address: IpAddr },
+    Tcp {
+        port: u16,
+        transport_use: TransportUse,
+        address: IpAddr,
+    },
     /// 0x0006 UDP Transport: port, reserved word (kept verbatim), exactly one address.
-    Udp { port: u16, reserved: u16, address: IpAddr },
+    Udp {
+        port: u16,
+        reserved: u16,
+        address: IpAddr,
+    },
     /// 0x0007 UDP-Lite Transport: port, reserved word, exactly one address.
-    UdpLite { port: u16, reserved: u16, address: IpAddr },
+    UdpLite {
+        port: u16,
+        reserved: u16,
+        address: IpAddr,
+    },
     /// 0x0003 DCCP Transport: port, reserved word, service code, exactly one address.
-    Dccp { port: u16, reserved: u16, service_code: u32, address: IpAddr },
+    Dccp {
+        port: u16,
+        reserved: u16,
+        service_code: u32,
+        address: IpAddr,
+    },
     /// 0x0010 Opaque Transport: opaque bytes replacing the user transport.
     Opaque { data: Vec<u8> },
 }

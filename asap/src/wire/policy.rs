@@ -138,23 +138,49 @@ pub enum Policy {
     /// RFC 5356 §5.1, TLV length 12.
     LeastUsed { load: Fraction },
     /// RFC 5356 §5.2, TLV length 16.
-    LeastUsedDegradation { load: Fraction, degradation: Fraction },
+    LeastUsedDegradation {
+        load: Fraction,
+        degradation: Fraction,
+    },
     /// RFC 5356 §5.3, TLV length 16.
-    PriorityLeastUsed { load: Fraction, degradation: Fraction },
+    PriorityLeastUsed {
+        load: Fraction,
+        degradation: Fraction,
+    },
     /// RFC 5356 §5.4, TLV length 12.
     RandomizedLeastUsed { load: Fraction },
     /// rsplib 0xB0001001, TLV length 16.
-    RandomizedPriorityLeastUsed { load: Fraction, degradation: Fraction },
+    RandomizedPriorityLeastUsed {
+        load: Fraction,
+        degradation: Fraction,
+    },
     /// rsplib 0xB0001002, TLV length 16.
-    RandomizedLeastUsedDegradation { load: Fraction, degradation: Fraction },
+    RandomizedLeastUsedDegradation {
+        load: Fraction,
+        degradation: Fraction,
+    },
     /// rsplib 0xB0001003, TLV length 16.
-    PriorityLeastUsedDegradation { load: Fraction, degradation: Fraction },
+    PriorityLeastUsedDegradation {
+        load: Fraction,
+        degradation: Fraction,
+    },
     /// rsplib 0xB0001004, TLV length 16.
-    RandomizedPriorityLeastUsedDegradation { load: Fraction, degradation: Fraction },
+    RandomizedPriorityLeastUsedDegradation {
+        load: Fraction,
+        degradation: Fraction,
+    },
     /// rsplib 0xB0002001, TLV length 20. `distance` is a delay in ms.
-    WeightedRandomDpf { weight: u32, weight_dpf: Fraction, distance: u32 },
+    WeightedRandomDpf {
+        weight: u32,
+        weight_dpf: Fraction,
+        distance: u32,
+    },
     /// rsplib 0xB0002002, TLV length 20.
-    LeastUsedDpf { load: Fraction, load_dpf: Fraction, distance: u32 },
+    LeastUsedDpf {
+        load: Fraction,
+        load_dpf: Fraction,
+        distance: u32,
+    },
     /// rsplib 0xB0002003, TLV length 24.
     LeastUsedDegradationDpf {
         load: Fraction,
