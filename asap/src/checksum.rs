@@ -139,8 +139,7 @@ mod tests {
         assert_eq!(one("CalcAppPool", 0xDEAD_BEEF), 0x256D);
         let echo = ph("EchoPool");
         let calc = ph("CalcAppPool");
-        let all =
-            PeChecksum::from_pes([(&echo, 0x1234_5678), (&echo, 1), (&calc, 0xDEAD_BEEF)]);
+        let all = PeChecksum::from_pes([(&echo, 0x1234_5678), (&echo, 1), (&calc, 0xDEAD_BEEF)]);
         assert_eq!(all.value(), 0xE162);
         assert_eq!(all.count(), 3);
     }

@@ -8,8 +8,9 @@
 //!
 //! Indexes, all kept consistent by every operation (each O(log n)):
 //!
-//! * pools by handle (`BTreeMap`, ordered for HANDLE_TABLE_RESPONSE dumps), PEs by
-//!   identifier within a pool (`BTreeMap`), the pool's [`Selector`](crate::selection::Selector);
+//! * pools by handle (`HashMap`, plus a `BTreeSet` of handles giving the order of
+//!   HANDLE_TABLE_RESPONSE dumps), PEs by identifier within a pool (`BTreeMap`), the pool's
+//!   [`Selector`](crate::selection::Selector);
 //! * per owner (home ENRP server): the set of owned PEs and the incremental
 //!   [`PeChecksum`] sent in ENRP_PRESENCE (handlespace audit, RFC 5353; §10.9);
 //! * per ASAP connection: the PEs registered over it, removed together when the association
@@ -105,7 +106,10 @@ struct Owned {
 /// The handlespace of an ENRP server; see the module documentation.
 #[derive(Debug, Clone, Default)]
 pub struct Handlespace {
-    pools: BTreeMap<PoolHandle, Pool>,
+    /// Pools by handle (hashed: the hot path looks pools up by handle).
+    pools: HashMap<PoolHandle, Pool>,
+    /// Pool handles in order, for dumps.
+    order: BTreeSet<PoolHandle>,
     owners: HashMap<ServerId, Owned>,
     connections: HashMap<ConnectionId, BTreeSet<(PoolHandle, PeIdentifier)>>,
     timers: BTreeSet<(Instant, PoolHandle, PeIdentifier)>,
@@ -167,7 +171,7 @@ impl Handlespace {
 
     /// All pools in handle order.
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
-        self.pools.values()
+        self.order.iter().filter_map(|h| self.pools.get(h))
     }
 
     /// One PE.
@@ -260,10 +264,14 @@ impl Handlespace {
 
         // ---- apply ----
         let key = (handle.clone(), id);
-        let pool = self
-            .pools
-            .entry(handle.clone())
-            .or_insert_with(|| Pool::new(handle.clone(), &element));
+        if !self.pools.contains_key(handle) {
+            self.pools
+                .insert(handle.clone(), Pool::new(handle.clone(), &element));
+            self.order.insert(handle.clone());
+        }
+        let Some(pool) = self.pools.get_mut(handle) else {
+            return Err(HandlespaceError::UnknownPoolHandle(handle.clone()));
+        };
         let outcome = if let Some(entry) = pool.elements.get_mut(&id) {
             let previous_owner = entry.owner;
             let old_expiry = entry.expiry;
@@ -363,6 +371,7 @@ impl Handlespace {
         pool.selector.remove(id);
         if pool.elements.is_empty() {
             self.pools.remove(handle);
+            self.order.remove(handle);
         }
         self.pes -= 1;
         let key = (handle.clone(), id);
@@ -397,7 +406,11 @@ impl Handlespace {
 
     /// Removes every PE owned by a server (e.g. a peer dropped without takeover).
     pub fn remove_owner(&mut self, owner: ServerId) -> Vec<RemovedElement> {
-        let keys = self.owners.remove(&owner).map(|o| o.pes).unwrap_or_default();
+        let keys = self
+            .owners
+            .remove(&owner)
+            .map(|o| o.pes)
+            .unwrap_or_default();
         keys.into_iter()
             .filter_map(|(h, id)| self.remove_pe(&h, id))
             .collect()
@@ -488,7 +501,10 @@ impl Handlespace {
         &self,
         owner: ServerId,
     ) -> impl Iterator<Item = &(PoolHandle, PeIdentifier)> + '_ {
-        self.owners.get(&owner).into_iter().flat_map(|o| o.pes.iter())
+        self.owners
+            .get(&owner)
+            .into_iter()
+            .flat_map(|o| o.pes.iter())
     }
 
     /// Takeover (RFC 5353; RSERPOOL-SPEC §10.8 step 4): every PE owned by `from` is
@@ -557,10 +573,10 @@ impl Handlespace {
                     Some(c) => Bound::Included(&c.handle),
                     None => Bound::Unbounded,
                 };
-                'pools: for (h, pool) in self
-                    .pools
-                    .range::<PoolHandle, _>((start, Bound::Unbounded))
-                {
+                'pools: for h in self.order.range::<PoolHandle, _>((start, Bound::Unbounded)) {
+                    let Some(pool) = self.pools.get(h) else {
+                        continue;
+                    };
                     let from = match cursor {
                         Some(c) if &c.handle == h => Bound::Excluded(c.id),
                         _ => Bound::Unbounded,
@@ -593,6 +609,11 @@ impl Handlespace {
         let mut owners: HashMap<ServerId, PeChecksum> = HashMap::new();
         let mut conns: HashMap<ConnectionId, usize> = HashMap::new();
         let mut timers = 0;
+        if self.order.len() != self.pools.len()
+            || self.order.iter().any(|h| !self.pools.contains_key(h))
+        {
+            return Err("pool order index mismatch".into());
+        }
         for (h, pool) in &self.pools {
             if pool.elements.is_empty() {
                 return Err(format!("empty pool {h}"));
@@ -611,7 +632,11 @@ impl Handlespace {
                 owners.entry(e.owner).or_default().add(h, *id);
                 if let Some(c) = e.connection {
                     *conns.entry(c).or_default() += 1;
-                    if !self.connections.get(&c).is_some_and(|s| s.contains(&(h.clone(), *id))) {
+                    if !self
+                        .connections
+                        .get(&c)
+                        .is_some_and(|s| s.contains(&(h.clone(), *id)))
+                    {
                         return Err(format!("{h}/{id} missing in connection index"));
                     }
                 }

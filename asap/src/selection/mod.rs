@@ -448,7 +448,9 @@ impl Selector {
             }
             let r = rng.gen_range(0..total);
             let Some(slot) = self.tree.find(r) else { break };
-            let Some(&id) = self.slots.get(slot) else { break };
+            let Some(&id) = self.slots.get(slot) else {
+                break;
+            };
             chosen.push((id, slot, self.tree.value(slot)));
             // Drawn without replacement: hide the PE until the draw is complete.
             self.tree.set(slot, 0);
