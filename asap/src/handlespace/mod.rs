@@ -15,11 +15,38 @@
 //!   [`PeChecksum`] sent in ENRP_PRESENCE (handlespace audit, RFC 5353; §10.9);
 //! * per ASAP connection: the PEs registered over it, removed together when the association
 //!   goes away (rsplib behaviour, §10.1 step 6);
-//! * expiry timers: `BTreeSet<(Instant, PoolHandle, PeIdentifier)>`.
+//! * expiry timers: `BTreeMap<(Instant, entry serial), (PoolHandle, PeIdentifier)>` (the
+//!   serial makes keys unique and cheap to compare when many PEs share an expiry).
 //!
 //! Registration rules (RFC 5352 registration; RFC 5354 §3.12 causes) are described at
 //! [`Handlespace::register`]; the errors map to cause codes via
 //! [`HandlespaceError::cause_code`].
+//!
+//! ```
+//! use asap::handlespace::Handlespace;
+//! use asap::wire::{Policy, PoolElement, PoolHandle, TransportParameter, TransportUse};
+//! use rand::SeedableRng;
+//! use std::time::Instant;
+//!
+//! let (now, me) = (Instant::now(), 0x0102_0304);
+//! let mut hs = Handlespace::new();
+//! let h = PoolHandle::from("EchoPool");
+//! for (id, load) in [(1, 30), (2, 10)] {
+//!     let pe = PoolElement {
+//!         id, home_server_id: 0, registration_life: 30_000,
+//!         user_transport: TransportParameter::Sctp {
+//!             port: 7, transport_use: TransportUse::DataOnly, addresses: vec![],
+//!         },
+//!         policy: Policy::LeastUsed { load }, asap_transport: None,
+//!     };
+//!     hs.register(&h, pe, me, Some(42), now)?; // ASAP registration over association 42
+//! }
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+//! assert_eq!(hs.select(&h, 3, &mut rng)?, vec![2, 1]); // least used first
+//! assert_eq!(hs.remove_connection(42).len(), 2); // association lost
+//! assert_eq!(hs.checksum(me), 0xFFFF);
+//! # Ok::<(), asap::handlespace::HandlespaceError>(())
+//! ```
 
 pub mod cache;
 mod dump;
@@ -112,7 +139,8 @@ pub struct Handlespace {
     order: BTreeSet<PoolHandle>,
     owners: HashMap<ServerId, Owned>,
     connections: HashMap<ConnectionId, BTreeSet<(PoolHandle, PeIdentifier)>>,
-    timers: BTreeSet<(Instant, PoolHandle, PeIdentifier)>,
+    timers: BTreeMap<(Instant, u64), (PoolHandle, PeIdentifier)>,
+    next_serial: u64,
     limits: HandlespaceLimits,
     max_increment: MaxIncrement,
     pes: usize,
@@ -272,9 +300,11 @@ impl Handlespace {
         let Some(pool) = self.pools.get_mut(handle) else {
             return Err(HandlespaceError::UnknownPoolHandle(handle.clone()));
         };
+        let serial;
         let outcome = if let Some(entry) = pool.elements.get_mut(&id) {
             let previous_owner = entry.owner;
             let old_expiry = entry.expiry;
+            serial = entry.serial;
             entry.element = element;
             entry.owner = owner;
             entry.connection = connection;
@@ -293,7 +323,7 @@ impl Handlespace {
             }
             // Re-index.
             if let Some(t) = old_expiry {
-                self.timers.remove(&(t, handle.clone(), id));
+                self.timers.remove(&(t, serial));
             }
             if previous_owner != owner {
                 self.unindex_owner(previous_owner, &key);
@@ -310,6 +340,8 @@ impl Handlespace {
             tracing::debug!(%handle, id, owner, previous_owner, "PE updated");
             Registered::Updated { previous_owner }
         } else {
+            serial = self.next_serial;
+            self.next_serial += 1;
             pool.selector.insert(id, &element.policy);
             pool.elements.insert(
                 id,
@@ -318,6 +350,7 @@ impl Handlespace {
                     owner,
                     connection,
                     expiry,
+                    serial,
                     last_update: now,
                     reporters: BTreeMap::new(),
                     reports: 0,
@@ -332,7 +365,7 @@ impl Handlespace {
             Registered::Added
         };
         if let Some(t) = expiry {
-            self.timers.insert((t, key.0, key.1));
+            self.timers.insert((t, serial), key);
         }
         Ok(outcome)
     }
@@ -380,7 +413,7 @@ impl Handlespace {
             self.unindex_connection(c, &key);
         }
         if let Some(t) = entry.expiry {
-            self.timers.remove(&(t, key.0, key.1));
+            self.timers.remove(&(t, entry.serial));
         }
         tracing::debug!(%handle, id, "PE removed");
         Some(RemovedElement {
@@ -418,17 +451,19 @@ impl Handlespace {
 
     /// The earliest registration expiry, for the caller's timer.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.timers.first().map(|t| t.0)
+        self.timers.first_key_value().map(|(k, _)| k.0)
     }
 
     /// Removes all PEs whose registration life ended at or before `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<RemovedElement> {
         let mut out = Vec::new();
-        while let Some((t, h, id)) = self.timers.first().cloned() {
+        while let Some((&(t, serial), _)) = self.timers.first_key_value() {
             if t > now {
                 break;
             }
-            self.timers.remove(&(t, h.clone(), id));
+            let Some((h, id)) = self.timers.remove(&(t, serial)) else {
+                break;
+            };
             if let Some(r) = self.remove_pe(&h, id) {
                 out.push(r);
             }
@@ -642,7 +677,7 @@ impl Handlespace {
                 }
                 if let Some(t) = e.expiry {
                     timers += 1;
-                    if !self.timers.contains(&(t, h.clone(), *id)) {
+                    if self.timers.get(&(t, e.serial)) != Some(&(h.clone(), *id)) {
                         return Err(format!("{h}/{id} missing in timer index"));
                     }
                 }
