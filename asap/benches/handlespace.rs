@@ -2,10 +2,13 @@
 //! WRAND and LUD in turn), then handle resolutions (select 3) and re-registrations.
 //!
 //! Run: `cargo bench -p asap --bench handlespace -- --warm-up-time 1 --measurement-time 3`
+//!
+//! The `*_cpu` variants measure the benchmark thread's CPU time instead of wall time, so
+//! they stay meaningful on a machine shared with other jobs.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use asap::handlespace::Handlespace;
 use asap::wire::{Policy, PoolElement, PoolHandle, TransportParameter, TransportUse};
@@ -65,6 +68,17 @@ fn build(handles: &[PoolHandle], els: Vec<(usize, PoolElement)>, now: Instant) -
     hs
 }
 
+/// CPU time consumed by the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn bench(c: &mut Criterion) {
     let handles = handles();
     let now = Instant::now();
@@ -78,6 +92,19 @@ fn bench(c: &mut Criterion) {
             |els| black_box(build(&handles, els, now)),
             BatchSize::LargeInput,
         )
+    });
+    g.bench_function("insert_100k_pes_10k_pools_cpu", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let els = elements();
+                let start = thread_cpu();
+                let hs = build(&handles, els, now);
+                total += thread_cpu() - start;
+                drop(black_box(hs));
+            }
+            total
+        })
     });
     g.finish();
 
@@ -103,6 +130,32 @@ fn bench(c: &mut Criterion) {
                 hs.register(&handles[p as usize], el, 1, conn, now)
                     .expect("re-registration"),
             )
+        })
+    });
+    g.bench_function("handle_resolution_select3_cpu", |b| {
+        b.iter_custom(|iters| {
+            let start = thread_cpu();
+            for _ in 0..iters {
+                i = (i + 7919) % handles.len();
+                black_box(hs.select(&handles[i], 3, &mut rng).expect("pool"));
+            }
+            thread_cpu() - start
+        })
+    });
+    g.bench_function("reregistration_new_load_cpu", |b| {
+        b.iter_custom(|iters| {
+            let start = thread_cpu();
+            for _ in 0..iters {
+                k = (k + 7919) % (POOLS * PES_PER_POOL);
+                let (p, e) = (k / PES_PER_POOL, k % PES_PER_POOL);
+                let el = element(p, e, k.wrapping_mul(2_654_435_761));
+                let conn = Some(u64::from(k / 16));
+                black_box(
+                    hs.register(&handles[p as usize], el, 1, conn, now)
+                        .expect("re-registration"),
+                );
+            }
+            thread_cpu() - start
         })
     });
     g.bench_function("checksum_lookup", |b| b.iter(|| black_box(hs.checksum(1))));

@@ -145,6 +145,16 @@ fn dump_pages_resume_and_owner_filter() {
         assert_eq!(got, want, "owner filter {owner:?}");
         assert_eq!(pages, want.len().div_ceil(4).max(1));
     }
+    // A zero-sized page still makes progress.
+    let page = hs.dump(None, None, 0);
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(
+        page.next,
+        Some(DumpCursor {
+            handle: ph("a"),
+            id: 1
+        })
+    );
     // A cursor whose PE has gone in the meantime still resumes correctly.
     let c = DumpCursor {
         handle: ph("b"),

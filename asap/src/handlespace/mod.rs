@@ -573,12 +573,15 @@ impl Handlespace {
     /// `max_items` PEs after `cursor` (exclusive; `None` = from the start), in (pool handle,
     /// PE ID) order, optionally only those owned by `owner` (the W flag of the request).
     /// [`DumpPage::next`] is `Some` when more remain (set the M bit and resume from it).
+    /// `max_items` 0 is treated as 1.
     pub fn dump(
         &self,
         cursor: Option<&DumpCursor>,
         owner: Option<ServerId>,
         max_items: usize,
     ) -> DumpPage<'_> {
+        // A page always makes progress.
+        let max_items = max_items.max(1);
         let mut items = Vec::new();
         let mut more = false;
         match owner {
