@@ -48,6 +48,11 @@ fn connection_loss_removes_its_pes_only() {
     }
     hs.register(&ph("B"), pe_life(1, 5000), 9, Some(1), t0)
         .unwrap();
+    let on1: Vec<_> = hs.connection_elements(1).cloned().collect();
+    assert_eq!(
+        on1,
+        vec![(ph("A"), 1), (ph("A"), 3), (ph("A"), 5), (ph("B"), 1)]
+    );
     let gone = hs.remove_connection(1);
     assert_eq!(gone.len(), 4);
     assert_eq!(hs.len(), 2);

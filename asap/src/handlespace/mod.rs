@@ -212,6 +212,17 @@ impl Handlespace {
         self.connections.get(&conn).map_or(0, BTreeSet::len)
     }
 
+    /// The (pool handle, PE ID) pairs registered over a connection.
+    pub fn connection_elements(
+        &self,
+        conn: ConnectionId,
+    ) -> impl Iterator<Item = &(PoolHandle, PeIdentifier)> + '_ {
+        self.connections
+            .get(&conn)
+            .into_iter()
+            .flat_map(|s| s.iter())
+    }
+
     /// Registers or updates a PE (ASAP REGISTRATION, RFC 5352; ENRP HANDLE_UPDATE ADD_PE,
     /// RFC 5353; RSERPOOL-SPEC §10.1, §10.7).
     ///
@@ -233,6 +244,9 @@ impl Handlespace {
     /// connection) may re-register here (its home moves), and a HANDLE_UPDATE from the new
     /// home of a PE registered here moves it away (its connection link is dropped). Limits
     /// give `LackOfResources`. On error nothing changes.
+    ///
+    /// Whether to accept a peer's HANDLE_UPDATE about a PE this server owns is the
+    /// registrar's policy decision: look at [`get`](Self::get)`(..).owner()` first.
     pub fn register(
         &mut self,
         handle: &PoolHandle,
@@ -530,8 +544,11 @@ impl Handlespace {
         self.owners.get(&owner).map_or(0, |o| o.pes.len())
     }
 
-    /// The (pool handle, PE ID) pairs owned by `owner`, in dump order (e.g. to mark them
-    /// before an audit resynchronisation).
+    /// The (pool handle, PE ID) pairs owned by `owner`, in dump order.
+    ///
+    /// Audit resynchronisation (RSERPOOL-SPEC §10.6): collect these for the peer into a set
+    /// before sending HANDLE_TABLE_REQUEST (W flag), strike every PE the responses carry,
+    /// then [`deregister`](Self::deregister) what is left.
     pub fn owned_by(
         &self,
         owner: ServerId,

@@ -493,7 +493,10 @@ fn deterministic_under_seed() {
 
 #[test]
 fn accepts_dyn_rng_core() {
-    let mut s = selector(PolicyType::Random, &[(1, Policy::Random), (2, Policy::Random)]);
+    let mut s = selector(
+        PolicyType::Random,
+        &[(1, Policy::Random), (2, Policy::Random)],
+    );
     let mut r = rng();
     let dynr: &mut dyn rand::RngCore = &mut r;
     let mut got = s.select(2, MaxIncrement::PolicyDefault, dynr);
