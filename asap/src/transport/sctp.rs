@@ -300,6 +300,7 @@ impl SctpAssoc {
                 pending_notification: false,
                 pending_info: None,
                 up_reported: false,
+                peer_shutdown: false,
                 queued: None,
                 done: false,
                 peer,
@@ -321,6 +322,8 @@ pub(crate) struct SctpReader {
     pending_notification: bool,
     pending_info: Option<(u16, u32)>,
     up_reported: bool,
+    /// The peer sent SHUTDOWN first (so SHUTDOWN_COMP means "peer closed").
+    peer_shutdown: bool,
     queued: Option<Event>,
     done: bool,
     peer: Option<SocketAddr>,
@@ -467,6 +470,9 @@ impl SctpReader {
                     }
                     sys::SCTP_RESTART => Some(Event::Restarted),
                     sys::SCTP_COMM_LOST => Some(self.lost(LostReason::CommLost { error })),
+                    sys::SCTP_SHUTDOWN_COMP if self.peer_shutdown => {
+                        Some(self.lost(LostReason::PeerClosed))
+                    }
                     sys::SCTP_SHUTDOWN_COMP => Some(self.lost(LostReason::ShutdownComplete)),
                     sys::SCTP_CANT_STR_ASSOC => Some(self.lost(LostReason::CannotStart { error })),
                     _ => None,
@@ -483,6 +489,7 @@ impl SctpReader {
             }
             sys::SCTP_SHUTDOWN_EVENT => {
                 debug!(peer = ?self.peer, "peer sent SHUTDOWN");
+                self.peer_shutdown = true;
                 None
             }
             _ => None,
