@@ -60,8 +60,19 @@ impl TcpListeners {
         addrs: &[SocketAddr],
         config: Arc<TransportConfig>,
     ) -> Result<Self, TransportError> {
-        let mut listeners = Vec::with_capacity(addrs.len());
+        let mut listeners: Vec<TcpListener> = Vec::with_capacity(addrs.len());
         for a in addrs {
+            // With port 0, every address gets the port chosen for the first one.
+            let mut a = *a;
+            if a.port() == 0 {
+                if let Some(first) = listeners.first() {
+                    let port = first
+                        .local_addr()
+                        .map_err(|e| TransportError::io("getsockname", e))?
+                        .port();
+                    a.set_port(port);
+                }
+            }
             let sock = if a.is_ipv6() {
                 TcpSocket::new_v6()
             } else {
@@ -70,7 +81,7 @@ impl TcpListeners {
             .map_err(|e| TransportError::io("socket(TCP)", e))?;
             sock.set_reuseaddr(true)
                 .map_err(|e| TransportError::io("setsockopt(SO_REUSEADDR)", e))?;
-            sock.bind(*a).map_err(|e| TransportError::io("bind", e))?;
+            sock.bind(a).map_err(|e| TransportError::io("bind", e))?;
             listeners.push(
                 sock.listen(128)
                     .map_err(|e| TransportError::io("listen", e))?,
@@ -284,14 +295,14 @@ impl TcpWriter {
                 expected: self.ppid,
             });
         }
-        let pad = outgoing_padding(&msg.bytes)?;
-        let total = msg.bytes.len() + pad;
-        if total > super::framing::padded(self.max) {
+        if msg.bytes.len() > super::framing::padded(self.max) {
             return Err(TransportError::MessageTooLarge {
                 len: msg.bytes.len(),
                 max: self.max,
             });
         }
+        let pad = outgoing_padding(&msg.bytes)?;
+        let total = msg.bytes.len() + pad;
         let res = if pad == 0 {
             self.wr.write_all(&msg.bytes).await
         } else {
