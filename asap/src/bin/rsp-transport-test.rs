@@ -465,8 +465,9 @@ async fn bench(a: BenchArgs) -> Result<ExitCode, AnyError> {
     let mut stop_sending = false;
     loop {
         while !stop_sending && in_flight.len() < a.window {
-            assoc.send(&msg).await?;
+            // Stamp before sending: the echo may be back before `send` returns.
             in_flight.push_back(Instant::now());
+            assoc.send(&msg).await?;
         }
         if in_flight.is_empty() {
             break;
