@@ -404,7 +404,13 @@ impl SctpReader {
         };
         drop(guard);
         let notification = flags & sys::MSG_NOTIFICATION != 0;
-        if n == 0 && !notification && self.pending.is_empty() {
+        if n == 0 && !notification {
+            // End of stream; a partially delivered message, if any, can never complete.
+            if !self.pending.is_empty() {
+                debug!(peer = ?self.peer, bytes = self.pending.len(), "EOF inside a partially delivered message");
+                self.pending.clear();
+                self.pending_info = None;
+            }
             return Ok(Piece::Eof);
         }
         if !self.pending.is_empty() && notification != self.pending_notification {
