@@ -6,4 +6,5 @@
 pub mod checksum;
 pub mod handlespace;
 pub mod selection;
+pub mod transport;
 pub mod wire;
