@@ -10,8 +10,12 @@
 #                                    veth pair between two namespaces
 #                                    ("-" = root namespace), /24 addresses
 #   in_ns NS CMD...                  run CMD in namespace NS
-#   start [-n NS] NAME CMD...        run CMD in the background, output to
-#                                    $OUT/NAME.log, pid in $NAME_pid
+#   start [-n NS] [-i FILE] NAME CMD...
+#                                    run CMD in the background (in netns NS,
+#                                    stdin from FILE, e.g. a fifo), output
+#                                    to $OUT/NAME.log, pid in $NAME_pid;
+#                                    ("-" in NAME becomes "_" there)
+#   wait_exit NAME SECONDS           wait for it to end, status in $NAME_rc
 #   stop NAME [SIGNAL]               signal (default INT), wait (bounded),
 #                                    then SIGKILL if still alive
 #   capture [-n NS] IFACE NAME       tcpdump IFACE -> $OUT/NAME.pcap
@@ -23,8 +27,9 @@
 #   expect_no_grep DESC PATTERN FILE   $OUT/checks.txt; a scenario passes
 #   expect_ok DESC CMD...              only if it recorded at least one
 #                                      check and no failure
-#   finish                           stop captures and processes, print
-#                                    the checks, exit 1 on any failure
+#   stop_all                         stop every process still running
+#   finish                           stop captures and processes, exit 1
+#                                    on any failed check (or none at all)
 #
 # Pitfalls handled here:
 # * busybox ash runs its own applets before $PATH, so `ip` would be
@@ -71,19 +76,27 @@ in_ns() { _n=$1; shift; /usr/bin/ip netns exec "$_n" "$@"; }
 
 # ---- processes --------------------------------------------------------------
 start() {
-  _ns=""
-  if [ "$1" = "-n" ]; then _ns=$2; shift 2; fi
+  _ns="" _in=/dev/null
+  while :; do
+    case "$1" in
+      -n) _ns=$2; shift 2 ;;
+      -i) _in=$2; shift 2 ;;
+      *) break ;;
+    esac
+  done
   _name=$1; shift
   log "start $_name${_ns:+ (netns $_ns)}: $*"
   if [ -n "$_ns" ]; then
-    /usr/bin/ip netns exec "$_ns" "$@" > "$OUT/$_name.log" 2>&1 &
+    /usr/bin/ip netns exec "$_ns" "$@" < "$_in" > "$OUT/$_name.log" 2>&1 &
   else
-    "$@" > "$OUT/$_name.log" 2>&1 &
+    "$@" < "$_in" > "$OUT/$_name.log" 2>&1 &
   fi
-  eval "${_name}_pid=$!"
+  eval "$(_var "$_name")_pid=$!"
   _PROCS="$_PROCS $_name"
 }
-pid_of() { eval "echo \${${1}_pid:-}"; }
+# shell variable prefix for a process name (rsplib-sanity -> rsplib_sanity)
+_var() { echo "$1" | tr -c 'A-Za-z0-9_\n' '_'; }
+pid_of() { eval "echo \${$(_var "$1")_pid:-}"; }
 running() { _p=$(pid_of "$1"); [ -n "$_p" ] && kill -0 "$_p" 2> /dev/null; }
 stop() {
   _p=$(pid_of "$1")
@@ -97,7 +110,7 @@ stop() {
     kill -KILL "$_p" 2> /dev/null
   fi
   wait "$_p" 2> /dev/null
-  eval "${1}_pid="
+  eval "$(_var "$1")_pid="
 }
 # wait for a background process to exit by itself; its exit status is
 # stored in NAME_rc (124 if it did not exit within SECONDS and was killed)
@@ -109,13 +122,13 @@ wait_exit() {  # wait_exit NAME SECONDS
     log "$1 did not exit within $2 s"
     kill -KILL "$_p" 2> /dev/null
     wait "$_p" 2> /dev/null
-    eval "${1}_rc=124"
+    _rc=124
   else
     wait "$_p"
-    eval "${1}_rc=$?"
+    _rc=$?
   fi
-  eval "${1}_pid="
-  log "$1 exited rc=$(eval "echo \$${1}_rc")"
+  eval "$(_var "$1")_rc=$_rc $(_var "$1")_pid="
+  log "$1 exited rc=$_rc"
 }
 wait_for() {  # wait_for SECONDS CMD...
   _limit=$(($1 * 5)); shift
@@ -169,13 +182,31 @@ expect_ok() {  # expect_ok DESC CMD...
   if [ $_rc -eq 0 ]; then _ok "$_d"; else _fail "$_d" "'$*' exited $_rc"; fi
 }
 
+# SIGINT to every process still running (newest first), SIGKILL to the
+# survivors after 2 s
+stop_all() {
+  _alive=""
+  for _f in $_PROCS; do running "$_f" && _alive="$_f $_alive"; done
+  [ -n "$_alive" ] || return 0
+  log "stop_all: $_alive"
+  for _f in $_alive; do kill -INT "$(pid_of "$_f")" 2> /dev/null; done
+  _i=0
+  while [ $_i -lt 20 ]; do
+    _left=""
+    for _f in $_alive; do running "$_f" && _left="$_left $_f"; done
+    [ -n "$_left" ] || break
+    sleep 0.1; _i=$((_i + 1))
+  done
+  for _f in $_left; do log "$_f still alive -> SIGKILL"; kill -KILL "$(pid_of "$_f")" 2> /dev/null; done
+  for _f in $_alive; do wait "$(pid_of "$_f")" 2> /dev/null; eval "$(_var "$_f")_pid="; done
+}
+
 finish() {
   stop_captures
-  for _f in $_PROCS; do running "$_f" && stop "$_f" INT; done
+  stop_all
   _nok=$(grep -c '^ok' "$CHECKS")
   _nfail=$(grep -c '^not ok' "$CHECKS")
   log "checks: $_nok ok, $_nfail failed"
-  cat "$CHECKS"
   [ "$_nfail" -eq 0 ] && [ "$_nok" -gt 0 ]
   exit $?
 }
