@@ -14,7 +14,8 @@
 # VM (qemu TCG, 1 vCPU) boots the shared initramfs with
 # vm_scenario=NAME on the kernel command line; results land in
 # tests/vm/results/NAME/ (scenario.log, checks.txt, per-process logs, pcaps,
-# rc, console.log, wall.txt). A scenario passes if the guest script exited
+# rc, console.log, wall.txt) and tests/vm/results/summary.tsv (wall, boot
+# and scenario seconds per scenario). A scenario passes if the guest script exited
 # 0, recorded at least one check and no failed check, and the optional
 # host-side tests/vm/scenarios/NAME/check.sh (run with the results
 # directory as its argument) exits 0.
@@ -115,12 +116,19 @@ run_one() {  # run_one NAME -> 0 pass, 1 fail
 }
 
 pass=0 fail=0
+printf 'scenario\tverdict\twall_s\tboot_s\tscenario_s\n' > "$RESULTS/summary.tsv"
 for s in "${SCENARIOS[@]}"; do
   t0=$(date +%s.%N)
   if run_one "$s"; then verdict=PASS; pass=$((pass + 1)); else verdict=FAIL; fail=$((fail + 1)); fi
   secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
   echo "$secs" > "$RESULTS/$s/wall.txt"
   echo "$verdict $s (${secs}s)"
+  # guest uptimes: boot = kernel start -> scenario start
+  awk -F= -v n="$s" -v v="$verdict" -v w="$secs" '
+    /^start_uptime/ { a = $2 } /^end_uptime/ { b = $2 }
+    END { printf "%s\t%s\t%s\t%s\t%s\n", n, v, w, a, (b == "" ? "" : b - a) }' \
+    "$RESULTS/$s/rc" 2> /dev/null >> "$RESULTS/summary.tsv" \
+    || printf '%s\t%s\t%s\t\t\n' "$s" "$verdict" "$secs" >> "$RESULTS/summary.tsv"
   if [ $verdict = FAIL ]; then
     sed 's/^/    /' "$RESULTS/$s/host.txt" 2> /dev/null
     grep '^not ok' "$RESULTS/$s/checks.txt" 2> /dev/null | sed 's/^/    /'

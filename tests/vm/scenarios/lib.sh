@@ -26,7 +26,7 @@
 #   expect_grep DESC PATTERN FILE      "not ok - DESC (...)" in
 #   expect_no_grep DESC PATTERN FILE   $OUT/checks.txt; a scenario passes
 #   expect_ok DESC CMD...              only if it recorded at least one
-#                                      check and no failure
+#   pass DESC / fail DESC REASON       check and no failure
 #   stop_all                         stop every process still running
 #   finish                           stop captures and processes, exit 1
 #                                    on any failed check (or none at all)
@@ -166,6 +166,8 @@ hs_pe_count() {
 # ---- checks -----------------------------------------------------------------
 _ok() { echo "ok - $1" >> "$CHECKS"; log "ok - $1"; }
 _fail() { echo "not ok - $1 ($2)" >> "$CHECKS"; log "NOT OK - $1 ($2)"; }
+pass() { _ok "$1"; }
+fail() { _fail "$1" "$2"; }
 expect_eq() {  # expect_eq DESC ACTUAL EXPECTED
   if [ "$2" = "$3" ]; then _ok "$1"; else _fail "$1" "got '$2', expected '$3'"; fi
 }
