@@ -68,9 +68,12 @@ while read -r applet; do
   ln -s /usr/bin/busybox "$STAGE$applet"
 done < <(/bin/busybox --list-full | sed 's|^|/|')
 
-# project binaries
+# project binaries, without debug info (release builds carry it; 24 MB -> 5 MB
+# means a faster boot under TCG)
 for b in "$@"; do
-  put_elf "$b" "/opt/rserpool/bin/$(basename "$b")"
+  dst=/opt/rserpool/bin/$(basename "$b")
+  put_elf "$b" "$dst"
+  if command -v strip > /dev/null; then strip --strip-debug "$STAGE$dst"; fi
 done
 
 mkdir -p "$STAGE/modules"

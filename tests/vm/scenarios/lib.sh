@@ -184,14 +184,15 @@ expect_ok() {  # expect_ok DESC CMD...
   if [ $_rc -eq 0 ]; then _ok "$_d"; else _fail "$_d" "'$*' exited $_rc"; fi
 }
 
-# SIGINT to every process still running (newest first), SIGKILL to the
-# survivors after 2 s
+# SIGTERM to every process still running (newest first), SIGKILL to the
+# survivors after 2 s. Use `stop NAME INT` first where a graceful exit
+# matters (rsplib deregisters on SIGINT).
 stop_all() {
   _alive=""
   for _f in $_PROCS; do running "$_f" && _alive="$_f $_alive"; done
   [ -n "$_alive" ] || return 0
   log "stop_all: $_alive"
-  for _f in $_alive; do kill -INT "$(pid_of "$_f")" 2> /dev/null; done
+  for _f in $_alive; do kill -TERM "$(pid_of "$_f")" 2> /dev/null; done
   _i=0
   while [ $_i -lt 20 ]; do
     _left=""

@@ -41,14 +41,19 @@ in_ns cli timeout 30 $T client --transport sctp --connect $SERVER_ADDRS:5000 \
   > "$OUT/client-basic.json" 2> "$OUT/client-basic.log"
 expect_eq "basic client exit status (3 x 256 KiB, ppid 11, stream 3)" "$?" 0
 cat "$OUT/client-basic.json"
-expect_json() {  # expect_json DESC FILE KEY VALUE: "KEY":VALUE in a JSON line
-  expect_grep "$1" "\"$3\": *\"*$4\"*[,}]" "$2"
+# the client prints one JSON line, e.g.
+# {"transport":"sctp","ok":true,"sent":3,"received":3,"mismatches":0,...,
+#  "ppid_seen":[11],"stream_seen":[3],...,"events":[...],...}
+expect_json() {  # expect_json DESC FILE 'KEY":VALUE' (regex, compact JSON)
+  expect_grep "$1" "^{.*\"$3[,}]" "$2"
 }
-expect_json "basic: 3 messages sent" "$OUT/client-basic.json" sent 3
-expect_json "basic: 3 echoes received" "$OUT/client-basic.json" received 3
-expect_json "basic: no mismatches" "$OUT/client-basic.json" mismatches 0
-expect_json "basic: ppid 11" "$OUT/client-basic.json" ppid 11
-expect_json "basic: stream 3" "$OUT/client-basic.json" stream 3
+expect_json "basic: client reports ok" "$OUT/client-basic.json" 'ok":true'
+expect_json "basic: 3 messages sent" "$OUT/client-basic.json" 'sent":3'
+expect_json "basic: 3 echoes received" "$OUT/client-basic.json" 'received":3'
+expect_json "basic: no mismatches" "$OUT/client-basic.json" 'mismatches":0'
+expect_json "basic: 256 KiB messages" "$OUT/client-basic.json" 'size":262144'
+expect_json "basic: echoes carried PPID 11 only" "$OUT/client-basic.json" 'ppid_seen":\[11\]'
+expect_json "basic: echoes came on stream 3 only" "$OUT/client-basic.json" 'stream_seen":\[3\]'
 
 # ---- 2: multi-homing, path A fails mid-run ---------------------------------
 start -n cli longclient $T client --transport sctp --connect $SERVER_ADDRS:5000 \
@@ -59,7 +64,13 @@ log "path A down: ip -n srv link set s0 down"
 ip -n srv link set s0 down
 wait_exit longclient 60
 expect_eq "multi-homed client survives path A failure (exit status)" "$longclient_rc" 0
-expect_json "failover: 50 echoes received" "$OUT/longclient.log" received 50
-expect_json "failover: no mismatches" "$OUT/longclient.log" mismatches 0
+expect_json "failover: client reports ok" "$OUT/longclient.log" 'ok":true'
+expect_json "failover: 50 echoes received" "$OUT/longclient.log" 'received":50'
+expect_json "failover: no mismatches" "$OUT/longclient.log" 'mismatches":0'
+# its "events" list must hold {"addr":"10.0.0.1:5000",...,"event":"peer_addr_change",
+# "state":"unreachable"} (keys in any order)
+grep -o '{[^{}]*"peer_addr_change"[^{}]*}' "$OUT/longclient.log" > "$OUT/path-events.txt"
+expect_grep "failover: client was told path A (10.0.0.1) is unreachable" \
+  '"10.0.0.1:5000".*"unreachable"\|"unreachable".*"10.0.0.1:5000"' "$OUT/path-events.txt"
 in_ns srv cat /proc/net/sctp/snmp > "$OUT/snmp-server.txt" 2>&1
 finish
