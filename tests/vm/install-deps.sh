@@ -90,7 +90,10 @@ if [ -z "$deb" ]; then
   # apt-get download writes to the current directory (as the calling user,
   # hence the harmless "unsandboxed" notice when run as root).
   if ! ( cd "$CACHE" && apt-get download "$KPKG" ); then
+    # stale package lists: the mirror may have moved on to a newer ABI
     apt_update_once
+    KPKG=$(kernel_pkg)
+    STAMP="$KPKG ${MODS[*]}"
     ( cd "$CACHE" && apt-get download "$KPKG" )
   fi
   deb=$(ls "$CACHE/${KPKG}"_*.deb | head -n1)
