@@ -105,7 +105,11 @@ run_one() {  # run_one NAME -> 0 pass, 1 fail
   rm -f "$res/untar.err"
   local ok=0
   rc=$(sed -n 's/^rc=//p' "$res/rc")
-  [ "$rc" = 0 ] || { echo "guest scenario exit status $rc" >> "$res/host.txt"; ok=1; }
+  case "$rc" in
+    0) ;;
+    137) echo "guest timeout: scenario killed after ${gt}s" >> "$res/host.txt"; ok=1 ;;
+    *) echo "guest scenario exit status $rc" >> "$res/host.txt"; ok=1 ;;
+  esac
   if [ -f "$HERE/scenarios/$name/check.sh" ]; then
     bash "$HERE/scenarios/$name/check.sh" "$res" > "$res/host-check.log" 2>&1 \
       || { echo "host-side check.sh failed" >> "$res/host.txt"; ok=1; }
