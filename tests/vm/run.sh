@@ -3,8 +3,10 @@
 #
 # Usage: tests/vm/run.sh [--keep] [--no-build] [--bin-dir DIR]... [SCENARIO...]
 #
-#   SCENARIO      names under tests/vm/scenarios/ (default: $DEFAULT_SCENARIOS)
-#   --no-build    do not run `cargo build --release` first
+#   SCENARIO      names under tests/vm/scenarios/ (default: DEFAULT_SCENARIOS
+#                 below)
+#   --no-build    do not run `cargo build --release` (and, for cargo-tests,
+#                 `cargo test --release --no-run`) first
 #   --bin-dir D   take project binaries from D instead of target/release
 #                 (repeatable; the first directory holding a binary wins;
 #                 examples from D/examples, integration tests from D/deps)
