@@ -241,9 +241,10 @@ impl<W: Write> PcapWriter<W> {
         if len > MAX_TRANSPORT {
             return Err(WriterError::TooLarge { len });
         }
-        // The verification tag is the receiver's; any fixed non-zero value per direction
-        // will do for a capture.
-        let vtag = (u32::from(dst.port()) << 16 | u32::from(src.port())) ^ 0x5ca1_ab1e;
+        // The verification tag is the receiver's; any fixed non-zero value per
+        // (source, destination) pair will do for a capture. Readers key TSNs by ports and
+        // tag, so pairs that share ports must get different tags.
+        let vtag = crc32c::crc32c(format!("{src}>{dst}").as_bytes()) | 1;
         let mut p = Vec::with_capacity(len);
         p.extend_from_slice(&src.port().to_be_bytes());
         p.extend_from_slice(&dst.port().to_be_bytes());
