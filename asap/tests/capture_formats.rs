@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use asap::capture::manifest::Manifest;
 use asap::capture::{
-    read_capture_bytes, read_capture_named, CaptureError, CaptureOptions, CapturedMessage, Carrier, PcapWriter,
+    read_capture_bytes, read_capture_named, CaptureError, CaptureOptions, CapturedMessage, Carrier,
+    PcapWriter,
 };
 
 /// One record of a classic pcap file.
@@ -22,13 +23,21 @@ fn fixture_bytes(path: &str) -> Vec<u8> {
 }
 
 fn records(file: &[u8]) -> Vec<Record> {
-    assert_eq!(&file[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian microsecond pcap");
+    assert_eq!(
+        &file[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian microsecond pcap"
+    );
     let mut out = Vec::new();
     let mut at = 24;
     let u32_at = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
     while at < file.len() {
         let len = u32_at(at + 8) as usize;
-        out.push(Record { sec: u32_at(at), usec: u32_at(at + 4), data: file[at + 16..at + 16 + len].to_vec() });
+        out.push(Record {
+            sec: u32_at(at),
+            usec: u32_at(at + 4),
+            data: file[at + 16..at + 16 + len].to_vec(),
+        });
         at += 16 + len;
     }
     out
@@ -98,7 +107,11 @@ fn relink(recs: &[Record], f: impl Fn(u16, &[u8]) -> Vec<u8>) -> Vec<Record> {
     recs.iter()
         .map(|r| {
             let ethertype = u16::from_be_bytes([r.data[12], r.data[13]]);
-            Record { sec: r.sec, usec: r.usec, data: f(ethertype, &r.data[14..]) }
+            Record {
+                sec: r.sec,
+                usec: r.usec,
+                data: f(ethertype, &r.data[14..]),
+            }
         })
         .collect()
 }
@@ -127,10 +140,16 @@ fn every_format_and_link_type_gives_the_same_messages() {
         assert!(!want.messages.is_empty(), "{src}");
         let recs = records(&file);
         // Only IP frames survive link types without an ethertype.
-        let ip_only: Vec<Record> = relink(&recs, |t, p| if t == 0x0800 || t == 0x86dd { p.to_vec() } else { Vec::new() })
-            .into_iter()
-            .filter(|r| !r.data.is_empty())
-            .collect();
+        let ip_only: Vec<Record> = relink(&recs, |t, p| {
+            if t == 0x0800 || t == 0x86dd {
+                p.to_vec()
+            } else {
+                Vec::new()
+            }
+        })
+        .into_iter()
+        .filter(|r| !r.data.is_empty())
+        .collect();
         let null: Vec<Record> = relink(&recs, |t, p| match t {
             0x0800 => cat(&[&2u32.to_le_bytes(), p]),
             0x86dd => cat(&[&30u32.to_le_bytes(), p]),
@@ -140,24 +159,79 @@ fn every_format_and_link_type_gives_the_same_messages() {
         .filter(|r| !r.data.is_empty())
         .collect();
         let variants: Vec<(&str, Vec<u8>, bool)> = vec![
-            ("big-endian nanosecond pcap", pcap(1, &recs, true, true), true),
+            (
+                "big-endian nanosecond pcap",
+                pcap(1, &recs, true, true),
+                true,
+            ),
             ("pcapng", pcapng(1, &recs), true),
-            ("802.1Q tagged Ethernet", pcap(1, &relink(&recs, |t, p| cat(&[&[0; 12], &[0x81, 0, 0, 7], &t.to_be_bytes(), p])), false, false), true),
-            ("Linux SLL", pcap(113, &relink(&recs, |t, p| cat(&[&[0, 0, 3, 4, 0, 0], &[0; 8], &t.to_be_bytes(), p])), false, false), true),
-            ("Linux SLL2 in pcapng", pcapng(276, &relink(&recs, |t, p| cat(&[&t.to_be_bytes(), &[0, 0, 0, 0, 0, 1, 3, 4, 0, 0], &[0; 8], p]))), true),
+            (
+                "802.1Q tagged Ethernet",
+                pcap(
+                    1,
+                    &relink(&recs, |t, p| {
+                        cat(&[&[0; 12], &[0x81, 0, 0, 7], &t.to_be_bytes(), p])
+                    }),
+                    false,
+                    false,
+                ),
+                true,
+            ),
+            (
+                "Linux SLL",
+                pcap(
+                    113,
+                    &relink(&recs, |t, p| {
+                        cat(&[&[0, 0, 3, 4, 0, 0], &[0; 8], &t.to_be_bytes(), p])
+                    }),
+                    false,
+                    false,
+                ),
+                true,
+            ),
+            (
+                "Linux SLL2 in pcapng",
+                pcapng(
+                    276,
+                    &relink(&recs, |t, p| {
+                        cat(&[
+                            &t.to_be_bytes(),
+                            &[0, 0, 0, 0, 0, 1, 3, 4, 0, 0],
+                            &[0; 8],
+                            p,
+                        ])
+                    }),
+                ),
+                true,
+            ),
             ("raw IP", pcap(101, &ip_only, false, false), false),
             ("BSD null", pcap(0, &null, false, false), false),
         ];
         // Raw IP / null variants lose non-IP frames, so frame numbers shift; compare the rest.
         let key = |m: &CapturedMessage, frames: bool| {
-            (if frames { m.frame } else { 0 }, m.timestamp, m.protocol, m.carrier, m.src, m.dst, m.ppid, m.stream, m.bytes.clone())
+            (
+                if frames { m.frame } else { 0 },
+                m.timestamp,
+                m.protocol,
+                m.carrier,
+                m.src,
+                m.dst,
+                m.ppid,
+                m.stream,
+                m.bytes.clone(),
+            )
         };
         for (name, bytes, same_frames) in variants {
-            let got = read_capture_named(name, &bytes, &opts()).unwrap_or_else(|e| panic!("{src} as {name}: {e}"));
+            let got = read_capture_named(name, &bytes, &opts())
+                .unwrap_or_else(|e| panic!("{src} as {name}: {e}"));
             let a: Vec<_> = want.messages.iter().map(|m| key(m, same_frames)).collect();
             let b: Vec<_> = got.messages.iter().map(|m| key(m, same_frames)).collect();
             assert_eq!(a, b, "{src} as {name}");
-            assert!(got.stats.malformed.is_empty(), "{src} as {name}: {:?}", got.stats.malformed);
+            assert!(
+                got.stats.malformed.is_empty(),
+                "{src} as {name}: {:?}",
+                got.stats.malformed
+            );
         }
     }
 }
@@ -169,11 +243,15 @@ fn ipv4_and_ipv6_fragments_are_reassembled() {
         m.extend((0..2996u32).map(|i| (i % 251) as u8));
         m
     };
-    for (src, dst) in [("10.0.0.1:3000", "10.0.0.2:3863"), ("[fd00::1]:3000", "[fd00::2]:3863")] {
+    for (src, dst) in [
+        ("10.0.0.1:3000", "10.0.0.2:3863"),
+        ("[fd00::1]:3000", "[fd00::2]:3863"),
+    ] {
         let src: SocketAddr = src.parse().unwrap();
         let dst: SocketAddr = dst.parse().unwrap();
         let mut w = PcapWriter::new(Vec::new()).unwrap();
-        w.write_sctp(Duration::from_secs(7), src, dst, 11, 3, &big).unwrap();
+        w.write_sctp(Duration::from_secs(7), src, dst, 11, 3, &big)
+            .unwrap();
         let file = w.finish().unwrap();
         let rec = &records(&file)[0];
         let eth = &rec.data[..14];
@@ -211,14 +289,31 @@ fn ipv4_and_ipv6_fragments_are_reassembled() {
         assert_eq!(frags.len(), 3);
         // Send them last, first, middle.
         let order = [2usize, 0, 1];
-        let recs: Vec<Record> = order.iter().map(|&i| Record { sec: 7, usec: i as u32, data: frags[i].clone() }).collect();
+        let recs: Vec<Record> = order
+            .iter()
+            .map(|&i| Record {
+                sec: 7,
+                usec: i as u32,
+                data: frags[i].clone(),
+            })
+            .collect();
         let cap = read_capture_bytes(&pcap(1, &recs, false, false), &opts()).unwrap();
         assert_eq!(cap.messages.len(), 1, "{src}");
         let m = &cap.messages[0];
-        assert_eq!((m.frame, m.bytes.len(), m.stream, m.ppid), (3, 3000, Some(3), Some(11)));
+        assert_eq!(
+            (m.frame, m.bytes.len(), m.stream, m.ppid),
+            (3, 3000, Some(3), Some(11))
+        );
         assert_eq!(m.bytes, big);
         assert_eq!((m.src, m.dst), (src, dst));
-        assert_eq!((cap.stats.ip_fragments, cap.stats.ip_reassembled, cap.stats.sctp_bad_checksums), (3, 1, 0));
+        assert_eq!(
+            (
+                cap.stats.ip_fragments,
+                cap.stats.ip_reassembled,
+                cap.stats.sctp_bad_checksums
+            ),
+            (3, 1, 0)
+        );
         // Without the last fragment the datagram is reported as incomplete.
         let cap = read_capture_bytes(&pcap(1, &recs[1..], false, false), &opts()).unwrap();
         assert!(cap.messages.is_empty());
@@ -234,22 +329,38 @@ fn truncated_file_is_an_error_naming_file_and_frame() {
     match read_capture_named("mixed.pcap", cut, &opts()) {
         Err(e @ CaptureError::Truncated { frame: 6, .. }) => {
             let text = e.to_string();
-            assert!(text.contains("mixed.pcap") && text.contains("frame 6"), "{text}");
+            assert!(
+                text.contains("mixed.pcap") && text.contains("frame 6"),
+                "{text}"
+            );
         }
         other => panic!("expected Truncated at frame 6, got {other:?}"),
     }
-    let lenient = CaptureOptions { allow_truncated: true, ..opts() };
+    let lenient = CaptureOptions {
+        allow_truncated: true,
+        ..opts()
+    };
     let cap = read_capture_named("mixed.pcap", cut, &lenient).unwrap();
     assert_eq!(cap.messages.len(), 5);
-    assert!(cap.stats.truncated.as_deref().is_some_and(|t| t.contains("frame 6")));
+    assert!(cap
+        .stats
+        .truncated
+        .as_deref()
+        .is_some_and(|t| t.contains("frame 6")));
     // The same for pcapng.
     let ng = pcapng(1, &records(&file));
-    assert!(matches!(read_capture_bytes(&ng[..ng.len() - 10], &opts()), Err(CaptureError::Truncated { frame: 6, .. })));
+    assert!(matches!(
+        read_capture_bytes(&ng[..ng.len() - 10], &opts()),
+        Err(CaptureError::Truncated { frame: 6, .. })
+    ));
 }
 
 #[test]
 fn garbage_and_empty_files_are_clear_errors() {
-    assert!(matches!(read_capture_bytes(b"", &opts()), Err(CaptureError::NotACapture { .. })));
+    assert!(matches!(
+        read_capture_bytes(b"", &opts()),
+        Err(CaptureError::NotACapture { .. })
+    ));
     let e = read_capture_named("notes.txt", b"hello world", &opts()).unwrap_err();
     assert!(matches!(e, CaptureError::NotACapture { .. }));
     assert!(e.to_string().starts_with("notes.txt: not a pcap"), "{e}");
@@ -257,14 +368,23 @@ fn garbage_and_empty_files_are_clear_errors() {
     assert!(matches!(e, CaptureError::BadHeader { .. }), "{e:?}");
     let mut usb = pcap(189, &[], false, false);
     usb.truncate(24);
-    assert!(matches!(read_capture_bytes(&usb, &opts()), Err(CaptureError::UnsupportedLinkType { linktype: 189, .. })));
+    assert!(matches!(
+        read_capture_bytes(&usb, &opts()),
+        Err(CaptureError::UnsupportedLinkType { linktype: 189, .. })
+    ));
     let missing = asap::capture::read_capture("/nonexistent/x.pcap", &opts()).unwrap_err();
-    assert!(matches!(missing, CaptureError::Io { .. }) && missing.to_string().contains("/nonexistent/x.pcap"));
+    assert!(
+        matches!(missing, CaptureError::Io { .. })
+            && missing.to_string().contains("/nonexistent/x.pcap")
+    );
 }
 
 #[test]
 fn no_prefix_or_corruption_of_a_capture_panics() {
-    for src in ["crafted/rserpool-mixed-sctp.pcap", "crafted/edge/asap-tcp-two-messages-one-segment.pcap"] {
+    for src in [
+        "crafted/rserpool-mixed-sctp.pcap",
+        "crafted/edge/asap-tcp-two-messages-one-segment.pcap",
+    ] {
         let file = fixture_bytes(src);
         let ng = pcapng(1, &records(&file));
         for f in [&file, &ng] {
@@ -284,7 +404,11 @@ fn no_prefix_or_corruption_of_a_capture_panics() {
 
 #[test]
 fn carriers_are_reported() {
-    let cap = read_capture_bytes(&fixture_bytes("crafted/asap-registration-sctp-over-udp.pcap"), &opts()).unwrap();
+    let cap = read_capture_bytes(
+        &fixture_bytes("crafted/asap-registration-sctp-over-udp.pcap"),
+        &opts(),
+    )
+    .unwrap();
     assert_eq!(cap.messages[0].carrier, Carrier::SctpOverUdp);
     assert_eq!(cap.messages[0].timestamp.as_secs(), 1_700_000_000);
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use asap::capture::manifest::Manifest;
 use asap::capture::{
-    read_capture, read_capture_bytes, CaptureOptions, CapturedMessage, Carrier, DataChunk, PcapWriter, Proto,
+    read_capture, read_capture_bytes, CaptureOptions, CapturedMessage, Carrier, DataChunk,
+    PcapWriter, Proto,
 };
 
 fn addr(s: &str) -> SocketAddr {
@@ -27,10 +28,28 @@ fn message(t: u8, len: u16) -> Vec<u8> {
 }
 
 /// What survives a round trip: everything but the frame number.
-type Key = (Duration, Proto, Carrier, SocketAddr, SocketAddr, Option<u32>, Option<u16>, Vec<u8>);
+type Key = (
+    Duration,
+    Proto,
+    Carrier,
+    SocketAddr,
+    SocketAddr,
+    Option<u32>,
+    Option<u16>,
+    Vec<u8>,
+);
 
 fn key(m: &CapturedMessage) -> Key {
-    (m.timestamp, m.protocol, m.carrier, m.src, m.dst, m.ppid, m.stream, m.bytes.clone())
+    (
+        m.timestamp,
+        m.protocol,
+        m.carrier,
+        m.src,
+        m.dst,
+        m.ppid,
+        m.stream,
+        m.bytes.clone(),
+    )
 }
 
 #[test]
@@ -50,44 +69,125 @@ fn written_messages_read_back_identically() {
         pr,
         pe,
         &[
-            DataChunk { ppid: 11, stream: 0, bytes: &odd },
-            DataChunk { ppid: 11, stream: 1, bytes: &reg },
-            DataChunk { ppid: 0xFAEE_B5D1, stream: 2, bytes: &odd },
+            DataChunk {
+                ppid: 11,
+                stream: 0,
+                bytes: &odd,
+            },
+            DataChunk {
+                ppid: 11,
+                stream: 1,
+                bytes: &reg,
+            },
+            DataChunk {
+                ppid: 0xFAEE_B5D1,
+                stream: 2,
+                bytes: &odd,
+            },
         ],
     )
     .unwrap();
-    w.write_sctp_over_udp(t(4), pe, pr, 9899, &[DataChunk { ppid: 11, stream: 5, bytes: &reg }]).unwrap();
-    w.write_udp(t(5), addr("10.0.0.1:3863"), addr("239.0.0.50:3863"), &message(10, 24)).unwrap();
-    w.write_udp(t(6), pr1, addr("239.0.0.51:9901"), &enrp).unwrap();
+    w.write_sctp_over_udp(
+        t(4),
+        pe,
+        pr,
+        9899,
+        &[DataChunk {
+            ppid: 11,
+            stream: 5,
+            bytes: &reg,
+        }],
+    )
+    .unwrap();
+    w.write_udp(
+        t(5),
+        addr("10.0.0.1:3863"),
+        addr("239.0.0.50:3863"),
+        &message(10, 24),
+    )
+    .unwrap();
+    w.write_udp(t(6), pr1, addr("239.0.0.51:9901"), &enrp)
+        .unwrap();
     w.write_tcp(t(7), pe, pr, &odd).unwrap(); // handshake + data
     w.write_tcp(t(8), pr, pe, &reg).unwrap(); // the answer on the same connection
     w.write_tcp(t(9), pe, pr, &reg).unwrap();
     w.write_tcp(t(10), pr2, pr1, &enrp).unwrap();
     w.write_sctp(t(11), pe6, pr6, 11, 0, &reg).unwrap();
     w.write_tcp(t(12), pe6, pr6, &odd).unwrap();
-    w.write_udp(t(13), pr6, addr("[ff05::50]:3863"), &message(10, 24)).unwrap();
+    w.write_udp(t(13), pr6, addr("[ff05::50]:3863"), &message(10, 24))
+        .unwrap();
     assert_eq!(w.frames(), 13 + 3 * 3);
     let file = w.finish().unwrap();
 
     let cap = read_capture_bytes(&file, &CaptureOptions::default()).unwrap();
     let (asap, enrp_p) = (Proto::Asap, Proto::Enrp);
-    let (sctp, sudp, udp, tcp) = (Carrier::Sctp, Carrier::SctpOverUdp, Carrier::Udp, Carrier::Tcp);
+    let (sctp, sudp, udp, tcp) = (
+        Carrier::Sctp,
+        Carrier::SctpOverUdp,
+        Carrier::Udp,
+        Carrier::Tcp,
+    );
     let want: Vec<Key> = vec![
         (t(1), asap, sctp, pe, pr, Some(11), Some(0), reg.clone()),
-        (t(2), enrp_p, sctp, pr1, pr2, Some(12), Some(3), enrp.clone()),
+        (
+            t(2),
+            enrp_p,
+            sctp,
+            pr1,
+            pr2,
+            Some(12),
+            Some(3),
+            enrp.clone(),
+        ),
         (t(3), asap, sctp, pr, pe, Some(11), Some(0), odd.clone()),
         (t(3), asap, sctp, pr, pe, Some(11), Some(1), reg.clone()),
-        (t(3), asap, sctp, pr, pe, Some(0xFAEE_B5D1), Some(2), odd.clone()),
+        (
+            t(3),
+            asap,
+            sctp,
+            pr,
+            pe,
+            Some(0xFAEE_B5D1),
+            Some(2),
+            odd.clone(),
+        ),
         (t(4), asap, sudp, pe, pr, Some(11), Some(5), reg.clone()),
-        (t(5), asap, udp, addr("10.0.0.1:3863"), addr("239.0.0.50:3863"), None, None, message(10, 24)),
-        (t(6), enrp_p, udp, pr1, addr("239.0.0.51:9901"), None, None, enrp.clone()),
+        (
+            t(5),
+            asap,
+            udp,
+            addr("10.0.0.1:3863"),
+            addr("239.0.0.50:3863"),
+            None,
+            None,
+            message(10, 24),
+        ),
+        (
+            t(6),
+            enrp_p,
+            udp,
+            pr1,
+            addr("239.0.0.51:9901"),
+            None,
+            None,
+            enrp.clone(),
+        ),
         (t(7), asap, tcp, pe, pr, None, None, odd.clone()),
         (t(8), asap, tcp, pr, pe, None, None, reg.clone()),
         (t(9), asap, tcp, pe, pr, None, None, reg.clone()),
         (t(10), enrp_p, tcp, pr2, pr1, None, None, enrp.clone()),
         (t(11), asap, sctp, pe6, pr6, Some(11), Some(0), reg.clone()),
         (t(12), asap, tcp, pe6, pr6, None, None, odd.clone()),
-        (t(13), asap, udp, pr6, addr("[ff05::50]:3863"), None, None, message(10, 24)),
+        (
+            t(13),
+            asap,
+            udp,
+            pr6,
+            addr("[ff05::50]:3863"),
+            None,
+            None,
+            message(10, 24),
+        ),
     ];
     let got: Vec<Key> = cap.messages.iter().map(key).collect();
     assert_eq!(got, want);
@@ -117,14 +217,24 @@ fn every_fixture_survives_write_and_read() {
 }
 
 /// Per (protocol, type) counts as tshark dissects `file`.
-fn tshark_counts(file: &std::path::Path, lua: &std::path::Path) -> Result<BTreeMap<(Proto, u8), u64>, String> {
+fn tshark_counts(
+    file: &std::path::Path,
+    lua: &std::path::Path,
+) -> Result<BTreeMap<(Proto, u8), u64>, String> {
     let out = Command::new("tshark")
         .arg("-n")
         .arg("-r")
         .arg(file)
         .arg("-X")
         .arg(format!("lua_script:{}", lua.display()))
-        .args(["-T", "fields", "-e", "asap.message_type", "-e", "enrp.message_type"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "asap.message_type",
+            "-e",
+            "enrp.message_type",
+        ])
         .args(["-E", "occurrence=a", "-E", "aggregator=,"])
         .output()
         .map_err(|e| e.to_string())?;
@@ -135,9 +245,17 @@ fn tshark_counts(file: &std::path::Path, lua: &std::path::Path) -> Result<BTreeM
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let mut cols = line.split('\t');
         for proto in [Proto::Asap, Proto::Enrp] {
-            for v in cols.next().unwrap_or("").split(',').filter(|v| !v.is_empty()) {
-                let t = u8::from_str_radix(v.trim_start_matches("0x"), if v.starts_with("0x") { 16 } else { 10 })
-                    .map_err(|e| format!("{v}: {e}"))?;
+            for v in cols
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .filter(|v| !v.is_empty())
+            {
+                let t = u8::from_str_radix(
+                    v.trim_start_matches("0x"),
+                    if v.starts_with("0x") { 16 } else { 10 },
+                )
+                .map_err(|e| format!("{v}: {e}"))?;
                 *counts.entry((proto, t)).or_insert(0) += 1;
             }
         }
@@ -158,17 +276,28 @@ fn tshark_dissects_written_pcap_cleanly() {
     let mut w = PcapWriter::new(Vec::new()).unwrap();
     let mut written: Vec<CapturedMessage> = Vec::new();
     // All messages of the rsplib captures (SCTP and UDP), as they were.
-    for f in m.files.iter().filter(|f| f.path.starts_with("rsplib/") && f.path.ends_with("csum-fixed.pcap")) {
+    for f in m
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("rsplib/") && f.path.ends_with("csum-fixed.pcap"))
+    {
         let cap = read_capture(m.path_of(f), &f.capture_options()).unwrap();
         written.extend(cap.messages);
     }
     let base = written.len();
     // One of every (protocol, type) again over TCP, SCTP over UDP and IPv6 SCTP.
     let mut seen = std::collections::BTreeSet::new();
-    let samples: Vec<CapturedMessage> =
-        written[..base].iter().filter(|m| seen.insert((m.protocol, m.message_type()))).cloned().collect();
+    let samples: Vec<CapturedMessage> = written[..base]
+        .iter()
+        .filter(|m| seen.insert((m.protocol, m.message_type())))
+        .cloned()
+        .collect();
     for (i, s) in samples.iter().enumerate() {
-        let port = if s.protocol == Proto::Asap { 3863 } else { 9901 };
+        let port = if s.protocol == Proto::Asap {
+            3863
+        } else {
+            9901
+        };
         let ts = Duration::from_secs(1_800_000_000 + i as u64);
         let tcp = CapturedMessage {
             carrier: Carrier::Tcp,
@@ -179,7 +308,10 @@ fn tshark_dissects_written_pcap_cleanly() {
             stream: None,
             ..s.clone()
         };
-        let sudp = CapturedMessage { carrier: Carrier::SctpOverUdp, ..s.clone() };
+        let sudp = CapturedMessage {
+            carrier: Carrier::SctpOverUdp,
+            ..s.clone()
+        };
         let v6 = CapturedMessage {
             carrier: Carrier::Sctp,
             src: addr("[2001:db8::1]:45001"),
@@ -224,12 +356,18 @@ fn tshark_dissects_written_pcap_cleanly() {
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&problems.stdout).into_owned();
-    assert!(problems.status.success(), "{}", String::from_utf8_lossy(&problems.stderr));
+    assert!(
+        problems.status.success(),
+        "{}",
+        String::from_utf8_lossy(&problems.stderr)
+    );
     assert!(listing.trim().is_empty(), "tshark complains:\n{listing}");
 
     let mut want = BTreeMap::new();
     for msg in &written {
-        *want.entry((msg.protocol, msg.message_type().unwrap())).or_insert(0u64) += 1;
+        *want
+            .entry((msg.protocol, msg.message_type().unwrap()))
+            .or_insert(0u64) += 1;
     }
     let got = tshark_counts(&file, &lua).unwrap();
     assert_eq!(got, want);
@@ -238,4 +376,3 @@ fn tshark_dissects_written_pcap_cleanly() {
     assert_eq!(again.count_by_type(), want);
     let _ = std::fs::remove_dir_all(&dir);
 }
-

@@ -8,8 +8,8 @@ use super::ip::{link_payload, IpLayer};
 use super::sctp::{SctpLayer, UserMessage};
 use super::tcp::{self, TcpLayer};
 use super::{
-    Capture, CaptureOptions, CaptureStats, CapturedMessage, Carrier, Malformed, MalformedReason, Proto, PPID_ASAP,
-    PPID_ASAP_DRAFT, PPID_ENRP, PPID_ENRP_DRAFT,
+    Capture, CaptureOptions, CaptureStats, CapturedMessage, Carrier, Malformed, MalformedReason,
+    Proto, PPID_ASAP, PPID_ASAP_DRAFT, PPID_ENRP, PPID_ENRP_DRAFT,
 };
 
 const IPPROTO_TCP: u8 = 6;
@@ -56,8 +56,15 @@ impl<'o> Extractor<'o> {
         self.stats.malformed.push(Malformed { frame, reason });
     }
 
-    fn ip_packet(&mut self, frame: u64, ts: Duration, packet: &[u8]) -> Result<(), MalformedReason> {
-        let Some(t) = self.ip.packet(packet)? else { return Ok(()) };
+    fn ip_packet(
+        &mut self,
+        frame: u64,
+        ts: Duration,
+        packet: &[u8],
+    ) -> Result<(), MalformedReason> {
+        let Some(t) = self.ip.packet(packet)? else {
+            return Ok(());
+        };
         match t.proto {
             IPPROTO_SCTP => self.sctp_packet(frame, ts, t.src, t.dst, &t.payload, Carrier::Sctp),
             IPPROTO_UDP => self.udp(frame, ts, t.src, t.dst, &t.payload),
@@ -90,12 +97,25 @@ impl<'o> Extractor<'o> {
         result
     }
 
-    fn user_message(&mut self, frame: u64, ts: Duration, src: IpAddr, dst: IpAddr, carrier: Carrier, u: UserMessage) {
+    fn user_message(
+        &mut self,
+        frame: u64,
+        ts: Duration,
+        src: IpAddr,
+        dst: IpAddr,
+        carrier: Carrier,
+        u: UserMessage,
+    ) {
         let o = self.options;
         let protocol = match u.ppid {
             PPID_ASAP | PPID_ASAP_DRAFT => Some(Proto::Asap),
             PPID_ENRP | PPID_ENRP_DRAFT => Some(Proto::Enrp),
-            _ => by_port(u.src_port, u.dst_port, &o.asap_sctp_ports, &o.enrp_sctp_ports),
+            _ => by_port(
+                u.src_port,
+                u.dst_port,
+                &o.asap_sctp_ports,
+                &o.enrp_sctp_ports,
+            ),
         };
         let Some(protocol) = protocol else {
             self.stats.non_rserpool_payloads += 1;
@@ -115,9 +135,20 @@ impl<'o> Extractor<'o> {
         });
     }
 
-    fn udp(&mut self, frame: u64, ts: Duration, src: IpAddr, dst: IpAddr, datagram: &[u8]) -> Result<(), MalformedReason> {
+    fn udp(
+        &mut self,
+        frame: u64,
+        ts: Duration,
+        src: IpAddr,
+        dst: IpAddr,
+        datagram: &[u8],
+    ) -> Result<(), MalformedReason> {
         if datagram.len() < 8 {
-            return Err(MalformedReason::TruncatedHeader { layer: "UDP", need: 8, have: datagram.len() });
+            return Err(MalformedReason::TruncatedHeader {
+                layer: "UDP",
+                need: 8,
+                have: datagram.len(),
+            });
         }
         let sport = u16::from_be_bytes([datagram[0], datagram[1]]);
         let dport = u16::from_be_bytes([datagram[2], datagram[3]]);
@@ -127,7 +158,11 @@ impl<'o> Extractor<'o> {
             n => n,
         };
         if len < 8 || len > datagram.len() {
-            return Err(MalformedReason::BadLength { layer: "UDP length", length: len, available: datagram.len() });
+            return Err(MalformedReason::BadLength {
+                layer: "UDP length",
+                length: len,
+                available: datagram.len(),
+            });
         }
         let payload = &datagram[8..len];
         let o = self.options;
@@ -141,7 +176,11 @@ impl<'o> Extractor<'o> {
             return Ok(());
         };
         if payload.len() < super::header::HEADER_LEN {
-            return Err(MalformedReason::TruncatedHeader { layer: "RSerPool over UDP", need: 4, have: payload.len() });
+            return Err(MalformedReason::TruncatedHeader {
+                layer: "RSerPool over UDP",
+                need: 4,
+                have: payload.len(),
+            });
         }
         self.messages.push(CapturedMessage {
             frame,
@@ -157,10 +196,22 @@ impl<'o> Extractor<'o> {
         Ok(())
     }
 
-    fn tcp(&mut self, frame: u64, ts: Duration, src: IpAddr, dst: IpAddr, segment: &[u8]) -> Result<(), MalformedReason> {
+    fn tcp(
+        &mut self,
+        frame: u64,
+        ts: Duration,
+        src: IpAddr,
+        dst: IpAddr,
+        segment: &[u8],
+    ) -> Result<(), MalformedReason> {
         let seg = tcp::parse(segment)?;
         let o = self.options;
-        let Some(protocol) = by_port(seg.src_port, seg.dst_port, &o.asap_tcp_ports, &o.enrp_tcp_ports) else {
+        let Some(protocol) = by_port(
+            seg.src_port,
+            seg.dst_port,
+            &o.asap_tcp_ports,
+            &o.enrp_tcp_ports,
+        ) else {
             if !seg.payload.is_empty() {
                 self.stats.non_rserpool_payloads += 1;
             }
@@ -170,7 +221,8 @@ impl<'o> Extractor<'o> {
         let dst = SocketAddr::new(dst, seg.dst_port);
         let mut out = Vec::new();
         let mut problems = Vec::new();
-        self.tcp.segment(frame, src, dst, protocol, &seg, &mut out, &mut problems);
+        self.tcp
+            .segment(frame, src, dst, protocol, &seg, &mut out, &mut problems);
         for p in problems {
             self.malformed(frame, p);
         }
@@ -209,7 +261,10 @@ impl<'o> Extractor<'o> {
         self.stats.sctp_duplicate_chunks = self.sctp.duplicates;
         self.stats.tcp_retransmissions = self.tcp.retransmissions;
         self.stats.tcp_out_of_order = self.tcp.out_of_order;
-        Capture { messages: self.messages, stats: self.stats }
+        Capture {
+            messages: self.messages,
+            stats: self.stats,
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, parse_pcap_header};
+use pcap_parser::pcap::{
+    parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, parse_pcap_header,
+};
 use pcap_parser::pcapng::Block;
 use pcap_parser::{PcapBlockOwned, PcapError, PcapNGSlice};
 
@@ -23,7 +25,10 @@ pub(crate) trait FrameSink {
 
 /// Link types this reader can take apart (see `ip::link_payload`).
 pub(crate) fn linktype_supported(linktype: u32) -> bool {
-    matches!(linktype, 0 | 1 | 12 | 14 | 101 | 108 | 113 | 228 | 229 | 276)
+    matches!(
+        linktype,
+        0 | 1 | 12 | 14 | 101 | 108 | 113 | 228 | 229 | 276
+    )
 }
 
 fn describe<I>(e: &nom::Err<PcapError<I>>) -> String {
@@ -47,7 +52,9 @@ fn is_incomplete<I>(e: &nom::Err<PcapError<I>>) -> bool {
         e,
         nom::Err::Incomplete(_)
             | nom::Err::Error(PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof)
-            | nom::Err::Failure(PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof)
+            | nom::Err::Failure(
+                PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof
+            )
     )
 }
 
@@ -59,7 +66,10 @@ pub(crate) fn for_each_frame(
     sink: &mut dyn FrameSink,
 ) -> Result<(), CaptureError> {
     if data.len() < 4 {
-        return Err(CaptureError::NotACapture { file: name.to_string(), magic: data.to_vec() });
+        return Err(CaptureError::NotACapture {
+            file: name.to_string(),
+            magic: data.to_vec(),
+        });
     }
     if data[..4] == PCAPNG_SHB {
         return pcapng(name, data, allow_truncated, sink);
@@ -69,18 +79,29 @@ pub(crate) fn for_each_frame(
         0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 | 0xa1b2_cd34 | 0x34cd_b2a1 => {
             legacy(name, data, allow_truncated, sink)
         }
-        _ => Err(CaptureError::NotACapture { file: name.to_string(), magic: data[..4].to_vec() }),
+        _ => Err(CaptureError::NotACapture {
+            file: name.to_string(),
+            magic: data[..4].to_vec(),
+        }),
     }
 }
 
-fn legacy(name: &str, data: &[u8], allow_truncated: bool, sink: &mut dyn FrameSink) -> Result<(), CaptureError> {
+fn legacy(
+    name: &str,
+    data: &[u8],
+    allow_truncated: bool,
+    sink: &mut dyn FrameSink,
+) -> Result<(), CaptureError> {
     let (mut rest, header) = parse_pcap_header(data).map_err(|e| CaptureError::BadHeader {
         file: name.to_string(),
         reason: describe(&e),
     })?;
     let linktype = header.network.0 as u32;
     if !linktype_supported(linktype) {
-        return Err(CaptureError::UnsupportedLinkType { file: name.to_string(), linktype });
+        return Err(CaptureError::UnsupportedLinkType {
+            file: name.to_string(),
+            linktype,
+        });
     }
     let nanos = header.is_nanosecond_precision();
     let parse = if header.is_modified_format() {
@@ -95,8 +116,13 @@ fn legacy(name: &str, data: &[u8], allow_truncated: bool, sink: &mut dyn FrameSi
         frame += 1;
         match parse(rest) {
             Ok((next, block)) => {
-                let sub = if nanos { block.ts_usec } else { block.ts_usec.saturating_mul(1000) };
-                let ts = Duration::from_secs(u64::from(block.ts_sec)) + Duration::from_nanos(u64::from(sub));
+                let sub = if nanos {
+                    block.ts_usec
+                } else {
+                    block.ts_usec.saturating_mul(1000)
+                };
+                let ts = Duration::from_secs(u64::from(block.ts_sec))
+                    + Duration::from_nanos(u64::from(sub));
                 sink.frame(frame, ts, linktype, block.data);
                 rest = next;
             }
@@ -107,9 +133,17 @@ fn legacy(name: &str, data: &[u8], allow_truncated: bool, sink: &mut dyn FrameSi
                         sink.truncated(format!("frame {frame}: {reason}"));
                         return Ok(());
                     }
-                    return Err(CaptureError::Truncated { file: name.to_string(), frame, reason });
+                    return Err(CaptureError::Truncated {
+                        file: name.to_string(),
+                        frame,
+                        reason,
+                    });
                 }
-                return Err(CaptureError::BadRecord { file: name.to_string(), frame, reason });
+                return Err(CaptureError::BadRecord {
+                    file: name.to_string(),
+                    frame,
+                    reason,
+                });
             }
         }
     }
@@ -123,7 +157,12 @@ struct Interface {
     offset: i64,
 }
 
-fn pcapng(name: &str, data: &[u8], allow_truncated: bool, sink: &mut dyn FrameSink) -> Result<(), CaptureError> {
+fn pcapng(
+    name: &str,
+    data: &[u8],
+    allow_truncated: bool,
+    sink: &mut dyn FrameSink,
+) -> Result<(), CaptureError> {
     let slice = PcapNGSlice::from_slice(data).map_err(|e| CaptureError::BadHeader {
         file: name.to_string(),
         reason: describe(&e),
@@ -141,9 +180,17 @@ fn pcapng(name: &str, data: &[u8], allow_truncated: bool, sink: &mut dyn FrameSi
                         sink.truncated(format!("after frame {frame}: {reason}"));
                         return Ok(());
                     }
-                    return Err(CaptureError::Truncated { file: name.to_string(), frame: frame + 1, reason });
+                    return Err(CaptureError::Truncated {
+                        file: name.to_string(),
+                        frame: frame + 1,
+                        reason,
+                    });
                 }
-                return Err(CaptureError::BadRecord { file: name.to_string(), frame: frame + 1, reason });
+                return Err(CaptureError::BadRecord {
+                    file: name.to_string(),
+                    frame: frame + 1,
+                    reason,
+                });
             }
         };
         match block {
@@ -159,7 +206,11 @@ fn pcapng(name: &str, data: &[u8], allow_truncated: bool, sink: &mut dyn FrameSi
                     return Err(CaptureError::BadRecord {
                         file: name.to_string(),
                         frame,
-                        reason: format!("packet names interface {} but only {} are described", epb.if_id, interfaces.len()),
+                        reason: format!(
+                            "packet names interface {} but only {} are described",
+                            epb.if_id,
+                            interfaces.len()
+                        ),
                     });
                 };
                 let Some(resolution) = iface.resolution.filter(|r| *r > 0) else {

@@ -16,7 +16,11 @@ fn be16(b: &[u8], at: usize) -> u16 {
 
 fn need(layer: &'static str, data: &[u8], n: usize) -> Result<(), MalformedReason> {
     if data.len() < n {
-        Err(MalformedReason::TruncatedHeader { layer, need: n, have: data.len() })
+        Err(MalformedReason::TruncatedHeader {
+            layer,
+            need: n,
+            have: data.len(),
+        })
     } else {
         Ok(())
     }
@@ -101,6 +105,9 @@ struct FragBuf {
     next_header: Option<u8>,
 }
 
+/// A reassembled payload with the IPv6 next header of its first fragment.
+type Reassembled = (Option<u8>, Vec<u8>);
+
 /// Largest IP payload a reassembled datagram may have.
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -115,7 +122,10 @@ pub(crate) struct IpLayer {
 impl IpLayer {
     /// Parse one IP packet. `Ok(None)` when it is a fragment that did not complete a
     /// datagram yet.
-    pub(crate) fn packet<'a>(&mut self, data: &'a [u8]) -> Result<Option<Transport<'a>>, MalformedReason> {
+    pub(crate) fn packet<'a>(
+        &mut self,
+        data: &'a [u8],
+    ) -> Result<Option<Transport<'a>>, MalformedReason> {
         need("IP", data, 1)?;
         match data[0] >> 4 {
             4 => self.ipv4(data),
@@ -128,7 +138,11 @@ impl IpLayer {
         need("IPv4", data, 20)?;
         let ihl = usize::from(data[0] & 0x0f) * 4;
         if ihl < 20 || ihl > data.len() {
-            return Err(MalformedReason::BadLength { layer: "IPv4 header length", length: ihl, available: data.len() });
+            return Err(MalformedReason::BadLength {
+                layer: "IPv4 header length",
+                length: ihl,
+                available: data.len(),
+            });
         }
         // A total length of 0 appears with TCP segmentation offload: use what was captured.
         let total = match usize::from(be16(data, 2)) {
@@ -136,7 +150,11 @@ impl IpLayer {
             t => t,
         };
         if total < ihl || total > data.len() {
-            return Err(MalformedReason::BadLength { layer: "IPv4 total length", length: total, available: data.len() });
+            return Err(MalformedReason::BadLength {
+                layer: "IPv4 total length",
+                length: total,
+                available: data.len(),
+            });
         }
         let src = IpAddr::V4(Ipv4Addr::new(data[12], data[13], data[14], data[15]));
         let dst = IpAddr::V4(Ipv4Addr::new(data[16], data[17], data[18], data[19]));
@@ -146,15 +164,27 @@ impl IpLayer {
         let offset = usize::from(frag & 0x1fff) * 8;
         let payload = &data[ihl..total];
         if !more && offset == 0 {
-            return Ok(Some(Transport { src, dst, proto, payload: Cow::Borrowed(payload) }));
+            return Ok(Some(Transport {
+                src,
+                dst,
+                proto,
+                payload: Cow::Borrowed(payload),
+            }));
         }
-        let key = FragKey { src, dst, id: u32::from(be16(data, 4)), proto };
-        Ok(self.fragment(key, offset, more, payload, None)?.map(|(_, payload)| Transport {
+        let key = FragKey {
             src,
             dst,
+            id: u32::from(be16(data, 4)),
             proto,
-            payload: Cow::Owned(payload),
-        }))
+        };
+        Ok(self
+            .fragment(key, offset, more, payload, None)?
+            .map(|(_, payload)| Transport {
+                src,
+                dst,
+                proto,
+                payload: Cow::Owned(payload),
+            }))
     }
 
     fn ipv6<'a>(&mut self, data: &'a [u8]) -> Result<Option<Transport<'a>>, MalformedReason> {
@@ -164,7 +194,11 @@ impl IpLayer {
             n => n,
         };
         if 40 + plen > data.len() {
-            return Err(MalformedReason::BadLength { layer: "IPv6 payload length", length: plen, available: data.len() - 40 });
+            return Err(MalformedReason::BadLength {
+                layer: "IPv6 payload length",
+                length: plen,
+                available: data.len() - 40,
+            });
         }
         let mut a = [0u8; 16];
         a.copy_from_slice(&data[8..24]);
@@ -173,9 +207,25 @@ impl IpLayer {
         let dst = IpAddr::V6(Ipv6Addr::from(a));
         let payload = &data[40..40 + plen];
         match walk_extensions(data[6], payload)? {
-            Walk::Done(proto, at) => Ok(Some(Transport { src, dst, proto, payload: Cow::Borrowed(&payload[at..]) })),
-            Walk::Fragment { next, id, offset, more, at } => {
-                let key = FragKey { src, dst, id, proto: 0 };
+            Walk::Done(proto, at) => Ok(Some(Transport {
+                src,
+                dst,
+                proto,
+                payload: Cow::Borrowed(&payload[at..]),
+            })),
+            Walk::Fragment {
+                next,
+                id,
+                offset,
+                more,
+                at,
+            } => {
+                let key = FragKey {
+                    src,
+                    dst,
+                    id,
+                    proto: 0,
+                };
                 let first_next = (offset == 0).then_some(next);
                 match self.fragment(key, offset, more, &payload[at..], first_next)? {
                     None => Ok(None),
@@ -188,7 +238,9 @@ impl IpLayer {
                                 proto,
                                 payload: Cow::Owned(whole[at..].to_vec()),
                             })),
-                            Walk::Fragment { .. } => Err(MalformedReason::Unsupported("IPv6 fragment header inside a fragment")),
+                            Walk::Fragment { .. } => Err(MalformedReason::Unsupported(
+                                "IPv6 fragment header inside a fragment",
+                            )),
                         }
                     }
                 }
@@ -204,12 +256,16 @@ impl IpLayer {
         more: bool,
         payload: &[u8],
         next_header: Option<u8>,
-    ) -> Result<Option<(Option<u8>, Vec<u8>)>, MalformedReason> {
+    ) -> Result<Option<Reassembled>, MalformedReason> {
         self.fragments += 1;
         let end = offset + payload.len();
         if end > MAX_DATAGRAM {
             self.pending.remove(&key);
-            return Err(MalformedReason::BadLength { layer: "IP fragment offset", length: end, available: MAX_DATAGRAM });
+            return Err(MalformedReason::BadLength {
+                layer: "IP fragment offset",
+                length: end,
+                available: MAX_DATAGRAM,
+            });
         }
         let buf = self.pending.entry(key.clone()).or_default();
         if next_header.is_some() {
@@ -219,7 +275,9 @@ impl IpLayer {
             buf.total = Some(end);
         }
         buf.pieces.push((offset, payload.to_vec()));
-        let Some(total) = buf.total else { return Ok(None) };
+        let Some(total) = buf.total else {
+            return Ok(None);
+        };
         buf.pieces.sort_by_key(|(off, _)| *off);
         let mut covered = 0;
         for (off, bytes) in &buf.pieces {
@@ -231,7 +289,9 @@ impl IpLayer {
         if covered < total {
             return Ok(None);
         }
-        let Some(buf) = self.pending.remove(&key) else { return Ok(None) };
+        let Some(buf) = self.pending.remove(&key) else {
+            return Ok(None);
+        };
         let mut whole = vec![0u8; total];
         for (off, bytes) in &buf.pieces {
             let end = (off + bytes.len()).min(total);
@@ -261,7 +321,13 @@ enum Walk {
     Done(u8, usize),
     /// A fragment header: the protocol after it, identification, offset, M flag and where
     /// the fragment data starts.
-    Fragment { next: u8, id: u32, offset: usize, more: bool, at: usize },
+    Fragment {
+        next: u8,
+        id: u32,
+        offset: usize,
+        more: bool,
+        at: usize,
+    },
 }
 
 /// Skip IPv6 extension headers (RFC 8200 §4) until the upper-layer header.
@@ -271,10 +337,18 @@ fn walk_extensions(mut next: u8, payload: &[u8]) -> Result<Walk, MalformedReason
         match next {
             // Hop-by-Hop, Routing, Destination Options, Mobility, HIP, Shim6.
             0 | 43 | 60 | 135 | 139 | 140 => {
-                need("IPv6 extension header", &payload[at.min(payload.len())..], 2)?;
+                need(
+                    "IPv6 extension header",
+                    &payload[at.min(payload.len())..],
+                    2,
+                )?;
                 let len = (usize::from(payload[at + 1]) + 1) * 8;
                 if at + len > payload.len() {
-                    return Err(MalformedReason::BadLength { layer: "IPv6 extension header", length: len, available: payload.len() - at });
+                    return Err(MalformedReason::BadLength {
+                        layer: "IPv6 extension header",
+                        length: len,
+                        available: payload.len() - at,
+                    });
                 }
                 next = payload[at];
                 at += len;
@@ -284,7 +358,11 @@ fn walk_extensions(mut next: u8, payload: &[u8]) -> Result<Walk, MalformedReason
                 need("IPv6 AH", &payload[at.min(payload.len())..], 2)?;
                 let len = (usize::from(payload[at + 1]) + 2) * 4;
                 if at + len > payload.len() {
-                    return Err(MalformedReason::BadLength { layer: "IPv6 AH", length: len, available: payload.len() - at });
+                    return Err(MalformedReason::BadLength {
+                        layer: "IPv6 AH",
+                        length: len,
+                        available: payload.len() - at,
+                    });
                 }
                 next = payload[at];
                 at += len;
@@ -302,7 +380,13 @@ fn walk_extensions(mut next: u8, payload: &[u8]) -> Result<Walk, MalformedReason
                     at += 8;
                     continue;
                 }
-                return Ok(Walk::Fragment { next: h[0], id, offset, more, at: at + 8 });
+                return Ok(Walk::Fragment {
+                    next: h[0],
+                    id,
+                    offset,
+                    more,
+                    at: at + 8,
+                });
             }
             proto => return Ok(Walk::Done(proto, at)),
         }
@@ -314,7 +398,20 @@ mod tests {
     use super::*;
 
     fn ipv4(proto: u8, id: u16, frag: u16, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 0, (id >> 8) as u8, id as u8, (frag >> 8) as u8, frag as u8, 64, proto, 0, 0];
+        let mut p = vec![
+            0x45,
+            0,
+            0,
+            0,
+            (id >> 8) as u8,
+            id as u8,
+            (frag >> 8) as u8,
+            frag as u8,
+            64,
+            proto,
+            0,
+            0,
+        ];
         p.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
         let total = (p.len() + payload.len()) as u16;
         p[2..4].copy_from_slice(&total.to_be_bytes());

@@ -99,11 +99,15 @@ impl OracleMessage {
     /// The bytes, or `None` if `hex` is not valid hex.
     pub fn bytes(&self) -> Option<Vec<u8>> {
         let h = self.hex.as_bytes();
-        if h.len() % 2 != 0 {
+        if h.len() & 1 == 1 {
             return None;
         }
         h.chunks(2)
-            .map(|p| std::str::from_utf8(p).ok().and_then(|s| u8::from_str_radix(s, 16).ok()))
+            .map(|p| {
+                std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|s| u8::from_str_radix(s, 16).ok())
+            })
             .collect()
     }
 }
@@ -158,7 +162,8 @@ impl Fixture {
     /// Reader options for this capture.
     pub fn capture_options(&self) -> CaptureOptions {
         let mut o = CaptureOptions::default();
-        o.sctp_over_udp_ports.extend_from_slice(&self.sctp_over_udp_ports);
+        o.sctp_over_udp_ports
+            .extend_from_slice(&self.sctp_over_udp_ports);
         o
     }
 }
@@ -179,7 +184,9 @@ pub struct Manifest {
 impl Manifest {
     /// The fixtures folder of this repository (`<workspace>/pcap-fixtures`).
     pub fn default_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("pcap-fixtures")
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("pcap-fixtures")
     }
 
     /// Load `manifest.toml` from the repository's fixtures folder.
@@ -191,8 +198,14 @@ impl Manifest {
     pub fn load(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io { file: file.clone(), source })?;
-        let mut m: Manifest = toml::from_str(&text).map_err(|source| ManifestError::Toml { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        let mut m: Manifest = toml::from_str(&text).map_err(|source| ManifestError::Toml {
+            file: file.clone(),
+            source,
+        })?;
         for f in &m.files {
             for counts in std::iter::once(&f.tshark).chain(f.expected.as_ref()) {
                 counts.by_type().map_err(|key| ManifestError::BadTypeKey {

@@ -380,10 +380,16 @@ pub enum CaptureError {
 }
 
 /// Read a pcap or pcapng file and extract every ASAP and ENRP message.
-pub fn read_capture(path: impl AsRef<Path>, options: &CaptureOptions) -> Result<Capture, CaptureError> {
+pub fn read_capture(
+    path: impl AsRef<Path>,
+    options: &CaptureOptions,
+) -> Result<Capture, CaptureError> {
     let path = path.as_ref();
     let name = path.display().to_string();
-    let data = std::fs::read(path).map_err(|source| CaptureError::Io { file: name.clone(), source })?;
+    let data = std::fs::read(path).map_err(|source| CaptureError::Io {
+        file: name.clone(),
+        source,
+    })?;
     read_capture_named(&name, &data, options)
 }
 
@@ -393,7 +399,11 @@ pub fn read_capture_bytes(data: &[u8], options: &CaptureOptions) -> Result<Captu
 }
 
 /// Like [`read_capture_bytes`], naming the data `name` in errors.
-pub fn read_capture_named(name: &str, data: &[u8], options: &CaptureOptions) -> Result<Capture, CaptureError> {
+pub fn read_capture_named(
+    name: &str,
+    data: &[u8],
+    options: &CaptureOptions,
+) -> Result<Capture, CaptureError> {
     let mut extractor = extract::Extractor::new(options);
     file::for_each_frame(name, data, options.allow_truncated, &mut extractor)?;
     Ok(extractor.finish())

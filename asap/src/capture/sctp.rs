@@ -89,7 +89,11 @@ impl SctpLayer {
         problems: &mut Vec<MalformedReason>,
     ) -> Result<(), MalformedReason> {
         if packet.len() < COMMON_HEADER_LEN {
-            return Err(MalformedReason::TruncatedHeader { layer: "SCTP", need: COMMON_HEADER_LEN, have: packet.len() });
+            return Err(MalformedReason::TruncatedHeader {
+                layer: "SCTP",
+                need: COMMON_HEADER_LEN,
+                have: packet.len(),
+            });
         }
         self.packets += 1;
         if !checksum_ok(packet) {
@@ -104,12 +108,20 @@ impl SctpLayer {
         while at < packet.len() {
             let rest = &packet[at..];
             if rest.len() < 4 {
-                return Err(MalformedReason::TruncatedHeader { layer: "SCTP chunk", need: 4, have: rest.len() });
+                return Err(MalformedReason::TruncatedHeader {
+                    layer: "SCTP chunk",
+                    need: 4,
+                    have: rest.len(),
+                });
             }
             let chunk_type = rest[0];
             let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
             if len < 4 || len > rest.len() {
-                return Err(MalformedReason::BadLength { layer: "SCTP chunk", length: len, available: rest.len() });
+                return Err(MalformedReason::BadLength {
+                    layer: "SCTP chunk",
+                    length: len,
+                    available: rest.len(),
+                });
             }
             let chunk = &rest[..len];
             match chunk_type {
@@ -139,9 +151,18 @@ impl SctpLayer {
     }
 
     /// DATA chunk: TSN (4), stream (2), SSN (2), PPID (4), user data (RFC 9260 §3.3.1).
-    fn data(&mut self, dir: Direction, chunk: &[u8], out: &mut Vec<UserMessage>) -> Result<(), MalformedReason> {
+    fn data(
+        &mut self,
+        dir: Direction,
+        chunk: &[u8],
+        out: &mut Vec<UserMessage>,
+    ) -> Result<(), MalformedReason> {
         if chunk.len() < 16 {
-            return Err(MalformedReason::TruncatedHeader { layer: "SCTP DATA chunk", need: 16, have: chunk.len() });
+            return Err(MalformedReason::TruncatedHeader {
+                layer: "SCTP DATA chunk",
+                need: 16,
+                have: chunk.len(),
+            });
         }
         let flags = chunk[1];
         let tsn = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
@@ -152,15 +173,31 @@ impl SctpLayer {
             return Ok(());
         }
         if flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END {
-            out.push(UserMessage { src_port: dir.src_port, dst_port: dir.dst_port, stream, ppid, bytes: data.to_vec() });
+            out.push(UserMessage {
+                src_port: dir.src_port,
+                dst_port: dir.dst_port,
+                stream,
+                ppid,
+                bytes: data.to_vec(),
+            });
             return Ok(());
         }
         let pending = self.fragments.entry(dir).or_default();
         if pending.len() >= MAX_PENDING_FRAGMENTS {
             pending.clear();
-            return Err(MalformedReason::Unsupported("too many pending SCTP fragments; dropped them"));
+            return Err(MalformedReason::Unsupported(
+                "too many pending SCTP fragments; dropped them",
+            ));
         }
-        pending.insert(tsn, Fragment { flags, stream, ppid, data: data.to_vec() });
+        pending.insert(
+            tsn,
+            Fragment {
+                flags,
+                stream,
+                ppid,
+                data: data.to_vec(),
+            },
+        );
         // Fragments of one user message carry consecutive TSNs: find B at or before this
         // TSN and E at or after it, with nothing missing in between.
         // A fragment with the other end flag on the way belongs to another message.
@@ -189,7 +226,9 @@ impl SctpLayer {
             if let Some(f) = pending.remove(&t) {
                 head.get_or_insert((f.stream, f.ppid));
                 if head.map(|h| h.0) != Some(f.stream) {
-                    return Err(MalformedReason::Unsupported("SCTP fragments of one message on different streams"));
+                    return Err(MalformedReason::Unsupported(
+                        "SCTP fragments of one message on different streams",
+                    ));
                 }
                 bytes.extend_from_slice(&f.data);
             }
@@ -199,16 +238,31 @@ impl SctpLayer {
             t = t.wrapping_add(1);
         }
         if let Some((stream, ppid)) = head {
-            out.push(UserMessage { src_port: dir.src_port, dst_port: dir.dst_port, stream, ppid, bytes });
+            out.push(UserMessage {
+                src_port: dir.src_port,
+                dst_port: dir.dst_port,
+                stream,
+                ppid,
+                bytes,
+            });
         }
         Ok(())
     }
 
     /// I-DATA chunk: TSN (4), stream (2), reserved (2), MID (4), PPID or FSN (4), user
     /// data (RFC 8260 §2.1). The first fragment (B) carries the PPID and has FSN 0.
-    fn idata(&mut self, dir: Direction, chunk: &[u8], out: &mut Vec<UserMessage>) -> Result<(), MalformedReason> {
+    fn idata(
+        &mut self,
+        dir: Direction,
+        chunk: &[u8],
+        out: &mut Vec<UserMessage>,
+    ) -> Result<(), MalformedReason> {
         if chunk.len() < 20 {
-            return Err(MalformedReason::TruncatedHeader { layer: "SCTP I-DATA chunk", need: 20, have: chunk.len() });
+            return Err(MalformedReason::TruncatedHeader {
+                layer: "SCTP I-DATA chunk",
+                need: 20,
+                have: chunk.len(),
+            });
         }
         let flags = chunk[1];
         let tsn = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
@@ -229,14 +283,33 @@ impl SctpLayer {
             });
             return Ok(());
         }
-        let key = IDataKey { dir, stream, unordered: flags & FLAG_UNORDERED != 0, mid };
-        let (fsn, ppid) = if flags & FLAG_BEGIN != 0 { (0, ppid_or_fsn) } else { (ppid_or_fsn, 0) };
+        let key = IDataKey {
+            dir,
+            stream,
+            unordered: flags & FLAG_UNORDERED != 0,
+            mid,
+        };
+        let (fsn, ppid) = if flags & FLAG_BEGIN != 0 {
+            (0, ppid_or_fsn)
+        } else {
+            (ppid_or_fsn, 0)
+        };
         if self.ifragments.len() >= MAX_PENDING_FRAGMENTS {
             self.ifragments.clear();
-            return Err(MalformedReason::Unsupported("too many pending SCTP I-DATA messages; dropped them"));
+            return Err(MalformedReason::Unsupported(
+                "too many pending SCTP I-DATA messages; dropped them",
+            ));
         }
         let pending = self.ifragments.entry(key).or_default();
-        pending.insert(fsn, Fragment { flags, stream, ppid, data: data.to_vec() });
+        pending.insert(
+            fsn,
+            Fragment {
+                flags,
+                stream,
+                ppid,
+                data: data.to_vec(),
+            },
+        );
         let mut last = 0u32;
         loop {
             match pending.get(&last) {
@@ -248,7 +321,9 @@ impl SctpLayer {
                 return Ok(());
             }
         }
-        let Some(pending) = self.ifragments.remove(&key) else { return Ok(()) };
+        let Some(pending) = self.ifragments.remove(&key) else {
+            return Ok(());
+        };
         let mut pending = pending;
         let mut bytes = Vec::new();
         let mut ppid = 0;
@@ -260,7 +335,13 @@ impl SctpLayer {
                 bytes.extend_from_slice(&f.data);
             }
         }
-        out.push(UserMessage { src_port: dir.src_port, dst_port: dir.dst_port, stream, ppid, bytes });
+        out.push(UserMessage {
+            src_port: dir.src_port,
+            dst_port: dir.dst_port,
+            stream,
+            ppid,
+            bytes,
+        });
         Ok(())
     }
 
@@ -305,16 +386,36 @@ mod tests {
         let mut out = Vec::new();
         let mut problems = Vec::new();
         // Middle, end, then begin: the message completes with the B fragment.
-        sctp.packet(&packet(&[data_chunk(0, 11, 2, 11, b"bbbb")]), &mut out, &mut problems).unwrap();
-        sctp.packet(&packet(&[data_chunk(FLAG_END, 12, 2, 11, b"cc")]), &mut out, &mut problems).unwrap();
+        sctp.packet(
+            &packet(&[data_chunk(0, 11, 2, 11, b"bbbb")]),
+            &mut out,
+            &mut problems,
+        )
+        .unwrap();
+        sctp.packet(
+            &packet(&[data_chunk(FLAG_END, 12, 2, 11, b"cc")]),
+            &mut out,
+            &mut problems,
+        )
+        .unwrap();
         assert!(out.is_empty());
-        sctp.packet(&packet(&[data_chunk(FLAG_BEGIN, 10, 2, 11, b"aaaa")]), &mut out, &mut problems).unwrap();
+        sctp.packet(
+            &packet(&[data_chunk(FLAG_BEGIN, 10, 2, 11, b"aaaa")]),
+            &mut out,
+            &mut problems,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].bytes, b"aaaabbbbcc");
         assert_eq!(out[0].stream, 2);
         assert_eq!(out[0].ppid, 11);
         // A retransmission of TSN 12 must not produce anything.
-        sctp.packet(&packet(&[data_chunk(FLAG_END, 12, 2, 11, b"cc")]), &mut out, &mut problems).unwrap();
+        sctp.packet(
+            &packet(&[data_chunk(FLAG_END, 12, 2, 11, b"cc")]),
+            &mut out,
+            &mut problems,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(sctp.duplicates, 1);
         assert_eq!(sctp.bad_checksums, 0);
@@ -327,7 +428,10 @@ mod tests {
         let mut sctp = SctpLayer::default();
         let mut out = Vec::new();
         let mut problems = Vec::new();
-        let p = packet(&[data_chunk(3, 1, 0, 12, b"x"), data_chunk(3, 2, 1, 11, b"yz")]);
+        let p = packet(&[
+            data_chunk(3, 1, 0, 12, b"x"),
+            data_chunk(3, 2, 1, 11, b"yz"),
+        ]);
         sctp.packet(&p, &mut out, &mut problems).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!((out[0].ppid, out[1].ppid, out[1].stream), (12, 11, 1));

@@ -30,11 +30,19 @@ pub(crate) struct Segment<'a> {
 /// Parse a TCP header (RFC 9293 §3.1).
 pub(crate) fn parse(segment: &[u8]) -> Result<Segment<'_>, MalformedReason> {
     if segment.len() < 20 {
-        return Err(MalformedReason::TruncatedHeader { layer: "TCP", need: 20, have: segment.len() });
+        return Err(MalformedReason::TruncatedHeader {
+            layer: "TCP",
+            need: 20,
+            have: segment.len(),
+        });
     }
     let offset = usize::from(segment[12] >> 4) * 4;
     if offset < 20 || offset > segment.len() {
-        return Err(MalformedReason::BadLength { layer: "TCP data offset", length: offset, available: segment.len() });
+        return Err(MalformedReason::BadLength {
+            layer: "TCP data offset",
+            length: offset,
+            available: segment.len(),
+        });
     }
     Ok(Segment {
         src_port: u16::from_be_bytes([segment[0], segment[1]]),
@@ -103,6 +111,7 @@ pub(crate) struct TcpLayer {
 
 impl TcpLayer {
     /// Feed one segment of a connection already classified as `proto`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn segment(
         &mut self,
         frame: u64,
@@ -117,12 +126,19 @@ impl TcpLayer {
         if seg.flags & FLAG_RST != 0 {
             if let Some(old) = self.streams.remove(&key) {
                 if old.leftover() > 0 && !old.desynced {
-                    problems.push(framing(src, dst, format!("reset inside a message ({} bytes pending)", old.leftover())));
+                    problems.push(framing(
+                        src,
+                        dst,
+                        format!("reset inside a message ({} bytes pending)", old.leftover()),
+                    ));
                 }
             }
             return;
         }
-        let stream = self.streams.entry(key).or_insert_with(|| Stream::new(proto));
+        let stream = self
+            .streams
+            .entry(key)
+            .or_insert_with(|| Stream::new(proto));
         stream.last_frame = frame;
         let mut seq = seg.seq;
         if seg.flags & FLAG_SYN != 0 {
@@ -130,7 +146,14 @@ impl TcpLayer {
             if stream.next_seq.is_some_and(|n| n != isn_next) {
                 // A new connection on the same ports.
                 if stream.leftover() > 0 && !stream.desynced {
-                    problems.push(framing(src, dst, format!("new SYN inside a message ({} bytes pending)", stream.leftover())));
+                    problems.push(framing(
+                        src,
+                        dst,
+                        format!(
+                            "new SYN inside a message ({} bytes pending)",
+                            stream.leftover()
+                        ),
+                    ));
                 }
                 *stream = Stream::new(proto);
                 stream.last_frame = frame;
@@ -158,7 +181,11 @@ impl TcpLayer {
             let at = stream.delivered + distance as u64;
             if stream.held_bytes + payload.len() > MAX_HELD_BYTES {
                 if !stream.desynced {
-                    problems.push(framing(src, dst, "too much data beyond a gap; giving up on this stream".to_string()));
+                    problems.push(framing(
+                        src,
+                        dst,
+                        "too much data beyond a gap; giving up on this stream".to_string(),
+                    ));
                 }
                 stream.desynced = true;
                 stream.held.clear();
@@ -174,7 +201,9 @@ impl TcpLayer {
             if at > stream.delivered {
                 break;
             }
-            let Some((_, bytes)) = stream.held.pop_first() else { break };
+            let Some((_, bytes)) = stream.held.pop_first() else {
+                break;
+            };
             stream.held_bytes -= bytes.len();
             let skip = (stream.delivered - at) as usize;
             if skip < bytes.len() {
@@ -191,7 +220,17 @@ impl TcpLayer {
             .iter()
             .filter(|(_, s)| s.leftover() > 0 && !s.desynced)
             .map(|((src, dst), s)| {
-                (s.last_frame, framing(*src, *dst, format!("capture ends inside a message ({} bytes pending)", s.leftover())))
+                (
+                    s.last_frame,
+                    framing(
+                        *src,
+                        *dst,
+                        format!(
+                            "capture ends inside a message ({} bytes pending)",
+                            s.leftover()
+                        ),
+                    ),
+                )
             })
             .collect();
         v.sort_by_key(|(frame, _)| *frame);
@@ -234,17 +273,28 @@ fn frame_messages(
         if stream.pad_skip > 0 {
             break;
         }
-        let Some(header) = CommonHeader::peek(&stream.buf[at..]) else { break };
+        let Some(header) = CommonHeader::peek(&stream.buf[at..]) else {
+            break;
+        };
         let len = usize::from(header.length);
         if len < HEADER_LEN {
-            problems.push(framing(src, dst, format!("message Length {len} < 4; framing lost")));
+            problems.push(framing(
+                src,
+                dst,
+                format!("message Length {len} < 4; framing lost"),
+            ));
             stream.desynced = true;
             continue;
         }
         if stream.buf.len() - at < len {
             break;
         }
-        out.push(TcpMessage { src, dst, proto: stream.proto, bytes: stream.buf[at..at + len].to_vec() });
+        out.push(TcpMessage {
+            src,
+            dst,
+            proto: stream.proto,
+            bytes: stream.buf[at..at + len].to_vec(),
+        });
         at += len;
         stream.pad_skip = header.padded_len() - len;
     }
@@ -256,7 +306,13 @@ mod tests {
     use super::*;
 
     fn seg(seq: u32, flags: u8, payload: &[u8]) -> Segment<'_> {
-        Segment { src_port: 1, dst_port: 3863, seq, flags, payload }
+        Segment {
+            src_port: 1,
+            dst_port: 3863,
+            seq,
+            flags,
+            payload,
+        }
     }
 
     fn msg(t: u8, len: u16) -> Vec<u8> {
@@ -278,13 +334,53 @@ mod tests {
         let mut tcp = TcpLayer::default();
         let mut out = Vec::new();
         let mut problems = Vec::new();
-        tcp.segment(1, a, b, Proto::Asap, &seg(99, FLAG_SYN, &[]), &mut out, &mut problems);
+        tcp.segment(
+            1,
+            a,
+            b,
+            Proto::Asap,
+            &seg(99, FLAG_SYN, &[]),
+            &mut out,
+            &mut problems,
+        );
         // bytes 0..5, then 12..28 (out of order), then 0..12 again (partly retransmitted).
-        tcp.segment(2, a, b, Proto::Asap, &seg(100, 0, &stream[..5]), &mut out, &mut problems);
-        tcp.segment(3, a, b, Proto::Asap, &seg(112, 0, &stream[12..]), &mut out, &mut problems);
+        tcp.segment(
+            2,
+            a,
+            b,
+            Proto::Asap,
+            &seg(100, 0, &stream[..5]),
+            &mut out,
+            &mut problems,
+        );
+        tcp.segment(
+            3,
+            a,
+            b,
+            Proto::Asap,
+            &seg(112, 0, &stream[12..]),
+            &mut out,
+            &mut problems,
+        );
         assert!(out.is_empty());
-        tcp.segment(4, a, b, Proto::Asap, &seg(100, 0, &stream[..12]), &mut out, &mut problems);
-        tcp.segment(5, a, b, Proto::Asap, &seg(100, 0, &stream[..12]), &mut out, &mut problems);
+        tcp.segment(
+            4,
+            a,
+            b,
+            Proto::Asap,
+            &seg(100, 0, &stream[..12]),
+            &mut out,
+            &mut problems,
+        );
+        tcp.segment(
+            5,
+            a,
+            b,
+            Proto::Asap,
+            &seg(100, 0, &stream[..12]),
+            &mut out,
+            &mut problems,
+        );
         let got: Vec<_> = out.iter().map(|m| m.bytes.clone()).collect();
         assert_eq!(got, vec![msg(1, 10), msg(5, 8), msg(3, 7)]);
         assert_eq!(tcp.out_of_order, 1);
@@ -300,8 +396,24 @@ mod tests {
         let mut tcp = TcpLayer::default();
         let mut out = Vec::new();
         let mut problems = Vec::new();
-        tcp.segment(1, a, b, Proto::Asap, &seg(5, 0, &[1, 0, 0, 0, 9, 9]), &mut out, &mut problems);
-        tcp.segment(2, a, b, Proto::Asap, &seg(11, 0, &msg(1, 8)), &mut out, &mut problems);
+        tcp.segment(
+            1,
+            a,
+            b,
+            Proto::Asap,
+            &seg(5, 0, &[1, 0, 0, 0, 9, 9]),
+            &mut out,
+            &mut problems,
+        );
+        tcp.segment(
+            2,
+            a,
+            b,
+            Proto::Asap,
+            &seg(11, 0, &msg(1, 8)),
+            &mut out,
+            &mut problems,
+        );
         assert!(out.is_empty());
         assert_eq!(problems.len(), 1);
         assert!(parse(&[0; 19]).is_err());

@@ -97,7 +97,13 @@ impl<W: Write> PcapWriter<W> {
         h.extend_from_slice(&SNAPLEN.to_le_bytes());
         h.extend_from_slice(&1u32.to_le_bytes());
         out.write_all(&h)?;
-        Ok(PcapWriter { out, sctp: HashMap::new(), tcp: HashMap::new(), ip_id: 1, frames: 0 })
+        Ok(PcapWriter {
+            out,
+            sctp: HashMap::new(),
+            tcp: HashMap::new(),
+            ip_id: 1,
+            frames: 0,
+        })
     }
 
     /// Frames written so far.
@@ -121,7 +127,16 @@ impl<W: Write> PcapWriter<W> {
         stream: u16,
         message: &[u8],
     ) -> Result<(), WriterError> {
-        self.write_sctp_bundle(ts, src, dst, &[DataChunk { ppid, stream, bytes: message }])
+        self.write_sctp_bundle(
+            ts,
+            src,
+            dst,
+            &[DataChunk {
+                ppid,
+                stream,
+                bytes: message,
+            }],
+        )
     }
 
     /// One SCTP packet with several DATA chunks bundled (RFC 9260 §6.10).
@@ -153,7 +168,13 @@ impl<W: Write> PcapWriter<W> {
     }
 
     /// One UDP datagram with `payload`.
-    pub fn write_udp(&mut self, ts: Duration, src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Result<(), WriterError> {
+    pub fn write_udp(
+        &mut self,
+        ts: Duration,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Result<(), WriterError> {
         let len = 8 + payload.len();
         if len > MAX_TRANSPORT {
             return Err(WriterError::TooLarge { len });
@@ -175,14 +196,22 @@ impl<W: Write> PcapWriter<W> {
     /// One TCP segment with `message` padded with zeros to a multiple of 4. The first
     /// message between two endpoints opens a connection (SYN, SYN-ACK, ACK, each 1 µs
     /// before `ts`) with `src` as the client; later messages in either direction use it.
-    pub fn write_tcp(&mut self, ts: Duration, src: SocketAddr, dst: SocketAddr, message: &[u8]) -> Result<(), WriterError> {
+    pub fn write_tcp(
+        &mut self,
+        ts: Duration,
+        src: SocketAddr,
+        dst: SocketAddr,
+        message: &[u8],
+    ) -> Result<(), WriterError> {
         if !same_family(src, dst) {
             return Err(WriterError::MixedFamilies { src, dst });
         }
         let mut payload = message.to_vec();
         payload.resize(pad4(payload.len()), 0);
         if 20 + payload.len() > MAX_TRANSPORT {
-            return Err(WriterError::TooLarge { len: 20 + payload.len() });
+            return Err(WriterError::TooLarge {
+                len: 20 + payload.len(),
+            });
         }
         let (client, server, from_client) = if self.tcp.contains_key(&(src, dst)) {
             (src, dst, true)
@@ -196,15 +225,32 @@ impl<W: Write> PcapWriter<W> {
             let t2 = ts.saturating_sub(Duration::from_micros(1));
             self.tcp_segment(t0, src, dst, isn_c, 0, 0x02, &[])?;
             self.tcp_segment(t1, dst, src, isn_s, isn_c.wrapping_add(1), 0x12, &[])?;
-            self.tcp_segment(t2, src, dst, isn_c.wrapping_add(1), isn_s.wrapping_add(1), 0x10, &[])?;
+            self.tcp_segment(
+                t2,
+                src,
+                dst,
+                isn_c.wrapping_add(1),
+                isn_s.wrapping_add(1),
+                0x10,
+                &[],
+            )?;
             self.tcp.insert(
                 (src, dst),
-                TcpConnection { client_seq: isn_c.wrapping_add(1), server_seq: isn_s.wrapping_add(1) },
+                TcpConnection {
+                    client_seq: isn_c.wrapping_add(1),
+                    server_seq: isn_s.wrapping_add(1),
+                },
             );
             (src, dst, true)
         };
-        let Some(conn) = self.tcp.get_mut(&(client, server)) else { return Ok(()) };
-        let (seq, ack) = if from_client { (conn.client_seq, conn.server_seq) } else { (conn.server_seq, conn.client_seq) };
+        let Some(conn) = self.tcp.get_mut(&(client, server)) else {
+            return Ok(());
+        };
+        let (seq, ack) = if from_client {
+            (conn.client_seq, conn.server_seq)
+        } else {
+            (conn.server_seq, conn.client_seq)
+        };
         if from_client {
             conn.client_seq = conn.client_seq.wrapping_add(payload.len() as u32);
         } else {
@@ -221,23 +267,38 @@ impl<W: Write> PcapWriter<W> {
             Proto::Asap => PPID_ASAP,
             Proto::Enrp => PPID_ENRP,
         });
-        let chunk = DataChunk { ppid, stream: m.stream.unwrap_or(0), bytes: &m.bytes };
+        let chunk = DataChunk {
+            ppid,
+            stream: m.stream.unwrap_or(0),
+            bytes: &m.bytes,
+        };
         match m.carrier {
             Carrier::Sctp => self.write_sctp_bundle(m.timestamp, m.src, m.dst, &[chunk]),
-            Carrier::SctpOverUdp => self.write_sctp_over_udp(m.timestamp, m.src, m.dst, PORT_SCTP_OVER_UDP, &[chunk]),
+            Carrier::SctpOverUdp => {
+                self.write_sctp_over_udp(m.timestamp, m.src, m.dst, PORT_SCTP_OVER_UDP, &[chunk])
+            }
             Carrier::Tcp => self.write_tcp(m.timestamp, m.src, m.dst, &m.bytes),
             Carrier::Udp => self.write_udp(m.timestamp, m.src, m.dst, &m.bytes),
         }
     }
 
-    fn sctp_packet(&mut self, src: SocketAddr, dst: SocketAddr, chunks: &[DataChunk<'_>]) -> Result<Vec<u8>, WriterError> {
+    fn sctp_packet(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        chunks: &[DataChunk<'_>],
+    ) -> Result<Vec<u8>, WriterError> {
         if !same_family(src, dst) {
             return Err(WriterError::MixedFamilies { src, dst });
         }
         if chunks.is_empty() {
             return Err(WriterError::NoChunks);
         }
-        let len = 12 + chunks.iter().map(|c| pad4(16 + c.bytes.len())).sum::<usize>();
+        let len = 12
+            + chunks
+                .iter()
+                .map(|c| pad4(16 + c.bytes.len()))
+                .sum::<usize>();
         if len > MAX_TRANSPORT {
             return Err(WriterError::TooLarge { len });
         }
@@ -253,7 +314,10 @@ impl<W: Write> PcapWriter<W> {
         let dir = self
             .sctp
             .entry((src, dst))
-            .or_insert_with(|| SctpDirection { next_tsn: 1, next_ssn: HashMap::new() });
+            .or_insert_with(|| SctpDirection {
+                next_tsn: 1,
+                next_ssn: HashMap::new(),
+            });
         for c in chunks {
             let tsn = dir.next_tsn;
             dir.next_tsn = dir.next_tsn.wrapping_add(1);
@@ -302,7 +366,14 @@ impl<W: Write> PcapWriter<W> {
         self.ip_frame(ts, src, dst, IPPROTO_TCP, &s)
     }
 
-    fn ip_frame(&mut self, ts: Duration, src: SocketAddr, dst: SocketAddr, proto: u8, payload: &[u8]) -> Result<(), WriterError> {
+    fn ip_frame(
+        &mut self,
+        ts: Duration,
+        src: SocketAddr,
+        dst: SocketAddr,
+        proto: u8,
+        payload: &[u8],
+    ) -> Result<(), WriterError> {
         let mut f = vec![0u8; 12];
         match (src.ip(), dst.ip()) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -398,7 +469,10 @@ mod tests {
     #[test]
     fn checksum_of_rfc1071_example() {
         // RFC 1071 §3: the words 0001 f203 f4f5 f6f7 sum to ddf2 (folded).
-        assert_eq!(fold(sum16(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7], 0)), 0xddf2);
+        assert_eq!(
+            fold(sum16(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7], 0)),
+            0xddf2
+        );
     }
 
     #[test]
@@ -406,9 +480,18 @@ mod tests {
         let mut w = PcapWriter::new(Vec::new()).unwrap();
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "[::1]:2".parse().unwrap();
-        assert!(matches!(w.write_udp(Duration::ZERO, a, b, b"x"), Err(WriterError::MixedFamilies { .. })));
-        assert!(matches!(w.write_tcp(Duration::ZERO, a, b, b"x"), Err(WriterError::MixedFamilies { .. })));
-        assert!(matches!(w.write_sctp_bundle(Duration::ZERO, a, a, &[]), Err(WriterError::NoChunks)));
+        assert!(matches!(
+            w.write_udp(Duration::ZERO, a, b, b"x"),
+            Err(WriterError::MixedFamilies { .. })
+        ));
+        assert!(matches!(
+            w.write_tcp(Duration::ZERO, a, b, b"x"),
+            Err(WriterError::MixedFamilies { .. })
+        ));
+        assert!(matches!(
+            w.write_sctp_bundle(Duration::ZERO, a, a, &[]),
+            Err(WriterError::NoChunks)
+        ));
         assert_eq!(w.frames(), 0);
     }
 }
