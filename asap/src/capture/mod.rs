@@ -64,25 +64,9 @@ pub const PORT_ENRP: u16 = 9901;
 /// Default UDP port of SCTP over UDP encapsulation (RFC 6951 §5.1).
 pub const PORT_SCTP_OVER_UDP: u16 = 9899;
 
-/// Which RSerPool protocol a message belongs to. The type byte alone does not tell: both
-/// protocols number their messages from 1 (RSERPOOL-SPEC §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Proto {
-    /// Aggregate Server Access Protocol, RFC 5352.
-    Asap,
-    /// Endpoint haNdlespace Redundancy Protocol, RFC 5353.
-    Enrp,
-}
-
-impl std::fmt::Display for Proto {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Proto::Asap => "ASAP",
-            Proto::Enrp => "ENRP",
-        })
-    }
-}
+/// Which RSerPool protocol a message belongs to: the codec's [`crate::wire::Protocol`]
+/// (one definition for the whole crate).
+pub use crate::wire::Protocol as Proto;
 
 /// How a message travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]

@@ -27,8 +27,11 @@ use super::enrp_msg::EnrpMessage;
 use super::error::{DecodeError, EncodeError, Warning};
 use super::layout::{padded, Child, Dec, Enc, Layout};
 
-/// Which of the two RSerPool protocols a message belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Which of the two RSerPool protocols a message belongs to. The type byte alone does not
+/// tell: both protocols number their messages from 1, so the receiver knows the protocol
+/// from the SCTP PPID or the port (RSERPOOL-SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// Aggregate Server Access Protocol, RFC 5352.
     Asap,
