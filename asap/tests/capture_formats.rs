@@ -497,3 +497,41 @@ fn pcapng_with_several_interfaces_and_sections() {
         "{e}"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Arbitrary frame contents under every supported link type never panic, and whatever
+    /// comes out is a message with at least its common header.
+    #[test]
+    fn arbitrary_frames_never_panic(
+        linktype in proptest::sample::select(vec![0u32, 1, 101, 113, 228, 229, 276]),
+        frames in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..200), 0..8),
+        ip_prefix in proptest::bool::ANY,
+    ) {
+        let recs: Vec<Record> = frames
+            .into_iter()
+            .map(|mut data| {
+                if ip_prefix && data.len() > 40 {
+                    // Make the IP/transport layers plausible so deeper code is reached.
+                    let start = match linktype { 0 => 4, 1 => 14, 113 => 16, 276 => 20, _ => 0 };
+                    if linktype == 1 { data[12] = 0x08; data[13] = 0; }
+                    if linktype == 113 { data[14] = 0x08; data[15] = 0; }
+                    if linktype == 276 { data[0] = 0x08; data[1] = 0; }
+                    if linktype == 0 { data[..4].copy_from_slice(&2u32.to_le_bytes()); }
+                    if data.len() > start + 20 {
+                        data[start] = 0x45;
+                        data[start + 9] = [6u8, 17, 132][data.len() % 3];
+                    }
+                }
+                Record { sec: 1, usec: 2, data }
+            })
+            .collect();
+        let options = CaptureOptions::default();
+        if let Ok(cap) = read_capture_bytes(&pcap(linktype, &recs, false, false), &options) {
+            for m in &cap.messages {
+                proptest::prop_assert!(m.bytes.len() >= 4 || m.carrier != Carrier::Udp);
+            }
+        }
+    }
+}
