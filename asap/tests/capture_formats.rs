@@ -412,3 +412,126 @@ fn carriers_are_reported() {
     assert_eq!(cap.messages[0].carrier, Carrier::SctpOverUdp);
     assert_eq!(cap.messages[0].timestamp.as_secs(), 1_700_000_000);
 }
+
+/// A pcapng block.
+fn ng_block(kind: u32, body: &[u8]) -> Vec<u8> {
+    let len = (12 + body.len()) as u32;
+    cat(&[
+        &kind.to_le_bytes(),
+        &len.to_le_bytes(),
+        body,
+        &len.to_le_bytes(),
+    ])
+}
+
+fn ng_shb() -> Vec<u8> {
+    ng_block(
+        0x0a0d_0d0a,
+        &cat(&[
+            &0x1a2b_3c4du32.to_le_bytes(),
+            &[1, 0, 0, 0],
+            &(-1i64).to_le_bytes(),
+        ]),
+    )
+}
+
+/// Interface with microsecond timestamps (no options).
+fn ng_idb(linktype: u16) -> Vec<u8> {
+    ng_block(
+        1,
+        &cat(&[&linktype.to_le_bytes(), &[0, 0], &0u32.to_le_bytes()]),
+    )
+}
+
+fn ng_epb(if_id: u32, r: &Record) -> Vec<u8> {
+    let us = u64::from(r.sec) * 1_000_000 + u64::from(r.usec);
+    let mut data = r.data.clone();
+    data.resize(r.data.len().div_ceil(4) * 4, 0);
+    let len = (r.data.len() as u32).to_le_bytes();
+    ng_block(
+        6,
+        &cat(&[
+            &if_id.to_le_bytes(),
+            &((us >> 32) as u32).to_le_bytes(),
+            &(us as u32).to_le_bytes(),
+            &len,
+            &len,
+            &data,
+        ]),
+    )
+}
+
+#[test]
+fn pcapng_with_several_interfaces_and_sections() {
+    let file = fixture_bytes("crafted/rserpool-mixed-sctp.pcap");
+    let want = read_capture_bytes(&file, &opts()).unwrap();
+    let recs = records(&file);
+    let raw = relink(&recs, |_, p| p.to_vec());
+    // Section 1: Ethernet (if 0) and raw IP (if 1), alternating; section 2: raw IP only, so
+    // its interface 0 is raw IP.
+    let mut ng = cat(&[&ng_shb(), &ng_idb(1), &ng_idb(101)]);
+    for i in 0..4 {
+        ng.extend(if i % 2 == 0 {
+            ng_epb(0, &recs[i])
+        } else {
+            ng_epb(1, &raw[i])
+        });
+    }
+    ng.extend(cat(&[
+        &ng_shb(),
+        &ng_idb(101),
+        &ng_epb(0, &raw[4]),
+        &ng_epb(0, &raw[5]),
+    ]));
+    let got = read_capture_named("multi.pcapng", &ng, &opts()).unwrap();
+    assert_eq!(got.messages, want.messages);
+    // A packet naming an interface that was never described is a clear error.
+    let bad = cat(&[&ng_shb(), &ng_idb(1), &ng_epb(3, &recs[0])]);
+    let e = read_capture_named("bad.pcapng", &bad, &opts()).unwrap_err();
+    assert!(
+        matches!(e, CaptureError::BadRecord { frame: 1, .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("bad.pcapng") && e.to_string().contains("interface 3"),
+        "{e}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Arbitrary frame contents under every supported link type never panic, and whatever
+    /// comes out is a message with at least its common header.
+    #[test]
+    fn arbitrary_frames_never_panic(
+        linktype in proptest::sample::select(vec![0u32, 1, 101, 113, 228, 229, 276]),
+        frames in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..200), 0..8),
+        ip_prefix in proptest::bool::ANY,
+    ) {
+        let recs: Vec<Record> = frames
+            .into_iter()
+            .map(|mut data| {
+                if ip_prefix && data.len() > 40 {
+                    // Make the IP/transport layers plausible so deeper code is reached.
+                    let start = match linktype { 0 => 4, 1 => 14, 113 => 16, 276 => 20, _ => 0 };
+                    if linktype == 1 { data[12] = 0x08; data[13] = 0; }
+                    if linktype == 113 { data[14] = 0x08; data[15] = 0; }
+                    if linktype == 276 { data[0] = 0x08; data[1] = 0; }
+                    if linktype == 0 { data[..4].copy_from_slice(&2u32.to_le_bytes()); }
+                    if data.len() > start + 20 {
+                        data[start] = 0x45;
+                        data[start + 9] = [6u8, 17, 132][data.len() % 3];
+                    }
+                }
+                Record { sec: 1, usec: 2, data }
+            })
+            .collect();
+        let options = CaptureOptions::default();
+        if let Ok(cap) = read_capture_bytes(&pcap(linktype, &recs, false, false), &options) {
+            for m in &cap.messages {
+                proptest::prop_assert!(m.bytes.len() >= 4 || m.carrier != Carrier::Udp);
+            }
+        }
+    }
+}

@@ -439,4 +439,63 @@ mod tests {
             let _ = SctpLayer::default().packet(&p[..n], &mut Vec::new(), &mut Vec::new());
         }
     }
+
+    fn idata_chunk(
+        flags: u8,
+        tsn: u32,
+        stream: u16,
+        mid: u32,
+        ppid_or_fsn: u32,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut c = vec![CHUNK_IDATA, flags, 0, 0];
+        c.extend_from_slice(&tsn.to_be_bytes());
+        c.extend_from_slice(&stream.to_be_bytes());
+        c.extend_from_slice(&[0, 0]);
+        c.extend_from_slice(&mid.to_be_bytes());
+        c.extend_from_slice(&ppid_or_fsn.to_be_bytes());
+        c.extend_from_slice(data);
+        let len = c.len() as u16;
+        c[2..4].copy_from_slice(&len.to_be_bytes());
+        c.resize(pad4(c.len()), 0);
+        c
+    }
+
+    #[test]
+    fn idata_fragments_of_interleaved_messages_reassemble_by_mid_and_fsn() {
+        let mut sctp = SctpLayer::default();
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        // Message 7 (PPID 12) and message 8 (PPID 11) interleaved on stream 1.
+        let p = packet(&[
+            idata_chunk(FLAG_BEGIN, 100, 1, 7, 12, b"a1"),
+            idata_chunk(FLAG_BEGIN, 101, 1, 8, 11, b"b1"),
+            idata_chunk(0, 102, 1, 8, 1, b"b2"),
+            idata_chunk(FLAG_END, 103, 1, 7, 1, b"a2"),
+        ]);
+        sctp.packet(&p, &mut out, &mut problems).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].ppid, out[0].bytes.as_slice()), (12, &b"a1a2"[..]));
+        sctp.packet(
+            &packet(&[idata_chunk(FLAG_END, 104, 1, 8, 2, b"b3")]),
+            &mut out,
+            &mut problems,
+        )
+        .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (out[1].ppid, out[1].stream, out[1].bytes.as_slice()),
+            (11, 1, &b"b1b2b3"[..])
+        );
+        // An unfragmented I-DATA message.
+        sctp.packet(
+            &packet(&[idata_chunk(3, 105, 0, 9, 11, b"whole")]),
+            &mut out,
+            &mut problems,
+        )
+        .unwrap();
+        assert_eq!(out[2].bytes, b"whole");
+        assert_eq!(sctp.pending_fragments(), 0);
+        assert!(problems.is_empty());
+    }
 }
