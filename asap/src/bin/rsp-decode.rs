@@ -81,8 +81,8 @@ enum RawProtocol {
 /// What one decoded (or undecodable) message contributes to the run.
 #[derive(Default)]
 struct Tally {
-    /// (protocol, type code) -> (name, count).
-    counts: BTreeMap<(String, u8), (String, u64)>,
+    /// (protocol, type code) -> (name, count), in protocol and type order.
+    counts: BTreeMap<(&'static str, u8), (String, u64)>,
     messages: u64,
     decode_errors: u64,
     roundtrip_mismatches: Vec<String>,
@@ -127,18 +127,18 @@ fn main() -> ExitCode {
     }
 
     if cli.summary {
-        let mut by_protocol: BTreeMap<String, Value> = BTreeMap::new();
-        for ((proto, code), (name, count)) in &tally.counts {
-            let entry = by_protocol
-                .entry(proto.clone())
-                .or_insert_with(|| json!({}));
-            entry[format!("{code}")] = json!({ "name": name, "count": count });
-        }
+        let by_type: Vec<Value> = tally
+            .counts
+            .iter()
+            .map(|((proto, code), (name, count))| {
+                json!({ "protocol": proto, "type": code, "name": name, "count": count })
+            })
+            .collect();
         let summary = json!({
             "messages": tally.messages,
             "decode_errors": tally.decode_errors,
             "roundtrip_mismatches": tally.roundtrip_mismatches.len(),
-            "by_type": by_protocol,
+            "by_type": by_type,
         });
         let _ = writeln!(out, "{summary:#}");
     }
@@ -260,7 +260,7 @@ fn decode_one(file: &str, m: &CapturedMessage, cli: &Cli, tally: &mut Tally) -> 
             }
             let entry = tally
                 .counts
-                .entry((protocol_name(protocol).to_string(), d.message.type_code()))
+                .entry((protocol_name(protocol), d.message.type_code()))
                 .or_insert_with(|| (name.to_string(), 0));
             entry.1 += 1;
             if cli.roundtrip {
@@ -293,7 +293,7 @@ fn decode_one(file: &str, m: &CapturedMessage, cli: &Cli, tally: &mut Tally) -> 
             obj["error"] = json!(e.to_string());
             let entry = tally
                 .counts
-                .entry((protocol_name(protocol).to_string(), type_code.unwrap_or(0)))
+                .entry((protocol_name(protocol), type_code.unwrap_or(0)))
                 .or_insert_with(|| ("UNDECODABLE".to_string(), 0));
             entry.1 += 1;
         }
