@@ -39,16 +39,29 @@ fn expected_failures() -> BTreeMap<(&'static str, u64), fn(&DecodeError) -> bool
         )
     }
     fn zero_length(e: &DecodeError) -> bool {
-        matches!(e, DecodeError::BadParamLength { length: 0, offset: 4, .. })
+        matches!(
+            e,
+            DecodeError::BadParamLength {
+                length: 0,
+                offset: 4,
+                ..
+            }
+        )
     }
     let mut m: BTreeMap<(&'static str, u64), fn(&DecodeError) -> bool> = BTreeMap::new();
-    for f in ["rsplib/scenario-c.pcap", "rsplib/scenario-c.csum-fixed.pcap"] {
+    for f in [
+        "rsplib/scenario-c.pcap",
+        "rsplib/scenario-c.csum-fixed.pcap",
+    ] {
         m.insert((f, 522), unrecognized_param_reported);
         m.insert((f, 533), unrecognized_message_reported);
         m.insert((f, 542), unrecognized_param_reported);
     }
     m.insert(
-        ("crafted/edge/asap-invalid-zero-length-parameter-udp.pcap", 1),
+        (
+            "crafted/edge/asap-invalid-zero-length-parameter-udp.pcap",
+            1,
+        ),
         zero_length,
     );
     m
@@ -127,13 +140,20 @@ fn fixtures_match_tshark_counts_decode_and_reencode_byte_exact() {
             }
         }
     }
-    assert!(problems.is_empty(), "conformance problems:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "conformance problems:\n{}",
+        problems.join("\n")
+    );
     assert_eq!(
         seen_failures,
         expected_failures.len(),
         "every expected malformed probe was seen and rejected as specified"
     );
-    assert!(rfc_messages > 1000, "only {rfc_messages} RFC-era messages replayed");
+    assert!(
+        rfc_messages > 1000,
+        "only {rfc_messages} RFC-era messages replayed"
+    );
 }
 
 /// The draft-era capture: ENRP messages mostly decode (their header and type codes are
@@ -166,6 +186,12 @@ fn draft2007_capture_is_rejected_precisely() {
         .filter(|m| m.protocol == asap::wire::Protocol::Asap)
         .filter(|m| Message::decode(m.protocol, &m.bytes).is_ok())
         .count();
-    assert_eq!(asap_ok, 0, "draft-era ASAP messages must not decode as RFC ASAP");
-    assert!(err >= 148, "at least every ASAP message fails ({err} failures)");
+    assert_eq!(
+        asap_ok, 0,
+        "draft-era ASAP messages must not decode as RFC ASAP"
+    );
+    assert!(
+        err >= 148,
+        "at least every ASAP message fails ({err} failures)"
+    );
 }
