@@ -17,7 +17,10 @@ use asap::wire::{DecodeError, Message};
 /// Decode failures expected in RFC-era fixtures: (fixture path, frame) → what the error
 /// must be. These are rsplib's own malformed-message probes (scenario C) and the crafted
 /// zero-length-parameter edge case.
-fn expected_failures() -> BTreeMap<(&'static str, u64), fn(&DecodeError) -> bool> {
+/// (fixture path, frame) → check the decode error must pass.
+type ExpectedFailures = BTreeMap<(&'static str, u64), fn(&DecodeError) -> bool>;
+
+fn expected_failures() -> ExpectedFailures {
     fn unrecognized_param_reported(e: &DecodeError) -> bool {
         matches!(
             e,
@@ -48,7 +51,7 @@ fn expected_failures() -> BTreeMap<(&'static str, u64), fn(&DecodeError) -> bool
             }
         )
     }
-    let mut m: BTreeMap<(&'static str, u64), fn(&DecodeError) -> bool> = BTreeMap::new();
+    let mut m = ExpectedFailures::new();
     for f in [
         "rsplib/scenario-c.pcap",
         "rsplib/scenario-c.csum-fixed.pcap",

@@ -197,7 +197,7 @@ fn raw_messages(bytes: &[u8], p: RawProtocol) -> Vec<CapturedMessage> {
         let take = if len < 4 {
             rest.len()
         } else {
-            (len + 3) / 4 * 4
+            len.div_ceil(4) * 4
         }
         .min(rest.len());
         out.push(CapturedMessage {
