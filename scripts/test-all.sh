@@ -46,6 +46,7 @@ if [ "$soak" = 1 ]; then
     export RSERPOOL_SOAK=1
 fi
 
+mkdir -p target
 step "cargo test (workspace)"
 cargo test --workspace --all-targets 2>&1 | tee target/cargo-test.log
 # Print one total line over every test binary, in the plain 'N passed, N failed' form.
