@@ -105,6 +105,65 @@ impl PolicyType {
         }
     }
 
+    /// Bytes of policy-specific data after the 32-bit policy type (TLV Length − 8), as
+    /// RFC 5356 §7 and rsplib lay them out (RSERPOOL-SPEC §8.2).
+    pub fn value_len(self) -> usize {
+        match self {
+            PolicyType::RoundRobin | PolicyType::Random => 0,
+            PolicyType::WeightedRoundRobin
+            | PolicyType::WeightedRandom
+            | PolicyType::Priority
+            | PolicyType::LeastUsed
+            | PolicyType::RandomizedLeastUsed => 4,
+            PolicyType::LeastUsedDegradation
+            | PolicyType::PriorityLeastUsed
+            | PolicyType::RandomizedPriorityLeastUsed
+            | PolicyType::RandomizedLeastUsedDegradation
+            | PolicyType::PriorityLeastUsedDegradation
+            | PolicyType::RandomizedPriorityLeastUsedDegradation => 8,
+            PolicyType::WeightedRandomDpf | PolicyType::LeastUsedDpf => 12,
+            PolicyType::LeastUsedDegradationDpf => 16,
+        }
+    }
+
+    /// The whole TLV Length of this policy's parameter (8–24).
+    pub fn tlv_len(self) -> usize {
+        8 + self.value_len()
+    }
+
+    /// The name tshark 4.0 prints (`asap.pool_member_selection_policy_type`), or rsplib's
+    /// name with its abbreviation for policies tshark does not know.
+    pub fn tshark_name(self) -> &'static str {
+        match self {
+            PolicyType::RoundRobin => "Round Robin (RR)",
+            PolicyType::WeightedRoundRobin => "Weighted Round Robin (WRR)",
+            PolicyType::Random => "Random (RAND)",
+            PolicyType::WeightedRandom => "Weighted Random (WRAND)",
+            PolicyType::Priority => "Priority (PRI)",
+            PolicyType::LeastUsed => "Least Used (LU)",
+            PolicyType::LeastUsedDegradation => "Least Used with Degradation (LUD)",
+            PolicyType::PriorityLeastUsed => "Priority Least Used (PLU)",
+            PolicyType::RandomizedLeastUsed => "Randomized Least Used (RLU)",
+            PolicyType::RandomizedPriorityLeastUsed => "Randomized Priority Least Used (RPLU)",
+            PolicyType::RandomizedLeastUsedDegradation => {
+                "Randomized Least Used with Degradation (RLUD)"
+            }
+            PolicyType::PriorityLeastUsedDegradation => {
+                "Priority Least Used with Degradation (PLUD)"
+            }
+            PolicyType::RandomizedPriorityLeastUsedDegradation => {
+                "Randomized Priority Least Used with Degradation (RPLUD)"
+            }
+            PolicyType::WeightedRandomDpf => {
+                "Weighted Random with Delay Penalty Factor (WRAND-DPF)"
+            }
+            PolicyType::LeastUsedDpf => "Least Used with Delay Penalty Factor (LU-DPF)",
+            PolicyType::LeastUsedDegradationDpf => {
+                "Least Used with Degradation and Delay Penalty Factor (LUD-DPF)"
+            }
+        }
+    }
+
     /// RFC 5356 §7.1: bit 30 (A) marks adaptive policies. rsplib's private codes do not
     /// follow that bit, so this answers from the policy's semantics.
     pub fn is_adaptive(self) -> bool {

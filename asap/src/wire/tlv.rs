@@ -1,0 +1,707 @@
+//! Encoding and decoding of every parameter of RFC 5354 §3 (and rsplib's Handle Resolution
+//! Option), on top of the TLV engine in [`layout`](super::layout).
+//!
+//! Decoders take a [`Child`] found by [`Dec::children`] and return the typed value from
+//! [`param`](super::param) / [`policy`](super::policy) / [`cause`](super::cause); nested
+//! TLVs (addresses in transports, transports and policy in a Pool Element, causes in an
+//! Operation Error) are walked with the same padding rules and recorded in the layout.
+
+use bytes::BufMut;
+use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::cause::{ErrorCause, OperationError};
+use super::codes::{CauseCode, ParamType};
+use super::error::{DecodeError, EncodeError};
+use super::layout::{Child, Dec, Enc};
+use super::param::{PoolElement, PoolHandle, ServerInformation, TransportParameter, TransportUse};
+use super::policy::{Policy, PolicyType};
+
+/// Handle Resolution Option parameter 0x803F (rsplib; draft-dreibholz-rserpool-asap-hropt):
+/// how many PEs the PU asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct HandleResolutionOption {
+    /// Number of PE entries requested; [`HandleResolutionOption::ALL`] = all.
+    pub items: u32,
+}
+
+impl HandleResolutionOption {
+    /// `0xFFFFFFFF`: "all PEs" (rsplib's RSPGETADDRS_MAX).
+    pub const ALL: u32 = 0xFFFF_FFFF;
+}
+
+// ---------------------------------------------------------------------------------------
+// Binding children to typed slots
+
+/// What a message or container slot accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    PoolHandle,
+    PoolElement,
+    PeId,
+    Policy,
+    OpError,
+    Cookie,
+    PeChecksum,
+    ServerInfo,
+    HrOption,
+    /// DCCP, SCTP, TCP, UDP, UDP-Lite or Opaque transport.
+    Transport,
+}
+
+impl Kind {
+    fn accepts(self, p: ParamType) -> bool {
+        match self {
+            Kind::PoolHandle => p == ParamType::PoolHandle,
+            Kind::PoolElement => p == ParamType::PoolElement,
+            Kind::PeId => p == ParamType::PeIdentifier,
+            Kind::Policy => p == ParamType::PoolMemberSelectionPolicy,
+            Kind::OpError => p == ParamType::OperationError,
+            Kind::Cookie => p == ParamType::Cookie,
+            Kind::PeChecksum => p == ParamType::PeChecksum,
+            Kind::ServerInfo => p == ParamType::ServerInformation,
+            Kind::HrOption => p == ParamType::HandleResolutionOption,
+            Kind::Transport => is_transport(p),
+        }
+    }
+    fn param(self) -> ParamType {
+        match self {
+            Kind::PoolHandle => ParamType::PoolHandle,
+            Kind::PoolElement => ParamType::PoolElement,
+            Kind::PeId => ParamType::PeIdentifier,
+            Kind::Policy => ParamType::PoolMemberSelectionPolicy,
+            Kind::OpError => ParamType::OperationError,
+            Kind::Cookie => ParamType::Cookie,
+            Kind::PeChecksum => ParamType::PeChecksum,
+            Kind::ServerInfo => ParamType::ServerInformation,
+            Kind::HrOption => ParamType::HandleResolutionOption,
+            Kind::Transport => ParamType::SctpTransport,
+        }
+    }
+}
+
+fn is_transport(p: ParamType) -> bool {
+    matches!(
+        p,
+        ParamType::DccpTransport
+            | ParamType::SctpTransport
+            | ParamType::TcpTransport
+            | ParamType::UdpTransport
+            | ParamType::UdpLiteTransport
+            | ParamType::OpaqueTransport
+    )
+}
+
+/// A slot of a message/container: a kind, mandatory or not, once or repeated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    kind: Kind,
+    min: usize,
+    many: bool,
+}
+
+impl Slot {
+    pub(crate) const fn one(kind: Kind) -> Slot {
+        Slot {
+            kind,
+            min: 1,
+            many: false,
+        }
+    }
+    pub(crate) const fn opt(kind: Kind) -> Slot {
+        Slot {
+            kind,
+            min: 0,
+            many: false,
+        }
+    }
+    pub(crate) const fn many(kind: Kind, min: usize) -> Slot {
+        Slot {
+            kind,
+            min,
+            many: true,
+        }
+    }
+}
+
+/// Binds children to slots strictly in the order the RFCs give. Children that do not fit
+/// the next open slot are extra: unknown types follow their action bits, known ones are
+/// kept raw in the layout (so rsplib's extra TLVs and unknown future ones round-trip).
+pub(crate) fn bind(
+    d: &mut Dec<'_>,
+    children: &[Child],
+    slots: &[Slot],
+    context: &'static str,
+    offset: usize,
+) -> Result<Vec<Vec<Child>>, DecodeError> {
+    let mut bound: Vec<Vec<Child>> = vec![Vec::new(); slots.len()];
+    let mut s = 0;
+    for c in children {
+        let p = c.param();
+        if !p.is_known() {
+            d.extra(c)?;
+            continue;
+        }
+        let mut found = None;
+        for (j, slot) in slots.iter().enumerate().skip(s) {
+            if slot.kind.accepts(p) && (slot.many || bound[j].is_empty()) {
+                found = Some(j);
+                break;
+            }
+            if bound[j].len() < slot.min {
+                break;
+            }
+        }
+        match found {
+            Some(j) => {
+                bound[j].push(*c);
+                s = if slots[j].many { j } else { j + 1 };
+            }
+            None => d.extra(c)?,
+        }
+    }
+    for (j, slot) in slots.iter().enumerate() {
+        if bound[j].len() < slot.min {
+            return Err(DecodeError::MissingParameter {
+                offset,
+                context,
+                param: slot.kind.param(),
+            });
+        }
+    }
+    Ok(bound)
+}
+
+/// Runs `f` with the child's index pushed on the decoder path.
+fn nested<T>(
+    d: &mut Dec<'_>,
+    c: &Child,
+    f: impl FnOnce(&mut Dec<'_>) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    d.path.push(c.idx);
+    let r = f(d);
+    d.path.pop();
+    r
+}
+
+fn bad_len(c: &Child, reason: &'static str) -> DecodeError {
+    DecodeError::BadParamLength {
+        offset: c.offset,
+        param: c.param(),
+        length: c.len as u16,
+        reason,
+    }
+}
+
+fn fixed_len(c: &Child, len: usize, reason: &'static str) -> Result<(), DecodeError> {
+    if c.len == len {
+        Ok(())
+    } else {
+        Err(bad_len(c, reason))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoders
+
+/// 0x0009 Pool Handle.
+pub(crate) fn dec_pool_handle(d: &Dec<'_>, c: &Child) -> PoolHandle {
+    PoolHandle(d.buf[c.value_range()].to_vec())
+}
+
+/// 0x000D Cookie.
+pub(crate) fn dec_bytes(d: &Dec<'_>, c: &Child) -> Vec<u8> {
+    d.buf[c.value_range()].to_vec()
+}
+
+/// 0x000E PE Identifier (Length 8).
+pub(crate) fn dec_pe_id(d: &Dec<'_>, c: &Child) -> Result<u32, DecodeError> {
+    fixed_len(c, 8, "a PE Identifier has Length 8")?;
+    d.u32_at(c.offset + 4, c.offset + 8, "PE identifier")
+}
+
+/// 0x000F PE Checksum (Length 6; the 2 bytes after it are the TLV's padding).
+pub(crate) fn dec_pe_checksum(d: &Dec<'_>, c: &Child) -> Result<u16, DecodeError> {
+    fixed_len(c, 6, "a PE Checksum has Length 6")?;
+    d.u16_at(c.offset + 4, c.offset + 6, "PE checksum")
+}
+
+/// 0x803F Handle Resolution Option (Length 8).
+pub(crate) fn dec_hr_option(d: &Dec<'_>, c: &Child) -> Result<HandleResolutionOption, DecodeError> {
+    fixed_len(c, 8, "a Handle Resolution Option has Length 8")?;
+    Ok(HandleResolutionOption {
+        items: d.u32_at(c.offset + 4, c.offset + 8, "items")?,
+    })
+}
+
+fn dec_address(d: &Dec<'_>, c: &Child) -> Result<IpAddr, DecodeError> {
+    let v = c.value_range();
+    match c.param() {
+        ParamType::Ipv4Address => {
+            fixed_len(c, 8, "an IPv4 Address has Length 8")?;
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&d.buf[v]);
+            Ok(IpAddr::V4(Ipv4Addr::from(a)))
+        }
+        _ => {
+            fixed_len(c, 20, "an IPv6 Address has Length 20")?;
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&d.buf[v]);
+            Ok(IpAddr::V6(Ipv6Addr::from(a)))
+        }
+    }
+}
+
+/// Transports 0x0003–0x0007 and 0x0010 (RFC 5354 §3.2–3.6, 3.16).
+pub(crate) fn dec_transport(d: &mut Dec<'_>, c: &Child) -> Result<TransportParameter, DecodeError> {
+    let v = c.value_range();
+    let p = c.param();
+    if p == ParamType::OpaqueTransport {
+        return Ok(TransportParameter::Opaque {
+            data: d.buf[v].to_vec(),
+        });
+    }
+    let fixed = if p == ParamType::DccpTransport { 8 } else { 4 };
+    if v.len() < fixed {
+        return Err(bad_len(c, "shorter than the transport's fixed fields"));
+    }
+    let port = d.u16_at(v.start, v.end, "transport port")?;
+    let word = d.u16_at(v.start + 2, v.end, "transport use / reserved")?;
+    let service_code = if p == ParamType::DccpTransport {
+        d.u32_at(v.start + 4, v.end, "DCCP service code")?
+    } else {
+        0
+    };
+    let addresses = nested(d, c, |d| {
+        let children = d.children(v.start + fixed, v.end, p)?;
+        let mut addrs = Vec::new();
+        for ch in &children {
+            if matches!(ch.param(), ParamType::Ipv4Address | ParamType::Ipv6Address) {
+                if p != ParamType::SctpTransport && !addrs.is_empty() {
+                    return Err(DecodeError::InvalidValue {
+                        offset: ch.offset,
+                        param: p,
+                        reason: "more than one address in a single-homed transport",
+                    });
+                }
+                addrs.push(dec_address(d, ch)?);
+            } else {
+                d.extra(ch)?;
+            }
+        }
+        Ok(addrs)
+    })?;
+    let Some(&first) = addresses.first() else {
+        return Err(DecodeError::InvalidValue {
+            offset: c.offset,
+            param: p,
+            reason: "transport without an address",
+        });
+    };
+    Ok(match p {
+        ParamType::SctpTransport => TransportParameter::Sctp {
+            port,
+            transport_use: TransportUse::from_code(word),
+            addresses,
+        },
+        ParamType::TcpTransport => TransportParameter::Tcp {
+            port,
+            transport_use: TransportUse::from_code(word),
+            address: first,
+        },
+        ParamType::UdpTransport => TransportParameter::Udp {
+            port,
+            reserved: word,
+            address: first,
+        },
+        ParamType::UdpLiteTransport => TransportParameter::UdpLite {
+            port,
+            reserved: word,
+            address: first,
+        },
+        _ => TransportParameter::Dccp {
+            port,
+            reserved: word,
+            service_code,
+            address: first,
+        },
+    })
+}
+
+/// 0x0008 Pool Member Selection Policy (RFC 5356 §7). A known policy code whose value
+/// length differs from RFC 5356 / rsplib (spec §8.2) decodes as [`Policy::Unknown`] with
+/// the raw bytes, so it still round-trips; consumers treat Unknown as "invalid policy".
+pub(crate) fn dec_policy(d: &Dec<'_>, c: &Child) -> Result<Policy, DecodeError> {
+    let v = c.value_range();
+    if v.len() < 4 {
+        return Err(bad_len(c, "a policy needs at least the 4-byte policy type"));
+    }
+    Ok(policy_from_value(&d.buf[v]))
+}
+
+fn policy_from_value(v: &[u8]) -> Policy {
+    let code = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+    let data = &v[4..];
+    let w = |i: usize| {
+        u32::from_be_bytes([
+            data[4 * i],
+            data[4 * i + 1],
+            data[4 * i + 2],
+            data[4 * i + 3],
+        ])
+    };
+    match PolicyType::from_code(code) {
+        Some(t) if t.value_len() == data.len() => match t {
+            PolicyType::RoundRobin => Policy::RoundRobin,
+            PolicyType::WeightedRoundRobin => Policy::WeightedRoundRobin { weight: w(0) },
+            PolicyType::Random => Policy::Random,
+            PolicyType::WeightedRandom => Policy::WeightedRandom { weight: w(0) },
+            PolicyType::Priority => Policy::Priority { priority: w(0) },
+            PolicyType::LeastUsed => Policy::LeastUsed { load: w(0) },
+            PolicyType::LeastUsedDegradation => Policy::LeastUsedDegradation {
+                load: w(0),
+                degradation: w(1),
+            },
+            PolicyType::PriorityLeastUsed => Policy::PriorityLeastUsed {
+                load: w(0),
+                degradation: w(1),
+            },
+            PolicyType::RandomizedLeastUsed => Policy::RandomizedLeastUsed { load: w(0) },
+            PolicyType::RandomizedPriorityLeastUsed => Policy::RandomizedPriorityLeastUsed {
+                load: w(0),
+                degradation: w(1),
+            },
+            PolicyType::RandomizedLeastUsedDegradation => Policy::RandomizedLeastUsedDegradation {
+                load: w(0),
+                degradation: w(1),
+            },
+            PolicyType::PriorityLeastUsedDegradation => Policy::PriorityLeastUsedDegradation {
+                load: w(0),
+                degradation: w(1),
+            },
+            PolicyType::RandomizedPriorityLeastUsedDegradation => {
+                Policy::RandomizedPriorityLeastUsedDegradation {
+                    load: w(0),
+                    degradation: w(1),
+                }
+            }
+            PolicyType::WeightedRandomDpf => Policy::WeightedRandomDpf {
+                weight: w(0),
+                weight_dpf: w(1),
+                distance: w(2),
+            },
+            PolicyType::LeastUsedDpf => Policy::LeastUsedDpf {
+                load: w(0),
+                load_dpf: w(1),
+                distance: w(2),
+            },
+            PolicyType::LeastUsedDegradationDpf => Policy::LeastUsedDegradationDpf {
+                load: w(0),
+                degradation: w(1),
+                load_dpf: w(2),
+                distance: w(3),
+            },
+        },
+        _ => Policy::Unknown {
+            policy_type: code,
+            data: data.to_vec(),
+        },
+    }
+}
+
+/// Decodes a complete policy TLV (as carried in cause 0x5).
+pub(crate) fn decode_policy_tlv(b: &[u8]) -> Option<Policy> {
+    if b.len() < 8
+        || u16::from_be_bytes([b[0], b[1]]) != ParamType::PoolMemberSelectionPolicy.code()
+    {
+        return None;
+    }
+    let l = usize::from(u16::from_be_bytes([b[2], b[3]]));
+    if l < 8 || l > b.len() {
+        return None;
+    }
+    Some(policy_from_value(&b[4..l]))
+}
+
+/// Decodes a complete transport TLV (as carried in cause 0x7).
+pub(crate) fn decode_transport_tlv(b: &[u8]) -> Option<TransportParameter> {
+    let mut d = Dec::new(b);
+    let children = d.children(0, b.len(), ParamType::Unknown(0)).ok()?;
+    let c = children.first()?;
+    if !is_transport(c.param()) {
+        return None;
+    }
+    dec_transport(&mut d, c).ok()
+}
+
+/// 0x000A Pool Element (RFC 5354 §3.10). The ASAP transport is optional (rsplib omits it
+/// in ASAP messages).
+pub(crate) fn dec_pool_element(d: &mut Dec<'_>, c: &Child) -> Result<PoolElement, DecodeError> {
+    let v = c.value_range();
+    if v.len() < 12 {
+        return Err(bad_len(c, "shorter than the Pool Element's 12 fixed bytes"));
+    }
+    let id = d.u32_at(v.start, v.end, "PE identifier")?;
+    let home_server_id = d.u32_at(v.start + 4, v.end, "home ENRP server identifier")?;
+    let registration_life = d.u32_at(v.start + 8, v.end, "registration life")? as i32;
+    nested(d, c, |d| {
+        let children = d.children(v.start + 12, v.end, ParamType::PoolElement)?;
+        const SLOTS: [Slot; 3] = [
+            Slot::one(Kind::Transport),
+            Slot::one(Kind::Policy),
+            Slot::opt(Kind::Transport),
+        ];
+        let b = bind(d, &children, &SLOTS, "Pool Element", c.offset)?;
+        let user_transport = dec_transport(d, &b[0][0])?;
+        let policy = dec_policy(d, &b[1][0])?;
+        let asap_transport = match b[2].first() {
+            Some(t) => Some(dec_transport(d, t)?),
+            None => None,
+        };
+        Ok(PoolElement {
+            id,
+            home_server_id,
+            registration_life,
+            user_transport,
+            policy,
+            asap_transport,
+        })
+    })
+}
+
+/// 0x000B Server Information (RFC 5354 §3.11).
+pub(crate) fn dec_server_info(
+    d: &mut Dec<'_>,
+    c: &Child,
+) -> Result<ServerInformation, DecodeError> {
+    let v = c.value_range();
+    if v.len() < 4 {
+        return Err(bad_len(c, "shorter than the 4-byte server identifier"));
+    }
+    let server_id = d.u32_at(v.start, v.end, "server identifier")?;
+    nested(d, c, |d| {
+        let children = d.children(v.start + 4, v.end, ParamType::ServerInformation)?;
+        let b = bind(
+            d,
+            &children,
+            &[Slot::one(Kind::Transport)],
+            "Server Information",
+            c.offset,
+        )?;
+        Ok(ServerInformation {
+            server_id,
+            transport: dec_transport(d, &b[0][0])?,
+        })
+    })
+}
+
+/// 0x000C Operation Error (RFC 5354 §3.12).
+pub(crate) fn dec_op_error(d: &mut Dec<'_>, c: &Child) -> Result<OperationError, DecodeError> {
+    let v = c.value_range();
+    nested(d, c, |d| {
+        let children = d.children(v.start, v.end, ParamType::OperationError)?;
+        Ok(OperationError {
+            causes: children
+                .iter()
+                .map(|ch| ErrorCause {
+                    code: CauseCode::from_code(ch.ptype),
+                    info: d.buf[ch.value_range()].to_vec(),
+                })
+                .collect(),
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoders
+
+/// 0x0009 Pool Handle.
+pub(crate) fn enc_pool_handle(e: &mut Enc<'_>, ph: &PoolHandle) -> Result<(), EncodeError> {
+    e.tlv_bytes(ParamType::PoolHandle.code(), ph.as_bytes(), "Pool Handle")
+}
+
+/// 0x000D Cookie.
+pub(crate) fn enc_cookie(e: &mut Enc<'_>, cookie: &[u8]) -> Result<(), EncodeError> {
+    e.tlv_bytes(ParamType::Cookie.code(), cookie, "Cookie")
+}
+
+/// 0x000E PE Identifier.
+pub(crate) fn enc_pe_id(e: &mut Enc<'_>, id: u32) -> Result<(), EncodeError> {
+    e.tlv_bytes(
+        ParamType::PeIdentifier.code(),
+        &id.to_be_bytes(),
+        "PE Identifier",
+    )
+}
+
+/// 0x000F PE Checksum: Length 6 plus 2 padding bytes.
+pub(crate) fn enc_pe_checksum(e: &mut Enc<'_>, sum: u16) -> Result<(), EncodeError> {
+    e.tlv_bytes(
+        ParamType::PeChecksum.code(),
+        &sum.to_be_bytes(),
+        "PE Checksum",
+    )
+}
+
+/// 0x803F Handle Resolution Option.
+pub(crate) fn enc_hr_option(
+    e: &mut Enc<'_>,
+    o: &HandleResolutionOption,
+) -> Result<(), EncodeError> {
+    e.tlv_bytes(
+        ParamType::HandleResolutionOption.code(),
+        &o.items.to_be_bytes(),
+        "Handle Resolution Option",
+    )
+}
+
+fn enc_address(e: &mut Enc<'_>, a: &IpAddr) -> Result<(), EncodeError> {
+    match a {
+        IpAddr::V4(a) => e.tlv_bytes(ParamType::Ipv4Address.code(), &a.octets(), "IPv4 Address"),
+        IpAddr::V6(a) => e.tlv_bytes(ParamType::Ipv6Address.code(), &a.octets(), "IPv6 Address"),
+    }
+}
+
+/// The parameter type of a transport.
+pub fn transport_param_type(t: &TransportParameter) -> ParamType {
+    match t {
+        TransportParameter::Sctp { .. } => ParamType::SctpTransport,
+        TransportParameter::Tcp { .. } => ParamType::TcpTransport,
+        TransportParameter::Udp { .. } => ParamType::UdpTransport,
+        TransportParameter::UdpLite { .. } => ParamType::UdpLiteTransport,
+        TransportParameter::Dccp { .. } => ParamType::DccpTransport,
+        TransportParameter::Opaque { .. } => ParamType::OpaqueTransport,
+    }
+}
+
+/// Transports 0x0003–0x0007, 0x0010.
+pub(crate) fn enc_transport(e: &mut Enc<'_>, t: &TransportParameter) -> Result<(), EncodeError> {
+    e.begin_tlv(transport_param_type(t).code(), "transport");
+    match t {
+        TransportParameter::Sctp {
+            port,
+            transport_use,
+            addresses,
+        } => {
+            e.buf().put_u16(*port);
+            e.buf().put_u16(transport_use.code());
+            for a in addresses {
+                enc_address(e, a)?;
+            }
+        }
+        TransportParameter::Tcp {
+            port,
+            transport_use,
+            address,
+        } => {
+            e.buf().put_u16(*port);
+            e.buf().put_u16(transport_use.code());
+            enc_address(e, address)?;
+        }
+        TransportParameter::Udp {
+            port,
+            reserved,
+            address,
+        }
+        | TransportParameter::UdpLite {
+            port,
+            reserved,
+            address,
+        } => {
+            e.buf().put_u16(*port);
+            e.buf().put_u16(*reserved);
+            enc_address(e, address)?;
+        }
+        TransportParameter::Dccp {
+            port,
+            reserved,
+            service_code,
+            address,
+        } => {
+            e.buf().put_u16(*port);
+            e.buf().put_u16(*reserved);
+            e.buf().put_u32(*service_code);
+            enc_address(e, address)?;
+        }
+        TransportParameter::Opaque { data } => e.buf().put_slice(data),
+    }
+    e.end_tlv()
+}
+
+/// 0x0008 Pool Member Selection Policy.
+pub(crate) fn enc_policy(e: &mut Enc<'_>, p: &Policy) -> Result<(), EncodeError> {
+    e.begin_tlv(
+        ParamType::PoolMemberSelectionPolicy.code(),
+        "Pool Member Selection Policy",
+    );
+    e.buf().put_u32(p.policy_type());
+    let words: &[u32] = match *p {
+        Policy::RoundRobin | Policy::Random => &[],
+        Policy::WeightedRoundRobin { weight } | Policy::WeightedRandom { weight } => &[weight],
+        Policy::Priority { priority } => &[priority],
+        Policy::LeastUsed { load } | Policy::RandomizedLeastUsed { load } => &[load],
+        Policy::LeastUsedDegradation { load, degradation }
+        | Policy::PriorityLeastUsed { load, degradation }
+        | Policy::RandomizedPriorityLeastUsed { load, degradation }
+        | Policy::RandomizedLeastUsedDegradation { load, degradation }
+        | Policy::PriorityLeastUsedDegradation { load, degradation }
+        | Policy::RandomizedPriorityLeastUsedDegradation { load, degradation } => {
+            &[load, degradation]
+        }
+        Policy::WeightedRandomDpf {
+            weight,
+            weight_dpf,
+            distance,
+        } => &[weight, weight_dpf, distance],
+        Policy::LeastUsedDpf {
+            load,
+            load_dpf,
+            distance,
+        } => &[load, load_dpf, distance],
+        Policy::LeastUsedDegradationDpf {
+            load,
+            degradation,
+            load_dpf,
+            distance,
+        } => &[load, degradation, load_dpf, distance],
+        Policy::Unknown { ref data, .. } => {
+            e.buf().put_slice(data);
+            &[]
+        }
+    };
+    for w in words {
+        e.buf().put_u32(*w);
+    }
+    e.end_tlv()
+}
+
+/// 0x000A Pool Element.
+pub(crate) fn enc_pool_element(e: &mut Enc<'_>, pe: &PoolElement) -> Result<(), EncodeError> {
+    e.begin_tlv(ParamType::PoolElement.code(), "Pool Element");
+    e.buf().put_u32(pe.id);
+    e.buf().put_u32(pe.home_server_id);
+    e.buf().put_i32(pe.registration_life);
+    enc_transport(e, &pe.user_transport)?;
+    enc_policy(e, &pe.policy)?;
+    if let Some(t) = &pe.asap_transport {
+        enc_transport(e, t)?;
+    }
+    e.end_tlv()
+}
+
+/// 0x000B Server Information.
+pub(crate) fn enc_server_info(e: &mut Enc<'_>, si: &ServerInformation) -> Result<(), EncodeError> {
+    e.begin_tlv(ParamType::ServerInformation.code(), "Server Information");
+    e.buf().put_u32(si.server_id);
+    enc_transport(e, &si.transport)?;
+    e.end_tlv()
+}
+
+/// 0x000C Operation Error.
+pub(crate) fn enc_op_error(e: &mut Enc<'_>, oe: &OperationError) -> Result<(), EncodeError> {
+    e.begin_tlv(ParamType::OperationError.code(), "Operation Error");
+    for c in &oe.causes {
+        e.tlv_bytes(c.code.code(), &c.info, "error cause")?;
+    }
+    e.end_tlv()
+}
