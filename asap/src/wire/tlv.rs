@@ -1,7 +1,7 @@
 //! Encoding and decoding of every parameter of RFC 5354 §3 (and rsplib's Handle Resolution
 //! Option), on top of the TLV engine in [`layout`](super::layout).
 //!
-//! Decoders take a [`Child`] found by [`Dec::children`] and return the typed value from
+//! Decoders take a child TLV found by the container walker and return the typed value from
 //! [`param`](super::param) / [`policy`](super::policy) / [`cause`](super::cause); nested
 //! TLVs (addresses in transports, transports and policy in a Pool Element, causes in an
 //! Operation Error) are walked with the same padding rules and recorded in the layout.
