@@ -792,3 +792,19 @@ fn too_long_messages_fail_to_encode() {
     ));
     assert!(buf.is_empty());
 }
+
+#[test]
+fn peek_wire_len_for_stream_framing() {
+    assert_eq!(Message::peek_wire_len(&[0x05, 0x00, 0x00]), None);
+    assert_eq!(Message::peek_wire_len(&ECHO_HR[..4]), Some(16));
+    assert_eq!(Message::peek_wire_len(&[0x05, 0x00, 0x00, 0x13]), Some(20));
+    assert_eq!(Message::peek_wire_len(&[0x05, 0x00, 0x00, 0x00]), Some(4));
+    // Two messages back to back in one buffer (as in a TCP segment).
+    let mut two = ECHO_HR.to_vec();
+    two.extend_from_slice(&ECHO_HR);
+    let n = Message::peek_wire_len(&two).unwrap();
+    let d = Message::decode(Protocol::Asap, &two[..n]).unwrap();
+    assert_eq!(d.consumed, n);
+    let d2 = Message::decode(Protocol::Asap, &two[d.consumed..]).unwrap();
+    assert_eq!(d2.message, d.message);
+}

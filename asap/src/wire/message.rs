@@ -230,6 +230,17 @@ impl Message {
         })
     }
 
+    /// For stream framing (TCP): how many bytes the message starting at `input` occupies
+    /// on the wire — its Length rounded up to 4 — once the 4-byte header is available.
+    /// `None` if fewer than 4 bytes are given; a Length below 4 is returned as 4 so that a
+    /// caller always makes progress (decoding it then reports the bad Length).
+    pub fn peek_wire_len(input: &[u8]) -> Option<usize> {
+        match input {
+            [_, _, hi, lo, ..] => Some(padded(usize::from(u16::from_be_bytes([*hi, *lo])).max(4))),
+            _ => None,
+        }
+    }
+
     /// Encodes the message canonically (rsplib-compatible padding, no extra TLVs),
     /// appending Length-many bytes plus padding to `buf`.
     pub fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
