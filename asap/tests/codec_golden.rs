@@ -808,3 +808,41 @@ fn peek_wire_len_for_stream_framing() {
     let d2 = Message::decode(Protocol::Asap, &two[d.consumed..]).unwrap();
     assert_eq!(d2.message, d.message);
 }
+
+#[test]
+fn standalone_parameters_and_extra_tlv_json() {
+    let pe = echo_pe(Policy::RoundRobin);
+    let tlv = Parameter::PoolElement(pe.clone()).to_vec().unwrap();
+    assert_eq!(&tlv[..4], &[0x00, 0x0A, 0x00, 0x28]);
+    // 0x3 Invalid Values carrying the offending Pool Element TLV.
+    let cause = ErrorCause::invalid_values(&tlv);
+    assert_eq!(
+        cause.tlv().unwrap().decode_known(),
+        Some(Parameter::PoolElement(pe))
+    );
+    assert_eq!(
+        Parameter::decode(&[0x00, 0x0E, 0x00, 0x08, 0, 0, 0, 5]).unwrap(),
+        (Parameter::PeIdentifier(5), 8)
+    );
+    assert!(matches!(
+        Parameter::decode(&[0x80, 0x0E, 0x00, 0x04]),
+        Err(DecodeError::UnrecognizedParameter {
+            param_type: 0x800E,
+            ..
+        })
+    ));
+    // An extra known TLV kept in the layout shows its typed view in JSON.
+    let m: Message = asap_msg::Deregistration {
+        pool_handle: "EchoPool".into(),
+        pe_identifier: 7,
+    }
+    .into();
+    let mut b = m.to_bytes().unwrap().to_vec();
+    b.extend_from_slice(&[0x00, 0x0E, 0x00, 0x08, 0, 0, 0, 9]);
+    b[3] += 8;
+    let j = serde_json::to_value(exact(Protocol::Asap, &b)).unwrap();
+    let q = &j["layout"]["quirks"][0];
+    assert_eq!(q["path"], serde_json::json!([2]));
+    assert_eq!(q["kind"]["extra_tlv"]["param_type"], "PE_IDENTIFIER");
+    assert_eq!(q["kind"]["extra_tlv"]["decoded"]["value"], 9);
+}

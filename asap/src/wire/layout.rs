@@ -60,13 +60,26 @@ impl RawTlv {
     }
 }
 
+impl RawTlv {
+    /// The typed view of this TLV if its type is known and it decodes.
+    pub fn decode_known(&self) -> Option<super::tlv::Parameter> {
+        super::tlv::Parameter::decode(&self.to_vec())
+            .ok()
+            .map(|(p, _)| p)
+    }
+}
+
 impl Serialize for RawTlv {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("RawTlv", 3)?;
+        let decoded = self.decode_known();
+        let mut st = s.serialize_struct("RawTlv", 4)?;
         st.serialize_field("param_type", &ParamType::from_code(self.param_type))?;
         st.serialize_field("length", &(4 + self.value.len()))?;
         st.serialize_field("value", &hex(&self.value))?;
+        if let Some(p) = decoded {
+            st.serialize_field("decoded", &p)?;
+        }
         st.end()
     }
 }

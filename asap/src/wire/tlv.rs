@@ -754,3 +754,138 @@ pub(crate) fn enc_op_error(e: &mut Enc<'_>, oe: &OperationError) -> Result<(), E
     }
     e.end_tlv()
 }
+
+// ---------------------------------------------------------------------------------------
+// Stand-alone parameters
+
+/// Any known parameter on its own (RFC 5354 §3), e.g. to build the cause-specific
+/// information of an Operation Error (0x3 Invalid Values carries the offending TLV) or to
+/// look inside a [`RawTlv`](super::RawTlv) kept in a layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "param", content = "value", rename_all = "snake_case")]
+pub enum Parameter {
+    /// 0x0001 / 0x0002 IPv4 or IPv6 Address.
+    Address(IpAddr),
+    /// 0x0003–0x0007, 0x0010 transports.
+    Transport(TransportParameter),
+    /// 0x0008 Pool Member Selection Policy.
+    Policy(Policy),
+    /// 0x0009 Pool Handle.
+    PoolHandle(PoolHandle),
+    /// 0x000A Pool Element.
+    PoolElement(PoolElement),
+    /// 0x000B Server Information.
+    ServerInformation(ServerInformation),
+    /// 0x000C Operation Error.
+    OperationError(OperationError),
+    /// 0x000D Cookie.
+    Cookie(Vec<u8>),
+    /// 0x000E PE Identifier.
+    PeIdentifier(u32),
+    /// 0x000F PE Checksum.
+    PeChecksum(u16),
+    /// 0x803F Handle Resolution Option.
+    HandleResolutionOption(HandleResolutionOption),
+}
+
+impl Parameter {
+    /// The parameter type.
+    pub fn param_type(&self) -> ParamType {
+        match self {
+            Parameter::Address(IpAddr::V4(_)) => ParamType::Ipv4Address,
+            Parameter::Address(IpAddr::V6(_)) => ParamType::Ipv6Address,
+            Parameter::Transport(t) => transport_param_type(t),
+            Parameter::Policy(_) => ParamType::PoolMemberSelectionPolicy,
+            Parameter::PoolHandle(_) => ParamType::PoolHandle,
+            Parameter::PoolElement(_) => ParamType::PoolElement,
+            Parameter::ServerInformation(_) => ParamType::ServerInformation,
+            Parameter::OperationError(_) => ParamType::OperationError,
+            Parameter::Cookie(_) => ParamType::Cookie,
+            Parameter::PeIdentifier(_) => ParamType::PeIdentifier,
+            Parameter::PeChecksum(_) => ParamType::PeChecksum,
+            Parameter::HandleResolutionOption(_) => ParamType::HandleResolutionOption,
+        }
+    }
+
+    /// Appends the canonical TLV (with its padding) to `buf`.
+    pub fn encode(&self, buf: &mut bytes::BytesMut) -> Result<(), EncodeError> {
+        let layout = super::layout::Layout::default();
+        let start = buf.len();
+        let mut e = Enc::new(buf, &layout);
+        let r = match self {
+            Parameter::Address(a) => enc_address(&mut e, a),
+            Parameter::Transport(t) => enc_transport(&mut e, t),
+            Parameter::Policy(p) => enc_policy(&mut e, p),
+            Parameter::PoolHandle(p) => enc_pool_handle(&mut e, p),
+            Parameter::PoolElement(p) => enc_pool_element(&mut e, p),
+            Parameter::ServerInformation(s) => enc_server_info(&mut e, s),
+            Parameter::OperationError(o) => enc_op_error(&mut e, o),
+            Parameter::Cookie(c) => enc_cookie(&mut e, c),
+            Parameter::PeIdentifier(i) => enc_pe_id(&mut e, *i),
+            Parameter::PeChecksum(c) => enc_pe_checksum(&mut e, *c),
+            Parameter::HandleResolutionOption(o) => enc_hr_option(&mut e, o),
+        };
+        if r.is_err() {
+            buf.truncate(start);
+        }
+        r
+    }
+
+    /// The canonical TLV bytes (with padding).
+    pub fn to_vec(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut b = bytes::BytesMut::new();
+        self.encode(&mut b)?;
+        Ok(b.to_vec())
+    }
+
+    /// Decodes the TLV at the start of `input`; returns it and the bytes it occupies
+    /// (Length plus the padding present in `input`). Unknown types give
+    /// [`DecodeError::UnrecognizedParameter`] whatever their action bits. Layout details
+    /// of nested TLVs are not kept (use [`Message::decode`](super::Message::decode) for
+    /// byte-exact work).
+    pub fn decode(input: &[u8]) -> Result<(Parameter, usize), DecodeError> {
+        let mut d = Dec::new(input);
+        let ptype = d.u16_at(0, input.len(), "parameter type")?;
+        let len = usize::from(d.u16_at(2, input.len(), "parameter length")?);
+        let c = Child {
+            idx: 0,
+            offset: 0,
+            ptype,
+            len,
+        };
+        if len < 4 {
+            return Err(bad_len(&c, "below the 4-byte header"));
+        }
+        if len > input.len() {
+            return Err(bad_len(&c, "beyond the end of the input"));
+        }
+        let p = match c.param() {
+            ParamType::Ipv4Address | ParamType::Ipv6Address => {
+                Parameter::Address(dec_address(&d, &c)?)
+            }
+            t if is_transport(t) => Parameter::Transport(dec_transport(&mut d, &c)?),
+            ParamType::PoolMemberSelectionPolicy => Parameter::Policy(dec_policy(&d, &c)?),
+            ParamType::PoolHandle => Parameter::PoolHandle(dec_pool_handle(&d, &c)),
+            ParamType::PoolElement => Parameter::PoolElement(dec_pool_element(&mut d, &c)?),
+            ParamType::ServerInformation => {
+                Parameter::ServerInformation(dec_server_info(&mut d, &c)?)
+            }
+            ParamType::OperationError => Parameter::OperationError(dec_op_error(&mut d, &c)?),
+            ParamType::Cookie => Parameter::Cookie(dec_bytes(&d, &c)),
+            ParamType::PeIdentifier => Parameter::PeIdentifier(dec_pe_id(&d, &c)?),
+            ParamType::PeChecksum => Parameter::PeChecksum(dec_pe_checksum(&d, &c)?),
+            ParamType::HandleResolutionOption => {
+                Parameter::HandleResolutionOption(dec_hr_option(&d, &c)?)
+            }
+            _ => {
+                return Err(DecodeError::UnrecognizedParameter {
+                    offset: 0,
+                    param_type: ptype,
+                    report: super::codes::ParamAction::of_param(ptype).reports(),
+                    tlv: input[..len].to_vec(),
+                })
+            }
+        };
+        Ok((p, super::layout::padded(len).min(input.len())))
+    }
+}
