@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::cause::{ErrorCause, OperationError};
 use super::codes::{CauseCode, ParamType};
 use super::error::{DecodeError, EncodeError};
-use super::layout::{Child, Dec, Enc};
+use super::layout::{Child, Dec, Enc, Walk};
 use super::param::{PoolElement, PoolHandle, ServerInformation, TransportParameter, TransportUse};
 use super::policy::{Policy, PolicyType};
 
@@ -161,7 +161,7 @@ impl Bound {
 /// At most [`MAX_SLOTS`] slots, at most one of them repeated.
 pub(crate) fn bind(
     d: &mut Dec<'_>,
-    children: &[Child],
+    mut children: Walk,
     slots: &[Slot],
     context: &'static str,
     offset: usize,
@@ -179,7 +179,8 @@ pub(crate) fn bind(
         b.params[j] = slot.kind.param();
     }
     let mut s = 0;
-    for c in children {
+    while let Some(child) = children.next(d)? {
+        let c = &child;
         let p = c.param();
         if !p.is_known() {
             d.extra(c)?;
@@ -322,9 +323,10 @@ pub(crate) fn dec_transport(d: &mut Dec<'_>, c: &Child) -> Result<TransportParam
         0
     };
     let addresses = nested(d, c, |d| {
-        let children = d.children(v.start + fixed, v.end, p)?;
+        let mut walk = Walk::new(v.start + fixed, v.end, p);
         let mut addrs = Vec::new();
-        for ch in &children {
+        while let Some(child) = walk.next(d)? {
+            let ch = &child;
             if matches!(ch.param(), ParamType::Ipv4Address | ParamType::Ipv6Address) {
                 if p != ParamType::SctpTransport && !addrs.is_empty() {
                     return Err(DecodeError::InvalidValue {
@@ -494,13 +496,13 @@ pub(crate) fn dec_pool_element(d: &mut Dec<'_>, c: &Child) -> Result<PoolElement
     let home_server_id = d.u32_at(v.start + 4, v.end, "home ENRP server identifier")?;
     let registration_life = d.u32_at(v.start + 8, v.end, "registration life")? as i32;
     nested(d, c, |d| {
-        let children = d.children(v.start + 12, v.end, ParamType::PoolElement)?;
+        let children = Walk::new(v.start + 12, v.end, ParamType::PoolElement);
         const SLOTS: [Slot; 3] = [
             Slot::one(Kind::Transport),
             Slot::one(Kind::Policy),
             Slot::opt(Kind::Transport),
         ];
-        let b = bind(d, &children, &SLOTS, "Pool Element", c.offset)?;
+        let b = bind(d, children, &SLOTS, "Pool Element", c.offset)?;
         let user_transport = dec_transport(d, b.req(0)?)?;
         let policy = dec_policy(d, b.req(1)?)?;
         let asap_transport = match b.opt(2) {
@@ -529,10 +531,10 @@ pub(crate) fn dec_server_info(
     }
     let server_id = d.u32_at(v.start, v.end, "server identifier")?;
     nested(d, c, |d| {
-        let children = d.children(v.start + 4, v.end, ParamType::ServerInformation)?;
+        let children = Walk::new(v.start + 4, v.end, ParamType::ServerInformation);
         let b = bind(
             d,
-            &children,
+            children,
             &[Slot::one(Kind::Transport)],
             "Server Information",
             c.offset,
@@ -548,16 +550,15 @@ pub(crate) fn dec_server_info(
 pub(crate) fn dec_op_error(d: &mut Dec<'_>, c: &Child) -> Result<OperationError, DecodeError> {
     let v = c.value_range();
     nested(d, c, |d| {
-        let children = d.children(v.start, v.end, ParamType::OperationError)?;
-        Ok(OperationError {
-            causes: children
-                .iter()
-                .map(|ch| ErrorCause {
-                    code: CauseCode::from_code(ch.ptype),
-                    info: d.buf[ch.value_range()].to_vec(),
-                })
-                .collect(),
-        })
+        let mut walk = Walk::new(v.start, v.end, ParamType::OperationError);
+        let mut causes = Vec::new();
+        while let Some(ch) = walk.next(d)? {
+            causes.push(ErrorCause {
+                code: CauseCode::from_code(ch.ptype),
+                info: d.buf[ch.value_range()].to_vec(),
+            });
+        }
+        Ok(OperationError { causes })
     })
 }
 
