@@ -220,7 +220,7 @@ pub fn load_file(path: &std::path::Path) -> Result<(Config, String), ConfigError
 /// Parses and validates configuration text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let mut msg = e.message().trim().to_string();
+        let mut msg = e.message().trim().replace('\n', "; ");
         if msg.is_empty() {
             msg = e.to_string();
         }

@@ -64,6 +64,8 @@ pub struct Daemon {
     path: PathBuf,
     cfg: Config,
     cfg_text: String,
+    /// Text last read from (or written to) the file, to skip reloads of unchanged files.
+    file_text: String,
     version: u64,
     file_stamp: Option<FileStamp>,
     poller: Poller,
@@ -115,6 +117,7 @@ impl Daemon {
             file_stamp: stamp(&path),
             path,
             cfg,
+            file_text: text.clone(),
             cfg_text: text,
             version,
             poller: Poller::new(),
@@ -260,10 +263,11 @@ impl Daemon {
                 return false;
             }
         };
-        if text == self.cfg_text {
+        if text == self.file_text {
             tracing::debug!("configuration unchanged");
             return false;
         }
+        self.file_text = text.clone();
         let version = match cfg.declared_version {
             Some(v) if v > self.version => v,
             _ => self.version + 1,
@@ -370,7 +374,7 @@ impl Daemon {
             Ok(()) => {
                 // Do not treat our own write as an external edit.
                 self.file_stamp = stamp(&self.path);
-                self.cfg_text = body;
+                self.file_text = body;
             }
             Err(e) => {
                 tracing::warn!(config = %self.path.display(), error = %e, "cannot persist pushed configuration")
