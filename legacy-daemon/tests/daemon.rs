@@ -172,7 +172,7 @@ async fn sighup_reloads_when_file_watching_is_off() {
     let _a = spawn_sleep(&arg);
     let cfg = dir.path("d.toml");
     let head = format!("[daemon]\nwatch_config = false\n{POLL}{}", proxies(&[addr]));
-    write_file(&cfg, &format!("{head}"));
+    write_file(&cfg, &head);
     let d = spawn_daemon(&cfg, &dir.path("log"));
     let (mut c, mut t) = accept_synced(&l).await;
     assert!(t.apps.is_empty());
@@ -197,7 +197,7 @@ async fn proxy_that_comes_back_gets_hello_and_full_snapshot() {
         &cfg,
         &format!(
             "[daemon]\n{POLL}{}{}",
-            proxies(&[addr.clone()]),
+            proxies(std::slice::from_ref(&addr)),
             sleep_app("A", &arg)
         ),
     );
