@@ -228,8 +228,9 @@ impl Daemon {
     fn reconcile_reporters(&mut self) {
         let wanted = &self.cfg.proxies;
         self.reporters.retain(|r| {
-            let keep = wanted.contains(r.target());
-            if !keep {
+            // A reporter that gave up (max_attempts) is restarted by any applied config.
+            let keep = wanted.contains(r.target()) && !r.is_finished();
+            if !wanted.contains(r.target()) {
                 tracing::info!(proxy = %r.target().address, "proxy removed from configuration");
             }
             keep
@@ -338,7 +339,7 @@ impl Daemon {
                 )
             }
         } else {
-            let origin = format!("config push v{} from {from}", push.version);
+            let origin = format!("config push v{} (from {from})", push.version);
             match config::parse(&push.config_toml, &origin) {
                 Err(e) => {
                     tracing::error!(event = "config_rejected", error = %e, "pushed configuration rejected");

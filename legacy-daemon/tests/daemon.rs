@@ -374,7 +374,7 @@ async fn config_push_is_versioned_and_acknowledged() {
     assert!(!ack.accepted);
     assert_eq!(ack.active_version, 5);
     let err = ack.error.unwrap_or_default();
-    assert!(err.starts_with("config push v6 from"), "{err}");
+    assert!(err.starts_with("config push v6 (from 127.0.0.1:"), "{err}");
     assert!(
         err.contains("key `app[0].name`") && err.contains("needs at least one"),
         "{err}"
@@ -475,4 +475,43 @@ async fn ports_connections_and_pid_file() {
     std::fs::write(&pid_file, "999999999\n").expect("pid file");
     until(&mut c, &mut t, |t| !running(t, "bypid")).await;
     assert!(running(&t, "srv"));
+}
+
+#[tokio::test]
+async fn state_file_survives_daemon_restart() {
+    let dir = TempDir::new("state");
+    let (l, addr) = listener().await;
+    let arg = sleep_arg();
+    let mut a = spawn_sleep(&arg);
+    let cfg = dir.path("d.toml");
+    let state = dir.path("state.json");
+    write_file(
+        &cfg,
+        &format!(
+            "[daemon]\nstate_file = \"{}\"\n{POLL}{}{}",
+            state.display(),
+            proxies(&[addr]),
+            sleep_app("A", &arg)
+        ),
+    );
+    let mut d = spawn_daemon(&cfg, &dir.path("log1"));
+    let (mut c, mut t) = accept_synced(&l).await;
+    until(&mut c, &mut t, |t| running(t, "A")).await;
+    let (seq_before, instance) = (t.state_seq, c.hello().instance);
+    // The state was written before it was sent.
+    let on_disk: legacy_daemon::protocol::Snapshot =
+        serde_json::from_slice(&std::fs::read(&state).expect("state file")).expect("json");
+    assert!(on_disk.state_seq >= seq_before);
+    assert_eq!(on_disk.apps[0].pids, vec![a.pid()]);
+
+    // Daemon crashes; the application dies while the daemon is down.
+    d.kill();
+    a.kill();
+    let _d2 = spawn_daemon(&cfg, &dir.path("log2"));
+    let (c2, t2) = accept_synced(&l).await;
+    assert_ne!(c2.hello().instance, instance, "a new daemon run");
+    // Numbering continues from the persisted state and the change made while down is a
+    // new state, not a silent reset.
+    assert!(t2.state_seq > seq_before, "{} > {seq_before}", t2.state_seq);
+    assert!(!running(&t2, "A"));
 }
