@@ -67,6 +67,17 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// User + system CPU time of this process, microseconds.
+fn cpu_time_us() -> u64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(ru.ru_utime) + us(ru.ru_stime)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -104,13 +115,26 @@ fn main() -> ExitCode {
         p.poll(&cfg);
         let n = n.max(1);
         let t = Instant::now();
+        let cpu0 = cpu_time_us();
         let mut procs = 0;
         for _ in 0..n {
             procs = p.poll(&cfg).iter().map(|a| a.instances).sum::<u32>();
         }
         let per = t.elapsed() / n;
+        let cpu_per = (cpu_time_us() - cpu0) / u64::from(n);
+        let host = std::fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_str()
+                            .is_some_and(|s| s.parse::<u32>().is_ok())
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
         println!(
-            "{{\"polls\":{n},\"per_poll_us\":{},\"matched_instances\":{procs}}}",
+            "{{\"polls\":{n},\"host_processes\":{host},\"wall_per_poll_us\":{},\"cpu_per_poll_us\":{cpu_per},\"matched_instances\":{procs}}}",
             per.as_micros()
         );
         return ExitCode::SUCCESS;
