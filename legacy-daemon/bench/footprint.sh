@@ -85,3 +85,19 @@ echo "CPU over 10 s of 1 s polls: $(( (CPU1 - CPU0) * 1000 / TICKS )) ms (= aver
 grep -E 'VmRSS|VmHWM' "/proc/$DPID/status"
 echo "messages at sink: $(wc -l < "$WORK/sink.out")"
 echo "binary: $(stat -c %s "$BIN") bytes; stripped: $(strip -o "$WORK/stripped" "$BIN" && stat -c %s "$WORK/stripped") bytes"
+kill "$DPID"
+
+# Optional: the near-static glibc build (see BENCHMARKS.md), if it was built with
+#   RUSTFLAGS="-C target-feature=+crt-static" cargo build -p legacy-daemon --release \
+#     --target x86_64-unknown-linux-gnu --bin legacy-daemon
+STATIC="$TARGET_DIR/x86_64-unknown-linux-gnu/release/legacy-daemon"
+if [ -x "$STATIC" ]; then
+  echo "== crt-static build: $(file -b "$STATIC" | cut -d, -f1-4) =="
+  "$STATIC" --config "$WORK/d.toml" --bench-poll 50
+  "$STATIC" --config "$WORK/d.toml" 2> "$WORK/static.err" &
+  SPID=$!
+  PIDS+=($SPID)
+  sleep "$SETTLE"
+  grep -E 'VmRSS|VmHWM' "/proc/$SPID/status"
+  echo "static binary stripped: $(strip -o "$WORK/sstripped" "$STATIC" && stat -c %s "$WORK/sstripped") bytes"
+fi

@@ -7,6 +7,7 @@
 //! single-threaded tokio runtime (one thread keeps the resident size small; the work is
 //! a few file reads per second).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -15,6 +16,20 @@ use clap::{Parser, ValueEnum};
 use legacy_daemon::config::{self, DEFAULT_CONFIG_PATH};
 use legacy_daemon::daemon::{poll_once, Daemon};
 
+/// `println!` that ignores a closed stdout (e.g. `| head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 /// Status daemon for legacy servers in reliable server pools.
 ///
 /// Polls the process table for the applications listed in the configuration file and
@@ -22,7 +37,14 @@ use legacy_daemon::daemon::{poll_once, Daemon};
 /// pool element over TCP. Reloads the configuration on SIGHUP and when the file changes;
 /// stops on SIGTERM/SIGINT.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_long_help = "Environment:\n  LEGACY_DAEMON_LOG  log filter in tracing EnvFilter syntax (default: info)\n\n\
+                       Signals:\n  SIGHUP             reload the configuration file\n  \
+                       SIGTERM, SIGINT    stop"
+)]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(short, long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
@@ -86,7 +108,7 @@ fn main() -> ExitCode {
     if cli.check_config {
         return match loaded {
             Ok((cfg, _)) => {
-                println!(
+                outln!(
                     "OK: {}: {} application(s), {} proxy(ies), poll interval {} ms",
                     cli.config.display(),
                     cfg.apps.len(),
@@ -96,7 +118,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                println!("ERROR: {e}");
+                outln!("ERROR: {e}");
                 ExitCode::FAILURE
             }
         };
@@ -105,7 +127,7 @@ fn main() -> ExitCode {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
-            eprintln!("legacy-daemon: {e}");
+            errln!("legacy-daemon: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -133,7 +155,7 @@ fn main() -> ExitCode {
                     .count()
             })
             .unwrap_or(0);
-        println!(
+        outln!(
             "{{\"polls\":{n},\"host_processes\":{host},\"wall_per_poll_us\":{},\"cpu_per_poll_us\":{cpu_per},\"matched_instances\":{procs}}}",
             per.as_micros()
         );
@@ -142,7 +164,7 @@ fn main() -> ExitCode {
 
     if cli.once {
         let v = poll_once(&cfg);
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
 
@@ -152,7 +174,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("legacy-daemon: cannot start runtime: {e}");
+            errln!("legacy-daemon: cannot start runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -160,7 +182,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("legacy-daemon: {e}");
+            errln!("legacy-daemon: {e}");
             ExitCode::FAILURE
         }
     }

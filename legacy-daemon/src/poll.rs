@@ -5,8 +5,8 @@
 //! each process `/proc/PID/stat` is read once into a reused buffer and parsed with the
 //! `procfs` crate's `Stat` (comm, state, CPU ticks, RSS); the command line and the `exe`
 //! link are read only when an application's matcher needs them, at most once per process.
-//! (`procfs::process::all_processes()` was 2× slower: it opens an extra `O_PATH` fd per
-//! process.) `/proc/net/tcp` and `/proc/net/tcp6` are read once per poll, and only when
+//! (`procfs::process::all_processes()` would open an extra `O_PATH` fd per process; the
+//! kernel's generation of `stat` dominates the cost either way, see BENCHMARKS.md.) `/proc/net/tcp` and `/proc/net/tcp6` are read once per poll, and only when
 //! some application lists service ports.
 //!
 //! Matching rules (all criteria given for an application must hold):
