@@ -5,6 +5,9 @@
 //! each process `/proc/PID/stat` is read once into a reused buffer and parsed with the
 //! `procfs` crate's `Stat` (comm, state, CPU ticks, RSS); the command line and the `exe`
 //! link are read only when an application's matcher needs them, at most once per process.
+//! Command lines are cached per (pid, start time) and re-read when `comm` changes (exec)
+//! or after [`CMDLINE_REFRESH_POLLS`] polls (argv rewritten in place), so the steady-state
+//! cost is one `stat` read per process.
 //! (`procfs::process::all_processes()` would open an extra `O_PATH` fd per process; the
 //! kernel's generation of `stat` dominates the cost either way, see BENCHMARKS.md.) `/proc/net/tcp` and `/proc/net/tcp6` are read once per poll, and only when
 //! some application lists service ports.
@@ -34,6 +37,61 @@ pub struct Poller {
     ticks_per_sec: f64,
     page_size: u64,
     self_pid: i32,
+    polls: u64,
+    cmd_cache: HashMap<(i32, u64), CachedCmdline>,
+}
+
+/// A command line read in an earlier poll.
+#[derive(Debug)]
+struct CachedCmdline {
+    comm: String,
+    cmdline: String,
+    read_at_poll: u64,
+}
+
+/// A cached command line is re-read after this many polls, to notice programs that
+/// rewrite their argv (setproctitle) without exec'ing.
+pub const CMDLINE_REFRESH_POLLS: u64 = 30;
+
+/// Command-line cache lookups for one poll: entries are moved from `old` to `new` when the
+/// process is seen again, so vanished processes drop out after one poll.
+struct CmdCache<'a> {
+    old: &'a mut HashMap<(i32, u64), CachedCmdline>,
+    new: HashMap<(i32, u64), CachedCmdline>,
+    poll: u64,
+}
+
+impl CmdCache<'_> {
+    /// The command line of process `key`, from the cache if it is fresh and the process has
+    /// not exec'd since (same `comm`), else read from `/proc/PID/cmdline`.
+    fn get(&mut self, key: (i32, u64), comm: &str, buf: &mut Vec<u8>) -> String {
+        if let Some(e) = self.new.get(&key) {
+            return e.cmdline.clone();
+        }
+        if let Some(e) = self.old.remove(&key) {
+            if e.comm == comm && self.poll.saturating_sub(e.read_at_poll) < CMDLINE_REFRESH_POLLS {
+                let line = e.cmdline.clone();
+                self.new.insert(key, e);
+                return line;
+            }
+        }
+        buf.clear();
+        let line = if read_proc_file(key.0, "cmdline", buf).is_ok() {
+            let args: Vec<&[u8]> = buf.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+            String::from_utf8_lossy(&args.join(&b' ')).into_owned()
+        } else {
+            String::new()
+        };
+        self.new.insert(
+            key,
+            CachedCmdline {
+                comm: comm.to_string(),
+                cmdline: line.clone(),
+                read_at_poll: self.poll,
+            },
+        );
+        line
+    }
 }
 
 impl Default for Poller {
@@ -45,6 +103,7 @@ impl Default for Poller {
 /// What one process looks like to the matcher (gathered lazily).
 struct Proc {
     pid: i32,
+    starttime: u64,
     comm: String,
     cmdline: Option<String>,
     exe_name: Option<Option<String>>,
@@ -59,6 +118,8 @@ impl Poller {
             ticks_per_sec: procfs::ticks_per_second().max(1) as f64,
             page_size: procfs::page_size().max(1),
             self_pid: std::process::id() as i32,
+            polls: 0,
+            cmd_cache: HashMap::new(),
         }
     }
 
@@ -83,6 +144,12 @@ impl Poller {
         let mut rss: Vec<u64> = vec![0; cfg.apps.len()];
         let mut new_ticks = HashMap::new();
 
+        self.polls += 1;
+        let mut cache = CmdCache {
+            old: &mut self.cmd_cache,
+            new: HashMap::new(),
+            poll: self.polls,
+        };
         if !cfg.apps.is_empty() {
             if let Ok(dir) = std::fs::read_dir("/proc") {
                 let mut buf: Vec<u8> = Vec::with_capacity(1024);
@@ -106,13 +173,14 @@ impl Poller {
                     }
                     let mut info = Proc {
                         pid,
+                        starttime: st.starttime,
                         comm: st.comm,
                         cmdline: None,
                         exe_name: None,
                     };
                     let mut counted = false;
                     for (i, app) in cfg.apps.iter().enumerate() {
-                        if !matches(app, pidfile_pids[i], &mut info, &mut buf) {
+                        if !matches(app, pidfile_pids[i], &mut info, &mut cache, &mut buf) {
                             continue;
                         }
                         let ticks = st.utime + st.stime;
@@ -130,6 +198,7 @@ impl Poller {
                 }
             }
         }
+        self.cmd_cache = cache.new;
         self.prev_ticks = new_ticks;
         self.prev_at = Some(now);
 
@@ -184,7 +253,13 @@ impl Poller {
     }
 }
 
-fn matches(app: &AppSpec, pidfile_pid: Option<i32>, info: &mut Proc, buf: &mut Vec<u8>) -> bool {
+fn matches(
+    app: &AppSpec,
+    pidfile_pid: Option<i32>,
+    info: &mut Proc,
+    cache: &mut CmdCache<'_>,
+    buf: &mut Vec<u8>,
+) -> bool {
     let m = &app.matcher;
     if m.pid_file.is_some() && pidfile_pid != Some(info.pid) {
         return false;
@@ -211,15 +286,14 @@ fn matches(app: &AppSpec, pidfile_pid: Option<i32>, info: &mut Proc, buf: &mut V
         }
     }
     if let Some(re) = &m.cmdline {
-        let pid = info.pid;
-        let line = info.cmdline.get_or_insert_with(|| {
-            buf.clear();
-            if read_proc_file(pid, "cmdline", buf).is_err() {
-                return String::new();
+        let key = (info.pid, info.starttime);
+        let line = match &info.cmdline {
+            Some(l) => l,
+            None => {
+                let l = cache.get(key, &info.comm, buf);
+                info.cmdline.insert(l)
             }
-            let args: Vec<&[u8]> = buf.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
-            String::from_utf8_lossy(&args.join(&b' ')).into_owned()
-        });
+        };
         if line.is_empty() || !re.is_match(line) {
             return false;
         }
