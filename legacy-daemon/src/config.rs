@@ -1,4 +1,4 @@
-//! The daemon configuration ("configuration file 147", seed 003 [28] step 173).
+//! The daemon configuration ("configuration file 147", seed 003 \[28\] step 173).
 //!
 //! TOML, parsed with serde into private "raw" structs that keep the source span of every
 //! value that needs checking, then validated into [`Config`]. Every error, syntactic or
@@ -61,7 +61,7 @@ pub struct Config {
     pub declared_version: Option<u64>,
     /// `[daemon]` settings.
     pub daemon: DaemonSettings,
-    /// `[[proxy]]` entries: each gets its own reporter task (seed 000 [0007]).
+    /// `[[proxy]]` entries: each gets its own reporter task (seed 000 \[0007\]).
     pub proxies: Vec<ProxyTarget>,
     /// `[[app]]` entries, in file order.
     pub apps: Vec<AppSpec>,
@@ -83,7 +83,7 @@ pub struct DaemonSettings {
     /// Write a pushed configuration back to the config file so it survives a restart
     /// (default true).
     pub persist_push: bool,
-    /// File the last reported state is written to before it is sent (seed 000 [0028]).
+    /// File the last reported state is written to before it is sent (seed 000 \[0028\]).
     pub state_file: Option<PathBuf>,
 }
 
@@ -93,7 +93,7 @@ pub struct ProxyTarget {
     /// `host:port` of the proxy pool element's daemon listener.
     pub address: String,
     /// Give up after this many failed connection attempts in a row (`None`: retry forever;
-    /// seed 000 [0024]–[0025]).
+    /// seed 000 \[0024\]–\[0025\]).
     pub max_attempts: Option<u32>,
     /// First reconnect delay; doubles per failure up to `reconnect_max`.
     pub reconnect_min: Duration,

@@ -1,4 +1,4 @@
-//! Process-table polling (seed 003 [29] step 181: "Daemon 141 polls process table 155 to
+//! Process-table polling (seed 003 \[29\] step 181: "Daemon 141 polls process table 155 to
 //! establish the status of the applications"; SEEDS.md §1.3 C3).
 //!
 //! One pass over `/proc` per poll, whatever the number of configured applications: for
