@@ -90,14 +90,14 @@ fn init_logging(format: LogFormat) {
 }
 
 /// User + system CPU time of this process, microseconds.
-fn cpu_time_us() -> u64 {
+fn cpu_time_us() -> (u64, u64) {
     // SAFETY: getrusage only writes the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return 0;
+        return (0, 0);
     }
     let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    us(ru.ru_utime) + us(ru.ru_stime)
+    (us(ru.ru_utime), us(ru.ru_stime))
 }
 
 fn main() -> ExitCode {
@@ -143,7 +143,10 @@ fn main() -> ExitCode {
             procs = p.poll(&cfg).iter().map(|a| a.instances).sum::<u32>();
         }
         let per = t.elapsed() / n;
-        let cpu_per = (cpu_time_us() - cpu0) / u64::from(n);
+        let cpu1 = cpu_time_us();
+        let user_per = (cpu1.0 - cpu0.0) / u64::from(n);
+        let sys_per = (cpu1.1 - cpu0.1) / u64::from(n);
+        let cpu_per = user_per + sys_per;
         let host = std::fs::read_dir("/proc")
             .map(|d| {
                 d.flatten()
@@ -156,7 +159,7 @@ fn main() -> ExitCode {
             })
             .unwrap_or(0);
         outln!(
-            "{{\"polls\":{n},\"host_processes\":{host},\"wall_per_poll_us\":{},\"cpu_per_poll_us\":{cpu_per},\"matched_instances\":{procs}}}",
+            "{{\"polls\":{n},\"host_processes\":{host},\"wall_per_poll_us\":{},\"cpu_per_poll_us\":{cpu_per},\"user_us\":{user_per},\"sys_us\":{sys_per},\"matched_instances\":{procs}}}",
             per.as_micros()
         );
         return ExitCode::SUCCESS;
