@@ -9,8 +9,12 @@
 //! or after [`CMDLINE_REFRESH_POLLS`] polls (argv rewritten in place), so the steady-state
 //! cost is one `stat` read per process.
 //! (`procfs::process::all_processes()` would open an extra `O_PATH` fd per process; the
-//! kernel's generation of `stat` dominates the cost either way, see BENCHMARKS.md.) `/proc/net/tcp` and `/proc/net/tcp6` are read once per poll, and only when
-//! some application lists service ports.
+//! kernel's generation of `stat` dominates the cost either way, see BENCHMARKS.md.)
+//!
+//! `/proc/net/tcp` and `/proc/net/tcp6` are read only when some application lists service
+//! ports, and then at most every `net_interval` (default 5 s) unless the process set of such
+//! an application changed: walking the kernel's TCP hash tables costs ~9 ms on a 24 GiB
+//! host even with 4 sockets (BENCHMARKS.md).
 //!
 //! Matching rules (all criteria given for an application must hold):
 //! - `exe`: `comm` equals the name. The kernel keeps only 15 bytes of `comm`, so a longer
@@ -39,6 +43,9 @@ pub struct Poller {
     self_pid: i32,
     polls: u64,
     cmd_cache: HashMap<(i32, u64), CachedCmdline>,
+    net: Option<(Instant, NetTable)>,
+    /// Pids of the applications with ports at the previous poll (name, pids).
+    port_app_pids: Vec<(String, Vec<u32>)>,
 }
 
 /// A command line read in an earlier poll.
@@ -120,6 +127,8 @@ impl Poller {
             self_pid: std::process::id() as i32,
             polls: 0,
             cmd_cache: HashMap::new(),
+            net: None,
+            port_app_pids: Vec::new(),
         }
     }
 
@@ -202,18 +211,36 @@ impl Poller {
         self.prev_ticks = new_ticks;
         self.prev_at = Some(now);
 
-        let net = if cfg.apps.iter().any(|a| !a.ports.is_empty()) {
-            Some(NetTable::read())
-        } else {
+        for p in pids.iter_mut() {
+            p.sort_unstable();
+        }
+        let port_app_pids: Vec<(String, Vec<u32>)> = cfg
+            .apps
+            .iter()
+            .zip(&pids)
+            .filter(|(a, _)| !a.ports.is_empty())
+            .map(|(a, p)| (a.name.clone(), p.clone()))
+            .collect();
+        let net = if port_app_pids.is_empty() {
+            self.net = None;
             None
+        } else {
+            let fresh = self.net.as_ref().is_some_and(|(at, _)| {
+                now.duration_since(*at) < cfg.daemon.net_interval
+                    && port_app_pids == self.port_app_pids
+            });
+            if !fresh {
+                self.net = Some((now, NetTable::read()));
+            }
+            self.net.as_ref().map(|(_, t)| t)
         };
+        self.port_app_pids = port_app_pids;
 
         cfg.apps
             .iter()
             .enumerate()
             .map(|(i, app)| {
-                let mut p = std::mem::take(&mut pids[i]);
-                p.sort_unstable();
+                let p = std::mem::take(&mut pids[i]);
                 let ports: Vec<PortStatus> = app
                     .ports
                     .iter()
