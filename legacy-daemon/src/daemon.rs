@@ -50,12 +50,17 @@ pub fn now_ms() -> u64 {
 struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
+    inode: u64,
 }
 
 fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    // The inode catches editors and tools that replace the file by rename within one
+    // timestamp tick and with the same length.
     std::fs::metadata(path).ok().map(|m| FileStamp {
         modified: m.modified().ok(),
         len: m.len(),
+        inode: m.ino(),
     })
 }
 

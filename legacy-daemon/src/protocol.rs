@@ -468,4 +468,24 @@ mod tests {
         assert_eq!(v["type"], "config_ack");
         assert_eq!(v["accepted"], false);
     }
+
+    #[tokio::test]
+    async fn async_read_write_frame_over_a_stream() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        let msg = ProxyMessage::ConfigPush(ConfigPush {
+            version: 2,
+            config_toml: "x".repeat(300),
+        });
+        let m2 = msg.clone();
+        let w = tokio::spawn(async move {
+            write_frame(&mut a, &m2).await.unwrap();
+            drop(a);
+        });
+        assert_eq!(
+            read_frame::<_, ProxyMessage>(&mut b).await.unwrap(),
+            Some(msg)
+        );
+        assert_eq!(read_frame::<_, ProxyMessage>(&mut b).await.unwrap(), None);
+        w.await.unwrap();
+    }
 }
