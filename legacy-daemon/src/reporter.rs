@@ -354,4 +354,84 @@ mod tests {
         assert_eq!(backoff_delay(min, max, 0, 0), Duration::from_millis(50));
         assert_eq!(backoff_delay(min, max, 10, 0), Duration::from_millis(500));
     }
+
+    /// The core offers many deltas without ever yielding (as its poll loop does): the
+    /// reporter's queue overflows, and the proxy receives one resync snapshot at the latest
+    /// state instead of a gap, with `state_seq` continuity intact afterwards.
+    #[tokio::test]
+    async fn queue_overflow_resyncs_with_a_snapshot() {
+        use crate::protocol::{AppStatus, LoadHints};
+        use crate::receiver::{DaemonListener, StatusTable};
+        use crate::state::StatusBook;
+
+        fn app(pid: u32) -> AppStatus {
+            AppStatus {
+                name: "A".into(),
+                running: true,
+                instances: 1,
+                pids: vec![pid],
+                cpu_percent: 0.0,
+                rss_bytes: 0,
+                ports: vec![],
+                load_hints: LoadHints::default(),
+            }
+        }
+
+        let l = DaemonListener::bind("127.0.0.1:0").await.unwrap();
+        let mut book = StatusBook::new();
+        book.update(vec![app(1)], 1, 0);
+        let (_hello_tx, hello_rx) = watch::channel(HelloInfo {
+            daemon_id: "t".into(),
+            config_version: 1,
+            poll_interval: Duration::from_secs(3600),
+            heartbeat_interval: Duration::from_secs(3600),
+        });
+        let (snap_tx, snap_rx) = watch::channel(Arc::new(book.snapshot()));
+        let (push_tx, _push_rx) = mpsc::channel(1);
+        let shared = ReporterShared {
+            instance: 1,
+            started: Instant::now(),
+            hello: hello_rx,
+            snapshot: snap_rx,
+            push_tx,
+        };
+        let target = ProxyTarget {
+            address: l.local_addr().unwrap().to_string(),
+            max_attempts: None,
+            reconnect_min: Duration::from_millis(10),
+            reconnect_max: Duration::from_millis(10),
+        };
+        let r = Reporter::spawn(target, shared);
+        let mut c = l.accept().await.unwrap();
+        let mut t = StatusTable::new(c.hello().clone());
+        let first = c.next_message().await.unwrap().unwrap();
+        t.apply(&first).unwrap();
+        assert_eq!(t.state_seq, 1);
+
+        // 100 changes in one go, no await in between.
+        let n = QUEUE_CAPACITY as u32 + 36;
+        for pid in 2..=n + 1 {
+            let d = book.update(vec![app(pid)], 1, 0).unwrap();
+            snap_tx.send_replace(Arc::new(book.snapshot()));
+            r.offer(Arc::new(d));
+        }
+        let next = c.next_message().await.unwrap().unwrap();
+        match &next {
+            DaemonMessage::Snapshot(s) => {
+                assert_eq!(s.state_seq, u64::from(n) + 1);
+                assert_eq!(s.apps[0].pids, vec![n + 1]);
+            }
+            other => panic!("expected a resync snapshot, got {other:?}"),
+        }
+        t.apply(&next).unwrap();
+
+        // Normal deltas continue after the resync.
+        let d = book.update(vec![app(7)], 1, 0).unwrap();
+        snap_tx.send_replace(Arc::new(book.snapshot()));
+        r.offer(Arc::new(d));
+        let m = c.next_message().await.unwrap().unwrap();
+        assert!(matches!(m, DaemonMessage::Delta(_)), "{m:?}");
+        t.apply(&m).unwrap();
+        assert_eq!(t.apps["A"].pids, vec![7]);
+    }
 }
