@@ -515,3 +515,27 @@ async fn state_file_survives_daemon_restart() {
     assert!(t2.state_seq > seq_before, "{} > {seq_before}", t2.state_seq);
     assert!(!running(&t2, "A"));
 }
+
+#[tokio::test]
+async fn config_push_refused_when_disabled() {
+    let dir = TempDir::new("nopush");
+    let (l, addr) = listener().await;
+    let cfg = dir.path("d.toml");
+    let text = format!("[daemon]\naccept_push = false\n{POLL}{}", proxies(&[addr]));
+    write_file(&cfg, &text);
+    let _d = spawn_daemon(&cfg, &dir.path("log"));
+    let (mut c, mut t) = accept_synced(&l).await;
+    c.push_config(9, "[daemon]\n").await.expect("push");
+    let ack = next_ack(&mut c, &mut t).await;
+    assert!(!ack.accepted);
+    assert_eq!((ack.version, ack.active_version), (9, 1));
+    assert!(ack
+        .error
+        .unwrap_or_default()
+        .contains("accept_push = false"));
+    assert_eq!(
+        std::fs::read_to_string(&cfg).expect("read"),
+        text,
+        "file untouched"
+    );
+}
