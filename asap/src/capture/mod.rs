@@ -33,7 +33,6 @@
 
 mod extract;
 mod file;
-mod header;
 mod ip;
 pub mod manifest;
 mod sctp;
@@ -49,18 +48,17 @@ use serde::Deserialize;
 
 pub use writer::{DataChunk, PcapWriter, WriterError};
 
-/// SCTP payload protocol identifier of ASAP (RFC 5352 §5, IANA).
-pub const PPID_ASAP: u32 = 11;
-/// SCTP payload protocol identifier of ENRP (RFC 5353 §7, IANA).
-pub const PPID_ENRP: u32 = 12;
+/// SCTP payload protocol identifiers of ASAP (11) and ENRP (12): see
+/// [`crate::transport::defaults`], where every well-known number is defined once.
+pub use crate::transport::defaults::{PPID_ASAP, PPID_ENRP};
 /// PPID rsplib used for ASAP before the RFCs (draft era).
 pub const PPID_ASAP_DRAFT: u32 = 0xFAEE_B5D1;
 /// PPID rsplib used for ENRP before the RFCs (draft era).
 pub const PPID_ENRP_DRAFT: u32 = 0xFAEE_B5D2;
 /// Well-known ASAP port (SCTP, TCP and UDP; RFC 5352 §5).
-pub const PORT_ASAP: u16 = 3863;
+pub const PORT_ASAP: u16 = crate::transport::defaults::ASAP_PORT;
 /// Well-known ENRP port (SCTP, TCP and UDP; RFC 5353 §7).
-pub const PORT_ENRP: u16 = 9901;
+pub const PORT_ENRP: u16 = crate::transport::defaults::ENRP_PORT;
 /// Default UDP port of SCTP over UDP encapsulation (RFC 6951 §5.1).
 pub const PORT_SCTP_OVER_UDP: u16 = 9899;
 

@@ -1,26 +1,9 @@
-//! The RSerPool common header as far as TCP framing needs it (private).
-//!
-//! ```text
-//!  0                   1                   2                   3
-//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//! |  Message Type |  Msg Flags    |        Message Length         |
-//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//! ```
-//!
-//! RFC 5352 §2.1 / RFC 5353 §2.1: Message Length counts the header, not the final padding;
-//! every message is padded with zeros to a multiple of 4 bytes. The full message codec lives in
-//! [`crate::wire`]; this module only finds message boundaries.
+//! Message boundaries on a TCP byte stream: the common header's Message Length
+//! ([`crate::wire::header`], RFC 5354 §4) rounded up to 4. The full message codec lives in
+//! [`crate::wire`]; this module only finds and checks boundaries.
 
 use super::error::FrameError;
-
-/// Size of the RSerPool common header.
-pub(crate) const HEADER_LEN: usize = 4;
-
-/// `len` rounded up to a multiple of 4.
-pub(crate) fn padded(len: usize) -> usize {
-    (len + 3) & !3
-}
+pub(crate) use crate::wire::header::{padded, HEADER_LEN};
 
 /// Reads the Message Length of a header and returns the number of bytes the message occupies
 /// on the stream (with padding).

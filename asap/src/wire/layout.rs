@@ -35,10 +35,7 @@ use super::cause::ErrorCause;
 use super::codes::ParamType;
 use super::error::{DecodeError, EncodeError, Warning};
 
-/// Rounds a length up to the next multiple of 4.
-pub(crate) const fn padded(len: usize) -> usize {
-    (len + 3) & !3
-}
+pub(crate) use super::header::padded;
 
 /// A TLV kept as raw bytes: its type (action bits included) and value (without padding).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -26,11 +26,14 @@ use super::codes::{AsapType, EnrpType, ParamAction, ParamType};
 use super::enrp_msg::EnrpMessage;
 use super::error::{DecodeError, EncodeError, Warning};
 use super::layout::{padded, Dec, Enc, Layout, Walk};
+use crate::transport::defaults;
 
 /// Which of the two RSerPool protocols a message belongs to. The type byte alone does not
 /// tell: both protocols number their messages from 1, so the receiver knows the protocol
 /// from the SCTP PPID or the port (RSERPOOL-SPEC §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// Aggregate Server Access Protocol, RFC 5352.
@@ -43,16 +46,16 @@ impl Protocol {
     /// SCTP payload protocol identifier (ASAP 11, ENRP 12).
     pub const fn ppid(self) -> u32 {
         match self {
-            Protocol::Asap => 11,
-            Protocol::Enrp => 12,
+            Protocol::Asap => defaults::PPID_ASAP,
+            Protocol::Enrp => defaults::PPID_ENRP,
         }
     }
 
     /// The protocol of an SCTP PPID.
     pub const fn from_ppid(ppid: u32) -> Option<Protocol> {
         match ppid {
-            11 => Some(Protocol::Asap),
-            12 => Some(Protocol::Enrp),
+            defaults::PPID_ASAP => Some(Protocol::Asap),
+            defaults::PPID_ENRP => Some(Protocol::Enrp),
             _ => None,
         }
     }
@@ -60,8 +63,8 @@ impl Protocol {
     /// Well-known port (ASAP 3863, ENRP 9901).
     pub const fn port(self) -> u16 {
         match self {
-            Protocol::Asap => 3863,
-            Protocol::Enrp => 9901,
+            Protocol::Asap => defaults::ASAP_PORT,
+            Protocol::Enrp => defaults::ENRP_PORT,
         }
     }
 }
@@ -234,10 +237,7 @@ impl Message {
     /// `None` if fewer than 4 bytes are given; a Length below 4 is returned as 4 so that a
     /// caller always makes progress (decoding it then reports the bad Length).
     pub fn peek_wire_len(input: &[u8]) -> Option<usize> {
-        match input {
-            [_, _, hi, lo, ..] => Some(padded(usize::from(u16::from_be_bytes([*hi, *lo])).max(4))),
-            _ => None,
-        }
+        super::header::CommonHeader::peek(input).map(|h| h.padded_len().max(4))
     }
 
     /// Encodes the message canonically (rsplib-compatible padding, no extra TLVs),

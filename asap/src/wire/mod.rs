@@ -24,6 +24,7 @@ pub mod cause;
 pub mod codes;
 pub mod enrp_msg;
 pub mod error;
+pub mod header;
 pub mod layout;
 pub mod message;
 pub mod param;
