@@ -4,3 +4,6 @@
 //! (RFC 5353) message with the parameters of RFC 5354 and the policies of RFC 5356.
 
 pub mod wire;
+pub mod checksum;
+pub mod handlespace;
+pub mod selection;

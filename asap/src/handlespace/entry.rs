@@ -1,0 +1,83 @@
+//! One PE as the handlespace stores it.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::wire::{PoolElement, ServerId};
+
+use super::{ConnectionId, ReporterId};
+
+/// At most this many distinct reporters are remembered per PE; further reporters still count
+/// towards [`UnreachableCount::reports`]. Bounds memory under a report flood.
+pub const MAX_TRACKED_REPORTERS: usize = 64;
+
+/// Counters of ASAP_ENDPOINT_UNREACHABLE reports about one PE (RFC 5352 §…;
+/// MAX-BAD-PE-REPORT, RSERPOOL-SPEC §10.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnreachableCount {
+    /// All reports since the last (re-)registration.
+    pub reports: u32,
+    /// Distinct reporters among them (capped at [`MAX_TRACKED_REPORTERS`]).
+    pub distinct_reporters: u32,
+}
+
+/// A PE entry of the handlespace (RFC 5351 §2; RFC 5353 handlespace data).
+///
+/// Fields are read-only from outside: every change goes through
+/// [`Handlespace`](super::Handlespace) so that its indexes stay consistent.
+#[derive(Debug, Clone)]
+pub struct PoolElementEntry {
+    pub(super) element: PoolElement,
+    pub(super) owner: ServerId,
+    pub(super) connection: Option<ConnectionId>,
+    pub(super) expiry: Option<Instant>,
+    pub(super) last_update: Instant,
+    pub(super) reporters: BTreeMap<ReporterId, u32>,
+    pub(super) reports: u32,
+}
+
+impl PoolElementEntry {
+    /// The PE parameter (user transport, policy values, registration life, ASAP
+    /// transport). Its `home_server_id` always equals [`owner`](Self::owner).
+    pub fn element(&self) -> &PoolElement {
+        &self.element
+    }
+
+    /// The home ENRP server (PR-H) owning this PE.
+    pub fn owner(&self) -> ServerId {
+        self.owner
+    }
+
+    /// The ASAP association the PE registered over (`None` for PEs learned via ENRP).
+    pub fn connection(&self) -> Option<ConnectionId> {
+        self.connection
+    }
+
+    /// When the registration expires (`None`: infinite life).
+    pub fn expiry(&self) -> Option<Instant> {
+        self.expiry
+    }
+
+    /// Time of the last registration or re-registration.
+    pub fn last_update(&self) -> Instant {
+        self.last_update
+    }
+
+    /// Unreachable report counters.
+    pub fn unreachable(&self) -> UnreachableCount {
+        UnreachableCount {
+            reports: self.reports,
+            distinct_reporters: self.reporters.len() as u32,
+        }
+    }
+
+    pub(super) fn report(&mut self, reporter: ReporterId) -> UnreachableCount {
+        self.reports = self.reports.saturating_add(1);
+        if let Some(c) = self.reporters.get_mut(&reporter) {
+            *c = c.saturating_add(1);
+        } else if self.reporters.len() < MAX_TRACKED_REPORTERS {
+            self.reporters.insert(reporter, 1);
+        }
+        self.unreachable()
+    }
+}

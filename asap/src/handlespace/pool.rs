@@ -1,0 +1,121 @@
+//! One pool: its defining settings, its PEs by identifier, and its selection state.
+
+use std::collections::BTreeMap;
+use std::mem::discriminant;
+
+use crate::selection::Selector;
+use crate::wire::{PeIdentifier, Policy, PoolElement, PoolHandle, TransportParameter};
+
+use super::entry::PoolElementEntry;
+use super::error::HandlespaceError;
+
+/// A pool of the handlespace (RFC 5351 §2.1).
+///
+/// The first PE defines the pool's policy type, user transport protocol and Transport Use
+/// (RFC 5352 registration consistency rules; RSERPOOL-SPEC §8.3 last bullet); later PEs
+/// must match them.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub(super) handle: PoolHandle,
+    pub(super) policy: Policy,
+    pub(super) transport: TransportParameter,
+    pub(super) elements: BTreeMap<PeIdentifier, PoolElementEntry>,
+    pub(super) selector: Selector,
+}
+
+impl Pool {
+    pub(super) fn new(handle: PoolHandle, defining: &PoolElement) -> Self {
+        Pool {
+            handle,
+            policy: defining.policy.clone(),
+            transport: defining.user_transport.clone(),
+            elements: BTreeMap::new(),
+            selector: Selector::new(defining.policy.policy_type()),
+        }
+    }
+
+    /// The pool handle.
+    pub fn handle(&self) -> &PoolHandle {
+        &self.handle
+    }
+
+    /// The defining PE's policy parameter (sent in Inconsistent Pooling Policy causes).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The pool's policy type code.
+    pub fn policy_type(&self) -> u32 {
+        self.selector.policy_code()
+    }
+
+    /// The defining PE's user transport (protocol and Transport Use of the pool).
+    pub fn user_transport(&self) -> &TransportParameter {
+        &self.transport
+    }
+
+    /// Number of PEs.
+    pub fn len(&self) -> usize {
+        self.elements.len()
+    }
+
+    /// True if the pool has no PE (never the case for a pool held by a handlespace).
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+
+    /// One PE.
+    pub fn get(&self, id: PeIdentifier) -> Option<&PoolElementEntry> {
+        self.elements.get(&id)
+    }
+
+    /// All PEs in ascending PE ID order.
+    pub fn iter(&self) -> impl Iterator<Item = (PeIdentifier, &PoolElementEntry)> {
+        self.elements.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// The pool's selection state.
+    pub fn selector(&self) -> &Selector {
+        &self.selector
+    }
+
+    /// Checks a (re-)registering PE against the pool settings. A pool whose only PE is the
+    /// one re-registering is redefined by it instead.
+    pub(super) fn check(&self, e: &PoolElement) -> Result<(), HandlespaceError> {
+        if self.elements.len() == 1 && self.elements.contains_key(&e.id) {
+            return Ok(());
+        }
+        if e.policy.policy_type() != self.policy_type() {
+            return Err(HandlespaceError::InconsistentPoolingPolicy {
+                pool_policy: self.policy.clone(),
+                requested: e.policy.policy_type(),
+            });
+        }
+        if discriminant(&e.user_transport) != discriminant(&self.transport) {
+            return Err(HandlespaceError::InconsistentTransportType {
+                pool_transport: self.transport.clone(),
+            });
+        }
+        let (pool, requested) = (
+            self.transport.transport_use(),
+            e.user_transport.transport_use(),
+        );
+        if pool != requested {
+            return Err(HandlespaceError::InconsistentDataControlConfiguration { pool, requested });
+        }
+        Ok(())
+    }
+
+    /// Re-defines the pool from its only PE (see [`check`](Self::check)).
+    pub(super) fn redefine(&mut self, e: &PoolElement) {
+        if e.policy.policy_type() != self.policy_type() {
+            let mut sel = Selector::new(e.policy.policy_type());
+            for (id, entry) in &self.elements {
+                sel.insert(*id, &entry.element.policy);
+            }
+            self.selector = sel;
+        }
+        self.policy = e.policy.clone();
+        self.transport = e.user_transport.clone();
+    }
+}
