@@ -1,0 +1,540 @@
+//! Message-oriented transports for ASAP and ENRP: kernel SCTP, TCP and UDP.
+//!
+//! RSerPool runs over SCTP (RFC 5351 §4, RFC 5352 §6, RFC 5353 §7): every ASAP/ENRP message is
+//! one SCTP user message with PPID 11 (ASAP) or 12 (ENRP), on ports 3863 (ASAP) and 9901
+//! (ENRP). Registrars also announce themselves over UDP (ASAP Server Announce, ENRP Presence),
+//! by default to multicast groups 239.0.0.50:3863 and 239.0.0.51:9901. All these numbers live in
+//! [`defaults`].
+//!
+//! | | [`TransportKind::Sctp`] | [`TransportKind::Tcp`] |
+//! |---|---|---|
+//! | message boundaries | SCTP user messages, any size (default max 256 KiB + 4) | RSerPool header Message Length, ≤ 65535 + padding |
+//! | PPID | per message (`SCTP_SNDINFO`/`SCTP_RCVINFO`) | implied by the endpoint ([`TransportConfig::tcp_ppid`]) |
+//! | streams | per message, `streams` configured in INIT | one; received stream is always 0 |
+//! | multi-homing | `sctp_bindx` + `sctp_connectx`, peer address events | first reachable address |
+//! | liveness | SCTP heartbeats (+ optional RTO/HB tuning) | TCP keep-alive |
+//!
+//! [`TransportKind::Auto`] probes kernel SCTP once and falls back to TCP with one warning.
+//!
+//! ## Shape
+//!
+//! [`Transport`] (a configuration) → [`Transport::listen`] → [`Listener::accept`] →
+//! [`Association`]; or [`Transport::connect`] → [`Association`]. An association sends [`Msg`]
+//! values and yields [`Event`]s: `Up`, `Message`, `PeerAddrChange`, `Restarted`, and finally one
+//! `Lost` (after which `recv` returns [`TransportError::Closed`]). [`Association::into_split`]
+//! gives a reader and a writer half for separate tasks.
+//!
+//! `Msg` and `Event` are plain data with no I/O in them: the sans-I/O protocol cores
+//! (registrar, PE, PU) consume `Event`s and produce `Msg`s, so a driver can feed them from
+//! these sockets or from a simulated network that produces the same values.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), asap::transport::TransportError> {
+//! use asap::transport::{Event, Msg, Transport, TransportConfig, TransportKind, defaults};
+//! let t = Transport::new(TransportConfig::asap(TransportKind::Auto));
+//! let mut assoc = t.connect(&["10.0.0.1:3863".parse().unwrap()], &[]).await?;
+//! assoc.send(&Msg::new(defaults::PPID_ASAP, 0, vec![5, 0, 0, 4])).await?;
+//! while let Ok(ev) = assoc.recv().await {
+//!     if let Event::Message(m) = ev { println!("{} bytes, PPID {}", m.bytes.len(), m.ppid); }
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod defaults;
+mod error;
+mod framing;
+mod kind;
+mod sctp;
+mod sys;
+mod tcp;
+pub mod udp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use error::{FrameError, LostReason, TransportError};
+pub use kind::{sctp_probe, SctpProbe, TransportKind, UnknownTransportKind};
+pub use sctp::{PathConfig, RtoConfig, SctpOptions};
+
+/// One message as carried by an association: SCTP PPID, stream id and the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    /// Payload Protocol Identifier in host order (11 ASAP, 12 ENRP, anything for data).
+    pub ppid: u32,
+    /// SCTP stream id (always 0 when received over TCP).
+    pub stream: u16,
+    /// The whole message.
+    pub bytes: Bytes,
+}
+
+impl Msg {
+    /// Builds a message.
+    pub fn new(ppid: u32, stream: u16, bytes: impl Into<Bytes>) -> Self {
+        Msg {
+            ppid,
+            stream,
+            bytes: bytes.into(),
+        }
+    }
+}
+
+/// State reported by an SCTP peer address change (RFC 6458 §6.1.2 `spc_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAddrState {
+    /// `SCTP_ADDR_AVAILABLE`: the path is reachable again.
+    Available,
+    /// `SCTP_ADDR_UNREACHABLE`: the path failed.
+    Unreachable,
+    /// `SCTP_ADDR_REMOVED`.
+    Removed,
+    /// `SCTP_ADDR_ADDED`.
+    Added,
+    /// `SCTP_ADDR_MADE_PRIM`: now the primary path.
+    MadePrimary,
+    /// `SCTP_ADDR_CONFIRMED`: confirmed by a heartbeat.
+    Confirmed,
+    /// `SCTP_ADDR_POTENTIALLY_FAILED`.
+    PotentiallyFailed,
+    /// A value this code does not know.
+    Other(i32),
+}
+
+impl PeerAddrState {
+    fn from_raw(v: i32) -> Self {
+        match v {
+            0 => PeerAddrState::Available,
+            1 => PeerAddrState::Unreachable,
+            2 => PeerAddrState::Removed,
+            3 => PeerAddrState::Added,
+            4 => PeerAddrState::MadePrimary,
+            5 => PeerAddrState::Confirmed,
+            6 => PeerAddrState::PotentiallyFailed,
+            other => PeerAddrState::Other(other),
+        }
+    }
+
+    /// Short lower-case name (`available`, `unreachable`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PeerAddrState::Available => "available",
+            PeerAddrState::Unreachable => "unreachable",
+            PeerAddrState::Removed => "removed",
+            PeerAddrState::Added => "added",
+            PeerAddrState::MadePrimary => "made-primary",
+            PeerAddrState::Confirmed => "confirmed",
+            PeerAddrState::PotentiallyFailed => "potentially-failed",
+            PeerAddrState::Other(_) => "other",
+        }
+    }
+}
+
+/// What an association reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The association is established (SCTP `SCTP_COMM_UP`; TCP: connected). Always first.
+    Up {
+        /// Outbound streams negotiated (1 for TCP, 0 if unknown).
+        outbound_streams: u16,
+        /// Inbound streams negotiated (1 for TCP, 0 if unknown).
+        inbound_streams: u16,
+    },
+    /// A whole message arrived.
+    Message(Msg),
+    /// The peer restarted (SCTP `SCTP_RESTART`, RFC 9260 §5.2.2): its state is gone.
+    Restarted,
+    /// A peer path changed state (SCTP `SCTP_PEER_ADDR_CHANGE`).
+    PeerAddrChange {
+        /// The peer address concerned.
+        addr: SocketAddr,
+        /// Its new state.
+        state: PeerAddrState,
+        /// `spc_error` (0 if none).
+        error: i32,
+    },
+    /// The association ended; this is the last event.
+    Lost(LostReason),
+}
+
+/// Configuration shared by all associations of a [`Transport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// SCTP, TCP or automatic choice.
+    pub kind: TransportKind,
+    /// PPID implied on TCP (received messages carry it; only it may be sent).
+    pub tcp_ppid: u32,
+    /// Largest message accepted in either direction (TCP: at most 65535 + 3).
+    pub max_message_size: usize,
+    /// Connect timeout (per address for TCP, for the whole `sctp_connectx` for SCTP).
+    pub connect_timeout: Duration,
+    /// TCP keep-alive idle time; `None` disables keep-alive.
+    pub tcp_keepalive: Option<Duration>,
+    /// `TCP_NODELAY` / `SCTP_NODELAY`.
+    pub nodelay: bool,
+    /// SCTP-specific settings.
+    pub sctp: SctpOptions,
+}
+
+impl TransportConfig {
+    /// ASAP endpoint defaults: PPID 11 on TCP (port 3863), 256 KiB + 4 maximum.
+    pub fn asap(kind: TransportKind) -> Self {
+        TransportConfig {
+            kind,
+            tcp_ppid: defaults::PPID_ASAP,
+            max_message_size: defaults::MAX_SCTP_MESSAGE,
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            tcp_keepalive: Some(defaults::TCP_KEEPALIVE),
+            nodelay: true,
+            sctp: SctpOptions::default(),
+        }
+    }
+
+    /// ENRP endpoint defaults: like [`TransportConfig::asap`] with PPID 12 (port 9901).
+    pub fn enrp(kind: TransportKind) -> Self {
+        TransportConfig {
+            tcp_ppid: defaults::PPID_ENRP,
+            ..Self::asap(kind)
+        }
+    }
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self::asap(TransportKind::Auto)
+    }
+}
+
+/// A transport configuration from which listeners and associations are made.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    config: Arc<TransportConfig>,
+}
+
+impl Transport {
+    /// Makes a transport from its configuration.
+    pub fn new(config: TransportConfig) -> Self {
+        Transport {
+            config: Arc::new(config),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
+    /// The concrete kind used (`Auto` resolved by probing kernel SCTP once).
+    pub fn kind(&self) -> TransportKind {
+        self.config.kind.resolve()
+    }
+
+    /// Listens on one or more local addresses (all with the same port; port 0 picks one for
+    /// SCTP). SCTP binds them all to one multi-homed endpoint; TCP opens one socket each.
+    pub async fn listen(&self, addrs: &[SocketAddr]) -> Result<Listener, TransportError> {
+        check_addrs(addrs, "listen")?;
+        let inner = match self.kind() {
+            TransportKind::Tcp => {
+                ListenerInner::Tcp(tcp::TcpListeners::bind(addrs, self.config.clone())?)
+            }
+            _ => ListenerInner::Sctp(sctp::SctpListener::bind(addrs, self.config.clone())?),
+        };
+        Ok(Listener { inner })
+    }
+
+    /// Connects to a peer given by one or more addresses (SCTP: all paths of one multi-homed
+    /// peer; TCP: tried in order), optionally bound to local addresses (`local` may be empty;
+    /// ports in `local` are normally 0).
+    pub async fn connect(
+        &self,
+        peers: &[SocketAddr],
+        local: &[SocketAddr],
+    ) -> Result<Association, TransportError> {
+        check_addrs(peers, "connect")?;
+        let kind = self.kind();
+        let (reader, writer) = match kind {
+            TransportKind::Tcp => {
+                let (r, w) = tcp::connect(peers, local, self.config.clone())
+                    .await?
+                    .split();
+                (ReaderInner::Tcp(r), WriterInner::Tcp(w))
+            }
+            _ => {
+                let (r, w) = sctp::connect(peers, local, self.config.clone())
+                    .await?
+                    .split();
+                (ReaderInner::Sctp(r), WriterInner::Sctp(w))
+            }
+        };
+        Ok(Association::from_parts(reader, writer))
+    }
+}
+
+fn check_addrs(addrs: &[SocketAddr], what: &str) -> Result<(), TransportError> {
+    let Some(first) = addrs.first() else {
+        return Err(TransportError::BadAddresses(format!("{what}: no address")));
+    };
+    if addrs.iter().any(|a| a.port() != first.port()) {
+        return Err(TransportError::BadAddresses(format!(
+            "{what}: all addresses must use one port: {addrs:?}"
+        )));
+    }
+    Ok(())
+}
+
+enum ListenerInner {
+    Sctp(sctp::SctpListener),
+    Tcp(tcp::TcpListeners),
+}
+
+/// A listening endpoint.
+pub struct Listener {
+    inner: ListenerInner,
+}
+
+impl Listener {
+    /// Waits for the next association.
+    pub async fn accept(&self) -> Result<Association, TransportError> {
+        let (r, w) = match &self.inner {
+            ListenerInner::Sctp(l) => {
+                let (r, w) = l.accept().await?.split();
+                (ReaderInner::Sctp(r), WriterInner::Sctp(w))
+            }
+            ListenerInner::Tcp(l) => {
+                let (r, w) = l.accept().await?.split();
+                (ReaderInner::Tcp(r), WriterInner::Tcp(w))
+            }
+        };
+        Ok(Association::from_parts(r, w))
+    }
+
+    /// The bound local addresses (with the actual port).
+    pub fn local_addrs(&self) -> Result<Vec<SocketAddr>, TransportError> {
+        match &self.inner {
+            ListenerInner::Sctp(l) => l.local_addrs(),
+            ListenerInner::Tcp(l) => l.local_addrs(),
+        }
+        .map_err(|e| TransportError::io("getsockname", e))
+    }
+
+    /// `Sctp` or `Tcp`.
+    pub fn kind(&self) -> TransportKind {
+        match self.inner {
+            ListenerInner::Sctp(_) => TransportKind::Sctp,
+            ListenerInner::Tcp(_) => TransportKind::Tcp,
+        }
+    }
+}
+
+enum ReaderInner {
+    Sctp(sctp::SctpReader),
+    Tcp(tcp::TcpReader),
+}
+
+enum WriterInner {
+    Sctp(sctp::SctpWriter),
+    Tcp(tcp::TcpWriter),
+}
+
+/// An established association (SCTP association or TCP connection).
+///
+/// Dropping it closes the socket gracefully (SCTP SHUTDOWN, TCP FIN).
+pub struct Association {
+    reader: AssocReader,
+    writer: AssocWriter,
+}
+
+/// Receiving half of an [`Association`].
+pub struct AssocReader {
+    inner: ReaderInner,
+}
+
+/// Sending half of an [`Association`].
+pub struct AssocWriter {
+    inner: WriterInner,
+}
+
+impl Association {
+    fn from_parts(r: ReaderInner, w: WriterInner) -> Self {
+        Association {
+            reader: AssocReader { inner: r },
+            writer: AssocWriter { inner: w },
+        }
+    }
+
+    /// Sends one whole message.
+    pub async fn send(&mut self, msg: &Msg) -> Result<(), TransportError> {
+        self.writer.send(msg).await
+    }
+
+    /// Waits for the next event; after [`Event::Lost`] returns [`TransportError::Closed`].
+    pub async fn recv(&mut self) -> Result<Event, TransportError> {
+        self.reader.recv().await
+    }
+
+    /// Starts a graceful close (SCTP SHUTDOWN, TCP FIN); keep calling `recv` to see the end.
+    pub async fn close(&mut self) -> Result<(), TransportError> {
+        self.writer.close().await
+    }
+
+    /// Aborts the association at once (SCTP ABORT, TCP RST).
+    pub fn abort(self) {
+        self.writer.abort();
+        drop(self.reader);
+    }
+
+    /// Splits into halves that can be moved to different tasks.
+    pub fn into_split(self) -> (AssocReader, AssocWriter) {
+        (self.reader, self.writer)
+    }
+
+    /// `Sctp` or `Tcp`.
+    pub fn kind(&self) -> TransportKind {
+        self.writer.kind()
+    }
+
+    /// Peer addresses (all paths for SCTP).
+    pub fn peer_addrs(&self) -> Result<Vec<SocketAddr>, TransportError> {
+        self.writer.peer_addrs()
+    }
+
+    /// Local addresses (all bound addresses for SCTP).
+    pub fn local_addrs(&self) -> Result<Vec<SocketAddr>, TransportError> {
+        self.writer.local_addrs()
+    }
+}
+
+impl AssocReader {
+    /// Waits for the next event; after [`Event::Lost`] returns [`TransportError::Closed`].
+    pub async fn recv(&mut self) -> Result<Event, TransportError> {
+        match &mut self.inner {
+            ReaderInner::Sctp(r) => r.recv().await,
+            ReaderInner::Tcp(r) => r.recv().await,
+        }
+    }
+}
+
+impl AssocWriter {
+    /// Sends one whole message.
+    ///
+    /// SCTP: any size up to the maximum, PPID and stream as given (the stream must be below the
+    /// negotiated outbound streams). TCP: the bytes must be one RSerPool message (header Message
+    /// Length consistent with the size; padding is added if missing) and the PPID must be the
+    /// endpoint's [`TransportConfig::tcp_ppid`]; the stream is not transmitted.
+    pub async fn send(&mut self, msg: &Msg) -> Result<(), TransportError> {
+        match &mut self.inner {
+            WriterInner::Sctp(w) => w.send(msg).await,
+            WriterInner::Tcp(w) => w.send(msg).await,
+        }
+    }
+
+    /// Starts a graceful close (SCTP SHUTDOWN, TCP FIN).
+    pub async fn close(&mut self) -> Result<(), TransportError> {
+        match &mut self.inner {
+            WriterInner::Sctp(w) => w.close(),
+            WriterInner::Tcp(w) => w.close().await,
+        }
+    }
+
+    /// Aborts: ABORT/RST is sent when the socket closes, i.e. at once if the reader half is
+    /// already dropped, otherwise when it is dropped.
+    pub fn abort(self) {
+        match self.inner {
+            WriterInner::Sctp(w) => w.set_abort_on_close(),
+            WriterInner::Tcp(w) => {
+                w.set_abort_on_close();
+                w.forget();
+            }
+        }
+    }
+
+    /// `Sctp` or `Tcp`.
+    pub fn kind(&self) -> TransportKind {
+        match self.inner {
+            WriterInner::Sctp(_) => TransportKind::Sctp,
+            WriterInner::Tcp(_) => TransportKind::Tcp,
+        }
+    }
+
+    /// Peer addresses (all paths for SCTP).
+    pub fn peer_addrs(&self) -> Result<Vec<SocketAddr>, TransportError> {
+        match &self.inner {
+            WriterInner::Sctp(w) => w
+                .peer_addrs()
+                .map_err(|e| TransportError::io("sctp_getpaddrs", e)),
+            WriterInner::Tcp(w) => Ok(vec![w.peer()]),
+        }
+    }
+
+    /// Local addresses (all bound addresses for SCTP).
+    pub fn local_addrs(&self) -> Result<Vec<SocketAddr>, TransportError> {
+        match &self.inner {
+            WriterInner::Sctp(w) => w
+                .local_addrs()
+                .map_err(|e| TransportError::io("sctp_getladdrs", e)),
+            WriterInner::Tcp(w) => Ok(vec![w.local()]),
+        }
+    }
+}
+
+/// Parses `ADDR[,ADDR...]:PORT` (IPv6 in brackets: `[::1],[::2]:3863`) into socket addresses
+/// sharing one port; a single `ADDR:PORT` works too.
+pub fn parse_addr_list(s: &str) -> Result<Vec<SocketAddr>, TransportError> {
+    let bad = || TransportError::BadAddresses(format!("{s:?}: expected ADDR[,ADDR...]:PORT"));
+    let (hosts, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    // "::1:5000" without brackets is ambiguous: require brackets for IPv6.
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let ips = parse_ip_list(hosts)?;
+    Ok(ips
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect())
+}
+
+/// Parses `ADDR[,ADDR...]` (IPv6 optionally in brackets).
+pub fn parse_ip_list(s: &str) -> Result<Vec<IpAddr>, TransportError> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let p = part.trim();
+        let p = p
+            .strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .unwrap_or(p);
+        out.push(
+            p.parse::<IpAddr>().map_err(|_| {
+                TransportError::BadAddresses(format!("{part:?} is not an IP address"))
+            })?,
+        );
+    }
+    if out.is_empty() {
+        return Err(TransportError::BadAddresses("empty address list".into()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addr_lists() {
+        let v = parse_addr_list("10.0.0.1,10.0.1.1:5000").expect("valid");
+        assert_eq!(
+            v,
+            vec![
+                "10.0.0.1:5000".parse::<SocketAddr>().expect("lit"),
+                "10.0.1.1:5000".parse().expect("lit")
+            ]
+        );
+        let v = parse_addr_list("[::1],[2001:db8::2]:3863").expect("valid");
+        assert_eq!(
+            v[1],
+            "[2001:db8::2]:3863".parse::<SocketAddr>().expect("lit")
+        );
+        assert!(parse_addr_list("10.0.0.1").is_err());
+        assert!(parse_addr_list("10.0.0.1,:5").is_err());
+        assert!(parse_addr_list("x:5").is_err());
+        assert_eq!(parse_ip_list("10.0.0.2,10.0.1.2").expect("valid").len(), 2);
+    }
+}

@@ -1,0 +1,528 @@
+//! Linux kernel SCTP socket API: constants, structures and thin `unsafe` wrappers (private).
+//!
+//! The `libc` crate does not define the SCTP socket API, so the values below are copied from the
+//! kernel UAPI header `include/uapi/linux/sctp.h` (checked against `/usr/include/linux/sctp.h`
+//! of linux-libc-dev 6.1 on Debian 12) and follow RFC 6458 ("Sockets API Extensions for SCTP").
+//! Every `unsafe` block is confined to this file.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// `IPPROTO_SCTP` (linux/in.h), also the socket option level `SOL_SCTP`.
+pub(crate) const IPPROTO_SCTP: libc::c_int = 132;
+/// `SOL_SCTP` (linux/socket.h): equal to `IPPROTO_SCTP`.
+pub(crate) const SOL_SCTP: libc::c_int = 132;
+
+// Socket options (linux/sctp.h, RFC 6458 §8).
+/// `SCTP_RTOINFO` (RFC 6458 §8.1.1).
+pub(crate) const SCTP_RTOINFO: libc::c_int = 0;
+/// `SCTP_INITMSG` (RFC 6458 §8.1.3).
+pub(crate) const SCTP_INITMSG: libc::c_int = 2;
+/// `SCTP_NODELAY` (RFC 6458 §8.1.5): disable Nagle-like bundling delay.
+pub(crate) const SCTP_NODELAY: libc::c_int = 3;
+/// `SCTP_PEER_ADDR_PARAMS` (RFC 6458 §8.1.12): heartbeat interval, path max retransmissions.
+pub(crate) const SCTP_PEER_ADDR_PARAMS: libc::c_int = 9;
+/// `SCTP_EVENTS` (RFC 6458 §6.2.1, deprecated form of `SCTP_EVENT`).
+pub(crate) const SCTP_EVENTS: libc::c_int = 11;
+/// `SCTP_RECVRCVINFO` (RFC 6458 §8.1.29): deliver `SCTP_RCVINFO` ancillary data.
+pub(crate) const SCTP_RECVRCVINFO: libc::c_int = 32;
+/// `SCTP_SOCKOPT_BINDX_ADD` (linux/sctp.h; RFC 6458 §9.1 `sctp_bindx(SCTP_BINDX_ADD_ADDR)`).
+pub(crate) const SCTP_SOCKOPT_BINDX_ADD: libc::c_int = 100;
+/// `SCTP_GET_PEER_ADDRS` (linux/sctp.h; RFC 6458 §9.3 `sctp_getpaddrs`).
+pub(crate) const SCTP_GET_PEER_ADDRS: libc::c_int = 108;
+/// `SCTP_GET_LOCAL_ADDRS` (linux/sctp.h; RFC 6458 §9.5 `sctp_getladdrs`).
+pub(crate) const SCTP_GET_LOCAL_ADDRS: libc::c_int = 109;
+/// `SCTP_SOCKOPT_CONNECTX` (linux/sctp.h; RFC 6458 §9.9 `sctp_connectx`): returns the assoc id.
+pub(crate) const SCTP_SOCKOPT_CONNECTX: libc::c_int = 110;
+/// `SCTP_EVENT` (RFC 6458 §6.2.2): per-type notification subscription.
+pub(crate) const SCTP_EVENT: libc::c_int = 127;
+
+// Ancillary data types, `enum sctp_cmsg_type` (RFC 6458 §5.3).
+/// `SCTP_SNDRCV` (RFC 6458 §5.3.2, deprecated; still delivered when subscribed to data I/O).
+pub(crate) const SCTP_SNDRCV: libc::c_int = 1;
+/// `SCTP_SNDINFO` (RFC 6458 §5.3.4).
+pub(crate) const SCTP_SNDINFO: libc::c_int = 2;
+/// `SCTP_RCVINFO` (RFC 6458 §5.3.5).
+pub(crate) const SCTP_RCVINFO: libc::c_int = 3;
+
+/// `MSG_NOTIFICATION` (linux/sctp.h `enum sctp_msg_flags`): the data is a notification.
+pub(crate) const MSG_NOTIFICATION: libc::c_int = 0x8000;
+
+// Notification types, `enum sctp_sn_type` (RFC 6458 §6.1).
+/// `SCTP_ASSOC_CHANGE` (RFC 6458 §6.1.1).
+pub(crate) const SCTP_ASSOC_CHANGE: u16 = (1 << 15) + 1;
+/// `SCTP_PEER_ADDR_CHANGE` (RFC 6458 §6.1.2).
+pub(crate) const SCTP_PEER_ADDR_CHANGE: u16 = (1 << 15) + 2;
+/// `SCTP_SHUTDOWN_EVENT` (RFC 6458 §6.1.5).
+pub(crate) const SCTP_SHUTDOWN_EVENT: u16 = (1 << 15) + 5;
+
+// `enum sctp_sac_state` (RFC 6458 §6.1.1).
+pub(crate) const SCTP_COMM_UP: u16 = 0;
+pub(crate) const SCTP_COMM_LOST: u16 = 1;
+pub(crate) const SCTP_RESTART: u16 = 2;
+pub(crate) const SCTP_SHUTDOWN_COMP: u16 = 3;
+pub(crate) const SCTP_CANT_STR_ASSOC: u16 = 4;
+
+/// `SPP_HB_ENABLE` (linux/sctp.h `enum sctp_spp_flags`).
+pub(crate) const SPP_HB_ENABLE: u32 = 1;
+
+/// `struct sctp_initmsg` (RFC 6458 §5.3.1).
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct SctpInitmsg {
+    pub sinit_num_ostreams: u16,
+    pub sinit_max_instreams: u16,
+    pub sinit_max_attempts: u16,
+    pub sinit_max_init_timeo: u16,
+}
+
+/// `struct sctp_sndrcvinfo` (RFC 6458 §5.3.2): 32 bytes, `sinfo_ppid` at offset 8.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub(crate) struct SctpSndrcvinfo {
+    pub sinfo_stream: u16,
+    pub sinfo_ssn: u16,
+    pub sinfo_flags: u16,
+    pub sinfo_ppid: u32,
+    pub sinfo_context: u32,
+    pub sinfo_timetolive: u32,
+    pub sinfo_tsn: u32,
+    pub sinfo_cumtsn: u32,
+    pub sinfo_assoc_id: i32,
+}
+
+/// `struct sctp_sndinfo` (RFC 6458 §5.3.4): 16 bytes.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub(crate) struct SctpSndinfo {
+    pub snd_sid: u16,
+    pub snd_flags: u16,
+    /// Opaque to the kernel: put on the wire as is, so callers store it in network order.
+    pub snd_ppid: u32,
+    pub snd_context: u32,
+    pub snd_assoc_id: i32,
+}
+
+/// `struct sctp_rcvinfo` (RFC 6458 §5.3.5): 28 bytes.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub(crate) struct SctpRcvinfo {
+    pub rcv_sid: u16,
+    pub rcv_ssn: u16,
+    pub rcv_flags: u16,
+    pub rcv_ppid: u32,
+    pub rcv_tsn: u32,
+    pub rcv_cumtsn: u32,
+    pub rcv_context: u32,
+    pub rcv_assoc_id: i32,
+}
+
+/// `struct sctp_rtoinfo` (RFC 6458 §8.1.1), milliseconds.
+#[repr(C)]
+pub(crate) struct SctpRtoinfo {
+    pub srto_assoc_id: i32,
+    pub srto_initial: u32,
+    pub srto_max: u32,
+    pub srto_min: u32,
+}
+
+/// `struct sctp_event` (RFC 6458 §6.2.2).
+#[repr(C)]
+pub(crate) struct SctpEvent {
+    pub se_assoc_id: i32,
+    pub se_type: u16,
+    pub se_on: u8,
+}
+
+/// `struct sctp_event_subscribe` (RFC 6458 §6.2.1) as of Linux 6.1 (14 bytes).
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct SctpEventSubscribe {
+    pub data_io: u8,
+    pub association: u8,
+    pub address: u8,
+    pub send_failure: u8,
+    pub peer_error: u8,
+    pub shutdown: u8,
+    pub partial_delivery: u8,
+    pub adaptation_layer: u8,
+    pub authentication: u8,
+    pub sender_dry: u8,
+    pub stream_reset: u8,
+    pub assoc_reset: u8,
+    pub stream_change: u8,
+    pub send_failure_event: u8,
+}
+
+/// `struct sctp_paddrparams` is `packed, aligned(4)`; this is its byte layout (156 bytes):
+/// assoc_id @0 (4), spp_address @4 (128, sockaddr_storage), spp_hbinterval @132 (4),
+/// spp_pathmaxrxt @136 (2), spp_pathmtu @138 (4), spp_sackdelay @142 (4), spp_flags @146 (4),
+/// spp_ipv6_flowlabel @150 (4), spp_dscp @154 (1), 1 byte tail padding.
+const PADDRPARAMS_LEN: usize = 156;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Opens and closes an SCTP socket to learn whether the kernel supports SCTP.
+pub(crate) fn probe_socket() -> io::Result<()> {
+    socket(libc::AF_INET).map(drop)
+}
+
+/// `socket(domain, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_SCTP)`: a one-to-one
+/// style SCTP socket (RFC 6458 §4). The result is checked, so a missing SCTP module is an error
+/// here and never an invalid descriptor later.
+pub(crate) fn socket(domain: libc::c_int) -> io::Result<OwnedFd> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::from(domain),
+        socket2::Type::STREAM.nonblocking().cloexec(),
+        Some(socket2::Protocol::from(IPPROTO_SCTP)),
+    )?;
+    Ok(OwnedFd::from(sock))
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof value)`.
+pub(crate) fn setsockopt<T>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    setsockopt_bytes(fd, level, name, (value as *const T).cast(), size_of::<T>())
+}
+
+fn setsockopt_bytes(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    ptr: *const libc::c_void,
+    len: usize,
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "option too large"))?;
+    // SAFETY: `ptr` points to `len` readable bytes owned by the caller for the duration of the
+    // call; the kernel copies them.
+    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, ptr, len) }).map(drop)
+}
+
+/// Packs socket addresses back to back as `sctp_bindx`/`sctp_connectx` expect
+/// (`sockaddr_in` = 16 bytes, `sockaddr_in6` = 28 bytes, RFC 6458 §9.1).
+fn pack_addrs(addrs: &[SocketAddr]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(addrs.len() * 28);
+    for a in addrs {
+        let sa = socket2::SockAddr::from(*a);
+        // SAFETY: `as_ptr` points to a sockaddr of `len()` initialised bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(sa.as_ptr().cast::<u8>(), sa.len() as usize) };
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// `sctp_bindx(fd, addrs, SCTP_BINDX_ADD_ADDR)`: binds all addresses (one port) at once.
+pub(crate) fn bindx_add(fd: BorrowedFd<'_>, addrs: &[SocketAddr]) -> io::Result<()> {
+    let packed = pack_addrs(addrs);
+    setsockopt_bytes(
+        fd,
+        SOL_SCTP,
+        SCTP_SOCKOPT_BINDX_ADD,
+        packed.as_ptr().cast(),
+        packed.len(),
+    )
+}
+
+/// `sctp_connectx(fd, addrs)`: starts an association to a multi-homed peer. On a non-blocking
+/// socket this fails with `EINPROGRESS`; completion is signalled by writability and `SO_ERROR`.
+pub(crate) fn connectx(fd: BorrowedFd<'_>, addrs: &[SocketAddr]) -> io::Result<()> {
+    let packed = pack_addrs(addrs);
+    setsockopt_bytes(
+        fd,
+        SOL_SCTP,
+        SCTP_SOCKOPT_CONNECTX,
+        packed.as_ptr().cast(),
+        packed.len(),
+    )
+}
+
+/// `SCTP_PEER_ADDR_PARAMS` for all paths of the association: heartbeat interval (ms) and
+/// path maximum retransmissions.
+pub(crate) fn set_path_params(
+    fd: BorrowedFd<'_>,
+    hb_interval_ms: u32,
+    path_max_retrans: u16,
+) -> io::Result<()> {
+    let mut buf = [0u8; PADDRPARAMS_LEN];
+    // spp_address stays all-zero (AF_UNSPEC): applies to the association/endpoint default.
+    buf[132..136].copy_from_slice(&hb_interval_ms.to_ne_bytes());
+    buf[136..138].copy_from_slice(&path_max_retrans.to_ne_bytes());
+    let flags = if hb_interval_ms > 0 { SPP_HB_ENABLE } else { 0 };
+    buf[146..150].copy_from_slice(&flags.to_ne_bytes());
+    setsockopt_bytes(
+        fd,
+        SOL_SCTP,
+        SCTP_PEER_ADDR_PARAMS,
+        buf.as_ptr().cast(),
+        buf.len(),
+    )
+}
+
+/// Subscribes to association-change, peer-address-change and shutdown notifications with
+/// `SCTP_EVENT` (RFC 6458 §6.2.2), falling back to `SCTP_EVENTS` on old kernels.
+pub(crate) fn subscribe_events(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut result = Ok(());
+    for t in [
+        SCTP_ASSOC_CHANGE,
+        SCTP_PEER_ADDR_CHANGE,
+        SCTP_SHUTDOWN_EVENT,
+    ] {
+        let ev = SctpEvent {
+            se_assoc_id: 0,
+            se_type: t,
+            se_on: 1,
+        };
+        result = setsockopt(fd, SOL_SCTP, SCTP_EVENT, &ev);
+        if result.is_err() {
+            break;
+        }
+    }
+    if result.is_err() {
+        let sub = SctpEventSubscribe {
+            association: 1,
+            address: 1,
+            shutdown: 1,
+            ..Default::default()
+        };
+        setsockopt(fd, SOL_SCTP, SCTP_EVENTS, &sub)?;
+    }
+    Ok(())
+}
+
+/// Reads `SO_ERROR`.
+pub(crate) fn take_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
+    socket2::SockRef::from(&fd).take_error()
+}
+
+/// `sctp_getpaddrs` / `sctp_getladdrs` (RFC 6458 §9.3, §9.5) for a one-to-one socket.
+pub(crate) fn get_addrs(fd: BorrowedFd<'_>, peer: bool) -> io::Result<Vec<SocketAddr>> {
+    let name = if peer {
+        SCTP_GET_PEER_ADDRS
+    } else {
+        SCTP_GET_LOCAL_ADDRS
+    };
+    // struct sctp_getaddrs { sctp_assoc_t assoc_id; __u32 addr_num; __u8 addrs[]; }
+    let mut buf = vec![0u64; 1024]; // 8 KiB, 8-byte aligned: room for > 250 IPv6 addresses
+    let mut len = libc::socklen_t::try_from(buf.len() * 8).unwrap_or(libc::socklen_t::MAX);
+    // SAFETY: buf is writable for `len` bytes; the kernel writes at most `len` and updates it.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            SOL_SCTP,
+            name,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    // SAFETY: reinterpreting initialised u64s as bytes.
+    let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), buf.len() * 8) };
+    let used = (len as usize).min(bytes.len());
+    let count = u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+    let mut out = Vec::with_capacity(count);
+    let mut off = 8;
+    for _ in 0..count {
+        let Some((addr, size)) = parse_sockaddr(bytes.get(off..used).unwrap_or(&[])) else {
+            break;
+        };
+        out.push(addr);
+        off += size;
+    }
+    Ok(out)
+}
+
+/// Parses one `sockaddr_in`/`sockaddr_in6` from raw bytes; returns it and its size.
+pub(crate) fn parse_sockaddr(b: &[u8]) -> Option<(SocketAddr, usize)> {
+    let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]);
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    match i32::from(family) {
+        libc::AF_INET => {
+            let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some((
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)),
+                size_of::<libc::sockaddr_in>(),
+            ))
+        }
+        libc::AF_INET6 => {
+            let flow = u32::from_be_bytes(b.get(4..8)?.try_into().ok()?);
+            let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            let scope = u32::from_ne_bytes(b.get(24..28)?.try_into().ok()?);
+            let ip = Ipv6Addr::from(ip);
+            // Show IPv4-mapped peers of AF_INET6 sockets as plain IPv4.
+            let addr = match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(IpAddr::V4(v4), port),
+                None => SocketAddr::V6(SocketAddrV6::new(ip, port, flow, scope)),
+            };
+            Some((addr, size_of::<libc::sockaddr_in6>()))
+        }
+        _ => None,
+    }
+}
+
+/// Ancillary data extracted from one `recvmsg` call.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct RecvInfo {
+    /// (stream, ppid in host order) from `SCTP_RCVINFO` or `SCTP_SNDRCV`.
+    pub info: Option<(u16, u32)>,
+}
+
+/// One non-blocking `recvmsg` into `buf`; returns (bytes, msg_flags, ancillary info).
+pub(crate) fn recvmsg(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, libc::c_int, RecvInfo)> {
+    let mut cbuf = [0u64; 32]; // 256 bytes, aligned for cmsghdr
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: zeroed msghdr is a valid "no name" header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    // SAFETY: all pointers in `msg` refer to live buffers of the stated sizes.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut info = RecvInfo::default();
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled in, bounded by
+    // msg_controllen; data is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            let dlen = (*c).cmsg_len as usize - (data as usize - c as usize);
+            if (*c).cmsg_level == IPPROTO_SCTP {
+                if (*c).cmsg_type == SCTP_RCVINFO && dlen >= size_of::<SctpRcvinfo>() {
+                    let r: SctpRcvinfo = std::ptr::read_unaligned(data.cast());
+                    info.info = Some((r.rcv_sid, u32::from_be(r.rcv_ppid)));
+                } else if (*c).cmsg_type == SCTP_SNDRCV
+                    && dlen >= size_of::<SctpSndrcvinfo>()
+                    && info.info.is_none()
+                {
+                    let r: SctpSndrcvinfo = std::ptr::read_unaligned(data.cast());
+                    info.info = Some((r.sinfo_stream, u32::from_be(r.sinfo_ppid)));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, msg.msg_flags, info))
+}
+
+/// One non-blocking `sendmsg` of a whole message with `SCTP_SNDINFO` (stream, PPID in network
+/// order, RFC 6458 §5.3.4).
+pub(crate) fn sendmsg(fd: RawFd, data: &[u8], stream: u16, ppid: u32) -> io::Result<usize> {
+    let info = SctpSndinfo {
+        snd_sid: stream,
+        snd_ppid: ppid.to_be(),
+        ..Default::default()
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(size_of::<SctpSndinfo>() as u32) } as usize;
+    let mut cbuf = [0u64; 8]; // 64 bytes >= CMSG_SPACE(16) = 32
+    debug_assert!(space <= std::mem::size_of_val(&cbuf));
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: zeroed msghdr is valid; all pointers refer to live buffers; CMSG_FIRSTHDR is
+    // non-null because msg_controllen >= sizeof(cmsghdr).
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = IPPROTO_SCTP;
+        (*c).cmsg_type = SCTP_SNDINFO;
+        (*c).cmsg_len = libc::CMSG_LEN(size_of::<SctpSndinfo>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<SctpSndinfo>(), info);
+        let n = libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+/// `accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)`.
+pub(crate) fn accept(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: accept4 with null address pointers is valid; the new fd is owned by the result.
+    let nfd = cvt(unsafe {
+        libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    })?;
+    // SAFETY: nfd is a fresh descriptor nobody else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(nfd) })
+}
+
+/// Registers a socket with tokio's reactor.
+pub(crate) fn register(
+    fd: OwnedFd,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, which owns it from now on; nothing
+    // else can close or replace the descriptor while it is registered.
+    unsafe {
+        Ok(tokio::io::unix::AsyncFd::register_with_interest(
+            fd, interest,
+        )?)
+    }
+}
+
+/// `shutdown(fd, how)`.
+pub(crate) fn shutdown(fd: RawFd, how: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain syscall on a descriptor we own.
+    cvt(unsafe { libc::shutdown(fd, how) }).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn struct_sizes_match_linux_sctp_h() {
+        assert_eq!(size_of::<SctpSndrcvinfo>(), 32);
+        assert_eq!(std::mem::offset_of!(SctpSndrcvinfo, sinfo_ppid), 8);
+        assert_eq!(size_of::<SctpSndinfo>(), 16);
+        assert_eq!(size_of::<SctpRcvinfo>(), 28);
+        assert_eq!(std::mem::offset_of!(SctpRcvinfo, rcv_ppid), 8);
+        assert_eq!(size_of::<SctpRtoinfo>(), 16);
+        assert_eq!(size_of::<SctpEvent>(), 8);
+        assert_eq!(size_of::<SctpInitmsg>(), 8);
+        assert_eq!(size_of::<SctpEventSubscribe>(), 14);
+    }
+
+    #[test]
+    fn sockaddr_roundtrip() {
+        for s in ["10.0.0.1:5000", "[2001:db8::1]:3863"] {
+            let a: SocketAddr = s.parse().expect("literal");
+            let packed = pack_addrs(&[a, a]);
+            let (b, n) = parse_sockaddr(&packed).expect("parse");
+            assert_eq!(b, a);
+            let (c, _) = parse_sockaddr(&packed[n..]).expect("parse 2");
+            assert_eq!(c, a);
+        }
+        assert!(parse_sockaddr(&[0, 0]).is_none());
+    }
+}

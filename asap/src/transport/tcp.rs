@@ -1,0 +1,343 @@
+//! TCP backend: RSerPool messages framed by their own common header.
+//!
+//! RFC 5352/5353 define ASAP and ENRP over SCTP only; the TCP mapping draft
+//! (draft-ietf-rserpool-tcpmapping) expired without a published shim header. This backend
+//! therefore writes the RSerPool messages back to back on the stream, exactly as they would be
+//! carried in SCTP DATA chunks, and cuts the stream at the common header's Message Length
+//! (rounded up to 4 for the padding). This is what Wireshark expects on TCP port 3863.
+//!
+//! Consequences, all documented on [`super::Transport`]:
+//! * the PPID is not carried: it is implied by the endpoint ([`super::TransportConfig::tcp_ppid`],
+//!   ASAP 11 on port 3863, ENRP 12 on 9901), received messages carry it, and sending another
+//!   PPID is refused;
+//! * there is one ordered stream: received messages have stream 0, the stream of sent messages
+//!   is not transmitted;
+//! * a message is at most 65535 bytes plus padding (16-bit Message Length);
+//! * a Message Length below 4 or above the maximum, or EOF inside a message, closes the
+//!   association with a `warn!` naming the peer and the reason.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tracing::{debug, warn};
+
+use super::defaults::MAX_RSERPOOL_MESSAGE;
+use super::error::{FrameError, LostReason, TransportError};
+use super::framing::{frame_len, outgoing_padding, HEADER_LEN};
+use super::{Event, Msg, TransportConfig};
+
+/// Largest message this TCP endpoint accepts (configured maximum, at most 65535 + 3).
+fn max_len(config: &TransportConfig) -> usize {
+    config.max_message_size.min(MAX_RSERPOOL_MESSAGE)
+}
+
+fn configure(stream: &TcpStream, config: &TransportConfig) -> io::Result<()> {
+    stream.set_nodelay(config.nodelay)?;
+    if let Some(idle) = config.tcp_keepalive {
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(idle / 3 + Duration::from_millis(1))
+            .with_retries(3);
+        socket2::SockRef::from(stream).set_tcp_keepalive(&ka)?;
+    }
+    Ok(())
+}
+
+/// Listening TCP sockets, one per local address.
+pub(crate) struct TcpListeners {
+    listeners: Vec<TcpListener>,
+    config: Arc<TransportConfig>,
+}
+
+impl TcpListeners {
+    pub(crate) fn bind(
+        addrs: &[SocketAddr],
+        config: Arc<TransportConfig>,
+    ) -> Result<Self, TransportError> {
+        let mut listeners: Vec<TcpListener> = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            // With port 0, every address gets the port chosen for the first one.
+            let mut a = *a;
+            if a.port() == 0 {
+                if let Some(first) = listeners.first() {
+                    let port = first
+                        .local_addr()
+                        .map_err(|e| TransportError::io("getsockname", e))?
+                        .port();
+                    a.set_port(port);
+                }
+            }
+            let sock = if a.is_ipv6() {
+                TcpSocket::new_v6()
+            } else {
+                TcpSocket::new_v4()
+            }
+            .map_err(|e| TransportError::io("socket(TCP)", e))?;
+            sock.set_reuseaddr(true)
+                .map_err(|e| TransportError::io("setsockopt(SO_REUSEADDR)", e))?;
+            sock.bind(a).map_err(|e| TransportError::io("bind", e))?;
+            listeners.push(
+                sock.listen(128)
+                    .map_err(|e| TransportError::io("listen", e))?,
+            );
+        }
+        Ok(TcpListeners { listeners, config })
+    }
+
+    pub(crate) fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        self.listeners.iter().map(TcpListener::local_addr).collect()
+    }
+
+    pub(crate) async fn accept(&self) -> Result<TcpAssoc, TransportError> {
+        loop {
+            let (stream, peer) = std::future::poll_fn(|cx| {
+                for l in &self.listeners {
+                    if let std::task::Poll::Ready(r) = l.poll_accept(cx) {
+                        return std::task::Poll::Ready(r);
+                    }
+                }
+                std::task::Poll::Pending
+            })
+            .await
+            .map_err(|e| TransportError::io("accept", e))?;
+            if let Err(e) = configure(&stream, &self.config) {
+                debug!(%peer, error = %e, "dropping accepted TCP connection");
+                continue;
+            }
+            return TcpAssoc::new(stream, self.config.clone());
+        }
+    }
+}
+
+/// Connects to the first reachable address of `peers` (in order), from `local[0]` if given.
+pub(crate) async fn connect(
+    peers: &[SocketAddr],
+    local: &[SocketAddr],
+    config: Arc<TransportConfig>,
+) -> Result<TcpAssoc, TransportError> {
+    let mut last: Option<TransportError> = None;
+    for peer in peers {
+        let attempt = async {
+            let sock = if peer.is_ipv6() {
+                TcpSocket::new_v6()
+            } else {
+                TcpSocket::new_v4()
+            }?;
+            if let Some(l) = local.iter().find(|l| l.is_ipv6() == peer.is_ipv6()) {
+                sock.bind(*l)?;
+            }
+            sock.connect(*peer).await
+        };
+        match tokio::time::timeout(config.connect_timeout, attempt).await {
+            Ok(Ok(stream)) => {
+                configure(&stream, &config).map_err(|e| TransportError::io("setsockopt", e))?;
+                return TcpAssoc::new(stream, config);
+            }
+            Ok(Err(e)) => {
+                last = Some(TransportError::Connect {
+                    addrs: vec![*peer],
+                    source: e,
+                })
+            }
+            Err(_) => {
+                last = Some(TransportError::ConnectTimeout {
+                    addrs: vec![*peer],
+                    after: config.connect_timeout,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| TransportError::BadAddresses("no peer address".into())))
+}
+
+/// An established TCP association (before splitting).
+pub(crate) struct TcpAssoc {
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    config: Arc<TransportConfig>,
+}
+
+impl TcpAssoc {
+    fn new(stream: TcpStream, config: Arc<TransportConfig>) -> Result<Self, TransportError> {
+        let peer = stream
+            .peer_addr()
+            .map_err(|e| TransportError::io("getpeername", e))?;
+        let local = stream
+            .local_addr()
+            .map_err(|e| TransportError::io("getsockname", e))?;
+        Ok(TcpAssoc {
+            stream,
+            peer,
+            local,
+            config,
+        })
+    }
+
+    pub(crate) fn split(self) -> (TcpReader, TcpWriter) {
+        let (rd, wr) = self.stream.into_split();
+        let max = max_len(&self.config);
+        (
+            TcpReader {
+                rd,
+                buf: BytesMut::with_capacity(16 * 1024),
+                ppid: self.config.tcp_ppid,
+                max,
+                peer: self.peer,
+                up_reported: false,
+                done: false,
+            },
+            TcpWriter {
+                wr,
+                ppid: self.config.tcp_ppid,
+                max,
+                peer: self.peer,
+                local: self.local,
+            },
+        )
+    }
+}
+
+/// Receiving half: cuts the byte stream into messages.
+pub(crate) struct TcpReader {
+    rd: OwnedReadHalf,
+    buf: BytesMut,
+    ppid: u32,
+    max: usize,
+    peer: SocketAddr,
+    up_reported: bool,
+    done: bool,
+}
+
+impl TcpReader {
+    pub(crate) async fn recv(&mut self) -> Result<Event, TransportError> {
+        if self.done {
+            return Err(TransportError::Closed);
+        }
+        if !self.up_reported {
+            self.up_reported = true;
+            return Ok(Event::Up {
+                outbound_streams: 1,
+                inbound_streams: 1,
+            });
+        }
+        loop {
+            if self.buf.len() >= HEADER_LEN {
+                let header = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
+                match frame_len(header, self.max) {
+                    Err(e) => return Ok(self.lost(LostReason::Framing(e))),
+                    Ok(need) if self.buf.len() >= need => {
+                        let bytes = self.buf.split_to(need).freeze();
+                        return Ok(Event::Message(Msg {
+                            ppid: self.ppid,
+                            stream: 0,
+                            bytes,
+                        }));
+                    }
+                    Ok(need) => self.buf.reserve(need - self.buf.len()),
+                }
+            } else {
+                self.buf.reserve(HEADER_LEN);
+            }
+            match self.rd.read_buf(&mut self.buf).await {
+                Ok(0) if self.buf.is_empty() => return Ok(self.lost(LostReason::PeerClosed)),
+                Ok(0) => {
+                    let need = if self.buf.len() >= HEADER_LEN {
+                        super::framing::padded(usize::from(u16::from_be_bytes([
+                            self.buf[2],
+                            self.buf[3],
+                        ])))
+                    } else {
+                        HEADER_LEN
+                    };
+                    let have = self.buf.len();
+                    return Ok(self.lost(LostReason::Framing(FrameError::Truncated { have, need })));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Ok(self.lost(LostReason::from_io(&e))),
+            }
+        }
+    }
+
+    fn lost(&mut self, reason: LostReason) -> Event {
+        self.done = true;
+        self.buf.clear();
+        if reason == LostReason::PeerClosed {
+            debug!(peer = %self.peer, "TCP association closed by peer");
+        } else {
+            warn!(peer = %self.peer, %reason, "closing TCP association");
+        }
+        Event::Lost(reason)
+    }
+}
+
+/// Sending half.
+pub(crate) struct TcpWriter {
+    wr: OwnedWriteHalf,
+    ppid: u32,
+    max: usize,
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
+impl TcpWriter {
+    pub(crate) async fn send(&mut self, msg: &Msg) -> Result<(), TransportError> {
+        if msg.ppid != self.ppid {
+            return Err(TransportError::PpidMismatch {
+                ppid: msg.ppid,
+                expected: self.ppid,
+            });
+        }
+        if msg.bytes.len() > super::framing::padded(self.max) {
+            return Err(TransportError::MessageTooLarge {
+                len: msg.bytes.len(),
+                max: self.max,
+            });
+        }
+        let pad = outgoing_padding(&msg.bytes)?;
+        let total = msg.bytes.len() + pad;
+        let res = if pad == 0 {
+            self.wr.write_all(&msg.bytes).await
+        } else {
+            let mut v = Vec::with_capacity(total);
+            v.extend_from_slice(&msg.bytes);
+            v.resize(total, 0);
+            self.wr.write_all(&v).await
+        };
+        res.map_err(|e| TransportError::io("write", e))
+    }
+
+    pub(crate) async fn close(&mut self) -> Result<(), TransportError> {
+        self.wr
+            .shutdown()
+            .await
+            .map_err(|e| TransportError::io("shutdown", e))
+    }
+
+    /// Sets `SO_LINGER` to zero so that closing sends RST.
+    pub(crate) fn set_abort_on_close(&self) {
+        if let Err(e) = socket2::SockRef::from(self.wr.as_ref()).set_linger(Some(Duration::ZERO)) {
+            warn!(error = %e, "cannot set SO_LINGER for abort");
+        }
+    }
+
+    /// Drops the write half without sending FIN (used by abort).
+    pub(crate) fn forget(self) {
+        self.wr.forget();
+    }
+
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub(crate) fn local(&self) -> SocketAddr {
+        self.local
+    }
+}

@@ -1,0 +1,400 @@
+//! TCP backend of `asap::transport`: framing by the RSerPool common header, PPID implied by the
+//! endpoint, bad input closing only the offending association.
+//!
+//! Run: `cargo test -p asap --test transport_tcp`
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use asap::transport::{
+    Association, Event, FrameError, Listener, LostReason, Msg, Transport, TransportConfig,
+    TransportError, TransportKind,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Upper bound for any single wait, so a broken test fails instead of hanging.
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn tcp(max: usize) -> Transport {
+    let mut c = TransportConfig::asap(TransportKind::Tcp);
+    c.max_message_size = max;
+    Transport::new(c)
+}
+
+/// An RSerPool-framed message: type, flags, Message Length = `len`, then a pattern.
+fn rmsg(ty: u8, len: usize, seed: u8) -> Vec<u8> {
+    let mut v = vec![ty, seed, (len >> 8) as u8, len as u8];
+    v.extend((4..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)));
+    v
+}
+
+async fn listen(t: &Transport) -> (Listener, SocketAddr) {
+    let l = t
+        .listen(&["127.0.0.1:0".parse().expect("literal")])
+        .await
+        .expect("listen");
+    let a = l.local_addrs().expect("local")[0];
+    (l, a)
+}
+
+async fn recv(a: &mut Association) -> Event {
+    tokio::time::timeout(LIMIT, a.recv())
+        .await
+        .expect("event within limit")
+        .expect("event")
+}
+
+/// Next message, asserting that `Up` came first if `first` is set.
+async fn recv_msg(a: &mut Association) -> Msg {
+    loop {
+        match recv(a).await {
+            Event::Message(m) => return m,
+            Event::Up { .. } => continue,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
+
+async fn accept(l: &Listener) -> Association {
+    tokio::time::timeout(LIMIT, l.accept())
+        .await
+        .expect("accept within limit")
+        .expect("accept")
+}
+
+#[tokio::test]
+async fn roundtrip_preserves_ppid_bytes_and_reports_up_first() {
+    let t = tcp(64 * 1024);
+    let (l, addr) = listen(&t).await;
+    let mut c = t.connect(&[addr], &[]).await.expect("connect");
+    let mut s = accept(&l).await;
+    assert_eq!(c.kind(), TransportKind::Tcp);
+    assert_eq!(c.peer_addrs().expect("peer"), vec![addr]);
+    assert_eq!(s.peer_addrs().expect("peer"), c.local_addrs().expect("local"));
+
+    let body = rmsg(0x05, 1000, 1);
+    c.send(&Msg::new(11, 3, body.clone())).await.expect("send");
+    assert_eq!(
+        recv(&mut s).await,
+        Event::Up {
+            outbound_streams: 1,
+            inbound_streams: 1
+        }
+    );
+    let m = recv_msg(&mut s).await;
+    assert_eq!(m.ppid, 11, "PPID implied by the ASAP endpoint");
+    assert_eq!(m.stream, 0, "TCP carries one stream");
+    assert_eq!(&m.bytes[..], &body[..]);
+    s.send(&m).await.expect("echo");
+    let e = recv_msg(&mut c).await;
+    assert_eq!(e, Msg::new(11, 0, body));
+}
+
+#[tokio::test]
+async fn largest_message_intact_and_padding_added() {
+    let t = tcp(usize::MAX);
+    let (l, addr) = listen(&t).await;
+    let mut c = t.connect(&[addr], &[]).await.expect("connect");
+    let mut s = accept(&l).await;
+    // 65535 bytes: the largest Message Length; the transport adds 1 byte of padding.
+    let body = rmsg(0x03, 65535, 9);
+    c.send(&Msg::new(11, 0, body.clone())).await.expect("send");
+    let m = recv_msg(&mut s).await;
+    assert_eq!(m.bytes.len(), 65536);
+    assert_eq!(&m.bytes[..65535], &body[..]);
+    assert_eq!(m.bytes[65535], 0);
+    // A 256 KiB message cannot be expressed in a 16-bit Message Length.
+    let big = Msg::new(11, 0, vec![0u8; 256 * 1024]);
+    match c.send(&big).await {
+        Err(TransportError::MessageTooLarge { len, max }) => {
+            assert_eq!(len, 256 * 1024);
+            assert_eq!(max, 65538);
+        }
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    // The association still works afterwards.
+    c.send(&Msg::new(11, 0, rmsg(1, 8, 2))).await.expect("send");
+    assert_eq!(&recv_msg(&mut s).await.bytes[..], &rmsg(1, 8, 2)[..]);
+}
+
+#[tokio::test]
+async fn many_small_messages_in_order() {
+    let t = tcp(1024);
+    let (l, addr) = listen(&t).await;
+    let c = t.connect(&[addr], &[]).await.expect("connect");
+    let mut s = accept(&l).await;
+    let (_cr, mut cw) = c.into_split();
+    let sender = tokio::spawn(async move {
+        for i in 0..2000u32 {
+            let mut b = vec![0x07, 0, 0, 8];
+            b.extend_from_slice(&i.to_be_bytes());
+            cw.send(&Msg::new(11, 0, b)).await.expect("send");
+        }
+        cw
+    });
+    for i in 0..2000u32 {
+        let m = recv_msg(&mut s).await;
+        assert_eq!(m.bytes.len(), 8);
+        assert_eq!(&m.bytes[4..], &i.to_be_bytes());
+    }
+    let _cw = sender.await.expect("sender task");
+}
+
+#[tokio::test]
+async fn two_messages_in_one_write_and_one_message_split_over_writes() {
+    let t = tcp(4096);
+    let (l, addr) = listen(&t).await;
+    let mut raw = TcpStream::connect(addr).await.expect("raw connect");
+    raw.set_nodelay(true).expect("nodelay");
+    let mut s = accept(&l).await;
+
+    // Two messages (the first 6 bytes long, so 2 bytes of padding) in one write.
+    let a = rmsg(1, 6, 1);
+    let b = rmsg(2, 12, 2);
+    let mut both = a.clone();
+    both.extend_from_slice(&[0, 0]);
+    both.extend_from_slice(&b);
+    raw.write_all(&both).await.expect("write");
+    let m1 = recv_msg(&mut s).await;
+    assert_eq!(&m1.bytes[..], &[&a[..], &[0, 0]].concat()[..]);
+    let m2 = recv_msg(&mut s).await;
+    assert_eq!(&m2.bytes[..], &b[..]);
+
+    // One message split over several writes, cutting inside the header too.
+    let c = rmsg(3, 300, 3);
+    for chunk in [&c[..1], &c[1..3], &c[3..100], &c[100..299], &c[299..]] {
+        raw.write_all(chunk).await.expect("write");
+        raw.flush().await.expect("flush");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let m3 = recv_msg(&mut s).await;
+    assert_eq!(&m3.bytes[..], &c[..]);
+}
+
+/// Captures `tracing` output of the current thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends `bad` bytes (then optionally closes) on a raw connection and checks that (1) that
+/// association ends with `Lost(Framing(expected))`, (2) a warn line names the peer and reason,
+/// (3) a second association opened before keeps working.
+async fn bad_input_case(bad: &[u8], close_after: bool, max: usize, expected: FrameError) {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let t = tcp(max);
+    let (l, addr) = listen(&t).await;
+    let mut good = t.connect(&[addr], &[]).await.expect("connect good");
+    let mut good_s = accept(&l).await;
+    let mut raw = TcpStream::connect(addr).await.expect("raw connect");
+    let raw_addr = raw.local_addr().expect("raw local");
+    let mut bad_s = accept(&l).await;
+    assert_eq!(bad_s.peer_addrs().expect("peer"), vec![raw_addr]);
+
+    raw.write_all(bad).await.expect("write bad");
+    if close_after {
+        raw.shutdown().await.expect("shutdown");
+    }
+    assert!(matches!(recv(&mut bad_s).await, Event::Up { .. }));
+    assert_eq!(
+        recv(&mut bad_s).await,
+        Event::Lost(LostReason::Framing(expected.clone()))
+    );
+    assert!(matches!(
+        bad_s.recv().await,
+        Err(TransportError::Closed)
+    ));
+    drop(bad_s);
+    // The offending peer sees the connection closed.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(LIMIT, raw.read(&mut buf))
+        .await
+        .expect("read within limit")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "bad peer's connection must be closed");
+
+    // The other association is unaffected.
+    let body = rmsg(5, 40, 4);
+    good.send(&Msg::new(11, 0, body.clone())).await.expect("send");
+    let m = recv_msg(&mut good_s).await;
+    assert_eq!(&m.bytes[..], &body[..]);
+    good_s.send(&m).await.expect("echo");
+    assert_eq!(&recv_msg(&mut good).await.bytes[..], &body[..]);
+
+    let text = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf8");
+    let line = text
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("closing TCP association"))
+        .unwrap_or_else(|| panic!("no warn line in log:\n{text}"));
+    assert!(line.contains(&raw_addr.to_string()), "peer missing: {line}");
+    assert!(line.contains(&expected.to_string()), "reason missing: {line}");
+}
+
+#[tokio::test]
+async fn bad_input_length_below_header() {
+    bad_input_case(&[1, 0, 0, 2], false, 4096, FrameError::LengthTooShort { length: 2 }).await;
+}
+
+#[tokio::test]
+async fn bad_input_zero_length() {
+    bad_input_case(&[1, 0, 0, 0], false, 4096, FrameError::LengthTooShort { length: 0 }).await;
+}
+
+#[tokio::test]
+async fn bad_input_length_above_maximum() {
+    bad_input_case(
+        &[1, 0, 0x07, 0xD0, 1, 2, 3, 4],
+        false,
+        1024,
+        FrameError::LengthTooLarge {
+            length: 2000,
+            max: 1024,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_garbage() {
+    // "GARBAGE!" reads as type 'G', flags 'A', Message Length 0x5242 = 21058.
+    bad_input_case(
+        b"GARBAGE!",
+        false,
+        1024,
+        FrameError::LengthTooLarge {
+            length: 0x5242,
+            max: 1024,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_close_mid_message() {
+    let mut partial = rmsg(1, 100, 1);
+    partial.truncate(30);
+    bad_input_case(
+        &partial,
+        true,
+        4096,
+        FrameError::Truncated {
+            have: 30,
+            need: 100,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_close_inside_header() {
+    bad_input_case(&[1, 0], true, 4096, FrameError::Truncated { have: 2, need: 4 }).await;
+}
+
+#[tokio::test]
+async fn send_rejects_foreign_ppid_and_unframed_bytes() {
+    let t = tcp(4096);
+    let (l, addr) = listen(&t).await;
+    let mut c = t.connect(&[addr], &[]).await.expect("connect");
+    let _s = accept(&l).await;
+    match c.send(&Msg::new(12, 0, rmsg(1, 8, 0))).await {
+        Err(TransportError::PpidMismatch { ppid, expected }) => {
+            assert_eq!((ppid, expected), (12, 11))
+        }
+        other => panic!("expected PpidMismatch, got {other:?}"),
+    }
+    for bad in [vec![1u8, 0, 0], vec![1, 0, 0, 9, 1, 2, 3, 4], rmsg(1, 8, 0).repeat(2)] {
+        assert!(
+            matches!(
+                c.send(&Msg::new(11, 0, bad.clone())).await,
+                Err(TransportError::Frame(FrameError::BadOutgoingHeader { .. }))
+            ),
+            "{bad:?} must be refused"
+        );
+    }
+}
+
+#[tokio::test]
+async fn enrp_endpoint_implies_ppid_12() {
+    let t = Transport::new(TransportConfig::enrp(TransportKind::Tcp));
+    let (l, addr) = listen(&t).await;
+    let mut c = t.connect(&[addr], &[]).await.expect("connect");
+    let mut s = accept(&l).await;
+    c.send(&Msg::new(12, 0, rmsg(1, 12, 0))).await.expect("send");
+    assert_eq!(recv_msg(&mut s).await.ppid, 12);
+}
+
+#[tokio::test]
+async fn graceful_close_and_abort() {
+    let t = tcp(4096);
+    let (l, addr) = listen(&t).await;
+    let mut c = t.connect(&[addr], &[]).await.expect("connect");
+    let mut s = accept(&l).await;
+    c.send(&Msg::new(11, 0, rmsg(1, 8, 0))).await.expect("send");
+    c.close().await.expect("close");
+    assert_eq!(recv_msg(&mut s).await.bytes.len(), 8, "data before FIN arrives");
+    assert_eq!(recv(&mut s).await, Event::Lost(LostReason::PeerClosed));
+
+    let c2 = t.connect(&[addr], &[]).await.expect("connect");
+    let mut s2 = accept(&l).await;
+    assert!(matches!(recv(&mut s2).await, Event::Up { .. }));
+    c2.abort();
+    assert_eq!(recv(&mut s2).await, Event::Lost(LostReason::Reset));
+}
+
+#[tokio::test]
+async fn listen_on_two_addresses_and_connect_tries_in_order() {
+    let t = tcp(4096);
+    let l = t
+        .listen(&[
+            "127.0.0.1:0".parse().expect("literal"),
+            "127.0.0.2:0".parse().expect("literal"),
+        ])
+        .await
+        .expect("listen");
+    let addrs = l.local_addrs().expect("local");
+    assert_eq!(addrs.len(), 2);
+    assert_eq!(addrs[0].port(), addrs[1].port(), "one port for all addresses");
+    // 127.0.0.3 has no listener: refused, then 127.0.0.2 is tried.
+    let dead: SocketAddr = SocketAddr::new("127.0.0.3".parse().expect("literal"), addrs[0].port());
+    let mut c = t.connect(&[dead, addrs[1]], &[]).await.expect("connect");
+    assert_eq!(c.peer_addrs().expect("peer"), vec![addrs[1]]);
+    let mut s = accept(&l).await;
+    c.send(&Msg::new(11, 0, rmsg(1, 8, 0))).await.expect("send");
+    assert_eq!(recv_msg(&mut s).await.bytes.len(), 8);
+    // All addresses dead: a typed connect error naming the last address.
+    match t.connect(&[dead], &[]).await {
+        Err(TransportError::Connect { addrs, source }) => {
+            assert_eq!(addrs, vec![dead]);
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        other => panic!("expected Connect error, got {:?}", other.map(|_| ())),
+    }
+    // Mixed ports are refused.
+    assert!(matches!(
+        t.listen(&[
+            "127.0.0.1:1".parse().expect("literal"),
+            "127.0.0.2:2".parse().expect("literal")
+        ])
+        .await,
+        Err(TransportError::BadAddresses(_))
+    ));
+}
