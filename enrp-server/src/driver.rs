@@ -257,10 +257,8 @@ impl Server {
                             Input::Connected { assoc, .. } => {
                                 if let Some(l) = link { links.insert(*assoc, l); }
                             }
-                            Input::Disconnected { assoc } => {
-                                if links.remove(assoc).is_some() {
-                                    open.fetch_sub(1, Ordering::Relaxed);
-                                }
+                            Input::Disconnected { assoc } if links.remove(assoc).is_some() => {
+                                open.fetch_sub(1, Ordering::Relaxed);
                             }
                             _ => {}
                         }
@@ -449,16 +447,17 @@ async fn execute(
                     continue;
                 };
                 let msg = Msg::new(protocol.ppid(), 0, bytes);
-                if let Err(e) = link.tx.try_send(WriterCmd::Send(msg)) {
-                    if let mpsc::error::TrySendError::Full(_) = e {
-                        warn!(
-                            assoc,
-                            message = message.tshark_name(),
-                            "send queue full: aborting association"
-                        );
-                        abort(links, assoc);
-                        aborted.push(assoc);
-                    }
+                // A closed queue means the association is already going away.
+                if let Err(mpsc::error::TrySendError::Full(_)) =
+                    link.tx.try_send(WriterCmd::Send(msg))
+                {
+                    warn!(
+                        assoc,
+                        message = message.tshark_name(),
+                        "send queue full: aborting association"
+                    );
+                    abort(links, assoc);
+                    aborted.push(assoc);
                 }
             }
             Action::SendDatagram { to, bytes, .. } => {
