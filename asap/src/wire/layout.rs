@@ -144,6 +144,8 @@ pub(crate) struct Enc<'a> {
     quirks: &'a [Quirk],
     path: Vec<u16>,
     frames: Vec<Frame>,
+    /// Length of a raw TLV from the layout that does not fit its 16-bit Length.
+    raw_too_long: Option<usize>,
 }
 
 impl<'a> Enc<'a> {
@@ -151,8 +153,10 @@ impl<'a> Enc<'a> {
         Enc {
             buf,
             quirks: &layout.quirks,
-            path: Vec::new(),
-            frames: Vec::new(),
+            // message > Pool Element > transport > address is the deepest nesting.
+            path: Vec::with_capacity(6),
+            frames: Vec::with_capacity(6),
+            raw_too_long: None,
         }
     }
 
@@ -175,7 +179,14 @@ impl<'a> Enc<'a> {
 
     /// Finishes the message: remaining extra TLVs, Length, trailing padding.
     pub(crate) fn end_message(&mut self) -> Result<(), EncodeError> {
-        self.close_frame()
+        self.close_frame()?;
+        match self.raw_too_long {
+            Some(length) => Err(EncodeError::TooLong {
+                what: "raw TLV from the layout",
+                length,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Starts a child TLV of the current container.
@@ -265,6 +276,9 @@ impl<'a> Enc<'a> {
     }
 
     fn write_raw(&mut self, t: &RawTlv) {
+        if 4 + t.value.len() > 0xFFFF {
+            self.raw_too_long = Some(4 + t.value.len());
+        }
         let start = self.buf.len();
         self.buf.put_u16(t.param_type);
         self.buf.put_u16((4 + t.value.len()).min(0xFFFF) as u16);
@@ -547,6 +561,12 @@ impl<'b> Dec<'b> {
                     tlv,
                 });
             }
+            tracing::debug!(
+                offset = c.offset,
+                param_type = c.ptype,
+                report = action.reports(),
+                "skipping unrecognized parameter"
+            );
             if action.reports() {
                 self.reports.push(ErrorCause::new(
                     super::codes::CauseCode::UnrecognizedParameter,

@@ -17,6 +17,8 @@
 //! assert_eq!(d.consumed, 16);
 //! ```
 
+#[cfg(feature = "arbitrary")]
+pub mod arbitrary;
 pub mod asap_msg;
 pub mod cause;
 pub mod codes;
