@@ -8,6 +8,7 @@
 //! * [`driver`]: the thin tokio driver running the core over kernel SCTP or TCP
 //!   associations and UDP announces ([`driver::run`]).
 //! * [`options`]: the command-line / TOML settings of the `enrp-server` binary.
+//! * [`metrics`]: the Prometheus text endpoint over [`driver::Stats`].
 //!
 //! ```
 //! use std::time::Instant;
@@ -19,4 +20,5 @@
 
 pub mod core;
 pub mod driver;
+pub mod metrics;
 pub mod options;
