@@ -6,7 +6,7 @@
 //! * [`core`]: the protocol logic as a sans-I/O state machine ([`core::Registrar`]):
 //!   inputs with the current time in, [`core::Action`]s out, no sockets and no clock.
 //! * [`driver`]: the thin tokio driver running the core over kernel SCTP or TCP
-//!   associations and UDP announces ([`driver::run`]).
+//!   associations and UDP announces ([`driver::Server`]).
 //! * [`options`]: the command-line / TOML settings of the `enrp-server` binary.
 //! * [`metrics`]: the Prometheus text endpoint over [`driver::Stats`].
 //!

@@ -1087,7 +1087,7 @@ fn resolution_cut_to_fit_message_size() {
         })
         .expect("response sent");
     assert!(bytes_len <= 300, "{bytes_len}");
-    assert!(n >= 1 && n < 20, "{n}");
+    assert!((1..20).contains(&n), "{n}");
 }
 
 #[test]
