@@ -66,8 +66,10 @@ pub enum DriverError {
     },
 }
 
-/// Messages queued per association before it is considered stuck and aborted.
-const WRITE_QUEUE: usize = 1024;
+/// Messages queued per association before it is considered stuck and aborted, on top of
+/// two per PE the association may carry (all its PEs' keep-alives can fall due in one
+/// timer tick, e.g. a proxy PE that registered thousands of PEs at once).
+const WRITE_QUEUE_BASE: usize = 1024;
 /// Inputs queued for the core task.
 const CORE_QUEUE: usize = 8192;
 
@@ -114,6 +116,7 @@ pub struct Server {
     udp: Option<UdpEndpoint>,
     config: DriverConfig,
     stats: Arc<Stats>,
+    write_queue: usize,
 }
 
 fn transport_err(what: &'static str) -> impl FnOnce(TransportError) -> DriverError {
@@ -178,7 +181,11 @@ impl Server {
             peers = ?core.peers,
             "registrar listening"
         );
+        let write_queue = WRITE_QUEUE_BASE
+            .saturating_add(core.limits.max_pes_per_connection.saturating_mul(2))
+            .min(1 << 20);
         Ok(Server {
+            write_queue,
             registrar: Registrar::new(core, Instant::now()),
             asap,
             enrp,
@@ -215,6 +222,7 @@ impl Server {
             udp,
             config,
             stats,
+            write_queue,
         } = self;
         let (tx, mut rx) = mpsc::channel::<(Input, Option<Link>)>(CORE_QUEUE);
         let next_id = Arc::new(AtomicU64::new(1));
@@ -226,6 +234,7 @@ impl Server {
             next_id.clone(),
             open.clone(),
             config.max_associations,
+            write_queue,
         ))];
         if let Some(l) = enrp {
             accepts.push(tokio::spawn(accept_loop(
@@ -235,6 +244,7 @@ impl Server {
                 next_id,
                 open.clone(),
                 config.max_associations,
+                write_queue,
             )));
         }
         drop(tx);
@@ -338,6 +348,7 @@ async fn accept_loop(
     next_id: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     max: usize,
+    write_queue: usize,
 ) {
     let transport = listener.kind();
     loop {
@@ -359,7 +370,7 @@ async fn accept_loop(
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         debug!(assoc = id, %protocol, peer = ?peer_addrs, "association up");
         let (mut reader, writer) = assoc.into_split();
-        let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
+        let (wtx, wrx) = mpsc::channel(write_queue);
         tokio::spawn(writer_task(writer, wrx));
         let rtx = tx.clone();
         // The Connected input is queued before the reader can queue anything.
