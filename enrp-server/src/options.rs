@@ -468,3 +468,23 @@ mod tests {
         assert!(o.resolve(1).is_err());
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../registrar.example.toml");
+        let o: Options = toml::from_str(text).expect("example parses");
+        let (c, d) = o.resolve(1).expect("example resolves");
+        assert_eq!(c.server_id, 0x5eed_0001);
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.allow_third_party.len(), 1);
+        assert_eq!(d.transport, TransportKind::Sctp);
+        assert_eq!(c.asap_announce_targets, vec![defaults::ASAP_ANNOUNCE_ADDR]);
+        assert!(d.enrp_announce.is_empty());
+        assert!(c.hres_rate.is_some());
+        assert_eq!(o.log_format, Some(LogFormat::Json));
+    }
+}
