@@ -84,6 +84,13 @@ pub enum Input {
         /// The message bytes.
         bytes: Bytes,
     },
+    /// The peer restarted the association (SCTP restart, RFC 9260 §5.2.2): the association
+    /// continues but the peer's state is gone, so the PEs registered over it are removed
+    /// (the restarted PE registers again).
+    Restarted {
+        /// The association.
+        assoc: AssocId,
+    },
     /// The association is gone (closed, aborted, failed).
     Disconnected {
         /// The association.
@@ -262,6 +269,19 @@ impl Registrar {
             }
             Input::Disconnected { assoc } => {
                 self.assocs.remove(&assoc);
+                for r in self.handlespace.remove_connection(assoc) {
+                    self.removed(
+                        r.handle,
+                        r.entry.element().clone(),
+                        RemovalReason::AssociationLost,
+                        &mut out,
+                    );
+                }
+            }
+            Input::Restarted { assoc } => {
+                if let Some(a) = self.assocs.get_mut(&assoc) {
+                    a.dump = None;
+                }
                 for r in self.handlespace.remove_connection(assoc) {
                     self.removed(
                         r.handle,

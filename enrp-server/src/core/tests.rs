@@ -1127,3 +1127,20 @@ fn reregistration_replicates_and_keeps_one_monitor() {
     assert!(h.advance(4000).is_empty());
     assert_eq!(sent(&h.advance(1000)).len(), 1);
 }
+
+#[test]
+fn restarted_association_drops_its_registrations_but_stays() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let out = h.r.handle(h.now, Input::Restarted { assoc: 1 });
+    assert!(events(&out).contains(&Event::Removed {
+        handle: "P".into(),
+        id: 1,
+        reason: RemovalReason::AssociationLost
+    }));
+    assert!(h.r.handlespace().is_empty());
+    assert_eq!(h.r.association_count(), 1);
+    // The restarted PE registers again over the same association.
+    let m = only_reply(&h.send(1, registration("P", pe(1, "10.0.0.1", Policy::RoundRobin))));
+    assert!(!reg_response(&m).reject);
+}
