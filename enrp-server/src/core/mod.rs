@@ -358,6 +358,15 @@ impl Registrar {
         out
     }
 
+    /// The next keep-alive interval (jittered if configured).
+    fn keep_alive_interval(&mut self) -> Duration {
+        if self.config.keep_alive_jitter {
+            self.jittered(self.config.keep_alive_interval)
+        } else {
+            self.config.keep_alive_interval
+        }
+    }
+
     /// `d` ± 12.5 % (rsplib `registrarRandomizeCycle`).
     fn jittered(&mut self, d: Duration) -> Duration {
         let f: f64 = self.rng.gen_range(0.875..1.125);
@@ -595,7 +604,7 @@ impl Registrar {
                     .get(&key.0, key.1)
                     .is_some_and(|e| e.connection() == Some(assoc));
                 if ours && self.monitors.contains_key(&key) {
-                    let due = now + self.config.keep_alive_interval;
+                    let due = now + self.keep_alive_interval();
                     self.set_monitor(key, due, false);
                 } else {
                     out.push(Action::Event(Event::Ignored {
@@ -722,7 +731,7 @@ impl Registrar {
         {
             Ok(outcome) => {
                 let key = (handle.clone(), id);
-                let due = now + self.config.keep_alive_interval;
+                let due = now + self.keep_alive_interval();
                 self.set_monitor(key, due, false);
                 let stored = self
                     .handlespace
