@@ -232,9 +232,12 @@ impl<'a> Enc<'a> {
         self.buf[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
         let pad = padded(self.buf.len() - frame.start) - (self.buf.len() - frame.start);
         self.buf.put_bytes(0, pad);
+        // Bytes after this TLV's Length: its own padding, plus its last child's padding
+        // when that is excluded.
+        let trailing = self.buf.len() - frame.start - len;
         if let Some(parent) = self.frames.last_mut() {
             parent.next_idx = parent.next_idx.saturating_add(1);
-            parent.last_pad = pad;
+            parent.last_pad = trailing;
         }
         Ok(())
     }

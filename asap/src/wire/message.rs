@@ -20,10 +20,10 @@ use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use std::fmt;
 
-use super::asap::AsapMessage;
+use super::asap_msg::AsapMessage;
 use super::cause::ErrorCause;
 use super::codes::{AsapType, EnrpType, ParamAction, ParamType};
-use super::enrp::EnrpMessage;
+use super::enrp_msg::EnrpMessage;
 use super::error::{DecodeError, EncodeError, Warning};
 use super::layout::{padded, Child, Dec, Enc, Layout};
 

@@ -3,12 +3,12 @@
 //!
 //! * [`codes`]: the one table per code space (message types, parameter types, causes).
 //! * [`param`], [`policy`]: the shared data model of parameters and policies.
-//! * [`asap`], [`enrp`]: one struct per message; [`Message`] wraps both.
+//! * [`asap_msg`], [`enrp_msg`]: one struct per message; [`Message`] wraps both.
 //! * [`Message::decode`] / [`Message::encode`]: nom 8 parsers and `bytes` encoders;
 //!   [`Decoded::layout`] makes re-encoding byte-exact (unknown TLVs, padding choices).
 //!
 //! ```
-//! use asap::wire::{asap::HandleResolution, Message, Protocol};
+//! use asap::wire::{asap_msg::HandleResolution, Message, Protocol};
 //! let m: Message = HandleResolution::new("EchoPool").into();
 //! let bytes = m.to_bytes().unwrap();
 //! assert_eq!(&bytes[..8], &[0x05, 0x00, 0x00, 0x10, 0x00, 0x09, 0x00, 0x0C]);
@@ -17,10 +17,12 @@
 //! assert_eq!(d.consumed, 16);
 //! ```
 
-pub mod asap;
+#[cfg(feature = "arbitrary")]
+pub mod arbitrary;
+pub mod asap_msg;
 pub mod cause;
 pub mod codes;
-pub mod enrp;
+pub mod enrp_msg;
 pub mod error;
 pub mod layout;
 pub mod message;
@@ -28,11 +30,11 @@ pub mod param;
 pub mod policy;
 pub mod tlv;
 
-pub use asap::AsapMessage;
+pub use asap_msg::AsapMessage;
 pub use cause::{ErrorCause, OperationError};
 pub use codes::{AsapType, CauseCode, EnrpType, ParamAction, ParamType};
-pub use enrp::EnrpMessage;
-pub use enrp::{PoolEntry, UpdateAction};
+pub use enrp_msg::EnrpMessage;
+pub use enrp_msg::{PoolEntry, UpdateAction};
 pub use error::{DecodeError, EncodeError, Warning};
 pub use layout::{Layout, Quirk, QuirkKind, RawTlv};
 pub use message::{Decoded, Message, Protocol};

@@ -18,7 +18,7 @@ use bytes::BufMut;
 use serde::Serialize;
 use std::fmt;
 
-use super::asap::PeSummary;
+use super::asap_msg::PeSummary;
 use super::cause::OperationError;
 use super::codes::EnrpType;
 use super::error::{DecodeError, EncodeError};

@@ -1,0 +1,458 @@
+//! proptest strategies for every wire type (feature `arbitrary`).
+//!
+//! Every generated value has a canonical encoding that decodes back to an equal value:
+//! unknown codes are never generated with a known value, `Policy::Unknown` never carries a
+//! known policy code with that policy's exact value length, and sizes stay far below the
+//! 16-bit Length limit. Use [`message`] for whole messages, e.g. to write a fuzz corpus:
+//!
+//! ```
+//! use asap::wire::arbitrary;
+//! use proptest::strategy::{Strategy, ValueTree};
+//! use proptest::test_runner::TestRunner;
+//! let mut runner = TestRunner::deterministic();
+//! let m = arbitrary::message().new_tree(&mut runner).unwrap().current();
+//! assert!(m.to_bytes().is_ok());
+//! ```
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::asap_msg::{self, AsapMessage};
+use super::cause::{ErrorCause, OperationError};
+use super::codes::CauseCode;
+use super::enrp_msg::{self, EnrpMessage, PoolEntry, UpdateAction};
+use super::message::Message;
+use super::param::{PoolElement, PoolHandle, ServerInformation, TransportParameter, TransportUse};
+use super::policy::{Policy, PolicyType};
+use super::tlv::HandleResolutionOption;
+
+/// IPv4 or IPv6 address.
+pub fn ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(|a| IpAddr::V4(Ipv4Addr::from(a))),
+        any::<[u8; 16]>().prop_map(|a| IpAddr::V6(Ipv6Addr::from(a))),
+    ]
+}
+
+/// Transport Use, including unassigned values.
+pub fn transport_use() -> impl Strategy<Value = TransportUse> {
+    prop_oneof![
+        Just(TransportUse::DataOnly),
+        Just(TransportUse::DataPlusControl),
+        (2u16..).prop_map(TransportUse::Other),
+    ]
+}
+
+/// Any transport parameter (SCTP with 1–4 addresses).
+pub fn transport() -> impl Strategy<Value = TransportParameter> {
+    prop_oneof![
+        (any::<u16>(), transport_use(), vec(ip(), 1..4)).prop_map(
+            |(port, transport_use, addresses)| {
+                TransportParameter::Sctp {
+                    port,
+                    transport_use,
+                    addresses,
+                }
+            }
+        ),
+        (any::<u16>(), transport_use(), ip()).prop_map(|(port, transport_use, address)| {
+            TransportParameter::Tcp {
+                port,
+                transport_use,
+                address,
+            }
+        }),
+        (any::<u16>(), any::<u16>(), ip()).prop_map(|(port, reserved, address)| {
+            TransportParameter::Udp {
+                port,
+                reserved,
+                address,
+            }
+        }),
+        (any::<u16>(), any::<u16>(), ip()).prop_map(|(port, reserved, address)| {
+            TransportParameter::UdpLite {
+                port,
+                reserved,
+                address,
+            }
+        }),
+        (any::<u16>(), any::<u16>(), any::<u32>(), ip()).prop_map(
+            |(port, reserved, service_code, address)| {
+                TransportParameter::Dccp {
+                    port,
+                    reserved,
+                    service_code,
+                    address,
+                }
+            }
+        ),
+        vec(any::<u8>(), 0..12).prop_map(|data| TransportParameter::Opaque { data }),
+    ]
+}
+
+/// Any of the 16 known policies or an unknown one.
+pub fn policy() -> impl Strategy<Value = Policy> {
+    let u = any::<u32>;
+    prop_oneof![
+        Just(Policy::RoundRobin),
+        u().prop_map(|weight| Policy::WeightedRoundRobin { weight }),
+        Just(Policy::Random),
+        u().prop_map(|weight| Policy::WeightedRandom { weight }),
+        u().prop_map(|priority| Policy::Priority { priority }),
+        u().prop_map(|load| Policy::LeastUsed { load }),
+        (u(), u())
+            .prop_map(|(load, degradation)| Policy::LeastUsedDegradation { load, degradation }),
+        (u(), u()).prop_map(|(load, degradation)| Policy::PriorityLeastUsed { load, degradation }),
+        u().prop_map(|load| Policy::RandomizedLeastUsed { load }),
+        (u(), u()).prop_map(|(load, degradation)| Policy::RandomizedPriorityLeastUsed {
+            load,
+            degradation
+        }),
+        (u(), u()).prop_map(
+            |(load, degradation)| Policy::RandomizedLeastUsedDegradation { load, degradation }
+        ),
+        (u(), u()).prop_map(|(load, degradation)| Policy::PriorityLeastUsedDegradation {
+            load,
+            degradation
+        }),
+        (u(), u()).prop_map(|(load, degradation)| {
+            Policy::RandomizedPriorityLeastUsedDegradation { load, degradation }
+        }),
+        (u(), u(), u()).prop_map(|(weight, weight_dpf, distance)| Policy::WeightedRandomDpf {
+            weight,
+            weight_dpf,
+            distance
+        }),
+        (u(), u(), u()).prop_map(|(load, load_dpf, distance)| Policy::LeastUsedDpf {
+            load,
+            load_dpf,
+            distance
+        }),
+        (u(), u(), u(), u()).prop_map(|(load, degradation, load_dpf, distance)| {
+            Policy::LeastUsedDegradationDpf {
+                load,
+                degradation,
+                load_dpf,
+                distance,
+            }
+        }),
+        (u(), vec(any::<u8>(), 0..20))
+            .prop_filter(
+                "a known code with its exact length decodes as the known policy",
+                |(c, d)| { PolicyType::from_code(*c).is_none_or(|t| t.value_len() != d.len()) }
+            )
+            .prop_map(|(policy_type, data)| Policy::Unknown { policy_type, data }),
+    ]
+}
+
+/// A pool handle of 0–40 bytes (mostly printable).
+pub fn pool_handle() -> impl Strategy<Value = PoolHandle> {
+    prop_oneof![
+        "[A-Za-z0-9]{1,32}".prop_map(|s| PoolHandle::from(s.as_str())),
+        vec(any::<u8>(), 0..40).prop_map(PoolHandle),
+    ]
+}
+
+/// A Pool Element parameter.
+pub fn pool_element() -> impl Strategy<Value = PoolElement> {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        any::<i32>(),
+        transport(),
+        policy(),
+        proptest::option::of(transport()),
+    )
+        .prop_map(
+            |(id, home_server_id, registration_life, user_transport, policy, asap_transport)| {
+                PoolElement {
+                    id,
+                    home_server_id,
+                    registration_life,
+                    user_transport,
+                    policy,
+                    asap_transport,
+                }
+            },
+        )
+}
+
+/// A Server Information parameter.
+pub fn server_information() -> impl Strategy<Value = ServerInformation> {
+    (any::<u32>(), transport()).prop_map(|(server_id, transport)| ServerInformation {
+        server_id,
+        transport,
+    })
+}
+
+/// Any error cause (any code, raw information).
+pub fn error_cause() -> impl Strategy<Value = ErrorCause> {
+    (any::<u16>(), vec(any::<u8>(), 0..16))
+        .prop_map(|(c, info)| ErrorCause::new(CauseCode::from_code(c), info))
+}
+
+/// An Operation Error with 0–3 causes.
+pub fn operation_error() -> impl Strategy<Value = OperationError> {
+    vec(error_cause(), 0..4).prop_map(|causes| OperationError { causes })
+}
+
+fn pes(min: usize) -> impl Strategy<Value = Vec<PoolElement>> {
+    vec(pool_element(), min..4)
+}
+
+/// Any ASAP message.
+pub fn asap_message() -> impl Strategy<Value = AsapMessage> {
+    let ph = pool_handle;
+    let u = any::<u32>;
+    prop_oneof![
+        (ph(), pool_element()).prop_map(|(pool_handle, pool_element)| asap_msg::Registration {
+            pool_handle,
+            pool_element
+        }
+        .into()),
+        (ph(), u()).prop_map(|(pool_handle, pe_identifier)| asap_msg::Deregistration {
+            pool_handle,
+            pe_identifier
+        }
+        .into()),
+        (
+            any::<bool>(),
+            ph(),
+            u(),
+            proptest::option::of(operation_error())
+        )
+            .prop_map(|(reject, pool_handle, pe_identifier, error)| {
+                asap_msg::RegistrationResponse {
+                    reject,
+                    pool_handle,
+                    pe_identifier,
+                    error,
+                }
+                .into()
+            }),
+        (
+            any::<bool>(),
+            ph(),
+            u(),
+            proptest::option::of(operation_error())
+        )
+            .prop_map(|(reject, pool_handle, pe_identifier, error)| {
+                asap_msg::DeregistrationResponse {
+                    reject,
+                    pool_handle,
+                    pe_identifier,
+                    error,
+                }
+                .into()
+            }),
+        (any::<bool>(), ph(), proptest::option::of(u())).prop_map(
+            |(subscribe, pool_handle, items)| {
+                asap_msg::HandleResolution {
+                    subscribe,
+                    pool_handle,
+                    option: items.map(|items| HandleResolutionOption { items }),
+                }
+                .into()
+            }
+        ),
+        (
+            any::<bool>(),
+            ph(),
+            proptest::option::of(policy()),
+            pes(0),
+            proptest::option::of(operation_error())
+        )
+            .prop_map(
+                |(accept_updates, pool_handle, policy, pool_elements, error)| {
+                    asap_msg::HandleResolutionResponse {
+                        accept_updates,
+                        pool_handle,
+                        policy,
+                        pool_elements,
+                        error,
+                    }
+                    .into()
+                }
+            ),
+        (any::<bool>(), u(), ph(), proptest::option::of(u())).prop_map(
+            |(home, server_id, pool_handle, pe_identifier)| asap_msg::EndpointKeepAlive {
+                home,
+                server_id,
+                pool_handle,
+                pe_identifier
+            }
+            .into()
+        ),
+        (ph(), u()).prop_map(
+            |(pool_handle, pe_identifier)| asap_msg::EndpointKeepAliveAck {
+                pool_handle,
+                pe_identifier
+            }
+            .into()
+        ),
+        (ph(), u()).prop_map(
+            |(pool_handle, pe_identifier)| asap_msg::EndpointUnreachable {
+                pool_handle,
+                pe_identifier
+            }
+            .into()
+        ),
+        (u(), vec(transport(), 0..4)).prop_map(|(server_id, transports)| {
+            asap_msg::ServerAnnounce {
+                server_id,
+                transports,
+            }
+            .into()
+        }),
+        vec(any::<u8>(), 0..40).prop_map(|cookie| asap_msg::Cookie { cookie }.into()),
+        vec(any::<u8>(), 0..40).prop_map(|cookie| asap_msg::CookieEcho { cookie }.into()),
+        (ph(), proptest::option::of(policy()), pes(1)).prop_map(
+            |(pool_handle, policy, pool_elements)| {
+                asap_msg::BusinessCard {
+                    pool_handle,
+                    policy,
+                    pool_elements,
+                }
+                .into()
+            }
+        ),
+        operation_error().prop_map(|error| asap_msg::Error { error }.into()),
+    ]
+}
+
+/// Any ENRP message.
+pub fn enrp_message() -> impl Strategy<Value = EnrpMessage> {
+    let u = any::<u32>;
+    prop_oneof![
+        (
+            any::<bool>(),
+            u(),
+            u(),
+            any::<u16>(),
+            proptest::option::of(server_information())
+        )
+            .prop_map(
+                |(reply_required, sender, receiver, checksum, server_information)| {
+                    enrp_msg::Presence {
+                        reply_required,
+                        sender,
+                        receiver,
+                        checksum,
+                        server_information,
+                    }
+                    .into()
+                }
+            ),
+        (any::<bool>(), u(), u()).prop_map(|(own_children_only, sender, receiver)| {
+            enrp_msg::HandleTableRequest {
+                own_children_only,
+                sender,
+                receiver,
+            }
+            .into()
+        }),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            u(),
+            u(),
+            vec((pool_handle(), pes(0)), 0..3)
+        )
+            .prop_map(|(reject, more, sender, receiver, pools)| {
+                enrp_msg::HandleTableResponse {
+                    reject,
+                    more,
+                    sender,
+                    receiver,
+                    pools: pools
+                        .into_iter()
+                        .map(|(pool_handle, pool_elements)| PoolEntry {
+                            pool_handle,
+                            pool_elements,
+                        })
+                        .collect(),
+                }
+                .into()
+            }),
+        (
+            any::<bool>(),
+            u(),
+            u(),
+            prop_oneof![
+                Just(UpdateAction::AddPe),
+                Just(UpdateAction::DelPe),
+                (2u16..).prop_map(UpdateAction::Other)
+            ],
+            any::<u16>(),
+            pool_handle(),
+            pool_element()
+        )
+            .prop_map(
+                |(
+                    takeover_suggested,
+                    sender,
+                    receiver,
+                    action,
+                    reserved,
+                    pool_handle,
+                    pool_element,
+                )| {
+                    enrp_msg::HandleUpdate {
+                        takeover_suggested,
+                        sender,
+                        receiver,
+                        action,
+                        reserved,
+                        pool_handle,
+                        pool_element,
+                    }
+                    .into()
+                }
+            ),
+        (u(), u()).prop_map(|(sender, receiver)| enrp_msg::ListRequest { sender, receiver }.into()),
+        (any::<bool>(), u(), u(), vec(server_information(), 0..4)).prop_map(
+            |(reject, sender, receiver, servers)| {
+                enrp_msg::ListResponse {
+                    reject,
+                    sender,
+                    receiver,
+                    servers,
+                }
+                .into()
+            }
+        ),
+        (u(), u(), u()).prop_map(|(sender, receiver, target)| enrp_msg::InitTakeover {
+            sender,
+            receiver,
+            target
+        }
+        .into()),
+        (u(), u(), u()).prop_map(|(sender, receiver, target)| enrp_msg::InitTakeoverAck {
+            sender,
+            receiver,
+            target
+        }
+        .into()),
+        (u(), u(), u()).prop_map(|(sender, receiver, target)| enrp_msg::TakeoverServer {
+            sender,
+            receiver,
+            target
+        }
+        .into()),
+        (u(), u(), operation_error()).prop_map(|(sender, receiver, error)| enrp_msg::Error {
+            sender,
+            receiver,
+            error
+        }
+        .into()),
+    ]
+}
+
+/// Any ASAP or ENRP message.
+pub fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        asap_message().prop_map(Message::Asap),
+        enrp_message().prop_map(Message::Enrp),
+    ]
+}

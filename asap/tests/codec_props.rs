@@ -1,0 +1,89 @@
+//! Property tests: `decode(encode(m)) == m` for arbitrary messages, and fuzz-like runs on
+//! random and mutated bytes (no panic; every `Ok` re-encodes to exactly the consumed
+//! bytes unless a tolerated irregularity is reported in `warnings`).
+
+use ::asap::wire::arbitrary;
+use ::asap::wire::*;
+use proptest::prelude::*;
+
+/// The fuzz property: never panics; an accepted message re-encodes byte-exactly.
+fn check_bytes(protocol: Protocol, input: &[u8]) -> Result<(), TestCaseError> {
+    match Message::decode(protocol, input) {
+        Ok(d) => {
+            prop_assert!(d.consumed <= input.len());
+            prop_assert!(d.consumed >= 4);
+            let _ = d.message.to_string();
+            let _ = serde_json::to_string(&d).expect("json");
+            if d.warnings.is_empty() {
+                let re = d.reencode().expect("re-encode of a decoded message");
+                prop_assert_eq!(&re[..], &input[..d.consumed], "{}", d.message);
+            }
+            // The canonical encoding decodes to the same message.
+            let canon = d.message.to_bytes().expect("encode");
+            let again = Message::decode(protocol, &canon).expect("canonical decodes");
+            prop_assert_eq!(again.message, d.message);
+        }
+        Err(e) => {
+            let _ = e.to_string();
+            let _ = e.report();
+        }
+    }
+    Ok(())
+}
+
+fn protocol() -> impl Strategy<Value = Protocol> {
+    prop_oneof![Just(Protocol::Asap), Just(Protocol::Enrp)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn decode_encode_round_trip(m in arbitrary::message()) {
+        let b = m.to_bytes().expect("encode");
+        prop_assert_eq!(b.len() % 4, 0);
+        let d = Message::decode(m.protocol(), &b).expect("decode");
+        prop_assert_eq!(&d.message, &m);
+        prop_assert_eq!(d.consumed, b.len());
+        prop_assert!(d.layout.is_canonical(), "{:?}", d.layout);
+        prop_assert!(d.warnings.is_empty());
+        prop_assert!(d.reports.is_empty());
+        prop_assert_eq!(usize::from(u16::from_be_bytes([b[2], b[3]])), b.len());
+        prop_assert_eq!(b[0], m.type_code());
+        let _ = m.to_string();
+        let _ = serde_json::to_value(&m).expect("json");
+    }
+
+    #[test]
+    fn random_bytes_never_panic(p in protocol(), b in proptest::collection::vec(any::<u8>(), 0..200)) {
+        check_bytes(p, &b)?;
+    }
+
+    #[test]
+    fn random_bytes_with_valid_header(p in protocol(), t in 1u8..15, f in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut b = vec![t, f, 0, 0];
+        b.extend_from_slice(&body);
+        let l = b.len() as u16;
+        b[2..4].copy_from_slice(&l.to_be_bytes());
+        check_bytes(p, &b)?;
+    }
+
+    #[test]
+    fn mutated_messages(
+        m in arbitrary::message(),
+        muts in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..6),
+    ) {
+        let mut b = m.to_bytes().expect("encode").to_vec();
+        for (i, v, kind) in muts {
+            if b.is_empty() { break; }
+            let at = i.index(b.len());
+            match kind {
+                0 => b[at] = v,
+                1 => b[at] ^= 1 << (v % 8),
+                2 => b.truncate(at),
+                _ => b.insert(at, v),
+            }
+        }
+        check_bytes(m.protocol(), &b)?;
+    }
+}
