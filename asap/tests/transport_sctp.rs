@@ -1,0 +1,240 @@
+//! Kernel SCTP backend of `asap::transport`.
+//!
+//! These tests need a kernel with SCTP. On a host without it each test prints `SKIPPED` and
+//! passes (the build hosts have none); they are meant to run in the qemu VM, e.g. with
+//! `asap/tests/transport_vm_scenario.sh`, which copies this test binary into the VM image.
+//!
+//! Run (with SCTP): `cargo test -p asap --test transport_sctp -- --test-threads=1`
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use asap::transport::{
+    sctp_probe, Association, Event, Listener, LostReason, Msg, SctpProbe, Transport,
+    TransportConfig, TransportError, TransportKind,
+};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn available() -> bool {
+    match sctp_probe() {
+        SctpProbe::Available => true,
+        SctpProbe::Unavailable { errno } => {
+            eprintln!("SKIPPED: kernel SCTP not available (errno {errno})");
+            false
+        }
+    }
+}
+
+fn sctp(max: usize) -> Transport {
+    let mut c = TransportConfig::asap(TransportKind::Sctp);
+    c.max_message_size = max;
+    Transport::new(c)
+}
+
+fn addrs(s: &[&str]) -> Vec<SocketAddr> {
+    s.iter().map(|a| a.parse().expect("literal")).collect()
+}
+
+async fn recv(a: &mut Association) -> Event {
+    tokio::time::timeout(LIMIT, a.recv())
+        .await
+        .expect("event within limit")
+        .expect("event")
+}
+
+async fn recv_msg(a: &mut Association) -> Msg {
+    loop {
+        match recv(a).await {
+            Event::Message(m) => return m,
+            Event::Up { .. } | Event::PeerAddrChange { .. } => continue,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
+
+/// Next event that is not a peer address change.
+async fn recv_non_path(a: &mut Association) -> Event {
+    loop {
+        match recv(a).await {
+            Event::PeerAddrChange { .. } => continue,
+            ev => return ev,
+        }
+    }
+}
+
+async fn pair(t: &Transport, listen: &[&str], bind: &[&str]) -> (Listener, Association, Association) {
+    let l = t.listen(&addrs(listen)).await.expect("listen");
+    let port = l.local_addrs().expect("local")[0].port();
+    let peers: Vec<SocketAddr> = addrs(listen)
+        .into_iter()
+        .map(|mut a| {
+            a.set_port(port);
+            a
+        })
+        .collect();
+    let c = t.connect(&peers, &addrs(bind)).await.expect("connect");
+    let s = tokio::time::timeout(LIMIT, l.accept())
+        .await
+        .expect("accept within limit")
+        .expect("accept");
+    (l, c, s)
+}
+
+#[tokio::test]
+async fn large_message_whole_with_ppid_and_stream() {
+    if !available() {
+        return;
+    }
+    let t = sctp(256 * 1024 + 4);
+    let (_l, mut c, mut s) = pair(&t, &["127.0.0.1:0"], &[]).await;
+    assert_eq!(c.kind(), TransportKind::Sctp);
+    match recv(&mut c).await {
+        Event::Up {
+            outbound_streams, ..
+        } => assert_eq!(outbound_streams, 10),
+        other => panic!("expected Up, got {other:?}"),
+    }
+    let body: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    for (ppid, stream) in [(11u32, 3u16), (12, 0), (0xDEAD_BEEF, 9)] {
+        c.send(&Msg::new(ppid, stream, body.clone()))
+            .await
+            .expect("send");
+        let m = recv_msg(&mut s).await;
+        assert_eq!((m.ppid, m.stream), (ppid, stream));
+        assert_eq!(m.bytes.len(), body.len(), "delivered whole, not in pieces");
+        assert!(m.bytes[..] == body[..], "bytes intact");
+        s.send(&m).await.expect("echo");
+        assert_eq!(recv_msg(&mut c).await, m);
+    }
+    // Many small messages keep their boundaries.
+    for i in 0..500u32 {
+        c.send(&Msg::new(11, (i % 10) as u16, i.to_be_bytes().to_vec()))
+            .await
+            .expect("send");
+    }
+    for i in 0..500u32 {
+        let m = recv_msg(&mut s).await;
+        assert_eq!(&m.bytes[..], &i.to_be_bytes());
+        assert_eq!(m.stream, (i % 10) as u16);
+    }
+}
+
+#[tokio::test]
+async fn multihomed_bind_and_connect() {
+    if !available() {
+        return;
+    }
+    let t = sctp(64 * 1024);
+    let (l, mut c, mut s) = pair(
+        &t,
+        &["127.0.0.1:0", "127.0.0.2:0"],
+        &["127.0.0.3:0", "127.0.0.4:0"],
+    )
+    .await;
+    let la = l.local_addrs().expect("local");
+    assert_eq!(la.len(), 2);
+    assert_eq!(la[0].port(), la[1].port());
+    let mut peers = c.peer_addrs().expect("peers");
+    peers.sort();
+    assert_eq!(peers, la);
+    let mut from: Vec<_> = s.peer_addrs().expect("peers").iter().map(|a| a.ip()).collect();
+    from.sort();
+    assert_eq!(from, vec![
+        "127.0.0.3".parse::<std::net::IpAddr>().expect("literal"),
+        "127.0.0.4".parse().expect("literal")
+    ]);
+    c.send(&Msg::new(11, 1, vec![1, 2, 3])).await.expect("send");
+    assert_eq!(recv_msg(&mut s).await.bytes[..], [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn graceful_close_reports_both_sides() {
+    if !available() {
+        return;
+    }
+    let t = sctp(64 * 1024);
+    let (_l, mut c, mut s) = pair(&t, &["127.0.0.1:0"], &[]).await;
+    c.send(&Msg::new(11, 0, vec![9; 100])).await.expect("send");
+    assert_eq!(recv_msg(&mut s).await.bytes.len(), 100);
+    assert!(matches!(recv(&mut c).await, Event::Up { .. }));
+    c.close().await.expect("close");
+    assert_eq!(recv_non_path(&mut s).await, Event::Lost(LostReason::PeerClosed));
+    assert_eq!(
+        recv_non_path(&mut c).await,
+        Event::Lost(LostReason::ShutdownComplete)
+    );
+    assert!(matches!(c.recv().await, Err(TransportError::Closed)));
+}
+
+#[tokio::test]
+async fn abort_is_seen_as_comm_lost() {
+    if !available() {
+        return;
+    }
+    let t = sctp(64 * 1024);
+    let (_l, c, mut s) = pair(&t, &["127.0.0.1:0"], &[]).await;
+    assert!(matches!(recv(&mut s).await, Event::Up { .. }));
+    c.abort();
+    match recv_non_path(&mut s).await {
+        Event::Lost(LostReason::CommLost { .. }) | Event::Lost(LostReason::Reset) => {}
+        other => panic!("expected CommLost/Reset, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn oversized_message_drops_only_that_association() {
+    if !available() {
+        return;
+    }
+    let small = sctp(1024);
+    let big = sctp(256 * 1024);
+    let l = small
+        .listen(&addrs(&["127.0.0.1:0"]))
+        .await
+        .expect("listen");
+    let addr = l.local_addrs().expect("local")[0];
+    let mut good = big.connect(&[addr], &[]).await.expect("connect");
+    let mut good_s = l.accept().await.expect("accept");
+    let mut bad = big.connect(&[addr], &[]).await.expect("connect");
+    let mut bad_s = l.accept().await.expect("accept");
+    bad.send(&Msg::new(11, 0, vec![0; 4096])).await.expect("send");
+    assert_eq!(
+        recv_non_path(&mut bad_s).await,
+        Event::Up {
+            outbound_streams: 10,
+            inbound_streams: 10
+        }
+    );
+    assert_eq!(
+        recv_non_path(&mut bad_s).await,
+        Event::Lost(LostReason::MessageTooLarge { max: 1024 })
+    );
+    // The sender sees its association end.
+    loop {
+        match recv(&mut bad).await {
+            Event::Lost(_) => break,
+            Event::Up { .. } | Event::PeerAddrChange { .. } => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    good.send(&Msg::new(11, 0, vec![1; 1000])).await.expect("send");
+    assert_eq!(recv_msg(&mut good_s).await.bytes.len(), 1000);
+    // Sending more than the local maximum is refused before the kernel sees it.
+    assert!(matches!(
+        good_s.send(&Msg::new(11, 0, vec![0; 2000])).await,
+        Err(TransportError::MessageTooLarge { len: 2000, max: 1024 })
+    ));
+}
+
+#[tokio::test]
+async fn stream_beyond_negotiated_is_an_error_not_a_hang() {
+    if !available() {
+        return;
+    }
+    let t = sctp(64 * 1024);
+    let (_l, mut c, mut s) = pair(&t, &["127.0.0.1:0"], &[]).await;
+    assert!(c.send(&Msg::new(11, 100, vec![1])).await.is_err());
+    c.send(&Msg::new(11, 9, vec![2])).await.expect("send");
+    assert_eq!(recv_msg(&mut s).await.stream, 9);
+}
