@@ -1,0 +1,1 @@
+//! Session layer (placeholder while being written).
