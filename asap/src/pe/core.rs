@@ -594,7 +594,7 @@ impl PeCore {
                     if self.stopping {
                         continue;
                     }
-                    if self.registered_on != Some(conn) && self.pending.map_or(true, |p| p.conn != conn)
+                    if self.registered_on != Some(conn) && self.pending.is_none_or(|p| p.conn != conn)
                     {
                         self.registered_on = None;
                         self.home = None;

@@ -432,7 +432,7 @@ impl RegistrarLink {
     /// the demoted registrar last.
     fn candidates(&self, now: Instant) -> Vec<Vec<SocketAddr>> {
         let mut ann: Vec<&Announced> = self.announced.iter().filter(|a| a.expires > now).collect();
-        ann.sort_by(|a, b| b.heard.cmp(&a.heard));
+        ann.sort_by_key(|a| std::cmp::Reverse(a.heard));
         let mut out: Vec<Vec<SocketAddr>> = Vec::new();
         for a in ann {
             if !out.contains(&a.addrs) {
