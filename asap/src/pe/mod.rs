@@ -112,6 +112,7 @@ pub struct PeStatus {
 enum Cmd {
     SetPolicy(Policy),
     Deregister(oneshot::Sender<bool>),
+    Abort,
 }
 
 /// A registered pool element (tokio driver around [`PeCore`]).
@@ -236,6 +237,15 @@ impl PoolElement {
     }
 }
 
+impl PoolElement {
+    /// Stops at once **without** deregistering, closing the registrar association(s) as a
+    /// crashed process would; the registrar notices by association loss or keep-alive
+    /// timeout. For failure tests and benchmarks.
+    pub fn abort(self) {
+        let _ = self.cmd.send(Cmd::Abort);
+    }
+}
+
 /// `policy` with its load field replaced (adaptive policies only).
 pub fn with_load(policy: &Policy, new: Fraction) -> Policy {
     let mut p = policy.clone();
@@ -313,6 +323,10 @@ async fn run(
                 let now = Instant::now();
                 match cmd {
                     Some(Cmd::SetPolicy(p)) => core.set_policy(now, p),
+                    Some(Cmd::Abort) => {
+                        debug!("pool element aborted without deregistration");
+                        return;
+                    }
                     Some(Cmd::Deregister(r)) => {
                         dereg_reply = Some(r);
                         core.deregister(now);
