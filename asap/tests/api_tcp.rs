@@ -304,3 +304,29 @@ async fn session_fails_over_without_loss_or_duplication() {
         None => panic!("no cookie echo"),
     }
 }
+
+#[tokio::test]
+async fn discovery_by_server_announce_without_static_registrars() {
+    // A free UDP port on 127.0.0.1 for unicast ASAP_SERVER_ANNOUNCEs.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    let target: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let r = registrar(0x5001, |c| {
+        c.asap_announce_targets = vec![target];
+        c.announce_interval = Duration::from_millis(100);
+    })
+    .await;
+    let mut a = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
+    let mut cfg = asap::pu::PoolUserConfig::tcp();
+    cfg.announce = Some(target);
+    cfg.pu.link.hunt_initial_backoff = Duration::from_millis(50);
+    cfg.pu.link.hunt_max_backoff = Duration::from_millis(200);
+    let pu = asap::pu::PoolUser::start(cfg).await.expect("PU");
+    // No static registrar: the request waits for an announce, then resolves.
+    let pes = within("resolve via announce", pu.resolve(POOL)).await.expect("resolved");
+    assert_eq!(pes.iter().map(|p| p.id).collect::<Vec<_>>(), vec![a.id]);
+    assert!(within("deregister", a.pe.deregister()).await.expect("ok"));
+    r.kill().await;
+}
