@@ -90,8 +90,9 @@ async fn main() {
         let serving = s.current_pe().expect("serving").id;
         let i = pes.iter().position(|p| p.id == serving).expect("known PE");
         let victim = pes.remove(i);
+        victim.kill().await;
+        // The PE's sockets are closed now: the failure has happened.
         let t0 = Instant::now();
-        victim.kill();
         let probe = format!("probe {seq}");
         seq += 1;
         let idx = s.send(probe.clone().into_bytes()).await.expect("send");

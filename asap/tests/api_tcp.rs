@@ -254,7 +254,7 @@ async fn echo_through_failover(
                     killed = true;
                     let serving = s.current_pe().expect("serving").id;
                     let i = pes.iter().position(|p| p.id == serving).expect("known");
-                    pes.remove(i).kill();
+                    pes.remove(i).kill().await;
                 }
             }
             Some(SessionEvent::Failover(f)) => {

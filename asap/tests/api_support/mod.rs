@@ -80,14 +80,17 @@ pub struct EchoPe {
     pub id: PeIdentifier,
     pub user: SocketAddr,
     kill: watch::Sender<bool>,
+    alive: mpsc::Receiver<()>,
     pub notes: mpsc::UnboundedReceiver<EchoNote>,
 }
 
 impl EchoPe {
     /// Crash: close every session and the registrar association without deregistering.
-    pub fn kill(self) {
+    /// Returns once every session task has ended (its sockets are closed).
+    pub async fn kill(mut self) {
         let _ = self.kill.send(true);
         self.pe.abort();
+        while self.alive.recv().await.is_some() {}
     }
 }
 
@@ -124,8 +127,10 @@ pub async fn echo_pe(mut cfg: PeConfig, tune: impl FnOnce(&mut PoolElementConfig
         .expect("registered");
     let (note_tx, notes) = mpsc::unbounded_channel();
     let (kill, kill_rx) = watch::channel(false);
+    let (alive_tx, alive) = mpsc::channel::<()>(1);
     let mut k = kill_rx.clone();
     tokio::spawn(async move {
+        let _alive = alive_tx.clone();
         loop {
             let mut s = tokio::select! {
                 r = listener.accept() => match r { Ok(s) => s, Err(_) => return },
@@ -133,7 +138,9 @@ pub async fn echo_pe(mut cfg: PeConfig, tune: impl FnOnce(&mut PoolElementConfig
             };
             let notes = note_tx.clone();
             let mut k2 = kill_rx.clone();
+            let alive = alive_tx.clone();
             tokio::spawn(async move {
+                let _alive = alive;
                 let mut count = 0u64;
                 loop {
                     let ev = tokio::select! {
@@ -166,6 +173,7 @@ pub async fn echo_pe(mut cfg: PeConfig, tune: impl FnOnce(&mut PoolElementConfig
         id,
         user,
         kill,
+        alive,
         notes,
     }
 }
