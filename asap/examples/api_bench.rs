@@ -78,7 +78,9 @@ async fn main() {
     let mut seq = 0u64;
     for _ in 0..failovers {
         // One echo on the current PE (also refreshes its cookie).
-        s.send(format!("warm {seq}").into_bytes()).await.expect("send");
+        s.send(format!("warm {seq}").into_bytes())
+            .await
+            .expect("send");
         seq += 1;
         loop {
             match s.recv().await {

@@ -78,7 +78,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let policy = common::policy(&args.policy, 1, args.base, 0.0)?;
     if policy.load().is_none() {
-        return Err(format!("policy {} is not adaptive (use lu, lud, plu, rlu)", args.policy).into());
+        return Err(format!(
+            "policy {} is not adaptive (use lu, lud, plu, rlu)",
+            args.policy
+        )
+        .into());
     }
     let listener = SessionListener::bind(args.transport, &[args.listen], 0).await?;
     let mut cfg = PeConfig::new(
@@ -90,7 +94,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut pc = PoolElementConfig::tcp(cfg);
     pc.registrar_transport = listener.kind();
     let mut pe = PoolElement::register(pc).await?;
-    info!(pe = format_args!("{:#010x}", pe.identifier()), "load PE started");
+    info!(
+        pe = format_args!("{:#010x}", pe.identifier()),
+        "load PE started"
+    );
 
     let sessions = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

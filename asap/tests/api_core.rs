@@ -125,7 +125,9 @@ fn registration_carries_config_and_reregisters_every_t4() {
     assert!(actions_pe(&mut pe).is_empty());
     pe.handle_timeout(t4);
     let s = sent(&actions_pe(&mut pe));
-    assert!(matches!(&s[..], [(c, AsapMessage::Registration(r))] if *c == conn && r.pool_element.id == id));
+    assert!(
+        matches!(&s[..], [(c, AsapMessage::Registration(r))] if *c == conn && r.pool_element.id == id)
+    );
     let resp = ok_response(&pe);
     pe.on_message(t4, conn, resp);
     assert!(matches!(
@@ -178,7 +180,10 @@ fn policy_update_reregisters_at_once() {
     match &s[..] {
         [(c, AsapMessage::Registration(r))] => {
             assert_eq!(*c, conn);
-            assert_eq!(r.pool_element.policy, Policy::LeastUsed { load: 0x8000_0000 });
+            assert_eq!(
+                r.pool_element.policy,
+                Policy::LeastUsed { load: 0x8000_0000 }
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -188,7 +193,9 @@ fn policy_update_reregisters_at_once() {
     let resp = ok_response(&pe);
     pe.on_message(t1, conn, resp);
     let s = sent(&actions_pe(&mut pe));
-    assert!(matches!(&s[..], [(_, AsapMessage::Registration(r))] if r.pool_element.policy == Policy::LeastUsed { load: 7 }));
+    assert!(
+        matches!(&s[..], [(_, AsapMessage::Registration(r))] if r.pool_element.policy == Policy::LeastUsed { load: 7 })
+    );
 }
 
 #[test]
@@ -208,7 +215,9 @@ fn keep_alive_is_acked_and_h_flag_moves_home() {
     };
     pe.on_message(t0, conn, ka(false, 0x11));
     let s = sent(&actions_pe(&mut pe));
-    assert!(matches!(&s[..], [(c, AsapMessage::EndpointKeepAliveAck(a))] if *c == conn && a.pe_identifier == id));
+    assert!(
+        matches!(&s[..], [(c, AsapMessage::EndpointKeepAliveAck(a))] if *c == conn && a.pe_identifier == id)
+    );
     assert_eq!(pe.home(), Some(0x11));
     // A keep-alive for another PE is not answered.
     pe.on_message(
@@ -229,10 +238,15 @@ fn keep_alive_is_acked_and_h_flag_moves_home() {
     pe.on_accepted(other, vec![sa("10.0.0.3:3863")]);
     pe.on_message(t0, other, ka(true, 0x22));
     let a = actions_pe(&mut pe);
-    assert!(a.contains(&Action::Close { conn }), "old association closed: {a:?}");
+    assert!(
+        a.contains(&Action::Close { conn }),
+        "old association closed: {a:?}"
+    );
     let s = sent(&a);
     assert!(matches!(&s[0], (c, AsapMessage::EndpointKeepAliveAck(_)) if *c == other));
-    assert!(matches!(&s[1], (c, AsapMessage::Registration(r)) if *c == other && r.pool_element.id == id));
+    assert!(
+        matches!(&s[1], (c, AsapMessage::Registration(r)) if *c == other && r.pool_element.id == id)
+    );
     assert!(events_pe(&mut pe).contains(&PeEvent::HomeChanged {
         from: Some(0x11),
         to: 0x22
@@ -261,7 +275,9 @@ fn rejections_are_typed_and_random_id_clash_picks_a_new_id() {
     };
     pe.on_message(t0, conn, reject(old, CauseCode::NonUniquePeIdentifier));
     let ev = events_pe(&mut pe);
-    assert!(matches!(&ev[..], [PeEvent::Rejected(r)] if r.cause == Some(CauseCode::NonUniquePeIdentifier) && r.identifier == old));
+    assert!(
+        matches!(&ev[..], [PeEvent::Rejected(r)] if r.cause == Some(CauseCode::NonUniquePeIdentifier) && r.identifier == old)
+    );
     let new = pe.identifier();
     assert_ne!(new, old);
     assert_ne!(new, 0);
@@ -288,11 +304,17 @@ fn configured_id_is_kept_across_registrar_loss() {
     pe.on_message(t0, c1, resp);
     pe.on_lost(t0, c1);
     let (c2, addrs) = connect_of(&actions_pe(&mut pe));
-    assert_eq!(addrs, vec![sa("10.0.0.2:3863")], "the lost registrar is tried last");
+    assert_eq!(
+        addrs,
+        vec![sa("10.0.0.2:3863")],
+        "the lost registrar is tried last"
+    );
     assert!(events_pe(&mut pe).contains(&PeEvent::RegistrarLost));
     pe.on_connected(t0, c2);
     let s = sent(&actions_pe(&mut pe));
-    assert!(matches!(&s[..], [(c, AsapMessage::Registration(r))] if *c == c2 && r.pool_element.id == 0xABCD));
+    assert!(
+        matches!(&s[..], [(c, AsapMessage::Registration(r))] if *c == c2 && r.pool_element.id == 0xABCD)
+    );
 }
 
 #[test]
@@ -301,7 +323,9 @@ fn deregistration_waits_for_response_or_t3() {
     let (mut pe, conn) = registered_pe(t0, Duration::from_secs(90));
     pe.deregister(t0);
     let s = sent(&actions_pe(&mut pe));
-    assert!(matches!(&s[..], [(c, AsapMessage::Deregistration(d))] if *c == conn && d.pe_identifier == pe.identifier()));
+    assert!(
+        matches!(&s[..], [(c, AsapMessage::Deregistration(d))] if *c == conn && d.pe_identifier == pe.identifier())
+    );
     assert_eq!(pe.poll_timeout(), Some(t0 + Duration::from_secs(30)));
     let resp = DeregistrationResponse {
         reject: false,
@@ -392,7 +416,9 @@ fn resolution_uses_option_and_cache_until_stale() {
     let t1 = t0 + Duration::from_secs(29);
     let r2 = pu.resolve(t1, &h);
     assert!(actions_pu(&mut pu).is_empty());
-    assert!(matches!(&events_pu(&mut pu)[..], [PuEvent::Resolved { request, result: Ok(_), .. }] if *request == r2));
+    assert!(
+        matches!(&events_pu(&mut pu)[..], [PuEvent::Resolved { request, result: Ok(_), .. }] if *request == r2)
+    );
     assert_eq!(pu.stats.cache_hits, 1);
     // After 30 s the cache is stale: a new HANDLE_RESOLUTION.
     let t2 = t0 + Duration::from_secs(30);
@@ -414,7 +440,9 @@ fn unreachable_report_drops_pe_from_cache_and_is_sent() {
     pu.on_message(t0, conn, response(vec![pe_entry(1, 10), pe_entry(2, 50)]));
     pu.report_unreachable(t0, &h, 1);
     let s = sent(&actions_pu(&mut pu));
-    assert!(matches!(&s[..], [(_, AsapMessage::EndpointUnreachable(u))] if u.pe_identifier == 1 && u.pool_handle == h));
+    assert!(
+        matches!(&s[..], [(_, AsapMessage::EndpointUnreachable(u))] if u.pe_identifier == 1 && u.pool_handle == h)
+    );
     assert_eq!(pu.select(t0, &h).map(|p| p.id), Some(2));
     assert_eq!(pu.cached(&h).len(), 1);
 }
@@ -451,11 +479,14 @@ fn request_retransmits_then_moves_to_next_registrar_then_times_out() {
     // Nobody answers: the request fails at its deadline with a typed error.
     pu.handle_timeout(t0 + Duration::from_secs(20));
     let ev = events_pu(&mut pu);
-    assert!(ev.contains(&PuEvent::Resolved {
-        request: req,
-        handle: h.clone(),
-        result: Err(ResolveError::Timeout(h.clone()))
-    }), "{ev:?}");
+    assert!(
+        ev.contains(&PuEvent::Resolved {
+            request: req,
+            handle: h.clone(),
+            result: Err(ResolveError::Timeout(h.clone()))
+        }),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -486,8 +517,13 @@ fn unknown_pool_and_empty_pool_are_typed_errors() {
     pu.resolve(t0, &h);
     actions_pu(&mut pu);
     pu.on_message(t0, conn, response(vec![]));
-    assert!(events_pu(&mut pu).iter().any(|e| matches!(e,
-        PuEvent::Resolved { result: Err(ResolveError::Empty(_)), .. })));
+    assert!(events_pu(&mut pu).iter().any(|e| matches!(
+        e,
+        PuEvent::Resolved {
+            result: Err(ResolveError::Empty(_)),
+            ..
+        }
+    )));
 }
 
 #[test]

@@ -18,8 +18,16 @@ use asap::wire::{AsapMessage, CauseCode, Message, Policy, Protocol};
 #[tokio::test]
 async fn pe_registers_pu_resolves_load_update_and_deregistration() {
     let r = registrar(0x1001, |_| {}).await;
-    let mut a = echo_pe(pe_config(&[r.asap], Policy::LeastUsed { load: 100 }), |_| {}).await;
-    let b = echo_pe(pe_config(&[r.asap], Policy::LeastUsed { load: 200 }), |_| {}).await;
+    let mut a = echo_pe(
+        pe_config(&[r.asap], Policy::LeastUsed { load: 100 }),
+        |_| {},
+    )
+    .await;
+    let b = echo_pe(
+        pe_config(&[r.asap], Policy::LeastUsed { load: 200 }),
+        |_| {},
+    )
+    .await;
     assert_ne!(a.id, 0);
     let pu = pool_user(&[r.asap]).await;
     let pes = within("resolve", pu.resolve(POOL)).await.expect("resolved");
@@ -32,7 +40,10 @@ async fn pe_registers_pu_resolves_load_update_and_deregistration() {
     assert_eq!(pa.policy, Policy::LeastUsed { load: 100 });
     assert_eq!(pa.user_transport.port(), Some(a.user.port()));
     // Least used: the PU picks the lower load.
-    assert_eq!(within("select", pu.select(POOL)).await.expect("pe").id, a.id);
+    assert_eq!(
+        within("select", pu.select(POOL)).await.expect("pe").id,
+        a.id
+    );
 
     // Load update → immediate re-registration, visible at the registrar.
     a.pe.set_load(900).await.expect("set load");
@@ -110,7 +121,9 @@ async fn keep_alives_are_answered_and_keep_the_registration() {
     assert_eq!(st.home, Some(0x1003));
     assert_eq!(st.registrations, 1, "no re-registration was needed");
     let pu = pool_user(&[r.asap]).await;
-    let pes = within("refresh", pu.refresh(POOL)).await.expect("still registered");
+    let pes = within("refresh", pu.refresh(POOL))
+        .await
+        .expect("still registered");
     assert_eq!(pes.iter().map(|p| p.id).collect::<Vec<_>>(), vec![a.id]);
     r.kill().await;
 }
@@ -160,7 +173,9 @@ async fn home_flag_keep_alive_switches_the_home_registrar() {
     // A second registrar (scripted here: the registrar binary has no takeover yet) contacts
     // the PE and claims it with the H flag, as after an ENRP takeover (RFC 5352 §3.4).
     let t = Transport::new(TransportConfig::asap(TransportKind::Tcp));
-    let mut assoc = within("connect", t.connect(&[listen], &[])).await.expect("connect");
+    let mut assoc = within("connect", t.connect(&[listen], &[]))
+        .await
+        .expect("connect");
     let ka: Message = EndpointKeepAlive {
         home: true,
         server_id: 0xBEEF,
@@ -192,7 +207,10 @@ async fn home_flag_keep_alive_switches_the_home_registrar() {
     }
     match &got[1] {
         Message::Asap(AsapMessage::Registration(reg)) => {
-            assert_eq!(reg.pool_element.id, a.id, "same PE identifier at the new home");
+            assert_eq!(
+                reg.pool_element.id, a.id,
+                "same PE identifier at the new home"
+            );
         }
         other => panic!("expected REGISTRATION at the new home, got {other:?}"),
     }
@@ -215,16 +233,23 @@ async fn home_flag_keep_alive_switches_the_home_registrar() {
 async fn echo_through_failover(
     total: u64,
     kill_after: u64,
-) -> (BTreeMap<u64, u32>, Vec<asap::session::Failover>, Vec<EchoPe>) {
+) -> (
+    BTreeMap<u64, u32>,
+    Vec<asap::session::Failover>,
+    Vec<EchoPe>,
+) {
     let r = registrar(0x4001, |_| {}).await;
     let mut pes = Vec::new();
     for _ in 0..3 {
         pes.push(echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await);
     }
     let pu = pool_user(&[r.asap]).await;
-    let mut s = within("session", Session::connect(&pu, POOL, SessionConfig::default()))
-        .await
-        .expect("session");
+    let mut s = within(
+        "session",
+        Session::connect(&pu, POOL, SessionConfig::default()),
+    )
+    .await
+    .expect("session");
     let mut replies: BTreeMap<u64, u32> = BTreeMap::new();
     // seq → index of its last transmission
     let mut unanswered: BTreeMap<u64, u64> = BTreeMap::new();
@@ -264,7 +289,10 @@ async fn echo_through_failover(
                     .map(|(seq, _)| *seq)
                     .collect();
                 for seq in resend {
-                    let idx = s.send(format!("seq={seq}").into_bytes()).await.expect("send");
+                    let idx = s
+                        .send(format!("seq={seq}").into_bytes())
+                        .await
+                        .expect("send");
                     unanswered.insert(seq, idx);
                 }
                 failovers.push(f);
@@ -292,7 +320,10 @@ async fn session_fails_over_without_loss_or_duplication() {
     assert_ne!(f.from, f.to);
     assert!(f.cookie_echoed);
     // The new PE received the old PE's last cookie (state "pe=<old>;n=<count>").
-    let new_pe = survivors.iter_mut().find(|p| p.id == f.to).expect("new PE alive");
+    let new_pe = survivors
+        .iter_mut()
+        .find(|p| p.id == f.to)
+        .expect("new PE alive");
     match within("cookie echo", new_pe.notes.recv()).await {
         Some(EchoNote::CookieEcho(c)) => {
             let text = String::from_utf8(c).expect("utf8");
@@ -325,7 +356,9 @@ async fn discovery_by_server_announce_without_static_registrars() {
     cfg.pu.link.hunt_max_backoff = Duration::from_millis(200);
     let pu = asap::pu::PoolUser::start(cfg).await.expect("PU");
     // No static registrar: the request waits for an announce, then resolves.
-    let pes = within("resolve via announce", pu.resolve(POOL)).await.expect("resolved");
+    let pes = within("resolve via announce", pu.resolve(POOL))
+        .await
+        .expect("resolved");
     assert_eq!(pes.iter().map(|p| p.id).collect::<Vec<_>>(), vec![a.id]);
     assert!(within("deregister", a.pe.deregister()).await.expect("ok"));
     r.kill().await;

@@ -41,7 +41,11 @@ pub fn policy(name: &str, weight: u32, load: f64, degradation: f64) -> Result<Po
         "lud" | "leastuseddegradation" => Policy::LeastUsedDegradation { load, degradation },
         "plu" | "priorityleastused" => Policy::PriorityLeastUsed { load, degradation },
         "rlu" | "randomizedleastused" => Policy::RandomizedLeastUsed { load },
-        other => return Err(format!("unknown policy {other:?} (rr, wrr, rand, wrand, prio, lu, lud, plu, rlu)")),
+        other => {
+            return Err(format!(
+                "unknown policy {other:?} (rr, wrr, rand, wrand, prio, lu, lud, plu, rlu)"
+            ))
+        }
     })
 }
 

@@ -383,8 +383,7 @@ impl PeCore {
         match msg {
             AsapMessage::RegistrationResponse(r) => self.on_registration_response(now, conn, r),
             AsapMessage::DeregistrationResponse(r) => {
-                if self.deregistering.is_some_and(|d| d.0 == conn) && r.pe_identifier == self.id
-                {
+                if self.deregistering.is_some_and(|d| d.0 == conn) && r.pe_identifier == self.id {
                     if r.reject {
                         warn!(error = ?r.error, "deregistration rejected");
                     }
@@ -525,7 +524,11 @@ impl PeCore {
                 .current_addrs()
                 .map(|a| a.to_vec())
                 .unwrap_or_default();
-            info!(pe = format_args!("{:#010x}", self.id), ?registrar, "registered");
+            info!(
+                pe = format_args!("{:#010x}", self.id),
+                ?registrar,
+                "registered"
+            );
             self.events.push_back(PeEvent::Registered {
                 identifier: self.id,
                 registrar,
@@ -594,7 +597,8 @@ impl PeCore {
                     if self.stopping {
                         continue;
                     }
-                    if self.registered_on != Some(conn) && self.pending.is_none_or(|p| p.conn != conn)
+                    if self.registered_on != Some(conn)
+                        && self.pending.is_none_or(|p| p.conn != conn)
                     {
                         self.registered_on = None;
                         self.home = None;
@@ -602,7 +606,8 @@ impl PeCore {
                     }
                 }
                 LinkEvent::Down { conn } => {
-                    if self.registered_on == Some(conn) || self.pending.is_some_and(|p| p.conn == conn)
+                    if self.registered_on == Some(conn)
+                        || self.pending.is_some_and(|p| p.conn == conn)
                     {
                         self.events.push_back(PeEvent::RegistrarLost);
                     }

@@ -79,8 +79,15 @@ pub enum PuError {
 }
 
 enum Cmd {
-    Resolve(PoolHandle, bool, oneshot::Sender<Result<Vec<PoolElement>, ResolveError>>),
-    Select(PoolHandle, oneshot::Sender<Result<PoolElement, ResolveError>>),
+    Resolve(
+        PoolHandle,
+        bool,
+        oneshot::Sender<Result<Vec<PoolElement>, ResolveError>>,
+    ),
+    Select(
+        PoolHandle,
+        oneshot::Sender<Result<PoolElement, ResolveError>>,
+    ),
     Unreachable(PoolHandle, PeIdentifier),
     Stats(oneshot::Sender<PuStats>),
 }
@@ -108,7 +115,10 @@ impl PoolUser {
 
     /// The PEs of a pool (RFC 5352 §3.5): from the cache if fresh, else by
     /// HANDLE_RESOLUTION.
-    pub async fn resolve(&self, handle: impl Into<PoolHandle>) -> Result<Vec<PoolElement>, PuError> {
+    pub async fn resolve(
+        &self,
+        handle: impl Into<PoolHandle>,
+    ) -> Result<Vec<PoolElement>, PuError> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Resolve(handle.into(), false, tx))
@@ -117,7 +127,10 @@ impl PoolUser {
     }
 
     /// Like [`resolve`](Self::resolve) but always asks a registrar (refreshing the cache).
-    pub async fn refresh(&self, handle: impl Into<PoolHandle>) -> Result<Vec<PoolElement>, PuError> {
+    pub async fn refresh(
+        &self,
+        handle: impl Into<PoolHandle>,
+    ) -> Result<Vec<PoolElement>, PuError> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Resolve(handle.into(), true, tx))
@@ -142,7 +155,9 @@ impl PoolUser {
     /// Protocol counters.
     pub async fn stats(&self) -> Result<PuStats, PuError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Stats(tx)).map_err(|_| PuError::Stopped)?;
+        self.cmd
+            .send(Cmd::Stats(tx))
+            .map_err(|_| PuError::Stopped)?;
         rx.await.map_err(|_| PuError::Stopped)
     }
 }

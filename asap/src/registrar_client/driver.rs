@@ -92,7 +92,10 @@ impl Net {
 
     /// Listens for ASAP_SERVER_ANNOUNCE on `addr` (a multicast group is joined on all
     /// interfaces; a unicast address is bound as is).
-    pub(crate) async fn listen_announces(&mut self, addr: SocketAddr) -> Result<(), TransportError> {
+    pub(crate) async fn listen_announces(
+        &mut self,
+        addr: SocketAddr,
+    ) -> Result<(), TransportError> {
         let ep = if addr.ip().is_multicast() {
             let ep = UdpEndpoint::bind(UdpBind::Port(addr.port())).await?;
             if let std::net::IpAddr::V4(g) = addr.ip() {

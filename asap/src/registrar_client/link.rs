@@ -128,11 +128,17 @@ enum State {
     /// Nobody asked for a registrar yet (or the link was stopped).
     Idle,
     /// Waiting for the result of a connection attempt.
-    Connecting { conn: ConnId, addrs: Vec<SocketAddr> },
+    Connecting {
+        conn: ConnId,
+        addrs: Vec<SocketAddr>,
+    },
     /// Waiting before the next hunt round (an announce ends the wait early).
     Backoff { until: Instant },
     /// An association is up.
-    Up { conn: ConnId, addrs: Vec<SocketAddr> },
+    Up {
+        conn: ConnId,
+        addrs: Vec<SocketAddr>,
+    },
 }
 
 /// Registrar discovery, hunt and association tracking; see the module documentation.
@@ -277,7 +283,10 @@ impl RegistrarLink {
     pub fn on_announce(&mut self, now: Instant, from: SocketAddr, msg: &ServerAnnounce) {
         let addrs = self.usable_addrs(from, &msg.transports);
         if addrs.is_empty() {
-            debug!(server_id = msg.server_id, "announce without a usable transport");
+            debug!(
+                server_id = msg.server_id,
+                "announce without a usable transport"
+            );
             return;
         }
         let expires = now + self.cfg.announce_ttl;
@@ -291,7 +300,11 @@ impl RegistrarLink {
             a.expires = expires;
             a.heard = now;
         } else {
-            info!(server_id = format_args!("{:#010x}", msg.server_id), ?addrs, "registrar announced");
+            info!(
+                server_id = format_args!("{:#010x}", msg.server_id),
+                ?addrs,
+                "registrar announced"
+            );
             self.announced.push(Announced {
                 server_id: msg.server_id,
                 addrs,
@@ -342,7 +355,10 @@ impl RegistrarLink {
     pub fn on_lost(&mut self, now: Instant, conn: ConnId) {
         match &self.state {
             State::Up { conn: c, addrs } if *c == conn => {
-                warn!(?addrs, "registrar association lost; hunting for another registrar");
+                warn!(
+                    ?addrs,
+                    "registrar association lost; hunting for another registrar"
+                );
                 self.demoted = Some(addrs.clone());
                 self.events.push_back(LinkEvent::Down { conn });
                 self.state = State::Idle;
@@ -576,7 +592,11 @@ mod tests {
         l.on_lost(t0, c1);
         assert_eq!(l.poll_event(), Some(LinkEvent::Down { conn: c1 }));
         let (c2, a2) = connect_action(&mut l);
-        assert_eq!(a2, vec![sa("10.0.0.2:3863")], "the lost registrar goes last");
+        assert_eq!(
+            a2,
+            vec![sa("10.0.0.2:3863")],
+            "the lost registrar goes last"
+        );
         assert_ne!(c1, c2);
         l.on_connect_failed(t0, c2);
         let (_, a3) = connect_action(&mut l);
@@ -634,7 +654,10 @@ mod tests {
             transports: vec![TransportParameter::Sctp {
                 port: 3863,
                 transport_use: crate::wire::TransportUse::DataOnly,
-                addresses: vec!["10.0.0.1".parse().expect("l"), "10.0.1.1".parse().expect("l")],
+                addresses: vec![
+                    "10.0.0.1".parse().expect("l"),
+                    "10.0.1.1".parse().expect("l"),
+                ],
             }],
         };
         l.on_announce(t0, sa("10.0.0.1:3863"), &ann);

@@ -225,7 +225,11 @@ impl Actor {
                 Ok(assoc) => {
                     let kind = assoc.kind();
                     let (reader, writer) = assoc.into_split();
-                    info!(pe = format_args!("{:#010x}", candidate.id), ?addrs, "session connected");
+                    info!(
+                        pe = format_args!("{:#010x}", candidate.id),
+                        ?addrs,
+                        "session connected"
+                    );
                     return Ok((
                         Conn {
                             pe: candidate,
@@ -240,7 +244,8 @@ impl Actor {
                     warn!(pe = format_args!("{:#010x}", candidate.id), error = %e, "cannot reach PE");
                     failed.insert(candidate.id);
                     self.card.retain(|p| p.id != candidate.id);
-                    self.pu.report_unreachable(self.handle.clone(), candidate.id);
+                    self.pu
+                        .report_unreachable(self.handle.clone(), candidate.id);
                 }
             }
         }
@@ -253,7 +258,11 @@ impl Actor {
             return Err(SessionError::Closed);
         };
         let from = old.pe.id;
-        warn!(pe = format_args!("{from:#010x}"), ?reason, "PE failed; failing over");
+        warn!(
+            pe = format_args!("{from:#010x}"),
+            ?reason,
+            "PE failed; failing over"
+        );
         drop(old);
         let _ = self.current.send(None);
         self.pu.report_unreachable(self.handle.clone(), from);

@@ -42,7 +42,9 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use client::{Failover, FailoverReason, Session, SessionEvent};
-pub use server::{ServerEvent, ServerSession, ServerSessionReader, ServerSessionWriter, SessionListener};
+pub use server::{
+    ServerEvent, ServerSession, ServerSessionReader, ServerSessionWriter, SessionListener,
+};
 
 use crate::transport::{defaults, Msg, TransportError, TransportKind};
 use crate::wire::{AsapMessage, Message, PeIdentifier, Protocol, TransportParameter};
@@ -241,15 +243,24 @@ mod tests {
     #[test]
     fn control_told_apart_by_ppid_on_sctp_and_by_type_on_tcp() {
         use crate::wire::asap_msg::Cookie;
-        let c = Frame::Control(Cookie { cookie: vec![1, 2, 3] }.into());
+        let c = Frame::Control(
+            Cookie {
+                cookie: vec![1, 2, 3],
+            }
+            .into(),
+        );
         for kind in [TransportKind::Sctp, TransportKind::Tcp] {
             let m = encode_frame(kind, 99, &c).expect("encode");
             assert_eq!(m.ppid, 11);
             assert_eq!(m.bytes[0], 0x0B, "ASAP_COOKIE type");
             assert_eq!(decode_frame(kind, m), Some(c.clone()));
         }
-        let d = encode_frame(TransportKind::Sctp, 99, &Frame::Data(Bytes::from_static(b"x")))
-            .expect("encode");
+        let d = encode_frame(
+            TransportKind::Sctp,
+            99,
+            &Frame::Data(Bytes::from_static(b"x")),
+        )
+        .expect("encode");
         assert_eq!((d.ppid, &d.bytes[..]), (99, &b"x"[..]));
         // SCTP data that happens to start with 0x30 stays data; PPID 11 bytes are control.
         let raw = Msg::new(99, 0, Bytes::from_static(&[0x0B, 0, 0, 4]));
