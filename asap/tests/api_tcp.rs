@@ -349,7 +349,7 @@ async fn discovery_by_server_announce_without_static_registrars() {
         c.announce_interval = Duration::from_millis(100);
     })
     .await;
-    let mut a = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
+    let a = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
     let mut cfg = asap::pu::PoolUserConfig::tcp();
     cfg.announce = Some(target);
     cfg.pu.link.hunt_initial_backoff = Duration::from_millis(50);

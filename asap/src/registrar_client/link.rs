@@ -564,10 +564,9 @@ mod tests {
         );
         assert_eq!(l.poll_timeout(), Some(t0 + Duration::from_millis(250)));
         // Round 2 after 250 ms, round 3 after 500 ms more, ... capped at 8 s.
-        let mut now = t0;
         let mut waits = Vec::new();
         for _ in 0..7 {
-            now = l.poll_timeout().expect("backoff timer");
+            let now = l.poll_timeout().expect("backoff timer");
             l.handle_timeout(now);
             let (c, _) = connect_action(&mut l);
             l.on_connect_failed(now, c);
