@@ -134,8 +134,8 @@ impl Body for Presence {
             reply_required: bit(flags, 0x01),
             sender,
             receiver,
-            checksum: dec_pe_checksum(d, &b[0][0])?,
-            server_information: match b[1].first() {
+            checksum: dec_pe_checksum(d, b.req(0)?)?,
+            server_information: match b.opt(1) {
                 Some(c) => Some(dec_server_info(d, c)?),
                 None => None,
             },
@@ -369,8 +369,8 @@ impl Body for HandleUpdate {
             receiver,
             action,
             reserved,
-            pool_handle: dec_pool_handle(d, &b[0][0]),
-            pool_element: dec_pool_element(d, &b[1][0])?,
+            pool_handle: dec_pool_handle(d, b.req(0)?),
+            pool_element: dec_pool_element(d, b.req(1)?)?,
         })
     }
     fn flags(&self) -> u8 {
@@ -459,8 +459,8 @@ impl Body for ListResponse {
             "ENRP_LIST_RESPONSE",
             0,
         )?;
-        let mut servers = Vec::with_capacity(b[0].len());
-        for c in &b[0] {
+        let mut servers = Vec::with_capacity(b.many().len());
+        for c in b.many() {
             servers.push(dec_server_info(d, c)?);
         }
         Ok(ListResponse {
@@ -560,7 +560,7 @@ impl Body for Error {
         Ok(Error {
             sender,
             receiver,
-            error: dec_op_error(d, &b[0][0])?,
+            error: dec_op_error(d, b.req(0)?)?,
         })
     }
     fn flags(&self) -> u8 {

@@ -151,8 +151,9 @@ impl<'a> Enc<'a> {
         Enc {
             buf,
             quirks: &layout.quirks,
-            path: Vec::new(),
-            frames: Vec::new(),
+            // message > Pool Element > transport > address is the deepest nesting.
+            path: Vec::with_capacity(6),
+            frames: Vec::with_capacity(6),
         }
     }
 

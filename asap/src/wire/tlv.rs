@@ -124,17 +124,60 @@ impl Slot {
     }
 }
 
+const MAX_SLOTS: usize = 4;
+
+/// Children bound to slots by [`bind`]: single slots without allocation, the (at most
+/// one) repeated slot in a vector.
+pub(crate) struct Bound {
+    single: [Option<Child>; MAX_SLOTS],
+    many: Vec<Child>,
+    params: [ParamType; MAX_SLOTS],
+    context: &'static str,
+    offset: usize,
+}
+
+impl Bound {
+    /// The child bound to mandatory slot `i` (bind has checked it is there).
+    pub(crate) fn req(&self, i: usize) -> Result<&Child, DecodeError> {
+        self.opt(i).ok_or(DecodeError::MissingParameter {
+            offset: self.offset,
+            context: self.context,
+            param: self.params.get(i).copied().unwrap_or(ParamType::Unknown(0)),
+        })
+    }
+    /// The child bound to optional slot `i`, if any.
+    pub(crate) fn opt(&self, i: usize) -> Option<&Child> {
+        self.single.get(i).and_then(Option::as_ref)
+    }
+    /// The children bound to the repeated slot.
+    pub(crate) fn many(&self) -> &[Child] {
+        &self.many
+    }
+}
+
 /// Binds children to slots strictly in the order the RFCs give. Children that do not fit
 /// the next open slot are extra: unknown types follow their action bits, known ones are
 /// kept raw in the layout (so rsplib's extra TLVs and unknown future ones round-trip).
+/// At most [`MAX_SLOTS`] slots, at most one of them repeated.
 pub(crate) fn bind(
     d: &mut Dec<'_>,
     children: &[Child],
     slots: &[Slot],
     context: &'static str,
     offset: usize,
-) -> Result<Vec<Vec<Child>>, DecodeError> {
-    let mut bound: Vec<Vec<Child>> = vec![Vec::new(); slots.len()];
+) -> Result<Bound, DecodeError> {
+    let slots = &slots[..slots.len().min(MAX_SLOTS)];
+    let mut b = Bound {
+        single: [None; MAX_SLOTS],
+        many: Vec::new(),
+        params: [ParamType::Unknown(0); MAX_SLOTS],
+        context,
+        offset,
+    };
+    let mut counts = [0usize; MAX_SLOTS];
+    for (j, slot) in slots.iter().enumerate() {
+        b.params[j] = slot.kind.param();
+    }
     let mut s = 0;
     for c in children {
         let p = c.param();
@@ -144,24 +187,30 @@ pub(crate) fn bind(
         }
         let mut found = None;
         for (j, slot) in slots.iter().enumerate().skip(s) {
-            if slot.kind.accepts(p) && (slot.many || bound[j].is_empty()) {
+            if slot.kind.accepts(p) && (slot.many || counts[j] == 0) {
                 found = Some(j);
                 break;
             }
-            if bound[j].len() < slot.min {
+            if counts[j] < slot.min {
                 break;
             }
         }
         match found {
             Some(j) => {
-                bound[j].push(*c);
-                s = if slots[j].many { j } else { j + 1 };
+                counts[j] += 1;
+                if slots[j].many {
+                    b.many.push(*c);
+                    s = j;
+                } else {
+                    b.single[j] = Some(*c);
+                    s = j + 1;
+                }
             }
             None => d.extra(c)?,
         }
     }
     for (j, slot) in slots.iter().enumerate() {
-        if bound[j].len() < slot.min {
+        if counts[j] < slot.min {
             return Err(DecodeError::MissingParameter {
                 offset,
                 context,
@@ -169,7 +218,7 @@ pub(crate) fn bind(
             });
         }
     }
-    Ok(bound)
+    Ok(b)
 }
 
 /// Runs `f` with the child's index pushed on the decoder path.
@@ -452,9 +501,9 @@ pub(crate) fn dec_pool_element(d: &mut Dec<'_>, c: &Child) -> Result<PoolElement
             Slot::opt(Kind::Transport),
         ];
         let b = bind(d, &children, &SLOTS, "Pool Element", c.offset)?;
-        let user_transport = dec_transport(d, &b[0][0])?;
-        let policy = dec_policy(d, &b[1][0])?;
-        let asap_transport = match b[2].first() {
+        let user_transport = dec_transport(d, b.req(0)?)?;
+        let policy = dec_policy(d, b.req(1)?)?;
+        let asap_transport = match b.opt(2) {
             Some(t) => Some(dec_transport(d, t)?),
             None => None,
         };
@@ -490,7 +539,7 @@ pub(crate) fn dec_server_info(
         )?;
         Ok(ServerInformation {
             server_id,
-            transport: dec_transport(d, &b[0][0])?,
+            transport: dec_transport(d, b.req(0)?)?,
         })
     })
 }
