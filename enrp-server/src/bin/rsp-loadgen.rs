@@ -269,7 +269,9 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(tx);
     let (mut ok, mut rejected) = (0u32, 0u32);
-    while let Some(r) = rx.recv().await {
+    // Each PE task reports once and keeps running (and holding its sender) afterwards.
+    for _ in 0..args.pe_connections {
+        let Some(r) = rx.recv().await else { break };
         let (o, j) = r?;
         ok += o;
         rejected += j;

@@ -20,9 +20,9 @@ RSPLOG="-logcolor=off -loglevel=2"
 net_dummy $PR 10.0.0.11 10.0.0.12 10.0.0.13
 capture lo registrar-rsplib
 
-RUST_LOG=info,enrp_server=debug start pr enrp-server --transport sctp \
+start pr enrp-server --transport sctp \
   --asap $PR:3863 --enrp $PR:9901 --identifier 0x5eed0001 \
-  --asap-announce off --keep-alive-interval 1000 --keep-alive-timeout 1000
+  --asap-announce off --keep-alive-interval 2000 --keep-alive-timeout 3000
 wait_for 10 grep -qw 3863 /proc/net/sctp/eps || log "registrar not listening"
 expect_grep "enrp-server listens over SCTP" "transport=\"*sctp" "$OUT/pr.log"
 
