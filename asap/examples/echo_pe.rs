@@ -83,6 +83,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The registrar association uses the same transport kind as the user transport.
     pc.registrar_transport = listener.kind();
     pc.announce = args.announce.then_some(defaults::ASAP_ANNOUNCE_ADDR);
+    // rsplib registrars only accept user addresses the ASAP association also uses.
+    if !args.listen.ip().is_unspecified() {
+        pc.registrar_local = vec![SocketAddr::new(args.listen.ip(), 0)];
+    }
     let mut pe = PoolElement::register(pc).await?;
     let id = pe.identifier();
     info!(pe = format_args!("{id:#010x}"), pool = %args.pool, "pool element started");

@@ -48,6 +48,10 @@ pub struct PoolElementConfig {
     /// Addresses on which registrars may open associations to this PE (ENDPOINT_KEEP_ALIVE
     /// with the H flag after a takeover); `None` = only our own associations.
     pub accept_registrars: Option<Vec<SocketAddr>>,
+    /// Local addresses (port 0) for the registrar association; empty = kernel's choice.
+    /// rsplib registrars accept only user transport addresses that are addresses of the
+    /// ASAP association too, so bind it to the addresses you register.
+    pub registrar_local: Vec<SocketAddr>,
     /// Seed of the PE identifier generator (`None`: from the OS).
     pub seed: Option<u64>,
 }
@@ -60,6 +64,7 @@ impl PoolElementConfig {
             registrar_transport: TransportKind::Tcp,
             announce: None,
             accept_registrars: None,
+            registrar_local: Vec::new(),
             seed: None,
         }
     }
@@ -129,6 +134,7 @@ impl PoolElement {
     /// see [`wait_registered`](Self::wait_registered) and [`next_event`](Self::next_event).
     pub async fn register(cfg: PoolElementConfig) -> Result<PoolElement, PeError> {
         let mut net = Net::new(cfg.registrar_transport);
+        net.set_local(cfg.registrar_local.clone());
         let mut pe_cfg = cfg.pe.clone();
         pe_cfg.link.protocol = net.protocol();
         if let Some(a) = cfg.announce {

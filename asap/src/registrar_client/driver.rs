@@ -56,6 +56,7 @@ pub(crate) struct Net {
     writers: HashMap<ConnId, AssocWriter>,
     tasks: HashMap<ConnId, JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+    local: Vec<SocketAddr>,
 }
 
 impl Drop for Net {
@@ -79,7 +80,15 @@ impl Net {
             writers: HashMap::new(),
             tasks: HashMap::new(),
             background: Vec::new(),
+            local: Vec::new(),
         }
+    }
+
+    /// Local addresses registrar associations are bound to (empty = kernel's choice).
+    /// rsplib registrars accept only user transport addresses that are also addresses of
+    /// the PE's ASAP association, so a PE binds it to the addresses it registers.
+    pub(crate) fn set_local(&mut self, local: Vec<SocketAddr>) {
+        self.local = local;
     }
 
     /// The protocol actually used (Auto resolved).
@@ -179,8 +188,9 @@ impl Net {
             Action::Connect { conn, addrs } => {
                 let t = self.transport.clone();
                 let tx = self.tx.clone();
+                let local = self.local.clone();
                 tokio::spawn(async move {
-                    let ev = match t.connect(&addrs, &[]).await {
+                    let ev = match t.connect(&addrs, &local).await {
                         Ok(assoc) => NetEvent::Connected { conn, assoc },
                         Err(error) => NetEvent::ConnectFailed { conn, error },
                     };
