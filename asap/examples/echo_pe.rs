@@ -55,8 +55,8 @@ struct Args {
     /// Registration life in seconds (re-registration per RFC 5352 T4).
     #[arg(long, default_value_t = 90)]
     life: u64,
-    /// Fixed PE identifier (default: random).
-    #[arg(long)]
+    /// Fixed PE identifier, decimal or 0x-hex (default: random).
+    #[arg(long, value_parser = common::parse_u32)]
     id: Option<u32>,
     /// Listen for ASAP_SERVER_ANNOUNCE on 239.0.0.50:3863.
     #[arg(long)]

@@ -29,7 +29,6 @@ wait_for 30 pool_count 1
 hsdump_to ours $PR:9901
 expect_grep "our PE in rspregistrar's handlespace" "\$21212121 flags" "$OUT/hsdump-ours.txt"
 expect_grep "our PE registered (event logged)" "Registered" "$OUT/ourpe.log"
-expect_grep "rspregistrar sent keep-alives, our PE answered" "KeepAlive" "$OUT/ourpe.log"
 
 mkfifo /tmp/term.in
 start -i /tmp/term.in term rspterminal -poolhandle=OurPool -registrar=$PR:3863 $RSPLOG
@@ -73,6 +72,9 @@ exec 4>&-
 wait_exit pu 10
 expect_eq "our PU exits 0 at end of input" "$pu_rc" 0
 
+# rspregistrar's keep-alive cycle is 5 s: by now our PE has answered at least one
+wait_for 20 grep -q "KeepAlive" "$OUT/ourpe.log"
+expect_grep "rspregistrar sent keep-alives, our PE answered" "KeepAlive" "$OUT/ourpe.log"
 stop ourpe INT
 expect_grep "our PE deregistered on SIGINT" "deregistered" "$OUT/ourpe.log"
 stop pr INT
