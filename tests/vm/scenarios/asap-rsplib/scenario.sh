@@ -78,4 +78,7 @@ expect_grep "rspregistrar sent keep-alives, our PE answered" "KeepAlive" "$OUT/o
 stop ourpe INT
 expect_grep "our PE deregistered on SIGINT" "deregistered" "$OUT/ourpe.log"
 stop pr INT
+# tcpdump lags under TCG emulation; give it time to write the last packets (the
+# deregistration) before finish stops it.
+sleep 3
 finish
