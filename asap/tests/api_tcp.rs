@@ -363,3 +363,86 @@ async fn discovery_by_server_announce_without_static_registrars() {
     assert!(within("deregister", a.pe.deregister()).await.expect("ok"));
     r.kill().await;
 }
+
+#[tokio::test]
+async fn failover_prefers_the_business_card() {
+    let r = registrar(0x6001, |_| {}).await;
+    // X lives in another pool: the PU can only learn it from the business card.
+    let mut xcfg = pe_config(&[r.asap], Policy::RoundRobin);
+    xcfg.pool_handle = "OtherPool".into();
+    let x = echo_pe(xcfg, |_| {}).await;
+    let card = vec![asap::wire::PoolElement {
+        id: x.id,
+        home_server_id: 0,
+        registration_life: 90_000,
+        user_transport: asap::wire::TransportParameter::Tcp {
+            port: x.user.port(),
+            transport_use: asap::wire::TransportUse::DataPlusControl,
+            address: x.user.ip(),
+        },
+        policy: Policy::RoundRobin,
+        asap_transport: None,
+    }];
+    let a = echo_pe_with_card(pe_config(&[r.asap], Policy::RoundRobin), |_| {}, Some(card)).await;
+    let b = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
+    let pu = pool_user(&[r.asap]).await;
+    let mut s = within(
+        "session",
+        Session::connect(&pu, POOL, SessionConfig::default()),
+    )
+    .await
+    .expect("session");
+    let serving = s.current_pe().expect("serving").id;
+    // Make A the serving PE (kill B if the policy picked it, so the session fails over to A).
+    let (a, _b_alive) = if serving == b.id {
+        b.kill().await;
+        let idx = s.send(&b"to-a"[..]).await.expect("send");
+        loop {
+            match within("event", s.recv()).await {
+                Some(SessionEvent::Failover(f)) => {
+                    assert_eq!(f.to, a.id);
+                    if idx < f.resend_from {
+                        s.send(&b"to-a"[..]).await.expect("resend");
+                    }
+                }
+                Some(SessionEvent::Data(_)) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        (a, None)
+    } else {
+        assert_eq!(serving, a.id);
+        s.send(&b"hi"[..]).await.expect("send");
+        match within("echo", s.recv()).await {
+            Some(SessionEvent::Data(d)) => assert_eq!(&d[..], b"hi"),
+            other => panic!("{other:?}"),
+        }
+        (a, Some(b))
+    };
+    // A has sent its card (before any echo). Kill A: the session must go to X.
+    a.kill().await;
+    let idx = s.send(&b"after"[..]).await.expect("send");
+    let mut failed_over = false;
+    loop {
+        match within("failover to X", s.recv()).await {
+            Some(SessionEvent::Failover(f)) => {
+                assert_eq!(
+                    f.to, x.id,
+                    "business card PE preferred over the pool's policy"
+                );
+                failed_over = true;
+                if idx < f.resend_from {
+                    s.send(&b"after"[..]).await.expect("resend");
+                }
+            }
+            Some(SessionEvent::Data(d)) => {
+                assert_eq!(&d[..], b"after");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(failed_over);
+    assert_eq!(s.current_pe().map(|p| p.id), Some(x.id));
+    r.kill().await;
+}

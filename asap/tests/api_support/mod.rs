@@ -108,7 +108,17 @@ pub fn pe_config(registrars: &[SocketAddr], policy: Policy) -> PeConfig {
     cfg
 }
 
-pub async fn echo_pe(mut cfg: PeConfig, tune: impl FnOnce(&mut PoolElementConfig)) -> EchoPe {
+pub async fn echo_pe(cfg: PeConfig, tune: impl FnOnce(&mut PoolElementConfig)) -> EchoPe {
+    echo_pe_with_card(cfg, tune, None).await
+}
+
+/// An echo PE that sends an ASAP_BUSINESS_CARD with `card` when a session opens.
+pub async fn echo_pe_with_card(
+    mut cfg: PeConfig,
+    tune: impl FnOnce(&mut PoolElementConfig),
+    card: Option<Vec<asap::wire::PoolElement>>,
+) -> EchoPe {
+    let pool = cfg.pool_handle.clone();
     let listener = SessionListener::bind(
         TransportKind::Tcp,
         &["127.0.0.1:0".parse().expect("lit")],
@@ -136,6 +146,11 @@ pub async fn echo_pe(mut cfg: PeConfig, tune: impl FnOnce(&mut PoolElementConfig
                 r = listener.accept() => match r { Ok(s) => s, Err(_) => return },
                 _ = k.wait_for(|v| *v) => return,
             };
+            if let Some(c) = &card {
+                if s.send_business_card(pool.clone(), c.clone()).await.is_err() {
+                    continue;
+                }
+            }
             let notes = note_tx.clone();
             let mut k2 = kill_rx.clone();
             let alive = alive_tx.clone();
