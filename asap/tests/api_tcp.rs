@@ -446,3 +446,70 @@ async fn failover_prefers_the_business_card() {
     assert_eq!(s.current_pe().map(|p| p.id), Some(x.id));
     r.kill().await;
 }
+
+#[tokio::test]
+async fn silent_pe_is_left_after_the_reply_timeout() {
+    let r = registrar(0x7001, |_| {}).await;
+    // A PE that accepts sessions and never answers; highest priority, so it is chosen first.
+    let listener = asap::session::SessionListener::bind(
+        TransportKind::Tcp,
+        &["127.0.0.1:0".parse().expect("lit")],
+        0,
+    )
+    .await
+    .expect("bind");
+    let mut cfg = pe_config(&[r.asap], Policy::Priority { priority: 10 });
+    cfg.user_transport = listener.user_transport(None).expect("transport");
+    let mut silent = asap::pe::PoolElement::register(asap::pe::PoolElementConfig::tcp(cfg))
+        .await
+        .expect("start");
+    within("silent PE registered", silent.wait_registered())
+        .await
+        .expect("registered");
+    let silent_id = silent.identifier();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok(s) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let echo = echo_pe(
+        pe_config(&[r.asap], Policy::Priority { priority: 1 }),
+        |_| {},
+    )
+    .await;
+    let pu = pool_user(&[r.asap]).await;
+    let cfg = SessionConfig {
+        reply_timeout: Some(Duration::from_millis(200)),
+        ..SessionConfig::default()
+    };
+    let mut s = within("session", Session::connect(&pu, POOL, cfg))
+        .await
+        .expect("session");
+    assert_eq!(
+        s.current_pe().map(|p| p.id),
+        Some(silent_id),
+        "priority policy"
+    );
+    let idx = s.send(&b"ping"[..]).await.expect("send");
+    loop {
+        match within("timeout failover", s.recv()).await {
+            Some(SessionEvent::Failover(f)) => {
+                assert_eq!(f.reason, asap::session::FailoverReason::Timeout);
+                assert_eq!((f.from, f.to), (silent_id, echo.id));
+                assert!(idx < f.resend_from);
+                s.send(&b"ping"[..]).await.expect("resend");
+            }
+            Some(SessionEvent::Data(d)) => {
+                assert_eq!(&d[..], b"ping");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The PU reported the silent PE: it is gone from the PU cache.
+    let cached = within("resolve", pu.resolve(POOL)).await.expect("cached");
+    assert!(cached.iter().all(|p| p.id != silent_id));
+    hold.abort();
+    r.kill().await;
+}
