@@ -1,5 +1,5 @@
 //! The sans-I/O pool element: registration, re-registration, keep-alive answers, home
-//! registrar changes and deregistration (RFC 5352 §3.1–3.4, §3.8; RSERPOOL-SPEC §10.1,
+//! registrar changes and deregistration (RFC 5352 §3; RSERPOOL-SPEC §10.1,
 //! §10.3).
 //!
 //! [`PeCore`] owns a [`RegistrarLink`] for registrar discovery and hunt. Inputs are
@@ -154,7 +154,7 @@ pub enum PeEvent {
         /// Its H flag.
         home_flag: bool,
     },
-    /// The home registrar changed (H flag, RFC 5352 §3.4; or first learned).
+    /// The home registrar changed (H flag, RFC 5352 §3; or first learned).
     HomeChanged {
         /// The previous home (`None` = not known yet).
         from: Option<ServerId>,
@@ -412,7 +412,7 @@ impl PeCore {
         }
     }
 
-    /// Graceful shutdown: DEREGISTRATION (RFC 5352 §3.3), then stop.
+    /// Graceful shutdown: DEREGISTRATION (RFC 5352 §3), then stop.
     pub fn deregister(&mut self, now: Instant) {
         if self.stopping {
             return;
@@ -567,7 +567,7 @@ impl PeCore {
         }
         let previous = self.home;
         if k.home && !on_current {
-            // RFC 5352 §3.4: adopt the sender (e.g. after a takeover) as home registrar.
+            // RFC 5352 §3: adopt the sender (e.g. after a takeover) as home registrar.
             // The adopted association gets a (harmless) re-registration at once.
             let addrs = self.accepted.remove(&conn).unwrap_or_default();
             self.link.adopt(conn, addrs);

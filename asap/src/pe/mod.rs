@@ -130,7 +130,7 @@ pub struct PoolElement {
 }
 
 impl PoolElement {
-    /// Starts the PE: hunts for a registrar and registers (RFC 5352 §3.1). Returns at once;
+    /// Starts the PE: hunts for a registrar and registers (RFC 5352 §3). Returns at once;
     /// see [`wait_registered`](Self::wait_registered) and [`next_event`](Self::next_event).
     pub async fn register(cfg: PoolElementConfig) -> Result<PoolElement, PeError> {
         let mut net = Net::new(cfg.registrar_transport);
@@ -214,7 +214,7 @@ impl PoolElement {
         self.events.recv().await
     }
 
-    /// Replaces the policy values and re-registers at once (RFC 5352 §3.1 re-registration).
+    /// Replaces the policy values and re-registers at once (RFC 5352 §3 re-registration).
     pub async fn set_policy(&mut self, policy: Policy) -> Result<(), PeError> {
         self.policy = policy.clone();
         self.cmd

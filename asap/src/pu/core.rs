@@ -1,6 +1,6 @@
 //! The sans-I/O pool user: handle resolution with retransmission, the PU cache with
 //! stale.cache.value expiry, PU-side selection and ENDPOINT_UNREACHABLE reports
-//! (RFC 5352 §3.5–3.7; RFC 5356 §4–5 PU side; RSERPOOL-SPEC §10.2, §10.3).
+//! (RFC 5352 §3; RFC 5356 §4–5 PU side; RSERPOOL-SPEC §10.2, §10.3).
 //!
 //! Requests are answered from the cache while it is fresh; otherwise a HANDLE_RESOLUTION
 //! (with the Handle Resolution Option when [`PuConfig::resolution_items`] is set, RSERPOOL-SPEC
@@ -320,7 +320,7 @@ impl PuCore {
         self.cache.purge(now)
     }
 
-    /// Reports a PE that failed (RFC 5352 §3.7): removes it from the cache and sends
+    /// Reports a PE that failed (RFC 5352 §3): removes it from the cache and sends
     /// ENDPOINT_UNREACHABLE to the registrar (dropped if none is connected).
     pub fn report_unreachable(&mut self, now: Instant, handle: &PoolHandle, id: PeIdentifier) {
         let _ = now;

@@ -1,4 +1,4 @@
-//! The pool user API (RFC 5352 §3.5–3.7; RFC 5351 §2.3): resolve pool handles, select
+//! The pool user API (RFC 5352 §3; RFC 5351 §2.3): resolve pool handles, select
 //! PEs by the pool's policy from the PU cache, report unreachable PEs.
 //!
 //! [`core::PuCore`] is the sans-I/O logic; [`PoolUser`] is a cloneable handle to the tokio
@@ -113,7 +113,7 @@ impl PoolUser {
         Ok(PoolUser { cmd })
     }
 
-    /// The PEs of a pool (RFC 5352 §3.5): from the cache if fresh, else by
+    /// The PEs of a pool (RFC 5352 §3): from the cache if fresh, else by
     /// HANDLE_RESOLUTION.
     pub async fn resolve(
         &self,

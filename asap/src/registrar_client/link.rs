@@ -1,4 +1,4 @@
-//! Sans-I/O registrar discovery and hunt (RFC 5352 §3.2 server announce, §3.3 server hunt;
+//! Sans-I/O registrar discovery and hunt (RFC 5352 §3 server announce, §3.3 server hunt;
 //! RSERPOOL-SPEC §10.4).
 //!
 //! A [`RegistrarLink`] keeps one association to a registrar ("home" registrar of a PE, the
@@ -277,7 +277,7 @@ impl RegistrarLink {
         }
     }
 
-    /// Handles an ASAP_SERVER_ANNOUNCE (RFC 5352 §3.2) received from `from` (UDP). Without
+    /// Handles an ASAP_SERVER_ANNOUNCE (RFC 5352 §3) received from `from` (UDP). Without
     /// transport parameters the datagram's source address is the registrar's address
     /// (rsplib). A waiting hunt is resumed at once.
     pub fn on_announce(&mut self, now: Instant, from: SocketAddr, msg: &ServerAnnounce) {

@@ -1,4 +1,4 @@
-//! The session layer (RFC 5351 §2.5; RFC 5352 §3.9–3.10): a pool user talks to "the pool"
+//! The session layer (RFC 5351 §2.5; RFC 5352 §3): a pool user talks to "the pool"
 //! rather than to one server. [`Session`] picks a PE by the pool's policy, and when that PE
 //! fails (connect error, association loss, reply timeout) reports it unreachable and moves
 //! to another PE transparently, echoing the last ASAP_COOKIE the old PE sent

@@ -1,6 +1,6 @@
 //! The pool element side of the session layer: accept sessions on the PE's user transport,
 //! receive data and ASAP_COOKIE_ECHO, send data, ASAP_COOKIE and ASAP_BUSINESS_CARD
-//! (RFC 5352 §3.9–3.10). Framing as in the [module documentation](super).
+//! (RFC 5352 §3). Framing as in the [module documentation](super).
 
 use std::net::SocketAddr;
 
