@@ -1,4 +1,4 @@
-//! Sans-I/O registrar discovery and hunt (RFC 5352 §3 server announce, §3.3 server hunt;
+//! Sans-I/O registrar discovery and hunt (RFC 5352 §3: server announce and server hunt;
 //! RSERPOOL-SPEC §10.4).
 //!
 //! A [`RegistrarLink`] keeps one association to a registrar ("home" registrar of a PE, the
