@@ -66,8 +66,10 @@ pub enum DriverError {
     },
 }
 
-/// Messages queued per association before it is considered stuck and aborted.
-const WRITE_QUEUE: usize = 1024;
+/// Messages queued per association before it is considered stuck and aborted, on top of
+/// two per PE the association may carry (all its PEs' keep-alives can fall due in one
+/// timer tick, e.g. a proxy PE that registered thousands of PEs at once).
+const WRITE_QUEUE_BASE: usize = 1024;
 /// Inputs queued for the core task.
 const CORE_QUEUE: usize = 8192;
 
@@ -114,6 +116,7 @@ pub struct Server {
     udp: Option<UdpEndpoint>,
     config: DriverConfig,
     stats: Arc<Stats>,
+    write_queue: usize,
 }
 
 fn transport_err(what: &'static str) -> impl FnOnce(TransportError) -> DriverError {
@@ -178,7 +181,11 @@ impl Server {
             peers = ?core.peers,
             "registrar listening"
         );
+        let write_queue = WRITE_QUEUE_BASE
+            .saturating_add(core.limits.max_pes_per_connection.saturating_mul(2))
+            .min(1 << 20);
         Ok(Server {
+            write_queue,
             registrar: Registrar::new(core, Instant::now()),
             asap,
             enrp,
@@ -215,6 +222,7 @@ impl Server {
             udp,
             config,
             stats,
+            write_queue,
         } = self;
         let (tx, mut rx) = mpsc::channel::<(Input, Option<Link>)>(CORE_QUEUE);
         let next_id = Arc::new(AtomicU64::new(1));
@@ -226,6 +234,7 @@ impl Server {
             next_id.clone(),
             open.clone(),
             config.max_associations,
+            write_queue,
         ))];
         if let Some(l) = enrp {
             accepts.push(tokio::spawn(accept_loop(
@@ -235,6 +244,7 @@ impl Server {
                 next_id,
                 open.clone(),
                 config.max_associations,
+                write_queue,
             )));
         }
         drop(tx);
@@ -257,10 +267,8 @@ impl Server {
                             Input::Connected { assoc, .. } => {
                                 if let Some(l) = link { links.insert(*assoc, l); }
                             }
-                            Input::Disconnected { assoc } => {
-                                if links.remove(assoc).is_some() {
-                                    open.fetch_sub(1, Ordering::Relaxed);
-                                }
+                            Input::Disconnected { assoc } if links.remove(assoc).is_some() => {
+                                open.fetch_sub(1, Ordering::Relaxed);
                             }
                             _ => {}
                         }
@@ -340,6 +348,7 @@ async fn accept_loop(
     next_id: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     max: usize,
+    write_queue: usize,
 ) {
     let transport = listener.kind();
     loop {
@@ -361,7 +370,7 @@ async fn accept_loop(
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         debug!(assoc = id, %protocol, peer = ?peer_addrs, "association up");
         let (mut reader, writer) = assoc.into_split();
-        let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
+        let (wtx, wrx) = mpsc::channel(write_queue);
         tokio::spawn(writer_task(writer, wrx));
         let rtx = tx.clone();
         // The Connected input is queued before the reader can queue anything.
@@ -380,6 +389,16 @@ async fn accept_loop(
                             bytes: m.bytes,
                         };
                         if rtx.send((input, None)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(TransportEvent::Restarted) => {
+                        debug!(assoc = id, "peer restarted the association");
+                        if rtx
+                            .send((Input::Restarted { assoc: id }, None))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -449,16 +468,17 @@ async fn execute(
                     continue;
                 };
                 let msg = Msg::new(protocol.ppid(), 0, bytes);
-                if let Err(e) = link.tx.try_send(WriterCmd::Send(msg)) {
-                    if let mpsc::error::TrySendError::Full(_) = e {
-                        warn!(
-                            assoc,
-                            message = message.tshark_name(),
-                            "send queue full: aborting association"
-                        );
-                        abort(links, assoc);
-                        aborted.push(assoc);
-                    }
+                // A closed queue means the association is already going away.
+                if let Err(mpsc::error::TrySendError::Full(_)) =
+                    link.tx.try_send(WriterCmd::Send(msg))
+                {
+                    warn!(
+                        assoc,
+                        message = message.tshark_name(),
+                        "send queue full: aborting association"
+                    );
+                    abort(links, assoc);
+                    aborted.push(assoc);
                 }
             }
             Action::SendDatagram { to, bytes, .. } => {

@@ -6,17 +6,36 @@
 //! * [`core`]: the protocol logic as a sans-I/O state machine ([`core::Registrar`]):
 //!   inputs with the current time in, [`core::Action`]s out, no sockets and no clock.
 //! * [`driver`]: the thin tokio driver running the core over kernel SCTP or TCP
-//!   associations and UDP announces ([`driver::run`]).
+//!   associations and UDP announces ([`driver::Server`]).
 //! * [`options`]: the command-line / TOML settings of the `enrp-server` binary.
+//! * [`metrics`]: the Prometheus text endpoint over [`driver::Stats`].
 //!
 //! ```
 //! use std::time::Instant;
-//! use enrp_server::core::{CoreConfig, Registrar};
+//! use enrp_server::core::{Action, CoreConfig, Event, Input, Registrar};
+//! use asap::transport::TransportKind;
+//! use asap::wire::{asap_msg::HandleResolution, AsapMessage, CauseCode, Message, Protocol};
+//!
 //! let now = Instant::now();
-//! let registrar = Registrar::new(CoreConfig::new(0x1234), now);
-//! assert_eq!(registrar.handlespace().len(), 0);
+//! let mut pr = Registrar::new(CoreConfig::new(0x5eed_0001), now);
+//! pr.handle(now, Input::Connected {
+//!     assoc: 1,
+//!     protocol: Protocol::Asap,
+//!     peer_addrs: vec!["10.0.0.9:5000".parse().unwrap()],
+//!     transport: TransportKind::Sctp,
+//! });
+//! let out = pr.handle_message(now, 1, &HandleResolution::new("EchoPool").into());
+//! // A log/metrics event, then the response with Operation Error "Unknown Pool Handle".
+//! assert!(matches!(out[0], Action::Event(Event::ResolutionFailed { .. })));
+//! match &out[1] {
+//!     Action::Send { assoc: 1, message: Message::Asap(AsapMessage::HandleResolutionResponse(r)), .. } => {
+//!         assert_eq!(r.error.as_ref().and_then(|e| e.first_code()), Some(CauseCode::UnknownPoolHandle));
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
 //! ```
 
 pub mod core;
 pub mod driver;
+pub mod metrics;
 pub mod options;

@@ -8,10 +8,9 @@
 use anyhow::Context;
 use clap::Parser;
 use enrp_server::driver::Server;
+use enrp_server::metrics;
 use enrp_server::options::{LogFormat, Options};
 use tracing_subscriber::EnvFilter;
-
-mod metrics;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -5,13 +5,13 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use enrp_server::core::RemovalReason;
-use enrp_server::driver::Stats;
+use crate::core::RemovalReason;
+use crate::driver::Stats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Renders all metrics.
-fn render(s: &Stats) -> String {
+pub fn render(s: &Stats) -> String {
     let mut o = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(o, "# HELP {name} {help}");
@@ -120,5 +120,25 @@ pub async fn serve(listener: TcpListener, stats: Arc<Stats>) {
             let _ = sock.write_all(resp.as_bytes()).await;
             let _ = sock.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_gauges() {
+        let s = Stats::default();
+        s.registrations.fetch_add(3, Ordering::Relaxed);
+        s.removals[1].fetch_add(2, Ordering::Relaxed);
+        s.pes.store(7, Ordering::Relaxed);
+        let text = render(&s);
+        assert!(
+            text.contains("# TYPE enrp_registrations_total counter\nenrp_registrations_total 3\n")
+        );
+        assert!(text.contains("enrp_pe_removals_total{reason=\"keep-alive-timeout\"} 2\n"));
+        assert!(text.contains("enrp_pe_removals_total{reason=\"deregistered\"} 0\n"));
+        assert!(text.contains("# TYPE enrp_pool_elements gauge\nenrp_pool_elements 7\n"));
     }
 }

@@ -73,7 +73,7 @@ pub struct Options {
     #[arg(long, value_name = "auto|sctp|tcp")]
     pub transport: Option<TransportKind>,
 
-    /// Interval between ENDPOINT_KEEP_ALIVEs to each PE, ms. [default: 5000]
+    /// Interval between ENDPOINT_KEEP_ALIVEs to each PE, ms (jittered ±12.5 %). [default: 5000]
     #[arg(long, value_name = "MS")]
     pub keep_alive_interval: Option<u64>,
 
@@ -466,5 +466,25 @@ mod tests {
         assert!(e.to_string().contains("--identifier"));
         let o = Options::parse_from(["enrp-server", "--min-address-scope", "planet"]);
         assert!(o.resolve(1).is_err());
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../registrar.example.toml");
+        let o: Options = toml::from_str(text).expect("example parses");
+        let (c, d) = o.resolve(1).expect("example resolves");
+        assert_eq!(c.server_id, 0x5eed_0001);
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.allow_third_party.len(), 1);
+        assert_eq!(d.transport, TransportKind::Sctp);
+        assert_eq!(c.asap_announce_targets, vec![defaults::ASAP_ANNOUNCE_ADDR]);
+        assert!(d.enrp_announce.is_empty());
+        assert!(c.hres_rate.is_some());
+        assert_eq!(o.log_format, Some(LogFormat::Json));
     }
 }

@@ -352,3 +352,51 @@ async fn many_pes_one_connection_and_limits() {
     );
     srv.stop().await;
 }
+
+/// All keep-alives of 2000 PEs on one association fall due in the same tick: the write
+/// queue must take them (a proxy PE registers many PEs over one association).
+#[tokio::test]
+async fn keep_alive_burst_on_one_association() {
+    let srv = start(|c| {
+        c.keep_alive_interval = Duration::from_millis(300);
+        c.keep_alive_timeout = Duration::from_millis(5000);
+    })
+    .await;
+    let (r, mut w) = connect(srv.asap, Protocol::Asap).await.into_split();
+    let mut r = r;
+    let n = 2000u32;
+    for id in 1..=n {
+        let m: Message = Registration {
+            pool_handle: "Burst".into(),
+            pool_element: pe(id, 7000, Policy::RoundRobin),
+        }
+        .into();
+        w.send(&Msg::new(11, 0, m.to_bytes().expect("encode")))
+            .await
+            .expect("send");
+    }
+    let (mut responses, mut keep_alives) = (0u32, 0u32);
+    while keep_alives < n {
+        let ev = tokio::time::timeout(Duration::from_secs(30), r.recv())
+            .await
+            .expect("traffic within 30 s")
+            .expect("association alive");
+        match ev {
+            Event::Message(m) => match Message::decode(Protocol::Asap, &m.bytes)
+                .expect("decodes")
+                .message
+            {
+                Message::Asap(AsapMessage::RegistrationResponse(resp)) => {
+                    assert!(!resp.reject, "{resp:?}");
+                    responses += 1;
+                }
+                Message::Asap(AsapMessage::EndpointKeepAlive(_)) => keep_alives += 1,
+                other => panic!("{other:?}"),
+            },
+            Event::Lost(reason) => panic!("association lost: {reason}"),
+            _ => {}
+        }
+    }
+    assert_eq!(responses, n);
+    srv.stop().await;
+}

@@ -6,6 +6,7 @@
 # guest's, marked "(host)".
 #
 #   pcap_count PCAP FILTER               frames matching a tshark display filter
+#   pcap_values PCAP FIELD [FILTER]      distinct values of FIELD, one line each
 #   check_min DESC ACTUAL MIN            ok if ACTUAL >= MIN
 #   check_eq DESC ACTUAL EXPECTED
 #   check_done                           exit 1 if a host check failed
@@ -13,6 +14,9 @@ RES=${1:?usage: check.sh RESULTS_DIR}
 _host_fail=0
 pcap_count() {
   tshark -n -r "$1" -Y "$2" 2> /dev/null | wc -l
+}
+pcap_values() {
+  tshark -n -r "$1" ${3:+-Y "$3"} -T fields -e "$2" 2> /dev/null | tr ',' '\n' | sed '/^$/d' | sort -u
 }
 _record() {
   echo "$1 - $2 (host)" >> "$RES/checks.txt"

@@ -25,7 +25,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${VM_CACHE:-$HERE/cache}
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
-export DEBIAN_FRONTEND=noninteractive
+# (env inside sudo: sudo's env_reset would drop an exported variable)
+APT=($SUDO env DEBIAN_FRONTEND=noninteractive apt-get)
 
 PKGS=(qemu-system-x86 busybox-static rsplib-registrar rsplib-services
       rsplib-tools tcpdump iproute2 lksctp-tools tshark)
@@ -39,7 +40,7 @@ done
 UPDATED=0
 apt_update_once() {
   if [ $UPDATED -eq 0 ]; then
-    $SUDO apt-get update -qq
+    "${APT[@]}" update -qq
     UPDATED=1
   fi
 }
@@ -47,7 +48,7 @@ apt_update_once() {
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   apt_update_once
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  "${APT[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "install-deps: all packages present"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/vm/mkinitramfs.sh - build the test VM's initramfs (uncompressed cpio).
 #
-# Usage: mkinitramfs.sh OUT.cpio [PROJECT_BINARY...]
+# Usage: mkinitramfs.sh OUT.cpio [PROJECT_BINARY | test:TEST_BINARY]...
 #
 # Contents:
 #   /init                      tests/vm/guest/init
@@ -9,6 +9,8 @@
 #                              (install-deps.sh)
 #   /rig/lib.sh, /rig/scenarios/   scenario helpers and all scenarios
 #   /opt/rserpool/bin/         the PROJECT_BINARY arguments (first in PATH)
+#   /opt/rserpool/tests/       the test:TEST_BINARY arguments (cargo test
+#                              executables, "-<hash>" suffix dropped)
 #   host programs              busybox (+ applet links), rsplib tools,
 #                              lksctp-tools, tcpdump, iproute2, each with
 #                              every shared library ldd lists, at the same
@@ -71,7 +73,10 @@ done < <(/bin/busybox --list-full | sed 's|^|/|')
 # project binaries, without debug info (release builds carry it; 24 MB -> 5 MB
 # means a faster boot under TCG)
 for b in "$@"; do
-  dst=/opt/rserpool/bin/$(basename "$b")
+  case "$b" in
+    test:*) b=${b#test:}; dst=/opt/rserpool/tests/$(basename "$b" | sed 's/-[0-9a-f]\{16\}$//') ;;
+    *) dst=/opt/rserpool/bin/$(basename "$b") ;;
+  esac
   put_elf "$b" "$dst"
   if command -v strip > /dev/null; then strip --strip-debug "$STAGE$dst"; fi
 done
@@ -100,7 +105,7 @@ for f in /etc/services /etc/protocols; do [ -e "$f" ] && cp "$f" "$STAGE$f"; don
   echo "kernel $(cat "$KDIR/kver")"
   dpkg-query -W -f='${Package} ${Version}\n' rsplib-registrar rsplib-tools librsplib3 \
     lksctp-tools tcpdump iproute2 busybox-static 2>/dev/null || true
-  for b in "$@"; do echo "project $(basename "$b") $(stat -c '%y' "$b")"; done
+  for b in "$@"; do b=${b#test:}; echo "project $(basename "$b") $(stat -c '%y' "$b")"; done
 } > "$STAGE/rig/versions"
 
 mkdir -p "$(dirname "$OUTFILE")"

@@ -3,10 +3,13 @@
 #
 # Usage: tests/vm/run.sh [--keep] [--no-build] [--bin-dir DIR]... [SCENARIO...]
 #
-#   SCENARIO      names under tests/vm/scenarios/ (default: $DEFAULT_SCENARIOS)
-#   --no-build    do not run `cargo build --release` first
+#   SCENARIO      names under tests/vm/scenarios/ (default: DEFAULT_SCENARIOS
+#                 below)
+#   --no-build    do not run `cargo build --release` (and, for cargo-tests,
+#                 `cargo test --release --no-run`) first
 #   --bin-dir D   take project binaries from D instead of target/release
-#                 (repeatable; the first directory holding a binary wins)
+#                 (repeatable; the first directory holding a binary wins;
+#                 examples from D/examples, integration tests from D/deps)
 #   --keep        keep tests/vm/build/ (initramfs, per-scenario disk images)
 #   --list        print the scenario names and exit
 #
@@ -28,10 +31,16 @@ ROOT=$(cd "$HERE/../.." && pwd)
 KDIR=${VM_CACHE:-$HERE/cache}/kernel
 BUILD=$HERE/build
 RESULTS=$HERE/results
-DEFAULT_SCENARIOS="smoke rsplib-sanity transport-sctp"
+DEFAULT_SCENARIOS="smoke rsplib-sanity transport-sctp cargo-tests registrar-rsplib registrar-announce"
 # Project binaries copied into the guest (/opt/rserpool/bin) when they exist,
 # plus every example in target/release/examples.
 PROJECT_BINS="rsp-transport-test enrp-server rsp-decode legacy-daemon proxy-pe"
+# Cargo integration tests that need kernel SCTP (they skip on the host), as
+# CRATE_DIR:TEST for CRATE_DIR/tests/TEST.rs (the package has the directory's
+# name). Built with `cargo test --release --no-run`, copied to
+# /opt/rserpool/tests and run by the cargo-tests scenario. Missing ones are
+# ignored.
+CARGO_TESTS="asap:transport_sctp asap:transport_kind enrp-server:sctp"
 GUEST_TIMEOUT_DEFAULT=120   # seconds; a scenario may override: "# vm-timeout: N"
 HOST_GRACE=60               # boot + export on top of the guest timeout
 
@@ -56,9 +65,20 @@ done
 
 # ---- project binaries -------------------------------------------------------
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+tests=()
+if [[ " ${SCENARIOS[*]} " == *" cargo-tests "* ]]; then
+  for t in $CARGO_TESTS; do
+    [ -f "$ROOT/${t%%:*}/tests/${t#*:}.rs" ] && tests+=("$t")
+  done
+fi
 if [ $BUILD_BINS -eq 1 ]; then
   echo "run.sh: cargo build --release"
   ( cd "$ROOT" && cargo build --release ) || { echo "run.sh: cargo build failed" >&2; exit 2; }
+  for t in "${tests[@]}"; do
+    echo "run.sh: cargo test --release -p ${t%%:*} --test ${t#*:} --no-run"
+    ( cd "$ROOT" && cargo test --release -q -p "${t%%:*}" --test "${t#*:}" --no-run ) \
+      || { echo "run.sh: cargo test --no-run failed" >&2; exit 2; }
+  done
 fi
 [ ${#BIN_DIRS[@]} -gt 0 ] || BIN_DIRS=("$TARGET/release")
 bins=()
@@ -73,6 +93,14 @@ for d in "${BIN_DIRS[@]}"; do
     [ -f "$f" ] && [ -x "$f" ] || continue
     [[ $(basename "$f") =~ -[0-9a-f]{16}$ ]] && continue
     bins+=("$f")
+  done
+done
+
+# integration test executables: DIR/deps/TEST-<hash>, the newest one
+for t in "${tests[@]}"; do
+  for d in "${BIN_DIRS[@]}"; do
+    f=$(ls -t "$d/deps/${t#*:}"-* 2> /dev/null | grep -E -- '-[0-9a-f]{16}$' | head -n1)
+    if [ -n "$f" ] && [ -x "$f" ]; then bins+=("test:$f"); break; fi
   done
 done
 

@@ -25,6 +25,14 @@ use asap::wire::{
 };
 use clap::Parser;
 
+/// `println!` that ignores a closed stdout (e.g. piped into `head`) instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Registrar load generator: registrations/s, then handle resolutions/s.
 #[derive(Debug, Parser)]
 #[command(name = "rsp-loadgen", version, about)]
@@ -278,10 +286,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let reg_secs = t0.elapsed().as_secs_f64();
     let reg_rate = f64::from(ok + rejected) / reg_secs;
-    println!(
+    out!(
         "registrations: {ok} accepted, {rejected} rejected in {reg_secs:.3} s = {reg_rate:.0}/s \
          ({} associations, window {})",
-        args.pe_connections, args.window
+        args.pe_connections,
+        args.window
     );
 
     // ---- phase 2: handle resolutions ----
@@ -308,14 +317,14 @@ async fn main() -> anyhow::Result<()> {
     lat.sort_unstable();
     let hr_rate = (hr_ok + hr_failed) as f64 / hr_secs;
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-    println!(
+    out!(
         "handle resolutions: {hr_ok} ok, {hr_failed} failed in {hr_secs:.3} s = {hr_rate:.0}/s \
          ({} associations, window {}; latency p50 {p50} us, p99 {p99} us; {:.2} PEs/response)",
         args.pu_connections,
         args.window,
         pes_returned as f64 / hr_ok.max(1) as f64
     );
-    println!(
+    out!(
         "{{\"pes\":{},\"pools\":{},\"registrations_ok\":{ok},\"registrations_rejected\":{rejected},\
          \"registrations_per_s\":{reg_rate:.0},\"resolutions_ok\":{hr_ok},\"resolutions_failed\":{hr_failed},\
          \"resolutions_per_s\":{hr_rate:.0},\"latency_p50_us\":{p50},\"latency_p99_us\":{p99}}}",

@@ -19,6 +19,8 @@ struct H {
 fn config() -> CoreConfig {
     let mut c = CoreConfig::new(ME);
     c.asap_announce_targets = Vec::new();
+    // Exact timer arithmetic in these tests; the jitter has its own test.
+    c.keep_alive_jitter = false;
     c
 }
 
@@ -1059,4 +1061,109 @@ fn peering_messages_ignored_not_fatal() {
     assert!(events(&out)
         .iter()
         .any(|e| matches!(e, Event::Ignored { .. })));
+}
+
+#[test]
+fn resolution_cut_to_fit_message_size() {
+    let mut c = config();
+    c.max_message_size = 300;
+    let mut h = H::new(c);
+    for id in 1..=20 {
+        register_simple(&mut h, "Big", id, Policy::RoundRobin);
+    }
+    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    let out = h.send(50, {
+        let mut hr = HandleResolution::new("Big");
+        hr.option = Some(HandleResolutionOption {
+            items: HandleResolutionOption::ALL,
+        });
+        hr
+    });
+    let (bytes_len, n) = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Send { bytes, message, .. } => {
+                Some((bytes.len(), hres_response(message).pool_elements.len()))
+            }
+            _ => None,
+        })
+        .expect("response sent");
+    assert!(bytes_len <= 300, "{bytes_len}");
+    assert!((1..20).contains(&n), "{n}");
+}
+
+#[test]
+fn unrecognized_enrp_message_gets_enrp_error() {
+    let mut h = H::new(config());
+    h.connect(70, "10.0.2.1:7000", Protocol::Enrp);
+    let msg = vec![0x4B, 0, 0, 4];
+    let out = h.raw(70, Protocol::Enrp, msg.clone());
+    match only_reply(&out) {
+        Message::Enrp(EnrpMessage::Error(e)) => {
+            assert_eq!(e.sender, ME);
+            assert_eq!(e.error.causes[0].code, CauseCode::UnrecognizedMessage);
+            assert_eq!(e.error.causes[0].info, msg);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reregistration_replicates_and_keeps_one_monitor() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    h.advance(1000);
+    let out = h.send(1, registration("P", pe(1, "10.0.0.1", Policy::RoundRobin)));
+    let rep: Vec<_> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Replicate(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rep.len(), 1);
+    assert_eq!(rep[0].action, UpdateAction::AddPe);
+    assert_eq!(rep[0].element.home_server_id, ME);
+    assert!(rep[0].element.asap_transport.is_some());
+    // The keep-alive schedule restarted at the re-registration: one keep-alive 5 s later.
+    assert!(h.advance(4000).is_empty());
+    assert_eq!(sent(&h.advance(1000)).len(), 1);
+}
+
+#[test]
+fn restarted_association_drops_its_registrations_but_stays() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let out = h.r.handle(h.now, Input::Restarted { assoc: 1 });
+    assert!(events(&out).contains(&Event::Removed {
+        handle: "P".into(),
+        id: 1,
+        reason: RemovalReason::AssociationLost
+    }));
+    assert!(h.r.handlespace().is_empty());
+    assert_eq!(h.r.association_count(), 1);
+    // The restarted PE registers again over the same association.
+    let m = only_reply(&h.send(1, registration("P", pe(1, "10.0.0.1", Policy::RoundRobin))));
+    assert!(!reg_response(&m).reject);
+}
+
+#[test]
+fn keep_alive_jitter_spreads_a_burst() {
+    let mut c = config();
+    c.keep_alive_jitter = true;
+    let mut h = H::new(c);
+    for id in 1..=20 {
+        register_simple(&mut h, "P", id, Policy::RoundRobin);
+    }
+    // All 20 keep-alives fall within 5 s ± 12.5 %, and not all at the same instant.
+    assert!(h.advance(4374).is_empty());
+    let mut times = Vec::new();
+    for ms in 0..=1250 {
+        let n = sent(&h.advance(1)).len();
+        if n > 0 {
+            times.push((4375 + ms, n));
+        }
+    }
+    assert_eq!(times.iter().map(|t| t.1).sum::<usize>(), 20);
+    assert!(times.len() > 1, "{times:?}");
 }

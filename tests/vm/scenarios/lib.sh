@@ -33,10 +33,12 @@
 #
 # Pitfalls handled here:
 # * busybox ash runs its own applets before $PATH, so `ip` would be
-#   busybox ip (no netns); ip/ss/tcpdump are wrapped to the real programs.
+#   busybox ip (no netns); ip and ss are wrapped to iproute2, tcpdump and
+#   `ip netns exec` are called by full path.
 # * a backgrounded shell function gets a subshell pid; `start` therefore
-#   execs real programs (and `ip netns exec`, which execs the command), so
-#   the recorded pid is the program's own and `stop NAME KILL` really kills it.
+#   runs CMD directly (or through `ip netns exec`, which execs it), so the
+#   recorded pid is the program's own and `stop NAME KILL` really kills it.
+#   CMD must be a program, not a shell function.
 OUT=${OUT:-/out}
 CHECKS=$OUT/checks.txt
 : >> "$CHECKS"
