@@ -418,3 +418,17 @@ fn crafted_server_announce_and_presence_match_tshark_oracle() {
     assert_eq!((m.sender, m.receiver, m.checksum), (0xbeef, 0, 0xabcd));
     assert_eq!(m.server_information.map(|s| s.server_id), Some(0xbeef));
 }
+
+#[test]
+fn two_messages_in_one_tcp_segment() {
+    let (p, b) = find("crafted-single.hex", "3");
+    let mut names = Vec::new();
+    let mut at = 0;
+    while let Some(n) = Message::peek_wire_len(&b[at..]) {
+        let d = decode_exact(p, &b[at..at + n]);
+        names.push(d.message.name());
+        at += n;
+    }
+    assert_eq!(at, b.len());
+    assert_eq!(names, ["ASAP_REGISTRATION", "ASAP_HANDLE_RESOLUTION"]);
+}

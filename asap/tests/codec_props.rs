@@ -84,6 +84,20 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_layouts_never_panic(m in arbitrary::message(), l in arbitrary::layout()) {
+        let mut buf = bytes::BytesMut::new();
+        if m.encode_with_layout(&l, &mut buf).is_ok() {
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            prop_assert!(len <= buf.len());
+            prop_assert_eq!(buf.len() % 4, 0);
+            // Whatever it decodes to, decoding must not panic.
+            let _ = Message::decode(m.protocol(), &buf);
+        } else {
+            prop_assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic(p in protocol(), b in proptest::collection::vec(any::<u8>(), 0..200)) {
         check_bytes(p, &b)?;
     }
