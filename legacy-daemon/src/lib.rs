@@ -1,1 +1,24 @@
-//! legacy-daemon (work in progress; see the README and the open issues).
+//! legacy-daemon: a small status daemon for legacy hosts (seed 003 [24], [28]–[32]).
+//!
+//! It starts at boot, reads its configuration, polls the process table for the configured
+//! applications and reports their status to one or more proxy pool elements (`proxy-pe`)
+//! over a small TCP protocol ([`protocol`], documented in `PROTOCOL.md`). The proxy side of
+//! that protocol is in [`receiver`].
+//!
+//! Module map:
+//! - [`config`]: TOML configuration, validation with file/line/column/key errors;
+//! - [`poll`]: one pass over `/proc` per poll (procfs), CPU/RSS/port figures;
+//! - [`state`]: sans-I/O change detection, snapshots and deltas with `state_seq`;
+//! - [`exitwatch`]: pidfd-based immediate exit notification;
+//! - [`reporter`]: one task per proxy with its own queue, backoff and jitter;
+//! - [`daemon`]: the core loop (poll, reload on SIGHUP/file change, config push);
+//! - [`protocol`], [`receiver`]: the wire protocol and the proxy-side helper.
+
+pub mod config;
+pub mod daemon;
+pub mod exitwatch;
+pub mod poll;
+pub mod protocol;
+pub mod receiver;
+pub mod reporter;
+pub mod state;

@@ -1,0 +1,408 @@
+//! The daemon core: one task that owns the configuration, the poller and the reported
+//! state, and fans changes out to the reporters (seed 003 FIG. 3 steps 173–185).
+//!
+//! Events handled by the core loop:
+//! - poll tick (every `poll_interval`) and pidfd exit notifications → poll, diff, report;
+//! - SIGHUP, or a changed config file (mtime/size polled every poll interval) → reload;
+//! - a [`PushRequest`] from a reporter → validate, apply, persist, acknowledge;
+//! - SIGTERM/SIGINT → stop.
+//!
+//! A configuration that fails validation is logged with its precise location and the old
+//! configuration stays in force. The file is watched by polling its metadata rather than
+//! with inotify (`notify` crate): one `stat` per second costs nothing, works on NFS and
+//! with editors that replace the file, and adds no thread or dependency.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{self, Config, ConfigError};
+use crate::exitwatch::ExitWatcher;
+use crate::poll::Poller;
+use crate::protocol::{ConfigAck, Snapshot};
+use crate::reporter::{random_u64, HelloInfo, PushRequest, Reporter, ReporterShared};
+use crate::state::StatusBook;
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The initial configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// Installing a signal handler failed.
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Identity of the config file contents on disk, to notice edits cheaply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    std::fs::metadata(path).ok().map(|m| FileStamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+    })
+}
+
+/// The running daemon.
+pub struct Daemon {
+    path: PathBuf,
+    cfg: Config,
+    cfg_text: String,
+    /// Text last read from (or written to) the file, to skip reloads of unchanged files.
+    file_text: String,
+    version: u64,
+    file_stamp: Option<FileStamp>,
+    poller: Poller,
+    book: StatusBook,
+    exits: ExitWatcher,
+    exit_rx: mpsc::UnboundedReceiver<u32>,
+    reporters: Vec<Reporter>,
+    shared: ReporterShared,
+    hello_tx: watch::Sender<HelloInfo>,
+    snap_tx: watch::Sender<Arc<Snapshot>>,
+    push_rx: mpsc::Receiver<PushRequest>,
+}
+
+impl Daemon {
+    /// Builds the daemon from an already validated configuration (`text` is its source).
+    /// Must be called inside a tokio runtime.
+    pub fn new(path: PathBuf, cfg: Config, text: String) -> Self {
+        let version = cfg.declared_version.unwrap_or(1);
+        let mut book = StatusBook::new();
+        if let Some(sf) = &cfg.daemon.state_file {
+            match std::fs::read(sf).map(|b| serde_json::from_slice::<Snapshot>(&b)) {
+                Ok(Ok(snap)) => {
+                    tracing::info!(state_file = %sf.display(), state_seq = snap.state_seq, "restored last reported state");
+                    book = StatusBook::restore(snap);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(state_file = %sf.display(), error = %e, "ignoring unreadable state file")
+                }
+                Err(_) => {}
+            }
+        }
+        let (exit_tx, exit_rx) = mpsc::unbounded_channel();
+        let (hello_tx, hello_rx) = watch::channel(HelloInfo {
+            daemon_id: cfg.daemon.id.clone(),
+            config_version: version,
+            poll_interval: cfg.daemon.poll_interval,
+            heartbeat_interval: cfg.daemon.heartbeat_interval,
+        });
+        let (snap_tx, snap_rx) = watch::channel(Arc::new(book.snapshot()));
+        let (push_tx, push_rx) = mpsc::channel(8);
+        let shared = ReporterShared {
+            instance: random_u64(std::process::id() as u64),
+            started: Instant::now(),
+            hello: hello_rx,
+            snapshot: snap_rx,
+            push_tx,
+        };
+        Self {
+            file_stamp: stamp(&path),
+            path,
+            cfg,
+            file_text: text.clone(),
+            cfg_text: text,
+            version,
+            poller: Poller::new(),
+            book,
+            exits: ExitWatcher::new(exit_tx),
+            exit_rx,
+            reporters: Vec::new(),
+            shared,
+            hello_tx,
+            snap_tx,
+            push_rx,
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub async fn run(mut self) -> Result<(), DaemonError> {
+        let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+        tracing::info!(
+            daemon_id = %self.cfg.daemon.id,
+            config = %self.path.display(),
+            config_version = self.version,
+            apps = self.cfg.apps.len(),
+            proxies = self.cfg.proxies.len(),
+            "legacy-daemon started"
+        );
+        // First poll before any reporter connects, so the first snapshot is real.
+        self.poll_and_report();
+        self.reconcile_reporters();
+        let mut tick = self.new_ticker();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.check_file_change();
+                    self.poll_and_report();
+                }
+                Some(pid) = self.exit_rx.recv() => {
+                    while self.exit_rx.try_recv().is_ok() {}
+                    tracing::debug!(pid, "watched process exited: polling now");
+                    self.poll_and_report();
+                }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading configuration");
+                    if self.reload_file() {
+                        tick = self.new_ticker();
+                    }
+                }
+                Some(req) = self.push_rx.recv() => {
+                    let old = self.cfg.daemon.poll_interval;
+                    self.handle_push(req);
+                    if self.cfg.daemon.poll_interval != old {
+                        tick = self.new_ticker();
+                    }
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        tracing::info!("legacy-daemon stopping");
+        Ok(())
+    }
+
+    fn new_ticker(&self) -> tokio::time::Interval {
+        let p = self.cfg.daemon.poll_interval;
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    }
+
+    /// Polls, updates the exit watcher, and reports a delta if something changed.
+    fn poll_and_report(&mut self) {
+        let apps = self.poller.poll(&self.cfg);
+        let pids: Vec<u32> = apps.iter().flat_map(|a| a.pids.iter().copied()).collect();
+        self.exits.sync(&pids);
+        let Some(delta) = self.book.update(apps, self.version, now_ms()) else {
+            return;
+        };
+        for a in &delta.changed {
+            tracing::info!(
+                event = "app_status",
+                app = %a.name,
+                running = a.running,
+                instances = a.instances,
+                pids = ?a.pids,
+                state_seq = delta.state_seq,
+                "application status changed"
+            );
+        }
+        for r in &delta.removed {
+            tracing::info!(event = "app_removed", app = %r, state_seq = delta.state_seq, "application no longer watched");
+        }
+        let snap = self.book.snapshot();
+        // Persist before sending (seed 000 [0028]): a crash after this point cannot lose it.
+        if let Some(sf) = &self.cfg.daemon.state_file {
+            if let Err(e) = write_atomic(sf, &serde_json::to_vec(&snap).unwrap_or_default()) {
+                tracing::warn!(state_file = %sf.display(), error = %e, "cannot write state file");
+            }
+        }
+        self.snap_tx.send_replace(Arc::new(snap));
+        let delta = Arc::new(delta);
+        for r in &self.reporters {
+            r.offer(delta.clone());
+        }
+    }
+
+    /// Starts reporters for new proxies, stops those no longer configured.
+    fn reconcile_reporters(&mut self) {
+        let wanted = &self.cfg.proxies;
+        self.reporters.retain(|r| {
+            // A reporter that gave up (max_attempts) is restarted by any applied config.
+            let keep = wanted.contains(r.target()) && !r.is_finished();
+            if !wanted.contains(r.target()) {
+                tracing::info!(proxy = %r.target().address, "proxy removed from configuration");
+            }
+            keep
+        });
+        for t in wanted {
+            if !self.reporters.iter().any(|r| r.target() == t) {
+                self.reporters
+                    .push(Reporter::spawn(t.clone(), self.shared.clone()));
+            }
+        }
+    }
+
+    fn check_file_change(&mut self) {
+        if !self.cfg.daemon.watch_config {
+            return;
+        }
+        let now = stamp(&self.path);
+        if now.is_some() && now != self.file_stamp {
+            tracing::info!(config = %self.path.display(), "configuration file changed: reloading");
+            self.reload_file();
+        }
+    }
+
+    /// Reloads the file; returns true if the poll interval changed.
+    fn reload_file(&mut self) -> bool {
+        self.file_stamp = stamp(&self.path);
+        let (cfg, text) = match config::load_file(&self.path) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(event = "config_rejected", error = %e, config_version = self.version, "invalid configuration, keeping the previous one");
+                return false;
+            }
+        };
+        if text == self.file_text {
+            tracing::debug!("configuration unchanged");
+            return false;
+        }
+        self.file_text = text.clone();
+        let version = match cfg.declared_version {
+            Some(v) if v > self.version => v,
+            _ => self.version + 1,
+        };
+        self.apply(cfg, text, version)
+    }
+
+    /// Installs a validated configuration; returns true if the poll interval changed.
+    fn apply(&mut self, cfg: Config, text: String, version: u64) -> bool {
+        let interval_changed = cfg.daemon.poll_interval != self.cfg.daemon.poll_interval;
+        tracing::info!(
+            event = "config_applied",
+            config_version = version,
+            apps = cfg.apps.len(),
+            proxies = cfg.proxies.len(),
+            "configuration applied"
+        );
+        self.cfg = cfg;
+        self.cfg_text = text;
+        self.version = version;
+        self.hello_tx.send_replace(HelloInfo {
+            daemon_id: self.cfg.daemon.id.clone(),
+            config_version: version,
+            poll_interval: self.cfg.daemon.poll_interval,
+            heartbeat_interval: self.cfg.daemon.heartbeat_interval,
+        });
+        self.reconcile_reporters();
+        self.poll_and_report();
+        interval_changed
+    }
+
+    fn handle_push(&mut self, req: PushRequest) {
+        let PushRequest { push, from, reply } = req;
+        let nack = |msg: String, active: u64| ConfigAck {
+            version: push.version,
+            accepted: false,
+            active_version: active,
+            error: Some(msg),
+        };
+        let ack = if !self.cfg.daemon.accept_push {
+            nack(
+                "configuration push disabled (daemon.accept_push = false)".into(),
+                self.version,
+            )
+        } else if push.version < self.version {
+            nack(
+                format!(
+                    "stale version {}: version {} is in force",
+                    push.version, self.version
+                ),
+                self.version,
+            )
+        } else if push.version == self.version {
+            if push.config_toml == self.cfg_text {
+                ConfigAck {
+                    version: push.version,
+                    accepted: true,
+                    active_version: self.version,
+                    error: None,
+                }
+            } else {
+                nack(
+                    format!(
+                        "version {} is already in force with different contents",
+                        push.version
+                    ),
+                    self.version,
+                )
+            }
+        } else {
+            let origin = format!("config push v{} (from {from})", push.version);
+            match config::parse(&push.config_toml, &origin) {
+                Err(e) => {
+                    tracing::error!(event = "config_rejected", error = %e, "pushed configuration rejected");
+                    nack(e.to_string(), self.version)
+                }
+                Ok(cfg) => {
+                    let persist = cfg.daemon.persist_push;
+                    let text = push.config_toml.clone();
+                    self.apply(cfg, text.clone(), push.version);
+                    if persist {
+                        self.persist_pushed(&text, push.version);
+                    }
+                    ConfigAck {
+                        version: push.version,
+                        accepted: true,
+                        active_version: self.version,
+                        error: None,
+                    }
+                }
+            }
+        };
+        let _ = reply.send(ack);
+    }
+
+    /// Writes a pushed configuration to the config file so a restart keeps it.
+    fn persist_pushed(&mut self, text: &str, version: u64) {
+        let body = if text.lines().any(|l| l.trim_start().starts_with("version")) {
+            text.to_string()
+        } else {
+            format!("# pushed by proxy as version {version}\nversion = {version}\n{text}")
+        };
+        match write_atomic(&self.path, body.as_bytes()) {
+            Ok(()) => {
+                // Do not treat our own write as an external edit.
+                self.file_stamp = stamp(&self.path);
+                self.file_text = body;
+            }
+            Err(e) => {
+                tracing::warn!(config = %self.path.display(), error = %e, "cannot persist pushed configuration")
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `path` via a temporary file and rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// `--once`: polls (twice, 100 ms apart, so CPU use is meaningful) and returns the status.
+pub fn poll_once(cfg: &Config) -> serde_json::Value {
+    let mut p = Poller::new();
+    p.poll(cfg);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let apps = p.poll(cfg);
+    serde_json::json!({
+        "daemon_id": cfg.daemon.id,
+        "config_version": cfg.declared_version.unwrap_or(1),
+        "taken_at_ms": now_ms(),
+        "apps": apps,
+    })
+}

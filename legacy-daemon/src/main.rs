@@ -1,0 +1,143 @@
+//! `legacy-daemon`: reports the status of legacy applications to RSerPool proxy pool
+//! elements (seed 003 FIG. 3: boot 171 → read config 173 → poll 181 → report 183 → re-poll
+//! 185).
+//!
+//! The binary is thin: parse the command line, set up logging, then either validate the
+//! configuration (`--check-config`), poll once (`--once`), or run the daemon core on a
+//! single-threaded tokio runtime (one thread keeps the resident size small; the work is
+//! a few file reads per second).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use legacy_daemon::config::{self, DEFAULT_CONFIG_PATH};
+use legacy_daemon::daemon::{poll_once, Daemon};
+
+/// Status daemon for legacy servers in reliable server pools.
+///
+/// Polls the process table for the applications listed in the configuration file and
+/// reports their status (running, pids, CPU, RSS, port state) to every configured proxy
+/// pool element over TCP. Reloads the configuration on SIGHUP and when the file changes;
+/// stops on SIGTERM/SIGINT.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(short, long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+
+    /// Poll the process table once, print the status of every application as JSON on
+    /// stdout and exit (CPU use is measured over 100 ms).
+    #[arg(long, conflicts_with = "check_config")]
+    once: bool,
+
+    /// Validate the configuration file, print "OK" or the error (file:line:column: key)
+    /// and exit: status 0 if valid, 1 if invalid or unreadable.
+    #[arg(long)]
+    check_config: bool,
+
+    /// Log format on stderr: human-readable text, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Benchmark: time N polls of the process table, print the mean per poll, exit.
+    #[arg(long, value_name = "N", hide = true)]
+    bench_poll: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEGACY_DAEMON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+
+    let loaded = config::load_file(&cli.config);
+    if cli.check_config {
+        return match loaded {
+            Ok((cfg, _)) => {
+                println!(
+                    "OK: {}: {} application(s), {} proxy(ies), poll interval {} ms",
+                    cli.config.display(),
+                    cfg.apps.len(),
+                    cfg.proxies.len(),
+                    cfg.daemon.poll_interval.as_millis()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("ERROR: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let (cfg, text) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            eprintln!("legacy-daemon: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    if let Some(n) = cli.bench_poll {
+        let mut p = legacy_daemon::poll::Poller::new();
+        p.poll(&cfg);
+        let n = n.max(1);
+        let t = Instant::now();
+        let mut procs = 0;
+        for _ in 0..n {
+            procs = p.poll(&cfg).iter().map(|a| a.instances).sum::<u32>();
+        }
+        let per = t.elapsed() / n;
+        println!(
+            "{{\"polls\":{n},\"per_poll_us\":{},\"matched_instances\":{procs}}}",
+            per.as_micros()
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    if cli.once {
+        let v = poll_once(&cfg);
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("legacy-daemon: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move { Daemon::new(cli.config, cfg, text).run().await });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("legacy-daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! One reporter task per configured proxy (seed 000 [0007]: "each agent process registered
+//! with a different active server process, so that the failure of one agent/server pair
+//! does not impact the other agent/server pair").
+//!
+//! The daemon core never waits for a reporter: it offers each [`Delta`] with a non-blocking
+//! `try_send` into the reporter's own bounded queue and publishes the full state in a
+//! `watch` channel. A reporter that cannot keep up (slow or dead proxy, reconnect backoff)
+//! loses deltas from its queue, notices it through an overflow flag (or a `state_seq` gap)
+//! and sends a full [`Snapshot`] instead, so its proxy's view is always exact and the other
+//! proxies are never delayed.
+//!
+//! Connection life cycle (see `PROTOCOL.md`): connect → `Hello` → `Snapshot` → deltas,
+//! heartbeats and config acks → on any error, close, wait with exponential backoff and
+//! jitter, reconnect. With `max_attempts = N` the reporter gives up after N failed attempts
+//! in a row and logs an error event (seed 000 [0024]–[0025]).
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::ProxyTarget;
+use crate::protocol::{
+    ConfigAck, ConfigPush, DaemonFrame, DaemonMessage, Delta, FrameDecoder, Heartbeat, Hello,
+    ProtocolError, ProxyMessage, Snapshot, PROTOCOL_VERSION,
+};
+
+/// Deltas a reporter may hold before it falls back to a snapshot.
+pub const QUEUE_CAPACITY: usize = 64;
+/// Limit for establishing one TCP connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a Hello and a Heartbeat need to know about the daemon (changes on reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloInfo {
+    /// Daemon identity.
+    pub daemon_id: String,
+    /// Configuration version in force.
+    pub config_version: u64,
+    /// Poll interval.
+    pub poll_interval: Duration,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+}
+
+/// A configuration push received from a proxy, handed to the daemon core.
+#[derive(Debug)]
+pub struct PushRequest {
+    /// The push.
+    pub push: ConfigPush,
+    /// Address of the proxy it came from.
+    pub from: String,
+    /// Where the core sends the answer.
+    pub reply: oneshot::Sender<ConfigAck>,
+}
+
+/// State shared by all reporters (read-only for them).
+#[derive(Debug, Clone)]
+pub struct ReporterShared {
+    /// Random id of this daemon run ([`Hello::instance`]).
+    pub instance: u64,
+    /// Daemon start time (for [`Heartbeat::uptime_s`]).
+    pub started: Instant,
+    /// Identity, version and intervals.
+    pub hello: watch::Receiver<HelloInfo>,
+    /// The full reported state.
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Config pushes go to the core through this channel.
+    pub push_tx: mpsc::Sender<PushRequest>,
+}
+
+/// Handle of one running reporter task; dropping it stops the task.
+#[derive(Debug)]
+pub struct Reporter {
+    target: ProxyTarget,
+    queue: mpsc::Sender<Arc<Delta>>,
+    overflow: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Reporter {
+    /// Starts the reporter task for `target`.
+    pub fn spawn(target: ProxyTarget, shared: ReporterShared) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(target.clone(), shared, rx, overflow.clone()));
+        Self {
+            target,
+            queue: tx,
+            overflow,
+            task,
+        }
+    }
+
+    /// The proxy this reporter serves.
+    pub fn target(&self) -> &ProxyTarget {
+        &self.target
+    }
+
+    /// True once the task ended (gave up after `max_attempts`).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Offers a delta without ever blocking; a full queue marks the reporter for a resync.
+    pub fn offer(&self, delta: Arc<Delta>) {
+        if self.queue.try_send(delta).is_err() {
+            self.overflow.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A random u64 without a RNG dependency (std's randomly keyed SipHash).
+pub fn random_u64(salt: u64) -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(salt);
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// Backoff before attempt `failures + 1`: `min · 2^failures` capped at `max`, with equal
+/// jitter (half fixed, half uniformly random) so daemons do not reconnect in lock-step.
+pub fn backoff_delay(min: Duration, max: Duration, failures: u32, rnd: u64) -> Duration {
+    let exp = min.saturating_mul(1u32.checked_shl(failures.min(20)).unwrap_or(u32::MAX));
+    let d = exp.min(max).max(min);
+    let half = d / 2;
+    let half_ms = half.as_millis().max(1) as u64;
+    half + Duration::from_millis(rnd % (half_ms + 1))
+}
+
+async fn run(
+    target: ProxyTarget,
+    shared: ReporterShared,
+    mut queue: mpsc::Receiver<Arc<Delta>>,
+    overflow: Arc<AtomicBool>,
+) {
+    let mut failures: u32 = 0;
+    let mut salt: u64 = 0;
+    loop {
+        let attempt =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target.address)).await;
+        match attempt {
+            Ok(Ok(stream)) => {
+                failures = 0;
+                tracing::info!(proxy = %target.address, "connected to proxy");
+                let end = session(&target, &shared, stream, &mut queue, &overflow).await;
+                match end {
+                    Ok(()) => {
+                        tracing::warn!(proxy = %target.address, "proxy closed the connection")
+                    }
+                    Err(e) => {
+                        tracing::warn!(proxy = %target.address, error = %e, "proxy connection lost")
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                failures += 1;
+                tracing::warn!(proxy = %target.address, attempt = failures, error = %e, "cannot connect to proxy");
+            }
+            Err(_) => {
+                failures += 1;
+                tracing::warn!(proxy = %target.address, attempt = failures, "connect to proxy timed out");
+            }
+        }
+        if let Some(max) = target.max_attempts {
+            if failures >= max {
+                tracing::error!(
+                    proxy = %target.address,
+                    attempts = failures,
+                    event = "proxy_retries_exhausted",
+                    "giving up on proxy after {failures} failed attempts; reload the configuration to retry"
+                );
+                return;
+            }
+        }
+        salt = salt.wrapping_add(1);
+        let delay = backoff_delay(
+            target.reconnect_min,
+            target.reconnect_max,
+            failures.saturating_sub(1),
+            random_u64(salt),
+        );
+        tracing::debug!(proxy = %target.address, delay_ms = delay.as_millis() as u64, "reconnect backoff");
+        // Deltas queued while disconnected are useless: a snapshot follows the reconnect.
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Per-connection writer state.
+struct Conn<'a> {
+    stream: &'a mut TcpStream,
+    seq: u64,
+    write_timeout: Duration,
+}
+
+impl Conn<'_> {
+    async fn send(&mut self, msg: DaemonMessage) -> Result<(), ProtocolError> {
+        let frame = DaemonFrame { seq: self.seq, msg };
+        self.seq += 1;
+        let bytes = crate::protocol::encode_frame(&frame)?;
+        let w = tokio::io::AsyncWriteExt::write_all(self.stream, &bytes);
+        match tokio::time::timeout(self.write_timeout, w).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ProtocolError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "proxy does not read (write timed out)",
+            ))),
+        }
+    }
+}
+
+async fn session(
+    target: &ProxyTarget,
+    shared: &ReporterShared,
+    mut stream: TcpStream,
+    queue: &mut mpsc::Receiver<Arc<Delta>>,
+    overflow: &AtomicBool,
+) -> Result<(), ProtocolError> {
+    let _ = stream.set_nodelay(true);
+    let sock = socket2::SockRef::from(&stream);
+    let _ = sock.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(10))
+            .with_interval(Duration::from_secs(5)),
+    );
+    // Anything queued before this point is older than the snapshot we are about to send.
+    while queue.try_recv().is_ok() {}
+    overflow.store(false, Ordering::Release);
+
+    let info = shared.hello.borrow().clone();
+    let mut hb_interval = info.heartbeat_interval;
+    let mut conn = Conn {
+        stream: &mut stream,
+        seq: 0,
+        write_timeout: (hb_interval * 3).max(Duration::from_secs(2)),
+    };
+    conn.send(DaemonMessage::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        daemon_id: info.daemon_id.clone(),
+        instance: shared.instance,
+        config_version: info.config_version,
+        poll_interval_ms: info.poll_interval.as_millis() as u64,
+        heartbeat_interval_ms: hb_interval.as_millis() as u64,
+        software: env!("CARGO_PKG_VERSION").into(),
+    }))
+    .await?;
+    let snap = shared.snapshot.borrow().clone();
+    let mut last_state_seq = snap.state_seq;
+    conn.send(DaemonMessage::Snapshot((*snap).clone())).await?;
+    tracing::debug!(proxy = %target.address, state_seq = last_state_seq, "sent hello and snapshot");
+
+    let mut heartbeat_seq: u64 = 0;
+    let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + hb_interval, hb_interval);
+    hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 4096];
+
+    loop {
+        tokio::select! {
+            delta = queue.recv() => {
+                let Some(delta) = delta else { return Ok(()) };
+                let resync = overflow.swap(false, Ordering::AcqRel)
+                    || delta.state_seq > last_state_seq + 1;
+                if resync {
+                    while queue.try_recv().is_ok() {}
+                    let snap = shared.snapshot.borrow().clone();
+                    tracing::info!(proxy = %target.address, state_seq = snap.state_seq, "queue overflow or gap: resending full snapshot");
+                    last_state_seq = snap.state_seq;
+                    conn.send(DaemonMessage::Snapshot((*snap).clone())).await?;
+                } else if delta.state_seq > last_state_seq {
+                    last_state_seq = delta.state_seq;
+                    conn.send(DaemonMessage::Delta((*delta).clone())).await?;
+                }
+            }
+            _ = hb.tick() => {
+                heartbeat_seq += 1;
+                let info = shared.hello.borrow().clone();
+                conn.send(DaemonMessage::Heartbeat(Heartbeat {
+                    heartbeat_seq,
+                    state_seq: last_state_seq,
+                    config_version: info.config_version,
+                    uptime_s: shared.started.elapsed().as_secs(),
+                })).await?;
+                if info.heartbeat_interval != hb_interval {
+                    hb_interval = info.heartbeat_interval;
+                    conn.write_timeout = (hb_interval * 3).max(Duration::from_secs(2));
+                    hb = tokio::time::interval_at(tokio::time::Instant::now() + hb_interval, hb_interval);
+                    hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+            }
+            n = conn.stream.read(&mut buf) => {
+                let n = n?;
+                if n == 0 {
+                    return Ok(());
+                }
+                decoder.push(&buf[..n]);
+                while let Some(msg) = decoder.next_frame::<ProxyMessage>()? {
+                    match msg {
+                        ProxyMessage::ConfigPush(push) => {
+                            let version = push.version;
+                            tracing::info!(proxy = %target.address, version, "configuration pushed by proxy");
+                            let (tx, rx) = oneshot::channel();
+                            let req = PushRequest { push, from: target.address.clone(), reply: tx };
+                            let ack = match shared.push_tx.send(req).await {
+                                Ok(()) => rx.await.ok(),
+                                Err(_) => None,
+                            };
+                            let ack = ack.unwrap_or(ConfigAck {
+                                version,
+                                accepted: false,
+                                active_version: shared.hello.borrow().config_version,
+                                error: Some("daemon is shutting down".into()),
+                            });
+                            conn.send(DaemonMessage::ConfigAck(ack)).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters_within_bounds() {
+        let min = Duration::from_millis(100);
+        let max = Duration::from_millis(1000);
+        for failures in 0..30 {
+            for rnd in [0u64, 1, 17, u64::MAX] {
+                let d = backoff_delay(min, max, failures, rnd);
+                let full = (min * 2u32.saturating_pow(failures.min(20))).min(max);
+                assert!(d >= full / 2 && d <= full, "{failures} {rnd} {d:?}");
+            }
+        }
+        assert_eq!(backoff_delay(min, max, 0, 0), Duration::from_millis(50));
+        assert_eq!(backoff_delay(min, max, 10, 0), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,202 @@
+//! Helpers shared by the integration tests: real child processes, a temporary directory,
+//! the daemon binary, and a proxy-side receiver with a safety deadline.
+//!
+//! Deadlines here only stop a hung test; no test asserts on how long something took.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use legacy_daemon::protocol::DaemonMessage;
+use legacy_daemon::receiver::{DaemonConnection, DaemonListener, StatusTable};
+
+/// Upper bound for waiting on any single expected event.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A number unique within this test run (for distinctive process arguments).
+pub fn unique() -> u32 {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    (std::process::id() % 10_000) * 1000 + n
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("legacy-daemon-test-{tag}-{}", unique()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    /// SIGKILL and reap, so no zombie remains.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Makes the child die with the test process even if the test aborts (no Drop runs then).
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
+/// `sleep <secs>` where `secs` is distinctive (e.g. `100000.123`), so a regex matches
+/// exactly this process.
+pub fn spawn_sleep(arg: &str) -> Proc {
+    Proc(
+        die_with_parent(&mut Command::new("sleep"))
+            .arg(arg)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sleep"),
+    )
+}
+
+/// Path of the daemon binary built by cargo for the tests.
+pub fn daemon_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_legacy-daemon")
+}
+
+/// The daemon, running with `config`, stderr logged to `log`; killed on drop.
+pub fn spawn_daemon(config: &Path, log: &Path) -> Proc {
+    let err = std::fs::File::create(log).expect("log file");
+    Proc(
+        die_with_parent(&mut Command::new(daemon_bin()))
+            .arg("--config")
+            .arg(config)
+            .env("LEGACY_DAEMON_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("spawn daemon"),
+    )
+}
+
+/// Writes a file atomically (so the daemon never reads half of it).
+pub fn write_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// A listener bound to an ephemeral loopback port.
+pub async fn listener() -> (DaemonListener, String) {
+    let l = DaemonListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr").to_string();
+    (l, a)
+}
+
+/// Accepts a daemon connection and returns it with a table fed by its first message,
+/// which must be a full snapshot.
+pub async fn accept_synced(l: &DaemonListener) -> (DaemonConnection, StatusTable) {
+    let mut c = tokio::time::timeout(DEADLINE, l.accept())
+        .await
+        .expect("daemon did not connect")
+        .expect("handshake");
+    let mut t = StatusTable::new(c.hello().clone());
+    let first = next(&mut c).await;
+    assert!(
+        matches!(first, DaemonMessage::Snapshot(_)),
+        "second frame must be a snapshot, got {first:?}"
+    );
+    t.apply(&first).expect("apply snapshot");
+    (c, t)
+}
+
+/// Next message, failing the test if the connection ends or stalls.
+pub async fn next(c: &mut DaemonConnection) -> DaemonMessage {
+    tokio::time::timeout(DEADLINE, c.next_message())
+        .await
+        .expect("no message before deadline")
+        .expect("protocol error")
+        .expect("connection closed")
+}
+
+/// Reads and applies messages until `pred(table)` holds; returns every message read.
+pub async fn until(
+    c: &mut DaemonConnection,
+    t: &mut StatusTable,
+    mut pred: impl FnMut(&StatusTable) -> bool,
+) -> Vec<DaemonMessage> {
+    let mut seen = Vec::new();
+    while !pred(t) {
+        let m = next(c).await;
+        t.apply(&m).expect("state continuity (delta state_seq)");
+        seen.push(m);
+    }
+    seen
+}
+
+/// The app's pids in the table (empty if absent).
+pub fn pids(t: &StatusTable, app: &str) -> Vec<u32> {
+    t.apps.get(app).map(|a| a.pids.clone()).unwrap_or_default()
+}
+
+pub fn running(t: &StatusTable, app: &str) -> bool {
+    t.apps.get(app).is_some_and(|a| a.running)
+}
+
+/// Reads the daemon log.
+pub fn log_text(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// Waits until the log contains `needle` (the daemon writes asynchronously).
+pub async fn wait_log(p: &Path, needle: &str) -> String {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let t = log_text(p);
+        if t.contains(needle) {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "log never contained {needle:?}:\n{t}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A loopback port that nothing listens on (bound then released).
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
