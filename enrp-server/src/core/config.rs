@@ -1,0 +1,94 @@
+//! Settings of the registrar core (all times as [`Duration`]; the binary's options are in ms).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use asap::handlespace::HandlespaceLimits;
+use asap::wire::{ServerId, TransportParameter};
+
+use super::address::{AddressScope, IpNet};
+use super::rate::Rate;
+
+/// Configuration of a [`Registrar`](super::Registrar).
+///
+/// Defaults follow rsplib's registrar (`rspregistrar.h`, RSERPOOL-SPEC §9.3) unless noted.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Our ENRP Server Identifier (RFC 5353 §3; RFC 5351 §3.1). Must not be 0.
+    pub server_id: ServerId,
+    /// Interval between ASAP_ENDPOINT_KEEP_ALIVEs to each owned PE (rsplib 5 s).
+    pub keep_alive_interval: Duration,
+    /// Wait for the ASAP_ENDPOINT_KEEP_ALIVE_ACK before the PE is removed (rsplib 5 s).
+    pub keep_alive_timeout: Duration,
+    /// ASAP_SERVER_ANNOUNCE period (T6, RFC 5352 §5: 1 s), jittered ±12.5 % like rsplib.
+    pub announce_interval: Duration,
+    /// Distinct ENDPOINT_UNREACHABLE reporters after which a PE is removed
+    /// (MAX-BAD-PE-REPORT, RFC 5353: 3). At most 64 reporters are tracked per PE.
+    pub max_bad_pe_reports: u32,
+    /// PEs returned by a HANDLE_RESOLUTION without Handle Resolution Option (rsplib 3).
+    pub max_hres_items: u32,
+    /// Upper bound on PEs in one HANDLE_RESOLUTION_RESPONSE, also for "all" (0xFFFFFFFF).
+    /// Default: unlimited; the response is still cut to fit [`Self::max_message_size`].
+    pub hres_items_cap: u32,
+    /// Longest accepted pool handle in bytes (rsplib `MAX_POOLHANDLESIZE` = 32).
+    pub max_handle_len: usize,
+    /// Narrowest address scope accepted for user transport addresses (rsplib: site-local).
+    /// Addresses narrower than this are still accepted when the registering association
+    /// itself runs over an address of that scope (e.g. everything on loopback).
+    pub min_address_scope: AddressScope,
+    /// Peers allowed to register user addresses other than their own (third-party
+    /// registration, e.g. a proxy PE).
+    pub allow_third_party: Vec<IpNet>,
+    /// PEs per HANDLE_TABLE_RESPONSE before the M bit is set (rsplib 128).
+    pub handle_table_chunk: usize,
+    /// Limits of the handlespace (pools, PEs per pool, per association, total).
+    pub limits: HandlespaceLimits,
+    /// Per-PU HANDLE_RESOLUTION rate (`None` = unlimited, rsplib default).
+    pub hres_rate: Option<Rate>,
+    /// Per-PU ENDPOINT_UNREACHABLE rate (`None` = unlimited, rsplib default).
+    pub eu_rate: Option<Rate>,
+    /// Most peers tracked by each rate limiter.
+    pub rate_table_size: usize,
+    /// Largest message we send (TCP framing and the 16-bit Length allow 65535).
+    pub max_message_size: usize,
+    /// Where ASAP_SERVER_ANNOUNCEs go (UDP; empty = no announces).
+    pub asap_announce_targets: Vec<SocketAddr>,
+    /// Transports put into ASAP_SERVER_ANNOUNCE (empty = none; receivers then use the
+    /// datagram's source address). Filled in by the driver from the bound listeners.
+    pub asap_transports: Vec<TransportParameter>,
+    /// Our ENRP transport for the Server Information of ENRP_PRESENCE replies.
+    pub enrp_transport: Option<TransportParameter>,
+    /// Static ENRP peers (kept for the peering task; not contacted yet).
+    pub peers: Vec<SocketAddr>,
+    /// Seed of the core's random generator (selection, jitter): tests fix it.
+    pub seed: u64,
+}
+
+impl CoreConfig {
+    /// Defaults with the given server ID.
+    pub fn new(server_id: ServerId) -> Self {
+        CoreConfig {
+            server_id,
+            keep_alive_interval: Duration::from_millis(5000),
+            keep_alive_timeout: Duration::from_millis(5000),
+            announce_interval: Duration::from_millis(1000),
+            max_bad_pe_reports: 3,
+            max_hres_items: 3,
+            hres_items_cap: u32::MAX,
+            max_handle_len: 32,
+            min_address_scope: AddressScope::SiteLocal,
+            allow_third_party: Vec::new(),
+            handle_table_chunk: 128,
+            limits: HandlespaceLimits::default(),
+            hres_rate: None,
+            eu_rate: None,
+            rate_table_size: 65_536,
+            max_message_size: 65_535,
+            asap_announce_targets: Vec::new(),
+            asap_transports: Vec::new(),
+            enrp_transport: None,
+            peers: Vec::new(),
+            seed: u64::from(server_id),
+        }
+    }
+}

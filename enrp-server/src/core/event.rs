@@ -1,0 +1,185 @@
+//! What the core reports to its driver besides messages: [`Event`]s (for logs and metrics)
+//! and [`Replication`]s (the hook for ENRP peering, RFC 5353 HANDLE_UPDATE).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use asap::wire::{CauseCode, PeIdentifier, PoolElement, PoolHandle, Protocol, UpdateAction};
+use serde::Serialize;
+
+use super::AssocId;
+
+/// Why a PE left the handlespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemovalReason {
+    /// ASAP_DEREGISTRATION (RFC 5352).
+    Deregistered,
+    /// No ASAP_ENDPOINT_KEEP_ALIVE_ACK within the timeout.
+    KeepAliveTimeout,
+    /// The association the PE registered over went away (rsplib; RSERPOOL-SPEC §10.1).
+    AssociationLost,
+    /// MAX-BAD-PE-REPORT distinct ENDPOINT_UNREACHABLE reports (RSERPOOL-SPEC §10.3).
+    Unreachable,
+    /// Registration life ended without re-registration.
+    Expired,
+}
+
+impl RemovalReason {
+    /// All reasons (for metrics label pre-registration).
+    pub const ALL: [RemovalReason; 5] = [
+        RemovalReason::Deregistered,
+        RemovalReason::KeepAliveTimeout,
+        RemovalReason::AssociationLost,
+        RemovalReason::Unreachable,
+        RemovalReason::Expired,
+    ];
+
+    /// Short kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemovalReason::Deregistered => "deregistered",
+            RemovalReason::KeepAliveTimeout => "keep-alive-timeout",
+            RemovalReason::AssociationLost => "association-lost",
+            RemovalReason::Unreachable => "unreachable",
+            RemovalReason::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for RemovalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that happened in the core, for structured logs and metrics. The driver logs
+/// every event; tests assert on them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A PE registered (or re-registered, `update`).
+    Registered {
+        /// Association it registered over.
+        assoc: AssocId,
+        /// Pool.
+        handle: PoolHandle,
+        /// PE Identifier.
+        id: PeIdentifier,
+        /// Re-registration of a known PE.
+        update: bool,
+        /// Policy type code.
+        policy: u32,
+        /// User transport as registered (after address filtering).
+        user_addresses: Vec<IpAddr>,
+    },
+    /// A REGISTRATION was refused with an Operation Error.
+    RegistrationRejected {
+        /// Association.
+        assoc: AssocId,
+        /// Pool.
+        handle: PoolHandle,
+        /// PE Identifier.
+        id: PeIdentifier,
+        /// The cause sent.
+        cause: CauseCode,
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// A PE left the handlespace.
+    Removed {
+        /// Pool.
+        handle: PoolHandle,
+        /// PE Identifier.
+        id: PeIdentifier,
+        /// Why.
+        reason: RemovalReason,
+    },
+    /// A HANDLE_RESOLUTION was answered with PEs.
+    Resolved {
+        /// Association of the PU.
+        assoc: AssocId,
+        /// Pool.
+        handle: PoolHandle,
+        /// PEs returned.
+        returned: usize,
+    },
+    /// A HANDLE_RESOLUTION was answered with an Operation Error.
+    ResolutionFailed {
+        /// Association of the PU.
+        assoc: AssocId,
+        /// Pool.
+        handle: PoolHandle,
+        /// The cause sent.
+        cause: CauseCode,
+    },
+    /// An ENDPOINT_UNREACHABLE was counted.
+    UnreachableReported {
+        /// Association of the reporter.
+        assoc: AssocId,
+        /// Pool.
+        handle: PoolHandle,
+        /// PE Identifier.
+        id: PeIdentifier,
+        /// Distinct reporters so far.
+        distinct_reporters: u32,
+    },
+    /// A request was refused by a per-peer rate limit.
+    RateLimited {
+        /// Association.
+        assoc: AssocId,
+        /// Peer address.
+        peer: Option<IpAddr>,
+        /// `handle-resolution` or `endpoint-unreachable`.
+        what: &'static str,
+    },
+    /// An undecodable, unrecognised or unexpected message.
+    ProtocolError {
+        /// Association (`None` for UDP).
+        assoc: Option<AssocId>,
+        /// ASAP or ENRP.
+        protocol: Protocol,
+        /// What was wrong.
+        error: String,
+        /// Whether an ERROR with an Operation Error was sent back.
+        replied: bool,
+    },
+    /// A well-formed message this single registrar does not act on (yet), e.g. ENRP peering
+    /// messages before the peering task.
+    Ignored {
+        /// Association (`None` for UDP).
+        assoc: Option<AssocId>,
+        /// The message type name (tshark style).
+        message: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A HANDLE_TABLE_RESPONSE was sent.
+    HandleTableSent {
+        /// Association.
+        assoc: AssocId,
+        /// PEs in this chunk.
+        pes: usize,
+        /// M bit set.
+        more: bool,
+    },
+    /// A message could not be encoded (too large even after trimming).
+    EncodeFailed {
+        /// The message type name.
+        message: &'static str,
+        /// The encoder error.
+        error: String,
+    },
+}
+
+/// A handlespace change to be propagated to ENRP peers as HANDLE_UPDATE (RFC 5353):
+/// the hook for the peering task. A single registrar ignores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    /// ADD_PE on (re-)registration, DEL_PE on removal.
+    pub action: UpdateAction,
+    /// Pool.
+    pub pool_handle: PoolHandle,
+    /// The PE parameter as stored (home server ID = ours, ASAP transport included).
+    pub element: PoolElement,
+}

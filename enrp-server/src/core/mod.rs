@@ -1,0 +1,1224 @@
+//! The registrar protocol logic as a sans-I/O state machine (RFC 5351 §2–3, RFC 5352 server
+//! side, the parts of RFC 5353 that tools use).
+//!
+//! Like `quinn-proto`, the core owns no socket and reads no clock. The driver feeds it
+//! [`Input`]s with the current time through [`Registrar::handle`], calls
+//! [`Registrar::handle_timeout`] when [`Registrar::poll_timeout`] is reached, and carries out
+//! the returned [`Action`]s (send a message on an association, send a UDP datagram, abort an
+//! association, log an [`Event`], replicate to peers). The same core therefore runs over
+//! kernel SCTP, TCP or an in-memory test harness, deterministically (the random generator is
+//! seeded from [`CoreConfig::seed`]).
+//!
+//! What it does:
+//! * ASAP REGISTRATION / re-registration / DEREGISTRATION with every check (PE ID, pool
+//!   consistency, address sanity and scope, third-party allow-list, handle length, limits),
+//!   answering with the RFC 5354 §3.12 cause in an Operation Error and the R flag;
+//! * HANDLE_RESOLUTION with rsplib's Handle Resolution Option, policy-driven selection;
+//! * ENDPOINT_KEEP_ALIVE monitoring of every PE registered here, removal on timeout or
+//!   association loss; ENDPOINT_UNREACHABLE counting (MAX-BAD-PE-REPORT distinct reporters);
+//! * ASAP SERVER_ANNOUNCE every announce interval;
+//! * ERROR with Operation Error for unrecognised messages/parameters per their action bits,
+//!   Invalid Values for malformed ones — the association and all registrations survive;
+//! * ENRP for tools: PRESENCE replies, LIST_REQUEST, HANDLE_TABLE_REQUEST with M-bit
+//!   continuation and the W flag (rsplib's `hsdump`).
+//!
+//! Peering (HANDLE_UPDATE to peers, takeover) is prepared by [`Action::Replicate`] and
+//! by keeping ownership in the handlespace keyed by home server ID.
+
+pub mod address;
+mod config;
+mod event;
+pub mod rate;
+
+pub use address::{AddressScope, IpNet};
+pub use config::CoreConfig;
+pub use event::{Event, RemovalReason, Replication};
+pub use rate::{Rate, RateLimiter};
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use asap::handlespace::{DumpCursor, Handlespace, HandlespaceError};
+use asap::transport::TransportKind;
+use asap::wire::asap_msg::{
+    DeregistrationResponse, EndpointKeepAlive, Error as AsapError, HandleResolutionResponse,
+    RegistrationResponse, ServerAnnounce,
+};
+use asap::wire::enrp_msg::{Error as EnrpError, HandleTableResponse, ListResponse, Presence};
+use asap::wire::{
+    AsapMessage, CauseCode, DecodeError, EnrpMessage, ErrorCause, HandleResolutionOption, Message,
+    OperationError, PeIdentifier, Policy, PoolElement, PoolEntry, PoolHandle, Protocol,
+    ServerInformation, TransportParameter, TransportUse, UpdateAction,
+};
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Identifier of an association (SCTP association or TCP connection) assigned by the driver.
+pub type AssocId = u64;
+
+/// Something the driver tells the core.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A new association was accepted on the ASAP or ENRP listener.
+    Connected {
+        /// Its identifier (unique for the driver's lifetime).
+        assoc: AssocId,
+        /// Which listener (ASAP 3863 or ENRP 9901).
+        protocol: Protocol,
+        /// The peer's addresses (all paths for SCTP).
+        peer_addrs: Vec<SocketAddr>,
+        /// SCTP or TCP.
+        transport: TransportKind,
+    },
+    /// One whole message arrived on an association. `protocol` comes from the SCTP PPID
+    /// (11/12), or from the listener when the PPID says nothing (TCP).
+    Message {
+        /// The association.
+        assoc: AssocId,
+        /// ASAP or ENRP.
+        protocol: Protocol,
+        /// The message bytes.
+        bytes: Bytes,
+    },
+    /// The association is gone (closed, aborted, failed).
+    Disconnected {
+        /// The association.
+        assoc: AssocId,
+    },
+    /// A UDP datagram arrived (announce / presence sockets).
+    Datagram {
+        /// Sender.
+        from: SocketAddr,
+        /// ASAP or ENRP (by the receiving socket).
+        protocol: Protocol,
+        /// The datagram.
+        bytes: Bytes,
+    },
+}
+
+/// Something the core asks the driver to do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Send a message on an association (PPID from `protocol`).
+    Send {
+        /// The association.
+        assoc: AssocId,
+        /// ASAP (PPID 11) or ENRP (PPID 12).
+        protocol: Protocol,
+        /// The message (for logs and tests).
+        message: Message,
+        /// Its encoding.
+        bytes: Bytes,
+    },
+    /// Send a UDP datagram (ASAP SERVER_ANNOUNCE).
+    SendDatagram {
+        /// Destination (multicast group or unicast target).
+        to: SocketAddr,
+        /// The message.
+        message: Message,
+        /// Its encoding.
+        bytes: Bytes,
+    },
+    /// Abort an association (SCTP ABORT / TCP RST); a [`Input::Disconnected`] follows.
+    Abort {
+        /// The association.
+        assoc: AssocId,
+        /// Why (for the log).
+        reason: &'static str,
+    },
+    /// Propagate a handlespace change to ENRP peers (peering hook; no-op without peers).
+    Replicate(Replication),
+    /// Log / count this.
+    Event(Event),
+}
+
+/// Per-association state.
+#[derive(Debug, Clone)]
+struct Assoc {
+    protocol: Protocol,
+    transport: TransportKind,
+    peer_addrs: Vec<SocketAddr>,
+    /// Where an unfinished HANDLE_TABLE dump continues, with its W flag.
+    dump: Option<(bool, DumpCursor)>,
+}
+
+impl Assoc {
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer_addrs.first().map(|a| address::canonical(a.ip()))
+    }
+}
+
+/// Keep-alive state of one PE registered here.
+#[derive(Debug, Clone, Copy)]
+struct Monitor {
+    due: Instant,
+    awaiting_ack: bool,
+}
+
+type PeKey = (PoolHandle, PeIdentifier);
+
+/// The registrar state machine; see the module documentation.
+#[derive(Debug)]
+pub struct Registrar {
+    config: CoreConfig,
+    handlespace: Handlespace,
+    assocs: HashMap<AssocId, Assoc>,
+    monitors: HashMap<PeKey, Monitor>,
+    monitor_timers: BTreeSet<(Instant, PoolHandle, PeIdentifier)>,
+    next_announce: Option<Instant>,
+    hres_limiter: RateLimiter,
+    eu_limiter: RateLimiter,
+    rng: StdRng,
+}
+
+impl Registrar {
+    /// A registrar with an empty handlespace. The first SERVER_ANNOUNCE is due at `now`.
+    pub fn new(mut config: CoreConfig, now: Instant) -> Self {
+        if config.server_id == 0 {
+            config.server_id = 1;
+        }
+        config.max_bad_pe_reports = config.max_bad_pe_reports.clamp(
+            1,
+            u32::try_from(asap::handlespace::MAX_TRACKED_REPORTERS).unwrap_or(u32::MAX),
+        );
+        config.handle_table_chunk = config.handle_table_chunk.max(1);
+        let handlespace = Handlespace::with_limits(config.limits);
+        let next_announce = (!config.asap_announce_targets.is_empty()).then_some(now);
+        Registrar {
+            hres_limiter: RateLimiter::new(config.hres_rate, config.rate_table_size),
+            eu_limiter: RateLimiter::new(config.eu_rate, config.rate_table_size),
+            rng: StdRng::seed_from_u64(config.seed),
+            handlespace,
+            assocs: HashMap::new(),
+            monitors: HashMap::new(),
+            monitor_timers: BTreeSet::new(),
+            next_announce,
+            config,
+        }
+    }
+
+    /// Our server ID.
+    pub fn server_id(&self) -> u32 {
+        self.config.server_id
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// The handlespace (read-only).
+    pub fn handlespace(&self) -> &Handlespace {
+        &self.handlespace
+    }
+
+    /// Number of associations known.
+    pub fn association_count(&self) -> usize {
+        self.assocs.len()
+    }
+
+    /// The listener protocol and peer addresses of an association.
+    pub fn association(&self, assoc: AssocId) -> Option<(Protocol, &[SocketAddr])> {
+        self.assocs
+            .get(&assoc)
+            .map(|a| (a.protocol, a.peer_addrs.as_slice()))
+    }
+
+    /// The earliest time [`handle_timeout`](Self::handle_timeout) must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.next_announce,
+            self.monitor_timers.first().map(|t| t.0),
+            self.handlespace.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Processes one input at time `now`.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Connected {
+                assoc,
+                protocol,
+                peer_addrs,
+                transport,
+            } => {
+                self.assocs.insert(
+                    assoc,
+                    Assoc {
+                        protocol,
+                        transport,
+                        peer_addrs,
+                        dump: None,
+                    },
+                );
+            }
+            Input::Disconnected { assoc } => {
+                self.assocs.remove(&assoc);
+                for r in self.handlespace.remove_connection(assoc) {
+                    self.removed(
+                        r.handle,
+                        r.entry.element().clone(),
+                        RemovalReason::AssociationLost,
+                        &mut out,
+                    );
+                }
+            }
+            Input::Message {
+                assoc,
+                protocol,
+                bytes,
+            } => self.on_bytes(now, Some(assoc), None, protocol, &bytes, &mut out),
+            Input::Datagram {
+                from,
+                protocol,
+                bytes,
+            } => self.on_bytes(now, None, Some(from), protocol, &bytes, &mut out),
+        }
+        out
+    }
+
+    /// Convenience for tests and tools: encodes `message` and feeds it as
+    /// [`Input::Message`].
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        message: &Message,
+    ) -> Vec<Action> {
+        match message.to_bytes() {
+            Ok(bytes) => self.handle(
+                now,
+                Input::Message {
+                    assoc,
+                    protocol: message.protocol(),
+                    bytes,
+                },
+            ),
+            Err(e) => vec![Action::Event(Event::EncodeFailed {
+                message: message.name(),
+                error: e.to_string(),
+            })],
+        }
+    }
+
+    /// Runs every timer due at `now`: registration expiry, keep-alive transmission and
+    /// timeout, server announces.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        for r in self.handlespace.expire(now) {
+            self.removed(
+                r.handle,
+                r.entry.element().clone(),
+                RemovalReason::Expired,
+                &mut out,
+            );
+        }
+        while let Some((t, h, id)) = self.monitor_timers.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.monitor_timers.remove(&(t, h.clone(), id));
+            self.keep_alive_due(now, h, id, &mut out);
+        }
+        if let Some(t) = self.next_announce {
+            if t <= now {
+                self.announce(&mut out);
+                let next = self.jittered(self.config.announce_interval);
+                self.next_announce = Some(now + next);
+            }
+        }
+        out
+    }
+
+    /// `d` ± 12.5 % (rsplib `registrarRandomizeCycle`).
+    fn jittered(&mut self, d: Duration) -> Duration {
+        let f: f64 = self.rng.gen_range(0.875..1.125);
+        d.mul_f64(f).max(Duration::from_millis(1))
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Output helpers
+
+    fn send(&self, out: &mut Vec<Action>, assoc: AssocId, message: Message) {
+        let protocol = message.protocol();
+        match message.to_bytes() {
+            Ok(bytes) if bytes.len() <= self.config.max_message_size => out.push(Action::Send {
+                assoc,
+                protocol,
+                message,
+                bytes,
+            }),
+            Ok(bytes) => out.push(Action::Event(Event::EncodeFailed {
+                message: message.name(),
+                error: format!("{} bytes exceed the maximum message size", bytes.len()),
+            })),
+            Err(e) => out.push(Action::Event(Event::EncodeFailed {
+                message: message.name(),
+                error: e.to_string(),
+            })),
+        }
+    }
+
+    fn fits(&self, message: &Message) -> bool {
+        message
+            .to_bytes()
+            .is_ok_and(|b| b.len() <= self.config.max_message_size)
+    }
+
+    /// A PE left: forget its monitor, tell peers and the log.
+    fn removed(
+        &mut self,
+        handle: PoolHandle,
+        element: PoolElement,
+        reason: RemovalReason,
+        out: &mut Vec<Action>,
+    ) {
+        let key = (handle, element.id);
+        if let Some(m) = self.monitors.remove(&key) {
+            self.monitor_timers.remove(&(m.due, key.0.clone(), key.1));
+        }
+        out.push(Action::Event(Event::Removed {
+            handle: key.0.clone(),
+            id: key.1,
+            reason,
+        }));
+        if element.home_server_id == self.config.server_id {
+            out.push(Action::Replicate(Replication {
+                action: UpdateAction::DelPe,
+                pool_handle: key.0,
+                element,
+            }));
+        }
+    }
+
+    fn set_monitor(&mut self, key: PeKey, due: Instant, awaiting_ack: bool) {
+        if let Some(old) = self
+            .monitors
+            .insert(key.clone(), Monitor { due, awaiting_ack })
+        {
+            self.monitor_timers.remove(&(old.due, key.0.clone(), key.1));
+        }
+        self.monitor_timers.insert((due, key.0, key.1));
+    }
+
+    fn error_reply(
+        &self,
+        out: &mut Vec<Action>,
+        assoc: AssocId,
+        protocol: Protocol,
+        causes: Vec<ErrorCause>,
+    ) {
+        let error = OperationError { causes };
+        let mut message: Message = match protocol {
+            Protocol::Asap => AsapError { error }.into(),
+            Protocol::Enrp => EnrpError {
+                sender: self.config.server_id,
+                receiver: 0,
+                error,
+            }
+            .into(),
+        };
+        if !self.fits(&message) {
+            // An Unrecognized Message cause carries the whole message: cut it to fit.
+            let cut = |e: &mut OperationError| {
+                for c in &mut e.causes {
+                    c.info.truncate(1024);
+                }
+            };
+            match &mut message {
+                Message::Asap(AsapMessage::Error(m)) => cut(&mut m.error),
+                Message::Enrp(EnrpMessage::Error(m)) => cut(&mut m.error),
+                _ => {}
+            }
+        }
+        self.send(out, assoc, message);
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Decoding and dispatch
+
+    fn on_bytes(
+        &mut self,
+        now: Instant,
+        assoc: Option<AssocId>,
+        from: Option<SocketAddr>,
+        protocol: Protocol,
+        bytes: &[u8],
+        out: &mut Vec<Action>,
+    ) {
+        match Message::decode(protocol, bytes) {
+            Ok(d) => {
+                if !d.reports.is_empty() {
+                    // Skipped parameters with the "report" action bits (RFC 5354 §3).
+                    let replied = assoc.is_some();
+                    if let Some(a) = assoc {
+                        self.error_reply(out, a, protocol, d.reports.clone());
+                    }
+                    out.push(Action::Event(Event::ProtocolError {
+                        assoc,
+                        protocol,
+                        error: format!(
+                            "{}: {} unrecognized parameter(s) skipped",
+                            d.message.tshark_name(),
+                            d.reports.len()
+                        ),
+                        replied,
+                    }));
+                }
+                match (assoc, d.message) {
+                    (Some(a), Message::Asap(m)) => self.on_asap(now, a, bytes, m, out),
+                    (Some(a), Message::Enrp(m)) => self.on_enrp(a, m, out),
+                    (None, m) => {
+                        // UDP: announces / presences of other registrars. Peering will use
+                        // them; nothing is ever sent back to a datagram's source.
+                        let _ = from;
+                        out.push(Action::Event(Event::Ignored {
+                            assoc: None,
+                            message: m.tshark_name(),
+                            reason: "datagram (peering not enabled)",
+                        }));
+                    }
+                }
+            }
+            Err(e) => self.on_decode_error(assoc, protocol, bytes, e, out),
+        }
+    }
+
+    fn on_decode_error(
+        &mut self,
+        assoc: Option<AssocId>,
+        protocol: Protocol,
+        bytes: &[u8],
+        e: DecodeError,
+        out: &mut Vec<Action>,
+    ) {
+        let cause = match &e {
+            DecodeError::UnrecognizedMessage { .. } | DecodeError::UnrecognizedParameter { .. } => {
+                e.report()
+            }
+            // Malformed: report Invalid Values with the offending bytes (RFC 5354 §3.12.1).
+            _ => Some(ErrorCause::invalid_values(offending_bytes(
+                bytes,
+                e.offset(),
+            ))),
+        };
+        let replied = match (assoc, cause) {
+            (Some(a), Some(c)) => {
+                self.error_reply(out, a, protocol, vec![c]);
+                true
+            }
+            _ => false,
+        };
+        out.push(Action::Event(Event::ProtocolError {
+            assoc,
+            protocol,
+            error: e.to_string(),
+            replied,
+        }));
+    }
+
+    fn on_asap(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        raw: &[u8],
+        m: AsapMessage,
+        out: &mut Vec<Action>,
+    ) {
+        match m {
+            AsapMessage::Registration(r) => {
+                self.on_registration(now, assoc, raw, r.pool_handle, r.pool_element, out)
+            }
+            AsapMessage::Deregistration(d) => {
+                if let Some(entry) = self.handlespace.get(&d.pool_handle, d.pe_identifier) {
+                    if entry.connection() == Some(assoc) || entry.owner() == self.config.server_id {
+                        if let Some(r) =
+                            self.handlespace.deregister(&d.pool_handle, d.pe_identifier)
+                        {
+                            self.removed(
+                                r.handle,
+                                r.entry.element().clone(),
+                                RemovalReason::Deregistered,
+                                out,
+                            );
+                        }
+                    }
+                }
+                // Deregistering an unknown PE is not an error: the result is the same.
+                self.send(
+                    out,
+                    assoc,
+                    DeregistrationResponse {
+                        reject: false,
+                        pool_handle: d.pool_handle,
+                        pe_identifier: d.pe_identifier,
+                        error: None,
+                    }
+                    .into(),
+                );
+            }
+            AsapMessage::HandleResolution(h) => {
+                self.on_resolution(now, assoc, h.pool_handle, h.option, out)
+            }
+            AsapMessage::EndpointKeepAliveAck(a) => {
+                let key = (a.pool_handle, a.pe_identifier);
+                let ours = self
+                    .handlespace
+                    .get(&key.0, key.1)
+                    .is_some_and(|e| e.connection() == Some(assoc));
+                if ours && self.monitors.contains_key(&key) {
+                    let due = now + self.config.keep_alive_interval;
+                    self.set_monitor(key, due, false);
+                } else {
+                    out.push(Action::Event(Event::Ignored {
+                        assoc: Some(assoc),
+                        message: "ASAP_ENDPOINT_KEEP_ALIVE_ACK",
+                        reason: "no such PE registered over this association",
+                    }));
+                }
+            }
+            AsapMessage::EndpointUnreachable(u) => {
+                let peer = self.assocs.get(&assoc).and_then(Assoc::peer_ip);
+                if let Some(ip) = peer {
+                    if !self.eu_limiter.allow(ip, now) {
+                        out.push(Action::Event(Event::RateLimited {
+                            assoc,
+                            peer,
+                            what: "endpoint-unreachable",
+                        }));
+                        return;
+                    }
+                }
+                let reporter = reporter_id(peer, assoc);
+                match self
+                    .handlespace
+                    .report_unreachable(&u.pool_handle, u.pe_identifier, reporter)
+                {
+                    Some(c) => {
+                        out.push(Action::Event(Event::UnreachableReported {
+                            assoc,
+                            handle: u.pool_handle.clone(),
+                            id: u.pe_identifier,
+                            distinct_reporters: c.distinct_reporters,
+                        }));
+                        if c.distinct_reporters >= self.config.max_bad_pe_reports {
+                            if let Some(r) =
+                                self.handlespace.deregister(&u.pool_handle, u.pe_identifier)
+                            {
+                                self.removed(
+                                    r.handle,
+                                    r.entry.element().clone(),
+                                    RemovalReason::Unreachable,
+                                    out,
+                                );
+                            }
+                        }
+                    }
+                    None => out.push(Action::Event(Event::Ignored {
+                        assoc: Some(assoc),
+                        message: "ASAP_ENDPOINT_UNREACHABLE",
+                        reason: "unknown PE",
+                    })),
+                }
+            }
+            AsapMessage::Error(e) => out.push(Action::Event(Event::ProtocolError {
+                assoc: Some(assoc),
+                protocol: Protocol::Asap,
+                error: format!("peer reported: {}", e.error),
+                replied: false,
+            })),
+            other => out.push(Action::Event(Event::Ignored {
+                assoc: Some(assoc),
+                message: Message::Asap(other).tshark_name(),
+                reason: "not a request a registrar serves",
+            })),
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Registration
+
+    fn on_registration(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        raw: &[u8],
+        handle: PoolHandle,
+        mut element: PoolElement,
+        out: &mut Vec<Action>,
+    ) {
+        let id = element.id;
+        let a = self.assocs.get(&assoc).cloned().unwrap_or(Assoc {
+            protocol: Protocol::Asap,
+            transport: TransportKind::Tcp,
+            peer_addrs: Vec::new(),
+            dump: None,
+        });
+        let pe_tlv = || find_tlv(raw, 0x000A).unwrap_or_default();
+        let checked: Result<(), (ErrorCause, String)> = (|| {
+            if handle.is_empty() || handle.len() > self.config.max_handle_len {
+                return Err((
+                    ErrorCause::invalid_values(&find_tlv(raw, 0x0009).unwrap_or_default()),
+                    format!(
+                        "pool handle length {} outside 1..={}",
+                        handle.len(),
+                        self.config.max_handle_len
+                    ),
+                ));
+            }
+            if id == 0 {
+                return Err((
+                    ErrorCause::invalid_values(&pe_tlv()),
+                    "PE identifier 0".into(),
+                ));
+            }
+            if let Policy::Unknown { policy_type, .. } = element.policy {
+                return Err((
+                    ErrorCause::invalid_values(&pe_tlv()),
+                    format!("unknown policy type {policy_type:#010x}"),
+                ));
+            }
+            element.user_transport = self
+                .filter_user_transport(&a, &element.user_transport)
+                .map_err(|why| (ErrorCause::invalid_values(&pe_tlv()), why))?;
+            Ok(())
+        })();
+        if let Err((cause, reason)) = checked {
+            self.reject_registration(out, assoc, handle, id, cause, reason);
+            return;
+        }
+        element.asap_transport = asap_transport_of(&a);
+        match self
+            .handlespace
+            .register(&handle, element, self.config.server_id, Some(assoc), now)
+        {
+            Ok(outcome) => {
+                let key = (handle.clone(), id);
+                let due = now + self.config.keep_alive_interval;
+                self.set_monitor(key, due, false);
+                let stored = self
+                    .handlespace
+                    .get(&handle, id)
+                    .map(|e| e.element().clone());
+                if let Some(stored) = stored {
+                    out.push(Action::Event(Event::Registered {
+                        assoc,
+                        handle: handle.clone(),
+                        id,
+                        update: !matches!(outcome, asap::handlespace::Registered::Added),
+                        policy: stored.policy.policy_type(),
+                        user_addresses: stored.user_transport.addresses(),
+                    }));
+                    out.push(Action::Replicate(Replication {
+                        action: UpdateAction::AddPe,
+                        pool_handle: handle.clone(),
+                        element: stored,
+                    }));
+                }
+                self.send(
+                    out,
+                    assoc,
+                    RegistrationResponse {
+                        reject: false,
+                        pool_handle: handle,
+                        pe_identifier: id,
+                        error: None,
+                    }
+                    .into(),
+                );
+            }
+            Err(e) => {
+                let cause = cause_of(&e, raw);
+                self.reject_registration(out, assoc, handle, id, cause, e.to_string());
+            }
+        }
+    }
+
+    fn reject_registration(
+        &self,
+        out: &mut Vec<Action>,
+        assoc: AssocId,
+        handle: PoolHandle,
+        id: PeIdentifier,
+        cause: ErrorCause,
+        reason: String,
+    ) {
+        out.push(Action::Event(Event::RegistrationRejected {
+            assoc,
+            handle: handle.clone(),
+            id,
+            cause: cause.code,
+            reason,
+        }));
+        self.send(
+            out,
+            assoc,
+            RegistrationResponse {
+                reject: true,
+                pool_handle: handle,
+                pe_identifier: id,
+                error: Some(OperationError::single(cause)),
+            }
+            .into(),
+        );
+    }
+
+    /// Address rules for the user transport (see [`CoreConfig::min_address_scope`] and
+    /// [`CoreConfig::allow_third_party`]): unusable addresses refuse the registration;
+    /// addresses that are not the association's own (unless allow-listed) or below the
+    /// minimum scope are dropped from a multi-address SCTP transport, and refuse the
+    /// registration when nothing usable is left.
+    fn filter_user_transport(
+        &self,
+        a: &Assoc,
+        t: &TransportParameter,
+    ) -> Result<TransportParameter, String> {
+        let peers: Vec<IpAddr> = a
+            .peer_addrs
+            .iter()
+            .map(|p| address::canonical(p.ip()))
+            .collect();
+        let third_party = peers
+            .iter()
+            .any(|p| self.config.allow_third_party.iter().any(|n| n.contains(p)));
+        let narrowest_peer = peers.iter().map(AddressScope::of).min();
+        let min_scope = match narrowest_peer {
+            Some(s) => s.min(self.config.min_address_scope),
+            None => self.config.min_address_scope,
+        };
+        let usable = |addr: &IpAddr| -> Result<bool, String> {
+            if address::is_unusable(addr) {
+                return Err(format!("unusable user address {addr}"));
+            }
+            let c = address::canonical(*addr);
+            Ok((third_party || peers.contains(&c)) && AddressScope::of(&c) >= min_scope)
+        };
+        let none_left = |all: &[IpAddr]| {
+            format!(
+                "no usable user address among {all:?} (association peer addresses {peers:?}, \
+                 minimum scope {min_scope})"
+            )
+        };
+        match t {
+            TransportParameter::Sctp {
+                port,
+                transport_use,
+                addresses,
+            } => {
+                let mut kept = Vec::new();
+                for addr in addresses {
+                    if usable(addr)? {
+                        kept.push(*addr);
+                    }
+                }
+                if kept.is_empty() {
+                    return Err(none_left(addresses));
+                }
+                Ok(TransportParameter::Sctp {
+                    port: *port,
+                    transport_use: *transport_use,
+                    addresses: kept,
+                })
+            }
+            TransportParameter::Opaque { .. } => {
+                if third_party {
+                    Ok(t.clone())
+                } else {
+                    Err("opaque user transport only from allow-listed registrars".into())
+                }
+            }
+            other => {
+                let addrs = other.addresses();
+                for addr in &addrs {
+                    if !usable(addr)? {
+                        return Err(none_left(&addrs));
+                    }
+                }
+                Ok(other.clone())
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Handle resolution
+
+    fn on_resolution(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        handle: PoolHandle,
+        option: Option<HandleResolutionOption>,
+        out: &mut Vec<Action>,
+    ) {
+        let peer = self.assocs.get(&assoc).and_then(Assoc::peer_ip);
+        let fail = |this: &Self, out: &mut Vec<Action>, handle: PoolHandle, cause: CauseCode| {
+            out.push(Action::Event(Event::ResolutionFailed {
+                assoc,
+                handle: handle.clone(),
+                cause,
+            }));
+            this.send(
+                out,
+                assoc,
+                HandleResolutionResponse {
+                    accept_updates: false,
+                    pool_handle: handle,
+                    policy: None,
+                    pool_elements: Vec::new(),
+                    error: Some(OperationError::single(ErrorCause::plain(cause))),
+                }
+                .into(),
+            );
+        };
+        if let Some(ip) = peer {
+            if !self.hres_limiter.allow(ip, now) {
+                out.push(Action::Event(Event::RateLimited {
+                    assoc,
+                    peer,
+                    what: "handle-resolution",
+                }));
+                fail(self, out, handle, CauseCode::LackOfResources);
+                return;
+            }
+        }
+        let requested = match option.map(|o| o.items) {
+            Some(0) | None => self.config.max_hres_items,
+            Some(n) => n,
+        };
+        let n = requested.min(self.config.hres_items_cap).max(1);
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        let selected = match self.handlespace.resolve(&handle, n, &mut self.rng) {
+            Ok((_, entries)) => entries
+                .into_iter()
+                .map(|e| {
+                    let mut el = e.element().clone();
+                    // rsplib omits the ASAP transport in ASAP messages (RSERPOOL-SPEC §4).
+                    el.asap_transport = None;
+                    el
+                })
+                .collect::<Vec<_>>(),
+            Err(HandlespaceError::UnknownPoolHandle(_)) => {
+                fail(self, out, handle, CauseCode::UnknownPoolHandle);
+                return;
+            }
+            Err(_) => {
+                fail(self, out, handle, CauseCode::UnspecifiedError);
+                return;
+            }
+        };
+        let mut pes = selected;
+        loop {
+            let msg: Message = HandleResolutionResponse {
+                accept_updates: false,
+                pool_handle: handle.clone(),
+                // rsplib sends the first selected PE's policy as the overall one.
+                policy: pes.first().map(|p| p.policy.clone()),
+                pool_elements: pes.clone(),
+                error: None,
+            }
+            .into();
+            if pes.len() <= 1 || self.fits(&msg) {
+                out.push(Action::Event(Event::Resolved {
+                    assoc,
+                    handle,
+                    returned: pes.len(),
+                }));
+                self.send(out, assoc, msg);
+                return;
+            }
+            let keep = pes.len() / 2;
+            pes.truncate(keep);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Keep-alive monitoring
+
+    fn keep_alive_due(
+        &mut self,
+        now: Instant,
+        handle: PoolHandle,
+        id: PeIdentifier,
+        out: &mut Vec<Action>,
+    ) {
+        let key = (handle, id);
+        let Some(m) = self.monitors.get(&key).copied() else {
+            return;
+        };
+        let conn = self
+            .handlespace
+            .get(&key.0, key.1)
+            .and_then(|e| e.connection());
+        let Some(conn) = conn else {
+            self.monitors.remove(&key);
+            return;
+        };
+        if m.awaiting_ack {
+            self.monitors.remove(&key);
+            if let Some(r) = self.handlespace.deregister(&key.0, key.1) {
+                self.removed(
+                    r.handle,
+                    r.entry.element().clone(),
+                    RemovalReason::KeepAliveTimeout,
+                    out,
+                );
+            }
+            // rsplib aborts the association of a PE that stopped answering.
+            out.push(Action::Abort {
+                assoc: conn,
+                reason: "keep-alive timeout",
+            });
+            return;
+        }
+        self.send(
+            out,
+            conn,
+            EndpointKeepAlive {
+                home: false,
+                server_id: self.config.server_id,
+                pool_handle: key.0.clone(),
+                pe_identifier: Some(key.1),
+            }
+            .into(),
+        );
+        let due = now + self.config.keep_alive_timeout;
+        self.set_monitor(key, due, true);
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Server announce
+
+    fn announce(&self, out: &mut Vec<Action>) {
+        let message: Message = ServerAnnounce {
+            server_id: self.config.server_id,
+            transports: self.config.asap_transports.clone(),
+        }
+        .into();
+        let Ok(bytes) = message.to_bytes() else {
+            return;
+        };
+        for to in &self.config.asap_announce_targets {
+            out.push(Action::SendDatagram {
+                to: *to,
+                message: message.clone(),
+                bytes: bytes.clone(),
+            });
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // ENRP (for tools; peering comes later)
+
+    fn on_enrp(&mut self, assoc: AssocId, m: EnrpMessage, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        match m {
+            EnrpMessage::Presence(p) => {
+                if p.reply_required && p.sender != me {
+                    let server_information =
+                        self.config
+                            .enrp_transport
+                            .clone()
+                            .map(|transport| ServerInformation {
+                                server_id: me,
+                                transport,
+                            });
+                    self.send(
+                        out,
+                        assoc,
+                        Presence {
+                            reply_required: false,
+                            sender: me,
+                            receiver: p.sender,
+                            checksum: self.handlespace.checksum(me),
+                            server_information,
+                        }
+                        .into(),
+                    );
+                }
+            }
+            EnrpMessage::ListRequest(l) => self.send(
+                out,
+                assoc,
+                ListResponse {
+                    reject: false,
+                    sender: me,
+                    receiver: l.sender,
+                    servers: Vec::new(),
+                }
+                .into(),
+            ),
+            EnrpMessage::HandleTableRequest(r) => {
+                self.on_handle_table_request(assoc, r.sender, r.own_children_only, out)
+            }
+            EnrpMessage::Error(e) => out.push(Action::Event(Event::ProtocolError {
+                assoc: Some(assoc),
+                protocol: Protocol::Enrp,
+                error: format!("peer {} reported: {}", e.sender, e.error),
+                replied: false,
+            })),
+            other => out.push(Action::Event(Event::Ignored {
+                assoc: Some(assoc),
+                message: Message::Enrp(other).tshark_name(),
+                reason: "ENRP peering not enabled",
+            })),
+        }
+    }
+
+    /// HANDLE_TABLE_REQUEST (RFC 5353): up to `handle_table_chunk` PEs per response, M bit
+    /// when more follow; the requester sends another request for the next chunk and the
+    /// cursor is kept per association. W = only PEs whose home is us.
+    fn on_handle_table_request(
+        &mut self,
+        assoc: AssocId,
+        requester: u32,
+        own_only: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let me = self.config.server_id;
+        let cursor = self
+            .assocs
+            .get(&assoc)
+            .and_then(|a| a.dump.clone())
+            .filter(|(w, _)| *w == own_only)
+            .map(|(_, c)| c);
+        let owner = own_only.then_some(me);
+        let mut chunk = self.config.handle_table_chunk;
+        let (msg, next, pes) = loop {
+            let page = self.handlespace.dump(cursor.as_ref(), owner, chunk);
+            let mut pools: Vec<PoolEntry> = Vec::new();
+            for item in &page.items {
+                let el = item.entry.element().clone();
+                match pools.last_mut() {
+                    Some(p) if &p.pool_handle == item.pool.handle() => p.pool_elements.push(el),
+                    _ => pools.push(PoolEntry {
+                        pool_handle: item.pool.handle().clone(),
+                        pool_elements: vec![el],
+                    }),
+                }
+            }
+            let n = page.items.len();
+            let msg: Message = HandleTableResponse {
+                reject: false,
+                more: page.next.is_some(),
+                sender: me,
+                receiver: requester,
+                pools,
+            }
+            .into();
+            if chunk <= 1 || self.fits(&msg) {
+                break (msg, page.next, n);
+            }
+            chunk /= 2;
+        };
+        if let Some(a) = self.assocs.get_mut(&assoc) {
+            a.dump = next.clone().map(|c| (own_only, c));
+        }
+        out.push(Action::Event(Event::HandleTableSent {
+            assoc,
+            pes,
+            more: next.is_some(),
+        }));
+        self.send(out, assoc, msg);
+    }
+}
+
+/// The ASAP transport of a PE: the association's peer addresses and port (RSERPOOL-SPEC §4:
+/// the registrar derives it from the association; rsplib sends it in ENRP messages).
+fn asap_transport_of(a: &Assoc) -> Option<TransportParameter> {
+    let first = a.peer_addrs.first()?;
+    Some(match a.transport {
+        TransportKind::Tcp => TransportParameter::Tcp {
+            port: first.port(),
+            transport_use: TransportUse::DataOnly,
+            address: address::canonical(first.ip()),
+        },
+        _ => TransportParameter::Sctp {
+            port: first.port(),
+            transport_use: TransportUse::DataOnly,
+            addresses: a
+                .peer_addrs
+                .iter()
+                .map(|p| address::canonical(p.ip()))
+                .collect(),
+        },
+    })
+}
+
+/// Maps a handlespace refusal to its RFC 5354 §3.12 cause.
+fn cause_of(e: &HandlespaceError, raw: &[u8]) -> ErrorCause {
+    match e {
+        HandlespaceError::InvalidPeIdentifier => {
+            ErrorCause::invalid_values(&find_tlv(raw, 0x000A).unwrap_or_default())
+        }
+        HandlespaceError::InvalidPoolHandle => {
+            ErrorCause::invalid_values(&find_tlv(raw, 0x0009).unwrap_or_default())
+        }
+        HandlespaceError::NonUniquePeIdentifier { .. } => {
+            ErrorCause::plain(CauseCode::NonUniquePeIdentifier)
+        }
+        HandlespaceError::InconsistentPoolingPolicy { pool_policy, .. } => {
+            ErrorCause::inconsistent_policy(pool_policy)
+        }
+        HandlespaceError::LackOfResources(_) => ErrorCause::plain(CauseCode::LackOfResources),
+        HandlespaceError::InconsistentTransportType { pool_transport } => {
+            ErrorCause::inconsistent_transport(pool_transport)
+        }
+        HandlespaceError::InconsistentDataControlConfiguration { .. } => {
+            ErrorCause::plain(CauseCode::InconsistentDataControl)
+        }
+        HandlespaceError::UnknownPoolHandle(_) => ErrorCause::plain(CauseCode::UnknownPoolHandle),
+    }
+}
+
+/// The first top-level TLV of type `ty` (action bits ignored) in a message, exactly as
+/// received (without trailing padding).
+fn find_tlv(raw: &[u8], ty: u16) -> Option<Vec<u8>> {
+    let len = usize::from(u16::from_be_bytes([*raw.get(2)?, *raw.get(3)?])).min(raw.len());
+    let mut off = 4;
+    while off + 4 <= len {
+        let t = u16::from_be_bytes([raw[off], raw[off + 1]]);
+        let l = usize::from(u16::from_be_bytes([raw[off + 2], raw[off + 3]]));
+        if l < 4 || off + l > len {
+            return None;
+        }
+        if t & 0x3FFF == ty {
+            return Some(raw[off..off + l].to_vec());
+        }
+        off += (l + 3) & !3;
+    }
+    None
+}
+
+/// The bytes an Invalid Values cause carries for a malformed message: the TLV at the error
+/// offset (as far as it is present), else the message header; at most 256 bytes.
+fn offending_bytes(raw: &[u8], offset: usize) -> &[u8] {
+    let end = raw.len().min(offset.saturating_add(256));
+    if offset >= 4 && offset + 4 <= raw.len() {
+        let l = usize::from(u16::from_be_bytes([raw[offset + 2], raw[offset + 3]])).max(4);
+        &raw[offset..end.min(offset + l)]
+    } else {
+        &raw[..raw.len().min(4)]
+    }
+}
+
+/// Reporter identity for ENDPOINT_UNREACHABLE counting: the PU's address (a PU that
+/// reconnects is still the same reporter), or the association when the address is unknown.
+fn reporter_id(peer: Option<IpAddr>, assoc: AssocId) -> u64 {
+    let mut h = DefaultHasher::new();
+    match peer {
+        Some(ip) => ip.hash(&mut h),
+        None => assoc.hash(&mut h),
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests;

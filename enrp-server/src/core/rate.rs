@@ -1,0 +1,147 @@
+//! Per-peer token buckets (rsplib's `-maxhrrate` / `-maxeurate` DoS countermeasure,
+//! RSERPOOL-SPEC §9.3), with a bounded table so that a flood of source addresses cannot grow
+//! memory without limit.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// A rate: `per_second` tokens per second with a burst of `burst` tokens. `None` in
+/// [`RateLimiter::new`] = unlimited (rsplib default).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Bucket size (requests allowed back to back).
+    pub burst: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Token buckets keyed by peer address, at most `max_peers` of them.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    rate: Option<Rate>,
+    max_peers: usize,
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+impl RateLimiter {
+    /// A limiter; `rate = None` allows everything and keeps no state.
+    pub fn new(rate: Option<Rate>, max_peers: usize) -> Self {
+        RateLimiter {
+            rate: rate.filter(|r| r.per_second > 0.0 && r.burst >= 1.0),
+            max_peers: max_peers.max(1),
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Number of peers with state.
+    pub fn tracked(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn refill(rate: &Rate, b: &mut Bucket, now: Instant) {
+        let dt = now.saturating_duration_since(b.last);
+        b.tokens = (b.tokens + dt.as_secs_f64() * rate.per_second).min(rate.burst);
+        b.last = now;
+    }
+
+    /// Takes one token for `peer`; false if the peer is over its rate.
+    ///
+    /// When the table is full, buckets that have refilled completely (idle peers, which
+    /// carry no information) are dropped first; if none is idle, the least recently used
+    /// bucket is evicted. Memory stays at `max_peers` buckets.
+    pub fn allow(&mut self, peer: IpAddr, now: Instant) -> bool {
+        let Some(rate) = self.rate else {
+            return true;
+        };
+        if !self.buckets.contains_key(&peer) && self.buckets.len() >= self.max_peers {
+            let full_after = Duration::from_secs_f64(rate.burst / rate.per_second);
+            self.buckets
+                .retain(|_, b| now.saturating_duration_since(b.last) < full_after);
+            if self.buckets.len() >= self.max_peers {
+                if let Some(oldest) = self
+                    .buckets
+                    .iter()
+                    .min_by_key(|(_, b)| b.last)
+                    .map(|(k, _)| *k)
+                {
+                    self.buckets.remove(&oldest);
+                }
+            }
+        }
+        let b = self.buckets.entry(peer).or_insert(Bucket {
+            tokens: rate.burst,
+            last: now,
+        });
+        Self::refill(&rate, b, now);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, n])
+    }
+
+    #[test]
+    fn unlimited_keeps_no_state() {
+        let mut r = RateLimiter::new(None, 10);
+        let t = Instant::now();
+        for _ in 0..1000 {
+            assert!(r.allow(ip(1), t));
+        }
+        assert_eq!(r.tracked(), 0);
+    }
+
+    #[test]
+    fn burst_then_refill() {
+        let mut r = RateLimiter::new(
+            Some(Rate {
+                per_second: 2.0,
+                burst: 3.0,
+            }),
+            10,
+        );
+        let t = Instant::now();
+        assert!(r.allow(ip(1), t));
+        assert!(r.allow(ip(1), t));
+        assert!(r.allow(ip(1), t));
+        assert!(!r.allow(ip(1), t));
+        // Another peer has its own bucket.
+        assert!(r.allow(ip(2), t));
+        // 500 ms later one token is back.
+        let t2 = t + Duration::from_millis(500);
+        assert!(r.allow(ip(1), t2));
+        assert!(!r.allow(ip(1), t2));
+    }
+
+    #[test]
+    fn table_is_bounded() {
+        let mut r = RateLimiter::new(
+            Some(Rate {
+                per_second: 1.0,
+                burst: 1.0,
+            }),
+            4,
+        );
+        let t = Instant::now();
+        for n in 0..200 {
+            r.allow(ip(n), t);
+            assert!(r.tracked() <= 4);
+        }
+    }
+}

@@ -1,0 +1,1062 @@
+//! Deterministic tests of the registrar core: every ASAP request, every refusal cause,
+//! policy effects, timers (driven with a fake clock), ENRP tool requests and error handling.
+
+use super::*;
+use asap::handlespace::HandlespaceLimits;
+use asap::wire::asap_msg::{
+    Deregistration, EndpointKeepAliveAck, EndpointUnreachable, HandleResolution, Registration,
+};
+use asap::wire::enrp_msg::{HandleTableRequest, ListRequest};
+
+const ME: u32 = 0x5EC0_0001;
+const T0_MS: u64 = 0;
+
+struct H {
+    r: Registrar,
+    now: Instant,
+}
+
+fn config() -> CoreConfig {
+    let mut c = CoreConfig::new(ME);
+    c.asap_announce_targets = Vec::new();
+    c
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().expect("socket address literal")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip literal")
+}
+
+impl H {
+    fn new(c: CoreConfig) -> Self {
+        let now = Instant::now() + Duration::from_millis(T0_MS);
+        H {
+            r: Registrar::new(c, now),
+            now,
+        }
+    }
+
+    fn connect(&mut self, assoc: AssocId, peer: &str, protocol: Protocol) {
+        let out = self.r.handle(
+            self.now,
+            Input::Connected {
+                assoc,
+                protocol,
+                peer_addrs: vec![sa(peer)],
+                transport: TransportKind::Sctp,
+            },
+        );
+        assert!(out.is_empty());
+    }
+
+    fn send(&mut self, assoc: AssocId, m: impl Into<Message>) -> Vec<Action> {
+        let m = m.into();
+        self.r.handle_message(self.now, assoc, &m)
+    }
+
+    fn raw(&mut self, assoc: AssocId, protocol: Protocol, bytes: Vec<u8>) -> Vec<Action> {
+        self.r.handle(
+            self.now,
+            Input::Message {
+                assoc,
+                protocol,
+                bytes: bytes.into(),
+            },
+        )
+    }
+
+    fn advance(&mut self, ms: u64) -> Vec<Action> {
+        self.now += Duration::from_millis(ms);
+        self.r.handle_timeout(self.now)
+    }
+}
+
+fn sent(out: &[Action]) -> Vec<(AssocId, Message)> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                assoc,
+                message,
+                bytes,
+                ..
+            } => {
+                // The bytes are the encoding of the message.
+                let d = Message::decode(message.protocol(), bytes).expect("own encoding decodes");
+                assert_eq!(&d.message, message);
+                Some((*assoc, message.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(out: &[Action]) -> Vec<Event> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn only_reply(out: &[Action]) -> Message {
+    let s = sent(out);
+    assert_eq!(s.len(), 1, "expected one reply, got {s:?}");
+    s[0].1.clone()
+}
+
+fn pe(id: u32, addr: &str, policy: Policy) -> PoolElement {
+    PoolElement {
+        id,
+        home_server_id: 0,
+        registration_life: 90_000,
+        user_transport: TransportParameter::Sctp {
+            port: 7,
+            transport_use: TransportUse::DataPlusControl,
+            addresses: vec![ip(addr)],
+        },
+        policy,
+        asap_transport: None,
+    }
+}
+
+fn registration(handle: &str, element: PoolElement) -> Registration {
+    Registration {
+        pool_handle: handle.into(),
+        pool_element: element,
+    }
+}
+
+fn reg_response(m: &Message) -> &RegistrationResponse {
+    match m {
+        Message::Asap(AsapMessage::RegistrationResponse(r)) => r,
+        other => panic!("expected REGISTRATION_RESPONSE, got {other:?}"),
+    }
+}
+
+fn hres_response(m: &Message) -> &HandleResolutionResponse {
+    match m {
+        Message::Asap(AsapMessage::HandleResolutionResponse(r)) => r,
+        other => panic!("expected HANDLE_RESOLUTION_RESPONSE, got {other:?}"),
+    }
+}
+
+fn cause(r: &RegistrationResponse) -> CauseCode {
+    assert!(r.reject, "R flag must be set");
+    r.error
+        .as_ref()
+        .and_then(OperationError::first_code)
+        .expect("operation error present")
+}
+
+/// Registers `id` from a PE at 10.0.0.`id` over association `id`.
+fn register_simple(h: &mut H, handle: &str, id: u32, policy: Policy) {
+    let addr = format!("10.0.0.{id}");
+    h.connect(u64::from(id), &format!("{addr}:5000"), Protocol::Asap);
+    let out = h.send(u64::from(id), registration(handle, pe(id, &addr, policy)));
+    let m = only_reply(&out);
+    let r = reg_response(&m);
+    assert!(!r.reject, "registration of {id} refused: {r:?}");
+}
+
+fn resolve(h: &mut H, assoc: AssocId, handle: &str, items: Option<u32>) -> Vec<u32> {
+    let mut hr = HandleResolution::new(handle);
+    hr.option = items.map(|items| HandleResolutionOption { items });
+    let out = h.send(assoc, hr);
+    let m = only_reply(&out);
+    let r = hres_response(&m);
+    assert!(r.error.is_none(), "resolution failed: {r:?}");
+    r.pool_elements.iter().map(|p| p.id).collect()
+}
+
+// ----------------------------------------------------------------------------------------
+// Registration
+
+#[test]
+fn registration_accepted_sets_home_and_asap_transport() {
+    let mut h = H::new(config());
+    h.connect(1, "10.0.0.1:5000", Protocol::Asap);
+    let out = h.send(
+        1,
+        registration("EchoPool", pe(0x1234, "10.0.0.1", Policy::RoundRobin)),
+    );
+    let m = only_reply(&out);
+    let r = reg_response(&m);
+    assert!(!r.reject);
+    assert_eq!(r.pe_identifier, 0x1234);
+    assert_eq!(r.pool_handle, PoolHandle::from("EchoPool"));
+    assert!(r.error.is_none());
+    let e =
+        h.r.handlespace()
+            .get(&"EchoPool".into(), 0x1234)
+            .expect("stored");
+    assert_eq!(e.element().home_server_id, ME);
+    assert_eq!(e.owner(), ME);
+    assert_eq!(e.connection(), Some(1));
+    assert_eq!(
+        e.element().asap_transport,
+        Some(TransportParameter::Sctp {
+            port: 5000,
+            transport_use: TransportUse::DataOnly,
+            addresses: vec![ip("10.0.0.1")]
+        })
+    );
+    // Peering hook and log event.
+    assert!(out.iter().any(|a| matches!(a, Action::Replicate(r) if r.action == UpdateAction::AddPe && r.element.id == 0x1234)));
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        Event::Registered {
+            id: 0x1234,
+            update: false,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn registration_refused_pe_id_zero_with_tlv() {
+    let mut h = H::new(config());
+    h.connect(1, "10.0.0.1:5000", Protocol::Asap);
+    let out = h.send(1, registration("P", pe(0, "10.0.0.1", Policy::RoundRobin)));
+    let m = only_reply(&out);
+    let r = reg_response(&m);
+    assert_eq!(cause(r), CauseCode::InvalidValues);
+    // The cause carries the offending Pool Element TLV.
+    let tlv = r
+        .error
+        .as_ref()
+        .and_then(|e| e.causes[0].tlv())
+        .expect("tlv");
+    assert_eq!(tlv.param_type, 0x000A);
+    assert!(h.r.handlespace().is_empty());
+}
+
+#[test]
+fn registration_refused_handle_length() {
+    let mut c = config();
+    c.max_handle_len = 8;
+    let mut h = H::new(c);
+    h.connect(1, "10.0.0.1:5000", Protocol::Asap);
+    let out = h.send(
+        1,
+        registration("123456789", pe(1, "10.0.0.1", Policy::RoundRobin)),
+    );
+    let m = only_reply(&out);
+    let r = reg_response(&m);
+    assert_eq!(cause(r), CauseCode::InvalidValues);
+    assert_eq!(
+        r.error
+            .as_ref()
+            .and_then(|e| e.causes[0].tlv())
+            .map(|t| t.param_type),
+        Some(0x0009)
+    );
+    let out = h.send(
+        1,
+        registration("12345678", pe(1, "10.0.0.1", Policy::RoundRobin)),
+    );
+    assert!(!reg_response(&only_reply(&out)).reject);
+}
+
+#[test]
+fn registration_refused_inconsistent_policy_transport_use() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    h.connect(2, "10.0.0.2:5000", Protocol::Asap);
+    // Policy.
+    let out = h.send(2, registration("P", pe(2, "10.0.0.2", Policy::Random)));
+    let m = only_reply(&out);
+    let r = reg_response(&m);
+    assert_eq!(cause(r), CauseCode::InconsistentPoolingPolicy);
+    assert_eq!(
+        r.error.as_ref().and_then(|e| e.causes[0].policy()),
+        Some(Policy::RoundRobin)
+    );
+    // Transport type.
+    let mut e = pe(2, "10.0.0.2", Policy::RoundRobin);
+    e.user_transport = TransportParameter::Tcp {
+        port: 7,
+        transport_use: TransportUse::DataOnly,
+        address: ip("10.0.0.2"),
+    };
+    let m = only_reply(&h.send(2, registration("P", e)));
+    let r = reg_response(&m);
+    assert_eq!(cause(r), CauseCode::InconsistentTransportType);
+    assert!(matches!(
+        r.error.as_ref().and_then(|e| e.causes[0].transport()),
+        Some(TransportParameter::Sctp { .. })
+    ));
+    // Transport use.
+    let mut e = pe(2, "10.0.0.2", Policy::RoundRobin);
+    e.user_transport = TransportParameter::Sctp {
+        port: 7,
+        transport_use: TransportUse::DataOnly,
+        addresses: vec![ip("10.0.0.2")],
+    };
+    let m = only_reply(&h.send(2, registration("P", e)));
+    assert_eq!(cause(reg_response(&m)), CauseCode::InconsistentDataControl);
+    assert_eq!(h.r.handlespace().len(), 1);
+}
+
+#[test]
+fn registration_refused_non_unique_id_over_other_association() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    h.connect(9, "10.0.0.1:5001", Protocol::Asap);
+    let m = only_reply(&h.send(9, registration("P", pe(1, "10.0.0.1", Policy::RoundRobin))));
+    assert_eq!(cause(reg_response(&m)), CauseCode::NonUniquePeIdentifier);
+}
+
+#[test]
+fn registration_address_rules() {
+    let mut h = H::new(config());
+    h.connect(1, "10.0.0.1:5000", Protocol::Asap);
+    // Not the association's address.
+    let m = only_reply(&h.send(1, registration("P", pe(1, "10.0.0.99", Policy::RoundRobin))));
+    assert_eq!(cause(reg_response(&m)), CauseCode::InvalidValues);
+    // Multicast / unspecified.
+    for bad in ["224.0.0.1", "0.0.0.0"] {
+        let m = only_reply(&h.send(1, registration("P", pe(1, bad, Policy::RoundRobin))));
+        assert_eq!(cause(reg_response(&m)), CauseCode::InvalidValues, "{bad}");
+    }
+    // Loopback announced over a site-local association: below the minimum scope.
+    let m = only_reply(&h.send(1, registration("P", pe(1, "127.0.0.1", Policy::RoundRobin))));
+    assert_eq!(cause(reg_response(&m)), CauseCode::InvalidValues);
+    // Multi-address SCTP transport: the foreign address is dropped, the own one kept.
+    let mut e = pe(1, "10.0.0.1", Policy::RoundRobin);
+    e.user_transport = TransportParameter::Sctp {
+        port: 7,
+        transport_use: TransportUse::DataPlusControl,
+        addresses: vec![ip("10.0.0.1"), ip("10.9.9.9")],
+    };
+    let m = only_reply(&h.send(1, registration("P", e)));
+    assert!(!reg_response(&m).reject);
+    let stored = h.r.handlespace().get(&"P".into(), 1).expect("stored");
+    assert_eq!(
+        stored.element().user_transport.addresses(),
+        vec![ip("10.0.0.1")]
+    );
+}
+
+#[test]
+fn loopback_everything_is_accepted() {
+    let mut h = H::new(config());
+    h.connect(1, "127.0.0.1:5000", Protocol::Asap);
+    let m = only_reply(&h.send(1, registration("P", pe(1, "127.0.0.1", Policy::RoundRobin))));
+    assert!(!reg_response(&m).reject);
+}
+
+#[test]
+fn third_party_registration_needs_allow_list() {
+    let mut c = config();
+    c.allow_third_party = vec!["10.1.0.0/16".parse().expect("net")];
+    let mut h = H::new(c);
+    h.connect(1, "10.0.0.1:5000", Protocol::Asap);
+    h.connect(2, "10.1.2.3:5000", Protocol::Asap);
+    let m = only_reply(&h.send(1, registration("P", pe(1, "10.0.0.50", Policy::RoundRobin))));
+    assert_eq!(cause(reg_response(&m)), CauseCode::InvalidValues);
+    let m = only_reply(&h.send(2, registration("P", pe(1, "10.0.0.50", Policy::RoundRobin))));
+    assert!(!reg_response(&m).reject);
+}
+
+#[test]
+fn registration_limits_give_lack_of_resources() {
+    let mut c = config();
+    c.limits = HandlespaceLimits {
+        max_pools: 1,
+        max_pes_per_pool: 2,
+        max_pes_per_connection: 1,
+        max_pes: 100,
+    };
+    let mut h = H::new(c);
+    register_simple(&mut h, "A", 1, Policy::RoundRobin);
+    register_simple(&mut h, "A", 2, Policy::RoundRobin);
+    // Pool full.
+    h.connect(3, "10.0.0.3:5000", Protocol::Asap);
+    let m = only_reply(&h.send(3, registration("A", pe(3, "10.0.0.3", Policy::RoundRobin))));
+    assert_eq!(cause(reg_response(&m)), CauseCode::LackOfResources);
+    // Too many pools.
+    let m = only_reply(&h.send(3, registration("B", pe(3, "10.0.0.3", Policy::RoundRobin))));
+    assert_eq!(cause(reg_response(&m)), CauseCode::LackOfResources);
+    // Too many PEs on one association (a second PE over association 1).
+    let m = only_reply(&h.send(1, registration("A", pe(11, "10.0.0.1", Policy::RoundRobin))));
+    assert_eq!(cause(reg_response(&m)), CauseCode::LackOfResources);
+    assert_eq!(h.r.handlespace().len(), 2);
+}
+
+#[test]
+fn unknown_policy_refused() {
+    let mut h = H::new(config());
+    h.connect(1, "10.0.0.1:5000", Protocol::Asap);
+    let p = Policy::Unknown {
+        policy_type: 0x8000_0077,
+        data: vec![],
+    };
+    let m = only_reply(&h.send(1, registration("P", pe(1, "10.0.0.1", p))));
+    assert_eq!(cause(reg_response(&m)), CauseCode::InvalidValues);
+}
+
+#[test]
+fn reregistration_load_change_affects_next_resolution() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "LU", 1, Policy::LeastUsed { load: 100 });
+    register_simple(&mut h, "LU", 2, Policy::LeastUsed { load: 200 });
+    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    assert_eq!(resolve(&mut h, 50, "LU", Some(1)), vec![1]);
+    // PE 1 re-registers with a higher load: PE 2 is now the least used.
+    let out = h.send(
+        1,
+        registration("LU", pe(1, "10.0.0.1", Policy::LeastUsed { load: 300 })),
+    );
+    assert!(!reg_response(&only_reply(&out)).reject);
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        Event::Registered {
+            id: 1,
+            update: true,
+            ..
+        }
+    )));
+    assert_eq!(resolve(&mut h, 50, "LU", Some(1)), vec![2]);
+    assert_eq!(resolve(&mut h, 50, "LU", Some(2)), vec![2, 1]);
+}
+
+#[test]
+fn lud_degradation_reset_on_reregistration() {
+    let mut h = H::new(config());
+    let deg = 0x1000_0000;
+    register_simple(
+        &mut h,
+        "LUD",
+        1,
+        Policy::LeastUsedDegradation {
+            load: 0,
+            degradation: deg,
+        },
+    );
+    register_simple(
+        &mut h,
+        "LUD",
+        2,
+        Policy::LeastUsedDegradation {
+            load: 0x0800_0000,
+            degradation: deg,
+        },
+    );
+    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    // PE 1 (load 0) wins first; its degradation then makes PE 2 the better one.
+    assert_eq!(resolve(&mut h, 50, "LUD", Some(1)), vec![1]);
+    assert_eq!(resolve(&mut h, 50, "LUD", Some(1)), vec![2]);
+    assert_eq!(resolve(&mut h, 50, "LUD", Some(1)), vec![1]);
+    // Now PE 1 carries degradation again; re-registration resets it to 0.
+    let out = h.send(
+        1,
+        registration(
+            "LUD",
+            pe(
+                1,
+                "10.0.0.1",
+                Policy::LeastUsedDegradation {
+                    load: 0,
+                    degradation: deg,
+                },
+            ),
+        ),
+    );
+    assert!(!reg_response(&only_reply(&out)).reject);
+    assert_eq!(resolve(&mut h, 50, "LUD", Some(1)), vec![1]);
+}
+
+#[test]
+fn deregistration() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    register_simple(&mut h, "P", 2, Policy::RoundRobin);
+    let out = h.send(
+        1,
+        Deregistration {
+            pool_handle: "P".into(),
+            pe_identifier: 1,
+        },
+    );
+    match only_reply(&out) {
+        Message::Asap(AsapMessage::DeregistrationResponse(r)) => {
+            assert!(!r.reject);
+            assert_eq!(r.pe_identifier, 1);
+            assert_eq!(r.pool_handle, PoolHandle::from("P"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(events(&out).contains(&Event::Removed {
+        handle: "P".into(),
+        id: 1,
+        reason: RemovalReason::Deregistered
+    }));
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Replicate(r) if r.action == UpdateAction::DelPe)));
+    assert!(h.r.handlespace().get(&"P".into(), 1).is_none());
+    assert_eq!(h.r.handlespace().len(), 1);
+    // No keep-alive is sent for the removed PE any more.
+    let out = h.advance(5000);
+    let ka: Vec<_> = sent(&out).into_iter().map(|(a, _)| a).collect();
+    assert_eq!(ka, vec![2]);
+}
+
+// ----------------------------------------------------------------------------------------
+// Handle resolution
+
+#[test]
+fn resolution_default_option_and_all() {
+    let mut h = H::new(config());
+    for id in 1..=6 {
+        register_simple(&mut h, "RR", id, Policy::RoundRobin);
+    }
+    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    // No option: max_hres_items = 3.
+    let a = resolve(&mut h, 50, "RR", None);
+    assert_eq!(a.len(), 3);
+    // Option 2.
+    assert_eq!(resolve(&mut h, 50, "RR", Some(2)).len(), 2);
+    // All.
+    let mut all = resolve(&mut h, 50, "RR", Some(HandleResolutionOption::ALL));
+    all.sort_unstable();
+    assert_eq!(all, vec![1, 2, 3, 4, 5, 6]);
+    // Round robin: consecutive single resolutions rotate through the pool.
+    let seq: Vec<u32> = (0..6)
+        .flat_map(|_| resolve(&mut h, 50, "RR", Some(1)))
+        .collect();
+    let mut sorted = seq.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![1, 2, 3, 4, 5, 6], "{seq:?}");
+    // The response carries the policy and no ASAP transport (rsplib style).
+    let out = h.send(50, HandleResolution::new("RR"));
+    let m = only_reply(&out);
+    let r = hres_response(&m);
+    assert_eq!(r.policy, Some(Policy::RoundRobin));
+    assert!(r
+        .pool_elements
+        .iter()
+        .all(|p| p.asap_transport.is_none() && p.home_server_id == ME));
+}
+
+#[test]
+fn resolution_cap() {
+    let mut c = config();
+    c.hres_items_cap = 4;
+    let mut h = H::new(c);
+    for id in 1..=6 {
+        register_simple(&mut h, "RR", id, Policy::RoundRobin);
+    }
+    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    assert_eq!(
+        resolve(&mut h, 50, "RR", Some(HandleResolutionOption::ALL)).len(),
+        4
+    );
+}
+
+#[test]
+fn resolution_unknown_handle() {
+    let mut h = H::new(config());
+    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    let out = h.send(50, HandleResolution::new("Nope"));
+    let m = only_reply(&out);
+    let r = hres_response(&m);
+    assert!(r.pool_elements.is_empty());
+    assert_eq!(
+        r.error.as_ref().and_then(OperationError::first_code),
+        Some(CauseCode::UnknownPoolHandle)
+    );
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        Event::ResolutionFailed {
+            cause: CauseCode::UnknownPoolHandle,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn resolution_rate_limit() {
+    let mut c = config();
+    c.hres_rate = Some(Rate {
+        per_second: 1.0,
+        burst: 2.0,
+    });
+    let mut h = H::new(c);
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    h.connect(51, "10.0.1.2:6000", Protocol::Asap);
+    assert_eq!(resolve(&mut h, 50, "P", None), vec![1]);
+    assert_eq!(resolve(&mut h, 50, "P", None), vec![1]);
+    let out = h.send(50, HandleResolution::new("P"));
+    let m = only_reply(&out);
+    assert_eq!(
+        hres_response(&m)
+            .error
+            .as_ref()
+            .and_then(OperationError::first_code),
+        Some(CauseCode::LackOfResources)
+    );
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        Event::RateLimited {
+            what: "handle-resolution",
+            ..
+        }
+    )));
+    // Another PU is not affected; after a second the first may ask again.
+    assert_eq!(resolve(&mut h, 51, "P", None), vec![1]);
+    h.advance(1000);
+    assert_eq!(resolve(&mut h, 50, "P", None), vec![1]);
+}
+
+// ----------------------------------------------------------------------------------------
+// Keep-alive, association loss, unreachable reports
+
+#[test]
+fn keep_alive_ack_keeps_and_timeout_removes() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    register_simple(&mut h, "P", 2, Policy::RoundRobin);
+    assert_eq!(
+        h.r.poll_timeout(),
+        Some(h.now + Duration::from_millis(5000))
+    );
+    assert!(h.advance(4999).is_empty());
+    let out = h.advance(1);
+    let s = sent(&out);
+    assert_eq!(s.len(), 2);
+    for (assoc, m) in &s {
+        match m {
+            Message::Asap(AsapMessage::EndpointKeepAlive(k)) => {
+                assert_eq!(k.server_id, ME);
+                assert!(!k.home);
+                assert_eq!(k.pe_identifier, Some(u32::try_from(*assoc).expect("small")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // PE 1 answers, PE 2 does not.
+    let out = h.send(
+        1,
+        EndpointKeepAliveAck {
+            pool_handle: "P".into(),
+            pe_identifier: 1,
+        },
+    );
+    assert!(out.is_empty(), "{out:?}");
+    let out = h.advance(5000);
+    assert!(events(&out).contains(&Event::Removed {
+        handle: "P".into(),
+        id: 2,
+        reason: RemovalReason::KeepAliveTimeout
+    }));
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Abort { assoc: 2, .. })));
+    // PE 1 got its next keep-alive at the same time and is still there.
+    assert!(sent(&out).iter().any(|(a, _)| *a == 1));
+    assert!(h.r.handlespace().get(&"P".into(), 1).is_some());
+    assert!(h.r.handlespace().get(&"P".into(), 2).is_none());
+}
+
+#[test]
+fn association_loss_removes_its_pes() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let m = only_reply(&h.send(1, registration("Q", pe(7, "10.0.0.1", Policy::Random))));
+    assert!(!reg_response(&m).reject);
+    register_simple(&mut h, "P", 2, Policy::RoundRobin);
+    let out = h.r.handle(h.now, Input::Disconnected { assoc: 1 });
+    let mut removed: Vec<_> = events(&out)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Removed {
+                id,
+                reason: RemovalReason::AssociationLost,
+                ..
+            } => Some(id),
+            _ => None,
+        })
+        .collect();
+    removed.sort_unstable();
+    assert_eq!(removed, vec![1, 7]);
+    assert_eq!(h.r.handlespace().len(), 1);
+    assert_eq!(h.r.association_count(), 1);
+    assert!(h.r.handlespace().verify().is_ok());
+}
+
+#[test]
+fn unreachable_counts_distinct_reporters() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let eu = || EndpointUnreachable {
+        pool_handle: "P".into(),
+        pe_identifier: 1,
+    };
+    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    h.connect(51, "10.0.1.1:6001", Protocol::Asap); // same PU host, new association
+    h.connect(52, "10.0.1.2:6000", Protocol::Asap);
+    h.connect(53, "10.0.1.3:6000", Protocol::Asap);
+    for assoc in [50, 50, 51, 52] {
+        let out = h.send(assoc, eu());
+        assert!(sent(&out).is_empty(), "ENDPOINT_UNREACHABLE has no reply");
+    }
+    // Duplicates from one reporter count once: 2 distinct so far.
+    assert!(h.r.handlespace().get(&"P".into(), 1).is_some());
+    let out = h.send(53, eu());
+    assert!(events(&out).contains(&Event::Removed {
+        handle: "P".into(),
+        id: 1,
+        reason: RemovalReason::Unreachable
+    }));
+    assert!(h.r.handlespace().is_empty());
+    // Its keep-alive is gone too.
+    assert!(h.advance(10_000).is_empty());
+}
+
+#[test]
+fn unreachable_rate_limit() {
+    let mut c = config();
+    c.eu_rate = Some(Rate {
+        per_second: 1.0,
+        burst: 1.0,
+    });
+    let mut h = H::new(c);
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    let eu = EndpointUnreachable {
+        pool_handle: "P".into(),
+        pe_identifier: 1,
+    };
+    let out = h.send(50, eu.clone());
+    assert!(events(&out)
+        .iter()
+        .any(|e| matches!(e, Event::UnreachableReported { .. })));
+    let out = h.send(50, eu);
+    assert!(events(&out).iter().any(|e| matches!(
+        e,
+        Event::RateLimited {
+            what: "endpoint-unreachable",
+            ..
+        }
+    )));
+}
+
+#[test]
+fn registration_life_expiry() {
+    let mut h = H::new(config());
+    h.connect(1, "10.0.0.1:5000", Protocol::Asap);
+    let mut e = pe(1, "10.0.0.1", Policy::RoundRobin);
+    e.registration_life = 3000;
+    assert!(!reg_response(&only_reply(&h.send(1, registration("P", e)))).reject);
+    let out = h.advance(3000);
+    assert!(events(&out).contains(&Event::Removed {
+        handle: "P".into(),
+        id: 1,
+        reason: RemovalReason::Expired
+    }));
+}
+
+// ----------------------------------------------------------------------------------------
+// Errors: unrecognised and malformed input never lose the association or registrations
+
+fn with_extra_tlv(m: impl Into<Message>, tlv: &[u8]) -> Vec<u8> {
+    let mut b = m.into().to_bytes().expect("encodes").to_vec();
+    b.extend_from_slice(tlv);
+    let len = u16::try_from(b.len()).expect("small");
+    b[2..4].copy_from_slice(&len.to_be_bytes());
+    b
+}
+
+#[test]
+fn unrecognized_parameter_reported_and_message_processed() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    // 0xC0FF: action bits 11 = skip and report.
+    let tlv = [0xC0, 0xFF, 0x00, 0x08, 1, 2, 3, 4];
+    let out = h.raw(
+        50,
+        Protocol::Asap,
+        with_extra_tlv(HandleResolution::new("P"), &tlv),
+    );
+    let s = sent(&out);
+    assert_eq!(s.len(), 2, "{s:?}");
+    let err = s.iter().find_map(|(_, m)| match m {
+        Message::Asap(AsapMessage::Error(e)) => Some(e.error.clone()),
+        _ => None,
+    });
+    let err = err.expect("ERROR sent");
+    assert_eq!(err.causes[0].code, CauseCode::UnrecognizedParameter);
+    assert_eq!(err.causes[0].info, tlv.to_vec());
+    assert!(s.iter().any(|(_, m)| matches!(m, Message::Asap(AsapMessage::HandleResolutionResponse(r)) if r.pool_elements.len() == 1)));
+    // 0x40FF: stop and report — no resolution, only the error.
+    let tlv = [0x40, 0xFF, 0x00, 0x04];
+    let out = h.raw(
+        50,
+        Protocol::Asap,
+        with_extra_tlv(HandleResolution::new("P"), &tlv),
+    );
+    let m = only_reply(&out);
+    match m {
+        Message::Asap(AsapMessage::Error(e)) => {
+            assert_eq!(e.error.causes[0].code, CauseCode::UnrecognizedParameter);
+            assert_eq!(e.error.causes[0].info, tlv.to_vec());
+        }
+        other => panic!("{other:?}"),
+    }
+    // 0x00FF: stop silently.
+    let out = h.raw(
+        50,
+        Protocol::Asap,
+        with_extra_tlv(HandleResolution::new("P"), &[0, 0xFF, 0, 4]),
+    );
+    assert!(sent(&out).is_empty());
+    assert!(events(&out)
+        .iter()
+        .any(|e| matches!(e, Event::ProtocolError { replied: false, .. })));
+    assert_eq!(h.r.handlespace().len(), 1);
+    assert_eq!(h.r.association_count(), 2);
+}
+
+#[test]
+fn unrecognized_message_reported() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    // Type 0x7F: action bits 01 = report.
+    let msg = vec![0x7F, 0x00, 0x00, 0x08, 0xAA, 0xBB, 0xCC, 0xDD];
+    let out = h.raw(1, Protocol::Asap, msg.clone());
+    match only_reply(&out) {
+        Message::Asap(AsapMessage::Error(e)) => {
+            assert_eq!(e.error.causes[0].code, CauseCode::UnrecognizedMessage);
+            assert_eq!(e.error.causes[0].info, msg);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Type 0x3F: action bits 00 = discard silently.
+    let out = h.raw(1, Protocol::Asap, vec![0x3F, 0, 0, 4]);
+    assert!(sent(&out).is_empty());
+    // The PE and its association are intact; keep-alives continue.
+    assert_eq!(h.r.handlespace().len(), 1);
+    assert_eq!(sent(&h.advance(5000)).len(), 1);
+    assert!(!h
+        .advance(0)
+        .iter()
+        .any(|a| matches!(a, Action::Abort { .. })));
+}
+
+#[test]
+fn malformed_message_invalid_values() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    // A REGISTRATION whose Pool Element TLV is cut short.
+    let good = Message::from(registration("P", pe(2, "10.0.0.1", Policy::RoundRobin)))
+        .to_bytes()
+        .expect("encodes")
+        .to_vec();
+    let mut bad = good[..good.len() - 8].to_vec();
+    let len = u16::try_from(bad.len()).expect("small");
+    bad[2..4].copy_from_slice(&len.to_be_bytes());
+    let out = h.raw(1, Protocol::Asap, bad);
+    match only_reply(&out) {
+        Message::Asap(AsapMessage::Error(e)) => {
+            assert_eq!(e.error.causes[0].code, CauseCode::InvalidValues);
+            assert!(!e.error.causes[0].info.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    // Garbage shorter than a header.
+    let out = h.raw(1, Protocol::Asap, vec![1, 2]);
+    assert!(events(&out)
+        .iter()
+        .any(|e| matches!(e, Event::ProtocolError { .. })));
+    assert_eq!(h.r.handlespace().len(), 1);
+    assert!(h.r.handlespace().verify().is_ok());
+}
+
+#[test]
+fn datagrams_never_answered() {
+    let mut h = H::new(config());
+    let out = h.r.handle(
+        h.now,
+        Input::Datagram {
+            from: sa("10.0.0.9:3863"),
+            protocol: Protocol::Asap,
+            bytes: vec![0x7F, 0, 0, 4].into(),
+        },
+    );
+    assert!(sent(&out).is_empty());
+}
+
+// ----------------------------------------------------------------------------------------
+// Server announce
+
+#[test]
+fn server_announce_every_interval() {
+    let mut c = config();
+    c.asap_announce_targets = vec![sa("239.0.0.50:3863"), sa("10.0.0.200:3863")];
+    c.asap_transports = vec![TransportParameter::Sctp {
+        port: 3863,
+        transport_use: TransportUse::DataOnly,
+        addresses: vec![ip("10.0.0.254")],
+    }];
+    let mut h = H::new(c);
+    let out = h.advance(0);
+    let dgrams: Vec<_> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::SendDatagram { to, message, bytes } => {
+                Some((*to, message.clone(), bytes.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dgrams.len(), 2);
+    match &dgrams[0].1 {
+        Message::Asap(AsapMessage::ServerAnnounce(a)) => {
+            assert_eq!(a.server_id, ME);
+            assert_eq!(a.transports.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(dgrams[0].2[0], 0x0A);
+    // Next one within 1 s ± 12.5 %.
+    let next = h.r.poll_timeout().expect("timer armed");
+    let d = next - h.now;
+    assert!(
+        d >= Duration::from_millis(875) && d <= Duration::from_millis(1125),
+        "{d:?}"
+    );
+}
+
+// ----------------------------------------------------------------------------------------
+// ENRP for tools
+
+#[test]
+fn presence_and_list() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    h.connect(70, "10.0.2.1:7000", Protocol::Enrp);
+    let out = h.send(
+        70,
+        Presence {
+            reply_required: true,
+            sender: 77,
+            receiver: 0,
+            checksum: 0xFFFF,
+            server_information: None,
+        },
+    );
+    match only_reply(&out) {
+        Message::Enrp(EnrpMessage::Presence(p)) => {
+            assert_eq!(p.sender, ME);
+            assert_eq!(p.receiver, 77);
+            assert!(!p.reply_required);
+            assert_eq!(
+                p.checksum,
+                asap::checksum::PeChecksum::from_pes([(&"P".into(), 1)]).value()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = h.send(
+        70,
+        ListRequest {
+            sender: 77,
+            receiver: ME,
+        },
+    );
+    assert!(
+        matches!(only_reply(&out), Message::Enrp(EnrpMessage::ListResponse(l)) if !l.reject && l.servers.is_empty() && l.receiver == 77)
+    );
+}
+
+#[test]
+fn handle_table_m_bit_continuation() {
+    let mut c = config();
+    c.handle_table_chunk = 2;
+    let mut h = H::new(c);
+    for id in 1..=3 {
+        register_simple(&mut h, "A", id, Policy::RoundRobin);
+    }
+    for id in 4..=5 {
+        register_simple(&mut h, "B", id, Policy::Random);
+    }
+    h.connect(70, "10.0.2.1:7000", Protocol::Enrp);
+    let mut got = Vec::new();
+    let mut flags = Vec::new();
+    for _ in 0..3 {
+        let out = h.send(
+            70,
+            HandleTableRequest {
+                own_children_only: false,
+                sender: 77,
+                receiver: ME,
+            },
+        );
+        match only_reply(&out) {
+            Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
+                flags.push(r.more);
+                for p in r.pools {
+                    for e in p.pool_elements {
+                        // ENRP dumps carry the ASAP transport and our home ID.
+                        assert!(e.asap_transport.is_some());
+                        assert_eq!(e.home_server_id, ME);
+                        got.push((p.pool_handle.to_string(), e.id));
+                    }
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(flags, vec![true, true, false]);
+    assert_eq!(
+        got,
+        vec![
+            ("A".to_string(), 1),
+            ("A".to_string(), 2),
+            ("A".to_string(), 3),
+            ("B".to_string(), 4),
+            ("B".to_string(), 5)
+        ]
+    );
+    // A new dump starts from the beginning; W (own children only) also lists ours.
+    let out = h.send(
+        70,
+        HandleTableRequest {
+            own_children_only: true,
+            sender: 77,
+            receiver: ME,
+        },
+    );
+    match only_reply(&out) {
+        Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
+            assert!(r.more);
+            assert_eq!(r.pools[0].pool_elements[0].id, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn peering_messages_ignored_not_fatal() {
+    let mut h = H::new(config());
+    h.connect(70, "10.0.2.1:7000", Protocol::Enrp);
+    let out = h.send(
+        70,
+        asap::wire::enrp_msg::InitTakeover {
+            sender: 5,
+            receiver: ME,
+            target: 6,
+        },
+    );
+    assert!(sent(&out).is_empty());
+    assert!(events(&out)
+        .iter()
+        .any(|e| matches!(e, Event::Ignored { .. })));
+}

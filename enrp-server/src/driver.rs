@@ -1,0 +1,590 @@
+//! The tokio driver: runs the sans-I/O [`Registrar`] over real sockets.
+//!
+//! Tasks and channels (mini-redis style, one job each):
+//!
+//! * one **accept task** per listener (ASAP, ENRP) numbers each new association, refuses it
+//!   when `max_associations` are open, and spawns
+//! * one **reader task** per association, which turns transport [`Event`]s into
+//!   [`Input::Message`] / [`Input::Disconnected`] on the core channel, and
+//! * one **writer task** per association, fed through a bounded queue; an association whose
+//!   queue is full (a peer that does not read) is aborted instead of buffering without limit;
+//! * the **core task** owns the [`Registrar`]: it takes inputs from the channel, runs timers
+//!   at [`Registrar::poll_timeout`], and executes the [`Action`]s (queue to a writer, send a
+//!   UDP announce, abort, log). It is the only place where the core is touched, so no locks.
+//!
+//! Shutdown: when the future given to [`Server::run`] completes (SIGINT/SIGTERM in the
+//! binary), the core task stops, listeners close and every association is closed
+//! gracefully (SCTP SHUTDOWN / TCP FIN) by dropping its writer.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use asap::transport::udp::{UdpBind, UdpEndpoint};
+use asap::transport::{
+    AssocWriter, Event as TransportEvent, Listener, Msg, Transport, TransportConfig,
+    TransportError, TransportKind,
+};
+use asap::wire::{Protocol, TransportParameter, TransportUse};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::core::{Action, AssocId, CoreConfig, Event, Input, Registrar};
+
+/// Socket-level settings of the driver.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// ASAP listener addresses (one port).
+    pub asap: Vec<SocketAddr>,
+    /// ENRP listener addresses (one port); empty = no ENRP listener.
+    pub enrp: Vec<SocketAddr>,
+    /// SCTP, TCP or automatic.
+    pub transport: TransportKind,
+    /// Multicast TTL of announces.
+    pub announce_ttl: u32,
+    /// ENRP presence targets (kept for peering; unused by a single registrar).
+    pub enrp_announce: Vec<SocketAddr>,
+    /// Most simultaneous associations.
+    pub max_associations: usize,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// A listener or socket could not be set up.
+    #[error("{what}: {source}")]
+    Transport {
+        /// Which socket.
+        what: &'static str,
+        /// The transport error.
+        #[source]
+        source: TransportError,
+    },
+}
+
+/// Messages queued per association before it is considered stuck and aborted.
+const WRITE_QUEUE: usize = 1024;
+/// Inputs queued for the core task.
+const CORE_QUEUE: usize = 8192;
+
+enum WriterCmd {
+    Send(Msg),
+    Abort,
+}
+
+struct Link {
+    tx: mpsc::Sender<WriterCmd>,
+    reader: JoinHandle<()>,
+}
+
+/// Counters and gauges shared with the metrics endpoint (and tests).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Accepted registrations (new + re-registrations).
+    pub registrations: AtomicU64,
+    /// Refused registrations.
+    pub registrations_rejected: AtomicU64,
+    /// Answered handle resolutions (with PEs).
+    pub resolutions: AtomicU64,
+    /// Handle resolutions answered with an error.
+    pub resolutions_failed: AtomicU64,
+    /// Removals by reason, indexed like [`crate::core::RemovalReason::ALL`].
+    pub removals: [AtomicU64; 5],
+    /// Protocol errors (malformed / unrecognised input).
+    pub protocol_errors: AtomicU64,
+    /// Requests refused by rate limits.
+    pub rate_limited: AtomicU64,
+    /// Pools now.
+    pub pools: AtomicU64,
+    /// PEs now.
+    pub pes: AtomicU64,
+    /// Associations now.
+    pub associations: AtomicU64,
+}
+
+/// A bound, not yet running registrar.
+pub struct Server {
+    registrar: Registrar,
+    asap: Listener,
+    enrp: Option<Listener>,
+    udp: Option<UdpEndpoint>,
+    config: DriverConfig,
+    stats: Arc<Stats>,
+}
+
+fn transport_err(what: &'static str) -> impl FnOnce(TransportError) -> DriverError {
+    move |source| DriverError::Transport { what, source }
+}
+
+impl Server {
+    /// Binds the listeners and the announce socket, and fills the core's announce and
+    /// Server Information transports from the bound addresses.
+    pub async fn bind(mut core: CoreConfig, config: DriverConfig) -> Result<Server, DriverError> {
+        let asap_t = Transport::new(TransportConfig::asap(config.transport));
+        let kind = asap_t.kind();
+        let asap = asap_t
+            .listen(&config.asap)
+            .await
+            .map_err(transport_err("ASAP listener"))?;
+        let enrp = if config.enrp.is_empty() {
+            None
+        } else {
+            let t = Transport::new(TransportConfig::enrp(config.transport));
+            Some(
+                t.listen(&config.enrp)
+                    .await
+                    .map_err(transport_err("ENRP listener"))?,
+            )
+        };
+        let asap_addrs = asap.local_addrs().map_err(transport_err("ASAP listener"))?;
+        core.asap_transports = announce_transports(kind, &asap_addrs);
+        if let Some(l) = &enrp {
+            let addrs = l.local_addrs().map_err(transport_err("ENRP listener"))?;
+            core.enrp_transport = announce_transports(TransportKind::Sctp, &addrs)
+                .into_iter()
+                .next();
+        }
+        let udp = if core.asap_announce_targets.is_empty() {
+            None
+        } else {
+            // Send from the first specific ASAP address so multicast leaves on its interface.
+            let from = asap_addrs
+                .iter()
+                .find(|a| a.is_ipv4() && !a.ip().is_unspecified())
+                .map(|a| SocketAddr::new(a.ip(), 0));
+            let ep = UdpEndpoint::bind(match from {
+                Some(a) => UdpBind::Addr(a),
+                None => UdpBind::Port(0),
+            })
+            .await
+            .map_err(transport_err("announce socket"))?;
+            let _ = ep.set_multicast_ttl(config.announce_ttl);
+            let _ = ep.set_multicast_loop(true);
+            if let Some(SocketAddr::V4(a)) = from {
+                let _ = ep.set_multicast_if(*a.ip());
+            }
+            Some(ep)
+        };
+        info!(
+            server_id = format_args!("{:#010x}", core.server_id),
+            transport = kind.as_str(),
+            asap = ?asap_addrs,
+            enrp = ?enrp.as_ref().and_then(|l| l.local_addrs().ok()),
+            announce = ?core.asap_announce_targets,
+            peers = ?core.peers,
+            "registrar listening"
+        );
+        Ok(Server {
+            registrar: Registrar::new(core, Instant::now()),
+            asap,
+            enrp,
+            udp,
+            config,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// Bound ASAP listener addresses.
+    pub fn asap_addrs(&self) -> Vec<SocketAddr> {
+        self.asap.local_addrs().unwrap_or_default()
+    }
+
+    /// Bound ENRP listener addresses (empty without ENRP listener).
+    pub fn enrp_addrs(&self) -> Vec<SocketAddr> {
+        self.enrp
+            .as_ref()
+            .and_then(|l| l.local_addrs().ok())
+            .unwrap_or_default()
+    }
+
+    /// Shared statistics (for the metrics endpoint).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            mut registrar,
+            asap,
+            enrp,
+            udp,
+            config,
+            stats,
+        } = self;
+        let (tx, mut rx) = mpsc::channel::<(Input, Option<Link>)>(CORE_QUEUE);
+        let next_id = Arc::new(AtomicU64::new(1));
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut accepts = vec![tokio::spawn(accept_loop(
+            asap,
+            Protocol::Asap,
+            tx.clone(),
+            next_id.clone(),
+            open.clone(),
+            config.max_associations,
+        ))];
+        if let Some(l) = enrp {
+            accepts.push(tokio::spawn(accept_loop(
+                l,
+                Protocol::Enrp,
+                tx.clone(),
+                next_id,
+                open.clone(),
+                config.max_associations,
+            )));
+        }
+        drop(tx);
+        let mut links: HashMap<AssocId, Link> = HashMap::new();
+        tokio::pin!(shutdown);
+        loop {
+            let deadline = registrar.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let actions = tokio::select! {
+                _ = &mut shutdown => break,
+                _ = sleep => registrar.handle_timeout(Instant::now()),
+                input = rx.recv() => match input {
+                    Some((input, link)) => {
+                        match &input {
+                            Input::Connected { assoc, .. } => {
+                                if let Some(l) = link { links.insert(*assoc, l); }
+                            }
+                            Input::Disconnected { assoc } => {
+                                if links.remove(assoc).is_some() {
+                                    open.fetch_sub(1, Ordering::Relaxed);
+                                }
+                            }
+                            _ => {}
+                        }
+                        registrar.handle(Instant::now(), input)
+                    }
+                    None => break,
+                },
+            };
+            let mut aborted = execute(actions, &mut links, udp.as_ref(), &stats).await;
+            // Aborted associations are gone now: tell the core (their readers were stopped).
+            while let Some(assoc) = aborted.pop() {
+                if links.remove(&assoc).is_some() {
+                    open.fetch_sub(1, Ordering::Relaxed);
+                }
+                let actions = registrar.handle(Instant::now(), Input::Disconnected { assoc });
+                aborted.extend(execute(actions, &mut links, udp.as_ref(), &stats).await);
+            }
+            stats.pools.store(
+                registrar.handlespace().pool_count() as u64,
+                Ordering::Relaxed,
+            );
+            stats
+                .pes
+                .store(registrar.handlespace().len() as u64, Ordering::Relaxed);
+            stats
+                .associations
+                .store(registrar.association_count() as u64, Ordering::Relaxed);
+        }
+        info!(
+            pes = registrar.handlespace().len(),
+            associations = links.len(),
+            "registrar shutting down"
+        );
+        for a in accepts {
+            a.abort();
+        }
+        for (_, l) in links.drain() {
+            l.reader.abort();
+            // Dropping the sender ends the writer task, which closes the association.
+            drop(l.tx);
+        }
+    }
+}
+
+/// Transports for ASAP_SERVER_ANNOUNCE / Server Information from bound addresses:
+/// wildcard addresses are left out (receivers then use the datagram's source).
+fn announce_transports(kind: TransportKind, addrs: &[SocketAddr]) -> Vec<TransportParameter> {
+    let specific: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| !a.ip().is_unspecified())
+        .collect();
+    let Some(first) = specific.first() else {
+        return Vec::new();
+    };
+    match kind {
+        TransportKind::Tcp => specific
+            .iter()
+            .map(|a| TransportParameter::Tcp {
+                port: a.port(),
+                transport_use: TransportUse::DataOnly,
+                address: a.ip(),
+            })
+            .collect(),
+        _ => vec![TransportParameter::Sctp {
+            port: first.port(),
+            transport_use: TransportUse::DataOnly,
+            addresses: specific.iter().map(SocketAddr::ip).collect(),
+        }],
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    protocol: Protocol,
+    tx: mpsc::Sender<(Input, Option<Link>)>,
+    next_id: Arc<AtomicU64>,
+    open: Arc<AtomicUsize>,
+    max: usize,
+) {
+    let transport = listener.kind();
+    loop {
+        let assoc = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(%protocol, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let peer_addrs = assoc.peer_addrs().unwrap_or_default();
+        if open.load(Ordering::Relaxed) >= max {
+            warn!(%protocol, peer = ?peer_addrs, max, "too many associations: refused");
+            assoc.abort();
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        debug!(assoc = id, %protocol, peer = ?peer_addrs, "association up");
+        let (mut reader, writer) = assoc.into_split();
+        let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(writer_task(writer, wrx));
+        let rtx = tx.clone();
+        // The Connected input is queued before the reader can queue anything.
+        let (start_tx, start_rx) = tokio::sync::oneshot::channel::<()>();
+        let reader_task = tokio::spawn(async move {
+            if start_rx.await.is_err() {
+                return;
+            }
+            loop {
+                match reader.recv().await {
+                    Ok(TransportEvent::Message(m)) => {
+                        let p = Protocol::from_ppid(m.ppid).unwrap_or(protocol);
+                        let input = Input::Message {
+                            assoc: id,
+                            protocol: p,
+                            bytes: m.bytes,
+                        };
+                        if rtx.send((input, None)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(TransportEvent::Lost(reason)) => {
+                        debug!(assoc = id, %reason, "association lost");
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!(assoc = id, error = %e, "association ended");
+                        break;
+                    }
+                }
+            }
+            let _ = rtx.send((Input::Disconnected { assoc: id }, None)).await;
+        });
+        let input = Input::Connected {
+            assoc: id,
+            protocol,
+            peer_addrs,
+            transport,
+        };
+        let link = Link {
+            tx: wtx,
+            reader: reader_task,
+        };
+        if tx.send((input, Some(link))).await.is_err() {
+            return;
+        }
+        let _ = start_tx.send(());
+    }
+}
+
+async fn writer_task(mut w: AssocWriter, mut rx: mpsc::Receiver<WriterCmd>) {
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            WriterCmd::Send(m) => {
+                if let Err(e) = w.send(&m).await {
+                    debug!(error = %e, "send failed");
+                }
+            }
+            WriterCmd::Abort => {
+                w.abort();
+                return;
+            }
+        }
+    }
+    let _ = w.close().await;
+}
+
+async fn execute(
+    actions: Vec<Action>,
+    links: &mut HashMap<AssocId, Link>,
+    udp: Option<&UdpEndpoint>,
+    stats: &Stats,
+) -> Vec<AssocId> {
+    let mut aborted = Vec::new();
+    for a in actions {
+        match a {
+            Action::Send {
+                assoc,
+                protocol,
+                bytes,
+                message,
+            } => {
+                let Some(link) = links.get(&assoc) else {
+                    continue;
+                };
+                let msg = Msg::new(protocol.ppid(), 0, bytes);
+                if let Err(e) = link.tx.try_send(WriterCmd::Send(msg)) {
+                    if let mpsc::error::TrySendError::Full(_) = e {
+                        warn!(
+                            assoc,
+                            message = message.tshark_name(),
+                            "send queue full: aborting association"
+                        );
+                        abort(links, assoc);
+                        aborted.push(assoc);
+                    }
+                }
+            }
+            Action::SendDatagram { to, bytes, .. } => {
+                if let Some(u) = udp {
+                    if let Err(e) = u.send_to(&bytes, to).await {
+                        debug!(%to, error = %e, "announce not sent");
+                    }
+                }
+            }
+            Action::Abort { assoc, reason } => {
+                info!(assoc, reason, "aborting association");
+                abort(links, assoc);
+                aborted.push(assoc);
+            }
+            Action::Replicate(r) => {
+                // Peering hook: a single registrar has nobody to tell.
+                debug!(action = ?r.action, handle = %r.pool_handle, id = r.element.id, "replication (no peers)");
+            }
+            Action::Event(e) => log_event(&e, stats),
+        }
+    }
+    aborted
+}
+
+/// Aborts an association: the reader task stops (dropping its half of the socket) and the
+/// writer sends ABORT / RST. The caller tells the core with a synthesized
+/// [`Input::Disconnected`], since the stopped reader cannot.
+fn abort(links: &mut HashMap<AssocId, Link>, assoc: AssocId) {
+    if let Some(l) = links.get(&assoc) {
+        l.reader.abort();
+        if l.tx.try_send(WriterCmd::Abort).is_err() {
+            // Queue full: the writer ends when the sender is dropped with the link.
+        }
+    }
+}
+
+/// Logs one core event with structured fields and counts it.
+pub fn log_event(e: &Event, stats: &Stats) {
+    use crate::core::RemovalReason;
+    match e {
+        Event::Registered {
+            assoc,
+            handle,
+            id,
+            update,
+            policy,
+            user_addresses,
+        } => {
+            stats.registrations.fetch_add(1, Ordering::Relaxed);
+            info!(
+                assoc,
+                %handle,
+                pe_id = format_args!("{id:#010x}"),
+                policy = format_args!("{policy:#010x}"),
+                addresses = ?user_addresses,
+                "{}",
+                if *update { "PE re-registered" } else { "PE registered" }
+            );
+        }
+        Event::RegistrationRejected {
+            assoc,
+            handle,
+            id,
+            cause,
+            reason,
+        } => {
+            stats.registrations_rejected.fetch_add(1, Ordering::Relaxed);
+            warn!(assoc, %handle, pe_id = format_args!("{id:#010x}"), cause = %cause, %reason, "registration rejected");
+        }
+        Event::Removed { handle, id, reason } => {
+            if let Some(i) = RemovalReason::ALL.iter().position(|r| r == reason) {
+                stats.removals[i].fetch_add(1, Ordering::Relaxed);
+            }
+            info!(%handle, pe_id = format_args!("{id:#010x}"), reason = reason.as_str(), "PE removed");
+        }
+        Event::Resolved {
+            assoc,
+            handle,
+            returned,
+        } => {
+            stats.resolutions.fetch_add(1, Ordering::Relaxed);
+            debug!(assoc, %handle, returned, "handle resolved");
+        }
+        Event::ResolutionFailed {
+            assoc,
+            handle,
+            cause,
+        } => {
+            stats.resolutions_failed.fetch_add(1, Ordering::Relaxed);
+            info!(assoc, %handle, cause = %cause, "handle resolution failed");
+        }
+        Event::UnreachableReported {
+            assoc,
+            handle,
+            id,
+            distinct_reporters,
+        } => info!(
+            assoc,
+            %handle,
+            pe_id = format_args!("{id:#010x}"),
+            distinct_reporters,
+            "endpoint unreachable reported"
+        ),
+        Event::RateLimited { assoc, peer, what } => {
+            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            info!(assoc, ?peer, what, "rate limited");
+        }
+        Event::ProtocolError {
+            assoc,
+            protocol,
+            error,
+            replied,
+        } => {
+            stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            warn!(?assoc, %protocol, %error, replied, "protocol error");
+        }
+        Event::Ignored {
+            assoc,
+            message,
+            reason,
+        } => debug!(?assoc, message, reason, "message ignored"),
+        Event::HandleTableSent { assoc, pes, more } => {
+            debug!(assoc, pes, more, "handle table response sent")
+        }
+        Event::EncodeFailed { message, error } => {
+            error!(message, %error, "message could not be encoded")
+        }
+    }
+}

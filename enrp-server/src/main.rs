@@ -1,0 +1,65 @@
+//! `enrp-server`: the RSerPool registrar binary.
+//!
+//! 1. Parse the command line; read the `--config` TOML file; the command line wins.
+//! 2. Set up logging (`--log-format text|json`; filter with `RUST_LOG`, default `info`).
+//! 3. Bind the ASAP and ENRP listeners and the announce socket ([`Server::bind`]).
+//! 4. Run until SIGINT or SIGTERM, then close every association gracefully.
+
+use anyhow::Context;
+use clap::Parser;
+use enrp_server::driver::Server;
+use enrp_server::options::{LogFormat, Options};
+use tracing_subscriber::EnvFilter;
+
+mod metrics;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = Options::parse().with_config_file()?;
+
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match options.log_format.unwrap_or_default() {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+
+    let (core, driver) = options.resolve(rand::random::<u32>())?;
+    let server = Server::bind(core, driver)
+        .await
+        .context("starting the registrar")?;
+    if let Some(addr) = options.metrics {
+        let stats = server.stats();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics endpoint {addr}"))?;
+        tracing::info!(%addr, "metrics endpoint listening");
+        tokio::spawn(metrics::serve(listener, stats));
+    }
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

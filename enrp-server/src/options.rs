@@ -1,0 +1,470 @@
+//! Settings of the `enrp-server` binary: command line (clap) and TOML file (serde) share one
+//! struct, [`Options`]. Every field is optional so that a value given on the command line
+//! overrides the file, and the file overrides the built-in default
+//! ([`Options::merged_with`], [`Options::resolve`]).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use asap::handlespace::HandlespaceLimits;
+use asap::transport::{defaults, TransportKind};
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::core::{AddressScope, CoreConfig, IpNet, Rate};
+use crate::driver::DriverConfig;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// RSerPool registrar (ENRP server, RFC 5351-5353): accepts ASAP registrations from pool
+/// elements, answers handle resolutions from pool users, monitors PEs with keep-alives and
+/// announces itself by UDP. Every option can also be given in the TOML file of --config
+/// (same names, e.g. `keep-alive-interval = 5000`); the command line wins.
+#[derive(Debug, Clone, Default, Parser, Deserialize)]
+#[command(name = "enrp-server", version, about, long_about = None)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Options {
+    /// TOML configuration file with the same keys as the long options.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// ASAP listener: ADDR:PORT[,ADDR...] (all addresses share the port; SCTP binds them to
+    /// one multi-homed endpoint). [default: 0.0.0.0:3863]
+    #[arg(long, value_name = "ADDR:PORT[,ADDR...]")]
+    pub asap: Option<String>,
+
+    /// ENRP listener (tools such as hsdump; peering later): ADDR:PORT[,ADDR...] or `off`.
+    /// [default: 0.0.0.0:9901]
+    #[arg(long, value_name = "ADDR:PORT[,ADDR...]")]
+    pub enrp: Option<String>,
+
+    /// Our 32-bit ENRP server identifier (decimal or 0x-hex). [default: random]
+    #[arg(long, value_name = "ID")]
+    pub identifier: Option<String>,
+
+    /// Where ASAP_SERVER_ANNOUNCEs go: `auto` (239.0.0.50:3863), `off`, or
+    /// ADDR:PORT[,ADDR:PORT...] (multicast or unicast). [default: auto]
+    #[arg(long, value_name = "auto|off|ADDR:PORT")]
+    pub asap_announce: Option<String>,
+
+    /// ENRP presence multicast: `auto` (239.0.0.51:9901), `off` or ADDR:PORT; stored for
+    /// ENRP peering (not sent by a single registrar yet). [default: auto]
+    #[arg(long, value_name = "auto|off|ADDR:PORT")]
+    pub enrp_announce: Option<String>,
+
+    /// Static ENRP peer ADDR:PORT (repeatable); stored for ENRP peering.
+    #[arg(long = "peer", value_name = "ADDR:PORT")]
+    #[serde(rename = "peer")]
+    pub peers: Vec<String>,
+
+    /// Transport for ASAP/ENRP associations. [default: auto = kernel SCTP, else TCP]
+    #[arg(long, value_name = "auto|sctp|tcp")]
+    pub transport: Option<TransportKind>,
+
+    /// Interval between ENDPOINT_KEEP_ALIVEs to each PE, ms. [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub keep_alive_interval: Option<u64>,
+
+    /// Wait for ENDPOINT_KEEP_ALIVE_ACK before removing the PE, ms. [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub keep_alive_timeout: Option<u64>,
+
+    /// ASAP_SERVER_ANNOUNCE cycle, ms (jittered ±12.5 %). [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub announce_cycle: Option<u64>,
+
+    /// Multicast TTL of announces. [default: 1]
+    #[arg(long, value_name = "TTL")]
+    pub announce_ttl: Option<u32>,
+
+    /// Distinct ENDPOINT_UNREACHABLE reporters that remove a PE (MAX-BAD-PE-REPORT, 1..64).
+    /// [default: 3]
+    #[arg(long, value_name = "N")]
+    pub max_bad_pe_reports: Option<u32>,
+
+    /// PEs returned per handle resolution without Handle Resolution Option. [default: 3]
+    #[arg(long, value_name = "N")]
+    pub max_hres_items: Option<u32>,
+
+    /// Cap on PEs per handle resolution response, also for "all" (0xFFFFFFFF); responses are
+    /// cut further to fit 65535 bytes. [default: 4294967295 = no cap]
+    #[arg(long, value_name = "N")]
+    pub hres_items_cap: Option<u32>,
+
+    /// PEs per HANDLE_TABLE_RESPONSE before the M bit continues the dump. [default: 128]
+    #[arg(long, value_name = "N")]
+    pub max_elements_per_ht_request: Option<usize>,
+
+    /// Longest accepted pool handle, bytes (rsplib: 32). [default: 32]
+    #[arg(long, value_name = "BYTES")]
+    pub max_handle_length: Option<usize>,
+
+    /// Narrowest accepted scope of PE user addresses: loopback, link-local, site-local,
+    /// global. Narrower addresses pass only if the PE's own association uses such an
+    /// address (e.g. everything on loopback). [default: site-local]
+    #[arg(long, value_name = "SCOPE")]
+    pub min_address_scope: Option<String>,
+
+    /// Peers in this network may register user addresses other than their own
+    /// (third-party registration, e.g. a proxy PE); repeatable ADDR/PREFIX.
+    #[arg(long = "allow-third-party", value_name = "ADDR/PREFIX")]
+    pub allow_third_party: Vec<String>,
+
+    /// Per-PU handle resolutions per second (token bucket; burst = 2 s worth, at least 1).
+    /// [default: unlimited]
+    #[arg(long, value_name = "PER_SEC")]
+    pub max_hr_rate: Option<f64>,
+
+    /// Per-PU endpoint-unreachable reports per second. [default: unlimited]
+    #[arg(long, value_name = "PER_SEC")]
+    pub max_eu_rate: Option<f64>,
+
+    /// Maximum number of pools. [default: 100000]
+    #[arg(long, value_name = "N")]
+    pub max_pools: Option<usize>,
+
+    /// Maximum PEs per pool. [default: 100000]
+    #[arg(long, value_name = "N")]
+    pub max_pes_per_pool: Option<usize>,
+
+    /// Maximum PEs registered over one association. [default: 4096]
+    #[arg(long, value_name = "N")]
+    pub max_pes_per_association: Option<usize>,
+
+    /// Maximum PEs in total. [default: 1000000]
+    #[arg(long, value_name = "N")]
+    pub max_pes: Option<usize>,
+
+    /// Maximum simultaneous associations; more are refused at accept. [default: 20000]
+    #[arg(long, value_name = "N")]
+    pub max_associations: Option<usize>,
+
+    /// Log format. [default: text]
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
+
+    /// Serve Prometheus metrics over HTTP at ADDR:PORT (`/metrics`). [default: off]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// A settings error, naming the option.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    /// A value could not be parsed.
+    #[error("--{option}: {message}")]
+    Invalid {
+        /// The option's long name.
+        option: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The configuration file could not be read or parsed.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(option: &'static str, message: impl Into<String>) -> OptionsError {
+    OptionsError::Invalid {
+        option,
+        message: message.into(),
+    }
+}
+
+/// Parses `ADDR:PORT[,ADDR[:PORT]...]` (also `ADDR[,ADDR...]:PORT`; IPv6 in brackets):
+/// items without a port take the port given elsewhere in the list, or `default_port`.
+pub fn parse_listen(s: &str, default_port: u16) -> Result<Vec<SocketAddr>, String> {
+    let mut ips: Vec<(IpAddr, Option<u16>)> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Ok(sa) = part.parse::<SocketAddr>() {
+            ips.push((sa.ip(), Some(sa.port())));
+        } else {
+            let p = part
+                .strip_prefix('[')
+                .and_then(|x| x.strip_suffix(']'))
+                .unwrap_or(part);
+            let ip = p
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{part:?} is neither ADDR:PORT nor ADDR"))?;
+            ips.push((ip, None));
+        }
+    }
+    if ips.is_empty() {
+        return Err("empty address list".into());
+    }
+    let port = ips.iter().find_map(|(_, p)| *p).unwrap_or(default_port);
+    if ips.iter().any(|(_, p)| p.is_some_and(|p| p != port)) {
+        return Err("all addresses must use the same port".into());
+    }
+    Ok(ips
+        .into_iter()
+        .map(|(ip, _)| SocketAddr::new(ip, port))
+        .collect())
+}
+
+fn parse_targets(
+    option: &'static str,
+    s: &str,
+    auto: SocketAddr,
+) -> Result<Vec<SocketAddr>, OptionsError> {
+    match s.trim() {
+        "auto" => Ok(vec![auto]),
+        "off" | "" => Ok(Vec::new()),
+        list => list
+            .split(',')
+            .map(|t| {
+                t.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|_| invalid(option, format!("{t:?} is not ADDR:PORT")))
+            })
+            .collect(),
+    }
+}
+
+fn parse_id(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse::<u32>(),
+    }
+    .map_err(|_| format!("{s:?} is not a 32-bit number"))?;
+    if v == 0 {
+        return Err("0 is reserved (\"unknown server\")".into());
+    }
+    Ok(v)
+}
+
+fn rate(option: &'static str, per_second: Option<f64>) -> Result<Option<Rate>, OptionsError> {
+    match per_second {
+        None => Ok(None),
+        Some(r) if r < 0.0 => Ok(None), // rsplib: -1 = unlimited
+        Some(r) if r == 0.0 || !r.is_finite() => Err(invalid(option, "must be > 0 (or -1)")),
+        Some(r) => Ok(Some(Rate {
+            per_second: r,
+            burst: (2.0 * r).max(1.0),
+        })),
+    }
+}
+
+impl Options {
+    /// Reads the TOML file named by `--config` (if any) and fills every option not given on
+    /// the command line from it.
+    pub fn with_config_file(self) -> Result<Options, OptionsError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| OptionsError::File {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let file: Options = toml::from_str(&text).map_err(|e| OptionsError::File {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(self.merged_with(file))
+    }
+
+    /// `self` (command line) over `file`.
+    pub fn merged_with(self, file: Options) -> Options {
+        macro_rules! pick {
+            ($($f:ident),*) => { Options { $( $f: self.$f.or(file.$f), )*
+                peers: if self.peers.is_empty() { file.peers } else { self.peers },
+                allow_third_party: if self.allow_third_party.is_empty() {
+                    file.allow_third_party
+                } else {
+                    self.allow_third_party
+                },
+            } };
+        }
+        pick!(
+            config,
+            asap,
+            enrp,
+            identifier,
+            asap_announce,
+            enrp_announce,
+            transport,
+            keep_alive_interval,
+            keep_alive_timeout,
+            announce_cycle,
+            announce_ttl,
+            max_bad_pe_reports,
+            max_hres_items,
+            hres_items_cap,
+            max_elements_per_ht_request,
+            max_handle_length,
+            min_address_scope,
+            max_hr_rate,
+            max_eu_rate,
+            max_pools,
+            max_pes_per_pool,
+            max_pes_per_association,
+            max_pes,
+            max_associations,
+            log_format,
+            metrics
+        )
+    }
+
+    /// The core and driver settings, with defaults for everything not given. `random_id`
+    /// is used when no identifier is configured.
+    pub fn resolve(&self, random_id: u32) -> Result<(CoreConfig, DriverConfig), OptionsError> {
+        let id = match &self.identifier {
+            Some(s) => parse_id(s).map_err(|m| invalid("identifier", m))?,
+            None => random_id.max(1),
+        };
+        let mut c = CoreConfig::new(id);
+        c.seed = u64::from(id) ^ u64::from(random_id).rotate_left(32);
+        let ms = Duration::from_millis;
+        if let Some(v) = self.keep_alive_interval {
+            c.keep_alive_interval = ms(v.max(1));
+        }
+        if let Some(v) = self.keep_alive_timeout {
+            c.keep_alive_timeout = ms(v.max(1));
+        }
+        if let Some(v) = self.announce_cycle {
+            c.announce_interval = ms(v.max(10));
+        }
+        if let Some(v) = self.max_bad_pe_reports {
+            if !(1..=64).contains(&v) {
+                return Err(invalid("max-bad-pe-reports", "must be 1..=64"));
+            }
+            c.max_bad_pe_reports = v;
+        }
+        if let Some(v) = self.max_hres_items {
+            c.max_hres_items = v.max(1);
+        }
+        if let Some(v) = self.hres_items_cap {
+            c.hres_items_cap = v.max(1);
+        }
+        if let Some(v) = self.max_elements_per_ht_request {
+            c.handle_table_chunk = v.max(1);
+        }
+        if let Some(v) = self.max_handle_length {
+            c.max_handle_len = v.clamp(1, 65_000);
+        }
+        if let Some(s) = &self.min_address_scope {
+            c.min_address_scope = AddressScope::from_str(s)
+                .map_err(|e| invalid("min-address-scope", e.to_string()))?;
+        }
+        c.allow_third_party = self
+            .allow_third_party
+            .iter()
+            .map(|s| IpNet::from_str(s).map_err(|e| invalid("allow-third-party", e.to_string())))
+            .collect::<Result<_, _>>()?;
+        c.hres_rate = rate("max-hr-rate", self.max_hr_rate)?;
+        c.eu_rate = rate("max-eu-rate", self.max_eu_rate)?;
+        let d = HandlespaceLimits::default();
+        c.limits = HandlespaceLimits {
+            max_pools: self.max_pools.unwrap_or(d.max_pools),
+            max_pes_per_pool: self.max_pes_per_pool.unwrap_or(d.max_pes_per_pool),
+            max_pes_per_connection: self
+                .max_pes_per_association
+                .unwrap_or(d.max_pes_per_connection),
+            max_pes: self.max_pes.unwrap_or(d.max_pes),
+        };
+        c.asap_announce_targets = parse_targets(
+            "asap-announce",
+            self.asap_announce.as_deref().unwrap_or("auto"),
+            defaults::ASAP_ANNOUNCE_ADDR,
+        )?;
+        c.peers = self
+            .peers
+            .iter()
+            .map(|p| {
+                p.parse::<SocketAddr>()
+                    .map_err(|_| invalid("peer", format!("{p:?} is not ADDR:PORT")))
+            })
+            .collect::<Result<_, _>>()?;
+
+        let asap = parse_listen(
+            self.asap.as_deref().unwrap_or("0.0.0.0:3863"),
+            defaults::ASAP_PORT,
+        )
+        .map_err(|m| invalid("asap", m))?;
+        let enrp = match self.enrp.as_deref().unwrap_or("0.0.0.0:9901").trim() {
+            "off" => Vec::new(),
+            s => parse_listen(s, defaults::ENRP_PORT).map_err(|m| invalid("enrp", m))?,
+        };
+        let enrp_announce = parse_targets(
+            "enrp-announce",
+            self.enrp_announce.as_deref().unwrap_or("auto"),
+            defaults::ENRP_PRESENCE_ADDR,
+        )?;
+        let driver = DriverConfig {
+            asap,
+            enrp,
+            transport: self.transport.unwrap_or_default(),
+            announce_ttl: self.announce_ttl.unwrap_or(1),
+            enrp_announce,
+            max_associations: self.max_associations.unwrap_or(20_000),
+        };
+        Ok((c, driver))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_lists() {
+        let v = parse_listen("10.0.0.1:3863,10.0.1.1", 1).expect("valid");
+        assert_eq!(v[1], "10.0.1.1:3863".parse::<SocketAddr>().expect("lit"));
+        let v = parse_listen("10.0.0.1,10.0.1.1:4000", 1).expect("valid");
+        assert_eq!(v[0].port(), 4000);
+        assert_eq!(parse_listen("[::1]", 9).expect("valid")[0].port(), 9);
+        assert!(parse_listen("10.0.0.1:1,10.0.0.2:2", 1).is_err());
+        assert!(parse_listen("x", 1).is_err());
+    }
+
+    #[test]
+    fn cli_overrides_file() {
+        let file: Options = toml::from_str(
+            "keep-alive-interval = 1000\nmax-hres-items = 7\npeer = [\"10.0.0.9:9901\"]\n\
+             identifier = \"0x10\"\nasap-announce = \"off\"\n",
+        )
+        .expect("valid toml");
+        let cli = Options::parse_from(["enrp-server", "--keep-alive-interval", "2000"]);
+        let o = cli.merged_with(file);
+        let (c, d) = o.resolve(99).expect("valid");
+        assert_eq!(c.keep_alive_interval, Duration::from_millis(2000));
+        assert_eq!(c.max_hres_items, 7);
+        assert_eq!(c.server_id, 0x10);
+        assert_eq!(c.peers.len(), 1);
+        assert!(c.asap_announce_targets.is_empty());
+        assert_eq!(d.asap[0].port(), 3863);
+        assert_eq!(c.keep_alive_timeout, Duration::from_millis(5000));
+    }
+
+    #[test]
+    fn unknown_keys_rejected() {
+        assert!(toml::from_str::<Options>("no-such-option = 1").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let o = Options::parse_from(["enrp-server", "--identifier", "0"]);
+        let e = o.resolve(1).expect_err("id 0");
+        assert!(e.to_string().contains("--identifier"));
+        let o = Options::parse_from(["enrp-server", "--min-address-scope", "planet"]);
+        assert!(o.resolve(1).is_err());
+    }
+}
