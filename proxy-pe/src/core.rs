@@ -32,7 +32,7 @@ use legacy_daemon::receiver::StatusTable;
 use serde::Serialize;
 
 use crate::config::{Application, Config, Mode, Window};
-use crate::policy::rfc::{fraction, rfc_policy};
+use crate::policy::rfc::rfc_policy;
 use crate::policy::{Candidate, SelectionPolicy};
 
 /// Identifies a session brokered by the proxy (mode B).
@@ -466,6 +466,16 @@ impl Core {
                 .flat_map(|a| a.servers.iter())
                 .any(|s| s.pe_id == pe_id && s.selectable),
         }
+    }
+
+    /// PE identifiers of `pool_handle` whose keep-alive may be answered (a keep-alive
+    /// without PE identifier).
+    pub fn keep_alive_pool(&self, pool_handle: &str) -> Vec<u32> {
+        self.registered
+            .iter()
+            .filter(|(id, (h, _))| h == pool_handle && self.keep_alive_ok(**id))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// The registrations currently wanted (the driver re-sends them all after a registrar

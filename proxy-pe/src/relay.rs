@@ -1,1 +1,265 @@
-//! wip
+//! Mode B session relay (seed 003 FIG. 5, [33]–[35]) for plain TCP clients that know
+//! nothing of RSerPool.
+//!
+//! Each accepted connection is one session: the driver's core selects a server (step 199)
+//! or refuses (step 197: the client receives one line `-ERR proxy-pe: <reason>\r\n` and the
+//! connection closes). Bytes are relayed in both directions with one buffer per direction
+//! (a read into the buffer, a write out of it: the same copies `tokio::io::copy` makes).
+//! Half-closes are propagated.
+//!
+//! Reselection (steps 203/205): the session moves to another server when
+//! - the core says so (lifetime expired, maintenance window, server declared down);
+//! - writing to the server fails;
+//! - the server closes while the client is still sending and a TCP probe of the server's
+//!   service port fails (a server that closes its side on purpose still accepts
+//!   connections, so it ends the session normally instead).
+//!
+//! Bytes in flight inside the failed server are lost: legacy servers share no session
+//! state, so the new server continues with what the client sends next.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{Assignment, SessionError, SessionId};
+
+/// Relay buffer per direction.
+const BUF: usize = 64 * 1024;
+/// Connect timeout towards legacy servers and for probes.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Requests of a session task to the driver.
+#[derive(Debug)]
+pub enum SessionCmd {
+    /// Step 191: open a session of `app`; `moves` receives move requests.
+    Open {
+        /// Application.
+        app: String,
+        /// Move notifications for this session.
+        moves: mpsc::UnboundedSender<String>,
+        /// The answer.
+        reply: oneshot::Sender<Result<Assignment, SessionError>>,
+    },
+    /// Steps 203/205 → 199: select another server.
+    Reselect {
+        /// The session.
+        session: SessionId,
+        /// The server could not be reached (service-channel failure).
+        unreachable: bool,
+        /// The answer.
+        reply: oneshot::Sender<Result<Assignment, SessionError>>,
+    },
+    /// Step 209: the session ended.
+    Close(SessionId),
+}
+
+/// TCP connect with [`CONNECT_TIMEOUT`]: the service-port probe of the two-channel rule.
+pub async fn probe(addr: SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Accepts PU connections for `app` until the listener task is aborted.
+pub async fn serve(listener: TcpListener, app: String, driver: mpsc::UnboundedSender<SessionCmd>) {
+    loop {
+        match listener.accept().await {
+            Ok((client, peer)) => {
+                let _ = client.set_nodelay(true);
+                let driver = driver.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = session(client, app.clone(), driver).await {
+                        tracing::info!(%peer, app, reason = %e, "session ended with error");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+enum End {
+    /// Reader saw EOF (writer side was shut down).
+    Eof,
+    /// Reading failed.
+    ReadErr,
+    /// Writing failed.
+    WriteErr,
+}
+
+/// Copies `r` to `w` until EOF or an error. On EOF the write side is shut down when
+/// `propagate_eof` (client → server); server → client EOF is not propagated here because the
+/// session may continue on another server.
+async fn pump(
+    r: &mut OwnedReadHalf,
+    w: &mut OwnedWriteHalf,
+    buf: &mut [u8],
+    propagate_eof: bool,
+) -> End {
+    loop {
+        match r.read(buf).await {
+            Ok(0) => {
+                if propagate_eof {
+                    let _ = w.shutdown().await;
+                }
+                return End::Eof;
+            }
+            Ok(n) => {
+                if w.write_all(&buf[..n]).await.is_err() {
+                    return End::WriteErr;
+                }
+            }
+            Err(_) => return End::ReadErr,
+        }
+    }
+}
+
+async fn ask(
+    driver: &mpsc::UnboundedSender<SessionCmd>,
+    make: impl FnOnce(oneshot::Sender<Result<Assignment, SessionError>>) -> SessionCmd,
+) -> Result<Assignment, String> {
+    let (tx, rx) = oneshot::channel();
+    driver.send(make(tx)).map_err(|_| "proxy shutting down".to_string())?;
+    match rx.await {
+        Ok(Ok(a)) => Ok(a),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("proxy shutting down".to_string()),
+    }
+}
+
+async fn refuse(mut client_w: OwnedWriteHalf, reason: &str) -> String {
+    let _ = client_w
+        .write_all(format!("-ERR proxy-pe: {reason}\r\n").as_bytes())
+        .await;
+    let _ = client_w.shutdown().await;
+    reason.to_string()
+}
+
+async fn session(
+    client: TcpStream,
+    app: String,
+    driver: mpsc::UnboundedSender<SessionCmd>,
+) -> Result<(), String> {
+    let (mut cr, mut cw) = client.into_split();
+    let (mtx, mut moves) = mpsc::unbounded_channel();
+    let mut a = match ask(&driver, |reply| SessionCmd::Open {
+        app: app.clone(),
+        moves: mtx,
+        reply,
+    })
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => return Err(refuse(cw, &e).await),
+    };
+    let session = a.session;
+    let result = run_session(&mut a, &mut cr, &mut cw, &mut moves, &driver).await;
+    let _ = driver.send(SessionCmd::Close(session));
+    match result {
+        Ok(()) => {
+            let _ = cw.shutdown().await;
+            Ok(())
+        }
+        Err(e) => Err(refuse(cw, &e).await),
+    }
+}
+
+async fn run_session(
+    a: &mut Assignment,
+    cr: &mut OwnedReadHalf,
+    cw: &mut OwnedWriteHalf,
+    moves: &mut mpsc::UnboundedReceiver<String>,
+    driver: &mpsc::UnboundedSender<SessionCmd>,
+) -> Result<(), String> {
+    let mut cbuf = vec![0u8; BUF];
+    let mut sbuf = vec![0u8; BUF];
+    let mut client_eof = false;
+    loop {
+        tracing::debug!(session = a.session, server = %a.server, addr = %a.addr, "relaying");
+        let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a.addr)).await {
+            Ok(Ok(s)) => s,
+            _ => {
+                *a = reselect(driver, a.session, true).await.map_err(|e| e + " (reselection)")?;
+                continue;
+            }
+        };
+        let _ = server.set_nodelay(true);
+        let (mut sr, mut sw) = server.into_split();
+        if client_eof {
+            let _ = sw.shutdown().await;
+        }
+        // What ended this server's part of the session.
+        let outcome = {
+            let c2s = pump(cr, &mut sw, &mut cbuf, true);
+            let s2c = pump(&mut sr, cw, &mut sbuf, false);
+            tokio::pin!(c2s);
+            tokio::pin!(s2c);
+            let mut c_done = client_eof;
+            loop {
+                tokio::select! {
+                    e = &mut c2s, if !c_done => match e {
+                        End::Eof => { c_done = true; client_eof = true; }
+                        End::ReadErr => break Outcome::Done, // client gone
+                        End::WriteErr => break Outcome::Failed, // server failed (203)
+                    },
+                    e = &mut s2c => match e {
+                        End::WriteErr => break Outcome::Done, // client gone
+                        End::Eof | End::ReadErr if c_done => break Outcome::Done, // 209
+                        End::Eof | End::ReadErr => {
+                            // The server closed while the client still talks: failed or
+                            // finished on purpose? Ask the service port (two-channel rule).
+                            if probe(a.addr).await {
+                                break Outcome::Done;
+                            }
+                            break Outcome::Failed;
+                        }
+                    },
+                    m = moves.recv() => {
+                        tracing::info!(session = a.session, server = %a.server, reason = ?m, "moving session");
+                        break Outcome::Move;
+                    }
+                }
+            }
+        };
+        match outcome {
+            Outcome::Done => return Ok(()),
+            Outcome::Failed | Outcome::Move => {
+                *a = reselect(driver, a.session, outcome == Outcome::Failed)
+                    .await
+                    .map_err(|e| e + " (reselection)")?;
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The session is over (client ended it, step 209, or the server closed on purpose).
+    Done,
+    /// The server failed (step 203).
+    Failed,
+    /// The core moved the session (lifetime, maintenance, declared down: 203/205).
+    Move,
+}
+
+async fn reselect(
+    driver: &mpsc::UnboundedSender<SessionCmd>,
+    session: SessionId,
+    unreachable: bool,
+) -> Result<Assignment, String> {
+    ask(driver, |reply| SessionCmd::Reselect {
+        session,
+        unreachable,
+        reply,
+    })
+    .await
+}
