@@ -290,10 +290,7 @@ impl Config {
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             ConfigError::Parse {
                 origin: origin.to_string(),
                 line,
@@ -441,7 +438,10 @@ maintenance = ["daily 02:00-03:00", "1700000000-1700003600"]
 
     #[test]
     fn unknown_key_has_line_and_column() {
-        let text = EXAMPLE.replace("port = 7000\ndaemon = \"legacy-1\"", "prot = 7000\ndaemon = \"legacy-1\"");
+        let text = EXAMPLE.replace(
+            "port = 7000\ndaemon = \"legacy-1\"",
+            "prot = 7000\ndaemon = \"legacy-1\"",
+        );
         let e = Config::parse(&text, "p.toml").expect_err("invalid");
         let s = e.to_string();
         assert!(s.starts_with("p.toml:16:1:"), "{s}");

@@ -280,7 +280,11 @@ impl Core {
                 // Policies keep positions by index: keep their state only when the server
                 // list is unchanged.
                 let same_servers = prev.servers.len() == fresh.servers.len()
-                    && prev.servers.iter().zip(&fresh.servers).all(|(p, f)| p.name == f.name);
+                    && prev
+                        .servers
+                        .iter()
+                        .zip(&fresh.servers)
+                        .all(|(p, f)| p.name == f.name);
                 if prev.cfg.policy == a.policy && same_servers {
                     fresh.selector = prev.selector.take();
                 }
@@ -301,7 +305,13 @@ impl Core {
         }
         self.apps = apps;
         self.cfg = cfg;
-        self.log(now, "config-applied", "", "", format!("{} applications", self.apps.len()));
+        self.log(
+            now,
+            "config-applied",
+            "",
+            "",
+            format!("{} applications", self.apps.len()),
+        );
         self.evaluate(now)
     }
 
@@ -442,7 +452,13 @@ impl Core {
         if let Some(st) = self.server_mut(&s.app, &s.server) {
             st.probe_ok = Some(false);
         }
-        self.log(now, "service-unreachable", &s.app, &s.server, format!("session {session}"));
+        self.log(
+            now,
+            "service-unreachable",
+            &s.app,
+            &s.server,
+            format!("session {session}"),
+        );
         self.evaluate(now)
     }
 
@@ -706,7 +722,8 @@ impl Core {
     /// Desired registrations versus current ones.
     fn reconcile(&mut self, now: u64, actions: &mut Vec<Action>) {
         let mut want: BTreeMap<u32, (String, PoolElement)> = BTreeMap::new();
-        let life_default = i32::try_from(self.cfg.detection.registration_life_ms).unwrap_or(i32::MAX);
+        let life_default =
+            i32::try_from(self.cfg.detection.registration_life_ms).unwrap_or(i32::MAX);
         for a in &self.apps {
             match self.cfg.mode {
                 Mode::Broker => {

@@ -190,14 +190,20 @@ async fn accept_daemons(listener: DaemonListener, tx: mpsc::UnboundedSender<Daem
             let mut conn = conn;
             let daemon = conn.hello().daemon_id.clone();
             tracing::info!(daemon, peer = %conn.peer(), "daemon connected");
-            if tx.send(DaemonEvent::Hello(id, conn.hello().clone())).is_err() {
+            if tx
+                .send(DaemonEvent::Hello(id, conn.hello().clone()))
+                .is_err()
+            {
                 return;
             }
             loop {
                 match conn.next_message().await {
                     Ok(Some(m)) => {
                         let (rtx, rrx) = oneshot::channel();
-                        if tx.send(DaemonEvent::Msg(id, daemon.clone(), m, rtx)).is_err() {
+                        if tx
+                            .send(DaemonEvent::Msg(id, daemon.clone(), m, rtx))
+                            .is_err()
+                        {
                             return;
                         }
                         if !rrx.await.unwrap_or(false) {
@@ -224,7 +230,9 @@ impl Driver {
                     let _ = self.reg_tx.send(RegistrarCmd::Register(pool_handle, pe));
                 }
                 Action::Deregister { pool_handle, pe_id } => {
-                    let _ = self.reg_tx.send(RegistrarCmd::Deregister(pool_handle, pe_id));
+                    let _ = self
+                        .reg_tx
+                        .send(RegistrarCmd::Deregister(pool_handle, pe_id));
                 }
                 Action::Probe { app, server, addr } => {
                     let tx = self.probe_tx.clone();
@@ -329,7 +337,9 @@ impl Driver {
                     || cfg.control_listen != old.control_listen
                     || cfg.registrars != old.registrars
                 {
-                    tracing::warn!("daemon_listen, control_listen and registrars change only on restart");
+                    tracing::warn!(
+                        "daemon_listen, control_listen and registrars change only on restart"
+                    );
                 }
                 tracing::info!(why, "configuration reloaded");
                 self.config_loads += 1;
@@ -377,7 +387,9 @@ impl Driver {
                     let h = tokio::spawn(relay::serve(l, name.clone(), self.session_tx.clone()));
                     self.listeners.insert(name, (addr, h));
                 }
-                Err(e) => tracing::error!(app = name, %addr, error = %e, "cannot bind relay listener"),
+                Err(e) => {
+                    tracing::error!(app = name, %addr, error = %e, "cannot bind relay listener")
+                }
             }
         }
     }

@@ -243,7 +243,10 @@ async fn handle(
             }
         }
         Message::Asap(other) => {
-            tracing::debug!(msg = other.message_type().name().unwrap_or("?"), "from registrar");
+            tracing::debug!(
+                msg = other.message_type().name().unwrap_or("?"),
+                "from registrar"
+            );
         }
         Message::Enrp(_) => {}
     }

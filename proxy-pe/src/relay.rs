@@ -128,7 +128,9 @@ async fn ask(
     make: impl FnOnce(oneshot::Sender<Result<Assignment, SessionError>>) -> SessionCmd,
 ) -> Result<Assignment, String> {
     let (tx, rx) = oneshot::channel();
-    driver.send(make(tx)).map_err(|_| "proxy shutting down".to_string())?;
+    driver
+        .send(make(tx))
+        .map_err(|_| "proxy shutting down".to_string())?;
     match rx.await {
         Ok(Ok(a)) => Ok(a),
         Ok(Err(e)) => Err(e.to_string()),
@@ -188,7 +190,9 @@ async fn run_session(
         let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a.addr)).await {
             Ok(Ok(s)) => s,
             _ => {
-                *a = reselect(driver, a.session, true).await.map_err(|e| e + " (reselection)")?;
+                *a = reselect(driver, a.session, true)
+                    .await
+                    .map_err(|e| e + " (reselection)")?;
                 continue;
             }
         };

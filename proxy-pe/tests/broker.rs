@@ -70,7 +70,10 @@ async fn round_robin_failover_and_step_197() {
     // Nothing running → the session fails with a clear error (step 197).
     rig.kill_echo(1);
     rig.until(0, "no server running", |r| {
-        r.proxy.applications[0].servers.iter().all(|s| !s.selectable)
+        r.proxy.applications[0]
+            .servers
+            .iter()
+            .all(|s| !s.selectable)
     })
     .await;
     let mut s = Session::open(via).await;
@@ -81,7 +84,8 @@ async fn round_robin_failover_and_step_197() {
 
     // Restart IP2's application: it comes back.
     rig.start_echo(1);
-    rig.until(0, "IP2 back", |r| server(r, "IP2").selectable).await;
+    rig.until(0, "IP2 back", |r| server(r, "IP2").selectable)
+        .await;
     let (s, who) = session(via).await;
     assert_eq!(who, "IP2");
     s.close().await;
@@ -131,7 +135,9 @@ async fn least_load_from_daemon_reports() {
     }
     let r = rig
         .until(0, "loads reported", |r| {
-            server(r, "IP1").load > 0.25 && server(r, "IP2").load > 0.05 && server(r, "IP3").load > 0.15
+            server(r, "IP1").load > 0.25
+                && server(r, "IP2").load > 0.05
+                && server(r, "IP3").load > 0.15
         })
         .await;
     assert_eq!(server(&r, "IP2").load, 0.1);
@@ -163,28 +169,38 @@ async fn lifetime_and_maintenance_move_sessions_and_reload() {
     assert_eq!(s.echo("x").await, "x");
     // IP1's lifetime ends: the session moves to the next server by round robin, skipping
     // IP2 (maintenance) → IP3.
-    rig.until(0, "IP1 expired", |r| server(r, "IP1").reason == "lifetime expired")
-        .await;
+    rig.until(0, "IP1 expired", |r| {
+        server(r, "IP1").reason == "lifetime expired"
+    })
+    .await;
     assert_eq!(s.server().await, "IP3");
     assert_eq!(s.echo("y").await, "y");
 
     // An invalid configuration is rejected precisely; the old one stays in force.
     let path = rig.config_paths[0].clone();
     let good = std::fs::read_to_string(&path).expect("read");
-    std::fs::write(&path, good.replace("policy = \"round-robin\"", "policy = \"fastest\""))
-        .expect("write");
+    std::fs::write(
+        &path,
+        good.replace("policy = \"round-robin\"", "policy = \"fastest\""),
+    )
+    .expect("write");
     let r = rig
         .until(0, "reload rejected", |r| r.last_config_error.is_some())
         .await;
     let err = r.last_config_error.clone().expect("error");
-    assert!(err.contains("proxy-0.toml:") && err.contains("fastest"), "{err}");
+    assert!(
+        err.contains("proxy-0.toml:") && err.contains("fastest"),
+        "{err}"
+    );
     assert_eq!(r.config_loads, 1);
     assert_eq!(r.proxy.applications[0].policy, "round-robin");
 
     // Remove the maintenance window: after the reload IP2 is selectable again.
     std::fs::write(&path, good.replace(&window, "")).expect("write");
     let r = rig
-        .until(0, "reloaded", |r| r.config_loads == 2 && server(r, "IP2").selectable)
+        .until(0, "reloaded", |r| {
+            r.config_loads == 2 && server(r, "IP2").selectable
+        })
         .await;
     assert!(r.last_config_error.is_none());
     let (s2, who) = session(via).await;
@@ -216,7 +232,11 @@ async fn two_proxies_keep_serving_when_one_is_killed() {
     assert_eq!(s.echo("still here").await, "still here");
     s.close().await;
     // The daemons keep reporting to the survivor.
-    let r = rig.until(1, "daemons connected", |r| r.proxy.daemons.iter().all(|d| d.connected)).await;
+    let r = rig
+        .until(1, "daemons connected", |r| {
+            r.proxy.daemons.iter().all(|d| d.connected)
+        })
+        .await;
     assert_eq!(r.proxy.daemons.len(), 3);
 }
 
@@ -242,11 +262,9 @@ async fn daemon_and_proxy_restarts_lose_nothing() {
             server(r, "IP2").health == proxy_pe::core::Health::Running
         })
         .await;
-    assert!(r
-        .proxy
-        .events
-        .iter()
-        .any(|e| e.kind == "daemon-connected" && e.subject == "d2" && e.detail.starts_with("restarted")));
+    assert!(r.proxy.events.iter().any(|e| e.kind == "daemon-connected"
+        && e.subject == "d2"
+        && e.detail.starts_with("restarted")));
     // Proxy restart: daemons reconnect with snapshots, the registration is re-created.
     rig.kill_proxy(0);
     rig.start_proxy(0);
@@ -259,7 +277,12 @@ async fn daemon_and_proxy_restarts_lose_nothing() {
     rig.kill_daemon(1);
     rig.kill_echo(1);
     let r = rig
-        .until(0, "IP2 down", |r| server(r, "IP2").health == proxy_pe::core::Health::Down)
+        .until(0, "IP2 down", |r| {
+            server(r, "IP2").health == proxy_pe::core::Health::Down
+        })
         .await;
-    assert_eq!(server(&r, "IP2").reason, "daemon silent and service probe failed");
+    assert_eq!(
+        server(&r, "IP2").reason,
+        "daemon silent and service probe failed"
+    );
 }

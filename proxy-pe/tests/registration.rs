@@ -28,8 +28,10 @@ async fn legacy_servers_registered_with_their_own_addresses() {
     s.close().await;
 
     // Keep-alives are answered for fresh, running servers.
-    rig.until(0, "keep-alives answered", |r| r.registrar.keep_alives_answered >= 3)
-        .await;
+    rig.until(0, "keep-alives answered", |r| {
+        r.registrar.keep_alives_answered >= 3
+    })
+    .await;
 
     // The application on IP2 stops: its PE is deregistered.
     rig.kill_echo(1);
@@ -42,7 +44,8 @@ async fn legacy_servers_registered_with_their_own_addresses() {
 
     // It restarts: registered again.
     rig.start_echo(1);
-    rig.until(0, "IP2 registered", |r| server(r, "IP2").registered).await;
+    rig.until(0, "IP2 registered", |r| server(r, "IP2").registered)
+        .await;
     resolve_until(rig.registrar_addr, "EchoPool", |v| v.len() == 3).await;
 
     // Daemon d3 silent and IP3's service gone: down → deregistered.

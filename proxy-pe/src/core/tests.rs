@@ -140,7 +140,10 @@ fn state(c: &Core, now: u64, server: &str) -> ServerView {
 #[test]
 fn round_robin_in_seed_order_skipping_stopped_server() {
     let mut c = all_up("broker", "round-robin", "");
-    assert_eq!(servers(&mut c, 6), ["IP1", "IP2", "IP3", "IP1", "IP2", "IP3"]);
+    assert_eq!(
+        servers(&mut c, 6),
+        ["IP1", "IP2", "IP3", "IP1", "IP2", "IP3"]
+    );
     c.daemon_message(T0, "d2", &delta(2, vec![app(false, &[])]))
         .expect("delta");
     assert_eq!(servers(&mut c, 3), ["IP1", "IP3", "IP1"]);
@@ -215,8 +218,12 @@ fn relay_failure_skips_server_until_probe_succeeds() {
     let a = c.open_session(T0, "A").expect("ok");
     assert_eq!(a.server, "IP1");
     let acts = c.session_server_unreachable(T0, a.session);
-    assert!(acts.iter().any(|x| matches!(x, Action::MoveSession { session, .. } if *session == a.session)));
-    assert!(acts.iter().any(|x| matches!(x, Action::Probe { server, .. } if server == "IP1")));
+    assert!(acts
+        .iter()
+        .any(|x| matches!(x, Action::MoveSession { session, .. } if *session == a.session)));
+    assert!(acts
+        .iter()
+        .any(|x| matches!(x, Action::Probe { server, .. } if server == "IP1")));
     let b = c.reselect(T0, a.session).expect("another server");
     assert_eq!(b.server, "IP2");
     assert_eq!(state(&c, T0, "IP1").reason, "service port unreachable");
@@ -248,13 +255,20 @@ fn lifetime_expiry_moves_sessions() {
     c.daemon_message(T0 + 11_000, "d1", &delta(2, vec![app(true, &[555])]))
         .expect("delta");
     assert!(state(&c, T0 + 11_000, "IP1").selectable);
-    assert_eq!(state(&c, T0 + 11_000, "IP1").lifetime_remaining_ms, Some(10_000));
+    assert_eq!(
+        state(&c, T0 + 11_000, "IP1").lifetime_remaining_ms,
+        Some(10_000)
+    );
 }
 
 #[test]
 fn maintenance_window_excludes_and_readmits() {
     // Window 1700000100..1700000200 s.
-    let mut c = all_up("broker", "round-robin", "maintenance = [\"1700000100-1700000200\"]");
+    let mut c = all_up(
+        "broker",
+        "round-robin",
+        "maintenance = [\"1700000100-1700000200\"]",
+    );
     let inside = 1_700_000_100_000;
     let a = c.open_session(T0, "A").expect("ok");
     assert_eq!(a.server, "IP1");
@@ -339,12 +353,19 @@ fn mode_a_registers_running_servers_and_deregisters_stopped() {
     }
     assert!(c.keep_alive_ok(id1));
     // Same state again: nothing to send.
-    assert!(c.daemon_message(T0, "d1", &heartbeat(1)).expect("hb").is_empty());
+    assert!(c
+        .daemon_message(T0, "d1", &heartbeat(1))
+        .expect("hb")
+        .is_empty());
     // Load moves by 50 %: re-registration with the new value.
     let mut busy = app(true, &[1]);
     busy.cpu_percent = 50.0;
-    let acts = c.daemon_message(T0, "d1", &delta(2, vec![busy])).expect("d");
-    assert!(matches!(&acts[..], [Action::Register { pe, .. }] if pe.policy == Policy::LeastUsed { load: 0x8000_0000 }));
+    let acts = c
+        .daemon_message(T0, "d1", &delta(2, vec![busy]))
+        .expect("d");
+    assert!(
+        matches!(&acts[..], [Action::Register { pe, .. }] if pe.policy == Policy::LeastUsed { load: 0x8000_0000 })
+    );
     // Application stops: deregistration, keep-alives no longer answered.
     let acts = c
         .daemon_message(T0, "d1", &delta(3, vec![app(false, &[])]))

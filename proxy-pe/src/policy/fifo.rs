@@ -32,7 +32,7 @@ impl Fifo {
         }
     }
 
-    fn to_tail(&mut self, index: usize) {
+    fn move_to_tail(&mut self, index: usize) {
         self.queue.retain(|&i| i != index);
         self.queue.push_back(index);
     }
@@ -61,12 +61,12 @@ impl SelectionPolicy for Fifo {
     }
 
     fn assigned(&mut self, index: usize) {
-        self.to_tail(index);
+        self.move_to_tail(index);
     }
 
     fn released(&mut self, index: usize, now_idle: bool) {
         if now_idle {
-            self.to_tail(index);
+            self.move_to_tail(index);
         }
     }
 }
@@ -114,7 +114,7 @@ mod tests {
     }
 
     #[test]
-    fn released_server_goes_to_tail() {
+    fn released_server_goes_move_to_tail() {
         let mut p = Fifo::default();
         let mut c = up(3);
         // IP1 serves and finishes: it is now the most recently idle one.

@@ -136,9 +136,7 @@ impl PolicyKind {
             PolicyKind::RoundRobin => Box::new(round_robin::RoundRobin::default()),
             PolicyKind::Fifo => Box::new(fifo::Fifo::default()),
             PolicyKind::LeastLoad => Box::new(least_load::LeastLoad),
-            PolicyKind::LeastTransactions => {
-                Box::new(least_transactions::LeastTransactions)
-            }
+            PolicyKind::LeastTransactions => Box::new(least_transactions::LeastTransactions),
             PolicyKind::FewestApplications => Box::new(fewest_apps::FewestApps),
             _ => return None,
         })
@@ -157,7 +155,7 @@ pub(crate) fn min_by_key<K: PartialOrd>(
         }
         let k = key(c);
         match &best {
-            Some((_, bk)) if !(k < *bk) => {}
+            Some((_, bk)) if k.partial_cmp(bk) != Some(std::cmp::Ordering::Less) => {}
             _ => best = Some((i, k)),
         }
     }

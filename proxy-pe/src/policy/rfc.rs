@@ -14,13 +14,23 @@ use super::{Candidate, PolicyKind};
 
 /// Converts 0.0..=1.0 into the 32-bit fraction of RFC 5356 §5.1 (0xFFFFFFFF = 100 %).
 pub fn fraction(x: f64) -> Fraction {
-    let x = if x.is_finite() { x.clamp(0.0, 1.0) } else { 1.0 };
+    let x = if x.is_finite() {
+        x.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
     (x * f64::from(u32::MAX)).round() as u32
 }
 
 /// The policy parameter for server `index` (of `count`) with the daemon figures `c`.
 /// `weight` is the configured weight or daemon hint (default 1).
-pub fn rfc_policy(kind: PolicyKind, index: usize, count: usize, c: &Candidate, weight: u32) -> Policy {
+pub fn rfc_policy(
+    kind: PolicyKind,
+    index: usize,
+    count: usize,
+    c: &Candidate,
+    weight: u32,
+) -> Policy {
     let weight = weight.max(1);
     match kind {
         PolicyKind::RoundRobin | PolicyKind::RfcRoundRobin => Policy::RoundRobin,

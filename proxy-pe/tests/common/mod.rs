@@ -189,7 +189,13 @@ impl Rig {
     }
 
     /// Proxy configuration text for proxy `k`.
-    pub fn proxy_config(&self, k: usize, mode: &str, policy: &str, server_extra: &[&str]) -> String {
+    pub fn proxy_config(
+        &self,
+        k: usize,
+        mode: &str,
+        policy: &str,
+        server_extra: &[&str],
+    ) -> String {
         let mut s = format!(
             "mode = \"{mode}\"\ndaemon_listen = \"127.0.0.1:{}\"\ncontrol_listen = \"{}\"\nregistrars = [\"{}\"]\n\n[detection]\nsuspect_grace_ms = 5000\nprobe_interval_ms = 200\n\n[[application]]\nname = \"echo\"\npool_handle = \"EchoPool\"\npolicy = \"{policy}\"\n",
             self.daemon_ports[k], self.controls[k], self.registrar_addr
@@ -197,10 +203,10 @@ impl Rig {
         if mode == "broker" {
             s += &format!("listen = \"{}\"\n", self.listens[k]);
         }
-        for i in 0..3 {
+        for (i, name) in NAMES.iter().enumerate() {
             s += &format!(
                 "\n[[application.server]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\ndaemon = \"d{}\"\n{}\n",
-                NAMES[i],
+                name,
                 self.echo_addrs[i].ip(),
                 self.echo_addrs[i].port(),
                 i + 1,
@@ -254,10 +260,7 @@ impl Rig {
     }
 
     pub fn start_daemon(&mut self, i: usize) {
-        let mut s = format!(
-            "[daemon]\nid = \"d{}\"\npoll_interval_ms = 100\n\n",
-            i + 1
-        );
+        let mut s = format!("[daemon]\nid = \"d{}\"\npoll_interval_ms = 100\n\n", i + 1);
         for p in &self.daemon_ports {
             s += &format!("[[proxy]]\naddress = \"127.0.0.1:{p}\"\nreconnect_max_ms = 500\n\n");
         }
@@ -350,9 +353,13 @@ pub async fn resolve(registrar: SocketAddr, handle: &str) -> Vec<SocketAddr> {
         .await
         .expect("connect registrar");
     let m: Message = HandleResolution::new(handle).into();
-    a.send(&Msg::new(m.protocol().ppid(), 0, m.to_bytes().expect("enc")))
-        .await
-        .expect("send");
+    a.send(&Msg::new(
+        m.protocol().ppid(),
+        0,
+        m.to_bytes().expect("enc"),
+    ))
+    .await
+    .expect("send");
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(10), a.recv())
             .await
