@@ -1,5 +1,5 @@
-//! The PE checksum of the ENRP handlespace audit (RFC 5353, PE Checksum parameter of
-//! RFC 5354 §3.x; see RSERPOOL-SPEC §10.9).
+//! The PE checksum of the ENRP handlespace audit (RFC 5353; PE Checksum,
+//! parameter 0x000F of RFC 5354 §3; see RSERPOOL-SPEC §4.2, §10.9).
 //!
 //! An ENRP server advertises in every ENRP_PRESENCE a 16-bit checksum over the identities of
 //! all PEs it owns; a peer compares it with the value it computes over the PEs it believes
@@ -139,8 +139,7 @@ mod tests {
         assert_eq!(one("CalcAppPool", 0xDEAD_BEEF), 0x256D);
         let echo = ph("EchoPool");
         let calc = ph("CalcAppPool");
-        let all =
-            PeChecksum::from_pes([(&echo, 0x1234_5678), (&echo, 1), (&calc, 0xDEAD_BEEF)]);
+        let all = PeChecksum::from_pes([(&echo, 0x1234_5678), (&echo, 1), (&calc, 0xDEAD_BEEF)]);
         assert_eq!(all.value(), 0xE162);
         assert_eq!(all.count(), 3);
     }

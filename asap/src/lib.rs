@@ -8,3 +8,7 @@ pub mod wire;
 pub mod checksum;
 pub mod handlespace;
 pub mod selection;
+pub mod pe;
+pub mod pu;
+pub mod registrar_client;
+pub mod session;

@@ -55,6 +55,35 @@ proptest! {
     }
 
     #[test]
+    fn parameters_round_trip(
+        pe in arbitrary::pool_element(),
+        si in arbitrary::server_information(),
+        oe in arbitrary::operation_error(),
+        ph in arbitrary::pool_handle(),
+    ) {
+        for p in [
+            Parameter::PoolElement(pe),
+            Parameter::ServerInformation(si),
+            Parameter::OperationError(oe),
+            Parameter::PoolHandle(ph),
+        ] {
+            let b = p.to_vec().expect("encode");
+            prop_assert_eq!(b.len() % 4, 0);
+            let (q, used) = Parameter::decode(&b).expect("decode");
+            prop_assert_eq!(used, b.len());
+            prop_assert_eq!(q, p);
+        }
+    }
+
+    #[test]
+    fn random_parameter_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..120)) {
+        if let Ok((p, used)) = Parameter::decode(&b) {
+            prop_assert!(used <= b.len());
+            let _ = p.to_vec().expect("encode");
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic(p in protocol(), b in proptest::collection::vec(any::<u8>(), 0..200)) {
         check_bytes(p, &b)?;
     }

@@ -21,7 +21,9 @@ fn round_robin_over_cached_entries_until_stale() {
     let h = ph("EchoPool");
     c.store(&h, (1..=3).map(|i| pe(i, Policy::RoundRobin)).collect(), t0);
     assert!(c.is_fresh(&h, t0));
-    let got: Vec<u32> = (0..4).flat_map(|_| ids(c.select(&h, 1, t0, &mut rng))).collect();
+    let got: Vec<u32> = (0..4)
+        .flat_map(|_| ids(c.select(&h, 1, t0, &mut rng)))
+        .collect();
     assert_eq!(got, vec![1, 2, 3, 1]);
     let stale = t0 + DEFAULT_STALE_CACHE_VALUE;
     assert!(!c.is_fresh(&h, stale));
@@ -39,10 +41,19 @@ fn refresh_keeps_round_robin_position_and_drops_vanished() {
     c.store(&h, (1..=3).map(|i| pe(i, Policy::RoundRobin)).collect(), t0);
     assert_eq!(ids(c.select(&h, 1, t0, &mut rng)), vec![1]);
     let t1 = t0 + Duration::from_secs(4);
-    c.store(&h, [2, 3, 4].map(|i| pe(i, Policy::RoundRobin)).to_vec(), t1);
-    let got: Vec<u32> = (0..4).flat_map(|_| ids(c.select(&h, 1, t1, &mut rng))).collect();
+    c.store(
+        &h,
+        [2, 3, 4].map(|i| pe(i, Policy::RoundRobin)).to_vec(),
+        t1,
+    );
+    let got: Vec<u32> = (0..4)
+        .flat_map(|_| ids(c.select(&h, 1, t1, &mut rng)))
+        .collect();
     assert_eq!(got, vec![2, 3, 4, 2]);
-    assert!(c.is_fresh(&h, t0 + Duration::from_secs(8)), "refresh restarted the timer");
+    assert!(
+        c.is_fresh(&h, t0 + Duration::from_secs(8)),
+        "refresh restarted the timer"
+    );
 }
 
 #[test]
@@ -59,7 +70,10 @@ fn failed_pes_are_not_selected_again() {
     assert_eq!(ids(c.select(&h, 3, t0, &mut rng)), vec![2, 3]);
     c.mark_failed(&h, 2);
     c.mark_failed(&h, 3);
-    assert!(c.select(&h, 1, t0, &mut rng).is_none(), "empty: ask a registrar");
+    assert!(
+        c.select(&h, 1, t0, &mut rng).is_none(),
+        "empty: ask a registrar"
+    );
     // Empty response removes the entry; a policy change replaces it.
     c.store(&h, vec![pe(5, Policy::RoundRobin)], t0);
     c.store(&h, vec![pe(6, Policy::Random)], t0);

@@ -25,7 +25,8 @@ fn expiry_timer_index() {
     assert_eq!(hs.next_expiry(), Some(t0 + ms(1000)));
     assert!(hs.expire(t0 + ms(999)).is_empty());
     // Re-registration pushes the expiry.
-    hs.register(&h, pe_life(1, 1000), 1, Some(1), t0 + ms(500)).unwrap();
+    hs.register(&h, pe_life(1, 1000), 1, Some(1), t0 + ms(500))
+        .unwrap();
     assert_eq!(hs.next_expiry(), Some(t0 + ms(1500)));
     let gone = hs.expire(t0 + ms(2000));
     let ids: Vec<_> = gone.iter().map(|r| r.entry.element().id).collect();
@@ -45,7 +46,13 @@ fn connection_loss_removes_its_pes_only() {
         hs.register(&ph("A"), pe_life(id, 5000), 9, Some(u64::from(id % 2)), t0)
             .unwrap();
     }
-    hs.register(&ph("B"), pe_life(1, 5000), 9, Some(1), t0).unwrap();
+    hs.register(&ph("B"), pe_life(1, 5000), 9, Some(1), t0)
+        .unwrap();
+    let on1: Vec<_> = hs.connection_elements(1).cloned().collect();
+    assert_eq!(
+        on1,
+        vec![(ph("A"), 1), (ph("A"), 3), (ph("A"), 5), (ph("B"), 1)]
+    );
     let gone = hs.remove_connection(1);
     assert_eq!(gone.len(), 4);
     assert_eq!(hs.len(), 2);
@@ -69,8 +76,14 @@ fn takeover_relabels_and_moves_checksums() {
     let (dead, me) = (0xDEAD, 0x1);
     for id in 1..=50 {
         let owner = if id % 3 == 0 { me } else { dead };
-        hs.register(&ph(&format!("pool{}", id % 7)), pe_life(id, 5000), owner, None, t0)
-            .unwrap();
+        hs.register(
+            &ph(&format!("pool{}", id % 7)),
+            pe_life(id, 5000),
+            owner,
+            None,
+            t0,
+        )
+        .unwrap();
     }
     let mine_before = hs.owned_len(me);
     let dead_before = hs.owned_len(dead);
@@ -98,7 +111,8 @@ fn dump_pages_resume_and_owner_filter() {
     for p in ["a", "b", "c"] {
         for id in 1..=5u32 {
             let owner: ServerId = if id % 2 == 0 { 2 } else { 1 };
-            hs.register(&ph(p), pe_life(id, 5000), owner, None, t0).unwrap();
+            hs.register(&ph(p), pe_life(id, 5000), owner, None, t0)
+                .unwrap();
         }
     }
     let full: Vec<(PoolHandle, u32)> = hs
@@ -130,28 +144,59 @@ fn dump_pages_resume_and_owner_filter() {
         }
         let want: Vec<_> = full
             .iter()
-            .filter(|(h, id)| owner.map_or(true, |o| hs.get(h, *id).unwrap().owner() == o))
+            .filter(|(h, id)| owner.iter().all(|&o| hs.get(h, *id).unwrap().owner() == o))
             .cloned()
             .collect();
         assert_eq!(got, want, "owner filter {owner:?}");
         assert_eq!(pages, want.len().div_ceil(4).max(1));
     }
+    // A zero-sized page still makes progress.
+    let page = hs.dump(None, None, 0);
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(
+        page.next,
+        Some(DumpCursor {
+            handle: ph("a"),
+            id: 1
+        })
+    );
     // A cursor whose PE has gone in the meantime still resumes correctly.
-    let c = DumpCursor { handle: ph("b"), id: 3 };
+    let c = DumpCursor {
+        handle: ph("b"),
+        id: 3,
+    };
     hs.deregister(&ph("b"), 3);
     let page = hs.dump(Some(&c), None, 2);
     let ids: Vec<_> = page.items.iter().map(|i| i.entry.element().id).collect();
     assert_eq!(ids, vec![4, 5]);
-    assert_eq!(page.next, Some(DumpCursor { handle: ph("b"), id: 5 }));
+    assert_eq!(
+        page.next,
+        Some(DumpCursor {
+            handle: ph("b"),
+            id: 5
+        })
+    );
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Register { pool: u8, id: u32, owner: u32, conn: Option<u64>, life: i32 },
-    Deregister { pool: u8, id: u32 },
+    Register {
+        pool: u8,
+        id: u32,
+        owner: u32,
+        conn: Option<u64>,
+        life: i32,
+    },
+    Deregister {
+        pool: u8,
+        id: u32,
+    },
     DropConn(u64),
     Expire(u64),
-    Takeover { from: u32, to: u32 },
+    Takeover {
+        from: u32,
+        to: u32,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -183,7 +228,7 @@ proptest! {
                     for r in hs.expire(now) {
                         prop_assert!(r.entry.expiry().is_some_and(|t| t <= now));
                     }
-                    prop_assert!(hs.next_expiry().map_or(true, |t| t > now));
+                    prop_assert!(hs.next_expiry().iter().all(|&t| t > now));
                 }
                 Op::Takeover { from, to } => { hs.change_owner(from, to); }
             }

@@ -28,12 +28,22 @@ fn register_stores_element_with_owner_and_checksum() {
     assert_eq!(e.owner(), ME);
     assert_eq!(e.element().home_server_id, ME);
     assert_eq!(e.connection(), Some(1));
-    assert_eq!(e.expiry(), Some(t0 + std::time::Duration::from_millis(30_000)));
+    assert_eq!(
+        e.expiry(),
+        Some(t0 + std::time::Duration::from_millis(30_000))
+    );
     assert_eq!(hs.checksum(ME), 0x29A5);
     assert_eq!(hs.checksum(PEER), 0xFFFF);
-    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0).unwrap();
-    hs.register(&ph("CalcAppPool"), pe(0xDEAD_BEEF, Policy::RoundRobin), ME, None, t0)
+    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0)
         .unwrap();
+    hs.register(
+        &ph("CalcAppPool"),
+        pe(0xDEAD_BEEF, Policy::RoundRobin),
+        ME,
+        None,
+        t0,
+    )
+    .unwrap();
     assert_eq!(hs.checksum(ME), 0xE162);
     assert_eq!(hs.len(), 3);
     assert_eq!(hs.pool_count(), 2);
@@ -91,7 +101,8 @@ fn only_pe_may_redefine_its_pool() {
     let t0 = Instant::now();
     let mut hs = Handlespace::new();
     let h = ph("P");
-    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0).unwrap();
+    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0)
+        .unwrap();
     // The only PE re-registers with another policy: the pool follows it.
     hs.register(&h, pe(1, Policy::Priority { priority: 3 }), ME, Some(1), t0)
         .unwrap();
@@ -110,11 +121,17 @@ fn invalid_values() {
     let e = hs
         .register(&ph("P"), pe(0, Policy::RoundRobin), ME, None, t0)
         .unwrap_err();
-    assert_eq!((e.clone(), e.cause_code()), (HandlespaceError::InvalidPeIdentifier, 0x3));
+    assert_eq!(
+        (e.clone(), e.cause_code()),
+        (HandlespaceError::InvalidPeIdentifier, 0x3)
+    );
     let e = hs
         .register(&ph(""), pe(1, Policy::RoundRobin), ME, None, t0)
         .unwrap_err();
-    assert_eq!((e.clone(), e.cause_code()), (HandlespaceError::InvalidPoolHandle, 0x3));
+    assert_eq!(
+        (e.clone(), e.cause_code()),
+        (HandlespaceError::InvalidPoolHandle, 0x3)
+    );
     assert!(hs.is_empty());
 }
 
@@ -123,7 +140,8 @@ fn non_unique_pe_identifier_and_legitimate_moves() {
     let t0 = Instant::now();
     let mut hs = Handlespace::new();
     let h = ph("P");
-    hs.register(&h, pe(7, Policy::RoundRobin), ME, Some(1), t0).unwrap();
+    hs.register(&h, pe(7, Policy::RoundRobin), ME, Some(1), t0)
+        .unwrap();
     // Same ID over another live association: a second PE claims the ID.
     let err = hs
         .register(&h, pe(7, Policy::RoundRobin), ME, Some(2), t0)
@@ -146,7 +164,9 @@ fn non_unique_pe_identifier_and_legitimate_moves() {
     // ... and back to us over a new association.
     assert_eq!(
         hs.register(&h, pe(7, Policy::RoundRobin), ME, Some(3), t0),
-        Ok(Registered::Updated { previous_owner: PEER })
+        Ok(Registered::Updated {
+            previous_owner: PEER
+        })
     );
     assert_eq!(hs.get(&h, 7).map(|e| e.connection()), Some(Some(3)));
     hs.verify().unwrap();
@@ -162,20 +182,39 @@ fn limits_give_lack_of_resources() {
         max_pes: 4,
     });
     let rr = Policy::RoundRobin;
-    hs.register(&ph("A"), pe(1, rr.clone()), ME, Some(1), t0).unwrap();
-    hs.register(&ph("A"), pe(2, rr.clone()), ME, Some(1), t0).unwrap();
-    let e = hs.register(&ph("A"), pe(3, rr.clone()), ME, Some(2), t0).unwrap_err();
-    assert_eq!(e, HandlespaceError::LackOfResources(ResourceLimit::PesPerPool));
+    hs.register(&ph("A"), pe(1, rr.clone()), ME, Some(1), t0)
+        .unwrap();
+    hs.register(&ph("A"), pe(2, rr.clone()), ME, Some(1), t0)
+        .unwrap();
+    let e = hs
+        .register(&ph("A"), pe(3, rr.clone()), ME, Some(2), t0)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        HandlespaceError::LackOfResources(ResourceLimit::PesPerPool)
+    );
     assert_eq!(e.cause_code(), 0x6);
     // Re-registration at the limit is fine.
-    hs.register(&ph("A"), pe(2, rr.clone()), ME, Some(1), t0).unwrap();
-    hs.register(&ph("B"), pe(3, rr.clone()), ME, Some(1), t0).unwrap();
-    let e = hs.register(&ph("B"), pe(4, rr.clone()), ME, Some(1), t0).unwrap_err();
-    assert_eq!(e, HandlespaceError::LackOfResources(ResourceLimit::PesPerConnection));
-    let e = hs.register(&ph("C"), pe(4, rr.clone()), ME, Some(2), t0).unwrap_err();
+    hs.register(&ph("A"), pe(2, rr.clone()), ME, Some(1), t0)
+        .unwrap();
+    hs.register(&ph("B"), pe(3, rr.clone()), ME, Some(1), t0)
+        .unwrap();
+    let e = hs
+        .register(&ph("B"), pe(4, rr.clone()), ME, Some(1), t0)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        HandlespaceError::LackOfResources(ResourceLimit::PesPerConnection)
+    );
+    let e = hs
+        .register(&ph("C"), pe(4, rr.clone()), ME, Some(2), t0)
+        .unwrap_err();
     assert_eq!(e, HandlespaceError::LackOfResources(ResourceLimit::Pools));
-    hs.register(&ph("B"), pe(4, rr.clone()), ME, Some(2), t0).unwrap();
-    let e = hs.register(&ph("B"), pe(5, rr.clone()), ME, Some(2), t0).unwrap_err();
+    hs.register(&ph("B"), pe(4, rr.clone()), ME, Some(2), t0)
+        .unwrap();
+    let e = hs
+        .register(&ph("B"), pe(5, rr.clone()), ME, Some(2), t0)
+        .unwrap_err();
     assert_eq!(e.cause_code(), 0x6);
     assert_eq!(hs.len(), 4);
     hs.verify().unwrap();
@@ -204,7 +243,8 @@ fn reregistration_changes_selection_at_once() {
         load: 0,
         degradation: 10,
     };
-    hs.register(&h, pe(1, lud.clone()), ME, Some(1), t0).unwrap();
+    hs.register(&h, pe(1, lud.clone()), ME, Some(1), t0)
+        .unwrap();
     hs.select(&h, 1, &mut rng).unwrap();
     hs.select(&h, 1, &mut rng).unwrap();
     let deg = |hs: &Handlespace| {
@@ -225,13 +265,15 @@ fn unreachable_reports_count_distinct_reporters_and_reset() {
     let t0 = Instant::now();
     let mut hs = Handlespace::new();
     let h = ph("P");
-    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0).unwrap();
+    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0)
+        .unwrap();
     hs.report_unreachable(&h, 1, 100).unwrap();
     hs.report_unreachable(&h, 1, 100).unwrap();
     let c = hs.report_unreachable(&h, 1, 200).unwrap();
     assert_eq!((c.reports, c.distinct_reporters), (3, 2));
     assert!(hs.report_unreachable(&h, 2, 100).is_none());
-    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0).unwrap();
+    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0)
+        .unwrap();
     assert_eq!(hs.get(&h, 1).unwrap().unreachable().reports, 0);
     // Many reporters: memory stays bounded, the total keeps counting.
     for r in 0..1000 {
@@ -239,5 +281,8 @@ fn unreachable_reports_count_distinct_reporters_and_reset() {
     }
     let c = hs.get(&h, 1).unwrap().unreachable();
     assert_eq!(c.reports, 1000);
-    assert_eq!(c.distinct_reporters as usize, asap::handlespace::MAX_TRACKED_REPORTERS);
+    assert_eq!(
+        c.distinct_reporters as usize,
+        asap::handlespace::MAX_TRACKED_REPORTERS
+    );
 }

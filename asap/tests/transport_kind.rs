@@ -19,8 +19,12 @@ async fn auto_uses_sctp_if_available_else_tcp() {
         SctpProbe::Unavailable { errno } => {
             eprintln!("kernel SCTP unavailable (errno {errno}): expecting TCP fallback");
             assert!(
-                [libc::EPROTONOSUPPORT, libc::ESOCKTNOSUPPORT, libc::EAFNOSUPPORT]
-                    .contains(&errno),
+                [
+                    libc::EPROTONOSUPPORT,
+                    libc::ESOCKTNOSUPPORT,
+                    libc::EAFNOSUPPORT
+                ]
+                .contains(&errno),
                 "unexpected errno {errno}"
             );
             assert_eq!(t.kind(), TransportKind::Tcp);

@@ -63,7 +63,11 @@ async fn recv_non_path(a: &mut Association) -> Event {
     }
 }
 
-async fn pair(t: &Transport, listen: &[&str], bind: &[&str]) -> (Listener, Association, Association) {
+async fn pair(
+    t: &Transport,
+    listen: &[&str],
+    bind: &[&str],
+) -> (Listener, Association, Association) {
     let l = t.listen(&addrs(listen)).await.expect("listen");
     let port = l.local_addrs().expect("local")[0].port();
     let peers: Vec<SocketAddr> = addrs(listen)
@@ -95,7 +99,9 @@ async fn large_message_whole_with_ppid_and_stream() {
         } => assert_eq!(outbound_streams, 10),
         other => panic!("expected Up, got {other:?}"),
     }
-    let body: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let body: Vec<u8> = (0..256 * 1024u32)
+        .map(|i| (i * 7 + i / 251) as u8)
+        .collect();
     for (ppid, stream) in [(11u32, 3u16), (12, 0), (0xDEAD_BEEF, 9)] {
         c.send(&Msg::new(ppid, stream, body.clone()))
             .await
@@ -138,12 +144,20 @@ async fn multihomed_bind_and_connect() {
     let mut peers = c.peer_addrs().expect("peers");
     peers.sort();
     assert_eq!(peers, la);
-    let mut from: Vec<_> = s.peer_addrs().expect("peers").iter().map(|a| a.ip()).collect();
+    let mut from: Vec<_> = s
+        .peer_addrs()
+        .expect("peers")
+        .iter()
+        .map(|a| a.ip())
+        .collect();
     from.sort();
-    assert_eq!(from, vec![
-        "127.0.0.3".parse::<std::net::IpAddr>().expect("literal"),
-        "127.0.0.4".parse().expect("literal")
-    ]);
+    assert_eq!(
+        from,
+        vec![
+            "127.0.0.3".parse::<std::net::IpAddr>().expect("literal"),
+            "127.0.0.4".parse().expect("literal")
+        ]
+    );
     c.send(&Msg::new(11, 1, vec![1, 2, 3])).await.expect("send");
     assert_eq!(recv_msg(&mut s).await.bytes[..], [1, 2, 3]);
 }
@@ -159,7 +173,10 @@ async fn graceful_close_reports_both_sides() {
     assert_eq!(recv_msg(&mut s).await.bytes.len(), 100);
     assert!(matches!(recv(&mut c).await, Event::Up { .. }));
     c.close().await.expect("close");
-    assert_eq!(recv_non_path(&mut s).await, Event::Lost(LostReason::PeerClosed));
+    assert_eq!(
+        recv_non_path(&mut s).await,
+        Event::Lost(LostReason::PeerClosed)
+    );
     assert_eq!(
         recv_non_path(&mut c).await,
         Event::Lost(LostReason::ShutdownComplete)
@@ -198,7 +215,9 @@ async fn oversized_message_drops_only_that_association() {
     let mut good_s = l.accept().await.expect("accept");
     let mut bad = big.connect(&[addr], &[]).await.expect("connect");
     let mut bad_s = l.accept().await.expect("accept");
-    bad.send(&Msg::new(11, 0, vec![0; 4096])).await.expect("send");
+    bad.send(&Msg::new(11, 0, vec![0; 4096]))
+        .await
+        .expect("send");
     assert_eq!(
         recv_non_path(&mut bad_s).await,
         Event::Up {
@@ -218,12 +237,17 @@ async fn oversized_message_drops_only_that_association() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    good.send(&Msg::new(11, 0, vec![1; 1000])).await.expect("send");
+    good.send(&Msg::new(11, 0, vec![1; 1000]))
+        .await
+        .expect("send");
     assert_eq!(recv_msg(&mut good_s).await.bytes.len(), 1000);
     // Sending more than the local maximum is refused before the kernel sees it.
     assert!(matches!(
         good_s.send(&Msg::new(11, 0, vec![0; 2000])).await,
-        Err(TransportError::MessageTooLarge { len: 2000, max: 1024 })
+        Err(TransportError::MessageTooLarge {
+            len: 2000,
+            max: 1024
+        })
     ));
 }
 

@@ -73,7 +73,10 @@ async fn roundtrip_preserves_ppid_bytes_and_reports_up_first() {
     let mut s = accept(&l).await;
     assert_eq!(c.kind(), TransportKind::Tcp);
     assert_eq!(c.peer_addrs().expect("peer"), vec![addr]);
-    assert_eq!(s.peer_addrs().expect("peer"), c.local_addrs().expect("local"));
+    assert_eq!(
+        s.peer_addrs().expect("peer"),
+        c.local_addrs().expect("local")
+    );
 
     let body = rmsg(0x05, 1000, 1);
     c.send(&Msg::new(11, 3, body.clone())).await.expect("send");
@@ -219,10 +222,7 @@ async fn bad_input_case(bad: &[u8], close_after: bool, max: usize, expected: Fra
         recv(&mut bad_s).await,
         Event::Lost(LostReason::Framing(expected.clone()))
     );
-    assert!(matches!(
-        bad_s.recv().await,
-        Err(TransportError::Closed)
-    ));
+    assert!(matches!(bad_s.recv().await, Err(TransportError::Closed)));
     drop(bad_s);
     // The offending peer sees the connection closed.
     let mut buf = [0u8; 16];
@@ -234,7 +234,9 @@ async fn bad_input_case(bad: &[u8], close_after: bool, max: usize, expected: Fra
 
     // The other association is unaffected.
     let body = rmsg(5, 40, 4);
-    good.send(&Msg::new(11, 0, body.clone())).await.expect("send");
+    good.send(&Msg::new(11, 0, body.clone()))
+        .await
+        .expect("send");
     let m = recv_msg(&mut good_s).await;
     assert_eq!(&m.bytes[..], &body[..]);
     good_s.send(&m).await.expect("echo");
@@ -246,17 +248,32 @@ async fn bad_input_case(bad: &[u8], close_after: bool, max: usize, expected: Fra
         .find(|l| l.contains("WARN") && l.contains("closing TCP association"))
         .unwrap_or_else(|| panic!("no warn line in log:\n{text}"));
     assert!(line.contains(&raw_addr.to_string()), "peer missing: {line}");
-    assert!(line.contains(&expected.to_string()), "reason missing: {line}");
+    assert!(
+        line.contains(&expected.to_string()),
+        "reason missing: {line}"
+    );
 }
 
 #[tokio::test]
 async fn bad_input_length_below_header() {
-    bad_input_case(&[1, 0, 0, 2], false, 4096, FrameError::LengthTooShort { length: 2 }).await;
+    bad_input_case(
+        &[1, 0, 0, 2],
+        false,
+        4096,
+        FrameError::LengthTooShort { length: 2 },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn bad_input_zero_length() {
-    bad_input_case(&[1, 0, 0, 0], false, 4096, FrameError::LengthTooShort { length: 0 }).await;
+    bad_input_case(
+        &[1, 0, 0, 0],
+        false,
+        4096,
+        FrameError::LengthTooShort { length: 0 },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -306,7 +323,13 @@ async fn bad_input_close_mid_message() {
 
 #[tokio::test]
 async fn bad_input_close_inside_header() {
-    bad_input_case(&[1, 0], true, 4096, FrameError::Truncated { have: 2, need: 4 }).await;
+    bad_input_case(
+        &[1, 0],
+        true,
+        4096,
+        FrameError::Truncated { have: 2, need: 4 },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -321,7 +344,11 @@ async fn send_rejects_foreign_ppid_and_unframed_bytes() {
         }
         other => panic!("expected PpidMismatch, got {other:?}"),
     }
-    for bad in [vec![1u8, 0, 0], vec![1, 0, 0, 9, 1, 2, 3, 4], rmsg(1, 8, 0).repeat(2)] {
+    for bad in [
+        vec![1u8, 0, 0],
+        vec![1, 0, 0, 9, 1, 2, 3, 4],
+        rmsg(1, 8, 0).repeat(2),
+    ] {
         assert!(
             matches!(
                 c.send(&Msg::new(11, 0, bad.clone())).await,
@@ -338,7 +365,9 @@ async fn enrp_endpoint_implies_ppid_12() {
     let (l, addr) = listen(&t).await;
     let mut c = t.connect(&[addr], &[]).await.expect("connect");
     let mut s = accept(&l).await;
-    c.send(&Msg::new(12, 0, rmsg(1, 12, 0))).await.expect("send");
+    c.send(&Msg::new(12, 0, rmsg(1, 12, 0)))
+        .await
+        .expect("send");
     assert_eq!(recv_msg(&mut s).await.ppid, 12);
 }
 
@@ -350,7 +379,11 @@ async fn graceful_close_and_abort() {
     let mut s = accept(&l).await;
     c.send(&Msg::new(11, 0, rmsg(1, 8, 0))).await.expect("send");
     c.close().await.expect("close");
-    assert_eq!(recv_msg(&mut s).await.bytes.len(), 8, "data before FIN arrives");
+    assert_eq!(
+        recv_msg(&mut s).await.bytes.len(),
+        8,
+        "data before FIN arrives"
+    );
     assert_eq!(recv(&mut s).await, Event::Lost(LostReason::PeerClosed));
 
     let c2 = t.connect(&[addr], &[]).await.expect("connect");
@@ -372,7 +405,11 @@ async fn listen_on_two_addresses_and_connect_tries_in_order() {
         .expect("listen");
     let addrs = l.local_addrs().expect("local");
     assert_eq!(addrs.len(), 2);
-    assert_eq!(addrs[0].port(), addrs[1].port(), "one port for all addresses");
+    assert_eq!(
+        addrs[0].port(),
+        addrs[1].port(),
+        "one port for all addresses"
+    );
     // 127.0.0.3 has no listener: refused, then 127.0.0.2 is tried.
     let dead: SocketAddr = SocketAddr::new("127.0.0.3".parse().expect("literal"), addrs[0].port());
     let mut c = t.connect(&[dead, addrs[1]], &[]).await.expect("connect");
@@ -397,4 +434,93 @@ async fn listen_on_two_addresses_and_connect_tries_in_order() {
         .await,
         Err(TransportError::BadAddresses(_))
     ));
+}
+
+/// Small deterministic generator (xorshift) so the chunking tests are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[tokio::test]
+async fn random_message_sizes_over_random_write_chunks() {
+    let t = tcp(4096);
+    let (l, addr) = listen(&t).await;
+    let mut raw = TcpStream::connect(addr).await.expect("raw connect");
+    raw.set_nodelay(true).expect("nodelay");
+    let mut s = accept(&l).await;
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let mut expected = Vec::new();
+    let mut stream = Vec::new();
+    for i in 0..300 {
+        let len = 4 + rng.below(4000);
+        let mut m = rmsg((i % 15) as u8, len, i as u8);
+        m.resize(len.div_ceil(4) * 4, 0);
+        stream.extend_from_slice(&m);
+        expected.push(m);
+    }
+    let writer = tokio::spawn(async move {
+        let mut off = 0;
+        while off < stream.len() {
+            let n = (1 + rng.below(3000)).min(stream.len() - off);
+            raw.write_all(&stream[off..off + n]).await.expect("write");
+            raw.flush().await.expect("flush");
+            off += n;
+            if rng.below(4) == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        raw
+    });
+    for (i, want) in expected.iter().enumerate() {
+        let m = recv_msg(&mut s).await;
+        assert_eq!(m.bytes.len(), want.len(), "message {i}");
+        assert!(m.bytes[..] == want[..], "message {i} bytes");
+    }
+    let mut raw = writer.await.expect("writer");
+    raw.shutdown().await.expect("shutdown");
+    assert_eq!(recv(&mut s).await, Event::Lost(LostReason::PeerClosed));
+}
+
+#[tokio::test]
+async fn random_garbage_never_panics_and_always_ends_the_association() {
+    let t = tcp(2048);
+    let (l, addr) = listen(&t).await;
+    let mut rng = Rng(0xBAD_C0FFEE);
+    for _ in 0..40 {
+        let mut raw = TcpStream::connect(addr).await.expect("raw connect");
+        let mut s = accept(&l).await;
+        let len = 1 + rng.below(600);
+        let junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        raw.write_all(&junk).await.expect("write");
+        raw.shutdown().await.expect("shutdown");
+        let mut consumed = 0;
+        loop {
+            match recv(&mut s).await {
+                Event::Up { .. } => {}
+                Event::Message(m) => {
+                    // Whatever was accepted as a message is a prefix of the junk, framed right.
+                    assert!(m.bytes.len() >= 4 && m.bytes.len() % 4 == 0);
+                    assert_eq!(&m.bytes[..], &junk[consumed..consumed + m.bytes.len()]);
+                    consumed += m.bytes.len();
+                }
+                Event::Lost(LostReason::Framing(_)) => break,
+                Event::Lost(LostReason::PeerClosed) => {
+                    assert_eq!(consumed, junk.len(), "clean end only after whole messages");
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(matches!(s.recv().await, Err(TransportError::Closed)));
+    }
 }

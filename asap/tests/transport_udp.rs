@@ -33,7 +33,9 @@ async fn unicast_send_and_receive_with_source() {
         .await
         .expect("bind b");
     let msg = [0x0a, 0x00, 0x00, 0x08, 1, 2, 3, 4]; // ASAP Server Announce header + 4 bytes
-    a.send_to(&msg, b.local_addr().expect("addr")).await.expect("send");
+    a.send_to(&msg, b.local_addr().expect("addr"))
+        .await
+        .expect("send");
     let (got, from) = recv(&b).await;
     assert_eq!(got, msg);
     assert_eq!(from, a.local_addr().expect("addr"));
@@ -124,7 +126,9 @@ async fn multicast_body() {
     // After leaving, a datagram to the group is not delivered: send one to the group, then a
     // unicast marker to the same socket; the first datagram received must be the marker.
     rx.leave_multicast_v4(group, LO).expect("leave");
-    tx.send_to(&[0x0a, 0, 0, 4], to).await.expect("send to group");
+    tx.send_to(&[0x0a, 0, 0, 4], to)
+        .await
+        .expect("send to group");
     let marker = [0xEE, 0, 0, 4];
     tx.send_to(&marker, SocketAddr::from((LO, port)))
         .await

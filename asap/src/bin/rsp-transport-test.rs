@@ -184,7 +184,10 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start tokio: {e}");
@@ -214,7 +217,9 @@ fn event_json(ev: &Event) -> Value {
         Event::Up {
             outbound_streams,
             inbound_streams,
-        } => json!({"event": "up", "outbound_streams": outbound_streams, "inbound_streams": inbound_streams}),
+        } => {
+            json!({"event": "up", "outbound_streams": outbound_streams, "inbound_streams": inbound_streams})
+        }
         Event::Message(m) => {
             json!({"event": "message", "ppid": m.ppid, "stream": m.stream, "len": m.bytes.len()})
         }
@@ -366,7 +371,10 @@ async fn client(a: ClientArgs) -> Result<ExitCode, AnyError> {
             match ev {
                 Err(_) => {
                     timeouts += 1;
-                    lost = Some(format!("no echo for message {seq} within {} ms", a.timeout_ms));
+                    lost = Some(format!(
+                        "no echo for message {seq} within {} ms",
+                        a.timeout_ms
+                    ));
                     break 'outer;
                 }
                 Ok(Err(e)) => {
@@ -377,7 +385,8 @@ async fn client(a: ClientArgs) -> Result<ExitCode, AnyError> {
                     received += 1;
                     ppids.insert(m.ppid);
                     streams.insert(m.stream);
-                    if m.ppid != a.ppid || m.stream != expect_stream || m.bytes[..] != expected[..] {
+                    if m.ppid != a.ppid || m.stream != expect_stream || m.bytes[..] != expected[..]
+                    {
                         mismatches += 1;
                         warn!(
                             seq,
@@ -456,8 +465,9 @@ async fn bench(a: BenchArgs) -> Result<ExitCode, AnyError> {
     let mut stop_sending = false;
     loop {
         while !stop_sending && in_flight.len() < a.window {
-            assoc.send(&msg).await?;
+            // Stamp before sending: the echo may be back before `send` returns.
             in_flight.push_back(Instant::now());
+            assoc.send(&msg).await?;
         }
         if in_flight.is_empty() {
             break;

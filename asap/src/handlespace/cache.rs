@@ -112,6 +112,15 @@ impl PoolUserCache {
         self.pools.get(handle).map_or(0, |cp| cp.elements.len())
     }
 
+    /// All cached PEs of `handle` (stale or not), ordered by PE identifier, without
+    /// touching the selection state.
+    pub fn elements(&self, handle: &PoolHandle) -> Vec<PoolElement> {
+        self.pools
+            .get(handle)
+            .map(|cp| cp.elements.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Selects up to `n` cached PEs by the pool's policy. `None` if there is no fresh entry
     /// with at least one PE: the PU must send a HANDLE_RESOLUTION.
     pub fn select<R: Rng + ?Sized>(

@@ -11,7 +11,7 @@ use super::{ConnectionId, ReporterId};
 /// towards [`UnreachableCount::reports`]. Bounds memory under a report flood.
 pub const MAX_TRACKED_REPORTERS: usize = 64;
 
-/// Counters of ASAP_ENDPOINT_UNREACHABLE reports about one PE (RFC 5352 §…;
+/// Counters of ASAP_ENDPOINT_UNREACHABLE reports about one PE (RFC 5352;
 /// MAX-BAD-PE-REPORT, RSERPOOL-SPEC §10.3).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnreachableCount {
@@ -31,6 +31,8 @@ pub struct PoolElementEntry {
     pub(super) owner: ServerId,
     pub(super) connection: Option<ConnectionId>,
     pub(super) expiry: Option<Instant>,
+    /// Unique per handlespace entry; tie-breaker of the timer index.
+    pub(super) serial: u64,
     pub(super) last_update: Instant,
     pub(super) reporters: BTreeMap<ReporterId, u32>,
     pub(super) reports: u32,

@@ -8,17 +8,45 @@
 //!
 //! Indexes, all kept consistent by every operation (each O(log n)):
 //!
-//! * pools by handle (`BTreeMap`, ordered for HANDLE_TABLE_RESPONSE dumps), PEs by
-//!   identifier within a pool (`BTreeMap`), the pool's [`Selector`](crate::selection::Selector);
+//! * pools by handle (`HashMap`, plus a `BTreeSet` of handles giving the order of
+//!   HANDLE_TABLE_RESPONSE dumps), PEs by identifier within a pool (`BTreeMap`), the pool's
+//!   [`Selector`](crate::selection::Selector);
 //! * per owner (home ENRP server): the set of owned PEs and the incremental
 //!   [`PeChecksum`] sent in ENRP_PRESENCE (handlespace audit, RFC 5353; §10.9);
 //! * per ASAP connection: the PEs registered over it, removed together when the association
 //!   goes away (rsplib behaviour, §10.1 step 6);
-//! * expiry timers: `BTreeSet<(Instant, PoolHandle, PeIdentifier)>`.
+//! * expiry timers: `BTreeMap<(Instant, entry serial), (PoolHandle, PeIdentifier)>` (the
+//!   serial makes keys unique and cheap to compare when many PEs share an expiry).
 //!
 //! Registration rules (RFC 5352 registration; RFC 5354 §3.12 causes) are described at
 //! [`Handlespace::register`]; the errors map to cause codes via
 //! [`HandlespaceError::cause_code`].
+//!
+//! ```
+//! use asap::handlespace::Handlespace;
+//! use asap::wire::{Policy, PoolElement, PoolHandle, TransportParameter, TransportUse};
+//! use rand::SeedableRng;
+//! use std::time::Instant;
+//!
+//! let (now, me) = (Instant::now(), 0x0102_0304);
+//! let mut hs = Handlespace::new();
+//! let h = PoolHandle::from("EchoPool");
+//! for (id, load) in [(1, 30), (2, 10)] {
+//!     let pe = PoolElement {
+//!         id, home_server_id: 0, registration_life: 30_000,
+//!         user_transport: TransportParameter::Sctp {
+//!             port: 7, transport_use: TransportUse::DataOnly, addresses: vec![],
+//!         },
+//!         policy: Policy::LeastUsed { load }, asap_transport: None,
+//!     };
+//!     hs.register(&h, pe, me, Some(42), now)?; // ASAP registration over association 42
+//! }
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+//! assert_eq!(hs.select(&h, 3, &mut rng)?, vec![2, 1]); // least used first
+//! assert_eq!(hs.remove_connection(42).len(), 2); // association lost
+//! assert_eq!(hs.checksum(me), 0xFFFF);
+//! # Ok::<(), asap::handlespace::HandlespaceError>(())
+//! ```
 
 pub mod cache;
 mod dump;
@@ -105,10 +133,14 @@ struct Owned {
 /// The handlespace of an ENRP server; see the module documentation.
 #[derive(Debug, Clone, Default)]
 pub struct Handlespace {
-    pools: BTreeMap<PoolHandle, Pool>,
+    /// Pools by handle (hashed: the hot path looks pools up by handle).
+    pools: HashMap<PoolHandle, Pool>,
+    /// Pool handles in order, for dumps.
+    order: BTreeSet<PoolHandle>,
     owners: HashMap<ServerId, Owned>,
     connections: HashMap<ConnectionId, BTreeSet<(PoolHandle, PeIdentifier)>>,
-    timers: BTreeSet<(Instant, PoolHandle, PeIdentifier)>,
+    timers: BTreeMap<(Instant, u64), (PoolHandle, PeIdentifier)>,
+    next_serial: u64,
     limits: HandlespaceLimits,
     max_increment: MaxIncrement,
     pes: usize,
@@ -167,7 +199,7 @@ impl Handlespace {
 
     /// All pools in handle order.
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
-        self.pools.values()
+        self.order.iter().filter_map(|h| self.pools.get(h))
     }
 
     /// One PE.
@@ -178,6 +210,17 @@ impl Handlespace {
     /// Number of PEs registered over a connection.
     pub fn connection_len(&self, conn: ConnectionId) -> usize {
         self.connections.get(&conn).map_or(0, BTreeSet::len)
+    }
+
+    /// The (pool handle, PE ID) pairs registered over a connection.
+    pub fn connection_elements(
+        &self,
+        conn: ConnectionId,
+    ) -> impl Iterator<Item = &(PoolHandle, PeIdentifier)> + '_ {
+        self.connections
+            .get(&conn)
+            .into_iter()
+            .flat_map(|s| s.iter())
     }
 
     /// Registers or updates a PE (ASAP REGISTRATION, RFC 5352; ENRP HANDLE_UPDATE ADD_PE,
@@ -201,6 +244,9 @@ impl Handlespace {
     /// connection) may re-register here (its home moves), and a HANDLE_UPDATE from the new
     /// home of a PE registered here moves it away (its connection link is dropped). Limits
     /// give `LackOfResources`. On error nothing changes.
+    ///
+    /// Whether to accept a peer's HANDLE_UPDATE about a PE this server owns is the
+    /// registrar's policy decision: look at [`get`](Self::get)`(..).owner()` first.
     pub fn register(
         &mut self,
         handle: &PoolHandle,
@@ -260,13 +306,19 @@ impl Handlespace {
 
         // ---- apply ----
         let key = (handle.clone(), id);
-        let pool = self
-            .pools
-            .entry(handle.clone())
-            .or_insert_with(|| Pool::new(handle.clone(), &element));
+        if !self.pools.contains_key(handle) {
+            self.pools
+                .insert(handle.clone(), Pool::new(handle.clone(), &element));
+            self.order.insert(handle.clone());
+        }
+        let Some(pool) = self.pools.get_mut(handle) else {
+            return Err(HandlespaceError::UnknownPoolHandle(handle.clone()));
+        };
+        let serial;
         let outcome = if let Some(entry) = pool.elements.get_mut(&id) {
             let previous_owner = entry.owner;
             let old_expiry = entry.expiry;
+            serial = entry.serial;
             entry.element = element;
             entry.owner = owner;
             entry.connection = connection;
@@ -285,7 +337,7 @@ impl Handlespace {
             }
             // Re-index.
             if let Some(t) = old_expiry {
-                self.timers.remove(&(t, handle.clone(), id));
+                self.timers.remove(&(t, serial));
             }
             if previous_owner != owner {
                 self.unindex_owner(previous_owner, &key);
@@ -302,6 +354,8 @@ impl Handlespace {
             tracing::debug!(%handle, id, owner, previous_owner, "PE updated");
             Registered::Updated { previous_owner }
         } else {
+            serial = self.next_serial;
+            self.next_serial += 1;
             pool.selector.insert(id, &element.policy);
             pool.elements.insert(
                 id,
@@ -310,6 +364,7 @@ impl Handlespace {
                     owner,
                     connection,
                     expiry,
+                    serial,
                     last_update: now,
                     reporters: BTreeMap::new(),
                     reports: 0,
@@ -324,7 +379,7 @@ impl Handlespace {
             Registered::Added
         };
         if let Some(t) = expiry {
-            self.timers.insert((t, key.0, key.1));
+            self.timers.insert((t, serial), key);
         }
         Ok(outcome)
     }
@@ -363,6 +418,7 @@ impl Handlespace {
         pool.selector.remove(id);
         if pool.elements.is_empty() {
             self.pools.remove(handle);
+            self.order.remove(handle);
         }
         self.pes -= 1;
         let key = (handle.clone(), id);
@@ -371,7 +427,7 @@ impl Handlespace {
             self.unindex_connection(c, &key);
         }
         if let Some(t) = entry.expiry {
-            self.timers.remove(&(t, key.0, key.1));
+            self.timers.remove(&(t, entry.serial));
         }
         tracing::debug!(%handle, id, "PE removed");
         Some(RemovedElement {
@@ -397,7 +453,11 @@ impl Handlespace {
 
     /// Removes every PE owned by a server (e.g. a peer dropped without takeover).
     pub fn remove_owner(&mut self, owner: ServerId) -> Vec<RemovedElement> {
-        let keys = self.owners.remove(&owner).map(|o| o.pes).unwrap_or_default();
+        let keys = self
+            .owners
+            .remove(&owner)
+            .map(|o| o.pes)
+            .unwrap_or_default();
         keys.into_iter()
             .filter_map(|(h, id)| self.remove_pe(&h, id))
             .collect()
@@ -405,17 +465,19 @@ impl Handlespace {
 
     /// The earliest registration expiry, for the caller's timer.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.timers.first().map(|t| t.0)
+        self.timers.first_key_value().map(|(k, _)| k.0)
     }
 
     /// Removes all PEs whose registration life ended at or before `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<RemovedElement> {
         let mut out = Vec::new();
-        while let Some((t, h, id)) = self.timers.first().cloned() {
+        while let Some((&(t, serial), _)) = self.timers.first_key_value() {
             if t > now {
                 break;
             }
-            self.timers.remove(&(t, h.clone(), id));
+            let Some((h, id)) = self.timers.remove(&(t, serial)) else {
+                break;
+            };
             if let Some(r) = self.remove_pe(&h, id) {
                 out.push(r);
             }
@@ -482,13 +544,19 @@ impl Handlespace {
         self.owners.get(&owner).map_or(0, |o| o.pes.len())
     }
 
-    /// The (pool handle, PE ID) pairs owned by `owner`, in dump order (e.g. to mark them
-    /// before an audit resynchronisation).
+    /// The (pool handle, PE ID) pairs owned by `owner`, in dump order.
+    ///
+    /// Audit resynchronisation (RSERPOOL-SPEC §10.6): collect these for the peer into a set
+    /// before sending HANDLE_TABLE_REQUEST (W flag), strike every PE the responses carry,
+    /// then [`deregister`](Self::deregister) what is left.
     pub fn owned_by(
         &self,
         owner: ServerId,
     ) -> impl Iterator<Item = &(PoolHandle, PeIdentifier)> + '_ {
-        self.owners.get(&owner).into_iter().flat_map(|o| o.pes.iter())
+        self.owners
+            .get(&owner)
+            .into_iter()
+            .flat_map(|o| o.pes.iter())
     }
 
     /// Takeover (RFC 5353; RSERPOOL-SPEC §10.8 step 4): every PE owned by `from` is
@@ -522,12 +590,15 @@ impl Handlespace {
     /// `max_items` PEs after `cursor` (exclusive; `None` = from the start), in (pool handle,
     /// PE ID) order, optionally only those owned by `owner` (the W flag of the request).
     /// [`DumpPage::next`] is `Some` when more remain (set the M bit and resume from it).
+    /// `max_items` 0 is treated as 1.
     pub fn dump(
         &self,
         cursor: Option<&DumpCursor>,
         owner: Option<ServerId>,
         max_items: usize,
     ) -> DumpPage<'_> {
+        // A page always makes progress.
+        let max_items = max_items.max(1);
         let mut items = Vec::new();
         let mut more = false;
         match owner {
@@ -557,10 +628,10 @@ impl Handlespace {
                     Some(c) => Bound::Included(&c.handle),
                     None => Bound::Unbounded,
                 };
-                'pools: for (h, pool) in self
-                    .pools
-                    .range::<PoolHandle, _>((start, Bound::Unbounded))
-                {
+                'pools: for h in self.order.range::<PoolHandle, _>((start, Bound::Unbounded)) {
+                    let Some(pool) = self.pools.get(h) else {
+                        continue;
+                    };
                     let from = match cursor {
                         Some(c) if &c.handle == h => Bound::Excluded(c.id),
                         _ => Bound::Unbounded,
@@ -593,6 +664,11 @@ impl Handlespace {
         let mut owners: HashMap<ServerId, PeChecksum> = HashMap::new();
         let mut conns: HashMap<ConnectionId, usize> = HashMap::new();
         let mut timers = 0;
+        if self.order.len() != self.pools.len()
+            || self.order.iter().any(|h| !self.pools.contains_key(h))
+        {
+            return Err("pool order index mismatch".into());
+        }
         for (h, pool) in &self.pools {
             if pool.elements.is_empty() {
                 return Err(format!("empty pool {h}"));
@@ -611,13 +687,17 @@ impl Handlespace {
                 owners.entry(e.owner).or_default().add(h, *id);
                 if let Some(c) = e.connection {
                     *conns.entry(c).or_default() += 1;
-                    if !self.connections.get(&c).is_some_and(|s| s.contains(&(h.clone(), *id))) {
+                    if !self
+                        .connections
+                        .get(&c)
+                        .is_some_and(|s| s.contains(&(h.clone(), *id)))
+                    {
                         return Err(format!("{h}/{id} missing in connection index"));
                     }
                 }
                 if let Some(t) = e.expiry {
                     timers += 1;
-                    if !self.timers.contains(&(t, h.clone(), *id)) {
+                    if self.timers.get(&(t, e.serial)) != Some(&(h.clone(), *id)) {
                         return Err(format!("{h}/{id} missing in timer index"));
                     }
                 }

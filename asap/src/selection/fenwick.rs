@@ -53,8 +53,8 @@ impl Fenwick {
     /// Appends a slot with weight `v`; returns its index.
     pub(crate) fn push(&mut self, v: u64) -> usize {
         let i = self.len() + 1; // 1-based position of the new slot
-        // tree[i] covers slots (i - lowbit(i), i]: the new value plus the already present
-        // slots of that range.
+                                // tree[i] covers slots (i - lowbit(i), i]: the new value plus the already present
+                                // slots of that range.
         let covered = self.prefix(i - 1) - self.prefix(i - lowbit(i));
         self.tree.push(v + covered);
         self.values.push(v);
@@ -107,7 +107,11 @@ impl Fenwick {
         let n = self.len();
         let mut pos = 0usize;
         let mut rem = target;
-        let mut step = if n == 0 { 0 } else { 1usize << (usize::BITS - 1 - n.leading_zeros()) };
+        let mut step = if n == 0 {
+            0
+        } else {
+            1usize << (usize::BITS - 1 - n.leading_zeros())
+        };
         while step > 0 {
             let next = pos + step;
             if next <= n && self.tree[next] <= rem {

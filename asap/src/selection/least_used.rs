@@ -57,5 +57,7 @@ pub(crate) fn selected(p: PolicyType, info: &mut SelectionInfo) {
 
 /// accumulator += load degradation, saturating at 100 %.
 pub(crate) fn degrade(info: &mut SelectionInfo) {
-    info.degradation = info.degradation.saturating_add(info.values.load_degradation);
+    info.degradation = info
+        .degradation
+        .saturating_add(info.values.load_degradation);
 }

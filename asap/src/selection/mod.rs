@@ -3,7 +3,7 @@
 //! A [`Selector`] holds the selection state of one pool: per PE a copy of its policy values
 //! plus the counters the policy needs (sequence number, WRR round/virtual counters, LUD
 //! degradation accumulator). It is shared by the registrar's handlespace (handle
-//! resolution, RFC 5352 §…, ENRP server side) and the pool user's cache (PU side selection).
+//! resolution, RFC 5352 and RSERPOOL-SPEC §10.2) and the pool user's cache (PU side selection).
 //!
 //! Two families, both O(log n) per PE touched, never scanning a whole pool:
 //!
@@ -298,7 +298,7 @@ impl Selector {
         self.states.insert(id, PeState { info, pos });
     }
 
-    /// Re-registration (RFC 5352 §…; RSERPOOL-SPEC §10.1 step 4): new policy values take
+    /// Re-registration (RFC 5352; RSERPOOL-SPEC §10.1 step 4): new policy values take
     /// effect at once; the degradation accumulator is reset (RFC 5356 §5.2); the sequence
     /// number is kept. Returns false if `id` is unknown.
     pub fn update(&mut self, id: PeIdentifier, policy: &Policy) -> bool {
@@ -448,7 +448,9 @@ impl Selector {
             }
             let r = rng.gen_range(0..total);
             let Some(slot) = self.tree.find(r) else { break };
-            let Some(&id) = self.slots.get(slot) else { break };
+            let Some(&id) = self.slots.get(slot) else {
+                break;
+            };
             chosen.push((id, slot, self.tree.value(slot)));
             // Drawn without replacement: hide the PE until the draw is complete.
             self.tree.set(slot, 0);

@@ -49,9 +49,7 @@ pub(crate) fn weight(p: PolicyType, info: &SelectionInfo) -> u64 {
             let m = u128::from(MAX_FRACTION);
             let penalty = (prod + m / 2) / m;
             // penalty <= w here, or the weight is floored at 1.
-            w.checked_sub(penalty)
-                .map(|x| x.max(1) as u64)
-                .unwrap_or(1)
+            w.checked_sub(penalty).map(|x| x.max(1) as u64).unwrap_or(1)
         }
         _ => 1,
     }

@@ -100,7 +100,10 @@ fn assert_near(got: f64, want: f64, tol: f64) {
 #[test]
 fn round_robin_single_selections_cycle() {
     let rr = Policy::RoundRobin;
-    let mut s = selector(PolicyType::RoundRobin, &[(0xA, rr.clone()), (0xB, rr.clone()), (0xC, rr)]);
+    let mut s = selector(
+        PolicyType::RoundRobin,
+        &[(0xA, rr.clone()), (0xB, rr.clone()), (0xC, rr)],
+    );
     assert_eq!(singles(&mut s, 4), vec![0xA, 0xB, 0xC, 0xA]);
 }
 
@@ -245,7 +248,11 @@ fn least_used_lowest_load_and_immediate_update() {
     let lu = |load| Policy::LeastUsed { load };
     let mut s = selector(
         PolicyType::LeastUsed,
-        &[(0xA, lu(30 * PCT)), (0xB, lu(10 * PCT)), (0xC, lu(20 * PCT))],
+        &[
+            (0xA, lu(30 * PCT)),
+            (0xB, lu(10 * PCT)),
+            (0xC, lu(20 * PCT)),
+        ],
     );
     let mut r = rng();
     assert_eq!(
@@ -302,7 +309,10 @@ fn priority_least_used_degradation() {
     let pt = PolicyType::PriorityLeastUsedDegradation;
     let mut s = selector(
         pt,
-        &[(0xA, policy(pt, 0, 0, 100, 0, 0)), (0xB, policy(pt, 0, 150, 0, 0, 0))],
+        &[
+            (0xA, policy(pt, 0, 0, 100, 0, 0)),
+            (0xB, policy(pt, 0, 150, 0, 0, 0)),
+        ],
     );
     // A: 0+100 -> selected, accumulator 100 -> 200 > B's 150.
     assert_eq!(singles(&mut s, 3), vec![0xA, 0xB, 0xB]);
@@ -314,7 +324,10 @@ fn least_used_dpf_penalises_distance() {
     // A: load 0 + 100 ms × 1000 = 100 000; B: load 50 000.
     let mut s = selector(
         pt,
-        &[(0xA, policy(pt, 0, 0, 0, 1000, 100)), (0xB, policy(pt, 0, 50_000, 0, 1000, 0))],
+        &[
+            (0xA, policy(pt, 0, 0, 0, 1000, 100)),
+            (0xB, policy(pt, 0, 50_000, 0, 1000, 0)),
+        ],
     );
     assert_eq!(singles(&mut s, 2), vec![0xB, 0xB]);
     s.update(0xA, &policy(pt, 0, 0, 0, 1000, 10));
@@ -327,7 +340,10 @@ fn least_used_degradation_dpf() {
     // A: 0 + acc + 10×10 = 100 (+ 100 per selection); B: 250 + 0 + 0.
     let mut s = selector(
         pt,
-        &[(0xA, policy(pt, 0, 0, 100, 10, 10)), (0xB, policy(pt, 0, 250, 0, 10, 0))],
+        &[
+            (0xA, policy(pt, 0, 0, 100, 10, 10)),
+            (0xB, policy(pt, 0, 250, 0, 10, 0)),
+        ],
     );
     assert_eq!(singles(&mut s, 4), vec![0xA, 0xA, 0xB, 0xB]);
 }
@@ -338,7 +354,10 @@ fn randomized_least_used_weights() {
     // Weights 0xFFFFFFFF - load: 75 % vs 25 % of the capacity -> 3:1.
     let mut s = selector(
         pt,
-        &[(1, policy(pt, 0, 25 * PCT, 0, 0, 0)), (2, policy(pt, 0, 75 * PCT, 0, 0, 0))],
+        &[
+            (1, policy(pt, 0, 25 * PCT, 0, 0, 0)),
+            (2, policy(pt, 0, 75 * PCT, 0, 0, 0)),
+        ],
     );
     let f = frequencies(&mut s, 40_000);
     assert_near(f[&1], 0.75, 0.015);
@@ -346,7 +365,10 @@ fn randomized_least_used_weights() {
     // Full load still has weight 1 (min 1), so it is drawn when asked for all.
     let mut s = selector(
         pt,
-        &[(1, policy(pt, 0, 0, 0, 0, 0)), (2, policy(pt, 0, u32::MAX, 0, 0, 0))],
+        &[
+            (1, policy(pt, 0, 0, 0, 0, 0)),
+            (2, policy(pt, 0, u32::MAX, 0, 0, 0)),
+        ],
     );
     let info = s.info(2).expect("present");
     assert_eq!(random::weight(pt, &info), 1);
@@ -467,4 +489,17 @@ fn deterministic_under_seed() {
             b.select(5, MaxIncrement::PolicyDefault, &mut rb)
         );
     }
+}
+
+#[test]
+fn accepts_dyn_rng_core() {
+    let mut s = selector(
+        PolicyType::Random,
+        &[(1, Policy::Random), (2, Policy::Random)],
+    );
+    let mut r = rng();
+    let dynr: &mut dyn rand::RngCore = &mut r;
+    let mut got = s.select(2, MaxIncrement::PolicyDefault, dynr);
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 2]);
 }

@@ -72,7 +72,8 @@ pub enum LostReason {
     /// The byte stream could not be framed (TCP only); the association was closed.
     #[error("framing error: {0}")]
     Framing(FrameError),
-    /// A message larger than the configured maximum arrived (SCTP); the association was aborted.
+    /// A message larger than the configured maximum arrived (SCTP); the association was shut
+    /// down (and is aborted when dropped).
     #[error("received message of more than {max} bytes")]
     MessageTooLarge {
         /// The configured maximum.

@@ -16,6 +16,13 @@
 //!
 //! [`TransportKind::Auto`] probes kernel SCTP once and falls back to TCP with one warning.
 //!
+//! Kernel SCTP is driven directly through `libc`/`socket2` (one-to-one style sockets on tokio's
+//! `AsyncFd`), not through the `sctp-rs` crate: version 0.3.1 reads into a fixed 4 KiB buffer and
+//! returns partial-delivery pieces of a large message as separate messages, does not check the
+//! result of `socket()` (a kernel without SCTP then shows up as `EBADF`), and leaks descriptors
+//! on error paths. Constants and structures come from `linux/sctp.h` (RFC 6458) and are checked
+//! by unit tests for size and offsets.
+//!
 //! ## Shape
 //!
 //! [`Transport`] (a configuration) → [`Transport::listen`] → [`Listener::accept`] →

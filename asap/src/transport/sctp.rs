@@ -5,7 +5,10 @@
 //!
 //! * **Whole messages of any size.** Linux delivers a large message in pieces (partial
 //!   delivery); `recvmsg` is called again until `MSG_EOR`, appending into one buffer, up to the
-//!   configured maximum (default 256 KiB + 4). A bigger message aborts the association.
+//!   configured maximum (default 256 KiB + 4). A bigger message ends the association
+//!   ([`LostReason::MessageTooLarge`]): it is shut down at once and aborted (`SO_LINGER` 0)
+//!   when dropped. One-to-one sockets cannot send ABORT otherwise (`SCTP_ABORT` in
+//!   `sctp_sndinfo` is one-to-many only on Linux).
 //! * **PPID and stream** travel in `SCTP_SNDINFO` ancillary data on `sendmsg` and come back in
 //!   `SCTP_RCVINFO` (enabled with `SCTP_RECVRCVINFO`) on `recvmsg`. The PPID is opaque to the
 //!   kernel, so it is converted to network byte order here (RFC 6458 §5.3.4).
@@ -338,7 +341,7 @@ enum Piece {
     Eof,
     /// More pieces needed.
     Partial,
-    /// The message exceeded the maximum size; the association was aborted.
+    /// The message exceeded the maximum size; the association was shut down.
     TooLarge,
 }
 
@@ -401,7 +404,13 @@ impl SctpReader {
         };
         drop(guard);
         let notification = flags & sys::MSG_NOTIFICATION != 0;
-        if n == 0 && !notification && self.pending.is_empty() {
+        if n == 0 && !notification {
+            // End of stream; a partially delivered message, if any, can never complete.
+            if !self.pending.is_empty() {
+                debug!(peer = ?self.peer, bytes = self.pending.len(), "EOF inside a partially delivered message");
+                self.pending.clear();
+                self.pending_info = None;
+            }
             return Ok(Piece::Eof);
         }
         if !self.pending.is_empty() && notification != self.pending_notification {

@@ -62,15 +62,15 @@ fn ph_peid(
     end: usize,
     ctx: &'static str,
 ) -> Result<(PoolHandle, PeIdentifier), DecodeError> {
-    let ch = top_children(d, start, end)?;
+    let ch = top_children(start, end);
     let b = bind(
         d,
-        &ch,
+        ch,
         &[Slot::one(Kind::PoolHandle), Slot::one(Kind::PeId)],
         ctx,
         0,
     )?;
-    Ok((dec_pool_handle(d, &b[0][0]), dec_pe_id(d, &b[1][0])?))
+    Ok((dec_pool_handle(d, b.req(0)?), dec_pe_id(d, b.req(1)?)?))
 }
 
 fn write_ph_peid(e: &mut Enc<'_>, ph: &PoolHandle, id: PeIdentifier) -> Result<(), EncodeError> {
@@ -80,9 +80,9 @@ fn write_ph_peid(e: &mut Enc<'_>, ph: &PoolHandle, id: PeIdentifier) -> Result<(
 
 fn opt_error(
     d: &mut Dec<'_>,
-    b: &[super::layout::Child],
+    c: Option<&super::layout::Child>,
 ) -> Result<Option<OperationError>, DecodeError> {
-    match b.first() {
+    match c {
         Some(c) => Ok(Some(dec_op_error(d, c)?)),
         None => Ok(None),
     }
@@ -101,17 +101,17 @@ pub struct Registration {
 impl Body for Registration {
     const FLAG_MASK: u8 = 0;
     fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::one(Kind::PoolHandle), Slot::one(Kind::PoolElement)],
             "ASAP_REGISTRATION",
             0,
         )?;
         Ok(Registration {
-            pool_handle: dec_pool_handle(d, &b[0][0]),
-            pool_element: dec_pool_element(d, &b[1][0])?,
+            pool_handle: dec_pool_handle(d, b.req(0)?),
+            pool_element: dec_pool_element(d, b.req(1)?)?,
         })
     }
     fn flags(&self) -> u8 {
@@ -187,10 +187,10 @@ impl Body for RegistrationResponse {
         start: usize,
         end: usize,
     ) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[
                 Slot::one(Kind::PoolHandle),
                 Slot::one(Kind::PeId),
@@ -201,9 +201,9 @@ impl Body for RegistrationResponse {
         )?;
         Ok(RegistrationResponse {
             reject: bit(flags, 0x01),
-            pool_handle: dec_pool_handle(d, &b[0][0]),
-            pe_identifier: dec_pe_id(d, &b[1][0])?,
-            error: opt_error(d, &b[2])?,
+            pool_handle: dec_pool_handle(d, b.req(0)?),
+            pe_identifier: dec_pe_id(d, b.req(1)?)?,
+            error: opt_error(d, b.opt(2))?,
         })
     }
     fn flags(&self) -> u8 {
@@ -256,10 +256,10 @@ impl Body for DeregistrationResponse {
         start: usize,
         end: usize,
     ) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[
                 Slot::one(Kind::PoolHandle),
                 Slot::one(Kind::PeId),
@@ -270,9 +270,9 @@ impl Body for DeregistrationResponse {
         )?;
         Ok(DeregistrationResponse {
             reject: bit(flags, 0x01),
-            pool_handle: dec_pool_handle(d, &b[0][0]),
-            pe_identifier: dec_pe_id(d, &b[1][0])?,
-            error: opt_error(d, &b[2])?,
+            pool_handle: dec_pool_handle(d, b.req(0)?),
+            pe_identifier: dec_pe_id(d, b.req(1)?)?,
+            error: opt_error(d, b.opt(2))?,
         })
     }
     fn flags(&self) -> u8 {
@@ -330,18 +330,18 @@ impl Body for HandleResolution {
         start: usize,
         end: usize,
     ) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::one(Kind::PoolHandle), Slot::opt(Kind::HrOption)],
             "ASAP_HANDLE_RESOLUTION",
             0,
         )?;
         Ok(HandleResolution {
             subscribe: bit(flags, 0x01),
-            pool_handle: dec_pool_handle(d, &b[0][0]),
-            option: match b[1].first() {
+            pool_handle: dec_pool_handle(d, b.req(0)?),
+            option: match b.opt(1) {
                 Some(c) => Some(dec_hr_option(d, c)?),
                 None => None,
             },
@@ -393,10 +393,10 @@ impl Body for HandleResolutionResponse {
         start: usize,
         end: usize,
     ) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[
                 Slot::one(Kind::PoolHandle),
                 Slot::opt(Kind::Policy),
@@ -406,20 +406,20 @@ impl Body for HandleResolutionResponse {
             "ASAP_HANDLE_RESOLUTION_RESPONSE",
             0,
         )?;
-        let policy = match b[1].first() {
+        let policy = match b.opt(1) {
             Some(c) => Some(dec_policy(d, c)?),
             None => None,
         };
-        let mut pool_elements = Vec::with_capacity(b[2].len());
-        for c in &b[2] {
+        let mut pool_elements = Vec::with_capacity(b.many().len());
+        for c in b.many() {
             pool_elements.push(dec_pool_element(d, c)?);
         }
         Ok(HandleResolutionResponse {
             accept_updates: bit(flags, 0x01),
-            pool_handle: dec_pool_handle(d, &b[0][0]),
+            pool_handle: dec_pool_handle(d, b.req(0)?),
             policy,
             pool_elements,
-            error: opt_error(d, &b[3])?,
+            error: opt_error(d, b.opt(3))?,
         })
     }
     fn flags(&self) -> u8 {
@@ -480,10 +480,10 @@ impl Body for EndpointKeepAlive {
         end: usize,
     ) -> Result<Self, DecodeError> {
         let server_id = d.u32_at(start, end, "server identifier")?;
-        let ch = top_children(d, start + 4, end)?;
+        let ch = top_children(start + 4, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::one(Kind::PoolHandle), Slot::opt(Kind::PeId)],
             "ASAP_ENDPOINT_KEEP_ALIVE",
             0,
@@ -491,8 +491,8 @@ impl Body for EndpointKeepAlive {
         Ok(EndpointKeepAlive {
             home: bit(flags, 0x01),
             server_id,
-            pool_handle: dec_pool_handle(d, &b[0][0]),
-            pe_identifier: match b[1].first() {
+            pool_handle: dec_pool_handle(d, b.req(0)?),
+            pe_identifier: match b.opt(1) {
                 Some(c) => Some(dec_pe_id(d, c)?),
                 None => None,
             },
@@ -608,16 +608,16 @@ impl Body for ServerAnnounce {
     const FLAG_MASK: u8 = 0;
     fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
         let server_id = d.u32_at(start, end, "server identifier")?;
-        let ch = top_children(d, start + 4, end)?;
+        let ch = top_children(start + 4, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::many(Kind::Transport, 0)],
             "ASAP_SERVER_ANNOUNCE",
             0,
         )?;
-        let mut transports = Vec::with_capacity(b[0].len());
-        for c in &b[0] {
+        let mut transports = Vec::with_capacity(b.many().len());
+        for c in b.many() {
             transports.push(dec_transport(d, c)?);
         }
         Ok(ServerAnnounce {
@@ -675,10 +675,10 @@ macro_rules! cookie_body {
                 start: usize,
                 end: usize,
             ) -> Result<Self, DecodeError> {
-                let ch = top_children(d, start, end)?;
-                let b = bind(d, &ch, &[Slot::one(Kind::Cookie)], $name, 0)?;
+                let ch = top_children(start, end);
+                let b = bind(d, ch, &[Slot::one(Kind::Cookie)], $name, 0)?;
                 Ok($T {
-                    cookie: dec_bytes(d, &b[0][0]),
+                    cookie: dec_bytes(d, b.req(0)?),
                 })
             }
             fn flags(&self) -> u8 {
@@ -712,10 +712,10 @@ pub struct BusinessCard {
 impl Body for BusinessCard {
     const FLAG_MASK: u8 = 0;
     fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[
                 Slot::one(Kind::PoolHandle),
                 Slot::opt(Kind::Policy),
@@ -724,16 +724,16 @@ impl Body for BusinessCard {
             "ASAP_BUSINESS_CARD",
             0,
         )?;
-        let policy = match b[1].first() {
+        let policy = match b.opt(1) {
             Some(c) => Some(dec_policy(d, c)?),
             None => None,
         };
-        let mut pool_elements = Vec::with_capacity(b[2].len());
-        for c in &b[2] {
+        let mut pool_elements = Vec::with_capacity(b.many().len());
+        for c in b.many() {
             pool_elements.push(dec_pool_element(d, c)?);
         }
         Ok(BusinessCard {
-            pool_handle: dec_pool_handle(d, &b[0][0]),
+            pool_handle: dec_pool_handle(d, b.req(0)?),
             policy,
             pool_elements,
         })
@@ -771,10 +771,10 @@ pub struct Error {
 impl Body for Error {
     const FLAG_MASK: u8 = 0;
     fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
-        let b = bind(d, &ch, &[Slot::one(Kind::OpError)], "ASAP_ERROR", 0)?;
+        let ch = top_children(start, end);
+        let b = bind(d, ch, &[Slot::one(Kind::OpError)], "ASAP_ERROR", 0)?;
         Ok(Error {
-            error: dec_op_error(d, &b[0][0])?,
+            error: dec_op_error(d, b.req(0)?)?,
         })
     }
     fn flags(&self) -> u8 {

@@ -19,7 +19,7 @@ HARNESS=$(cd "${1:?harness dir}" && pwd)
 KROOT=$(cd "${2:?kernel root}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
-RES=${3:-$ROOT/target/transport-vm}
+RES=$(realpath -m "${3:-$ROOT/target/transport-vm}")
 cd "$ROOT"
 cargo build -p asap --bin rsp-transport-test
 bins=$(cargo test -p asap --test transport_sctp --test transport_kind --no-run 2>&1 \
@@ -34,7 +34,7 @@ KVMLINUZ=$(ls "$KROOT"/boot/vmlinuz-* | head -n1)
 ( cd "$STAGE" && KROOT="$KROOT" "$HARNESS/make-initramfs.sh" -o "$STAGE/t.cpio" \
     "$HARNESS/scenarios/common" "$STAGE/scen" )
 rm -rf "$RES"
-KERNEL="$KVMLINUZ" "$HARNESS/run-vm.sh" -t 280 "$STAGE/t.cpio" "$RES"
+( cd "$STAGE" && KERNEL="$KVMLINUZ" "$HARNESS/run-vm.sh" -t 280 "$STAGE/t.cpio" "$RES" )
 fail=0
 for f in client1 client2 transport_sctp transport_kind; do
   rc=$(cat "$RES/$f.rc" 2>/dev/null || echo "$f missing")

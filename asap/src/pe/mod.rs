@@ -1,0 +1,376 @@
+//! The pool element API (RFC 5352 §3; RFC 5351 §2.2): register a server in a pool, keep
+//! the registration alive, update its policy values, deregister on shutdown.
+//!
+//! [`core::PeCore`] is the sans-I/O protocol logic (deterministic, virtual clock in the
+//! tests); [`PoolElement`] is its thin tokio driver: one task owning the core, the registrar
+//! associations and the optional announce listener.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
+//! use asap::wire::{Policy, TransportParameter, TransportUse};
+//! let user = TransportParameter::Tcp {
+//!     port: 7000, transport_use: TransportUse::DataPlusControl,
+//!     address: "127.0.0.1".parse()?,
+//! };
+//! let mut cfg = PeConfig::new("EchoPool", user, Policy::LeastUsed { load: 0 });
+//! cfg.link.static_registrars = vec![vec!["127.0.0.1:3863".parse()?]];
+//! let mut pe = PoolElement::register(PoolElementConfig::tcp(cfg)).await?;
+//! pe.wait_registered().await?;
+//! pe.set_load(0x4000_0000).await?;       // 25 %: re-registers at once
+//! pe.deregister().await?;                // graceful DEREGISTRATION
+//! # Ok(()) }
+//! ```
+
+pub mod core;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
+
+pub use self::core::{PeConfig, PeCore, PeEvent, RegistrationRejected};
+use crate::registrar_client::driver::{Net, NetEvent};
+use crate::transport::{defaults, TransportError, TransportKind};
+use crate::wire::{Fraction, PeIdentifier, Policy, ServerId};
+
+/// Driver configuration: the protocol configuration plus the sockets to use.
+#[derive(Debug, Clone)]
+pub struct PoolElementConfig {
+    /// Registration parameters and timers.
+    pub pe: PeConfig,
+    /// Transport towards registrars (SCTP per RFC 5352; TCP or Auto possible).
+    pub registrar_transport: TransportKind,
+    /// Where to listen for ASAP_SERVER_ANNOUNCE (e.g. [`defaults::ASAP_ANNOUNCE_ADDR`]);
+    /// `None` = static registrars only.
+    pub announce: Option<SocketAddr>,
+    /// Addresses on which registrars may open associations to this PE (ENDPOINT_KEEP_ALIVE
+    /// with the H flag after a takeover); `None` = only our own associations.
+    pub accept_registrars: Option<Vec<SocketAddr>>,
+    /// Local addresses (port 0) for the registrar association; empty = kernel's choice.
+    /// rsplib registrars accept only user transport addresses that are addresses of the
+    /// ASAP association too, so bind it to the addresses you register.
+    pub registrar_local: Vec<SocketAddr>,
+    /// Seed of the PE identifier generator (`None`: from the OS).
+    pub seed: Option<u64>,
+}
+
+impl PoolElementConfig {
+    /// TCP towards registrars, no announce listener.
+    pub fn tcp(pe: PeConfig) -> Self {
+        PoolElementConfig {
+            pe,
+            registrar_transport: TransportKind::Tcp,
+            announce: None,
+            accept_registrars: None,
+            registrar_local: Vec::new(),
+            seed: None,
+        }
+    }
+
+    /// Kernel SCTP towards registrars and announces heard on 239.0.0.50:3863.
+    pub fn sctp(pe: PeConfig) -> Self {
+        PoolElementConfig {
+            registrar_transport: TransportKind::Sctp,
+            announce: Some(defaults::ASAP_ANNOUNCE_ADDR),
+            ..Self::tcp(pe)
+        }
+    }
+}
+
+/// Errors of the pool element API.
+#[derive(Debug, thiserror::Error)]
+pub enum PeError {
+    /// A socket could not be set up.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The registrar refused the registration.
+    #[error(transparent)]
+    Rejected(#[from] RegistrationRejected),
+    /// The PE task is gone (deregistered or panicked).
+    #[error("the pool element has stopped")]
+    Stopped,
+}
+
+/// A snapshot of the PE's registration state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeStatus {
+    /// The PE identifier.
+    pub identifier: PeIdentifier,
+    /// True while registered at the current registrar.
+    pub registered: bool,
+    /// Home registrar's Server Identifier, once known.
+    pub home: Option<ServerId>,
+    /// The connected registrar's addresses.
+    pub registrar: Option<Vec<SocketAddr>>,
+    /// Registrations accepted so far (first + re-registrations).
+    pub registrations: u64,
+    /// Keep-alives answered so far.
+    pub keep_alives: u64,
+    /// Last rejection, if the last registration attempt was refused.
+    pub rejected: Option<RegistrationRejected>,
+    /// True once stopped.
+    pub stopped: bool,
+}
+
+enum Cmd {
+    SetPolicy(Policy),
+    Deregister(oneshot::Sender<bool>),
+    Abort,
+}
+
+/// A registered pool element (tokio driver around [`PeCore`]).
+pub struct PoolElement {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    events: mpsc::UnboundedReceiver<PeEvent>,
+    status: watch::Receiver<PeStatus>,
+    policy: Policy,
+    accept_addrs: Vec<SocketAddr>,
+}
+
+impl PoolElement {
+    /// Starts the PE: hunts for a registrar and registers (RFC 5352 §3.1). Returns at once;
+    /// see [`wait_registered`](Self::wait_registered) and [`next_event`](Self::next_event).
+    pub async fn register(cfg: PoolElementConfig) -> Result<PoolElement, PeError> {
+        let mut net = Net::new(cfg.registrar_transport);
+        net.set_local(cfg.registrar_local.clone());
+        let mut pe_cfg = cfg.pe.clone();
+        pe_cfg.link.protocol = net.protocol();
+        if let Some(a) = cfg.announce {
+            net.listen_announces(a).await?;
+        }
+        let accept_addrs = match &cfg.accept_registrars {
+            Some(a) => net.listen_registrars(a).await?,
+            None => Vec::new(),
+        };
+        let seed = cfg.seed.unwrap_or_else(rand::random);
+        let policy = pe_cfg.policy.clone();
+        let core = PeCore::new(pe_cfg, seed);
+        let initial = PeStatus {
+            identifier: core.identifier(),
+            registered: false,
+            home: None,
+            registrar: None,
+            registrations: 0,
+            keep_alives: 0,
+            rejected: None,
+            stopped: false,
+        };
+        let (status_tx, status) = watch::channel(initial);
+        let (cmd, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(run(core, net, cmd_rx, ev_tx, status_tx));
+        Ok(PoolElement {
+            cmd,
+            events,
+            status,
+            policy,
+            accept_addrs,
+        })
+    }
+
+    /// The PE identifier.
+    pub fn identifier(&self) -> PeIdentifier {
+        self.status.borrow().identifier
+    }
+
+    /// Current registration state.
+    pub fn status(&self) -> PeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Where registrars may connect to us (if [`PoolElementConfig::accept_registrars`]).
+    pub fn registrar_listen_addrs(&self) -> &[SocketAddr] {
+        &self.accept_addrs
+    }
+
+    /// A watch on the status, for waiting on changes.
+    pub fn watch_status(&self) -> watch::Receiver<PeStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until a registration is confirmed; a rejection is returned as an error.
+    pub async fn wait_registered(&mut self) -> Result<PeStatus, PeError> {
+        let mut rx = self.status.clone();
+        let s = rx
+            .wait_for(|s| s.registered || s.rejected.is_some() || s.stopped)
+            .await
+            .map_err(|_| PeError::Stopped)?
+            .clone();
+        if let Some(r) = s.rejected.clone() {
+            if !s.registered {
+                return Err(r.into());
+            }
+        }
+        if s.stopped {
+            return Err(PeError::Stopped);
+        }
+        Ok(s)
+    }
+
+    /// Next protocol event (registration, keep-alive, home change, ...).
+    pub async fn next_event(&mut self) -> Option<PeEvent> {
+        self.events.recv().await
+    }
+
+    /// Replaces the policy values and re-registers at once (RFC 5352 §3.1 re-registration).
+    pub async fn set_policy(&mut self, policy: Policy) -> Result<(), PeError> {
+        self.policy = policy.clone();
+        self.cmd
+            .send(Cmd::SetPolicy(policy))
+            .map_err(|_| PeError::Stopped)
+    }
+
+    /// Sets the load of an adaptive policy (RFC 5356 §5) and re-registers; for
+    /// non-adaptive policies nothing changes.
+    pub async fn set_load(&mut self, load: Fraction) -> Result<(), PeError> {
+        let p = with_load(&self.policy, load);
+        if p == self.policy {
+            return Ok(());
+        }
+        self.set_policy(p).await
+    }
+
+    /// Graceful shutdown: DEREGISTRATION and wait for the answer (T3 at most). Returns true
+    /// if the registrar confirmed.
+    pub async fn deregister(self) -> Result<bool, PeError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Deregister(tx))
+            .map_err(|_| PeError::Stopped)?;
+        rx.await.map_err(|_| PeError::Stopped)
+    }
+}
+
+impl PoolElement {
+    /// Stops at once **without** deregistering, closing the registrar association(s) as a
+    /// crashed process would; the registrar notices by association loss or keep-alive
+    /// timeout. For failure tests and benchmarks.
+    pub fn abort(self) {
+        let _ = self.cmd.send(Cmd::Abort);
+    }
+}
+
+/// `policy` with its load field replaced (adaptive policies only).
+pub fn with_load(policy: &Policy, new: Fraction) -> Policy {
+    let mut p = policy.clone();
+    match &mut p {
+        Policy::LeastUsed { load }
+        | Policy::RandomizedLeastUsed { load }
+        | Policy::LeastUsedDegradation { load, .. }
+        | Policy::PriorityLeastUsed { load, .. }
+        | Policy::RandomizedPriorityLeastUsed { load, .. }
+        | Policy::RandomizedLeastUsedDegradation { load, .. }
+        | Policy::PriorityLeastUsedDegradation { load, .. }
+        | Policy::RandomizedPriorityLeastUsedDegradation { load, .. }
+        | Policy::LeastUsedDpf { load, .. }
+        | Policy::LeastUsedDegradationDpf { load, .. } => *load = new,
+        _ => {}
+    }
+    p
+}
+
+async fn run(
+    mut core: PeCore,
+    mut net: Net,
+    mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
+    ev_tx: mpsc::UnboundedSender<PeEvent>,
+    status_tx: watch::Sender<PeStatus>,
+) {
+    core.start(Instant::now());
+    let mut dereg_reply: Option<oneshot::Sender<bool>> = None;
+    let mut cmd_open = true;
+    loop {
+        while let Some(a) = core.poll_action() {
+            net.execute(a).await;
+        }
+        while let Some(ev) = core.poll_event() {
+            status_tx.send_modify(|s| {
+                s.identifier = core.identifier();
+                s.home = core.home();
+                s.registrar = core.link().current_addrs().map(|a| a.to_vec());
+                match &ev {
+                    PeEvent::Registered { .. } | PeEvent::Reregistered { .. } => {
+                        s.registrations += 1;
+                        s.rejected = None;
+                    }
+                    PeEvent::Rejected(r) => s.rejected = Some(r.clone()),
+                    PeEvent::KeepAlive { .. } => s.keep_alives += 1,
+                    PeEvent::Deregistered { .. } => s.stopped = true,
+                    _ => {}
+                }
+                s.registered = core.is_registered();
+            });
+            if let PeEvent::Deregistered { confirmed } = ev {
+                if let Some(r) = dereg_reply.take() {
+                    let _ = r.send(confirmed);
+                }
+            }
+            let _ = ev_tx.send(ev);
+        }
+        if core.is_stopped() {
+            // Let queued closes run, then end.
+            while let Some(a) = core.poll_action() {
+                net.execute(a).await;
+            }
+            debug!("pool element stopped");
+            return;
+        }
+        let deadline = core.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            cmd = cmd_rx.recv(), if cmd_open => {
+                let now = Instant::now();
+                match cmd {
+                    Some(Cmd::SetPolicy(p)) => core.set_policy(now, p),
+                    Some(Cmd::Abort) => {
+                        debug!("pool element aborted without deregistration");
+                        return;
+                    }
+                    Some(Cmd::Deregister(r)) => {
+                        dereg_reply = Some(r);
+                        core.deregister(now);
+                    }
+                    None => {
+                        // The handle was dropped: deregister gracefully.
+                        cmd_open = false;
+                        core.deregister(now);
+                    }
+                }
+            }
+            ev = net.next() => {
+                let now = Instant::now();
+                match ev {
+                    Some(NetEvent::Connected { conn, assoc }) => {
+                        net.attach(conn, assoc);
+                        core.on_connected(now, conn);
+                    }
+                    Some(NetEvent::ConnectFailed { conn, error }) => {
+                        debug!(%error, "registrar connect failed");
+                        core.on_connect_failed(now, conn);
+                    }
+                    Some(NetEvent::Accepted { assoc }) => {
+                        let addrs = assoc.peer_addrs().unwrap_or_default();
+                        let conn = core.allocate_conn();
+                        net.attach(conn, assoc);
+                        core.on_accepted(conn, addrs);
+                    }
+                    Some(NetEvent::Message { conn, message }) => core.on_message(now, conn, message),
+                    Some(NetEvent::Lost { conn }) => core.on_lost(now, conn),
+                    Some(NetEvent::Announce { from, message }) => core.on_announce(now, from, &message),
+                    None => {
+                        warn!("network event channel closed");
+                        return;
+                    }
+                }
+            }
+            _ = sleep => core.handle_timeout(Instant::now()),
+        }
+    }
+}

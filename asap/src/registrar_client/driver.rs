@@ -1,0 +1,266 @@
+//! Tokio plumbing shared by the PE and PU drivers (crate-private): runs the
+//! [`Action`]s of a sans-I/O core against real associations and turns socket activity into
+//! [`NetEvent`]s.
+//!
+//! Each association gets a reader task that decodes ASAP messages (PPID 11) and forwards
+//! them; connection attempts run as tasks too, so the driver loop never blocks on the
+//! network except for writes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use super::{Action, ConnId, LinkProtocol};
+use crate::transport::udp::{UdpBind, UdpEndpoint};
+use crate::transport::{
+    defaults, AssocReader, AssocWriter, Association, Event, Listener, Msg, Transport,
+    TransportConfig, TransportError, TransportKind,
+};
+use crate::wire::asap_msg::ServerAnnounce;
+use crate::wire::{AsapMessage, Message, Protocol};
+
+/// What the network reports to a driver loop.
+pub(crate) enum NetEvent {
+    Connected {
+        conn: ConnId,
+        assoc: Association,
+    },
+    ConnectFailed {
+        conn: ConnId,
+        error: TransportError,
+    },
+    Accepted {
+        assoc: Association,
+    },
+    Message {
+        conn: ConnId,
+        message: AsapMessage,
+    },
+    Lost {
+        conn: ConnId,
+    },
+    Announce {
+        from: SocketAddr,
+        message: ServerAnnounce,
+    },
+}
+
+/// Associations to registrars and the announce listener of one driver.
+pub(crate) struct Net {
+    transport: Transport,
+    tx: mpsc::UnboundedSender<NetEvent>,
+    rx: mpsc::UnboundedReceiver<NetEvent>,
+    writers: HashMap<ConnId, AssocWriter>,
+    tasks: HashMap<ConnId, JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    local: Vec<SocketAddr>,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for (_, t) in self.tasks.drain() {
+            t.abort();
+        }
+        for t in self.background.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Net {
+    pub(crate) fn new(kind: TransportKind) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Net {
+            transport: Transport::new(TransportConfig::asap(kind)),
+            tx,
+            rx,
+            writers: HashMap::new(),
+            tasks: HashMap::new(),
+            background: Vec::new(),
+            local: Vec::new(),
+        }
+    }
+
+    /// Local addresses registrar associations are bound to (empty = kernel's choice).
+    /// rsplib registrars accept only user transport addresses that are also addresses of
+    /// the PE's ASAP association, so a PE binds it to the addresses it registers.
+    pub(crate) fn set_local(&mut self, local: Vec<SocketAddr>) {
+        self.local = local;
+    }
+
+    /// The protocol actually used (Auto resolved).
+    pub(crate) fn protocol(&self) -> LinkProtocol {
+        match self.transport.kind() {
+            TransportKind::Tcp => LinkProtocol::Tcp,
+            _ => LinkProtocol::Sctp,
+        }
+    }
+
+    /// Listens for ASAP_SERVER_ANNOUNCE on `addr` (a multicast group is joined on all
+    /// interfaces; a unicast address is bound as is).
+    pub(crate) async fn listen_announces(
+        &mut self,
+        addr: SocketAddr,
+    ) -> Result<(), TransportError> {
+        let ep = if addr.ip().is_multicast() {
+            let ep = UdpEndpoint::bind(UdpBind::Port(addr.port())).await?;
+            if let std::net::IpAddr::V4(g) = addr.ip() {
+                ep.join_multicast_v4(g, std::net::Ipv4Addr::UNSPECIFIED)?;
+            }
+            ep
+        } else {
+            UdpEndpoint::bind(UdpBind::Addr(addr)).await?
+        };
+        let tx = self.tx.clone();
+        self.background.push(tokio::spawn(async move {
+            loop {
+                let (bytes, from) = match ep.recv_from().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        warn!(error = %e, "announce socket failed");
+                        return;
+                    }
+                };
+                match Message::decode(Protocol::Asap, &bytes) {
+                    Ok(d) => {
+                        if let Message::Asap(AsapMessage::ServerAnnounce(message)) = d.message {
+                            if tx.send(NetEvent::Announce { from, message }).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => debug!(error = %e, %from, "undecodable announce datagram"),
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    /// Accepts associations (registrars contacting the PE) on `addrs`; returns the bound
+    /// addresses.
+    pub(crate) async fn listen_registrars(
+        &mut self,
+        addrs: &[SocketAddr],
+    ) -> Result<Vec<SocketAddr>, TransportError> {
+        let l: Listener = self.transport.listen(addrs).await?;
+        let local = l.local_addrs()?;
+        let tx = self.tx.clone();
+        self.background.push(tokio::spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok(assoc) => {
+                        if tx.send(NetEvent::Accepted { assoc }).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }));
+        Ok(local)
+    }
+
+    /// Waits for the next network event.
+    pub(crate) async fn next(&mut self) -> Option<NetEvent> {
+        self.rx.recv().await
+    }
+
+    /// Registers an established association under `conn` and starts its reader.
+    pub(crate) fn attach(&mut self, conn: ConnId, assoc: Association) {
+        let (reader, writer) = assoc.into_split();
+        self.writers.insert(conn, writer);
+        let tx = self.tx.clone();
+        let task = tokio::spawn(read_loop(conn, reader, tx));
+        if let Some(old) = self.tasks.insert(conn, task) {
+            old.abort();
+        }
+    }
+
+    /// Carries out one action of a core.
+    pub(crate) async fn execute(&mut self, action: Action) {
+        match action {
+            Action::Connect { conn, addrs } => {
+                let t = self.transport.clone();
+                let tx = self.tx.clone();
+                let local = self.local.clone();
+                tokio::spawn(async move {
+                    let ev = match t.connect(&addrs, &local).await {
+                        Ok(assoc) => NetEvent::Connected { conn, assoc },
+                        Err(error) => NetEvent::ConnectFailed { conn, error },
+                    };
+                    let _ = tx.send(ev);
+                });
+            }
+            Action::Close { conn } => {
+                if let Some(t) = self.tasks.remove(&conn) {
+                    t.abort();
+                }
+                if let Some(mut w) = self.writers.remove(&conn) {
+                    tokio::spawn(async move {
+                        let _ = w.close().await;
+                    });
+                }
+            }
+            Action::Send { conn, message } => {
+                let Some(w) = self.writers.get_mut(&conn) else {
+                    debug!(conn = conn.0, "send on a closed association dropped");
+                    return;
+                };
+                let bytes = match Message::Asap(message).to_bytes() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        warn!(error = %e, "cannot encode ASAP message");
+                        return;
+                    }
+                };
+                if let Err(e) = w.send(&Msg::new(defaults::PPID_ASAP, 0, bytes)).await {
+                    warn!(conn = conn.0, error = %e, "send to registrar failed");
+                    self.writers.remove(&conn);
+                    if let Some(t) = self.tasks.remove(&conn) {
+                        t.abort();
+                    }
+                    let _ = self.tx.send(NetEvent::Lost { conn });
+                }
+            }
+        }
+    }
+}
+
+async fn read_loop(conn: ConnId, mut reader: AssocReader, tx: mpsc::UnboundedSender<NetEvent>) {
+    loop {
+        match reader.recv().await {
+            Ok(Event::Message(m)) => {
+                if m.ppid != defaults::PPID_ASAP {
+                    debug!(ppid = m.ppid, "ignoring non-ASAP message from registrar");
+                    continue;
+                }
+                match Message::decode(Protocol::Asap, &m.bytes) {
+                    Ok(d) => {
+                        if let Message::Asap(message) = d.message {
+                            if tx.send(NetEvent::Message { conn, message }).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "undecodable ASAP message from registrar"),
+                }
+            }
+            Ok(Event::Lost(reason)) => {
+                debug!(conn = conn.0, %reason, "registrar association lost");
+                let _ = tx.send(NetEvent::Lost { conn });
+                return;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let _ = tx.send(NetEvent::Lost { conn });
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Shared helpers of the API integration tests: the real registrar (`enrp-server` driver)
+//! on 127.0.0.1 over TCP, and an echo pool element built from the public API.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
+use asap::pu::{PoolUser, PoolUserConfig};
+use asap::session::{ServerEvent, SessionListener};
+use asap::transport::TransportKind;
+use asap::wire::{PeIdentifier, Policy};
+use enrp_server::core::CoreConfig;
+use enrp_server::driver::{DriverConfig, Server};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub const POOL: &str = "EchoPool";
+
+/// A running registrar.
+pub struct Registrar {
+    pub asap: SocketAddr,
+    pub id: u32,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub async fn registrar(id: u32, tune: impl FnOnce(&mut CoreConfig)) -> Registrar {
+    let mut core = CoreConfig::new(id);
+    core.asap_announce_targets = Vec::new();
+    tune(&mut core);
+    let driver = DriverConfig {
+        asap: vec!["127.0.0.1:0".parse().expect("lit")],
+        enrp: Vec::new(),
+        transport: TransportKind::Tcp,
+        announce_ttl: 1,
+        enrp_announce: Vec::new(),
+        max_associations: 100,
+    };
+    let server = Server::bind(core, driver).await.expect("bind registrar");
+    let asap = server.asap_addrs()[0];
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Registrar {
+        asap,
+        id,
+        stop: Some(tx),
+        task,
+    }
+}
+
+impl Registrar {
+    /// Stops the registrar (its associations close).
+    pub async fn kill(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+/// Bounded wait against hangs (never a timing assertion).
+pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no progress within 20 s"))
+}
+
+/// What an echo PE observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EchoNote {
+    CookieEcho(Vec<u8>),
+}
+
+/// An echo PE: echoes every data message and sends a cookie "pe=<id>;n=<count>" after it.
+pub struct EchoPe {
+    pub pe: PoolElement,
+    pub id: PeIdentifier,
+    pub user: SocketAddr,
+    kill: watch::Sender<bool>,
+    alive: mpsc::Receiver<()>,
+    pub notes: mpsc::UnboundedReceiver<EchoNote>,
+}
+
+impl EchoPe {
+    /// Crash: close every session and the registrar association without deregistering.
+    /// Returns once every session task has ended (its sockets are closed).
+    pub async fn kill(mut self) {
+        let _ = self.kill.send(true);
+        self.pe.abort();
+        while self.alive.recv().await.is_some() {}
+    }
+}
+
+pub fn pe_config(registrars: &[SocketAddr], policy: Policy) -> PeConfig {
+    let user = asap::wire::TransportParameter::Tcp {
+        port: 1,
+        transport_use: asap::wire::TransportUse::DataPlusControl,
+        address: "127.0.0.1".parse().expect("lit"),
+    };
+    let mut cfg = PeConfig::new(POOL, user, policy);
+    cfg.link.static_registrars = registrars.iter().map(|a| vec![*a]).collect();
+    cfg.link.hunt_initial_backoff = Duration::from_millis(50);
+    cfg.link.hunt_max_backoff = Duration::from_millis(400);
+    cfg.registration_timeout = Duration::from_secs(2);
+    cfg
+}
+
+pub async fn echo_pe(mut cfg: PeConfig, tune: impl FnOnce(&mut PoolElementConfig)) -> EchoPe {
+    let listener = SessionListener::bind(
+        TransportKind::Tcp,
+        &["127.0.0.1:0".parse().expect("lit")],
+        0,
+    )
+    .await
+    .expect("bind user transport");
+    cfg.user_transport = listener.user_transport(None).expect("transport");
+    let user = listener.local_addrs().expect("addrs")[0];
+    let mut pc = PoolElementConfig::tcp(cfg);
+    tune(&mut pc);
+    let mut pe = PoolElement::register(pc).await.expect("start PE");
+    let id = pe.identifier();
+    within("PE registration", pe.wait_registered())
+        .await
+        .expect("registered");
+    let (note_tx, notes) = mpsc::unbounded_channel();
+    let (kill, kill_rx) = watch::channel(false);
+    let (alive_tx, alive) = mpsc::channel::<()>(1);
+    let mut k = kill_rx.clone();
+    tokio::spawn(async move {
+        let _alive = alive_tx.clone();
+        loop {
+            let mut s = tokio::select! {
+                r = listener.accept() => match r { Ok(s) => s, Err(_) => return },
+                _ = k.wait_for(|v| *v) => return,
+            };
+            let notes = note_tx.clone();
+            let mut k2 = kill_rx.clone();
+            let alive = alive_tx.clone();
+            tokio::spawn(async move {
+                let _alive = alive;
+                let mut count = 0u64;
+                loop {
+                    let ev = tokio::select! {
+                        ev = s.recv() => ev,
+                        _ = k2.wait_for(|v| *v) => return,
+                    };
+                    match ev {
+                        Ok(Some(ServerEvent::Data(d))) => {
+                            count += 1;
+                            if s.send(d).await.is_err() {
+                                return;
+                            }
+                            let cookie = format!("pe={id:08x};n={count}").into_bytes();
+                            if s.send_cookie(cookie).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(ServerEvent::CookieEcho(c))) => {
+                            let _ = notes.send(EchoNote::CookieEcho(c));
+                        }
+                        Ok(Some(ServerEvent::BusinessCard(_))) => {}
+                        Ok(None) | Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    EchoPe {
+        pe,
+        id,
+        user,
+        kill,
+        alive,
+        notes,
+    }
+}
+
+pub async fn pool_user(registrars: &[SocketAddr]) -> PoolUser {
+    let mut cfg = PoolUserConfig::tcp();
+    cfg.pu.link.static_registrars = registrars.iter().map(|a| vec![*a]).collect();
+    cfg.pu.link.hunt_initial_backoff = Duration::from_millis(50);
+    cfg.pu.link.hunt_max_backoff = Duration::from_millis(400);
+    cfg.pu.request_timeout = Duration::from_secs(2);
+    cfg.pu.request_deadline = Duration::from_secs(15);
+    cfg.seed = Some(7);
+    PoolUser::start(cfg).await.expect("start PU")
+}

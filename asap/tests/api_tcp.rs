@@ -1,0 +1,365 @@
+//! End-to-end tests of the PE, PU and session APIs over TCP on 127.0.0.1 against the real
+//! registrar (`enrp-server`'s driver). No timing assertions: waits are bounded only against
+//! hangs.
+
+mod api_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use api_support::*;
+use asap::pe::PeEvent;
+use asap::pu::{PuError, ResolveError};
+use asap::session::{Session, SessionConfig, SessionEvent};
+use asap::transport::{Event, Msg, Transport, TransportConfig, TransportKind};
+use asap::wire::asap_msg::EndpointKeepAlive;
+use asap::wire::{AsapMessage, CauseCode, Message, Policy, Protocol};
+
+#[tokio::test]
+async fn pe_registers_pu_resolves_load_update_and_deregistration() {
+    let r = registrar(0x1001, |_| {}).await;
+    let mut a = echo_pe(
+        pe_config(&[r.asap], Policy::LeastUsed { load: 100 }),
+        |_| {},
+    )
+    .await;
+    let b = echo_pe(
+        pe_config(&[r.asap], Policy::LeastUsed { load: 200 }),
+        |_| {},
+    )
+    .await;
+    assert_ne!(a.id, 0);
+    let pu = pool_user(&[r.asap]).await;
+    let pes = within("resolve", pu.resolve(POOL)).await.expect("resolved");
+    let mut ids: Vec<u32> = pes.iter().map(|p| p.id).collect();
+    ids.sort();
+    let mut want = vec![a.id, b.id];
+    want.sort();
+    assert_eq!(ids, want);
+    let pa = pes.iter().find(|p| p.id == a.id).expect("a listed");
+    assert_eq!(pa.policy, Policy::LeastUsed { load: 100 });
+    assert_eq!(pa.user_transport.port(), Some(a.user.port()));
+    // Least used: the PU picks the lower load.
+    assert_eq!(
+        within("select", pu.select(POOL)).await.expect("pe").id,
+        a.id
+    );
+
+    // Load update → immediate re-registration, visible at the registrar.
+    a.pe.set_load(900).await.expect("set load");
+    loop {
+        match within("re-registration", a.pe.next_event()).await {
+            Some(PeEvent::Reregistered { policy, .. }) => {
+                assert_eq!(policy, Policy::LeastUsed { load: 900 });
+                break;
+            }
+            Some(_) => {}
+            None => panic!("PE stopped"),
+        }
+    }
+    let pes = within("refresh", pu.refresh(POOL)).await.expect("resolved");
+    let pa = pes.iter().find(|p| p.id == a.id).expect("a listed");
+    assert_eq!(pa.policy, Policy::LeastUsed { load: 900 });
+    // Graceful deregistration of both → the pool is gone.
+    assert!(within("deregister a", a.pe.deregister()).await.expect("ok"));
+    assert!(within("deregister b", b.pe.deregister()).await.expect("ok"));
+    match within("refresh", pu.refresh(POOL)).await {
+        Err(PuError::Resolve(ResolveError::UnknownPoolHandle(h))) => assert_eq!(h, POOL.into()),
+        other => panic!("expected unknown pool handle, got {other:?}"),
+    }
+    r.kill().await;
+}
+
+#[tokio::test]
+async fn rejected_registration_is_a_typed_error() {
+    let r = registrar(0x1002, |_| {}).await;
+    let _a = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
+    // Same pool, different policy: Inconsistent Pooling Policy (RFC 5354 cause 0x5).
+    let cfg = pe_config(&[r.asap], Policy::Random);
+    let mut pe = asap::pe::PoolElement::register(asap::pe::PoolElementConfig::tcp(cfg))
+        .await
+        .expect("start");
+    match within("rejection", pe.wait_registered()).await {
+        Err(asap::pe::PeError::Rejected(rej)) => {
+            assert_eq!(rej.cause, Some(CauseCode::InconsistentPoolingPolicy));
+            assert_eq!(rej.pool_handle, POOL.into());
+            assert_eq!(rej.identifier, pe.identifier());
+        }
+        other => panic!("expected rejection, got {other:?}"),
+    }
+    r.kill().await;
+}
+
+#[tokio::test]
+async fn keep_alives_are_answered_and_keep_the_registration() {
+    // Keep-alive every 100 ms, 100 ms to answer; a PE that does not answer is removed
+    // (and its association aborted) by the registrar.
+    let r = registrar(0x1003, |c| {
+        c.keep_alive_interval = Duration::from_millis(100);
+        c.keep_alive_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let mut a = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
+    let mut seen = 0;
+    while seen < 5 {
+        match within("keep-alive", a.pe.next_event()).await {
+            Some(PeEvent::KeepAlive {
+                server_id,
+                home_flag,
+            }) => {
+                assert_eq!(server_id, 0x1003);
+                assert!(!home_flag);
+                seen += 1;
+            }
+            Some(PeEvent::RegistrarLost) => panic!("registrar dropped the PE"),
+            Some(_) => {}
+            None => panic!("PE stopped"),
+        }
+    }
+    let st = a.pe.status();
+    assert!(st.registered);
+    assert_eq!(st.home, Some(0x1003));
+    assert_eq!(st.registrations, 1, "no re-registration was needed");
+    let pu = pool_user(&[r.asap]).await;
+    let pes = within("refresh", pu.refresh(POOL))
+        .await
+        .expect("still registered");
+    assert_eq!(pes.iter().map(|p| p.id).collect::<Vec<_>>(), vec![a.id]);
+    r.kill().await;
+}
+
+#[tokio::test]
+async fn registrar_killed_pe_reregisters_elsewhere_and_pu_reresolves() {
+    let r1 = registrar(0x2001, |_| {}).await;
+    let r2 = registrar(0x2002, |_| {}).await;
+    let mut a = echo_pe(pe_config(&[r1.asap, r2.asap], Policy::RoundRobin), |_| {}).await;
+    assert_eq!(a.pe.status().registrar, Some(vec![r1.asap]));
+    let pu = pool_user(&[r1.asap, r2.asap]).await;
+    let first = within("resolve at r1", pu.resolve(POOL)).await.expect("ok");
+    assert_eq!(first[0].id, a.id);
+    r1.kill().await;
+    // The PE hunts and registers at r2 without any application action.
+    let mut lost = false;
+    loop {
+        match within("re-registration at r2", a.pe.next_event()).await {
+            Some(PeEvent::RegistrarLost) => lost = true,
+            Some(PeEvent::Registered {
+                registrar,
+                identifier,
+            }) if lost => {
+                assert_eq!(registrar, vec![r2.asap]);
+                assert_eq!(identifier, a.id, "the PE identifier is stable");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("PE stopped"),
+        }
+    }
+    assert!(lost);
+    // The PU's registrar association died too: the refresh goes to r2.
+    let again = within("resolve at r2", pu.refresh(POOL)).await.expect("ok");
+    assert_eq!(again.iter().map(|p| p.id).collect::<Vec<_>>(), vec![a.id]);
+    r2.kill().await;
+}
+
+#[tokio::test]
+async fn home_flag_keep_alive_switches_the_home_registrar() {
+    let r = registrar(0x3001, |_| {}).await;
+    let mut a = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |c| {
+        c.accept_registrars = Some(vec!["127.0.0.1:0".parse().expect("lit")]);
+    })
+    .await;
+    let listen = a.pe.registrar_listen_addrs()[0];
+    // A second registrar (scripted here: the registrar binary has no takeover yet) contacts
+    // the PE and claims it with the H flag, as after an ENRP takeover (RFC 5352 §3.4).
+    let t = Transport::new(TransportConfig::asap(TransportKind::Tcp));
+    let mut assoc = within("connect", t.connect(&[listen], &[]))
+        .await
+        .expect("connect");
+    let ka: Message = EndpointKeepAlive {
+        home: true,
+        server_id: 0xBEEF,
+        pool_handle: POOL.into(),
+        pe_identifier: Some(a.id),
+    }
+    .into();
+    assoc
+        .send(&Msg::new(11, 0, ka.to_bytes().expect("encode")))
+        .await
+        .expect("send");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match within("PE answers", assoc.recv()).await.expect("alive") {
+            Event::Message(m) => {
+                let d = Message::decode(Protocol::Asap, &m.bytes).expect("decodes");
+                got.push(d.message);
+            }
+            Event::Lost(r) => panic!("lost: {r}"),
+            _ => {}
+        }
+    }
+    match &got[0] {
+        Message::Asap(AsapMessage::EndpointKeepAliveAck(ack)) => {
+            assert_eq!(ack.pe_identifier, a.id);
+            assert_eq!(ack.pool_handle, POOL.into());
+        }
+        other => panic!("expected KEEP_ALIVE_ACK, got {other:?}"),
+    }
+    match &got[1] {
+        Message::Asap(AsapMessage::Registration(reg)) => {
+            assert_eq!(
+                reg.pool_element.id, a.id,
+                "same PE identifier at the new home"
+            );
+        }
+        other => panic!("expected REGISTRATION at the new home, got {other:?}"),
+    }
+    loop {
+        match within("home change", a.pe.next_event()).await {
+            Some(PeEvent::HomeChanged { to, .. }) => {
+                assert_eq!(to, 0xBEEF);
+                break;
+            }
+            Some(_) => {}
+            None => panic!("PE stopped"),
+        }
+    }
+    assert_eq!(a.pe.status().home, Some(0xBEEF));
+    r.kill().await;
+}
+
+/// Echo workload with sequence numbers; the serving PE is killed after `kill_after`
+/// replies. Returns replies per sequence number and the failovers seen.
+async fn echo_through_failover(
+    total: u64,
+    kill_after: u64,
+) -> (
+    BTreeMap<u64, u32>,
+    Vec<asap::session::Failover>,
+    Vec<EchoPe>,
+) {
+    let r = registrar(0x4001, |_| {}).await;
+    let mut pes = Vec::new();
+    for _ in 0..3 {
+        pes.push(echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await);
+    }
+    let pu = pool_user(&[r.asap]).await;
+    let mut s = within(
+        "session",
+        Session::connect(&pu, POOL, SessionConfig::default()),
+    )
+    .await
+    .expect("session");
+    let mut replies: BTreeMap<u64, u32> = BTreeMap::new();
+    // seq → index of its last transmission
+    let mut unanswered: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut failovers = Vec::new();
+    let mut next_seq = 0u64;
+    let window = 8;
+    let mut killed = false;
+    while replies.len() < total as usize {
+        while next_seq < total && unanswered.len() < window {
+            let idx = s
+                .send(format!("seq={next_seq}").into_bytes())
+                .await
+                .expect("send");
+            unanswered.insert(next_seq, idx);
+            next_seq += 1;
+        }
+        match within("session event", s.recv()).await {
+            Some(SessionEvent::Data(d)) => {
+                let text = String::from_utf8(d.to_vec()).expect("utf8");
+                let seq: u64 = text
+                    .strip_prefix("seq=")
+                    .and_then(|n| n.parse().ok())
+                    .expect("echo format");
+                *replies.entry(seq).or_default() += 1;
+                unanswered.remove(&seq);
+                if !killed && replies.len() as u64 == kill_after {
+                    killed = true;
+                    let serving = s.current_pe().expect("serving").id;
+                    let i = pes.iter().position(|p| p.id == serving).expect("known");
+                    pes.remove(i).kill().await;
+                }
+            }
+            Some(SessionEvent::Failover(f)) => {
+                let resend: Vec<u64> = unanswered
+                    .iter()
+                    .filter(|(_, idx)| **idx < f.resend_from)
+                    .map(|(seq, _)| *seq)
+                    .collect();
+                for seq in resend {
+                    let idx = s
+                        .send(format!("seq={seq}").into_bytes())
+                        .await
+                        .expect("send");
+                    unanswered.insert(seq, idx);
+                }
+                failovers.push(f);
+            }
+            Some(SessionEvent::Failed(e)) => panic!("session failed: {e}"),
+            None => panic!("session closed"),
+        }
+    }
+    s.close().await;
+    r.kill().await;
+    (replies, failovers, pes)
+}
+
+#[tokio::test]
+async fn session_fails_over_without_loss_or_duplication() {
+    let (replies, failovers, mut survivors) = echo_through_failover(300, 100).await;
+    assert_eq!(replies.len(), 300);
+    assert!(
+        replies.values().all(|n| *n == 1),
+        "duplicated replies: {:?}",
+        replies.iter().filter(|(_, n)| **n != 1).collect::<Vec<_>>()
+    );
+    assert_eq!(failovers.len(), 1, "{failovers:?}");
+    let f = &failovers[0];
+    assert_ne!(f.from, f.to);
+    assert!(f.cookie_echoed);
+    // The new PE received the old PE's last cookie (state "pe=<old>;n=<count>").
+    let new_pe = survivors
+        .iter_mut()
+        .find(|p| p.id == f.to)
+        .expect("new PE alive");
+    match within("cookie echo", new_pe.notes.recv()).await {
+        Some(EchoNote::CookieEcho(c)) => {
+            let text = String::from_utf8(c).expect("utf8");
+            assert!(
+                text.starts_with(&format!("pe={:08x};n=", f.from)),
+                "cookie {text:?}"
+            );
+        }
+        None => panic!("no cookie echo"),
+    }
+}
+
+#[tokio::test]
+async fn discovery_by_server_announce_without_static_registrars() {
+    // A free UDP port on 127.0.0.1 for unicast ASAP_SERVER_ANNOUNCEs.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    let target: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let r = registrar(0x5001, |c| {
+        c.asap_announce_targets = vec![target];
+        c.announce_interval = Duration::from_millis(100);
+    })
+    .await;
+    let a = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
+    let mut cfg = asap::pu::PoolUserConfig::tcp();
+    cfg.announce = Some(target);
+    cfg.pu.link.hunt_initial_backoff = Duration::from_millis(50);
+    cfg.pu.link.hunt_max_backoff = Duration::from_millis(200);
+    let pu = asap::pu::PoolUser::start(cfg).await.expect("PU");
+    // No static registrar: the request waits for an announce, then resolves.
+    let pes = within("resolve via announce", pu.resolve(POOL))
+        .await
+        .expect("resolved");
+    assert_eq!(pes.iter().map(|p| p.id).collect::<Vec<_>>(), vec![a.id]);
+    assert!(within("deregister", a.pe.deregister()).await.expect("ok"));
+    r.kill().await;
+}
