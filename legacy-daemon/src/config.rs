@@ -1,4 +1,4 @@
-//! The daemon configuration ("configuration file 147", seed 003 [28] step 173).
+//! The daemon configuration ("configuration file 147", seed 003 \[28\] step 173).
 //!
 //! TOML, parsed with serde into private "raw" structs that keep the source span of every
 //! value that needs checking, then validated into [`Config`]. Every error, syntactic or
@@ -25,6 +25,8 @@ use crate::protocol::LoadHints;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/legacy-daemon.toml";
 /// Default poll interval (SEEDS.md §6.1 proposal: 1 s; seed 003 gives none).
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
+/// Default maximum age of the TCP socket table sample.
+pub const DEFAULT_NET_INTERVAL_MS: u64 = 5000;
 /// Default lower bound of the reconnect backoff.
 pub const DEFAULT_RECONNECT_MIN_MS: u64 = 200;
 /// Default upper bound of the reconnect backoff.
@@ -61,7 +63,7 @@ pub struct Config {
     pub declared_version: Option<u64>,
     /// `[daemon]` settings.
     pub daemon: DaemonSettings,
-    /// `[[proxy]]` entries: each gets its own reporter task (seed 000 [0007]).
+    /// `[[proxy]]` entries: each gets its own reporter task (seed 000 \[0007\]).
     pub proxies: Vec<ProxyTarget>,
     /// `[[app]]` entries, in file order.
     pub apps: Vec<AppSpec>,
@@ -76,6 +78,11 @@ pub struct DaemonSettings {
     pub poll_interval: Duration,
     /// Heartbeat interval (default: the poll interval).
     pub heartbeat_interval: Duration,
+    /// Maximum age of the `/proc/net/tcp{,6}` sample used for port state and connection
+    /// counts (default 5 s). Walking the kernel's TCP hash tables costs milliseconds on
+    /// large-memory hosts whatever the number of sockets, so it is not done on every poll;
+    /// it is re-read at once when a process of an application with ports appears or exits.
+    pub net_interval: Duration,
     /// Watch the config file's mtime and reload on change (default true).
     pub watch_config: bool,
     /// Accept configuration pushed by a proxy (default true).
@@ -83,7 +90,7 @@ pub struct DaemonSettings {
     /// Write a pushed configuration back to the config file so it survives a restart
     /// (default true).
     pub persist_push: bool,
-    /// File the last reported state is written to before it is sent (seed 000 [0028]).
+    /// File the last reported state is written to before it is sent (seed 000 \[0028\]).
     pub state_file: Option<PathBuf>,
 }
 
@@ -93,7 +100,7 @@ pub struct ProxyTarget {
     /// `host:port` of the proxy pool element's daemon listener.
     pub address: String,
     /// Give up after this many failed connection attempts in a row (`None`: retry forever;
-    /// seed 000 [0024]–[0025]).
+    /// seed 000 \[0024\]–\[0025\]).
     pub max_attempts: Option<u32>,
     /// First reconnect delay; doubles per failure up to `reconnect_max`.
     pub reconnect_min: Duration,
@@ -163,6 +170,7 @@ struct RawDaemon {
     id: Option<Spanned<String>>,
     poll_interval_ms: Option<Spanned<u64>>,
     heartbeat_interval_ms: Option<Spanned<u64>>,
+    net_interval_ms: Option<Spanned<u64>>,
     watch_config: Option<bool>,
     accept_push: Option<bool>,
     persist_push: Option<bool>,
@@ -268,10 +276,21 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         Some(s) => s.into_inner(),
         None => poll_ms,
     };
+    let net_ms = match d.net_interval_ms {
+        Some(s) if *s.get_ref() > 3_600_000 => {
+            return Err(e(
+                s.span(),
+                format!("net interval {} ms out of range 0..=3600000", s.get_ref()),
+            ))
+        }
+        Some(s) => s.into_inner(),
+        None => DEFAULT_NET_INTERVAL_MS,
+    };
     let daemon = DaemonSettings {
         id,
         poll_interval: Duration::from_millis(poll_ms),
         heartbeat_interval: Duration::from_millis(hb_ms),
+        net_interval: Duration::from_millis(net_ms),
         watch_config: d.watch_config.unwrap_or(true),
         accept_push: d.accept_push.unwrap_or(true),
         persist_push: d.persist_push.unwrap_or(true),

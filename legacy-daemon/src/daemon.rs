@@ -191,6 +191,13 @@ impl Daemon {
     /// Polls, updates the exit watcher, and reports a delta if something changed.
     fn poll_and_report(&mut self) {
         let apps = self.poller.poll(&self.cfg);
+        // Give the poll's transient allocations back to the OS so the resident size stays
+        // flat (glibc keeps freed heap otherwise; see BENCHMARKS.md).
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         let pids: Vec<u32> = apps.iter().flat_map(|a| a.pids.iter().copied()).collect();
         self.exits.sync(&pids);
         let Some(delta) = self.book.update(apps, self.version, now_ms()) else {

@@ -1,6 +1,6 @@
 //! Immediate process-exit notification with `pidfd_open(2)` (Linux ≥ 5.3).
 //!
-//! Polling stays the source of truth (seed 003 [32]: "daemon 141 may be notified via the
+//! Polling stays the source of truth (seed 003 \[32\]: "daemon 141 may be notified via the
 //! polling process"); a pidfd only makes the daemon poll *now* instead of at the next tick,
 //! so a crash is reported well under the poll interval (SEEDS.md §7 feature 24). Each
 //! watched pid gets a pidfd registered with tokio's [`AsyncFd`]; the fd becomes readable

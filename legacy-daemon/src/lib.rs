@@ -1,4 +1,4 @@
-//! legacy-daemon: a small status daemon for legacy hosts (seed 003 [24], [28]–[32]).
+//! legacy-daemon: a small status daemon for legacy hosts (seed 003 \[24\], \[28\]–\[32\]).
 //!
 //! It starts at boot, reads its configuration, polls the process table for the configured
 //! applications and reports their status to one or more proxy pool elements (`proxy-pe`)

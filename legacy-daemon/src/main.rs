@@ -7,6 +7,7 @@
 //! single-threaded tokio runtime (one thread keeps the resident size small; the work is
 //! a few file reads per second).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -15,6 +16,20 @@ use clap::{Parser, ValueEnum};
 use legacy_daemon::config::{self, DEFAULT_CONFIG_PATH};
 use legacy_daemon::daemon::{poll_once, Daemon};
 
+/// `println!` that ignores a closed stdout (e.g. `| head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 /// Status daemon for legacy servers in reliable server pools.
 ///
 /// Polls the process table for the applications listed in the configuration file and
@@ -22,7 +37,14 @@ use legacy_daemon::daemon::{poll_once, Daemon};
 /// pool element over TCP. Reloads the configuration on SIGHUP and when the file changes;
 /// stops on SIGTERM/SIGINT.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_long_help = "Environment:\n  LEGACY_DAEMON_LOG  log filter in tracing EnvFilter syntax (default: info)\n\n\
+                       Signals:\n  SIGHUP             reload the configuration file\n  \
+                       SIGTERM, SIGINT    stop"
+)]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(short, long, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
@@ -67,6 +89,17 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// User + system CPU time of this process, microseconds.
+fn cpu_time_us() -> (u64, u64) {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return (0, 0);
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (us(ru.ru_utime), us(ru.ru_stime))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -75,7 +108,7 @@ fn main() -> ExitCode {
     if cli.check_config {
         return match loaded {
             Ok((cfg, _)) => {
-                println!(
+                outln!(
                     "OK: {}: {} application(s), {} proxy(ies), poll interval {} ms",
                     cli.config.display(),
                     cfg.apps.len(),
@@ -85,7 +118,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                println!("ERROR: {e}");
+                outln!("ERROR: {e}");
                 ExitCode::FAILURE
             }
         };
@@ -94,7 +127,7 @@ fn main() -> ExitCode {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
-            eprintln!("legacy-daemon: {e}");
+            errln!("legacy-daemon: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -104,13 +137,29 @@ fn main() -> ExitCode {
         p.poll(&cfg);
         let n = n.max(1);
         let t = Instant::now();
+        let cpu0 = cpu_time_us();
         let mut procs = 0;
         for _ in 0..n {
             procs = p.poll(&cfg).iter().map(|a| a.instances).sum::<u32>();
         }
         let per = t.elapsed() / n;
-        println!(
-            "{{\"polls\":{n},\"per_poll_us\":{},\"matched_instances\":{procs}}}",
+        let cpu1 = cpu_time_us();
+        let user_per = (cpu1.0 - cpu0.0) / u64::from(n);
+        let sys_per = (cpu1.1 - cpu0.1) / u64::from(n);
+        let cpu_per = user_per + sys_per;
+        let host = std::fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_str()
+                            .is_some_and(|s| s.parse::<u32>().is_ok())
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        outln!(
+            "{{\"polls\":{n},\"host_processes\":{host},\"wall_per_poll_us\":{},\"cpu_per_poll_us\":{cpu_per},\"user_us\":{user_per},\"sys_us\":{sys_per},\"matched_instances\":{procs}}}",
             per.as_micros()
         );
         return ExitCode::SUCCESS;
@@ -118,7 +167,7 @@ fn main() -> ExitCode {
 
     if cli.once {
         let v = poll_once(&cfg);
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return ExitCode::SUCCESS;
     }
 
@@ -128,7 +177,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("legacy-daemon: cannot start runtime: {e}");
+            errln!("legacy-daemon: cannot start runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -136,7 +185,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("legacy-daemon: {e}");
+            errln!("legacy-daemon: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,15 +1,25 @@
-//! Process-table polling (seed 003 [29] step 181: "Daemon 141 polls process table 155 to
+//! Process-table polling (seed 003 \[29\] step 181: "Daemon 141 polls process table 155 to
 //! establish the status of the applications"; SEEDS.md §1.3 C3).
 //!
-//! One pass over `/proc` (via the `procfs` crate) per poll, whatever the number of
-//! configured applications: for each process `stat` is read once (comm, state, CPU ticks,
-//! RSS); the command line and the `exe` link are read only when an application's matcher
-//! needs them. `/proc/net/tcp` and `/proc/net/tcp6` are read once per poll, and only when
-//! some application lists service ports.
+//! One pass over `/proc` per poll, whatever the number of configured applications: for
+//! each process `/proc/PID/stat` is read once into a reused buffer and parsed with the
+//! `procfs` crate's `Stat` (comm, state, CPU ticks, RSS); the command line and the `exe`
+//! link are read only when an application's matcher needs them, at most once per process.
+//! Command lines are cached per (pid, start time) and re-read when `comm` changes (exec)
+//! or after [`CMDLINE_REFRESH_POLLS`] polls (argv rewritten in place), so the steady-state
+//! cost is one `stat` read per process.
+//! (`procfs::process::all_processes()` would open an extra `O_PATH` fd per process; the
+//! kernel's generation of `stat` dominates the cost either way, see BENCHMARKS.md.)
+//!
+//! `/proc/net/tcp` and `/proc/net/tcp6` are read only when some application lists service
+//! ports, and then at most every `net_interval` (default 5 s) unless the process set of such
+//! an application changed: walking the kernel's TCP hash tables costs ~9 ms on a 24 GiB
+//! host even with 4 sockets (BENCHMARKS.md).
 //!
 //! Matching rules (all criteria given for an application must hold):
-//! - `exe`: `comm` equals the name (the kernel truncates `comm` to 15 bytes), or the base
-//!   name of `/proc/PID/exe` equals it;
+//! - `exe`: `comm` equals the name. The kernel keeps only 15 bytes of `comm`, so a longer
+//!   name must also equal the base name of `/proc/PID/exe`. (Scripts run through an
+//!   interpreter have the script name in `comm`; match interpreters with `cmdline`.)
 //! - `cmdline`: the regex matches the arguments joined by single spaces;
 //! - `pid_file`: the pid is the one written in the file.
 //!
@@ -17,6 +27,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
+
+use procfs::FromRead;
 
 use crate::config::{AppSpec, Config};
 use crate::protocol::{AppStatus, PortStatus};
@@ -29,6 +41,64 @@ pub struct Poller {
     ticks_per_sec: f64,
     page_size: u64,
     self_pid: i32,
+    polls: u64,
+    cmd_cache: HashMap<(i32, u64), CachedCmdline>,
+    net: Option<(Instant, NetTable)>,
+    /// Pids of the applications with ports at the previous poll (name, pids).
+    port_app_pids: Vec<(String, Vec<u32>)>,
+}
+
+/// A command line read in an earlier poll.
+#[derive(Debug)]
+struct CachedCmdline {
+    comm: String,
+    cmdline: String,
+    read_at_poll: u64,
+}
+
+/// A cached command line is re-read after this many polls, to notice programs that
+/// rewrite their argv (setproctitle) without exec'ing.
+pub const CMDLINE_REFRESH_POLLS: u64 = 30;
+
+/// Command-line cache lookups for one poll: entries are moved from `old` to `new` when the
+/// process is seen again, so vanished processes drop out after one poll.
+struct CmdCache<'a> {
+    old: &'a mut HashMap<(i32, u64), CachedCmdline>,
+    new: HashMap<(i32, u64), CachedCmdline>,
+    poll: u64,
+}
+
+impl CmdCache<'_> {
+    /// The command line of process `key`, from the cache if it is fresh and the process has
+    /// not exec'd since (same `comm`), else read from `/proc/PID/cmdline`.
+    fn get(&mut self, key: (i32, u64), comm: &str, buf: &mut Vec<u8>) -> String {
+        if let Some(e) = self.new.get(&key) {
+            return e.cmdline.clone();
+        }
+        if let Some(e) = self.old.remove(&key) {
+            if e.comm == comm && self.poll.saturating_sub(e.read_at_poll) < CMDLINE_REFRESH_POLLS {
+                let line = e.cmdline.clone();
+                self.new.insert(key, e);
+                return line;
+            }
+        }
+        buf.clear();
+        let line = if read_proc_file(key.0, "cmdline", buf).is_ok() {
+            let args: Vec<&[u8]> = buf.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+            String::from_utf8_lossy(&args.join(&b' ')).into_owned()
+        } else {
+            String::new()
+        };
+        self.new.insert(
+            key,
+            CachedCmdline {
+                comm: comm.to_string(),
+                cmdline: line.clone(),
+                read_at_poll: self.poll,
+            },
+        );
+        line
+    }
 }
 
 impl Default for Poller {
@@ -40,6 +110,7 @@ impl Default for Poller {
 /// What one process looks like to the matcher (gathered lazily).
 struct Proc {
     pid: i32,
+    starttime: u64,
     comm: String,
     cmdline: Option<String>,
     exe_name: Option<Option<String>>,
@@ -54,6 +125,10 @@ impl Poller {
             ticks_per_sec: procfs::ticks_per_second().max(1) as f64,
             page_size: procfs::page_size().max(1),
             self_pid: std::process::id() as i32,
+            polls: 0,
+            cmd_cache: HashMap::new(),
+            net: None,
+            port_app_pids: Vec::new(),
         }
     }
 
@@ -78,29 +153,47 @@ impl Poller {
         let mut rss: Vec<u64> = vec![0; cfg.apps.len()];
         let mut new_ticks = HashMap::new();
 
+        self.polls += 1;
+        let mut cache = CmdCache {
+            old: &mut self.cmd_cache,
+            new: HashMap::new(),
+            poll: self.polls,
+        };
         if !cfg.apps.is_empty() {
-            if let Ok(iter) = procfs::process::all_processes() {
-                for p in iter.flatten() {
-                    if p.pid == self.self_pid {
+            if let Ok(dir) = std::fs::read_dir("/proc") {
+                let mut buf: Vec<u8> = Vec::with_capacity(1024);
+                for ent in dir.flatten() {
+                    let name = ent.file_name();
+                    let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                        continue;
+                    };
+                    if pid == self.self_pid {
                         continue;
                     }
-                    let Ok(st) = p.stat() else { continue };
+                    buf.clear();
+                    if read_proc_file(pid, "stat", &mut buf).is_err() {
+                        continue; // vanished meanwhile
+                    }
+                    let Ok(st) = procfs::process::Stat::from_read(buf.as_slice()) else {
+                        continue;
+                    };
                     if st.state == 'Z' || st.state == 'X' {
                         continue;
                     }
                     let mut info = Proc {
-                        pid: p.pid,
-                        comm: st.comm.clone(),
+                        pid,
+                        starttime: st.starttime,
+                        comm: st.comm,
                         cmdline: None,
                         exe_name: None,
                     };
                     let mut counted = false;
                     for (i, app) in cfg.apps.iter().enumerate() {
-                        if !matches(app, pidfile_pids[i], &mut info, &p) {
+                        if !matches(app, pidfile_pids[i], &mut info, &mut cache, &mut buf) {
                             continue;
                         }
                         let ticks = st.utime + st.stime;
-                        let key = (p.pid, st.starttime);
+                        let key = (pid, st.starttime);
                         if let Some(prev) = self.prev_ticks.get(&key) {
                             cpu_ticks[i] += ticks.saturating_sub(*prev);
                         }
@@ -109,26 +202,45 @@ impl Poller {
                             counted = true;
                         }
                         rss[i] += st.rss.saturating_mul(self.page_size);
-                        pids[i].push(p.pid as u32);
+                        pids[i].push(pid as u32);
                     }
                 }
             }
         }
+        self.cmd_cache = cache.new;
         self.prev_ticks = new_ticks;
         self.prev_at = Some(now);
 
-        let net = if cfg.apps.iter().any(|a| !a.ports.is_empty()) {
-            Some(NetTable::read())
-        } else {
+        for p in pids.iter_mut() {
+            p.sort_unstable();
+        }
+        let port_app_pids: Vec<(String, Vec<u32>)> = cfg
+            .apps
+            .iter()
+            .zip(&pids)
+            .filter(|(a, _)| !a.ports.is_empty())
+            .map(|(a, p)| (a.name.clone(), p.clone()))
+            .collect();
+        let net = if port_app_pids.is_empty() {
+            self.net = None;
             None
+        } else {
+            let fresh = self.net.as_ref().is_some_and(|(at, _)| {
+                now.duration_since(*at) < cfg.daemon.net_interval
+                    && port_app_pids == self.port_app_pids
+            });
+            if !fresh {
+                self.net = Some((now, NetTable::read()));
+            }
+            self.net.as_ref().map(|(_, t)| t)
         };
+        self.port_app_pids = port_app_pids;
 
         cfg.apps
             .iter()
             .enumerate()
             .map(|(i, app)| {
-                let mut p = std::mem::take(&mut pids[i]);
-                p.sort_unstable();
+                let p = std::mem::take(&mut pids[i]);
                 let ports: Vec<PortStatus> = app
                     .ports
                     .iter()
@@ -172,41 +284,59 @@ fn matches(
     app: &AppSpec,
     pidfile_pid: Option<i32>,
     info: &mut Proc,
-    p: &procfs::process::Process,
+    cache: &mut CmdCache<'_>,
+    buf: &mut Vec<u8>,
 ) -> bool {
     let m = &app.matcher;
     if m.pid_file.is_some() && pidfile_pid != Some(info.pid) {
         return false;
     }
     if let Some(exe) = &m.exe {
-        let truncated: String = exe.chars().take(15).collect();
-        let comm_ok = if exe.len() <= 15 {
-            info.comm == *exe
+        if exe.len() <= COMM_LEN {
+            if info.comm != *exe {
+                return false;
+            }
         } else {
-            info.comm == truncated
-        };
-        // comm alone is conclusive only for names the kernel did not truncate.
-        let ok = (comm_ok && exe.len() <= 15) || {
+            // comm holds only the first 15 bytes: confirm with the exe link.
+            if !exe.as_bytes().starts_with(info.comm.as_bytes()) || info.comm.len() != COMM_LEN {
+                return false;
+            }
+            let pid = info.pid;
             let name = info.exe_name.get_or_insert_with(|| {
-                p.exe()
+                std::fs::read_link(format!("/proc/{pid}/exe"))
                     .ok()
-                    .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             });
-            name.as_deref() == Some(exe.as_str())
-        };
-        if !ok {
-            return false;
+            if name.as_deref() != Some(exe.as_str()) {
+                return false;
+            }
         }
     }
     if let Some(re) = &m.cmdline {
-        let line = info
-            .cmdline
-            .get_or_insert_with(|| p.cmdline().map(|v| v.join(" ")).unwrap_or_default());
+        let key = (info.pid, info.starttime);
+        let line = match &info.cmdline {
+            Some(l) => l,
+            None => {
+                let l = cache.get(key, &info.comm, buf);
+                info.cmdline.insert(l)
+            }
+        };
         if line.is_empty() || !re.is_match(line) {
             return false;
         }
     }
     true
+}
+
+/// Length of `comm` in the kernel (TASK_COMM_LEN - 1).
+const COMM_LEN: usize = 15;
+
+/// Reads `/proc/PID/NAME` into `buf` (appending).
+fn read_proc_file(pid: i32, name: &str, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(format!("/proc/{pid}/{name}"))?;
+    f.read_to_end(buf)?;
+    Ok(())
 }
 
 /// Reads a pid file: the first whitespace-separated token as a positive pid.

@@ -1,6 +1,6 @@
 //! The daemon ↔ proxy status protocol (version 1), see `PROTOCOL.md`.
 //!
-//! Seed 003 [29] step 183 says only that "the status of the application(s) is then provided
+//! Seed 003 \[29\] step 183 says only that "the status of the application(s) is then provided
 //! to proxy pool element 115 by daemon 141"; the transport and encoding are ours. Legacy
 //! hosts may lack SCTP (SEEDS.md §1.3 C7), so the protocol runs over plain TCP:
 //!
@@ -17,9 +17,9 @@
 //! The daemon connects to the proxy. Daemon → proxy frames are [`DaemonFrame`] (a
 //! per-connection sequence number `seq` plus a [`DaemonMessage`] tagged by `"type"`);
 //! proxy → daemon frames are [`ProxyMessage`]. On every (re)connection the daemon sends
-//! [`Hello`] then a full [`Snapshot`] before anything else (seed 000 [0026]; SEEDS.md §7
+//! [`Hello`] then a full [`Snapshot`] before anything else (seed 000 \[0026\]; SEEDS.md §7
 //! feature 18), then a [`Delta`] per status change and a [`Heartbeat`] every interval.
-//! The proxy may push a new configuration ([`ConfigPush`], seed 003 [32] "dynamic
+//! The proxy may push a new configuration ([`ConfigPush`], seed 003 \[32\] "dynamic
 //! notification"); the daemon answers each push with a [`ConfigAck`].
 //!
 //! This module is pure (no I/O): [`encode_frame`] and [`FrameDecoder`] work on bytes. The
@@ -90,7 +90,7 @@ pub enum DaemonMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ProxyMessage {
-    /// A new daemon configuration (seed 003 [32] "dynamic notification").
+    /// A new daemon configuration (seed 003 \[32\] "dynamic notification").
     ConfigPush(ConfigPush),
 }
 
@@ -186,7 +186,7 @@ pub struct ConfigAck {
     pub error: Option<String>,
 }
 
-/// Status of one configured application on this host (seed 003 [29]: "the status of the
+/// Status of one configured application on this host (seed 003 \[29\]: "the status of the
 /// application(s)"; SEEDS.md §1.3 C3 for the reported figures).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppStatus {
@@ -223,7 +223,7 @@ pub struct PortStatus {
     pub connections: Option<u32>,
 }
 
-/// Administrative load hints (seed 003 [31]: transaction count, load availability, number
+/// Administrative load hints (seed 003 \[31\]: transaction count, load availability, number
 /// of applications running concurrently). All optional; the proxy decides how to use them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadHints {

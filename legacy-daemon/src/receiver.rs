@@ -139,7 +139,7 @@ impl DaemonConnection {
         }
     }
 
-    /// Sends a configuration push (seed 003 [32]); the answer arrives later as a
+    /// Sends a configuration push (seed 003 \[32\]); the answer arrives later as a
     /// [`DaemonMessage::ConfigAck`] from [`next_message`](Self::next_message).
     pub async fn push_config(
         &mut self,
@@ -157,7 +157,7 @@ impl DaemonConnection {
 }
 
 /// The proxy's copy of one daemon's state, maintained from Snapshot and Delta messages
-/// (seed 000 [0026]: "each server process maintains a copy of the data sent by the agent
+/// (seed 000 \[0026\]: "each server process maintains a copy of the data sent by the agent
 /// processes").
 #[derive(Debug, Clone)]
 pub struct StatusTable {

@@ -1,4 +1,4 @@
-//! One reporter task per configured proxy (seed 000 [0007]: "each agent process registered
+//! One reporter task per configured proxy (seed 000 \[0007\]: "each agent process registered
 //! with a different active server process, so that the failure of one agent/server pair
 //! does not impact the other agent/server pair").
 //!
@@ -12,7 +12,7 @@
 //! Connection life cycle (see `PROTOCOL.md`): connect → `Hello` → `Snapshot` → deltas,
 //! heartbeats and config acks → on any error, close, wait with exponential backoff and
 //! jitter, reconnect. With `max_attempts = N` the reporter gives up after N failed attempts
-//! in a row and logs an error event (seed 000 [0024]–[0025]).
+//! in a row and logs an error event (seed 000 \[0024\]–\[0025\]).
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,7 +10,7 @@ use common::*;
 use legacy_daemon::protocol::DaemonMessage;
 use std::process::{Command, Stdio};
 
-const POLL: &str = "poll_interval_ms = 200\nheartbeat_interval_ms = 200\n";
+const POLL: &str = "poll_interval_ms = 200\nheartbeat_interval_ms = 200\nnet_interval_ms = 200\n";
 
 fn proxies(addrs: &[String]) -> String {
     addrs

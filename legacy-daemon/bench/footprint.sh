@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Footprint of legacy-daemon: steady-state RSS, CPU per poll with ~1000 processes on the
+# host, start-up time to the first Hello, binary size. Results go to stdout; copy them into
+# BENCHMARKS.md ("legacy-daemon").
+#
+#   bash legacy-daemon/bench/footprint.sh            # from the repository root
+#   NPROC=1000 SETTLE=10 bash legacy-daemon/bench/footprint.sh
+#
+# Needs: cargo, sleep, Linux /proc. Spawns NPROC `sleep` processes and kills them on exit.
+set -euo pipefail
+NPROC=${NPROC:-1000}
+SETTLE=${SETTLE:-10}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+cargo build -q -p legacy-daemon --release --bin legacy-daemon --example proxy_sink
+BIN="$TARGET_DIR/release/legacy-daemon"
+SINK="$TARGET_DIR/release/examples/proxy_sink"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "${SLEEPERS_PGID:-}" ] && kill -- "-$SLEEPERS_PGID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# ~NPROC extra processes; 3 of them belong to the watched application "bench".
+setsid bash -c "for i in \$(seq 1 $NPROC); do sleep 3600.\$i & done; wait" &
+SLEEPERS_PGID=$!
+sleep 2
+echo "processes on host: $(ls -d /proc/[0-9]* | wc -l)"
+
+PORT=$(( 20000 + RANDOM % 20000 ))
+"$SINK" "127.0.0.1:$PORT" > "$WORK/sink.out" 2> "$WORK/sink.err" &
+PIDS+=($!)
+sleep 0.5
+cat > "$WORK/d.toml" <<EOF
+[daemon]
+id = "bench"
+poll_interval_ms = 1000
+[[proxy]]
+address = "127.0.0.1:$PORT"
+[[proxy]]
+address = "127.0.0.1:$(( PORT + 1 ))"
+[[app]]
+name = "bench"
+exe = "sleep"
+cmdline = '^sleep 3600\.[123]$'
+[[app]]
+name = "sshd"
+exe = "sshd"
+ports = [22]
+count_connections = true
+[[app]]
+name = "cron"
+exe = "cron"
+[[app]]
+name = "byregex"
+cmdline = 'no-such-process-anywhere'
+EOF
+
+echo "== CPU per poll (--bench-poll 50, $NPROC sleepers) =="
+"$BIN" --config "$WORK/d.toml" --bench-poll 50
+
+echo "== start-up: exec to first Hello at the proxy =="
+T0=$(date +%s%N)
+"$BIN" --config "$WORK/d.toml" 2> "$WORK/daemon.err" &
+DPID=$!
+PIDS+=($DPID)
+for _ in $(seq 1 100); do grep -q '"type":"hello"' "$WORK/sink.out" && break; sleep 0.02; done
+T1=$(awk '/"type":"hello"/ {print $1; exit}' "$WORK/sink.out")
+echo "start-up to hello: $(( (T1 - T0) / 1000000 )) ms"
+
+sleep "$SETTLE"
+echo "== steady state after ${SETTLE}s (pid $DPID) =="
+grep -E 'VmRSS|VmHWM|Threads' "/proc/$DPID/status"
+read -r -a ST < "/proc/$DPID/stat"
+TICKS=$(getconf CLK_TCK)
+CPU0=$(( ST[13] + ST[14] ))
+sleep 10
+read -r -a ST < "/proc/$DPID/stat"
+CPU1=$(( ST[13] + ST[14] ))
+echo "CPU over 10 s of 1 s polls: $(( (CPU1 - CPU0) * 1000 / TICKS )) ms (= average ms per poll x 10)"
+grep -E 'VmRSS|VmHWM' "/proc/$DPID/status"
+echo "messages at sink: $(wc -l < "$WORK/sink.out")"
+echo "binary: $(stat -c %s "$BIN") bytes; stripped: $(strip -o "$WORK/stripped" "$BIN" && stat -c %s "$WORK/stripped") bytes"
+kill "$DPID"
+
+# Optional: the near-static glibc build (see BENCHMARKS.md), if it was built with
+#   RUSTFLAGS="-C target-feature=+crt-static" cargo build -p legacy-daemon --release \
+#     --target x86_64-unknown-linux-gnu --bin legacy-daemon
+STATIC="$TARGET_DIR/x86_64-unknown-linux-gnu/release/legacy-daemon"
+if [ -x "$STATIC" ]; then
+  echo "== crt-static build: $(file -b "$STATIC" | cut -d, -f1-4) =="
+  "$STATIC" --config "$WORK/d.toml" --bench-poll 50
+  "$STATIC" --config "$WORK/d.toml" 2> "$WORK/static.err" &
+  SPID=$!
+  PIDS+=($SPID)
+  sleep "$SETTLE"
+  grep -E 'VmRSS|VmHWM' "/proc/$SPID/status"
+  echo "static binary stripped: $(strip -o "$WORK/sstripped" "$STATIC" && stat -c %s "$WORK/sstripped") bytes"
+fi
