@@ -165,7 +165,9 @@ async fn main() {
     )
     .expect("config");
     tokio::spawn(proxy_pe::proxy::run(cfg));
-    tokio::spawn(fake_daemon(format!("127.0.0.1:{daemon_port}").parse().expect("a")));
+    tokio::spawn(fake_daemon(
+        format!("127.0.0.1:{daemon_port}").parse().expect("a"),
+    ));
     // Wait until the proxy relays (the daemon's snapshot has been applied).
     loop {
         if let Ok(mut s) = TcpStream::connect(listen).await {
@@ -191,10 +193,17 @@ async fn main() {
     let (p50, p99) = latency(listen, rounds).await;
     println!("relay_bench: {mib} MiB, {rounds} round trips of 64 bytes, loopback");
     println!("throughput direct  {d_tp:8.1} MiB/s");
-    println!("throughput proxied {p_tp:8.1} MiB/s ({:.0} % of direct)", p_tp / d_tp * 100.0);
+    println!(
+        "throughput proxied {p_tp:8.1} MiB/s ({:.0} % of direct)",
+        p_tp / d_tp * 100.0
+    );
     println!("rtt direct  p50 {d50:7.1} us  p99 {d99:7.1} us");
     println!("rtt proxied p50 {p50:7.1} us  p99 {p99:7.1} us");
-    println!("added latency p50 {:7.1} us  p99 {:7.1} us", p50 - d50, p99 - d99);
+    println!(
+        "added latency p50 {:7.1} us  p99 {:7.1} us",
+        p50 - d50,
+        p99 - d99
+    );
     let _ = std::fs::remove_dir_all(&dir);
     std::process::exit(0);
 }

@@ -97,6 +97,34 @@ async fn fifo_serves_longest_idle_server() {
     rig.start_proxies(1, "broker", "fifo", &[]);
     rig.start_daemons();
     ready(&rig, 0).await;
+
+    // `proxy-pe status` prints the pooling table in the shape of seed 003 [30].
+    let bin = env!("CARGO_BIN_EXE_proxy-pe");
+    let control = format!("--control={}", rig.controls[0]);
+    let out = std::process::Command::new(bin)
+        .args(["status", &control])
+        .output()
+        .expect("status runs");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Application 'echo'\nIP1 is running\nIP2 is running\nIP3 is running\nFIFO Priority\n\n"
+    );
+    let out = std::process::Command::new(bin)
+        .args(["status", &control, "--json"])
+        .output()
+        .expect("status --json runs");
+    let report: proxy_pe::control::Report =
+        serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report.proxy.applications[0].policy, "fifo");
+    assert_eq!(report.proxy.daemons.len(), 3);
+    // A proxy that is not running: a clear error and status 1.
+    let out = std::process::Command::new(bin)
+        .args(["status", "--control=127.0.0.1:1"])
+        .output()
+        .expect("status runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach proxy-pe control port"));
     let via = rig.listens[0];
     let (s1, a) = session(via).await;
     let (s2, b) = session(via).await;
