@@ -127,9 +127,15 @@ pub struct Application {
     /// Mode B: where PUs connect (the relay listener), e.g. `127.0.0.1:8000`.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
-    /// Mode B: the address registered at the registrar (default: `listen`).
+    /// Mode B: the address registered at the registrar for plain TCP sessions (default:
+    /// `listen`). Ignored when `asap_listen` is set.
     #[serde(default)]
     pub advertise: Option<SocketAddr>,
+    /// Mode B: ASAP session endpoint (TCP with the `asap::session` framing) for
+    /// RSerPool-aware pool users. When set, this is the PE registered for the pool (data
+    /// plus control); `listen` then stays a fixed address for RSerPool-unaware clients.
+    #[serde(default)]
+    pub asap_listen: Option<SocketAddr>,
     /// The legacy servers offering the application.
     #[serde(rename = "server")]
     pub servers: Vec<Server>,
@@ -341,10 +347,11 @@ impl Config {
             }
             match self.mode {
                 Mode::Broker => {
-                    if app.listen.is_none() {
+                    if app.listen.is_none() && app.asap_listen.is_none() {
                         return Err(bad(
                             format!("{k}.listen"),
-                            "broker mode needs a relay listener address".into(),
+                            "broker mode needs a relay listener address (listen and/or asap_listen)"
+                                .into(),
                         ));
                     }
                     if !app.policy.broker_capable() {

@@ -120,6 +120,8 @@ pub enum Action {
     MoveSession {
         /// The session.
         session: SessionId,
+        /// The server it must leave (a relay that has already moved ignores the request).
+        server: String,
         /// Why.
         reason: String,
     },
@@ -711,6 +713,7 @@ impl Core {
                 sess.move_requested = true;
                 actions.push(Action::MoveSession {
                     session: *id,
+                    server: sess.server.clone(),
                     reason,
                 });
             }
@@ -727,17 +730,19 @@ impl Core {
         for a in &self.apps {
             match self.cfg.mode {
                 Mode::Broker => {
-                    let Some(addr) = a.cfg.advertise.or(a.cfg.listen) else {
-                        continue;
+                    let (addr, tu) = match (a.cfg.asap_listen, a.cfg.advertise.or(a.cfg.listen)) {
+                        (Some(asap), _) => (asap, TransportUse::DataPlusControl),
+                        (None, Some(plain)) => (plain, TransportUse::DataOnly),
+                        (None, None) => continue,
                     };
                     let id = stable_pe_id(&[&a.cfg.name, "proxy", &addr.to_string()]);
-                    want.insert(
-                        id,
-                        (
-                            a.cfg.pool_handle.clone(),
-                            pe(id, life_default, addr, Policy::RoundRobin),
-                        ),
-                    );
+                    let mut p = pe(id, life_default, addr, Policy::RoundRobin);
+                    p.user_transport = TransportParameter::Tcp {
+                        port: addr.port(),
+                        transport_use: tu,
+                        address: addr.ip(),
+                    };
+                    want.insert(id, (a.cfg.pool_handle.clone(), p));
                 }
                 Mode::Registration => {
                     let n = a.servers.len();

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use asap::session::SessionListener;
+use asap::transport::TransportKind;
 use legacy_daemon::protocol::{DaemonMessage, Hello};
 use legacy_daemon::receiver::DaemonListener;
 use tokio::net::TcpListener;
@@ -65,7 +67,7 @@ struct Driver {
     reg_state: Arc<Mutex<RegistrarState>>,
     probe_tx: mpsc::UnboundedSender<(String, String, bool)>,
     session_tx: mpsc::UnboundedSender<SessionCmd>,
-    moves: BTreeMap<SessionId, mpsc::UnboundedSender<String>>,
+    moves: BTreeMap<SessionId, mpsc::UnboundedSender<(String, String)>>,
     daemon_conn: BTreeMap<String, u64>,
     listeners: BTreeMap<String, (SocketAddr, JoinHandle<()>)>,
 }
@@ -242,9 +244,13 @@ impl Driver {
                         let _ = tx.send((app, server, ok));
                     });
                 }
-                Action::MoveSession { session, reason } => {
+                Action::MoveSession {
+                    session,
+                    server,
+                    reason,
+                } => {
                     if let Some(tx) = self.moves.get(&session) {
-                        let _ = tx.send(reason);
+                        let _ = tx.send((server, reason));
                     }
                 }
             }
@@ -355,14 +361,20 @@ impl Driver {
         }
     }
 
-    /// Binds relay listeners of new applications (mode B) and stops removed ones.
+    /// Binds relay listeners (plain TCP and ASAP sessions) of new applications (mode B) and
+    /// stops removed ones.
     async fn sync_listeners(&mut self) {
         let cfg = self.core.config().clone();
         let wanted: BTreeMap<String, SocketAddr> = if cfg.mode == Mode::Broker {
-            cfg.applications
+            let plain = cfg
+                .applications
                 .iter()
-                .filter_map(|a| a.listen.map(|l| (a.name.clone(), l)))
-                .collect()
+                .filter_map(|a| a.listen.map(|l| (a.name.clone(), l)));
+            let asap = cfg
+                .applications
+                .iter()
+                .filter_map(|a| a.asap_listen.map(|l| (format!("asap:{}", a.name), l)));
+            plain.chain(asap).collect()
         } else {
             BTreeMap::new()
         };
@@ -379,6 +391,23 @@ impl Driver {
         }
         for (name, addr) in wanted {
             if self.listeners.contains_key(&name) {
+                continue;
+            }
+            if let Some(app) = name.strip_prefix("asap:") {
+                match SessionListener::bind(TransportKind::Tcp, &[addr], 0).await {
+                    Ok(l) => {
+                        tracing::info!(app, %addr, "ASAP session listener up");
+                        let h = tokio::spawn(relay::serve_asap(
+                            l,
+                            app.to_string(),
+                            self.session_tx.clone(),
+                        ));
+                        self.listeners.insert(name, (addr, h));
+                    }
+                    Err(e) => {
+                        tracing::error!(app, %addr, error = %e, "cannot bind ASAP session listener")
+                    }
+                }
                 continue;
             }
             match TcpListener::bind(addr).await {

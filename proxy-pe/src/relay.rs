@@ -1,5 +1,6 @@
 //! Mode B session relay (seed 003 FIG. 5, [33]–[35]) for plain TCP clients that know
-//! nothing of RSerPool.
+//! nothing of RSerPool ([`serve`]) and for RSerPool-aware pool users speaking the
+//! `asap::session` layer over TCP ([`serve_asap`]).
 //!
 //! Each accepted connection is one session: the driver's core selects a server (step 199)
 //! or refuses (step 197: the client receives one line `-ERR proxy-pe: <reason>\r\n` and the
@@ -11,8 +12,8 @@
 //! - the core says so (lifetime expired, maintenance window, server declared down);
 //! - writing to the server fails;
 //! - the server closes while the client is still sending and a TCP probe of the server's
-//!   service port fails (a server that closes its side on purpose still accepts
-//!   connections, so it ends the session normally instead).
+//!   service port fails, immediately or 250 ms later (a server that closes its side on
+//!   purpose still accepts connections, so it ends the session normally instead).
 //!
 //! Bytes in flight inside the failed server are lost: legacy servers share no session
 //! state, so the new server continues with what the client sends next.
@@ -24,6 +25,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+
+use asap::session::{
+    ServerEvent, ServerSession, ServerSessionReader, ServerSessionWriter, SessionListener,
+};
 
 use crate::core::{Assignment, SessionError, SessionId};
 
@@ -39,8 +44,8 @@ pub enum SessionCmd {
     Open {
         /// Application.
         app: String,
-        /// Move notifications for this session.
-        moves: mpsc::UnboundedSender<String>,
+        /// Move notifications for this session: (server to leave, reason).
+        moves: mpsc::UnboundedSender<(String, String)>,
         /// The answer.
         reply: oneshot::Sender<Result<Assignment, SessionError>>,
     },
@@ -63,6 +68,21 @@ pub async fn probe(addr: SocketAddr) -> bool {
         tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await,
         Ok(Ok(_))
     )
+}
+
+/// Pause between the two probes of [`server_gone`].
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// The server closed a session while the client was still talking: did it fail, or end
+/// the session on purpose? Two probes of its service port [`RECHECK`] apart: failed if
+/// either probe fails. (A killed server may still accept for a moment after its
+/// connections were reset, so one immediate probe is not enough.)
+async fn server_gone(addr: SocketAddr) -> bool {
+    if !probe(addr).await {
+        return true;
+    }
+    tokio::time::sleep(RECHECK).await;
+    !probe(addr).await
 }
 
 /// Accepts PU connections for `app` until the listener task is aborted.
@@ -179,7 +199,7 @@ async fn run_session(
     a: &mut Assignment,
     cr: &mut OwnedReadHalf,
     cw: &mut OwnedWriteHalf,
-    moves: &mut mpsc::UnboundedReceiver<String>,
+    moves: &mut mpsc::UnboundedReceiver<(String, String)>,
     driver: &mpsc::UnboundedSender<SessionCmd>,
 ) -> Result<(), String> {
     let mut cbuf = vec![0u8; BUF];
@@ -221,16 +241,20 @@ async fn run_session(
                         End::Eof | End::ReadErr => {
                             // The server closed while the client still talks: failed or
                             // finished on purpose? Ask the service port (two-channel rule).
-                            if probe(a.addr).await {
-                                break Outcome::Done;
+                            if server_gone(a.addr).await {
+                                break Outcome::Failed;
                             }
-                            break Outcome::Failed;
+                            break Outcome::Done;
                         }
                     },
-                    m = moves.recv() => {
-                        tracing::info!(session = a.session, server = %a.server, reason = ?m, "moving session");
-                        break Outcome::Move;
-                    }
+                    m = moves.recv() => match m {
+                        // A request for a server this session already left: stale.
+                        Some((from, _)) if from != a.server => {}
+                        m => {
+                            tracing::info!(session = a.session, server = %a.server, reason = ?m, "moving session");
+                            break Outcome::Move;
+                        }
+                    },
                 }
             }
         };
@@ -266,4 +290,166 @@ async fn reselect(
         reply,
     })
     .await
+}
+
+/// Largest application payload per ASAP data frame over TCP (`asap::session`).
+const ASAP_CHUNK: usize = 32 * 1024;
+
+/// Accepts ASAP sessions of RSerPool-aware pool users (`asap::session`, TCP framing) for
+/// `app` and relays their data to legacy servers with the same selection and reselection
+/// rules as plain TCP sessions. A COOKIE_ECHO (the PU failed over from another proxy) just
+/// starts a new legacy session: legacy servers keep no shareable state.
+pub async fn serve_asap(
+    listener: SessionListener,
+    app: String,
+    driver: mpsc::UnboundedSender<SessionCmd>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok(s) => {
+                let peer = s.peer_addrs().first().copied();
+                let driver = driver.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = asap_session(s, app.clone(), driver).await {
+                        tracing::info!(?peer, app, reason = %e, "ASAP session ended with error");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ASAP session accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// PU → server. On the PU's close the server's write side is shut down.
+async fn asap_up(r: &mut ServerSessionReader, w: &mut OwnedWriteHalf) -> End {
+    loop {
+        match r.recv().await {
+            Ok(Some(ServerEvent::Data(d))) => {
+                if w.write_all(&d).await.is_err() {
+                    return End::WriteErr;
+                }
+            }
+            Ok(Some(ServerEvent::CookieEcho(_))) | Ok(Some(ServerEvent::BusinessCard(_))) => {}
+            Ok(None) => {
+                let _ = w.shutdown().await;
+                return End::Eof;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "ASAP session read failed");
+                return End::ReadErr;
+            }
+        }
+    }
+}
+
+/// Server → PU, in data frames of at most [`ASAP_CHUNK`] bytes.
+async fn asap_down(r: &mut OwnedReadHalf, w: &mut ServerSessionWriter, buf: &mut [u8]) -> End {
+    loop {
+        match r.read(buf).await {
+            Ok(0) => return End::Eof,
+            Ok(n) => {
+                if let Err(e) = w.send(bytes::Bytes::copy_from_slice(&buf[..n])).await {
+                    tracing::debug!(error = %e, "ASAP session write failed");
+                    return End::WriteErr;
+                }
+            }
+            Err(_) => return End::ReadErr,
+        }
+    }
+}
+
+async fn asap_session(
+    s: ServerSession,
+    app: String,
+    driver: mpsc::UnboundedSender<SessionCmd>,
+) -> Result<(), String> {
+    let (mut pr, mut pw) = s.into_split();
+    let (mtx, mut moves) = mpsc::unbounded_channel();
+    let mut a = match ask(&driver, |reply| SessionCmd::Open {
+        app: app.clone(),
+        moves: mtx,
+        reply,
+    })
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            // Step 197: the PU's session layer sees the association end and fails over
+            // to another PE of the pool (e.g. a second proxy), or reports the failure.
+            let _ = pw.close().await;
+            return Err(e);
+        }
+    };
+    let session = a.session;
+    let mut sbuf = vec![0u8; ASAP_CHUNK];
+    let mut pu_eof = false;
+    let result: Result<(), String> = loop {
+        let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a.addr)).await {
+            Ok(Ok(s)) => s,
+            _ => match reselect(&driver, session, true).await {
+                Ok(n) => {
+                    a = n;
+                    continue;
+                }
+                Err(e) => break Err(e + " (reselection)"),
+            },
+        };
+        let _ = server.set_nodelay(true);
+        let (mut sr, mut sw) = server.into_split();
+        if pu_eof {
+            let _ = sw.shutdown().await;
+        }
+        let outcome = {
+            let up = asap_up(&mut pr, &mut sw);
+            let down = asap_down(&mut sr, &mut pw, &mut sbuf);
+            tokio::pin!(up);
+            tokio::pin!(down);
+            let mut u_done = pu_eof;
+            loop {
+                tokio::select! {
+                    e = &mut up, if !u_done => match e {
+                        End::Eof => { u_done = true; pu_eof = true; }
+                        End::ReadErr => break Outcome::Done,
+                        End::WriteErr => break Outcome::Failed,
+                    },
+                    e = &mut down => match e {
+                        End::WriteErr => break Outcome::Done,
+                        End::Eof | End::ReadErr if u_done => break Outcome::Done,
+                        End::Eof | End::ReadErr => {
+                            let gone = server_gone(a.addr).await;
+                            tracing::debug!(session, server = %a.server, gone, "server closed mid-session; probed");
+                            if gone {
+                                break Outcome::Failed;
+                            }
+                            break Outcome::Done;
+                        }
+                    },
+                    m = moves.recv() => match m {
+                        Some((from, _)) if from != a.server => {}
+                        m => {
+                            tracing::info!(session, server = %a.server, reason = ?m, "moving ASAP session");
+                            break Outcome::Move;
+                        }
+                    },
+                }
+            }
+        };
+        tracing::debug!(session, server = %a.server, ?outcome, pu_eof, "ASAP session leg ended");
+        match outcome {
+            Outcome::Done => break Ok(()),
+            Outcome::Failed | Outcome::Move => {
+                match reselect(&driver, session, outcome == Outcome::Failed).await {
+                    Ok(n) => a = n,
+                    Err(e) => break Err(e + " (reselection)"),
+                }
+            }
+        }
+    };
+    let _ = driver.send(SessionCmd::Close(session));
+    let _ = pw.close().await;
+    result
 }

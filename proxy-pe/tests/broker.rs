@@ -314,3 +314,69 @@ async fn daemon_and_proxy_restarts_lose_nothing() {
         "daemon silent and service probe failed"
     );
 }
+
+/// Reads session data until a complete line is buffered in `acc`; returns that line.
+async fn asap_line(s: &mut asap::session::Session, acc: &mut String, what: &str) -> String {
+    loop {
+        if let Some(i) = acc.find('\n') {
+            let line = acc[..i].to_string();
+            acc.drain(..=i);
+            return line;
+        }
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(20), s.recv())
+            .await
+            .expect("data within 20 s")
+            .expect("session open");
+        match ev {
+            asap::session::SessionEvent::Data(d) => acc.push_str(&String::from_utf8_lossy(&d)),
+            other => panic!("{what}: unexpected session event {other:?} (buffered {acc:?})"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asap_aware_pool_user_session_with_failover() {
+    use asap::pu::{PoolUser, PoolUserConfig};
+    use asap::session::{Session, SessionConfig};
+    let mut rig = Rig::new("asap");
+    rig.with_asap = true;
+    rig.start_proxies(1, "broker", "round-robin", &[]);
+    rig.start_daemons();
+    ready(&rig, 0).await;
+    // The registered PE is the proxy's ASAP session endpoint.
+    resolve_until(rig.registrar_addr, "EchoPool", |v| {
+        v == [rig.asap_listens[0]]
+    })
+    .await;
+    let mut cfg = PoolUserConfig::tcp();
+    cfg.pu.link.static_registrars = vec![vec![rig.registrar_addr]];
+    let pu = PoolUser::start(cfg).await.expect("pool user");
+    let mut s = Session::connect(&pu, "EchoPool", SessionConfig::default())
+        .await
+        .expect("session");
+    let mut acc = String::new();
+    assert_eq!(
+        asap_line(&mut s, &mut acc, "greeting").await,
+        "hello from IP1"
+    );
+    s.send(&b"ping\n"[..]).await.expect("send");
+    assert_eq!(asap_line(&mut s, &mut acc, "ping").await, "ping");
+    // The legacy server dies mid-session: the proxy continues on IP2 (step 203); the
+    // PU's ASAP association to the proxy is untouched.
+    rig.kill_echo(0);
+    assert_eq!(
+        asap_line(&mut s, &mut acc, "failover greeting").await,
+        "hello from IP2"
+    );
+    s.send(&b"after\n"[..]).await.expect("send");
+    assert_eq!(asap_line(&mut s, &mut acc, "after").await, "after");
+    s.close().await;
+    let r = rig
+        .until(0, "session released", |r| r.proxy.sessions == 0)
+        .await;
+    assert_eq!(server(&r, "IP2").assigned_total, 1);
+    // Plain TCP clients still use the fixed `listen` address.
+    let (c, who) = session(rig.listens[0]).await;
+    assert_eq!(who, "IP3");
+    c.close().await;
+}

@@ -246,6 +246,7 @@ fn lifetime_expiry_moves_sessions() {
         acts,
         vec![Action::MoveSession {
             session: a.session,
+            server: "IP1".into(),
             reason: "lifetime expired".into()
         }]
     );
@@ -275,6 +276,7 @@ fn maintenance_window_excludes_and_readmits() {
     let acts = beat(&mut c, inside);
     assert!(acts.contains(&Action::MoveSession {
         session: a.session,
+        server: "IP1".into(),
         reason: "maintenance window".into()
     }));
     assert_eq!(c.reselect(inside, a.session).expect("ok").server, "IP2");
@@ -450,6 +452,7 @@ fn reload_keeps_state_and_moves_sessions_of_removed_servers() {
         acts,
         vec![Action::MoveSession {
             session: a.session,
+            server: "IP1".into(),
             reason: "server removed from configuration".into()
         }]
     );

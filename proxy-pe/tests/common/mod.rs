@@ -119,6 +119,10 @@ pub struct Rig {
     pub controls: Vec<SocketAddr>,
     pub listens: Vec<SocketAddr>,
     pub config_paths: Vec<PathBuf>,
+    /// Mode B: also give each proxy an ASAP session endpoint (registered instead of the
+    /// plain listener).
+    pub with_asap: bool,
+    pub asap_listens: Vec<SocketAddr>,
 }
 
 pub const NAMES: [&str; 3] = ["IP1", "IP2", "IP3"];
@@ -159,6 +163,8 @@ impl Rig {
             controls: Vec::new(),
             listens: Vec::new(),
             config_paths: Vec::new(),
+            with_asap: false,
+            asap_listens: Vec::new(),
         };
         for i in 0..3 {
             let addr: SocketAddr = format!("127.0.0.{}:{}", 11 + i, port()).parse().expect("a");
@@ -202,6 +208,9 @@ impl Rig {
         );
         if mode == "broker" {
             s += &format!("listen = \"{}\"\n", self.listens[k]);
+            if self.with_asap {
+                s += &format!("asap_listen = \"{}\"\n", self.asap_listens[k]);
+            }
         }
         for (i, name) in NAMES.iter().enumerate() {
             s += &format!(
@@ -223,6 +232,8 @@ impl Rig {
             self.controls
                 .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
             self.listens
+                .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
+            self.asap_listens
                 .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
             let path = self.dir.join(format!("proxy-{k}.toml"));
             std::fs::write(&path, self.proxy_config(k, mode, policy, extra)).expect("write");
