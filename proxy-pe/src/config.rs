@@ -76,6 +76,11 @@ pub struct Config {
     /// registration; mode B still relays on its listeners).
     #[serde(default)]
     pub registrars: Vec<SocketAddr>,
+    /// Transport of the ASAP association to the registrars: `auto` (kernel SCTP if
+    /// available, else TCP; the default), `sctp` (RFC 5352, needed for rsplib's registrar)
+    /// or `tcp`.
+    #[serde(default)]
+    pub registrar_transport: asap::transport::TransportKind,
     /// Failure detection timers.
     #[serde(default)]
     pub detection: Detection,
@@ -441,6 +446,10 @@ maintenance = ["daily 02:00-03:00", "1700000000-1700003600"]
         assert_eq!(c.applications[0].servers[1].windows().len(), 2);
         assert_eq!(c.applications[0].policy, PolicyKind::RoundRobin);
         assert_eq!(c.detection.heartbeat_miss_factor, 3);
+        assert_eq!(c.registrar_transport, asap::transport::TransportKind::Auto);
+        let c = Config::parse(&format!("registrar_transport = \"sctp\"\n{EXAMPLE}"), "t")
+            .expect("valid");
+        assert_eq!(c.registrar_transport, asap::transport::TransportKind::Sctp);
     }
 
     #[test]

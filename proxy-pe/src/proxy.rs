@@ -102,6 +102,7 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
     let reg_state = Arc::new(Mutex::new(RegistrarState::default()));
     let reg_task = tokio::spawn(registrar::run(
         cfg.registrars.clone(),
+        cfg.registrar_transport,
         reg_rx,
         query_tx,
         reg_state.clone(),
@@ -342,9 +343,10 @@ impl Driver {
                 if cfg.daemon_listen != old.daemon_listen
                     || cfg.control_listen != old.control_listen
                     || cfg.registrars != old.registrars
+                    || cfg.registrar_transport != old.registrar_transport
                 {
                     tracing::warn!(
-                        "daemon_listen, control_listen and registrars change only on restart"
+                        "daemon_listen, control_listen, registrars and registrar_transport change only on restart"
                     );
                 }
                 tracing::info!(why, "configuration reloaded");

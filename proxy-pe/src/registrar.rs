@@ -63,6 +63,7 @@ async fn send(a: &mut Association, m: impl Into<Message>) -> Result<(), String> 
 /// Runs the registrar client until `cmds` closes.
 pub async fn run(
     registrars: Vec<SocketAddr>,
+    kind: TransportKind,
     mut cmds: mpsc::UnboundedReceiver<RegistrarCmd>,
     query: mpsc::UnboundedSender<RegistrarQuery>,
     state: std::sync::Arc<std::sync::Mutex<RegistrarState>>,
@@ -72,7 +73,7 @@ pub async fn run(
         while cmds.recv().await.is_some() {}
         return;
     }
-    let transport = Transport::new(TransportConfig::asap(TransportKind::Tcp));
+    let transport = Transport::new(TransportConfig::asap(kind));
     let mut next = 0usize;
     loop {
         let to = registrars[next % registrars.len()];

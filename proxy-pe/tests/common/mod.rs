@@ -203,7 +203,7 @@ impl Rig {
         server_extra: &[&str],
     ) -> String {
         let mut s = format!(
-            "mode = \"{mode}\"\ndaemon_listen = \"127.0.0.1:{}\"\ncontrol_listen = \"{}\"\nregistrars = [\"{}\"]\n\n[detection]\nsuspect_grace_ms = 5000\nprobe_interval_ms = 200\n\n[[application]]\nname = \"echo\"\npool_handle = \"EchoPool\"\npolicy = \"{policy}\"\n",
+            "mode = \"{mode}\"\nregistrar_transport = \"tcp\"\ndaemon_listen = \"127.0.0.1:{}\"\ncontrol_listen = \"{}\"\nregistrars = [\"{}\"]\n\n[detection]\nsuspect_grace_ms = 5000\nprobe_interval_ms = 200\n\n[[application]]\nname = \"echo\"\npool_handle = \"EchoPool\"\npolicy = \"{policy}\"\n",
             self.daemon_ports[k], self.controls[k], self.registrar_addr
         );
         if mode == "broker" {
