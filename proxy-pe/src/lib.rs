@@ -16,6 +16,8 @@
 //! - [`control`]: local control port and `status` rendering;
 //! - [`proxy`]: the driver tying them together.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod control;
 pub mod core;
