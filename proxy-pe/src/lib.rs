@@ -1,1 +1,34 @@
-//! proxy-pe (work in progress; see the README and the open issues).
+//! # proxy-pe
+//!
+//! A proxy pool element that brings legacy servers which do not speak ASAP into RSerPool
+//! pools (seed 003: FIG. 3 and FIG. 5, [26]–[35]). Legacy hosts run `legacy-daemon`,
+//! which reports the status of their applications; the proxy keeps the pooling table and
+//! either registers each running (application, server) at the registrar (mode A,
+//! RFC 5352 §2.2.1 registrations with third-party addresses) or registers itself and
+//! brokers every session to a legacy server it selects (mode B).
+//!
+//! Module map:
+//! - [`config`]: the pooling configuration (TOML), validation and reload;
+//! - [`policy`]: selection policies (one file each) and the RFC 5356 mapping for mode A;
+//! - [`core`]: sans-I/O core: daemon reports, ticks and sessions in, actions out;
+//! - [`registrar`]: ASAP client to the ENRP server (registrations, keep-alive answers);
+//! - [`relay`]: mode B TCP relay with mid-session reselection;
+//! - [`control`]: local control port and `status` rendering;
+//! - [`proxy`]: the driver tying them together.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod control;
+pub mod core;
+pub mod policy;
+pub mod proxy;
+pub mod registrar;
+pub mod relay;
+
+/// Milliseconds since the Unix epoch (the core's clock).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,508 @@
+//! The pooling configuration (seed 003 [29]–[31]): per application a pool handle, a
+//! selection policy and the legacy servers offering it, plus the registrar list and the
+//! listener addresses. TOML, parsed with serde and validated as a whole; an invalid file is
+//! rejected with `file:line:column: key: reason` and the running configuration is kept.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::PolicyKind;
+
+/// A configuration error, precise enough to fix the file without guessing.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error (unknown key, wrong type, missing field).
+    #[error("{origin}:{line}:{column}: {message}")]
+    Parse {
+        /// File name or other origin.
+        origin: String,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// 1-based column (0 when unknown).
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A semantically invalid value.
+    #[error("{origin}: key `{key}`: {message}")]
+    Invalid {
+        /// File name or other origin.
+        origin: String,
+        /// Dotted key path, e.g. `application[1].server[0].port`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// How the proxy brings the legacy servers into the pool (SEEDS.md §1.2 B3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Mode B: the proxy registers itself as the PE of each application pool and relays
+    /// each session to a legacy server chosen by its own policy (seed 003 [33]–[35]).
+    #[default]
+    Broker,
+    /// Mode A: each running (application, server) is registered at the registrar as a PE
+    /// with the legacy server's own transport address (seed 003 [26]–[29]).
+    Registration,
+}
+
+/// The whole proxy configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Broker (mode B, default) or registration proxy (mode A).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Where legacy daemons connect (legacy-daemon PROTOCOL.md). Default `0.0.0.0:7100`.
+    #[serde(default = "default_daemon_listen")]
+    pub daemon_listen: SocketAddr,
+    /// Local control port queried by `proxy-pe status`. Default `127.0.0.1:7199`.
+    #[serde(default = "default_control_listen")]
+    pub control_listen: SocketAddr,
+    /// ENRP servers (registrars), tried in order; ASAP over TCP. May be empty (no
+    /// registration; mode B still relays on its listeners).
+    #[serde(default)]
+    pub registrars: Vec<SocketAddr>,
+    /// Transport of the ASAP association to the registrars: `auto` (kernel SCTP if
+    /// available, else TCP; the default), `sctp` (RFC 5352, needed for rsplib's registrar)
+    /// or `tcp`.
+    #[serde(default)]
+    pub registrar_transport: asap::transport::TransportKind,
+    /// Failure detection timers.
+    #[serde(default)]
+    pub detection: Detection,
+    /// The applications (pools).
+    #[serde(default, rename = "application")]
+    pub applications: Vec<Application>,
+}
+
+/// Failure-detection settings (seed 002's two-channel rule, SEEDS.md 002-4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Detection {
+    /// A daemon is stale after this many heartbeat intervals without a frame (PROTOCOL.md
+    /// §2 recommends 3).
+    pub heartbeat_miss_factor: u32,
+    /// How long a suspect server (daemon silent, service port still answering) stays
+    /// selectable before it is declared down anyway, ms.
+    pub suspect_grace_ms: u64,
+    /// Interval between service-port probes of suspect servers, ms.
+    pub probe_interval_ms: u64,
+    /// TCP connect timeout of a probe, ms.
+    pub probe_timeout_ms: u64,
+    /// Registration life sent in mode A when the server has no lifetime, ms.
+    pub registration_life_ms: u32,
+}
+
+impl Default for Detection {
+    fn default() -> Self {
+        Detection {
+            heartbeat_miss_factor: 3,
+            suspect_grace_ms: 30_000,
+            probe_interval_ms: 1_000,
+            probe_timeout_ms: 1_000,
+            registration_life_ms: 300_000,
+        }
+    }
+}
+
+/// One application: a pool of legacy servers (seed 003 [30] "Application 'A'").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    /// Name shown in the pooling table; also the default daemon application name.
+    pub name: String,
+    /// ASAP pool handle (UTF-8 text).
+    pub pool_handle: String,
+    /// Selection policy (see [`PolicyKind`]).
+    pub policy: PolicyKind,
+    /// Mode B: where PUs connect (the relay listener), e.g. `127.0.0.1:8000`.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Mode B: the address registered at the registrar for plain TCP sessions (default:
+    /// `listen`). Ignored when `asap_listen` is set.
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
+    /// Mode B: ASAP session endpoint (TCP with the `asap::session` framing) for
+    /// RSerPool-aware pool users. When set, this is the PE registered for the pool (data
+    /// plus control); `listen` then stays a fixed address for RSerPool-unaware clients.
+    #[serde(default)]
+    pub asap_listen: Option<SocketAddr>,
+    /// The legacy servers offering the application.
+    #[serde(rename = "server")]
+    pub servers: Vec<Server>,
+}
+
+/// One legacy server offering an application.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Name in the pooling table (seed 003 [30] "IP1"); default: `address:port`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The legacy server's address.
+    pub address: IpAddr,
+    /// The application's TCP port on that server.
+    pub port: u16,
+    /// Identity of the legacy daemon on that host (its `hello.daemon_id`).
+    pub daemon: String,
+    /// Name of the application in that daemon's configuration (default: the application
+    /// name).
+    #[serde(default)]
+    pub daemon_app: Option<String>,
+    /// Work cycle (seed 003 [35]): seconds the server stays selectable after its
+    /// application (re)starts; after that it is expired until the application restarts.
+    #[serde(default)]
+    pub lifetime_s: Option<u64>,
+    /// Scheduled maintenance: `"daily HH:MM-HH:MM"` (UTC) or `"FROM-TO"` in Unix seconds.
+    #[serde(default)]
+    pub maintenance: Vec<String>,
+    /// Mode A weight / priority for the RFC 5356 weighted and priority policies.
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+/// A parsed maintenance window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// Every day between two minute-of-day values (UTC); wraps past midnight if
+    /// `from > to`.
+    Daily {
+        /// Start minute of the day.
+        from_min: u32,
+        /// End minute of the day (exclusive).
+        to_min: u32,
+    },
+    /// Absolute interval in Unix milliseconds, `[from, to)`.
+    Absolute {
+        /// Start.
+        from_ms: u64,
+        /// End (exclusive).
+        to_ms: u64,
+    },
+}
+
+impl Window {
+    /// Parses `"daily HH:MM-HH:MM"` or `"FROM-TO"` (Unix seconds).
+    pub fn parse(s: &str) -> Result<Window, String> {
+        let s = s.trim();
+        if let Some(rest) = s.strip_prefix("daily ") {
+            let (a, b) = rest
+                .split_once('-')
+                .ok_or_else(|| format!("`{s}`: expected `daily HH:MM-HH:MM`"))?;
+            let from_min = hhmm(a.trim()).ok_or_else(|| format!("`{a}` is not HH:MM"))?;
+            let to_min = hhmm(b.trim()).ok_or_else(|| format!("`{b}` is not HH:MM"))?;
+            if from_min == to_min {
+                return Err(format!("`{s}`: empty window"));
+            }
+            return Ok(Window::Daily { from_min, to_min });
+        }
+        let (a, b) = s.split_once('-').ok_or_else(|| {
+            format!("`{s}`: expected `daily HH:MM-HH:MM` or `FROM-TO` in Unix seconds")
+        })?;
+        let from: u64 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{a}` is not a Unix time in seconds"))?;
+        let to: u64 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{b}` is not a Unix time in seconds"))?;
+        if to <= from {
+            return Err(format!("`{s}`: end is not after start"));
+        }
+        Ok(Window::Absolute {
+            from_ms: from.saturating_mul(1000),
+            to_ms: to.saturating_mul(1000),
+        })
+    }
+
+    /// True when `now_ms` (Unix milliseconds) is inside the window.
+    pub fn contains(&self, now_ms: u64) -> bool {
+        match *self {
+            Window::Absolute { from_ms, to_ms } => now_ms >= from_ms && now_ms < to_ms,
+            Window::Daily { from_min, to_min } => {
+                let m = ((now_ms / 60_000) % (24 * 60)) as u32;
+                if from_min < to_min {
+                    m >= from_min && m < to_min
+                } else {
+                    m >= from_min || m < to_min
+                }
+            }
+        }
+    }
+}
+
+fn hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let h: u32 = h.parse().ok()?;
+    let m: u32 = m.parse().ok()?;
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+fn default_daemon_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7100))
+}
+
+fn default_control_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7199))
+}
+
+impl Server {
+    /// The name shown in the pooling table.
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| SocketAddr::new(self.address, self.port).to_string())
+    }
+
+    /// The application name in the daemon's reports.
+    pub fn daemon_app_name<'a>(&'a self, app: &'a Application) -> &'a str {
+        self.daemon_app.as_deref().unwrap_or(&app.name)
+    }
+
+    /// The service address.
+    pub fn service_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+
+    /// Parsed maintenance windows (validated by [`Config::parse`]).
+    pub fn windows(&self) -> Vec<Window> {
+        self.maintenance
+            .iter()
+            .filter_map(|w| Window::parse(w).ok())
+            .collect()
+    }
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            ConfigError::Parse {
+                origin: origin.to_string(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: String, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message,
+        };
+        if self.detection.heartbeat_miss_factor == 0 {
+            return Err(bad(
+                "detection.heartbeat_miss_factor".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut handles = BTreeSet::new();
+        for (i, app) in self.applications.iter().enumerate() {
+            let k = format!("application[{i}]");
+            if app.name.is_empty() {
+                return Err(bad(format!("{k}.name"), "must not be empty".into()));
+            }
+            if !names.insert(app.name.clone()) {
+                return Err(bad(
+                    format!("{k}.name"),
+                    format!("duplicate application `{}`", app.name),
+                ));
+            }
+            if app.pool_handle.is_empty() || app.pool_handle.len() > 32 {
+                return Err(bad(
+                    format!("{k}.pool_handle"),
+                    "must be 1..=32 bytes (rsplib's limit)".into(),
+                ));
+            }
+            if !handles.insert(app.pool_handle.clone()) {
+                return Err(bad(
+                    format!("{k}.pool_handle"),
+                    format!("pool handle `{}` used twice", app.pool_handle),
+                ));
+            }
+            match self.mode {
+                Mode::Broker => {
+                    if app.listen.is_none() && app.asap_listen.is_none() {
+                        return Err(bad(
+                            format!("{k}.listen"),
+                            "broker mode needs a relay listener address (listen and/or asap_listen)"
+                                .into(),
+                        ));
+                    }
+                    if !app.policy.broker_capable() {
+                        return Err(bad(
+                            format!("{k}.policy"),
+                            format!(
+                                "`{}` is an RFC 5356 policy run by registrars/PUs; use it with mode = \"registration\"",
+                                app.policy.name()
+                            ),
+                        ));
+                    }
+                }
+                Mode::Registration => {}
+            }
+            if app.servers.is_empty() {
+                return Err(bad(format!("{k}.server"), "at least one server".into()));
+            }
+            let mut snames = BTreeSet::new();
+            for (j, s) in app.servers.iter().enumerate() {
+                let sk = format!("{k}.server[{j}]");
+                if !snames.insert(s.display_name()) {
+                    return Err(bad(
+                        format!("{sk}.name"),
+                        format!("duplicate server `{}` in `{}`", s.display_name(), app.name),
+                    ));
+                }
+                if s.port == 0 {
+                    return Err(bad(format!("{sk}.port"), "must not be 0".into()));
+                }
+                if s.daemon.is_empty() {
+                    return Err(bad(format!("{sk}.daemon"), "must not be empty".into()));
+                }
+                if s.lifetime_s == Some(0) {
+                    return Err(bad(format!("{sk}.lifetime_s"), "must be > 0".into()));
+                }
+                for (w, text) in s.maintenance.iter().enumerate() {
+                    Window::parse(text).map_err(|m| bad(format!("{sk}.maintenance[{w}]"), m))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = r#"
+mode = "broker"
+daemon_listen = "127.0.0.1:7100"
+control_listen = "127.0.0.1:7199"
+registrars = ["127.0.0.1:3863"]
+
+[[application]]
+name = "A"
+pool_handle = "AppA"
+policy = "round-robin"
+listen = "127.0.0.1:8000"
+
+[[application.server]]
+name = "IP1"
+address = "127.0.0.11"
+port = 7000
+daemon = "legacy-1"
+
+[[application.server]]
+name = "IP2"
+address = "127.0.0.12"
+port = 7000
+daemon = "legacy-2"
+lifetime_s = 3600
+maintenance = ["daily 02:00-03:00", "1700000000-1700003600"]
+"#;
+
+    #[test]
+    fn example_parses() {
+        let c = Config::parse(EXAMPLE, "t").expect("valid");
+        assert_eq!(c.applications.len(), 1);
+        assert_eq!(c.applications[0].servers[1].windows().len(), 2);
+        assert_eq!(c.applications[0].policy, PolicyKind::RoundRobin);
+        assert_eq!(c.detection.heartbeat_miss_factor, 3);
+        assert_eq!(c.registrar_transport, asap::transport::TransportKind::Auto);
+        let c = Config::parse(&format!("registrar_transport = \"sctp\"\n{EXAMPLE}"), "t")
+            .expect("valid");
+        assert_eq!(c.registrar_transport, asap::transport::TransportKind::Sctp);
+    }
+
+    #[test]
+    fn unknown_key_has_line_and_column() {
+        let text = EXAMPLE.replace(
+            "port = 7000\ndaemon = \"legacy-1\"",
+            "prot = 7000\ndaemon = \"legacy-1\"",
+        );
+        let e = Config::parse(&text, "p.toml").expect_err("invalid");
+        let s = e.to_string();
+        assert!(s.starts_with("p.toml:16:1:"), "{s}");
+        assert!(s.contains("prot"), "{s}");
+    }
+
+    #[test]
+    fn bad_window_names_key() {
+        let text = EXAMPLE.replace("daily 02:00-03:00", "daily 25:00-03:00");
+        let e = Config::parse(&text, "p.toml").expect_err("invalid");
+        assert_eq!(
+            e.to_string(),
+            "p.toml: key `application[0].server[1].maintenance[0]`: `25:00` is not HH:MM"
+        );
+    }
+
+    #[test]
+    fn broker_needs_listen_and_broker_policy() {
+        let text = EXAMPLE.replace("listen = \"127.0.0.1:8000\"\n", "");
+        let e = Config::parse(&text, "p").expect_err("invalid");
+        assert!(e.to_string().contains("application[0].listen"), "{e}");
+        let text = EXAMPLE.replace("\"round-robin\"", "\"rfc-random\"");
+        let e = Config::parse(&text, "p").expect_err("invalid");
+        assert!(e.to_string().contains("application[0].policy"), "{e}");
+        let text = text.replace("mode = \"broker\"", "mode = \"registration\"");
+        Config::parse(&text, "p").expect("rfc policy fine in mode A");
+    }
+
+    #[test]
+    fn unknown_policy_rejected_with_position() {
+        let text = EXAMPLE.replace("\"round-robin\"", "\"fastest\"");
+        let e = Config::parse(&text, "p").expect_err("invalid");
+        assert!(e.to_string().starts_with("p:10:"), "{e}");
+    }
+
+    #[test]
+    fn windows() {
+        let w = Window::parse("daily 23:00-01:00").expect("ok");
+        assert!(w.contains(23 * 3_600_000 + 5));
+        assert!(w.contains(86_400_000 + 30 * 60_000));
+        assert!(!w.contains(2 * 3_600_000));
+        let w = Window::parse("10-20").expect("ok");
+        assert!(!w.contains(9_999));
+        assert!(w.contains(10_000));
+        assert!(!w.contains(20_000));
+        assert!(Window::parse("20-10").is_err());
+    }
+}

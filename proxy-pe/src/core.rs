@@ -1,0 +1,1076 @@
+//! The sans-I/O core of the proxy pool element.
+//!
+//! Inputs are daemon reports (legacy-daemon PROTOCOL.md), probe results, timer ticks and
+//! session events, each with the current time (Unix milliseconds) passed in. Outputs are
+//! [`Action`]s for the driver: register or deregister a PE, probe a service port, move a
+//! session. Nothing here touches a socket or a clock, so every rule is unit-tested with
+//! exact times (see `tests` below).
+//!
+//! Rules:
+//! - **Pooling table** (seed 003 [29]–[30]): one entry per configured (application,
+//!   server); the server "is running" when its daemon reports the application running.
+//! - **Failure declaration without flapping** (seed 002, SEEDS.md 002-4): a server whose
+//!   daemon went silent (no frame for `heartbeat_miss_factor` × heartbeat interval, or
+//!   disconnected) is **suspect**: it stays selectable while a direct TCP probe of its
+//!   service port succeeds, for at most `suspect_grace_ms`. It is **down** only when the
+//!   daemon is silent *and* the probe fails. A failed connect of the relay to the server is
+//!   a service-channel failure: the server is skipped until a probe succeeds again.
+//! - **Lifetime and maintenance** (seed 003 [35]): a server is not selectable inside a
+//!   maintenance window or once its lifetime (counted from when its application was last
+//!   seen starting) has expired; sessions on it are moved (step 199 again).
+//! - **Mode A**: the set of registered PEs is reconciled with the set of selectable
+//!   (application, server) pairs after every input, so a daemon reconnect (full snapshot)
+//!   or a proxy restart re-creates exactly the right registrations; a load change of at
+//!   least 1 % re-registers with the new policy value.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use asap::wire::{Policy, PoolElement, TransportParameter, TransportUse};
+use legacy_daemon::protocol::{AppStatus, DaemonMessage, Hello};
+use legacy_daemon::receiver::StatusTable;
+use serde::Serialize;
+
+use crate::config::{Application, Config, Mode, Window};
+use crate::policy::rfc::rfc_policy;
+use crate::policy::{Candidate, SelectionPolicy};
+
+/// Identifies a session brokered by the proxy (mode B).
+pub type SessionId = u64;
+
+/// Re-register in mode A when the load moves by at least this share (rsplib: 1 %).
+const LOAD_REREGISTER_STEP: u32 = u32::MAX / 100;
+
+/// How many recent events [`Core::status`] keeps.
+const EVENT_LOG_LEN: usize = 256;
+
+/// Errors of core inputs.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CoreError {
+    /// A message from a daemon that is not connected (no Hello seen).
+    #[error("daemon `{0}` is not connected")]
+    UnknownDaemon(String),
+    /// The daemon broke the protocol's sequence rules (the driver drops the connection).
+    #[error("daemon `{daemon}`: {message}")]
+    Protocol {
+        /// The daemon.
+        daemon: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Why a session could not be given a server (seed 003 [33] step 197).
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum SessionError {
+    /// No such application.
+    #[error("unknown application `{0}`")]
+    UnknownApplication(String),
+    /// No server of the application is running (step 197).
+    #[error("application `{0}` is not available: no server is running")]
+    NotAvailable(String),
+    /// No such session.
+    #[error("unknown session {0}")]
+    UnknownSession(SessionId),
+}
+
+/// A server chosen for a session (seed 003 [34] step 199).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// The session.
+    pub session: SessionId,
+    /// The application.
+    pub app: String,
+    /// The chosen server's table name.
+    pub server: String,
+    /// Where to connect.
+    pub addr: SocketAddr,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send an ASAP Registration (new or updated PE) to the registrar.
+    Register {
+        /// Pool handle.
+        pool_handle: String,
+        /// The PE parameter.
+        pe: PoolElement,
+    },
+    /// Send an ASAP Deregistration.
+    Deregister {
+        /// Pool handle.
+        pool_handle: String,
+        /// PE identifier.
+        pe_id: u32,
+    },
+    /// Probe a server's service port with a TCP connect and report the result with
+    /// [`Core::probe_result`].
+    Probe {
+        /// Application.
+        app: String,
+        /// Server name.
+        server: String,
+        /// Service address.
+        addr: SocketAddr,
+    },
+    /// The session's server is no longer selectable (failed, lifetime expired,
+    /// maintenance, removed): call [`Core::reselect`] and continue on the new server
+    /// (seed 003 [35] → step 199).
+    MoveSession {
+        /// The session.
+        session: SessionId,
+        /// The server it must leave (a relay that has already moved ignores the request).
+        server: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Health of a server as the proxy declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    /// No report from its daemon yet.
+    Unknown,
+    /// The daemon reports the application running.
+    Running,
+    /// The daemon reports it not running.
+    NotRunning,
+    /// The daemon is silent; the service port still answers (or was not probed yet).
+    Suspect,
+    /// Daemon silent and probe failed, or suspect for longer than the grace period, or the
+    /// daemon reports running but the service port refuses connections.
+    Down,
+}
+
+#[derive(Debug)]
+struct ServerState {
+    cfg: crate::config::Server,
+    name: String,
+    windows: Vec<Window>,
+    pe_id: u32,
+    health: Health,
+    /// Why the server is not selectable (empty when selectable).
+    reason: String,
+    selectable: bool,
+    suspect_since: Option<u64>,
+    /// Result of the latest service probe (None: no probe since the last reset).
+    probe_ok: Option<bool>,
+    last_probe_sent: Option<u64>,
+    /// When the application was last seen starting (lifetime origin).
+    running_since: Option<u64>,
+    last_pids: Vec<u32>,
+    last_running: bool,
+    load: f64,
+    apps_running: u32,
+    weight: u32,
+    active: u32,
+    assigned: u64,
+}
+
+#[derive(Debug)]
+struct AppState {
+    cfg: Application,
+    selector: Option<Box<dyn SelectionPolicy>>,
+    servers: Vec<ServerState>,
+}
+
+#[derive(Debug)]
+struct DaemonState {
+    table: StatusTable,
+    connected: bool,
+    last_frame_ms: u64,
+    connections: u64,
+}
+
+#[derive(Debug, Clone)]
+struct SessionState {
+    app: String,
+    server: String,
+    move_requested: bool,
+}
+
+/// One notable state change, for the status output and the tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CoreEvent {
+    /// Unix ms.
+    pub at_ms: u64,
+    /// Short machine-readable kind (`server-state`, `daemon-connected`, ...).
+    pub kind: String,
+    /// Application (empty for daemon events).
+    pub app: String,
+    /// Server or daemon name.
+    pub subject: String,
+    /// Details.
+    pub detail: String,
+}
+
+/// The proxy core. See the module documentation.
+#[derive(Debug)]
+pub struct Core {
+    cfg: Config,
+    apps: Vec<AppState>,
+    daemons: BTreeMap<String, DaemonState>,
+    sessions: BTreeMap<SessionId, SessionState>,
+    next_session: SessionId,
+    /// Mode A/B registrations currently wanted at the registrar (PE id → handle, PE).
+    registered: BTreeMap<u32, (String, PoolElement)>,
+    events: VecDeque<CoreEvent>,
+    event_seq: u64,
+}
+
+/// FNV-1a over the parts separated by 0 bytes: the stable PE identifier of
+/// (application, server), so every proxy and every restart uses the same id.
+pub fn stable_pe_id(parts: &[&str]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            // A 0 separator byte: XOR with 0 is the identity, only the multiply remains.
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        for b in p.bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    }
+    // 0 is not a usable PE identifier for some implementations.
+    if h == 0 {
+        1
+    } else {
+        h
+    }
+}
+
+impl Core {
+    /// A core for a validated configuration.
+    pub fn new(cfg: Config) -> Core {
+        let mut c = Core {
+            cfg: cfg.clone(),
+            apps: Vec::new(),
+            daemons: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            next_session: 1,
+            registered: BTreeMap::new(),
+            events: VecDeque::new(),
+            event_seq: 0,
+        };
+        c.apps = cfg.applications.iter().map(new_app).collect();
+        c
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Replaces the configuration (reload). State of servers that keep their (application,
+    /// name) is kept, and so is the policy state when the policy did not change. Sessions
+    /// whose server disappeared are moved; mode A registrations are reconciled. The policy
+    /// state (round-robin position, FIFO queue) is kept when policy and server list are
+    /// unchanged, otherwise the policy starts afresh.
+    pub fn apply_config(&mut self, now: u64, cfg: Config) -> Vec<Action> {
+        let mut old: BTreeMap<String, AppState> = self
+            .apps
+            .drain(..)
+            .map(|a| (a.cfg.name.clone(), a))
+            .collect();
+        let mut apps = Vec::new();
+        for a in &cfg.applications {
+            let mut fresh = new_app(a);
+            if let Some(mut prev) = old.remove(&a.name) {
+                // Policies keep positions by index: keep their state only when the server
+                // list is unchanged.
+                let same_servers = prev.servers.len() == fresh.servers.len()
+                    && prev
+                        .servers
+                        .iter()
+                        .zip(&fresh.servers)
+                        .all(|(p, f)| p.name == f.name);
+                if prev.cfg.policy == a.policy && same_servers {
+                    fresh.selector = prev.selector.take();
+                }
+                for s in &mut fresh.servers {
+                    if let Some(p) = prev.servers.iter_mut().find(|p| p.name == s.name) {
+                        s.health = p.health;
+                        s.suspect_since = p.suspect_since;
+                        s.probe_ok = p.probe_ok;
+                        s.running_since = p.running_since;
+                        s.last_pids = std::mem::take(&mut p.last_pids);
+                        s.last_running = p.last_running;
+                        s.active = p.active;
+                        s.assigned = p.assigned;
+                    }
+                }
+            }
+            apps.push(fresh);
+        }
+        self.apps = apps;
+        self.cfg = cfg;
+        self.log(
+            now,
+            "config-applied",
+            "",
+            "",
+            format!("{} applications", self.apps.len()),
+        );
+        self.evaluate(now)
+    }
+
+    /// A daemon connected and sent its Hello. A new `instance` means the daemon restarted;
+    /// either way its Snapshot follows and replaces the table (PROTOCOL.md §2).
+    pub fn daemon_connected(&mut self, now: u64, hello: &Hello) -> Vec<Action> {
+        let id = hello.daemon_id.clone();
+        let prev = self.daemons.get(&id).map(|d| d.table.hello.instance);
+        let mut table = StatusTable::new(hello.clone());
+        // Keep the last known applications until the snapshot arrives, so a reconnect does
+        // not briefly look like "everything stopped".
+        let mut conns = 1;
+        if let Some(d) = self.daemons.remove(&id) {
+            table.apps = d.table.apps;
+            conns = d.connections + 1;
+        }
+        self.daemons.insert(
+            id.clone(),
+            DaemonState {
+                table,
+                connected: true,
+                last_frame_ms: now,
+                connections: conns,
+            },
+        );
+        let detail = match prev {
+            Some(i) if i != hello.instance => format!("restarted (instance {})", hello.instance),
+            Some(_) => "reconnected".to_string(),
+            None => format!("instance {}", hello.instance),
+        };
+        self.log(now, "daemon-connected", "", &id, detail);
+        self.evaluate(now)
+    }
+
+    /// One message from a connected daemon.
+    pub fn daemon_message(
+        &mut self,
+        now: u64,
+        daemon: &str,
+        msg: &DaemonMessage,
+    ) -> Result<Vec<Action>, CoreError> {
+        let d = self
+            .daemons
+            .get_mut(daemon)
+            .filter(|d| d.connected)
+            .ok_or_else(|| CoreError::UnknownDaemon(daemon.to_string()))?;
+        if let DaemonMessage::Snapshot(_) = msg {
+            // A snapshot replaces everything, including apps kept over a reconnect.
+            d.table.apps.clear();
+        }
+        d.table.apply(msg).map_err(|e| CoreError::Protocol {
+            daemon: daemon.to_string(),
+            message: e.to_string(),
+        })?;
+        d.last_frame_ms = now;
+        Ok(self.evaluate(now))
+    }
+
+    /// The daemon's connection closed or broke. Its servers become suspect (not down) until
+    /// a probe fails or the grace period ends.
+    pub fn daemon_disconnected(&mut self, now: u64, daemon: &str) -> Vec<Action> {
+        if let Some(d) = self.daemons.get_mut(daemon) {
+            d.connected = false;
+            self.log(now, "daemon-disconnected", "", daemon, String::new());
+        }
+        self.evaluate(now)
+    }
+
+    /// Result of an [`Action::Probe`] (or of a relay connect attempt).
+    pub fn probe_result(&mut self, now: u64, app: &str, server: &str, ok: bool) -> Vec<Action> {
+        if let Some(s) = self.server_mut(app, server) {
+            s.probe_ok = Some(ok);
+        }
+        self.evaluate(now)
+    }
+
+    /// Timer tick: freshness, grace periods, lifetimes, maintenance windows, probes.
+    pub fn tick(&mut self, now: u64) -> Vec<Action> {
+        self.evaluate(now)
+    }
+
+    /// A PU asks for a session of `app` (seed 003 [33] step 191): check the pooling
+    /// configuration (193) and select a server by the application's policy (199), or fail
+    /// (197).
+    pub fn open_session(&mut self, now: u64, app: &str) -> Result<Assignment, SessionError> {
+        let _ = now;
+        let id = self.next_session;
+        let (server, addr) = self.pick(app)?;
+        self.next_session += 1;
+        self.sessions.insert(
+            id,
+            SessionState {
+                app: app.to_string(),
+                server: server.clone(),
+                move_requested: false,
+            },
+        );
+        Ok(Assignment {
+            session: id,
+            app: app.to_string(),
+            server,
+            addr,
+        })
+    }
+
+    /// The session's server failed (203) or its lifetime expired (205): release it and
+    /// select another running server (199). On error the session is closed.
+    pub fn reselect(&mut self, now: u64, session: SessionId) -> Result<Assignment, SessionError> {
+        let _ = now;
+        let s = self
+            .sessions
+            .remove(&session)
+            .ok_or(SessionError::UnknownSession(session))?;
+        self.release(&s.app, &s.server);
+        let (server, addr) = self.pick(&s.app)?;
+        self.sessions.insert(
+            session,
+            SessionState {
+                app: s.app.clone(),
+                server: server.clone(),
+                move_requested: false,
+            },
+        );
+        Ok(Assignment {
+            session,
+            app: s.app,
+            server,
+            addr,
+        })
+    }
+
+    /// The relay could not reach the session's server: a service-channel failure. The
+    /// server is skipped until a probe succeeds (its daemon may not have noticed yet).
+    pub fn session_server_unreachable(&mut self, now: u64, session: SessionId) -> Vec<Action> {
+        let Some(s) = self.sessions.get(&session).cloned() else {
+            return Vec::new();
+        };
+        if let Some(st) = self.server_mut(&s.app, &s.server) {
+            st.probe_ok = Some(false);
+        }
+        self.log(
+            now,
+            "service-unreachable",
+            &s.app,
+            &s.server,
+            format!("session {session}"),
+        );
+        self.evaluate(now)
+    }
+
+    /// The PU ended the session (seed 003 [35] step 209): release its bookkeeping.
+    pub fn close_session(&mut self, now: u64, session: SessionId) {
+        let _ = now;
+        if let Some(s) = self.sessions.remove(&session) {
+            self.release(&s.app, &s.server);
+        }
+    }
+
+    /// Mode A: may the proxy answer the registrar's keep-alive for this PE? Only while the
+    /// server is selectable (daemon status fresh and running, or suspect with its service
+    /// port answering). Mode B: the proxy's own PEs always answer.
+    pub fn keep_alive_ok(&self, pe_id: u32) -> bool {
+        match self.cfg.mode {
+            Mode::Broker => self.registered.contains_key(&pe_id),
+            Mode::Registration => self
+                .apps
+                .iter()
+                .flat_map(|a| a.servers.iter())
+                .any(|s| s.pe_id == pe_id && s.selectable),
+        }
+    }
+
+    /// PE identifiers of `pool_handle` whose keep-alive may be answered (a keep-alive
+    /// without PE identifier).
+    pub fn keep_alive_pool(&self, pool_handle: &str) -> Vec<u32> {
+        self.registered
+            .iter()
+            .filter(|(id, (h, _))| h == pool_handle && self.keep_alive_ok(**id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The registrations currently wanted (the driver re-sends them all after a registrar
+    /// reconnect).
+    pub fn registrations(&self) -> Vec<(String, PoolElement)> {
+        self.registered.values().cloned().collect()
+    }
+
+    /// Sessions currently open.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The server a session is on.
+    pub fn session_server(&self, session: SessionId) -> Option<&str> {
+        self.sessions.get(&session).map(|s| s.server.as_str())
+    }
+
+    fn server_mut(&mut self, app: &str, server: &str) -> Option<&mut ServerState> {
+        self.apps
+            .iter_mut()
+            .find(|a| a.cfg.name == app)?
+            .servers
+            .iter_mut()
+            .find(|s| s.name == server)
+    }
+
+    fn release(&mut self, app: &str, server: &str) {
+        let Some(a) = self.apps.iter_mut().find(|a| a.cfg.name == app) else {
+            return;
+        };
+        let Some(i) = a.servers.iter().position(|s| s.name == server) else {
+            return;
+        };
+        let s = &mut a.servers[i];
+        s.active = s.active.saturating_sub(1);
+        let idle = s.active == 0;
+        if let Some(p) = a.selector.as_mut() {
+            p.released(i, idle);
+        }
+    }
+
+    fn pick(&mut self, app: &str) -> Result<(String, SocketAddr), SessionError> {
+        let a = self
+            .apps
+            .iter_mut()
+            .find(|a| a.cfg.name == app)
+            .ok_or_else(|| SessionError::UnknownApplication(app.to_string()))?;
+        let cands: Vec<Candidate> = a.servers.iter().map(candidate).collect();
+        let sel = a
+            .selector
+            .as_mut()
+            .ok_or_else(|| SessionError::NotAvailable(app.to_string()))?;
+        let i = sel
+            .select(&cands)
+            .filter(|&i| cands.get(i).is_some_and(|c| c.available))
+            .ok_or_else(|| SessionError::NotAvailable(app.to_string()))?;
+        sel.assigned(i);
+        let s = &mut a.servers[i];
+        s.active += 1;
+        s.assigned += 1;
+        Ok((s.name.clone(), s.cfg.service_addr()))
+    }
+
+    fn log(&mut self, now: u64, kind: &str, app: &str, subject: &str, detail: String) {
+        tracing::info!(kind, app, subject, %detail, "event");
+        self.event_seq += 1;
+        if self.events.len() == EVENT_LOG_LEN {
+            self.events.pop_front();
+        }
+        self.events.push_back(CoreEvent {
+            at_ms: now,
+            kind: kind.to_string(),
+            app: app.to_string(),
+            subject: subject.to_string(),
+            detail,
+        });
+    }
+
+    /// Recomputes every server's state and returns the resulting actions.
+    fn evaluate(&mut self, now: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let mut logs = Vec::new();
+        let det = self.cfg.detection.clone();
+        for a in &mut self.apps {
+            for s in &mut a.servers {
+                let daemon = self.daemons.get(&s.cfg.daemon);
+                let status: Option<&AppStatus> = daemon.and_then(|d| {
+                    d.table
+                        .apps
+                        .get(s.cfg.daemon_app.as_deref().unwrap_or(&a.cfg.name))
+                });
+                let fresh = daemon.is_some_and(|d| {
+                    let hb = d.table.hello.heartbeat_interval_ms.max(1);
+                    d.connected
+                        && d.table.synced
+                        && now.saturating_sub(d.last_frame_ms)
+                            <= hb.saturating_mul(u64::from(det.heartbeat_miss_factor))
+                });
+                // Figures from the report.
+                if let Some(st) = status {
+                    if st.running && (!s.last_running || st.pids != s.last_pids) {
+                        s.running_since = Some(now);
+                    }
+                    s.last_running = st.running;
+                    s.last_pids = st.pids.clone();
+                    s.load = load_of(st);
+                    s.weight = s.cfg.weight.or(st.load_hints.weight).unwrap_or(1);
+                }
+                s.apps_running = daemon.map_or(0, |d| {
+                    u32::try_from(d.table.apps.values().filter(|x| x.running).count())
+                        .unwrap_or(u32::MAX)
+                });
+                let prev = s.health;
+                let prev_reason = s.reason.clone();
+                let health = match (status, fresh) {
+                    (None, true) => Health::NotRunning,
+                    (None, false) => Health::Unknown,
+                    (Some(st), true) => {
+                        s.suspect_since = None;
+                        if !st.running {
+                            s.probe_ok = None;
+                            Health::NotRunning
+                        } else if s.probe_ok == Some(false) {
+                            Health::Down
+                        } else {
+                            Health::Running
+                        }
+                    }
+                    (Some(st), false) => {
+                        let since = *s.suspect_since.get_or_insert(now);
+                        if !st.running {
+                            Health::NotRunning
+                        } else if s.probe_ok == Some(false)
+                            || now.saturating_sub(since) >= det.suspect_grace_ms
+                        {
+                            Health::Down
+                        } else {
+                            Health::Suspect
+                        }
+                    }
+                };
+                s.health = health;
+                let in_window = s.windows.iter().any(|w| w.contains(now));
+                let expired = match (s.cfg.lifetime_s, s.running_since) {
+                    (Some(l), Some(since)) => now >= since.saturating_add(l.saturating_mul(1000)),
+                    _ => false,
+                };
+                s.reason = match health {
+                    Health::Running | Health::Suspect if in_window => "maintenance window".into(),
+                    Health::Running | Health::Suspect if expired => "lifetime expired".into(),
+                    Health::Running | Health::Suspect => String::new(),
+                    Health::Unknown => "no daemon report".into(),
+                    Health::NotRunning => "not running".into(),
+                    Health::Down => {
+                        if fresh {
+                            "service port unreachable".into()
+                        } else if s.probe_ok == Some(false) {
+                            "daemon silent and service probe failed".into()
+                        } else {
+                            "daemon silent beyond grace period".into()
+                        }
+                    }
+                };
+                s.selectable = s.reason.is_empty();
+                if prev != health || prev_reason != s.reason {
+                    logs.push((
+                        a.cfg.name.clone(),
+                        s.name.clone(),
+                        format!(
+                            "{} -> {}{}",
+                            health_name(prev),
+                            health_name(health),
+                            if s.reason.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", s.reason)
+                            }
+                        ),
+                    ));
+                }
+                // Probes: suspect servers, and servers whose service channel failed.
+                let wants_probe = matches!(health, Health::Suspect)
+                    || (s.probe_ok == Some(false) && status.is_some_and(|x| x.running));
+                if wants_probe
+                    && s.last_probe_sent
+                        .is_none_or(|t| now.saturating_sub(t) >= det.probe_interval_ms)
+                {
+                    s.last_probe_sent = Some(now);
+                    actions.push(Action::Probe {
+                        app: a.cfg.name.clone(),
+                        server: s.name.clone(),
+                        addr: s.cfg.service_addr(),
+                    });
+                }
+            }
+        }
+        for (app, server, detail) in logs {
+            self.log(now, "server-state", &app, &server, detail);
+        }
+        // Sessions on servers that are no longer selectable move (seed 003 [35]).
+        for (id, sess) in self.sessions.iter_mut() {
+            if sess.move_requested {
+                continue;
+            }
+            let st = self
+                .apps
+                .iter()
+                .find(|a| a.cfg.name == sess.app)
+                .and_then(|a| a.servers.iter().find(|s| s.name == sess.server));
+            let reason = match st {
+                None => Some("server removed from configuration".to_string()),
+                Some(s) if !s.selectable => Some(s.reason.clone()),
+                Some(_) => None,
+            };
+            if let Some(reason) = reason {
+                sess.move_requested = true;
+                actions.push(Action::MoveSession {
+                    session: *id,
+                    server: sess.server.clone(),
+                    reason,
+                });
+            }
+        }
+        self.reconcile(now, &mut actions);
+        actions
+    }
+
+    /// Desired registrations versus current ones.
+    fn reconcile(&mut self, now: u64, actions: &mut Vec<Action>) {
+        let mut want: BTreeMap<u32, (String, PoolElement)> = BTreeMap::new();
+        let life_default =
+            i32::try_from(self.cfg.detection.registration_life_ms).unwrap_or(i32::MAX);
+        for a in &self.apps {
+            match self.cfg.mode {
+                Mode::Broker => {
+                    let (addr, tu) = match (a.cfg.asap_listen, a.cfg.advertise.or(a.cfg.listen)) {
+                        (Some(asap), _) => (asap, TransportUse::DataPlusControl),
+                        (None, Some(plain)) => (plain, TransportUse::DataOnly),
+                        (None, None) => continue,
+                    };
+                    let id = stable_pe_id(&[&a.cfg.name, "proxy", &addr.to_string()]);
+                    let mut p = pe(id, life_default, addr, Policy::RoundRobin);
+                    p.user_transport = TransportParameter::Tcp {
+                        port: addr.port(),
+                        transport_use: tu,
+                        address: addr.ip(),
+                    };
+                    want.insert(id, (a.cfg.pool_handle.clone(), p));
+                }
+                Mode::Registration => {
+                    let n = a.servers.len();
+                    for (i, s) in a.servers.iter().enumerate() {
+                        if !s.selectable {
+                            continue;
+                        }
+                        let life = match (s.cfg.lifetime_s, s.running_since) {
+                            (Some(l), Some(since)) => {
+                                let end = since.saturating_add(l.saturating_mul(1000));
+                                i32::try_from(end.saturating_sub(now))
+                                    .unwrap_or(i32::MAX)
+                                    .min(life_default)
+                            }
+                            _ => life_default,
+                        };
+                        let policy = rfc_policy(a.cfg.policy, i, n, &candidate(s), s.weight);
+                        want.insert(
+                            s.pe_id,
+                            (
+                                a.cfg.pool_handle.clone(),
+                                pe(s.pe_id, life, s.cfg.service_addr(), policy),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        let gone: Vec<u32> = self
+            .registered
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some((h, _)) = self.registered.remove(&id) {
+                actions.push(Action::Deregister {
+                    pool_handle: h,
+                    pe_id: id,
+                });
+            }
+        }
+        for (id, (h, p)) in want {
+            let send = match self.registered.get(&id) {
+                None => true,
+                Some((oh, op)) => oh != &h || registration_differs(op, &p),
+            };
+            if send {
+                actions.push(Action::Register {
+                    pool_handle: h.clone(),
+                    pe: p.clone(),
+                });
+                self.registered.insert(id, (h, p));
+            }
+        }
+    }
+
+    /// The live pooling table (seed 003 [30]) with the details behind it.
+    pub fn status(&self, now: u64) -> Status {
+        Status {
+            mode: self.cfg.mode,
+            now_ms: now,
+            applications: self
+                .apps
+                .iter()
+                .map(|a| AppView {
+                    name: a.cfg.name.clone(),
+                    pool_handle: a.cfg.pool_handle.clone(),
+                    policy: a.cfg.policy.name().to_string(),
+                    policy_label: a.cfg.policy.table_label().to_string(),
+                    listen: a.cfg.listen,
+                    servers: a
+                        .servers
+                        .iter()
+                        .map(|s| ServerView {
+                            name: s.name.clone(),
+                            address: s.cfg.service_addr(),
+                            daemon: s.cfg.daemon.clone(),
+                            running: matches!(s.health, Health::Running | Health::Suspect),
+                            health: s.health,
+                            selectable: s.selectable,
+                            reason: s.reason.clone(),
+                            load: s.load,
+                            apps_running: s.apps_running,
+                            active_sessions: s.active,
+                            assigned_total: s.assigned,
+                            pe_id: s.pe_id,
+                            registered: self.registered.contains_key(&s.pe_id),
+                            lifetime_remaining_ms: match (s.cfg.lifetime_s, s.running_since) {
+                                (Some(l), Some(since)) => Some(
+                                    since
+                                        .saturating_add(l.saturating_mul(1000))
+                                        .saturating_sub(now),
+                                ),
+                                _ => None,
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+            daemons: self
+                .daemons
+                .iter()
+                .map(|(id, d)| DaemonView {
+                    id: id.clone(),
+                    connected: d.connected,
+                    synced: d.table.synced,
+                    instance: d.table.hello.instance,
+                    state_seq: d.table.state_seq,
+                    last_frame_age_ms: now.saturating_sub(d.last_frame_ms),
+                    connections: d.connections,
+                })
+                .collect(),
+            sessions: self.sessions.len(),
+            registrations: self.registered.len(),
+            events: self.events.iter().cloned().collect(),
+            event_seq: self.event_seq,
+        }
+    }
+}
+
+fn health_name(h: Health) -> &'static str {
+    match h {
+        Health::Unknown => "unknown",
+        Health::Running => "running",
+        Health::NotRunning => "not-running",
+        Health::Suspect => "suspect",
+        Health::Down => "down",
+    }
+}
+
+fn registration_differs(old: &PoolElement, new: &PoolElement) -> bool {
+    if old.user_transport != new.user_transport {
+        return true;
+    }
+    match (old.policy.load(), new.policy.load()) {
+        (Some(a), Some(b)) => a.abs_diff(b) >= LOAD_REREGISTER_STEP,
+        _ => old.policy != new.policy,
+    }
+}
+
+fn pe(id: u32, life: i32, addr: SocketAddr, policy: Policy) -> PoolElement {
+    PoolElement {
+        id,
+        home_server_id: 0,
+        registration_life: life,
+        user_transport: TransportParameter::Tcp {
+            port: addr.port(),
+            transport_use: TransportUse::DataOnly,
+            address: addr.ip(),
+        },
+        policy,
+        asap_transport: None,
+    }
+}
+
+/// Load of a server in 0..=1 from its daemon report: established connections over the
+/// `capacity` hint when both are reported, else CPU (% of one CPU / 100).
+fn load_of(st: &AppStatus) -> f64 {
+    let conns: u32 = st.ports.iter().filter_map(|p| p.connections).sum();
+    let has_conns = st.ports.iter().any(|p| p.connections.is_some());
+    match st.load_hints.capacity {
+        Some(cap) if cap > 0 && has_conns => (f64::from(conns) / f64::from(cap)).min(1.0),
+        _ => (f64::from(st.cpu_percent) / 100.0).clamp(0.0, 1.0),
+    }
+}
+
+fn candidate(s: &ServerState) -> Candidate {
+    Candidate {
+        available: s.selectable,
+        load: s.load,
+        active_sessions: s.active,
+        assigned_total: s.assigned,
+        apps_running: s.apps_running,
+    }
+}
+
+fn new_app(a: &Application) -> AppState {
+    AppState {
+        cfg: a.clone(),
+        selector: a.policy.selector(),
+        servers: a
+            .servers
+            .iter()
+            .map(|s| {
+                let name = s.display_name();
+                ServerState {
+                    pe_id: stable_pe_id(&[&a.name, &name]),
+                    name,
+                    windows: s.windows(),
+                    cfg: s.clone(),
+                    health: Health::Unknown,
+                    reason: "no daemon report".into(),
+                    selectable: false,
+                    suspect_since: None,
+                    probe_ok: None,
+                    last_probe_sent: None,
+                    running_since: None,
+                    last_pids: Vec::new(),
+                    last_running: false,
+                    load: 0.0,
+                    apps_running: 0,
+                    weight: 1,
+                    active: 0,
+                    assigned: 0,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The proxy's state as `proxy-pe status --json` prints it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Status {
+    /// Mode in force.
+    pub mode: Mode,
+    /// Time of the snapshot (Unix ms).
+    pub now_ms: u64,
+    /// The pooling table.
+    pub applications: Vec<AppView>,
+    /// Connected and remembered daemons.
+    pub daemons: Vec<DaemonView>,
+    /// Open sessions (mode B).
+    pub sessions: usize,
+    /// PEs registered (or being registered) at the registrar.
+    pub registrations: usize,
+    /// Recent events, oldest first.
+    pub events: Vec<CoreEvent>,
+    /// Number of events ever logged.
+    pub event_seq: u64,
+}
+
+/// One application of the pooling table.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct AppView {
+    /// Application name.
+    pub name: String,
+    /// Pool handle.
+    pub pool_handle: String,
+    /// Policy configuration name.
+    pub policy: String,
+    /// Policy label as in seed 003 [30].
+    pub policy_label: String,
+    /// Mode B relay listener.
+    pub listen: Option<SocketAddr>,
+    /// Servers in configuration order.
+    pub servers: Vec<ServerView>,
+}
+
+/// One server of an application.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ServerView {
+    /// Table name.
+    pub name: String,
+    /// Service address.
+    pub address: SocketAddr,
+    /// Daemon identity.
+    pub daemon: String,
+    /// "is running" in the seed's table.
+    pub running: bool,
+    /// Declared health.
+    pub health: Health,
+    /// May be given sessions / is registered now.
+    pub selectable: bool,
+    /// Why not selectable.
+    pub reason: String,
+    /// Load 0..=1.
+    pub load: f64,
+    /// Applications running on the host.
+    pub apps_running: u32,
+    /// Sessions open on it.
+    pub active_sessions: u32,
+    /// Sessions ever assigned.
+    pub assigned_total: u64,
+    /// Stable PE identifier (mode A).
+    pub pe_id: u32,
+    /// Registered at the registrar (mode A).
+    pub registered: bool,
+    /// Remaining lifetime.
+    pub lifetime_remaining_ms: Option<u64>,
+}
+
+/// One daemon.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct DaemonView {
+    /// Daemon identity.
+    pub id: String,
+    /// Connection open.
+    pub connected: bool,
+    /// Snapshot received on this connection.
+    pub synced: bool,
+    /// Daemon process instance.
+    pub instance: u64,
+    /// Last state sequence applied.
+    pub state_seq: u64,
+    /// Age of the last frame.
+    pub last_frame_age_ms: u64,
+    /// Connections accepted from it so far.
+    pub connections: u64,
+}
+
+impl Status {
+    /// The pooling table in the shape of seed 003 [30].
+    pub fn render_table(&self) -> String {
+        let mut out = String::new();
+        for a in &self.applications {
+            out.push_str(&format!("Application '{}'\n", a.name));
+            for s in &a.servers {
+                let state = if s.running {
+                    "is running"
+                } else {
+                    "is not running"
+                };
+                let extra = if s.running && !s.selectable {
+                    format!(" ({})", s.reason)
+                } else if s.health == Health::Suspect {
+                    " (suspect: daemon silent)".to_string()
+                } else {
+                    String::new()
+                };
+                out.push_str(&format!("{} {}{}\n", s.name, state, extra));
+            }
+            out.push_str(&a.policy_label);
+            out.push_str("\n\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,481 @@
+//! Deterministic tests of the core: time is a number, daemons are messages.
+
+use super::*;
+use crate::config::Config;
+use legacy_daemon::protocol::{Delta, Heartbeat, LoadHints, PortStatus, Snapshot};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn config(mode: &str, policy: &str, extra_server: &str) -> Config {
+    let listen = if mode == "broker" {
+        "listen = \"127.0.0.1:8000\"\n"
+    } else {
+        ""
+    };
+    let text = format!(
+        r#"
+mode = "{mode}"
+[detection]
+heartbeat_miss_factor = 3
+suspect_grace_ms = 10000
+probe_interval_ms = 1000
+
+[[application]]
+name = "A"
+pool_handle = "AppA"
+policy = "{policy}"
+{listen}
+[[application.server]]
+name = "IP1"
+address = "127.0.0.11"
+port = 7000
+daemon = "d1"
+{extra_server}
+
+[[application.server]]
+name = "IP2"
+address = "127.0.0.12"
+port = 7000
+daemon = "d2"
+
+[[application.server]]
+name = "IP3"
+address = "127.0.0.13"
+port = 7000
+daemon = "d3"
+"#
+    );
+    Config::parse(&text, "test").expect("valid test config")
+}
+
+fn hello(id: &str, instance: u64) -> Hello {
+    Hello {
+        protocol_version: 1,
+        daemon_id: id.into(),
+        instance,
+        config_version: 1,
+        poll_interval_ms: 1000,
+        heartbeat_interval_ms: 1000,
+        software: "t".into(),
+    }
+}
+
+fn app(running: bool, pids: &[u32]) -> AppStatus {
+    AppStatus {
+        name: "A".into(),
+        running,
+        instances: pids.len() as u32,
+        pids: pids.to_vec(),
+        cpu_percent: 0.0,
+        rss_bytes: 0,
+        ports: Vec::new(),
+        load_hints: LoadHints::default(),
+    }
+}
+
+fn snapshot(seq: u64, apps: Vec<AppStatus>) -> DaemonMessage {
+    DaemonMessage::Snapshot(Snapshot {
+        state_seq: seq,
+        config_version: 1,
+        taken_at_ms: 0,
+        apps,
+    })
+}
+
+fn delta(seq: u64, changed: Vec<AppStatus>) -> DaemonMessage {
+    DaemonMessage::Delta(Delta {
+        state_seq: seq,
+        config_version: 1,
+        taken_at_ms: 0,
+        changed,
+        removed: Vec::new(),
+    })
+}
+
+fn heartbeat(seq: u64) -> DaemonMessage {
+    DaemonMessage::Heartbeat(Heartbeat {
+        heartbeat_seq: seq,
+        state_seq: 1,
+        config_version: 1,
+        uptime_s: 0,
+    })
+}
+
+/// A core with all three daemons connected and reporting `A` running.
+fn all_up(mode: &str, policy: &str, extra: &str) -> Core {
+    let mut c = Core::new(config(mode, policy, extra));
+    for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
+        c.daemon_connected(T0, &hello(d, 1));
+        c.daemon_message(T0, d, &snapshot(1, vec![app(true, &[100 + i as u32])]))
+            .expect("snapshot");
+    }
+    c
+}
+
+/// Heartbeats from every daemon at `t`, then a tick; all actions.
+fn beat(c: &mut Core, t: u64) -> Vec<Action> {
+    let mut acts = Vec::new();
+    for d in ["d1", "d2", "d3"] {
+        acts.extend(c.daemon_message(t, d, &heartbeat(1)).expect("hb"));
+    }
+    acts.extend(c.tick(t));
+    acts
+}
+
+fn servers(c: &mut Core, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| c.open_session(T0, "A").expect("available").server)
+        .collect()
+}
+
+fn state(c: &Core, now: u64, server: &str) -> ServerView {
+    c.status(now).applications[0]
+        .servers
+        .iter()
+        .find(|s| s.name == server)
+        .expect("server")
+        .clone()
+}
+
+#[test]
+fn round_robin_in_seed_order_skipping_stopped_server() {
+    let mut c = all_up("broker", "round-robin", "");
+    assert_eq!(
+        servers(&mut c, 6),
+        ["IP1", "IP2", "IP3", "IP1", "IP2", "IP3"]
+    );
+    c.daemon_message(T0, "d2", &delta(2, vec![app(false, &[])]))
+        .expect("delta");
+    assert_eq!(servers(&mut c, 3), ["IP1", "IP3", "IP1"]);
+}
+
+#[test]
+fn no_server_running_fails_the_session() {
+    let mut c = Core::new(config("broker", "round-robin", ""));
+    assert_eq!(
+        c.open_session(T0, "A"),
+        Err(SessionError::NotAvailable("A".into()))
+    );
+    assert_eq!(
+        c.open_session(T0, "B"),
+        Err(SessionError::UnknownApplication("B".into()))
+    );
+    assert_eq!(c.session_count(), 0);
+}
+
+#[test]
+fn silent_daemon_is_suspect_then_down_only_when_probe_fails() {
+    let mut c = all_up("broker", "round-robin", "");
+    // Heartbeats keep d2, d3 fresh; d1 says nothing after T0.
+    let t = T0 + 3_001;
+    let mut acts = Vec::new();
+    for d in ["d2", "d3"] {
+        acts.extend(c.daemon_message(t, d, &heartbeat(1)).expect("hb"));
+    }
+    acts.extend(c.tick(t));
+    assert!(acts.contains(&Action::Probe {
+        app: "A".into(),
+        server: "IP1".into(),
+        addr: "127.0.0.11:7000".parse().expect("lit"),
+    }));
+    assert_eq!(state(&c, t, "IP1").health, Health::Suspect);
+    assert!(state(&c, t, "IP1").selectable, "suspect stays selectable");
+    // The probe answers: still suspect, still selectable.
+    c.probe_result(t + 10, "A", "IP1", true);
+    assert!(state(&c, t + 10, "IP1").selectable);
+    // No new probe before the interval.
+    assert!(!c
+        .tick(t + 500)
+        .iter()
+        .any(|a| matches!(a, Action::Probe { .. })));
+    // The probe fails: down.
+    c.probe_result(t + 1_000, "A", "IP1", false);
+    let s = state(&c, t + 1_000, "IP1");
+    assert_eq!(s.health, Health::Down);
+    assert_eq!(s.reason, "daemon silent and service probe failed");
+    assert!(!s.running);
+}
+
+#[test]
+fn suspect_grace_period_ends_in_down() {
+    let mut c = all_up("broker", "round-robin", "");
+    c.daemon_disconnected(T0 + 1, "d1");
+    assert_eq!(state(&c, T0 + 1, "IP1").health, Health::Suspect);
+    c.tick(T0 + 10_000);
+    assert_eq!(state(&c, T0 + 10_000, "IP1").health, Health::Suspect);
+    c.tick(T0 + 10_001);
+    assert_eq!(state(&c, T0 + 10_001, "IP1").health, Health::Down);
+    // The daemon comes back with a snapshot: running again.
+    c.daemon_connected(T0 + 20_000, &hello("d1", 2));
+    c.daemon_message(T0 + 20_000, "d1", &snapshot(7, vec![app(true, &[100])]))
+        .expect("snapshot");
+    assert_eq!(state(&c, T0 + 20_000, "IP1").health, Health::Running);
+}
+
+#[test]
+fn relay_failure_skips_server_until_probe_succeeds() {
+    let mut c = all_up("broker", "round-robin", "");
+    let a = c.open_session(T0, "A").expect("ok");
+    assert_eq!(a.server, "IP1");
+    let acts = c.session_server_unreachable(T0, a.session);
+    assert!(acts
+        .iter()
+        .any(|x| matches!(x, Action::MoveSession { session, .. } if *session == a.session)));
+    assert!(acts
+        .iter()
+        .any(|x| matches!(x, Action::Probe { server, .. } if server == "IP1")));
+    let b = c.reselect(T0, a.session).expect("another server");
+    assert_eq!(b.server, "IP2");
+    assert_eq!(state(&c, T0, "IP1").reason, "service port unreachable");
+    assert_eq!(servers(&mut c, 2), ["IP3", "IP2"]);
+    c.probe_result(T0 + 1, "A", "IP1", true);
+    assert!(state(&c, T0 + 1, "IP1").selectable);
+}
+
+#[test]
+fn lifetime_expiry_moves_sessions() {
+    let mut c = all_up("broker", "round-robin", "lifetime_s = 10");
+    let a = c.open_session(T0, "A").expect("ok");
+    assert_eq!(a.server, "IP1");
+    for t in [2_000, 4_000, 6_000, 8_000, 9_999] {
+        assert!(beat(&mut c, T0 + t).is_empty(), "at +{t}");
+    }
+    assert!(state(&c, T0 + 9_999, "IP1").selectable);
+    let acts = beat(&mut c, T0 + 10_000);
+    assert_eq!(
+        acts,
+        vec![Action::MoveSession {
+            session: a.session,
+            server: "IP1".into(),
+            reason: "lifetime expired".into()
+        }]
+    );
+    let b = c.reselect(T0 + 10_000, a.session).expect("ok");
+    assert_eq!(b.server, "IP2");
+    // A restart of the application (new pid) starts a new work cycle.
+    c.daemon_message(T0 + 11_000, "d1", &delta(2, vec![app(true, &[555])]))
+        .expect("delta");
+    assert!(state(&c, T0 + 11_000, "IP1").selectable);
+    assert_eq!(
+        state(&c, T0 + 11_000, "IP1").lifetime_remaining_ms,
+        Some(10_000)
+    );
+}
+
+#[test]
+fn maintenance_window_excludes_and_readmits() {
+    // Window 1700000100..1700000200 s.
+    let mut c = all_up(
+        "broker",
+        "round-robin",
+        "maintenance = [\"1700000100-1700000200\"]",
+    );
+    let inside = 1_700_000_100_000;
+    let a = c.open_session(T0, "A").expect("ok");
+    assert_eq!(a.server, "IP1");
+    let acts = beat(&mut c, inside);
+    assert!(acts.contains(&Action::MoveSession {
+        session: a.session,
+        server: "IP1".into(),
+        reason: "maintenance window".into()
+    }));
+    assert_eq!(c.reselect(inside, a.session).expect("ok").server, "IP2");
+    assert_eq!(servers(&mut c, 3), ["IP3", "IP2", "IP3"]);
+    let after = 1_700_000_200_000;
+    for d in ["d1", "d2", "d3"] {
+        c.daemon_message(after, d, &heartbeat(2)).expect("hb");
+    }
+    assert!(state(&c, after, "IP1").selectable);
+}
+
+#[test]
+fn fifo_and_least_load_and_least_transactions() {
+    let mut c = all_up("broker", "fifo", "");
+    let s1 = c.open_session(T0, "A").expect("ok");
+    let s2 = c.open_session(T0, "A").expect("ok");
+    let _s3 = c.open_session(T0, "A").expect("ok");
+    assert_eq!((s1.server.as_str(), s2.server.as_str()), ("IP1", "IP2"));
+    c.close_session(T0, s2.session);
+    // IP2 is the only idle server.
+    assert_eq!(c.open_session(T0, "A").expect("ok").server, "IP2");
+
+    let mut c = all_up("broker", "least-load", "");
+    for (d, conns) in [("d1", 8), ("d2", 2), ("d3", 5)] {
+        let mut a = app(true, &[1]);
+        a.ports = vec![PortStatus {
+            port: 7000,
+            listening: Some(true),
+            connections: Some(conns),
+        }];
+        a.load_hints.capacity = Some(10);
+        c.daemon_message(T0, d, &delta(2, vec![a])).expect("delta");
+    }
+    assert_eq!(state(&c, T0, "IP1").load, 0.8);
+    assert_eq!(servers(&mut c, 2), ["IP2", "IP2"]);
+
+    let mut c = all_up("broker", "least-transactions", "");
+    assert_eq!(servers(&mut c, 4), ["IP1", "IP2", "IP3", "IP1"]);
+}
+
+#[test]
+fn fewest_applications() {
+    let mut c = all_up("broker", "fewest-applications", "");
+    let mut other = app(true, &[9]);
+    other.name = "other".into();
+    c.daemon_message(T0, "d1", &delta(2, vec![other.clone()]))
+        .expect("delta");
+    assert_eq!(state(&c, T0, "IP1").apps_running, 2);
+    assert_eq!(servers(&mut c, 1), ["IP2"]);
+}
+
+#[test]
+fn mode_a_registers_running_servers_and_deregisters_stopped() {
+    let mut c = Core::new(config("registration", "least-load", ""));
+    c.daemon_connected(T0, &hello("d1", 1));
+    let acts = c
+        .daemon_message(T0, "d1", &snapshot(1, vec![app(true, &[1])]))
+        .expect("snap");
+    let id1 = stable_pe_id(&["A", "IP1"]);
+    assert_eq!(acts.len(), 1);
+    match &acts[0] {
+        Action::Register { pool_handle, pe } => {
+            assert_eq!(pool_handle, "AppA");
+            assert_eq!(pe.id, id1);
+            assert_eq!(
+                pe.user_transport,
+                TransportParameter::Tcp {
+                    port: 7000,
+                    transport_use: TransportUse::DataOnly,
+                    address: "127.0.0.11".parse().expect("lit")
+                }
+            );
+            assert_eq!(pe.policy, Policy::LeastUsed { load: 0 });
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(c.keep_alive_ok(id1));
+    // Same state again: nothing to send.
+    assert!(c
+        .daemon_message(T0, "d1", &heartbeat(1))
+        .expect("hb")
+        .is_empty());
+    // Load moves by 50 %: re-registration with the new value.
+    let mut busy = app(true, &[1]);
+    busy.cpu_percent = 50.0;
+    let acts = c
+        .daemon_message(T0, "d1", &delta(2, vec![busy]))
+        .expect("d");
+    assert!(
+        matches!(&acts[..], [Action::Register { pe, .. }] if pe.policy == Policy::LeastUsed { load: 0x8000_0000 })
+    );
+    // Application stops: deregistration, keep-alives no longer answered.
+    let acts = c
+        .daemon_message(T0, "d1", &delta(3, vec![app(false, &[])]))
+        .expect("d");
+    assert_eq!(
+        acts,
+        vec![Action::Deregister {
+            pool_handle: "AppA".into(),
+            pe_id: id1
+        }]
+    );
+    assert!(!c.keep_alive_ok(id1));
+}
+
+#[test]
+fn daemon_reconnect_keeps_registration() {
+    let mut c = Core::new(config("registration", "round-robin", ""));
+    c.daemon_connected(T0, &hello("d1", 1));
+    c.daemon_message(T0, "d1", &snapshot(1, vec![app(true, &[1])]))
+        .expect("snap");
+    assert_eq!(c.registrations().len(), 1);
+    // The daemon restarts: disconnect, new instance, snapshot. No deregistration on the way.
+    let mut acts = c.daemon_disconnected(T0 + 100, "d1");
+    acts.extend(c.daemon_connected(T0 + 200, &hello("d1", 2)));
+    acts.extend(
+        c.daemon_message(T0 + 200, "d1", &snapshot(1, vec![app(true, &[1])]))
+            .expect("snap"),
+    );
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::Deregister { .. })),
+        "{acts:?}"
+    );
+    assert_eq!(c.registrations().len(), 1);
+    let st = c.status(T0 + 200);
+    assert_eq!(st.daemons[0].connections, 2);
+    assert!(st
+        .events
+        .iter()
+        .any(|e| e.kind == "daemon-connected" && e.detail == "restarted (instance 2)"));
+}
+
+#[test]
+fn delta_gap_is_a_protocol_error() {
+    let mut c = all_up("broker", "round-robin", "");
+    let e = c
+        .daemon_message(T0, "d1", &delta(5, vec![app(true, &[1])]))
+        .expect_err("gap");
+    assert!(matches!(e, CoreError::Protocol { .. }));
+    assert_eq!(
+        c.daemon_message(T0, "nobody", &heartbeat(1)),
+        Err(CoreError::UnknownDaemon("nobody".into()))
+    );
+}
+
+#[test]
+fn broker_registers_itself_once_per_application() {
+    let c = all_up("broker", "round-robin", "");
+    let regs = c.registrations();
+    assert_eq!(regs.len(), 1);
+    assert_eq!(regs[0].0, "AppA");
+    assert_eq!(
+        regs[0].1.user_transport,
+        TransportParameter::Tcp {
+            port: 8000,
+            transport_use: TransportUse::DataOnly,
+            address: "127.0.0.1".parse().expect("lit")
+        }
+    );
+    assert!(c.keep_alive_ok(regs[0].1.id));
+}
+
+#[test]
+fn reload_keeps_state_and_moves_sessions_of_removed_servers() {
+    let mut c = all_up("broker", "round-robin", "");
+    let a = c.open_session(T0, "A").expect("ok");
+    let b = c.open_session(T0, "A").expect("ok");
+    assert_eq!(b.server, "IP2");
+    let mut cfg = c.config().clone();
+    cfg.applications[0].servers.remove(0);
+    let acts = c.apply_config(T0, cfg);
+    assert_eq!(
+        acts,
+        vec![Action::MoveSession {
+            session: a.session,
+            server: "IP1".into(),
+            reason: "server removed from configuration".into()
+        }]
+    );
+    // IP2's state survives the reload; the server list changed, so round robin restarts
+    // at the first configured server.
+    assert_eq!(state(&c, T0, "IP2").active_sessions, 1);
+    assert_eq!(c.open_session(T0, "A").expect("ok").server, "IP2");
+}
+
+#[test]
+fn pooling_table_has_seed_shape() {
+    let mut c = all_up("broker", "round-robin", "");
+    c.daemon_message(T0, "d3", &delta(2, vec![app(false, &[])]))
+        .expect("d");
+    assert_eq!(
+        c.status(T0).render_table(),
+        "Application 'A'\nIP1 is running\nIP2 is running\nIP3 is not running\nRound-robin Priority\n\n"
+    );
+}
+
+#[test]
+fn pe_ids_are_stable_and_distinct() {
+    assert_eq!(stable_pe_id(&["A", "IP1"]), stable_pe_id(&["A", "IP1"]));
+    assert_ne!(stable_pe_id(&["A", "IP1"]), stable_pe_id(&["A", "IP2"]));
+    assert_ne!(stable_pe_id(&["AI", "P1"]), stable_pe_id(&["A", "IP1"]));
+}

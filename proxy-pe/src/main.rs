@@ -1,0 +1,118 @@
+//! `proxy-pe`: proxy pool element for legacy servers (seed 003).
+//!
+//! ```text
+//! proxy-pe run --config /etc/proxy-pe.toml      # run the proxy
+//! proxy-pe check --config /etc/proxy-pe.toml    # validate a configuration file
+//! proxy-pe status [--control 127.0.0.1:7199] [--json]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use proxy_pe::config::Config;
+
+/// Proxy pool element: brings legacy servers into RSerPool pools using legacy-daemon
+/// status reports (mode B: session broker/relay; mode A: registration proxy).
+#[derive(Debug, Parser)]
+#[command(name = "proxy-pe", version)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the proxy (reloads the configuration on SIGHUP and on file change).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short, default_value = "/etc/proxy-pe.toml")]
+        config: PathBuf,
+        /// Log as JSON lines.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Validate a configuration file and exit (status 1 and the precise error if invalid).
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short, default_value = "/etc/proxy-pe.toml")]
+        config: PathBuf,
+    },
+    /// Print the live pooling table of a running proxy (seed 003 [30] shape).
+    Status {
+        /// The proxy's control port.
+        #[arg(long, default_value = "127.0.0.1:7199")]
+        control: SocketAddr,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("proxy-pe: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match args.cmd {
+        Cmd::Run { config, log_json } => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let b = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr);
+            if log_json {
+                b.json().init();
+            } else {
+                b.init();
+            }
+            match rt.block_on(proxy_pe::proxy::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("proxy-pe: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} applications, mode {:?})",
+                    config.display(),
+                    c.applications.len(),
+                    c.mode
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Status { control, json } => match rt.block_on(proxy_pe::control::query(control)) {
+            Ok(r) => {
+                if json {
+                    match serde_json::to_string_pretty(&r) {
+                        Ok(s) => println!("{s}"),
+                        Err(e) => {
+                            eprintln!("proxy-pe: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                } else {
+                    print!("{}", r.proxy.render_table());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("proxy-pe: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

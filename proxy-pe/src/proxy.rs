@@ -1,0 +1,437 @@
+//! The driver: owns the [`Core`] and connects it to sockets, timers and signals.
+//!
+//! One task owns the core; everything else talks to it over channels:
+//! - daemon connections (legacy-daemon PROTOCOL.md, via `legacy_daemon::receiver`);
+//! - mode B relay sessions ([`crate::relay`]);
+//! - the registrar client ([`crate::registrar`]);
+//! - the control port ([`crate::control`]);
+//! - a 200 ms tick, SIGHUP and a 1 s configuration-file watch (reload), SIGTERM/SIGINT
+//!   (deregister everything, then exit).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use asap::session::SessionListener;
+use asap::transport::TransportKind;
+use legacy_daemon::protocol::{DaemonMessage, Hello};
+use legacy_daemon::receiver::DaemonListener;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError, Mode};
+use crate::control::{self, Report};
+use crate::core::{Action, Core, SessionId};
+use crate::now_ms;
+use crate::registrar::{self, RegistrarCmd, RegistrarQuery, RegistrarState};
+use crate::relay::{self, SessionCmd};
+
+/// Errors that stop the proxy at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The configuration file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// What the listener is for.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Signal handler installation failed.
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+enum DaemonEvent {
+    Hello(u64, Hello),
+    Msg(u64, String, DaemonMessage, oneshot::Sender<bool>),
+    Gone(u64, String),
+}
+
+struct Driver {
+    core: Core,
+    path: PathBuf,
+    mtime: Option<SystemTime>,
+    config_loads: u64,
+    last_config_error: Option<String>,
+    reg_tx: mpsc::UnboundedSender<RegistrarCmd>,
+    reg_state: Arc<Mutex<RegistrarState>>,
+    probe_tx: mpsc::UnboundedSender<(String, String, bool)>,
+    session_tx: mpsc::UnboundedSender<SessionCmd>,
+    moves: BTreeMap<SessionId, mpsc::UnboundedSender<(String, String)>>,
+    daemon_conn: BTreeMap<String, u64>,
+    listeners: BTreeMap<String, (SocketAddr, JoinHandle<()>)>,
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Runs the proxy with the configuration file at `path` until SIGTERM/SIGINT.
+pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
+    let cfg = Config::load(&path)?;
+    let daemons = DaemonListener::bind(cfg.daemon_listen)
+        .await
+        .map_err(|e| ProxyError::Bind {
+            what: "daemon listener",
+            addr: cfg.daemon_listen,
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let control_l = TcpListener::bind(cfg.control_listen)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            what: "control port",
+            addr: cfg.control_listen,
+            source,
+        })?;
+    let mut hup = signal(SignalKind::hangup()).map_err(ProxyError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ProxyError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ProxyError::Signal)?;
+
+    let (reg_tx, reg_rx) = mpsc::unbounded_channel();
+    let (query_tx, mut query_rx) = mpsc::unbounded_channel();
+    let reg_state = Arc::new(Mutex::new(RegistrarState::default()));
+    let reg_task = tokio::spawn(registrar::run(
+        cfg.registrars.clone(),
+        cfg.registrar_transport,
+        reg_rx,
+        query_tx,
+        reg_state.clone(),
+    ));
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
+    let (session_tx, mut session_rx) = mpsc::unbounded_channel();
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel();
+    let (daemon_tx, mut daemon_rx) = mpsc::unbounded_channel();
+    tokio::spawn(control::serve(control_l, report_tx));
+    tokio::spawn(accept_daemons(daemons, daemon_tx));
+
+    let mut d = Driver {
+        core: Core::new(cfg.clone()),
+        mtime: mtime(&path),
+        path,
+        config_loads: 1,
+        last_config_error: None,
+        reg_tx,
+        reg_state,
+        probe_tx,
+        session_tx,
+        moves: BTreeMap::new(),
+        daemon_conn: BTreeMap::new(),
+        listeners: BTreeMap::new(),
+    };
+    let acts = d.core.apply_config(now_ms(), cfg);
+    d.dispatch(acts);
+    d.sync_listeners().await;
+    tracing::info!(config = %d.path.display(), "proxy-pe running");
+
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let acts = d.core.tick(now_ms());
+                d.dispatch(acts);
+            }
+            _ = watch.tick() => {
+                let m = mtime(&d.path);
+                if m != d.mtime {
+                    d.mtime = m;
+                    d.reload("file change").await;
+                }
+            }
+            _ = hup.recv() => d.reload("SIGHUP").await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            Some(ev) = daemon_rx.recv() => d.daemon_event(ev),
+            Some((app, server, ok)) = probe_rx.recv() => {
+                let acts = d.core.probe_result(now_ms(), &app, &server, ok);
+                d.dispatch(acts);
+            }
+            Some(cmd) = session_rx.recv() => d.session_cmd(cmd),
+            Some(q) = query_rx.recv() => match q {
+                RegistrarQuery::Snapshot(tx) => { let _ = tx.send(d.core.registrations()); }
+                RegistrarQuery::KeepAlive(id, tx) => { let _ = tx.send(d.core.keep_alive_ok(id)); }
+                RegistrarQuery::KeepAlivePool(h, tx) => { let _ = tx.send(d.core.keep_alive_pool(&h)); }
+            },
+            Some(tx) = report_rx.recv() => { let _ = tx.send(d.report()); }
+        }
+    }
+    tracing::info!("shutting down: deregistering");
+    for (h, pe) in d.core.registrations() {
+        let _ = d.reg_tx.send(RegistrarCmd::Deregister(h, pe.id));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    reg_task.abort();
+    Ok(())
+}
+
+async fn accept_daemons(listener: DaemonListener, tx: mpsc::UnboundedSender<DaemonEvent>) {
+    let mut next_conn = 0u64;
+    loop {
+        // The handshake (Hello) is read inside accept; bound a silent peer.
+        let conn = match tokio::time::timeout(Duration::from_secs(10), listener.accept()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "daemon handshake failed");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        next_conn += 1;
+        let id = next_conn;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut conn = conn;
+            let daemon = conn.hello().daemon_id.clone();
+            tracing::info!(daemon, peer = %conn.peer(), "daemon connected");
+            if tx
+                .send(DaemonEvent::Hello(id, conn.hello().clone()))
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                match conn.next_message().await {
+                    Ok(Some(m)) => {
+                        let (rtx, rrx) = oneshot::channel();
+                        if tx
+                            .send(DaemonEvent::Msg(id, daemon.clone(), m, rtx))
+                            .is_err()
+                        {
+                            return;
+                        }
+                        if !rrx.await.unwrap_or(false) {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(daemon, error = %e, "daemon connection error");
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send(DaemonEvent::Gone(id, daemon));
+        });
+    }
+}
+
+impl Driver {
+    fn dispatch(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Register { pool_handle, pe } => {
+                    let _ = self.reg_tx.send(RegistrarCmd::Register(pool_handle, pe));
+                }
+                Action::Deregister { pool_handle, pe_id } => {
+                    let _ = self
+                        .reg_tx
+                        .send(RegistrarCmd::Deregister(pool_handle, pe_id));
+                }
+                Action::Probe { app, server, addr } => {
+                    let tx = self.probe_tx.clone();
+                    tokio::spawn(async move {
+                        let ok = relay::probe(addr).await;
+                        tracing::debug!(app, server, %addr, ok, "service probe");
+                        let _ = tx.send((app, server, ok));
+                    });
+                }
+                Action::MoveSession {
+                    session,
+                    server,
+                    reason,
+                } => {
+                    if let Some(tx) = self.moves.get(&session) {
+                        let _ = tx.send((server, reason));
+                    }
+                }
+            }
+        }
+    }
+
+    fn daemon_event(&mut self, ev: DaemonEvent) {
+        let now = now_ms();
+        match ev {
+            DaemonEvent::Hello(conn, hello) => {
+                self.daemon_conn.insert(hello.daemon_id.clone(), conn);
+                let acts = self.core.daemon_connected(now, &hello);
+                self.dispatch(acts);
+            }
+            DaemonEvent::Msg(conn, daemon, msg, reply) => {
+                if self.daemon_conn.get(&daemon) != Some(&conn) {
+                    // An older connection of a daemon that has reconnected meanwhile.
+                    let _ = reply.send(false);
+                    return;
+                }
+                match self.core.daemon_message(now, &daemon, &msg) {
+                    Ok(acts) => {
+                        let _ = reply.send(true);
+                        self.dispatch(acts);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dropping daemon connection");
+                        let _ = reply.send(false);
+                    }
+                }
+            }
+            DaemonEvent::Gone(conn, daemon) => {
+                if self.daemon_conn.get(&daemon) == Some(&conn) {
+                    self.daemon_conn.remove(&daemon);
+                    let acts = self.core.daemon_disconnected(now, &daemon);
+                    self.dispatch(acts);
+                }
+            }
+        }
+    }
+
+    fn session_cmd(&mut self, cmd: SessionCmd) {
+        let now = now_ms();
+        match cmd {
+            SessionCmd::Open { app, moves, reply } => {
+                let r = self.core.open_session(now, &app);
+                match &r {
+                    Ok(a) => {
+                        tracing::info!(session = a.session, app, server = %a.server, "session assigned");
+                        self.moves.insert(a.session, moves);
+                    }
+                    Err(e) => tracing::warn!(app, error = %e, "session refused (step 197)"),
+                }
+                let _ = reply.send(r);
+            }
+            SessionCmd::Reselect {
+                session,
+                unreachable,
+                reply,
+            } => {
+                if unreachable {
+                    let acts = self.core.session_server_unreachable(now, session);
+                    self.dispatch(acts);
+                }
+                let r = self.core.reselect(now, session);
+                match &r {
+                    Ok(a) => tracing::info!(session, server = %a.server, "session reselected"),
+                    Err(e) => {
+                        tracing::warn!(session, error = %e, "reselection failed");
+                        self.moves.remove(&session);
+                    }
+                }
+                let _ = reply.send(r);
+            }
+            SessionCmd::Close(session) => {
+                self.core.close_session(now, session);
+                self.moves.remove(&session);
+            }
+        }
+    }
+
+    async fn reload(&mut self, why: &str) {
+        match Config::load(&self.path) {
+            Ok(cfg) => {
+                if &cfg == self.core.config() {
+                    return;
+                }
+                let old = self.core.config().clone();
+                if cfg.daemon_listen != old.daemon_listen
+                    || cfg.control_listen != old.control_listen
+                    || cfg.registrars != old.registrars
+                    || cfg.registrar_transport != old.registrar_transport
+                {
+                    tracing::warn!(
+                        "daemon_listen, control_listen, registrars and registrar_transport change only on restart"
+                    );
+                }
+                tracing::info!(why, "configuration reloaded");
+                self.config_loads += 1;
+                self.last_config_error = None;
+                let acts = self.core.apply_config(now_ms(), cfg);
+                self.dispatch(acts);
+                self.sync_listeners().await;
+            }
+            Err(e) => {
+                tracing::error!(why, error = %e, "configuration rejected; the previous one stays in force");
+                self.last_config_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Binds relay listeners (plain TCP and ASAP sessions) of new applications (mode B) and
+    /// stops removed ones.
+    async fn sync_listeners(&mut self) {
+        let cfg = self.core.config().clone();
+        let wanted: BTreeMap<String, SocketAddr> = if cfg.mode == Mode::Broker {
+            let plain = cfg
+                .applications
+                .iter()
+                .filter_map(|a| a.listen.map(|l| (a.name.clone(), l)));
+            let asap = cfg
+                .applications
+                .iter()
+                .filter_map(|a| a.asap_listen.map(|l| (format!("asap:{}", a.name), l)));
+            plain.chain(asap).collect()
+        } else {
+            BTreeMap::new()
+        };
+        let stale: Vec<String> = self
+            .listeners
+            .iter()
+            .filter(|(n, (addr, _))| wanted.get(*n) != Some(addr))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in stale {
+            if let Some((_, h)) = self.listeners.remove(&n) {
+                h.abort();
+            }
+        }
+        for (name, addr) in wanted {
+            if self.listeners.contains_key(&name) {
+                continue;
+            }
+            if let Some(app) = name.strip_prefix("asap:") {
+                match SessionListener::bind(TransportKind::Tcp, &[addr], 0).await {
+                    Ok(l) => {
+                        tracing::info!(app, %addr, "ASAP session listener up");
+                        let h = tokio::spawn(relay::serve_asap(
+                            l,
+                            app.to_string(),
+                            self.session_tx.clone(),
+                        ));
+                        self.listeners.insert(name, (addr, h));
+                    }
+                    Err(e) => {
+                        tracing::error!(app, %addr, error = %e, "cannot bind ASAP session listener")
+                    }
+                }
+                continue;
+            }
+            match TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tracing::info!(app = name, %addr, "relay listener up");
+                    let h = tokio::spawn(relay::serve(l, name.clone(), self.session_tx.clone()));
+                    self.listeners.insert(name, (addr, h));
+                }
+                Err(e) => {
+                    tracing::error!(app = name, %addr, error = %e, "cannot bind relay listener")
+                }
+            }
+        }
+    }
+
+    fn report(&self) -> Report {
+        Report {
+            proxy: self.core.status(now_ms()),
+            registrar: self.reg_state.lock().map(|s| s.clone()).unwrap_or_default(),
+            config_path: self.path.display().to_string(),
+            config_loads: self.config_loads,
+            last_config_error: self.last_config_error.clone(),
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! Host test rig: real processes over TCP on loopback. Our `enrp-server`, `proxy-pe`,
+//! three `legacy-daemon`s and three `legacy-echo` servers on 127.0.0.11–13.
+//!
+//! `enrp-server` and `legacy-daemon` are other crates' binaries: the rig takes them from
+//! the workspace `target/debug` (run `cargo build -p enrp-server -p legacy-daemon` first;
+//! the rig builds them itself if they are missing).
+//!
+//! Waits poll the proxy's control port until a condition on its *state* holds; the 30 s
+//! limit only guards against hangs.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use asap::transport::{Event, Msg, Transport, TransportConfig, TransportKind};
+use asap::wire::asap_msg::HandleResolution;
+use asap::wire::{AsapMessage, Message, Protocol, TransportParameter};
+use proxy_pe::control::{query, Report};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn workspace_target() -> PathBuf {
+    // tests run from target/debug/deps/<test-binary>
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target/debug")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = workspace_target().join(name);
+    if !p.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-p", "enrp-server", "-p", "legacy-daemon"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build");
+        assert!(st.success(), "building {name} failed");
+    }
+    p
+}
+
+fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and only changes this child's own settings.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    };
+    cmd
+}
+
+pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Proc {
+    let log_f = std::fs::File::create(log).expect("log file");
+    let child = die_with_parent(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log_f.try_clone().expect("clone"))
+            .stderr(log_f),
+    )
+    .spawn()
+    .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+    Proc {
+        child,
+        name: name.to_string(),
+    }
+}
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A free-ish port block for this test process (pid-derived, so parallel test binaries of
+/// other helpers do not collide often; every bind failure would show up in the logs).
+pub fn port() -> u16 {
+    let base = 20_000 + (std::process::id() % 1500) as u16 * 20;
+    let n = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+    // Wrap inside 30000 ports above 20000.
+    20_000 + (base - 20_000 + n) % 30_000
+}
+
+pub struct Rig {
+    pub dir: PathBuf,
+    pub registrar: Option<Proc>,
+    pub registrar_addr: SocketAddr,
+    pub echoes: Vec<Option<Proc>>,
+    pub echo_addrs: Vec<SocketAddr>,
+    pub daemons: Vec<Option<Proc>>,
+    pub daemon_ports: Vec<u16>,
+    pub proxies: Vec<Option<Proc>>,
+    pub controls: Vec<SocketAddr>,
+    pub listens: Vec<SocketAddr>,
+    pub config_paths: Vec<PathBuf>,
+    /// Mode B: also give each proxy an ASAP session endpoint (registered instead of the
+    /// plain listener).
+    pub with_asap: bool,
+    pub asap_listens: Vec<SocketAddr>,
+}
+
+pub const NAMES: [&str; 3] = ["IP1", "IP2", "IP3"];
+
+impl Rig {
+    /// Registrar + three echo servers; no daemons or proxies yet.
+    pub fn new(tag: &str) -> Rig {
+        let dir = std::env::temp_dir().join(format!("proxy-pe-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let rp = port();
+        let registrar_addr: SocketAddr = format!("127.0.0.1:{rp}").parse().expect("addr");
+        let registrar = spawn(
+            "enrp-server",
+            &bin("enrp-server"),
+            &[
+                format!("--asap=127.0.0.1:{rp}"),
+                "--enrp=off".into(),
+                "--transport=tcp".into(),
+                "--asap-announce=off".into(),
+                "--enrp-announce=off".into(),
+                "--allow-third-party=127.0.0.0/8".into(),
+                "--min-address-scope=loopback".into(),
+                "--keep-alive-interval=500".into(),
+                "--keep-alive-timeout=500".into(),
+            ],
+            &dir.join("enrp-server.log"),
+        );
+        let mut r = Rig {
+            dir,
+            registrar: Some(registrar),
+            registrar_addr,
+            echoes: Vec::new(),
+            echo_addrs: Vec::new(),
+            daemons: Vec::new(),
+            daemon_ports: Vec::new(),
+            proxies: Vec::new(),
+            controls: Vec::new(),
+            listens: Vec::new(),
+            config_paths: Vec::new(),
+            with_asap: false,
+            asap_listens: Vec::new(),
+        };
+        for i in 0..3 {
+            let addr: SocketAddr = format!("127.0.0.{}:{}", 11 + i, port()).parse().expect("a");
+            r.echo_addrs.push(addr);
+            r.echoes.push(None);
+            r.start_echo(i);
+        }
+        r
+    }
+
+    pub fn start_echo(&mut self, i: usize) {
+        let p = spawn(
+            NAMES[i],
+            &PathBuf::from(env!("CARGO_BIN_EXE_legacy-echo")),
+            &[
+                format!("--listen={}", self.echo_addrs[i]),
+                format!("--tag={}", NAMES[i]),
+            ],
+            &self.dir.join(format!("echo-{i}.log")),
+        );
+        self.echoes[i] = Some(p);
+    }
+
+    pub fn kill_echo(&mut self, i: usize) {
+        if let Some(mut p) = self.echoes[i].take() {
+            p.kill();
+        }
+    }
+
+    /// Proxy configuration text for proxy `k`.
+    pub fn proxy_config(
+        &self,
+        k: usize,
+        mode: &str,
+        policy: &str,
+        server_extra: &[&str],
+    ) -> String {
+        let mut s = format!(
+            "mode = \"{mode}\"\nregistrar_transport = \"tcp\"\ndaemon_listen = \"127.0.0.1:{}\"\ncontrol_listen = \"{}\"\nregistrars = [\"{}\"]\n\n[detection]\nsuspect_grace_ms = 5000\nprobe_interval_ms = 200\n\n[[application]]\nname = \"echo\"\npool_handle = \"EchoPool\"\npolicy = \"{policy}\"\n",
+            self.daemon_ports[k], self.controls[k], self.registrar_addr
+        );
+        if mode == "broker" {
+            s += &format!("listen = \"{}\"\n", self.listens[k]);
+            if self.with_asap {
+                s += &format!("asap_listen = \"{}\"\n", self.asap_listens[k]);
+            }
+        }
+        for (i, name) in NAMES.iter().enumerate() {
+            s += &format!(
+                "\n[[application.server]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\ndaemon = \"d{}\"\n{}\n",
+                name,
+                self.echo_addrs[i].ip(),
+                self.echo_addrs[i].port(),
+                i + 1,
+                server_extra.get(i).copied().unwrap_or("")
+            );
+        }
+        s
+    }
+
+    /// Starts `n` proxies (each with its own ports) with the same pooling configuration.
+    pub fn start_proxies(&mut self, n: usize, mode: &str, policy: &str, extra: &[&str]) {
+        for k in 0..n {
+            self.daemon_ports.push(port());
+            self.controls
+                .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
+            self.listens
+                .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
+            self.asap_listens
+                .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
+            let path = self.dir.join(format!("proxy-{k}.toml"));
+            std::fs::write(&path, self.proxy_config(k, mode, policy, extra)).expect("write");
+            self.config_paths.push(path);
+            self.proxies.push(None);
+            self.start_proxy(k);
+        }
+    }
+
+    pub fn start_proxy(&mut self, k: usize) {
+        let p = spawn(
+            &format!("proxy-{k}"),
+            &PathBuf::from(env!("CARGO_BIN_EXE_proxy-pe")),
+            &[
+                "run".into(),
+                format!("--config={}", self.config_paths[k].display()),
+            ],
+            &self.dir.join(format!("proxy-{k}.log")),
+        );
+        self.proxies[k] = Some(p);
+    }
+
+    pub fn kill_proxy(&mut self, k: usize) {
+        if let Some(mut p) = self.proxies[k].take() {
+            p.kill();
+        }
+    }
+
+    /// Starts the three daemons, each reporting to every proxy started so far.
+    pub fn start_daemons(&mut self) {
+        for i in 0..3 {
+            self.daemons.push(None);
+            self.start_daemon(i);
+        }
+    }
+
+    pub fn start_daemon(&mut self, i: usize) {
+        let mut s = format!("[daemon]\nid = \"d{}\"\npoll_interval_ms = 100\n\n", i + 1);
+        for p in &self.daemon_ports {
+            s += &format!("[[proxy]]\naddress = \"127.0.0.1:{p}\"\nreconnect_max_ms = 500\n\n");
+        }
+        let a = self.echo_addrs[i];
+        let re = format!("--listen={}", a).replace('.', "\\.");
+        s += &format!(
+            "[[app]]\nname = \"echo\"\nexe = \"legacy-echo\"\ncmdline = '{re}'\nports = [{}]\ncount_connections = true\nrequire_listen = true\n[app.load]\ncapacity = 10\n",
+            a.port()
+        );
+        let path = self.dir.join(format!("daemon-{i}.toml"));
+        std::fs::write(&path, s).expect("write");
+        let p = spawn(
+            &format!("d{}", i + 1),
+            &bin("legacy-daemon"),
+            &[format!("--config={}", path.display())],
+            &self.dir.join(format!("daemon-{i}.log")),
+        );
+        self.daemons[i] = Some(p);
+    }
+
+    pub fn kill_daemon(&mut self, i: usize) {
+        if let Some(mut p) = self.daemons[i].take() {
+            p.kill();
+        }
+    }
+
+    pub async fn report(&self, k: usize) -> Option<Report> {
+        query(self.controls[k]).await.ok()
+    }
+
+    /// Polls proxy `k` until `cond` holds; panics (with the logs) after 30 s.
+    pub async fn until(&self, k: usize, what: &str, cond: impl Fn(&Report) -> bool) -> Report {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        loop {
+            if let Some(r) = self.report(k).await {
+                if cond(&r) {
+                    return r;
+                }
+                last = Some(r);
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "waiting for {what}: last report {:#?}\n{}",
+                    last.map(|r| r.proxy.render_table()),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    let t = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let tail: Vec<&str> = t.lines().rev().take(30).collect();
+                    out += &format!("==== {}\n", e.path().display());
+                    for l in tail.into_iter().rev() {
+                        out += l;
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// All three servers selectable and the registrar accepted the registrations.
+pub fn all_selectable(r: &Report) -> bool {
+    r.proxy.applications[0].servers.iter().all(|s| s.selectable)
+}
+
+pub fn server<'a>(r: &'a Report, name: &str) -> &'a proxy_pe::core::ServerView {
+    r.proxy.applications[0]
+        .servers
+        .iter()
+        .find(|s| s.name == name)
+        .expect("server in table")
+}
+
+/// A PU: handle resolution at the registrar (ASAP over TCP); returns the PEs' TCP
+/// addresses.
+pub async fn resolve(registrar: SocketAddr, handle: &str) -> Vec<SocketAddr> {
+    let mut a = Transport::new(TransportConfig::asap(TransportKind::Tcp))
+        .connect(&[registrar], &[])
+        .await
+        .expect("connect registrar");
+    let m: Message = HandleResolution::new(handle).into();
+    a.send(&Msg::new(
+        m.protocol().ppid(),
+        0,
+        m.to_bytes().expect("enc"),
+    ))
+    .await
+    .expect("send");
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), a.recv())
+            .await
+            .expect("answer")
+            .expect("alive");
+        if let Event::Message(m) = ev {
+            let d = Message::decode(Protocol::Asap, &m.bytes).expect("decode");
+            if let Message::Asap(AsapMessage::HandleResolutionResponse(r)) = d.message {
+                let _ = a.close().await;
+                let mut v: Vec<SocketAddr> = r
+                    .pool_elements
+                    .iter()
+                    .filter_map(|pe| match &pe.user_transport {
+                        TransportParameter::Tcp { port, address, .. } => {
+                            Some(SocketAddr::new(*address, *port))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                v.sort();
+                return v;
+            }
+        }
+    }
+}
+
+/// Resolves until the PE set satisfies `cond`.
+pub async fn resolve_until(
+    registrar: SocketAddr,
+    handle: &str,
+    cond: impl Fn(&[SocketAddr]) -> bool,
+) -> Vec<SocketAddr> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = resolve(registrar, handle).await;
+        if cond(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resolution never satisfied the condition; last {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A client session: the greeting line names the serving legacy server.
+pub struct Session {
+    pub r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    pub w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Session {
+    pub async fn open(addr: SocketAddr) -> Session {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        let (r, w) = s.into_split();
+        Session {
+            r: BufReader::new(r),
+            w,
+        }
+    }
+
+    pub async fn line(&mut self) -> String {
+        let mut l = String::new();
+        tokio::time::timeout(Duration::from_secs(20), self.r.read_line(&mut l))
+            .await
+            .expect("line within 20 s")
+            .expect("read");
+        l.trim_end().to_string()
+    }
+
+    /// Reads the greeting and returns the server tag ("IP1", ...).
+    pub async fn server(&mut self) -> String {
+        let l = self.line().await;
+        l.strip_prefix("hello from ")
+            .unwrap_or_else(|| panic!("not a greeting: {l:?}"))
+            .to_string()
+    }
+
+    pub async fn echo(&mut self, text: &str) -> String {
+        self.w
+            .write_all(format!("{text}\n").as_bytes())
+            .await
+            .expect("write");
+        self.line().await
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.w.shutdown().await;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.r.read_to_end(&mut rest)).await;
+    }
+}
+
+/// Opens a session through `addr` and returns it with the serving server's tag.
+pub async fn session(addr: SocketAddr) -> (Session, String) {
+    let mut s = Session::open(addr).await;
+    let who = s.server().await;
+    (s, who)
+}
