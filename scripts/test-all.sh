@@ -8,9 +8,10 @@
 #    Debian/Ubuntu; elsewhere it says what is missing and the dependent tests skip;
 # 2. runs every cargo test of the workspace (unit, property, conformance replay of
 #    pcap-fixtures, tshark oracle, host integration over TCP and network namespaces);
-# 3. boots the qemu VM rig (tests/vm/run.sh) for the kernel-SCTP and rsplib interop
+# 3. runs the demo (scripts/demo.sh --once) as a smoke test of the first README command;
+# 4. boots the qemu VM rig (tests/vm/run.sh) for the kernel-SCTP and rsplib interop
 #    scenarios.
-# --no-vm skips step 3; --soak adds the long simulation and soak runs (see README).
+# --no-vm skips step 4; --soak adds the long simulation and soak runs (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,8 +54,10 @@ cargo test --workspace --all-targets 2>&1 | tee target/cargo-test.log
 awk '/^test result:/ { p += $4; f += $6 } END { printf "cargo: %d passed, %d failed\n", p, f }' \
     target/cargo-test.log
 
+step "demo (README's first command, on spare ports)"
+DEMO_ASAP_PORT=23863 DEMO_ENRP_PORT=29901 bash scripts/demo.sh --once
+
 if [ "$vm" = 1 ]; then
     step "VM scenarios (kernel SCTP, rsplib interop)"
-    cargo build --release --workspace --bins
-    bash tests/vm/run.sh --no-build
+    bash tests/vm/run.sh
 fi

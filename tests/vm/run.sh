@@ -31,7 +31,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 KDIR=${VM_CACHE:-$HERE/cache}/kernel
 BUILD=$HERE/build
 RESULTS=$HERE/results
-DEFAULT_SCENARIOS="smoke rsplib-sanity transport-sctp cargo-tests registrar-rsplib registrar-announce"
+DEFAULT_SCENARIOS="smoke rsplib-sanity transport-sctp cargo-tests registrar-rsplib registrar-announce asap-rsplib"
 # Project binaries copied into the guest (/opt/rserpool/bin) when they exist,
 # plus every example in target/release/examples.
 PROJECT_BINS="rsp-transport-test enrp-server rsp-decode legacy-daemon proxy-pe"
@@ -72,8 +72,8 @@ if [[ " ${SCENARIOS[*]} " == *" cargo-tests "* ]]; then
   done
 fi
 if [ $BUILD_BINS -eq 1 ]; then
-  echo "run.sh: cargo build --release"
-  ( cd "$ROOT" && cargo build --release ) || { echo "run.sh: cargo build failed" >&2; exit 2; }
+  echo "run.sh: cargo build --release --workspace --bins --examples"
+  ( cd "$ROOT" && cargo build --release --workspace --bins --examples ) || { echo "run.sh: cargo build failed" >&2; exit 2; }
   for t in "${tests[@]}"; do
     echo "run.sh: cargo test --release -p ${t%%:*} --test ${t#*:} --no-run"
     ( cd "$ROOT" && cargo test --release -q -p "${t%%:*}" --test "${t#*:}" --no-run ) \
