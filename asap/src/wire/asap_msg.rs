@@ -179,58 +179,66 @@ pub struct RegistrationResponse {
     pub error: Option<OperationError>,
 }
 
-impl Body for RegistrationResponse {
-    const FLAG_MASK: u8 = 0x01;
-    fn decode_body(
-        d: &mut Dec<'_>,
-        flags: u8,
-        start: usize,
-        end: usize,
-    ) -> Result<Self, DecodeError> {
-        let ch = top_children(start, end);
-        let b = bind(
-            d,
-            ch,
-            &[
-                Slot::one(Kind::PoolHandle),
-                Slot::one(Kind::PeId),
-                Slot::opt(Kind::OpError),
-            ],
-            "ASAP_REGISTRATION_RESPONSE",
-            0,
-        )?;
-        Ok(RegistrationResponse {
-            reject: bit(flags, 0x01),
-            pool_handle: dec_pool_handle(d, b.req(0)?),
-            pe_identifier: dec_pe_id(d, b.req(1)?)?,
-            error: opt_error(d, b.opt(2))?,
-        })
-    }
-    fn flags(&self) -> u8 {
-        flag(self.reject, 0x01)
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        write_ph_peid(e, &self.pool_handle, self.pe_identifier)?;
-        if let Some(oe) = &self.error {
-            enc_op_error(e, oe)?;
+/// The two responses share one layout (Pool Handle, PE Identifier, optional Operation
+/// Error; flag R = rejected), so one implementation serves both.
+macro_rules! response_body {
+    ($T:ident, $name:literal) => {
+        impl Body for $T {
+            const FLAG_MASK: u8 = 0x01;
+            fn decode_body(
+                d: &mut Dec<'_>,
+                flags: u8,
+                start: usize,
+                end: usize,
+            ) -> Result<Self, DecodeError> {
+                let ch = top_children(start, end);
+                let b = bind(
+                    d,
+                    ch,
+                    &[
+                        Slot::one(Kind::PoolHandle),
+                        Slot::one(Kind::PeId),
+                        Slot::opt(Kind::OpError),
+                    ],
+                    $name,
+                    0,
+                )?;
+                Ok($T {
+                    reject: bit(flags, 0x01),
+                    pool_handle: dec_pool_handle(d, b.req(0)?),
+                    pe_identifier: dec_pe_id(d, b.req(1)?)?,
+                    error: opt_error(d, b.opt(2))?,
+                })
+            }
+            fn flags(&self) -> u8 {
+                flag(self.reject, 0x01)
+            }
+            fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
+                write_ph_peid(e, &self.pool_handle, self.pe_identifier)?;
+                if let Some(oe) = &self.error {
+                    enc_op_error(e, oe)?;
+                }
+                Ok(())
+            }
+            fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    " Pool Handle: {}, PE Identifier: 0x{:08x}",
+                    self.pool_handle, self.pe_identifier
+                )?;
+                if self.reject {
+                    f.write_str(", Rejected")?;
+                }
+                if let Some(oe) = &self.error {
+                    write!(f, ", Error: {oe}")?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
-    }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            " Pool Handle: {}, PE Identifier: 0x{:08x}",
-            self.pool_handle, self.pe_identifier
-        )?;
-        if self.reject {
-            f.write_str(", Rejected")?;
-        }
-        if let Some(oe) = &self.error {
-            write!(f, ", Error: {oe}")?;
-        }
-        Ok(())
-    }
+    };
 }
+
+response_body!(RegistrationResponse, "ASAP_REGISTRATION_RESPONSE");
 
 /// ASAP_DEREGISTRATION_RESPONSE (0x04, RFC 5352 §2.2.4). Flag R (0x01, rsplib's
 /// "deregistration reject") = rejected. Parameters: Pool Handle, PE Identifier,
@@ -248,55 +256,7 @@ pub struct DeregistrationResponse {
     pub error: Option<OperationError>,
 }
 
-impl Body for DeregistrationResponse {
-    const FLAG_MASK: u8 = 0x01;
-    fn decode_body(
-        d: &mut Dec<'_>,
-        flags: u8,
-        start: usize,
-        end: usize,
-    ) -> Result<Self, DecodeError> {
-        let ch = top_children(start, end);
-        let b = bind(
-            d,
-            ch,
-            &[
-                Slot::one(Kind::PoolHandle),
-                Slot::one(Kind::PeId),
-                Slot::opt(Kind::OpError),
-            ],
-            "ASAP_DEREGISTRATION_RESPONSE",
-            0,
-        )?;
-        Ok(DeregistrationResponse {
-            reject: bit(flags, 0x01),
-            pool_handle: dec_pool_handle(d, b.req(0)?),
-            pe_identifier: dec_pe_id(d, b.req(1)?)?,
-            error: opt_error(d, b.opt(2))?,
-        })
-    }
-    fn flags(&self) -> u8 {
-        flag(self.reject, 0x01)
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        write_ph_peid(e, &self.pool_handle, self.pe_identifier)?;
-        if let Some(oe) = &self.error {
-            enc_op_error(e, oe)?;
-        }
-        Ok(())
-    }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            " Pool Handle: {}, PE Identifier: 0x{:08x}",
-            self.pool_handle, self.pe_identifier
-        )?;
-        if let Some(oe) = &self.error {
-            write!(f, ", Error: {oe}")?;
-        }
-        Ok(())
-    }
-}
+response_body!(DeregistrationResponse, "ASAP_DEREGISTRATION_RESPONSE");
 
 /// ASAP_HANDLE_RESOLUTION (0x05, RFC 5352 §2.2.5). Flag S (0x01): the PU asks for
 /// updates of the pool. Parameters: Pool Handle [, rsplib Handle Resolution Option].
