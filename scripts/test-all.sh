@@ -1,5 +1,60 @@
 #!/usr/bin/env bash
-# The whole test suite (README's second command). Installs what the tests need.
+# The whole test suite of rserpool-rs: the README's test command, and what .ci/run runs.
+#
+#   scripts/test-all.sh [--no-vm] [--soak]
+#
+# 1. installs what the tests need (tshark as the independent decoder; qemu, a Debian
+#    cloud kernel with SCTP, busybox and rsplib for the VM rig) when run as root on
+#    Debian/Ubuntu; elsewhere it says what is missing and the dependent tests skip;
+# 2. runs every cargo test of the workspace (unit, property, conformance replay of
+#    pcap-fixtures, tshark oracle, host integration over TCP and network namespaces);
+# 3. boots the qemu VM rig (tests/vm/run.sh) for the kernel-SCTP and rsplib interop
+#    scenarios.
+# --no-vm skips step 3; --soak adds the long simulation and soak runs (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --all-targets
+
+vm=1
+soak=0
+for arg in "$@"; do
+    case "$arg" in
+        --no-vm) vm=0 ;;
+        --soak) soak=1 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "test-all.sh: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
+
+step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "system packages"
+if ! command -v tshark >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq tshark >/dev/null
+    else
+        echo "tshark missing and not installable here: the tshark oracle tests will skip"
+    fi
+fi
+tshark --version 2>/dev/null | head -1 || true
+if [ "$vm" = 1 ]; then
+    bash tests/vm/install-deps.sh
+fi
+
+if [ "$soak" = 1 ]; then
+    export RSERPOOL_SOAK=1
+fi
+
+mkdir -p target
+step "cargo test (workspace)"
+cargo test --workspace --all-targets 2>&1 | tee target/cargo-test.log
+# Print one total line over every test binary, in the plain 'N passed, N failed' form.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "cargo: %d passed, %d failed\n", p, f }' \
+    target/cargo-test.log
+
+if [ "$vm" = 1 ]; then
+    step "VM scenarios (kernel SCTP, rsplib interop)"
+    cargo build --release --workspace --bins
+    bash tests/vm/run.sh --no-build
+fi

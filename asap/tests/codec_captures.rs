@@ -388,3 +388,47 @@ fn json_of_a_registration() {
     );
     assert_eq!(j["consumed"], 56);
 }
+
+#[test]
+fn crafted_server_announce_and_presence_match_tshark_oracle() {
+    // Oracle: crafted/oracle/asap-server-announce-udp.json "asap.server_identifier": "0x0000beef".
+    let (p, b) = find("crafted-single.hex", "1");
+    let d = decode_exact(p, &b);
+    assert_eq!(d.message.tshark_name(), "ASAP Server Announce");
+    let Message::Asap(AsapMessage::ServerAnnounce(m)) = d.message else {
+        panic!()
+    };
+    assert_eq!(m.server_id, 0xbeef);
+    assert_eq!(
+        m.transports,
+        vec![TransportParameter::Sctp {
+            port: 3863,
+            transport_use: TransportUse::DataOnly,
+            addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        }]
+    );
+    // Oracle: enrp-presence-udp.json "enrp.sender_servers_id": "0x0000beef",
+    // "enrp.pe_checksum": "0xabcd".
+    let (p, b) = find("crafted-single.hex", "2");
+    let d = decode_exact(p, &b);
+    assert_eq!(d.message.tshark_name(), "ENRP Presence");
+    let Message::Enrp(EnrpMessage::Presence(m)) = d.message else {
+        panic!()
+    };
+    assert_eq!((m.sender, m.receiver, m.checksum), (0xbeef, 0, 0xabcd));
+    assert_eq!(m.server_information.map(|s| s.server_id), Some(0xbeef));
+}
+
+#[test]
+fn two_messages_in_one_tcp_segment() {
+    let (p, b) = find("crafted-single.hex", "3");
+    let mut names = Vec::new();
+    let mut at = 0;
+    while let Some(n) = Message::peek_wire_len(&b[at..]) {
+        let d = decode_exact(p, &b[at..at + n]);
+        names.push(d.message.name());
+        at += n;
+    }
+    assert_eq!(at, b.len());
+    assert_eq!(names, ["ASAP_REGISTRATION", "ASAP_HANDLE_RESOLUTION"]);
+}

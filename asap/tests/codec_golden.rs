@@ -792,3 +792,57 @@ fn too_long_messages_fail_to_encode() {
     ));
     assert!(buf.is_empty());
 }
+
+#[test]
+fn peek_wire_len_for_stream_framing() {
+    assert_eq!(Message::peek_wire_len(&[0x05, 0x00, 0x00]), None);
+    assert_eq!(Message::peek_wire_len(&ECHO_HR[..4]), Some(16));
+    assert_eq!(Message::peek_wire_len(&[0x05, 0x00, 0x00, 0x13]), Some(20));
+    assert_eq!(Message::peek_wire_len(&[0x05, 0x00, 0x00, 0x00]), Some(4));
+    // Two messages back to back in one buffer (as in a TCP segment).
+    let mut two = ECHO_HR.to_vec();
+    two.extend_from_slice(&ECHO_HR);
+    let n = Message::peek_wire_len(&two).unwrap();
+    let d = Message::decode(Protocol::Asap, &two[..n]).unwrap();
+    assert_eq!(d.consumed, n);
+    let d2 = Message::decode(Protocol::Asap, &two[d.consumed..]).unwrap();
+    assert_eq!(d2.message, d.message);
+}
+
+#[test]
+fn standalone_parameters_and_extra_tlv_json() {
+    let pe = echo_pe(Policy::RoundRobin);
+    let tlv = Parameter::PoolElement(pe.clone()).to_vec().unwrap();
+    assert_eq!(&tlv[..4], &[0x00, 0x0A, 0x00, 0x28]);
+    // 0x3 Invalid Values carrying the offending Pool Element TLV.
+    let cause = ErrorCause::invalid_values(&tlv);
+    assert_eq!(
+        cause.tlv().unwrap().decode_known(),
+        Some(Parameter::PoolElement(pe))
+    );
+    assert_eq!(
+        Parameter::decode(&[0x00, 0x0E, 0x00, 0x08, 0, 0, 0, 5]).unwrap(),
+        (Parameter::PeIdentifier(5), 8)
+    );
+    assert!(matches!(
+        Parameter::decode(&[0x80, 0x0E, 0x00, 0x04]),
+        Err(DecodeError::UnrecognizedParameter {
+            param_type: 0x800E,
+            ..
+        })
+    ));
+    // An extra known TLV kept in the layout shows its typed view in JSON.
+    let m: Message = asap_msg::Deregistration {
+        pool_handle: "EchoPool".into(),
+        pe_identifier: 7,
+    }
+    .into();
+    let mut b = m.to_bytes().unwrap().to_vec();
+    b.extend_from_slice(&[0x00, 0x0E, 0x00, 0x08, 0, 0, 0, 9]);
+    b[3] += 8;
+    let j = serde_json::to_value(exact(Protocol::Asap, &b)).unwrap();
+    let q = &j["layout"]["quirks"][0];
+    assert_eq!(q["path"], serde_json::json!([2]));
+    assert_eq!(q["kind"]["extra_tlv"]["param_type"], "PE_IDENTIFIER");
+    assert_eq!(q["kind"]["extra_tlv"]["decoded"]["value"], 9);
+}

@@ -55,6 +55,49 @@ proptest! {
     }
 
     #[test]
+    fn parameters_round_trip(
+        pe in arbitrary::pool_element(),
+        si in arbitrary::server_information(),
+        oe in arbitrary::operation_error(),
+        ph in arbitrary::pool_handle(),
+    ) {
+        for p in [
+            Parameter::PoolElement(pe),
+            Parameter::ServerInformation(si),
+            Parameter::OperationError(oe),
+            Parameter::PoolHandle(ph),
+        ] {
+            let b = p.to_vec().expect("encode");
+            prop_assert_eq!(b.len() % 4, 0);
+            let (q, used) = Parameter::decode(&b).expect("decode");
+            prop_assert_eq!(used, b.len());
+            prop_assert_eq!(q, p);
+        }
+    }
+
+    #[test]
+    fn random_parameter_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..120)) {
+        if let Ok((p, used)) = Parameter::decode(&b) {
+            prop_assert!(used <= b.len());
+            let _ = p.to_vec().expect("encode");
+        }
+    }
+
+    #[test]
+    fn arbitrary_layouts_never_panic(m in arbitrary::message(), l in arbitrary::layout()) {
+        let mut buf = bytes::BytesMut::new();
+        if m.encode_with_layout(&l, &mut buf).is_ok() {
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            prop_assert!(len <= buf.len());
+            prop_assert_eq!(buf.len() % 4, 0);
+            // Whatever it decodes to, decoding must not panic.
+            let _ = Message::decode(m.protocol(), &buf);
+        } else {
+            prop_assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic(p in protocol(), b in proptest::collection::vec(any::<u8>(), 0..200)) {
         check_bytes(p, &b)?;
     }

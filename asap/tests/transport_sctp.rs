@@ -2,7 +2,7 @@
 //!
 //! These tests need a kernel with SCTP. On a host without it each test prints `SKIPPED` and
 //! passes (the build hosts have none); they are meant to run in the qemu VM, e.g. with
-//! `asap/tests/transport_vm_scenario.sh`, which copies this test binary into the VM image.
+//! the VM rig's `cargo-tests` scenario (`tests/vm/run.sh cargo-tests`), which copies this test binary into the VM image and runs it there.
 //!
 //! Run (with SCTP): `cargo test -p asap --test transport_sctp -- --test-threads=1`
 

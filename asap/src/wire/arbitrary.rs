@@ -456,3 +456,21 @@ pub fn message() -> impl Strategy<Value = Message> {
         enrp_message().prop_map(Message::Enrp),
     ]
 }
+
+/// An arbitrary (possibly nonsensical) [`Layout`](super::Layout): random extra TLVs and
+/// padding choices at random paths. Encoding with it must not panic; it need not decode.
+pub fn layout() -> impl Strategy<Value = super::Layout> {
+    use super::layout::{Layout, Quirk, QuirkKind, RawTlv};
+    let kind = prop_oneof![
+        Just(QuirkKind::PaddingExcluded),
+        (any::<u16>(), vec(any::<u8>(), 0..9))
+            .prop_map(|(param_type, value)| QuirkKind::ExtraTlv(RawTlv { param_type, value })),
+    ];
+    (any::<u8>(), vec((vec(0u16..5, 0..4), kind), 0..5)).prop_map(|(unused_flags, q)| Layout {
+        unused_flags,
+        quirks: q
+            .into_iter()
+            .map(|(path, kind)| Quirk { path, kind })
+            .collect(),
+    })
+}

@@ -62,10 +62,10 @@ fn ph_peid(
     end: usize,
     ctx: &'static str,
 ) -> Result<(PoolHandle, PeIdentifier), DecodeError> {
-    let ch = top_children(d, start, end)?;
+    let ch = top_children(start, end);
     let b = bind(
         d,
-        &ch,
+        ch,
         &[Slot::one(Kind::PoolHandle), Slot::one(Kind::PeId)],
         ctx,
         0,
@@ -101,10 +101,10 @@ pub struct Registration {
 impl Body for Registration {
     const FLAG_MASK: u8 = 0;
     fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::one(Kind::PoolHandle), Slot::one(Kind::PoolElement)],
             "ASAP_REGISTRATION",
             0,
@@ -187,10 +187,10 @@ impl Body for RegistrationResponse {
         start: usize,
         end: usize,
     ) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[
                 Slot::one(Kind::PoolHandle),
                 Slot::one(Kind::PeId),
@@ -256,10 +256,10 @@ impl Body for DeregistrationResponse {
         start: usize,
         end: usize,
     ) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[
                 Slot::one(Kind::PoolHandle),
                 Slot::one(Kind::PeId),
@@ -330,10 +330,10 @@ impl Body for HandleResolution {
         start: usize,
         end: usize,
     ) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::one(Kind::PoolHandle), Slot::opt(Kind::HrOption)],
             "ASAP_HANDLE_RESOLUTION",
             0,
@@ -393,10 +393,10 @@ impl Body for HandleResolutionResponse {
         start: usize,
         end: usize,
     ) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[
                 Slot::one(Kind::PoolHandle),
                 Slot::opt(Kind::Policy),
@@ -480,10 +480,10 @@ impl Body for EndpointKeepAlive {
         end: usize,
     ) -> Result<Self, DecodeError> {
         let server_id = d.u32_at(start, end, "server identifier")?;
-        let ch = top_children(d, start + 4, end)?;
+        let ch = top_children(start + 4, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::one(Kind::PoolHandle), Slot::opt(Kind::PeId)],
             "ASAP_ENDPOINT_KEEP_ALIVE",
             0,
@@ -608,10 +608,10 @@ impl Body for ServerAnnounce {
     const FLAG_MASK: u8 = 0;
     fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
         let server_id = d.u32_at(start, end, "server identifier")?;
-        let ch = top_children(d, start + 4, end)?;
+        let ch = top_children(start + 4, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::many(Kind::Transport, 0)],
             "ASAP_SERVER_ANNOUNCE",
             0,
@@ -675,8 +675,8 @@ macro_rules! cookie_body {
                 start: usize,
                 end: usize,
             ) -> Result<Self, DecodeError> {
-                let ch = top_children(d, start, end)?;
-                let b = bind(d, &ch, &[Slot::one(Kind::Cookie)], $name, 0)?;
+                let ch = top_children(start, end);
+                let b = bind(d, ch, &[Slot::one(Kind::Cookie)], $name, 0)?;
                 Ok($T {
                     cookie: dec_bytes(d, b.req(0)?),
                 })
@@ -712,10 +712,10 @@ pub struct BusinessCard {
 impl Body for BusinessCard {
     const FLAG_MASK: u8 = 0;
     fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
+        let ch = top_children(start, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[
                 Slot::one(Kind::PoolHandle),
                 Slot::opt(Kind::Policy),
@@ -771,8 +771,8 @@ pub struct Error {
 impl Body for Error {
     const FLAG_MASK: u8 = 0;
     fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let ch = top_children(d, start, end)?;
-        let b = bind(d, &ch, &[Slot::one(Kind::OpError)], "ASAP_ERROR", 0)?;
+        let ch = top_children(start, end);
+        let b = bind(d, ch, &[Slot::one(Kind::OpError)], "ASAP_ERROR", 0)?;
         Ok(Error {
             error: dec_op_error(d, b.req(0)?)?,
         })

@@ -122,10 +122,10 @@ impl Body for Presence {
         end: usize,
     ) -> Result<Self, DecodeError> {
         let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(d, start + 8, end)?;
+        let ch = top_children(start + 8, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::one(Kind::PeChecksum), Slot::opt(Kind::ServerInfo)],
             "ENRP_PRESENCE",
             0,
@@ -183,8 +183,8 @@ impl Body for HandleTableRequest {
         end: usize,
     ) -> Result<Self, DecodeError> {
         let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(d, start + 8, end)?;
-        bind(d, &ch, &[], "ENRP_HANDLE_TABLE_REQUEST", 0)?;
+        let ch = top_children(start + 8, end);
+        bind(d, ch, &[], "ENRP_HANDLE_TABLE_REQUEST", 0)?;
         Ok(HandleTableRequest {
             own_children_only: bit(flags, 0x01),
             sender,
@@ -241,9 +241,10 @@ impl Body for HandleTableResponse {
         end: usize,
     ) -> Result<Self, DecodeError> {
         let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(d, start + 8, end)?;
+        let mut ch = top_children(start + 8, end);
         let mut pools: Vec<PoolEntry> = Vec::new();
-        for c in &ch {
+        while let Some(c) = ch.next(d)? {
+            let c = &c;
             match c.param() {
                 super::codes::ParamType::PoolHandle => pools.push(PoolEntry {
                     pool_handle: dec_pool_handle(d, c),
@@ -355,10 +356,10 @@ impl Body for HandleUpdate {
         let (sender, receiver) = ids(d, start, end)?;
         let action = UpdateAction::from_code(d.u16_at(start + 8, end, "update action")?);
         let reserved = d.u16_at(start + 10, end, "reserved")?;
-        let ch = top_children(d, start + 12, end)?;
+        let ch = top_children(start + 12, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::one(Kind::PoolHandle), Slot::one(Kind::PoolElement)],
             "ENRP_HANDLE_UPDATE",
             0,
@@ -412,8 +413,8 @@ impl Body for ListRequest {
     const FLAG_MASK: u8 = 0;
     fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
         let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(d, start + 8, end)?;
-        bind(d, &ch, &[], "ENRP_LIST_REQUEST", 0)?;
+        let ch = top_children(start + 8, end);
+        bind(d, ch, &[], "ENRP_LIST_REQUEST", 0)?;
         Ok(ListRequest { sender, receiver })
     }
     fn flags(&self) -> u8 {
@@ -451,10 +452,10 @@ impl Body for ListResponse {
         end: usize,
     ) -> Result<Self, DecodeError> {
         let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(d, start + 8, end)?;
+        let ch = top_children(start + 8, end);
         let b = bind(
             d,
-            &ch,
+            ch,
             &[Slot::many(Kind::ServerInfo, 0)],
             "ENRP_LIST_RESPONSE",
             0,
@@ -504,8 +505,8 @@ macro_rules! takeover {
             fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
                 let (sender, receiver) = ids(d, start, end)?;
                 let target = d.u32_at(start + 8, end, "target server's ID")?;
-                let ch = top_children(d, start + 12, end)?;
-                bind(d, &ch, &[], $name, 0)?;
+                let ch = top_children(start + 12, end);
+                bind(d, ch, &[], $name, 0)?;
                 Ok($T { sender, receiver, target })
             }
             fn flags(&self) -> u8 {
@@ -555,8 +556,8 @@ impl Body for Error {
     const FLAG_MASK: u8 = 0;
     fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
         let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(d, start + 8, end)?;
-        let b = bind(d, &ch, &[Slot::one(Kind::OpError)], "ENRP_ERROR", 0)?;
+        let ch = top_children(start + 8, end);
+        let b = bind(d, ch, &[Slot::one(Kind::OpError)], "ENRP_ERROR", 0)?;
         Ok(Error {
             sender,
             receiver,

@@ -60,13 +60,26 @@ impl RawTlv {
     }
 }
 
+impl RawTlv {
+    /// The typed view of this TLV if its type is known and it decodes.
+    pub fn decode_known(&self) -> Option<super::tlv::Parameter> {
+        super::tlv::Parameter::decode(&self.to_vec())
+            .ok()
+            .map(|(p, _)| p)
+    }
+}
+
 impl Serialize for RawTlv {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("RawTlv", 3)?;
+        let decoded = self.decode_known();
+        let mut st = s.serialize_struct("RawTlv", 4)?;
         st.serialize_field("param_type", &ParamType::from_code(self.param_type))?;
         st.serialize_field("length", &(4 + self.value.len()))?;
         st.serialize_field("value", &hex(&self.value))?;
+        if let Some(p) = decoded {
+            st.serialize_field("decoded", &p)?;
+        }
         st.end()
     }
 }
@@ -367,6 +380,97 @@ impl Child {
 
 type NomErr<'b> = nom::error::Error<&'b [u8]>;
 
+/// Walks the child TLVs in the region `start..end` of a container without allocating
+/// (RFC 5354 §2): children are stepped over by their padded length; the last child's
+/// padding may lie outside `end` (recorded as [`QuirkKind::PaddingExcluded`] for the
+/// container, whose path must be the decoder's current path).
+pub(crate) struct Walk {
+    pos: usize,
+    end: usize,
+    idx: u16,
+    container: ParamType,
+}
+
+impl Walk {
+    pub(crate) fn new(start: usize, end: usize, container: ParamType) -> Self {
+        Walk {
+            pos: start,
+            end,
+            idx: 0,
+            container,
+        }
+    }
+
+    /// The next child, `None` at the end of the container.
+    pub(crate) fn next(&mut self, d: &mut Dec<'_>) -> Result<Option<Child>, DecodeError> {
+        let (pos, end, container) = (self.pos, self.end, self.container);
+        if pos >= end {
+            return Ok(None);
+        }
+        d.need(pos, 4, end, "parameter header")?;
+        let (ptype, len) = (be_u16::<_, NomErr<'_>>, be_u16)
+            .parse(&d.buf[pos..end])
+            .map(|(_, v)| v)
+            .map_err(|_| d.trunc(pos, 4, end, "parameter header"))?;
+        // Causes inside an Operation Error share the TLV shape but not the type space.
+        let param = if container == ParamType::OperationError {
+            container
+        } else {
+            ParamType::from_code(ptype)
+        };
+        let len_us = usize::from(len);
+        if len_us < 4 {
+            return Err(DecodeError::BadParamLength {
+                offset: pos,
+                param,
+                length: len,
+                reason: "below the 4-byte header",
+            });
+        }
+        if pos + len_us > end {
+            return Err(DecodeError::BadParamLength {
+                offset: pos,
+                param,
+                length: len,
+                reason: if container == ParamType::Unknown(0) {
+                    "beyond the message length"
+                } else {
+                    "beyond the enclosing parameter"
+                },
+            });
+        }
+        let next = pos + padded(len_us);
+        let child = Child {
+            idx: self.idx,
+            offset: pos,
+            ptype,
+            len: len_us,
+        };
+        self.idx = self.idx.saturating_add(1);
+        if next > end {
+            if pos + len_us != end {
+                return Err(DecodeError::BadParamLength {
+                    offset: pos,
+                    param,
+                    length: len,
+                    reason: "enclosing length ends inside this parameter's padding",
+                });
+            }
+            // The last child's padding lies outside the container's Length: it is the
+            // container's own padding, checked by whoever walks the container.
+            d.quirks.push(Quirk {
+                path: d.path.clone(),
+                kind: QuirkKind::PaddingExcluded,
+            });
+            self.pos = end;
+        } else {
+            d.check_padding(pos + len_us, next);
+            self.pos = next;
+        }
+        Ok(Some(child))
+    }
+}
+
 /// Decoding state: the message bytes, the current path and what was recorded so far.
 pub(crate) struct Dec<'b> {
     pub buf: &'b [u8],
@@ -469,80 +573,17 @@ impl<'b> Dec<'b> {
         }
     }
 
-    /// Splits the region `start..end` of a container into child TLVs (RFC 5354 §2):
-    /// children are walked by their padded length; the last child's padding may lie
-    /// outside `end` (recorded as [`QuirkKind::PaddingExcluded`] for the container).
+    /// Splits the region `start..end` of a container into child TLVs (see [`Walk`]).
     pub(crate) fn children(
         &mut self,
         start: usize,
         end: usize,
         container: ParamType,
     ) -> Result<Vec<Child>, DecodeError> {
+        let mut w = Walk::new(start, end, container);
         let mut out = Vec::new();
-        let mut pos = start;
-        let mut idx: u16 = 0;
-        while pos < end {
-            let (ptype, len) = (|| -> Result<(u16, u16), DecodeError> {
-                self.need(pos, 4, end, "parameter header")?;
-                (be_u16::<_, NomErr<'b>>, be_u16)
-                    .parse(&self.buf[pos..end])
-                    .map(|(_, v)| v)
-                    .map_err(|_| self.trunc(pos, 4, end, "parameter header"))
-            })()?;
-            // Causes inside an Operation Error share the TLV shape but not the type space.
-            let param = if container == ParamType::OperationError {
-                container
-            } else {
-                ParamType::from_code(ptype)
-            };
-            let len_us = usize::from(len);
-            if len_us < 4 {
-                return Err(DecodeError::BadParamLength {
-                    offset: pos,
-                    param,
-                    length: len,
-                    reason: "below the 4-byte header",
-                });
-            }
-            if pos + len_us > end {
-                return Err(DecodeError::BadParamLength {
-                    offset: pos,
-                    param,
-                    length: len,
-                    reason: if container == ParamType::Unknown(0) {
-                        "beyond the message length"
-                    } else {
-                        "beyond the enclosing parameter"
-                    },
-                });
-            }
-            let next = pos + padded(len_us);
-            out.push(Child {
-                idx,
-                offset: pos,
-                ptype,
-                len: len_us,
-            });
-            idx = idx.saturating_add(1);
-            if next > end {
-                if pos + len_us != end {
-                    return Err(DecodeError::BadParamLength {
-                        offset: pos,
-                        param,
-                        length: len,
-                        reason: "enclosing length ends inside this parameter's padding",
-                    });
-                }
-                // The last child's padding lies outside the container's Length: it is the
-                // container's own padding, checked by whoever walks the container.
-                self.quirks.push(Quirk {
-                    path: self.path.clone(),
-                    kind: QuirkKind::PaddingExcluded,
-                });
-                break;
-            }
-            self.check_padding(pos + len_us, next);
-            pos = next;
+        while let Some(c) = w.next(self)? {
+            out.push(c);
         }
         Ok(out)
     }

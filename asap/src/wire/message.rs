@@ -25,10 +25,13 @@ use super::cause::ErrorCause;
 use super::codes::{AsapType, EnrpType, ParamAction, ParamType};
 use super::enrp_msg::EnrpMessage;
 use super::error::{DecodeError, EncodeError, Warning};
-use super::layout::{padded, Child, Dec, Enc, Layout};
+use super::layout::{padded, Dec, Enc, Layout, Walk};
 
-/// Which of the two RSerPool protocols a message belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Which of the two RSerPool protocols a message belongs to. The type byte alone does not
+/// tell: both protocols number their messages from 1, so the receiver knows the protocol
+/// from the SCTP PPID or the port (RSERPOOL-SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// Aggregate Server Access Protocol, RFC 5352.
     Asap,
@@ -131,13 +134,9 @@ pub(crate) trait Body: Sized {
     fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
 }
 
-/// The message-level TLVs in `start..end`.
-pub(crate) fn top_children(
-    d: &mut Dec<'_>,
-    start: usize,
-    end: usize,
-) -> Result<Vec<Child>, DecodeError> {
-    d.children(start, end, ParamType::Unknown(0))
+/// Walker over the message-level TLVs in `start..end`.
+pub(crate) fn top_children(start: usize, end: usize) -> Walk {
+    Walk::new(start, end, ParamType::Unknown(0))
 }
 
 /// Serializes a message struct with a leading `"type": "<NAME>"`.
@@ -228,6 +227,17 @@ impl Message {
             reports: d.reports,
             warnings: d.warnings,
         })
+    }
+
+    /// For stream framing (TCP): how many bytes the message starting at `input` occupies
+    /// on the wire — its Length rounded up to 4 — once the 4-byte header is available.
+    /// `None` if fewer than 4 bytes are given; a Length below 4 is returned as 4 so that a
+    /// caller always makes progress (decoding it then reports the bad Length).
+    pub fn peek_wire_len(input: &[u8]) -> Option<usize> {
+        match input {
+            [_, _, hi, lo, ..] => Some(padded(usize::from(u16::from_be_bytes([*hi, *lo])).max(4))),
+            _ => None,
+        }
     }
 
     /// Encodes the message canonically (rsplib-compatible padding, no extra TLVs),

@@ -40,4 +40,4 @@ pub use layout::{Layout, Quirk, QuirkKind, RawTlv};
 pub use message::{Decoded, Message, Protocol};
 pub use param::*;
 pub use policy::*;
-pub use tlv::{transport_param_type, HandleResolutionOption};
+pub use tlv::{transport_param_type, HandleResolutionOption, Parameter};

@@ -1,7 +1,7 @@
 //! Encoding and decoding of every parameter of RFC 5354 §3 (and rsplib's Handle Resolution
 //! Option), on top of the TLV engine in [`layout`](super::layout).
 //!
-//! Decoders take a [`Child`] found by [`Dec::children`] and return the typed value from
+//! Decoders take a child TLV found by the container walker and return the typed value from
 //! [`param`](super::param) / [`policy`](super::policy) / [`cause`](super::cause); nested
 //! TLVs (addresses in transports, transports and policy in a Pool Element, causes in an
 //! Operation Error) are walked with the same padding rules and recorded in the layout.
@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::cause::{ErrorCause, OperationError};
 use super::codes::{CauseCode, ParamType};
 use super::error::{DecodeError, EncodeError};
-use super::layout::{Child, Dec, Enc};
+use super::layout::{Child, Dec, Enc, Walk};
 use super::param::{PoolElement, PoolHandle, ServerInformation, TransportParameter, TransportUse};
 use super::policy::{Policy, PolicyType};
 
@@ -161,7 +161,7 @@ impl Bound {
 /// At most [`MAX_SLOTS`] slots, at most one of them repeated.
 pub(crate) fn bind(
     d: &mut Dec<'_>,
-    children: &[Child],
+    mut children: Walk,
     slots: &[Slot],
     context: &'static str,
     offset: usize,
@@ -179,7 +179,8 @@ pub(crate) fn bind(
         b.params[j] = slot.kind.param();
     }
     let mut s = 0;
-    for c in children {
+    while let Some(child) = children.next(d)? {
+        let c = &child;
         let p = c.param();
         if !p.is_known() {
             d.extra(c)?;
@@ -322,9 +323,10 @@ pub(crate) fn dec_transport(d: &mut Dec<'_>, c: &Child) -> Result<TransportParam
         0
     };
     let addresses = nested(d, c, |d| {
-        let children = d.children(v.start + fixed, v.end, p)?;
+        let mut walk = Walk::new(v.start + fixed, v.end, p);
         let mut addrs = Vec::new();
-        for ch in &children {
+        while let Some(child) = walk.next(d)? {
+            let ch = &child;
             if matches!(ch.param(), ParamType::Ipv4Address | ParamType::Ipv6Address) {
                 if p != ParamType::SctpTransport && !addrs.is_empty() {
                     return Err(DecodeError::InvalidValue {
@@ -494,13 +496,13 @@ pub(crate) fn dec_pool_element(d: &mut Dec<'_>, c: &Child) -> Result<PoolElement
     let home_server_id = d.u32_at(v.start + 4, v.end, "home ENRP server identifier")?;
     let registration_life = d.u32_at(v.start + 8, v.end, "registration life")? as i32;
     nested(d, c, |d| {
-        let children = d.children(v.start + 12, v.end, ParamType::PoolElement)?;
+        let children = Walk::new(v.start + 12, v.end, ParamType::PoolElement);
         const SLOTS: [Slot; 3] = [
             Slot::one(Kind::Transport),
             Slot::one(Kind::Policy),
             Slot::opt(Kind::Transport),
         ];
-        let b = bind(d, &children, &SLOTS, "Pool Element", c.offset)?;
+        let b = bind(d, children, &SLOTS, "Pool Element", c.offset)?;
         let user_transport = dec_transport(d, b.req(0)?)?;
         let policy = dec_policy(d, b.req(1)?)?;
         let asap_transport = match b.opt(2) {
@@ -529,10 +531,10 @@ pub(crate) fn dec_server_info(
     }
     let server_id = d.u32_at(v.start, v.end, "server identifier")?;
     nested(d, c, |d| {
-        let children = d.children(v.start + 4, v.end, ParamType::ServerInformation)?;
+        let children = Walk::new(v.start + 4, v.end, ParamType::ServerInformation);
         let b = bind(
             d,
-            &children,
+            children,
             &[Slot::one(Kind::Transport)],
             "Server Information",
             c.offset,
@@ -548,16 +550,15 @@ pub(crate) fn dec_server_info(
 pub(crate) fn dec_op_error(d: &mut Dec<'_>, c: &Child) -> Result<OperationError, DecodeError> {
     let v = c.value_range();
     nested(d, c, |d| {
-        let children = d.children(v.start, v.end, ParamType::OperationError)?;
-        Ok(OperationError {
-            causes: children
-                .iter()
-                .map(|ch| ErrorCause {
-                    code: CauseCode::from_code(ch.ptype),
-                    info: d.buf[ch.value_range()].to_vec(),
-                })
-                .collect(),
-        })
+        let mut walk = Walk::new(v.start, v.end, ParamType::OperationError);
+        let mut causes = Vec::new();
+        while let Some(ch) = walk.next(d)? {
+            causes.push(ErrorCause {
+                code: CauseCode::from_code(ch.ptype),
+                info: d.buf[ch.value_range()].to_vec(),
+            });
+        }
+        Ok(OperationError { causes })
     })
 }
 
@@ -753,4 +754,139 @@ pub(crate) fn enc_op_error(e: &mut Enc<'_>, oe: &OperationError) -> Result<(), E
         e.tlv_bytes(c.code.code(), &c.info, "error cause")?;
     }
     e.end_tlv()
+}
+
+// ---------------------------------------------------------------------------------------
+// Stand-alone parameters
+
+/// Any known parameter on its own (RFC 5354 §3), e.g. to build the cause-specific
+/// information of an Operation Error (0x3 Invalid Values carries the offending TLV) or to
+/// look inside a [`RawTlv`](super::RawTlv) kept in a layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "param", content = "value", rename_all = "snake_case")]
+pub enum Parameter {
+    /// 0x0001 / 0x0002 IPv4 or IPv6 Address.
+    Address(IpAddr),
+    /// 0x0003–0x0007, 0x0010 transports.
+    Transport(TransportParameter),
+    /// 0x0008 Pool Member Selection Policy.
+    Policy(Policy),
+    /// 0x0009 Pool Handle.
+    PoolHandle(PoolHandle),
+    /// 0x000A Pool Element.
+    PoolElement(PoolElement),
+    /// 0x000B Server Information.
+    ServerInformation(ServerInformation),
+    /// 0x000C Operation Error.
+    OperationError(OperationError),
+    /// 0x000D Cookie.
+    Cookie(Vec<u8>),
+    /// 0x000E PE Identifier.
+    PeIdentifier(u32),
+    /// 0x000F PE Checksum.
+    PeChecksum(u16),
+    /// 0x803F Handle Resolution Option.
+    HandleResolutionOption(HandleResolutionOption),
+}
+
+impl Parameter {
+    /// The parameter type.
+    pub fn param_type(&self) -> ParamType {
+        match self {
+            Parameter::Address(IpAddr::V4(_)) => ParamType::Ipv4Address,
+            Parameter::Address(IpAddr::V6(_)) => ParamType::Ipv6Address,
+            Parameter::Transport(t) => transport_param_type(t),
+            Parameter::Policy(_) => ParamType::PoolMemberSelectionPolicy,
+            Parameter::PoolHandle(_) => ParamType::PoolHandle,
+            Parameter::PoolElement(_) => ParamType::PoolElement,
+            Parameter::ServerInformation(_) => ParamType::ServerInformation,
+            Parameter::OperationError(_) => ParamType::OperationError,
+            Parameter::Cookie(_) => ParamType::Cookie,
+            Parameter::PeIdentifier(_) => ParamType::PeIdentifier,
+            Parameter::PeChecksum(_) => ParamType::PeChecksum,
+            Parameter::HandleResolutionOption(_) => ParamType::HandleResolutionOption,
+        }
+    }
+
+    /// Appends the canonical TLV (with its padding) to `buf`.
+    pub fn encode(&self, buf: &mut bytes::BytesMut) -> Result<(), EncodeError> {
+        let layout = super::layout::Layout::default();
+        let start = buf.len();
+        let mut e = Enc::new(buf, &layout);
+        let r = match self {
+            Parameter::Address(a) => enc_address(&mut e, a),
+            Parameter::Transport(t) => enc_transport(&mut e, t),
+            Parameter::Policy(p) => enc_policy(&mut e, p),
+            Parameter::PoolHandle(p) => enc_pool_handle(&mut e, p),
+            Parameter::PoolElement(p) => enc_pool_element(&mut e, p),
+            Parameter::ServerInformation(s) => enc_server_info(&mut e, s),
+            Parameter::OperationError(o) => enc_op_error(&mut e, o),
+            Parameter::Cookie(c) => enc_cookie(&mut e, c),
+            Parameter::PeIdentifier(i) => enc_pe_id(&mut e, *i),
+            Parameter::PeChecksum(c) => enc_pe_checksum(&mut e, *c),
+            Parameter::HandleResolutionOption(o) => enc_hr_option(&mut e, o),
+        };
+        if r.is_err() {
+            buf.truncate(start);
+        }
+        r
+    }
+
+    /// The canonical TLV bytes (with padding).
+    pub fn to_vec(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut b = bytes::BytesMut::new();
+        self.encode(&mut b)?;
+        Ok(b.to_vec())
+    }
+
+    /// Decodes the TLV at the start of `input`; returns it and the bytes it occupies
+    /// (Length plus the padding present in `input`). Unknown types give
+    /// [`DecodeError::UnrecognizedParameter`] whatever their action bits. Layout details
+    /// of nested TLVs are not kept (use [`Message::decode`](super::Message::decode) for
+    /// byte-exact work).
+    pub fn decode(input: &[u8]) -> Result<(Parameter, usize), DecodeError> {
+        let mut d = Dec::new(input);
+        let ptype = d.u16_at(0, input.len(), "parameter type")?;
+        let len = usize::from(d.u16_at(2, input.len(), "parameter length")?);
+        let c = Child {
+            idx: 0,
+            offset: 0,
+            ptype,
+            len,
+        };
+        if len < 4 {
+            return Err(bad_len(&c, "below the 4-byte header"));
+        }
+        if len > input.len() {
+            return Err(bad_len(&c, "beyond the end of the input"));
+        }
+        let p = match c.param() {
+            ParamType::Ipv4Address | ParamType::Ipv6Address => {
+                Parameter::Address(dec_address(&d, &c)?)
+            }
+            t if is_transport(t) => Parameter::Transport(dec_transport(&mut d, &c)?),
+            ParamType::PoolMemberSelectionPolicy => Parameter::Policy(dec_policy(&d, &c)?),
+            ParamType::PoolHandle => Parameter::PoolHandle(dec_pool_handle(&d, &c)),
+            ParamType::PoolElement => Parameter::PoolElement(dec_pool_element(&mut d, &c)?),
+            ParamType::ServerInformation => {
+                Parameter::ServerInformation(dec_server_info(&mut d, &c)?)
+            }
+            ParamType::OperationError => Parameter::OperationError(dec_op_error(&mut d, &c)?),
+            ParamType::Cookie => Parameter::Cookie(dec_bytes(&d, &c)),
+            ParamType::PeIdentifier => Parameter::PeIdentifier(dec_pe_id(&d, &c)?),
+            ParamType::PeChecksum => Parameter::PeChecksum(dec_pe_checksum(&d, &c)?),
+            ParamType::HandleResolutionOption => {
+                Parameter::HandleResolutionOption(dec_hr_option(&d, &c)?)
+            }
+            _ => {
+                return Err(DecodeError::UnrecognizedParameter {
+                    offset: 0,
+                    param_type: ptype,
+                    report: super::codes::ParamAction::of_param(ptype).reports(),
+                    tlv: input[..len].to_vec(),
+                })
+            }
+        };
+        Ok((p, super::layout::padded(len).min(input.len())))
+    }
 }
