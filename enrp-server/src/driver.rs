@@ -487,6 +487,18 @@ async fn execute(
                 // Peering hook: a single registrar has nobody to tell.
                 debug!(action = ?r.action, handle = %r.pool_handle, id = r.element.id, "replication (no peers)");
             }
+            // Peering runs in the sans-I/O core (and its in-memory simulation); the ENRP
+            // peer transport is not wired into this driver yet.
+            Action::PeerSend { to, message, .. } => {
+                debug!(%to, message = message.name(), "ENRP peer message not sent (no peer transport in driver)")
+            }
+            Action::Adopt {
+                pool_handle,
+                element,
+                ..
+            } => {
+                debug!(handle = %pool_handle, id = element.id, "takeover keep-alive not sent (no peer transport in driver)")
+            }
             Action::Event(e) => log_event(&e, stats),
         }
     }
@@ -509,6 +521,14 @@ fn abort(links: &mut HashMap<AssocId, Link>, assoc: AssocId) {
 pub fn log_event(e: &Event, stats: &Stats) {
     use crate::core::RemovalReason;
     match e {
+        Event::PeerFound { .. }
+        | Event::PeerLost { .. }
+        | Event::AuditMismatch { .. }
+        | Event::SyncDone { .. }
+        | Event::TakeoverStarted { .. }
+        | Event::TakeoverDone { .. }
+        | Event::TakeoverAbandoned { .. }
+        | Event::TakeoverSeen { .. } => info!(event = ?e, "peering"),
         Event::Registered {
             assoc,
             handle,
