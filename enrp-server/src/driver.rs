@@ -392,6 +392,16 @@ async fn accept_loop(
                             return;
                         }
                     }
+                    Ok(TransportEvent::Restarted) => {
+                        debug!(assoc = id, "peer restarted the association");
+                        if rtx
+                            .send((Input::Restarted { assoc: id }, None))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
                     Ok(TransportEvent::Lost(reason)) => {
                         debug!(assoc = id, %reason, "association lost");
                         break;

@@ -73,7 +73,7 @@ pub struct Options {
     #[arg(long, value_name = "auto|sctp|tcp")]
     pub transport: Option<TransportKind>,
 
-    /// Interval between ENDPOINT_KEEP_ALIVEs to each PE, ms. [default: 5000]
+    /// Interval between ENDPOINT_KEEP_ALIVEs to each PE, ms (jittered ±12.5 %). [default: 5000]
     #[arg(long, value_name = "MS")]
     pub keep_alive_interval: Option<u64>,
 

@@ -40,7 +40,7 @@ PROJECT_BINS="rsp-transport-test enrp-server rsp-decode legacy-daemon proxy-pe"
 # name). Built with `cargo test --release --no-run`, copied to
 # /opt/rserpool/tests and run by the cargo-tests scenario. Missing ones are
 # ignored.
-CARGO_TESTS="asap:transport_sctp asap:transport_kind"
+CARGO_TESTS="asap:transport_sctp asap:transport_kind enrp-server:sctp"
 GUEST_TIMEOUT_DEFAULT=120   # seconds; a scenario may override: "# vm-timeout: N"
 HOST_GRACE=60               # boot + export on top of the guest timeout
 

@@ -18,6 +18,9 @@ pub struct CoreConfig {
     pub server_id: ServerId,
     /// Interval between ASAP_ENDPOINT_KEEP_ALIVEs to each owned PE (rsplib 5 s).
     pub keep_alive_interval: Duration,
+    /// Jitter the keep-alive interval by ±12.5 % per cycle (rsplib `registrarRandomizeCycle`),
+    /// so that PEs registered in one burst do not stay synchronised.
+    pub keep_alive_jitter: bool,
     /// Wait for the ASAP_ENDPOINT_KEEP_ALIVE_ACK before the PE is removed (rsplib 5 s).
     pub keep_alive_timeout: Duration,
     /// ASAP_SERVER_ANNOUNCE period (T6, RFC 5352 §5: 1 s), jittered ±12.5 % like rsplib.
@@ -72,6 +75,7 @@ impl CoreConfig {
         CoreConfig {
             server_id,
             keep_alive_interval: Duration::from_millis(5000),
+            keep_alive_jitter: true,
             keep_alive_timeout: Duration::from_millis(5000),
             announce_interval: Duration::from_millis(1000),
             max_bad_pe_reports: 3,

@@ -86,6 +86,13 @@ pub enum Input {
         /// The message bytes.
         bytes: Bytes,
     },
+    /// The peer restarted the association (SCTP restart, RFC 9260 §5.2.2): the association
+    /// continues but the peer's state is gone, so the PEs registered over it are removed
+    /// (the restarted PE registers again).
+    Restarted {
+        /// The association.
+        assoc: AssocId,
+    },
     /// The association is gone (closed, aborted, failed).
     Disconnected {
         /// The association.
@@ -302,6 +309,19 @@ impl Registrar {
                     );
                 }
             }
+            Input::Restarted { assoc } => {
+                if let Some(a) = self.assocs.get_mut(&assoc) {
+                    a.dump = None;
+                }
+                for r in self.handlespace.remove_connection(assoc) {
+                    self.removed(
+                        r.handle,
+                        r.entry.element().clone(),
+                        RemovalReason::AssociationLost,
+                        &mut out,
+                    );
+                }
+            }
             Input::Message {
                 assoc,
                 protocol,
@@ -370,6 +390,15 @@ impl Registrar {
         self.peering_timeout(now, &mut out);
         self.peering_replicate(&mut out);
         out
+    }
+
+    /// The next keep-alive interval (jittered if configured).
+    fn keep_alive_interval(&mut self) -> Duration {
+        if self.config.keep_alive_jitter {
+            self.jittered(self.config.keep_alive_interval)
+        } else {
+            self.config.keep_alive_interval
+        }
     }
 
     /// `d` ± 12.5 % (rsplib `registrarRandomizeCycle`).
@@ -614,7 +643,7 @@ impl Registrar {
                     .get(&key.0, key.1)
                     .is_some_and(|e| e.connection() == Some(assoc));
                 if ours && self.monitors.contains_key(&key) {
-                    let due = now + self.config.keep_alive_interval;
+                    let due = now + self.keep_alive_interval();
                     self.set_monitor(key, due, false);
                 } else {
                     out.push(Action::Event(Event::Ignored {
@@ -741,7 +770,7 @@ impl Registrar {
         {
             Ok(outcome) => {
                 let key = (handle.clone(), id);
-                let due = now + self.config.keep_alive_interval;
+                let due = now + self.keep_alive_interval();
                 self.set_monitor(key, due, false);
                 let stored = self
                     .handlespace

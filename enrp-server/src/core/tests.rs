@@ -19,6 +19,8 @@ struct H {
 fn config() -> CoreConfig {
     let mut c = CoreConfig::new(ME);
     c.asap_announce_targets = Vec::new();
+    // Exact timer arithmetic in these tests; the jitter has its own test.
+    c.keep_alive_jitter = false;
     c
 }
 
@@ -1126,4 +1128,42 @@ fn reregistration_replicates_and_keeps_one_monitor() {
     // The keep-alive schedule restarted at the re-registration: one keep-alive 5 s later.
     assert!(h.advance(4000).is_empty());
     assert_eq!(sent(&h.advance(1000)).len(), 1);
+}
+
+#[test]
+fn restarted_association_drops_its_registrations_but_stays() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let out = h.r.handle(h.now, Input::Restarted { assoc: 1 });
+    assert!(events(&out).contains(&Event::Removed {
+        handle: "P".into(),
+        id: 1,
+        reason: RemovalReason::AssociationLost
+    }));
+    assert!(h.r.handlespace().is_empty());
+    assert_eq!(h.r.association_count(), 1);
+    // The restarted PE registers again over the same association.
+    let m = only_reply(&h.send(1, registration("P", pe(1, "10.0.0.1", Policy::RoundRobin))));
+    assert!(!reg_response(&m).reject);
+}
+
+#[test]
+fn keep_alive_jitter_spreads_a_burst() {
+    let mut c = config();
+    c.keep_alive_jitter = true;
+    let mut h = H::new(c);
+    for id in 1..=20 {
+        register_simple(&mut h, "P", id, Policy::RoundRobin);
+    }
+    // All 20 keep-alives fall within 5 s ± 12.5 %, and not all at the same instant.
+    assert!(h.advance(4374).is_empty());
+    let mut times = Vec::new();
+    for ms in 0..=1250 {
+        let n = sent(&h.advance(1)).len();
+        if n > 0 {
+            times.push((4375 + ms, n));
+        }
+    }
+    assert_eq!(times.iter().map(|t| t.1).sum::<usize>(), 20);
+    assert!(times.len() > 1, "{times:?}");
 }

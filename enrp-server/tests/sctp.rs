@@ -1,0 +1,203 @@
+//! The real driver over kernel SCTP: PPIDs 11/12 on the wire, registration, resolution,
+//! handle table dump, error reply, association loss.
+//!
+//! Needs a kernel with SCTP: on a host without it each test prints `SKIPPED` and passes.
+//! The VM rig runs this binary with kernel SCTP (`tests/vm/run.sh cargo-tests`,
+//! `CARGO_TESTS` in `tests/vm/run.sh`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use asap::transport::{
+    sctp_probe, Association, Event, Msg, SctpProbe, Transport, TransportConfig, TransportKind,
+};
+use asap::wire::asap_msg::{HandleResolution, Registration};
+use asap::wire::enrp_msg::HandleTableRequest;
+use asap::wire::{
+    AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement,
+    Protocol, TransportParameter, TransportUse,
+};
+use enrp_server::core::CoreConfig;
+use enrp_server::driver::{DriverConfig, Server};
+
+const ID: u32 = 0x5C79_0001;
+
+fn available() -> bool {
+    match sctp_probe() {
+        SctpProbe::Available => true,
+        SctpProbe::Unavailable { errno } => {
+            eprintln!("SKIPPED: kernel SCTP not available (errno {errno})");
+            false
+        }
+    }
+}
+
+async fn connect(to: SocketAddr) -> Association {
+    Transport::new(TransportConfig::asap(TransportKind::Sctp))
+        .connect(&[to], &[])
+        .await
+        .expect("SCTP connect")
+}
+
+/// Next message with its PPID.
+async fn recv(a: &mut Association) -> (u32, Message) {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(20), a.recv())
+            .await
+            .expect("reply within 20 s")
+            .expect("association alive");
+        match ev {
+            Event::Message(m) => {
+                let p = Protocol::from_ppid(m.ppid).expect("PPID 11 or 12");
+                let d = Message::decode(p, &m.bytes).expect("decodes");
+                return (m.ppid, d.message);
+            }
+            Event::Lost(r) => panic!("association lost: {r}"),
+            _ => {}
+        }
+    }
+}
+
+async fn send(a: &mut Association, m: impl Into<Message>) {
+    let m = m.into();
+    let b = m.to_bytes().expect("encode");
+    a.send(&Msg::new(m.protocol().ppid(), 0, b))
+        .await
+        .expect("send");
+}
+
+fn pe(id: u32) -> PoolElement {
+    PoolElement {
+        id,
+        home_server_id: 0,
+        registration_life: 60_000,
+        user_transport: TransportParameter::Sctp {
+            port: 7000,
+            transport_use: TransportUse::DataPlusControl,
+            addresses: vec!["127.0.0.1".parse().expect("lit")],
+        },
+        policy: Policy::RoundRobin,
+        asap_transport: None,
+    }
+}
+
+#[tokio::test]
+async fn registrar_over_kernel_sctp() {
+    if !available() {
+        return;
+    }
+    let mut core = CoreConfig::new(ID);
+    core.asap_announce_targets = Vec::new();
+    let server = Server::bind(
+        core,
+        DriverConfig {
+            asap: vec!["127.0.0.1:0".parse().expect("lit")],
+            enrp: vec!["127.0.0.1:0".parse().expect("lit")],
+            transport: TransportKind::Sctp,
+            announce_ttl: 1,
+            enrp_announce: Vec::new(),
+            max_associations: 100,
+        },
+    )
+    .await
+    .expect("bind");
+    let (asap, enrp) = (server.asap_addrs()[0], server.enrp_addrs()[0]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let mut pes = Vec::new();
+    for id in 1..=2 {
+        let mut a = connect(asap).await;
+        send(
+            &mut a,
+            Registration {
+                pool_handle: "EchoPool".into(),
+                pool_element: pe(id),
+            },
+        )
+        .await;
+        match recv(&mut a).await {
+            (11, Message::Asap(AsapMessage::RegistrationResponse(r))) => {
+                assert!(!r.reject, "{r:?}");
+                assert_eq!(r.pe_identifier, id);
+            }
+            other => panic!("{other:?}"),
+        }
+        pes.push(a);
+    }
+
+    let mut pu = connect(asap).await;
+    let mut hr = HandleResolution::new("EchoPool");
+    hr.option = Some(HandleResolutionOption {
+        items: HandleResolutionOption::ALL,
+    });
+    send(&mut pu, hr.clone()).await;
+    match recv(&mut pu).await {
+        (11, Message::Asap(AsapMessage::HandleResolutionResponse(r))) => {
+            let mut ids: Vec<u32> = r.pool_elements.iter().map(|p| p.id).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, vec![1, 2]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Unrecognised message with the report bit: ERROR back, association kept.
+    pu.send(&Msg::new(11, 0, vec![0x7F, 0, 0, 4]))
+        .await
+        .expect("send");
+    match recv(&mut pu).await {
+        (11, Message::Asap(AsapMessage::Error(e))) => {
+            assert_eq!(e.error.first_code(), Some(CauseCode::UnrecognizedMessage))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // PE 1's association goes away: it is removed.
+    drop(pes.remove(0));
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        send(&mut pu, hr.clone()).await;
+        if let (_, Message::Asap(AsapMessage::HandleResolutionResponse(r))) = recv(&mut pu).await {
+            left = r.pool_elements.iter().map(|p| p.id).collect();
+        }
+        if left == vec![2] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, vec![2]);
+
+    // Handle table over the ENRP endpoint with PPID 12.
+    let mut tool = Transport::new(TransportConfig::enrp(TransportKind::Sctp))
+        .connect(&[enrp], &[])
+        .await
+        .expect("connect ENRP");
+    send(
+        &mut tool,
+        HandleTableRequest {
+            own_children_only: true,
+            sender: 0x99,
+            receiver: 0,
+        },
+    )
+    .await;
+    match recv(&mut tool).await {
+        (12, Message::Enrp(EnrpMessage::HandleTableResponse(r))) => {
+            assert_eq!(r.sender, ID);
+            assert_eq!(r.receiver, 0x99);
+            let e = &r.pools[0].pool_elements[0];
+            assert_eq!(e.id, 2);
+            assert_eq!(e.home_server_id, ID);
+            assert!(matches!(
+                e.asap_transport,
+                Some(TransportParameter::Sctp { .. })
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
