@@ -452,9 +452,18 @@ impl Options {
         };
         for (v, slot) in [
             (self.peer_heartbeat_cycle, &mut c.peering.heartbeat_cycle),
-            (self.peer_max_time_last_heard, &mut c.peering.max_time_last_heard),
-            (self.peer_max_time_no_response, &mut c.peering.max_time_no_response),
-            (self.takeover_expiry_interval, &mut c.peering.takeover_expiry),
+            (
+                self.peer_max_time_last_heard,
+                &mut c.peering.max_time_last_heard,
+            ),
+            (
+                self.peer_max_time_no_response,
+                &mut c.peering.max_time_no_response,
+            ),
+            (
+                self.takeover_expiry_interval,
+                &mut c.peering.takeover_expiry,
+            ),
         ] {
             if let Some(v) = v {
                 *slot = ms(v.max(100));
@@ -523,10 +532,21 @@ mod tests {
         assert_eq!(c.peering.max_time_last_heard, Duration::from_millis(61_000));
         assert_eq!(c.peering.max_time_no_response, Duration::from_millis(3000));
         assert_eq!(c.peering.takeover_expiry, Duration::from_millis(7000));
-        assert_eq!(c.peering.mentor_discovery_timeout, Duration::from_millis(5000));
-        assert_eq!(c.peering.multicast, Some("239.0.0.51:9901".parse().expect("lit")));
-        let (c, _) = Options::parse_from(["enrp-server"]).resolve(5).expect("valid");
-        assert!(!c.peering.enabled, "a lone registrar does not peer by default");
+        assert_eq!(
+            c.peering.mentor_discovery_timeout,
+            Duration::from_millis(5000)
+        );
+        assert_eq!(
+            c.peering.multicast,
+            Some("239.0.0.51:9901".parse().expect("lit"))
+        );
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert!(
+            !c.peering.enabled,
+            "a lone registrar does not peer by default"
+        );
         let o = Options::parse_from(["enrp-server", "--peering", "maybe"]);
         assert!(o.resolve(1).is_err());
     }

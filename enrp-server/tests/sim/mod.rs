@@ -248,7 +248,12 @@ impl Sim {
                 .slots
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| s.reg.as_ref().and_then(|r| r.poll_timeout()).map(|t| (t, i)))
+                .filter_map(|(i, s)| {
+                    s.reg
+                        .as_ref()
+                        .and_then(|r| r.poll_timeout())
+                        .map(|t| (t, i))
+                })
                 .min();
             let take_timer = match (next_ev, next_timer) {
                 (None, None) => break,
@@ -523,8 +528,10 @@ impl Sim {
     /// Checks the convergence invariants; `Err` describes the first violation.
     pub fn check(&self) -> Result<(), String> {
         let live = self.live_slots();
-        let ids: HashMap<usize, ServerId> =
-            live.iter().map(|s| (*s, self.reg(*s).server_id())).collect();
+        let ids: HashMap<usize, ServerId> = live
+            .iter()
+            .map(|s| (*s, self.reg(*s).server_id()))
+            .collect();
         let live_ids: HashSet<ServerId> = ids.values().copied().collect();
         for s in &live {
             self.reg(*s).handlespace().verify()?;
@@ -580,7 +587,10 @@ impl Sim {
                     let k = (pool.handle().clone(), id);
                     if let Some(o) = owners.insert(k, e.owner()) {
                         if o != e.owner() {
-                            return Err(format!("PE {id:#x} has owners {o:#x} and {:#x}", e.owner()));
+                            return Err(format!(
+                                "PE {id:#x} has owners {o:#x} and {:#x}",
+                                e.owner()
+                            ));
                         }
                     }
                 }
