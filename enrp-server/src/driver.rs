@@ -174,6 +174,9 @@ impl Server {
             }
             Some(ep)
         };
+        // This driver cannot reach adopted PEs (see Action::Adopt below): keep them until
+        // they re-register or their registration life ends.
+        core.peering.verify_adopted = false;
         let peer_udp = if core.peering.enabled {
             let at = config
                 .enrp

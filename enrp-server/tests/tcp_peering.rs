@@ -46,6 +46,7 @@ async fn start(i: usize) -> Option<Running> {
         max_time_no_response: Duration::from_millis(600),
         mentor_discovery_timeout: Duration::from_millis(1000),
         takeover_expiry: Duration::from_millis(1500),
+        verify_adopted: false,
     };
     let driver = DriverConfig {
         asap: vec![SocketAddr::from(([127, 0, 0, 21 + i as u8], 0))],

@@ -1027,6 +1027,20 @@ impl Registrar {
             .and_then(|e| e.connection());
         let Some(conn) = conn else {
             self.monitors.remove(&key);
+            // A PE adopted by takeover that neither acknowledged the H-flag keep-alive nor
+            // re-registered here (peers.rs).
+            let ours = self.handlespace.get(&key.0, key.1).map(|e| e.owner())
+                == Some(self.config.server_id);
+            if m.awaiting_ack && ours {
+                if let Some(r) = self.handlespace.deregister(&key.0, key.1) {
+                    self.removed(
+                        r.handle,
+                        r.entry.element().clone(),
+                        RemovalReason::KeepAliveTimeout,
+                        out,
+                    );
+                }
+            }
             return;
         };
         if m.awaiting_ack {

@@ -52,6 +52,10 @@ pub struct PeeringConfig {
     pub mentor_discovery_timeout: Duration,
     /// Wait for all INIT_TAKEOVER_ACKs (rsplib 5 s).
     pub takeover_expiry: Duration,
+    /// Remove an adopted PE that does not answer the H-flag keep-alive (nor re-registers)
+    /// within the keep-alive timeout, like rsplib. Drivers that cannot deliver
+    /// [`Action::Adopt`] turn this off.
+    pub verify_adopted: bool,
 }
 
 impl Default for PeeringConfig {
@@ -64,6 +68,7 @@ impl Default for PeeringConfig {
             max_time_no_response: Duration::from_secs(5),
             mentor_discovery_timeout: Duration::from_secs(5),
             takeover_expiry: Duration::from_secs(5),
+            verify_adopted: true,
         }
     }
 }
@@ -288,7 +293,7 @@ impl Registrar {
             };
             t.missing.retain(|p| self.peering.peers.contains_key(p));
             if t.missing.is_empty() {
-                self.finish_takeover(target, out);
+                self.finish_takeover(now, target, out);
             } else {
                 out.push(Action::Event(Event::TakeoverAbandoned {
                     target,
@@ -317,7 +322,7 @@ impl Registrar {
             .collect();
         for target in ready {
             self.peering.takeovers.remove(&target);
-            self.finish_takeover(target, out);
+            self.finish_takeover(now, target, out);
         }
         if self.handlespace.owned_len(id) == 0 || self.peering.takeovers.contains_key(&id) {
             return;
@@ -337,7 +342,7 @@ impl Registrar {
             .into()
         });
         if missing.is_empty() {
-            self.finish_takeover(id, out);
+            self.finish_takeover(now, id, out);
         } else {
             self.peering.takeovers.insert(
                 id,
@@ -350,7 +355,7 @@ impl Registrar {
     }
 
     /// All ACKs in: TAKEOVER_SERVER to all, re-label, keep-alive with H to each PE.
-    fn finish_takeover(&mut self, target: ServerId, out: &mut Vec<Action>) {
+    fn finish_takeover(&mut self, now: Instant, target: ServerId, out: &mut Vec<Action>) {
         let me = self.config.server_id;
         self.to_all_peers(out, |receiver| {
             TakeoverServer {
@@ -367,6 +372,10 @@ impl Registrar {
                 continue;
             };
             let element = e.element().clone();
+            if self.config.peering.verify_adopted {
+                let due = now + self.config.keep_alive_timeout;
+                self.set_monitor((h.clone(), id), due, true);
+            }
             let message: Message = EndpointKeepAlive {
                 home: true,
                 server_id: me,
@@ -539,7 +548,7 @@ impl Registrar {
                 };
                 if done {
                     self.peering.takeovers.remove(&a.target);
-                    self.finish_takeover(a.target, out);
+                    self.finish_takeover(now, a.target, out);
                 }
             }
             EnrpMessage::TakeoverServer(t) => {

@@ -341,10 +341,8 @@ impl Sim {
                         .into();
                         self.pe_send(assoc, &ack);
                     }
-                    Message::Asap(AsapMessage::RegistrationResponse(r)) => {
-                        if !r.reject {
-                            self.pes[pe].registered_at = Some(a.slot);
-                        }
+                    Message::Asap(AsapMessage::RegistrationResponse(r)) if !r.reject => {
+                        self.pes[pe].registered_at = Some(a.slot);
                     }
                     _ => {}
                 }
@@ -516,6 +514,7 @@ impl Sim {
                             | Event::TakeoverAbandoned { .. }
                             | Event::TakeoverSeen { .. }
                             | Event::PeerLost { .. }
+                            | Event::SyncDone { .. }
                     ) {
                         self.log.push((self.now - self.t0, slot, e));
                     }
