@@ -22,8 +22,8 @@
 //! * ENRP for tools: PRESENCE replies, LIST_REQUEST, HANDLE_TABLE_REQUEST with M-bit
 //!   continuation and the W flag (rsplib's `hsdump`).
 //!
-//! Peering (HANDLE_UPDATE to peers, takeover) is prepared by [`Action::Replicate`] and
-//! by keeping ownership in the handlespace keyed by home server ID.
+//! ENRP peering (HANDLE_UPDATE to peers, PRESENCE audit, mentor download, takeover) is in
+//! [`peers`]; it turns [`Action::Replicate`]s into HANDLE_UPDATEs ([`Action::PeerSend`]).
 
 pub mod address;
 mod config;
