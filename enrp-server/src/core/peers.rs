@@ -782,3 +782,337 @@ impl Registrar {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{CoreConfig, Input};
+    use asap::wire::{Policy, Protocol, TransportParameter, TransportUse};
+
+    const ME: ServerId = 5;
+
+    fn addr(id: ServerId) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, id as u8], 9901))
+    }
+
+    fn reg() -> (Registrar, Instant) {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        (Registrar::new(c, now), now)
+    }
+
+    fn from(
+        r: &mut Registrar,
+        now: Instant,
+        sender: ServerId,
+        m: impl Into<Message>,
+    ) -> Vec<Action> {
+        let bytes = m.into().to_bytes().expect("encodes");
+        r.handle(
+            now,
+            Input::Datagram {
+                from: addr(sender),
+                protocol: Protocol::Enrp,
+                bytes,
+            },
+        )
+    }
+
+    fn presence(sender: ServerId, checksum: u16) -> Presence {
+        Presence {
+            reply_required: false,
+            sender,
+            receiver: 0,
+            checksum,
+            server_information: None,
+        }
+    }
+
+    fn sent(out: &[Action]) -> Vec<(SocketAddr, EnrpMessage)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::PeerSend {
+                    to,
+                    message: Message::Enrp(m),
+                    ..
+                } => Some((*to, m.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn element(id: u32, home: ServerId) -> PoolElement {
+        PoolElement {
+            id,
+            home_server_id: home,
+            registration_life: 60_000,
+            user_transport: TransportParameter::Sctp {
+                port: 7,
+                transport_use: TransportUse::DataPlusControl,
+                addresses: vec!["10.0.0.1".parse().expect("lit")],
+            },
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        }
+    }
+
+    fn update(sender: ServerId, action: UpdateAction, id: u32, home: ServerId) -> HandleUpdate {
+        HandleUpdate {
+            takeover_suggested: false,
+            sender,
+            receiver: ME,
+            action,
+            reserved: 0,
+            pool_handle: "P".into(),
+            pool_element: element(id, home),
+        }
+    }
+
+    #[test]
+    fn new_peer_gets_presence_list_request_and_mentor_download() {
+        let (mut r, now) = reg();
+        let out = from(&mut r, now, 7, presence(7, 0xFFFF));
+        let s = sent(&out);
+        assert!(s.iter().all(|(to, _)| *to == addr(7)));
+        assert!(s
+            .iter()
+            .any(|(_, m)| matches!(m, EnrpMessage::Presence(p) if p.receiver == 7)));
+        assert!(s
+            .iter()
+            .any(|(_, m)| matches!(m, EnrpMessage::ListRequest(_))));
+        assert!(s
+            .iter()
+            .any(|(_, m)| matches!(m, EnrpMessage::HandleTableRequest(h) if !h.own_children_only)));
+        assert_eq!(r.mentor(), Some(7));
+        assert_eq!(r.peers().len(), 1);
+    }
+
+    #[test]
+    fn handle_update_add_and_delete_only_by_home() {
+        let (mut r, now) = reg();
+        from(&mut r, now, 7, presence(7, 0xFFFF));
+        from(&mut r, now, 8, presence(8, 0xFFFF));
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x10, 7));
+        let e = r.handlespace().get(&"P".into(), 0x10).expect("stored");
+        assert_eq!(e.owner(), 7);
+        assert!(e.expiry().is_some());
+        // DEL_PE from a registrar that is not its home is ignored.
+        from(&mut r, now, 8, update(8, UpdateAction::DelPe, 0x10, 8));
+        assert!(r.handlespace().get(&"P".into(), 0x10).is_some());
+        from(&mut r, now, 7, update(7, UpdateAction::DelPe, 0x10, 7));
+        assert!(r.handlespace().get(&"P".into(), 0x10).is_none());
+        // A HANDLE_UPDATE claiming us as home is not stored.
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x11, ME));
+        assert!(r.handlespace().get(&"P".into(), 0x11).is_none());
+    }
+
+    #[test]
+    fn checksum_mismatch_starts_w_flag_audit_and_sweeps() {
+        let (mut r, now) = reg();
+        from(&mut r, now, 7, presence(7, 0xFFFF));
+        for id in [1, 2, 3] {
+            from(&mut r, now, 7, update(7, UpdateAction::AddPe, id, 7));
+        }
+        // Finish the mentor download (empty table) so that the peer is not busy.
+        from(
+            &mut r,
+            now,
+            7,
+            HandleTableResponse {
+                reject: false,
+                more: false,
+                sender: 7,
+                receiver: ME,
+                pools: vec![],
+            },
+        );
+        let out = from(&mut r, now, 7, presence(7, 0x1234));
+        assert!(sent(&out)
+            .iter()
+            .any(|(_, m)| matches!(m, EnrpMessage::HandleTableRequest(h) if h.own_children_only)));
+        // The peer now owns only PE 2: 1 and 3 are swept.
+        let out = from(
+            &mut r,
+            now,
+            7,
+            HandleTableResponse {
+                reject: false,
+                more: false,
+                sender: 7,
+                receiver: ME,
+                pools: vec![PoolEntry {
+                    pool_handle: "P".into(),
+                    pool_elements: vec![element(2, 7)],
+                }],
+            },
+        );
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Event(Event::SyncDone { purged: 2, .. }))));
+        assert_eq!(r.handlespace().len(), 1);
+        assert!(r.handlespace().get(&"P".into(), 2).is_some());
+    }
+
+    #[test]
+    fn takeover_lowest_id_wins() {
+        let (mut r, now) = reg();
+        for p in [3, 7, 9] {
+            from(&mut r, now, p, presence(p, 0xFFFF));
+        }
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x70, 7));
+        // Only 7 goes silent.
+        let t1 = now + Duration::from_secs(4);
+        from(&mut r, t1, 3, presence(3, 0xFFFF));
+        from(&mut r, t1, 9, presence(9, 0xFFFF));
+        let t2 = now + Duration::from_millis(5_100);
+        let out = r.handle_timeout(t2);
+        assert!(sent(&out)
+            .iter()
+            .any(|(to, m)| *to == addr(7)
+                && matches!(m, EnrpMessage::Presence(p) if p.reply_required)));
+        let t3 = t2 + Duration::from_millis(5_100);
+        from(&mut r, t3, 3, presence(3, 0xFFFF));
+        from(&mut r, t3, 9, presence(9, 0xFFFF));
+        let out = r.handle_timeout(t3);
+        let inits: Vec<_> = sent(&out)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, EnrpMessage::InitTakeover(t) if t.target == 7))
+            .collect();
+        assert_eq!(inits.len(), 2, "INIT_TAKEOVER to 3 and 9");
+        assert_eq!(r.takeovers_running(), vec![7]);
+        // A competitor with a higher ID is ignored (no ACK) ...
+        let it = |s| InitTakeover {
+            sender: s,
+            receiver: ME,
+            target: 7,
+        };
+        assert!(sent(&from(&mut r, t3, 9, it(9))).is_empty());
+        assert_eq!(r.takeovers_running(), vec![7]);
+        // ... a lower one wins: we abort and ACK.
+        let out = from(&mut r, t3, 3, it(3));
+        assert!(matches!(&sent(&out)[..], [(_, EnrpMessage::InitTakeoverAck(a))] if a.target == 7));
+        assert!(r.takeovers_running().is_empty());
+        // TAKEOVER_SERVER from 3 re-labels 7's PE.
+        from(
+            &mut r,
+            t3,
+            3,
+            TakeoverServer {
+                sender: 3,
+                receiver: ME,
+                target: 7,
+            },
+        );
+        assert_eq!(
+            r.handlespace().get(&"P".into(), 0x70).map(|e| e.owner()),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn takeover_completes_with_all_acks_and_adopts() {
+        let (mut r, now) = reg();
+        for p in [7, 9] {
+            from(&mut r, now, p, presence(p, 0xFFFF));
+        }
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x70, 7));
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x71, 7));
+        let t = now + Duration::from_millis(10_300);
+        for step in [4_000u64, 8_000] {
+            from(
+                &mut r,
+                now + Duration::from_millis(step),
+                9,
+                presence(9, 0xFFFF),
+            );
+        }
+        r.handle_timeout(now + Duration::from_millis(5_100));
+        from(&mut r, t, 9, presence(9, 0xFFFF));
+        r.handle_timeout(t);
+        assert_eq!(r.takeovers_running(), vec![7]);
+        // 9 acknowledges: we finish.
+        let out = from(
+            &mut r,
+            t,
+            9,
+            InitTakeoverAck {
+                sender: 9,
+                receiver: ME,
+                target: 7,
+            },
+        );
+        assert!(sent(&out).iter().any(|(to, m)| *to == addr(9)
+            && matches!(m, EnrpMessage::TakeoverServer(x) if x.target == 7)));
+        let adopts = out
+            .iter()
+            .filter(|a| matches!(a, Action::Adopt { message: Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(k)), .. } if k.home && k.server_id == ME))
+            .count();
+        assert_eq!(adopts, 2);
+        assert_eq!(r.handlespace().owned_len(ME), 2);
+        assert_eq!(r.handlespace().owned_len(7), 0);
+        // Nobody answers the H-flag keep-alive: removed after the keep-alive timeout.
+        let out = r.handle_timeout(t + Duration::from_secs(6));
+        assert_eq!(r.handlespace().owned_len(ME), 0);
+        let dels = sent(&out)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, EnrpMessage::HandleUpdate(u) if u.action == UpdateAction::DelPe))
+            .count();
+        assert_eq!(dels, 2, "DEL_PE to peer 9 for both");
+    }
+
+    #[test]
+    fn presence_from_target_cancels_takeover() {
+        let (mut r, now) = reg();
+        for p in [7, 9] {
+            from(&mut r, now, p, presence(p, 0xFFFF));
+        }
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x70, 7));
+        from(&mut r, now + Duration::from_secs(4), 9, presence(9, 0xFFFF));
+        r.handle_timeout(now + Duration::from_millis(5_100));
+        let t = now + Duration::from_millis(10_300);
+        from(&mut r, t, 9, presence(9, 0xFFFF));
+        r.handle_timeout(t);
+        assert_eq!(r.takeovers_running(), vec![7]);
+        let out = from(&mut r, t, 7, presence(7, 0xFFFF));
+        assert!(r.takeovers_running().is_empty());
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Event(Event::TakeoverAbandoned { target: 7, .. }))));
+        // A late ACK changes nothing.
+        from(
+            &mut r,
+            t,
+            9,
+            InitTakeoverAck {
+                sender: 9,
+                receiver: ME,
+                target: 7,
+            },
+        );
+        assert_eq!(
+            r.handlespace().get(&"P".into(), 0x70).map(|e| e.owner()),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn init_takeover_of_us_is_refuted() {
+        let (mut r, now) = reg();
+        from(&mut r, now, 7, presence(7, 0xFFFF));
+        from(&mut r, now, 9, presence(9, 0xFFFF));
+        let out = from(
+            &mut r,
+            now,
+            7,
+            InitTakeover {
+                sender: 7,
+                receiver: ME,
+                target: ME,
+            },
+        );
+        let s = sent(&out);
+        assert_eq!(s.len(), 2);
+        assert!(s.iter().all(|(_, m)| matches!(m, EnrpMessage::Presence(_))));
+    }
+}
