@@ -666,7 +666,7 @@ impl Registrar {
                     el.home_server_id
                 };
                 seen.push((pool.pool_handle.clone(), el.id));
-                self.store_foreign(now, &pool.pool_handle, el, home, out);
+                self.store_foreign(now, sender, &pool.pool_handle, el, home, out);
             }
         }
         let deadline = now + self.config.peering.max_time_no_response;
@@ -714,10 +714,13 @@ impl Registrar {
     }
 
     /// Stores a PE learned from a peer (HANDLE_UPDATE / HANDLE_TABLE_RESPONSE) unless we are
-    /// its home: our own registrations are authoritative.
+    /// its home: our own registrations are authoritative. A peer that claims a PE registered
+    /// here over a live association (e.g. it adopted it by takeover while partitioned from
+    /// us) gets our ADD_PE back, so that the registrar holding the PE's association wins.
     fn store_foreign(
         &mut self,
         now: Instant,
+        from_peer: ServerId,
         handle: &PoolHandle,
         el: PoolElement,
         home: ServerId,
@@ -729,6 +732,21 @@ impl Registrar {
         }
         if let Some(e) = self.handlespace.get(handle, el.id) {
             if e.owner() == me && e.connection().is_some() {
+                let ours = e.element().clone();
+                self.to_peer(
+                    out,
+                    from_peer,
+                    HandleUpdate {
+                        takeover_suggested: false,
+                        sender: me,
+                        receiver: from_peer,
+                        action: UpdateAction::AddPe,
+                        reserved: 0,
+                        pool_handle: handle.clone(),
+                        pool_element: ours,
+                    }
+                    .into(),
+                );
                 return;
             }
         }
@@ -762,7 +780,7 @@ impl Registrar {
         };
         match u.action {
             UpdateAction::AddPe => {
-                self.store_foreign(now, &u.pool_handle, u.pool_element, home, out)
+                self.store_foreign(now, sender, &u.pool_handle, u.pool_element, home, out)
             }
             UpdateAction::DelPe => {
                 let id = u.pool_element.id;
@@ -1094,6 +1112,39 @@ mod tests {
             r.handlespace().get(&"P".into(), 0x70).map(|e| e.owner()),
             Some(7)
         );
+    }
+
+    #[test]
+    fn claim_on_a_pe_registered_here_is_answered_with_our_add() {
+        let (mut r, now) = reg();
+        from(&mut r, now, 7, presence(7, 0xFFFF));
+        r.handle(
+            now,
+            Input::Connected {
+                assoc: 1,
+                protocol: Protocol::Asap,
+                peer_addrs: vec!["10.0.0.1:5000".parse().expect("lit")],
+                transport: asap::transport::TransportKind::Sctp,
+            },
+        );
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0x42, 0),
+        }
+        .into();
+        r.handle_message(now, 1, &reg);
+        assert_eq!(
+            r.handlespace().get(&"P".into(), 0x42).map(|e| e.owner()),
+            Some(ME)
+        );
+        let out = from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x42, 7));
+        assert_eq!(
+            r.handlespace().get(&"P".into(), 0x42).map(|e| e.owner()),
+            Some(ME)
+        );
+        assert!(sent(&out).iter().any(|(to, m)| *to == addr(7)
+            && matches!(m, EnrpMessage::HandleUpdate(u)
+                if u.action == UpdateAction::AddPe && u.pool_element.home_server_id == ME)));
     }
 
     #[test]
