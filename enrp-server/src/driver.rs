@@ -95,7 +95,7 @@ pub struct Stats {
     /// Handle resolutions answered with an error.
     pub resolutions_failed: AtomicU64,
     /// Removals by reason, indexed like [`crate::core::RemovalReason::ALL`].
-    pub removals: [AtomicU64; 5],
+    pub removals: [AtomicU64; crate::core::RemovalReason::ALL.len()],
     /// Protocol errors (malformed / unrecognised input).
     pub protocol_errors: AtomicU64,
     /// Requests refused by rate limits.
@@ -642,7 +642,9 @@ pub fn log_event(e: &Event, stats: &Stats) {
         }
         Event::Removed { handle, id, reason } => {
             if let Some(i) = RemovalReason::ALL.iter().position(|r| r == reason) {
-                stats.removals[i].fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = stats.removals.get(i) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
             }
             info!(%handle, pe_id = format_args!("{id:#010x}"), reason = reason.as_str(), "PE removed");
         }

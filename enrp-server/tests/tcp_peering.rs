@@ -267,3 +267,197 @@ async fn three_registrars_replicate_and_take_over() {
     }
     drop(pe_assocs);
 }
+
+/// A UDP relay between two registrars X and Y: X talks to `x_side` (its view of Y), Y to
+/// `y_side` (its view of X). Setting `blocked` partitions the pair.
+struct Relay {
+    x_side: SocketAddr,
+    y_side: SocketAddr,
+    blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn relay(x: SocketAddr, y: SocketAddr) -> Relay {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let s1 = Arc::new(
+        tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind relay"),
+    );
+    let s2 = Arc::new(
+        tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind relay"),
+    );
+    let blocked = Arc::new(AtomicBool::new(false));
+    for (rx, tx, to) in [(s1.clone(), s2.clone(), y), (s2.clone(), s1.clone(), x)] {
+        let blocked = blocked.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, _)) = rx.recv_from(&mut buf).await {
+                if !blocked.load(Ordering::Relaxed) {
+                    let _ = tx.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+    }
+    Relay {
+        x_side: s1.local_addr().expect("addr"),
+        y_side: s2.local_addr().expect("addr"),
+        blocked,
+    }
+}
+
+async fn start_wildcard(i: usize, peers: Vec<SocketAddr>) -> Option<Running> {
+    let mut core = CoreConfig::new(IDS[i]);
+    core.asap_announce_targets = Vec::new();
+    core.keep_alive_interval = Duration::from_secs(600);
+    core.peers = peers;
+    core.peering = PeeringConfig {
+        enabled: true,
+        multicast: None,
+        heartbeat_cycle: Duration::from_millis(200),
+        max_time_last_heard: Duration::from_millis(600),
+        max_time_no_response: Duration::from_millis(600),
+        mentor_discovery_timeout: Duration::from_millis(1000),
+        takeover_expiry: Duration::from_millis(1500),
+        verify_adopted: false,
+    };
+    // Wildcard ENRP address: no Server Information, so LIST_RESPONSEs cannot route
+    // around the relays.
+    let driver = DriverConfig {
+        asap: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        enrp: vec![wild(i)],
+        transport: TransportKind::Tcp,
+        announce_ttl: 1,
+        enrp_announce: Vec::new(),
+        max_associations: 1000,
+    };
+    let server = match Server::bind(core, driver).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("SKIP: cannot bind registrar {i} on {}: {e}", wild(i));
+            return None;
+        }
+    };
+    let asap = server.asap_addrs()[0];
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Some(Running {
+        asap,
+        enrp: SocketAddr::from(([127, 0, 0, 1], wild(i).port())),
+        stop: Some(tx),
+        task,
+    })
+}
+
+fn wild(i: usize) -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 19_921 + i as u16))
+}
+
+async fn register_range(a: &mut Association, ids: impl Iterator<Item = u32>) {
+    for id in ids {
+        send(
+            a,
+            Registration {
+                pool_handle: "EchoPool".into(),
+                pool_element: PoolElement {
+                    id,
+                    home_server_id: 0,
+                    registration_life: 600_000,
+                    user_transport: TransportParameter::Tcp {
+                        port: 7000,
+                        transport_use: TransportUse::DataOnly,
+                        address: "127.0.0.1".parse().expect("lit"),
+                    },
+                    policy: Policy::RoundRobin,
+                    asap_transport: None,
+                },
+            },
+        )
+        .await;
+        match recv(a, Protocol::Asap).await {
+            Message::Asap(AsapMessage::RegistrationResponse(x)) => assert!(!x.reject, "{x:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heals_and_handlespaces_converge() {
+    use std::sync::atomic::Ordering;
+    let here = |i: usize| SocketAddr::from(([127, 0, 0, 1], wild(i).port()));
+    // Relays for the pairs (0,1), (0,2), (1,2).
+    let r01 = relay(here(0), here(1)).await;
+    let r02 = relay(here(0), here(2)).await;
+    let r12 = relay(here(1), here(2)).await;
+    let peers = [
+        vec![r01.x_side, r02.x_side],
+        vec![r01.y_side, r12.x_side],
+        vec![r02.y_side, r12.y_side],
+    ];
+    let mut regs = Vec::new();
+    for (i, p) in peers.iter().enumerate() {
+        match start_wildcard(i, p.clone()).await {
+            Some(r) => regs.push(r),
+            None => return,
+        }
+    }
+    let mut hosts = Vec::new();
+    for (i, r) in regs.iter().enumerate() {
+        let mut a = connect(r.asap, Protocol::Asap).await;
+        let base = (i as u32 + 1) * 1000;
+        register_range(&mut a, base..base + 100).await;
+        hosts.push(a);
+    }
+    let enrps: Vec<SocketAddr> = regs.iter().map(|r| r.enrp).collect();
+    wait_for(&enrps, "initial replication", |t| {
+        t.iter().all(|m| m.len() == 300) && t.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
+
+    // Cut registrar 2 off, long enough for failure detection and takeover on both sides.
+    r02.blocked.store(true, Ordering::Relaxed);
+    r12.blocked.store(true, Ordering::Relaxed);
+    // Changes on both sides: 20 PEs leave registrar 0 (their host association closes),
+    // 20 new ones register at registrar 2.
+    let mut leaving = connect(regs[0].asap, Protocol::Asap).await;
+    register_range(&mut leaving, 5000..5020).await;
+    let mut extra = connect(regs[2].asap, Protocol::Asap).await;
+    register_range(&mut extra, 6000..6020).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(leaving);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // Heal.
+    r02.blocked.store(false, Ordering::Relaxed);
+    r12.blocked.store(false, Ordering::Relaxed);
+    let expected: std::collections::BTreeSet<u32> = (1000..1100)
+        .chain(2000..2100)
+        .chain(3000..3100)
+        .chain(6000..6020)
+        .collect();
+    let tables = wait_for(&enrps, "convergence after the partition", |t| {
+        t.iter().all(|m| {
+            m.keys()
+                .copied()
+                .collect::<std::collections::BTreeSet<u32>>()
+                == expected
+        }) && t.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
+    // Every PE is owned by the registrar holding its association.
+    for (id, home) in &tables[0] {
+        let want = match id {
+            6000..=6019 => IDS[2],
+            _ => IDS[(id / 1000 - 1) as usize],
+        };
+        assert_eq!(*home, want, "PE {id}");
+    }
+    for r in regs {
+        r.stop().await;
+    }
+    drop((hosts, extra));
+}
