@@ -140,25 +140,33 @@ fn bench_takeover() {
     for _ in 0..400 {
         let until = sim.now + Duration::from_millis(100);
         sim.run_until(until);
-        if adopted_at.is_none() && victims.iter().all(|i| sim.pes[*i].registered_at.is_some()) {
+        if adopted_at.is_none()
+            && victims
+                .iter()
+                .all(|i| matches!(sim.pes[*i].registered_at, Some(s) if s != 0))
+        {
             adopted_at = Some(sim.now);
             break;
         }
     }
     let wall = wall.elapsed();
-    let (lost, done) = sim.log.iter().fold((None, None), |(l, d), (t, _, e)| match e {
-        Event::PeerLost { .. } if l.is_none() => (Some(*t), d),
-        Event::TakeoverDone { .. } if d.is_none() => (l, Some(*t)),
-        _ => (l, d),
-    });
+    let (lost, done) = sim
+        .log
+        .iter()
+        .fold((None, None), |(l, d), (t, _, e)| match e {
+            Event::PeerLost { .. } if l.is_none() => (Some(*t), d),
+            Event::TakeoverDone { .. } if d.is_none() => (l, Some(*t)),
+            _ => (l, d),
+        });
     let base = killed - sim.t0;
     println!(
-        "takeover of {} PEs: detected (peer lost) +{:?}, TAKEOVER_SERVER +{:?}, all re-registered +{:?} after the kill (virtual); {:.3} s wall for 40 s of simulated scope",
+        "takeover of {} PEs: detected (peer lost) +{:?}, TAKEOVER_SERVER +{:?}, all re-registered +{:?} after the kill (virtual); {:.3} s wall for {:?} simulated",
         victims.len(),
         lost.map(|t| t - base),
         done.map(|t| t - base),
         adopted_at.map(|t| t - killed),
-        wall.as_secs_f64()
+        wall.as_secs_f64(),
+        sim.now - killed
     );
     sim.check().expect("converged");
 }
@@ -172,10 +180,19 @@ fn bench_presence_overhead() {
     let until = sim.now + Duration::from_secs(30);
     sim.run_until(until);
     let (m0, b0) = (sim.enrp_sent, sim.enrp_bytes);
+    let syncs0 = sim.log.len();
     let span = 60u64;
     let until = sim.now + Duration::from_secs(span);
     sim.run_until(until);
     let pairs = (sim.cfg.registrars * (sim.cfg.registrars - 1)) as u64;
+    let audits = sim.log[syncs0..]
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::SyncDone { .. }))
+        .count();
+    println!(
+        "audits (W-flag table downloads after a checksum mismatch) in {span} s: {audits} ({:.3} per peer pair per second)",
+        audits as f64 / (pairs * span) as f64
+    );
     let msgs = sim.enrp_sent - m0;
     let bytes = sim.enrp_bytes - b0;
     println!(
