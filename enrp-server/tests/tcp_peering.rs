@@ -47,6 +47,7 @@ async fn start(i: usize) -> Option<Running> {
         mentor_discovery_timeout: Duration::from_millis(1000),
         takeover_expiry: Duration::from_millis(1500),
         verify_adopted: false,
+        ..PeeringConfig::default()
     };
     let driver = DriverConfig {
         asap: vec![SocketAddr::from(([127, 0, 0, 21 + i as u8], 0))],
@@ -322,6 +323,7 @@ async fn start_wildcard(i: usize, peers: Vec<SocketAddr>) -> Option<Running> {
         mentor_discovery_timeout: Duration::from_millis(1000),
         takeover_expiry: Duration::from_millis(1500),
         verify_adopted: false,
+        ..PeeringConfig::default()
     };
     // Wildcard ENRP address: no Server Information, so LIST_RESPONSEs cannot route
     // around the relays.

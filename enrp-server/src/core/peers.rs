@@ -52,6 +52,8 @@ pub struct PeeringConfig {
     pub mentor_discovery_timeout: Duration,
     /// Wait for all INIT_TAKEOVER_ACKs (rsplib 5 s).
     pub takeover_expiry: Duration,
+    /// Most peers tracked (further unknown senders are ignored).
+    pub max_peers: usize,
     /// Remove an adopted PE that does not answer the H-flag keep-alive (nor re-registers)
     /// within the keep-alive timeout, like rsplib. Drivers that cannot deliver
     /// [`Action::Adopt`] turn this off.
@@ -68,6 +70,7 @@ impl Default for PeeringConfig {
             max_time_no_response: Duration::from_secs(5),
             mentor_discovery_timeout: Duration::from_secs(5),
             takeover_expiry: Duration::from_secs(5),
+            max_peers: 256,
             verify_adopted: true,
         }
     }
@@ -410,8 +413,17 @@ impl Registrar {
         }
         // Anything heard from a peer proves it alive.
         let is_new = !self.peering.peers.contains_key(&sender);
+        if is_new && self.peering.peers.len() >= self.config.peering.max_peers {
+            // Bounded table: forged server IDs cannot grow it.
+            out.push(Action::Event(Event::Ignored {
+                assoc: None,
+                message: Message::Enrp(m).tshark_name(),
+                reason: "peer table full",
+            }));
+            return;
+        }
         if is_new {
-            // A peer we took over came back: it is a new incarnation for us.
+            // Also a peer we took over that came back: a new incarnation for us.
             self.peering.peers.insert(
                 sender,
                 Peer {
@@ -1145,6 +1157,16 @@ mod tests {
         assert!(sent(&out).iter().any(|(to, m)| *to == addr(7)
             && matches!(m, EnrpMessage::HandleUpdate(u)
                 if u.action == UpdateAction::AddPe && u.pool_element.home_server_id == ME)));
+    }
+
+    #[test]
+    fn peer_table_is_bounded() {
+        let (mut r, now) = reg();
+        r.config.peering.max_peers = 2;
+        for p in [7, 8, 9] {
+            from(&mut r, now, p, presence(p, 0xFFFF));
+        }
+        assert_eq!(r.peers().keys().copied().collect::<Vec<_>>(), vec![7, 8]);
     }
 
     #[test]
