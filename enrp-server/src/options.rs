@@ -59,12 +59,12 @@ pub struct Options {
     #[arg(long, value_name = "auto|off|ADDR:PORT")]
     pub asap_announce: Option<String>,
 
-    /// ENRP presence multicast: `auto` (239.0.0.51:9901), `off` or ADDR:PORT; stored for
-    /// ENRP peering (not sent by a single registrar yet). [default: auto]
+    /// ENRP PRESENCE multicast group for peering: `auto` (239.0.0.51:9901), `off` or
+    /// ADDR:PORT; giving it turns peering on. [default: auto]
     #[arg(long, value_name = "auto|off|ADDR:PORT")]
     pub enrp_announce: Option<String>,
 
-    /// Static ENRP peer ADDR:PORT (repeatable); stored for ENRP peering.
+    /// Static ENRP peer ADDR:PORT (repeatable; its ENRP address); turns peering on.
     #[arg(long = "peer", value_name = "ADDR:PORT")]
     #[serde(rename = "peer")]
     pub peers: Vec<String>,
