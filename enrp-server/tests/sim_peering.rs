@@ -133,7 +133,9 @@ fn partition_heals_by_audit() {
     sim.slots[2].group = 1;
     run_for(&mut sim, secs(8));
     assert!(
-        !sim.log.iter().any(|(_, _, e)| matches!(e, Event::TakeoverStarted { .. })),
+        !sim.log
+            .iter()
+            .any(|(_, _, e)| matches!(e, Event::TakeoverStarted { .. })),
         "partition shorter than failure detection"
     );
     sim.slots[2].group = 0;
