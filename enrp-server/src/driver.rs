@@ -95,7 +95,7 @@ pub struct Stats {
     /// Handle resolutions answered with an error.
     pub resolutions_failed: AtomicU64,
     /// Removals by reason, indexed like [`crate::core::RemovalReason::ALL`].
-    pub removals: [AtomicU64; 5],
+    pub removals: [AtomicU64; crate::core::RemovalReason::ALL.len()],
     /// Protocol errors (malformed / unrecognised input).
     pub protocol_errors: AtomicU64,
     /// Requests refused by rate limits.
@@ -114,6 +114,8 @@ pub struct Server {
     asap: Listener,
     enrp: Option<Listener>,
     udp: Option<UdpEndpoint>,
+    /// ENRP peering socket (UDP on the ENRP address and port; see `core::peers`).
+    peer_udp: Option<Arc<UdpEndpoint>>,
     config: DriverConfig,
     stats: Arc<Stats>,
     write_queue: usize,
@@ -172,6 +174,30 @@ impl Server {
             }
             Some(ep)
         };
+        // This driver cannot reach adopted PEs (see Action::Adopt below): keep them until
+        // they re-register or their registration life ends.
+        core.peering.verify_adopted = false;
+        let peer_udp = if core.peering.enabled {
+            let at = config
+                .enrp
+                .first()
+                .copied()
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9901)));
+            let ep = UdpEndpoint::bind(UdpBind::Addr(at))
+                .await
+                .map_err(transport_err("ENRP peering socket"))?;
+            if let (Some(SocketAddr::V4(g)), true) =
+                (core.peering.multicast, at.ip().is_unspecified())
+            {
+                if let Err(e) = ep.join_multicast_v4(*g.ip(), std::net::Ipv4Addr::UNSPECIFIED) {
+                    warn!(group = %g, error = %e, "cannot join the ENRP presence group");
+                }
+            }
+            let _ = ep.set_multicast_loop(false);
+            Some(Arc::new(ep))
+        } else {
+            None
+        };
         info!(
             server_id = format_args!("{:#010x}", core.server_id),
             transport = kind.as_str(),
@@ -190,6 +216,7 @@ impl Server {
             asap,
             enrp,
             udp,
+            peer_udp,
             config,
             stats: Arc::new(Stats::default()),
         })
@@ -220,6 +247,7 @@ impl Server {
             asap,
             enrp,
             udp,
+            peer_udp,
             config,
             stats,
             write_queue,
@@ -246,6 +274,26 @@ impl Server {
                 config.max_associations,
                 write_queue,
             )));
+        }
+        if let Some(ep) = peer_udp.clone() {
+            let tx = tx.clone();
+            accepts.push(tokio::spawn(async move {
+                loop {
+                    match ep.recv_from().await {
+                        Ok((bytes, from)) => {
+                            let input = Input::Datagram {
+                                from,
+                                protocol: Protocol::Enrp,
+                                bytes,
+                            };
+                            if tx.send((input, None)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => debug!(error = %e, "ENRP peering socket"),
+                    }
+                }
+            }));
         }
         drop(tx);
         let mut links: HashMap<AssocId, Link> = HashMap::new();
@@ -277,14 +325,30 @@ impl Server {
                     None => break,
                 },
             };
-            let mut aborted = execute(actions, &mut links, udp.as_ref(), &stats).await;
+            let mut aborted = execute(
+                actions,
+                &mut links,
+                udp.as_ref(),
+                peer_udp.as_deref(),
+                &stats,
+            )
+            .await;
             // Aborted associations are gone now: tell the core (their readers were stopped).
             while let Some(assoc) = aborted.pop() {
                 if links.remove(&assoc).is_some() {
                     open.fetch_sub(1, Ordering::Relaxed);
                 }
                 let actions = registrar.handle(Instant::now(), Input::Disconnected { assoc });
-                aborted.extend(execute(actions, &mut links, udp.as_ref(), &stats).await);
+                aborted.extend(
+                    execute(
+                        actions,
+                        &mut links,
+                        udp.as_ref(),
+                        peer_udp.as_deref(),
+                        &stats,
+                    )
+                    .await,
+                );
             }
             stats.pools.store(
                 registrar.handlespace().pool_count() as u64,
@@ -453,6 +517,7 @@ async fn execute(
     actions: Vec<Action>,
     links: &mut HashMap<AssocId, Link>,
     udp: Option<&UdpEndpoint>,
+    peer_udp: Option<&UdpEndpoint>,
     stats: &Stats,
 ) -> Vec<AssocId> {
     let mut aborted = Vec::new();
@@ -497,6 +562,25 @@ async fn execute(
                 // Peering hook: a single registrar has nobody to tell.
                 debug!(action = ?r.action, handle = %r.pool_handle, id = r.element.id, "replication (no peers)");
             }
+            // ENRP peering over UDP on the ENRP port (deviation from RFC 5353's SCTP
+            // associations; see the README).
+            Action::PeerSend { to, bytes, message } => {
+                if let Some(u) = peer_udp {
+                    if let Err(e) = u.send_to(&bytes, to).await {
+                        debug!(%to, message = message.name(), error = %e, "ENRP peer send failed");
+                    }
+                }
+            }
+            // We have no association to a PE adopted from a dead peer and PEs accept no
+            // incoming ASAP associations here: the PE keeps its entry (owned by us) until it
+            // re-registers or its registration life ends.
+            Action::Adopt {
+                pool_handle,
+                element,
+                ..
+            } => {
+                debug!(handle = %pool_handle, id = element.id, "adopted PE: no association for the H-flag keep-alive")
+            }
             Action::Event(e) => log_event(&e, stats),
         }
     }
@@ -519,6 +603,14 @@ fn abort(links: &mut HashMap<AssocId, Link>, assoc: AssocId) {
 pub fn log_event(e: &Event, stats: &Stats) {
     use crate::core::RemovalReason;
     match e {
+        Event::PeerFound { .. }
+        | Event::PeerLost { .. }
+        | Event::AuditMismatch { .. }
+        | Event::SyncDone { .. }
+        | Event::TakeoverStarted { .. }
+        | Event::TakeoverDone { .. }
+        | Event::TakeoverAbandoned { .. }
+        | Event::TakeoverSeen { .. } => info!(event = ?e, "peering"),
         Event::Registered {
             assoc,
             handle,
@@ -550,7 +642,9 @@ pub fn log_event(e: &Event, stats: &Stats) {
         }
         Event::Removed { handle, id, reason } => {
             if let Some(i) = RemovalReason::ALL.iter().position(|r| r == reason) {
-                stats.removals[i].fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = stats.removals.get(i) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
             }
             info!(%handle, pe_id = format_args!("{id:#010x}"), reason = reason.as_str(), "PE removed");
         }

@@ -59,15 +59,44 @@ pub struct Options {
     #[arg(long, value_name = "auto|off|ADDR:PORT")]
     pub asap_announce: Option<String>,
 
-    /// ENRP presence multicast: `auto` (239.0.0.51:9901), `off` or ADDR:PORT; stored for
-    /// ENRP peering (not sent by a single registrar yet). [default: auto]
+    /// ENRP PRESENCE multicast group for peering: `auto` (239.0.0.51:9901), `off` or
+    /// ADDR:PORT; giving it turns peering on. [default: auto]
     #[arg(long, value_name = "auto|off|ADDR:PORT")]
     pub enrp_announce: Option<String>,
 
-    /// Static ENRP peer ADDR:PORT (repeatable); stored for ENRP peering.
+    /// Static ENRP peer ADDR:PORT (repeatable; its ENRP address); turns peering on.
     #[arg(long = "peer", value_name = "ADDR:PORT")]
     #[serde(rename = "peer")]
     pub peers: Vec<String>,
+
+    /// ENRP peering on/off (RFC 5353; peer messages over UDP on the ENRP port, see the
+    /// README). [default: on when --peer or --enrp-announce is given]
+    #[arg(long, value_name = "on|off")]
+    pub peering: Option<String>,
+
+    /// PEER-HEARTBEAT-CYCLE: PRESENCE period to each peer, ms (RFC 30000; rsplib 2444).
+    /// [default: 2444]
+    #[arg(long, value_name = "MS")]
+    pub peer_heartbeat_cycle: Option<u64>,
+
+    /// MAX-TIME-LAST-HEARD: silence before a peer is probed, ms (RFC 61000; rsplib 5000).
+    /// [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub peer_max_time_last_heard: Option<u64>,
+
+    /// MAX-TIME-NO-RESPONSE: wait for the probe's answer before takeover, ms (RFC and
+    /// rsplib 5000). [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub peer_max_time_no_response: Option<u64>,
+
+    /// Start-up phase in which the first peer heard becomes mentor, ms (rsplib 5000).
+    /// [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub mentor_discovery_timeout: Option<u64>,
+
+    /// Wait for all INIT_TAKEOVER_ACKs, ms (rsplib 5000). [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub takeover_expiry_interval: Option<u64>,
 
     /// Transport for ASAP/ENRP associations. [default: auto = kernel SCTP, else TCP]
     #[arg(long, value_name = "auto|sctp|tcp")]
@@ -301,6 +330,12 @@ impl Options {
             asap_announce,
             enrp_announce,
             transport,
+            peering,
+            peer_heartbeat_cycle,
+            peer_max_time_last_heard,
+            peer_max_time_no_response,
+            mentor_discovery_timeout,
+            takeover_expiry_interval,
             keep_alive_interval,
             keep_alive_timeout,
             announce_cycle,
@@ -408,6 +443,35 @@ impl Options {
             self.enrp_announce.as_deref().unwrap_or("auto"),
             defaults::ENRP_PRESENCE_ADDR,
         )?;
+        c.peering.multicast = enrp_announce.first().copied();
+        c.peering.enabled = match self.peering.as_deref() {
+            None => !c.peers.is_empty() || self.enrp_announce.is_some(),
+            Some("on") => true,
+            Some("off") => false,
+            Some(o) => return Err(invalid("peering", format!("{o:?} is not on|off"))),
+        };
+        for (v, slot) in [
+            (self.peer_heartbeat_cycle, &mut c.peering.heartbeat_cycle),
+            (
+                self.peer_max_time_last_heard,
+                &mut c.peering.max_time_last_heard,
+            ),
+            (
+                self.peer_max_time_no_response,
+                &mut c.peering.max_time_no_response,
+            ),
+            (
+                self.takeover_expiry_interval,
+                &mut c.peering.takeover_expiry,
+            ),
+        ] {
+            if let Some(v) = v {
+                *slot = ms(v.max(100));
+            }
+        }
+        if let Some(v) = self.mentor_discovery_timeout {
+            c.peering.mentor_discovery_timeout = ms(v.clamp(0, 60_000));
+        }
         let driver = DriverConfig {
             asap,
             enrp,
@@ -452,6 +516,39 @@ mod tests {
         assert!(c.asap_announce_targets.is_empty());
         assert_eq!(d.asap[0].port(), 3863);
         assert_eq!(c.keep_alive_timeout, Duration::from_millis(5000));
+    }
+
+    #[test]
+    fn peering_timers_from_file_and_cli() {
+        let file: Options = toml::from_str(
+            "peer = [\"10.0.0.9:9901\"]\npeer-heartbeat-cycle = 30000\n\
+             peer-max-time-last-heard = 61000\ntakeover-expiry-interval = 7000\n",
+        )
+        .expect("valid toml");
+        let cli = Options::parse_from(["enrp-server", "--peer-max-time-no-response", "3000"]);
+        let (c, _) = cli.merged_with(file).resolve(5).expect("valid");
+        assert!(c.peering.enabled, "a static peer turns peering on");
+        assert_eq!(c.peering.heartbeat_cycle, Duration::from_millis(30_000));
+        assert_eq!(c.peering.max_time_last_heard, Duration::from_millis(61_000));
+        assert_eq!(c.peering.max_time_no_response, Duration::from_millis(3000));
+        assert_eq!(c.peering.takeover_expiry, Duration::from_millis(7000));
+        assert_eq!(
+            c.peering.mentor_discovery_timeout,
+            Duration::from_millis(5000)
+        );
+        assert_eq!(
+            c.peering.multicast,
+            Some("239.0.0.51:9901".parse().expect("lit"))
+        );
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert!(
+            !c.peering.enabled,
+            "a lone registrar does not peer by default"
+        );
+        let o = Options::parse_from(["enrp-server", "--peering", "maybe"]);
+        assert!(o.resolve(1).is_err());
     }
 
     #[test]

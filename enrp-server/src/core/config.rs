@@ -63,6 +63,8 @@ pub struct CoreConfig {
     pub enrp_transport: Option<TransportParameter>,
     /// Static ENRP peers (kept for the peering task; not contacted yet).
     pub peers: Vec<SocketAddr>,
+    /// ENRP peering (RFC 5353): timers, multicast group, on/off.
+    pub peering: super::peers::PeeringConfig,
     /// Seed of the core's random generator (selection, jitter): tests fix it.
     pub seed: u64,
 }
@@ -92,6 +94,7 @@ impl CoreConfig {
             asap_transports: Vec::new(),
             enrp_transport: None,
             peers: Vec::new(),
+            peering: super::peers::PeeringConfig::default(),
             seed: u64::from(server_id),
         }
     }

@@ -23,16 +23,22 @@ pub enum RemovalReason {
     Unreachable,
     /// Registration life ended without re-registration.
     Expired,
+    /// Purged by a handlespace audit: the home peer no longer lists it (RFC 5353).
+    Audit,
+    /// HANDLE_UPDATE DEL_PE from the PE's home peer (RFC 5353 §2.4).
+    PeerDeleted,
 }
 
 impl RemovalReason {
     /// All reasons (for metrics label pre-registration).
-    pub const ALL: [RemovalReason; 5] = [
+    pub const ALL: [RemovalReason; 7] = [
         RemovalReason::Deregistered,
         RemovalReason::KeepAliveTimeout,
         RemovalReason::AssociationLost,
         RemovalReason::Unreachable,
         RemovalReason::Expired,
+        RemovalReason::Audit,
+        RemovalReason::PeerDeleted,
     ];
 
     /// Short kebab-case name.
@@ -43,6 +49,8 @@ impl RemovalReason {
             RemovalReason::AssociationLost => "association-lost",
             RemovalReason::Unreachable => "unreachable",
             RemovalReason::Expired => "expired",
+            RemovalReason::Audit => "audit",
+            RemovalReason::PeerDeleted => "peer-deleted",
         }
     }
 }
@@ -162,6 +170,64 @@ pub enum Event {
         pes: usize,
         /// M bit set.
         more: bool,
+    },
+    /// A new ENRP peer was heard (RFC 5353 §3.1).
+    PeerFound {
+        /// Its server ID.
+        server_id: u32,
+        /// Its ENRP address.
+        addr: std::net::SocketAddr,
+    },
+    /// A peer did not answer a PRESENCE with R flag within MAX-TIME-NO-RESPONSE.
+    PeerLost {
+        /// Its server ID.
+        server_id: u32,
+    },
+    /// A peer's PRESENCE checksum differs from ours for its PEs: audit started.
+    AuditMismatch {
+        /// The peer.
+        server_id: u32,
+        /// Checksum it sent.
+        theirs: u16,
+        /// Checksum we compute for its PEs.
+        ours: u16,
+    },
+    /// A handle table download (mentor or audit) finished.
+    SyncDone {
+        /// The peer.
+        server_id: u32,
+        /// Stale PEs purged (audit).
+        purged: usize,
+    },
+    /// We sent INIT_TAKEOVER for a dead peer (RFC 5353 §3.6).
+    TakeoverStarted {
+        /// The dead peer.
+        target: u32,
+        /// Its PEs.
+        pes: usize,
+    },
+    /// Our takeover completed: its PEs are ours now.
+    TakeoverDone {
+        /// The dead peer.
+        target: u32,
+        /// PEs adopted.
+        pes: usize,
+    },
+    /// Our takeover was abandoned (target alive, or ACKs missing at expiry).
+    TakeoverAbandoned {
+        /// The target.
+        target: u32,
+        /// Peers whose ACK was missing.
+        missing: usize,
+    },
+    /// Another registrar took a peer over (TAKEOVER_SERVER received).
+    TakeoverSeen {
+        /// The dead peer.
+        target: u32,
+        /// The new home.
+        by: u32,
+        /// PEs re-labelled.
+        pes: usize,
     },
     /// A message could not be encoded (too large even after trimming).
     EncodeFailed {

@@ -22,17 +22,19 @@
 //! * ENRP for tools: PRESENCE replies, LIST_REQUEST, HANDLE_TABLE_REQUEST with M-bit
 //!   continuation and the W flag (rsplib's `hsdump`).
 //!
-//! Peering (HANDLE_UPDATE to peers, takeover) is prepared by [`Action::Replicate`] and
-//! by keeping ownership in the handlespace keyed by home server ID.
+//! ENRP peering (HANDLE_UPDATE to peers, PRESENCE audit, mentor download, takeover) is in
+//! [`peers`]; it turns [`Action::Replicate`]s into HANDLE_UPDATEs ([`Action::PeerSend`]).
 
 pub mod address;
 mod config;
 mod event;
+pub mod peers;
 pub mod rate;
 
 pub use address::{AddressScope, IpNet};
 pub use config::CoreConfig;
 pub use event::{Event, RemovalReason, Replication};
+pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
 
 use std::collections::hash_map::DefaultHasher;
@@ -139,6 +141,28 @@ pub enum Action {
     },
     /// Propagate a handlespace change to ENRP peers (peering hook; no-op without peers).
     Replicate(Replication),
+    /// Send an ENRP message to a peer registrar (or the PRESENCE multicast group) at its
+    /// ENRP address (peering, [`peers`]).
+    PeerSend {
+        /// Destination.
+        to: SocketAddr,
+        /// The message.
+        message: Message,
+        /// Its encoding.
+        bytes: Bytes,
+    },
+    /// Takeover: reach an adopted PE at its ASAP transport (we have no association to it)
+    /// and send it this ENDPOINT_KEEP_ALIVE with the H flag (RFC 5353 §3.6).
+    Adopt {
+        /// Pool.
+        pool_handle: PoolHandle,
+        /// The PE (its `asap_transport` says where to connect).
+        element: PoolElement,
+        /// The keep-alive.
+        message: Message,
+        /// Its encoding.
+        bytes: Bytes,
+    },
     /// Log / count this.
     Event(Event),
 }
@@ -180,6 +204,7 @@ pub struct Registrar {
     hres_limiter: RateLimiter,
     eu_limiter: RateLimiter,
     rng: StdRng,
+    peering: peers::PeerState,
 }
 
 impl Registrar {
@@ -204,6 +229,11 @@ impl Registrar {
             monitors: HashMap::new(),
             monitor_timers: BTreeSet::new(),
             next_announce,
+            peering: peers::PeerState::new(
+                config.peering.enabled,
+                now,
+                config.peering.mentor_discovery_timeout,
+            ),
             config,
         }
     }
@@ -241,6 +271,7 @@ impl Registrar {
             self.next_announce,
             self.monitor_timers.first().map(|t| t.0),
             self.handlespace.next_expiry(),
+            self.peering_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -302,6 +333,7 @@ impl Registrar {
                 bytes,
             } => self.on_bytes(now, None, Some(from), protocol, &bytes, &mut out),
         }
+        self.peering_replicate(&mut out);
         out
     }
 
@@ -355,6 +387,8 @@ impl Registrar {
                 self.next_announce = Some(now + next);
             }
         }
+        self.peering_timeout(now, &mut out);
+        self.peering_replicate(&mut out);
         out
     }
 
@@ -505,6 +539,11 @@ impl Registrar {
                 match (assoc, d.message) {
                     (Some(a), Message::Asap(m)) => self.on_asap(now, a, bytes, m, out),
                     (Some(a), Message::Enrp(m)) => self.on_enrp(a, m, out),
+                    (None, Message::Enrp(m)) if self.config.peering.enabled => {
+                        if let Some(from) = from {
+                            self.on_enrp_peer(now, from, m, out);
+                        }
+                    }
                     (None, m) => {
                         // UDP: announces / presences of other registrars. Peering will use
                         // them; nothing is ever sent back to a datagram's source.
@@ -988,6 +1027,20 @@ impl Registrar {
             .and_then(|e| e.connection());
         let Some(conn) = conn else {
             self.monitors.remove(&key);
+            // A PE adopted by takeover that neither acknowledged the H-flag keep-alive nor
+            // re-registered here (peers.rs).
+            let ours = self.handlespace.get(&key.0, key.1).map(|e| e.owner())
+                == Some(self.config.server_id);
+            if m.awaiting_ack && ours {
+                if let Some(r) = self.handlespace.deregister(&key.0, key.1) {
+                    self.removed(
+                        r.handle,
+                        r.entry.element().clone(),
+                        RemovalReason::KeepAliveTimeout,
+                        out,
+                    );
+                }
+            }
             return;
         };
         if m.awaiting_ack {

@@ -1,0 +1,1191 @@
+//! ENRP peering (RFC 5353; RSERPOOL-SPEC §7, §9.2–9.3, §10.5–10.9): peer table, PRESENCE
+//! heartbeat with the PE checksum, mentor download, HANDLE_UPDATE replication, audit
+//! (mark-and-sweep resynchronisation), failure detection and takeover.
+//!
+//! Peers are addressed by their ENRP socket address: the core emits [`Action::PeerSend`]
+//! and receives peer messages as [`Input::Datagram`](super::Input::Datagram) with
+//! [`Protocol::Enrp`]; the source address of a datagram is the peer's address. The
+//! simulation tests (`enrp-server/tests/sim_peering.rs`) carry these in memory.
+//!
+//! Takeover differs from rsplib 3.4.4 (which never sends TAKEOVER_SERVER): once every peer
+//! that is still alive has acknowledged INIT_TAKEOVER, we send TAKEOVER_SERVER to all
+//! peers, re-label the target's PEs as ours and emit one [`Action::Adopt`] per PE (an
+//! ENDPOINT_KEEP_ALIVE with the H flag for the PE's ASAP transport: we have no association
+//! to an adopted PE, the driver must reach it). On takeover expiry, peers that died in
+//! the meantime no longer count; if live peers are still missing the attempt is abandoned
+//! like rsplib and the target's PEs live on until their registration life ends.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use asap::handlespace::DumpCursor;
+use asap::wire::asap_msg::EndpointKeepAlive;
+use asap::wire::enrp_msg::{
+    HandleTableRequest, HandleTableResponse, HandleUpdate, InitTakeover, InitTakeoverAck,
+    ListRequest, ListResponse, Presence, TakeoverServer,
+};
+use asap::wire::{
+    EnrpMessage, Message, PoolElement, PoolEntry, PoolHandle, ServerId, ServerInformation,
+    UpdateAction,
+};
+
+use super::{Action, Event, PeKey, Registrar, RemovalReason};
+
+/// Timers and switches of ENRP peering. Defaults are rsplib's (RSERPOOL-SPEC §9.3), not
+/// RFC 5353's (§9.2): the RFC's 61 s MAX-TIME-LAST-HEARD means a minute without a home for
+/// a dead registrar's PEs, while the heartbeat traffic at rsplib's rate is a few hundred
+/// bytes per peer and second; rsplib deployments also expect its failover time.
+#[derive(Debug, Clone)]
+pub struct PeeringConfig {
+    /// Run ENRP peering at all (off: the registrar answers tools only).
+    pub enabled: bool,
+    /// PRESENCE multicast group (rsplib convention 239.0.0.51:9901); `None` = static only.
+    pub multicast: Option<SocketAddr>,
+    /// PEER-HEARTBEAT-CYCLE (RFC 30 s; rsplib 2.444 s), jittered ±12.5 %.
+    pub heartbeat_cycle: Duration,
+    /// MAX-TIME-LAST-HEARD (RFC 61 s; rsplib 5 s).
+    pub max_time_last_heard: Duration,
+    /// MAX-TIME-NO-RESPONSE (RFC 5 s; rsplib 5 s).
+    pub max_time_no_response: Duration,
+    /// Start-up phase in which the first peer heard becomes mentor (rsplib 5 s).
+    pub mentor_discovery_timeout: Duration,
+    /// Wait for all INIT_TAKEOVER_ACKs (rsplib 5 s).
+    pub takeover_expiry: Duration,
+    /// Most peers tracked (further unknown senders are ignored).
+    pub max_peers: usize,
+    /// Remove an adopted PE that does not answer the H-flag keep-alive (nor re-registers)
+    /// within the keep-alive timeout, like rsplib. Drivers that cannot deliver
+    /// [`Action::Adopt`] turn this off.
+    pub verify_adopted: bool,
+}
+
+impl Default for PeeringConfig {
+    fn default() -> Self {
+        PeeringConfig {
+            enabled: false,
+            multicast: None,
+            heartbeat_cycle: Duration::from_micros(2_444_444),
+            max_time_last_heard: Duration::from_secs(5),
+            max_time_no_response: Duration::from_secs(5),
+            mentor_discovery_timeout: Duration::from_secs(5),
+            takeover_expiry: Duration::from_secs(5),
+            max_peers: 256,
+            verify_adopted: true,
+        }
+    }
+}
+
+/// One known peer registrar.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Its ENRP address (source of its datagrams).
+    pub addr: SocketAddr,
+    /// Its Server Information, if it sent one.
+    pub info: Option<ServerInformation>,
+    last_heard: Instant,
+    probe_sent: Option<Instant>,
+    sync: Option<Sync>,
+}
+
+/// A handle table download from one peer in progress.
+#[derive(Debug, Clone)]
+struct Sync {
+    own_only: bool,
+    /// Audit: that peer's PEs not (yet) confirmed by a response; swept at the end.
+    mark: Option<HashSet<PeKey>>,
+    deadline: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Takeover {
+    missing: BTreeSet<ServerId>,
+    expiry: Instant,
+}
+
+/// Peering state inside the [`Registrar`].
+#[derive(Debug)]
+pub(super) struct PeerState {
+    peers: BTreeMap<ServerId, Peer>,
+    startup_until: Instant,
+    mentor: Option<ServerId>,
+    next_heartbeat: Option<Instant>,
+    takeovers: BTreeMap<ServerId, Takeover>,
+    /// Where our answer to a peer's chunked HANDLE_TABLE_REQUEST continues.
+    serve: HashMap<(ServerId, bool), DumpCursor>,
+}
+
+impl PeerState {
+    pub(super) fn new(enabled: bool, now: Instant, mentor_timeout: Duration) -> Self {
+        PeerState {
+            peers: BTreeMap::new(),
+            startup_until: now + mentor_timeout,
+            mentor: None,
+            next_heartbeat: enabled.then_some(now),
+            takeovers: BTreeMap::new(),
+            serve: HashMap::new(),
+        }
+    }
+}
+
+impl Registrar {
+    /// The peer table (server ID → peer).
+    pub fn peers(&self) -> &BTreeMap<ServerId, Peer> {
+        &self.peering.peers
+    }
+
+    /// The mentor chosen at start-up, if any (RSERPOOL-SPEC §10.5).
+    pub fn mentor(&self) -> Option<ServerId> {
+        self.peering.mentor
+    }
+
+    /// Targets of takeovers this registrar is running.
+    pub fn takeovers_running(&self) -> Vec<ServerId> {
+        self.peering.takeovers.keys().copied().collect()
+    }
+
+    pub(super) fn peering_deadline(&self) -> Option<Instant> {
+        if !self.config.peering.enabled {
+            return None;
+        }
+        let pc = &self.config.peering;
+        let mut t = self.peering.next_heartbeat;
+        let mut upd = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
+        for p in self.peering.peers.values() {
+            match p.probe_sent {
+                Some(s) => upd(s + pc.max_time_no_response),
+                None => upd(p.last_heard + pc.max_time_last_heard),
+            }
+            if let Some(s) = &p.sync {
+                upd(s.deadline);
+            }
+        }
+        for tk in self.peering.takeovers.values() {
+            upd(tk.expiry);
+        }
+        t
+    }
+
+    fn peer_send(&self, out: &mut Vec<Action>, to: SocketAddr, message: Message) {
+        match message.to_bytes() {
+            Ok(bytes) if bytes.len() <= self.config.max_message_size => {
+                out.push(Action::PeerSend { to, message, bytes })
+            }
+            Ok(_) | Err(_) => out.push(Action::Event(Event::EncodeFailed {
+                message: message.name(),
+                error: "peer message does not encode within the size limit".into(),
+            })),
+        }
+    }
+
+    fn to_peer(&self, out: &mut Vec<Action>, id: ServerId, message: Message) {
+        if let Some(p) = self.peering.peers.get(&id) {
+            self.peer_send(out, p.addr, message);
+        }
+    }
+
+    fn to_all_peers(&self, out: &mut Vec<Action>, mk: impl Fn(ServerId) -> Message) {
+        for (id, p) in &self.peering.peers {
+            self.peer_send(out, p.addr, mk(*id));
+        }
+    }
+
+    fn presence(&self, receiver: ServerId, reply_required: bool) -> Message {
+        let me = self.config.server_id;
+        Presence {
+            reply_required,
+            sender: me,
+            receiver,
+            checksum: self.handlespace.checksum(me),
+            server_information: self.config.enrp_transport.clone().map(|transport| {
+                ServerInformation {
+                    server_id: me,
+                    transport,
+                }
+            }),
+        }
+        .into()
+    }
+
+    /// Turns [`Action::Replicate`]s into HANDLE_UPDATEs to every peer (RFC 5353 §2.4;
+    /// RSERPOOL-SPEC §10.7).
+    pub(super) fn peering_replicate(&mut self, out: &mut Vec<Action>) {
+        if !self.config.peering.enabled || self.peering.peers.is_empty() {
+            return;
+        }
+        let me = self.config.server_id;
+        let reps: Vec<_> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Replicate(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        for r in reps {
+            self.to_all_peers(out, |receiver| {
+                HandleUpdate {
+                    takeover_suggested: false,
+                    sender: me,
+                    receiver,
+                    action: r.action,
+                    reserved: 0,
+                    pool_handle: r.pool_handle.clone(),
+                    pool_element: r.element.clone(),
+                }
+                .into()
+            });
+        }
+    }
+
+    /// Peering timers: heartbeat, failure detection, sync and takeover expiry.
+    pub(super) fn peering_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.config.peering.enabled {
+            return;
+        }
+        let pc = self.config.peering.clone();
+        if self.peering.next_heartbeat.is_some_and(|t| t <= now) {
+            self.to_all_peers(out, |r| self.presence(r, false));
+            // Static peers not known yet, and the multicast group: ask for a reply.
+            let known: HashSet<SocketAddr> = self.peering.peers.values().map(|p| p.addr).collect();
+            for a in self.config.peers.clone() {
+                if !known.contains(&a) {
+                    self.peer_send(out, a, self.presence(0, true));
+                }
+            }
+            if let Some(g) = pc.multicast {
+                self.peer_send(out, g, self.presence(0, false));
+            }
+            let next = self.jittered(pc.heartbeat_cycle);
+            self.peering.next_heartbeat = Some(now + next);
+        }
+        // Failure detection (RSERPOOL-SPEC §10.6 last bullet, §10.8 step 1).
+        let mut dead = Vec::new();
+        let mut probe = Vec::new();
+        for (id, p) in self.peering.peers.iter_mut() {
+            if let Some(s) = &p.sync {
+                if s.deadline <= now {
+                    p.sync = None; // lost response: give up; the next audit retries.
+                }
+            }
+            match p.probe_sent {
+                Some(t) if t + pc.max_time_no_response <= now => dead.push(*id),
+                None if p.last_heard + pc.max_time_last_heard <= now => {
+                    p.probe_sent = Some(now);
+                    probe.push(*id);
+                }
+                _ => {}
+            }
+        }
+        for id in probe {
+            self.to_peer(out, id, self.presence(id, true));
+        }
+        for id in dead {
+            self.peer_dead(now, id, out);
+        }
+        // Takeover expiry (RSERPOOL-SPEC §10.8 step 6).
+        let expired: Vec<ServerId> = self
+            .peering
+            .takeovers
+            .iter()
+            .filter(|(_, t)| t.expiry <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for target in expired {
+            let Some(mut t) = self.peering.takeovers.remove(&target) else {
+                continue;
+            };
+            t.missing.retain(|p| self.peering.peers.contains_key(p));
+            if t.missing.is_empty() {
+                self.finish_takeover(now, target, out);
+            } else {
+                out.push(Action::Event(Event::TakeoverAbandoned {
+                    target,
+                    missing: t.missing.len(),
+                }));
+            }
+        }
+    }
+
+    fn peer_dead(&mut self, now: Instant, id: ServerId, out: &mut Vec<Action>) {
+        self.peering.peers.remove(&id);
+        self.peering.serve.retain(|(p, _), _| *p != id);
+        if self.peering.mentor == Some(id) && now < self.peering.startup_until {
+            self.peering.mentor = None;
+        }
+        out.push(Action::Event(Event::PeerLost { server_id: id }));
+        // A dead peer no longer has to acknowledge our takeovers.
+        let ready: Vec<ServerId> = self
+            .peering
+            .takeovers
+            .iter_mut()
+            .filter_map(|(target, t)| {
+                t.missing.remove(&id);
+                t.missing.is_empty().then_some(*target)
+            })
+            .collect();
+        for target in ready {
+            self.peering.takeovers.remove(&target);
+            self.finish_takeover(now, target, out);
+        }
+        if self.handlespace.owned_len(id) == 0 || self.peering.takeovers.contains_key(&id) {
+            return;
+        }
+        let me = self.config.server_id;
+        let missing: BTreeSet<ServerId> = self.peering.peers.keys().copied().collect();
+        out.push(Action::Event(Event::TakeoverStarted {
+            target: id,
+            pes: self.handlespace.owned_len(id),
+        }));
+        self.to_all_peers(out, |receiver| {
+            InitTakeover {
+                sender: me,
+                receiver,
+                target: id,
+            }
+            .into()
+        });
+        if missing.is_empty() {
+            self.finish_takeover(now, id, out);
+        } else {
+            self.peering.takeovers.insert(
+                id,
+                Takeover {
+                    missing,
+                    expiry: now + self.config.peering.takeover_expiry,
+                },
+            );
+        }
+    }
+
+    /// All ACKs in: TAKEOVER_SERVER to all, re-label, keep-alive with H to each PE.
+    fn finish_takeover(&mut self, now: Instant, target: ServerId, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        self.to_all_peers(out, |receiver| {
+            TakeoverServer {
+                sender: me,
+                receiver,
+                target,
+            }
+            .into()
+        });
+        let keys: Vec<PeKey> = self.handlespace.owned_by(target).cloned().collect();
+        let n = self.handlespace.change_owner(target, me);
+        for (h, id) in keys {
+            let Some(e) = self.handlespace.get(&h, id) else {
+                continue;
+            };
+            let element = e.element().clone();
+            if self.config.peering.verify_adopted {
+                let due = now + self.config.keep_alive_timeout;
+                self.set_monitor((h.clone(), id), due, true);
+            }
+            let message: Message = EndpointKeepAlive {
+                home: true,
+                server_id: me,
+                pool_handle: h.clone(),
+                pe_identifier: Some(id),
+            }
+            .into();
+            if let Ok(bytes) = message.to_bytes() {
+                out.push(Action::Adopt {
+                    pool_handle: h,
+                    element,
+                    message,
+                    bytes,
+                });
+            }
+        }
+        out.push(Action::Event(Event::TakeoverDone { target, pes: n }));
+    }
+
+    /// An ENRP message from a peer by datagram.
+    pub(super) fn on_enrp_peer(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        m: EnrpMessage,
+        out: &mut Vec<Action>,
+    ) {
+        let me = self.config.server_id;
+        let sender = m.sender();
+        if sender == me || sender == 0 || (m.receiver() != 0 && m.receiver() != me) {
+            return;
+        }
+        // Anything heard from a peer proves it alive.
+        let is_new = !self.peering.peers.contains_key(&sender);
+        if is_new && self.peering.peers.len() >= self.config.peering.max_peers {
+            // Bounded table: forged server IDs cannot grow it.
+            out.push(Action::Event(Event::Ignored {
+                assoc: None,
+                message: Message::Enrp(m).tshark_name(),
+                reason: "peer table full",
+            }));
+            return;
+        }
+        if is_new {
+            // Also a peer we took over that came back: a new incarnation for us.
+            self.peering.peers.insert(
+                sender,
+                Peer {
+                    addr: from,
+                    info: None,
+                    last_heard: now,
+                    probe_sent: None,
+                    sync: None,
+                },
+            );
+            out.push(Action::Event(Event::PeerFound {
+                server_id: sender,
+                addr: from,
+            }));
+        }
+        if let Some(p) = self.peering.peers.get_mut(&sender) {
+            p.last_heard = now;
+            p.probe_sent = None;
+            p.addr = from;
+        }
+        if self.peering.takeovers.remove(&sender).is_some() {
+            out.push(Action::Event(Event::TakeoverAbandoned {
+                target: sender,
+                missing: 0,
+            }));
+        }
+        if is_new {
+            self.to_peer(out, sender, self.presence(sender, false));
+            self.to_peer(
+                out,
+                sender,
+                ListRequest {
+                    sender: me,
+                    receiver: sender,
+                }
+                .into(),
+            );
+            if self.peering.mentor.is_none() && now < self.peering.startup_until {
+                self.peering.mentor = Some(sender);
+                self.start_sync(now, sender, false, out);
+            }
+        }
+        match m {
+            EnrpMessage::Presence(p) => {
+                if let (Some(peer), Some(info)) =
+                    (self.peering.peers.get_mut(&sender), p.server_information)
+                {
+                    peer.info = Some(info);
+                }
+                if p.reply_required {
+                    self.to_peer(out, sender, self.presence(sender, false));
+                }
+                let busy = self
+                    .peering
+                    .peers
+                    .get(&sender)
+                    .is_some_and(|x| x.sync.is_some());
+                if !busy && p.checksum != self.handlespace.checksum(sender) {
+                    out.push(Action::Event(Event::AuditMismatch {
+                        server_id: sender,
+                        theirs: p.checksum,
+                        ours: self.handlespace.checksum(sender),
+                    }));
+                    self.start_sync(now, sender, true, out);
+                }
+            }
+            EnrpMessage::ListRequest(_) => {
+                let servers: Vec<ServerInformation> = self
+                    .peering
+                    .peers
+                    .values()
+                    .filter_map(|p| p.info.clone())
+                    .collect();
+                self.to_peer(
+                    out,
+                    sender,
+                    ListResponse {
+                        reject: false,
+                        sender: me,
+                        receiver: sender,
+                        servers,
+                    }
+                    .into(),
+                );
+            }
+            EnrpMessage::ListResponse(l) => {
+                for s in l.servers {
+                    if s.server_id == me || self.peering.peers.contains_key(&s.server_id) {
+                        continue;
+                    }
+                    if let (Some(ip), Some(port)) =
+                        (s.transport.addresses().first().copied(), s.transport.port())
+                    {
+                        // Ask it to introduce itself.
+                        self.peer_send(out, SocketAddr::new(ip, port), self.presence(0, true));
+                    }
+                }
+            }
+            EnrpMessage::HandleTableRequest(r) => {
+                self.serve_table(sender, r.own_children_only, out)
+            }
+            EnrpMessage::HandleTableResponse(r) => self.on_table(now, sender, r, out),
+            EnrpMessage::HandleUpdate(u) => self.on_update(now, sender, u, out),
+            EnrpMessage::InitTakeover(t) => {
+                if t.target == me {
+                    // Refute: we are alive (RSERPOOL-SPEC §10.8 step 3).
+                    self.to_all_peers(out, |r| self.presence(r, false));
+                    return;
+                }
+                if self.peering.takeovers.contains_key(&t.target) {
+                    if sender > me {
+                        return; // lowest ID wins: we keep ours, no ACK.
+                    }
+                    self.peering.takeovers.remove(&t.target);
+                }
+                self.to_peer(
+                    out,
+                    sender,
+                    InitTakeoverAck {
+                        sender: me,
+                        receiver: sender,
+                        target: t.target,
+                    }
+                    .into(),
+                );
+            }
+            EnrpMessage::InitTakeoverAck(a) => {
+                let done = match self.peering.takeovers.get_mut(&a.target) {
+                    Some(t) => {
+                        t.missing.remove(&sender);
+                        t.missing.is_empty()
+                    }
+                    None => false,
+                };
+                if done {
+                    self.peering.takeovers.remove(&a.target);
+                    self.finish_takeover(now, a.target, out);
+                }
+            }
+            EnrpMessage::TakeoverServer(t) => {
+                if t.target == me {
+                    return;
+                }
+                self.peering.takeovers.remove(&t.target);
+                self.peering.peers.remove(&t.target);
+                let n = self.handlespace.change_owner(t.target, sender);
+                out.push(Action::Event(Event::TakeoverSeen {
+                    target: t.target,
+                    by: sender,
+                    pes: n,
+                }));
+            }
+            EnrpMessage::Error(e) => out.push(Action::Event(Event::ProtocolError {
+                assoc: None,
+                protocol: asap::wire::Protocol::Enrp,
+                error: format!("peer {} reported: {}", e.sender, e.error),
+                replied: false,
+            })),
+        }
+    }
+
+    fn start_sync(&mut self, now: Instant, peer: ServerId, own_only: bool, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        let mark = own_only.then(|| self.handlespace.owned_by(peer).cloned().collect());
+        let deadline = now + self.config.peering.max_time_no_response;
+        let Some(p) = self.peering.peers.get_mut(&peer) else {
+            return;
+        };
+        p.sync = Some(Sync {
+            own_only,
+            mark,
+            deadline,
+        });
+        self.to_peer(
+            out,
+            peer,
+            HandleTableRequest {
+                own_children_only: own_only,
+                sender: me,
+                receiver: peer,
+            }
+            .into(),
+        );
+    }
+
+    fn serve_table(&mut self, requester: ServerId, own_only: bool, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        let cursor = self.peering.serve.remove(&(requester, own_only));
+        let owner = own_only.then_some(me);
+        let mut chunk = self.config.handle_table_chunk;
+        loop {
+            let page = self.handlespace.dump(cursor.as_ref(), owner, chunk);
+            let mut pools: Vec<PoolEntry> = Vec::new();
+            for item in &page.items {
+                let el = item.entry.element().clone();
+                match pools.last_mut() {
+                    Some(p) if &p.pool_handle == item.pool.handle() => p.pool_elements.push(el),
+                    _ => pools.push(PoolEntry {
+                        pool_handle: item.pool.handle().clone(),
+                        pool_elements: vec![el],
+                    }),
+                }
+            }
+            let msg: Message = HandleTableResponse {
+                reject: false,
+                more: page.next.is_some(),
+                sender: me,
+                receiver: requester,
+                pools,
+            }
+            .into();
+            if chunk <= 1 || self.fits(&msg) {
+                if let Some(c) = page.next {
+                    self.peering.serve.insert((requester, own_only), c);
+                }
+                self.to_peer(out, requester, msg);
+                return;
+            }
+            chunk /= 2;
+        }
+    }
+
+    fn on_table(
+        &mut self,
+        now: Instant,
+        sender: ServerId,
+        r: HandleTableResponse,
+        out: &mut Vec<Action>,
+    ) {
+        let me = self.config.server_id;
+        if self
+            .peering
+            .peers
+            .get(&sender)
+            .and_then(|p| p.sync.as_ref())
+            .is_none()
+        {
+            return;
+        }
+        if r.reject {
+            if let Some(p) = self.peering.peers.get_mut(&sender) {
+                p.sync = None;
+            }
+            return;
+        }
+        let mut seen = Vec::new();
+        for pool in r.pools {
+            for el in pool.pool_elements {
+                let home = if el.home_server_id == 0 {
+                    sender
+                } else {
+                    el.home_server_id
+                };
+                seen.push((pool.pool_handle.clone(), el.id));
+                self.store_foreign(now, sender, &pool.pool_handle, el, home, out);
+            }
+        }
+        let deadline = now + self.config.peering.max_time_no_response;
+        let Some(p) = self.peering.peers.get_mut(&sender) else {
+            return;
+        };
+        let Some(s) = p.sync.as_mut() else {
+            return;
+        };
+        if let Some(mark) = s.mark.as_mut() {
+            for k in &seen {
+                mark.remove(k);
+            }
+        }
+        if r.more {
+            s.deadline = deadline;
+            let own_only = s.own_only;
+            self.to_peer(
+                out,
+                sender,
+                HandleTableRequest {
+                    own_children_only: own_only,
+                    sender: me,
+                    receiver: sender,
+                }
+                .into(),
+            );
+            return;
+        }
+        let stale = p.sync.take().and_then(|s| s.mark).unwrap_or_default();
+        let mut purged = 0;
+        for (h, id) in stale {
+            // Only what that peer still owns here: a PE may have moved meanwhile.
+            if self.handlespace.get(&h, id).map(|e| e.owner()) == Some(sender) {
+                if let Some(r) = self.handlespace.deregister(&h, id) {
+                    purged += 1;
+                    self.removed(h, r.entry.element().clone(), RemovalReason::Audit, out);
+                }
+            }
+        }
+        out.push(Action::Event(Event::SyncDone {
+            server_id: sender,
+            purged,
+        }));
+    }
+
+    /// Stores a PE learned from a peer (HANDLE_UPDATE / HANDLE_TABLE_RESPONSE) unless we are
+    /// its home: our own registrations are authoritative. A peer that claims a PE registered
+    /// here over a live association (e.g. it adopted it by takeover while partitioned from
+    /// us) gets our ADD_PE back, so that the registrar holding the PE's association wins.
+    fn store_foreign(
+        &mut self,
+        now: Instant,
+        from_peer: ServerId,
+        handle: &PoolHandle,
+        el: PoolElement,
+        home: ServerId,
+        out: &mut Vec<Action>,
+    ) {
+        let me = self.config.server_id;
+        if home == me {
+            return;
+        }
+        if let Some(e) = self.handlespace.get(handle, el.id) {
+            if e.owner() == me && e.connection().is_some() {
+                let ours = e.element().clone();
+                self.to_peer(
+                    out,
+                    from_peer,
+                    HandleUpdate {
+                        takeover_suggested: false,
+                        sender: me,
+                        receiver: from_peer,
+                        action: UpdateAction::AddPe,
+                        reserved: 0,
+                        pool_handle: handle.clone(),
+                        pool_element: ours,
+                    }
+                    .into(),
+                );
+                return;
+            }
+        }
+        let key = (handle.clone(), el.id);
+        if let Err(e) = self.handlespace.register(handle, el, home, None, now) {
+            out.push(Action::Event(Event::ProtocolError {
+                assoc: None,
+                protocol: asap::wire::Protocol::Enrp,
+                error: format!("peer {home:#x}: PE {:#x} refused: {e}", key.1),
+                replied: false,
+            }));
+            return;
+        }
+        // It is not (or no longer) ours: no keep-alive monitor.
+        if let Some(m) = self.monitors.remove(&key) {
+            self.monitor_timers.remove(&(m.due, key.0, key.1));
+        }
+    }
+
+    fn on_update(
+        &mut self,
+        now: Instant,
+        sender: ServerId,
+        u: HandleUpdate,
+        out: &mut Vec<Action>,
+    ) {
+        let home = if u.pool_element.home_server_id == 0 {
+            sender
+        } else {
+            u.pool_element.home_server_id
+        };
+        match u.action {
+            UpdateAction::AddPe => {
+                self.store_foreign(now, sender, &u.pool_handle, u.pool_element, home, out)
+            }
+            UpdateAction::DelPe => {
+                let id = u.pool_element.id;
+                // Only the PE's current home may delete it.
+                if self.handlespace.get(&u.pool_handle, id).map(|e| e.owner()) == Some(sender) {
+                    if let Some(r) = self.handlespace.deregister(&u.pool_handle, id) {
+                        self.removed(
+                            u.pool_handle,
+                            r.entry.element().clone(),
+                            RemovalReason::PeerDeleted,
+                            out,
+                        );
+                    }
+                }
+            }
+            UpdateAction::Other(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{CoreConfig, Input};
+    use asap::wire::{Policy, Protocol, TransportParameter, TransportUse};
+
+    const ME: ServerId = 5;
+
+    fn addr(id: ServerId) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, id as u8], 9901))
+    }
+
+    fn reg() -> (Registrar, Instant) {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        (Registrar::new(c, now), now)
+    }
+
+    fn from(
+        r: &mut Registrar,
+        now: Instant,
+        sender: ServerId,
+        m: impl Into<Message>,
+    ) -> Vec<Action> {
+        let bytes = m.into().to_bytes().expect("encodes");
+        r.handle(
+            now,
+            Input::Datagram {
+                from: addr(sender),
+                protocol: Protocol::Enrp,
+                bytes,
+            },
+        )
+    }
+
+    fn presence(sender: ServerId, checksum: u16) -> Presence {
+        Presence {
+            reply_required: false,
+            sender,
+            receiver: 0,
+            checksum,
+            server_information: None,
+        }
+    }
+
+    fn sent(out: &[Action]) -> Vec<(SocketAddr, EnrpMessage)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::PeerSend {
+                    to,
+                    message: Message::Enrp(m),
+                    ..
+                } => Some((*to, m.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn element(id: u32, home: ServerId) -> PoolElement {
+        PoolElement {
+            id,
+            home_server_id: home,
+            registration_life: 60_000,
+            user_transport: TransportParameter::Sctp {
+                port: 7,
+                transport_use: TransportUse::DataPlusControl,
+                addresses: vec!["10.0.0.1".parse().expect("lit")],
+            },
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        }
+    }
+
+    fn update(sender: ServerId, action: UpdateAction, id: u32, home: ServerId) -> HandleUpdate {
+        HandleUpdate {
+            takeover_suggested: false,
+            sender,
+            receiver: ME,
+            action,
+            reserved: 0,
+            pool_handle: "P".into(),
+            pool_element: element(id, home),
+        }
+    }
+
+    #[test]
+    fn new_peer_gets_presence_list_request_and_mentor_download() {
+        let (mut r, now) = reg();
+        let out = from(&mut r, now, 7, presence(7, 0xFFFF));
+        let s = sent(&out);
+        assert!(s.iter().all(|(to, _)| *to == addr(7)));
+        assert!(s
+            .iter()
+            .any(|(_, m)| matches!(m, EnrpMessage::Presence(p) if p.receiver == 7)));
+        assert!(s
+            .iter()
+            .any(|(_, m)| matches!(m, EnrpMessage::ListRequest(_))));
+        assert!(s
+            .iter()
+            .any(|(_, m)| matches!(m, EnrpMessage::HandleTableRequest(h) if !h.own_children_only)));
+        assert_eq!(r.mentor(), Some(7));
+        assert_eq!(r.peers().len(), 1);
+    }
+
+    #[test]
+    fn handle_update_add_and_delete_only_by_home() {
+        let (mut r, now) = reg();
+        from(&mut r, now, 7, presence(7, 0xFFFF));
+        from(&mut r, now, 8, presence(8, 0xFFFF));
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x10, 7));
+        let e = r.handlespace().get(&"P".into(), 0x10).expect("stored");
+        assert_eq!(e.owner(), 7);
+        assert!(e.expiry().is_some());
+        // DEL_PE from a registrar that is not its home is ignored.
+        from(&mut r, now, 8, update(8, UpdateAction::DelPe, 0x10, 8));
+        assert!(r.handlespace().get(&"P".into(), 0x10).is_some());
+        from(&mut r, now, 7, update(7, UpdateAction::DelPe, 0x10, 7));
+        assert!(r.handlespace().get(&"P".into(), 0x10).is_none());
+        // A HANDLE_UPDATE claiming us as home is not stored.
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x11, ME));
+        assert!(r.handlespace().get(&"P".into(), 0x11).is_none());
+    }
+
+    #[test]
+    fn checksum_mismatch_starts_w_flag_audit_and_sweeps() {
+        let (mut r, now) = reg();
+        from(&mut r, now, 7, presence(7, 0xFFFF));
+        for id in [1, 2, 3] {
+            from(&mut r, now, 7, update(7, UpdateAction::AddPe, id, 7));
+        }
+        // Finish the mentor download (empty table) so that the peer is not busy.
+        from(
+            &mut r,
+            now,
+            7,
+            HandleTableResponse {
+                reject: false,
+                more: false,
+                sender: 7,
+                receiver: ME,
+                pools: vec![],
+            },
+        );
+        let out = from(&mut r, now, 7, presence(7, 0x1234));
+        assert!(sent(&out)
+            .iter()
+            .any(|(_, m)| matches!(m, EnrpMessage::HandleTableRequest(h) if h.own_children_only)));
+        // The peer now owns only PE 2: 1 and 3 are swept.
+        let out = from(
+            &mut r,
+            now,
+            7,
+            HandleTableResponse {
+                reject: false,
+                more: false,
+                sender: 7,
+                receiver: ME,
+                pools: vec![PoolEntry {
+                    pool_handle: "P".into(),
+                    pool_elements: vec![element(2, 7)],
+                }],
+            },
+        );
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Event(Event::SyncDone { purged: 2, .. }))));
+        assert_eq!(r.handlespace().len(), 1);
+        assert!(r.handlespace().get(&"P".into(), 2).is_some());
+    }
+
+    #[test]
+    fn takeover_lowest_id_wins() {
+        let (mut r, now) = reg();
+        for p in [3, 7, 9] {
+            from(&mut r, now, p, presence(p, 0xFFFF));
+        }
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x70, 7));
+        // Only 7 goes silent.
+        let t1 = now + Duration::from_secs(4);
+        from(&mut r, t1, 3, presence(3, 0xFFFF));
+        from(&mut r, t1, 9, presence(9, 0xFFFF));
+        let t2 = now + Duration::from_millis(5_100);
+        let out = r.handle_timeout(t2);
+        assert!(sent(&out)
+            .iter()
+            .any(|(to, m)| *to == addr(7)
+                && matches!(m, EnrpMessage::Presence(p) if p.reply_required)));
+        let t3 = t2 + Duration::from_millis(5_100);
+        from(&mut r, t3, 3, presence(3, 0xFFFF));
+        from(&mut r, t3, 9, presence(9, 0xFFFF));
+        let out = r.handle_timeout(t3);
+        let inits: Vec<_> = sent(&out)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, EnrpMessage::InitTakeover(t) if t.target == 7))
+            .collect();
+        assert_eq!(inits.len(), 2, "INIT_TAKEOVER to 3 and 9");
+        assert_eq!(r.takeovers_running(), vec![7]);
+        // A competitor with a higher ID is ignored (no ACK) ...
+        let it = |s| InitTakeover {
+            sender: s,
+            receiver: ME,
+            target: 7,
+        };
+        assert!(sent(&from(&mut r, t3, 9, it(9))).is_empty());
+        assert_eq!(r.takeovers_running(), vec![7]);
+        // ... a lower one wins: we abort and ACK.
+        let out = from(&mut r, t3, 3, it(3));
+        assert!(matches!(&sent(&out)[..], [(_, EnrpMessage::InitTakeoverAck(a))] if a.target == 7));
+        assert!(r.takeovers_running().is_empty());
+        // TAKEOVER_SERVER from 3 re-labels 7's PE.
+        from(
+            &mut r,
+            t3,
+            3,
+            TakeoverServer {
+                sender: 3,
+                receiver: ME,
+                target: 7,
+            },
+        );
+        assert_eq!(
+            r.handlespace().get(&"P".into(), 0x70).map(|e| e.owner()),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn takeover_completes_with_all_acks_and_adopts() {
+        let (mut r, now) = reg();
+        for p in [7, 9] {
+            from(&mut r, now, p, presence(p, 0xFFFF));
+        }
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x70, 7));
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x71, 7));
+        let t = now + Duration::from_millis(10_300);
+        for step in [4_000u64, 8_000] {
+            from(
+                &mut r,
+                now + Duration::from_millis(step),
+                9,
+                presence(9, 0xFFFF),
+            );
+        }
+        r.handle_timeout(now + Duration::from_millis(5_100));
+        from(&mut r, t, 9, presence(9, 0xFFFF));
+        r.handle_timeout(t);
+        assert_eq!(r.takeovers_running(), vec![7]);
+        // 9 acknowledges: we finish.
+        let out = from(
+            &mut r,
+            t,
+            9,
+            InitTakeoverAck {
+                sender: 9,
+                receiver: ME,
+                target: 7,
+            },
+        );
+        assert!(sent(&out).iter().any(|(to, m)| *to == addr(9)
+            && matches!(m, EnrpMessage::TakeoverServer(x) if x.target == 7)));
+        let adopts = out
+            .iter()
+            .filter(|a| matches!(a, Action::Adopt { message: Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(k)), .. } if k.home && k.server_id == ME))
+            .count();
+        assert_eq!(adopts, 2);
+        assert_eq!(r.handlespace().owned_len(ME), 2);
+        assert_eq!(r.handlespace().owned_len(7), 0);
+        // Nobody answers the H-flag keep-alive: removed after the keep-alive timeout.
+        let out = r.handle_timeout(t + Duration::from_secs(6));
+        assert_eq!(r.handlespace().owned_len(ME), 0);
+        let dels = sent(&out)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, EnrpMessage::HandleUpdate(u) if u.action == UpdateAction::DelPe))
+            .count();
+        assert_eq!(dels, 2, "DEL_PE to peer 9 for both");
+    }
+
+    #[test]
+    fn presence_from_target_cancels_takeover() {
+        let (mut r, now) = reg();
+        for p in [7, 9] {
+            from(&mut r, now, p, presence(p, 0xFFFF));
+        }
+        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x70, 7));
+        from(&mut r, now + Duration::from_secs(4), 9, presence(9, 0xFFFF));
+        r.handle_timeout(now + Duration::from_millis(5_100));
+        let t = now + Duration::from_millis(10_300);
+        from(&mut r, t, 9, presence(9, 0xFFFF));
+        r.handle_timeout(t);
+        assert_eq!(r.takeovers_running(), vec![7]);
+        let out = from(&mut r, t, 7, presence(7, 0xFFFF));
+        assert!(r.takeovers_running().is_empty());
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Event(Event::TakeoverAbandoned { target: 7, .. }))));
+        // A late ACK changes nothing.
+        from(
+            &mut r,
+            t,
+            9,
+            InitTakeoverAck {
+                sender: 9,
+                receiver: ME,
+                target: 7,
+            },
+        );
+        assert_eq!(
+            r.handlespace().get(&"P".into(), 0x70).map(|e| e.owner()),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn claim_on_a_pe_registered_here_is_answered_with_our_add() {
+        let (mut r, now) = reg();
+        from(&mut r, now, 7, presence(7, 0xFFFF));
+        r.handle(
+            now,
+            Input::Connected {
+                assoc: 1,
+                protocol: Protocol::Asap,
+                peer_addrs: vec!["10.0.0.1:5000".parse().expect("lit")],
+                transport: asap::transport::TransportKind::Sctp,
+            },
+        );
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0x42, 0),
+        }
+        .into();
+        r.handle_message(now, 1, &reg);
+        assert_eq!(
+            r.handlespace().get(&"P".into(), 0x42).map(|e| e.owner()),
+            Some(ME)
+        );
+        let out = from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x42, 7));
+        assert_eq!(
+            r.handlespace().get(&"P".into(), 0x42).map(|e| e.owner()),
+            Some(ME)
+        );
+        assert!(sent(&out).iter().any(|(to, m)| *to == addr(7)
+            && matches!(m, EnrpMessage::HandleUpdate(u)
+                if u.action == UpdateAction::AddPe && u.pool_element.home_server_id == ME)));
+    }
+
+    #[test]
+    fn peer_table_is_bounded() {
+        let (mut r, now) = reg();
+        r.config.peering.max_peers = 2;
+        for p in [7, 8, 9] {
+            from(&mut r, now, p, presence(p, 0xFFFF));
+        }
+        assert_eq!(r.peers().keys().copied().collect::<Vec<_>>(), vec![7, 8]);
+    }
+
+    #[test]
+    fn init_takeover_of_us_is_refuted() {
+        let (mut r, now) = reg();
+        from(&mut r, now, 7, presence(7, 0xFFFF));
+        from(&mut r, now, 9, presence(9, 0xFFFF));
+        let out = from(
+            &mut r,
+            now,
+            7,
+            InitTakeover {
+                sender: 7,
+                receiver: ME,
+                target: ME,
+            },
+        );
+        let s = sent(&out);
+        assert_eq!(s.len(), 2);
+        assert!(s.iter().all(|(_, m)| matches!(m, EnrpMessage::Presence(_))));
+    }
+}

@@ -1,0 +1,613 @@
+//! Deterministic simulation of an ENRP operational scope: several sans-I/O registrar cores,
+//! simulated PEs and a simulated network with a virtual clock that can drop, delay,
+//! partition (ENRP traffic between registrar groups) and kill (registrars and PEs).
+//!
+//! Everything is driven by one seeded random generator, so a seed reproduces a run exactly.
+
+#![allow(dead_code)]
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use asap::transport::TransportKind;
+use asap::wire::asap_msg::{EndpointKeepAliveAck, Registration};
+use asap::wire::{
+    AsapMessage, Message, PeIdentifier, Policy, PoolElement, PoolHandle, Protocol, ServerId,
+    TransportParameter, TransportUse,
+};
+use bytes::Bytes;
+use enrp_server::core::{Action, AssocId, CoreConfig, Event, Input, PeeringConfig, Registrar};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The PRESENCE multicast group of the simulated scope.
+pub const GROUP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(239, 0, 0, 51)), 9901);
+
+/// Simulation parameters.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Registrar slots (addresses 127.0.1.x:9901).
+    pub registrars: usize,
+    /// PEs.
+    pub pes: usize,
+    /// Pools the PEs are spread over.
+    pub pools: usize,
+    /// PE registration life (ms).
+    pub pe_life_ms: i32,
+    /// PE re-registration interval.
+    pub pe_rereg: Duration,
+    /// Probability that an ENRP datagram is lost while chaos is on.
+    pub drop: f64,
+    /// Handle table chunk size.
+    pub chunk: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            registrars: 5,
+            pes: 1000,
+            pools: 10,
+            pe_life_ms: 30_000,
+            pe_rereg: Duration::from_secs(10),
+            drop: 0.02,
+            chunk: 128,
+        }
+    }
+}
+
+/// A registrar slot: one address, successive incarnations (new server ID each time).
+pub struct Slot {
+    pub reg: Option<Registrar>,
+    pub addr: SocketAddr,
+    pub incarnation: u32,
+    /// ENRP partition group: datagrams pass only within one group.
+    pub group: u8,
+}
+
+/// A simulated pool element.
+pub struct Pe {
+    pub handle: PoolHandle,
+    pub id: PeIdentifier,
+    pub alive: bool,
+    /// Current association (to a slot).
+    pub assoc: Option<AssocId>,
+    /// Slot where the last registration was accepted.
+    pub registered_at: Option<usize>,
+    pub next_rereg: Instant,
+}
+
+enum Ev {
+    /// ENRP datagram to a slot.
+    Datagram {
+        slot: usize,
+        from: SocketAddr,
+        bytes: Bytes,
+    },
+    /// ASAP message from a registrar to a PE over an association.
+    ToPe { assoc: AssocId, message: Message },
+    /// ASAP message from a PE to its registrar.
+    ToReg { assoc: AssocId, bytes: Bytes },
+    /// Adoption keep-alive (H flag) reached a PE.
+    Adopt { pe: usize, slot: usize },
+    /// A PE's re-registration timer.
+    Rereg { pe: usize },
+}
+
+#[derive(Clone, Copy)]
+struct AssocInfo {
+    pe: usize,
+    slot: usize,
+    incarnation: u32,
+}
+
+/// The simulated world.
+pub struct Sim {
+    pub cfg: SimConfig,
+    pub rng: StdRng,
+    pub t0: Instant,
+    pub now: Instant,
+    pub slots: Vec<Slot>,
+    pub pes: Vec<Pe>,
+    assocs: HashMap<AssocId, AssocInfo>,
+    next_assoc: AssocId,
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    events: HashMap<u64, Ev>,
+    seq: u64,
+    pub chaos: bool,
+    /// Counters: ENRP datagrams delivered / dropped, takeovers completed.
+    pub enrp_sent: u64,
+    pub enrp_bytes: u64,
+    pub enrp_dropped: u64,
+    pub takeovers_done: u64,
+    /// Log of (time since start, slot, event) for the interesting peering events.
+    pub log: Vec<(Duration, usize, Event)>,
+}
+
+fn pe_addr(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250) as u8 + 1))
+}
+
+impl Sim {
+    pub fn new(seed: u64, cfg: SimConfig) -> Sim {
+        let t0 = Instant::now();
+        let mut sim = Sim {
+            rng: StdRng::seed_from_u64(seed),
+            t0,
+            now: t0,
+            slots: Vec::new(),
+            pes: Vec::new(),
+            assocs: HashMap::new(),
+            next_assoc: 1,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            seq: 0,
+            chaos: false,
+            enrp_sent: 0,
+            enrp_bytes: 0,
+            enrp_dropped: 0,
+            takeovers_done: 0,
+            log: Vec::new(),
+            cfg,
+        };
+        for i in 0..sim.cfg.registrars {
+            sim.slots.push(Slot {
+                reg: None,
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 1, i as u8 + 1)), 9901),
+                incarnation: 0,
+                group: 0,
+            });
+            sim.start(i);
+        }
+        for i in 0..sim.cfg.pes {
+            let handle = PoolHandle::from(format!("Pool{}", i % sim.cfg.pools).as_str());
+            let first = sim.now + Duration::from_millis(sim.rng.gen_range(6000..8000));
+            sim.pes.push(Pe {
+                handle,
+                id: 0x1000_0000 + i as u32,
+                alive: true,
+                assoc: None,
+                registered_at: None,
+                next_rereg: first,
+            });
+            sim.schedule(first, Ev::Rereg { pe: i });
+        }
+        sim
+    }
+
+    /// Core configuration of a registrar in the simulation.
+    pub fn core_config(&mut self, slot: usize) -> CoreConfig {
+        let id: ServerId = self.rng.gen_range(1..u32::MAX);
+        let mut c = CoreConfig::new(id);
+        c.seed = self.rng.gen();
+        c.handle_table_chunk = self.cfg.chunk;
+        c.peers = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != slot)
+            .map(|(_, s)| s.addr)
+            .collect();
+        c.peering = PeeringConfig {
+            enabled: true,
+            multicast: Some(GROUP),
+            ..PeeringConfig::default()
+        };
+        c
+    }
+
+    /// (Re)starts the registrar in a slot with a new server ID and an empty handlespace.
+    pub fn start(&mut self, slot: usize) {
+        let c = self.core_config(slot);
+        self.slots[slot].incarnation += 1;
+        self.slots[slot].reg = Some(Registrar::new(c, self.now));
+    }
+
+    /// Kills the registrar in a slot: its associations die with it.
+    pub fn kill(&mut self, slot: usize) {
+        self.slots[slot].reg = None;
+        self.slots[slot].incarnation += 1;
+        let dead: Vec<AssocId> = self
+            .assocs
+            .iter()
+            .filter(|(_, a)| a.slot == slot)
+            .map(|(id, _)| *id)
+            .collect();
+        for a in dead {
+            self.assocs.remove(&a);
+        }
+    }
+
+    pub fn live_slots(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|i| self.slots[*i].reg.is_some())
+            .collect()
+    }
+
+    pub fn reg(&self, slot: usize) -> &Registrar {
+        self.slots[slot].reg.as_ref().expect("live registrar")
+    }
+
+    fn schedule(&mut self, at: Instant, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.events.insert(self.seq, ev);
+    }
+
+    fn delay(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_micros(self.rng.gen_range(lo..hi))
+    }
+
+    /// Runs the world until `until` (absolute virtual time).
+    pub fn run_until(&mut self, until: Instant) {
+        loop {
+            let next_ev = self.queue.peek().map(|Reverse((t, _))| *t);
+            let next_timer = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    s.reg
+                        .as_ref()
+                        .and_then(|r| r.poll_timeout())
+                        .map(|t| (t, i))
+                })
+                .min();
+            let take_timer = match (next_ev, next_timer) {
+                (None, None) => break,
+                (Some(e), Some((t, _))) => t < e,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            if take_timer {
+                let Some((t, slot)) = next_timer else { break };
+                if t > until {
+                    break;
+                }
+                self.now = self.now.max(t);
+                let now = self.now;
+                let out = self.slots[slot]
+                    .reg
+                    .as_mut()
+                    .map(|r| r.handle_timeout(now))
+                    .unwrap_or_default();
+                self.apply(slot, out);
+            } else {
+                let Some(Reverse((t, seq))) = self.queue.pop() else {
+                    break;
+                };
+                if t > until {
+                    self.queue.push(Reverse((t, seq)));
+                    break;
+                }
+                self.now = self.now.max(t);
+                if let Some(ev) = self.events.remove(&seq) {
+                    self.dispatch(ev);
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn input(&mut self, slot: usize, input: Input) {
+        let now = self.now;
+        let out = match self.slots[slot].reg.as_mut() {
+            Some(r) => r.handle(now, input),
+            None => return,
+        };
+        self.apply(slot, out);
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Datagram { slot, from, bytes } => self.input(
+                slot,
+                Input::Datagram {
+                    from,
+                    protocol: Protocol::Enrp,
+                    bytes,
+                },
+            ),
+            Ev::ToReg { assoc, bytes } => {
+                if let Some(a) = self.assocs.get(&assoc).copied() {
+                    if self.slots[a.slot].incarnation == a.incarnation {
+                        self.input(
+                            a.slot,
+                            Input::Message {
+                                assoc,
+                                protocol: Protocol::Asap,
+                                bytes,
+                            },
+                        );
+                    }
+                }
+            }
+            Ev::ToPe { assoc, message } => {
+                let Some(a) = self.assocs.get(&assoc).copied() else {
+                    return;
+                };
+                let pe = a.pe;
+                if !self.pes[pe].alive || self.pes[pe].assoc != Some(assoc) {
+                    return;
+                }
+                match message {
+                    Message::Asap(AsapMessage::EndpointKeepAlive(k)) => {
+                        let ack: Message = EndpointKeepAliveAck {
+                            pool_handle: k.pool_handle,
+                            pe_identifier: self.pes[pe].id,
+                        }
+                        .into();
+                        self.pe_send(assoc, &ack);
+                    }
+                    Message::Asap(AsapMessage::RegistrationResponse(r)) if !r.reject => {
+                        self.pes[pe].registered_at = Some(a.slot);
+                    }
+                    _ => {}
+                }
+            }
+            Ev::Adopt { pe, slot } => {
+                if !self.pes[pe].alive || self.slots[slot].reg.is_none() {
+                    return;
+                }
+                // The PE adopts the sender as its home: it leaves its old registrar and
+                // registers over a fresh association (rsplib PE behaviour on H).
+                self.pe_connect(pe, slot);
+                self.pe_register(pe);
+            }
+            Ev::Rereg { pe } => {
+                if !self.pes[pe].alive {
+                    return;
+                }
+                let valid = self.pes[pe]
+                    .assoc
+                    .and_then(|a| self.assocs.get(&a))
+                    .is_some_and(|a| self.slots[a.slot].incarnation == a.incarnation);
+                if !valid {
+                    // Server hunt: any live registrar.
+                    let live = self.live_slots();
+                    if !live.is_empty() {
+                        let s = live[self.rng.gen_range(0..live.len())];
+                        self.pe_connect(pe, s);
+                    }
+                }
+                self.pe_register(pe);
+                let next = self.now + self.cfg.pe_rereg;
+                self.pes[pe].next_rereg = next;
+                self.schedule(next, Ev::Rereg { pe });
+            }
+        }
+    }
+
+    fn pe_connect(&mut self, pe: usize, slot: usize) {
+        if let Some(old) = self.pes[pe].assoc.take() {
+            if let Some(a) = self.assocs.remove(&old) {
+                if self.slots[a.slot].incarnation == a.incarnation {
+                    self.input(a.slot, Input::Disconnected { assoc: old });
+                }
+            }
+        }
+        self.pes[pe].registered_at = None;
+        let assoc = self.next_assoc;
+        self.next_assoc += 1;
+        self.assocs.insert(
+            assoc,
+            AssocInfo {
+                pe,
+                slot,
+                incarnation: self.slots[slot].incarnation,
+            },
+        );
+        self.pes[pe].assoc = Some(assoc);
+        self.input(
+            slot,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Asap,
+                peer_addrs: vec![SocketAddr::new(pe_addr(pe), 40000)],
+                transport: TransportKind::Sctp,
+            },
+        );
+    }
+
+    fn pe_register(&mut self, pe: usize) {
+        let Some(assoc) = self.pes[pe].assoc else {
+            return;
+        };
+        let p = &self.pes[pe];
+        let m: Message = Registration {
+            pool_handle: p.handle.clone(),
+            pool_element: PoolElement {
+                id: p.id,
+                home_server_id: 0,
+                registration_life: self.cfg.pe_life_ms,
+                user_transport: TransportParameter::Sctp {
+                    port: 7,
+                    transport_use: TransportUse::DataPlusControl,
+                    addresses: vec![pe_addr(pe)],
+                },
+                policy: Policy::RoundRobin,
+                asap_transport: None,
+            },
+        }
+        .into();
+        self.pe_send(assoc, &m);
+    }
+
+    fn pe_send(&mut self, assoc: AssocId, m: &Message) {
+        let bytes = m.to_bytes().expect("PE message encodes");
+        let at = self.now + self.delay(100, 5000);
+        self.schedule(at, Ev::ToReg { assoc, bytes });
+    }
+
+    fn pe_index(&self, handle: &PoolHandle, id: PeIdentifier) -> Option<usize> {
+        let i = id.checked_sub(0x1000_0000)? as usize;
+        (i < self.pes.len() && &self.pes[i].handle == handle).then_some(i)
+    }
+
+    fn apply(&mut self, slot: usize, out: Vec<Action>) {
+        for a in out {
+            match a {
+                Action::Send { assoc, message, .. } => {
+                    let at = self.now + self.delay(100, 5000);
+                    self.schedule(at, Ev::ToPe { assoc, message });
+                }
+                Action::Abort { assoc, .. } => {
+                    if let Some(info) = self.assocs.remove(&assoc) {
+                        if self.pes[info.pe].assoc == Some(assoc) {
+                            self.pes[info.pe].assoc = None;
+                            self.pes[info.pe].registered_at = None;
+                        }
+                        self.input(info.slot, Input::Disconnected { assoc });
+                    }
+                }
+                Action::PeerSend { to, bytes, .. } => {
+                    let from = self.slots[slot].addr;
+                    let targets: Vec<usize> = if to == GROUP {
+                        (0..self.slots.len()).filter(|i| *i != slot).collect()
+                    } else {
+                        (0..self.slots.len())
+                            .filter(|i| self.slots[*i].addr == to)
+                            .collect()
+                    };
+                    for t in targets {
+                        if self.slots[t].group != self.slots[slot].group {
+                            self.enrp_dropped += 1;
+                            continue;
+                        }
+                        if self.chaos && self.rng.gen_bool(self.cfg.drop) {
+                            self.enrp_dropped += 1;
+                            continue;
+                        }
+                        self.enrp_sent += 1;
+                        self.enrp_bytes += bytes.len() as u64;
+                        let at = self.now + self.delay(200, 20_000);
+                        self.schedule(
+                            at,
+                            Ev::Datagram {
+                                slot: t,
+                                from,
+                                bytes: bytes.clone(),
+                            },
+                        );
+                    }
+                }
+                Action::Adopt {
+                    pool_handle,
+                    element,
+                    ..
+                } => {
+                    if let Some(pe) = self.pe_index(&pool_handle, element.id) {
+                        let at = self.now + self.delay(100, 5000);
+                        self.schedule(at, Ev::Adopt { pe, slot });
+                    }
+                }
+                Action::Event(e) => {
+                    if matches!(e, Event::TakeoverDone { .. }) {
+                        self.takeovers_done += 1;
+                    }
+                    if matches!(
+                        e,
+                        Event::TakeoverDone { .. }
+                            | Event::TakeoverStarted { .. }
+                            | Event::TakeoverAbandoned { .. }
+                            | Event::TakeoverSeen { .. }
+                            | Event::PeerLost { .. }
+                            | Event::SyncDone { .. }
+                    ) {
+                        self.log.push((self.now - self.t0, slot, e));
+                    }
+                }
+                Action::SendDatagram { .. } | Action::Replicate(_) => {}
+            }
+        }
+    }
+
+    /// Checks the convergence invariants; `Err` describes the first violation.
+    pub fn check(&self) -> Result<(), String> {
+        let live = self.live_slots();
+        let ids: HashMap<usize, ServerId> = live
+            .iter()
+            .map(|s| (*s, self.reg(*s).server_id()))
+            .collect();
+        let live_ids: HashSet<ServerId> = ids.values().copied().collect();
+        for s in &live {
+            self.reg(*s).handlespace().verify()?;
+        }
+        // Every live, registered PE is known to every live registrar, owned by its home.
+        for (i, pe) in self.pes.iter().enumerate() {
+            if !pe.alive {
+                for s in &live {
+                    if self.reg(*s).handlespace().get(&pe.handle, pe.id).is_some() {
+                        return Err(format!(
+                            "dead PE {i} still at slot {s} (server {:#x})",
+                            ids[s]
+                        ));
+                    }
+                }
+                continue;
+            }
+            let Some(home) = pe.registered_at else {
+                return Err(format!("live PE {i} not registered anywhere"));
+            };
+            if !live.contains(&home) {
+                return Err(format!("live PE {i} registered at dead slot {home}"));
+            }
+            for s in &live {
+                match self.reg(*s).handlespace().get(&pe.handle, pe.id) {
+                    None => {
+                        return Err(format!(
+                            "live PE {i} (home slot {home}) unknown at slot {s}"
+                        ))
+                    }
+                    Some(e) if e.owner() != ids[&home] => {
+                        return Err(format!(
+                            "PE {i}: slot {s} says owner {:#x}, it is registered at {:#x}",
+                            e.owner(),
+                            ids[&home]
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // No entry owned by a registrar that is not live; no two owners for one PE.
+        let mut owners: BTreeMap<(PoolHandle, PeIdentifier), ServerId> = BTreeMap::new();
+        for s in &live {
+            for pool in self.reg(*s).handlespace().pools() {
+                for (id, e) in pool.iter() {
+                    if !live_ids.contains(&e.owner()) {
+                        return Err(format!(
+                            "slot {s}: PE {id:#x} owned by dead server {:#x}",
+                            e.owner()
+                        ));
+                    }
+                    let k = (pool.handle().clone(), id);
+                    if let Some(o) = owners.insert(k, e.owner()) {
+                        if o != e.owner() {
+                            return Err(format!(
+                                "PE {id:#x} has owners {o:#x} and {:#x}",
+                                e.owner()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        // Checksums agree.
+        for a in &live {
+            let own = self.reg(*a).handlespace().checksum(ids[a]);
+            for b in &live {
+                let seen = self.reg(*b).handlespace().checksum(ids[a]);
+                if seen != own {
+                    return Err(format!(
+                        "checksum of {:#x}: own {own:#06x}, slot {b} expects {seen:#06x}",
+                        ids[a]
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

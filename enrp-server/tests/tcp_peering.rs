@@ -1,0 +1,465 @@
+//! Host integration test of ENRP peering: three real registrars (tokio driver, ASAP/ENRP
+//! over TCP, peering over UDP) on distinct loopback addresses 127.0.0.{21,22,23}, 300 PEs.
+//! One registrar is stopped: a survivor takes its PEs over and they stay resolvable at
+//! every survivor. Assertions are on handle table dumps and resolutions; waits are polls
+//! with a generous upper bound, never timing assertions.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
+use asap::wire::asap_msg::{HandleResolution, Registration};
+use asap::wire::enrp_msg::HandleTableRequest;
+use asap::wire::{
+    AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
+    TransportParameter, TransportUse,
+};
+use enrp_server::core::{CoreConfig, PeeringConfig};
+use enrp_server::driver::{DriverConfig, Server};
+use tokio::sync::oneshot;
+
+const IDS: [u32; 3] = [0x0000_0A01, 0x0000_0A02, 0x0000_0A03];
+const PES_PER_REGISTRAR: u32 = 100;
+
+struct Running {
+    asap: SocketAddr,
+    enrp: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn enrp_addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 21 + i as u8], 19_901))
+}
+
+async fn start(i: usize) -> Option<Running> {
+    let mut core = CoreConfig::new(IDS[i]);
+    core.asap_announce_targets = Vec::new();
+    core.keep_alive_interval = Duration::from_secs(600);
+    core.peers = (0..3).filter(|j| *j != i).map(enrp_addr).collect();
+    core.peering = PeeringConfig {
+        enabled: true,
+        multicast: None,
+        heartbeat_cycle: Duration::from_millis(200),
+        max_time_last_heard: Duration::from_millis(600),
+        max_time_no_response: Duration::from_millis(600),
+        mentor_discovery_timeout: Duration::from_millis(1000),
+        takeover_expiry: Duration::from_millis(1500),
+        verify_adopted: false,
+        ..PeeringConfig::default()
+    };
+    let driver = DriverConfig {
+        asap: vec![SocketAddr::from(([127, 0, 0, 21 + i as u8], 0))],
+        enrp: vec![enrp_addr(i)],
+        transport: TransportKind::Tcp,
+        announce_ttl: 1,
+        enrp_announce: Vec::new(),
+        max_associations: 1000,
+    };
+    let server = match Server::bind(core, driver).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("SKIP: cannot bind registrar {i} on 127.0.0.{}: {e}", 21 + i);
+            return None;
+        }
+    };
+    let asap = server.asap_addrs()[0];
+    let enrp = server.enrp_addrs()[0];
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Some(Running {
+        asap,
+        enrp,
+        stop: Some(tx),
+        task,
+    })
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+async fn connect(to: SocketAddr, protocol: Protocol) -> Association {
+    let cfg = match protocol {
+        Protocol::Asap => TransportConfig::asap(TransportKind::Tcp),
+        Protocol::Enrp => TransportConfig::enrp(TransportKind::Tcp),
+    };
+    Transport::new(cfg)
+        .connect(&[to], &[])
+        .await
+        .expect("connect")
+}
+
+async fn send(a: &mut Association, m: impl Into<Message>) {
+    let m = m.into();
+    let bytes = m.to_bytes().expect("encode");
+    a.send(&Msg::new(m.protocol().ppid(), 0, bytes))
+        .await
+        .expect("send");
+}
+
+async fn recv(a: &mut Association, protocol: Protocol) -> Message {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), a.recv())
+            .await
+            .expect("no reply within 10 s")
+            .expect("association alive");
+        match ev {
+            Event::Message(m) => {
+                return Message::decode(protocol, &m.bytes)
+                    .expect("decodes")
+                    .message
+            }
+            Event::Lost(r) => panic!("association lost: {r}"),
+            _ => {}
+        }
+    }
+}
+
+/// The whole handle table of a registrar (hsdump style): PE ID → home server ID.
+async fn dump(enrp: SocketAddr) -> BTreeMap<u32, u32> {
+    let mut a = connect(enrp, Protocol::Enrp).await;
+    let mut all = BTreeMap::new();
+    loop {
+        send(
+            &mut a,
+            HandleTableRequest {
+                own_children_only: false,
+                sender: 0x7001,
+                receiver: 0,
+            },
+        )
+        .await;
+        match recv(&mut a, Protocol::Enrp).await {
+            Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
+                for p in r.pools {
+                    for e in p.pool_elements {
+                        all.insert(e.id, e.home_server_id);
+                    }
+                }
+                if !r.more {
+                    return all;
+                }
+            }
+            other => panic!("expected HANDLE_TABLE_RESPONSE, got {other:?}"),
+        }
+    }
+}
+
+async fn wait_for<F: FnMut(&[BTreeMap<u32, u32>]) -> bool>(
+    enrps: &[SocketAddr],
+    what: &str,
+    mut ok: F,
+) -> Vec<BTreeMap<u32, u32>> {
+    let mut last = Vec::new();
+    for _ in 0..150 {
+        last = Vec::new();
+        for e in enrps {
+            last.push(dump(*e).await);
+        }
+        if ok(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sizes: Vec<usize> = last.iter().map(BTreeMap::len).collect();
+    panic!("{what}: not reached within 30 s; table sizes {sizes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_registrars_replicate_and_take_over() {
+    let mut regs = Vec::new();
+    for i in 0..3 {
+        match start(i).await {
+            Some(r) => regs.push(r),
+            None => return, // reason printed
+        }
+    }
+    // 100 PEs per registrar, all over one association each (the PE host).
+    let mut pe_assocs = Vec::new();
+    for (i, r) in regs.iter().enumerate() {
+        let mut a = connect(r.asap, Protocol::Asap).await;
+        for n in 0..PES_PER_REGISTRAR {
+            let id = (i as u32 + 1) * 1000 + n;
+            send(
+                &mut a,
+                Registration {
+                    pool_handle: "EchoPool".into(),
+                    pool_element: PoolElement {
+                        id,
+                        home_server_id: 0,
+                        registration_life: 600_000,
+                        user_transport: TransportParameter::Tcp {
+                            port: 7000,
+                            transport_use: TransportUse::DataOnly,
+                            address: "127.0.0.1".parse().expect("lit"),
+                        },
+                        policy: Policy::RoundRobin,
+                        asap_transport: None,
+                    },
+                },
+            )
+            .await;
+            match recv(&mut a, Protocol::Asap).await {
+                Message::Asap(AsapMessage::RegistrationResponse(x)) => {
+                    assert!(!x.reject, "{x:?}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        pe_assocs.push(a);
+    }
+    let enrps: Vec<SocketAddr> = regs.iter().map(|r| r.enrp).collect();
+    let total = 3 * PES_PER_REGISTRAR as usize;
+    let tables = wait_for(&enrps, "full replication", |t| {
+        t.iter().all(|m| m.len() == total) && t.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
+    for (id, home) in &tables[0] {
+        assert_eq!(*home, IDS[(*id / 1000 - 1) as usize], "PE {id} home");
+    }
+
+    // Stop registrar 0 (the PE host keeps its association open; it is simply gone).
+    let dead = regs.remove(0);
+    dead.stop().await;
+    let survivors: Vec<SocketAddr> = regs.iter().map(|r| r.enrp).collect();
+    let tables = wait_for(&survivors, "takeover", |t| {
+        t.iter()
+            .all(|m| m.len() == total && m.values().all(|h| *h != IDS[0]))
+            && t[0] == t[1]
+    })
+    .await;
+    // One survivor adopted all 100 PEs of the dead one.
+    let adopters: std::collections::BTreeSet<u32> = (1000..1000 + PES_PER_REGISTRAR)
+        .map(|id| tables[0][&id])
+        .collect();
+    assert_eq!(adopters.len(), 1, "one winner: {adopters:?}");
+    assert!(IDS[1..].contains(adopters.iter().next().expect("one")));
+
+    // Still resolvable at every survivor.
+    for r in &regs {
+        let mut pu = connect(r.asap, Protocol::Asap).await;
+        let mut hr = HandleResolution::new("EchoPool");
+        hr.option = Some(HandleResolutionOption {
+            items: HandleResolutionOption::ALL,
+        });
+        send(&mut pu, hr).await;
+        match recv(&mut pu, Protocol::Asap).await {
+            Message::Asap(AsapMessage::HandleResolutionResponse(x)) => {
+                let ids: std::collections::BTreeSet<u32> =
+                    x.pool_elements.iter().map(|p| p.id).collect();
+                for id in 1000..1000 + PES_PER_REGISTRAR {
+                    assert!(ids.contains(&id), "adopted PE {id} resolvable");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for r in regs {
+        r.stop().await;
+    }
+    drop(pe_assocs);
+}
+
+/// A UDP relay between two registrars X and Y: X talks to `x_side` (its view of Y), Y to
+/// `y_side` (its view of X). Setting `blocked` partitions the pair.
+struct Relay {
+    x_side: SocketAddr,
+    y_side: SocketAddr,
+    blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn relay(x: SocketAddr, y: SocketAddr) -> Relay {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let s1 = Arc::new(
+        tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind relay"),
+    );
+    let s2 = Arc::new(
+        tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind relay"),
+    );
+    let blocked = Arc::new(AtomicBool::new(false));
+    for (rx, tx, to) in [(s1.clone(), s2.clone(), y), (s2.clone(), s1.clone(), x)] {
+        let blocked = blocked.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, _)) = rx.recv_from(&mut buf).await {
+                if !blocked.load(Ordering::Relaxed) {
+                    let _ = tx.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+    }
+    Relay {
+        x_side: s1.local_addr().expect("addr"),
+        y_side: s2.local_addr().expect("addr"),
+        blocked,
+    }
+}
+
+async fn start_wildcard(i: usize, peers: Vec<SocketAddr>) -> Option<Running> {
+    let mut core = CoreConfig::new(IDS[i]);
+    core.asap_announce_targets = Vec::new();
+    core.keep_alive_interval = Duration::from_secs(600);
+    core.peers = peers;
+    core.peering = PeeringConfig {
+        enabled: true,
+        multicast: None,
+        heartbeat_cycle: Duration::from_millis(200),
+        max_time_last_heard: Duration::from_millis(600),
+        max_time_no_response: Duration::from_millis(600),
+        mentor_discovery_timeout: Duration::from_millis(1000),
+        takeover_expiry: Duration::from_millis(1500),
+        verify_adopted: false,
+        ..PeeringConfig::default()
+    };
+    // Wildcard ENRP address: no Server Information, so LIST_RESPONSEs cannot route
+    // around the relays.
+    let driver = DriverConfig {
+        asap: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        enrp: vec![wild(i)],
+        transport: TransportKind::Tcp,
+        announce_ttl: 1,
+        enrp_announce: Vec::new(),
+        max_associations: 1000,
+    };
+    let server = match Server::bind(core, driver).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("SKIP: cannot bind registrar {i} on {}: {e}", wild(i));
+            return None;
+        }
+    };
+    let asap = server.asap_addrs()[0];
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Some(Running {
+        asap,
+        enrp: SocketAddr::from(([127, 0, 0, 1], wild(i).port())),
+        stop: Some(tx),
+        task,
+    })
+}
+
+fn wild(i: usize) -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 19_921 + i as u16))
+}
+
+async fn register_range(a: &mut Association, ids: impl Iterator<Item = u32>) {
+    for id in ids {
+        send(
+            a,
+            Registration {
+                pool_handle: "EchoPool".into(),
+                pool_element: PoolElement {
+                    id,
+                    home_server_id: 0,
+                    registration_life: 600_000,
+                    user_transport: TransportParameter::Tcp {
+                        port: 7000,
+                        transport_use: TransportUse::DataOnly,
+                        address: "127.0.0.1".parse().expect("lit"),
+                    },
+                    policy: Policy::RoundRobin,
+                    asap_transport: None,
+                },
+            },
+        )
+        .await;
+        match recv(a, Protocol::Asap).await {
+            Message::Asap(AsapMessage::RegistrationResponse(x)) => assert!(!x.reject, "{x:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heals_and_handlespaces_converge() {
+    use std::sync::atomic::Ordering;
+    let here = |i: usize| SocketAddr::from(([127, 0, 0, 1], wild(i).port()));
+    // Relays for the pairs (0,1), (0,2), (1,2).
+    let r01 = relay(here(0), here(1)).await;
+    let r02 = relay(here(0), here(2)).await;
+    let r12 = relay(here(1), here(2)).await;
+    let peers = [
+        vec![r01.x_side, r02.x_side],
+        vec![r01.y_side, r12.x_side],
+        vec![r02.y_side, r12.y_side],
+    ];
+    let mut regs = Vec::new();
+    for (i, p) in peers.iter().enumerate() {
+        match start_wildcard(i, p.clone()).await {
+            Some(r) => regs.push(r),
+            None => return,
+        }
+    }
+    let mut hosts = Vec::new();
+    for (i, r) in regs.iter().enumerate() {
+        let mut a = connect(r.asap, Protocol::Asap).await;
+        let base = (i as u32 + 1) * 1000;
+        register_range(&mut a, base..base + 100).await;
+        hosts.push(a);
+    }
+    let enrps: Vec<SocketAddr> = regs.iter().map(|r| r.enrp).collect();
+    wait_for(&enrps, "initial replication", |t| {
+        t.iter().all(|m| m.len() == 300) && t.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
+
+    // Cut registrar 2 off, long enough for failure detection and takeover on both sides.
+    r02.blocked.store(true, Ordering::Relaxed);
+    r12.blocked.store(true, Ordering::Relaxed);
+    // Changes on both sides: 20 PEs leave registrar 0 (their host association closes),
+    // 20 new ones register at registrar 2.
+    let mut leaving = connect(regs[0].asap, Protocol::Asap).await;
+    register_range(&mut leaving, 5000..5020).await;
+    let mut extra = connect(regs[2].asap, Protocol::Asap).await;
+    register_range(&mut extra, 6000..6020).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(leaving);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // Heal.
+    r02.blocked.store(false, Ordering::Relaxed);
+    r12.blocked.store(false, Ordering::Relaxed);
+    let expected: std::collections::BTreeSet<u32> = (1000..1100)
+        .chain(2000..2100)
+        .chain(3000..3100)
+        .chain(6000..6020)
+        .collect();
+    let tables = wait_for(&enrps, "convergence after the partition", |t| {
+        t.iter().all(|m| {
+            m.keys()
+                .copied()
+                .collect::<std::collections::BTreeSet<u32>>()
+                == expected
+        }) && t.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
+    // Every PE is owned by the registrar holding its association.
+    for (id, home) in &tables[0] {
+        let want = match id {
+            6000..=6019 => IDS[2],
+            _ => IDS[(id / 1000 - 1) as usize],
+        };
+        assert_eq!(*home, want, "PE {id}");
+    }
+    for r in regs {
+        r.stop().await;
+    }
+    drop((hosts, extra));
+}
