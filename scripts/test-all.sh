@@ -49,7 +49,7 @@ fi
 
 mkdir -p target
 step "cargo test (workspace)"
-cargo test --workspace --all-targets 2>&1 | tee target/cargo-test.log
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee target/cargo-test.log
 # Print one total line over every test binary, in the plain 'N passed, N failed' form.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "cargo: %d passed, %d failed\n", p, f }' \
     target/cargo-test.log
