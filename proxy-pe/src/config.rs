@@ -141,6 +141,12 @@ pub struct Application {
     /// plus control); `listen` then stays a fixed address for RSerPool-unaware clients.
     #[serde(default)]
     pub asap_listen: Option<SocketAddr>,
+    /// Mode B: transport of the ASAP session endpoint `asap_listen`: `tcp` (the default,
+    /// `asap::session` TCP framing) or `sctp` (kernel SCTP, RFC 5351 §2.5: what rsplib pool
+    /// users such as `rspterminal` speak; data with any non-ASAP PPID is relayed). The
+    /// registered User Transport parameter (RFC 5352 §5.1.1 / RFC 5354 §3.3) follows it.
+    #[serde(default = "default_asap_transport")]
+    pub asap_transport: asap::transport::TransportKind,
     /// The legacy servers offering the application.
     #[serde(rename = "server")]
     pub servers: Vec<Server>,
@@ -257,6 +263,10 @@ fn default_daemon_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 7100))
 }
 
+fn default_asap_transport() -> asap::transport::TransportKind {
+    asap::transport::TransportKind::Tcp
+}
+
 fn default_control_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7199))
 }
@@ -356,6 +366,13 @@ impl Config {
                         return Err(bad(
                             format!("{k}.listen"),
                             "broker mode needs a relay listener address (listen and/or asap_listen)"
+                                .into(),
+                        ));
+                    }
+                    if app.asap_transport == asap::transport::TransportKind::Auto {
+                        return Err(bad(
+                            format!("{k}.asap_transport"),
+                            "must be `tcp` or `sctp` (the registered transport must be known)"
                                 .into(),
                         ));
                     }
