@@ -67,7 +67,7 @@ for i in 1 2 3; do
   cat > /tmp/daemon-$i.toml <<TOML
 [daemon]
 id = "legacy-$i"
-poll_interval_ms = 200
+poll_interval_ms = 300
 
 [[proxy]]
 address = "127.0.0.1:7100"
@@ -111,10 +111,12 @@ start -i /tmp/term.in term rspterminal -poolhandle=ProxyPool -registrar=$PR:3863
 exec 3> /tmp/term.in
 for i in 1 2 3; do
   echo "proxied line $i" >&3
-  wait_for 20 grep -q "> proxied line $i" "$OUT/term.log"
+  wait_for 20 grep -q "proxied line $i" "$OUT/term.log"
   expect_grep "rspterminal: line $i echoed through the proxy (PE \$$PEID)" \
-    "from PE \$$PEID> proxied line $i" "$OUT/term.log"
+    "from PE \$$PEID>.*proxied line $i" "$OUT/term.log"
 done
+# A greeting and an echo may arrive in one SCTP message (the legacy side is a TCP byte
+# stream), which rspterminal prints on one line: match anywhere in the line.
 FIRST=$(sed -n 's/.*> hello from IP\([0-9]\).*/\1/p' "$OUT/term.log" | head -n1)
 log "rspterminal's session is relayed to IP$FIRST"
 expect_eq "round-robin: the first session goes to IP1" "$FIRST" 1
@@ -126,19 +128,19 @@ wait_for 20 running 2
 proxy-pe status > "$OUT/status-killed.txt" 2>&1
 expect_grep "pooling table: IP$FIRST is not running" "^IP$FIRST is not running" "$OUT/status-killed.txt"
 # The session has moved when the next server's greeting reaches rspterminal.
-moved() { [ "$(grep -c '> hello from IP' "$OUT/term.log")" -ge 2 ]; }
+moved() { [ "$(grep -c 'hello from IP' "$OUT/term.log")" -ge 2 ]; }
 wait_for 20 moved
-NEXT=$(sed -n 's/.*> hello from IP\([0-9]\).*/\1/p' "$OUT/term.log" | sed -n 2p)
+NEXT=$(sed -n 's/.*hello from IP\([0-9]\).*/\1/p' "$OUT/term.log" | sed -n 2p)
 log "session moved from IP$FIRST to IP$NEXT"
 expect_ok "the session moved to another legacy server (IP$NEXT)" \
   sh -c "[ -n '$NEXT' ] && [ '$NEXT' != '$FIRST' ]"
 for i in 4 5 6; do
   echo "proxied line $i" >&3
-  wait_for 20 grep -q "> proxied line $i" "$OUT/term.log"
+  wait_for 20 grep -q "proxied line $i" "$OUT/term.log"
 done
 for i in 4 5 6; do
   expect_eq "rspterminal: line $i echoed exactly once after the move" \
-    "$(grep -c "from PE \$$PEID> proxied line $i" "$OUT/term.log")" 1
+    "$(grep -c "from PE \$$PEID>.*proxied line $i" "$OUT/term.log")" 1
 done
 expect_no_grep "rspterminal kept its association (no failover to another PE)" \
   "[Ff]ailover\|Connection lost\|unreachable" "$OUT/term.log"
