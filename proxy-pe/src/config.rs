@@ -504,6 +504,31 @@ maintenance = ["daily 02:00-03:00", "1700000000-1700003600"]
     }
 
     #[test]
+    fn asap_transport_defaults_to_tcp_and_rejects_auto() {
+        let c = Config::parse(EXAMPLE, "t").expect("valid");
+        assert_eq!(
+            c.applications[0].asap_transport,
+            asap::transport::TransportKind::Tcp
+        );
+        let sctp = EXAMPLE.replace(
+            "listen = \"127.0.0.1:8000\"\n",
+            "asap_listen = \"127.0.0.1:8001\"\nasap_transport = \"sctp\"\n",
+        );
+        let c = Config::parse(&sctp, "t").expect("valid");
+        assert_eq!(
+            c.applications[0].asap_transport,
+            asap::transport::TransportKind::Sctp
+        );
+        let auto = sctp.replace("\"sctp\"", "\"auto\"");
+        let e = Config::parse(&auto, "p").expect_err("invalid");
+        assert!(
+            e.to_string()
+                .starts_with("p: key `application[0].asap_transport`: must be `tcp` or `sctp`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_policy_rejected_with_position() {
         let text = EXAMPLE.replace("\"round-robin\"", "\"fastest\"");
         let e = Config::parse(&text, "p").expect_err("invalid");
