@@ -141,6 +141,12 @@ pub struct Application {
     /// plus control); `listen` then stays a fixed address for RSerPool-unaware clients.
     #[serde(default)]
     pub asap_listen: Option<SocketAddr>,
+    /// Mode B: transport of the ASAP session endpoint `asap_listen`: `tcp` (the default,
+    /// `asap::session` TCP framing) or `sctp` (kernel SCTP, RFC 5351 §2.5: what rsplib pool
+    /// users such as `rspterminal` speak; data with any non-ASAP PPID is relayed). The
+    /// registered User Transport parameter (RFC 5352 §5.1.1 / RFC 5354 §3.3) follows it.
+    #[serde(default = "default_asap_transport")]
+    pub asap_transport: asap::transport::TransportKind,
     /// The legacy servers offering the application.
     #[serde(rename = "server")]
     pub servers: Vec<Server>,
@@ -257,6 +263,10 @@ fn default_daemon_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 7100))
 }
 
+fn default_asap_transport() -> asap::transport::TransportKind {
+    asap::transport::TransportKind::Tcp
+}
+
 fn default_control_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7199))
 }
@@ -356,6 +366,13 @@ impl Config {
                         return Err(bad(
                             format!("{k}.listen"),
                             "broker mode needs a relay listener address (listen and/or asap_listen)"
+                                .into(),
+                        ));
+                    }
+                    if app.asap_transport == asap::transport::TransportKind::Auto {
+                        return Err(bad(
+                            format!("{k}.asap_transport"),
+                            "must be `tcp` or `sctp` (the registered transport must be known)"
                                 .into(),
                         ));
                     }
@@ -484,6 +501,31 @@ maintenance = ["daily 02:00-03:00", "1700000000-1700003600"]
         assert!(e.to_string().contains("application[0].policy"), "{e}");
         let text = text.replace("mode = \"broker\"", "mode = \"registration\"");
         Config::parse(&text, "p").expect("rfc policy fine in mode A");
+    }
+
+    #[test]
+    fn asap_transport_defaults_to_tcp_and_rejects_auto() {
+        let c = Config::parse(EXAMPLE, "t").expect("valid");
+        assert_eq!(
+            c.applications[0].asap_transport,
+            asap::transport::TransportKind::Tcp
+        );
+        let sctp = EXAMPLE.replace(
+            "listen = \"127.0.0.1:8000\"\n",
+            "asap_listen = \"127.0.0.1:8001\"\nasap_transport = \"sctp\"\n",
+        );
+        let c = Config::parse(&sctp, "t").expect("valid");
+        assert_eq!(
+            c.applications[0].asap_transport,
+            asap::transport::TransportKind::Sctp
+        );
+        let auto = sctp.replace("\"sctp\"", "\"auto\"");
+        let e = Config::parse(&auto, "p").expect_err("invalid");
+        assert!(
+            e.to_string()
+                .starts_with("p: key `application[0].asap_transport`: must be `tcp` or `sctp`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -737,10 +737,20 @@ impl Core {
                     };
                     let id = stable_pe_id(&[&a.cfg.name, "proxy", &addr.to_string()]);
                     let mut p = pe(id, life_default, addr, Policy::RoundRobin);
-                    p.user_transport = TransportParameter::Tcp {
-                        port: addr.port(),
-                        transport_use: tu,
-                        address: addr.ip(),
+                    p.user_transport = if a.cfg.asap_listen.is_some()
+                        && a.cfg.asap_transport == asap::transport::TransportKind::Sctp
+                    {
+                        TransportParameter::Sctp {
+                            port: addr.port(),
+                            transport_use: tu,
+                            addresses: vec![addr.ip()],
+                        }
+                    } else {
+                        TransportParameter::Tcp {
+                            port: addr.port(),
+                            transport_use: tu,
+                            address: addr.ip(),
+                        }
                     };
                     want.insert(id, (a.cfg.pool_handle.clone(), p));
                 }

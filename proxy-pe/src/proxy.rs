@@ -69,7 +69,7 @@ struct Driver {
     session_tx: mpsc::UnboundedSender<SessionCmd>,
     moves: BTreeMap<SessionId, mpsc::UnboundedSender<(String, String)>>,
     daemon_conn: BTreeMap<String, u64>,
-    listeners: BTreeMap<String, (SocketAddr, JoinHandle<()>)>,
+    listeners: BTreeMap<String, ((SocketAddr, TransportKind), JoinHandle<()>)>,
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -367,15 +367,17 @@ impl Driver {
     /// stops removed ones.
     async fn sync_listeners(&mut self) {
         let cfg = self.core.config().clone();
-        let wanted: BTreeMap<String, SocketAddr> = if cfg.mode == Mode::Broker {
+        // Keyed by name ("asap:" prefix for ASAP session endpoints); the transport kind is
+        // part of the value so that a changed `asap_transport` rebinds the listener.
+        let wanted: BTreeMap<String, (SocketAddr, TransportKind)> = if cfg.mode == Mode::Broker {
             let plain = cfg
                 .applications
                 .iter()
-                .filter_map(|a| a.listen.map(|l| (a.name.clone(), l)));
-            let asap = cfg
-                .applications
-                .iter()
-                .filter_map(|a| a.asap_listen.map(|l| (format!("asap:{}", a.name), l)));
+                .filter_map(|a| a.listen.map(|l| (a.name.clone(), (l, TransportKind::Tcp))));
+            let asap = cfg.applications.iter().filter_map(|a| {
+                a.asap_listen
+                    .map(|l| (format!("asap:{}", a.name), (l, a.asap_transport)))
+            });
             plain.chain(asap).collect()
         } else {
             BTreeMap::new()
@@ -383,7 +385,7 @@ impl Driver {
         let stale: Vec<String> = self
             .listeners
             .iter()
-            .filter(|(n, (addr, _))| wanted.get(*n) != Some(addr))
+            .filter(|(n, (at, _))| wanted.get(*n) != Some(at))
             .map(|(n, _)| n.clone())
             .collect();
         for n in stale {
@@ -391,20 +393,22 @@ impl Driver {
                 h.abort();
             }
         }
-        for (name, addr) in wanted {
+        for (name, (addr, kind)) in wanted {
             if self.listeners.contains_key(&name) {
                 continue;
             }
             if let Some(app) = name.strip_prefix("asap:") {
-                match SessionListener::bind(TransportKind::Tcp, &[addr], 0).await {
+                // Data PPID 0 towards the PU: what rsplib PUs and PEs use (rspterminal,
+                // rspserver -echo); data from the PU is accepted with any non-ASAP PPID.
+                match SessionListener::bind(kind, &[addr], 0).await {
                     Ok(l) => {
-                        tracing::info!(app, %addr, "ASAP session listener up");
+                        tracing::info!(app, %addr, ?kind, "ASAP session listener up");
                         let h = tokio::spawn(relay::serve_asap(
                             l,
                             app.to_string(),
                             self.session_tx.clone(),
                         ));
-                        self.listeners.insert(name, (addr, h));
+                        self.listeners.insert(name, ((addr, kind), h));
                     }
                     Err(e) => {
                         tracing::error!(app, %addr, error = %e, "cannot bind ASAP session listener")
@@ -416,7 +420,7 @@ impl Driver {
                 Ok(l) => {
                     tracing::info!(app = name, %addr, "relay listener up");
                     let h = tokio::spawn(relay::serve(l, name.clone(), self.session_tx.clone()));
-                    self.listeners.insert(name, (addr, h));
+                    self.listeners.insert(name, ((addr, kind), h));
                 }
                 Err(e) => {
                     tracing::error!(app = name, %addr, error = %e, "cannot bind relay listener")

@@ -440,6 +440,29 @@ fn broker_registers_itself_once_per_application() {
 }
 
 #[test]
+fn broker_registers_sctp_session_endpoint() {
+    let mut cfg = config("broker", "round-robin", "");
+    cfg.applications[0].asap_listen = Some("10.0.0.30:8001".parse().expect("lit"));
+    cfg.applications[0].asap_transport = asap::transport::TransportKind::Sctp;
+    let mut c = Core::new(cfg);
+    for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
+        c.daemon_connected(T0, &hello(d, 1));
+        c.daemon_message(T0, d, &snapshot(1, vec![app(true, &[100 + i as u32])]))
+            .expect("snapshot");
+    }
+    let regs = c.registrations();
+    assert_eq!(regs.len(), 1);
+    assert_eq!(
+        regs[0].1.user_transport,
+        TransportParameter::Sctp {
+            port: 8001,
+            transport_use: TransportUse::DataPlusControl,
+            addresses: vec!["10.0.0.30".parse().expect("lit")],
+        }
+    );
+}
+
+#[test]
 fn reload_keeps_state_and_moves_sessions_of_removed_servers() {
     let mut c = all_up("broker", "round-robin", "");
     let a = c.open_session(T0, "A").expect("ok");
