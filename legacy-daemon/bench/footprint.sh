@@ -28,7 +28,7 @@ trap cleanup EXIT
 # ~NPROC extra processes; 3 of them belong to the watched application "bench".
 setsid bash -c "for i in \$(seq 1 $NPROC); do sleep 3600.\$i & done; wait" &
 SLEEPERS_PGID=$!
-sleep 2
+sleep 3  # older than the poller's YOUNG_SECS (2 s), like long-running processes
 echo "processes on host: $(ls -d /proc/[0-9]* | wc -l)"
 
 PORT=$(( 20000 + RANDOM % 20000 ))
