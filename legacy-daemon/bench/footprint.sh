@@ -26,9 +26,12 @@ cleanup() {
 trap cleanup EXIT
 
 # ~NPROC extra processes; 3 of them belong to the watched application "bench".
-setsid bash -c "for i in \$(seq 1 $NPROC); do sleep 3600.\$i & done; wait" &
+setsid bash -c "for i in \$(seq 1 $NPROC); do sleep 3600.\$i & done; touch $WORK/spawned; wait" &
 SLEEPERS_PGID=$!
-sleep 3  # older than the poller's YOUNG_SECS (2 s), like long-running processes
+for _ in $(seq 1 600); do [ -e "$WORK/spawned" ] && break; sleep 0.1; done
+# Let every sleeper get older than the poller's YOUNG_SECS (2 s): processes younger than
+# that have `comm` re-read at every poll (fork before exec), long-running ones do not.
+sleep 3
 echo "processes on host: $(ls -d /proc/[0-9]* | wc -l)"
 
 PORT=$(( 20000 + RANDOM % 20000 ))

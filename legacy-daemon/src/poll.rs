@@ -283,7 +283,7 @@ impl Poller {
             if fresh.is_none() {
                 let stagger = poll.wrapping_add(pid as u64);
                 let young = young_after.is_some_and(|t| e.starttime > t);
-                if young || stagger % EXEC_RECHECK_POLLS == 0 {
+                if young || stagger.is_multiple_of(EXEC_RECHECK_POLLS) {
                     buf.clear();
                     if read_proc_file(pid, "comm", &mut buf).is_err() {
                         e.seen = 0; // vanished: dropped below
@@ -295,7 +295,7 @@ impl Poller {
                         e.exec(comm);
                     }
                 }
-                if e.cmdline.is_some() && (young || stagger % CMDLINE_REFRESH_POLLS == 0) {
+                if e.cmdline.is_some() && (young || stagger.is_multiple_of(CMDLINE_REFRESH_POLLS)) {
                     e.cmdline = None;
                     e.generation = 0;
                 }
@@ -550,11 +550,32 @@ fn boot_time_secs() -> Option<f64> {
 const COMM_LEN: usize = 15;
 
 /// Reads `/proc/PID/NAME` into `buf` (appending).
+///
+/// Plain `read(2)` calls into spare capacity: `File::read_to_end` would add a `statx` and
+/// an `lseek` per file for a size hint that procfs files do not have (size 0). `stat` and
+/// `comm` are one line generated whole by the first `read`, so a read ending in `\n`
+/// ends those files without the extra `read` that returns 0.
 fn read_proc_file(pid: i32, name: &str, buf: &mut Vec<u8>) -> std::io::Result<()> {
     use std::io::Read;
     let mut f = std::fs::File::open(format!("/proc/{pid}/{name}"))?;
-    f.read_to_end(buf)?;
-    Ok(())
+    let one_line = name == "stat" || name == "comm";
+    loop {
+        if buf.capacity() - buf.len() < 256 {
+            buf.reserve(4096);
+        }
+        let old = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let r = f.read(&mut buf[old..]);
+        let n = *r.as_ref().unwrap_or(&0);
+        buf.truncate(old + n);
+        match r {
+            Ok(0) => return Ok(()),
+            Ok(_) if one_line && buf.last() == Some(&b'\n') => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reads a pid file: the first whitespace-separated token as a positive pid.
@@ -660,6 +681,25 @@ mod tests {
             parse_stat(b"1 (x) S 1 0 0 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0"),
             None
         );
+    }
+
+    #[test]
+    fn reads_proc_files_whole() {
+        let pid = std::process::id() as i32;
+        for name in ["comm", "cmdline", "environ"] {
+            let mut buf = b"prefix".to_vec();
+            read_proc_file(pid, name, &mut buf).unwrap();
+            let want = std::fs::read(format!("/proc/self/{name}")).unwrap();
+            assert_eq!(&buf[..6], b"prefix");
+            assert_eq!(&buf[6..], want.as_slice(), "{name}");
+        }
+        let mut buf = Vec::new();
+        read_proc_file(pid, "stat", &mut buf).unwrap();
+        let st = parse_stat(&buf).unwrap();
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(st.comm, comm.trim_end());
+        assert!(st.starttime > 0 && st.rss_pages > 0);
+        assert!(read_proc_file(pid, "no-such-file", &mut buf).is_err());
     }
 
     #[test]
