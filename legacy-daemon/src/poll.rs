@@ -296,8 +296,12 @@ impl Poller {
                     }
                 }
                 if e.cmdline.is_some() && (young || stagger.is_multiple_of(CMDLINE_REFRESH_POLLS)) {
-                    e.cmdline = None;
-                    e.generation = 0;
+                    // Re-match only if it changed: regex searches cost more than the read.
+                    let line = read_cmdline(pid, &mut buf);
+                    if e.cmdline.as_deref() != Some(line.as_str()) {
+                        e.cmdline = Some(line);
+                        e.generation = 0;
+                    }
                 }
             }
             if e.generation != generation {
@@ -560,11 +564,9 @@ fn read_proc_file(pid: i32, name: &str, buf: &mut Vec<u8>) -> std::io::Result<()
     let mut f = std::fs::File::open(format!("/proc/{pid}/{name}"))?;
     let one_line = name == "stat" || name == "comm";
     loop {
-        if buf.capacity() - buf.len() < 256 {
-            buf.reserve(4096);
-        }
+        // `stat` and `comm` fit in 1 KiB; zero-filling more per read would show in profiles.
         let old = buf.len();
-        buf.resize(buf.capacity(), 0);
+        buf.resize(old + if one_line { 1024 } else { 4096 }, 0);
         let r = f.read(&mut buf[old..]);
         let n = *r.as_ref().unwrap_or(&0);
         buf.truncate(old + n);
@@ -739,12 +741,13 @@ mod tests {
     fn exec_of_a_young_process_is_seen_at_the_next_poll() {
         let a = arg(2);
         let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
-        let script = format!("sleep 0.3; exec sleep {a}");
+        let mut p = Poller::new();
+        p.poll(&c); // caches the other processes, so the next poll is quick
+        let script = format!("sleep 1; exec sleep {a}");
         let child = spawn("sh", &["-c", &script]);
         let pid = child.0.id();
-        let mut p = Poller::new();
         assert_eq!(p.poll(&c)[0].instances, 0, "still the shell");
-        std::thread::sleep(Duration::from_millis(800));
+        std::thread::sleep(Duration::from_millis(1500));
         assert_eq!(polls_until_seen(&mut p, &c, pid, 1), Some(1));
     }
 
@@ -752,13 +755,14 @@ mod tests {
     fn exec_of_an_old_process_is_seen_within_the_recheck_period() {
         let a = arg(3);
         let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
-        let script = format!("sleep 0.3; exec sleep {a}");
-        let child = spawn("sh", &["-c", &script]);
-        let pid = child.0.id();
         let mut p = Poller::new();
         p.young_secs = 0; // every process counts as old
+        p.poll(&c); // caches the other processes, so the next poll is quick
+        let script = format!("sleep 1; exec sleep {a}");
+        let child = spawn("sh", &["-c", &script]);
+        let pid = child.0.id();
         assert_eq!(p.poll(&c)[0].instances, 0, "still the shell");
-        std::thread::sleep(Duration::from_millis(800));
+        std::thread::sleep(Duration::from_millis(1500));
         let n = polls_until_seen(&mut p, &c, pid, EXEC_RECHECK_POLLS);
         assert!(n.is_some(), "not seen within {EXEC_RECHECK_POLLS} polls");
     }
