@@ -81,10 +81,13 @@ grep -E 'VmRSS|VmHWM|Threads' "/proc/$DPID/status"
 read -r -a ST < "/proc/$DPID/stat"
 TICKS=$(getconf CLK_TCK)
 CPU0=$(( ST[13] + ST[14] ))
+read -r NS0 _ < "/proc/$DPID/schedstat"
 sleep 10
 read -r -a ST < "/proc/$DPID/stat"
+read -r NS1 _ < "/proc/$DPID/schedstat"
 CPU1=$(( ST[13] + ST[14] ))
 echo "CPU over 10 s of 1 s polls: $(( (CPU1 - CPU0) * 1000 / TICKS )) ms (= average ms per poll x 10)"
+echo "  same from schedstat (ns resolution): $(( (NS1 - NS0) / 10000 )) us per second"
 grep -E 'VmRSS|VmHWM' "/proc/$DPID/status"
 echo "messages at sink: $(wc -l < "$WORK/sink.out")"
 echo "binary: $(stat -c %s "$BIN") bytes; stripped: $(strip -o "$WORK/stripped" "$BIN" && stat -c %s "$WORK/stripped") bytes"
