@@ -26,9 +26,12 @@ cleanup() {
 trap cleanup EXIT
 
 # ~NPROC extra processes; 3 of them belong to the watched application "bench".
-setsid bash -c "for i in \$(seq 1 $NPROC); do sleep 3600.\$i & done; wait" &
+setsid bash -c "for i in \$(seq 1 $NPROC); do sleep 3600.\$i & done; touch $WORK/spawned; wait" &
 SLEEPERS_PGID=$!
-sleep 2
+for _ in $(seq 1 600); do [ -e "$WORK/spawned" ] && break; sleep 0.1; done
+# Let every sleeper get older than the poller's YOUNG_SECS (2 s): processes younger than
+# that have `comm` re-read at every poll (fork before exec), long-running ones do not.
+sleep 3
 echo "processes on host: $(ls -d /proc/[0-9]* | wc -l)"
 
 PORT=$(( 20000 + RANDOM % 20000 ))
@@ -78,10 +81,13 @@ grep -E 'VmRSS|VmHWM|Threads' "/proc/$DPID/status"
 read -r -a ST < "/proc/$DPID/stat"
 TICKS=$(getconf CLK_TCK)
 CPU0=$(( ST[13] + ST[14] ))
+read -r NS0 _ < "/proc/$DPID/schedstat"
 sleep 10
 read -r -a ST < "/proc/$DPID/stat"
+read -r NS1 _ < "/proc/$DPID/schedstat"
 CPU1=$(( ST[13] + ST[14] ))
 echo "CPU over 10 s of 1 s polls: $(( (CPU1 - CPU0) * 1000 / TICKS )) ms (= average ms per poll x 10)"
+echo "  same from schedstat (ns resolution): $(( (NS1 - NS0) / 10000 )) us per second"
 grep -E 'VmRSS|VmHWM' "/proc/$DPID/status"
 echo "messages at sink: $(wc -l < "$WORK/sink.out")"
 echo "binary: $(stat -c %s "$BIN") bytes; stripped: $(strip -o "$WORK/stripped" "$BIN" && stat -c %s "$WORK/stripped") bytes"

@@ -1,15 +1,35 @@
 //! Process-table polling (seed 003 \[29\] step 181: "Daemon 141 polls process table 155 to
 //! establish the status of the applications"; SEEDS.md §1.3 C3).
 //!
-//! One pass over `/proc` per poll, whatever the number of configured applications: for
-//! each process `/proc/PID/stat` is read once into a reused buffer and parsed with the
-//! `procfs` crate's `Stat` (comm, state, CPU ticks, RSS); the command line and the `exe`
-//! link are read only when an application's matcher needs them, at most once per process.
-//! Command lines are cached per (pid, start time) and re-read when `comm` changes (exec)
-//! or after [`CMDLINE_REFRESH_POLLS`] polls (argv rewritten in place), so the steady-state
-//! cost is one `stat` read per process.
-//! (`procfs::process::all_processes()` would open an extra `O_PATH` fd per process; the
-//! kernel's generation of `stat` dominates the cost either way, see BENCHMARKS.md.)
+//! # Cost model
+//!
+//! Each `/proc/PID/*` file the kernel generates costs several microseconds of system time
+//! (on the 2-vCPU reference VM: `stat` ≈ 12 µs, `comm` ≈ 7 µs, `cmdline` ≈ 9 µs per
+//! process, `getdents` ≈ 1.5 µs per process; BENCHMARKS.md). Reading any file for every
+//! process at every poll would therefore cost 8–14 ms with 1 100 processes. So a poll:
+//!
+//! 1. lists `/proc` once (`getdents`), which gives each pid and the inode number of its
+//!    `/proc/PID` directory;
+//! 2. keeps one cache entry per pid: `comm`, start time, and, read lazily when a matcher
+//!    needs them, the command line and the `exe` link, plus which applications the process
+//!    matches (recomputed only when the entry or the matchers change);
+//! 3. reads `/proc/PID/stat` only for a pid it has not seen, for a pid whose directory
+//!    inode changed, and for the processes that match an application (CPU ticks, RSS,
+//!    zombie state, start time);
+//! 4. re-reads `comm` of the other processes in a staggered way to notice an `exec`: every
+//!    poll while a process is younger than [`YOUNG_SECS`] (a fork shows its parent's name
+//!    until it execs), otherwise once every [`EXEC_RECHECK_POLLS`] polls. Cached command
+//!    lines are re-read once every [`CMDLINE_REFRESH_POLLS`] polls (argv rewritten in
+//!    place, setproctitle), also staggered by pid.
+//!
+//! # Pid reuse
+//!
+//! A pid that exits and is reused gets a new `/proc/PID` inode: the kernel drops the old
+//! dentry when the process is reaped and allocates a new inode number for the new process.
+//! An inode change therefore makes the poller re-read `stat` and compare the start time
+//! (field 22); an entry is kept only if the start time is the same (the dentry was merely
+//! evicted). Matching processes have `stat` read at every poll and their start time
+//! compared too, so a reused pid is never reported with the old process's identity.
 //!
 //! `/proc/net/tcp` and `/proc/net/tcp6` are read only when some application lists service
 //! ports, and then at most every `net_interval` (default 5 s) unless the process set of such
@@ -21,19 +41,32 @@
 //!   name must also equal the base name of `/proc/PID/exe`. (Scripts run through an
 //!   interpreter have the script name in `comm`; match interpreters with `cmdline`.)
 //! - `cmdline`: the regex matches the arguments joined by single spaces;
-//! - `pid_file`: the pid is the one written in the file.
+//! - `pid_file`: the pid is the one written in the file (checked at every poll).
 //!
 //! Zombies (state `Z`/`X`) never count: an exited but not yet reaped server does not serve.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::DirEntryExt;
 use std::time::Instant;
-
-use procfs::FromRead;
 
 use crate::config::{AppSpec, Config};
 use crate::protocol::{AppStatus, PortStatus};
 
-/// Keeps the CPU counters of the previous poll so CPU use is reported "since last poll".
+/// A cached command line is re-read after this many polls, to notice programs that
+/// rewrite their argv (setproctitle) without exec'ing.
+pub const CMDLINE_REFRESH_POLLS: u64 = 30;
+
+/// `comm` of a process that matches no application is re-read once every this many polls
+/// (staggered by pid), so an `exec` into a watched program is noticed within this many
+/// polls.
+pub const EXEC_RECHECK_POLLS: u64 = 10;
+
+/// Processes younger than this many seconds have `comm` (and a cached command line)
+/// re-read at every poll: a freshly forked child carries its parent's name until it execs.
+pub const YOUNG_SECS: u64 = 2;
+
+/// Keeps the process cache and the CPU counters of the previous poll so CPU use is
+/// reported "since last poll".
 #[derive(Debug)]
 pub struct Poller {
     prev_ticks: HashMap<(i32, u64), u64>,
@@ -42,78 +75,114 @@ pub struct Poller {
     page_size: u64,
     self_pid: i32,
     polls: u64,
-    cmd_cache: HashMap<(i32, u64), CachedCmdline>,
+    /// One entry per pid seen at the last poll.
+    procs: HashMap<i32, ProcEntry>,
+    /// The exe and cmdline criteria the `apps` lists of `procs` were computed for.
+    matchers: Vec<(Option<String>, Option<String>)>,
+    /// Bumped when `matchers` changes; entries with another generation are re-matched.
+    generation: u64,
+    /// Reused read buffer.
+    buf: Vec<u8>,
+    /// [`YOUNG_SECS`] (tests set 0 to exercise the staggered re-check alone).
+    young_secs: u64,
     net: Option<(Instant, NetTable)>,
     /// Pids of the applications with ports at the previous poll (name, pids).
     port_app_pids: Vec<(String, Vec<u32>)>,
 }
 
-/// A command line read in an earlier poll.
+/// What the poller remembers about one process.
 #[derive(Debug)]
-struct CachedCmdline {
+struct ProcEntry {
+    /// Inode number of `/proc/PID` when the entry was last confirmed.
+    ino: u64,
+    /// Start time in clock ticks after boot (`stat` field 22).
+    starttime: u64,
     comm: String,
-    cmdline: String,
-    read_at_poll: u64,
+    /// State `Z` or `X` seen: the process never runs again.
+    zombie: bool,
+    /// Arguments joined by single spaces; read only when a `cmdline` matcher needs it.
+    cmdline: Option<String>,
+    /// Base name of `/proc/PID/exe`; read only for `exe` names longer than `comm`.
+    exe_name: Option<Option<String>>,
+    /// Indices of the applications whose `exe` and `cmdline` criteria hold.
+    apps: Vec<usize>,
+    /// The matcher generation `apps` was computed for (0: stale).
+    generation: u64,
+    /// The poll that last listed this pid.
+    seen: u64,
 }
 
-/// A cached command line is re-read after this many polls, to notice programs that
-/// rewrite their argv (setproctitle) without exec'ing.
-pub const CMDLINE_REFRESH_POLLS: u64 = 30;
-
-/// Command-line cache lookups for one poll: entries are moved from `old` to `new` when the
-/// process is seen again, so vanished processes drop out after one poll.
-struct CmdCache<'a> {
-    old: &'a mut HashMap<(i32, u64), CachedCmdline>,
-    new: HashMap<(i32, u64), CachedCmdline>,
-    poll: u64,
-}
-
-impl CmdCache<'_> {
-    /// The command line of process `key`, from the cache if it is fresh and the process has
-    /// not exec'd since (same `comm`), else read from `/proc/PID/cmdline`.
-    fn get(&mut self, key: (i32, u64), comm: &str, buf: &mut Vec<u8>) -> String {
-        if let Some(e) = self.new.get(&key) {
-            return e.cmdline.clone();
+impl ProcEntry {
+    fn new(ino: u64, st: &StatLine, poll: u64) -> Self {
+        Self {
+            ino,
+            starttime: st.starttime,
+            comm: st.comm.clone(),
+            zombie: st.is_zombie(),
+            cmdline: None,
+            exe_name: None,
+            apps: Vec::new(),
+            generation: 0,
+            seen: poll,
         }
-        if let Some(e) = self.old.remove(&key) {
-            if e.comm == comm && self.poll.saturating_sub(e.read_at_poll) < CMDLINE_REFRESH_POLLS {
-                let line = e.cmdline.clone();
-                self.new.insert(key, e);
-                return line;
-            }
-        }
-        buf.clear();
-        let line = if read_proc_file(key.0, "cmdline", buf).is_ok() {
-            let args: Vec<&[u8]> = buf.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
-            String::from_utf8_lossy(&args.join(&b' ')).into_owned()
-        } else {
-            String::new()
-        };
-        self.new.insert(
-            key,
-            CachedCmdline {
-                comm: comm.to_string(),
-                cmdline: line.clone(),
-                read_at_poll: self.poll,
-            },
-        );
-        line
     }
+
+    /// The process exec'd (or renamed itself): everything derived from it is stale.
+    fn exec(&mut self, comm: String) {
+        self.comm = comm;
+        self.cmdline = None;
+        self.exe_name = None;
+        self.generation = 0;
+    }
+}
+
+/// The fields of `/proc/PID/stat` the poller uses (proc(5)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StatLine {
+    comm: String,
+    state: u8,
+    /// utime + stime (fields 14 and 15).
+    ticks: u64,
+    starttime: u64,
+    rss_pages: u64,
+}
+
+impl StatLine {
+    fn is_zombie(&self) -> bool {
+        self.state == b'Z' || self.state == b'X'
+    }
+}
+
+/// Parses `/proc/PID/stat`. `comm` may contain spaces and parentheses, so it spans from
+/// the first `(` to the last `)`.
+fn parse_stat(buf: &[u8]) -> Option<StatLine> {
+    let open = buf.iter().position(|&b| b == b'(')?;
+    let close = buf.iter().rposition(|&b| b == b')')?;
+    if close < open {
+        return None;
+    }
+    let comm = String::from_utf8_lossy(&buf[open + 1..close]).into_owned();
+    let rest = std::str::from_utf8(&buf[close + 1..]).ok()?;
+    let mut f = rest.split_ascii_whitespace();
+    let state = *f.next()?.as_bytes().first()?; // field 3
+    let mut f = f.skip(10); // fields 4..=13
+    let utime: u64 = f.next()?.parse().ok()?; // 14
+    let stime: u64 = f.next()?.parse().ok()?; // 15
+    let starttime: u64 = f.nth(6)?.parse().ok()?; // 16..=21 skipped, 22
+    let rss_pages: u64 = f.nth(1)?.parse().ok()?; // 23 skipped, 24
+    Some(StatLine {
+        comm,
+        state,
+        ticks: utime.saturating_add(stime),
+        starttime,
+        rss_pages,
+    })
 }
 
 impl Default for Poller {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// What one process looks like to the matcher (gathered lazily).
-struct Proc {
-    pid: i32,
-    starttime: u64,
-    comm: String,
-    cmdline: Option<String>,
-    exe_name: Option<Option<String>>,
 }
 
 impl Poller {
@@ -126,9 +195,35 @@ impl Poller {
             page_size: procfs::page_size().max(1),
             self_pid: std::process::id() as i32,
             polls: 0,
-            cmd_cache: HashMap::new(),
+            procs: HashMap::new(),
+            matchers: Vec::new(),
+            generation: 1,
+            buf: Vec::with_capacity(512),
+            young_secs: YOUNG_SECS,
             net: None,
             port_app_pids: Vec::new(),
+        }
+    }
+
+    /// Bumps the matcher generation if the `exe`/`cmdline` criteria changed.
+    fn sync_matchers(&mut self, cfg: &Config) {
+        let same = self.matchers.len() == cfg.apps.len()
+            && self.matchers.iter().zip(&cfg.apps).all(|((exe, re), a)| {
+                *exe == a.matcher.exe
+                    && re.as_deref() == a.matcher.cmdline.as_ref().map(|r| r.as_str())
+            });
+        if !same {
+            self.matchers = cfg
+                .apps
+                .iter()
+                .map(|a| {
+                    (
+                        a.matcher.exe.clone(),
+                        a.matcher.cmdline.as_ref().map(|r| r.as_str().to_string()),
+                    )
+                })
+                .collect();
+            self.generation += 1;
         }
     }
 
@@ -141,73 +236,130 @@ impl Poller {
             .prev_at
             .map(|t| now.duration_since(t).as_secs_f64())
             .filter(|s| *s > 0.0);
+        self.polls += 1;
+        let poll = self.polls;
+        self.sync_matchers(cfg);
+        let generation = self.generation;
 
         let pidfile_pids: Vec<Option<i32>> = cfg
             .apps
             .iter()
             .map(|a| a.matcher.pid_file.as_ref().and_then(|p| read_pid_file(p)))
             .collect();
+        // Whether process `pid` passes application `i`'s pid-file criterion.
+        let pid_ok = |i: usize, pid: i32| {
+            cfg.apps[i].matcher.pid_file.is_none() || pidfile_pids[i] == Some(pid)
+        };
 
         let mut pids: Vec<Vec<u32>> = vec![Vec::new(); cfg.apps.len()];
         let mut cpu_ticks: Vec<u64> = vec![0; cfg.apps.len()];
         let mut rss: Vec<u64> = vec![0; cfg.apps.len()];
         let mut new_ticks = HashMap::new();
 
-        self.polls += 1;
-        let mut cache = CmdCache {
-            old: &mut self.cmd_cache,
-            new: HashMap::new(),
-            poll: self.polls,
+        // Start times after this are "young" (clock ticks after boot).
+        let young_after = boot_time_secs()
+            .map(|s| ((s - self.young_secs as f64) * self.ticks_per_sec).max(0.0) as u64);
+        let mut buf = std::mem::take(&mut self.buf);
+        let dir = if cfg.apps.is_empty() {
+            None
+        } else {
+            std::fs::read_dir("/proc").ok()
         };
-        if !cfg.apps.is_empty() {
-            if let Ok(dir) = std::fs::read_dir("/proc") {
-                let mut buf: Vec<u8> = Vec::with_capacity(1024);
-                for ent in dir.flatten() {
-                    let name = ent.file_name();
-                    let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                        continue;
-                    };
-                    if pid == self.self_pid {
-                        continue;
-                    }
+        for ent in dir.into_iter().flatten().flatten() {
+            let name = ent.file_name();
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == self.self_pid {
+                continue;
+            }
+            let Some((e, mut fresh)) = lookup(&mut self.procs, pid, ent.ino(), poll, &mut buf)
+            else {
+                continue; // vanished meanwhile
+            };
+            if e.zombie {
+                continue;
+            }
+            if fresh.is_none() {
+                let stagger = poll.wrapping_add(pid as u64);
+                let young = young_after.is_some_and(|t| e.starttime > t);
+                if young || stagger.is_multiple_of(EXEC_RECHECK_POLLS) {
                     buf.clear();
-                    if read_proc_file(pid, "stat", &mut buf).is_err() {
-                        continue; // vanished meanwhile
-                    }
-                    let Ok(st) = procfs::process::Stat::from_read(buf.as_slice()) else {
-                        continue;
-                    };
-                    if st.state == 'Z' || st.state == 'X' {
+                    if read_proc_file(pid, "comm", &mut buf).is_err() {
+                        e.seen = 0; // vanished: dropped below
                         continue;
                     }
-                    let mut info = Proc {
-                        pid,
-                        starttime: st.starttime,
-                        comm: st.comm,
-                        cmdline: None,
-                        exe_name: None,
-                    };
-                    let mut counted = false;
-                    for (i, app) in cfg.apps.iter().enumerate() {
-                        if !matches(app, pidfile_pids[i], &mut info, &mut cache, &mut buf) {
-                            continue;
-                        }
-                        let ticks = st.utime + st.stime;
-                        let key = (pid, st.starttime);
-                        if let Some(prev) = self.prev_ticks.get(&key) {
-                            cpu_ticks[i] += ticks.saturating_sub(*prev);
-                        }
-                        if !counted {
-                            new_ticks.insert(key, ticks);
-                            counted = true;
-                        }
-                        rss[i] += st.rss.saturating_mul(self.page_size);
-                        pids[i].push(pid as u32);
+                    let comm = String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf));
+                    if comm != e.comm.as_str() {
+                        let comm = comm.into_owned();
+                        e.exec(comm);
+                    }
+                }
+                if e.cmdline.is_some() && (young || stagger.is_multiple_of(CMDLINE_REFRESH_POLLS)) {
+                    // Re-match only if it changed: regex searches cost more than the read.
+                    let line = read_cmdline(pid, &mut buf);
+                    if e.cmdline.as_deref() != Some(line.as_str()) {
+                        e.cmdline = Some(line);
+                        e.generation = 0;
                     }
                 }
             }
+            if e.generation != generation {
+                e.apps = match_apps(cfg, pid, e, &mut buf);
+                e.generation = generation;
+            }
+            if !e.apps.iter().any(|&i| pid_ok(i, pid)) {
+                continue;
+            }
+            // A candidate: CPU and memory need a fresh `stat`.
+            let st = match fresh.take() {
+                Some(st) => st,
+                None => {
+                    buf.clear();
+                    let st = read_proc_file(pid, "stat", &mut buf)
+                        .ok()
+                        .and_then(|()| parse_stat(&buf));
+                    let Some(st) = st else {
+                        e.seen = 0;
+                        continue;
+                    };
+                    if st.starttime != e.starttime {
+                        // Reused pid behind an unchanged inode number: start over.
+                        *e = ProcEntry::new(e.ino, &st, poll);
+                    } else if st.comm != e.comm {
+                        e.exec(st.comm.clone());
+                    }
+                    if e.generation != generation {
+                        e.apps = match_apps(cfg, pid, e, &mut buf);
+                        e.generation = generation;
+                    }
+                    st
+                }
+            };
+            if st.is_zombie() {
+                e.zombie = true;
+                continue;
+            }
+            let key = (pid, e.starttime);
+            let mut counted = false;
+            for &i in &e.apps {
+                if !pid_ok(i, pid) {
+                    continue;
+                }
+                if let Some(prev) = self.prev_ticks.get(&key) {
+                    cpu_ticks[i] += st.ticks.saturating_sub(*prev);
+                }
+                if !counted {
+                    new_ticks.insert(key, st.ticks);
+                    counted = true;
+                }
+                rss[i] += st.rss_pages.saturating_mul(self.page_size);
+                pids[i].push(pid as u32);
+            }
         }
-        self.cmd_cache = cache.new;
+        // Pids not listed this time are gone.
+        self.procs.retain(|_, e| e.seen == poll);
+        self.buf = buf;
         self.prev_ticks = new_ticks;
         self.prev_at = Some(now);
 
@@ -280,29 +432,73 @@ impl Poller {
     }
 }
 
-fn matches(
-    app: &AppSpec,
-    pidfile_pid: Option<i32>,
-    info: &mut Proc,
-    cache: &mut CmdCache<'_>,
+/// The cache entry of `pid`, confirmed for this poll. If the pid is new or its `/proc/PID`
+/// inode changed, `stat` is read and returned with it (a changed start time means a reused
+/// pid and a new entry). `None` if the process vanished.
+fn lookup<'a>(
+    procs: &'a mut HashMap<i32, ProcEntry>,
+    pid: i32,
+    ino: u64,
+    poll: u64,
     buf: &mut Vec<u8>,
-) -> bool {
-    let m = &app.matcher;
-    if m.pid_file.is_some() && pidfile_pid != Some(info.pid) {
-        return false;
+) -> Option<(&'a mut ProcEntry, Option<StatLine>)> {
+    let known = procs.get(&pid).is_some_and(|e| e.ino == ino);
+    let mut fresh = None;
+    if !known {
+        buf.clear();
+        let st = read_proc_file(pid, "stat", buf)
+            .ok()
+            .and_then(|()| parse_stat(buf));
+        let Some(st) = st else {
+            procs.remove(&pid);
+            return None;
+        };
+        match procs.get_mut(&pid) {
+            Some(e) if e.starttime == st.starttime => {
+                // Same process, its dentry was evicted and re-created.
+                e.ino = ino;
+                e.zombie |= st.is_zombie();
+                if e.comm != st.comm {
+                    e.exec(st.comm.clone());
+                }
+            }
+            _ => {
+                procs.insert(pid, ProcEntry::new(ino, &st, poll));
+            }
+        }
+        fresh = Some(st);
     }
+    let e = procs.get_mut(&pid)?;
+    e.seen = poll;
+    Some((e, fresh))
+}
+
+/// Indices of the applications whose `exe` and `cmdline` criteria process `pid` meets
+/// (the pid file is checked per poll). Reads the command line and the exe link only when
+/// a criterion needs them, and caches them in `e`.
+fn match_apps(cfg: &Config, pid: i32, e: &mut ProcEntry, buf: &mut Vec<u8>) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (i, app) in cfg.apps.iter().enumerate() {
+        if static_match(app, pid, e, buf) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+fn static_match(app: &AppSpec, pid: i32, e: &mut ProcEntry, buf: &mut Vec<u8>) -> bool {
+    let m = &app.matcher;
     if let Some(exe) = &m.exe {
         if exe.len() <= COMM_LEN {
-            if info.comm != *exe {
+            if e.comm != *exe {
                 return false;
             }
         } else {
             // comm holds only the first 15 bytes: confirm with the exe link.
-            if !exe.as_bytes().starts_with(info.comm.as_bytes()) || info.comm.len() != COMM_LEN {
+            if !exe.as_bytes().starts_with(e.comm.as_bytes()) || e.comm.len() != COMM_LEN {
                 return false;
             }
-            let pid = info.pid;
-            let name = info.exe_name.get_or_insert_with(|| {
+            let name = e.exe_name.get_or_insert_with(|| {
                 std::fs::read_link(format!("/proc/{pid}/exe"))
                     .ok()
                     .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -313,14 +509,7 @@ fn matches(
         }
     }
     if let Some(re) = &m.cmdline {
-        let key = (info.pid, info.starttime);
-        let line = match &info.cmdline {
-            Some(l) => l,
-            None => {
-                let l = cache.get(key, &info.comm, buf);
-                info.cmdline.insert(l)
-            }
-        };
+        let line = e.cmdline.get_or_insert_with(|| read_cmdline(pid, buf));
         if line.is_empty() || !re.is_match(line) {
             return false;
         }
@@ -328,15 +517,67 @@ fn matches(
     true
 }
 
+/// `/proc/PID/cmdline` with the arguments joined by single spaces (empty arguments
+/// dropped); empty for kernel threads and unreadable processes.
+fn read_cmdline(pid: i32, buf: &mut Vec<u8>) -> String {
+    buf.clear();
+    if read_proc_file(pid, "cmdline", buf).is_err() {
+        return String::new();
+    }
+    let mut line = Vec::with_capacity(buf.len());
+    for arg in buf.split(|b| *b == 0).filter(|a| !a.is_empty()) {
+        if !line.is_empty() {
+            line.push(b' ');
+        }
+        line.extend_from_slice(arg);
+    }
+    match String::from_utf8(line) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// Seconds since boot, counting suspend (the clock `stat` start times are based on).
+fn boot_time_secs() -> Option<f64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the struct we pass.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+}
+
 /// Length of `comm` in the kernel (TASK_COMM_LEN - 1).
 const COMM_LEN: usize = 15;
 
 /// Reads `/proc/PID/NAME` into `buf` (appending).
+///
+/// Plain `read(2)` calls into spare capacity: `File::read_to_end` would add a `statx` and
+/// an `lseek` per file for a size hint that procfs files do not have (size 0). `stat` and
+/// `comm` are one line generated whole by the first `read`, so a read ending in `\n`
+/// ends those files without the extra `read` that returns 0.
 fn read_proc_file(pid: i32, name: &str, buf: &mut Vec<u8>) -> std::io::Result<()> {
     use std::io::Read;
     let mut f = std::fs::File::open(format!("/proc/{pid}/{name}"))?;
-    f.read_to_end(buf)?;
-    Ok(())
+    let one_line = name == "stat" || name == "comm";
+    loop {
+        // `stat` and `comm` fit in 1 KiB; zero-filling more per read would show in profiles.
+        let old = buf.len();
+        buf.resize(old + if one_line { 1024 } else { 4096 }, 0);
+        let r = f.read(&mut buf[old..]);
+        let n = *r.as_ref().unwrap_or(&0);
+        buf.truncate(old + n);
+        match r {
+            Ok(0) => return Ok(()),
+            Ok(_) if one_line && buf.last() == Some(&b'\n') => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reads a pid file: the first whitespace-separated token as a positive pid.
@@ -378,5 +619,208 @@ impl NetTable {
             }
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command};
+    use std::time::Duration;
+
+    /// A config watching `sleep` processes whose command line matches `re`.
+    fn cfg(re: &str) -> Config {
+        crate::config::parse(
+            &format!(
+                "[daemon]\npoll_interval_ms = 1000\n[[proxy]]\naddress = \"127.0.0.1:9\"\n\
+                 [[app]]\nname = \"s\"\nexe = \"sleep\"\ncmdline = '{re}'\n"
+            ),
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    /// A unique `sleep` argument for this test, so parallel tests do not see each other.
+    fn arg(tag: u32) -> String {
+        format!("{}.{}{tag}", 3000 + tag, std::process::id())
+    }
+
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn spawn(cmd: &str, args: &[&str]) -> Kill {
+        Kill(Command::new(cmd).args(args).spawn().unwrap())
+    }
+
+    #[test]
+    fn parses_stat_with_odd_comm() {
+        let line = b"4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+            7 5 0 0 20 0 1 0 123456 2232320 145 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 \
+            17 1 0 0 0 0 0\n";
+        let st = parse_stat(line).unwrap();
+        assert_eq!(st.comm, "a) b (c)");
+        assert_eq!(st.state, b'S');
+        assert_eq!(st.ticks, 12);
+        assert_eq!(st.starttime, 123456);
+        assert_eq!(st.rss_pages, 145);
+        assert!(!st.is_zombie());
+        let z = parse_stat(b"7 (x) Z 1 0 0 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 99 0 0").unwrap();
+        assert!(z.is_zombie());
+        assert_eq!((z.ticks, z.starttime, z.rss_pages), (3, 99, 0));
+    }
+
+    #[test]
+    fn rejects_truncated_stat() {
+        assert_eq!(parse_stat(b""), None);
+        assert_eq!(parse_stat(b"1 (x"), None);
+        assert_eq!(parse_stat(b"1 x) S 1 2 3"), None);
+        assert_eq!(
+            parse_stat(b"1 (x) S 1 0 0 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0"),
+            None
+        );
+    }
+
+    #[test]
+    fn reads_proc_files_whole() {
+        let pid = std::process::id() as i32;
+        for name in ["comm", "cmdline", "environ"] {
+            let mut buf = b"prefix".to_vec();
+            read_proc_file(pid, name, &mut buf).unwrap();
+            let want = std::fs::read(format!("/proc/self/{name}")).unwrap();
+            assert_eq!(&buf[..6], b"prefix");
+            assert_eq!(&buf[6..], want.as_slice(), "{name}");
+        }
+        let mut buf = Vec::new();
+        read_proc_file(pid, "stat", &mut buf).unwrap();
+        let st = parse_stat(&buf).unwrap();
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(st.comm, comm.trim_end());
+        assert!(st.starttime > 0 && st.rss_pages > 0);
+        assert!(read_proc_file(pid, "no-such-file", &mut buf).is_err());
+    }
+
+    #[test]
+    fn finds_a_process_and_forgets_it_when_it_exits() {
+        let a = arg(1);
+        let mut child = spawn("sleep", &[&a]);
+        let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
+        let mut p = Poller::new();
+        let pid = child.0.id();
+        // The child may still be between fork and exec at the first poll.
+        let mut st = p.poll(&c);
+        for _ in 0..50 {
+            if st[0].pids == [pid] {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            st = p.poll(&c);
+        }
+        assert_eq!(st[0].pids, vec![pid]);
+        assert!(st[0].running);
+        assert!(st[0].rss_bytes > 0);
+        assert!(p.procs.contains_key(&(pid as i32)));
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        let st = p.poll(&c);
+        assert_eq!(st[0].instances, 0);
+        assert!(!st[0].running);
+        assert!(!p.procs.contains_key(&(pid as i32)));
+    }
+
+    /// Polls until application 0 reports `pid`, at most `n` times; returns the polls used.
+    fn polls_until_seen(p: &mut Poller, c: &Config, pid: u32, n: u64) -> Option<u64> {
+        (1..=n).find(|_| p.poll(c)[0].pids == [pid])
+    }
+
+    #[test]
+    fn exec_of_a_young_process_is_seen_at_the_next_poll() {
+        let a = arg(2);
+        let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
+        let mut p = Poller::new();
+        p.poll(&c); // caches the other processes, so the next poll is quick
+        let script = format!("sleep 1; exec sleep {a}");
+        let child = spawn("sh", &["-c", &script]);
+        let pid = child.0.id();
+        assert_eq!(p.poll(&c)[0].instances, 0, "still the shell");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(polls_until_seen(&mut p, &c, pid, 1), Some(1));
+    }
+
+    #[test]
+    fn exec_of_an_old_process_is_seen_within_the_recheck_period() {
+        let a = arg(3);
+        let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
+        let mut p = Poller::new();
+        p.young_secs = 0; // every process counts as old
+        p.poll(&c); // caches the other processes, so the next poll is quick
+        let script = format!("sleep 1; exec sleep {a}");
+        let child = spawn("sh", &["-c", &script]);
+        let pid = child.0.id();
+        assert_eq!(p.poll(&c)[0].instances, 0, "still the shell");
+        std::thread::sleep(Duration::from_millis(1500));
+        let n = polls_until_seen(&mut p, &c, pid, EXEC_RECHECK_POLLS);
+        assert!(n.is_some(), "not seen within {EXEC_RECHECK_POLLS} polls");
+    }
+
+    #[test]
+    fn changed_inode_or_start_time_rebuilds_the_entry() {
+        let a = arg(4);
+        let child = spawn("sleep", &[&a]);
+        let pid = child.0.id();
+        let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
+        let mut p = Poller::new();
+        assert!(polls_until_seen(&mut p, &c, pid, 50).is_some());
+        let key = pid as i32;
+        let real_start = p.procs[&key].starttime;
+        let real_ino = p.procs[&key].ino;
+
+        // Inode changed, same start time (evicted dentry): entry kept, comm corrected.
+        let e = p.procs.get_mut(&key).unwrap();
+        e.ino = real_ino ^ 1;
+        e.comm = "stale".into();
+        assert_eq!(p.poll(&c)[0].pids, vec![pid]);
+        assert_eq!(p.procs[&key].ino, real_ino);
+        assert_eq!(p.procs[&key].comm, "sleep");
+
+        // Start time differs behind the same inode (matched process): entry rebuilt.
+        let e = p.procs.get_mut(&key).unwrap();
+        e.starttime = real_start + 1;
+        e.cmdline = Some("sleep other".into());
+        assert_eq!(p.poll(&c)[0].pids, vec![pid]);
+        assert_eq!(p.procs[&key].starttime, real_start);
+        assert_eq!(
+            p.procs[&key].cmdline.as_deref(),
+            Some(format!("sleep {a}").as_str())
+        );
+
+        // A non-matching entry claiming another identity is replaced once the inode changes.
+        let other = cfg("^no-such-command-line$");
+        assert_eq!(p.poll(&other)[0].instances, 0);
+        let e = p.procs.get_mut(&key).unwrap();
+        e.ino = real_ino ^ 1;
+        e.starttime = real_start + 7;
+        e.comm = "other".into();
+        p.poll(&other);
+        assert_eq!(p.procs[&key].starttime, real_start);
+        assert_eq!(p.procs[&key].comm, "sleep");
+        drop(child);
+    }
+
+    #[test]
+    fn config_change_rematches_cached_processes() {
+        let a = arg(5);
+        let child = spawn("sleep", &[&a]);
+        let pid = child.0.id();
+        let yes = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
+        let no = cfg("^sleep never$");
+        let mut p = Poller::new();
+        assert!(polls_until_seen(&mut p, &yes, pid, 50).is_some());
+        assert_eq!(p.poll(&no)[0].instances, 0);
+        assert_eq!(p.poll(&yes)[0].pids, vec![pid]);
     }
 }
