@@ -106,7 +106,7 @@ struct Takeover {
 /// Peering state inside the [`Registrar`].
 #[derive(Debug)]
 pub(super) struct PeerState {
-    peers: BTreeMap<ServerId, Peer>,
+    pub(super) peers: BTreeMap<ServerId, Peer>,
     startup_until: Instant,
     mentor: Option<ServerId>,
     next_heartbeat: Option<Instant>,
