@@ -83,6 +83,118 @@ struct Link {
     reader: JoinHandle<()>,
 }
 
+/// Unicast ENRP peer messages go over associations (RFC 5353 §2: SCTP, PPID 12, port
+/// 9901), one per peer address, connected on demand; only multicast PRESENCE uses UDP.
+struct PeerNet {
+    /// ENRP association by peer address (accepted ones by each of their remote
+    /// addresses, our connections by the address we connected to).
+    by_addr: HashMap<SocketAddr, AssocId>,
+    /// Connections in progress: their association ID and the messages waiting for them.
+    connecting: HashMap<SocketAddr, (AssocId, Vec<Msg>)>,
+    transport: Transport,
+    /// Local address our connections are bound to (the ENRP listener's IP, port 0).
+    local: Vec<SocketAddr>,
+    tx: mpsc::Sender<(Input, Option<Link>)>,
+    next_id: Arc<AtomicU64>,
+    open: Arc<AtomicUsize>,
+    write_queue: usize,
+}
+
+/// Messages kept for one peer while its association is being set up.
+const PEER_CONNECT_QUEUE: usize = 256;
+/// Give up connecting to a peer after this long (the core's MAX-TIME-NO-RESPONSE handles
+/// the peer itself; the next message tries again).
+const PEER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl PeerNet {
+    /// A new association is up: remember it for its peer addresses and flush what waited.
+    fn connected(
+        &mut self,
+        assoc: AssocId,
+        peer_addrs: &[SocketAddr],
+        links: &mut HashMap<AssocId, Link>,
+    ) {
+        for a in peer_addrs {
+            self.by_addr.insert(*a, assoc);
+        }
+        let waiting: Vec<SocketAddr> = self
+            .connecting
+            .iter()
+            .filter(|(_, (id, _))| *id == assoc)
+            .map(|(a, _)| *a)
+            .collect();
+        for a in waiting {
+            if let Some((_, msgs)) = self.connecting.remove(&a) {
+                self.by_addr.insert(a, assoc);
+                if let Some(l) = links.get(&assoc) {
+                    for m in msgs {
+                        let _ = l.tx.try_send(WriterCmd::Send(m));
+                    }
+                }
+            }
+        }
+    }
+
+    /// An association (or a connection attempt) is gone.
+    fn gone(&mut self, assoc: AssocId) {
+        self.by_addr.retain(|_, a| *a != assoc);
+        self.connecting.retain(|_, (a, _)| *a != assoc);
+    }
+
+    /// Sends `msg` to the peer at `to` on its association, connecting first if needed.
+    fn send(&mut self, to: SocketAddr, msg: Msg, links: &HashMap<AssocId, Link>) {
+        if let Some(l) = self.by_addr.get(&to).and_then(|a| links.get(a)) {
+            if l.tx.try_send(WriterCmd::Send(msg)).is_err() {
+                debug!(%to, "ENRP peer association queue full: message dropped");
+            }
+            return;
+        }
+        if let Some((_, q)) = self.connecting.get_mut(&to) {
+            if q.len() < PEER_CONNECT_QUEUE {
+                q.push(msg);
+            }
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.connecting.insert(to, (id, vec![msg]));
+        let transport = self.transport.clone();
+        let local = self.local.clone();
+        let tx = self.tx.clone();
+        let open = self.open.clone();
+        let write_queue = self.write_queue;
+        tokio::spawn(async move {
+            let peers = [to];
+            let r = tokio::time::timeout(PEER_CONNECT_TIMEOUT, transport.connect(&peers, &local));
+            match r.await {
+                Ok(Ok(assoc)) => {
+                    let kind = assoc.kind();
+                    let mut addrs = vec![to];
+                    addrs.extend(
+                        assoc
+                            .peer_addrs()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|a| *a != to),
+                    );
+                    debug!(assoc = id, %to, "ENRP peer association up");
+                    open.fetch_add(1, Ordering::Relaxed);
+                    if !start_link(assoc, id, Protocol::Enrp, kind, addrs, &tx, write_queue).await {
+                        open.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Err(e)) => {
+                    debug!(%to, error = %e, "ENRP peer connect failed");
+                    let _ = tx.send((Input::Disconnected { assoc: id }, None)).await;
+                }
+                Err(_) => {
+                    debug!(%to, "ENRP peer connect timed out");
+                    let _ = tx.send((Input::Disconnected { assoc: id }, None)).await;
+                }
+            }
+        });
+    }
+}
+
 /// Counters and gauges shared with the metrics endpoint (and tests).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -255,6 +367,21 @@ impl Server {
         let (tx, mut rx) = mpsc::channel::<(Input, Option<Link>)>(CORE_QUEUE);
         let next_id = Arc::new(AtomicU64::new(1));
         let open = Arc::new(AtomicUsize::new(0));
+        let mut peer_net = PeerNet {
+            by_addr: HashMap::new(),
+            connecting: HashMap::new(),
+            transport: Transport::new(TransportConfig::enrp(config.transport)),
+            local: config
+                .enrp
+                .iter()
+                .filter(|a| !a.ip().is_unspecified())
+                .map(|a| SocketAddr::new(a.ip(), 0))
+                .collect(),
+            tx: tx.clone(),
+            next_id: next_id.clone(),
+            open: open.clone(),
+            write_queue,
+        };
         let mut accepts = vec![tokio::spawn(accept_loop(
             asap,
             Protocol::Asap,
@@ -269,7 +396,7 @@ impl Server {
                 l,
                 Protocol::Enrp,
                 tx.clone(),
-                next_id,
+                next_id.clone(),
                 open.clone(),
                 config.max_associations,
                 write_queue,
@@ -312,11 +439,17 @@ impl Server {
                 input = rx.recv() => match input {
                     Some((input, link)) => {
                         match &input {
-                            Input::Connected { assoc, .. } => {
+                            Input::Connected { assoc, protocol, peer_addrs, .. } => {
                                 if let Some(l) = link { links.insert(*assoc, l); }
+                                if *protocol == Protocol::Enrp {
+                                    peer_net.connected(*assoc, peer_addrs, &mut links);
+                                }
                             }
-                            Input::Disconnected { assoc } if links.remove(assoc).is_some() => {
-                                open.fetch_sub(1, Ordering::Relaxed);
+                            Input::Disconnected { assoc } => {
+                                peer_net.gone(*assoc);
+                                if links.remove(assoc).is_some() {
+                                    open.fetch_sub(1, Ordering::Relaxed);
+                                }
                             }
                             _ => {}
                         }
@@ -330,11 +463,13 @@ impl Server {
                 &mut links,
                 udp.as_ref(),
                 peer_udp.as_deref(),
+                &mut peer_net,
                 &stats,
             )
             .await;
             // Aborted associations are gone now: tell the core (their readers were stopped).
             while let Some(assoc) = aborted.pop() {
+                peer_net.gone(assoc);
                 if links.remove(&assoc).is_some() {
                     open.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -345,6 +480,7 @@ impl Server {
                         &mut links,
                         udp.as_ref(),
                         peer_udp.as_deref(),
+                        &mut peer_net,
                         &stats,
                     )
                     .await,
@@ -433,6 +569,24 @@ async fn accept_loop(
         open.fetch_add(1, Ordering::Relaxed);
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         debug!(assoc = id, %protocol, peer = ?peer_addrs, "association up");
+        if !start_link(assoc, id, protocol, transport, peer_addrs, &tx, write_queue).await {
+            return;
+        }
+    }
+}
+
+/// Spawns the reader and writer tasks of a new association and hands it to the core task
+/// ([`Input::Connected`] with its [`Link`]). False when the core task is gone.
+async fn start_link(
+    assoc: asap::transport::Association,
+    id: AssocId,
+    protocol: Protocol,
+    transport: TransportKind,
+    peer_addrs: Vec<SocketAddr>,
+    tx: &mpsc::Sender<(Input, Option<Link>)>,
+    write_queue: usize,
+) -> bool {
+    {
         let (mut reader, writer) = assoc.into_split();
         let (wtx, wrx) = mpsc::channel(write_queue);
         tokio::spawn(writer_task(writer, wrx));
@@ -490,9 +644,10 @@ async fn accept_loop(
             reader: reader_task,
         };
         if tx.send((input, Some(link))).await.is_err() {
-            return;
+            return false;
         }
         let _ = start_tx.send(());
+        true
     }
 }
 
@@ -518,6 +673,7 @@ async fn execute(
     links: &mut HashMap<AssocId, Link>,
     udp: Option<&UdpEndpoint>,
     peer_udp: Option<&UdpEndpoint>,
+    peer_net: &mut PeerNet,
     stats: &Stats,
 ) -> Vec<AssocId> {
     let mut aborted = Vec::new();
@@ -562,8 +718,11 @@ async fn execute(
                 // Peering hook: a single registrar has nobody to tell.
                 debug!(action = ?r.action, handle = %r.pool_handle, id = r.element.id, "replication (no peers)");
             }
-            // ENRP peering over UDP on the ENRP port (deviation from RFC 5353's SCTP
-            // associations; see the README).
+            // ENRP peering (RFC 5353 §2): unicast over an association to the peer (PPID
+            // 12), multicast PRESENCE as a UDP datagram.
+            Action::PeerSend { to, bytes, .. } if !to.ip().is_multicast() => {
+                peer_net.send(to, Msg::new(Protocol::Enrp.ppid(), 0, bytes), links);
+            }
             Action::PeerSend { to, bytes, message } => {
                 if let Some(u) = peer_udp {
                     if let Err(e) = u.send_to(&bytes, to).await {

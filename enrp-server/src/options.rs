@@ -69,7 +69,7 @@ pub struct Options {
     #[serde(rename = "peer")]
     pub peers: Vec<String>,
 
-    /// ENRP peering on/off (RFC 5353; peer messages over UDP on the ENRP port, see the
+    /// ENRP peering on/off (RFC 5353; peer messages over ENRP associations, see the
     /// README). [default: on when --peer or --enrp-announce is given]
     #[arg(long, value_name = "on|off")]
     pub peering: Option<String>,

@@ -1,5 +1,5 @@
 //! Host integration test of ENRP peering: three real registrars (tokio driver, ASAP/ENRP
-//! over TCP, peering over UDP) on distinct loopback addresses 127.0.0.{21,22,23}, 300 PEs.
+//! over TCP, peering over ENRP associations) on distinct loopback addresses 127.0.0.{21,22,23}, 300 PEs.
 //! One registrar is stopped: a survivor takes its PEs over and they stay resolvable at
 //! every survivor. Assertions are on handle table dumps and resolutions; waits are polls
 //! with a generous upper bound, never timing assertions.
@@ -171,7 +171,16 @@ async fn wait_for<F: FnMut(&[BTreeMap<u32, u32>]) -> bool>(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let sizes: Vec<usize> = last.iter().map(BTreeMap::len).collect();
-    panic!("{what}: not reached within 30 s; table sizes {sizes:?}");
+    let extra: Vec<(u32, u32)> = last
+        .first()
+        .map(|m| {
+            m.iter()
+                .filter(|(id, _)| **id >= 4000)
+                .map(|(a, b)| (*a, *b))
+                .collect()
+        })
+        .unwrap_or_default();
+    panic!("{what}: not reached within 30 s; table sizes {sizes:?}; ids >= 4000 at the first: {extra:x?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,43 +278,86 @@ async fn three_registrars_replicate_and_take_over() {
     drop(pe_assocs);
 }
 
-/// A UDP relay between two registrars X and Y: X talks to `x_side` (its view of Y), Y to
-/// `y_side` (its view of X). Setting `blocked` partitions the pair.
+/// A TCP relay between two registrars X and Y (peer messages travel over ENRP
+/// associations): X connects to `x_side` (its view of Y), Y to `y_side` (its view of X);
+/// each connection is piped to the other registrar's ENRP listener. Setting `blocked`
+/// partitions the pair: piped connections are cut and new ones closed at once.
 struct Relay {
     x_side: SocketAddr,
     y_side: SocketAddr,
     blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Piped connections now.
+    live: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Relay {
+    /// Partitions the pair; returns once no piped connection is left.
+    async fn block(&self) {
+        use std::sync::atomic::Ordering;
+        self.blocked.store(true, Ordering::SeqCst);
+        while self.live.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn heal(&self) {
+        self.blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 async fn relay(x: SocketAddr, y: SocketAddr) -> Relay {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
-    let s1 = Arc::new(
-        tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind relay"),
-    );
-    let s2 = Arc::new(
-        tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind relay"),
-    );
+    let l1 = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind relay");
+    let l2 = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind relay");
+    let x_side = l1.local_addr().expect("addr");
+    let y_side = l2.local_addr().expect("addr");
     let blocked = Arc::new(AtomicBool::new(false));
-    for (rx, tx, to) in [(s1.clone(), s2.clone(), y), (s2.clone(), s1.clone(), x)] {
+    let live = Arc::new(AtomicUsize::new(0));
+    for (l, to) in [(l1, y), (l2, x)] {
         let blocked = blocked.clone();
+        let live = live.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 65536];
-            while let Ok((n, _)) = rx.recv_from(&mut buf).await {
-                if !blocked.load(Ordering::Relaxed) {
-                    let _ = tx.send_to(&buf[..n], to).await;
+            while let Ok((mut inbound, _)) = l.accept().await {
+                if blocked.load(Ordering::Relaxed) {
+                    continue; // dropped: closed at once
                 }
+                let blocked = blocked.clone();
+                let live = live.clone();
+                live.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                        live.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    };
+                    {
+                        let pipe = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                        let cut = async {
+                            while !blocked.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        };
+                        tokio::select! {
+                            _ = pipe => {}
+                            _ = cut => {}
+                        }
+                    }
+                    drop((inbound, outbound));
+                    live.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
     }
     Relay {
-        x_side: s1.local_addr().expect("addr"),
-        y_side: s2.local_addr().expect("addr"),
+        x_side,
+        y_side,
         blocked,
+        live,
     }
 }
 
@@ -389,7 +441,6 @@ async fn register_range(a: &mut Association, ids: impl Iterator<Item = u32>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_heals_and_handlespaces_converge() {
-    use std::sync::atomic::Ordering;
     let here = |i: usize| SocketAddr::from(([127, 0, 0, 1], wild(i).port()));
     // Relays for the pairs (0,1), (0,2), (1,2).
     let r01 = relay(here(0), here(1)).await;
@@ -421,8 +472,8 @@ async fn partition_heals_and_handlespaces_converge() {
     .await;
 
     // Cut registrar 2 off, long enough for failure detection and takeover on both sides.
-    r02.blocked.store(true, Ordering::Relaxed);
-    r12.blocked.store(true, Ordering::Relaxed);
+    r02.block().await;
+    r12.block().await;
     // Changes on both sides: 20 PEs leave registrar 0 (their host association closes),
     // 20 new ones register at registrar 2.
     let mut leaving = connect(regs[0].asap, Protocol::Asap).await;
@@ -434,8 +485,8 @@ async fn partition_heals_and_handlespaces_converge() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     // Heal.
-    r02.blocked.store(false, Ordering::Relaxed);
-    r12.blocked.store(false, Ordering::Relaxed);
+    r02.heal();
+    r12.heal();
     let expected: std::collections::BTreeSet<u32> = (1000..1100)
         .chain(2000..2100)
         .chain(3000..3100)

@@ -538,6 +538,22 @@ impl Registrar {
                 }
                 match (assoc, d.message) {
                     (Some(a), Message::Asap(m)) => self.on_asap(now, a, bytes, m, out),
+                    // ENRP peer messages over an association (RFC 5353 §2: SCTP, PPID 12):
+                    // the peer is addressed by the association's primary address, which the
+                    // driver maps back to this association. Tools (hsdump) send a
+                    // HANDLE_TABLE_REQUEST without PRESENCE first, or sender ID 0: they are
+                    // answered on the association without joining the peer table.
+                    (Some(a), Message::Enrp(m))
+                        if self.config.peering.enabled
+                            && m.sender() != 0
+                            && (self.peering.peers.contains_key(&m.sender())
+                                || !matches!(m, EnrpMessage::HandleTableRequest(_))) =>
+                    {
+                        match self.assocs.get(&a).and_then(|x| x.peer_addrs.first()) {
+                            Some(&from) => self.on_enrp_peer(now, from, m, out),
+                            None => self.on_enrp(a, m, out),
+                        }
+                    }
                     (Some(a), Message::Enrp(m)) => self.on_enrp(a, m, out),
                     (None, Message::Enrp(m)) if self.config.peering.enabled => {
                         if let Some(from) = from {

@@ -106,7 +106,7 @@ struct Takeover {
 /// Peering state inside the [`Registrar`].
 #[derive(Debug)]
 pub(super) struct PeerState {
-    peers: BTreeMap<ServerId, Peer>,
+    pub(super) peers: BTreeMap<ServerId, Peer>,
     startup_until: Instant,
     mentor: Option<ServerId>,
     next_heartbeat: Option<Instant>,
@@ -1157,6 +1157,47 @@ mod tests {
         assert!(sent(&out).iter().any(|(to, m)| *to == addr(7)
             && matches!(m, EnrpMessage::HandleUpdate(u)
                 if u.action == UpdateAction::AddPe && u.pool_element.home_server_id == ME)));
+    }
+
+    /// RFC 5353 §2: peer messages arrive over ENRP associations; the peer is addressed by
+    /// the association's primary address (the driver maps it back). A tool's
+    /// HANDLE_TABLE_REQUEST (unknown sender, no PRESENCE) stays on the association.
+    #[test]
+    fn enrp_over_an_association_is_a_peer_message() {
+        let (mut r, now) = reg();
+        let peer: SocketAddr = "10.0.0.2:9901".parse().expect("lit");
+        for (assoc, at) in [(1, peer), (2, "10.0.0.9:40000".parse().expect("lit"))] {
+            r.handle(
+                now,
+                Input::Connected {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    peer_addrs: vec![at],
+                    transport: asap::transport::TransportKind::Sctp,
+                },
+            );
+        }
+        let p: Message = Presence {
+            reply_required: true,
+            ..presence(7, 0)
+        }
+        .into();
+        let out = r.handle_message(now, 1, &p);
+        assert_eq!(r.peers().get(&7).map(|p| p.addr), Some(peer));
+        assert!(sent(&out)
+            .iter()
+            .any(|(to, m)| *to == peer && matches!(m, EnrpMessage::Presence(_))));
+        let dump: Message = asap::wire::enrp_msg::HandleTableRequest {
+            own_children_only: false,
+            sender: 0x7001,
+            receiver: 0,
+        }
+        .into();
+        let out = r.handle_message(now, 2, &dump);
+        assert!(!r.peers().contains_key(&0x7001));
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Send { assoc: 2, .. })));
     }
 
     #[test]
