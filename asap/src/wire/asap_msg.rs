@@ -140,29 +140,42 @@ pub struct Deregistration {
     pub pe_identifier: PeIdentifier,
 }
 
-impl Body for Deregistration {
-    const FLAG_MASK: u8 = 0;
-    fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let (pool_handle, pe_identifier) = ph_peid(d, start, end, "ASAP_DEREGISTRATION")?;
-        Ok(Deregistration {
-            pool_handle,
-            pe_identifier,
-        })
-    }
-    fn flags(&self) -> u8 {
-        0
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        write_ph_peid(e, &self.pool_handle, self.pe_identifier)
-    }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            " Pool Handle: {}, PE Identifier: 0x{:08x}",
-            self.pool_handle, self.pe_identifier
-        )
-    }
+/// The messages that carry exactly a Pool Handle and a PE Identifier and define no flags
+/// share one implementation.
+macro_rules! ph_peid_body {
+    ($T:ident, $name:literal) => {
+        impl Body for $T {
+            const FLAG_MASK: u8 = 0;
+            fn decode_body(
+                d: &mut Dec<'_>,
+                _: u8,
+                start: usize,
+                end: usize,
+            ) -> Result<Self, DecodeError> {
+                let (pool_handle, pe_identifier) = ph_peid(d, start, end, $name)?;
+                Ok($T {
+                    pool_handle,
+                    pe_identifier,
+                })
+            }
+            fn flags(&self) -> u8 {
+                0
+            }
+            fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
+                write_ph_peid(e, &self.pool_handle, self.pe_identifier)
+            }
+            fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    " Pool Handle: {}, PE Identifier: 0x{:08x}",
+                    self.pool_handle, self.pe_identifier
+                )
+            }
+        }
+    };
 }
+
+ph_peid_body!(Deregistration, "ASAP_DEREGISTRATION");
 
 /// ASAP_REGISTRATION_RESPONSE (0x03, RFC 5352 §2.2.3). Flag R (0x01) = rejected.
 /// Parameters: Pool Handle, PE Identifier, Operation Error (if rejected).
@@ -495,29 +508,7 @@ pub struct EndpointKeepAliveAck {
     pub pe_identifier: PeIdentifier,
 }
 
-impl Body for EndpointKeepAliveAck {
-    const FLAG_MASK: u8 = 0;
-    fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let (pool_handle, pe_identifier) = ph_peid(d, start, end, "ASAP_ENDPOINT_KEEP_ALIVE_ACK")?;
-        Ok(EndpointKeepAliveAck {
-            pool_handle,
-            pe_identifier,
-        })
-    }
-    fn flags(&self) -> u8 {
-        0
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        write_ph_peid(e, &self.pool_handle, self.pe_identifier)
-    }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            " Pool Handle: {}, PE Identifier: 0x{:08x}",
-            self.pool_handle, self.pe_identifier
-        )
-    }
-}
+ph_peid_body!(EndpointKeepAliveAck, "ASAP_ENDPOINT_KEEP_ALIVE_ACK");
 
 /// ASAP_ENDPOINT_UNREACHABLE (0x09, RFC 5352 §2.2.9). Parameters: Pool Handle,
 /// PE Identifier.
@@ -529,29 +520,7 @@ pub struct EndpointUnreachable {
     pub pe_identifier: PeIdentifier,
 }
 
-impl Body for EndpointUnreachable {
-    const FLAG_MASK: u8 = 0;
-    fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let (pool_handle, pe_identifier) = ph_peid(d, start, end, "ASAP_ENDPOINT_UNREACHABLE")?;
-        Ok(EndpointUnreachable {
-            pool_handle,
-            pe_identifier,
-        })
-    }
-    fn flags(&self) -> u8 {
-        0
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        write_ph_peid(e, &self.pool_handle, self.pe_identifier)
-    }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            " Pool Handle: {}, PE Identifier: 0x{:08x}",
-            self.pool_handle, self.pe_identifier
-        )
-    }
-}
+ph_peid_body!(EndpointUnreachable, "ASAP_ENDPOINT_UNREACHABLE");
 
 /// ASAP_SERVER_ANNOUNCE (0x0A, RFC 5352 §2.2.10). Fixed field: Server Identifier.
 /// Parameters: 0..n transports where the PR can be reached (none: use the datagram's
