@@ -1,10 +1,12 @@
 //! Host integration tests: the real driver over TCP on 127.0.0.1 ephemeral ports, with PEs
 //! and PUs speaking ASAP through `asap::transport`.
 
-use std::net::SocketAddr;
+mod common;
+use common::{connect, send, Running};
+
 use std::time::Duration;
 
-use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
+use asap::transport::{Association, Event, Msg, TransportKind};
 use asap::wire::asap_msg::{
     EndpointKeepAliveAck, HandleResolution, Registration, RegistrationResponse,
 };
@@ -18,13 +20,6 @@ use enrp_server::driver::{DriverConfig, Server};
 use tokio::sync::oneshot;
 
 const ID: u32 = 0x7E57_0001;
-
-struct Running {
-    asap: SocketAddr,
-    enrp: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
 
 async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
     let mut core = CoreConfig::new(ID);
@@ -51,34 +46,6 @@ async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
         stop: Some(tx),
         task,
     }
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
-    }
-}
-
-async fn connect(to: SocketAddr, protocol: Protocol) -> Association {
-    let cfg = match protocol {
-        Protocol::Asap => TransportConfig::asap(TransportKind::Tcp),
-        Protocol::Enrp => TransportConfig::enrp(TransportKind::Tcp),
-    };
-    Transport::new(cfg)
-        .connect(&[to], &[])
-        .await
-        .expect("connect")
-}
-
-async fn send(a: &mut Association, m: impl Into<Message>) {
-    let m = m.into();
-    let bytes = m.to_bytes().expect("encode");
-    a.send(&Msg::new(m.protocol().ppid(), 0, bytes))
-        .await
-        .expect("send");
 }
 
 async fn send_raw(a: &mut Association, ppid: u32, bytes: Vec<u8>) {

@@ -4,11 +4,14 @@
 //! every survivor. Assertions are on handle table dumps and resolutions; waits are polls
 //! with a generous upper bound, never timing assertions.
 
+mod common;
+use common::{connect, send, Running};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
+use asap::transport::{Association, Event, TransportKind};
 use asap::wire::asap_msg::{HandleResolution, Registration};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
@@ -21,13 +24,6 @@ use tokio::sync::oneshot;
 
 const IDS: [u32; 3] = [0x0000_0A01, 0x0000_0A02, 0x0000_0A03];
 const PES_PER_REGISTRAR: u32 = 100;
-
-struct Running {
-    asap: SocketAddr,
-    enrp: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
 
 fn enrp_addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 21 + i as u8], 19_901))
@@ -76,34 +72,6 @@ async fn start(i: usize) -> Option<Running> {
         stop: Some(tx),
         task,
     })
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
-    }
-}
-
-async fn connect(to: SocketAddr, protocol: Protocol) -> Association {
-    let cfg = match protocol {
-        Protocol::Asap => TransportConfig::asap(TransportKind::Tcp),
-        Protocol::Enrp => TransportConfig::enrp(TransportKind::Tcp),
-    };
-    Transport::new(cfg)
-        .connect(&[to], &[])
-        .await
-        .expect("connect")
-}
-
-async fn send(a: &mut Association, m: impl Into<Message>) {
-    let m = m.into();
-    let bytes = m.to_bytes().expect("encode");
-    a.send(&Msg::new(m.protocol().ppid(), 0, bytes))
-        .await
-        .expect("send");
 }
 
 async fn recv(a: &mut Association, protocol: Protocol) -> Message {
