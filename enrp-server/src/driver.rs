@@ -28,7 +28,7 @@ use asap::transport::{
     AssocWriter, Event as TransportEvent, Listener, Msg, Transport, TransportConfig,
     TransportError, TransportKind,
 };
-use asap::wire::{Protocol, TransportParameter, TransportUse};
+use asap::wire::{PeIdentifier, PoolHandle, Protocol, TransportParameter, TransportUse};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
@@ -94,10 +94,37 @@ struct PeerNet {
     transport: Transport,
     /// Local address our connections are bound to (the ENRP listener's IP, port 0).
     local: Vec<SocketAddr>,
+    /// Local addresses of our connections to adopted PEs (the ASAP listener's IPs, port 0).
+    asap_local: Vec<SocketAddr>,
+    /// Connect timeout towards adopted PEs (at most the keep-alive timeout: a PE not
+    /// reached by then is removed by the core anyway).
+    adopt_timeout: std::time::Duration,
+    max_associations: usize,
     tx: mpsc::Sender<(Input, Option<Link>)>,
     next_id: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     write_queue: usize,
+}
+
+/// The PEs of one takeover that share an ASAP transport (one PE process), collected from
+/// the [`Action::Adopt`]s of one batch so that it gets one association.
+type AdoptGroups = Vec<(TransportKind, Vec<SocketAddr>, Vec<(PoolHandle, PeIdentifier)>)>;
+
+/// Where an adopted PE's ASAP transport is (RSERPOOL-SPEC §4: the registrar records the
+/// PE's association address and port; rsplib carries it in HANDLE_UPDATE).
+fn adopt_target(t: &TransportParameter) -> Option<(TransportKind, Vec<SocketAddr>)> {
+    match t {
+        TransportParameter::Sctp {
+            port, addresses, ..
+        } if !addresses.is_empty() && *port != 0 => Some((
+            TransportKind::Sctp,
+            addresses.iter().map(|a| SocketAddr::new(*a, *port)).collect(),
+        )),
+        TransportParameter::Tcp { port, address, .. } if *port != 0 => {
+            Some((TransportKind::Tcp, vec![SocketAddr::new(*address, *port)]))
+        }
+        _ => None,
+    }
 }
 
 /// Messages kept for one peer while its association is being set up.
@@ -178,7 +205,9 @@ impl PeerNet {
                     );
                     debug!(assoc = id, %to, "ENRP peer association up");
                     open.fetch_add(1, Ordering::Relaxed);
-                    if !start_link(assoc, id, Protocol::Enrp, kind, addrs, &tx, write_queue).await {
+                    let started =
+                        start_link(assoc, id, Protocol::Enrp, kind, addrs, &tx, write_queue, None);
+                    if !started.await {
                         open.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
@@ -190,6 +219,69 @@ impl PeerNet {
                     debug!(%to, "ENRP peer connect timed out");
                     let _ = tx.send((Input::Disconnected { assoc: id }, None)).await;
                 }
+            }
+        });
+    }
+}
+
+impl PeerNet {
+    /// Takeover (RFC 5353 §3.6): connects to the ASAP transport of adopted PEs and hands
+    /// the association to the core ([`Input::Connected`], then [`Input::Adopted`], on which
+    /// the core sends the H-flag keep-alive). A failed connection is only logged: the core
+    /// removes the PEs when the keep-alive timeout passes without an answer.
+    fn adopt(
+        &self,
+        kind: TransportKind,
+        addrs: Vec<SocketAddr>,
+        pes: Vec<(PoolHandle, PeIdentifier)>,
+    ) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let local: Vec<SocketAddr> = self
+            .asap_local
+            .iter()
+            .filter(|l| kind == TransportKind::Sctp || addrs.iter().any(|a| a.is_ipv4() == l.is_ipv4()))
+            .copied()
+            .collect();
+        let tx = self.tx.clone();
+        let open = self.open.clone();
+        let (max, write_queue, timeout) =
+            (self.max_associations, self.write_queue, self.adopt_timeout);
+        tokio::spawn(async move {
+            let mut cfg = TransportConfig::asap(kind);
+            cfg.connect_timeout = timeout;
+            let t = Transport::new(cfg);
+            let assoc = match tokio::time::timeout(timeout, t.connect(&addrs, &local)).await {
+                Ok(Ok(a)) => a,
+                Ok(Err(e)) => {
+                    info!(to = ?addrs, pes = pes.len(), error = %e, "adopted PE unreachable");
+                    return;
+                }
+                Err(_) => {
+                    info!(to = ?addrs, pes = pes.len(), "adopted PE: connect timed out");
+                    return;
+                }
+            };
+            if open.load(Ordering::Relaxed) >= max {
+                warn!(to = ?addrs, max, "too many associations: adoption association dropped");
+                assoc.abort();
+                return;
+            }
+            open.fetch_add(1, Ordering::Relaxed);
+            let peer_addrs = assoc.peer_addrs().unwrap_or_else(|_| addrs.clone());
+            debug!(assoc = id, to = ?addrs, pes = pes.len(), "association to adopted PE up");
+            let then = Input::Adopted { assoc: id, pes };
+            let started = start_link(
+                assoc,
+                id,
+                Protocol::Asap,
+                kind,
+                peer_addrs,
+                &tx,
+                write_queue,
+                Some(then),
+            );
+            if !started.await {
+                open.fetch_sub(1, Ordering::Relaxed);
             }
         });
     }
@@ -286,9 +378,6 @@ impl Server {
             }
             Some(ep)
         };
-        // This driver cannot reach adopted PEs (see Action::Adopt below): keep them until
-        // they re-register or their registration life ends.
-        core.peering.verify_adopted = false;
         let peer_udp = if core.peering.enabled {
             let at = config
                 .enrp
@@ -377,6 +466,18 @@ impl Server {
                 .filter(|a| !a.ip().is_unspecified())
                 .map(|a| SocketAddr::new(a.ip(), 0))
                 .collect(),
+            asap_local: config
+                .asap
+                .iter()
+                .filter(|a| !a.ip().is_unspecified())
+                .map(|a| SocketAddr::new(a.ip(), 0))
+                .collect(),
+            adopt_timeout: registrar
+                .config()
+                .keep_alive_timeout
+                .min(PEER_CONNECT_TIMEOUT)
+                .max(std::time::Duration::from_millis(100)),
+            max_associations: config.max_associations,
             tx: tx.clone(),
             next_id: next_id.clone(),
             open: open.clone(),
@@ -569,14 +670,16 @@ async fn accept_loop(
         open.fetch_add(1, Ordering::Relaxed);
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         debug!(assoc = id, %protocol, peer = ?peer_addrs, "association up");
-        if !start_link(assoc, id, protocol, transport, peer_addrs, &tx, write_queue).await {
+        if !start_link(assoc, id, protocol, transport, peer_addrs, &tx, write_queue, None).await {
             return;
         }
     }
 }
 
 /// Spawns the reader and writer tasks of a new association and hands it to the core task
-/// ([`Input::Connected`] with its [`Link`]). False when the core task is gone.
+/// ([`Input::Connected`] with its [`Link`], then `then` if given, before anything read on
+/// it). False when the core task is gone.
+#[allow(clippy::too_many_arguments)]
 async fn start_link(
     assoc: asap::transport::Association,
     id: AssocId,
@@ -585,6 +688,7 @@ async fn start_link(
     peer_addrs: Vec<SocketAddr>,
     tx: &mpsc::Sender<(Input, Option<Link>)>,
     write_queue: usize,
+    then: Option<Input>,
 ) -> bool {
     {
         let (mut reader, writer) = assoc.into_split();
@@ -646,6 +750,11 @@ async fn start_link(
         if tx.send((input, Some(link))).await.is_err() {
             return false;
         }
+        if let Some(then) = then {
+            if tx.send((then, None)).await.is_err() {
+                return false;
+            }
+        }
         let _ = start_tx.send(());
         true
     }
@@ -677,6 +786,7 @@ async fn execute(
     stats: &Stats,
 ) -> Vec<AssocId> {
     let mut aborted = Vec::new();
+    let mut adopt: AdoptGroups = Vec::new();
     for a in actions {
         match a {
             Action::Send {
@@ -730,18 +840,31 @@ async fn execute(
                     }
                 }
             }
-            // We have no association to a PE adopted from a dead peer and PEs accept no
-            // incoming ASAP associations here: the PE keeps its entry (owned by us) until it
-            // re-registers or its registration life ends.
+            // Takeover: we have no association to a PE adopted from a dead peer; connect to
+            // its ASAP transport (one association per transport, see PeerNet::adopt).
             Action::Adopt {
                 pool_handle,
                 element,
                 ..
-            } => {
-                debug!(handle = %pool_handle, id = element.id, "adopted PE: no association for the H-flag keep-alive")
-            }
+            } => match element.asap_transport.as_ref().and_then(adopt_target) {
+                Some((kind, addrs)) => {
+                    let pe = (pool_handle, element.id);
+                    match adopt.iter_mut().find(|g| g.0 == kind && g.1 == addrs) {
+                        Some(g) => g.2.push(pe),
+                        None => adopt.push((kind, addrs, vec![pe])),
+                    }
+                }
+                None => info!(
+                    handle = %pool_handle,
+                    id = element.id,
+                    "adopted PE without a usable ASAP transport: cannot send the H-flag keep-alive"
+                ),
+            },
             Action::Event(e) => log_event(&e, stats),
         }
+    }
+    for (kind, addrs, pes) in adopt {
+        peer_net.adopt(kind, addrs, pes);
     }
     aborted
 }
@@ -769,7 +892,8 @@ pub fn log_event(e: &Event, stats: &Stats) {
         | Event::TakeoverStarted { .. }
         | Event::TakeoverDone { .. }
         | Event::TakeoverAbandoned { .. }
-        | Event::TakeoverSeen { .. } => info!(event = ?e, "peering"),
+        | Event::TakeoverSeen { .. }
+        | Event::Adopted { .. } => info!(event = ?e, "peering"),
         Event::Registered {
             assoc,
             handle,

@@ -229,6 +229,17 @@ pub enum Event {
         /// PEs re-labelled.
         pes: usize,
     },
+    /// Takeover (RFC 5353 §3.6): the driver reached an adopted PE's ASAP transport
+    /// ([`Input::Adopted`](super::Input::Adopted)); the PE is now monitored over that
+    /// association and was sent ENDPOINT_KEEP_ALIVE with the H flag.
+    Adopted {
+        /// The association the driver opened to the PE.
+        assoc: AssocId,
+        /// Pool.
+        handle: PoolHandle,
+        /// PE Identifier.
+        id: PeIdentifier,
+    },
     /// A message could not be encoded (too large even after trimming).
     EncodeFailed {
         /// The message type name.

@@ -98,6 +98,19 @@ pub enum Input {
         /// The association.
         assoc: AssocId,
     },
+    /// Takeover (RFC 5353 §3.6, RSERPOOL-SPEC §10.8): after [`Action::Adopt`] the driver
+    /// opened an association to the adopted PEs' ASAP transport and reported it with
+    /// [`Input::Connected`] (protocol ASAP). These PEs (still owned by us and bound to no
+    /// association) are bound to it: keep-alives go over it, its loss removes them, an
+    /// ENDPOINT_KEEP_ALIVE_ACK or a re-registration on it is normal. The core sends each
+    /// an ENDPOINT_KEEP_ALIVE with the H flag on it and expects the ACK within the
+    /// keep-alive timeout. If none of them could be bound, the association is aborted.
+    Adopted {
+        /// The association the driver connected (already announced by `Connected`).
+        assoc: AssocId,
+        /// The PEs reachable at that ASAP transport (one PE process may own several).
+        pes: Vec<(PoolHandle, PeIdentifier)>,
+    },
     /// A UDP datagram arrived (announce / presence sockets).
     Datagram {
         /// Sender.
@@ -151,8 +164,11 @@ pub enum Action {
         /// Its encoding.
         bytes: Bytes,
     },
-    /// Takeover: reach an adopted PE at its ASAP transport (we have no association to it)
-    /// and send it this ENDPOINT_KEEP_ALIVE with the H flag (RFC 5353 §3.6).
+    /// Takeover: reach an adopted PE at its ASAP transport (we have no association to it):
+    /// connect there, report the association with [`Input::Connected`] and
+    /// [`Input::Adopted`], on which the core sends this ENDPOINT_KEEP_ALIVE with the H flag
+    /// (RFC 5353 §3.6). A driver that cannot connect does nothing: with
+    /// [`PeeringConfig::verify_adopted`] the PE is removed after the keep-alive timeout.
     Adopt {
         /// Pool.
         pool_handle: PoolHandle,
@@ -327,6 +343,7 @@ impl Registrar {
                 protocol,
                 bytes,
             } => self.on_bytes(now, Some(assoc), None, protocol, &bytes, &mut out),
+            Input::Adopted { assoc, pes } => self.on_adopted(now, assoc, pes, &mut out),
             Input::Datagram {
                 from,
                 protocol,
@@ -1089,6 +1106,66 @@ impl Registrar {
         );
         let due = now + self.config.keep_alive_timeout;
         self.set_monitor(key, due, true);
+    }
+
+    /// [`Input::Adopted`]: binds the adopted PEs to the association the driver opened to
+    /// their ASAP transport and sends each the H-flag keep-alive on it.
+    fn on_adopted(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        pes: Vec<(PoolHandle, PeIdentifier)>,
+        out: &mut Vec<Action>,
+    ) {
+        let me = self.config.server_id;
+        if !self.assocs.contains_key(&assoc) {
+            out.push(Action::Event(Event::Ignored {
+                assoc: Some(assoc),
+                message: "ASAP_ENDPOINT_KEEP_ALIVE",
+                reason: "adoption association unknown (already gone)",
+            }));
+            return;
+        }
+        let mut bound = 0usize;
+        for (h, id) in pes {
+            let element = match self.handlespace.get(&h, id) {
+                // Still ours and not re-registered meanwhile over an association of its own.
+                Some(e) if e.owner() == me && e.connection().is_none() => e.element().clone(),
+                _ => continue,
+            };
+            if self
+                .handlespace
+                .register(&h, element, me, Some(assoc), now)
+                .is_err()
+            {
+                continue;
+            }
+            bound += 1;
+            let due = now + self.config.keep_alive_timeout;
+            self.set_monitor((h.clone(), id), due, true);
+            out.push(Action::Event(Event::Adopted {
+                assoc,
+                handle: h.clone(),
+                id,
+            }));
+            self.send(
+                out,
+                assoc,
+                EndpointKeepAlive {
+                    home: true,
+                    server_id: me,
+                    pool_handle: h,
+                    pe_identifier: Some(id),
+                }
+                .into(),
+            );
+        }
+        if bound == 0 && self.handlespace.connection_len(assoc) == 0 {
+            out.push(Action::Abort {
+                assoc,
+                reason: "adopted PEs gone before the association was up",
+            });
+        }
     }
 
     // ------------------------------------------------------------------------------------

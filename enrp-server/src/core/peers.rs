@@ -1091,6 +1091,216 @@ mod tests {
         assert_eq!(dels, 2, "DEL_PE to peer 9 for both");
     }
 
+    /// Takes peer 7 (owning PEs 0x70 and 0x71) over with peer 9's help; returns the time
+    /// the takeover finished and its actions.
+    fn take_over_7(r: &mut Registrar, now: Instant) -> (Instant, Vec<Action>) {
+        for p in [7, 9] {
+            from(r, now, p, presence(p, 0xFFFF));
+        }
+        from(r, now, 7, update(7, UpdateAction::AddPe, 0x70, 7));
+        from(r, now, 7, update(7, UpdateAction::AddPe, 0x71, 7));
+        let t = now + Duration::from_millis(10_300);
+        for step in [4_000u64, 8_000] {
+            from(r, now + Duration::from_millis(step), 9, presence(9, 0xFFFF));
+        }
+        r.handle_timeout(now + Duration::from_millis(5_100));
+        from(r, t, 9, presence(9, 0xFFFF));
+        r.handle_timeout(t);
+        let ack = InitTakeoverAck {
+            sender: 9,
+            receiver: ME,
+            target: 7,
+        };
+        let out = from(r, t, 9, ack);
+        (t, out)
+    }
+
+    fn connect_pe(r: &mut Registrar, now: Instant, assoc: u64) {
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Asap,
+                peer_addrs: vec!["10.0.0.1:4000".parse().expect("lit")],
+                transport: asap::transport::TransportKind::Sctp,
+            },
+        );
+    }
+
+    /// H-flag keep-alives the core sent on an association: (assoc, PE ID).
+    fn home_keep_alives(out: &[Action]) -> Vec<(u64, u32)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    assoc,
+                    message:
+                        Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(EndpointKeepAlive {
+                            home: true,
+                            server_id: ME,
+                            pe_identifier: Some(id),
+                            ..
+                        })),
+                    ..
+                } => Some((*assoc, *id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ack(id: u32) -> Message {
+        asap::wire::asap_msg::EndpointKeepAliveAck {
+            pool_handle: "P".into(),
+            pe_identifier: id,
+        }
+        .into()
+    }
+
+    /// RFC 5353 §3.6 through the driver: the association to the adopted PEs' ASAP
+    /// transport binds them; an ACK satisfies the check, the keep-alives continue over
+    /// it, a PE that does not answer is removed with the association aborted.
+    #[test]
+    fn adopted_association_binds_pes_and_carries_keep_alives() {
+        let (mut r, now) = reg();
+        let (t, out) = take_over_7(&mut r, now);
+        assert_eq!(
+            out.iter()
+                .filter(|a| matches!(a, Action::Adopt { .. }))
+                .count(),
+            2
+        );
+        // The driver connected to the PE process (one transport for both PEs).
+        let t1 = t + Duration::from_millis(300);
+        connect_pe(&mut r, t1, 40);
+        let out = r.handle(
+            t1,
+            Input::Adopted {
+                assoc: 40,
+                pes: vec![("P".into(), 0x70), ("P".into(), 0x71)],
+            },
+        );
+        assert_eq!(home_keep_alives(&out), vec![(40, 0x70), (40, 0x71)]);
+        for id in [0x70, 0x71] {
+            let e = r.handlespace().get(&"P".into(), id).expect("kept");
+            assert_eq!(e.connection(), Some(40));
+            assert_eq!(e.owner(), ME);
+        }
+        // 0x70 answers; 0x71 does not.
+        let t2 = t1 + Duration::from_millis(100);
+        let out = r.handle_message(t2, 40, &ack(0x70));
+        assert!(!out
+            .iter()
+            .any(|a| matches!(a, Action::Event(Event::Ignored { .. }))));
+        // Past the timeout measured from the H keep-alive (not from the takeover): 0x71
+        // is removed and the association aborted (rsplib), 0x70 stays.
+        let out = r.handle_timeout(t1 + Duration::from_millis(5_001));
+        assert!(r.handlespace().get(&"P".into(), 0x71).is_none());
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Abort { assoc: 40, .. })));
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::Event(Event::Removed { id: 0x71, reason: RemovalReason::KeepAliveTimeout, .. })
+        )));
+        // The abort's disconnection removes 0x70 like any PE registered over it.
+        let out = r.handle(t2, Input::Disconnected { assoc: 40 });
+        assert!(r.handlespace().get(&"P".into(), 0x70).is_none());
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::Event(Event::Removed { id: 0x70, reason: RemovalReason::AssociationLost, .. })
+        )));
+    }
+
+    #[test]
+    fn adopted_pe_keep_alive_cycle_and_reregistration_on_the_association() {
+        let (mut r, now) = reg();
+        let (t, _) = take_over_7(&mut r, now);
+        connect_pe(&mut r, t, 40);
+        r.handle(
+            t,
+            Input::Adopted {
+                assoc: 40,
+                pes: vec![("P".into(), 0x70)],
+            },
+        );
+        r.handle_message(t, 40, &ack(0x70));
+        // Next keep-alive (no H) goes over the adoption association.
+        let out = r.handle_timeout(t + Duration::from_secs(6));
+        let kas: Vec<_> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    assoc,
+                    message: Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(k)),
+                    ..
+                } => Some((*assoc, k.home, k.pe_identifier)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kas, vec![(40, false, Some(0x70))]);
+        // A re-registration on it is a normal update (ours, bound to 40).
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0x70, 0),
+        }
+        .into();
+        let out = r.handle_message(t + Duration::from_secs(6), 40, &reg);
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::Event(Event::Registered { assoc: 40, id: 0x70, update: true, .. })
+        )));
+        let e = r.handlespace().get(&"P".into(), 0x70).expect("kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(40)));
+        // 0x71 was never reached (no association): removed by verify_adopted.
+        assert!(r.handlespace().get(&"P".into(), 0x71).is_none());
+    }
+
+    #[test]
+    fn adoption_of_pes_gone_meanwhile_aborts_the_association() {
+        let (mut r, now) = reg();
+        let (t, _) = take_over_7(&mut r, now);
+        // 0x70 registered here over its own association before the driver got through.
+        connect_pe(&mut r, t, 41);
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0x70, 0),
+        }
+        .into();
+        r.handle_message(t, 41, &reg);
+        connect_pe(&mut r, t, 40);
+        let out = r.handle(
+            t,
+            Input::Adopted {
+                assoc: 40,
+                pes: vec![("P".into(), 0x70), ("Q".into(), 0x99)],
+            },
+        );
+        assert!(home_keep_alives(&out).is_empty());
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Abort { assoc: 40, .. })));
+        assert_eq!(
+            r.handlespace()
+                .get(&"P".into(), 0x70)
+                .and_then(|e| e.connection()),
+            Some(41)
+        );
+        // An Adopted for an association the core never saw is ignored.
+        let out = r.handle(
+            t,
+            Input::Adopted {
+                assoc: 99,
+                pes: vec![("P".into(), 0x71)],
+            },
+        );
+        assert!(home_keep_alives(&out).is_empty());
+        assert_eq!(
+            r.handlespace()
+                .get(&"P".into(), 0x71)
+                .and_then(|e| e.connection()),
+            None
+        );
+    }
+
     #[test]
     fn presence_from_target_cancels_takeover() {
         let (mut r, now) = reg();
