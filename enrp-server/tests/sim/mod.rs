@@ -340,6 +340,11 @@ impl Sim {
                         }
                         .into();
                         self.pe_send(assoc, &ack);
+                        if k.home {
+                            // The sender is the new home (RFC 5352 §3): the PE re-registers
+                            // there (rsplib and asap::pe do at once).
+                            self.pe_register(pe);
+                        }
                     }
                     Message::Asap(AsapMessage::RegistrationResponse(r)) if !r.reject => {
                         self.pes[pe].registered_at = Some(a.slot);
@@ -351,10 +356,20 @@ impl Sim {
                 if !self.pes[pe].alive || self.slots[slot].reg.is_none() {
                     return;
                 }
-                // The PE adopts the sender as its home: it leaves its old registrar and
-                // registers over a fresh association (rsplib PE behaviour on H).
+                // The registrar connected to the PE's ASAP transport (Action::Adopt): the
+                // association is handed to the core, which binds the PE to it and sends the
+                // H-flag keep-alive; the PE answers and re-registers there (ToPe).
                 self.pe_connect(pe, slot);
-                self.pe_register(pe);
+                if let Some(assoc) = self.pes[pe].assoc {
+                    let key = (self.pes[pe].handle.clone(), self.pes[pe].id);
+                    self.input(
+                        slot,
+                        Input::Adopted {
+                            assoc,
+                            pes: vec![key],
+                        },
+                    );
+                }
             }
             Ev::Rereg { pe } => {
                 if !self.pes[pe].alive {
