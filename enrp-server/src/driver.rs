@@ -108,7 +108,11 @@ struct PeerNet {
 
 /// The PEs of one takeover that share an ASAP transport (one PE process), collected from
 /// the [`Action::Adopt`]s of one batch so that it gets one association.
-type AdoptGroups = Vec<(TransportKind, Vec<SocketAddr>, Vec<(PoolHandle, PeIdentifier)>)>;
+type AdoptGroups = Vec<(
+    TransportKind,
+    Vec<SocketAddr>,
+    Vec<(PoolHandle, PeIdentifier)>,
+)>;
 
 /// Where an adopted PE's ASAP transport is (RSERPOOL-SPEC §4: the registrar records the
 /// PE's association address and port; rsplib carries it in HANDLE_UPDATE).
@@ -118,7 +122,10 @@ fn adopt_target(t: &TransportParameter) -> Option<(TransportKind, Vec<SocketAddr
             port, addresses, ..
         } if !addresses.is_empty() && *port != 0 => Some((
             TransportKind::Sctp,
-            addresses.iter().map(|a| SocketAddr::new(*a, *port)).collect(),
+            addresses
+                .iter()
+                .map(|a| SocketAddr::new(*a, *port))
+                .collect(),
         )),
         TransportParameter::Tcp { port, address, .. } if *port != 0 => {
             Some((TransportKind::Tcp, vec![SocketAddr::new(*address, *port)]))
@@ -205,8 +212,16 @@ impl PeerNet {
                     );
                     debug!(assoc = id, %to, "ENRP peer association up");
                     open.fetch_add(1, Ordering::Relaxed);
-                    let started =
-                        start_link(assoc, id, Protocol::Enrp, kind, addrs, &tx, write_queue, None);
+                    let started = start_link(
+                        assoc,
+                        id,
+                        Protocol::Enrp,
+                        kind,
+                        addrs,
+                        &tx,
+                        write_queue,
+                        None,
+                    );
                     if !started.await {
                         open.fetch_sub(1, Ordering::Relaxed);
                     }
@@ -239,7 +254,9 @@ impl PeerNet {
         let local: Vec<SocketAddr> = self
             .asap_local
             .iter()
-            .filter(|l| kind == TransportKind::Sctp || addrs.iter().any(|a| a.is_ipv4() == l.is_ipv4()))
+            .filter(|l| {
+                kind == TransportKind::Sctp || addrs.iter().any(|a| a.is_ipv4() == l.is_ipv4())
+            })
             .copied()
             .collect();
         let tx = self.tx.clone();
@@ -670,7 +687,18 @@ async fn accept_loop(
         open.fetch_add(1, Ordering::Relaxed);
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         debug!(assoc = id, %protocol, peer = ?peer_addrs, "association up");
-        if !start_link(assoc, id, protocol, transport, peer_addrs, &tx, write_queue, None).await {
+        if !start_link(
+            assoc,
+            id,
+            protocol,
+            transport,
+            peer_addrs,
+            &tx,
+            write_queue,
+            None,
+        )
+        .await
+        {
             return;
         }
     }

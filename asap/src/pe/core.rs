@@ -40,6 +40,9 @@ pub const T3_DEREGISTRATION: Duration = Duration::from_secs(30);
 pub const MAX_REG_ATTEMPT: u32 = 2;
 /// Upper bound of T4 (RFC 5352 §5: 10 minutes).
 pub const T4_MAX: Duration = Duration::from_secs(600);
+/// Most associations opened to the PE by registrars (takeover, RFC 5353 §3.6) kept open
+/// while they have not (yet) sent an ENDPOINT_KEEP_ALIVE with the H flag.
+pub const MAX_ACCEPTED: usize = 16;
 
 /// Configuration of one pool element registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,7 +361,17 @@ impl PeCore {
 
     /// A registrar opened an association to us (the driver accepted it); it becomes the
     /// registrar link only if it sends an ENDPOINT_KEEP_ALIVE with the H flag.
+    /// At most [`MAX_ACCEPTED`] such associations wait for their keep-alive; more are closed
+    /// (anybody can connect to the PE's registrar port).
     pub fn on_accepted(&mut self, conn: ConnId, addrs: Vec<SocketAddr>) {
+        if self.stopping || self.accepted.len() >= MAX_ACCEPTED {
+            debug!(
+                ?addrs,
+                "incoming registrar association refused (too many waiting)"
+            );
+            self.actions.push_back(Action::Close { conn });
+            return;
+        }
         self.accepted.insert(conn, addrs);
     }
 

@@ -45,9 +45,21 @@ pub struct PoolElementConfig {
     /// Where to listen for ASAP_SERVER_ANNOUNCE (e.g. [`defaults::ASAP_ANNOUNCE_ADDR`]);
     /// `None` = static registrars only.
     pub announce: Option<SocketAddr>,
-    /// Addresses on which registrars may open associations to this PE (ENDPOINT_KEEP_ALIVE
-    /// with the H flag after a takeover); `None` = only our own associations.
+    /// Additional addresses on which registrars may open associations to this PE
+    /// (ENDPOINT_KEEP_ALIVE with the H flag after a takeover); `None` = none besides the
+    /// shared port of [`adoptable`](Self::adoptable).
     pub accept_registrars: Option<Vec<SocketAddr>>,
+    /// Be reachable where registrars record this PE (RFC 5353 §3.6, on by default): every
+    /// registrar association is opened from one local port on which the PE also listens
+    /// (`SO_REUSEPORT`, Linux; rsplib uses one one-to-many SCTP socket), so the registrar
+    /// that takes over from a dead home connects to the address and port the home saw,
+    /// sends ENDPOINT_KEEP_ALIVE with the H flag and becomes the new home (the PE answers
+    /// with the ACK and re-registers there). Bound to
+    /// [`registrar_local`](Self::registrar_local) (or the wildcard address of the
+    /// registrars' family). Off: the registrar association uses an ephemeral port, and a
+    /// registrar that takes the PE over cannot reach it (the PE is then removed after the
+    /// keep-alive timeout and registers again once its hunt finds a registrar).
+    pub adoptable: bool,
     /// Local addresses (port 0) for the registrar association; empty = kernel's choice.
     /// rsplib registrars accept only user transport addresses that are addresses of the
     /// ASAP association too, so bind it to the addresses you register.
@@ -64,6 +76,7 @@ impl PoolElementConfig {
             registrar_transport: TransportKind::Tcp,
             announce: None,
             accept_registrars: None,
+            adoptable: true,
             registrar_local: Vec::new(),
             seed: None,
         }
@@ -140,10 +153,23 @@ impl PoolElement {
         if let Some(a) = cfg.announce {
             net.listen_announces(a).await?;
         }
-        let accept_addrs = match &cfg.accept_registrars {
+        let mut accept_addrs = match &cfg.accept_registrars {
             Some(a) => net.listen_registrars(a).await?,
             None => Vec::new(),
         };
+        if cfg.adoptable {
+            let local = shared_port_addrs(&cfg);
+            match net.listen_shared(&local).await {
+                Ok(a) => {
+                    debug!(addrs = ?a, "registrar associations share a listening port (adoptable)");
+                    accept_addrs.extend(a);
+                }
+                // Not fatal: the PE works, only a registrar taking over cannot reach it.
+                Err(e) => {
+                    warn!(error = %e, ?local, "no shared registrar port: this PE cannot be adopted after a takeover")
+                }
+            }
+        }
         let seed = cfg.seed.unwrap_or_else(rand::random);
         let policy = pe_cfg.policy.clone();
         let core = PeCore::new(pe_cfg, seed);
@@ -180,7 +206,9 @@ impl PoolElement {
         self.status.borrow().clone()
     }
 
-    /// Where registrars may connect to us (if [`PoolElementConfig::accept_registrars`]).
+    /// Where registrars may connect to us: the [`PoolElementConfig::accept_registrars`]
+    /// addresses, then the shared port of the registrar associations
+    /// ([`PoolElementConfig::adoptable`]).
     pub fn registrar_listen_addrs(&self) -> &[SocketAddr] {
         &self.accept_addrs
     }
@@ -250,6 +278,32 @@ impl PoolElement {
     pub fn abort(self) {
         let _ = self.cmd.send(Cmd::Abort);
     }
+}
+
+/// Local addresses (port 0) of the shared registrar port: the configured
+/// [`PoolElementConfig::registrar_local`] addresses, else the wildcard address of the
+/// family of the first static registrar (IPv4 without any).
+fn shared_port_addrs(cfg: &PoolElementConfig) -> Vec<SocketAddr> {
+    if !cfg.registrar_local.is_empty() {
+        return cfg
+            .registrar_local
+            .iter()
+            .map(|a| SocketAddr::new(a.ip(), 0))
+            .collect();
+    }
+    let v6 = cfg
+        .pe
+        .link
+        .static_registrars
+        .first()
+        .and_then(|r| r.first())
+        .is_some_and(SocketAddr::is_ipv6);
+    let any: std::net::IpAddr = if v6 {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    };
+    vec![SocketAddr::new(any, 0)]
 }
 
 /// `policy` with its load field replaced (adaptive policies only).

@@ -57,6 +57,9 @@ pub(crate) struct Net {
     tasks: HashMap<ConnId, JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     local: Vec<SocketAddr>,
+    /// Local addresses with the port shared with the adoption listener
+    /// ([`listen_shared`](Net::listen_shared)); registrar associations are opened from it.
+    shared: Option<Vec<SocketAddr>>,
 }
 
 impl Drop for Net {
@@ -81,6 +84,7 @@ impl Net {
             tasks: HashMap::new(),
             background: Vec::new(),
             local: Vec::new(),
+            shared: None,
         }
     }
 
@@ -146,6 +150,33 @@ impl Net {
         addrs: &[SocketAddr],
     ) -> Result<Vec<SocketAddr>, TransportError> {
         let l: Listener = self.transport.listen(addrs).await?;
+        self.accept_registrars(l)
+    }
+
+    /// Makes the PE reachable where registrars record it (RFC 5353 §3.6 takeover;
+    /// RSERPOOL-SPEC §4: a registrar takes a PE's ASAP transport from the address and port
+    /// of its registration association): listens on `addrs` (port 0 picks one) with
+    /// `SO_REUSEPORT`, and from now on opens every registrar association from that same
+    /// port (rsplib uses one one-to-many SCTP socket for the same effect). A registrar that
+    /// takes the PE over connects there and sends ENDPOINT_KEEP_ALIVE with the H flag.
+    /// Returns the listening addresses.
+    pub(crate) async fn listen_shared(
+        &mut self,
+        addrs: &[SocketAddr],
+    ) -> Result<Vec<SocketAddr>, TransportError> {
+        let l: Listener = self.transport.listen_reuseport(addrs).await?;
+        let local = self.accept_registrars(l)?;
+        let port = local.first().map(SocketAddr::port).unwrap_or(0);
+        self.shared = Some(
+            addrs
+                .iter()
+                .map(|a| SocketAddr::new(a.ip(), port))
+                .collect(),
+        );
+        Ok(local)
+    }
+
+    fn accept_registrars(&mut self, l: Listener) -> Result<Vec<SocketAddr>, TransportError> {
         let local = l.local_addrs()?;
         let tx = self.tx.clone();
         self.background.push(tokio::spawn(async move {
@@ -189,8 +220,28 @@ impl Net {
                 let t = self.transport.clone();
                 let tx = self.tx.clone();
                 let local = self.local.clone();
+                // The shared port, for the address family of the registrar.
+                let shared: Vec<SocketAddr> = self
+                    .shared
+                    .iter()
+                    .flatten()
+                    .filter(|l| addrs.iter().any(|a| a.is_ipv4() == l.is_ipv4()))
+                    .copied()
+                    .collect();
                 tokio::spawn(async move {
-                    let ev = match t.connect(&addrs, &local).await {
+                    let r = if shared.is_empty() {
+                        t.connect(&addrs, &local).await
+                    } else {
+                        match t.connect_reuseport(&addrs, &shared).await {
+                            // E.g. a TCP TIME_WAIT towards this registrar from that port.
+                            Err(e) if e.is_local_address_error() => {
+                                warn!(error = %e, ?shared, "registrar association not from the shared port: a registrar taking over cannot reach this PE through it");
+                                t.connect(&addrs, &local).await
+                            }
+                            r => r,
+                        }
+                    };
+                    let ev = match r {
                         Ok(assoc) => NetEvent::Connected { conn, assoc },
                         Err(error) => NetEvent::ConnectFailed { conn, error },
                     };

@@ -168,4 +168,17 @@ impl TransportError {
     pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         TransportError::Io { op, source }
     }
+
+    /// True when the local address could not be used (`EADDRINUSE`, `EADDRNOTAVAIL`): a
+    /// caller that asked for a fixed local port may retry with an ephemeral one.
+    pub fn is_local_address_error(&self) -> bool {
+        let source = match self {
+            TransportError::Io { source, .. } | TransportError::Connect { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source.kind(),
+            io::ErrorKind::AddrInUse | io::ErrorKind::AddrNotAvailable
+        )
+    }
 }

@@ -240,12 +240,35 @@ impl Transport {
     /// Listens on one or more local addresses (all with the same port; port 0 picks one for
     /// SCTP). SCTP binds them all to one multi-homed endpoint; TCP opens one socket each.
     pub async fn listen(&self, addrs: &[SocketAddr]) -> Result<Listener, TransportError> {
+        self.listen_with(addrs, false)
+    }
+
+    /// Like [`listen`](Self::listen), with `SO_REUSEPORT` set before binding, so that
+    /// associations opened with [`connect_reuseport`](Self::connect_reuseport) can use the
+    /// same local port. A pool element uses this to be reachable at the address and port a
+    /// registrar records for it (its association's; RFC 5353 §3.6 takeover, where the new
+    /// home registrar connects there). Linux allows it for sockets of the same user.
+    pub async fn listen_reuseport(&self, addrs: &[SocketAddr]) -> Result<Listener, TransportError> {
+        self.listen_with(addrs, true)
+    }
+
+    fn listen_with(
+        &self,
+        addrs: &[SocketAddr],
+        reuse_port: bool,
+    ) -> Result<Listener, TransportError> {
         check_addrs(addrs, "listen")?;
         let inner = match self.kind() {
-            TransportKind::Tcp => {
-                ListenerInner::Tcp(tcp::TcpListeners::bind(addrs, self.config.clone())?)
-            }
-            _ => ListenerInner::Sctp(sctp::SctpListener::bind(addrs, self.config.clone())?),
+            TransportKind::Tcp => ListenerInner::Tcp(tcp::TcpListeners::bind(
+                addrs,
+                self.config.clone(),
+                reuse_port,
+            )?),
+            _ => ListenerInner::Sctp(sctp::SctpListener::bind(
+                addrs,
+                self.config.clone(),
+                reuse_port,
+            )?),
         };
         Ok(Listener { inner })
     }
@@ -258,17 +281,39 @@ impl Transport {
         peers: &[SocketAddr],
         local: &[SocketAddr],
     ) -> Result<Association, TransportError> {
+        self.connect_with(peers, local, false).await
+    }
+
+    /// Like [`connect`](Self::connect) from `local` addresses with a fixed port, with
+    /// `SO_REUSEPORT` set before binding: the port may be shared with a
+    /// [`listen_reuseport`](Self::listen_reuseport) listener and other such associations.
+    /// If the port cannot be used (e.g. a TCP TIME_WAIT to the same peer), the error is one
+    /// for which [`TransportError::is_local_address_error`] is true.
+    pub async fn connect_reuseport(
+        &self,
+        peers: &[SocketAddr],
+        local: &[SocketAddr],
+    ) -> Result<Association, TransportError> {
+        self.connect_with(peers, local, true).await
+    }
+
+    async fn connect_with(
+        &self,
+        peers: &[SocketAddr],
+        local: &[SocketAddr],
+        reuse_port: bool,
+    ) -> Result<Association, TransportError> {
         check_addrs(peers, "connect")?;
         let kind = self.kind();
         let (reader, writer) = match kind {
             TransportKind::Tcp => {
-                let (r, w) = tcp::connect(peers, local, self.config.clone())
+                let (r, w) = tcp::connect(peers, local, self.config.clone(), reuse_port)
                     .await?
                     .split();
                 (ReaderInner::Tcp(r), WriterInner::Tcp(w))
             }
             _ => {
-                let (r, w) = sctp::connect(peers, local, self.config.clone())
+                let (r, w) = sctp::connect(peers, local, self.config.clone(), reuse_port)
                     .await?
                     .split();
                 (ReaderInner::Sctp(r), WriterInner::Sctp(w))

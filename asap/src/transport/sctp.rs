@@ -168,11 +168,17 @@ impl SctpListener {
     pub(crate) fn bind(
         addrs: &[SocketAddr],
         config: Arc<TransportConfig>,
+        reuse_port: bool,
     ) -> Result<Self, TransportError> {
         let fd = open(addrs)?;
         socket2::SockRef::from(&fd)
             .set_reuse_address(true)
             .map_err(|e| TransportError::io("setsockopt(SO_REUSEADDR)", e))?;
+        if reuse_port {
+            socket2::SockRef::from(&fd)
+                .set_reuse_port(true)
+                .map_err(|e| TransportError::io("setsockopt(SO_REUSEPORT)", e))?;
+        }
         configure(&fd, &config)?;
         sys::bindx_add(fd.as_fd(), addrs)
             .map_err(|e| TransportError::io("sctp_bindx(SCTP_BINDX_ADD_ADDR)", e))?;
@@ -225,10 +231,18 @@ pub(crate) async fn connect(
     peers: &[SocketAddr],
     local: &[SocketAddr],
     config: Arc<TransportConfig>,
+    reuse_port: bool,
 ) -> Result<SctpAssoc, TransportError> {
     let all: Vec<SocketAddr> = peers.iter().chain(local).copied().collect();
     let fd = open(&all)?;
     configure(&fd, &config)?;
+    if reuse_port {
+        let s = socket2::SockRef::from(&fd);
+        s.set_reuse_address(true)
+            .map_err(|e| TransportError::io("setsockopt(SO_REUSEADDR)", e))?;
+        s.set_reuse_port(true)
+            .map_err(|e| TransportError::io("setsockopt(SO_REUSEPORT)", e))?;
+    }
     if !local.is_empty() {
         sys::bindx_add(fd.as_fd(), local)
             .map_err(|e| TransportError::io("sctp_bindx(SCTP_BINDX_ADD_ADDR)", e))?;

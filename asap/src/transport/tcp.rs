@@ -59,6 +59,7 @@ impl TcpListeners {
     pub(crate) fn bind(
         addrs: &[SocketAddr],
         config: Arc<TransportConfig>,
+        reuse_port: bool,
     ) -> Result<Self, TransportError> {
         let mut listeners: Vec<TcpListener> = Vec::with_capacity(addrs.len());
         for a in addrs {
@@ -81,6 +82,10 @@ impl TcpListeners {
             .map_err(|e| TransportError::io("socket(TCP)", e))?;
             sock.set_reuseaddr(true)
                 .map_err(|e| TransportError::io("setsockopt(SO_REUSEADDR)", e))?;
+            if reuse_port {
+                sock.set_reuseport(true)
+                    .map_err(|e| TransportError::io("setsockopt(SO_REUSEPORT)", e))?;
+            }
             sock.bind(a).map_err(|e| TransportError::io("bind", e))?;
             listeners.push(
                 sock.listen(128)
@@ -120,6 +125,7 @@ pub(crate) async fn connect(
     peers: &[SocketAddr],
     local: &[SocketAddr],
     config: Arc<TransportConfig>,
+    reuse_port: bool,
 ) -> Result<TcpAssoc, TransportError> {
     let mut last: Option<TransportError> = None;
     for peer in peers {
@@ -130,6 +136,10 @@ pub(crate) async fn connect(
                 TcpSocket::new_v4()
             }?;
             if let Some(l) = local.iter().find(|l| l.is_ipv6() == peer.is_ipv6()) {
+                if reuse_port {
+                    sock.set_reuseaddr(true)?;
+                    sock.set_reuseport(true)?;
+                }
                 sock.bind(*l)?;
             }
             sock.connect(*peer).await

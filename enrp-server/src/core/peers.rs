@@ -1199,14 +1199,22 @@ mod tests {
             .any(|a| matches!(a, Action::Abort { assoc: 40, .. })));
         assert!(out.iter().any(|a| matches!(
             a,
-            Action::Event(Event::Removed { id: 0x71, reason: RemovalReason::KeepAliveTimeout, .. })
+            Action::Event(Event::Removed {
+                id: 0x71,
+                reason: RemovalReason::KeepAliveTimeout,
+                ..
+            })
         )));
         // The abort's disconnection removes 0x70 like any PE registered over it.
         let out = r.handle(t2, Input::Disconnected { assoc: 40 });
         assert!(r.handlespace().get(&"P".into(), 0x70).is_none());
         assert!(out.iter().any(|a| matches!(
             a,
-            Action::Event(Event::Removed { id: 0x70, reason: RemovalReason::AssociationLost, .. })
+            Action::Event(Event::Removed {
+                id: 0x70,
+                reason: RemovalReason::AssociationLost,
+                ..
+            })
         )));
     }
 
@@ -1246,7 +1254,12 @@ mod tests {
         let out = r.handle_message(t + Duration::from_secs(6), 40, &reg);
         assert!(out.iter().any(|a| matches!(
             a,
-            Action::Event(Event::Registered { assoc: 40, id: 0x70, update: true, .. })
+            Action::Event(Event::Registered {
+                assoc: 40,
+                id: 0x70,
+                update: true,
+                ..
+            })
         )));
         let e = r.handlespace().get(&"P".into(), 0x70).expect("kept");
         assert_eq!((e.owner(), e.connection()), (ME, Some(40)));
