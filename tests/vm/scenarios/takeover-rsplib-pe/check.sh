@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# takeover-rsplib-pe, host side: rspregistrar's ENDPOINT_KEEP_ALIVE (0x07) with
+# the H flag reached our PE at the address/port ours recorded, and our PE
+# answered with ENDPOINT_KEEP_ALIVE_ACK (0x08) and re-registered.
+. "$(dirname "$0")/../../check-lib.sh"
+P=$RES/takeover-rsplib-pe.pcap
+H='asap.message_type == 7 && asap.h_bit == 1 && ip.src == 10.0.0.2 && ip.dst == 10.0.0.21'
+check_min "pcap: ENDPOINT_KEEP_ALIVE with H from rspregistrar to our PE" "$(pcap_count "$P" "$H")" 1
+check_min "pcap: our PE's ENDPOINT_KEEP_ALIVE_ACK to rspregistrar" \
+  "$(pcap_count "$P" 'asap.message_type == 8 && ip.src == 10.0.0.21 && ip.dst == 10.0.0.2')" 1
+check_min "pcap: our PE's REGISTRATION at rspregistrar" \
+  "$(pcap_count "$P" 'asap.message_type == 1 && ip.src == 10.0.0.21 && ip.dst == 10.0.0.2')" 1
+# The H keep-alive went to the port our PE's registration association used.
+reg_port=$(tshark -n -r "$P" -Y 'asap.message_type == 1 && ip.src == 10.0.0.21 && ip.dst == 10.0.0.1' -T fields -e sctp.srcport 2> /dev/null | head -n1)
+h_port=$(tshark -n -r "$P" -Y "$H" -T fields -e sctp.dstport 2> /dev/null | head -n1)
+check_eq "pcap: H keep-alive sent to the port of our PE's registration association" "$h_port" "$reg_port"
+check_done

@@ -1,0 +1,83 @@
+#!/bin/sh
+# takeover-rsplib: our enrp-server takes over the PEs of a dead rspregistrar
+# (RFC 5353 §3.6, RSERPOOL-SPEC §10.8) and reaches them with
+# ENDPOINT_KEEP_ALIVE (H flag) at the ASAP transport rspregistrar reported in
+# HANDLE_UPDATE (rsplib PE: its one-to-many SCTP socket).
+#
+#   PR1 enrp-server --transport sctp  10.0.0.1 (ours, ID 0x5eed0001)
+#   PR2 rspregistrar                  10.0.0.2 (rsplib, ID 0x0000aaa2)
+#   PE  3x rspserver -echo            10.0.0.11-13, registered at PR2 only
+#
+# kill -9 PR2 -> ours takes over: hsdump at ours lists the 3 PEs owned by
+# ours, and they are still there (answering our keep-alives) after the
+# keep-alive timeout, i.e. each answered the H-flag keep-alive. Host side
+# (check.sh): H-flag keep-alives from ours and the PEs' ACKs in the pcap.
+# vm-timeout: 120
+. /rig/lib.sh
+PR1=10.0.0.1
+PR2=10.0.0.2
+RSPLOG="-logcolor=off -loglevel=2"
+
+net_dummy $PR1 $PR2 10.0.0.11 10.0.0.12 10.0.0.13
+capture lo takeover-rsplib
+
+start pr1 enrp-server --transport sctp \
+  --asap $PR1:3863 --enrp $PR1:9901 --identifier 0x5eed0001 \
+  --asap-announce off --enrp-announce off --peer $PR2:9901 \
+  --peer-heartbeat-cycle 1000 --peer-max-time-last-heard 3000 \
+  --peer-max-time-no-response 2000 --mentor-discovery-timeout 2000 \
+  --takeover-expiry-interval 3000 \
+  --keep-alive-interval 2000 --keep-alive-timeout 2000
+start pr2 rspregistrar -identifier=0x0000aaa2 -asap=$PR2:3863 -enrp=$PR2:9901 \
+  -asapannounce=off -enrpannounce=off -peer=$PR1:9901 \
+  -peerheartbeatcycle=1000 -peermaxtimelastheard=3000 -peermaxtimenoresponse=2000 \
+  -takeoverexpiryinterval=3000 -mentordiscoverytimeout=2000 $RSPLOG
+wait_for 10 grep -qw 3863 /proc/net/sctp/eps || log "registrars not listening"
+
+for i in 1 2 3; do
+  start pe$i rspserver -echo -poolhandle=EchoPool -registrar=$PR2:3863 \
+    -local=10.0.0.1$i -identifier=0x$i$i$i$i$i$i$i$i $RSPLOG
+done
+
+# PEs (index section of an hsdump) whose home is $2: "$11111111" lines
+homed() {
+  awk -v h="home=\$$2" '/idx:#/ { id = $3 } index($0, h) && id { print id; id = "" }' "$1" | sort -u
+}
+# the 3 PEs known at ours with home $1
+known_at_ours() {
+  hsdump_to poll $PR1:9901
+  [ "$(homed "$OUT/hsdump-poll.txt" "$1" | wc -l)" = 3 ]
+}
+wait_for 40 known_at_ours 0000aaa2
+hsdump_to before $PR1:9901
+expect_eq "ours knows rspregistrar's 3 PEs (home \$0000aaa2)" \
+  "$(homed "$OUT/hsdump-before.txt" 0000aaa2 | tr '\n' ' ')" '$11111111 $22222222 $33333333 '
+
+log "kill -9 rspregistrar"
+stop pr2 KILL
+wait_for 40 grep -q "TakeoverDone" "$OUT/pr1.log"
+expect_grep "ours completed the takeover of \$0000aaa2" "TakeoverDone.*target: 43682" "$OUT/pr1.log"
+wait_for 20 known_at_ours 5eed0001
+hsdump_to after $PR1:9901
+expect_eq "hsdump at ours: the 3 PEs, owned by ours" \
+  "$(homed "$OUT/hsdump-after.txt" 5eed0001 | tr '\n' ' ')" '$11111111 $22222222 $33333333 '
+wait_for 20 grep -c "Adopted" "$OUT/pr1.log"
+expect_eq "ours reached the 3 PEs (association, H keep-alive)" \
+  "$(grep -c 'Adopted {' "$OUT/pr1.log")" 3
+
+# Past the keep-alive timeout (2 s) and a few keep-alive cycles: nobody
+# removed, still owned by ours (the ACKs satisfied the adoption check).
+sleep 6
+hsdump_to later $PR1:9901
+expect_eq "6 s later: still the 3 PEs owned by ours" \
+  "$(homed "$OUT/hsdump-later.txt" 5eed0001 | tr '\n' ' ')" '$11111111 $22222222 $33333333 '
+expect_no_grep "no adopted PE removed by keep-alive timeout" "keep-alive-timeout" "$OUT/pr1.log"
+for i in 1 2 3; do
+  expect_grep "rspserver $i adopted ours as home" "5eed0001" "$OUT/pe$i.log"
+done
+
+stop pe1 INT
+stop pe2 INT
+stop pe3 INT
+stop pr1 INT
+finish
