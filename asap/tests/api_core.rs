@@ -253,6 +253,33 @@ fn keep_alive_is_acked_and_h_flag_moves_home() {
     }));
     assert_eq!(pe.home(), Some(0x22));
     assert_eq!(pe.link().current(), Some(other));
+    // The registration on the adopted association is confirmed; the next periodic
+    // re-registration (T4 = 70 s for a 90 s life) goes to the new home there too.
+    let resp = ok_response(&pe);
+    pe.on_message(t0, other, resp);
+    assert!(pe.is_registered());
+    pe.handle_timeout(t0 + Duration::from_secs(71));
+    let s = sent(&actions_pe(&mut pe));
+    assert!(
+        matches!(&s[..], [(c, AsapMessage::Registration(r))] if *c == other && r.pool_element.id == id),
+        "{s:?}"
+    );
+}
+
+/// Anybody can connect to the PE's registrar port: associations waiting for a keep-alive
+/// are bounded, further ones are closed at once.
+#[test]
+fn incoming_registrar_associations_are_bounded() {
+    let t0 = Instant::now();
+    let (mut pe, _) = registered_pe(t0, Duration::from_secs(90));
+    for _ in 0..asap::pe::core::MAX_ACCEPTED {
+        let c = pe.allocate_conn();
+        pe.on_accepted(c, vec![sa("10.0.0.9:40000")]);
+    }
+    assert!(actions_pe(&mut pe).is_empty());
+    let extra = pe.allocate_conn();
+    pe.on_accepted(extra, vec![sa("10.0.0.9:40001")]);
+    assert_eq!(actions_pe(&mut pe), vec![Action::Close { conn: extra }]);
 }
 
 #[test]
