@@ -14,4 +14,13 @@ check_min "pcap: our PE's REGISTRATION at rspregistrar" \
 reg_port=$(tshark -n -r "$P" -Y 'asap.message_type == 1 && ip.src == 10.0.0.21 && ip.dst == 10.0.0.1' -T fields -e sctp.srcport 2> /dev/null | head -n1)
 h_port=$(tshark -n -r "$P" -Y "$H" -T fields -e sctp.dstport 2> /dev/null | head -n1)
 check_eq "pcap: H keep-alive sent to the port of our PE's registration association" "$h_port" "$reg_port"
+# What rsplib 3.4.4 does around it: INIT_TAKEOVER from both rsplib registrars,
+# the ACK of the higher ID (PR3) to the lower (PR2), and no TAKEOVER_SERVER at
+# all (its send fails: NULL destination on the one-to-many socket).
+check_min "pcap: INIT_TAKEOVER from rspregistrar \$0000aaa2" \
+  "$(pcap_count "$P" 'enrp.message_type == 7 && ip.src == 10.0.0.2')" 1
+check_min "pcap: INIT_TAKEOVER_ACK from \$0000aaa3 to \$0000aaa2" \
+  "$(pcap_count "$P" 'enrp.message_type == 8 && ip.src == 10.0.0.3 && ip.dst == 10.0.0.2')" 1
+check_eq "pcap: no TAKEOVER_SERVER (rsplib 3.4.4 never sends it)" \
+  "$(pcap_count "$P" 'enrp.message_type == 9')" 0
 check_done
