@@ -8,6 +8,10 @@
 //!   [`Input::Message`] / [`Input::Disconnected`] on the core channel, and
 //! * one **writer task** per association, fed through a bounded queue; an association whose
 //!   queue is full (a peer that does not read) is aborted instead of buffering without limit;
+//! * one **connect task** per ENRP peer address we must reach (`PeerNet::send`) and per
+//!   ASAP transport of PEs adopted in a takeover (`PeerNet::adopt`, RFC 5353 §3.6): the new
+//!   association gets its reader/writer tasks like an accepted one and is handed to the
+//!   core ([`Input::Connected`], then [`Input::Adopted`] for adopted PEs);
 //! * the **core task** owns the [`Registrar`]: it takes inputs from the channel, runs timers
 //!   at [`Registrar::poll_timeout`], and executes the [`Action`]s (queue to a writer, send a
 //!   UDP announce, abort, log). It is the only place where the core is touched, so no locks.
