@@ -4,7 +4,7 @@
 //!
 //! Peers are addressed by their ENRP socket address: the core emits [`Action::PeerSend`]
 //! and receives peer messages as [`Input::Datagram`](super::Input::Datagram) with
-//! [`Protocol::Enrp`]; the source address of a datagram is the peer's address. The
+//! [`Protocol::Enrp`](asap::wire::Protocol::Enrp); the source address of a datagram is the peer's address. The
 //! simulation tests (`enrp-server/tests/sim_peering.rs`) carry these in memory.
 //!
 //! Takeover differs from rsplib 3.4.4 (which never sends TAKEOVER_SERVER): once every peer
