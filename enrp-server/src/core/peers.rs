@@ -4,14 +4,16 @@
 //!
 //! Peers are addressed by their ENRP socket address: the core emits [`Action::PeerSend`]
 //! and receives peer messages as [`Input::Datagram`](super::Input::Datagram) with
-//! [`Protocol::Enrp`](asap::wire::Protocol::Enrp); the source address of a datagram is the peer's address. The
+//! [`Protocol::Enrp`](asap::wire::Protocol::Enrp) (the source address of a datagram is the
+//! peer's address) or over an ENRP association (addressed by its primary address). The
 //! simulation tests (`enrp-server/tests/sim_peering.rs`) carry these in memory.
 //!
 //! Takeover differs from rsplib 3.4.4 (which never sends TAKEOVER_SERVER): once every peer
 //! that is still alive has acknowledged INIT_TAKEOVER, we send TAKEOVER_SERVER to all
-//! peers, re-label the target's PEs as ours and emit one [`Action::Adopt`] per PE (an
-//! ENDPOINT_KEEP_ALIVE with the H flag for the PE's ASAP transport: we have no association
-//! to an adopted PE, the driver must reach it). On takeover expiry, peers that died in
+//! peers, re-label the target's PEs as ours and emit one [`Action::Adopt`] per PE (we have
+//! no association to an adopted PE: the driver connects to its ASAP transport and hands
+//! the association back with [`Input::Adopted`](super::Input::Adopted), on which the core
+//! sends the ENDPOINT_KEEP_ALIVE with the H flag). On takeover expiry, peers that died in
 //! the meantime no longer count; if live peers are still missing the attempt is abandoned
 //! like rsplib and the target's PEs live on until their registration life ends.
 
