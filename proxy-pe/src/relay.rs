@@ -4,9 +4,11 @@
 //!
 //! Each accepted connection is one session: the driver's core selects a server (step 199)
 //! or refuses (step 197: the client receives one line `-ERR proxy-pe: <reason>\r\n` and the
-//! connection closes). Bytes are relayed in both directions with one buffer per direction
-//! (a read into the buffer, a write out of it: the same copies `tokio::io::copy` makes).
-//! Half-closes are propagated.
+//! connection closes). Plain TCP sessions are relayed in both directions with `splice(2)`
+//! through one kernel pipe per direction ([`crate::splice`]): the bytes never enter user
+//! space, and what was taken from one side but not yet written survives a move to another
+//! server. (Fallback without a pipe: one 64 KiB buffer per direction.) ASAP sessions are
+//! framed messages and are relayed through user space. Half-closes are propagated.
 //!
 //! Reselection (steps 203/205): the session moves to another server when
 //! - the core says so (lifetime expired, maintenance window, server declared down);
@@ -31,6 +33,7 @@ use asap::session::{
 };
 
 use crate::core::{Assignment, SessionError, SessionId};
+use crate::splice::{self, Ended, ForwardError, Pipe};
 
 /// Relay buffer per direction.
 const BUF: usize = 64 * 1024;
@@ -116,31 +119,60 @@ enum End {
     WriteErr,
 }
 
-/// Copies `r` to `w` until EOF or an error. On EOF the write side is shut down when
+/// The forwarding buffer of one direction: a kernel pipe for `splice(2)` (no copy through
+/// user space, [`crate::splice`]), or a memory buffer if no pipe could be created.
+enum Buffer {
+    Pipe(Pipe),
+    Memory(Vec<u8>),
+}
+
+impl Buffer {
+    fn new() -> Buffer {
+        match Pipe::new() {
+            Ok(p) => Buffer::Pipe(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "no pipe for splice: relaying through user space");
+                Buffer::Memory(vec![0u8; BUF])
+            }
+        }
+    }
+}
+
+/// Moves `r` to `w` until EOF or an error. On EOF the write side is shut down when
 /// `propagate_eof` (client → server); server → client EOF is not propagated here because the
-/// session may continue on another server.
+/// session may continue on another server. Cancel-safe with a pipe: bytes taken from `r`
+/// and not yet written stay in it and go to the next `w` (the next server after a move).
 async fn pump(
     r: &mut OwnedReadHalf,
     w: &mut OwnedWriteHalf,
-    buf: &mut [u8],
+    buf: &mut Buffer,
     propagate_eof: bool,
 ) -> End {
-    loop {
-        match r.read(buf).await {
-            Ok(0) => {
-                if propagate_eof {
-                    let _ = w.shutdown().await;
-                }
-                return End::Eof;
+    let end = match buf {
+        Buffer::Pipe(pipe) => {
+            let mut delivered = 0;
+            match splice::forward(r.as_ref(), w.as_ref(), pipe, &mut delivered).await {
+                Ok(Ended::Eof) => End::Eof,
+                Err(ForwardError::Read(_)) => return End::ReadErr,
+                Err(ForwardError::Write(_)) => return End::WriteErr,
             }
-            Ok(n) => {
-                if w.write_all(&buf[..n]).await.is_err() {
-                    return End::WriteErr;
-                }
-            }
-            Err(_) => return End::ReadErr,
         }
+        Buffer::Memory(buf) => loop {
+            match r.read(buf).await {
+                Ok(0) => break End::Eof,
+                Ok(n) => {
+                    if w.write_all(&buf[..n]).await.is_err() {
+                        return End::WriteErr;
+                    }
+                }
+                Err(_) => return End::ReadErr,
+            }
+        },
+    };
+    if propagate_eof {
+        let _ = w.shutdown().await;
     }
+    end
 }
 
 async fn ask(
@@ -202,8 +234,8 @@ async fn run_session(
     moves: &mut mpsc::UnboundedReceiver<(String, String)>,
     driver: &mpsc::UnboundedSender<SessionCmd>,
 ) -> Result<(), String> {
-    let mut cbuf = vec![0u8; BUF];
-    let mut sbuf = vec![0u8; BUF];
+    let mut cbuf = Buffer::new();
+    let mut sbuf = Buffer::new();
     let mut client_eof = false;
     loop {
         tracing::debug!(session = a.session, server = %a.server, addr = %a.addr, "relaying");

@@ -101,22 +101,33 @@ pub enum Ended {
     Eof,
 }
 
+/// A failed [`forward`]: which side failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// Reading the source (or moving its bytes into the pipe) failed.
+    #[error("reading the source: {0}")]
+    Read(#[source] io::Error),
+    /// Writing the destination failed; the pipe keeps what was not delivered.
+    #[error("writing the destination: {0}")]
+    Write(#[source] io::Error),
+}
+
 /// Forwards bytes from `from` to `to` through `pipe` until `from` reaches end of stream
 /// and the pipe is empty; adds the bytes delivered to `to` to `*delivered`. Pending bytes
 /// from an earlier (cancelled) call are written first. Cancel-safe (see the module docs).
 ///
-/// Errors: a read error on `from` or a write error on `to` (`to`'s errors are the signal
-/// for the relay to reselect; the pipe still holds what was not delivered).
+/// Errors say which side failed (a write error is the relay's signal to reselect; the pipe
+/// still holds what was not delivered).
 pub async fn forward(
     from: &TcpStream,
     to: &TcpStream,
     pipe: &mut Pipe,
     delivered: &mut u64,
-) -> io::Result<Ended> {
+) -> Result<Ended, ForwardError> {
     let mut eof = false;
     loop {
         if pipe.pending > 0 {
-            to.writable().await?;
+            to.writable().await.map_err(ForwardError::Write)?;
             match to.try_io(Interest::WRITABLE, || {
                 splice(pipe.read.as_raw_fd(), to.as_raw_fd(), pipe.pending)
             }) {
@@ -125,21 +136,21 @@ pub async fn forward(
                     *delivered += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(ForwardError::Write(e)),
             }
             continue;
         }
         if eof {
             return Ok(Ended::Eof);
         }
-        from.readable().await?;
+        from.readable().await.map_err(ForwardError::Read)?;
         match from.try_io(Interest::READABLE, || {
             splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
         }) {
             Ok(0) => eof = true,
             Ok(n) => pipe.pending += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(ForwardError::Read(e)),
         }
     }
 }
