@@ -88,19 +88,18 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let pes = match tokio::time::timeout(Duration::from_secs(20), pu.refresh(args.pool.as_str()))
-        .await
-    {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
-            eprintln!("legacy_pu: resolution of {} failed: {e}", args.pool);
-            return ExitCode::FAILURE;
-        }
-        Err(_) => {
-            eprintln!("legacy_pu: no resolution answer within 20 s");
-            return ExitCode::FAILURE;
-        }
-    };
+    let pes =
+        match tokio::time::timeout(Duration::from_secs(20), pu.refresh(args.pool.as_str())).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                eprintln!("legacy_pu: resolution of {} failed: {e}", args.pool);
+                return ExitCode::FAILURE;
+            }
+            Err(_) => {
+                eprintln!("legacy_pu: no resolution answer within 20 s");
+                return ExitCode::FAILURE;
+            }
+        };
     println!("pool {}: {} PE(s)", args.pool, pes.len());
     let mut ok = !pes.is_empty();
     for pe in &pes {

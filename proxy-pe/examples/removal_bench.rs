@@ -65,6 +65,10 @@ struct Args {
     /// Directory holding enrp-server, legacy-daemon, proxy-pe and legacy-echo.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Keep the logs (and print each kill's wall-clock time, to line up with the daemon's
+    /// and the proxy's log timestamps).
+    #[arg(long)]
+    keep: bool,
 }
 
 /// A child process, SIGKILLed on drop (and when this process dies).
@@ -293,7 +297,11 @@ impl Rig {
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
             .parse()
             .expect("a");
-        let mode_s = if mode == 'a' { "registration" } else { "broker" };
+        let mode_s = if mode == 'a' {
+            "registration"
+        } else {
+            "broker"
+        };
         let mut cfg = format!(
             "mode = \"{mode_s}\"\nregistrar_transport = \"tcp\"\n\
              daemon_listen = \"127.0.0.1:{daemon_port}\"\ncontrol_listen = \"{control}\"\n\
@@ -441,6 +449,7 @@ async fn measure(
     poll_ms: u64,
     no_pidfd: bool,
     runs: usize,
+    keep: bool,
     rng: &mut Rng,
 ) -> (Vec<f64>, Vec<f64>) {
     let mut rig = Rig::start(bins, mode, poll_ms, no_pidfd);
@@ -464,6 +473,9 @@ async fn measure(
     for run in 0..runs {
         tokio::time::sleep(Duration::from_millis(100 + rng.below(poll_ms))).await;
         let t0 = Instant::now();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         if let Some(mut p) = rig.echoes[0].take() {
             p.kill();
         }
@@ -503,8 +515,17 @@ async fn measure(
             }
         }
         eprintln!(
-            "  run {:2}: proxy {:8.1} ms{}",
+            "  run {:2}{}: proxy {:8.1} ms{}",
             run + 1,
+            if keep {
+                format!(
+                    " (kill at {}.{:06} s)",
+                    wall.as_secs(),
+                    wall.subsec_micros()
+                )
+            } else {
+                String::new()
+            },
             p.as_secs_f64() * 1e3,
             r.map(|r| format!("  registrar {:8.1} ms", r.as_secs_f64() * 1e3))
                 .unwrap_or_default()
@@ -523,7 +544,11 @@ async fn measure(
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&rig.dir);
+    if keep {
+        eprintln!("  logs kept in {}", rig.dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&rig.dir);
+    }
     (proxy_ms, registrar_ms)
 }
 
@@ -571,7 +596,7 @@ async fn main() {
                     args.runs
                 );
                 let (mut p, mut r) =
-                    measure(&bins, m, poll, no_pidfd, args.runs, &mut rng).await;
+                    measure(&bins, m, poll, no_pidfd, args.runs, args.keep, &mut rng).await;
                 let (pmin, pmed, pmax) = stats(&mut p);
                 let reg = if r.is_empty() {
                     "—".to_string()
