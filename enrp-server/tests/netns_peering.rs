@@ -2,14 +2,14 @@
 //! `enrp-server` processes, each alone in its own namespace, peering over ENRP/TCP through a
 //! Linux bridge; 300 PEs registered over TCP from the test process in the root namespace.
 //!
-//! Topology (N is picked per run, see [`Lab::new`]):
+//! Topology (N is picked per lab, see [`Lab::new`]; k numbers the labs of one process):
 //!
 //! ```text
-//!  root ns: veth "rspnt<pid>" 10.213.N.254/24 ──┐
-//!                                              │ hub ns "rspnt-<pid>-hub": bridge br0
-//!  ns "rspnt-<pid>-r0": eth0 10.213.N.1/24 ─────┤   (ports up0, p0, p1, p2)
-//!  ns "rspnt-<pid>-r1": eth0 10.213.N.2/24 ─────┤
-//!  ns "rspnt-<pid>-r2": eth0 10.213.N.3/24 ─────┘
+//!  root ns: veth "rspnt<pid>-<k>" 10.213.N.254/24 ──┐
+//!                                                 │ hub ns "rspnt-<pid>-<k>-hub":
+//!  ns "rspnt-<pid>-<k>-r0": eth0 10.213.N.1/24 ─────┤   bridge br0 (ports up0, p0, p1, p2)
+//!  ns "rspnt-<pid>-<k>-r1": eth0 10.213.N.2/24 ─────┤
+//!  ns "rspnt-<pid>-<k>-r2": eth0 10.213.N.3/24 ─────┘
 //! ```
 //!
 //! 1. 100 PEs register at each registrar; all three handle table dumps become equal, 300 PEs.
@@ -138,6 +138,8 @@ struct Lab {
     net: u8,
     children: [Option<Child>; 3],
     logs: [PathBuf; 3],
+    /// The scenario passed: the registrar logs are removed with the lab.
+    passed: bool,
 }
 
 impl Lab {
@@ -147,17 +149,24 @@ impl Lab {
             return Err("not root (network namespaces need CAP_SYS_ADMIN)".into());
         }
         ip(&["netns", "list"]).map_err(|e| format!("`ip netns` unavailable: {e}"))?;
+        // One lab at a time per process chooses its subnet and builds (tests run in threads).
+        static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let _serial = BUILD.lock().unwrap_or_else(|p| p.into_inner());
         remove_stale_namespaces();
         let pid = std::process::id();
-        // A /24 no route of this host covers yet, derived from the pid so that parallel runs
-        // differ.
+        let k = LABS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 10;
+        // A /24 no route or address of this host covers yet, derived from the pid so that
+        // parallel runs differ.
         let mut net = None;
-        for k in 0..250u32 {
-            let n = ((pid + k) % 250 + 1) as u8;
+        for j in 0..250u32 {
+            let n = ((pid * 3 + k + j) % 250 + 1) as u8;
             let prefix = format!("10.213.{n}.0/24");
-            let routed = ip_output(&["-4", "route", "show", "table", "all", "to", "match", &prefix])
-                .map(|r| r.lines().any(|l| l.starts_with("10.")))
-                .unwrap_or(true);
+            let routed = ip_output(&[
+                "-4", "route", "show", "table", "all", "to", "match", &prefix,
+            ])
+            .map(|r| r.lines().any(|l| l.starts_with("10.")))
+            .unwrap_or(true);
             let addressed = ip_output(&["-4", "-o", "addr", "show", "to", &prefix])
                 .map(|r| !r.trim().is_empty())
                 .unwrap_or(true);
@@ -168,20 +177,22 @@ impl Lab {
         }
         let net = net.ok_or("no free 10.213.N.0/24")?;
         let mut lab = Lab {
-            hub: format!("{PREFIX}-{pid}-hub"),
-            regs: [0, 1, 2].map(|i| format!("{PREFIX}-{pid}-r{i}")),
-            root_if: format!("{PREFIX}{pid}"),
+            hub: format!("{PREFIX}-{pid}-{k}-hub"),
+            regs: [0, 1, 2].map(|i| format!("{PREFIX}-{pid}-{k}-r{i}")),
+            root_if: format!("{PREFIX}{pid}-{k}"),
             net,
             children: [None, None, None],
             logs: [0, 1, 2].map(|i| {
                 PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                    .join(format!("netns_peering-{pid}-r{i}.log"))
+                    .join(format!("netns_peering-{pid}-{k}-r{i}.log"))
             }),
+            passed: false,
         };
         // The first step tells whether namespaces work at all (container without
         // CAP_SYS_ADMIN, no /run/netns ...): SKIP. Later failures are real failures.
         ip(&["netns", "add", &lab.hub]).map_err(|e| format!("cannot create a namespace: {e}"))?;
-        lab.build().map_err(|e| format!("FAILED to build the topology: {e}"))?;
+        lab.build()
+            .map_err(|e| format!("FAILED to build the topology: {e}"))?;
         Ok(lab)
     }
 
@@ -191,7 +202,16 @@ impl Lab {
         ip(&["-n", hub, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", hub, "link", "set", "br0", "up"])?;
         ip(&[
-            "link", "add", &self.root_if, "type", "veth", "peer", "name", "up0", "netns", hub,
+            "link",
+            "add",
+            &self.root_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up0",
+            "netns",
+            hub,
         ])?;
         ip(&["-n", hub, "link", "set", "up0", "master", "br0"])?;
         ip(&["-n", hub, "link", "set", "up0", "up"])?;
@@ -239,20 +259,25 @@ impl Lab {
         let log = std::fs::File::create(&self.logs[i]).map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.regs[i], env!("CARGO_BIN_EXE_enrp-server")])
-            .args(["--transport", "tcp"])
-            .args(["--asap", &self.asap(i).to_string()])
-            .args(["--enrp", &self.enrp(i).to_string()])
-            .args(["--identifier", &format!("{:#x}", IDS[i])])
-            .args(["--asap-announce", "off", "--enrp-announce", "off"])
-            .args(["--peering", "on"])
-            .args(["--peer-heartbeat-cycle", "200"])
-            .args(["--peer-max-time-last-heard", "600"])
-            .args(["--peer-max-time-no-response", "600"])
-            .args(["--mentor-discovery-timeout", "1000"])
-            .args(["--takeover-expiry-interval", "1500"])
-            .args(["--keep-alive-interval", "600000"])
-            .args(["--max-peers", "16"]);
+        cmd.args([
+            "netns",
+            "exec",
+            &self.regs[i],
+            env!("CARGO_BIN_EXE_enrp-server"),
+        ])
+        .args(["--transport", "tcp"])
+        .args(["--asap", &self.asap(i).to_string()])
+        .args(["--enrp", &self.enrp(i).to_string()])
+        .args(["--identifier", &format!("{:#x}", IDS[i])])
+        .args(["--asap-announce", "off", "--enrp-announce", "off"])
+        .args(["--peering", "on"])
+        .args(["--peer-heartbeat-cycle", "200"])
+        .args(["--peer-max-time-last-heard", "600"])
+        .args(["--peer-max-time-no-response", "600"])
+        .args(["--mentor-discovery-timeout", "1000"])
+        .args(["--takeover-expiry-interval", "1500"])
+        .args(["--keep-alive-interval", "600000"])
+        .args(["--max-peers", "16"]);
         for j in (0..3).filter(|j| *j != i) {
             cmd.args(["--peer", &self.enrp(j).to_string()]);
         }
@@ -317,6 +342,19 @@ impl Drop for Lab {
         }
         // Normally gone with its peer in the hub namespace.
         let _ = ip(&["link", "del", &self.root_if]);
+        if self.passed {
+            for l in &self.logs {
+                let _ = std::fs::remove_file(l);
+            }
+        } else {
+            eprintln!(
+                "registrar logs kept: {}",
+                self.logs[0]
+                    .display()
+                    .to_string()
+                    .replace("-r0.log", "-r*.log")
+            );
+        }
     }
 }
 
@@ -365,7 +403,10 @@ async fn wait_for(
             last.push(dump_table(lab.enrp(i)).await);
         }
         if ok(&last) {
-            eprintln!("{what}: reached after {:.1} s", start.elapsed().as_secs_f64());
+            eprintln!(
+                "{what}: reached after {:.1} s",
+                start.elapsed().as_secs_f64()
+            );
             return last;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -433,13 +474,25 @@ fn initial(i: usize) -> std::ops::Range<u32> {
     base..base + PES_PER_REGISTRAR
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_registrars_in_namespaces_take_over_and_heal() {
+/// Variations of the partition step.
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    /// Before the partition, the dead registrar's PEs re-register at the survivor that did
+    /// not adopt them (what a real PE does when its home is gone), so every PE has a
+    /// registrar holding its association. Without it the adopted PEs enter the partition
+    /// owned connection-less by the winner, and both sides take them over.
+    rehome_orphans: bool,
+    /// During the partition, 10 PEs registered before it (and taken over by the other side)
+    /// are deregistered at their home.
+    deregister_old: bool,
+}
+
+/// Builds the lab and runs the scenario; SKIP (return) when namespaces are unavailable.
+async fn run(scenario: Scenario) {
     let mut lab = match Lab::new() {
         Ok(l) => l,
         Err(reason) => {
-            if std::env::var_os("RSERPOOL_REQUIRE_NETNS").is_some()
-                || reason.starts_with("FAILED")
+            if std::env::var_os("RSERPOOL_REQUIRE_NETNS").is_some() || reason.starts_with("FAILED")
             {
                 panic!("{reason}");
             }
@@ -447,6 +500,7 @@ async fn three_registrars_in_namespaces_take_over_and_heal() {
             return;
         }
     };
+    eprintln!("{scenario:?}: lab 10.213.{}.0/24", lab.net);
     let t0 = Instant::now();
     for i in 0..3 {
         lab.start(i).expect("start registrar");
@@ -455,15 +509,16 @@ async fn three_registrars_in_namespaces_take_over_and_heal() {
     let user = IpAddr::V4(lab.root_ip());
 
     // 1. 100 PEs at each registrar, one PE host association each.
-    let mut hosts: Vec<Association> = Vec::new();
-    for i in 0..3 {
-        let mut a = connect(lab.asap(i), Protocol::Asap).await;
-        register_pes(&mut a, user, initial(i)).await;
-        hosts.push(a);
-    }
-    let expected: Table = (0..3).flat_map(|i| ids(initial(i), IDS[i])).collect();
-    wait_for(&lab, &[0, 1, 2], "full replication", Some(&expected), |t| {
-        t.iter().all(|m| *m == expected)
+    let mut host0 = connect(lab.asap(0), Protocol::Asap).await;
+    register_pes(&mut host0, user, initial(0)).await;
+    let mut host1 = connect(lab.asap(1), Protocol::Asap).await;
+    register_pes(&mut host1, user, initial(1)).await;
+    let mut host2 = connect(lab.asap(2), Protocol::Asap).await;
+    register_pes(&mut host2, user, initial(2)).await;
+    let mut expected: Table = (0..3).flat_map(|i| ids(initial(i), IDS[i])).collect();
+    let full = expected.clone();
+    wait_for(&lab, &[0, 1, 2], "full replication", Some(&full), |t| {
+        t.iter().all(|m| *m == full)
     })
     .await;
 
@@ -471,42 +526,50 @@ async fn three_registrars_in_namespaces_take_over_and_heal() {
     lab.kill(0);
     let survivors = [1, 2];
     let tables = wait_for(&lab, &survivors, "takeover of registrar 0", None, |t| {
-        t.iter().all(|m| {
-            m.len() == expected.len()
-                && m.keys().eq(expected.keys())
-                && m.values().all(|h| *h != IDS[0])
-        }) && t[0] == t[1]
+        t.iter()
+            .all(|m| m.keys().eq(full.keys()) && m.values().all(|h| *h != IDS[0]))
+            && t[0] == t[1]
     })
     .await;
     let adopters: BTreeSet<u32> = initial(0).map(|id| tables[0][&id]).collect();
     assert_eq!(adopters.len(), 1, "one winner adopts all: {adopters:x?}");
     let winner = *adopters.iter().next().expect("one adopter");
     assert!(IDS[1..].contains(&winner), "winner {winner:#x}");
-    for i in survivors {
-        for (id, h) in &tables[i - 1] {
+    let want: BTreeSet<u32> = full.keys().copied().collect();
+    for (k, i) in survivors.into_iter().enumerate() {
+        for (id, h) in &tables[k] {
             if !initial(0).contains(id) {
-                assert_eq!(*h, expected[id], "PE {id} keeps its home at registrar {i}");
+                assert_eq!(*h, full[id], "PE {id} keeps its home at registrar {i}");
             }
         }
-        let resolved = resolve_all(lab.asap(i)).await;
-        let want: BTreeSet<u32> = expected.keys().copied().collect();
-        assert_eq!(resolved, want, "all 300 resolvable at registrar {i}");
+        assert_eq!(
+            resolve_all(lab.asap(i)).await,
+            want,
+            "all 300 resolvable at {i}"
+        );
+    }
+    for id in initial(0) {
+        expected.insert(id, winner);
     }
     eprintln!("takeover done after {:.1} s", t0.elapsed().as_secs_f64());
 
-    // 3. The orphans' host re-registers them at the survivor that did not adopt them.
-    let loser = if winner == IDS[1] { 2 } else { 1 };
-    drop(hosts.remove(0)); // its registrar is dead
-    let mut orphans = connect(lab.asap(loser), Protocol::Asap).await;
-    register_pes(&mut orphans, user, initial(0)).await;
-    let mut expected = expected;
-    for id in initial(0) {
-        expected.insert(id, IDS[loser]);
+    // 3. Optionally the orphans' host re-registers them at the survivor that did not adopt
+    //    them.
+    drop(host0); // its registrar is dead
+    let mut orphans = None;
+    if scenario.rehome_orphans {
+        let loser = if winner == IDS[1] { 2 } else { 1 };
+        let mut a = connect(lab.asap(loser), Protocol::Asap).await;
+        register_pes(&mut a, user, initial(0)).await;
+        orphans = Some(a);
+        for id in initial(0) {
+            expected.insert(id, IDS[loser]);
+        }
+        wait_for(&lab, &survivors, "orphans re-homed", Some(&expected), |t| {
+            t.iter().all(|m| *m == expected)
+        })
+        .await;
     }
-    wait_for(&lab, &survivors, "orphans re-homed", Some(&expected), |t| {
-        t.iter().all(|m| *m == expected)
-    })
-    .await;
 
     // 4. Partition registrar 1 | registrar 2 (both reachable from here).
     lab.isolate_1_2(true).expect("isolate");
@@ -526,25 +589,82 @@ async fn three_registrars_in_namespaces_take_over_and_heal() {
     deregister_pes(&mut leaving, 5000..5020).await;
     expected.extend(ids(7000..7020, IDS[1]));
     expected.extend(ids(6000..6020, IDS[2]));
-    // Registrar 1's own view during the partition: everything it knows is its own.
+    if scenario.deregister_old {
+        deregister_pes(&mut host1, 2000..2010).await;
+        for id in 2000..2010 {
+            expected.remove(&id);
+        }
+    }
+    // Registrar 1's own view during the partition.
     let during = dump_table(lab.enrp(1)).await;
     assert!(during.contains_key(&7000) && !during.contains_key(&5000));
     assert!(!during.contains_key(&6000), "partitioned: {during:?}");
 
-    // Heal: the dumps converge, each PE owned by the registrar holding its association.
+    // Heal: the dumps converge, each PE owned by the registrar holding its association. PEs
+    // nobody holds (adopted orphans) must stay, with one survivor as owner everywhere.
     lab.isolate_1_2(false).expect("heal");
-    wait_for(
+    let orphan_owner_free = !scenario.rehome_orphans;
+    let tables = wait_for(
         &lab,
         &survivors,
         "convergence after the partition",
         Some(&expected),
-        |t| t.iter().all(|m| *m == expected),
+        |t| {
+            t[0] == t[1]
+                && t[0].keys().eq(expected.keys())
+                && t[0].iter().all(|(id, h)| {
+                    *h == expected[id] || (orphan_owner_free && initial(0).contains(id))
+                })
+        },
     )
     .await;
+    let orphan_owners: BTreeSet<u32> = initial(0).map(|id| tables[0][&id]).collect();
+    assert_eq!(orphan_owners.len(), 1, "one owner of the orphans");
     let want: BTreeSet<u32> = expected.keys().copied().collect();
     for i in survivors {
         assert_eq!(resolve_all(lab.asap(i)).await, want, "resolvable at {i}");
     }
     eprintln!("whole scenario {:.1} s", t0.elapsed().as_secs_f64());
-    drop((hosts, orphans, side1, side2, leaving));
+    lab.passed = true;
+    drop((host1, host2, orphans, side1, side2, leaving));
+}
+
+/// The issue's scenario: replication, takeover of a killed registrar, re-homing of its
+/// PEs, partition with changes on both sides, convergence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_registrars_in_namespaces_take_over_and_heal() {
+    run(Scenario {
+        rehome_orphans: true,
+        deregister_old: false,
+    })
+    .await;
+}
+
+/// Known gap (core, `store_foreign` + audit): PEs adopted from a dead registrar, held by no
+/// association, are taken over by both sides of a partition; after the heal each side
+/// re-labels them to the other, each audit then purges them, and usually all 100 are gone.
+/// Run with `--ignored` once fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: connection-less adopted PEs are lost when a partition heals"]
+async fn adopted_pes_survive_a_partition() {
+    run(Scenario {
+        rehome_orphans: false,
+        deregister_old: false,
+    })
+    .await;
+}
+
+/// Known gap (driver turns `verify_adopted` off): a PE deregistered at its home during a
+/// partition was taken over by the other side; after the heal that side's copy comes back
+/// everywhere (owned by the other side) until its registration life ends. rsplib removes it
+/// when the H-flag keep-alive of the takeover goes unanswered. Run with `--ignored` once
+/// the driver verifies adopted PEs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: PEs deregistered during a partition return from the other side"]
+async fn pes_deregistered_during_a_partition_stay_gone() {
+    run(Scenario {
+        rehome_orphans: true,
+        deregister_old: true,
+    })
+    .await;
 }
