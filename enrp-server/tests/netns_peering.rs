@@ -39,7 +39,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use asap::transport::Association;
 use asap::wire::Protocol;
 
 /// Server IDs of registrars 0, 1, 2.
