@@ -258,25 +258,32 @@ impl Lab {
         let log = std::fs::File::create(&self.logs[i]).map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            &self.regs[i],
-            env!("CARGO_BIN_EXE_enrp-server"),
-        ])
-        .args(["--transport", "tcp"])
-        .args(["--asap", &self.asap(i).to_string()])
-        .args(["--enrp", &self.enrp(i).to_string()])
-        .args(["--identifier", &format!("{:#x}", IDS[i])])
-        .args(["--asap-announce", "off", "--enrp-announce", "off"])
-        .args(["--peering", "on"])
-        .args(["--peer-heartbeat-cycle", "200"])
-        .args(["--peer-max-time-last-heard", "600"])
-        .args(["--peer-max-time-no-response", "600"])
-        .args(["--mentor-discovery-timeout", "1000"])
-        .args(["--takeover-expiry-interval", "1500"])
-        .args(["--keep-alive-interval", "600000"])
-        .args(["--max-peers", "16"]);
+        cmd.args(["netns", "exec", &self.regs[i]]);
+        // util-linux's setpriv: the registrar gets SIGKILL if this test's thread dies
+        // without running the drop guard (the test process itself killed).
+        if Command::new("setpriv")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            cmd.args(["setpriv", "--pdeathsig", "KILL", "--"]);
+        }
+        cmd.arg(env!("CARGO_BIN_EXE_enrp-server"))
+            .args(["--transport", "tcp"])
+            .args(["--asap", &self.asap(i).to_string()])
+            .args(["--enrp", &self.enrp(i).to_string()])
+            .args(["--identifier", &format!("{:#x}", IDS[i])])
+            .args(["--asap-announce", "off", "--enrp-announce", "off"])
+            .args(["--peering", "on"])
+            .args(["--peer-heartbeat-cycle", "200"])
+            .args(["--peer-max-time-last-heard", "600"])
+            .args(["--peer-max-time-no-response", "600"])
+            .args(["--mentor-discovery-timeout", "1000"])
+            .args(["--takeover-expiry-interval", "1500"])
+            .args(["--keep-alive-interval", "600000"])
+            .args(["--max-peers", "16"]);
         for j in (0..3).filter(|j| *j != i) {
             cmd.args(["--peer", &self.enrp(j).to_string()]);
         }
@@ -291,7 +298,8 @@ impl Lab {
         Ok(())
     }
 
-    /// SIGKILL to registrar `i` (`ip netns exec` execs the server, so the child is it).
+    /// SIGKILL to registrar `i` (`ip netns exec` and `setpriv` exec the server, so the child
+    /// is it).
     fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();
