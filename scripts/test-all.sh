@@ -29,13 +29,15 @@ done
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
 step "system packages"
-if ! command -v tshark >/dev/null 2>&1; then
+# tshark: the independent decoder of the oracle tests; iproute2 (`ip netns`): the
+# multi-host tests (enrp-server netns_peering) run registrars in network namespaces.
+if ! command -v tshark >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq tshark >/dev/null
+        apt-get install -y -qq tshark iproute2 >/dev/null
     else
-        echo "tshark missing and not installable here: the tshark oracle tests will skip"
+        echo "tshark or ip missing and not installable here: the tshark oracle and netns tests will skip"
     fi
 fi
 tshark --version 2>/dev/null | head -1 || true

@@ -1,101 +1,138 @@
-//! A minimal Prometheus text-format endpoint (`GET /metrics`, exposition format 0.0.4) over
-//! the driver's [`Stats`]. Every request gets the full page; the connection then closes.
+//! The metrics endpoint (`GET /metrics`): the driver's [`Stats`] in the OpenMetrics text
+//! format, encoded by `prometheus-client`. Every request gets the full page; the connection
+//! then closes.
+//!
+//! The counters live in [`Stats`] as atomics that the driver bumps on the hot path; a
+//! [`Collector`] reads them at scrape time, so scraping never locks the registrar.
 
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::core::RemovalReason;
-use crate::driver::Stats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Renders all metrics.
-pub fn render(s: &Stats) -> String {
-    let mut o = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-        let _ = writeln!(o, "# HELP {name} {help}");
-        let _ = writeln!(o, "# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(o, "{name}{labels} {v}");
+use crate::core::RemovalReason;
+use crate::driver::Stats;
+
+/// Content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Reads [`Stats`] at each scrape.
+#[derive(Debug)]
+struct StatsCollector(Arc<Stats>);
+
+/// Counters: (name without `_total`, help, value).
+fn counters(s: &Stats) -> [(&'static str, &'static str, &AtomicU64); 6] {
+    [
+        (
+            "enrp_registrations",
+            "Accepted ASAP registrations and re-registrations.",
+            &s.registrations,
+        ),
+        (
+            "enrp_registrations_rejected",
+            "Refused ASAP registrations.",
+            &s.registrations_rejected,
+        ),
+        (
+            "enrp_handle_resolutions",
+            "Handle resolutions answered with pool elements.",
+            &s.resolutions,
+        ),
+        (
+            "enrp_handle_resolutions_failed",
+            "Handle resolutions answered with an Operation Error.",
+            &s.resolutions_failed,
+        ),
+        (
+            "enrp_protocol_errors",
+            "Malformed or unrecognised messages.",
+            &s.protocol_errors,
+        ),
+        (
+            "enrp_rate_limited",
+            "Requests refused by per-peer rate limits.",
+            &s.rate_limited,
+        ),
+    ]
+}
+
+/// Gauges: (name, help, value).
+fn gauges(s: &Stats) -> [(&'static str, &'static str, &AtomicU64); 3] {
+    [
+        ("enrp_pools", "Pools in the handlespace.", &s.pools),
+        (
+            "enrp_pool_elements",
+            "Pool elements in the handlespace.",
+            &s.pes,
+        ),
+        (
+            "enrp_associations",
+            "Open ASAP/ENRP associations.",
+            &s.associations,
+        ),
+    ]
+}
+
+fn gauge_value(a: &AtomicU64) -> i64 {
+    i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+}
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &*self.0;
+        for (name, help, value) in counters(s) {
+            let c = ConstCounter::new(value.load(Ordering::Relaxed));
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
-    };
-    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    metric(
-        "enrp_registrations_total",
-        "counter",
-        "Accepted ASAP registrations and re-registrations.",
-        &[(String::new(), g(&s.registrations))],
-    );
-    metric(
-        "enrp_registrations_rejected_total",
-        "counter",
-        "Refused ASAP registrations.",
-        &[(String::new(), g(&s.registrations_rejected))],
-    );
-    metric(
-        "enrp_handle_resolutions_total",
-        "counter",
-        "Handle resolutions answered with pool elements.",
-        &[(String::new(), g(&s.resolutions))],
-    );
-    metric(
-        "enrp_handle_resolutions_failed_total",
-        "counter",
-        "Handle resolutions answered with an Operation Error.",
-        &[(String::new(), g(&s.resolutions_failed))],
-    );
-    let removals: Vec<(String, u64)> = RemovalReason::ALL
-        .iter()
-        .zip(s.removals.iter())
-        .map(|(r, c)| (format!("{{reason=\"{}\"}}", r.as_str()), g(c)))
-        .collect();
-    metric(
-        "enrp_pe_removals_total",
-        "counter",
-        "Pool elements removed, by reason.",
-        &removals,
-    );
-    metric(
-        "enrp_protocol_errors_total",
-        "counter",
-        "Malformed or unrecognised messages.",
-        &[(String::new(), g(&s.protocol_errors))],
-    );
-    metric(
-        "enrp_rate_limited_total",
-        "counter",
-        "Requests refused by per-peer rate limits.",
-        &[(String::new(), g(&s.rate_limited))],
-    );
-    metric(
-        "enrp_pools",
-        "gauge",
-        "Pools in the handlespace.",
-        &[(String::new(), g(&s.pools))],
-    );
-    metric(
-        "enrp_pool_elements",
-        "gauge",
-        "Pool elements in the handlespace.",
-        &[(String::new(), g(&s.pes))],
-    );
-    metric(
-        "enrp_associations",
-        "gauge",
-        "Open ASAP/ENRP associations.",
-        &[(String::new(), g(&s.associations))],
-    );
+        let proto = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "enrp_pe_removals",
+            "Pool elements removed, by reason.",
+            None,
+            proto.metric_type(),
+        )?;
+        for (reason, count) in RemovalReason::ALL.iter().zip(s.removals.iter()) {
+            let labels = [("reason", reason.as_str())];
+            ConstCounter::new(count.load(Ordering::Relaxed))
+                .encode(family.encode_family(&labels)?)?;
+        }
+        for (name, help, value) in gauges(s) {
+            let g = ConstGauge::new(gauge_value(value));
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A registry exposing `stats`.
+pub fn registry(stats: Arc<Stats>) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(StatsCollector(stats)));
+    r
+}
+
+/// Renders all metrics (OpenMetrics text, ends with `# EOF`).
+pub fn render(registry: &Registry) -> String {
+    let mut o = String::new();
+    // Writing into a String cannot fail; the encoder only returns fmt::Error from the writer.
+    let _ = prometheus_client::encoding::text::encode(&mut o, registry);
     o
 }
 
 /// Serves `/metrics` forever.
 pub async fn serve(listener: TcpListener, stats: Arc<Stats>) {
+    let registry = Arc::new(registry(stats));
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
             continue;
         };
-        let stats = stats.clone();
+        let registry = registry.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             // Read the request line (and whatever else fits); the path is not checked
@@ -108,12 +145,12 @@ pub async fn serve(listener: TcpListener, stats: Arc<Stats>) {
                     _ => return,
                 };
             let (status, body) = if buf[..n].starts_with(b"GET ") {
-                ("200 OK", render(&stats))
+                ("200 OK", render(&registry))
             } else {
                 ("405 Method Not Allowed", String::new())
             };
             let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\n\
                  Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
@@ -129,16 +166,22 @@ mod tests {
 
     #[test]
     fn renders_counters_and_gauges() {
-        let s = Stats::default();
+        let s = Arc::new(Stats::default());
         s.registrations.fetch_add(3, Ordering::Relaxed);
         s.removals[1].fetch_add(2, Ordering::Relaxed);
         s.pes.store(7, Ordering::Relaxed);
-        let text = render(&s);
+        let r = registry(s.clone());
+        let text = render(&r);
         assert!(
-            text.contains("# TYPE enrp_registrations_total counter\nenrp_registrations_total 3\n")
+            text.contains("# TYPE enrp_registrations counter\nenrp_registrations_total 3\n"),
+            "{text}"
         );
         assert!(text.contains("enrp_pe_removals_total{reason=\"keep-alive-timeout\"} 2\n"));
         assert!(text.contains("enrp_pe_removals_total{reason=\"deregistered\"} 0\n"));
         assert!(text.contains("# TYPE enrp_pool_elements gauge\nenrp_pool_elements 7\n"));
+        assert!(text.ends_with("# EOF\n"));
+        // read at scrape time: a later change shows on the next render
+        s.pes.store(9, Ordering::Relaxed);
+        assert!(render(&r).contains("enrp_pool_elements 9\n"));
     }
 }

@@ -98,6 +98,11 @@ pub struct Options {
     #[arg(long, value_name = "MS")]
     pub takeover_expiry_interval: Option<u64>,
 
+    /// Most ENRP peers kept in the peer table (RFC 5353 §10.5); messages from further
+    /// unknown servers are ignored, so forged server IDs cannot grow it. [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_peers: Option<usize>,
+
     /// Transport for ASAP/ENRP associations. [default: auto = kernel SCTP, else TCP]
     #[arg(long, value_name = "auto|sctp|tcp")]
     pub transport: Option<TransportKind>,
@@ -336,6 +341,7 @@ impl Options {
             peer_max_time_no_response,
             mentor_discovery_timeout,
             takeover_expiry_interval,
+            max_peers,
             keep_alive_interval,
             keep_alive_timeout,
             announce_cycle,
@@ -472,6 +478,11 @@ impl Options {
         if let Some(v) = self.mentor_discovery_timeout {
             c.peering.mentor_discovery_timeout = ms(v.clamp(0, 60_000));
         }
+        match self.max_peers {
+            Some(0) => return Err(invalid("max-peers", "must be at least 1")),
+            Some(v) => c.peering.max_peers = v,
+            None => {}
+        }
         let driver = DriverConfig {
             asap,
             enrp,
@@ -552,6 +563,30 @@ mod tests {
     }
 
     #[test]
+    fn max_peers_from_file_and_cli() {
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.peering.max_peers, 256, "documented default");
+        let file: Options = toml::from_str("max-peers = 32\n").expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .merged_with(file.clone())
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.peering.max_peers, 32);
+        let (c, _) = Options::parse_from(["enrp-server", "--max-peers", "3"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.peering.max_peers, 3, "the command line wins");
+        let e = Options::parse_from(["enrp-server", "--max-peers", "0"])
+            .resolve(5)
+            .expect_err("0 peers");
+        assert!(e.to_string().contains("--max-peers"), "{e}");
+        assert!(Options::try_parse_from(["enrp-server", "--max-peers", "-1"]).is_err());
+    }
+
+    #[test]
     fn unknown_keys_rejected() {
         assert!(toml::from_str::<Options>("no-such-option = 1").is_err());
     }
@@ -583,5 +618,36 @@ mod example_file {
         assert!(d.enrp_announce.is_empty());
         assert!(c.hres_rate.is_some());
         assert_eq!(o.log_format, Some(LogFormat::Json));
+        // Every peering key is present and shows its default.
+        let p = &c.peering;
+        let d = crate::core::PeeringConfig::default();
+        assert!(p.enabled);
+        assert_eq!(p.multicast, None, "enrp-announce = off");
+        // The built-in default is 2444.444 ms (rsplib's 2444444 µs); the file says 2444.
+        assert_eq!(p.heartbeat_cycle, Duration::from_millis(2444));
+        assert_eq!(p.max_time_last_heard, d.max_time_last_heard);
+        assert_eq!(p.max_time_no_response, d.max_time_no_response);
+        assert_eq!(p.mentor_discovery_timeout, d.mentor_discovery_timeout);
+        assert_eq!(p.takeover_expiry, d.takeover_expiry);
+        assert_eq!(p.max_peers, d.max_peers);
+        assert_eq!(p.max_peers, 256);
+        assert_eq!(c.handle_table_chunk, 128);
+        for key in [
+            "enrp-announce",
+            "peer",
+            "peering",
+            "peer-heartbeat-cycle",
+            "peer-max-time-last-heard",
+            "peer-max-time-no-response",
+            "mentor-discovery-timeout",
+            "takeover-expiry-interval",
+            "max-peers",
+            "max-elements-per-ht-request",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{key} ="))),
+                "example sets {key}"
+            );
+        }
     }
 }

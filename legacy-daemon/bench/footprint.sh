@@ -5,16 +5,20 @@
 #
 #   bash legacy-daemon/bench/footprint.sh            # from the repository root
 #   NPROC=1000 SETTLE=10 bash legacy-daemon/bench/footprint.sh
+#   PROFILE=small bash legacy-daemon/bench/footprint.sh   # the size-optimised profile
 #
 # Needs: cargo, sleep, Linux /proc. Spawns NPROC `sleep` processes and kills them on exit.
 set -euo pipefail
 NPROC=${NPROC:-1000}
 SETTLE=${SETTLE:-10}
+PROFILE=${PROFILE:-release}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-cargo build -q -p legacy-daemon --release --bin legacy-daemon --example proxy_sink
-BIN="$TARGET_DIR/release/legacy-daemon"
+cargo build -q -p legacy-daemon --release --example proxy_sink
+cargo build -q -p legacy-daemon --profile "$PROFILE" --bin legacy-daemon
+BIN="$TARGET_DIR/$PROFILE/legacy-daemon"
+echo "profile: $PROFILE"
 SINK="$TARGET_DIR/release/examples/proxy_sink"
 WORK=$(mktemp -d)
 PIDS=()

@@ -33,8 +33,9 @@
 //!
 //! `/proc/net/tcp` and `/proc/net/tcp6` are read only when some application lists service
 //! ports, and then at most every `net_interval` (default 5 s) unless the process set of such
-//! an application changed: walking the kernel's TCP hash tables costs ~9 ms on a 24 GiB
-//! host even with 4 sockets (BENCHMARKS.md).
+//! an application changed while it still runs: walking the kernel's TCP hash tables costs
+//! ~9 ms on a 24 GiB host even with 4 sockets (BENCHMARKS.md). The end of an application's
+//! last instance triggers no read, so "not running" is reported without that delay.
 //!
 //! Matching rules (all criteria given for an application must hold):
 //! - `exe`: `comm` equals the name. The kernel keeps only 15 bytes of `comm`, so a longer
@@ -88,6 +89,8 @@ pub struct Poller {
     net: Option<(Instant, NetTable)>,
     /// Pids of the applications with ports at the previous poll (name, pids).
     port_app_pids: Vec<(String, Vec<u32>)>,
+    /// `/proc/net/tcp{,6}` samples taken so far.
+    net_reads: u64,
 }
 
 /// What the poller remembers about one process.
@@ -202,6 +205,7 @@ impl Poller {
             young_secs: YOUNG_SECS,
             net: None,
             port_app_pids: Vec::new(),
+            net_reads: 0,
         }
     }
 
@@ -377,12 +381,26 @@ impl Poller {
             self.net = None;
             None
         } else {
-            let fresh = self.net.as_ref().is_some_and(|(at, _)| {
-                now.duration_since(*at) < cfg.daemon.net_interval
-                    && port_app_pids == self.port_app_pids
+            // A new sample is due when the old one is too old, or when an application that
+            // still runs has a different process set (an instance started or ended: its port
+            // state may have changed). An application whose last instance ended needs none:
+            // it is reported not running at once, without the ~10-20 ms of reading
+            // /proc/net/tcp{,6} (its port figures may be up to `net_interval` old until then).
+            let changed = port_app_pids.iter().any(|(name, p)| {
+                !p.is_empty()
+                    && self
+                        .port_app_pids
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .is_none_or(|(_, old)| old != p)
             });
+            let fresh = !changed
+                && self.net.as_ref().is_some_and(|(at, _)| {
+                    now.duration_since(*at) < cfg.daemon.net_interval
+                });
             if !fresh {
                 self.net = Some((now, NetTable::read()));
+                self.net_reads += 1;
             }
             self.net.as_ref().map(|(_, t)| t)
         };
@@ -730,6 +748,44 @@ mod tests {
         assert_eq!(st[0].instances, 0);
         assert!(!st[0].running);
         assert!(!p.procs.contains_key(&(pid as i32)));
+    }
+
+    /// The end of an application's last instance is reported without a new
+    /// `/proc/net/tcp` sample (it costs ~10-20 ms); a new instance takes one at once.
+    #[test]
+    fn last_instance_ending_needs_no_net_sample_but_a_new_one_does() {
+        let a = arg(7);
+        let c = crate::config::parse(
+            &format!(
+                "[daemon]\npoll_interval_ms = 1000\nnet_interval_ms = 600000\n\
+                 [[proxy]]\naddress = \"127.0.0.1:9\"\n[[app]]\nname = \"s\"\n\
+                 exe = \"sleep\"\ncmdline = '^sleep {}$'\nports = [9]\n",
+                regex_lite::escape(&a)
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let mut p = Poller::new();
+        p.poll(&c);
+        assert_eq!(p.net_reads, 1, "first poll samples the table");
+        p.poll(&c);
+        assert_eq!(p.net_reads, 1, "nothing changed: the sample is fresh");
+        let mut child = spawn("sleep", &[&a]);
+        let pid = child.0.id();
+        assert!(polls_until_seen(&mut p, &c, pid, 50).is_some());
+        let after_start = p.net_reads;
+        assert!(after_start >= 2, "a new instance takes a new sample");
+        p.poll(&c);
+        assert_eq!(p.net_reads, after_start);
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        let st = p.poll(&c);
+        assert!(!st[0].running);
+        assert_eq!(st[0].instances, 0);
+        assert_eq!(p.net_reads, after_start, "last instance gone: no new sample");
+        let child2 = spawn("sleep", &[&a]);
+        assert!(polls_until_seen(&mut p, &c, child2.0.id(), 50).is_some());
+        assert!(p.net_reads > after_start, "restarted: new sample");
     }
 
     /// Polls until application 0 reports `pid`, at most `n` times; returns the polls used.

@@ -25,6 +25,7 @@ pub mod policy;
 pub mod proxy;
 pub mod registrar;
 pub mod relay;
+pub mod splice;
 
 /// Milliseconds since the Unix epoch (the core's clock).
 pub fn now_ms() -> u64 {

@@ -4,9 +4,11 @@
 //!
 //! Each accepted connection is one session: the driver's core selects a server (step 199)
 //! or refuses (step 197: the client receives one line `-ERR proxy-pe: <reason>\r\n` and the
-//! connection closes). Bytes are relayed in both directions with one buffer per direction
-//! (a read into the buffer, a write out of it: the same copies `tokio::io::copy` makes).
-//! Half-closes are propagated.
+//! connection closes). Plain TCP sessions are relayed in both directions with one 64 KiB
+//! buffer per direction, or with `splice(2)` through a kernel pipe per direction when
+//! `PROXY_PE_RELAY=splice` is set ([`crate::splice`]). Either way, what was taken from one
+//! side but not yet written survives a move to another server. ASAP sessions are framed
+//! messages and are relayed through user space. Half-closes are propagated.
 //!
 //! Reselection (steps 203/205): the session moves to another server when
 //! - the core says so (lifetime expired, maintenance window, server declared down);
@@ -31,6 +33,7 @@ use asap::session::{
 };
 
 use crate::core::{Assignment, SessionError, SessionId};
+use crate::splice::{self, Ended, ForwardError, Pipe};
 
 /// Relay buffer per direction.
 const BUF: usize = 64 * 1024;
@@ -116,31 +119,85 @@ enum End {
     WriteErr,
 }
 
-/// Copies `r` to `w` until EOF or an error. On EOF the write side is shut down when
+/// The forwarding buffer of one direction. Both kinds are cancel-safe: bytes taken from
+/// the source and not yet written stay in the buffer, so when the relay drops a pump to
+/// move the session, they go to the next server (client → server) or still reach the
+/// client (server → client).
+enum Buffer {
+    /// User-space buffer: one `read` into it, `write`s out of it (the copies
+    /// `tokio::io::copy` makes). The default: on loopback it used less CPU than splice
+    /// (BENCHMARKS.md "proxy-pe").
+    Memory {
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    },
+    /// Kernel pipe for `splice(2)` ([`crate::splice`]): the bytes never enter user space.
+    /// Chosen with the environment variable `PROXY_PE_RELAY=splice`.
+    Pipe(Pipe),
+}
+
+impl Buffer {
+    fn new() -> Buffer {
+        let memory = || Buffer::Memory {
+            buf: vec![0u8; BUF],
+            start: 0,
+            end: 0,
+        };
+        if std::env::var_os("PROXY_PE_RELAY").is_none_or(|v| v != "splice") {
+            return memory();
+        }
+        match Pipe::new() {
+            Ok(p) => Buffer::Pipe(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "no pipe for splice: relaying through user space");
+                memory()
+            }
+        }
+    }
+}
+
+/// Moves `r` to `w` until EOF or an error. On EOF the write side is shut down when
 /// `propagate_eof` (client → server); server → client EOF is not propagated here because the
-/// session may continue on another server.
+/// session may continue on another server. Cancel-safe (see [`Buffer`]).
 async fn pump(
     r: &mut OwnedReadHalf,
     w: &mut OwnedWriteHalf,
-    buf: &mut [u8],
+    buf: &mut Buffer,
     propagate_eof: bool,
 ) -> End {
-    loop {
-        match r.read(buf).await {
-            Ok(0) => {
-                if propagate_eof {
-                    let _ = w.shutdown().await;
-                }
-                return End::Eof;
+    let end = match buf {
+        Buffer::Pipe(pipe) => {
+            let mut delivered = 0;
+            match splice::forward(r.as_ref(), w.as_ref(), pipe, &mut delivered).await {
+                Ok(Ended::Eof) => End::Eof,
+                Err(ForwardError::Read(_)) => return End::ReadErr,
+                Err(ForwardError::Write(_)) => return End::WriteErr,
             }
-            Ok(n) => {
-                if w.write_all(&buf[..n]).await.is_err() {
-                    return End::WriteErr;
-                }
-            }
-            Err(_) => return End::ReadErr,
         }
+        Buffer::Memory { buf, start, end } => loop {
+            // `write` and `read` are cancel-safe; the cursors live outside this future.
+            if *start < *end {
+                match w.write(&buf[*start..*end]).await {
+                    Ok(0) | Err(_) => return End::WriteErr,
+                    Ok(n) => *start += n,
+                }
+                continue;
+            }
+            match r.read(buf).await {
+                Ok(0) => break End::Eof,
+                Ok(n) => {
+                    *start = 0;
+                    *end = n;
+                }
+                Err(_) => return End::ReadErr,
+            }
+        },
+    };
+    if propagate_eof {
+        let _ = w.shutdown().await;
     }
+    end
 }
 
 async fn ask(
@@ -202,8 +259,8 @@ async fn run_session(
     moves: &mut mpsc::UnboundedReceiver<(String, String)>,
     driver: &mpsc::UnboundedSender<SessionCmd>,
 ) -> Result<(), String> {
-    let mut cbuf = vec![0u8; BUF];
-    let mut sbuf = vec![0u8; BUF];
+    let mut cbuf = Buffer::new();
+    let mut sbuf = Buffer::new();
     let mut client_eof = false;
     loop {
         tracing::debug!(session = a.session, server = %a.server, addr = %a.addr, "relaying");
@@ -452,4 +509,106 @@ async fn asap_session(
     let _ = driver.send(SessionCmd::Close(session));
     let _ = pw.close().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected loopback pair, split: (client side, relay side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    /// Both buffer kinds: a pump dropped while the first server stalls (as the session
+    /// loop drops it to move the session) keeps what it read; the next pump delivers it
+    /// to the second server first, so first + second = exactly what the client sent.
+    async fn move_loses_nothing(kind: &str) {
+        let mut buf = match kind {
+            "splice" => Buffer::Pipe(Pipe::new().unwrap()),
+            _ => Buffer::Memory {
+                buf: vec![0u8; BUF],
+                start: 0,
+                end: 0,
+            },
+        };
+        let (mut client, relay_in) = pair().await;
+        let (mut server1, relay_out1) = pair().await;
+        let (mut server2, relay_out2) = pair().await;
+        let (mut r, _rw) = relay_in.into_split();
+        let (_w1r, mut w1) = relay_out1.into_split();
+        let (_w2r, mut w2) = relay_out2.into_split();
+        let data: Vec<u8> = (0..48 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+        });
+        // server1 reads nothing: its buffers fill and the pump blocks holding bytes.
+        let holding = |b: &Buffer| match b {
+            Buffer::Pipe(p) => p.pending() > 0,
+            Buffer::Memory { start, end, .. } => start < end,
+        };
+        for _ in 0..400 {
+            let r = tokio::time::timeout(
+                Duration::from_millis(50),
+                pump(&mut r, &mut w1, &mut buf, true),
+            )
+            .await;
+            assert!(r.is_err(), "cannot finish while server1 stalls");
+            if holding(&buf) {
+                break;
+            }
+        }
+        assert!(
+            holding(&buf),
+            "{kind}: the dropped pump left no bytes behind"
+        );
+        drop(w1);
+        drop(_w1r);
+        let first = tokio::spawn(async move {
+            let mut v = Vec::new();
+            server1.read_to_end(&mut v).await.unwrap();
+            v
+        });
+        let second = tokio::spawn(async move {
+            let mut v = Vec::new();
+            server2.read_to_end(&mut v).await.unwrap();
+            v
+        });
+        assert!(matches!(
+            pump(&mut r, &mut w2, &mut buf, true).await,
+            End::Eof
+        ));
+        drop(w2);
+        drop(_w2r);
+        writer.await.unwrap();
+        let (a, b) = (first.await.unwrap(), second.await.unwrap());
+        assert!(
+            !a.is_empty() && !b.is_empty(),
+            "{kind}: both servers got bytes"
+        );
+        assert_eq!(
+            a.len() + b.len(),
+            data.len(),
+            "{kind}: bytes lost or doubled"
+        );
+        assert!(
+            a == data[..a.len()] && b == data[a.len()..],
+            "{kind}: order"
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_buffer_move_loses_nothing() {
+        move_loses_nothing("memory").await;
+    }
+
+    #[tokio::test]
+    async fn splice_move_loses_nothing() {
+        move_loses_nothing("splice").await;
+    }
 }

@@ -12,11 +12,28 @@
 #   check_done                           exit 1 if a host check failed
 RES=${1:?usage: check.sh RESULTS_DIR}
 _host_fail=0
+# tshark's exit status and stderr are kept: a pcap that is cut short or a tshark that
+# fails must show up in host-check.log, not as a silent count of 0.
+_tshark() {  # _tshark PCAP ARGS...: stdout of `tshark -n -r PCAP ARGS`; diagnostics on stderr
+  _pcap=$1
+  shift
+  _err=$(mktemp)
+  _outf=$(mktemp)
+  tshark -n -r "$_pcap" "$@" > "$_outf" 2> "$_err"
+  _rc=$?
+  if [ $_rc -ne 0 ] || [ -s "$_err" ]; then
+    echo "tshark -r $_pcap $* -> exit $_rc: $(head -c 400 "$_err")" >&2
+    ls -l "$_pcap" >&2
+    command -v capinfos > /dev/null && capinfos -c -s -u "$_pcap" >&2
+  fi
+  cat "$_outf"
+  rm -f "$_err" "$_outf"
+}
 pcap_count() {
-  tshark -n -r "$1" -Y "$2" 2> /dev/null | wc -l
+  _tshark "$1" -Y "$2" | wc -l
 }
 pcap_values() {
-  tshark -n -r "$1" ${3:+-Y "$3"} -T fields -e "$2" 2> /dev/null | tr ',' '\n' | sed '/^$/d' | sort -u
+  _tshark "$1" ${3:+-Y "$3"} -T fields -e "$2" | tr ',' '\n' | sed '/^$/d' | sort -u
 }
 _record() {
   echo "$1 - $2 (host)" >> "$RES/checks.txt"

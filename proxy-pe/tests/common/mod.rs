@@ -98,13 +98,23 @@ pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Proc {
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
-/// A free-ish port block for this test process (pid-derived, so parallel test binaries of
-/// other helpers do not collide often; every bind failure would show up in the logs).
+/// Lowest and one past the highest port handed out: below Linux's default ephemeral range
+/// (32768-60999), so no outgoing connection of any process can be holding the port when
+/// a proxy or registrar binds it (that race refused a CI run's sessions).
+const PORTS: (u16, u16) = (20_000, 32_700);
+
+/// A free port for this test process: a pid-derived block (parallel test binaries rarely
+/// collide), skipping ports that cannot be bound right now.
 pub fn port() -> u16 {
-    let base = 20_000 + (std::process::id() % 1500) as u16 * 20;
-    let n = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
-    // Wrap inside 30000 ports above 20000.
-    20_000 + (base - 20_000 + n) % 30_000
+    let span = u32::from(PORTS.1 - PORTS.0);
+    let base = (std::process::id() % 600) * 20;
+    loop {
+        let n = u32::from(NEXT_PORT.fetch_add(1, Ordering::SeqCst));
+        let p = PORTS.0 + ((base + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 pub struct Rig {

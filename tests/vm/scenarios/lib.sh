@@ -39,6 +39,10 @@
 #   runs CMD directly (or through `ip netns exec`, which execs it), so the
 #   recorded pid is the program's own and `stop NAME KILL` really kills it.
 #   CMD must be a program, not a shell function.
+# * tcpdump runs with --immediate-mode: without it libpcap's TPACKET_V3 ring hands
+#   packets over in blocks retired after up to 1 s, and the packets of the last
+#   block are lost when tcpdump is stopped (-U alone does not help); a fast
+#   scenario then ends with a pcap that misses its last second of traffic.
 OUT=${OUT:-/out}
 CHECKS=$OUT/checks.txt
 : >> "$CHECKS"
@@ -146,7 +150,7 @@ wait_for() {  # wait_for SECONDS CMD...
 capture() {  # capture [-n NS] IFACE NAME
   _ns=""
   if [ "$1" = "-n" ]; then _ns=$2; shift 2; fi
-  start ${_ns:+-n "$_ns"} "tcpdump_$2" /usr/bin/tcpdump -i "$1" -n -s 0 -U -Z root -w "$OUT/$2.pcap"
+  start ${_ns:+-n "$_ns"} "tcpdump_$2" /usr/bin/tcpdump -i "$1" -n -s 0 -U --immediate-mode -Z root -w "$OUT/$2.pcap"
   _CAPTURES="$_CAPTURES tcpdump_$2"
   wait_for 10 grep -q "listening on" "$OUT/tcpdump_$2.log" || log "tcpdump on $1 did not start"
 }

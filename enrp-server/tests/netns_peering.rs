@@ -1,0 +1,749 @@
+//! Host integration test of ENRP peering across real network namespaces: three
+//! `enrp-server` processes, each alone in its own namespace, peering over ENRP/TCP through a
+//! Linux bridge; 300 PEs registered over TCP from the test process in the root namespace.
+//!
+//! Topology (N is picked per lab, see [`Lab::new`]; k numbers the labs of one process):
+//!
+//! ```text
+//!  root ns: veth "rspnt<pid>-<k>" 10.213.N.254/24 ──┐
+//!                                                 │ hub ns "rspnt-<pid>-<k>-hub":
+//!  ns "rspnt-<pid>-<k>-r0": eth0 10.213.N.1/24 ─────┤   bridge br0 (ports up0, p0, p1, p2)
+//!  ns "rspnt-<pid>-<k>-r1": eth0 10.213.N.2/24 ─────┤
+//!  ns "rspnt-<pid>-<k>-r2": eth0 10.213.N.3/24 ─────┘
+//! ```
+//!
+//! 1. 100 PEs register at each registrar; all three handle table dumps become equal, 300 PEs.
+//! 2. Registrar 0 is killed with SIGKILL: both survivors list all 300 PEs, none owned by the
+//!    dead one, its 100 owned by a single winner, all resolvable at both.
+//! 3. The orphans find a new home (their host re-registers them at the survivor that did
+//!    not adopt them): ownership moves there everywhere.
+//! 4. Partition: the bridge ports of registrars 1 and 2 are isolated from each other (both
+//!    stay reachable from the root namespace). Each side takes the other over; then the
+//!    handlespace changes on both sides (new PEs at both, PEs registered and explicitly
+//!    deregistered at one). Heal: the dumps converge to the exact expected PE ID set, each PE
+//!    owned by the registrar holding its association, all resolvable at both.
+//!    `link_down_partition_heals` instead sets registrar 2's link down and up again.
+//!
+//! Two ignored scenarios reproduce known gaps (see their docs and PEERING.md "Tests").
+//!
+//! Waits are polls with a generous deadline that only turns a hang into a failure showing
+//! the differing dumps; nothing is timed. Without root or `ip netns` the test prints
+//! `SKIP: <reason>` and passes (set `RSERPOOL_REQUIRE_NETNS=1` to make that a failure).
+//! Namespaces, the root veth and the registrar processes are removed by a drop guard, also
+//! when an assertion fails; namespaces left behind by a killed earlier run are removed at
+//! start.
+
+mod common;
+use common::{connect, deregister_pes, dump_table, register_pes, resolve_all};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use asap::wire::Protocol;
+
+/// Server IDs of registrars 0, 1, 2.
+const IDS: [u32; 3] = [0x0000_0B01, 0x0000_0B02, 0x0000_0B03];
+const PES_PER_REGISTRAR: u32 = 100;
+const ASAP_PORT: u16 = 3863;
+const ENRP_PORT: u16 = 9901;
+/// Upper bound of every wait: turns a hang into a failure; not an expectation.
+const DEADLINE: Duration = Duration::from_secs(90);
+/// Prefix of everything this test creates (namespaces, the root veth).
+const PREFIX: &str = "rspnt";
+
+/// Runs `ip ARGS`; the error carries the command and its stderr.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// `ip ARGS` whose stdout we want.
+fn ip_output(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Kills the processes still inside namespace `ns` (registrars of this test; `ip netns
+/// exec` leaves nothing else there).
+fn kill_pids_in(ns: &str) {
+    if let Ok(pids) = ip_output(&["netns", "pids", ns]) {
+        for pid in pids.split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+}
+
+/// Removes namespaces of earlier runs of this test whose process is gone (a run killed
+/// before its drop guard ran). Their veths die with them.
+fn remove_stale_namespaces() {
+    let Ok(list) = ip_output(&["netns", "list"]) else {
+        return;
+    };
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix(PREFIX).and_then(|r| r.strip_prefix('-')) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            kill_pids_in(name);
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+/// The namespaces, links and registrar processes of one run; dropping it removes them all.
+struct Lab {
+    hub: String,
+    regs: [String; 3],
+    root_if: String,
+    /// Third octet of 10.213.N.0/24.
+    net: u8,
+    children: [Option<Child>; 3],
+    logs: [PathBuf; 3],
+    /// The scenario passed: the registrar logs are removed with the lab.
+    passed: bool,
+    /// How [`Lab::isolate_1_2`] partitions.
+    partition: Partition,
+}
+
+impl Lab {
+    /// Builds the topology, or says why it cannot (→ SKIP).
+    fn new() -> Result<Lab, String> {
+        if !is_root() {
+            return Err("not root (network namespaces need CAP_SYS_ADMIN)".into());
+        }
+        ip(&["netns", "list"]).map_err(|e| format!("`ip netns` unavailable: {e}"))?;
+        // One lab at a time per process chooses its subnet and builds (tests run in threads).
+        static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let _serial = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+        remove_stale_namespaces();
+        let pid = std::process::id();
+        let k = LABS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 10;
+        // A /24 no route or address of this host covers yet, derived from the pid so that
+        // parallel runs differ.
+        let mut net = None;
+        for j in 0..250u32 {
+            let n = ((pid * 3 + k + j) % 250 + 1) as u8;
+            let prefix = format!("10.213.{n}.0/24");
+            let routed = ip_output(&[
+                "-4", "route", "show", "table", "all", "to", "match", &prefix,
+            ])
+            .map(|r| r.lines().any(|l| l.starts_with("10.")))
+            .unwrap_or(true);
+            let addressed = ip_output(&["-4", "-o", "addr", "show", "to", &prefix])
+                .map(|r| !r.trim().is_empty())
+                .unwrap_or(true);
+            if !routed && !addressed {
+                net = Some(n);
+                break;
+            }
+        }
+        let net = net.ok_or("no free 10.213.N.0/24")?;
+        let mut lab = Lab {
+            hub: format!("{PREFIX}-{pid}-{k}-hub"),
+            regs: [0, 1, 2].map(|i| format!("{PREFIX}-{pid}-{k}-r{i}")),
+            root_if: format!("{PREFIX}{pid}-{k}"),
+            net,
+            children: [None, None, None],
+            logs: [0, 1, 2].map(|i| {
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                    .join(format!("netns_peering-{pid}-{k}-r{i}.log"))
+            }),
+            passed: false,
+            partition: Partition::Isolate,
+        };
+        // The first step tells whether namespaces work at all (container without
+        // CAP_SYS_ADMIN, no /run/netns ...): SKIP. Later failures are real failures.
+        ip(&["netns", "add", &lab.hub]).map_err(|e| format!("cannot create a namespace: {e}"))?;
+        lab.build()
+            .map_err(|e| format!("FAILED to build the topology: {e}"))?;
+        Ok(lab)
+    }
+
+    fn build(&mut self) -> Result<(), String> {
+        let hub = self.hub.as_str();
+        ip(&["-n", hub, "link", "set", "lo", "up"])?;
+        ip(&["-n", hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", hub, "link", "set", "br0", "up"])?;
+        ip(&[
+            "link",
+            "add",
+            &self.root_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up0",
+            "netns",
+            hub,
+        ])?;
+        ip(&["-n", hub, "link", "set", "up0", "master", "br0"])?;
+        ip(&["-n", hub, "link", "set", "up0", "up"])?;
+        let root_addr = format!("{}/24", self.root_ip());
+        ip(&["addr", "add", &root_addr, "dev", &self.root_if])?;
+        ip(&["link", "set", &self.root_if, "up"])?;
+        for i in 0..3 {
+            let ns = self.regs[i].clone();
+            let port = format!("p{i}");
+            ip(&["netns", "add", &ns])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n", hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                &ns,
+            ])?;
+            ip(&["-n", hub, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", hub, "link", "set", &port, "up"])?;
+            let addr = format!("{}/24", self.reg_ip(i));
+            ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        }
+        Ok(())
+    }
+
+    fn root_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.net, 254)
+    }
+
+    fn reg_ip(&self, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.net, i as u8 + 1)
+    }
+
+    fn asap(&self, i: usize) -> SocketAddr {
+        SocketAddr::new(self.reg_ip(i).into(), ASAP_PORT)
+    }
+
+    fn enrp(&self, i: usize) -> SocketAddr {
+        SocketAddr::new(self.reg_ip(i).into(), ENRP_PORT)
+    }
+
+    /// Starts registrar `i` in its namespace: TCP, static peers = the other two, no
+    /// multicast, fast peering timers, keep-alives effectively off (the test's PE host does
+    /// not answer them).
+    fn start(&mut self, i: usize) -> Result<(), String> {
+        let log = std::fs::File::create(&self.logs[i]).map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.regs[i]]);
+        // util-linux's setpriv: the registrar gets SIGKILL if this test's thread dies
+        // without running the drop guard (the test process itself killed).
+        if Command::new("setpriv")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            cmd.args(["setpriv", "--pdeathsig", "KILL", "--"]);
+        }
+        cmd.arg(env!("CARGO_BIN_EXE_enrp-server"))
+            .args(["--transport", "tcp"])
+            .args(["--asap", &self.asap(i).to_string()])
+            .args(["--enrp", &self.enrp(i).to_string()])
+            .args(["--identifier", &format!("{:#x}", IDS[i])])
+            .args(["--asap-announce", "off", "--enrp-announce", "off"])
+            .args(["--peering", "on"])
+            .args(["--peer-heartbeat-cycle", "200"])
+            .args(["--peer-max-time-last-heard", "600"])
+            .args(["--peer-max-time-no-response", "600"])
+            .args(["--mentor-discovery-timeout", "1000"])
+            .args(["--takeover-expiry-interval", "1500"])
+            .args(["--keep-alive-interval", "600000"])
+            .args(["--max-peers", "16"]);
+        for j in (0..3).filter(|j| *j != i) {
+            cmd.args(["--peer", &self.enrp(j).to_string()]);
+        }
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("spawn registrar {i}: {e}"))?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL to registrar `i` (`ip netns exec` and `setpriv` exec the server, so the child
+    /// is it).
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Partitions registrars 1 and 2 (`on`) or heals them, as [`Lab::partition`] says:
+    /// [`Partition::Isolate`] isolates their bridge ports from each other (isolated ports
+    /// only forward to non-isolated ones, so both stay reachable from the root namespace
+    /// while nothing passes between them); [`Partition::LinkDown`] sets registrar 2's eth0
+    /// down / up.
+    fn isolate_1_2(&self, on: bool) -> Result<(), String> {
+        if self.partition == Partition::LinkDown {
+            let v = if on { "down" } else { "up" };
+            return ip(&["-n", &self.regs[2], "link", "set", "eth0", v]);
+        }
+        let v = if on { "on" } else { "off" };
+        for port in ["p1", "p2"] {
+            ip(&[
+                "-n",
+                &self.hub,
+                "link",
+                "set",
+                "dev",
+                port,
+                "type",
+                "bridge_slave",
+                "isolated",
+                v,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// The tail of registrar `i`'s log, for failure messages.
+    fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.logs[i]).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(15);
+        lines[from..].join("\n")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.kill(i);
+        }
+        for ns in self.regs.iter().chain(std::iter::once(&self.hub)) {
+            kill_pids_in(ns);
+            let _ = ip(&["netns", "del", ns]);
+        }
+        // Normally gone with its peer in the hub namespace.
+        let _ = ip(&["link", "del", &self.root_if]);
+        if self.passed {
+            for l in &self.logs {
+                let _ = std::fs::remove_file(l);
+            }
+        } else {
+            eprintln!(
+                "registrar logs kept: {}",
+                self.logs[0]
+                    .display()
+                    .to_string()
+                    .replace("-r0.log", "-r*.log")
+            );
+        }
+    }
+}
+
+/// Polls until every registrar in `regs` accepts TCP on its ASAP and ENRP ports.
+async fn wait_listening(lab: &Lab, regs: &[usize]) {
+    let start = Instant::now();
+    for &i in regs {
+        for addr in [lab.asap(i), lab.enrp(i)] {
+            loop {
+                let c = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::net::TcpStream::connect(addr),
+                )
+                .await;
+                if matches!(c, Ok(Ok(_))) {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "registrar {i} not listening on {addr}; log {}:\n{}",
+                    lab.logs[i].display(),
+                    lab.log_tail(i)
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Polls registrar `i`'s log until a line contains `needle` (the only view into a
+/// registrar the test cannot reach).
+async fn wait_log(lab: &Lab, i: usize, needle: &str) {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&lab.logs[i]).unwrap_or_default();
+        if text.contains(needle) {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "registrar {i}: no {needle:?} in its log within {DEADLINE:?}; tail:\n{}",
+            lab.log_tail(i)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+type Table = BTreeMap<u32, u32>;
+
+/// Polls the handle table dumps of `regs` until `ok` holds; at the deadline fails showing
+/// how the dumps differ from each other and from `expected` (if given).
+async fn wait_for(
+    lab: &Lab,
+    regs: &[usize],
+    what: &str,
+    expected: Option<&Table>,
+    mut ok: impl FnMut(&[Table]) -> bool,
+) -> Vec<Table> {
+    let start = Instant::now();
+    let mut last = Vec::new();
+    while start.elapsed() < DEADLINE {
+        last = Vec::new();
+        for &i in regs {
+            last.push(dump_table(lab.enrp(i)).await);
+        }
+        if ok(&last) {
+            eprintln!(
+                "{what}: reached after {:.1} s",
+                start.elapsed().as_secs_f64()
+            );
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut msg = format!("{what}: not reached within {DEADLINE:?}\n");
+    for (k, &i) in regs.iter().enumerate() {
+        msg += &format!(
+            "registrar {i} ({:#x}): {} PEs, owners {:x?}\n",
+            IDS[i],
+            last[k].len(),
+            owner_counts(&last[k])
+        );
+        if let Some(exp) = expected {
+            msg += &format!("  vs expected: {}\n", diff(exp, &last[k]));
+        }
+        if k > 0 {
+            msg += &format!("  vs registrar {}: {}\n", regs[0], diff(&last[0], &last[k]));
+        }
+        msg += &format!(
+            "  log tail ({}):\n{}\n",
+            lab.logs[i].display(),
+            lab.log_tail(i)
+        );
+    }
+    panic!("{msg}");
+}
+
+fn owner_counts(t: &Table) -> BTreeMap<u32, usize> {
+    let mut m = BTreeMap::new();
+    for h in t.values() {
+        *m.entry(*h).or_default() += 1;
+    }
+    m
+}
+
+/// What differs between `a` and `b` (first few entries of each kind).
+fn diff(a: &Table, b: &Table) -> String {
+    let missing: Vec<u32> = a.keys().filter(|k| !b.contains_key(k)).copied().collect();
+    let extra: Vec<u32> = b.keys().filter(|k| !a.contains_key(k)).copied().collect();
+    let owner: Vec<(u32, u32, u32)> = a
+        .iter()
+        .filter_map(|(k, h)| b.get(k).filter(|g| *g != h).map(|g| (*k, *h, *g)))
+        .collect();
+    format!(
+        "{} missing {:?}{}, {} extra {:?}{}, {} other owner (id, want, got) {:x?}{}",
+        missing.len(),
+        &missing[..missing.len().min(8)],
+        if missing.len() > 8 { "…" } else { "" },
+        extra.len(),
+        &extra[..extra.len().min(8)],
+        if extra.len() > 8 { "…" } else { "" },
+        owner.len(),
+        &owner[..owner.len().min(8)],
+        if owner.len() > 8 { "…" } else { "" },
+    )
+}
+
+fn ids(range: std::ops::Range<u32>, home: u32) -> impl Iterator<Item = (u32, u32)> {
+    range.map(move |id| (id, home))
+}
+
+/// PE IDs of registrar `i`'s initial PEs.
+fn initial(i: usize) -> std::ops::Range<u32> {
+    let base = (i as u32 + 1) * 1000;
+    base..base + PES_PER_REGISTRAR
+}
+
+/// How registrars 1 and 2 are cut apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Partition {
+    /// Their bridge ports are isolated from each other: packets between them are dropped
+    /// silently (connections stall), both stay reachable from the root namespace.
+    Isolate,
+    /// Registrar 2's interface goes down in its namespace: its sends fail at once, and it
+    /// is unreachable from everywhere (also from the test: changes only on registrar 1's side).
+    LinkDown,
+}
+
+/// Variations of the partition step.
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    partition: Partition,
+    /// Before the partition, the dead registrar's PEs re-register at the survivor that did
+    /// not adopt them (what a real PE does when its home is gone), so every PE has a
+    /// registrar holding its association. Without it the adopted PEs enter the partition
+    /// owned connection-less by the winner, and both sides take them over.
+    rehome_orphans: bool,
+    /// During the partition, 10 PEs registered before it (and taken over by the other side)
+    /// are deregistered at their home.
+    deregister_old: bool,
+}
+
+/// Builds the lab and runs the scenario; SKIP (return) when namespaces are unavailable.
+async fn run(scenario: Scenario) {
+    let mut lab = match Lab::new() {
+        Ok(l) => l,
+        Err(reason) => {
+            if std::env::var_os("RSERPOOL_REQUIRE_NETNS").is_some() || reason.starts_with("FAILED")
+            {
+                panic!("{reason}");
+            }
+            eprintln!("SKIP: {reason}");
+            return;
+        }
+    };
+    lab.partition = scenario.partition;
+    eprintln!("{scenario:?}: lab 10.213.{}.0/24", lab.net);
+    let t0 = Instant::now();
+    for i in 0..3 {
+        lab.start(i).expect("start registrar");
+    }
+    wait_listening(&lab, &[0, 1, 2]).await;
+    let user = IpAddr::V4(lab.root_ip());
+
+    // 1. 100 PEs at each registrar, one PE host association each.
+    let mut host0 = connect(lab.asap(0), Protocol::Asap).await;
+    register_pes(&mut host0, user, initial(0)).await;
+    let mut host1 = connect(lab.asap(1), Protocol::Asap).await;
+    register_pes(&mut host1, user, initial(1)).await;
+    let mut host2 = connect(lab.asap(2), Protocol::Asap).await;
+    register_pes(&mut host2, user, initial(2)).await;
+    let mut expected: Table = (0..3).flat_map(|i| ids(initial(i), IDS[i])).collect();
+    let full = expected.clone();
+    wait_for(&lab, &[0, 1, 2], "full replication", Some(&full), |t| {
+        t.iter().all(|m| *m == full)
+    })
+    .await;
+
+    // 2. SIGKILL registrar 0.
+    lab.kill(0);
+    let survivors = [1, 2];
+    let tables = wait_for(&lab, &survivors, "takeover of registrar 0", None, |t| {
+        t.iter()
+            .all(|m| m.keys().eq(full.keys()) && m.values().all(|h| *h != IDS[0]))
+            && t[0] == t[1]
+    })
+    .await;
+    let adopters: BTreeSet<u32> = initial(0).map(|id| tables[0][&id]).collect();
+    assert_eq!(adopters.len(), 1, "one winner adopts all: {adopters:x?}");
+    let winner = *adopters.iter().next().expect("one adopter");
+    assert!(IDS[1..].contains(&winner), "winner {winner:#x}");
+    let want: BTreeSet<u32> = full.keys().copied().collect();
+    for (k, i) in survivors.into_iter().enumerate() {
+        for (id, h) in &tables[k] {
+            if !initial(0).contains(id) {
+                assert_eq!(*h, full[id], "PE {id} keeps its home at registrar {i}");
+            }
+        }
+        assert_eq!(
+            resolve_all(lab.asap(i)).await,
+            want,
+            "all 300 resolvable at {i}"
+        );
+    }
+    for id in initial(0) {
+        expected.insert(id, winner);
+    }
+    eprintln!("takeover done after {:.1} s", t0.elapsed().as_secs_f64());
+
+    // 3. Optionally the orphans' host re-registers them at the survivor that did not adopt
+    //    them.
+    drop(host0); // its registrar is dead
+    let mut orphans = None;
+    if scenario.rehome_orphans {
+        let loser = if winner == IDS[1] { 2 } else { 1 };
+        let mut a = connect(lab.asap(loser), Protocol::Asap).await;
+        register_pes(&mut a, user, initial(0)).await;
+        orphans = Some(a);
+        for id in initial(0) {
+            expected.insert(id, IDS[loser]);
+        }
+        wait_for(&lab, &survivors, "orphans re-homed", Some(&expected), |t| {
+            t.iter().all(|m| *m == expected)
+        })
+        .await;
+    }
+
+    // 4. Partition registrar 1 | registrar 2.
+    lab.isolate_1_2(true).expect("partition");
+    let visible: &[usize] = match scenario.partition {
+        Partition::Isolate => &survivors,
+        Partition::LinkDown => &[1],
+    };
+    // Failure detection and takeover on both sides: each owns everything it knows.
+    wait_for(&lab, visible, "takeover on both sides", None, |t| {
+        t.iter()
+            .zip(visible)
+            .all(|(m, i)| m.values().all(|h| *h == IDS[*i]))
+    })
+    .await;
+    if scenario.partition == Partition::LinkDown {
+        // Registrar 2 took registrar 1 over too.
+        wait_log(&lab, 2, &format!("TakeoverDone {{ target: {}", IDS[1])).await;
+    }
+    // Changes on both sides: at registrar 1, 20 new PEs stay and 20 new ones leave again by
+    // explicit deregistration; at registrar 2 (when reachable), 20 new PEs.
+    let mut side1 = connect(lab.asap(1), Protocol::Asap).await;
+    register_pes(&mut side1, user, 7000..7020).await;
+    let mut leaving = connect(lab.asap(1), Protocol::Asap).await;
+    register_pes(&mut leaving, user, 5000..5020).await;
+    let mut side2 = None;
+    if scenario.partition == Partition::Isolate {
+        let mut a = connect(lab.asap(2), Protocol::Asap).await;
+        register_pes(&mut a, user, 6000..6020).await;
+        side2 = Some(a);
+        expected.extend(ids(6000..6020, IDS[2]));
+    }
+    deregister_pes(&mut leaving, 5000..5020).await;
+    expected.extend(ids(7000..7020, IDS[1]));
+    if scenario.deregister_old {
+        deregister_pes(&mut host1, 2000..2010).await;
+        for id in 2000..2010 {
+            expected.remove(&id);
+        }
+    }
+    // Registrar 1's own view during the partition.
+    let during = dump_table(lab.enrp(1)).await;
+    assert!(during.contains_key(&7000) && !during.contains_key(&5000));
+    assert!(!during.contains_key(&6000), "partitioned: {during:?}");
+
+    // Heal: the dumps converge, each PE owned by the registrar holding its association. PEs
+    // nobody holds (adopted orphans) must stay, with one survivor as owner everywhere.
+    lab.isolate_1_2(false).expect("heal");
+    let orphan_owner_free = !scenario.rehome_orphans;
+    let tables = wait_for(
+        &lab,
+        &survivors,
+        "convergence after the partition",
+        Some(&expected),
+        |t| {
+            t[0] == t[1]
+                && t[0].keys().eq(expected.keys())
+                && t[0].iter().all(|(id, h)| {
+                    *h == expected[id] || (orphan_owner_free && initial(0).contains(id))
+                })
+        },
+    )
+    .await;
+    let orphan_owners: BTreeSet<u32> = initial(0).map(|id| tables[0][&id]).collect();
+    assert_eq!(orphan_owners.len(), 1, "one owner of the orphans");
+    let want: BTreeSet<u32> = expected.keys().copied().collect();
+    for i in survivors {
+        assert_eq!(resolve_all(lab.asap(i)).await, want, "resolvable at {i}");
+    }
+    eprintln!("whole scenario {:.1} s", t0.elapsed().as_secs_f64());
+    lab.passed = true;
+    drop((host1, host2, orphans, side1, side2, leaving));
+}
+
+/// The issue's scenario: replication, takeover of a killed registrar, re-homing of its
+/// PEs, partition with changes on both sides, convergence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_registrars_in_namespaces_take_over_and_heal() {
+    run(Scenario {
+        partition: Partition::Isolate,
+        rehome_orphans: true,
+        deregister_old: false,
+    })
+    .await;
+}
+
+/// The same with a harder cut: registrar 2's link goes down (sends fail at once instead of
+/// stalling) and comes back up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_down_partition_heals() {
+    run(Scenario {
+        partition: Partition::LinkDown,
+        rehome_orphans: true,
+        deregister_old: false,
+    })
+    .await;
+}
+
+/// Known gap (core, `store_foreign` + audit): PEs adopted from a dead registrar, held by no
+/// association, are taken over by both sides of a partition; after the heal each side
+/// re-labels them to the other, each audit then purges them, and usually all 100 are gone.
+/// Run with `--ignored` once fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: connection-less adopted PEs are lost when a partition heals"]
+async fn adopted_pes_survive_a_partition() {
+    run(Scenario {
+        partition: Partition::Isolate,
+        rehome_orphans: false,
+        deregister_old: false,
+    })
+    .await;
+}
+
+/// Known gap (driver turns `verify_adopted` off): a PE deregistered at its home during a
+/// partition was taken over by the other side; after the heal that side's copy comes back
+/// everywhere (owned by the other side) until its registration life ends. rsplib removes it
+/// when the H-flag keep-alive of the takeover goes unanswered. Run with `--ignored` once
+/// the driver verifies adopted PEs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: PEs deregistered during a partition return from the other side"]
+async fn pes_deregistered_during_a_partition_stay_gone() {
+    run(Scenario {
+        partition: Partition::Isolate,
+        rehome_orphans: true,
+        deregister_old: true,
+    })
+    .await;
+}
