@@ -24,7 +24,9 @@
 //!    owned by the registrar holding its association, all resolvable at both.
 //!    `link_down_partition_heals` instead sets registrar 2's link down and up again.
 //!
-//! Two ignored scenarios reproduce known gaps (see their docs and PEERING.md "Tests").
+//! `orphans_follow_the_takeover_or_are_removed` replaces step 3 with real `asap` pool
+//! elements that the winner reaches with the H-flag keep-alive, and checks that orphans
+//! nobody can reach are removed (`verify_adopted`).
 //!
 //! Waits are polls with a generous deadline that only turns a hang into a failure showing
 //! the differing dumps; nothing is timed. Without root or `ip netns` the test prints
@@ -717,28 +719,159 @@ async fn link_down_partition_heals() {
     .await;
 }
 
-/// Known gap (core, `store_foreign` + audit): PEs adopted from a dead registrar, held by no
-/// association, are taken over by both sides of a partition; after the heal each side
-/// re-labels them to the other, each audit then purges them, and usually all 100 are gone.
-/// Run with `--ignored` once fixed.
+/// The dead registrar's PEs as they really behave: 10 are `asap` pool elements (adoptable:
+/// they listen on their registrar association's port), 90 are registrations whose host
+/// listens nowhere. After SIGKILL of registrar 0 the winner reaches the 10 with the H-flag
+/// keep-alive (they make it their home) and removes the 90 when the keep-alive timeout
+/// passes unanswered (`verify_adopted`). Then a partition: each side takes the other over,
+/// the 10 follow whichever side reached them last. After the heal both registrars agree on
+/// every PE, and each of the 10 is owned by the registrar the PE itself calls home.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: connection-less adopted PEs are lost when a partition heals"]
-async fn adopted_pes_survive_a_partition() {
-    run(Scenario {
-        partition: Partition::Isolate,
-        rehome_orphans: false,
-        deregister_old: false,
+async fn orphans_follow_the_takeover_or_are_removed() {
+    use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
+    use asap::wire::{Policy, TransportParameter, TransportUse};
+
+    let mut lab = match Lab::new() {
+        Ok(l) => l,
+        Err(reason) => {
+            if std::env::var_os("RSERPOOL_REQUIRE_NETNS").is_some() || reason.starts_with("FAILED")
+            {
+                panic!("{reason}");
+            }
+            eprintln!("SKIP: {reason}");
+            return;
+        }
+    };
+    for i in 0..3 {
+        lab.start(i).expect("start registrar");
+    }
+    wait_listening(&lab, &[0, 1, 2]).await;
+    let user = IpAddr::V4(lab.root_ip());
+    let fake0 = 1000..1090;
+    let real0 = 1090..1100;
+
+    let mut host0 = connect(lab.asap(0), Protocol::Asap).await;
+    register_pes(&mut host0, user, fake0.clone()).await;
+    let mut pes = Vec::new();
+    for id in real0.clone() {
+        let mut cfg = PeConfig::new(
+            common::POOL,
+            TransportParameter::Tcp {
+                port: 7000,
+                transport_use: TransportUse::DataOnly,
+                address: user,
+            },
+            Policy::RoundRobin,
+        );
+        cfg.identifier = Some(id);
+        cfg.registration_life = Duration::from_secs(600);
+        cfg.link.static_registrars = vec![vec![lab.asap(0)]];
+        cfg.link.hunt_initial_backoff = Duration::from_millis(200);
+        cfg.link.hunt_max_backoff = Duration::from_millis(1000);
+        let mut pe = PoolElement::register(PoolElementConfig::tcp(cfg))
+            .await
+            .expect("PE starts");
+        tokio::time::timeout(DEADLINE, pe.wait_registered())
+            .await
+            .expect("registered in time")
+            .expect("registered");
+        pes.push(pe);
+    }
+    let mut host1 = connect(lab.asap(1), Protocol::Asap).await;
+    register_pes(&mut host1, user, initial(1)).await;
+    let mut host2 = connect(lab.asap(2), Protocol::Asap).await;
+    register_pes(&mut host2, user, initial(2)).await;
+    let full: Table = (0..3).flat_map(|i| ids(initial(i), IDS[i])).collect();
+    wait_for(&lab, &[0, 1, 2], "full replication", Some(&full), |t| {
+        t.iter().all(|m| *m == full)
     })
     .await;
+
+    // SIGKILL registrar 0: the 10 reachable orphans are adopted by one winner, the 90
+    // unreachable ones are removed everywhere.
+    lab.kill(0);
+    drop(host0);
+    let survivors = [1, 2];
+    let mut expected: Table = (1..3).flat_map(|i| ids(initial(i), IDS[i])).collect();
+    let tables = wait_for(&lab, &survivors, "takeover of registrar 0", None, |t| {
+        t[0] == t[1]
+            && t[0].len() == expected.len() + real0.len()
+            && expected.iter().all(|(id, h)| t[0].get(id) == Some(h))
+            && real0
+                .clone()
+                .all(|id| t[0].get(&id).is_some_and(|h| *h != IDS[0]))
+    })
+    .await;
+    let winners: BTreeSet<u32> = real0.clone().map(|id| tables[0][&id]).collect();
+    assert_eq!(winners.len(), 1, "one winner adopts all: {winners:x?}");
+    let winner = *winners.iter().next().expect("a winner");
+    assert!(IDS[1..].contains(&winner), "winner {winner:#x}");
+    // Each adopted PE took the H-flag keep-alive: the winner is its home now.
+    for pe in &pes {
+        let start = Instant::now();
+        while pe.status().home != Some(winner) && start.elapsed() < DEADLINE {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let st = pe.status();
+        assert_eq!(st.home, Some(winner), "PE {:#x}: {st:?}", st.identifier);
+        assert!(
+            st.registered,
+            "PE {:#x} registered at the winner",
+            st.identifier
+        );
+    }
+
+    // Partition registrar 1 | registrar 2, both reachable from here. Each side takes the
+    // other over; the real PEs end up at whichever side reached them last.
+    lab.isolate_1_2(true).expect("partition");
+    wait_for(&lab, &survivors, "takeover on both sides", None, |t| {
+        t.iter()
+            .zip(survivors)
+            .all(|(m, i)| m.values().all(|h| *h == IDS[i]))
+    })
+    .await;
+    lab.isolate_1_2(false).expect("heal");
+    let tables = wait_for(
+        &lab,
+        &survivors,
+        "convergence after the partition",
+        None,
+        |t| {
+            t[0] == t[1]
+                && t[0].len() == expected.len() + real0.len()
+                && expected.iter().all(|(id, h)| t[0].get(id) == Some(h))
+                && pes.iter().all(|pe| {
+                    pe.status().home.is_some()
+                        && t[0].get(&pe.identifier()) == pe.status().home.as_ref()
+                })
+        },
+    )
+    .await;
+    for pe in &pes {
+        let st = pe.status();
+        assert!(
+            st.registered,
+            "PE {:#x} registered after the heal: {st:?}",
+            st.identifier
+        );
+        expected.insert(st.identifier, tables[0][&st.identifier]);
+    }
+    let want: BTreeSet<u32> = expected.keys().copied().collect();
+    for i in survivors {
+        assert_eq!(resolve_all(lab.asap(i)).await, want, "resolvable at {i}");
+    }
+    lab.passed = true;
+    for pe in pes {
+        pe.abort();
+    }
+    drop((host1, host2));
 }
 
-/// Known gap (driver turns `verify_adopted` off): a PE deregistered at its home during a
-/// partition was taken over by the other side; after the heal that side's copy comes back
-/// everywhere (owned by the other side) until its registration life ends. rsplib removes it
-/// when the H-flag keep-alive of the takeover goes unanswered. Run with `--ignored` once
-/// the driver verifies adopted PEs.
+/// A PE deregistered at its home during a partition was taken over by the other side; that
+/// side's copy must not come back after the heal. It does not, because the taking-over side
+/// verifies adopted PEs (`verify_adopted`): the H-flag keep-alive goes unanswered and the
+/// copy is removed, as rsplib does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: PEs deregistered during a partition return from the other side"]
 async fn pes_deregistered_during_a_partition_stay_gone() {
     run(Scenario {
         partition: Partition::Isolate,
