@@ -395,9 +395,10 @@ impl Poller {
                         .is_none_or(|(_, old)| old != p)
             });
             let fresh = !changed
-                && self.net.as_ref().is_some_and(|(at, _)| {
-                    now.duration_since(*at) < cfg.daemon.net_interval
-                });
+                && self
+                    .net
+                    .as_ref()
+                    .is_some_and(|(at, _)| now.duration_since(*at) < cfg.daemon.net_interval);
             if !fresh {
                 self.net = Some((now, NetTable::read()));
                 self.net_reads += 1;
@@ -782,7 +783,10 @@ mod tests {
         let st = p.poll(&c);
         assert!(!st[0].running);
         assert_eq!(st[0].instances, 0);
-        assert_eq!(p.net_reads, after_start, "last instance gone: no new sample");
+        assert_eq!(
+            p.net_reads, after_start,
+            "last instance gone: no new sample"
+        );
         let child2 = spawn("sleep", &[&a]);
         assert!(polls_until_seen(&mut p, &c, child2.0.id(), 50).is_some());
         assert!(p.net_reads > after_start, "restarted: new sample");

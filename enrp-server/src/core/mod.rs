@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 use asap::handlespace::{DumpCursor, Handlespace, HandlespaceError};
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::{
-    DeregistrationResponse, EndpointKeepAlive, Error as AsapError, HandleResolutionResponse,
-    RegistrationResponse, ServerAnnounce,
+    Deregistration, DeregistrationResponse, EndpointKeepAlive, Error as AsapError,
+    HandleResolutionResponse, RegistrationResponse, ServerAnnounce,
 };
 use asap::wire::enrp_msg::{Error as EnrpError, HandleTableResponse, ListResponse, Presence};
 use asap::wire::{
@@ -638,34 +638,7 @@ impl Registrar {
             AsapMessage::Registration(r) => {
                 self.on_registration(now, assoc, raw, r.pool_handle, r.pool_element, out)
             }
-            AsapMessage::Deregistration(d) => {
-                if let Some(entry) = self.handlespace.get(&d.pool_handle, d.pe_identifier) {
-                    if entry.connection() == Some(assoc) || entry.owner() == self.config.server_id {
-                        if let Some(r) =
-                            self.handlespace.deregister(&d.pool_handle, d.pe_identifier)
-                        {
-                            self.removed(
-                                r.handle,
-                                r.entry.element().clone(),
-                                RemovalReason::Deregistered,
-                                out,
-                            );
-                        }
-                    }
-                }
-                // Deregistering an unknown PE is not an error: the result is the same.
-                self.send(
-                    out,
-                    assoc,
-                    DeregistrationResponse {
-                        reject: false,
-                        pool_handle: d.pool_handle,
-                        pe_identifier: d.pe_identifier,
-                        error: None,
-                    }
-                    .into(),
-                );
-            }
+            AsapMessage::Deregistration(d) => self.on_deregistration(assoc, d, out),
             AsapMessage::HandleResolution(h) => {
                 self.on_resolution(now, assoc, h.pool_handle, h.option, out)
             }
@@ -870,6 +843,85 @@ impl Registrar {
             }
             .into(),
         );
+    }
+
+    /// DEREGISTRATION (RFC 5352 §3.3): removes the PE and answers. Only whoever may speak for
+    /// the PE may remove it: the association it is registered over, or — when that
+    /// association is gone or another one of the PE's host is used (e.g. a half-open TCP
+    /// connection the PE gave up on) — an association from one of the PE's own user or ASAP
+    /// transport addresses, or from an allow-listed third party (the proxy PE). Anyone else
+    /// is refused with the R flag and "Rejected due to security considerations" (0xA) and
+    /// the PE stays. A PE we do not know, or that another registrar owns, is not an error:
+    /// the result is the same, so the answer is a success.
+    fn on_deregistration(&mut self, assoc: AssocId, d: Deregistration, out: &mut Vec<Action>) {
+        let mut error = None;
+        if let Some(entry) = self.handlespace.get(&d.pool_handle, d.pe_identifier) {
+            if entry.owner() == self.config.server_id || entry.connection() == Some(assoc) {
+                if self.may_deregister(assoc, entry.connection(), entry.element()) {
+                    if let Some(r) = self.handlespace.deregister(&d.pool_handle, d.pe_identifier) {
+                        self.removed(
+                            r.handle,
+                            r.entry.element().clone(),
+                            RemovalReason::Deregistered,
+                            out,
+                        );
+                    }
+                } else {
+                    let peer = self.assocs.get(&assoc).and_then(Assoc::peer_ip);
+                    out.push(Action::Event(Event::ProtocolError {
+                        assoc: Some(assoc),
+                        protocol: Protocol::Asap,
+                        error: format!(
+                            "DEREGISTRATION of PE {:#010x} in {} from {peer:?}, which is neither \
+                             its association nor one of its addresses: refused",
+                            d.pe_identifier, d.pool_handle
+                        ),
+                        replied: true,
+                    }));
+                    error = Some(OperationError::single(ErrorCause::plain(
+                        CauseCode::RejectedSecurity,
+                    )));
+                }
+            }
+        }
+        self.send(
+            out,
+            assoc,
+            DeregistrationResponse {
+                reject: error.is_some(),
+                pool_handle: d.pool_handle,
+                pe_identifier: d.pe_identifier,
+                error,
+            }
+            .into(),
+        );
+    }
+
+    /// Whether `assoc` may deregister a PE bound to `bound` (see
+    /// [`on_deregistration`](Self::on_deregistration)).
+    fn may_deregister(&self, assoc: AssocId, bound: Option<AssocId>, pe: &PoolElement) -> bool {
+        if bound == Some(assoc) {
+            return true;
+        }
+        let Some(a) = self.assocs.get(&assoc) else {
+            return false;
+        };
+        let peers: Vec<IpAddr> = a
+            .peer_addrs
+            .iter()
+            .map(|p| address::canonical(p.ip()))
+            .collect();
+        if peers
+            .iter()
+            .any(|p| self.config.allow_third_party.iter().any(|n| n.contains(p)))
+        {
+            return true;
+        }
+        pe.user_transport
+            .addresses()
+            .into_iter()
+            .chain(pe.asap_transport.iter().flat_map(|t| t.addresses()))
+            .any(|x| peers.contains(&address::canonical(x)))
     }
 
     /// Address rules for the user transport (see [`CoreConfig::min_address_scope`] and

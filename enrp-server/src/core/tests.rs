@@ -508,6 +508,71 @@ fn deregistration() {
     assert_eq!(ka, vec![2]);
 }
 
+/// RFC 5352 §3.3 + protection: only the PE's association or its own host may deregister it.
+#[test]
+fn deregistration_from_a_stranger_is_refused_and_the_pe_stays() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    // Association 9 comes from 10.9.9.9, which is none of PE 1's addresses (10.0.0.1).
+    h.connect(9, "10.9.9.9:4000", Protocol::Asap);
+    let out = h.send(
+        9,
+        Deregistration {
+            pool_handle: "P".into(),
+            pe_identifier: 1,
+        },
+    );
+    match only_reply(&out) {
+        Message::Asap(AsapMessage::DeregistrationResponse(r)) => {
+            assert!(r.reject, "{r:?}");
+            assert_eq!(
+                r.error.as_ref().and_then(OperationError::first_code),
+                Some(CauseCode::RejectedSecurity)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!out.iter().any(|a| matches!(a, Action::Replicate(_))));
+    assert!(h.r.handlespace().get(&"P".into(), 1).is_some());
+    // A second association from the PE's own host (e.g. after giving up a half-open one)
+    // may deregister it.
+    h.connect(10, "10.0.0.1:4001", Protocol::Asap);
+    let out = h.send(
+        10,
+        Deregistration {
+            pool_handle: "P".into(),
+            pe_identifier: 1,
+        },
+    );
+    match only_reply(&out) {
+        Message::Asap(AsapMessage::DeregistrationResponse(r)) => assert!(!r.reject, "{r:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.r.handlespace().get(&"P".into(), 1).is_none());
+}
+
+/// An allow-listed third party (the proxy PE) may deregister what it registered elsewhere.
+#[test]
+fn deregistration_by_an_allow_listed_third_party() {
+    let mut c = config();
+    c.allow_third_party = vec!["10.9.9.0/24".parse().expect("net")];
+    let mut h = H::new(c);
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    h.connect(9, "10.9.9.9:4000", Protocol::Asap);
+    let out = h.send(
+        9,
+        Deregistration {
+            pool_handle: "P".into(),
+            pe_identifier: 1,
+        },
+    );
+    match only_reply(&out) {
+        Message::Asap(AsapMessage::DeregistrationResponse(r)) => assert!(!r.reject, "{r:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.r.handlespace().get(&"P".into(), 1).is_none());
+}
+
 // ----------------------------------------------------------------------------------------
 // Handle resolution
 
