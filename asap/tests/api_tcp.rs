@@ -170,7 +170,8 @@ async fn home_flag_keep_alive_switches_the_home_registrar() {
     })
     .await;
     let listen = a.pe.registrar_listen_addrs()[0];
-    // A second registrar (scripted here: the registrar binary has no takeover yet) contacts
+    // A second registrar (scripted here, to control every byte; tcp_takeover.rs in
+    // enrp-server does it with the real registrar) contacts
     // the PE and claims it with the H flag, as after an ENRP takeover (RFC 5352 §3).
     let t = Transport::new(TransportConfig::asap(TransportKind::Tcp));
     let mut assoc = within("connect", t.connect(&[listen], &[]))

@@ -50,7 +50,7 @@ pub struct DriverConfig {
     pub transport: TransportKind,
     /// Multicast TTL of announces.
     pub announce_ttl: u32,
-    /// ENRP presence targets (kept for peering; unused by a single registrar).
+    /// ENRP_PRESENCE multicast targets (RFC 5353 §3.2; peering discovery).
     pub enrp_announce: Vec<SocketAddr>,
     /// Most simultaneous associations.
     pub max_associations: usize,

@@ -45,7 +45,7 @@ pub struct Options {
     #[arg(long, value_name = "ADDR:PORT[,ADDR...]")]
     pub asap: Option<String>,
 
-    /// ENRP listener (tools such as hsdump; peering later): ADDR:PORT[,ADDR...] or `off`.
+    /// ENRP listener (peers, and tools such as hsdump): ADDR:PORT[,ADDR...] or `off`.
     /// [default: 0.0.0.0:9901]
     #[arg(long, value_name = "ADDR:PORT[,ADDR...]")]
     pub enrp: Option<String>,

@@ -61,7 +61,7 @@ pub struct CoreConfig {
     pub asap_transports: Vec<TransportParameter>,
     /// Our ENRP transport for the Server Information of ENRP_PRESENCE replies.
     pub enrp_transport: Option<TransportParameter>,
-    /// Static ENRP peers (kept for the peering task; not contacted yet).
+    /// Static ENRP peers (RFC 5353 §3.1): contacted at start-up and kept in the peer table.
     pub peers: Vec<SocketAddr>,
     /// ENRP peering (RFC 5353): timers, multicast group, on/off.
     pub peering: super::peers::PeeringConfig,

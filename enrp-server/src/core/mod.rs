@@ -1242,7 +1242,7 @@ impl Registrar {
     }
 
     // ------------------------------------------------------------------------------------
-    // ENRP (for tools; peering comes later)
+    // ENRP from tools (hsdump) and, with peering on, from peers (peers.rs)
 
     fn on_enrp(&mut self, assoc: AssocId, m: EnrpMessage, out: &mut Vec<Action>) {
         let me = self.config.server_id;
