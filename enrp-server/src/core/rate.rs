@@ -2,7 +2,7 @@
 //! RSERPOOL-SPEC §9.3), with a bounded table so that a flood of source addresses cannot grow
 //! memory without limit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,8 @@ pub struct Rate {
 struct Bucket {
     tokens: f64,
     last: Instant,
+    /// This bucket's key in [`RateLimiter::by_use`].
+    seq: u64,
 }
 
 /// Token buckets keyed by peer address, at most `max_peers` of them.
@@ -28,6 +30,11 @@ pub struct RateLimiter {
     rate: Option<Rate>,
     max_peers: usize,
     buckets: HashMap<IpAddr, Bucket>,
+    /// The buckets in order of last use, oldest first: eviction is O(log n) per bucket
+    /// instead of a scan of the whole table for every new peer (which a flood of source
+    /// addresses would otherwise turn into quadratic work).
+    by_use: BTreeMap<(Instant, u64), IpAddr>,
+    next_seq: u64,
 }
 
 impl RateLimiter {
@@ -37,6 +44,8 @@ impl RateLimiter {
             rate: rate.filter(|r| r.per_second > 0.0 && r.burst >= 1.0),
             max_peers: max_peers.max(1),
             buckets: HashMap::new(),
+            by_use: BTreeMap::new(),
+            next_seq: 0,
         }
     }
 
@@ -62,24 +71,27 @@ impl RateLimiter {
         };
         if !self.buckets.contains_key(&peer) && self.buckets.len() >= self.max_peers {
             let full_after = Duration::from_secs_f64(rate.burst / rate.per_second);
-            self.buckets
-                .retain(|_, b| now.saturating_duration_since(b.last) < full_after);
-            if self.buckets.len() >= self.max_peers {
-                if let Some(oldest) = self
-                    .buckets
-                    .iter()
-                    .min_by_key(|(_, b)| b.last)
-                    .map(|(k, _)| *k)
-                {
-                    self.buckets.remove(&oldest);
+            // Oldest first: drop every idle bucket, and at least one.
+            while let Some((&(last, seq), &old)) = self.by_use.first_key_value() {
+                let idle = now.saturating_duration_since(last) >= full_after;
+                if !idle && self.buckets.len() < self.max_peers {
+                    break;
                 }
+                self.by_use.remove(&(last, seq));
+                self.buckets.remove(&old);
             }
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let b = self.buckets.entry(peer).or_insert(Bucket {
             tokens: rate.burst,
             last: now,
+            seq,
         });
+        self.by_use.remove(&(b.last, b.seq));
+        b.seq = seq;
         Self::refill(&rate, b, now);
+        self.by_use.insert((b.last, b.seq), peer);
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             true
@@ -142,6 +154,37 @@ mod tests {
         for n in 0..200 {
             r.allow(ip(n), t);
             assert!(r.tracked() <= 4);
+            assert_eq!(r.by_use.len(), r.tracked());
         }
+    }
+
+    #[test]
+    fn eviction_drops_the_least_recently_used_busy_peer() {
+        let mut r = RateLimiter::new(
+            Some(Rate {
+                per_second: 1.0,
+                burst: 2.0,
+            }),
+            3,
+        );
+        let t = Instant::now();
+        let ms = |n| t + Duration::from_millis(n);
+        // Three busy peers (none refills completely within 2 s).
+        assert!(r.allow(ip(1), ms(0)));
+        assert!(r.allow(ip(2), ms(10)));
+        assert!(r.allow(ip(3), ms(20)));
+        // Peer 1 is used again: peer 2 is now the least recently used.
+        assert!(r.allow(ip(1), ms(30)));
+        assert!(r.allow(ip(4), ms(40)));
+        assert_eq!(r.tracked(), 3);
+        assert!(r.buckets.contains_key(&ip(1)));
+        assert!(!r.buckets.contains_key(&ip(2)), "LRU busy peer evicted");
+        // Peer 1 keeps its (drained) bucket: its third request within the burst window is
+        // refused, so eviction did not reset it.
+        assert!(!r.allow(ip(1), ms(50)));
+        // Much later every bucket is idle: a new peer drops all idle ones at once.
+        assert!(r.allow(ip(5), ms(10_000)));
+        assert_eq!(r.tracked(), 1);
+        assert_eq!(r.by_use.len(), 1);
     }
 }
