@@ -610,6 +610,202 @@ fn resolution_default_option_and_all() {
         .all(|p| p.asap_transport.is_none() && p.home_server_id == ME));
 }
 
+/// Every policy the codec knows drives the registrar's selection with its values (RFC 5356
+/// §4–5 and rsplib's private ones; the exact semantics are tested on the selector in
+/// `asap::selection`): per policy a pool of PEs x1 (bad), x2 (good), x3 (bad), 300 single-PE
+/// resolutions.
+#[test]
+fn resolution_follows_every_policy_and_its_values() {
+    const BUSY: u32 = 0xE666_6666; // 90 %
+    #[derive(Debug)]
+    enum Want {
+        /// All three are selected.
+        All,
+        /// Only the good one is ever selected.
+        OnlyGood,
+        /// The good one gets more than the two bad ones together.
+        MostlyGood,
+    }
+    // (name, bad, good, expectation)
+    let cases: Vec<(&str, Policy, Policy, Want)> = vec![
+        ("rr", Policy::RoundRobin, Policy::RoundRobin, Want::All),
+        ("rand", Policy::Random, Policy::Random, Want::All),
+        (
+            "wrr",
+            Policy::WeightedRoundRobin { weight: 1 },
+            Policy::WeightedRoundRobin { weight: 5 },
+            Want::MostlyGood,
+        ),
+        (
+            "wrand",
+            Policy::WeightedRandom { weight: 0 },
+            Policy::WeightedRandom { weight: 1 },
+            Want::OnlyGood,
+        ),
+        (
+            "prio",
+            Policy::Priority { priority: 1 },
+            Policy::Priority { priority: 9 },
+            Want::OnlyGood,
+        ),
+        (
+            "lu",
+            Policy::LeastUsed { load: BUSY },
+            Policy::LeastUsed { load: 0 },
+            Want::OnlyGood,
+        ),
+        (
+            "lud",
+            Policy::LeastUsedDegradation {
+                load: BUSY,
+                degradation: 0,
+            },
+            Policy::LeastUsedDegradation {
+                load: 0,
+                degradation: 0,
+            },
+            Want::OnlyGood,
+        ),
+        (
+            "plu",
+            Policy::PriorityLeastUsed {
+                load: 0,
+                degradation: BUSY,
+            },
+            Policy::PriorityLeastUsed {
+                load: 0,
+                degradation: 0,
+            },
+            Want::OnlyGood,
+        ),
+        (
+            "rlu",
+            Policy::RandomizedLeastUsed { load: u32::MAX },
+            Policy::RandomizedLeastUsed { load: 0 },
+            Want::OnlyGood,
+        ),
+        (
+            "rplu",
+            Policy::RandomizedPriorityLeastUsed {
+                load: u32::MAX,
+                degradation: 0,
+            },
+            Policy::RandomizedPriorityLeastUsed {
+                load: 0,
+                degradation: 0,
+            },
+            Want::OnlyGood,
+        ),
+        (
+            "rlud",
+            Policy::RandomizedLeastUsedDegradation {
+                load: u32::MAX,
+                degradation: 0,
+            },
+            Policy::RandomizedLeastUsedDegradation {
+                load: 0,
+                degradation: 0,
+            },
+            Want::OnlyGood,
+        ),
+        (
+            "plud",
+            Policy::PriorityLeastUsedDegradation {
+                load: BUSY,
+                degradation: 0,
+            },
+            Policy::PriorityLeastUsedDegradation {
+                load: 0,
+                degradation: 0,
+            },
+            Want::OnlyGood,
+        ),
+        (
+            "rplud",
+            Policy::RandomizedPriorityLeastUsedDegradation {
+                load: u32::MAX,
+                degradation: 0,
+            },
+            Policy::RandomizedPriorityLeastUsedDegradation {
+                load: 0,
+                degradation: 0,
+            },
+            Want::OnlyGood,
+        ),
+        (
+            "wrand-dpf",
+            Policy::WeightedRandomDpf {
+                weight: 0,
+                weight_dpf: 0,
+                distance: 0,
+            },
+            Policy::WeightedRandomDpf {
+                weight: 1,
+                weight_dpf: 0,
+                distance: 0,
+            },
+            Want::OnlyGood,
+        ),
+        (
+            "lu-dpf",
+            Policy::LeastUsedDpf {
+                load: BUSY,
+                load_dpf: 0,
+                distance: 0,
+            },
+            Policy::LeastUsedDpf {
+                load: 0,
+                load_dpf: 0,
+                distance: 0,
+            },
+            Want::OnlyGood,
+        ),
+        (
+            "lud-dpf",
+            Policy::LeastUsedDegradationDpf {
+                load: BUSY,
+                degradation: 0,
+                load_dpf: 0,
+                distance: 0,
+            },
+            Policy::LeastUsedDegradationDpf {
+                load: 0,
+                degradation: 0,
+                load_dpf: 0,
+                distance: 0,
+            },
+            Want::OnlyGood,
+        ),
+    ];
+    assert_eq!(cases.len(), 16, "every known policy type");
+    let mut h = H::new(config());
+    h.connect(250, "10.0.1.250:6000", Protocol::Asap);
+    for (k, (name, bad, good, want)) in cases.into_iter().enumerate() {
+        let base = 10 * (k as u32 + 1);
+        for (id, p) in [(base + 1, &bad), (base + 2, &good), (base + 3, &bad)] {
+            let addr = format!("10.0.0.{id}");
+            h.connect(u64::from(id), &format!("{addr}:5000"), Protocol::Asap);
+            let out = h.send(u64::from(id), registration(name, pe(id, &addr, p.clone())));
+            assert!(!reg_response(&only_reply(&out)).reject, "{name}: {id}");
+        }
+        let mut counts = [0usize; 3];
+        for _ in 0..300 {
+            let got = resolve(&mut h, 250, name, Some(1));
+            assert_eq!(got.len(), 1, "{name}");
+            counts[(got[0] - base - 1) as usize] += 1;
+        }
+        let ok = match want {
+            Want::All => counts.iter().all(|c| *c > 0),
+            Want::OnlyGood => counts == [0, 300, 0],
+            Want::MostlyGood => counts[1] > counts[0] + counts[2] && counts[0] > 0,
+        };
+        assert!(
+            ok,
+            "{name}: selections (bad, good, bad) = {counts:?}, want {want:?}"
+        );
+    }
+}
+
 #[test]
 fn resolution_cap() {
     let mut c = config();
