@@ -317,6 +317,99 @@ fn rejections_are_typed_and_random_id_clash_picks_a_new_id() {
     assert_eq!(pe.poll_timeout(), Some(t0 + Duration::from_secs(70)));
 }
 
+fn reject(id: u32, code: CauseCode) -> AsapMessage {
+    RegistrationResponse {
+        reject: true,
+        pool_handle: "EchoPool".into(),
+        pe_identifier: id,
+        error: Some(OperationError::single(ErrorCause::plain(code))),
+    }
+    .into()
+}
+
+/// The single REGISTRATION in `actions`, with its connection.
+fn registration_of(actions: &[Action]) -> (ConnId, u32) {
+    match &sent(actions)[..] {
+        [(c, AsapMessage::Registration(r))] => (*c, r.pool_element.id),
+        other => panic!("expected exactly one REGISTRATION, got {other:?}"),
+    }
+}
+
+/// RFC 5352 §3.1: a random PE identifier is replaced on "Non-unique PE identifier" only
+/// before its first successful registration; afterwards (a stale entry of this very PE
+/// at a registrar, e.g. after a takeover or hunt race) it is kept and the registration
+/// retried with backoff, both on re-registration and at a new registrar.
+#[test]
+fn random_id_changes_only_before_first_registration() {
+    let t0 = Instant::now();
+    let life = Duration::from_secs(90); // T4 = 70 s
+    let mut pe = PeCore::new(pe_cfg(life), 11);
+    pe.start(t0);
+    let (c1, _) = connect_of(&actions_pe(&mut pe));
+    pe.on_connected(t0, c1);
+    let (_, first) = registration_of(&actions_pe(&mut pe));
+
+    // Before any success: a clash picks a new identifier and registers again at once.
+    pe.on_message(t0, c1, reject(first, CauseCode::NonUniquePeIdentifier));
+    let id = pe.identifier();
+    assert_ne!(id, first, "never-registered random id must be replaced");
+    assert_ne!(id, 0);
+    assert_eq!(registration_of(&actions_pe(&mut pe)), (c1, id));
+    events_pe(&mut pe);
+
+    // Success: from now on the identifier is fixed.
+    pe.on_message(t0, c1, ok_response(&pe));
+    assert!(pe.is_registered());
+    events_pe(&mut pe);
+
+    // Periodic re-registration answered "Non-unique": same id, retry after 1 s, then 2 s.
+    let t4 = t0 + Duration::from_secs(70);
+    pe.handle_timeout(t4);
+    assert_eq!(registration_of(&actions_pe(&mut pe)), (c1, id));
+    pe.on_message(t4, c1, reject(id, CauseCode::NonUniquePeIdentifier));
+    assert_eq!(pe.identifier(), id, "registered id must be kept");
+    assert!(actions_pe(&mut pe).is_empty(), "no immediate resend");
+    assert!(matches!(
+        &events_pe(&mut pe)[..],
+        [PeEvent::Rejected(r)] if r.identifier == id && r.cause == Some(CauseCode::NonUniquePeIdentifier)
+    ));
+    let r1 = t4 + Duration::from_secs(1);
+    assert_eq!(pe.poll_timeout(), Some(r1));
+    pe.handle_timeout(r1);
+    assert_eq!(registration_of(&actions_pe(&mut pe)), (c1, id));
+    pe.on_message(r1, c1, reject(id, CauseCode::NonUniquePeIdentifier));
+    assert_eq!(pe.identifier(), id);
+    let r2 = r1 + Duration::from_secs(2);
+    assert_eq!(pe.poll_timeout(), Some(r2), "backoff doubles");
+    pe.handle_timeout(r2);
+    assert_eq!(registration_of(&actions_pe(&mut pe)), (c1, id));
+    pe.on_message(r2, c1, ok_response(&pe));
+    events_pe(&mut pe);
+
+    // Registrar lost; the new registrar still holds the old entry (hunt race).
+    pe.on_lost(r2, c1);
+    let (c2, addrs) = connect_of(&actions_pe(&mut pe));
+    assert_eq!(addrs, vec![sa("10.0.0.2:3863")]);
+    pe.on_connected(r2, c2);
+    assert_eq!(registration_of(&actions_pe(&mut pe)), (c2, id));
+    pe.on_message(r2, c2, reject(id, CauseCode::NonUniquePeIdentifier));
+    assert_eq!(pe.identifier(), id, "kept at a new registrar too");
+    assert!(!pe.is_registered());
+    assert!(actions_pe(&mut pe).is_empty());
+    // The streak was reset by the success: 1 s again.
+    let r3 = r2 + Duration::from_secs(1);
+    assert_eq!(pe.poll_timeout(), Some(r3));
+    pe.handle_timeout(r3);
+    assert_eq!(registration_of(&actions_pe(&mut pe)), (c2, id));
+    // The stale entry is gone: registered at the new registrar with the same id.
+    pe.on_message(r3, c2, ok_response(&pe));
+    assert!(pe.is_registered());
+    assert!(events_pe(&mut pe).contains(&PeEvent::Registered {
+        identifier: id,
+        registrar: vec![sa("10.0.0.2:3863")],
+    }));
+}
+
 #[test]
 fn configured_id_is_kept_across_registrar_loss() {
     let t0 = Instant::now();

@@ -229,16 +229,39 @@ async fn home_flag_keep_alive_switches_the_home_registrar() {
     r.kill().await;
 }
 
-/// Echo workload with sequence numbers; the serving PE is killed after `kill_after`
-/// replies. Returns replies per sequence number and the failovers seen.
-async fn echo_through_failover(
-    total: u64,
-    kill_after: u64,
-) -> (
-    BTreeMap<u64, u32>,
-    Vec<asap::session::Failover>,
-    Vec<EchoPe>,
-) {
+/// What [`echo_through_failover`] observed.
+struct FailoverRun {
+    /// Sequence numbers of the replies in the order the application received them.
+    replies: Vec<u64>,
+    failovers: Vec<asap::session::Failover>,
+    /// Sequence numbers unanswered when the PE was killed (the application's window).
+    unanswered_at_kill: Vec<u64>,
+    /// Sequence numbers the killed PE received while holding its replies.
+    held_by_killed: Vec<u64>,
+    /// Sequence numbers the killed PE received, in arrival order.
+    killed_received: Vec<u64>,
+    survivors: Vec<EchoPe>,
+}
+
+fn seq_of(bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| t.strip_prefix("seq="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not an echo message: {bytes:?}"))
+}
+
+fn seqs(log: &std::sync::Mutex<Vec<Vec<u8>>>) -> Vec<u64> {
+    log.lock().expect("log").iter().map(|m| seq_of(m)).collect()
+}
+
+/// Echo workload with sequence numbers and a window of unanswered messages. After
+/// `kill_after` replies the serving PE stops answering (it still receives); once the window
+/// is full and every unanswered message has reached that PE while it was holding its
+/// replies (so no reply to any of them can still be on its way), it is killed. So the
+/// failover always strands messages the old PE received but never answered, which the
+/// application must re-send (RFC 5351 §2.5, [`asap::session::Failover::resend_from`]).
+async fn echo_through_failover(total: u64, kill_after: u64) -> FailoverRun {
     let r = registrar(0x4001, |_| {}).await;
     let mut pes = Vec::new();
     for _ in 0..3 {
@@ -251,14 +274,16 @@ async fn echo_through_failover(
     )
     .await
     .expect("session");
-    let mut replies: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut replies = Vec::new();
     // seq → index of its last transmission
     let mut unanswered: BTreeMap<u64, u64> = BTreeMap::new();
     let mut failovers = Vec::new();
     let mut next_seq = 0u64;
     let window = 8;
-    let mut killed = false;
-    while replies.len() < total as usize {
+    // The serving PE once it holds its replies: (its id, its reception counter).
+    let mut held: Option<(u32, tokio::sync::watch::Receiver<usize>)> = None;
+    let mut killed: Option<(Vec<u64>, Vec<u64>, Vec<u64>)> = None;
+    while (replies.len() as u64) < total {
         while next_seq < total && unanswered.len() < window {
             let idx = s
                 .send(format!("seq={next_seq}").into_bytes())
@@ -267,20 +292,48 @@ async fn echo_through_failover(
             unanswered.insert(next_seq, idx);
             next_seq += 1;
         }
-        match within("session event", s.recv()).await {
+        if killed.is_none() {
+            if let Some((id, _)) = &held {
+                let i = pes.iter().position(|p| p.id == *id).expect("known");
+                let on_hold = seqs(&pes[i].held);
+                let window_full = unanswered.len() == window;
+                if window_full && unanswered.keys().all(|q| on_hold.contains(q)) {
+                    let stranded: Vec<u64> = unanswered.keys().copied().collect();
+                    let pe = pes.remove(i);
+                    let (received, held_log) = (pe.received.clone(), pe.held.clone());
+                    pe.kill().await;
+                    killed = Some((stranded, seqs(&held_log), seqs(&received)));
+                    held = None;
+                }
+            }
+        }
+        let ev = match held.as_mut() {
+            // Wake up on data (replies sent before the hold) or on a new reception.
+            Some((_, count)) => {
+                within("session event or reception at the held PE", async {
+                    tokio::select! {
+                        ev = s.recv() => Some(ev),
+                        changed = count.changed() => {
+                            changed.expect("held PE alive");
+                            None
+                        }
+                    }
+                })
+                .await
+            }
+            None => Some(within("session event", s.recv()).await),
+        };
+        let Some(ev) = ev else { continue };
+        match ev {
             Some(SessionEvent::Data(d)) => {
-                let text = String::from_utf8(d.to_vec()).expect("utf8");
-                let seq: u64 = text
-                    .strip_prefix("seq=")
-                    .and_then(|n| n.parse().ok())
-                    .expect("echo format");
-                *replies.entry(seq).or_default() += 1;
+                let seq = seq_of(&d);
+                replies.push(seq);
                 unanswered.remove(&seq);
-                if !killed && replies.len() as u64 == kill_after {
-                    killed = true;
+                if held.is_none() && killed.is_none() && replies.len() as u64 == kill_after {
                     let serving = s.current_pe().expect("serving").id;
-                    let i = pes.iter().position(|p| p.id == serving).expect("known");
-                    pes.remove(i).kill().await;
+                    let pe = pes.iter().find(|p| p.id == serving).expect("known");
+                    pe.hold_replies();
+                    held = Some((serving, pe.received_count()));
                 }
             }
             Some(SessionEvent::Failover(f)) => {
@@ -304,27 +357,69 @@ async fn echo_through_failover(
     }
     s.close().await;
     r.kill().await;
-    (replies, failovers, pes)
+    let (unanswered_at_kill, held_by_killed, killed_received) =
+        killed.expect("the serving PE was killed");
+    FailoverRun {
+        replies,
+        failovers,
+        unanswered_at_kill,
+        held_by_killed,
+        killed_received,
+        survivors: pes,
+    }
 }
 
 #[tokio::test]
 async fn session_fails_over_without_loss_or_duplication() {
-    let (replies, failovers, mut survivors) = echo_through_failover(300, 100).await;
-    assert_eq!(replies.len(), 300);
-    assert!(
-        replies.values().all(|n| *n == 1),
-        "duplicated replies: {:?}",
-        replies.iter().filter(|(_, n)| **n != 1).collect::<Vec<_>>()
+    let total = 300;
+    let mut run = echo_through_failover(total, 100).await;
+    // Every reply exactly once, in order.
+    assert_eq!(
+        run.replies,
+        (0..total).collect::<Vec<_>>(),
+        "replies lost, duplicated or reordered"
     );
-    assert_eq!(failovers.len(), 1, "{failovers:?}");
-    let f = &failovers[0];
+    assert_eq!(run.failovers.len(), 1, "{:?}", run.failovers);
+    let f = run.failovers[0].clone();
     assert_ne!(f.from, f.to);
+    assert_eq!(f.reason, asap::session::FailoverReason::AssociationLost);
     assert!(f.cookie_echoed);
-    // The new PE received the old PE's last cookie (state "pe=<old>;n=<count>").
-    let new_pe = survivors
+
+    // Retransmission: the window was full of messages the old PE had received and never
+    // answered; each of them reached the old PE once and was re-sent to the new PE once.
+    assert_eq!(run.unanswered_at_kill.len(), 8, "window full at the kill");
+    assert_eq!(
+        run.held_by_killed, run.unanswered_at_kill,
+        "the killed PE held exactly the unanswered messages"
+    );
+    let new_pe = run
+        .survivors
         .iter_mut()
         .find(|p| p.id == f.to)
         .expect("new PE alive");
+    let at_new = seqs(&new_pe.received);
+    for q in &run.unanswered_at_kill {
+        let old_n = run.killed_received.iter().filter(|x| *x == q).count();
+        let new_n = at_new.iter().filter(|x| *x == q).count();
+        assert_eq!(
+            (old_n, new_n),
+            (1, 1),
+            "seq {q}: received {old_n}× by the killed PE, {new_n}× by the new one"
+        );
+    }
+    // Nothing else was sent twice: the new PE got exactly the stranded messages and then
+    // everything not yet sent before the kill, in order.
+    let first_new = run.killed_received.iter().max().expect("received") + 1;
+    let mut want: Vec<u64> = run.unanswered_at_kill.clone();
+    want.extend(first_new..total);
+    assert_eq!(at_new, want, "what the new PE received");
+    assert_eq!(
+        run.killed_received,
+        (0..first_new).collect::<Vec<_>>(),
+        "what the killed PE received"
+    );
+
+    // The new PE received the old PE's last cookie (state "pe=<old>;n=<count>").
     match within("cookie echo", new_pe.notes.recv()).await {
         Some(EchoNote::CookieEcho(c)) => {
             let text = String::from_utf8(c).expect("utf8");

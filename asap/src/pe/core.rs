@@ -43,6 +43,10 @@ pub const T4_MAX: Duration = Duration::from_secs(600);
 /// Most associations opened to the PE by registrars (takeover, RFC 5353 §3.6) kept open
 /// while they have not (yet) sent an ENDPOINT_KEEP_ALIVE with the H flag.
 pub const MAX_ACCEPTED: usize = 16;
+/// First retry delay after a "Non-unique PE identifier" rejection of an identifier the PE
+/// keeps (configured, or already registered once); it doubles with every further such
+/// rejection, capped at T4 (see [`PeCore`]).
+pub const NON_UNIQUE_RETRY_MIN: Duration = Duration::from_secs(1);
 
 /// Configuration of one pool element registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +54,9 @@ pub struct PeConfig {
     /// The pool to join.
     pub pool_handle: PoolHandle,
     /// PE Identifier; `None` picks a random non-zero one (RFC 5351 §3.1). It stays the same
-    /// across re-registrations and registrar changes.
+    /// across re-registrations and registrar changes; a random one is only replaced when a
+    /// registrar answers "Non-unique PE identifier" before the first successful
+    /// registration.
     pub identifier: Option<PeIdentifier>,
     /// Where PUs reach this PE (the single User Transport, RFC 5354 §3.10).
     pub user_transport: TransportParameter,
@@ -187,11 +193,27 @@ struct Pending {
 }
 
 /// The sans-I/O pool element; see the module documentation.
+///
+/// # PE identifier stability
+///
+/// The PE identifier names the PE for its whole life (RFC 5352 §2.2.1, §3.1; RFC 5351
+/// §3.1): registrars, other ENRP servers and PUs key the pool entry by it. A random
+/// identifier is therefore replaced on a "Non-unique PE identifier" rejection (RFC 5352
+/// §3.1) only while it has never been registered. Once a registration succeeded (and always
+/// for a configured identifier) the clash is most likely this PE's own stale entry — e.g.
+/// a registrar still holding it from the old association after a takeover or a hunt
+/// race. That entry disappears when the registrar notices the old association's loss or
+/// the registration life expires, so the PE keeps its identifier and registers again after
+/// [`NON_UNIQUE_RETRY_MIN`], doubling per consecutive rejection up to T4.
 #[derive(Debug)]
 pub struct PeCore {
     cfg: PeConfig,
     id: PeIdentifier,
     id_configured: bool,
+    /// A registration with `id` succeeded at least once: the identifier is fixed.
+    ever_registered: bool,
+    /// Consecutive "Non-unique PE identifier" rejections of a kept identifier (backoff).
+    non_unique_streak: u32,
     link: RegistrarLink,
     rng: StdRng,
     registered_on: Option<ConnId>,
@@ -221,6 +243,8 @@ impl PeCore {
             cfg,
             id,
             id_configured,
+            ever_registered: false,
+            non_unique_streak: 0,
             link,
             rng,
             registered_on: None,
@@ -238,7 +262,8 @@ impl PeCore {
         }
     }
 
-    /// The PE identifier (stable for the PE's life unless a random one clashed).
+    /// The PE identifier: stable for the PE's life, except that a random one clashing
+    /// before its first successful registration is replaced (see [`PeCore`]).
     pub fn identifier(&self) -> PeIdentifier {
         self.id
     }
@@ -515,14 +540,28 @@ impl PeCore {
             };
             warn!(%rej, "registration rejected");
             self.events.push_back(PeEvent::Rejected(rej));
-            if cause == Some(CauseCode::NonUniquePeIdentifier) && !self.id_configured {
-                // Our random identifier clashed: pick another and try again at once.
-                self.id = self.rng.gen_range(1..=u32::MAX);
-                info!(
-                    pe = format_args!("{:#010x}", self.id),
-                    "new random PE identifier"
-                );
-                self.send_registration(now, conn, 1);
+            if cause == Some(CauseCode::NonUniquePeIdentifier) {
+                if !self.id_configured && !self.ever_registered {
+                    // Our never-registered random identifier clashed with another PE's:
+                    // pick another and try again at once.
+                    self.id = self.rng.gen_range(1..=u32::MAX);
+                    info!(
+                        pe = format_args!("{:#010x}", self.id),
+                        "new random PE identifier"
+                    );
+                    self.send_registration(now, conn, 1);
+                } else {
+                    // Our identifier is fixed (RFC 5352 §3.1): most likely our own stale
+                    // entry; retry with backoff until it is gone.
+                    let delay = self.non_unique_backoff();
+                    self.non_unique_streak = self.non_unique_streak.saturating_add(1);
+                    info!(
+                        pe = format_args!("{:#010x}", self.id),
+                        ?delay,
+                        "PE identifier reported non-unique: keeping it, retrying"
+                    );
+                    self.retry_at = Some(now + delay);
+                }
             } else {
                 self.retry_at = Some(now + self.cfg.t4());
             }
@@ -530,6 +569,8 @@ impl PeCore {
         }
         let first = self.registered_on != Some(conn);
         self.registered_on = Some(conn);
+        self.ever_registered = true;
+        self.non_unique_streak = 0;
         self.next_rereg = Some(now + self.cfg.t4());
         if first {
             let registrar = self
@@ -555,6 +596,13 @@ impl PeCore {
         if self.dirty {
             self.send_registration(now, conn, 1);
         }
+    }
+
+    /// [`NON_UNIQUE_RETRY_MIN`] doubled per earlier consecutive rejection, capped at T4.
+    fn non_unique_backoff(&self) -> Duration {
+        let t4 = self.cfg.t4();
+        let factor = 1u32 << self.non_unique_streak.min(16);
+        NON_UNIQUE_RETRY_MIN.saturating_mul(factor).min(t4)
     }
 
     fn on_keep_alive(&mut self, now: Instant, conn: ConnId, k: EndpointKeepAlive) {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
@@ -75,16 +76,37 @@ pub enum EchoNote {
 }
 
 /// An echo PE: echoes every data message and sends a cookie "pe=<id>;n=<count>" after it.
+/// Every data message it receives (all sessions, arrival order) is logged in `received`,
+/// also while replies are held (see [`EchoPe::hold_replies`]); those never answered are
+/// also logged in `held`.
 pub struct EchoPe {
     pub pe: PoolElement,
     pub id: PeIdentifier,
     pub user: SocketAddr,
+    /// Data messages received, in arrival order (shared: survives [`EchoPe::kill`]).
+    pub received: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Data messages received while holding replies (never answered), in arrival order.
+    pub held: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Length of `received`, for waiting until messages have arrived.
+    received_count: watch::Receiver<usize>,
+    hold: watch::Sender<bool>,
     kill: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
     pub notes: mpsc::UnboundedReceiver<EchoNote>,
 }
 
 impl EchoPe {
+    /// From now on the PE still receives (and logs) data but neither echoes it nor sends
+    /// cookies: what it receives stays unanswered, as at a PE that dies mid-request.
+    pub fn hold_replies(&self) {
+        let _ = self.hold.send(true);
+    }
+
+    /// Watches the number of data messages received so far (held or not).
+    pub fn received_count(&self) -> watch::Receiver<usize> {
+        self.received_count.clone()
+    }
+
     /// Crash: close every session and the registrar association without deregistering.
     /// Returns once every session task has ended (its sockets are closed).
     pub async fn kill(mut self) {
@@ -137,6 +159,13 @@ pub async fn echo_pe_with_card(
         .expect("registered");
     let (note_tx, notes) = mpsc::unbounded_channel();
     let (kill, kill_rx) = watch::channel(false);
+    let (hold, hold_rx) = watch::channel(false);
+    let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let (count_tx, received_count) = watch::channel(0usize);
+    let count_tx = Arc::new(count_tx);
+    let held: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let log = received.clone();
+    let held_log = held.clone();
     let (alive_tx, alive) = mpsc::channel::<()>(1);
     let mut k = kill_rx.clone();
     tokio::spawn(async move {
@@ -152,6 +181,10 @@ pub async fn echo_pe_with_card(
                 }
             }
             let notes = note_tx.clone();
+            let hold = hold_rx.clone();
+            let log = log.clone();
+            let held_log = held_log.clone();
+            let count_tx = count_tx.clone();
             let mut k2 = kill_rx.clone();
             let alive = alive_tx.clone();
             tokio::spawn(async move {
@@ -164,6 +197,19 @@ pub async fn echo_pe_with_card(
                     };
                     match ev {
                         Ok(Some(ServerEvent::Data(d))) => {
+                            let holding = *hold.borrow();
+                            if holding {
+                                held_log.lock().expect("log").push(d.to_vec());
+                            }
+                            let n = {
+                                let mut l = log.lock().expect("log");
+                                l.push(d.to_vec());
+                                l.len()
+                            };
+                            count_tx.send_replace(n);
+                            if holding {
+                                continue;
+                            }
                             count += 1;
                             if s.send(d).await.is_err() {
                                 return;
@@ -187,6 +233,10 @@ pub async fn echo_pe_with_card(
         pe,
         id,
         user,
+        received,
+        held,
+        received_count,
+        hold,
         kill,
         alive,
         notes,
