@@ -137,7 +137,9 @@ fn failed_messages_carry_type_name_error_and_unrecognized_bytes() {
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 153);
     let failed: Vec<&Value> = lines.iter().filter(|l| l.get("error").is_some()).collect();
-    let summary: Vec<(u64, &str, u64, Option<&str>, u64, &str)> = failed
+    /// (frame, protocol, type, name, error offset, unrecognized bytes)
+    type Failure<'a> = (u64, &'a str, u64, Option<&'a str>, u64, &'a str);
+    let summary: Vec<Failure<'_>> = failed
         .iter()
         .map(|l| {
             (
