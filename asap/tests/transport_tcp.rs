@@ -524,3 +524,170 @@ async fn random_garbage_never_panics_and_always_ends_the_association() {
         assert!(matches!(s.recv().await, Err(TransportError::Closed)));
     }
 }
+
+/// The default ASAP endpoint over TCP (default maximum message size, 65535 + 3 on TCP) with a
+/// short incomplete-message timeout.
+fn tcp_default_max(incomplete: Duration) -> Transport {
+    let mut c = TransportConfig::asap(TransportKind::Tcp);
+    assert_eq!(
+        c.tcp_incomplete_message_timeout,
+        Some(asap::transport::defaults::TCP_INCOMPLETE_MESSAGE_TIMEOUT),
+        "documented default"
+    );
+    assert_eq!(
+        asap::transport::defaults::TCP_INCOMPLETE_MESSAGE_TIMEOUT,
+        Duration::from_secs(30)
+    );
+    c.tcp_incomplete_message_timeout = Some(incomplete);
+    Transport::new(c)
+}
+
+/// Sends `partial` on a raw connection and keeps it open: the association must end with
+/// `Lost(Framing(IncompleteTimeout))` naming the raw peer, the pending type and byte counts,
+/// the raw peer must see the connection closed while the association is still held, a warn line
+/// must name the peer, and another association must keep working.
+async fn stall_case(partial: &[u8], msg_type: Option<u8>, need: usize) {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let timeout = Duration::from_millis(300);
+    let t = tcp_default_max(timeout);
+    let (l, addr) = listen(&t).await;
+    let mut good = t.connect(&[addr], &[]).await.expect("connect good");
+    let mut good_s = accept(&l).await;
+    let mut raw = TcpStream::connect(addr).await.expect("raw connect");
+    let raw_addr = raw.local_addr().expect("raw local");
+    let mut bad_s = accept(&l).await;
+
+    raw.write_all(partial).await.expect("write partial");
+    let started = tokio::time::Instant::now();
+    assert!(matches!(recv(&mut bad_s).await, Event::Up { .. }));
+    let expected = FrameError::IncompleteTimeout {
+        peer: raw_addr,
+        msg_type,
+        have: partial.len(),
+        need,
+        after: timeout,
+    };
+    assert_eq!(
+        recv(&mut bad_s).await,
+        Event::Lost(LostReason::Framing(expected.clone()))
+    );
+    assert!(
+        started.elapsed() >= timeout,
+        "must not fire before the timeout"
+    );
+    assert!(matches!(bad_s.recv().await, Err(TransportError::Closed)));
+
+    // Closed from our side although `bad_s` is still held: the peer reads EOF (or a reset).
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(LIMIT, raw.read(&mut buf))
+        .await
+        .expect("read within limit")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "stalled peer's connection must be closed");
+    drop(bad_s);
+
+    // The other association is unaffected.
+    let body = rmsg(5, 40, 4);
+    good.send(&Msg::new(11, 0, body.clone()))
+        .await
+        .expect("send");
+    assert_eq!(&recv_msg(&mut good_s).await.bytes[..], &body[..]);
+
+    let text = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf8");
+    let line = text
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("closing TCP association"))
+        .unwrap_or_else(|| panic!("no warn line in log:\n{text}"));
+    assert!(line.contains(&raw_addr.to_string()), "peer missing: {line}");
+    assert!(
+        line.contains(&expected.to_string()),
+        "reason missing: {line}"
+    );
+    let reason = expected.to_string();
+    assert!(reason.contains(&raw_addr.to_string()), "{reason}");
+    assert!(
+        reason.contains(&format!("{} of {need} bytes", partial.len())),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn incomplete_timeout_header_announces_more_than_sent() {
+    // Message Length 1000, only 100 bytes sent, connection kept open.
+    let mut partial = rmsg(0x01, 1000, 3);
+    partial.truncate(100);
+    stall_case(&partial, Some(0x01), 1000).await;
+}
+
+#[tokio::test]
+async fn incomplete_timeout_garbage_with_plausible_header() {
+    // "GARBAGE!" reads as type 'G', Message Length 0x5242 = 21058 (padded 21060): below the
+    // default TCP maximum of 65538, so only the timeout ends it.
+    stall_case(b"GARBAGE!", Some(b'G'), 21060).await;
+}
+
+#[tokio::test]
+async fn incomplete_timeout_inside_header() {
+    stall_case(&[0x01, 0x00], None, 4).await;
+}
+
+#[tokio::test]
+async fn slow_but_complete_messages_within_timeout_are_delivered() {
+    // Each message arrives in pieces well within the timeout; all of them together take
+    // longer than the timeout, so a clock that is not restarted per message would fire.
+    let timeout = Duration::from_millis(1000);
+    let t = tcp_default_max(timeout);
+    let (l, addr) = listen(&t).await;
+    let mut raw = TcpStream::connect(addr).await.expect("raw connect");
+    raw.set_nodelay(true).expect("nodelay");
+    let mut s = accept(&l).await;
+
+    let msgs: Vec<Vec<u8>> = (0..12u8).map(|i| rmsg(0x07, 204, i)).collect();
+    let stream: Vec<u8> = msgs.concat();
+    // Pieces of 70 bytes: they cut headers and bodies and straddle message boundaries, and
+    // (204 and 70 having no common multiple below 2448) the buffer never runs empty between
+    // messages, so the clock must restart when a message completes.
+    let started = tokio::time::Instant::now();
+    let pieces: Vec<Vec<u8>> = stream.chunks(70).map(<[u8]>::to_vec).collect();
+    let writer = tokio::spawn(async move {
+        for p in pieces {
+            raw.write_all(&p).await.expect("write");
+            raw.flush().await.expect("flush");
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        raw
+    });
+    for (i, want) in msgs.iter().enumerate() {
+        match recv(&mut s).await {
+            Event::Up { .. } if i == 0 => {
+                let m = recv_msg(&mut s).await;
+                assert_eq!(&m.bytes[..], &want[..], "message {i}");
+            }
+            Event::Message(m) => assert_eq!(&m.bytes[..], &want[..], "message {i}"),
+            other => panic!("message {i}: expected a message, got {other:?}"),
+        }
+    }
+    let mut raw = writer.await.expect("writer task");
+    assert!(
+        started.elapsed() > timeout,
+        "the test must span more than one timeout to check the per-message clock"
+    );
+    // Still open in both directions.
+    s.send(&Msg::new(11, 0, rmsg(0x08, 8, 1)))
+        .await
+        .expect("send");
+    let mut buf = [0u8; 8];
+    tokio::time::timeout(LIMIT, raw.read_exact(&mut buf))
+        .await
+        .expect("read within limit")
+        .expect("read");
+    assert_eq!(&buf[..], &rmsg(0x08, 8, 1)[..]);
+}

@@ -4,11 +4,22 @@
 //! The capture reader ([`asap::capture`]) finds the messages (SCTP with bundling and
 //! fragment reassembly, SCTP over UDP, TCP stream reassembly, UDP announces); the codec
 //! ([`asap::wire`]) decodes them. `--roundtrip` re-encodes each decoded message with its
-//! recorded layout and reports every message whose bytes differ; `--summary` prints counts
-//! per protocol and message type instead of the messages.
+//! recorded layout and reports every message whose bytes differ, and every message that
+//! does not decode at all; `--summary` prints counts per protocol and message type instead
+//! of the messages, decoded messages and decode failures counted separately.
 //!
-//! Exit status: 0 on success; 1 if `--roundtrip` found a difference or a message failed
-//! to decode under `--strict`; 2 if a file could not be read.
+//! Every JSON line has `file`, `frame`, `protocol`, `type` (the type byte, `null` for an
+//! empty message) and `name` (the RFC 5352 §2.2 / RFC 5353 §2 type name, `null` for a type
+//! the tables do not know). A decoded message adds `message`, and where the decoder
+//! recorded them `extra_tlvs` (TLVs not bound to a typed field, RFC 5354 §3 action bits
+//! `00`/`01`/`10`/`11`: kept raw with their position), `unused_flags`, `reports` (error
+//! causes the receiver should send back) and `warnings`. A message that fails adds `error`,
+//! `error_offset` and, for an unrecognised parameter or message, `unrecognized` (its bytes
+//! in hex).
+//!
+//! Exit status: 0 on success; 1 if `--roundtrip` found a message that failed to decode or
+//! re-encoded differently, or a message failed to decode under `--strict`; 2 if a file
+//! could not be read.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -19,7 +30,7 @@ use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 
 use asap::capture::{read_capture, CaptureOptions, CapturedMessage};
-use asap::wire::{Message, Protocol};
+use asap::wire::{AsapType, DecodeError, EnrpType, Message, Protocol, QuirkKind};
 
 /// Decode ASAP/ENRP messages from captures: one JSON object per message on stdout.
 #[derive(Parser, Debug)]
@@ -30,12 +41,13 @@ struct Cli {
     files: Vec<PathBuf>,
 
     /// Re-encode every decoded message and compare with the captured bytes; list every
-    /// message whose bytes differ on stderr and exit 1 if there is any.
+    /// message whose bytes differ or that fails to decode on stderr and exit 1 if there is
+    /// any.
     #[arg(long)]
     roundtrip: bool,
 
-    /// Print message counts per protocol and type (and decode errors) instead of the
-    /// messages.
+    /// Print message counts per protocol and type instead of the messages: decoded messages
+    /// in `by_type`, messages that failed to decode in `decode_errors_by_type`.
     #[arg(long)]
     summary: bool,
 
@@ -78,14 +90,30 @@ enum RawProtocol {
     Enrp,
 }
 
+/// Counts per (protocol, type code): (name, count), in protocol and type order.
+type Counts = BTreeMap<(&'static str, u8), (Option<&'static str>, u64)>;
+
 /// What one decoded (or undecodable) message contributes to the run.
 #[derive(Default)]
 struct Tally {
-    /// (protocol, type code) -> (name, count), in protocol and type order.
-    counts: BTreeMap<(&'static str, u8), (String, u64)>,
+    /// Messages that decoded.
+    counts: Counts,
+    /// Messages that failed to decode, by the type byte they carry.
+    error_counts: Counts,
     messages: u64,
-    decode_errors: u64,
+    decoded: u64,
+    /// One line per message that failed to decode.
+    decode_failures: Vec<String>,
     roundtrip_mismatches: Vec<String>,
+}
+
+fn counts_json(counts: &Counts) -> Vec<Value> {
+    counts
+        .iter()
+        .map(|((proto, code), (name, count))| {
+            json!({ "protocol": proto, "type": code, "name": name, "count": count })
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -127,29 +155,39 @@ fn main() -> ExitCode {
     }
 
     if cli.summary {
-        let by_type: Vec<Value> = tally
-            .counts
-            .iter()
-            .map(|((proto, code), (name, count))| {
-                json!({ "protocol": proto, "type": code, "name": name, "count": count })
-            })
-            .collect();
         let summary = json!({
             "messages": tally.messages,
-            "decode_errors": tally.decode_errors,
+            "decoded": tally.decoded,
+            "decode_errors": tally.decode_failures.len(),
             "roundtrip_mismatches": tally.roundtrip_mismatches.len(),
-            "by_type": by_type,
+            "by_type": counts_json(&tally.counts),
+            "decode_errors_by_type": counts_json(&tally.error_counts),
         });
         let _ = writeln!(out, "{summary:#}");
+    }
+    if cli.roundtrip || cli.strict {
+        for m in &tally.decode_failures {
+            eprintln!("rsp-decode: decode failure: {m}");
+        }
     }
     for m in &tally.roundtrip_mismatches {
         eprintln!("rsp-decode: roundtrip mismatch: {m}");
     }
+    if cli.roundtrip {
+        eprintln!(
+            "rsp-decode: roundtrip: {} of {} messages ok, {} failed to decode, {} re-encoded differently",
+            tally.decoded as usize - tally.roundtrip_mismatches.len(),
+            tally.messages,
+            tally.decode_failures.len(),
+            tally.roundtrip_mismatches.len()
+        );
+    }
 
     if unreadable {
         ExitCode::from(2)
-    } else if (cli.roundtrip && !tally.roundtrip_mismatches.is_empty())
-        || (cli.strict && tally.decode_errors > 0)
+    } else if (cli.roundtrip
+        && (!tally.roundtrip_mismatches.is_empty() || !tally.decode_failures.is_empty()))
+        || (cli.strict && !tally.decode_failures.is_empty())
     {
         ExitCode::from(1)
     } else {
@@ -224,18 +262,18 @@ fn hex(bytes: &[u8]) -> String {
 fn decode_one(file: &str, m: &CapturedMessage, cli: &Cli, tally: &mut Tally) -> Value {
     let protocol = m.protocol;
     let type_code = m.message_type();
+    let table_name = type_code.and_then(|t| type_name(protocol, t));
     let mut obj = json!({
         "file": file,
         "frame": m.frame,
         "protocol": protocol_name(protocol),
+        "type": type_code,
+        "name": table_name,
         "carrier": m.carrier.to_string(),
         "src": m.src.to_string(),
         "dst": m.dst.to_string(),
         "length": m.bytes.len(),
     });
-    if let Some(t) = type_code {
-        obj["type"] = json!(t);
-    }
     if let Some(ppid) = m.ppid {
         obj["ppid"] = json!(ppid);
     }
@@ -249,9 +287,29 @@ fn decode_one(file: &str, m: &CapturedMessage, cli: &Cli, tally: &mut Tally) -> 
 
     match Message::decode(protocol, &m.bytes) {
         Ok(d) => {
+            tally.decoded += 1;
             let name = d.message.name();
             obj["name"] = json!(name);
             obj["message"] = serde_json::to_value(&d.message).unwrap_or(Value::Null);
+            let extra: Vec<Value> = d
+                .layout
+                .quirks
+                .iter()
+                .filter_map(|q| match &q.kind {
+                    QuirkKind::ExtraTlv(tlv) => {
+                        let mut v = serde_json::to_value(tlv).unwrap_or(Value::Null);
+                        v["path"] = json!(q.path);
+                        Some(v)
+                    }
+                    QuirkKind::PaddingExcluded => None,
+                })
+                .collect();
+            if !extra.is_empty() {
+                obj["extra_tlvs"] = json!(extra);
+            }
+            if d.layout.unused_flags != 0 {
+                obj["unused_flags"] = json!(d.layout.unused_flags);
+            }
             if !d.reports.is_empty() {
                 obj["reports"] = serde_json::to_value(&d.reports).unwrap_or(Value::Null);
             }
@@ -261,7 +319,7 @@ fn decode_one(file: &str, m: &CapturedMessage, cli: &Cli, tally: &mut Tally) -> 
             let entry = tally
                 .counts
                 .entry((protocol_name(protocol), d.message.type_code()))
-                .or_insert_with(|| (name.to_string(), 0));
+                .or_insert_with(|| (Some(name), 0));
             entry.1 += 1;
             if cli.roundtrip {
                 // The captured bytes may carry the final padding (SCTP) or not (TCP
@@ -289,16 +347,40 @@ fn decode_one(file: &str, m: &CapturedMessage, cli: &Cli, tally: &mut Tally) -> 
             }
         }
         Err(e) => {
-            tally.decode_errors += 1;
             obj["error"] = json!(e.to_string());
+            obj["error_offset"] = json!(e.offset());
+            match &e {
+                DecodeError::UnrecognizedParameter { tlv: raw, .. }
+                | DecodeError::UnrecognizedMessage { message: raw, .. } => {
+                    obj["unrecognized"] = json!(hex(raw));
+                }
+                _ => {}
+            }
+            if cli.roundtrip {
+                obj["roundtrip"] = json!("decode-error");
+            }
+            tally.decode_failures.push(format!(
+                "{file} frame {} {} type {}: {e}",
+                m.frame,
+                protocol_name(protocol),
+                type_code.map_or("(empty)".to_string(), |t| format!("0x{t:02x}")),
+            ));
             let entry = tally
-                .counts
+                .error_counts
                 .entry((protocol_name(protocol), type_code.unwrap_or(0)))
-                .or_insert_with(|| ("UNDECODABLE".to_string(), 0));
+                .or_insert_with(|| (table_name, 0));
             entry.1 += 1;
         }
     }
     obj
+}
+
+/// The type name from the RFC 5352 §2.2 / RFC 5353 §2 tables (`None` if unknown).
+fn type_name(p: Protocol, code: u8) -> Option<&'static str> {
+    match p {
+        Protocol::Asap => AsapType::from_code(code).name(),
+        Protocol::Enrp => EnrpType::from_code(code).name(),
+    }
 }
 
 fn protocol_name(p: Protocol) -> &'static str {

@@ -8,6 +8,7 @@
 //! | ENRP SCTP payload protocol identifier | 12 | RFC 5353 §7 |
 //! | ASAP Server Announce multicast group | 239.0.0.50 | rsplib default (RFC 5352 §3.2 leaves the group to configuration) |
 //! | ENRP Presence multicast group | 239.0.0.51 | rsplib default (RFC 5353 §3.1) |
+//! | TCP incomplete message timeout | 30 s | this implementation (no RFC value; see [`TCP_INCOMPLETE_MESSAGE_TIMEOUT`]) |
 //! | RTO on PE↔PR associations | min 500, max 1000, initial 750 ms | rsplib's PE association setup |
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -48,6 +49,17 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default TCP keep-alive idle time (the first probe is sent after this much silence).
 pub const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Default time a partial RSerPool message (header or body started, not complete) may wait on
+/// a TCP association before the association is closed as lost
+/// ([`TransportConfig::tcp_incomplete_message_timeout`](super::TransportConfig::tcp_incomplete_message_timeout)).
+///
+/// The TCP framing cuts the stream at the common header's Message Length (RFC 5352 §2.1); a
+/// peer that stops partway through a message, or garbage whose first 4 bytes read as a large
+/// but allowed length, would otherwise hold the association (and its buffer) forever while
+/// TCP keep-alive still succeeds. 30 s is far longer than any legitimate sender needs for a
+/// message of at most 64 KiB.
+pub const TCP_INCOMPLETE_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// rsplib's RTO settings for PE↔PR associations: (initial, max, min) in milliseconds.
 pub const RSPLIB_RTO_MS: (u32, u32, u32) = (750, 1000, 500);

@@ -33,6 +33,27 @@ pub enum FrameError {
         /// Bytes the header announced (with padding).
         need: usize,
     },
+    /// A message (or its header) was started but not completed within the configured
+    /// [`tcp_incomplete_message_timeout`](super::TransportConfig::tcp_incomplete_message_timeout):
+    /// the peer stopped sending partway through, or sent bytes whose header announces more than
+    /// it will ever send (e.g. garbage read as a plausible Message Length, RFC 5352 §2.1).
+    #[error(
+        "incomplete message from {peer}: {} {have} of {need} bytes received, nothing completed it within {after:?}",
+        pending_what(*.msg_type)
+    )]
+    IncompleteTimeout {
+        /// The peer that stopped sending.
+        peer: SocketAddr,
+        /// Type byte of the pending message, `None` while even the 4-byte header is incomplete.
+        msg_type: Option<u8>,
+        /// Bytes of the message received.
+        have: usize,
+        /// Bytes needed to complete it: the header's Message Length with padding, or 4 for the
+        /// header itself.
+        need: usize,
+        /// The configured timeout.
+        after: Duration,
+    },
     /// A message given to `send` does not start with a consistent RSerPool header.
     #[error(
         "message of {len} bytes does not carry a valid RSerPool header (length field {length})"
@@ -43,6 +64,13 @@ pub enum FrameError {
         /// The Message Length field found in them (0 if fewer than 4 bytes).
         length: u16,
     },
+}
+
+fn pending_what(msg_type: Option<u8>) -> String {
+    match msg_type {
+        Some(t) => format!("message of type 0x{t:02x},"),
+        None => "header,".to_string(),
+    }
 }
 
 /// Why an association ended; carried by [`Event::Lost`](super::Event::Lost).

@@ -13,6 +13,7 @@
 //! | streams | per message, `streams` configured in INIT | one; received stream is always 0 |
 //! | multi-homing | `sctp_bindx` + `sctp_connectx`, peer address events | first reachable address |
 //! | liveness | SCTP heartbeats (+ optional RTO/HB tuning) | TCP keep-alive |
+//! | stalled peer | n/a (whole user messages) | partial message older than [`TransportConfig::tcp_incomplete_message_timeout`] (30 s) closes the association |
 //!
 //! [`TransportKind::Auto`] probes kernel SCTP once and falls back to TCP with one warning.
 //!
@@ -178,6 +179,14 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// TCP keep-alive idle time; `None` disables keep-alive.
     pub tcp_keepalive: Option<Duration>,
+    /// TCP only: how long a partial message (header or body started but not complete) may
+    /// wait for the rest before the association is reported [`Event::Lost`] with
+    /// [`FrameError::IncompleteTimeout`] (naming the peer and what was pending) and closed.
+    /// The clock starts when the first byte of the message arrives. `None` disables the check
+    /// (a stalled peer then holds the association until TCP keep-alive or the peer ends it).
+    /// Default [`defaults::TCP_INCOMPLETE_MESSAGE_TIMEOUT`] (30 s). SCTP delivers whole user
+    /// messages and does not use it.
+    pub tcp_incomplete_message_timeout: Option<Duration>,
     /// `TCP_NODELAY` / `SCTP_NODELAY`.
     pub nodelay: bool,
     /// SCTP-specific settings.
@@ -185,7 +194,8 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
-    /// ASAP endpoint defaults: PPID 11 on TCP (port 3863), 256 KiB + 4 maximum.
+    /// ASAP endpoint defaults: PPID 11 on TCP (port 3863), 256 KiB + 4 maximum (TCP: 65535 +
+    /// 3), TCP incomplete-message timeout 30 s.
     pub fn asap(kind: TransportKind) -> Self {
         TransportConfig {
             kind,
@@ -193,6 +203,7 @@ impl TransportConfig {
             max_message_size: defaults::MAX_SCTP_MESSAGE,
             connect_timeout: defaults::CONNECT_TIMEOUT,
             tcp_keepalive: Some(defaults::TCP_KEEPALIVE),
+            tcp_incomplete_message_timeout: Some(defaults::TCP_INCOMPLETE_MESSAGE_TIMEOUT),
             nodelay: true,
             sctp: SctpOptions::default(),
         }

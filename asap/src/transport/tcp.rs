@@ -14,7 +14,13 @@
 //!   is not transmitted;
 //! * a message is at most 65535 bytes plus padding (16-bit Message Length);
 //! * a Message Length below 4 or above the maximum, or EOF inside a message, closes the
-//!   association with a `warn!` naming the peer and the reason.
+//!   association with a `warn!` naming the peer and the reason;
+//! * a partial message (header or body started) that is not completed within
+//!   [`super::TransportConfig::tcp_incomplete_message_timeout`] (default 30 s) closes the
+//!   association the same way with [`FrameError::IncompleteTimeout`]. With the default maximum
+//!   (65535 + 3) any 4 bytes whose length field is 4..=65535 form a plausible header, so this
+//!   timeout is also what ends an association on which garbage announced a long message that
+//!   never comes, or a peer that stops partway through a message while keeping TCP alive.
 
 use std::io;
 use std::net::SocketAddr;
@@ -200,6 +206,8 @@ impl TcpAssoc {
                 ppid: self.config.tcp_ppid,
                 max,
                 peer: self.peer,
+                incomplete_timeout: self.config.tcp_incomplete_message_timeout,
+                partial_since: None,
                 up_reported: false,
                 done: false,
             },
@@ -221,6 +229,11 @@ pub(crate) struct TcpReader {
     ppid: u32,
     max: usize,
     peer: SocketAddr,
+    /// See [`TransportConfig::tcp_incomplete_message_timeout`].
+    incomplete_timeout: Option<Duration>,
+    /// When the first byte of the message now partly in `buf` was seen (`None` if `buf` is
+    /// empty).
+    partial_since: Option<tokio::time::Instant>,
     up_reported: bool,
     done: bool,
 }
@@ -244,6 +257,9 @@ impl TcpReader {
                     Err(e) => return Ok(self.lost(LostReason::Framing(e))),
                     Ok(need) if self.buf.len() >= need => {
                         let bytes = self.buf.split_to(need).freeze();
+                        // The clock of a following partial message starts now, not when its
+                        // bytes arrived together with this one.
+                        self.partial_since = (!self.buf.is_empty()).then(tokio::time::Instant::now);
                         return Ok(Event::Message(Msg {
                             ppid: self.ppid,
                             stream: 0,
@@ -255,18 +271,29 @@ impl TcpReader {
             } else {
                 self.buf.reserve(HEADER_LEN);
             }
-            match self.rd.read_buf(&mut self.buf).await {
+            if self.buf.is_empty() {
+                self.partial_since = None;
+            } else if self.partial_since.is_none() {
+                self.partial_since = Some(tokio::time::Instant::now());
+            }
+            let deadline = match (self.partial_since, self.incomplete_timeout) {
+                (Some(since), Some(after)) => Some(since + after),
+                _ => None,
+            };
+            let read = self.rd.read_buf(&mut self.buf);
+            // `timeout_at` polls the read before the timer, so bytes already waiting in the
+            // socket are taken even if the deadline has passed (e.g. `recv` not polled).
+            let res = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, read).await {
+                    Ok(r) => r,
+                    Err(_elapsed) => return Ok(self.incomplete_timeout()),
+                },
+                None => read.await,
+            };
+            match res {
                 Ok(0) if self.buf.is_empty() => return Ok(self.lost(LostReason::PeerClosed)),
                 Ok(0) => {
-                    let need = if self.buf.len() >= HEADER_LEN {
-                        super::framing::padded(usize::from(u16::from_be_bytes([
-                            self.buf[2],
-                            self.buf[3],
-                        ])))
-                    } else {
-                        HEADER_LEN
-                    };
-                    let have = self.buf.len();
+                    let (have, need) = self.pending();
                     return Ok(self.lost(LostReason::Framing(FrameError::Truncated { have, need })));
                 }
                 Ok(_) => {}
@@ -276,13 +303,50 @@ impl TcpReader {
         }
     }
 
+    /// Bytes of the partial message in `buf` and bytes it needs (with padding; 4 while the
+    /// header is incomplete).
+    fn pending(&self) -> (usize, usize) {
+        let need = if self.buf.len() >= HEADER_LEN {
+            super::framing::padded(usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])))
+        } else {
+            HEADER_LEN
+        };
+        (self.buf.len(), need)
+    }
+
+    /// Ends the association because a partial message waited longer than the configured
+    /// incomplete-message timeout.
+    fn incomplete_timeout(&mut self) -> Event {
+        let (have, need) = self.pending();
+        let msg_type = (have >= HEADER_LEN).then(|| self.buf[0]);
+        let after = self.incomplete_timeout.unwrap_or_default();
+        self.lost(LostReason::Framing(FrameError::IncompleteTimeout {
+            peer: self.peer,
+            msg_type,
+            have,
+            need,
+            after,
+        }))
+    }
+
+    /// Reports the association lost. On a framing error (including the incomplete-message
+    /// timeout) the socket is also shut down in both directions at once, so the peer sees the
+    /// close even while the application still holds the association halves.
     fn lost(&mut self, reason: LostReason) -> Event {
         self.done = true;
         self.buf.clear();
+        self.partial_since = None;
         if reason == LostReason::PeerClosed {
             debug!(peer = %self.peer, "TCP association closed by peer");
         } else {
             warn!(peer = %self.peer, %reason, "closing TCP association");
+        }
+        if matches!(reason, LostReason::Framing(_)) {
+            if let Err(e) =
+                socket2::SockRef::from(self.rd.as_ref()).shutdown(std::net::Shutdown::Both)
+            {
+                debug!(peer = %self.peer, error = %e, "shutdown after framing error failed");
+            }
         }
         Event::Lost(reason)
     }

@@ -148,6 +148,14 @@ pub enum EncodeError {
         /// The length it would have.
         length: usize,
     },
+    /// An SCTP Transport parameter without any address: RFC 5354 §3.3 requires one or more
+    /// IPv4/IPv6 Address parameters, and the decoder rejects one without
+    /// ([`DecodeError::InvalidValue`] "transport without an address").
+    #[error("SCTP Transport (port {port}) has no address; RFC 5354 §3.3 requires at least one")]
+    TransportWithoutAddress {
+        /// The transport's port, to tell which one it was.
+        port: u16,
+    },
 }
 
 /// Something tolerated while decoding that the typed message does not record, so that

@@ -624,8 +624,20 @@ pub fn transport_param_type(t: &TransportParameter) -> ParamType {
     }
 }
 
-/// Transports 0x0003–0x0007, 0x0010.
+/// Transports 0x0003–0x0007, 0x0010 (RFC 5354 §3.2–3.6, 3.16).
+///
+/// An SCTP Transport with no address is refused with [`EncodeError::TransportWithoutAddress`]
+/// before anything is written: RFC 5354 §3.3 requires at least one address, and our decoder
+/// would reject the result.
 pub(crate) fn enc_transport(e: &mut Enc<'_>, t: &TransportParameter) -> Result<(), EncodeError> {
+    if let TransportParameter::Sctp {
+        port, addresses, ..
+    } = t
+    {
+        if addresses.is_empty() {
+            return Err(EncodeError::TransportWithoutAddress { port: *port });
+        }
+    }
     e.begin_tlv(transport_param_type(t).code(), "transport");
     match t {
         TransportParameter::Sctp {
@@ -888,5 +900,72 @@ impl Parameter {
             }
         };
         Ok((p, super::layout::padded(len).min(input.len())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::asap_msg::{AsapMessage, Registration};
+    use crate::wire::message::{Message, Protocol};
+
+    fn sctp(addresses: Vec<IpAddr>) -> TransportParameter {
+        TransportParameter::Sctp {
+            port: 3863,
+            transport_use: TransportUse::DataOnly,
+            addresses,
+        }
+    }
+
+    /// RFC 5354 §3.3: an SCTP Transport carries one or more addresses; the encoder must not
+    /// produce one our decoder rejects.
+    #[test]
+    fn sctp_transport_without_address_is_an_encode_error() {
+        let p = Parameter::Transport(sctp(Vec::new()));
+        let mut buf = bytes::BytesMut::from(&b"keep"[..]);
+        assert_eq!(
+            p.encode(&mut buf),
+            Err(EncodeError::TransportWithoutAddress { port: 3863 })
+        );
+        assert_eq!(&buf[..], b"keep", "nothing appended on error");
+        assert!(EncodeError::TransportWithoutAddress { port: 3863 }
+            .to_string()
+            .contains("RFC 5354 §3.3"));
+
+        // One address: encodes, and decodes back to the same value.
+        let one = Parameter::Transport(sctp(vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]));
+        let bytes = one.to_vec().expect("encodes");
+        assert_eq!(
+            bytes,
+            [0x00, 0x04, 0x00, 0x10, 0x0f, 0x17, 0x00, 0x00, 0x00, 0x01, 0x00, 0x08, 10, 0, 0, 1]
+        );
+        assert_eq!(Parameter::decode(&bytes), Ok((one, 16)));
+    }
+
+    #[test]
+    fn message_with_addressless_sctp_transport_is_refused_whole() {
+        let reg = |asap_transport| {
+            Message::Asap(AsapMessage::Registration(Registration {
+                pool_handle: PoolHandle(b"pool".to_vec()),
+                pool_element: PoolElement {
+                    id: 0x1234_5678,
+                    home_server_id: 0,
+                    registration_life: 300_000,
+                    user_transport: sctp(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
+                    policy: Policy::RoundRobin,
+                    asap_transport,
+                },
+            }))
+        };
+        let mut buf = bytes::BytesMut::new();
+        assert_eq!(
+            reg(Some(sctp(Vec::new()))).encode(&mut buf),
+            Err(EncodeError::TransportWithoutAddress { port: 3863 })
+        );
+        assert!(buf.is_empty(), "no partial message left behind");
+        let good = reg(Some(sctp(vec![IpAddr::V6(Ipv6Addr::LOCALHOST)])));
+        let bytes = good.to_bytes().expect("encodes");
+        let back = Message::decode(Protocol::Asap, &bytes).expect("decodes");
+        assert_eq!(back.message, good);
     }
 }
