@@ -472,7 +472,7 @@ enum Kind {
 }
 
 /// Every ASAP and ENRP field tshark 4.0 decodes, without the `asap.` / `enrp.` prefix;
-/// the bool says whether the field exists only in one dissector (`Some(protocol)`).
+/// the third column names the one dissector that has the field (`None`: both).
 /// `*_padding` fields are left out (padding bytes are zero by construction).
 const FIELDS: &[(&str, Kind, Option<Protocol>)] = &[
     ("message_type", Kind::Int, None),
