@@ -51,6 +51,7 @@ fi
 
 mkdir -p target
 step "cargo test (workspace)"
+if command -v tshark >/dev/null 2>&1; then export RSERPOOL_REQUIRE_TSHARK=1; fi
 cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee target/cargo-test.log
 # Print one total line over every test binary, in the plain 'N passed, N failed' form.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "cargo: %d passed, %d failed\n", p, f }' \

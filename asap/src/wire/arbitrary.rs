@@ -25,7 +25,7 @@ use super::enrp_msg::{self, EnrpMessage, PoolEntry, UpdateAction};
 use super::message::Message;
 use super::param::{PoolElement, PoolHandle, ServerInformation, TransportParameter, TransportUse};
 use super::policy::{Policy, PolicyType};
-use super::tlv::HandleResolutionOption;
+use super::tlv::{HandleResolutionOption, Parameter};
 
 /// IPv4 or IPv6 address.
 pub fn ip() -> impl Strategy<Value = IpAddr> {
@@ -186,10 +186,47 @@ pub fn server_information() -> impl Strategy<Value = ServerInformation> {
     })
 }
 
-/// Any error cause (any code, raw information).
+/// An error cause: mostly one of RFC 5354's codes 0x0–0xA carrying the information that
+/// code carries (0x1: an unrecognised TLV; 0x2: an unrecognised message, header only;
+/// 0x3: a parameter TLV; 0x5: a policy TLV; 0x7: a transport TLV; none for the others),
+/// sometimes any 16-bit code with raw information (rsplib's and unassigned codes).
 pub fn error_cause() -> impl Strategy<Value = ErrorCause> {
-    (any::<u16>(), vec(any::<u8>(), 0..16))
-        .prop_map(|(c, info)| ErrorCause::new(CauseCode::from_code(c), info))
+    fn tlv(p: Parameter) -> Vec<u8> {
+        p.to_vec().expect("generated parameters encode")
+    }
+    let known = prop_oneof![
+        prop_oneof![
+            Just(CauseCode::UnspecifiedError),
+            Just(CauseCode::NonUniquePeIdentifier),
+            Just(CauseCode::LackOfResources),
+            Just(CauseCode::InconsistentDataControl),
+            Just(CauseCode::UnknownPoolHandle),
+            Just(CauseCode::RejectedSecurity),
+        ]
+        .prop_map(ErrorCause::plain),
+        // A TLV of an unassigned type (between 0x0010 and 0x803F), padded.
+        (0x0011u16..0x803F, vec(any::<u8>(), 0..12)).prop_map(|(t, v)| {
+            let mut b = Vec::with_capacity(v.len() + 7);
+            b.extend_from_slice(&t.to_be_bytes());
+            b.extend_from_slice(&(4 + v.len() as u16).to_be_bytes());
+            b.extend_from_slice(&v);
+            b.resize(b.len().div_ceil(4) * 4, 0);
+            ErrorCause::unrecognized_parameter(&b)
+        }),
+        // A header-only message of a type neither protocol defines.
+        (0x0Fu8.., any::<u8>()).prop_map(|(t, f)| ErrorCause::unrecognized_message(&[t, f, 0, 4])),
+        prop_oneof![
+            transport().prop_map(Parameter::Transport),
+            policy().prop_map(Parameter::Policy),
+            pool_handle().prop_map(Parameter::PoolHandle),
+        ]
+        .prop_map(|p| ErrorCause::invalid_values(&tlv(p))),
+        policy().prop_map(|p| ErrorCause::inconsistent_policy(&p)),
+        transport().prop_map(|t| ErrorCause::inconsistent_transport(&t)),
+    ];
+    let any_code = (any::<u16>(), vec(any::<u8>(), 0..16))
+        .prop_map(|(c, info)| ErrorCause::new(CauseCode::from_code(c), info));
+    prop_oneof![9 => known, 1 => any_code]
 }
 
 /// An Operation Error with 0–3 causes.
