@@ -154,6 +154,33 @@ async fn registrar_over_kernel_sctp() {
         other => panic!("{other:?}"),
     }
 
+    // Bad input over SCTP (message boundaries kept): a Length larger than the message and
+    // garbage are answered with ERROR (Invalid Values); the association and the
+    // registrations survive.
+    for bad in [
+        vec![0x01, 0, 0, 0x40, 0, 9, 0, 5],
+        vec![0x03, 0, 0, 0x0D, 0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3, 4, 5],
+    ] {
+        pu.send(&Msg::new(11, 0, bad.clone())).await.expect("send");
+        match recv(&mut pu).await {
+            (11, Message::Asap(AsapMessage::Error(e))) => {
+                assert_eq!(
+                    e.error.first_code(),
+                    Some(CauseCode::InvalidValues),
+                    "{bad:02x?}"
+                )
+            }
+            other => panic!("{bad:02x?}: {other:?}"),
+        }
+    }
+    send(&mut pu, hr.clone()).await;
+    match recv(&mut pu).await {
+        (11, Message::Asap(AsapMessage::HandleResolutionResponse(r))) => {
+            assert_eq!(r.pool_elements.len(), 2, "registrations survive bad input")
+        }
+        other => panic!("{other:?}"),
+    }
+
     // PE 1's association goes away: it is removed.
     drop(pes.remove(0));
     let mut left = Vec::new();

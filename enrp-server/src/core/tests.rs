@@ -1133,6 +1133,25 @@ fn malformed_message_invalid_values() {
         }
         other => panic!("{other:?}"),
     }
+    // A header whose Length claims more than the message holds (a whole SCTP message):
+    // answered, not dropped, and nothing registered.
+    // Also garbage inside a well-framed message (a TLV longer than the message).
+    for bad in [
+        vec![0x01, 0, 0, 0x40, 0, 9, 0, 5],
+        vec![0x03, 0, 0, 0x0D, 0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3, 4, 5],
+    ] {
+        let out = h.raw(1, Protocol::Asap, bad.clone());
+        match only_reply(&out) {
+            Message::Asap(AsapMessage::Error(e)) => {
+                assert_eq!(
+                    e.error.causes[0].code,
+                    CauseCode::InvalidValues,
+                    "{bad:02x?}"
+                )
+            }
+            other => panic!("{bad:02x?}: {other:?}"),
+        }
+    }
     // Garbage shorter than a header.
     let out = h.raw(1, Protocol::Asap, vec![1, 2]);
     assert!(events(&out)
