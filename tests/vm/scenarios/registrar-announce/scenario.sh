@@ -7,13 +7,16 @@
 #
 # Checks: the PE registers with us and the PU's lines are echoed, both having
 # learned our address only from the multicast announces (which carry our SCTP
-# transport); hsdump lists the PE.
+# transport); hsdump lists the PE. Then the same for the asap crate: our echo_pe
+# (10.0.0.21, pool OurPool) and echo_pu, both with --announce and no
+# --registrar, find our registrar through the announces alone (the PE/PU
+# multicast listener on 239.0.0.50:3863).
 # vm-timeout: 120
 . /rig/lib.sh
 PR=10.0.0.1
 RSPLOG="-logcolor=off -loglevel=2"
 
-net_dummy $PR 10.0.0.11
+net_dummy $PR 10.0.0.11 10.0.0.21
 ip link set dummy0 multicast on
 ip route add 224.0.0.0/4 dev dummy0
 capture any registrar-announce
@@ -38,4 +41,22 @@ echo "Hello by announce" >&3
 wait_for 30 grep -q "from PE .*> Hello by announce" "$OUT/pu.log"
 expect_grep "PU found us by announce, line echoed" "from PE .*> Hello by announce" "$OUT/pu.log"
 exec 3>&-
+
+# The asap crate's PE and PU, announces only.
+start ourpe echo_pe --transport sctp --announce --pool OurPool \
+  --listen 10.0.0.21:0 --id 0x21212121 --policy rr
+wait_for 40 pe_count 2
+hsdump_to two $PR:9901
+expect_grep "our PE found us by announce and registered" "\$21212121" "$OUT/hsdump-two.txt"
+mkfifo /tmp/ourpu.in
+start -i /tmp/ourpu.in ourpu echo_pu --transport sctp --announce --pool OurPool
+exec 4> /tmp/ourpu.in
+echo "our line by announce" >&4
+wait_for 40 grep -qx "our line by announce" "$OUT/ourpu.log"
+expect_grep "our PU found us by announce, line echoed" "^our line by announce\$" "$OUT/ourpu.log"
+expect_grep "our PU connected to our PE" "connected to PE 0x21212121" "$OUT/ourpu.log"
+exec 4>&-
+wait_exit ourpu 10
+expect_eq "our PU exits 0 at end of input" "$ourpu_rc" 0
+stop ourpe INT
 finish
