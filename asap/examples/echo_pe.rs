@@ -4,7 +4,10 @@
 //! with a registrar (static `--registrar` list and/or ASAP announces), answers keep-alives,
 //! and after every echo sends an ASAP_COOKIE with its state (`pe=<id>;n=<count>`) so a PU
 //! that fails over can hand it to the next PE (printed when a COOKIE_ECHO arrives).
-//! Ctrl-C deregisters gracefully.
+//! With `--cookie-state` the count is the session's application state: every echo is
+//! prefixed with `#<count> `, and a COOKIE_ECHO (`pe=<old id>;n=<count>`, from this or any
+//! other `echo_pe`) restores the count, so after a failover the numbering continues where
+//! the failed PE stopped instead of restarting at 1. Ctrl-C deregisters gracefully.
 //!
 //! ```text
 //! cargo run -p asap --example echo_pe -- --registrar 127.0.0.1:3863 --transport tcp \
@@ -64,6 +67,20 @@ struct Args {
     /// SCTP PPID of application data.
     #[arg(long, default_value_t = 0)]
     data_ppid: u32,
+    /// Keep the echo count as session state: prefix echoes with `#<count> ` and continue
+    /// the count from a COOKIE_ECHO's `n=` (state failover, RFC 5351 §2.5).
+    #[arg(long)]
+    cookie_state: bool,
+}
+
+/// The count in a cookie this example sent (`pe=<id>;n=<count>`).
+fn cookie_count(cookie: &[u8]) -> Option<u64> {
+    std::str::from_utf8(cookie)
+        .ok()?
+        .split(';')
+        .find_map(|kv| kv.strip_prefix("n="))?
+        .parse()
+        .ok()
 }
 
 #[tokio::main]
@@ -90,6 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut pe = PoolElement::register(pc).await?;
     let id = pe.identifier();
     info!(pe = format_args!("{id:#010x}"), pool = %args.pool, "pool element started");
+    let cookie_state = args.cookie_state;
 
     loop {
         tokio::select! {
@@ -106,6 +124,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         match s.recv().await {
                             Ok(Some(ServerEvent::Data(d))) => {
                                 count += 1;
+                                let d = if cookie_state {
+                                    let mut r = format!("#{count} ").into_bytes();
+                                    r.extend_from_slice(&d);
+                                    r.into()
+                                } else {
+                                    d
+                                };
                                 if s.send(d).await.is_err() {
                                     break;
                                 }
@@ -116,6 +141,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             }
                             Ok(Some(ServerEvent::CookieEcho(c))) => {
                                 info!(cookie = %String::from_utf8_lossy(&c), "session taken over (COOKIE_ECHO)");
+                                if cookie_state {
+                                    match cookie_count(&c) {
+                                        Some(n) => {
+                                            count = n;
+                                            info!(n, "state restored from cookie");
+                                        }
+                                        None => warn!("cookie without a count; state not restored"),
+                                    }
+                                }
                             }
                             Ok(Some(ServerEvent::BusinessCard(b))) => {
                                 info!(pes = b.pool_elements.len(), "business card received");
