@@ -538,18 +538,26 @@ struct Scenario {
     deregister_old: bool,
 }
 
-/// Builds the lab and runs the scenario; SKIP (return) when namespaces are unavailable.
-async fn run(scenario: Scenario) {
-    let mut lab = match Lab::new() {
-        Ok(l) => l,
+/// A fresh lab, or `None` after printing `SKIP: <reason>` when namespaces are unavailable
+/// (a failure instead with `RSERPOOL_REQUIRE_NETNS=1`, or when building the topology failed).
+fn lab_or_skip() -> Option<Lab> {
+    match Lab::new() {
+        Ok(l) => Some(l),
         Err(reason) => {
             if std::env::var_os("RSERPOOL_REQUIRE_NETNS").is_some() || reason.starts_with("FAILED")
             {
                 panic!("{reason}");
             }
             eprintln!("SKIP: {reason}");
-            return;
+            None
         }
+    }
+}
+
+/// Builds the lab and runs the scenario; SKIP (return) when namespaces are unavailable.
+async fn run(scenario: Scenario) {
+    let Some(mut lab) = lab_or_skip() else {
+        return;
     };
     lab.partition = scenario.partition;
     eprintln!("{scenario:?}: lab 10.213.{}.0/24", lab.net);
@@ -731,16 +739,8 @@ async fn orphans_follow_the_takeover_or_are_removed() {
     use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
     use asap::wire::{Policy, TransportParameter, TransportUse};
 
-    let mut lab = match Lab::new() {
-        Ok(l) => l,
-        Err(reason) => {
-            if std::env::var_os("RSERPOOL_REQUIRE_NETNS").is_some() || reason.starts_with("FAILED")
-            {
-                panic!("{reason}");
-            }
-            eprintln!("SKIP: {reason}");
-            return;
-        }
+    let Some(mut lab) = lab_or_skip() else {
+        return;
     };
     for i in 0..3 {
         lab.start(i).expect("start registrar");
