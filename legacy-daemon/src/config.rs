@@ -29,8 +29,12 @@ pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_NET_INTERVAL_MS: u64 = 5000;
 /// Default lower bound of the reconnect backoff.
 pub const DEFAULT_RECONNECT_MIN_MS: u64 = 200;
-/// Default upper bound of the reconnect backoff.
-pub const DEFAULT_RECONNECT_MAX_MS: u64 = 30_000;
+/// Default upper bound of the reconnect backoff. It bounds how long a proxy that was
+/// restarted stays without this daemon's report (and so without registrations for its
+/// servers): with equal jitter the next attempt comes 2.5–5 s after the previous one at
+/// worst. A higher cap saves almost nothing (one refused SYN per attempt). It was 30 s,
+/// which kept a restarted proxy's servers "unknown" for up to 30 s.
+pub const DEFAULT_RECONNECT_MAX_MS: u64 = 5_000;
 
 /// A configuration error with its precise location.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -558,6 +562,10 @@ pid_file = "/run/b.pid"
         assert_eq!(c.daemon.id, default_identity());
         assert!(c.daemon.watch_config && c.daemon.accept_push);
         assert!(c.proxies.is_empty() && c.apps.is_empty());
+        // A restarted proxy gets this daemon back within a few seconds (PROTOCOL.md §4).
+        let c = parse("[[proxy]]\naddress = \"127.0.0.1:7100\"\n", "t").unwrap();
+        assert_eq!(c.proxies[0].reconnect_min, Duration::from_millis(200));
+        assert_eq!(c.proxies[0].reconnect_max, Duration::from_secs(5));
     }
 
     #[test]

@@ -22,12 +22,16 @@
 //!   (application, server) pairs after every input, so a daemon reconnect (full snapshot)
 //!   or a proxy restart re-creates exactly the right registrations; a load change of at
 //!   least 1 % re-registers with the new policy value.
+//! - **Configuration push** (seed 003 [32], "dynamic notification"): the core picks the
+//!   version of a push to a daemon ([`Core::push_version`]), remembers it as pending
+//!   ([`Core::config_push_sent`]) and records the daemon's `config_ack` (accepted, or
+//!   rejected with the daemon's error) for the status output.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use asap::wire::{Policy, PoolElement, TransportParameter, TransportUse};
-use legacy_daemon::protocol::{AppStatus, DaemonMessage, Hello};
+use legacy_daemon::protocol::{AppStatus, ConfigAck, DaemonMessage, Hello};
 use legacy_daemon::receiver::StatusTable;
 use serde::Serialize;
 
@@ -58,6 +62,46 @@ pub enum CoreError {
         /// What was wrong.
         message: String,
     },
+}
+
+/// Why a configuration push cannot be sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum PushError {
+    /// Neither configured as a server's daemon nor ever connected.
+    #[error("unknown daemon `{0}` (not referenced by the configuration and never connected)")]
+    UnknownDaemon(String),
+    /// Known, but no connection is open now.
+    #[error("daemon `{0}` is not connected")]
+    NotConnected(String),
+}
+
+/// State of a configuration push (seed 003 [32]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PushState {
+    /// Sent; no `config_ack` yet.
+    Pending,
+    /// The daemon applied it (or already had it in force).
+    Accepted,
+    /// The daemon rejected it; its previous configuration stays in force.
+    Rejected,
+    /// The connection closed before the daemon answered.
+    Unanswered,
+}
+
+/// The latest configuration push to one daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PushView {
+    /// Pushed version.
+    pub version: u64,
+    /// Outcome so far.
+    pub state: PushState,
+    /// The daemon's error (rejected) or why there is no answer.
+    pub error: Option<String>,
+    /// Version in force at the daemon according to its `config_ack`.
+    pub active_version: Option<u64>,
+    /// When it was sent (Unix ms).
+    pub sent_at_ms: u64,
 }
 
 /// Why a session could not be given a server (seed 003 [33] step 197).
@@ -182,6 +226,7 @@ struct DaemonState {
     connected: bool,
     last_frame_ms: u64,
     connections: u64,
+    last_push: Option<PushView>,
 }
 
 #[derive(Debug, Clone)]
@@ -326,9 +371,11 @@ impl Core {
         // Keep the last known applications until the snapshot arrives, so a reconnect does
         // not briefly look like "everything stopped".
         let mut conns = 1;
+        let mut last_push = None;
         if let Some(d) = self.daemons.remove(&id) {
             table.apps = d.table.apps;
             conns = d.connections + 1;
+            last_push = d.last_push;
         }
         self.daemons.insert(
             id.clone(),
@@ -337,6 +384,7 @@ impl Core {
                 connected: true,
                 last_frame_ms: now,
                 connections: conns,
+                last_push,
             },
         );
         let detail = match prev {
@@ -369,7 +417,93 @@ impl Core {
             message: e.to_string(),
         })?;
         d.last_frame_ms = now;
+        if let DaemonMessage::ConfigAck(ack) = msg {
+            self.config_acked(now, daemon, ack);
+        }
         Ok(self.evaluate(now))
+    }
+
+    /// The version for the next configuration push to `daemon`: one above both the version
+    /// in force there and a push still waiting for its answer. Fails when the daemon is
+    /// unknown or not connected (the push could not be delivered).
+    pub fn push_version(&self, daemon: &str) -> Result<u64, PushError> {
+        let Some(d) = self.daemons.get(daemon) else {
+            let configured = self
+                .apps
+                .iter()
+                .flat_map(|a| a.servers.iter())
+                .any(|s| s.cfg.daemon == daemon);
+            return Err(if configured {
+                PushError::NotConnected(daemon.to_string())
+            } else {
+                PushError::UnknownDaemon(daemon.to_string())
+            });
+        };
+        if !d.connected {
+            return Err(PushError::NotConnected(daemon.to_string()));
+        }
+        let pending = d
+            .last_push
+            .as_ref()
+            .filter(|p| p.state == PushState::Pending)
+            .map_or(0, |p| p.version);
+        Ok(d.table.config_version.max(pending) + 1)
+    }
+
+    /// A configuration push of `version` was sent to `daemon`; its `config_ack` arrives as
+    /// a [`DaemonMessage::ConfigAck`] through [`Core::daemon_message`].
+    pub fn config_push_sent(&mut self, now: u64, daemon: &str, version: u64) {
+        if let Some(d) = self.daemons.get_mut(daemon) {
+            d.last_push = Some(PushView {
+                version,
+                state: PushState::Pending,
+                error: None,
+                active_version: None,
+                sent_at_ms: now,
+            });
+            self.log(
+                now,
+                "config-push",
+                "",
+                daemon,
+                format!("version {version} sent"),
+            );
+        }
+    }
+
+    fn config_acked(&mut self, now: u64, daemon: &str, ack: &ConfigAck) {
+        let Some(d) = self.daemons.get_mut(daemon) else {
+            return;
+        };
+        if let Some(p) = d.last_push.as_mut().filter(|p| p.version == ack.version) {
+            p.state = if ack.accepted {
+                PushState::Accepted
+            } else {
+                PushState::Rejected
+            };
+            p.error.clone_from(&ack.error);
+            p.active_version = Some(ack.active_version);
+        }
+        let (kind, detail) = if ack.accepted {
+            (
+                "config-ack",
+                format!(
+                    "version {} accepted, {} in force",
+                    ack.version, ack.active_version
+                ),
+            )
+        } else {
+            (
+                "config-rejected",
+                format!(
+                    "version {} rejected, {} stays in force: {}",
+                    ack.version,
+                    ack.active_version,
+                    ack.error.as_deref().unwrap_or("no reason given")
+                ),
+            )
+        };
+        self.log(now, kind, "", daemon, detail);
     }
 
     /// The daemon's connection closed or broke. Its servers become suspect (not down) until
@@ -377,6 +511,14 @@ impl Core {
     pub fn daemon_disconnected(&mut self, now: u64, daemon: &str) -> Vec<Action> {
         if let Some(d) = self.daemons.get_mut(daemon) {
             d.connected = false;
+            if let Some(p) = d
+                .last_push
+                .as_mut()
+                .filter(|p| p.state == PushState::Pending)
+            {
+                p.state = PushState::Unanswered;
+                p.error = Some("connection closed before the daemon answered".into());
+            }
             self.log(now, "daemon-disconnected", "", daemon, String::new());
         }
         self.evaluate(now)
@@ -864,6 +1006,8 @@ impl Core {
                     state_seq: d.table.state_seq,
                     last_frame_age_ms: now.saturating_sub(d.last_frame_ms),
                     connections: d.connections,
+                    config_version: d.table.config_version,
+                    last_push: d.last_push.clone(),
                 })
                 .collect(),
             sessions: self.sessions.len(),
@@ -1052,6 +1196,12 @@ pub struct DaemonView {
     pub last_frame_age_ms: u64,
     /// Connections accepted from it so far.
     pub connections: u64,
+    /// Configuration version in force at the daemon (Hello, heartbeats, deltas, acks).
+    #[serde(default)]
+    pub config_version: u64,
+    /// The latest configuration push to it (`proxy-pe push-config`).
+    #[serde(default)]
+    pub last_push: Option<PushView>,
 }
 
 impl Status {
@@ -1077,6 +1227,37 @@ impl Status {
             }
             out.push_str(&a.policy_label);
             out.push_str("\n\n");
+        }
+        out
+    }
+
+    /// Daemon configuration versions and pushes, one line per daemon that was pushed to
+    /// (empty when no push was made, so the plain table stays in the seed's shape).
+    pub fn render_pushes(&self) -> String {
+        let mut out = String::new();
+        for d in &self.daemons {
+            let Some(p) = &d.last_push else { continue };
+            if out.is_empty() {
+                out.push_str("Daemon configuration\n");
+            }
+            let outcome = match p.state {
+                PushState::Pending => "pending".to_string(),
+                PushState::Accepted => "acknowledged".to_string(),
+                PushState::Rejected => format!(
+                    "rejected: {}",
+                    p.error.as_deref().unwrap_or("no reason given")
+                ),
+                PushState::Unanswered => {
+                    format!("unanswered: {}", p.error.as_deref().unwrap_or("no answer"))
+                }
+            };
+            out.push_str(&format!(
+                "{} version {} in force; push of version {} {}\n",
+                d.id, d.config_version, p.version, outcome
+            ));
+        }
+        if !out.is_empty() {
+            out.push('\n');
         }
         out
     }

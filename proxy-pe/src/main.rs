@@ -4,6 +4,7 @@
 //! proxy-pe run --config /etc/proxy-pe.toml      # run the proxy
 //! proxy-pe check --config /etc/proxy-pe.toml    # validate a configuration file
 //! proxy-pe status [--control 127.0.0.1:7199] [--json]
+//! proxy-pe push-config --daemon ID [--version N] [--control 127.0.0.1:7199] FILE
 //! ```
 
 use std::net::SocketAddr;
@@ -47,6 +48,21 @@ enum Cmd {
         /// Print the whole report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Push a configuration file to a connected legacy-daemon through a running proxy
+    /// (seed 003 [32]) and wait for its acknowledgement (status 1 if it is rejected).
+    PushConfig {
+        /// The daemon's id (`[daemon] id` in its configuration).
+        #[arg(long)]
+        daemon: String,
+        /// Configuration version (default: one above the version in force at the daemon).
+        #[arg(long)]
+        version: Option<u64>,
+        /// The proxy's control port.
+        #[arg(long, default_value = "127.0.0.1:7199")]
+        control: SocketAddr,
+        /// The complete legacy-daemon configuration file (TOML) to push.
+        file: PathBuf,
     },
 }
 
@@ -106,6 +122,7 @@ fn main() -> ExitCode {
                     }
                 } else {
                     print!("{}", r.proxy.render_table());
+                    print!("{}", r.proxy.render_pushes());
                 }
                 ExitCode::SUCCESS
             }
@@ -114,5 +131,47 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::PushConfig {
+            daemon,
+            version,
+            control,
+            file,
+        } => {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("proxy-pe: cannot read {}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(proxy_pe::control::push_config(
+                control, &daemon, version, &text,
+            )) {
+                Ok(a) if a.accepted => {
+                    println!(
+                        "daemon {} acknowledged configuration version {} (version {} in force)",
+                        a.daemon,
+                        a.version.unwrap_or(0),
+                        a.active_version.unwrap_or(0)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(a) => {
+                    let why = a.error.as_deref().unwrap_or("no reason given");
+                    match (a.version, a.active_version) {
+                        (Some(v), Some(active)) => eprintln!(
+                            "proxy-pe: daemon {} rejected configuration version {v} (version {active} stays in force): {why}",
+                            a.daemon
+                        ),
+                        _ => eprintln!("proxy-pe: push to daemon {daemon} failed: {why}"),
+                    }
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("proxy-pe: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! - daemon connections (legacy-daemon PROTOCOL.md, via `legacy_daemon::receiver`);
 //! - mode B relay sessions ([`crate::relay`]);
 //! - the registrar client ([`crate::registrar`]);
-//! - the control port ([`crate::control`]);
+//! - the control port ([`crate::control`]), including configuration pushes to daemons
+//!   (seed 003 [32]): the push is written on the daemon's connection by its task, and the
+//!   `config_ack` arriving on that connection answers the waiting `push-config` request;
 //! - a 200 ms tick, SIGHUP and a 1 s configuration-file watch (reload), SIGTERM/SIGINT
 //!   (deregister everything, then exit).
 
@@ -16,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use asap::session::SessionListener;
 use asap::transport::TransportKind;
-use legacy_daemon::protocol::{DaemonMessage, Hello};
+use legacy_daemon::protocol::{ConfigPush, DaemonMessage, Hello};
 use legacy_daemon::receiver::DaemonListener;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -24,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError, Mode};
-use crate::control::{self, Report};
+use crate::control::{self, ControlRequest, PushAnswer, Report};
 use crate::core::{Action, Core, SessionId};
 use crate::now_ms;
 use crate::registrar::{self, RegistrarCmd, RegistrarQuery, RegistrarState};
@@ -52,7 +54,7 @@ pub enum ProxyError {
 }
 
 enum DaemonEvent {
-    Hello(u64, Hello),
+    Hello(u64, Hello, mpsc::UnboundedSender<ConfigPush>),
     Msg(u64, String, DaemonMessage, oneshot::Sender<bool>),
     Gone(u64, String),
 }
@@ -68,7 +70,12 @@ struct Driver {
     probe_tx: mpsc::UnboundedSender<(String, String, bool)>,
     session_tx: mpsc::UnboundedSender<SessionCmd>,
     moves: BTreeMap<SessionId, mpsc::UnboundedSender<(String, String)>>,
-    daemon_conn: BTreeMap<String, u64>,
+    /// Current connection of each daemon and the channel to push configurations on it.
+    daemon_conn: BTreeMap<String, (u64, mpsc::UnboundedSender<ConfigPush>)>,
+    /// `push-config` requests waiting for the daemon's `config_ack`, by daemon.
+    push_waiters: BTreeMap<String, Vec<(u64, oneshot::Sender<PushAnswer>)>>,
+    /// Deadline of each waiting push (answered as unanswered when it passes).
+    push_deadlines: Vec<(tokio::time::Instant, String, u64)>,
     listeners: BTreeMap<String, ((SocketAddr, TransportKind), JoinHandle<()>)>,
 }
 
@@ -126,6 +133,8 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
         session_tx,
         moves: BTreeMap::new(),
         daemon_conn: BTreeMap::new(),
+        push_waiters: BTreeMap::new(),
+        push_deadlines: Vec::new(),
         listeners: BTreeMap::new(),
     };
     let acts = d.core.apply_config(now_ms(), cfg);
@@ -140,6 +149,7 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
             _ = tick.tick() => {
                 let acts = d.core.tick(now_ms());
                 d.dispatch(acts);
+                d.expire_pushes();
             }
             _ = watch.tick() => {
                 let m = mtime(&d.path);
@@ -162,7 +172,12 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
                 RegistrarQuery::KeepAlive(id, tx) => { let _ = tx.send(d.core.keep_alive_ok(id)); }
                 RegistrarQuery::KeepAlivePool(h, tx) => { let _ = tx.send(d.core.keep_alive_pool(&h)); }
             },
-            Some(tx) = report_rx.recv() => { let _ = tx.send(d.report()); }
+            Some(req) = report_rx.recv() => match req {
+                ControlRequest::Report(tx) => { let _ = tx.send(d.report()); }
+                ControlRequest::PushConfig { daemon, version, config_toml, reply } => {
+                    d.push_config(daemon, version, config_toml, reply);
+                }
+            },
         }
     }
     tracing::info!("shutting down: deregistering");
@@ -193,30 +208,54 @@ async fn accept_daemons(listener: DaemonListener, tx: mpsc::UnboundedSender<Daem
             let mut conn = conn;
             let daemon = conn.hello().daemon_id.clone();
             tracing::info!(daemon, peer = %conn.peer(), "daemon connected");
+            let (push_tx, mut push_rx) = mpsc::unbounded_channel::<ConfigPush>();
             if tx
-                .send(DaemonEvent::Hello(id, conn.hello().clone()))
+                .send(DaemonEvent::Hello(id, conn.hello().clone(), push_tx))
                 .is_err()
             {
                 return;
             }
             loop {
-                match conn.next_message().await {
-                    Ok(Some(m)) => {
-                        let (rtx, rrx) = oneshot::channel();
-                        if tx
-                            .send(DaemonEvent::Msg(id, daemon.clone(), m, rtx))
-                            .is_err()
-                        {
-                            return;
+                tokio::select! {
+                    // `next_message` is cancel-safe: a push may interrupt it.
+                    m = conn.next_message() => match m {
+                        Ok(Some(m)) => {
+                            let (rtx, rrx) = oneshot::channel();
+                            if tx
+                                .send(DaemonEvent::Msg(id, daemon.clone(), m, rtx))
+                                .is_err()
+                            {
+                                return;
+                            }
+                            if !rrx.await.unwrap_or(false) {
+                                break;
+                            }
                         }
-                        if !rrx.await.unwrap_or(false) {
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(daemon, error = %e, "daemon connection error");
                             break;
                         }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(daemon, error = %e, "daemon connection error");
-                        break;
+                    },
+                    Some(p) = push_rx.recv() => {
+                        let sent = tokio::time::timeout(
+                            Duration::from_secs(5),
+                            conn.push_config(p.version, &p.config_toml),
+                        )
+                        .await;
+                        match sent {
+                            Ok(Ok(())) => {
+                                tracing::info!(daemon, version = p.version, "configuration pushed")
+                            }
+                            Ok(Err(e)) => {
+                                tracing::warn!(daemon, error = %e, "configuration push failed");
+                                break;
+                            }
+                            Err(_) => {
+                                tracing::warn!(daemon, "configuration push: write timed out");
+                                break;
+                            }
+                        }
                     }
                 }
             }
@@ -261,13 +300,14 @@ impl Driver {
     fn daemon_event(&mut self, ev: DaemonEvent) {
         let now = now_ms();
         match ev {
-            DaemonEvent::Hello(conn, hello) => {
-                self.daemon_conn.insert(hello.daemon_id.clone(), conn);
+            DaemonEvent::Hello(conn, hello, push_tx) => {
+                self.daemon_conn
+                    .insert(hello.daemon_id.clone(), (conn, push_tx));
                 let acts = self.core.daemon_connected(now, &hello);
                 self.dispatch(acts);
             }
             DaemonEvent::Msg(conn, daemon, msg, reply) => {
-                if self.daemon_conn.get(&daemon) != Some(&conn) {
+                if self.daemon_conn.get(&daemon).map(|c| c.0) != Some(conn) {
                     // An older connection of a daemon that has reconnected meanwhile.
                     let _ = reply.send(false);
                     return;
@@ -276,6 +316,15 @@ impl Driver {
                     Ok(acts) => {
                         let _ = reply.send(true);
                         self.dispatch(acts);
+                        if let DaemonMessage::ConfigAck(ack) = &msg {
+                            self.answer_pushes(&daemon, ack.version, |d, v| PushAnswer {
+                                daemon: d.to_string(),
+                                version: Some(v),
+                                accepted: ack.accepted,
+                                active_version: Some(ack.active_version),
+                                error: ack.error.clone(),
+                            });
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "dropping daemon connection");
@@ -284,12 +333,122 @@ impl Driver {
                 }
             }
             DaemonEvent::Gone(conn, daemon) => {
-                if self.daemon_conn.get(&daemon) == Some(&conn) {
+                if self.daemon_conn.get(&daemon).map(|c| c.0) == Some(conn) {
                     self.daemon_conn.remove(&daemon);
                     let acts = self.core.daemon_disconnected(now, &daemon);
                     self.dispatch(acts);
+                    let waiting: Vec<u64> = self
+                        .push_waiters
+                        .get(&daemon)
+                        .map(|w| w.iter().map(|(v, _)| *v).collect())
+                        .unwrap_or_default();
+                    for v in waiting {
+                        self.answer_pushes(&daemon, v, |d, v| {
+                            PushAnswer::failed(
+                                d,
+                                Some(v),
+                                format!("daemon `{d}` disconnected before answering the push of version {v}"),
+                            )
+                        });
+                    }
                 }
             }
+        }
+    }
+
+    /// `proxy-pe push-config`: checks the daemon, picks the version, hands the push to the
+    /// daemon's connection task and keeps `reply` until the `config_ack` arrives.
+    fn push_config(
+        &mut self,
+        daemon: String,
+        version: Option<u64>,
+        config_toml: String,
+        reply: oneshot::Sender<PushAnswer>,
+    ) {
+        let next = match self.core.push_version(&daemon) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = reply.send(PushAnswer::failed(&daemon, None, e.to_string()));
+                return;
+            }
+        };
+        let version = version.unwrap_or(next);
+        let Some((_, tx)) = self.daemon_conn.get(&daemon) else {
+            let _ = reply.send(PushAnswer::failed(
+                &daemon,
+                None,
+                format!("daemon `{daemon}` is not connected"),
+            ));
+            return;
+        };
+        if tx
+            .send(ConfigPush {
+                version,
+                config_toml,
+            })
+            .is_err()
+        {
+            let _ = reply.send(PushAnswer::failed(
+                &daemon,
+                None,
+                format!("daemon `{daemon}` is not connected"),
+            ));
+            return;
+        }
+        self.core.config_push_sent(now_ms(), &daemon, version);
+        self.push_deadlines.push((
+            tokio::time::Instant::now() + control::PUSH_ACK_TIMEOUT,
+            daemon.clone(),
+            version,
+        ));
+        self.push_waiters
+            .entry(daemon)
+            .or_default()
+            .push((version, reply));
+    }
+
+    /// Answers every waiting push of `version` to `daemon`.
+    fn answer_pushes(
+        &mut self,
+        daemon: &str,
+        version: u64,
+        answer: impl Fn(&str, u64) -> PushAnswer,
+    ) {
+        if let Some(w) = self.push_waiters.get_mut(daemon) {
+            let (done, rest): (Vec<_>, Vec<_>) = w.drain(..).partition(|(v, _)| *v == version);
+            *w = rest;
+            for (v, tx) in done {
+                let _ = tx.send(answer(daemon, v));
+            }
+            if w.is_empty() {
+                self.push_waiters.remove(daemon);
+            }
+        }
+        self.push_deadlines
+            .retain(|(_, d, v)| !(d == daemon && *v == version));
+    }
+
+    /// Pushes without an answer within [`control::PUSH_ACK_TIMEOUT`] are answered as such
+    /// (the daemon's late answer still shows in `status`).
+    fn expire_pushes(&mut self) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<(String, u64)> = self
+            .push_deadlines
+            .iter()
+            .filter(|(t, _, _)| *t <= now)
+            .map(|(_, d, v)| (d.clone(), *v))
+            .collect();
+        for (d, v) in due {
+            self.answer_pushes(&d, v, |d, v| {
+                PushAnswer::failed(
+                    d,
+                    Some(v),
+                    format!(
+                        "no answer from daemon `{d}` to the push of version {v} within {} s; see `proxy-pe status`",
+                        control::PUSH_ACK_TIMEOUT.as_secs()
+                    ),
+                )
+            });
         }
     }
 

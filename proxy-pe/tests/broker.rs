@@ -238,6 +238,58 @@ async fn lifetime_and_maintenance_move_sessions_and_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_window_starting_mid_session_moves_it() {
+    let mut rig = Rig::new("maint");
+    rig.start_proxies(1, "broker", "round-robin", &[]);
+    rig.start_daemons();
+    ready(&rig, 0).await;
+    let (mut s, who) = session(rig.listens[0]).await;
+    assert_eq!(who, "IP1");
+    assert_eq!(s.echo("before").await, "before");
+    // While the session is open, IP1 gets a maintenance window that starts a few seconds
+    // from now (the reload is the only way to add one to a running proxy).
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3;
+    let path = rig.config_paths[0].clone();
+    let cfg = std::fs::read_to_string(&path).expect("read");
+    let with_window = cfg.replacen(
+        "daemon = \"d1\"\n",
+        &format!(
+            "daemon = \"d1\"\nmaintenance = [\"{start}-{}\"]\n",
+            start + 3600
+        ),
+        1,
+    );
+    assert_ne!(with_window, cfg);
+    std::fs::write(&path, with_window).expect("write");
+    let r = rig
+        .until(0, "IP1 in its maintenance window", |r| {
+            r.config_loads == 2 && server(r, "IP1").reason == "maintenance window"
+        })
+        .await;
+    // The window began by the clock, not with the reload.
+    let ev = r
+        .proxy
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.kind == "server-state" && e.subject == "IP1")
+        .expect("IP1 state event");
+    assert!(ev.detail.ends_with("(maintenance window)"), "{ev:?}");
+    assert!(ev.at_ms >= start * 1000, "{ev:?} before {start}");
+    // The session moved to the next server by round robin, on the same client connection.
+    assert_eq!(s.server().await, "IP2");
+    assert_eq!(s.echo("after").await, "after");
+    let r = rig.report(0).await.expect("report");
+    assert_eq!(server(&r, "IP1").active_sessions, 0);
+    assert_eq!(server(&r, "IP2").active_sessions, 1);
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_proxies_keep_serving_when_one_is_killed() {
     let mut rig = Rig::new("two");
     rig.start_proxies(2, "broker", "round-robin", &[]);

@@ -502,3 +502,176 @@ fn pe_ids_are_stable_and_distinct() {
     assert_ne!(stable_pe_id(&["A", "IP1"]), stable_pe_id(&["A", "IP2"]));
     assert_ne!(stable_pe_id(&["AI", "P1"]), stable_pe_id(&["A", "IP1"]));
 }
+
+#[test]
+fn mode_a_lifetime_expiry_deregisters_and_restart_reregisters() {
+    let mut c = all_up("registration", "round-robin", "lifetime_s = 10");
+    let id1 = stable_pe_id(&["A", "IP1"]);
+    assert_eq!(c.registrations().len(), 3);
+    // Registered for the remaining work cycle, not the default registration life.
+    let life = |c: &Core| {
+        c.registrations()
+            .iter()
+            .find(|(_, p)| p.id == id1)
+            .map(|(_, p)| p.registration_life)
+    };
+    assert_eq!(life(&c), Some(10_000));
+    for t in [2_000, 4_000, 6_000, 8_000, 9_999] {
+        assert!(beat(&mut c, T0 + t).is_empty(), "at +{t}");
+    }
+    assert!(c.keep_alive_ok(id1));
+    // The lifetime ends: exactly IP1 is deregistered, its keep-alives go unanswered.
+    let acts = beat(&mut c, T0 + 10_000);
+    assert_eq!(
+        acts,
+        vec![Action::Deregister {
+            pool_handle: "AppA".into(),
+            pe_id: id1
+        }]
+    );
+    assert!(!c.keep_alive_ok(id1));
+    assert_eq!(c.registrations().len(), 2);
+    let st = state(&c, T0 + 10_000, "IP1");
+    assert!(!st.registered && st.running);
+    assert_eq!(st.reason, "lifetime expired");
+    // A restart of the application (new pid) starts a new work cycle: registered again.
+    let acts = c
+        .daemon_message(T0 + 11_000, "d1", &delta(2, vec![app(true, &[555])]))
+        .expect("delta");
+    assert!(
+        matches!(&acts[..], [Action::Register { pe, .. }] if pe.id == id1 && pe.registration_life == 10_000),
+        "{acts:?}"
+    );
+    assert!(c.keep_alive_ok(id1));
+}
+
+#[test]
+fn mode_a_maintenance_window_deregisters_and_readmits() {
+    // Window 1700000100..1700000200 s on IP1.
+    let mut c = all_up(
+        "registration",
+        "round-robin",
+        "maintenance = [\"1700000100-1700000200\"]",
+    );
+    let id1 = stable_pe_id(&["A", "IP1"]);
+    let start = 1_700_000_100_000;
+    // Daemons report every 2 s; nothing changes until the window starts.
+    for t in (T0 + 2_000..start).step_by(2_000) {
+        assert!(beat(&mut c, t).is_empty(), "at {t}");
+    }
+    assert!(beat(&mut c, start - 1).is_empty());
+    assert!(c.keep_alive_ok(id1));
+    // The window starts: IP1 (only) is deregistered.
+    let acts = beat(&mut c, start);
+    assert_eq!(
+        acts,
+        vec![Action::Deregister {
+            pool_handle: "AppA".into(),
+            pe_id: id1
+        }]
+    );
+    assert!(!c.keep_alive_ok(id1));
+    assert_eq!(state(&c, start, "IP1").reason, "maintenance window");
+    let end = 1_700_000_200_000;
+    for t in (start + 2_000..end).step_by(2_000) {
+        assert!(beat(&mut c, t).is_empty(), "at {t}");
+    }
+    // The window ends: registered again with the default registration life.
+    let acts = beat(&mut c, end);
+    assert!(
+        matches!(&acts[..], [Action::Register { pool_handle, pe }] if pool_handle == "AppA" && pe.id == id1 && pe.registration_life == 300_000),
+        "{acts:?}"
+    );
+    assert!(c.keep_alive_ok(id1));
+}
+
+fn ack(version: u64, accepted: bool, active: u64, error: Option<&str>) -> DaemonMessage {
+    DaemonMessage::ConfigAck(legacy_daemon::protocol::ConfigAck {
+        version,
+        accepted,
+        active_version: active,
+        error: error.map(Into::into),
+    })
+}
+
+fn push_of(c: &Core, daemon: &str) -> Option<PushView> {
+    c.status(T0)
+        .daemons
+        .iter()
+        .find(|d| d.id == daemon)
+        .and_then(|d| d.last_push.clone())
+}
+
+#[test]
+fn config_push_versions_acks_and_rejections() {
+    let mut c = Core::new(config("broker", "round-robin", ""));
+    assert_eq!(
+        c.push_version("nobody"),
+        Err(PushError::UnknownDaemon("nobody".into()))
+    );
+    // Configured but never connected.
+    assert_eq!(
+        c.push_version("d1"),
+        Err(PushError::NotConnected("d1".into()))
+    );
+    c.daemon_connected(T0, &hello("d1", 1));
+    c.daemon_message(T0, "d1", &snapshot(1, vec![app(true, &[1])]))
+        .expect("snap");
+    // Hello says version 1 is in force.
+    assert_eq!(c.push_version("d1"), Ok(2));
+    c.config_push_sent(T0, "d1", 2);
+    let p = push_of(&c, "d1").expect("push");
+    assert_eq!((p.version, p.state), (2, PushState::Pending));
+    // A second push while the first is unanswered gets the next version.
+    assert_eq!(c.push_version("d1"), Ok(3));
+
+    c.daemon_message(T0 + 1, "d1", &ack(2, true, 2, None))
+        .expect("ack");
+    let p = push_of(&c, "d1").expect("push");
+    assert_eq!(p.state, PushState::Accepted);
+    assert_eq!(p.active_version, Some(2));
+    assert_eq!(c.status(T0).daemons[0].config_version, 2);
+    assert_eq!(c.push_version("d1"), Ok(3));
+    assert!(c
+        .status(T0)
+        .events
+        .iter()
+        .any(|e| e.kind == "config-ack" && e.subject == "d1"));
+    assert_eq!(
+        c.status(T0).render_pushes(),
+        "Daemon configuration\nd1 version 2 in force; push of version 2 acknowledged\n\n"
+    );
+
+    // Rejected: the version in force stays, the daemon's message is kept.
+    c.config_push_sent(T0 + 2, "d1", 3);
+    c.daemon_message(T0 + 3, "d1", &ack(3, false, 2, Some("push:1:1: bad")))
+        .expect("nack");
+    let p = push_of(&c, "d1").expect("push");
+    assert_eq!(p.state, PushState::Rejected);
+    assert_eq!(p.error.as_deref(), Some("push:1:1: bad"));
+    assert_eq!(c.status(T0).daemons[0].config_version, 2);
+    assert_eq!(c.push_version("d1"), Ok(3));
+    assert_eq!(
+        c.status(T0).render_pushes(),
+        "Daemon configuration\nd1 version 2 in force; push of version 3 rejected: push:1:1: bad\n\n"
+    );
+
+    // The connection closes before an answer: unanswered, and no push while disconnected.
+    c.config_push_sent(T0 + 4, "d1", 3);
+    c.daemon_disconnected(T0 + 5, "d1");
+    assert_eq!(
+        push_of(&c, "d1").expect("push").state,
+        PushState::Unanswered
+    );
+    assert_eq!(
+        c.push_version("d1"),
+        Err(PushError::NotConnected("d1".into()))
+    );
+    // No push, no lines: the plain table keeps the seed's shape.
+    assert_eq!(
+        all_up("broker", "round-robin", "")
+            .status(T0)
+            .render_pushes(),
+        ""
+    );
+}

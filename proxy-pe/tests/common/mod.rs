@@ -133,6 +133,10 @@ pub struct Rig {
     /// plain listener).
     pub with_asap: bool,
     pub asap_listens: Vec<SocketAddr>,
+    /// Appended to every proxy configuration (e.g. another `[[application]]`).
+    pub proxy_extra: String,
+    /// Daemons keep their default reconnect backoff (otherwise capped at 500 ms).
+    pub daemon_default_backoff: bool,
 }
 
 pub const NAMES: [&str; 3] = ["IP1", "IP2", "IP3"];
@@ -175,6 +179,8 @@ impl Rig {
             config_paths: Vec::new(),
             with_asap: false,
             asap_listens: Vec::new(),
+            proxy_extra: String::new(),
+            daemon_default_backoff: false,
         };
         for i in 0..3 {
             let addr: SocketAddr = format!("127.0.0.{}:{}", 11 + i, port()).parse().expect("a");
@@ -232,6 +238,7 @@ impl Rig {
                 server_extra.get(i).copied().unwrap_or("")
             );
         }
+        s += &self.proxy_extra;
         s
     }
 
@@ -283,7 +290,11 @@ impl Rig {
     pub fn start_daemon(&mut self, i: usize) {
         let mut s = format!("[daemon]\nid = \"d{}\"\npoll_interval_ms = 100\n\n", i + 1);
         for p in &self.daemon_ports {
-            s += &format!("[[proxy]]\naddress = \"127.0.0.1:{p}\"\nreconnect_max_ms = 500\n\n");
+            s += &format!("[[proxy]]\naddress = \"127.0.0.1:{p}\"\n");
+            if !self.daemon_default_backoff {
+                s += "reconnect_max_ms = 500\n";
+            }
+            s += "\n";
         }
         let a = self.echo_addrs[i];
         let re = format!("--listen={}", a).replace('.', "\\.");
