@@ -19,8 +19,11 @@ fn start_proxy_with(rig: &mut Rig, edit: impl Fn(String) -> String) {
     rig.asap_listens
         .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
     let path = rig.dir.join("proxy-0.toml");
-    std::fs::write(&path, edit(rig.proxy_config(0, "registration", "round-robin", &[])))
-        .expect("write");
+    std::fs::write(
+        &path,
+        edit(rig.proxy_config(0, "registration", "round-robin", &[])),
+    )
+    .expect("write");
     rig.config_paths.push(path);
     rig.proxies.push(None);
     rig.start_proxy(0);
@@ -63,7 +66,7 @@ async fn registrar_list_reloaded_without_restart() {
     start_proxy_with(&mut rig, |c| c);
     rig.start_daemons();
     let r = rig
-        .until(0, "servers running, no registrar", |r| all_selectable(r))
+        .until(0, "servers running, no registrar", all_selectable)
         .await;
     assert_eq!(r.registrar.connected_to, None);
     assert_eq!(r.registrar.accepted, 0);
