@@ -501,12 +501,16 @@ impl Driver {
                 let old = self.core.config().clone();
                 if cfg.daemon_listen != old.daemon_listen
                     || cfg.control_listen != old.control_listen
-                    || cfg.registrars != old.registrars
                     || cfg.registrar_transport != old.registrar_transport
                 {
                     tracing::warn!(
-                        "daemon_listen, control_listen, registrars and registrar_transport change only on restart"
+                        "daemon_listen, control_listen and registrar_transport change only on restart"
                     );
+                }
+                if cfg.registrars != old.registrars {
+                    let _ = self
+                        .reg_tx
+                        .send(RegistrarCmd::SetRegistrars(cfg.registrars.clone()));
                 }
                 tracing::info!(why, "configuration reloaded");
                 self.config_loads += 1;
