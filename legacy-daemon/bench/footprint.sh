@@ -6,19 +6,40 @@
 #   bash legacy-daemon/bench/footprint.sh            # from the repository root
 #   NPROC=1000 SETTLE=10 bash legacy-daemon/bench/footprint.sh
 #   PROFILE=small bash legacy-daemon/bench/footprint.sh   # the size-optimised profile
+#   # static builds (the deploy build is the first; see legacy-daemon/README.md):
+#   TARGET=x86_64-unknown-linux-musl PROFILE=small bash legacy-daemon/bench/footprint.sh
+#   TARGET=x86_64-unknown-linux-gnu CRT_STATIC=1 PROFILE=small bash legacy-daemon/bench/footprint.sh
 #
-# Needs: cargo, sleep, Linux /proc. Spawns NPROC `sleep` processes and kills them on exit.
+# TARGET builds the daemon with `--target TARGET` (musl links statically by default);
+# CRT_STATIC=1 adds RUSTFLAGS="-C target-feature=+crt-static" to that build only (with an
+# explicit --target, build scripts and proc macros stay dynamic). The proxy_sink receiver
+# is always a plain host release build.
+#
+# Needs: cargo, sleep, file, ldd, strip, Linux /proc. Spawns NPROC `sleep` processes and
+# kills them on exit.
 set -euo pipefail
 NPROC=${NPROC:-1000}
 SETTLE=${SETTLE:-10}
 PROFILE=${PROFILE:-release}
+TARGET=${TARGET:-}
+CRT_STATIC=${CRT_STATIC:-}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 cargo build -q -p legacy-daemon --release --example proxy_sink
-cargo build -q -p legacy-daemon --profile "$PROFILE" --bin legacy-daemon
-BIN="$TARGET_DIR/$PROFILE/legacy-daemon"
-echo "profile: $PROFILE"
+if [ -n "$TARGET" ]; then
+  FLAGS=${CRT_STATIC:+-C target-feature=+crt-static}
+  RUSTFLAGS="$FLAGS" cargo build -q -p legacy-daemon --profile "$PROFILE" \
+    --target "$TARGET" --bin legacy-daemon
+  BIN="$TARGET_DIR/$TARGET/$PROFILE/legacy-daemon"
+else
+  [ -z "$CRT_STATIC" ] || { echo "CRT_STATIC needs TARGET" >&2; exit 2; }
+  cargo build -q -p legacy-daemon --profile "$PROFILE" --bin legacy-daemon
+  BIN="$TARGET_DIR/$PROFILE/legacy-daemon"
+fi
+echo "profile: $PROFILE; target: ${TARGET:-host}; crt-static: ${CRT_STATIC:-no}"
+echo "file: $(file -b "$BIN")"
+echo "ldd: $(ldd "$BIN" 2>&1 | tr '\n' ' ')"
 SINK="$TARGET_DIR/release/examples/proxy_sink"
 WORK=$(mktemp -d)
 PIDS=()
@@ -81,7 +102,7 @@ echo "start-up to hello: $(( (T1 - T0) / 1000000 )) ms"
 
 sleep "$SETTLE"
 echo "== steady state after ${SETTLE}s (pid $DPID) =="
-grep -E 'VmRSS|VmHWM|Threads' "/proc/$DPID/status"
+grep -E 'VmRSS|VmHWM|RssAnon|RssFile|Threads' "/proc/$DPID/status"
 read -r -a ST < "/proc/$DPID/stat"
 TICKS=$(getconf CLK_TCK)
 CPU0=$(( ST[13] + ST[14] ))
@@ -92,22 +113,8 @@ read -r NS1 _ < "/proc/$DPID/schedstat"
 CPU1=$(( ST[13] + ST[14] ))
 echo "CPU over 10 s of 1 s polls: $(( (CPU1 - CPU0) * 1000 / TICKS )) ms (= average ms per poll x 10)"
 echo "  same from schedstat (ns resolution): $(( (NS1 - NS0) / 10000 )) us per second"
-grep -E 'VmRSS|VmHWM' "/proc/$DPID/status"
+grep -E 'VmRSS|VmHWM|RssAnon|RssFile' "/proc/$DPID/status"
 echo "messages at sink: $(wc -l < "$WORK/sink.out")"
 echo "binary: $(stat -c %s "$BIN") bytes; stripped: $(strip -o "$WORK/stripped" "$BIN" && stat -c %s "$WORK/stripped") bytes"
 kill "$DPID"
 
-# Optional: the near-static glibc build (see BENCHMARKS.md), if it was built with
-#   RUSTFLAGS="-C target-feature=+crt-static" cargo build -p legacy-daemon --release \
-#     --target x86_64-unknown-linux-gnu --bin legacy-daemon
-STATIC="$TARGET_DIR/x86_64-unknown-linux-gnu/release/legacy-daemon"
-if [ -x "$STATIC" ]; then
-  echo "== crt-static build: $(file -b "$STATIC" | cut -d, -f1-4) =="
-  "$STATIC" --config "$WORK/d.toml" --bench-poll 50
-  "$STATIC" --config "$WORK/d.toml" 2> "$WORK/static.err" &
-  SPID=$!
-  PIDS+=($SPID)
-  sleep "$SETTLE"
-  grep -E 'VmRSS|VmHWM' "/proc/$SPID/status"
-  echo "static binary stripped: $(strip -o "$WORK/sstripped" "$STATIC" && stat -c %s "$WORK/sstripped") bytes"
-fi

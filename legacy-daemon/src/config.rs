@@ -132,7 +132,9 @@ pub struct AppSpec {
 /// Process match criteria; all given criteria must hold.
 #[derive(Debug, Clone)]
 pub struct Matcher {
-    /// Executable name: basename of `/proc/PID/exe`, of `argv[0]`, or `comm`.
+    /// Executable name. Up to 15 bytes (the kernel's `comm` limit): `comm` equals it. Longer:
+    /// `comm` equals its first 15 bytes and the base name of `/proc/PID/exe` or of `argv[0]`
+    /// equals it (see [`crate::poll`]).
     pub exe: Option<String>,
     /// Regex searched in the command line (arguments joined by single spaces).
     pub cmdline: Option<regex_lite::Regex>,

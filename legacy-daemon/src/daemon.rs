@@ -3,7 +3,9 @@
 //!
 //! Events handled by the core loop:
 //! - poll tick (every `poll_interval`) and pidfd exit notifications → poll, diff, report;
-//! - SIGHUP, or a changed config file (mtime/size polled every poll interval) → reload;
+//! - SIGHUP, or a changed config file (mtime/size/inode checked every poll interval, but
+//!   at least every [`WATCH_INTERVAL`]) → reload; a reload that changes `poll_interval_ms`
+//!   restarts the poll timer with the new period, whatever triggered it;
 //! - a [`PushRequest`] from a reporter → validate, apply, persist, acknowledge;
 //! - SIGTERM/SIGINT → stop.
 //!
@@ -14,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -25,6 +27,10 @@ use crate::poll::Poller;
 use crate::protocol::{ConfigAck, Snapshot};
 use crate::reporter::{random_u64, HelloInfo, PushRequest, Reporter, ReporterShared};
 use crate::state::StatusBook;
+
+/// The config file is checked at least this often, even with a longer poll interval
+/// (with a shorter one, at every poll).
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -154,11 +160,19 @@ impl Daemon {
         self.poll_and_report();
         self.reconcile_reporters();
         let mut tick = self.new_ticker();
+        let mut watch = self.new_watch_ticker();
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    self.check_file_change();
+                    if watch.is_none() {
+                        let changed = self.check_file_change();
+                        self.retime(changed, &mut tick, &mut watch);
+                    }
                     self.poll_and_report();
+                }
+                _ = async { watch.as_mut().expect("guarded").tick().await }, if watch.is_some() => {
+                    let changed = self.check_file_change();
+                    self.retime(changed, &mut tick, &mut watch);
                 }
                 Some(pid) = self.exit_rx.recv() => {
                     while self.exit_rx.try_recv().is_ok() {}
@@ -167,16 +181,14 @@ impl Daemon {
                 }
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading configuration");
-                    if self.reload_file() {
-                        tick = self.new_ticker();
-                    }
+                    let changed = self.reload_file();
+                    self.retime(changed, &mut tick, &mut watch);
                 }
                 Some(req) = self.push_rx.recv() => {
                     let old = self.cfg.daemon.poll_interval;
                     self.handle_push(req);
-                    if self.cfg.daemon.poll_interval != old {
-                        tick = self.new_ticker();
-                    }
+                    let changed = self.cfg.daemon.poll_interval != old;
+                    self.retime(changed, &mut tick, &mut watch);
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -191,6 +203,42 @@ impl Daemon {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
+    }
+
+    /// After a configuration event: restarts the poll timer if the interval changed, and
+    /// (re)creates or drops the file-watch timer if the interval or `watch_config` changed.
+    fn retime(
+        &self,
+        interval_changed: bool,
+        tick: &mut tokio::time::Interval,
+        watch: &mut Option<tokio::time::Interval>,
+    ) {
+        if interval_changed {
+            tracing::info!(
+                poll_interval_ms = self.cfg.daemon.poll_interval.as_millis() as u64,
+                "poll interval changed: timer restarted"
+            );
+            *tick = self.new_ticker();
+        }
+        if interval_changed || watch.is_some() != self.needs_watch_ticker() {
+            *watch = self.new_watch_ticker();
+        }
+    }
+
+    fn needs_watch_ticker(&self) -> bool {
+        self.cfg.daemon.watch_config && self.cfg.daemon.poll_interval > WATCH_INTERVAL
+    }
+
+    /// A separate config-file timer, needed only when file watching is on and the poll
+    /// interval is longer than [`WATCH_INTERVAL`] (otherwise the poll tick checks the file).
+    fn new_watch_ticker(&self) -> Option<tokio::time::Interval> {
+        if !self.needs_watch_ticker() {
+            return None;
+        }
+        let p = WATCH_INTERVAL;
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Some(t)
     }
 
     /// Polls, updates the exit watcher, and reports a delta if something changed.
@@ -255,15 +303,17 @@ impl Daemon {
         }
     }
 
-    fn check_file_change(&mut self) {
+    /// Reloads the file if it changed on disk; returns true if the poll interval changed.
+    fn check_file_change(&mut self) -> bool {
         if !self.cfg.daemon.watch_config {
-            return;
+            return false;
         }
         let now = stamp(&self.path);
         if now.is_some() && now != self.file_stamp {
             tracing::info!(config = %self.path.display(), "configuration file changed: reloading");
-            self.reload_file();
+            return self.reload_file();
         }
+        false
     }
 
     /// Reloads the file; returns true if the poll interval changed.

@@ -38,9 +38,15 @@
 //! last instance triggers no read, so "not running" is reported without that delay.
 //!
 //! Matching rules (all criteria given for an application must hold):
-//! - `exe`: `comm` equals the name. The kernel keeps only 15 bytes of `comm`, so a longer
-//!   name must also equal the base name of `/proc/PID/exe`. (Scripts run through an
-//!   interpreter have the script name in `comm`; match interpreters with `cmdline`.)
+//! - `exe`: `comm` equals the name. The kernel keeps only 15 bytes of `comm`, so for a
+//!   longer name `comm` must equal its first 15 bytes and the name must also equal the base
+//!   name of `/proc/PID/exe` or of `argv[0]`. `argv[0]` covers a program started through a
+//!   symbolic link (the exe link names the target) and other users' processes when the
+//!   exe link is unreadable (it needs `CAP_SYS_PTRACE`); it is read only for these
+//!   candidates. A name of at most 15 bytes is decided by `comm` alone: an `argv[0]`
+//!   fallback there would mean reading every process's command line (BENCHMARKS.md cost
+//!   model). (Scripts run through an interpreter have the script name in `comm`; match
+//!   interpreters with `cmdline`.)
 //! - `cmdline`: the regex matches the arguments joined by single spaces;
 //! - `pid_file`: the pid is the one written in the file (checked at every poll).
 //!
@@ -107,6 +113,9 @@ struct ProcEntry {
     cmdline: Option<String>,
     /// Base name of `/proc/PID/exe`; read only for `exe` names longer than `comm`.
     exe_name: Option<Option<String>>,
+    /// Base name of `argv[0]`; read only for `exe` names longer than `comm` that the exe
+    /// link does not confirm.
+    argv0_name: Option<Option<String>>,
     /// Indices of the applications whose `exe` and `cmdline` criteria hold.
     apps: Vec<usize>,
     /// The matcher generation `apps` was computed for (0: stale).
@@ -124,6 +133,7 @@ impl ProcEntry {
             zombie: st.is_zombie(),
             cmdline: None,
             exe_name: None,
+            argv0_name: None,
             apps: Vec::new(),
             generation: 0,
             seen: poll,
@@ -135,6 +145,7 @@ impl ProcEntry {
         self.comm = comm;
         self.cmdline = None;
         self.exe_name = None;
+        self.argv0_name = None;
         self.generation = 0;
     }
 }
@@ -523,7 +534,15 @@ fn static_match(app: &AppSpec, pid: i32, e: &mut ProcEntry, buf: &mut Vec<u8>) -
                     .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             });
             if name.as_deref() != Some(exe.as_str()) {
-                return false;
+                let argv0 = e.argv0_name.get_or_insert_with(|| {
+                    buf.clear();
+                    read_proc_file(pid, "cmdline", buf)
+                        .ok()
+                        .and_then(|()| argv0_basename(buf))
+                });
+                if argv0.as_deref() != Some(exe.as_str()) {
+                    return false;
+                }
             }
         }
     }
@@ -534,6 +553,14 @@ fn static_match(app: &AppSpec, pid: i32, e: &mut ProcEntry, buf: &mut Vec<u8>) -
         }
     }
     true
+}
+
+/// Base name of the first NUL-terminated argument of a raw `/proc/PID/cmdline`; `None` if
+/// it is empty (kernel threads) or ends in `/`.
+fn argv0_basename(raw: &[u8]) -> Option<String> {
+    let arg0 = raw.split(|b| *b == 0).next()?;
+    let base = arg0.rsplit(|b| *b == b'/').next()?;
+    (!base.is_empty()).then(|| String::from_utf8_lossy(base).into_owned())
 }
 
 /// `/proc/PID/cmdline` with the arguments joined by single spaces (empty arguments
@@ -674,6 +701,112 @@ mod tests {
 
     fn spawn(cmd: &str, args: &[&str]) -> Kill {
         Kill(Command::new(cmd).args(args).spawn().unwrap())
+    }
+
+    #[test]
+    fn argv0_basename_takes_the_first_argument_only() {
+        assert_eq!(
+            argv0_basename(b"/usr/sbin/my-server\0--flag\0").as_deref(),
+            Some("my-server")
+        );
+        assert_eq!(argv0_basename(b"plain").as_deref(), Some("plain"));
+        assert_eq!(
+            argv0_basename(b"nginx: master /x/y\0").as_deref(),
+            Some("y"),
+            "setproctitle text is taken as it is"
+        );
+        assert_eq!(argv0_basename(b"a b/c d\0/e/f\0").as_deref(), Some("c d"));
+        assert_eq!(argv0_basename(b""), None);
+        assert_eq!(argv0_basename(b"\0x\0"), None);
+        assert_eq!(argv0_basename(b"/usr/bin/\0"), None);
+    }
+
+    /// A config watching processes whose executable name is `exe`.
+    fn exe_cfg(exe: &str) -> Config {
+        crate::config::parse(
+            &format!(
+                "[daemon]\npoll_interval_ms = 1000\n[[proxy]]\naddress = \"127.0.0.1:9\"\n\
+                 [[app]]\nname = \"s\"\nexe = \"{exe}\"\n"
+            ),
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    /// `sleep` run through a symbolic link with a name longer than `comm` holds: `comm` is
+    /// the link name cut to 15 bytes, `/proc/PID/exe` names the real `sleep`, so only
+    /// `argv[0]` confirms the name. With another `argv[0]` the process does not match.
+    #[test]
+    fn long_exe_name_is_confirmed_by_argv0() {
+        let dir = std::env::temp_dir().join(format!("legacy-daemon-argv0-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = format!("long-exe-name-{}", std::process::id());
+        assert!(name.len() > COMM_LEN);
+        let link = dir.join(&name);
+        let _ = std::fs::remove_file(&link);
+        let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("sleep binary");
+        std::os::unix::fs::symlink(sleep, &link).unwrap();
+        let c = exe_cfg(&name);
+        let mut p = Poller::new();
+
+        // argv[0] is the link path: matches.
+        let child = Kill(Command::new(&link).arg("300").spawn().unwrap());
+        let pid = child.0.id();
+        let mut st = p.poll(&c);
+        for _ in 0..250 {
+            if st[0].pids == [pid] {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            st = p.poll(&c);
+        }
+        assert_eq!(st[0].pids, vec![pid]);
+        let e = &p.procs[&(pid as i32)];
+        assert_eq!(e.comm, &name[..COMM_LEN]);
+        assert_eq!(
+            e.argv0_name.as_ref().unwrap().as_deref(),
+            Some(name.as_str())
+        );
+        drop(child);
+
+        // Same program, same comm, another argv[0]: no match.
+        use std::os::unix::process::CommandExt;
+        let other = Kill(
+            Command::new(&link)
+                .arg0("something-else")
+                .arg("300")
+                .spawn()
+                .unwrap(),
+        );
+        let pid = other.0.id();
+        let comm_path = format!("/proc/{pid}/comm");
+        for _ in 0..250 {
+            if std::fs::read_to_string(&comm_path).unwrap().trim_end() == &name[..COMM_LEN] {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            std::fs::read_to_string(&comm_path).unwrap().trim_end(),
+            &name[..COMM_LEN],
+            "exec'd"
+        );
+        // A young process has comm re-read at every poll, so this poll sees the exec.
+        let st = p.poll(&c);
+        assert_eq!(st[0].instances, 0);
+        assert_eq!(
+            p.procs[&(pid as i32)]
+                .argv0_name
+                .as_ref()
+                .unwrap()
+                .as_deref(),
+            Some("something-else")
+        );
+        drop(other);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -164,6 +164,48 @@ async fn file_rewrite_adds_and_removes_apps_and_bad_file_keeps_old_config() {
     assert!(!t.apps.contains_key("C"));
 }
 
+/// Editing `poll_interval_ms` in the watched file takes effect: the poll timer restarts
+/// with the new period. The daemon starts polling every 10 minutes; after the file is
+/// rewritten with 200 ms, a process started afterwards can only be reported by a poll
+/// (pidfd sees exits only), so its report arriving before the test deadline (30 s)
+/// proves the short interval is in force. It also needs the file to be checked more often
+/// than every 10 minutes.
+#[tokio::test]
+async fn file_edit_of_poll_interval_restarts_the_poll_timer() {
+    let dir = TempDir::new("interval");
+    let (l, addr) = listener().await;
+    let arg = sleep_arg();
+    let cfg = dir.path("d.toml");
+    let log = dir.path("log");
+    let body = format!("{}{}", proxies(&[addr]), sleep_app("A", &arg));
+    let daemon = |poll_ms: u64| {
+        format!("[daemon]\npoll_interval_ms = {poll_ms}\nheartbeat_interval_ms = 200\n")
+    };
+    write_file(&cfg, &format!("version = 1\n{}{body}", daemon(600_000)));
+    let _d = spawn_daemon(&cfg, &log);
+    let (mut c, mut t) = accept_synced(&l).await;
+    assert_eq!(t.config_version, 1);
+    assert!(!running(&t, "A"));
+
+    write_file(&cfg, &format!("version = 2\n{}{body}", daemon(200)));
+    // Heartbeats carry the version: once it is 2, the reload (and its one poll) is done.
+    tokio::time::timeout(DEADLINE, until(&mut c, &mut t, |t| t.config_version == 2))
+        .await
+        .expect("file change not reloaded");
+    assert!(!running(&t, "A"));
+    let a = spawn_sleep(&arg);
+    // Heartbeats keep arriving, so `until`'s per-message deadline never fires: bound the
+    // whole wait (well under the old 10-minute period).
+    tokio::time::timeout(
+        DEADLINE,
+        until(&mut c, &mut t, |t| pids(t, "A") == vec![a.pid()]),
+    )
+    .await
+    .expect("new process not reported: the 200 ms poll interval is not in force");
+    assert!(running(&t, "A"));
+    assert!(log_text(&log).contains("poll interval changed"));
+}
+
 #[tokio::test]
 async fn sighup_reloads_when_file_watching_is_off() {
     let dir = TempDir::new("hup");
