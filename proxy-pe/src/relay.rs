@@ -8,7 +8,10 @@
 //! buffer per direction, or with `splice(2)` through a kernel pipe per direction when
 //! `PROXY_PE_RELAY=splice` is set ([`crate::splice`]). Either way, what was taken from one
 //! side but not yet written survives a move to another server. ASAP sessions are framed
-//! messages and are relayed through user space. Half-closes are propagated.
+//! messages and are relayed through user space, with the same guarantee: the PU's session
+//! writer runs in its own task, so no frame is ever half-written, and pending data of both
+//! directions outlives a move. Half-closes are propagated. An ASAP PU refused at step 197
+//! gets an ASAP_ERROR with the cause Lack of Resources before the close.
 //!
 //! Reselection (steps 203/205): the session moves to another server when
 //! - the core says so (lifetime expired, maintenance window, server declared down);
@@ -23,6 +26,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,6 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 use asap::session::{
     ServerEvent, ServerSession, ServerSessionReader, ServerSessionWriter, SessionListener,
 };
+
+use asap::wire::{CauseCode, ErrorCause, OperationError};
 
 use crate::core::{Assignment, SessionError, SessionId};
 use crate::splice::{self, Ended, ForwardError, Pipe};
@@ -351,6 +357,15 @@ async fn reselect(
 
 /// Largest application payload per ASAP data frame over TCP (`asap::session`).
 const ASAP_CHUNK: usize = 32 * 1024;
+/// Data frames queued for the PU writer task (each at most [`ASAP_CHUNK`] bytes).
+const ASAP_QUEUE: usize = 4;
+
+/// The Operation Error an ASAP PU receives in an ASAP_ERROR before its session is closed
+/// because no legacy server runs the application (step 197): one cause, Lack of Resources
+/// (0x6, RFC 5352 §5 / RFC 5354 §3.10), without cause-specific information.
+pub fn unavailable_error() -> OperationError {
+    OperationError::single(ErrorCause::plain(CauseCode::LackOfResources))
+}
 
 /// Accepts ASAP sessions of RSerPool-aware pool users (`asap::session`, TCP framing) for
 /// `app` and relays their data to legacy servers with the same selection and reselection
@@ -381,15 +396,46 @@ pub async fn serve_asap(
     }
 }
 
-/// PU → server. On the PU's close the server's write side is shut down.
-async fn asap_up(r: &mut ServerSessionReader, w: &mut OwnedWriteHalf) -> End {
+/// What the PU writer task sends.
+enum PuOut {
+    /// Application data: one data frame.
+    Data(Bytes),
+    /// An ASAP_ERROR (sent before the close).
+    Error(OperationError),
+}
+
+/// Owns the PU's session writer for the whole session, so every frame is written whole:
+/// moving the session to another server never drops a send half-way (the writer's sends
+/// are not cancel-safe). Closes the session when the queue ends.
+async fn pu_writer(mut w: ServerSessionWriter, mut rx: mpsc::Receiver<PuOut>) {
+    while let Some(out) = rx.recv().await {
+        let r = match out {
+            PuOut::Data(d) => w.send(d).await,
+            PuOut::Error(e) => w.send_error(e).await,
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "ASAP session write failed");
+            // Dropping `rx` tells the relay that the PU is gone.
+            return;
+        }
+    }
+    let _ = w.close().await;
+}
+
+/// PU → server. `pending` holds what was received from the PU and not yet written to a
+/// server; it survives a dropped call (a move) and goes to the next server first. On the
+/// PU's close the server's write side is shut down. Cancel-safe: `recv` and `write` are.
+async fn asap_up(r: &mut ServerSessionReader, w: &mut OwnedWriteHalf, pending: &mut Bytes) -> End {
     loop {
-        match r.recv().await {
-            Ok(Some(ServerEvent::Data(d))) => {
-                if w.write_all(&d).await.is_err() {
-                    return End::WriteErr;
-                }
+        if !pending.is_empty() {
+            match w.write(pending).await {
+                Ok(0) | Err(_) => return End::WriteErr,
+                Ok(n) => pending.advance(n),
             }
+            continue;
+        }
+        match r.recv().await {
+            Ok(Some(ServerEvent::Data(d))) => *pending = d,
             Ok(Some(ServerEvent::CookieEcho(_))) | Ok(Some(ServerEvent::BusinessCard(_))) => {}
             Ok(None) => {
                 let _ = w.shutdown().await;
@@ -403,17 +449,31 @@ async fn asap_up(r: &mut ServerSessionReader, w: &mut OwnedWriteHalf) -> End {
     }
 }
 
-/// Server → PU, in data frames of at most [`ASAP_CHUNK`] bytes.
-async fn asap_down(r: &mut OwnedReadHalf, w: &mut ServerSessionWriter, buf: &mut [u8]) -> End {
+/// Server → PU, in data frames of at most [`ASAP_CHUNK`] bytes, read straight into `buf`
+/// and handed to the PU writer task without a copy. `pending` holds a chunk read from a
+/// server and not yet queued; it survives a dropped call (a move) and still reaches the PU.
+/// Cancel-safe: `read_buf` and `reserve` are.
+async fn asap_down(
+    r: &mut OwnedReadHalf,
+    to_pu: &mpsc::Sender<PuOut>,
+    buf: &mut BytesMut,
+    pending: &mut Option<Bytes>,
+) -> End {
     loop {
-        match r.read(buf).await {
-            Ok(0) => return End::Eof,
-            Ok(n) => {
-                if let Err(e) = w.send(bytes::Bytes::copy_from_slice(&buf[..n])).await {
-                    tracing::debug!(error = %e, "ASAP session write failed");
-                    return End::WriteErr;
-                }
+        if pending.is_some() {
+            match to_pu.reserve().await {
+                Ok(permit) => permit.send(PuOut::Data(pending.take().unwrap_or_default())),
+                Err(_) => return End::WriteErr,
             }
+            continue;
+        }
+        if buf.capacity() < ASAP_CHUNK {
+            // The earlier chunks still live in queued frames: start a new block.
+            *buf = BytesMut::with_capacity(8 * ASAP_CHUNK);
+        }
+        match r.read_buf(&mut (&mut *buf).limit(ASAP_CHUNK)).await {
+            Ok(0) => return End::Eof,
+            Ok(_) => *pending = Some(buf.split().freeze()),
             Err(_) => return End::ReadErr,
         }
     }
@@ -435,14 +495,21 @@ async fn asap_session(
     {
         Ok(a) => a,
         Err(e) => {
-            // Step 197: the PU's session layer sees the association end and fails over
-            // to another PE of the pool (e.g. a second proxy), or reports the failure.
+            // Step 197: the PU learns why (ASAP_ERROR, Lack of Resources), then its session
+            // layer sees the association end and fails over to another PE of the pool (e.g.
+            // a second proxy), or reports the failure.
+            let _ = pw.send_error(unavailable_error()).await;
             let _ = pw.close().await;
             return Err(e);
         }
     };
     let session = a.session;
-    let mut sbuf = vec![0u8; ASAP_CHUNK];
+    let (to_pu, rx) = mpsc::channel(ASAP_QUEUE);
+    let writer = tokio::spawn(pu_writer(pw, rx));
+    // Per-direction state that outlives each server's leg of the session.
+    let mut up_pending = Bytes::new();
+    let mut down_buf = BytesMut::new();
+    let mut down_pending: Option<Bytes> = None;
     let mut pu_eof = false;
     let result: Result<(), String> = loop {
         let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a.addr)).await {
@@ -461,8 +528,8 @@ async fn asap_session(
             let _ = sw.shutdown().await;
         }
         let outcome = {
-            let up = asap_up(&mut pr, &mut sw);
-            let down = asap_down(&mut sr, &mut pw, &mut sbuf);
+            let up = asap_up(&mut pr, &mut sw, &mut up_pending);
+            let down = asap_down(&mut sr, &to_pu, &mut down_buf, &mut down_pending);
             tokio::pin!(up);
             tokio::pin!(down);
             let mut u_done = pu_eof;
@@ -507,7 +574,16 @@ async fn asap_session(
         }
     };
     let _ = driver.send(SessionCmd::Close(session));
-    let _ = pw.close().await;
+    // What was read from the last server still reaches the PU; then, if no server is left
+    // (step 197 during reselection), the error; then the writer closes the session.
+    if let Some(d) = down_pending.take() {
+        let _ = to_pu.send(PuOut::Data(d)).await;
+    }
+    if result.is_err() {
+        let _ = to_pu.send(PuOut::Error(unavailable_error())).await;
+    }
+    drop(to_pu);
+    let _ = writer.await;
     result
 }
 
@@ -516,7 +592,7 @@ mod tests {
     use super::*;
 
     /// A connected loopback pair, split: (client side, relay side).
-    async fn pair() -> (TcpStream, TcpStream) {
+    pub(super) async fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (b, _) = l.accept().await.unwrap();
@@ -610,5 +686,397 @@ mod tests {
     #[tokio::test]
     async fn splice_move_loses_nothing() {
         move_loses_nothing("splice").await;
+    }
+}
+
+/// The ASAP session relay: cancel safety across moves and the step-197 error, with a fake
+/// driver, test-controlled legacy servers and a PU speaking `asap::session`'s TCP framing
+/// on a raw association (separate reader and writer tasks, so it can keep reading while a
+/// send is blocked, and it sees every frame and control message as it arrives).
+#[cfg(test)]
+mod asap_tests {
+    use super::tests::pair;
+    use super::*;
+    use crate::core::SessionError as CoreError;
+    use asap::session::TCP_DATA_FRAME_TYPE;
+    use asap::transport::defaults::PPID_ASAP;
+    use asap::transport::{
+        AssocReader, Event, LostReason, Msg, Transport, TransportConfig, TransportKind,
+    };
+    use asap::wire::{AsapMessage, Message, Protocol};
+    use std::os::fd::AsRawFd;
+    use tokio::sync::watch;
+
+    /// Turns hangs into failures; never decides a result by itself.
+    const DEADLINE: Duration = Duration::from_secs(120);
+
+    async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(DEADLINE, f)
+            .await
+            .unwrap_or_else(|_| panic!("hung: {what}"))
+    }
+
+    /// The byte at stream offset `i` (no short period, so a shift shows).
+    fn pattern(i: usize) -> u8 {
+        ((i as u32).wrapping_mul(2_654_435_761) >> 24) as u8
+    }
+
+    /// Open → `servers[0]`, each Reselect → the next one; none left → NotAvailable (197).
+    /// The session's move sender goes to the returned receiver.
+    fn fake_driver(
+        servers: Vec<SocketAddr>,
+    ) -> (
+        mpsc::UnboundedSender<SessionCmd>,
+        mpsc::UnboundedReceiver<mpsc::UnboundedSender<(String, String)>>,
+    ) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (mtx, mrx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut next = 0;
+            let assign = |i: usize| match servers.get(i) {
+                Some(addr) => Ok(Assignment {
+                    session: 7,
+                    app: "A".into(),
+                    server: format!("S{i}"),
+                    addr: *addr,
+                }),
+                None => Err(CoreError::NotAvailable("A".into())),
+            };
+            while let Some(cmd) = rx.recv().await {
+                match cmd {
+                    SessionCmd::Open { moves, reply, .. } => {
+                        let _ = mtx.send(moves);
+                        let _ = reply.send(assign(next));
+                    }
+                    SessionCmd::Reselect { reply, .. } => {
+                        next += 1;
+                        let _ = reply.send(assign(next));
+                    }
+                    SessionCmd::Close(_) => {}
+                }
+            }
+        });
+        (tx, mrx)
+    }
+
+    /// The proxy's ASAP endpoint (TCP) for app "A", relaying by `driver`.
+    async fn asap_endpoint(driver: mpsc::UnboundedSender<SessionCmd>) -> SocketAddr {
+        let l = SessionListener::bind(TransportKind::Tcp, &["127.0.0.1:0".parse().unwrap()], 0)
+            .await
+            .unwrap();
+        let addr = l.local_addrs().unwrap()[0];
+        tokio::spawn(serve_asap(l, "A".into(), driver));
+        addr
+    }
+
+    async fn pu_connect(addr: SocketAddr) -> asap::transport::Association {
+        Transport::new(TransportConfig::asap(TransportKind::Tcp))
+            .connect(&[addr], &[])
+            .await
+            .unwrap()
+    }
+
+    /// One application message in the session layer's TCP data frame.
+    fn data_frame(payload: &[u8]) -> Msg {
+        let len = 8 + payload.len();
+        let mut b = BytesMut::with_capacity((len + 3) & !3);
+        b.put_u8(TCP_DATA_FRAME_TYPE);
+        b.put_u8(0);
+        b.put_u16(len as u16);
+        b.put_u32(0);
+        b.put_slice(payload);
+        while !b.len().is_multiple_of(4) {
+            b.put_u8(0);
+        }
+        Msg::new(PPID_ASAP, 0, b.freeze())
+    }
+
+    /// What the PU received until its association ended.
+    struct Received {
+        data: Vec<u8>,
+        control: Vec<AsapMessage>,
+        end: LostReason,
+    }
+
+    /// Reads until the association ends; `progress` counts data bytes.
+    async fn pu_read(mut r: AssocReader, progress: watch::Sender<usize>) -> Received {
+        let mut data = Vec::new();
+        let mut control = Vec::new();
+        loop {
+            match r.recv().await {
+                Ok(Event::Message(m)) if m.bytes.first() == Some(&TCP_DATA_FRAME_TYPE) => {
+                    let len = usize::from(u16::from_be_bytes([m.bytes[2], m.bytes[3]]));
+                    data.extend_from_slice(&m.bytes[8..len]);
+                    progress.send_replace(data.len());
+                }
+                Ok(Event::Message(m)) => match Message::decode(Protocol::Asap, &m.bytes) {
+                    Ok(d) => match d.message {
+                        Message::Asap(a) => control.push(a),
+                        other => panic!("not ASAP: {other:?}"),
+                    },
+                    Err(e) => panic!("undecodable control message: {e}"),
+                },
+                Ok(Event::Lost(end)) => return Received { data, control, end },
+                Ok(_) => {}
+                Err(e) => panic!("PU read: {e}"),
+            }
+        }
+    }
+
+    /// Unread bytes in a socket's receive queue (FIONREAD).
+    fn unread(s: &TcpStream) -> usize {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int into `n`; the descriptor is open.
+        let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n) };
+        assert_eq!(rc, 0, "FIONREAD");
+        n as usize
+    }
+
+    /// Many messages in flight from an ASAP PU while the session moves from S0 to S1.
+    /// S0 echoes exactly its first `K1` bytes, then stops reading, so the relay's write to
+    /// S0 blocks part-way through a message; then the core moves the session. Afterwards S0
+    /// reads what reached it (its unanswered requests, lost with it by design); S1 echoes
+    /// all it gets. Exactly: S0's bytes + S1's bytes = the PU's stream (what the relay took
+    /// from the PU and had not yet written goes to S1), the PU gets the echo of S0's first
+    /// `K1` bytes and then of all S1 bytes, each once, in whole frames, and the association
+    /// survives the move (it ends normally after the PU's close).
+    #[tokio::test]
+    async fn asap_session_move_loses_nothing() {
+        const MSG: usize = 3001;
+        const N: usize = 6000;
+        const K1: usize = 100_000;
+        let stream: Vec<u8> = (0..MSG * N).map(pattern).collect();
+        let l0 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l1 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (driver, mut moves) =
+            fake_driver(vec![l0.local_addr().unwrap(), l1.local_addr().unwrap()]);
+        let addr = asap_endpoint(driver).await;
+
+        let (stalled_tx, stalled_rx) = oneshot::channel();
+        let (go_tx, go_rx) = oneshot::channel::<()>();
+        let s0 = tokio::spawn(async move {
+            let (mut s, _) = l0.accept().await.unwrap();
+            let mut first = vec![0u8; K1];
+            s.read_exact(&mut first).await.unwrap();
+            s.write_all(&first).await.unwrap();
+            // Stalled: wait until the relay has filled our receive queue and it stopped
+            // growing (the window is closed, so the relay's write to us blocks). This only
+            // makes the move likelier to hit a write part-way; the checks below hold for
+            // any moment of the move.
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let now = unread(&s);
+                if now >= 32 * 1024 && now == last {
+                    break;
+                }
+                last = now;
+            }
+            let _ = stalled_tx.send(());
+            go_rx.await.unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).await.unwrap();
+            (first, rest)
+        });
+        let (accepted_tx, accepted_rx) = oneshot::channel();
+        let s1 = tokio::spawn(async move {
+            let (mut s, _) = l1.accept().await.unwrap();
+            let _ = accepted_tx.send(());
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                s.write_all(&buf[..n]).await.unwrap();
+            }
+            s.shutdown().await.unwrap();
+            got
+        });
+
+        let (r, mut w) = pu_connect(addr).await.into_split();
+        let (ptx, mut prx) = watch::channel(0);
+        let reader = tokio::spawn(pu_read(r, ptx));
+        let sent = stream.clone();
+        let writer = tokio::spawn(async move {
+            for m in sent.chunks(MSG) {
+                w.send(&data_frame(m)).await.unwrap();
+            }
+            w.close().await.unwrap();
+            w
+        });
+
+        within("S0's echo at the PU", prx.wait_for(|n| *n >= K1))
+            .await
+            .unwrap();
+        within("S0 stalled", stalled_rx).await.unwrap();
+        let moves = within("the session's move channel", moves.recv())
+            .await
+            .unwrap();
+        moves.send(("S0".into(), "test move".into())).unwrap();
+        // S1 connected: the relay has dropped its connection to S0.
+        within("S1 accepted", accepted_rx).await.unwrap();
+        go_tx.send(()).unwrap();
+
+        let (first, rest) = within("S0", s0).await.unwrap();
+        let got1 = within("S1", s1).await.unwrap();
+        let _w = within("PU writer", writer).await.unwrap();
+        let pu = within("PU reader", reader).await.unwrap();
+
+        assert_eq!(first, stream[..K1]);
+        assert!(!rest.is_empty(), "S0 received more than it echoed");
+        assert!(!got1.is_empty(), "S1 received the rest");
+        assert_eq!(
+            K1 + rest.len() + got1.len(),
+            stream.len(),
+            "bytes from the PU lost or doubled across the move"
+        );
+        assert!(
+            rest == stream[K1..K1 + rest.len()] && got1 == stream[K1 + rest.len()..],
+            "bytes from the PU reordered or corrupted across the move"
+        );
+        let mut want = stream[..K1].to_vec();
+        want.extend_from_slice(&got1);
+        assert_eq!(pu.data.len(), want.len(), "echo bytes lost or doubled");
+        assert!(pu.data == want, "echo corrupted or reordered");
+        assert!(
+            pu.control.is_empty(),
+            "no control messages: {:?}",
+            pu.control
+        );
+        assert_eq!(pu.end, LostReason::PeerClosed, "association ended badly");
+    }
+
+    /// The server → PU half on its own, like `memory_buffer_move_loses_nothing`: the PU
+    /// does not read, so the PU writer blocks inside a frame and the pump holds a chunk;
+    /// the pump is dropped (a move) and resumed with another server. The PU then gets
+    /// exactly what the pump took from server 1 followed by all of server 2, in whole frames.
+    #[tokio::test]
+    async fn asap_down_move_loses_nothing() {
+        let l = SessionListener::bind(TransportKind::Tcp, &["127.0.0.1:0".parse().unwrap()], 0)
+            .await
+            .unwrap();
+        let addr = l.local_addrs().unwrap()[0];
+        let (pu, session) = tokio::join!(pu_connect(addr), l.accept());
+        let (_pr, pw) = session.unwrap().into_split();
+        let (to_pu, rx) = mpsc::channel(ASAP_QUEUE);
+        let writer = tokio::spawn(pu_writer(pw, rx));
+
+        let d1: Vec<u8> = (0..16 * 1024 * 1024).map(pattern).collect();
+        let d2: Vec<u8> = (0..1024 * 1024).map(|i| pattern(i + 7)).collect();
+        let (mut server1, relay1) = pair().await;
+        let (mut server2, relay2) = pair().await;
+        let (mut r1, _w1) = relay1.into_split();
+        let (mut r2, _w2) = relay2.into_split();
+        let sent1 = d1.clone();
+        let feeder1 = tokio::spawn(async move {
+            server1.write_all(&sent1).await.unwrap();
+            server1.shutdown().await.unwrap();
+            server1
+        });
+        let mut buf = BytesMut::new();
+        let mut pending = None;
+        for _ in 0..400 {
+            let r = tokio::time::timeout(
+                Duration::from_millis(50),
+                asap_down(&mut r1, &to_pu, &mut buf, &mut pending),
+            )
+            .await;
+            assert!(r.is_err(), "cannot finish while the PU does not read");
+            if pending.is_some() {
+                break;
+            }
+        }
+        assert!(pending.is_some(), "the dropped pump holds no chunk");
+        // The move: server 1 is left; what the pump did not take stays in its socket.
+        let left = tokio::spawn(async move {
+            let mut v = Vec::new();
+            r1.read_to_end(&mut v).await.unwrap();
+            v
+        });
+        let (ptx, _prx) = watch::channel(0);
+        let (pr, _pw) = pu.into_split();
+        let reader = tokio::spawn(pu_read(pr, ptx));
+        let sent2 = d2.clone();
+        let feeder2 = tokio::spawn(async move {
+            server2.write_all(&sent2).await.unwrap();
+            server2.shutdown().await.unwrap();
+            server2
+        });
+        assert!(matches!(
+            within(
+                "pump from server 2",
+                asap_down(&mut r2, &to_pu, &mut buf, &mut pending)
+            )
+            .await,
+            End::Eof
+        ));
+        drop(to_pu);
+        within("PU writer", writer).await.unwrap();
+        let left = within("server 1 rest", left).await.unwrap();
+        let _ = within("feeder 1", feeder1).await.unwrap();
+        let _ = within("feeder 2", feeder2).await.unwrap();
+        let pu = within("PU reader", reader).await.unwrap();
+        let taken = d1.len() - left.len();
+        assert!(taken > 0 && !left.is_empty(), "the move came mid-stream");
+        assert_eq!(d1[taken..], left[..]);
+        let mut want = d1[..taken].to_vec();
+        want.extend_from_slice(&d2);
+        assert_eq!(pu.data.len(), want.len(), "bytes lost or doubled");
+        assert!(pu.data == want, "bytes corrupted or reordered");
+        assert_eq!(pu.end, LostReason::PeerClosed);
+    }
+
+    fn lack_of_resources(control: &[AsapMessage]) -> bool {
+        matches!(control, [AsapMessage::Error(e)]
+            if e.error.first_code() == Some(CauseCode::LackOfResources))
+    }
+
+    /// Step 197: no server runs the application; the PU gets an ASAP_ERROR whose Operation
+    /// Error has the cause Lack of Resources, then the association closes.
+    #[tokio::test]
+    async fn asap_pu_gets_error_cause_when_no_server_runs() {
+        let (driver, _moves) = fake_driver(vec![]);
+        let addr = asap_endpoint(driver).await;
+        let (r, _w) = pu_connect(addr).await.into_split();
+        let (ptx, _prx) = watch::channel(0);
+        let pu = within("PU reader", pu_read(r, ptx)).await;
+        assert!(pu.data.is_empty());
+        assert!(
+            lack_of_resources(&pu.control),
+            "want one ASAP_ERROR (Lack of Resources), got {:?}",
+            pu.control
+        );
+        assert_eq!(pu.end, LostReason::PeerClosed);
+    }
+
+    /// Step 197 during reselection: the only server dies mid-session; the PU gets what the
+    /// server sent, then the ASAP_ERROR, then the close.
+    #[tokio::test]
+    async fn asap_pu_gets_error_cause_when_last_server_dies() {
+        let l0 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (driver, _moves) = fake_driver(vec![l0.local_addr().unwrap()]);
+        let addr = asap_endpoint(driver).await;
+        let (r, mut w) = pu_connect(addr).await.into_split();
+        let (ptx, _prx) = watch::channel(0);
+        let reader = tokio::spawn(pu_read(r, ptx));
+        w.send(&data_frame(b"ping")).await.unwrap();
+        let (mut s, _) = within("accept", l0.accept()).await.unwrap();
+        drop(l0);
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).await.unwrap();
+        s.write_all(b"pong").await.unwrap();
+        drop(s); // killed: the port refuses now, so the relay's probe fails
+        let pu = within("PU reader", reader).await.unwrap();
+        assert_eq!(pu.data, b"pong");
+        assert!(
+            lack_of_resources(&pu.control),
+            "want one ASAP_ERROR (Lack of Resources), got {:?}",
+            pu.control
+        );
+        assert_eq!(pu.end, LostReason::PeerClosed);
+        drop(w);
     }
 }

@@ -11,8 +11,10 @@ use super::{check_ppid, decode_frame, encode_frame, Frame, SessionError};
 use crate::transport::{
     AssocReader, AssocWriter, Event, Listener, Transport, TransportConfig, TransportKind,
 };
-use crate::wire::asap_msg::{BusinessCard, Cookie};
-use crate::wire::{AsapMessage, PoolElement, PoolHandle, TransportParameter, TransportUse};
+use crate::wire::asap_msg::{BusinessCard, Cookie, Error as AsapError};
+use crate::wire::{
+    AsapMessage, OperationError, PoolElement, PoolHandle, TransportParameter, TransportUse,
+};
 
 /// Listens for sessions on a PE's user transport.
 pub struct SessionListener {
@@ -161,6 +163,11 @@ impl ServerSession {
         self.writer.send_business_card(handle, pes).await
     }
 
+    /// Sends an ASAP_ERROR carrying `error` (see [`ServerSessionWriter::send_error`]).
+    pub async fn send_error(&mut self, error: OperationError) -> Result<(), SessionError> {
+        self.writer.send_error(error).await
+    }
+
     /// Splits into halves for separate tasks.
     pub fn into_split(self) -> (ServerSessionReader, ServerSessionWriter) {
         (self.reader, self.writer)
@@ -195,6 +202,10 @@ impl ServerSessionReader {
     }
 }
 
+/// Every send writes one whole frame. The sends are **not cancel-safe**: a send future
+/// dropped before it completes may leave part of a frame on a TCP connection, which breaks
+/// the framing for the PU. Callers that must abandon a send (e.g. in a `select!`) should
+/// own the writer in a task of its own and feed it through a channel.
 impl ServerSessionWriter {
     async fn frame(&mut self, f: Frame) -> Result<(), SessionError> {
         let m = encode_frame(self.kind, self.data_ppid, &f)?;
@@ -227,6 +238,12 @@ impl ServerSessionWriter {
             .into(),
         ))
         .await
+    }
+
+    /// Sends an ASAP_ERROR (RFC 5352 §2.2.13) with the given Operation Error, e.g. to tell
+    /// the PU why the PE cannot serve its session before closing it.
+    pub async fn send_error(&mut self, error: OperationError) -> Result<(), SessionError> {
+        self.frame(Frame::Control(AsapError { error }.into())).await
     }
 
     /// Graceful close.
