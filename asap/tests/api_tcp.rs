@@ -609,3 +609,93 @@ async fn silent_pe_is_left_after_the_reply_timeout() {
     hold.abort();
     r.kill().await;
 }
+
+/// A PE that answers the session's first data message with ASAP_ERROR (Lack of Resources,
+/// as proxy-pe does when no legacy server runs the application) and keeps the association
+/// open: the session leaves it for another PE with `FailoverReason::PeError`, the data is
+/// echoed there, and the refusing PE is not reported unreachable (it stays registered).
+#[tokio::test]
+async fn pe_error_moves_the_session_without_reporting_the_pe() {
+    use asap::session::{FailoverReason, ServerEvent, SessionListener};
+    use asap::wire::{ErrorCause, OperationError};
+
+    let r = registrar(0x7001, |_| {}).await;
+    // The refusing PE.
+    let listener = SessionListener::bind(
+        TransportKind::Tcp,
+        &["127.0.0.1:0".parse().expect("lit")],
+        0,
+    )
+    .await
+    .expect("bind");
+    let mut cfg = pe_config(&[r.asap], Policy::RoundRobin);
+    cfg.user_transport = listener.user_transport(None).expect("transport");
+    let mut refusing = asap::pe::PoolElement::register(asap::pe::PoolElementConfig::tcp(cfg))
+        .await
+        .expect("start PE");
+    within("registered", refusing.wait_registered())
+        .await
+        .expect("registered");
+    let refusing_id = refusing.identifier();
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Ok(mut s) = listener.accept().await {
+            let got = got_tx.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(ev)) = s.recv().await {
+                    if let ServerEvent::Data(d) = ev {
+                        let _ = got.send(d.to_vec());
+                        let err =
+                            OperationError::single(ErrorCause::plain(CauseCode::LackOfResources));
+                        if s.send_error(err).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let pu = pool_user(&[r.asap]).await;
+    let mut s = within(
+        "session",
+        Session::connect(&pu, POOL, SessionConfig::default()),
+    )
+    .await
+    .expect("session");
+    assert_eq!(s.current_pe().expect("serving").id, refusing_id);
+    // Only now a PE that serves.
+    let good = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
+    let idx = s.send(&b"please"[..]).await.expect("send");
+    assert_eq!(
+        within("refusing PE got the data", got_rx.recv()).await,
+        Some(b"please".to_vec())
+    );
+    let mut failover = None;
+    loop {
+        match within("failover and echo", s.recv()).await {
+            Some(SessionEvent::Failover(f)) => {
+                if idx < f.resend_from {
+                    s.send(&b"please"[..]).await.expect("resend");
+                }
+                failover = Some(f);
+            }
+            Some(SessionEvent::Data(d)) => {
+                assert_eq!(&d[..], b"please");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let f = failover.expect("a failover before the echo");
+    assert_eq!(f.from, refusing_id);
+    assert_eq!(f.to, good.id);
+    assert_eq!(
+        f.reason,
+        FailoverReason::PeError(vec![CauseCode::LackOfResources])
+    );
+    // Not reported unreachable: no ENDPOINT_UNREACHABLE was sent.
+    let stats = pu.stats().await.expect("stats");
+    assert_eq!(stats.unreachable_sent, 0, "{stats:?}");
+    let pes = within("resolve", pu.resolve(POOL)).await.expect("resolved");
+    assert!(pes.iter().any(|p| p.id == refusing_id));
+}

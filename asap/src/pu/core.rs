@@ -339,6 +339,12 @@ impl PuCore {
         }
     }
 
+    /// Drops a PE from the cache without an ENDPOINT_UNREACHABLE (it is alive but does not
+    /// serve us, see [`crate::session::FailoverReason::PeError`]).
+    pub fn forget(&mut self, handle: &PoolHandle, id: PeIdentifier) {
+        self.cache.mark_failed(handle, id);
+    }
+
     /// An ASAP_SERVER_ANNOUNCE was heard.
     pub fn on_announce(&mut self, now: Instant, from: SocketAddr, msg: &ServerAnnounce) {
         self.link.on_announce(now, from, msg);

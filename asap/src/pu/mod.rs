@@ -89,6 +89,7 @@ enum Cmd {
         oneshot::Sender<Result<PoolElement, ResolveError>>,
     ),
     Unreachable(PoolHandle, PeIdentifier),
+    Forget(PoolHandle, PeIdentifier),
     Stats(oneshot::Sender<PuStats>),
 }
 
@@ -150,6 +151,12 @@ impl PoolUser {
     /// Reports a failed PE (ENDPOINT_UNREACHABLE) and drops it from the cache.
     pub fn report_unreachable(&self, handle: impl Into<PoolHandle>, id: PeIdentifier) {
         let _ = self.cmd.send(Cmd::Unreachable(handle.into(), id));
+    }
+
+    /// Drops a PE from the cache without reporting it (e.g. a PE that is alive but refused
+    /// service with an ASAP_ERROR); the next resolution may bring it back.
+    pub fn forget(&self, handle: impl Into<PoolHandle>, id: PeIdentifier) {
+        let _ = self.cmd.send(Cmd::Forget(handle.into(), id));
     }
 
     /// Protocol counters.
@@ -225,6 +232,7 @@ async fn run(mut core: PuCore, mut net: Net, mut cmd_rx: mpsc::UnboundedReceiver
                         }
                     },
                     Some(Cmd::Unreachable(h, id)) => core.report_unreachable(now, &h, id),
+                    Some(Cmd::Forget(h, id)) => core.forget(&h, id),
                     Some(Cmd::Stats(tx)) => {
                         let _ = tx.send(core.stats);
                     }

@@ -22,7 +22,7 @@ use crate::transport::{
     AssocReader, AssocWriter, Event, Transport, TransportConfig, TransportKind,
 };
 use crate::wire::asap_msg::CookieEcho;
-use crate::wire::{AsapMessage, PeIdentifier, PoolElement, PoolHandle};
+use crate::wire::{AsapMessage, CauseCode, PeIdentifier, PoolElement, PoolHandle};
 
 /// Why the session left a PE.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,10 @@ pub enum FailoverReason {
     SendFailed,
     /// No reply within [`SessionConfig::reply_timeout`].
     Timeout,
+    /// The PE sent an ASAP_ERROR (RFC 5352 §2.2.13) on the session, e.g. a proxy PE that
+    /// has no server for the application (Lack of Resources): it cannot serve us, so the
+    /// session moves on. The Operation Error's cause codes.
+    PeError(Vec<CauseCode>),
 }
 
 /// A completed failover to another PE (RFC 5351 §2.5).
@@ -127,7 +131,7 @@ impl Session {
             current: cur_tx,
         };
         let mut failed = HashSet::new();
-        let (conn, _) = actor.connect_any(&mut failed).await?;
+        let (conn, _) = actor.connect_any(&mut failed, None).await?;
         actor.set_conn(conn);
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(actor.run(rx));
@@ -184,6 +188,7 @@ impl Actor {
     async fn connect_any(
         &mut self,
         failed: &mut HashSet<PeIdentifier>,
+        refused: Option<PeIdentifier>,
     ) -> Result<(Conn, usize), SessionError> {
         let mut attempts = 0;
         let mut refreshed = false;
@@ -193,8 +198,13 @@ impl Actor {
                 None => match self.pu.select(self.handle.clone()).await {
                     Ok(p) if !failed.contains(&p.id) => p,
                     Ok(p) => {
-                        // The cache (or the registrar) still offers a PE that just failed.
-                        self.pu.report_unreachable(self.handle.clone(), p.id);
+                        // The cache (or the registrar) still offers a PE that just failed:
+                        // drop it (reported, unless it refused us with an ASAP_ERROR).
+                        if refused == Some(p.id) {
+                            self.pu.forget(self.handle.clone(), p.id);
+                        } else {
+                            self.pu.report_unreachable(self.handle.clone(), p.id);
+                        }
                         if refreshed {
                             tokio::time::sleep(self.cfg.retry_delay).await;
                         }
@@ -265,10 +275,18 @@ impl Actor {
         );
         drop(old);
         let _ = self.current.send(None);
-        self.pu.report_unreachable(self.handle.clone(), from);
+        // A PE that answered with ASAP_ERROR is alive: it is only left (not selected again
+        // by this failover), not reported unreachable to the registrar (RFC 5352 §3.5 is
+        // about PEs that cannot be reached).
+        let refused = matches!(reason, FailoverReason::PeError(_)).then_some(from);
+        if refused.is_some() {
+            self.pu.forget(self.handle.clone(), from);
+        } else {
+            self.pu.report_unreachable(self.handle.clone(), from);
+        }
         self.card.retain(|p| p.id != from);
         let mut failed = HashSet::from([from]);
-        let (mut conn, attempts) = self.connect_any(&mut failed).await?;
+        let (mut conn, attempts) = self.connect_any(&mut failed, refused).await?;
         let mut cookie_echoed = false;
         if let Some(c) = &self.cookie {
             let m = encode_frame(
@@ -351,6 +369,7 @@ impl Actor {
                 },
                 ev = conn.reader.recv() => match ev {
                     Ok(Event::Message(m)) => {
+                        let mut return_reason = None;
                         match decode_frame(conn.kind, m) {
                             Some(Frame::Data(d)) => {
                                 self.outstanding -= 1;
@@ -365,13 +384,19 @@ impl Actor {
                                 debug!(pes = b.pool_elements.len(), "business card stored");
                                 self.card = b.pool_elements;
                             }
+                            Some(Frame::Control(AsapMessage::Error(e))) => {
+                                let causes: Vec<CauseCode> =
+                                    e.error.causes.iter().map(|c| c.code).collect();
+                                warn!(?causes, "PE sent ASAP_ERROR: leaving it");
+                                return_reason = Some(FailoverReason::PeError(causes));
+                            }
                             Some(Frame::Control(other)) => debug!(
                                 msg = other.message_type().name().unwrap_or("?"),
                                 "ignoring control message on session"
                             ),
                             None => {}
                         }
-                        None
+                        return_reason.take()
                     }
                     Ok(Event::Lost(reason)) => {
                         debug!(%reason, "PE association lost");
