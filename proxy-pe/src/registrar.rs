@@ -9,7 +9,9 @@
 //!
 //! * [`RegistrarLink`] (registrar hunt with back-off over the configured list, the lost or
 //!   abandoned registrar tried last, adoption of an accepted association);
-//! * the RFC 5352 §5 timer defaults (`asap::pe::core`).
+//! * the RFC 5352 §5 timer defaults (`asap::pe::core`);
+//! * the network plumbing of the PE and PU drivers (`asap::registrar_client::driver::Net`:
+//!   connections from the shared port, one reader task per association, ASAP encode/decode).
 //!
 //! [`RegClient`] is the sans-I/O protocol logic (virtual clock in the unit tests), [`run`]
 //! its tokio driver:
@@ -39,19 +41,16 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use asap::pe::core::{MAX_ACCEPTED, MAX_REG_ATTEMPT, T2_REGISTRATION, T4_MAX};
+use asap::registrar_client::driver::{Net, NetEvent};
 use asap::registrar_client::{
     Action, ConnId, LinkAction, LinkConfig, LinkEvent, LinkProtocol, RegistrarLink,
 };
-use asap::transport::{
-    AssocReader, AssocWriter, Association, Event, Listener, Msg, Transport, TransportConfig,
-    TransportError, TransportKind,
-};
+use asap::transport::TransportKind;
 use asap::wire::asap_msg::{
     Deregistration, EndpointKeepAlive, EndpointKeepAliveAck, Registration, RegistrationResponse,
 };
-use asap::wire::{AsapMessage, Message, PoolElement, PoolHandle, Protocol, ServerId};
+use asap::wire::{AsapMessage, PoolElement, PoolHandle, ServerId};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 /// A request from the driver to the registrar task.
 #[derive(Debug)]
@@ -576,192 +575,6 @@ impl RegClient {
 // ---------------------------------------------------------------------------------------
 // tokio driver
 
-enum NetEvent {
-    Connected(ConnId, Association),
-    ConnectFailed(ConnId, TransportError),
-    Accepted(Association),
-    Message(ConnId, AsapMessage),
-    Lost(ConnId),
-}
-
-/// Registrar associations: writers by id, one reader task each, the shared-port listener.
-struct Net {
-    transport: Transport,
-    tx: mpsc::UnboundedSender<NetEvent>,
-    rx: mpsc::UnboundedReceiver<NetEvent>,
-    writers: HashMap<ConnId, AssocWriter>,
-    readers: HashMap<ConnId, JoinHandle<()>>,
-    /// Local addresses (fixed port) shared with the listener; empty = ephemeral port.
-    shared: Vec<SocketAddr>,
-    listener: Option<JoinHandle<()>>,
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for (_, t) in self.readers.drain() {
-            t.abort();
-        }
-        if let Some(l) = self.listener.take() {
-            l.abort();
-        }
-    }
-}
-
-impl Net {
-    fn new(kind: TransportKind) -> Net {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Net {
-            transport: Transport::new(TransportConfig::asap(kind)),
-            tx,
-            rx,
-            writers: HashMap::new(),
-            readers: HashMap::new(),
-            shared: Vec::new(),
-            listener: None,
-        }
-    }
-
-    /// Listens with `SO_REUSEPORT` on a wildcard address of the registrars' family; the
-    /// registrar associations are opened from that port from now on.
-    async fn listen_shared(&mut self, v6: bool) -> Result<Vec<SocketAddr>, TransportError> {
-        let any: std::net::IpAddr = if v6 {
-            std::net::Ipv6Addr::UNSPECIFIED.into()
-        } else {
-            std::net::Ipv4Addr::UNSPECIFIED.into()
-        };
-        let l: Listener = self
-            .transport
-            .listen_reuseport(&[SocketAddr::new(any, 0)])
-            .await?;
-        let local = l.local_addrs()?;
-        self.shared = local.clone();
-        let tx = self.tx.clone();
-        self.listener = Some(tokio::spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok(a) => {
-                        if tx.send(NetEvent::Accepted(a)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "registrar accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        }));
-        Ok(local)
-    }
-
-    fn attach(&mut self, conn: ConnId, assoc: Association) {
-        let (reader, writer) = assoc.into_split();
-        self.writers.insert(conn, writer);
-        let t = tokio::spawn(read_loop(conn, reader, self.tx.clone()));
-        if let Some(old) = self.readers.insert(conn, t) {
-            old.abort();
-        }
-    }
-
-    async fn execute(&mut self, a: Action) {
-        match a {
-            Action::Connect { conn, addrs } => {
-                let t = self.transport.clone();
-                let tx = self.tx.clone();
-                let shared: Vec<SocketAddr> = self
-                    .shared
-                    .iter()
-                    .filter(|l| addrs.iter().any(|a| a.is_ipv4() == l.is_ipv4()))
-                    .copied()
-                    .collect();
-                tokio::spawn(async move {
-                    let r = if shared.is_empty() {
-                        t.connect(&addrs, &[]).await
-                    } else {
-                        match t.connect_reuseport(&addrs, &shared).await {
-                            Err(e) if e.is_local_address_error() => {
-                                tracing::warn!(error = %e, "registrar association not from the shared port: a registrar taking over cannot reach the proxy through it");
-                                t.connect(&addrs, &[]).await
-                            }
-                            r => r,
-                        }
-                    };
-                    let _ = tx.send(match r {
-                        Ok(a) => NetEvent::Connected(conn, a),
-                        Err(e) => NetEvent::ConnectFailed(conn, e),
-                    });
-                });
-            }
-            Action::Close { conn } => {
-                if let Some(t) = self.readers.remove(&conn) {
-                    t.abort();
-                }
-                if let Some(mut w) = self.writers.remove(&conn) {
-                    tokio::spawn(async move {
-                        let _ = w.close().await;
-                    });
-                }
-            }
-            Action::Send { conn, message } => {
-                let Some(w) = self.writers.get_mut(&conn) else {
-                    tracing::debug!(
-                        conn = conn.0,
-                        "send on a closed registrar association dropped"
-                    );
-                    return;
-                };
-                let m = Message::Asap(message);
-                let r = match m.to_bytes() {
-                    Ok(b) => w
-                        .send(&Msg::new(m.protocol().ppid(), 0, b))
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot encode ASAP message");
-                        return;
-                    }
-                };
-                if let Err(e) = r {
-                    tracing::warn!(conn = conn.0, error = %e, "send to registrar failed");
-                    self.writers.remove(&conn);
-                    if let Some(t) = self.readers.remove(&conn) {
-                        t.abort();
-                    }
-                    let _ = self.tx.send(NetEvent::Lost(conn));
-                }
-            }
-        }
-    }
-}
-
-async fn read_loop(conn: ConnId, mut reader: AssocReader, tx: mpsc::UnboundedSender<NetEvent>) {
-    loop {
-        match reader.recv().await {
-            Ok(Event::Message(m)) => match Message::decode(Protocol::Asap, &m.bytes) {
-                Ok(d) => {
-                    if let Message::Asap(a) = d.message {
-                        if tx.send(NetEvent::Message(conn, a)).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "undecodable message from registrar"),
-            },
-            Ok(Event::Lost(r)) => {
-                tracing::warn!(conn = conn.0, reason = %r, "registrar association lost");
-                let _ = tx.send(NetEvent::Lost(conn));
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(conn = conn.0, error = %e, "registrar association error");
-                let _ = tx.send(NetEvent::Lost(conn));
-                return;
-            }
-        }
-    }
-}
-
 /// Asks the driver which PE ids of keep-alive `k` may be answered.
 async fn keep_alive_answer(
     query: &mpsc::UnboundedSender<RegistrarQuery>,
@@ -796,12 +609,15 @@ pub async fn run(
     state: std::sync::Arc<std::sync::Mutex<RegistrarState>>,
 ) {
     let mut net = Net::new(kind);
-    let protocol = match net.transport.kind() {
-        TransportKind::Tcp => LinkProtocol::Tcp,
-        _ => LinkProtocol::Sctp,
+    let protocol = net.protocol();
+    // Listen with SO_REUSEPORT on a wildcard address of the registrars' family; registrar
+    // associations are opened from that port from now on (adoptable after a takeover).
+    let any: std::net::IpAddr = if registrars.first().is_some_and(SocketAddr::is_ipv6) {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
     };
-    let v6 = registrars.first().is_some_and(SocketAddr::is_ipv6);
-    match net.listen_shared(v6).await {
+    match net.listen_shared(&[SocketAddr::new(any, 0)]).await {
         Ok(a) => {
             tracing::info!(addrs = ?a, "registrar associations share a listening port (adoptable after a takeover)")
         }
@@ -852,29 +668,31 @@ pub async fn run(
                     Some(RegistrarCmd::SetRegistrars(r)) => c.set_registrars(now, r),
                 }
             }
-            ev = net.rx.recv() => {
+            ev = net.next() => {
                 let now = Instant::now();
                 match ev {
-                    Some(NetEvent::Connected(conn, assoc)) => {
+                    Some(NetEvent::Connected { conn, assoc }) => {
                         net.attach(conn, assoc);
                         c.on_connected(now, conn);
                     }
-                    Some(NetEvent::ConnectFailed(conn, e)) => {
-                        tracing::warn!(error = %e, "registrar connect failed");
+                    Some(NetEvent::ConnectFailed { conn, error }) => {
+                        tracing::warn!(%error, "registrar connect failed");
                         c.on_connect_failed(now, conn);
                     }
-                    Some(NetEvent::Accepted(assoc)) => {
+                    Some(NetEvent::Accepted { assoc }) => {
                         let addrs = assoc.peer_addrs().unwrap_or_default();
                         tracing::debug!(?addrs, "a registrar connected to the proxy");
                         let conn = c.allocate_conn();
                         net.attach(conn, assoc);
                         c.on_accepted(conn, addrs);
                     }
-                    Some(NetEvent::Lost(conn)) => {
+                    Some(NetEvent::Lost { conn }) => {
+                        tracing::warn!(conn = conn.0, "registrar association lost");
                         net.execute(Action::Close { conn }).await;
                         c.on_lost(now, conn);
                     }
-                    Some(NetEvent::Message(conn, m)) => match m {
+                    Some(NetEvent::Announce { .. }) => {}
+                    Some(NetEvent::Message { conn, message: m }) => match m {
                         AsapMessage::RegistrationResponse(r) => c.on_registration_response(now, conn, &r),
                         AsapMessage::EndpointKeepAlive(k) => {
                             let Some(ids) = keep_alive_answer(&query, &k).await else { return };

@@ -1,6 +1,6 @@
-//! Tokio plumbing shared by the PE and PU drivers (crate-private): runs the
-//! [`Action`]s of a sans-I/O core against real associations and turns socket activity into
-//! [`NetEvent`]s.
+//! Tokio plumbing shared by the PE and PU drivers (and proxy-pe's registrar client): runs
+//! the [`Action`]s of a sans-I/O registrar-client core (RFC 5352 §3) against real
+//! associations and turns socket activity into [`NetEvent`]s.
 //!
 //! Each association gets a reader task that decodes ASAP messages (PPID 11) and forwards
 //! them; connection attempts run as tasks too, so the driver loop never blocks on the
@@ -23,33 +23,49 @@ use crate::wire::asap_msg::ServerAnnounce;
 use crate::wire::{AsapMessage, Message, Protocol};
 
 /// What the network reports to a driver loop.
-pub(crate) enum NetEvent {
+pub enum NetEvent {
+    /// [`Action::Connect`] succeeded: hand the association to [`Net::attach`].
     Connected {
+        /// The connection identifier of the action.
         conn: ConnId,
+        /// The new association.
         assoc: Association,
     },
+    /// [`Action::Connect`] failed.
     ConnectFailed {
+        /// The connection identifier of the action.
         conn: ConnId,
+        /// Why.
         error: TransportError,
     },
+    /// A registrar opened an association to us (takeover, RFC 5353 §3.6).
     Accepted {
+        /// The association, not attached yet.
         assoc: Association,
     },
+    /// An ASAP message (PPID 11) arrived.
     Message {
+        /// On which association.
         conn: ConnId,
+        /// The decoded message.
         message: AsapMessage,
     },
+    /// The association ended (or a send on it failed).
     Lost {
+        /// Which one.
         conn: ConnId,
     },
+    /// An ASAP_SERVER_ANNOUNCE was heard ([`Net::listen_announces`]).
     Announce {
+        /// The datagram's source.
         from: SocketAddr,
+        /// The announce.
         message: ServerAnnounce,
     },
 }
 
 /// Associations to registrars and the announce listener of one driver.
-pub(crate) struct Net {
+pub struct Net {
     transport: Transport,
     tx: mpsc::UnboundedSender<NetEvent>,
     rx: mpsc::UnboundedReceiver<NetEvent>,
@@ -74,7 +90,8 @@ impl Drop for Net {
 }
 
 impl Net {
-    pub(crate) fn new(kind: TransportKind) -> Self {
+    /// A driver for ASAP associations of `kind` to registrars.
+    pub fn new(kind: TransportKind) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Net {
             transport: Transport::new(TransportConfig::asap(kind)),
@@ -91,12 +108,12 @@ impl Net {
     /// Local addresses registrar associations are bound to (empty = kernel's choice).
     /// rsplib registrars accept only user transport addresses that are also addresses of
     /// the PE's ASAP association, so a PE binds it to the addresses it registers.
-    pub(crate) fn set_local(&mut self, local: Vec<SocketAddr>) {
+    pub fn set_local(&mut self, local: Vec<SocketAddr>) {
         self.local = local;
     }
 
     /// The protocol actually used (Auto resolved).
-    pub(crate) fn protocol(&self) -> LinkProtocol {
+    pub fn protocol(&self) -> LinkProtocol {
         match self.transport.kind() {
             TransportKind::Tcp => LinkProtocol::Tcp,
             _ => LinkProtocol::Sctp,
@@ -105,10 +122,7 @@ impl Net {
 
     /// Listens for ASAP_SERVER_ANNOUNCE on `addr` (a multicast group is joined on all
     /// interfaces; a unicast address is bound as is).
-    pub(crate) async fn listen_announces(
-        &mut self,
-        addr: SocketAddr,
-    ) -> Result<(), TransportError> {
+    pub async fn listen_announces(&mut self, addr: SocketAddr) -> Result<(), TransportError> {
         let ep = if addr.ip().is_multicast() {
             let ep = UdpEndpoint::bind(UdpBind::Port(addr.port())).await?;
             if let std::net::IpAddr::V4(g) = addr.ip() {
@@ -145,7 +159,7 @@ impl Net {
 
     /// Accepts associations (registrars contacting the PE) on `addrs`; returns the bound
     /// addresses.
-    pub(crate) async fn listen_registrars(
+    pub async fn listen_registrars(
         &mut self,
         addrs: &[SocketAddr],
     ) -> Result<Vec<SocketAddr>, TransportError> {
@@ -160,7 +174,7 @@ impl Net {
     /// port (rsplib uses one one-to-many SCTP socket for the same effect). A registrar that
     /// takes the PE over connects there and sends ENDPOINT_KEEP_ALIVE with the H flag.
     /// Returns the listening addresses.
-    pub(crate) async fn listen_shared(
+    pub async fn listen_shared(
         &mut self,
         addrs: &[SocketAddr],
     ) -> Result<Vec<SocketAddr>, TransportError> {
@@ -198,12 +212,12 @@ impl Net {
     }
 
     /// Waits for the next network event.
-    pub(crate) async fn next(&mut self) -> Option<NetEvent> {
+    pub async fn next(&mut self) -> Option<NetEvent> {
         self.rx.recv().await
     }
 
     /// Registers an established association under `conn` and starts its reader.
-    pub(crate) fn attach(&mut self, conn: ConnId, assoc: Association) {
+    pub fn attach(&mut self, conn: ConnId, assoc: Association) {
         let (reader, writer) = assoc.into_split();
         self.writers.insert(conn, writer);
         let tx = self.tx.clone();
@@ -214,7 +228,7 @@ impl Net {
     }
 
     /// Carries out one action of a core.
-    pub(crate) async fn execute(&mut self, action: Action) {
+    pub async fn execute(&mut self, action: Action) {
         match action {
             Action::Connect { conn, addrs } => {
                 let t = self.transport.clone();

@@ -8,7 +8,7 @@
 //! * `driver` (crate-private): connects, reads and writes registrar associations and listens
 //!   for announces for the tokio drivers in [`crate::pe`] and [`crate::pu`].
 
-pub(crate) mod driver;
+pub mod driver;
 pub mod link;
 
 use std::net::SocketAddr;
