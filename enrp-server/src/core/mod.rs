@@ -197,6 +197,14 @@ impl Assoc {
     fn peer_ip(&self) -> Option<IpAddr> {
         self.peer_addrs.first().map(|a| address::canonical(a.ip()))
     }
+
+    /// The peer's addresses, canonical (IPv4-mapped IPv6 as IPv4).
+    fn peer_ips(&self) -> Vec<IpAddr> {
+        self.peer_addrs
+            .iter()
+            .map(|p| address::canonical(p.ip()))
+            .collect()
+    }
 }
 
 /// Keep-alive state of one PE registered here.
@@ -906,15 +914,8 @@ impl Registrar {
         let Some(a) = self.assocs.get(&assoc) else {
             return false;
         };
-        let peers: Vec<IpAddr> = a
-            .peer_addrs
-            .iter()
-            .map(|p| address::canonical(p.ip()))
-            .collect();
-        if peers
-            .iter()
-            .any(|p| self.config.allow_third_party.iter().any(|n| n.contains(p)))
-        {
+        let peers = a.peer_ips();
+        if self.is_third_party(&peers) {
             return true;
         }
         pe.user_transport
@@ -922,6 +923,14 @@ impl Registrar {
             .into_iter()
             .chain(pe.asap_transport.iter().flat_map(|t| t.addresses()))
             .any(|x| peers.contains(&address::canonical(x)))
+    }
+
+    /// Whether any of an association's `peers` is an allow-listed third party
+    /// ([`CoreConfig::allow_third_party`], e.g. the proxy PE).
+    fn is_third_party(&self, peers: &[IpAddr]) -> bool {
+        peers
+            .iter()
+            .any(|p| self.config.allow_third_party.iter().any(|n| n.contains(p)))
     }
 
     /// Address rules for the user transport (see [`CoreConfig::min_address_scope`] and
@@ -934,14 +943,8 @@ impl Registrar {
         a: &Assoc,
         t: &TransportParameter,
     ) -> Result<TransportParameter, String> {
-        let peers: Vec<IpAddr> = a
-            .peer_addrs
-            .iter()
-            .map(|p| address::canonical(p.ip()))
-            .collect();
-        let third_party = peers
-            .iter()
-            .any(|p| self.config.allow_third_party.iter().any(|n| n.contains(p)));
+        let peers = a.peer_ips();
+        let third_party = self.is_third_party(&peers);
         let narrowest_peer = peers.iter().map(AddressScope::of).min();
         let min_scope = match narrowest_peer {
             Some(s) => s.min(self.config.min_address_scope),
@@ -1370,11 +1373,7 @@ fn asap_transport_of(a: &Assoc) -> Option<TransportParameter> {
         _ => TransportParameter::Sctp {
             port: first.port(),
             transport_use: TransportUse::DataOnly,
-            addresses: a
-                .peer_addrs
-                .iter()
-                .map(|p| address::canonical(p.ip()))
-                .collect(),
+            addresses: a.peer_ips(),
         },
     })
 }
