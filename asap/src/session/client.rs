@@ -369,34 +369,38 @@ impl Actor {
                 },
                 ev = conn.reader.recv() => match ev {
                     Ok(Event::Message(m)) => {
-                        let mut return_reason = None;
                         match decode_frame(conn.kind, m) {
                             Some(Frame::Data(d)) => {
                                 self.outstanding -= 1;
                                 self.last_activity = Instant::now();
                                 let _ = self.events.send(SessionEvent::Data(d));
+                                None
                             }
                             Some(Frame::Control(AsapMessage::Cookie(c))) => {
                                 debug!(len = c.cookie.len(), "cookie stored");
                                 self.cookie = Some(c.cookie);
+                                None
                             }
                             Some(Frame::Control(AsapMessage::BusinessCard(b))) => {
                                 debug!(pes = b.pool_elements.len(), "business card stored");
                                 self.card = b.pool_elements;
+                                None
                             }
                             Some(Frame::Control(AsapMessage::Error(e))) => {
                                 let causes: Vec<CauseCode> =
                                     e.error.causes.iter().map(|c| c.code).collect();
                                 warn!(?causes, "PE sent ASAP_ERROR: leaving it");
-                                return_reason = Some(FailoverReason::PeError(causes));
+                                Some(FailoverReason::PeError(causes))
                             }
-                            Some(Frame::Control(other)) => debug!(
-                                msg = other.message_type().name().unwrap_or("?"),
-                                "ignoring control message on session"
-                            ),
-                            None => {}
+                            Some(Frame::Control(other)) => {
+                                debug!(
+                                    msg = other.message_type().name().unwrap_or("?"),
+                                    "ignoring control message on session"
+                                );
+                                None
+                            }
+                            None => None,
                         }
-                        return_reason.take()
                     }
                     Ok(Event::Lost(reason)) => {
                         debug!(%reason, "PE association lost");
