@@ -164,6 +164,26 @@ fn register_simple(h: &mut H, handle: &str, id: u32, policy: Policy) {
     assert!(!r.reject, "registration of {id} refused: {r:?}");
 }
 
+/// Sends DEREGISTRATION of PE `id` in `handle` on `assoc`; the actions and the response.
+fn deregister(
+    h: &mut H,
+    assoc: AssocId,
+    handle: &str,
+    id: u32,
+) -> (Vec<Action>, DeregistrationResponse) {
+    let out = h.send(
+        assoc,
+        Deregistration {
+            pool_handle: handle.into(),
+            pe_identifier: id,
+        },
+    );
+    match only_reply(&out) {
+        Message::Asap(AsapMessage::DeregistrationResponse(r)) => (out, r),
+        other => panic!("expected DEREGISTRATION_RESPONSE, got {other:?}"),
+    }
+}
+
 fn resolve(h: &mut H, assoc: AssocId, handle: &str, items: Option<u32>) -> Vec<u32> {
     let mut hr = HandleResolution::new(handle);
     hr.option = items.map(|items| HandleResolutionOption { items });
@@ -477,21 +497,10 @@ fn deregistration() {
     let mut h = H::new(config());
     register_simple(&mut h, "P", 1, Policy::RoundRobin);
     register_simple(&mut h, "P", 2, Policy::RoundRobin);
-    let out = h.send(
-        1,
-        Deregistration {
-            pool_handle: "P".into(),
-            pe_identifier: 1,
-        },
-    );
-    match only_reply(&out) {
-        Message::Asap(AsapMessage::DeregistrationResponse(r)) => {
-            assert!(!r.reject);
-            assert_eq!(r.pe_identifier, 1);
-            assert_eq!(r.pool_handle, PoolHandle::from("P"));
-        }
-        other => panic!("{other:?}"),
-    }
+    let (out, r) = deregister(&mut h, 1, "P", 1);
+    assert!(!r.reject);
+    assert_eq!(r.pe_identifier, 1);
+    assert_eq!(r.pool_handle, PoolHandle::from("P"));
     assert!(events(&out).contains(&Event::Removed {
         handle: "P".into(),
         id: 1,
@@ -515,39 +524,19 @@ fn deregistration_from_a_stranger_is_refused_and_the_pe_stays() {
     register_simple(&mut h, "P", 1, Policy::RoundRobin);
     // Association 9 comes from 10.9.9.9, which is none of PE 1's addresses (10.0.0.1).
     h.connect(9, "10.9.9.9:4000", Protocol::Asap);
-    let out = h.send(
-        9,
-        Deregistration {
-            pool_handle: "P".into(),
-            pe_identifier: 1,
-        },
+    let (out, r) = deregister(&mut h, 9, "P", 1);
+    assert!(r.reject, "{r:?}");
+    assert_eq!(
+        r.error.as_ref().and_then(OperationError::first_code),
+        Some(CauseCode::RejectedSecurity)
     );
-    match only_reply(&out) {
-        Message::Asap(AsapMessage::DeregistrationResponse(r)) => {
-            assert!(r.reject, "{r:?}");
-            assert_eq!(
-                r.error.as_ref().and_then(OperationError::first_code),
-                Some(CauseCode::RejectedSecurity)
-            );
-        }
-        other => panic!("{other:?}"),
-    }
     assert!(!out.iter().any(|a| matches!(a, Action::Replicate(_))));
     assert!(h.r.handlespace().get(&"P".into(), 1).is_some());
     // A second association from the PE's own host (e.g. after giving up a half-open one)
     // may deregister it.
     h.connect(10, "10.0.0.1:4001", Protocol::Asap);
-    let out = h.send(
-        10,
-        Deregistration {
-            pool_handle: "P".into(),
-            pe_identifier: 1,
-        },
-    );
-    match only_reply(&out) {
-        Message::Asap(AsapMessage::DeregistrationResponse(r)) => assert!(!r.reject, "{r:?}"),
-        other => panic!("{other:?}"),
-    }
+    let (_, r) = deregister(&mut h, 10, "P", 1);
+    assert!(!r.reject, "{r:?}");
     assert!(h.r.handlespace().get(&"P".into(), 1).is_none());
 }
 
@@ -559,17 +548,8 @@ fn deregistration_by_an_allow_listed_third_party() {
     let mut h = H::new(c);
     register_simple(&mut h, "P", 1, Policy::RoundRobin);
     h.connect(9, "10.9.9.9:4000", Protocol::Asap);
-    let out = h.send(
-        9,
-        Deregistration {
-            pool_handle: "P".into(),
-            pe_identifier: 1,
-        },
-    );
-    match only_reply(&out) {
-        Message::Asap(AsapMessage::DeregistrationResponse(r)) => assert!(!r.reject, "{r:?}"),
-        other => panic!("{other:?}"),
-    }
+    let (_, r) = deregister(&mut h, 9, "P", 1);
+    assert!(!r.reject, "{r:?}");
     assert!(h.r.handlespace().get(&"P".into(), 1).is_none());
 }
 
