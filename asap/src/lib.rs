@@ -4,7 +4,8 @@
 //! (RFC 5353) message with the parameters of RFC 5354 and the policies of RFC 5356, and
 //! everything built on it:
 //!
-//! * [`wire`]: the codec (nom 8 parsers, `bytes` encoders, byte-exact re-encoding);
+//! * [`wire`]: the codec (nom 8 parsers, `bytes` encoders, byte-exact re-encoding), the
+//!   nested crate `rserpool-wire` re-exported;
 //! * [`capture`]: ASAP/ENRP messages out of pcap/pcapng captures, and a pcap writer;
 //! * [`handlespace`], [`selection`], [`checksum`]: pools, pool elements, the RFC 5356
 //!   selection policies and the RFC 5353 PE checksum (registrar and pool-user cache);
@@ -23,4 +24,6 @@ pub mod registrar_client;
 pub mod selection;
 pub mod session;
 pub mod transport;
-pub mod wire;
+/// The wire codec, [`rserpool_wire`] (the nested crate `asap/wire`, no I/O), re-exported so
+/// that every `asap::wire::…` path works.
+pub use rserpool_wire as wire;

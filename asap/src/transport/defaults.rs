@@ -1,40 +1,21 @@
 //! Well-known numbers of the RSerPool transports, in one place.
 //!
+//! The ports, SCTP payload protocol identifiers and multicast groups belong to the wire
+//! protocol and are defined in the codec's code table ([`crate::wire::codes`], RFC 5352 §6,
+//! RFC 5353 §7); they are re-exported here so that transport code finds every number in one
+//! module. The transport's own defaults:
+//!
 //! | what | value | source |
 //! |---|---|---|
-//! | ASAP port (SCTP, TCP, UDP) | 3863 | IANA, RFC 5352 §6 |
-//! | ENRP port (SCTP, UDP) | 9901 | IANA, RFC 5353 §7 |
-//! | ASAP SCTP payload protocol identifier | 11 | RFC 5352 §6 |
-//! | ENRP SCTP payload protocol identifier | 12 | RFC 5353 §7 |
-//! | ASAP Server Announce multicast group | 239.0.0.50 | rsplib default (RFC 5352 §3.2 leaves the group to configuration) |
-//! | ENRP Presence multicast group | 239.0.0.51 | rsplib default (RFC 5353 §3.1) |
 //! | TCP incomplete message timeout | 30 s | this implementation (no RFC value; see [`TCP_INCOMPLETE_MESSAGE_TIMEOUT`]) |
 //! | RTO on PE↔PR associations | min 500, max 1000, initial 750 ms | rsplib's PE association setup |
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-/// SCTP/TCP/UDP port of ASAP (RFC 5352 §6).
-pub const ASAP_PORT: u16 = 3863;
-/// SCTP/UDP port of ENRP (RFC 5353 §7).
-pub const ENRP_PORT: u16 = 9901;
-
-/// SCTP Payload Protocol Identifier of ASAP (RFC 5352 §6).
-pub const PPID_ASAP: u32 = 11;
-/// SCTP Payload Protocol Identifier of ENRP (RFC 5353 §7).
-pub const PPID_ENRP: u32 = 12;
-
-/// Multicast group on which registrars send ASAP Server Announce (RFC 5352 §3.2; value as rsplib).
-pub const ASAP_ANNOUNCE_GROUP: Ipv4Addr = Ipv4Addr::new(239, 0, 0, 50);
-/// Multicast group on which registrars send ENRP Presence (RFC 5353 §3.1; value as rsplib).
-pub const ENRP_PRESENCE_GROUP: Ipv4Addr = Ipv4Addr::new(239, 0, 0, 51);
-
-/// `239.0.0.50:3863`: where PEs and PUs listen for ASAP Server Announce.
-pub const ASAP_ANNOUNCE_ADDR: SocketAddr =
-    SocketAddr::V4(SocketAddrV4::new(ASAP_ANNOUNCE_GROUP, ASAP_PORT));
-/// `239.0.0.51:9901`: where registrars listen for ENRP Presence.
-pub const ENRP_PRESENCE_ADDR: SocketAddr =
-    SocketAddr::V4(SocketAddrV4::new(ENRP_PRESENCE_GROUP, ENRP_PORT));
+pub use crate::wire::codes::{
+    ASAP_ANNOUNCE_ADDR, ASAP_ANNOUNCE_GROUP, ASAP_PORT, ENRP_PORT, ENRP_PRESENCE_ADDR,
+    ENRP_PRESENCE_GROUP, PPID_ASAP, PPID_ENRP,
+};
 
 /// Largest RSerPool message: the common header's Message Length is 16 bits (RFC 5352 §2.1),
 /// plus up to 3 bytes of padding to a 4-byte boundary.

@@ -906,8 +906,8 @@ impl Parameter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::asap_msg::{AsapMessage, Registration};
-    use crate::wire::message::{Message, Protocol};
+    use crate::asap_msg::{AsapMessage, Registration};
+    use crate::message::{Message, Protocol};
 
     fn sctp(addresses: Vec<IpAddr>) -> TransportParameter {
         TransportParameter::Sctp {

@@ -23,10 +23,10 @@ use std::fmt;
 use super::asap_msg::AsapMessage;
 use super::cause::ErrorCause;
 use super::codes::{AsapType, EnrpType, ParamAction, ParamType};
+use super::codes::{ASAP_PORT, ENRP_PORT, PPID_ASAP, PPID_ENRP};
 use super::enrp_msg::EnrpMessage;
 use super::error::{DecodeError, EncodeError, Warning};
 use super::layout::{padded, Dec, Enc, Layout, Walk};
-use crate::transport::defaults;
 
 /// Which of the two RSerPool protocols a message belongs to. The type byte alone does not
 /// tell: both protocols number their messages from 1, so the receiver knows the protocol
@@ -46,16 +46,16 @@ impl Protocol {
     /// SCTP payload protocol identifier (ASAP 11, ENRP 12).
     pub const fn ppid(self) -> u32 {
         match self {
-            Protocol::Asap => defaults::PPID_ASAP,
-            Protocol::Enrp => defaults::PPID_ENRP,
+            Protocol::Asap => PPID_ASAP,
+            Protocol::Enrp => PPID_ENRP,
         }
     }
 
     /// The protocol of an SCTP PPID.
     pub const fn from_ppid(ppid: u32) -> Option<Protocol> {
         match ppid {
-            defaults::PPID_ASAP => Some(Protocol::Asap),
-            defaults::PPID_ENRP => Some(Protocol::Enrp),
+            PPID_ASAP => Some(Protocol::Asap),
+            PPID_ENRP => Some(Protocol::Enrp),
             _ => None,
         }
     }
@@ -63,8 +63,8 @@ impl Protocol {
     /// Well-known port (ASAP 3863, ENRP 9901).
     pub const fn port(self) -> u16 {
         match self {
-            Protocol::Asap => defaults::ASAP_PORT,
-            Protocol::Enrp => defaults::ENRP_PORT,
+            Protocol::Asap => ASAP_PORT,
+            Protocol::Enrp => ENRP_PORT,
         }
     }
 }
@@ -363,15 +363,15 @@ macro_rules! message_enum {
 
             pub(crate) fn decode_typed(
                 t: $Type,
-                d: &mut $crate::wire::layout::Dec<'_>,
+                d: &mut $crate::layout::Dec<'_>,
                 flags: u8,
                 end: usize,
-            ) -> Result<Self, $crate::wire::error::DecodeError> {
-                use $crate::wire::message::Body;
+            ) -> Result<Self, $crate::error::DecodeError> {
+                use $crate::message::Body;
                 match t {
                     $( $Type::$V => Ok($Enum::$V($V::decode_body(d, flags, 4, end)?)), )*
-                    $Type::Unknown(c) => Err($crate::wire::error::DecodeError::UnrecognizedMessage {
-                        protocol: $crate::wire::message::Protocol::$Proto,
+                    $Type::Unknown(c) => Err($crate::error::DecodeError::UnrecognizedMessage {
+                        protocol: $crate::message::Protocol::$Proto,
                         type_code: c,
                         report: false,
                         message: Vec::new(),
@@ -380,25 +380,25 @@ macro_rules! message_enum {
             }
 
             pub(crate) fn flags(&self) -> u8 {
-                use $crate::wire::message::Body;
+                use $crate::message::Body;
                 match self { $( $Enum::$V(m) => m.flags(), )* }
             }
 
             pub(crate) fn flag_mask(&self) -> u8 {
-                use $crate::wire::message::Body;
+                use $crate::message::Body;
                 match self { $( $Enum::$V(_) => <$V as Body>::FLAG_MASK, )* }
             }
 
             pub(crate) fn encode_body(
                 &self,
-                e: &mut $crate::wire::layout::Enc<'_>,
-            ) -> Result<(), $crate::wire::error::EncodeError> {
-                use $crate::wire::message::Body;
+                e: &mut $crate::layout::Enc<'_>,
+            ) -> Result<(), $crate::error::EncodeError> {
+                use $crate::message::Body;
                 match self { $( $Enum::$V(m) => m.encode_body(e), )* }
             }
 
             pub(crate) fn summary(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                use $crate::wire::message::Body;
+                use $crate::message::Body;
                 match self { $( $Enum::$V(m) => m.summary(f), )* }
             }
         }
@@ -407,7 +407,7 @@ macro_rules! message_enum {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let ty = self.message_type().name().unwrap_or("UNKNOWN");
                 match self {
-                    $( $Enum::$V(m) => $crate::wire::message::Tagged { ty, body: m }.serialize(s), )*
+                    $( $Enum::$V(m) => $crate::message::Tagged { ty, body: m }.serialize(s), )*
                 }
             }
         }
@@ -418,9 +418,9 @@ macro_rules! message_enum {
                     $Enum::$V(m)
                 }
             }
-            impl From<$V> for $crate::wire::message::Message {
+            impl From<$V> for $crate::message::Message {
                 fn from(m: $V) -> Self {
-                    $crate::wire::message::Message::$Proto($Enum::$V(m))
+                    $crate::message::Message::$Proto($Enum::$V(m))
                 }
             }
         )*

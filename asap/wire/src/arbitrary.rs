@@ -6,7 +6,7 @@
 //! 16-bit Length limit. Use [`message`] for whole messages, e.g. to write a fuzz corpus:
 //!
 //! ```
-//! use asap::wire::arbitrary;
+//! use rserpool_wire::arbitrary;
 //! use proptest::strategy::{Strategy, ValueTree};
 //! use proptest::test_runner::TestRunner;
 //! let mut runner = TestRunner::deterministic();

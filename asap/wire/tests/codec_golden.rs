@@ -1,9 +1,9 @@
 //! Golden vectors (RSERPOOL-SPEC §6 size examples), padding/layout edge cases, action
 //! bits of unknown parameters, rsplib deviations, policies, causes and typed errors.
 
-use ::asap::wire::asap_msg::{self, AsapMessage};
-use ::asap::wire::enrp_msg::{self, EnrpMessage};
-use ::asap::wire::*;
+use ::rserpool_wire::asap_msg::{self, AsapMessage};
+use ::rserpool_wire::enrp_msg::{self, EnrpMessage};
+use ::rserpool_wire::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {

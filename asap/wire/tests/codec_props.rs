@@ -2,8 +2,8 @@
 //! random and mutated bytes (no panic; every `Ok` re-encodes to exactly the consumed
 //! bytes unless a tolerated irregularity is reported in `warnings`).
 
-use ::asap::wire::arbitrary;
-use ::asap::wire::*;
+use ::rserpool_wire::arbitrary;
+use ::rserpool_wire::*;
 use proptest::prelude::*;
 
 /// The fuzz property: never panics; an accepted message re-encodes byte-exactly.

@@ -1,13 +1,13 @@
 //! Codec throughput: decode and encode of a registration, a 128-PE
 //! ASAP_HANDLE_RESOLUTION_RESPONSE and a 1000-PE ENRP_HANDLE_TABLE_RESPONSE.
 //!
-//! Run: `cargo bench -p asap --bench codec` (add `-- --quick` for a short run).
+//! Run: `cargo bench -p rserpool-wire --bench codec` (add `-- --quick` for a short run).
 
-use asap::wire::asap_msg::{HandleResolutionResponse, Registration};
-use asap::wire::enrp_msg::HandleTableResponse;
-use asap::wire::*;
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use rserpool_wire::asap_msg::{HandleResolutionResponse, Registration};
+use rserpool_wire::enrp_msg::HandleTableResponse;
+use rserpool_wire::*;
 use std::net::{IpAddr, Ipv4Addr};
 
 fn pe(i: u32, asap: bool) -> PoolElement {

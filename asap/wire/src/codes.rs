@@ -9,9 +9,45 @@
 //!   and in the JSON produced by the decoder CLI;
 //! * `tshark_name()` — the value string tshark 4.0 prints (`ASAP Registration`,
 //!   `Pool Handle Parameter`, ...), or our description where tshark has none.
+//!
+//! The well-known numbers outside the messages — ports, SCTP payload protocol identifiers
+//! and multicast groups — are spelled here too, once, for the codec
+//! ([`Protocol`](crate::Protocol)), the capture reader and the transports:
+//!
+//! | what | value | source |
+//! |---|---|---|
+//! | ASAP port (SCTP, TCP, UDP) | 3863 | IANA, RFC 5352 §6 |
+//! | ENRP port (SCTP, UDP) | 9901 | IANA, RFC 5353 §7 |
+//! | ASAP SCTP payload protocol identifier | 11 | RFC 5352 §6 |
+//! | ENRP SCTP payload protocol identifier | 12 | RFC 5353 §7 |
+//! | ASAP Server Announce multicast group | 239.0.0.50 | rsplib default (RFC 5352 §3.2 leaves the group to configuration) |
+//! | ENRP Presence multicast group | 239.0.0.51 | rsplib default (RFC 5353 §3.1) |
 
 use serde::Serialize;
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+/// SCTP/TCP/UDP port of ASAP (RFC 5352 §6).
+pub const ASAP_PORT: u16 = 3863;
+/// SCTP/UDP port of ENRP (RFC 5353 §7).
+pub const ENRP_PORT: u16 = 9901;
+
+/// SCTP Payload Protocol Identifier of ASAP (RFC 5352 §6).
+pub const PPID_ASAP: u32 = 11;
+/// SCTP Payload Protocol Identifier of ENRP (RFC 5353 §7).
+pub const PPID_ENRP: u32 = 12;
+
+/// Multicast group on which registrars send ASAP Server Announce (RFC 5352 §3.2; value as rsplib).
+pub const ASAP_ANNOUNCE_GROUP: Ipv4Addr = Ipv4Addr::new(239, 0, 0, 50);
+/// Multicast group on which registrars send ENRP Presence (RFC 5353 §3.1; value as rsplib).
+pub const ENRP_PRESENCE_GROUP: Ipv4Addr = Ipv4Addr::new(239, 0, 0, 51);
+
+/// `239.0.0.50:3863`: where PEs and PUs listen for ASAP Server Announce.
+pub const ASAP_ANNOUNCE_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(ASAP_ANNOUNCE_GROUP, ASAP_PORT));
+/// `239.0.0.51:9901`: where registrars listen for ENRP Presence.
+pub const ENRP_PRESENCE_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(ENRP_PRESENCE_GROUP, ENRP_PORT));
 
 /// Generates a code enum with `Unknown(code)`, `ALL`, `code`, `from_code`, `name`,
 /// `tshark_name`, `Display` (the name, or `0x..` for unknown codes) and `Serialize` (the

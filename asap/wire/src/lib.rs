@@ -8,7 +8,7 @@
 //!   [`Decoded::layout`] makes re-encoding byte-exact (unknown TLVs, padding choices).
 //!
 //! ```
-//! use asap::wire::{asap_msg::HandleResolution, Message, Protocol};
+//! use rserpool_wire::{asap_msg::HandleResolution, Message, Protocol};
 //! let m: Message = HandleResolution::new("EchoPool").into();
 //! let bytes = m.to_bytes().unwrap();
 //! assert_eq!(&bytes[..8], &[0x05, 0x00, 0x00, 0x10, 0x00, 0x09, 0x00, 0x0C]);
