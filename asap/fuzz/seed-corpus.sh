@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 mkdir -p corpus/decode
-grep -hv '^#' ../tests/data/*.hex | while read -r frame proto hex; do
+grep -hv '^#' ../wire/tests/data/*.hex | while read -r frame proto hex; do
     sel=00; [ "$proto" = enrp ] && sel=01
     printf '%s%s' "$sel" "$hex" | xxd -r -p > "corpus/decode/$proto-$frame-$(printf '%s' "$hex" | cksum | cut -d' ' -f1)"
 done

@@ -6,7 +6,6 @@
 //!
 //! * [`wire`]: the codec (nom 8 parsers, `bytes` encoders, byte-exact re-encoding), the
 //!   nested crate `rserpool-wire` re-exported;
-//! * [`capture`]: ASAP/ENRP messages out of pcap/pcapng captures, and a pcap writer;
 //! * [`handlespace`], [`selection`], [`checksum`]: pools, pool elements, the RFC 5356
 //!   selection policies and the RFC 5353 PE checksum (registrar and pool-user cache);
 //! * [`transport`]: message transports over kernel SCTP, TCP and UDP multicast;
@@ -15,7 +14,6 @@
 //!   (RFC 5351 §2.5). Each protocol role is a sans-I/O state machine with a thin tokio
 //!   driver.
 
-pub mod capture;
 pub mod checksum;
 pub mod handlespace;
 pub mod pe;

@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use asap::capture::manifest::{Era, Manifest};
-use asap::capture::read_capture;
-use asap::wire::{DecodeError, Message};
+use rserpool_wire::{DecodeError, Message};
+use rsp_capture::manifest::{Era, Manifest};
+use rsp_capture::read_capture;
 
 /// Decode failures expected in RFC-era fixtures: (fixture path, frame) → what the error
 /// must be. These are rsplib's own malformed-message probes (scenario C) and the crafted
@@ -186,7 +186,7 @@ fn draft2007_capture_is_rejected_precisely() {
     let asap_ok = capture
         .messages
         .iter()
-        .filter(|m| m.protocol == asap::wire::Protocol::Asap)
+        .filter(|m| m.protocol == rserpool_wire::Protocol::Asap)
         .filter(|m| Message::decode(m.protocol, &m.bytes).is_ok())
         .count();
     assert_eq!(

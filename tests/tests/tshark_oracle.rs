@@ -1,6 +1,6 @@
 //! tshark as an independent decoder of what we encode (RFC 5352/5353/5354/5356).
 //!
-//! A corpus of messages — proptest values from `asap::wire::arbitrary` plus fixed edge
+//! A corpus of messages — proptest values from `rserpool_wire::arbitrary` plus fixed edge
 //! cases (long handles, 128 PEs, a message near 64 KiB, every policy, every cause) — is
 //! encoded, written to a pcap (one SCTP DATA chunk per frame, PPID 11 for ASAP and 12 for
 //! ENRP) and dissected by tshark. The test asserts that tshark sees no malformed frame and
@@ -19,14 +19,14 @@ use std::time::Duration;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-use asap::capture::PcapWriter;
-use asap::wire::asap_msg::{self, AsapMessage};
-use asap::wire::enrp_msg::{self, EnrpMessage};
-use asap::wire::{
+use rserpool_wire::asap_msg::{self, AsapMessage};
+use rserpool_wire::enrp_msg::{self, EnrpMessage};
+use rserpool_wire::{
     arbitrary, AsapType, CauseCode, EnrpType, ErrorCause, HandleResolutionOption, Message,
     OperationError, ParamType, Parameter, Policy, PolicyType, PoolElement, PoolEntry, PoolHandle,
     Protocol, ServerInformation, TransportParameter, TransportUse, UpdateAction,
 };
+use rsp_capture::PcapWriter;
 
 /// True when tshark runs; otherwise SKIP, or panic under `RSERPOOL_REQUIRE_TSHARK=1`.
 fn tshark_or_skip() -> bool {
@@ -579,7 +579,7 @@ fn pad(n: usize) -> usize {
 /// Length of a sequence of TLVs as counted by an enclosing Length (a message, Pool
 /// Element, transport, Server Information, Operation Error): every child padded. RFC
 /// 5354 §2 words it with the last child's padding left out; our encoder's default is
-/// what rsplib emits, padding included (asap::wire::layout, `PaddingExcluded`), and
+/// what rsplib emits, padding included (rserpool_wire::layout, `PaddingExcluded`), and
 /// tshark reads the Length we wrote, so this is what both sides must agree on.
 fn children(lens: &[usize]) -> usize {
     lens.iter().map(|l| pad(*l)).sum()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::sctp::compute_checksum;
 use super::{CapturedMessage, Carrier, Proto, PORT_SCTP_OVER_UDP, PPID_ASAP, PPID_ENRP};
-use crate::wire::header::padded as pad4;
+use rserpool_wire::header::padded as pad4;
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;

@@ -184,7 +184,9 @@ pub struct Manifest {
 impl Manifest {
     /// The fixtures folder of this repository (`<workspace>/pcap-fixtures`).
     pub fn default_dir() -> PathBuf {
+        // This crate sits at `<workspace>/asap/capture`.
         Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
             .join("..")
             .join("pcap-fixtures")
     }

@@ -2,14 +2,14 @@
 //! JSON lines, `--summary` against the manifest's per-type counts, `--roundtrip` on real and
 //! tampered captures, and unreadable input.
 //!
-//! Run: `cargo test -p asap --test rsp_decode_cli`
+//! Run: `cargo test -p rsp-capture --test rsp_decode_cli`
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use asap::capture::manifest::{Fixture, Manifest};
-use asap::capture::{read_capture, CaptureOptions, PcapWriter, Proto};
+use rsp_capture::manifest::{Fixture, Manifest};
+use rsp_capture::{read_capture, CaptureOptions, PcapWriter, Proto};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rsp-decode");

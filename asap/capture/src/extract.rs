@@ -175,7 +175,7 @@ impl<'o> Extractor<'o> {
             }
             return Ok(());
         };
-        if payload.len() < crate::wire::header::HEADER_LEN {
+        if payload.len() < rserpool_wire::header::HEADER_LEN {
             return Err(MalformedReason::TruncatedHeader {
                 layer: "RSerPool over UDP",
                 need: 4,

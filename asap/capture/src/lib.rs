@@ -1,9 +1,9 @@
-//! # capture: RSerPool messages out of packet captures, and captures out of messages
+//! # rsp-capture: RSerPool messages out of packet captures, and captures out of messages
 //!
 //! [`read_capture`] / [`read_capture_bytes`] walk a pcap or pcapng file and return every
 //! ASAP (RFC 5352) and ENRP (RFC 5353) message it carries as a whole byte string, with the
-//! frame it completed in, its carrier and its endpoints. The module does not decode
-//! messages (that is [`crate::wire`]'s job); it only needs the 4-byte common header
+//! frame it completed in, its carrier and its endpoints. The crate does not decode
+//! messages (that is [`rserpool_wire`]'s job); it only needs the 4-byte common header
 //! (RFC 5352 §2.1, RFC 5353 §2.1) to frame messages on TCP.
 //!
 //! What it understands:
@@ -49,22 +49,23 @@ use serde::Deserialize;
 pub use writer::{DataChunk, PcapWriter, WriterError};
 
 /// SCTP payload protocol identifiers of ASAP (11) and ENRP (12): see
-/// [`crate::transport::defaults`], where every well-known number is defined once.
-pub use crate::transport::defaults::{PPID_ASAP, PPID_ENRP};
+/// the codec's code table [`rserpool_wire::codes`], where every well-known number is defined
+/// once.
+pub use rserpool_wire::codes::{PPID_ASAP, PPID_ENRP};
 /// PPID rsplib used for ASAP before the RFCs (draft era).
 pub const PPID_ASAP_DRAFT: u32 = 0xFAEE_B5D1;
 /// PPID rsplib used for ENRP before the RFCs (draft era).
 pub const PPID_ENRP_DRAFT: u32 = 0xFAEE_B5D2;
 /// Well-known ASAP port (SCTP, TCP and UDP; RFC 5352 §5).
-pub const PORT_ASAP: u16 = crate::transport::defaults::ASAP_PORT;
+pub const PORT_ASAP: u16 = rserpool_wire::codes::ASAP_PORT;
 /// Well-known ENRP port (SCTP, TCP and UDP; RFC 5353 §7).
-pub const PORT_ENRP: u16 = crate::transport::defaults::ENRP_PORT;
+pub const PORT_ENRP: u16 = rserpool_wire::codes::ENRP_PORT;
 /// Default UDP port of SCTP over UDP encapsulation (RFC 6951 §5.1).
 pub const PORT_SCTP_OVER_UDP: u16 = 9899;
 
-/// Which RSerPool protocol a message belongs to: the codec's [`crate::wire::Protocol`]
+/// Which RSerPool protocol a message belongs to: the codec's [`rserpool_wire::Protocol`]
 /// (one definition for the whole crate).
-pub use crate::wire::Protocol as Proto;
+pub use rserpool_wire::Protocol as Proto;
 
 /// How a message travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]

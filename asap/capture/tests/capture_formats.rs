@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asap::capture::manifest::Manifest;
-use asap::capture::{
+use rsp_capture::manifest::Manifest;
+use rsp_capture::{
     read_capture_bytes, read_capture_named, CaptureError, CaptureOptions, CapturedMessage, Carrier,
     PcapWriter,
 };
@@ -372,7 +372,7 @@ fn garbage_and_empty_files_are_clear_errors() {
         read_capture_bytes(&usb, &opts()),
         Err(CaptureError::UnsupportedLinkType { linktype: 189, .. })
     ));
-    let missing = asap::capture::read_capture("/nonexistent/x.pcap", &opts()).unwrap_err();
+    let missing = rsp_capture::read_capture("/nonexistent/x.pcap", &opts()).unwrap_err();
     assert!(
         matches!(missing, CaptureError::Io { .. })
             && missing.to_string().contains("/nonexistent/x.pcap")

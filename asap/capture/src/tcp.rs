@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use super::{MalformedReason, Proto};
-use crate::wire::header::{CommonHeader, HEADER_LEN};
+use rserpool_wire::header::{CommonHeader, HEADER_LEN};
 
 const FLAG_SYN: u8 = 0x02;
 const FLAG_RST: u8 = 0x04;

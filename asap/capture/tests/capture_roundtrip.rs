@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use asap::capture::manifest::Manifest;
-use asap::capture::{
+use rsp_capture::manifest::Manifest;
+use rsp_capture::{
     read_capture, read_capture_bytes, CaptureOptions, CapturedMessage, Carrier, DataChunk,
     PcapWriter, Proto,
 };

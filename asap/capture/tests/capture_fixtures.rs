@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use asap::capture::manifest::{Fixture, Manifest};
-use asap::capture::{read_capture, Capture, CaptureOptions, CapturedMessage, Carrier, Proto};
+use rsp_capture::manifest::{Fixture, Manifest};
+use rsp_capture::{read_capture, Capture, CaptureOptions, CapturedMessage, Carrier, Proto};
 
 fn manifest() -> Manifest {
     Manifest::load_default().expect("pcap-fixtures/manifest.toml loads")

@@ -2,9 +2,9 @@
 //! /work/shared/captures/rsplib/*.pcap) and crafted captures: every message decodes and
 //! re-encodes to the identical bytes; selected messages are checked field by field.
 
-use ::asap::wire::asap_msg::{self, AsapMessage};
-use ::asap::wire::enrp_msg::{self, EnrpMessage};
-use ::asap::wire::*;
+use ::rserpool_wire::asap_msg::{self, AsapMessage};
+use ::rserpool_wire::enrp_msg::{self, EnrpMessage};
+use ::rserpool_wire::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 fn unhex(s: &str) -> Vec<u8> {

@@ -1,9 +1,9 @@
 //! `rsp-decode`: decode every ASAP (RFC 5352) and ENRP (RFC 5353) message in pcap/pcapng
 //! captures (or raw message files) and print one JSON object per message.
 //!
-//! The capture reader ([`asap::capture`]) finds the messages (SCTP with bundling and
+//! The capture reader ([`rsp_capture`]) finds the messages (SCTP with bundling and
 //! fragment reassembly, SCTP over UDP, TCP stream reassembly, UDP announces); the codec
-//! ([`asap::wire`]) decodes them. `--roundtrip` re-encodes each decoded message with its
+//! ([`rserpool_wire`]) decodes them. `--roundtrip` re-encodes each decoded message with its
 //! recorded layout and reports every message whose bytes differ, and every message that
 //! does not decode at all; `--summary` prints counts per protocol and message type instead
 //! of the messages, decoded messages and decode failures counted separately.
@@ -29,8 +29,8 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 
-use asap::capture::{read_capture, CaptureOptions, CapturedMessage};
-use asap::wire::{AsapType, DecodeError, EnrpType, Message, Protocol, QuirkKind};
+use rserpool_wire::{AsapType, DecodeError, EnrpType, Message, Protocol, QuirkKind};
+use rsp_capture::{read_capture, CaptureOptions, CapturedMessage};
 
 /// Decode ASAP/ENRP messages from captures: one JSON object per message on stdout.
 #[derive(Parser, Debug)]
@@ -242,7 +242,7 @@ fn raw_messages(bytes: &[u8], p: RawProtocol) -> Vec<CapturedMessage> {
             frame: out.len() as u64 + 1,
             timestamp: std::time::Duration::ZERO,
             protocol,
-            carrier: asap::capture::Carrier::Sctp,
+            carrier: rsp_capture::Carrier::Sctp,
             src: unspecified,
             dst: unspecified,
             ppid: Some(protocol.ppid()),

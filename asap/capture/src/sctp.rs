@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::MalformedReason;
-use crate::wire::header::padded as pad4;
+use rserpool_wire::header::padded as pad4;
 
 /// SCTP common header size (RFC 9260 §3.1).
 pub(crate) const COMMON_HEADER_LEN: usize = 12;
