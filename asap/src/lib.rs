@@ -14,6 +14,8 @@
 //!   (RFC 5351 §2.5). Each protocol role is a sans-I/O state machine with a thin tokio
 //!   driver.
 
+#![deny(unsafe_code)]
+
 pub mod checksum;
 pub mod handlespace;
 pub mod pe;

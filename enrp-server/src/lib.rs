@@ -35,6 +35,8 @@
 //! }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod core;
 pub mod driver;
 pub mod metrics;

@@ -5,6 +5,8 @@
 //! 3. Bind the ASAP and ENRP listeners and the announce socket ([`Server::bind`]).
 //! 4. Run until SIGINT or SIGTERM, then close every association gracefully.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::Parser;
 use enrp_server::driver::Server;

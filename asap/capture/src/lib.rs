@@ -31,6 +31,8 @@
 //! [`manifest`] loads `pcap-fixtures/manifest.toml`, the list of reference captures with
 //! tshark's message counts.
 
+#![forbid(unsafe_code)]
+
 mod extract;
 mod file;
 mod ip;

@@ -14,6 +14,8 @@
 //!     --bind 10.0.0.2,10.0.1.2 --ppid 11 --stream 3 --size 262144 --count 3
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::process::ExitCode;

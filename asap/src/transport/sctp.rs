@@ -29,7 +29,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -201,7 +201,7 @@ impl SctpListener {
                 .readable()
                 .await
                 .map_err(|e| TransportError::io("accept", e))?;
-            match guard.try_io(|fd| sys::accept(fd.get_ref().as_raw_fd())) {
+            match guard.try_io(|fd| sys::accept(fd.get_ref().as_fd())) {
                 Ok(Ok(nfd)) => {
                     // Options are inherited from the listener on Linux; set them again so the
                     // association does not depend on that.
@@ -411,7 +411,7 @@ impl SctpReader {
 
     async fn read_piece(&mut self) -> io::Result<Piece> {
         let mut guard = self.fd.readable().await?;
-        let res = guard.try_io(|fd| sys::recvmsg(fd.get_ref().as_raw_fd(), &mut self.buf));
+        let res = guard.try_io(|fd| sys::recvmsg(fd.get_ref().as_fd(), &mut self.buf));
         let (n, flags, info) = match res {
             Ok(r) => r?,
             Err(_would_block) => return Ok(Piece::Partial),
@@ -464,7 +464,7 @@ impl SctpReader {
     fn abort_socket(&self) {
         let sock = socket2::SockRef::from(self.fd.get_ref());
         let _ = sock.set_linger(Some(Duration::ZERO));
-        let _ = sys::shutdown(self.fd.get_ref().as_raw_fd(), libc::SHUT_RDWR);
+        let _ = sys::shutdown(self.fd.get_ref().as_fd(), libc::SHUT_RDWR);
     }
 
     /// Turns a notification (RFC 6458 §6.1) into an event; `None` for ones not surfaced.
@@ -540,9 +540,9 @@ impl SctpWriter {
                 .writable()
                 .await
                 .map_err(|e| TransportError::io("sendmsg", e))?;
-            match guard.try_io(|fd| {
-                sys::sendmsg(fd.get_ref().as_raw_fd(), &msg.bytes, msg.stream, msg.ppid)
-            }) {
+            match guard
+                .try_io(|fd| sys::sendmsg(fd.get_ref().as_fd(), &msg.bytes, msg.stream, msg.ppid))
+            {
                 Ok(Ok(n)) if n == msg.bytes.len() => return Ok(()),
                 Ok(Ok(n)) => {
                     return Err(TransportError::io(
@@ -567,7 +567,7 @@ impl SctpWriter {
     }
 
     pub(crate) fn close(&self) -> Result<(), TransportError> {
-        sys::shutdown(self.fd.get_ref().as_raw_fd(), libc::SHUT_WR)
+        sys::shutdown(self.fd.get_ref().as_fd(), libc::SHUT_WR)
             .map_err(|e| TransportError::io("shutdown", e))
     }
 

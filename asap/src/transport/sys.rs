@@ -3,12 +3,43 @@
 //! The `libc` crate does not define the SCTP socket API, so the values below are copied from the
 //! kernel UAPI header `include/uapi/linux/sctp.h` (checked against `/usr/include/linux/sctp.h`
 //! of linux-libc-dev 6.1 on Debian 12) and follow RFC 6458 ("Sockets API Extensions for SCTP").
-//! Every `unsafe` block is confined to this file.
+//!
+//! # The one place with `unsafe`
+//!
+//! This module is the only one in the `asap` crate allowed to use `unsafe` (the crate root
+//! says `#![deny(unsafe_code)]`, `transport/mod.rs` allows it for `mod sys` alone; the codec
+//! `rserpool-wire` and `rsp-capture` forbid it outright). Everything it exports is a safe
+//! function; the safety argument of every block rests on these invariants:
+//!
+//! 1. **Descriptors are owned or borrowed, never raw.** Every function takes an
+//!    [`OwnedFd`] or a [`BorrowedFd`], so the descriptor is open for the whole call and cannot
+//!    be closed or reused underneath it (I/O safety). [`accept`] wraps the descriptor the
+//!    kernel just created, which nothing else owns, in an `OwnedFd`; [`register`] moves an
+//!    `OwnedFd` into tokio's `AsyncFd`, which owns it until it is dropped — the contract of
+//!    `AsyncFd::register_with_interest`.
+//! 2. **Buffers handed to the kernel are live and at least as long as the length passed.**
+//!    `setsockopt` gets a pointer and the exact size of a value or byte buffer borrowed for
+//!    the call; `getsockopt`, `recvmsg` and `sendmsg` get `iovec`s and control buffers that
+//!    are locals or borrowed slices, with their true lengths; the kernel never writes past
+//!    the length it is given and reports how much it wrote.
+//! 3. **Only plain old data crosses the boundary.** [`setsockopt`] accepts only the
+//!    [`SockOpt`] types of this module: `#[repr(C)]` structs of integers laid out as in
+//!    `linux/sctp.h` (sizes and offsets are checked by the unit test
+//!    `struct_sizes_match_linux_sctp_h`), and `c_int`. Values read back (`SCTP_RCVINFO`,
+//!    `SCTP_SNDRCV`, peer addresses) are integers, so every bit pattern is valid; they are
+//!    read with `read_unaligned` because control-message data carries no alignment promise.
+//! 4. **Control messages are walked with the libc `CMSG_*` macros only**, which stay within
+//!    `msg_controllen`; a control message whose length is shorter than its header is
+//!    skipped, and a payload shorter than the struct we expect is ignored. The send side's
+//!    control buffer is checked to hold `CMSG_SPACE(sizeof(sctp_sndinfo))` before it is
+//!    used.
+//! 5. **Reinterpreting memory as bytes** (`pack_addrs`, `get_addrs`) is done only on
+//!    initialised memory of the stated length (a `sockaddr` from `socket2`, a `Vec<u64>`).
 
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// `IPPROTO_SCTP` (linux/in.h), also the socket option level `SOL_SCTP`.
 pub(crate) const IPPROTO_SCTP: libc::c_int = 132;
@@ -187,8 +218,18 @@ pub(crate) fn socket(domain: libc::c_int) -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(sock))
 }
 
+/// Values [`setsockopt`] may pass to the kernel: plain old data (integers, `#[repr(C)]`
+/// structs of integers laid out as in `linux/sctp.h`). Implemented only in this module
+/// (safety invariant 3 of the module doc).
+pub(crate) trait SockOpt {}
+impl SockOpt for libc::c_int {}
+impl SockOpt for SctpInitmsg {}
+impl SockOpt for SctpRtoinfo {}
+impl SockOpt for SctpEvent {}
+impl SockOpt for SctpEventSubscribe {}
+
 /// `setsockopt(fd, level, name, &value, sizeof value)`.
-pub(crate) fn setsockopt<T>(
+pub(crate) fn setsockopt<T: SockOpt>(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
@@ -380,7 +421,10 @@ pub(crate) struct RecvInfo {
 }
 
 /// One non-blocking `recvmsg` into `buf`; returns (bytes, msg_flags, ancillary info).
-pub(crate) fn recvmsg(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, libc::c_int, RecvInfo)> {
+pub(crate) fn recvmsg(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, libc::c_int, RecvInfo)> {
     let mut cbuf = [0u64; 32]; // 256 bytes, aligned for cmsghdr
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -393,18 +437,19 @@ pub(crate) fn recvmsg(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, libc::c_i
     msg.msg_control = cbuf.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
     // SAFETY: all pointers in `msg` refer to live buffers of the stated sizes.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
     let mut info = RecvInfo::default();
     // SAFETY: the CMSG_* macros walk the control buffer the kernel filled in, bounded by
-    // msg_controllen; data is read unaligned.
+    // msg_controllen; a header shorter than itself is skipped (no underflow); data is read
+    // unaligned and only when the payload is at least as long as the struct.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
             let data = libc::CMSG_DATA(c);
-            let dlen = (*c).cmsg_len as usize - (data as usize - c as usize);
+            let dlen = ((*c).cmsg_len as usize).saturating_sub(data as usize - c as usize);
             if (*c).cmsg_level == IPPROTO_SCTP {
                 if (*c).cmsg_type == SCTP_RCVINFO && dlen >= size_of::<SctpRcvinfo>() {
                     let r: SctpRcvinfo = std::ptr::read_unaligned(data.cast());
@@ -425,7 +470,12 @@ pub(crate) fn recvmsg(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, libc::c_i
 
 /// One non-blocking `sendmsg` of a whole message with `SCTP_SNDINFO` (stream, PPID in network
 /// order, RFC 6458 §5.3.4).
-pub(crate) fn sendmsg(fd: RawFd, data: &[u8], stream: u16, ppid: u32) -> io::Result<usize> {
+pub(crate) fn sendmsg(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    stream: u16,
+    ppid: u32,
+) -> io::Result<usize> {
     let info = SctpSndinfo {
         snd_sid: stream,
         snd_ppid: ppid.to_be(),
@@ -434,7 +484,13 @@ pub(crate) fn sendmsg(fd: RawFd, data: &[u8], stream: u16, ppid: u32) -> io::Res
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(size_of::<SctpSndinfo>() as u32) } as usize;
     let mut cbuf = [0u64; 8]; // 64 bytes >= CMSG_SPACE(16) = 32
-    debug_assert!(space <= std::mem::size_of_val(&cbuf));
+    if space > std::mem::size_of_val(&cbuf) {
+        // Cannot happen on Linux; checked because the kernel would read `space` bytes.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "control buffer too small",
+        ));
+    }
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -452,7 +508,11 @@ pub(crate) fn sendmsg(fd: RawFd, data: &[u8], stream: u16, ppid: u32) -> io::Res
         (*c).cmsg_type = SCTP_SNDINFO;
         (*c).cmsg_len = libc::CMSG_LEN(size_of::<SctpSndinfo>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<SctpSndinfo>(), info);
-        let n = libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        let n = libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        );
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
@@ -462,11 +522,11 @@ pub(crate) fn sendmsg(fd: RawFd, data: &[u8], stream: u16, ppid: u32) -> io::Res
 }
 
 /// `accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)`.
-pub(crate) fn accept(fd: RawFd) -> io::Result<OwnedFd> {
+pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: accept4 with null address pointers is valid; the new fd is owned by the result.
     let nfd = cvt(unsafe {
         libc::accept4(
-            fd,
+            fd.as_raw_fd(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
@@ -491,9 +551,9 @@ pub(crate) fn register(
 }
 
 /// `shutdown(fd, how)`.
-pub(crate) fn shutdown(fd: RawFd, how: libc::c_int) -> io::Result<()> {
-    // SAFETY: plain syscall on a descriptor we own.
-    cvt(unsafe { libc::shutdown(fd, how) }).map(drop)
+pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain syscall on a descriptor borrowed for the call (open).
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) }).map(drop)
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@
 //! assert_eq!(d.consumed, 16);
 //! ```
 
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "arbitrary")]
 pub mod arbitrary;
 pub mod asap_msg;

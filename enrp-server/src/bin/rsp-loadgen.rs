@@ -9,6 +9,8 @@
 //! HANDLE_RESOLUTIONs for random pools in flight, and reports resolutions/s and latency
 //! percentiles. The last line of output is one JSON object with all figures.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

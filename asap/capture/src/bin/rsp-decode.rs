@@ -21,6 +21,8 @@
 //! re-encoded differently, or a message failed to decode under `--strict`; 2 if a file
 //! could not be read.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
