@@ -19,13 +19,14 @@ use serde::Serialize;
 use std::fmt;
 
 use super::asap_msg::PeSummary;
+use super::body::{message_body, p, Fixed};
 use super::cause::OperationError;
 use super::codes::EnrpType;
 use super::error::{DecodeError, EncodeError};
 use super::layout::{Dec, Enc};
 use super::message::{message_enum, top_children, Body};
 use super::param::{PoolElement, PoolHandle, ServerId, ServerInformation};
-use super::tlv::*;
+use super::tlv::{dec_pool_element, dec_pool_handle, enc_pool_element, enc_pool_handle};
 
 message_enum! {
     /// An ENRP message (RFC 5353).
@@ -68,91 +69,62 @@ impl EnrpMessage {
     }
 }
 
-fn ids(d: &Dec<'_>, start: usize, end: usize) -> Result<(ServerId, ServerId), DecodeError> {
-    Ok((
-        d.u32_at(start, end, "sending server's ID")?,
-        d.u32_at(start + 4, end, "receiving server's ID")?,
-    ))
-}
+/// What a truncation error calls the two server IDs.
+const SENDER: &str = "sending server's ID";
+const RECEIVER: &str = "receiving server's ID";
 
-fn put_ids(e: &mut Enc<'_>, s: ServerId, r: ServerId) {
-    e.buf().put_u32(s);
-    e.buf().put_u32(r);
-}
-
-fn bit(flags: u8, mask: u8) -> bool {
-    flags & mask != 0
-}
-
-fn flag(b: bool, mask: u8) -> u8 {
-    if b {
-        mask
-    } else {
-        0
-    }
+/// Every ENRP message's table: the two server IDs (RFC 5353 §2) come first among the
+/// fixed fields.
+macro_rules! enrp_message {
+    (
+        $(#[$meta:meta])*
+        pub struct $T:ident = $name:literal {
+            flags { $($flags:tt)* }
+            fixed { $($fixed:tt)* }
+            params { $($params:tt)* }
+        }
+        summary($self:ident, $f:ident) $summary:block
+    ) => {
+        message_body! {
+            $(#[$meta])*
+            pub struct $T = $name {
+                flags { $($flags)* }
+                fixed {
+                    /// Sending Server's ID.
+                    sender: ServerId = SENDER,
+                    /// Receiving Server's ID (0 = unknown / multicast).
+                    receiver: ServerId = RECEIVER,
+                    $($fixed)*
+                }
+                params { $($params)* }
+            }
+            summary($self, $f) $summary
+        }
+    };
 }
 
 fn ids_summary(f: &mut fmt::Formatter<'_>, s: ServerId, r: ServerId) -> fmt::Result {
     write!(f, " Sender: 0x{s:08x}, Receiver: 0x{r:08x}")
 }
 
-/// ENRP_PRESENCE (0x01, RFC 5353 §2.1). Flag R (0x01): reply required. Parameters:
-/// PE Checksum of the sender's owned PEs, Server Information (optional).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Presence {
-    /// R flag: the receiver must answer with a Presence.
-    pub reply_required: bool,
-    /// Sending Server's ID.
-    pub sender: ServerId,
-    /// Receiving Server's ID (0 = multicast).
-    pub receiver: ServerId,
-    /// PE Checksum (RFC 5354 §3.15) over the PEs the sender owns.
-    pub checksum: u16,
-    /// The sender's ENRP transport.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_information: Option<ServerInformation>,
-}
-
-impl Body for Presence {
-    const FLAG_MASK: u8 = 0x01;
-    fn decode_body(
-        d: &mut Dec<'_>,
-        flags: u8,
-        start: usize,
-        end: usize,
-    ) -> Result<Self, DecodeError> {
-        let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(start + 8, end);
-        let b = bind(
-            d,
-            ch,
-            &[Slot::one(Kind::PeChecksum), Slot::opt(Kind::ServerInfo)],
-            "ENRP_PRESENCE",
-            0,
-        )?;
-        Ok(Presence {
-            reply_required: bit(flags, 0x01),
-            sender,
-            receiver,
-            checksum: dec_pe_checksum(d, b.req(0)?)?,
-            server_information: match b.opt(1) {
-                Some(c) => Some(dec_server_info(d, c)?),
-                None => None,
-            },
-        })
-    }
-    fn flags(&self) -> u8 {
-        flag(self.reply_required, 0x01)
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        put_ids(e, self.sender, self.receiver);
-        enc_pe_checksum(e, self.checksum)?;
-        if let Some(si) = &self.server_information {
-            enc_server_info(e, si)?;
+enrp_message! {
+    /// ENRP_PRESENCE (0x01, RFC 5353 §2.1). Flag R (0x01): reply required. Parameters:
+    /// PE Checksum of the sender's owned PEs, Server Information (optional).
+    pub struct Presence = "ENRP_PRESENCE" {
+        flags {
+            /// R flag: the receiver must answer with a Presence.
+            reply_required = 0x01,
         }
-        Ok(())
+        fixed {}
+        params {
+            /// PE Checksum (RFC 5354 §3.15) over the PEs the sender owns.
+            checksum: u16 = one p::PeChecksum,
+            /// The sender's ENRP transport.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            server_information: Option<ServerInformation> = opt p::ServerInfo,
+        }
     }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    summary(self, f) {
         ids_summary(f, self.sender, self.receiver)?;
         write!(f, ", PE Checksum: 0x{:04x}", self.checksum)?;
         if self.reply_required {
@@ -162,43 +134,18 @@ impl Body for Presence {
     }
 }
 
-/// ENRP_HANDLE_TABLE_REQUEST (0x02, RFC 5353 §2.2). Flag W (0x01): only PEs whose home
-/// is the receiver ("own children only"). No parameters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HandleTableRequest {
-    /// W flag: own children only.
-    pub own_children_only: bool,
-    /// Sending Server's ID.
-    pub sender: ServerId,
-    /// Receiving Server's ID.
-    pub receiver: ServerId,
-}
-
-impl Body for HandleTableRequest {
-    const FLAG_MASK: u8 = 0x01;
-    fn decode_body(
-        d: &mut Dec<'_>,
-        flags: u8,
-        start: usize,
-        end: usize,
-    ) -> Result<Self, DecodeError> {
-        let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(start + 8, end);
-        bind(d, ch, &[], "ENRP_HANDLE_TABLE_REQUEST", 0)?;
-        Ok(HandleTableRequest {
-            own_children_only: bit(flags, 0x01),
-            sender,
-            receiver,
-        })
+enrp_message! {
+    /// ENRP_HANDLE_TABLE_REQUEST (0x02, RFC 5353 §2.2). Flag W (0x01): only PEs whose home
+    /// is the receiver ("own children only"). No parameters.
+    pub struct HandleTableRequest = "ENRP_HANDLE_TABLE_REQUEST" {
+        flags {
+            /// W flag: own children only.
+            own_children_only = 0x01,
+        }
+        fixed {}
+        params {}
     }
-    fn flags(&self) -> u8 {
-        flag(self.own_children_only, 0x01)
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        put_ids(e, self.sender, self.receiver);
-        Ok(())
-    }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    summary(self, f) {
         ids_summary(f, self.sender, self.receiver)?;
         if self.own_children_only {
             f.write_str(", W")?;
@@ -240,7 +187,10 @@ impl Body for HandleTableResponse {
         start: usize,
         end: usize,
     ) -> Result<Self, DecodeError> {
-        let (sender, receiver) = ids(d, start, end)?;
+        // Not a message_body! table: the parameters are repeated groups (a Pool Handle,
+        // then its Pool Elements), which slot binding does not express.
+        let sender = ServerId::decode(d, start, end, SENDER)?;
+        let receiver = ServerId::decode(d, start + 4, end, RECEIVER)?;
         let mut ch = top_children(start + 8, end);
         let mut pools: Vec<PoolEntry> = Vec::new();
         while let Some(c) = ch.next(d)? {
@@ -260,18 +210,19 @@ impl Body for HandleTableResponse {
             }
         }
         Ok(HandleTableResponse {
-            reject: bit(flags, 0x01),
-            more: bit(flags, 0x02),
+            reject: flags & 0x01 != 0,
+            more: flags & 0x02 != 0,
             sender,
             receiver,
             pools,
         })
     }
     fn flags(&self) -> u8 {
-        flag(self.reject, 0x01) | flag(self.more, 0x02)
+        u8::from(self.reject) | (u8::from(self.more) << 1)
     }
     fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        put_ids(e, self.sender, self.receiver);
+        self.sender.encode(e);
+        self.receiver.encode(e);
         for p in &self.pools {
             enc_pool_handle(e, &p.pool_handle)?;
             for pe in &p.pool_elements {
@@ -324,67 +275,39 @@ impl UpdateAction {
     }
 }
 
-/// ENRP_HANDLE_UPDATE (0x04, RFC 5353 §2.4). Flag T (0x01): takeover suggested
-/// (draft-dreibholz-rserpool-enrp-takeover, not RFC 5353). Fixed fields: Update Action,
-/// reserved. Parameters: Pool Handle, Pool Element.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HandleUpdate {
-    /// T flag: takeover suggested.
-    pub takeover_suggested: bool,
-    /// Sending Server's ID.
-    pub sender: ServerId,
-    /// Receiving Server's ID.
-    pub receiver: ServerId,
-    /// ADD_PE or DEL_PE.
-    pub action: UpdateAction,
-    /// The reserved 16 bits after the action (sent as 0; kept for round-trip).
-    pub reserved: u16,
-    /// The pool.
-    pub pool_handle: PoolHandle,
-    /// The PE (rsplib includes its ASAP transport).
-    pub pool_element: PoolElement,
+impl Fixed for UpdateAction {
+    const LEN: usize = 2;
+    fn decode(d: &Dec<'_>, at: usize, end: usize, what: &'static str) -> Result<Self, DecodeError> {
+        Ok(UpdateAction::from_code(d.u16_at(at, end, what)?))
+    }
+    fn encode(&self, e: &mut Enc<'_>) {
+        e.buf().put_u16(self.code());
+    }
 }
 
-impl Body for HandleUpdate {
-    const FLAG_MASK: u8 = 0x01;
-    fn decode_body(
-        d: &mut Dec<'_>,
-        flags: u8,
-        start: usize,
-        end: usize,
-    ) -> Result<Self, DecodeError> {
-        let (sender, receiver) = ids(d, start, end)?;
-        let action = UpdateAction::from_code(d.u16_at(start + 8, end, "update action")?);
-        let reserved = d.u16_at(start + 10, end, "reserved")?;
-        let ch = top_children(start + 12, end);
-        let b = bind(
-            d,
-            ch,
-            &[Slot::one(Kind::PoolHandle), Slot::one(Kind::PoolElement)],
-            "ENRP_HANDLE_UPDATE",
-            0,
-        )?;
-        Ok(HandleUpdate {
-            takeover_suggested: bit(flags, 0x01),
-            sender,
-            receiver,
-            action,
-            reserved,
-            pool_handle: dec_pool_handle(d, b.req(0)?),
-            pool_element: dec_pool_element(d, b.req(1)?)?,
-        })
+enrp_message! {
+    /// ENRP_HANDLE_UPDATE (0x04, RFC 5353 §2.4). Flag T (0x01): takeover suggested
+    /// (draft-dreibholz-rserpool-enrp-takeover, not RFC 5353). Fixed fields: Update Action,
+    /// reserved. Parameters: Pool Handle, Pool Element.
+    pub struct HandleUpdate = "ENRP_HANDLE_UPDATE" {
+        flags {
+            /// T flag: takeover suggested.
+            takeover_suggested = 0x01,
+        }
+        fixed {
+            /// ADD_PE or DEL_PE.
+            action: UpdateAction = "update action",
+            /// The reserved 16 bits after the action (sent as 0; kept for round-trip).
+            reserved: u16 = "reserved",
+        }
+        params {
+            /// The pool.
+            pool_handle: PoolHandle = one p::PoolHandle,
+            /// The PE (rsplib includes its ASAP transport).
+            pool_element: PoolElement = one p::PoolElement,
+        }
     }
-    fn flags(&self) -> u8 {
-        flag(self.takeover_suggested, 0x01)
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        put_ids(e, self.sender, self.receiver);
-        e.buf().put_u16(self.action.code());
-        e.buf().put_u16(self.reserved);
-        enc_pool_handle(e, &self.pool_handle)?;
-        enc_pool_element(e, &self.pool_element)
-    }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    summary(self, f) {
         ids_summary(f, self.sender, self.receiver)?;
         let a = match self.action {
             UpdateAction::AddPe => "ADD_PE".to_string(),
@@ -400,124 +323,52 @@ impl Body for HandleUpdate {
     }
 }
 
-/// ENRP_LIST_REQUEST (0x05, RFC 5353 §2.5). No parameters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ListRequest {
-    /// Sending Server's ID.
-    pub sender: ServerId,
-    /// Receiving Server's ID.
-    pub receiver: ServerId,
-}
-
-impl Body for ListRequest {
-    const FLAG_MASK: u8 = 0;
-    fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(start + 8, end);
-        bind(d, ch, &[], "ENRP_LIST_REQUEST", 0)?;
-        Ok(ListRequest { sender, receiver })
+enrp_message! {
+    /// ENRP_LIST_REQUEST (0x05, RFC 5353 §2.5). No parameters.
+    pub struct ListRequest = "ENRP_LIST_REQUEST" {
+        flags {}
+        fixed {}
+        params {}
     }
-    fn flags(&self) -> u8 {
-        0
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        put_ids(e, self.sender, self.receiver);
-        Ok(())
-    }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    summary(self, f) {
         ids_summary(f, self.sender, self.receiver)
     }
 }
 
-/// ENRP_LIST_RESPONSE (0x06, RFC 5353 §2.6). Flag R (0x01) reject. Parameters: 0..n
-/// Server Information.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ListResponse {
-    /// R flag: rejected.
-    pub reject: bool,
-    /// Sending Server's ID.
-    pub sender: ServerId,
-    /// Receiving Server's ID.
-    pub receiver: ServerId,
-    /// The peers the sender knows.
-    pub servers: Vec<ServerInformation>,
-}
-
-impl Body for ListResponse {
-    const FLAG_MASK: u8 = 0x01;
-    fn decode_body(
-        d: &mut Dec<'_>,
-        flags: u8,
-        start: usize,
-        end: usize,
-    ) -> Result<Self, DecodeError> {
-        let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(start + 8, end);
-        let b = bind(
-            d,
-            ch,
-            &[Slot::many(Kind::ServerInfo, 0)],
-            "ENRP_LIST_RESPONSE",
-            0,
-        )?;
-        let mut servers = Vec::with_capacity(b.many().len());
-        for c in b.many() {
-            servers.push(dec_server_info(d, c)?);
+enrp_message! {
+    /// ENRP_LIST_RESPONSE (0x06, RFC 5353 §2.6). Flag R (0x01) reject. Parameters: 0..n
+    /// Server Information.
+    pub struct ListResponse = "ENRP_LIST_RESPONSE" {
+        flags {
+            /// R flag: rejected.
+            reject = 0x01,
         }
-        Ok(ListResponse {
-            reject: bit(flags, 0x01),
-            sender,
-            receiver,
-            servers,
-        })
-    }
-    fn flags(&self) -> u8 {
-        flag(self.reject, 0x01)
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        put_ids(e, self.sender, self.receiver);
-        for s in &self.servers {
-            enc_server_info(e, s)?;
+        fixed {}
+        params {
+            /// The peers the sender knows.
+            servers: Vec<ServerInformation> = many(0) p::ServerInfo,
         }
-        Ok(())
     }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    summary(self, f) {
         ids_summary(f, self.sender, self.receiver)?;
         write!(f, ", {} server(s)", self.servers.len())
     }
 }
 
+/// The three takeover messages share one table: the Target Server's ID, no parameters.
 macro_rules! takeover {
     ($(#[$m:meta])* $T:ident, $name:literal) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-        pub struct $T {
-            /// Sending Server's ID.
-            pub sender: ServerId,
-            /// Receiving Server's ID.
-            pub receiver: ServerId,
-            /// Target Server's ID: the PR being taken over.
-            pub target: ServerId,
-        }
-
-        impl Body for $T {
-            const FLAG_MASK: u8 = 0;
-            fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-                let (sender, receiver) = ids(d, start, end)?;
-                let target = d.u32_at(start + 8, end, "target server's ID")?;
-                let ch = top_children(start + 12, end);
-                bind(d, ch, &[], $name, 0)?;
-                Ok($T { sender, receiver, target })
+        enrp_message! {
+            $(#[$m])*
+            pub struct $T = $name {
+                flags {}
+                fixed {
+                    /// Target Server's ID: the PR being taken over.
+                    target: ServerId = "target server's ID",
+                }
+                params {}
             }
-            fn flags(&self) -> u8 {
-                0
-            }
-            fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-                put_ids(e, self.sender, self.receiver);
-                e.buf().put_u32(self.target);
-                Ok(())
-            }
-            fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            summary(self, f) {
                 ids_summary(f, self.sender, self.receiver)?;
                 write!(f, ", Target: 0x{:08x}", self.target)
             }
@@ -541,37 +392,17 @@ takeover!(
     "ENRP_TAKEOVER_SERVER"
 );
 
-/// ENRP_ERROR (0x0A, RFC 5353 §2.10). Parameter: Operation Error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Error {
-    /// Sending Server's ID.
-    pub sender: ServerId,
-    /// Receiving Server's ID.
-    pub receiver: ServerId,
-    /// The error causes.
-    pub error: OperationError,
-}
-
-impl Body for Error {
-    const FLAG_MASK: u8 = 0;
-    fn decode_body(d: &mut Dec<'_>, _: u8, start: usize, end: usize) -> Result<Self, DecodeError> {
-        let (sender, receiver) = ids(d, start, end)?;
-        let ch = top_children(start + 8, end);
-        let b = bind(d, ch, &[Slot::one(Kind::OpError)], "ENRP_ERROR", 0)?;
-        Ok(Error {
-            sender,
-            receiver,
-            error: dec_op_error(d, b.req(0)?)?,
-        })
+enrp_message! {
+    /// ENRP_ERROR (0x0A, RFC 5353 §2.10). Parameter: Operation Error.
+    pub struct Error = "ENRP_ERROR" {
+        flags {}
+        fixed {}
+        params {
+            /// The error causes.
+            error: OperationError = one p::OpError,
+        }
     }
-    fn flags(&self) -> u8 {
-        0
-    }
-    fn encode_body(&self, e: &mut Enc<'_>) -> Result<(), EncodeError> {
-        put_ids(e, self.sender, self.receiver);
-        enc_op_error(e, &self.error)
-    }
-    fn summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    summary(self, f) {
         ids_summary(f, self.sender, self.receiver)?;
         write!(f, ", Error: {}", self.error)
     }

@@ -22,6 +22,7 @@
 #[cfg(feature = "arbitrary")]
 pub mod arbitrary;
 pub mod asap_msg;
+mod body;
 pub mod cause;
 pub mod codes;
 pub mod enrp_msg;

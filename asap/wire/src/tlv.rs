@@ -153,6 +153,41 @@ impl Bound {
     pub(crate) fn many(&self) -> &[Child] {
         &self.many
     }
+    /// The slots in order, for the message tables ([`crate::body::message_body!`]).
+    pub(crate) fn slots(&self) -> Slots<'_> {
+        Slots {
+            bound: self,
+            next: 0,
+        }
+    }
+}
+
+/// Walks the slots of a [`Bound`] in order: each call takes the next slot.
+pub(crate) struct Slots<'b> {
+    bound: &'b Bound,
+    next: usize,
+}
+
+impl<'b> Slots<'b> {
+    fn take(&mut self) -> usize {
+        self.next += 1;
+        self.next - 1
+    }
+    /// The next slot, mandatory.
+    pub(crate) fn one(&mut self) -> Result<&'b Child, DecodeError> {
+        let i = self.take();
+        self.bound.req(i)
+    }
+    /// The next slot, optional.
+    pub(crate) fn opt(&mut self) -> Option<&'b Child> {
+        let i = self.take();
+        self.bound.opt(i)
+    }
+    /// The next slot, the repeated one.
+    pub(crate) fn many(&mut self) -> &'b [Child] {
+        self.take();
+        self.bound.many()
+    }
 }
 
 /// Binds children to slots strictly in the order the RFCs give. Children that do not fit
