@@ -6,6 +6,9 @@
 //! The `*_cpu` variants measure the benchmark thread's CPU time instead of wall time, so
 //! they stay meaningful on a machine shared with other jobs.
 
+// `criterion_main!` generates an undocumented `main`.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

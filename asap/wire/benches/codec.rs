@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p rserpool-wire --bench codec` (add `-- --quick` for a short run).
 
+// `criterion_main!` generates an undocumented `main`.
+#![allow(missing_docs)]
+
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use rserpool_wire::asap_msg::{HandleResolutionResponse, Registration};

@@ -111,38 +111,57 @@ impl TransportUse {
 pub enum TransportParameter {
     /// 0x0004 SCTP Transport: port, Transport Use, one or more addresses (v4/v6 mixed).
     Sctp {
+        /// Port.
         port: u16,
+        /// Transport Use (RFC 5354 §3.4): data only, or data plus control.
         transport_use: TransportUse,
+        /// One or more IPv4/IPv6 addresses.
         addresses: Vec<IpAddr>,
     },
     /// 0x0005 TCP Transport: port, second word (RFC: reserved; rsplib: Transport Use),
     /// exactly one address.
     Tcp {
+        /// Port.
         port: u16,
+        /// Transport Use (RFC 5354 §3.4): data only, or data plus control.
         transport_use: TransportUse,
+        /// The one address.
         address: IpAddr,
     },
     /// 0x0006 UDP Transport: port, reserved word (kept verbatim), exactly one address.
     Udp {
+        /// Port.
         port: u16,
+        /// The reserved word, kept verbatim for round-trip.
         reserved: u16,
+        /// The one address.
         address: IpAddr,
     },
     /// 0x0007 UDP-Lite Transport: port, reserved word, exactly one address.
     UdpLite {
+        /// Port.
         port: u16,
+        /// The reserved word, kept verbatim for round-trip.
         reserved: u16,
+        /// The one address.
         address: IpAddr,
     },
     /// 0x0003 DCCP Transport: port, reserved word, service code, exactly one address.
     Dccp {
+        /// Port.
         port: u16,
+        /// The reserved word, kept verbatim for round-trip.
         reserved: u16,
+        /// DCCP service code.
         service_code: u32,
+        /// The one address.
         address: IpAddr,
     },
     /// 0x0010 Opaque Transport: opaque bytes replacing the user transport.
-    Opaque { data: Vec<u8> },
+    Opaque {
+        /// The opaque bytes.
+        data: Vec<u8>,
+    },
 }
 
 impl TransportParameter {

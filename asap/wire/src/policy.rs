@@ -187,69 +187,111 @@ pub enum Policy {
     /// RFC 5356 §4.1, TLV length 8.
     RoundRobin,
     /// RFC 5356 §4.2, TLV length 12.
-    WeightedRoundRobin { weight: u32 },
+    WeightedRoundRobin {
+        /// Weight: a larger weight is chosen more often.
+        weight: u32,
+    },
     /// RFC 5356 §4.3, TLV length 8.
     Random,
     /// RFC 5356 §4.4, TLV length 12.
-    WeightedRandom { weight: u32 },
+    WeightedRandom {
+        /// Weight: a larger weight is chosen more often.
+        weight: u32,
+    },
     /// RFC 5356 §4.5, TLV length 12. Larger = higher priority.
-    Priority { priority: u32 },
+    Priority {
+        /// Priority: larger is preferred.
+        priority: u32,
+    },
     /// RFC 5356 §5.1, TLV length 12.
-    LeastUsed { load: Fraction },
+    LeastUsed {
+        /// Current load, the fraction of capacity in use (RFC 5356 §5).
+        load: Fraction,
+    },
     /// RFC 5356 §5.2, TLV length 16.
     LeastUsedDegradation {
+        /// Current load, the fraction of capacity in use (RFC 5356 §5).
         load: Fraction,
+        /// Load degradation: the load one more session adds (RFC 5356 §5.2).
         degradation: Fraction,
     },
     /// RFC 5356 §5.3, TLV length 16.
     PriorityLeastUsed {
+        /// Current load, the fraction of capacity in use (RFC 5356 §5).
         load: Fraction,
+        /// Load degradation: the load one more session adds (RFC 5356 §5.2).
         degradation: Fraction,
     },
     /// RFC 5356 §5.4, TLV length 12.
-    RandomizedLeastUsed { load: Fraction },
+    RandomizedLeastUsed {
+        /// Current load, the fraction of capacity in use (RFC 5356 §5).
+        load: Fraction,
+    },
     /// rsplib 0xB0001001, TLV length 16.
     RandomizedPriorityLeastUsed {
+        /// Current load, the fraction of capacity in use (RFC 5356 §5).
         load: Fraction,
+        /// Load degradation: the load one more session adds (RFC 5356 §5.2).
         degradation: Fraction,
     },
     /// rsplib 0xB0001002, TLV length 16.
     RandomizedLeastUsedDegradation {
+        /// Current load, the fraction of capacity in use (RFC 5356 §5).
         load: Fraction,
+        /// Load degradation: the load one more session adds (RFC 5356 §5.2).
         degradation: Fraction,
     },
     /// rsplib 0xB0001003, TLV length 16.
     PriorityLeastUsedDegradation {
+        /// Current load, the fraction of capacity in use (RFC 5356 §5).
         load: Fraction,
+        /// Load degradation: the load one more session adds (RFC 5356 §5.2).
         degradation: Fraction,
     },
     /// rsplib 0xB0001004, TLV length 16.
     RandomizedPriorityLeastUsedDegradation {
+        /// Current load, the fraction of capacity in use (RFC 5356 §5).
         load: Fraction,
+        /// Load degradation: the load one more session adds (RFC 5356 §5.2).
         degradation: Fraction,
     },
     /// rsplib 0xB0002001, TLV length 20. `distance` is a delay in ms.
     WeightedRandomDpf {
+        /// Weight: a larger weight is chosen more often.
         weight: u32,
+        /// Distance penalty factor applied to the weight (rsplib DPF policies).
         weight_dpf: Fraction,
+        /// Distance (delay) to the PE in ms (rsplib DPF policies).
         distance: u32,
     },
     /// rsplib 0xB0002002, TLV length 20.
     LeastUsedDpf {
+        /// Current load, the fraction of capacity in use (RFC 5356 §5).
         load: Fraction,
+        /// Distance penalty factor applied to the load (rsplib DPF policies).
         load_dpf: Fraction,
+        /// Distance (delay) to the PE in ms (rsplib DPF policies).
         distance: u32,
     },
     /// rsplib 0xB0002003, TLV length 24.
     LeastUsedDegradationDpf {
+        /// Current load, the fraction of capacity in use (RFC 5356 §5).
         load: Fraction,
+        /// Load degradation: the load one more session adds (RFC 5356 §5.2).
         degradation: Fraction,
+        /// Distance penalty factor applied to the load (rsplib DPF policies).
         load_dpf: Fraction,
+        /// Distance (delay) to the PE in ms (rsplib DPF policies).
         distance: u32,
     },
     /// Any other policy code (or a known code with an unexpected value length): the raw
     /// value bytes after the policy type word, kept so that re-encoding is byte-exact.
-    Unknown { policy_type: u32, data: Vec<u8> },
+    Unknown {
+        /// The 32-bit policy type code.
+        policy_type: u32,
+        /// The value bytes after the policy type word.
+        data: Vec<u8>,
+    },
 }
 
 impl Policy {
