@@ -4,7 +4,7 @@
 //!
 //! `cargo run -p legacy-daemon --example proxy_sink -- 127.0.0.1:7100`
 
-use legacy_daemon::receiver::{DaemonConnection, DaemonListener, StatusTable};
+use legacy_protocol::receiver::{DaemonConnection, DaemonListener, StatusTable};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,7 +31,7 @@ fn now_ns() -> u128 {
 }
 
 async fn serve(mut c: DaemonConnection) {
-    let hello = legacy_daemon::protocol::DaemonMessage::Hello(c.hello().clone());
+    let hello = legacy_protocol::DaemonMessage::Hello(c.hello().clone());
     println!(
         "{} {}",
         now_ns(),

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::protocol::LoadHints;
+use legacy_protocol::LoadHints;
 
 /// Default path of the configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/legacy-daemon.toml";

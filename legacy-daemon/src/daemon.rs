@@ -24,9 +24,9 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{self, Config, ConfigError};
 use crate::exitwatch::ExitWatcher;
 use crate::poll::Poller;
-use crate::protocol::{ConfigAck, Snapshot};
 use crate::reporter::{random_u64, HelloInfo, PushRequest, Reporter, ReporterShared};
 use crate::state::StatusBook;
+use legacy_protocol::{ConfigAck, Snapshot};
 
 /// The config file is checked at least this often, even with a longer poll interval
 /// (with a shorter one, at every poll).

@@ -57,7 +57,7 @@ use std::os::unix::fs::DirEntryExt;
 use std::time::Instant;
 
 use crate::config::{AppSpec, Config};
-use crate::protocol::{AppStatus, PortStatus};
+use legacy_protocol::{AppStatus, PortStatus};
 
 /// A cached command line is re-read after this many polls, to notice programs that
 /// rewrite their argv (setproctitle) without exec'ing.

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ProxyTarget;
-use crate::protocol::{
+use legacy_protocol::{
     ConfigAck, ConfigPush, DaemonFrame, DaemonMessage, Delta, FrameDecoder, Heartbeat, Hello,
     ProtocolError, ProxyMessage, Snapshot, PROTOCOL_VERSION,
 };
@@ -213,7 +213,7 @@ impl Conn<'_> {
     async fn send(&mut self, msg: DaemonMessage) -> Result<(), ProtocolError> {
         let frame = DaemonFrame { seq: self.seq, msg };
         self.seq += 1;
-        let bytes = crate::protocol::encode_frame(&frame)?;
+        let bytes = legacy_protocol::encode_frame(&frame)?;
         let w = tokio::io::AsyncWriteExt::write_all(self.stream, &bytes);
         match tokio::time::timeout(self.write_timeout, w).await {
             Ok(r) => Ok(r?),
@@ -360,9 +360,9 @@ mod tests {
     /// state instead of a gap, with `state_seq` continuity intact afterwards.
     #[tokio::test]
     async fn queue_overflow_resyncs_with_a_snapshot() {
-        use crate::protocol::{AppStatus, LoadHints};
-        use crate::receiver::{DaemonListener, StatusTable};
         use crate::state::StatusBook;
+        use legacy_protocol::receiver::{DaemonListener, StatusTable};
+        use legacy_protocol::{AppStatus, LoadHints};
 
         fn app(pid: u32) -> AppStatus {
             AppStatus {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use legacy_daemon::protocol::DaemonMessage;
+use legacy_protocol::DaemonMessage;
 use std::process::{Command, Stdio};
 
 const POLL: &str = "poll_interval_ms = 200\nheartbeat_interval_ms = 200\nnet_interval_ms = 200\n";
@@ -252,7 +252,7 @@ async fn proxy_that_comes_back_gets_hello_and_full_snapshot() {
     drop(c);
     drop(l);
     // ... and comes back on the same address.
-    let l = legacy_daemon::receiver::DaemonListener::bind(addr.as_str())
+    let l = legacy_protocol::receiver::DaemonListener::bind(addr.as_str())
         .await
         .expect("rebind");
     let (mut c, t2) = accept_synced(&l).await;
@@ -318,7 +318,7 @@ async fn two_proxies_losing_one_does_not_disturb_the_other() {
     assert!(seen.iter().any(|m| matches!(m, DaemonMessage::Delta(_))));
 
     // P1 comes back: gets its own Hello + snapshot showing A down; P2 is not reset.
-    let l1 = legacy_daemon::receiver::DaemonListener::bind(addr1.as_str())
+    let l1 = legacy_protocol::receiver::DaemonListener::bind(addr1.as_str())
         .await
         .expect("rebind");
     let (_c1, t1) = accept_synced(&l1).await;
@@ -359,7 +359,7 @@ async fn unreachable_proxy_is_retried_then_given_up_without_crash() {
         t.apply(&m).expect("continuity");
     }
     assert!(
-        d.0.try_wait().expect("wait").is_none(),
+        d.child.try_wait().expect("wait").is_none(),
         "daemon must still run"
     );
 }
@@ -425,9 +425,9 @@ async fn config_push_is_versioned_and_acknowledged() {
 }
 
 async fn next_ack(
-    c: &mut legacy_daemon::receiver::DaemonConnection,
-    t: &mut legacy_daemon::receiver::StatusTable,
-) -> legacy_daemon::protocol::ConfigAck {
+    c: &mut legacy_protocol::receiver::DaemonConnection,
+    t: &mut legacy_protocol::receiver::StatusTable,
+) -> legacy_protocol::ConfigAck {
     loop {
         let m = next(c).await;
         t.apply(&m).expect("continuity");
@@ -460,7 +460,8 @@ async fn ports_connections_and_pid_file() {
     let (l, addr) = listener().await;
     let token = format!("tcpsrv{}", unique());
     let port_file = dir.path("port");
-    let server = Proc(
+    let server = Proc::new(
+        "helper",
         die_with_parent(&mut Command::new(std::env::current_exe().expect("exe")))
             .args([
                 "--exact",
@@ -541,7 +542,7 @@ async fn state_file_survives_daemon_restart() {
     until(&mut c, &mut t, |t| running(t, "A")).await;
     let (seq_before, instance) = (t.state_seq, c.hello().instance);
     // The state was written before it was sent.
-    let on_disk: legacy_daemon::protocol::Snapshot =
+    let on_disk: legacy_protocol::Snapshot =
         serde_json::from_slice(&std::fs::read(&state).expect("state file")).expect("json");
     assert!(on_disk.state_seq >= seq_before);
     assert_eq!(on_disk.apps[0].pids, vec![a.pid()]);

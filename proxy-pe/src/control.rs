@@ -80,7 +80,7 @@ impl PushAnswer {
 }
 
 /// Largest configuration accepted for a push (the protocol's frame limit).
-pub const MAX_PUSH_LEN: u64 = legacy_daemon::protocol::MAX_FRAME_LEN as u64 - 4096;
+pub const MAX_PUSH_LEN: u64 = legacy_protocol::MAX_FRAME_LEN as u64 - 4096;
 
 /// How long the proxy waits for a daemon's `config_ack`.
 pub const PUSH_ACK_TIMEOUT: Duration = Duration::from_secs(10);

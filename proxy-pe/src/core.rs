@@ -31,8 +31,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use asap::wire::{Policy, PoolElement, TransportParameter, TransportUse};
-use legacy_daemon::protocol::{AppStatus, ConfigAck, DaemonMessage, Hello};
-use legacy_daemon::receiver::StatusTable;
+use legacy_protocol::receiver::StatusTable;
+use legacy_protocol::{AppStatus, ConfigAck, DaemonMessage, Hello};
 use serde::Serialize;
 
 use crate::config::{Application, Config, Mode, Window};

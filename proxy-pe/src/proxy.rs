@@ -1,7 +1,7 @@
 //! The driver: owns the [`Core`] and connects it to sockets, timers and signals.
 //!
 //! One task owns the core; everything else talks to it over channels:
-//! - daemon connections (legacy-daemon PROTOCOL.md, via `legacy_daemon::receiver`);
+//! - daemon connections (legacy-daemon PROTOCOL.md, via `legacy_protocol::receiver`);
 //! - mode B relay sessions ([`crate::relay`]);
 //! - the registrar client ([`crate::registrar`]);
 //! - the control port ([`crate::control`]), including configuration pushes to daemons
@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use asap::session::SessionListener;
 use asap::transport::TransportKind;
-use legacy_daemon::protocol::{ConfigPush, DaemonMessage, Hello};
-use legacy_daemon::receiver::DaemonListener;
+use legacy_protocol::receiver::DaemonListener;
+use legacy_protocol::{ConfigPush, DaemonMessage, Hello};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};

@@ -6,12 +6,13 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use legacy_daemon::protocol::DaemonMessage;
-use legacy_daemon::receiver::{DaemonConnection, DaemonListener, StatusTable};
+use legacy_protocol::receiver::{DaemonConnection, DaemonListener, StatusTable};
+pub use legacy_protocol::test_support::{die_with_parent, Proc};
+use legacy_protocol::DaemonMessage;
 
 /// Upper bound for waiting on any single expected event.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -45,42 +46,11 @@ impl Drop for TempDir {
     }
 }
 
-/// A child process killed (and reaped) on drop.
-pub struct Proc(pub Child);
-
-impl Proc {
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-    /// SIGKILL and reap, so no zombie remains.
-    pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Makes the child die with the test process even if the test aborts (no Drop runs then).
-pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        })
-    }
-}
-
 /// `sleep <secs>` where `secs` is distinctive (e.g. `100000.123`), so a regex matches
 /// exactly this process.
 pub fn spawn_sleep(arg: &str) -> Proc {
-    Proc(
+    Proc::new(
+        "sleep",
         die_with_parent(&mut Command::new("sleep"))
             .arg(arg)
             .stdin(Stdio::null())
@@ -96,17 +66,12 @@ pub fn daemon_bin() -> &'static str {
 
 /// The daemon, running with `config`, stderr logged to `log`; killed on drop.
 pub fn spawn_daemon(config: &Path, log: &Path) -> Proc {
-    let err = std::fs::File::create(log).expect("log file");
-    Proc(
-        die_with_parent(&mut Command::new(daemon_bin()))
-            .arg("--config")
-            .arg(config)
-            .env("LEGACY_DAEMON_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("spawn daemon"),
+    legacy_protocol::test_support::spawn_logged(
+        "legacy-daemon",
+        Path::new(daemon_bin()),
+        &["--config".into(), config.display().to_string()],
+        &[("LEGACY_DAEMON_LOG", "debug")],
+        log,
     )
 }
 

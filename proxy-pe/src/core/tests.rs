@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::Config;
-use legacy_daemon::protocol::{Delta, Heartbeat, LoadHints, PortStatus, Snapshot};
+use legacy_protocol::{Delta, Heartbeat, LoadHints, PortStatus, Snapshot};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -586,7 +586,7 @@ fn mode_a_maintenance_window_deregisters_and_readmits() {
 }
 
 fn ack(version: u64, accepted: bool, active: u64, error: Option<&str>) -> DaemonMessage {
-    DaemonMessage::ConfigAck(legacy_daemon::protocol::ConfigAck {
+    DaemonMessage::ConfigAck(legacy_protocol::ConfigAck {
         version,
         accepted,
         active_version: active,

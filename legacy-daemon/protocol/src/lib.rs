@@ -1,4 +1,7 @@
-//! The daemon ↔ proxy status protocol (version 1), see `PROTOCOL.md`.
+//! `legacy-protocol`: the daemon ↔ proxy status protocol (version 1), see
+//! `legacy-daemon/PROTOCOL.md`. Both `legacy-daemon` (the sender) and `proxy-pe` (the
+//! receiver, [`receiver`]) depend on this small crate, so the proxy does not build the
+//! daemon's process-table code (procfs, regex).
 //!
 //! Seed 003 \[29\] step 183 says only that "the status of the application(s) is then provided
 //! to proxy pool element 115 by daemon 141"; the transport and encoding are ours. Legacy
@@ -24,6 +27,12 @@
 //!
 //! This module is pure (no I/O): [`encode_frame`] and [`FrameDecoder`] work on bytes. The
 //! async helpers [`read_frame`] and [`write_frame`] wrap them for tokio streams.
+
+#![warn(missing_docs)]
+
+pub mod receiver;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

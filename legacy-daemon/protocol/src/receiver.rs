@@ -1,8 +1,8 @@
 //! Proxy-side receiver for daemon connections (used by `proxy-pe` and by the tests).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), legacy_daemon::protocol::ProtocolError> {
-//! use legacy_daemon::receiver::{DaemonListener, StatusTable};
+//! # async fn demo() -> Result<(), legacy_protocol::ProtocolError> {
+//! use legacy_protocol::receiver::{DaemonListener, StatusTable};
 //! let listener = DaemonListener::bind("0.0.0.0:7100").await?;
 //! let mut conn = listener.accept().await?; // reads and checks the Hello
 //! let mut table = StatusTable::new(conn.hello().clone());
@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-use crate::protocol::{
+use crate::{
     encode_frame, AppStatus, ConfigPush, DaemonFrame, DaemonMessage, FrameDecoder, Hello,
     ProtocolError, ProxyMessage, PROTOCOL_VERSION,
 };
