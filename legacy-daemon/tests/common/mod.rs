@@ -82,6 +82,20 @@ pub fn write_file(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
+/// The pre-shared key every test daemon configuration carries (`key = "…"`).
+pub const TEST_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// The proxy-side key table of the tests: the identities the test configurations use
+/// (the default identity is the host name), all with [`TEST_KEY`].
+pub fn keys() -> legacy_protocol::link::DaemonKeys {
+    let k = legacy_protocol::auth::Key::from_hex(TEST_KEY).expect("test key");
+    legacy_protocol::link::DaemonKeys::hmac(
+        [legacy_daemon::config::default_identity(), "host-k".into()]
+            .into_iter()
+            .map(|id| (id, k.clone())),
+    )
+}
+
 /// A listener bound to an ephemeral loopback port.
 pub async fn listener() -> (DaemonListener, String) {
     let l = DaemonListener::bind("127.0.0.1:0").await.expect("bind");
@@ -92,7 +106,7 @@ pub async fn listener() -> (DaemonListener, String) {
 /// Accepts a daemon connection and returns it with a table fed by its first message,
 /// which must be a full snapshot.
 pub async fn accept_synced(l: &DaemonListener) -> (DaemonConnection, StatusTable) {
-    let mut c = tokio::time::timeout(DEADLINE, l.accept())
+    let mut c = tokio::time::timeout(DEADLINE, l.accept(&keys()))
         .await
         .expect("daemon did not connect")
         .expect("handshake");

@@ -136,6 +136,11 @@ impl Rig {
             proxy_extra: String::new(),
             daemon_default_backoff: false,
         };
+        // Each daemon's pre-shared key, in `d1.key` … next to the configurations.
+        for i in 0..3 {
+            let key = legacy_protocol::auth::Key::generate();
+            std::fs::write(r.dir.join(format!("d{}.key", i + 1)), key.to_hex()).expect("key");
+        }
         for i in 0..3 {
             let addr: SocketAddr = format!("127.0.0.{}:{}", 11 + i, port()).parse().expect("a");
             r.echo_addrs.push(addr);
@@ -193,6 +198,9 @@ impl Rig {
             );
         }
         s += &self.proxy_extra;
+        for i in 1..=3 {
+            s += &format!("\n[[daemon]]\nid = \"d{i}\"\nkey_file = \"d{i}.key\"\n");
+        }
         s
     }
 
@@ -242,7 +250,11 @@ impl Rig {
     }
 
     pub fn start_daemon(&mut self, i: usize) {
-        let mut s = format!("[daemon]\nid = \"d{}\"\npoll_interval_ms = 100\n\n", i + 1);
+        let mut s = format!(
+            "[daemon]\nid = \"d{}\"\nkey_file = \"{}\"\npoll_interval_ms = 100\n\n",
+            i + 1,
+            self.dir.join(format!("d{}.key", i + 1)).display()
+        );
         for p in &self.daemon_ports {
             s += &format!("[[proxy]]\naddress = \"127.0.0.1:{p}\"\n");
             if !self.daemon_default_backoff {
