@@ -25,8 +25,14 @@
 //! The proxy may push a new configuration ([`ConfigPush`], seed 003 \[32\] "dynamic
 //! notification"); the daemon answers each push with a [`ConfigAck`].
 //!
-//! This module is pure (no I/O): [`encode_frame`] and [`FrameDecoder`] work on bytes. The
-//! async helpers [`read_frame`] and [`write_frame`] wrap them for tokio streams.
+//! Version 2 authenticates the link (`PROTOCOL.md` §1.1, [`auth`]): after a two-frame
+//! handshake in clear, every frame carries a 32-byte HMAC-SHA256 tag after its JSON body
+//! (the length covers both). [`link`] runs the handshake and the tagged frames over TCP;
+//! [`receiver`] is the proxy side.
+//!
+//! The framing here is pure (no I/O): [`encode_frame`] and [`FrameDecoder`] work on bytes.
+//! The async helpers [`read_frame`] and [`write_frame`] wrap them for tokio streams (clear
+//! frames only).
 
 #![warn(missing_docs)]
 
