@@ -308,3 +308,191 @@ pub async fn accept_daemon(
     }
     Ok((link, hello))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{from_hex_exact, Key};
+    use tokio::net::TcpListener;
+
+    fn hello(id: &str) -> DaemonFrame {
+        DaemonFrame {
+            seq: 0,
+            msg: DaemonMessage::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                daemon_id: id.into(),
+                instance: 1,
+                config_version: 1,
+                poll_interval_ms: 1000,
+                heartbeat_interval_ms: 1000,
+                software: "t".into(),
+            }),
+        }
+    }
+
+    /// A proxy with keys for d1 and d2 on an ephemeral port; returns its address and the
+    /// outcome of the first connection's handshake.
+    async fn proxy(
+        keys: DaemonKeys,
+    ) -> (
+        SocketAddr,
+        tokio::task::JoinHandle<Result<(Link, Hello), ProtocolError>>,
+    ) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = tokio::spawn(async move {
+            let (s, peer) = l.accept().await.unwrap();
+            accept_daemon(s, peer, &keys).await
+        });
+        (addr, h)
+    }
+
+    fn two_keys() -> (Key, Key, DaemonKeys) {
+        let (k1, k2) = (Key::generate(), Key::generate());
+        let keys = DaemonKeys::hmac([("d1".to_string(), k1.clone()), ("d2".into(), k2.clone())]);
+        (k1, k2, keys)
+    }
+
+    /// An attacker that ignores the proxy's proof and sends a Hello for `claimed`, tagged
+    /// with a session key derived from `key` under `derive_id`.
+    async fn forge(addr: SocketAddr, claimed: &str, derive_id: &str, key: &Key) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let nonce_d = new_nonce();
+        let init = AuthHello::AuthInit(AuthInit {
+            protocol_version: PROTOCOL_VERSION,
+            daemon_id: claimed.into(),
+            auth: AuthMode::HmacSha256,
+            nonce: to_hex(&nonce_d),
+        });
+        send_clear(&mut s, &init).await.unwrap();
+        let mut dec = FrameDecoder::new();
+        let mut buf = vec![0u8; 4096];
+        let p = recv_payload(&mut s, &mut dec, &mut buf)
+            .await
+            .unwrap()
+            .unwrap();
+        let AuthAnswer::AuthAccept { nonce, .. } = serde_json::from_slice(&p).unwrap() else {
+            panic!("refused early")
+        };
+        let nonce_p = from_hex_exact(&nonce).unwrap();
+        let sk = SessionKey::derive(key, derive_id, &nonce_d, &nonce_p);
+        let mut sealer = Sealer::new(Some(sk), Direction::DaemonToProxy);
+        let body = serde_json::to_vec(&hello(claimed)).unwrap();
+        let _ = s.write_all(&sealer.seal(&body).unwrap()).await;
+        // Keep the socket open until the proxy decides.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await;
+    }
+
+    #[tokio::test]
+    async fn hello_tagged_with_another_daemons_key_is_refused() {
+        let (_, k2, keys) = two_keys();
+        let (addr, h) = proxy(keys).await;
+        forge(addr, "d1", "d1", &k2).await;
+        let e = h.await.unwrap().expect_err("refused");
+        assert!(
+            matches!(&e, ProtocolError::Auth(m) if m.contains("daemon `d1`") && m.contains("bad tag")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn hello_naming_another_identity_is_refused() {
+        let (k1, _, keys) = two_keys();
+        let (addr, h) = proxy(keys).await;
+        // Right key and identity in the handshake, but the Hello names d2.
+        let s = TcpStream::connect(addr).await.unwrap();
+        let mut link = connect_daemon(s, "d1", Some(&k1)).await.unwrap();
+        link.send(&hello("d2")).await.unwrap();
+        let e = h.await.unwrap().expect_err("refused");
+        assert!(
+            matches!(&e, ProtocolError::Auth(m) if m.contains("`d2`")),
+            "{e}"
+        );
+    }
+
+    /// A recorded session replayed byte for byte fails: the proxy's nonce is new, so the
+    /// recorded Hello's tag does not verify.
+    #[tokio::test]
+    async fn replayed_session_is_refused() {
+        let (k1, _, keys) = two_keys();
+        // Record what a real daemon sends.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let keys2 = keys.clone();
+        let rec = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut dec = FrameDecoder::new();
+            let mut buf = vec![0u8; 4096];
+            let init = recv_payload(&mut s, &mut dec, &mut buf)
+                .await
+                .unwrap()
+                .unwrap();
+            // Answer like a proxy so the daemon sends its Hello.
+            let AuthHello::AuthInit(i) = serde_json::from_slice(&init).unwrap();
+            let nonce_p = new_nonce();
+            let sk = SessionKey::derive(
+                &keys2.keys["d1"],
+                "d1",
+                &from_hex_exact(&i.nonce).unwrap(),
+                &nonce_p,
+            );
+            let ans = AuthAnswer::AuthAccept {
+                auth: AuthMode::HmacSha256,
+                nonce: to_hex(&nonce_p),
+                proof: Some(to_hex(&sk.proxy_proof())),
+            };
+            send_clear(&mut s, &ans).await.unwrap();
+            let hello = recv_payload(&mut s, &mut dec, &mut buf)
+                .await
+                .unwrap()
+                .unwrap();
+            (init, hello)
+        });
+        let s = TcpStream::connect(addr).await.unwrap();
+        let mut link = connect_daemon(s, "d1", Some(&k1)).await.unwrap();
+        link.send(&hello("d1")).await.unwrap();
+        let (init, hello_payload) = rec.await.unwrap();
+
+        let (addr, h) = proxy(keys).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        for p in [init, hello_payload] {
+            s.write_all(&(p.len() as u32).to_be_bytes()).await.unwrap();
+            s.write_all(&p).await.unwrap();
+        }
+        let e = h.await.unwrap().expect_err("refused");
+        assert!(
+            matches!(&e, ProtocolError::Auth(m) if m.contains("bad tag")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn authenticated_round_trip_and_mode_mismatch() {
+        let (k1, _, keys) = two_keys();
+        let (addr, h) = proxy(keys.clone()).await;
+        let s = TcpStream::connect(addr).await.unwrap();
+        let mut link = connect_daemon(s, "d1", Some(&k1)).await.unwrap();
+        link.send(&hello("d1")).await.unwrap();
+        let (mut plink, hello) = h.await.unwrap().unwrap();
+        assert_eq!(hello.daemon_id, "d1");
+        let push = crate::ProxyMessage::ConfigPush(crate::ConfigPush {
+            version: 2,
+            config_toml: "x".into(),
+        });
+        plink.send(&push).await.unwrap();
+        assert_eq!(
+            link.recv::<crate::ProxyMessage>().await.unwrap(),
+            Some(push)
+        );
+
+        // A plaintext daemon at an authenticating proxy is told why.
+        let (addr, h) = proxy(keys).await;
+        let s = TcpStream::connect(addr).await.unwrap();
+        let e = connect_daemon(s, "d1", None).await.expect_err("refused");
+        assert!(
+            matches!(&e, ProtocolError::Refused(m) if m.contains("requires")),
+            "{e}"
+        );
+        assert!(h.await.unwrap().is_err());
+    }
+}
