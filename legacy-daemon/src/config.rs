@@ -40,6 +40,12 @@ pub const DEFAULT_RECONNECT_MAX_MS: u64 = 5_000;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Default limit for the authentication handshake with a proxy (PROTOCOL.md §1.1).
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// Default TCP keep-alive idle time before the first probe on a proxy connection.
+pub const DEFAULT_KEEPALIVE_IDLE_MS: u64 = 10_000;
+/// Default interval between TCP keep-alive probes on a proxy connection.
+pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 5_000;
+/// Lower bound of the default write timeout (the default is max(this, 3 × heartbeat)).
+pub const MIN_DEFAULT_WRITE_TIMEOUT_MS: u64 = 2_000;
 
 /// A configuration error with its precise location.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,6 +129,21 @@ pub struct ProxyTarget {
     pub connect_timeout: Duration,
     /// Limit for the authentication handshake after connecting (default 5 s).
     pub handshake_timeout: Duration,
+    /// TCP keep-alive idle time (default 10 s).
+    pub keepalive_idle: Duration,
+    /// TCP keep-alive probe interval (default 5 s).
+    pub keepalive_interval: Duration,
+    /// A frame write that does not complete within this drops the connection (`None`:
+    /// max(2 s, 3 × heartbeat interval)).
+    pub write_timeout: Option<Duration>,
+}
+
+impl ProxyTarget {
+    /// The write timeout in force with heartbeat interval `hb`.
+    pub fn write_timeout(&self, hb: Duration) -> Duration {
+        self.write_timeout
+            .unwrap_or_else(|| (hb * 3).max(Duration::from_millis(MIN_DEFAULT_WRITE_TIMEOUT_MS)))
+    }
 }
 
 /// One `[[app]]` entry: an application to watch.
@@ -208,6 +229,9 @@ struct RawProxy {
     reconnect_max_ms: Option<Spanned<u64>>,
     connect_timeout_ms: Option<Spanned<u64>>,
     handshake_timeout_ms: Option<Spanned<u64>>,
+    keepalive_idle_ms: Option<Spanned<u64>>,
+    keepalive_interval_ms: Option<Spanned<u64>>,
+    write_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -407,6 +431,20 @@ fn parse_checked(text: &str, origin: &str, pushed_by: Option<&str>) -> Result<Co
             DEFAULT_HANDSHAKE_TIMEOUT_MS,
             "handshake_timeout_ms",
         )?;
+        let keepalive_idle = timeout(
+            p.keepalive_idle_ms,
+            DEFAULT_KEEPALIVE_IDLE_MS,
+            "keepalive_idle_ms",
+        )?;
+        let keepalive_interval = timeout(
+            p.keepalive_interval_ms,
+            DEFAULT_KEEPALIVE_INTERVAL_MS,
+            "keepalive_interval_ms",
+        )?;
+        let write_timeout = match p.write_timeout_ms {
+            Some(v) => Some(timeout(Some(v), 0, "write_timeout_ms")?),
+            None => None,
+        };
         proxies.push(ProxyTarget {
             address: addr,
             max_attempts: p.max_attempts.map(Spanned::into_inner),
@@ -414,6 +452,9 @@ fn parse_checked(text: &str, origin: &str, pushed_by: Option<&str>) -> Result<Co
             reconnect_max: Duration::from_millis(max),
             connect_timeout,
             handshake_timeout,
+            keepalive_idle,
+            keepalive_interval,
+            write_timeout,
         });
     }
 
@@ -692,6 +733,16 @@ pid_file = "/run/b.pid"
         assert_eq!(c.proxies[0].reconnect_min, Duration::from_millis(200));
         assert_eq!(c.proxies[0].connect_timeout, Duration::from_secs(5));
         assert_eq!(c.proxies[0].handshake_timeout, Duration::from_secs(5));
+        assert_eq!(c.proxies[0].keepalive_idle, Duration::from_secs(10));
+        assert_eq!(c.proxies[0].keepalive_interval, Duration::from_secs(5));
+        let hb = Duration::from_millis(100);
+        assert_eq!(c.proxies[0].write_timeout(hb), Duration::from_secs(2));
+        let c = parse(
+            "[daemon]\nauth = \"none\"\n[[proxy]]\naddress = \"h:1\"\nwrite_timeout_ms = 700\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.proxies[0].write_timeout(hb), Duration::from_millis(700));
         assert_eq!(c.proxies[0].reconnect_max, Duration::from_secs(5));
     }
 

@@ -264,8 +264,8 @@ async fn session(
     let sock = socket2::SockRef::from(link.stream());
     let _ = sock.set_tcp_keepalive(
         &socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(10))
-            .with_interval(Duration::from_secs(5)),
+            .with_time(target.keepalive_idle)
+            .with_interval(target.keepalive_interval),
     );
     // Anything queued before this point is older than the snapshot we are about to send.
     while queue.try_recv().is_ok() {}
@@ -276,7 +276,7 @@ async fn session(
     let mut conn = Conn {
         link,
         seq: 0,
-        write_timeout: (hb_interval * 3).max(Duration::from_secs(2)),
+        write_timeout: target.write_timeout(hb_interval),
     };
     conn.send(DaemonMessage::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -325,7 +325,7 @@ async fn session(
                 })).await?;
                 if info.heartbeat_interval != hb_interval {
                     hb_interval = info.heartbeat_interval;
-                    conn.write_timeout = (hb_interval * 3).max(Duration::from_secs(2));
+                    conn.write_timeout = target.write_timeout(hb_interval);
                     hb = tokio::time::interval_at(tokio::time::Instant::now() + hb_interval, hb_interval);
                     hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 }
@@ -429,6 +429,9 @@ mod tests {
             reconnect_max: Duration::from_millis(10),
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
+            keepalive_idle: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(5),
+            write_timeout: None,
         };
         let r = Reporter::spawn(target, shared);
         let mut c = l.accept(&keys).await.unwrap();
