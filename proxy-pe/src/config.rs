@@ -137,6 +137,9 @@ pub struct DaemonLink {
     pub handshake_timeout_ms: u64,
     /// Time the proxy waits for a configuration push to be written to a daemon, ms.
     pub push_write_timeout_ms: u64,
+    /// Time the proxy waits for the daemon's `config_ack` before answering `push-config`
+    /// that the push is unanswered, ms.
+    pub push_ack_timeout_ms: u64,
     /// Bounds of the heartbeat interval a daemon announces in its Hello, ms: the proxy
     /// judges staleness with the announced interval clamped into `[min, max]`, so a daemon
     /// cannot make itself unexpirable by announcing hours.
@@ -151,6 +154,7 @@ impl Default for DaemonLink {
             auth: legacy_protocol::auth::AuthMode::HmacSha256,
             handshake_timeout_ms: 5_000,
             push_write_timeout_ms: 5_000,
+            push_ack_timeout_ms: 10_000,
             min_heartbeat_ms: 10,
             max_heartbeat_ms: 10_000,
         }
@@ -413,10 +417,14 @@ impl Config {
             message,
         };
         let link = &self.daemon_link;
-        if link.handshake_timeout_ms == 0 || link.push_write_timeout_ms == 0 {
+        if link.handshake_timeout_ms == 0
+            || link.push_write_timeout_ms == 0
+            || link.push_ack_timeout_ms == 0
+        {
             return Err(bad(
                 "daemon_link".into(),
-                "handshake_timeout_ms and push_write_timeout_ms must be at least 1".into(),
+                "handshake_timeout_ms, push_write_timeout_ms and push_ack_timeout_ms must be at least 1"
+                    .into(),
             ));
         }
         if link.min_heartbeat_ms == 0 || link.min_heartbeat_ms > link.max_heartbeat_ms {

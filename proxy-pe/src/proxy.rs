@@ -76,6 +76,8 @@ struct Driver {
     daemon_conn: BTreeMap<String, (u64, mpsc::UnboundedSender<ConfigPush>)>,
     /// Keys and timers of the daemon accept loop, replaced on reload.
     link_tx: watch::Sender<Arc<LinkSettings>>,
+    /// The push-ack wait for the control port, replaced on reload.
+    ack_tx: watch::Sender<Duration>,
     /// `push-config` requests waiting for the daemon's `config_ack`, by daemon.
     push_waiters: BTreeMap<String, Vec<(u64, oneshot::Sender<PushAnswer>)>>,
     /// Deadline of each waiting push (answered as unanswered when it passes).
@@ -122,7 +124,9 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
     let (session_tx, mut session_rx) = mpsc::unbounded_channel();
     let (report_tx, mut report_rx) = mpsc::unbounded_channel();
     let (daemon_tx, mut daemon_rx) = mpsc::unbounded_channel();
-    tokio::spawn(control::serve(control_l, report_tx));
+    let (ack_tx, ack_rx) =
+        watch::channel(Duration::from_millis(cfg.daemon_link.push_ack_timeout_ms));
+    tokio::spawn(control::serve(control_l, report_tx, ack_rx));
     let (link_tx, link_rx) = watch::channel(Arc::new(LinkSettings::of(&cfg, &path)?));
     if cfg.daemon_link.auth == AuthMode::None {
         tracing::warn!("daemon_link.auth = \"none\": daemons are not authenticated; any peer that reaches daemon_listen may speak for any daemon (legacy-daemon PROTOCOL.md §1.1)");
@@ -142,6 +146,7 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
         moves: BTreeMap::new(),
         daemon_conn: BTreeMap::new(),
         link_tx,
+        ack_tx,
         push_waiters: BTreeMap::new(),
         push_deadlines: Vec::new(),
         listeners: BTreeMap::new(),
@@ -457,7 +462,7 @@ impl Driver {
         }
         self.core.config_push_sent(now_ms(), &daemon, version);
         self.push_deadlines.push((
-            tokio::time::Instant::now() + control::PUSH_ACK_TIMEOUT,
+            tokio::time::Instant::now() + self.push_ack_timeout(),
             daemon.clone(),
             version,
         ));
@@ -488,10 +493,15 @@ impl Driver {
             .retain(|(_, d, v)| !(d == daemon && *v == version));
     }
 
-    /// Pushes without an answer within [`control::PUSH_ACK_TIMEOUT`] are answered as such
+    fn push_ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.core.config().daemon_link.push_ack_timeout_ms)
+    }
+
+    /// Pushes without an answer within `[daemon_link] push_ack_timeout_ms` are answered as such
     /// (the daemon's late answer still shows in `status`).
     fn expire_pushes(&mut self) {
         let now = tokio::time::Instant::now();
+        let wait_ms = self.push_ack_timeout().as_millis();
         let due: Vec<(String, u64)> = self
             .push_deadlines
             .iter()
@@ -504,8 +514,8 @@ impl Driver {
                     d,
                     Some(v),
                     format!(
-                        "no answer from daemon `{d}` to the push of version {v} within {} s; see `proxy-pe status`",
-                        control::PUSH_ACK_TIMEOUT.as_secs()
+                        "no answer from daemon `{d}` to the push of version {v} within {wait_ms} ms; see `proxy-pe status`"
+
                     ),
                 )
             });
@@ -579,6 +589,8 @@ impl Driver {
                 tracing::info!(why, "configuration reloaded");
                 self.config_loads += 1;
                 self.last_config_error = None;
+                self.ack_tx
+                    .send_replace(Duration::from_millis(cfg.daemon_link.push_ack_timeout_ms));
                 let acts = self.core.apply_config(now_ms(), cfg);
                 self.dispatch(acts);
                 self.sync_listeners().await;

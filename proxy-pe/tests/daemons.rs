@@ -539,3 +539,78 @@ async fn unknown_daemon_identity_is_refused_with_a_reason() {
     assert!(log.contains("not listed"), "{log}");
     rig.kill_proxy(0);
 }
+
+/// `[daemon_link] push_ack_timeout_ms` bounds the wait for a daemon's `config_ack`: a
+/// daemon (here an authenticated stand-in) that never answers makes `push-config` fail with
+/// the configured wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_push_fails_after_the_configured_wait() {
+    use legacy_protocol::auth::Key;
+    use legacy_protocol::link::connect_daemon;
+    use legacy_protocol::{DaemonFrame, DaemonMessage, Hello, ProxyMessage, Snapshot};
+    let mut rig = Rig::new("ack-wait");
+    rig.proxy_extra = "\n[daemon_link]\npush_ack_timeout_ms = 300\n".into();
+    rig.start_proxies(1, "broker", "round-robin", &[]);
+    rig.until(0, "proxy up", |_| true).await;
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
+        .await
+        .expect("connect");
+    let key = Key::load(&rig.dir.join("d1.key")).expect("key");
+    let mut link = connect_daemon(s, "d1", Some(&key))
+        .await
+        .expect("handshake");
+    for (seq, msg) in [
+        DaemonMessage::Hello(Hello {
+            protocol_version: legacy_protocol::PROTOCOL_VERSION,
+            daemon_id: "d1".into(),
+            instance: 1,
+            config_version: 1,
+            poll_interval_ms: 100,
+            heartbeat_interval_ms: 10_000,
+            software: "t".into(),
+        }),
+        DaemonMessage::Snapshot(Snapshot {
+            state_seq: 1,
+            config_version: 1,
+            taken_at_ms: 0,
+            apps: Vec::new(),
+        }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        link.send(&DaemonFrame {
+            seq: seq as u64,
+            msg,
+        })
+        .await
+        .expect("send");
+    }
+    rig.until(0, "d1 connected", |r| daemon(r, "d1").synced)
+        .await;
+    let path = rig.dir.join("any.toml");
+    std::fs::write(&path, "x = 1\n").expect("write");
+    let pushing = tokio::spawn({
+        let args = vec![
+            "push-config".into(),
+            "--daemon=d1".into(),
+            format!("--control={}", rig.controls[0]),
+            path.display().to_string(),
+        ];
+        cli(args)
+    });
+    // The push arrives, authenticated, and is left unanswered.
+    let got = tokio::time::timeout(Duration::from_secs(30), link.recv::<ProxyMessage>())
+        .await
+        .expect("push within 30 s")
+        .expect("tag verifies")
+        .expect("open");
+    assert!(matches!(got, ProxyMessage::ConfigPush(ref p) if p.config_toml == "x = 1\n"));
+    let out = pushing.await.expect("join");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("to the push of version 2 within 300 ms"),
+        "{}",
+        text(&out.stderr)
+    );
+}
