@@ -135,6 +135,10 @@ pub struct DaemonLink {
     /// Time an accepted connection has to complete its handshake (auth and Hello), ms.
     /// Each connection's handshake runs in its own task, so a slow peer delays nobody.
     pub handshake_timeout_ms: u64,
+    /// Connections whose handshake is still running at the same time; beyond this a new
+    /// connection is closed at once (logged), so a flood of silent connections costs at most
+    /// this many sockets for `handshake_timeout_ms` each.
+    pub max_pending_handshakes: usize,
     /// Time the proxy waits for a configuration push to be written to a daemon, ms.
     pub push_write_timeout_ms: u64,
     /// Time the proxy waits for the daemon's `config_ack` before answering `push-config`
@@ -153,6 +157,7 @@ impl Default for DaemonLink {
         DaemonLink {
             auth: legacy_protocol::auth::AuthMode::HmacSha256,
             handshake_timeout_ms: 5_000,
+            max_pending_handshakes: 256,
             push_write_timeout_ms: 5_000,
             push_ack_timeout_ms: 10_000,
             min_heartbeat_ms: 10,
@@ -420,10 +425,11 @@ impl Config {
         if link.handshake_timeout_ms == 0
             || link.push_write_timeout_ms == 0
             || link.push_ack_timeout_ms == 0
+            || link.max_pending_handshakes == 0
         {
             return Err(bad(
                 "daemon_link".into(),
-                "handshake_timeout_ms, push_write_timeout_ms and push_ack_timeout_ms must be at least 1"
+                "handshake_timeout_ms, max_pending_handshakes, push_write_timeout_ms and push_ack_timeout_ms must be at least 1"
                     .into(),
             ));
         }

@@ -208,6 +208,7 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
 struct LinkSettings {
     keys: DaemonKeys,
     handshake_timeout: Duration,
+    max_pending: usize,
     push_write_timeout: Duration,
 }
 
@@ -216,8 +217,18 @@ impl LinkSettings {
         Ok(LinkSettings {
             keys: cfg.daemon_keys(path)?,
             handshake_timeout: Duration::from_millis(cfg.daemon_link.handshake_timeout_ms),
+            max_pending: cfg.daemon_link.max_pending_handshakes,
             push_write_timeout: Duration::from_millis(cfg.daemon_link.push_write_timeout_ms),
         })
+    }
+}
+
+/// One handshake in progress; frees its place when dropped (also if the task ends early).
+struct PendingSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -230,6 +241,7 @@ async fn accept_daemons(
     tx: mpsc::UnboundedSender<DaemonEvent>,
 ) {
     let mut next_conn = 0u64;
+    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let (stream, peer) = match listener.accept_tcp().await {
             Ok(x) => x,
@@ -240,16 +252,25 @@ async fn accept_daemons(
                 continue;
             }
         };
+        let link = settings.borrow().clone();
+        use std::sync::atomic::Ordering;
+        if pending.fetch_add(1, Ordering::AcqRel) >= link.max_pending {
+            pending.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(%peer, max_pending_handshakes = link.max_pending, "daemon connection refused: too many handshakes in progress");
+            drop(stream);
+            continue;
+        }
         next_conn += 1;
         let id = next_conn;
         let tx = tx.clone();
-        let link = settings.borrow().clone();
+        let slot = PendingSlot(pending.clone());
         tokio::spawn(async move {
             let hs = tokio::time::timeout(
                 link.handshake_timeout,
                 DaemonConnection::handshake(stream, peer, &link.keys),
             )
             .await;
+            drop(slot);
             let conn = match hs {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {

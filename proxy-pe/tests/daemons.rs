@@ -617,3 +617,42 @@ async fn unanswered_push_fails_after_the_configured_wait() {
         text(&out.stderr)
     );
 }
+
+/// `[daemon_link] max_pending_handshakes` bounds the sockets a flood of silent connections
+/// can hold: beyond it, connections are closed at once and logged; once the silent ones
+/// time out, a daemon connects again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_handshakes_are_bounded() {
+    use tokio::io::AsyncReadExt;
+    let mut rig = Rig::new("pending");
+    rig.proxy_extra =
+        "\n[daemon_link]\nmax_pending_handshakes = 2\nhandshake_timeout_ms = 1000\n".into();
+    rig.start_proxies(1, "broker", "round-robin", &[]);
+    rig.until(0, "proxy up", |_| true).await;
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
+                .await
+                .expect("connect"),
+        );
+    }
+    // Let the proxy accept both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
+        .await
+        .expect("connect");
+    let me = third.local_addr().expect("addr");
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(30), third.read(&mut b))
+        .await
+        .expect("closed by the proxy")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the third connection is closed at once");
+    let log = wait_proxy_log(&rig, &me.to_string()).await;
+    assert!(log.contains("too many handshakes in progress"), "{log}");
+    // The silent ones time out (1 s); the daemons then connect.
+    rig.start_daemons();
+    rig.until(0, "all selectable", all_selectable).await;
+    drop(silent);
+}
