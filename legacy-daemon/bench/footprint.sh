@@ -60,12 +60,14 @@ sleep 3
 echo "processes on host: $(ls -d /proc/[0-9]* | wc -l)"
 
 PORT=$(( 20000 + RANDOM % 20000 ))
-"$SINK" "127.0.0.1:$PORT" > "$WORK/sink.out" 2> "$WORK/sink.err" &
+KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+"$SINK" "127.0.0.1:$PORT" "bench=$KEY" > "$WORK/sink.out" 2> "$WORK/sink.err" &
 PIDS+=($!)
 sleep 0.5
 cat > "$WORK/d.toml" <<EOF
 [daemon]
 id = "bench"
+key = "$KEY"
 poll_interval_ms = 1000
 [[proxy]]
 address = "127.0.0.1:$PORT"

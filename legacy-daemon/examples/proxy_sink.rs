@@ -2,19 +2,35 @@
 //! message as one JSON line (with the receive time), keeping a `StatusTable` per daemon.
 //! Used by `bench/footprint.sh`; also a starting point for proxy-pe.
 //!
-//! `cargo run -p legacy-daemon --example proxy_sink -- 127.0.0.1:7100`
+//! `cargo run -p legacy-daemon --example proxy_sink -- 127.0.0.1:7100 [ID=HEXKEY ...]`
+//!
+//! Without `ID=HEXKEY` pairs the sink accepts plaintext daemons (`auth = "none"`).
 
-use legacy_daemon::receiver::{DaemonConnection, DaemonListener, StatusTable};
+use legacy_protocol::auth::Key;
+use legacy_protocol::link::DaemonKeys;
+use legacy_protocol::receiver::{DaemonConnection, DaemonListener, StatusTable};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7100".into());
+    let pairs: Vec<(String, Key)> = std::env::args()
+        .skip(2)
+        .map(|a| {
+            let (id, k) = a.split_once('=').ok_or("expected ID=HEXKEY")?;
+            Ok::<_, Box<dyn std::error::Error>>((id.to_string(), Key::from_hex(k)?))
+        })
+        .collect::<Result<_, _>>()?;
+    let keys = if pairs.is_empty() {
+        DaemonKeys::plaintext()
+    } else {
+        DaemonKeys::hmac(pairs)
+    };
     let l = DaemonListener::bind(addr.as_str()).await?;
     eprintln!("proxy_sink listening on {}", l.local_addr()?);
     loop {
-        match l.accept().await {
+        match l.accept(&keys).await {
             Ok(c) => {
                 tokio::spawn(serve(c));
             }
@@ -31,7 +47,7 @@ fn now_ns() -> u128 {
 }
 
 async fn serve(mut c: DaemonConnection) {
-    let hello = legacy_daemon::protocol::DaemonMessage::Hello(c.hello().clone());
+    let hello = legacy_protocol::DaemonMessage::Hello(c.hello().clone());
     println!(
         "{} {}",
         now_ns(),

@@ -19,7 +19,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::protocol::LoadHints;
+use legacy_protocol::auth::{AuthMode, Key};
+use legacy_protocol::LoadHints;
 
 /// Default path of the configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/legacy-daemon.toml";
@@ -35,6 +36,16 @@ pub const DEFAULT_RECONNECT_MIN_MS: u64 = 200;
 /// worst. A higher cap saves almost nothing (one refused SYN per attempt). It was 30 s,
 /// which kept a restarted proxy's servers "unknown" for up to 30 s.
 pub const DEFAULT_RECONNECT_MAX_MS: u64 = 5_000;
+/// Default limit for establishing the TCP connection to a proxy.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Default limit for the authentication handshake with a proxy (PROTOCOL.md §1.1).
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// Default TCP keep-alive idle time before the first probe on a proxy connection.
+pub const DEFAULT_KEEPALIVE_IDLE_MS: u64 = 10_000;
+/// Default interval between TCP keep-alive probes on a proxy connection.
+pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 5_000;
+/// Lower bound of the default write timeout (the default is max(this, 3 × heartbeat)).
+pub const MIN_DEFAULT_WRITE_TIMEOUT_MS: u64 = 2_000;
 
 /// A configuration error with its precise location.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,6 +107,10 @@ pub struct DaemonSettings {
     pub persist_push: bool,
     /// File the last reported state is written to before it is sent (seed 000 \[0028\]).
     pub state_file: Option<PathBuf>,
+    /// Link authentication (PROTOCOL.md §1.1): `hmac-sha256` (default) or `none`.
+    pub auth: AuthMode,
+    /// The daemon's pre-shared key (`key` or `key_file`); `None` only with `auth = "none"`.
+    pub key: Option<Key>,
 }
 
 /// One `[[proxy]]` entry.
@@ -110,6 +125,25 @@ pub struct ProxyTarget {
     pub reconnect_min: Duration,
     /// Reconnect delay cap.
     pub reconnect_max: Duration,
+    /// Limit for establishing the TCP connection (default 5 s).
+    pub connect_timeout: Duration,
+    /// Limit for the authentication handshake after connecting (default 5 s).
+    pub handshake_timeout: Duration,
+    /// TCP keep-alive idle time (default 10 s).
+    pub keepalive_idle: Duration,
+    /// TCP keep-alive probe interval (default 5 s).
+    pub keepalive_interval: Duration,
+    /// A frame write that does not complete within this drops the connection (`None`:
+    /// max(2 s, 3 × heartbeat interval)).
+    pub write_timeout: Option<Duration>,
+}
+
+impl ProxyTarget {
+    /// The write timeout in force with heartbeat interval `hb`.
+    pub fn write_timeout(&self, hb: Duration) -> Duration {
+        self.write_timeout
+            .unwrap_or_else(|| (hb * 3).max(Duration::from_millis(MIN_DEFAULT_WRITE_TIMEOUT_MS)))
+    }
 }
 
 /// One `[[app]]` entry: an application to watch.
@@ -181,6 +215,9 @@ struct RawDaemon {
     accept_push: Option<bool>,
     persist_push: Option<bool>,
     state_file: Option<PathBuf>,
+    auth: Option<Spanned<AuthMode>>,
+    key: Option<Spanned<String>>,
+    key_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +227,11 @@ struct RawProxy {
     max_attempts: Option<Spanned<u32>>,
     reconnect_min_ms: Option<u64>,
     reconnect_max_ms: Option<Spanned<u64>>,
+    connect_timeout_ms: Option<Spanned<u64>>,
+    handshake_timeout_ms: Option<Spanned<u64>>,
+    keepalive_idle_ms: Option<Spanned<u64>>,
+    keepalive_interval_ms: Option<Spanned<u64>>,
+    write_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +275,17 @@ pub fn load_file(path: &std::path::Path) -> Result<(Config, String), ConfigError
 
 /// Parses and validates configuration text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    parse_checked(text, origin, None)
+}
+
+/// Parses and validates a configuration pushed by the proxy at `pushed_by` (its
+/// `[[proxy]] address` here): on top of [`parse`], the text must keep at least one proxy and
+/// the pusher itself, so a push can never cut the daemon off (PROTOCOL.md §3 `config_push`).
+pub fn parse_push(text: &str, origin: &str, pushed_by: &str) -> Result<Config, ConfigError> {
+    parse_checked(text, origin, Some(pushed_by))
+}
+
+fn parse_checked(text: &str, origin: &str, pushed_by: Option<&str>) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let mut msg = e.message().trim().replace('\n', "; ");
         if msg.is_empty() {
@@ -292,6 +345,20 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         Some(s) => s.into_inner(),
         None => DEFAULT_NET_INTERVAL_MS,
     };
+    let auth = d.auth.as_ref().map(|a| *a.get_ref()).unwrap_or_default();
+    let auth_span = d.auth.as_ref().map(|a| a.span());
+    let key = match (&d.key, &d.key_file) {
+        (Some(k), Some(_)) => {
+            return Err(e(k.span(), "give either key or key_file, not both".into()))
+        }
+        (Some(k), None) => Some(
+            Key::from_hex(k.get_ref()).map_err(|err| e(k.span(), format!("daemon key: {err}")))?,
+        ),
+        (None, Some(f)) => {
+            Some(Key::load(f.get_ref()).map_err(|err| e(f.span(), err.to_string()))?)
+        }
+        (None, None) => None,
+    };
     let daemon = DaemonSettings {
         id,
         poll_interval: Duration::from_millis(poll_ms),
@@ -301,6 +368,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         accept_push: d.accept_push.unwrap_or(true),
         persist_push: d.persist_push.unwrap_or(true),
         state_file: d.state_file,
+        auth,
+        key,
     };
 
     let mut proxies: Vec<ProxyTarget> = Vec::new();
@@ -344,12 +413,75 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             Some(s) => s.into_inner(),
             None => DEFAULT_RECONNECT_MAX_MS.max(min),
         };
+        let timeout = |v: Option<Spanned<u64>>, default: u64, what: &str| match v {
+            Some(s) if *s.get_ref() < 1 || *s.get_ref() > 600_000 => Err(e(
+                s.span(),
+                format!("{what} {} ms out of range 1..=600000", s.get_ref()),
+            )),
+            Some(s) => Ok(Duration::from_millis(s.into_inner())),
+            None => Ok(Duration::from_millis(default)),
+        };
+        let connect_timeout = timeout(
+            p.connect_timeout_ms,
+            DEFAULT_CONNECT_TIMEOUT_MS,
+            "connect_timeout_ms",
+        )?;
+        let handshake_timeout = timeout(
+            p.handshake_timeout_ms,
+            DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            "handshake_timeout_ms",
+        )?;
+        let keepalive_idle = timeout(
+            p.keepalive_idle_ms,
+            DEFAULT_KEEPALIVE_IDLE_MS,
+            "keepalive_idle_ms",
+        )?;
+        let keepalive_interval = timeout(
+            p.keepalive_interval_ms,
+            DEFAULT_KEEPALIVE_INTERVAL_MS,
+            "keepalive_interval_ms",
+        )?;
+        let write_timeout = match p.write_timeout_ms {
+            Some(v) => Some(timeout(Some(v), 0, "write_timeout_ms")?),
+            None => None,
+        };
         proxies.push(ProxyTarget {
             address: addr,
             max_attempts: p.max_attempts.map(Spanned::into_inner),
             reconnect_min: Duration::from_millis(min),
             reconnect_max: Duration::from_millis(max),
+            connect_timeout,
+            handshake_timeout,
+            keepalive_idle,
+            keepalive_interval,
+            write_timeout,
         });
+    }
+
+    if let Some(from) = pushed_by {
+        if proxies.is_empty() {
+            return Err(ConfigError {
+                origin: origin.into(),
+                line: None,
+                column: None,
+                key: Some("proxy".into()),
+                message: "no [[proxy]]: the pushed configuration would cut this daemon off from \
+                          every proxy"
+                    .into(),
+            });
+        }
+        if !proxies.iter().any(|p| p.address == from) {
+            return Err(ConfigError {
+                origin: origin.into(),
+                line: None,
+                column: None,
+                key: Some("proxy".into()),
+                message: format!(
+                    "the pushed configuration does not list the proxy that pushed it ({from}): \
+                     it would cut this daemon off from that proxy"
+                ),
+            });
+        }
     }
 
     let mut apps: Vec<AppSpec> = Vec::new();
@@ -420,6 +552,28 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         });
     }
 
+    match (daemon.auth, &daemon.key) {
+        (AuthMode::HmacSha256, None) => {
+            return Err(ConfigError {
+                origin: origin.into(),
+                line: None,
+                column: None,
+                key: Some("daemon.key".into()),
+                message: "the link to the proxies is authenticated (PROTOCOL.md §1.1): set \
+                          daemon.key_file (or daemon.key), or choose plaintext with \
+                          daemon.auth = \"none\""
+                    .into(),
+            })
+        }
+        (AuthMode::None, Some(_)) => {
+            let span = auth_span.clone().unwrap_or(0..0);
+            return Err(e(
+                span,
+                "auth = \"none\" with a key: remove one of them".into(),
+            ));
+        }
+        _ => {}
+    }
     Ok(Config {
         declared_version: raw.version,
         daemon,
@@ -516,6 +670,7 @@ version = 4
 [daemon]
 id = "legacy-1"
 poll_interval_ms = 500
+key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 [[proxy]]
 address = "127.0.0.1:7100"
@@ -559,14 +714,35 @@ pid_file = "/run/b.pid"
 
     #[test]
     fn defaults() {
-        let c = parse("", "t").unwrap();
+        // The link is authenticated unless plaintext is chosen explicitly.
+        let err = parse("", "t").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("daemon.key"));
+        let c = parse("[daemon]\nauth = \"none\"\n", "t").unwrap();
+        assert_eq!(c.daemon.auth, AuthMode::None);
+        assert_eq!(c.daemon.key, None);
         assert_eq!(c.daemon.poll_interval, Duration::from_secs(1));
         assert_eq!(c.daemon.id, default_identity());
         assert!(c.daemon.watch_config && c.daemon.accept_push);
         assert!(c.proxies.is_empty() && c.apps.is_empty());
         // A restarted proxy gets this daemon back within a few seconds (PROTOCOL.md §4).
-        let c = parse("[[proxy]]\naddress = \"127.0.0.1:7100\"\n", "t").unwrap();
+        let c = parse(
+            "[daemon]\nauth = \"none\"\n[[proxy]]\naddress = \"127.0.0.1:7100\"\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.proxies[0].reconnect_min, Duration::from_millis(200));
+        assert_eq!(c.proxies[0].connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.proxies[0].handshake_timeout, Duration::from_secs(5));
+        assert_eq!(c.proxies[0].keepalive_idle, Duration::from_secs(10));
+        assert_eq!(c.proxies[0].keepalive_interval, Duration::from_secs(5));
+        let hb = Duration::from_millis(100);
+        assert_eq!(c.proxies[0].write_timeout(hb), Duration::from_secs(2));
+        let c = parse(
+            "[daemon]\nauth = \"none\"\n[[proxy]]\naddress = \"h:1\"\nwrite_timeout_ms = 700\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.proxies[0].write_timeout(hb), Duration::from_millis(700));
         assert_eq!(c.proxies[0].reconnect_max, Duration::from_secs(5));
     }
 
@@ -574,23 +750,23 @@ pid_file = "/run/b.pid"
     fn bad_regex_names_line_column_and_key() {
         let t = GOOD.replace("'^sleep 4242$'", "'(unclosed'");
         let err = parse(&t, "t.toml").unwrap_err();
-        assert_eq!(err.line, Some(14));
+        assert_eq!(err.line, Some(15));
         assert_eq!(err.column, Some(11));
         assert_eq!(err.key.as_deref(), Some("app[0].cmdline"));
         assert!(err
             .to_string()
-            .starts_with("t.toml:14:11: key `app[0].cmdline`: invalid regex"));
+            .starts_with("t.toml:15:11: key `app[0].cmdline`: invalid regex"));
     }
 
     #[test]
     fn type_error_and_unknown_key_are_located() {
         let t = GOOD.replace("weight = 5", "weight = \"heavy\"");
         let err = parse(&t, "t.toml").unwrap_err();
-        assert_eq!(err.line, Some(18));
+        assert_eq!(err.line, Some(19));
         assert_eq!(err.key.as_deref(), Some("app[0].load.weight"));
         let t = GOOD.replace("exe = \"sleep\"", "exe = \"sleep\"\nexec = 1");
         let err = parse(&t, "t.toml").unwrap_err();
-        assert_eq!(err.line, Some(14));
+        assert_eq!(err.line, Some(15));
         assert_eq!(err.key.as_deref(), Some("app[0].exec"));
         assert!(
             err.message.contains("unknown field `exec`"),
@@ -629,6 +805,43 @@ pid_file = "/run/b.pid"
             assert!(err.message.contains(want), "{want}: {err}");
             assert!(err.line.is_some(), "{err}");
         }
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        let c = parse(GOOD, "t").unwrap();
+        assert_eq!(c.daemon.auth, AuthMode::HmacSha256);
+        assert!(c.daemon.key.is_some());
+        let short = GOOD.replace(
+            "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+            "01",
+        );
+        assert!(parse(&short, "t")
+            .unwrap_err()
+            .message
+            .contains("at least 16"));
+        let both = GOOD.replace("poll_interval_ms = 500", "key_file = \"/x\"");
+        assert!(parse(&both, "t").unwrap_err().message.contains("not both"));
+        let missing = GOOD.replace("key = ", "key_file = ");
+        let err = parse(&missing, "t").unwrap_err();
+        assert!(err.message.contains("cannot read key file"), "{err}");
+        let plain_with_key = GOOD.replace("poll_interval_ms = 500", "auth = \"none\"");
+        assert!(parse(&plain_with_key, "t")
+            .unwrap_err()
+            .message
+            .contains("remove one"));
+    }
+
+    /// A pushed configuration must keep a proxy, and the pusher (issue 13 item 5).
+    #[test]
+    fn push_must_keep_the_pushing_proxy() {
+        let e = parse_push("", "push", "127.0.0.1:7100").unwrap_err();
+        assert!(e.message.starts_with("no [[proxy]]"), "{e}");
+        let e = parse_push(GOOD, "push", "127.0.0.1:7101").unwrap_err();
+        assert!(e.message.contains("does not list the proxy"), "{e}");
+        parse_push(GOOD, "push", "127.0.0.1:7100").unwrap();
+        // Local files are not subject to it.
+        parse("[daemon]\nauth = \"none\"\n", "t").unwrap();
     }
 
     #[test]

@@ -24,9 +24,10 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{self, Config, ConfigError};
 use crate::exitwatch::ExitWatcher;
 use crate::poll::Poller;
-use crate::protocol::{ConfigAck, Snapshot};
 use crate::reporter::{random_u64, HelloInfo, PushRequest, Reporter, ReporterShared};
 use crate::state::StatusBook;
+use legacy_protocol::auth::AuthMode;
+use legacy_protocol::{ConfigAck, Snapshot};
 
 /// The config file is checked at least this often, even with a longer poll interval
 /// (with a shorter one, at every poll).
@@ -114,6 +115,7 @@ impl Daemon {
             config_version: version,
             poll_interval: cfg.daemon.poll_interval,
             heartbeat_interval: cfg.daemon.heartbeat_interval,
+            key: cfg.daemon.key.clone(),
         });
         let (snap_tx, snap_rx) = watch::channel(Arc::new(book.snapshot()));
         let (push_tx, push_rx) = mpsc::channel(8);
@@ -156,6 +158,9 @@ impl Daemon {
             proxies = self.cfg.proxies.len(),
             "legacy-daemon started"
         );
+        if self.cfg.daemon.auth == AuthMode::None {
+            tracing::warn!("daemon.auth = \"none\": the link to the proxies is not authenticated; anyone on the path can read and forge reports and pushes (PROTOCOL.md §1.1)");
+        }
         // First poll before any reporter connects, so the first snapshot is real.
         self.poll_and_report();
         self.reconcile_reporters();
@@ -356,6 +361,7 @@ impl Daemon {
             config_version: version,
             poll_interval: self.cfg.daemon.poll_interval,
             heartbeat_interval: self.cfg.daemon.heartbeat_interval,
+            key: self.cfg.daemon.key.clone(),
         });
         self.reconcile_reporters();
         self.poll_and_report();
@@ -402,7 +408,21 @@ impl Daemon {
             }
         } else {
             let origin = format!("config push v{} (from {from})", push.version);
-            match config::parse(&push.config_toml, &origin) {
+            let checked = config::parse_push(&push.config_toml, &origin, &from).and_then(|cfg| {
+                if self.cfg.daemon.auth != AuthMode::None && cfg.daemon.auth == AuthMode::None {
+                    return Err(ConfigError {
+                        origin: origin.clone(),
+                        line: None,
+                        column: None,
+                        key: Some("daemon.auth".into()),
+                        message: "a push cannot turn link authentication off; only a local \
+                                  edit can"
+                            .into(),
+                    });
+                }
+                Ok(cfg)
+            });
+            match checked {
                 Err(e) => {
                     tracing::error!(event = "config_rejected", error = %e, "pushed configuration rejected");
                     nack(e.to_string(), self.version)
@@ -410,10 +430,21 @@ impl Daemon {
                 Ok(cfg) => {
                     let persist = cfg.daemon.persist_push;
                     let text = push.config_toml.clone();
-                    self.apply(cfg, text.clone(), push.version);
+                    // Persist first: a push that cannot be written is not applied either, so
+                    // what runs is what a restart would load.
                     if persist {
-                        self.persist_pushed(&text, push.version);
+                        if let Err(e) = self.persist_pushed(&text, push.version) {
+                            let _ = reply.send(nack(
+                                format!(
+                                    "cannot write {} (the configuration in force is unchanged): {e}",
+                                    self.path.display()
+                                ),
+                                self.version,
+                            ));
+                            return;
+                        }
                     }
+                    self.apply(cfg, text.clone(), push.version);
                     ConfigAck {
                         version: push.version,
                         accepted: true,
@@ -426,33 +457,69 @@ impl Daemon {
         let _ = reply.send(ack);
     }
 
-    /// Writes a pushed configuration to the config file so a restart keeps it.
-    fn persist_pushed(&mut self, text: &str, version: u64) {
+    /// Writes a pushed configuration to the config file so a restart keeps it; the file it
+    /// replaces is kept as `FILE.prev` for rollback.
+    fn persist_pushed(&mut self, text: &str, version: u64) -> std::io::Result<()> {
         let body = if text.lines().any(|l| l.trim_start().starts_with("version")) {
             text.to_string()
         } else {
             format!("# pushed by proxy as version {version}\nversion = {version}\n{text}")
         };
-        match write_atomic(&self.path, body.as_bytes()) {
-            Ok(()) => {
-                // Do not treat our own write as an external edit.
-                self.file_stamp = stamp(&self.path);
-                self.file_text = body;
-            }
-            Err(e) => {
-                tracing::warn!(config = %self.path.display(), error = %e, "cannot persist pushed configuration")
-            }
+        if let Err(e) = replace_keeping_previous(&self.path, body.as_bytes()) {
+            tracing::error!(config = %self.path.display(), error = %e, "cannot persist pushed configuration");
+            return Err(e);
         }
+        tracing::info!(config = %self.path.display(), previous = %prev_path(&self.path).display(), "pushed configuration written; the previous file is kept");
+        // Do not treat our own write as an external edit.
+        self.file_stamp = stamp(&self.path);
+        self.file_text = body;
+        Ok(())
     }
 }
 
-/// Writes `bytes` to `path` via a temporary file and rename.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Where [`replace_keeping_previous`] keeps the replaced file: `FILE.prev`.
+pub fn prev_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".prev")
+}
+
+/// Writes `bytes` to `path` atomically and durably: a temporary file in the same directory,
+/// fsync, rename over `path`, fsync of the directory. A reader sees the old or the new file,
+/// never a mix, and after a crash one of them is on disk.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    use std::io::Write;
+    let tmp = with_suffix(path, ".tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path)
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Like [`write_atomic`], and the file it replaces stays as `FILE.prev` (copied and synced
+/// before the new file is renamed into place), so an operator can roll back with
+/// `mv FILE.prev FILE`.
+pub fn replace_keeping_previous(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match std::fs::read(path) {
+        Ok(old) => write_atomic(&prev_path(path), &old)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    write_atomic(path, bytes)
 }
 
 /// `--once`: polls (twice, 100 ms apart, so CPU use is meaningful) and returns the status.

@@ -2,8 +2,8 @@
 //!
 //! It starts at boot, reads its configuration, polls the process table for the configured
 //! applications and reports their status to one or more proxy pool elements (`proxy-pe`)
-//! over a small TCP protocol ([`protocol`], documented in `PROTOCOL.md`). The proxy side of
-//! that protocol is in [`receiver`].
+//! over a small TCP protocol (the `legacy-protocol` crate in `protocol/`, documented in
+//! `PROTOCOL.md`), which also holds the proxy side of that protocol (`legacy_protocol::receiver`).
 //!
 //! Module map:
 //! - [`config`]: TOML configuration, validation with file/line/column/key errors;
@@ -12,13 +12,10 @@
 //! - [`exitwatch`]: pidfd-based immediate exit notification;
 //! - [`reporter`]: one task per proxy with its own queue, backoff and jitter;
 //! - [`daemon`]: the core loop (poll, reload on SIGHUP/file change, config push);
-//! - [`protocol`], [`receiver`]: the wire protocol and the proxy-side helper.
 
 pub mod config;
 pub mod daemon;
 pub mod exitwatch;
 pub mod poll;
-pub mod protocol;
-pub mod receiver;
 pub mod reporter;
 pub mod state;

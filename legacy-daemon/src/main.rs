@@ -64,6 +64,11 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
+    /// Print a new random 32-byte pre-shared key (hex) for `daemon.key_file` here and the
+    /// daemon's `key_file` in the proxy's `[[daemon]]` table, then exit (PROTOCOL.md §1.1).
+    #[arg(long)]
+    gen_key: bool,
+
     /// Benchmark: time N polls of the process table, print the mean per poll, exit.
     #[arg(long, value_name = "N", hide = true)]
     bench_poll: Option<u32>,
@@ -105,6 +110,10 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
 
     let loaded = config::load_file(&cli.config);
+    if cli.gen_key {
+        outln!("{}", legacy_protocol::auth::Key::generate().to_hex());
+        return ExitCode::SUCCESS;
+    }
     if cli.check_config {
         return match loaded {
             Ok((cfg, _)) => {

@@ -57,7 +57,7 @@ use std::os::unix::fs::DirEntryExt;
 use std::time::Instant;
 
 use crate::config::{AppSpec, Config};
-use crate::protocol::{AppStatus, PortStatus};
+use legacy_protocol::{AppStatus, PortStatus};
 
 /// A cached command line is re-read after this many polls, to notice programs that
 /// rewrite their argv (setproctitle) without exec'ing.
@@ -678,7 +678,7 @@ mod tests {
     fn cfg(re: &str) -> Config {
         crate::config::parse(
             &format!(
-                "[daemon]\npoll_interval_ms = 1000\n[[proxy]]\naddress = \"127.0.0.1:9\"\n\
+                "[daemon]\nauth = \"none\"\npoll_interval_ms = 1000\n[[proxy]]\naddress = \"127.0.0.1:9\"\n\
                  [[app]]\nname = \"s\"\nexe = \"sleep\"\ncmdline = '{re}'\n"
             ),
             "t.toml",
@@ -725,7 +725,7 @@ mod tests {
     fn exe_cfg(exe: &str) -> Config {
         crate::config::parse(
             &format!(
-                "[daemon]\npoll_interval_ms = 1000\n[[proxy]]\naddress = \"127.0.0.1:9\"\n\
+                "[daemon]\nauth = \"none\"\npoll_interval_ms = 1000\n[[proxy]]\naddress = \"127.0.0.1:9\"\n\
                  [[app]]\nname = \"s\"\nexe = \"{exe}\"\n"
             ),
             "t.toml",
@@ -891,7 +891,7 @@ mod tests {
         let a = arg(7);
         let c = crate::config::parse(
             &format!(
-                "[daemon]\npoll_interval_ms = 1000\nnet_interval_ms = 600000\n\
+                "[daemon]\nauth = \"none\"\npoll_interval_ms = 1000\nnet_interval_ms = 600000\n\
                  [[proxy]]\naddress = \"127.0.0.1:9\"\n[[app]]\nname = \"s\"\n\
                  exe = \"sleep\"\ncmdline = '^sleep {}$'\nports = [9]\n",
                 regex_lite::escape(&a)

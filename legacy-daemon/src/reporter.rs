@@ -19,21 +19,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use legacy_protocol::auth::Key;
+use legacy_protocol::link::{connect_daemon, Link};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ProxyTarget;
-use crate::protocol::{
-    ConfigAck, ConfigPush, DaemonFrame, DaemonMessage, Delta, FrameDecoder, Heartbeat, Hello,
-    ProtocolError, ProxyMessage, Snapshot, PROTOCOL_VERSION,
+use legacy_protocol::{
+    ConfigAck, ConfigPush, DaemonFrame, DaemonMessage, Delta, Heartbeat, Hello, ProtocolError,
+    ProxyMessage, Snapshot, PROTOCOL_VERSION,
 };
 
 /// Deltas a reporter may hold before it falls back to a snapshot.
 pub const QUEUE_CAPACITY: usize = 64;
-/// Limit for establishing one TCP connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a Hello and a Heartbeat need to know about the daemon (changes on reload).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +45,8 @@ pub struct HelloInfo {
     pub poll_interval: Duration,
     /// Heartbeat interval.
     pub heartbeat_interval: Duration,
+    /// Pre-shared key for the handshake (`None`: `auth = "none"`).
+    pub key: Option<Key>,
 }
 
 /// A configuration push received from a proxy, handed to the daemon core.
@@ -154,12 +155,36 @@ async fn run(
     let mut salt: u64 = 0;
     loop {
         let attempt =
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target.address)).await;
+            tokio::time::timeout(target.connect_timeout, TcpStream::connect(&target.address)).await;
         match attempt {
             Ok(Ok(stream)) => {
+                let (id, key) = {
+                    let h = shared.hello.borrow();
+                    (h.daemon_id.clone(), h.key.clone())
+                };
+                let link = match tokio::time::timeout(
+                    target.handshake_timeout,
+                    connect_daemon(stream, &id, key.as_ref()),
+                )
+                .await
+                {
+                    Ok(Ok(link)) => link,
+                    Ok(Err(e)) => {
+                        failures += 1;
+                        tracing::error!(proxy = %target.address, attempt = failures, error = %e, "handshake with proxy failed");
+                        backoff(&target, failures, &mut salt).await;
+                        continue;
+                    }
+                    Err(_) => {
+                        failures += 1;
+                        tracing::warn!(proxy = %target.address, attempt = failures, "handshake with proxy timed out");
+                        backoff(&target, failures, &mut salt).await;
+                        continue;
+                    }
+                };
                 failures = 0;
                 tracing::info!(proxy = %target.address, "connected to proxy");
-                let end = session(&target, &shared, stream, &mut queue, &overflow).await;
+                let end = session(&target, &shared, link, &mut queue, &overflow).await;
                 match end {
                     Ok(()) => {
                         tracing::warn!(proxy = %target.address, "proxy closed the connection")
@@ -189,32 +214,35 @@ async fn run(
                 return;
             }
         }
-        salt = salt.wrapping_add(1);
-        let delay = backoff_delay(
-            target.reconnect_min,
-            target.reconnect_max,
-            failures.saturating_sub(1),
-            random_u64(salt),
-        );
-        tracing::debug!(proxy = %target.address, delay_ms = delay.as_millis() as u64, "reconnect backoff");
         // Deltas queued while disconnected are useless: a snapshot follows the reconnect.
-        tokio::time::sleep(delay).await;
+        backoff(&target, failures, &mut salt).await;
     }
 }
 
+async fn backoff(target: &ProxyTarget, failures: u32, salt: &mut u64) {
+    *salt = salt.wrapping_add(1);
+    let delay = backoff_delay(
+        target.reconnect_min,
+        target.reconnect_max,
+        failures.saturating_sub(1),
+        random_u64(*salt),
+    );
+    tracing::debug!(proxy = %target.address, delay_ms = delay.as_millis() as u64, "reconnect backoff");
+    tokio::time::sleep(delay).await;
+}
+
 /// Per-connection writer state.
-struct Conn<'a> {
-    stream: &'a mut TcpStream,
+struct Conn {
+    link: Link,
     seq: u64,
     write_timeout: Duration,
 }
 
-impl Conn<'_> {
+impl Conn {
     async fn send(&mut self, msg: DaemonMessage) -> Result<(), ProtocolError> {
         let frame = DaemonFrame { seq: self.seq, msg };
         self.seq += 1;
-        let bytes = crate::protocol::encode_frame(&frame)?;
-        let w = tokio::io::AsyncWriteExt::write_all(self.stream, &bytes);
+        let w = self.link.send(&frame);
         match tokio::time::timeout(self.write_timeout, w).await {
             Ok(r) => Ok(r?),
             Err(_) => Err(ProtocolError::Io(std::io::Error::new(
@@ -228,16 +256,16 @@ impl Conn<'_> {
 async fn session(
     target: &ProxyTarget,
     shared: &ReporterShared,
-    mut stream: TcpStream,
+    link: Link,
     queue: &mut mpsc::Receiver<Arc<Delta>>,
     overflow: &AtomicBool,
 ) -> Result<(), ProtocolError> {
-    let _ = stream.set_nodelay(true);
-    let sock = socket2::SockRef::from(&stream);
+    let _ = link.stream().set_nodelay(true);
+    let sock = socket2::SockRef::from(link.stream());
     let _ = sock.set_tcp_keepalive(
         &socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(10))
-            .with_interval(Duration::from_secs(5)),
+            .with_time(target.keepalive_idle)
+            .with_interval(target.keepalive_interval),
     );
     // Anything queued before this point is older than the snapshot we are about to send.
     while queue.try_recv().is_ok() {}
@@ -246,9 +274,9 @@ async fn session(
     let info = shared.hello.borrow().clone();
     let mut hb_interval = info.heartbeat_interval;
     let mut conn = Conn {
-        stream: &mut stream,
+        link,
         seq: 0,
-        write_timeout: (hb_interval * 3).max(Duration::from_secs(2)),
+        write_timeout: target.write_timeout(hb_interval),
     };
     conn.send(DaemonMessage::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -268,8 +296,6 @@ async fn session(
     let mut heartbeat_seq: u64 = 0;
     let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + hb_interval, hb_interval);
     hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 4096];
 
     loop {
         tokio::select! {
@@ -299,18 +325,16 @@ async fn session(
                 })).await?;
                 if info.heartbeat_interval != hb_interval {
                     hb_interval = info.heartbeat_interval;
-                    conn.write_timeout = (hb_interval * 3).max(Duration::from_secs(2));
+                    conn.write_timeout = target.write_timeout(hb_interval);
                     hb = tokio::time::interval_at(tokio::time::Instant::now() + hb_interval, hb_interval);
                     hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 }
             }
-            n = conn.stream.read(&mut buf) => {
-                let n = n?;
-                if n == 0 {
-                    return Ok(());
-                }
-                decoder.push(&buf[..n]);
-                while let Some(msg) = decoder.next_frame::<ProxyMessage>()? {
+            msg = conn.link.recv::<ProxyMessage>() => {
+                // Only frames tagged with this connection's session key get here: a config
+                // push comes from a proxy that holds this daemon's key (PROTOCOL.md §1.1).
+                let Some(msg) = msg? else { return Ok(()) };
+                {
                     match msg {
                         ProxyMessage::ConfigPush(push) => {
                             let version = push.version;
@@ -360,9 +384,9 @@ mod tests {
     /// state instead of a gap, with `state_seq` continuity intact afterwards.
     #[tokio::test]
     async fn queue_overflow_resyncs_with_a_snapshot() {
-        use crate::protocol::{AppStatus, LoadHints};
-        use crate::receiver::{DaemonListener, StatusTable};
         use crate::state::StatusBook;
+        use legacy_protocol::receiver::{DaemonListener, StatusTable};
+        use legacy_protocol::{AppStatus, LoadHints};
 
         fn app(pid: u32) -> AppStatus {
             AppStatus {
@@ -378,6 +402,8 @@ mod tests {
         }
 
         let l = DaemonListener::bind("127.0.0.1:0").await.unwrap();
+        let key = legacy_protocol::auth::Key::generate();
+        let keys = legacy_protocol::link::DaemonKeys::hmac([("t".to_string(), key.clone())]);
         let mut book = StatusBook::new();
         book.update(vec![app(1)], 1, 0);
         let (_hello_tx, hello_rx) = watch::channel(HelloInfo {
@@ -385,6 +411,7 @@ mod tests {
             config_version: 1,
             poll_interval: Duration::from_secs(3600),
             heartbeat_interval: Duration::from_secs(3600),
+            key: Some(key.clone()),
         });
         let (snap_tx, snap_rx) = watch::channel(Arc::new(book.snapshot()));
         let (push_tx, _push_rx) = mpsc::channel(1);
@@ -400,9 +427,14 @@ mod tests {
             max_attempts: None,
             reconnect_min: Duration::from_millis(10),
             reconnect_max: Duration::from_millis(10),
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            keepalive_idle: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(5),
+            write_timeout: None,
         };
         let r = Reporter::spawn(target, shared);
-        let mut c = l.accept().await.unwrap();
+        let mut c = l.accept(&keys).await.unwrap();
         let mut t = StatusTable::new(c.hello().clone());
         let first = c.next_message().await.unwrap().unwrap();
         t.apply(&first).unwrap();

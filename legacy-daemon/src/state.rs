@@ -13,7 +13,7 @@
 //! heartbeats. Changing the configuration version always yields a delta (possibly with no
 //! application in it) so proxies learn the new version at once.
 
-use crate::protocol::{AppStatus, Delta, Snapshot};
+use legacy_protocol::{AppStatus, Delta, Snapshot};
 
 /// CPU change (percentage points of one CPU) that is reported as a change.
 pub const CPU_CHANGE_POINTS: f32 = 5.0;
@@ -124,7 +124,7 @@ pub fn significant(old: &AppStatus, new: &AppStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::LoadHints;
+    use legacy_protocol::LoadHints;
 
     fn app(name: &str, pids: &[u32], cpu: f32, rss: u64) -> AppStatus {
         AppStatus {

@@ -24,7 +24,7 @@ fn once_prints_status_json() {
     write_file(
         &cfg,
         &format!(
-            "[daemon]\nid = \"once-host\"\n[[app]]\nname = \"A\"\nexe = \"sleep\"\ncmdline = '{}'\n\
+            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nid = \"once-host\"\n[[app]]\nname = \"A\"\nexe = \"sleep\"\ncmdline = '{}'\n\
              [[app]]\nname = \"absent\"\nexe = \"no-such-binary-xyz\"\nports = [1]\ncount_connections = true\n",
             arg.replace('.', "\\.")
         ),
@@ -56,7 +56,7 @@ fn check_config_exit_codes_and_messages() {
     let good = dir.path("good.toml");
     write_file(
         &good,
-        "[[app]]\nname = \"A\"\nexe = \"x\"\n[[proxy]]\naddress = \"p:7100\"\n",
+        &format!("[daemon]\nkey = \"{TEST_KEY}\"\n[[app]]\nname = \"A\"\nexe = \"x\"\n[[proxy]]\naddress = \"p:7100\"\n"),
     );
     let (code, out, _) = run(&["--check-config", "--config", good.to_str().unwrap()]);
     assert_eq!(code, 0);
@@ -74,6 +74,16 @@ fn check_config_exit_codes_and_messages() {
         bad.display()
     );
     assert!(out.starts_with(&want), "{out}");
+
+    // Without a key and without `auth = "none"` the configuration is refused.
+    let nokey = dir.path("nokey.toml");
+    write_file(&nokey, "[[proxy]]\naddress = \"p:7100\"\n");
+    let (code, out, _) = run(&["--check-config", "-c", nokey.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("key `daemon.key`") && out.contains("auth = \"none\""),
+        "{out}"
+    );
 
     let (code, out, _) = run(&["--check-config", "-c", "/nonexistent/legacy.toml"]);
     assert_eq!(code, 1);

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use legacy_daemon::protocol::DaemonMessage;
+use legacy_protocol::DaemonMessage;
 use std::process::{Command, Stdio};
 
 const POLL: &str = "poll_interval_ms = 200\nheartbeat_interval_ms = 200\nnet_interval_ms = 200\n";
@@ -41,7 +41,7 @@ async fn kill_is_reported_down_and_restart_up() {
     write_file(
         &cfg,
         &format!(
-            "[daemon]\nid = \"host-k\"\n{POLL}{}{}",
+            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nid = \"host-k\"\n{POLL}{}{}",
             proxies(&[addr]),
             sleep_app("A", &arg)
         ),
@@ -49,7 +49,10 @@ async fn kill_is_reported_down_and_restart_up() {
     let _d = spawn_daemon(&cfg, &dir.path("log"));
     let (mut c, mut t) = accept_synced(&l).await;
     assert_eq!(c.hello().daemon_id, "host-k");
-    assert_eq!(c.hello().protocol_version, 1);
+    assert_eq!(
+        c.hello().protocol_version,
+        legacy_protocol::PROTOCOL_VERSION
+    );
     // The daemon polls before connecting, so the first snapshot already shows both.
     let mut want = vec![a1.pid(), a2.pid()];
     want.sort();
@@ -92,7 +95,7 @@ async fn exit_is_noticed_by_pidfd_long_before_the_next_poll() {
     write_file(
         &cfg,
         &format!(
-            "[daemon]\npoll_interval_ms = 600000\nheartbeat_interval_ms = 200\n{}{}",
+            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\npoll_interval_ms = 600000\nheartbeat_interval_ms = 200\n{}{}",
             proxies(&[addr]),
             sleep_app("A", &arg)
         ),
@@ -119,7 +122,7 @@ async fn file_rewrite_adds_and_removes_apps_and_bad_file_keeps_old_config() {
     let b = spawn_sleep(&arg_b);
     let cfg = dir.path("d.toml");
     let log = dir.path("log");
-    let head = format!("[daemon]\n{POLL}{}", proxies(&[addr]));
+    let head = format!("[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n{POLL}{}", proxies(&[addr]));
     write_file(&cfg, &format!("{head}{}", sleep_app("A", &arg_a)));
     let _d = spawn_daemon(&cfg, &log);
     let (mut c, mut t) = accept_synced(&l).await;
@@ -179,7 +182,7 @@ async fn file_edit_of_poll_interval_restarts_the_poll_timer() {
     let log = dir.path("log");
     let body = format!("{}{}", proxies(&[addr]), sleep_app("A", &arg));
     let daemon = |poll_ms: u64| {
-        format!("[daemon]\npoll_interval_ms = {poll_ms}\nheartbeat_interval_ms = 200\n")
+        format!("[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\npoll_interval_ms = {poll_ms}\nheartbeat_interval_ms = 200\n")
     };
     write_file(&cfg, &format!("version = 1\n{}{body}", daemon(600_000)));
     let _d = spawn_daemon(&cfg, &log);
@@ -213,7 +216,7 @@ async fn sighup_reloads_when_file_watching_is_off() {
     let arg = sleep_arg();
     let _a = spawn_sleep(&arg);
     let cfg = dir.path("d.toml");
-    let head = format!("[daemon]\nwatch_config = false\n{POLL}{}", proxies(&[addr]));
+    let head = format!("[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nwatch_config = false\n{POLL}{}", proxies(&[addr]));
     write_file(&cfg, &head);
     let d = spawn_daemon(&cfg, &dir.path("log"));
     let (mut c, mut t) = accept_synced(&l).await;
@@ -238,7 +241,7 @@ async fn proxy_that_comes_back_gets_hello_and_full_snapshot() {
     write_file(
         &cfg,
         &format!(
-            "[daemon]\n{POLL}{}{}",
+            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n{POLL}{}{}",
             proxies(std::slice::from_ref(&addr)),
             sleep_app("A", &arg)
         ),
@@ -252,7 +255,7 @@ async fn proxy_that_comes_back_gets_hello_and_full_snapshot() {
     drop(c);
     drop(l);
     // ... and comes back on the same address.
-    let l = legacy_daemon::receiver::DaemonListener::bind(addr.as_str())
+    let l = legacy_protocol::receiver::DaemonListener::bind(addr.as_str())
         .await
         .expect("rebind");
     let (mut c, t2) = accept_synced(&l).await;
@@ -279,7 +282,7 @@ async fn two_proxies_losing_one_does_not_disturb_the_other() {
     write_file(
         &cfg,
         &format!(
-            "[daemon]\n{POLL}{}{}",
+            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n{POLL}{}{}",
             proxies(&[addr1.clone(), addr2]),
             sleep_app("A", &arg)
         ),
@@ -318,7 +321,7 @@ async fn two_proxies_losing_one_does_not_disturb_the_other() {
     assert!(seen.iter().any(|m| matches!(m, DaemonMessage::Delta(_))));
 
     // P1 comes back: gets its own Hello + snapshot showing A down; P2 is not reset.
-    let l1 = legacy_daemon::receiver::DaemonListener::bind(addr1.as_str())
+    let l1 = legacy_protocol::receiver::DaemonListener::bind(addr1.as_str())
         .await
         .expect("rebind");
     let (_c1, t1) = accept_synced(&l1).await;
@@ -343,7 +346,7 @@ async fn unreachable_proxy_is_retried_then_given_up_without_crash() {
     write_file(
         &cfg,
         &format!(
-            "[daemon]\n{POLL}[[proxy]]\naddress = \"{dead}\"\nmax_attempts = 3\nreconnect_min_ms = 20\n{}",
+            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n{POLL}[[proxy]]\naddress = \"{dead}\"\nmax_attempts = 3\nreconnect_min_ms = 20\n{}",
             proxies(&[addr])
         ),
     );
@@ -359,7 +362,7 @@ async fn unreachable_proxy_is_retried_then_given_up_without_crash() {
         t.apply(&m).expect("continuity");
     }
     assert!(
-        d.0.try_wait().expect("wait").is_none(),
+        d.child.try_wait().expect("wait").is_none(),
         "daemon must still run"
     );
 }
@@ -371,7 +374,8 @@ async fn config_push_is_versioned_and_acknowledged() {
     let arg = sleep_arg();
     let a = spawn_sleep(&arg);
     let cfg = dir.path("d.toml");
-    let head = format!("[daemon]\n{POLL}{}", proxies(&[addr]));
+    let proxy_addr = addr.clone();
+    let head = format!("[daemon]\nkey = \"{TEST_KEY}\"\n{POLL}{}", proxies(&[addr]));
     write_file(&cfg, &format!("version = 3\n{head}"));
     let _d = spawn_daemon(&cfg, &dir.path("log"));
     let (mut c, mut t) = accept_synced(&l).await;
@@ -393,6 +397,9 @@ async fn config_push_is_versioned_and_acknowledged() {
     // Persisted so a restart keeps it.
     let on_disk = std::fs::read_to_string(&cfg).expect("read");
     assert!(on_disk.contains("version = 5") && on_disk.contains("name = \"A\""));
+    // The replaced file is kept for rollback.
+    let prev = std::fs::read_to_string(dir.path("d.toml.prev")).expect("FILE.prev");
+    assert_eq!(prev, format!("version = 3\n{head}"));
 
     // Same version again (e.g. via a second proxy): acknowledged, nothing re-applied.
     c.push_config(5, &new_cfg).await.expect("push");
@@ -422,12 +429,34 @@ async fn config_push_is_versioned_and_acknowledged() {
         "{err}"
     );
     assert!(running(&t, "A"));
+
+    // Pushes that would cut the daemon off, or turn authentication off: rejected, and the
+    // file on disk stays as it was.
+    let before = std::fs::read_to_string(&cfg).expect("read");
+    let other = format!("127.0.0.1:{}", dead_port());
+    let no_auth = new_cfg.replace(&format!("key = \"{TEST_KEY}\""), "auth = \"none\"");
+    for (v, text, want) in [
+        (7, String::new(), "no [[proxy]]"),
+        (
+            8,
+            new_cfg.replace(&proxy_addr, &other),
+            "does not list the proxy",
+        ),
+        (9, no_auth, "cannot turn link authentication off"),
+    ] {
+        c.push_config(v, &text).await.expect("push");
+        let ack = next_ack(&mut c, &mut t).await;
+        assert!(!ack.accepted, "push v{v} accepted");
+        assert_eq!(ack.active_version, 5);
+        assert!(ack.error.as_deref().unwrap_or("").contains(want), "{ack:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&cfg).expect("read"), before);
 }
 
 async fn next_ack(
-    c: &mut legacy_daemon::receiver::DaemonConnection,
-    t: &mut legacy_daemon::receiver::StatusTable,
-) -> legacy_daemon::protocol::ConfigAck {
+    c: &mut legacy_protocol::receiver::DaemonConnection,
+    t: &mut legacy_protocol::receiver::StatusTable,
+) -> legacy_protocol::ConfigAck {
     loop {
         let m = next(c).await;
         t.apply(&m).expect("continuity");
@@ -460,7 +489,8 @@ async fn ports_connections_and_pid_file() {
     let (l, addr) = listener().await;
     let token = format!("tcpsrv{}", unique());
     let port_file = dir.path("port");
-    let server = Proc(
+    let server = Proc::new(
+        "helper",
         die_with_parent(&mut Command::new(std::env::current_exe().expect("exe")))
             .args([
                 "--exact",
@@ -489,7 +519,7 @@ async fn ports_connections_and_pid_file() {
     write_file(
         &cfg,
         &format!(
-            "[daemon]\n{POLL}{}\
+            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n{POLL}{}\
              [[app]]\nname = \"srv\"\ncmdline = '{token}'\nports = [{port}]\ncount_connections = true\nrequire_listen = true\n[app.load]\nweight = 3\n\
              [[app]]\nname = \"bypid\"\npid_file = \"{}\"\n",
             proxies(&[addr]),
@@ -530,7 +560,7 @@ async fn state_file_survives_daemon_restart() {
     write_file(
         &cfg,
         &format!(
-            "[daemon]\nstate_file = \"{}\"\n{POLL}{}{}",
+            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nstate_file = \"{}\"\n{POLL}{}{}",
             state.display(),
             proxies(&[addr]),
             sleep_app("A", &arg)
@@ -541,7 +571,7 @@ async fn state_file_survives_daemon_restart() {
     until(&mut c, &mut t, |t| running(t, "A")).await;
     let (seq_before, instance) = (t.state_seq, c.hello().instance);
     // The state was written before it was sent.
-    let on_disk: legacy_daemon::protocol::Snapshot =
+    let on_disk: legacy_protocol::Snapshot =
         serde_json::from_slice(&std::fs::read(&state).expect("state file")).expect("json");
     assert!(on_disk.state_seq >= seq_before);
     assert_eq!(on_disk.apps[0].pids, vec![a.pid()]);
@@ -563,11 +593,16 @@ async fn config_push_refused_when_disabled() {
     let dir = TempDir::new("nopush");
     let (l, addr) = listener().await;
     let cfg = dir.path("d.toml");
-    let text = format!("[daemon]\naccept_push = false\n{POLL}{}", proxies(&[addr]));
+    let text = format!("[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\naccept_push = false\n{POLL}{}", proxies(&[addr]));
     write_file(&cfg, &text);
     let _d = spawn_daemon(&cfg, &dir.path("log"));
     let (mut c, mut t) = accept_synced(&l).await;
-    c.push_config(9, "[daemon]\n").await.expect("push");
+    c.push_config(
+        9,
+        "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n",
+    )
+    .await
+    .expect("push");
     let ack = next_ack(&mut c, &mut t).await;
     assert!(!ack.accepted);
     assert_eq!((ack.version, ack.active_version), (9, 1));

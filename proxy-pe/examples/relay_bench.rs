@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use legacy_daemon::protocol::{
+use legacy_protocol::{
     encode_frame, AppStatus, DaemonFrame, DaemonMessage, Heartbeat, Hello, LoadHints, Snapshot,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -84,6 +84,12 @@ pub struct Config {
     /// Failure detection timers.
     #[serde(default)]
     pub detection: Detection,
+    /// The daemon link: authentication mode and its timers (legacy-daemon PROTOCOL.md).
+    #[serde(default)]
+    pub daemon_link: DaemonLink,
+    /// The daemons that may connect, with their pre-shared keys (`[[daemon]]` tables).
+    #[serde(default, rename = "daemon")]
+    pub daemons: Vec<DaemonEntry>,
     /// The applications (pools).
     #[serde(default, rename = "application")]
     pub applications: Vec<Application>,
@@ -117,6 +123,62 @@ impl Default for Detection {
             registration_life_ms: 300_000,
         }
     }
+}
+
+/// `[daemon_link]`: how daemons connect (legacy-daemon PROTOCOL.md §1.1, issue 13 item 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonLink {
+    /// `hmac-sha256` (default: every daemon must be listed in a `[[daemon]]` table with its
+    /// key) or `none` (plaintext; any peer may speak for any daemon; a warning at start).
+    pub auth: legacy_protocol::auth::AuthMode,
+    /// Time an accepted connection has to complete its handshake (auth and Hello), ms.
+    /// Each connection's handshake runs in its own task, so a slow peer delays nobody.
+    pub handshake_timeout_ms: u64,
+    /// Connections whose handshake is still running at the same time; beyond this a new
+    /// connection is closed at once (logged), so a flood of silent connections costs at most
+    /// this many sockets for `handshake_timeout_ms` each.
+    pub max_pending_handshakes: usize,
+    /// Time the proxy waits for a configuration push to be written to a daemon, ms.
+    pub push_write_timeout_ms: u64,
+    /// Time the proxy waits for the daemon's `config_ack` before answering `push-config`
+    /// that the push is unanswered, ms.
+    pub push_ack_timeout_ms: u64,
+    /// Bounds of the heartbeat interval a daemon announces in its Hello, ms: the proxy
+    /// judges staleness with the announced interval clamped into `[min, max]`, so a daemon
+    /// cannot make itself unexpirable by announcing hours.
+    pub min_heartbeat_ms: u64,
+    /// Upper bound, see `min_heartbeat_ms`.
+    pub max_heartbeat_ms: u64,
+}
+
+impl Default for DaemonLink {
+    fn default() -> Self {
+        DaemonLink {
+            auth: legacy_protocol::auth::AuthMode::HmacSha256,
+            handshake_timeout_ms: 5_000,
+            max_pending_handshakes: 256,
+            push_write_timeout_ms: 5_000,
+            push_ack_timeout_ms: 10_000,
+            min_heartbeat_ms: 10,
+            max_heartbeat_ms: 10_000,
+        }
+    }
+}
+
+/// `[[daemon]]`: a daemon that may connect, and its pre-shared key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonEntry {
+    /// The daemon identity (its `daemon.id`).
+    pub id: String,
+    /// The key in hex (prefer `key_file`: a file readable by the proxy only).
+    #[serde(default, skip_serializing)]
+    pub key: Option<String>,
+    /// File holding the key in hex (`legacy-daemon --gen-key`); a relative path is relative
+    /// to the directory of the configuration file.
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// One application: a pool of legacy servers (seed 003 [30] "Application 'A'").
@@ -299,13 +361,43 @@ impl Server {
 }
 
 impl Config {
-    /// Reads and validates a file.
+    /// Reads and validates a file, including the daemons' key files.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let cfg = Config::parse(&text, &path.display().to_string())?;
+        cfg.daemon_keys(path)?;
+        Ok(cfg)
+    }
+
+    /// The daemons allowed to connect and their keys; `config_path` is the file the
+    /// configuration came from (relative `key_file`s are relative to its directory).
+    pub fn daemon_keys(
+        &self,
+        config_path: &Path,
+    ) -> Result<legacy_protocol::link::DaemonKeys, ConfigError> {
+        use legacy_protocol::auth::{AuthMode, Key};
+        if self.daemon_link.auth == AuthMode::None {
+            return Ok(legacy_protocol::link::DaemonKeys::plaintext());
+        }
+        let base = config_path.parent().unwrap_or(Path::new("."));
+        let mut keys = Vec::new();
+        for (i, d) in self.daemons.iter().enumerate() {
+            let key = match (&d.key, &d.key_file) {
+                (Some(k), _) => Key::from_hex(k).map_err(|e| e.to_string()),
+                (None, Some(f)) => Key::load(&base.join(f)).map_err(|e| e.to_string()),
+                (None, None) => Err("no key".to_string()),
+            }
+            .map_err(|message| ConfigError::Invalid {
+                origin: config_path.display().to_string(),
+                key: format!("daemon[{i}]"),
+                message,
+            })?;
+            keys.push((d.id.clone(), key));
+        }
+        Ok(legacy_protocol::link::DaemonKeys::hmac(keys))
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
@@ -329,6 +421,53 @@ impl Config {
             key,
             message,
         };
+        let link = &self.daemon_link;
+        if link.handshake_timeout_ms == 0
+            || link.push_write_timeout_ms == 0
+            || link.push_ack_timeout_ms == 0
+            || link.max_pending_handshakes == 0
+        {
+            return Err(bad(
+                "daemon_link".into(),
+                "handshake_timeout_ms, max_pending_handshakes, push_write_timeout_ms and push_ack_timeout_ms must be at least 1"
+                    .into(),
+            ));
+        }
+        if link.min_heartbeat_ms == 0 || link.min_heartbeat_ms > link.max_heartbeat_ms {
+            return Err(bad(
+                "daemon_link.min_heartbeat_ms".into(),
+                "must be at least 1 and not above max_heartbeat_ms".into(),
+            ));
+        }
+        let mut ids = BTreeSet::new();
+        for (i, d) in self.daemons.iter().enumerate() {
+            if d.id.is_empty() || !ids.insert(d.id.clone()) {
+                return Err(bad(
+                    format!("daemon[{i}].id"),
+                    format!("empty or duplicate daemon id `{}`", d.id),
+                ));
+            }
+            let auth = link.auth == legacy_protocol::auth::AuthMode::HmacSha256;
+            match (&d.key, &d.key_file) {
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        format!("daemon[{i}]"),
+                        "give either key or key_file, not both".into(),
+                    ))
+                }
+                (None, None) if auth => {
+                    return Err(bad(
+                        format!("daemon[{i}].key_file"),
+                        format!("daemon `{}` needs key_file (or key) with daemon_link.auth = \"hmac-sha256\"", d.id),
+                    ))
+                }
+                (Some(k), None) => {
+                    legacy_protocol::auth::Key::from_hex(k)
+                        .map_err(|e| bad(format!("daemon[{i}].key"), e.to_string()))?;
+                }
+                _ => {}
+            }
+        }
         if self.detection.heartbeat_miss_factor == 0 {
             return Err(bad(
                 "detection.heartbeat_miss_factor".into(),
@@ -406,6 +545,17 @@ impl Config {
                 if s.daemon.is_empty() {
                     return Err(bad(format!("{sk}.daemon"), "must not be empty".into()));
                 }
+                if self.daemon_link.auth == legacy_protocol::auth::AuthMode::HmacSha256
+                    && !ids.contains(&s.daemon)
+                {
+                    return Err(bad(
+                        format!("{sk}.daemon"),
+                        format!(
+                            "daemon `{}` has no [[daemon]] table with its key (it could never connect)",
+                            s.daemon
+                        ),
+                    ));
+                }
                 if s.lifetime_s == Some(0) {
                     return Err(bad(format!("{sk}.lifetime_s"), "must be > 0".into()));
                 }
@@ -454,7 +604,51 @@ port = 7000
 daemon = "legacy-2"
 lifetime_s = 3600
 maintenance = ["daily 02:00-03:00", "1700000000-1700003600"]
+
+[[daemon]]
+id = "legacy-1"
+key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+
+[[daemon]]
+id = "legacy-2"
+key_file = "legacy-2.key"
 "#;
+
+    #[test]
+    fn daemons_need_keys_unless_auth_is_none() {
+        let c = Config::parse(EXAMPLE, "t").expect("valid");
+        assert_eq!(
+            c.daemon_link.auth,
+            legacy_protocol::auth::AuthMode::HmacSha256
+        );
+        assert_eq!(c.daemons.len(), 2);
+        // A server whose daemon has no [[daemon]] table could never connect.
+        let text = EXAMPLE.replace("id = \"legacy-2\"", "id = \"other\"");
+        let e = Config::parse(&text, "p").expect_err("invalid");
+        assert!(e.to_string().contains("server[1].daemon"), "{e}");
+        // Plaintext only when chosen; then no tables are needed.
+        let cut = &EXAMPLE[..EXAMPLE.find("[[daemon]]").expect("tables")];
+        let e = Config::parse(cut, "p").expect_err("invalid");
+        assert!(e.to_string().contains("no [[daemon]] table"), "{e}");
+        let plain = format!("{cut}\n[daemon_link]\nauth = \"none\"\n");
+        Config::parse(&plain, "p").expect("plaintext by choice");
+        // A malformed key is reported with its table.
+        let text = EXAMPLE.replace("key = \"0001", "key = \"zz01");
+        let e = Config::parse(&text, "p").expect_err("invalid");
+        assert!(e.to_string().contains("daemon[0].key"), "{e}");
+        // Relative key files are read next to the configuration file.
+        let dir = std::env::temp_dir().join(format!("proxy-pe-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let e = c
+            .daemon_keys(&dir.join("proxy.toml"))
+            .expect_err("missing key file");
+        assert!(e.to_string().contains("legacy-2.key"), "{e}");
+        let k = legacy_protocol::auth::Key::generate();
+        std::fs::write(dir.join("legacy-2.key"), k.to_hex()).expect("write");
+        let keys = c.daemon_keys(&dir.join("proxy.toml")).expect("keys");
+        assert_eq!(keys.keys.get("legacy-2"), Some(&k));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn example_parses() {

@@ -80,10 +80,15 @@ impl PushAnswer {
 }
 
 /// Largest configuration accepted for a push (the protocol's frame limit).
-pub const MAX_PUSH_LEN: u64 = legacy_daemon::protocol::MAX_FRAME_LEN as u64 - 4096;
+pub const MAX_PUSH_LEN: u64 = legacy_protocol::MAX_FRAME_LEN as u64 - 4096;
 
-/// How long the proxy waits for a daemon's `config_ack`.
-pub const PUSH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a control connection may stay open beyond the proxy's push-ack wait
+/// (`[daemon_link] push_ack_timeout_ms`): the answer is written within it.
+pub const CONTROL_GRACE: Duration = Duration::from_secs(5);
+
+/// Default of `proxy-pe push-config --wait-ms`: how long the command waits for the proxy's
+/// answer (the proxy answers within its `push_ack_timeout_ms`, default 10 s).
+pub const DEFAULT_PUSH_WAIT_MS: u64 = 60_000;
 
 /// Control-port errors.
 #[derive(Debug, thiserror::Error)]
@@ -111,16 +116,22 @@ pub enum ControlError {
 }
 
 /// Serves the control port; every command is a [`ControlRequest`] to the driver.
-pub async fn serve(listener: TcpListener, requests: mpsc::UnboundedSender<ControlRequest>) {
+/// `push_ack_timeout` is the proxy's current push-ack wait (it changes on reload).
+pub async fn serve(
+    listener: TcpListener,
+    requests: mpsc::UnboundedSender<ControlRequest>,
+    push_ack_timeout: tokio::sync::watch::Receiver<Duration>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let requests = requests.clone();
+        let push_ack_timeout = push_ack_timeout.clone();
         tokio::spawn(async move {
-            // A push waits for the daemon's acknowledgement (at most PUSH_ACK_TIMEOUT).
-            let limit = PUSH_ACK_TIMEOUT + Duration::from_secs(5);
+            // A push waits for the daemon's acknowledgement (at most push_ack_timeout).
+            let limit = *push_ack_timeout.borrow() + CONTROL_GRACE;
             let _ = tokio::time::timeout(limit, answer(stream, requests)).await;
         });
     }
@@ -222,6 +233,7 @@ pub async fn push_config(
     daemon: &str,
     version: Option<u64>,
     config_toml: &str,
+    wait: Duration,
 ) -> Result<PushAnswer, ControlError> {
     if daemon.is_empty() || daemon.chars().any(char::is_whitespace) {
         return Err(ControlError::Push(format!(
@@ -243,7 +255,7 @@ pub async fn push_config(
         s.read_to_end(&mut buf).await?;
         Ok::<_, ControlError>(serde_json::from_slice(&buf)?)
     };
-    tokio::time::timeout(PUSH_ACK_TIMEOUT + Duration::from_secs(5), work)
+    tokio::time::timeout(wait, work)
         .await
         .map_err(|_| ControlError::Timeout)?
 }

@@ -31,8 +31,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use asap::wire::{Policy, PoolElement, TransportParameter, TransportUse};
-use legacy_daemon::protocol::{AppStatus, ConfigAck, DaemonMessage, Hello};
-use legacy_daemon::receiver::StatusTable;
+use legacy_protocol::receiver::StatusTable;
+use legacy_protocol::{AppStatus, ConfigAck, DaemonMessage, Hello};
 use serde::Serialize;
 
 use crate::config::{Application, Config, Mode, Window};
@@ -720,6 +720,10 @@ impl Core {
         let mut actions = Vec::new();
         let mut logs = Vec::new();
         let det = self.cfg.detection.clone();
+        let (hb_min, hb_max) = (
+            self.cfg.daemon_link.min_heartbeat_ms.max(1),
+            self.cfg.daemon_link.max_heartbeat_ms.max(1),
+        );
         for a in &mut self.apps {
             for s in &mut a.servers {
                 let daemon = self.daemons.get(&s.cfg.daemon);
@@ -729,7 +733,13 @@ impl Core {
                         .get(s.cfg.daemon_app.as_deref().unwrap_or(&a.cfg.name))
                 });
                 let fresh = daemon.is_some_and(|d| {
-                    let hb = d.table.hello.heartbeat_interval_ms.max(1);
+                    // The interval the daemon announced, bounded by `[daemon_link]`: a daemon
+                    // cannot make itself unexpirable by announcing hours.
+                    let hb = d
+                        .table
+                        .hello
+                        .heartbeat_interval_ms
+                        .clamp(hb_min, hb_max.max(hb_min));
                     d.connected
                         && d.table.synced
                         && now.saturating_sub(d.last_frame_ms)

@@ -61,6 +61,10 @@ enum Cmd {
         /// The proxy's control port.
         #[arg(long, default_value = "127.0.0.1:7199")]
         control: SocketAddr,
+        /// How long to wait for the proxy's answer, ms (the proxy itself answers within its
+        /// `[daemon_link] push_ack_timeout_ms`, default 10000).
+        #[arg(long, value_name = "MS", default_value_t = proxy_pe::control::DEFAULT_PUSH_WAIT_MS)]
+        wait_ms: u64,
         /// The complete legacy-daemon configuration file (TOML) to push.
         file: PathBuf,
     },
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
             daemon,
             version,
             control,
+            wait_ms,
             file,
         } => {
             let text = match std::fs::read_to_string(&file) {
@@ -145,7 +150,11 @@ fn main() -> ExitCode {
                 }
             };
             match rt.block_on(proxy_pe::control::push_config(
-                control, &daemon, version, &text,
+                control,
+                &daemon,
+                version,
+                &text,
+                std::time::Duration::from_millis(wait_ms),
             )) {
                 Ok(a) if a.accepted => {
                     println!(

@@ -1,7 +1,7 @@
 //! The driver: owns the [`Core`] and connects it to sockets, timers and signals.
 //!
 //! One task owns the core; everything else talks to it over channels:
-//! - daemon connections (legacy-daemon PROTOCOL.md, via `legacy_daemon::receiver`);
+//! - daemon connections (legacy-daemon PROTOCOL.md, via `legacy_protocol::receiver`);
 //! - mode B relay sessions ([`crate::relay`]);
 //! - the registrar client ([`crate::registrar`]);
 //! - the control port ([`crate::control`]), including configuration pushes to daemons
@@ -18,11 +18,13 @@ use std::time::{Duration, SystemTime};
 
 use asap::session::SessionListener;
 use asap::transport::TransportKind;
-use legacy_daemon::protocol::{ConfigPush, DaemonMessage, Hello};
-use legacy_daemon::receiver::DaemonListener;
+use legacy_protocol::auth::AuthMode;
+use legacy_protocol::link::DaemonKeys;
+use legacy_protocol::receiver::{DaemonConnection, DaemonListener};
+use legacy_protocol::{ConfigPush, DaemonMessage, Hello};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError, Mode};
@@ -72,6 +74,10 @@ struct Driver {
     moves: BTreeMap<SessionId, mpsc::UnboundedSender<(String, String)>>,
     /// Current connection of each daemon and the channel to push configurations on it.
     daemon_conn: BTreeMap<String, (u64, mpsc::UnboundedSender<ConfigPush>)>,
+    /// Keys and timers of the daemon accept loop, replaced on reload.
+    link_tx: watch::Sender<Arc<LinkSettings>>,
+    /// The push-ack wait for the control port, replaced on reload.
+    ack_tx: watch::Sender<Duration>,
     /// `push-config` requests waiting for the daemon's `config_ack`, by daemon.
     push_waiters: BTreeMap<String, Vec<(u64, oneshot::Sender<PushAnswer>)>>,
     /// Deadline of each waiting push (answered as unanswered when it passes).
@@ -118,8 +124,14 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
     let (session_tx, mut session_rx) = mpsc::unbounded_channel();
     let (report_tx, mut report_rx) = mpsc::unbounded_channel();
     let (daemon_tx, mut daemon_rx) = mpsc::unbounded_channel();
-    tokio::spawn(control::serve(control_l, report_tx));
-    tokio::spawn(accept_daemons(daemons, daemon_tx));
+    let (ack_tx, ack_rx) =
+        watch::channel(Duration::from_millis(cfg.daemon_link.push_ack_timeout_ms));
+    tokio::spawn(control::serve(control_l, report_tx, ack_rx));
+    let (link_tx, link_rx) = watch::channel(Arc::new(LinkSettings::of(&cfg, &path)?));
+    if cfg.daemon_link.auth == AuthMode::None {
+        tracing::warn!("daemon_link.auth = \"none\": daemons are not authenticated; any peer that reaches daemon_listen may speak for any daemon (legacy-daemon PROTOCOL.md §1.1)");
+    }
+    tokio::spawn(accept_daemons(daemons, link_rx, daemon_tx));
 
     let mut d = Driver {
         core: Core::new(cfg.clone()),
@@ -133,6 +145,8 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
         session_tx,
         moves: BTreeMap::new(),
         daemon_conn: BTreeMap::new(),
+        link_tx,
+        ack_tx,
         push_waiters: BTreeMap::new(),
         push_deadlines: Vec::new(),
         listeners: BTreeMap::new(),
@@ -189,79 +203,151 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
     Ok(())
 }
 
-async fn accept_daemons(listener: DaemonListener, tx: mpsc::UnboundedSender<DaemonEvent>) {
+/// What the daemon accept loop needs from the configuration (replaced on reload).
+#[derive(Debug, Clone)]
+struct LinkSettings {
+    keys: DaemonKeys,
+    handshake_timeout: Duration,
+    max_pending: usize,
+    push_write_timeout: Duration,
+}
+
+impl LinkSettings {
+    fn of(cfg: &Config, path: &Path) -> Result<LinkSettings, ConfigError> {
+        Ok(LinkSettings {
+            keys: cfg.daemon_keys(path)?,
+            handshake_timeout: Duration::from_millis(cfg.daemon_link.handshake_timeout_ms),
+            max_pending: cfg.daemon_link.max_pending_handshakes,
+            push_write_timeout: Duration::from_millis(cfg.daemon_link.push_write_timeout_ms),
+        })
+    }
+}
+
+/// One handshake in progress; frees its place when dropped (also if the task ends early).
+struct PendingSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Accepts daemon connections. The loop only accepts: each connection's handshake runs in a
+/// task of its own under `handshake_timeout`, so a silent or slow peer delays nobody
+/// (issue 13 item 5: five silent connections used to delay a daemon by 45 s).
+async fn accept_daemons(
+    listener: DaemonListener,
+    settings: watch::Receiver<Arc<LinkSettings>>,
+    tx: mpsc::UnboundedSender<DaemonEvent>,
+) {
     let mut next_conn = 0u64;
+    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
-        // The handshake (Hello) is read inside accept; bound a silent peer.
-        let conn = match tokio::time::timeout(Duration::from_secs(10), listener.accept()).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "daemon handshake failed");
+        let (stream, peer) = match listener.accept_tcp().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "daemon listener: accept failed");
+                // E.g. out of descriptors: do not spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            Err(_) => continue,
         };
+        let link = settings.borrow().clone();
+        use std::sync::atomic::Ordering;
+        if pending.fetch_add(1, Ordering::AcqRel) >= link.max_pending {
+            pending.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(%peer, max_pending_handshakes = link.max_pending, "daemon connection refused: too many handshakes in progress");
+            drop(stream);
+            continue;
+        }
         next_conn += 1;
         let id = next_conn;
         let tx = tx.clone();
+        let slot = PendingSlot(pending.clone());
         tokio::spawn(async move {
-            let mut conn = conn;
-            let daemon = conn.hello().daemon_id.clone();
-            tracing::info!(daemon, peer = %conn.peer(), "daemon connected");
-            let (push_tx, mut push_rx) = mpsc::unbounded_channel::<ConfigPush>();
-            if tx
-                .send(DaemonEvent::Hello(id, conn.hello().clone(), push_tx))
-                .is_err()
-            {
-                return;
-            }
-            loop {
-                tokio::select! {
-                    // `next_message` is cancel-safe: a push may interrupt it.
-                    m = conn.next_message() => match m {
-                        Ok(Some(m)) => {
-                            let (rtx, rrx) = oneshot::channel();
-                            if tx
-                                .send(DaemonEvent::Msg(id, daemon.clone(), m, rtx))
-                                .is_err()
-                            {
-                                return;
-                            }
-                            if !rrx.await.unwrap_or(false) {
-                                break;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::warn!(daemon, error = %e, "daemon connection error");
-                            break;
-                        }
-                    },
-                    Some(p) = push_rx.recv() => {
-                        let sent = tokio::time::timeout(
-                            Duration::from_secs(5),
-                            conn.push_config(p.version, &p.config_toml),
-                        )
-                        .await;
-                        match sent {
-                            Ok(Ok(())) => {
-                                tracing::info!(daemon, version = p.version, "configuration pushed")
-                            }
-                            Ok(Err(e)) => {
-                                tracing::warn!(daemon, error = %e, "configuration push failed");
-                                break;
-                            }
-                            Err(_) => {
-                                tracing::warn!(daemon, "configuration push: write timed out");
-                                break;
-                            }
-                        }
+            let hs = tokio::time::timeout(
+                link.handshake_timeout,
+                DaemonConnection::handshake(stream, peer, &link.keys),
+            )
+            .await;
+            drop(slot);
+            let conn = match hs {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "daemon connection refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, timeout_ms = link.handshake_timeout.as_millis() as u64, "daemon connection refused: no handshake within the timeout");
+                    return;
+                }
+            };
+            serve_daemon(id, conn, link.push_write_timeout, tx).await;
+        });
+    }
+}
+
+/// One authenticated daemon connection: its messages go to the driver, pushes go out.
+async fn serve_daemon(
+    id: u64,
+    mut conn: DaemonConnection,
+    push_write_timeout: Duration,
+    tx: mpsc::UnboundedSender<DaemonEvent>,
+) {
+    let daemon = conn.hello().daemon_id.clone();
+    tracing::info!(daemon, peer = %conn.peer(), "daemon connected");
+    let (push_tx, mut push_rx) = mpsc::unbounded_channel::<ConfigPush>();
+    if tx
+        .send(DaemonEvent::Hello(id, conn.hello().clone(), push_tx))
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            // `next_message` is cancel-safe: a push may interrupt it.
+            m = conn.next_message() => match m {
+                Ok(Some(m)) => {
+                    let (rtx, rrx) = oneshot::channel();
+                    if tx
+                        .send(DaemonEvent::Msg(id, daemon.clone(), m, rtx))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    if !rrx.await.unwrap_or(false) {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(daemon, peer = %conn.peer(), error = %e, "daemon connection error");
+                    break;
+                }
+            },
+            Some(p) = push_rx.recv() => {
+                let sent = tokio::time::timeout(
+                    push_write_timeout,
+                    conn.push_config(p.version, &p.config_toml),
+                )
+                .await;
+                match sent {
+                    Ok(Ok(())) => {
+                        tracing::info!(daemon, version = p.version, "configuration pushed")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(daemon, error = %e, "configuration push failed");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!(daemon, "configuration push: write timed out");
+                        break;
                     }
                 }
             }
-            let _ = tx.send(DaemonEvent::Gone(id, daemon));
-        });
+        }
     }
+    let _ = tx.send(DaemonEvent::Gone(id, daemon));
 }
 
 impl Driver {
@@ -397,7 +483,7 @@ impl Driver {
         }
         self.core.config_push_sent(now_ms(), &daemon, version);
         self.push_deadlines.push((
-            tokio::time::Instant::now() + control::PUSH_ACK_TIMEOUT,
+            tokio::time::Instant::now() + self.push_ack_timeout(),
             daemon.clone(),
             version,
         ));
@@ -428,10 +514,15 @@ impl Driver {
             .retain(|(_, d, v)| !(d == daemon && *v == version));
     }
 
-    /// Pushes without an answer within [`control::PUSH_ACK_TIMEOUT`] are answered as such
+    fn push_ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.core.config().daemon_link.push_ack_timeout_ms)
+    }
+
+    /// Pushes without an answer within `[daemon_link] push_ack_timeout_ms` are answered as such
     /// (the daemon's late answer still shows in `status`).
     fn expire_pushes(&mut self) {
         let now = tokio::time::Instant::now();
+        let wait_ms = self.push_ack_timeout().as_millis();
         let due: Vec<(String, u64)> = self
             .push_deadlines
             .iter()
@@ -444,8 +535,8 @@ impl Driver {
                     d,
                     Some(v),
                     format!(
-                        "no answer from daemon `{d}` to the push of version {v} within {} s; see `proxy-pe status`",
-                        control::PUSH_ACK_TIMEOUT.as_secs()
+                        "no answer from daemon `{d}` to the push of version {v} within {wait_ms} ms; see `proxy-pe status`"
+
                     ),
                 )
             });
@@ -493,8 +584,12 @@ impl Driver {
     }
 
     async fn reload(&mut self, why: &str) {
-        match Config::load(&self.path) {
-            Ok(cfg) => {
+        let loaded = Config::load(&self.path)
+            .and_then(|cfg| LinkSettings::of(&cfg, &self.path).map(|l| (cfg, l)));
+        match loaded {
+            Ok((cfg, link)) => {
+                // Key files may change without the configuration text changing.
+                self.link_tx.send_replace(Arc::new(link));
                 if &cfg == self.core.config() {
                     return;
                 }
@@ -515,6 +610,8 @@ impl Driver {
                 tracing::info!(why, "configuration reloaded");
                 self.config_loads += 1;
                 self.last_config_error = None;
+                self.ack_tx
+                    .send_replace(Duration::from_millis(cfg.daemon_link.push_ack_timeout_ms));
                 let acts = self.core.apply_config(now_ms(), cfg);
                 self.dispatch(acts);
                 self.sync_listeners().await;

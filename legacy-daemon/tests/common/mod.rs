@@ -6,12 +6,13 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use legacy_daemon::protocol::DaemonMessage;
-use legacy_daemon::receiver::{DaemonConnection, DaemonListener, StatusTable};
+use legacy_protocol::receiver::{DaemonConnection, DaemonListener, StatusTable};
+pub use legacy_protocol::test_support::{die_with_parent, Proc};
+use legacy_protocol::DaemonMessage;
 
 /// Upper bound for waiting on any single expected event.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -45,42 +46,11 @@ impl Drop for TempDir {
     }
 }
 
-/// A child process killed (and reaped) on drop.
-pub struct Proc(pub Child);
-
-impl Proc {
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-    /// SIGKILL and reap, so no zombie remains.
-    pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Makes the child die with the test process even if the test aborts (no Drop runs then).
-pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        })
-    }
-}
-
 /// `sleep <secs>` where `secs` is distinctive (e.g. `100000.123`), so a regex matches
 /// exactly this process.
 pub fn spawn_sleep(arg: &str) -> Proc {
-    Proc(
+    Proc::new(
+        "sleep",
         die_with_parent(&mut Command::new("sleep"))
             .arg(arg)
             .stdin(Stdio::null())
@@ -96,17 +66,12 @@ pub fn daemon_bin() -> &'static str {
 
 /// The daemon, running with `config`, stderr logged to `log`; killed on drop.
 pub fn spawn_daemon(config: &Path, log: &Path) -> Proc {
-    let err = std::fs::File::create(log).expect("log file");
-    Proc(
-        die_with_parent(&mut Command::new(daemon_bin()))
-            .arg("--config")
-            .arg(config)
-            .env("LEGACY_DAEMON_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("spawn daemon"),
+    legacy_protocol::test_support::spawn_logged(
+        "legacy-daemon",
+        Path::new(daemon_bin()),
+        &["--config".into(), config.display().to_string()],
+        &[("LEGACY_DAEMON_LOG", "debug")],
+        log,
     )
 }
 
@@ -115,6 +80,20 @@ pub fn write_file(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp-write");
     std::fs::write(&tmp, text).expect("write");
     std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// The pre-shared key every test daemon configuration carries (`key = "…"`).
+pub const TEST_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// The proxy-side key table of the tests: the identities the test configurations use
+/// (the default identity is the host name), all with [`TEST_KEY`].
+pub fn keys() -> legacy_protocol::link::DaemonKeys {
+    let k = legacy_protocol::auth::Key::from_hex(TEST_KEY).expect("test key");
+    legacy_protocol::link::DaemonKeys::hmac(
+        [legacy_daemon::config::default_identity(), "host-k".into()]
+            .into_iter()
+            .map(|id| (id, k.clone())),
+    )
 }
 
 /// A listener bound to an ephemeral loopback port.
@@ -127,7 +106,7 @@ pub async fn listener() -> (DaemonListener, String) {
 /// Accepts a daemon connection and returns it with a table fed by its first message,
 /// which must be a full snapshot.
 pub async fn accept_synced(l: &DaemonListener) -> (DaemonConnection, StatusTable) {
-    let mut c = tokio::time::timeout(DEADLINE, l.accept())
+    let mut c = tokio::time::timeout(DEADLINE, l.accept(&keys()))
         .await
         .expect("daemon did not connect")
         .expect("handshake");

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::Config;
-use legacy_daemon::protocol::{Delta, Heartbeat, LoadHints, PortStatus, Snapshot};
+use legacy_protocol::{Delta, Heartbeat, LoadHints, PortStatus, Snapshot};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -15,6 +15,10 @@ fn config(mode: &str, policy: &str, extra_server: &str) -> Config {
     let text = format!(
         r#"
 mode = "{mode}"
+[daemon_link]
+# The core never sees the handshake; identities here are already authenticated.
+auth = "none"
+max_heartbeat_ms = 10000
 [detection]
 heartbeat_miss_factor = 3
 suspect_grace_ms = 10000
@@ -194,6 +198,30 @@ fn silent_daemon_is_suspect_then_down_only_when_probe_fails() {
     assert_eq!(s.health, Health::Down);
     assert_eq!(s.reason, "daemon silent and service probe failed");
     assert!(!s.running);
+}
+
+/// A daemon that announces a heartbeat interval of one hour is judged with the proxy's
+/// `daemon_link.max_heartbeat_ms` (10 s here): silent for 3 × 10 s it is suspect, not fresh
+/// for three hours.
+#[test]
+fn announced_heartbeat_interval_is_bounded_by_the_proxy() {
+    let mut c = Core::new(config("broker", "round-robin", ""));
+    for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
+        let mut h = hello(d, 1);
+        if *d == "d1" {
+            h.heartbeat_interval_ms = 3_600_000;
+        }
+        c.daemon_connected(T0, &h);
+        c.daemon_message(T0, d, &snapshot(1, vec![app(true, &[100 + i as u32])]))
+            .expect("snapshot");
+    }
+    let t = T0 + 30_001;
+    for d in ["d2", "d3"] {
+        c.daemon_message(t, d, &heartbeat(1)).expect("hb");
+    }
+    c.tick(t);
+    assert_eq!(state(&c, t, "IP1").health, Health::Suspect);
+    assert_eq!(state(&c, t, "IP2").health, Health::Running);
 }
 
 #[test]
@@ -586,7 +614,7 @@ fn mode_a_maintenance_window_deregisters_and_readmits() {
 }
 
 fn ack(version: u64, accepted: bool, active: u64, error: Option<&str>) -> DaemonMessage {
-    DaemonMessage::ConfigAck(legacy_daemon::protocol::ConfigAck {
+    DaemonMessage::ConfigAck(legacy_protocol::ConfigAck {
         version,
         accepted,
         active_version: active,

@@ -12,38 +12,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use asap::transport::{Event, Msg, Transport, TransportConfig, TransportKind};
 use asap::wire::asap_msg::HandleResolution;
 use asap::wire::{AsapMessage, Message, Protocol, TransportParameter};
+pub use legacy_protocol::test_support::{spawn_logged, Proc};
 use proxy_pe::control::{query, Report};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-/// A child process killed on drop.
-pub struct Proc {
-    pub child: Child,
-    pub name: String,
-}
-
-impl Proc {
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn workspace_target() -> PathBuf {
     // tests run from target/debug/deps/<test-binary>
@@ -67,33 +46,8 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-fn die_with_parent(cmd: &mut Command) -> &mut Command {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and only changes this child's own settings.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        })
-    };
-    cmd
-}
-
 pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Proc {
-    let log_f = std::fs::File::create(log).expect("log file");
-    let child = die_with_parent(
-        Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log_f.try_clone().expect("clone"))
-            .stderr(log_f),
-    )
-    .spawn()
-    .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
-    Proc {
-        child,
-        name: name.to_string(),
-    }
+    spawn_logged(name, program, args, &[], log)
 }
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
@@ -182,6 +136,11 @@ impl Rig {
             proxy_extra: String::new(),
             daemon_default_backoff: false,
         };
+        // Each daemon's pre-shared key, in `d1.key` … next to the configurations.
+        for i in 0..3 {
+            let key = legacy_protocol::auth::Key::generate();
+            std::fs::write(r.dir.join(format!("d{}.key", i + 1)), key.to_hex()).expect("key");
+        }
         for i in 0..3 {
             let addr: SocketAddr = format!("127.0.0.{}:{}", 11 + i, port()).parse().expect("a");
             r.echo_addrs.push(addr);
@@ -239,6 +198,9 @@ impl Rig {
             );
         }
         s += &self.proxy_extra;
+        for i in 1..=3 {
+            s += &format!("\n[[daemon]]\nid = \"d{i}\"\nkey_file = \"d{i}.key\"\n");
+        }
         s
     }
 
@@ -288,7 +250,11 @@ impl Rig {
     }
 
     pub fn start_daemon(&mut self, i: usize) {
-        let mut s = format!("[daemon]\nid = \"d{}\"\npoll_interval_ms = 100\n\n", i + 1);
+        let mut s = format!(
+            "[daemon]\nid = \"d{}\"\nkey_file = \"{}\"\npoll_interval_ms = 100\n\n",
+            i + 1,
+            self.dir.join(format!("d{}.key", i + 1)).display()
+        );
         for p in &self.daemon_ports {
             s += &format!("[[proxy]]\naddress = \"127.0.0.1:{p}\"\n");
             if !self.daemon_default_backoff {

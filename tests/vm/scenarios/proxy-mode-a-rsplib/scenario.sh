@@ -51,6 +51,9 @@ for i in 1 2 3; do
   start echo$i legacy-echo --listen 10.0.0.4$i:700$i --tag IP$i
 done
 
+# One pre-shared key per daemon, read by the proxies and by the daemon.
+for i in 1 2 3; do legacy-daemon --gen-key > /tmp/legacy-$i.key; done
+
 # proxy_conf NAME REGISTRAR POOL DAEMON_LISTEN CONTROL
 proxy_conf() {
   cat > /tmp/proxy-$1.toml <<TOML
@@ -75,6 +78,15 @@ port = 700$i
 daemon = "legacy-$i"
 TOML
   done
+  # Each daemon may connect with its pre-shared key (legacy-daemon PROTOCOL.md §1.1).
+  for i in 1 2 3; do
+    cat >> /tmp/proxy-$1.toml <<TOML
+
+[[daemon]]
+id = "legacy-$i"
+key_file = "/tmp/legacy-$i.key"
+TOML
+  done
   cp /tmp/proxy-$1.toml "$OUT/proxy-$1.toml"
 }
 proxy_conf r $PRR LegacyPool $PX:7101 127.0.0.1:7191
@@ -89,6 +101,7 @@ for i in 1 2 3; do
   cat > /tmp/daemon-$i.toml <<TOML
 [daemon]
 id = "legacy-$i"
+key_file = "/tmp/legacy-$i.key"
 poll_interval_ms = 300
 
 [[proxy]]

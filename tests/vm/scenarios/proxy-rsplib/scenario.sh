@@ -33,6 +33,9 @@ for i in 1 2 3; do
   start echo$i legacy-echo --listen 10.0.0.4$i:700$i --tag IP$i
 done
 
+# One pre-shared key per daemon, read by the proxies and by the daemon.
+for i in 1 2 3; do legacy-daemon --gen-key > /tmp/legacy-$i.key; done
+
 # The proxy.
 cat > /tmp/proxy.toml <<TOML
 mode = "broker"
@@ -58,6 +61,15 @@ port = 700$i
 daemon = "legacy-$i"
 TOML
 done
+# Each daemon may connect with its pre-shared key (legacy-daemon PROTOCOL.md §1.1).
+for i in 1 2 3; do
+  cat >> /tmp/proxy.toml <<TOML
+
+[[daemon]]
+id = "legacy-$i"
+key_file = "/tmp/legacy-$i.key"
+TOML
+done
 cp /tmp/proxy.toml "$OUT/proxy.toml"
 expect_ok "proxy-pe check accepts the configuration" proxy-pe check -c /tmp/proxy.toml
 start proxy proxy-pe run -c /tmp/proxy.toml
@@ -67,6 +79,7 @@ for i in 1 2 3; do
   cat > /tmp/daemon-$i.toml <<TOML
 [daemon]
 id = "legacy-$i"
+key_file = "/tmp/legacy-$i.key"
 poll_interval_ms = 300
 
 [[proxy]]

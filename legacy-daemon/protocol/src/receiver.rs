@@ -1,10 +1,12 @@
 //! Proxy-side receiver for daemon connections (used by `proxy-pe` and by the tests).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), legacy_daemon::protocol::ProtocolError> {
-//! use legacy_daemon::receiver::{DaemonListener, StatusTable};
+//! # async fn demo() -> Result<(), legacy_protocol::ProtocolError> {
+//! use legacy_protocol::link::DaemonKeys;
+//! use legacy_protocol::receiver::{DaemonListener, StatusTable};
+//! let keys = DaemonKeys::hmac([("legacy-1".to_string(), legacy_protocol::auth::Key::generate())]);
 //! let listener = DaemonListener::bind("0.0.0.0:7100").await?;
-//! let mut conn = listener.accept().await?; // reads and checks the Hello
+//! let mut conn = listener.accept(&keys).await?; // handshake, checks the Hello's tag
 //! let mut table = StatusTable::new(conn.hello().clone());
 //! while let Some(msg) = conn.next_message().await? {
 //!     table.apply(&msg)?; // keeps the per-daemon application table exact
@@ -12,18 +14,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A server should not run the handshake inside its accept loop (a silent peer would hold
+//! it): accept with [`DaemonListener::accept_tcp`] and run [`DaemonConnection::handshake`]
+//! in a task of its own, under a timeout, as `proxy-pe` does.
+//!
 //! [`DaemonConnection::next_message`] is cancel-safe (bytes are buffered in the connection),
 //! so it can sit in a `tokio::select!` next to timers and other connections.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-use crate::protocol::{
-    encode_frame, AppStatus, ConfigPush, DaemonFrame, DaemonMessage, FrameDecoder, Hello,
-    ProtocolError, ProxyMessage, PROTOCOL_VERSION,
+use crate::link::{accept_daemon, DaemonKeys, Link};
+use crate::{
+    AppStatus, ConfigPush, DaemonFrame, DaemonMessage, Hello, ProtocolError, ProxyMessage,
 };
 
 /// Listens for daemon connections.
@@ -45,59 +50,44 @@ impl DaemonListener {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Accepts one daemon connection and reads its [`Hello`]. Fails if the first frame is
-    /// not a Hello or the protocol version differs (the connection is then dropped). Wrap
-    /// in a timeout to bound how long a silent peer may hold the accept.
-    pub async fn accept(&self) -> Result<DaemonConnection, ProtocolError> {
-        let (stream, peer) = self.listener.accept().await?;
-        DaemonConnection::handshake(stream, peer).await
+    /// Accepts one TCP connection without reading from it (the handshake runs elsewhere).
+    pub async fn accept_tcp(&self) -> Result<(TcpStream, SocketAddr), ProtocolError> {
+        Ok(self.listener.accept().await?)
+    }
+
+    /// Accepts one daemon connection and runs its handshake (for tests and simple tools;
+    /// a server runs the handshake in its own task, see the module documentation).
+    pub async fn accept(&self, keys: &DaemonKeys) -> Result<DaemonConnection, ProtocolError> {
+        let (stream, peer) = self.accept_tcp().await?;
+        DaemonConnection::handshake(stream, peer, keys).await
     }
 }
 
-/// One accepted daemon connection after its Hello.
+/// One accepted daemon connection after its authenticated Hello.
 #[derive(Debug)]
 pub struct DaemonConnection {
-    stream: TcpStream,
+    link: Link,
     peer: SocketAddr,
     hello: Hello,
-    decoder: FrameDecoder,
     next_seq: u64,
-    buf: Vec<u8>,
 }
 
 impl DaemonConnection {
-    /// Runs the receiving side of the handshake on an accepted stream.
-    pub async fn handshake(stream: TcpStream, peer: SocketAddr) -> Result<Self, ProtocolError> {
-        let mut c = Self {
-            stream,
+    /// Runs the receiving side of the handshake on an accepted stream
+    /// ([`crate::link::accept_daemon`]): the identity in [`hello`](Self::hello) is the one
+    /// whose key the daemon proved.
+    pub async fn handshake(
+        stream: TcpStream,
+        peer: SocketAddr,
+        keys: &DaemonKeys,
+    ) -> Result<Self, ProtocolError> {
+        let (link, hello) = accept_daemon(stream, peer, keys).await?;
+        Ok(Self {
+            link,
             peer,
-            hello: Hello {
-                protocol_version: 0,
-                daemon_id: String::new(),
-                instance: 0,
-                config_version: 0,
-                poll_interval_ms: 0,
-                heartbeat_interval_ms: 0,
-                software: String::new(),
-            },
-            decoder: FrameDecoder::new(),
-            next_seq: 0,
-            buf: vec![0u8; 8192],
-        };
-        match c.next_frame().await? {
-            Some(DaemonMessage::Hello(h)) if h.protocol_version == PROTOCOL_VERSION => {
-                c.hello = h;
-                Ok(c)
-            }
-            Some(DaemonMessage::Hello(h)) => Err(ProtocolError::Violation(format!(
-                "daemon speaks protocol version {}, this receiver {PROTOCOL_VERSION}",
-                h.protocol_version
-            ))),
-            Some(other) => Err(ProtocolError::Violation(format!(
-                "first frame is not hello: {other:?}"
-            ))),
-            None => Err(ProtocolError::Violation("closed before hello".into())),
-        }
+            hello,
+            next_seq: 1,
+        })
     }
 
     /// The daemon's Hello.
@@ -111,36 +101,24 @@ impl DaemonConnection {
     }
 
     /// Next message after the Hello; `Ok(None)` when the daemon closed the connection.
-    /// Checks the per-connection frame sequence (`seq`) and fails on a gap. Cancel-safe.
+    /// Checks the tag and the per-connection frame sequence (`seq`). Cancel-safe.
     pub async fn next_message(&mut self) -> Result<Option<DaemonMessage>, ProtocolError> {
-        self.next_frame().await
-    }
-
-    async fn next_frame(&mut self) -> Result<Option<DaemonMessage>, ProtocolError> {
-        loop {
-            if let Some(f) = self.decoder.next_frame::<DaemonFrame>()? {
-                if f.seq != self.next_seq {
-                    return Err(ProtocolError::Violation(format!(
-                        "frame seq {} where {} was expected",
-                        f.seq, self.next_seq
-                    )));
-                }
-                self.next_seq += 1;
-                return Ok(Some(f.msg));
-            }
-            let n = self.stream.read(&mut self.buf).await?;
-            if n == 0 {
-                if self.decoder.buffered() > 0 {
-                    return Err(ProtocolError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                }
-                return Ok(None);
-            }
-            self.decoder.push(&self.buf[..n]);
+        let Some(f) = self.link.recv::<DaemonFrame>().await? else {
+            return Ok(None);
+        };
+        if f.seq != self.next_seq {
+            return Err(ProtocolError::Violation(format!(
+                "frame seq {} where {} was expected",
+                f.seq, self.next_seq
+            )));
         }
+        self.next_seq += 1;
+        Ok(Some(f.msg))
     }
 
-    /// Sends a configuration push (seed 003 \[32\]); the answer arrives later as a
-    /// [`DaemonMessage::ConfigAck`] from [`next_message`](Self::next_message).
+    /// Sends a configuration push (seed 003 \[32\]), tagged like every frame; the answer
+    /// arrives later as a [`DaemonMessage::ConfigAck`] from
+    /// [`next_message`](Self::next_message).
     pub async fn push_config(
         &mut self,
         version: u64,
@@ -150,9 +128,7 @@ impl DaemonConnection {
             version,
             config_toml: config_toml.into(),
         });
-        let bytes = encode_frame(&msg)?;
-        tokio::io::AsyncWriteExt::write_all(&mut self.stream, &bytes).await?;
-        Ok(())
+        self.link.send(&msg).await
     }
 }
 

@@ -1,4 +1,7 @@
-//! The daemon ↔ proxy status protocol (version 1), see `PROTOCOL.md`.
+//! `legacy-protocol`: the daemon ↔ proxy status protocol (version 2), see
+//! `legacy-daemon/PROTOCOL.md`. Both `legacy-daemon` (the sender) and `proxy-pe` (the
+//! receiver, [`receiver`]) depend on this small crate, so the proxy does not build the
+//! daemon's process-table code (procfs, regex).
 //!
 //! Seed 003 \[29\] step 183 says only that "the status of the application(s) is then provided
 //! to proxy pool element 115 by daemon 141"; the transport and encoding are ours. Legacy
@@ -22,15 +25,30 @@
 //! The proxy may push a new configuration ([`ConfigPush`], seed 003 \[32\] "dynamic
 //! notification"); the daemon answers each push with a [`ConfigAck`].
 //!
-//! This module is pure (no I/O): [`encode_frame`] and [`FrameDecoder`] work on bytes. The
-//! async helpers [`read_frame`] and [`write_frame`] wrap them for tokio streams.
+//! Version 2 authenticates the link (`PROTOCOL.md` §1.1, [`auth`]): after a two-frame
+//! handshake in clear, every frame carries a 32-byte HMAC-SHA256 tag after its JSON body
+//! (the length covers both). [`link`] runs the handshake and the tagged frames over TCP;
+//! [`receiver`] is the proxy side.
+//!
+//! The framing here is pure (no I/O): [`encode_frame`] and [`FrameDecoder`] work on bytes.
+//! The async helpers [`read_frame`] and [`write_frame`] wrap them for tokio streams (clear
+//! frames only).
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod link;
+pub mod receiver;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Protocol version carried in [`Hello::protocol_version`]. A receiver closes the connection
 /// when the major version differs from the one it implements.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added the authenticated handshake and frame tags ([`auth`]).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest JSON body accepted in one frame (1 MiB). A snapshot of a host with hundreds of
 /// watched applications stays far below this; anything larger is treated as corruption.
@@ -54,6 +72,15 @@ pub enum ProtocolError {
     /// The peer did not follow the message order of `PROTOCOL.md` (e.g. no Hello first).
     #[error("protocol violation: {0}")]
     Violation(String),
+    /// Authentication failed: bad tag, wrong key, unknown or mismatched identity.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The proxy refused the daemon in its handshake answer (`auth_refused`).
+    #[error("refused by the proxy: {0}")]
+    Refused(String),
+    /// The handshake did not complete within its timeout.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
 }
 
 /// One daemon → proxy frame: a per-connection sequence number plus the message.
@@ -279,6 +306,26 @@ impl FrameDecoder {
     /// Number of buffered bytes not yet consumed.
     pub fn buffered(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Returns the next complete frame payload (body, and tag if any), `Ok(None)` if more
+    /// bytes are needed. Payloads may be up to [`MAX_FRAME_LEN`] + [`auth::TAG_LEN`] long.
+    pub fn next_raw(&mut self) -> Result<Option<Vec<u8>>, ProtocolError> {
+        let Some(header) = self.buf.get(..FRAME_HEADER_LEN) else {
+            return Ok(None);
+        };
+        let mut len_bytes = [0u8; FRAME_HEADER_LEN];
+        len_bytes.copy_from_slice(header);
+        let len = u32::from_be_bytes(len_bytes) as usize;
+        if len > MAX_FRAME_LEN + auth::TAG_LEN {
+            return Err(ProtocolError::FrameTooLarge(len));
+        }
+        if self.buf.len() < FRAME_HEADER_LEN + len {
+            return Ok(None);
+        }
+        let payload = self.buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len].to_vec();
+        self.buf.drain(..FRAME_HEADER_LEN + len);
+        Ok(Some(payload))
     }
 
     /// Returns the next complete message, `Ok(None)` if more bytes are needed.
