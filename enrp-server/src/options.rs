@@ -60,7 +60,7 @@ pub struct Options {
     pub asap_announce: Option<String>,
 
     /// ENRP PRESENCE multicast group for peering: `auto` (239.0.0.51:9901), `off` or
-    /// ADDR:PORT; giving it turns peering on. [default: auto]
+    /// ADDR:PORT; giving a group (not `off`) turns peering on. [default: auto]
     #[arg(long, value_name = "auto|off|ADDR:PORT")]
     pub enrp_announce: Option<String>,
 
@@ -451,7 +451,10 @@ impl Options {
         )?;
         c.peering.multicast = enrp_announce.first().copied();
         c.peering.enabled = match self.peering.as_deref() {
-            None => !c.peers.is_empty() || self.enrp_announce.is_some(),
+            // A multicast group given (not `off`) turns peering on; `off` names none.
+            None => {
+                !c.peers.is_empty() || (self.enrp_announce.is_some() && !enrp_announce.is_empty())
+            }
             Some("on") => true,
             Some("off") => false,
             Some(o) => return Err(invalid("peering", format!("{o:?} is not on|off"))),
@@ -560,6 +563,42 @@ mod tests {
         );
         let o = Options::parse_from(["enrp-server", "--peering", "maybe"]);
         assert!(o.resolve(1).is_err());
+    }
+
+    /// `--enrp-announce off` names no multicast group: it must not turn peering on (a
+    /// registrar meant to stand alone would otherwise listen to peers); a group does.
+    #[test]
+    fn enrp_announce_off_does_not_turn_peering_on() {
+        let (c, _) = Options::parse_from(["enrp-server", "--enrp-announce", "off"])
+            .resolve(5)
+            .expect("valid");
+        assert!(!c.peering.enabled, "--enrp-announce off turned peering on");
+        assert_eq!(c.peering.multicast, None);
+        let file: Options = toml::from_str("enrp-announce = \"off\"\n").expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        assert!(
+            !c.peering.enabled,
+            "enrp-announce = \"off\" turned peering on"
+        );
+        for on in ["auto", "239.0.0.52:9901"] {
+            let (c, _) = Options::parse_from(["enrp-server", "--enrp-announce", on])
+                .resolve(5)
+                .expect("valid");
+            assert!(c.peering.enabled, "--enrp-announce {on} turns peering on");
+        }
+        let (c, _) = Options::parse_from([
+            "enrp-server",
+            "--enrp-announce",
+            "off",
+            "--peer",
+            "10.0.0.9:9901",
+        ])
+        .resolve(5)
+        .expect("valid");
+        assert!(c.peering.enabled, "a static peer still turns peering on");
     }
 
     #[test]
