@@ -13,7 +13,7 @@ use asap::transport::{defaults, TransportKind};
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::core::{AddressScope, CoreConfig, IpNet, Rate};
+use crate::core::{AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, Rate};
 use crate::driver::DriverConfig;
 
 /// Log output format.
@@ -102,6 +102,24 @@ pub struct Options {
     /// unknown servers are ignored, so forged server IDs cannot grow it. [default: 256]
     #[arg(long, value_name = "N")]
     pub max_peers: Option<usize>,
+
+    /// Peer admission (SECURITY.md): `allow-list` takes ENRP peer messages only from
+    /// --peer addresses and --peer-allow entries; `open` from anyone who reaches the ENRP
+    /// port (rsplib behaviour, warned at start-up); `tls` (mutual TLS) is not implemented
+    /// yet and refused. [default: allow-list]
+    #[arg(long, value_name = "allow-list|open|tls")]
+    pub enrp_security: Option<String>,
+
+    /// Allowed ENRP peer: server ID (decimal or 0x-hex; weak, claimable by anyone),
+    /// ADDR or ADDR/PREFIX (repeatable). The --peer addresses are always allowed.
+    #[arg(long = "peer-allow", value_name = "ID|ADDR[/PREFIX]")]
+    pub peer_allow: Vec<String>,
+
+    /// Networks that may download the handle table (HANDLE_TABLE_REQUEST, e.g. rsplib's
+    /// hsdump) without being allowed peers; read-only (repeatable). Giving it replaces the
+    /// default. [default: 127.0.0.0/8 and ::1]
+    #[arg(long = "hsdump-allow", value_name = "ADDR[/PREFIX]")]
+    pub hsdump_allow: Vec<String>,
 
     /// Transport for ASAP/ENRP associations. [default: auto = kernel SCTP, else TCP]
     #[arg(long, value_name = "auto|sctp|tcp")]
@@ -325,6 +343,16 @@ impl Options {
                 } else {
                     self.allow_third_party
                 },
+                peer_allow: if self.peer_allow.is_empty() {
+                    file.peer_allow
+                } else {
+                    self.peer_allow
+                },
+                hsdump_allow: if self.hsdump_allow.is_empty() {
+                    file.hsdump_allow
+                } else {
+                    self.hsdump_allow
+                },
             } };
         }
         pick!(
@@ -342,6 +370,7 @@ impl Options {
             mentor_discovery_timeout,
             takeover_expiry_interval,
             max_peers,
+            enrp_security,
             keep_alive_interval,
             keep_alive_timeout,
             announce_cycle,
@@ -486,6 +515,29 @@ impl Options {
             Some(v) => c.peering.max_peers = v,
             None => {}
         }
+        if let Some(s) = &self.enrp_security {
+            c.security.enrp_security =
+                EnrpSecurity::from_str(s).map_err(|m| invalid("enrp-security", m))?;
+        }
+        if c.security.enrp_security == EnrpSecurity::Tls {
+            return Err(invalid(
+                "enrp-security",
+                "tls (mutual TLS between registrars) is not implemented yet; use allow-list \
+                 with --peer/--peer-allow (SECURITY.md)",
+            ));
+        }
+        c.security.peer_allow = self
+            .peer_allow
+            .iter()
+            .map(|s| PeerAllow::from_str(s).map_err(|m| invalid("peer-allow", m)))
+            .collect::<Result<_, _>>()?;
+        if !self.hsdump_allow.is_empty() {
+            c.security.hsdump_allow = self
+                .hsdump_allow
+                .iter()
+                .map(|s| IpNet::from_str(s).map_err(|e| invalid("hsdump-allow", e.to_string())))
+                .collect::<Result<_, _>>()?;
+        }
         let driver = DriverConfig {
             asap,
             enrp,
@@ -602,6 +654,56 @@ mod tests {
     }
 
     #[test]
+    fn enrp_security_options() {
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.security.enrp_security, EnrpSecurity::AllowList, "default");
+        assert!(c.security.peer_allow.is_empty());
+        assert_eq!(c.security.hsdump_allow.len(), 2, "loopback by default");
+        let file: Options = toml::from_str(
+            "enrp-security = \"open\"\npeer-allow = [\"10.1.0.0/16\", \"0x77\"]\n\
+             hsdump-allow = [\"192.168.5.0/24\"]\n",
+        )
+        .expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .merged_with(file.clone())
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.security.enrp_security, EnrpSecurity::Open);
+        assert_eq!(c.security.peer_allow.len(), 2);
+        assert_eq!(c.security.peer_allow[1], PeerAllow::ServerId(0x77));
+        assert_eq!(c.security.hsdump_allow.len(), 1, "replaces the default");
+        let (c, _) = Options::parse_from([
+            "enrp-server",
+            "--enrp-security",
+            "allow-list",
+            "--peer-allow",
+            "10.9.9.9",
+        ])
+        .merged_with(file)
+        .resolve(5)
+        .expect("valid");
+        assert_eq!(c.security.enrp_security, EnrpSecurity::AllowList);
+        assert_eq!(c.security.peer_allow.len(), 1, "the command line wins");
+        let e = Options::parse_from(["enrp-server", "--enrp-security", "tls"])
+            .resolve(5)
+            .expect_err("tls not implemented");
+        assert!(e.to_string().contains("--enrp-security"), "{e}");
+        assert!(e.to_string().contains("not implemented"), "{e}");
+        for (opt, bad) in [
+            ("--enrp-security", "none"),
+            ("--peer-allow", "x"),
+            ("--hsdump-allow", "x"),
+        ] {
+            let e = Options::parse_from(["enrp-server", opt, bad])
+                .resolve(5)
+                .expect_err(bad);
+            assert!(e.to_string().contains(opt), "{e}");
+        }
+    }
+
+    #[test]
     fn max_peers_from_file_and_cli() {
         let (c, _) = Options::parse_from(["enrp-server"])
             .resolve(5)
@@ -671,6 +773,12 @@ mod example_file {
         assert_eq!(p.max_peers, d.max_peers);
         assert_eq!(p.max_peers, 256);
         assert_eq!(c.handle_table_chunk, 128);
+        assert_eq!(
+            c.security.enrp_security,
+            crate::core::EnrpSecurity::AllowList
+        );
+        assert_eq!(c.security.peer_allow.len(), 1);
+        assert_eq!(c.security.hsdump_allow.len(), 2);
         for key in [
             "enrp-announce",
             "peer",
@@ -681,6 +789,9 @@ mod example_file {
             "mentor-discovery-timeout",
             "takeover-expiry-interval",
             "max-peers",
+            "enrp-security",
+            "peer-allow",
+            "hsdump-allow",
             "max-elements-per-ht-request",
         ] {
             assert!(

@@ -8,6 +8,7 @@ use asap::wire::{ServerId, TransportParameter};
 
 use super::address::{AddressScope, IpNet};
 use super::rate::Rate;
+use super::trust::SecurityConfig;
 
 /// Configuration of a [`Registrar`](super::Registrar).
 ///
@@ -65,6 +66,8 @@ pub struct CoreConfig {
     pub peers: Vec<SocketAddr>,
     /// ENRP peering (RFC 5353): timers, multicast group, on/off.
     pub peering: super::peers::PeeringConfig,
+    /// Trust boundaries: peer admission, hsdump allow-list (issue 13, `SECURITY.md`).
+    pub security: SecurityConfig,
     /// Seed of the core's random generator (selection, jitter): tests fix it.
     pub seed: u64,
 }
@@ -95,6 +98,7 @@ impl CoreConfig {
             enrp_transport: None,
             peers: Vec::new(),
             peering: super::peers::PeeringConfig::default(),
+            security: SecurityConfig::default(),
             seed: u64::from(server_id),
         }
     }

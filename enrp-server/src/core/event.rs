@@ -240,6 +240,24 @@ pub enum Event {
         /// PE Identifier.
         id: PeIdentifier,
     },
+    /// Input refused at a trust boundary (issue 13, `SECURITY.md`): always counted;
+    /// `warn` is set at most once per sender address and log interval.
+    Refused {
+        /// What was refused.
+        what: super::trust::Refusal,
+        /// Association (`None` for UDP).
+        assoc: Option<AssocId>,
+        /// Sender address.
+        from: Option<std::net::SocketAddr>,
+        /// Server ID the sender claimed (ENRP; 0 if none).
+        server_id: u32,
+        /// The message type name (tshark style).
+        message: &'static str,
+        /// Log this one as WARN.
+        warn: bool,
+        /// Refusals from this sender not logged since the previous WARN.
+        suppressed: u64,
+    },
     /// A message could not be encoded (too large even after trimming).
     EncodeFailed {
         /// The message type name.

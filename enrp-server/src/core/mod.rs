@@ -30,12 +30,14 @@ mod config;
 mod event;
 pub mod peers;
 pub mod rate;
+pub mod trust;
 
 pub use address::{AddressScope, IpNet};
 pub use config::CoreConfig;
 pub use event::{Event, RemovalReason, Replication};
 pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
+pub use trust::{EnrpSecurity, PeerAllow, Refusal, SecurityConfig};
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
@@ -229,6 +231,7 @@ pub struct Registrar {
     eu_limiter: RateLimiter,
     rng: StdRng,
     peering: peers::PeerState,
+    security: trust::SecurityState,
 }
 
 impl Registrar {
@@ -258,6 +261,7 @@ impl Registrar {
                 now,
                 config.peering.mentor_discovery_timeout,
             ),
+            security: trust::SecurityState::default(),
             config,
         }
     }
@@ -575,14 +579,20 @@ impl Registrar {
                                 || !matches!(m, EnrpMessage::HandleTableRequest(_))) =>
                     {
                         match self.assocs.get(&a).and_then(|x| x.peer_addrs.first()) {
-                            Some(&from) => self.on_enrp_peer(now, from, m, out),
-                            None => self.on_enrp(a, m, out),
+                            Some(&from) => {
+                                if self.admit_enrp(now, Some(a), from, &m, out) {
+                                    self.on_enrp_peer(now, from, m, out)
+                                }
+                            }
+                            None => self.on_enrp(now, a, m, out),
                         }
                     }
-                    (Some(a), Message::Enrp(m)) => self.on_enrp(a, m, out),
+                    (Some(a), Message::Enrp(m)) => self.on_enrp(now, a, m, out),
                     (None, Message::Enrp(m)) if self.config.peering.enabled => {
                         if let Some(from) = from {
-                            self.on_enrp_peer(now, from, m, out);
+                            if self.admit_enrp(now, None, from, &m, out) {
+                                self.on_enrp_peer(now, from, m, out);
+                            }
                         }
                     }
                     (None, m) => {
@@ -1247,7 +1257,7 @@ impl Registrar {
     // ------------------------------------------------------------------------------------
     // ENRP from tools (hsdump) and, with peering on, from peers (peers.rs)
 
-    fn on_enrp(&mut self, assoc: AssocId, m: EnrpMessage, out: &mut Vec<Action>) {
+    fn on_enrp(&mut self, now: Instant, assoc: AssocId, m: EnrpMessage, out: &mut Vec<Action>) {
         let me = self.config.server_id;
         match m {
             EnrpMessage::Presence(p) => {
@@ -1286,7 +1296,9 @@ impl Registrar {
                 .into(),
             ),
             EnrpMessage::HandleTableRequest(r) => {
-                self.on_handle_table_request(assoc, r.sender, r.own_children_only, out)
+                if self.admit_handle_table(now, assoc, r.sender, out) {
+                    self.on_handle_table_request(assoc, r.sender, r.own_children_only, out)
+                }
             }
             EnrpMessage::Error(e) => out.push(Action::Event(Event::ProtocolError {
                 assoc: Some(assoc),

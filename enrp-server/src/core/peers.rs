@@ -831,6 +831,10 @@ mod tests {
         let now = Instant::now();
         let mut c = CoreConfig::new(ME);
         c.peering.enabled = true;
+        // The peers of these tests (issue 13: only allowed peers are heard).
+        c.security.peer_allow = ["127.0.0.0/8", "10.0.0.2"]
+            .map(|n| crate::core::PeerAllow::Net(n.parse().expect("lit")))
+            .to_vec();
         (Registrar::new(c, now), now)
     }
 

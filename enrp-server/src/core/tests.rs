@@ -1203,7 +1203,7 @@ fn server_announce_every_interval() {
 fn presence_and_list() {
     let mut h = H::new(config());
     register_simple(&mut h, "P", 1, Policy::RoundRobin);
-    h.connect(70, "10.0.2.1:7000", Protocol::Enrp);
+    h.connect(70, "127.0.0.1:7000", Protocol::Enrp);
     let out = h.send(
         70,
         Presence {
@@ -1249,7 +1249,7 @@ fn handle_table_m_bit_continuation() {
     for id in 4..=5 {
         register_simple(&mut h, "B", id, Policy::Random);
     }
-    h.connect(70, "10.0.2.1:7000", Protocol::Enrp);
+    h.connect(70, "127.0.0.1:7000", Protocol::Enrp);
     let mut got = Vec::new();
     let mut flags = Vec::new();
     for _ in 0..3 {
@@ -1426,4 +1426,46 @@ fn keep_alive_jitter_spreads_a_burst() {
     }
     assert_eq!(times.iter().map(|t| t.1).sum::<usize>(), 20);
     assert!(times.len() > 1, "{times:?}");
+}
+
+/// Issue 13: a HANDLE_TABLE_REQUEST (hsdump) from a host that is neither an allowed peer
+/// nor in the read-only hsdump allow-list (default: loopback) is answered with the R flag
+/// and no PE; the association stays usable.
+#[test]
+fn handle_table_request_from_a_stranger_is_refused() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "A", 1, Policy::RoundRobin);
+    h.connect(70, "10.0.2.9:40000", Protocol::Enrp);
+    let out = h.send(
+        70,
+        HandleTableRequest {
+            own_children_only: false,
+            sender: 0,
+            receiver: 0,
+        },
+    );
+    match only_reply(&out) {
+        Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
+            assert!(r.reject, "R flag: refused");
+            assert!(r.pools.is_empty(), "no PE leaked: {:?}", r.pools);
+        }
+        other => panic!("{other:?}"),
+    }
+    // From the registrar host itself (loopback) hsdump works.
+    h.connect(71, "127.0.0.1:40001", Protocol::Enrp);
+    let out = h.send(
+        71,
+        HandleTableRequest {
+            own_children_only: false,
+            sender: 0,
+            receiver: 0,
+        },
+    );
+    match only_reply(&out) {
+        Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
+            assert!(!r.reject);
+            assert_eq!(r.pools.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -1,0 +1,592 @@
+//! Trust boundaries of the registrar (issue 13; RFC 5353 §11, RFC 5352 §6, RFC 5355): who
+//! may act as an ENRP peer, who may download the handlespace, and the rate-limited report
+//! of everything refused. The threat list and the defence for each threat are in the
+//! repository's `SECURITY.md`.
+//!
+//! * **Peer admission** ([`EnrpSecurity`], [`PeerAllow`]): with `allow-list` (the default)
+//!   ENRP messages that change state (PRESENCE creating a peer, HANDLE_UPDATE,
+//!   HANDLE_TABLE_RESPONSE, INIT_TAKEOVER, TAKEOVER_SERVER, …) are taken only from senders
+//!   whose address lies in an allowed network, whose server ID is allowed, or whose address
+//!   is one of the static peers' ([`CoreConfig::peers`](super::CoreConfig::peers)).
+//!   Everything else is dropped and reported as [`Event::Refused`]; read-only questions
+//!   (PRESENCE with R, LIST_REQUEST) are still answered on an association, and an
+//!   association is never closed for it.
+//! * **hsdump** ([`SecurityConfig::hsdump_allow`]): a HANDLE_TABLE_REQUEST from a sender
+//!   that is not an admitted peer is answered with a HANDLE_TABLE_RESPONSE with the R
+//!   (reject) flag (RFC 5353 §2.3.6) unless its address is in the read-only allow-list
+//!   (default: loopback, so `hsdump 127.0.0.1` on the registrar host works).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use asap::wire::enrp_msg::HandleTableResponse;
+use asap::wire::{EnrpMessage, Message, ServerId};
+use serde::Serialize;
+
+use super::address::{canonical, IpNet};
+use super::{Action, AssocId, Event, Registrar};
+
+/// How ENRP peers are admitted (`--enrp-security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnrpSecurity {
+    /// Only allow-listed peers ([`SecurityConfig::peer_allow`]) and static peers; plaintext,
+    /// so that rsplib registrars can still peer (the default).
+    #[default]
+    AllowList,
+    /// Any host that reaches the ENRP port is a peer (rsplib behaviour; only by explicit
+    /// choice, the binary warns at start-up).
+    Open,
+    /// Mutual TLS between registrars (RFC 5353 §11, RFC 3436): not implemented yet; the
+    /// binary refuses it.
+    Tls,
+}
+
+impl FromStr for EnrpSecurity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "allow-list" => Ok(EnrpSecurity::AllowList),
+            "open" => Ok(EnrpSecurity::Open),
+            "tls" => Ok(EnrpSecurity::Tls),
+            o => Err(format!("{o:?} is not allow-list|open|tls")),
+        }
+    }
+}
+
+/// One entry of the peer allow-list (`--peer-allow ID|ADDR|ADDR/PREFIX`).
+///
+/// A server ID alone is a weak credential (anyone who reaches the ENRP port can claim it);
+/// prefer addresses, which a TCP or SCTP peer cannot forge without being on the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAllow {
+    /// A server ID (decimal or 0x-hex).
+    ServerId(ServerId),
+    /// An address or network.
+    Net(IpNet),
+}
+
+impl FromStr for PeerAllow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(n) = IpNet::from_str(s) {
+            return Ok(PeerAllow::Net(n));
+        }
+        let id = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(h) => u32::from_str_radix(h, 16),
+            None => s.parse::<u32>(),
+        }
+        .map_err(|_| format!("{s:?} is neither a server ID nor ADDR[/PREFIX]"))?;
+        if id == 0 {
+            return Err("server ID 0 is reserved".into());
+        }
+        Ok(PeerAllow::ServerId(id))
+    }
+}
+
+impl fmt::Display for PeerAllow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAllow::ServerId(id) => write!(f, "{id:#x}"),
+            PeerAllow::Net(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Security settings of the core (issue 13; `SECURITY.md`).
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// Peer admission mode.
+    pub enrp_security: EnrpSecurity,
+    /// Allowed peers besides the static ones (`--peer-allow`).
+    pub peer_allow: Vec<PeerAllow>,
+    /// Networks whose HANDLE_TABLE_REQUESTs are answered although they are not peers
+    /// (read-only; `--hsdump-allow`). Default: 127.0.0.0/8 and ::1.
+    pub hsdump_allow: Vec<IpNet>,
+    /// At most one WARN per sender address and this interval for refused input (the
+    /// refusals in between are counted and reported with the next WARN).
+    pub refusal_log_interval: Duration,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            enrp_security: EnrpSecurity::AllowList,
+            peer_allow: Vec::new(),
+            hsdump_allow: default_hsdump_allow(),
+            refusal_log_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The default read-only hsdump allow-list: loopback only.
+pub fn default_hsdump_allow() -> Vec<IpNet> {
+    vec![
+        IpNet {
+            addr: IpAddr::from([127, 0, 0, 0]),
+            prefix: 8,
+        },
+        IpNet {
+            addr: IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            prefix: 128,
+        },
+    ]
+}
+
+/// What was refused, for logs and the `enrp_security_refusals_total` metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// An ENRP message from a sender that is not an admitted peer.
+    PeerMessage,
+    /// A HANDLE_TABLE_REQUEST from a non-peer outside `--hsdump-allow`.
+    HandleTable,
+}
+
+impl Refusal {
+    /// All kinds (metrics label pre-registration).
+    pub const ALL: [Refusal; 2] = [Refusal::PeerMessage, Refusal::HandleTable];
+
+    /// Short kebab-case name (metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::PeerMessage => "peer-message",
+            Refusal::HandleTable => "handle-table",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Most sender addresses whose last WARN time is remembered (the table is cleared when
+/// full: at worst a few more WARN lines).
+const LOG_TABLE: usize = 4096;
+
+/// Security state of the [`Registrar`].
+#[derive(Debug, Default)]
+pub(super) struct SecurityState {
+    /// Per sender address: last WARN and refusals since.
+    logged: HashMap<IpAddr, (Instant, u64)>,
+}
+
+impl Registrar {
+    /// Whether an ENRP sender (server ID `sender` at address `from`) is an admitted peer
+    /// ([`EnrpSecurity`]).
+    pub fn peer_admitted(&self, sender: ServerId, from: SocketAddr) -> bool {
+        let s = &self.config.security;
+        match s.enrp_security {
+            EnrpSecurity::Open => true,
+            // No TLS session ever authenticates a peer here (refused by the binary).
+            EnrpSecurity::Tls => false,
+            EnrpSecurity::AllowList => {
+                let ip = canonical(from.ip());
+                self.config.peers.iter().any(|p| canonical(p.ip()) == ip)
+                    || s.peer_allow.iter().any(|a| match a {
+                        PeerAllow::ServerId(id) => *id == sender,
+                        PeerAllow::Net(n) => n.contains(&ip),
+                    })
+            }
+        }
+    }
+
+    /// Whether `from` may download the handle table without being a peer.
+    fn hsdump_allowed(&self, from: Option<SocketAddr>) -> bool {
+        let Some(from) = from else { return false };
+        let ip = canonical(from.ip());
+        self.config.security.enrp_security == EnrpSecurity::Open
+            || self
+                .config
+                .security
+                .hsdump_allow
+                .iter()
+                .any(|n| n.contains(&ip))
+            || self.peer_admitted(0, from)
+    }
+
+    /// Gate in front of [`on_enrp_peer`](Self::on_enrp_peer): true if the message may
+    /// drive peering. Otherwise it is reported ([`Event::Refused`]) and, on an
+    /// association, read-only questions are still answered as for a tool.
+    pub(super) fn admit_enrp(
+        &mut self,
+        now: Instant,
+        assoc: Option<AssocId>,
+        from: SocketAddr,
+        m: &EnrpMessage,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        // Any path of a multi-homed SCTP association may be the allowed address.
+        let paths: Vec<SocketAddr> = match assoc.and_then(|a| self.assocs.get(&a)) {
+            Some(a) => a.peer_addrs.clone(),
+            None => vec![from],
+        };
+        if paths.iter().any(|p| self.peer_admitted(m.sender(), *p)) {
+            return true;
+        }
+        let read_only = matches!(
+            m,
+            EnrpMessage::Presence(_)
+                | EnrpMessage::ListRequest(_)
+                | EnrpMessage::HandleTableRequest(_)
+                | EnrpMessage::Error(_)
+        );
+        match assoc {
+            Some(a) if read_only => self.on_enrp(now, a, m.clone(), out),
+            _ => self.refused(
+                now,
+                Refusal::PeerMessage,
+                assoc,
+                Some(from),
+                m.sender(),
+                Message::Enrp(m.clone()).tshark_name(),
+                out,
+            ),
+        }
+        false
+    }
+
+    /// Gate in front of a HANDLE_TABLE_REQUEST from a non-peer (hsdump): false after
+    /// answering with the R flag.
+    pub(super) fn admit_handle_table(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        requester: ServerId,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let paths = self
+            .assocs
+            .get(&assoc)
+            .map(|a| a.peer_addrs.clone())
+            .unwrap_or_default();
+        if paths.iter().any(|p| self.hsdump_allowed(Some(*p))) {
+            return true;
+        }
+        let from = paths.first().copied();
+        if let Some(a) = self.assocs.get_mut(&assoc) {
+            a.dump = None;
+        }
+        self.refused(
+            now,
+            Refusal::HandleTable,
+            Some(assoc),
+            from,
+            requester,
+            "ENRP_HANDLE_TABLE_REQUEST",
+            out,
+        );
+        let me = self.config.server_id;
+        self.send(
+            out,
+            assoc,
+            HandleTableResponse {
+                reject: true,
+                more: false,
+                sender: me,
+                receiver: requester,
+                pools: Vec::new(),
+            }
+            .into(),
+        );
+        false
+    }
+
+    /// Reports a refusal: always counted; logged as WARN at most once per sender address
+    /// and [`SecurityConfig::refusal_log_interval`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refused(
+        &mut self,
+        now: Instant,
+        what: Refusal,
+        assoc: Option<AssocId>,
+        from: Option<SocketAddr>,
+        server_id: ServerId,
+        message: &'static str,
+        out: &mut Vec<Action>,
+    ) {
+        let interval = self.config.security.refusal_log_interval;
+        let (warn, suppressed) = match from.map(|f| canonical(f.ip())) {
+            None => (true, 0),
+            Some(ip) => {
+                if self.security.logged.len() >= LOG_TABLE
+                    && !self.security.logged.contains_key(&ip)
+                {
+                    self.security.logged.clear();
+                }
+                match self.security.logged.get_mut(&ip) {
+                    Some((last, n)) if now.saturating_duration_since(*last) < interval => {
+                        *n += 1;
+                        (false, 0)
+                    }
+                    Some((last, n)) => {
+                        let s = *n;
+                        *last = now;
+                        *n = 0;
+                        (true, s)
+                    }
+                    None => {
+                        self.security.logged.insert(ip, (now, 0));
+                        (true, 0)
+                    }
+                }
+            }
+        };
+        out.push(Action::Event(Event::Refused {
+            what,
+            assoc,
+            from,
+            server_id,
+            message,
+            warn,
+            suppressed,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{CoreConfig, Input};
+    use asap::transport::TransportKind;
+    use asap::wire::enrp_msg::{HandleTableRequest, HandleUpdate, Presence};
+    use asap::wire::{
+        Policy, PoolElement, Protocol, TransportParameter, TransportUse, UpdateAction,
+    };
+
+    const ME: ServerId = 0x5EC0_0005;
+
+    fn peering(f: impl FnOnce(&mut CoreConfig)) -> (Registrar, Instant) {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        f(&mut c);
+        (Registrar::new(c, now), now)
+    }
+
+    fn datagram(r: &mut Registrar, now: Instant, from: &str, m: impl Into<Message>) -> Vec<Action> {
+        let bytes = m.into().to_bytes().expect("encodes");
+        r.handle(
+            now,
+            Input::Datagram {
+                from: from.parse().expect("lit"),
+                protocol: Protocol::Enrp,
+                bytes,
+            },
+        )
+    }
+
+    fn attack(r: &mut Registrar, now: Instant, from: &str, sender: ServerId) -> Vec<Action> {
+        let mut out = datagram(
+            r,
+            now,
+            from,
+            Presence {
+                reply_required: false,
+                sender,
+                receiver: 0,
+                checksum: 0xFFFF,
+                server_information: None,
+            },
+        );
+        out.extend(datagram(
+            r,
+            now,
+            from,
+            HandleUpdate {
+                takeover_suggested: false,
+                sender,
+                receiver: ME,
+                action: UpdateAction::AddPe,
+                reserved: 0,
+                pool_handle: "P".into(),
+                pool_element: PoolElement {
+                    id: 0x666,
+                    home_server_id: sender,
+                    registration_life: -1,
+                    user_transport: TransportParameter::Tcp {
+                        port: 1,
+                        transport_use: TransportUse::DataOnly,
+                        address: "10.6.6.6".parse().expect("lit"),
+                    },
+                    policy: Policy::RoundRobin,
+                    asap_transport: None,
+                },
+            },
+        ));
+        out
+    }
+
+    fn refusals(out: &[Action]) -> Vec<(Refusal, bool, u64)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Event(Event::Refused {
+                    what,
+                    warn,
+                    suppressed,
+                    ..
+                }) => Some((*what, *warn, *suppressed)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unknown_sender_is_refused_counted_and_logged_rate_limited() {
+        let (mut r, now) = peering(|_| {});
+        let out = attack(&mut r, now, "10.9.9.9:9901", 0xBAD);
+        assert!(r.peers().is_empty(), "no peer created");
+        assert!(r.handlespace().is_empty(), "no PE stored");
+        assert_eq!(
+            refusals(&out),
+            vec![
+                (Refusal::PeerMessage, true, 0),
+                (Refusal::PeerMessage, false, 0)
+            ],
+            "both counted, one WARN"
+        );
+        assert!(!out
+            .iter()
+            .any(|a| matches!(a, Action::PeerSend { .. } | Action::Send { .. })));
+        // After the log interval the next WARN reports the suppressed count.
+        let later = now + Duration::from_secs(11);
+        let out = attack(&mut r, later, "10.9.9.9:9901", 0xBAD);
+        assert_eq!(refusals(&out)[0], (Refusal::PeerMessage, true, 1));
+        assert!(r.handlespace().is_empty());
+    }
+
+    #[test]
+    fn allowed_by_prefix_id_static_peer_or_open() {
+        type Setup = Box<dyn Fn(&mut CoreConfig)>;
+        let cases: Vec<(&str, Setup)> = vec![
+            (
+                "prefix",
+                Box::new(|c| c.security.peer_allow = vec!["10.9.0.0/16".parse().expect("lit")]),
+            ),
+            (
+                "server id",
+                Box::new(|c| c.security.peer_allow = vec![PeerAllow::ServerId(0xBAD)]),
+            ),
+            (
+                "static peer (any port)",
+                Box::new(|c| c.peers = vec!["10.9.9.9:9901".parse().expect("lit")]),
+            ),
+            (
+                "open",
+                Box::new(|c| c.security.enrp_security = EnrpSecurity::Open),
+            ),
+        ];
+        for (what, f) in cases {
+            let (mut r, now) = peering(f);
+            let out = attack(&mut r, now, "10.9.9.9:40000", 0xBAD);
+            assert!(refusals(&out).is_empty(), "{what}");
+            assert!(r.peers().contains_key(&0xBAD), "{what}: peer");
+            assert!(
+                r.handlespace().get(&"P".into(), 0x666).is_some(),
+                "{what}: PE"
+            );
+        }
+        // Another prefix / another ID are not enough.
+        let (mut r, now) = peering(|c| {
+            c.security.peer_allow = vec![
+                "10.8.0.0/16".parse().expect("lit"),
+                PeerAllow::ServerId(0xB0B),
+            ]
+        });
+        attack(&mut r, now, "10.9.9.9:9901", 0xBAD);
+        assert!(r.handlespace().is_empty());
+        // tls never admits anyone here (the binary refuses the mode).
+        let (mut r, now) = peering(|c| {
+            c.peers = vec!["10.9.9.9:9901".parse().expect("lit")];
+            c.security.enrp_security = EnrpSecurity::Tls;
+        });
+        attack(&mut r, now, "10.9.9.9:9901", 0xBAD);
+        assert!(r.handlespace().is_empty());
+    }
+
+    fn dump(r: &mut Registrar, now: Instant, assoc: AssocId, from: &str) -> Option<bool> {
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Enrp,
+                peer_addrs: vec![from.parse().expect("lit")],
+                transport: TransportKind::Tcp,
+            },
+        );
+        let out = r.handle_message(
+            now,
+            assoc,
+            &HandleTableRequest {
+                own_children_only: false,
+                sender: 0,
+                receiver: 0,
+            }
+            .into(),
+        );
+        out.iter().find_map(|a| match a {
+            Action::Send {
+                message: Message::Enrp(EnrpMessage::HandleTableResponse(t)),
+                ..
+            } => Some(t.reject),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn hsdump_allow_list_and_peers() {
+        let (mut r, now) = peering(|c| {
+            c.security.hsdump_allow = vec!["192.168.7.0/24".parse().expect("lit")];
+            c.security.peer_allow = vec!["10.1.1.1".parse().expect("lit")];
+        });
+        assert_eq!(
+            dump(&mut r, now, 1, "192.168.7.9:3000"),
+            Some(false),
+            "hsdump-allow"
+        );
+        assert_eq!(
+            dump(&mut r, now, 2, "10.1.1.1:3000"),
+            Some(false),
+            "an allowed peer"
+        );
+        assert_eq!(
+            dump(&mut r, now, 3, "127.0.0.1:3000"),
+            Some(true),
+            "default replaced"
+        );
+        assert_eq!(
+            dump(&mut r, now, 4, "10.1.1.2:3000"),
+            Some(true),
+            "stranger"
+        );
+        let (mut r, now) = peering(|c| c.security.enrp_security = EnrpSecurity::Open);
+        assert_eq!(dump(&mut r, now, 1, "10.1.1.2:3000"), Some(false), "open");
+    }
+
+    #[test]
+    fn allow_entries_parse() {
+        assert_eq!(
+            "0x5eed0002".parse::<PeerAllow>(),
+            Ok(PeerAllow::ServerId(0x5eed_0002))
+        );
+        assert_eq!("17".parse::<PeerAllow>(), Ok(PeerAllow::ServerId(17)));
+        assert!(matches!(
+            "10.0.0.0/24".parse::<PeerAllow>(),
+            Ok(PeerAllow::Net(n)) if n.prefix == 24
+        ));
+        assert!(matches!(
+            "10.0.0.7".parse::<PeerAllow>(),
+            Ok(PeerAllow::Net(n)) if n.prefix == 32
+        ));
+        assert!("0".parse::<PeerAllow>().is_err());
+        assert!("peer".parse::<PeerAllow>().is_err());
+        assert_eq!("open".parse(), Ok(EnrpSecurity::Open));
+        assert!("none".parse::<EnrpSecurity>().is_err());
+    }
+}
