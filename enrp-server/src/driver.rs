@@ -993,6 +993,11 @@ pub fn log_event(e: &Event, stats: &Stats) {
             distinct_reporters,
             "endpoint unreachable reported"
         ),
+        Event::UnreachableProbe { handle, id } => info!(
+            %handle,
+            pe_id = format_args!("{id:#010x}"),
+            "endpoint unreachable threshold: verifying with a keep-alive"
+        ),
         Event::RateLimited { assoc, peer, what } => {
             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             info!(assoc, ?peer, what, "rate limited");

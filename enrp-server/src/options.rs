@@ -146,6 +146,16 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_bad_pe_reports: Option<u32>,
 
+    /// ENDPOINT_UNREACHABLE counts only from an association that resolved the PE's pool
+    /// within this time, ms (SECURITY.md). [default: 300000]
+    #[arg(long, value_name = "MS")]
+    pub unreachable_window: Option<u64>,
+
+    /// At --max-bad-pe-reports the PE is sent a keep-alive and removed only if it does not
+    /// answer within this time, ms (SECURITY.md). [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub unreachable_probe_timeout: Option<u64>,
+
     /// PEs returned per handle resolution without Handle Resolution Option. [default: 3]
     #[arg(long, value_name = "N")]
     pub max_hres_items: Option<u32>,
@@ -376,6 +386,8 @@ impl Options {
             announce_cycle,
             announce_ttl,
             max_bad_pe_reports,
+            unreachable_window,
+            unreachable_probe_timeout,
             max_hres_items,
             hres_items_cap,
             max_elements_per_ht_request,
@@ -417,6 +429,12 @@ impl Options {
                 return Err(invalid("max-bad-pe-reports", "must be 1..=64"));
             }
             c.max_bad_pe_reports = v;
+        }
+        if let Some(v) = self.unreachable_window {
+            c.security.unreachable_window = ms(v.max(1));
+        }
+        if let Some(v) = self.unreachable_probe_timeout {
+            c.security.unreachable_probe_timeout = ms(v.clamp(1, 60_000));
         }
         if let Some(v) = self.max_hres_items {
             c.max_hres_items = v.max(1);
@@ -661,6 +679,22 @@ mod tests {
         assert_eq!(c.security.enrp_security, EnrpSecurity::AllowList, "default");
         assert!(c.security.peer_allow.is_empty());
         assert_eq!(c.security.hsdump_allow.len(), 2, "loopback by default");
+        assert_eq!(c.security.unreachable_window, Duration::from_secs(300));
+        assert_eq!(c.security.unreachable_probe_timeout, Duration::from_secs(1));
+        let (c, _) = Options::parse_from([
+            "enrp-server",
+            "--unreachable-window",
+            "60000",
+            "--unreachable-probe-timeout",
+            "500",
+        ])
+        .resolve(5)
+        .expect("valid");
+        assert_eq!(c.security.unreachable_window, Duration::from_secs(60));
+        assert_eq!(
+            c.security.unreachable_probe_timeout,
+            Duration::from_millis(500)
+        );
         let file: Options = toml::from_str(
             "enrp-security = \"open\"\npeer-allow = [\"10.1.0.0/16\", \"0x77\"]\n\
              hsdump-allow = [\"192.168.5.0/24\"]\n",

@@ -132,6 +132,14 @@ pub enum Event {
         /// Distinct reporters so far.
         distinct_reporters: u32,
     },
+    /// MAX-BAD-PE-REPORT reached: the PE was sent an ENDPOINT_KEEP_ALIVE and is removed
+    /// only if it does not answer in time (issue 13, SECURITY.md).
+    UnreachableProbe {
+        /// Pool.
+        handle: PoolHandle,
+        /// PE Identifier.
+        id: PeIdentifier,
+    },
     /// A request was refused by a per-peer rate limit.
     RateLimited {
         /// Association.

@@ -328,6 +328,7 @@ impl Registrar {
             }
             Input::Disconnected { assoc } => {
                 self.assocs.remove(&assoc);
+                self.forget_association(assoc);
                 for r in self.handlespace.remove_connection(assoc) {
                     self.removed(
                         r.handle,
@@ -477,6 +478,7 @@ impl Registrar {
         if let Some(m) = self.monitors.remove(&key) {
             self.monitor_timers.remove(&(m.due, key.0.clone(), key.1));
         }
+        self.security.probing.remove(&key);
         out.push(Action::Event(Event::Removed {
             handle: key.0.clone(),
             id: key.1,
@@ -667,6 +669,7 @@ impl Registrar {
                     .get(&key.0, key.1)
                     .is_some_and(|e| e.connection() == Some(assoc));
                 if ours && self.monitors.contains_key(&key) {
+                    self.security.probing.remove(&key);
                     let due = now + self.keep_alive_interval();
                     self.set_monitor(key, due, false);
                 } else {
@@ -689,6 +692,9 @@ impl Registrar {
                         return;
                     }
                 }
+                if !self.unreachable_report_counts(now, assoc, &u.pool_handle, out) {
+                    return;
+                }
                 let reporter = reporter_id(peer, assoc);
                 match self
                     .handlespace
@@ -702,16 +708,8 @@ impl Registrar {
                             distinct_reporters: c.distinct_reporters,
                         }));
                         if c.distinct_reporters >= self.config.max_bad_pe_reports {
-                            if let Some(r) =
-                                self.handlespace.deregister(&u.pool_handle, u.pe_identifier)
-                            {
-                                self.removed(
-                                    r.handle,
-                                    r.entry.element().clone(),
-                                    RemovalReason::Unreachable,
-                                    out,
-                                );
-                            }
+                            // Verified before removal (trust.rs).
+                            self.unreachable_threshold(now, &u.pool_handle, u.pe_identifier, out);
                         }
                     }
                     None => out.push(Action::Event(Event::Ignored {
@@ -1092,6 +1090,7 @@ impl Registrar {
             }
             .into();
             if pes.len() <= 1 || self.fits(&msg) {
+                self.note_resolution(now, assoc, &handle);
                 out.push(Action::Event(Event::Resolved {
                     assoc,
                     handle,
@@ -1143,13 +1142,14 @@ impl Registrar {
         };
         if m.awaiting_ack {
             self.monitors.remove(&key);
+            // Unanswered verification of ENDPOINT_UNREACHABLE reports (trust.rs).
+            let reason = if self.security.probing.contains(&key) {
+                RemovalReason::Unreachable
+            } else {
+                RemovalReason::KeepAliveTimeout
+            };
             if let Some(r) = self.handlespace.deregister(&key.0, key.1) {
-                self.removed(
-                    r.handle,
-                    r.entry.element().clone(),
-                    RemovalReason::KeepAliveTimeout,
-                    out,
-                );
+                self.removed(r.handle, r.entry.element().clone(), reason, out);
             }
             // rsplib aborts the association of a PE that stopped answering.
             out.push(Action::Abort {

@@ -16,18 +16,19 @@
 //!   (reject) flag (RFC 5353 §2.3.6) unless its address is in the read-only allow-list
 //!   (default: loopback, so `hsdump 127.0.0.1` on the registrar host works).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use asap::wire::asap_msg::EndpointKeepAlive;
 use asap::wire::enrp_msg::HandleTableResponse;
-use asap::wire::{EnrpMessage, Message, ServerId};
+use asap::wire::{EnrpMessage, Message, PeIdentifier, PoolHandle, ServerId};
 use serde::Serialize;
 
 use super::address::{canonical, IpNet};
-use super::{Action, AssocId, Event, Registrar};
+use super::{Action, AssocId, Event, PeKey, Registrar};
 
 /// How ENRP peers are admitted (`--enrp-security`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -110,6 +111,13 @@ pub struct SecurityConfig {
     /// At most one WARN per sender address and this interval for refused input (the
     /// refusals in between are counted and reported with the next WARN).
     pub refusal_log_interval: Duration,
+    /// ENDPOINT_UNREACHABLE counts only from an association that resolved the PE's pool
+    /// within this time (`--unreachable-window`).
+    pub unreachable_window: Duration,
+    /// When the reports reach MAX-BAD-PE-REPORT the PE is sent an ENDPOINT_KEEP_ALIVE and
+    /// removed only without ENDPOINT_KEEP_ALIVE_ACK within this time
+    /// (`--unreachable-probe-timeout`).
+    pub unreachable_probe_timeout: Duration,
 }
 
 impl Default for SecurityConfig {
@@ -119,6 +127,8 @@ impl Default for SecurityConfig {
             peer_allow: Vec::new(),
             hsdump_allow: default_hsdump_allow(),
             refusal_log_interval: Duration::from_secs(10),
+            unreachable_window: Duration::from_secs(300),
+            unreachable_probe_timeout: Duration::from_millis(1000),
         }
     }
 }
@@ -145,17 +155,24 @@ pub enum Refusal {
     PeerMessage,
     /// A HANDLE_TABLE_REQUEST from a non-peer outside `--hsdump-allow`.
     HandleTable,
+    /// An ENDPOINT_UNREACHABLE from an association that did not resolve the pool recently.
+    UnreachableReport,
 }
 
 impl Refusal {
     /// All kinds (metrics label pre-registration).
-    pub const ALL: [Refusal; 2] = [Refusal::PeerMessage, Refusal::HandleTable];
+    pub const ALL: [Refusal; 3] = [
+        Refusal::PeerMessage,
+        Refusal::HandleTable,
+        Refusal::UnreachableReport,
+    ];
 
     /// Short kebab-case name (metric label).
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::PeerMessage => "peer-message",
             Refusal::HandleTable => "handle-table",
+            Refusal::UnreachableReport => "unreachable-report",
         }
     }
 }
@@ -170,11 +187,18 @@ impl fmt::Display for Refusal {
 /// full: at worst a few more WARN lines).
 const LOG_TABLE: usize = 4096;
 
+/// Most pools remembered per association as recently resolved (the oldest is forgotten).
+const RESOLVED_PER_ASSOC: usize = 64;
+
 /// Security state of the [`Registrar`].
 #[derive(Debug, Default)]
 pub(super) struct SecurityState {
     /// Per sender address: last WARN and refusals since.
     logged: HashMap<IpAddr, (Instant, u64)>,
+    /// Per ASAP association: pools it resolved and when (ENDPOINT_UNREACHABLE admission).
+    resolved: HashMap<AssocId, HashMap<PoolHandle, Instant>>,
+    /// PEs sent a verification keep-alive after MAX-BAD-PE-REPORT reports.
+    pub(super) probing: HashSet<PeKey>,
 }
 
 impl Registrar {
@@ -296,6 +320,119 @@ impl Registrar {
             .into(),
         );
         false
+    }
+
+    /// A HANDLE_RESOLUTION of `handle` was answered on `assoc`: its ENDPOINT_UNREACHABLE
+    /// reports for that pool count for [`SecurityConfig::unreachable_window`].
+    pub(super) fn note_resolution(&mut self, now: Instant, assoc: AssocId, handle: &PoolHandle) {
+        let pools = self.security.resolved.entry(assoc).or_default();
+        if pools.len() >= RESOLVED_PER_ASSOC && !pools.contains_key(handle) {
+            if let Some(oldest) = pools
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(h, _)| h.clone())
+            {
+                pools.remove(&oldest);
+            }
+        }
+        pools.insert(handle.clone(), now);
+    }
+
+    /// The association is gone: forget what it resolved.
+    pub(super) fn forget_association(&mut self, assoc: AssocId) {
+        self.security.resolved.remove(&assoc);
+    }
+
+    /// Whether an ENDPOINT_UNREACHABLE from `assoc` about a PE of `handle` counts: only if
+    /// that association resolved the pool recently (the registrar knows who asked).
+    /// Otherwise reported as [`Refusal::UnreachableReport`].
+    pub(super) fn unreachable_report_counts(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        handle: &PoolHandle,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let window = self.config.security.unreachable_window;
+        let asked = self
+            .security
+            .resolved
+            .get(&assoc)
+            .and_then(|p| p.get(handle))
+            .is_some_and(|t| now.saturating_duration_since(*t) <= window);
+        if !asked {
+            let from = self
+                .assocs
+                .get(&assoc)
+                .and_then(|a| a.peer_addrs.first())
+                .copied();
+            self.refused(
+                now,
+                Refusal::UnreachableReport,
+                Some(assoc),
+                from,
+                0,
+                "ASAP_ENDPOINT_UNREACHABLE",
+                out,
+            );
+        }
+        asked
+    }
+
+    /// MAX-BAD-PE-REPORT reached for a PE: verify before removal. A PE registered here
+    /// over a live association is sent an ENDPOINT_KEEP_ALIVE now and removed (reason
+    /// `unreachable`, its association aborted, which tells a PE that is still there to
+    /// register again) only if no ENDPOINT_KEEP_ALIVE_ACK arrives within
+    /// [`SecurityConfig::unreachable_probe_timeout`]. A PE of another home (or not yet
+    /// bound after a takeover) is left to its home's keep-alive monitoring.
+    pub(super) fn unreachable_threshold(
+        &mut self,
+        now: Instant,
+        handle: &PoolHandle,
+        id: PeIdentifier,
+        out: &mut Vec<Action>,
+    ) {
+        let me = self.config.server_id;
+        let Some(e) = self.handlespace.get(handle, id) else {
+            return;
+        };
+        let key = (handle.clone(), id);
+        let conn = match (e.owner() == me, e.connection()) {
+            (true, Some(c)) => c,
+            _ => {
+                out.push(Action::Event(Event::Ignored {
+                    assoc: None,
+                    message: "ASAP_ENDPOINT_UNREACHABLE",
+                    reason: "PE not monitored here: its home registrar's keep-alives decide",
+                }));
+                return;
+            }
+        };
+        if !self.security.probing.insert(key.clone()) {
+            return; // already being verified
+        }
+        out.push(Action::Event(Event::UnreachableProbe {
+            handle: handle.clone(),
+            id,
+        }));
+        self.send(
+            out,
+            conn,
+            EndpointKeepAlive {
+                home: false,
+                server_id: me,
+                pool_handle: handle.clone(),
+                pe_identifier: Some(id),
+            }
+            .into(),
+        );
+        let mut due = now + self.config.security.unreachable_probe_timeout;
+        if let Some(m) = self.monitors.get(&key) {
+            if m.awaiting_ack {
+                due = due.min(m.due);
+            }
+        }
+        self.set_monitor(key, due, true);
     }
 
     /// Reports a refusal: always counted; logged as WARN at most once per sender address
