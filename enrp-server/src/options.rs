@@ -121,6 +121,31 @@ pub struct Options {
     #[arg(long = "hsdump-allow", value_name = "ADDR[/PREFIX]")]
     pub hsdump_allow: Vec<String>,
 
+    /// Most PEs whose home is one peer registrar; further PEs of that home from
+    /// HANDLE_UPDATE / HANDLE_TABLE_RESPONSE are refused (SECURITY.md). [default: 50000]
+    #[arg(long, value_name = "N")]
+    pub max_pes_per_peer: Option<usize>,
+
+    /// Cap on the registration life of PEs learned from peers, ms (no infinite life from
+    /// ENRP; the home refreshes it on re-registration, the audit re-downloads it).
+    /// [default: 3600000]
+    #[arg(long, value_name = "MS")]
+    pub max_peer_registration_life: Option<u64>,
+
+    /// PEs of a peer declared dead are removed if no takeover re-labelled them within this
+    /// time, ms (SECURITY.md). [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub orphan_timeout: Option<u64>,
+
+    /// Networks a takeover may connect to (adopted PEs' ASAP transports); repeatable
+    /// ADDR/PREFIX. Giving it replaces the default. [default: site-local addresses only]
+    #[arg(long = "takeover-scope", value_name = "ADDR/PREFIX")]
+    pub takeover_scope: Vec<String>,
+
+    /// ASAP transports a takeover connects to per second. [default: 100]
+    #[arg(long, value_name = "PER_SEC")]
+    pub takeover_probe_rate: Option<u32>,
+
     /// Transport for ASAP/ENRP associations. [default: auto = kernel SCTP, else TCP]
     #[arg(long, value_name = "auto|sctp|tcp")]
     pub transport: Option<TransportKind>,
@@ -363,6 +388,11 @@ impl Options {
                 } else {
                     self.hsdump_allow
                 },
+                takeover_scope: if self.takeover_scope.is_empty() {
+                    file.takeover_scope
+                } else {
+                    self.takeover_scope
+                },
             } };
         }
         pick!(
@@ -381,6 +411,10 @@ impl Options {
             takeover_expiry_interval,
             max_peers,
             enrp_security,
+            max_pes_per_peer,
+            max_peer_registration_life,
+            orphan_timeout,
+            takeover_probe_rate,
             keep_alive_interval,
             keep_alive_timeout,
             announce_cycle,
@@ -556,6 +590,25 @@ impl Options {
                 .map(|s| IpNet::from_str(s).map_err(|e| invalid("hsdump-allow", e.to_string())))
                 .collect::<Result<_, _>>()?;
         }
+        if let Some(v) = self.max_pes_per_peer {
+            c.security.max_pes_per_peer = v;
+        }
+        if let Some(v) = self.max_peer_registration_life {
+            c.security.max_peer_registration_life = ms(v.clamp(1000, i32::MAX as u64));
+        }
+        if let Some(v) = self.orphan_timeout {
+            c.security.orphan_timeout = ms(v.max(100));
+        }
+        c.security.takeover_scope = self
+            .takeover_scope
+            .iter()
+            .map(|s| IpNet::from_str(s).map_err(|e| invalid("takeover-scope", e.to_string())))
+            .collect::<Result<_, _>>()?;
+        match self.takeover_probe_rate {
+            Some(0) => return Err(invalid("takeover-probe-rate", "must be at least 1")),
+            Some(v) => c.security.takeover_probe_rate = v,
+            None => {}
+        }
         let driver = DriverConfig {
             asap,
             enrp,
@@ -681,6 +734,36 @@ mod tests {
         assert_eq!(c.security.hsdump_allow.len(), 2, "loopback by default");
         assert_eq!(c.security.unreachable_window, Duration::from_secs(300));
         assert_eq!(c.security.unreachable_probe_timeout, Duration::from_secs(1));
+        assert_eq!(c.security.max_pes_per_peer, 50_000);
+        assert_eq!(
+            c.security.max_peer_registration_life,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(c.security.orphan_timeout, Duration::from_secs(30));
+        assert!(c.security.takeover_scope.is_empty());
+        assert_eq!(c.security.takeover_probe_rate, 100);
+        let file: Options = toml::from_str(
+            "max-pes-per-peer = 10\nmax-peer-registration-life = 60000\norphan-timeout = 9000\n\
+             takeover-scope = [\"10.0.0.0/8\"]\ntakeover-probe-rate = 7\n",
+        )
+        .expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.security.max_pes_per_peer, 10);
+        assert_eq!(
+            c.security.max_peer_registration_life,
+            Duration::from_secs(60)
+        );
+        assert_eq!(c.security.orphan_timeout, Duration::from_secs(9));
+        assert_eq!(c.security.takeover_scope.len(), 1);
+        assert_eq!(c.security.takeover_probe_rate, 7);
+        assert!(
+            Options::parse_from(["enrp-server", "--takeover-probe-rate", "0"])
+                .resolve(5)
+                .is_err()
+        );
         let (c, _) = Options::parse_from([
             "enrp-server",
             "--unreachable-window",

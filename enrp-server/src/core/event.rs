@@ -27,11 +27,14 @@ pub enum RemovalReason {
     Audit,
     /// HANDLE_UPDATE DEL_PE from the PE's home peer (RFC 5353 §2.4).
     PeerDeleted,
+    /// Its home peer vanished and no takeover re-labelled it within the orphan timeout
+    /// (issue 13, SECURITY.md).
+    Orphaned,
 }
 
 impl RemovalReason {
     /// All reasons (for metrics label pre-registration).
-    pub const ALL: [RemovalReason; 7] = [
+    pub const ALL: [RemovalReason; 8] = [
         RemovalReason::Deregistered,
         RemovalReason::KeepAliveTimeout,
         RemovalReason::AssociationLost,
@@ -39,6 +42,7 @@ impl RemovalReason {
         RemovalReason::Expired,
         RemovalReason::Audit,
         RemovalReason::PeerDeleted,
+        RemovalReason::Orphaned,
     ];
 
     /// Short kebab-case name.
@@ -51,6 +55,7 @@ impl RemovalReason {
             RemovalReason::Expired => "expired",
             RemovalReason::Audit => "audit",
             RemovalReason::PeerDeleted => "peer-deleted",
+            RemovalReason::Orphaned => "orphaned",
         }
     }
 }

@@ -300,6 +300,7 @@ impl Registrar {
             self.monitor_timers.first().map(|t| t.0),
             self.handlespace.next_expiry(),
             self.peering_deadline(),
+            self.security_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -418,6 +419,7 @@ impl Registrar {
             }
         }
         self.peering_timeout(now, &mut out);
+        self.security_timeout(now, &mut out);
         self.peering_replicate(&mut out);
         out
     }

@@ -16,7 +16,7 @@
 //!   (reject) flag (RFC 5353 §2.3.6) unless its address is in the read-only allow-list
 //!   (default: loopback, so `hsdump 127.0.0.1` on the registrar host works).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -24,11 +24,13 @@ use std::time::{Duration, Instant};
 
 use asap::wire::asap_msg::EndpointKeepAlive;
 use asap::wire::enrp_msg::HandleTableResponse;
-use asap::wire::{EnrpMessage, Message, PeIdentifier, PoolHandle, ServerId};
+use asap::wire::{
+    EnrpMessage, Message, PeIdentifier, PoolElement, PoolHandle, ServerId, TransportParameter,
+};
 use serde::Serialize;
 
-use super::address::{canonical, IpNet};
-use super::{Action, AssocId, Event, PeKey, Registrar};
+use super::address::{canonical, is_unusable, AddressScope, IpNet};
+use super::{Action, AssocId, Event, PeKey, Registrar, RemovalReason};
 
 /// How ENRP peers are admitted (`--enrp-security`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -118,6 +120,21 @@ pub struct SecurityConfig {
     /// removed only without ENDPOINT_KEEP_ALIVE_ACK within this time
     /// (`--unreachable-probe-timeout`).
     pub unreachable_probe_timeout: Duration,
+    /// Most PEs whose home is one peer (`--max-pes-per-peer`); further HANDLE_UPDATE /
+    /// table entries for that home are refused.
+    pub max_pes_per_peer: usize,
+    /// Registration life of a PE learned from a peer is capped to this (no infinite life
+    /// from ENRP; `--max-peer-registration-life`).
+    pub max_peer_registration_life: Duration,
+    /// PEs of a peer that vanished are removed if, this long after it was declared dead,
+    /// no takeover re-labelled them (`--orphan-timeout`).
+    pub orphan_timeout: Duration,
+    /// Networks a takeover may connect to (ASAP transports of adopted PEs;
+    /// `--takeover-scope`). Empty: site-local addresses only (10/8, 172.16/12,
+    /// 192.168/16, fc00::/7), so that a rogue table cannot make us probe the Internet.
+    pub takeover_scope: Vec<IpNet>,
+    /// ASAP transports a takeover connects to per second (`--takeover-probe-rate`).
+    pub takeover_probe_rate: u32,
 }
 
 impl Default for SecurityConfig {
@@ -129,6 +146,11 @@ impl Default for SecurityConfig {
             refusal_log_interval: Duration::from_secs(10),
             unreachable_window: Duration::from_secs(300),
             unreachable_probe_timeout: Duration::from_millis(1000),
+            max_pes_per_peer: 50_000,
+            max_peer_registration_life: Duration::from_secs(3600),
+            orphan_timeout: Duration::from_secs(30),
+            takeover_scope: Vec::new(),
+            takeover_probe_rate: 100,
         }
     }
 }
@@ -157,14 +179,20 @@ pub enum Refusal {
     HandleTable,
     /// An ENDPOINT_UNREACHABLE from an association that did not resolve the pool recently.
     UnreachableReport,
+    /// A PE from a peer beyond `--max-pes-per-peer` for its home.
+    PeerPeCap,
+    /// A takeover probe to an ASAP transport outside `--takeover-scope`.
+    TakeoverScope,
 }
 
 impl Refusal {
     /// All kinds (metrics label pre-registration).
-    pub const ALL: [Refusal; 3] = [
+    pub const ALL: [Refusal; 5] = [
         Refusal::PeerMessage,
         Refusal::HandleTable,
         Refusal::UnreachableReport,
+        Refusal::PeerPeCap,
+        Refusal::TakeoverScope,
     ];
 
     /// Short kebab-case name (metric label).
@@ -173,6 +201,8 @@ impl Refusal {
             Refusal::PeerMessage => "peer-message",
             Refusal::HandleTable => "handle-table",
             Refusal::UnreachableReport => "unreachable-report",
+            Refusal::PeerPeCap => "peer-pe-cap",
+            Refusal::TakeoverScope => "takeover-scope",
         }
     }
 }
@@ -199,6 +229,12 @@ pub(super) struct SecurityState {
     resolved: HashMap<AssocId, HashMap<PoolHandle, Instant>>,
     /// PEs sent a verification keep-alive after MAX-BAD-PE-REPORT reports.
     pub(super) probing: HashSet<PeKey>,
+    /// Peers declared dead: when their remaining PEs are purged.
+    orphans: BTreeMap<ServerId, Instant>,
+    /// Adopted PEs waiting for their takeover probe (rate bound), in order.
+    adopt_queue: VecDeque<PeKey>,
+    /// When the next batch of takeover probes may go out.
+    next_adopt: Option<Instant>,
 }
 
 impl Registrar {
@@ -433,6 +469,197 @@ impl Registrar {
             }
         }
         self.set_monitor(key, due, true);
+    }
+
+    /// Bounds on a PE learned from a peer (HANDLE_UPDATE, HANDLE_TABLE_RESPONSE): its
+    /// registration life is capped, and a new PE beyond `max_pes_per_peer` for its home
+    /// is refused (false).
+    pub(super) fn bound_peer_pe(
+        &mut self,
+        now: Instant,
+        from_peer: ServerId,
+        handle: &PoolHandle,
+        el: &mut PoolElement,
+        home: ServerId,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let cap = i32::try_from(self.config.security.max_peer_registration_life.as_millis())
+            .unwrap_or(i32::MAX);
+        if el.registration_life < 0 || el.registration_life > cap {
+            el.registration_life = cap;
+        }
+        let known = self.handlespace.get(handle, el.id).is_some();
+        if known || self.handlespace.owned_len(home) < self.config.security.max_pes_per_peer {
+            return true;
+        }
+        let from = self.peering.peers.get(&from_peer).map(|p| p.addr);
+        self.refused(
+            now,
+            Refusal::PeerPeCap,
+            None,
+            from,
+            from_peer,
+            "ENRP_HANDLE_UPDATE",
+            out,
+        );
+        false
+    }
+
+    /// A peer was declared dead: unless a takeover re-labels its PEs (or it comes back)
+    /// within [`SecurityConfig::orphan_timeout`], they are removed.
+    pub(super) fn note_vanished(&mut self, now: Instant, id: ServerId) {
+        let at = now + self.config.security.orphan_timeout;
+        self.security.orphans.entry(id).or_insert(at);
+    }
+
+    /// The earliest security timer (orphan purge, next takeover probe batch).
+    pub(super) fn security_deadline(&self) -> Option<Instant> {
+        let orphan = self.security.orphans.values().min().copied();
+        [orphan, self.security.next_adopt]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Security timers: purge orphaned PEs, release takeover probes.
+    pub(super) fn security_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let due: Vec<ServerId> = self
+            .security
+            .orphans
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.security.orphans.remove(&id);
+            if self.peering.peers.contains_key(&id) {
+                continue; // it came back: its PEs are its own again
+            }
+            let keys: Vec<PeKey> = self.handlespace.owned_by(id).cloned().collect();
+            for (h, pe) in keys {
+                if let Some(r) = self.handlespace.deregister(&h, pe) {
+                    self.removed(h, r.entry.element().clone(), RemovalReason::Orphaned, out);
+                }
+            }
+        }
+        if self.security.next_adopt.is_some_and(|t| t <= now) {
+            self.release_adoptions(now, out);
+        }
+    }
+
+    /// Takeover: queues an adopted PE for its probe (ENDPOINT_KEEP_ALIVE with H through
+    /// [`Action::Adopt`]), released at [`SecurityConfig::takeover_probe_rate`] ASAP
+    /// transports per second.
+    /// [`start_adoptions`](Self::start_adoptions) releases the first batch.
+    pub(super) fn queue_adoption(&mut self, key: PeKey) {
+        self.security.adopt_queue.push_back(key);
+    }
+
+    /// Releases the first batch of queued takeover probes now, unless a batch already went
+    /// out within the last second (then the timer releases it).
+    pub(super) fn start_adoptions(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.security.next_adopt.is_none() {
+            self.release_adoptions(now, out);
+        }
+    }
+
+    fn release_adoptions(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        let rate = self.config.security.takeover_probe_rate.max(1);
+        let mut budget = rate;
+        while budget > 0 {
+            let Some(first) = self.security.adopt_queue.pop_front() else {
+                break;
+            };
+            let transport = match self.handlespace.get(&first.0, first.1) {
+                // Still ours and not re-registered meanwhile.
+                Some(e) if e.owner() == me && e.connection().is_none() => {
+                    e.element().asap_transport.clone()
+                }
+                _ => continue,
+            };
+            budget -= 1;
+            // Every queued PE of the same ASAP transport (one PE process) goes with it.
+            let mut batch = vec![first];
+            if transport.is_some() {
+                let mut rest = VecDeque::new();
+                for k in self.security.adopt_queue.drain(..) {
+                    let same = self
+                        .handlespace
+                        .get(&k.0, k.1)
+                        .is_some_and(|e| e.element().asap_transport == transport);
+                    if same {
+                        batch.push(k);
+                    } else {
+                        rest.push_back(k);
+                    }
+                }
+                self.security.adopt_queue = rest;
+            }
+            // Without an ASAP transport the driver has nothing to connect to (it logs it).
+            let in_scope = match &transport {
+                Some(t) => self.in_takeover_scope(t),
+                None => true,
+            };
+            if !in_scope {
+                self.refused(
+                    now,
+                    Refusal::TakeoverScope,
+                    None,
+                    None,
+                    0,
+                    "ASAP_ENDPOINT_KEEP_ALIVE",
+                    out,
+                );
+            }
+            for (h, id) in batch {
+                let Some(e) = self.handlespace.get(&h, id) else {
+                    continue;
+                };
+                let element = e.element().clone();
+                if self.config.peering.verify_adopted {
+                    // Not reachable (out of scope) or no answer: removed after the timeout.
+                    let due = now + self.config.keep_alive_timeout;
+                    self.set_monitor((h.clone(), id), due, true);
+                }
+                if !in_scope {
+                    continue;
+                }
+                let message: Message = EndpointKeepAlive {
+                    home: true,
+                    server_id: me,
+                    pool_handle: h.clone(),
+                    pe_identifier: Some(id),
+                }
+                .into();
+                if let Ok(bytes) = message.to_bytes() {
+                    out.push(Action::Adopt {
+                        pool_handle: h,
+                        element,
+                        message,
+                        bytes,
+                    });
+                }
+            }
+        }
+        // The next batch (or the next takeover's first one) one second later.
+        self.security.next_adopt = (budget < rate).then(|| now + Duration::from_secs(1));
+    }
+
+    /// Whether a takeover may connect to this ASAP transport.
+    fn in_takeover_scope(&self, t: &TransportParameter) -> bool {
+        let addrs = t.addresses();
+        let scope = &self.config.security.takeover_scope;
+        !addrs.is_empty()
+            && addrs.iter().all(|a| {
+                let a = canonical(*a);
+                !is_unusable(&a)
+                    && if scope.is_empty() {
+                        AddressScope::of(&a) == AddressScope::SiteLocal
+                    } else {
+                        scope.iter().any(|n| n.contains(&a))
+                    }
+            })
     }
 
     /// Reports a refusal: always counted; logged as WARN at most once per sender address
