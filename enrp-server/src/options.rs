@@ -146,6 +146,26 @@ pub struct Options {
     #[arg(long, value_name = "PER_SEC")]
     pub takeover_probe_rate: Option<u32>,
 
+    /// An ASAP association that neither registers a PE nor resolves a handle within this
+    /// time is aborted, ms (SECURITY.md). [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub idle_timeout: Option<u64>,
+
+    /// Most simultaneous associations from one host; more are aborted at once.
+    /// [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub max_associations_per_host: Option<usize>,
+
+    /// Resolutions answered with more PEs than this count as bulk (see
+    /// --max-bulk-hr-rate). [default: 256]
+    #[arg(long, value_name = "N")]
+    pub bulk_hres_threshold: Option<usize>,
+
+    /// Per-PU bulk resolutions per second (burst = 2 s worth, at least 1; -1 = unlimited);
+    /// more are answered with Lack of Resources. [default: 2]
+    #[arg(long, value_name = "PER_SEC", allow_negative_numbers = true)]
+    pub max_bulk_hr_rate: Option<f64>,
+
     /// Transport for ASAP/ENRP associations. [default: auto = kernel SCTP, else TCP]
     #[arg(long, value_name = "auto|sctp|tcp")]
     pub transport: Option<TransportKind>,
@@ -415,6 +435,10 @@ impl Options {
             max_peer_registration_life,
             orphan_timeout,
             takeover_probe_rate,
+            idle_timeout,
+            max_associations_per_host,
+            bulk_hres_threshold,
+            max_bulk_hr_rate,
             keep_alive_interval,
             keep_alive_timeout,
             announce_cycle,
@@ -604,6 +628,20 @@ impl Options {
             .iter()
             .map(|s| IpNet::from_str(s).map_err(|e| invalid("takeover-scope", e.to_string())))
             .collect::<Result<_, _>>()?;
+        if let Some(v) = self.idle_timeout {
+            c.security.idle_timeout = ms(v.max(100));
+        }
+        match self.max_associations_per_host {
+            Some(0) => return Err(invalid("max-associations-per-host", "must be at least 1")),
+            Some(v) => c.security.max_associations_per_host = v,
+            None => {}
+        }
+        if let Some(v) = self.bulk_hres_threshold {
+            c.security.bulk_hres_threshold = v;
+        }
+        if self.max_bulk_hr_rate.is_some() {
+            c.security.bulk_hres_rate = rate("max-bulk-hr-rate", self.max_bulk_hr_rate)?;
+        }
         match self.takeover_probe_rate {
             Some(0) => return Err(invalid("takeover-probe-rate", "must be at least 1")),
             Some(v) => c.security.takeover_probe_rate = v,
@@ -742,6 +780,27 @@ mod tests {
         assert_eq!(c.security.orphan_timeout, Duration::from_secs(30));
         assert!(c.security.takeover_scope.is_empty());
         assert_eq!(c.security.takeover_probe_rate, 100);
+        assert_eq!(c.security.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.security.max_associations_per_host, 1000);
+        assert_eq!(c.security.bulk_hres_threshold, 256);
+        assert_eq!(c.security.bulk_hres_rate.map(|r| r.per_second), Some(2.0));
+        let (c, _) = Options::parse_from([
+            "enrp-server",
+            "--idle-timeout",
+            "5000",
+            "--max-associations-per-host",
+            "9",
+            "--bulk-hres-threshold",
+            "50",
+            "--max-bulk-hr-rate",
+            "-1",
+        ])
+        .resolve(5)
+        .expect("valid");
+        assert_eq!(c.security.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.security.max_associations_per_host, 9);
+        assert_eq!(c.security.bulk_hres_threshold, 50);
+        assert!(c.security.bulk_hres_rate.is_none(), "-1 = unlimited");
         let file: Options = toml::from_str(
             "max-pes-per-peer = 10\nmax-peer-registration-life = 60000\norphan-timeout = 9000\n\
              takeover-scope = [\"10.0.0.0/8\"]\ntakeover-probe-rate = 7\n",

@@ -224,3 +224,116 @@ fn takeover_probes_are_scoped_and_rate_bounded() {
         "every site-local transport probed once, no global one"
     );
 }
+
+fn connect(r: &mut Registrar, now: Instant, assoc: u64, peer: &str) -> Vec<Action> {
+    r.handle(
+        now,
+        Input::Connected {
+            assoc,
+            protocol: Protocol::Asap,
+            peer_addrs: vec![peer.parse().expect("lit")],
+            transport: asap::transport::TransportKind::Tcp,
+        },
+    )
+}
+
+fn aborted(out: &[Action]) -> Vec<u64> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Abort { assoc, .. } => Some(*assoc),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An ASAP association that never registers nor resolves is aborted after the idle
+/// timeout (30 s); one that resolved stays.
+#[test]
+fn idle_associations_are_aborted() {
+    let now = Instant::now();
+    let mut c = CoreConfig::new(ME);
+    c.asap_announce_targets = Vec::new();
+    let mut r = Registrar::new(c, now);
+    connect(&mut r, now, 1, "10.3.0.1:5000");
+    connect(&mut r, now, 2, "10.3.0.2:5000");
+    let hr: Message = asap::wire::asap_msg::HandleResolution::new("P").into();
+    r.handle_message(now, 2, &hr);
+    assert!(aborted(&r.handle_timeout(now + Duration::from_secs(29))).is_empty());
+    let t = r.poll_timeout().expect("idle timer");
+    assert!(t <= now + Duration::from_secs(30));
+    let out = r.handle_timeout(now + Duration::from_secs(30));
+    assert_eq!(aborted(&out), vec![1], "the idle one only");
+}
+
+/// One host cannot take every association: the 1001st from one address is aborted at once.
+#[test]
+fn associations_per_host_are_capped() {
+    let now = Instant::now();
+    let mut c = CoreConfig::new(ME);
+    c.asap_announce_targets = Vec::new();
+    let mut r = Registrar::new(c, now);
+    for i in 0..1000u64 {
+        let out = connect(&mut r, now, i, &format!("10.4.0.1:{}", 10_000 + i));
+        assert!(aborted(&out).is_empty(), "association {i}");
+    }
+    let out = connect(&mut r, now, 1000, "10.4.0.1:20000");
+    assert_eq!(aborted(&out), vec![1000]);
+    // Another host is not affected; a closed association frees a slot.
+    assert!(aborted(&connect(&mut r, now, 1001, "10.4.0.2:20000")).is_empty());
+    r.handle(now, Input::Disconnected { assoc: 1000 });
+    r.handle(now, Input::Disconnected { assoc: 0 });
+    assert!(aborted(&connect(&mut r, now, 1002, "10.4.0.1:20001")).is_empty());
+}
+
+/// "All items" resolutions of a huge pool are rate-limited per PU (default: more than 256
+/// PEs count as bulk, 2 per second, burst 4); small answers are not.
+#[test]
+fn bulk_resolutions_are_rate_limited() {
+    use asap::wire::asap_msg::{HandleResolution, Registration};
+    use asap::wire::{AsapMessage, CauseCode, HandleResolutionOption};
+    let now = Instant::now();
+    let mut c = CoreConfig::new(ME);
+    c.asap_announce_targets = Vec::new();
+    let mut r = Registrar::new(c, now);
+    connect(&mut r, now, 1, "10.5.0.1:5000");
+    for id in 1..=300u32 {
+        let mut el = element(id, 0, None, 600_000);
+        el.user_transport = TransportParameter::Tcp {
+            port: 7000,
+            transport_use: TransportUse::DataOnly,
+            address: "10.5.0.1".parse().expect("lit"),
+        };
+        let reg: Message = Registration {
+            pool_handle: "Huge".into(),
+            pool_element: el,
+        }
+        .into();
+        r.handle_message(now, 1, &reg);
+    }
+    assert_eq!(r.handlespace().len(), 300);
+    connect(&mut r, now, 2, "10.5.0.9:6000");
+    let resolve = |r: &mut Registrar, items: u32| -> (usize, Option<CauseCode>) {
+        let mut hr = HandleResolution::new("Huge");
+        hr.option = Some(HandleResolutionOption { items });
+        let out = r.handle_message(now, 2, &hr.into());
+        out.iter()
+            .find_map(|a| match a {
+                Action::Send {
+                    message: Message::Asap(AsapMessage::HandleResolutionResponse(x)),
+                    ..
+                } => Some((
+                    x.pool_elements.len(),
+                    x.error.as_ref().and_then(|e| e.first_code()),
+                )),
+                _ => None,
+            })
+            .expect("a response")
+    };
+    let answers: Vec<_> = (0..6)
+        .map(|_| resolve(&mut r, HandleResolutionOption::ALL))
+        .collect();
+    assert_eq!(answers[..4], [(300, None); 4], "burst of 4");
+    assert_eq!(answers[4], (0, Some(CauseCode::LackOfResources)));
+    // Small resolutions are not affected.
+    assert_eq!(resolve(&mut r, 10), (10, None));
+}

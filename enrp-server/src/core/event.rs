@@ -151,7 +151,7 @@ pub enum Event {
         assoc: AssocId,
         /// Peer address.
         peer: Option<IpAddr>,
-        /// `handle-resolution` or `endpoint-unreachable`.
+        /// `handle-resolution`, `endpoint-unreachable` or `bulk-handle-resolution`.
         what: &'static str,
     },
     /// An undecodable, unrecognised or unexpected message.

@@ -317,6 +317,8 @@ impl Registrar {
                 peer_addrs,
                 transport,
             } => {
+                // Per-host cap and idle timer (trust.rs).
+                self.note_connected(now, assoc, protocol, &peer_addrs, &mut out);
                 self.assocs.insert(
                     assoc,
                     Assoc {
@@ -662,6 +664,7 @@ impl Registrar {
             }
             AsapMessage::Deregistration(d) => self.on_deregistration(assoc, d, out),
             AsapMessage::HandleResolution(h) => {
+                self.mark_used(assoc); // a PU: no idle timeout (trust.rs)
                 self.on_resolution(now, assoc, h.pool_handle, h.option, out)
             }
             AsapMessage::EndpointKeepAliveAck(a) => {
@@ -793,6 +796,7 @@ impl Registrar {
             .register(&handle, element, self.config.server_id, Some(assoc), now)
         {
             Ok(outcome) => {
+                self.mark_used(assoc);
                 let key = (handle.clone(), id);
                 let due = now + self.keep_alive_interval();
                 self.set_monitor(key, due, false);
@@ -1080,6 +1084,15 @@ impl Registrar {
                 return;
             }
         };
+        if !self.bulk_resolution_allowed(now, peer, selected.len()) {
+            out.push(Action::Event(Event::RateLimited {
+                assoc,
+                peer,
+                what: "bulk-handle-resolution",
+            }));
+            fail(self, out, handle, CauseCode::LackOfResources);
+            return;
+        }
         let mut pes = selected;
         loop {
             let msg: Message = HandleResolutionResponse {
@@ -1208,6 +1221,7 @@ impl Registrar {
                 continue;
             }
             bound += 1;
+            self.mark_used(assoc);
             let due = now + self.config.keep_alive_timeout;
             self.set_monitor((h.clone(), id), due, true);
             out.push(Action::Event(Event::Adopted {

@@ -16,7 +16,7 @@
 //!   (reject) flag (RFC 5353 §2.3.6) unless its address is in the read-only allow-list
 //!   (default: loopback, so `hsdump 127.0.0.1` on the registrar host works).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use asap::wire::asap_msg::EndpointKeepAlive;
 use asap::wire::enrp_msg::HandleTableResponse;
 use asap::wire::{
-    EnrpMessage, Message, PeIdentifier, PoolElement, PoolHandle, ServerId, TransportParameter,
+    EnrpMessage, Message, PeIdentifier, PoolElement, PoolHandle, Protocol, ServerId,
+    TransportParameter,
 };
 use serde::Serialize;
 
@@ -135,6 +136,19 @@ pub struct SecurityConfig {
     pub takeover_scope: Vec<IpNet>,
     /// ASAP transports a takeover connects to per second (`--takeover-probe-rate`).
     pub takeover_probe_rate: u32,
+    /// An ASAP association that neither registered a PE nor resolved a handle within this
+    /// time is aborted (`--idle-timeout`).
+    pub idle_timeout: Duration,
+    /// Most associations from one host (first peer address); more are aborted at once
+    /// (`--max-associations-per-host`).
+    pub max_associations_per_host: usize,
+    /// A resolution answered with more PEs than this is a bulk one
+    /// (`--bulk-hres-threshold`).
+    pub bulk_hres_threshold: usize,
+    /// Per-PU rate of bulk resolutions (`--max-bulk-hr-rate`; `None` = unlimited); more
+    /// are answered with Lack of Resources, so that one client asking for "all" of a huge
+    /// pool cannot keep the registrar busy for everyone else.
+    pub bulk_hres_rate: Option<super::Rate>,
 }
 
 impl Default for SecurityConfig {
@@ -151,6 +165,13 @@ impl Default for SecurityConfig {
             orphan_timeout: Duration::from_secs(30),
             takeover_scope: Vec::new(),
             takeover_probe_rate: 100,
+            idle_timeout: Duration::from_secs(30),
+            max_associations_per_host: 1000,
+            bulk_hres_threshold: 256,
+            bulk_hres_rate: Some(super::Rate {
+                per_second: 2.0,
+                burst: 4.0,
+            }),
         }
     }
 }
@@ -183,16 +204,19 @@ pub enum Refusal {
     PeerPeCap,
     /// A takeover probe to an ASAP transport outside `--takeover-scope`.
     TakeoverScope,
+    /// An association beyond `--max-associations-per-host`.
+    HostAssociations,
 }
 
 impl Refusal {
     /// All kinds (metrics label pre-registration).
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::PeerMessage,
         Refusal::HandleTable,
         Refusal::UnreachableReport,
         Refusal::PeerPeCap,
         Refusal::TakeoverScope,
+        Refusal::HostAssociations,
     ];
 
     /// Short kebab-case name (metric label).
@@ -203,6 +227,7 @@ impl Refusal {
             Refusal::UnreachableReport => "unreachable-report",
             Refusal::PeerPeCap => "peer-pe-cap",
             Refusal::TakeoverScope => "takeover-scope",
+            Refusal::HostAssociations => "host-associations",
         }
     }
 }
@@ -235,6 +260,15 @@ pub(super) struct SecurityState {
     adopt_queue: VecDeque<PeKey>,
     /// When the next batch of takeover probes may go out.
     next_adopt: Option<Instant>,
+    /// ASAP associations that have not registered or resolved yet: abort deadline.
+    idle: HashMap<AssocId, Instant>,
+    /// Their deadlines in order.
+    idle_timers: BTreeSet<(Instant, AssocId)>,
+    /// Host (first peer address) of every association, and associations per host.
+    hosts: HashMap<AssocId, IpAddr>,
+    per_host: HashMap<IpAddr, usize>,
+    /// Bulk resolution token buckets per PU address (created at first use).
+    bulk: Option<super::RateLimiter>,
 }
 
 impl Registrar {
@@ -361,6 +395,7 @@ impl Registrar {
     /// A HANDLE_RESOLUTION of `handle` was answered on `assoc`: its ENDPOINT_UNREACHABLE
     /// reports for that pool count for [`SecurityConfig::unreachable_window`].
     pub(super) fn note_resolution(&mut self, now: Instant, assoc: AssocId, handle: &PoolHandle) {
+        self.mark_used(assoc);
         let pools = self.security.resolved.entry(assoc).or_default();
         if pools.len() >= RESOLVED_PER_ASSOC && !pools.contains_key(handle) {
             if let Some(oldest) = pools
@@ -374,9 +409,84 @@ impl Registrar {
         pools.insert(handle.clone(), now);
     }
 
-    /// The association is gone: forget what it resolved.
+    /// Whether a resolution answered with `pes` PEs may go out (bulk rate per PU).
+    pub(super) fn bulk_resolution_allowed(
+        &mut self,
+        now: Instant,
+        peer: Option<IpAddr>,
+        pes: usize,
+    ) -> bool {
+        let s = &self.config.security;
+        if pes <= s.bulk_hres_threshold || s.bulk_hres_rate.is_none() {
+            return true;
+        }
+        let Some(ip) = peer else { return true };
+        let (rate, size) = (s.bulk_hres_rate, self.config.rate_table_size);
+        self.security
+            .bulk
+            .get_or_insert_with(|| super::RateLimiter::new(rate, size))
+            .allow(ip, now)
+    }
+
+    /// The association is gone: forget what it resolved, its idle timer and host count.
     pub(super) fn forget_association(&mut self, assoc: AssocId) {
         self.security.resolved.remove(&assoc);
+        self.mark_used(assoc);
+        if let Some(ip) = self.security.hosts.remove(&assoc) {
+            if let Some(n) = self.security.per_host.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.security.per_host.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// A new association: count it for its host (abort beyond
+    /// [`SecurityConfig::max_associations_per_host`]) and, if it is an ASAP one, start its
+    /// idle timer.
+    pub(super) fn note_connected(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        protocol: Protocol,
+        peer_addrs: &[SocketAddr],
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(ip) = peer_addrs.first().map(|a| canonical(a.ip())) {
+            self.security.hosts.insert(assoc, ip);
+            let n = self.security.per_host.entry(ip).or_default();
+            *n += 1;
+            if *n > self.config.security.max_associations_per_host {
+                self.refused(
+                    now,
+                    Refusal::HostAssociations,
+                    Some(assoc),
+                    peer_addrs.first().copied(),
+                    0,
+                    "association",
+                    out,
+                );
+                out.push(Action::Abort {
+                    assoc,
+                    reason: "too many associations from this host",
+                });
+                return;
+            }
+        }
+        if protocol == Protocol::Asap {
+            let due = now + self.config.security.idle_timeout;
+            self.security.idle.insert(assoc, due);
+            self.security.idle_timers.insert((due, assoc));
+        }
+    }
+
+    /// The association registered a PE, resolved a handle or carries adopted PEs: no
+    /// idle timeout any more.
+    pub(super) fn mark_used(&mut self, assoc: AssocId) {
+        if let Some(due) = self.security.idle.remove(&assoc) {
+            self.security.idle_timers.remove(&(due, assoc));
+        }
     }
 
     /// Whether an ENDPOINT_UNREACHABLE from `assoc` about a PE of `handle` counts: only if
@@ -515,14 +625,26 @@ impl Registrar {
     /// The earliest security timer (orphan purge, next takeover probe batch).
     pub(super) fn security_deadline(&self) -> Option<Instant> {
         let orphan = self.security.orphans.values().min().copied();
-        [orphan, self.security.next_adopt]
+        let idle = self.security.idle_timers.first().map(|t| t.0);
+        [orphan, self.security.next_adopt, idle]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// Security timers: purge orphaned PEs, release takeover probes.
+    /// Security timers: abort idle associations, purge orphaned PEs, release takeover
+    /// probes.
     pub(super) fn security_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
+        while let Some(&(due, assoc)) = self.security.idle_timers.first() {
+            if due > now {
+                break;
+            }
+            self.mark_used(assoc);
+            out.push(Action::Abort {
+                assoc,
+                reason: "idle: no registration or resolution",
+            });
+        }
         let due: Vec<ServerId> = self
             .security
             .orphans
