@@ -186,7 +186,8 @@ pub struct Options {
     #[arg(long, value_name = "TTL")]
     pub announce_ttl: Option<u32>,
 
-    /// Distinct ENDPOINT_UNREACHABLE reporters that remove a PE (MAX-BAD-PE-REPORT, 1..64).
+    /// Distinct ENDPOINT_UNREACHABLE reporters after which a PE is verified with a
+    /// keep-alive and removed if it does not answer (MAX-BAD-PE-REPORT, 1..64).
     /// [default: 3]
     #[arg(long, value_name = "N")]
     pub max_bad_pe_reports: Option<u32>,

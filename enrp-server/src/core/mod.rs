@@ -15,7 +15,8 @@
 //!   answering with the RFC 5354 §3.12 cause in an Operation Error and the R flag;
 //! * HANDLE_RESOLUTION with rsplib's Handle Resolution Option, policy-driven selection;
 //! * ENDPOINT_KEEP_ALIVE monitoring of every PE registered here, removal on timeout or
-//!   association loss; ENDPOINT_UNREACHABLE counting (MAX-BAD-PE-REPORT distinct reporters);
+//!   association loss; ENDPOINT_UNREACHABLE counting (MAX-BAD-PE-REPORT distinct reporters
+//!   that resolved the pool recently, verified with a keep-alive before removal, [`trust`]);
 //! * ASAP SERVER_ANNOUNCE every announce interval;
 //! * ERROR with Operation Error for unrecognised messages/parameters per their action bits,
 //!   Invalid Values for malformed ones — the association and all registrations survive;
