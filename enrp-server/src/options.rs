@@ -138,7 +138,8 @@ pub struct Options {
     pub orphan_timeout: Option<u64>,
 
     /// Networks a takeover may connect to (adopted PEs' ASAP transports); repeatable
-    /// ADDR/PREFIX. Giving it replaces the default. [default: site-local addresses only]
+    /// ADDR/PREFIX. Giving it replaces the default. [default: addresses from
+    /// --min-address-scope up to site-local, never global]
     #[arg(long = "takeover-scope", value_name = "ADDR/PREFIX")]
     pub takeover_scope: Vec<String>,
 

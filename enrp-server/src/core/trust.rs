@@ -131,8 +131,10 @@ pub struct SecurityConfig {
     /// no takeover re-labelled them (`--orphan-timeout`).
     pub orphan_timeout: Duration,
     /// Networks a takeover may connect to (ASAP transports of adopted PEs;
-    /// `--takeover-scope`). Empty: site-local addresses only (10/8, 172.16/12,
-    /// 192.168/16, fc00::/7), so that a rogue table cannot make us probe the Internet.
+    /// `--takeover-scope`). Empty: addresses from
+    /// [`CoreConfig::min_address_scope`](super::CoreConfig::min_address_scope) up to
+    /// site-local (default: site-local only, 10/8, 172.16/12, 192.168/16, fc00::/7), never
+    /// global ones, so that a rogue table cannot make us probe the Internet.
     pub takeover_scope: Vec<IpNet>,
     /// ASAP transports a takeover connects to per second (`--takeover-probe-rate`).
     pub takeover_probe_rate: u32,
@@ -777,7 +779,8 @@ impl Registrar {
                 let a = canonical(*a);
                 !is_unusable(&a)
                     && if scope.is_empty() {
-                        AddressScope::of(&a) == AddressScope::SiteLocal
+                        let sc = AddressScope::of(&a);
+                        sc >= self.config.min_address_scope && sc <= AddressScope::SiteLocal
                     } else {
                         scope.iter().any(|n| n.contains(&a))
                     }
