@@ -325,6 +325,8 @@ pub struct Stats {
     pub protocol_errors: AtomicU64,
     /// Requests refused by rate limits.
     pub rate_limited: AtomicU64,
+    /// Input refused at a trust boundary, indexed like [`crate::core::Refusal::ALL`].
+    pub refusals: [AtomicU64; crate::core::Refusal::ALL.len()],
     /// Pools now.
     pub pools: AtomicU64,
     /// PEs now.
@@ -991,6 +993,11 @@ pub fn log_event(e: &Event, stats: &Stats) {
             distinct_reporters,
             "endpoint unreachable reported"
         ),
+        Event::UnreachableProbe { handle, id } => info!(
+            %handle,
+            pe_id = format_args!("{id:#010x}"),
+            "endpoint unreachable threshold: verifying with a keep-alive"
+        ),
         Event::RateLimited { assoc, peer, what } => {
             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             info!(assoc, ?peer, what, "rate limited");
@@ -1011,6 +1018,34 @@ pub fn log_event(e: &Event, stats: &Stats) {
         } => debug!(?assoc, message, reason, "message ignored"),
         Event::HandleTableSent { assoc, pes, more } => {
             debug!(assoc, pes, more, "handle table response sent")
+        }
+        Event::Refused {
+            what,
+            assoc,
+            from,
+            server_id,
+            message,
+            warn,
+            suppressed,
+        } => {
+            if let Some(i) = crate::core::Refusal::ALL.iter().position(|r| r == what) {
+                if let Some(c) = stats.refusals.get(i) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if *warn {
+                warn!(
+                    what = what.as_str(),
+                    ?assoc,
+                    ?from,
+                    server_id = format_args!("{server_id:#010x}"),
+                    message,
+                    suppressed,
+                    "refused (not allowed; see SECURITY.md)"
+                );
+            } else {
+                debug!(what = what.as_str(), ?assoc, ?from, message, "refused");
+            }
         }
         Event::EncodeFailed { message, error } => {
             error!(message, %error, "message could not be encoded")

@@ -30,6 +30,13 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let (core, driver) = options.resolve(rand::random::<u32>())?;
+    if core.security.enrp_security == enrp_server::core::EnrpSecurity::Open && core.peering.enabled
+    {
+        tracing::warn!(
+            "--enrp-security open: any host that reaches the ENRP port is accepted as a peer \
+             and can change the handlespace (SECURITY.md)"
+        );
+    }
     let server = Server::bind(core, driver)
         .await
         .context("starting the registrar")?;

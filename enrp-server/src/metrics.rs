@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::core::RemovalReason;
+use crate::core::{Refusal, RemovalReason};
 use crate::driver::Stats;
 
 /// Content type of [`render`]'s output.
@@ -102,6 +102,17 @@ impl Collector for StatsCollector {
             ConstCounter::new(count.load(Ordering::Relaxed))
                 .encode(family.encode_family(&labels)?)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "enrp_security_refusals",
+            "Input refused at a trust boundary (SECURITY.md), by kind.",
+            None,
+            proto.metric_type(),
+        )?;
+        for (what, count) in Refusal::ALL.iter().zip(s.refusals.iter()) {
+            let labels = [("what", what.as_str())];
+            ConstCounter::new(count.load(Ordering::Relaxed))
+                .encode(family.encode_family(&labels)?)?;
+        }
         for (name, help, value) in gauges(s) {
             let g = ConstGauge::new(gauge_value(value));
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
@@ -170,6 +181,7 @@ mod tests {
         s.registrations.fetch_add(3, Ordering::Relaxed);
         s.removals[1].fetch_add(2, Ordering::Relaxed);
         s.pes.store(7, Ordering::Relaxed);
+        s.refusals[0].fetch_add(4, Ordering::Relaxed);
         let r = registry(s.clone());
         let text = render(&r);
         assert!(
@@ -179,6 +191,8 @@ mod tests {
         assert!(text.contains("enrp_pe_removals_total{reason=\"keep-alive-timeout\"} 2\n"));
         assert!(text.contains("enrp_pe_removals_total{reason=\"deregistered\"} 0\n"));
         assert!(text.contains("# TYPE enrp_pool_elements gauge\nenrp_pool_elements 7\n"));
+        assert!(text.contains("enrp_security_refusals_total{what=\"peer-message\"} 4\n"));
+        assert!(text.contains("enrp_security_refusals_total{what=\"handle-table\"} 0\n"));
         assert!(text.ends_with("# EOF\n"));
         // read at scrape time: a later change shows on the next render
         s.pes.store(9, Ordering::Relaxed);

@@ -13,7 +13,7 @@ use asap::transport::{defaults, TransportKind};
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::core::{AddressScope, CoreConfig, IpNet, Rate};
+use crate::core::{AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, Rate};
 use crate::driver::DriverConfig;
 
 /// Log output format.
@@ -60,7 +60,7 @@ pub struct Options {
     pub asap_announce: Option<String>,
 
     /// ENRP PRESENCE multicast group for peering: `auto` (239.0.0.51:9901), `off` or
-    /// ADDR:PORT; giving it turns peering on. [default: auto]
+    /// ADDR:PORT; giving a group (not `off`) turns peering on. [default: auto]
     #[arg(long, value_name = "auto|off|ADDR:PORT")]
     pub enrp_announce: Option<String>,
 
@@ -103,6 +103,70 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_peers: Option<usize>,
 
+    /// Peer admission (SECURITY.md): `allow-list` takes ENRP peer messages only from
+    /// --peer addresses and --peer-allow entries; `open` from anyone who reaches the ENRP
+    /// port (rsplib behaviour, warned at start-up); `tls` (mutual TLS) is not implemented
+    /// yet and refused. [default: allow-list]
+    #[arg(long, value_name = "allow-list|open|tls")]
+    pub enrp_security: Option<String>,
+
+    /// Allowed ENRP peer: server ID (decimal or 0x-hex; weak, claimable by anyone),
+    /// ADDR or ADDR/PREFIX (repeatable). The --peer addresses are always allowed.
+    #[arg(long = "peer-allow", value_name = "ID|ADDR[/PREFIX]")]
+    pub peer_allow: Vec<String>,
+
+    /// Networks that may download the handle table (HANDLE_TABLE_REQUEST, e.g. rsplib's
+    /// hsdump) without being allowed peers; read-only (repeatable). Giving it replaces the
+    /// default. [default: 127.0.0.0/8 and ::1]
+    #[arg(long = "hsdump-allow", value_name = "ADDR[/PREFIX]")]
+    pub hsdump_allow: Vec<String>,
+
+    /// Most PEs whose home is one peer registrar; further PEs of that home from
+    /// HANDLE_UPDATE / HANDLE_TABLE_RESPONSE are refused (SECURITY.md). [default: 50000]
+    #[arg(long, value_name = "N")]
+    pub max_pes_per_peer: Option<usize>,
+
+    /// Cap on the registration life of PEs learned from peers, ms (no infinite life from
+    /// ENRP; the home refreshes it on re-registration, the audit re-downloads it).
+    /// [default: 3600000]
+    #[arg(long, value_name = "MS")]
+    pub max_peer_registration_life: Option<u64>,
+
+    /// PEs of a peer declared dead are removed if no takeover re-labelled them within this
+    /// time, ms (SECURITY.md). [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub orphan_timeout: Option<u64>,
+
+    /// Networks a takeover may connect to (adopted PEs' ASAP transports); repeatable
+    /// ADDR/PREFIX. Giving it replaces the default. [default: addresses from
+    /// --min-address-scope up to site-local, never global]
+    #[arg(long = "takeover-scope", value_name = "ADDR/PREFIX")]
+    pub takeover_scope: Vec<String>,
+
+    /// ASAP transports a takeover connects to per second. [default: 100]
+    #[arg(long, value_name = "PER_SEC")]
+    pub takeover_probe_rate: Option<u32>,
+
+    /// An ASAP association that neither registers a PE nor resolves a handle within this
+    /// time is aborted, ms (SECURITY.md). [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub idle_timeout: Option<u64>,
+
+    /// Most simultaneous associations from one host; more are aborted at once.
+    /// [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub max_associations_per_host: Option<usize>,
+
+    /// Resolutions answered with more PEs than this count as bulk (see
+    /// --max-bulk-hr-rate). [default: 256]
+    #[arg(long, value_name = "N")]
+    pub bulk_hres_threshold: Option<usize>,
+
+    /// Per-PU bulk resolutions per second (burst = 2 s worth, at least 1; -1 = unlimited);
+    /// more are answered with Lack of Resources. [default: 2]
+    #[arg(long, value_name = "PER_SEC", allow_negative_numbers = true)]
+    pub max_bulk_hr_rate: Option<f64>,
+
     /// Transport for ASAP/ENRP associations. [default: auto = kernel SCTP, else TCP]
     #[arg(long, value_name = "auto|sctp|tcp")]
     pub transport: Option<TransportKind>,
@@ -123,10 +187,21 @@ pub struct Options {
     #[arg(long, value_name = "TTL")]
     pub announce_ttl: Option<u32>,
 
-    /// Distinct ENDPOINT_UNREACHABLE reporters that remove a PE (MAX-BAD-PE-REPORT, 1..64).
+    /// Distinct ENDPOINT_UNREACHABLE reporters after which a PE is verified with a
+    /// keep-alive and removed if it does not answer (MAX-BAD-PE-REPORT, 1..64).
     /// [default: 3]
     #[arg(long, value_name = "N")]
     pub max_bad_pe_reports: Option<u32>,
+
+    /// ENDPOINT_UNREACHABLE counts only from an association that resolved the PE's pool
+    /// within this time, ms (SECURITY.md). [default: 300000]
+    #[arg(long, value_name = "MS")]
+    pub unreachable_window: Option<u64>,
+
+    /// At --max-bad-pe-reports the PE is sent a keep-alive and removed only if it does not
+    /// answer within this time, ms (SECURITY.md). [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub unreachable_probe_timeout: Option<u64>,
 
     /// PEs returned per handle resolution without Handle Resolution Option. [default: 3]
     #[arg(long, value_name = "N")]
@@ -325,6 +400,21 @@ impl Options {
                 } else {
                     self.allow_third_party
                 },
+                peer_allow: if self.peer_allow.is_empty() {
+                    file.peer_allow
+                } else {
+                    self.peer_allow
+                },
+                hsdump_allow: if self.hsdump_allow.is_empty() {
+                    file.hsdump_allow
+                } else {
+                    self.hsdump_allow
+                },
+                takeover_scope: if self.takeover_scope.is_empty() {
+                    file.takeover_scope
+                } else {
+                    self.takeover_scope
+                },
             } };
         }
         pick!(
@@ -342,11 +432,22 @@ impl Options {
             mentor_discovery_timeout,
             takeover_expiry_interval,
             max_peers,
+            enrp_security,
+            max_pes_per_peer,
+            max_peer_registration_life,
+            orphan_timeout,
+            takeover_probe_rate,
+            idle_timeout,
+            max_associations_per_host,
+            bulk_hres_threshold,
+            max_bulk_hr_rate,
             keep_alive_interval,
             keep_alive_timeout,
             announce_cycle,
             announce_ttl,
             max_bad_pe_reports,
+            unreachable_window,
+            unreachable_probe_timeout,
             max_hres_items,
             hres_items_cap,
             max_elements_per_ht_request,
@@ -388,6 +489,12 @@ impl Options {
                 return Err(invalid("max-bad-pe-reports", "must be 1..=64"));
             }
             c.max_bad_pe_reports = v;
+        }
+        if let Some(v) = self.unreachable_window {
+            c.security.unreachable_window = ms(v.max(1));
+        }
+        if let Some(v) = self.unreachable_probe_timeout {
+            c.security.unreachable_probe_timeout = ms(v.clamp(1, 60_000));
         }
         if let Some(v) = self.max_hres_items {
             c.max_hres_items = v.max(1);
@@ -451,7 +558,10 @@ impl Options {
         )?;
         c.peering.multicast = enrp_announce.first().copied();
         c.peering.enabled = match self.peering.as_deref() {
-            None => !c.peers.is_empty() || self.enrp_announce.is_some(),
+            // A multicast group given (not `off`) turns peering on; `off` names none.
+            None => {
+                !c.peers.is_empty() || (self.enrp_announce.is_some() && !enrp_announce.is_empty())
+            }
             Some("on") => true,
             Some("off") => false,
             Some(o) => return Err(invalid("peering", format!("{o:?} is not on|off"))),
@@ -481,6 +591,62 @@ impl Options {
         match self.max_peers {
             Some(0) => return Err(invalid("max-peers", "must be at least 1")),
             Some(v) => c.peering.max_peers = v,
+            None => {}
+        }
+        if let Some(s) = &self.enrp_security {
+            c.security.enrp_security =
+                EnrpSecurity::from_str(s).map_err(|m| invalid("enrp-security", m))?;
+        }
+        if c.security.enrp_security == EnrpSecurity::Tls {
+            return Err(invalid(
+                "enrp-security",
+                "tls (mutual TLS between registrars) is not implemented yet; use allow-list \
+                 with --peer/--peer-allow (SECURITY.md)",
+            ));
+        }
+        c.security.peer_allow = self
+            .peer_allow
+            .iter()
+            .map(|s| PeerAllow::from_str(s).map_err(|m| invalid("peer-allow", m)))
+            .collect::<Result<_, _>>()?;
+        if !self.hsdump_allow.is_empty() {
+            c.security.hsdump_allow = self
+                .hsdump_allow
+                .iter()
+                .map(|s| IpNet::from_str(s).map_err(|e| invalid("hsdump-allow", e.to_string())))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = self.max_pes_per_peer {
+            c.security.max_pes_per_peer = v;
+        }
+        if let Some(v) = self.max_peer_registration_life {
+            c.security.max_peer_registration_life = ms(v.clamp(1000, i32::MAX as u64));
+        }
+        if let Some(v) = self.orphan_timeout {
+            c.security.orphan_timeout = ms(v.max(100));
+        }
+        c.security.takeover_scope = self
+            .takeover_scope
+            .iter()
+            .map(|s| IpNet::from_str(s).map_err(|e| invalid("takeover-scope", e.to_string())))
+            .collect::<Result<_, _>>()?;
+        if let Some(v) = self.idle_timeout {
+            c.security.idle_timeout = ms(v.max(100));
+        }
+        match self.max_associations_per_host {
+            Some(0) => return Err(invalid("max-associations-per-host", "must be at least 1")),
+            Some(v) => c.security.max_associations_per_host = v,
+            None => {}
+        }
+        if let Some(v) = self.bulk_hres_threshold {
+            c.security.bulk_hres_threshold = v;
+        }
+        if self.max_bulk_hr_rate.is_some() {
+            c.security.bulk_hres_rate = rate("max-bulk-hr-rate", self.max_bulk_hr_rate)?;
+        }
+        match self.takeover_probe_rate {
+            Some(0) => return Err(invalid("takeover-probe-rate", "must be at least 1")),
+            Some(v) => c.security.takeover_probe_rate = v,
             None => {}
         }
         let driver = DriverConfig {
@@ -562,6 +728,159 @@ mod tests {
         assert!(o.resolve(1).is_err());
     }
 
+    /// `--enrp-announce off` names no multicast group: it must not turn peering on (a
+    /// registrar meant to stand alone would otherwise listen to peers); a group does.
+    #[test]
+    fn enrp_announce_off_does_not_turn_peering_on() {
+        let (c, _) = Options::parse_from(["enrp-server", "--enrp-announce", "off"])
+            .resolve(5)
+            .expect("valid");
+        assert!(!c.peering.enabled, "--enrp-announce off turned peering on");
+        assert_eq!(c.peering.multicast, None);
+        let file: Options = toml::from_str("enrp-announce = \"off\"\n").expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        assert!(
+            !c.peering.enabled,
+            "enrp-announce = \"off\" turned peering on"
+        );
+        for on in ["auto", "239.0.0.52:9901"] {
+            let (c, _) = Options::parse_from(["enrp-server", "--enrp-announce", on])
+                .resolve(5)
+                .expect("valid");
+            assert!(c.peering.enabled, "--enrp-announce {on} turns peering on");
+        }
+        let (c, _) = Options::parse_from([
+            "enrp-server",
+            "--enrp-announce",
+            "off",
+            "--peer",
+            "10.0.0.9:9901",
+        ])
+        .resolve(5)
+        .expect("valid");
+        assert!(c.peering.enabled, "a static peer still turns peering on");
+    }
+
+    #[test]
+    fn enrp_security_options() {
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.security.enrp_security, EnrpSecurity::AllowList, "default");
+        assert!(c.security.peer_allow.is_empty());
+        assert_eq!(c.security.hsdump_allow.len(), 2, "loopback by default");
+        assert_eq!(c.security.unreachable_window, Duration::from_secs(300));
+        assert_eq!(c.security.unreachable_probe_timeout, Duration::from_secs(1));
+        assert_eq!(c.security.max_pes_per_peer, 50_000);
+        assert_eq!(
+            c.security.max_peer_registration_life,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(c.security.orphan_timeout, Duration::from_secs(30));
+        assert!(c.security.takeover_scope.is_empty());
+        assert_eq!(c.security.takeover_probe_rate, 100);
+        assert_eq!(c.security.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.security.max_associations_per_host, 1000);
+        assert_eq!(c.security.bulk_hres_threshold, 256);
+        assert_eq!(c.security.bulk_hres_rate.map(|r| r.per_second), Some(2.0));
+        let (c, _) = Options::parse_from([
+            "enrp-server",
+            "--idle-timeout",
+            "5000",
+            "--max-associations-per-host",
+            "9",
+            "--bulk-hres-threshold",
+            "50",
+            "--max-bulk-hr-rate",
+            "-1",
+        ])
+        .resolve(5)
+        .expect("valid");
+        assert_eq!(c.security.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.security.max_associations_per_host, 9);
+        assert_eq!(c.security.bulk_hres_threshold, 50);
+        assert!(c.security.bulk_hres_rate.is_none(), "-1 = unlimited");
+        let file: Options = toml::from_str(
+            "max-pes-per-peer = 10\nmax-peer-registration-life = 60000\norphan-timeout = 9000\n\
+             takeover-scope = [\"10.0.0.0/8\"]\ntakeover-probe-rate = 7\n",
+        )
+        .expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.security.max_pes_per_peer, 10);
+        assert_eq!(
+            c.security.max_peer_registration_life,
+            Duration::from_secs(60)
+        );
+        assert_eq!(c.security.orphan_timeout, Duration::from_secs(9));
+        assert_eq!(c.security.takeover_scope.len(), 1);
+        assert_eq!(c.security.takeover_probe_rate, 7);
+        assert!(
+            Options::parse_from(["enrp-server", "--takeover-probe-rate", "0"])
+                .resolve(5)
+                .is_err()
+        );
+        let (c, _) = Options::parse_from([
+            "enrp-server",
+            "--unreachable-window",
+            "60000",
+            "--unreachable-probe-timeout",
+            "500",
+        ])
+        .resolve(5)
+        .expect("valid");
+        assert_eq!(c.security.unreachable_window, Duration::from_secs(60));
+        assert_eq!(
+            c.security.unreachable_probe_timeout,
+            Duration::from_millis(500)
+        );
+        let file: Options = toml::from_str(
+            "enrp-security = \"open\"\npeer-allow = [\"10.1.0.0/16\", \"0x77\"]\n\
+             hsdump-allow = [\"192.168.5.0/24\"]\n",
+        )
+        .expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .merged_with(file.clone())
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.security.enrp_security, EnrpSecurity::Open);
+        assert_eq!(c.security.peer_allow.len(), 2);
+        assert_eq!(c.security.peer_allow[1], PeerAllow::ServerId(0x77));
+        assert_eq!(c.security.hsdump_allow.len(), 1, "replaces the default");
+        let (c, _) = Options::parse_from([
+            "enrp-server",
+            "--enrp-security",
+            "allow-list",
+            "--peer-allow",
+            "10.9.9.9",
+        ])
+        .merged_with(file)
+        .resolve(5)
+        .expect("valid");
+        assert_eq!(c.security.enrp_security, EnrpSecurity::AllowList);
+        assert_eq!(c.security.peer_allow.len(), 1, "the command line wins");
+        let e = Options::parse_from(["enrp-server", "--enrp-security", "tls"])
+            .resolve(5)
+            .expect_err("tls not implemented");
+        assert!(e.to_string().contains("--enrp-security"), "{e}");
+        assert!(e.to_string().contains("not implemented"), "{e}");
+        for (opt, bad) in [
+            ("--enrp-security", "none"),
+            ("--peer-allow", "x"),
+            ("--hsdump-allow", "x"),
+        ] {
+            let e = Options::parse_from(["enrp-server", opt, bad])
+                .resolve(5)
+                .expect_err(bad);
+            assert!(e.to_string().contains(opt), "{e}");
+        }
+    }
+
     #[test]
     fn max_peers_from_file_and_cli() {
         let (c, _) = Options::parse_from(["enrp-server"])
@@ -632,6 +951,12 @@ mod example_file {
         assert_eq!(p.max_peers, d.max_peers);
         assert_eq!(p.max_peers, 256);
         assert_eq!(c.handle_table_chunk, 128);
+        assert_eq!(
+            c.security.enrp_security,
+            crate::core::EnrpSecurity::AllowList
+        );
+        assert_eq!(c.security.peer_allow.len(), 1);
+        assert_eq!(c.security.hsdump_allow.len(), 2);
         for key in [
             "enrp-announce",
             "peer",
@@ -642,6 +967,9 @@ mod example_file {
             "mentor-discovery-timeout",
             "takeover-expiry-interval",
             "max-peers",
+            "enrp-security",
+            "peer-allow",
+            "hsdump-allow",
             "max-elements-per-ht-request",
         ] {
             assert!(

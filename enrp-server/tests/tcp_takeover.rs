@@ -47,6 +47,8 @@ async fn start(i: usize, id: u32) -> Option<Running> {
     core.keep_alive_interval = KEEP_ALIVE;
     core.keep_alive_timeout = KEEP_ALIVE;
     core.peers = vec![enrp_addr(1 - i)];
+    // The PEs are on loopback: in the takeover scope of this test (SECURITY.md).
+    core.security.takeover_scope = vec!["127.0.0.0/8".parse().expect("lit")];
     core.peering = PeeringConfig {
         enabled: true,
         multicast: None,

@@ -8,6 +8,7 @@ use asap::wire::{ServerId, TransportParameter};
 
 use super::address::{AddressScope, IpNet};
 use super::rate::Rate;
+use super::trust::SecurityConfig;
 
 /// Configuration of a [`Registrar`](super::Registrar).
 ///
@@ -25,8 +26,9 @@ pub struct CoreConfig {
     pub keep_alive_timeout: Duration,
     /// ASAP_SERVER_ANNOUNCE period (T6, RFC 5352 §5: 1 s), jittered ±12.5 % like rsplib.
     pub announce_interval: Duration,
-    /// Distinct ENDPOINT_UNREACHABLE reporters after which a PE is removed
-    /// (MAX-BAD-PE-REPORT, RFC 5353: 3). At most 64 reporters are tracked per PE.
+    /// Distinct ENDPOINT_UNREACHABLE reporters after which a PE is verified with a
+    /// keep-alive and removed if it does not answer (MAX-BAD-PE-REPORT, RFC 5353: 3;
+    /// [`SecurityConfig`]). At most 64 reporters are tracked per PE.
     pub max_bad_pe_reports: u32,
     /// PEs returned by a HANDLE_RESOLUTION without Handle Resolution Option (rsplib 3).
     pub max_hres_items: u32,
@@ -65,6 +67,8 @@ pub struct CoreConfig {
     pub peers: Vec<SocketAddr>,
     /// ENRP peering (RFC 5353): timers, multicast group, on/off.
     pub peering: super::peers::PeeringConfig,
+    /// Trust boundaries: peer admission, hsdump allow-list (issue 13, `SECURITY.md`).
+    pub security: SecurityConfig,
     /// Seed of the core's random generator (selection, jitter): tests fix it.
     pub seed: u64,
 }
@@ -95,6 +99,7 @@ impl CoreConfig {
             enrp_transport: None,
             peers: Vec::new(),
             peering: super::peers::PeeringConfig::default(),
+            security: SecurityConfig::default(),
             seed: u64::from(server_id),
         }
     }

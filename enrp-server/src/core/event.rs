@@ -27,11 +27,14 @@ pub enum RemovalReason {
     Audit,
     /// HANDLE_UPDATE DEL_PE from the PE's home peer (RFC 5353 §2.4).
     PeerDeleted,
+    /// Its home peer vanished and no takeover re-labelled it within the orphan timeout
+    /// (issue 13, SECURITY.md).
+    Orphaned,
 }
 
 impl RemovalReason {
     /// All reasons (for metrics label pre-registration).
-    pub const ALL: [RemovalReason; 7] = [
+    pub const ALL: [RemovalReason; 8] = [
         RemovalReason::Deregistered,
         RemovalReason::KeepAliveTimeout,
         RemovalReason::AssociationLost,
@@ -39,6 +42,7 @@ impl RemovalReason {
         RemovalReason::Expired,
         RemovalReason::Audit,
         RemovalReason::PeerDeleted,
+        RemovalReason::Orphaned,
     ];
 
     /// Short kebab-case name.
@@ -51,6 +55,7 @@ impl RemovalReason {
             RemovalReason::Expired => "expired",
             RemovalReason::Audit => "audit",
             RemovalReason::PeerDeleted => "peer-deleted",
+            RemovalReason::Orphaned => "orphaned",
         }
     }
 }
@@ -132,13 +137,21 @@ pub enum Event {
         /// Distinct reporters so far.
         distinct_reporters: u32,
     },
+    /// MAX-BAD-PE-REPORT reached: the PE was sent an ENDPOINT_KEEP_ALIVE and is removed
+    /// only if it does not answer in time (issue 13, SECURITY.md).
+    UnreachableProbe {
+        /// Pool.
+        handle: PoolHandle,
+        /// PE Identifier.
+        id: PeIdentifier,
+    },
     /// A request was refused by a per-peer rate limit.
     RateLimited {
         /// Association.
         assoc: AssocId,
         /// Peer address.
         peer: Option<IpAddr>,
-        /// `handle-resolution` or `endpoint-unreachable`.
+        /// `handle-resolution`, `endpoint-unreachable` or `bulk-handle-resolution`.
         what: &'static str,
     },
     /// An undecodable, unrecognised or unexpected message.
@@ -239,6 +252,24 @@ pub enum Event {
         handle: PoolHandle,
         /// PE Identifier.
         id: PeIdentifier,
+    },
+    /// Input refused at a trust boundary (issue 13, `SECURITY.md`): always counted;
+    /// `warn` is set at most once per sender address and log interval.
+    Refused {
+        /// What was refused.
+        what: super::trust::Refusal,
+        /// Association (`None` for UDP).
+        assoc: Option<AssocId>,
+        /// Sender address.
+        from: Option<std::net::SocketAddr>,
+        /// Server ID the sender claimed (ENRP; 0 if none).
+        server_id: u32,
+        /// The message type name (tshark style).
+        message: &'static str,
+        /// Log this one as WARN.
+        warn: bool,
+        /// Refusals from this sender not logged since the previous WARN.
+        suppressed: u64,
     },
     /// A message could not be encoded (too large even after trimming).
     EncodeFailed {

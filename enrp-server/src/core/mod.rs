@@ -15,7 +15,8 @@
 //!   answering with the RFC 5354 §3.12 cause in an Operation Error and the R flag;
 //! * HANDLE_RESOLUTION with rsplib's Handle Resolution Option, policy-driven selection;
 //! * ENDPOINT_KEEP_ALIVE monitoring of every PE registered here, removal on timeout or
-//!   association loss; ENDPOINT_UNREACHABLE counting (MAX-BAD-PE-REPORT distinct reporters);
+//!   association loss; ENDPOINT_UNREACHABLE counting (MAX-BAD-PE-REPORT distinct reporters
+//!   that resolved the pool recently, verified with a keep-alive before removal, [`trust`]);
 //! * ASAP SERVER_ANNOUNCE every announce interval;
 //! * ERROR with Operation Error for unrecognised messages/parameters per their action bits,
 //!   Invalid Values for malformed ones — the association and all registrations survive;
@@ -30,12 +31,14 @@ mod config;
 mod event;
 pub mod peers;
 pub mod rate;
+pub mod trust;
 
 pub use address::{AddressScope, IpNet};
 pub use config::CoreConfig;
 pub use event::{Event, RemovalReason, Replication};
 pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
+pub use trust::{EnrpSecurity, PeerAllow, Refusal, SecurityConfig};
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
@@ -229,6 +232,7 @@ pub struct Registrar {
     eu_limiter: RateLimiter,
     rng: StdRng,
     peering: peers::PeerState,
+    security: trust::SecurityState,
 }
 
 impl Registrar {
@@ -258,6 +262,7 @@ impl Registrar {
                 now,
                 config.peering.mentor_discovery_timeout,
             ),
+            security: trust::SecurityState::default(),
             config,
         }
     }
@@ -296,6 +301,7 @@ impl Registrar {
             self.monitor_timers.first().map(|t| t.0),
             self.handlespace.next_expiry(),
             self.peering_deadline(),
+            self.security_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -312,6 +318,8 @@ impl Registrar {
                 peer_addrs,
                 transport,
             } => {
+                // Per-host cap and idle timer (trust.rs).
+                self.note_connected(now, assoc, protocol, &peer_addrs, &mut out);
                 self.assocs.insert(
                     assoc,
                     Assoc {
@@ -324,6 +332,7 @@ impl Registrar {
             }
             Input::Disconnected { assoc } => {
                 self.assocs.remove(&assoc);
+                self.forget_association(assoc);
                 for r in self.handlespace.remove_connection(assoc) {
                     self.removed(
                         r.handle,
@@ -413,6 +422,7 @@ impl Registrar {
             }
         }
         self.peering_timeout(now, &mut out);
+        self.security_timeout(now, &mut out);
         self.peering_replicate(&mut out);
         out
     }
@@ -473,6 +483,7 @@ impl Registrar {
         if let Some(m) = self.monitors.remove(&key) {
             self.monitor_timers.remove(&(m.due, key.0.clone(), key.1));
         }
+        self.security.probing.remove(&key);
         out.push(Action::Event(Event::Removed {
             handle: key.0.clone(),
             id: key.1,
@@ -575,14 +586,20 @@ impl Registrar {
                                 || !matches!(m, EnrpMessage::HandleTableRequest(_))) =>
                     {
                         match self.assocs.get(&a).and_then(|x| x.peer_addrs.first()) {
-                            Some(&from) => self.on_enrp_peer(now, from, m, out),
-                            None => self.on_enrp(a, m, out),
+                            Some(&from) => {
+                                if self.admit_enrp(now, Some(a), from, &m, out) {
+                                    self.on_enrp_peer(now, from, m, out)
+                                }
+                            }
+                            None => self.on_enrp(now, a, m, out),
                         }
                     }
-                    (Some(a), Message::Enrp(m)) => self.on_enrp(a, m, out),
+                    (Some(a), Message::Enrp(m)) => self.on_enrp(now, a, m, out),
                     (None, Message::Enrp(m)) if self.config.peering.enabled => {
                         if let Some(from) = from {
-                            self.on_enrp_peer(now, from, m, out);
+                            if self.admit_enrp(now, None, from, &m, out) {
+                                self.on_enrp_peer(now, from, m, out);
+                            }
                         }
                     }
                     (None, m) => {
@@ -648,6 +665,7 @@ impl Registrar {
             }
             AsapMessage::Deregistration(d) => self.on_deregistration(assoc, d, out),
             AsapMessage::HandleResolution(h) => {
+                self.mark_used(assoc); // a PU: no idle timeout (trust.rs)
                 self.on_resolution(now, assoc, h.pool_handle, h.option, out)
             }
             AsapMessage::EndpointKeepAliveAck(a) => {
@@ -657,6 +675,7 @@ impl Registrar {
                     .get(&key.0, key.1)
                     .is_some_and(|e| e.connection() == Some(assoc));
                 if ours && self.monitors.contains_key(&key) {
+                    self.security.probing.remove(&key);
                     let due = now + self.keep_alive_interval();
                     self.set_monitor(key, due, false);
                 } else {
@@ -679,6 +698,9 @@ impl Registrar {
                         return;
                     }
                 }
+                if !self.unreachable_report_counts(now, assoc, &u.pool_handle, out) {
+                    return;
+                }
                 let reporter = reporter_id(peer, assoc);
                 match self
                     .handlespace
@@ -692,16 +714,8 @@ impl Registrar {
                             distinct_reporters: c.distinct_reporters,
                         }));
                         if c.distinct_reporters >= self.config.max_bad_pe_reports {
-                            if let Some(r) =
-                                self.handlespace.deregister(&u.pool_handle, u.pe_identifier)
-                            {
-                                self.removed(
-                                    r.handle,
-                                    r.entry.element().clone(),
-                                    RemovalReason::Unreachable,
-                                    out,
-                                );
-                            }
+                            // Verified before removal (trust.rs).
+                            self.unreachable_threshold(now, &u.pool_handle, u.pe_identifier, out);
                         }
                     }
                     None => out.push(Action::Event(Event::Ignored {
@@ -783,6 +797,7 @@ impl Registrar {
             .register(&handle, element, self.config.server_id, Some(assoc), now)
         {
             Ok(outcome) => {
+                self.mark_used(assoc);
                 let key = (handle.clone(), id);
                 let due = now + self.keep_alive_interval();
                 self.set_monitor(key, due, false);
@@ -1070,6 +1085,15 @@ impl Registrar {
                 return;
             }
         };
+        if !self.bulk_resolution_allowed(now, peer, selected.len()) {
+            out.push(Action::Event(Event::RateLimited {
+                assoc,
+                peer,
+                what: "bulk-handle-resolution",
+            }));
+            fail(self, out, handle, CauseCode::LackOfResources);
+            return;
+        }
         let mut pes = selected;
         loop {
             let msg: Message = HandleResolutionResponse {
@@ -1082,6 +1106,7 @@ impl Registrar {
             }
             .into();
             if pes.len() <= 1 || self.fits(&msg) {
+                self.note_resolution(now, assoc, &handle);
                 out.push(Action::Event(Event::Resolved {
                     assoc,
                     handle,
@@ -1133,13 +1158,14 @@ impl Registrar {
         };
         if m.awaiting_ack {
             self.monitors.remove(&key);
+            // Unanswered verification of ENDPOINT_UNREACHABLE reports (trust.rs).
+            let reason = if self.security.probing.contains(&key) {
+                RemovalReason::Unreachable
+            } else {
+                RemovalReason::KeepAliveTimeout
+            };
             if let Some(r) = self.handlespace.deregister(&key.0, key.1) {
-                self.removed(
-                    r.handle,
-                    r.entry.element().clone(),
-                    RemovalReason::KeepAliveTimeout,
-                    out,
-                );
+                self.removed(r.handle, r.entry.element().clone(), reason, out);
             }
             // rsplib aborts the association of a PE that stopped answering.
             out.push(Action::Abort {
@@ -1196,6 +1222,7 @@ impl Registrar {
                 continue;
             }
             bound += 1;
+            self.mark_used(assoc);
             let due = now + self.config.keep_alive_timeout;
             self.set_monitor((h.clone(), id), due, true);
             out.push(Action::Event(Event::Adopted {
@@ -1247,7 +1274,7 @@ impl Registrar {
     // ------------------------------------------------------------------------------------
     // ENRP from tools (hsdump) and, with peering on, from peers (peers.rs)
 
-    fn on_enrp(&mut self, assoc: AssocId, m: EnrpMessage, out: &mut Vec<Action>) {
+    fn on_enrp(&mut self, now: Instant, assoc: AssocId, m: EnrpMessage, out: &mut Vec<Action>) {
         let me = self.config.server_id;
         match m {
             EnrpMessage::Presence(p) => {
@@ -1286,7 +1313,9 @@ impl Registrar {
                 .into(),
             ),
             EnrpMessage::HandleTableRequest(r) => {
-                self.on_handle_table_request(assoc, r.sender, r.own_children_only, out)
+                if self.admit_handle_table(now, assoc, r.sender, out) {
+                    self.on_handle_table_request(assoc, r.sender, r.own_children_only, out)
+                }
             }
             EnrpMessage::Error(e) => out.push(Action::Event(Event::ProtocolError {
                 assoc: Some(assoc),

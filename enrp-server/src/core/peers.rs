@@ -15,14 +15,13 @@
 //! the association back with [`Input::Adopted`](super::Input::Adopted), on which the core
 //! sends the ENDPOINT_KEEP_ALIVE with the H flag). On takeover expiry, peers that died in
 //! the meantime no longer count; if live peers are still missing the attempt is abandoned
-//! like rsplib and the target's PEs live on until their registration life ends.
+//! like rsplib; the target's PEs are then removed after the orphan timeout (trust.rs).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use asap::handlespace::DumpCursor;
-use asap::wire::asap_msg::EndpointKeepAlive;
 use asap::wire::enrp_msg::{
     HandleTableRequest, HandleTableResponse, HandleUpdate, InitTakeover, InitTakeoverAck,
     ListRequest, ListResponse, Presence, TakeoverServer,
@@ -310,6 +309,7 @@ impl Registrar {
 
     fn peer_dead(&mut self, now: Instant, id: ServerId, out: &mut Vec<Action>) {
         self.peering.peers.remove(&id);
+        self.note_vanished(now, id); // bounded life of its PEs (trust.rs)
         self.peering.serve.retain(|(p, _), _| *p != id);
         if self.peering.mentor == Some(id) && now < self.peering.startup_until {
             self.peering.mentor = None;
@@ -372,31 +372,11 @@ impl Registrar {
         });
         let keys: Vec<PeKey> = self.handlespace.owned_by(target).cloned().collect();
         let n = self.handlespace.change_owner(target, me);
-        for (h, id) in keys {
-            let Some(e) = self.handlespace.get(&h, id) else {
-                continue;
-            };
-            let element = e.element().clone();
-            if self.config.peering.verify_adopted {
-                let due = now + self.config.keep_alive_timeout;
-                self.set_monitor((h.clone(), id), due, true);
-            }
-            let message: Message = EndpointKeepAlive {
-                home: true,
-                server_id: me,
-                pool_handle: h.clone(),
-                pe_identifier: Some(id),
-            }
-            .into();
-            if let Ok(bytes) = message.to_bytes() {
-                out.push(Action::Adopt {
-                    pool_handle: h,
-                    element,
-                    message,
-                    bytes,
-                });
-            }
+        for key in keys {
+            self.queue_adoption(key);
         }
+        // Probed within --takeover-scope at a bounded rate (trust.rs).
+        self.start_adoptions(now, out);
         out.push(Action::Event(Event::TakeoverDone { target, pes: n }));
     }
 
@@ -736,7 +716,7 @@ impl Registrar {
         now: Instant,
         from_peer: ServerId,
         handle: &PoolHandle,
-        el: PoolElement,
+        mut el: PoolElement,
         home: ServerId,
         out: &mut Vec<Action>,
     ) {
@@ -763,6 +743,9 @@ impl Registrar {
                 );
                 return;
             }
+        }
+        if !self.bound_peer_pe(now, from_peer, handle, &mut el, home, out) {
+            return; // per-peer cap; life capped (trust.rs)
         }
         let key = (handle.clone(), el.id);
         if let Err(e) = self.handlespace.register(handle, el, home, None, now) {
@@ -819,6 +802,7 @@ impl Registrar {
 mod tests {
     use super::*;
     use crate::core::{CoreConfig, Input};
+    use asap::wire::asap_msg::EndpointKeepAlive;
     use asap::wire::{Policy, Protocol, TransportParameter, TransportUse};
 
     const ME: ServerId = 5;
@@ -831,6 +815,10 @@ mod tests {
         let now = Instant::now();
         let mut c = CoreConfig::new(ME);
         c.peering.enabled = true;
+        // The peers of these tests (issue 13: only allowed peers are heard).
+        c.security.peer_allow = ["127.0.0.0/8", "10.0.0.2"]
+            .map(|n| crate::core::PeerAllow::Net(n.parse().expect("lit")))
+            .to_vec();
         (Registrar::new(c, now), now)
     }
 

@@ -945,21 +945,112 @@ fn unreachable_counts_distinct_reporters() {
     h.connect(51, "10.0.1.1:6001", Protocol::Asap); // same PU host, new association
     h.connect(52, "10.0.1.2:6000", Protocol::Asap);
     h.connect(53, "10.0.1.3:6000", Protocol::Asap);
+    // Reports count only from associations that resolved the pool (issue 13).
+    for assoc in [50, 51, 52, 53] {
+        resolve(&mut h, assoc, "P", None);
+    }
     for assoc in [50, 50, 51, 52] {
         let out = h.send(assoc, eu());
         assert!(sent(&out).is_empty(), "ENDPOINT_UNREACHABLE has no reply");
     }
     // Duplicates from one reporter count once: 2 distinct so far.
     assert!(h.r.handlespace().get(&"P".into(), 1).is_some());
+    // The third reporter: verified first with a keep-alive to the PE (association 1).
     let out = h.send(53, eu());
+    assert!(events(&out).contains(&Event::UnreachableProbe {
+        handle: "P".into(),
+        id: 1
+    }));
+    assert!(matches!(
+        &sent(&out)[..],
+        [(1, Message::Asap(AsapMessage::EndpointKeepAlive(k)))] if k.pe_identifier == Some(1)
+    ));
+    assert!(h.r.handlespace().get(&"P".into(), 1).is_some(), "not yet");
+    // No ACK within the probe timeout (1 s): removed, its association aborted.
+    let out = h.advance(1000);
     assert!(events(&out).contains(&Event::Removed {
         handle: "P".into(),
         id: 1,
         reason: RemovalReason::Unreachable
     }));
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Abort { assoc: 1, .. })));
     assert!(h.r.handlespace().is_empty());
     // Its keep-alive is gone too.
     assert!(h.advance(10_000).is_empty());
+}
+
+/// Issue 13: forged reports cannot remove a PE that answers the verification keep-alive,
+/// and reports from associations that never resolved the pool do not count at all.
+#[test]
+fn unreachable_reports_are_verified_and_need_a_resolution() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let eu = || EndpointUnreachable {
+        pool_handle: "P".into(),
+        pe_identifier: 1,
+    };
+    for (assoc, at) in [
+        (50, "10.0.1.1:6000"),
+        (51, "10.0.1.2:6000"),
+        (52, "10.0.1.3:6000"),
+    ] {
+        h.connect(assoc, at, Protocol::Asap);
+    }
+    // Never resolved: refused, not counted.
+    for assoc in [50, 51, 52] {
+        let out = h.send(assoc, eu());
+        assert!(events(&out).iter().any(|e| matches!(
+            e,
+            Event::Refused {
+                what: Refusal::UnreachableReport,
+                ..
+            }
+        )));
+        assert!(!events(&out)
+            .iter()
+            .any(|e| matches!(e, Event::UnreachableReported { .. })));
+    }
+    assert!(h.r.handlespace().get(&"P".into(), 1).is_some());
+    // Resolved: the three reports lead to a probe; the PE answers and stays, repeatedly.
+    for assoc in [50, 51, 52] {
+        resolve(&mut h, assoc, "P", None);
+    }
+    for round in 0..5 {
+        let mut probes = 0;
+        for assoc in [50, 51, 52] {
+            let out = h.send(assoc, eu());
+            probes += events(&out)
+                .iter()
+                .filter(|e| matches!(e, Event::UnreachableProbe { .. }))
+                .count();
+        }
+        assert_eq!(probes, 1, "round {round}: one verification at a time");
+        h.advance(300);
+        let out = h.send(
+            1,
+            EndpointKeepAliveAck {
+                pool_handle: "P".into(),
+                pe_identifier: 1,
+            },
+        );
+        assert!(events(&out).is_empty(), "{out:?}");
+        let out = h.advance(1000);
+        assert!(
+            !events(&out)
+                .iter()
+                .any(|e| matches!(e, Event::Removed { .. })),
+            "round {round}: {out:?}"
+        );
+        assert!(h.r.handlespace().get(&"P".into(), 1).is_some());
+    }
+    // Reports older than the window no longer count.
+    h.advance(301_000);
+    let out = h.send(50, eu());
+    assert!(events(&out)
+        .iter()
+        .any(|e| matches!(e, Event::Refused { .. })));
 }
 
 #[test]
@@ -972,6 +1063,7 @@ fn unreachable_rate_limit() {
     let mut h = H::new(c);
     register_simple(&mut h, "P", 1, Policy::RoundRobin);
     h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    resolve(&mut h, 50, "P", None);
     let eu = EndpointUnreachable {
         pool_handle: "P".into(),
         pe_identifier: 1,
@@ -1203,7 +1295,7 @@ fn server_announce_every_interval() {
 fn presence_and_list() {
     let mut h = H::new(config());
     register_simple(&mut h, "P", 1, Policy::RoundRobin);
-    h.connect(70, "10.0.2.1:7000", Protocol::Enrp);
+    h.connect(70, "127.0.0.1:7000", Protocol::Enrp);
     let out = h.send(
         70,
         Presence {
@@ -1249,7 +1341,7 @@ fn handle_table_m_bit_continuation() {
     for id in 4..=5 {
         register_simple(&mut h, "B", id, Policy::Random);
     }
-    h.connect(70, "10.0.2.1:7000", Protocol::Enrp);
+    h.connect(70, "127.0.0.1:7000", Protocol::Enrp);
     let mut got = Vec::new();
     let mut flags = Vec::new();
     for _ in 0..3 {
@@ -1426,4 +1518,46 @@ fn keep_alive_jitter_spreads_a_burst() {
     }
     assert_eq!(times.iter().map(|t| t.1).sum::<usize>(), 20);
     assert!(times.len() > 1, "{times:?}");
+}
+
+/// Issue 13: a HANDLE_TABLE_REQUEST (hsdump) from a host that is neither an allowed peer
+/// nor in the read-only hsdump allow-list (default: loopback) is answered with the R flag
+/// and no PE; the association stays usable.
+#[test]
+fn handle_table_request_from_a_stranger_is_refused() {
+    let mut h = H::new(config());
+    register_simple(&mut h, "A", 1, Policy::RoundRobin);
+    h.connect(70, "10.0.2.9:40000", Protocol::Enrp);
+    let out = h.send(
+        70,
+        HandleTableRequest {
+            own_children_only: false,
+            sender: 0,
+            receiver: 0,
+        },
+    );
+    match only_reply(&out) {
+        Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
+            assert!(r.reject, "R flag: refused");
+            assert!(r.pools.is_empty(), "no PE leaked: {:?}", r.pools);
+        }
+        other => panic!("{other:?}"),
+    }
+    // From the registrar host itself (loopback) hsdump works.
+    h.connect(71, "127.0.0.1:40001", Protocol::Enrp);
+    let out = h.send(
+        71,
+        HandleTableRequest {
+            own_children_only: false,
+            sender: 0,
+            receiver: 0,
+        },
+    );
+    match only_reply(&out) {
+        Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
+            assert!(!r.reject);
+            assert_eq!(r.pools.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -18,7 +18,9 @@ use asap::wire::{
     TransportParameter, TransportUse,
 };
 use bytes::Bytes;
-use enrp_server::core::{Action, AssocId, CoreConfig, Event, Input, PeeringConfig, Registrar};
+use enrp_server::core::{
+    Action, AssocId, CoreConfig, Event, Input, PeerAllow, PeeringConfig, Registrar,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -195,6 +197,11 @@ impl Sim {
             multicast: Some(GROUP),
             ..PeeringConfig::default()
         };
+        // Registrars started before the others exist find them by multicast: the scope's
+        // network is allowed (issue 13 peer admission).
+        c.security.peer_allow = vec![PeerAllow::Net("127.0.1.0/24".parse().expect("lit"))];
+        // The simulated PEs live on 127.1.0.0/16: takeovers may probe them.
+        c.security.takeover_scope = vec!["127.0.0.0/8".parse().expect("lit")];
         c
     }
 

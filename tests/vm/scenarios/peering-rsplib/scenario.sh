@@ -24,7 +24,7 @@ start pr1 enrp-server --transport sctp \
   --asap-announce off --enrp-announce off --peer $PR2:9901 \
   --peer-heartbeat-cycle 1000 --peer-max-time-last-heard 3000 \
   --peer-max-time-no-response 2000 --mentor-discovery-timeout 2000 \
-  --takeover-expiry-interval 3000
+  --takeover-expiry-interval 3000 --hsdump-allow 10.0.0.0/24
 start pr2 rspregistrar -identifier=0x0000aaa2 -asap=$PR2:3863 -enrp=$PR2:9901 \
   -asapannounce=off -enrpannounce=off -peer=$PR1:9901 \
   -peerheartbeatcycle=1000 -peermaxtimelastheard=3000 -peermaxtimenoresponse=2000 \

@@ -41,9 +41,10 @@ start prr rspregistrar -identifier=0x0000aaa1 -asap=$PRR:3863 -enrp=$PRR:9901 \
   -asapannounce=off -enrpannounce=off $RSPLOG
 start pra enrp-server --transport sctp --asap $PRA:3863 --enrp $PRA:9901 \
   --identifier 0x5eed00a2 --asap-announce off --enrp-announce off \
-  --allow-third-party 10.0.1.0/24 --keep-alive-interval 1000 --keep-alive-timeout 2000
+  --allow-third-party 10.0.1.0/24 --keep-alive-interval 1000 --keep-alive-timeout 2000 \
+  --hsdump-allow 10.0.0.0/24
 start prn enrp-server --transport sctp --asap $PRN:3863 --enrp $PRN:9901 \
-  --identifier 0x5eed00a3 --asap-announce off --enrp-announce off
+  --identifier 0x5eed00a3 --asap-announce off --enrp-announce off --hsdump-allow 10.0.0.0/24
 listening() { [ "$(grep -cw 3863 /proc/net/sctp/eps)" -ge 3 ]; }
 wait_for 15 listening || log "registrars not listening"
 

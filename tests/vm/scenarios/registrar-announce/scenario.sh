@@ -22,7 +22,8 @@ ip route add 224.0.0.0/4 dev dummy0
 capture any registrar-announce
 
 start pr enrp-server --transport sctp --asap $PR:3863 --enrp $PR:9901 \
-  --identifier 0x5eed0002 --asap-announce 239.0.0.50:3863 --announce-cycle 500
+  --identifier 0x5eed0002 --asap-announce 239.0.0.50:3863 --announce-cycle 500 \
+  --hsdump-allow 10.0.0.0/24
 wait_for 10 grep -qw 3863 /proc/net/sctp/eps || log "registrar not listening"
 expect_grep "announces go to 239.0.0.50:3863" "announce=\[239.0.0.50:3863\]" "$OUT/pr.log"
 

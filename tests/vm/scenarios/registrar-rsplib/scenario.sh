@@ -22,7 +22,8 @@ capture lo registrar-rsplib
 
 start pr enrp-server --transport sctp \
   --asap $PR:3863 --enrp $PR:9901 --identifier 0x5eed0001 \
-  --asap-announce off --keep-alive-interval 2000 --keep-alive-timeout 3000
+  --asap-announce off --keep-alive-interval 2000 --keep-alive-timeout 3000 \
+  --hsdump-allow 10.0.0.0/24
 wait_for 10 grep -qw 3863 /proc/net/sctp/eps || log "registrar not listening"
 expect_grep "enrp-server listens over SCTP" "transport=\"*sctp" "$OUT/pr.log"
 

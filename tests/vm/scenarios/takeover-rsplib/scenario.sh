@@ -27,7 +27,7 @@ start pr1 enrp-server --transport sctp \
   --peer-heartbeat-cycle 1000 --peer-max-time-last-heard 3000 \
   --peer-max-time-no-response 2000 --mentor-discovery-timeout 2000 \
   --takeover-expiry-interval 3000 \
-  --keep-alive-interval 2000 --keep-alive-timeout 2000
+  --keep-alive-interval 2000 --keep-alive-timeout 2000 --hsdump-allow 10.0.0.0/24
 start pr2 rspregistrar -identifier=0x0000aaa2 -asap=$PR2:3863 -enrp=$PR2:9901 \
   -asapannounce=off -enrpannounce=off -peer=$PR1:9901 \
   -peerheartbeatcycle=1000 -peermaxtimelastheard=3000 -peermaxtimenoresponse=2000 \

@@ -22,7 +22,8 @@ PR2=10.0.0.2
 FAST="--asap-announce off --enrp-announce off \
   --peer-heartbeat-cycle 1000 --peer-max-time-last-heard 3000 \
   --peer-max-time-no-response 2000 --mentor-discovery-timeout 2000 \
-  --takeover-expiry-interval 3000 --keep-alive-interval 2000 --keep-alive-timeout 2000"
+  --takeover-expiry-interval 3000 --keep-alive-interval 2000 --keep-alive-timeout 2000 \
+  --hsdump-allow 10.0.0.0/24"
 
 net_dummy $PR1 $PR2 10.0.0.21
 capture lo takeover-sctp

@@ -1,0 +1,1081 @@
+//! Trust boundaries of the registrar (issue 13; RFC 5353 §11, RFC 5352 §6, RFC 5355): who
+//! may act as an ENRP peer, who may download the handlespace, and the rate-limited report
+//! of everything refused. The threat list and the defence for each threat are in the
+//! repository's `SECURITY.md`.
+//!
+//! * **Peer admission** ([`EnrpSecurity`], [`PeerAllow`]): with `allow-list` (the default)
+//!   ENRP messages that change state (PRESENCE creating a peer, HANDLE_UPDATE,
+//!   HANDLE_TABLE_RESPONSE, INIT_TAKEOVER, TAKEOVER_SERVER, …) are taken only from senders
+//!   whose address lies in an allowed network, whose server ID is allowed, or whose address
+//!   is one of the static peers' ([`CoreConfig::peers`](super::CoreConfig::peers)).
+//!   Everything else is dropped and reported as [`Event::Refused`]; read-only questions
+//!   (PRESENCE with R, LIST_REQUEST) are still answered on an association, and an
+//!   association is never closed for it.
+//! * **hsdump** ([`SecurityConfig::hsdump_allow`]): a HANDLE_TABLE_REQUEST from a sender
+//!   that is not an admitted peer is answered with a HANDLE_TABLE_RESPONSE with the R
+//!   (reject) flag (RFC 5353 §2.3.6) unless its address is in the read-only allow-list
+//!   (default: loopback, so `hsdump 127.0.0.1` on the registrar host works).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use asap::wire::asap_msg::EndpointKeepAlive;
+use asap::wire::enrp_msg::HandleTableResponse;
+use asap::wire::{
+    EnrpMessage, Message, PeIdentifier, PoolElement, PoolHandle, Protocol, ServerId,
+    TransportParameter,
+};
+use serde::Serialize;
+
+use super::address::{canonical, is_unusable, AddressScope, IpNet};
+use super::{Action, AssocId, Event, PeKey, Registrar, RemovalReason};
+
+/// How ENRP peers are admitted (`--enrp-security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnrpSecurity {
+    /// Only allow-listed peers ([`SecurityConfig::peer_allow`]) and static peers; plaintext,
+    /// so that rsplib registrars can still peer (the default).
+    #[default]
+    AllowList,
+    /// Any host that reaches the ENRP port is a peer (rsplib behaviour; only by explicit
+    /// choice, the binary warns at start-up).
+    Open,
+    /// Mutual TLS between registrars (RFC 5353 §11, RFC 3436): not implemented yet; the
+    /// binary refuses it.
+    Tls,
+}
+
+impl FromStr for EnrpSecurity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "allow-list" => Ok(EnrpSecurity::AllowList),
+            "open" => Ok(EnrpSecurity::Open),
+            "tls" => Ok(EnrpSecurity::Tls),
+            o => Err(format!("{o:?} is not allow-list|open|tls")),
+        }
+    }
+}
+
+/// One entry of the peer allow-list (`--peer-allow ID|ADDR|ADDR/PREFIX`).
+///
+/// A server ID alone is a weak credential (anyone who reaches the ENRP port can claim it);
+/// prefer addresses, which a TCP or SCTP peer cannot forge without being on the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAllow {
+    /// A server ID (decimal or 0x-hex).
+    ServerId(ServerId),
+    /// An address or network.
+    Net(IpNet),
+}
+
+impl FromStr for PeerAllow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(n) = IpNet::from_str(s) {
+            return Ok(PeerAllow::Net(n));
+        }
+        let id = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(h) => u32::from_str_radix(h, 16),
+            None => s.parse::<u32>(),
+        }
+        .map_err(|_| format!("{s:?} is neither a server ID nor ADDR[/PREFIX]"))?;
+        if id == 0 {
+            return Err("server ID 0 is reserved".into());
+        }
+        Ok(PeerAllow::ServerId(id))
+    }
+}
+
+impl fmt::Display for PeerAllow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAllow::ServerId(id) => write!(f, "{id:#x}"),
+            PeerAllow::Net(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Security settings of the core (issue 13; `SECURITY.md`).
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// Peer admission mode.
+    pub enrp_security: EnrpSecurity,
+    /// Allowed peers besides the static ones (`--peer-allow`).
+    pub peer_allow: Vec<PeerAllow>,
+    /// Networks whose HANDLE_TABLE_REQUESTs are answered although they are not peers
+    /// (read-only; `--hsdump-allow`). Default: 127.0.0.0/8 and ::1.
+    pub hsdump_allow: Vec<IpNet>,
+    /// At most one WARN per sender address and this interval for refused input (the
+    /// refusals in between are counted and reported with the next WARN).
+    pub refusal_log_interval: Duration,
+    /// ENDPOINT_UNREACHABLE counts only from an association that resolved the PE's pool
+    /// within this time (`--unreachable-window`).
+    pub unreachable_window: Duration,
+    /// When the reports reach MAX-BAD-PE-REPORT the PE is sent an ENDPOINT_KEEP_ALIVE and
+    /// removed only without ENDPOINT_KEEP_ALIVE_ACK within this time
+    /// (`--unreachable-probe-timeout`).
+    pub unreachable_probe_timeout: Duration,
+    /// Most PEs whose home is one peer (`--max-pes-per-peer`); further HANDLE_UPDATE /
+    /// table entries for that home are refused.
+    pub max_pes_per_peer: usize,
+    /// Registration life of a PE learned from a peer is capped to this (no infinite life
+    /// from ENRP; `--max-peer-registration-life`).
+    pub max_peer_registration_life: Duration,
+    /// PEs of a peer that vanished are removed if, this long after it was declared dead,
+    /// no takeover re-labelled them (`--orphan-timeout`).
+    pub orphan_timeout: Duration,
+    /// Networks a takeover may connect to (ASAP transports of adopted PEs;
+    /// `--takeover-scope`). Empty: addresses from
+    /// [`CoreConfig::min_address_scope`](super::CoreConfig::min_address_scope) up to
+    /// site-local (default: site-local only, 10/8, 172.16/12, 192.168/16, fc00::/7), never
+    /// global ones, so that a rogue table cannot make us probe the Internet.
+    pub takeover_scope: Vec<IpNet>,
+    /// ASAP transports a takeover connects to per second (`--takeover-probe-rate`).
+    pub takeover_probe_rate: u32,
+    /// An ASAP association that neither registered a PE nor resolved a handle within this
+    /// time is aborted (`--idle-timeout`).
+    pub idle_timeout: Duration,
+    /// Most associations from one host (first peer address); more are aborted at once
+    /// (`--max-associations-per-host`).
+    pub max_associations_per_host: usize,
+    /// A resolution answered with more PEs than this is a bulk one
+    /// (`--bulk-hres-threshold`).
+    pub bulk_hres_threshold: usize,
+    /// Per-PU rate of bulk resolutions (`--max-bulk-hr-rate`; `None` = unlimited); more
+    /// are answered with Lack of Resources, so that one client asking for "all" of a huge
+    /// pool cannot keep the registrar busy for everyone else.
+    pub bulk_hres_rate: Option<super::Rate>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            enrp_security: EnrpSecurity::AllowList,
+            peer_allow: Vec::new(),
+            hsdump_allow: default_hsdump_allow(),
+            refusal_log_interval: Duration::from_secs(10),
+            unreachable_window: Duration::from_secs(300),
+            unreachable_probe_timeout: Duration::from_millis(1000),
+            max_pes_per_peer: 50_000,
+            max_peer_registration_life: Duration::from_secs(3600),
+            orphan_timeout: Duration::from_secs(30),
+            takeover_scope: Vec::new(),
+            takeover_probe_rate: 100,
+            idle_timeout: Duration::from_secs(30),
+            max_associations_per_host: 1000,
+            bulk_hres_threshold: 256,
+            bulk_hres_rate: Some(super::Rate {
+                per_second: 2.0,
+                burst: 4.0,
+            }),
+        }
+    }
+}
+
+/// The default read-only hsdump allow-list: loopback only.
+pub fn default_hsdump_allow() -> Vec<IpNet> {
+    vec![
+        IpNet {
+            addr: IpAddr::from([127, 0, 0, 0]),
+            prefix: 8,
+        },
+        IpNet {
+            addr: IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            prefix: 128,
+        },
+    ]
+}
+
+/// What was refused, for logs and the `enrp_security_refusals_total` metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// An ENRP message from a sender that is not an admitted peer.
+    PeerMessage,
+    /// A HANDLE_TABLE_REQUEST from a non-peer outside `--hsdump-allow`.
+    HandleTable,
+    /// An ENDPOINT_UNREACHABLE from an association that did not resolve the pool recently.
+    UnreachableReport,
+    /// A PE from a peer beyond `--max-pes-per-peer` for its home.
+    PeerPeCap,
+    /// A takeover probe to an ASAP transport outside `--takeover-scope`.
+    TakeoverScope,
+    /// An association beyond `--max-associations-per-host`.
+    HostAssociations,
+}
+
+impl Refusal {
+    /// All kinds (metrics label pre-registration).
+    pub const ALL: [Refusal; 6] = [
+        Refusal::PeerMessage,
+        Refusal::HandleTable,
+        Refusal::UnreachableReport,
+        Refusal::PeerPeCap,
+        Refusal::TakeoverScope,
+        Refusal::HostAssociations,
+    ];
+
+    /// Short kebab-case name (metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::PeerMessage => "peer-message",
+            Refusal::HandleTable => "handle-table",
+            Refusal::UnreachableReport => "unreachable-report",
+            Refusal::PeerPeCap => "peer-pe-cap",
+            Refusal::TakeoverScope => "takeover-scope",
+            Refusal::HostAssociations => "host-associations",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Most sender addresses whose last WARN time is remembered (the table is cleared when
+/// full: at worst a few more WARN lines).
+const LOG_TABLE: usize = 4096;
+
+/// Most pools remembered per association as recently resolved (the oldest is forgotten).
+const RESOLVED_PER_ASSOC: usize = 64;
+
+/// Security state of the [`Registrar`].
+#[derive(Debug, Default)]
+pub(super) struct SecurityState {
+    /// Per sender address: last WARN and refusals since.
+    logged: HashMap<IpAddr, (Instant, u64)>,
+    /// Per ASAP association: pools it resolved and when (ENDPOINT_UNREACHABLE admission).
+    resolved: HashMap<AssocId, HashMap<PoolHandle, Instant>>,
+    /// PEs sent a verification keep-alive after MAX-BAD-PE-REPORT reports.
+    pub(super) probing: HashSet<PeKey>,
+    /// Peers declared dead: when their remaining PEs are purged.
+    orphans: BTreeMap<ServerId, Instant>,
+    /// Adopted PEs waiting for their takeover probe (rate bound), in order.
+    adopt_queue: VecDeque<PeKey>,
+    /// When the next batch of takeover probes may go out.
+    next_adopt: Option<Instant>,
+    /// ASAP associations that have not registered or resolved yet: abort deadline.
+    idle: HashMap<AssocId, Instant>,
+    /// Their deadlines in order.
+    idle_timers: BTreeSet<(Instant, AssocId)>,
+    /// Host (first peer address) of every association, and associations per host.
+    hosts: HashMap<AssocId, IpAddr>,
+    per_host: HashMap<IpAddr, usize>,
+    /// Bulk resolution token buckets per PU address (created at first use).
+    bulk: Option<super::RateLimiter>,
+}
+
+impl Registrar {
+    /// Whether an ENRP sender (server ID `sender` at address `from`) is an admitted peer
+    /// ([`EnrpSecurity`]).
+    pub fn peer_admitted(&self, sender: ServerId, from: SocketAddr) -> bool {
+        let s = &self.config.security;
+        match s.enrp_security {
+            EnrpSecurity::Open => true,
+            // No TLS session ever authenticates a peer here (refused by the binary).
+            EnrpSecurity::Tls => false,
+            EnrpSecurity::AllowList => {
+                let ip = canonical(from.ip());
+                self.config.peers.iter().any(|p| canonical(p.ip()) == ip)
+                    || s.peer_allow.iter().any(|a| match a {
+                        PeerAllow::ServerId(id) => *id == sender,
+                        PeerAllow::Net(n) => n.contains(&ip),
+                    })
+            }
+        }
+    }
+
+    /// Whether `from` may download the handle table without being a peer.
+    fn hsdump_allowed(&self, from: Option<SocketAddr>) -> bool {
+        let Some(from) = from else { return false };
+        let ip = canonical(from.ip());
+        self.config.security.enrp_security == EnrpSecurity::Open
+            || self
+                .config
+                .security
+                .hsdump_allow
+                .iter()
+                .any(|n| n.contains(&ip))
+            || self.peer_admitted(0, from)
+    }
+
+    /// Gate in front of [`on_enrp_peer`](Self::on_enrp_peer): true if the message may
+    /// drive peering. Otherwise it is reported ([`Event::Refused`]) and, on an
+    /// association, read-only questions are still answered as for a tool.
+    pub(super) fn admit_enrp(
+        &mut self,
+        now: Instant,
+        assoc: Option<AssocId>,
+        from: SocketAddr,
+        m: &EnrpMessage,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        // Any path of a multi-homed SCTP association may be the allowed address.
+        let paths: Vec<SocketAddr> = match assoc.and_then(|a| self.assocs.get(&a)) {
+            Some(a) => a.peer_addrs.clone(),
+            None => vec![from],
+        };
+        if paths.iter().any(|p| self.peer_admitted(m.sender(), *p)) {
+            return true;
+        }
+        let read_only = matches!(
+            m,
+            EnrpMessage::Presence(_)
+                | EnrpMessage::ListRequest(_)
+                | EnrpMessage::HandleTableRequest(_)
+                | EnrpMessage::Error(_)
+        );
+        match assoc {
+            Some(a) if read_only => self.on_enrp(now, a, m.clone(), out),
+            _ => self.refused(
+                now,
+                Refusal::PeerMessage,
+                assoc,
+                Some(from),
+                m.sender(),
+                Message::Enrp(m.clone()).tshark_name(),
+                out,
+            ),
+        }
+        false
+    }
+
+    /// Gate in front of a HANDLE_TABLE_REQUEST from a non-peer (hsdump): false after
+    /// answering with the R flag.
+    pub(super) fn admit_handle_table(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        requester: ServerId,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let paths = self
+            .assocs
+            .get(&assoc)
+            .map(|a| a.peer_addrs.clone())
+            .unwrap_or_default();
+        if paths.iter().any(|p| self.hsdump_allowed(Some(*p))) {
+            return true;
+        }
+        let from = paths.first().copied();
+        if let Some(a) = self.assocs.get_mut(&assoc) {
+            a.dump = None;
+        }
+        self.refused(
+            now,
+            Refusal::HandleTable,
+            Some(assoc),
+            from,
+            requester,
+            "ENRP_HANDLE_TABLE_REQUEST",
+            out,
+        );
+        let me = self.config.server_id;
+        self.send(
+            out,
+            assoc,
+            HandleTableResponse {
+                reject: true,
+                more: false,
+                sender: me,
+                receiver: requester,
+                pools: Vec::new(),
+            }
+            .into(),
+        );
+        false
+    }
+
+    /// A HANDLE_RESOLUTION of `handle` was answered on `assoc`: its ENDPOINT_UNREACHABLE
+    /// reports for that pool count for [`SecurityConfig::unreachable_window`].
+    pub(super) fn note_resolution(&mut self, now: Instant, assoc: AssocId, handle: &PoolHandle) {
+        self.mark_used(assoc);
+        let pools = self.security.resolved.entry(assoc).or_default();
+        if pools.len() >= RESOLVED_PER_ASSOC && !pools.contains_key(handle) {
+            if let Some(oldest) = pools
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(h, _)| h.clone())
+            {
+                pools.remove(&oldest);
+            }
+        }
+        pools.insert(handle.clone(), now);
+    }
+
+    /// Whether a resolution answered with `pes` PEs may go out (bulk rate per PU).
+    pub(super) fn bulk_resolution_allowed(
+        &mut self,
+        now: Instant,
+        peer: Option<IpAddr>,
+        pes: usize,
+    ) -> bool {
+        let s = &self.config.security;
+        if pes <= s.bulk_hres_threshold || s.bulk_hres_rate.is_none() {
+            return true;
+        }
+        let Some(ip) = peer else { return true };
+        let (rate, size) = (s.bulk_hres_rate, self.config.rate_table_size);
+        self.security
+            .bulk
+            .get_or_insert_with(|| super::RateLimiter::new(rate, size))
+            .allow(ip, now)
+    }
+
+    /// The association is gone: forget what it resolved, its idle timer and host count.
+    pub(super) fn forget_association(&mut self, assoc: AssocId) {
+        self.security.resolved.remove(&assoc);
+        self.mark_used(assoc);
+        if let Some(ip) = self.security.hosts.remove(&assoc) {
+            if let Some(n) = self.security.per_host.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.security.per_host.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// A new association: count it for its host (abort beyond
+    /// [`SecurityConfig::max_associations_per_host`]) and, if it is an ASAP one, start its
+    /// idle timer.
+    pub(super) fn note_connected(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        protocol: Protocol,
+        peer_addrs: &[SocketAddr],
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(ip) = peer_addrs.first().map(|a| canonical(a.ip())) {
+            self.security.hosts.insert(assoc, ip);
+            let n = self.security.per_host.entry(ip).or_default();
+            *n += 1;
+            if *n > self.config.security.max_associations_per_host {
+                self.refused(
+                    now,
+                    Refusal::HostAssociations,
+                    Some(assoc),
+                    peer_addrs.first().copied(),
+                    0,
+                    "association",
+                    out,
+                );
+                out.push(Action::Abort {
+                    assoc,
+                    reason: "too many associations from this host",
+                });
+                return;
+            }
+        }
+        if protocol == Protocol::Asap {
+            let due = now + self.config.security.idle_timeout;
+            self.security.idle.insert(assoc, due);
+            self.security.idle_timers.insert((due, assoc));
+        }
+    }
+
+    /// The association registered a PE, resolved a handle or carries adopted PEs: no
+    /// idle timeout any more.
+    pub(super) fn mark_used(&mut self, assoc: AssocId) {
+        if let Some(due) = self.security.idle.remove(&assoc) {
+            self.security.idle_timers.remove(&(due, assoc));
+        }
+    }
+
+    /// Whether an ENDPOINT_UNREACHABLE from `assoc` about a PE of `handle` counts: only if
+    /// that association resolved the pool recently (the registrar knows who asked).
+    /// Otherwise reported as [`Refusal::UnreachableReport`].
+    pub(super) fn unreachable_report_counts(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        handle: &PoolHandle,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let window = self.config.security.unreachable_window;
+        let asked = self
+            .security
+            .resolved
+            .get(&assoc)
+            .and_then(|p| p.get(handle))
+            .is_some_and(|t| now.saturating_duration_since(*t) <= window);
+        if !asked {
+            let from = self
+                .assocs
+                .get(&assoc)
+                .and_then(|a| a.peer_addrs.first())
+                .copied();
+            self.refused(
+                now,
+                Refusal::UnreachableReport,
+                Some(assoc),
+                from,
+                0,
+                "ASAP_ENDPOINT_UNREACHABLE",
+                out,
+            );
+        }
+        asked
+    }
+
+    /// MAX-BAD-PE-REPORT reached for a PE: verify before removal. A PE registered here
+    /// over a live association is sent an ENDPOINT_KEEP_ALIVE now and removed (reason
+    /// `unreachable`, its association aborted, which tells a PE that is still there to
+    /// register again) only if no ENDPOINT_KEEP_ALIVE_ACK arrives within
+    /// [`SecurityConfig::unreachable_probe_timeout`]. A PE of another home (or not yet
+    /// bound after a takeover) is left to its home's keep-alive monitoring.
+    pub(super) fn unreachable_threshold(
+        &mut self,
+        now: Instant,
+        handle: &PoolHandle,
+        id: PeIdentifier,
+        out: &mut Vec<Action>,
+    ) {
+        let me = self.config.server_id;
+        let Some(e) = self.handlespace.get(handle, id) else {
+            return;
+        };
+        let key = (handle.clone(), id);
+        let conn = match (e.owner() == me, e.connection()) {
+            (true, Some(c)) => c,
+            _ => {
+                out.push(Action::Event(Event::Ignored {
+                    assoc: None,
+                    message: "ASAP_ENDPOINT_UNREACHABLE",
+                    reason: "PE not monitored here: its home registrar's keep-alives decide",
+                }));
+                return;
+            }
+        };
+        if !self.security.probing.insert(key.clone()) {
+            return; // already being verified
+        }
+        out.push(Action::Event(Event::UnreachableProbe {
+            handle: handle.clone(),
+            id,
+        }));
+        self.send(
+            out,
+            conn,
+            EndpointKeepAlive {
+                home: false,
+                server_id: me,
+                pool_handle: handle.clone(),
+                pe_identifier: Some(id),
+            }
+            .into(),
+        );
+        let mut due = now + self.config.security.unreachable_probe_timeout;
+        if let Some(m) = self.monitors.get(&key) {
+            if m.awaiting_ack {
+                due = due.min(m.due);
+            }
+        }
+        self.set_monitor(key, due, true);
+    }
+
+    /// Bounds on a PE learned from a peer (HANDLE_UPDATE, HANDLE_TABLE_RESPONSE): its
+    /// registration life is capped, and a new PE beyond `max_pes_per_peer` for its home
+    /// is refused (false).
+    pub(super) fn bound_peer_pe(
+        &mut self,
+        now: Instant,
+        from_peer: ServerId,
+        handle: &PoolHandle,
+        el: &mut PoolElement,
+        home: ServerId,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let cap = i32::try_from(self.config.security.max_peer_registration_life.as_millis())
+            .unwrap_or(i32::MAX);
+        if el.registration_life < 0 || el.registration_life > cap {
+            el.registration_life = cap;
+        }
+        let known = self.handlespace.get(handle, el.id).is_some();
+        if known || self.handlespace.owned_len(home) < self.config.security.max_pes_per_peer {
+            return true;
+        }
+        let from = self.peering.peers.get(&from_peer).map(|p| p.addr);
+        self.refused(
+            now,
+            Refusal::PeerPeCap,
+            None,
+            from,
+            from_peer,
+            "ENRP_HANDLE_UPDATE",
+            out,
+        );
+        false
+    }
+
+    /// A peer was declared dead: unless a takeover re-labels its PEs (or it comes back)
+    /// within [`SecurityConfig::orphan_timeout`], they are removed.
+    pub(super) fn note_vanished(&mut self, now: Instant, id: ServerId) {
+        let at = now + self.config.security.orphan_timeout;
+        self.security.orphans.entry(id).or_insert(at);
+    }
+
+    /// The earliest security timer (orphan purge, next takeover probe batch).
+    pub(super) fn security_deadline(&self) -> Option<Instant> {
+        let orphan = self.security.orphans.values().min().copied();
+        let idle = self.security.idle_timers.first().map(|t| t.0);
+        [orphan, self.security.next_adopt, idle]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Security timers: abort idle associations, purge orphaned PEs, release takeover
+    /// probes.
+    pub(super) fn security_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
+        while let Some(&(due, assoc)) = self.security.idle_timers.first() {
+            if due > now {
+                break;
+            }
+            self.mark_used(assoc);
+            out.push(Action::Abort {
+                assoc,
+                reason: "idle: no registration or resolution",
+            });
+        }
+        let due: Vec<ServerId> = self
+            .security
+            .orphans
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.security.orphans.remove(&id);
+            if self.peering.peers.contains_key(&id) {
+                continue; // it came back: its PEs are its own again
+            }
+            let keys: Vec<PeKey> = self.handlespace.owned_by(id).cloned().collect();
+            for (h, pe) in keys {
+                if let Some(r) = self.handlespace.deregister(&h, pe) {
+                    self.removed(h, r.entry.element().clone(), RemovalReason::Orphaned, out);
+                }
+            }
+        }
+        if self.security.next_adopt.is_some_and(|t| t <= now) {
+            self.release_adoptions(now, out);
+        }
+    }
+
+    /// Takeover: queues an adopted PE for its probe (ENDPOINT_KEEP_ALIVE with H through
+    /// [`Action::Adopt`]), released at [`SecurityConfig::takeover_probe_rate`] ASAP
+    /// transports per second.
+    /// [`start_adoptions`](Self::start_adoptions) releases the first batch.
+    pub(super) fn queue_adoption(&mut self, key: PeKey) {
+        self.security.adopt_queue.push_back(key);
+    }
+
+    /// Releases the first batch of queued takeover probes now, unless a batch already went
+    /// out within the last second (then the timer releases it).
+    pub(super) fn start_adoptions(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.security.next_adopt.is_none() {
+            self.release_adoptions(now, out);
+        }
+    }
+
+    fn release_adoptions(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        let rate = self.config.security.takeover_probe_rate.max(1);
+        let mut budget = rate;
+        while budget > 0 {
+            let Some(first) = self.security.adopt_queue.pop_front() else {
+                break;
+            };
+            let transport = match self.handlespace.get(&first.0, first.1) {
+                // Still ours and not re-registered meanwhile.
+                Some(e) if e.owner() == me && e.connection().is_none() => {
+                    e.element().asap_transport.clone()
+                }
+                _ => continue,
+            };
+            budget -= 1;
+            // Every queued PE of the same ASAP transport (one PE process) goes with it.
+            let mut batch = vec![first];
+            if transport.is_some() {
+                let mut rest = VecDeque::new();
+                for k in self.security.adopt_queue.drain(..) {
+                    let same = self
+                        .handlespace
+                        .get(&k.0, k.1)
+                        .is_some_and(|e| e.element().asap_transport == transport);
+                    if same {
+                        batch.push(k);
+                    } else {
+                        rest.push_back(k);
+                    }
+                }
+                self.security.adopt_queue = rest;
+            }
+            // Without an ASAP transport the driver has nothing to connect to (it logs it).
+            let in_scope = match &transport {
+                Some(t) => self.in_takeover_scope(t),
+                None => true,
+            };
+            if !in_scope {
+                self.refused(
+                    now,
+                    Refusal::TakeoverScope,
+                    None,
+                    None,
+                    0,
+                    "ASAP_ENDPOINT_KEEP_ALIVE",
+                    out,
+                );
+            }
+            for (h, id) in batch {
+                let Some(e) = self.handlespace.get(&h, id) else {
+                    continue;
+                };
+                let element = e.element().clone();
+                if self.config.peering.verify_adopted {
+                    // Not reachable (out of scope) or no answer: removed after the timeout.
+                    let due = now + self.config.keep_alive_timeout;
+                    self.set_monitor((h.clone(), id), due, true);
+                }
+                if !in_scope {
+                    continue;
+                }
+                let message: Message = EndpointKeepAlive {
+                    home: true,
+                    server_id: me,
+                    pool_handle: h.clone(),
+                    pe_identifier: Some(id),
+                }
+                .into();
+                if let Ok(bytes) = message.to_bytes() {
+                    out.push(Action::Adopt {
+                        pool_handle: h,
+                        element,
+                        message,
+                        bytes,
+                    });
+                }
+            }
+        }
+        // The next batch (or the next takeover's first one) one second later.
+        self.security.next_adopt = (budget < rate).then(|| now + Duration::from_secs(1));
+    }
+
+    /// Whether a takeover may connect to this ASAP transport.
+    fn in_takeover_scope(&self, t: &TransportParameter) -> bool {
+        let addrs = t.addresses();
+        let scope = &self.config.security.takeover_scope;
+        !addrs.is_empty()
+            && addrs.iter().all(|a| {
+                let a = canonical(*a);
+                !is_unusable(&a)
+                    && if scope.is_empty() {
+                        let sc = AddressScope::of(&a);
+                        sc >= self.config.min_address_scope && sc <= AddressScope::SiteLocal
+                    } else {
+                        scope.iter().any(|n| n.contains(&a))
+                    }
+            })
+    }
+
+    /// Reports a refusal: always counted; logged as WARN at most once per sender address
+    /// and [`SecurityConfig::refusal_log_interval`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refused(
+        &mut self,
+        now: Instant,
+        what: Refusal,
+        assoc: Option<AssocId>,
+        from: Option<SocketAddr>,
+        server_id: ServerId,
+        message: &'static str,
+        out: &mut Vec<Action>,
+    ) {
+        let interval = self.config.security.refusal_log_interval;
+        let (warn, suppressed) = match from.map(|f| canonical(f.ip())) {
+            None => (true, 0),
+            Some(ip) => {
+                if self.security.logged.len() >= LOG_TABLE
+                    && !self.security.logged.contains_key(&ip)
+                {
+                    self.security.logged.clear();
+                }
+                match self.security.logged.get_mut(&ip) {
+                    Some((last, n)) if now.saturating_duration_since(*last) < interval => {
+                        *n += 1;
+                        (false, 0)
+                    }
+                    Some((last, n)) => {
+                        let s = *n;
+                        *last = now;
+                        *n = 0;
+                        (true, s)
+                    }
+                    None => {
+                        self.security.logged.insert(ip, (now, 0));
+                        (true, 0)
+                    }
+                }
+            }
+        };
+        out.push(Action::Event(Event::Refused {
+            what,
+            assoc,
+            from,
+            server_id,
+            message,
+            warn,
+            suppressed,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{CoreConfig, Input};
+    use asap::transport::TransportKind;
+    use asap::wire::enrp_msg::{HandleTableRequest, HandleUpdate, Presence};
+    use asap::wire::{
+        Policy, PoolElement, Protocol, TransportParameter, TransportUse, UpdateAction,
+    };
+
+    const ME: ServerId = 0x5EC0_0005;
+
+    fn peering(f: impl FnOnce(&mut CoreConfig)) -> (Registrar, Instant) {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        f(&mut c);
+        (Registrar::new(c, now), now)
+    }
+
+    fn datagram(r: &mut Registrar, now: Instant, from: &str, m: impl Into<Message>) -> Vec<Action> {
+        let bytes = m.into().to_bytes().expect("encodes");
+        r.handle(
+            now,
+            Input::Datagram {
+                from: from.parse().expect("lit"),
+                protocol: Protocol::Enrp,
+                bytes,
+            },
+        )
+    }
+
+    fn attack(r: &mut Registrar, now: Instant, from: &str, sender: ServerId) -> Vec<Action> {
+        let mut out = datagram(
+            r,
+            now,
+            from,
+            Presence {
+                reply_required: false,
+                sender,
+                receiver: 0,
+                checksum: 0xFFFF,
+                server_information: None,
+            },
+        );
+        out.extend(datagram(
+            r,
+            now,
+            from,
+            HandleUpdate {
+                takeover_suggested: false,
+                sender,
+                receiver: ME,
+                action: UpdateAction::AddPe,
+                reserved: 0,
+                pool_handle: "P".into(),
+                pool_element: PoolElement {
+                    id: 0x666,
+                    home_server_id: sender,
+                    registration_life: -1,
+                    user_transport: TransportParameter::Tcp {
+                        port: 1,
+                        transport_use: TransportUse::DataOnly,
+                        address: "10.6.6.6".parse().expect("lit"),
+                    },
+                    policy: Policy::RoundRobin,
+                    asap_transport: None,
+                },
+            },
+        ));
+        out
+    }
+
+    fn refusals(out: &[Action]) -> Vec<(Refusal, bool, u64)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Event(Event::Refused {
+                    what,
+                    warn,
+                    suppressed,
+                    ..
+                }) => Some((*what, *warn, *suppressed)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unknown_sender_is_refused_counted_and_logged_rate_limited() {
+        let (mut r, now) = peering(|_| {});
+        let out = attack(&mut r, now, "10.9.9.9:9901", 0xBAD);
+        assert!(r.peers().is_empty(), "no peer created");
+        assert!(r.handlespace().is_empty(), "no PE stored");
+        assert_eq!(
+            refusals(&out),
+            vec![
+                (Refusal::PeerMessage, true, 0),
+                (Refusal::PeerMessage, false, 0)
+            ],
+            "both counted, one WARN"
+        );
+        assert!(!out
+            .iter()
+            .any(|a| matches!(a, Action::PeerSend { .. } | Action::Send { .. })));
+        // After the log interval the next WARN reports the suppressed count.
+        let later = now + Duration::from_secs(11);
+        let out = attack(&mut r, later, "10.9.9.9:9901", 0xBAD);
+        assert_eq!(refusals(&out)[0], (Refusal::PeerMessage, true, 1));
+        assert!(r.handlespace().is_empty());
+    }
+
+    #[test]
+    fn allowed_by_prefix_id_static_peer_or_open() {
+        type Setup = Box<dyn Fn(&mut CoreConfig)>;
+        let cases: Vec<(&str, Setup)> = vec![
+            (
+                "prefix",
+                Box::new(|c| c.security.peer_allow = vec!["10.9.0.0/16".parse().expect("lit")]),
+            ),
+            (
+                "server id",
+                Box::new(|c| c.security.peer_allow = vec![PeerAllow::ServerId(0xBAD)]),
+            ),
+            (
+                "static peer (any port)",
+                Box::new(|c| c.peers = vec!["10.9.9.9:9901".parse().expect("lit")]),
+            ),
+            (
+                "open",
+                Box::new(|c| c.security.enrp_security = EnrpSecurity::Open),
+            ),
+        ];
+        for (what, f) in cases {
+            let (mut r, now) = peering(f);
+            let out = attack(&mut r, now, "10.9.9.9:40000", 0xBAD);
+            assert!(refusals(&out).is_empty(), "{what}");
+            assert!(r.peers().contains_key(&0xBAD), "{what}: peer");
+            assert!(
+                r.handlespace().get(&"P".into(), 0x666).is_some(),
+                "{what}: PE"
+            );
+        }
+        // Another prefix / another ID are not enough.
+        let (mut r, now) = peering(|c| {
+            c.security.peer_allow = vec![
+                "10.8.0.0/16".parse().expect("lit"),
+                PeerAllow::ServerId(0xB0B),
+            ]
+        });
+        attack(&mut r, now, "10.9.9.9:9901", 0xBAD);
+        assert!(r.handlespace().is_empty());
+        // tls never admits anyone here (the binary refuses the mode).
+        let (mut r, now) = peering(|c| {
+            c.peers = vec!["10.9.9.9:9901".parse().expect("lit")];
+            c.security.enrp_security = EnrpSecurity::Tls;
+        });
+        attack(&mut r, now, "10.9.9.9:9901", 0xBAD);
+        assert!(r.handlespace().is_empty());
+    }
+
+    fn dump(r: &mut Registrar, now: Instant, assoc: AssocId, from: &str) -> Option<bool> {
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Enrp,
+                peer_addrs: vec![from.parse().expect("lit")],
+                transport: TransportKind::Tcp,
+            },
+        );
+        let out = r.handle_message(
+            now,
+            assoc,
+            &HandleTableRequest {
+                own_children_only: false,
+                sender: 0,
+                receiver: 0,
+            }
+            .into(),
+        );
+        out.iter().find_map(|a| match a {
+            Action::Send {
+                message: Message::Enrp(EnrpMessage::HandleTableResponse(t)),
+                ..
+            } => Some(t.reject),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn hsdump_allow_list_and_peers() {
+        let (mut r, now) = peering(|c| {
+            c.security.hsdump_allow = vec!["192.168.7.0/24".parse().expect("lit")];
+            c.security.peer_allow = vec!["10.1.1.1".parse().expect("lit")];
+        });
+        assert_eq!(
+            dump(&mut r, now, 1, "192.168.7.9:3000"),
+            Some(false),
+            "hsdump-allow"
+        );
+        assert_eq!(
+            dump(&mut r, now, 2, "10.1.1.1:3000"),
+            Some(false),
+            "an allowed peer"
+        );
+        assert_eq!(
+            dump(&mut r, now, 3, "127.0.0.1:3000"),
+            Some(true),
+            "default replaced"
+        );
+        assert_eq!(
+            dump(&mut r, now, 4, "10.1.1.2:3000"),
+            Some(true),
+            "stranger"
+        );
+        let (mut r, now) = peering(|c| c.security.enrp_security = EnrpSecurity::Open);
+        assert_eq!(dump(&mut r, now, 1, "10.1.1.2:3000"), Some(false), "open");
+    }
+
+    #[test]
+    fn allow_entries_parse() {
+        assert_eq!(
+            "0x5eed0002".parse::<PeerAllow>(),
+            Ok(PeerAllow::ServerId(0x5eed_0002))
+        );
+        assert_eq!("17".parse::<PeerAllow>(), Ok(PeerAllow::ServerId(17)));
+        assert!(matches!(
+            "10.0.0.0/24".parse::<PeerAllow>(),
+            Ok(PeerAllow::Net(n)) if n.prefix == 24
+        ));
+        assert!(matches!(
+            "10.0.0.7".parse::<PeerAllow>(),
+            Ok(PeerAllow::Net(n)) if n.prefix == 32
+        ));
+        assert!("0".parse::<PeerAllow>().is_err());
+        assert!("peer".parse::<PeerAllow>().is_err());
+        assert_eq!("open".parse(), Ok(EnrpSecurity::Open));
+        assert!("none".parse::<EnrpSecurity>().is_err());
+    }
+}
