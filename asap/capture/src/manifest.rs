@@ -221,6 +221,11 @@ impl Manifest {
         Ok(m)
     }
 
+    /// The fixture listed under `path` (relative to the fixtures folder), if any.
+    pub fn fixture(&self, path: &str) -> Option<&Fixture> {
+        self.files.iter().find(|f| f.path == path)
+    }
+
     /// Absolute path of a fixture.
     pub fn path_of(&self, fixture: &Fixture) -> PathBuf {
         self.dir.join(&fixture.path)

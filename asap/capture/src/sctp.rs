@@ -52,6 +52,63 @@ pub(crate) struct UserMessage {
     pub bytes: Vec<u8>,
 }
 
+impl UserMessage {
+    fn new(dir: Direction, stream: u16, ppid: u32, bytes: Vec<u8>) -> Self {
+        UserMessage {
+            src_port: dir.src_port,
+            dst_port: dir.dst_port,
+            stream,
+            ppid,
+            bytes,
+        }
+    }
+}
+
+/// The fields DATA (RFC 9260 §3.3.1) and I-DATA (RFC 8260 §2.1) chunks share: flags, TSN
+/// and stream; `word3`/`word4` are the last two 32-bit words of the header (DATA: stream +
+/// SSN and PPID; I-DATA: MID and PPID or FSN), `data` the user data after the header.
+struct ChunkHead<'c> {
+    flags: u8,
+    tsn: u32,
+    stream: u16,
+    word3: u32,
+    word4: u32,
+    data: &'c [u8],
+}
+
+impl<'c> ChunkHead<'c> {
+    /// Reads the head of a chunk whose header is `header_len` bytes (16 or 20).
+    fn parse(
+        chunk: &'c [u8],
+        header_len: usize,
+        layer: &'static str,
+    ) -> Result<Self, MalformedReason> {
+        if chunk.len() < header_len {
+            return Err(MalformedReason::TruncatedHeader {
+                layer,
+                need: header_len,
+                have: chunk.len(),
+            });
+        }
+        let be32 = |at: usize| {
+            u32::from_be_bytes([chunk[at], chunk[at + 1], chunk[at + 2], chunk[at + 3]])
+        };
+        Ok(ChunkHead {
+            flags: chunk[1],
+            tsn: be32(4),
+            stream: u16::from_be_bytes([chunk[8], chunk[9]]),
+            word3: be32(header_len - 8),
+            word4: be32(header_len - 4),
+            data: &chunk[header_len..],
+        })
+    }
+
+    /// Both B and E set: the whole user message in one chunk.
+    fn unfragmented(&self) -> bool {
+        self.flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END
+    }
+}
+
 #[derive(Debug)]
 struct Fragment {
     flags: u8,
@@ -157,29 +214,14 @@ impl SctpLayer {
         chunk: &[u8],
         out: &mut Vec<UserMessage>,
     ) -> Result<(), MalformedReason> {
-        if chunk.len() < 16 {
-            return Err(MalformedReason::TruncatedHeader {
-                layer: "SCTP DATA chunk",
-                need: 16,
-                have: chunk.len(),
-            });
-        }
-        let flags = chunk[1];
-        let tsn = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
-        let stream = u16::from_be_bytes([chunk[8], chunk[9]]);
-        let ppid = u32::from_be_bytes([chunk[12], chunk[13], chunk[14], chunk[15]]);
-        let data = &chunk[16..];
+        let head = ChunkHead::parse(chunk, 16, "SCTP DATA chunk")?;
+        let (flags, tsn, stream, ppid, data) =
+            (head.flags, head.tsn, head.stream, head.word4, head.data);
         if !self.first_time(dir, tsn) {
             return Ok(());
         }
-        if flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END {
-            out.push(UserMessage {
-                src_port: dir.src_port,
-                dst_port: dir.dst_port,
-                stream,
-                ppid,
-                bytes: data.to_vec(),
-            });
+        if head.unfragmented() {
+            out.push(UserMessage::new(dir, stream, ppid, data.to_vec()));
             return Ok(());
         }
         let pending = self.fragments.entry(dir).or_default();
@@ -238,13 +280,7 @@ impl SctpLayer {
             t = t.wrapping_add(1);
         }
         if let Some((stream, ppid)) = head {
-            out.push(UserMessage {
-                src_port: dir.src_port,
-                dst_port: dir.dst_port,
-                stream,
-                ppid,
-                bytes,
-            });
+            out.push(UserMessage::new(dir, stream, ppid, bytes));
         }
         Ok(())
     }
@@ -257,30 +293,14 @@ impl SctpLayer {
         chunk: &[u8],
         out: &mut Vec<UserMessage>,
     ) -> Result<(), MalformedReason> {
-        if chunk.len() < 20 {
-            return Err(MalformedReason::TruncatedHeader {
-                layer: "SCTP I-DATA chunk",
-                need: 20,
-                have: chunk.len(),
-            });
-        }
-        let flags = chunk[1];
-        let tsn = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
-        let stream = u16::from_be_bytes([chunk[8], chunk[9]]);
-        let mid = u32::from_be_bytes([chunk[12], chunk[13], chunk[14], chunk[15]]);
-        let ppid_or_fsn = u32::from_be_bytes([chunk[16], chunk[17], chunk[18], chunk[19]]);
-        let data = &chunk[20..];
-        if !self.first_time(dir, tsn) {
+        let head = ChunkHead::parse(chunk, 20, "SCTP I-DATA chunk")?;
+        let (flags, stream, mid, ppid_or_fsn, data) =
+            (head.flags, head.stream, head.word3, head.word4, head.data);
+        if !self.first_time(dir, head.tsn) {
             return Ok(());
         }
-        if flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END {
-            out.push(UserMessage {
-                src_port: dir.src_port,
-                dst_port: dir.dst_port,
-                stream,
-                ppid: ppid_or_fsn,
-                bytes: data.to_vec(),
-            });
+        if head.unfragmented() {
+            out.push(UserMessage::new(dir, stream, ppid_or_fsn, data.to_vec()));
             return Ok(());
         }
         let key = IDataKey {
@@ -335,13 +355,7 @@ impl SctpLayer {
                 bytes.extend_from_slice(&f.data);
             }
         }
-        out.push(UserMessage {
-            src_port: dir.src_port,
-            dst_port: dir.dst_port,
-            stream,
-            ppid,
-            bytes,
-        });
+        out.push(UserMessage::new(dir, stream, ppid, bytes));
         Ok(())
     }
 

@@ -12,17 +12,14 @@ fn manifest() -> Manifest {
     Manifest::load_default().expect("pcap-fixtures/manifest.toml loads")
 }
 
-fn fixture(m: &Manifest, path: &str) -> Fixture {
-    m.files
-        .iter()
-        .find(|f| f.path == path)
+fn fixture<'m>(m: &'m Manifest, path: &str) -> &'m Fixture {
+    m.fixture(path)
         .unwrap_or_else(|| panic!("{path} is in the manifest"))
-        .clone()
 }
 
 fn read(m: &Manifest, path: &str) -> Capture {
     let f = fixture(m, path);
-    read_capture(m.path_of(&f), &f.capture_options()).unwrap_or_else(|e| panic!("{e}"))
+    read_capture(m.path_of(f), &f.capture_options()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn registration_bin() -> Vec<u8> {
@@ -218,13 +215,13 @@ fn enrp_over_tcp_and_udp_are_classified_by_port() {
 fn sctp_over_udp_needs_its_port() {
     let m = manifest();
     let f = fixture(&m, "crafted/asap-registration-sctp-over-udp-port19899.pcap");
-    let plain = read_capture(m.path_of(&f), &CaptureOptions::default()).unwrap();
+    let plain = read_capture(m.path_of(f), &CaptureOptions::default()).unwrap();
     assert!(
         plain.messages.is_empty(),
         "UDP 19899 is not SCTP unless configured"
     );
     assert_eq!(plain.stats.non_rserpool_payloads, 1);
-    let cap = read_capture(m.path_of(&f), &f.capture_options()).unwrap();
+    let cap = read_capture(m.path_of(f), &f.capture_options()).unwrap();
     assert_eq!(cap.messages.len(), 1);
     assert_eq!(cap.messages[0].carrier, Carrier::SctpOverUdp);
     assert_eq!(cap.messages[0].bytes, registration_bin());

@@ -18,12 +18,9 @@ fn manifest() -> Manifest {
     Manifest::load_default().expect("pcap-fixtures/manifest.toml loads")
 }
 
-fn fixture(m: &Manifest, path: &str) -> Fixture {
-    m.files
-        .iter()
-        .find(|f| f.path == path)
+fn fixture<'m>(m: &'m Manifest, path: &str) -> &'m Fixture {
+    m.fixture(path)
         .unwrap_or_else(|| panic!("{path} is in the manifest"))
-        .clone()
 }
 
 fn fixture_path(path: &str) -> PathBuf {
@@ -92,7 +89,7 @@ fn counts(v: &Value) -> BTreeMap<(String, u8), u64> {
 fn json_lines_have_frame_protocol_type_and_name() {
     let m = manifest();
     let f = fixture(&m, "crafted/rserpool-mixed-sctp.pcap");
-    let out = run_on(&["--hex"], &m.path_of(&f));
+    let out = run_on(&["--hex"], &m.path_of(f));
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = json_lines(&out);
     let got: Vec<(u64, &str, u64, &str)> = lines

@@ -268,27 +268,19 @@ fn pack_addrs(addrs: &[SocketAddr]) -> Vec<u8> {
 
 /// `sctp_bindx(fd, addrs, SCTP_BINDX_ADD_ADDR)`: binds all addresses (one port) at once.
 pub(crate) fn bindx_add(fd: BorrowedFd<'_>, addrs: &[SocketAddr]) -> io::Result<()> {
-    let packed = pack_addrs(addrs);
-    setsockopt_bytes(
-        fd,
-        SOL_SCTP,
-        SCTP_SOCKOPT_BINDX_ADD,
-        packed.as_ptr().cast(),
-        packed.len(),
-    )
+    setsockopt_addrs(fd, SCTP_SOCKOPT_BINDX_ADD, addrs)
 }
 
 /// `sctp_connectx(fd, addrs)`: starts an association to a multi-homed peer. On a non-blocking
 /// socket this fails with `EINPROGRESS`; completion is signalled by writability and `SO_ERROR`.
 pub(crate) fn connectx(fd: BorrowedFd<'_>, addrs: &[SocketAddr]) -> io::Result<()> {
+    setsockopt_addrs(fd, SCTP_SOCKOPT_CONNECTX, addrs)
+}
+
+/// The socket options that take a packed address list (RFC 6458 §9.1, §9.9).
+fn setsockopt_addrs(fd: BorrowedFd<'_>, name: libc::c_int, addrs: &[SocketAddr]) -> io::Result<()> {
     let packed = pack_addrs(addrs);
-    setsockopt_bytes(
-        fd,
-        SOL_SCTP,
-        SCTP_SOCKOPT_CONNECTX,
-        packed.as_ptr().cast(),
-        packed.len(),
-    )
+    setsockopt_bytes(fd, SOL_SCTP, name, packed.as_ptr().cast(), packed.len())
 }
 
 /// `SCTP_PEER_ADDR_PARAMS` for all paths of the association: heartbeat interval (ms) and

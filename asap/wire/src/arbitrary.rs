@@ -242,47 +242,46 @@ fn pes(min: usize) -> impl Strategy<Value = Vec<PoolElement>> {
 pub fn asap_message() -> impl Strategy<Value = AsapMessage> {
     let ph = pool_handle;
     let u = any::<u32>;
+    // The messages that share a table in `asap_msg` share a strategy.
+    macro_rules! ph_peid {
+        ($T:ident) => {
+            (ph(), u()).prop_map(|(pool_handle, pe_identifier)| {
+                asap_msg::$T {
+                    pool_handle,
+                    pe_identifier,
+                }
+                .into()
+            })
+        };
+    }
+    macro_rules! response {
+        ($T:ident) => {
+            (
+                any::<bool>(),
+                ph(),
+                u(),
+                proptest::option::of(operation_error()),
+            )
+                .prop_map(|(reject, pool_handle, pe_identifier, error)| {
+                    asap_msg::$T {
+                        reject,
+                        pool_handle,
+                        pe_identifier,
+                        error,
+                    }
+                    .into()
+                })
+        };
+    }
     prop_oneof![
         (ph(), pool_element()).prop_map(|(pool_handle, pool_element)| asap_msg::Registration {
             pool_handle,
             pool_element
         }
         .into()),
-        (ph(), u()).prop_map(|(pool_handle, pe_identifier)| asap_msg::Deregistration {
-            pool_handle,
-            pe_identifier
-        }
-        .into()),
-        (
-            any::<bool>(),
-            ph(),
-            u(),
-            proptest::option::of(operation_error())
-        )
-            .prop_map(|(reject, pool_handle, pe_identifier, error)| {
-                asap_msg::RegistrationResponse {
-                    reject,
-                    pool_handle,
-                    pe_identifier,
-                    error,
-                }
-                .into()
-            }),
-        (
-            any::<bool>(),
-            ph(),
-            u(),
-            proptest::option::of(operation_error())
-        )
-            .prop_map(|(reject, pool_handle, pe_identifier, error)| {
-                asap_msg::DeregistrationResponse {
-                    reject,
-                    pool_handle,
-                    pe_identifier,
-                    error,
-                }
-                .into()
-            }),
+        ph_peid!(Deregistration),
+        response!(RegistrationResponse),
+        response!(DeregistrationResponse),
         (any::<bool>(), ph(), proptest::option::of(u())).prop_map(
             |(subscribe, pool_handle, items)| {
                 asap_msg::HandleResolution {
@@ -321,20 +320,8 @@ pub fn asap_message() -> impl Strategy<Value = AsapMessage> {
             }
             .into()
         ),
-        (ph(), u()).prop_map(
-            |(pool_handle, pe_identifier)| asap_msg::EndpointKeepAliveAck {
-                pool_handle,
-                pe_identifier
-            }
-            .into()
-        ),
-        (ph(), u()).prop_map(
-            |(pool_handle, pe_identifier)| asap_msg::EndpointUnreachable {
-                pool_handle,
-                pe_identifier
-            }
-            .into()
-        ),
+        ph_peid!(EndpointKeepAliveAck),
+        ph_peid!(EndpointUnreachable),
         (u(), vec(transport(), 0..4)).prop_map(|(server_id, transports)| {
             asap_msg::ServerAnnounce {
                 server_id,

@@ -68,24 +68,29 @@ pub(crate) trait Fixed: Sized {
     fn encode(&self, e: &mut Enc<'_>);
 }
 
-impl Fixed for u32 {
-    const LEN: usize = 4;
-    fn decode(d: &Dec<'_>, at: usize, end: usize, what: &'static str) -> Result<Self, DecodeError> {
-        d.u32_at(at, end, what)
-    }
-    fn encode(&self, e: &mut Enc<'_>) {
-        e.buf().put_u32(*self);
-    }
+/// The integer fixed fields: `u32` (server IDs) and `u16` (reserved words).
+macro_rules! fixed_int {
+    ($($T:ty: $get:ident, $put:ident;)*) => {$(
+        impl Fixed for $T {
+            const LEN: usize = std::mem::size_of::<$T>();
+            fn decode(
+                d: &Dec<'_>,
+                at: usize,
+                end: usize,
+                what: &'static str,
+            ) -> Result<Self, DecodeError> {
+                d.$get(at, end, what)
+            }
+            fn encode(&self, e: &mut Enc<'_>) {
+                e.buf().$put(*self);
+            }
+        }
+    )*};
 }
 
-impl Fixed for u16 {
-    const LEN: usize = 2;
-    fn decode(d: &Dec<'_>, at: usize, end: usize, what: &'static str) -> Result<Self, DecodeError> {
-        d.u16_at(at, end, what)
-    }
-    fn encode(&self, e: &mut Enc<'_>) {
-        e.buf().put_u16(*self);
-    }
+fixed_int! {
+    u32: u32_at, put_u32;
+    u16: u16_at, put_u16;
 }
 
 /// The parameter kinds of the message tables (marker types for [`ParamCodec`]).
