@@ -17,6 +17,7 @@
 pub mod capture;
 pub mod checksum;
 pub mod handlespace;
+pub mod load;
 pub mod pe;
 pub mod pu;
 pub mod registrar_client;

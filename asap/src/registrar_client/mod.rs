@@ -9,10 +9,13 @@
 //!   for announces for the tokio drivers in [`crate::pe`] and [`crate::pu`].
 
 pub mod driver;
+mod failure;
 pub mod link;
 
 use std::net::SocketAddr;
 
+pub(crate) use failure::LastFailure;
+pub use failure::RegistrarFailure;
 pub use link::{
     ConnId, LinkAction, LinkConfig, LinkEvent, LinkProtocol, RegistrarLink, T7_ENRP_OUTDATE,
 };

@@ -35,6 +35,7 @@
 //! sequence numbers that no message is lost or duplicated).
 
 mod client;
+mod request;
 mod server;
 
 use std::time::Duration;
@@ -42,6 +43,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use client::{Failover, FailoverReason, Session, SessionEvent};
+pub use request::SessionFailure;
 pub use server::{
     ServerEvent, ServerSession, ServerSessionReader, ServerSessionWriter, SessionListener,
 };
@@ -68,7 +70,14 @@ pub struct SessionConfig {
     pub connect_timeout: Duration,
     /// Wait before asking the registrar again when no usable PE is cached.
     pub retry_delay: Duration,
+    /// Bound of one [`Session::request`] / [`Session::request_pipelined`] call, failovers
+    /// included (default [`DEFAULT_REQUEST_TIMEOUT`]); `None` waits for ever.
+    pub request_timeout: Option<Duration>,
 }
+
+/// Default bound of a request call: 30 s (room for a failover: connect timeout 5 s,
+/// several PEs tried, a handle resolution).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for SessionConfig {
     fn default() -> Self {
@@ -78,6 +87,7 @@ impl Default for SessionConfig {
             max_failover_attempts: 8,
             connect_timeout: Duration::from_secs(5),
             retry_delay: Duration::from_millis(200),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
         }
     }
 }
@@ -112,6 +122,18 @@ pub enum SessionError {
     /// The session ended.
     #[error("the session is closed")]
     Closed,
+    /// The session had already failed (a shared [`SessionFailure`]).
+    #[error(transparent)]
+    Failed(SessionFailure),
+    /// A request call got no complete answer within
+    /// [`SessionConfig::request_timeout`]; its late replies are dropped.
+    #[error("{unanswered} request(s) unanswered after {after:?}")]
+    RequestTimeout {
+        /// The bound.
+        after: Duration,
+        /// Requests of the call without a reply.
+        unanswered: usize,
+    },
 }
 
 /// One unit on a data-plus-control association.
