@@ -58,6 +58,14 @@ impl Load {
     }
 }
 
+/// The raw wire fraction (what [`PoolElement::set_load`](crate::pe::PoolElement::set_load)
+/// took before the newtype).
+impl From<Fraction> for Load {
+    fn from(f: Fraction) -> Load {
+        Load(f)
+    }
+}
+
 impl fmt::Display for Load {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.1} %", self.as_percent())

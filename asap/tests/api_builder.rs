@@ -240,14 +240,19 @@ async fn request_is_resent_after_the_serving_pe_is_killed() {
         for i in 0..10 {
             replies.push(s.request(Bytes::from(i.to_string())).await?);
         }
-        Ok::<_, SessionError>(replies)
+        Ok::<_, SessionError>((replies, s.take_failovers()))
     });
     wait_until("PE A got request 5", || la.get().len() == 6).await;
     a.abort();
-    let replies = within("requests", client)
+    let (replies, failovers) = within("requests", client)
         .await
         .expect("join")
         .expect("every request answered");
+    assert_eq!(failovers.len(), 1, "{failovers:?}");
+    assert_eq!(
+        failovers[0].resend_from, 6,
+        "requests 0..=5 went to the killed PE"
+    );
     let want: Vec<Bytes> = (0..10).map(|i| Bytes::from(format!("echo:{i}"))).collect();
     assert_eq!(replies, want);
     assert_eq!(la.get(), (0..6).map(|i| i.to_string()).collect::<Vec<_>>());

@@ -27,6 +27,7 @@ use crate::wire::{PeIdentifier, Policy, PoolHandle};
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Tune = Box<dyn FnOnce(&mut PoolElementConfig) + Send>;
+type OnEvent = Arc<dyn Fn(&PeEvent) + Send + Sync>;
 
 /// Builds and starts a pool element; made by [`PoolElement::builder`].
 ///
@@ -67,6 +68,7 @@ pub struct PoolElementBuilder {
     register_wait: Option<Duration>,
     drain_timeout: Duration,
     tune: Vec<Tune>,
+    on_event: Option<OnEvent>,
 }
 
 impl fmt::Debug for PoolElementBuilder {
@@ -101,6 +103,7 @@ impl PoolElementBuilder {
             register_wait: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             tune: Vec::new(),
+            on_event: None,
         }
     }
 
@@ -213,6 +216,14 @@ impl PoolElementBuilder {
         self
     }
 
+    /// Called by [`serve`](Self::serve) with every protocol event of the pool element
+    /// (registration, keep-alive, home change, ...; by default they are logged at DEBUG,
+    /// rejections at WARN).
+    pub fn on_event(mut self, f: impl Fn(&PeEvent) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(f));
+        self
+    }
+
     /// Adjusts anything else of the driver configuration (timers, life, adoption, ...)
     /// after the builder filled it in.
     pub fn configure(mut self, f: impl FnOnce(&mut PoolElementConfig) + Send + 'static) -> Self {
@@ -270,6 +281,11 @@ impl PoolElementBuilder {
         let mut cfg = PoolElementConfig::tcp(pe);
         cfg.registrar_transport = listener.kind();
         cfg.announce = self.announce;
+        // rsplib registrars accept only user transport addresses that the registration
+        // association uses too: bind it to the specific listen addresses, if any.
+        if listen.iter().all(|a| !a.ip().is_unspecified()) {
+            cfg.registrar_local = listen.iter().map(|a| SocketAddr::new(a.ip(), 0)).collect();
+        }
         if let Some(w) = self.register_wait {
             cfg.register_wait = w;
         }
@@ -358,6 +374,7 @@ where
 
     async fn run(self) -> Result<(), PeError> {
         let drain = self.builder.drain_timeout;
+        let on_event = self.builder.on_event.clone();
         let (mut pe, listener) = self.builder.start().await?;
         let handler = Arc::new(self.handler);
         let mut shutdown = self
@@ -384,8 +401,15 @@ where
                     }
                 },
                 ev = pe.next_event() => match ev {
-                    Some(PeEvent::Rejected(r)) => warn!(%r, "registration rejected"),
-                    Some(ev) => debug!(?ev, "pool element event"),
+                    Some(ev) => {
+                        match &ev {
+                            PeEvent::Rejected(r) => warn!(%r, "registration rejected"),
+                            ev => debug!(?ev, "pool element event"),
+                        }
+                        if let Some(f) = &on_event {
+                            f(&ev);
+                        }
+                    }
                     None => return Err(PeError::Stopped),
                 },
                 Some(done) = sessions.join_next(), if !sessions.is_empty() => {

@@ -318,9 +318,10 @@ impl PoolElement {
     }
 
     /// Sets the load of an adaptive policy (RFC 5356 §5) and re-registers; for
-    /// non-adaptive policies nothing changes.
-    pub async fn set_load(&mut self, load: Fraction) -> Result<(), PeError> {
-        let p = with_load(&self.policy, load);
+    /// non-adaptive policies nothing changes. Takes a [`Load`](crate::load::Load)
+    /// (`Load::percent(25.0)`) or the raw wire fraction.
+    pub async fn set_load(&mut self, load: impl Into<crate::load::Load>) -> Result<(), PeError> {
+        let p = with_load(&self.policy, load.into().fraction());
         if p == self.policy {
             return Ok(());
         }

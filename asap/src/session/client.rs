@@ -89,6 +89,8 @@ pub struct Session {
     pub(super) pending: VecDeque<Pending>,
     /// [`SessionConfig::request_timeout`].
     pub(super) request_timeout: Option<std::time::Duration>,
+    /// Failovers seen by the request calls, for [`Session::take_failovers`].
+    pub(super) failovers: Vec<Failover>,
 }
 
 struct Conn {
@@ -149,6 +151,7 @@ impl Session {
             current,
             pending: VecDeque::new(),
             request_timeout,
+            failovers: Vec::new(),
         })
     }
 

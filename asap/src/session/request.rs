@@ -88,6 +88,12 @@ pub(super) struct Pending {
 }
 
 impl Session {
+    /// The failovers that happened during request calls since the last call of this
+    /// method (the request calls consume the [`SessionEvent::Failover`] events).
+    pub fn take_failovers(&mut self) -> Vec<super::Failover> {
+        std::mem::take(&mut self.failovers)
+    }
+
     /// Sends one request and returns its reply, re-sending it after a failover (at least
     /// once, see the [module documentation](self)). Bounded by
     /// [`SessionConfig::request_timeout`](super::SessionConfig::request_timeout).
@@ -169,6 +175,7 @@ impl Session {
                             slot: Some(i),
                         });
                     }
+                    self.failovers.push(f);
                 }
                 Some(SessionEvent::Failed(f)) => {
                     self.pending.clear();
