@@ -356,3 +356,44 @@ async fn graceful_shutdown_deregisters_and_drains() {
     assert_eq!(log.get(), vec!["a".to_string(), "b".to_string()]);
     r.kill().await;
 }
+
+/// A session whose only PE dies ends with a typed error (it used to be
+/// `SessionEvent::Failed(String)`, which could not be matched): the request call returns
+/// the `SessionError` that ended the session.
+#[tokio::test]
+async fn session_failure_is_typed() {
+    let r = registrar(0x2004, |_| {}).await;
+    let log = Log::default();
+    let a = spawn_pe(r.asap, 0.0, log.clone(), usize::MAX).await;
+    let mut s = within(
+        "session",
+        PoolUser::builder(POOL)
+            .registrar(r.asap)
+            .session_config(SessionConfig {
+                max_failover_attempts: 2,
+                retry_delay: Duration::from_millis(50),
+                ..SessionConfig::default()
+            })
+            .connect(),
+    )
+    .await
+    .expect("session");
+    assert_eq!(
+        within("request", s.request(&b"x"[..]))
+            .await
+            .expect("reply"),
+        Bytes::from_static(b"echo:x")
+    );
+    a.abort();
+    let err = within("request without PE", s.request(&b"y"[..]))
+        .await
+        .expect_err("no PE left");
+    assert!(
+        matches!(
+            err,
+            SessionError::PoolUser(PuError::Resolve(_)) | SessionError::NoPoolElement { .. }
+        ),
+        "{err:?}"
+    );
+    r.kill().await;
+}

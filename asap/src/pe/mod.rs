@@ -5,6 +5,14 @@
 //! tests); [`PoolElement`] is its thin tokio driver: one task owning the core, the registrar
 //! associations and the optional announce listener.
 //!
+//! Most servers want [`PoolElement::builder`] ([`PoolElementBuilder`]): it binds the user
+//! transport, registers, waits (bounded), and [`serve`](PoolElementBuilder::serve)s one task
+//! per session with graceful shutdown (see the [crate page](crate) for a complete PE).
+//! [`PoolElementBuilder::start`] gives the [`PoolElement`] and the
+//! [`SessionListener`](crate::session::SessionListener) to drive yourself.
+//!
+//! The lower-level configuration, for full control:
+//!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
@@ -17,7 +25,7 @@
 //! cfg.link.static_registrars = vec![vec!["127.0.0.1:3863".parse()?]];
 //! let mut pe = PoolElement::register(PoolElementConfig::tcp(cfg)).await?;
 //! pe.wait_registered().await?;
-//! pe.set_load(0x4000_0000).await?;       // 25 %: re-registers at once
+//! pe.set_load(asap::load::Load::percent(25.0)).await?; // re-registers at once
 //! pe.deregister().await?;                // graceful DEREGISTRATION
 //! # Ok(()) }
 //! ```

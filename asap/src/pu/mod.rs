@@ -3,6 +3,19 @@
 //!
 //! [`core::PuCore`] is the sans-I/O logic; [`PoolUser`] is a cloneable handle to the tokio
 //! task that drives it. The [session layer](crate::session) builds on it.
+//! [`PoolUser::builder`] ([`PoolUserBuilder`]) starts one, or a session, in a few lines.
+//! Every call is bounded by [`PoolUserConfig::call_timeout`] (10 s) and a failure names
+//! the registrar's last error ([`PuError::Timeout`]).
+//!
+//! ```no_run
+//! # async fn g() -> Result<(), Box<dyn std::error::Error>> {
+//! use asap::pu::PoolUser;
+//! let pu = PoolUser::builder("EchoPool").registrar("127.0.0.1:3863").start().await?;
+//! let pes = pu.resolve("EchoPool").await?;
+//! # let _ = pes; Ok(()) }
+//! ```
+//!
+//! The configuration underneath:
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {

@@ -25,17 +25,35 @@
 //!   second word when the session layer is used. This is this crate's rule — the TCP mapping
 //!   draft's shim header could not be verified (RSERPOOL-SPEC §11).
 //!
-//! ## Data across a failover
+//! ## Request/response: [`Session::request`]
 //!
-//! The session never re-sends application data by itself: it cannot know which messages the
-//! failed PE processed. Every [`Session::send`] returns the message's index (0, 1, 2, …);
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use asap::pu::PoolUser;
+//! let mut s = PoolUser::builder("EchoPool").registrar("127.0.0.1:3863").connect().await?;
+//! let one = s.request("ping").await?;                       // re-sent after a failover
+//! let many = s.request_pipelined(["a".into(), "b".into()]).await?; // replies in order
+//! # let _ = (one, many); Ok(()) }
+//! ```
+//!
+//! The request calls pair each reply with its request by order and re-send what the failed
+//! PE left unanswered: **at least once**. See [`request`] — ids for
+//! idempotency, state in the cookie (`examples/counter_pe.rs`). A session that cannot
+//! continue ends with [`SessionEvent::Failed`] carrying a typed [`SessionFailure`]
+//! (the request calls return its [`SessionError`]).
+//!
+//! ## Data across a failover with `send`/`recv`
+//!
+//! With [`Session::send`]/[`Session::recv`] the session never re-sends application data by
+//! itself: it cannot know which messages the failed PE processed. Every [`Session::send`]
+//! returns the message's index (0, 1, 2, …);
 //! the [`Failover`] event carries [`Failover::resend_from`], the index of the first message
 //! that went to the new PE. Messages with a smaller index that got no reply may be lost and
 //! should be sent again by the application (the echo tests do exactly this and check by
 //! sequence numbers that no message is lost or duplicated).
 
 mod client;
-mod request;
+pub mod request;
 mod server;
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Request/response on a [`Session`] with re-sending after failover (issue 18), and the
-//! typed [`SessionFailure`] of [`SessionEvent::Failed`](super::SessionEvent::Failed).
+//! typed [`SessionFailure`] of [`SessionEvent::Failed`].
 //!
 //! ## Delivery semantics: at least once
 //!
@@ -33,7 +33,7 @@ use tracing::debug;
 use super::{Session, SessionError, SessionEvent};
 
 /// Why a session ended: the typed error the session task stopped with, carried by
-/// [`SessionEvent::Failed`](super::SessionEvent::Failed). Its `Display` is the error's.
+/// [`SessionEvent::Failed`]. Its `Display` is the error's.
 #[derive(Debug, Clone)]
 pub struct SessionFailure(Arc<SessionError>);
 
