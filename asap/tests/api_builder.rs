@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use api_support::{registrar, within, POOL};
 use asap::load::Load;
-use asap::pe::{PeConfig, PeError, PoolElement, PoolElementConfig};
+use asap::pe::{PeConfig, PeError, PeEvent, PoolElement, PoolElementConfig};
 use asap::pu::{PoolUser, PoolUserConfig, PuError};
 use asap::session::{ServerEvent, ServerSession, SessionConfig, SessionError};
 use asap::wire::{Policy, TransportParameter, TransportUse};
@@ -176,19 +176,33 @@ async fn spawn_pe(
 ) -> tokio::task::JoinHandle<Result<(), PeError>> {
     let (ready_tx, ready_rx) = oneshot::channel();
     let ready_tx = Mutex::new(Some(ready_tx));
+    let (policy_tx, policy_rx) = oneshot::channel();
+    let policy_tx = Mutex::new(Some(policy_tx));
     let serve = PoolElement::builder(POOL)
         .registrar(registrar)
         .listen("127.0.0.1:0".parse().expect("lit"))
         .load(Load::percent(load))
         .configure(move |cfg| {
-            // Tell the test when registered: the configure hook runs just before register.
-            if let Some(tx) = ready_tx.lock().expect("lock").take() {
+            if let Some(tx) = policy_tx.lock().expect("lock").take() {
                 let _ = tx.send(cfg.pe.policy.clone());
+            }
+        })
+        // The event hook tells the test when the PE is registered.
+        .on_event(move |ev| {
+            if let PeEvent::Registered { .. } = ev {
+                if let Some(tx) = ready_tx.lock().expect("lock").take() {
+                    let _ = tx.send(());
+                }
             }
         })
         .serve(move |s| echo_session(s, log.clone(), answer));
     let task = tokio::spawn(serve.into_future());
-    let policy = within("PE configured", ready_rx).await.expect("configured");
+    let policy = within("PE configured", policy_rx)
+        .await
+        .expect("configured");
+    within("PE registered (on_event)", ready_rx)
+        .await
+        .expect("registered");
     assert_eq!(
         policy,
         Policy::LeastUsed {
@@ -309,8 +323,10 @@ async fn graceful_shutdown_deregisters_and_drains() {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let log = Log::default();
     let l2 = log.clone();
+    // A host name, as a person would write it.
+    let by_name = format!("localhost:{}", r.asap.port());
     let serve = PoolElement::builder(POOL)
-        .registrar(r.asap)
+        .registrar(by_name.as_str())
         .listen("127.0.0.1:0".parse().expect("lit"))
         .serve(move |s| echo_session(s, l2.clone(), usize::MAX))
         .with_graceful_shutdown(async {
@@ -319,7 +335,9 @@ async fn graceful_shutdown_deregisters_and_drains() {
     let task = tokio::spawn(serve.into_future());
     let mut s = within(
         "session",
-        PoolUser::builder(POOL).registrar(r.asap).connect(),
+        PoolUser::builder(POOL)
+            .registrar(by_name.as_str())
+            .connect(),
     )
     .await
     .expect("session");
