@@ -76,7 +76,6 @@ async fn pe_wait_registered_with_registrar_down_is_bounded_and_names_the_refusal
 #[tokio::test]
 async fn builders_honour_their_timeouts_with_registrar_down() {
     let addr = dead_addr();
-    let t0 = tokio::time::Instant::now();
     let err = within(
         "PE builder",
         PoolElement::builder(POOL)
@@ -101,8 +100,6 @@ async fn builders_honour_their_timeouts_with_registrar_down() {
     )
     .await
     .expect_err("no registrar");
-    // One bounded resolution, not one per failover attempt (8 by default).
-    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
     match &err {
         SessionError::PoolUser(PuError::Timeout { after, .. }) => {
             assert_eq!(*after, Duration::from_millis(800))
