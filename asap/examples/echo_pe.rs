@@ -1,27 +1,31 @@
 //! Echo pool element: registers in a pool and echoes every message back.
 //!
-//! It listens on its user transport (SCTP or TCP) for sessions, registers the transport
-//! with a registrar (static `--registrar` list and/or ASAP announces), answers keep-alives,
-//! and after every echo sends an ASAP_COOKIE with its state (`pe=<id>;n=<count>`) so a PU
-//! that fails over can hand it to the next PE (printed when a COOKIE_ECHO arrives).
-//! With `--cookie-state` the count is the session's application state: every echo is
-//! prefixed with `#<count> `, and a COOKIE_ECHO (`pe=<old id>;n=<count>`, from this or any
-//! other `echo_pe`) restores the count, so after a failover the numbering continues where
-//! the failed PE stopped instead of restarting at 1. Ctrl-C deregisters gracefully.
+//! Built with `PoolElement::builder(..).serve(..)`: it listens on its user transport (SCTP
+//! or TCP), registers it with a registrar (static `--registrar` list and/or ASAP
+//! announces), answers keep-alives, and after every echo sends an ASAP_COOKIE with its
+//! state (`pe=<id>;n=<count>`) so a PU that fails over can hand it to the next PE (printed
+//! when a COOKIE_ECHO arrives). With `--cookie-state` the count is the session's
+//! application state: every echo is prefixed with `#<count> `, and a COOKIE_ECHO
+//! (`pe=<old id>;n=<count>`, from this or any other `echo_pe`) restores the count, so after
+//! a failover the numbering continues where the failed PE stopped instead of restarting
+//! at 1. Ctrl-C deregisters and drains the sessions (graceful shutdown).
+//!
+//! Self-contained: copy it out and add `asap`, `tokio`, `clap` (derive), `rand`, `tracing`
+//! and `tracing-subscriber` (env-filter) to your dependencies.
 //!
 //! ```text
 //! cargo run -p asap --example echo_pe -- --registrar 127.0.0.1:3863 --transport tcp \
 //!     --pool EchoPool --policy lu --load 20
 //! ```
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
-use asap::session::{ServerEvent, SessionListener};
-use asap::transport::{defaults, TransportKind};
+use asap::load::{Load, Priority, Weight};
+use asap::pe::PoolElement;
+use asap::session::{ServerEvent, ServerSession, SessionError};
+use asap::transport::{parse_addr_list, TransportKind};
+use asap::wire::Policy;
 use clap::Parser;
 use tracing::{info, warn};
 
@@ -40,9 +44,10 @@ struct Args {
     /// Local address of the user transport (port 0 = any).
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
-    /// Address registered when listening on a wildcard address.
-    #[arg(long, default_value = "127.0.0.1")]
-    advertise: IpAddr,
+    /// Address registered when listening on a wildcard address [default: the local
+    /// address towards the first registrar].
+    #[arg(long)]
+    advertise: Option<IpAddr>,
     /// Selection policy: rr, wrr, rand, wrand, prio, lu, lud, plu, rlu.
     #[arg(long, default_value = "rr")]
     policy: String,
@@ -58,8 +63,8 @@ struct Args {
     /// Registration life in seconds (re-registration per RFC 5352 T4).
     #[arg(long, default_value_t = 90)]
     life: u64,
-    /// Fixed PE identifier, decimal or 0x-hex (default: random).
-    #[arg(long, value_parser = common::parse_u32)]
+    /// Fixed PE identifier, decimal or 0x-hex [default: random].
+    #[arg(long, value_parser = parse_u32)]
     id: Option<u32>,
     /// Listen for ASAP_SERVER_ANNOUNCE on 239.0.0.50:3863.
     #[arg(long)]
@@ -73,6 +78,42 @@ struct Args {
     cookie_state: bool,
 }
 
+/// Policy from its short name (rsplib's `-policy=` names, RFC 5356).
+fn policy(name: &str, degradation: f64) -> Result<Policy, String> {
+    let degradation = Load::percent(degradation).fraction();
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "rr" | "roundrobin" => Policy::RoundRobin,
+        "wrr" | "weightedroundrobin" => Policy::WeightedRoundRobin { weight: 1 },
+        "rand" | "random" => Policy::Random,
+        "wrand" | "weightedrandom" => Policy::WeightedRandom { weight: 1 },
+        "prio" | "priority" => Policy::Priority { priority: 0 },
+        "lu" | "leastused" => Policy::LeastUsed { load: 0 },
+        "lud" | "leastuseddegradation" => Policy::LeastUsedDegradation {
+            load: 0,
+            degradation,
+        },
+        "plu" | "priorityleastused" => Policy::PriorityLeastUsed {
+            load: 0,
+            degradation,
+        },
+        "rlu" | "randomizedleastused" => Policy::RandomizedLeastUsed { load: 0 },
+        other => {
+            return Err(format!(
+                "unknown policy {other:?} (rr, wrr, rand, wrand, prio, lu, lud, plu, rlu)"
+            ))
+        }
+    })
+}
+
+/// A 32-bit number in decimal or `0x` hex (PE identifiers).
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("{s:?}: {e}"))
+}
+
 /// The count in a cookie this example sent (`pe=<id>;n=<count>`).
 fn cookie_count(cookie: &[u8]) -> Option<u64> {
     std::str::from_utf8(cookie)
@@ -83,95 +124,89 @@ fn cookie_count(cookie: &[u8]) -> Option<u64> {
         .ok()
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    common::init_logging();
-    let args = Args::parse();
-    let policy = common::policy(&args.policy, args.weight, args.load, args.degradation)?;
-    let listener = SessionListener::bind(args.transport, &[args.listen], args.data_ppid).await?;
-    let user = listener.user_transport(Some(args.advertise))?;
-    info!(addrs = ?listener.local_addrs()?, kind = ?listener.kind(), "user transport listening");
-
-    let mut cfg = PeConfig::new(args.pool.as_str(), user, policy);
-    cfg.identifier = args.id;
-    cfg.registration_life = Duration::from_secs(args.life);
-    cfg.link.static_registrars = common::registrars(&args.registrar)?;
-    let mut pc = PoolElementConfig::tcp(cfg);
-    // The registrar association uses the same transport kind as the user transport.
-    pc.registrar_transport = listener.kind();
-    pc.announce = args.announce.then_some(defaults::ASAP_ANNOUNCE_ADDR);
-    // rsplib registrars only accept user addresses the ASAP association also uses.
-    if !args.listen.ip().is_unspecified() {
-        pc.registrar_local = vec![SocketAddr::new(args.listen.ip(), 0)];
-    }
-    let mut pe = PoolElement::register(pc).await?;
-    let id = pe.identifier();
-    info!(pe = format_args!("{id:#010x}"), pool = %args.pool, "pool element started");
-    let cookie_state = args.cookie_state;
-
-    loop {
-        tokio::select! {
-            s = listener.accept() => {
-                let mut s = match s {
-                    Ok(s) => s,
-                    Err(e) => { warn!(error = %e, "accept failed"); continue; }
+/// One session: echo, cookie after every echo, state restored from a COOKIE_ECHO.
+async fn session(mut s: ServerSession, id: u32, cookie_state: bool) -> Result<(), SessionError> {
+    let peer = s.peer_addrs().to_vec();
+    info!(?peer, "session opened");
+    let mut count = 0u64;
+    while let Some(ev) = s.recv().await? {
+        match ev {
+            ServerEvent::Data(d) => {
+                count += 1;
+                let reply = if cookie_state {
+                    let mut r = format!("#{count} ").into_bytes();
+                    r.extend_from_slice(&d);
+                    r.into()
+                } else {
+                    d
                 };
-                let peer = s.peer_addrs().to_vec();
-                info!(?peer, "session opened");
-                tokio::spawn(async move {
-                    let mut count = 0u64;
-                    loop {
-                        match s.recv().await {
-                            Ok(Some(ServerEvent::Data(d))) => {
-                                count += 1;
-                                let d = if cookie_state {
-                                    let mut r = format!("#{count} ").into_bytes();
-                                    r.extend_from_slice(&d);
-                                    r.into()
-                                } else {
-                                    d
-                                };
-                                if s.send(d).await.is_err() {
-                                    break;
-                                }
-                                let cookie = format!("pe={id:08x};n={count}").into_bytes();
-                                if s.send_cookie(cookie).await.is_err() {
-                                    break;
-                                }
-                            }
-                            Ok(Some(ServerEvent::CookieEcho(c))) => {
-                                info!(cookie = %String::from_utf8_lossy(&c), "session taken over (COOKIE_ECHO)");
-                                if cookie_state {
-                                    match cookie_count(&c) {
-                                        Some(n) => {
-                                            count = n;
-                                            info!(n, "state restored from cookie");
-                                        }
-                                        None => warn!("cookie without a count; state not restored"),
-                                    }
-                                }
-                            }
-                            Ok(Some(ServerEvent::BusinessCard(b))) => {
-                                info!(pes = b.pool_elements.len(), "business card received");
-                            }
-                            Ok(None) => break,
-                            Err(e) => { warn!(error = %e, "session error"); break; }
-                        }
-                    }
-                    info!(?peer, echoed = count, "session closed");
-                });
+                s.send(reply).await?;
+                s.send_cookie(format!("pe={id:08x};n={count}").into_bytes())
+                    .await?;
             }
-            ev = pe.next_event() => match ev {
-                Some(ev) => info!(?ev, "PE event"),
-                None => break,
-            },
-            _ = tokio::signal::ctrl_c() => {
-                info!("deregistering");
-                let confirmed = pe.deregister().await?;
-                info!(confirmed, "deregistered");
-                return Ok(());
+            ServerEvent::CookieEcho(c) => {
+                info!(cookie = %String::from_utf8_lossy(&c), "session taken over (COOKIE_ECHO)");
+                if cookie_state {
+                    match cookie_count(&c) {
+                        Some(n) => {
+                            count = n;
+                            info!(n, "state restored from cookie");
+                        }
+                        None => warn!("cookie without a count; state not restored"),
+                    }
+                }
+            }
+            ServerEvent::BusinessCard(b) => {
+                info!(pes = b.pool_elements.len(), "business card received")
             }
         }
     }
+    info!(?peer, echoed = count, "session closed");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    // A random non-zero identifier unless given (RFC 5351 §3.1); the cookies carry it.
+    let id = args.id.unwrap_or_else(|| rand::random::<u32>().max(1));
+    let mut pe = PoolElement::builder(args.pool.as_str())
+        .transport(args.transport)
+        .listen(args.listen)
+        .policy(policy(&args.policy, args.degradation)?)
+        .load(Load::percent(args.load))
+        .weight(Weight::new(args.weight))
+        .priority(Priority::new(args.weight))
+        .identifier(id)
+        .data_ppid(args.data_ppid)
+        .register_wait(Duration::from_secs(30))
+        .on_event(|ev| info!(?ev, "PE event"));
+    for r in &args.registrar {
+        pe = pe.registrar_addrs(parse_addr_list(r)?);
+    }
+    if args.announce {
+        pe = pe.announces();
+    }
+    if let Some(ip) = args.advertise {
+        pe = pe.advertise(ip);
+    }
+    let life = Duration::from_secs(args.life);
+    let cookie_state = args.cookie_state;
+    info!(pe = format_args!("{id:#010x}"), pool = %args.pool, "pool element starting");
+    pe.configure(move |c| c.pe.registration_life = life)
+        .serve(move |s| session(s, id, cookie_state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            info!("deregistering");
+        })
+        .await?;
     Ok(())
 }

@@ -1,22 +1,23 @@
 //! Echo pool user: reads lines from stdin, sends each to the pool, prints the echoes.
 //!
-//! The session picks a PE by the pool's policy; when the PE fails (association lost, or no
-//! reply within `--reply-timeout`) it fails over to another PE, echoing the old PE's last
-//! cookie. Lines that had no echo yet are sent again after a failover (see
-//! `asap::session` on `resend_from`), so every line is echoed exactly once.
+//! Built with `PoolUser::builder(..).connect()` and `Session::request`: the session picks
+//! a PE by the pool's policy; when the PE fails (association lost, or no reply within
+//! `--reply-timeout-ms`) it fails over to another PE, echoing the old PE's last cookie,
+//! and `request` sends the unanswered line again (at least once, see `asap::session`), so
+//! every line is echoed exactly once as long as the PEs answer every line once.
+//!
+//! Self-contained: copy it out and add `asap`, `tokio`, `clap` (derive), `tracing` and
+//! `tracing-subscriber` (env-filter) to your dependencies.
 //!
 //! ```text
 //! cargo run -p asap --example echo_pu -- --registrar 127.0.0.1:3863 --transport tcp
 //! ```
 
-mod common;
-
-use std::collections::VecDeque;
 use std::time::Duration;
 
-use asap::pu::{PoolUser, PoolUserConfig};
-use asap::session::{Session, SessionConfig, SessionEvent};
-use asap::transport::{defaults, TransportKind};
+use asap::pu::PoolUser;
+use asap::session::SessionConfig;
+use asap::transport::{parse_addr_list, TransportKind};
 use clap::Parser;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -44,77 +45,58 @@ struct Args {
     /// SCTP PPID of application data.
     #[arg(long, default_value_t = 0)]
     data_ppid: u32,
+    /// Give up on a line after this many seconds (failovers included).
+    #[arg(long, default_value_t = 30)]
+    request_timeout_s: u64,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    common::init_logging();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let args = Args::parse();
-    let mut cfg = PoolUserConfig::tcp();
-    cfg.registrar_transport = args.transport;
-    cfg.announce = args.announce.then_some(defaults::ASAP_ANNOUNCE_ADDR);
-    cfg.pu.link.static_registrars = common::registrars(&args.registrar)?;
-    cfg.pu.stale_cache_value = Duration::from_millis(args.stale_ms);
-    let pu = PoolUser::start(cfg).await?;
-    let scfg = SessionConfig {
-        data_ppid: args.data_ppid,
-        reply_timeout: (args.reply_timeout_ms > 0)
-            .then(|| Duration::from_millis(args.reply_timeout_ms)),
-        ..SessionConfig::default()
-    };
-    let mut session = Session::connect(&pu, args.pool.as_str(), scfg).await?;
+    let stale = Duration::from_millis(args.stale_ms);
+    let mut pu = PoolUser::builder(args.pool.as_str())
+        .transport(args.transport)
+        .session_config(SessionConfig {
+            data_ppid: args.data_ppid,
+            reply_timeout: (args.reply_timeout_ms > 0)
+                .then(|| Duration::from_millis(args.reply_timeout_ms)),
+            request_timeout: Some(Duration::from_secs(args.request_timeout_s)),
+            ..SessionConfig::default()
+        })
+        .configure(move |c| c.pu.stale_cache_value = stale);
+    for r in &args.registrar {
+        pu = pu.registrar_addrs(parse_addr_list(r)?);
+    }
+    if args.announce {
+        // Finding a registrar by its announces takes a few seconds.
+        pu = pu.announces().call_timeout(Duration::from_secs(30));
+    }
+    let mut session = pu.connect().await?;
     if let Some(pe) = session.current_pe() {
         eprintln!("connected to PE {:#010x}", pe.id);
     }
-    // Lines sent and not echoed yet, oldest first: (index of last transmission, line).
-    let mut outstanding: VecDeque<(u64, String)> = VecDeque::new();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut stdin_open = true;
-    loop {
-        if !stdin_open && outstanding.is_empty() {
-            break;
+    while let Some(line) = lines.next_line().await? {
+        let reply = session.request(line.into_bytes()).await?;
+        for f in session.take_failovers() {
+            eprintln!(
+                "failover {:#010x} -> {:#010x} ({:?}, {} µs, cookie echoed: {})",
+                f.from,
+                f.to,
+                f.reason,
+                f.took.as_micros(),
+                f.cookie_echoed
+            );
         }
-        tokio::select! {
-            line = lines.next_line(), if stdin_open => match line? {
-                Some(l) => {
-                    let idx = session.send(l.clone().into_bytes()).await?;
-                    outstanding.push_back((idx, l));
-                }
-                None => stdin_open = false,
-            },
-            ev = session.recv() => match ev {
-                Some(SessionEvent::Data(d)) => {
-                    outstanding.pop_front();
-                    println!("{}", String::from_utf8_lossy(&d));
-                }
-                Some(SessionEvent::Failover(f)) => {
-                    eprintln!(
-                        "failover {:#010x} -> {:#010x} ({:?}, {} µs, cookie echoed: {})",
-                        f.from, f.to, f.reason, f.took.as_micros(), f.cookie_echoed
-                    );
-                    let mut resend = Vec::new();
-                    for (idx, l) in outstanding.iter_mut() {
-                        if *idx < f.resend_from {
-                            resend.push(l.clone());
-                            *idx = u64::MAX;
-                        }
-                    }
-                    // Keep FIFO order: re-sent lines go before the ones already on the new PE.
-                    let rest: Vec<(u64, String)> =
-                        outstanding.drain(..).filter(|(i, _)| *i != u64::MAX).collect();
-                    for l in resend {
-                        let idx = session.send(l.clone().into_bytes()).await?;
-                        outstanding.push_back((idx, l));
-                    }
-                    // Lines already sent to the new PE were sent before the re-sent ones.
-                    let resent: Vec<(u64, String)> = outstanding.drain(..).collect();
-                    outstanding.extend(rest);
-                    outstanding.extend(resent);
-                }
-                Some(SessionEvent::Failed(e)) => return Err(e.into()),
-                None => break,
-            },
-        }
+        println!("{}", String::from_utf8_lossy(&reply));
     }
     session.close().await;
     Ok(())

@@ -6,20 +6,23 @@
 //! is an immediate re-registration; the registrar (and PUs after their cache expires) then
 //! prefer the least-loaded PE.
 //!
+//! Self-contained: copy it out and add `asap`, `tokio`, `clap` (derive), `tracing` and
+//! `tracing-subscriber` (env-filter) to your dependencies.
+//!
 //! ```text
 //! cargo run -p asap --example load_pe -- --registrar 127.0.0.1:3863 --transport tcp --policy lu
 //! ```
-
-mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
-use asap::session::{ServerEvent, SessionListener};
-use asap::transport::TransportKind;
+use asap::load::Load;
+use asap::pe::PoolElement;
+use asap::session::ServerEvent;
+use asap::transport::{parse_addr_list, TransportKind};
+use asap::wire::Policy;
 use clap::Parser;
 use tracing::info;
 
@@ -38,9 +41,10 @@ struct Args {
     /// User transport address.
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
-    /// Address registered for a wildcard listener.
-    #[arg(long, default_value = "127.0.0.1")]
-    advertise: IpAddr,
+    /// Address registered for a wildcard listener [default: the local address towards
+    /// the first registrar].
+    #[arg(long)]
+    advertise: Option<IpAddr>,
     /// Adaptive policy: lu, lud, plu, rlu.
     #[arg(long, default_value = "lu")]
     policy: String,
@@ -74,26 +78,42 @@ fn triangle(t: Duration, period: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    common::init_logging();
-    let args = Args::parse();
-    let policy = common::policy(&args.policy, 1, args.base, 0.0)?;
-    if policy.load().is_none() {
-        return Err(format!(
-            "policy {} is not adaptive (use lu, lud, plu, rlu)",
-            args.policy
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .into());
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    let policy = match args.policy.as_str() {
+        "lu" => Policy::LeastUsed { load: 0 },
+        "lud" => Policy::LeastUsedDegradation {
+            load: 0,
+            degradation: 0,
+        },
+        "plu" => Policy::PriorityLeastUsed {
+            load: 0,
+            degradation: 0,
+        },
+        "rlu" => Policy::RandomizedLeastUsed { load: 0 },
+        other => {
+            return Err(format!("policy {other} is not adaptive (use lu, lud, plu, rlu)").into())
+        }
+    };
+    let mut builder = PoolElement::builder(args.pool.as_str())
+        .transport(args.transport)
+        .listen(args.listen)
+        .policy(policy)
+        .load(Load::percent(args.base));
+    for r in &args.registrar {
+        builder = builder.registrar_addrs(parse_addr_list(r)?);
     }
-    let listener = SessionListener::bind(args.transport, &[args.listen], 0).await?;
-    let mut cfg = PeConfig::new(
-        args.pool.as_str(),
-        listener.user_transport(Some(args.advertise))?,
-        policy,
-    );
-    cfg.link.static_registrars = common::registrars(&args.registrar)?;
-    let mut pc = PoolElementConfig::tcp(cfg);
-    pc.registrar_transport = listener.kind();
-    let mut pe = PoolElement::register(pc).await?;
+    if let Some(ip) = args.advertise {
+        builder = builder.advertise(ip);
+    }
+    let (mut pe, listener) = builder.start().await?;
     info!(
         pe = format_args!("{:#010x}", pe.identifier()),
         "load PE started"
@@ -123,7 +143,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let open = sessions.load(Ordering::Relaxed) as f64;
                 let wave = triangle(started.elapsed(), Duration::from_secs(args.period));
                 let pct = (args.base + args.per_session * open + args.swing * wave).min(100.0);
-                pe.set_load(common::load_fraction(pct)).await?;
+                pe.set_load(Load::percent(pct)).await?;
                 info!(load_percent = format_args!("{pct:.1}"), sessions = open, "load updated");
             }
             ev = pe.next_event() => match ev {

@@ -72,8 +72,8 @@ if [[ " ${SCENARIOS[*]} " == *" cargo-tests "* ]]; then
   done
 fi
 if [ $BUILD_BINS -eq 1 ]; then
-  echo "run.sh: cargo build --release --workspace --bins --examples"
-  ( cd "$ROOT" && cargo build --release --workspace --bins --examples ) || { echo "run.sh: cargo build failed" >&2; exit 2; }
+  echo "run.sh: cargo build --release --workspace --features asap/cli --bins --examples"
+  ( cd "$ROOT" && cargo build --release --workspace --features asap/cli --bins --examples ) || { echo "run.sh: cargo build failed" >&2; exit 2; }
   for t in "${tests[@]}"; do
     echo "run.sh: cargo test --release -p ${t%%:*} --test ${t#*:} --no-run"
     ( cd "$ROOT" && cargo test --release -q -p "${t%%:*}" --test "${t#*:}" --no-run ) \

@@ -5,6 +5,14 @@
 //! tests); [`PoolElement`] is its thin tokio driver: one task owning the core, the registrar
 //! associations and the optional announce listener.
 //!
+//! Most servers want [`PoolElement::builder`] ([`PoolElementBuilder`]): it binds the user
+//! transport, registers, waits (bounded), and [`serve`](PoolElementBuilder::serve)s one task
+//! per session with graceful shutdown (see the [crate page](crate) for a complete PE).
+//! [`PoolElementBuilder::start`] gives the [`PoolElement`] and the
+//! [`SessionListener`](crate::session::SessionListener) to drive yourself.
+//!
+//! The lower-level configuration, for full control:
+//!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
@@ -17,21 +25,26 @@
 //! cfg.link.static_registrars = vec![vec!["127.0.0.1:3863".parse()?]];
 //! let mut pe = PoolElement::register(PoolElementConfig::tcp(cfg)).await?;
 //! pe.wait_registered().await?;
-//! pe.set_load(0x4000_0000).await?;       // 25 %: re-registers at once
+//! pe.set_load(asap::load::Load::percent(25.0)).await?; // re-registers at once
 //! pe.deregister().await?;                // graceful DEREGISTRATION
 //! # Ok(()) }
 //! ```
 
+mod builder;
 pub mod core;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
+pub use self::builder::{PoolElementBuilder, Serve, DEFAULT_DRAIN_TIMEOUT};
 pub use self::core::{PeConfig, PeCore, PeEvent, RegistrationRejected};
 use crate::registrar_client::driver::{Net, NetEvent};
+use crate::registrar_client::{Action, LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
 use crate::wire::{Fraction, PeIdentifier, Policy, ServerId};
 
@@ -66,7 +79,15 @@ pub struct PoolElementConfig {
     pub registrar_local: Vec<SocketAddr>,
     /// Seed of the PE identifier generator (`None`: from the OS).
     pub seed: Option<u64>,
+    /// How long [`PoolElement::wait_registered`] waits (default
+    /// [`DEFAULT_REGISTER_WAIT`]); the PE keeps hunting and registering after that.
+    pub register_wait: Duration,
 }
+
+/// Default bound of [`PoolElement::wait_registered`]: 10 s, enough for a registrar hunt
+/// round and a registration (T2 is 30 s only for a registrar that accepted the association
+/// and stays silent).
+pub const DEFAULT_REGISTER_WAIT: Duration = Duration::from_secs(10);
 
 impl PoolElementConfig {
     /// TCP towards registrars, no announce listener.
@@ -79,6 +100,7 @@ impl PoolElementConfig {
             adoptable: true,
             registrar_local: Vec::new(),
             seed: None,
+            register_wait: DEFAULT_REGISTER_WAIT,
         }
     }
 
@@ -104,6 +126,33 @@ pub enum PeError {
     /// The PE task is gone (deregistered or panicked).
     #[error("the pool element has stopped")]
     Stopped,
+    /// No registration was confirmed within [`PoolElementConfig::register_wait`]; `last`
+    /// is the last registrar failure seen (e.g. "registrar 127.0.0.1:3863: connection
+    /// refused"). The PE keeps hunting.
+    #[error("not registered within {after:?}{}", LastFailure(last))]
+    NotRegistered {
+        /// The bound that expired.
+        after: Duration,
+        /// The last registrar failure, if any.
+        last: Option<RegistrarFailure>,
+    },
+    /// A registrar address given to the [builder](PoolElement::builder) could not be
+    /// resolved.
+    #[error("registrar address {addr}: {source}")]
+    BadRegistrar {
+        /// The address as given.
+        addr: String,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The builder was given neither a registrar nor an announce address.
+    #[error("no registrar: give .registrar(addr) or .announces(..)")]
+    NoRegistrar,
+    /// The user transport could not be set up by the [builder](PoolElement::builder)
+    /// (e.g. a reserved data PPID).
+    #[error(transparent)]
+    Session(Box<crate::session::SessionError>),
 }
 
 /// A snapshot of the PE's registration state.
@@ -125,6 +174,8 @@ pub struct PeStatus {
     pub rejected: Option<RegistrationRejected>,
     /// True once stopped.
     pub stopped: bool,
+    /// The last failure to reach or keep a registrar (cleared by a registration).
+    pub last_failure: Option<RegistrarFailure>,
 }
 
 enum Cmd {
@@ -140,9 +191,16 @@ pub struct PoolElement {
     status: watch::Receiver<PeStatus>,
     policy: Policy,
     accept_addrs: Vec<SocketAddr>,
+    register_wait: Duration,
 }
 
 impl PoolElement {
+    /// A builder for a pool element of pool `pool_handle` with sensible defaults (TCP,
+    /// Least Used, load 0, listening on the wildcard address): see [`PoolElementBuilder`].
+    pub fn builder(pool_handle: impl Into<crate::wire::PoolHandle>) -> PoolElementBuilder {
+        PoolElementBuilder::new(pool_handle.into())
+    }
+
     /// Starts the PE: hunts for a registrar and registers (RFC 5352 §3). Returns at once;
     /// see [`wait_registered`](Self::wait_registered) and [`next_event`](Self::next_event).
     pub async fn register(cfg: PoolElementConfig) -> Result<PoolElement, PeError> {
@@ -182,6 +240,7 @@ impl PoolElement {
             keep_alives: 0,
             rejected: None,
             stopped: false,
+            last_failure: None,
         };
         let (status_tx, status) = watch::channel(initial);
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
@@ -193,6 +252,7 @@ impl PoolElement {
             status,
             policy,
             accept_addrs,
+            register_wait: cfg.register_wait,
         })
     }
 
@@ -218,14 +278,26 @@ impl PoolElement {
         self.status.clone()
     }
 
-    /// Waits until a registration is confirmed; a rejection is returned as an error.
+    /// Waits until a registration is confirmed, at most
+    /// [`PoolElementConfig::register_wait`]; a rejection is returned as an error, the bound
+    /// as [`PeError::NotRegistered`] with the last registrar failure.
     pub async fn wait_registered(&mut self) -> Result<PeStatus, PeError> {
         let mut rx = self.status.clone();
-        let s = rx
-            .wait_for(|s| s.registered || s.rejected.is_some() || s.stopped)
-            .await
-            .map_err(|_| PeError::Stopped)?
-            .clone();
+        let waited = tokio::time::timeout(
+            self.register_wait,
+            rx.wait_for(|s| s.registered || s.rejected.is_some() || s.stopped),
+        )
+        .await;
+        let s = match waited {
+            Ok(r) => r.map_err(|_| PeError::Stopped)?.clone(),
+            Err(_) => {
+                let last = self.status.borrow().last_failure.clone();
+                return Err(PeError::NotRegistered {
+                    after: self.register_wait,
+                    last,
+                });
+            }
+        };
         if let Some(r) = s.rejected.clone() {
             if !s.registered {
                 return Err(r.into());
@@ -237,7 +309,10 @@ impl PoolElement {
         Ok(s)
     }
 
-    /// Next protocol event (registration, keep-alive, home change, ...).
+    /// Next protocol event (registration, keep-alive, home change, ...). The events queue
+    /// up without bound until read: a long-lived PE should read them (as
+    /// [`PoolElementBuilder::serve`] does) or watch [`status`](Self::status) instead.
+    /// Dropping the `PoolElement` deregisters it.
     pub async fn next_event(&mut self) -> Option<PeEvent> {
         self.events.recv().await
     }
@@ -251,9 +326,10 @@ impl PoolElement {
     }
 
     /// Sets the load of an adaptive policy (RFC 5356 §5) and re-registers; for
-    /// non-adaptive policies nothing changes.
-    pub async fn set_load(&mut self, load: Fraction) -> Result<(), PeError> {
-        let p = with_load(&self.policy, load);
+    /// non-adaptive policies nothing changes. Takes a [`Load`](crate::load::Load)
+    /// (`Load::percent(25.0)`) or the raw wire fraction.
+    pub async fn set_load(&mut self, load: impl Into<crate::load::Load>) -> Result<(), PeError> {
+        let p = with_load(&self.policy, load.into().fraction());
         if p == self.policy {
             return Ok(());
         }
@@ -335,8 +411,13 @@ async fn run(
     core.start(Instant::now());
     let mut dereg_reply: Option<oneshot::Sender<bool>> = None;
     let mut cmd_open = true;
+    // Registrar addresses per connection, for the diagnostics of failures.
+    let mut conn_addrs = HashMap::new();
     loop {
         while let Some(a) = core.poll_action() {
+            if let Action::Connect { conn, addrs } = &a {
+                conn_addrs.insert(*conn, addrs.clone());
+            }
             net.execute(a).await;
         }
         while let Some(ev) = core.poll_event() {
@@ -348,6 +429,7 @@ async fn run(
                     PeEvent::Registered { .. } | PeEvent::Reregistered { .. } => {
                         s.registrations += 1;
                         s.rejected = None;
+                        s.last_failure = None;
                     }
                     PeEvent::Rejected(r) => s.rejected = Some(r.clone()),
                     PeEvent::KeepAlive { .. } => s.keep_alives += 1,
@@ -406,7 +488,11 @@ async fn run(
                         core.on_connected(now, conn);
                     }
                     Some(NetEvent::ConnectFailed { conn, error }) => {
-                        debug!(%error, "registrar connect failed");
+                        let failure = RegistrarFailure::Connect {
+                            addrs: conn_addrs.remove(&conn).unwrap_or_default(),
+                            cause: Arc::new(error),
+                        };
+                        note_failure(&status_tx, failure);
                         core.on_connect_failed(now, conn);
                     }
                     Some(NetEvent::Accepted { assoc }) => {
@@ -416,7 +502,14 @@ async fn run(
                         core.on_accepted(conn, addrs);
                     }
                     Some(NetEvent::Message { conn, message }) => core.on_message(now, conn, message),
-                    Some(NetEvent::Lost { conn }) => core.on_lost(now, conn),
+                    Some(NetEvent::Lost { conn }) => {
+                        if core.link().current() == Some(conn) {
+                            let addrs = conn_addrs.get(&conn).cloned().unwrap_or_default();
+                            note_failure(&status_tx, RegistrarFailure::Lost { addrs });
+                        }
+                        conn_addrs.remove(&conn);
+                        core.on_lost(now, conn)
+                    }
                     Some(NetEvent::Announce { from, message }) => core.on_announce(now, from, &message),
                     None => {
                         warn!("network event channel closed");
@@ -427,4 +520,16 @@ async fn run(
             _ = sleep => core.handle_timeout(Instant::now()),
         }
     }
+}
+
+/// Records a registrar failure in the status; a WARN names it when it differs from the
+/// last one (a registrar that keeps refusing is reported once, then at DEBUG).
+fn note_failure(status_tx: &watch::Sender<PeStatus>, failure: RegistrarFailure) {
+    let repeated = status_tx.borrow().last_failure.as_ref() == Some(&failure);
+    if repeated {
+        debug!(%failure, "pool element: registrar failure (again)");
+    } else {
+        warn!(%failure, "pool element cannot use registrar");
+    }
+    status_tx.send_modify(|s| s.last_failure = Some(failure));
 }

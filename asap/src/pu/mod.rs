@@ -3,6 +3,19 @@
 //!
 //! [`core::PuCore`] is the sans-I/O logic; [`PoolUser`] is a cloneable handle to the tokio
 //! task that drives it. The [session layer](crate::session) builds on it.
+//! [`PoolUser::builder`] ([`PoolUserBuilder`]) starts one, or a session, in a few lines.
+//! Every call is bounded by [`PoolUserConfig::call_timeout`] (10 s) and a failure names
+//! the registrar's last error ([`PuError::Timeout`]).
+//!
+//! ```no_run
+//! # async fn g() -> Result<(), Box<dyn std::error::Error>> {
+//! use asap::pu::PoolUser;
+//! let pu = PoolUser::builder("EchoPool").registrar("127.0.0.1:3863").start().await?;
+//! let pes = pu.resolve("EchoPool").await?;
+//! # let _ = pes; Ok(()) }
+//! ```
+//!
+//! The configuration underneath:
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,17 +29,21 @@
 //! # let _ = pes; Ok(()) }
 //! ```
 
+mod builder;
 pub mod core;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
+pub use self::builder::PoolUserBuilder;
 pub use self::core::{PuConfig, PuCore, PuEvent, PuStats, RequestId, ResolveError};
 use crate::registrar_client::driver::{Net, NetEvent};
+use crate::registrar_client::{Action, LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
 use crate::wire::{PeIdentifier, PoolElement, PoolHandle};
 
@@ -41,7 +58,15 @@ pub struct PoolUserConfig {
     pub announce: Option<SocketAddr>,
     /// Seed of the selection RNG (`None`: from the OS).
     pub seed: Option<u64>,
+    /// Bound of every [`PoolUser::resolve`], [`refresh`](PoolUser::refresh) and
+    /// [`select`](PoolUser::select) call (default [`DEFAULT_CALL_TIMEOUT`]); past it the
+    /// call fails with [`PuError::Timeout`] naming the last registrar failure.
+    pub call_timeout: Duration,
 }
+
+/// Default bound of a pool user call: 10 s (the protocol's own request deadline,
+/// [`PuConfig::request_deadline`], is 120 s: T1 15 s with retransmissions and the hunt).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl PoolUserConfig {
     /// TCP towards registrars, no announce listener.
@@ -51,6 +76,7 @@ impl PoolUserConfig {
             registrar_transport: TransportKind::Tcp,
             announce: None,
             seed: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 
@@ -76,6 +102,34 @@ pub enum PuError {
     /// The pool user task is gone.
     #[error("the pool user has stopped")]
     Stopped,
+    /// No answer within the call timeout ([`PoolUserConfig::call_timeout`]) or the
+    /// protocol's request deadline; `last` is the last registrar failure seen, e.g.
+    /// "registrar 127.0.0.1:3863: connection refused".
+    #[error(
+        "pool {handle}: no answer from a registrar within {after:?}{}",
+        LastFailure(last)
+    )]
+    Timeout {
+        /// The pool asked for.
+        handle: PoolHandle,
+        /// The bound that expired.
+        after: Duration,
+        /// The last registrar failure, if any.
+        last: Option<RegistrarFailure>,
+    },
+    /// A registrar address given to the [builder](PoolUser::builder) could not be
+    /// resolved.
+    #[error("registrar address {addr}: {source}")]
+    BadRegistrar {
+        /// The address as given.
+        addr: String,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The builder was given neither a registrar nor an announce address.
+    #[error("no registrar: give .registrar(addr) or .announces(..)")]
+    NoRegistrar,
 }
 
 enum Cmd {
@@ -97,6 +151,9 @@ enum Cmd {
 #[derive(Clone)]
 pub struct PoolUser {
     cmd: mpsc::UnboundedSender<Cmd>,
+    last_failure: watch::Receiver<Option<RegistrarFailure>>,
+    call_timeout: Duration,
+    request_deadline: Duration,
 }
 
 impl PoolUser {
@@ -108,10 +165,48 @@ impl PoolUser {
         if let Some(a) = cfg.announce {
             net.listen_announces(a).await?;
         }
+        let request_deadline = pu.request_deadline;
         let core = PuCore::new(pu, cfg.seed.unwrap_or_else(rand::random));
         let (cmd, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(core, net, rx));
-        Ok(PoolUser { cmd })
+        let (fail_tx, last_failure) = watch::channel(None);
+        tokio::spawn(run(core, net, rx, fail_tx));
+        Ok(PoolUser {
+            cmd,
+            last_failure,
+            call_timeout: cfg.call_timeout,
+            request_deadline,
+        })
+    }
+
+    /// A builder for a pool user of pool `pool_handle` with sensible defaults (TCP,
+    /// [`DEFAULT_CALL_TIMEOUT`]); see [`PoolUserBuilder`].
+    pub fn builder(pool_handle: impl Into<PoolHandle>) -> PoolUserBuilder {
+        PoolUserBuilder::new(pool_handle.into())
+    }
+
+    /// The last failure to reach or keep a registrar (cleared by a successful answer).
+    pub fn last_registrar_failure(&self) -> Option<RegistrarFailure> {
+        self.last_failure.borrow().clone()
+    }
+
+    /// Waits for `rx` at most the call timeout; a timeout (ours or the core's request
+    /// deadline) becomes [`PuError::Timeout`] with the last registrar failure.
+    async fn bounded<T>(
+        &self,
+        handle: &PoolHandle,
+        rx: oneshot::Receiver<Result<T, ResolveError>>,
+    ) -> Result<T, PuError> {
+        let timeout = |after| PuError::Timeout {
+            handle: handle.clone(),
+            after,
+            last: self.last_registrar_failure(),
+        };
+        match tokio::time::timeout(self.call_timeout, rx).await {
+            Err(_) => Err(timeout(self.call_timeout)),
+            Ok(Err(_)) => Err(PuError::Stopped),
+            Ok(Ok(Err(ResolveError::Timeout(_)))) => Err(timeout(self.request_deadline)),
+            Ok(Ok(r)) => Ok(r?),
+        }
     }
 
     /// The PEs of a pool (RFC 5352 §3): from the cache if fresh, else by
@@ -120,11 +215,12 @@ impl PoolUser {
         &self,
         handle: impl Into<PoolHandle>,
     ) -> Result<Vec<PoolElement>, PuError> {
+        let handle = handle.into();
         let (tx, rx) = oneshot::channel();
         self.cmd
-            .send(Cmd::Resolve(handle.into(), false, tx))
+            .send(Cmd::Resolve(handle.clone(), false, tx))
             .map_err(|_| PuError::Stopped)?;
-        Ok(rx.await.map_err(|_| PuError::Stopped)??)
+        self.bounded(&handle, rx).await
     }
 
     /// Like [`resolve`](Self::resolve) but always asks a registrar (refreshing the cache).
@@ -132,20 +228,22 @@ impl PoolUser {
         &self,
         handle: impl Into<PoolHandle>,
     ) -> Result<Vec<PoolElement>, PuError> {
+        let handle = handle.into();
         let (tx, rx) = oneshot::channel();
         self.cmd
-            .send(Cmd::Resolve(handle.into(), true, tx))
+            .send(Cmd::Resolve(handle.clone(), true, tx))
             .map_err(|_| PuError::Stopped)?;
-        Ok(rx.await.map_err(|_| PuError::Stopped)??)
+        self.bounded(&handle, rx).await
     }
 
     /// One PE chosen by the pool's policy from the cache (resolving first if needed).
     pub async fn select(&self, handle: impl Into<PoolHandle>) -> Result<PoolElement, PuError> {
+        let handle = handle.into();
         let (tx, rx) = oneshot::channel();
         self.cmd
-            .send(Cmd::Select(handle.into(), tx))
+            .send(Cmd::Select(handle.clone(), tx))
             .map_err(|_| PuError::Stopped)?;
-        Ok(rx.await.map_err(|_| PuError::Stopped)??)
+        self.bounded(&handle, rx).await
     }
 
     /// Reports a failed PE (ENDPOINT_UNREACHABLE) and drops it from the cache.
@@ -174,11 +272,21 @@ enum Waiter {
     Select(oneshot::Sender<Result<PoolElement, ResolveError>>),
 }
 
-async fn run(mut core: PuCore, mut net: Net, mut cmd_rx: mpsc::UnboundedReceiver<Cmd>) {
+async fn run(
+    mut core: PuCore,
+    mut net: Net,
+    mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
+    fail_tx: watch::Sender<Option<RegistrarFailure>>,
+) {
     let mut waiters: HashMap<RequestId, Waiter> = HashMap::new();
     let mut cmd_open = true;
+    // Registrar addresses per connection, for the diagnostics of failures.
+    let mut conn_addrs = HashMap::new();
     loop {
         while let Some(a) = core.poll_action() {
+            if let Action::Connect { conn, addrs } = &a {
+                conn_addrs.insert(*conn, addrs.clone());
+            }
             net.execute(a).await;
         }
         while let Some(ev) = core.poll_event() {
@@ -247,12 +355,24 @@ async fn run(mut core: PuCore, mut net: Net, mut cmd_rx: mpsc::UnboundedReceiver
                         core.on_connected(now, conn);
                     }
                     Some(NetEvent::ConnectFailed { conn, error }) => {
-                        debug!(%error, "registrar connect failed");
+                        let failure = RegistrarFailure::Connect {
+                            addrs: conn_addrs.remove(&conn).unwrap_or_default(),
+                            cause: Arc::new(error),
+                        };
+                        note_failure(&fail_tx, failure);
                         core.on_connect_failed(now, conn);
                     }
                     Some(NetEvent::Accepted { .. }) => {}
-                    Some(NetEvent::Message { conn, message }) => core.on_message(now, conn, message),
-                    Some(NetEvent::Lost { conn }) => core.on_lost(now, conn),
+                    Some(NetEvent::Message { conn, message }) => {
+                        fail_tx.send_if_modified(|f| f.take().is_some());
+                        core.on_message(now, conn, message)
+                    }
+                    Some(NetEvent::Lost { conn }) => {
+                        if let Some(addrs) = conn_addrs.remove(&conn) {
+                            note_failure(&fail_tx, RegistrarFailure::Lost { addrs });
+                        }
+                        core.on_lost(now, conn)
+                    }
                     Some(NetEvent::Announce { from, message }) => core.on_announce(now, from, &message),
                     None => {
                         warn!("network event channel closed");
@@ -263,4 +383,15 @@ async fn run(mut core: PuCore, mut net: Net, mut cmd_rx: mpsc::UnboundedReceiver
             _ = sleep => core.handle_timeout(Instant::now()),
         }
     }
+}
+
+/// Records a registrar failure; a WARN names it when it differs from the last one (a
+/// registrar that keeps refusing is reported once, then at DEBUG).
+fn note_failure(fail_tx: &watch::Sender<Option<RegistrarFailure>>, failure: RegistrarFailure) {
+    if fail_tx.borrow().as_ref() == Some(&failure) {
+        debug!(%failure, "pool user: registrar failure (again)");
+    } else {
+        warn!(%failure, "pool user cannot use registrar");
+    }
+    fail_tx.send_replace(Some(failure));
 }

@@ -7,12 +7,35 @@
 //! * [`Action`]: what the sans-I/O PE and PU cores ask their driver to do.
 //! * `driver` (crate-private): connects, reads and writes registrar associations and listens
 //!   for announces for the tokio drivers in [`crate::pe`] and [`crate::pu`].
+//! * [`RegistrarFailure`]: the last reason a registrar could not be used, carried by the
+//!   PE and PU errors ("registrar 127.0.0.1:3863: connection refused").
+//!
+//! The link is sans-I/O: time goes in, actions come out.
+//!
+//! ```
+//! use std::time::Instant;
+//! use asap::registrar_client::{LinkAction, LinkConfig, RegistrarLink};
+//! let registrar = "127.0.0.1:3863".parse().unwrap();
+//! let mut link = RegistrarLink::new(LinkConfig {
+//!     static_registrars: vec![vec![registrar]],
+//!     ..LinkConfig::default()
+//! });
+//! link.start(Instant::now());
+//! // The hunt starts with the first static registrar.
+//! assert!(matches!(
+//!     link.poll_action(),
+//!     Some(LinkAction::Connect { addrs, .. }) if addrs == vec![registrar]
+//! ));
+//! ```
 
 pub mod driver;
+mod failure;
 pub mod link;
 
 use std::net::SocketAddr;
 
+pub(crate) use failure::LastFailure;
+pub use failure::RegistrarFailure;
 pub use link::{
     ConnId, LinkAction, LinkConfig, LinkEvent, LinkProtocol, RegistrarLink, T7_ENRP_OUTDATE,
 };

@@ -5,7 +5,7 @@
 //! queues a data message (FIFO, numbered); [`Session::recv`] yields [`SessionEvent`]s: data
 //! from the PE and [`Failover`] notices, in the order they happened.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,8 +14,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tracing::{debug, info, warn};
 
+use super::request::Pending;
 use super::{
     check_ppid, decode_frame, encode_frame, user_endpoint, Frame, SessionConfig, SessionError,
+    SessionFailure,
 };
 use crate::pu::PoolUser;
 use crate::transport::{
@@ -68,8 +70,9 @@ pub enum SessionEvent {
     Data(Bytes),
     /// The session moved to another PE.
     Failover(Failover),
-    /// The session ended: no PE reachable (the error says why). Last event.
-    Failed(String),
+    /// The session ended: no PE reachable. Last event. The typed cause is
+    /// [`SessionFailure::error`]; `to_string()` gives the text this variant used to carry.
+    Failed(SessionFailure),
 }
 
 enum Cmd {
@@ -82,6 +85,12 @@ pub struct Session {
     tx: Arc<Mutex<(u64, mpsc::Sender<Cmd>)>>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
     current: tokio::sync::watch::Receiver<Option<PoolElement>>,
+    /// Requests of [`Session::request`] awaiting replies, oldest first.
+    pub(super) pending: VecDeque<Pending>,
+    /// [`SessionConfig::request_timeout`].
+    pub(super) request_timeout: Option<std::time::Duration>,
+    /// Failovers seen by the request calls, for [`Session::take_failovers`].
+    pub(super) failovers: Vec<Failover>,
 }
 
 struct Conn {
@@ -117,6 +126,7 @@ impl Session {
         let handle = handle.into();
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (cur_tx, current) = tokio::sync::watch::channel(None);
+        let request_timeout = cfg.request_timeout;
         let mut actor = Actor {
             pu: pu.clone(),
             handle,
@@ -139,6 +149,9 @@ impl Session {
             tx: Arc::new(Mutex::new((0, tx))),
             events,
             current,
+            pending: VecDeque::new(),
+            request_timeout,
+            failovers: Vec::new(),
         })
     }
 
@@ -215,7 +228,11 @@ impl Actor {
                     }
                     Err(e) => {
                         debug!(error = %e, "no PE available");
-                        if attempts + 1 >= self.cfg.max_failover_attempts {
+                        // A timed-out resolution already waited its bound (and names the
+                        // registrar's failure): do not multiply it by the attempts.
+                        if matches!(e, crate::pu::PuError::Timeout { .. })
+                            || attempts + 1 >= self.cfg.max_failover_attempts
+                        {
                             return Err(e.into());
                         }
                         tokio::time::sleep(self.cfg.retry_delay).await;
@@ -414,7 +431,9 @@ impl Actor {
             if let Some(reason) = outcome {
                 if let Err(e) = self.failover(reason).await {
                     warn!(error = %e, "session failed");
-                    let _ = self.events.send(SessionEvent::Failed(e.to_string()));
+                    let _ = self
+                        .events
+                        .send(SessionEvent::Failed(SessionFailure::new(e)));
                     return;
                 }
             }

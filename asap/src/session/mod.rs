@@ -25,16 +25,35 @@
 //!   second word when the session layer is used. This is this crate's rule — the TCP mapping
 //!   draft's shim header could not be verified (RSERPOOL-SPEC §11).
 //!
-//! ## Data across a failover
+//! ## Request/response: [`Session::request`]
 //!
-//! The session never re-sends application data by itself: it cannot know which messages the
-//! failed PE processed. Every [`Session::send`] returns the message's index (0, 1, 2, …);
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use asap::pu::PoolUser;
+//! let mut s = PoolUser::builder("EchoPool").registrar("127.0.0.1:3863").connect().await?;
+//! let one = s.request("ping").await?;                       // re-sent after a failover
+//! let many = s.request_pipelined(["a".into(), "b".into()]).await?; // replies in order
+//! # let _ = (one, many); Ok(()) }
+//! ```
+//!
+//! The request calls pair each reply with its request by order and re-send what the failed
+//! PE left unanswered: **at least once**. See [`request`] — ids for
+//! idempotency, state in the cookie (`examples/counter_pe.rs`). A session that cannot
+//! continue ends with [`SessionEvent::Failed`] carrying a typed [`SessionFailure`]
+//! (the request calls return its [`SessionError`]).
+//!
+//! ## Data across a failover with `send`/`recv`
+//!
+//! With [`Session::send`]/[`Session::recv`] the session never re-sends application data by
+//! itself: it cannot know which messages the failed PE processed. Every [`Session::send`]
+//! returns the message's index (0, 1, 2, …);
 //! the [`Failover`] event carries [`Failover::resend_from`], the index of the first message
 //! that went to the new PE. Messages with a smaller index that got no reply may be lost and
 //! should be sent again by the application (the echo tests do exactly this and check by
 //! sequence numbers that no message is lost or duplicated).
 
 mod client;
+pub mod request;
 mod server;
 
 use std::time::Duration;
@@ -42,6 +61,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use client::{Failover, FailoverReason, Session, SessionEvent};
+pub use request::SessionFailure;
 pub use server::{
     ServerEvent, ServerSession, ServerSessionReader, ServerSessionWriter, SessionListener,
 };
@@ -68,7 +88,14 @@ pub struct SessionConfig {
     pub connect_timeout: Duration,
     /// Wait before asking the registrar again when no usable PE is cached.
     pub retry_delay: Duration,
+    /// Bound of one [`Session::request`] / [`Session::request_pipelined`] call, failovers
+    /// included (default [`DEFAULT_REQUEST_TIMEOUT`]); `None` waits for ever.
+    pub request_timeout: Option<Duration>,
 }
+
+/// Default bound of a request call: 30 s (room for a failover: connect timeout 5 s,
+/// several PEs tried, a handle resolution).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for SessionConfig {
     fn default() -> Self {
@@ -78,6 +105,7 @@ impl Default for SessionConfig {
             max_failover_attempts: 8,
             connect_timeout: Duration::from_secs(5),
             retry_delay: Duration::from_millis(200),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
         }
     }
 }
@@ -112,6 +140,18 @@ pub enum SessionError {
     /// The session ended.
     #[error("the session is closed")]
     Closed,
+    /// The session had already failed (a shared [`SessionFailure`]).
+    #[error(transparent)]
+    Failed(SessionFailure),
+    /// A request call got no complete answer within
+    /// [`SessionConfig::request_timeout`]; its late replies are dropped.
+    #[error("{unanswered} request(s) unanswered after {after:?}")]
+    RequestTimeout {
+        /// The bound.
+        after: Duration,
+        /// Requests of the call without a reply.
+        unanswered: usize,
+    },
 }
 
 /// One unit on a data-plus-control association.
