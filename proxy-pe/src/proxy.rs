@@ -32,7 +32,7 @@ use crate::control::{self, ControlRequest, PushAnswer, Report};
 use crate::core::{Action, Core, SessionId};
 use crate::now_ms;
 use crate::registrar::{self, RegistrarCmd, RegistrarQuery, RegistrarState};
-use crate::relay::{self, SessionCmd};
+use crate::relay::{self, SessionCmd, SessionOrder};
 
 /// Errors that stop the proxy at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,7 @@ struct Driver {
     reg_state: Arc<Mutex<RegistrarState>>,
     probe_tx: mpsc::UnboundedSender<(String, String, bool)>,
     session_tx: mpsc::UnboundedSender<SessionCmd>,
-    moves: BTreeMap<SessionId, mpsc::UnboundedSender<(String, String)>>,
+    moves: BTreeMap<SessionId, mpsc::UnboundedSender<SessionOrder>>,
     /// Current connection of each daemon and the channel to push configurations on it.
     daemon_conn: BTreeMap<String, (u64, mpsc::UnboundedSender<ConfigPush>)>,
     /// Keys and timers of the daemon accept loop, replaced on reload.
@@ -376,7 +376,15 @@ impl Driver {
                     reason,
                 } => {
                     if let Some(tx) = self.moves.get(&session) {
-                        let _ = tx.send((server, reason));
+                        let _ = tx.send(SessionOrder::Move {
+                            from: server,
+                            reason,
+                        });
+                    }
+                }
+                Action::CloseSession { session, reason } => {
+                    if let Some(tx) = self.moves.get(&session) {
+                        let _ = tx.send(SessionOrder::Close { reason });
                     }
                 }
             }
