@@ -17,7 +17,9 @@
 //!   a service-channel failure: the server is skipped until a probe succeeds again.
 //! - **Lifetime and maintenance** (seed 003 [35]): a server is not selectable inside a
 //!   maintenance window or once its lifetime (counted from when its application was last
-//!   seen starting) has expired; sessions on it are moved (step 199 again).
+//!   seen starting) has expired. Sessions on an expired server are moved (step 199
+//!   again); a window start drains instead: open sessions stay until their clients end
+//!   them (issue 19 item 1).
 //! - **Mode A**: the set of registered PEs is reconciled with the set of selectable
 //!   (application, server) pairs after every input, so a daemon reconnect (full snapshot)
 //!   or a proxy restart re-creates exactly the right registrations; a load change of at
@@ -241,8 +243,8 @@ pub enum Action {
         /// Service address.
         addr: SocketAddr,
     },
-    /// The session's server is no longer selectable (failed, lifetime expired,
-    /// maintenance, removed): call [`Core::reselect`] and continue on the new server
+    /// The session's server is no longer fit to keep it (failed, lifetime expired,
+    /// removed; not for a maintenance window or an operator state, which drain): call [`Core::reselect`] and continue on the new server
     /// (seed 003 [35] → step 199).
     MoveSession {
         /// The session.
@@ -1008,7 +1010,10 @@ impl Core {
                 // Health decides whether open sessions must move; the operator state only
                 // whether new ones may come.
                 s.selectable = s.reason.is_empty() && admin == AdminState::Enabled;
-                s.keeps_sessions = s.reason.is_empty();
+                // A maintenance window drains: its open sessions stay (issue 19 item 1).
+                // Failures, an expired lifetime and removal move them.
+                s.keeps_sessions = s.reason.is_empty()
+                    || (matches!(health, Health::Running | Health::Suspect) && in_window);
                 if prev != health || prev_reason != s.reason {
                     logs.push((
                         a.cfg.name.clone(),

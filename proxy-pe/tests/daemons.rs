@@ -589,8 +589,12 @@ async fn unanswered_push_fails_after_the_configured_wait() {
         .await
         .expect("send");
     }
-    rig.until(0, "d1 connected", |r| daemon(r, "d1").synced)
-        .await;
+    // Not `daemon(r, "d1")`: a report taken before the Hello has no d1 yet, and the
+    // condition must then be false, not a panic.
+    rig.until(0, "d1 connected", |r| {
+        r.proxy.daemons.iter().any(|d| d.id == "d1" && d.synced)
+    })
+    .await;
     let path = rig.dir.join("any.toml");
     std::fs::write(&path, "x = 1\n").expect("write");
     let pushing = tokio::spawn({
