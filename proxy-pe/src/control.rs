@@ -5,10 +5,10 @@
 //! - the **control socket** (`control_socket`, a Unix domain socket, mode 0600 in a
 //!   directory owned by the proxy's user and writable by nobody else; every peer's
 //!   credentials are checked too: only root and the proxy's own user). The peer's uid is
-//!   the authenticated "who" of an operator command. Operator commands are accepted
-//!   **only** here (issue 19 item 1).
+//!   the authenticated "who" of an operator command. Commands that change state
+//!   (operator commands, `push-config`) are accepted **only** here (issue 19 item 1).
 //! - the **control port** (`control_listen`, TCP, unauthenticated: bind it to loopback):
-//!   `status`, `table` and `push-config`, kept for existing deployments and scripts.
+//!   read-only `status` and `table`, kept for monitoring scripts.
 //!
 //! Commands: `status` (the [`Report`] as one JSON line), `table` (the pooling table in
 //! the shape of seed 003 [30]), `push-config DAEMON [VERSION]` followed by the
@@ -372,6 +372,12 @@ where
                     &daemon,
                     None,
                     format!("the configuration exceeds {MAX_PUSH_LEN} bytes"),
+                ),
+                // A push changes a daemon's configuration: only from an authenticated peer.
+                _ if who.is_none() => PushAnswer::failed(
+                    &daemon,
+                    None,
+                    "push-config is accepted only on the control socket (control_socket)",
                 ),
                 (_, Ok(version), Ok(config_toml)) => {
                     let (tx, rx) = oneshot::channel();

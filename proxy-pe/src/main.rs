@@ -4,7 +4,7 @@
 //! proxy-pe run --config /etc/proxy-pe.toml      # run the proxy
 //! proxy-pe check --config /etc/proxy-pe.toml    # validate a configuration file
 //! proxy-pe status [--control 127.0.0.1:7199 | --socket PATH] [--json]
-//! proxy-pe push-config --daemon ID [--version N] [--control ADDR | --socket PATH] FILE
+//! proxy-pe push-config --daemon ID [--version N] [--socket /run/proxy-pe/control.sock] FILE
 //! proxy-pe disable|enable SERVER [--socket /run/proxy-pe/control.sock]
 //! proxy-pe drain SERVER [--timeout 30s] [--socket PATH]
 //! proxy-pe maintenance on|off SERVER [--socket PATH]
@@ -66,12 +66,10 @@ enum Cmd {
         /// Configuration version (default: one above the version in force at the daemon).
         #[arg(long)]
         version: Option<u64>,
-        /// The proxy's control port.
-        #[arg(long, default_value = "127.0.0.1:7199")]
-        control: SocketAddr,
-        /// Push over the proxy's control socket (`control_socket`) instead of the port.
-        #[arg(long, value_name = "PATH")]
-        socket: Option<PathBuf>,
+        /// The proxy's control socket (`control_socket` in its configuration); pushes are
+        /// not accepted on the TCP control port.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
         /// How long to wait for the proxy's answer, ms (the proxy itself answers within its
         /// `[daemon_link] push_ack_timeout_ms`, default 10000).
         #[arg(long, value_name = "MS", default_value_t = proxy_pe::control::DEFAULT_PUSH_WAIT_MS)]
@@ -283,7 +281,6 @@ fn main() -> ExitCode {
         Cmd::PushConfig {
             daemon,
             version,
-            control,
             socket,
             wait_ms,
             file,
@@ -296,7 +293,7 @@ fn main() -> ExitCode {
                 }
             };
             match rt.block_on(proxy_pe::control::push_config(
-                &endpoint(control, socket),
+                &Endpoint::Unix(socket),
                 &daemon,
                 version,
                 &text,
