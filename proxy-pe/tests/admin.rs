@@ -208,6 +208,24 @@ async fn disabled_server_stays_disabled_after_a_proxy_restart() {
     let who = serve_n(&rig, 6).await;
     assert!(!who.contains(&"IP2".to_string()), "{who:?}");
     assert_eq!(who.len(), 6);
+
+    // A damaged state file stops the start with its path and reason: the proxy does not
+    // guess operator states (IP2 would otherwise come back into service).
+    rig.kill_proxy(0);
+    std::fs::write(rig.dir.join("admin-0.json"), "{\"version\":1,\"servers\":[").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy-pe"))
+        .args([
+            "run",
+            &format!("--config={}", rig.config_paths[0].display()),
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("admin state file") && err.contains("admin-0.json"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
