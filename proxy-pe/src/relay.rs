@@ -1082,6 +1082,45 @@ mod asap_tests {
         assert_eq!(pu.end, LostReason::PeerClosed);
     }
 
+    /// A close order (drain timeout, issue 19 item 1) ends an ASAP session: the PU gets
+    /// what the server sent, then the association closes, without an ASAP_ERROR and
+    /// without a move to another server.
+    #[tokio::test]
+    async fn asap_close_order_ends_the_session_without_a_move() {
+        let l0 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (driver, mut moves) = fake_driver(vec![l0.local_addr().unwrap()]);
+        let addr = asap_endpoint(driver).await;
+        let (r, mut w) = pu_connect(addr).await.into_split();
+        let (ptx, mut prx) = watch::channel(0);
+        let reader = tokio::spawn(pu_read(r, ptx));
+        w.send(&data_frame(b"ping")).await.unwrap();
+        let (mut s, _) = within("accept", l0.accept()).await.unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).await.unwrap();
+        s.write_all(b"pong").await.unwrap();
+        within("pong at the PU", prx.wait_for(|n| *n == 4))
+            .await
+            .unwrap();
+        let order = within("the session's order channel", moves.recv())
+            .await
+            .unwrap();
+        order
+            .send(SessionOrder::Close {
+                reason: "drain timeout".into(),
+            })
+            .unwrap();
+        let pu = within("PU reader", reader).await.unwrap();
+        assert_eq!(pu.data, b"pong");
+        assert!(pu.control.is_empty(), "{:?}", pu.control);
+        assert_eq!(pu.end, LostReason::PeerClosed);
+        // The relay let go of the server too.
+        let mut rest = Vec::new();
+        within("server side closed", s.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        drop(w);
+    }
+
     /// Step 197 during reselection: the only server dies mid-session; the PU gets what the
     /// server sent, then the ASAP_ERROR, then the close.
     #[tokio::test]
