@@ -156,6 +156,7 @@ async fn main() {
         &cfg,
         format!(
             "daemon_listen = \"127.0.0.1:{daemon_port}\"\ncontrol_listen = \"127.0.0.1:{}\"\n\
+             control_socket = \"ctl/control.sock\"\nadmin_state_file = \"admin-state.json\"\n\
              [[application]]\nname = \"echo\"\npool_handle = \"Echo\"\npolicy = \"round-robin\"\n\
              listen = \"{listen}\"\n[[application.server]]\naddress = \"{}\"\nport = {}\ndaemon = \"bench\"\n",
             free_port(),

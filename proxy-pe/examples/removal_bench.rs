@@ -305,6 +305,7 @@ impl Rig {
         let mut cfg = format!(
             "mode = \"{mode_s}\"\nregistrar_transport = \"tcp\"\n\
              daemon_listen = \"127.0.0.1:{daemon_port}\"\ncontrol_listen = \"{control}\"\n\
+             control_socket = \"ctl/control.sock\"\nadmin_state_file = \"admin-state.json\"\n\
              registrars = [\"{registrar}\"]\n\n\
              [[application]]\nname = \"echo\"\npool_handle = \"BenchPool\"\n\
              policy = \"round-robin\"\n"

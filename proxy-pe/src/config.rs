@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +72,18 @@ pub struct Config {
     /// Local control port queried by `proxy-pe status`. Default `127.0.0.1:7199`.
     #[serde(default = "default_control_listen")]
     pub control_listen: SocketAddr,
+    /// Local control socket (Unix domain, mode 0600 in an owner-only directory) for the
+    /// operator commands `disable`/`enable`/`drain`/`maintenance` and for `status` and
+    /// `push-config` (issue 19 item 1). Relative paths are relative to this file's
+    /// directory. Default `/run/proxy-pe/control.sock`. Changes only on restart.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+    /// Where the operator states of the servers are kept across restarts (JSON, written
+    /// atomically: temporary file, fsync, rename). Relative paths are relative to this
+    /// file's directory. Default `/var/lib/proxy-pe/admin-state.json`. Changes only on
+    /// restart.
+    #[serde(default = "default_admin_state_file")]
+    pub admin_state_file: PathBuf,
     /// ENRP servers (registrars), tried in order; ASAP over TCP. May be empty (no
     /// registration; mode B still relays on its listeners).
     #[serde(default)]
@@ -327,6 +339,17 @@ fn default_daemon_listen() -> SocketAddr {
 
 fn default_asap_transport() -> asap::transport::TransportKind {
     asap::transport::TransportKind::Tcp
+}
+
+/// Default of `control_socket`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/proxy-pe/control.sock";
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_CONTROL_SOCKET)
+}
+
+fn default_admin_state_file() -> PathBuf {
+    PathBuf::from("/var/lib/proxy-pe/admin-state.json")
 }
 
 fn default_control_listen() -> SocketAddr {

@@ -17,7 +17,9 @@
 //!   a service-channel failure: the server is skipped until a probe succeeds again.
 //! - **Lifetime and maintenance** (seed 003 [35]): a server is not selectable inside a
 //!   maintenance window or once its lifetime (counted from when its application was last
-//!   seen starting) has expired; sessions on it are moved (step 199 again).
+//!   seen starting) has expired. Sessions on an expired server are moved (step 199
+//!   again); a window start drains instead: open sessions stay until their clients end
+//!   them (issue 19 item 1).
 //! - **Mode A**: the set of registered PEs is reconciled with the set of selectable
 //!   (application, server) pairs after every input, so a daemon reconnect (full snapshot)
 //!   or a proxy restart re-creates exactly the right registrations; a load change of at
@@ -26,6 +28,12 @@
 //!   version of a push to a daemon ([`Core::push_version`]), remembers it as pending
 //!   ([`Core::config_push_sent`]) and records the daemon's `config_ack` (accepted, or
 //!   rejected with the daemon's error) for the status output.
+//! - **Admin states** (issue 19 item 1, like haproxy's `disable server` and `set server
+//!   state drain|maint`): an operator puts a server into `disabled`, `draining` or
+//!   `maintenance` ([`Core::admin`]). None of them takes new sessions and none moves or
+//!   cuts the sessions already open; a drain ends in `disabled` once the last session is
+//!   gone, and closes the rest when its timeout passes ([`Action::CloseSession`]). An
+//!   operator stop is not a failure: the health stays what the daemon and probes say.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -104,6 +112,83 @@ pub struct PushView {
     pub sent_at_ms: u64,
 }
 
+/// Administrative state of a server, set by an operator (`proxy-pe disable|enable|drain|
+/// maintenance`, proxy-pe README "Operating servers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminState {
+    /// In service (the default).
+    #[default]
+    Enabled,
+    /// No new sessions; open sessions keep running.
+    Disabled,
+    /// No new sessions; open sessions finish, then the server is `disabled`. At the drain
+    /// deadline the remaining sessions are closed.
+    Draining,
+    /// Operator maintenance: no new sessions, open sessions keep running (drained, never
+    /// cut) and nothing is counted as a failure.
+    Maintenance,
+}
+
+impl AdminState {
+    /// The name used in status, commands and the state file.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminState::Enabled => "enabled",
+            AdminState::Disabled => "disabled",
+            AdminState::Draining => "draining",
+            AdminState::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// An operator's command for one server (proxy-pe README "Operating servers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// Back to service.
+    Enable,
+    /// No new sessions; open ones keep running.
+    Disable,
+    /// No new sessions; open ones finish; after `timeout_ms` (if given) the rest are
+    /// closed.
+    Drain {
+        /// Time until the remaining sessions are closed (None: wait for them).
+        timeout_ms: Option<u64>,
+    },
+    /// Enter (true) or leave (false) operator maintenance.
+    Maintenance(bool),
+}
+
+/// The administrative state of one server with who set it and when: the state file
+/// entry (`admin_state_file`) and the `admin` part of the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AdminRecord {
+    /// Application.
+    pub app: String,
+    /// Server table name.
+    pub server: String,
+    /// The state.
+    pub state: AdminState,
+    /// Who set it (the control socket peer, e.g. `uid 0 (root)`).
+    pub by: String,
+    /// When it was set (Unix ms).
+    pub since_ms: u64,
+    /// Draining: when the remaining sessions are closed (Unix ms).
+    #[serde(default)]
+    pub drain_deadline_ms: Option<u64>,
+}
+
+/// Why an admin command was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum AdminError {
+    /// No configured server matches.
+    #[error("no server `{0}` in the configuration (SERVER or APPLICATION/SERVER)")]
+    UnknownServer(String),
+    /// `maintenance off` for a server that is not in maintenance.
+    #[error("server `{0}` is not in maintenance")]
+    NotInMaintenance(String),
+}
+
 /// Why a session could not be given a server (seed 003 [33] step 197).
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 pub enum SessionError {
@@ -158,14 +243,21 @@ pub enum Action {
         /// Service address.
         addr: SocketAddr,
     },
-    /// The session's server is no longer selectable (failed, lifetime expired,
-    /// maintenance, removed): call [`Core::reselect`] and continue on the new server
+    /// The session's server is no longer fit to keep it (failed, lifetime expired,
+    /// removed; not for a maintenance window or an operator state, which drain): call [`Core::reselect`] and continue on the new server
     /// (seed 003 [35] → step 199).
     MoveSession {
         /// The session.
         session: SessionId,
         /// The server it must leave (a relay that has already moved ignores the request).
         server: String,
+        /// Why.
+        reason: String,
+    },
+    /// Close the session (the client's connection ends): a drain's timeout passed.
+    CloseSession {
+        /// The session.
+        session: SessionId,
         /// Why.
         reason: String,
     },
@@ -198,6 +290,8 @@ struct ServerState {
     /// Why the server is not selectable (empty when selectable).
     reason: String,
     selectable: bool,
+    /// Healthy enough that open sessions stay (may still refuse new ones: admin state).
+    keeps_sessions: bool,
     suspect_since: Option<u64>,
     /// Result of the latest service probe (None: no probe since the last reset).
     probe_ok: Option<bool>,
@@ -234,6 +328,7 @@ struct SessionState {
     app: String,
     server: String,
     move_requested: bool,
+    close_requested: bool,
 }
 
 /// One notable state change, for the status output and the tests.
@@ -263,6 +358,11 @@ pub struct Core {
     registered: BTreeMap<u32, (String, PoolElement)>,
     events: VecDeque<CoreEvent>,
     event_seq: u64,
+    /// Operator states by (application, server); kept over reloads (also for servers
+    /// removed from the configuration, which get it back when they return).
+    admin: BTreeMap<(String, String), AdminRecord>,
+    /// Bumped on every change of `admin` (the driver saves the state file then).
+    admin_seq: u64,
 }
 
 /// FNV-1a over the parts separated by 0 bytes: the stable PE identifier of
@@ -299,6 +399,8 @@ impl Core {
             registered: BTreeMap::new(),
             events: VecDeque::new(),
             event_seq: 0,
+            admin: BTreeMap::new(),
+            admin_seq: 0,
         };
         c.apps = cfg.applications.iter().map(new_app).collect();
         c
@@ -537,6 +639,95 @@ impl Core {
         self.evaluate(now)
     }
 
+    /// An operator command for `target` (`SERVER`: that server in every application;
+    /// `APPLICATION/SERVER`: one), recorded with `by` and `now`. Returns the servers it
+    /// applied to as (application, server) and the resulting actions. Open sessions are
+    /// never moved by it; see [`AdminState`].
+    #[allow(clippy::type_complexity)]
+    pub fn admin(
+        &mut self,
+        now: u64,
+        target: &str,
+        cmd: AdminCommand,
+        by: &str,
+    ) -> Result<(Vec<(String, String)>, Vec<Action>), AdminError> {
+        let (app_f, server_f) = match target.split_once('/') {
+            Some((a, s)) => (Some(a), s),
+            None => (None, target),
+        };
+        let matched: Vec<(String, String)> = self
+            .apps
+            .iter()
+            .filter(|a| app_f.is_none_or(|f| f == a.cfg.name))
+            .flat_map(|a| {
+                a.servers
+                    .iter()
+                    .filter(|s| s.name == server_f)
+                    .map(|s| (a.cfg.name.clone(), s.name.clone()))
+            })
+            .collect();
+        if matched.is_empty() {
+            return Err(AdminError::UnknownServer(target.to_string()));
+        }
+        if cmd == AdminCommand::Maintenance(false)
+            && !matched.iter().all(|k| {
+                self.admin
+                    .get(k)
+                    .is_some_and(|r| r.state == AdminState::Maintenance)
+            })
+        {
+            return Err(AdminError::NotInMaintenance(target.to_string()));
+        }
+        let (state, deadline) = match cmd {
+            AdminCommand::Enable | AdminCommand::Maintenance(false) => (AdminState::Enabled, None),
+            AdminCommand::Disable => (AdminState::Disabled, None),
+            AdminCommand::Drain { timeout_ms } => (
+                AdminState::Draining,
+                timeout_ms.map(|t| now.saturating_add(t)),
+            ),
+            AdminCommand::Maintenance(true) => (AdminState::Maintenance, None),
+        };
+        for (app, server) in &matched {
+            self.admin.insert(
+                (app.clone(), server.clone()),
+                AdminRecord {
+                    app: app.clone(),
+                    server: server.clone(),
+                    state,
+                    by: by.to_string(),
+                    since_ms: now,
+                    drain_deadline_ms: deadline,
+                },
+            );
+            let detail = match deadline {
+                Some(d) => format!("{} by {by}, deadline {d}", state.name()),
+                None => format!("{} by {by}", state.name()),
+            };
+            self.log(now, "admin", app, server, detail);
+        }
+        self.admin_seq += 1;
+        Ok((matched, self.evaluate(now)))
+    }
+
+    /// Operator states restored from the state file at start (entries in the enabled
+    /// state are kept too: they record who enabled the server).
+    pub fn restore_admin(&mut self, now: u64, records: Vec<AdminRecord>) -> Vec<Action> {
+        for r in records {
+            self.admin.insert((r.app.clone(), r.server.clone()), r);
+        }
+        self.evaluate(now)
+    }
+
+    /// Every operator state, for the state file.
+    pub fn admin_records(&self) -> Vec<AdminRecord> {
+        self.admin.values().cloned().collect()
+    }
+
+    /// Changes whenever an operator state changes (a command, or a drain that completed).
+    pub fn admin_seq(&self) -> u64 {
+        self.admin_seq
+    }
+
     /// A PU asks for a session of `app` (seed 003 [33] step 191): check the pooling
     /// configuration (193) and select a server by the application's policy (199), or fail
     /// (197).
@@ -551,6 +742,7 @@ impl Core {
                 app: app.to_string(),
                 server: server.clone(),
                 move_requested: false,
+                close_requested: false,
             },
         );
         Ok(Assignment {
@@ -577,6 +769,7 @@ impl Core {
                 app: s.app.clone(),
                 server: server.clone(),
                 move_requested: false,
+                close_requested: false,
             },
         );
         Ok(Assignment {
@@ -810,7 +1003,17 @@ impl Core {
                         }
                     }
                 };
-                s.selectable = s.reason.is_empty();
+                let admin = self
+                    .admin
+                    .get(&(a.cfg.name.clone(), s.name.clone()))
+                    .map_or(AdminState::Enabled, |r| r.state);
+                // Health decides whether open sessions must move; the operator state only
+                // whether new ones may come.
+                s.selectable = s.reason.is_empty() && admin == AdminState::Enabled;
+                // A maintenance window drains: its open sessions stay (issue 19 item 1).
+                // Failures, an expired lifetime and removal move them.
+                s.keeps_sessions = s.reason.is_empty()
+                    || (matches!(health, Health::Running | Health::Suspect) && in_window);
                 if prev != health || prev_reason != s.reason {
                     logs.push((
                         a.cfg.name.clone(),
@@ -846,6 +1049,7 @@ impl Core {
         for (app, server, detail) in logs {
             self.log(now, "server-state", &app, &server, detail);
         }
+        self.advance_drains(now, &mut actions);
         // Sessions on servers that are no longer selectable move (seed 003 [35]).
         for (id, sess) in self.sessions.iter_mut() {
             if sess.move_requested {
@@ -858,7 +1062,7 @@ impl Core {
                 .and_then(|a| a.servers.iter().find(|s| s.name == sess.server));
             let reason = match st {
                 None => Some("server removed from configuration".to_string()),
-                Some(s) if !s.selectable => Some(s.reason.clone()),
+                Some(s) if !s.keeps_sessions => Some(s.reason.clone()),
                 Some(_) => None,
             };
             if let Some(reason) = reason {
@@ -872,6 +1076,56 @@ impl Core {
         }
         self.reconcile(now, &mut actions);
         actions
+    }
+
+    /// Draining servers: closed once empty (→ `disabled`); at the deadline their remaining
+    /// sessions are closed.
+    fn advance_drains(&mut self, now: u64, actions: &mut Vec<Action>) {
+        let draining: Vec<(String, String, Option<u64>)> = self
+            .admin
+            .values()
+            .filter(|r| r.state == AdminState::Draining)
+            .map(|r| (r.app.clone(), r.server.clone(), r.drain_deadline_ms))
+            .collect();
+        for (app, server, deadline) in draining {
+            let open: Vec<SessionId> = self
+                .sessions
+                .iter()
+                .filter(|(_, x)| x.app == app && x.server == server)
+                .map(|(id, _)| *id)
+                .collect();
+            if open.is_empty() {
+                if let Some(r) = self.admin.get_mut(&(app.clone(), server.clone())) {
+                    r.state = AdminState::Disabled;
+                    r.drain_deadline_ms = None;
+                    let by = r.by.clone();
+                    self.admin_seq += 1;
+                    self.log(
+                        now,
+                        "admin",
+                        &app,
+                        &server,
+                        format!("drained (by {by}): disabled"),
+                    );
+                }
+                continue;
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                for id in open {
+                    let Some(sess) = self.sessions.get_mut(&id) else {
+                        continue;
+                    };
+                    if sess.close_requested {
+                        continue;
+                    }
+                    sess.close_requested = true;
+                    actions.push(Action::CloseSession {
+                        session: id,
+                        reason: "drain timeout".into(),
+                    });
+                }
+            }
+        }
     }
 
     /// Desired registrations versus current ones.
@@ -993,6 +1247,10 @@ impl Core {
                             assigned_total: s.assigned,
                             pe_id: s.pe_id,
                             registered: self.registered.contains_key(&s.pe_id),
+                            admin: self
+                                .admin
+                                .get(&(a.cfg.name.clone(), s.name.clone()))
+                                .cloned(),
                             lifetime_remaining_ms: match (s.cfg.lifetime_s, s.running_since) {
                                 (Some(l), Some(since)) => Some(
                                     since
@@ -1026,6 +1284,29 @@ impl Core {
             event_seq: self.event_seq,
         }
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` of Unix milliseconds (civil-from-days, proleptic
+/// Gregorian).
+pub fn utc_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn health_name(h: Health) -> &'static str {
@@ -1101,6 +1382,7 @@ fn new_app(a: &Application) -> AppState {
                     health: Health::Unknown,
                     reason: "no daemon report".into(),
                     selectable: false,
+                    keeps_sessions: false,
                     suspect_since: None,
                     probe_ok: None,
                     last_probe_sent: None,
@@ -1187,6 +1469,16 @@ pub struct ServerView {
     pub registered: bool,
     /// Remaining lifetime.
     pub lifetime_remaining_ms: Option<u64>,
+    /// Operator state, who set it and when (None: never set, enabled).
+    #[serde(default)]
+    pub admin: Option<AdminRecord>,
+}
+
+impl ServerView {
+    /// The operator state (enabled when never set).
+    pub fn admin_state(&self) -> AdminState {
+        self.admin.as_ref().map_or(AdminState::Enabled, |r| r.state)
+    }
 }
 
 /// One daemon.
@@ -1226,13 +1518,31 @@ impl Status {
                 } else {
                     "is not running"
                 };
-                let extra = if s.running && !s.selectable {
-                    format!(" ({})", s.reason)
-                } else if s.health == Health::Suspect {
-                    " (suspect: daemon silent)".to_string()
-                } else {
-                    String::new()
-                };
+                let extra =
+                    if let Some(r) = s.admin.as_ref().filter(|r| r.state != AdminState::Enabled) {
+                        let mut t = format!(
+                            " ({} by {} at {}",
+                            r.state.name(),
+                            r.by,
+                            utc_time(r.since_ms)
+                        );
+                        if let Some(d) = r.drain_deadline_ms {
+                            t += &format!(", sessions closed at {}", utc_time(d));
+                        }
+                        if s.active_sessions > 0 {
+                            t += &format!(", {} sessions open", s.active_sessions);
+                        }
+                        if s.running && !s.reason.is_empty() {
+                            t += &format!("; {}", s.reason);
+                        }
+                        t + ")"
+                    } else if s.running && !s.selectable {
+                        format!(" ({})", s.reason)
+                    } else if s.health == Health::Suspect {
+                        " (suspect: daemon silent)".to_string()
+                    } else {
+                        String::new()
+                    };
                 out.push_str(&format!("{} {}{}\n", s.name, state, extra));
             }
             out.push_str(&a.policy_label);

@@ -13,11 +13,13 @@
 //! - [`core`]: sans-I/O core: daemon reports, ticks and sessions in, actions out;
 //! - [`registrar`]: ASAP client to the ENRP server (registrations, keep-alive answers);
 //! - [`relay`]: mode B TCP relay with mid-session reselection;
-//! - [`control`]: local control port and `status` rendering;
+//! - [`control`]: local control socket and port, `status` rendering, operator commands;
+//! - [`admin_state`]: the operator-state file kept across restarts;
 //! - [`proxy`]: the driver tying them together.
 
 #![warn(missing_docs)]
 
+pub mod admin_state;
 pub mod config;
 pub mod control;
 pub mod core;

@@ -3,16 +3,21 @@
 //! ```text
 //! proxy-pe run --config /etc/proxy-pe.toml      # run the proxy
 //! proxy-pe check --config /etc/proxy-pe.toml    # validate a configuration file
-//! proxy-pe status [--control 127.0.0.1:7199] [--json]
-//! proxy-pe push-config --daemon ID [--version N] [--control 127.0.0.1:7199] FILE
+//! proxy-pe status [--control 127.0.0.1:7199 | --socket PATH] [--json]
+//! proxy-pe push-config --daemon ID [--version N] [--socket /run/proxy-pe/control.sock] FILE
+//! proxy-pe disable|enable SERVER [--socket /run/proxy-pe/control.sock]
+//! proxy-pe drain SERVER [--timeout 30s] [--socket PATH]
+//! proxy-pe maintenance on|off SERVER [--socket PATH]
 //! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use proxy_pe::config::Config;
+use clap::{Parser, Subcommand, ValueEnum};
+use proxy_pe::config::{Config, DEFAULT_CONTROL_SOCKET};
+use proxy_pe::control::Endpoint;
+use proxy_pe::core::AdminCommand;
 
 /// Proxy pool element: brings legacy servers into RSerPool pools using legacy-daemon
 /// status reports (mode B: session broker/relay; mode A: registration proxy).
@@ -45,6 +50,9 @@ enum Cmd {
         /// The proxy's control port.
         #[arg(long, default_value = "127.0.0.1:7199")]
         control: SocketAddr,
+        /// Ask over the proxy's control socket (`control_socket`) instead of the port.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
         /// Print the whole report as JSON.
         #[arg(long)]
         json: bool,
@@ -58,9 +66,10 @@ enum Cmd {
         /// Configuration version (default: one above the version in force at the daemon).
         #[arg(long)]
         version: Option<u64>,
-        /// The proxy's control port.
-        #[arg(long, default_value = "127.0.0.1:7199")]
-        control: SocketAddr,
+        /// The proxy's control socket (`control_socket` in its configuration); pushes are
+        /// not accepted on the TCP control port.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
         /// How long to wait for the proxy's answer, ms (the proxy itself answers within its
         /// `[daemon_link] push_ack_timeout_ms`, default 10000).
         #[arg(long, value_name = "MS", default_value_t = proxy_pe::control::DEFAULT_PUSH_WAIT_MS)]
@@ -68,6 +77,112 @@ enum Cmd {
         /// The complete legacy-daemon configuration file (TOML) to push.
         file: PathBuf,
     },
+    /// Operator: take SERVER out of selection. No new sessions; open ones keep running.
+    /// Kept across proxy restarts (like haproxy's `disable server`).
+    Disable {
+        /// `SERVER` (that server in every application) or `APPLICATION/SERVER`.
+        server: String,
+        /// The proxy's control socket (`control_socket` in its configuration).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Operator: put SERVER back into service (from disabled, draining or maintenance).
+    Enable {
+        /// `SERVER` (that server in every application) or `APPLICATION/SERVER`.
+        server: String,
+        /// The proxy's control socket (`control_socket` in its configuration).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Operator: drain SERVER. No new sessions; open ones finish, then the server is
+    /// disabled. With --timeout the sessions still open then are closed (like haproxy's
+    /// `set server state drain`).
+    Drain {
+        /// `SERVER` (that server in every application) or `APPLICATION/SERVER`.
+        server: String,
+        /// Close the remaining sessions after this long: 500ms, 30s, 5m, 1h (a bare number
+        /// is seconds). Default: wait for them however long they take.
+        #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
+        timeout: Option<u64>,
+        /// The proxy's control socket (`control_socket` in its configuration).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Operator: maintenance on (no new sessions, open ones keep running, shown as
+    /// maintenance, never as a failure) or off (back into service).
+    Maintenance {
+        /// `on` or `off`.
+        switch: Switch,
+        /// `SERVER` (that server in every application) or `APPLICATION/SERVER`.
+        server: String,
+        /// The proxy's control socket (`control_socket` in its configuration).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+/// `maintenance on|off`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Switch {
+    /// Enter maintenance.
+    On,
+    /// Leave maintenance.
+    Off,
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds, in milliseconds.
+fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (s, 1_000)
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("`{s}` is not a duration (500ms, 30s, 5m, 1h)"))
+}
+
+fn endpoint(control: SocketAddr, socket: Option<PathBuf>) -> Endpoint {
+    socket.map_or(Endpoint::Tcp(control), Endpoint::Unix)
+}
+
+/// Sends an operator command and prints its outcome.
+fn run_admin(
+    rt: &tokio::runtime::Runtime,
+    socket: &Path,
+    cmd: AdminCommand,
+    server: &str,
+) -> ExitCode {
+    match rt.block_on(proxy_pe::control::admin(socket, cmd, server)) {
+        Ok(a) if a.ok => {
+            let what = match cmd {
+                AdminCommand::Enable | AdminCommand::Maintenance(false) => "enabled",
+                AdminCommand::Disable => "disabled",
+                AdminCommand::Drain { .. } => "draining",
+                AdminCommand::Maintenance(true) => "in maintenance",
+            };
+            println!("{} {what} (by {})", a.servers.join(", "), a.by);
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!(
+                "proxy-pe: {}",
+                a.error.as_deref().unwrap_or("refused, no reason given")
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("proxy-pe: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -99,6 +214,30 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Disable { server, socket } => run_admin(&rt, &socket, AdminCommand::Disable, &server),
+        Cmd::Enable { server, socket } => run_admin(&rt, &socket, AdminCommand::Enable, &server),
+        Cmd::Drain {
+            server,
+            timeout,
+            socket,
+        } => run_admin(
+            &rt,
+            &socket,
+            AdminCommand::Drain {
+                timeout_ms: timeout,
+            },
+            &server,
+        ),
+        Cmd::Maintenance {
+            switch,
+            server,
+            socket,
+        } => run_admin(
+            &rt,
+            &socket,
+            AdminCommand::Maintenance(matches!(switch, Switch::On)),
+            &server,
+        ),
         Cmd::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(
@@ -114,7 +253,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Status { control, json } => match rt.block_on(proxy_pe::control::query(control)) {
+        Cmd::Status {
+            control,
+            socket,
+            json,
+        } => match rt.block_on(proxy_pe::control::query_at(&endpoint(control, socket))) {
             Ok(r) => {
                 if json {
                     match serde_json::to_string_pretty(&r) {
@@ -138,7 +281,7 @@ fn main() -> ExitCode {
         Cmd::PushConfig {
             daemon,
             version,
-            control,
+            socket,
             wait_ms,
             file,
         } => {
@@ -150,7 +293,7 @@ fn main() -> ExitCode {
                 }
             };
             match rt.block_on(proxy_pe::control::push_config(
-                control,
+                &Endpoint::Unix(socket),
                 &daemon,
                 version,
                 &text,

@@ -28,11 +28,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError, Mode};
-use crate::control::{self, ControlRequest, PushAnswer, Report};
+use crate::control::{self, AdminAnswer, ControlRequest, PushAnswer, Report};
 use crate::core::{Action, Core, SessionId};
 use crate::now_ms;
 use crate::registrar::{self, RegistrarCmd, RegistrarQuery, RegistrarState};
-use crate::relay::{self, SessionCmd};
+use crate::relay::{self, SessionCmd, SessionOrder};
 
 /// Errors that stop the proxy at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,12 @@ pub enum ProxyError {
     /// Signal handler installation failed.
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    /// The control socket cannot be created safely.
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    /// The operator-state file cannot be read.
+    #[error(transparent)]
+    AdminState(#[from] crate::admin_state::StateFileError),
 }
 
 enum DaemonEvent {
@@ -71,7 +77,7 @@ struct Driver {
     reg_state: Arc<Mutex<RegistrarState>>,
     probe_tx: mpsc::UnboundedSender<(String, String, bool)>,
     session_tx: mpsc::UnboundedSender<SessionCmd>,
-    moves: BTreeMap<SessionId, mpsc::UnboundedSender<(String, String)>>,
+    moves: BTreeMap<SessionId, mpsc::UnboundedSender<SessionOrder>>,
     /// Current connection of each daemon and the channel to push configurations on it.
     daemon_conn: BTreeMap<String, (u64, mpsc::UnboundedSender<ConfigPush>)>,
     /// Keys and timers of the daemon accept loop, replaced on reload.
@@ -83,6 +89,9 @@ struct Driver {
     /// Deadline of each waiting push (answered as unanswered when it passes).
     push_deadlines: Vec<(tokio::time::Instant, String, u64)>,
     listeners: BTreeMap<String, ((SocketAddr, TransportKind), JoinHandle<()>)>,
+    /// The operator-state file and the core's admin sequence last written to it.
+    admin_file: PathBuf,
+    admin_saved: u64,
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -106,6 +115,12 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
             addr: cfg.control_listen,
             source,
         })?;
+    // Relative paths are relative to the configuration file's directory.
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let control_sock = base.join(&cfg.control_socket);
+    let admin_file = base.join(&cfg.admin_state_file);
+    let admin_records = crate::admin_state::load(&admin_file)?;
+    let control_u = control::bind_socket(&control_sock)?;
     let mut hup = signal(SignalKind::hangup()).map_err(ProxyError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ProxyError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ProxyError::Signal)?;
@@ -126,6 +141,11 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
     let (daemon_tx, mut daemon_rx) = mpsc::unbounded_channel();
     let (ack_tx, ack_rx) =
         watch::channel(Duration::from_millis(cfg.daemon_link.push_ack_timeout_ms));
+    tokio::spawn(control::serve_socket(
+        control_u,
+        report_tx.clone(),
+        ack_rx.clone(),
+    ));
     tokio::spawn(control::serve(control_l, report_tx, ack_rx));
     let (link_tx, link_rx) = watch::channel(Arc::new(LinkSettings::of(&cfg, &path)?));
     if cfg.daemon_link.auth == AuthMode::None {
@@ -150,9 +170,17 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
         push_waiters: BTreeMap::new(),
         push_deadlines: Vec::new(),
         listeners: BTreeMap::new(),
+        admin_file,
+        admin_saved: 0,
     };
     let acts = d.core.apply_config(now_ms(), cfg);
     d.dispatch(acts);
+    if !admin_records.is_empty() {
+        tracing::info!(file = %d.admin_file.display(), servers = admin_records.len(), "operator states restored");
+        let acts = d.core.restore_admin(now_ms(), admin_records);
+        d.dispatch(acts);
+    }
+    d.admin_saved = d.core.admin_seq();
     d.sync_listeners().await;
     tracing::info!(config = %d.path.display(), "proxy-pe running");
 
@@ -164,6 +192,10 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
                 let acts = d.core.tick(now_ms());
                 d.dispatch(acts);
                 d.expire_pushes();
+                // A drain that completed changes the operator state.
+                if let Err(e) = d.save_admin() {
+                    tracing::error!(error = %e, "operator state not saved");
+                }
             }
             _ = watch.tick() => {
                 let m = mtime(&d.path);
@@ -190,6 +222,9 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
                 ControlRequest::Report(tx) => { let _ = tx.send(d.report()); }
                 ControlRequest::PushConfig { daemon, version, config_toml, reply } => {
                     d.push_config(daemon, version, config_toml, reply);
+                }
+                ControlRequest::Admin { target, cmd, by, reply } => {
+                    let _ = reply.send(d.admin(&target, cmd, &by));
                 }
             },
         }
@@ -376,7 +411,15 @@ impl Driver {
                     reason,
                 } => {
                     if let Some(tx) = self.moves.get(&session) {
-                        let _ = tx.send((server, reason));
+                        let _ = tx.send(SessionOrder::Move {
+                            from: server,
+                            reason,
+                        });
+                    }
+                }
+                Action::CloseSession { session, reason } => {
+                    if let Some(tx) = self.moves.get(&session) {
+                        let _ = tx.send(SessionOrder::Close { reason });
                     }
                 }
             }
@@ -596,10 +639,12 @@ impl Driver {
                 let old = self.core.config().clone();
                 if cfg.daemon_listen != old.daemon_listen
                     || cfg.control_listen != old.control_listen
+                    || cfg.control_socket != old.control_socket
+                    || cfg.admin_state_file != old.admin_state_file
                     || cfg.registrar_transport != old.registrar_transport
                 {
                     tracing::warn!(
-                        "daemon_listen, control_listen and registrar_transport change only on restart"
+                        "daemon_listen, control_listen, control_socket, admin_state_file and registrar_transport change only on restart"
                     );
                 }
                 if cfg.registrars != old.registrars {
@@ -687,6 +732,47 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// An operator command: applied, then saved to the state file before it is answered.
+    fn admin(&mut self, target: &str, cmd: crate::core::AdminCommand, by: &str) -> AdminAnswer {
+        match self.core.admin(now_ms(), target, cmd, by) {
+            Ok((servers, acts)) => {
+                tracing::info!(target, ?cmd, by, "operator command");
+                self.dispatch(acts);
+                let servers = servers.iter().map(|(a, s)| format!("{a}/{s}")).collect();
+                match self.save_admin() {
+                    Ok(()) => AdminAnswer {
+                        ok: true,
+                        servers,
+                        by: by.to_string(),
+                        error: None,
+                    },
+                    Err(e) => {
+                        tracing::error!(error = %e, "operator state not saved");
+                        AdminAnswer {
+                            ok: false,
+                            servers,
+                            by: by.to_string(),
+                            error: Some(format!("applied, but not saved (lost on restart): {e}")),
+                        }
+                    }
+                }
+            }
+            Err(e) => AdminAnswer::failed(by, e.to_string()),
+        }
+    }
+
+    /// Writes the operator-state file when the core's admin state changed since the last
+    /// write.
+    fn save_admin(&mut self) -> Result<(), crate::admin_state::StateFileError> {
+        let seq = self.core.admin_seq();
+        if seq == self.admin_saved {
+            return Ok(());
+        }
+        crate::admin_state::save(&self.admin_file, &self.core.admin_records())?;
+        self.admin_saved = seq;
+        Ok(())
     }
 
     fn report(&self) -> Report {

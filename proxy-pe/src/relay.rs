@@ -46,6 +46,23 @@ const BUF: usize = 64 * 1024;
 /// Connect timeout towards legacy servers and for probes.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What the driver tells a session task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOrder {
+    /// Leave server `from` and continue on another (a task already elsewhere ignores it).
+    Move {
+        /// The server to leave.
+        from: String,
+        /// Why.
+        reason: String,
+    },
+    /// End the session: the client's connection is closed (a drain's timeout passed).
+    Close {
+        /// Why.
+        reason: String,
+    },
+}
+
 /// Requests of a session task to the driver.
 #[derive(Debug)]
 pub enum SessionCmd {
@@ -53,8 +70,8 @@ pub enum SessionCmd {
     Open {
         /// Application.
         app: String,
-        /// Move notifications for this session: (server to leave, reason).
-        moves: mpsc::UnboundedSender<(String, String)>,
+        /// Move and close orders for this session.
+        moves: mpsc::UnboundedSender<SessionOrder>,
         /// The answer.
         reply: oneshot::Sender<Result<Assignment, SessionError>>,
     },
@@ -262,7 +279,7 @@ async fn run_session(
     a: &mut Assignment,
     cr: &mut OwnedReadHalf,
     cw: &mut OwnedWriteHalf,
-    moves: &mut mpsc::UnboundedReceiver<(String, String)>,
+    moves: &mut mpsc::UnboundedReceiver<SessionOrder>,
     driver: &mpsc::UnboundedSender<SessionCmd>,
 ) -> Result<(), String> {
     let mut cbuf = Buffer::new();
@@ -312,7 +329,11 @@ async fn run_session(
                     },
                     m = moves.recv() => match m {
                         // A request for a server this session already left: stale.
-                        Some((from, _)) if from != a.server => {}
+                        Some(SessionOrder::Move { from, .. }) if from != a.server => {}
+                        Some(SessionOrder::Close { reason }) => {
+                            tracing::info!(session = a.session, server = %a.server, reason, "closing session");
+                            break Outcome::Done;
+                        }
                         m => {
                             tracing::info!(session = a.session, server = %a.server, reason = ?m, "moving session");
                             break Outcome::Move;
@@ -553,7 +574,11 @@ async fn asap_session(
                         }
                     },
                     m = moves.recv() => match m {
-                        Some((from, _)) if from != a.server => {}
+                        Some(SessionOrder::Move { from, .. }) if from != a.server => {}
+                        Some(SessionOrder::Close { reason }) => {
+                            tracing::info!(session, server = %a.server, reason, "closing ASAP session");
+                            break Outcome::Done;
+                        }
                         m => {
                             tracing::info!(session, server = %a.server, reason = ?m, "moving ASAP session");
                             break Outcome::Move;
@@ -727,7 +752,7 @@ mod asap_tests {
         servers: Vec<SocketAddr>,
     ) -> (
         mpsc::UnboundedSender<SessionCmd>,
-        mpsc::UnboundedReceiver<mpsc::UnboundedSender<(String, String)>>,
+        mpsc::UnboundedReceiver<mpsc::UnboundedSender<SessionOrder>>,
     ) {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (mtx, mrx) = mpsc::unbounded_channel();
@@ -915,7 +940,12 @@ mod asap_tests {
         let moves = within("the session's move channel", moves.recv())
             .await
             .unwrap();
-        moves.send(("S0".into(), "test move".into())).unwrap();
+        moves
+            .send(SessionOrder::Move {
+                from: "S0".into(),
+                reason: "test move".into(),
+            })
+            .unwrap();
         // S1 connected: the relay has dropped its connection to S0.
         within("S1 accepted", accepted_rx).await.unwrap();
         go_tx.send(()).unwrap();
@@ -1050,6 +1080,45 @@ mod asap_tests {
             pu.control
         );
         assert_eq!(pu.end, LostReason::PeerClosed);
+    }
+
+    /// A close order (drain timeout, issue 19 item 1) ends an ASAP session: the PU gets
+    /// what the server sent, then the association closes, without an ASAP_ERROR and
+    /// without a move to another server.
+    #[tokio::test]
+    async fn asap_close_order_ends_the_session_without_a_move() {
+        let l0 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (driver, mut moves) = fake_driver(vec![l0.local_addr().unwrap()]);
+        let addr = asap_endpoint(driver).await;
+        let (r, mut w) = pu_connect(addr).await.into_split();
+        let (ptx, mut prx) = watch::channel(0);
+        let reader = tokio::spawn(pu_read(r, ptx));
+        w.send(&data_frame(b"ping")).await.unwrap();
+        let (mut s, _) = within("accept", l0.accept()).await.unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).await.unwrap();
+        s.write_all(b"pong").await.unwrap();
+        within("pong at the PU", prx.wait_for(|n| *n == 4))
+            .await
+            .unwrap();
+        let order = within("the session's order channel", moves.recv())
+            .await
+            .unwrap();
+        order
+            .send(SessionOrder::Close {
+                reason: "drain timeout".into(),
+            })
+            .unwrap();
+        let pu = within("PU reader", reader).await.unwrap();
+        assert_eq!(pu.data, b"pong");
+        assert!(pu.control.is_empty(), "{:?}", pu.control);
+        assert_eq!(pu.end, LostReason::PeerClosed);
+        // The relay let go of the server too.
+        let mut rest = Vec::new();
+        within("server side closed", s.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        drop(w);
     }
 
     /// Step 197 during reselection: the only server dies mid-session; the PU gets what the

@@ -238,7 +238,7 @@ async fn lifetime_and_maintenance_move_sessions_and_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn maintenance_window_starting_mid_session_moves_it() {
+async fn maintenance_window_starting_mid_session_drains_it() {
     let mut rig = Rig::new("maint");
     rig.start_proxies(1, "broker", "round-robin", &[]);
     rig.start_daemons();
@@ -280,13 +280,25 @@ async fn maintenance_window_starting_mid_session_moves_it() {
         .expect("IP1 state event");
     assert!(ev.detail.ends_with("(maintenance window)"), "{ev:?}");
     assert!(ev.at_ms >= start * 1000, "{ev:?} before {start}");
-    // The session moved to the next server by round robin, on the same client connection.
-    assert_eq!(s.server().await, "IP2");
+    // The window drains IP1 (issue 19 item 1): the open session stays on IP1 (no new
+    // greeting, the echo answers on the same server), new sessions go elsewhere.
     assert_eq!(s.echo("after").await, "after");
+    let (s2, who2) = session(rig.listens[0]).await;
+    assert_eq!(who2, "IP2");
+    s2.close().await;
+    assert_eq!(s.echo("still on IP1").await, "still on IP1");
     let r = rig.report(0).await.expect("report");
-    assert_eq!(server(&r, "IP1").active_sessions, 0);
-    assert_eq!(server(&r, "IP2").active_sessions, 1);
+    assert_eq!(server(&r, "IP1").active_sessions, 1);
+    assert!(!r
+        .proxy
+        .events
+        .iter()
+        .any(|e| e.kind == "server-state" && e.subject == "IP1" && e.detail.contains("down")));
     s.close().await;
+    let r = rig
+        .until(0, "the drained session released", |r| r.proxy.sessions == 0)
+        .await;
+    assert_eq!(server(&r, "IP1").active_sessions, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

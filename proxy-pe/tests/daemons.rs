@@ -31,7 +31,7 @@ async fn push(rig: &Rig, daemon: &str, file: &std::path::Path) -> Output {
     cli(vec![
         "push-config".into(),
         format!("--daemon={daemon}"),
-        format!("--control={}", rig.controls[0]),
+        format!("--socket={}", rig.dir.join("ctl-0/control.sock").display()),
         file.display().to_string(),
     ])
     .await
@@ -58,6 +58,7 @@ fn daemon(r: &proxy_pe::control::Report, id: &str) -> proxy_pe::core::DaemonView
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_push_is_acknowledged_and_rejection_keeps_old_config() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut rig = Rig::new("push");
     // A second application served by IP1's process, which d1 does not watch yet.
     rig.proxy_extra = format!(
@@ -167,6 +168,26 @@ async fn config_push_is_acknowledged_and_rejection_keeps_old_config() {
     assert!(extra_server(&r).selectable);
     let on_disk = std::fs::read_to_string(rig.dir.join("daemon-0.toml")).expect("read");
     assert!(on_disk.contains("name = \"extra\"") && !on_disk.contains("name = 5"));
+
+    // A push over the unauthenticated TCP control port is refused (issue 19 item 1):
+    // nothing reaches the daemon, whose version and last push stay as they were.
+    let mut t = tokio::net::TcpStream::connect(rig.controls[0])
+        .await
+        .expect("control port");
+    t.write_all(format!("push-config d1 9\n{good}").as_bytes())
+        .await
+        .expect("write");
+    t.shutdown().await.expect("shutdown");
+    let mut answer = String::new();
+    t.read_to_string(&mut answer).await.expect("read");
+    assert!(
+        answer.contains("push-config is accepted only on the control socket"),
+        "{answer}"
+    );
+    let r = rig.report(0).await.expect("report");
+    let d1 = daemon(&r, "d1");
+    assert_eq!(d1.config_version, 2);
+    assert_eq!(d1.last_push.expect("push recorded").version, 3);
     let out = cli(vec![
         "status".into(),
         format!("--control={}", rig.controls[0]),
@@ -589,15 +610,19 @@ async fn unanswered_push_fails_after_the_configured_wait() {
         .await
         .expect("send");
     }
-    rig.until(0, "d1 connected", |r| daemon(r, "d1").synced)
-        .await;
+    // Not `daemon(r, "d1")`: a report taken before the Hello has no d1 yet, and the
+    // condition must then be false, not a panic.
+    rig.until(0, "d1 connected", |r| {
+        r.proxy.daemons.iter().any(|d| d.id == "d1" && d.synced)
+    })
+    .await;
     let path = rig.dir.join("any.toml");
     std::fs::write(&path, "x = 1\n").expect("write");
     let pushing = tokio::spawn({
         let args = vec![
             "push-config".into(),
             "--daemon=d1".into(),
-            format!("--control={}", rig.controls[0]),
+            format!("--socket={}", rig.dir.join("ctl-0/control.sock").display()),
             path.display().to_string(),
         ];
         cli(args)

@@ -301,14 +301,21 @@ fn maintenance_window_excludes_and_readmits() {
     let inside = 1_700_000_100_000;
     let a = c.open_session(T0, "A").expect("ok");
     assert_eq!(a.server, "IP1");
+    // The window start drains IP1: its open session is not moved (issue 19 item 1), new
+    // sessions skip it.
     let acts = beat(&mut c, inside);
-    assert!(acts.contains(&Action::MoveSession {
-        session: a.session,
-        server: "IP1".into(),
-        reason: "maintenance window".into()
-    }));
-    assert_eq!(c.reselect(inside, a.session).expect("ok").server, "IP2");
-    assert_eq!(servers(&mut c, 3), ["IP3", "IP2", "IP3"]);
+    assert!(
+        !acts.iter().any(|x| matches!(x, Action::MoveSession { .. })),
+        "{acts:?}"
+    );
+    assert_eq!(c.session_server(a.session), Some("IP1"));
+    let v = state(&c, inside, "IP1");
+    assert!(!v.selectable);
+    assert_eq!(v.reason, "maintenance window");
+    assert_eq!(v.active_sessions, 1);
+    assert_eq!(servers(&mut c, 3), ["IP2", "IP3", "IP2"]);
+    c.close_session(inside, a.session);
+    assert_eq!(state(&c, inside, "IP1").active_sessions, 0);
     let after = 1_700_000_200_000;
     for d in ["d1", "d2", "d3"] {
         c.daemon_message(after, d, &heartbeat(2)).expect("hb");
@@ -702,4 +709,183 @@ fn config_push_versions_acks_and_rejections() {
             .render_pushes(),
         ""
     );
+}
+
+// ---- Admin states (issue 19 item 1) ----
+
+fn admin(c: &mut Core, t: u64, target: &str, cmd: AdminCommand) -> Vec<Action> {
+    c.admin(t, target, cmd, "uid 0 (root)")
+        .expect("known server")
+        .1
+}
+
+#[test]
+fn disable_takes_no_new_sessions_and_keeps_open_ones() {
+    let mut c = all_up("broker", "round-robin", "");
+    let s1 = c.open_session(T0, "A").expect("ok");
+    assert_eq!(s1.server, "IP1");
+    let acts = admin(&mut c, T0 + 1, "IP1", AdminCommand::Disable);
+    assert!(acts.is_empty(), "no session is moved or closed: {acts:?}");
+    assert!(beat(&mut c, T0 + 2_000).is_empty());
+    assert_eq!(c.session_server(s1.session), Some("IP1"));
+    let v = state(&c, T0 + 2_000, "IP1");
+    assert!(!v.selectable);
+    assert_eq!(v.admin_state(), AdminState::Disabled);
+    assert_eq!(
+        v.health,
+        Health::Running,
+        "an operator stop is not a failure"
+    );
+    assert!(v.running);
+    let r = v.admin.expect("record");
+    assert_eq!((r.by.as_str(), r.since_ms), ("uid 0 (root)", T0 + 1));
+    // New sessions skip IP1 in round-robin order.
+    assert_eq!(servers(&mut c, 4), ["IP2", "IP3", "IP2", "IP3"]);
+    // No failure event: since the command, only the admin event names IP1.
+    let st = c.status(T0 + 2_000);
+    let since: Vec<&str> = st
+        .events
+        .iter()
+        .filter(|e| e.subject == "IP1" && e.at_ms > T0)
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(since, ["admin"]);
+    admin(&mut c, T0 + 3_000, "IP1", AdminCommand::Enable);
+    assert!(state(&c, T0 + 3_000, "IP1").selectable);
+    assert!(servers(&mut c, 3).contains(&"IP1".to_string()));
+}
+
+#[test]
+fn drain_ends_in_disabled_when_the_last_session_closes() {
+    let mut c = all_up("broker", "round-robin", "");
+    let s1 = c.open_session(T0, "A").expect("ok");
+    let s4 = {
+        servers(&mut c, 2);
+        c.open_session(T0, "A").expect("ok")
+    };
+    assert_eq!((s1.server.as_str(), s4.server.as_str()), ("IP1", "IP1"));
+    let acts = admin(
+        &mut c,
+        T0,
+        "A/IP1",
+        AdminCommand::Drain { timeout_ms: None },
+    );
+    assert!(acts.is_empty(), "{acts:?}");
+    assert_eq!(state(&c, T0, "IP1").admin_state(), AdminState::Draining);
+    c.close_session(T0 + 10, s1.session);
+    assert!(beat(&mut c, T0 + 500).is_empty());
+    assert_eq!(
+        state(&c, T0 + 500, "IP1").admin_state(),
+        AdminState::Draining
+    );
+    let seq = c.admin_seq();
+    c.close_session(T0 + 600, s4.session);
+    assert!(beat(&mut c, T0 + 1_000).is_empty());
+    let v = state(&c, T0 + 1_000, "IP1");
+    assert_eq!(v.admin_state(), AdminState::Disabled);
+    assert!(!v.selectable);
+    assert!(c.admin_seq() > seq, "the state file must be saved again");
+}
+
+#[test]
+fn drain_timeout_closes_the_remaining_sessions_once() {
+    let mut c = all_up("broker", "round-robin", "");
+    let s1 = c.open_session(T0, "A").expect("ok");
+    admin(
+        &mut c,
+        T0,
+        "IP1",
+        AdminCommand::Drain {
+            timeout_ms: Some(5_000),
+        },
+    );
+    for t in [1_000, 2_000, 3_000, 4_000, 4_999] {
+        assert!(beat(&mut c, T0 + t).is_empty(), "at +{t}");
+    }
+    assert_eq!(
+        beat(&mut c, T0 + 5_000),
+        vec![Action::CloseSession {
+            session: s1.session,
+            reason: "drain timeout".into()
+        }]
+    );
+    assert!(beat(&mut c, T0 + 5_200).is_empty(), "asked once only");
+    c.close_session(T0 + 5_300, s1.session);
+    beat(&mut c, T0 + 5_400);
+    assert_eq!(
+        state(&c, T0 + 5_400, "IP1").admin_state(),
+        AdminState::Disabled
+    );
+}
+
+#[test]
+fn maintenance_on_off_and_unknown_servers() {
+    let mut c = all_up("broker", "round-robin", "");
+    let s1 = c.open_session(T0, "A").expect("ok");
+    assert_eq!(
+        c.admin(T0, "IP1", AdminCommand::Maintenance(false), "x"),
+        Err(AdminError::NotInMaintenance("IP1".into()))
+    );
+    assert_eq!(
+        c.admin(T0, "IP9", AdminCommand::Disable, "x"),
+        Err(AdminError::UnknownServer("IP9".into()))
+    );
+    assert_eq!(
+        c.admin(T0, "B/IP1", AdminCommand::Disable, "x"),
+        Err(AdminError::UnknownServer("B/IP1".into()))
+    );
+    assert!(admin(&mut c, T0, "IP1", AdminCommand::Maintenance(true)).is_empty());
+    assert_eq!(c.session_server(s1.session), Some("IP1"));
+    let v = state(&c, T0, "IP1");
+    assert_eq!(v.admin_state(), AdminState::Maintenance);
+    assert!(!v.selectable);
+    let table = c.status(T0).render_table();
+    assert!(
+        table.contains("IP1 is running (maintenance by uid 0 (root) at 2023-11-14 22:13:20 UTC, 1 sessions open)"),
+        "{table}"
+    );
+    admin(&mut c, T0 + 1, "IP1", AdminCommand::Maintenance(false));
+    assert!(state(&c, T0 + 1, "IP1").selectable);
+}
+
+#[test]
+fn mode_a_disable_deregisters_and_enable_registers_again() {
+    let mut c = all_up("registration", "round-robin", "");
+    let id = state(&c, T0, "IP1").pe_id;
+    assert!(c.keep_alive_ok(id));
+    let acts = admin(&mut c, T0, "IP1", AdminCommand::Disable);
+    assert_eq!(
+        acts,
+        vec![Action::Deregister {
+            pool_handle: "AppA".into(),
+            pe_id: id
+        }]
+    );
+    assert!(!c.keep_alive_ok(id));
+    let acts = admin(&mut c, T0 + 1, "IP1", AdminCommand::Enable);
+    assert!(matches!(&acts[..], [Action::Register { pe, .. }] if pe.id == id));
+}
+
+#[test]
+fn admin_state_is_restored_and_kept_over_a_reload() {
+    let mut c = all_up("broker", "round-robin", "");
+    admin(&mut c, T0, "IP2", AdminCommand::Disable);
+    let saved = c.admin_records();
+    assert_eq!(saved.len(), 1);
+    // A new core (proxy restart) with the saved records.
+    let mut d = all_up("broker", "round-robin", "");
+    d.restore_admin(T0 + 1, saved.clone());
+    assert_eq!(state(&d, T0 + 1, "IP2").admin_state(), AdminState::Disabled);
+    assert_eq!(servers(&mut d, 4), ["IP1", "IP3", "IP1", "IP3"]);
+    // A reload keeps it.
+    d.apply_config(T0 + 2, config("broker", "round-robin", ""));
+    assert_eq!(state(&d, T0 + 2, "IP2").admin_state(), AdminState::Disabled);
+    assert_eq!(d.admin_records(), saved);
+}
+
+#[test]
+fn utc_time_formats_civil_dates() {
+    assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
+    assert_eq!(utc_time(T0), "2023-11-14 22:13:20 UTC");
+    assert_eq!(utc_time(1_709_164_800_000), "2024-02-29 00:00:00 UTC");
 }

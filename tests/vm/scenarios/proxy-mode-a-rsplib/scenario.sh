@@ -61,6 +61,8 @@ proxy_conf() {
 mode = "registration"
 daemon_listen = "$4"
 control_listen = "$5"
+control_socket = "/tmp/proxy-$1-ctl/control.sock"
+admin_state_file = "/tmp/proxy-$1-admin-state.json"
 registrars = ["$2:3863"]
 registrar_transport = "sctp"
 

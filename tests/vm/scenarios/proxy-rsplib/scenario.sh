@@ -41,6 +41,8 @@ cat > /tmp/proxy.toml <<TOML
 mode = "broker"
 daemon_listen = "127.0.0.1:7100"
 control_listen = "127.0.0.1:7199"
+control_socket = "/tmp/proxy-ctl/control.sock"
+admin_state_file = "/tmp/proxy-admin-state.json"
 registrars = ["$PR:3863"]
 registrar_transport = "sctp"
 
