@@ -28,6 +28,7 @@
 pub mod address;
 mod config;
 mod event;
+pub mod ownership;
 pub mod peers;
 pub mod rate;
 

@@ -728,9 +728,9 @@ impl Registrar {
     }
 
     /// Stores a PE learned from a peer (HANDLE_UPDATE / HANDLE_TABLE_RESPONSE) unless we are
-    /// its home: our own registrations are authoritative. A peer that claims a PE registered
-    /// here over a live association (e.g. it adopted it by takeover while partitioned from
-    /// us) gets our ADD_PE back, so that the registrar holding the PE's association wins.
+    /// its home. A peer's claim on a PE registered here over a live association is judged
+    /// by [`super::ownership`]: newest registration wins (we re-label silently), a near-tie
+    /// goes to the lower server ID (if that is us, the claimant gets our ADD_PE once).
     fn store_foreign(
         &mut self,
         now: Instant,
@@ -745,7 +745,11 @@ impl Registrar {
             return;
         }
         if let Some(e) = self.handlespace.get(handle, el.id) {
-            if e.owner() == me && e.connection().is_some() {
+            if e.owner() == me
+                && e.connection().is_some()
+                && super::ownership::judge_claim(me, home, e.last_update(), now)
+                    == super::ownership::ClaimVerdict::KeepAndAnswer
+            {
                 let ours = e.element().clone();
                 self.to_peer(
                     out,

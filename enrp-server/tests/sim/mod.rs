@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::{EndpointKeepAliveAck, Registration};
 use asap::wire::{
-    AsapMessage, Message, PeIdentifier, Policy, PoolElement, PoolHandle, Protocol, ServerId,
-    TransportParameter, TransportUse,
+    AsapMessage, EnrpMessage, Message, PeIdentifier, Policy, PoolElement, PoolHandle, Protocol,
+    ServerId, TransportParameter, TransportUse,
 };
 use bytes::Bytes;
 use enrp_server::core::{Action, AssocId, CoreConfig, Event, Input, PeeringConfig, Registrar};
@@ -122,6 +122,8 @@ pub struct Sim {
     pub enrp_bytes: u64,
     pub enrp_dropped: u64,
     pub takeovers_done: u64,
+    /// HANDLE_UPDATEs sent between registrars, per PE identifier (storm detection).
+    pub updates: HashMap<PeIdentifier, u64>,
     /// Log of (time since start, slot, event) for the interesting peering events.
     pub log: Vec<(Duration, usize, Event)>,
 }
@@ -149,6 +151,7 @@ impl Sim {
             enrp_bytes: 0,
             enrp_dropped: 0,
             takeovers_done: 0,
+            updates: HashMap::new(),
             log: Vec::new(),
             cfg,
         };
@@ -395,6 +398,36 @@ impl Sim {
         }
     }
 
+    /// Adds a PE with a given identifier (e.g. one already used by another PE of the same
+    /// pool) that registers at `slot` now and re-registers every `pe_rereg`; its index.
+    pub fn add_pe(&mut self, handle: PoolHandle, id: PeIdentifier, slot: usize) -> usize {
+        let pe = self.pes.len();
+        let next = self.now + self.cfg.pe_rereg;
+        self.pes.push(Pe {
+            handle,
+            id,
+            alive: true,
+            assoc: None,
+            registered_at: None,
+            next_rereg: next,
+        });
+        self.pe_connect(pe, slot);
+        self.pe_register(pe);
+        self.schedule(next, Ev::Rereg { pe });
+        pe
+    }
+
+    /// The PE registers at `slot` over a new association. With `close_old` false its old
+    /// association stays open on the old registrar's side (the PE just stops using it, as
+    /// when it moves before the old association fails), else it is closed first.
+    pub fn pe_move(&mut self, pe: usize, slot: usize, close_old: bool) {
+        if !close_old {
+            self.pes[pe].assoc = None;
+        }
+        self.pe_connect(pe, slot);
+        self.pe_register(pe);
+    }
+
     fn pe_connect(&mut self, pe: usize, slot: usize) {
         if let Some(old) = self.pes[pe].assoc.take() {
             if let Some(a) = self.assocs.remove(&old) {
@@ -477,7 +510,10 @@ impl Sim {
                         self.input(info.slot, Input::Disconnected { assoc });
                     }
                 }
-                Action::PeerSend { to, bytes, .. } => {
+                Action::PeerSend { to, bytes, message } => {
+                    if let Message::Enrp(EnrpMessage::HandleUpdate(u)) = &message {
+                        *self.updates.entry(u.pool_element.id).or_default() += 1;
+                    }
                     let from = self.slots[slot].addr;
                     let targets: Vec<usize> = if to == GROUP {
                         (0..self.slots.len()).filter(|i| *i != slot).collect()
