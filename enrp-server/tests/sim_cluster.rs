@@ -122,3 +122,169 @@ fn duplicate_pe_identifiers_at_two_registrars_cause_no_update_storm() {
         sim.reg(s).handlespace().verify().unwrap();
     }
 }
+
+// ---- pool users and the registrar's response order (RFC 5356 §4.1.2) -------------------
+
+mod pu_order {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use asap::pu::core::{PuConfig, PuCore, PuEvent};
+    use asap::registrar_client::{Action as PuAction, LinkConfig};
+    use asap::transport::TransportKind;
+    use asap::wire::asap_msg::Registration;
+    use asap::wire::{
+        Message, Policy, PoolElement, PoolHandle, Protocol, TransportParameter, TransportUse,
+    };
+    use enrp_server::core::{Action, CoreConfig, Registrar};
+
+    const REGISTRAR: &str = "10.0.0.1:3863";
+
+    /// A registrar with one pool of PEs 1..=n (PE i from 10.0.0.(10+i)) and the given
+    /// policy per PE.
+    fn registrar(policies: &[Policy], now: Instant) -> Registrar {
+        let mut c = CoreConfig::new(0x5eed);
+        c.asap_announce_targets = Vec::new();
+        let mut r = Registrar::new(c, now);
+        for (i, policy) in policies.iter().enumerate() {
+            let assoc = 1 + i as u64;
+            let ip = format!("10.0.0.{}", 10 + i).parse().expect("lit");
+            r.handle(
+                now,
+                enrp_server::core::Input::Connected {
+                    assoc,
+                    protocol: Protocol::Asap,
+                    peer_addrs: vec![SocketAddr::new(ip, 5000)],
+                    transport: TransportKind::Sctp,
+                },
+            );
+            let reg: Message = Registration {
+                pool_handle: "P".into(),
+                pool_element: PoolElement {
+                    id: 1 + i as u32,
+                    home_server_id: 0,
+                    registration_life: 60_000,
+                    user_transport: TransportParameter::Sctp {
+                        port: 7,
+                        transport_use: TransportUse::DataPlusControl,
+                        addresses: vec![ip],
+                    },
+                    policy: policy.clone(),
+                    asap_transport: None,
+                },
+            }
+            .into();
+            let out = r.handle_message(now, assoc, &reg);
+            assert!(out.iter().any(|a| matches!(
+                a,
+                Action::Event(enrp_server::core::Event::Registered { .. })
+            )));
+        }
+        r
+    }
+
+    /// One fresh PU (a `PuCore` with default configuration) resolves "P" at the registrar
+    /// over association `assoc`; returns the resolved list and the PE it selects first.
+    fn fresh_pu(r: &mut Registrar, assoc: u64, seed: u64, now: Instant) -> (Vec<u32>, Option<u32>) {
+        let cfg = PuConfig {
+            link: LinkConfig {
+                static_registrars: vec![vec![REGISTRAR.parse().expect("lit")]],
+                ..LinkConfig::default()
+            },
+            ..PuConfig::default()
+        };
+        let mut pu = PuCore::new(cfg, seed);
+        let handle = PoolHandle::from("P");
+        pu.resolve(now, &handle);
+        let mut resolved = None;
+        for _ in 0..10 {
+            while let Some(a) = pu.poll_action() {
+                match a {
+                    PuAction::Connect { conn, .. } => {
+                        r.handle(
+                            now,
+                            enrp_server::core::Input::Connected {
+                                assoc,
+                                protocol: Protocol::Asap,
+                                peer_addrs: vec![SocketAddr::new(
+                                    format!("10.1.{}.{}", assoc / 250, assoc % 250 + 1)
+                                        .parse()
+                                        .expect("lit"),
+                                    6000,
+                                )],
+                                transport: TransportKind::Sctp,
+                            },
+                        );
+                        pu.on_connected(now, conn);
+                    }
+                    PuAction::Send { conn, message } => {
+                        let out = r.handle_message(now, assoc, &Message::Asap(message));
+                        for a in out {
+                            if let Action::Send {
+                                message: Message::Asap(m),
+                                ..
+                            } = a
+                            {
+                                pu.on_message(now, conn, m);
+                            }
+                        }
+                    }
+                    PuAction::Close { .. } => {}
+                }
+            }
+            while let Some(ev) = pu.poll_event() {
+                if let PuEvent::Resolved { result, .. } = ev {
+                    resolved = Some(result.expect("resolved"));
+                }
+            }
+            if resolved.is_some() {
+                break;
+            }
+        }
+        let list = resolved.expect("PU got an answer");
+        let first = pu.select(now, &handle).map(|e| e.id);
+        r.handle(now, enrp_server::core::Input::Disconnected { assoc });
+        (list.iter().map(|e| e.id).collect(), first)
+    }
+
+    /// 1 000 fresh PUs against a 10-PE round-robin pool: the registrar rotates the head
+    /// of its answers, each PU keeps that order, so every PE serves 100 ± 10 first
+    /// requests. Before, the PU cache re-sorted by PE identifier and all 1 000 went to PE 1.
+    #[test]
+    fn fresh_pus_spread_over_a_round_robin_pool() {
+        let now = Instant::now();
+        let mut r = registrar(&vec![Policy::RoundRobin; 10], now);
+        let mut served: HashMap<u32, u32> = HashMap::new();
+        for i in 0..1000u64 {
+            let (list, first) = fresh_pu(&mut r, 1000 + i, i, now);
+            assert_eq!(list.len(), 10);
+            assert_eq!(first, Some(list[0]), "PU {i} picks the registrar's head");
+            *served.entry(list[0]).or_default() += 1;
+        }
+        assert_eq!(served.len(), 10, "{served:?}");
+        for (pe, n) in &served {
+            assert!(
+                (90..=110).contains(n),
+                "PE {pe} served {n} of 1000: {served:?}"
+            );
+        }
+    }
+
+    /// A priority pool comes back to the application in priority order (highest first),
+    /// not in PE identifier order.
+    #[test]
+    fn priority_pool_is_resolved_in_priority_order() {
+        let now = Instant::now();
+        let prios = [10, 50, 30, 90, 70];
+        let policies: Vec<Policy> = prios
+            .iter()
+            .map(|p| Policy::Priority { priority: *p })
+            .collect();
+        let mut r = registrar(&policies, now);
+        let (list, first) = fresh_pu(&mut r, 1000, 1, now);
+        // PE ids 1..=5 carry priorities 10, 50, 30, 90, 70.
+        assert_eq!(list, vec![4, 5, 2, 3, 1]);
+        assert_eq!(first, Some(4));
+    }
+}
