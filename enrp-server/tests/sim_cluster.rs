@@ -288,3 +288,188 @@ mod pu_order {
         assert_eq!(first, Some(4));
     }
 }
+
+// ---- audit and handle table download (RFC 5353 §2.3) ------------------------------------
+
+mod audit {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use asap::transport::TransportKind;
+    use asap::wire::asap_msg::Registration;
+    use asap::wire::enrp_msg::{HandleTableRequest, HandleTableResponse, HandleUpdate, Presence};
+    use asap::wire::{
+        EnrpMessage, Message, Policy, PoolElement, PoolEntry, Protocol, ServerId,
+        TransportParameter, TransportUse, UpdateAction,
+    };
+    use enrp_server::core::{Action, CoreConfig, Event, Input, Registrar};
+
+    const ME: ServerId = 5;
+    const PEER: ServerId = 7;
+
+    fn element(id: u32, home: ServerId) -> PoolElement {
+        PoolElement {
+            id,
+            home_server_id: home,
+            registration_life: 600_000,
+            user_transport: TransportParameter::Sctp {
+                port: 7,
+                transport_use: TransportUse::DataPlusControl,
+                addresses: vec!["10.0.0.10".parse().expect("lit")],
+            },
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        }
+    }
+
+    fn registrar(now: Instant, chunk: usize) -> Registrar {
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        c.handle_table_chunk = chunk;
+        Registrar::new(c, now)
+    }
+
+    fn from_peer(r: &mut Registrar, now: Instant, m: impl Into<Message>) -> Vec<Action> {
+        let bytes = m.into().to_bytes().expect("encodes");
+        r.handle(
+            now,
+            Input::Datagram {
+                from: "127.0.0.7:9901".parse().expect("lit"),
+                protocol: Protocol::Enrp,
+                bytes,
+            },
+        )
+    }
+
+    fn presence(checksum: u16) -> Presence {
+        Presence {
+            reply_required: false,
+            sender: PEER,
+            receiver: 0,
+            checksum,
+            server_information: None,
+        }
+    }
+
+    fn update(action: UpdateAction, id: u32) -> HandleUpdate {
+        HandleUpdate {
+            takeover_suggested: false,
+            sender: PEER,
+            receiver: ME,
+            action,
+            reserved: 0,
+            pool_handle: "P".into(),
+            pool_element: element(id, PEER),
+        }
+    }
+
+    fn table(more: bool, ids: &[u32]) -> HandleTableResponse {
+        HandleTableResponse {
+            reject: false,
+            more,
+            sender: PEER,
+            receiver: ME,
+            pools: vec![PoolEntry {
+                pool_handle: "P".into(),
+                pool_elements: ids.iter().map(|i| element(*i, PEER)).collect(),
+            }],
+        }
+    }
+
+    /// PE 2 is deleted at its home and re-added while our audit of that home runs, after
+    /// its place in the dump had passed: the re-add confirms it, the audit keeps it.
+    /// Before, the mark taken at the audit's start purged the live PE.
+    #[test]
+    fn audit_keeps_a_pe_re_added_after_its_place_in_the_dump() {
+        let now = Instant::now();
+        let mut r = registrar(now, 128);
+        from_peer(&mut r, now, presence(0xFFFF));
+        from_peer(&mut r, now, table(false, &[])); // mentor download: empty
+        for id in [1, 2, 3, 4] {
+            from_peer(&mut r, now, update(UpdateAction::AddPe, id));
+        }
+        // The peer's checksum differs (it does not matter why): W-flag audit.
+        let out = from_peer(&mut r, now, presence(0x1234));
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::PeerSend { message: Message::Enrp(EnrpMessage::HandleTableRequest(h)), .. }
+                if h.own_children_only
+        )));
+        from_peer(&mut r, now, table(true, &[1]));
+        from_peer(&mut r, now, update(UpdateAction::DelPe, 2));
+        from_peer(&mut r, now, table(true, &[3])); // 2's place has passed
+        from_peer(&mut r, now, update(UpdateAction::AddPe, 2));
+        let out = from_peer(&mut r, now, table(false, &[4]));
+        assert!(
+            out.iter()
+                .any(|a| matches!(a, Action::Event(Event::SyncDone { purged: 0, .. }))),
+            "{out:?}"
+        );
+        for id in [1, 2, 3, 4] {
+            assert!(r.handlespace().get(&"P".into(), id).is_some(), "PE {id}");
+        }
+    }
+
+    /// PE IDs in the HANDLE_TABLE_RESPONSEs we send to the peer.
+    fn served(out: &[Action]) -> Vec<(bool, Vec<u32>)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::PeerSend {
+                    message: Message::Enrp(EnrpMessage::HandleTableResponse(t)),
+                    ..
+                } => Some((
+                    t.more,
+                    t.pools
+                        .iter()
+                        .flat_map(|p| p.pool_elements.iter().map(|e| e.id))
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A peer gives a chunked download up (no continuation within MAX-TIME-NO-RESPONSE)
+    /// and later asks again: the dump restarts at the first PE. Before, it resumed from
+    /// the stale cursor, so the new download (and an audit based on it) missed the first
+    /// chunk.
+    #[test]
+    fn new_download_after_a_given_up_one_restarts_the_dump() {
+        let now = Instant::now();
+        let mut r = registrar(now, 10);
+        r.handle(
+            now,
+            Input::Connected {
+                assoc: 1,
+                protocol: Protocol::Asap,
+                peer_addrs: vec![SocketAddr::new("10.0.0.10".parse().expect("lit"), 5000)],
+                transport: TransportKind::Sctp,
+            },
+        );
+        for id in 1..=25 {
+            let reg: Message = Registration {
+                pool_handle: "P".into(),
+                pool_element: element(id, 0),
+            }
+            .into();
+            r.handle_message(now, 1, &reg);
+        }
+        from_peer(&mut r, now, presence(0xFFFF));
+        let request = HandleTableRequest {
+            own_children_only: true,
+            sender: PEER,
+            receiver: ME,
+        };
+        let first = served(&from_peer(&mut r, now, request.clone()));
+        assert_eq!(first, vec![(true, (1..=10).collect())]);
+        // A continuation right after the chunk goes on.
+        let t = now + Duration::from_millis(20);
+        let second = served(&from_peer(&mut r, t, request.clone()));
+        assert_eq!(second, vec![(true, (11..=20).collect())]);
+        // The peer gave up; its next download starts a while later.
+        let later = t + Duration::from_secs(7);
+        from_peer(&mut r, later, presence(0xFFFF));
+        let again = served(&from_peer(&mut r, later, request));
+        assert_eq!(again, vec![(true, (1..=10).collect())]);
+    }
+}

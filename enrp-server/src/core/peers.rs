@@ -113,8 +113,9 @@ pub(super) struct PeerState {
     mentor: Option<ServerId>,
     next_heartbeat: Option<Instant>,
     takeovers: BTreeMap<ServerId, Takeover>,
-    /// Where our answer to a peer's chunked HANDLE_TABLE_REQUEST continues.
-    serve: HashMap<(ServerId, bool), DumpCursor>,
+    /// Where our answer to a peer's chunked HANDLE_TABLE_REQUEST continues, and when we
+    /// sent the chunk that ended there (stale cursors are dropped, see `serve_table`).
+    serve: HashMap<(ServerId, bool), (DumpCursor, Instant)>,
 }
 
 impl PeerState {
@@ -525,7 +526,7 @@ impl Registrar {
                 }
             }
             EnrpMessage::HandleTableRequest(r) => {
-                self.serve_table(sender, r.own_children_only, out)
+                self.serve_table(now, sender, r.own_children_only, out)
             }
             EnrpMessage::HandleTableResponse(r) => self.on_table(now, sender, r, out),
             EnrpMessage::HandleUpdate(u) => self.on_update(now, sender, u, out),
@@ -611,9 +612,26 @@ impl Registrar {
         );
     }
 
-    fn serve_table(&mut self, requester: ServerId, own_only: bool, out: &mut Vec<Action>) {
+    /// Answers a peer's HANDLE_TABLE_REQUEST with the next chunk (RFC 5353 §2.3, M bit).
+    /// A continuation request follows our previous chunk within a round trip; a request
+    /// arriving after half of MAX-TIME-NO-RESPONSE is a new download (the requester gave
+    /// the old one up after MAX-TIME-NO-RESPONSE), which restarts the dump from the first
+    /// PE instead of resuming from a stale cursor and leaving the beginning out.
+    fn serve_table(
+        &mut self,
+        now: Instant,
+        requester: ServerId,
+        own_only: bool,
+        out: &mut Vec<Action>,
+    ) {
         let me = self.config.server_id;
-        let cursor = self.peering.serve.remove(&(requester, own_only));
+        let stale_after = self.config.peering.max_time_no_response / 2;
+        let cursor = self
+            .peering
+            .serve
+            .remove(&(requester, own_only))
+            .filter(|(_, served)| now.saturating_duration_since(*served) < stale_after)
+            .map(|(c, _)| c);
         let owner = own_only.then_some(me);
         let mut chunk = self.config.handle_table_chunk;
         loop {
@@ -639,7 +657,7 @@ impl Registrar {
             .into();
             if chunk <= 1 || self.fits(&msg) {
                 if let Some(c) = page.next {
-                    self.peering.serve.insert((requester, own_only), c);
+                    self.peering.serve.insert((requester, own_only), (c, now));
                 }
                 self.to_peer(out, requester, msg);
                 return;
@@ -780,7 +798,19 @@ impl Registrar {
         }
         // It is not (or no longer) ours: no keep-alive monitor.
         if let Some(m) = self.monitors.remove(&key) {
-            self.monitor_timers.remove(&(m.due, key.0, key.1));
+            self.monitor_timers.remove(&(m.due, key.0.clone(), key.1));
+        }
+        self.audit_confirm(&key);
+    }
+
+    /// A PE a peer just told us about (update or table entry) is confirmed for every audit
+    /// in progress: an audit must not purge a PE that was deleted and re-added by
+    /// HANDLE_UPDATE after its place in the dump had passed (RFC 5353 §2.3 audit).
+    fn audit_confirm(&mut self, key: &PeKey) {
+        for p in self.peering.peers.values_mut() {
+            if let Some(mark) = p.sync.as_mut().and_then(|s| s.mark.as_mut()) {
+                mark.remove(key);
+            }
         }
     }
 
