@@ -31,6 +31,7 @@ mod event;
 pub mod ownership;
 pub mod peers;
 pub mod rate;
+mod startup;
 
 pub use address::{AddressScope, IpNet};
 pub use config::CoreConfig;
@@ -233,7 +234,8 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    /// A registrar with an empty handlespace. The first SERVER_ANNOUNCE is due at `now`.
+    /// A registrar with an empty handlespace. The first SERVER_ANNOUNCE is due at `now`,
+    /// or with peering on once the handlespace is loaded (`startup`, rsplib).
     pub fn new(mut config: CoreConfig, now: Instant) -> Self {
         if config.server_id == 0 {
             config.server_id = 1;
@@ -244,7 +246,7 @@ impl Registrar {
         );
         config.handle_table_chunk = config.handle_table_chunk.max(1);
         let handlespace = Handlespace::with_limits(config.limits);
-        let next_announce = (!config.asap_announce_targets.is_empty()).then_some(now);
+        let next_announce = startup::first_announce(&config, now);
         Registrar {
             hres_limiter: RateLimiter::new(config.hres_rate, config.rate_table_size),
             eu_limiter: RateLimiter::new(config.eu_rate, config.rate_table_size),

@@ -728,7 +728,11 @@ impl Registrar {
             );
             return;
         }
-        let stale = p.sync.take().and_then(|s| s.mark).unwrap_or_default();
+        let finished = p.sync.take();
+        if finished.as_ref().is_some_and(|s| !s.own_only) {
+            self.handlespace_loaded(now); // the mentor download (W = 0) is complete
+        }
+        let stale = finished.and_then(|s| s.mark).unwrap_or_default();
         let mut purged = 0;
         for (h, id) in stale {
             // Only what that peer still owns here: a PE may have moved meanwhile.
