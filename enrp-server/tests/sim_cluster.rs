@@ -473,3 +473,132 @@ mod audit {
         assert_eq!(again, vec![(true, (1..=10).collect())]);
     }
 }
+
+// ---- selection and unreachable-report options (README "Deviations from rsplib") --------
+
+mod options {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use asap::selection::MaxIncrement;
+    use asap::transport::TransportKind;
+    use asap::wire::asap_msg::{EndpointUnreachable, HandleResolution, Registration};
+    use asap::wire::{
+        AsapMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
+        TransportParameter, TransportUse,
+    };
+    use enrp_server::core::{Action, CoreConfig, Input, Registrar, UnreachableCounting};
+
+    fn connect(r: &mut Registrar, now: Instant, assoc: u64, ip: &str) {
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Asap,
+                peer_addrs: vec![SocketAddr::new(ip.parse().expect("lit"), 5000)],
+                transport: TransportKind::Sctp,
+            },
+        );
+    }
+
+    /// A registrar with PEs 1..=n of pool "P" (PE i over association i from 10.0.0.(10+i)).
+    fn registrar(c: CoreConfig, n: u32, policy: Policy, now: Instant) -> Registrar {
+        let mut r = Registrar::new(c, now);
+        for i in 1..=n {
+            let ip = format!("10.0.0.{}", 10 + i);
+            connect(&mut r, now, u64::from(i), &ip);
+            let reg: Message = Registration {
+                pool_handle: "P".into(),
+                pool_element: PoolElement {
+                    id: i,
+                    home_server_id: 0,
+                    registration_life: 60_000,
+                    user_transport: TransportParameter::Sctp {
+                        port: 7,
+                        transport_use: TransportUse::DataPlusControl,
+                        addresses: vec![ip.parse().expect("lit")],
+                    },
+                    policy: policy.clone(),
+                    asap_transport: None,
+                },
+            }
+            .into();
+            r.handle_message(now, u64::from(i), &reg);
+        }
+        r
+    }
+
+    fn resolve(r: &mut Registrar, now: Instant, assoc: u64, items: u32) -> Vec<u32> {
+        let mut m = HandleResolution::new("P");
+        m.option = Some(HandleResolutionOption { items });
+        r.handle_message(now, assoc, &m.into())
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Send {
+                    message: Message::Asap(AsapMessage::HandleResolutionResponse(h)),
+                    ..
+                } => Some(h.pool_elements.iter().map(|e| e.id).collect()),
+                _ => None,
+            })
+            .expect("answered")
+    }
+
+    /// LUD (RFC 5356 §5.2): each PE handed out is degraded, so with equal loads successive
+    /// answers of 2 out of 4 PEs do not repeat a PE until all 4 were handed out. rsplib's
+    /// default (`MaxIncrement::RsplibDefault`) degrades only the first, and the second PE
+    /// of one answer heads the next.
+    #[test]
+    fn lud_degrades_every_pe_handed_out_unless_rsplib_mode() {
+        let now = Instant::now();
+        let lud = Policy::LeastUsedDegradation {
+            load: 0,
+            degradation: 1000,
+        };
+        let mut r = registrar(CoreConfig::new(0x5eed), 4, lud.clone(), now);
+        connect(&mut r, now, 100, "10.0.1.1");
+        let a = resolve(&mut r, now, 100, 2);
+        let b = resolve(&mut r, now, 100, 2);
+        assert!(a.iter().all(|id| !b.contains(id)), "{a:?} then {b:?}");
+
+        let mut c = CoreConfig::new(0x5eed);
+        c.max_increment = MaxIncrement::RsplibDefault;
+        let mut r = registrar(c, 4, lud, now);
+        connect(&mut r, now, 100, "10.0.1.1");
+        let a = resolve(&mut r, now, 100, 2);
+        let b = resolve(&mut r, now, 100, 2);
+        assert_eq!(b[0], a[1], "{a:?} then {b:?}");
+    }
+
+    fn report(r: &mut Registrar, now: Instant, assoc: u64) {
+        let m: Message = EndpointUnreachable {
+            pool_handle: "P".into(),
+            pe_identifier: 1,
+        }
+        .into();
+        r.handle_message(now, assoc, &m);
+    }
+
+    /// One PU reports a PE three times: counted per distinct reporter (default) the PE
+    /// stays; with rsplib's raw count it is removed.
+    #[test]
+    fn unreachable_reports_from_one_pu_count_only_in_raw_mode() {
+        let now = Instant::now();
+        for (counting, removed) in [
+            (UnreachableCounting::DistinctReporters, false),
+            (UnreachableCounting::Raw, true),
+        ] {
+            let mut c = CoreConfig::new(0x5eed);
+            c.unreachable_counting = counting;
+            let mut r = registrar(c, 2, Policy::RoundRobin, now);
+            connect(&mut r, now, 100, "10.0.1.1");
+            for _ in 0..3 {
+                report(&mut r, now, 100);
+            }
+            assert_eq!(
+                r.handlespace().get(&"P".into(), 1).is_none(),
+                removed,
+                "{counting:?}"
+            );
+        }
+    }
+}

@@ -27,6 +27,7 @@
 
 pub mod address;
 mod config;
+mod counting;
 mod event;
 pub mod ownership;
 pub mod peers;
@@ -35,6 +36,7 @@ mod startup;
 
 pub use address::{AddressScope, IpNet};
 pub use config::CoreConfig;
+pub use counting::UnreachableCounting;
 pub use event::{Event, RemovalReason, Replication};
 pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
@@ -245,7 +247,8 @@ impl Registrar {
             u32::try_from(asap::handlespace::MAX_TRACKED_REPORTERS).unwrap_or(u32::MAX),
         );
         config.handle_table_chunk = config.handle_table_chunk.max(1);
-        let handlespace = Handlespace::with_limits(config.limits);
+        let mut handlespace = Handlespace::with_limits(config.limits);
+        handlespace.set_max_increment(config.max_increment);
         let next_announce = startup::first_announce(&config, now);
         Registrar {
             hres_limiter: RateLimiter::new(config.hres_rate, config.rate_table_size),
@@ -694,7 +697,9 @@ impl Registrar {
                             id: u.pe_identifier,
                             distinct_reporters: c.distinct_reporters,
                         }));
-                        if c.distinct_reporters >= self.config.max_bad_pe_reports {
+                        if self.config.unreachable_counting.count(c)
+                            >= self.config.max_bad_pe_reports
+                        {
                             if let Some(r) =
                                 self.handlespace.deregister(&u.pool_handle, u.pe_identifier)
                             {
