@@ -602,3 +602,196 @@ mod options {
         }
     }
 }
+
+// ---- chaos: churn, moves, PUs, kills, restarts, partitions (issue 14) -------------------
+
+mod chaos {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use rand::Rng;
+
+    use super::sim::{Sim, SimConfig};
+    use super::{run_for, secs};
+
+    /// Bound of the scope's ENRP datagram rate without storms: PRESENCE heartbeats (each
+    /// registrar to each peer and the group, every 2.44 s ±12.5 %), probes and takeover
+    /// rounds, plus one HANDLE_UPDATE per registration and peer, and audits. Generous
+    /// (a storm is orders of magnitude above), never a timing assertion.
+    fn max_enrp_per_sec(registrars: usize, pes: usize, rereg: Duration) -> f64 {
+        let r = registrars as f64;
+        let heartbeats = r * r / 2.0;
+        let updates = pes as f64 / rereg.as_secs_f64() * (r - 1.0);
+        10.0 * (heartbeats + updates) + 200.0
+    }
+
+    struct Figures {
+        enrp_per_sec: f64,
+        resolutions: u64,
+        failed_resolutions: u64,
+        moves: u64,
+        max_updates_per_registration: f64,
+    }
+
+    fn run(seed: u64, registrars: usize, pes: usize, steps: usize) -> Result<Figures, String> {
+        let cfg = SimConfig {
+            registrars,
+            pes,
+            ..SimConfig::default()
+        };
+        let rereg = cfg.pe_rereg;
+        let mut sim = Sim::new(seed, cfg);
+        run_for(&mut sim, secs(12));
+        sim.check().map_err(|e| format!("before chaos: {e}"))?;
+        sim.chaos = true;
+        let n = sim.slots.len();
+        let mut started: BTreeMap<usize, Instant> = BTreeMap::new();
+        let (mut resolutions, mut failed, mut moves) = (0u64, 0u64, 0u64);
+        let enrp0 = sim.enrp_sent;
+        let t_chaos = sim.now;
+        for _ in 0..steps {
+            match sim.rng.gen_range(0..6) {
+                0 => {
+                    let live = sim.live_slots();
+                    if live.len() > 2 {
+                        let s = live[sim.rng.gen_range(0..live.len())];
+                        sim.kill(s);
+                    }
+                }
+                1 => {
+                    let dead: Vec<usize> = (0..n).filter(|i| sim.slots[*i].reg.is_none()).collect();
+                    if !dead.is_empty() {
+                        let s = dead[sim.rng.gen_range(0..dead.len())];
+                        sim.start(s);
+                        started.insert(s, sim.now);
+                    }
+                }
+                2 => {
+                    for i in 0..n {
+                        sim.slots[i].group = sim.rng.gen_range(0..2);
+                    }
+                }
+                3 => {
+                    for i in 0..n {
+                        sim.slots[i].group = 0;
+                    }
+                }
+                4 => {
+                    // PEs move to another registrar, some before the old association
+                    // closes (ownership conflict), some after.
+                    for _ in 0..10 {
+                        let p = sim.rng.gen_range(0..sim.pes.len());
+                        let live = sim.live_slots();
+                        if !sim.pes[p].alive || live.is_empty() {
+                            continue;
+                        }
+                        let s = live[sim.rng.gen_range(0..live.len())];
+                        let close = sim.rng.gen_bool(0.5);
+                        sim.pe_move(p, s, close);
+                        moves += 1;
+                    }
+                }
+                _ => {
+                    for _ in 0..5 {
+                        let p = sim.rng.gen_range(0..sim.pes.len());
+                        sim.pes[p].alive = false;
+                    }
+                }
+            }
+            // PUs resolve every pool at every registrar that finished its start-up.
+            let step = Duration::from_millis(sim.rng.gen_range(2000..6000));
+            let until = sim.now + step;
+            while sim.now < until {
+                run_for(&mut sim, Duration::from_millis(500));
+                for s in sim.live_slots() {
+                    if started.get(&s).is_some_and(|t| sim.now < *t + secs(6)) {
+                        continue;
+                    }
+                    for pool in 0..sim.cfg.pools {
+                        let h = format!("Pool{pool}").as_str().into();
+                        resolutions += 1;
+                        if sim.pu_resolve(s, &h).unwrap_or(0) == 0 {
+                            failed += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let chaos_secs = (sim.now - t_chaos).as_secs_f64();
+        let enrp_per_sec = (sim.enrp_sent - enrp0) as f64 / chaos_secs;
+        // Heal; after keep-alive + failure detection + takeover (~25 s) and an audit
+        // round, everything has converged.
+        sim.chaos = false;
+        for s in &mut sim.slots {
+            s.group = 0;
+        }
+        run_for(&mut sim, secs(40));
+        sim.check().map_err(|e| format!("after heal: {e}"))?;
+        // Every pool with a live PE resolves at every registrar.
+        for s in sim.live_slots() {
+            for pool in 0..sim.cfg.pools {
+                let h = format!("Pool{pool}").as_str().into();
+                let live = sim.pes.iter().filter(|p| p.alive && p.handle == h).count();
+                let got = sim.pu_resolve(s, &h).unwrap_or(0);
+                if got != live {
+                    return Err(format!("slot {s}: Pool{pool} resolves {got} of {live}"));
+                }
+            }
+        }
+        // No HANDLE_UPDATE storm for any PE: at most one per registration and peer, plus
+        // takeover/audit answers.
+        let mut worst: f64 = 0.0;
+        for (id, u) in &sim.updates {
+            let regs = sim.registrations.get(id).copied().unwrap_or(0).max(1);
+            let ratio = *u as f64 / regs as f64;
+            worst = worst.max(ratio);
+            if *u > regs * (registrars as u64 - 1) + 10 {
+                return Err(format!(
+                    "PE {id:#x}: {u} HANDLE_UPDATEs for {regs} registrations"
+                ));
+            }
+        }
+        let bound = max_enrp_per_sec(registrars, pes, rereg);
+        if enrp_per_sec > bound {
+            return Err(format!("{enrp_per_sec:.0} ENRP datagrams/s > {bound:.0}"));
+        }
+        Ok(Figures {
+            enrp_per_sec,
+            resolutions,
+            failed_resolutions: failed,
+            moves,
+            max_updates_per_registration: worst,
+        })
+    }
+
+    /// Short form in the default `cargo test`: 3 seeds, 4 registrars, 300 PEs.
+    /// `RSERPOOL_SOAK=1`: 30 seeds, 5 registrars, 1 000 PEs, 20 steps.
+    #[test]
+    fn chaos_converges_without_storms() {
+        let soak = std::env::var("RSERPOOL_SOAK").is_ok_and(|v| v == "1");
+        let (seeds, registrars, pes, steps) = if soak {
+            (30u64, 5, 1000, 20)
+        } else {
+            (3, 4, 300, 8)
+        };
+        let mut failures = Vec::new();
+        for seed in 7000..7000 + seeds {
+            match run(seed, registrars, pes, steps) {
+                Ok(f) => eprintln!(
+                    "seed {seed}: {:.0} ENRP datagrams/s, {} moves, {} PU resolutions ({} empty), \
+                     max {:.2} HANDLE_UPDATEs per registration",
+                    f.enrp_per_sec,
+                    f.moves,
+                    f.resolutions,
+                    f.failed_resolutions,
+                    f.max_updates_per_registration
+                ),
+                Err(e) => {
+                    eprintln!("seed {seed} FAILED: {e}");
+                    failures.push(seed);
+                }
+            }
+        }
+        assert!(failures.is_empty(), "failing seeds: {failures:?}");
+    }
+}

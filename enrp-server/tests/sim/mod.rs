@@ -124,6 +124,8 @@ pub struct Sim {
     pub takeovers_done: u64,
     /// HANDLE_UPDATEs sent between registrars, per PE identifier (storm detection).
     pub updates: HashMap<PeIdentifier, u64>,
+    /// REGISTRATIONs sent by PEs, per PE identifier.
+    pub registrations: HashMap<PeIdentifier, u64>,
     /// Log of (time since start, slot, event) for the interesting peering events.
     pub log: Vec<(Duration, usize, Event)>,
 }
@@ -152,6 +154,7 @@ impl Sim {
             enrp_dropped: 0,
             takeovers_done: 0,
             updates: HashMap::new(),
+            registrations: HashMap::new(),
             log: Vec::new(),
             cfg,
         };
@@ -428,6 +431,41 @@ impl Sim {
         self.pe_register(pe);
     }
 
+    /// A pool user resolves `handle` at the registrar in `slot` (all PEs, over a fresh
+    /// association, answered at once): the number of PEs returned, `None` for an error
+    /// answer or a dead registrar.
+    pub fn pu_resolve(&mut self, slot: usize, handle: &PoolHandle) -> Option<usize> {
+        let now = self.now;
+        let assoc: AssocId = (1 << 40) + self.seq;
+        self.seq += 1;
+        let r = self.slots[slot].reg.as_mut()?;
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Asap,
+                peer_addrs: vec![SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1)),
+                    5000,
+                )],
+                transport: TransportKind::Sctp,
+            },
+        );
+        let mut m = asap::wire::asap_msg::HandleResolution::new(handle.clone());
+        m.option = Some(asap::wire::HandleResolutionOption {
+            items: asap::wire::HandleResolutionOption::ALL,
+        });
+        let out = r.handle_message(now, assoc, &m.into());
+        r.handle(now, Input::Disconnected { assoc });
+        out.into_iter().find_map(|a| match a {
+            Action::Send {
+                message: Message::Asap(AsapMessage::HandleResolutionResponse(h)),
+                ..
+            } => h.error.is_none().then_some(h.pool_elements.len()),
+            _ => None,
+        })
+    }
+
     fn pe_connect(&mut self, pe: usize, slot: usize) {
         if let Some(old) = self.pes[pe].assoc.take() {
             if let Some(a) = self.assocs.remove(&old) {
@@ -463,6 +501,7 @@ impl Sim {
         let Some(assoc) = self.pes[pe].assoc else {
             return;
         };
+        *self.registrations.entry(self.pes[pe].id).or_default() += 1;
         let p = &self.pes[pe];
         let m: Message = Registration {
             pool_handle: p.handle.clone(),
