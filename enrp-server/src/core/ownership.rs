@@ -8,9 +8,9 @@
 //! did before) makes both sides answer each other forever.
 //!
 //! Rule: **the newest registration wins; near-ties go to the lower server ID.** A peer's
-//! claim (its HANDLE_UPDATE ADD_PE, or its handle table entry) counts as a registration at
-//! the time it arrives. If our own last registration of the PE is older than
-//! [`CLAIM_TIE_WINDOW`], or the claimant has the lower server ID, we yield: the PE is
+//! HANDLE_UPDATE ADD_PE is sent when the PE registers there, so it counts as a
+//! registration at the time it arrives. If our own last registration of the PE is older
+//! than [`CLAIM_TIE_WINDOW`], or the claimant has the lower server ID, we yield: the PE is
 //! re-labelled to the claimant, unbound from our association (its loss no longer removes
 //! the PE) and no longer kept alive by us, and nothing is sent. Otherwise (our
 //! registration is within the window and our ID is lower) we keep it and answer once with
@@ -18,6 +18,13 @@
 //! The higher-ID side never answers, so a conflict costs at most one extra message.
 //! A later registration over our association takes the PE back (and is announced as
 //! usual), so two live twins alternate with their re-registrations.
+//!
+//! A handle table entry (audit or mentor download) is not a registration: it may be a
+//! copy the peer re-labelled by a takeover while partitioned from us, which it could not
+//! verify (the PE is still registered here, over the association we hold). For those the
+//! registrar holding the association stays authoritative: we keep the PE and send our
+//! ADD_PE, which the peer judges by the rule above (it holds no association, or an older
+//! registration: it re-labels; at most one answer comes back from a near-tie).
 
 use std::time::{Duration, Instant};
 
@@ -38,13 +45,18 @@ pub(super) enum ClaimVerdict {
 }
 
 /// Judges a claim by `claimant` (the PE's home in the claim) arriving `now` on a PE whose
-/// last registration here was at `ours`.
+/// last registration here was at `ours`; `registration`: the claim is a HANDLE_UPDATE
+/// (else a handle table entry, which never wins against our live association).
 pub(super) fn judge_claim(
     me: ServerId,
     claimant: ServerId,
     ours: Instant,
     now: Instant,
+    registration: bool,
 ) -> ClaimVerdict {
+    if !registration {
+        return ClaimVerdict::KeepAndAnswer;
+    }
     let recent = now.saturating_duration_since(ours) < CLAIM_TIE_WINDOW;
     if recent && me < claimant {
         ClaimVerdict::KeepAndAnswer
@@ -190,6 +202,28 @@ mod tests {
         assert_eq!((e.owner(), e.connection()), (ME, Some(2)));
     }
 
+    /// A handle table entry is not a registration (e.g. a copy the peer took over while
+    /// partitioned from us and could not verify): we keep the PE we hold and answer once.
+    #[test]
+    fn table_entry_does_not_take_a_pe_we_hold() {
+        let (mut r, t) = with_registered_pe();
+        let table = asap::wire::enrp_msg::HandleTableResponse {
+            reject: false,
+            more: false,
+            sender: 7,
+            receiver: ME,
+            pools: vec![asap::wire::PoolEntry {
+                pool_handle: "P".into(),
+                pool_elements: vec![element(7)],
+            }],
+        };
+        // The mentor download from 7 started when 7 was first heard.
+        let out = peer_msg(&mut r, t + Duration::from_secs(3), table);
+        assert_eq!(updates_sent(&out), 1);
+        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+    }
+
     /// Near-tie: our registration is fresh and our ID (5) is lower than 7's: we keep it
     /// and answer once.
     #[test]
@@ -206,11 +240,19 @@ mod tests {
         let t = Instant::now();
         let later = t + CLAIM_TIE_WINDOW;
         // Our registration is old: any claimant wins.
-        assert_eq!(judge_claim(1, 9, t, later), ClaimVerdict::Yield);
-        assert_eq!(judge_claim(9, 1, t, later), ClaimVerdict::Yield);
+        assert_eq!(judge_claim(1, 9, t, later, true), ClaimVerdict::Yield);
+        assert_eq!(judge_claim(9, 1, t, later, true), ClaimVerdict::Yield);
         // Near-tie: the lower ID keeps it.
         let soon = t + CLAIM_TIE_WINDOW / 2;
-        assert_eq!(judge_claim(1, 9, t, soon), ClaimVerdict::KeepAndAnswer);
-        assert_eq!(judge_claim(9, 1, t, soon), ClaimVerdict::Yield);
+        assert_eq!(
+            judge_claim(1, 9, t, soon, true),
+            ClaimVerdict::KeepAndAnswer
+        );
+        assert_eq!(judge_claim(9, 1, t, soon, true), ClaimVerdict::Yield);
+        // A table entry never wins against our association.
+        assert_eq!(
+            judge_claim(9, 1, t, later, false),
+            ClaimVerdict::KeepAndAnswer
+        );
     }
 }

@@ -698,7 +698,7 @@ impl Registrar {
                     el.home_server_id
                 };
                 seen.push((pool.pool_handle.clone(), el.id));
-                self.store_foreign(now, sender, &pool.pool_handle, el, home, out);
+                self.store_foreign(now, sender, &pool.pool_handle, el, home, false, out);
             }
         }
         let deadline = now + self.config.peering.max_time_no_response;
@@ -751,8 +751,9 @@ impl Registrar {
 
     /// Stores a PE learned from a peer (HANDLE_UPDATE / HANDLE_TABLE_RESPONSE) unless we are
     /// its home. A peer's claim on a PE registered here over a live association is judged
-    /// by [`super::ownership`]: newest registration wins (we re-label silently), a near-tie
-    /// goes to the lower server ID (if that is us, the claimant gets our ADD_PE once).
+    /// by [`super::ownership`]: a HANDLE_UPDATE (`registration`) is a newer registration
+    /// (we re-label silently; a near-tie goes to the lower server ID, and if that is us the
+    /// claimant gets our ADD_PE once); a table entry is not, and gets our ADD_PE.
     fn store_foreign(
         &mut self,
         now: Instant,
@@ -760,6 +761,7 @@ impl Registrar {
         handle: &PoolHandle,
         el: PoolElement,
         home: ServerId,
+        registration: bool,
         out: &mut Vec<Action>,
     ) {
         let me = self.config.server_id;
@@ -769,7 +771,7 @@ impl Registrar {
         if let Some(e) = self.handlespace.get(handle, el.id) {
             if e.owner() == me
                 && e.connection().is_some()
-                && super::ownership::judge_claim(me, home, e.last_update(), now)
+                && super::ownership::judge_claim(me, home, e.last_update(), now, registration)
                     == super::ownership::ClaimVerdict::KeepAndAnswer
             {
                 let ours = e.element().clone();
@@ -832,7 +834,7 @@ impl Registrar {
         };
         match u.action {
             UpdateAction::AddPe => {
-                self.store_foreign(now, sender, &u.pool_handle, u.pool_element, home, out)
+                self.store_foreign(now, sender, &u.pool_handle, u.pool_element, home, true, out)
             }
             UpdateAction::DelPe => {
                 let id = u.pool_element.id;
