@@ -35,6 +35,17 @@ use asap::wire::ServerId;
 /// registrars see the same tie.
 pub const CLAIM_TIE_WINDOW: Duration = Duration::from_secs(1);
 
+/// A peer's statement that a PE's home is `home`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Claim {
+    /// The peer it came from.
+    pub(super) peer: ServerId,
+    /// The home it names.
+    pub(super) home: ServerId,
+    /// A HANDLE_UPDATE ADD_PE (sent on a registration), not a handle table entry.
+    pub(super) registration: bool,
+}
+
 /// What to do with a peer's claim on a PE we hold over a live association.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ClaimVerdict {

@@ -32,6 +32,7 @@ use asap::wire::{
     UpdateAction,
 };
 
+use super::ownership::Claim;
 use super::{Action, Event, PeKey, Registrar, RemovalReason};
 
 /// Timers and switches of ENRP peering. Defaults are rsplib's (RSERPOOL-SPEC §9.3), not
@@ -698,7 +699,12 @@ impl Registrar {
                     el.home_server_id
                 };
                 seen.push((pool.pool_handle.clone(), el.id));
-                self.store_foreign(now, sender, &pool.pool_handle, el, home, false, out);
+                let claim = Claim {
+                    peer: sender,
+                    home,
+                    registration: false,
+                };
+                self.store_foreign(now, claim, &pool.pool_handle, el, out);
             }
         }
         let deadline = now + self.config.peering.max_time_no_response;
@@ -757,13 +763,16 @@ impl Registrar {
     fn store_foreign(
         &mut self,
         now: Instant,
-        from_peer: ServerId,
+        claim: Claim,
         handle: &PoolHandle,
         el: PoolElement,
-        home: ServerId,
-        registration: bool,
         out: &mut Vec<Action>,
     ) {
+        let Claim {
+            peer: from_peer,
+            home,
+            registration,
+        } = claim;
         let me = self.config.server_id;
         if home == me {
             return;
@@ -834,7 +843,12 @@ impl Registrar {
         };
         match u.action {
             UpdateAction::AddPe => {
-                self.store_foreign(now, sender, &u.pool_handle, u.pool_element, home, true, out)
+                let claim = Claim {
+                    peer: sender,
+                    home,
+                    registration: true,
+                };
+                self.store_foreign(now, claim, &u.pool_handle, u.pool_element, out)
             }
             UpdateAction::DelPe => {
                 let id = u.pool_element.id;
