@@ -25,8 +25,9 @@ pub struct CoreConfig {
     pub keep_alive_timeout: Duration,
     /// ASAP_SERVER_ANNOUNCE period (T6, RFC 5352 §5: 1 s), jittered ±12.5 % like rsplib.
     pub announce_interval: Duration,
-    /// Distinct ENDPOINT_UNREACHABLE reporters after which a PE is removed
-    /// (MAX-BAD-PE-REPORT, RFC 5353: 3). At most 64 reporters are tracked per PE.
+    /// ENDPOINT_UNREACHABLE reports after which a PE is removed (MAX-BAD-PE-REPORT,
+    /// RFC 5353: 3), counted as `unreachable_counting` says (default: distinct reporters,
+    /// at most 64 tracked per PE).
     pub max_bad_pe_reports: u32,
     /// What counts towards `max_bad_pe_reports`: distinct reporters (default) or every
     /// report (rsplib). README "Deviations from rsplib".
