@@ -81,3 +81,25 @@ fn failed_pes_are_not_selected_again() {
     c.store(&h, vec![], t0);
     assert!(!c.is_fresh(&h, t0));
 }
+
+/// The registrar's order is kept (RFC 5356 §4.1.2: it rotates the head so that PUs
+/// spread): a fresh cache lists and round-robins in response order, not by identifier.
+#[test]
+fn response_order_is_kept() {
+    let t0 = Instant::now();
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut c = PoolUserCache::default();
+    let h = ph("P");
+    c.store(
+        &h,
+        [3, 1, 2, 1].map(|i| pe(i, Policy::RoundRobin)).to_vec(),
+        t0,
+    );
+    assert_eq!(ids(Some(c.elements(&h))), vec![3, 1, 2]);
+    let got: Vec<u32> = (0..4)
+        .flat_map(|_| ids(c.select(&h, 1, t0, &mut rng)))
+        .collect();
+    assert_eq!(got, vec![3, 1, 2, 3]);
+    c.mark_failed(&h, 1);
+    assert_eq!(ids(Some(c.elements(&h))), vec![3, 2]);
+}

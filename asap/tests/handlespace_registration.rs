@@ -96,21 +96,34 @@ fn inconsistent_policy_transport_and_transport_use() {
     assert_eq!(hs.register(&h, e, ME, Some(1), t0), Ok(Registered::Added));
 }
 
+/// rsplib (`poolNodeCheckPoolElementNodeCompatibility` on every registration): not even a
+/// pool's only PE may change the pool's policy type or transport by re-registering; it
+/// must deregister first. Before, the sole PE redefined the pool.
 #[test]
-fn only_pe_may_redefine_its_pool() {
+fn only_pe_may_not_redefine_its_pool() {
     let t0 = Instant::now();
     let mut hs = Handlespace::new();
     let h = ph("P");
     hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0)
         .unwrap();
-    // The only PE re-registers with another policy: the pool follows it.
+    let err = hs
+        .register(&h, pe(1, Policy::Priority { priority: 3 }), ME, Some(1), t0)
+        .unwrap_err();
+    assert_eq!(err.cause_code(), 0x5);
+    let mut e = pe(1, Policy::RoundRobin);
+    e.user_transport = sctp(7, TransportUse::DataPlusControl);
+    let err = hs.register(&h, e, ME, Some(1), t0).unwrap_err();
+    assert_eq!(err.cause_code(), 0x8);
+    assert_eq!(hs.pool(&h).map(|p| p.policy_type()), Some(1));
+    // New policy values of the same type are a normal update.
+    let mut e = pe(1, Policy::RoundRobin);
+    e.registration_life = 5;
+    assert!(hs.register(&h, e, ME, Some(1), t0).is_ok());
+    // After deregistration the pool is gone and may come back with another policy.
+    hs.deregister(&h, 1).expect("present");
     hs.register(&h, pe(1, Policy::Priority { priority: 3 }), ME, Some(1), t0)
         .unwrap();
     assert_eq!(hs.pool(&h).map(|p| p.policy_type()), Some(5));
-    let err = hs
-        .register(&h, pe(2, Policy::RoundRobin), ME, Some(1), t0)
-        .unwrap_err();
-    assert_eq!(err.cause_code(), 0x5);
     hs.verify().unwrap();
 }
 

@@ -1,13 +1,18 @@
 //! The pool user's cache of handle resolution results (RFC 5352 PU side, stale.cache.value
 //! = 30 s by default, RSERPOOL-SPEC §9.1, §10.2; PU side selection of RFC 5356 §4–5).
 //!
-//! Stores, per pool handle, the PEs returned by the last HANDLE_RESOLUTION_RESPONSE and
-//! selects among them with the same [`Selector`] code the registrar uses. Entries older
+//! Stores, per pool handle, the PEs returned by the last HANDLE_RESOLUTION_RESPONSE **in
+//! the registrar's order** and selects among them with the same [`Selector`] code the
+//! registrar uses. The order matters: the registrar rotates the head of its answers so
+//! that many pool users spread over the pool (RFC 5356 §4.1.2, RFC 5352 §3.5; a PRIO
+//! answer lists the highest priority first); PEs new to the cache join the selector in
+//! response order, so a fresh PU's first choice is the registrar's first PE (as rsplib's
+//! PU cache, whose round robin is insertion order). Entries older
 //! than the stale value are not served (the PU must ask a registrar again). A PE that fails
 //! is removed with [`PoolUserCache::mark_failed`] (and reported with
 //! ASAP_ENDPOINT_UNREACHABLE by the caller). No clock is read: `now` is an argument.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -20,7 +25,8 @@ pub const DEFAULT_STALE_CACHE_VALUE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 struct CachedPool {
-    elements: BTreeMap<PeIdentifier, PoolElement>,
+    /// In the order of the last response (first occurrence of an identifier wins).
+    elements: Vec<PoolElement>,
     selector: Selector,
     expires: Instant,
 }
@@ -71,7 +77,7 @@ impl PoolUserCache {
                 self.pools.insert(
                     handle.clone(),
                     CachedPool {
-                        elements: BTreeMap::new(),
+                        elements: Vec::new(),
                         selector: Selector::new(code),
                         expires,
                     },
@@ -83,21 +89,16 @@ impl PoolUserCache {
             }
         };
         cp.expires = expires;
-        let mut fresh: BTreeMap<PeIdentifier, PoolElement> = BTreeMap::new();
-        for e in elements {
-            fresh.insert(e.id, e);
+        let mut seen: HashSet<PeIdentifier> = HashSet::new();
+        let fresh: Vec<PoolElement> = elements.into_iter().filter(|e| seen.insert(e.id)).collect();
+        for old in &cp.elements {
+            if !seen.contains(&old.id) {
+                cp.selector.remove(old.id);
+            }
         }
-        let gone: Vec<PeIdentifier> = cp
-            .elements
-            .keys()
-            .filter(|id| !fresh.contains_key(id))
-            .copied()
-            .collect();
-        for id in gone {
-            cp.selector.remove(id);
-        }
-        for (id, e) in &fresh {
-            cp.selector.insert(*id, &e.policy);
+        // In response order: new PEs get their sequence numbers in that order.
+        for e in &fresh {
+            cp.selector.insert(e.id, &e.policy);
         }
         cp.elements = fresh;
     }
@@ -112,12 +113,12 @@ impl PoolUserCache {
         self.pools.get(handle).map_or(0, |cp| cp.elements.len())
     }
 
-    /// All cached PEs of `handle` (stale or not), ordered by PE identifier, without
-    /// touching the selection state.
+    /// All cached PEs of `handle` (stale or not), in the order of the registrar's last
+    /// response, without touching the selection state.
     pub fn elements(&self, handle: &PoolHandle) -> Vec<PoolElement> {
         self.pools
             .get(handle)
-            .map(|cp| cp.elements.values().cloned().collect())
+            .map(|cp| cp.elements.clone())
             .unwrap_or_default()
     }
 
@@ -137,7 +138,7 @@ impl PoolUserCache {
         let ids = cp.selector.select(n, self.max_increment, rng);
         Some(
             ids.iter()
-                .filter_map(|id| cp.elements.get(id).cloned())
+                .filter_map(|id| cp.elements.iter().find(|e| e.id == *id).cloned())
                 .collect(),
         )
     }
@@ -147,7 +148,9 @@ impl PoolUserCache {
         let Some(cp) = self.pools.get_mut(handle) else {
             return false;
         };
-        let found = cp.elements.remove(&id).is_some();
+        let before = cp.elements.len();
+        cp.elements.retain(|e| e.id != id);
+        let found = cp.elements.len() < before;
         cp.selector.remove(id);
         if cp.elements.is_empty() {
             self.pools.remove(handle);

@@ -236,7 +236,8 @@ impl Handlespace {
     /// Rules: PE ID 0 and an empty handle are invalid. The first PE of a pool defines its
     /// policy type, user transport protocol and Transport Use; others must match
     /// ([`HandlespaceError::InconsistentPoolingPolicy`], `InconsistentTransportType`,
-    /// `InconsistentDataControlConfiguration`). An existing PE is updated in place — its new
+    /// `InconsistentDataControlConfiguration`) — re-registrations too, even of the pool's
+    /// only PE (as rsplib: the pool is not redefined). An existing PE is updated in place — its new
     /// policy values (e.g. load) take effect for selection at once and the LUD degradation
     /// counter is reset (RFC 5356 §5.2) — unless it is registered over a *different* live
     /// connection than the new ASAP registration, which is
@@ -327,9 +328,9 @@ impl Handlespace {
             entry.reporters.clear();
             entry.reports = 0;
             if pool.elements.len() == 1 {
+                // Same policy type (checked): the pool takes its only PE's values.
                 if let Some(e) = pool.elements.get(&id) {
-                    let el = e.element.clone();
-                    pool.redefine(&el);
+                    pool.policy = e.element.policy.clone();
                 }
             }
             if let Some(e) = pool.elements.get(&id) {

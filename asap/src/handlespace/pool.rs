@@ -79,12 +79,11 @@ impl Pool {
         &self.selector
     }
 
-    /// Checks a (re-)registering PE against the pool settings. A pool whose only PE is the
-    /// one re-registering is redefined by it instead.
+    /// Checks a (re-)registering PE against the pool settings (RFC 5354 causes 0x5, 0x7,
+    /// 0x8). As rsplib, this applies to every registration, also to a re-registration of
+    /// the pool's only PE: a pool's policy type and transport change only by
+    /// deregistering all its PEs (the pool disappears) and registering anew.
     pub(super) fn check(&self, e: &PoolElement) -> Result<(), HandlespaceError> {
-        if self.elements.len() == 1 && self.elements.contains_key(&e.id) {
-            return Ok(());
-        }
         if e.policy.policy_type() != self.policy_type() {
             return Err(HandlespaceError::InconsistentPoolingPolicy {
                 pool_policy: self.policy.clone(),
@@ -104,18 +103,5 @@ impl Pool {
             return Err(HandlespaceError::InconsistentDataControlConfiguration { pool, requested });
         }
         Ok(())
-    }
-
-    /// Re-defines the pool from its only PE (see [`check`](Self::check)).
-    pub(super) fn redefine(&mut self, e: &PoolElement) {
-        if e.policy.policy_type() != self.policy_type() {
-            let mut sel = Selector::new(e.policy.policy_type());
-            for (id, entry) in &self.elements {
-                sel.insert(*id, &entry.element.policy);
-            }
-            self.selector = sel;
-        }
-        self.policy = e.policy.clone();
-        self.transport = e.user_transport.clone();
     }
 }

@@ -100,7 +100,7 @@ pub enum PuEvent {
         request: RequestId,
         /// The pool.
         handle: PoolHandle,
-        /// The PEs (all cached entries) or the failure.
+        /// The PEs (all cached entries, in the registrar's response order) or the failure.
         result: Result<Vec<PoolElement>, ResolveError>,
     },
     /// A registrar association came up.
@@ -305,7 +305,8 @@ impl PuCore {
             .and_then(|v| v.into_iter().next())
     }
 
-    /// The cached PEs of a pool (stale or not), ordered by PE identifier.
+    /// The cached PEs of a pool (stale or not), in the registrar's response order
+    /// (RFC 5356 §4.1.2: the registrar rotates the head for load sharing).
     pub fn cached(&self, handle: &PoolHandle) -> Vec<PoolElement> {
         self.cache.elements(handle)
     }

@@ -42,22 +42,28 @@ pub const MAX_FRACTION: u64 = 0xFFFF_FFFF;
 /// (rsplib's `MaxIncrement`, RSERPOOL-SPEC §8.3).
 ///
 /// With the default, sorted policies update only the first PE returned (so RR advances the
-/// head by one per request, as RFC 5356 §4.1 describes) and stateless random policies update
+/// head by one per request, as RFC 5356 §4.1 describes) — except the degradation policies
+/// LUD, PLUD and LUD-DPF, which degrade **every** PE handed out (RFC 5356 §5.2: each PE
+/// "selected" gets its load degradation added) — and stateless random policies update
 /// none; the degradation random policies (RLUD, RPLUD) update one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum MaxIncrement {
-    /// The policy's default (rsplib's setting 0).
+    /// The policy's default, RFC 5356 (see [`default_max_increment`]).
     #[default]
     PolicyDefault,
+    /// rsplib's policy default (its setting 0, `DefaultMaxIncrement`): like
+    /// [`PolicyDefault`](Self::PolicyDefault), but LUD, PLUD and LUD-DPF degrade only the
+    /// first PE returned (see [`rsplib_default_max_increment`]).
+    RsplibDefault,
     /// Update at most this many of the returned PEs.
     Count(usize),
 }
 
 impl MaxIncrement {
-    /// rsplib's encoding: 0 = policy default, otherwise a count.
+    /// rsplib's encoding: 0 = rsplib's policy default, otherwise a count.
     pub fn from_rsplib(value: u32) -> Self {
         match value {
-            0 => MaxIncrement::PolicyDefault,
+            0 => MaxIncrement::RsplibDefault,
             v => MaxIncrement::Count(v as usize),
         }
     }
@@ -65,6 +71,7 @@ impl MaxIncrement {
     fn resolve(self, policy: PolicyType) -> usize {
         match self {
             MaxIncrement::PolicyDefault => default_max_increment(policy),
+            MaxIncrement::RsplibDefault => rsplib_default_max_increment(policy),
             MaxIncrement::Count(c) => c,
         }
     }
@@ -197,9 +204,21 @@ fn is_value_tree(p: PolicyType) -> bool {
     )
 }
 
+/// The default number of returned PEs whose state a selection updates (RFC 5356): every
+/// one for the sorted degradation policies LUD, PLUD and LUD-DPF (§5.2: each PE handed out
+/// is degraded), otherwise [`rsplib_default_max_increment`].
+pub fn default_max_increment(p: PolicyType) -> usize {
+    match p {
+        PolicyType::LeastUsedDegradation
+        | PolicyType::PriorityLeastUsedDegradation
+        | PolicyType::LeastUsedDegradationDpf => usize::MAX,
+        p => rsplib_default_max_increment(p),
+    }
+}
+
 /// rsplib's `DefaultMaxIncrement`: 1 for sorted policies, 0 for the stateless random ones.
 /// RLUD and RPLUD keep a degradation accumulator and default to 1 here (see [`random`]).
-pub fn default_max_increment(p: PolicyType) -> usize {
+pub fn rsplib_default_max_increment(p: PolicyType) -> usize {
     match p {
         PolicyType::Random
         | PolicyType::WeightedRandom

@@ -503,3 +503,43 @@ fn accepts_dyn_rng_core() {
     got.sort_unstable();
     assert_eq!(got, vec![1, 2]);
 }
+
+/// RFC 5356 §5.2: every PE handed out by a LUD-family selection is degraded (default);
+/// rsplib's default degrades only the first one (`MaxIncrement::RsplibDefault`).
+#[test]
+fn degradation_policies_degrade_every_returned_pe_by_default() {
+    for pt in [
+        PolicyType::LeastUsedDegradation,
+        PolicyType::PriorityLeastUsedDegradation,
+        PolicyType::LeastUsedDegradationDpf,
+    ] {
+        let pes: Vec<(PeIdentifier, Policy)> =
+            (1..=4).map(|i| (i, policy(pt, 0, 0, 100, 0, 0))).collect();
+        let mut r = rng();
+        let mut s = selector(pt, &pes);
+        let got = s.select(3, MaxIncrement::PolicyDefault, &mut r);
+        assert_eq!(got.len(), 3);
+        for id in 1..=4 {
+            let want = if got.contains(&id) { 100 } else { 0 };
+            assert_eq!(
+                s.info(id).map(|i| i.degradation),
+                Some(want),
+                "{pt:?} PE {id}"
+            );
+        }
+        // The next answer starts with the one PE not handed out.
+        assert_eq!(s.select(1, MaxIncrement::PolicyDefault, &mut r), vec![4]);
+
+        let mut s = selector(pt, &pes);
+        let got = s.select(3, MaxIncrement::RsplibDefault, &mut r);
+        let degraded: Vec<PeIdentifier> = (1..=4)
+            .filter(|id| s.info(*id).is_some_and(|i| i.degradation > 0))
+            .collect();
+        assert_eq!(
+            degraded,
+            vec![got[0]],
+            "{pt:?}: rsplib degrades the first only"
+        );
+    }
+    assert_eq!(MaxIncrement::from_rsplib(0), MaxIncrement::RsplibDefault);
+}

@@ -26,12 +26,20 @@ pub struct CoreConfig {
     pub keep_alive_timeout: Duration,
     /// ASAP_SERVER_ANNOUNCE period (T6, RFC 5352 §5: 1 s), jittered ±12.5 % like rsplib.
     pub announce_interval: Duration,
-    /// Distinct ENDPOINT_UNREACHABLE reporters after which a PE is verified with a
-    /// keep-alive and removed if it does not answer (MAX-BAD-PE-REPORT, RFC 5353: 3;
-    /// [`SecurityConfig`]). At most 64 reporters are tracked per PE.
+    /// ENDPOINT_UNREACHABLE reports after which a PE is verified with a keep-alive and
+    /// removed if it does not answer (MAX-BAD-PE-REPORT, RFC 5353: 3; [`SecurityConfig`]),
+    /// counted as `unreachable_counting` says (default: distinct reporters, at most 64
+    /// tracked per PE).
     pub max_bad_pe_reports: u32,
+    /// What counts towards `max_bad_pe_reports`: distinct reporters (default) or every
+    /// report (rsplib). README "Deviations from rsplib".
+    pub unreachable_counting: super::counting::UnreachableCounting,
     /// PEs returned by a HANDLE_RESOLUTION without Handle Resolution Option (rsplib 3).
     pub max_hres_items: u32,
+    /// Selection state updates per handle resolution (RSERPOOL-SPEC §8.3). The default
+    /// follows RFC 5356 §5.2 (LUD, PLUD, LUD-DPF degrade every PE handed out);
+    /// `MaxIncrement::RsplibDefault` degrades only the first, as rsplib.
+    pub max_increment: asap::selection::MaxIncrement,
     /// Upper bound on PEs in one HANDLE_RESOLUTION_RESPONSE, also for "all" (0xFFFFFFFF).
     /// Default: unlimited; the response is still cut to fit [`Self::max_message_size`].
     pub hres_items_cap: u32,
@@ -83,7 +91,9 @@ impl CoreConfig {
             keep_alive_timeout: Duration::from_millis(5000),
             announce_interval: Duration::from_millis(1000),
             max_bad_pe_reports: 3,
+            unreachable_counting: super::counting::UnreachableCounting::DistinctReporters,
             max_hres_items: 3,
+            max_increment: asap::selection::MaxIncrement::PolicyDefault,
             hres_items_cap: u32::MAX,
             max_handle_len: 32,
             min_address_scope: AddressScope::SiteLocal,

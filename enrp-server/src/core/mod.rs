@@ -28,13 +28,17 @@
 
 pub mod address;
 mod config;
+mod counting;
 mod event;
+pub mod ownership;
 pub mod peers;
 pub mod rate;
 pub mod trust;
+mod startup;
 
 pub use address::{AddressScope, IpNet};
 pub use config::CoreConfig;
+pub use counting::UnreachableCounting;
 pub use event::{Event, RemovalReason, Replication};
 pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
@@ -236,7 +240,8 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    /// A registrar with an empty handlespace. The first SERVER_ANNOUNCE is due at `now`.
+    /// A registrar with an empty handlespace. The first SERVER_ANNOUNCE is due at `now`,
+    /// or with peering on once the handlespace is loaded (`startup`, rsplib).
     pub fn new(mut config: CoreConfig, now: Instant) -> Self {
         if config.server_id == 0 {
             config.server_id = 1;
@@ -246,8 +251,9 @@ impl Registrar {
             u32::try_from(asap::handlespace::MAX_TRACKED_REPORTERS).unwrap_or(u32::MAX),
         );
         config.handle_table_chunk = config.handle_table_chunk.max(1);
-        let handlespace = Handlespace::with_limits(config.limits);
-        let next_announce = (!config.asap_announce_targets.is_empty()).then_some(now);
+        let mut handlespace = Handlespace::with_limits(config.limits);
+        handlespace.set_max_increment(config.max_increment);
+        let next_announce = startup::first_announce(&config, now);
         Registrar {
             hres_limiter: RateLimiter::new(config.hres_rate, config.rate_table_size),
             eu_limiter: RateLimiter::new(config.eu_rate, config.rate_table_size),
@@ -713,7 +719,7 @@ impl Registrar {
                             id: u.pe_identifier,
                             distinct_reporters: c.distinct_reporters,
                         }));
-                        if c.distinct_reporters >= self.config.max_bad_pe_reports {
+                        if self.config.unreachable_counting.count(c) >= self.config.max_bad_pe_reports {
                             // Verified before removal (trust.rs).
                             self.unreachable_threshold(now, &u.pool_handle, u.pe_identifier, out);
                         }

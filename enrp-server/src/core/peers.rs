@@ -31,6 +31,7 @@ use asap::wire::{
     UpdateAction,
 };
 
+use super::ownership::Claim;
 use super::{Action, Event, PeKey, Registrar, RemovalReason};
 
 /// Timers and switches of ENRP peering. Defaults are rsplib's (RSERPOOL-SPEC §9.3), not
@@ -112,8 +113,9 @@ pub(super) struct PeerState {
     mentor: Option<ServerId>,
     next_heartbeat: Option<Instant>,
     takeovers: BTreeMap<ServerId, Takeover>,
-    /// Where our answer to a peer's chunked HANDLE_TABLE_REQUEST continues.
-    serve: HashMap<(ServerId, bool), DumpCursor>,
+    /// Where our answer to a peer's chunked HANDLE_TABLE_REQUEST continues, and when we
+    /// sent the chunk that ended there (stale cursors are dropped, see `serve_table`).
+    serve: HashMap<(ServerId, bool), (DumpCursor, Instant)>,
 }
 
 impl PeerState {
@@ -505,7 +507,7 @@ impl Registrar {
                 }
             }
             EnrpMessage::HandleTableRequest(r) => {
-                self.serve_table(sender, r.own_children_only, out)
+                self.serve_table(now, sender, r.own_children_only, out)
             }
             EnrpMessage::HandleTableResponse(r) => self.on_table(now, sender, r, out),
             EnrpMessage::HandleUpdate(u) => self.on_update(now, sender, u, out),
@@ -591,9 +593,26 @@ impl Registrar {
         );
     }
 
-    fn serve_table(&mut self, requester: ServerId, own_only: bool, out: &mut Vec<Action>) {
+    /// Answers a peer's HANDLE_TABLE_REQUEST with the next chunk (RFC 5353 §2.3, M bit).
+    /// A continuation request follows our previous chunk within a round trip; a request
+    /// arriving after half of MAX-TIME-NO-RESPONSE is a new download (the requester gave
+    /// the old one up after MAX-TIME-NO-RESPONSE), which restarts the dump from the first
+    /// PE instead of resuming from a stale cursor and leaving the beginning out.
+    fn serve_table(
+        &mut self,
+        now: Instant,
+        requester: ServerId,
+        own_only: bool,
+        out: &mut Vec<Action>,
+    ) {
         let me = self.config.server_id;
-        let cursor = self.peering.serve.remove(&(requester, own_only));
+        let stale_after = self.config.peering.max_time_no_response / 2;
+        let cursor = self
+            .peering
+            .serve
+            .remove(&(requester, own_only))
+            .filter(|(_, served)| now.saturating_duration_since(*served) < stale_after)
+            .map(|(c, _)| c);
         let owner = own_only.then_some(me);
         let mut chunk = self.config.handle_table_chunk;
         loop {
@@ -619,7 +638,7 @@ impl Registrar {
             .into();
             if chunk <= 1 || self.fits(&msg) {
                 if let Some(c) = page.next {
-                    self.peering.serve.insert((requester, own_only), c);
+                    self.peering.serve.insert((requester, own_only), (c, now));
                 }
                 self.to_peer(out, requester, msg);
                 return;
@@ -660,7 +679,12 @@ impl Registrar {
                     el.home_server_id
                 };
                 seen.push((pool.pool_handle.clone(), el.id));
-                self.store_foreign(now, sender, &pool.pool_handle, el, home, out);
+                let claim = Claim {
+                    peer: sender,
+                    home,
+                    registration: false,
+                };
+                self.store_foreign(now, claim, &pool.pool_handle, el, out);
             }
         }
         let deadline = now + self.config.peering.max_time_no_response;
@@ -690,7 +714,11 @@ impl Registrar {
             );
             return;
         }
-        let stale = p.sync.take().and_then(|s| s.mark).unwrap_or_default();
+        let finished = p.sync.take();
+        if finished.as_ref().is_some_and(|s| !s.own_only) {
+            self.handlespace_loaded(now); // the mentor download (W = 0) is complete
+        }
+        let stale = finished.and_then(|s| s.mark).unwrap_or_default();
         let mut purged = 0;
         for (h, id) in stale {
             // Only what that peer still owns here: a PE may have moved meanwhile.
@@ -708,24 +736,33 @@ impl Registrar {
     }
 
     /// Stores a PE learned from a peer (HANDLE_UPDATE / HANDLE_TABLE_RESPONSE) unless we are
-    /// its home: our own registrations are authoritative. A peer that claims a PE registered
-    /// here over a live association (e.g. it adopted it by takeover while partitioned from
-    /// us) gets our ADD_PE back, so that the registrar holding the PE's association wins.
+    /// its home. A peer's claim on a PE registered here over a live association is judged
+    /// by [`super::ownership`]: a HANDLE_UPDATE (`registration`) is a newer registration
+    /// (we re-label silently; a near-tie goes to the lower server ID, and if that is us the
+    /// claimant gets our ADD_PE once); a table entry is not, and gets our ADD_PE.
     fn store_foreign(
         &mut self,
         now: Instant,
-        from_peer: ServerId,
+        claim: Claim,
         handle: &PoolHandle,
         mut el: PoolElement,
-        home: ServerId,
         out: &mut Vec<Action>,
     ) {
+        let Claim {
+            peer: from_peer,
+            home,
+            registration,
+        } = claim;
         let me = self.config.server_id;
         if home == me {
             return;
         }
         if let Some(e) = self.handlespace.get(handle, el.id) {
-            if e.owner() == me && e.connection().is_some() {
+            if e.owner() == me
+                && e.connection().is_some()
+                && super::ownership::judge_claim(me, home, e.last_update(), now, registration)
+                    == super::ownership::ClaimVerdict::KeepAndAnswer
+            {
                 let ours = e.element().clone();
                 self.to_peer(
                     out,
@@ -759,7 +796,19 @@ impl Registrar {
         }
         // It is not (or no longer) ours: no keep-alive monitor.
         if let Some(m) = self.monitors.remove(&key) {
-            self.monitor_timers.remove(&(m.due, key.0, key.1));
+            self.monitor_timers.remove(&(m.due, key.0.clone(), key.1));
+        }
+        self.audit_confirm(&key);
+    }
+
+    /// A PE a peer just told us about (update or table entry) is confirmed for every audit
+    /// in progress: an audit must not purge a PE that was deleted and re-added by
+    /// HANDLE_UPDATE after its place in the dump had passed (RFC 5353 §2.3 audit).
+    fn audit_confirm(&mut self, key: &PeKey) {
+        for p in self.peering.peers.values_mut() {
+            if let Some(mark) = p.sync.as_mut().and_then(|s| s.mark.as_mut()) {
+                mark.remove(key);
+            }
         }
     }
 
@@ -777,7 +826,12 @@ impl Registrar {
         };
         match u.action {
             UpdateAction::AddPe => {
-                self.store_foreign(now, sender, &u.pool_handle, u.pool_element, home, out)
+                let claim = Claim {
+                    peer: sender,
+                    home,
+                    registration: true,
+                };
+                self.store_foreign(now, claim, &u.pool_handle, u.pool_element, out)
             }
             UpdateAction::DelPe => {
                 let id = u.pool_element.id;

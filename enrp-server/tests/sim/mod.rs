@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::{EndpointKeepAliveAck, Registration};
 use asap::wire::{
-    AsapMessage, Message, PeIdentifier, Policy, PoolElement, PoolHandle, Protocol, ServerId,
-    TransportParameter, TransportUse,
+    AsapMessage, EnrpMessage, Message, PeIdentifier, Policy, PoolElement, PoolHandle, Protocol,
+    ServerId, TransportParameter, TransportUse,
 };
 use bytes::Bytes;
 use enrp_server::core::{
@@ -124,6 +124,10 @@ pub struct Sim {
     pub enrp_bytes: u64,
     pub enrp_dropped: u64,
     pub takeovers_done: u64,
+    /// HANDLE_UPDATEs sent between registrars, per PE identifier (storm detection).
+    pub updates: HashMap<PeIdentifier, u64>,
+    /// REGISTRATIONs sent by PEs, per PE identifier.
+    pub registrations: HashMap<PeIdentifier, u64>,
     /// Log of (time since start, slot, event) for the interesting peering events.
     pub log: Vec<(Duration, usize, Event)>,
 }
@@ -151,6 +155,8 @@ impl Sim {
             enrp_bytes: 0,
             enrp_dropped: 0,
             takeovers_done: 0,
+            updates: HashMap::new(),
+            registrations: HashMap::new(),
             log: Vec::new(),
             cfg,
         };
@@ -402,6 +408,71 @@ impl Sim {
         }
     }
 
+    /// Adds a PE with a given identifier (e.g. one already used by another PE of the same
+    /// pool) that registers at `slot` now and re-registers every `pe_rereg`; its index.
+    pub fn add_pe(&mut self, handle: PoolHandle, id: PeIdentifier, slot: usize) -> usize {
+        let pe = self.pes.len();
+        let next = self.now + self.cfg.pe_rereg;
+        self.pes.push(Pe {
+            handle,
+            id,
+            alive: true,
+            assoc: None,
+            registered_at: None,
+            next_rereg: next,
+        });
+        self.pe_connect(pe, slot);
+        self.pe_register(pe);
+        self.schedule(next, Ev::Rereg { pe });
+        pe
+    }
+
+    /// The PE registers at `slot` over a new association. With `close_old` false its old
+    /// association stays open on the old registrar's side (the PE just stops using it, as
+    /// when it moves before the old association fails), else it is closed first.
+    pub fn pe_move(&mut self, pe: usize, slot: usize, close_old: bool) {
+        if !close_old {
+            self.pes[pe].assoc = None;
+        }
+        self.pe_connect(pe, slot);
+        self.pe_register(pe);
+    }
+
+    /// A pool user resolves `handle` at the registrar in `slot` (all PEs, over a fresh
+    /// association, answered at once): the number of PEs returned, `None` for an error
+    /// answer or a dead registrar.
+    pub fn pu_resolve(&mut self, slot: usize, handle: &PoolHandle) -> Option<usize> {
+        let now = self.now;
+        let assoc: AssocId = (1 << 40) + self.seq;
+        self.seq += 1;
+        let r = self.slots[slot].reg.as_mut()?;
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Asap,
+                peer_addrs: vec![SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1)),
+                    5000,
+                )],
+                transport: TransportKind::Sctp,
+            },
+        );
+        let mut m = asap::wire::asap_msg::HandleResolution::new(handle.clone());
+        m.option = Some(asap::wire::HandleResolutionOption {
+            items: asap::wire::HandleResolutionOption::ALL,
+        });
+        let out = r.handle_message(now, assoc, &m.into());
+        r.handle(now, Input::Disconnected { assoc });
+        out.into_iter().find_map(|a| match a {
+            Action::Send {
+                message: Message::Asap(AsapMessage::HandleResolutionResponse(h)),
+                ..
+            } => h.error.is_none().then_some(h.pool_elements.len()),
+            _ => None,
+        })
+    }
+
     fn pe_connect(&mut self, pe: usize, slot: usize) {
         if let Some(old) = self.pes[pe].assoc.take() {
             if let Some(a) = self.assocs.remove(&old) {
@@ -437,6 +508,7 @@ impl Sim {
         let Some(assoc) = self.pes[pe].assoc else {
             return;
         };
+        *self.registrations.entry(self.pes[pe].id).or_default() += 1;
         let p = &self.pes[pe];
         let m: Message = Registration {
             pool_handle: p.handle.clone(),
@@ -484,7 +556,10 @@ impl Sim {
                         self.input(info.slot, Input::Disconnected { assoc });
                     }
                 }
-                Action::PeerSend { to, bytes, .. } => {
+                Action::PeerSend { to, bytes, message } => {
+                    if let Message::Enrp(EnrpMessage::HandleUpdate(u)) = &message {
+                        *self.updates.entry(u.pool_element.id).or_default() += 1;
+                    }
                     let from = self.slots[slot].addr;
                     let targets: Vec<usize> = if to == GROUP {
                         (0..self.slots.len()).filter(|i| *i != slot).collect()

@@ -1,0 +1,269 @@
+//! Who owns a PE that two registrars both hold over a live ASAP association
+//! (PEERING.md "Ownership conflicts"; RFC 5353 §2.4 leaves the case open).
+//!
+//! It happens while a PE moves from registrar A to B before A's keep-alive drops the old
+//! association, and for as long as two PEs with the same identifier in the same pool are
+//! registered at different registrars. rsplib re-labels the owner to whoever announced
+//! last and never answers; answering every claim with our own ADD_PE (as this registrar
+//! did before) makes both sides answer each other forever.
+//!
+//! Rule: **the newest registration wins; near-ties go to the lower server ID.** A peer's
+//! HANDLE_UPDATE ADD_PE is sent when the PE registers there, so it counts as a
+//! registration at the time it arrives. If our own last registration of the PE is older
+//! than [`CLAIM_TIE_WINDOW`], or the claimant has the lower server ID, we yield: the PE is
+//! re-labelled to the claimant, unbound from our association (its loss no longer removes
+//! the PE) and no longer kept alive by us, and nothing is sent. Otherwise (our
+//! registration is within the window and our ID is lower) we keep it and answer once with
+//! our ADD_PE, which the claimant — higher ID, within the window or older — yields to.
+//! The higher-ID side never answers, so a conflict costs at most one extra message.
+//! A later registration over our association takes the PE back (and is announced as
+//! usual), so two live twins alternate with their re-registrations.
+//!
+//! A handle table entry (audit or mentor download) is not a registration: it may be a
+//! copy the peer re-labelled by a takeover while partitioned from us, which it could not
+//! verify (the PE is still registered here, over the association we hold). For those the
+//! registrar holding the association stays authoritative: we keep the PE and send our
+//! ADD_PE, which the peer judges by the rule above (it holds no association, or an older
+//! registration: it re-labels; at most one answer comes back from a near-tie).
+
+use std::time::{Duration, Instant};
+
+use asap::wire::ServerId;
+
+/// Registrations closer together than this are a tie, broken by the lower server ID. It
+/// must exceed the one-way ENRP delay plus the registration processing time, so that both
+/// registrars see the same tie.
+pub const CLAIM_TIE_WINDOW: Duration = Duration::from_secs(1);
+
+/// A peer's statement that a PE's home is `home`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Claim {
+    /// The peer it came from.
+    pub(super) peer: ServerId,
+    /// The home it names.
+    pub(super) home: ServerId,
+    /// A HANDLE_UPDATE ADD_PE (sent on a registration), not a handle table entry.
+    pub(super) registration: bool,
+}
+
+/// What to do with a peer's claim on a PE we hold over a live association.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClaimVerdict {
+    /// The claim is newer (or a near-tie won by the claimant's lower ID): re-label, silent.
+    Yield,
+    /// Near-tie and our ID is lower: keep the PE and send our ADD_PE to the claimant.
+    KeepAndAnswer,
+}
+
+/// Judges a claim by `claimant` (the PE's home in the claim) arriving `now` on a PE whose
+/// last registration here was at `ours`; `registration`: the claim is a HANDLE_UPDATE
+/// (else a handle table entry, which never wins against our live association).
+pub(super) fn judge_claim(
+    me: ServerId,
+    claimant: ServerId,
+    ours: Instant,
+    now: Instant,
+    registration: bool,
+) -> ClaimVerdict {
+    if !registration {
+        return ClaimVerdict::KeepAndAnswer;
+    }
+    let recent = now.saturating_duration_since(ours) < CLAIM_TIE_WINDOW;
+    if recent && me < claimant {
+        ClaimVerdict::KeepAndAnswer
+    } else {
+        ClaimVerdict::Yield
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Action, CoreConfig, Input, Registrar};
+    use asap::transport::TransportKind;
+    use asap::wire::asap_msg::Registration;
+    use asap::wire::enrp_msg::{HandleUpdate, Presence};
+    use asap::wire::{
+        EnrpMessage, Message, Policy, PoolElement, Protocol, TransportParameter, TransportUse,
+        UpdateAction,
+    };
+    use std::net::SocketAddr;
+
+    const ME: ServerId = 5;
+
+    fn element(home: ServerId) -> PoolElement {
+        PoolElement {
+            id: 0x42,
+            home_server_id: home,
+            registration_life: 60_000,
+            user_transport: TransportParameter::Sctp {
+                port: 7,
+                transport_use: TransportUse::DataPlusControl,
+                addresses: vec!["10.0.0.1".parse().expect("lit")],
+            },
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        }
+    }
+
+    fn peer_msg(r: &mut Registrar, now: Instant, m: impl Into<Message>) -> Vec<Action> {
+        let bytes = m.into().to_bytes().expect("encodes");
+        r.handle(
+            now,
+            Input::Datagram {
+                from: "127.0.0.7:9901".parse().expect("lit"),
+                protocol: Protocol::Enrp,
+                bytes,
+            },
+        )
+    }
+
+    fn updates_sent(out: &[Action]) -> usize {
+        out.iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::PeerSend {
+                        message: Message::Enrp(EnrpMessage::HandleUpdate(_)),
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
+    /// A registrar (ME = 5) with peer 7 and PE 0x42 registered here over association 1 at
+    /// the returned time.
+    fn with_registered_pe() -> (Registrar, Instant) {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        let mut r = Registrar::new(c, now);
+        let presence = Presence {
+            reply_required: false,
+            sender: 7,
+            receiver: 0,
+            checksum: 0xFFFF,
+            server_information: None,
+        };
+        peer_msg(&mut r, now, presence);
+        let peer: SocketAddr = "10.0.0.1:5000".parse().expect("lit");
+        r.handle(
+            now,
+            Input::Connected {
+                assoc: 1,
+                protocol: Protocol::Asap,
+                peer_addrs: vec![peer],
+                transport: TransportKind::Sctp,
+            },
+        );
+        let reg: Message = Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0),
+        }
+        .into();
+        r.handle_message(now, 1, &reg);
+        (r, now)
+    }
+
+    fn claim_by_7() -> HandleUpdate {
+        HandleUpdate {
+            takeover_suggested: false,
+            sender: 7,
+            receiver: ME,
+            action: UpdateAction::AddPe,
+            reserved: 0,
+            pool_handle: "P".into(),
+            pool_element: element(7),
+        }
+    }
+
+    /// The PE moved to peer 7 (its ADD_PE is newer than our registration): we re-label
+    /// it silently, and the loss of our stale association no longer removes it. Before,
+    /// we answered with our own ADD_PE (and 7 did the same, forever).
+    #[test]
+    fn newer_claim_is_yielded_to_without_an_answer() {
+        let (mut r, t) = with_registered_pe();
+        let later = t + Duration::from_secs(3);
+        let out = peer_msg(&mut r, later, claim_by_7());
+        assert_eq!(updates_sent(&out), 0);
+        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
+        assert_eq!((e.owner(), e.connection()), (7, None));
+        r.handle(later, Input::Disconnected { assoc: 1 });
+        let e = r.handlespace().get(&"P".into(), 0x42).expect("still there");
+        assert_eq!(e.owner(), 7);
+        // A re-registration over a (new) association of ours takes it back, announced.
+        r.handle(
+            later,
+            Input::Connected {
+                assoc: 2,
+                protocol: Protocol::Asap,
+                peer_addrs: vec!["10.0.0.1:5001".parse().expect("lit")],
+                transport: TransportKind::Sctp,
+            },
+        );
+        let reg: Message = Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0),
+        }
+        .into();
+        let out = r.handle_message(later, 2, &reg);
+        assert_eq!(updates_sent(&out), 1);
+        let e = r.handlespace().get(&"P".into(), 0x42).expect("ours");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(2)));
+    }
+
+    /// A handle table entry is not a registration (e.g. a copy the peer took over while
+    /// partitioned from us and could not verify): we keep the PE we hold and answer once.
+    #[test]
+    fn table_entry_does_not_take_a_pe_we_hold() {
+        let (mut r, t) = with_registered_pe();
+        let table = asap::wire::enrp_msg::HandleTableResponse {
+            reject: false,
+            more: false,
+            sender: 7,
+            receiver: ME,
+            pools: vec![asap::wire::PoolEntry {
+                pool_handle: "P".into(),
+                pool_elements: vec![element(7)],
+            }],
+        };
+        // The mentor download from 7 started when 7 was first heard.
+        let out = peer_msg(&mut r, t + Duration::from_secs(3), table);
+        assert_eq!(updates_sent(&out), 1);
+        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+    }
+
+    /// Near-tie: our registration is fresh and our ID (5) is lower than 7's: we keep it
+    /// and answer once.
+    #[test]
+    fn near_tie_is_kept_by_the_lower_id_with_one_answer() {
+        let (mut r, t) = with_registered_pe();
+        let out = peer_msg(&mut r, t + Duration::from_millis(100), claim_by_7());
+        assert_eq!(updates_sent(&out), 1);
+        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+    }
+
+    #[test]
+    fn newest_registration_wins_near_ties_go_to_the_lower_id() {
+        let t = Instant::now();
+        let later = t + CLAIM_TIE_WINDOW;
+        // Our registration is old: any claimant wins.
+        assert_eq!(judge_claim(1, 9, t, later, true), ClaimVerdict::Yield);
+        assert_eq!(judge_claim(9, 1, t, later, true), ClaimVerdict::Yield);
+        // Near-tie: the lower ID keeps it.
+        let soon = t + CLAIM_TIE_WINDOW / 2;
+        assert_eq!(
+            judge_claim(1, 9, t, soon, true),
+            ClaimVerdict::KeepAndAnswer
+        );
+        assert_eq!(judge_claim(9, 1, t, soon, true), ClaimVerdict::Yield);
+        // A table entry never wins against our association.
+        assert_eq!(
+            judge_claim(9, 1, t, later, false),
+            ClaimVerdict::KeepAndAnswer
+        );
+    }
+}

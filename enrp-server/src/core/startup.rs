@@ -1,0 +1,134 @@
+//! Start-up phase of a peering registrar (RFC 5353 §3.1 mentor; rsplib's
+//! `InStartupPhase`): ASAP_SERVER_ANNOUNCEs start only once the handlespace is loaded —
+//! when the mentor's HANDLE_TABLE download is complete, or when the mentor-discovery
+//! timeout passes without one — so that PEs and PUs do not pick a registrar whose
+//! handlespace is still empty. Without peering, announces start at once.
+
+use std::time::Instant;
+
+use super::{CoreConfig, Registrar};
+
+/// When the first ASAP_SERVER_ANNOUNCE is due (`None`: no announce targets).
+pub(super) fn first_announce(config: &CoreConfig, now: Instant) -> Option<Instant> {
+    if config.asap_announce_targets.is_empty() {
+        return None;
+    }
+    Some(if config.peering.enabled {
+        now + config.peering.mentor_discovery_timeout
+    } else {
+        now
+    })
+}
+
+impl Registrar {
+    /// The mentor's handle table download is complete: the start-up phase ends and the
+    /// announces start now (if they have not already).
+    pub(super) fn handlespace_loaded(&mut self, now: Instant) {
+        if let Some(t) = self.next_announce {
+            self.next_announce = Some(t.min(now));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::core::{Action, CoreConfig, Input, Registrar};
+    use asap::wire::enrp_msg::{HandleTableResponse, Presence};
+    use asap::wire::{AsapMessage, EnrpMessage, Message, Protocol};
+
+    fn announces(out: &[Action]) -> usize {
+        out.iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::SendDatagram {
+                        message: Message::Asap(AsapMessage::ServerAnnounce(_)),
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
+    fn config(peering: bool) -> CoreConfig {
+        let mut c = CoreConfig::new(5);
+        c.asap_announce_targets = vec!["239.0.0.50:3863".parse().expect("lit")];
+        c.peering.enabled = peering;
+        c
+    }
+
+    fn from_peer(r: &mut Registrar, now: std::time::Instant, m: impl Into<Message>) {
+        let bytes = m.into().to_bytes().expect("encodes");
+        r.handle(
+            now,
+            Input::Datagram {
+                from: "127.0.0.7:9901".parse().expect("lit"),
+                protocol: Protocol::Enrp,
+                bytes,
+            },
+        );
+    }
+
+    /// With peering, no announce before the mentor's table is in; then at once.
+    #[test]
+    fn announces_wait_for_the_mentor_download() {
+        let now = std::time::Instant::now();
+        let mut r = Registrar::new(config(true), now);
+        assert_eq!(announces(&r.handle_timeout(now)), 0);
+        let t = now + Duration::from_millis(300);
+        from_peer(
+            &mut r,
+            t,
+            Presence {
+                reply_required: false,
+                sender: 7,
+                receiver: 0,
+                checksum: 0xFFFF,
+                server_information: None,
+            },
+        );
+        assert_eq!(r.mentor(), Some(7));
+        assert_eq!(announces(&r.handle_timeout(t)), 0, "download still running");
+        let t2 = t + Duration::from_millis(100);
+        from_peer(
+            &mut r,
+            t2,
+            HandleTableResponse {
+                reject: false,
+                more: false,
+                sender: 7,
+                receiver: 5,
+                pools: vec![],
+            },
+        );
+        assert_eq!(r.poll_timeout(), Some(t2));
+        assert_eq!(announces(&r.handle_timeout(t2)), 1);
+        // The announces continue in their cycle.
+        let out = r.handle_timeout(t2 + Duration::from_millis(1200));
+        assert_eq!(announces(&out), 1);
+        assert!(!out.iter().any(|a| matches!(
+            a,
+            Action::PeerSend {
+                message: Message::Enrp(EnrpMessage::HandleTableRequest(_)),
+                ..
+            }
+        )));
+    }
+
+    /// With peering but no peer heard, announces start at the mentor-discovery timeout;
+    /// without peering, at once.
+    #[test]
+    fn announces_start_at_the_mentor_discovery_timeout_or_at_once() {
+        let now = std::time::Instant::now();
+        let mut r = Registrar::new(config(true), now);
+        let timeout = r.config().peering.mentor_discovery_timeout;
+        let before = now + timeout - Duration::from_millis(1);
+        assert_eq!(announces(&r.handle_timeout(now)), 0);
+        assert_eq!(announces(&r.handle_timeout(before)), 0);
+        assert_eq!(announces(&r.handle_timeout(now + timeout)), 1);
+        let mut plain = Registrar::new(config(false), now);
+        assert_eq!(announces(&plain.handle_timeout(now)), 1);
+    }
+}
