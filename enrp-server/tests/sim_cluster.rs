@@ -325,6 +325,10 @@ mod audit {
     fn registrar(now: Instant, chunk: usize) -> Registrar {
         let mut c = CoreConfig::new(ME);
         c.peering.enabled = true;
+        // The peer of these tests is allowed (issue 13: only allowed peers are heard).
+        c.security.peer_allow = vec![enrp_server::core::PeerAllow::Net(
+            "127.0.0.0/8".parse().expect("lit"),
+        )];
         c.handle_table_chunk = chunk;
         Registrar::new(c, now)
     }
@@ -478,7 +482,7 @@ mod audit {
 
 mod options {
     use std::net::SocketAddr;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use asap::selection::MaxIncrement;
     use asap::transport::TransportKind;
@@ -578,8 +582,9 @@ mod options {
         r.handle_message(now, assoc, &m);
     }
 
-    /// One PU reports a PE three times: counted per distinct reporter (default) the PE
-    /// stays; with rsplib's raw count it is removed.
+    /// One PU (that resolved the pool, so its reports count: issue 13) reports a PE three
+    /// times: counted per distinct reporter (default) the PE stays; with rsplib's raw count
+    /// it reaches the threshold, is probed and, as it does not answer, removed.
     #[test]
     fn unreachable_reports_from_one_pu_count_only_in_raw_mode() {
         let now = Instant::now();
@@ -589,11 +594,16 @@ mod options {
         ] {
             let mut c = CoreConfig::new(0x5eed);
             c.unreachable_counting = counting;
+            let probe_timeout = c.security.unreachable_probe_timeout;
             let mut r = registrar(c, 2, Policy::RoundRobin, now);
             connect(&mut r, now, 100, "10.0.1.1");
+            resolve(&mut r, now, 100, 2);
             for _ in 0..3 {
                 report(&mut r, now, 100);
             }
+            // The verification keep-alive gets no ACK (the PE is silent in this test).
+            let later = now + probe_timeout + Duration::from_millis(10);
+            r.handle_timeout(later);
             assert_eq!(
                 r.handlespace().get(&"P".into(), 1).is_none(),
                 removed,

@@ -120,6 +120,9 @@ struct ProcEntry {
     apps: Vec<usize>,
     /// The matcher generation `apps` was computed for (0: stale).
     generation: u64,
+    /// The last match needed the exe link or `argv[0]` and found neither (a process in the
+    /// middle of its `exec`): match again at the next poll instead of keeping the result.
+    unsettled: bool,
     /// The poll that last listed this pid.
     seen: u64,
 }
@@ -136,6 +139,7 @@ impl ProcEntry {
             argv0_name: None,
             apps: Vec::new(),
             generation: 0,
+            unsettled: false,
             seen: poll,
         }
     }
@@ -321,7 +325,7 @@ impl Poller {
             }
             if e.generation != generation {
                 e.apps = match_apps(cfg, pid, e, &mut buf);
-                e.generation = generation;
+                e.generation = if e.unsettled { 0 } else { generation };
             }
             if !e.apps.iter().any(|&i| pid_ok(i, pid)) {
                 continue;
@@ -346,7 +350,7 @@ impl Poller {
                     }
                     if e.generation != generation {
                         e.apps = match_apps(cfg, pid, e, &mut buf);
-                        e.generation = generation;
+                        e.generation = if e.unsettled { 0 } else { generation };
                     }
                     st
                 }
@@ -507,6 +511,7 @@ fn lookup<'a>(
 /// (the pid file is checked per poll). Reads the command line and the exe link only when
 /// a criterion needs them, and caches them in `e`.
 fn match_apps(cfg: &Config, pid: i32, e: &mut ProcEntry, buf: &mut Vec<u8>) -> Vec<usize> {
+    e.unsettled = false;
     let mut out = Vec::new();
     for (i, app) in cfg.apps.iter().enumerate() {
         if static_match(app, pid, e, buf) {
@@ -528,18 +533,41 @@ fn static_match(app: &AppSpec, pid: i32, e: &mut ProcEntry, buf: &mut Vec<u8>) -
             if !exe.as_bytes().starts_with(e.comm.as_bytes()) || e.comm.len() != COMM_LEN {
                 return false;
             }
-            let name = e.exe_name.get_or_insert_with(|| {
-                std::fs::read_link(format!("/proc/{pid}/exe"))
-                    .ok()
-                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            });
-            if name.as_deref() != Some(exe.as_str()) {
-                let argv0 = e.argv0_name.get_or_insert_with(|| {
-                    buf.clear();
-                    read_proc_file(pid, "cmdline", buf)
+            // A read that finds nothing is not cached: a process caught in the middle of
+            // its `exec` already has its new `comm` but not yet its new argument area (the
+            // kernel sets `comm` before the binary loader writes argv), so an empty
+            // command line then means "not yet", and caching it would hide the process
+            // until its next exec.
+            let name = match &e.exe_name {
+                Some(n) => n.clone(),
+                None => {
+                    let n = std::fs::read_link(format!("/proc/{pid}/exe"))
                         .ok()
-                        .and_then(|()| argv0_basename(buf))
-                });
+                        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+                    if n.is_some() {
+                        e.exe_name = Some(n.clone());
+                    } else {
+                        e.unsettled = true;
+                    }
+                    n
+                }
+            };
+            if name.as_deref() != Some(exe.as_str()) {
+                let argv0 = match &e.argv0_name {
+                    Some(a) => a.clone(),
+                    None => {
+                        buf.clear();
+                        let a = read_proc_file(pid, "cmdline", buf)
+                            .ok()
+                            .and_then(|()| argv0_basename(buf));
+                        if a.is_some() {
+                            e.argv0_name = Some(a.clone());
+                        } else {
+                            e.unsettled = true;
+                        }
+                        a
+                    }
+                };
                 if argv0.as_deref() != Some(exe.as_str()) {
                     return false;
                 }

@@ -33,8 +33,8 @@ mod event;
 pub mod ownership;
 pub mod peers;
 pub mod rate;
-pub mod trust;
 mod startup;
+pub mod trust;
 
 pub use address::{AddressScope, IpNet};
 pub use config::CoreConfig;
@@ -719,7 +719,9 @@ impl Registrar {
                             id: u.pe_identifier,
                             distinct_reporters: c.distinct_reporters,
                         }));
-                        if self.config.unreachable_counting.count(c) >= self.config.max_bad_pe_reports {
+                        if self.config.unreachable_counting.count(c)
+                            >= self.config.max_bad_pe_reports
+                        {
                             // Verified before removal (trust.rs).
                             self.unreachable_threshold(now, &u.pool_handle, u.pe_identifier, out);
                         }

@@ -138,6 +138,10 @@ mod tests {
         let now = Instant::now();
         let mut c = CoreConfig::new(ME);
         c.peering.enabled = true;
+        // The peer of these tests is allowed (issue 13: only allowed peers are heard).
+        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
+            "127.0.0.0/8".parse().expect("lit"),
+        )];
         let mut r = Registrar::new(c, now);
         let presence = Presence {
             reply_required: false,
