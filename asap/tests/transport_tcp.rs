@@ -691,3 +691,104 @@ async fn slow_but_complete_messages_within_timeout_are_delivered() {
         .expect("read");
     assert_eq!(&buf[..], &rmsg(0x08, 8, 1)[..]);
 }
+
+/// Issue 13 item 6: stalled partial messages of many connections cannot hold more buffer
+/// memory than the listener's `tcp_max_partial_bytes`. 48 raw connections each send a header
+/// announcing 65532 bytes plus 1000 bytes and stall; the accounted partial memory never
+/// exceeds the cap, connections beyond the budget are closed (their peer sees the close), a
+/// well-behaved client on the same listener still gets its answers, and the budget is given
+/// back when the stalled connections go away.
+#[tokio::test]
+async fn stalled_partial_messages_are_bounded_by_the_listener_budget() {
+    const CAP: usize = 32 * 1024;
+    const N: usize = 48;
+    let mut c = TransportConfig::asap(TransportKind::Tcp);
+    assert_eq!(
+        c.tcp_max_partial_bytes,
+        Some(asap::transport::defaults::TCP_MAX_PARTIAL_BYTES),
+        "documented default"
+    );
+    assert_eq!(
+        asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
+        16 * 1024 * 1024
+    );
+    c.tcp_max_partial_bytes = Some(CAP);
+    let t = Transport::new(c);
+    let (l, addr) = listen(&t).await;
+    let l = Arc::new(l);
+    // Server: every association echoes each message until it is lost.
+    let server = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok(mut a) = l.accept().await else { return };
+                tokio::spawn(async move {
+                    while let Ok(ev) = a.recv().await {
+                        match ev {
+                            Event::Message(m) if a.send(&m).await.is_err() => return,
+                            Event::Lost(_) => return,
+                            _ => {}
+                        }
+                    }
+                });
+            }
+        })
+    };
+
+    let mut partial = rmsg(0x20, 65532, 3);
+    partial.truncate(4 + 1000);
+    let mut attackers = Vec::new();
+    for _ in 0..N {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(&partial).await.expect("write");
+        attackers.push(s);
+        assert!(l.partial_bytes() <= CAP, "{} > {CAP}", l.partial_bytes());
+    }
+
+    // Connections beyond the budget are closed by the server (EOF or reset).
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut closed = [false; N];
+    while closed.iter().filter(|c| **c).count() < N / 2 && tokio::time::Instant::now() < deadline {
+        for (i, s) in attackers.iter_mut().enumerate() {
+            if closed[i] {
+                continue;
+            }
+            let mut b = [0u8; 16];
+            match tokio::time::timeout(Duration::from_millis(20), s.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => closed[i] = true,
+                Ok(Ok(n)) => panic!("attacker {i} got {n} bytes"),
+                Err(_) => {}
+            }
+        }
+        assert!(l.partial_bytes() <= CAP, "{} > {CAP}", l.partial_bytes());
+    }
+    let n_closed = closed.iter().filter(|c| **c).count();
+    assert!(
+        n_closed >= N / 2,
+        "only {n_closed} of {N} stalled connections were closed"
+    );
+    assert!(
+        n_closed < N,
+        "the budget must still hold some partial messages"
+    );
+    let held = l.partial_bytes();
+    assert!(held > 0 && held <= CAP, "accounted {held} bytes, cap {CAP}");
+
+    // A well-behaved client on the same listener still gets answers.
+    let mut good = t.connect(&[addr], &[]).await.expect("connect");
+    for i in 0..5u8 {
+        let m = rmsg(0x05, 100 + 4 * usize::from(i), i);
+        good.send(&Msg::new(11, 0, m.clone())).await.expect("send");
+        let echo = recv_msg(&mut good).await;
+        assert_eq!(&echo.bytes[..], &m[..], "echo {i}");
+    }
+
+    // The budget is given back when the stalled connections end.
+    drop(attackers);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while l.partial_bytes() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(l.partial_bytes(), 0, "budget not released");
+    server.abort();
+}

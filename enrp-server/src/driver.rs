@@ -54,6 +54,9 @@ pub struct DriverConfig {
     pub enrp_announce: Vec<SocketAddr>,
     /// Most simultaneous associations.
     pub max_associations: usize,
+    /// TCP: buffer memory for partial messages per listener (ASAP and ENRP each), bytes
+    /// ([`TransportConfig::tcp_max_partial_bytes`], issue 13 item 6; `--max-partial-bytes`).
+    pub max_partial_bytes: usize,
 }
 
 /// Why the server could not start.
@@ -356,7 +359,9 @@ impl Server {
     /// Binds the listeners and the announce socket, and fills the core's announce and
     /// Server Information transports from the bound addresses.
     pub async fn bind(mut core: CoreConfig, config: DriverConfig) -> Result<Server, DriverError> {
-        let asap_t = Transport::new(TransportConfig::asap(config.transport));
+        let mut asap_cfg = TransportConfig::asap(config.transport);
+        asap_cfg.tcp_max_partial_bytes = Some(config.max_partial_bytes);
+        let asap_t = Transport::new(asap_cfg);
         let kind = asap_t.kind();
         let asap = asap_t
             .listen(&config.asap)
@@ -365,7 +370,9 @@ impl Server {
         let enrp = if config.enrp.is_empty() {
             None
         } else {
-            let t = Transport::new(TransportConfig::enrp(config.transport));
+            let mut enrp_cfg = TransportConfig::enrp(config.transport);
+            enrp_cfg.tcp_max_partial_bytes = Some(config.max_partial_bytes);
+            let t = Transport::new(enrp_cfg);
             Some(
                 t.listen(&config.enrp)
                     .await

@@ -260,6 +260,12 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_associations: Option<usize>,
 
+    /// TCP: buffer memory for partial (incomplete) messages of all associations of one
+    /// listener, bytes; an association whose partial message would exceed it is closed
+    /// (SECURITY.md). At least 65538 (one maximum-size message). [default: 16777216]
+    #[arg(long, value_name = "BYTES")]
+    pub max_partial_bytes: Option<usize>,
+
     /// Log format. [default: text]
     #[arg(long, value_name = "text|json")]
     pub log_format: Option<LogFormat>,
@@ -460,6 +466,7 @@ impl Options {
             max_pes_per_association,
             max_pes,
             max_associations,
+            max_partial_bytes,
             log_format,
             metrics
         )
@@ -656,6 +663,19 @@ impl Options {
             announce_ttl: self.announce_ttl.unwrap_or(1),
             enrp_announce,
             max_associations: self.max_associations.unwrap_or(20_000),
+            max_partial_bytes: match self.max_partial_bytes {
+                Some(v) if v < defaults::MAX_RSERPOOL_MESSAGE => {
+                    return Err(invalid(
+                        "max-partial-bytes",
+                        format!(
+                            "must be at least {} (one maximum-size message)",
+                            defaults::MAX_RSERPOOL_MESSAGE
+                        ),
+                    ))
+                }
+                Some(v) => v,
+                None => defaults::TCP_MAX_PARTIAL_BYTES,
+            },
         };
         Ok((c, driver))
     }
@@ -903,6 +923,29 @@ mod tests {
             .expect_err("0 peers");
         assert!(e.to_string().contains("--max-peers"), "{e}");
         assert!(Options::try_parse_from(["enrp-server", "--max-peers", "-1"]).is_err());
+    }
+
+    #[test]
+    fn max_partial_bytes_from_file_and_cli() {
+        let (_, d) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(d.max_partial_bytes, 16 * 1024 * 1024, "documented default");
+        let file: Options = toml::from_str("max-partial-bytes = 1000000\n").expect("valid toml");
+        let (_, d) = Options::parse_from(["enrp-server"])
+            .merged_with(file.clone())
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(d.max_partial_bytes, 1_000_000);
+        let (_, d) = Options::parse_from(["enrp-server", "--max-partial-bytes", "70000"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(d.max_partial_bytes, 70_000, "the command line wins");
+        let e = Options::parse_from(["enrp-server", "--max-partial-bytes", "1000"])
+            .resolve(5)
+            .expect_err("smaller than one message");
+        assert!(e.to_string().contains("--max-partial-bytes"), "{e}");
     }
 
     #[test]

@@ -97,6 +97,7 @@ async fn registrar_over_kernel_sctp() {
             announce_ttl: 1,
             enrp_announce: Vec::new(),
             max_associations: 100,
+            max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
         },
     )
     .await

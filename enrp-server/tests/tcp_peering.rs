@@ -52,6 +52,7 @@ async fn start(i: usize) -> Option<Running> {
         announce_ttl: 1,
         enrp_announce: Vec::new(),
         max_associations: 1000,
+        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
     };
     let server = match Server::bind(core, driver).await {
         Ok(s) => s,
@@ -354,6 +355,7 @@ async fn start_wildcard(i: usize, peers: Vec<SocketAddr>) -> Option<Running> {
         announce_ttl: 1,
         enrp_announce: Vec::new(),
         max_associations: 1000,
+        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
     };
     let server = match Server::bind(core, driver).await {
         Ok(s) => s,

@@ -67,6 +67,7 @@ async fn start(i: usize, id: u32) -> Option<Running> {
         announce_ttl: 1,
         enrp_announce: Vec::new(),
         max_associations: 100,
+        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
     };
     let server = match Server::bind(core, driver).await {
         Ok(s) => s,

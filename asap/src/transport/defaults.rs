@@ -8,6 +8,7 @@
 //! | what | value | source |
 //! |---|---|---|
 //! | TCP incomplete message timeout | 30 s | this implementation (no RFC value; see [`TCP_INCOMPLETE_MESSAGE_TIMEOUT`]) |
+//! | TCP partial-message budget per listener | 16 MiB | this implementation (issue 13 item 6; see [`TCP_MAX_PARTIAL_BYTES`]) |
 //! | RTO on PE↔PR associations | min 500, max 1000, initial 750 ms | rsplib's PE association setup |
 
 use std::time::Duration;
@@ -41,6 +42,14 @@ pub const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 /// TCP keep-alive still succeeds. 30 s is far longer than any legitimate sender needs for a
 /// message of at most 64 KiB.
 pub const TCP_INCOMPLETE_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default budget of buffer memory for partial messages across all TCP associations accepted
+/// by one listener
+/// ([`TransportConfig::tcp_max_partial_bytes`](super::TransportConfig::tcp_max_partial_bytes)):
+/// 16 MiB, i.e. 256 stalled maximum-size (64 KiB) messages at once, far more than legitimate
+/// senders ever leave half-sent. Without a bound, 1 000 stalled 64 KiB messages held 65 MB
+/// until the incomplete-message timeout (issue 13 item 6).
+pub const TCP_MAX_PARTIAL_BYTES: usize = 16 * 1024 * 1024;
 
 /// rsplib's RTO settings for PE↔PR associations: (initial, max, min) in milliseconds.
 pub const RSPLIB_RTO_MS: (u32, u32, u32) = (750, 1000, 500);

@@ -54,6 +54,24 @@ pub enum FrameError {
         /// The configured timeout.
         after: Duration,
     },
+    /// The partial message of this association could not grow because the listener's
+    /// budget for partial messages of all its associations
+    /// ([`tcp_max_partial_bytes`](super::TransportConfig::tcp_max_partial_bytes), issue 13
+    /// item 6) is used up: the association is closed so that stalled senders cannot make
+    /// the server hold unbounded memory, while the others keep working.
+    #[error(
+        "partial-message budget of {budget} bytes exhausted: {peer} holds {have} of {need} bytes of a message"
+    )]
+    PartialBudgetExhausted {
+        /// The peer whose partial message could not grow.
+        peer: SocketAddr,
+        /// Bytes of its partial message received.
+        have: usize,
+        /// Bytes needed to complete it (with padding; 4 while the header is incomplete).
+        need: usize,
+        /// The listener's budget.
+        budget: usize,
+    },
     /// A message given to `send` does not start with a consistent RSerPool header.
     #[error(
         "message of {len} bytes does not carry a valid RSerPool header (length field {length})"

@@ -14,6 +14,7 @@
 //! | multi-homing | `sctp_bindx` + `sctp_connectx`, peer address events | first reachable address |
 //! | liveness | SCTP heartbeats (+ optional RTO/HB tuning) | TCP keep-alive |
 //! | stalled peer | n/a (whole user messages) | partial message older than [`TransportConfig::tcp_incomplete_message_timeout`] (30 s) closes the association |
+//! | memory of partial messages | n/a | per listener at most [`TransportConfig::tcp_max_partial_bytes`] (16 MiB); an association that would exceed it is closed |
 //!
 //! [`TransportKind::Auto`] probes kernel SCTP once and falls back to TCP with one warning.
 //!
@@ -190,6 +191,15 @@ pub struct TransportConfig {
     /// Default [`defaults::TCP_INCOMPLETE_MESSAGE_TIMEOUT`] (30 s). SCTP delivers whole user
     /// messages and does not use it.
     pub tcp_incomplete_message_timeout: Option<Duration>,
+    /// TCP only: budget of buffer memory (bytes) for partial messages, shared by all
+    /// associations accepted by one [`Listener`]. A partial message grows its buffer only as
+    /// its bytes arrive (never to the announced length up front), and only while the budget
+    /// has room; an association whose partial message cannot get budget is reported
+    /// [`Event::Lost`] with [`FrameError::PartialBudgetExhausted`] (naming the peer) and
+    /// closed, the others keep working. Outgoing associations ([`Transport::connect`]) each
+    /// have a budget of this size of their own. `None` = unbounded. Default
+    /// [`defaults::TCP_MAX_PARTIAL_BYTES`] (16 MiB). Current use: [`Listener::partial_bytes`].
+    pub tcp_max_partial_bytes: Option<usize>,
     /// `TCP_NODELAY` / `SCTP_NODELAY`.
     pub nodelay: bool,
     /// SCTP-specific settings.
@@ -207,6 +217,7 @@ impl TransportConfig {
             connect_timeout: defaults::CONNECT_TIMEOUT,
             tcp_keepalive: Some(defaults::TCP_KEEPALIVE),
             tcp_incomplete_message_timeout: Some(defaults::TCP_INCOMPLETE_MESSAGE_TIMEOUT),
+            tcp_max_partial_bytes: Some(defaults::TCP_MAX_PARTIAL_BYTES),
             nodelay: true,
             sctp: SctpOptions::default(),
         }
@@ -373,6 +384,16 @@ impl Listener {
             }
         };
         Ok(Association::from_parts(r, w))
+    }
+
+    /// Bytes of buffer memory held now for partial messages by the associations accepted
+    /// from this listener (TCP; always 0 for SCTP, which delivers whole messages). Never more
+    /// than [`TransportConfig::tcp_max_partial_bytes`].
+    pub fn partial_bytes(&self) -> usize {
+        match &self.inner {
+            ListenerInner::Sctp(_) => 0,
+            ListenerInner::Tcp(l) => l.partial_bytes(),
+        }
     }
 
     /// The bound local addresses (with the actual port).

@@ -20,10 +20,17 @@
 //!   association the same way with [`FrameError::IncompleteTimeout`]. With the default maximum
 //!   (65535 + 3) any 4 bytes whose length field is 4..=65535 form a plausible header, so this
 //!   timeout is also what ends an association on which garbage announced a long message that
-//!   never comes, or a peer that stops partway through a message while keeping TCP alive.
+//!   never comes, or a peer that stops partway through a message while keeping TCP alive;
+//! * the buffer of a partial message grows only as its bytes arrive (at most doubling, never
+//!   to the announced length up front), and the buffer memory held for partial messages by
+//!   all associations of one listener is bounded by
+//!   [`super::TransportConfig::tcp_max_partial_bytes`] (default 16 MiB, issue 13 item 6): an
+//!   association whose partial message cannot get budget is closed the same way with
+//!   [`FrameError::PartialBudgetExhausted`], the others keep working.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,10 +62,54 @@ fn configure(stream: &TcpStream, config: &TransportConfig) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes read at once into an empty buffer, and the smallest growth of a partial message's
+/// buffer.
+const READ_CHUNK: usize = 4096;
+
+/// Budget of buffer memory for partial messages, shared by the associations of one listener
+/// ([`TransportConfig::tcp_max_partial_bytes`]).
+#[derive(Debug)]
+pub(crate) struct PartialBudget {
+    used: AtomicUsize,
+    cap: Option<usize>,
+}
+
+impl PartialBudget {
+    fn new(cap: Option<usize>) -> Arc<Self> {
+        Arc::new(PartialBudget {
+            used: AtomicUsize::new(0),
+            cap,
+        })
+    }
+
+    /// Takes `n` more bytes if the budget has room for them.
+    fn try_take(&self, n: usize) -> bool {
+        let Some(cap) = self.cap else {
+            self.used.fetch_add(n, Ordering::Relaxed);
+            return true;
+        };
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|t| *t <= cap)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
 /// Listening TCP sockets, one per local address.
 pub(crate) struct TcpListeners {
     listeners: Vec<TcpListener>,
     config: Arc<TransportConfig>,
+    /// Shared by every association accepted here.
+    budget: Arc<PartialBudget>,
 }
 
 impl TcpListeners {
@@ -98,7 +149,17 @@ impl TcpListeners {
                     .map_err(|e| TransportError::io("listen", e))?,
             );
         }
-        Ok(TcpListeners { listeners, config })
+        let budget = PartialBudget::new(config.tcp_max_partial_bytes);
+        Ok(TcpListeners {
+            listeners,
+            config,
+            budget,
+        })
+    }
+
+    /// Bytes now held for partial messages by the associations accepted here.
+    pub(crate) fn partial_bytes(&self) -> usize {
+        self.budget.used()
     }
 
     pub(crate) fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
@@ -121,7 +182,7 @@ impl TcpListeners {
                 debug!(%peer, error = %e, "dropping accepted TCP connection");
                 continue;
             }
-            return TcpAssoc::new(stream, self.config.clone());
+            return TcpAssoc::new(stream, self.config.clone(), self.budget.clone());
         }
     }
 }
@@ -153,7 +214,8 @@ pub(crate) async fn connect(
         match tokio::time::timeout(config.connect_timeout, attempt).await {
             Ok(Ok(stream)) => {
                 configure(&stream, &config).map_err(|e| TransportError::io("setsockopt", e))?;
-                return TcpAssoc::new(stream, config);
+                let budget = PartialBudget::new(config.tcp_max_partial_bytes);
+                return TcpAssoc::new(stream, config, budget);
             }
             Ok(Err(e)) => {
                 last = Some(TransportError::Connect {
@@ -178,10 +240,15 @@ pub(crate) struct TcpAssoc {
     peer: SocketAddr,
     local: SocketAddr,
     config: Arc<TransportConfig>,
+    budget: Arc<PartialBudget>,
 }
 
 impl TcpAssoc {
-    fn new(stream: TcpStream, config: Arc<TransportConfig>) -> Result<Self, TransportError> {
+    fn new(
+        stream: TcpStream,
+        config: Arc<TransportConfig>,
+        budget: Arc<PartialBudget>,
+    ) -> Result<Self, TransportError> {
         let peer = stream
             .peer_addr()
             .map_err(|e| TransportError::io("getpeername", e))?;
@@ -193,6 +260,7 @@ impl TcpAssoc {
             peer,
             local,
             config,
+            budget,
         })
     }
 
@@ -202,12 +270,14 @@ impl TcpAssoc {
         (
             TcpReader {
                 rd,
-                buf: BytesMut::with_capacity(16 * 1024),
+                buf: BytesMut::new(),
                 ppid: self.config.tcp_ppid,
                 max,
                 peer: self.peer,
                 incomplete_timeout: self.config.tcp_incomplete_message_timeout,
                 partial_since: None,
+                budget: self.budget,
+                charged: 0,
                 up_reported: false,
                 done: false,
             },
@@ -234,6 +304,11 @@ pub(crate) struct TcpReader {
     /// When the first byte of the message now partly in `buf` was seen (`None` if `buf` is
     /// empty).
     partial_since: Option<tokio::time::Instant>,
+    /// The listener's partial-message budget ([`TransportConfig::tcp_max_partial_bytes`]).
+    budget: Arc<PartialBudget>,
+    /// Bytes of `budget` this reader holds: the capacity of `buf` while it holds a partial
+    /// message, 0 otherwise.
+    charged: usize,
     up_reported: bool,
     done: bool,
 }
@@ -266,15 +341,25 @@ impl TcpReader {
                             bytes,
                         }));
                     }
-                    Ok(need) => self.buf.reserve(need - self.buf.len()),
+                    Ok(need) => self.grow(need),
+                }
+            } else if self.buf.is_empty() {
+                if self.buf.capacity() < HEADER_LEN {
+                    self.buf = BytesMut::with_capacity(READ_CHUNK);
                 }
             } else {
-                self.buf.reserve(HEADER_LEN);
+                self.grow(HEADER_LEN);
             }
             if self.buf.is_empty() {
                 self.partial_since = None;
-            } else if self.partial_since.is_none() {
-                self.partial_since = Some(tokio::time::Instant::now());
+                self.charge(0);
+            } else {
+                if self.partial_since.is_none() {
+                    self.partial_since = Some(tokio::time::Instant::now());
+                }
+                if !self.charge(self.buf.capacity()) {
+                    return Ok(self.budget_exhausted());
+                }
             }
             let deadline = match (self.partial_since, self.incomplete_timeout) {
                 (Some(since), Some(after)) => Some(since + after),
@@ -301,6 +386,47 @@ impl TcpReader {
                 Err(e) => return Ok(self.lost(LostReason::from_io(&e))),
             }
         }
+    }
+
+    /// Makes room in `buf` for more of a partial message that needs `need` bytes in all: when
+    /// `buf` is full, a new buffer of exactly the current length plus
+    /// `max(READ_CHUNK, length)` (at most what is still missing) — the buffer grows as the
+    /// bytes arrive, never to the announced length before they do.
+    fn grow(&mut self, need: usize) {
+        let len = self.buf.len();
+        if self.buf.capacity() > len || need <= len {
+            return;
+        }
+        let more = (need - len).min(len.max(READ_CHUNK));
+        let mut grown = BytesMut::with_capacity(len + more);
+        grown.extend_from_slice(&self.buf);
+        self.buf = grown;
+    }
+
+    /// Sets this reader's share of the listener budget to `bytes`; `false` (nothing changed)
+    /// if the budget has no room for the increase.
+    fn charge(&mut self, bytes: usize) -> bool {
+        if bytes > self.charged {
+            if !self.budget.try_take(bytes - self.charged) {
+                return false;
+            }
+        } else {
+            self.budget.give_back(self.charged - bytes);
+        }
+        self.charged = bytes;
+        true
+    }
+
+    /// Ends the association because its partial message cannot get budget.
+    fn budget_exhausted(&mut self) -> Event {
+        let (have, need) = self.pending();
+        let budget = self.budget.cap.unwrap_or(usize::MAX);
+        self.lost(LostReason::Framing(FrameError::PartialBudgetExhausted {
+            peer: self.peer,
+            have,
+            need,
+            budget,
+        }))
     }
 
     /// Bytes of the partial message in `buf` and bytes it needs (with padding; 4 while the
@@ -334,7 +460,9 @@ impl TcpReader {
     /// close even while the application still holds the association halves.
     fn lost(&mut self, reason: LostReason) -> Event {
         self.done = true;
-        self.buf.clear();
+        // Free the buffer and give its budget back.
+        self.buf = BytesMut::new();
+        self.charge(0);
         self.partial_since = None;
         if reason == LostReason::PeerClosed {
             debug!(peer = %self.peer, "TCP association closed by peer");
@@ -349,6 +477,12 @@ impl TcpReader {
             }
         }
         Event::Lost(reason)
+    }
+}
+
+impl Drop for TcpReader {
+    fn drop(&mut self) {
+        self.charge(0);
     }
 }
 

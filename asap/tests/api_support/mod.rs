@@ -36,6 +36,7 @@ pub async fn registrar(id: u32, tune: impl FnOnce(&mut CoreConfig)) -> Registrar
         announce_ttl: 1,
         enrp_announce: Vec::new(),
         max_associations: 100,
+        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
     };
     let server = Server::bind(core, driver).await.expect("bind registrar");
     let asap = server.asap_addrs()[0];

@@ -177,7 +177,7 @@ impl StatusTable {
                 self.synced = true;
             }
             DaemonMessage::Delta(d) => {
-                if !self.synced || d.state_seq != self.state_seq + 1 {
+                if !self.synced || self.state_seq.checked_add(1) != Some(d.state_seq) {
                     return Err(ProtocolError::Violation(format!(
                         "delta state_seq {} after state {} (synced: {})",
                         d.state_seq, self.state_seq, self.synced
