@@ -62,7 +62,10 @@ async fn main() -> anyhow::Result<()> {
     }
     server
         .run(async {
+            // Biased: the first poll of shutdown_signal installs the SIGHUP/SIGTERM handlers,
+            // which must be in place before READY=1 invites a `systemctl reload`.
             tokio::select! {
+                biased;
                 _ = shutdown_signal() => {}
                 _ = systemd_notify(startup_phase) => {}
             }

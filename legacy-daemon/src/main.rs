@@ -197,7 +197,10 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async move {
+        // Biased: the daemon's first poll installs its signal handlers, which must be in
+        // place before READY=1 invites a `systemctl reload`.
         let result = tokio::select! {
+            biased;
             r = Daemon::new(cli.config, cfg, text).run() => r,
             never = systemd_notify() => match never {},
         };

@@ -94,7 +94,10 @@ fn main() -> ExitCode {
             // The control port, probed to learn when the proxy listens (READY=1).
             let control = Config::load(&config).ok().map(|c| c.control_listen);
             let run = async {
+                // Biased: the proxy installs its signal handlers in the poll that binds the
+                // control port, before READY=1 can invite a `systemctl reload`.
                 let result = tokio::select! {
+                    biased;
                     r = proxy_pe::proxy::run(config) => r,
                     never = systemd_notify(control) => match never {},
                 };
