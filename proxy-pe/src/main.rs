@@ -198,12 +198,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// sd_notify(3) with systemd (no-op without `NOTIFY_SOCKET`): `READY=1` once the control
+/// sd_notify(3) with systemd (nothing at all without `NOTIFY_SOCKET`): `READY=1` once the control
 /// port accepts connections (the proxy binds it right after the daemon listener; `None`:
 /// at once), then `WATCHDOG=1` every half `WATCHDOG_USEC` if the service manager asked for
 /// it. Polled in the same task as the proxy's main loop, so a stalled loop stops the pings.
 /// Never completes.
 async fn systemd_notify(control: Option<SocketAddr>) -> std::convert::Infallible {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        // Not under a service manager: no probe of the control port, nothing to send.
+        return std::future::pending().await;
+    }
     if let Some(mut addr) = control {
         if addr.ip().is_unspecified() {
             addr.set_ip(match addr {
