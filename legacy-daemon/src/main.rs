@@ -6,6 +6,12 @@
 //! configuration (`--check-config`), poll once (`--once`), or run the daemon core on a
 //! single-threaded tokio runtime (one thread keeps the resident size small; the work is
 //! a few file reads per second).
+//!
+//! Under systemd (`NOTIFY_SOCKET` set; `deploy/legacy-daemon.service`, `Type=notify`):
+//! `READY=1` once the configuration is loaded and the daemon runs (it listens on nothing:
+//! it connects out to its proxies), `WATCHDOG=1` every half `WATCHDOG_USEC` from the
+//! daemon's single-threaded event loop (the ping timer is polled in the same task as the
+//! daemon core, so a stalled loop stops the pings), `STOPPING=1` when it ends.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -190,7 +196,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async move { Daemon::new(cli.config, cfg, text).run().await });
+    let result = rt.block_on(async move {
+        // Biased: the daemon's first poll installs its signal handlers, which must be in
+        // place before READY=1 invites a `systemctl reload`.
+        let result = tokio::select! {
+            biased;
+            r = Daemon::new(cli.config, cfg, text).run() => r,
+            never = systemd_notify() => match never {},
+        };
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        result
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -198,4 +214,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// sd_notify(3) with systemd (no-op without `NOTIFY_SOCKET`): `READY=1`, then `WATCHDOG=1`
+/// every half `WATCHDOG_USEC` if the service manager asked for it. Never completes.
+async fn systemd_notify() -> std::convert::Infallible {
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let mut tick = tokio::time::interval(std::time::Duration::from_micros(usec / 2));
+        loop {
+            tick.tick().await;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+    }
+    std::future::pending().await
 }

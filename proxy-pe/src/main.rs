@@ -206,7 +206,20 @@ fn main() -> ExitCode {
             } else {
                 b.init();
             }
-            match rt.block_on(proxy_pe::proxy::run(config)) {
+            // The control port, probed to learn when the proxy listens (READY=1).
+            let control = Config::load(&config).ok().map(|c| c.control_listen);
+            let run = async {
+                // Biased: the proxy installs its signal handlers in the poll that binds the
+                // control port, before READY=1 can invite a `systemctl reload`.
+                let result = tokio::select! {
+                    biased;
+                    r = proxy_pe::proxy::run(config) => r,
+                    never = systemd_notify(control) => match never {},
+                };
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+                result
+            };
+            match rt.block_on(run) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("proxy-pe: {e}");
@@ -326,4 +339,39 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// sd_notify(3) with systemd (nothing at all without `NOTIFY_SOCKET`): `READY=1` once the control
+/// port accepts connections (the proxy binds it right after the daemon listener; `None`:
+/// at once), then `WATCHDOG=1` every half `WATCHDOG_USEC` if the service manager asked for
+/// it. Polled in the same task as the proxy's main loop, so a stalled loop stops the pings.
+/// Never completes.
+async fn systemd_notify(control: Option<SocketAddr>) -> std::convert::Infallible {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        // Not under a service manager: no probe of the control port, nothing to send.
+        return std::future::pending().await;
+    }
+    if let Some(mut addr) = control {
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let mut tick = tokio::time::interval(std::time::Duration::from_micros(usec / 2));
+        loop {
+            tick.tick().await;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+    }
+    std::future::pending().await
 }

@@ -33,6 +33,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "cli")]
+pub mod decode_cli;
 mod extract;
 mod file;
 mod ip;

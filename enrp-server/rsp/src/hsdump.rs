@@ -1,0 +1,171 @@
+//! `rsp hsdump`: a registrar's whole handlespace through ENRP_HANDLE_TABLE_REQUEST
+//! (RFC 5353 §2.2) on a fresh ENRP association, asked again while the
+//! ENRP_HANDLE_TABLE_RESPONSE (§2.3) carries the M bit — what rsplib's `hsdump` does.
+//!
+//! The request carries Sending Server's ID 0 (we are no ENRP server). Our registrar answers
+//! it only to allowed peers and to the read-only `--hsdump-allow` list (default: loopback;
+//! SECURITY.md); anyone else gets a response with the R bit, reported as
+//! [`HsdumpError::Rejected`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
+use asap::wire::enrp_msg::HandleTableRequest;
+use asap::wire::{EnrpMessage, Message, Protocol};
+use serde::Serialize;
+
+use crate::PeView;
+
+/// At most this many request/response rounds: a registrar that always sets the M bit
+/// cannot keep the tool looping for ever.
+pub const MAX_ROUNDS: usize = 10_000;
+
+/// Why a dump failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HsdumpError {
+    /// No ENRP association could be set up.
+    #[error("cannot connect to the registrar's ENRP endpoint {addr} over {kind:?}: {reason} (is it an ENRP port, 9901 by default? try --transport tcp or sctp)")]
+    Connect {
+        /// The registrar.
+        addr: SocketAddr,
+        /// The transport tried.
+        kind: TransportKind,
+        /// The transport error.
+        reason: String,
+    },
+    /// Sending or receiving failed, or the association closed.
+    #[error("ENRP association with {addr} failed: {reason}")]
+    Association {
+        /// The registrar.
+        addr: SocketAddr,
+        /// What happened.
+        reason: String,
+    },
+    /// No response within the timeout.
+    #[error("no ENRP_HANDLE_TABLE_RESPONSE from {addr} within {timeout:?} (raise --timeout?)")]
+    Timeout {
+        /// The registrar.
+        addr: SocketAddr,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The registrar set the R bit.
+    #[error("the registrar at {addr} rejected the handle table request: this host must be an allowed ENRP peer or in its --hsdump-allow list (default: loopback only)")]
+    Rejected {
+        /// The registrar.
+        addr: SocketAddr,
+    },
+    /// More than [`MAX_ROUNDS`] responses with the M bit.
+    #[error("the registrar at {addr} kept setting the M bit for {MAX_ROUNDS} rounds")]
+    Endless {
+        /// The registrar.
+        addr: SocketAddr,
+    },
+}
+
+/// A registrar's handlespace as dumped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HandleTable {
+    /// Where it was asked.
+    pub registrar: SocketAddr,
+    /// Its server ID (Sending Server's ID of the responses).
+    pub server_id: u32,
+    /// Request/response rounds it took (M-bit continuations + 1).
+    pub rounds: usize,
+    /// Every PE, by pool handle then PE ID.
+    pub pool_elements: Vec<PeView>,
+}
+
+async fn next_message(
+    a: &mut Association,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Message, HsdumpError> {
+    loop {
+        let ev = tokio::time::timeout(timeout, a.recv())
+            .await
+            .map_err(|_| HsdumpError::Timeout { addr, timeout })?
+            .map_err(|e| HsdumpError::Association {
+                addr,
+                reason: e.to_string(),
+            })?;
+        match ev {
+            Event::Message(m) => match Message::decode(Protocol::Enrp, &m.bytes) {
+                Ok(d) => return Ok(d.message),
+                Err(e) => tracing::warn!(%addr, error = %e, "undecodable ENRP message skipped"),
+            },
+            Event::Lost(r) => {
+                return Err(HsdumpError::Association {
+                    addr,
+                    reason: format!("association lost: {r}"),
+                })
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Dumps the handlespace of the registrar whose ENRP endpoint is `addr` (RFC 5353 §2.2,
+/// §2.3), following the M bit. `timeout` bounds the connection set-up and each response.
+pub async fn hsdump(
+    addr: SocketAddr,
+    kind: TransportKind,
+    timeout: Duration,
+) -> Result<HandleTable, HsdumpError> {
+    let transport = Transport::new(TransportConfig::enrp(kind));
+    let targets = [addr];
+    let mut a = tokio::time::timeout(timeout, transport.connect(&targets, &[]))
+        .await
+        .map_err(|_| HsdumpError::Timeout { addr, timeout })?
+        .map_err(|e| HsdumpError::Connect {
+            addr,
+            kind,
+            reason: e.to_string(),
+        })?;
+    // PE ID → view, per pool: a PE repeated across rounds is listed once.
+    let mut pools: BTreeMap<String, BTreeMap<u32, PeView>> = BTreeMap::new();
+    for round in 1..=MAX_ROUNDS {
+        let req = Message::from(HandleTableRequest {
+            own_children_only: false,
+            sender: 0,
+            receiver: 0,
+        });
+        let bytes = req.to_bytes().map_err(|e| HsdumpError::Association {
+            addr,
+            reason: format!("encoding the request: {e}"),
+        })?;
+        a.send(&Msg::new(Protocol::Enrp.ppid(), 0, bytes))
+            .await
+            .map_err(|e| HsdumpError::Association {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let r = loop {
+            match next_message(&mut a, addr, timeout).await? {
+                Message::Enrp(EnrpMessage::HandleTableResponse(r)) => break r,
+                other => tracing::debug!(%addr, "ignoring {}", other.name()),
+            }
+        };
+        if r.reject {
+            return Err(HsdumpError::Rejected { addr });
+        }
+        for p in &r.pools {
+            let pool = p.pool_handle.to_string();
+            let entry = pools.entry(pool.clone()).or_default();
+            for pe in &p.pool_elements {
+                entry.insert(pe.id, PeView::of(&pool, pe));
+            }
+        }
+        if !r.more {
+            return Ok(HandleTable {
+                registrar: addr,
+                server_id: r.sender,
+                rounds: round,
+                pool_elements: pools.into_values().flat_map(|m| m.into_values()).collect(),
+            });
+        }
+    }
+    Err(HsdumpError::Endless { addr })
+}
