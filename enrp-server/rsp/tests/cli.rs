@@ -35,6 +35,7 @@ async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
         announce_ttl: 1,
         enrp_announce: Vec::new(),
         max_associations: 100,
+        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
     };
     let server = Server::bind(core, driver).await.expect("bind");
     let asap = server.asap_addrs()[0];
