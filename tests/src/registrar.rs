@@ -1,30 +1,86 @@
-//! Helpers shared by the registrar's host integration tests over TCP (`tcp.rs`,
-//! `tcp_peering.rs`): a running driver and a client association that speaks messages.
+//! A registrar driver running in the test's runtime, and the ASAP/ENRP client side the
+//! tests speak to it with (over TCP, the fallback transport of RFC 5352 §3 / PROTOCOL.md).
 
-#![allow(dead_code)]
-
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use asap::transport::{Association, Msg, Transport, TransportConfig, TransportKind};
-use asap::wire::{Message, Protocol};
+use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
+use asap::wire::asap_msg::{Deregistration, HandleResolution, Registration};
+use asap::wire::enrp_msg::HandleTableRequest;
+use asap::wire::{
+    AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
+    TransportParameter, TransportUse,
+};
+use enrp_server::core::CoreConfig;
+use enrp_server::driver::{DriverConfig, DriverError, Server};
 use tokio::sync::oneshot;
+
+/// The pool the registrar tests register their PEs in.
+pub const POOL: &str = "EchoPool";
 
 /// A registrar driver running in this test's runtime.
 pub struct Running {
+    /// Its (first) ASAP address.
     pub asap: SocketAddr,
+    /// Its (first) ENRP address.
     pub enrp: SocketAddr,
-    pub stop: Option<oneshot::Sender<()>>,
-    pub task: tokio::task::JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
-    /// Asks the driver to shut down and waits (at most 5 s) for it.
+    /// Asks the driver to shut down and waits (at most 5 s) for it; the task is aborted if
+    /// it did not finish by then.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+/// A TCP driver configuration: ASAP on `asap`, ENRP on `enrp` (port 0: an ephemeral one),
+/// no announcements, at most `max_associations` associations.
+pub fn tcp_driver(asap: SocketAddr, enrp: SocketAddr, max_associations: usize) -> DriverConfig {
+    DriverConfig {
+        asap: vec![asap],
+        enrp: vec![enrp],
+        transport: TransportKind::Tcp,
+        announce_ttl: 1,
+        enrp_announce: Vec::new(),
+        max_associations,
+    }
+}
+
+/// Binds a registrar with `core` and `driver` and runs it in a spawned task.
+pub async fn spawn(core: CoreConfig, driver: DriverConfig) -> Result<Running, DriverError> {
+    let server = Server::bind(core, driver).await?;
+    let asap = server.asap_addrs()[0];
+    let enrp = server.enrp_addrs().first().copied().unwrap_or(asap);
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Ok(Running {
+        asap,
+        enrp,
+        stop: Some(tx),
+        task,
+    })
+}
+
+/// [`spawn`], or `None` after printing `SKIP: …` where the addresses cannot be bound (a
+/// host without the 127.0.0.x aliases the multi-registrar tests use).
+pub async fn spawn_or_skip(core: CoreConfig, driver: DriverConfig) -> Option<Running> {
+    let at = format!("{:?}", driver.enrp);
+    match spawn(core, driver).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("SKIP: cannot bind registrar on {at}: {e}");
+            None
+        }
     }
 }
 
@@ -40,6 +96,11 @@ pub async fn connect(to: SocketAddr, protocol: Protocol) -> Association {
         .expect("connect")
 }
 
+/// Sends `bytes` as one message with `ppid` on stream 0.
+pub async fn send_raw(a: &mut Association, ppid: u32, bytes: Vec<u8>) {
+    a.send(&Msg::new(ppid, 0, bytes)).await.expect("send");
+}
+
 /// Encodes and sends one message with its protocol's PPID on stream 0.
 pub async fn send(a: &mut Association, m: impl Into<Message>) {
     let m = m.into();
@@ -49,9 +110,9 @@ pub async fn send(a: &mut Association, m: impl Into<Message>) {
         .expect("send");
 }
 
-/// Waits (at most 10 s) for the next message on `a` and decodes it as `protocol`.
+/// Waits (at most 10 s) for the next message on `a` (skipping other events) and decodes it
+/// as `protocol`. Panics when the association is lost.
 pub async fn recv_msg(a: &mut Association, protocol: Protocol) -> Message {
-    use asap::transport::Event;
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(10), a.recv())
             .await
@@ -69,19 +130,10 @@ pub async fn recv_msg(a: &mut Association, protocol: Protocol) -> Message {
     }
 }
 
-/// The pool every peering test registers in.
-pub const POOL: &str = "EchoPool";
-
 /// Registers each PE ID of `ids` in [`POOL`] over `a` (one ASAP_REGISTRATION after the
 /// other, each answered before the next), user transport TCP `user:7000`, life 600 s.
 /// Panics on a rejection.
-pub async fn register_pes(
-    a: &mut Association,
-    user: std::net::IpAddr,
-    ids: impl IntoIterator<Item = u32>,
-) {
-    use asap::wire::asap_msg::Registration;
-    use asap::wire::{AsapMessage, Policy, PoolElement, TransportParameter, TransportUse};
+pub async fn register_pes(a: &mut Association, user: IpAddr, ids: impl IntoIterator<Item = u32>) {
     for id in ids {
         send(
             a,
@@ -115,8 +167,6 @@ pub async fn register_pes(
 /// Deregisters each PE ID of `ids` from [`POOL`] with ASAP_DEREGISTRATION over `a`.
 /// Panics on a rejection.
 pub async fn deregister_pes(a: &mut Association, ids: impl IntoIterator<Item = u32>) {
-    use asap::wire::asap_msg::Deregistration;
-    use asap::wire::AsapMessage;
     for id in ids {
         send(
             a,
@@ -136,20 +186,18 @@ pub async fn deregister_pes(a: &mut Association, ids: impl IntoIterator<Item = u
     }
 }
 
-/// The whole handle table of the registrar at `enrp` (hsdump style: HANDLE_TABLE_REQUEST
-/// with sender ID 0 on a fresh ENRP association, repeated while the response has the M
-/// bit): PE ID → home server ID.
-pub async fn dump_table(enrp: SocketAddr) -> std::collections::BTreeMap<u32, u32> {
-    use asap::wire::enrp_msg::HandleTableRequest;
-    use asap::wire::EnrpMessage;
+/// The whole handle table of the registrar at `enrp`, asked as server `sender`
+/// (HANDLE_TABLE_REQUEST on a fresh ENRP association, repeated while the response has the
+/// M bit, RFC 5353 §2.4): PE ID → the PE as the registrar holds it.
+pub async fn handle_table(enrp: SocketAddr, sender: u32) -> BTreeMap<u32, PoolElement> {
     let mut a = connect(enrp, Protocol::Enrp).await;
-    let mut all = std::collections::BTreeMap::new();
+    let mut all = BTreeMap::new();
     loop {
         send(
             &mut a,
             HandleTableRequest {
                 own_children_only: false,
-                sender: 0,
+                sender,
                 receiver: 0,
             },
         )
@@ -158,7 +206,7 @@ pub async fn dump_table(enrp: SocketAddr) -> std::collections::BTreeMap<u32, u32
             Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
                 for p in r.pools {
                     for e in p.pool_elements {
-                        all.insert(e.id, e.home_server_id);
+                        all.insert(e.id, e);
                     }
                 }
                 if !r.more {
@@ -170,20 +218,35 @@ pub async fn dump_table(enrp: SocketAddr) -> std::collections::BTreeMap<u32, u32
     }
 }
 
-/// The PE IDs a handle resolution of [`POOL`] asking for all PEs returns at `asap`.
-pub async fn resolve_all(asap: SocketAddr) -> std::collections::BTreeSet<u32> {
-    use asap::wire::asap_msg::HandleResolution;
-    use asap::wire::{AsapMessage, HandleResolutionOption};
-    let mut pu = connect(asap, Protocol::Asap).await;
+/// [`handle_table`] asked hsdump style (sender ID 0): PE ID → home server ID.
+pub async fn dump_table(enrp: SocketAddr) -> BTreeMap<u32, u32> {
+    homes(handle_table(enrp, 0).await)
+}
+
+/// PE ID → home server ID of a [`handle_table`].
+pub fn homes(table: BTreeMap<u32, PoolElement>) -> BTreeMap<u32, u32> {
+    table
+        .into_iter()
+        .map(|(id, e)| (id, e.home_server_id))
+        .collect()
+}
+
+/// Resolves [`POOL`] asking for all PEs on `a`: the PE IDs returned.
+pub async fn resolve_on(a: &mut Association) -> BTreeSet<u32> {
     let mut hr = HandleResolution::new(POOL);
     hr.option = Some(HandleResolutionOption {
         items: HandleResolutionOption::ALL,
     });
-    send(&mut pu, hr).await;
-    match recv_msg(&mut pu, Protocol::Asap).await {
+    send(a, hr).await;
+    match recv_msg(a, Protocol::Asap).await {
         Message::Asap(AsapMessage::HandleResolutionResponse(x)) => {
             x.pool_elements.iter().map(|p| p.id).collect()
         }
         other => panic!("expected HANDLE_RESOLUTION_RESPONSE, got {other:?}"),
     }
+}
+
+/// [`resolve_on`] a fresh ASAP association to `asap`.
+pub async fn resolve_all(asap: SocketAddr) -> BTreeSet<u32> {
+    resolve_on(&mut connect(asap, Protocol::Asap).await).await
 }
