@@ -6,7 +6,10 @@
 //! - [`registrar`]: a real registrar (the `enrp-server` tokio driver, RFC 5353 §3) running
 //!   in the test's runtime, and TCP ASAP/ENRP client associations that send one message
 //!   and wait for the decoded answer (RFC 5352 §2, RFC 5353 §2).
+//! - [`api`]: an echo pool element and a pool user built from the public `asap` API, for
+//!   the API tests and the API benchmark.
 //!
 //! Deadlines here only stop a hung test; no test asserts on how long something took.
 
+pub mod api;
 pub mod registrar;

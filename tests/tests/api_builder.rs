@@ -1,20 +1,18 @@
 //! The builder API, request/response across failover and the diagnostics (issue 18),
 //! against the real registrar over TCP on 127.0.0.1.
 
-mod api_support;
-
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api_support::{registrar, within, POOL};
 use asap::load::Load;
 use asap::pe::{PeConfig, PeError, PeEvent, PoolElement, PoolElementConfig};
 use asap::pu::{PoolUser, PoolUserConfig, PuError};
 use asap::session::{ServerEvent, ServerSession, SessionConfig, SessionError};
 use asap::wire::{Policy, TransportParameter, TransportUse};
 use bytes::Bytes;
+use rserpool_tests::api::{registrar, within, POOL};
 use tokio::sync::oneshot;
 
 /// An address on which nothing listens (bound once, then closed).

@@ -2,18 +2,16 @@
 //! registrar (`enrp-server`'s driver). No timing assertions: waits are bounded only against
 //! hangs.
 
-mod api_support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api_support::*;
 use asap::pe::PeEvent;
 use asap::pu::{PuError, ResolveError};
 use asap::session::{Session, SessionConfig, SessionEvent};
 use asap::transport::{Event, Msg, Transport, TransportConfig, TransportKind};
 use asap::wire::asap_msg::EndpointKeepAlive;
 use asap::wire::{AsapMessage, CauseCode, Message, Policy, Protocol};
+use rserpool_tests::api::*;
 
 #[tokio::test]
 async fn pe_registers_pu_resolves_load_update_and_deregistration() {
