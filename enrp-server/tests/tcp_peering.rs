@@ -5,20 +5,17 @@
 //! with a generous upper bound, never timing assertions.
 
 use rserpool_tests::registrar::{
-    connect, handle_table, homes, recv_msg as recv, register_pes, send, spawn_or_skip, tcp_driver,
-    Running,
+    connect, handle_table, homes, peer_core, recv_msg as recv, register_pes, send, spawn_or_skip,
+    tcp_driver, Running,
 };
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asap::wire::asap_msg::{HandleResolution, Registration};
-use asap::wire::{
-    AsapMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
-    TransportParameter, TransportUse,
-};
-use enrp_server::core::{CoreConfig, PeeringConfig};
+use asap::wire::asap_msg::HandleResolution;
+use asap::wire::{AsapMessage, HandleResolutionOption, Message, Protocol};
+use enrp_server::core::CoreConfig;
 
 const IDS: [u32; 3] = [0x0000_0A01, 0x0000_0A02, 0x0000_0A03];
 const PES_PER_REGISTRAR: u32 = 100;
@@ -27,22 +24,22 @@ fn enrp_addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 21 + i as u8], 19_901))
 }
 
+/// Registrar `i`'s core: peering with `peers`, a peer silent for 600 ms is dead, its PEs
+/// are taken over after 1.5 s without checking them first.
+fn core(i: usize, peers: Vec<SocketAddr>) -> CoreConfig {
+    let mut core = peer_core(
+        IDS[i],
+        peers,
+        Duration::from_millis(600),
+        Duration::from_millis(1000),
+    );
+    core.peering.takeover_expiry = Duration::from_millis(1500);
+    core.peering.verify_adopted = false;
+    core
+}
+
 async fn start(i: usize) -> Option<Running> {
-    let mut core = CoreConfig::new(IDS[i]);
-    core.asap_announce_targets = Vec::new();
-    core.keep_alive_interval = Duration::from_secs(600);
-    core.peers = (0..3).filter(|j| *j != i).map(enrp_addr).collect();
-    core.peering = PeeringConfig {
-        enabled: true,
-        multicast: None,
-        heartbeat_cycle: Duration::from_millis(200),
-        max_time_last_heard: Duration::from_millis(600),
-        max_time_no_response: Duration::from_millis(600),
-        mentor_discovery_timeout: Duration::from_millis(1000),
-        takeover_expiry: Duration::from_millis(1500),
-        verify_adopted: false,
-        ..PeeringConfig::default()
-    };
+    let core = core(i, (0..3).filter(|j| *j != i).map(enrp_addr).collect());
     let asap = SocketAddr::from(([127, 0, 0, 21 + i as u8], 0));
     spawn_or_skip(core, tcp_driver(asap, enrp_addr(i), 1000)).await
 }
@@ -94,34 +91,8 @@ async fn three_registrars_replicate_and_take_over() {
     let mut pe_assocs = Vec::new();
     for (i, r) in regs.iter().enumerate() {
         let mut a = connect(r.asap, Protocol::Asap).await;
-        for n in 0..PES_PER_REGISTRAR {
-            let id = (i as u32 + 1) * 1000 + n;
-            send(
-                &mut a,
-                Registration {
-                    pool_handle: "EchoPool".into(),
-                    pool_element: PoolElement {
-                        id,
-                        home_server_id: 0,
-                        registration_life: 600_000,
-                        user_transport: TransportParameter::Tcp {
-                            port: 7000,
-                            transport_use: TransportUse::DataOnly,
-                            address: "127.0.0.1".parse().expect("lit"),
-                        },
-                        policy: Policy::RoundRobin,
-                        asap_transport: None,
-                    },
-                },
-            )
-            .await;
-            match recv(&mut a, Protocol::Asap).await {
-                Message::Asap(AsapMessage::RegistrationResponse(x)) => {
-                    assert!(!x.reject, "{x:?}")
-                }
-                other => panic!("{other:?}"),
-            }
-        }
+        let base = (i as u32 + 1) * 1000;
+        register_pes(&mut a, lo(), base..base + PES_PER_REGISTRAR).await;
         pe_assocs.push(a);
     }
     let enrps: Vec<SocketAddr> = regs.iter().map(|r| r.enrp).collect();
@@ -260,21 +231,7 @@ async fn relay(x: SocketAddr, y: SocketAddr) -> Relay {
 }
 
 async fn start_wildcard(i: usize, peers: Vec<SocketAddr>) -> Option<Running> {
-    let mut core = CoreConfig::new(IDS[i]);
-    core.asap_announce_targets = Vec::new();
-    core.keep_alive_interval = Duration::from_secs(600);
-    core.peers = peers;
-    core.peering = PeeringConfig {
-        enabled: true,
-        multicast: None,
-        heartbeat_cycle: Duration::from_millis(200),
-        max_time_last_heard: Duration::from_millis(600),
-        max_time_no_response: Duration::from_millis(600),
-        mentor_discovery_timeout: Duration::from_millis(1000),
-        takeover_expiry: Duration::from_millis(1500),
-        verify_adopted: false,
-        ..PeeringConfig::default()
-    };
+    let core = core(i, peers);
     // Wildcard ENRP address: no Server Information, so LIST_RESPONSEs cannot route
     // around the relays.
     let mut r = spawn_or_skip(

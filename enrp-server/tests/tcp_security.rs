@@ -4,8 +4,8 @@
 //! bound, never timing assertions.
 
 use rserpool_tests::registrar::{
-    connect, dump_table, recv_msg, register_pes, resolve_all, resolve_on, send, spawn_or_skip,
-    tcp_driver, Running, POOL,
+    connect, dump_table, peer_core, recv_msg, register_pes, resolve_all, resolve_on, send,
+    spawn_or_skip, tcp_driver, Running, POOL,
 };
 
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +17,7 @@ use asap::wire::{
     EnrpMessage, Message, Policy, PoolElement, Protocol, TransportParameter, TransportUse,
     UpdateAction,
 };
-use enrp_server::core::{CoreConfig, PeeringConfig};
+use enrp_server::core::CoreConfig;
 
 const IDS: [u32; 2] = [0x0000_0B01, 0x0000_0B02];
 const ROGUE_ID: u32 = 0x0BAD_0001;
@@ -32,19 +32,12 @@ fn enrp_addr(i: usize) -> SocketAddr {
 
 /// Registrar `i` of a pair with static peers (the default peer admission: allow-list).
 async fn start(i: usize) -> Option<Running> {
-    let mut core = CoreConfig::new(IDS[i]);
-    core.asap_announce_targets = Vec::new();
-    core.keep_alive_interval = Duration::from_secs(600);
-    core.peers = vec![enrp_addr(1 - i)];
-    core.peering = PeeringConfig {
-        enabled: true,
-        multicast: None,
-        heartbeat_cycle: Duration::from_millis(200),
-        max_time_last_heard: Duration::from_millis(2000),
-        max_time_no_response: Duration::from_millis(2000),
-        mentor_discovery_timeout: Duration::from_millis(500),
-        ..PeeringConfig::default()
-    };
+    let core = peer_core(
+        IDS[i],
+        vec![enrp_addr(1 - i)],
+        Duration::from_millis(2000),
+        Duration::from_millis(500),
+    );
     spawn_or_skip(
         core,
         tcp_driver(SocketAddr::new(ip(i), 0), enrp_addr(i), 100),

@@ -11,7 +11,7 @@
 //! status, B's handle table dump and a handle resolution at B.
 
 use rserpool_tests::registrar::{
-    connect, handle_table, recv_msg as recv, send, spawn_or_skip, tcp_driver, Running,
+    connect, handle_table, peer_core, recv_msg as recv, send, spawn_or_skip, tcp_driver, Running,
 };
 
 use std::collections::BTreeMap;
@@ -21,7 +21,6 @@ use std::time::Duration;
 use asap::pe::{PeConfig, PeEvent, PoolElement, PoolElementConfig};
 use asap::wire::asap_msg::HandleResolution;
 use asap::wire::{AsapMessage, Message, Policy, Protocol, TransportParameter, TransportUse};
-use enrp_server::core::{CoreConfig, PeeringConfig};
 
 const A: u32 = 0x0000_0B01;
 const B: u32 = 0x0000_0B02;
@@ -37,24 +36,18 @@ fn enrp_addr(i: usize) -> SocketAddr {
 }
 
 async fn start(i: usize, id: u32) -> Option<Running> {
-    let mut core = CoreConfig::new(id);
-    core.asap_announce_targets = Vec::new();
+    let mut core = peer_core(
+        id,
+        vec![enrp_addr(1 - i)],
+        Duration::from_millis(600),
+        Duration::from_millis(500),
+    );
     core.keep_alive_interval = KEEP_ALIVE;
     core.keep_alive_timeout = KEEP_ALIVE;
-    core.peers = vec![enrp_addr(1 - i)];
     // The PEs are on loopback: in the takeover scope of this test (SECURITY.md).
     core.security.takeover_scope = vec!["127.0.0.0/8".parse().expect("lit")];
-    core.peering = PeeringConfig {
-        enabled: true,
-        multicast: None,
-        heartbeat_cycle: Duration::from_millis(200),
-        max_time_last_heard: Duration::from_millis(600),
-        max_time_no_response: Duration::from_millis(600),
-        mentor_discovery_timeout: Duration::from_millis(500),
-        takeover_expiry: Duration::from_millis(1500),
-        verify_adopted: true,
-        ..PeeringConfig::default()
-    };
+    core.peering.takeover_expiry = Duration::from_millis(1500);
+    core.peering.verify_adopted = true;
     spawn_or_skip(
         core,
         tcp_driver(SocketAddr::from((ip(i), 0)), enrp_addr(i), 100),

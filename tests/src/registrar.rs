@@ -12,7 +12,7 @@ use asap::wire::{
     AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
     TransportParameter, TransportUse,
 };
-use enrp_server::core::CoreConfig;
+use enrp_server::core::{CoreConfig, PeeringConfig};
 use enrp_server::driver::{DriverConfig, DriverError, Server};
 use tokio::sync::oneshot;
 
@@ -52,6 +52,32 @@ pub fn tcp_driver(asap: SocketAddr, enrp: SocketAddr, max_associations: usize) -
         enrp_announce: Vec::new(),
         max_associations,
     }
+}
+
+/// A registrar core `id` for the peering tests: static `peers`, no ASAP announcements,
+/// PE keep-alives every 10 min (out of the way), and fast ENRP peering (RFC 5353 §3.2:
+/// a heartbeat every 200 ms, a peer presumed dead after `silence` without a message or an
+/// answer, mentor discovery given `mentor`); the rest of [`PeeringConfig::default`].
+pub fn peer_core(
+    id: u32,
+    peers: Vec<SocketAddr>,
+    silence: Duration,
+    mentor: Duration,
+) -> CoreConfig {
+    let mut core = CoreConfig::new(id);
+    core.asap_announce_targets = Vec::new();
+    core.keep_alive_interval = Duration::from_secs(600);
+    core.peers = peers;
+    core.peering = PeeringConfig {
+        enabled: true,
+        multicast: None,
+        heartbeat_cycle: Duration::from_millis(200),
+        max_time_last_heard: silence,
+        max_time_no_response: silence,
+        mentor_discovery_timeout: mentor,
+        ..PeeringConfig::default()
+    };
+    core
 }
 
 /// Binds a registrar with `core` and `driver` and runs it in a spawned task.
