@@ -131,13 +131,13 @@ pub async fn echo_pe(cfg: PeConfig, tune: impl FnOnce(&mut PoolElementConfig)) -
     echo_pe_with_card(cfg, tune, None).await
 }
 
-/// An echo PE that sends an ASAP_BUSINESS_CARD with `card` when a session opens.
-pub async fn echo_pe_with_card(
+/// A PE registered with `cfg` (adjusted by `tune`) whose user transport is a session
+/// listener on an ephemeral port of 127.0.0.1: the caller accepts the sessions itself.
+/// Returns once the registrar has answered the registration.
+pub async fn listening_pe(
     mut cfg: PeConfig,
     tune: impl FnOnce(&mut PoolElementConfig),
-    card: Option<Vec<asap::wire::PoolElement>>,
-) -> EchoPe {
-    let pool = cfg.pool_handle.clone();
+) -> (SessionListener, PoolElement) {
     let listener = SessionListener::bind(
         TransportKind::Tcp,
         &["127.0.0.1:0".parse().expect("lit")],
@@ -146,14 +146,25 @@ pub async fn echo_pe_with_card(
     .await
     .expect("bind user transport");
     cfg.user_transport = listener.user_transport(None).expect("transport");
-    let user = listener.local_addrs().expect("addrs")[0];
     let mut pc = PoolElementConfig::tcp(cfg);
     tune(&mut pc);
     let mut pe = PoolElement::register(pc).await.expect("start PE");
-    let id = pe.identifier();
     within("PE registration", pe.wait_registered())
         .await
         .expect("registered");
+    (listener, pe)
+}
+
+/// An echo PE that sends an ASAP_BUSINESS_CARD with `card` when a session opens.
+pub async fn echo_pe_with_card(
+    cfg: PeConfig,
+    tune: impl FnOnce(&mut PoolElementConfig),
+    card: Option<Vec<asap::wire::PoolElement>>,
+) -> EchoPe {
+    let pool = cfg.pool_handle.clone();
+    let (listener, pe) = listening_pe(cfg, tune).await;
+    let user = listener.local_addrs().expect("addrs")[0];
+    let id = pe.identifier();
     let (note_tx, notes) = mpsc::unbounded_channel();
     let (kill, kill_rx) = watch::channel(false);
     let (hold, hold_rx) = watch::channel(false);

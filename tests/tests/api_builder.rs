@@ -12,7 +12,7 @@ use asap::pu::{PoolUser, PoolUserConfig, PuError};
 use asap::session::{ServerEvent, ServerSession, SessionConfig, SessionError};
 use asap::wire::{Policy, TransportParameter, TransportUse};
 use bytes::Bytes;
-use rserpool_tests::api::{registrar, within, POOL};
+use rserpool_tests::api::{registrar, within, Registrar, POOL};
 use tokio::sync::oneshot;
 
 /// An address on which nothing listens (bound once, then closed).
@@ -207,6 +207,54 @@ async fn spawn_pe(
     task
 }
 
+/// The failover set-up of the request tests: registrar `id`, PE A (load 0 %, so chosen
+/// first; answers the first `a_answers` requests), PE B (load 50 %, answers all), and a
+/// session of a PU that has seen both PEs registered.
+struct Failover {
+    r: Registrar,
+    la: Log,
+    lb: Log,
+    a: tokio::task::JoinHandle<Result<(), PeError>>,
+    b: tokio::task::JoinHandle<Result<(), PeError>>,
+    s: asap::session::Session,
+    /// Kept alive for the session's failover.
+    pu: PoolUser,
+}
+
+async fn failover(id: u32, a_answers: usize) -> Failover {
+    let r = registrar(id, |_| {}).await;
+    let (la, lb) = (Log::default(), Log::default());
+    let a = spawn_pe(r.asap, 0.0, la.clone(), a_answers).await;
+    let b = spawn_pe(r.asap, 50.0, lb.clone(), usize::MAX).await;
+    // Both registered: the PU sees two PEs.
+    let pu = PoolUser::builder(POOL)
+        .registrar(r.asap)
+        .start()
+        .await
+        .expect("pu");
+    within("both PEs registered", async {
+        while pu.refresh(POOL).await.map(|v| v.len()).unwrap_or(0) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let s = within(
+        "session",
+        asap::session::Session::connect(&pu, POOL, SessionConfig::default()),
+    )
+    .await
+    .expect("session");
+    Failover {
+        r,
+        la,
+        lb,
+        a,
+        b,
+        s,
+        pu,
+    }
+}
+
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     within(what, async {
         while !f() {
@@ -222,28 +270,15 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 /// (at-least-once, as documented).
 #[tokio::test]
 async fn request_is_resent_after_the_serving_pe_is_killed() {
-    let r = registrar(0x2001, |_| {}).await;
-    let (la, lb) = (Log::default(), Log::default());
-    let a = spawn_pe(r.asap, 0.0, la.clone(), 5).await;
-    let b = spawn_pe(r.asap, 50.0, lb.clone(), usize::MAX).await;
-    // Both registered: the PU sees two PEs.
-    let pu = PoolUser::builder(POOL)
-        .registrar(r.asap)
-        .start()
-        .await
-        .expect("pu");
-    within("both PEs registered", async {
-        while pu.refresh(POOL).await.map(|v| v.len()).unwrap_or(0) < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    let mut s = within(
-        "session",
-        asap::session::Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let Failover {
+        r,
+        la,
+        lb,
+        a,
+        b,
+        mut s,
+        pu: _pu,
+    } = failover(0x2001, 5).await;
     let client = tokio::spawn(async move {
         let mut replies = Vec::new();
         for i in 0..10 {
@@ -274,27 +309,15 @@ async fn request_is_resent_after_the_serving_pe_is_killed() {
 /// answering 7; the 13 unanswered are re-sent and all 20 replies come back in order.
 #[tokio::test]
 async fn pipelined_requests_survive_a_pe_kill_in_order() {
-    let r = registrar(0x2002, |_| {}).await;
-    let (la, lb) = (Log::default(), Log::default());
-    let a = spawn_pe(r.asap, 0.0, la.clone(), 7).await;
-    let b = spawn_pe(r.asap, 50.0, lb.clone(), usize::MAX).await;
-    let pu = PoolUser::builder(POOL)
-        .registrar(r.asap)
-        .start()
-        .await
-        .expect("pu");
-    within("both PEs registered", async {
-        while pu.refresh(POOL).await.map(|v| v.len()).unwrap_or(0) < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    let mut s = within(
-        "session",
-        asap::session::Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let Failover {
+        r,
+        la,
+        lb,
+        a,
+        b,
+        mut s,
+        pu: _pu,
+    } = failover(0x2002, 7).await;
     let reqs: Vec<Bytes> = (0..20).map(|i| Bytes::from(i.to_string())).collect();
     let client = tokio::spawn(async move { s.request_pipelined(reqs).await });
     wait_until("PE A got all 20", || la.get().len() == 20).await;

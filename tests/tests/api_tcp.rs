@@ -545,21 +545,11 @@ async fn failover_prefers_the_business_card() {
 async fn silent_pe_is_left_after_the_reply_timeout() {
     let r = registrar(0x7001, |_| {}).await;
     // A PE that accepts sessions and never answers; highest priority, so it is chosen first.
-    let listener = asap::session::SessionListener::bind(
-        TransportKind::Tcp,
-        &["127.0.0.1:0".parse().expect("lit")],
-        0,
+    let (listener, silent) = listening_pe(
+        pe_config(&[r.asap], Policy::Priority { priority: 10 }),
+        |_| {},
     )
-    .await
-    .expect("bind");
-    let mut cfg = pe_config(&[r.asap], Policy::Priority { priority: 10 });
-    cfg.user_transport = listener.user_transport(None).expect("transport");
-    let mut silent = asap::pe::PoolElement::register(asap::pe::PoolElementConfig::tcp(cfg))
-        .await
-        .expect("start");
-    within("silent PE registered", silent.wait_registered())
-        .await
-        .expect("registered");
+    .await;
     let silent_id = silent.identifier();
     let hold = tokio::spawn(async move {
         let mut held = Vec::new();
@@ -614,26 +604,12 @@ async fn silent_pe_is_left_after_the_reply_timeout() {
 /// echoed there, and the refusing PE is not reported unreachable (it stays registered).
 #[tokio::test]
 async fn pe_error_moves_the_session_without_reporting_the_pe() {
-    use asap::session::{FailoverReason, ServerEvent, SessionListener};
+    use asap::session::{FailoverReason, ServerEvent};
     use asap::wire::{ErrorCause, OperationError};
 
     let r = registrar(0x7001, |_| {}).await;
     // The refusing PE.
-    let listener = SessionListener::bind(
-        TransportKind::Tcp,
-        &["127.0.0.1:0".parse().expect("lit")],
-        0,
-    )
-    .await
-    .expect("bind");
-    let mut cfg = pe_config(&[r.asap], Policy::RoundRobin);
-    cfg.user_transport = listener.user_transport(None).expect("transport");
-    let mut refusing = asap::pe::PoolElement::register(asap::pe::PoolElementConfig::tcp(cfg))
-        .await
-        .expect("start PE");
-    within("registered", refusing.wait_registered())
-        .await
-        .expect("registered");
+    let (listener, refusing) = listening_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
     let refusing_id = refusing.identifier();
     let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     tokio::spawn(async move {
