@@ -59,20 +59,7 @@ const PREFIX: &str = "rspnt";
 
 /// Runs `ip ARGS`; the error carries the command and its stderr.
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    ip_output(args).map(drop)
 }
 
 /// `ip ARGS` whose stdout we want.

@@ -2,19 +2,17 @@
 //! and PUs speaking ASAP through `asap::transport`.
 
 use rserpool_tests::registrar::{
-    connect, recv_msg as recv, send, send_raw, spawn, tcp_driver, Running,
+    connect, loopback_tcp, recv_msg as recv, register, send, send_raw, spawn, tcp_driver, Running,
 };
 
 use std::time::Duration;
 
 use asap::transport::{Association, Event, Msg};
-use asap::wire::asap_msg::{
-    EndpointKeepAliveAck, HandleResolution, Registration, RegistrationResponse,
-};
+use asap::wire::asap_msg::{EndpointKeepAliveAck, HandleResolution, Registration};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
     AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement,
-    Protocol, TransportParameter, TransportUse,
+    Protocol, TransportUse,
 };
 use enrp_server::core::CoreConfig;
 
@@ -33,28 +31,9 @@ fn pe(id: u32, port: u16, policy: Policy) -> PoolElement {
         id,
         home_server_id: 0,
         registration_life: 60_000,
-        user_transport: TransportParameter::Tcp {
-            port,
-            transport_use: TransportUse::DataOnly,
-            address: "127.0.0.1".parse().expect("lit"),
-        },
+        user_transport: loopback_tcp(port, TransportUse::DataOnly),
         policy,
         asap_transport: None,
-    }
-}
-
-async fn register(a: &mut Association, handle: &str, e: PoolElement) -> RegistrationResponse {
-    send(
-        a,
-        Registration {
-            pool_handle: handle.into(),
-            pool_element: e,
-        },
-    )
-    .await;
-    match recv(a, Protocol::Asap).await {
-        Message::Asap(AsapMessage::RegistrationResponse(r)) => r,
-        other => panic!("expected REGISTRATION_RESPONSE, got {other:?}"),
     }
 }
 

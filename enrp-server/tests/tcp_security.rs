@@ -4,8 +4,8 @@
 //! bound, never timing assertions.
 
 use rserpool_tests::registrar::{
-    connect, dump_table, peer_core, recv_msg, register_pes, resolve_all, resolve_on, send,
-    spawn_or_skip, tcp_driver, Running, POOL,
+    connect, dump_table, loopback_tcp, peer_core, recv_msg, register_pes, resolve_all, resolve_on,
+    send, spawn_or_skip, tcp_driver, Running, POOL,
 };
 
 use std::net::{IpAddr, SocketAddr};
@@ -202,11 +202,7 @@ async fn forged_unreachable_reports_do_not_remove_a_live_pe() {
         return;
     };
 
-    let user = TransportParameter::Tcp {
-        port: 7000,
-        transport_use: TransportUse::DataOnly,
-        address: "127.0.0.1".parse().expect("lit"),
-    };
+    let user = loopback_tcp(7000, TransportUse::DataOnly);
     let mut cfg = PeConfig::new(POOL, user, Policy::RoundRobin);
     cfg.identifier = Some(0x11);
     cfg.registration_life = Duration::from_secs(600);

@@ -11,7 +11,8 @@
 //! status, B's handle table dump and a handle resolution at B.
 
 use rserpool_tests::registrar::{
-    connect, handle_table, peer_core, recv_msg as recv, send, spawn_or_skip, tcp_driver, Running,
+    connect, handle_table, loopback_tcp, peer_core, recv_msg as recv, send, spawn_or_skip,
+    tcp_driver, Running,
 };
 
 use std::collections::BTreeMap;
@@ -95,11 +96,7 @@ async fn takeover_reaches_the_pe_with_the_home_flag_and_keeps_it() {
         return;
     };
     // The PE knows only registrar A: after A is gone it can only be reached by B.
-    let user = TransportParameter::Tcp {
-        port: 7,
-        transport_use: TransportUse::DataPlusControl,
-        address: "127.0.0.1".parse().expect("lit"),
-    };
+    let user = loopback_tcp(7, TransportUse::DataPlusControl);
     let mut cfg = PeConfig::new(POOL, user, Policy::RoundRobin);
     cfg.link.static_registrars = vec![vec![a.asap]];
     cfg.link.hunt_initial_backoff = Duration::from_millis(100);

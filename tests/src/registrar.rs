@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
-use asap::wire::asap_msg::{Deregistration, HandleResolution, Registration};
+use asap::wire::asap_msg::{Deregistration, HandleResolution, Registration, RegistrationResponse};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
     AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
@@ -112,14 +112,19 @@ pub async fn spawn_or_skip(core: CoreConfig, driver: DriverConfig) -> Option<Run
 
 /// A TCP association to `to` carrying `protocol`.
 pub async fn connect(to: SocketAddr, protocol: Protocol) -> Association {
+    connect_over(TransportKind::Tcp, to, protocol).await
+}
+
+/// An association of transport `kind` to `to` carrying `protocol`.
+pub async fn connect_over(kind: TransportKind, to: SocketAddr, protocol: Protocol) -> Association {
     let cfg = match protocol {
-        Protocol::Asap => TransportConfig::asap(TransportKind::Tcp),
-        Protocol::Enrp => TransportConfig::enrp(TransportKind::Tcp),
+        Protocol::Asap => TransportConfig::asap(kind),
+        Protocol::Enrp => TransportConfig::enrp(kind),
     };
     Transport::new(cfg)
         .connect(&[to], &[])
         .await
-        .expect("connect")
+        .unwrap_or_else(|e| panic!("{kind:?} connect to {to}: {e}"))
 }
 
 /// Sends `bytes` as one message with `ppid` on stream 0.
@@ -136,23 +141,62 @@ pub async fn send(a: &mut Association, m: impl Into<Message>) {
         .expect("send");
 }
 
-/// Waits (at most 10 s) for the next message on `a` (skipping other events) and decodes it
-/// as `protocol`. Panics when the association is lost.
-pub async fn recv_msg(a: &mut Association, protocol: Protocol) -> Message {
+/// Waits (at most `limit`) for the next message on `a`, skipping other events. Panics
+/// when the association is lost.
+pub async fn next_msg(a: &mut Association, limit: Duration) -> Msg {
     loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), a.recv())
+        let ev = tokio::time::timeout(limit, a.recv())
             .await
-            .expect("no reply within 10 s")
+            .unwrap_or_else(|_| panic!("no reply within {limit:?}"))
             .expect("association alive");
         match ev {
-            Event::Message(m) => {
-                return Message::decode(protocol, &m.bytes)
-                    .expect("decodes")
-                    .message
-            }
+            Event::Message(m) => return m,
             Event::Lost(r) => panic!("association lost: {r}"),
             _ => {}
         }
+    }
+}
+
+/// Waits (at most 10 s) for the next message on `a` (skipping other events) and decodes it
+/// as `protocol`. Panics when the association is lost.
+pub async fn recv_msg(a: &mut Association, protocol: Protocol) -> Message {
+    let m = next_msg(a, Duration::from_secs(10)).await;
+    Message::decode(protocol, &m.bytes)
+        .expect("decodes")
+        .message
+}
+
+/// Waits (at most `limit`) for the next message on `a` and decodes it as the protocol its
+/// PPID names (RFC 5352 §3, RFC 5353 §2: 11 ASAP, 12 ENRP): (PPID, message).
+pub async fn recv_by_ppid(a: &mut Association, limit: Duration) -> (u32, Message) {
+    let m = next_msg(a, limit).await;
+    let p = Protocol::from_ppid(m.ppid).expect("PPID 11 or 12");
+    let d = Message::decode(p, &m.bytes).expect("decodes");
+    (m.ppid, d.message)
+}
+
+/// Sends ASAP_REGISTRATION of `pe` in `handle` over `a` and returns the response.
+pub async fn register(a: &mut Association, handle: &str, pe: PoolElement) -> RegistrationResponse {
+    send(
+        a,
+        Registration {
+            pool_handle: handle.into(),
+            pool_element: pe,
+        },
+    )
+    .await;
+    match recv_msg(a, Protocol::Asap).await {
+        Message::Asap(AsapMessage::RegistrationResponse(r)) => r,
+        other => panic!("expected REGISTRATION_RESPONSE, got {other:?}"),
+    }
+}
+
+/// A user transport TCP `127.0.0.1:port` used as `transport_use`.
+pub fn loopback_tcp(port: u16, transport_use: TransportUse) -> TransportParameter {
+    TransportParameter::Tcp {
+        port,
+        transport_use,
+        address: IpAddr::from([127, 0, 0, 1]),
     }
 }
 
@@ -161,32 +205,21 @@ pub async fn recv_msg(a: &mut Association, protocol: Protocol) -> Message {
 /// Panics on a rejection.
 pub async fn register_pes(a: &mut Association, user: IpAddr, ids: impl IntoIterator<Item = u32>) {
     for id in ids {
-        send(
-            a,
-            Registration {
-                pool_handle: POOL.into(),
-                pool_element: PoolElement {
-                    id,
-                    home_server_id: 0,
-                    registration_life: 600_000,
-                    user_transport: TransportParameter::Tcp {
-                        port: 7000,
-                        transport_use: TransportUse::DataOnly,
-                        address: user,
-                    },
-                    policy: Policy::RoundRobin,
-                    asap_transport: None,
-                },
+        let pe = PoolElement {
+            id,
+            home_server_id: 0,
+            registration_life: 600_000,
+            user_transport: TransportParameter::Tcp {
+                port: 7000,
+                transport_use: TransportUse::DataOnly,
+                address: user,
             },
-        )
-        .await;
-        match recv_msg(a, Protocol::Asap).await {
-            Message::Asap(AsapMessage::RegistrationResponse(x)) => {
-                assert!(!x.reject, "registration of PE {id:#x} rejected: {x:?}");
-                assert_eq!(x.pe_identifier, id);
-            }
-            other => panic!("expected REGISTRATION_RESPONSE for PE {id:#x}, got {other:?}"),
-        }
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        };
+        let x = register(a, POOL, pe).await;
+        assert!(!x.reject, "registration of PE {id:#x} rejected: {x:?}");
+        assert_eq!(x.pe_identifier, id);
     }
 }
 
