@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
 use asap::pu::{PoolUser, PoolUserConfig};
-use asap::session::{ServerEvent, SessionListener};
+use asap::session::{ServerEvent, Session, SessionConfig, SessionListener};
 use asap::transport::TransportKind;
 use asap::wire::{PeIdentifier, Policy};
 use enrp_server::core::CoreConfig;
@@ -249,6 +249,16 @@ pub async fn echo_pe_with_card(
         alive,
         notes,
     }
+}
+
+/// A session of `pu` to [`POOL`] with the default session configuration.
+pub async fn session(pu: &PoolUser) -> Session {
+    within(
+        "session",
+        Session::connect(pu, POOL, SessionConfig::default()),
+    )
+    .await
+    .expect("session")
 }
 
 /// A pool user with the static `registrars`, fast hunting, 2 s request timeout, 15 s

@@ -175,17 +175,21 @@ pub async fn recv_by_ppid(a: &mut Association, limit: Duration) -> (u32, Message
     (m.ppid, d.message)
 }
 
+/// Sends `m` over `a` and waits for the answer, decoded as `m`'s protocol.
+pub async fn ask(a: &mut Association, m: impl Into<Message>) -> Message {
+    let m = m.into();
+    let protocol = m.protocol();
+    send(a, m).await;
+    recv_msg(a, protocol).await
+}
+
 /// Sends ASAP_REGISTRATION of `pe` in `handle` over `a` and returns the response.
 pub async fn register(a: &mut Association, handle: &str, pe: PoolElement) -> RegistrationResponse {
-    send(
-        a,
-        Registration {
-            pool_handle: handle.into(),
-            pool_element: pe,
-        },
-    )
-    .await;
-    match recv_msg(a, Protocol::Asap).await {
+    let reg = Registration {
+        pool_handle: handle.into(),
+        pool_element: pe,
+    };
+    match ask(a, reg).await {
         Message::Asap(AsapMessage::RegistrationResponse(r)) => r,
         other => panic!("expected REGISTRATION_RESPONSE, got {other:?}"),
     }
@@ -227,15 +231,11 @@ pub async fn register_pes(a: &mut Association, user: IpAddr, ids: impl IntoItera
 /// Panics on a rejection.
 pub async fn deregister_pes(a: &mut Association, ids: impl IntoIterator<Item = u32>) {
     for id in ids {
-        send(
-            a,
-            Deregistration {
-                pool_handle: POOL.into(),
-                pe_identifier: id,
-            },
-        )
-        .await;
-        match recv_msg(a, Protocol::Asap).await {
+        let dereg = Deregistration {
+            pool_handle: POOL.into(),
+            pe_identifier: id,
+        };
+        match ask(a, dereg).await {
             Message::Asap(AsapMessage::DeregistrationResponse(x)) => {
                 assert!(!x.reject, "deregistration of PE {id:#x} rejected: {x:?}");
                 assert_eq!(x.pe_identifier, id);

@@ -12,7 +12,7 @@ use asap::pu::{PoolUser, PoolUserConfig, PuError};
 use asap::session::{ServerEvent, ServerSession, SessionConfig, SessionError};
 use asap::wire::{Policy, TransportParameter, TransportUse};
 use bytes::Bytes;
-use rserpool_tests::api::{registrar, within, Registrar, POOL};
+use rserpool_tests::api::{registrar, session, within, Registrar, POOL};
 use tokio::sync::oneshot;
 
 /// An address on which nothing listens (bound once, then closed).
@@ -238,12 +238,7 @@ async fn failover(id: u32, a_answers: usize) -> Failover {
         }
     })
     .await;
-    let s = within(
-        "session",
-        asap::session::Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let s = session(&pu).await;
     Failover {
         r,
         la,

@@ -266,12 +266,7 @@ async fn echo_through_failover(total: u64, kill_after: u64) -> FailoverRun {
         pes.push(echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await);
     }
     let pu = pool_user(&[r.asap]).await;
-    let mut s = within(
-        "session",
-        Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let mut s = session(&pu).await;
     let mut replies = Vec::new();
     // seq → index of its last transmission
     let mut unanswered: BTreeMap<u64, u64> = BTreeMap::new();
@@ -480,12 +475,7 @@ async fn failover_prefers_the_business_card() {
     let a = echo_pe_with_card(pe_config(&[r.asap], Policy::RoundRobin), |_| {}, Some(card)).await;
     let b = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
     let pu = pool_user(&[r.asap]).await;
-    let mut s = within(
-        "session",
-        Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let mut s = session(&pu).await;
     let serving = s.current_pe().expect("serving").id;
     // Make A the serving PE (kill B if the policy picked it, so the session fails over to A).
     let (a, _b_alive) = if serving == b.id {
@@ -630,12 +620,7 @@ async fn pe_error_moves_the_session_without_reporting_the_pe() {
         }
     });
     let pu = pool_user(&[r.asap]).await;
-    let mut s = within(
-        "session",
-        Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let mut s = session(&pu).await;
     assert_eq!(s.current_pe().expect("serving").id, refusing_id);
     // Only now a PE that serves.
     let good = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
