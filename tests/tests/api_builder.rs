@@ -218,7 +218,7 @@ struct Failover {
     b: tokio::task::JoinHandle<Result<(), PeError>>,
     s: asap::session::Session,
     /// Kept alive for the session's failover.
-    pu: PoolUser,
+    _pu: PoolUser,
 }
 
 async fn failover(id: u32, a_answers: usize) -> Failover {
@@ -246,7 +246,7 @@ async fn failover(id: u32, a_answers: usize) -> Failover {
         a,
         b,
         s,
-        pu,
+        _pu: pu,
     }
 }
 
@@ -265,15 +265,8 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 /// (at-least-once, as documented).
 #[tokio::test]
 async fn request_is_resent_after_the_serving_pe_is_killed() {
-    let Failover {
-        r,
-        la,
-        lb,
-        a,
-        b,
-        mut s,
-        pu: _pu,
-    } = failover(0x2001, 5).await;
+    let f = failover(0x2001, 5).await;
+    let mut s = f.s;
     let client = tokio::spawn(async move {
         let mut replies = Vec::new();
         for i in 0..10 {
@@ -281,8 +274,8 @@ async fn request_is_resent_after_the_serving_pe_is_killed() {
         }
         Ok::<_, SessionError>((replies, s.take_failovers()))
     });
-    wait_until("PE A got request 5", || la.get().len() == 6).await;
-    a.abort();
+    wait_until("PE A got request 5", || f.la.get().len() == 6).await;
+    f.a.abort();
     let (replies, failovers) = within("requests", client)
         .await
         .expect("join")
@@ -294,38 +287,40 @@ async fn request_is_resent_after_the_serving_pe_is_killed() {
     );
     let want: Vec<Bytes> = (0..10).map(|i| Bytes::from(format!("echo:{i}"))).collect();
     assert_eq!(replies, want);
-    assert_eq!(la.get(), (0..6).map(|i| i.to_string()).collect::<Vec<_>>());
-    assert_eq!(lb.get(), (5..10).map(|i| i.to_string()).collect::<Vec<_>>());
-    b.abort();
-    r.kill().await;
+    assert_eq!(
+        f.la.get(),
+        (0..6).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        f.lb.get(),
+        (5..10).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    f.b.abort();
+    f.r.kill().await;
 }
 
 /// The pipelined variant: 20 requests in flight at once, the serving PE dies after
 /// answering 7; the 13 unanswered are re-sent and all 20 replies come back in order.
 #[tokio::test]
 async fn pipelined_requests_survive_a_pe_kill_in_order() {
-    let Failover {
-        r,
-        la,
-        lb,
-        a,
-        b,
-        mut s,
-        pu: _pu,
-    } = failover(0x2002, 7).await;
+    let f = failover(0x2002, 7).await;
+    let mut s = f.s;
     let reqs: Vec<Bytes> = (0..20).map(|i| Bytes::from(i.to_string())).collect();
     let client = tokio::spawn(async move { s.request_pipelined(reqs).await });
-    wait_until("PE A got all 20", || la.get().len() == 20).await;
-    a.abort();
+    wait_until("PE A got all 20", || f.la.get().len() == 20).await;
+    f.a.abort();
     let replies = within("requests", client)
         .await
         .expect("join")
         .expect("answered");
     let want: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("echo:{i}"))).collect();
     assert_eq!(replies, want);
-    assert_eq!(lb.get(), (7..20).map(|i| i.to_string()).collect::<Vec<_>>());
-    b.abort();
-    r.kill().await;
+    assert_eq!(
+        f.lb.get(),
+        (7..20).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    f.b.abort();
+    f.r.kill().await;
 }
 
 /// `with_graceful_shutdown`: the PE deregisters (the registrar no longer lists it), the
