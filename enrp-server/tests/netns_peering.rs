@@ -35,8 +35,9 @@
 //! when an assertion fails; namespaces left behind by a killed earlier run are removed at
 //! start.
 
-mod common;
-use common::{connect, deregister_pes, dump_table, register_pes, resolve_all};
+use rserpool_tests::registrar::{
+    connect, deregister_pes, dump_table, register_pes, resolve_all, POOL,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -58,20 +59,7 @@ const PREFIX: &str = "rspnt";
 
 /// Runs `ip ARGS`; the error carries the command and its stderr.
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    ip_output(args).map(drop)
 }
 
 /// `ip ARGS` whose stdout we want.
@@ -757,7 +745,7 @@ async fn orphans_follow_the_takeover_or_are_removed() {
     let mut pes = Vec::new();
     for id in real0.clone() {
         let mut cfg = PeConfig::new(
-            common::POOL,
+            POOL,
             TransportParameter::Tcp {
                 port: 7000,
                 transport_use: TransportUse::DataOnly,

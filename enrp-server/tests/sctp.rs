@@ -8,9 +8,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asap::transport::{
-    sctp_probe, Association, Event, Msg, SctpProbe, Transport, TransportConfig, TransportKind,
-};
+use rserpool_tests::registrar::{connect_over, recv_by_ppid, send, spawn, tcp_driver};
+
+use asap::transport::{sctp_probe, Association, Msg, SctpProbe, TransportKind};
 use asap::wire::asap_msg::{HandleResolution, Registration};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
@@ -18,7 +18,6 @@ use asap::wire::{
     Protocol, TransportParameter, TransportUse,
 };
 use enrp_server::core::CoreConfig;
-use enrp_server::driver::{DriverConfig, Server};
 
 const ID: u32 = 0x5C79_0001;
 
@@ -33,37 +32,12 @@ fn available() -> bool {
 }
 
 async fn connect(to: SocketAddr) -> Association {
-    Transport::new(TransportConfig::asap(TransportKind::Sctp))
-        .connect(&[to], &[])
-        .await
-        .expect("SCTP connect")
+    connect_over(TransportKind::Sctp, to, Protocol::Asap).await
 }
 
 /// Next message with its PPID.
 async fn recv(a: &mut Association) -> (u32, Message) {
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(20), a.recv())
-            .await
-            .expect("reply within 20 s")
-            .expect("association alive");
-        match ev {
-            Event::Message(m) => {
-                let p = Protocol::from_ppid(m.ppid).expect("PPID 11 or 12");
-                let d = Message::decode(p, &m.bytes).expect("decodes");
-                return (m.ppid, d.message);
-            }
-            Event::Lost(r) => panic!("association lost: {r}"),
-            _ => {}
-        }
-    }
-}
-
-async fn send(a: &mut Association, m: impl Into<Message>) {
-    let m = m.into();
-    let b = m.to_bytes().expect("encode");
-    a.send(&Msg::new(m.protocol().ppid(), 0, b))
-        .await
-        .expect("send");
+    recv_by_ppid(a, Duration::from_secs(20)).await
 }
 
 fn pe(id: u32) -> PoolElement {
@@ -88,25 +62,11 @@ async fn registrar_over_kernel_sctp() {
     }
     let mut core = CoreConfig::new(ID);
     core.asap_announce_targets = Vec::new();
-    let server = Server::bind(
-        core,
-        DriverConfig {
-            asap: vec!["127.0.0.1:0".parse().expect("lit")],
-            enrp: vec!["127.0.0.1:0".parse().expect("lit")],
-            transport: TransportKind::Sctp,
-            announce_ttl: 1,
-            enrp_announce: Vec::new(),
-            max_associations: 100,
-            max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-        },
-    )
-    .await
-    .expect("bind");
-    let (asap, enrp) = (server.asap_addrs()[0], server.enrp_addrs()[0]);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+    let lo = "127.0.0.1:0".parse().expect("lit");
+    let mut driver = tcp_driver(lo, lo, 100);
+    driver.transport = TransportKind::Sctp;
+    let server = spawn(core, driver).await.expect("bind");
+    let (asap, enrp) = (server.asap, server.enrp);
 
     let mut pes = Vec::new();
     for id in 1..=2 {
@@ -198,10 +158,7 @@ async fn registrar_over_kernel_sctp() {
     assert_eq!(left, vec![2]);
 
     // Handle table over the ENRP endpoint with PPID 12.
-    let mut tool = Transport::new(TransportConfig::enrp(TransportKind::Sctp))
-        .connect(&[enrp], &[])
-        .await
-        .expect("connect ENRP");
+    let mut tool = connect_over(TransportKind::Sctp, enrp, Protocol::Enrp).await;
     send(
         &mut tool,
         HandleTableRequest {
@@ -226,6 +183,5 @@ async fn registrar_over_kernel_sctp() {
         other => panic!("{other:?}"),
     }
 
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    server.stop().await;
 }

@@ -1,23 +1,20 @@
 //! Host integration tests: the real driver over TCP on 127.0.0.1 ephemeral ports, with PEs
 //! and PUs speaking ASAP through `asap::transport`.
 
-mod common;
-use common::{connect, send, Running};
+use rserpool_tests::registrar::{
+    connect, loopback_tcp, recv_msg as recv, register, send, send_raw, spawn, tcp_driver, Running,
+};
 
 use std::time::Duration;
 
-use asap::transport::{Association, Event, Msg, TransportKind};
-use asap::wire::asap_msg::{
-    EndpointKeepAliveAck, HandleResolution, Registration, RegistrationResponse,
-};
+use asap::transport::{Association, Event, Msg};
+use asap::wire::asap_msg::{EndpointKeepAliveAck, HandleResolution, Registration};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
     AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement,
-    Protocol, TransportParameter, TransportUse,
+    Protocol, TransportUse,
 };
 use enrp_server::core::CoreConfig;
-use enrp_server::driver::{DriverConfig, Server};
-use tokio::sync::oneshot;
 
 const ID: u32 = 0x7E57_0001;
 
@@ -25,51 +22,8 @@ async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
     let mut core = CoreConfig::new(ID);
     core.asap_announce_targets = Vec::new();
     tune(&mut core);
-    let driver = DriverConfig {
-        asap: vec!["127.0.0.1:0".parse().expect("lit")],
-        enrp: vec!["127.0.0.1:0".parse().expect("lit")],
-        transport: TransportKind::Tcp,
-        announce_ttl: 1,
-        enrp_announce: Vec::new(),
-        max_associations: 100,
-        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-    };
-    let server = Server::bind(core, driver).await.expect("bind");
-    let asap = server.asap_addrs()[0];
-    let enrp = server.enrp_addrs()[0];
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Running {
-        asap,
-        enrp,
-        stop: Some(tx),
-        task,
-    }
-}
-
-async fn send_raw(a: &mut Association, ppid: u32, bytes: Vec<u8>) {
-    a.send(&Msg::new(ppid, 0, bytes)).await.expect("send");
-}
-
-/// Next decoded message (skipping Up events), with a generous timeout against hangs.
-async fn recv(a: &mut Association, protocol: Protocol) -> Message {
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), a.recv())
-            .await
-            .expect("no reply within 10 s")
-            .expect("association alive");
-        match ev {
-            Event::Message(m) => {
-                return Message::decode(protocol, &m.bytes)
-                    .expect("decodes")
-                    .message
-            }
-            Event::Lost(r) => panic!("association lost: {r}"),
-            _ => {}
-        }
-    }
+    let lo = "127.0.0.1:0".parse().expect("lit");
+    spawn(core, tcp_driver(lo, lo, 100)).await.expect("bind")
 }
 
 fn pe(id: u32, port: u16, policy: Policy) -> PoolElement {
@@ -77,28 +31,9 @@ fn pe(id: u32, port: u16, policy: Policy) -> PoolElement {
         id,
         home_server_id: 0,
         registration_life: 60_000,
-        user_transport: TransportParameter::Tcp {
-            port,
-            transport_use: TransportUse::DataOnly,
-            address: "127.0.0.1".parse().expect("lit"),
-        },
+        user_transport: loopback_tcp(port, TransportUse::DataOnly),
         policy,
         asap_transport: None,
-    }
-}
-
-async fn register(a: &mut Association, handle: &str, e: PoolElement) -> RegistrationResponse {
-    send(
-        a,
-        Registration {
-            pool_handle: handle.into(),
-            pool_element: e,
-        },
-    )
-    .await;
-    match recv(a, Protocol::Asap).await {
-        Message::Asap(AsapMessage::RegistrationResponse(r)) => r,
-        other => panic!("expected REGISTRATION_RESPONSE, got {other:?}"),
     }
 }
 

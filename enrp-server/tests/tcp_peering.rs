@@ -4,23 +4,18 @@
 //! every survivor. Assertions are on handle table dumps and resolutions; waits are polls
 //! with a generous upper bound, never timing assertions.
 
-mod common;
-use common::{connect, send, Running};
+use rserpool_tests::registrar::{
+    connect, handle_table, homes, peer_core, recv_msg as recv, register_pes, send, spawn_or_skip,
+    tcp_driver, Running,
+};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asap::transport::{Association, Event, TransportKind};
-use asap::wire::asap_msg::{HandleResolution, Registration};
-use asap::wire::enrp_msg::HandleTableRequest;
-use asap::wire::{
-    AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
-    TransportParameter, TransportUse,
-};
-use enrp_server::core::{CoreConfig, PeeringConfig};
-use enrp_server::driver::{DriverConfig, Server};
-use tokio::sync::oneshot;
+use asap::wire::asap_msg::HandleResolution;
+use asap::wire::{AsapMessage, HandleResolutionOption, Message, Protocol};
+use enrp_server::core::CoreConfig;
 
 const IDS: [u32; 3] = [0x0000_0A01, 0x0000_0A02, 0x0000_0A03];
 const PES_PER_REGISTRAR: u32 = 100;
@@ -29,98 +24,29 @@ fn enrp_addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 21 + i as u8], 19_901))
 }
 
-async fn start(i: usize) -> Option<Running> {
-    let mut core = CoreConfig::new(IDS[i]);
-    core.asap_announce_targets = Vec::new();
-    core.keep_alive_interval = Duration::from_secs(600);
-    core.peers = (0..3).filter(|j| *j != i).map(enrp_addr).collect();
-    core.peering = PeeringConfig {
-        enabled: true,
-        multicast: None,
-        heartbeat_cycle: Duration::from_millis(200),
-        max_time_last_heard: Duration::from_millis(600),
-        max_time_no_response: Duration::from_millis(600),
-        mentor_discovery_timeout: Duration::from_millis(1000),
-        takeover_expiry: Duration::from_millis(1500),
-        verify_adopted: false,
-        ..PeeringConfig::default()
-    };
-    let driver = DriverConfig {
-        asap: vec![SocketAddr::from(([127, 0, 0, 21 + i as u8], 0))],
-        enrp: vec![enrp_addr(i)],
-        transport: TransportKind::Tcp,
-        announce_ttl: 1,
-        enrp_announce: Vec::new(),
-        max_associations: 1000,
-        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-    };
-    let server = match Server::bind(core, driver).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("SKIP: cannot bind registrar {i} on 127.0.0.{}: {e}", 21 + i);
-            return None;
-        }
-    };
-    let asap = server.asap_addrs()[0];
-    let enrp = server.enrp_addrs()[0];
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Some(Running {
-        asap,
-        enrp,
-        stop: Some(tx),
-        task,
-    })
+/// Registrar `i`'s core: peering with `peers`, a peer silent for 600 ms is dead, its PEs
+/// are taken over after 1.5 s without checking them first.
+fn core(i: usize, peers: Vec<SocketAddr>) -> CoreConfig {
+    let mut core = peer_core(
+        IDS[i],
+        peers,
+        Duration::from_millis(600),
+        Duration::from_millis(1000),
+    );
+    core.peering.takeover_expiry = Duration::from_millis(1500);
+    core.peering.verify_adopted = false;
+    core
 }
 
-async fn recv(a: &mut Association, protocol: Protocol) -> Message {
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), a.recv())
-            .await
-            .expect("no reply within 10 s")
-            .expect("association alive");
-        match ev {
-            Event::Message(m) => {
-                return Message::decode(protocol, &m.bytes)
-                    .expect("decodes")
-                    .message
-            }
-            Event::Lost(r) => panic!("association lost: {r}"),
-            _ => {}
-        }
-    }
+async fn start(i: usize) -> Option<Running> {
+    let core = core(i, (0..3).filter(|j| *j != i).map(enrp_addr).collect());
+    let asap = SocketAddr::from(([127, 0, 0, 21 + i as u8], 0));
+    spawn_or_skip(core, tcp_driver(asap, enrp_addr(i), 1000)).await
 }
 
 /// The whole handle table of a registrar (hsdump style): PE ID → home server ID.
 async fn dump(enrp: SocketAddr) -> BTreeMap<u32, u32> {
-    let mut a = connect(enrp, Protocol::Enrp).await;
-    let mut all = BTreeMap::new();
-    loop {
-        send(
-            &mut a,
-            HandleTableRequest {
-                own_children_only: false,
-                sender: 0x7001,
-                receiver: 0,
-            },
-        )
-        .await;
-        match recv(&mut a, Protocol::Enrp).await {
-            Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
-                for p in r.pools {
-                    for e in p.pool_elements {
-                        all.insert(e.id, e.home_server_id);
-                    }
-                }
-                if !r.more {
-                    return all;
-                }
-            }
-            other => panic!("expected HANDLE_TABLE_RESPONSE, got {other:?}"),
-        }
-    }
+    homes(handle_table(enrp, 0x7001).await)
 }
 
 async fn wait_for<F: FnMut(&[BTreeMap<u32, u32>]) -> bool>(
@@ -165,34 +91,8 @@ async fn three_registrars_replicate_and_take_over() {
     let mut pe_assocs = Vec::new();
     for (i, r) in regs.iter().enumerate() {
         let mut a = connect(r.asap, Protocol::Asap).await;
-        for n in 0..PES_PER_REGISTRAR {
-            let id = (i as u32 + 1) * 1000 + n;
-            send(
-                &mut a,
-                Registration {
-                    pool_handle: "EchoPool".into(),
-                    pool_element: PoolElement {
-                        id,
-                        home_server_id: 0,
-                        registration_life: 600_000,
-                        user_transport: TransportParameter::Tcp {
-                            port: 7000,
-                            transport_use: TransportUse::DataOnly,
-                            address: "127.0.0.1".parse().expect("lit"),
-                        },
-                        policy: Policy::RoundRobin,
-                        asap_transport: None,
-                    },
-                },
-            )
-            .await;
-            match recv(&mut a, Protocol::Asap).await {
-                Message::Asap(AsapMessage::RegistrationResponse(x)) => {
-                    assert!(!x.reject, "{x:?}")
-                }
-                other => panic!("{other:?}"),
-            }
-        }
+        let base = (i as u32 + 1) * 1000;
+        register_pes(&mut a, lo(), base..base + PES_PER_REGISTRAR).await;
         pe_assocs.push(a);
     }
     let enrps: Vec<SocketAddr> = regs.iter().map(|r| r.enrp).collect();
@@ -331,82 +231,24 @@ async fn relay(x: SocketAddr, y: SocketAddr) -> Relay {
 }
 
 async fn start_wildcard(i: usize, peers: Vec<SocketAddr>) -> Option<Running> {
-    let mut core = CoreConfig::new(IDS[i]);
-    core.asap_announce_targets = Vec::new();
-    core.keep_alive_interval = Duration::from_secs(600);
-    core.peers = peers;
-    core.peering = PeeringConfig {
-        enabled: true,
-        multicast: None,
-        heartbeat_cycle: Duration::from_millis(200),
-        max_time_last_heard: Duration::from_millis(600),
-        max_time_no_response: Duration::from_millis(600),
-        mentor_discovery_timeout: Duration::from_millis(1000),
-        takeover_expiry: Duration::from_millis(1500),
-        verify_adopted: false,
-        ..PeeringConfig::default()
-    };
+    let core = core(i, peers);
     // Wildcard ENRP address: no Server Information, so LIST_RESPONSEs cannot route
     // around the relays.
-    let driver = DriverConfig {
-        asap: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-        enrp: vec![wild(i)],
-        transport: TransportKind::Tcp,
-        announce_ttl: 1,
-        enrp_announce: Vec::new(),
-        max_associations: 1000,
-        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-    };
-    let server = match Server::bind(core, driver).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("SKIP: cannot bind registrar {i} on {}: {e}", wild(i));
-            return None;
-        }
-    };
-    let asap = server.asap_addrs()[0];
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Some(Running {
-        asap,
-        enrp: SocketAddr::from(([127, 0, 0, 1], wild(i).port())),
-        stop: Some(tx),
-        task,
-    })
+    let mut r = spawn_or_skip(
+        core,
+        tcp_driver(SocketAddr::from(([127, 0, 0, 1], 0)), wild(i), 1000),
+    )
+    .await?;
+    r.enrp = SocketAddr::from(([127, 0, 0, 1], wild(i).port()));
+    Some(r)
+}
+
+fn lo() -> std::net::IpAddr {
+    "127.0.0.1".parse().expect("lit")
 }
 
 fn wild(i: usize) -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 19_921 + i as u16))
-}
-
-async fn register_range(a: &mut Association, ids: impl Iterator<Item = u32>) {
-    for id in ids {
-        send(
-            a,
-            Registration {
-                pool_handle: "EchoPool".into(),
-                pool_element: PoolElement {
-                    id,
-                    home_server_id: 0,
-                    registration_life: 600_000,
-                    user_transport: TransportParameter::Tcp {
-                        port: 7000,
-                        transport_use: TransportUse::DataOnly,
-                        address: "127.0.0.1".parse().expect("lit"),
-                    },
-                    policy: Policy::RoundRobin,
-                    asap_transport: None,
-                },
-            },
-        )
-        .await;
-        match recv(a, Protocol::Asap).await {
-            Message::Asap(AsapMessage::RegistrationResponse(x)) => assert!(!x.reject, "{x:?}"),
-            other => panic!("{other:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,7 +274,7 @@ async fn partition_heals_and_handlespaces_converge() {
     for (i, r) in regs.iter().enumerate() {
         let mut a = connect(r.asap, Protocol::Asap).await;
         let base = (i as u32 + 1) * 1000;
-        register_range(&mut a, base..base + 100).await;
+        register_pes(&mut a, lo(), base..base + 100).await;
         hosts.push(a);
     }
     let enrps: Vec<SocketAddr> = regs.iter().map(|r| r.enrp).collect();
@@ -447,9 +289,9 @@ async fn partition_heals_and_handlespaces_converge() {
     // Changes on both sides: 20 PEs leave registrar 0 (their host association closes),
     // 20 new ones register at registrar 2.
     let mut leaving = connect(regs[0].asap, Protocol::Asap).await;
-    register_range(&mut leaving, 5000..5020).await;
+    register_pes(&mut leaving, lo(), 5000..5020).await;
     let mut extra = connect(regs[2].asap, Protocol::Asap).await;
-    register_range(&mut extra, 6000..6020).await;
+    register_pes(&mut extra, lo(), 6000..6020).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(leaving);
     tokio::time::sleep(Duration::from_millis(2500)).await;

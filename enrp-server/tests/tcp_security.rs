@@ -3,8 +3,10 @@
 //! Assertions are on resolutions and handle table dumps; waits are polls with a generous
 //! bound, never timing assertions.
 
-mod common;
-use common::{connect, recv_msg, register_pes, resolve_all, send, Running, POOL};
+use rserpool_tests::registrar::{
+    connect, dump_table, loopback_tcp, peer_core, recv_msg, register_pes, resolve_all, resolve_on,
+    send, spawn_or_skip, tcp_driver, Running, POOL,
+};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -15,9 +17,7 @@ use asap::wire::{
     EnrpMessage, Message, Policy, PoolElement, Protocol, TransportParameter, TransportUse,
     UpdateAction,
 };
-use enrp_server::core::{CoreConfig, PeeringConfig};
-use enrp_server::driver::{DriverConfig, Server};
-use tokio::sync::oneshot;
+use enrp_server::core::CoreConfig;
 
 const IDS: [u32; 2] = [0x0000_0B01, 0x0000_0B02];
 const ROGUE_ID: u32 = 0x0BAD_0001;
@@ -32,47 +32,17 @@ fn enrp_addr(i: usize) -> SocketAddr {
 
 /// Registrar `i` of a pair with static peers (the default peer admission: allow-list).
 async fn start(i: usize) -> Option<Running> {
-    let mut core = CoreConfig::new(IDS[i]);
-    core.asap_announce_targets = Vec::new();
-    core.keep_alive_interval = Duration::from_secs(600);
-    core.peers = vec![enrp_addr(1 - i)];
-    core.peering = PeeringConfig {
-        enabled: true,
-        multicast: None,
-        heartbeat_cycle: Duration::from_millis(200),
-        max_time_last_heard: Duration::from_millis(2000),
-        max_time_no_response: Duration::from_millis(2000),
-        mentor_discovery_timeout: Duration::from_millis(500),
-        ..PeeringConfig::default()
-    };
-    let driver = DriverConfig {
-        asap: vec![SocketAddr::new(ip(i), 0)],
-        enrp: vec![enrp_addr(i)],
-        transport: TransportKind::Tcp,
-        announce_ttl: 1,
-        enrp_announce: Vec::new(),
-        max_associations: 100,
-        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-    };
-    let server = match Server::bind(core, driver).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("SKIP: cannot bind registrar on {}: {e}", ip(i));
-            return None;
-        }
-    };
-    let asap = server.asap_addrs()[0];
-    let enrp = server.enrp_addrs()[0];
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Some(Running {
-        asap,
-        enrp,
-        stop: Some(tx),
-        task,
-    })
+    let core = peer_core(
+        IDS[i],
+        vec![enrp_addr(1 - i)],
+        Duration::from_millis(2000),
+        Duration::from_millis(500),
+    );
+    spawn_or_skip(
+        core,
+        tcp_driver(SocketAddr::new(ip(i), 0), enrp_addr(i), 100),
+    )
+    .await
 }
 
 fn rogue_pe(id: u32) -> PoolElement {
@@ -180,7 +150,7 @@ async fn rogue_peer_cannot_inject_pes_but_allowed_peer_replicates() {
         assert!(ids.contains(&0x100), "the allowed peer's PE stays");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let table = common::dump_table(a.enrp).await;
+    let table = dump_table(a.enrp).await;
     assert!(!table.contains_key(&0x666), "rogue PE in the handle table");
     drop(rogue);
     drop(pe);
@@ -195,34 +165,8 @@ async fn start_single() -> Option<Running> {
     core.asap_announce_targets = Vec::new();
     core.keep_alive_interval = Duration::from_secs(600);
     core.max_bad_pe_reports = 3;
-    let driver = DriverConfig {
-        asap: vec![SocketAddr::from(([127, 0, 0, 43], 0))],
-        enrp: vec![SocketAddr::from(([127, 0, 0, 43], 0))],
-        transport: TransportKind::Tcp,
-        announce_ttl: 1,
-        enrp_announce: Vec::new(),
-        max_associations: 100,
-        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-    };
-    let server = match Server::bind(core, driver).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("SKIP: cannot bind registrar on 127.0.0.43: {e}");
-            return None;
-        }
-    };
-    let asap = server.asap_addrs()[0];
-    let enrp = server.enrp_addrs()[0];
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Some(Running {
-        asap,
-        enrp,
-        stop: Some(tx),
-        task,
-    })
+    let at = SocketAddr::from(([127, 0, 0, 43], 0));
+    spawn_or_skip(core, tcp_driver(at, at, 100)).await
 }
 
 /// A PU association from `local` that resolved [`POOL`] (all items) once.
@@ -233,23 +177,6 @@ async fn reporter(asap: SocketAddr, local: IpAddr) -> Option<asap::transport::As
         .ok()?;
     resolve_on(&mut a).await;
     Some(a)
-}
-
-/// Resolves [`POOL`] (all items) on `a`: the PE IDs returned.
-async fn resolve_on(a: &mut asap::transport::Association) -> std::collections::BTreeSet<u32> {
-    use asap::wire::asap_msg::HandleResolution;
-    use asap::wire::{AsapMessage, HandleResolutionOption};
-    let mut hr = HandleResolution::new(POOL);
-    hr.option = Some(HandleResolutionOption {
-        items: HandleResolutionOption::ALL,
-    });
-    send(a, hr).await;
-    match recv_msg(a, Protocol::Asap).await {
-        Message::Asap(AsapMessage::HandleResolutionResponse(x)) => {
-            x.pool_elements.iter().map(|p| p.id).collect()
-        }
-        other => panic!("expected HANDLE_RESOLUTION_RESPONSE, got {other:?}"),
-    }
 }
 
 async fn report(a: &mut asap::transport::Association, id: u32) {
@@ -275,11 +202,7 @@ async fn forged_unreachable_reports_do_not_remove_a_live_pe() {
         return;
     };
 
-    let user = TransportParameter::Tcp {
-        port: 7000,
-        transport_use: TransportUse::DataOnly,
-        address: "127.0.0.1".parse().expect("lit"),
-    };
+    let user = loopback_tcp(7000, TransportUse::DataOnly);
     let mut cfg = PeConfig::new(POOL, user, Policy::RoundRobin);
     cfg.identifier = Some(0x11);
     cfg.registration_life = Duration::from_secs(600);

@@ -10,23 +10,18 @@
 //! Waits are polls with a generous upper bound; assertions are on PE events, the PE's
 //! status, B's handle table dump and a handle resolution at B.
 
-mod common;
-use common::{connect, send, Running};
+use rserpool_tests::registrar::{
+    connect, handle_table, loopback_tcp, peer_core, recv_msg as recv, send, spawn_or_skip,
+    tcp_driver, Running,
+};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use asap::pe::{PeConfig, PeEvent, PoolElement, PoolElementConfig};
-use asap::transport::{Association, Event, TransportKind};
 use asap::wire::asap_msg::HandleResolution;
-use asap::wire::enrp_msg::HandleTableRequest;
-use asap::wire::{
-    AsapMessage, EnrpMessage, Message, Policy, Protocol, TransportParameter, TransportUse,
-};
-use enrp_server::core::{CoreConfig, PeeringConfig};
-use enrp_server::driver::{DriverConfig, Server};
-use tokio::sync::oneshot;
+use asap::wire::{AsapMessage, Message, Policy, Protocol, TransportParameter, TransportUse};
 
 const A: u32 = 0x0000_0B01;
 const B: u32 = 0x0000_0B02;
@@ -42,97 +37,32 @@ fn enrp_addr(i: usize) -> SocketAddr {
 }
 
 async fn start(i: usize, id: u32) -> Option<Running> {
-    let mut core = CoreConfig::new(id);
-    core.asap_announce_targets = Vec::new();
+    let mut core = peer_core(
+        id,
+        vec![enrp_addr(1 - i)],
+        Duration::from_millis(600),
+        Duration::from_millis(500),
+    );
     core.keep_alive_interval = KEEP_ALIVE;
     core.keep_alive_timeout = KEEP_ALIVE;
-    core.peers = vec![enrp_addr(1 - i)];
     // The PEs are on loopback: in the takeover scope of this test (SECURITY.md).
     core.security.takeover_scope = vec!["127.0.0.0/8".parse().expect("lit")];
-    core.peering = PeeringConfig {
-        enabled: true,
-        multicast: None,
-        heartbeat_cycle: Duration::from_millis(200),
-        max_time_last_heard: Duration::from_millis(600),
-        max_time_no_response: Duration::from_millis(600),
-        mentor_discovery_timeout: Duration::from_millis(500),
-        takeover_expiry: Duration::from_millis(1500),
-        verify_adopted: true,
-        ..PeeringConfig::default()
-    };
-    let driver = DriverConfig {
-        asap: vec![SocketAddr::from((ip(i), 0))],
-        enrp: vec![enrp_addr(i)],
-        transport: TransportKind::Tcp,
-        announce_ttl: 1,
-        enrp_announce: Vec::new(),
-        max_associations: 100,
-        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-    };
-    let server = match Server::bind(core, driver).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("SKIP: cannot bind registrar on {:?}: {e}", ip(i));
-            return None;
-        }
-    };
-    let asap = server.asap_addrs()[0];
-    let enrp = server.enrp_addrs()[0];
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Some(Running {
-        asap,
-        enrp,
-        stop: Some(tx),
-        task,
-    })
-}
-
-async fn recv(a: &mut Association, protocol: Protocol) -> Message {
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), a.recv())
-            .await
-            .expect("no reply within 10 s")
-            .expect("association alive");
-        match ev {
-            Event::Message(m) => {
-                return Message::decode(protocol, &m.bytes)
-                    .expect("decodes")
-                    .message
-            }
-            Event::Lost(r) => panic!("association lost: {r}"),
-            _ => {}
-        }
-    }
+    core.peering.takeover_expiry = Duration::from_millis(1500);
+    core.peering.verify_adopted = true;
+    spawn_or_skip(
+        core,
+        tcp_driver(SocketAddr::from((ip(i), 0)), enrp_addr(i), 100),
+    )
+    .await
 }
 
 /// The handle table of a registrar (hsdump style): PE ID → (home, ASAP transport).
 async fn dump(enrp: SocketAddr) -> BTreeMap<u32, (u32, Option<TransportParameter>)> {
-    let mut a = connect(enrp, Protocol::Enrp).await;
-    let mut all = BTreeMap::new();
-    loop {
-        let req = HandleTableRequest {
-            own_children_only: false,
-            sender: 0x7001,
-            receiver: 0,
-        };
-        send(&mut a, req).await;
-        match recv(&mut a, Protocol::Enrp).await {
-            Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
-                for p in r.pools {
-                    for e in p.pool_elements {
-                        all.insert(e.id, (e.home_server_id, e.asap_transport));
-                    }
-                }
-                if !r.more {
-                    return all;
-                }
-            }
-            other => panic!("expected HANDLE_TABLE_RESPONSE, got {other:?}"),
-        }
-    }
+    handle_table(enrp, 0x7001)
+        .await
+        .into_iter()
+        .map(|(id, e)| (id, (e.home_server_id, e.asap_transport)))
+        .collect()
 }
 
 async fn poll_dump(
@@ -166,11 +96,7 @@ async fn takeover_reaches_the_pe_with_the_home_flag_and_keeps_it() {
         return;
     };
     // The PE knows only registrar A: after A is gone it can only be reached by B.
-    let user = TransportParameter::Tcp {
-        port: 7,
-        transport_use: TransportUse::DataPlusControl,
-        address: "127.0.0.1".parse().expect("lit"),
-    };
+    let user = loopback_tcp(7, TransportUse::DataPlusControl);
     let mut cfg = PeConfig::new(POOL, user, Policy::RoundRobin);
     cfg.link.static_registrars = vec![vec![a.asap]];
     cfg.link.hunt_initial_backoff = Duration::from_millis(100);

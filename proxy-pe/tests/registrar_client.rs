@@ -11,22 +11,8 @@ use common::*;
 
 /// Starts proxy 0 in mode A with `edit` applied to its configuration text.
 fn start_proxy_with(rig: &mut Rig, edit: impl Fn(String) -> String) {
-    rig.daemon_ports.push(port());
-    rig.controls
-        .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
-    rig.listens
-        .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
-    rig.asap_listens
-        .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
-    let path = rig.dir.join("proxy-0.toml");
-    std::fs::write(
-        &path,
-        edit(rig.proxy_config(0, "registration", "round-robin", &[])),
-    )
-    .expect("write");
-    rig.config_paths.push(path);
-    rig.proxies.push(None);
-    rig.start_proxy(0);
+    assert!(rig.proxies.is_empty(), "proxy 0 is the first");
+    rig.add_proxy(|rig| edit(rig.proxy_config(0, "registration", "round-robin", &[])));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

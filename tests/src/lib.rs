@@ -1,1 +1,15 @@
-//! Shared helpers for the integration tests under `tests/tests/`.
+//! Shared test support of the rserpool-rs workspace (issue 12 item 4): the helpers that
+//! more than one crate's integration tests need, in one place, so that no test file keeps
+//! its own copy. Crates use it as a dev-dependency (`rserpool-tests`); the cross-crate
+//! tests under `tests/tests/` use it directly.
+//!
+//! - [`registrar`]: a real registrar (the `enrp-server` tokio driver, RFC 5353 §3) running
+//!   in the test's runtime, and TCP ASAP/ENRP client associations that send one message
+//!   and wait for the decoded answer (RFC 5352 §2, RFC 5353 §2).
+//! - [`api`]: an echo pool element and a pool user built from the public `asap` API, for
+//!   the API tests and the API benchmark.
+//!
+//! Deadlines here only stop a hung test; no test asserts on how long something took.
+
+pub mod api;
+pub mod registrar;

@@ -206,20 +206,27 @@ impl Rig {
 
     /// Starts `n` proxies (each with its own ports) with the same pooling configuration.
     pub fn start_proxies(&mut self, n: usize, mode: &str, policy: &str, extra: &[&str]) {
-        for k in 0..n {
-            self.daemon_ports.push(port());
-            self.controls
-                .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
-            self.listens
-                .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
-            self.asap_listens
-                .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
-            let path = self.dir.join(format!("proxy-{k}.toml"));
-            std::fs::write(&path, self.proxy_config(k, mode, policy, extra)).expect("write");
-            self.config_paths.push(path);
-            self.proxies.push(None);
-            self.start_proxy(k);
+        for _ in 0..n {
+            self.add_proxy(|rig| rig.proxy_config(rig.proxies.len(), mode, policy, extra));
         }
+    }
+
+    /// Gives the next proxy its own ports, writes the configuration `config` makes (once
+    /// the ports are in the rig) to `proxy-<k>.toml` and starts it.
+    pub fn add_proxy(&mut self, config: impl FnOnce(&Rig) -> String) {
+        let k = self.proxies.len();
+        self.daemon_ports.push(port());
+        self.controls
+            .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
+        self.listens
+            .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
+        self.asap_listens
+            .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
+        let path = self.dir.join(format!("proxy-{k}.toml"));
+        std::fs::write(&path, config(self)).expect("write");
+        self.config_paths.push(path);
+        self.proxies.push(None);
+        self.start_proxy(k);
     }
 
     pub fn start_proxy(&mut self, k: usize) {

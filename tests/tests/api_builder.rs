@@ -1,20 +1,18 @@
 //! The builder API, request/response across failover and the diagnostics (issue 18),
 //! against the real registrar over TCP on 127.0.0.1.
 
-mod api_support;
-
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api_support::{registrar, within, POOL};
 use asap::load::Load;
 use asap::pe::{PeConfig, PeError, PeEvent, PoolElement, PoolElementConfig};
 use asap::pu::{PoolUser, PoolUserConfig, PuError};
 use asap::session::{ServerEvent, ServerSession, SessionConfig, SessionError};
 use asap::wire::{Policy, TransportParameter, TransportUse};
 use bytes::Bytes;
+use rserpool_tests::api::{registrar, session, within, Registrar, POOL};
 use tokio::sync::oneshot;
 
 /// An address on which nothing listens (bound once, then closed).
@@ -209,6 +207,49 @@ async fn spawn_pe(
     task
 }
 
+/// The failover set-up of the request tests: registrar `id`, PE A (load 0 %, so chosen
+/// first; answers the first `a_answers` requests), PE B (load 50 %, answers all), and a
+/// session of a PU that has seen both PEs registered.
+struct Failover {
+    r: Registrar,
+    la: Log,
+    lb: Log,
+    a: tokio::task::JoinHandle<Result<(), PeError>>,
+    b: tokio::task::JoinHandle<Result<(), PeError>>,
+    s: asap::session::Session,
+    /// Kept alive for the session's failover.
+    _pu: PoolUser,
+}
+
+async fn failover(id: u32, a_answers: usize) -> Failover {
+    let r = registrar(id, |_| {}).await;
+    let (la, lb) = (Log::default(), Log::default());
+    let a = spawn_pe(r.asap, 0.0, la.clone(), a_answers).await;
+    let b = spawn_pe(r.asap, 50.0, lb.clone(), usize::MAX).await;
+    // Both registered: the PU sees two PEs.
+    let pu = PoolUser::builder(POOL)
+        .registrar(r.asap)
+        .start()
+        .await
+        .expect("pu");
+    within("both PEs registered", async {
+        while pu.refresh(POOL).await.map(|v| v.len()).unwrap_or(0) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let s = session(&pu).await;
+    Failover {
+        r,
+        la,
+        lb,
+        a,
+        b,
+        s,
+        _pu: pu,
+    }
+}
+
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     within(what, async {
         while !f() {
@@ -224,28 +265,8 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 /// (at-least-once, as documented).
 #[tokio::test]
 async fn request_is_resent_after_the_serving_pe_is_killed() {
-    let r = registrar(0x2001, |_| {}).await;
-    let (la, lb) = (Log::default(), Log::default());
-    let a = spawn_pe(r.asap, 0.0, la.clone(), 5).await;
-    let b = spawn_pe(r.asap, 50.0, lb.clone(), usize::MAX).await;
-    // Both registered: the PU sees two PEs.
-    let pu = PoolUser::builder(POOL)
-        .registrar(r.asap)
-        .start()
-        .await
-        .expect("pu");
-    within("both PEs registered", async {
-        while pu.refresh(POOL).await.map(|v| v.len()).unwrap_or(0) < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    let mut s = within(
-        "session",
-        asap::session::Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let f = failover(0x2001, 5).await;
+    let mut s = f.s;
     let client = tokio::spawn(async move {
         let mut replies = Vec::new();
         for i in 0..10 {
@@ -253,8 +274,8 @@ async fn request_is_resent_after_the_serving_pe_is_killed() {
         }
         Ok::<_, SessionError>((replies, s.take_failovers()))
     });
-    wait_until("PE A got request 5", || la.get().len() == 6).await;
-    a.abort();
+    wait_until("PE A got request 5", || f.la.get().len() == 6).await;
+    f.a.abort();
     let (replies, failovers) = within("requests", client)
         .await
         .expect("join")
@@ -266,50 +287,40 @@ async fn request_is_resent_after_the_serving_pe_is_killed() {
     );
     let want: Vec<Bytes> = (0..10).map(|i| Bytes::from(format!("echo:{i}"))).collect();
     assert_eq!(replies, want);
-    assert_eq!(la.get(), (0..6).map(|i| i.to_string()).collect::<Vec<_>>());
-    assert_eq!(lb.get(), (5..10).map(|i| i.to_string()).collect::<Vec<_>>());
-    b.abort();
-    r.kill().await;
+    assert_eq!(
+        f.la.get(),
+        (0..6).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        f.lb.get(),
+        (5..10).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    f.b.abort();
+    f.r.kill().await;
 }
 
 /// The pipelined variant: 20 requests in flight at once, the serving PE dies after
 /// answering 7; the 13 unanswered are re-sent and all 20 replies come back in order.
 #[tokio::test]
 async fn pipelined_requests_survive_a_pe_kill_in_order() {
-    let r = registrar(0x2002, |_| {}).await;
-    let (la, lb) = (Log::default(), Log::default());
-    let a = spawn_pe(r.asap, 0.0, la.clone(), 7).await;
-    let b = spawn_pe(r.asap, 50.0, lb.clone(), usize::MAX).await;
-    let pu = PoolUser::builder(POOL)
-        .registrar(r.asap)
-        .start()
-        .await
-        .expect("pu");
-    within("both PEs registered", async {
-        while pu.refresh(POOL).await.map(|v| v.len()).unwrap_or(0) < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    let mut s = within(
-        "session",
-        asap::session::Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let f = failover(0x2002, 7).await;
+    let mut s = f.s;
     let reqs: Vec<Bytes> = (0..20).map(|i| Bytes::from(i.to_string())).collect();
     let client = tokio::spawn(async move { s.request_pipelined(reqs).await });
-    wait_until("PE A got all 20", || la.get().len() == 20).await;
-    a.abort();
+    wait_until("PE A got all 20", || f.la.get().len() == 20).await;
+    f.a.abort();
     let replies = within("requests", client)
         .await
         .expect("join")
         .expect("answered");
     let want: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("echo:{i}"))).collect();
     assert_eq!(replies, want);
-    assert_eq!(lb.get(), (7..20).map(|i| i.to_string()).collect::<Vec<_>>());
-    b.abort();
-    r.kill().await;
+    assert_eq!(
+        f.lb.get(),
+        (7..20).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    f.b.abort();
+    f.r.kill().await;
 }
 
 /// `with_graceful_shutdown`: the PE deregisters (the registrar no longer lists it), the

@@ -1,6 +1,7 @@
-//! Shared helpers of the API integration tests: the real registrar (`enrp-server` driver)
-//! on 127.0.0.1 over TCP, and an echo pool element built from the public API.
-#![allow(dead_code)]
+//! Helpers of the ASAP API tests (`tests/tests/api_*.rs`, `tests/examples/api_bench.rs`):
+//! the real registrar (`enrp-server` driver) on 127.0.0.1 over TCP, and an echo pool
+//! element, pool user and PE configuration built from the public `asap` API (RFC 5351 §3,
+//! RFC 5352 §2).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -8,58 +9,45 @@ use std::time::Duration;
 
 use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
 use asap::pu::{PoolUser, PoolUserConfig};
-use asap::session::{ServerEvent, SessionListener};
+use asap::session::{ServerEvent, Session, SessionConfig, SessionListener};
 use asap::transport::TransportKind;
 use asap::wire::{PeIdentifier, Policy};
 use enrp_server::core::CoreConfig;
-use enrp_server::driver::{DriverConfig, Server};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-pub const POOL: &str = "EchoPool";
+use crate::registrar::{spawn, tcp_driver, Running};
 
-/// A running registrar.
+pub use crate::registrar::POOL;
+
+/// A running registrar (ASAP only, no ENRP endpoint) on an ephemeral port of 127.0.0.1.
 pub struct Registrar {
+    /// Its ASAP address.
     pub asap: SocketAddr,
+    /// Its server ID.
     pub id: u32,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    running: Running,
 }
 
+/// Starts registrar `id` whose core configuration `tune` adjusts (no announcements).
 pub async fn registrar(id: u32, tune: impl FnOnce(&mut CoreConfig)) -> Registrar {
     let mut core = CoreConfig::new(id);
     core.asap_announce_targets = Vec::new();
     tune(&mut core);
-    let driver = DriverConfig {
-        asap: vec!["127.0.0.1:0".parse().expect("lit")],
-        enrp: Vec::new(),
-        transport: TransportKind::Tcp,
-        announce_ttl: 1,
-        enrp_announce: Vec::new(),
-        max_associations: 100,
-        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-    };
-    let server = Server::bind(core, driver).await.expect("bind registrar");
-    let asap = server.asap_addrs()[0];
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
+    let lo = "127.0.0.1:0".parse().expect("lit");
+    let mut driver = tcp_driver(lo, lo, 100);
+    driver.enrp = Vec::new();
+    let running = spawn(core, driver).await.expect("bind registrar");
     Registrar {
-        asap,
+        asap: running.asap,
         id,
-        stop: Some(tx),
-        task,
+        running,
     }
 }
 
 impl Registrar {
     /// Stops the registrar (its associations close).
-    pub async fn kill(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
-        self.task.abort();
+    pub async fn kill(self) {
+        self.running.stop().await;
     }
 }
 
@@ -73,6 +61,7 @@ pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T
 /// What an echo PE observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EchoNote {
+    /// A COOKIE_ECHO arrived with these bytes.
     CookieEcho(Vec<u8>),
 }
 
@@ -81,8 +70,11 @@ pub enum EchoNote {
 /// also while replies are held (see [`EchoPe::hold_replies`]); those never answered are
 /// also logged in `held`.
 pub struct EchoPe {
+    /// The pool element handle.
     pub pe: PoolElement,
+    /// Its PE identifier.
     pub id: PeIdentifier,
+    /// Its user transport address.
     pub user: SocketAddr,
     /// Data messages received, in arrival order (shared: survives [`EchoPe::kill`]).
     pub received: Arc<Mutex<Vec<Vec<u8>>>>,
@@ -93,6 +85,7 @@ pub struct EchoPe {
     hold: watch::Sender<bool>,
     kill: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
+    /// What the PE observed besides data.
     pub notes: mpsc::UnboundedReceiver<EchoNote>,
 }
 
@@ -117,6 +110,8 @@ impl EchoPe {
     }
 }
 
+/// A PE configuration for [`POOL`] with the static `registrars`, `policy`, fast hunting
+/// and a 2 s registration timeout.
 pub fn pe_config(registrars: &[SocketAddr], policy: Policy) -> PeConfig {
     let user = asap::wire::TransportParameter::Tcp {
         port: 1,
@@ -131,17 +126,18 @@ pub fn pe_config(registrars: &[SocketAddr], policy: Policy) -> PeConfig {
     cfg
 }
 
+/// An echo PE (see [`echo_pe_with_card`]) without a business card.
 pub async fn echo_pe(cfg: PeConfig, tune: impl FnOnce(&mut PoolElementConfig)) -> EchoPe {
     echo_pe_with_card(cfg, tune, None).await
 }
 
-/// An echo PE that sends an ASAP_BUSINESS_CARD with `card` when a session opens.
-pub async fn echo_pe_with_card(
+/// A PE registered with `cfg` (adjusted by `tune`) whose user transport is a session
+/// listener on an ephemeral port of 127.0.0.1: the caller accepts the sessions itself.
+/// Returns once the registrar has answered the registration.
+pub async fn listening_pe(
     mut cfg: PeConfig,
     tune: impl FnOnce(&mut PoolElementConfig),
-    card: Option<Vec<asap::wire::PoolElement>>,
-) -> EchoPe {
-    let pool = cfg.pool_handle.clone();
+) -> (SessionListener, PoolElement) {
     let listener = SessionListener::bind(
         TransportKind::Tcp,
         &["127.0.0.1:0".parse().expect("lit")],
@@ -150,14 +146,25 @@ pub async fn echo_pe_with_card(
     .await
     .expect("bind user transport");
     cfg.user_transport = listener.user_transport(None).expect("transport");
-    let user = listener.local_addrs().expect("addrs")[0];
     let mut pc = PoolElementConfig::tcp(cfg);
     tune(&mut pc);
     let mut pe = PoolElement::register(pc).await.expect("start PE");
-    let id = pe.identifier();
     within("PE registration", pe.wait_registered())
         .await
         .expect("registered");
+    (listener, pe)
+}
+
+/// An echo PE that sends an ASAP_BUSINESS_CARD with `card` when a session opens.
+pub async fn echo_pe_with_card(
+    cfg: PeConfig,
+    tune: impl FnOnce(&mut PoolElementConfig),
+    card: Option<Vec<asap::wire::PoolElement>>,
+) -> EchoPe {
+    let pool = cfg.pool_handle.clone();
+    let (listener, pe) = listening_pe(cfg, tune).await;
+    let user = listener.local_addrs().expect("addrs")[0];
+    let id = pe.identifier();
     let (note_tx, notes) = mpsc::unbounded_channel();
     let (kill, kill_rx) = watch::channel(false);
     let (hold, hold_rx) = watch::channel(false);
@@ -244,6 +251,18 @@ pub async fn echo_pe_with_card(
     }
 }
 
+/// A session of `pu` to [`POOL`] with the default session configuration.
+pub async fn session(pu: &PoolUser) -> Session {
+    within(
+        "session",
+        Session::connect(pu, POOL, SessionConfig::default()),
+    )
+    .await
+    .expect("session")
+}
+
+/// A pool user with the static `registrars`, fast hunting, 2 s request timeout, 15 s
+/// request deadline and a fixed selection seed.
 pub async fn pool_user(registrars: &[SocketAddr]) -> PoolUser {
     let mut cfg = PoolUserConfig::tcp();
     cfg.pu.link.static_registrars = registrars.iter().map(|a| vec![*a]).collect();

@@ -2,18 +2,16 @@
 //! registrar (`enrp-server`'s driver). No timing assertions: waits are bounded only against
 //! hangs.
 
-mod api_support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api_support::*;
 use asap::pe::PeEvent;
 use asap::pu::{PuError, ResolveError};
 use asap::session::{Session, SessionConfig, SessionEvent};
 use asap::transport::{Event, Msg, Transport, TransportConfig, TransportKind};
 use asap::wire::asap_msg::EndpointKeepAlive;
 use asap::wire::{AsapMessage, CauseCode, Message, Policy, Protocol};
+use rserpool_tests::api::*;
 
 #[tokio::test]
 async fn pe_registers_pu_resolves_load_update_and_deregistration() {
@@ -268,12 +266,7 @@ async fn echo_through_failover(total: u64, kill_after: u64) -> FailoverRun {
         pes.push(echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await);
     }
     let pu = pool_user(&[r.asap]).await;
-    let mut s = within(
-        "session",
-        Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let mut s = session(&pu).await;
     let mut replies = Vec::new();
     // seq → index of its last transmission
     let mut unanswered: BTreeMap<u64, u64> = BTreeMap::new();
@@ -482,12 +475,7 @@ async fn failover_prefers_the_business_card() {
     let a = echo_pe_with_card(pe_config(&[r.asap], Policy::RoundRobin), |_| {}, Some(card)).await;
     let b = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
     let pu = pool_user(&[r.asap]).await;
-    let mut s = within(
-        "session",
-        Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let mut s = session(&pu).await;
     let serving = s.current_pe().expect("serving").id;
     // Make A the serving PE (kill B if the policy picked it, so the session fails over to A).
     let (a, _b_alive) = if serving == b.id {
@@ -547,21 +535,11 @@ async fn failover_prefers_the_business_card() {
 async fn silent_pe_is_left_after_the_reply_timeout() {
     let r = registrar(0x7001, |_| {}).await;
     // A PE that accepts sessions and never answers; highest priority, so it is chosen first.
-    let listener = asap::session::SessionListener::bind(
-        TransportKind::Tcp,
-        &["127.0.0.1:0".parse().expect("lit")],
-        0,
+    let (listener, silent) = listening_pe(
+        pe_config(&[r.asap], Policy::Priority { priority: 10 }),
+        |_| {},
     )
-    .await
-    .expect("bind");
-    let mut cfg = pe_config(&[r.asap], Policy::Priority { priority: 10 });
-    cfg.user_transport = listener.user_transport(None).expect("transport");
-    let mut silent = asap::pe::PoolElement::register(asap::pe::PoolElementConfig::tcp(cfg))
-        .await
-        .expect("start");
-    within("silent PE registered", silent.wait_registered())
-        .await
-        .expect("registered");
+    .await;
     let silent_id = silent.identifier();
     let hold = tokio::spawn(async move {
         let mut held = Vec::new();
@@ -616,26 +594,12 @@ async fn silent_pe_is_left_after_the_reply_timeout() {
 /// echoed there, and the refusing PE is not reported unreachable (it stays registered).
 #[tokio::test]
 async fn pe_error_moves_the_session_without_reporting_the_pe() {
-    use asap::session::{FailoverReason, ServerEvent, SessionListener};
+    use asap::session::{FailoverReason, ServerEvent};
     use asap::wire::{ErrorCause, OperationError};
 
     let r = registrar(0x7001, |_| {}).await;
     // The refusing PE.
-    let listener = SessionListener::bind(
-        TransportKind::Tcp,
-        &["127.0.0.1:0".parse().expect("lit")],
-        0,
-    )
-    .await
-    .expect("bind");
-    let mut cfg = pe_config(&[r.asap], Policy::RoundRobin);
-    cfg.user_transport = listener.user_transport(None).expect("transport");
-    let mut refusing = asap::pe::PoolElement::register(asap::pe::PoolElementConfig::tcp(cfg))
-        .await
-        .expect("start PE");
-    within("registered", refusing.wait_registered())
-        .await
-        .expect("registered");
+    let (listener, refusing) = listening_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;
     let refusing_id = refusing.identifier();
     let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     tokio::spawn(async move {
@@ -656,12 +620,7 @@ async fn pe_error_moves_the_session_without_reporting_the_pe() {
         }
     });
     let pu = pool_user(&[r.asap]).await;
-    let mut s = within(
-        "session",
-        Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
+    let mut s = session(&pu).await;
     assert_eq!(s.current_pe().expect("serving").id, refusing_id);
     // Only now a PE that serves.
     let good = echo_pe(pe_config(&[r.asap], Policy::RoundRobin), |_| {}).await;

@@ -10,17 +10,14 @@
 //!   `took` is the session's own figure from failure detection to the new association.
 //!
 //! ```text
-//! cargo run --release -p asap --example api_bench -- [resolutions] [failovers]
+//! cargo run --release -p rserpool-tests --example api_bench -- [resolutions] [failovers]
 //! ```
-
-#[path = "../tests/api_support/mod.rs"]
-mod api_support;
 
 use std::time::{Duration, Instant};
 
-use api_support::*;
 use asap::session::{Session, SessionConfig, SessionEvent};
 use asap::wire::Policy;
+use rserpool_tests::api::*;
 
 fn summary(name: &str, mut v: Vec<Duration>) {
     v.sort();
