@@ -231,6 +231,7 @@ mod pu_order {
                         }
                     }
                     PuAction::Close { .. } => {}
+                    other => panic!("PU action this simulation does not drive: {other:?}"),
                 }
             }
             while let Some(ev) = pu.poll_event() {

@@ -552,8 +552,9 @@ impl RegClient {
 
     fn process_link(&mut self, _now: Instant) {
         while let Some(a) = self.link.poll_action() {
-            let (LinkAction::Connect { conn, .. } | LinkAction::Close { conn }) = &a;
-            self.last_conn = self.last_conn.max(conn.0);
+            if let LinkAction::Connect { conn, .. } | LinkAction::Close { conn } = &a {
+                self.last_conn = self.last_conn.max(conn.0);
+            }
             self.actions.push_back(a.into());
         }
         while let Some(ev) = self.link.poll_event() {
@@ -567,6 +568,8 @@ impl RegClient {
                 }
                 LinkEvent::Down { conn } => self.on_down(conn),
                 LinkEvent::HuntRoundFailed { .. } => {}
+                // Link events added to asap later carry nothing the proxy acts on.
+                other => tracing::debug!(?other, "registrar link event ignored"),
             }
         }
     }
@@ -700,6 +703,8 @@ pub async fn run(
                         }
                         other => tracing::debug!(msg = other.message_type().name().unwrap_or("?"), "from registrar"),
                     },
+                    // Network events added to asap later: nothing the proxy acts on.
+                    Some(_) => tracing::debug!("registrar network event ignored"),
                     None => return,
                 }
             }

@@ -104,6 +104,7 @@ impl Default for HandlespaceLimits {
 
 /// What a successful [`Handlespace::register`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Registered {
     /// A new PE was added.
     Added,

@@ -139,6 +139,7 @@ fn cause_name(c: Option<CauseCode>) -> String {
 
 /// What the pool element reports to its application.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PeEvent {
     /// The registration was accepted by a registrar (first time on this association).
     Registered {

@@ -116,6 +116,7 @@ impl PoolElementConfig {
 
 /// Errors of the pool element API.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PeError {
     /// A socket could not be set up.
     #[error(transparent)]

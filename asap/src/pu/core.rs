@@ -69,6 +69,7 @@ pub struct RequestId(pub u64);
 
 /// Why a handle resolution failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ResolveError {
     /// The registrar does not know the pool (cause 0x9 Unknown Pool Handle).
     #[error("pool {0} is unknown to the registrar")]
@@ -93,6 +94,7 @@ pub enum ResolveError {
 
 /// What the pool user reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PuEvent {
     /// A resolution request finished.
     Resolved {

@@ -92,6 +92,7 @@ impl PoolUserConfig {
 
 /// Errors of the pool user API.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PuError {
     /// A socket could not be set up.
     #[error(transparent)]

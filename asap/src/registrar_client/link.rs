@@ -39,6 +39,7 @@ pub struct ConnId(pub u64);
 /// Which transport the driver uses for registrar associations; decides which transport
 /// parameters of a SERVER_ANNOUNCE are usable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkProtocol {
     /// Kernel SCTP (RFC 5352 §6).
     Sctp,
@@ -75,6 +76,7 @@ impl Default for LinkConfig {
 
 /// What the link asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkAction {
     /// Open an association to these addresses (one registrar) and report the result with
     /// [`RegistrarLink::on_connected`] / [`RegistrarLink::on_connect_failed`].
@@ -93,6 +95,7 @@ pub enum LinkAction {
 
 /// Events the link reports to its owner (via [`RegistrarLink::poll_event`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkEvent {
     /// An association to a registrar is up.
     Up {

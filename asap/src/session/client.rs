@@ -28,6 +28,7 @@ use crate::wire::{AsapMessage, CauseCode, PeIdentifier, PoolElement, PoolHandle}
 
 /// Why the session left a PE.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailoverReason {
     /// The association to the PE ended (peer closed, reset, SCTP COMM_LOST).
     AssociationLost,
@@ -65,6 +66,7 @@ pub struct Failover {
 
 /// What a session delivers to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionEvent {
     /// Application data from the current PE.
     Data(Bytes),

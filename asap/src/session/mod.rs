@@ -112,6 +112,7 @@ impl Default for SessionConfig {
 
 /// Errors of the session layer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// Socket error.
     #[error(transparent)]

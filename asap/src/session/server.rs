@@ -25,6 +25,7 @@ pub struct SessionListener {
 
 /// What a PE receives on a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerEvent {
     /// Application data.
     Data(Bytes),

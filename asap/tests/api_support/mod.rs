@@ -223,6 +223,8 @@ pub async fn echo_pe_with_card(
                             let _ = notes.send(EchoNote::CookieEcho(c));
                         }
                         Ok(Some(ServerEvent::BusinessCard(_))) => {}
+                        // Session events added later carry nothing to echo.
+                        Ok(Some(_)) => {}
                         Ok(None) | Err(_) => return,
                     }
                 }

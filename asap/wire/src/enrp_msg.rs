@@ -247,6 +247,7 @@ impl Body for HandleTableResponse {
 
 /// Update Action of a Handle Update (RFC 5353 §2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
 pub enum UpdateAction {
     /// 0: ADD_PE.
     AddPe,

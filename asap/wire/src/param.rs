@@ -76,6 +76,7 @@ impl Serialize for PoolHandle {
 /// Transport Use field of an SCTP transport (RFC 5354 §3.3) and — as rsplib writes it —
 /// of a TCP transport's second 16-bit word (see the crate README on deviations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
 pub enum TransportUse {
     /// 0x0000: data only.
     DataOnly,
@@ -108,6 +109,7 @@ impl TransportUse {
 /// endpoint or an ENRP server can be reached.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "transport")]
+#[non_exhaustive]
 pub enum TransportParameter {
     /// 0x0004 SCTP Transport: port, Transport Use, one or more addresses (v4/v6 mixed).
     Sctp {

@@ -811,6 +811,7 @@ pub(crate) fn enc_op_error(e: &mut Enc<'_>, oe: &OperationError) -> Result<(), E
 /// look inside a [`RawTlv`](super::RawTlv) kept in a layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "param", content = "value", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Parameter {
     /// 0x0001 / 0x0002 IPv4 or IPv6 Address.
     Address(IpAddr),

@@ -1438,6 +1438,8 @@ fn cause_of(e: &HandlespaceError, raw: &[u8]) -> ErrorCause {
             ErrorCause::plain(CauseCode::InconsistentDataControl)
         }
         HandlespaceError::UnknownPoolHandle(_) => ErrorCause::plain(CauseCode::UnknownPoolHandle),
+        // A refusal added to the handlespace later: the generic cause (RFC 5354 §3.12.1).
+        _ => ErrorCause::plain(CauseCode::UnspecifiedError),
     }
 }
 

@@ -566,6 +566,17 @@ impl Registrar {
                 error: format!("peer {} reported: {}", e.sender, e.error),
                 replied: false,
             })),
+            // A message type the codec learnt after this server was written: reported
+            // (and logged by the driver), otherwise ignored.
+            other => out.push(Action::Event(Event::ProtocolError {
+                assoc: None,
+                protocol: asap::wire::Protocol::Enrp,
+                error: format!(
+                    "{} from peer {sender:#x} not handled",
+                    other.message_type().name().unwrap_or("message")
+                ),
+                replied: false,
+            })),
         }
     }
 
@@ -847,7 +858,9 @@ impl Registrar {
                     }
                 }
             }
-            UpdateAction::Other(_) => {}
+            // An action this server does not know (RFC 5353 §2.4 defines only ADD_PE and
+            // DEL_PE): ignored.
+            _ => {}
         }
     }
 }

@@ -304,6 +304,8 @@ fn decode_one(file: &str, m: &CapturedMessage, cli: &Cli, tally: &mut Tally) -> 
                         Some(v)
                     }
                     QuirkKind::PaddingExcluded => None,
+                    // Other recorded choices are layout, not TLVs: not listed here.
+                    _ => None,
                 })
                 .collect();
             if !extra.is_empty() {
