@@ -137,14 +137,16 @@ impl ClientConfig {
         }
     }
 
-    fn link(&self) -> LinkConfig {
-        LinkConfig {
+    /// A registrar link for this configuration, told the proxy's transport.
+    fn link(&self) -> RegistrarLink {
+        let mut link = RegistrarLink::new(LinkConfig {
             static_registrars: self.registrars.iter().map(|a| vec![*a]).collect(),
             hunt_initial_backoff: self.hunt_initial_backoff,
             hunt_max_backoff: self.hunt_max_backoff,
-            protocol: self.protocol,
             ..LinkConfig::default()
-        }
+        });
+        link.set_protocol(self.protocol);
+        link
     }
 }
 
@@ -200,7 +202,7 @@ pub struct RegClient {
 impl RegClient {
     /// A client; idle until [`start`](Self::start).
     pub fn new(cfg: ClientConfig) -> Self {
-        let link = RegistrarLink::new(cfg.link());
+        let link = cfg.link();
         RegClient {
             cfg,
             link,
@@ -373,7 +375,7 @@ impl RegClient {
         });
         tracing::info!(?registrars, "registrar list replaced");
         self.cfg.registrars = registrars;
-        let mut link = RegistrarLink::new(self.cfg.link());
+        let mut link = self.cfg.link();
         // Connection ids stay unique across links.
         while link.allocate_conn().0 <= self.last_conn {}
         let old = std::mem::replace(&mut self.link, link);

@@ -294,6 +294,12 @@ impl PeCore {
         &self.link
     }
 
+    /// Tells the registrar link which transport the driver uses towards registrars
+    /// ([`RegistrarLink::set_protocol`]; default TCP).
+    pub fn set_link_protocol(&mut self, protocol: crate::registrar_client::LinkProtocol) {
+        self.link.set_protocol(protocol);
+    }
+
     /// Starts: hunts for a registrar, then registers.
     pub fn start(&mut self, now: Instant) {
         self.link.start(now);

@@ -207,8 +207,7 @@ impl PoolElement {
     pub async fn register(cfg: PoolElementConfig) -> Result<PoolElement, PeError> {
         let mut net = Net::new(cfg.registrar_transport);
         net.set_local(cfg.registrar_local.clone());
-        let mut pe_cfg = cfg.pe.clone();
-        pe_cfg.link.protocol = net.protocol();
+        let pe_cfg = cfg.pe.clone();
         if let Some(a) = cfg.announce {
             net.listen_announces(a).await?;
         }
@@ -231,7 +230,8 @@ impl PoolElement {
         }
         let seed = cfg.seed.unwrap_or_else(rand::random);
         let policy = pe_cfg.policy.clone();
-        let core = PeCore::new(pe_cfg, seed);
+        let mut core = PeCore::new(pe_cfg, seed);
+        core.set_link_protocol(net.protocol());
         let initial = PeStatus {
             identifier: core.identifier(),
             registered: false,

@@ -175,6 +175,12 @@ impl PuCore {
         &self.link
     }
 
+    /// Tells the registrar link which transport the driver uses towards registrars
+    /// ([`RegistrarLink::set_protocol`]; default TCP).
+    pub fn set_link_protocol(&mut self, protocol: crate::registrar_client::LinkProtocol) {
+        self.link.set_protocol(protocol);
+    }
+
     /// Starts looking for a registrar at once (otherwise the first request does).
     pub fn start(&mut self, now: Instant) {
         self.link.start(now);

@@ -161,13 +161,13 @@ impl PoolUser {
     /// Starts the pool user task (the first request triggers the registrar hunt).
     pub async fn start(cfg: PoolUserConfig) -> Result<PoolUser, PuError> {
         let mut net = Net::new(cfg.registrar_transport);
-        let mut pu = cfg.pu.clone();
-        pu.link.protocol = net.protocol();
+        let pu = cfg.pu.clone();
         if let Some(a) = cfg.announce {
             net.listen_announces(a).await?;
         }
         let request_deadline = pu.request_deadline;
-        let core = PuCore::new(pu, cfg.seed.unwrap_or_else(rand::random));
+        let mut core = PuCore::new(pu, cfg.seed.unwrap_or_else(rand::random));
+        core.set_link_protocol(net.protocol());
         let (cmd, rx) = mpsc::unbounded_channel();
         let (fail_tx, last_failure) = watch::channel(None);
         tokio::spawn(run(core, net, rx, fail_tx));
