@@ -469,7 +469,7 @@ async fn failover_prefers_the_business_card() {
     let mut xcfg = pe_config(&[r.asap], Policy::RoundRobin);
     xcfg.pool_handle = "OtherPool".into();
     let x = echo_pe(xcfg, |_| {}).await;
-    let card = vec![asap::wire::PoolElement {
+    let card = vec![asap::wire::PoolElementInfo {
         id: x.id,
         home_server_id: 0,
         registration_life: 90_000,

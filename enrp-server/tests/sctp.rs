@@ -14,7 +14,7 @@ use asap::transport::{
 use asap::wire::asap_msg::{HandleResolution, Registration};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
-    AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement,
+    AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElementInfo,
     Protocol, TransportParameter, TransportUse,
 };
 use enrp_server::core::CoreConfig;
@@ -70,8 +70,8 @@ async fn send(a: &mut Association, m: impl Into<Message>) {
         .expect("send");
 }
 
-fn pe(id: u32) -> PoolElement {
-    PoolElement {
+fn pe(id: u32) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 0,
         registration_life: 60_000,

@@ -12,7 +12,7 @@ use asap::wire::asap_msg::{
 };
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
-    AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement,
+    AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElementInfo,
     Protocol, TransportParameter, TransportUse,
 };
 use enrp_server::core::CoreConfig;
@@ -71,8 +71,8 @@ async fn recv(a: &mut Association, protocol: Protocol) -> Message {
     }
 }
 
-fn pe(id: u32, port: u16, policy: Policy) -> PoolElement {
-    PoolElement {
+fn pe(id: u32, port: u16, policy: Policy) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 0,
         registration_life: 60_000,
@@ -86,7 +86,7 @@ fn pe(id: u32, port: u16, policy: Policy) -> PoolElement {
     }
 }
 
-async fn register(a: &mut Association, handle: &str, e: PoolElement) -> RegistrationResponse {
+async fn register(a: &mut Association, handle: &str, e: PoolElementInfo) -> RegistrationResponse {
     send(
         a,
         Registration {

@@ -15,7 +15,7 @@ use asap::transport::{Association, Event, TransportKind};
 use asap::wire::asap_msg::{HandleResolution, Registration};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
-    AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
+    AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
     TransportParameter, TransportUse,
 };
 use enrp_server::core::{CoreConfig, PeeringConfig};
@@ -170,7 +170,7 @@ async fn three_registrars_replicate_and_take_over() {
                 &mut a,
                 Registration {
                     pool_handle: "EchoPool".into(),
-                    pool_element: PoolElement {
+                    pool_element: PoolElementInfo {
                         id,
                         home_server_id: 0,
                         registration_life: 600_000,
@@ -385,7 +385,7 @@ async fn register_range(a: &mut Association, ids: impl Iterator<Item = u32>) {
             a,
             Registration {
                 pool_handle: "EchoPool".into(),
-                pool_element: PoolElement {
+                pool_element: PoolElementInfo {
                     id,
                     home_server_id: 0,
                     registration_life: 600_000,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use asap::transport::{Transport, TransportConfig, TransportKind};
 use asap::wire::enrp_msg::{HandleUpdate, Presence};
 use asap::wire::{
-    EnrpMessage, Message, Policy, PoolElement, Protocol, TransportParameter, TransportUse,
+    EnrpMessage, Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse,
     UpdateAction,
 };
 use enrp_server::core::{CoreConfig, PeeringConfig};
@@ -74,8 +74,8 @@ async fn start(i: usize) -> Option<Running> {
     })
 }
 
-fn rogue_pe(id: u32) -> PoolElement {
-    PoolElement {
+fn rogue_pe(id: u32) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: ROGUE_ID,
         // "infinite" registration life

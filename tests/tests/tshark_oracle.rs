@@ -23,8 +23,8 @@ use rserpool_wire::asap_msg::{self, AsapMessage};
 use rserpool_wire::enrp_msg::{self, EnrpMessage};
 use rserpool_wire::{
     arbitrary, AsapType, CauseCode, EnrpType, ErrorCause, HandleResolutionOption, Message,
-    OperationError, ParamType, Parameter, Policy, PolicyType, PoolElement, PoolEntry, PoolHandle,
-    Protocol, ServerInformation, TransportParameter, TransportUse, UpdateAction,
+    OperationError, ParamType, Parameter, Policy, PolicyType, PoolElementInfo, PoolEntry,
+    PoolHandle, Protocol, ServerInformation, TransportParameter, TransportUse, UpdateAction,
 };
 use rsp_capture::PcapWriter;
 
@@ -54,8 +54,8 @@ fn out_dir() -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // Corpus
 
-fn pe(id: u32, user_transport: TransportParameter, policy: Policy) -> PoolElement {
-    PoolElement {
+fn pe(id: u32, user_transport: TransportParameter, policy: Policy) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 0x0102_0304,
         registration_life: -1,
@@ -649,7 +649,7 @@ fn policy_len(p: &Policy) -> usize {
     }
 }
 
-fn pe_len(pe: &PoolElement) -> usize {
+fn pe_len(pe: &PoolElementInfo) -> usize {
     let mut kids = vec![transport_len(&pe.user_transport), policy_len(&pe.policy)];
     kids.extend(pe.asap_transport.as_ref().map(transport_len));
     16 + children(&kids)
@@ -857,7 +857,7 @@ impl Expect {
 
     /// Registration Life: our field is in ms (RSERPOOL-SPEC §12 item 1), tshark shows the
     /// same signed number with unit "ms": no conversion.
-    fn pool_element(&mut self, pe: &PoolElement) {
+    fn pool_element(&mut self, pe: &PoolElementInfo) {
         self.tlv(ParamType::PoolElement, pe_len(pe));
         self.int("pool_element_pe_identifier", pe.id);
         self.int(

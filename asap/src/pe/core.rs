@@ -28,7 +28,7 @@ use crate::wire::asap_msg::{
     Deregistration, EndpointKeepAlive, EndpointKeepAliveAck, Registration, RegistrationResponse,
 };
 use crate::wire::{
-    AsapMessage, CauseCode, OperationError, PeIdentifier, Policy, PoolElement, PoolHandle,
+    AsapMessage, CauseCode, OperationError, PeIdentifier, Policy, PoolElementInfo, PoolHandle,
     ServerId, TransportParameter,
 };
 
@@ -499,8 +499,8 @@ impl PeCore {
         self.events.push_back(PeEvent::Deregistered { confirmed });
     }
 
-    fn element(&self) -> PoolElement {
-        PoolElement {
+    fn element(&self) -> PoolElementInfo {
+        PoolElementInfo {
             id: self.id,
             home_server_id: 0,
             registration_life: self.cfg.life_ms(),

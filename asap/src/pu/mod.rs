@@ -45,7 +45,7 @@ pub use self::core::{PuConfig, PuCore, PuEvent, PuStats, RequestId, ResolveError
 use crate::registrar_client::driver::{Net, NetEvent};
 use crate::registrar_client::{Action, LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
-use crate::wire::{PeIdentifier, PoolElement, PoolHandle};
+use crate::wire::{PeIdentifier, PoolElementInfo, PoolHandle};
 
 /// Driver configuration of a pool user.
 #[derive(Debug, Clone)]
@@ -137,11 +137,11 @@ enum Cmd {
     Resolve(
         PoolHandle,
         bool,
-        oneshot::Sender<Result<Vec<PoolElement>, ResolveError>>,
+        oneshot::Sender<Result<Vec<PoolElementInfo>, ResolveError>>,
     ),
     Select(
         PoolHandle,
-        oneshot::Sender<Result<PoolElement, ResolveError>>,
+        oneshot::Sender<Result<PoolElementInfo, ResolveError>>,
     ),
     Unreachable(PoolHandle, PeIdentifier),
     Forget(PoolHandle, PeIdentifier),
@@ -215,7 +215,7 @@ impl PoolUser {
     pub async fn resolve(
         &self,
         handle: impl Into<PoolHandle>,
-    ) -> Result<Vec<PoolElement>, PuError> {
+    ) -> Result<Vec<PoolElementInfo>, PuError> {
         let handle = handle.into();
         let (tx, rx) = oneshot::channel();
         self.cmd
@@ -228,7 +228,7 @@ impl PoolUser {
     pub async fn refresh(
         &self,
         handle: impl Into<PoolHandle>,
-    ) -> Result<Vec<PoolElement>, PuError> {
+    ) -> Result<Vec<PoolElementInfo>, PuError> {
         let handle = handle.into();
         let (tx, rx) = oneshot::channel();
         self.cmd
@@ -238,7 +238,7 @@ impl PoolUser {
     }
 
     /// One PE chosen by the pool's policy from the cache (resolving first if needed).
-    pub async fn select(&self, handle: impl Into<PoolHandle>) -> Result<PoolElement, PuError> {
+    pub async fn select(&self, handle: impl Into<PoolHandle>) -> Result<PoolElementInfo, PuError> {
         let handle = handle.into();
         let (tx, rx) = oneshot::channel();
         self.cmd
@@ -269,8 +269,8 @@ impl PoolUser {
 }
 
 enum Waiter {
-    Resolve(oneshot::Sender<Result<Vec<PoolElement>, ResolveError>>),
-    Select(oneshot::Sender<Result<PoolElement, ResolveError>>),
+    Resolve(oneshot::Sender<Result<Vec<PoolElementInfo>, ResolveError>>),
+    Select(oneshot::Sender<Result<PoolElementInfo, ResolveError>>),
 }
 
 async fn run(

@@ -24,7 +24,7 @@ use crate::transport::{
     AssocReader, AssocWriter, Event, Transport, TransportConfig, TransportKind,
 };
 use crate::wire::asap_msg::CookieEcho;
-use crate::wire::{AsapMessage, CauseCode, PeIdentifier, PoolElement, PoolHandle};
+use crate::wire::{AsapMessage, CauseCode, PeIdentifier, PoolElementInfo, PoolHandle};
 
 /// Why the session left a PE.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ enum Cmd {
 pub struct Session {
     tx: Arc<Mutex<(u64, mpsc::Sender<Cmd>)>>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
-    current: tokio::sync::watch::Receiver<Option<PoolElement>>,
+    current: tokio::sync::watch::Receiver<Option<PoolElementInfo>>,
     /// Requests of [`Session::request`] awaiting replies, oldest first.
     pub(super) pending: VecDeque<Pending>,
     /// [`SessionConfig::request_timeout`].
@@ -96,7 +96,7 @@ pub struct Session {
 }
 
 struct Conn {
-    pe: PoolElement,
+    pe: PoolElementInfo,
     kind: TransportKind,
     reader: AssocReader,
     writer: AssocWriter,
@@ -108,12 +108,12 @@ struct Actor {
     cfg: SessionConfig,
     conn: Option<Conn>,
     cookie: Option<Vec<u8>>,
-    card: Vec<PoolElement>,
+    card: Vec<PoolElementInfo>,
     sent: u64,
     outstanding: i64,
     last_activity: Instant,
     events: mpsc::UnboundedSender<SessionEvent>,
-    current: tokio::sync::watch::Sender<Option<PoolElement>>,
+    current: tokio::sync::watch::Sender<Option<PoolElementInfo>>,
 }
 
 impl Session {
@@ -175,7 +175,7 @@ impl Session {
     }
 
     /// The PE currently serving the session.
-    pub fn current_pe(&self) -> Option<PoolElement> {
+    pub fn current_pe(&self) -> Option<PoolElementInfo> {
         self.current.borrow().clone()
     }
 

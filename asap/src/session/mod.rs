@@ -231,7 +231,7 @@ pub(crate) fn decode_frame(kind: TransportKind, msg: Msg) -> Option<Frame> {
 
 /// The transport kind and peer addresses of a PE's user transport.
 pub(crate) fn user_endpoint(
-    pe: &crate::wire::PoolElement,
+    pe: &crate::wire::PoolElementInfo,
 ) -> Option<(TransportKind, Vec<std::net::SocketAddr>)> {
     match &pe.user_transport {
         TransportParameter::Sctp {

@@ -138,7 +138,7 @@ pub async fn echo_pe(cfg: PeConfig, tune: impl FnOnce(&mut PoolElementConfig)) -
 pub async fn echo_pe_with_card(
     mut cfg: PeConfig,
     tune: impl FnOnce(&mut PoolElementConfig),
-    card: Option<Vec<asap::wire::PoolElement>>,
+    card: Option<Vec<asap::wire::PoolElementInfo>>,
 ) -> EchoPe {
     let pool = cfg.pool_handle.clone();
     let listener = SessionListener::bind(

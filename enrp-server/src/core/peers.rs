@@ -27,7 +27,7 @@ use asap::wire::enrp_msg::{
     ListRequest, ListResponse, Presence, TakeoverServer,
 };
 use asap::wire::{
-    EnrpMessage, Message, PoolElement, PoolEntry, PoolHandle, ServerId, ServerInformation,
+    EnrpMessage, Message, PoolElementInfo, PoolEntry, PoolHandle, ServerId, ServerInformation,
     UpdateAction,
 };
 
@@ -756,7 +756,7 @@ impl Registrar {
         now: Instant,
         claim: Claim,
         handle: &PoolHandle,
-        mut el: PoolElement,
+        mut el: PoolElementInfo,
         out: &mut Vec<Action>,
     ) {
         let Claim {
@@ -929,8 +929,8 @@ mod tests {
             .collect()
     }
 
-    fn element(id: u32, home: ServerId) -> PoolElement {
-        PoolElement {
+    fn element(id: u32, home: ServerId) -> PoolElementInfo {
+        PoolElementInfo {
             id,
             home_server_id: home,
             registration_life: 60_000,

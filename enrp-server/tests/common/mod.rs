@@ -81,13 +81,13 @@ pub async fn register_pes(
     ids: impl IntoIterator<Item = u32>,
 ) {
     use asap::wire::asap_msg::Registration;
-    use asap::wire::{AsapMessage, Policy, PoolElement, TransportParameter, TransportUse};
+    use asap::wire::{AsapMessage, Policy, PoolElementInfo, TransportParameter, TransportUse};
     for id in ids {
         send(
             a,
             Registration {
                 pool_handle: POOL.into(),
-                pool_element: PoolElement {
+                pool_element: PoolElementInfo {
                     id,
                     home_server_id: 0,
                     registration_life: 600_000,
