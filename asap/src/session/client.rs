@@ -83,6 +83,11 @@ enum Cmd {
 }
 
 /// A session to a pool; see the [module documentation](super).
+///
+/// **Read what arrives.** Data, failover notices and the final failure are queued without
+/// bound for [`recv`](Self::recv) (the [`request`](Self::request) calls read them for you);
+/// a PE's replies that nobody reads stay in memory. Sending is bounded: [`send`](Self::send)
+/// waits while the session's outgoing queue is full. Dropping the `Session` closes it.
 pub struct Session {
     tx: Arc<Mutex<(u64, mpsc::Sender<Cmd>)>>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
