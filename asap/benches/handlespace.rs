@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use asap::handlespace::Handlespace;
-use asap::wire::{Policy, PoolElement, PoolHandle, TransportParameter, TransportUse};
+use asap::wire::{Policy, PoolElementInfo, PoolHandle, TransportParameter, TransportUse};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -34,8 +34,8 @@ fn policy(pool: u32, pe: u32, load: u32) -> Policy {
     }
 }
 
-fn element(pool: u32, pe: u32, load: u32) -> PoolElement {
-    PoolElement {
+fn element(pool: u32, pe: u32, load: u32) -> PoolElementInfo {
+    PoolElementInfo {
         id: pool * PES_PER_POOL + pe + 1,
         home_server_id: 0,
         registration_life: 30_000,
@@ -56,13 +56,13 @@ fn handles() -> Vec<PoolHandle> {
 }
 
 /// Pre-built elements so that the insert benchmark measures the handlespace only.
-fn elements() -> Vec<(usize, PoolElement)> {
+fn elements() -> Vec<(usize, PoolElementInfo)> {
     (0..POOLS)
         .flat_map(|p| (0..PES_PER_POOL).map(move |e| (p as usize, element(p, e, e * 1000))))
         .collect()
 }
 
-fn build(handles: &[PoolHandle], els: Vec<(usize, PoolElement)>, now: Instant) -> Handlespace {
+fn build(handles: &[PoolHandle], els: Vec<(usize, PoolElementInfo)>, now: Instant) -> Handlespace {
     let mut hs = Handlespace::new();
     for (i, (p, e)) in els.into_iter().enumerate() {
         hs.register(&handles[p], e, 1, Some((i / 16) as u64), now)

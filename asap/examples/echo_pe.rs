@@ -27,7 +27,7 @@ use asap::session::{ServerEvent, ServerSession, SessionError};
 use asap::transport::{parse_addr_list, TransportKind};
 use asap::wire::Policy;
 use clap::Parser;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Echo pool element (RFC 5352 PE with the session layer of RFC 5351 §2.5).
 #[derive(Parser, Debug)]
@@ -159,6 +159,8 @@ async fn session(mut s: ServerSession, id: u32, cookie_state: bool) -> Result<()
             ServerEvent::BusinessCard(b) => {
                 info!(pes = b.pool_elements.len(), "business card received")
             }
+            // `ServerEvent` is `#[non_exhaustive]`: events added later are ignored here.
+            other => debug!(?other, "session event ignored"),
         }
     }
     info!(?peer, echoed = count, "session closed");

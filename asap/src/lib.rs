@@ -87,6 +87,133 @@
 //!
 //! Captures (pcap/pcapng reading and writing, `rsp-decode`) are the separate crate
 //! `rsp-capture` (`asap/capture/`).
+//!
+//! ## Stability: public enums are `#[non_exhaustive]`
+//!
+//! Every public enum of this crate (events, failover reasons, errors, configuration
+//! choices) and the codec's growing ones (messages, parameters, code tables, errors and
+//! warnings; not [`wire::Protocol`], [`wire::Message`], [`wire::Policy`] or
+//! [`wire::PolicyType`], whose every consumer must handle each case) may gain variants in a
+//! minor release, so a `match` outside the crate needs a wildcard arm:
+//!
+//! ```
+//! use asap::session::SessionEvent;
+//!
+//! fn describe(e: &SessionEvent) -> String {
+//!     match e {
+//!         SessionEvent::Data(d) => format!("{} bytes", d.len()),
+//!         SessionEvent::Failover(f) => format!("failover: {:?}", f.reason),
+//!         SessionEvent::Failed(why) => format!("failed: {why}"),
+//!         other => format!("{other:?}"),
+//!     }
+//! }
+//! ```
+//!
+//! Without it the match does not compile (these examples are the tests of that rule):
+//!
+//! ```compile_fail,E0004
+//! fn all(e: &asap::session::SessionEvent) {
+//!     match e {
+//!         asap::session::SessionEvent::Data(_) => {}
+//!         asap::session::SessionEvent::Failover(_) => {}
+//!         asap::session::SessionEvent::Failed(_) => {}
+//!     }
+//! }
+//! ```
+//!
+//! ```compile_fail,E0004
+//! fn all(e: &asap::session::ServerEvent) {
+//!     match e {
+//!         asap::session::ServerEvent::Data(_) => {}
+//!         asap::session::ServerEvent::CookieEcho(_) => {}
+//!         asap::session::ServerEvent::BusinessCard(_) => {}
+//!     }
+//! }
+//! ```
+//!
+//! ```compile_fail,E0004
+//! fn all(e: &asap::session::FailoverReason) {
+//!     match e {
+//!         asap::session::FailoverReason::AssociationLost => {}
+//!         asap::session::FailoverReason::SendFailed => {}
+//!         asap::session::FailoverReason::Timeout => {}
+//!         asap::session::FailoverReason::PeError(_) => {}
+//!     }
+//! }
+//! ```
+//!
+//! ```compile_fail,E0004
+//! fn all(e: &asap::pe::PeEvent) {
+//!     match e {
+//!         asap::pe::PeEvent::Registered { .. } => {}
+//!         asap::pe::PeEvent::Reregistered { .. } => {}
+//!         asap::pe::PeEvent::Rejected(_) => {}
+//!         asap::pe::PeEvent::KeepAlive { .. } => {}
+//!         asap::pe::PeEvent::HomeChanged { .. } => {}
+//!         asap::pe::PeEvent::RegistrarLost => {}
+//!         asap::pe::PeEvent::HuntFailed { .. } => {}
+//!         asap::pe::PeEvent::Deregistered { .. } => {}
+//!     }
+//! }
+//! ```
+//!
+//! ```compile_fail,E0004
+//! fn all(e: &asap::session::SessionError) {
+//!     match e {
+//!         asap::session::SessionError::Transport(_) => {}
+//!         asap::session::SessionError::PoolUser(_) => {}
+//!         asap::session::SessionError::NoPoolElement { .. } => {}
+//!         asap::session::SessionError::UnsupportedTransport(_) => {}
+//!         asap::session::SessionError::ReservedPpid(_) => {}
+//!         asap::session::SessionError::TooLarge(_) => {}
+//!         asap::session::SessionError::Encode(_) => {}
+//!         asap::session::SessionError::Closed => {}
+//!         asap::session::SessionError::Failed(_) => {}
+//!         asap::session::SessionError::RequestTimeout { .. } => {}
+//!     }
+//! }
+//! ```
+//!
+//! ```compile_fail,E0004
+//! fn all(e: &asap::pe::PeError) {
+//!     match e {
+//!         asap::pe::PeError::Transport(_) => {}
+//!         asap::pe::PeError::Rejected(_) => {}
+//!         asap::pe::PeError::Stopped => {}
+//!         asap::pe::PeError::NotRegistered { .. } => {}
+//!         asap::pe::PeError::BadRegistrar { .. } => {}
+//!         asap::pe::PeError::NoRegistrar => {}
+//!         asap::pe::PeError::Session(_) => {}
+//!     }
+//! }
+//! ```
+//!
+//! ```compile_fail,E0004
+//! fn all(e: &asap::pu::PuError) {
+//!     match e {
+//!         asap::pu::PuError::Transport(_) => {}
+//!         asap::pu::PuError::Resolve(_) => {}
+//!         asap::pu::PuError::Stopped => {}
+//!         asap::pu::PuError::Timeout { .. } => {}
+//!         asap::pu::PuError::BadRegistrar { .. } => {}
+//!         asap::pu::PuError::NoRegistrar => {}
+//!     }
+//! }
+//! ```
+//!
+//! ```compile_fail,E0004
+//! fn all(e: &asap::wire::DecodeError) {
+//!     match e {
+//!         asap::wire::DecodeError::Truncated { .. } => {}
+//!         asap::wire::DecodeError::BadMessageLength { .. } => {}
+//!         asap::wire::DecodeError::BadParamLength { .. } => {}
+//!         asap::wire::DecodeError::InvalidValue { .. } => {}
+//!         asap::wire::DecodeError::MissingParameter { .. } => {}
+//!         asap::wire::DecodeError::UnrecognizedParameter { .. } => {}
+//!         asap::wire::DecodeError::UnrecognizedMessage { .. } => {}
+//!     }
+//! }
+//! ```
 
 #![deny(unsafe_code)]
 

@@ -12,7 +12,7 @@ use asap::wire::asap_msg::{
 };
 use asap::wire::{
     AsapMessage, CauseCode, ErrorCause, HandleResolutionOption, OperationError, Policy,
-    PoolElement, PoolHandle, TransportParameter, TransportUse,
+    PoolElementInfo, PoolHandle, TransportParameter, TransportUse,
 };
 
 fn sa(s: &str) -> SocketAddr {
@@ -474,8 +474,8 @@ fn pu_cfg() -> PuConfig {
     c
 }
 
-fn pe_entry(id: u32, load: u32) -> PoolElement {
-    PoolElement {
+fn pe_entry(id: u32, load: u32) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 1,
         registration_life: 90_000,
@@ -493,7 +493,7 @@ fn events_pu(pu: &mut PuCore) -> Vec<PuEvent> {
     std::iter::from_fn(|| pu.poll_event()).collect()
 }
 
-fn response(elements: Vec<PoolElement>) -> AsapMessage {
+fn response(elements: Vec<PoolElementInfo>) -> AsapMessage {
     HandleResolutionResponse {
         accept_updates: false,
         pool_handle: "EchoPool".into(),

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::{Duration, Instant};
 
-fn ids(v: Option<Vec<asap::wire::PoolElement>>) -> Vec<u32> {
+fn ids(v: Option<Vec<asap::wire::PoolElementInfo>>) -> Vec<u32> {
     v.unwrap_or_default().iter().map(|e| e.id).collect()
 }
 

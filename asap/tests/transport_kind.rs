@@ -33,6 +33,7 @@ async fn auto_uses_sctp_if_available_else_tcp() {
             eprintln!("kernel SCTP available: expecting SCTP");
             assert_eq!(t.kind(), TransportKind::Sctp);
         }
+        other => panic!("probe result this test does not know: {other:?}"),
     }
     // Whatever was chosen works end to end.
     let l = t

@@ -23,6 +23,10 @@ fn available() -> bool {
             eprintln!("SKIPPED: kernel SCTP not available (errno {errno})");
             false
         }
+        other => {
+            eprintln!("SKIPPED: kernel SCTP probe gave {other:?}");
+            false
+        }
     }
 }
 

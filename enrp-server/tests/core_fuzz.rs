@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::{HandleResolution, Registration};
-use asap::wire::{Message, Policy, PoolElement, Protocol, TransportParameter, TransportUse};
+use asap::wire::{Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse};
 use enrp_server::core::{Action, CoreConfig, Input, Registrar};
 use proptest::prelude::*;
 
@@ -25,7 +25,7 @@ fn registered() -> (Registrar, Instant) {
     );
     let reg = Registration {
         pool_handle: "P".into(),
-        pool_element: PoolElement {
+        pool_element: PoolElementInfo {
             id: 7,
             home_server_id: 0,
             registration_life: 600_000,
@@ -46,7 +46,7 @@ fn registered() -> (Registrar, Instant) {
 fn valid_messages() -> Vec<Vec<u8>> {
     let reg = Registration {
         pool_handle: "Q".into(),
-        pool_element: PoolElement {
+        pool_element: PoolElementInfo {
             id: 9,
             home_server_id: 0,
             registration_life: 1000,

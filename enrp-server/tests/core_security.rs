@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use asap::wire::enrp_msg::{HandleUpdate, InitTakeoverAck, Presence};
 use asap::wire::{
-    Message, Policy, PoolElement, Protocol, ServerId, TransportParameter, TransportUse,
+    Message, Policy, PoolElementInfo, Protocol, ServerId, TransportParameter, TransportUse,
     UpdateAction,
 };
 use enrp_server::core::{Action, CoreConfig, Input, Registrar};
@@ -56,8 +56,8 @@ fn presence(r: &mut Registrar, now: Instant, sender: ServerId) {
 }
 
 /// PE `id` of home `home`, its ASAP transport at `asap` (TCP), registration life `life`.
-fn element(id: u32, home: ServerId, asap: Option<SocketAddr>, life: i32) -> PoolElement {
-    PoolElement {
+fn element(id: u32, home: ServerId, asap: Option<SocketAddr>, life: i32) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: home,
         registration_life: life,
@@ -75,7 +75,7 @@ fn element(id: u32, home: ServerId, asap: Option<SocketAddr>, life: i32) -> Pool
     }
 }
 
-fn add(r: &mut Registrar, now: Instant, sender: ServerId, el: PoolElement) {
+fn add(r: &mut Registrar, now: Instant, sender: ServerId, el: PoolElementInfo) {
     from(
         r,
         now,

@@ -14,7 +14,7 @@ use asap::transport::{sctp_probe, Association, Msg, SctpProbe, TransportKind};
 use asap::wire::asap_msg::{HandleResolution, Registration};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
-    AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement,
+    AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElementInfo,
     Protocol, TransportParameter, TransportUse,
 };
 use enrp_server::core::CoreConfig;
@@ -26,6 +26,10 @@ fn available() -> bool {
         SctpProbe::Available => true,
         SctpProbe::Unavailable { errno } => {
             eprintln!("SKIPPED: kernel SCTP not available (errno {errno})");
+            false
+        }
+        other => {
+            eprintln!("SKIPPED: kernel SCTP probe gave {other:?}");
             false
         }
     }
@@ -40,8 +44,8 @@ async fn recv(a: &mut Association) -> (u32, Message) {
     recv_by_ppid(a, Duration::from_secs(20)).await
 }
 
-fn pe(id: u32) -> PoolElement {
-    PoolElement {
+fn pe(id: u32) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 0,
         registration_life: 60_000,

@@ -10,7 +10,7 @@ use asap::handlespace::HandlespaceLimits;
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::Registration;
 use asap::wire::{
-    Message, Policy, PoolElement, PoolHandle, Protocol, TransportParameter, TransportUse,
+    Message, Policy, PoolElementInfo, PoolHandle, Protocol, TransportParameter, TransportUse,
 };
 use enrp_server::core::{Action, CoreConfig, Event, Input, PeeringConfig, Registrar};
 use sim::{Sim, SimConfig};
@@ -55,7 +55,7 @@ fn bench_mentor_download_100k() {
         for i in 0..100_000u32 {
             let m: Message = Registration {
                 pool_handle: PoolHandle::from(format!("Pool{}", i % 100).as_str()),
-                pool_element: PoolElement {
+                pool_element: PoolElementInfo {
                     id: i + 1,
                     home_server_id: 0,
                     registration_life: 3_600_000,

@@ -135,7 +135,7 @@ mod pu_order {
     use asap::transport::TransportKind;
     use asap::wire::asap_msg::Registration;
     use asap::wire::{
-        Message, Policy, PoolElement, PoolHandle, Protocol, TransportParameter, TransportUse,
+        Message, Policy, PoolElementInfo, PoolHandle, Protocol, TransportParameter, TransportUse,
     };
     use enrp_server::core::{Action, CoreConfig, Registrar};
 
@@ -161,7 +161,7 @@ mod pu_order {
             );
             let reg: Message = Registration {
                 pool_handle: "P".into(),
-                pool_element: PoolElement {
+                pool_element: PoolElementInfo {
                     id: 1 + i as u32,
                     home_server_id: 0,
                     registration_life: 60_000,
@@ -231,6 +231,7 @@ mod pu_order {
                         }
                     }
                     PuAction::Close { .. } => {}
+                    other => panic!("PU action this simulation does not drive: {other:?}"),
                 }
             }
             while let Some(ev) = pu.poll_event() {
@@ -299,7 +300,7 @@ mod audit {
     use asap::wire::asap_msg::Registration;
     use asap::wire::enrp_msg::{HandleTableRequest, HandleTableResponse, HandleUpdate, Presence};
     use asap::wire::{
-        EnrpMessage, Message, Policy, PoolElement, PoolEntry, Protocol, ServerId,
+        EnrpMessage, Message, Policy, PoolElementInfo, PoolEntry, Protocol, ServerId,
         TransportParameter, TransportUse, UpdateAction,
     };
     use enrp_server::core::{Action, CoreConfig, Event, Input, Registrar};
@@ -307,8 +308,8 @@ mod audit {
     const ME: ServerId = 5;
     const PEER: ServerId = 7;
 
-    fn element(id: u32, home: ServerId) -> PoolElement {
-        PoolElement {
+    fn element(id: u32, home: ServerId) -> PoolElementInfo {
+        PoolElementInfo {
             id,
             home_server_id: home,
             registration_life: 600_000,
@@ -488,7 +489,7 @@ mod options {
     use asap::transport::TransportKind;
     use asap::wire::asap_msg::{EndpointUnreachable, HandleResolution, Registration};
     use asap::wire::{
-        AsapMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
+        AsapMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
         TransportParameter, TransportUse,
     };
     use enrp_server::core::{Action, CoreConfig, Input, Registrar, UnreachableCounting};
@@ -513,7 +514,7 @@ mod options {
             connect(&mut r, now, u64::from(i), &ip);
             let reg: Message = Registration {
                 pool_handle: "P".into(),
-                pool_element: PoolElement {
+                pool_element: PoolElementInfo {
                     id: i,
                     home_server_id: 0,
                     registration_life: 60_000,

@@ -11,7 +11,7 @@ use asap::transport::{Association, Event, Msg};
 use asap::wire::asap_msg::{EndpointKeepAliveAck, HandleResolution, Registration};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
-    AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement,
+    AsapMessage, CauseCode, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElementInfo,
     Protocol, TransportUse,
 };
 use enrp_server::core::CoreConfig;
@@ -26,8 +26,8 @@ async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
     spawn(core, tcp_driver(lo, lo, 100)).await.expect("bind")
 }
 
-fn pe(id: u32, port: u16, policy: Policy) -> PoolElement {
-    PoolElement {
+fn pe(id: u32, port: u16, policy: Policy) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 0,
         registration_life: 60_000,

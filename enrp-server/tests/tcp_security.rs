@@ -14,7 +14,7 @@ use std::time::Duration;
 use asap::transport::{Transport, TransportConfig, TransportKind};
 use asap::wire::enrp_msg::{HandleUpdate, Presence};
 use asap::wire::{
-    EnrpMessage, Message, Policy, PoolElement, Protocol, TransportParameter, TransportUse,
+    EnrpMessage, Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse,
     UpdateAction,
 };
 use enrp_server::core::CoreConfig;
@@ -45,8 +45,8 @@ async fn start(i: usize) -> Option<Running> {
     .await
 }
 
-fn rogue_pe(id: u32) -> PoolElement {
-    PoolElement {
+fn rogue_pe(id: u32) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: ROGUE_ID,
         // "infinite" registration life

@@ -38,7 +38,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
-use asap::wire::{Policy, PoolElement, TransportParameter, TransportUse};
+use asap::wire::{Policy, PoolElementInfo, TransportParameter, TransportUse};
 use legacy_protocol::receiver::StatusTable;
 use legacy_protocol::{AppStatus, ConfigAck, DaemonMessage, Hello};
 use serde::Serialize;
@@ -224,7 +224,7 @@ pub enum Action {
         /// Pool handle.
         pool_handle: String,
         /// The PE parameter.
-        pe: PoolElement,
+        pe: PoolElementInfo,
     },
     /// Send an ASAP Deregistration.
     Deregister {
@@ -355,7 +355,7 @@ pub struct Core {
     sessions: BTreeMap<SessionId, SessionState>,
     next_session: SessionId,
     /// Mode A/B registrations currently wanted at the registrar (PE id → handle, PE).
-    registered: BTreeMap<u32, (String, PoolElement)>,
+    registered: BTreeMap<u32, (String, PoolElementInfo)>,
     events: VecDeque<CoreEvent>,
     event_seq: u64,
     /// Operator states by (application, server); kept over reloads (also for servers
@@ -833,7 +833,7 @@ impl Core {
 
     /// The registrations currently wanted (the driver re-sends them all after a registrar
     /// reconnect).
-    pub fn registrations(&self) -> Vec<(String, PoolElement)> {
+    pub fn registrations(&self) -> Vec<(String, PoolElementInfo)> {
         self.registered.values().cloned().collect()
     }
 
@@ -1130,7 +1130,7 @@ impl Core {
 
     /// Desired registrations versus current ones.
     fn reconcile(&mut self, now: u64, actions: &mut Vec<Action>) {
-        let mut want: BTreeMap<u32, (String, PoolElement)> = BTreeMap::new();
+        let mut want: BTreeMap<u32, (String, PoolElementInfo)> = BTreeMap::new();
         let life_default =
             i32::try_from(self.cfg.detection.registration_life_ms).unwrap_or(i32::MAX);
         for a in &self.apps {
@@ -1319,7 +1319,7 @@ fn health_name(h: Health) -> &'static str {
     }
 }
 
-fn registration_differs(old: &PoolElement, new: &PoolElement) -> bool {
+fn registration_differs(old: &PoolElementInfo, new: &PoolElementInfo) -> bool {
     if old.user_transport != new.user_transport {
         return true;
     }
@@ -1329,8 +1329,8 @@ fn registration_differs(old: &PoolElement, new: &PoolElement) -> bool {
     }
 }
 
-fn pe(id: u32, life: i32, addr: SocketAddr, policy: Policy) -> PoolElement {
-    PoolElement {
+fn pe(id: u32, life: i32, addr: SocketAddr, policy: Policy) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 0,
         registration_life: life,

@@ -49,14 +49,14 @@ use asap::transport::TransportKind;
 use asap::wire::asap_msg::{
     Deregistration, EndpointKeepAlive, EndpointKeepAliveAck, Registration, RegistrationResponse,
 };
-use asap::wire::{AsapMessage, PoolElement, PoolHandle, ServerId};
+use asap::wire::{AsapMessage, PoolElementInfo, PoolHandle, ServerId};
 use tokio::sync::{mpsc, oneshot};
 
 /// A request from the driver to the registrar task.
 #[derive(Debug)]
 pub enum RegistrarCmd {
     /// Register (or re-register) a PE.
-    Register(String, PoolElement),
+    Register(String, PoolElementInfo),
     /// Deregister a PE.
     Deregister(String, u32),
     /// Replace the configured registrar list (configuration reload).
@@ -67,7 +67,7 @@ pub enum RegistrarCmd {
 #[derive(Debug)]
 pub enum RegistrarQuery {
     /// All registrations wanted now (sent after every (re)connect).
-    Snapshot(oneshot::Sender<Vec<(String, PoolElement)>>),
+    Snapshot(oneshot::Sender<Vec<(String, PoolElementInfo)>>),
     /// May the keep-alive for this PE be answered?
     KeepAlive(u32, oneshot::Sender<bool>),
     /// PE ids of a pool whose keep-alive may be answered (keep-alive without PE id).
@@ -137,14 +137,16 @@ impl ClientConfig {
         }
     }
 
-    fn link(&self) -> LinkConfig {
-        LinkConfig {
+    /// A registrar link for this configuration, told the proxy's transport.
+    fn link(&self) -> RegistrarLink {
+        let mut link = RegistrarLink::new(LinkConfig {
             static_registrars: self.registrars.iter().map(|a| vec![*a]).collect(),
             hunt_initial_backoff: self.hunt_initial_backoff,
             hunt_max_backoff: self.hunt_max_backoff,
-            protocol: self.protocol,
             ..LinkConfig::default()
-        }
+        });
+        link.set_protocol(self.protocol);
+        link
     }
 }
 
@@ -182,7 +184,7 @@ pub struct RegClient {
     cfg: ClientConfig,
     link: RegistrarLink,
     /// Registrations wanted (mirror of the core's, refreshed by every snapshot).
-    wanted: BTreeMap<Key, PoolElement>,
+    wanted: BTreeMap<Key, PoolElementInfo>,
     pending: BTreeMap<Key, Pending>,
     /// T4 deadlines of accepted registrations.
     rereg: BTreeMap<Key, Instant>,
@@ -200,7 +202,7 @@ pub struct RegClient {
 impl RegClient {
     /// A client; idle until [`start`](Self::start).
     pub fn new(cfg: ClientConfig) -> Self {
-        let link = RegistrarLink::new(cfg.link());
+        let link = cfg.link();
         RegClient {
             cfg,
             link,
@@ -240,7 +242,7 @@ impl RegClient {
     }
 
     /// Registrations wanted now.
-    pub fn wanted(&self) -> impl Iterator<Item = (&str, &PoolElement)> {
+    pub fn wanted(&self) -> impl Iterator<Item = (&str, &PoolElementInfo)> {
         self.wanted.iter().map(|((h, _), pe)| (h.as_str(), pe))
     }
 
@@ -318,7 +320,7 @@ impl RegClient {
     }
 
     /// Wants `pe` registered in `pool` (sent at once when a registrar is connected).
-    pub fn register(&mut self, now: Instant, pool: String, pe: PoolElement) {
+    pub fn register(&mut self, now: Instant, pool: String, pe: PoolElementInfo) {
         let k = (pool, pe.id);
         self.wanted.insert(k.clone(), pe);
         if let Some(conn) = self.link.current() {
@@ -346,7 +348,7 @@ impl RegClient {
 
     /// The full set of wanted registrations (the driver's answer to a snapshot request):
     /// replaces the mirror and registers all of them on the current association.
-    pub fn set_snapshot(&mut self, now: Instant, snapshot: Vec<(String, PoolElement)>) {
+    pub fn set_snapshot(&mut self, now: Instant, snapshot: Vec<(String, PoolElementInfo)>) {
         self.wanted = snapshot
             .into_iter()
             .map(|(h, pe)| ((h, pe.id), pe))
@@ -373,7 +375,7 @@ impl RegClient {
         });
         tracing::info!(?registrars, "registrar list replaced");
         self.cfg.registrars = registrars;
-        let mut link = RegistrarLink::new(self.cfg.link());
+        let mut link = self.cfg.link();
         // Connection ids stay unique across links.
         while link.allocate_conn().0 <= self.last_conn {}
         let old = std::mem::replace(&mut self.link, link);
@@ -552,8 +554,9 @@ impl RegClient {
 
     fn process_link(&mut self, _now: Instant) {
         while let Some(a) = self.link.poll_action() {
-            let (LinkAction::Connect { conn, .. } | LinkAction::Close { conn }) = &a;
-            self.last_conn = self.last_conn.max(conn.0);
+            if let LinkAction::Connect { conn, .. } | LinkAction::Close { conn } = &a {
+                self.last_conn = self.last_conn.max(conn.0);
+            }
             self.actions.push_back(a.into());
         }
         while let Some(ev) = self.link.poll_event() {
@@ -567,6 +570,8 @@ impl RegClient {
                 }
                 LinkEvent::Down { conn } => self.on_down(conn),
                 LinkEvent::HuntRoundFailed { .. } => {}
+                // Link events added to asap later carry nothing the proxy acts on.
+                other => tracing::debug!(?other, "registrar link event ignored"),
             }
         }
     }
@@ -700,6 +705,8 @@ pub async fn run(
                         }
                         other => tracing::debug!(msg = other.message_type().name().unwrap_or("?"), "from registrar"),
                     },
+                    // Network events added to asap later: nothing the proxy acts on.
+                    Some(_) => tracing::debug!("registrar network event ignored"),
                     None => return,
                 }
             }
@@ -717,8 +724,8 @@ mod tests {
         s.parse().expect("literal")
     }
 
-    fn pe(id: u32, life: i32) -> PoolElement {
-        PoolElement {
+    fn pe(id: u32, life: i32) -> PoolElementInfo {
+        PoolElementInfo {
             id,
             home_server_id: 0,
             registration_life: life,
@@ -787,7 +794,7 @@ mod tests {
     }
 
     /// Connects to the first registrar and answers the snapshot request with `wanted`.
-    fn up(c: &mut RegClient, t0: Instant, wanted: Vec<(String, PoolElement)>) -> ConnId {
+    fn up(c: &mut RegClient, t0: Instant, wanted: Vec<(String, PoolElementInfo)>) -> ConnId {
         c.start(t0);
         let (conn, _) = connect(&actions(c));
         c.on_connected(t0, conn);

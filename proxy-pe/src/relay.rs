@@ -458,6 +458,8 @@ async fn asap_up(r: &mut ServerSessionReader, w: &mut OwnedWriteHalf, pending: &
         match r.recv().await {
             Ok(Some(ServerEvent::Data(d))) => *pending = d,
             Ok(Some(ServerEvent::CookieEcho(_))) | Ok(Some(ServerEvent::BusinessCard(_))) => {}
+            // Session events added to asap later carry no data for the server: ignored.
+            Ok(Some(_)) => {}
             Ok(None) => {
                 let _ = w.shutdown().await;
                 return End::Eof;

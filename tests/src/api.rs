@@ -159,7 +159,7 @@ pub async fn listening_pe(
 pub async fn echo_pe_with_card(
     cfg: PeConfig,
     tune: impl FnOnce(&mut PoolElementConfig),
-    card: Option<Vec<asap::wire::PoolElement>>,
+    card: Option<Vec<asap::wire::PoolElementInfo>>,
 ) -> EchoPe {
     let pool = cfg.pool_handle.clone();
     let (listener, pe) = listening_pe(cfg, tune).await;
@@ -231,6 +231,8 @@ pub async fn echo_pe_with_card(
                             let _ = notes.send(EchoNote::CookieEcho(c));
                         }
                         Ok(Some(ServerEvent::BusinessCard(_))) => {}
+                        // Session events added later carry nothing to echo.
+                        Ok(Some(_)) => {}
                         Ok(None) | Err(_) => return,
                     }
                 }

@@ -9,7 +9,7 @@ use asap::transport::{Association, Event, Msg, Transport, TransportConfig, Trans
 use asap::wire::asap_msg::{Deregistration, HandleResolution, Registration, RegistrationResponse};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
-    AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
+    AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
     TransportParameter, TransportUse,
 };
 use enrp_server::core::{CoreConfig, PeeringConfig};
@@ -185,7 +185,11 @@ pub async fn ask(a: &mut Association, m: impl Into<Message>) -> Message {
 }
 
 /// Sends ASAP_REGISTRATION of `pe` in `handle` over `a` and returns the response.
-pub async fn register(a: &mut Association, handle: &str, pe: PoolElement) -> RegistrationResponse {
+pub async fn register(
+    a: &mut Association,
+    handle: &str,
+    pe: PoolElementInfo,
+) -> RegistrationResponse {
     let reg = Registration {
         pool_handle: handle.into(),
         pool_element: pe,
@@ -210,7 +214,7 @@ pub fn loopback_tcp(port: u16, transport_use: TransportUse) -> TransportParamete
 /// Panics on a rejection.
 pub async fn register_pes(a: &mut Association, user: IpAddr, ids: impl IntoIterator<Item = u32>) {
     for id in ids {
-        let pe = PoolElement {
+        let pe = PoolElementInfo {
             id,
             home_server_id: 0,
             registration_life: 600_000,
@@ -249,7 +253,7 @@ pub async fn deregister_pes(a: &mut Association, ids: impl IntoIterator<Item = u
 /// The whole handle table of the registrar at `enrp`, asked as server `sender`
 /// (HANDLE_TABLE_REQUEST on a fresh ENRP association, repeated while the response has the
 /// M bit, RFC 5353 §2.4): PE ID → the PE as the registrar holds it.
-pub async fn handle_table(enrp: SocketAddr, sender: u32) -> BTreeMap<u32, PoolElement> {
+pub async fn handle_table(enrp: SocketAddr, sender: u32) -> BTreeMap<u32, PoolElementInfo> {
     let mut a = connect(enrp, Protocol::Enrp).await;
     let mut all = BTreeMap::new();
     loop {
@@ -284,7 +288,7 @@ pub async fn dump_table(enrp: SocketAddr) -> BTreeMap<u32, u32> {
 }
 
 /// PE ID → home server ID of a [`handle_table`].
-pub fn homes(table: BTreeMap<u32, PoolElement>) -> BTreeMap<u32, u32> {
+pub fn homes(table: BTreeMap<u32, PoolElementInfo>) -> BTreeMap<u32, u32> {
     table
         .into_iter()
         .map(|(id, e)| (id, e.home_server_id))

@@ -303,6 +303,8 @@ fn decode_one(file: &str, m: &CapturedMessage, cli: &DecodeArgs, tally: &mut Tal
                         Some(v)
                     }
                     QuirkKind::PaddingExcluded => None,
+                    // Other recorded choices are layout, not TLVs: not listed here.
+                    _ => None,
                 })
                 .collect();
             if !extra.is_empty() {

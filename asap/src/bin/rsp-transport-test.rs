@@ -230,6 +230,8 @@ fn event_json(ev: &Event) -> Value {
             json!({"event": "peer_addr_change", "addr": addr.to_string(), "state": state.as_str(), "error": error})
         }
         Event::Lost(r) => json!({"event": "lost", "reason": r.to_string()}),
+        // Events added to the transport later: printed by their Debug form.
+        other => json!({"event": "other", "debug": format!("{other:?}")}),
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use crate::selection::{MaxIncrement, Selector};
-use crate::wire::{PeIdentifier, PoolElement, PoolHandle};
+use crate::wire::{PeIdentifier, PoolElementInfo, PoolHandle};
 
 /// RFC 5352 default of stale.cache.value.
 pub const DEFAULT_STALE_CACHE_VALUE: Duration = Duration::from_secs(30);
@@ -26,7 +26,7 @@ pub const DEFAULT_STALE_CACHE_VALUE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 struct CachedPool {
     /// In the order of the last response (first occurrence of an identifier wins).
-    elements: Vec<PoolElement>,
+    elements: Vec<PoolElementInfo>,
     selector: Selector,
     expires: Instant,
 }
@@ -64,7 +64,7 @@ impl PoolUserCache {
     /// (so round robin continues where it was) but take the new policy values; PEs missing
     /// from the result are dropped. The pool's policy is the first PE's (all PEs of a pool
     /// share it, RFC 5356). An empty result removes the entry.
-    pub fn store(&mut self, handle: &PoolHandle, elements: Vec<PoolElement>, now: Instant) {
+    pub fn store(&mut self, handle: &PoolHandle, elements: Vec<PoolElementInfo>, now: Instant) {
         let Some(first) = elements.first() else {
             self.pools.remove(handle);
             return;
@@ -90,7 +90,8 @@ impl PoolUserCache {
         };
         cp.expires = expires;
         let mut seen: HashSet<PeIdentifier> = HashSet::new();
-        let fresh: Vec<PoolElement> = elements.into_iter().filter(|e| seen.insert(e.id)).collect();
+        let fresh: Vec<PoolElementInfo> =
+            elements.into_iter().filter(|e| seen.insert(e.id)).collect();
         for old in &cp.elements {
             if !seen.contains(&old.id) {
                 cp.selector.remove(old.id);
@@ -115,7 +116,7 @@ impl PoolUserCache {
 
     /// All cached PEs of `handle` (stale or not), in the order of the registrar's last
     /// response, without touching the selection state.
-    pub fn elements(&self, handle: &PoolHandle) -> Vec<PoolElement> {
+    pub fn elements(&self, handle: &PoolHandle) -> Vec<PoolElementInfo> {
         self.pools
             .get(handle)
             .map(|cp| cp.elements.clone())
@@ -130,7 +131,7 @@ impl PoolUserCache {
         n: usize,
         now: Instant,
         rng: &mut R,
-    ) -> Option<Vec<PoolElement>> {
+    ) -> Option<Vec<PoolElementInfo>> {
         let cp = self.pools.get_mut(handle)?;
         if now >= cp.expires || cp.elements.is_empty() {
             return None;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::wire::{PoolElement, ServerId};
+use crate::wire::{PoolElementInfo, ServerId};
 
 use super::{ConnectionId, ReporterId};
 
@@ -27,7 +27,7 @@ pub struct UnreachableCount {
 /// [`Handlespace`](super::Handlespace) so that its indexes stay consistent.
 #[derive(Debug, Clone)]
 pub struct PoolElementEntry {
-    pub(super) element: PoolElement,
+    pub(super) element: PoolElementInfo,
     pub(super) owner: ServerId,
     pub(super) connection: Option<ConnectionId>,
     pub(super) expiry: Option<Instant>,
@@ -41,7 +41,7 @@ pub struct PoolElementEntry {
 impl PoolElementEntry {
     /// The PE parameter (user transport, policy values, registration life, ASAP
     /// transport). Its `home_server_id` always equals [`owner`](Self::owner).
-    pub fn element(&self) -> &PoolElement {
+    pub fn element(&self) -> &PoolElementInfo {
         &self.element
     }
 

@@ -22,6 +22,7 @@ pub mod cause {
 
 /// Which configured limit a registration hit ([`HandlespaceError::LackOfResources`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResourceLimit {
     /// `HandlespaceLimits::max_pools`.
     Pools,
@@ -37,6 +38,7 @@ pub enum ResourceLimit {
 /// RFC 5354 §3.12 cause to put into the Operation Error of a REGISTRATION_RESPONSE
 /// (RFC 5352) or to log for an ENRP HANDLE_UPDATE (RFC 5353).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HandlespaceError {
     /// PE Identifier 0 (RFC 5354 §3.10: not a valid identifier). Cause 0x3 Invalid Values
     /// (rsplib sends its private 0xF000).

@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use asap::handlespace::Handlespace;
-//! use asap::wire::{Policy, PoolElement, PoolHandle, TransportParameter, TransportUse};
+//! use asap::wire::{Policy, PoolElementInfo, PoolHandle, TransportParameter, TransportUse};
 //! use rand::SeedableRng;
 //! use std::time::Instant;
 //!
@@ -32,7 +32,7 @@
 //! let mut hs = Handlespace::new();
 //! let h = PoolHandle::from("EchoPool");
 //! for (id, load) in [(1, 30), (2, 10)] {
-//!     let pe = PoolElement {
+//!     let pe = PoolElementInfo {
 //!         id, home_server_id: 0, registration_life: 30_000,
 //!         user_transport: TransportParameter::Sctp {
 //!             port: 7, transport_use: TransportUse::DataOnly, addresses: vec![],
@@ -67,7 +67,7 @@ use rand::Rng;
 
 use crate::checksum::PeChecksum;
 use crate::selection::MaxIncrement;
-use crate::wire::{PeIdentifier, PoolElement, PoolHandle, ServerId};
+use crate::wire::{PeIdentifier, PoolElementInfo, PoolHandle, ServerId};
 
 /// Opaque identifier of the ASAP association (or TCP connection) a PE registered over;
 /// assigned by the registrar's transport layer.
@@ -104,6 +104,7 @@ impl Default for HandlespaceLimits {
 
 /// What a successful [`Handlespace::register`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Registered {
     /// A new PE was added.
     Added,
@@ -251,7 +252,7 @@ impl Handlespace {
     pub fn register(
         &mut self,
         handle: &PoolHandle,
-        mut element: PoolElement,
+        mut element: PoolElementInfo,
         owner: ServerId,
         connection: Option<ConnectionId>,
         now: Instant,

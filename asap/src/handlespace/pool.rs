@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::mem::discriminant;
 
 use crate::selection::Selector;
-use crate::wire::{PeIdentifier, Policy, PoolElement, PoolHandle, TransportParameter};
+use crate::wire::{PeIdentifier, Policy, PoolElementInfo, PoolHandle, TransportParameter};
 
 use super::entry::PoolElementEntry;
 use super::error::HandlespaceError;
@@ -24,7 +24,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub(super) fn new(handle: PoolHandle, defining: &PoolElement) -> Self {
+    pub(super) fn new(handle: PoolHandle, defining: &PoolElementInfo) -> Self {
         Pool {
             handle,
             policy: defining.policy.clone(),
@@ -83,7 +83,7 @@ impl Pool {
     /// 0x8). As rsplib, this applies to every registration, also to a re-registration of
     /// the pool's only PE: a pool's policy type and transport change only by
     /// deregistering all its PEs (the pool disappears) and registering anew.
-    pub(super) fn check(&self, e: &PoolElement) -> Result<(), HandlespaceError> {
+    pub(super) fn check(&self, e: &PoolElementInfo) -> Result<(), HandlespaceError> {
         if e.policy.policy_type() != self.policy_type() {
             return Err(HandlespaceError::InconsistentPoolingPolicy {
                 pool_policy: self.policy.clone(),

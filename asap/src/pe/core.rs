@@ -28,7 +28,7 @@ use crate::wire::asap_msg::{
     Deregistration, EndpointKeepAlive, EndpointKeepAliveAck, Registration, RegistrationResponse,
 };
 use crate::wire::{
-    AsapMessage, CauseCode, OperationError, PeIdentifier, Policy, PoolElement, PoolHandle,
+    AsapMessage, CauseCode, OperationError, PeIdentifier, Policy, PoolElementInfo, PoolHandle,
     ServerId, TransportParameter,
 };
 
@@ -139,6 +139,7 @@ fn cause_name(c: Option<CauseCode>) -> String {
 
 /// What the pool element reports to its application.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PeEvent {
     /// The registration was accepted by a registrar (first time on this association).
     Registered {
@@ -291,6 +292,12 @@ impl PeCore {
     /// The registrar link (discovery state).
     pub fn link(&self) -> &RegistrarLink {
         &self.link
+    }
+
+    /// Tells the registrar link which transport the driver uses towards registrars
+    /// ([`RegistrarLink::set_protocol`]; default TCP).
+    pub fn set_link_protocol(&mut self, protocol: crate::registrar_client::LinkProtocol) {
+        self.link.set_protocol(protocol);
     }
 
     /// Starts: hunts for a registrar, then registers.
@@ -492,8 +499,8 @@ impl PeCore {
         self.events.push_back(PeEvent::Deregistered { confirmed });
     }
 
-    fn element(&self) -> PoolElement {
-        PoolElement {
+    fn element(&self) -> PoolElementInfo {
+        PoolElementInfo {
             id: self.id,
             home_server_id: 0,
             registration_life: self.cfg.life_ms(),

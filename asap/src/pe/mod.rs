@@ -116,6 +116,7 @@ impl PoolElementConfig {
 
 /// Errors of the pool element API.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PeError {
     /// A socket could not be set up.
     #[error(transparent)]
@@ -185,6 +186,20 @@ enum Cmd {
 }
 
 /// A registered pool element (tokio driver around [`PeCore`]).
+///
+/// **Events are queued without bound; read them.** Every registration, re-registration
+/// (every T4, and at once after each load or policy change), keep-alive answered and home
+/// change is queued for [`next_event`](Self::next_event) until read, so a long-lived PE
+/// that never calls it grows that queue for as long as it runs. Read the events in a task
+/// of their own, let [`PoolElementBuilder::serve`] do it (it logs them and hands them to
+/// [`PoolElementBuilder::on_event`]); [`status`](Self::status) gives the current state
+/// without reading events, but does not empty the queue. The queue is
+/// unbounded on purpose: a bounded one would have to drop events (keep-alives, home
+/// changes) or stall the protocol task that answers the registrar's keep-alives.
+///
+/// **Dropping the `PoolElement` deregisters it** (RFC 5352 §3 DEREGISTRATION,
+/// RSERPOOL-SPEC §10.1; best effort, in the background); [`deregister`](Self::deregister)
+/// does the same and waits for the registrar's answer.
 pub struct PoolElement {
     cmd: mpsc::UnboundedSender<Cmd>,
     events: mpsc::UnboundedReceiver<PeEvent>,
@@ -206,8 +221,7 @@ impl PoolElement {
     pub async fn register(cfg: PoolElementConfig) -> Result<PoolElement, PeError> {
         let mut net = Net::new(cfg.registrar_transport);
         net.set_local(cfg.registrar_local.clone());
-        let mut pe_cfg = cfg.pe.clone();
-        pe_cfg.link.protocol = net.protocol();
+        let pe_cfg = cfg.pe.clone();
         if let Some(a) = cfg.announce {
             net.listen_announces(a).await?;
         }
@@ -230,7 +244,8 @@ impl PoolElement {
         }
         let seed = cfg.seed.unwrap_or_else(rand::random);
         let policy = pe_cfg.policy.clone();
-        let core = PeCore::new(pe_cfg, seed);
+        let mut core = PeCore::new(pe_cfg, seed);
+        core.set_link_protocol(net.protocol());
         let initial = PeStatus {
             identifier: core.identifier(),
             registered: false,
@@ -310,9 +325,8 @@ impl PoolElement {
     }
 
     /// Next protocol event (registration, keep-alive, home change, ...). The events queue
-    /// up without bound until read: a long-lived PE should read them (as
-    /// [`PoolElementBuilder::serve`] does) or watch [`status`](Self::status) instead.
-    /// Dropping the `PoolElement` deregisters it.
+    /// up without bound until read (see [`PoolElement`]): a long-lived PE must read them, as
+    /// [`PoolElementBuilder::serve`] does. Dropping the `PoolElement` deregisters it.
     pub async fn next_event(&mut self) -> Option<PeEvent> {
         self.events.recv().await
     }

@@ -23,7 +23,7 @@ use crate::wire::asap_msg::{
     EndpointUnreachable, HandleResolution, HandleResolutionResponse, ServerAnnounce,
 };
 use crate::wire::{
-    AsapMessage, CauseCode, HandleResolutionOption, OperationError, PeIdentifier, PoolElement,
+    AsapMessage, CauseCode, HandleResolutionOption, OperationError, PeIdentifier, PoolElementInfo,
     PoolHandle,
 };
 
@@ -69,6 +69,7 @@ pub struct RequestId(pub u64);
 
 /// Why a handle resolution failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ResolveError {
     /// The registrar does not know the pool (cause 0x9 Unknown Pool Handle).
     #[error("pool {0} is unknown to the registrar")]
@@ -93,6 +94,7 @@ pub enum ResolveError {
 
 /// What the pool user reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PuEvent {
     /// A resolution request finished.
     Resolved {
@@ -101,7 +103,7 @@ pub enum PuEvent {
         /// The pool.
         handle: PoolHandle,
         /// The PEs (all cached entries, in the registrar's response order) or the failure.
-        result: Result<Vec<PoolElement>, ResolveError>,
+        result: Result<Vec<PoolElementInfo>, ResolveError>,
     },
     /// A registrar association came up.
     RegistrarUp {
@@ -171,6 +173,12 @@ impl PuCore {
     /// The registrar link.
     pub fn link(&self) -> &RegistrarLink {
         &self.link
+    }
+
+    /// Tells the registrar link which transport the driver uses towards registrars
+    /// ([`RegistrarLink::set_protocol`]; default TCP).
+    pub fn set_link_protocol(&mut self, protocol: crate::registrar_client::LinkProtocol) {
+        self.link.set_protocol(protocol);
     }
 
     /// Starts looking for a registrar at once (otherwise the first request does).
@@ -299,7 +307,7 @@ impl PuCore {
 
     /// Selects one PE of a pool from the cache by the pool's policy (RFC 5356 PU side).
     /// `None` when the cache has no fresh PE: call [`resolve`](Self::resolve) first.
-    pub fn select(&mut self, now: Instant, handle: &PoolHandle) -> Option<PoolElement> {
+    pub fn select(&mut self, now: Instant, handle: &PoolHandle) -> Option<PoolElementInfo> {
         self.cache
             .select(handle, 1, now, &mut self.rng)
             .and_then(|v| v.into_iter().next())
@@ -307,7 +315,7 @@ impl PuCore {
 
     /// The cached PEs of a pool (stale or not), in the registrar's response order
     /// (RFC 5356 §4.1.2: the registrar rotates the head for load sharing).
-    pub fn cached(&self, handle: &PoolHandle) -> Vec<PoolElement> {
+    pub fn cached(&self, handle: &PoolHandle) -> Vec<PoolElementInfo> {
         self.cache.elements(handle)
     }
 

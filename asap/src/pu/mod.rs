@@ -45,7 +45,7 @@ pub use self::core::{PuConfig, PuCore, PuEvent, PuStats, RequestId, ResolveError
 use crate::registrar_client::driver::{Net, NetEvent};
 use crate::registrar_client::{Action, LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
-use crate::wire::{PeIdentifier, PoolElement, PoolHandle};
+use crate::wire::{PeIdentifier, PoolElementInfo, PoolHandle};
 
 /// Driver configuration of a pool user.
 #[derive(Debug, Clone)]
@@ -92,6 +92,7 @@ impl PoolUserConfig {
 
 /// Errors of the pool user API.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PuError {
     /// A socket could not be set up.
     #[error(transparent)]
@@ -136,11 +137,11 @@ enum Cmd {
     Resolve(
         PoolHandle,
         bool,
-        oneshot::Sender<Result<Vec<PoolElement>, ResolveError>>,
+        oneshot::Sender<Result<Vec<PoolElementInfo>, ResolveError>>,
     ),
     Select(
         PoolHandle,
-        oneshot::Sender<Result<PoolElement, ResolveError>>,
+        oneshot::Sender<Result<PoolElementInfo, ResolveError>>,
     ),
     Unreachable(PoolHandle, PeIdentifier),
     Forget(PoolHandle, PeIdentifier),
@@ -160,13 +161,13 @@ impl PoolUser {
     /// Starts the pool user task (the first request triggers the registrar hunt).
     pub async fn start(cfg: PoolUserConfig) -> Result<PoolUser, PuError> {
         let mut net = Net::new(cfg.registrar_transport);
-        let mut pu = cfg.pu.clone();
-        pu.link.protocol = net.protocol();
+        let pu = cfg.pu.clone();
         if let Some(a) = cfg.announce {
             net.listen_announces(a).await?;
         }
         let request_deadline = pu.request_deadline;
-        let core = PuCore::new(pu, cfg.seed.unwrap_or_else(rand::random));
+        let mut core = PuCore::new(pu, cfg.seed.unwrap_or_else(rand::random));
+        core.set_link_protocol(net.protocol());
         let (cmd, rx) = mpsc::unbounded_channel();
         let (fail_tx, last_failure) = watch::channel(None);
         tokio::spawn(run(core, net, rx, fail_tx));
@@ -214,7 +215,7 @@ impl PoolUser {
     pub async fn resolve(
         &self,
         handle: impl Into<PoolHandle>,
-    ) -> Result<Vec<PoolElement>, PuError> {
+    ) -> Result<Vec<PoolElementInfo>, PuError> {
         let handle = handle.into();
         let (tx, rx) = oneshot::channel();
         self.cmd
@@ -227,7 +228,7 @@ impl PoolUser {
     pub async fn refresh(
         &self,
         handle: impl Into<PoolHandle>,
-    ) -> Result<Vec<PoolElement>, PuError> {
+    ) -> Result<Vec<PoolElementInfo>, PuError> {
         let handle = handle.into();
         let (tx, rx) = oneshot::channel();
         self.cmd
@@ -237,7 +238,7 @@ impl PoolUser {
     }
 
     /// One PE chosen by the pool's policy from the cache (resolving first if needed).
-    pub async fn select(&self, handle: impl Into<PoolHandle>) -> Result<PoolElement, PuError> {
+    pub async fn select(&self, handle: impl Into<PoolHandle>) -> Result<PoolElementInfo, PuError> {
         let handle = handle.into();
         let (tx, rx) = oneshot::channel();
         self.cmd
@@ -268,8 +269,8 @@ impl PoolUser {
 }
 
 enum Waiter {
-    Resolve(oneshot::Sender<Result<Vec<PoolElement>, ResolveError>>),
-    Select(oneshot::Sender<Result<PoolElement, ResolveError>>),
+    Resolve(oneshot::Sender<Result<Vec<PoolElementInfo>, ResolveError>>),
+    Select(oneshot::Sender<Result<PoolElementInfo, ResolveError>>),
 }
 
 async fn run(

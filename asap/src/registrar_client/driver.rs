@@ -23,6 +23,7 @@ use crate::wire::asap_msg::ServerAnnounce;
 use crate::wire::{AsapMessage, Message, Protocol};
 
 /// What the network reports to a driver loop.
+#[non_exhaustive]
 pub enum NetEvent {
     /// [`Action::Connect`] succeeded: hand the association to [`Net::attach`].
     Connected {

@@ -39,6 +39,7 @@ pub struct ConnId(pub u64);
 /// Which transport the driver uses for registrar associations; decides which transport
 /// parameters of a SERVER_ANNOUNCE are usable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkProtocol {
     /// Kernel SCTP (RFC 5352 §6).
     Sctp,
@@ -47,6 +48,15 @@ pub enum LinkProtocol {
 }
 
 /// Configuration of registrar discovery and hunt.
+///
+/// The transport towards registrars is not part of it: it belongs to whoever drives the
+/// link ([`RegistrarLink::set_protocol`]; `PoolElement` and `PoolUser` take it from their
+/// `registrar_transport`). A field `protocol: LinkProtocol` no longer exists:
+///
+/// ```compile_fail,E0560
+/// use asap::registrar_client::{LinkConfig, LinkProtocol};
+/// let _ = LinkConfig { protocol: LinkProtocol::Sctp, ..LinkConfig::default() };
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkConfig {
     /// Statically configured registrars; each entry is one (possibly multi-homed) registrar.
@@ -57,8 +67,6 @@ pub struct LinkConfig {
     pub hunt_initial_backoff: Duration,
     /// Upper bound of the back-off between hunt rounds.
     pub hunt_max_backoff: Duration,
-    /// Transport used towards registrars.
-    pub protocol: LinkProtocol,
 }
 
 impl Default for LinkConfig {
@@ -68,13 +76,13 @@ impl Default for LinkConfig {
             announce_ttl: T7_ENRP_OUTDATE,
             hunt_initial_backoff: Duration::from_millis(250),
             hunt_max_backoff: Duration::from_secs(8),
-            protocol: LinkProtocol::Tcp,
         }
     }
 }
 
 /// What the link asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkAction {
     /// Open an association to these addresses (one registrar) and report the result with
     /// [`RegistrarLink::on_connected`] / [`RegistrarLink::on_connect_failed`].
@@ -93,6 +101,7 @@ pub enum LinkAction {
 
 /// Events the link reports to its owner (via [`RegistrarLink::poll_event`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkEvent {
     /// An association to a registrar is up.
     Up {
@@ -145,6 +154,8 @@ enum State {
 #[derive(Debug)]
 pub struct RegistrarLink {
     cfg: LinkConfig,
+    /// The transport of the driver (TCP until [`set_protocol`](Self::set_protocol)).
+    protocol: LinkProtocol,
     announced: Vec<Announced>,
     state: State,
     next_conn: u64,
@@ -163,6 +174,7 @@ impl RegistrarLink {
     pub fn new(cfg: LinkConfig) -> Self {
         RegistrarLink {
             cfg,
+            protocol: LinkProtocol::Tcp,
             announced: Vec::new(),
             state: State::Idle,
             next_conn: 1,
@@ -178,6 +190,18 @@ impl RegistrarLink {
     /// The configuration.
     pub fn config(&self) -> &LinkConfig {
         &self.cfg
+    }
+
+    /// Tells the link which transport its driver uses towards registrars (default TCP):
+    /// it decides which transport parameters of a SERVER_ANNOUNCE are usable (RFC 5352
+    /// §3.1). Set by the driver, which alone knows its transport.
+    pub fn set_protocol(&mut self, protocol: LinkProtocol) {
+        self.protocol = protocol;
+    }
+
+    /// The transport towards registrars ([`set_protocol`](Self::set_protocol)).
+    pub fn protocol(&self) -> LinkProtocol {
+        self.protocol
     }
 
     /// Starts hunting if not connected or hunting already.
@@ -435,7 +459,7 @@ impl RegistrarLink {
                 _ => {}
             }
         }
-        match self.cfg.protocol {
+        match self.protocol {
             LinkProtocol::Sctp => sctp,
             // Our TCP registrars listen where they would listen for SCTP when they announce
             // only SCTP transports; a TCP transport parameter wins if present.
@@ -644,10 +668,8 @@ mod tests {
     #[test]
     fn sctp_link_uses_sctp_transports_of_announce() {
         let t0 = Instant::now();
-        let mut l = RegistrarLink::new(LinkConfig {
-            protocol: LinkProtocol::Sctp,
-            ..LinkConfig::default()
-        });
+        let mut l = RegistrarLink::new(LinkConfig::default());
+        l.set_protocol(LinkProtocol::Sctp);
         let ann = ServerAnnounce {
             server_id: 1,
             transports: vec![TransportParameter::Sctp {

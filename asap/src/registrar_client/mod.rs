@@ -44,6 +44,7 @@ use crate::wire::AsapMessage;
 
 /// What a sans-I/O core (PE or PU) asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Action {
     /// Open an association to a registrar (its addresses) and report the outcome.
     Connect {

@@ -47,6 +47,7 @@ pub const MAX_FRACTION: u64 = 0xFFFF_FFFF;
 /// "selected" gets its load degradation added) — and stateless random policies update
 /// none; the degradation random policies (RLUD, RPLUD) update one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MaxIncrement {
     /// The policy's default, RFC 5356 (see [`default_max_increment`]).
     #[default]

@@ -24,10 +24,11 @@ use crate::transport::{
     AssocReader, AssocWriter, Event, Transport, TransportConfig, TransportKind,
 };
 use crate::wire::asap_msg::CookieEcho;
-use crate::wire::{AsapMessage, CauseCode, PeIdentifier, PoolElement, PoolHandle};
+use crate::wire::{AsapMessage, CauseCode, PeIdentifier, PoolElementInfo, PoolHandle};
 
 /// Why the session left a PE.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailoverReason {
     /// The association to the PE ended (peer closed, reset, SCTP COMM_LOST).
     AssociationLost,
@@ -65,6 +66,7 @@ pub struct Failover {
 
 /// What a session delivers to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionEvent {
     /// Application data from the current PE.
     Data(Bytes),
@@ -81,10 +83,15 @@ enum Cmd {
 }
 
 /// A session to a pool; see the [module documentation](super).
+///
+/// **Read what arrives.** Data, failover notices and the final failure are queued without
+/// bound for [`recv`](Self::recv) (the [`request`](Self::request) calls read them for you);
+/// a PE's replies that nobody reads stay in memory. Sending is bounded: [`send`](Self::send)
+/// waits while the session's outgoing queue is full. Dropping the `Session` closes it.
 pub struct Session {
     tx: Arc<Mutex<(u64, mpsc::Sender<Cmd>)>>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
-    current: tokio::sync::watch::Receiver<Option<PoolElement>>,
+    current: tokio::sync::watch::Receiver<Option<PoolElementInfo>>,
     /// Requests of [`Session::request`] awaiting replies, oldest first.
     pub(super) pending: VecDeque<Pending>,
     /// [`SessionConfig::request_timeout`].
@@ -94,7 +101,7 @@ pub struct Session {
 }
 
 struct Conn {
-    pe: PoolElement,
+    pe: PoolElementInfo,
     kind: TransportKind,
     reader: AssocReader,
     writer: AssocWriter,
@@ -106,12 +113,12 @@ struct Actor {
     cfg: SessionConfig,
     conn: Option<Conn>,
     cookie: Option<Vec<u8>>,
-    card: Vec<PoolElement>,
+    card: Vec<PoolElementInfo>,
     sent: u64,
     outstanding: i64,
     last_activity: Instant,
     events: mpsc::UnboundedSender<SessionEvent>,
-    current: tokio::sync::watch::Sender<Option<PoolElement>>,
+    current: tokio::sync::watch::Sender<Option<PoolElementInfo>>,
 }
 
 impl Session {
@@ -173,7 +180,7 @@ impl Session {
     }
 
     /// The PE currently serving the session.
-    pub fn current_pe(&self) -> Option<PoolElement> {
+    pub fn current_pe(&self) -> Option<PoolElementInfo> {
         self.current.borrow().clone()
     }
 

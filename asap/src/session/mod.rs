@@ -112,6 +112,7 @@ impl Default for SessionConfig {
 
 /// Errors of the session layer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// Socket error.
     #[error(transparent)]
@@ -230,7 +231,7 @@ pub(crate) fn decode_frame(kind: TransportKind, msg: Msg) -> Option<Frame> {
 
 /// The transport kind and peer addresses of a PE's user transport.
 pub(crate) fn user_endpoint(
-    pe: &crate::wire::PoolElement,
+    pe: &crate::wire::PoolElementInfo,
 ) -> Option<(TransportKind, Vec<std::net::SocketAddr>)> {
     match &pe.user_transport {
         TransportParameter::Sctp {

@@ -13,7 +13,7 @@ use crate::transport::{
 };
 use crate::wire::asap_msg::{BusinessCard, Cookie, Error as AsapError};
 use crate::wire::{
-    AsapMessage, OperationError, PoolElement, PoolHandle, TransportParameter, TransportUse,
+    AsapMessage, OperationError, PoolElementInfo, PoolHandle, TransportParameter, TransportUse,
 };
 
 /// Listens for sessions on a PE's user transport.
@@ -25,6 +25,7 @@ pub struct SessionListener {
 
 /// What a PE receives on a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerEvent {
     /// Application data.
     Data(Bytes),
@@ -158,7 +159,7 @@ impl ServerSession {
     pub async fn send_business_card(
         &mut self,
         handle: PoolHandle,
-        pes: Vec<PoolElement>,
+        pes: Vec<PoolElementInfo>,
     ) -> Result<(), SessionError> {
         self.writer.send_business_card(handle, pes).await
     }
@@ -226,7 +227,7 @@ impl ServerSessionWriter {
     pub async fn send_business_card(
         &mut self,
         handle: PoolHandle,
-        pes: Vec<PoolElement>,
+        pes: Vec<PoolElementInfo>,
     ) -> Result<(), SessionError> {
         let policy = pes.first().map(|p| p.policy.clone());
         self.frame(Frame::Control(

@@ -10,6 +10,7 @@ use std::time::Duration;
 /// flags (8 bits), Message Length (16 bits, network order, counting the 4-byte header but not
 /// the up to 3 bytes of padding that follow every message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// Message Length below the 4 bytes of the header itself (RFC 5352 §2.1: minimum 4).
     #[error("message length {length} is shorter than the 4-byte header")]
@@ -93,6 +94,7 @@ fn pending_what(msg_type: Option<u8>) -> String {
 
 /// Why an association ended; carried by [`Event::Lost`](super::Event::Lost).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LostReason {
     /// The peer closed the association in an orderly way (TCP FIN, SCTP SHUTDOWN).
     #[error("peer closed the association")]
@@ -149,6 +151,7 @@ impl LostReason {
 
 /// Errors returned by the transport API.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// `socket(..., IPPROTO_SCTP)` failed: the kernel has no SCTP (module missing or blocked).
     #[error("kernel SCTP is not available on this host: {source}")]

@@ -16,6 +16,7 @@ use super::sys;
 /// warning per process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum TransportKind {
     /// Kernel SCTP if available, else TCP.
     #[default]
@@ -86,6 +87,7 @@ impl FromStr for TransportKind {
 
 /// Result of probing the kernel for SCTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SctpProbe {
     /// `socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP)` succeeded.
     Available,

@@ -95,6 +95,7 @@ impl Msg {
 
 /// State reported by an SCTP peer address change (RFC 6458 §6.1.2 `spc_state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PeerAddrState {
     /// `SCTP_ADDR_AVAILABLE`: the path is reachable again.
     Available,
@@ -145,6 +146,7 @@ impl PeerAddrState {
 
 /// What an association reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The association is established (SCTP `SCTP_COMM_UP`; TCP: connected). Always first.
     Up {

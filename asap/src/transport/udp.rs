@@ -23,6 +23,7 @@ use super::error::TransportError;
 
 /// Where a [`UdpEndpoint`] binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UdpBind {
     /// `0.0.0.0:port` (needed to receive multicast sent to a group on that port).
     Port(u16),

@@ -1,7 +1,9 @@
 //! Helpers shared by the handlespace integration tests.
 #![allow(dead_code)]
 
-use asap::wire::{PeIdentifier, Policy, PoolElement, PoolHandle, TransportParameter, TransportUse};
+use asap::wire::{
+    PeIdentifier, Policy, PoolElementInfo, PoolHandle, TransportParameter, TransportUse,
+};
 use std::net::{IpAddr, Ipv4Addr};
 
 pub fn ph(s: &str) -> PoolHandle {
@@ -25,8 +27,8 @@ pub fn tcp(port: u16) -> TransportParameter {
 }
 
 /// A PE with an SCTP data-only transport and a 30 s registration life.
-pub fn pe(id: PeIdentifier, policy: Policy) -> PoolElement {
-    PoolElement {
+pub fn pe(id: PeIdentifier, policy: Policy) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 0,
         registration_life: 30_000,
@@ -36,8 +38,8 @@ pub fn pe(id: PeIdentifier, policy: Policy) -> PoolElement {
     }
 }
 
-pub fn pe_life(id: PeIdentifier, life_ms: i32) -> PoolElement {
-    PoolElement {
+pub fn pe_life(id: PeIdentifier, life_ms: i32) -> PoolElementInfo {
+    PoolElementInfo {
         registration_life: life_ms,
         ..pe(id, Policy::RoundRobin)
     }

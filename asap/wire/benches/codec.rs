@@ -13,9 +13,9 @@ use rserpool_wire::enrp_msg::HandleTableResponse;
 use rserpool_wire::*;
 use std::net::{IpAddr, Ipv4Addr};
 
-fn pe(i: u32, asap: bool) -> PoolElement {
+fn pe(i: u32, asap: bool) -> PoolElementInfo {
     let a = |x: u32| IpAddr::V4(Ipv4Addr::from(0x0A00_0000 | (x & 0xFFFF)));
-    PoolElement {
+    PoolElementInfo {
         id: 0x1000_0000 + i,
         home_server_id: 0xaaa1,
         registration_life: 90_000,
@@ -36,7 +36,7 @@ fn pe(i: u32, asap: bool) -> PoolElement {
 fn messages() -> Vec<(&'static str, Message)> {
     let reg: Message = Registration {
         pool_handle: "EchoPool".into(),
-        pool_element: PoolElement {
+        pool_element: PoolElementInfo {
             policy: Policy::RoundRobin,
             ..pe(1, false)
         },

@@ -23,7 +23,9 @@ use super::cause::{ErrorCause, OperationError};
 use super::codes::CauseCode;
 use super::enrp_msg::{self, EnrpMessage, PoolEntry, UpdateAction};
 use super::message::Message;
-use super::param::{PoolElement, PoolHandle, ServerInformation, TransportParameter, TransportUse};
+use super::param::{
+    PoolElementInfo, PoolHandle, ServerInformation, TransportParameter, TransportUse,
+};
 use super::policy::{Policy, PolicyType};
 use super::tlv::{HandleResolutionOption, Parameter};
 
@@ -155,7 +157,7 @@ pub fn pool_handle() -> impl Strategy<Value = PoolHandle> {
 }
 
 /// A Pool Element parameter.
-pub fn pool_element() -> impl Strategy<Value = PoolElement> {
+pub fn pool_element() -> impl Strategy<Value = PoolElementInfo> {
     (
         any::<u32>(),
         any::<u32>(),
@@ -166,7 +168,7 @@ pub fn pool_element() -> impl Strategy<Value = PoolElement> {
     )
         .prop_map(
             |(id, home_server_id, registration_life, user_transport, policy, asap_transport)| {
-                PoolElement {
+                PoolElementInfo {
                     id,
                     home_server_id,
                     registration_life,
@@ -234,7 +236,7 @@ pub fn operation_error() -> impl Strategy<Value = OperationError> {
     vec(error_cause(), 0..4).prop_map(|causes| OperationError { causes })
 }
 
-fn pes(min: usize) -> impl Strategy<Value = Vec<PoolElement>> {
+fn pes(min: usize) -> impl Strategy<Value = Vec<PoolElementInfo>> {
     vec(pool_element(), min..4)
 }
 

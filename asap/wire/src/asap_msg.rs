@@ -9,7 +9,7 @@
 //! * [`BusinessCard::policy`]: rsplib's policy TLV before the Pool Elements;
 //! * [`HandleResolution::option`]: the Handle Resolution Option 0x803F;
 //! * Pool Element registration life in milliseconds, ASAP transport optional (see
-//!   [`PoolElement`]).
+//!   [`PoolElementInfo`]).
 
 use std::fmt;
 
@@ -17,7 +17,7 @@ use super::body::{message_body, p};
 use super::cause::OperationError;
 use super::codes::AsapType;
 use super::message::message_enum;
-use super::param::{PeIdentifier, PoolElement, PoolHandle, ServerId, TransportParameter};
+use super::param::{PeIdentifier, PoolElementInfo, PoolHandle, ServerId, TransportParameter};
 use super::policy::Policy;
 use super::tlv::HandleResolutionOption;
 
@@ -51,7 +51,7 @@ message_body! {
             /// The pool to join.
             pool_handle: PoolHandle = one p::PoolHandle,
             /// The PE (ID, home PR, life in ms, user transport, policy[, ASAP transport]).
-            pool_element: PoolElement = one p::PoolElement,
+            pool_element: PoolElementInfo = one p::PoolElement,
         }
     }
     summary(self, f) {
@@ -209,7 +209,7 @@ message_body! {
             #[serde(skip_serializing_if = "Option::is_none")]
             policy: Option<Policy> = opt p::Policy,
             /// The selected PEs.
-            pool_elements: Vec<PoolElement> = many(0) p::PoolElement,
+            pool_elements: Vec<PoolElementInfo> = many(0) p::PoolElement,
             /// Failure (e.g. Unknown Pool Handle).
             #[serde(skip_serializing_if = "Option::is_none")]
             error: Option<OperationError> = opt p::OpError,
@@ -361,7 +361,7 @@ message_body! {
             #[serde(skip_serializing_if = "Option::is_none")]
             policy: Option<Policy> = opt p::Policy,
             /// Failover candidates.
-            pool_elements: Vec<PoolElement> = many(1) p::PoolElement,
+            pool_elements: Vec<PoolElementInfo> = many(1) p::PoolElement,
         }
     }
     summary(self, f) {
@@ -390,7 +390,7 @@ message_body! {
 }
 
 /// tshark-style one-line summary of a Pool Element.
-pub(crate) struct PeSummary<'a>(pub &'a PoolElement);
+pub(crate) struct PeSummary<'a>(pub &'a PoolElementInfo);
 
 impl fmt::Display for PeSummary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

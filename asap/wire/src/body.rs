@@ -99,7 +99,7 @@ pub(crate) mod p {
     use crate::cause::OperationError;
     use crate::error::{DecodeError, EncodeError};
     use crate::layout::{Child, Dec, Enc};
-    use crate::param::{PoolElement as PoolElementValue, PoolHandle as PoolHandleValue};
+    use crate::param::{PoolElementInfo as PoolElementValue, PoolHandle as PoolHandleValue};
     use crate::param::{ServerInformation, TransportParameter};
     use crate::policy::Policy as PolicyValue;
     use crate::tlv::{self, HandleResolutionOption, Kind};

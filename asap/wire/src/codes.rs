@@ -61,6 +61,7 @@ macro_rules! code_table {
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
         $vis enum $Name {
             $( $(#[$vmeta])* $Var, )*
             /// A code this table does not know, kept so that it round-trips.

@@ -25,7 +25,7 @@ use super::codes::EnrpType;
 use super::error::{DecodeError, EncodeError};
 use super::layout::{Dec, Enc};
 use super::message::{message_enum, top_children, Body};
-use super::param::{PoolElement, PoolHandle, ServerId, ServerInformation};
+use super::param::{PoolElementInfo, PoolHandle, ServerId, ServerInformation};
 use super::tlv::{dec_pool_element, dec_pool_handle, enc_pool_element, enc_pool_handle};
 
 message_enum! {
@@ -160,7 +160,7 @@ pub struct PoolEntry {
     /// The pool.
     pub pool_handle: PoolHandle,
     /// Its PEs (rsplib includes each PE's ASAP transport).
-    pub pool_elements: Vec<PoolElement>,
+    pub pool_elements: Vec<PoolElementInfo>,
 }
 
 /// ENRP_HANDLE_TABLE_RESPONSE (0x03, RFC 5353 §2.3). Flags R (0x01) reject, M (0x02)
@@ -247,6 +247,7 @@ impl Body for HandleTableResponse {
 
 /// Update Action of a Handle Update (RFC 5353 §2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
 pub enum UpdateAction {
     /// 0: ADD_PE.
     AddPe,
@@ -304,7 +305,7 @@ enrp_message! {
             /// The pool.
             pool_handle: PoolHandle = one p::PoolHandle,
             /// The PE (rsplib includes its ASAP transport).
-            pool_element: PoolElement = one p::PoolElement,
+            pool_element: PoolElementInfo = one p::PoolElement,
         }
     }
     summary(self, f) {

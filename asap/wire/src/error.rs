@@ -12,6 +12,7 @@ use super::message::Protocol;
 
 /// Why a message could not be decoded (RFC 5354 §3–§4 length, padding and action rules).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The input ends before a field or header could be read.
     #[error("truncated at byte {offset}: {what} needs {needed} bytes, {available} available")]
@@ -139,6 +140,7 @@ impl DecodeError {
 
 /// Why a message could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// A message or parameter would exceed the 16-bit Length field.
     #[error("{what} too long: {length} bytes (maximum 65535)")]
@@ -162,6 +164,7 @@ pub enum EncodeError {
 /// re-encoding is **not** byte-exact for the affected bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "warning", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Warning {
     /// Padding bytes that are not zero (RFC 5354 §2: receivers ignore padding; our encoder
     /// writes zeros).

@@ -102,6 +102,7 @@ pub struct Quirk {
 /// The kinds of recorded wire choices.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum QuirkKind {
     /// A TLV not bound to a typed field, re-emitted verbatim at this child index.
     ExtraTlv(RawTlv),

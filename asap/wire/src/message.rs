@@ -351,6 +351,7 @@ macro_rules! message_enum {
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq)]
+        #[non_exhaustive]
         pub enum $Enum {
             $( #[doc = concat!("See [`", stringify!($V), "`].")] $V($V), )*
         }

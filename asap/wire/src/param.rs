@@ -76,6 +76,7 @@ impl Serialize for PoolHandle {
 /// Transport Use field of an SCTP transport (RFC 5354 §3.3) and — as rsplib writes it —
 /// of a TCP transport's second 16-bit word (see the crate README on deviations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
 pub enum TransportUse {
     /// 0x0000: data only.
     DataOnly,
@@ -108,6 +109,7 @@ impl TransportUse {
 /// endpoint or an ENRP server can be reached.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "transport")]
+#[non_exhaustive]
 pub enum TransportParameter {
     /// 0x0004 SCTP Transport: port, Transport Use, one or more addresses (v4/v6 mixed).
     Sctp {
@@ -203,8 +205,11 @@ impl TransportParameter {
 ///
 /// `registration_life` is in **milliseconds**, as rsplib, the Tüxen/Volkmer ENRP server
 /// and Wireshark interpret it (RFC 5354 says seconds); −1 means infinite.
+///
+/// Formerly `PoolElement` (still a deprecated alias); renamed so that each name means one
+/// thing: the pool element *driver* is `asap::pe::PoolElement`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct PoolElement {
+pub struct PoolElementInfo {
     /// PE Identifier (RFC 5354 §3.10).
     pub id: PeIdentifier,
     /// Home ENRP Server Identifier; 0 = not yet determined.
@@ -219,6 +224,19 @@ pub struct PoolElement {
     /// includes it in ENRP ones.
     pub asap_transport: Option<TransportParameter>,
 }
+
+/// The old name of [`PoolElementInfo`], kept for existing users: the same type.
+///
+/// ```
+/// #[allow(deprecated)]
+/// fn old_to_new(pe: rserpool_wire::PoolElement) -> rserpool_wire::PoolElementInfo {
+///     pe
+/// }
+/// ```
+#[deprecated(
+    note = "renamed to `PoolElementInfo` (the pool element driver is `asap::pe::PoolElement`)"
+)]
+pub type PoolElement = PoolElementInfo;
 
 /// Server Information parameter (RFC 5354 §3.11): an ENRP server's ID and its ENRP
 /// transport (SCTP Transport).

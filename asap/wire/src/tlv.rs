@@ -14,7 +14,9 @@ use super::cause::{ErrorCause, OperationError};
 use super::codes::{CauseCode, ParamType};
 use super::error::{DecodeError, EncodeError};
 use super::layout::{Child, Dec, Enc, Walk};
-use super::param::{PoolElement, PoolHandle, ServerInformation, TransportParameter, TransportUse};
+use super::param::{
+    PoolElementInfo, PoolHandle, ServerInformation, TransportParameter, TransportUse,
+};
 use super::policy::{Policy, PolicyType};
 
 /// Handle Resolution Option parameter 0x803F (rsplib; draft-dreibholz-rserpool-asap-hropt):
@@ -522,7 +524,7 @@ pub(crate) fn decode_transport_tlv(b: &[u8]) -> Option<TransportParameter> {
 
 /// 0x000A Pool Element (RFC 5354 §3.10). The ASAP transport is optional (rsplib omits it
 /// in ASAP messages).
-pub(crate) fn dec_pool_element(d: &mut Dec<'_>, c: &Child) -> Result<PoolElement, DecodeError> {
+pub(crate) fn dec_pool_element(d: &mut Dec<'_>, c: &Child) -> Result<PoolElementInfo, DecodeError> {
     let v = c.value_range();
     if v.len() < 12 {
         return Err(bad_len(c, "shorter than the Pool Element's 12 fixed bytes"));
@@ -544,7 +546,7 @@ pub(crate) fn dec_pool_element(d: &mut Dec<'_>, c: &Child) -> Result<PoolElement
             Some(t) => Some(dec_transport(d, t)?),
             None => None,
         };
-        Ok(PoolElement {
+        Ok(PoolElementInfo {
             id,
             home_server_id,
             registration_life,
@@ -773,7 +775,7 @@ pub(crate) fn enc_policy(e: &mut Enc<'_>, p: &Policy) -> Result<(), EncodeError>
 }
 
 /// 0x000A Pool Element.
-pub(crate) fn enc_pool_element(e: &mut Enc<'_>, pe: &PoolElement) -> Result<(), EncodeError> {
+pub(crate) fn enc_pool_element(e: &mut Enc<'_>, pe: &PoolElementInfo) -> Result<(), EncodeError> {
     e.begin_tlv(ParamType::PoolElement.code(), "Pool Element");
     e.buf().put_u32(pe.id);
     e.buf().put_u32(pe.home_server_id);
@@ -811,6 +813,7 @@ pub(crate) fn enc_op_error(e: &mut Enc<'_>, oe: &OperationError) -> Result<(), E
 /// look inside a [`RawTlv`](super::RawTlv) kept in a layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "param", content = "value", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Parameter {
     /// 0x0001 / 0x0002 IPv4 or IPv6 Address.
     Address(IpAddr),
@@ -821,7 +824,7 @@ pub enum Parameter {
     /// 0x0009 Pool Handle.
     PoolHandle(PoolHandle),
     /// 0x000A Pool Element.
-    PoolElement(PoolElement),
+    PoolElement(PoolElementInfo),
     /// 0x000B Server Information.
     ServerInformation(ServerInformation),
     /// 0x000C Operation Error.
@@ -982,7 +985,7 @@ mod tests {
         let reg = |asap_transport| {
             Message::Asap(AsapMessage::Registration(Registration {
                 pool_handle: PoolHandle(b"pool".to_vec()),
-                pool_element: PoolElement {
+                pool_element: PoolElementInfo {
                     id: 0x1234_5678,
                     home_server_id: 0,
                     registration_life: 300_000,

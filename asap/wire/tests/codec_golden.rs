@@ -19,8 +19,8 @@ fn exact(p: Protocol, b: &[u8]) -> Decoded {
     d
 }
 
-fn echo_pe(policy: Policy) -> PoolElement {
-    PoolElement {
+fn echo_pe(policy: Policy) -> PoolElementInfo {
+    PoolElementInfo {
         id: 0x1234_5678,
         home_server_id: 0,
         registration_life: 90_000,
@@ -324,9 +324,9 @@ fn all_transports_and_business_card_with_policy() {
             ],
         },
     ];
-    let pes: Vec<PoolElement> = transports
+    let pes: Vec<PoolElementInfo> = transports
         .iter()
-        .map(|t| PoolElement {
+        .map(|t| PoolElementInfo {
             user_transport: t.clone(),
             asap_transport: Some(transports[5].clone()),
             ..echo_pe(Policy::LeastUsed { load: 5 })

@@ -17,7 +17,7 @@ pub mod resolve;
 
 use std::net::{IpAddr, SocketAddr};
 
-use asap::wire::{PoolElement, TransportParameter};
+use asap::wire::{PoolElementInfo, TransportParameter};
 use serde::Serialize;
 
 pub use hsdump::{hsdump, HandleTable, HsdumpError};
@@ -58,11 +58,13 @@ impl TransportView {
             TransportParameter::UdpLite { .. } => "udp-lite",
             TransportParameter::Dccp { .. } => "dccp",
             TransportParameter::Opaque { .. } => "opaque",
+            _ => "unknown",
         };
         let transport_use = match t.transport_use() {
             asap::wire::TransportUse::DataOnly => "data",
             asap::wire::TransportUse::DataPlusControl => "data+control",
             asap::wire::TransportUse::Other(_) => "other",
+            _ => "other",
         };
         TransportView {
             protocol,
@@ -116,7 +118,7 @@ pub struct PeView {
 
 impl PeView {
     /// The printable view of `pe` in `pool`.
-    pub fn of(pool: &str, pe: &PoolElement) -> Self {
+    pub fn of(pool: &str, pe: &PoolElementInfo) -> Self {
         PeView {
             pool: pool.to_string(),
             pe_id: pe.id,

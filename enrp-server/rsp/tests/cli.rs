@@ -8,7 +8,7 @@ use std::time::Duration;
 use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
 use asap::wire::asap_msg::Registration;
 use asap::wire::{
-    AsapMessage, Message, Policy, PoolElement, Protocol, TransportParameter, TransportUse,
+    AsapMessage, Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse,
 };
 use enrp_server::core::CoreConfig;
 use enrp_server::driver::{DriverConfig, Server};
@@ -52,7 +52,7 @@ async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
 }
 
 /// Registers `pe` in `pool` over `a` and checks the registrar accepted it.
-async fn register(a: &mut Association, pool: &str, pe: PoolElement) {
+async fn register(a: &mut Association, pool: &str, pe: PoolElementInfo) {
     let id = pe.id;
     let m = Message::from(Registration {
         pool_handle: pool.into(),
@@ -85,8 +85,8 @@ async fn register(a: &mut Association, pool: &str, pe: PoolElement) {
     }
 }
 
-fn pe(id: u32, port: u16, policy: Policy) -> PoolElement {
-    PoolElement {
+fn pe(id: u32, port: u16, policy: Policy) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 0,
         registration_life: 600_000,

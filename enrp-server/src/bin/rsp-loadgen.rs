@@ -22,7 +22,7 @@ use asap::transport::{
 };
 use asap::wire::asap_msg::{EndpointKeepAliveAck, HandleResolution, Registration};
 use asap::wire::{
-    AsapMessage, HandleResolutionOption, Message, Policy, PoolElement, Protocol,
+    AsapMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
     TransportParameter, TransportUse,
 };
 use clap::Parser;
@@ -101,8 +101,8 @@ fn pool_name(i: u32) -> String {
     format!("pool-{i:05}")
 }
 
-fn element(id: u32) -> PoolElement {
-    PoolElement {
+fn element(id: u32) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 0,
         registration_life: 300_000,

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use asap::wire::{CauseCode, PeIdentifier, PoolElement, PoolHandle, Protocol, UpdateAction};
+use asap::wire::{CauseCode, PeIdentifier, PoolElementInfo, PoolHandle, Protocol, UpdateAction};
 use serde::Serialize;
 
 use super::AssocId;
@@ -289,5 +289,5 @@ pub struct Replication {
     /// Pool.
     pub pool_handle: PoolHandle,
     /// The PE parameter as stored (home server ID = ours, ASAP transport included).
-    pub element: PoolElement,
+    pub element: PoolElementInfo,
 }

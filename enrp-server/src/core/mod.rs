@@ -59,7 +59,7 @@ use asap::wire::asap_msg::{
 use asap::wire::enrp_msg::{Error as EnrpError, HandleTableResponse, ListResponse, Presence};
 use asap::wire::{
     AsapMessage, CauseCode, DecodeError, EnrpMessage, ErrorCause, HandleResolutionOption, Message,
-    OperationError, PeIdentifier, Policy, PoolElement, PoolEntry, PoolHandle, Protocol,
+    OperationError, PeIdentifier, Policy, PoolElementInfo, PoolEntry, PoolHandle, Protocol,
     ServerInformation, TransportParameter, TransportUse, UpdateAction,
 };
 use bytes::Bytes;
@@ -180,7 +180,7 @@ pub enum Action {
         /// Pool.
         pool_handle: PoolHandle,
         /// The PE (its `asap_transport` says where to connect).
-        element: PoolElement,
+        element: PoolElementInfo,
         /// The keep-alive.
         message: Message,
         /// Its encoding.
@@ -481,7 +481,7 @@ impl Registrar {
     fn removed(
         &mut self,
         handle: PoolHandle,
-        element: PoolElement,
+        element: PoolElementInfo,
         reason: RemovalReason,
         out: &mut Vec<Action>,
     ) {
@@ -756,7 +756,7 @@ impl Registrar {
         assoc: AssocId,
         raw: &[u8],
         handle: PoolHandle,
-        mut element: PoolElement,
+        mut element: PoolElementInfo,
         out: &mut Vec<Action>,
     ) {
         let id = element.id;
@@ -930,7 +930,7 @@ impl Registrar {
 
     /// Whether `assoc` may deregister a PE bound to `bound` (see
     /// [`on_deregistration`](Self::on_deregistration)).
-    fn may_deregister(&self, assoc: AssocId, bound: Option<AssocId>, pe: &PoolElement) -> bool {
+    fn may_deregister(&self, assoc: AssocId, bound: Option<AssocId>, pe: &PoolElementInfo) -> bool {
         if bound == Some(assoc) {
             return true;
         }
@@ -1438,6 +1438,8 @@ fn cause_of(e: &HandlespaceError, raw: &[u8]) -> ErrorCause {
             ErrorCause::plain(CauseCode::InconsistentDataControl)
         }
         HandlespaceError::UnknownPoolHandle(_) => ErrorCause::plain(CauseCode::UnknownPoolHandle),
+        // A refusal added to the handlespace later: the generic cause (RFC 5354 §3.12.1).
+        _ => ErrorCause::plain(CauseCode::UnspecifiedError),
     }
 }
 

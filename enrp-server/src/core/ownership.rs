@@ -84,15 +84,15 @@ mod tests {
     use asap::wire::asap_msg::Registration;
     use asap::wire::enrp_msg::{HandleUpdate, Presence};
     use asap::wire::{
-        EnrpMessage, Message, Policy, PoolElement, Protocol, TransportParameter, TransportUse,
+        EnrpMessage, Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse,
         UpdateAction,
     };
     use std::net::SocketAddr;
 
     const ME: ServerId = 5;
 
-    fn element(home: ServerId) -> PoolElement {
-        PoolElement {
+    fn element(home: ServerId) -> PoolElementInfo {
+        PoolElementInfo {
             id: 0x42,
             home_server_id: home,
             registration_life: 60_000,

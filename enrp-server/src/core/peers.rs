@@ -27,7 +27,7 @@ use asap::wire::enrp_msg::{
     ListRequest, ListResponse, Presence, TakeoverServer,
 };
 use asap::wire::{
-    EnrpMessage, Message, PoolElement, PoolEntry, PoolHandle, ServerId, ServerInformation,
+    EnrpMessage, Message, PoolElementInfo, PoolEntry, PoolHandle, ServerId, ServerInformation,
     UpdateAction,
 };
 
@@ -566,6 +566,17 @@ impl Registrar {
                 error: format!("peer {} reported: {}", e.sender, e.error),
                 replied: false,
             })),
+            // A message type the codec learnt after this server was written: reported
+            // (and logged by the driver), otherwise ignored.
+            other => out.push(Action::Event(Event::ProtocolError {
+                assoc: None,
+                protocol: asap::wire::Protocol::Enrp,
+                error: format!(
+                    "{} from peer {sender:#x} not handled",
+                    other.message_type().name().unwrap_or("message")
+                ),
+                replied: false,
+            })),
         }
     }
 
@@ -745,7 +756,7 @@ impl Registrar {
         now: Instant,
         claim: Claim,
         handle: &PoolHandle,
-        mut el: PoolElement,
+        mut el: PoolElementInfo,
         out: &mut Vec<Action>,
     ) {
         let Claim {
@@ -847,7 +858,9 @@ impl Registrar {
                     }
                 }
             }
-            UpdateAction::Other(_) => {}
+            // An action this server does not know (RFC 5353 §2.4 defines only ADD_PE and
+            // DEL_PE): ignored.
+            _ => {}
         }
     }
 }
@@ -916,8 +929,8 @@ mod tests {
             .collect()
     }
 
-    fn element(id: u32, home: ServerId) -> PoolElement {
-        PoolElement {
+    fn element(id: u32, home: ServerId) -> PoolElementInfo {
+        PoolElementInfo {
             id,
             home_server_id: home,
             registration_life: 60_000,

@@ -110,8 +110,8 @@ fn only_reply(out: &[Action]) -> Message {
     s[0].1.clone()
 }
 
-fn pe(id: u32, addr: &str, policy: Policy) -> PoolElement {
-    PoolElement {
+fn pe(id: u32, addr: &str, policy: Policy) -> PoolElementInfo {
+    PoolElementInfo {
         id,
         home_server_id: 0,
         registration_life: 90_000,
@@ -125,7 +125,7 @@ fn pe(id: u32, addr: &str, policy: Policy) -> PoolElement {
     }
 }
 
-fn registration(handle: &str, element: PoolElement) -> Registration {
+fn registration(handle: &str, element: PoolElementInfo) -> Registration {
     Registration {
         pool_handle: handle.into(),
         pool_element: element,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use asap::wire::asap_msg::EndpointKeepAlive;
 use asap::wire::enrp_msg::HandleTableResponse;
 use asap::wire::{
-    EnrpMessage, Message, PeIdentifier, PoolElement, PoolHandle, Protocol, ServerId,
+    EnrpMessage, Message, PeIdentifier, PoolElementInfo, PoolHandle, Protocol, ServerId,
     TransportParameter,
 };
 use serde::Serialize;
@@ -591,7 +591,7 @@ impl Registrar {
         now: Instant,
         from_peer: ServerId,
         handle: &PoolHandle,
-        el: &mut PoolElement,
+        el: &mut PoolElementInfo,
         home: ServerId,
         out: &mut Vec<Action>,
     ) -> bool {
@@ -846,7 +846,7 @@ mod tests {
     use asap::transport::TransportKind;
     use asap::wire::enrp_msg::{HandleTableRequest, HandleUpdate, Presence};
     use asap::wire::{
-        Policy, PoolElement, Protocol, TransportParameter, TransportUse, UpdateAction,
+        Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse, UpdateAction,
     };
 
     const ME: ServerId = 0x5EC0_0005;
@@ -895,7 +895,7 @@ mod tests {
                 action: UpdateAction::AddPe,
                 reserved: 0,
                 pool_handle: "P".into(),
-                pool_element: PoolElement {
+                pool_element: PoolElementInfo {
                     id: 0x666,
                     home_server_id: sender,
                     registration_life: -1,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::{EndpointKeepAliveAck, Registration};
 use asap::wire::{
-    AsapMessage, EnrpMessage, Message, PeIdentifier, Policy, PoolElement, PoolHandle, Protocol,
+    AsapMessage, EnrpMessage, Message, PeIdentifier, Policy, PoolElementInfo, PoolHandle, Protocol,
     ServerId, TransportParameter, TransportUse,
 };
 use bytes::Bytes;
@@ -512,7 +512,7 @@ impl Sim {
         let p = &self.pes[pe];
         let m: Message = Registration {
             pool_handle: p.handle.clone(),
-            pool_element: PoolElement {
+            pool_element: PoolElementInfo {
                 id: p.id,
                 home_server_id: 0,
                 registration_life: self.cfg.pe_life_ms,
