@@ -13,3 +13,4 @@
 
 pub mod api;
 pub mod registrar;
+pub mod sd_notify;
