@@ -14,6 +14,26 @@
 //!
 //! Thanks to RFC 1071's byte-order independence this equals rsplib's value (which sums
 //! native 16-bit loads) and the Tüxen/Volkmer server's value (which pads the handle first).
+//!
+//! Adding and removing PEs keeps the value exact, so a registrar updates it per
+//! registration instead of recomputing it:
+//!
+//! ```
+//! use asap::checksum::PeChecksum;
+//! use asap::wire::PoolHandle;
+//!
+//! let pool = PoolHandle::from("EchoPool");
+//! let mut owned = PeChecksum::default();
+//! assert_eq!(owned.value(), 0xFFFF); // no PE
+//! owned.add(&pool, 1);
+//! owned.add(&pool, 2);
+//! let two = owned.value();
+//! owned.add(&pool, 3);
+//! owned.remove(&pool, 3);
+//! assert_eq!(owned.value(), two);
+//! assert_eq!(owned.count(), 2);
+//! assert_eq!(PeChecksum::from_pes([(&pool, 1), (&pool, 2)]).value(), two);
+//! ```
 
 use crate::wire::{PeIdentifier, PoolHandle};
 

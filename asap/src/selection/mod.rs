@@ -21,6 +21,25 @@
 //! RFC 5356 makes RR the mandatory default, and it needs no policy values.
 //!
 //! Everything is deterministic given the random number generator passed in.
+//!
+//! A round-robin pool of three PEs: each selection of one hands out the next PE, and the one
+//! handed out moves behind its equals (RFC 5356 §4.1):
+//!
+//! ```
+//! use asap::selection::{MaxIncrement, Selector};
+//! use asap::wire::{Policy, PolicyType};
+//! use rand::SeedableRng;
+//!
+//! let mut pool = Selector::new(PolicyType::RoundRobin.code());
+//! for id in [1, 2, 3] {
+//!     pool.insert(id, &Policy::RoundRobin);
+//! }
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+//! let picks: Vec<u32> = (0..4)
+//!     .flat_map(|_| pool.select(1, MaxIncrement::PolicyDefault, &mut rng))
+//!     .collect();
+//! assert_eq!(picks, [1, 2, 3, 1]);
+//! ```
 
 mod fenwick;
 pub mod least_used;
