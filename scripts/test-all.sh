@@ -31,13 +31,15 @@ step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 step "system packages"
 # tshark: the independent decoder of the oracle tests; iproute2 (`ip netns`): the
 # multi-host tests (enrp-server netns_peering) run registrars in network namespaces.
-if ! command -v tshark >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+# systemd-analyze (package systemd): `verify` of the units in */deploy/ (tests/tests/deploy_units.rs).
+if ! command -v tshark >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
+    || ! command -v systemd-analyze >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq tshark iproute2 >/dev/null
+        apt-get install -y -qq tshark iproute2 systemd >/dev/null
     else
-        echo "tshark or ip missing and not installable here: the tshark oracle and netns tests will skip"
+        echo "tshark, ip or systemd-analyze missing and not installable here: the tshark oracle, netns and unit-verify tests will skip"
     fi
 fi
 tshark --version 2>/dev/null | head -1 || true
