@@ -13,8 +13,11 @@ use asap::transport::{defaults, TransportKind};
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::core::{AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, Rate};
+use crate::core::{
+    AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, Rate, UnreachableCounting,
+};
 use crate::driver::DriverConfig;
+use asap::selection::MaxIncrement;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -25,6 +28,16 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// What counts towards --max-bad-pe-reports (README "Deviations from rsplib").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UnreachableCountingArg {
+    /// Distinct reporter addresses (forgery from one host does not add up).
+    Distinct,
+    /// Every report (rsplib): a single PU can remove a PE.
+    Raw,
 }
 
 /// RSerPool registrar (ENRP server, RFC 5351-5353): accepts ASAP registrations from pool
@@ -192,6 +205,17 @@ pub struct Options {
     /// [default: 3]
     #[arg(long, value_name = "N")]
     pub max_bad_pe_reports: Option<u32>,
+
+    /// What counts towards --max-bad-pe-reports: distinct reporter addresses, or every
+    /// report as rsplib does (README "Deviations from rsplib"). [default: distinct]
+    #[arg(long, value_name = "HOW")]
+    pub unreachable_counting: Option<UnreachableCountingArg>,
+
+    /// PEs whose selection state a handle resolution updates (RFC 5356 §5.2): `rfc` (LUD,
+    /// PLUD and LUD-DPF degrade every PE handed out), `rsplib` (only the first, rsplib's
+    /// default), or a count N (rsplib's -maxincrement=N). [default: rfc]
+    #[arg(long, value_name = "rfc|rsplib|N")]
+    pub max_increment: Option<String>,
 
     /// ENDPOINT_UNREACHABLE counts only from an association that resolved the PE's pool
     /// within this time, ms (SECURITY.md). [default: 300000]
@@ -452,6 +476,8 @@ impl Options {
             announce_cycle,
             announce_ttl,
             max_bad_pe_reports,
+            unreachable_counting,
+            max_increment,
             unreachable_window,
             unreachable_probe_timeout,
             max_hres_items,
@@ -496,6 +522,27 @@ impl Options {
                 return Err(invalid("max-bad-pe-reports", "must be 1..=64"));
             }
             c.max_bad_pe_reports = v;
+        }
+        if let Some(v) = self.unreachable_counting {
+            c.unreachable_counting = match v {
+                UnreachableCountingArg::Distinct => UnreachableCounting::DistinctReporters,
+                UnreachableCountingArg::Raw => UnreachableCounting::Raw,
+            };
+        }
+        if let Some(v) = &self.max_increment {
+            c.max_increment = match v.as_str() {
+                "rfc" => MaxIncrement::PolicyDefault,
+                "rsplib" => MaxIncrement::RsplibDefault,
+                n => match n.parse::<u32>() {
+                    Ok(k) => MaxIncrement::from_rsplib(k),
+                    Err(_) => {
+                        return Err(invalid(
+                            "max-increment",
+                            "must be rfc, rsplib or a number (0 = rsplib's default)",
+                        ))
+                    }
+                },
+            };
         }
         if let Some(v) = self.unreachable_window {
             c.security.unreachable_window = ms(v.max(1));
@@ -750,6 +797,49 @@ mod tests {
 
     /// `--enrp-announce off` names no multicast group: it must not turn peering on (a
     /// registrar meant to stand alone would otherwise listen to peers); a group does.
+    #[test]
+    fn rsplib_compatibility_switches_from_cli_and_file() {
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(
+            c.unreachable_counting,
+            UnreachableCounting::DistinctReporters
+        );
+        assert_eq!(c.max_increment, MaxIncrement::PolicyDefault);
+        let (c, _) = Options::parse_from([
+            "enrp-server",
+            "--unreachable-counting",
+            "raw",
+            "--max-increment",
+            "rsplib",
+        ])
+        .resolve(5)
+        .expect("valid");
+        assert_eq!(c.unreachable_counting, UnreachableCounting::Raw);
+        assert_eq!(c.max_increment, MaxIncrement::RsplibDefault);
+        let file: Options =
+            toml::from_str("unreachable-counting = \"raw\"\nmax-increment = \"2\"\n")
+                .expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server", "--unreachable-counting", "distinct"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(
+            c.unreachable_counting,
+            UnreachableCounting::DistinctReporters
+        );
+        assert_eq!(c.max_increment, MaxIncrement::Count(2));
+        let (c, _) = Options::parse_from(["enrp-server", "--max-increment", "0"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.max_increment, MaxIncrement::RsplibDefault, "rsplib's 0");
+        let e = Options::parse_from(["enrp-server", "--max-increment", "most"])
+            .resolve(5)
+            .expect_err("refused");
+        assert!(e.to_string().contains("max-increment"), "{e}");
+    }
+
     #[test]
     fn enrp_announce_off_does_not_turn_peering_on() {
         let (c, _) = Options::parse_from(["enrp-server", "--enrp-announce", "off"])
