@@ -1,5 +1,5 @@
 //! The PE checksum of the ENRP handlespace audit (RFC 5353; PE Checksum,
-//! parameter 0x000F of RFC 5354 §3; see RSERPOOL-SPEC §4.2, §10.9).
+//! parameter 0x000F of RFC 5354 §3; see asap/wire/INTEROP.md §2, §5.9).
 //!
 //! An ENRP server advertises in every ENRP_PRESENCE a 16-bit checksum over the identities of
 //! all PEs it owns; a peer compares it with the value it computes over the PEs it believes
@@ -75,7 +75,7 @@ pub fn fold(mut sum: u64) -> u16 {
 }
 
 /// An incrementally maintained PE checksum over a set of (pool handle, PE ID) pairs
-/// (RFC 5353 handlespace audit; RSERPOOL-SPEC §10.9).
+/// (RFC 5353 handlespace audit; asap/wire/INTEROP.md §5.9).
 ///
 /// The caller must only [`remove`](Self::remove) pairs it [`add`](Self::add)ed before; the
 /// handlespace guarantees that through its owner index.

@@ -1,5 +1,5 @@
 //! Expiry, connection loss, takeover, dumps and index consistency of the handlespace
-//! (RSERPOOL-SPEC §10.1, §10.6, §10.8, §10.9).
+//! (asap/wire/INTEROP.md §5.1, §5.6, §5.8, §5.9).
 
 mod common;
 

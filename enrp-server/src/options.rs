@@ -111,7 +111,7 @@ pub struct Options {
     #[arg(long, value_name = "MS")]
     pub takeover_expiry_interval: Option<u64>,
 
-    /// Most ENRP peers kept in the peer table (RFC 5353 §10.5); messages from further
+    /// Most ENRP peers kept in the peer table (asap/wire/INTEROP.md §5.5); messages from further
     /// unknown servers are ignored, so forged server IDs cannot grow it. [default: 256]
     #[arg(long, value_name = "N")]
     pub max_peers: Option<usize>,

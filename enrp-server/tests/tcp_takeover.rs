@@ -1,5 +1,5 @@
-//! Host integration test of the ENRP takeover end to end (RFC 5353 §3.6, RSERPOOL-SPEC
-//! §10.8) with the real pieces: two registrar drivers (ASAP/ENRP and peering over TCP) on
+//! Host integration test of the ENRP takeover end to end (RFC 5353 §3.6,
+//! asap/wire/INTEROP.md §5.8) with the real pieces: two registrar drivers (ASAP/ENRP and peering over TCP) on
 //! 127.0.0.31/32 and an `asap` [`PoolElement`] registered at registrar A, which knows no
 //! other registrar. A is stopped; B takes A over, connects to the address and port A
 //! recorded for the PE (its registrar association's, shared with a listener by

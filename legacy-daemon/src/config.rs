@@ -24,7 +24,7 @@ use legacy_protocol::LoadHints;
 
 /// Default path of the configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/legacy-daemon.toml";
-/// Default poll interval (SEEDS.md §6.1 proposal: 1 s; seed 003 gives none).
+/// Default poll interval (our choice: seed 003 gives no timings).
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
 /// Default maximum age of the TCP socket table sample.
 pub const DEFAULT_NET_INTERVAL_MS: u64 = 5000;

@@ -2,8 +2,8 @@
 //!
 //! Polling stays the source of truth (seed 003 \[32\]: "daemon 141 may be notified via the
 //! polling process"); a pidfd only makes the daemon poll *now* instead of at the next tick,
-//! so a crash is reported well under the poll interval (SEEDS.md §7 feature 24). Each
-//! watched pid gets a pidfd registered with tokio's [`AsyncFd`]; the fd becomes readable
+//! so a crash is reported well under the poll interval (seed 004 fails over within
+//! seconds). Each watched pid gets a pidfd registered with tokio's [`AsyncFd`]; the fd becomes readable
 //! when the process terminates, and the watcher sends the pid on a channel. When the kernel
 //! has no `pidfd_open` (ENOSYS, old legacy hosts) the watcher disables itself and the daemon
 //! relies on polling alone.

@@ -1,5 +1,5 @@
 //! Process-table polling (seed 003 \[29\] step 181: "Daemon 141 polls process table 155 to
-//! establish the status of the applications"; SEEDS.md §1.3 C3).
+//! establish the status of the applications").
 //!
 //! # Cost model
 //!

@@ -2,7 +2,7 @@
 //!
 //! [`StatusBook`] holds the state last *reported* (the state at `state_seq`). Each poll result
 //! is compared with it; when something changed a [`Delta`] is produced and `state_seq` grows
-//! by one (seed 000 \[0027\]–\[0028\]: change-driven updates; SEEDS.md §7 features 6, 18).
+//! by one (seed 000 \[0027\]–\[0028\]: change-driven updates).
 //!
 //! What counts as a change of an application:
 //! - running, instance count, pids, port listening state, connection counts, load hints;

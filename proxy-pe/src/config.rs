@@ -46,7 +46,7 @@ pub enum ConfigError {
     },
 }
 
-/// How the proxy brings the legacy servers into the pool (SEEDS.md §1.2 B3).
+/// How the proxy brings the legacy servers into the pool (seed 003 \[27\]–\[28\]: the proxy generates the list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
@@ -107,7 +107,7 @@ pub struct Config {
     pub applications: Vec<Application>,
 }
 
-/// Failure-detection settings (seed 002's two-channel rule, SEEDS.md 002-4).
+/// Failure-detection settings (seed 002's two-channel rule, FIG. 7A: down only if both channels say so).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Detection {

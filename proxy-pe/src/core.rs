@@ -9,7 +9,7 @@
 //! Rules:
 //! - **Pooling table** (seed 003 [29]–[30]): one entry per configured (application,
 //!   server); the server "is running" when its daemon reports the application running.
-//! - **Failure declaration without flapping** (seed 002, SEEDS.md 002-4): a server whose
+//! - **Failure declaration without flapping** (seed 002, FIG. 7A two-channel rule): a server whose
 //!   daemon went silent (no frame for `heartbeat_miss_factor` × heartbeat interval, or
 //!   disconnected) is **suspect**: it stays selectable while a direct TCP probe of its
 //!   service port succeeds, for at most `suspect_grace_ms`. It is **down** only when the

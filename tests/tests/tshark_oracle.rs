@@ -772,7 +772,7 @@ impl Expect {
                 self.int("dccp_transport_port", *port);
                 self.int("dccp_transport_reserved", *reserved);
                 // RFC 5354 §3.2: a 32-bit Service Code. tshark 4.0 declares the field
-                // FT_UINT16 (RSERPOOL-SPEC §12 item 14) but reads and shows all 32 bits.
+                // FT_UINT16 (asap/wire/INTEROP.md §7 item 14) but reads and shows all 32 bits.
                 self.int("dccp_transport_service_code", *service_code);
                 self.address(address);
             }
@@ -855,7 +855,7 @@ impl Expect {
         self.bytes("pool_handle_pool_handle", ph.as_bytes());
     }
 
-    /// Registration Life: our field is in ms (RSERPOOL-SPEC §12 item 1), tshark shows the
+    /// Registration Life: our field is in ms (asap/wire/INTEROP.md §7 item 1), tshark shows the
     /// same signed number with unit "ms": no conversion.
     fn pool_element(&mut self, pe: &PoolElementInfo) {
         self.tlv(ParamType::PoolElement, pe_len(pe));

@@ -20,7 +20,7 @@
 //!   segments, SYN/FIN/RST), then framing by the common header Length with padding to 4;
 //! * UDP: one message per datagram (ASAP Server Announce, ENRP Presence).
 //!
-//! Classification (RSERPOOL-SPEC §2): SCTP PPID 11 → ASAP, 12 → ENRP, the draft-era PPIDs
+//! Classification (asap/wire/INTEROP.md §1): SCTP PPID 11 → ASAP, 12 → ENRP, the draft-era PPIDs
 //! 0xFAEEB5D1 / 0xFAEEB5D2 likewise; any other PPID falls back to the well-known ports
 //! (ASAP 3863, ENRP 9901, either side). TCP and UDP go by port.
 //!

@@ -1,6 +1,7 @@
 //! The capture reader against every reference capture in `pcap-fixtures/`: message counts
 //! per protocol and type equal tshark's (from the manifest; tshark is not run here), the
-//! bytes equal tshark's `-x` output, and the edge cases give exactly the right messages.
+//! bytes equal tshark's `-x` output, the edge cases give exactly the right messages, and
+//! the crafted captures are what `tools/make_crafted.py` writes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -284,4 +285,48 @@ fn draft_era_capture_is_classified_by_ppid_on_other_ports() {
                 acc
             });
     assert_eq!(frames.len(), 693, "one message per frame in this capture");
+}
+
+/// The crafted captures in the repository are exactly what `pcap-fixtures/tools/make_crafted.py`
+/// writes (byte for byte), so they can be regenerated and reviewed. Needs python3 (skipped
+/// with a message when it is missing, unless `REQUIRE_PYTHON` is set).
+#[test]
+fn crafted_captures_are_reproduced_by_make_crafted() {
+    let dir = Manifest::default_dir();
+    let out = std::env::temp_dir().join(format!("make-crafted-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let status = std::process::Command::new("python3")
+        .arg(dir.join("tools/make_crafted.py"))
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status();
+    let status = match status {
+        Ok(s) => s,
+        Err(e) if std::env::var_os("REQUIRE_PYTHON").is_none() => {
+            eprintln!("skipped: python3 not runnable ({e})");
+            return;
+        }
+        Err(e) => panic!("python3: {e}"),
+    };
+    assert!(status.success(), "make_crafted.py failed: {status}");
+    let mut compared = 0;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in std::fs::read_dir(out.join(&rel)).unwrap() {
+            let entry = entry.unwrap();
+            let rel = rel.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(rel);
+                continue;
+            }
+            let made = std::fs::read(out.join(&rel)).unwrap();
+            let kept = std::fs::read(dir.join("crafted").join(&rel))
+                .unwrap_or_else(|e| panic!("crafted/{} is in the repository: {e}", rel.display()));
+            assert!(made == kept, "crafted/{} differs from make_crafted.py's output", rel.display());
+            compared += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    assert_eq!(compared, 15, "make_crafted.py writes 15 files");
 }

@@ -1,5 +1,5 @@
 //! The pool user's cache of handle resolution results (RFC 5352 PU side, stale.cache.value
-//! = 30 s by default, RSERPOOL-SPEC §9.1, §10.2; PU side selection of RFC 5356 §4–5).
+//! = 30 s by default, asap/wire/INTEROP.md §4, §5.2; PU side selection of RFC 5356 §4–5).
 //!
 //! Stores, per pool handle, the PEs returned by the last HANDLE_RESOLUTION_RESPONSE **in
 //! the registrar's order** and selects among them with the same [`Selector`] code the

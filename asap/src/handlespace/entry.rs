@@ -12,7 +12,7 @@ use super::{ConnectionId, ReporterId};
 pub const MAX_TRACKED_REPORTERS: usize = 64;
 
 /// Counters of ASAP_ENDPOINT_UNREACHABLE reports about one PE (RFC 5352;
-/// MAX-BAD-PE-REPORT, RSERPOOL-SPEC §10.3).
+/// MAX-BAD-PE-REPORT, asap/wire/INTEROP.md §5.3).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnreachableCount {
     /// All reports since the last (re-)registration.

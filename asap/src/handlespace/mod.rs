@@ -1,5 +1,5 @@
 //! The handlespace: all pools and their PEs as an ENRP server (registrar) holds them
-//! (RFC 5351 §2–3; RFC 5353 handlespace; RSERPOOL-SPEC §10.1–10.3, §10.6–10.9), and the
+//! (RFC 5351 §2–3; RFC 5353 handlespace; asap/wire/INTEROP.md §5.1–5.3, §5.6–5.9), and the
 //! pool user's cache ([`cache`]).
 //!
 //! Sans-I/O: no clock is read and no socket touched. Time comes in as `now: Instant`
@@ -12,9 +12,9 @@
 //!   HANDLE_TABLE_RESPONSE dumps), PEs by identifier within a pool (`BTreeMap`), the pool's
 //!   [`Selector`](crate::selection::Selector);
 //! * per owner (home ENRP server): the set of owned PEs and the incremental
-//!   [`PeChecksum`] sent in ENRP_PRESENCE (handlespace audit, RFC 5353; §10.9);
+//!   [`PeChecksum`] sent in ENRP_PRESENCE (handlespace audit, RFC 5353; asap/wire/INTEROP.md §5.9);
 //! * per ASAP connection: the PEs registered over it, removed together when the association
-//!   goes away (rsplib behaviour, §10.1 step 6);
+//!   goes away (rsplib behaviour, asap/wire/INTEROP.md §5.1 step 6);
 //! * expiry timers: `BTreeMap<(Instant, entry serial), (PoolHandle, PeIdentifier)>` (the
 //!   serial makes keys unique and cheap to compare when many PEs share an expiry).
 //!
@@ -147,7 +147,7 @@ pub struct Handlespace {
     pes: usize,
 }
 
-/// Expiry of a registration: `registration_life` is in ms (RSERPOOL-SPEC §4, rsplib and
+/// Expiry of a registration: `registration_life` is in ms (asap/wire/INTEROP.md §2, rsplib and
 /// Wireshark reading of RFC 5354 §3.10); negative = infinite.
 fn expiry_of(now: Instant, life_ms: i32) -> Option<Instant> {
     let ms = u64::try_from(life_ms).ok()?;
@@ -225,7 +225,7 @@ impl Handlespace {
     }
 
     /// Registers or updates a PE (ASAP REGISTRATION, RFC 5352; ENRP HANDLE_UPDATE ADD_PE,
-    /// RFC 5353; RSERPOOL-SPEC §10.1, §10.7).
+    /// RFC 5353; asap/wire/INTEROP.md §5.1, §5.7).
     ///
     /// * `owner` is the home ENRP server: this registrar's ID for an ASAP registration,
     ///   the PE parameter's home ID for a HANDLE_UPDATE. The stored element's
@@ -445,7 +445,7 @@ impl Handlespace {
     }
 
     /// Removes every PE registered over a connection (association lost; rsplib,
-    /// RSERPOOL-SPEC §10.1 step 6).
+    /// asap/wire/INTEROP.md §5.1 step 6).
     pub fn remove_connection(&mut self, conn: ConnectionId) -> Vec<RemovedElement> {
         let keys = self.connections.remove(&conn).unwrap_or_default();
         keys.into_iter()
@@ -488,7 +488,7 @@ impl Handlespace {
     }
 
     /// Selects up to `n` PEs of a pool by its policy (handle resolution, RFC 5356 §4–5;
-    /// RSERPOOL-SPEC §10.2) and updates selection state per the configured max increment.
+    /// asap/wire/INTEROP.md §5.2) and updates selection state per the configured max increment.
     pub fn select<R: Rng + ?Sized>(
         &mut self,
         handle: &PoolHandle,
@@ -520,7 +520,7 @@ impl Handlespace {
         Ok((pool, entries))
     }
 
-    /// Counts an ASAP_ENDPOINT_UNREACHABLE report (RSERPOOL-SPEC §10.3). The caller compares
+    /// Counts an ASAP_ENDPOINT_UNREACHABLE report (asap/wire/INTEROP.md §5.3). The caller compares
     /// the result with MAX-BAD-PE-REPORT and calls [`deregister`](Self::deregister).
     /// Counters reset on re-registration. `None` if the PE is unknown.
     pub fn report_unreachable(
@@ -534,7 +534,7 @@ impl Handlespace {
     }
 
     /// The PE checksum of the PEs owned by `owner` as sent in / expected from ENRP_PRESENCE
-    /// (RFC 5353 audit; RSERPOOL-SPEC §10.9). `0xFFFF` for an owner with no PE.
+    /// (RFC 5353 audit; asap/wire/INTEROP.md §5.9). `0xFFFF` for an owner with no PE.
     pub fn checksum(&self, owner: ServerId) -> u16 {
         self.owners
             .get(&owner)
@@ -548,7 +548,7 @@ impl Handlespace {
 
     /// The (pool handle, PE ID) pairs owned by `owner`, in dump order.
     ///
-    /// Audit resynchronisation (RSERPOOL-SPEC §10.6): collect these for the peer into a set
+    /// Audit resynchronisation (asap/wire/INTEROP.md §5.6): collect these for the peer into a set
     /// before sending HANDLE_TABLE_REQUEST (W flag), strike every PE the responses carry,
     /// then [`deregister`](Self::deregister) what is left.
     pub fn owned_by(
@@ -561,7 +561,7 @@ impl Handlespace {
             .flat_map(|o| o.pes.iter())
     }
 
-    /// Takeover (RFC 5353; RSERPOOL-SPEC §10.8 step 4): every PE owned by `from` is
+    /// Takeover (RFC 5353; asap/wire/INTEROP.md §5.8 step 4): every PE owned by `from` is
     /// re-labelled as owned by `to`, checksums follow. Returns the number of PEs moved.
     pub fn change_owner(&mut self, from: ServerId, to: ServerId) -> usize {
         if from == to {

@@ -12,7 +12,7 @@ use super::error::HandlespaceError;
 /// A pool of the handlespace (RFC 5351 §2.1).
 ///
 /// The first PE defines the pool's policy type, user transport protocol and Transport Use
-/// (RFC 5352 registration consistency rules; RSERPOOL-SPEC §8.3 last bullet); later PEs
+/// (RFC 5352 registration consistency rules; asap/wire/INTEROP.md §3 last bullet); later PEs
 /// must match them.
 #[derive(Debug, Clone)]
 pub struct Pool {

@@ -1,12 +1,12 @@
 //! The sans-I/O pool element: registration, re-registration, keep-alive answers, home
-//! registrar changes and deregistration (RFC 5352 §3; RSERPOOL-SPEC §10.1,
-//! §10.3).
+//! registrar changes and deregistration (RFC 5352 §3; asap/wire/INTEROP.md §5.1,
+//! §5.3).
 //!
 //! [`PeCore`] owns a [`RegistrarLink`] for registrar discovery and hunt. Inputs are
 //! connection results, received ASAP messages and timeouts, each with the current time;
 //! outputs are [`Action`]s (connect, send, close) and [`PeEvent`]s for the application.
 //!
-//! Timers (RFC 5352 §5, RSERPOOL-SPEC §9.1):
+//! Timers (RFC 5352 §5, asap/wire/INTEROP.md §4):
 //!
 //! * T2-registration: wait for REGISTRATION_RESPONSE; after MAX-REG-ATTEMPT sends without
 //!   answer the registrar is abandoned and another one hunted.
@@ -62,7 +62,7 @@ pub struct PeConfig {
     pub user_transport: TransportParameter,
     /// Selection policy and this PE's policy values (RFC 5356).
     pub policy: Policy,
-    /// Registration life (sent in ms, RSERPOOL-SPEC §12 item 1).
+    /// Registration life (sent in ms, asap/wire/INTEROP.md §7 item 1).
     pub registration_life: Duration,
     /// T4 override; `None` derives it from the life (see the module documentation).
     pub reregistration_interval: Option<Duration>,

@@ -198,7 +198,7 @@ enum Cmd {
 /// changes) or stall the protocol task that answers the registrar's keep-alives.
 ///
 /// **Dropping the `PoolElement` deregisters it** (RFC 5352 §3 DEREGISTRATION,
-/// RSERPOOL-SPEC §10.1; best effort, in the background); [`deregister`](Self::deregister)
+/// asap/wire/INTEROP.md §5.1; best effort, in the background); [`deregister`](Self::deregister)
 /// does the same and waits for the registrar's answer.
 pub struct PoolElement {
     cmd: mpsc::UnboundedSender<Cmd>,

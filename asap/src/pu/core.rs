@@ -1,10 +1,10 @@
 //! The sans-I/O pool user: handle resolution with retransmission, the PU cache with
 //! stale.cache.value expiry, PU-side selection and ENDPOINT_UNREACHABLE reports
-//! (RFC 5352 §3; RFC 5356 §4–5 PU side; RSERPOOL-SPEC §10.2, §10.3).
+//! (RFC 5352 §3; RFC 5356 §4–5 PU side; asap/wire/INTEROP.md §5.2, §5.3).
 //!
 //! Requests are answered from the cache while it is fresh; otherwise a HANDLE_RESOLUTION
-//! (with the Handle Resolution Option when [`PuConfig::resolution_items`] is set, RSERPOOL-SPEC
-//! §12 item 2) goes to the registrar. Without an answer within T1-ENRPrequest it is sent again
+//! (with the Handle Resolution Option when [`PuConfig::resolution_items`] is set,
+//! asap/wire/INTEROP.md §7 item 2) goes to the registrar. Without an answer within T1-ENRPrequest it is sent again
 //! up to MAX-REQUEST-RETRANSMIT times, then the registrar is abandoned and the request moves
 //! to the next one found by the hunt. A request fails only after
 //! [`PuConfig::request_deadline`].

@@ -169,7 +169,7 @@ impl Net {
     }
 
     /// Makes the PE reachable where registrars record it (RFC 5353 §3.6 takeover;
-    /// RSERPOOL-SPEC §4: a registrar takes a PE's ASAP transport from the address and port
+    /// asap/wire/INTEROP.md §2: a registrar takes a PE's ASAP transport from the address and port
     /// of its registration association): listens on `addrs` (port 0 picks one) with
     /// `SO_REUSEPORT`, and from now on opens every registrar association from that same
     /// port (rsplib uses one one-to-many SCTP socket for the same effect). A registrar that

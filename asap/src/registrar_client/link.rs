@@ -1,5 +1,5 @@
 //! Sans-I/O registrar discovery and hunt (RFC 5352 §3: server announce and server hunt;
-//! RSERPOOL-SPEC §10.4).
+//! asap/wire/INTEROP.md §5.4).
 //!
 //! A [`RegistrarLink`] keeps one association to a registrar ("home" registrar of a PE, the
 //! registrar a PU asks) alive:

@@ -1,9 +1,9 @@
-//! Pool member selection (RFC 5356 §4–5; RSERPOOL-SPEC §8.3) as rsplib realises it.
+//! Pool member selection (RFC 5356 §4–5; asap/wire/INTEROP.md §3) as rsplib realises it.
 //!
 //! A [`Selector`] holds the selection state of one pool: per PE a copy of its policy values
 //! plus the counters the policy needs (sequence number, WRR round/virtual counters, LUD
 //! degradation accumulator). It is shared by the registrar's handlespace (handle
-//! resolution, RFC 5352 and RSERPOOL-SPEC §10.2) and the pool user's cache (PU side selection).
+//! resolution, RFC 5352 and asap/wire/INTEROP.md §5.2) and the pool user's cache (PU side selection).
 //!
 //! Two families, both O(log n) per PE touched, never scanning a whole pool:
 //!
@@ -58,7 +58,7 @@ use fenwick::Fenwick;
 pub const MAX_FRACTION: u64 = 0xFFFF_FFFF;
 
 /// How many of the PEs returned by one selection get their selection state updated
-/// (rsplib's `MaxIncrement`, RSERPOOL-SPEC §8.3).
+/// (rsplib's `MaxIncrement`, asap/wire/INTEROP.md §3).
 ///
 /// With the default, sorted policies update only the first PE returned (so RR advances the
 /// head by one per request, as RFC 5356 §4.1 describes) — except the degradation policies
@@ -337,7 +337,7 @@ impl Selector {
         self.states.insert(id, PeState { info, pos });
     }
 
-    /// Re-registration (RFC 5352; RSERPOOL-SPEC §10.1 step 4): new policy values take
+    /// Re-registration (RFC 5352; asap/wire/INTEROP.md §5.1 step 4): new policy values take
     /// effect at once; the degradation accumulator is reset (RFC 5356 §5.2); the sequence
     /// number is kept. Returns false if `id` is unknown.
     pub fn update(&mut self, id: PeIdentifier, policy: &Policy) -> bool {

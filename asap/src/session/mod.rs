@@ -21,9 +21,9 @@
 //!   two apart by the first byte; ASAP defines no type 0x30, and its top bits `00` make an
 //!   unaware ASAP receiver discard it silently (RFC 5354 §4). One data message carries at
 //!   most [`MAX_TCP_DATA`] bytes. RFC 5354 says TCP transports are data only; like rsplib
-//!   (RSERPOOL-SPEC §12 item 4) we announce *data plus control* in the TCP transport's
+//!   (asap/wire/INTEROP.md §7 item 4) we announce *data plus control* in the TCP transport's
 //!   second word when the session layer is used. This is this crate's rule — the TCP mapping
-//!   draft's shim header could not be verified (RSERPOOL-SPEC §11).
+//!   draft's shim header could not be verified (asap/wire/INTEROP.md §6).
 //!
 //! ## Request/response: [`Session::request`]
 //!

@@ -4,7 +4,7 @@
 //! they are sent. Parameters the receiver does not bind to a field (unknown "skip" TLVs,
 //! extra known ones) are kept in the [`Layout`](super::Layout) of the decode result.
 //!
-//! rsplib deviations accepted on input and reproducible on output (RSERPOOL-SPEC §12):
+//! rsplib deviations accepted on input and reproducible on output (asap/wire/INTEROP.md §7):
 //! * [`EndpointKeepAlive::pe_identifier`]: rsplib's extra PE Identifier;
 //! * [`BusinessCard::policy`]: rsplib's policy TLV before the Pool Elements;
 //! * [`HandleResolution::option`]: the Handle Resolution Option 0x803F;

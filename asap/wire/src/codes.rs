@@ -246,7 +246,7 @@ code_table! {
 
 code_table! {
     /// Error cause codes inside an Operation Error (RFC 5354 §3.12.1 and §5), plus the
-    /// non-IANA codes rsplib puts on the wire (RSERPOOL-SPEC §5). Names of the RFC codes
+    /// non-IANA codes rsplib puts on the wire (asap/wire/INTEROP.md §7). Names of the RFC codes
     /// are tshark's; tshark knows neither 0x0 nor the rsplib codes.
     pub enum CauseCode: u16 {
         /// 0x0 Unspecified Error.

@@ -30,7 +30,7 @@ use super::layout::{padded, Dec, Enc, Layout, Walk};
 
 /// Which of the two RSerPool protocols a message belongs to. The type byte alone does not
 /// tell: both protocols number their messages from 1, so the receiver knows the protocol
-/// from the SCTP PPID or the port (RSERPOOL-SPEC §2).
+/// from the SCTP PPID or the port (asap/wire/INTEROP.md §1).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
 )]

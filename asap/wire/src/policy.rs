@@ -106,7 +106,7 @@ impl PolicyType {
     }
 
     /// Bytes of policy-specific data after the 32-bit policy type (TLV Length − 8), as
-    /// RFC 5356 §7 and rsplib lay them out (RSERPOOL-SPEC §8.2).
+    /// RFC 5356 §7 and rsplib lay them out (asap/wire/INTEROP.md §3).
     pub fn value_len(self) -> usize {
         match self {
             PolicyType::RoundRobin | PolicyType::Random => 0,

@@ -1,5 +1,5 @@
 //! Real rsplib 3.4.4 traffic (tests/data/rsplib-*.hex, extracted from
-//! /work/shared/captures/rsplib/*.pcap) and crafted captures: every message decodes and
+//! pcap-fixtures/rsplib/*.pcap) and crafted captures: every message decodes and
 //! re-encodes to the identical bytes; selected messages are checked field by field.
 
 use ::rserpool_wire::asap_msg::{self, AsapMessage};
@@ -327,7 +327,7 @@ fn rsplib_cookie() {
 
 #[test]
 fn crafted_registration_bin() {
-    // Copy of /work/shared/captures/crafted/asap-registration.bin.
+    // Copy of pcap-fixtures/crafted/asap-registration.bin.
     let b = std::fs::read(format!(
         "{}/tests/data/asap-registration.bin",
         env!("CARGO_MANIFEST_DIR")
@@ -358,7 +358,7 @@ fn crafted_registration_bin() {
 
 #[test]
 fn crafted_edge_zero_length_parameter_is_an_error() {
-    // /work/shared/captures/crafted/edge/asap-invalid-zero-length-parameter-udp.pcap
+    // pcap-fixtures/crafted/edge/asap-invalid-zero-length-parameter-udp.pcap
     let b = unhex("0100000c0009000000000000");
     let e = Message::decode(Protocol::Asap, &b).unwrap_err();
     assert_eq!(

@@ -1,4 +1,4 @@
-//! Golden vectors (RSERPOOL-SPEC §6 size examples), padding/layout edge cases, action
+//! Golden vectors (message sizes from the layouts of RFC 5352 §2 and RFC 5353 §2), padding/layout edge cases, action
 //! bits of unknown parameters, rsplib deviations, policies, causes and typed errors.
 
 use ::rserpool_wire::asap_msg::{self, AsapMessage};

@@ -1,5 +1,5 @@
 //! Address sanity and scope rules for registered user transports (RFC 5352 registration:
-//! the registrar checks that the addresses a PE announces are usable; RSERPOOL-SPEC §4 last
+//! the registrar checks that the addresses a PE announces are usable; asap/wire/INTEROP.md §2 last
 //! bullet: rsplib filters them against the association's peer addresses and a minimum scope).
 
 use std::fmt;

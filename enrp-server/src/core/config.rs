@@ -12,7 +12,7 @@ use super::trust::SecurityConfig;
 
 /// Configuration of a [`Registrar`](super::Registrar).
 ///
-/// Defaults follow rsplib's registrar (`rspregistrar.h`, RSERPOOL-SPEC §9.3) unless noted.
+/// Defaults follow rsplib's registrar (`rspregistrar.h`, asap/wire/INTEROP.md §4) unless noted.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// Our ENRP Server Identifier (RFC 5353 §3; RFC 5351 §3.1). Must not be 0.
@@ -36,7 +36,7 @@ pub struct CoreConfig {
     pub unreachable_counting: super::counting::UnreachableCounting,
     /// PEs returned by a HANDLE_RESOLUTION without Handle Resolution Option (rsplib 3).
     pub max_hres_items: u32,
-    /// Selection state updates per handle resolution (RSERPOOL-SPEC §8.3). The default
+    /// Selection state updates per handle resolution (asap/wire/INTEROP.md §3). The default
     /// follows RFC 5356 §5.2 (LUD, PLUD, LUD-DPF degrade every PE handed out);
     /// `MaxIncrement::RsplibDefault` degrades only the first, as rsplib.
     pub max_increment: asap::selection::MaxIncrement,

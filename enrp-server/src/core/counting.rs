@@ -1,5 +1,5 @@
 //! How ASAP_ENDPOINT_UNREACHABLE reports add up to MAX-BAD-PE-REPORT (RFC 5353 §7;
-//! RSERPOOL-SPEC §10.3). README "Deviations from rsplib" explains the default.
+//! asap/wire/INTEROP.md §5.3). README "Deviations from rsplib" explains the default.
 
 use asap::handlespace::UnreachableCount;
 

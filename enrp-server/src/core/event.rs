@@ -17,9 +17,9 @@ pub enum RemovalReason {
     Deregistered,
     /// No ASAP_ENDPOINT_KEEP_ALIVE_ACK within the timeout.
     KeepAliveTimeout,
-    /// The association the PE registered over went away (rsplib; RSERPOOL-SPEC §10.1).
+    /// The association the PE registered over went away (rsplib; asap/wire/INTEROP.md §5.1).
     AssociationLost,
-    /// MAX-BAD-PE-REPORT distinct ENDPOINT_UNREACHABLE reports (RSERPOOL-SPEC §10.3).
+    /// MAX-BAD-PE-REPORT distinct ENDPOINT_UNREACHABLE reports (asap/wire/INTEROP.md §5.3).
     Unreachable,
     /// Registration life ended without re-registration.
     Expired,

@@ -1,5 +1,5 @@
 //! Per-peer token buckets (rsplib's `-maxhrrate` / `-maxeurate` DoS countermeasure,
-//! RSERPOOL-SPEC §9.3), with a bounded table so that a flood of source addresses cannot grow
+//! asap/wire/INTEROP.md §4), with a bounded table so that a flood of source addresses cannot grow
 //! memory without limit.
 
 use std::collections::{BTreeMap, HashMap};

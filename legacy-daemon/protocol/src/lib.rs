@@ -5,7 +5,7 @@
 //!
 //! Seed 003 \[29\] step 183 says only that "the status of the application(s) is then provided
 //! to proxy pool element 115 by daemon 141"; the transport and encoding are ours. Legacy
-//! hosts may lack SCTP (SEEDS.md §1.3 C7), so the protocol runs over plain TCP:
+//! hosts may lack SCTP (seed 003 names no transport for this link), so the protocol runs over plain TCP:
 //!
 //! ```text
 //!  0                   1                   2                   3
@@ -20,8 +20,8 @@
 //! The daemon connects to the proxy. Daemon → proxy frames are [`DaemonFrame`] (a
 //! per-connection sequence number `seq` plus a [`DaemonMessage`] tagged by `"type"`);
 //! proxy → daemon frames are [`ProxyMessage`]. On every (re)connection the daemon sends
-//! [`Hello`] then a full [`Snapshot`] before anything else (seed 000 \[0026\]; SEEDS.md §7
-//! feature 18), then a [`Delta`] per status change and a [`Heartbeat`] every interval.
+//! [`Hello`] then a full [`Snapshot`] before anything else (seed 000 \[0026\]:
+//! a reconnecting agent first reports its whole state), then a [`Delta`] per status change and a [`Heartbeat`] every interval.
 //! The proxy may push a new configuration ([`ConfigPush`], seed 003 \[32\] "dynamic
 //! notification"); the daemon answers each push with a [`ConfigAck`].
 //!
@@ -214,7 +214,7 @@ pub struct ConfigAck {
 }
 
 /// Status of one configured application on this host (seed 003 \[29\]: "the status of the
-/// application(s)"; SEEDS.md §1.3 C3 for the reported figures).
+/// application(s)"; seed 003 \[29\] step 181 for the reported figures).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppStatus {
     /// Application name from the configuration (usually the pool handle it serves).

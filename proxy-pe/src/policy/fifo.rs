@@ -1,5 +1,5 @@
 //! FIFO (seed 003 [30]–[31], Application 'B'). The seed leaves the meaning open; here it
-//! is an **idle queue** (SEEDS.md D4 option 1):
+//! is an **idle queue** (our reading of seed 003 \[30\]–\[31\], which names FIFO without defining it):
 //!
 //! - every server stands in one queue, initially in configuration order;
 //! - a request goes to the first *idle* (no active session) available server in the

@@ -1,6 +1,6 @@
 //! Least transaction count (seed 003 [31]): the available server with the fewest sessions
 //! active through this proxy; ties by fewest sessions ever assigned, then configuration
-//! order. (A process table holds no transaction counter, SEEDS.md D5; the proxy counts the
+//! order. (A process table holds no transaction counter, seed 003 \[31\] names the criterion only; the proxy counts the
 //! sessions it brokers itself.)
 
 use super::{min_by_key, Candidate, SelectionPolicy};

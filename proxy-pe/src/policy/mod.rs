@@ -1,4 +1,4 @@
-//! Server selection policies of the proxy (seed 003 [31], [34]; SEEDS.md §1.4 D3–D5).
+//! Server selection policies of the proxy (seed 003 \[30\], \[31\], \[34\]).
 //!
 //! A policy sees every server of one application in configuration order as a
 //! [`Candidate`] and picks one that is `available`. The proxy (mode B) is the only selector

@@ -3,8 +3,8 @@
 //! selection itself is `asap::selection` in the registrar and the PU library.
 //!
 //! Proxy policies are mapped onto their nearest RFC 5356 equivalent:
-//! round-robin → Round Robin; fifo → Priority in configuration order (SEEDS.md D4 option 2,
-//! the closest a registrar can do); least-load → Least Used with the daemon load;
+//! round-robin → Round Robin; fifo → Priority in configuration order (a fixed-order reading of seed 003's
+//! FIFO, the closest a registrar can do); least-load → Least Used with the daemon load;
 //! least-transactions → Least Used with established connections over capacity;
 //! fewest-applications → Least Used with the share of the host's applications running.
 

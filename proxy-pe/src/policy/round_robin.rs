@@ -40,7 +40,7 @@ mod tests {
         let mut p = RoundRobin::default();
         let mut c = up(3);
         assert_eq!(run(&mut p, &c, 6), vec![0, 1, 2, 0, 1, 2]);
-        // Stop IP2 and continue: IP1, IP3, IP1, ... (SEEDS.md D3).
+        // Stop IP2 and continue: IP1, IP3, IP1, ... (seed 003 \[31\], \[34\]).
         c[1].available = false;
         assert_eq!(run(&mut p, &c, 4), vec![0, 2, 0, 2]);
         c[1].available = true;

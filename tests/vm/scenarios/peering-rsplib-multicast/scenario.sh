@@ -11,7 +11,7 @@
 #   one veth pair a:va <-> b:vb, multicast routed onto it
 #
 # One namespace per registrar because rsplib takes a multicast peer's address
-# from the datagram's source (../shared/vm/NOTES.md). No --peer / -peer
+# from the datagram's source (tests/vm/README.md). No --peer / -peer
 # anywhere. Checks: hsdump against each registrar lists both PEs; a
 # deregistered PE disappears from the other registrar too. Host side: PRESENCE
 # to 239.0.0.51:9901 from both, HANDLE_UPDATEs both ways over SCTP.

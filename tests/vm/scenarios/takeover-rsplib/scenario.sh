@@ -1,6 +1,6 @@
 #!/bin/sh
 # takeover-rsplib: our enrp-server takes over the PEs of a dead rspregistrar
-# (RFC 5353 §3.6, RSERPOOL-SPEC §10.8) and reaches them with
+# (RFC 5353 §3.6, asap/wire/INTEROP.md §5.8) and reaches them with
 # ENDPOINT_KEEP_ALIVE (H flag) at the ASAP transport rspregistrar reported in
 # HANDLE_UPDATE (rsplib PE: its one-to-many SCTP socket).
 #
