@@ -316,13 +316,7 @@ async fn run(
             debug!("pool user stopped");
             return;
         }
-        let deadline = core.poll_timeout();
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = crate::registrar_client::driver::sleep_until(core.poll_timeout());
         tokio::select! {
             cmd = cmd_rx.recv(), if cmd_open => {
                 let now = Instant::now();

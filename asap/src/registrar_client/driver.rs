@@ -330,3 +330,13 @@ async fn read_loop(conn: ConnId, mut reader: AssocReader, tx: mpsc::UnboundedSen
         }
     }
 }
+
+/// Sleeps until a sans-I/O core's next timer (its `poll_timeout()`), or forever when it has
+/// none: the timer arm of every driver loop's `select!` (quinn's `Connection::poll_timeout`
+/// pattern). The core is then told with `handle_timeout(Instant::now())`.
+pub async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
