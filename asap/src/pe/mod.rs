@@ -399,18 +399,8 @@ fn shared_port_addrs(cfg: &PoolElementConfig) -> Vec<SocketAddr> {
 /// `policy` with its load field replaced (adaptive policies only).
 pub fn with_load(policy: &Policy, new: Fraction) -> Policy {
     let mut p = policy.clone();
-    match &mut p {
-        Policy::LeastUsed { load }
-        | Policy::RandomizedLeastUsed { load }
-        | Policy::LeastUsedDegradation { load, .. }
-        | Policy::PriorityLeastUsed { load, .. }
-        | Policy::RandomizedPriorityLeastUsed { load, .. }
-        | Policy::RandomizedLeastUsedDegradation { load, .. }
-        | Policy::PriorityLeastUsedDegradation { load, .. }
-        | Policy::RandomizedPriorityLeastUsedDegradation { load, .. }
-        | Policy::LeastUsedDpf { load, .. }
-        | Policy::LeastUsedDegradationDpf { load, .. } => *load = new,
-        _ => {}
+    if let Some(load) = p.load_mut() {
+        *load = new;
     }
     p
 }

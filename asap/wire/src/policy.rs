@@ -294,6 +294,28 @@ pub enum Policy {
     },
 }
 
+/// Matches the policies that carry a Load field (RFC 5356 §4 adaptive policies and rsplib's
+/// load-based private ones), binds it to `$load` (by reference, following `$policy`'s
+/// binding mode) and gives `Some($value)`, else `None`: one list for [`Policy::load`] and
+/// [`Policy::load_mut`].
+macro_rules! adaptive_load {
+    ($policy:expr, $load:ident => $value:expr) => {
+        match $policy {
+            Policy::LeastUsed { $load }
+            | Policy::RandomizedLeastUsed { $load }
+            | Policy::LeastUsedDegradation { $load, .. }
+            | Policy::PriorityLeastUsed { $load, .. }
+            | Policy::RandomizedPriorityLeastUsed { $load, .. }
+            | Policy::RandomizedLeastUsedDegradation { $load, .. }
+            | Policy::PriorityLeastUsedDegradation { $load, .. }
+            | Policy::RandomizedPriorityLeastUsedDegradation { $load, .. }
+            | Policy::LeastUsedDpf { $load, .. }
+            | Policy::LeastUsedDegradationDpf { $load, .. } => Some($value),
+            _ => None,
+        }
+    };
+}
+
 impl Policy {
     /// The policy's 32-bit type code.
     pub fn policy_type(&self) -> u32 {
@@ -335,18 +357,12 @@ impl Policy {
 
     /// The load value of adaptive policies (`None` for non-adaptive ones).
     pub fn load(&self) -> Option<Fraction> {
-        match *self {
-            Policy::LeastUsed { load }
-            | Policy::RandomizedLeastUsed { load }
-            | Policy::LeastUsedDegradation { load, .. }
-            | Policy::PriorityLeastUsed { load, .. }
-            | Policy::RandomizedPriorityLeastUsed { load, .. }
-            | Policy::RandomizedLeastUsedDegradation { load, .. }
-            | Policy::PriorityLeastUsedDegradation { load, .. }
-            | Policy::RandomizedPriorityLeastUsedDegradation { load, .. }
-            | Policy::LeastUsedDpf { load, .. }
-            | Policy::LeastUsedDegradationDpf { load, .. } => Some(load),
-            _ => None,
-        }
+        adaptive_load!(self, load => *load)
+    }
+
+    /// The Load field of an adaptive policy, to change it in place (a PE's new load before
+    /// a re-registration, RFC 5352 §3); `None` for the policies without one.
+    pub fn load_mut(&mut self) -> Option<&mut Fraction> {
+        adaptive_load!(self, load => load)
     }
 }
