@@ -75,6 +75,11 @@ struct Cli {
     #[arg(long)]
     gen_key: bool,
 
+    /// Serve Prometheus/OpenMetrics metrics over HTTP at ADDR:PORT (`GET /metrics`): poll
+    /// duration, reports per proxy, link state (README "Metrics"). [default: off]
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+
     /// Benchmark: time N polls of the process table, print the mean per poll, exit.
     #[arg(long, value_name = "N", hide = true)]
     bench_poll: Option<u32>,
@@ -197,11 +202,28 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async move {
+        let daemon = Daemon::new(cli.config, cfg, text);
+        if let Some(addr) = cli.metrics {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tracing::info!(%addr, "metrics endpoint listening");
+                    tokio::spawn(legacy_daemon::metrics::serve(l, daemon.metrics()));
+                }
+                Err(e) => {
+                    errln!(
+                        "legacy-daemon: cannot listen on {addr} (--metrics): {e}; \
+                         pick a free port or another address (`ss -ltnp 'sport = :{}'` shows the holder)",
+                        addr.port()
+                    );
+                    return Err(None);
+                }
+            }
+        }
         // Biased: the daemon's first poll installs its signal handlers, which must be in
         // place before READY=1 invites a `systemctl reload`.
         let result = tokio::select! {
             biased;
-            r = Daemon::new(cli.config, cfg, text).run() => r,
+            r = daemon.run() => r.map_err(Some),
             never = systemd_notify() => match never {},
         };
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -209,10 +231,11 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Some(e)) => {
             errln!("legacy-daemon: {e}");
             ExitCode::FAILURE
         }
+        Err(None) => ExitCode::FAILURE,
     }
 }
 
