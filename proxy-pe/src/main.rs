@@ -38,6 +38,11 @@ enum Cmd {
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
+        /// Serve Prometheus/OpenMetrics metrics over HTTP at ADDR:PORT (`GET /metrics`):
+        /// sessions, selections and health per server, failovers, daemon links (README
+        /// "Metrics"). [default: off]
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<SocketAddr>,
     },
     /// Validate a configuration file and exit (status 1 and the precise error if invalid).
     Check {
@@ -195,7 +200,11 @@ fn main() -> ExitCode {
         }
     };
     match args.cmd {
-        Cmd::Run { config, log_json } => {
+        Cmd::Run {
+            config,
+            log_json,
+            metrics,
+        } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
             let b = tracing_subscriber::fmt()
@@ -213,7 +222,7 @@ fn main() -> ExitCode {
                 // control port, before READY=1 can invite a `systemctl reload`.
                 let result = tokio::select! {
                     biased;
-                    r = proxy_pe::proxy::run(config) => r,
+                    r = proxy_pe::proxy::run_with(config, metrics) => r,
                     never = systemd_notify(control) => match never {},
                 };
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
