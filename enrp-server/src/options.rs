@@ -411,7 +411,14 @@ impl Options {
         };
         let text = std::fs::read_to_string(&path).map_err(|e| OptionsError::File {
             path: path.clone(),
-            message: e.to_string(),
+            message: match e.kind() {
+                // Issue 16 item 6: the error names the fix.
+                std::io::ErrorKind::NotFound => format!(
+                    "{e}; create it (annotated example: enrp-server/registrar.example.toml, \
+                     installed as /etc/rserpool/enrp-server.toml) or fix --config"
+                ),
+                _ => e.to_string(),
+            },
         })?;
         let file: Options = toml::from_str(&text).map_err(|e| OptionsError::File {
             path: path.clone(),

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use legacy_daemon::config::{self, DEFAULT_CONFIG_PATH};
 use legacy_daemon::daemon::{poll_once, Daemon};
 
@@ -117,6 +117,10 @@ fn cpu_time_us() -> (u64, u64) {
 }
 
 fn main() -> ExitCode {
+    // Packaging: `legacy-daemon --generate-assets DIR` writes man pages and completions.
+    if let Some(code) = rserpool_cli_assets::handle(Cli::command) {
+        return code;
+    }
     let cli = Cli::parse();
     init_logging(cli.log_format);
 

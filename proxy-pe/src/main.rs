@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use proxy_pe::config::{Config, DEFAULT_CONTROL_SOCKET};
 use proxy_pe::control::Endpoint;
 use proxy_pe::core::AdminCommand;
@@ -191,6 +191,10 @@ fn run_admin(
 }
 
 fn main() -> ExitCode {
+    // Packaging: `proxy-pe --generate-assets DIR` writes man pages and completions.
+    if let Some(code) = rserpool_cli_assets::handle(Args::command) {
+        return code;
+    }
     let args = Args::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
