@@ -164,9 +164,15 @@ mod tests {
         let sub = std::fs::read_to_string(dir.join("man/demo-check.1")).unwrap();
         assert!(sub.contains("\\-\\-strict"), "{sub}");
         let bash = std::fs::read_to_string(dir.join("completions/demo.bash")).unwrap();
-        assert!(bash.contains("complete -F _demo") && bash.contains("--listen"), "{bash}");
+        assert!(
+            bash.contains("complete -F _demo") && bash.contains("--listen"),
+            "{bash}"
+        );
         let fish = std::fs::read_to_string(dir.join("completions/demo.fish")).unwrap();
-        assert!(fish.contains("complete -c demo") && fish.contains("-l strict"), "{fish}");
+        assert!(
+            fish.contains("complete -c demo") && fish.contains("-l strict"),
+            "{fish}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -174,6 +180,9 @@ mod tests {
     fn only_the_first_argument_triggers() {
         assert!(handle_args(vec!["--help".into()], demo).is_none());
         assert!(handle_args(vec!["x".into(), FLAG.into()], demo).is_none());
-        assert_eq!(handle_args(vec![FLAG.into()], demo), Some(ExitCode::from(2)));
+        assert_eq!(
+            handle_args(vec![FLAG.into()], demo),
+            Some(ExitCode::from(2))
+        );
     }
 }

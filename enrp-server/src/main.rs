@@ -25,7 +25,11 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     // Packaging: `enrp-server --generate-assets DIR` writes man pages and completions.
     if let Some(code) = rserpool_cli_assets::handle(<Options as clap::CommandFactory>::command) {
-        std::process::exit(if code == std::process::ExitCode::SUCCESS { 0 } else { 1 });
+        std::process::exit(if code == std::process::ExitCode::SUCCESS {
+            0
+        } else {
+            1
+        });
     }
     let options = Options::parse().with_config_file()?;
 
@@ -62,14 +66,12 @@ async fn main() -> anyhow::Result<()> {
     })?;
     if let Some(addr) = options.metrics {
         let stats = server.stats();
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {addr} (metrics endpoint, --metrics): stop the process \
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} (metrics endpoint, --metrics): stop the process \
                      holding it (`ss -ltnp` shows it) or choose another address"
-                )
-            })?;
+            )
+        })?;
         tracing::info!(%addr, "metrics endpoint listening");
         tokio::spawn(metrics::serve(listener, stats));
     }

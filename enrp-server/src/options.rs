@@ -739,6 +739,22 @@ impl Options {
 mod tests {
     use super::*;
 
+    /// Issue 16 item 6: a missing --config file is named, with the fix.
+    #[test]
+    fn missing_config_file_names_path_and_fix() {
+        let path = std::env::temp_dir().join("enrp-server-no-such-config.toml");
+        let e = Options::parse_from(["enrp-server", "--config", path.to_str().expect("utf-8")])
+            .with_config_file()
+            .expect_err("missing file");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("config file {}: ", path.display())),
+            "{text}"
+        );
+        assert!(text.contains("registrar.example.toml"), "{text}");
+        assert!(text.contains("or fix --config"), "{text}");
+    }
+
     #[test]
     fn listen_lists() {
         let v = parse_listen("10.0.0.1:3863,10.0.1.1", 1).expect("valid");

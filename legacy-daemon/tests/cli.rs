@@ -113,7 +113,10 @@ fn missing_config_file_names_the_path_and_the_fix() {
     let missing = dir.path("absent.toml");
     let (code, _, err) = run(&["--config", missing.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("{}: cannot read:", missing.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}: cannot read:", missing.display())),
+        "{err}"
+    );
     assert!(err.contains("legacy-daemon.toml.example"), "{err}");
     assert!(err.contains("--config PATH"), "{err}");
 }

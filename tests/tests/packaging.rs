@@ -30,8 +30,16 @@ fn binary(name: &str) -> PathBuf {
     BUILD.call_once(|| {
         let st = Command::new(env!("CARGO"))
             .args([
-                "build", "-p", "enrp-server", "-p", "proxy-pe", "-p", "legacy-daemon", "-p",
-                "rsp-tools", "--bins",
+                "build",
+                "-p",
+                "enrp-server",
+                "-p",
+                "proxy-pe",
+                "-p",
+                "legacy-daemon",
+                "-p",
+                "rsp-tools",
+                "--bins",
             ])
             .current_dir(root())
             .status()
@@ -70,17 +78,18 @@ fn long_options(help: &str) -> Vec<String> {
     let mut v: Vec<String> = help
         .lines()
         .filter_map(|l| {
+            // "  -c, --config <PATH>  ..." or "      --once  ..."
             let l = l.trim_start();
-            let l = l.strip_prefix("-").and_then(|r| {
-                // "-c, --config <PATH>" or "--once"
-                r.split_once("--").map(|(_, rest)| rest).or(None)
-            });
-            l.map(|r| {
-                r.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            let rest = l.strip_prefix("--").or_else(|| {
+                l.strip_prefix('-')
+                    .and_then(|r| r.split_once(", --").map(|x| x.1))
+            })?;
+            Some(
+                rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
                     .next()
                     .unwrap_or("")
-                    .to_string()
-            })
+                    .to_string(),
+            )
         })
         .filter(|o| !o.is_empty())
         .collect();
@@ -97,7 +106,16 @@ fn man_pages_and_completions_cover_every_option() {
         ("legacy-daemon", &[], None),
         (
             "proxy-pe",
-            &["run", "check", "status", "push-config", "disable", "enable", "drain", "maintenance"],
+            &[
+                "run",
+                "check",
+                "status",
+                "push-config",
+                "disable",
+                "enable",
+                "drain",
+                "maintenance",
+            ],
             Some("run"),
         ),
         ("rsp", &["hsdump", "resolve"], Some("hsdump")),
@@ -125,12 +143,20 @@ fn man_pages_and_completions_cover_every_option() {
         let bash = std::fs::read_to_string(dir.join(format!("completions/{name}.bash"))).unwrap();
         let zsh = std::fs::read_to_string(dir.join(format!("completions/_{name}"))).unwrap();
         let fish = std::fs::read_to_string(dir.join(format!("completions/{name}.fish"))).unwrap();
-        assert!(zsh.starts_with(&format!("#compdef {name}")), "{name}: {zsh}");
+        assert!(
+            zsh.starts_with(&format!("#compdef {name}")),
+            "{name}: {zsh}"
+        );
         let mut checks = vec![(help(&["--help"]), page.clone())];
         if let Some(s) = deep {
-            let sub_page =
-                std::fs::read_to_string(dir.join(format!("man/{name}-{s}.1"))).unwrap();
-            assert!(sub_page.contains(&format!("{name} {s}")), "{name} {s}: {sub_page}");
+            let sub_page = std::fs::read_to_string(dir.join(format!("man/{name}-{s}.1"))).unwrap();
+            // The synopsis shows the full command line, `proxy-pe run`.
+            let synopsis = format!(
+                "\\fB{} {}\\fR",
+                name.replace('-', "\\-"),
+                s.replace('-', "\\-")
+            );
+            assert!(sub_page.contains(&synopsis), "{name} {s}: {sub_page}");
             checks.push((help(&[s, "--help"]), sub_page));
         }
         for (h, p) in checks {
@@ -139,8 +165,14 @@ fn man_pages_and_completions_cover_every_option() {
             for o in opts {
                 let roff = format!("\\-\\-{}", o.replace('-', "\\-"));
                 assert!(p.contains(&roff), "{name}: --{o} not in the man page");
-                assert!(bash.contains(&format!("--{o}")), "{name}: --{o} not in bash");
-                assert!(fish.contains(&format!("-l {o}")), "{name}: --{o} not in fish");
+                assert!(
+                    bash.contains(&format!("--{o}")),
+                    "{name}: --{o} not in bash"
+                );
+                assert!(
+                    fish.contains(&format!("-l {o}")),
+                    "{name}: --{o} not in fish"
+                );
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -161,7 +193,10 @@ fn generate_assets_reports_an_unwritable_directory() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("cannot write assets under /proc/version/x"), "{err}");
+    assert!(
+        err.contains("cannot write assets under /proc/version/x"),
+        "{err}"
+    );
     assert!(err.contains("choose a writable one"), "{err}");
 }
 
@@ -173,7 +208,9 @@ fn manifest(krate: &str) -> toml::Table {
 }
 
 fn deb(m: &toml::Table) -> &toml::Table {
-    m["package"]["metadata"]["deb"].as_table().expect("[package.metadata.deb]")
+    m["package"]["metadata"]["deb"]
+        .as_table()
+        .expect("[package.metadata.deb]")
 }
 
 /// `[[bin]]` names of a manifest (the package name when there is no `[[bin]]` table).
@@ -199,7 +236,14 @@ fn deb_metadata_assets_exist_and_match_the_units() {
         let assets = d["assets"].as_array().expect("assets");
         let mut dests = Vec::new();
         let mut has = |what: &str| assets.iter().any(|a| a[1].as_str().unwrap().contains(what));
-        for what in ["usr/share/man/man1/", "bash-completion", "zsh/vendor-completions", "fish/vendor_completions.d", "monitoring/", "usr/share/doc/"] {
+        for what in [
+            "usr/share/man/man1/",
+            "bash-completion",
+            "zsh/vendor-completions",
+            "fish/vendor_completions.d",
+            "monitoring/",
+            "usr/share/doc/",
+        ] {
             assert!(has(what), "{krate}: no asset for {what}");
         }
         for a in assets {
@@ -213,13 +257,20 @@ fn deb_metadata_assets_exist_and_match_the_units() {
             assert!(!dest.starts_with('/'), "{krate}: {dest}");
             dests.push(dest.to_string());
             if let Some(bin) = src.strip_prefix("target/release/") {
-                assert!(bins(&m).contains(&bin.to_string()), "{krate}: no binary {bin}");
+                assert!(
+                    bins(&m).contains(&bin.to_string()),
+                    "{krate}: no binary {bin}"
+                );
                 assert_eq!(mode, "755");
                 continue;
             }
             // Globs: at least one match in the directory.
             let p = dir.join(src);
-            if let Some(pattern) = p.file_name().and_then(|n| n.to_str()).filter(|n| n.contains('*')) {
+            if let Some(pattern) = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| n.contains('*'))
+            {
                 let suffix = pattern.trim_start_matches('*');
                 let n = std::fs::read_dir(p.parent().unwrap())
                     .unwrap_or_else(|e| panic!("{krate}: {src}: {e}"))
@@ -228,13 +279,20 @@ fn deb_metadata_assets_exist_and_match_the_units() {
                     .count();
                 assert!(n >= 1, "{krate}: {src} matches nothing");
             } else {
-                assert!(p.is_file(), "{krate}: asset {src} missing ({})", p.display());
+                assert!(
+                    p.is_file(),
+                    "{krate}: asset {src} missing ({})",
+                    p.display()
+                );
             }
         }
         // Every conffile is installed by an asset.
         for c in d["conf-files"].as_array().unwrap() {
             let c = c.as_str().unwrap();
-            assert!(dests.iter().any(|x| format!("/{x}") == c), "{krate}: conffile {c} not installed");
+            assert!(
+                dests.iter().any(|x| format!("/{x}") == c),
+                "{krate}: conffile {c} not installed"
+            );
         }
         // The unit comes from deploy/ and the drop-in moves its binary to /usr/(s)bin.
         let units = d["systemd-units"]["unit-scripts"].as_str().unwrap();
@@ -252,7 +310,10 @@ fn deb_metadata_assets_exist_and_match_the_units() {
             let want = line
                 .replace("/usr/local/sbin/", &format!("/{bin_dest}"))
                 .replace("/usr/local/bin/", &format!("/{bin_dest}"));
-            assert!(dropin.contains(&format!("{key}=\n{want}\n")), "{krate}: drop-in lacks {want}");
+            assert!(
+                dropin.contains(&format!("{key}=\n{want}\n")),
+                "{krate}: drop-in lacks {want}"
+            );
             assert!(
                 want.contains(&format!("/{bin_dest}{krate} ")),
                 "{krate}: {want} does not run the packaged binary"
@@ -260,7 +321,11 @@ fn deb_metadata_assets_exist_and_match_the_units() {
             moved += 1;
         }
         assert!(moved >= 1, "{krate}: no ExecStart");
-        assert_eq!(dropin.matches("Exec").count(), moved * 2, "{krate}: drop-in has extra lines");
+        assert_eq!(
+            dropin.matches("Exec").count(),
+            moved * 2,
+            "{krate}: drop-in has extra lines"
+        );
         if let Some(ms) = d.get("maintainer-scripts") {
             assert!(dir.join(ms.as_str().unwrap()).is_dir());
         }
@@ -311,16 +376,30 @@ fn containerfile_copies_existing_files_and_runs_the_built_binary() {
             "workspace member {member} not copied into the build stage"
         );
     }
-    let build = lines.iter().find(|l| l.starts_with("RUN cargo build")).expect("build");
-    assert!(build.contains("-p enrp-server --bin enrp-server"), "{build}");
+    let build = lines
+        .iter()
+        .find(|l| l.starts_with("RUN cargo build"))
+        .expect("build");
+    assert!(
+        build.contains("-p enrp-server --bin enrp-server"),
+        "{build}"
+    );
     let runtime_bin = runtime_bin.expect("binary copied from the build stage");
     assert!(
         text.contains(&format!("ENTRYPOINT [\"{runtime_bin}\"]")),
         "ENTRYPOINT does not run {runtime_bin}"
     );
-    assert!(lines.iter().any(|l| l.starts_with("USER ") && !l.contains(" 0")), "runs as root");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("USER ") && !l.contains(" 0")),
+        "runs as root"
+    );
     let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
-    assert!(ignore.lines().any(|l| l == "target"), "build context would carry target/");
+    assert!(
+        ignore.lines().any(|l| l == "target"),
+        "build context would carry target/"
+    );
 }
 
 /// Only where `cargo deb` is installed (not on the CI host: it is not a Debian package and
@@ -354,9 +433,16 @@ fn cargo_deb_package_contents_when_available() {
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deb = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let out = Command::new("dpkg-deb").args(["--contents", &deb]).output().unwrap();
+    let out = Command::new("dpkg-deb")
+        .args(["--contents", &deb])
+        .output()
+        .unwrap();
     let list = String::from_utf8_lossy(&out.stdout);
     for f in [
         "./usr/sbin/legacy-daemon",
