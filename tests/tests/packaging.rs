@@ -235,7 +235,7 @@ fn deb_metadata_assets_exist_and_match_the_units() {
         generate(krate, &generated);
         let assets = d["assets"].as_array().expect("assets");
         let mut dests = Vec::new();
-        let mut has = |what: &str| assets.iter().any(|a| a[1].as_str().unwrap().contains(what));
+        let has = |what: &str| assets.iter().any(|a| a[1].as_str().unwrap().contains(what));
         for what in [
             "usr/share/man/man1/",
             "bash-completion",
