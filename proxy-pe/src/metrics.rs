@@ -346,3 +346,54 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            proxy: crate::core::Status {
+                mode: Default::default(),
+                now_ms: 0,
+                applications: Vec::new(),
+                daemons: Vec::new(),
+                sessions: 2,
+                registrations: 1,
+                events: Vec::new(),
+                event_seq: 0,
+            },
+            registrar: Default::default(),
+            config_path: String::new(),
+            config_loads: 3,
+            last_config_error: Some("bad".into()),
+        }
+    }
+
+    #[test]
+    fn counters_by_reason_and_report_values() {
+        let m = Arc::new(Metrics::default());
+        m.session_opened(true);
+        m.session_opened(true);
+        m.session_opened(false);
+        m.failover(FailoverReason::Moved, false);
+        m.failover(FailoverReason::ServerFailed, true);
+        m.failover(FailoverReason::ServerFailed, true);
+        let t = render(report(), m);
+        for line in [
+            "proxy_pe_sessions 2\n",
+            "proxy_pe_sessions_opened_total 2\n",
+            "proxy_pe_sessions_refused_total 1\n",
+            "proxy_pe_failovers_total{reason=\"server-failed\"} 2\n",
+            "proxy_pe_failovers_total{reason=\"moved\"} 1\n",
+            "proxy_pe_failovers_failed_total 1\n",
+            "proxy_pe_registrations 1\n",
+            "proxy_pe_registrar_connected 0\n",
+            "proxy_pe_config_loads_total 3\n",
+            "proxy_pe_config_reload_failed 1\n",
+        ] {
+            assert!(t.contains(line), "missing {line:?} in\n{t}");
+        }
+        assert!(t.ends_with("# EOF\n"));
+    }
+}
