@@ -32,14 +32,17 @@ step "system packages"
 # tshark: the independent decoder of the oracle tests; iproute2 (`ip netns`): the
 # multi-host tests (enrp-server netns_peering) run registrars in network namespaces.
 # systemd-analyze (package systemd): `verify` of the units in */deploy/ (tests/tests/deploy_units.rs).
+# promtool (package prometheus, without recommends): `check rules` of the alert rules in
+# */deploy/monitoring/ (tests/tests/deploy_monitoring.rs).
 if ! command -v tshark >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
-    || ! command -v systemd-analyze >/dev/null 2>&1; then
+    || ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq tshark iproute2 systemd >/dev/null
+        apt-get install -y -qq --no-install-recommends prometheus >/dev/null
     else
-        echo "tshark, ip or systemd-analyze missing and not installable here: the tshark oracle, netns and unit-verify tests will skip"
+        echo "tshark, ip, systemd-analyze or promtool missing and not installable here: the tshark oracle, netns, unit-verify and promtool tests will skip"
     fi
 fi
 tshark --version 2>/dev/null | head -1 || true
@@ -54,6 +57,7 @@ fi
 mkdir -p target
 step "cargo test (workspace)"
 if command -v tshark >/dev/null 2>&1; then export RSERPOOL_REQUIRE_TSHARK=1; fi
+if command -v promtool >/dev/null 2>&1; then export RSERPOOL_REQUIRE_PROMTOOL=1; fi
 cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee target/cargo-test.log
 # Print one total line over every test binary, in the plain 'N passed, N failed' form.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "cargo: %d passed, %d failed\n", p, f }' \

@@ -23,6 +23,14 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Packaging: `enrp-server --generate-assets DIR` writes man pages and completions.
+    if let Some(code) = rserpool_cli_assets::handle(<Options as clap::CommandFactory>::command) {
+        std::process::exit(if code == std::process::ExitCode::SUCCESS {
+            0
+        } else {
+            1
+        });
+    }
     let options = Options::parse().with_config_file()?;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -49,14 +57,21 @@ async fn main() -> anyhow::Result<()> {
              and can change the handlespace (SECURITY.md)"
         );
     }
-    let server = Server::bind(core, driver)
-        .await
-        .context("starting the registrar")?;
+    let listen = format!("ASAP {:?}, ENRP {:?}", driver.asap, driver.enrp);
+    let server = Server::bind(core, driver).await.with_context(|| {
+        format!(
+            "starting the registrar ({listen}): if an address is in use, stop the process \
+             holding it (`ss -ltnp` / `ss -lnp --sctp`) or choose another --asap/--enrp address"
+        )
+    })?;
     if let Some(addr) = options.metrics {
         let stats = server.stats();
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("metrics endpoint {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} (metrics endpoint, --metrics): stop the process \
+                     holding it (`ss -ltnp` shows it) or choose another address"
+            )
+        })?;
         tracing::info!(%addr, "metrics endpoint listening");
         tokio::spawn(metrics::serve(listener, stats));
     }

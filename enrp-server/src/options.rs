@@ -411,7 +411,14 @@ impl Options {
         };
         let text = std::fs::read_to_string(&path).map_err(|e| OptionsError::File {
             path: path.clone(),
-            message: e.to_string(),
+            message: match e.kind() {
+                // Issue 16 item 6: the error names the fix.
+                std::io::ErrorKind::NotFound => format!(
+                    "{e}; create it (annotated example: enrp-server/registrar.example.toml, \
+                     installed as /etc/rserpool/enrp-server.toml) or fix --config"
+                ),
+                _ => e.to_string(),
+            },
         })?;
         let file: Options = toml::from_str(&text).map_err(|e| OptionsError::File {
             path: path.clone(),
@@ -731,6 +738,22 @@ impl Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16 item 6: a missing --config file is named, with the fix.
+    #[test]
+    fn missing_config_file_names_path_and_fix() {
+        let path = std::env::temp_dir().join("enrp-server-no-such-config.toml");
+        let e = Options::parse_from(["enrp-server", "--config", path.to_str().expect("utf-8")])
+            .with_config_file()
+            .expect_err("missing file");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("config file {}: ", path.display())),
+            "{text}"
+        );
+        assert!(text.contains("registrar.example.toml"), "{text}");
+        assert!(text.contains("or fix --config"), "{text}");
+    }
 
     #[test]
     fn listen_lists() {

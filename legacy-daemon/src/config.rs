@@ -267,7 +267,16 @@ pub fn load_file(path: &std::path::Path) -> Result<(Config, String), ConfigError
         line: None,
         column: None,
         key: None,
-        message: format!("cannot read: {e}"),
+        message: match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "cannot read: {e}; create it (annotated example: legacy-daemon.toml.example, \
+                 installed as /usr/share/doc/legacy-daemon/legacy-daemon.toml.example) or pass --config PATH"
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "cannot read: {e}; make it readable by the daemon's user (the unit runs as user legacy-daemon)"
+            ),
+            _ => format!("cannot read: {e}"),
+        },
     })?;
     let cfg = parse(&text, &origin)?;
     Ok((cfg, text))

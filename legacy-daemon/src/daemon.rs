@@ -125,7 +125,9 @@ impl Daemon {
             hello: hello_rx,
             snapshot: snap_rx,
             push_tx,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         };
+        shared.metrics.set_config_version(version);
         Self {
             file_stamp: stamp(&path),
             path,
@@ -143,6 +145,11 @@ impl Daemon {
             snap_tx,
             push_rx,
         }
+    }
+
+    /// The daemon's metrics (for the `--metrics` endpoint).
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.shared.metrics.clone()
     }
 
     /// Runs until SIGTERM or SIGINT.
@@ -248,7 +255,12 @@ impl Daemon {
 
     /// Polls, updates the exit watcher, and reports a delta if something changed.
     fn poll_and_report(&mut self) {
+        let started = Instant::now();
         let apps = self.poller.poll(&self.cfg);
+        self.shared.metrics.polled(
+            started.elapsed(),
+            apps.iter().map(|a| (a.name.as_str(), a.running)),
+        );
         // Give the poll's transient allocations back to the OS so the resident size stays
         // flat (glibc keeps freed heap otherwise; see BENCHMARKS.md).
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -356,6 +368,7 @@ impl Daemon {
         self.cfg = cfg;
         self.cfg_text = text;
         self.version = version;
+        self.shared.metrics.set_config_version(version);
         self.hello_tx.send_replace(HelloInfo {
             daemon_id: self.cfg.daemon.id.clone(),
             config_version: version,

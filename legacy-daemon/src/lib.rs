@@ -12,10 +12,12 @@
 //! - [`exitwatch`]: pidfd-based immediate exit notification;
 //! - [`reporter`]: one task per proxy with its own queue, backoff and jitter;
 //! - [`daemon`]: the core loop (poll, reload on SIGHUP/file change, config push);
+//! - [`metrics`]: the `--metrics` endpoint (OpenMetrics).
 
 pub mod config;
 pub mod daemon;
 pub mod exitwatch;
+pub mod metrics;
 pub mod poll;
 pub mod reporter;
 pub mod state;

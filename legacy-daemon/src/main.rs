@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use legacy_daemon::config::{self, DEFAULT_CONFIG_PATH};
 use legacy_daemon::daemon::{poll_once, Daemon};
 
@@ -75,6 +75,11 @@ struct Cli {
     #[arg(long)]
     gen_key: bool,
 
+    /// Serve Prometheus/OpenMetrics metrics over HTTP at ADDR:PORT (`GET /metrics`): poll
+    /// duration, reports per proxy, link state (README "Metrics"). [default: off]
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+
     /// Benchmark: time N polls of the process table, print the mean per poll, exit.
     #[arg(long, value_name = "N", hide = true)]
     bench_poll: Option<u32>,
@@ -112,6 +117,10 @@ fn cpu_time_us() -> (u64, u64) {
 }
 
 fn main() -> ExitCode {
+    // Packaging: `legacy-daemon --generate-assets DIR` writes man pages and completions.
+    if let Some(code) = rserpool_cli_assets::handle(Cli::command) {
+        return code;
+    }
     let cli = Cli::parse();
     init_logging(cli.log_format);
 
@@ -197,11 +206,28 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async move {
+        let daemon = Daemon::new(cli.config, cfg, text);
+        if let Some(addr) = cli.metrics {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tracing::info!(%addr, "metrics endpoint listening");
+                    tokio::spawn(legacy_daemon::metrics::serve(l, daemon.metrics()));
+                }
+                Err(e) => {
+                    errln!(
+                        "legacy-daemon: cannot listen on {addr} (--metrics): {e}; \
+                         pick a free port or another address (`ss -ltnp 'sport = :{}'` shows the holder)",
+                        addr.port()
+                    );
+                    return Err(None);
+                }
+            }
+        }
         // Biased: the daemon's first poll installs its signal handlers, which must be in
         // place before READY=1 invites a `systemctl reload`.
         let result = tokio::select! {
             biased;
-            r = Daemon::new(cli.config, cfg, text).run() => r,
+            r = daemon.run() => r.map_err(Some),
             never = systemd_notify() => match never {},
         };
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -209,10 +235,11 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Some(e)) => {
             errln!("legacy-daemon: {e}");
             ExitCode::FAILURE
         }
+        Err(None) => ExitCode::FAILURE,
     }
 }
 

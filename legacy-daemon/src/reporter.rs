@@ -73,6 +73,8 @@ pub struct ReporterShared {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Config pushes go to the core through this channel.
     pub push_tx: mpsc::Sender<PushRequest>,
+    /// Link state and report counts (`--metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Handle of one running reporter task; dropping it stops the task.
@@ -170,12 +172,14 @@ async fn run(
                 {
                     Ok(Ok(link)) => link,
                     Ok(Err(e)) => {
+                        shared.metrics.connect_result(&target.address, false);
                         failures += 1;
                         tracing::error!(proxy = %target.address, attempt = failures, error = %e, "handshake with proxy failed");
                         backoff(&target, failures, &mut salt).await;
                         continue;
                     }
                     Err(_) => {
+                        shared.metrics.connect_result(&target.address, false);
                         failures += 1;
                         tracing::warn!(proxy = %target.address, attempt = failures, "handshake with proxy timed out");
                         backoff(&target, failures, &mut salt).await;
@@ -184,7 +188,10 @@ async fn run(
                 };
                 failures = 0;
                 tracing::info!(proxy = %target.address, "connected to proxy");
+                shared.metrics.connect_result(&target.address, true);
+                shared.metrics.set_link(&target.address, true);
                 let end = session(&target, &shared, link, &mut queue, &overflow).await;
+                shared.metrics.set_link(&target.address, false);
                 match end {
                     Ok(()) => {
                         tracing::warn!(proxy = %target.address, "proxy closed the connection")
@@ -195,10 +202,12 @@ async fn run(
                 }
             }
             Ok(Err(e)) => {
+                shared.metrics.connect_result(&target.address, false);
                 failures += 1;
                 tracing::warn!(proxy = %target.address, attempt = failures, error = %e, "cannot connect to proxy");
             }
             Err(_) => {
+                shared.metrics.connect_result(&target.address, false);
                 failures += 1;
                 tracing::warn!(proxy = %target.address, attempt = failures, "connect to proxy timed out");
             }
@@ -236,6 +245,8 @@ struct Conn {
     link: Link,
     seq: u64,
     write_timeout: Duration,
+    /// (metrics, proxy address): counts every frame written.
+    metrics: (Arc<crate::metrics::Metrics>, String),
 }
 
 impl Conn {
@@ -244,7 +255,11 @@ impl Conn {
         self.seq += 1;
         let w = self.link.send(&frame);
         match tokio::time::timeout(self.write_timeout, w).await {
-            Ok(r) => Ok(r?),
+            Ok(r) => {
+                r?;
+                self.metrics.0.sent(&self.metrics.1, &frame.msg);
+                Ok(())
+            }
             Err(_) => Err(ProtocolError::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "proxy does not read (write timed out)",
@@ -277,6 +292,7 @@ async fn session(
         link,
         seq: 0,
         write_timeout: target.write_timeout(hb_interval),
+        metrics: (shared.metrics.clone(), target.address.clone()),
     };
     conn.send(DaemonMessage::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -421,6 +437,7 @@ mod tests {
             hello: hello_rx,
             snapshot: snap_rx,
             push_tx,
+            metrics: Default::default(),
         };
         let target = ProxyTarget {
             address: l.local_addr().unwrap().to_string(),

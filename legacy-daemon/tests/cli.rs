@@ -106,6 +106,21 @@ fn daemon_refuses_to_start_with_bad_config() {
     );
 }
 
+/// Issue 16 item 6: a missing configuration file is named, with the fix.
+#[test]
+fn missing_config_file_names_the_path_and_the_fix() {
+    let dir = TempDir::new("nofile");
+    let missing = dir.path("absent.toml");
+    let (code, _, err) = run(&["--config", missing.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("{}: cannot read:", missing.display())),
+        "{err}"
+    );
+    assert!(err.contains("legacy-daemon.toml.example"), "{err}");
+    assert!(err.contains("--config PATH"), "{err}");
+}
+
 #[test]
 fn help_documents_every_option_and_default() {
     let (code, out, _) = run(&["--help"]);
@@ -117,6 +132,8 @@ fn help_documents_every_option_and_default() {
         "--check-config",
         "--log-format <LOG_FORMAT>",
         "[default: text]",
+        "--metrics <ADDR:PORT>",
+        "[default: off]",
         "--version",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");

@@ -15,7 +15,7 @@ use crate::policy::PolicyKind;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", read_hint(.source))]
     Io {
         /// The file.
         path: String,
@@ -596,6 +596,19 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+/// The fix for an unreadable configuration file (issue 16 item 6).
+fn read_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            "; create it (annotated example: proxy-pe/deploy/proxy-pe.toml.example, installed as /usr/share/doc/proxy-pe/proxy-pe.toml.example) or pass --config PATH"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; make it readable by the proxy (its unit runs with DynamicUser=yes: mode 0644 or group-readable)"
+        }
+        _ => "",
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! - [`relay`]: mode B TCP relay with mid-session reselection;
 //! - [`control`]: local control socket and port, `status` rendering, operator commands;
 //! - [`admin_state`]: the operator-state file kept across restarts;
-//! - [`proxy`]: the driver tying them together.
+//! - [`proxy`]: the driver tying them together;
+//! - [`metrics`]: the `--metrics` endpoint (OpenMetrics).
 
 #![warn(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod admin_state;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod registrar;

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use proxy_pe::config::{Config, DEFAULT_CONTROL_SOCKET};
 use proxy_pe::control::Endpoint;
 use proxy_pe::core::AdminCommand;
@@ -38,6 +38,11 @@ enum Cmd {
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
+        /// Serve Prometheus/OpenMetrics metrics over HTTP at ADDR:PORT (`GET /metrics`):
+        /// sessions, selections and health per server, failovers, daemon links (README
+        /// "Metrics"). [default: off]
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<SocketAddr>,
     },
     /// Validate a configuration file and exit (status 1 and the precise error if invalid).
     Check {
@@ -186,6 +191,10 @@ fn run_admin(
 }
 
 fn main() -> ExitCode {
+    // Packaging: `proxy-pe --generate-assets DIR` writes man pages and completions.
+    if let Some(code) = rserpool_cli_assets::handle(Args::command) {
+        return code;
+    }
     let args = Args::parse();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -195,7 +204,11 @@ fn main() -> ExitCode {
         }
     };
     match args.cmd {
-        Cmd::Run { config, log_json } => {
+        Cmd::Run {
+            config,
+            log_json,
+            metrics,
+        } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
             let b = tracing_subscriber::fmt()
@@ -213,7 +226,7 @@ fn main() -> ExitCode {
                 // control port, before READY=1 can invite a `systemctl reload`.
                 let result = tokio::select! {
                     biased;
-                    r = proxy_pe::proxy::run(config) => r,
+                    r = proxy_pe::proxy::run_with(config, metrics) => r,
                     never = systemd_notify(control) => match never {},
                 };
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);

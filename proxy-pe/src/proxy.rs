@@ -41,7 +41,7 @@ pub enum ProxyError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({what}): {source}; {}", bind_hint(.source))]
     Bind {
         /// What the listener is for.
         what: &'static str,
@@ -59,6 +59,22 @@ pub enum ProxyError {
     /// The operator-state file cannot be read.
     #[error(transparent)]
     AdminState(#[from] crate::admin_state::StateFileError),
+}
+
+/// The fix for a failed bind, named in [`ProxyError::Bind`] (issue 16 item 6).
+pub fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "the address is in use: stop the process holding it (`ss -ltnp` shows it) or choose another address"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied: ports below 1024 need CAP_NET_BIND_SERVICE; choose a port >= 1024"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "the address is not on this host: use one of its addresses, or 0.0.0.0 / [::]"
+        }
+        _ => "check the address in the configuration file or on the command line",
+    }
 }
 
 enum DaemonEvent {
@@ -92,6 +108,8 @@ struct Driver {
     /// The operator-state file and the core's admin sequence last written to it.
     admin_file: PathBuf,
     admin_saved: u64,
+    /// Event counters of the `--metrics` endpoint.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -100,18 +118,23 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 
 /// Runs the proxy with the configuration file at `path` until SIGTERM/SIGINT.
 pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
+    run_with(path, None).await
+}
+
+/// [`run`], serving OpenMetrics at `metrics` (`proxy-pe run --metrics ADDR`) if given.
+pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), ProxyError> {
     let cfg = Config::load(&path)?;
     let daemons = DaemonListener::bind(cfg.daemon_listen)
         .await
         .map_err(|e| ProxyError::Bind {
-            what: "daemon listener",
+            what: "daemon listener, `daemon_listen` in the configuration",
             addr: cfg.daemon_listen,
             source: std::io::Error::other(e.to_string()),
         })?;
     let control_l = TcpListener::bind(cfg.control_listen)
         .await
         .map_err(|source| ProxyError::Bind {
-            what: "control port",
+            what: "control port, `control_listen` in the configuration",
             addr: cfg.control_listen,
             source,
         })?;
@@ -146,6 +169,22 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
         report_tx.clone(),
         ack_rx.clone(),
     ));
+    let counters = Arc::new(crate::metrics::Metrics::default());
+    if let Some(addr) = metrics {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Bind {
+                what: "metrics endpoint, --metrics",
+                addr,
+                source,
+            })?;
+        tracing::info!(%addr, "metrics endpoint listening");
+        tokio::spawn(crate::metrics::serve(
+            l,
+            counters.clone(),
+            report_tx.clone(),
+        ));
+    }
     tokio::spawn(control::serve(control_l, report_tx, ack_rx));
     let (link_tx, link_rx) = watch::channel(Arc::new(LinkSettings::of(&cfg, &path)?));
     if cfg.daemon_link.auth == AuthMode::None {
@@ -172,6 +211,7 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
         listeners: BTreeMap::new(),
         admin_file,
         admin_saved: 0,
+        metrics: counters,
     };
     let acts = d.core.apply_config(now_ms(), cfg);
     d.dispatch(acts);
@@ -591,6 +631,7 @@ impl Driver {
         match cmd {
             SessionCmd::Open { app, moves, reply } => {
                 let r = self.core.open_session(now, &app);
+                self.metrics.session_opened(r.is_ok());
                 match &r {
                     Ok(a) => {
                         tracing::info!(session = a.session, app, server = %a.server, "session assigned");
@@ -610,6 +651,12 @@ impl Driver {
                     self.dispatch(acts);
                 }
                 let r = self.core.reselect(now, session);
+                let why = if unreachable {
+                    crate::metrics::FailoverReason::ServerFailed
+                } else {
+                    crate::metrics::FailoverReason::Moved
+                };
+                self.metrics.failover(why, r.is_ok());
                 match &r {
                     Ok(a) => tracing::info!(session, server = %a.server, "session reselected"),
                     Err(e) => {

@@ -8,9 +8,11 @@
 //!   and wait for the decoded answer (RFC 5352 §2, RFC 5353 §2).
 //! - [`api`]: an echo pool element and a pool user built from the public `asap` API, for
 //!   the API tests and the API benchmark.
+//! - [`metrics`]: scraping a daemon's `--metrics` endpoint and reading values.
 //!
 //! Deadlines here only stop a hung test; no test asserts on how long something took.
 
 pub mod api;
+pub mod metrics;
 pub mod registrar;
 pub mod sd_notify;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use asap::transport::TransportKind;
 use asap::wire::codes::{ASAP_PORT, ENRP_PORT};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use rsp_capture::decode_cli::DecodeArgs;
 use rsp_tools::{hsdump, parse_endpoint, render, resolve, PeView};
 use tracing_subscriber::EnvFilter;
@@ -163,6 +163,10 @@ async fn run_resolve(args: &ResolveArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Packaging: `rsp --generate-assets DIR` writes man pages and completions.
+    if let Some(code) = rserpool_cli_assets::handle(Cli::command) {
+        return code;
+    }
     let cli = Cli::parse();
     if let Command::Decode(d) = &cli.command {
         return rsp_capture::decode_cli::run(d);

@@ -91,6 +91,8 @@ pub struct Rig {
     pub proxy_extra: String,
     /// Daemons keep their default reconnect backoff (otherwise capped at 500 ms).
     pub daemon_default_backoff: bool,
+    /// Extra `proxy-pe run` arguments of proxy k (e.g. `--metrics`).
+    pub proxy_args: Vec<Vec<String>>,
 }
 
 pub const NAMES: [&str; 3] = ["IP1", "IP2", "IP3"];
@@ -135,6 +137,7 @@ impl Rig {
             asap_listens: Vec::new(),
             proxy_extra: String::new(),
             daemon_default_backoff: false,
+            proxy_args: Vec::new(),
         };
         // Each daemon's pre-shared key, in `d1.key` … next to the configurations.
         for i in 0..3 {
@@ -230,13 +233,15 @@ impl Rig {
     }
 
     pub fn start_proxy(&mut self, k: usize) {
+        let mut args = vec![
+            "run".into(),
+            format!("--config={}", self.config_paths[k].display()),
+        ];
+        args.extend(self.proxy_args.get(k).cloned().unwrap_or_default());
         let p = spawn(
             &format!("proxy-{k}"),
             &PathBuf::from(env!("CARGO_BIN_EXE_proxy-pe")),
-            &[
-                "run".into(),
-                format!("--config={}", self.config_paths[k].display()),
-            ],
+            &args,
             &self.dir.join(format!("proxy-{k}.log")),
         );
         self.proxies[k] = Some(p);

@@ -1,0 +1,399 @@
+//! The metrics endpoint (`proxy-pe run --metrics ADDR`, `GET /metrics`), in the OpenMetrics
+//! text format encoded by `prometheus-client` (issue 16 item 3; names listed in the README
+//! "Metrics" section and used by the `deploy/` alert rules and dashboard).
+//!
+//! Two sources, so that the driver needs only a few hook calls:
+//! - event counters the driver bumps in a shared [`Metrics`] handle (sessions opened and
+//!   refused, failovers by reason, failed failovers);
+//! - everything else is read at scrape time from the same [`Report`] that `proxy-pe status`
+//!   shows (pooling table: server states, selections and sessions per server; daemon link
+//!   states; registrations), asked from the driver over the control channel, so the page
+//!   and `status` never disagree.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::control::{ControlRequest, Report};
+
+/// Content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Why a session moved to another server (the `reason` label of `proxy_pe_failovers_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverReason {
+    /// The relay lost or could not reach the server (seed 003 \[35\] step 203).
+    ServerFailed,
+    /// The core moved the session: lifetime expired, declared down, removed (203/205).
+    Moved,
+}
+
+impl FailoverReason {
+    /// Every reason, in label order.
+    pub const ALL: [FailoverReason; 2] = [FailoverReason::ServerFailed, FailoverReason::Moved];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverReason::ServerFailed => "server-failed",
+            FailoverReason::Moved => "moved",
+        }
+    }
+}
+
+/// Event counters bumped by the driver.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sessions_opened: AtomicU64,
+    sessions_refused: AtomicU64,
+    failovers: [AtomicU64; 2],
+    failovers_failed: AtomicU64,
+}
+
+impl Metrics {
+    /// A session was assigned a server (step 199) or refused (step 197).
+    pub fn session_opened(&self, ok: bool) {
+        if ok {
+            &self.sessions_opened
+        } else {
+            &self.sessions_refused
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session was moved for `reason`; `ok` false: no other server could take it.
+    pub fn failover(&self, reason: FailoverReason, ok: bool) {
+        let i = FailoverReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.failovers[i].fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failovers_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Health values of [`crate::core::Health`] as serialized (`status --json`), the `health`
+/// label of `proxy_pe_server_health`.
+const HEALTH: [&str; 5] = ["unknown", "running", "not-running", "suspect", "down"];
+
+fn label_of<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| j.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[derive(Debug)]
+struct Page {
+    report: Report,
+    metrics: Arc<Metrics>,
+}
+
+fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(v);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for Page {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let m = &*self.metrics;
+        let st = &self.report.proxy;
+        let gauge_type = ConstGauge::new(0i64).metric_type();
+        let counter_type = ConstCounter::new(0u64).metric_type();
+
+        gauge(
+            &mut e,
+            "proxy_pe_sessions",
+            "Open sessions (mode B).",
+            clamp(st.sessions as u64),
+        )?;
+        counter(
+            &mut e,
+            "proxy_pe_sessions_opened",
+            "Sessions assigned a legacy server (seed 003 step 199).",
+            m.sessions_opened.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "proxy_pe_sessions_refused",
+            "Sessions refused: no server runs the application (seed 003 step 197).",
+            m.sessions_refused.load(Ordering::Relaxed),
+        )?;
+        let mut f = e.encode_descriptor(
+            "proxy_pe_failovers",
+            "Sessions moved to another server, by reason (seed 003 steps 203/205).",
+            None,
+            counter_type,
+        )?;
+        for (r, c) in FailoverReason::ALL.iter().zip(m.failovers.iter()) {
+            ConstCounter::new(c.load(Ordering::Relaxed))
+                .encode(f.encode_family(&[("reason", r.as_str())])?)?;
+        }
+        counter(
+            &mut e,
+            "proxy_pe_failovers_failed",
+            "Failovers that found no other server (the session was closed).",
+            m.failovers_failed.load(Ordering::Relaxed),
+        )?;
+
+        let servers = || {
+            st.applications
+                .iter()
+                .flat_map(|a| a.servers.iter().map(move |s| (a.name.as_str(), s)))
+        };
+        let mut f = e.encode_descriptor(
+            "proxy_pe_server_selections",
+            "Sessions assigned to the server (selections and reselections).",
+            None,
+            counter_type,
+        )?;
+        for (app, s) in servers() {
+            ConstCounter::new(s.assigned_total)
+                .encode(f.encode_family(&[("application", app), ("server", &s.name)])?)?;
+        }
+        let mut f = e.encode_descriptor(
+            "proxy_pe_server_active_sessions",
+            "Sessions open on the server.",
+            None,
+            gauge_type,
+        )?;
+        for (app, s) in servers() {
+            ConstGauge::new(i64::from(s.active_sessions))
+                .encode(f.encode_family(&[("application", app), ("server", &s.name)])?)?;
+        }
+        let mut f = e.encode_descriptor(
+            "proxy_pe_server_selectable",
+            "1 if the server may be given sessions (mode B) or is registered (mode A).",
+            None,
+            gauge_type,
+        )?;
+        for (app, s) in servers() {
+            ConstGauge::new(i64::from(s.selectable))
+                .encode(f.encode_family(&[("application", app), ("server", &s.name)])?)?;
+        }
+        let mut f = e.encode_descriptor(
+            "proxy_pe_server_health",
+            "Declared health of the server: 1 for the current state, 0 for the others.",
+            None,
+            gauge_type,
+        )?;
+        for (app, s) in servers() {
+            let now = label_of(&s.health);
+            let mut states: Vec<&str> = HEALTH.to_vec();
+            if !states.contains(&now.as_str()) {
+                states.push(&now);
+            }
+            for h in states {
+                ConstGauge::new(i64::from(h == now)).encode(f.encode_family(&[
+                    ("application", app),
+                    ("server", &s.name),
+                    ("health", h),
+                ])?)?;
+            }
+        }
+        let mut f = e.encode_descriptor(
+            "proxy_pe_server_load",
+            "Load reported by the server's daemon, 0..1.",
+            None,
+            gauge_type,
+        )?;
+        for (app, s) in servers() {
+            ConstGauge::new(s.load)
+                .encode(f.encode_family(&[("application", app), ("server", &s.name)])?)?;
+        }
+
+        let mut f = e.encode_descriptor(
+            "proxy_pe_daemon_connected",
+            "1 while the legacy-daemon's link is open, else 0.",
+            None,
+            gauge_type,
+        )?;
+        for d in &st.daemons {
+            ConstGauge::new(i64::from(d.connected))
+                .encode(f.encode_family(&[("daemon", d.id.as_str())])?)?;
+        }
+        let mut f = e.encode_descriptor(
+            "proxy_pe_daemon_last_frame_age_seconds",
+            "Age of the last frame from the daemon.",
+            None,
+            gauge_type,
+        )?;
+        for d in &st.daemons {
+            ConstGauge::new(d.last_frame_age_ms as f64 / 1000.0)
+                .encode(f.encode_family(&[("daemon", d.id.as_str())])?)?;
+        }
+        let mut f = e.encode_descriptor(
+            "proxy_pe_daemon_connections",
+            "Connections accepted from the daemon.",
+            None,
+            counter_type,
+        )?;
+        for d in &st.daemons {
+            ConstCounter::new(d.connections)
+                .encode(f.encode_family(&[("daemon", d.id.as_str())])?)?;
+        }
+
+        let reg = &self.report.registrar;
+        gauge(
+            &mut e,
+            "proxy_pe_registrations",
+            "PEs registered (or being registered) at the registrar.",
+            clamp(st.registrations as u64),
+        )?;
+        gauge(
+            &mut e,
+            "proxy_pe_registrar_connected",
+            "1 while an association with a registrar is open, else 0.",
+            i64::from(reg.connected_to.is_some()),
+        )?;
+        counter(
+            &mut e,
+            "proxy_pe_registrations_rejected",
+            "Registration responses with a rejection.",
+            reg.rejected,
+        )?;
+        counter(
+            &mut e,
+            "proxy_pe_config_loads",
+            "Successful configuration loads (1 = the initial one).",
+            self.report.config_loads,
+        )?;
+        gauge(
+            &mut e,
+            "proxy_pe_config_reload_failed",
+            "1 if the latest reload was rejected (the previous configuration stays).",
+            i64::from(self.report.last_config_error.is_some()),
+        )?;
+        Ok(())
+    }
+}
+
+/// Renders the page for `report` and the event counters (OpenMetrics, ends with `# EOF`).
+pub fn render(report: Report, metrics: Arc<Metrics>) -> String {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(Page { report, metrics }));
+    let mut o = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut o, &r);
+    o
+}
+
+/// Serves `/metrics` forever: each `GET` asks the driver for a fresh [`Report`] over
+/// `requests` and answers with the rendered page; the connection then closes.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    requests: mpsc::UnboundedSender<ControlRequest>,
+) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let (status, body) = if buf[..n].starts_with(b"GET ") {
+                let (tx, rx) = oneshot::channel();
+                let report = if requests.send(ControlRequest::Report(tx)).is_ok() {
+                    rx.await.ok()
+                } else {
+                    None
+                };
+                match report {
+                    Some(r) => ("200 OK", render(r, metrics)),
+                    None => ("503 Service Unavailable", String::new()),
+                }
+            } else {
+                ("405 Method Not Allowed", String::new())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            proxy: crate::core::Status {
+                mode: Default::default(),
+                now_ms: 0,
+                applications: Vec::new(),
+                daemons: Vec::new(),
+                sessions: 2,
+                registrations: 1,
+                events: Vec::new(),
+                event_seq: 0,
+            },
+            registrar: Default::default(),
+            config_path: String::new(),
+            config_loads: 3,
+            last_config_error: Some("bad".into()),
+        }
+    }
+
+    #[test]
+    fn counters_by_reason_and_report_values() {
+        let m = Arc::new(Metrics::default());
+        m.session_opened(true);
+        m.session_opened(true);
+        m.session_opened(false);
+        m.failover(FailoverReason::Moved, false);
+        m.failover(FailoverReason::ServerFailed, true);
+        m.failover(FailoverReason::ServerFailed, true);
+        let t = render(report(), m);
+        for line in [
+            "proxy_pe_sessions 2\n",
+            "proxy_pe_sessions_opened_total 2\n",
+            "proxy_pe_sessions_refused_total 1\n",
+            "proxy_pe_failovers_total{reason=\"server-failed\"} 2\n",
+            "proxy_pe_failovers_total{reason=\"moved\"} 1\n",
+            "proxy_pe_failovers_failed_total 1\n",
+            "proxy_pe_registrations 1\n",
+            "proxy_pe_registrar_connected 0\n",
+            "proxy_pe_config_loads_total 3\n",
+            "proxy_pe_config_reload_failed 1\n",
+        ] {
+            assert!(t.contains(line), "missing {line:?} in\n{t}");
+        }
+        assert!(t.ends_with("# EOF\n"));
+    }
+}
