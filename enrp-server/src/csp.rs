@@ -63,7 +63,11 @@ mod tests {
         stats.pes.store(3, Ordering::Relaxed);
         stats.pools.store(2, Ordering::Relaxed);
         stats.associations.store(4, Ordering::Relaxed);
-        let mut r = reporter(0xaaa1, &["10.0.0.1:3863".parse().unwrap()], Duration::from_secs(1));
+        let mut r = reporter(
+            0xaaa1,
+            &["10.0.0.1:3863".parse().unwrap()],
+            Duration::from_secs(1),
+        );
         let b = r.handle_timeout(Instant::now(), || status(&stats)).unwrap();
         let d = CspReport::decode(&b).unwrap();
         assert_eq!(d.status, "3 PEs in 2 Pools, 4 Assocs");

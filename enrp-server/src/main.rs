@@ -67,9 +67,14 @@ async fn main() -> anyhow::Result<()> {
     let (csp_stop, csp_stopped) = tokio::sync::oneshot::channel::<()>();
     let csp_task = csp.map(|(target, interval)| {
         let reporter = enrp_server::csp::reporter(server_id, &server.asap_addrs(), interval);
-        tokio::spawn(enrp_server::csp::run(target, reporter, server.stats(), async {
-            let _ = csp_stopped.await;
-        }))
+        tokio::spawn(enrp_server::csp::run(
+            target,
+            reporter,
+            server.stats(),
+            async {
+                let _ = csp_stopped.await;
+            },
+        ))
     });
     server
         .run(async {

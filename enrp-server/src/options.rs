@@ -525,8 +525,8 @@ impl Options {
                     .map(|ip| SocketAddr::new(ip, asap::wire::csp::CSP_PORT))
             })
             .map_err(|_| invalid("csp", "expected ADDR or ADDR:PORT ([ADDR]:PORT for IPv6)"))?;
-        let interval = Duration::from_millis(self.csp_interval.unwrap_or(1000))
-            .max(asap::csp::MIN_INTERVAL);
+        let interval =
+            Duration::from_millis(self.csp_interval.unwrap_or(1000)).max(asap::csp::MIN_INTERVAL);
         Ok(Some((addr, interval)))
     }
 

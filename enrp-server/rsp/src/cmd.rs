@@ -98,8 +98,10 @@ pub(super) async fn serve(a: &ServeArgs) -> Result<(), String> {
     let stats = Arc::new(ServeStats::default());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let reporter = csp.map(|(target, interval)| {
-        let mut cfg =
-            CspReporterConfig::new(ComponentId::new(ComponentGroup::PoolElement, id.into()), interval);
+        let mut cfg = CspReporterConfig::new(
+            ComponentId::new(ComponentGroup::PoolElement, id.into()),
+            interval,
+        );
         cfg.location = format!("{}: {} {}", cfg.location, a.pool, service.name());
         let st = stats.clone();
         tokio::spawn(run_reporter(
@@ -209,11 +211,16 @@ pub(super) async fn term(a: &TermArgs) -> Result<(), String> {
 pub(super) async fn monitor(a: &MonitorArgs) -> Result<(), String> {
     let addr = parse_endpoint(&a.listen, CSP_PORT).map_err(|e| format!("--listen: {e}"))?;
     let refresh = secs("--refresh", a.refresh)?;
-    let sock = tokio::net::UdpSocket::bind(addr)
-        .await
-        .map_err(|e| format!("--listen {addr}: cannot bind UDP: {e} (another monitor running? pick another port)"))?;
+    let sock = tokio::net::UdpSocket::bind(addr).await.map_err(|e| {
+        format!(
+            "--listen {addr}: cannot bind UDP: {e} (another monitor running? pick another port)"
+        )
+    })?;
     if a.json {
-        eprintln!("rsp monitor: listening on UDP {}", sock.local_addr().unwrap_or(addr));
+        eprintln!(
+            "rsp monitor: listening on UDP {}",
+            sock.local_addr().unwrap_or(addr)
+        );
     }
     let mut m = Monitor::new();
     let mut tick = tokio::time::interval(refresh);

@@ -14,8 +14,8 @@
 
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
 use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use asap::transport::TransportKind;

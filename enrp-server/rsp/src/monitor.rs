@@ -143,13 +143,14 @@ impl Monitor {
                     r.workload_fraction()
                         .map_or("-".into(), |w| format!("{:.1}%", w * 100.0)),
                     r.associations.len().to_string(),
-                    format!("{:.1}s", now.saturating_duration_since(e.last).as_secs_f64()),
+                    format!(
+                        "{:.1}s",
+                        now.saturating_duration_since(e.last).as_secs_f64()
+                    ),
                 ]
             })
             .collect();
-        let head = [
-            "GROUP", "ID", "LOCATION", "STATUS", "LOAD", "ASSOCS", "AGE",
-        ];
+        let head = ["GROUP", "ID", "LOCATION", "STATUS", "LOAD", "ASSOCS", "AGE"];
         let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
         for r in &rows {
             for (i, c) in r.iter().enumerate() {
@@ -215,8 +216,11 @@ mod tests {
     use asap::wire::csp::ComponentGroup;
 
     fn report(obj: u64, status: &str, interval_us: u32) -> CspReport {
-        CspReport::new(ComponentId::new(ComponentGroup::Registrar, obj), interval_us)
-            .with_status(status)
+        CspReport::new(
+            ComponentId::new(ComponentGroup::Registrar, obj),
+            interval_us,
+        )
+        .with_status(status)
     }
 
     #[test]

@@ -165,7 +165,10 @@ mod tests {
         // 2026-12-06 04:05:06.000007 UTC is a Sunday.
         let t = UNIX_EPOCH + Duration::from_secs(1_796_529_906) + Duration::from_micros(7);
         assert_eq!(daytime(t), "Sunday, 06-December-2026 04:05:06.000007\n");
-        assert_eq!(daytime(UNIX_EPOCH), "Thursday, 01-January-1970 00:00:00.000000\n");
+        assert_eq!(
+            daytime(UNIX_EPOCH),
+            "Thursday, 01-January-1970 00:00:00.000000\n"
+        );
         // A leap day.
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(daytime(leap), "Tuesday, 29-February-2000 00:00:00.000000\n");
@@ -192,7 +195,8 @@ pub fn parse_policy(s: &str) -> Result<asap::wire::Policy, String> {
     };
     let num = |default: u32| -> Result<u32, String> {
         arg.map_or(Ok(default), |a| {
-            a.parse().map_err(|_| format!("--policy {s}: `{a}` is not a number"))
+            a.parse()
+                .map_err(|_| format!("--policy {s}: `{a}` is not a number"))
         })
     };
     Ok(match name {
