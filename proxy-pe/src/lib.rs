@@ -15,6 +15,7 @@
 //! - [`relay`]: mode B TCP relay with mid-session reselection;
 //! - [`control`]: local control socket and port, `status` rendering, operator commands;
 //! - [`admin_state`]: the operator-state file kept across restarts;
+//! - [`csp`]: Component Status Protocol reports (`run --csp`) from the status snapshot;
 //! - [`proxy`]: the driver tying them together.
 
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ pub mod admin_state;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod csp;
 pub mod policy;
 pub mod proxy;
 pub mod registrar;
