@@ -155,34 +155,6 @@ pub async fn session(
     r
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn daytime_format_matches_rsplib() {
-        // 2026-12-06 04:05:06.000007 UTC is a Sunday.
-        let t = UNIX_EPOCH + Duration::from_secs(1_796_529_906) + Duration::from_micros(7);
-        assert_eq!(daytime(t), "Sunday, 06-December-2026 04:05:06.000007\n");
-        assert_eq!(
-            daytime(UNIX_EPOCH),
-            "Thursday, 01-January-1970 00:00:00.000000\n"
-        );
-        // A leap day.
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(daytime(leap), "Tuesday, 29-February-2000 00:00:00.000000\n");
-    }
-
-    #[test]
-    fn status_text() {
-        let s = ServeStats::default();
-        s.sessions.store(1, Ordering::Relaxed);
-        s.messages.store(3, Ordering::Relaxed);
-        assert_eq!(s.status(Service::Echo), "echo: 1 session, 3 messages");
-    }
-}
-
 /// A selection policy from rsplib's `-policy=` names (RFC 5356 §3): `rr`/`roundrobin`,
 /// `rand`/`random`, `lu`/`leastused`; weighted ones as `wrr:W`, `wrand:W`, `prio:P`
 /// (`weightedroundrobin:W` ...). Adaptive policies start at load 0.
@@ -213,4 +185,50 @@ pub fn parse_policy(s: &str) -> Result<asap::wire::Policy, String> {
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn daytime_format_matches_rsplib() {
+        // 2026-12-06 04:05:06.000007 UTC is a Sunday.
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_529_906) + Duration::from_micros(7);
+        assert_eq!(daytime(t), "Sunday, 06-December-2026 04:05:06.000007\n");
+        assert_eq!(
+            daytime(UNIX_EPOCH),
+            "Thursday, 01-January-1970 00:00:00.000000\n"
+        );
+        // A leap day.
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(daytime(leap), "Tuesday, 29-February-2000 00:00:00.000000\n");
+    }
+
+    #[test]
+    fn policies_by_short_and_rsplib_names() {
+        use asap::wire::Policy;
+        assert_eq!(parse_policy("rr"), Ok(Policy::RoundRobin));
+        assert_eq!(parse_policy("RoundRobin"), Ok(Policy::RoundRobin));
+        assert_eq!(
+            parse_policy("wrr:3"),
+            Ok(Policy::WeightedRoundRobin { weight: 3 })
+        );
+        assert_eq!(
+            parse_policy("priority:7"),
+            Ok(Policy::Priority { priority: 7 })
+        );
+        assert_eq!(parse_policy("lu"), Ok(Policy::LeastUsed { load: 0 }));
+        assert!(parse_policy("wrr:x").unwrap_err().contains("not a number"));
+        assert!(parse_policy("fancy").unwrap_err().contains("unknown"));
+    }
+
+    #[test]
+    fn status_text() {
+        let s = ServeStats::default();
+        s.sessions.store(1, Ordering::Relaxed);
+        s.messages.store(3, Ordering::Relaxed);
+        assert_eq!(s.status(Service::Echo), "echo: 1 session, 3 messages");
+    }
 }
