@@ -92,3 +92,53 @@ fn rsplib_reports_decode_and_reencode_byte_exact() {
         (ComponentGroup::PoolElement, 132, 0)
     );
 }
+
+mod props {
+    use proptest::prelude::*;
+    use rserpool_wire::csp::{ComponentId, CspAssociation, CspReport, CSP_REPORT_SIZE};
+
+    proptest! {
+        /// Any datagram decodes or is refused; never a panic (the monitor faces the network).
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..700)) {
+            let _ = CspReport::decode(&b);
+        }
+
+        /// A valid header with arbitrary body bytes: decoding and re-encoding agree on
+        /// every field.
+        #[test]
+        fn reports_roundtrip(
+            flags in any::<u8>(),
+            sender in any::<u64>(),
+            ts in any::<u64>(),
+            interval in any::<u32>(),
+            location in "[ -~]{0,127}",
+            status in "[ -~]{0,127}",
+            workload in any::<u16>(),
+            assocs in proptest::collection::vec((any::<u64>(), any::<u64>(), any::<u16>(), any::<u16>(), any::<u32>()), 0..5),
+        ) {
+            let r = CspReport {
+                flags,
+                sender: ComponentId(sender),
+                timestamp_us: ts,
+                report_interval_us: interval,
+                location,
+                status,
+                workload,
+                associations: assocs
+                    .into_iter()
+                    .map(|(id, d, f, p, ppid)| CspAssociation {
+                        receiver: ComponentId(id),
+                        duration_us: d,
+                        flags: f,
+                        protocol: p,
+                        ppid,
+                    })
+                    .collect(),
+            };
+            let b = r.encode();
+            prop_assert_eq!(b.len(), CSP_REPORT_SIZE + 24 * r.associations.len());
+            prop_assert_eq!(CspReport::decode(&b).unwrap(), r);
+        }
+    }
+}
