@@ -8,7 +8,9 @@
 //! application state: every echo is prefixed with `#<count> `, and a COOKIE_ECHO
 //! (`pe=<old id>;n=<count>`, from this or any other `echo_pe`) restores the count, so after
 //! a failover the numbering continues where the failed PE stopped instead of restarting
-//! at 1. Ctrl-C deregisters and drains the sessions (graceful shutdown).
+//! at 1. Ctrl-C deregisters and drains the sessions (graceful shutdown). With `--csp
+//! ADDR:PORT` it sends Component Status Protocol reports (open sessions) to `rsp monitor`
+//! or rsplib's `cspmonitor`.
 //!
 //! Self-contained: copy it out and add `asap`, `tokio`, `clap` (derive), `rand`, `tracing`
 //! and `tracing-subscriber` (env-filter) to your dependencies.
@@ -21,10 +23,15 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use asap::csp::{run_reporter, CspReporter, CspReporterConfig, CspStatus};
 use asap::load::{Load, Priority, Weight};
 use asap::pe::PoolElement;
 use asap::session::{ServerEvent, ServerSession, SessionError};
 use asap::transport::{parse_addr_list, TransportKind};
+use asap::wire::csp::{ComponentGroup, ComponentId};
 use asap::wire::Policy;
 use clap::Parser;
 use tracing::{debug, info, warn};
@@ -76,6 +83,13 @@ struct Args {
     /// the count from a COOKIE_ECHO's `n=` (state failover, RFC 5351 §2.5).
     #[arg(long)]
     cookie_state: bool,
+    /// Send Component Status Protocol reports to this monitor ADDR:PORT (`rsp monitor`,
+    /// rsplib's `cspmonitor`; asap/wire/INTEROP.md §8).
+    #[arg(long)]
+    csp: Option<SocketAddr>,
+    /// Milliseconds between CSP reports.
+    #[arg(long, default_value_t = 1000)]
+    csp_interval: u64,
 }
 
 /// Policy from its short name (rsplib's `-policy=` names, RFC 5356).
@@ -125,7 +139,19 @@ fn cookie_count(cookie: &[u8]) -> Option<u64> {
 }
 
 /// One session: echo, cookie after every echo, state restored from a COOKIE_ECHO.
-async fn session(mut s: ServerSession, id: u32, cookie_state: bool) -> Result<(), SessionError> {
+async fn session(
+    mut s: ServerSession,
+    id: u32,
+    cookie_state: bool,
+    open: Arc<AtomicU64>,
+) -> Result<(), SessionError> {
+    open.fetch_add(1, Ordering::Relaxed);
+    let r = echo(&mut s, id, cookie_state).await;
+    open.fetch_sub(1, Ordering::Relaxed);
+    r
+}
+
+async fn echo(s: &mut ServerSession, id: u32, cookie_state: bool) -> Result<(), SessionError> {
     let peer = s.peer_addrs().to_vec();
     info!(?peer, "session opened");
     let mut count = 0u64;
@@ -203,12 +229,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let life = Duration::from_secs(args.life);
     let cookie_state = args.cookie_state;
     info!(pe = format_args!("{id:#010x}"), pool = %args.pool, "pool element starting");
+    // Optional CSP reports: the number of open sessions, a final report on shutdown.
+    let open = Arc::new(AtomicU64::new(0));
+    let (csp_stop, csp_stopped) = tokio::sync::oneshot::channel::<()>();
+    let csp = args.csp.map(|target| {
+        let cfg = CspReporterConfig::new(
+            ComponentId::new(ComponentGroup::PoolElement, id.into()),
+            Duration::from_millis(args.csp_interval),
+        );
+        let open = open.clone();
+        tokio::spawn(run_reporter(
+            target,
+            CspReporter::new(cfg),
+            move || CspStatus::text(format!("{} sessions", open.load(Ordering::Relaxed))),
+            async {
+                let _ = csp_stopped.await;
+            },
+        ))
+    });
     pe.configure(move |c| c.pe.registration_life = life)
-        .serve(move |s| session(s, id, cookie_state))
+        .serve(move |s| session(s, id, cookie_state, open.clone()))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             info!("deregistering");
         })
         .await?;
+    let _ = csp_stop.send(());
+    if let Some(t) = csp {
+        let _ = t.await;
+    }
     Ok(())
 }

@@ -84,6 +84,7 @@
 //! * [`handlespace`], [`selection`], [`checksum`]: pools, pool elements, the RFC 5356
 //!   selection policies and the RFC 5353 PE checksum (registrar and pool-user cache);
 //! * [`transport`]: message transports over kernel SCTP, TCP and UDP multicast;
+//! * [`csp`]: Component Status Protocol reports to rsplib's `cspmonitor` or `rsp monitor`;
 //!
 //! Captures (pcap/pcapng reading and writing, `rsp-decode`) are the separate crate
 //! `rsp-capture` (`asap/capture/`).
@@ -218,6 +219,7 @@
 #![deny(unsafe_code)]
 
 pub mod checksum;
+pub mod csp;
 pub mod handlespace;
 pub mod load;
 pub mod pe;

@@ -9,6 +9,7 @@
 //!   associations and UDP announces ([`driver::Server`]).
 //! * [`options`]: the command-line / TOML settings of the `enrp-server` binary.
 //! * [`metrics`]: the Prometheus text endpoint over [`driver::Stats`].
+//! * [`csp`]: Component Status Protocol reports (`--csp`) over [`driver::Stats`].
 //!
 //! ```
 //! use std::time::Instant;
@@ -38,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod csp;
 pub mod driver;
 pub mod metrics;
 pub mod options;

@@ -45,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let (core, driver) = options.resolve(rand::random::<u32>())?;
+    let csp = options.csp_target()?;
+    let server_id = core.server_id;
     // The start-up phase (a mentor is chosen among the peers heard) exists only with peering.
     let startup_phase = core
         .peering
@@ -75,6 +77,20 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(%addr, "metrics endpoint listening");
         tokio::spawn(metrics::serve(listener, stats));
     }
+    // Component Status Protocol reports (--csp): a task reading the driver's stats; the
+    // final report goes out when the registrar stops.
+    let (csp_stop, csp_stopped) = tokio::sync::oneshot::channel::<()>();
+    let csp_task = csp.map(|(target, interval)| {
+        let reporter = enrp_server::csp::reporter(server_id, &server.asap_addrs(), interval);
+        tokio::spawn(enrp_server::csp::run(
+            target,
+            reporter,
+            server.stats(),
+            async {
+                let _ = csp_stopped.await;
+            },
+        ))
+    });
     server
         .run(async {
             // Biased: the first poll of shutdown_signal installs the SIGHUP/SIGTERM handlers,
@@ -87,6 +103,10 @@ async fn main() -> anyhow::Result<()> {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         })
         .await;
+    let _ = csp_stop.send(());
+    if let Some(t) = csp_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+    }
     Ok(())
 }
 

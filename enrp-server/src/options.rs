@@ -297,6 +297,17 @@ pub struct Options {
     /// Serve Prometheus metrics over HTTP at ADDR:PORT (`/metrics`). [default: off]
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+
+    /// Send Component Status Protocol reports (rsplib `-cspserver=`; asap/wire/INTEROP.md §8)
+    /// to this monitor (`rsp monitor`, rsplib `cspmonitor`); the port defaults to 2960.
+    /// [default: off]
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub csp: Option<String>,
+
+    /// Milliseconds between CSP reports (rsplib `-cspinterval=`; at least 250).
+    /// [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub csp_interval: Option<u64>,
 }
 
 /// A settings error, naming the option.
@@ -501,8 +512,29 @@ impl Options {
             max_associations,
             max_partial_bytes,
             log_format,
-            metrics
+            metrics,
+            csp,
+            csp_interval
         )
+    }
+
+    /// The CSP monitor and report interval of `--csp`/`--csp-interval` (`None`: off).
+    pub fn csp_target(&self) -> Result<Option<(SocketAddr, Duration)>, OptionsError> {
+        let Some(s) = &self.csp else {
+            return Ok(None);
+        };
+        let addr = s
+            .parse::<SocketAddr>()
+            .or_else(|_| {
+                s.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, asap::wire::csp::CSP_PORT))
+            })
+            .map_err(|_| invalid("csp", "expected ADDR or ADDR:PORT ([ADDR]:PORT for IPv6)"))?;
+        let interval =
+            Duration::from_millis(self.csp_interval.unwrap_or(1000)).max(asap::csp::MIN_INTERVAL);
+        Ok(Some((addr, interval)))
     }
 
     /// The core and driver settings, with defaults for everything not given. `random_id`

@@ -15,8 +15,9 @@
 //! - [`relay`]: mode B TCP relay with mid-session reselection;
 //! - [`control`]: local control socket and port, `status` rendering, operator commands;
 //! - [`admin_state`]: the operator-state file kept across restarts;
-//! - [`proxy`]: the driver tying them together;
-//! - [`metrics`]: the `--metrics` endpoint (OpenMetrics).
+//! - [`metrics`]: the `--metrics` endpoint (OpenMetrics);
+//! - [`csp`]: Component Status Protocol reports (`run --csp`) from the status snapshot;
+//! - [`proxy`]: the driver tying them together.
 
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod admin_state;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod csp;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -43,6 +43,17 @@ enum Cmd {
         /// "Metrics"). [default: off]
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<SocketAddr>,
+        /// Send Component Status Protocol reports (asap/wire/INTEROP.md §8) to this monitor
+        /// (`rsp monitor`, rsplib `cspmonitor`); the port defaults to 2960. [default: off]
+        #[arg(long, value_name = "ADDR[:PORT]")]
+        csp: Option<String>,
+        /// Milliseconds between CSP reports (at least 250).
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        csp_interval: u64,
+        /// CSP component object ID (56 bits), decimal or 0x-hex. [default: from the
+        /// process ID and start time]
+        #[arg(long, value_name = "ID")]
+        csp_id: Option<String>,
     },
     /// Validate a configuration file and exit (status 1 and the precise error if invalid).
     Check {
@@ -154,6 +165,46 @@ fn parse_duration_ms(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is not a duration (500ms, 30s, 5m, 1h)"))
 }
 
+/// `--csp ADDR[:PORT]`, `--csp-interval MS`, `--csp-id ID` as (target, interval, object).
+fn csp_settings(
+    csp: Option<&str>,
+    interval_ms: u64,
+    id: Option<&str>,
+) -> Result<Option<(SocketAddr, std::time::Duration, u64)>, String> {
+    let Some(s) = csp else {
+        return Ok(None);
+    };
+    let target = s
+        .parse::<SocketAddr>()
+        .or_else(|_| {
+            s.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, asap::wire::csp::CSP_PORT))
+        })
+        .map_err(|_| format!("--csp {s}: expected ADDR or ADDR:PORT ([ADDR]:PORT for IPv6)"))?;
+    let id = match id {
+        // Unique enough to tell proxies apart in a monitor: process ID and start time.
+        None => {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            ((u64::from(std::process::id()) << 32) ^ u64::from(t.subsec_nanos()) ^ t.as_secs())
+                & 0x00FF_FFFF_FFFF_FFFF
+        }
+        Some(t) => match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => t.parse(),
+        }
+        .map_err(|e| format!("--csp-id {t}: {e}"))?,
+    };
+    Ok(Some((
+        target,
+        std::time::Duration::from_millis(interval_ms),
+        id,
+    )))
+}
+
 fn endpoint(control: SocketAddr, socket: Option<PathBuf>) -> Endpoint {
     socket.map_or(Endpoint::Tcp(control), Endpoint::Unix)
 }
@@ -208,6 +259,9 @@ fn main() -> ExitCode {
             config,
             log_json,
             metrics,
+            csp,
+            csp_interval,
+            csp_id,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -221,7 +275,33 @@ fn main() -> ExitCode {
             }
             // The control port, probed to learn when the proxy listens (READY=1).
             let control = Config::load(&config).ok().map(|c| c.control_listen);
+            let csp = match csp_settings(csp.as_deref(), csp_interval, csp_id.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("proxy-pe: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let run = async {
+                // CSP reports read the status snapshot over the control port.
+                let (csp_stop, csp_stopped) = tokio::sync::oneshot::channel::<()>();
+                let csp_task = match (csp, control) {
+                    (Some((target, interval, id)), Some(mut ctl)) => {
+                        if ctl.ip().is_unspecified() {
+                            ctl.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                        }
+                        Some(tokio::spawn(proxy_pe::csp::run(
+                            target,
+                            interval,
+                            id,
+                            Endpoint::Tcp(ctl),
+                            async {
+                                let _ = csp_stopped.await;
+                            },
+                        )))
+                    }
+                    _ => None,
+                };
                 // Biased: the proxy installs its signal handlers in the poll that binds the
                 // control port, before READY=1 can invite a `systemctl reload`.
                 let result = tokio::select! {
@@ -230,6 +310,10 @@ fn main() -> ExitCode {
                     never = systemd_notify(control) => match never {},
                 };
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+                let _ = csp_stop.send(());
+                if let Some(t) = csp_task {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+                }
                 result
             };
             match rt.block_on(run) {

@@ -31,10 +31,10 @@ ROOT=$(cd "$HERE/../.." && pwd)
 KDIR=${VM_CACHE:-$HERE/cache}/kernel
 BUILD=$HERE/build
 RESULTS=$HERE/results
-DEFAULT_SCENARIOS="smoke rsplib-sanity transport-sctp cargo-tests registrar-rsplib registrar-announce asap-rsplib proxy-rsplib peering-rsplib peering-rsplib-multicast proxy-mode-a-rsplib takeover-rsplib takeover-rsplib-pe takeover-sctp cookie-failover-sctp"
+DEFAULT_SCENARIOS="smoke rsplib-sanity transport-sctp cargo-tests registrar-rsplib registrar-announce asap-rsplib proxy-rsplib peering-rsplib peering-rsplib-multicast proxy-mode-a-rsplib takeover-rsplib takeover-rsplib-pe takeover-sctp cookie-failover-sctp rsp-tools-rsplib"
 # Project binaries copied into the guest (/opt/rserpool/bin) when they exist,
 # plus every example in target/release/examples.
-PROJECT_BINS="rsp-transport-test enrp-server rsp-decode legacy-daemon proxy-pe legacy-echo"
+PROJECT_BINS="rsp-transport-test enrp-server rsp rsp-decode legacy-daemon proxy-pe legacy-echo"
 # Cargo integration tests that need kernel SCTP (they skip on the host), as
 # CRATE_DIR:TEST for CRATE_DIR/tests/TEST.rs (the package has the directory's
 # name). Built with `cargo test --release --no-run`, copied to

@@ -25,6 +25,7 @@ pub mod asap_msg;
 mod body;
 pub mod cause;
 pub mod codes;
+pub mod csp;
 pub mod enrp_msg;
 pub mod error;
 pub mod header;

@@ -7,13 +7,19 @@
 //!   API.
 //! * [`render`]: both as an aligned table or JSON.
 //!
+//! * [`serve`]: the services of `rsp serve` (echo, discard, daytime; rsplib `rspserver`).
+//! * [`monitor`]: the Component Status Protocol table of `rsp monitor` (rsplib
+//!   `cspmonitor`; asap/wire/INTEROP.md §8).
+//!
 //! `rsp decode` is [`rsp_capture::decode_cli`], shared with `rsp-decode`.
 
 #![forbid(unsafe_code)]
 
 pub mod hsdump;
+pub mod monitor;
 pub mod render;
 pub mod resolve;
+pub mod serve;
 
 use std::net::{IpAddr, SocketAddr};
 
