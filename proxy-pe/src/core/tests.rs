@@ -7,6 +7,11 @@ use legacy_protocol::{Delta, Heartbeat, LoadHints, PortStatus, Snapshot};
 const T0: u64 = 1_700_000_000_000;
 
 fn config(mode: &str, policy: &str, extra_server: &str) -> Config {
+    config_app(mode, policy, extra_server, "")
+}
+
+/// [`config`] with application keys `app_extra` (e.g. `on_server_failure`).
+fn config_app(mode: &str, policy: &str, extra_server: &str, app_extra: &str) -> Config {
     let listen = if mode == "broker" {
         "listen = \"127.0.0.1:8000\"\n"
     } else {
@@ -29,6 +34,7 @@ name = "A"
 pool_handle = "AppA"
 policy = "{policy}"
 {listen}
+{app_extra}
 [[application.server]]
 name = "IP1"
 address = "127.0.0.11"
@@ -107,7 +113,16 @@ fn heartbeat(seq: u64) -> DaemonMessage {
 
 /// A core with all three daemons connected and reporting `A` running.
 fn all_up(mode: &str, policy: &str, extra: &str) -> Core {
-    let mut c = Core::new(config(mode, policy, extra));
+    up(config(mode, policy, extra))
+}
+
+/// [`all_up`] with application keys.
+fn all_up_app(mode: &str, policy: &str, extra: &str, app_extra: &str) -> Core {
+    up(config_app(mode, policy, extra, app_extra))
+}
+
+fn up(cfg: Config) -> Core {
+    let mut c = Core::new(cfg);
     for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
         c.daemon_connected(T0, &hello(d, 1));
         c.daemon_message(T0, d, &snapshot(1, vec![app(true, &[100 + i as u32])]))
@@ -177,11 +192,11 @@ fn silent_daemon_is_suspect_then_down_only_when_probe_fails() {
         acts.extend(c.daemon_message(t, d, &heartbeat(1)).expect("hb"));
     }
     acts.extend(c.tick(t));
-    assert!(acts.contains(&Action::Probe {
-        app: "A".into(),
-        server: "IP1".into(),
-        addr: "127.0.0.11:7000".parse().expect("lit"),
-    }));
+    assert!(acts.iter().any(
+        |a| matches!(a, Action::Probe { app, server, addr, check, .. }
+        if app == "A" && server == "IP1" && *addr == "127.0.0.11:7000".parse().expect("lit")
+            && check.timeout_ms == 1_000 && check.kind == crate::config::CheckKind::Tcp)
+    ));
     assert_eq!(state(&c, t, "IP1").health, Health::Suspect);
     assert!(state(&c, t, "IP1").selectable, "suspect stays selectable");
     // The probe answers: still suspect, still selectable.
@@ -196,7 +211,7 @@ fn silent_daemon_is_suspect_then_down_only_when_probe_fails() {
     c.probe_result(t + 1_000, "A", "IP1", false);
     let s = state(&c, t + 1_000, "IP1");
     assert_eq!(s.health, Health::Down);
-    assert_eq!(s.reason, "daemon silent and service probe failed");
+    assert_eq!(s.reason, "daemon silent and service check failed");
     assert!(!s.running);
 }
 
@@ -246,23 +261,53 @@ fn relay_failure_skips_server_until_probe_succeeds() {
     let a = c.open_session(T0, "A").expect("ok");
     assert_eq!(a.server, "IP1");
     let acts = c.session_server_unreachable(T0, a.session);
-    assert!(acts
+    // One channel (the service) failed while the daemon reports running: out of
+    // selection, not declared down, so no session is moved or closed by the core (the
+    // relay that saw the failure reselects its own session).
+    assert!(!acts
         .iter()
-        .any(|x| matches!(x, Action::MoveSession { session, .. } if *session == a.session)));
+        .any(|x| matches!(x, Action::MoveSession { .. } | Action::CloseSession { .. })));
     assert!(acts
         .iter()
         .any(|x| matches!(x, Action::Probe { server, .. } if server == "IP1")));
     let b = c.reselect(T0, a.session).expect("another server");
     assert_eq!(b.server, "IP2");
-    assert_eq!(state(&c, T0, "IP1").reason, "service port unreachable");
+    let s = state(&c, T0, "IP1");
+    assert_eq!(s.health, Health::Suspect);
+    assert_eq!(s.reason, "check failing; daemon reports running");
     assert_eq!(servers(&mut c, 2), ["IP3", "IP2"]);
     c.probe_result(T0 + 1, "A", "IP1", true);
     assert!(state(&c, T0 + 1, "IP1").selectable);
 }
 
 #[test]
-fn lifetime_expiry_moves_sessions() {
+fn lifetime_expiry_closes_sessions_by_default() {
     let mut c = all_up("broker", "round-robin", "lifetime_s = 10");
+    let a = c.open_session(T0, "A").expect("ok");
+    for t in [2_000, 4_000, 6_000, 8_000, 9_999] {
+        assert!(beat(&mut c, T0 + t).is_empty(), "at +{t}");
+    }
+    assert_eq!(
+        beat(&mut c, T0 + 10_000),
+        vec![Action::CloseSession {
+            session: a.session,
+            reason: "lifetime expired".into()
+        }]
+    );
+    assert_eq!(
+        a.policy.on_server_failure,
+        crate::config::OnServerFailure::Close
+    );
+}
+
+#[test]
+fn lifetime_expiry_moves_sessions() {
+    let mut c = all_up_app(
+        "broker",
+        "round-robin",
+        "lifetime_s = 10",
+        "on_server_failure = \"reconnect\"",
+    );
     let a = c.open_session(T0, "A").expect("ok");
     assert_eq!(a.server, "IP1");
     for t in [2_000, 4_000, 6_000, 8_000, 9_999] {
@@ -499,7 +544,12 @@ fn broker_registers_sctp_session_endpoint() {
 
 #[test]
 fn reload_keeps_state_and_moves_sessions_of_removed_servers() {
-    let mut c = all_up("broker", "round-robin", "");
+    let mut c = all_up_app(
+        "broker",
+        "round-robin",
+        "",
+        "on_server_failure = \"reconnect\"",
+    );
     let a = c.open_session(T0, "A").expect("ok");
     let b = c.open_session(T0, "A").expect("ok");
     assert_eq!(b.server, "IP2");
