@@ -1000,12 +1000,19 @@ mod tests {
         assert_eq!(st[0].ports[0].listening, Some(false));
         let _l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let st = p.poll(&c);
-        assert_eq!(st[0].ports[0].listening, Some(true), "seen at the next poll");
+        assert_eq!(
+            st[0].ports[0].listening,
+            Some(true),
+            "seen at the next poll"
+        );
         assert!(st[0].running);
         let reads = p.net_reads;
         p.poll(&c);
         p.poll(&c);
-        assert_eq!(p.net_reads, reads, "listening: back to the net_interval pace");
+        assert_eq!(
+            p.net_reads, reads,
+            "listening: back to the net_interval pace"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -155,6 +155,48 @@ impl Default for Detection {
     }
 }
 
+/// The failure-detection timers and check settings of the configuration file with their
+/// defaults, for `proxy-pe run --help` (issue 19 item 3: every timer is configuration and
+/// its default is shown).
+pub fn timers_help() -> String {
+    let d = Detection::default();
+    let l = DaemonLink::default();
+    format!(
+        "Timers in the configuration file (defaults):
+  [detection] heartbeat_miss_factor = {}   daemon silent after this many heartbeat intervals
+  [detection] suspect_grace_ms = {}   daemon silent, check passing: selectable this long
+  [detection] probe_interval_ms = {}   TCP probe interval when no [application.check]
+  [detection] probe_timeout_ms = {}   TCP probe timeout when no [application.check]
+  [detection] connect_timeout_ms = {}   relay connect timeout towards a legacy server
+  [detection] recheck_ms = {}   pause between the two probes after a server closed mid-session
+  [detection] tick_ms = {}   core timer tick
+  [detection] config_watch_ms = {}   configuration file change check
+  [detection] registration_life_ms = {}   mode A registration life
+  [daemon_link] handshake_timeout_ms = {}, push_write_timeout_ms = {}, push_ack_timeout_ms = {}
+  [daemon_link] min_heartbeat_ms = {}, max_heartbeat_ms = {}
+  [application.check] type = \"tcp\"|\"http\"|\"command\", interval_ms = {}, timeout_ms = {}, rise = {}, fall = {}
+  [[application]] on_server_failure = \"close\"|\"reconnect\" (default close), replay_lines = 0, discard_lines = 0",
+        d.heartbeat_miss_factor,
+        d.suspect_grace_ms,
+        d.probe_interval_ms,
+        d.probe_timeout_ms,
+        d.connect_timeout_ms,
+        d.recheck_ms,
+        d.tick_ms,
+        d.config_watch_ms,
+        d.registration_life_ms,
+        l.handshake_timeout_ms,
+        l.push_write_timeout_ms,
+        l.push_ack_timeout_ms,
+        l.min_heartbeat_ms,
+        l.max_heartbeat_ms,
+        default_check_interval(),
+        default_check_timeout(),
+        default_rise_fall(),
+        default_rise_fall(),
+    )
+}
+
 /// What a health check does (`[application.check] type`, issue 19 item 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]

@@ -131,7 +131,8 @@ async fn out_of_selection(how: Failure) -> u64 {
             let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
                 .expect("socket");
             s.set_reuse_address(true).expect("reuse");
-            s.bind(&rig.echo_addrs[1].into()).expect("bind the server's address");
+            s.bind(&rig.echo_addrs[1].into())
+                .expect("bind the server's address");
             s.listen(0).expect("listen");
             for _ in 0..2 {
                 if let Ok(c) = std::net::TcpStream::connect_timeout(
@@ -193,7 +194,8 @@ async fn out_of_selection(how: Failure) -> u64 {
         signal(pid(&rig.echoes[1]), libc::SIGCONT);
         signal(pid(&rig.daemons[1]), libc::SIGCONT);
         let seq = r2.proxy.event_seq;
-        rig.until(0, "IP2 back", |r| server(r, "IP2").selectable).await;
+        rig.until(0, "IP2 back", |r| server(r, "IP2").selectable)
+            .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let r = rig.report(0).await.expect("report");
         let flips: Vec<_> = r
@@ -301,7 +303,9 @@ async fn sessions_whose_client_is_gone_are_closed_not_moved() {
 /// `ERR login first`. Returns its address and a switch that kills it (closes the listener
 /// and every connection).
 async fn toy_server(ip: &str, tag: &'static str) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let l = TcpListener::bind(format!("{ip}:{}", port())).await.expect("bind");
+    let l = TcpListener::bind(format!("{ip}:{}", port()))
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     let (kill, dead) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -409,7 +413,10 @@ struct Client {
 
 impl Client {
     async fn open(addr: SocketAddr) -> Client {
-        let (r, w) = TcpStream::connect(addr).await.expect("connect").into_split();
+        let (r, w) = TcpStream::connect(addr)
+            .await
+            .expect("connect")
+            .into_split();
         Client {
             r: BufReader::new(r),
             w,
@@ -456,7 +463,8 @@ async fn server_failure_closes_the_client_connection_by_default() {
         }
     }
     assert!(ended, "the client's connection was closed");
-    rig.until(0, "S1 out", |r| !server(r, "S1").selectable).await;
+    rig.until(0, "S1 out", |r| !server(r, "S1").selectable)
+        .await;
     let mut c = Client::open(relay).await;
     assert_eq!(c.ask("LOGIN alice").await.as_deref(), Some("OK alice"));
     assert_eq!(c.ask("WHO").await.as_deref(), Some("alice@S2"));
@@ -480,7 +488,11 @@ async fn reconnect_replays_the_login_preamble_on_the_new_server() {
     // the server dies is lost with it; the client would repeat it.)
     rig.until(0, "moved to S2", |r| server(r, "S2").active_sessions == 1)
         .await;
-    assert_eq!(c.ask("WHO").await.as_deref(), Some("bob@S2"), "logged in on S2");
+    assert_eq!(
+        c.ask("WHO").await.as_deref(),
+        Some("bob@S2"),
+        "logged in on S2"
+    );
     assert_eq!(c.ask("WHO").await.as_deref(), Some("bob@S2"));
 }
 
