@@ -1157,7 +1157,7 @@ impl Core {
                     Health::NotRunning => "not running".into(),
                     Health::Down => {
                         if s.probe_ok == Some(false) {
-                            "daemon silent and service check failed".into()
+                            "daemon silent and service probe failed".into()
                         } else {
                             "daemon silent beyond grace period".into()
                         }

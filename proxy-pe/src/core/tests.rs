@@ -211,7 +211,7 @@ fn silent_daemon_is_suspect_then_down_only_when_probe_fails() {
     c.probe_result(t + 1_000, "A", "IP1", false);
     let s = state(&c, t + 1_000, "IP1");
     assert_eq!(s.health, Health::Down);
-    assert_eq!(s.reason, "daemon silent and service check failed");
+    assert_eq!(s.reason, "daemon silent and service probe failed");
     assert!(!s.running);
 }
 
@@ -1085,10 +1085,10 @@ fn down_needs_both_channels_except_an_exit_report() {
     acts.extend(c.tick(t));
     let s = state(&c, t, "IP1");
     assert_eq!(s.health, Health::Down);
-    assert_eq!(s.reason, "daemon silent and service check failed");
+    assert_eq!(s.reason, "daemon silent and service probe failed");
     assert!(acts.contains(&Action::CloseSession {
         session: a.session,
-        reason: "daemon silent and service check failed".into()
+        reason: "daemon silent and service probe failed".into()
     }));
     // IP2: daemon silent but check passing → suspect and selectable (within grace).
     let mut c = all_up_app("broker", "round-robin", "", CHECK);
