@@ -77,6 +77,9 @@ async fn one_session(addr: SocketAddr) -> Result<String, String> {
         .unwrap_or_else(|_| Err("timed out".into()))
 }
 
+/// When each client session started and how it ended.
+type SessionLog = Vec<(Instant, Result<String, String>)>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
     /// Daemon and server SIGSTOPped: the port still completes connects.
@@ -99,7 +102,7 @@ async fn out_of_selection(how: Failure) -> u64 {
     rig.until(0, "all selectable", all_selectable).await;
     let relay = rig.listens[0];
     let stop = Arc::new(AtomicBool::new(false));
-    let log: Arc<Mutex<Vec<(Instant, Result<String, String>)>>> = Arc::default();
+    let log: Arc<Mutex<SessionLog>> = Arc::default();
     let load = {
         let (stop, log) = (stop.clone(), log.clone());
         tokio::spawn(async move {
