@@ -9,12 +9,20 @@
 //! Rules:
 //! - **Pooling table** (seed 003 [29]–[30]): one entry per configured (application,
 //!   server); the server "is running" when its daemon reports the application running.
-//! - **Failure declaration without flapping** (seed 002, SEEDS.md 002-4): a server whose
-//!   daemon went silent (no frame for `heartbeat_miss_factor` × heartbeat interval, or
-//!   disconnected) is **suspect**: it stays selectable while a direct TCP probe of its
-//!   service port succeeds, for at most `suspect_grace_ms`. It is **down** only when the
-//!   daemon is silent *and* the probe fails. A failed connect of the relay to the server is
-//!   a service-channel failure: the server is skipped until a probe succeeds again.
+//! - **Failure declaration without flapping** (seed 002, SEEDS.md 002-4, issue 19 items
+//!   3–4): two channels, the daemon (process level) and the check (application level,
+//!   [`Action::Probe`] with the application's `[application.check]`, or a TCP connect when
+//!   it has none). A server with exactly one failing channel is **suspect**: daemon silent
+//!   (no frame for `heartbeat_miss_factor` × heartbeat interval, or disconnected) with the
+//!   check passing keeps it selectable for at most `suspect_grace_ms`; daemon reporting
+//!   running with the check failing takes it out of selection without declaring it down.
+//!   It is **down** only when both fail; an explicit "not running" report takes it out at
+//!   once. The check verdict has rise/fall hysteresis; a failed relay connect counts as a
+//!   failed check that takes the server out at once. Every result carries the server's
+//!   check epoch from when it started; results of an older epoch are discarded.
+//! - **Failover** (issue 19 item 5): sessions on a server that is down, expired or removed
+//!   are closed ([`Action::CloseSession`], `on_server_failure = "close"`, the default) or
+//!   moved ([`Action::MoveSession`], `"reconnect"`).
 //! - **Lifetime and maintenance** (seed 003 [35]): a server is not selectable inside a
 //!   maintenance window or once its lifetime (counted from when its application was last
 //!   seen starting) has expired. Sessions on an expired server are moved (step 199
