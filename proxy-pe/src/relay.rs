@@ -798,6 +798,62 @@ async fn asap_session(
 mod tests {
     use super::*;
 
+    /// The recorded preamble keeps exactly the first `replay_lines` lines written, across
+    /// writes split anywhere, and marks a preamble beyond the byte limit as unreplayable.
+    #[test]
+    fn preamble_records_the_first_lines_only() {
+        let mut p = Preamble::new(2);
+        p.feed(b"LOGIN al");
+        p.feed(b"ice\r\nPASS x\nWHO\n");
+        assert_eq!(p.bytes, b"LOGIN alice\r\nPASS x\n");
+        assert_eq!(p.lines, 2);
+        assert!(!p.overflow);
+        let mut p = Preamble::new(1);
+        p.feed(&vec![b'a'; MAX_PREAMBLE_BYTES + 1]);
+        assert!(p.overflow);
+    }
+
+    /// After a reconnect the new server gets the preamble first; its first `discard` lines
+    /// are dropped and what follows them in the same read is kept for the client.
+    #[tokio::test]
+    async fn resume_replays_and_discards_exactly() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.write_all(b"+HELLO\n").await.unwrap();
+            let mut got = vec![0u8; 12];
+            s.read_exact(&mut got).await.unwrap();
+            s.write_all(b"OK alice\nnews\n").await.unwrap();
+            got
+        });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut p = Preamble::new(1);
+        p.feed(b"LOGIN alice\nWHO\n");
+        let rest = resume_on(&mut c, &p, 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(server.await.unwrap(), b"LOGIN alice\n");
+        // "news\n" may come in the same read as the discarded lines or after it.
+        let mut all = rest;
+        while !all.ends_with(b"news\n") {
+            let mut b = [0u8; 16];
+            let n = c.read(&mut b).await.unwrap();
+            assert!(n > 0);
+            all.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(all, b"news\n");
+        // A server that never greets fails within the timeout.
+        let quiet = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(quiet.local_addr().unwrap())
+            .await
+            .unwrap();
+        let e = resume_on(&mut c, &Preamble::new(0), 1, Duration::from_millis(100))
+            .await
+            .expect_err("timeout");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    }
+
     /// The relay tests move sessions: `on_server_failure = "reconnect"`.
     pub(super) fn reconnect_policy() -> SessionPolicy {
         SessionPolicy {
