@@ -33,7 +33,9 @@
 //!
 //! `/proc/net/tcp` and `/proc/net/tcp6` are read only when some application lists service
 //! ports, and then at most every `net_interval` (default 5 s) unless the process set of such
-//! an application changed while it still runs: walking the kernel's TCP hash tables costs
+//! an application changed while it still runs, or such an application runs while one of
+//! its ports was not listening at the last sample (a server that opens its port some time
+//! after its process starts is then seen at the next poll, issue 19 item 4): walking the kernel's TCP hash tables costs
 //! ~9 ms on a 24 GiB host even with 4 sockets (BENCHMARKS.md). The end of an application's
 //! last instance triggers no read, so "not running" is reported without that delay.
 //!
@@ -409,7 +411,15 @@ impl Poller {
                         .find(|(n, _)| n == name)
                         .is_none_or(|(_, old)| old != p)
             });
+            // A running application waiting for one of its ports: sample at every poll
+            // until the port listens.
+            let waiting = self.net.as_ref().is_some_and(|(_, t)| {
+                cfg.apps.iter().zip(&pids).any(|(a, p)| {
+                    !p.is_empty() && a.ports.iter().any(|port| !t.listening.contains(port))
+                })
+            });
             let fresh = !changed
+                && !waiting
                 && self
                     .net
                     .as_ref()
@@ -935,10 +945,12 @@ mod tests {
         let mut child = spawn("sleep", &[&a]);
         let pid = child.0.id();
         assert!(polls_until_seen(&mut p, &c, pid, 50).is_some());
-        let after_start = p.net_reads;
-        assert!(after_start >= 2, "a new instance takes a new sample");
+        assert!(p.net_reads >= 2, "a new instance takes a new sample");
+        // Port 9 does not listen: the poller samples at every poll, waiting for it.
+        let before = p.net_reads;
         p.poll(&c);
-        assert_eq!(p.net_reads, after_start);
+        assert_eq!(p.net_reads, before + 1);
+        let after_start = p.net_reads;
         child.0.kill().unwrap();
         child.0.wait().unwrap();
         let st = p.poll(&c);
@@ -951,6 +963,57 @@ mod tests {
         let child2 = spawn("sleep", &[&a]);
         assert!(polls_until_seen(&mut p, &c, child2.0.id(), 50).is_some());
         assert!(p.net_reads > after_start, "restarted: new sample");
+    }
+
+    /// A server that opens its port after its process started is reported listening at the
+    /// next poll, not up to `net_interval_ms` later (issue 19: up to 5 s late); once it
+    /// listens the table is sampled at the `net_interval_ms` pace again.
+    #[test]
+    fn a_port_that_starts_listening_late_is_seen_at_the_next_poll() {
+        let dir = std::env::temp_dir().join(format!("ld-late-port-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("s.pid");
+        // The poller skips its own process: a child stands in for the server (the port
+        // table is host-wide, so this test process opens the port for it).
+        let child = spawn("sleep", &[&arg(11)]);
+        std::fs::write(&pid_file, child.0.id().to_string()).unwrap();
+        // A free port, released again so that nothing listens on it yet.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = crate::config::parse(
+            &format!(
+                "[daemon]\nauth = \"none\"\npoll_interval_ms = 1000\nnet_interval_ms = 600000\n\
+                 [[proxy]]\naddress = \"127.0.0.1:9\"\n[[app]]\nname = \"s\"\n\
+                 pid_file = \"{}\"\nports = [{port}]\nrequire_listen = true\n",
+                pid_file.display()
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let mut p = Poller::new();
+        let st = p.poll(&c);
+        assert_eq!(st[0].instances, 1, "the child is the server");
+        assert!(!st[0].running, "not listening yet");
+        assert_eq!(st[0].ports[0].listening, Some(false));
+        let _l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let st = p.poll(&c);
+        assert_eq!(
+            st[0].ports[0].listening,
+            Some(true),
+            "seen at the next poll"
+        );
+        assert!(st[0].running);
+        let reads = p.net_reads;
+        p.poll(&c);
+        p.poll(&c);
+        assert_eq!(
+            p.net_reads, reads,
+            "listening: back to the net_interval pace"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Polls until application 0 reports `pid`, at most `n` times; returns the polls used.

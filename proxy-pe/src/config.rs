@@ -123,8 +123,22 @@ pub struct Detection {
     pub probe_timeout_ms: u64,
     /// Registration life sent in mode A when the server has no lifetime, ms.
     pub registration_life_ms: u32,
+    /// Connect timeout of the mode B relay towards a legacy server, ms. A server that does
+    /// not accept within it is skipped (service-channel failure) and the session goes to
+    /// another server before any byte was exchanged.
+    pub connect_timeout_ms: u64,
+    /// When a server closes a session while its client still talks, the relay probes the
+    /// service port twice this far apart to tell a failure from an orderly close, ms.
+    pub recheck_ms: u64,
+    /// Period of the core's timer tick (freshness, grace periods, check scheduling,
+    /// lifetimes, windows, drains), ms.
+    pub tick_ms: u64,
+    /// Period of the configuration-file change check, ms.
+    pub config_watch_ms: u64,
 }
 
+/// Defaults of `[detection]` (one source of truth: the README table and `--help` print
+/// these).
 impl Default for Detection {
     fn default() -> Self {
         Detection {
@@ -133,9 +147,147 @@ impl Default for Detection {
             probe_interval_ms: 1_000,
             probe_timeout_ms: 1_000,
             registration_life_ms: 300_000,
+            connect_timeout_ms: 1_000,
+            recheck_ms: 250,
+            tick_ms: 100,
+            config_watch_ms: 1_000,
         }
     }
 }
+
+/// The failure-detection timers and check settings of the configuration file with their
+/// defaults, for `proxy-pe run --help` (issue 19 item 3: every timer is configuration and
+/// its default is shown).
+pub fn timers_help() -> String {
+    let d = Detection::default();
+    let l = DaemonLink::default();
+    format!(
+        "Timers in the configuration file (defaults):
+  [detection] heartbeat_miss_factor = {}   daemon silent after this many heartbeat intervals
+  [detection] suspect_grace_ms = {}   daemon silent, check passing: selectable this long
+  [detection] probe_interval_ms = {}   TCP probe interval when no [application.check]
+  [detection] probe_timeout_ms = {}   TCP probe timeout when no [application.check]
+  [detection] connect_timeout_ms = {}   relay connect timeout towards a legacy server
+  [detection] recheck_ms = {}   pause between the two probes after a server closed mid-session
+  [detection] tick_ms = {}   core timer tick
+  [detection] config_watch_ms = {}   configuration file change check
+  [detection] registration_life_ms = {}   mode A registration life
+  [daemon_link] handshake_timeout_ms = {}, push_write_timeout_ms = {}, push_ack_timeout_ms = {}
+  [daemon_link] min_heartbeat_ms = {}, max_heartbeat_ms = {}
+  [application.check] type = \"tcp\"|\"http\"|\"command\", interval_ms = {}, timeout_ms = {}, rise = {}, fall = {}
+  [[application]] on_server_failure = \"close\"|\"reconnect\" (default close), replay_lines = 0, discard_lines = 0",
+        d.heartbeat_miss_factor,
+        d.suspect_grace_ms,
+        d.probe_interval_ms,
+        d.probe_timeout_ms,
+        d.connect_timeout_ms,
+        d.recheck_ms,
+        d.tick_ms,
+        d.config_watch_ms,
+        d.registration_life_ms,
+        l.handshake_timeout_ms,
+        l.push_write_timeout_ms,
+        l.push_ack_timeout_ms,
+        l.min_heartbeat_ms,
+        l.max_heartbeat_ms,
+        default_check_interval(),
+        default_check_timeout(),
+        default_rise_fall(),
+        default_rise_fall(),
+    )
+}
+
+/// What a health check does (`[application.check] type`, issue 19 item 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    /// TCP connect; with `send` and/or `expect`: write `send`, then read until the text
+    /// `expect` has arrived (a banner or a reply). A frozen process whose port still
+    /// accepts fails it when `expect` is given.
+    #[default]
+    Tcp,
+    /// HTTP/1.0 `GET path`; the status code must equal `expect_status`.
+    Http,
+    /// Run `command` (argv, no shell) on the proxy host; exit status 0 is a pass. The
+    /// server is passed in the environment (`PROXY_PE_CHECK_ADDR`, `PROXY_PE_CHECK_PORT`,
+    /// `PROXY_PE_CHECK_APP`, `PROXY_PE_CHECK_SERVER`), like haproxy's external check.
+    Command,
+}
+
+/// `[application.check]`: an application-level health check run by the proxy against every
+/// server of the application, with haproxy's `check inter rise fall` semantics: the check
+/// runs every `interval_ms` while the server's daemon reports the application running (or
+/// is silent), each run must finish within `timeout_ms`, `fall` consecutive failures take
+/// the server out of selection and `rise` consecutive passes put it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// `tcp` (default), `http` or `command`.
+    #[serde(default, rename = "type")]
+    pub kind: CheckKind,
+    /// Time between the starts of two checks, ms (default 500).
+    #[serde(default = "default_check_interval")]
+    pub interval_ms: u64,
+    /// Time one check may take, ms (default 500).
+    #[serde(default = "default_check_timeout")]
+    pub timeout_ms: u64,
+    /// Consecutive passes that put a failed server back into selection (default 2).
+    #[serde(default = "default_rise_fall")]
+    pub rise: u32,
+    /// Consecutive failures that take a server out of selection (default 2).
+    #[serde(default = "default_rise_fall")]
+    pub fall: u32,
+    /// `tcp`: text written after the connect (escapes `\r`, `\n` as in TOML strings).
+    #[serde(default)]
+    pub send: Option<String>,
+    /// `tcp`: text that must arrive (a banner, or the answer to `send`).
+    #[serde(default)]
+    pub expect: Option<String>,
+    /// `http`: the path requested (default `/`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `http`: the Host header (default: the server's address).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `http`: the status code that passes (default 200).
+    #[serde(default)]
+    pub expect_status: Option<u16>,
+    /// `command`: program and arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+fn default_check_interval() -> u64 {
+    500
+}
+fn default_check_timeout() -> u64 {
+    500
+}
+fn default_rise_fall() -> u32 {
+    2
+}
+
+/// What happens to a session whose server fails mid-session (`on_server_failure`,
+/// issue 19 item 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnServerFailure {
+    /// The client's connection is closed; it reconnects through the pool and starts a new
+    /// session (right for stateful protocols; the default).
+    #[default]
+    Close,
+    /// The relay connects the live client stream to another server (seed 003 [35]),
+    /// optionally replaying the client's first `replay_lines` lines and dropping the new
+    /// server's first `discard_lines` lines (its greeting and its answer to the replayed
+    /// login). Only right for protocols whose state is in that preamble or nowhere.
+    Reconnect,
+}
+
+/// Upper bound of `replay_lines` and `discard_lines`.
+pub const MAX_PREAMBLE_LINES: u32 = 16;
+/// Upper bound of the recorded preamble, bytes (longer preambles are not replayed whole:
+/// the session closes instead of reconnecting).
+pub const MAX_PREAMBLE_BYTES: usize = 4096;
 
 /// `[daemon_link]`: how daemons connect (legacy-daemon PROTOCOL.md §1.1, issue 13 item 5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,6 +376,22 @@ pub struct Application {
     /// The legacy servers offering the application.
     #[serde(rename = "server")]
     pub servers: Vec<Server>,
+    /// Application-level health check (optional; without it a server is probed with a TCP
+    /// connect only when one channel already reports a failure).
+    #[serde(default)]
+    pub check: Option<Check>,
+    /// Mode B: `close` (default) or `reconnect` when a session's server fails.
+    #[serde(default)]
+    pub on_server_failure: OnServerFailure,
+    /// `reconnect`: the first this many lines the client sent (its greeting or login) are
+    /// replayed to the new server before the rest of the stream (at most 16 lines and
+    /// 4096 bytes). Default 0.
+    #[serde(default)]
+    pub replay_lines: u32,
+    /// `reconnect`: this many lines of the new server's output (its greeting and its answers
+    /// to the replayed lines) are dropped, so the client does not see them twice. Default 0.
+    #[serde(default)]
+    pub discard_lines: u32,
 }
 
 /// One legacy server offering an application.
@@ -497,6 +665,7 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        self.validate_timers(origin)?;
         let mut names = BTreeSet::new();
         let mut handles = BTreeSet::new();
         for (i, app) in self.applications.iter().enumerate() {
@@ -550,6 +719,7 @@ impl Config {
                 }
                 Mode::Registration => {}
             }
+            Self::validate_failover(app, &k, origin)?;
             if app.servers.is_empty() {
                 return Err(bad(format!("{k}.server"), "at least one server".into()));
             }
@@ -585,6 +755,112 @@ impl Config {
                 for (w, text) in s.maintenance.iter().enumerate() {
                     Window::parse(text).map_err(|m| bad(format!("{sk}.maintenance[{w}]"), m))?;
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Timers of `[detection]` and the application checks must be at least 1 ms (issue 19
+    /// item 3).
+    fn validate_timers(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: String, message: &str| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message: message.to_string(),
+        };
+        let d = &self.detection;
+        for (k, v) in [
+            ("probe_interval_ms", d.probe_interval_ms),
+            ("probe_timeout_ms", d.probe_timeout_ms),
+            ("connect_timeout_ms", d.connect_timeout_ms),
+            ("recheck_ms", d.recheck_ms),
+            ("tick_ms", d.tick_ms),
+            ("config_watch_ms", d.config_watch_ms),
+        ] {
+            if v == 0 {
+                return Err(bad(format!("detection.{k}"), "must be at least 1"));
+            }
+        }
+        for (i, app) in self.applications.iter().enumerate() {
+            let Some(c) = &app.check else { continue };
+            let k = format!("application[{i}].check");
+            if c.interval_ms == 0 || c.timeout_ms == 0 {
+                return Err(bad(k, "interval_ms and timeout_ms must be at least 1"));
+            }
+            if c.rise == 0 || c.fall == 0 {
+                return Err(bad(k, "rise and fall must be at least 1"));
+            }
+            match c.kind {
+                CheckKind::Command if c.command.is_empty() => {
+                    return Err(bad(
+                        format!("{k}.command"),
+                        "type = \"command\" needs command = [\"program\", ...]",
+                    ))
+                }
+                CheckKind::Tcp | CheckKind::Http if !c.command.is_empty() => {
+                    return Err(bad(format!("{k}.command"), "only for type = \"command\""))
+                }
+                _ => {}
+            }
+            if c.kind != CheckKind::Tcp && (c.send.is_some() || c.expect.is_some()) {
+                return Err(bad(k, "send and expect are for type = \"tcp\""));
+            }
+            if c.kind != CheckKind::Http
+                && (c.path.is_some() || c.host.is_some() || c.expect_status.is_some())
+            {
+                return Err(bad(
+                    k,
+                    "path, host and expect_status are for type = \"http\"",
+                ));
+            }
+            if c.expect.as_ref().is_some_and(String::is_empty) {
+                return Err(bad(format!("{k}.expect"), "must not be empty"));
+            }
+            if let Some(p) = &c.path {
+                if !p.starts_with('/') || p.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+                {
+                    return Err(bad(
+                        format!("{k}.path"),
+                        "must start with / and contain no spaces or control characters",
+                    ));
+                }
+            }
+            if c.host
+                .as_ref()
+                .is_some_and(|h| h.chars().any(|ch| ch.is_whitespace() || ch.is_control()))
+            {
+                return Err(bad(
+                    format!("{k}.host"),
+                    "must contain no spaces or control characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_failover(app: &Application, k: &str, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: String, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message,
+        };
+        for (name, v) in [
+            ("replay_lines", app.replay_lines),
+            ("discard_lines", app.discard_lines),
+        ] {
+            if v > MAX_PREAMBLE_LINES {
+                return Err(bad(
+                    format!("{k}.{name}"),
+                    format!("at most {MAX_PREAMBLE_LINES}"),
+                ));
+            }
+            if v > 0 && app.on_server_failure != OnServerFailure::Reconnect {
+                return Err(bad(
+                    format!("{k}.{name}"),
+                    "only with on_server_failure = \"reconnect\"".into(),
+                ));
             }
         }
         Ok(())

@@ -9,12 +9,20 @@
 //! Rules:
 //! - **Pooling table** (seed 003 [29]–[30]): one entry per configured (application,
 //!   server); the server "is running" when its daemon reports the application running.
-//! - **Failure declaration without flapping** (seed 002, FIG. 7A two-channel rule): a server whose
-//!   daemon went silent (no frame for `heartbeat_miss_factor` × heartbeat interval, or
-//!   disconnected) is **suspect**: it stays selectable while a direct TCP probe of its
-//!   service port succeeds, for at most `suspect_grace_ms`. It is **down** only when the
-//!   daemon is silent *and* the probe fails. A failed connect of the relay to the server is
-//!   a service-channel failure: the server is skipped until a probe succeeds again.
+//! - **Failure declaration without flapping** (seed 002, FIG. 7A two-channel rule): two
+//!   channels, the daemon (process level) and the check (application level,
+//!   [`Action::Probe`] with the application's `[application.check]`, or a TCP connect when
+//!   it has none). A server with exactly one failing channel is **suspect**: daemon silent
+//!   (no frame for `heartbeat_miss_factor` × heartbeat interval, or disconnected) with the
+//!   check passing keeps it selectable for at most `suspect_grace_ms`; daemon reporting
+//!   running with the check failing takes it out of selection without declaring it down.
+//!   It is **down** only when both fail; an explicit "not running" report takes it out at
+//!   once. The check verdict has rise/fall hysteresis; a failed relay connect counts as a
+//!   failed check that takes the server out at once. Every result carries the server's
+//!   check epoch from when it started; results of an older epoch are discarded.
+//! - **Failover** (issue 19 item 5): sessions on a server that is down, expired or removed
+//!   are closed ([`Action::CloseSession`], `on_server_failure = "close"`, the default) or
+//!   moved ([`Action::MoveSession`], `"reconnect"`).
 //! - **Lifetime and maintenance** (seed 003 [35]): a server is not selectable inside a
 //!   maintenance window or once its lifetime (counted from when its application was last
 //!   seen starting) has expired. Sessions on an expired server are moved (step 199
@@ -43,7 +51,7 @@ use legacy_protocol::receiver::StatusTable;
 use legacy_protocol::{AppStatus, ConfigAck, DaemonMessage, Hello};
 use serde::Serialize;
 
-use crate::config::{Application, Config, Mode, Window};
+use crate::config::{Application, Check, Config, Mode, OnServerFailure, Window};
 use crate::policy::rfc::rfc_policy;
 use crate::policy::{Candidate, SelectionPolicy};
 
@@ -214,6 +222,39 @@ pub struct Assignment {
     pub server: String,
     /// Where to connect.
     pub addr: SocketAddr,
+    /// How the relay treats the session (timers and failover semantics in force).
+    pub policy: SessionPolicy,
+}
+
+/// How the relay treats one session: `[detection]` timers and the application's failover
+/// semantics (issue 19 items 3 and 5), copied into each [`Assignment`] so a reload applies
+/// to the next session and the next reselection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// Connect timeout towards a legacy server, ms (`detection.connect_timeout_ms`).
+    pub connect_timeout_ms: u64,
+    /// Pause between the two probes after a server closed mid-session, ms
+    /// (`detection.recheck_ms`).
+    pub recheck_ms: u64,
+    /// Close the client's connection or reconnect it when its server fails.
+    pub on_server_failure: OnServerFailure,
+    /// `reconnect`: client lines replayed to the new server.
+    pub replay_lines: u32,
+    /// `reconnect`: lines of the new server's output dropped.
+    pub discard_lines: u32,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        let d = crate::config::Detection::default();
+        SessionPolicy {
+            connect_timeout_ms: d.connect_timeout_ms,
+            recheck_ms: d.recheck_ms,
+            on_server_failure: OnServerFailure::default(),
+            replay_lines: 0,
+            discard_lines: 0,
+        }
+    }
 }
 
 /// What the driver must do.
@@ -233,8 +274,9 @@ pub enum Action {
         /// PE identifier.
         pe_id: u32,
     },
-    /// Probe a server's service port with a TCP connect and report the result with
-    /// [`Core::probe_result`].
+    /// Run `check` against a server's service port and report the result with
+    /// [`Core::check_result`] and the same `epoch` (a result from an older epoch is
+    /// discarded: issue 19 item 4).
     Probe {
         /// Application.
         app: String,
@@ -242,6 +284,11 @@ pub enum Action {
         server: String,
         /// Service address.
         addr: SocketAddr,
+        /// The server's check epoch when the check started.
+        epoch: u64,
+        /// What to run (the application's `[application.check]`, or a TCP connect with
+        /// `detection.probe_timeout_ms` when it has none).
+        check: Check,
     },
     /// The session's server is no longer fit to keep it (failed, lifetime expired,
     /// removed; not for a maintenance window or an operator state, which drain): call [`Core::reselect`] and continue on the new server
@@ -269,14 +316,17 @@ pub enum Action {
 pub enum Health {
     /// No report from its daemon yet.
     Unknown,
-    /// The daemon reports the application running.
+    /// The daemon reports the application running and its check passes.
     Running,
-    /// The daemon reports it not running.
+    /// The daemon reports it not running (an explicit process-exit report: down at once).
     NotRunning,
-    /// The daemon is silent; the service port still answers (or was not probed yet).
+    /// Exactly one channel reports a failure (seed 002): either the daemon is silent while
+    /// the check still passes (selectable, for at most `suspect_grace_ms`), or the daemon
+    /// reports the application running while its check fails (out of selection, not
+    /// declared down: open sessions stay).
     Suspect,
-    /// Daemon silent and probe failed, or suspect for longer than the grace period, or the
-    /// daemon reports running but the service port refuses connections.
+    /// Both channels agree (daemon silent and check failing), or suspect for longer than
+    /// the grace period. Open sessions are closed or moved (`on_server_failure`).
     Down,
 }
 
@@ -293,9 +343,18 @@ struct ServerState {
     /// Healthy enough that open sessions stay (may still refuse new ones: admin state).
     keeps_sessions: bool,
     suspect_since: Option<u64>,
-    /// Result of the latest service probe (None: no probe since the last reset).
+    /// Verdict of the check after rise/fall hysteresis (None: no result since the last
+    /// reset; counted as passing).
     probe_ok: Option<bool>,
     last_probe_sent: Option<u64>,
+    /// Check epoch: bumped when the verdict changes or the application (re)starts or stops;
+    /// results of checks and relay connects started in an older epoch are discarded.
+    epoch: u64,
+    /// A check of this epoch is running.
+    check_in_flight: bool,
+    /// Consecutive passes / failures of the current epoch.
+    passes: u32,
+    fails: u32,
     /// When the application was last seen starting (lifetime origin).
     running_since: Option<u64>,
     last_pids: Vec<u32>,
@@ -327,6 +386,8 @@ struct DaemonState {
 struct SessionState {
     app: String,
     server: String,
+    /// The server's check epoch when the session was assigned to it.
+    epoch: u64,
     move_requested: bool,
     close_requested: bool,
 }
@@ -442,6 +503,9 @@ impl Core {
                         s.health = p.health;
                         s.suspect_since = p.suspect_since;
                         s.probe_ok = p.probe_ok;
+                        s.epoch = p.epoch;
+                        s.passes = p.passes;
+                        s.fails = p.fails;
                         s.running_since = p.running_since;
                         s.last_pids = std::mem::take(&mut p.last_pids);
                         s.last_running = p.last_running;
@@ -626,12 +690,78 @@ impl Core {
         self.evaluate(now)
     }
 
-    /// Result of an [`Action::Probe`] (or of a relay connect attempt).
+    /// A check result of the server's current epoch (tests and callers that do not track
+    /// epochs); see [`Core::check_result`].
     pub fn probe_result(&mut self, now: u64, app: &str, server: &str, ok: bool) -> Vec<Action> {
-        if let Some(s) = self.server_mut(app, server) {
-            s.probe_ok = Some(ok);
+        let epoch = self.server_mut(app, server).map_or(0, |s| s.epoch);
+        self.check_result(now, app, server, epoch, ok)
+    }
+
+    /// Result of an [`Action::Probe`] started in `epoch`. Results of an older epoch (the
+    /// verdict changed, or the application restarted, since the check started) are
+    /// discarded, so a failure that began before a recovery cannot undo it. Otherwise the
+    /// rise/fall counters advance: `fall` consecutive failures take the server out, `rise`
+    /// consecutive passes put it back (issue 19 items 3 and 4).
+    pub fn check_result(
+        &mut self,
+        now: u64,
+        app: &str,
+        server: &str,
+        epoch: u64,
+        ok: bool,
+    ) -> Vec<Action> {
+        let (rise, fall) = self.rise_fall(app);
+        let Some(s) = self.server_mut(app, server) else {
+            return Vec::new();
+        };
+        if epoch != s.epoch {
+            tracing::debug!(
+                app,
+                server,
+                epoch,
+                current = s.epoch,
+                ok,
+                "stale check result discarded"
+            );
+            return Vec::new();
+        }
+        s.check_in_flight = false;
+        let flipped = if ok {
+            s.fails = 0;
+            s.passes = s.passes.saturating_add(1);
+            match s.probe_ok {
+                Some(false) if s.passes >= rise => Some(true),
+                None => {
+                    s.probe_ok = Some(true);
+                    None
+                }
+                _ => None,
+            }
+        } else {
+            s.passes = 0;
+            s.fails = s.fails.saturating_add(1);
+            (s.probe_ok != Some(false) && s.fails >= fall).then_some(false)
+        };
+        if let Some(v) = flipped {
+            s.probe_ok = Some(v);
+            s.new_epoch();
+            let detail = if v {
+                format!("check passed {rise} times: back in")
+            } else {
+                format!("check failed {fall} times: out")
+            };
+            self.log(now, "check", app, server, detail);
         }
         self.evaluate(now)
+    }
+
+    /// (rise, fall) of the application's check; (1, 1) for the implicit TCP probe.
+    fn rise_fall(&self, app: &str) -> (u32, u32) {
+        self.apps
+            .iter()
+            .find(|a| a.cfg.name == app)
+            .and_then(|a| a.cfg.check.as_ref())
+            .map_or((1, 1), |c| (c.rise.max(1), c.fall.max(1)))
     }
 
     /// Timer tick: freshness, grace periods, lifetimes, maintenance windows, probes.
@@ -734,13 +864,14 @@ impl Core {
     pub fn open_session(&mut self, now: u64, app: &str) -> Result<Assignment, SessionError> {
         let _ = now;
         let id = self.next_session;
-        let (server, addr) = self.pick(app)?;
+        let (server, addr, epoch) = self.pick(app)?;
         self.next_session += 1;
         self.sessions.insert(
             id,
             SessionState {
                 app: app.to_string(),
                 server: server.clone(),
+                epoch,
                 move_requested: false,
                 close_requested: false,
             },
@@ -750,6 +881,7 @@ impl Core {
             app: app.to_string(),
             server,
             addr,
+            policy: self.session_policy(app),
         })
     }
 
@@ -762,21 +894,24 @@ impl Core {
             .remove(&session)
             .ok_or(SessionError::UnknownSession(session))?;
         self.release(&s.app, &s.server);
-        let (server, addr) = self.pick(&s.app)?;
+        let (server, addr, epoch) = self.pick(&s.app)?;
         self.sessions.insert(
             session,
             SessionState {
                 app: s.app.clone(),
                 server: server.clone(),
+                epoch,
                 move_requested: false,
                 close_requested: false,
             },
         );
+        let policy = self.session_policy(&s.app);
         Ok(Assignment {
             session,
             app: s.app,
             server,
             addr,
+            policy,
         })
     }
 
@@ -787,7 +922,17 @@ impl Core {
             return Vec::new();
         };
         if let Some(st) = self.server_mut(&s.app, &s.server) {
-            st.probe_ok = Some(false);
+            if st.epoch != s.epoch {
+                // The connect started before the server's verdict changed (e.g. it has
+                // recovered since): stale, ignored.
+                return Vec::new();
+            }
+            // A refused or timed-out connect is a failed check that takes the server out
+            // at once (haproxy's `observe layer4` with `on-error mark-down`).
+            if st.probe_ok != Some(false) {
+                st.probe_ok = Some(false);
+                st.new_epoch();
+            }
         }
         self.log(
             now,
@@ -871,7 +1016,20 @@ impl Core {
         }
     }
 
-    fn pick(&mut self, app: &str) -> Result<(String, SocketAddr), SessionError> {
+    /// The relay settings of a session of `app`.
+    fn session_policy(&self, app: &str) -> SessionPolicy {
+        let d = &self.cfg.detection;
+        let a = self.apps.iter().find(|a| a.cfg.name == app);
+        SessionPolicy {
+            connect_timeout_ms: d.connect_timeout_ms,
+            recheck_ms: d.recheck_ms,
+            on_server_failure: a.map_or_else(OnServerFailure::default, |a| a.cfg.on_server_failure),
+            replay_lines: a.map_or(0, |a| a.cfg.replay_lines),
+            discard_lines: a.map_or(0, |a| a.cfg.discard_lines),
+        }
+    }
+
+    fn pick(&mut self, app: &str) -> Result<(String, SocketAddr, u64), SessionError> {
         let a = self
             .apps
             .iter_mut()
@@ -890,7 +1048,7 @@ impl Core {
         let s = &mut a.servers[i];
         s.active += 1;
         s.assigned += 1;
-        Ok((s.name.clone(), s.cfg.service_addr()))
+        Ok((s.name.clone(), s.cfg.service_addr(), s.epoch))
     }
 
     fn log(&mut self, now: u64, kind: &str, app: &str, subject: &str, detail: String) {
@@ -942,6 +1100,10 @@ impl Core {
                 if let Some(st) = status {
                     if st.running && (!s.last_running || st.pids != s.last_pids) {
                         s.running_since = Some(now);
+                        // A new process: earlier check verdicts and results in flight are
+                        // about the old one.
+                        s.probe_ok = None;
+                        s.new_epoch();
                     }
                     s.last_running = st.running;
                     s.last_pids = st.pids.clone();
@@ -960,10 +1122,15 @@ impl Core {
                     (Some(st), true) => {
                         s.suspect_since = None;
                         if !st.running {
-                            s.probe_ok = None;
+                            // An explicit exit report: down at once, whatever the check.
+                            if s.probe_ok.is_some() || s.check_in_flight {
+                                s.probe_ok = None;
+                                s.new_epoch();
+                            }
                             Health::NotRunning
                         } else if s.probe_ok == Some(false) {
-                            Health::Down
+                            // One channel only (seed 002): out of selection, not down.
+                            Health::Suspect
                         } else {
                             Health::Running
                         }
@@ -988,15 +1155,16 @@ impl Core {
                     _ => false,
                 };
                 s.reason = match health {
+                    Health::Suspect if s.probe_ok == Some(false) => {
+                        "check failing; daemon reports running".into()
+                    }
                     Health::Running | Health::Suspect if in_window => "maintenance window".into(),
                     Health::Running | Health::Suspect if expired => "lifetime expired".into(),
                     Health::Running | Health::Suspect => String::new(),
                     Health::Unknown => "no daemon report".into(),
                     Health::NotRunning => "not running".into(),
                     Health::Down => {
-                        if fresh {
-                            "service port unreachable".into()
-                        } else if s.probe_ok == Some(false) {
+                        if s.probe_ok == Some(false) {
                             "daemon silent and service probe failed".into()
                         } else {
                             "daemon silent beyond grace period".into()
@@ -1012,8 +1180,12 @@ impl Core {
                 s.selectable = s.reason.is_empty() && admin == AdminState::Enabled;
                 // A maintenance window drains: its open sessions stay (issue 19 item 1).
                 // Failures, an expired lifetime and removal move them.
+                // A single failing channel (Suspect) takes the server out of selection but
+                // does not declare it down: open sessions stay (like haproxy without
+                // `on-marked-down shutdown-sessions`).
                 s.keeps_sessions = s.reason.is_empty()
-                    || (matches!(health, Health::Running | Health::Suspect) && in_window);
+                    || (matches!(health, Health::Running | Health::Suspect)
+                        && (in_window || !expired));
                 if prev != health || prev_reason != s.reason {
                     logs.push((
                         a.cfg.name.clone(),
@@ -1030,18 +1202,31 @@ impl Core {
                         ),
                     ));
                 }
-                // Probes: suspect servers, and servers whose service channel failed.
-                let wants_probe = matches!(health, Health::Suspect)
-                    || (s.probe_ok == Some(false) && status.is_some_and(|x| x.running));
-                if wants_probe
-                    && s.last_probe_sent
-                        .is_none_or(|t| now.saturating_sub(t) >= det.probe_interval_ms)
-                {
+                // Checks: with `[application.check]` every interval while the application
+                // runs (or its daemon is silent); without one, a TCP connect only while one
+                // channel reports a failure (suspect, or the service channel failed).
+                let running = status.is_some_and(|x| x.running);
+                let (check, periodic) = match &a.cfg.check {
+                    Some(c) => (c.clone(), true),
+                    None => (implicit_check(&det), false),
+                };
+                let wants_probe = running
+                    && (periodic || matches!(health, Health::Suspect) || s.probe_ok == Some(false));
+                let due = s.last_probe_sent.is_none_or(|t| {
+                    let since = now.saturating_sub(t);
+                    since >= check.interval_ms
+                        && (!s.check_in_flight
+                            || since >= check.timeout_ms.saturating_add(check.interval_ms))
+                });
+                if wants_probe && due {
                     s.last_probe_sent = Some(now);
+                    s.check_in_flight = true;
                     actions.push(Action::Probe {
                         app: a.cfg.name.clone(),
                         server: s.name.clone(),
                         addr: s.cfg.service_addr(),
+                        epoch: s.epoch,
+                        check,
                     });
                 }
             }
@@ -1067,11 +1252,26 @@ impl Core {
             };
             if let Some(reason) = reason {
                 sess.move_requested = true;
-                actions.push(Action::MoveSession {
-                    session: *id,
-                    server: sess.server.clone(),
-                    reason,
-                });
+                let close = self
+                    .apps
+                    .iter()
+                    .find(|a| a.cfg.name == sess.app)
+                    .is_none_or(|a| a.cfg.on_server_failure == OnServerFailure::Close);
+                if close {
+                    // `on_server_failure = "close"`: the client's connection ends and it
+                    // reconnects through the pool (issue 19 item 5).
+                    sess.close_requested = true;
+                    actions.push(Action::CloseSession {
+                        session: *id,
+                        reason,
+                    });
+                } else {
+                    actions.push(Action::MoveSession {
+                        session: *id,
+                        server: sess.server.clone(),
+                        reason,
+                    });
+                }
             }
         }
         self.reconcile(now, &mut actions);
@@ -1355,6 +1555,34 @@ fn load_of(st: &AppStatus) -> f64 {
     }
 }
 
+/// The check run when an application configures none: a TCP connect with
+/// `detection.probe_timeout_ms`, every `probe_interval_ms`, rise and fall 1.
+fn implicit_check(d: &crate::config::Detection) -> Check {
+    Check {
+        kind: crate::config::CheckKind::Tcp,
+        interval_ms: d.probe_interval_ms,
+        timeout_ms: d.probe_timeout_ms,
+        rise: 1,
+        fall: 1,
+        send: None,
+        expect: None,
+        path: None,
+        host: None,
+        expect_status: None,
+        command: Vec::new(),
+    }
+}
+
+impl ServerState {
+    /// Starts a new check epoch: results of older checks and connects are discarded.
+    fn new_epoch(&mut self) {
+        self.epoch += 1;
+        self.check_in_flight = false;
+        self.passes = 0;
+        self.fails = 0;
+    }
+}
+
 fn candidate(s: &ServerState) -> Candidate {
     Candidate {
         available: s.selectable,
@@ -1386,6 +1614,10 @@ fn new_app(a: &Application) -> AppState {
                     suspect_since: None,
                     probe_ok: None,
                     last_probe_sent: None,
+                    epoch: 0,
+                    check_in_flight: false,
+                    passes: 0,
+                    fails: 0,
                     running_since: None,
                     last_pids: Vec::new(),
                     last_running: false,
@@ -1539,7 +1771,11 @@ impl Status {
                     } else if s.running && !s.selectable {
                         format!(" ({})", s.reason)
                     } else if s.health == Health::Suspect {
-                        " (suspect: daemon silent)".to_string()
+                        if s.reason.is_empty() {
+                            " (suspect: daemon silent)".to_string()
+                        } else {
+                            format!(" (suspect: {})", s.reason)
+                        }
                     } else {
                         String::new()
                     };

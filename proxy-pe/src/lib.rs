@@ -10,6 +10,7 @@
 //! Module map:
 //! - [`config`]: the pooling configuration (TOML), validation and reload;
 //! - [`policy`]: selection policies (one file each) and the RFC 5356 mapping for mode A;
+//! - [`check`]: application-level health checks (TCP banner, HTTP status, command);
 //! - [`core`]: sans-I/O core: daemon reports, ticks and sessions in, actions out;
 //! - [`registrar`]: ASAP client to the ENRP server (registrations, keep-alive answers);
 //! - [`relay`]: mode B TCP relay with mid-session reselection;
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod admin_state;
+pub mod check;
 pub mod config;
 pub mod control;
 pub mod core;

@@ -31,6 +31,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the proxy (reloads the configuration on SIGHUP and on file change).
+    #[command(after_help = proxy_pe::config::timers_help())]
     Run {
         /// Configuration file (TOML).
         #[arg(long, short, default_value = "/etc/proxy-pe.toml")]

@@ -7,7 +7,9 @@
 //! - the control port ([`crate::control`]), including configuration pushes to daemons
 //!   (seed 003 [32]): the push is written on the daemon's connection by its task, and the
 //!   `config_ack` arriving on that connection answers the waiting `push-config` request;
-//! - a 200 ms tick, SIGHUP and a 1 s configuration-file watch (reload), SIGTERM/SIGINT
+//! - a tick (`[detection] tick_ms`, default 100 ms), SIGHUP and a configuration-file watch
+//!   (`config_watch_ms`, default 1 s) for reloads, the health checks ([`crate::check`]),
+//!   SIGTERM/SIGINT
 //!   (deregister everything, then exit).
 
 use std::collections::BTreeMap;
@@ -91,7 +93,7 @@ struct Driver {
     last_config_error: Option<String>,
     reg_tx: mpsc::UnboundedSender<RegistrarCmd>,
     reg_state: Arc<Mutex<RegistrarState>>,
-    probe_tx: mpsc::UnboundedSender<(String, String, bool)>,
+    probe_tx: mpsc::UnboundedSender<(String, String, u64, bool)>,
     session_tx: mpsc::UnboundedSender<SessionCmd>,
     moves: BTreeMap<SessionId, mpsc::UnboundedSender<SessionOrder>>,
     /// Current connection of each daemon and the channel to push configurations on it.
@@ -224,11 +226,23 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
     d.sync_listeners().await;
     tracing::info!(config = %d.path.display(), "proxy-pe running");
 
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    let mut tick_ms = d.core.config().detection.tick_ms;
+    let mut watch_ms = d.core.config().detection.config_watch_ms;
+    let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
+    let mut watch = tokio::time::interval(Duration::from_millis(watch_ms));
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                // `[detection] tick_ms` / `config_watch_ms` changed by a reload.
+                let det = &d.core.config().detection;
+                if det.tick_ms != tick_ms {
+                    tick_ms = det.tick_ms;
+                    tick = tokio::time::interval(Duration::from_millis(tick_ms));
+                }
+                if det.config_watch_ms != watch_ms {
+                    watch_ms = det.config_watch_ms;
+                    watch = tokio::time::interval(Duration::from_millis(watch_ms));
+                }
                 let acts = d.core.tick(now_ms());
                 d.dispatch(acts);
                 d.expire_pushes();
@@ -248,8 +262,8 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
             _ = term.recv() => break,
             _ = int.recv() => break,
             Some(ev) = daemon_rx.recv() => d.daemon_event(ev),
-            Some((app, server, ok)) = probe_rx.recv() => {
-                let acts = d.core.probe_result(now_ms(), &app, &server, ok);
+            Some((app, server, epoch, ok)) = probe_rx.recv() => {
+                let acts = d.core.check_result(now_ms(), &app, &server, epoch, ok);
                 d.dispatch(acts);
             }
             Some(cmd) = session_rx.recv() => d.session_cmd(cmd),
@@ -437,12 +451,18 @@ impl Driver {
                         .reg_tx
                         .send(RegistrarCmd::Deregister(pool_handle, pe_id));
                 }
-                Action::Probe { app, server, addr } => {
+                Action::Probe {
+                    app,
+                    server,
+                    addr,
+                    epoch,
+                    check,
+                } => {
                     let tx = self.probe_tx.clone();
                     tokio::spawn(async move {
-                        let ok = relay::probe(addr).await;
-                        tracing::debug!(app, server, %addr, ok, "service probe");
-                        let _ = tx.send((app, server, ok));
+                        let ok = crate::check::run(&check, addr, &app, &server).await;
+                        tracing::debug!(app, server, %addr, epoch, kind = ?check.kind, ok, "service check");
+                        let _ = tx.send((app, server, epoch, ok));
                     });
                 }
                 Action::MoveSession {
@@ -665,6 +685,10 @@ impl Driver {
                     }
                 }
                 let _ = reply.send(r);
+            }
+            SessionCmd::Failed(session) => {
+                let acts = self.core.session_server_unreachable(now, session);
+                self.dispatch(acts);
             }
             SessionCmd::Close(session) => {
                 self.core.close_session(now, session);

@@ -13,15 +13,29 @@
 //! directions outlives a move. Half-closes are propagated. An ASAP PU refused at step 197
 //! gets an ASAP_ERROR with the cause Lack of Resources before the close.
 //!
-//! Reselection (steps 203/205): the session moves to another server when
-//! - the core says so (lifetime expired, maintenance window, server declared down);
+//! A server fails mid-session (issue 19 item 5) when
+//! - the core says so (server declared down, lifetime expired, removed);
 //! - writing to the server fails;
 //! - the server closes while the client is still sending and a TCP probe of the server's
-//!   service port fails, immediately or 250 ms later (a server that closes its side on
-//!   purpose still accepts connections, so it ends the session normally instead).
+//!   service port fails, immediately or `[detection] recheck_ms` later (a server that
+//!   closes its side on purpose still accepts connections, so it ends the session normally
+//!   instead).
 //!
-//! Bytes in flight inside the failed server are lost: legacy servers share no session
-//! state, so the new server continues with what the client sends next.
+//! What happens then is the application's `on_server_failure`:
+//! - `close` (the default): the client's connection is closed; the client reconnects
+//!   through the pool and starts a new session, which is the only safe choice for a
+//!   stateful protocol;
+//! - `reconnect` (steps 203/205 → 199): the session continues on another server. Bytes in
+//!   flight inside the failed server are lost; the new server continues with what the
+//!   client sends next, after the replay of the client's first `replay_lines` lines (its
+//!   login), with the new server's first `discard_lines` lines (its greeting and its answer
+//!   to the login) dropped. Replay and discard apply to plain TCP sessions.
+//!
+//! In both modes a session whose client has already finished sending (its side is closed
+//! and nothing of it is pending) is closed, not moved: nothing could reach a new server.
+//! The first connect of a session, and a connect that times out
+//! (`[detection] connect_timeout_ms`), go to another server in both modes: the client has
+//! exchanged nothing with it yet.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,13 +52,12 @@ use asap::session::{
 
 use asap::wire::{CauseCode, ErrorCause, OperationError};
 
-use crate::core::{Assignment, SessionError, SessionId};
+use crate::config::{OnServerFailure, MAX_PREAMBLE_BYTES};
+use crate::core::{Assignment, SessionError, SessionId, SessionPolicy};
 use crate::splice::{self, Ended, ForwardError, Pipe};
 
 /// Relay buffer per direction.
 const BUF: usize = 64 * 1024;
-/// Connect timeout towards legacy servers and for probes.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the driver tells a session task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,31 +97,126 @@ pub enum SessionCmd {
         /// The answer.
         reply: oneshot::Sender<Result<Assignment, SessionError>>,
     },
+    /// The session's server failed mid-session and the session closes instead of moving
+    /// (`on_server_failure = "close"`): a service-channel failure for the core.
+    Failed(SessionId),
     /// Step 209: the session ended.
     Close(SessionId),
 }
 
-/// TCP connect with [`CONNECT_TIMEOUT`]: the service-port probe of the two-channel rule.
-pub async fn probe(addr: SocketAddr) -> bool {
+/// TCP connect within `timeout`: the service-port probe of [`server_gone`].
+pub async fn probe(addr: SocketAddr, timeout: Duration) -> bool {
     matches!(
-        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await,
+        tokio::time::timeout(timeout, TcpStream::connect(addr)).await,
         Ok(Ok(_))
     )
 }
 
-/// Pause between the two probes of [`server_gone`].
-const RECHECK: Duration = Duration::from_millis(250);
-
 /// The server closed a session while the client was still talking: did it fail, or end
-/// the session on purpose? Two probes of its service port [`RECHECK`] apart: failed if
+/// the session on purpose? Two probes of its service port `recheck_ms` apart: failed if
 /// either probe fails. (A killed server may still accept for a moment after its
 /// connections were reset, so one immediate probe is not enough.)
-async fn server_gone(addr: SocketAddr) -> bool {
-    if !probe(addr).await {
+async fn server_gone(addr: SocketAddr, p: &SessionPolicy) -> bool {
+    let t = Duration::from_millis(p.connect_timeout_ms);
+    if !probe(addr, t).await {
         return true;
     }
-    tokio::time::sleep(RECHECK).await;
-    !probe(addr).await
+    tokio::time::sleep(Duration::from_millis(p.recheck_ms)).await;
+    !probe(addr, t).await
+}
+
+/// Connect to a legacy server within the session's `connect_timeout_ms`.
+async fn connect(a: &Assignment) -> Option<TcpStream> {
+    let t = Duration::from_millis(a.policy.connect_timeout_ms);
+    match tokio::time::timeout(t, TcpStream::connect(a.addr)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::info!(session = a.session, server = %a.server, error = %e, "connect failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(session = a.session, server = %a.server, timeout_ms = a.policy.connect_timeout_ms, "connect timed out");
+            None
+        }
+    }
+}
+
+/// The client's first lines as written to a server (`replay_lines`), for the replay after
+/// a reconnect.
+#[derive(Debug, Default)]
+struct Preamble {
+    bytes: Vec<u8>,
+    lines: u32,
+    wanted: u32,
+    /// Longer than [`MAX_PREAMBLE_BYTES`]: cannot be replayed.
+    overflow: bool,
+}
+
+impl Preamble {
+    fn new(wanted: u32) -> Preamble {
+        Preamble {
+            wanted,
+            ..Preamble::default()
+        }
+    }
+
+    /// Records `data` (just written to the server) until `wanted` lines are complete.
+    fn feed(&mut self, data: &[u8]) {
+        for &b in data {
+            if self.lines >= self.wanted || self.overflow {
+                return;
+            }
+            if self.bytes.len() == MAX_PREAMBLE_BYTES {
+                self.overflow = true;
+                return;
+            }
+            self.bytes.push(b);
+            if b == b'\n' {
+                self.lines += 1;
+            }
+        }
+    }
+}
+
+/// `reconnect`: replays the recorded preamble to the new server and drops its first
+/// `discard` lines. Bytes after the last dropped line are returned for the client.
+async fn resume_on(
+    server: &mut TcpStream,
+    pre: &Preamble,
+    discard: u32,
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
+    let work = async {
+        if !pre.bytes.is_empty() {
+            server.write_all(&pre.bytes).await?;
+        }
+        let mut seen = 0;
+        let mut got = Vec::new();
+        let mut b = [0u8; 1024];
+        while seen < discard {
+            let n = server.read(&mut b).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "server closed during the preamble",
+                ));
+            }
+            for (i, &x) in b[..n].iter().enumerate() {
+                if seen < discard {
+                    if x == b'\n' {
+                        seen += 1;
+                    }
+                } else {
+                    got.extend_from_slice(&b[i..n]);
+                    break;
+                }
+            }
+        }
+        Ok(got)
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "preamble timed out"))?
 }
 
 /// Accepts PU connections for `app` until the listener task is aborted.
@@ -161,13 +269,14 @@ enum Buffer {
 }
 
 impl Buffer {
-    fn new() -> Buffer {
+    /// `memory`: user space even with `PROXY_PE_RELAY=splice` (a preamble must be seen).
+    fn new(memory_only: bool) -> Buffer {
         let memory = || Buffer::Memory {
             buf: vec![0u8; BUF],
             start: 0,
             end: 0,
         };
-        if std::env::var_os("PROXY_PE_RELAY").is_none_or(|v| v != "splice") {
+        if memory_only || std::env::var_os("PROXY_PE_RELAY").is_none_or(|v| v != "splice") {
             return memory();
         }
         match Pipe::new() {
@@ -188,6 +297,7 @@ async fn pump(
     w: &mut OwnedWriteHalf,
     buf: &mut Buffer,
     propagate_eof: bool,
+    mut record: Option<&mut Preamble>,
 ) -> End {
     let end = match buf {
         Buffer::Pipe(pipe) => {
@@ -203,7 +313,12 @@ async fn pump(
             if *start < *end {
                 match w.write(&buf[*start..*end]).await {
                     Ok(0) | Err(_) => return End::WriteErr,
-                    Ok(n) => *start += n,
+                    Ok(n) => {
+                        if let Some(p) = record.as_deref_mut() {
+                            p.feed(&buf[*start..*start + n]);
+                        }
+                        *start += n;
+                    }
                 }
                 continue;
             }
@@ -282,29 +397,64 @@ async fn run_session(
     moves: &mut mpsc::UnboundedReceiver<SessionOrder>,
     driver: &mpsc::UnboundedSender<SessionCmd>,
 ) -> Result<(), String> {
-    let mut cbuf = Buffer::new();
-    let mut sbuf = Buffer::new();
+    let replay = a.policy.on_server_failure == OnServerFailure::Reconnect
+        && (a.policy.replay_lines > 0 || a.policy.discard_lines > 0);
+    let mut cbuf = Buffer::new(replay);
+    let mut sbuf = Buffer::new(replay);
+    let mut pre = Preamble::new(a.policy.replay_lines);
     let mut client_eof = false;
+    // A server leg has carried this session (later legs are reconnects).
+    let mut resumed = false;
     loop {
         tracing::debug!(session = a.session, server = %a.server, addr = %a.addr, "relaying");
-        let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a.addr)).await {
-            Ok(Ok(s)) => s,
-            _ => {
-                *a = reselect(driver, a.session, true)
-                    .await
-                    .map_err(|e| e + " (reselection)")?;
-                continue;
-            }
+        let Some(mut server) = connect(a).await else {
+            *a = reselect(driver, a.session, true)
+                .await
+                .map_err(|e| e + " (reselection)")?;
+            continue;
         };
         let _ = server.set_nodelay(true);
+        if resumed && replay {
+            if pre.overflow {
+                return Err("preamble too long to replay: session closed".into());
+            }
+            // What the old server sent and the client has not received yet goes first.
+            if let Buffer::Memory { buf, start, end } = &mut sbuf {
+                if *start < *end {
+                    cw.write_all(&buf[*start..*end])
+                        .await
+                        .map_err(|_| "client gone".to_string())?;
+                    *start = 0;
+                    *end = 0;
+                }
+            }
+            let t = Duration::from_millis(a.policy.connect_timeout_ms);
+            match resume_on(&mut server, &pre, a.policy.discard_lines, t).await {
+                Ok(rest) => {
+                    if let Buffer::Memory { buf, start, end } = &mut sbuf {
+                        buf[..rest.len()].copy_from_slice(&rest);
+                        *start = 0;
+                        *end = rest.len();
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(session = a.session, server = %a.server, error = %e, "preamble replay failed");
+                    *a = reselect(driver, a.session, true)
+                        .await
+                        .map_err(|e| e + " (reselection)")?;
+                    continue;
+                }
+            }
+        }
+        resumed = true;
         let (mut sr, mut sw) = server.into_split();
         if client_eof {
             let _ = sw.shutdown().await;
         }
         // What ended this server's part of the session.
         let outcome = {
-            let c2s = pump(cr, &mut sw, &mut cbuf, true);
-            let s2c = pump(&mut sr, cw, &mut sbuf, false);
+            let c2s = pump(cr, &mut sw, &mut cbuf, true, replay.then_some(&mut pre));
+            let s2c = pump(&mut sr, cw, &mut sbuf, false, None);
             tokio::pin!(c2s);
             tokio::pin!(s2c);
             let mut c_done = client_eof;
@@ -321,7 +471,7 @@ async fn run_session(
                         End::Eof | End::ReadErr => {
                             // The server closed while the client still talks: failed or
                             // finished on purpose? Ask the service port (two-channel rule).
-                            if server_gone(a.addr).await {
+                            if server_gone(a.addr, &a.policy).await {
                                 break Outcome::Failed;
                             }
                             break Outcome::Done;
@@ -345,11 +495,31 @@ async fn run_session(
         match outcome {
             Outcome::Done => return Ok(()),
             Outcome::Failed | Outcome::Move => {
+                if a.policy.on_server_failure == OnServerFailure::Close {
+                    tracing::info!(session = a.session, server = %a.server, ?outcome, "server failed: closing the client's connection (on_server_failure = close)");
+                    if outcome == Outcome::Failed {
+                        // Still report the failed service channel to the core.
+                        let _ = driver.send(SessionCmd::Failed(a.session));
+                    }
+                    return Ok(());
+                }
+                if client_eof && !buffer_pending(&cbuf) {
+                    tracing::info!(session = a.session, server = %a.server, "client already finished: session closed, not moved");
+                    return Ok(());
+                }
                 *a = reselect(driver, a.session, outcome == Outcome::Failed)
                     .await
                     .map_err(|e| e + " (reselection)")?;
             }
         }
+    }
+}
+
+/// Bytes taken from one side and not yet written to the other.
+fn buffer_pending(b: &Buffer) -> bool {
+    match b {
+        Buffer::Memory { start, end, .. } => start < end,
+        Buffer::Pipe(p) => p.pending() > 0,
     }
 }
 
@@ -535,9 +705,9 @@ async fn asap_session(
     let mut down_pending: Option<Bytes> = None;
     let mut pu_eof = false;
     let result: Result<(), String> = loop {
-        let server = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a.addr)).await {
-            Ok(Ok(s)) => s,
-            _ => match reselect(&driver, session, true).await {
+        let server = match connect(&a).await {
+            Some(s) => s,
+            None => match reselect(&driver, session, true).await {
                 Ok(n) => {
                     a = n;
                     continue;
@@ -567,7 +737,7 @@ async fn asap_session(
                         End::WriteErr => break Outcome::Done,
                         End::Eof | End::ReadErr if u_done => break Outcome::Done,
                         End::Eof | End::ReadErr => {
-                            let gone = server_gone(a.addr).await;
+                            let gone = server_gone(a.addr, &a.policy).await;
                             tracing::debug!(session, server = %a.server, gone, "server closed mid-session; probed");
                             if gone {
                                 break Outcome::Failed;
@@ -592,6 +762,16 @@ async fn asap_session(
         tracing::debug!(session, server = %a.server, ?outcome, pu_eof, "ASAP session leg ended");
         match outcome {
             Outcome::Done => break Ok(()),
+            Outcome::Failed | Outcome::Move
+                if a.policy.on_server_failure == OnServerFailure::Close
+                    || (pu_eof && up_pending.is_empty()) =>
+            {
+                tracing::info!(session, server = %a.server, ?outcome, pu_eof, "server failed: closing the ASAP session");
+                if outcome == Outcome::Failed {
+                    let _ = driver.send(SessionCmd::Failed(session));
+                }
+                break Ok(());
+            }
             Outcome::Failed | Outcome::Move => {
                 match reselect(&driver, session, outcome == Outcome::Failed).await {
                     Ok(n) => a = n,
@@ -617,6 +797,70 @@ async fn asap_session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The recorded preamble keeps exactly the first `replay_lines` lines written, across
+    /// writes split anywhere, and marks a preamble beyond the byte limit as unreplayable.
+    #[test]
+    fn preamble_records_the_first_lines_only() {
+        let mut p = Preamble::new(2);
+        p.feed(b"LOGIN al");
+        p.feed(b"ice\r\nPASS x\nWHO\n");
+        assert_eq!(p.bytes, b"LOGIN alice\r\nPASS x\n");
+        assert_eq!(p.lines, 2);
+        assert!(!p.overflow);
+        let mut p = Preamble::new(1);
+        p.feed(&vec![b'a'; MAX_PREAMBLE_BYTES + 1]);
+        assert!(p.overflow);
+    }
+
+    /// After a reconnect the new server gets the preamble first; its first `discard` lines
+    /// are dropped and what follows them in the same read is kept for the client.
+    #[tokio::test]
+    async fn resume_replays_and_discards_exactly() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.write_all(b"+HELLO\n").await.unwrap();
+            let mut got = vec![0u8; 12];
+            s.read_exact(&mut got).await.unwrap();
+            s.write_all(b"OK alice\nnews\n").await.unwrap();
+            got
+        });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut p = Preamble::new(1);
+        p.feed(b"LOGIN alice\nWHO\n");
+        let rest = resume_on(&mut c, &p, 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(server.await.unwrap(), b"LOGIN alice\n");
+        // "news\n" may come in the same read as the discarded lines or after it.
+        let mut all = rest;
+        while !all.ends_with(b"news\n") {
+            let mut b = [0u8; 16];
+            let n = c.read(&mut b).await.unwrap();
+            assert!(n > 0);
+            all.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(all, b"news\n");
+        // A server that never greets fails within the timeout.
+        let quiet = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(quiet.local_addr().unwrap())
+            .await
+            .unwrap();
+        let e = resume_on(&mut c, &Preamble::new(0), 1, Duration::from_millis(100))
+            .await
+            .expect_err("timeout");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    /// The relay tests move sessions: `on_server_failure = "reconnect"`.
+    pub(super) fn reconnect_policy() -> SessionPolicy {
+        SessionPolicy {
+            on_server_failure: OnServerFailure::Reconnect,
+            ..SessionPolicy::default()
+        }
+    }
 
     /// A connected loopback pair, split: (client side, relay side).
     pub(super) async fn pair() -> (TcpStream, TcpStream) {
@@ -658,7 +902,7 @@ mod tests {
         for _ in 0..400 {
             let r = tokio::time::timeout(
                 Duration::from_millis(50),
-                pump(&mut r, &mut w1, &mut buf, true),
+                pump(&mut r, &mut w1, &mut buf, true, None),
             )
             .await;
             assert!(r.is_err(), "cannot finish while server1 stalls");
@@ -683,7 +927,7 @@ mod tests {
             v
         });
         assert!(matches!(
-            pump(&mut r, &mut w2, &mut buf, true).await,
+            pump(&mut r, &mut w2, &mut buf, true, None).await,
             End::Eof
         ));
         drop(w2);
@@ -766,6 +1010,7 @@ mod asap_tests {
                     app: "A".into(),
                     server: format!("S{i}"),
                     addr: *addr,
+                    policy: super::tests::reconnect_policy(),
                 }),
                 None => Err(CoreError::NotAvailable("A".into())),
             };
@@ -779,7 +1024,7 @@ mod asap_tests {
                         next += 1;
                         let _ = reply.send(assign(next));
                     }
-                    SessionCmd::Close(_) => {}
+                    SessionCmd::Close(_) | SessionCmd::Failed(_) => {}
                 }
             }
         });

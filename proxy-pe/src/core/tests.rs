@@ -7,6 +7,11 @@ use legacy_protocol::{Delta, Heartbeat, LoadHints, PortStatus, Snapshot};
 const T0: u64 = 1_700_000_000_000;
 
 fn config(mode: &str, policy: &str, extra_server: &str) -> Config {
+    config_app(mode, policy, extra_server, "")
+}
+
+/// [`config`] with application keys `app_extra` (e.g. `on_server_failure`).
+fn config_app(mode: &str, policy: &str, extra_server: &str, app_extra: &str) -> Config {
     let listen = if mode == "broker" {
         "listen = \"127.0.0.1:8000\"\n"
     } else {
@@ -29,6 +34,7 @@ name = "A"
 pool_handle = "AppA"
 policy = "{policy}"
 {listen}
+{app_extra}
 [[application.server]]
 name = "IP1"
 address = "127.0.0.11"
@@ -107,7 +113,16 @@ fn heartbeat(seq: u64) -> DaemonMessage {
 
 /// A core with all three daemons connected and reporting `A` running.
 fn all_up(mode: &str, policy: &str, extra: &str) -> Core {
-    let mut c = Core::new(config(mode, policy, extra));
+    up(config(mode, policy, extra))
+}
+
+/// [`all_up`] with application keys.
+fn all_up_app(mode: &str, policy: &str, extra: &str, app_extra: &str) -> Core {
+    up(config_app(mode, policy, extra, app_extra))
+}
+
+fn up(cfg: Config) -> Core {
+    let mut c = Core::new(cfg);
     for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
         c.daemon_connected(T0, &hello(d, 1));
         c.daemon_message(T0, d, &snapshot(1, vec![app(true, &[100 + i as u32])]))
@@ -177,11 +192,11 @@ fn silent_daemon_is_suspect_then_down_only_when_probe_fails() {
         acts.extend(c.daemon_message(t, d, &heartbeat(1)).expect("hb"));
     }
     acts.extend(c.tick(t));
-    assert!(acts.contains(&Action::Probe {
-        app: "A".into(),
-        server: "IP1".into(),
-        addr: "127.0.0.11:7000".parse().expect("lit"),
-    }));
+    assert!(acts.iter().any(
+        |a| matches!(a, Action::Probe { app, server, addr, check, .. }
+        if app == "A" && server == "IP1" && *addr == "127.0.0.11:7000".parse().expect("lit")
+            && check.timeout_ms == 1_000 && check.kind == crate::config::CheckKind::Tcp)
+    ));
     assert_eq!(state(&c, t, "IP1").health, Health::Suspect);
     assert!(state(&c, t, "IP1").selectable, "suspect stays selectable");
     // The probe answers: still suspect, still selectable.
@@ -246,23 +261,53 @@ fn relay_failure_skips_server_until_probe_succeeds() {
     let a = c.open_session(T0, "A").expect("ok");
     assert_eq!(a.server, "IP1");
     let acts = c.session_server_unreachable(T0, a.session);
-    assert!(acts
+    // One channel (the service) failed while the daemon reports running: out of
+    // selection, not declared down, so no session is moved or closed by the core (the
+    // relay that saw the failure reselects its own session).
+    assert!(!acts
         .iter()
-        .any(|x| matches!(x, Action::MoveSession { session, .. } if *session == a.session)));
+        .any(|x| matches!(x, Action::MoveSession { .. } | Action::CloseSession { .. })));
     assert!(acts
         .iter()
         .any(|x| matches!(x, Action::Probe { server, .. } if server == "IP1")));
     let b = c.reselect(T0, a.session).expect("another server");
     assert_eq!(b.server, "IP2");
-    assert_eq!(state(&c, T0, "IP1").reason, "service port unreachable");
+    let s = state(&c, T0, "IP1");
+    assert_eq!(s.health, Health::Suspect);
+    assert_eq!(s.reason, "check failing; daemon reports running");
     assert_eq!(servers(&mut c, 2), ["IP3", "IP2"]);
     c.probe_result(T0 + 1, "A", "IP1", true);
     assert!(state(&c, T0 + 1, "IP1").selectable);
 }
 
 #[test]
-fn lifetime_expiry_moves_sessions() {
+fn lifetime_expiry_closes_sessions_by_default() {
     let mut c = all_up("broker", "round-robin", "lifetime_s = 10");
+    let a = c.open_session(T0, "A").expect("ok");
+    for t in [2_000, 4_000, 6_000, 8_000, 9_999] {
+        assert!(beat(&mut c, T0 + t).is_empty(), "at +{t}");
+    }
+    assert_eq!(
+        beat(&mut c, T0 + 10_000),
+        vec![Action::CloseSession {
+            session: a.session,
+            reason: "lifetime expired".into()
+        }]
+    );
+    assert_eq!(
+        a.policy.on_server_failure,
+        crate::config::OnServerFailure::Close
+    );
+}
+
+#[test]
+fn lifetime_expiry_moves_sessions() {
+    let mut c = all_up_app(
+        "broker",
+        "round-robin",
+        "lifetime_s = 10",
+        "on_server_failure = \"reconnect\"",
+    );
     let a = c.open_session(T0, "A").expect("ok");
     assert_eq!(a.server, "IP1");
     for t in [2_000, 4_000, 6_000, 8_000, 9_999] {
@@ -499,7 +544,12 @@ fn broker_registers_sctp_session_endpoint() {
 
 #[test]
 fn reload_keeps_state_and_moves_sessions_of_removed_servers() {
-    let mut c = all_up("broker", "round-robin", "");
+    let mut c = all_up_app(
+        "broker",
+        "round-robin",
+        "",
+        "on_server_failure = \"reconnect\"",
+    );
     let a = c.open_session(T0, "A").expect("ok");
     let b = c.open_session(T0, "A").expect("ok");
     assert_eq!(b.server, "IP2");
@@ -888,4 +938,207 @@ fn utc_time_formats_civil_dates() {
     assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
     assert_eq!(utc_time(T0), "2023-11-14 22:13:20 UTC");
     assert_eq!(utc_time(1_709_164_800_000), "2024-02-29 00:00:00 UTC");
+}
+
+// ---- issue 19 items 3–5: checks, both-channels rule, epochs, close vs reconnect ----
+
+const CHECK: &str = "[application.check]\ntype = \"tcp\"\nexpect = \"+READY\"\ninterval_ms = 500\ntimeout_ms = 500\nrise = 2\nfall = 2\n";
+
+/// The probes of `server` among `acts`, with their epochs.
+fn probes(acts: &[Action], server: &str) -> Vec<u64> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Probe {
+                server: s, epoch, ..
+            } if s == server => Some(*epoch),
+            _ => None,
+        })
+        .collect()
+}
+
+fn check_events(c: &Core, server: &str) -> usize {
+    c.status(T0)
+        .events
+        .iter()
+        .filter(|e| e.kind == "check" && e.subject == server)
+        .count()
+}
+
+#[test]
+fn configured_check_runs_every_interval_while_running_and_not_twice_at_once() {
+    let mut c = all_up_app("broker", "round-robin", "", CHECK);
+    // all_up's snapshots already started the first checks at T0.
+    let acts = c.tick(T0 + 100);
+    assert!(probes(&acts, "IP1").is_empty(), "interval not over");
+    // Still in flight at +500: no second check until it answers (or interval + timeout).
+    assert!(probes(&c.tick(T0 + 500), "IP1").is_empty());
+    let acts = c.probe_result(T0 + 510, "A", "IP1", true);
+    assert_eq!(probes(&acts, "IP1").len(), 1, "answered and due: next one");
+    // The check sent is the configured one.
+    let acts = c.probe_result(T0 + 520, "A", "IP2", true);
+    assert!(acts.iter().any(|a| matches!(a, Action::Probe { server, check, .. }
+        if server == "IP2" && check.expect.as_deref() == Some("+READY") && check.timeout_ms == 500)));
+    // A stopped application is not checked.
+    c.daemon_message(T0 + 1_200, "d3", &delta(2, vec![app(false, &[])]))
+        .expect("delta");
+    let acts = c.tick(T0 + 5_000);
+    assert!(probes(&acts, "IP3").is_empty());
+}
+
+/// Rise/fall hysteresis (haproxy `check rise 2 fall 2`): a server toggling around the
+/// threshold (pass, fail, pass, fail …) never changes state; two failures in a row take
+/// it out, a single pass does not bring it back, two passes do.
+#[test]
+fn check_hysteresis_does_not_flap_around_the_threshold() {
+    let mut c = all_up_app("broker", "round-robin", "", CHECK);
+    let mut t = T0;
+    for i in 0..20 {
+        t += 500;
+        beat(&mut c, t);
+        c.probe_result(t + 10, "A", "IP1", i % 2 == 0);
+        assert!(state(&c, t + 10, "IP1").selectable, "toggle {i}");
+    }
+    assert_eq!(check_events(&c, "IP1"), 0, "no state change while toggling");
+    t += 500;
+    beat(&mut c, t);
+    c.probe_result(t, "A", "IP1", false);
+    c.probe_result(t + 500, "A", "IP1", false);
+    let s = state(&c, t + 500, "IP1");
+    assert!(!s.selectable);
+    assert_eq!(s.health, Health::Suspect);
+    assert_eq!(s.reason, "check failing; daemon reports running");
+    assert_eq!(servers(&mut c, 2), ["IP2", "IP3"]);
+    c.probe_result(t + 1_000, "A", "IP1", true);
+    c.probe_result(t + 1_500, "A", "IP1", false);
+    c.probe_result(t + 2_000, "A", "IP1", true);
+    assert!(
+        !state(&c, t + 2_000, "IP1").selectable,
+        "one pass is not rise 2"
+    );
+    c.probe_result(t + 2_500, "A", "IP1", true);
+    assert!(state(&c, t + 2_500, "IP1").selectable, "two passes");
+    assert_eq!(check_events(&c, "IP1"), 2, "exactly out once, in once");
+}
+
+/// Results of checks and relay connects started before the verdict changed are discarded
+/// (issue 19: failures started during an outage flipped a recovered server down again).
+#[test]
+fn late_results_from_before_a_recovery_are_discarded() {
+    let mut c = all_up("broker", "round-robin", "");
+    let old = c.open_session(T0, "A").expect("ok");
+    assert_eq!(old.server, "IP1");
+    // A second session on IP1 whose connect is still pending when IP1 fails.
+    servers(&mut c, 2);
+    let late = c.open_session(T0, "A").expect("ok");
+    assert_eq!(late.server, "IP1");
+    // The first connect fails: out; its probe starts in the new epoch.
+    let acts = c.session_server_unreachable(T0 + 10, old.session);
+    let epochs = probes(&acts, "IP1");
+    assert_eq!(epochs.len(), 1);
+    assert!(!state(&c, T0 + 10, "IP1").selectable);
+    // The probe passes: back in (rise 1 without a configured check).
+    c.check_result(T0 + 20, "A", "IP1", epochs[0], true);
+    assert!(state(&c, T0 + 20, "IP1").selectable);
+    // The late connect failure, started before the recovery, arrives now: ignored.
+    c.session_server_unreachable(T0 + 2_000, late.session);
+    assert!(
+        state(&c, T0 + 2_000, "IP1").selectable,
+        "stale connect failure"
+    );
+    // So is a late check failure of the old epoch.
+    c.check_result(T0 + 2_001, "A", "IP1", epochs[0], false);
+    assert!(
+        state(&c, T0 + 2_001, "IP1").selectable,
+        "stale check failure"
+    );
+    let flips = c
+        .status(T0)
+        .events
+        .iter()
+        .filter(|e| e.kind == "server-state" && e.subject == "IP1" && e.at_ms > T0)
+        .count();
+    assert_eq!(flips, 2, "out once, in once");
+}
+
+/// Seed 002: declared down only when the daemon and the check agree; an explicit exit
+/// report is enough alone; the daemon alone (silent, check passing) is not.
+#[test]
+fn down_needs_both_channels_except_an_exit_report() {
+    let mut c = all_up_app("broker", "round-robin", "", CHECK);
+    let a = c.open_session(T0, "A").expect("ok");
+    assert_eq!(a.server, "IP1");
+    // Check fails twice while the daemon reports running: out of selection, not down,
+    // the open session stays.
+    let mut acts = c.probe_result(T0 + 100, "A", "IP1", false);
+    acts.extend(c.probe_result(T0 + 600, "A", "IP1", false));
+    assert!(!acts
+        .iter()
+        .any(|x| matches!(x, Action::CloseSession { .. } | Action::MoveSession { .. })));
+    assert_eq!(state(&c, T0 + 600, "IP1").health, Health::Suspect);
+    // Now the daemon goes silent too (3 × 1 s): both agree → down, and the session is
+    // closed (on_server_failure = "close", the default).
+    let t = T0 + 3_001;
+    let mut acts = Vec::new();
+    for d in ["d2", "d3"] {
+        acts.extend(c.daemon_message(t, d, &heartbeat(1)).expect("hb"));
+    }
+    acts.extend(c.tick(t));
+    let s = state(&c, t, "IP1");
+    assert_eq!(s.health, Health::Down);
+    assert_eq!(s.reason, "daemon silent and service probe failed");
+    assert!(acts.contains(&Action::CloseSession {
+        session: a.session,
+        reason: "daemon silent and service probe failed".into()
+    }));
+    // IP2: daemon silent but check passing → suspect and selectable (within grace).
+    let mut c = all_up_app("broker", "round-robin", "", CHECK);
+    c.probe_result(T0 + 100, "A", "IP2", true);
+    for d in ["d1", "d3"] {
+        c.daemon_message(t, d, &heartbeat(1)).expect("hb");
+    }
+    c.tick(t);
+    let s = state(&c, t, "IP2");
+    assert_eq!(s.health, Health::Suspect);
+    assert!(s.selectable);
+    // IP3: an exit report takes it out at once though its check still passes.
+    c.probe_result(t, "A", "IP3", true);
+    c.daemon_message(t + 1, "d3", &delta(2, vec![app(false, &[])]))
+        .expect("delta");
+    let s = state(&c, t + 1, "IP3");
+    assert_eq!(s.health, Health::NotRunning);
+    assert!(!s.selectable);
+}
+
+#[test]
+fn check_and_failover_keys_are_validated() {
+    let base = |app_extra: &str| {
+        let text = format!(
+            "mode = \"broker\"\n[daemon_link]\nauth = \"none\"\n[[application]]\nname = \"A\"\npool_handle = \"A\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8000\"\n{app_extra}\n[[application.server]]\naddress = \"127.0.0.1\"\nport = 7\ndaemon = \"d\"\n"
+        );
+        Config::parse(&text, "t")
+    };
+    let c = base(CHECK).expect("valid");
+    let ck = c.applications[0].check.clone().expect("check");
+    assert_eq!((ck.rise, ck.fall, ck.interval_ms), (2, 2, 500));
+    let e = base("replay_lines = 1").expect_err("needs reconnect");
+    assert!(e.to_string().contains("replay_lines"), "{e}");
+    base("on_server_failure = \"reconnect\"\nreplay_lines = 1\ndiscard_lines = 2").expect("ok");
+    let e = base("[application.check]\ntype = \"command\"").expect_err("no command");
+    assert!(e.to_string().contains("check.command"), "{e}");
+    let e = base("[application.check]\ntype = \"http\"\nexpect = \"x\"").expect_err("tcp key");
+    assert!(e.to_string().contains("send and expect"), "{e}");
+    let e = base("[application.check]\nfall = 0").expect_err("fall 0");
+    assert!(e.to_string().contains("rise and fall"), "{e}");
+    let e = base("[application.check]\ntype = \"http\"\npath = \"/a b\"").expect_err("path");
+    assert!(e.to_string().contains("check.path"), "{e}");
+    let d = crate::config::Detection::default();
+    assert_eq!(
+        (
+            d.connect_timeout_ms,
+            d.recheck_ms,
+            d.tick_ms,
+            d.probe_timeout_ms
+        ),
+        (1_000, 250, 100, 1_000)
+    );
 }

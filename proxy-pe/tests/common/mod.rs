@@ -181,7 +181,7 @@ impl Rig {
         server_extra: &[&str],
     ) -> String {
         let mut s = format!(
-            "mode = \"{mode}\"\nregistrar_transport = \"tcp\"\ndaemon_listen = \"127.0.0.1:{}\"\ncontrol_listen = \"{}\"\ncontrol_socket = \"ctl-{k}/control.sock\"\nadmin_state_file = \"admin-{k}.json\"\nregistrars = [\"{}\"]\n\n[detection]\n# Generous: under heavy CI load a daemon heartbeat (100 ms here) can be late by\n# over a second; silence is then reported as suspect, which these tests do not expect.\nheartbeat_miss_factor = 20\nsuspect_grace_ms = 5000\nprobe_interval_ms = 200\n\n[[application]]\nname = \"echo\"\npool_handle = \"EchoPool\"\npolicy = \"{policy}\"\n",
+            "mode = \"{mode}\"\nregistrar_transport = \"tcp\"\ndaemon_listen = \"127.0.0.1:{}\"\ncontrol_listen = \"{}\"\ncontrol_socket = \"ctl-{k}/control.sock\"\nadmin_state_file = \"admin-{k}.json\"\nregistrars = [\"{}\"]\n\n[detection]\n# Generous: under heavy CI load a daemon heartbeat (100 ms here) can be late by\n# over a second; silence is then reported as suspect, which these tests do not expect.\nheartbeat_miss_factor = 20\nsuspect_grace_ms = 5000\nprobe_interval_ms = 200\n\n[[application]]\nname = \"echo\"\npool_handle = \"EchoPool\"\npolicy = \"{policy}\"\n# legacy-echo is stateless: sessions may move to another server.\non_server_failure = \"reconnect\"\n",
             self.daemon_ports[k], self.controls[k], self.registrar_addr
         );
         if mode == "broker" {

@@ -52,6 +52,8 @@ pool_handle = "ProxyPool"
 policy = "round-robin"
 asap_listen = "$PX:8001"
 asap_transport = "sctp"
+# legacy-echo is stateless: the session moves when its server dies (default: close).
+on_server_failure = "reconnect"
 TOML
 for i in 1 2 3; do
   cat >> /tmp/proxy.toml <<TOML
