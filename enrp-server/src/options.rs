@@ -9,12 +9,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use asap::handlespace::HandlespaceLimits;
+use asap::transport::tls::{self, ClientAuth, TlsContext};
 use asap::transport::{defaults, TransportKind};
+use asap::wire::PoolHandle;
 use clap::Parser;
 use serde::Deserialize;
 
 use crate::core::{
-    AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, Rate, UnreachableCounting,
+    AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, PoolAuth, Rate,
+    UnreachableCounting,
 };
 use crate::driver::DriverConfig;
 use asap::selection::MaxIncrement;
@@ -118,10 +121,48 @@ pub struct Options {
 
     /// Peer admission (SECURITY.md): `allow-list` takes ENRP peer messages only from
     /// --peer addresses and --peer-allow entries; `open` from anyone who reaches the ENRP
-    /// port (rsplib behaviour, warned at start-up); `tls` (mutual TLS) is not implemented
-    /// yet and refused. [default: allow-list]
+    /// port (rsplib behaviour, warned at start-up); `tls` only from peers authenticated by
+    /// mutual TLS with --tls-ca/--tls-cert/--tls-key (TCP only: with kernel SCTP it is
+    /// refused, SECURITY.md). [default: allow-list]
     #[arg(long, value_name = "allow-list|open|tls")]
     pub enrp_security: Option<String>,
+
+    /// PEM file with the cluster CA certificate(s): every peer (and every TLS client on the
+    /// ASAP port) must present a certificate chaining to it (SECURITY.md "Making a cluster
+    /// CA").
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM file with this registrar's certificate chain (leaf first).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// With --enrp-security tls: a peer's certificate must carry the DNS name
+    /// `enrp-<8 hex digits of its server ID>.rserpool` (subject alternative name) for every
+    /// server ID it sends as, so that one certificate cannot claim another registrar's ID.
+    /// [default: on]
+    #[arg(long, value_name = "on|off")]
+    pub tls_server_id_binding: Option<String>,
+
+    /// Time a TLS handshake may take (each runs in its own task), ms. [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub tls_handshake_timeout: Option<u64>,
+
+    /// Offer TLS on the ASAP port (needs --tls-ca/--tls-cert/--tls-key): PEs may present a
+    /// client certificate for [[pool_auth]] pools; plaintext PEs are still accepted (the
+    /// first byte tells TLS from ASAP). TCP only. [default: off]
+    #[arg(long, value_name = "on|off")]
+    pub asap_tls: Option<String>,
+
+    /// Pools whose registrations need a credential (TOML only: `[[pool_auth]]` tables with
+    /// `handle`, `tls-names` and/or `addresses`; README "Security options").
+    #[arg(skip)]
+    #[serde(rename = "pool_auth", alias = "pool-auth")]
+    pub pool_auth: Vec<PoolAuthOption>,
 
     /// Allowed ENRP peer: server ID (decimal or 0x-hex; weak, claimable by anyone),
     /// ADDR or ADDR/PREFIX (repeatable). The --peer addresses are always allowed.
@@ -299,6 +340,28 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
 }
 
+/// One `[[pool_auth]]` table of the configuration file (issue 13 item 3; SECURITY.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PoolAuthOption {
+    /// The pool handle (UTF-8).
+    pub handle: String,
+    /// TLS client certificates carrying one of these DNS names or IP addresses (subject
+    /// alternative name) may register (needs `asap-tls = "on"`).
+    pub tls_names: Vec<String>,
+    /// Peer addresses (ADDR or ADDR/PREFIX) that may register without TLS (rsplib PEs).
+    pub addresses: Vec<String>,
+}
+
+fn on_off(option: &'static str, v: &Option<String>, default: bool) -> Result<bool, OptionsError> {
+    match v.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(o) => Err(invalid(option, format!("{o:?} is not on|off"))),
+    }
+}
+
 /// A settings error, naming the option.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
@@ -445,6 +508,11 @@ impl Options {
                 } else {
                     self.takeover_scope
                 },
+                pool_auth: if self.pool_auth.is_empty() {
+                    file.pool_auth
+                } else {
+                    self.pool_auth
+                },
             } };
         }
         pick!(
@@ -463,6 +531,12 @@ impl Options {
             takeover_expiry_interval,
             max_peers,
             enrp_security,
+            tls_ca,
+            tls_cert,
+            tls_key,
+            tls_server_id_binding,
+            tls_handshake_timeout,
+            asap_tls,
             max_pes_per_peer,
             max_peer_registration_life,
             orphan_timeout,
@@ -651,13 +725,7 @@ impl Options {
             c.security.enrp_security =
                 EnrpSecurity::from_str(s).map_err(|m| invalid("enrp-security", m))?;
         }
-        if c.security.enrp_security == EnrpSecurity::Tls {
-            return Err(invalid(
-                "enrp-security",
-                "tls (mutual TLS between registrars) is not implemented yet; use allow-list \
-                 with --peer/--peer-allow (SECURITY.md)",
-            ));
-        }
+        let (enrp_tls, asap_tls) = self.resolve_tls(&mut c)?;
         c.security.peer_allow = self
             .peer_allow
             .iter()
@@ -723,8 +791,83 @@ impl Options {
                 Some(v) => v,
                 None => defaults::TCP_MAX_PARTIAL_BYTES,
             },
+            enrp_tls,
+            asap_tls,
         };
         Ok((c, driver))
+    }
+
+    /// TLS and `[[pool_auth]]` settings: the ENRP and ASAP TLS contexts for the driver
+    /// (loaded from the PEM files), the core's binding and pool credentials.
+    fn resolve_tls(
+        &self,
+        c: &mut CoreConfig,
+    ) -> Result<(Option<TlsContext>, Option<TlsContext>), OptionsError> {
+        let enrp_tls_on = c.security.enrp_security == EnrpSecurity::Tls;
+        let asap_tls_on = on_off("asap-tls", &self.asap_tls, false)?;
+        c.security.tls_server_id_binding =
+            on_off("tls-server-id-binding", &self.tls_server_id_binding, true)?;
+        for p in &self.pool_auth {
+            if p.handle.is_empty() {
+                return Err(invalid("pool_auth", "handle must not be empty"));
+            }
+            if p.tls_names.is_empty() && p.addresses.is_empty() {
+                return Err(invalid(
+                    "pool_auth",
+                    format!("pool {:?}: give tls-names and/or addresses", p.handle),
+                ));
+            }
+            if !p.tls_names.is_empty() && !asap_tls_on {
+                return Err(invalid(
+                    "pool_auth",
+                    format!("pool {:?}: tls-names need --asap-tls on", p.handle),
+                ));
+            }
+            if let Some(bad) = p.tls_names.iter().find(|n| !tls::is_valid_name(n)) {
+                return Err(invalid(
+                    "pool_auth",
+                    format!("{bad:?} is neither a DNS name nor an IP address"),
+                ));
+            }
+            c.security.pool_auth.push(PoolAuth {
+                handle: PoolHandle::from(p.handle.as_str()),
+                tls_names: p.tls_names.clone(),
+                addresses: p
+                    .addresses
+                    .iter()
+                    .map(|s| IpNet::from_str(s).map_err(|e| invalid("pool_auth", e.to_string())))
+                    .collect::<Result<_, _>>()?,
+            });
+        }
+        if !enrp_tls_on && !asap_tls_on {
+            return Ok((None, None));
+        }
+        let what = if enrp_tls_on {
+            "enrp-security"
+        } else {
+            "asap-tls"
+        };
+        if self.transport.unwrap_or_default().resolve() != TransportKind::Tcp {
+            return Err(invalid(
+                what,
+                "TLS needs --transport tcp: TLS over kernel SCTP (RFC 3436) is not \
+                 implemented (SECURITY.md \"TLS and SCTP\")",
+            ));
+        }
+        let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key)
+        else {
+            return Err(invalid(what, "TLS needs --tls-ca, --tls-cert and --tls-key"));
+        };
+        let timeout = Duration::from_millis(self.tls_handshake_timeout.unwrap_or(10_000).max(1));
+        let load = |auth: ClientAuth| {
+            TlsContext::from_files(ca, Some((cert.as_path(), key.as_path())), auth)
+                .map(|t| t.with_handshake_timeout(timeout))
+                .map_err(|e| invalid(what, e.to_string()))
+        };
+        Ok((
+            enrp_tls_on.then(|| load(ClientAuth::Required)).transpose()?,
+            asap_tls_on.then(|| load(ClientAuth::Optional)).transpose()?,
+        ))
     }
 }
 

@@ -15,6 +15,20 @@
 //!   that is not an admitted peer is answered with a HANDLE_TABLE_RESPONSE with the R
 //!   (reject) flag (RFC 5353 §2.3.6) unless its address is in the read-only allow-list
 //!   (default: loopback, so `hsdump 127.0.0.1` on the registrar host works).
+//! * **Mutual TLS** ([`EnrpSecurity::Tls`]): the driver's ENRP listener and connector run
+//!   TLS with a cluster CA ([`asap::transport::tls`]) and hand the core each association's
+//!   verified certificate ([`Input::PeerCertificate`](super::Input::PeerCertificate)). An
+//!   ENRP message changes state only if it arrived on such an association and, with
+//!   [`SecurityConfig::tls_server_id_binding`], only if the certificate carries the DNS
+//!   name [`server_id_name`] of the server ID the message claims; a mismatch is refused as
+//!   [`Refusal::TlsIdentity`].
+//! * **Authenticated registrations** ([`PoolAuth`], `[[pool_auth]]`): a REGISTRATION into a
+//!   protected pool is accepted only from an association whose TLS client certificate
+//!   carries one of the pool's allowed names, or whose peer address lies in the pool's
+//!   address allow-list (plaintext rsplib PEs); otherwise it is answered with a
+//!   REGISTRATION_RESPONSE carrying cause 0xA "Rejected due to security considerations"
+//!   (RFC 5354 §3.12, RSERPOOL-SPEC §5), nothing changes, and it is reported as
+//!   [`Refusal::Registration`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -22,6 +36,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use asap::transport::tls::PeerCertificate;
 use asap::wire::asap_msg::EndpointKeepAlive;
 use asap::wire::enrp_msg::HandleTableResponse;
 use asap::wire::{
@@ -44,8 +59,9 @@ pub enum EnrpSecurity {
     /// Any host that reaches the ENRP port is a peer (rsplib behaviour; only by explicit
     /// choice, the binary warns at start-up).
     Open,
-    /// Mutual TLS between registrars (RFC 5353 §11, RFC 3436): not implemented yet; the
-    /// binary refuses it.
+    /// Mutual TLS between registrars over TCP (RFC 5353 §11): only ENRP messages that
+    /// arrived on an association whose peer certificate chains to the cluster CA (and, with
+    /// [`SecurityConfig::tls_server_id_binding`], names the claimed server ID) are taken.
     Tls,
 }
 
@@ -151,6 +167,31 @@ pub struct SecurityConfig {
     /// are answered with Lack of Resources, so that one client asking for "all" of a huge
     /// pool cannot keep the registrar busy for everyone else.
     pub bulk_hres_rate: Option<super::Rate>,
+    /// With [`EnrpSecurity::Tls`]: a peer's certificate must carry the DNS name
+    /// [`server_id_name`] of every server ID it sends as (`--tls-server-id-binding`,
+    /// default on), so one cluster member cannot speak for another.
+    pub tls_server_id_binding: bool,
+    /// Pools whose registrations need a credential (`[[pool_auth]]`).
+    pub pool_auth: Vec<PoolAuth>,
+}
+
+/// The DNS name (subject alternative name) a registrar's certificate carries for server
+/// ID `id` when [`SecurityConfig::tls_server_id_binding`] is on: `enrp-<8 hex digits>.rserpool`,
+/// e.g. `enrp-0000002a.rserpool` for server ID 42.
+pub fn server_id_name(id: ServerId) -> String {
+    format!("enrp-{id:08x}.rserpool")
+}
+
+/// Credential required to register into one pool (`[[pool_auth]]`; issue 13 item 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolAuth {
+    /// The protected pool.
+    pub handle: PoolHandle,
+    /// Accepted TLS client certificates: ones carrying one of these DNS names or IP
+    /// addresses as subject alternative name (verified against the CA by the handshake).
+    pub tls_names: Vec<String>,
+    /// Accepted peer addresses (plaintext PEs such as rsplib's).
+    pub addresses: Vec<IpNet>,
 }
 
 impl Default for SecurityConfig {
@@ -174,6 +215,8 @@ impl Default for SecurityConfig {
                 per_second: 2.0,
                 burst: 4.0,
             }),
+            tls_server_id_binding: true,
+            pool_auth: Vec::new(),
         }
     }
 }
@@ -208,17 +251,23 @@ pub enum Refusal {
     TakeoverScope,
     /// An association beyond `--max-associations-per-host`.
     HostAssociations,
+    /// An ENRP message whose claimed server ID is not named by the peer's TLS certificate.
+    TlsIdentity,
+    /// A REGISTRATION into a `[[pool_auth]]` pool without a matching credential.
+    Registration,
 }
 
 impl Refusal {
     /// All kinds (metrics label pre-registration).
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::PeerMessage,
         Refusal::HandleTable,
         Refusal::UnreachableReport,
         Refusal::PeerPeCap,
         Refusal::TakeoverScope,
         Refusal::HostAssociations,
+        Refusal::TlsIdentity,
+        Refusal::Registration,
     ];
 
     /// Short kebab-case name (metric label).
@@ -230,6 +279,8 @@ impl Refusal {
             Refusal::PeerPeCap => "peer-pe-cap",
             Refusal::TakeoverScope => "takeover-scope",
             Refusal::HostAssociations => "host-associations",
+            Refusal::TlsIdentity => "tls-identity",
+            Refusal::Registration => "registration",
         }
     }
 }
@@ -271,6 +322,8 @@ pub(super) struct SecurityState {
     per_host: HashMap<IpAddr, usize>,
     /// Bulk resolution token buckets per PU address (created at first use).
     bulk: Option<super::RateLimiter>,
+    /// Verified TLS certificates of associations ([`Input::PeerCertificate`](super::Input)).
+    certs: HashMap<AssocId, PeerCertificate>,
 }
 
 impl Registrar {
@@ -280,7 +333,8 @@ impl Registrar {
         let s = &self.config.security;
         match s.enrp_security {
             EnrpSecurity::Open => true,
-            // No TLS session ever authenticates a peer here (refused by the binary).
+            // Only an association's certificate authenticates (admit_enrp), never an
+            // address.
             EnrpSecurity::Tls => false,
             EnrpSecurity::AllowList => {
                 let ip = canonical(from.ip());
@@ -318,6 +372,25 @@ impl Registrar {
         m: &EnrpMessage,
         out: &mut Vec<Action>,
     ) -> bool {
+        if self.config.security.enrp_security == EnrpSecurity::Tls {
+            if let Some(cert) = assoc.and_then(|a| self.security.certs.get(&a)) {
+                if !self.config.security.tls_server_id_binding
+                    || cert.valid_for(&server_id_name(m.sender()))
+                {
+                    return true;
+                }
+                self.refused(
+                    now,
+                    Refusal::TlsIdentity,
+                    assoc,
+                    Some(from),
+                    m.sender(),
+                    Message::Enrp(m.clone()).tshark_name(),
+                    out,
+                );
+                return false;
+            }
+        }
         // Any path of a multi-homed SCTP association may be the allowed address.
         let paths: Vec<SocketAddr> = match assoc.and_then(|a| self.assocs.get(&a)) {
             Some(a) => a.peer_addrs.clone(),
@@ -430,8 +503,66 @@ impl Registrar {
             .allow(ip, now)
     }
 
+    /// The driver verified the TLS certificate of `assoc` ([`Input::PeerCertificate`](super::Input)).
+    pub(super) fn note_certificate(&mut self, assoc: AssocId, cert: PeerCertificate) {
+        if self.assocs.contains_key(&assoc) {
+            self.security.certs.insert(assoc, cert);
+        }
+    }
+
+    /// Whether `assoc` may register into `handle` ([`PoolAuth`]): `Err` with the reason
+    /// (after reporting [`Refusal::Registration`]) if the pool is protected and the
+    /// association has no matching credential.
+    pub(super) fn registration_authorized(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        handle: &PoolHandle,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        let Some(auth) = self
+            .config
+            .security
+            .pool_auth
+            .iter()
+            .find(|p| &p.handle == handle)
+        else {
+            return Ok(());
+        };
+        let paths = self
+            .assocs
+            .get(&assoc)
+            .map(|a| a.peer_addrs.clone())
+            .unwrap_or_default();
+        let by_addr = paths
+            .iter()
+            .any(|p| auth.addresses.iter().any(|n| n.contains(&canonical(p.ip()))));
+        let cert = self.security.certs.get(&assoc);
+        let by_cert =
+            cert.is_some_and(|c| auth.tls_names.iter().any(|name| c.valid_for(name)));
+        if by_addr || by_cert {
+            return Ok(());
+        }
+        let why = if cert.is_some() {
+            "TLS client certificate names none of the pool's allowed names"
+        } else {
+            "no TLS client certificate and address not allowed for the pool"
+        };
+        self.refused(
+            now,
+            Refusal::Registration,
+            Some(assoc),
+            paths.first().copied(),
+            0,
+            "ASAP_REGISTRATION",
+            out,
+        );
+        Err(format!("pool {handle} requires a credential: {why}"))
+    }
+
     /// The association is gone: forget what it resolved, its idle timer and host count.
     pub(super) fn forget_association(&mut self, assoc: AssocId) {
+        self.security.certs.remove(&assoc);
         self.security.resolved.remove(&assoc);
         self.mark_used(assoc);
         if let Some(ip) = self.security.hosts.remove(&assoc) {
