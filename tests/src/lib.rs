@@ -9,8 +9,11 @@
 //! - [`api`]: an echo pool element and a pool user built from the public `asap` API, for
 //!   the API tests and the API benchmark.
 //!
+//! - [`tls`]: a throw-away cluster CA (rcgen) and the TLS contexts built from it.
+//!
 //! Deadlines here only stop a hung test; no test asserts on how long something took.
 
 pub mod api;
 pub mod registrar;
 pub mod sd_notify;
+pub mod tls;
