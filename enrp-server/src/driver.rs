@@ -506,8 +506,9 @@ impl Server {
             by_addr: HashMap::new(),
             connecting: HashMap::new(),
             transport: match &config.enrp_tls {
-                Some(ctx) => Transport::new(TransportConfig::enrp(config.transport))
-                    .with_tls(ctx.clone()),
+                Some(ctx) => {
+                    Transport::new(TransportConfig::enrp(config.transport)).with_tls(ctx.clone())
+                }
                 None => Transport::new(TransportConfig::enrp(config.transport)),
             },
             local: config

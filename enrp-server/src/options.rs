@@ -16,8 +16,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::core::{
-    AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, PoolAuth, Rate,
-    UnreachableCounting,
+    AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, PoolAuth, Rate, UnreachableCounting,
 };
 use crate::driver::DriverConfig;
 use asap::selection::MaxIncrement;
@@ -856,7 +855,10 @@ impl Options {
         }
         let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key)
         else {
-            return Err(invalid(what, "TLS needs --tls-ca, --tls-cert and --tls-key"));
+            return Err(invalid(
+                what,
+                "TLS needs --tls-ca, --tls-cert and --tls-key",
+            ));
         };
         let timeout = Duration::from_millis(self.tls_handshake_timeout.unwrap_or(10_000).max(1));
         let load = |auth: ClientAuth| {
@@ -865,8 +867,12 @@ impl Options {
                 .map_err(|e| invalid(what, e.to_string()))
         };
         Ok((
-            enrp_tls_on.then(|| load(ClientAuth::Required)).transpose()?,
-            asap_tls_on.then(|| load(ClientAuth::Optional)).transpose()?,
+            enrp_tls_on
+                .then(|| load(ClientAuth::Required))
+                .transpose()?,
+            asap_tls_on
+                .then(|| load(ClientAuth::Optional))
+                .transpose()?,
         ))
     }
 }
@@ -1119,9 +1125,9 @@ mod tests {
         assert_eq!(c.security.peer_allow.len(), 1, "the command line wins");
         let e = Options::parse_from(["enrp-server", "--enrp-security", "tls"])
             .resolve(5)
-            .expect_err("tls not implemented");
+            .expect_err("tls without certificate files");
         assert!(e.to_string().contains("--enrp-security"), "{e}");
-        assert!(e.to_string().contains("not implemented"), "{e}");
+        assert!(e.to_string().contains("--tls-ca"), "{e}");
         for (opt, bad) in [
             ("--enrp-security", "none"),
             ("--peer-allow", "x"),
@@ -1253,5 +1259,128 @@ mod example_file {
                 "example sets {key}"
             );
         }
+    }
+}
+
+/// `--enrp-security tls`, `--asap-tls` and `[[pool_auth]]` (issue 13; SECURITY.md).
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    /// Writes a cluster CA, a registrar certificate and key to a fresh directory.
+    fn pki(tag: &str) -> (PathBuf, [String; 3]) {
+        let dir = std::env::temp_dir().join(format!("enrp-tls-opts-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca = rserpool_tests::tls::Ca::new("cluster CA");
+        let id = ca.issue(&[&crate::core::server_id_name(0x10)]);
+        let files = ["ca.pem", "cert.pem", "key.pem"].map(|f| dir.join(f));
+        for (f, text) in files.iter().zip([ca.pem(), id.cert_pem, id.key_pem]) {
+            std::fs::write(f, text).expect("write PEM");
+        }
+        let names = files.map(|f| f.display().to_string());
+        (dir, names)
+    }
+
+    #[test]
+    fn tls_options() {
+        let (dir, [ca, cert, key]) = pki("tls");
+        let tls = |extra: &[&str]| {
+            let mut a = vec![
+                "enrp-server",
+                "--enrp-security",
+                "tls",
+                "--tls-ca",
+                &ca,
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+            ];
+            a.extend_from_slice(extra);
+            Options::parse_from(a).resolve(5)
+        };
+        let (c, d) = tls(&["--transport", "tcp"]).expect("valid TLS settings");
+        assert_eq!(c.security.enrp_security, EnrpSecurity::Tls);
+        assert!(c.security.tls_server_id_binding, "binding on by default");
+        let ctx = d.enrp_tls.expect("ENRP TLS context");
+        assert_eq!(ctx.client_auth(), ClientAuth::Required);
+        assert_eq!(ctx.handshake_timeout, Duration::from_secs(10));
+        assert!(d.asap_tls.is_none(), "ASAP TLS off by default");
+        let (c, d) = tls(&[
+            "--transport",
+            "tcp",
+            "--tls-server-id-binding",
+            "off",
+            "--tls-handshake-timeout",
+            "2500",
+            "--asap-tls",
+            "on",
+        ])
+        .expect("valid");
+        assert!(!c.security.tls_server_id_binding);
+        assert_eq!(
+            d.enrp_tls.expect("ctx").handshake_timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            d.asap_tls.expect("ASAP ctx").client_auth(),
+            ClientAuth::Optional
+        );
+        // Kernel SCTP: refused with a clear error (TLS over SCTP is not implemented).
+        let e = tls(&["--transport", "sctp"]).expect_err("TLS over SCTP");
+        assert!(e.to_string().contains("--transport tcp"), "{e}");
+        assert!(e.to_string().contains("SCTP"), "{e}");
+        // A key that does not parse.
+        let e = Options::parse_from([
+            "enrp-server",
+            "--transport",
+            "tcp",
+            "--enrp-security",
+            "tls",
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &ca,
+        ])
+        .resolve(5)
+        .expect_err("CA file as key");
+        assert!(e.to_string().contains("key"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn pool_auth_from_toml() {
+        let (dir, [ca, cert, key]) = pki("pool-auth");
+        let file: Options = toml::from_str(&format!(
+            "transport = \"tcp\"\nasap-tls = \"on\"\ntls-ca = {ca:?}\ntls-cert = {cert:?}\n\
+             tls-key = {key:?}\n\
+             [[pool_auth]]\nhandle = \"SecurePool\"\ntls-names = [\"pe1.example\"]\n\
+             addresses = [\"10.1.0.0/16\"]\n\
+             [[pool_auth]]\nhandle = \"Legacy\"\naddresses = [\"192.0.2.7\"]\n"
+        ))
+        .expect("valid toml");
+        let (c, d) = Options::parse_from(["enrp-server"])
+            .merged_with(file.clone())
+            .resolve(5)
+            .expect("valid");
+        assert!(d.asap_tls.is_some());
+        assert_eq!(c.security.pool_auth.len(), 2);
+        let p = &c.security.pool_auth[0];
+        assert_eq!(p.handle, asap::wire::PoolHandle::from("SecurePool"));
+        assert_eq!(p.tls_names, vec!["pe1.example".to_string()]);
+        assert_eq!(p.addresses[0].prefix, 16);
+        assert_eq!(c.security.pool_auth[1].addresses[0].prefix, 32);
+        // tls-names without asap-tls, and an entry without any credential, are refused.
+        let no_tls = Options {
+            asap_tls: Some("off".into()),
+            ..file.clone()
+        };
+        let e = no_tls.resolve(5).expect_err("tls-names need asap-tls");
+        assert!(e.to_string().contains("asap-tls"), "{e}");
+        let empty: Options = toml::from_str("[[pool_auth]]\nhandle = \"P\"\n").expect("valid toml");
+        assert!(empty.resolve(5).is_err());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -5,8 +5,8 @@
 //! responses; waits are polls with a generous bound, never timing assertions.
 
 use rserpool_tests::registrar::{
-    ask, connect, peer_core, register, register_pes, resolve_all, spawn_or_skip,
-    tcp_driver, Running, POOL,
+    ask, connect, peer_core, register, register_pes, resolve_all, spawn_or_skip, tcp_driver,
+    Running, POOL,
 };
 use rserpool_tests::tls::{Ca, Identity};
 
@@ -178,20 +178,17 @@ async fn tls_peers_replicate_and_outsiders_cannot_inject() {
     }
 
     // 3. TLS without a client certificate (trusting the right CA).
-    if let Some(mut r) = rogue_connect(a.enrp, 77, Some(ca.context(None, ClientAuth::Required))).await
+    if let Some(mut r) =
+        rogue_connect(a.enrp, 77, Some(ca.context(None, ClientAuth::Required))).await
     {
         inject(&mut r, ROGUE + 2, IDS[0], 0x668).await;
     }
 
     // 4. A cluster certificate for server ID X claiming server ID Y.
     let x = ca.issue(&[&server_id_name(ROGUE + 3)]);
-    let mut claim = rogue_connect(
-        a.enrp,
-        78,
-        Some(ca.context(Some(&x), ClientAuth::Required)),
-    )
-    .await
-    .expect("a cluster certificate completes the handshake");
+    let mut claim = rogue_connect(a.enrp, 78, Some(ca.context(Some(&x), ClientAuth::Required)))
+        .await
+        .expect("a cluster certificate completes the handshake");
     inject(&mut claim, ROGUE + 4, IDS[0], 0x669).await;
 
     // Control: the same certificate with its own server ID is a peer and injects.
@@ -344,11 +341,17 @@ async fn pool_auth_admits_only_credentials() {
     // Certificate from the cluster CA with another name.
     let pe2 = ca.issue(&["pe2.example"]);
     let mut wrong = asap_from(r.asap, 76, Some((&ca, Some(&pe2)))).await;
-    refused(&register(&mut wrong, SECURE, pe(0x302, 76)).await, "wrong name");
+    refused(
+        &register(&mut wrong, SECURE, pe(0x302, 76)).await,
+        "wrong name",
+    );
 
     // TLS without a client certificate, from an address not allowed.
     let mut anon = asap_from(r.asap, 76, Some((&ca, None))).await;
-    refused(&register(&mut anon, SECURE, pe(0x303, 76)).await, "no certificate");
+    refused(
+        &register(&mut anon, SECURE, pe(0x303, 76)).await,
+        "no certificate",
+    );
 
     // Plaintext from 127.0.0.78 (not allowed) and from 127.0.0.77 (allowed).
     let mut plain_bad = asap_from(r.asap, 78, None).await;

@@ -260,7 +260,11 @@ impl TcpListeners {
 
     pub(crate) async fn accept(&self) -> Result<TcpAssoc, TransportError> {
         let stream = self.accept_stream().await?;
-        TcpAssoc::new(Stream::Plain(stream), self.config.clone(), self.budget.clone())
+        TcpAssoc::new(
+            Stream::Plain(stream),
+            self.config.clone(),
+            self.budget.clone(),
+        )
     }
 
     /// The next accepted and configured TCP stream (no framing yet; [`super::tls`] runs the
@@ -604,9 +608,7 @@ impl TcpReader {
             warn!(peer = %self.peer, %reason, "closing TCP association");
         }
         if matches!(reason, LostReason::Framing(_)) {
-            if let Err(e) =
-                self.rd.sock().shutdown(std::net::Shutdown::Both)
-            {
+            if let Err(e) = self.rd.sock().shutdown(std::net::Shutdown::Both) {
                 debug!(peer = %self.peer, error = %e, "shutdown after framing error failed");
             }
         }

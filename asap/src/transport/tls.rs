@@ -396,18 +396,22 @@ pub(crate) async fn connect(
     let sock = dup(&stream)?;
     let connector = tokio_rustls::TlsConnector::from(ctx.client.clone());
     let name = ServerName::IpAddress(peer.ip().into());
-    let tls = match tokio::time::timeout(ctx.handshake_timeout, connector.connect(name, stream))
-        .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(TransportError::Tls { peer, detail: e.to_string() }),
-        Err(_) => {
-            return Err(TransportError::Tls {
-                peer,
-                detail: format!("handshake timed out after {:?}", ctx.handshake_timeout),
-            })
-        }
-    };
+    let tls =
+        match tokio::time::timeout(ctx.handshake_timeout, connector.connect(name, stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return Err(TransportError::Tls {
+                    peer,
+                    detail: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(TransportError::Tls {
+                    peer,
+                    detail: format!("handshake timed out after {:?}", ctx.handshake_timeout),
+                })
+            }
+        };
     let cert = tls
         .get_ref()
         .1
@@ -483,7 +487,10 @@ impl TlsListener {
                         )
                         .await
                         .unwrap_or_else(|_| {
-                            Err(format!("handshake timed out after {:?}", ctx.handshake_timeout))
+                            Err(format!(
+                                "handshake timed out after {:?}",
+                                ctx.handshake_timeout
+                            ))
                         });
                         let stream = match res {
                             Ok(s) => s,
@@ -513,7 +520,12 @@ impl TlsListener {
     }
 
     pub(crate) async fn accept(&self) -> Result<TcpAssoc, TransportError> {
-        self.rx.lock().await.recv().await.ok_or(TransportError::Closed)
+        self.rx
+            .lock()
+            .await
+            .recv()
+            .await
+            .ok_or(TransportError::Closed)
     }
 
     pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {

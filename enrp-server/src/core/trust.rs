@@ -534,12 +534,13 @@ impl Registrar {
             .get(&assoc)
             .map(|a| a.peer_addrs.clone())
             .unwrap_or_default();
-        let by_addr = paths
-            .iter()
-            .any(|p| auth.addresses.iter().any(|n| n.contains(&canonical(p.ip()))));
+        let by_addr = paths.iter().any(|p| {
+            auth.addresses
+                .iter()
+                .any(|n| n.contains(&canonical(p.ip())))
+        });
         let cert = self.security.certs.get(&assoc);
-        let by_cert =
-            cert.is_some_and(|c| auth.tls_names.iter().any(|name| c.valid_for(name)));
+        let by_cert = cert.is_some_and(|c| auth.tls_names.iter().any(|name| c.valid_for(name)));
         if by_addr || by_cert {
             return Ok(());
         }
