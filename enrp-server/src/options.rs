@@ -678,7 +678,7 @@ impl Options {
             "off" => Vec::new(),
             s => parse_listen(s, defaults::ENRP_PORT).map_err(|m| invalid("enrp", m))?,
         };
-        let enrp_announce = parse_targets(
+        let mut enrp_announce = parse_targets(
             "enrp-announce",
             self.enrp_announce.as_deref().unwrap_or("auto"),
             defaults::ENRP_PRESENCE_ADDR,
@@ -725,6 +725,23 @@ impl Options {
                 EnrpSecurity::from_str(s).map_err(|m| invalid("enrp-security", m))?;
         }
         let (enrp_tls, asap_tls) = self.resolve_tls(&mut c)?;
+        if c.security.enrp_security == EnrpSecurity::Tls {
+            // UDP PRESENCE cannot be authenticated: TLS peers are the --peer ones (and
+            // those that connect with a cluster certificate).
+            match self.enrp_announce.as_deref().map(str::trim) {
+                None | Some("off") | Some("") => {
+                    enrp_announce.clear();
+                    c.peering.multicast = None;
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        "enrp-announce",
+                        "with --enrp-security tls peers are configured with --peer: UDP \
+                         PRESENCE cannot be authenticated (use off)",
+                    ))
+                }
+            }
+        }
         c.security.peer_allow = self
             .peer_allow
             .iter()
@@ -1306,6 +1323,11 @@ mod tls_tests {
         assert_eq!(ctx.client_auth(), ClientAuth::Required);
         assert_eq!(ctx.handshake_timeout, Duration::from_secs(10));
         assert!(d.asap_tls.is_none(), "ASAP TLS off by default");
+        assert!(d.enrp_announce.is_empty(), "no UDP PRESENCE under TLS");
+        assert_eq!(c.peering.multicast, None);
+        let e = tls(&["--transport", "tcp", "--enrp-announce", "auto"])
+            .expect_err("multicast PRESENCE under TLS");
+        assert!(e.to_string().contains("--enrp-announce"), "{e}");
         let (c, d) = tls(&[
             "--transport",
             "tcp",
