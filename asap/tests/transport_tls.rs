@@ -265,9 +265,7 @@ async fn tls_over_sctp_is_refused() {
 
 #[test]
 fn bad_pem_is_a_clear_error() {
-    let e = TlsContext::from_pem(b"not pem", None, ClientAuth::Required)
-        .err()
-        .expect("no CA");
+    let e = TlsContext::from_pem(b"not pem", None, ClientAuth::Required).expect_err("no CA");
     assert!(e.to_string().contains("CA"), "{e}");
     let ca = Ca::new();
     let (cert, _) = ca.issue(&["a.example"]);
@@ -276,7 +274,6 @@ fn bad_pem_is_a_clear_error() {
         Some((cert.as_bytes(), cert.as_bytes())),
         ClientAuth::Required,
     )
-    .err()
-    .expect("no key");
+    .expect_err("no key");
     assert!(e.to_string().contains("key"), "{e}");
 }
