@@ -277,3 +277,37 @@ fn bad_pem_is_a_clear_error() {
     .expect_err("no key");
     assert!(e.to_string().contains("key"), "{e}");
 }
+
+/// A flood of silent connections holds at most `MAX_CONCURRENT_HANDSHAKES` handshake tasks:
+/// the next connection is closed at once and counted, long before any handshake timeout.
+#[tokio::test]
+async fn concurrent_handshakes_are_bounded() {
+    use asap::transport::tls::MAX_CONCURRENT_HANDSHAKES;
+    let ca = Ca::new();
+    let server_id = ca.issue(&["registrar.example"]);
+    let ctx = ca
+        .ctx(Some(&server_id), ClientAuth::Required)
+        .with_handshake_timeout(Duration::from_secs(60));
+    let (l, at) = listen(ctx).await;
+    let mut silent = Vec::new();
+    for _ in 0..MAX_CONCURRENT_HANDSHAKES {
+        silent.push(tokio::net::TcpStream::connect(at).await.expect("connect"));
+    }
+    // Let the listener take them all before the one too many.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        l.tls_refused(),
+        0,
+        "all within the bound wait for their handshake"
+    );
+    let mut extra = tokio::net::TcpStream::connect(at).await.expect("connect");
+    wait_refused(&l, 1).await;
+    // The extra connection was closed by the listener: EOF.
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), extra.peek(&mut b))
+        .await
+        .expect("closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "extra connection closed");
+    assert_eq!(l.tls_refused(), 1);
+}

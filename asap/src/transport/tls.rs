@@ -62,6 +62,11 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// Completed handshakes waiting for `accept`.
 const ACCEPT_QUEUE: usize = 64;
 
+/// Most handshakes one listener runs at a time; a connection beyond it is closed at once
+/// (and counted as refused), so a flood of connections cannot hold unbounded tasks and
+/// buffers for the handshake timeout each.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 256;
+
 /// Error while loading TLS material.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -464,6 +469,7 @@ impl TlsListener {
             .unwrap_or_else(|| Arc::new(AtomicU64::new(0)));
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
         let task = tokio::spawn({
             let refused = refused.clone();
             async move {
@@ -476,10 +482,20 @@ impl TlsListener {
                             continue;
                         }
                     };
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            peer = ?stream.peer_addr().ok(),
+                            max = MAX_CONCURRENT_HANDSHAKES,
+                            "TLS: too many handshakes in progress, connection closed"
+                        );
+                        continue;
+                    };
                     let (tx, acceptor, ctx) = (tx.clone(), acceptor.clone(), ctx.clone());
                     let (config, budget, refused) =
                         (tcp.config().clone(), tcp.budget().clone(), refused.clone());
                     tokio::spawn(async move {
+                        let _slot = slot;
                         let peer = stream.peer_addr().ok();
                         let res = tokio::time::timeout(
                             ctx.handshake_timeout,
