@@ -300,7 +300,7 @@ async fn concurrent_handshakes_are_bounded() {
         0,
         "all within the bound wait for their handshake"
     );
-    let mut extra = tokio::net::TcpStream::connect(at).await.expect("connect");
+    let extra = tokio::net::TcpStream::connect(at).await.expect("connect");
     wait_refused(&l, 1).await;
     // The extra connection was closed by the listener: EOF.
     let mut b = [0u8; 1];

@@ -21,6 +21,8 @@ pub struct Identity {
     pub cert_pem: String,
     /// The private key (PKCS#8 PEM).
     pub key_pem: String,
+    /// The certificate (DER).
+    pub cert_der: Vec<u8>,
 }
 
 impl Ca {
@@ -62,6 +64,7 @@ impl Ca {
         Identity {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
         }
     }
 

@@ -1122,13 +1122,230 @@ mod tests {
         });
         attack(&mut r, now, "10.9.9.9:9901", 0xBAD);
         assert!(r.handlespace().is_empty());
-        // tls never admits anyone here (the binary refuses the mode).
+        // tls: an address (even a static peer's) admits nobody; only a certificate does.
         let (mut r, now) = peering(|c| {
             c.peers = vec!["10.9.9.9:9901".parse().expect("lit")];
             c.security.enrp_security = EnrpSecurity::Tls;
         });
         attack(&mut r, now, "10.9.9.9:9901", 0xBAD);
         assert!(r.handlespace().is_empty());
+    }
+
+    /// The ENRP part of the [`attack`] on association `assoc` (PRESENCE, HANDLE_UPDATE
+    /// ADD_PE of PE `pe` homed at `sender`).
+    fn attack_on(
+        r: &mut Registrar,
+        now: Instant,
+        assoc: AssocId,
+        sender: ServerId,
+        pe: u32,
+    ) -> Vec<Action> {
+        let mut out = r.handle_message(
+            now,
+            assoc,
+            &Presence {
+                reply_required: false,
+                sender,
+                receiver: 0,
+                checksum: 0xFFFF,
+                server_information: None,
+            }
+            .into(),
+        );
+        let el = PoolElementInfo {
+            id: pe,
+            home_server_id: sender,
+            registration_life: 60_000,
+            user_transport: TransportParameter::Tcp {
+                port: 1,
+                transport_use: TransportUse::DataOnly,
+                address: "10.6.6.6".parse().expect("lit"),
+            },
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        };
+        out.extend(
+            r.handle_message(
+                now,
+                assoc,
+                &HandleUpdate {
+                    takeover_suggested: false,
+                    sender,
+                    receiver: ME,
+                    action: UpdateAction::AddPe,
+                    reserved: 0,
+                    pool_handle: "P".into(),
+                    pool_element: el,
+                }
+                .into(),
+            ),
+        );
+        out
+    }
+
+    fn connected(r: &mut Registrar, now: Instant, assoc: AssocId, protocol: Protocol, from: &str) {
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol,
+                peer_addrs: vec![from.parse().expect("lit")],
+                transport: TransportKind::Tcp,
+            },
+        );
+    }
+
+    /// `--enrp-security tls` in the core: only an association with a certificate
+    /// ([`Input::PeerCertificate`]) that names the claimed server ID may change state; a
+    /// certificate naming another ID is a `tls-identity` refusal; without the binding any
+    /// cluster certificate is enough; a certificate for an unknown association is ignored.
+    #[test]
+    fn tls_peers_need_a_certificate_naming_their_server_id() {
+        let ca = rserpool_tests::tls::Ca::new("cluster CA");
+        let cert =
+            |id: ServerId| PeerCertificate::from_der(ca.issue(&[&server_id_name(id)]).cert_der);
+        assert_eq!(server_id_name(0x2a), "enrp-0000002a.rserpool");
+        let (mut r, now) = peering(|c| c.security.enrp_security = EnrpSecurity::Tls);
+        // No certificate: refused as a peer message.
+        connected(&mut r, now, 1, Protocol::Enrp, "10.9.9.1:40000");
+        let out = attack_on(&mut r, now, 1, 0x77, 0x601);
+        assert!(refusals(&out).iter().any(|x| x.0 == Refusal::PeerMessage));
+        assert!(r.handlespace().is_empty());
+        // A certificate for 0x77 claiming 0x78: tls-identity.
+        connected(&mut r, now, 2, Protocol::Enrp, "10.9.9.2:40000");
+        r.handle(
+            now,
+            Input::PeerCertificate {
+                assoc: 2,
+                certificate: cert(0x77),
+            },
+        );
+        let out = attack_on(&mut r, now, 2, 0x78, 0x602);
+        assert_eq!(
+            refusals(&out).iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![Refusal::TlsIdentity, Refusal::TlsIdentity]
+        );
+        assert!(r.handlespace().is_empty());
+        assert!(!r.peers().contains_key(&0x78));
+        // The same certificate as 0x77: a peer, its PE is taken.
+        let out = attack_on(&mut r, now, 2, 0x77, 0x603);
+        assert!(refusals(&out).is_empty(), "{:?}", refusals(&out));
+        assert!(r.peers().contains_key(&0x77));
+        assert!(r.handlespace().get(&"P".into(), 0x603).is_some());
+        // A certificate reported for an association that does not exist is not kept.
+        r.handle(
+            now,
+            Input::PeerCertificate {
+                assoc: 99,
+                certificate: cert(0x79),
+            },
+        );
+        connected(&mut r, now, 99, Protocol::Enrp, "10.9.9.9:40000");
+        attack_on(&mut r, now, 99, 0x79, 0x604);
+        assert!(r.handlespace().get(&"P".into(), 0x604).is_none());
+        // Without the binding, any certificate of the cluster speaks for any ID.
+        let (mut r, now) = peering(|c| {
+            c.security.enrp_security = EnrpSecurity::Tls;
+            c.security.tls_server_id_binding = false;
+        });
+        connected(&mut r, now, 3, Protocol::Enrp, "10.9.9.3:40000");
+        r.handle(
+            now,
+            Input::PeerCertificate {
+                assoc: 3,
+                certificate: cert(0x77),
+            },
+        );
+        attack_on(&mut r, now, 3, 0x78, 0x605);
+        assert!(r.handlespace().get(&"P".into(), 0x605).is_some());
+        // The certificate is forgotten with its association.
+        r.handle(now, Input::Disconnected { assoc: 3 });
+        assert!(r.security.certs.is_empty());
+    }
+
+    /// `[[pool_auth]]` in the core: a protected pool takes a REGISTRATION only from an
+    /// allowed address or a certificate naming an allowed name (cause 0xA otherwise, no
+    /// state change, `registration` refusal); other pools are open.
+    #[test]
+    fn pool_auth_needs_an_allowed_address_or_certificate_name() {
+        use asap::wire::asap_msg::Registration;
+        let ca = rserpool_tests::tls::Ca::new("cluster CA");
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.security.pool_auth = vec![PoolAuth {
+            handle: "Sec".into(),
+            tls_names: vec!["pe1.example".into()],
+            addresses: vec!["10.1.0.0/16".parse().expect("lit")],
+        }];
+        let mut r = Registrar::new(c, now);
+        let register = |r: &mut Registrar, assoc: AssocId, from: &str, pool: &str| {
+            connected(r, now, assoc, Protocol::Asap, from);
+            let ip: std::net::IpAddr = from.parse::<SocketAddr>().expect("lit").ip();
+            let out = r.handle_message(
+                now,
+                assoc,
+                &Registration {
+                    pool_handle: pool.into(),
+                    pool_element: PoolElementInfo {
+                        id: assoc as u32,
+                        home_server_id: 0,
+                        registration_life: 60_000,
+                        user_transport: TransportParameter::Tcp {
+                            port: 7000,
+                            transport_use: TransportUse::DataOnly,
+                            address: ip,
+                        },
+                        policy: Policy::RoundRobin,
+                        asap_transport: None,
+                    },
+                }
+                .into(),
+            );
+            let resp = out.iter().find_map(|a| match a {
+                Action::Send {
+                    message: Message::Asap(asap::wire::AsapMessage::RegistrationResponse(x)),
+                    ..
+                } => Some(x.clone()),
+                _ => None,
+            });
+            (resp.expect("a REGISTRATION_RESPONSE"), refusals(&out))
+        };
+        // Address allowed.
+        let (x, refused) = register(&mut r, 1, "10.1.2.3:5000", "Sec");
+        assert!(!x.reject && refused.is_empty());
+        // Address not allowed, no certificate.
+        let (x, refused) = register(&mut r, 2, "10.2.2.3:5000", "Sec");
+        assert!(x.reject);
+        assert_eq!(
+            x.error.as_ref().and_then(|e| e.first_code()),
+            Some(asap::wire::CauseCode::RejectedSecurity)
+        );
+        assert_eq!(
+            refused.iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![Refusal::Registration]
+        );
+        assert!(r.handlespace().get(&"Sec".into(), 2).is_none());
+        // Certificates: the allowed name, another name.
+        for (assoc, name, ok) in [(3, "pe1.example", true), (4, "pe2.example", false)] {
+            let from = format!("10.2.2.{assoc}:5000");
+            connected(&mut r, now, assoc, Protocol::Asap, &from);
+            r.handle(
+                now,
+                Input::PeerCertificate {
+                    assoc,
+                    certificate: PeerCertificate::from_der(ca.issue(&[name]).cert_der),
+                },
+            );
+            let (x, _) = register(&mut r, assoc, &from, "Sec");
+            assert_eq!(!x.reject, ok, "{name}");
+            assert_eq!(
+                r.handlespace().get(&"Sec".into(), assoc as u32).is_some(),
+                ok
+            );
+        }
+        // Another pool: open.
+        let (x, _) = register(&mut r, 5, "10.2.2.5:5000", "Open");
+        assert!(!x.reject);
     }
 
     fn dump(r: &mut Registrar, now: Instant, assoc: AssocId, from: &str) -> Option<bool> {
