@@ -435,7 +435,10 @@ impl Registrar {
             .get(&assoc)
             .map(|a| a.peer_addrs.clone())
             .unwrap_or_default();
-        if paths.iter().any(|p| self.hsdump_allowed(Some(*p))) {
+        // Under TLS, a holder of a cluster certificate may dump like a peer.
+        let certified = self.config.security.enrp_security == EnrpSecurity::Tls
+            && self.security.certs.contains_key(&assoc);
+        if certified || paths.iter().any(|p| self.hsdump_allowed(Some(*p))) {
             return true;
         }
         let from = paths.first().copied();
@@ -1258,8 +1261,43 @@ mod tests {
         );
         attack_on(&mut r, now, 3, 0x78, 0x605);
         assert!(r.handlespace().get(&"P".into(), 0x605).is_some());
+        // hsdump (sender 0) from a non-loopback address: with a cluster certificate
+        // answered, without one refused (R flag).
+        assert_eq!(
+            dump(&mut r, now, 4, "10.9.9.4:40000"),
+            Some(true),
+            "no certificate"
+        );
+        connected(&mut r, now, 5, Protocol::Enrp, "10.9.9.5:40000");
+        r.handle(
+            now,
+            Input::PeerCertificate {
+                assoc: 5,
+                certificate: cert(0x7a),
+            },
+        );
+        let out = r.handle_message(
+            now,
+            5,
+            &HandleTableRequest {
+                own_children_only: false,
+                sender: 0,
+                receiver: 0,
+            }
+            .into(),
+        );
+        let reject = out.iter().find_map(|a| match a {
+            Action::Send {
+                message: Message::Enrp(EnrpMessage::HandleTableResponse(t)),
+                ..
+            } => Some(t.reject),
+            _ => None,
+        });
+        assert_eq!(reject, Some(false), "certificate holder dumps");
         // The certificate is forgotten with its association.
-        r.handle(now, Input::Disconnected { assoc: 3 });
+        for assoc in [3, 5] {
+            r.handle(now, Input::Disconnected { assoc });
+        }
         assert!(r.security.certs.is_empty());
     }
 
