@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use asap::transport::tls::TlsContext;
 use asap::transport::udp::{UdpBind, UdpEndpoint};
 use asap::transport::{
     AssocWriter, Event as TransportEvent, Listener, Msg, Transport, TransportConfig,
@@ -57,6 +58,13 @@ pub struct DriverConfig {
     /// TCP: buffer memory for partial messages per listener (ASAP and ENRP each), bytes
     /// ([`TransportConfig::tcp_max_partial_bytes`], issue 13 item 6; `--max-partial-bytes`).
     pub max_partial_bytes: usize,
+    /// TLS for the ENRP listener and peer connections (`--enrp-security tls`; mutual, TCP
+    /// only). The verified peer certificate of each association is handed to the core
+    /// ([`Input::PeerCertificate`]).
+    pub enrp_tls: Option<TlsContext>,
+    /// TLS offered on the ASAP listener (client certificates optional, plaintext still
+    /// accepted; for `[[pool_auth]]` credentials).
+    pub asap_tls: Option<TlsContext>,
 }
 
 /// Why the server could not start.
@@ -336,6 +344,9 @@ pub struct Stats {
     pub pes: AtomicU64,
     /// Associations now.
     pub associations: AtomicU64,
+    /// Connections closed by a TLS listener (ENRP or ASAP) because the handshake failed or
+    /// timed out, or plaintext where TLS is required.
+    pub tls_refused: Arc<AtomicU64>,
 }
 
 /// A bound, not yet running registrar.
@@ -361,7 +372,12 @@ impl Server {
     pub async fn bind(mut core: CoreConfig, config: DriverConfig) -> Result<Server, DriverError> {
         let mut asap_cfg = TransportConfig::asap(config.transport);
         asap_cfg.tcp_max_partial_bytes = Some(config.max_partial_bytes);
-        let asap_t = Transport::new(asap_cfg);
+        let stats = Arc::new(Stats::default());
+        let with_tls = |t: Transport, tls: &Option<TlsContext>| match tls {
+            Some(ctx) => t.with_tls(ctx.clone().with_refusal_counter(stats.tls_refused.clone())),
+            None => t,
+        };
+        let asap_t = with_tls(Transport::new(asap_cfg), &config.asap_tls);
         let kind = asap_t.kind();
         let asap = asap_t
             .listen(&config.asap)
@@ -372,7 +388,7 @@ impl Server {
         } else {
             let mut enrp_cfg = TransportConfig::enrp(config.transport);
             enrp_cfg.tcp_max_partial_bytes = Some(config.max_partial_bytes);
-            let t = Transport::new(enrp_cfg);
+            let t = with_tls(Transport::new(enrp_cfg), &config.enrp_tls);
             Some(
                 t.listen(&config.enrp)
                     .await
@@ -449,7 +465,7 @@ impl Server {
             udp,
             peer_udp,
             config,
-            stats: Arc::new(Stats::default()),
+            stats,
         })
     }
 
@@ -489,7 +505,12 @@ impl Server {
         let mut peer_net = PeerNet {
             by_addr: HashMap::new(),
             connecting: HashMap::new(),
-            transport: Transport::new(TransportConfig::enrp(config.transport)),
+            transport: match &config.enrp_tls {
+                Some(ctx) => {
+                    Transport::new(TransportConfig::enrp(config.transport)).with_tls(ctx.clone())
+                }
+                None => Transport::new(TransportConfig::enrp(config.transport)),
+            },
             local: config
                 .enrp
                 .iter()
@@ -732,6 +753,7 @@ async fn start_link(
     then: Option<Input>,
 ) -> bool {
     {
+        let certificate = assoc.peer_certificate().cloned();
         let (mut reader, writer) = assoc.into_split();
         let (wtx, wrx) = mpsc::channel(write_queue);
         tokio::spawn(writer_task(writer, wrx));
@@ -790,6 +812,15 @@ async fn start_link(
         };
         if tx.send((input, Some(link))).await.is_err() {
             return false;
+        }
+        if let Some(certificate) = certificate {
+            let input = Input::PeerCertificate {
+                assoc: id,
+                certificate,
+            };
+            if tx.send((input, None)).await.is_err() {
+                return false;
+            }
         }
         if let Some(then) = then {
             if tx.send((then, None)).await.is_err() {

@@ -59,6 +59,20 @@ async fn main() -> anyhow::Result<()> {
              and can change the handlespace (SECURITY.md)"
         );
     }
+    if core.security.enrp_security == enrp_server::core::EnrpSecurity::Tls {
+        tracing::info!(
+            server_id_binding = core.security.tls_server_id_binding,
+            own_name = %enrp_server::core::server_id_name(core.server_id),
+            "--enrp-security tls: ENRP peers must present a certificate of the cluster CA"
+        );
+    }
+    if !core.security.pool_auth.is_empty() {
+        tracing::info!(
+            pools = core.security.pool_auth.len(),
+            asap_tls = driver.asap_tls.is_some(),
+            "registrations into [[pool_auth]] pools need a credential"
+        );
+    }
     let listen = format!("ASAP {:?}, ENRP {:?}", driver.asap, driver.enrp);
     let server = Server::bind(core, driver).await.with_context(|| {
         format!(

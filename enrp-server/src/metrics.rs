@@ -27,7 +27,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 struct StatsCollector(Arc<Stats>);
 
 /// Counters: (name without `_total`, help, value).
-fn counters(s: &Stats) -> [(&'static str, &'static str, &AtomicU64); 6] {
+fn counters(s: &Stats) -> [(&'static str, &'static str, &AtomicU64); 7] {
     [
         (
             "enrp_registrations",
@@ -58,6 +58,12 @@ fn counters(s: &Stats) -> [(&'static str, &'static str, &AtomicU64); 6] {
             "enrp_rate_limited",
             "Requests refused by per-peer rate limits.",
             &s.rate_limited,
+        ),
+        (
+            "enrp_tls_refused",
+            "Connections closed by a TLS listener: handshake failed or timed out, or \
+             plaintext where TLS is required (SECURITY.md).",
+            &s.tls_refused,
         ),
     ]
 }

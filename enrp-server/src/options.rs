@@ -9,12 +9,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use asap::handlespace::HandlespaceLimits;
+use asap::transport::tls::{self, ClientAuth, TlsContext};
 use asap::transport::{defaults, TransportKind};
+use asap::wire::PoolHandle;
 use clap::Parser;
 use serde::Deserialize;
 
 use crate::core::{
-    AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, Rate, UnreachableCounting,
+    AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, PoolAuth, Rate, UnreachableCounting,
 };
 use crate::driver::DriverConfig;
 use asap::selection::MaxIncrement;
@@ -118,10 +120,48 @@ pub struct Options {
 
     /// Peer admission (SECURITY.md): `allow-list` takes ENRP peer messages only from
     /// --peer addresses and --peer-allow entries; `open` from anyone who reaches the ENRP
-    /// port (rsplib behaviour, warned at start-up); `tls` (mutual TLS) is not implemented
-    /// yet and refused. [default: allow-list]
+    /// port (rsplib behaviour, warned at start-up); `tls` only from peers authenticated by
+    /// mutual TLS with --tls-ca/--tls-cert/--tls-key (TCP only: with kernel SCTP it is
+    /// refused, SECURITY.md). [default: allow-list]
     #[arg(long, value_name = "allow-list|open|tls")]
     pub enrp_security: Option<String>,
+
+    /// PEM file with the cluster CA certificate(s): every peer (and every TLS client on the
+    /// ASAP port) must present a certificate chaining to it (SECURITY.md "Making a cluster
+    /// CA").
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM file with this registrar's certificate chain (leaf first).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// With --enrp-security tls: a peer's certificate must carry the DNS name
+    /// `enrp-<8 hex digits of its server ID>.rserpool` (subject alternative name) for every
+    /// server ID it sends as, so that one certificate cannot claim another registrar's ID.
+    /// [default: on]
+    #[arg(long, value_name = "on|off")]
+    pub tls_server_id_binding: Option<String>,
+
+    /// Time a TLS handshake may take (each runs in its own task), ms. [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub tls_handshake_timeout: Option<u64>,
+
+    /// Offer TLS on the ASAP port (needs --tls-ca/--tls-cert/--tls-key): PEs may present a
+    /// client certificate for [[pool_auth]] pools; plaintext PEs are still accepted (the
+    /// first byte tells TLS from ASAP). TCP only. [default: off]
+    #[arg(long, value_name = "on|off")]
+    pub asap_tls: Option<String>,
+
+    /// Pools whose registrations need a credential (TOML only: `[[pool_auth]]` tables with
+    /// `handle`, `tls-names` and/or `addresses`; README "Security options").
+    #[arg(skip)]
+    #[serde(rename = "pool_auth", alias = "pool-auth")]
+    pub pool_auth: Vec<PoolAuthOption>,
 
     /// Allowed ENRP peer: server ID (decimal or 0x-hex; weak, claimable by anyone),
     /// ADDR or ADDR/PREFIX (repeatable). The --peer addresses are always allowed.
@@ -310,6 +350,28 @@ pub struct Options {
     pub csp_interval: Option<u64>,
 }
 
+/// One `[[pool_auth]]` table of the configuration file (issue 13 item 3; SECURITY.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PoolAuthOption {
+    /// The pool handle (UTF-8).
+    pub handle: String,
+    /// TLS client certificates carrying one of these DNS names or IP addresses (subject
+    /// alternative name) may register (needs `asap-tls = "on"`).
+    pub tls_names: Vec<String>,
+    /// Peer addresses (ADDR or ADDR/PREFIX) that may register without TLS (rsplib PEs).
+    pub addresses: Vec<String>,
+}
+
+fn on_off(option: &'static str, v: &Option<String>, default: bool) -> Result<bool, OptionsError> {
+    match v.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(o) => Err(invalid(option, format!("{o:?} is not on|off"))),
+    }
+}
+
 /// A settings error, naming the option.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
@@ -463,6 +525,11 @@ impl Options {
                 } else {
                     self.takeover_scope
                 },
+                pool_auth: if self.pool_auth.is_empty() {
+                    file.pool_auth
+                } else {
+                    self.pool_auth
+                },
             } };
         }
         pick!(
@@ -481,6 +548,12 @@ impl Options {
             takeover_expiry_interval,
             max_peers,
             enrp_security,
+            tls_ca,
+            tls_cert,
+            tls_key,
+            tls_server_id_binding,
+            tls_handshake_timeout,
+            asap_tls,
             max_pes_per_peer,
             max_peer_registration_life,
             orphan_timeout,
@@ -644,7 +717,7 @@ impl Options {
             "off" => Vec::new(),
             s => parse_listen(s, defaults::ENRP_PORT).map_err(|m| invalid("enrp", m))?,
         };
-        let enrp_announce = parse_targets(
+        let mut enrp_announce = parse_targets(
             "enrp-announce",
             self.enrp_announce.as_deref().unwrap_or("auto"),
             defaults::ENRP_PRESENCE_ADDR,
@@ -690,12 +763,23 @@ impl Options {
             c.security.enrp_security =
                 EnrpSecurity::from_str(s).map_err(|m| invalid("enrp-security", m))?;
         }
+        let (enrp_tls, asap_tls) = self.resolve_tls(&mut c)?;
         if c.security.enrp_security == EnrpSecurity::Tls {
-            return Err(invalid(
-                "enrp-security",
-                "tls (mutual TLS between registrars) is not implemented yet; use allow-list \
-                 with --peer/--peer-allow (SECURITY.md)",
-            ));
+            // UDP PRESENCE cannot be authenticated: TLS peers are the --peer ones (and
+            // those that connect with a cluster certificate).
+            match self.enrp_announce.as_deref().map(str::trim) {
+                None | Some("off") | Some("") => {
+                    enrp_announce.clear();
+                    c.peering.multicast = None;
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        "enrp-announce",
+                        "with --enrp-security tls peers are configured with --peer: UDP \
+                         PRESENCE cannot be authenticated (use off)",
+                    ))
+                }
+            }
         }
         c.security.peer_allow = self
             .peer_allow
@@ -762,8 +846,90 @@ impl Options {
                 Some(v) => v,
                 None => defaults::TCP_MAX_PARTIAL_BYTES,
             },
+            enrp_tls,
+            asap_tls,
         };
         Ok((c, driver))
+    }
+
+    /// TLS and `[[pool_auth]]` settings: the ENRP and ASAP TLS contexts for the driver
+    /// (loaded from the PEM files), the core's binding and pool credentials.
+    fn resolve_tls(
+        &self,
+        c: &mut CoreConfig,
+    ) -> Result<(Option<TlsContext>, Option<TlsContext>), OptionsError> {
+        let enrp_tls_on = c.security.enrp_security == EnrpSecurity::Tls;
+        let asap_tls_on = on_off("asap-tls", &self.asap_tls, false)?;
+        c.security.tls_server_id_binding =
+            on_off("tls-server-id-binding", &self.tls_server_id_binding, true)?;
+        for p in &self.pool_auth {
+            if p.handle.is_empty() {
+                return Err(invalid("pool_auth", "handle must not be empty"));
+            }
+            if p.tls_names.is_empty() && p.addresses.is_empty() {
+                return Err(invalid(
+                    "pool_auth",
+                    format!("pool {:?}: give tls-names and/or addresses", p.handle),
+                ));
+            }
+            if !p.tls_names.is_empty() && !asap_tls_on {
+                return Err(invalid(
+                    "pool_auth",
+                    format!("pool {:?}: tls-names need --asap-tls on", p.handle),
+                ));
+            }
+            if let Some(bad) = p.tls_names.iter().find(|n| !tls::is_valid_name(n)) {
+                return Err(invalid(
+                    "pool_auth",
+                    format!("{bad:?} is neither a DNS name nor an IP address"),
+                ));
+            }
+            c.security.pool_auth.push(PoolAuth {
+                handle: PoolHandle::from(p.handle.as_str()),
+                tls_names: p.tls_names.clone(),
+                addresses: p
+                    .addresses
+                    .iter()
+                    .map(|s| IpNet::from_str(s).map_err(|e| invalid("pool_auth", e.to_string())))
+                    .collect::<Result<_, _>>()?,
+            });
+        }
+        if !enrp_tls_on && !asap_tls_on {
+            return Ok((None, None));
+        }
+        let what = if enrp_tls_on {
+            "enrp-security"
+        } else {
+            "asap-tls"
+        };
+        if self.transport.unwrap_or_default().resolve() != TransportKind::Tcp {
+            return Err(invalid(
+                what,
+                "TLS needs --transport tcp: TLS over kernel SCTP (RFC 3436) is not \
+                 implemented (SECURITY.md \"TLS and SCTP\")",
+            ));
+        }
+        let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key)
+        else {
+            return Err(invalid(
+                what,
+                "TLS needs --tls-ca, --tls-cert and --tls-key",
+            ));
+        };
+        let timeout = Duration::from_millis(self.tls_handshake_timeout.unwrap_or(10_000).max(1));
+        let load = |auth: ClientAuth| {
+            TlsContext::from_files(ca, Some((cert.as_path(), key.as_path())), auth)
+                .map(|t| t.with_handshake_timeout(timeout))
+                .map_err(|e| invalid(what, e.to_string()))
+        };
+        Ok((
+            enrp_tls_on
+                .then(|| load(ClientAuth::Required))
+                .transpose()?,
+            asap_tls_on
+                .then(|| load(ClientAuth::Optional))
+                .transpose()?,
+        ))
     }
 }
 
@@ -1031,9 +1197,9 @@ mod tests {
         assert_eq!(c.security.peer_allow.len(), 1, "the command line wins");
         let e = Options::parse_from(["enrp-server", "--enrp-security", "tls"])
             .resolve(5)
-            .expect_err("tls not implemented");
+            .expect_err("tls without certificate files");
         assert!(e.to_string().contains("--enrp-security"), "{e}");
-        assert!(e.to_string().contains("not implemented"), "{e}");
+        assert!(e.to_string().contains("--tls-ca"), "{e}");
         for (opt, bad) in [
             ("--enrp-security", "none"),
             ("--peer-allow", "x"),
@@ -1165,5 +1331,133 @@ mod example_file {
                 "example sets {key}"
             );
         }
+    }
+}
+
+/// `--enrp-security tls`, `--asap-tls` and `[[pool_auth]]` (issue 13; SECURITY.md).
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    /// Writes a cluster CA, a registrar certificate and key to a fresh directory.
+    fn pki(tag: &str) -> (PathBuf, [String; 3]) {
+        let dir = std::env::temp_dir().join(format!("enrp-tls-opts-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca = rserpool_tests::tls::Ca::new("cluster CA");
+        let id = ca.issue(&[&crate::core::server_id_name(0x10)]);
+        let files = ["ca.pem", "cert.pem", "key.pem"].map(|f| dir.join(f));
+        for (f, text) in files.iter().zip([ca.pem(), id.cert_pem, id.key_pem]) {
+            std::fs::write(f, text).expect("write PEM");
+        }
+        let names = files.map(|f| f.display().to_string());
+        (dir, names)
+    }
+
+    #[test]
+    fn tls_options() {
+        let (dir, [ca, cert, key]) = pki("tls");
+        let tls = |extra: &[&str]| {
+            let mut a = vec![
+                "enrp-server",
+                "--enrp-security",
+                "tls",
+                "--tls-ca",
+                &ca,
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+            ];
+            a.extend_from_slice(extra);
+            Options::parse_from(a).resolve(5)
+        };
+        let (c, d) = tls(&["--transport", "tcp"]).expect("valid TLS settings");
+        assert_eq!(c.security.enrp_security, EnrpSecurity::Tls);
+        assert!(c.security.tls_server_id_binding, "binding on by default");
+        let ctx = d.enrp_tls.expect("ENRP TLS context");
+        assert_eq!(ctx.client_auth(), ClientAuth::Required);
+        assert_eq!(ctx.handshake_timeout, Duration::from_secs(10));
+        assert!(d.asap_tls.is_none(), "ASAP TLS off by default");
+        assert!(d.enrp_announce.is_empty(), "no UDP PRESENCE under TLS");
+        assert_eq!(c.peering.multicast, None);
+        let e = tls(&["--transport", "tcp", "--enrp-announce", "auto"])
+            .expect_err("multicast PRESENCE under TLS");
+        assert!(e.to_string().contains("--enrp-announce"), "{e}");
+        let (c, d) = tls(&[
+            "--transport",
+            "tcp",
+            "--tls-server-id-binding",
+            "off",
+            "--tls-handshake-timeout",
+            "2500",
+            "--asap-tls",
+            "on",
+        ])
+        .expect("valid");
+        assert!(!c.security.tls_server_id_binding);
+        assert_eq!(
+            d.enrp_tls.expect("ctx").handshake_timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            d.asap_tls.expect("ASAP ctx").client_auth(),
+            ClientAuth::Optional
+        );
+        // Kernel SCTP: refused with a clear error (TLS over SCTP is not implemented).
+        let e = tls(&["--transport", "sctp"]).expect_err("TLS over SCTP");
+        assert!(e.to_string().contains("--transport tcp"), "{e}");
+        assert!(e.to_string().contains("SCTP"), "{e}");
+        // A key that does not parse.
+        let e = Options::parse_from([
+            "enrp-server",
+            "--transport",
+            "tcp",
+            "--enrp-security",
+            "tls",
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &ca,
+        ])
+        .resolve(5)
+        .expect_err("CA file as key");
+        assert!(e.to_string().contains("key"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn pool_auth_from_toml() {
+        let (dir, [ca, cert, key]) = pki("pool-auth");
+        let file: Options = toml::from_str(&format!(
+            "transport = \"tcp\"\nasap-tls = \"on\"\ntls-ca = {ca:?}\ntls-cert = {cert:?}\n\
+             tls-key = {key:?}\n\
+             [[pool_auth]]\nhandle = \"SecurePool\"\ntls-names = [\"pe1.example\"]\n\
+             addresses = [\"10.1.0.0/16\"]\n\
+             [[pool_auth]]\nhandle = \"Legacy\"\naddresses = [\"192.0.2.7\"]\n"
+        ))
+        .expect("valid toml");
+        let (c, d) = Options::parse_from(["enrp-server"])
+            .merged_with(file.clone())
+            .resolve(5)
+            .expect("valid");
+        assert!(d.asap_tls.is_some());
+        assert_eq!(c.security.pool_auth.len(), 2);
+        let p = &c.security.pool_auth[0];
+        assert_eq!(p.handle, asap::wire::PoolHandle::from("SecurePool"));
+        assert_eq!(p.tls_names, vec!["pe1.example".to_string()]);
+        assert_eq!(p.addresses[0].prefix, 16);
+        assert_eq!(c.security.pool_auth[1].addresses[0].prefix, 32);
+        // tls-names without asap-tls, and an entry without any credential, are refused.
+        let no_tls = Options {
+            asap_tls: Some("off".into()),
+            ..file.clone()
+        };
+        let e = no_tls.resolve(5).expect_err("tls-names need asap-tls");
+        assert!(e.to_string().contains("asap-tls"), "{e}");
+        let empty: Options = toml::from_str("[[pool_auth]]\nhandle = \"P\"\n").expect("valid toml");
+        assert!(empty.resolve(5).is_err());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

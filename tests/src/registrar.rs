@@ -52,6 +52,8 @@ pub fn tcp_driver(asap: SocketAddr, enrp: SocketAddr, max_associations: usize) -
         enrp_announce: Vec::new(),
         max_associations,
         max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
+        enrp_tls: None,
+        asap_tls: None,
     }
 }
 

@@ -107,6 +107,13 @@ impl PoolElementBuilder {
         }
     }
 
+    /// Talks TLS to the registrars ([`PoolElementConfig::registrar_tls`]): with a context
+    /// that has a certificate, the PE presents it as client certificate (registrations into
+    /// pools that require one). TCP only.
+    pub fn registrar_tls(self, ctx: crate::transport::tls::TlsContext) -> Self {
+        self.configure(move |c| c.registrar_tls = Some(ctx))
+    }
+
     /// Adds a registrar (static configuration, RFC 5352 §3): anything
     /// [`ToSocketAddrs`] accepts — `"10.0.0.5:3863"`, `"registrar.example:3863"`,
     /// `("10.0.0.5", 3863)`, a `SocketAddr`. All addresses a name resolves to are taken as

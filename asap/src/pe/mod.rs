@@ -82,6 +82,11 @@ pub struct PoolElementConfig {
     /// How long [`PoolElement::wait_registered`] waits (default
     /// [`DEFAULT_REGISTER_WAIT`]); the PE keeps hunting and registering after that.
     pub register_wait: Duration,
+    /// TLS towards registrars (TCP only; `asap::transport::tls`): the registrar's
+    /// certificate must chain to the context's CA, and the context's certificate, if it has
+    /// one, is presented as client certificate, e.g. for a pool whose registrations need a
+    /// credential (enrp-server `[[pool_auth]]`). `None` (default): plaintext.
+    pub registrar_tls: Option<crate::transport::tls::TlsContext>,
 }
 
 /// Default bound of [`PoolElement::wait_registered`]: 10 s, enough for a registrar hunt
@@ -101,6 +106,7 @@ impl PoolElementConfig {
             registrar_local: Vec::new(),
             seed: None,
             register_wait: DEFAULT_REGISTER_WAIT,
+            registrar_tls: None,
         }
     }
 
@@ -221,6 +227,9 @@ impl PoolElement {
     pub async fn register(cfg: PoolElementConfig) -> Result<PoolElement, PeError> {
         let mut net = Net::new(cfg.registrar_transport);
         net.set_local(cfg.registrar_local.clone());
+        if let Some(tls) = &cfg.registrar_tls {
+            net.set_tls(tls.clone());
+        }
         let pe_cfg = cfg.pe.clone();
         if let Some(a) = cfg.announce {
             net.listen_announces(a).await?;

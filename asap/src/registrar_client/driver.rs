@@ -106,6 +106,11 @@ impl Net {
         }
     }
 
+    /// Registrar associations run TLS with `ctx` (TCP only; `crate::transport::tls`).
+    pub fn set_tls(&mut self, ctx: crate::transport::tls::TlsContext) {
+        self.transport = self.transport.clone().with_tls(ctx);
+    }
+
     /// Local addresses registrar associations are bound to (empty = kernel's choice).
     /// rsplib registrars accept only user transport addresses that are also addresses of
     /// the PE's ASAP association, so a PE binds it to the addresses it registers.

@@ -211,6 +211,18 @@ pub enum TransportError {
     /// The association is closed or lost; no more events.
     #[error("association closed")]
     Closed,
+    /// A TLS handshake failed or timed out ([`super::tls`]).
+    #[error("TLS with {peer}: {detail}")]
+    Tls {
+        /// The peer.
+        peer: std::net::SocketAddr,
+        /// What failed.
+        detail: String,
+    },
+    /// TLS was asked for on a kernel SCTP transport, which this implementation does not
+    /// offer (RFC 3436; `SECURITY.md` says why and what replaces it).
+    #[error("TLS over kernel SCTP (RFC 3436) is not supported: use transport tcp with TLS")]
+    TlsOverSctp,
 }
 
 impl TransportError {

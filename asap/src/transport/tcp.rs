@@ -35,7 +35,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tracing::{debug, warn};
@@ -43,14 +46,103 @@ use tracing::{debug, warn};
 use super::defaults::MAX_RSERPOOL_MESSAGE;
 use super::error::{FrameError, LostReason, TransportError};
 use super::framing::{frame_len, outgoing_padding, HEADER_LEN};
+use super::tls::PeerCertificate;
 use super::{Event, Msg, TransportConfig};
+
+/// The byte stream under the framing: a plain TCP stream or a TLS session on one
+/// ([`super::tls`]; the framing runs inside TLS).
+pub(crate) enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS on TCP, with a second descriptor of the socket (for shutdown and `SO_LINGER`) and
+    /// the peer's verified certificate, if it presented one.
+    Tls(
+        Box<tokio_rustls::TlsStream<TcpStream>>,
+        Arc<socket2::Socket>,
+        Option<PeerCertificate>,
+    ),
+}
+
+/// Read side of a [`Stream`].
+enum Rd {
+    Plain(OwnedReadHalf),
+    Tls(
+        tokio::io::ReadHalf<Box<tokio_rustls::TlsStream<TcpStream>>>,
+        Arc<socket2::Socket>,
+    ),
+}
+
+/// Write side of a [`Stream`].
+enum Wr {
+    Plain(OwnedWriteHalf),
+    Tls(
+        tokio::io::WriteHalf<Box<tokio_rustls::TlsStream<TcpStream>>>,
+        Arc<socket2::Socket>,
+    ),
+}
+
+impl Rd {
+    fn sock(&self) -> socket2::SockRef<'_> {
+        match self {
+            Rd::Plain(r) => socket2::SockRef::from(r.as_ref()),
+            Rd::Tls(_, s) => socket2::SockRef::from(&**s),
+        }
+    }
+}
+
+impl Wr {
+    fn sock(&self) -> socket2::SockRef<'_> {
+        match self {
+            Wr::Plain(w) => socket2::SockRef::from(w.as_ref()),
+            Wr::Tls(_, s) => socket2::SockRef::from(&**s),
+        }
+    }
+}
+
+impl AsyncRead for Rd {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Rd::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            Rd::Tls(r, _) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Wr {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Wr::Plain(w) => Pin::new(w).poll_write(cx, buf),
+            Wr::Tls(w, _) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Wr::Plain(w) => Pin::new(w).poll_flush(cx),
+            Wr::Tls(w, _) => Pin::new(w).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Wr::Plain(w) => Pin::new(w).poll_shutdown(cx),
+            Wr::Tls(w, _) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
 
 /// Largest message this TCP endpoint accepts (configured maximum, at most 65535 + 3).
 fn max_len(config: &TransportConfig) -> usize {
     config.max_message_size.min(MAX_RSERPOOL_MESSAGE)
 }
 
-fn configure(stream: &TcpStream, config: &TransportConfig) -> io::Result<()> {
+pub(crate) fn configure(stream: &TcpStream, config: &TransportConfig) -> io::Result<()> {
     stream.set_nodelay(config.nodelay)?;
     if let Some(idle) = config.tcp_keepalive {
         let ka = socket2::TcpKeepalive::new()
@@ -75,7 +167,7 @@ pub(crate) struct PartialBudget {
 }
 
 impl PartialBudget {
-    fn new(cap: Option<usize>) -> Arc<Self> {
+    pub(crate) fn new(cap: Option<usize>) -> Arc<Self> {
         Arc::new(PartialBudget {
             used: AtomicUsize::new(0),
             cap,
@@ -99,7 +191,7 @@ impl PartialBudget {
         self.used.fetch_sub(n, Ordering::AcqRel);
     }
 
-    fn used(&self) -> usize {
+    pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }
 }
@@ -167,6 +259,17 @@ impl TcpListeners {
     }
 
     pub(crate) async fn accept(&self) -> Result<TcpAssoc, TransportError> {
+        let stream = self.accept_stream().await?;
+        TcpAssoc::new(
+            Stream::Plain(stream),
+            self.config.clone(),
+            self.budget.clone(),
+        )
+    }
+
+    /// The next accepted and configured TCP stream (no framing yet; [`super::tls`] runs the
+    /// handshake on it first).
+    pub(crate) async fn accept_stream(&self) -> Result<TcpStream, TransportError> {
         loop {
             let (stream, peer) = std::future::poll_fn(|cx| {
                 for l in &self.listeners {
@@ -182,8 +285,18 @@ impl TcpListeners {
                 debug!(%peer, error = %e, "dropping accepted TCP connection");
                 continue;
             }
-            return TcpAssoc::new(stream, self.config.clone(), self.budget.clone());
+            return Ok(stream);
         }
+    }
+
+    /// The configuration.
+    pub(crate) fn config(&self) -> &Arc<TransportConfig> {
+        &self.config
+    }
+
+    /// The partial-message budget shared by the associations accepted here.
+    pub(crate) fn budget(&self) -> &Arc<PartialBudget> {
+        &self.budget
     }
 }
 
@@ -194,6 +307,18 @@ pub(crate) async fn connect(
     config: Arc<TransportConfig>,
     reuse_port: bool,
 ) -> Result<TcpAssoc, TransportError> {
+    let stream = connect_stream(peers, local, &config, reuse_port).await?;
+    let budget = PartialBudget::new(config.tcp_max_partial_bytes);
+    TcpAssoc::new(Stream::Plain(stream), config, budget)
+}
+
+/// Connects and configures a TCP stream (no framing yet), see [`connect`].
+pub(crate) async fn connect_stream(
+    peers: &[SocketAddr],
+    local: &[SocketAddr],
+    config: &Arc<TransportConfig>,
+    reuse_port: bool,
+) -> Result<TcpStream, TransportError> {
     let mut last: Option<TransportError> = None;
     for peer in peers {
         let attempt = async {
@@ -213,9 +338,8 @@ pub(crate) async fn connect(
         };
         match tokio::time::timeout(config.connect_timeout, attempt).await {
             Ok(Ok(stream)) => {
-                configure(&stream, &config).map_err(|e| TransportError::io("setsockopt", e))?;
-                let budget = PartialBudget::new(config.tcp_max_partial_bytes);
-                return TcpAssoc::new(stream, config, budget);
+                configure(&stream, config).map_err(|e| TransportError::io("setsockopt", e))?;
+                return Ok(stream);
             }
             Ok(Err(e)) => {
                 last = Some(TransportError::Connect {
@@ -236,7 +360,7 @@ pub(crate) async fn connect(
 
 /// An established TCP association (before splitting).
 pub(crate) struct TcpAssoc {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     local: SocketAddr,
     config: Arc<TransportConfig>,
@@ -244,15 +368,19 @@ pub(crate) struct TcpAssoc {
 }
 
 impl TcpAssoc {
-    fn new(
-        stream: TcpStream,
+    pub(crate) fn new(
+        stream: Stream,
         config: Arc<TransportConfig>,
         budget: Arc<PartialBudget>,
     ) -> Result<Self, TransportError> {
-        let peer = stream
+        let tcp = match &stream {
+            Stream::Plain(s) => s,
+            Stream::Tls(s, _, _) => s.get_ref().0,
+        };
+        let peer = tcp
             .peer_addr()
             .map_err(|e| TransportError::io("getpeername", e))?;
-        let local = stream
+        let local = tcp
             .local_addr()
             .map_err(|e| TransportError::io("getsockname", e))?;
         Ok(TcpAssoc {
@@ -265,7 +393,16 @@ impl TcpAssoc {
     }
 
     pub(crate) fn split(self) -> (TcpReader, TcpWriter) {
-        let (rd, wr) = self.stream.into_split();
+        let (rd, wr, peer_cert) = match self.stream {
+            Stream::Plain(s) => {
+                let (rd, wr) = s.into_split();
+                (Rd::Plain(rd), Wr::Plain(wr), None)
+            }
+            Stream::Tls(s, sock, cert) => {
+                let (rd, wr) = tokio::io::split(s);
+                (Rd::Tls(rd, sock.clone()), Wr::Tls(wr, sock), cert)
+            }
+        };
         let max = max_len(&self.config);
         (
             TcpReader {
@@ -287,6 +424,7 @@ impl TcpAssoc {
                 max,
                 peer: self.peer,
                 local: self.local,
+                peer_cert,
             },
         )
     }
@@ -294,7 +432,7 @@ impl TcpAssoc {
 
 /// Receiving half: cuts the byte stream into messages.
 pub(crate) struct TcpReader {
-    rd: OwnedReadHalf,
+    rd: Rd,
     buf: BytesMut,
     ppid: u32,
     max: usize,
@@ -470,9 +608,7 @@ impl TcpReader {
             warn!(peer = %self.peer, %reason, "closing TCP association");
         }
         if matches!(reason, LostReason::Framing(_)) {
-            if let Err(e) =
-                socket2::SockRef::from(self.rd.as_ref()).shutdown(std::net::Shutdown::Both)
-            {
+            if let Err(e) = self.rd.sock().shutdown(std::net::Shutdown::Both) {
                 debug!(peer = %self.peer, error = %e, "shutdown after framing error failed");
             }
         }
@@ -488,11 +624,12 @@ impl Drop for TcpReader {
 
 /// Sending half.
 pub(crate) struct TcpWriter {
-    wr: OwnedWriteHalf,
+    wr: Wr,
     ppid: u32,
     max: usize,
     peer: SocketAddr,
     local: SocketAddr,
+    peer_cert: Option<PeerCertificate>,
 }
 
 impl TcpWriter {
@@ -531,14 +668,23 @@ impl TcpWriter {
 
     /// Sets `SO_LINGER` to zero so that closing sends RST.
     pub(crate) fn set_abort_on_close(&self) {
-        if let Err(e) = socket2::SockRef::from(self.wr.as_ref()).set_linger(Some(Duration::ZERO)) {
+        if let Err(e) = self.wr.sock().set_linger(Some(Duration::ZERO)) {
             warn!(error = %e, "cannot set SO_LINGER for abort");
         }
     }
 
     /// Drops the write half without sending FIN (used by abort).
     pub(crate) fn forget(self) {
-        self.wr.forget();
+        match self.wr {
+            Wr::Plain(w) => w.forget(),
+            // Dropping a TLS write half sends nothing (no close_notify, no FIN).
+            Wr::Tls(..) => {}
+        }
+    }
+
+    /// The peer's verified TLS certificate (TLS associations whose peer presented one).
+    pub(crate) fn peer_certificate(&self) -> Option<&PeerCertificate> {
+        self.peer_cert.as_ref()
     }
 
     pub(crate) fn peer(&self) -> SocketAddr {

@@ -36,6 +36,8 @@ async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
         enrp_announce: Vec::new(),
         max_associations: 100,
         max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
+        enrp_tls: None,
+        asap_tls: None,
     };
     let server = Server::bind(core, driver).await.expect("bind");
     let asap = server.asap_addrs()[0];

@@ -42,7 +42,7 @@ pub use counting::UnreachableCounting;
 pub use event::{Event, RemovalReason, Replication};
 pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
-pub use trust::{EnrpSecurity, PeerAllow, Refusal, SecurityConfig};
+pub use trust::{server_id_name, EnrpSecurity, PeerAllow, PoolAuth, Refusal, SecurityConfig};
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
@@ -117,6 +117,15 @@ pub enum Input {
         assoc: AssocId,
         /// The PEs reachable at that ASAP transport (one PE process may own several).
         pes: Vec<(PoolHandle, PeIdentifier)>,
+    },
+    /// The driver verified the association's TLS peer certificate (sent right after
+    /// [`Input::Connected`], before any message; `trust.rs`, [`EnrpSecurity::Tls`] and
+    /// [`PoolAuth`]).
+    PeerCertificate {
+        /// The association.
+        assoc: AssocId,
+        /// The peer's end-entity certificate (chains to the configured CA).
+        certificate: asap::transport::tls::PeerCertificate,
     },
     /// A UDP datagram arrived (announce / presence sockets).
     Datagram {
@@ -367,6 +376,9 @@ impl Registrar {
                 bytes,
             } => self.on_bytes(now, Some(assoc), None, protocol, &bytes, &mut out),
             Input::Adopted { assoc, pes } => self.on_adopted(now, assoc, pes, &mut out),
+            Input::PeerCertificate { assoc, certificate } => {
+                self.note_certificate(assoc, certificate)
+            }
             Input::Datagram {
                 from,
                 protocol,
@@ -795,6 +807,11 @@ impl Registrar {
                 .map_err(|why| (ErrorCause::invalid_values(&pe_tlv()), why))?;
             Ok(())
         })();
+        // Per-pool credentials (trust.rs, issue 13 item 3).
+        let checked = checked.and_then(|()| {
+            self.registration_authorized(now, assoc, &handle, out)
+                .map_err(|why| (ErrorCause::plain(CauseCode::RejectedSecurity), why))
+        });
         if let Err((cause, reason)) = checked {
             self.reject_registration(out, assoc, handle, id, cause, reason);
             return;

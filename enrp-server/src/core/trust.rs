@@ -15,6 +15,20 @@
 //!   that is not an admitted peer is answered with a HANDLE_TABLE_RESPONSE with the R
 //!   (reject) flag (RFC 5353 §2.3.6) unless its address is in the read-only allow-list
 //!   (default: loopback, so `hsdump 127.0.0.1` on the registrar host works).
+//! * **Mutual TLS** ([`EnrpSecurity::Tls`]): the driver's ENRP listener and connector run
+//!   TLS with a cluster CA ([`asap::transport::tls`]) and hand the core each association's
+//!   verified certificate ([`Input::PeerCertificate`](super::Input::PeerCertificate)). An
+//!   ENRP message changes state only if it arrived on such an association and, with
+//!   [`SecurityConfig::tls_server_id_binding`], only if the certificate carries the DNS
+//!   name [`server_id_name`] of the server ID the message claims; a mismatch is refused as
+//!   [`Refusal::TlsIdentity`].
+//! * **Authenticated registrations** ([`PoolAuth`], `[[pool_auth]]`): a REGISTRATION into a
+//!   protected pool is accepted only from an association whose TLS client certificate
+//!   carries one of the pool's allowed names, or whose peer address lies in the pool's
+//!   address allow-list (plaintext rsplib PEs); otherwise it is answered with a
+//!   REGISTRATION_RESPONSE carrying cause 0xA "Rejected due to security considerations"
+//!   (RFC 5354 §3.12, RSERPOOL-SPEC §5), nothing changes, and it is reported as
+//!   [`Refusal::Registration`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -22,6 +36,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use asap::transport::tls::PeerCertificate;
 use asap::wire::asap_msg::EndpointKeepAlive;
 use asap::wire::enrp_msg::HandleTableResponse;
 use asap::wire::{
@@ -44,8 +59,9 @@ pub enum EnrpSecurity {
     /// Any host that reaches the ENRP port is a peer (rsplib behaviour; only by explicit
     /// choice, the binary warns at start-up).
     Open,
-    /// Mutual TLS between registrars (RFC 5353 §11, RFC 3436): not implemented yet; the
-    /// binary refuses it.
+    /// Mutual TLS between registrars over TCP (RFC 5353 §11): only ENRP messages that
+    /// arrived on an association whose peer certificate chains to the cluster CA (and, with
+    /// [`SecurityConfig::tls_server_id_binding`], names the claimed server ID) are taken.
     Tls,
 }
 
@@ -151,6 +167,31 @@ pub struct SecurityConfig {
     /// are answered with Lack of Resources, so that one client asking for "all" of a huge
     /// pool cannot keep the registrar busy for everyone else.
     pub bulk_hres_rate: Option<super::Rate>,
+    /// With [`EnrpSecurity::Tls`]: a peer's certificate must carry the DNS name
+    /// [`server_id_name`] of every server ID it sends as (`--tls-server-id-binding`,
+    /// default on), so one cluster member cannot speak for another.
+    pub tls_server_id_binding: bool,
+    /// Pools whose registrations need a credential (`[[pool_auth]]`).
+    pub pool_auth: Vec<PoolAuth>,
+}
+
+/// The DNS name (subject alternative name) a registrar's certificate carries for server
+/// ID `id` when [`SecurityConfig::tls_server_id_binding`] is on: `enrp-<8 hex digits>.rserpool`,
+/// e.g. `enrp-0000002a.rserpool` for server ID 42.
+pub fn server_id_name(id: ServerId) -> String {
+    format!("enrp-{id:08x}.rserpool")
+}
+
+/// Credential required to register into one pool (`[[pool_auth]]`; issue 13 item 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolAuth {
+    /// The protected pool.
+    pub handle: PoolHandle,
+    /// Accepted TLS client certificates: ones carrying one of these DNS names or IP
+    /// addresses as subject alternative name (verified against the CA by the handshake).
+    pub tls_names: Vec<String>,
+    /// Accepted peer addresses (plaintext PEs such as rsplib's).
+    pub addresses: Vec<IpNet>,
 }
 
 impl Default for SecurityConfig {
@@ -174,6 +215,8 @@ impl Default for SecurityConfig {
                 per_second: 2.0,
                 burst: 4.0,
             }),
+            tls_server_id_binding: true,
+            pool_auth: Vec::new(),
         }
     }
 }
@@ -208,17 +251,23 @@ pub enum Refusal {
     TakeoverScope,
     /// An association beyond `--max-associations-per-host`.
     HostAssociations,
+    /// An ENRP message whose claimed server ID is not named by the peer's TLS certificate.
+    TlsIdentity,
+    /// A REGISTRATION into a `[[pool_auth]]` pool without a matching credential.
+    Registration,
 }
 
 impl Refusal {
     /// All kinds (metrics label pre-registration).
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::PeerMessage,
         Refusal::HandleTable,
         Refusal::UnreachableReport,
         Refusal::PeerPeCap,
         Refusal::TakeoverScope,
         Refusal::HostAssociations,
+        Refusal::TlsIdentity,
+        Refusal::Registration,
     ];
 
     /// Short kebab-case name (metric label).
@@ -230,6 +279,8 @@ impl Refusal {
             Refusal::PeerPeCap => "peer-pe-cap",
             Refusal::TakeoverScope => "takeover-scope",
             Refusal::HostAssociations => "host-associations",
+            Refusal::TlsIdentity => "tls-identity",
+            Refusal::Registration => "registration",
         }
     }
 }
@@ -271,6 +322,8 @@ pub(super) struct SecurityState {
     per_host: HashMap<IpAddr, usize>,
     /// Bulk resolution token buckets per PU address (created at first use).
     bulk: Option<super::RateLimiter>,
+    /// Verified TLS certificates of associations ([`Input::PeerCertificate`](super::Input)).
+    certs: HashMap<AssocId, PeerCertificate>,
 }
 
 impl Registrar {
@@ -280,7 +333,8 @@ impl Registrar {
         let s = &self.config.security;
         match s.enrp_security {
             EnrpSecurity::Open => true,
-            // No TLS session ever authenticates a peer here (refused by the binary).
+            // Only an association's certificate authenticates (admit_enrp), never an
+            // address.
             EnrpSecurity::Tls => false,
             EnrpSecurity::AllowList => {
                 let ip = canonical(from.ip());
@@ -318,6 +372,25 @@ impl Registrar {
         m: &EnrpMessage,
         out: &mut Vec<Action>,
     ) -> bool {
+        if self.config.security.enrp_security == EnrpSecurity::Tls {
+            if let Some(cert) = assoc.and_then(|a| self.security.certs.get(&a)) {
+                if !self.config.security.tls_server_id_binding
+                    || cert.valid_for(&server_id_name(m.sender()))
+                {
+                    return true;
+                }
+                self.refused(
+                    now,
+                    Refusal::TlsIdentity,
+                    assoc,
+                    Some(from),
+                    m.sender(),
+                    Message::Enrp(m.clone()).tshark_name(),
+                    out,
+                );
+                return false;
+            }
+        }
         // Any path of a multi-homed SCTP association may be the allowed address.
         let paths: Vec<SocketAddr> = match assoc.and_then(|a| self.assocs.get(&a)) {
             Some(a) => a.peer_addrs.clone(),
@@ -362,7 +435,10 @@ impl Registrar {
             .get(&assoc)
             .map(|a| a.peer_addrs.clone())
             .unwrap_or_default();
-        if paths.iter().any(|p| self.hsdump_allowed(Some(*p))) {
+        // Under TLS, a holder of a cluster certificate may dump like a peer.
+        let certified = self.config.security.enrp_security == EnrpSecurity::Tls
+            && self.security.certs.contains_key(&assoc);
+        if certified || paths.iter().any(|p| self.hsdump_allowed(Some(*p))) {
             return true;
         }
         let from = paths.first().copied();
@@ -430,8 +506,67 @@ impl Registrar {
             .allow(ip, now)
     }
 
+    /// The driver verified the TLS certificate of `assoc` ([`Input::PeerCertificate`](super::Input)).
+    pub(super) fn note_certificate(&mut self, assoc: AssocId, cert: PeerCertificate) {
+        if self.assocs.contains_key(&assoc) {
+            self.security.certs.insert(assoc, cert);
+        }
+    }
+
+    /// Whether `assoc` may register into `handle` ([`PoolAuth`]): `Err` with the reason
+    /// (after reporting [`Refusal::Registration`]) if the pool is protected and the
+    /// association has no matching credential.
+    pub(super) fn registration_authorized(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        handle: &PoolHandle,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        let Some(auth) = self
+            .config
+            .security
+            .pool_auth
+            .iter()
+            .find(|p| &p.handle == handle)
+        else {
+            return Ok(());
+        };
+        let paths = self
+            .assocs
+            .get(&assoc)
+            .map(|a| a.peer_addrs.clone())
+            .unwrap_or_default();
+        let by_addr = paths.iter().any(|p| {
+            auth.addresses
+                .iter()
+                .any(|n| n.contains(&canonical(p.ip())))
+        });
+        let cert = self.security.certs.get(&assoc);
+        let by_cert = cert.is_some_and(|c| auth.tls_names.iter().any(|name| c.valid_for(name)));
+        if by_addr || by_cert {
+            return Ok(());
+        }
+        let why = if cert.is_some() {
+            "TLS client certificate names none of the pool's allowed names"
+        } else {
+            "no TLS client certificate and address not allowed for the pool"
+        };
+        self.refused(
+            now,
+            Refusal::Registration,
+            Some(assoc),
+            paths.first().copied(),
+            0,
+            "ASAP_REGISTRATION",
+            out,
+        );
+        Err(format!("pool {handle} requires a credential: {why}"))
+    }
+
     /// The association is gone: forget what it resolved, its idle timer and host count.
     pub(super) fn forget_association(&mut self, assoc: AssocId) {
+        self.security.certs.remove(&assoc);
         self.security.resolved.remove(&assoc);
         self.mark_used(assoc);
         if let Some(ip) = self.security.hosts.remove(&assoc) {
@@ -990,13 +1125,265 @@ mod tests {
         });
         attack(&mut r, now, "10.9.9.9:9901", 0xBAD);
         assert!(r.handlespace().is_empty());
-        // tls never admits anyone here (the binary refuses the mode).
+        // tls: an address (even a static peer's) admits nobody; only a certificate does.
         let (mut r, now) = peering(|c| {
             c.peers = vec!["10.9.9.9:9901".parse().expect("lit")];
             c.security.enrp_security = EnrpSecurity::Tls;
         });
         attack(&mut r, now, "10.9.9.9:9901", 0xBAD);
         assert!(r.handlespace().is_empty());
+    }
+
+    /// The ENRP part of the [`attack`] on association `assoc` (PRESENCE, HANDLE_UPDATE
+    /// ADD_PE of PE `pe` homed at `sender`).
+    fn attack_on(
+        r: &mut Registrar,
+        now: Instant,
+        assoc: AssocId,
+        sender: ServerId,
+        pe: u32,
+    ) -> Vec<Action> {
+        let mut out = r.handle_message(
+            now,
+            assoc,
+            &Presence {
+                reply_required: false,
+                sender,
+                receiver: 0,
+                checksum: 0xFFFF,
+                server_information: None,
+            }
+            .into(),
+        );
+        let el = PoolElementInfo {
+            id: pe,
+            home_server_id: sender,
+            registration_life: 60_000,
+            user_transport: TransportParameter::Tcp {
+                port: 1,
+                transport_use: TransportUse::DataOnly,
+                address: "10.6.6.6".parse().expect("lit"),
+            },
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        };
+        out.extend(
+            r.handle_message(
+                now,
+                assoc,
+                &HandleUpdate {
+                    takeover_suggested: false,
+                    sender,
+                    receiver: ME,
+                    action: UpdateAction::AddPe,
+                    reserved: 0,
+                    pool_handle: "P".into(),
+                    pool_element: el,
+                }
+                .into(),
+            ),
+        );
+        out
+    }
+
+    fn connected(r: &mut Registrar, now: Instant, assoc: AssocId, protocol: Protocol, from: &str) {
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol,
+                peer_addrs: vec![from.parse().expect("lit")],
+                transport: TransportKind::Tcp,
+            },
+        );
+    }
+
+    /// `--enrp-security tls` in the core: only an association with a certificate
+    /// ([`Input::PeerCertificate`]) that names the claimed server ID may change state; a
+    /// certificate naming another ID is a `tls-identity` refusal; without the binding any
+    /// cluster certificate is enough; a certificate for an unknown association is ignored.
+    #[test]
+    fn tls_peers_need_a_certificate_naming_their_server_id() {
+        let ca = rserpool_tests::tls::Ca::new("cluster CA");
+        let cert =
+            |id: ServerId| PeerCertificate::from_der(ca.issue(&[&server_id_name(id)]).cert_der);
+        assert_eq!(server_id_name(0x2a), "enrp-0000002a.rserpool");
+        let (mut r, now) = peering(|c| c.security.enrp_security = EnrpSecurity::Tls);
+        // No certificate: refused as a peer message.
+        connected(&mut r, now, 1, Protocol::Enrp, "10.9.9.1:40000");
+        let out = attack_on(&mut r, now, 1, 0x77, 0x601);
+        assert!(refusals(&out).iter().any(|x| x.0 == Refusal::PeerMessage));
+        assert!(r.handlespace().is_empty());
+        // A certificate for 0x77 claiming 0x78: tls-identity.
+        connected(&mut r, now, 2, Protocol::Enrp, "10.9.9.2:40000");
+        r.handle(
+            now,
+            Input::PeerCertificate {
+                assoc: 2,
+                certificate: cert(0x77),
+            },
+        );
+        let out = attack_on(&mut r, now, 2, 0x78, 0x602);
+        assert_eq!(
+            refusals(&out).iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![Refusal::TlsIdentity, Refusal::TlsIdentity]
+        );
+        assert!(r.handlespace().is_empty());
+        assert!(!r.peers().contains_key(&0x78));
+        // The same certificate as 0x77: a peer, its PE is taken.
+        let out = attack_on(&mut r, now, 2, 0x77, 0x603);
+        assert!(refusals(&out).is_empty(), "{:?}", refusals(&out));
+        assert!(r.peers().contains_key(&0x77));
+        assert!(r.handlespace().get(&"P".into(), 0x603).is_some());
+        // A certificate reported for an association that does not exist is not kept.
+        r.handle(
+            now,
+            Input::PeerCertificate {
+                assoc: 99,
+                certificate: cert(0x79),
+            },
+        );
+        connected(&mut r, now, 99, Protocol::Enrp, "10.9.9.9:40000");
+        attack_on(&mut r, now, 99, 0x79, 0x604);
+        assert!(r.handlespace().get(&"P".into(), 0x604).is_none());
+        // Without the binding, any certificate of the cluster speaks for any ID.
+        let (mut r, now) = peering(|c| {
+            c.security.enrp_security = EnrpSecurity::Tls;
+            c.security.tls_server_id_binding = false;
+        });
+        connected(&mut r, now, 3, Protocol::Enrp, "10.9.9.3:40000");
+        r.handle(
+            now,
+            Input::PeerCertificate {
+                assoc: 3,
+                certificate: cert(0x77),
+            },
+        );
+        attack_on(&mut r, now, 3, 0x78, 0x605);
+        assert!(r.handlespace().get(&"P".into(), 0x605).is_some());
+        // hsdump (sender 0) from a non-loopback address: with a cluster certificate
+        // answered, without one refused (R flag).
+        assert_eq!(
+            dump(&mut r, now, 4, "10.9.9.4:40000"),
+            Some(true),
+            "no certificate"
+        );
+        connected(&mut r, now, 5, Protocol::Enrp, "10.9.9.5:40000");
+        r.handle(
+            now,
+            Input::PeerCertificate {
+                assoc: 5,
+                certificate: cert(0x7a),
+            },
+        );
+        let out = r.handle_message(
+            now,
+            5,
+            &HandleTableRequest {
+                own_children_only: false,
+                sender: 0,
+                receiver: 0,
+            }
+            .into(),
+        );
+        let reject = out.iter().find_map(|a| match a {
+            Action::Send {
+                message: Message::Enrp(EnrpMessage::HandleTableResponse(t)),
+                ..
+            } => Some(t.reject),
+            _ => None,
+        });
+        assert_eq!(reject, Some(false), "certificate holder dumps");
+        // The certificate is forgotten with its association.
+        for assoc in [3, 5] {
+            r.handle(now, Input::Disconnected { assoc });
+        }
+        assert!(r.security.certs.is_empty());
+    }
+
+    /// `[[pool_auth]]` in the core: a protected pool takes a REGISTRATION only from an
+    /// allowed address or a certificate naming an allowed name (cause 0xA otherwise, no
+    /// state change, `registration` refusal); other pools are open.
+    #[test]
+    fn pool_auth_needs_an_allowed_address_or_certificate_name() {
+        use asap::wire::asap_msg::Registration;
+        let ca = rserpool_tests::tls::Ca::new("cluster CA");
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.security.pool_auth = vec![PoolAuth {
+            handle: "Sec".into(),
+            tls_names: vec!["pe1.example".into()],
+            addresses: vec!["10.1.0.0/16".parse().expect("lit")],
+        }];
+        let mut r = Registrar::new(c, now);
+        let register = |r: &mut Registrar, assoc: AssocId, from: &str, pool: &str| {
+            connected(r, now, assoc, Protocol::Asap, from);
+            let ip: std::net::IpAddr = from.parse::<SocketAddr>().expect("lit").ip();
+            let out = r.handle_message(
+                now,
+                assoc,
+                &Registration {
+                    pool_handle: pool.into(),
+                    pool_element: PoolElementInfo {
+                        id: assoc as u32,
+                        home_server_id: 0,
+                        registration_life: 60_000,
+                        user_transport: TransportParameter::Tcp {
+                            port: 7000,
+                            transport_use: TransportUse::DataOnly,
+                            address: ip,
+                        },
+                        policy: Policy::RoundRobin,
+                        asap_transport: None,
+                    },
+                }
+                .into(),
+            );
+            let resp = out.iter().find_map(|a| match a {
+                Action::Send {
+                    message: Message::Asap(asap::wire::AsapMessage::RegistrationResponse(x)),
+                    ..
+                } => Some(x.clone()),
+                _ => None,
+            });
+            (resp.expect("a REGISTRATION_RESPONSE"), refusals(&out))
+        };
+        // Address allowed.
+        let (x, refused) = register(&mut r, 1, "10.1.2.3:5000", "Sec");
+        assert!(!x.reject && refused.is_empty());
+        // Address not allowed, no certificate.
+        let (x, refused) = register(&mut r, 2, "10.2.2.3:5000", "Sec");
+        assert!(x.reject);
+        assert_eq!(
+            x.error.as_ref().and_then(|e| e.first_code()),
+            Some(asap::wire::CauseCode::RejectedSecurity)
+        );
+        assert_eq!(
+            refused.iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![Refusal::Registration]
+        );
+        assert!(r.handlespace().get(&"Sec".into(), 2).is_none());
+        // Certificates: the allowed name, another name.
+        for (assoc, name, ok) in [(3, "pe1.example", true), (4, "pe2.example", false)] {
+            let from = format!("10.2.2.{assoc}:5000");
+            connected(&mut r, now, assoc, Protocol::Asap, &from);
+            r.handle(
+                now,
+                Input::PeerCertificate {
+                    assoc,
+                    certificate: PeerCertificate::from_der(ca.issue(&[name]).cert_der),
+                },
+            );
+            let (x, _) = register(&mut r, assoc, &from, "Sec");
+            assert_eq!(!x.reject, ok, "{name}");
+            assert_eq!(
+                r.handlespace().get(&"Sec".into(), assoc as u32).is_some(),
+                ok
+            );
+        }
+        // Another pool: open.
+        let (x, _) = register(&mut r, 5, "10.2.2.5:5000", "Open");
+        assert!(!x.reject);
     }
 
     fn dump(r: &mut Registrar, now: Instant, assoc: AssocId, from: &str) -> Option<bool> {
