@@ -247,7 +247,9 @@ pub struct Server {
     /// application (re)starts; after that it is expired until the application restarts.
     #[serde(default)]
     pub lifetime_s: Option<u64>,
-    /// Scheduled maintenance: `"daily HH:MM-HH:MM"` (UTC) or `"FROM-TO"` in Unix seconds.
+    /// Scheduled maintenance windows (drain at the start): `"daily HH:MM-HH:MM [TZ]"`,
+    /// `"Sun 02:00-04:00 Europe/Berlin"`, `"cron M H DOM MON DOW DURATION [TZ]"` or
+    /// `"FROM-TO"` in Unix seconds; see [`crate::window`].
     #[serde(default)]
     pub maintenance: Vec<String>,
     /// Mode A weight / priority for the RFC 5356 weighted and priority policies.
@@ -255,83 +257,7 @@ pub struct Server {
     pub weight: Option<u32>,
 }
 
-/// A parsed maintenance window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    /// Every day between two minute-of-day values (UTC); wraps past midnight if
-    /// `from > to`.
-    Daily {
-        /// Start minute of the day.
-        from_min: u32,
-        /// End minute of the day (exclusive).
-        to_min: u32,
-    },
-    /// Absolute interval in Unix milliseconds, `[from, to)`.
-    Absolute {
-        /// Start.
-        from_ms: u64,
-        /// End (exclusive).
-        to_ms: u64,
-    },
-}
-
-impl Window {
-    /// Parses `"daily HH:MM-HH:MM"` or `"FROM-TO"` (Unix seconds).
-    pub fn parse(s: &str) -> Result<Window, String> {
-        let s = s.trim();
-        if let Some(rest) = s.strip_prefix("daily ") {
-            let (a, b) = rest
-                .split_once('-')
-                .ok_or_else(|| format!("`{s}`: expected `daily HH:MM-HH:MM`"))?;
-            let from_min = hhmm(a.trim()).ok_or_else(|| format!("`{a}` is not HH:MM"))?;
-            let to_min = hhmm(b.trim()).ok_or_else(|| format!("`{b}` is not HH:MM"))?;
-            if from_min == to_min {
-                return Err(format!("`{s}`: empty window"));
-            }
-            return Ok(Window::Daily { from_min, to_min });
-        }
-        let (a, b) = s.split_once('-').ok_or_else(|| {
-            format!("`{s}`: expected `daily HH:MM-HH:MM` or `FROM-TO` in Unix seconds")
-        })?;
-        let from: u64 = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{a}` is not a Unix time in seconds"))?;
-        let to: u64 = b
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{b}` is not a Unix time in seconds"))?;
-        if to <= from {
-            return Err(format!("`{s}`: end is not after start"));
-        }
-        Ok(Window::Absolute {
-            from_ms: from.saturating_mul(1000),
-            to_ms: to.saturating_mul(1000),
-        })
-    }
-
-    /// True when `now_ms` (Unix milliseconds) is inside the window.
-    pub fn contains(&self, now_ms: u64) -> bool {
-        match *self {
-            Window::Absolute { from_ms, to_ms } => now_ms >= from_ms && now_ms < to_ms,
-            Window::Daily { from_min, to_min } => {
-                let m = ((now_ms / 60_000) % (24 * 60)) as u32;
-                if from_min < to_min {
-                    m >= from_min && m < to_min
-                } else {
-                    m >= from_min || m < to_min
-                }
-            }
-        }
-    }
-}
-
-fn hhmm(s: &str) -> Option<u32> {
-    let (h, m) = s.split_once(':')?;
-    let h: u32 = h.parse().ok()?;
-    let m: u32 = m.parse().ok()?;
-    (h < 24 && m < 60).then_some(h * 60 + m)
-}
+pub use crate::window::Window;
 
 fn default_daemon_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 7100))
