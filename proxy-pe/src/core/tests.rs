@@ -74,6 +74,8 @@ fn app(running: bool, pids: &[u32]) -> AppStatus {
         rss_bytes: 0,
         ports: Vec::new(),
         load_hints: LoadHints::default(),
+        host: None,
+        started_at_ms: None,
     }
 }
 
