@@ -105,6 +105,14 @@ pub struct Config {
     /// The applications (pools).
     #[serde(default, rename = "application")]
     pub applications: Vec<Application>,
+    /// Mode A with several proxies (issue 19 item 7): this proxy's identity, part of every
+    /// legacy PE identifier it registers (FNV-1a(application, server, proxy_id)). Two
+    /// proxies fronting the same legacy servers with different `proxy_id`s register
+    /// distinct PEs, so they never overwrite each other's registrations, and a stopped,
+    /// restarted or hung proxy takes only its own PEs out of the pool. Unset: the ids of a
+    /// single proxy, FNV-1a(application, server), as before.
+    #[serde(default)]
+    pub proxy_id: Option<String>,
 }
 
 /// Failure-detection settings (seed 002's two-channel rule, SEEDS.md 002-4).
@@ -221,9 +229,46 @@ pub struct Application {
     /// registered User Transport parameter (RFC 5352 §5.1.1 / RFC 5354 §3.3) follows it.
     #[serde(default = "default_asap_transport")]
     pub asap_transport: asap::transport::TransportKind,
-    /// The legacy servers offering the application.
-    #[serde(rename = "server")]
+    /// The legacy servers offering the application (may be empty with `join`).
+    #[serde(default, rename = "server")]
     pub servers: Vec<Server>,
+    /// Servers that join from the daemons' reports (issue 19 item 2, seed 003 \[29\]).
+    #[serde(default)]
+    pub join: Option<Join>,
+}
+
+/// `[application.join]`: the pooling table fed by the daemons (issue 19 item 2, seed 003
+/// \[29\] and \[32\]). Every listed daemon that reports the application running-or-not
+/// joins the pool as a server named after the daemon, at the address it reports
+/// (`AppStatus::host`, else the address its connection comes from) and the first port it
+/// reports. When the daemon's configuration drops the application (a `removed` delta or a
+/// snapshot without it), the server leaves the table; when it is added back, it joins
+/// again. A daemon not listed here never adds a server, whatever it reports. A server
+/// declared with `[[application.server]]` for the same daemon takes precedence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    /// Daemon identities (authenticated with their `[[daemon]]` key) allowed to join.
+    pub daemons: Vec<String>,
+    /// Name of the application in the daemons' reports (default: the application name).
+    #[serde(default)]
+    pub daemon_app: Option<String>,
+    /// Work cycle of every joined server (see [`Server::lifetime_s`]).
+    #[serde(default)]
+    pub lifetime_s: Option<u64>,
+    /// Maintenance windows of every joined server (see [`Server::maintenance`]).
+    #[serde(default)]
+    pub maintenance: Vec<String>,
+    /// Mode A weight of every joined server (default: the daemon's load hint).
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+impl Join {
+    /// The application name the daemons report.
+    pub fn app_name<'a>(&'a self, app: &'a Application) -> &'a str {
+        self.daemon_app.as_deref().unwrap_or(&app.name)
+    }
 }
 
 /// One legacy server offering an application.
@@ -476,9 +521,13 @@ impl Config {
                 }
                 Mode::Registration => {}
             }
-            if app.servers.is_empty() {
-                return Err(bad(format!("{k}.server"), "at least one server".into()));
+            if app.servers.is_empty() && app.join.is_none() {
+                return Err(bad(
+                    format!("{k}.server"),
+                    "at least one server (or [application.join])".into(),
+                ));
             }
+            self.validate_join(i, app, &ids, &bad)?;
             let mut snames = BTreeSet::new();
             for (j, s) in app.servers.iter().enumerate() {
                 let sk = format!("{k}.server[{j}]");
@@ -512,6 +561,54 @@ impl Config {
                     Window::parse(text).map_err(|m| bad(format!("{sk}.maintenance[{w}]"), m))?;
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[application.join]` (issue 19 item 2): a non-empty allow-list of daemons that can
+    /// authenticate, valid lifetime and windows.
+    fn validate_join(
+        &self,
+        i: usize,
+        app: &Application,
+        ids: &BTreeSet<String>,
+        bad: &dyn Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if self.proxy_id.as_deref() == Some("") {
+            return Err(bad("proxy_id".into(), "must not be empty".into()));
+        }
+        let Some(j) = &app.join else { return Ok(()) };
+        let k = format!("application[{i}].join");
+        if j.daemons.is_empty() {
+            return Err(bad(
+                format!("{k}.daemons"),
+                "list the daemons allowed to join (by their [daemon] id)".into(),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (n, d) in j.daemons.iter().enumerate() {
+            if d.is_empty() || !seen.insert(d) {
+                return Err(bad(
+                    format!("{k}.daemons[{n}]"),
+                    format!("empty or duplicate daemon `{d}`"),
+                ));
+            }
+            if self.daemon_link.auth == legacy_protocol::auth::AuthMode::HmacSha256
+                && !ids.contains(d)
+            {
+                return Err(bad(
+                    format!("{k}.daemons[{n}]"),
+                    format!("daemon `{d}` has no [[daemon]] table with its key (it could never connect)"),
+                ));
+            }
+        }
+        if j.lifetime_s == Some(0) {
+            return Err(bad(format!("{k}.lifetime_s"), "must be > 0".into()));
+        }
+        for (w, text) in j.maintenance.iter().enumerate() {
+            Window::parse(text).map_err(|m| bad(format!("{k}.maintenance[{w}]"), m))?;
         }
         Ok(())
     }
