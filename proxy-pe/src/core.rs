@@ -1425,6 +1425,24 @@ fn new_server(app: &str, s: &crate::config::Server, proxy_id: Option<&str>) -> S
 // ---- pooling table fed by the daemons (issue 19 item 2), proxy identity (item 7),
 // ---- lifetime from the process start (item 8)
 
+/// Mode A: a registration the proxy wants but the registrar has not accepted, for the
+/// text table (` [registrar: rejected: ...]`). Accepted registrations add nothing, so the
+/// table keeps the seed's shape.
+fn registrar_note(s: &ServerView) -> String {
+    use crate::registrar::PeRegState;
+    match (&s.registrar_state, s.registered) {
+        (Some(r), true) if r.state == PeRegState::Rejected => format!(
+            " [registrar: rejected {} times: {}]",
+            r.rejections,
+            r.error.as_deref().unwrap_or("no cause given")
+        ),
+        (Some(r), true) if r.state == PeRegState::Pending => {
+            " [registrar: not accepted yet]".to_string()
+        }
+        _ => String::new(),
+    }
+}
+
 /// The mode A PE identifier of (application, server): FNV-1a(application, server), with
 /// this proxy's `proxy_id` as a third part when set, so two proxies fronting the same
 /// legacy servers never register the same PE (issue 19 item 7).
@@ -1748,7 +1766,13 @@ impl Status {
                     } else {
                         String::new()
                     };
-                out.push_str(&format!("{} {}{}\n", s.name, state, extra));
+                out.push_str(&format!(
+                    "{} {}{}{}\n",
+                    s.name,
+                    state,
+                    extra,
+                    registrar_note(s)
+                ));
             }
             out.push_str(&a.policy_label);
             out.push_str("\n\n");

@@ -62,7 +62,7 @@ pub enum ProxyError {
 }
 
 enum DaemonEvent {
-    Hello(u64, Hello, mpsc::UnboundedSender<ConfigPush>),
+    Hello(u64, Hello, std::net::IpAddr, mpsc::UnboundedSender<ConfigPush>),
     Msg(u64, String, DaemonMessage, oneshot::Sender<bool>),
     Gone(u64, String),
 }
@@ -333,7 +333,12 @@ async fn serve_daemon(
     tracing::info!(daemon, peer = %conn.peer(), "daemon connected");
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<ConfigPush>();
     if tx
-        .send(DaemonEvent::Hello(id, conn.hello().clone(), push_tx))
+        .send(DaemonEvent::Hello(
+            id,
+            conn.hello().clone(),
+            conn.peer().ip(),
+            push_tx,
+        ))
         .is_err()
     {
         return;
@@ -429,10 +434,10 @@ impl Driver {
     fn daemon_event(&mut self, ev: DaemonEvent) {
         let now = now_ms();
         match ev {
-            DaemonEvent::Hello(conn, hello, push_tx) => {
+            DaemonEvent::Hello(conn, hello, peer, push_tx) => {
                 self.daemon_conn
                     .insert(hello.daemon_id.clone(), (conn, push_tx));
-                let acts = self.core.daemon_connected(now, &hello);
+                let acts = self.core.daemon_connected_from(now, &hello, peer);
                 self.dispatch(acts);
             }
             DaemonEvent::Msg(conn, daemon, msg, reply) => {
@@ -776,12 +781,29 @@ impl Driver {
     }
 
     fn report(&self) -> Report {
+        let registrar = self.reg_state.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut proxy = self.core.status(now_ms());
+        with_registrar_answers(&mut proxy, &registrar);
         Report {
-            proxy: self.core.status(now_ms()),
-            registrar: self.reg_state.lock().map(|s| s.clone()).unwrap_or_default(),
+            proxy,
+            registrar,
             config_path: self.path.display().to_string(),
             config_loads: self.config_loads,
             last_config_error: self.last_config_error.clone(),
+        }
+    }
+}
+
+/// Puts what the registrar answered for each server's PE next to it (issue 19 item 7:
+/// `status` shows what the registrar accepted, not only what the proxy wants).
+fn with_registrar_answers(status: &mut crate::core::Status, reg: &RegistrarState) {
+    for a in &mut status.applications {
+        for s in &mut a.servers {
+            s.registrar_state = reg
+                .pes
+                .iter()
+                .find(|p| p.pe_id == s.pe_id && p.pool_handle == a.pool_handle)
+                .cloned();
         }
     }
 }
