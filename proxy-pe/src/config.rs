@@ -776,6 +776,43 @@ key_file = "legacy-2.key"
     }
 
     #[test]
+    fn join_needs_an_allow_list_of_daemons_that_can_connect() {
+        let join = |daemons: &str| {
+            format!(
+                "{}\n[[application]]\nname = \"B\"\npool_handle = \"AppB\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8100\"\n[application.join]\ndaemons = {daemons}\nmaintenance = [\"Sun 02:00-04:00 Europe/Berlin\"]\n",
+                EXAMPLE
+            )
+        };
+        let c = Config::parse(&join("[\"legacy-1\"]"), "p").expect("valid");
+        let j = c.applications[1].join.as_ref().expect("join");
+        assert!(c.applications[1].servers.is_empty());
+        assert_eq!(j.daemons, vec!["legacy-1"]);
+        assert_eq!(j.app_name(&c.applications[1]), "B");
+        let e = Config::parse(&join("[]"), "p").expect_err("empty list");
+        assert!(e.to_string().contains("application[1].join.daemons"), "{e}");
+        // With authentication, a daemon without a key could never connect.
+        let e = Config::parse(&join("[\"stranger\"]"), "p").expect_err("no key");
+        assert!(
+            e.to_string().contains("application[1].join.daemons[0]")
+                && e.to_string().contains("no [[daemon]] table"),
+            "{e}"
+        );
+        let e = Config::parse(&join("[\"legacy-1\", \"legacy-1\"]"), "p").expect_err("dup");
+        assert!(e.to_string().contains("duplicate daemon"), "{e}");
+        let bad = join("[\"legacy-1\"]").replace("Europe/Berlin", "Europe/Atlantis");
+        let e = Config::parse(&bad, "p").expect_err("zone");
+        assert!(
+            e.to_string()
+                .contains("application[1].join.maintenance[0]`: unknown time zone"),
+            "{e}"
+        );
+        // Neither servers nor join: rejected as before.
+        let none = format!("{EXAMPLE}\n[[application]]\nname = \"B\"\npool_handle = \"AppB\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8100\"\n");
+        let e = Config::parse(&none, "p").expect_err("no servers");
+        assert!(e.to_string().contains("application[1].server"), "{e}");
+    }
+
+    #[test]
     fn windows() {
         let w = Window::parse("daily 23:00-01:00").expect("ok");
         assert!(w.contains(23 * 3_600_000 + 5));
