@@ -1164,3 +1164,51 @@ fn proxy_id_makes_the_mode_a_pe_ids_of_two_proxies_distinct() {
     assert_eq!(ids[1], legacy_pe_id(Some("proxy-1"), "A", "IP1"));
     assert!(Config::parse(&format!("proxy_id = \"\"\n{}", text("")), "t").is_err());
 }
+
+/// Issue 19 item 1: a weekly window in Europe/Berlin on the day clocks go forward starts
+/// at 03:00 CEST (01:00 UTC) and drains: the open session stays, new ones go elsewhere;
+/// one real hour later it ends.
+#[test]
+fn zoned_window_across_spring_forward_drains_and_ends_after_one_hour() {
+    // 2026-03-29 00:30 UTC (a Sunday; 01:30 CET, before the change).
+    let t0: u64 = 1_774_744_200_000;
+    let start = t0 + 30 * 60_000; // 01:00 UTC = 03:00 CEST
+    let end = start + 3_600_000; // 02:00 UTC = 04:00 CEST
+    let mut c = Core::new(config(
+        "broker",
+        "round-robin",
+        "maintenance = [\"Sun 02:00-04:00 Europe/Berlin\"]",
+    ));
+    for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
+        c.daemon_connected(t0, &hello(d, 1));
+        c.daemon_message(t0, d, &snapshot(1, vec![app(true, &[100 + i as u32])]))
+            .expect("snapshot");
+    }
+    let s = c.open_session(t0, "A").expect("ok");
+    assert_eq!(s.server, "IP1");
+    let mut t = t0;
+    while t + 2_000 < start {
+        t += 2_000;
+        assert!(beat(&mut c, t).is_empty(), "at {t}");
+    }
+    assert!(state(&c, start - 1, "IP1").selectable);
+    // The window starts: nothing moves, IP1 takes no new session.
+    assert!(beat(&mut c, start).is_empty());
+    let v = state(&c, start, "IP1");
+    assert!(!v.selectable);
+    assert_eq!(v.reason, "maintenance window");
+    assert_eq!(c.session_server(s.session), Some("IP1"));
+    let next: Vec<String> = (0..3)
+        .map(|_| c.open_session(start, "A").expect("ok").server)
+        .collect();
+    assert!(next.iter().all(|n| n != "IP1"), "{next:?}");
+    // One real hour later (04:00 CEST) IP1 is back.
+    let mut t = start;
+    while t + 2_000 < end {
+        t += 2_000;
+        beat(&mut c, t);
+    }
+    assert!(!state(&c, end - 1, "IP1").selectable);
+    beat(&mut c, end);
+    assert!(state(&c, end, "IP1").selectable);
+}
