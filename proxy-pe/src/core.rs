@@ -1541,7 +1541,8 @@ impl Core {
                                 "join-refused".into(),
                                 app_name.clone(),
                                 id.clone(),
-                                "the daemon reports no port (or no address) for the application".into(),
+                                "the daemon reports no port (or no address) for the application"
+                                    .into(),
                             ));
                         }
                     }

@@ -62,7 +62,12 @@ pub enum ProxyError {
 }
 
 enum DaemonEvent {
-    Hello(u64, Hello, std::net::IpAddr, mpsc::UnboundedSender<ConfigPush>),
+    Hello(
+        u64,
+        Hello,
+        std::net::IpAddr,
+        mpsc::UnboundedSender<ConfigPush>,
+    ),
     Msg(u64, String, DaemonMessage, oneshot::Sender<bool>),
     Gone(u64, String),
 }

@@ -1041,7 +1041,11 @@ mod tests {
         // Retried after 1 s, then 2 s, then 4 s (each rejected again).
         let mut t = t0;
         for (n, wait) in [(1u32, 1u64), (2, 2), (3, 4)] {
-            assert_eq!(c.poll_timeout(), Some(t + Duration::from_secs(wait)), "rejection {n}");
+            assert_eq!(
+                c.poll_timeout(),
+                Some(t + Duration::from_secs(wait)),
+                "rejection {n}"
+            );
             c.handle_timeout(t + Duration::from_secs(wait) - Duration::from_millis(1));
             assert!(registrations(&actions(&mut c)).is_empty());
             t += Duration::from_secs(wait);

@@ -100,8 +100,14 @@ impl PartialEq for Window {
                 },
             ) => a == d && b == e && c == f,
             (
-                Window::Absolute { from_ms: a, to_ms: b },
-                Window::Absolute { from_ms: c, to_ms: d },
+                Window::Absolute {
+                    from_ms: a,
+                    to_ms: b,
+                },
+                Window::Absolute {
+                    from_ms: c,
+                    to_ms: d,
+                },
             ) => a == c && b == d,
             _ => false,
         }
@@ -133,7 +139,9 @@ impl CronSpec {
     /// Parses `M H DOM MON DOW`.
     pub fn parse(fields: &[&str]) -> Result<CronSpec, String> {
         let [m, h, dom, mon, dow] = fields else {
-            return Err("a cron expression has 5 fields: minute hour day-of-month month day-of-week".into());
+            return Err(
+                "a cron expression has 5 fields: minute hour day-of-month month day-of-week".into(),
+            );
         };
         let minutes = field(m, 0, 59, &[])?;
         let hours = field(h, 0, 23, &[])?;
@@ -233,7 +241,9 @@ fn weekday_bit(d: Date) -> u8 {
 fn parse_days(s: &str) -> Option<u8> {
     let day = |t: &str| -> Option<u8> {
         let t = t.to_ascii_lowercase();
-        let p = WEEKDAYS.iter().position(|n| t.starts_with(n) && t.len() >= 3)?;
+        let p = WEEKDAYS
+            .iter()
+            .position(|n| t.starts_with(n) && t.len() >= 3)?;
         // Accept the full names too (`sunday`), nothing else.
         let full = [
             "sunday",
@@ -352,8 +362,9 @@ impl Window {
                     ));
                 }
                 let spec = CronSpec::parse(&words[1..6]).map_err(|e| format!("`{s}`: {e}"))?;
-                let duration_ms = parse_duration_ms(words[6])
-                    .ok_or_else(|| format!("`{}` is not a duration (e.g. 90m, 2h, 1h30m)", words[6]))?;
+                let duration_ms = parse_duration_ms(words[6]).ok_or_else(|| {
+                    format!("`{}` is not a duration (e.g. 90m, 2h, 1h30m)", words[6])
+                })?;
                 if duration_ms > MAX_CRON_DURATION_MS {
                     return Err(format!("`{}`: a cron window lasts at most 7d", words[6]));
                 }
@@ -617,11 +628,17 @@ mod tests {
     fn bad_forms_are_explained() {
         for (text, want) in [
             ("daily 25:00-03:00", "`25:00` is not HH:MM"),
-            ("Sun 02:00-04:00 Mars/Olympus", "unknown time zone `Mars/Olympus`"),
+            (
+                "Sun 02:00-04:00 Mars/Olympus",
+                "unknown time zone `Mars/Olympus`",
+            ),
             ("Funday 02:00-04:00", "`Funday` is not `daily` or weekdays"),
             ("cron 61 2 * * 0 1h", "`61` is outside 0-59"),
             ("cron 0 2 * * 0 2x", "`2x` is not a duration"),
-            ("cron 0 2 * * 1h", "expected `cron M H DOM MON DOW DURATION [TZ]`"),
+            (
+                "cron 0 2 * * 1h",
+                "expected `cron M H DOM MON DOW DURATION [TZ]`",
+            ),
             ("cron 0 2 * * 0 8d", "at most 7d"),
             ("daily 02:00-02:00", "empty window"),
         ] {

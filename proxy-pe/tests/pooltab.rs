@@ -196,9 +196,9 @@ async fn two_mode_a_proxies_do_not_collide_and_a_hung_one_is_no_outage() {
             .until(k, "three registrations accepted by the registrar", |r| {
                 r.proxy.applications[0].servers.iter().all(|s| {
                     s.registered
-                        && s.registrar_state.as_ref().is_some_and(|a| {
-                            a.state == proxy_pe::registrar::PeRegState::Accepted
-                        })
+                        && s.registrar_state
+                            .as_ref()
+                            .is_some_and(|a| a.state == proxy_pe::registrar::PeRegState::Accepted)
                 })
             })
             .await;

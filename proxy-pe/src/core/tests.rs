@@ -955,8 +955,12 @@ fn daemons_feed_the_pooling_table_and_only_allowed_ones_join() {
     // d1 reports its address, d2 none (its connection's address is used), d3 is not
     // allowed to join.
     c.daemon_connected_from(T0, &hello("d1", 1), peer("127.0.0.99"));
-    c.daemon_message(T0, "d1", &snapshot(1, vec![reported(Some(7001), Some("10.0.0.1"), 11)]))
-        .expect("snapshot");
+    c.daemon_message(
+        T0,
+        "d1",
+        &snapshot(1, vec![reported(Some(7001), Some("10.0.0.1"), 11)]),
+    )
+    .expect("snapshot");
     c.daemon_connected_from(T0, &hello("d2", 1), peer("127.0.0.12"));
     c.daemon_message(T0, "d2", &snapshot(1, vec![reported(Some(7002), None, 12)]))
         .expect("snapshot");
@@ -976,8 +980,12 @@ fn daemons_feed_the_pooling_table_and_only_allowed_ones_join() {
         .iter()
         .any(|e| e.kind == "join-refused" && e.subject == "d3"));
     // Refused once, not at every report.
-    c.daemon_message(T0 + 1, "d3", &delta(2, vec![reported(Some(7003), None, 14)]))
-        .expect("delta");
+    c.daemon_message(
+        T0 + 1,
+        "d3",
+        &delta(2, vec![reported(Some(7003), None, 14)]),
+    )
+    .expect("delta");
     let refusals = c
         .status(T0)
         .events
@@ -988,10 +996,7 @@ fn daemons_feed_the_pooling_table_and_only_allowed_ones_join() {
     // Sessions go to the joined servers only, in round-robin order.
     assert_eq!(servers(&mut c, 4), vec!["d1", "d2", "d1", "d2"]);
     // The joined servers carry the join settings (lifetime 1 h).
-    assert_eq!(
-        state(&c, T0, "d1").lifetime_remaining_ms,
-        Some(3_600_000)
-    );
+    assert_eq!(state(&c, T0, "d1").lifetime_remaining_ms, Some(3_600_000));
     // d1's configuration drops A: d1 leaves the table; a session on it moves.
     let s = c.open_session(T0, "A").expect("ok");
     assert_eq!(s.server, "d1");
@@ -1017,16 +1022,24 @@ fn daemons_feed_the_pooling_table_and_only_allowed_ones_join() {
         vec![("d2".into(), "127.0.0.12:7002".parse().expect("sa"), true)]
     );
     // Added back (and on another port): joins again.
-    c.daemon_message(T0 + 3, "d1", &delta(3, vec![reported(Some(7101), Some("10.0.0.1"), 11)]))
-        .expect("delta");
+    c.daemon_message(
+        T0 + 3,
+        "d1",
+        &delta(3, vec![reported(Some(7101), Some("10.0.0.1"), 11)]),
+    )
+    .expect("delta");
     assert_eq!(table(&c).len(), 2);
     assert_eq!(
         state(&c, T0 + 3, "d1").address,
         "10.0.0.1:7101".parse::<SocketAddr>().expect("sa")
     );
     // A report without a port cannot join (logged), and a port change moves the server.
-    c.daemon_message(T0 + 4, "d2", &delta(2, vec![reported(Some(7202), None, 12)]))
-        .expect("delta");
+    c.daemon_message(
+        T0 + 4,
+        "d2",
+        &delta(2, vec![reported(Some(7202), None, 12)]),
+    )
+    .expect("delta");
     assert_eq!(
         state(&c, T0 + 4, "d2").address,
         "127.0.0.12:7202".parse::<SocketAddr>().expect("sa")
@@ -1087,7 +1100,8 @@ fn joined_servers_and_their_state_survive_a_reload() {
     let text = "mode = \"broker\"\n[daemon_link]\nauth = \"none\"\n[[application]]\nname = \"A\"\npool_handle = \"AppA\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8000\"\n[application.join]\ndaemons = [\"d2\"]\n";
     let acts = c.apply_config(T0 + 2, Config::parse(text, "t").expect("valid"));
     assert!(
-        acts.iter().any(|a| matches!(a, Action::MoveSession { server, .. } if server == "d1")),
+        acts.iter()
+            .any(|a| matches!(a, Action::MoveSession { server, .. } if server == "d1")),
         "{acts:?}"
     );
     assert!(table(&c).is_empty());
@@ -1105,7 +1119,8 @@ fn lifetime_counts_from_the_process_start_across_a_proxy_restart() {
             a.started_at_ms = Some(started);
         }
         c.daemon_connected(T0, &hello(d, 1));
-        c.daemon_message(T0, d, &snapshot(1, vec![a])).expect("snapshot");
+        c.daemon_message(T0, d, &snapshot(1, vec![a]))
+            .expect("snapshot");
     }
     let v = state(&c, T0, "IP1");
     assert_eq!(v.lifetime_remaining_ms, Some(4_000));
@@ -1122,7 +1137,8 @@ fn lifetime_counts_from_the_process_start_across_a_proxy_restart() {
     // A new process (new start time) starts a new work cycle.
     let mut a = app(true, &[555]);
     a.started_at_ms = Some(T0 + 4_500);
-    c.daemon_message(T0 + 5_000, "d1", &delta(2, vec![a])).expect("delta");
+    c.daemon_message(T0 + 5_000, "d1", &delta(2, vec![a]))
+        .expect("delta");
     assert_eq!(
         state(&c, T0 + 5_000, "IP1").lifetime_remaining_ms,
         Some(9_500)
