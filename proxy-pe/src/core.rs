@@ -1603,6 +1603,12 @@ impl Core {
                 ));
             }
             if changed {
+                // Declared servers first in file order, then the joined ones by name, so
+                // the table does not depend on which daemon reported first.
+                a.servers.sort_by(|x, y| match (x.joined, y.joined) {
+                    (true, true) => x.name.cmp(&y.name),
+                    (a, b) => a.cmp(&b),
+                });
                 // Policies keep positions by index.
                 a.selector = a.cfg.policy.selector();
             }

@@ -190,10 +190,12 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
     tracing::info!(config = %d.path.display(), "proxy-pe running");
 
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_tick = now_ms();
     let mut watch = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                last_tick = resync_after_stall(&d.reg_tx, last_tick, now_ms());
                 let acts = d.core.tick(now_ms());
                 d.dispatch(acts);
                 d.expire_pushes();
@@ -811,4 +813,24 @@ fn with_registrar_answers(status: &mut crate::core::Status, reg: &RegistrarState
                 .cloned();
         }
     }
+}
+
+/// A 200 ms tick that comes this much late means the proxy was stalled (SIGSTOP, a hung
+/// or overloaded host): long enough for the registrar to drop its PEs for unanswered
+/// keep-alives (issue 19 item 7).
+pub const STALL_RESYNC_MS: u64 = 2_000;
+
+/// Asks the registrar client to send every registration again when the tick at `now`
+/// comes more than [`STALL_RESYNC_MS`] after the one at `last`; returns `now`. A spurious
+/// resync (a merely slow machine) only re-sends registrations.
+fn resync_after_stall(reg_tx: &mpsc::UnboundedSender<RegistrarCmd>, last: u64, now: u64) -> u64 {
+    let gap = now.saturating_sub(last);
+    if gap > STALL_RESYNC_MS {
+        tracing::warn!(
+            stalled_ms = gap,
+            "the proxy was stalled: sending every registration again"
+        );
+        let _ = reg_tx.send(RegistrarCmd::Resync);
+    }
+    now
 }

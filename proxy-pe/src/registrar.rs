@@ -61,6 +61,10 @@ pub enum RegistrarCmd {
     Deregister(String, u32),
     /// Replace the configured registrar list (configuration reload).
     SetRegistrars(Vec<SocketAddr>),
+    /// The proxy was stalled (SIGSTOP, swapped out, a hung host): send every wanted
+    /// registration again at once, since the registrar may have dropped them for
+    /// unanswered keep-alives meanwhile (issue 19 item 7).
+    Resync,
 }
 
 /// Questions the registrar task asks the driver (which owns the core).
@@ -108,6 +112,9 @@ pub struct RegistrarState {
     /// [`reject_backoff`]).
     #[serde(default)]
     pub reject_retries: u64,
+    /// Full re-registrations after the proxy noticed it had been stalled.
+    #[serde(default)]
+    pub resyncs: u64,
     /// Per wanted PE, what the registrar in use answered (issue 19 item 7: the status
     /// shows what the registrar accepted, not only what the proxy wants).
     #[serde(default)]
@@ -434,6 +441,19 @@ impl RegClient {
                 self.send_registration(now, conn, &k, 1);
             }
         }
+    }
+
+    /// Sends every wanted registration again on the association in use (after the proxy
+    /// was stalled: the registrar may have removed its PEs for unanswered keep-alives, and
+    /// nothing else would bring them back before T4).
+    pub fn resync(&mut self, now: Instant) {
+        let snapshot: Vec<(String, PoolElementInfo)> = self
+            .wanted
+            .iter()
+            .map(|((h, _), pe)| (h.clone(), pe.clone()))
+            .collect();
+        self.state.resyncs += 1;
+        self.set_snapshot(now, snapshot);
     }
 
     /// Replaces the configured registrar list. The association in use is kept unless it
@@ -795,6 +815,7 @@ pub async fn run(
                     Some(RegistrarCmd::Register(h, pe)) => c.register(now, h, pe),
                     Some(RegistrarCmd::Deregister(h, id)) => c.deregister(h, id),
                     Some(RegistrarCmd::SetRegistrars(r)) => c.set_registrars(now, r),
+                    Some(RegistrarCmd::Resync) => c.resync(now),
                 }
             }
             ev = net.next() => {
@@ -1073,6 +1094,34 @@ mod tests {
         // Deregistered PEs leave the list.
         c.deregister("P".into(), 1);
         assert_eq!(pes(&c), vec![(2, PeRegState::Pending, 0)]);
+    }
+
+    #[test]
+    fn resync_sends_every_wanted_registration_again_at_once() {
+        let t0 = Instant::now();
+        let mut c = client(&["10.0.0.1:3863"]);
+        let conn = up(
+            &mut c,
+            t0,
+            vec![("P".into(), pe(1, 300_000)), ("Q".into(), pe(2, 300_000))],
+        );
+        assert_eq!(registrations(&actions(&mut c)).len(), 2);
+        c.on_registration_response(t0, conn, &response("P", 1, false));
+        c.on_registration_response(t0, conn, &response("Q", 2, false));
+        // Long before T4 (280 s): both at once, shown as pending until answered.
+        let t = t0 + Duration::from_secs(10);
+        c.resync(t);
+        assert_eq!(
+            registrations(&actions(&mut c)),
+            vec![(conn, "P".into(), 1), (conn, "Q".into(), 2)]
+        );
+        assert_eq!(c.state().resyncs, 1);
+        assert!(c.state().pes.iter().all(|p| p.state == PeRegState::Pending));
+        // Without an association there is nothing to send (the next one gets a snapshot).
+        c.on_lost(t, conn);
+        let _ = actions(&mut c);
+        c.resync(t);
+        assert!(registrations(&actions(&mut c)).is_empty());
     }
 
     #[test]

@@ -177,15 +177,11 @@ async fn two_mode_a_proxies_do_not_collide_and_a_hung_one_is_no_outage() {
     registrar_with_all_items(&mut rig);
     for k in 0..2 {
         rig.add_proxy(|rig| {
-            // A 4 s registration life (T4 = 2 s): a proxy that resumes after a hang
-            // registers again within 2 s.
+            // The default registration life (300 s, T4 = 280 s): a resumed proxy's PEs
+            // come back by its stall detection, not by T4.
             format!(
                 "proxy_id = \"proxy-{k}\"\n{}",
                 rig.proxy_config(k, "registration", "round-robin", &[])
-            )
-            .replace(
-                "probe_interval_ms = 200\n",
-                "probe_interval_ms = 200\nregistration_life_ms = 4000\n",
             )
         });
     }
@@ -230,9 +226,14 @@ async fn two_mode_a_proxies_do_not_collide_and_a_hung_one_is_no_outage() {
     assert_eq!(resolve(rig.registrar_addr, "EchoPool").await, once);
     let r = rig.report(1).await.expect("proxy 1 answers");
     assert!(r.proxy.applications[0].servers.iter().all(|s| s.registered));
-    // Proxy 0 resumes: its next T4 re-registration (2 s) puts its PEs back: six again.
+    // Proxy 0 resumes: it notices it was stalled (its 200 ms tick came seconds late) and
+    // sends every registration again at once, long before T4: six again.
     signal(&rig.proxies[0], libc::SIGCONT);
     resolve_until(rig.registrar_addr, "EchoPool", |v| v == want.as_slice()).await;
+    let r = rig
+        .until(0, "proxy 0 resynced", |r| r.registrar.resyncs >= 1)
+        .await;
+    assert!(r.proxy.applications[0].servers.iter().all(|s| s.registered));
 }
 
 /// Item 8: the lifetime counts from the legacy process's own start time (reported by the

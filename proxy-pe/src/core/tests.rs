@@ -1228,3 +1228,16 @@ fn zoned_window_across_spring_forward_drains_and_ends_after_one_hour() {
     beat(&mut c, end);
     assert!(state(&c, end, "IP1").selectable);
 }
+
+#[test]
+fn joined_servers_are_listed_by_name_whatever_the_report_order() {
+    let mut c = Core::new(join_config("broker"));
+    c.daemon_connected_from(T0, &hello("d2", 1), peer("127.0.0.12"));
+    c.daemon_message(T0, "d2", &snapshot(1, vec![reported(Some(7002), None, 12)]))
+        .expect("snapshot");
+    c.daemon_connected_from(T0, &hello("d1", 1), peer("127.0.0.11"));
+    c.daemon_message(T0, "d1", &snapshot(1, vec![reported(Some(7001), None, 11)]))
+        .expect("snapshot");
+    let names: Vec<String> = table(&c).into_iter().map(|t| t.0).collect();
+    assert_eq!(names, vec!["d1", "d2"]);
+}
