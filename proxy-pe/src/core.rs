@@ -1475,8 +1475,15 @@ fn keep_joined(fresh: &mut AppState, prev: &mut AppState, proxy_id: Option<&str>
     if joined.is_empty() {
         return;
     }
+    let join = fresh.cfg.join.clone().unwrap_or_else(|| unreachable!("checked above"));
     for mut j in joined {
         j.pe_id = legacy_pe_id(proxy_id, &fresh.cfg.name, &j.name);
+        // The new `[application.join]` settings apply to the servers already joined.
+        j.cfg.daemon_app = join.daemon_app.clone();
+        j.cfg.lifetime_s = join.lifetime_s;
+        j.cfg.maintenance = join.maintenance.clone();
+        j.cfg.weight = join.weight;
+        j.windows = j.cfg.windows();
         fresh.servers.push(j);
     }
     fresh.selector = fresh.cfg.policy.selector();
