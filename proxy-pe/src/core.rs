@@ -1464,9 +1464,9 @@ fn lifetime_origin_from_report(s: &mut ServerState, st: &AppStatus) {
 /// Joined servers of the previous configuration stay over a reload while the application
 /// still has `[application.join]` (the next evaluation drops those no longer allowed).
 fn keep_joined(fresh: &mut AppState, prev: &mut AppState, proxy_id: Option<&str>) {
-    if fresh.cfg.join.is_none() {
+    let Some(join) = fresh.cfg.join.clone() else {
         return;
-    }
+    };
     let joined: Vec<ServerState> = prev
         .servers
         .drain(..)
@@ -1475,7 +1475,6 @@ fn keep_joined(fresh: &mut AppState, prev: &mut AppState, proxy_id: Option<&str>
     if joined.is_empty() {
         return;
     }
-    let join = fresh.cfg.join.clone().unwrap_or_else(|| unreachable!("checked above"));
     for mut j in joined {
         j.pe_id = legacy_pe_id(proxy_id, &fresh.cfg.name, &j.name);
         // The new `[application.join]` settings apply to the servers already joined.

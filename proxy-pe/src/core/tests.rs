@@ -1101,7 +1101,10 @@ fn joined_servers_and_their_state_survive_a_reload() {
     let text = "mode = \"broker\"\n[daemon_link]\nauth = \"none\"\n[[application]]\nname = \"A\"\npool_handle = \"AppA\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8000\"\n[application.join]\ndaemons = [\"d1\", \"d2\"]\nlifetime_s = 7200\n";
     assert_ne!(longer, Config::parse(text, "t").expect("valid"));
     c.apply_config(T0 + 1, Config::parse(text, "t").expect("valid"));
-    assert_eq!(state(&c, T0 + 1, "d1").lifetime_remaining_ms, Some(7_199_999));
+    assert_eq!(
+        state(&c, T0 + 1, "d1").lifetime_remaining_ms,
+        Some(7_199_999)
+    );
     // Removing d1 from the allow-list removes it from the table.
     let text = "mode = \"broker\"\n[daemon_link]\nauth = \"none\"\n[[application]]\nname = \"A\"\npool_handle = \"AppA\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8000\"\n[application.join]\ndaemons = [\"d2\"]\n";
     let acts = c.apply_config(T0 + 2, Config::parse(text, "t").expect("valid"));
