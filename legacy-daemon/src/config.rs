@@ -111,6 +111,10 @@ pub struct DaemonSettings {
     pub auth: AuthMode,
     /// The daemon's pre-shared key (`key` or `key_file`); `None` only with `auth = "none"`.
     pub key: Option<Key>,
+    /// Address on which this host's applications are reached, reported with each
+    /// application (`AppStatus::host`) so a proxy can pool them without a per-server entry
+    /// (issue 19 item 2). `None`: the proxy uses the address this daemon connects from.
+    pub advertise: Option<std::net::IpAddr>,
 }
 
 /// One `[[proxy]]` entry.
@@ -161,6 +165,8 @@ pub struct AppSpec {
     pub require_listen: bool,
     /// Static load hints passed to the proxy.
     pub load: LoadHints,
+    /// Address of this application's service (default: `[daemon] advertise`).
+    pub host: Option<std::net::IpAddr>,
 }
 
 /// Process match criteria; all given criteria must hold.
@@ -183,6 +189,7 @@ impl PartialEq for AppSpec {
             && self.count_connections == o.count_connections
             && self.require_listen == o.require_listen
             && self.load == o.load
+            && self.host == o.host
             && self.matcher.exe == o.matcher.exe
             && self.matcher.pid_file == o.matcher.pid_file
             && self.matcher.cmdline.as_ref().map(|r| r.as_str())
@@ -218,6 +225,7 @@ struct RawDaemon {
     auth: Option<Spanned<AuthMode>>,
     key: Option<Spanned<String>>,
     key_file: Option<Spanned<PathBuf>>,
+    advertise: Option<std::net::IpAddr>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +257,7 @@ struct RawApp {
     require_listen: bool,
     #[serde(default)]
     load: RawLoad,
+    host: Option<std::net::IpAddr>,
 }
 
 #[derive(Deserialize, Default)]
@@ -379,6 +388,7 @@ fn parse_checked(text: &str, origin: &str, pushed_by: Option<&str>) -> Result<Co
         state_file: d.state_file,
         auth,
         key,
+        advertise: d.advertise,
     };
 
     let mut proxies: Vec<ProxyTarget> = Vec::new();
@@ -558,6 +568,7 @@ fn parse_checked(text: &str, origin: &str, pushed_by: Option<&str>) -> Result<Co
                 priority: a.load.priority,
                 capacity: a.load.capacity,
             },
+            host: a.host,
         });
     }
 

@@ -99,6 +99,9 @@ pub struct Poller {
     port_app_pids: Vec<(String, Vec<u32>)>,
     /// `/proc/net/tcp{,6}` samples taken so far.
     net_reads: u64,
+    /// Wall-clock time of boot, Unix ms (wall clock now minus `CLOCK_BOOTTIME`), taken
+    /// once so the start times reported from it do not jitter from poll to poll.
+    boot_epoch_ms: Option<u64>,
 }
 
 /// What the poller remembers about one process.
@@ -223,7 +226,16 @@ impl Poller {
             net: None,
             port_app_pids: Vec::new(),
             net_reads: 0,
+            boot_epoch_ms: boot_epoch_ms(),
         }
+    }
+
+    /// Unix ms at which a process with `stat` start time `starttime` (clock ticks after
+    /// boot) started.
+    fn started_at_ms(&self, starttime: u64) -> Option<u64> {
+        let boot = self.boot_epoch_ms?;
+        let after_boot = (starttime as f64 / self.ticks_per_sec * 1000.0) as u64;
+        Some(boot.saturating_add(after_boot))
     }
 
     /// Bumps the matcher generation if the `exe`/`cmdline` criteria changed.
@@ -275,6 +287,8 @@ impl Poller {
         let mut pids: Vec<Vec<u32>> = vec![Vec::new(); cfg.apps.len()];
         let mut cpu_ticks: Vec<u64> = vec![0; cfg.apps.len()];
         let mut rss: Vec<u64> = vec![0; cfg.apps.len()];
+        // Earliest start time (clock ticks after boot) among each application's processes.
+        let mut first_start: Vec<Option<u64>> = vec![None; cfg.apps.len()];
         let mut new_ticks = HashMap::new();
 
         // Start times after this are "young" (clock ticks after boot).
@@ -376,6 +390,7 @@ impl Poller {
                 }
                 rss[i] += st.rss_pages.saturating_mul(self.page_size);
                 pids[i].push(pid as u32);
+                first_start[i] = Some(first_start[i].map_or(e.starttime, |t| t.min(e.starttime)));
             }
         }
         // Pids not listed this time are gone.
@@ -461,15 +476,20 @@ impl Poller {
                     }
                     None => 0.0,
                 };
+                let running = !p.is_empty() && listen_ok;
                 AppStatus {
                     name: app.name.clone(),
-                    running: !p.is_empty() && listen_ok,
+                    running,
                     instances: p.len() as u32,
                     pids: p,
                     cpu_percent,
                     rss_bytes: rss[i],
                     ports,
                     load_hints: app.load.clone(),
+                    host: app.host.or(cfg.daemon.advertise),
+                    started_at_ms: first_start[i]
+                        .filter(|_| running)
+                        .and_then(|t| self.started_at_ms(t)),
                 }
             })
             .collect()
@@ -632,6 +652,17 @@ fn boot_time_secs() -> Option<f64> {
         return None;
     }
     Some(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+}
+
+/// Wall-clock time of boot in Unix ms: now minus `CLOCK_BOOTTIME` (the clock of the
+/// `stat` start times).
+fn boot_epoch_ms() -> Option<u64> {
+    let up = boot_time_secs()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    Some(((now - up) * 1000.0) as u64)
 }
 
 /// Length of `comm` in the kernel (TASK_COMM_LEN - 1).
@@ -920,6 +951,48 @@ mod tests {
         assert_eq!(st[0].instances, 0);
         assert!(!st[0].running);
         assert!(!p.procs.contains_key(&(pid as i32)));
+    }
+
+    /// The reported start time is the process's own (issue 19 item 8): close to when it
+    /// was spawned, the same from a second poller (a restarted daemon), and stable from
+    /// poll to poll; `None` once it is gone. The host comes from `[daemon] advertise`.
+    #[test]
+    fn reports_the_process_start_time_and_the_advertised_host() {
+        let a = arg(9);
+        let before = crate::daemon::now_ms();
+        let mut child = spawn("sleep", &[&a]);
+        let text = format!(
+            "[daemon]\nauth = \"none\"\nadvertise = \"10.9.8.7\"\n[[proxy]]\naddress = \"127.0.0.1:9\"\n\
+             [[app]]\nname = \"s\"\nexe = \"sleep\"\ncmdline = '^sleep {}$'\n",
+            regex_lite::escape(&a)
+        );
+        let c = crate::config::parse(&text, "t.toml").unwrap();
+        let mut p = Poller::new();
+        let pid = child.0.id();
+        let mut st = p.poll(&c);
+        for _ in 0..50 {
+            if st[0].pids == [pid] {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            st = p.poll(&c);
+        }
+        assert_eq!(st[0].pids, vec![pid]);
+        assert_eq!(st[0].host, Some("10.9.8.7".parse().unwrap()));
+        let started = st[0].started_at_ms.expect("start time");
+        // Clock ticks are 10 ms; the boot-time estimate adds a few ms.
+        assert!(
+            started + 50 >= before && started <= crate::daemon::now_ms() + 50,
+            "started {started}, spawned after {before}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(p.poll(&c)[0].started_at_ms, Some(started), "stable");
+        let other = Poller::new().poll(&c)[0].started_at_ms.expect("known");
+        assert!(other.abs_diff(started) <= 20, "{other} vs {started}");
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        let st = p.poll(&c);
+        assert_eq!(st[0].started_at_ms, None);
     }
 
     /// The end of an application's last instance is reported without a new

@@ -414,6 +414,8 @@ mod tests {
                 rss_bytes: 0,
                 ports: vec![],
                 load_hints: LoadHints::default(),
+                host: None,
+                started_at_ms: None,
             }
         }
 

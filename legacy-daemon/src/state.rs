@@ -111,6 +111,8 @@ pub fn significant(old: &AppStatus, new: &AppStatus) -> bool {
         || old.pids != new.pids
         || old.ports != new.ports
         || old.load_hints != new.load_hints
+        || old.host != new.host
+        || old.started_at_ms != new.started_at_ms
     {
         return true;
     }
@@ -136,6 +138,8 @@ mod tests {
             rss_bytes: rss,
             ports: vec![],
             load_hints: LoadHints::default(),
+            host: None,
+            started_at_ms: None,
         }
     }
 

@@ -71,6 +71,8 @@ async fn fake_daemon(proxy: SocketAddr) {
             rss_bytes: 0,
             ports: Vec::new(),
             load_hints: LoadHints::default(),
+            host: None,
+            started_at_ms: None,
         }],
     });
     let mut seq = 0;

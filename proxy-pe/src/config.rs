@@ -105,6 +105,14 @@ pub struct Config {
     /// The applications (pools).
     #[serde(default, rename = "application")]
     pub applications: Vec<Application>,
+    /// Mode A with several proxies (issue 19 item 7): this proxy's identity, part of every
+    /// legacy PE identifier it registers (FNV-1a(application, server, proxy_id)). Two
+    /// proxies fronting the same legacy servers with different `proxy_id`s register
+    /// distinct PEs, so they never overwrite each other's registrations, and a stopped,
+    /// restarted or hung proxy takes only its own PEs out of the pool. Unset: the ids of a
+    /// single proxy, FNV-1a(application, server), as before.
+    #[serde(default)]
+    pub proxy_id: Option<String>,
 }
 
 /// Failure-detection settings (seed 002's two-channel rule, FIG. 7A: down only if both channels say so).
@@ -373,8 +381,8 @@ pub struct Application {
     /// registered User Transport parameter (RFC 5352 §5.1.1 / RFC 5354 §3.3) follows it.
     #[serde(default = "default_asap_transport")]
     pub asap_transport: asap::transport::TransportKind,
-    /// The legacy servers offering the application.
-    #[serde(rename = "server")]
+    /// The legacy servers offering the application (may be empty with `join`).
+    #[serde(default, rename = "server")]
     pub servers: Vec<Server>,
     /// Application-level health check (optional; without it a server is probed with a TCP
     /// connect only when one channel already reports a failure).
@@ -392,6 +400,43 @@ pub struct Application {
     /// to the replayed lines) are dropped, so the client does not see them twice. Default 0.
     #[serde(default)]
     pub discard_lines: u32,
+    /// Servers that join from the daemons' reports (issue 19 item 2, seed 003 \[29\]).
+    #[serde(default)]
+    pub join: Option<Join>,
+}
+
+/// `[application.join]`: the pooling table fed by the daemons (issue 19 item 2, seed 003
+/// \[29\] and \[32\]). Every listed daemon that reports the application running-or-not
+/// joins the pool as a server named after the daemon, at the address it reports
+/// (`AppStatus::host`, else the address its connection comes from) and the first port it
+/// reports. When the daemon's configuration drops the application (a `removed` delta or a
+/// snapshot without it), the server leaves the table; when it is added back, it joins
+/// again. A daemon not listed here never adds a server, whatever it reports. A server
+/// declared with `[[application.server]]` for the same daemon takes precedence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    /// Daemon identities (authenticated with their `[[daemon]]` key) allowed to join.
+    pub daemons: Vec<String>,
+    /// Name of the application in the daemons' reports (default: the application name).
+    #[serde(default)]
+    pub daemon_app: Option<String>,
+    /// Work cycle of every joined server (see [`Server::lifetime_s`]).
+    #[serde(default)]
+    pub lifetime_s: Option<u64>,
+    /// Maintenance windows of every joined server (see [`Server::maintenance`]).
+    #[serde(default)]
+    pub maintenance: Vec<String>,
+    /// Mode A weight of every joined server (default: the daemon's load hint).
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+impl Join {
+    /// The application name the daemons report.
+    pub fn app_name<'a>(&'a self, app: &'a Application) -> &'a str {
+        self.daemon_app.as_deref().unwrap_or(&app.name)
+    }
 }
 
 /// One legacy server offering an application.
@@ -415,7 +460,9 @@ pub struct Server {
     /// application (re)starts; after that it is expired until the application restarts.
     #[serde(default)]
     pub lifetime_s: Option<u64>,
-    /// Scheduled maintenance: `"daily HH:MM-HH:MM"` (UTC) or `"FROM-TO"` in Unix seconds.
+    /// Scheduled maintenance windows (drain at the start): `"daily HH:MM-HH:MM [TZ]"`,
+    /// `"Sun 02:00-04:00 Europe/Berlin"`, `"cron M H DOM MON DOW DURATION [TZ]"` or
+    /// `"FROM-TO"` in Unix seconds; see [`crate::window`].
     #[serde(default)]
     pub maintenance: Vec<String>,
     /// Mode A weight / priority for the RFC 5356 weighted and priority policies.
@@ -423,83 +470,7 @@ pub struct Server {
     pub weight: Option<u32>,
 }
 
-/// A parsed maintenance window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    /// Every day between two minute-of-day values (UTC); wraps past midnight if
-    /// `from > to`.
-    Daily {
-        /// Start minute of the day.
-        from_min: u32,
-        /// End minute of the day (exclusive).
-        to_min: u32,
-    },
-    /// Absolute interval in Unix milliseconds, `[from, to)`.
-    Absolute {
-        /// Start.
-        from_ms: u64,
-        /// End (exclusive).
-        to_ms: u64,
-    },
-}
-
-impl Window {
-    /// Parses `"daily HH:MM-HH:MM"` or `"FROM-TO"` (Unix seconds).
-    pub fn parse(s: &str) -> Result<Window, String> {
-        let s = s.trim();
-        if let Some(rest) = s.strip_prefix("daily ") {
-            let (a, b) = rest
-                .split_once('-')
-                .ok_or_else(|| format!("`{s}`: expected `daily HH:MM-HH:MM`"))?;
-            let from_min = hhmm(a.trim()).ok_or_else(|| format!("`{a}` is not HH:MM"))?;
-            let to_min = hhmm(b.trim()).ok_or_else(|| format!("`{b}` is not HH:MM"))?;
-            if from_min == to_min {
-                return Err(format!("`{s}`: empty window"));
-            }
-            return Ok(Window::Daily { from_min, to_min });
-        }
-        let (a, b) = s.split_once('-').ok_or_else(|| {
-            format!("`{s}`: expected `daily HH:MM-HH:MM` or `FROM-TO` in Unix seconds")
-        })?;
-        let from: u64 = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{a}` is not a Unix time in seconds"))?;
-        let to: u64 = b
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{b}` is not a Unix time in seconds"))?;
-        if to <= from {
-            return Err(format!("`{s}`: end is not after start"));
-        }
-        Ok(Window::Absolute {
-            from_ms: from.saturating_mul(1000),
-            to_ms: to.saturating_mul(1000),
-        })
-    }
-
-    /// True when `now_ms` (Unix milliseconds) is inside the window.
-    pub fn contains(&self, now_ms: u64) -> bool {
-        match *self {
-            Window::Absolute { from_ms, to_ms } => now_ms >= from_ms && now_ms < to_ms,
-            Window::Daily { from_min, to_min } => {
-                let m = ((now_ms / 60_000) % (24 * 60)) as u32;
-                if from_min < to_min {
-                    m >= from_min && m < to_min
-                } else {
-                    m >= from_min || m < to_min
-                }
-            }
-        }
-    }
-}
-
-fn hhmm(s: &str) -> Option<u32> {
-    let (h, m) = s.split_once(':')?;
-    let h: u32 = h.parse().ok()?;
-    let m: u32 = m.parse().ok()?;
-    (h < 24 && m < 60).then_some(h * 60 + m)
-}
+pub use crate::window::Window;
 
 fn default_daemon_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 7100))
@@ -720,9 +691,13 @@ impl Config {
                 Mode::Registration => {}
             }
             Self::validate_failover(app, &k, origin)?;
-            if app.servers.is_empty() {
-                return Err(bad(format!("{k}.server"), "at least one server".into()));
+            if app.servers.is_empty() && app.join.is_none() {
+                return Err(bad(
+                    format!("{k}.server"),
+                    "at least one server (or [application.join])".into(),
+                ));
             }
+            self.validate_join(i, app, &ids, &bad)?;
             let mut snames = BTreeSet::new();
             for (j, s) in app.servers.iter().enumerate() {
                 let sk = format!("{k}.server[{j}]");
@@ -862,6 +837,52 @@ impl Config {
                     "only with on_server_failure = \"reconnect\"".into(),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `[application.join]` (issue 19 item 2): a non-empty allow-list of daemons that can
+    /// authenticate, valid lifetime and windows.
+    fn validate_join(
+        &self,
+        i: usize,
+        app: &Application,
+        ids: &BTreeSet<String>,
+        bad: &dyn Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if self.proxy_id.as_deref() == Some("") {
+            return Err(bad("proxy_id".into(), "must not be empty".into()));
+        }
+        let Some(j) = &app.join else { return Ok(()) };
+        let k = format!("application[{i}].join");
+        if j.daemons.is_empty() {
+            return Err(bad(
+                format!("{k}.daemons"),
+                "list the daemons allowed to join (by their [daemon] id)".into(),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (n, d) in j.daemons.iter().enumerate() {
+            if d.is_empty() || !seen.insert(d) {
+                return Err(bad(
+                    format!("{k}.daemons[{n}]"),
+                    format!("empty or duplicate daemon `{d}`"),
+                ));
+            }
+            if self.daemon_link.auth == legacy_protocol::auth::AuthMode::HmacSha256
+                && !ids.contains(d)
+            {
+                return Err(bad(
+                    format!("{k}.daemons[{n}]"),
+                    format!("daemon `{d}` has no [[daemon]] table with its key (it could never connect)"),
+                ));
+            }
+        }
+        if j.lifetime_s == Some(0) {
+            return Err(bad(format!("{k}.lifetime_s"), "must be > 0".into()));
+        }
+        for (w, text) in j.maintenance.iter().enumerate() {
+            Window::parse(text).map_err(|m| bad(format!("{k}.maintenance[{w}]"), m))?;
         }
         Ok(())
     }
@@ -1039,6 +1060,43 @@ key_file = "legacy-2.key"
         let text = EXAMPLE.replace("\"round-robin\"", "\"fastest\"");
         let e = Config::parse(&text, "p").expect_err("invalid");
         assert!(e.to_string().starts_with("p:10:"), "{e}");
+    }
+
+    #[test]
+    fn join_needs_an_allow_list_of_daemons_that_can_connect() {
+        let join = |daemons: &str| {
+            format!(
+                "{}\n[[application]]\nname = \"B\"\npool_handle = \"AppB\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8100\"\n[application.join]\ndaemons = {daemons}\nmaintenance = [\"Sun 02:00-04:00 Europe/Berlin\"]\n",
+                EXAMPLE
+            )
+        };
+        let c = Config::parse(&join("[\"legacy-1\"]"), "p").expect("valid");
+        let j = c.applications[1].join.as_ref().expect("join");
+        assert!(c.applications[1].servers.is_empty());
+        assert_eq!(j.daemons, vec!["legacy-1"]);
+        assert_eq!(j.app_name(&c.applications[1]), "B");
+        let e = Config::parse(&join("[]"), "p").expect_err("empty list");
+        assert!(e.to_string().contains("application[1].join.daemons"), "{e}");
+        // With authentication, a daemon without a key could never connect.
+        let e = Config::parse(&join("[\"stranger\"]"), "p").expect_err("no key");
+        assert!(
+            e.to_string().contains("application[1].join.daemons[0]")
+                && e.to_string().contains("no [[daemon]] table"),
+            "{e}"
+        );
+        let e = Config::parse(&join("[\"legacy-1\", \"legacy-1\"]"), "p").expect_err("dup");
+        assert!(e.to_string().contains("duplicate daemon"), "{e}");
+        let bad = join("[\"legacy-1\"]").replace("Europe/Berlin", "Europe/Atlantis");
+        let e = Config::parse(&bad, "p").expect_err("zone");
+        assert!(
+            e.to_string()
+                .contains("application[1].join.maintenance[0]`: unknown time zone"),
+            "{e}"
+        );
+        // Neither servers nor join: rejected as before.
+        let none = format!("{EXAMPLE}\n[[application]]\nname = \"B\"\npool_handle = \"AppB\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8100\"\n");
+        let e = Config::parse(&none, "p").expect_err("no servers");
+        assert!(e.to_string().contains("application[1].server"), "{e}");
     }
 
     #[test]

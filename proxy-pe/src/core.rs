@@ -43,8 +43,8 @@
 //!   gone, and closes the rest when its timeout passes ([`Action::CloseSession`]). An
 //!   operator stop is not a failure: the health stays what the daemon and probes say.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 
 use asap::wire::{Policy, PoolElementInfo, TransportParameter, TransportUse};
 use legacy_protocol::receiver::StatusTable;
@@ -364,6 +364,9 @@ struct ServerState {
     weight: u32,
     active: u32,
     assigned: u64,
+    /// Added from a daemon's report by `[application.join]` (issue 19 item 2), not
+    /// declared in the file.
+    joined: bool,
 }
 
 #[derive(Debug)]
@@ -424,6 +427,10 @@ pub struct Core {
     admin: BTreeMap<(String, String), AdminRecord>,
     /// Bumped on every change of `admin` (the driver saves the state file then).
     admin_seq: u64,
+    /// Address each daemon's connection comes from (the joined servers' default address).
+    daemon_peers: BTreeMap<String, IpAddr>,
+    /// (application, daemon) pairs whose join was refused or impossible, logged once.
+    join_refused: BTreeSet<(String, String)>,
 }
 
 /// FNV-1a over the parts separated by 0 bytes: the stable PE identifier of
@@ -462,8 +469,14 @@ impl Core {
             event_seq: 0,
             admin: BTreeMap::new(),
             admin_seq: 0,
+            daemon_peers: BTreeMap::new(),
+            join_refused: BTreeSet::new(),
         };
-        c.apps = cfg.applications.iter().map(new_app).collect();
+        c.apps = cfg
+            .applications
+            .iter()
+            .map(|a| new_app(a, cfg.proxy_id.as_deref()))
+            .collect();
         c
     }
 
@@ -485,7 +498,7 @@ impl Core {
             .collect();
         let mut apps = Vec::new();
         for a in &cfg.applications {
-            let mut fresh = new_app(a);
+            let mut fresh = new_app(a, cfg.proxy_id.as_deref());
             if let Some(mut prev) = old.remove(&a.name) {
                 // Policies keep positions by index: keep their state only when the server
                 // list is unchanged.
@@ -513,6 +526,7 @@ impl Core {
                         s.assigned = p.assigned;
                     }
                 }
+                keep_joined(&mut fresh, &mut prev, cfg.proxy_id.as_deref());
             }
             apps.push(fresh);
         }
@@ -1068,6 +1082,7 @@ impl Core {
 
     /// Recomputes every server's state and returns the resulting actions.
     fn evaluate(&mut self, now: u64) -> Vec<Action> {
+        self.sync_joined(now);
         let mut actions = Vec::new();
         let mut logs = Vec::new();
         let det = self.cfg.detection.clone();
@@ -1105,6 +1120,7 @@ impl Core {
                         s.probe_ok = None;
                         s.new_epoch();
                     }
+                    lifetime_origin_from_report(s, st);
                     s.last_running = st.running;
                     s.last_pids = st.pids.clone();
                     s.load = load_of(st);
@@ -1447,6 +1463,9 @@ impl Core {
                             assigned_total: s.assigned,
                             pe_id: s.pe_id,
                             registered: self.registered.contains_key(&s.pe_id),
+                            joined: s.joined,
+                            running_since_ms: s.running_since,
+                            registrar_state: None,
                             admin: self
                                 .admin
                                 .get(&(a.cfg.name.clone(), s.name.clone()))
@@ -1593,42 +1612,248 @@ fn candidate(s: &ServerState) -> Candidate {
     }
 }
 
-fn new_app(a: &Application) -> AppState {
+fn new_app(a: &Application, proxy_id: Option<&str>) -> AppState {
     AppState {
         cfg: a.clone(),
         selector: a.policy.selector(),
         servers: a
             .servers
             .iter()
-            .map(|s| {
-                let name = s.display_name();
-                ServerState {
-                    pe_id: stable_pe_id(&[&a.name, &name]),
-                    name,
-                    windows: s.windows(),
-                    cfg: s.clone(),
-                    health: Health::Unknown,
-                    reason: "no daemon report".into(),
-                    selectable: false,
-                    keeps_sessions: false,
-                    suspect_since: None,
-                    probe_ok: None,
-                    last_probe_sent: None,
-                    epoch: 0,
-                    check_in_flight: false,
-                    passes: 0,
-                    fails: 0,
-                    running_since: None,
-                    last_pids: Vec::new(),
-                    last_running: false,
-                    load: 0.0,
-                    apps_running: 0,
-                    weight: 1,
-                    active: 0,
-                    assigned: 0,
-                }
-            })
+            .map(|s| new_server(&a.name, s, proxy_id))
             .collect(),
+    }
+}
+
+fn new_server(app: &str, s: &crate::config::Server, proxy_id: Option<&str>) -> ServerState {
+    let name = s.display_name();
+    ServerState {
+        pe_id: legacy_pe_id(proxy_id, app, &name),
+        name,
+        windows: s.windows(),
+        cfg: s.clone(),
+        health: Health::Unknown,
+        reason: "no daemon report".into(),
+        selectable: false,
+        keeps_sessions: false,
+        suspect_since: None,
+        probe_ok: None,
+        last_probe_sent: None,
+        epoch: 0,
+        check_in_flight: false,
+        passes: 0,
+        fails: 0,
+        running_since: None,
+        last_pids: Vec::new(),
+        last_running: false,
+        load: 0.0,
+        apps_running: 0,
+        weight: 1,
+        active: 0,
+        assigned: 0,
+        joined: false,
+    }
+}
+
+// ---- pooling table fed by the daemons (issue 19 item 2), proxy identity (item 7),
+// ---- lifetime from the process start (item 8)
+
+/// Mode A: a registration the proxy wants but the registrar has not accepted, for the
+/// text table (` [registrar: rejected: ...]`). Accepted registrations add nothing, so the
+/// table keeps the seed's shape.
+fn registrar_note(s: &ServerView) -> String {
+    use crate::registrar::PeRegState;
+    match (&s.registrar_state, s.registered) {
+        (Some(r), true) if r.state == PeRegState::Rejected => format!(
+            " [registrar: rejected {} times: {}]",
+            r.rejections,
+            r.error.as_deref().unwrap_or("no cause given")
+        ),
+        (Some(r), true) if r.state == PeRegState::Pending => {
+            " [registrar: not accepted yet]".to_string()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The mode A PE identifier of (application, server): FNV-1a(application, server), with
+/// this proxy's `proxy_id` as a third part when set, so two proxies fronting the same
+/// legacy servers never register the same PE (issue 19 item 7).
+pub fn legacy_pe_id(proxy_id: Option<&str>, app: &str, server: &str) -> u32 {
+    match proxy_id {
+        Some(p) => stable_pe_id(&[app, server, p]),
+        None => stable_pe_id(&[app, server]),
+    }
+}
+
+/// The lifetime (seed 003 [35]) counts from the legacy process's own start time when the
+/// daemon reports it (issue 19 item 8): a proxy restart does not start a new work cycle.
+fn lifetime_origin_from_report(s: &mut ServerState, st: &AppStatus) {
+    if let Some(t) = st.started_at_ms.filter(|_| st.running) {
+        s.running_since = Some(t);
+    }
+}
+
+/// Joined servers of the previous configuration stay over a reload while the application
+/// still has `[application.join]` (the next evaluation drops those no longer allowed).
+fn keep_joined(fresh: &mut AppState, prev: &mut AppState, proxy_id: Option<&str>) {
+    let Some(join) = fresh.cfg.join.clone() else {
+        return;
+    };
+    let joined: Vec<ServerState> = prev
+        .servers
+        .drain(..)
+        .filter(|p| p.joined && !fresh.servers.iter().any(|s| s.name == p.name))
+        .collect();
+    if joined.is_empty() {
+        return;
+    }
+    for mut j in joined {
+        j.pe_id = legacy_pe_id(proxy_id, &fresh.cfg.name, &j.name);
+        // The new `[application.join]` settings apply to the servers already joined.
+        j.cfg.daemon_app = join.daemon_app.clone();
+        j.cfg.lifetime_s = join.lifetime_s;
+        j.cfg.maintenance = join.maintenance.clone();
+        j.cfg.weight = join.weight;
+        j.windows = j.cfg.windows();
+        fresh.servers.push(j);
+    }
+    fresh.selector = fresh.cfg.policy.selector();
+}
+
+impl Core {
+    /// A daemon connected from `peer` (the default address of the servers it joins; see
+    /// [`crate::config::Join`]) and sent its Hello; see [`Core::daemon_connected`].
+    pub fn daemon_connected_from(&mut self, now: u64, hello: &Hello, peer: IpAddr) -> Vec<Action> {
+        self.daemon_peers.insert(hello.daemon_id.clone(), peer);
+        self.daemon_connected(now, hello)
+    }
+
+    /// Brings the joined servers in line with the daemons' reports (issue 19 item 2): a
+    /// listed daemon reporting the application joins, one whose report no longer has it
+    /// leaves, a changed address or port is taken over. Daemons not listed never join.
+    fn sync_joined(&mut self, now: u64) {
+        let mut logs: Vec<(String, String, String, String)> = Vec::new();
+        let proxy_id = self.cfg.proxy_id.clone();
+        for a in &mut self.apps {
+            let app_name = a.cfg.name.clone();
+            let Some(join) = a.cfg.join.clone() else {
+                continue;
+            };
+            let report_name = join.app_name(&a.cfg).to_string();
+            // What the daemons report now: daemon -> (address, port).
+            let mut want: BTreeMap<String, SocketAddr> = BTreeMap::new();
+            for (id, d) in &self.daemons {
+                let Some(st) = d.table.apps.get(&report_name) else {
+                    continue;
+                };
+                let key = (app_name.clone(), id.clone());
+                if !join.daemons.contains(id) {
+                    if self.join_refused.insert(key) {
+                        logs.push((
+                            "join-refused".into(),
+                            app_name.clone(),
+                            id.clone(),
+                            "daemon not in the application's join list".into(),
+                        ));
+                    }
+                    continue;
+                }
+                // A declared server of the same daemon and application wins.
+                if a.servers.iter().any(|s| {
+                    !s.joined
+                        && s.cfg.daemon == *id
+                        && s.cfg.daemon_app.as_deref().unwrap_or(&app_name) == report_name
+                }) {
+                    continue;
+                }
+                let host = st.host.or_else(|| self.daemon_peers.get(id).copied());
+                let port = st.ports.first().map(|p| p.port).filter(|p| *p != 0);
+                match (host, port) {
+                    (Some(h), Some(p)) => {
+                        self.join_refused.remove(&key);
+                        want.insert(id.clone(), SocketAddr::new(h, p));
+                    }
+                    _ => {
+                        if self.join_refused.insert(key) {
+                            logs.push((
+                                "join-refused".into(),
+                                app_name.clone(),
+                                id.clone(),
+                                "the daemon reports no port (or no address) for the application"
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            let before = a.servers.len();
+            let mut changed = false;
+            a.servers.retain(|s| {
+                let keep = !s.joined || want.contains_key(&s.name);
+                if !keep {
+                    logs.push((
+                        "server-left".into(),
+                        app_name.clone(),
+                        s.name.clone(),
+                        "no longer in its daemon's report".into(),
+                    ));
+                }
+                keep
+            });
+            changed |= a.servers.len() != before;
+            for (daemon, addr) in want {
+                if let Some(s) = a.servers.iter_mut().find(|s| s.joined && s.name == daemon) {
+                    if s.cfg.service_addr() != addr {
+                        logs.push((
+                            "server-moved".into(),
+                            app_name.clone(),
+                            daemon.clone(),
+                            format!("{} -> {addr}", s.cfg.service_addr()),
+                        ));
+                        s.cfg.address = addr.ip();
+                        s.cfg.port = addr.port();
+                    }
+                    continue;
+                }
+                if a.servers.iter().any(|s| s.name == daemon) {
+                    // A declared server already has this name.
+                    continue;
+                }
+                let cfg = crate::config::Server {
+                    name: Some(daemon.clone()),
+                    address: addr.ip(),
+                    port: addr.port(),
+                    daemon: daemon.clone(),
+                    daemon_app: join.daemon_app.clone(),
+                    lifetime_s: join.lifetime_s,
+                    maintenance: join.maintenance.clone(),
+                    weight: join.weight,
+                };
+                let mut st = new_server(&app_name, &cfg, proxy_id.as_deref());
+                st.joined = true;
+                a.servers.push(st);
+                changed = true;
+                logs.push((
+                    "server-joined".into(),
+                    app_name.clone(),
+                    daemon.clone(),
+                    addr.to_string(),
+                ));
+            }
+            if changed {
+                // Declared servers first in file order, then the joined ones by name, so
+                // the table does not depend on which daemon reported first.
+                a.servers.sort_by(|x, y| match (x.joined, y.joined) {
+                    (true, true) => x.name.cmp(&y.name),
+                    (a, b) => a.cmp(&b),
+                });
+                // Policies keep positions by index.
+                a.selector = a.cfg.policy.selector();
+            }
+        }
+        for (kind, app, subject, detail) in logs {
+            self.log(now, &kind, &app, &subject, detail);
+        }
     }
 }
 
@@ -1704,6 +1929,17 @@ pub struct ServerView {
     /// Operator state, who set it and when (None: never set, enabled).
     #[serde(default)]
     pub admin: Option<AdminRecord>,
+    /// Joined from its daemon's report (`[application.join]`), not declared in the file.
+    #[serde(default)]
+    pub joined: bool,
+    /// Start of the current work cycle (lifetime origin), Unix ms: the legacy process's
+    /// own start time when its daemon reports it, else when the proxy saw it start.
+    #[serde(default)]
+    pub running_since_ms: Option<u64>,
+    /// What the registrar answered for this PE (mode A), filled in by the driver from the
+    /// registrar client: `registered` above is what the proxy wants.
+    #[serde(default)]
+    pub registrar_state: Option<crate::registrar::PeRegistration>,
 }
 
 impl ServerView {
@@ -1779,7 +2015,13 @@ impl Status {
                     } else {
                         String::new()
                     };
-                out.push_str(&format!("{} {}{}\n", s.name, state, extra));
+                out.push_str(&format!(
+                    "{} {}{}{}\n",
+                    s.name,
+                    state,
+                    extra,
+                    registrar_note(s)
+                ));
             }
             out.push_str(&a.policy_label);
             out.push_str("\n\n");

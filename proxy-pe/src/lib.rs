@@ -15,6 +15,7 @@
 //! - [`registrar`]: ASAP client to the ENRP server (registrations, keep-alive answers);
 //! - [`relay`]: mode B TCP relay with mid-session reselection;
 //! - [`control`]: local control socket and port, `status` rendering, operator commands;
+//! - [`window`]: maintenance windows (time zones, weekdays, cron) across DST changes;
 //! - [`admin_state`]: the operator-state file kept across restarts;
 //! - [`metrics`]: the `--metrics` endpoint (OpenMetrics);
 //! - [`csp`]: Component Status Protocol reports (`run --csp`) from the status snapshot;
@@ -34,6 +35,7 @@ pub mod proxy;
 pub mod registrar;
 pub mod relay;
 pub mod splice;
+pub mod window;
 
 /// Milliseconds since the Unix epoch (the core's clock).
 pub fn now_ms() -> u64 {

@@ -80,7 +80,12 @@ pub fn bind_hint(e: &std::io::Error) -> &'static str {
 }
 
 enum DaemonEvent {
-    Hello(u64, Hello, mpsc::UnboundedSender<ConfigPush>),
+    Hello(
+        u64,
+        Hello,
+        std::net::IpAddr,
+        mpsc::UnboundedSender<ConfigPush>,
+    ),
     Msg(u64, String, DaemonMessage, oneshot::Sender<bool>),
     Gone(u64, String),
 }
@@ -230,6 +235,7 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
     let mut watch_ms = d.core.config().detection.config_watch_ms;
     let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
     let mut watch = tokio::time::interval(Duration::from_millis(watch_ms));
+    let mut last_tick = now_ms();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -243,6 +249,7 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
                     watch_ms = det.config_watch_ms;
                     watch = tokio::time::interval(Duration::from_millis(watch_ms));
                 }
+                last_tick = resync_after_stall(&d.reg_tx, last_tick, now_ms(), tick_ms);
                 let acts = d.core.tick(now_ms());
                 d.dispatch(acts);
                 d.expire_pushes();
@@ -387,7 +394,12 @@ async fn serve_daemon(
     tracing::info!(daemon, peer = %conn.peer(), "daemon connected");
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<ConfigPush>();
     if tx
-        .send(DaemonEvent::Hello(id, conn.hello().clone(), push_tx))
+        .send(DaemonEvent::Hello(
+            id,
+            conn.hello().clone(),
+            conn.peer().ip(),
+            push_tx,
+        ))
         .is_err()
     {
         return;
@@ -489,10 +501,10 @@ impl Driver {
     fn daemon_event(&mut self, ev: DaemonEvent) {
         let now = now_ms();
         match ev {
-            DaemonEvent::Hello(conn, hello, push_tx) => {
+            DaemonEvent::Hello(conn, hello, peer, push_tx) => {
                 self.daemon_conn
                     .insert(hello.daemon_id.clone(), (conn, push_tx));
-                let acts = self.core.daemon_connected(now, &hello);
+                let acts = self.core.daemon_connected_from(now, &hello, peer);
                 self.dispatch(acts);
             }
             DaemonEvent::Msg(conn, daemon, msg, reply) => {
@@ -847,12 +859,55 @@ impl Driver {
     }
 
     fn report(&self) -> Report {
+        let registrar = self.reg_state.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut proxy = self.core.status(now_ms());
+        with_registrar_answers(&mut proxy, &registrar);
         Report {
-            proxy: self.core.status(now_ms()),
-            registrar: self.reg_state.lock().map(|s| s.clone()).unwrap_or_default(),
+            proxy,
+            registrar,
             config_path: self.path.display().to_string(),
             config_loads: self.config_loads,
             last_config_error: self.last_config_error.clone(),
         }
     }
+}
+
+/// Puts what the registrar answered for each server's PE next to it (issue 19 item 7:
+/// `status` shows what the registrar accepted, not only what the proxy wants).
+fn with_registrar_answers(status: &mut crate::core::Status, reg: &RegistrarState) {
+    for a in &mut status.applications {
+        for s in &mut a.servers {
+            s.registrar_state = reg
+                .pes
+                .iter()
+                .find(|p| p.pe_id == s.pe_id && p.pool_handle == a.pool_handle)
+                .cloned();
+        }
+    }
+}
+
+/// A 200 ms tick that comes this much late means the proxy was stalled (SIGSTOP, a hung
+/// or overloaded host): long enough for the registrar to drop its PEs for unanswered
+/// keep-alives (issue 19 item 7).
+pub const STALL_RESYNC_MS: u64 = 2_000;
+
+/// Asks the registrar client to send every registration again when the tick at `now`
+/// comes more than [`STALL_RESYNC_MS`] after the one at `last`; returns `now`. A spurious
+/// resync (a merely slow machine) only re-sends registrations.
+fn resync_after_stall(
+    reg_tx: &mpsc::UnboundedSender<RegistrarCmd>,
+    last: u64,
+    now: u64,
+    tick_ms: u64,
+) -> u64 {
+    let gap = now.saturating_sub(last);
+    // A long `[detection] tick_ms` is not a stall.
+    if gap > STALL_RESYNC_MS.max(tick_ms.saturating_mul(4)) {
+        tracing::warn!(
+            stalled_ms = gap,
+            "the proxy was stalled: sending every registration again"
+        );
+        let _ = reg_tx.send(RegistrarCmd::Resync);
+    }
+    now
 }

@@ -61,6 +61,10 @@ pub enum RegistrarCmd {
     Deregister(String, u32),
     /// Replace the configured registrar list (configuration reload).
     SetRegistrars(Vec<SocketAddr>),
+    /// The proxy was stalled (SIGSTOP, swapped out, a hung host): send every wanted
+    /// registration again at once, since the registrar may have dropped them for
+    /// unanswered keep-alives meanwhile (issue 19 item 7).
+    Resync,
 }
 
 /// Questions the registrar task asks the driver (which owns the core).
@@ -104,6 +108,63 @@ pub struct RegistrarState {
     /// Periodic re-registrations sent (T4).
     #[serde(default)]
     pub reregistrations: u64,
+    /// REGISTRATIONs sent again after a rejection (with back-off, see
+    /// [`reject_backoff`]).
+    #[serde(default)]
+    pub reject_retries: u64,
+    /// Full re-registrations after the proxy noticed it had been stalled.
+    #[serde(default)]
+    pub resyncs: u64,
+    /// Per wanted PE, what the registrar in use answered (issue 19 item 7: the status
+    /// shows what the registrar accepted, not only what the proxy wants).
+    #[serde(default)]
+    pub pes: Vec<PeRegistration>,
+}
+
+/// What the registrar answered for one wanted PE.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PeRegistration {
+    /// Pool handle.
+    pub pool_handle: String,
+    /// PE identifier.
+    pub pe_id: u32,
+    /// `pending` (sent, or waiting for an association), `accepted` or `rejected`.
+    pub state: PeRegState,
+    /// The registrar's Operation Error of the last rejection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Rejections in a row (0 once accepted).
+    #[serde(default)]
+    pub rejections: u32,
+}
+
+/// State of one registration at the registrar.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeRegState {
+    /// No answer yet on the association in use (or no association).
+    Pending,
+    /// REGISTRATION_RESPONSE without the R flag.
+    Accepted,
+    /// REGISTRATION_RESPONSE with the R flag; sent again after [`reject_backoff`].
+    Rejected,
+}
+
+/// First delay before a rejected REGISTRATION is sent again.
+pub const REJECT_RETRY_INITIAL: Duration = Duration::from_secs(1);
+/// Upper bound of the delay before a rejected REGISTRATION is sent again.
+pub const REJECT_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Delay before the `n`-th rejection in a row (n ≥ 1) is followed by another
+/// REGISTRATION: 1 s, doubling up to 60 s, never later than T4 of the registration life
+/// (issue 19 item 7: a registrar that rejects for a passing reason, e.g. an allow-list
+/// being fixed, sees the PE again soon, not only after T4).
+pub fn reject_backoff(n: u32, life_ms: i32) -> Duration {
+    let exp = n.saturating_sub(1).min(16);
+    REJECT_RETRY_INITIAL
+        .saturating_mul(1 << exp)
+        .min(REJECT_RETRY_MAX)
+        .min(t4(life_ms))
 }
 
 /// Timers and registrars of a [`RegClient`].
@@ -197,6 +258,8 @@ pub struct RegClient {
     last_conn: u64,
     actions: VecDeque<Action>,
     state: RegistrarState,
+    /// What the registrar answered per wanted PE (mirrored into `state.pes`).
+    answers: BTreeMap<Key, PeRegistration>,
 }
 
 impl RegClient {
@@ -215,6 +278,7 @@ impl RegClient {
             last_conn: 0,
             actions: VecDeque::new(),
             state: RegistrarState::default(),
+            answers: BTreeMap::new(),
         }
     }
 
@@ -312,7 +376,15 @@ impl RegClient {
             self.rereg.remove(&k);
             if let Some(conn) = self.link.current() {
                 if !self.pending.contains_key(&k) && self.wanted.contains_key(&k) {
-                    self.state.reregistrations += 1;
+                    if self
+                        .answers
+                        .get(&k)
+                        .is_some_and(|a| a.state == PeRegState::Rejected)
+                    {
+                        self.state.reject_retries += 1;
+                    } else {
+                        self.state.reregistrations += 1;
+                    }
                     self.send_registration(now, conn, &k, 1);
                 }
             }
@@ -334,6 +406,8 @@ impl RegClient {
         self.wanted.remove(&k);
         self.pending.remove(&k);
         self.rereg.remove(&k);
+        self.answers.remove(&k);
+        self.publish_answers();
         if let Some(conn) = self.link.current() {
             self.actions.push_back(Action::Send {
                 conn,
@@ -355,12 +429,31 @@ impl RegClient {
             .collect();
         self.pending.clear();
         self.rereg.clear();
+        let wanted = &self.wanted;
+        self.answers.retain(|k, _| wanted.contains_key(k));
+        for a in self.answers.values_mut() {
+            a.state = PeRegState::Pending;
+        }
+        self.publish_answers();
         if let Some(conn) = self.link.current() {
             let keys: Vec<Key> = self.wanted.keys().cloned().collect();
             for k in keys {
                 self.send_registration(now, conn, &k, 1);
             }
         }
+    }
+
+    /// Sends every wanted registration again on the association in use (after the proxy
+    /// was stalled: the registrar may have removed its PEs for unanswered keep-alives, and
+    /// nothing else would bring them back before T4).
+    pub fn resync(&mut self, now: Instant) {
+        let snapshot: Vec<(String, PoolElementInfo)> = self
+            .wanted
+            .iter()
+            .map(|((h, _), pe)| (h.clone(), pe.clone()))
+            .collect();
+        self.state.resyncs += 1;
+        self.set_snapshot(now, snapshot);
     }
 
     /// Replaces the configured registrar list. The association in use is kept unless it
@@ -461,10 +554,43 @@ impl RegClient {
         if self.link.current() != Some(conn) {
             return;
         }
-        // Registered: again before the life ends. Rejected: try again after T4 too.
-        if let Some(pe) = self.wanted.get(&k) {
-            self.rereg.insert(k, now + t4(pe.registration_life));
-        }
+        let Some(pe) = self.wanted.get(&k) else {
+            return;
+        };
+        let life = pe.registration_life;
+        let a = self.answers.entry(k.clone()).or_insert(PeRegistration {
+            pool_handle: k.0.clone(),
+            pe_id: k.1,
+            state: PeRegState::Pending,
+            error: None,
+            rejections: 0,
+        });
+        // Registered: again before the life ends (T4). Rejected: again after a back-off
+        // that grows with the rejections in a row.
+        let next = if r.reject {
+            a.state = PeRegState::Rejected;
+            a.rejections = a.rejections.saturating_add(1);
+            a.error = Some(
+                r.error
+                    .as_ref()
+                    .map_or_else(|| "no cause given".to_string(), |e| e.to_string()),
+            );
+            let wait = reject_backoff(a.rejections, life);
+            tracing::warn!(pool = %k.0, pe = format_args!("{:#010x}", k.1), rejections = a.rejections, retry_in_ms = wait.as_millis() as u64, "registration rejected: retrying after a back-off");
+            wait
+        } else {
+            a.state = PeRegState::Accepted;
+            a.rejections = 0;
+            a.error = None;
+            t4(life)
+        };
+        self.rereg.insert(k, now + next);
+        self.publish_answers();
+    }
+
+    /// Copies the per-PE answers into the status.
+    fn publish_answers(&mut self) {
+        self.state.pes = self.answers.values().cloned().collect();
     }
 
     /// An ENDPOINT_KEEP_ALIVE arrived on `conn`; `answer` are the PE ids the core allows to
@@ -527,6 +653,19 @@ impl RegClient {
 
     fn send_registration(&mut self, now: Instant, conn: ConnId, k: &Key, attempts: u32) {
         let Some(pe) = self.wanted.get(k) else { return };
+        if !self.answers.contains_key(k) {
+            self.answers.insert(
+                k.clone(),
+                PeRegistration {
+                    pool_handle: k.0.clone(),
+                    pe_id: k.1,
+                    state: PeRegState::Pending,
+                    error: None,
+                    rejections: 0,
+                },
+            );
+            self.state.pes = self.answers.values().cloned().collect();
+        }
         self.actions.push_back(Action::Send {
             conn,
             message: Registration {
@@ -550,6 +689,11 @@ impl RegClient {
         self.pending.retain(|_, p| p.conn != conn);
         self.rereg.clear();
         self.state.connected_to = None;
+        // The registrar drops the PEs of a lost association: nothing is accepted now.
+        for a in self.answers.values_mut() {
+            a.state = PeRegState::Pending;
+        }
+        self.publish_answers();
     }
 
     fn process_link(&mut self, _now: Instant) {
@@ -671,6 +815,7 @@ pub async fn run(
                     Some(RegistrarCmd::Register(h, pe)) => c.register(now, h, pe),
                     Some(RegistrarCmd::Deregister(h, id)) => c.deregister(h, id),
                     Some(RegistrarCmd::SetRegistrars(r)) => c.set_registrars(now, r),
+                    Some(RegistrarCmd::Resync) => c.resync(now),
                 }
             }
             ev = net.next() => {
@@ -877,6 +1022,116 @@ mod tests {
         assert!(registrations(&actions(&mut c))
             .iter()
             .all(|(_, p, _)| p == "Q"));
+    }
+
+    /// Issue 19 item 7: a rejected REGISTRATION is sent again after 1 s, 2 s, 4 s ...
+    /// (not only at T4), and the status shows per PE what the registrar answered.
+    #[test]
+    fn rejected_registration_is_retried_with_backoff_and_shown_per_pe() {
+        let t0 = Instant::now();
+        let mut c = client(&["10.0.0.1:3863"]);
+        let conn = up(
+            &mut c,
+            t0,
+            vec![("P".into(), pe(1, 300_000)), ("P".into(), pe(2, 300_000))],
+        );
+        assert_eq!(registrations(&actions(&mut c)).len(), 2);
+        let pes = |c: &RegClient| {
+            c.state()
+                .pes
+                .iter()
+                .map(|p| (p.pe_id, p.state, p.rejections))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            pes(&c),
+            vec![(1, PeRegState::Pending, 0), (2, PeRegState::Pending, 0)]
+        );
+        c.on_registration_response(t0, conn, &response("P", 1, false));
+        let mut rej = response("P", 2, true);
+        rej.error = Some(asap::wire::OperationError::single(
+            asap::wire::ErrorCause::new(asap::wire::CauseCode::InvalidValues, Vec::new()),
+        ));
+        c.on_registration_response(t0, conn, &rej);
+        assert_eq!(
+            pes(&c),
+            vec![(1, PeRegState::Accepted, 0), (2, PeRegState::Rejected, 1)]
+        );
+        let err = c.state().pes[1].error.clone().expect("cause kept");
+        assert!(err.contains("0x3"), "{err}");
+        // Retried after 1 s, then 2 s, then 4 s (each rejected again).
+        let mut t = t0;
+        for (n, wait) in [(1u32, 1u64), (2, 2), (3, 4)] {
+            assert_eq!(
+                c.poll_timeout(),
+                Some(t + Duration::from_secs(wait)),
+                "rejection {n}"
+            );
+            c.handle_timeout(t + Duration::from_secs(wait) - Duration::from_millis(1));
+            assert!(registrations(&actions(&mut c)).is_empty());
+            t += Duration::from_secs(wait);
+            c.handle_timeout(t);
+            assert_eq!(registrations(&actions(&mut c)), vec![(conn, "P".into(), 2)]);
+            if n < 3 {
+                c.on_registration_response(t, conn, &rej);
+            }
+        }
+        assert_eq!(c.state().reject_retries, 3);
+        // Accepted at last: back to T4 (280 s for a 300 s life), rejections reset.
+        c.on_registration_response(t, conn, &response("P", 2, false));
+        assert_eq!(
+            pes(&c),
+            vec![(1, PeRegState::Accepted, 0), (2, PeRegState::Accepted, 0)]
+        );
+        assert_eq!(c.state().pes[1].error, None);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(280)));
+        // The association is lost: nothing counts as accepted any more.
+        c.on_lost(t, conn);
+        assert_eq!(
+            pes(&c),
+            vec![(1, PeRegState::Pending, 0), (2, PeRegState::Pending, 0)]
+        );
+        // Deregistered PEs leave the list.
+        c.deregister("P".into(), 1);
+        assert_eq!(pes(&c), vec![(2, PeRegState::Pending, 0)]);
+    }
+
+    #[test]
+    fn resync_sends_every_wanted_registration_again_at_once() {
+        let t0 = Instant::now();
+        let mut c = client(&["10.0.0.1:3863"]);
+        let conn = up(
+            &mut c,
+            t0,
+            vec![("P".into(), pe(1, 300_000)), ("Q".into(), pe(2, 300_000))],
+        );
+        assert_eq!(registrations(&actions(&mut c)).len(), 2);
+        c.on_registration_response(t0, conn, &response("P", 1, false));
+        c.on_registration_response(t0, conn, &response("Q", 2, false));
+        // Long before T4 (280 s): both at once, shown as pending until answered.
+        let t = t0 + Duration::from_secs(10);
+        c.resync(t);
+        assert_eq!(
+            registrations(&actions(&mut c)),
+            vec![(conn, "P".into(), 1), (conn, "Q".into(), 2)]
+        );
+        assert_eq!(c.state().resyncs, 1);
+        assert!(c.state().pes.iter().all(|p| p.state == PeRegState::Pending));
+        // Without an association there is nothing to send (the next one gets a snapshot).
+        c.on_lost(t, conn);
+        let _ = actions(&mut c);
+        c.resync(t);
+        assert!(registrations(&actions(&mut c)).is_empty());
+    }
+
+    #[test]
+    fn reject_backoff_doubles_up_to_a_minute_and_never_beyond_t4() {
+        assert_eq!(reject_backoff(1, 300_000), Duration::from_secs(1));
+        assert_eq!(reject_backoff(4, 300_000), Duration::from_secs(8));
+        assert_eq!(reject_backoff(7, 300_000), Duration::from_secs(60));
+        assert_eq!(reject_backoff(40, 300_000), Duration::from_secs(60));
+        // A 4 s life: T4 is 2 s.
+        assert_eq!(reject_backoff(5, 4_000), Duration::from_secs(2));
     }
 
     #[test]

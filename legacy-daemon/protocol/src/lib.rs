@@ -235,6 +235,18 @@ pub struct AppStatus {
     /// Static load hints from the configuration, passed through for the proxy's policies.
     #[serde(default, skip_serializing_if = "LoadHints::is_empty")]
     pub load_hints: LoadHints,
+    /// Address clients reach this application on, from the daemon configuration (`[[app]]
+    /// host`, else `[daemon] advertise`). `None`: the proxy uses the address the daemon
+    /// connected from. With the first of `ports` it lets the proxy add the server to its
+    /// pooling table without a per-server entry (issue 19 item 2, seed 003 \[29\]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<std::net::IpAddr>,
+    /// Start time of the oldest running instance, Unix milliseconds (from
+    /// `/proc/PID/stat` field 22 and the boot time). The proxy counts the lifetime (seed
+    /// 003 \[35\]) from it, so a proxy restart does not restart the work cycle (issue 19
+    /// item 8). `None` when not running or not known (an older daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
 }
 
 /// A service port and what `/proc/net/tcp{,6}` says about it.
@@ -407,7 +419,28 @@ mod tests {
                 connections: Some(2),
             }],
             load_hints: LoadHints::default(),
+            host: None,
+            started_at_ms: None,
         }
+    }
+
+    #[test]
+    fn app_status_host_and_start_time_are_optional_on_the_wire() {
+        // An older daemon's report (no `host`, no `started_at_ms`) still decodes.
+        let old = r#"{"name":"A","running":true,"instances":1,"pids":[7],"cpu_percent":0.0,"rss_bytes":1}"#;
+        let a: AppStatus = serde_json::from_str(old).expect("old form");
+        assert_eq!((a.host, a.started_at_ms), (None, None));
+        let mut a = app("A", &[7]);
+        a.host = Some("10.0.0.7".parse().expect("ip"));
+        a.started_at_ms = Some(1_700_000_000_123);
+        let v = serde_json::to_value(&a).expect("json");
+        assert_eq!(v["host"], "10.0.0.7");
+        assert_eq!(v["started_at_ms"], 1_700_000_000_123u64);
+        let back: AppStatus = serde_json::from_value(v).expect("round trip");
+        assert_eq!(back, a);
+        // Omitted when unknown.
+        let v = serde_json::to_value(app("A", &[])).expect("json");
+        assert!(v.get("host").is_none() && v.get("started_at_ms").is_none());
     }
 
     #[test]

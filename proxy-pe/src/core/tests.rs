@@ -80,6 +80,8 @@ fn app(running: bool, pids: &[u32]) -> AppStatus {
         rss_bytes: 0,
         ports: Vec::new(),
         load_hints: LoadHints::default(),
+        host: None,
+        started_at_ms: None,
     }
 }
 
@@ -1141,4 +1143,362 @@ fn check_and_failover_keys_are_validated() {
         ),
         (1_000, 250, 100, 1_000)
     );
+}
+// ---- pooling table fed by the daemons (issue 19 item 2), proxy identity (item 7),
+// ---- lifetime from the process start (item 8)
+
+/// A pool whose servers join from the daemons: only d1 and d2 may.
+fn join_config(mode: &str) -> Config {
+    let listen = if mode == "broker" {
+        "listen = \"127.0.0.1:8000\"\n"
+    } else {
+        ""
+    };
+    let text = format!(
+        r#"
+mode = "{mode}"
+[daemon_link]
+auth = "none"
+[[application]]
+name = "A"
+pool_handle = "AppA"
+policy = "round-robin"
+{listen}
+[application.join]
+daemons = ["d1", "d2"]
+lifetime_s = 3600
+"#
+    );
+    Config::parse(&text, "test").expect("valid join config")
+}
+
+/// `A` as a daemon reports it with a service port and optionally an address.
+fn reported(port: Option<u16>, host: Option<&str>, pid: u32) -> AppStatus {
+    let mut a = app(true, &[pid]);
+    a.ports = port
+        .map(|p| {
+            vec![PortStatus {
+                port: p,
+                listening: Some(true),
+                connections: None,
+            }]
+        })
+        .unwrap_or_default();
+    a.host = host.map(|h| h.parse().expect("ip"));
+    a
+}
+
+fn peer(ip: &str) -> IpAddr {
+    ip.parse().expect("ip")
+}
+
+fn table(c: &Core) -> Vec<(String, SocketAddr, bool)> {
+    c.status(T0).applications[0]
+        .servers
+        .iter()
+        .map(|s| (s.name.clone(), s.address, s.joined))
+        .collect()
+}
+
+#[test]
+fn daemons_feed_the_pooling_table_and_only_allowed_ones_join() {
+    let mut c = Core::new(join_config("broker"));
+    assert!(table(&c).is_empty(), "nothing declared");
+    // d1 reports its address, d2 none (its connection's address is used), d3 is not
+    // allowed to join.
+    c.daemon_connected_from(T0, &hello("d1", 1), peer("127.0.0.99"));
+    c.daemon_message(
+        T0,
+        "d1",
+        &snapshot(1, vec![reported(Some(7001), Some("10.0.0.1"), 11)]),
+    )
+    .expect("snapshot");
+    c.daemon_connected_from(T0, &hello("d2", 1), peer("127.0.0.12"));
+    c.daemon_message(T0, "d2", &snapshot(1, vec![reported(Some(7002), None, 12)]))
+        .expect("snapshot");
+    c.daemon_connected_from(T0, &hello("d3", 1), peer("127.0.0.13"));
+    c.daemon_message(T0, "d3", &snapshot(1, vec![reported(Some(7003), None, 13)]))
+        .expect("snapshot");
+    assert_eq!(
+        table(&c),
+        vec![
+            ("d1".into(), "10.0.0.1:7001".parse().expect("sa"), true),
+            ("d2".into(), "127.0.0.12:7002".parse().expect("sa"), true),
+        ]
+    );
+    let status = c.status(T0);
+    assert!(status
+        .events
+        .iter()
+        .any(|e| e.kind == "join-refused" && e.subject == "d3"));
+    // Refused once, not at every report.
+    c.daemon_message(
+        T0 + 1,
+        "d3",
+        &delta(2, vec![reported(Some(7003), None, 14)]),
+    )
+    .expect("delta");
+    let refusals = c
+        .status(T0)
+        .events
+        .iter()
+        .filter(|e| e.kind == "join-refused")
+        .count();
+    assert_eq!(refusals, 1);
+    // Sessions go to the joined servers only, in round-robin order.
+    assert_eq!(servers(&mut c, 4), vec!["d1", "d2", "d1", "d2"]);
+    // The joined servers carry the join settings (lifetime 1 h).
+    assert_eq!(state(&c, T0, "d1").lifetime_remaining_ms, Some(3_600_000));
+    // d1's configuration drops A: d1 leaves the table; a session on it moves.
+    let s = c.open_session(T0, "A").expect("ok");
+    assert_eq!(s.server, "d1");
+    let acts = c
+        .daemon_message(
+            T0 + 2,
+            "d1",
+            &DaemonMessage::Delta(Delta {
+                state_seq: 2,
+                config_version: 2,
+                taken_at_ms: 0,
+                changed: Vec::new(),
+                removed: vec!["A".into()],
+            }),
+        )
+        .expect("delta");
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::MoveSession { session, server, .. } if *session == s.session && server == "d1")),
+        "{acts:?}"
+    );
+    assert_eq!(
+        table(&c),
+        vec![("d2".into(), "127.0.0.12:7002".parse().expect("sa"), true)]
+    );
+    // Added back (and on another port): joins again.
+    c.daemon_message(
+        T0 + 3,
+        "d1",
+        &delta(3, vec![reported(Some(7101), Some("10.0.0.1"), 11)]),
+    )
+    .expect("delta");
+    assert_eq!(table(&c).len(), 2);
+    assert_eq!(
+        state(&c, T0 + 3, "d1").address,
+        "10.0.0.1:7101".parse::<SocketAddr>().expect("sa")
+    );
+    // A report without a port cannot join (logged), and a port change moves the server.
+    c.daemon_message(
+        T0 + 4,
+        "d2",
+        &delta(2, vec![reported(Some(7202), None, 12)]),
+    )
+    .expect("delta");
+    assert_eq!(
+        state(&c, T0 + 4, "d2").address,
+        "127.0.0.12:7202".parse::<SocketAddr>().expect("sa")
+    );
+    c.daemon_message(T0 + 5, "d2", &delta(3, vec![reported(None, None, 12)]))
+        .expect("delta");
+    assert_eq!(
+        table(&c).iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
+        vec!["d1"]
+    );
+}
+
+#[test]
+fn joined_servers_are_registered_in_mode_a_and_deregistered_when_they_leave() {
+    let mut c = Core::new(join_config("registration"));
+    c.daemon_connected_from(T0, &hello("d1", 1), peer("127.0.0.11"));
+    let acts = c
+        .daemon_message(T0, "d1", &snapshot(1, vec![reported(Some(7001), None, 11)]))
+        .expect("snapshot");
+    let id = legacy_pe_id(None, "A", "d1");
+    assert!(
+        matches!(&acts[..], [Action::Register { pool_handle, pe }] if pool_handle == "AppA" && pe.id == id
+            && pe.user_transport == TransportParameter::Tcp { port: 7001, transport_use: TransportUse::DataOnly, address: peer("127.0.0.11") }),
+        "{acts:?}"
+    );
+    // An unlisted daemon reporting the same application registers nothing.
+    c.daemon_connected_from(T0, &hello("d3", 1), peer("127.0.0.13"));
+    let acts = c
+        .daemon_message(T0, "d3", &snapshot(1, vec![reported(Some(7003), None, 13)]))
+        .expect("snapshot");
+    assert!(acts.is_empty(), "{acts:?}");
+    assert_eq!(c.registrations().len(), 1);
+    // A snapshot without the application (daemon reconfigured): deregistered.
+    let acts = c
+        .daemon_message(T0 + 1, "d1", &snapshot(2, Vec::new()))
+        .expect("snapshot");
+    assert_eq!(
+        acts,
+        vec![Action::Deregister {
+            pool_handle: "AppA".into(),
+            pe_id: id
+        }]
+    );
+}
+
+#[test]
+fn joined_servers_and_their_state_survive_a_reload() {
+    let mut c = Core::new(join_config("broker"));
+    c.daemon_connected_from(T0, &hello("d1", 1), peer("127.0.0.11"));
+    c.daemon_message(T0, "d1", &snapshot(1, vec![reported(Some(7001), None, 11)]))
+        .expect("snapshot");
+    let s = c.open_session(T0, "A").expect("ok");
+    let acts = c.apply_config(T0 + 1, join_config("broker"));
+    assert!(acts.is_empty(), "no move over a reload: {acts:?}");
+    assert_eq!(state(&c, T0 + 1, "d1").active_sessions, 1);
+    assert_eq!(c.session_server(s.session), Some("d1"));
+    // Changed join settings apply to the server already joined.
+    let longer = join_config("broker");
+    let text = "mode = \"broker\"\n[daemon_link]\nauth = \"none\"\n[[application]]\nname = \"A\"\npool_handle = \"AppA\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8000\"\n[application.join]\ndaemons = [\"d1\", \"d2\"]\nlifetime_s = 7200\n";
+    assert_ne!(longer, Config::parse(text, "t").expect("valid"));
+    c.apply_config(T0 + 1, Config::parse(text, "t").expect("valid"));
+    assert_eq!(
+        state(&c, T0 + 1, "d1").lifetime_remaining_ms,
+        Some(7_199_999)
+    );
+    // Removing d1 from the allow-list removes it from the table.
+    let text = "mode = \"broker\"\n[daemon_link]\nauth = \"none\"\n[[application]]\nname = \"A\"\npool_handle = \"AppA\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8000\"\n[application.join]\ndaemons = [\"d2\"]\n";
+    let acts = c.apply_config(T0 + 2, Config::parse(text, "t").expect("valid"));
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::MoveSession { server, .. } if server == "d1")),
+        "{acts:?}"
+    );
+    assert!(table(&c).is_empty());
+}
+
+#[test]
+fn lifetime_counts_from_the_process_start_across_a_proxy_restart() {
+    // The legacy process started 6 s before the (re)started proxy hears of it: with a
+    // 10 s lifetime it has 4 s left, not 10 s (issue 19 item 8).
+    let started = T0 - 6_000;
+    let mut c = Core::new(config("broker", "round-robin", "lifetime_s = 10"));
+    for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
+        let mut a = app(true, &[100 + i as u32]);
+        if *d == "d1" {
+            a.started_at_ms = Some(started);
+        }
+        c.daemon_connected(T0, &hello(d, 1));
+        c.daemon_message(T0, d, &snapshot(1, vec![a]))
+            .expect("snapshot");
+    }
+    let v = state(&c, T0, "IP1");
+    assert_eq!(v.lifetime_remaining_ms, Some(4_000));
+    assert_eq!(v.running_since_ms, Some(started));
+    // Without a reported start time the proxy counts from when it saw the process.
+    assert_eq!(state(&c, T0, "IP2").running_since_ms, Some(T0));
+    assert!(beat(&mut c, T0 + 2_000).is_empty());
+    assert!(beat(&mut c, T0 + 3_999).is_empty());
+    assert!(state(&c, T0 + 3_999, "IP1").selectable);
+    beat(&mut c, T0 + 4_000);
+    let v = state(&c, T0 + 4_000, "IP1");
+    assert!(!v.selectable);
+    assert_eq!(v.reason, "lifetime expired");
+    // A new process (new start time) starts a new work cycle.
+    let mut a = app(true, &[555]);
+    a.started_at_ms = Some(T0 + 4_500);
+    c.daemon_message(T0 + 5_000, "d1", &delta(2, vec![a]))
+        .expect("delta");
+    assert_eq!(
+        state(&c, T0 + 5_000, "IP1").lifetime_remaining_ms,
+        Some(9_500)
+    );
+}
+
+#[test]
+fn proxy_id_makes_the_mode_a_pe_ids_of_two_proxies_distinct() {
+    let text = |id: &str| {
+        let base = "mode = \"registration\"\n[daemon_link]\nauth = \"none\"\n[[application]]\nname = \"A\"\npool_handle = \"AppA\"\npolicy = \"round-robin\"\n[[application.server]]\nname = \"IP1\"\naddress = \"127.0.0.11\"\nport = 7000\ndaemon = \"d1\"\n";
+        if id.is_empty() {
+            base.to_string()
+        } else {
+            format!("proxy_id = \"{id}\"\n{base}")
+        }
+    };
+    let ids: Vec<u32> = ["", "proxy-1", "proxy-2"]
+        .iter()
+        .map(|id| {
+            let mut c = Core::new(Config::parse(&text(id), "t").expect("valid"));
+            c.daemon_connected(T0, &hello("d1", 1));
+            let acts = c
+                .daemon_message(T0, "d1", &snapshot(1, vec![app(true, &[1])]))
+                .expect("snapshot");
+            match &acts[..] {
+                [Action::Register { pe, .. }] => {
+                    assert_eq!(state(&c, T0, "IP1").pe_id, pe.id);
+                    pe.id
+                }
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    // Without proxy_id: the single-proxy id as before.
+    assert_eq!(ids[0], stable_pe_id(&["A", "IP1"]));
+    assert_ne!(ids[1], ids[0]);
+    assert_ne!(ids[2], ids[1]);
+    assert_ne!(ids[2], ids[0]);
+    assert_eq!(ids[1], legacy_pe_id(Some("proxy-1"), "A", "IP1"));
+    assert!(Config::parse(&format!("proxy_id = \"\"\n{}", text("")), "t").is_err());
+}
+
+/// Issue 19 item 1: a weekly window in Europe/Berlin on the day clocks go forward starts
+/// at 03:00 CEST (01:00 UTC) and drains: the open session stays, new ones go elsewhere;
+/// one real hour later it ends.
+#[test]
+fn zoned_window_across_spring_forward_drains_and_ends_after_one_hour() {
+    // 2026-03-29 00:30 UTC (a Sunday; 01:30 CET, before the change).
+    let t0: u64 = 1_774_744_200_000;
+    let start = t0 + 30 * 60_000; // 01:00 UTC = 03:00 CEST
+    let end = start + 3_600_000; // 02:00 UTC = 04:00 CEST
+    let mut c = Core::new(config(
+        "broker",
+        "round-robin",
+        "maintenance = [\"Sun 02:00-04:00 Europe/Berlin\"]",
+    ));
+    for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
+        c.daemon_connected(t0, &hello(d, 1));
+        c.daemon_message(t0, d, &snapshot(1, vec![app(true, &[100 + i as u32])]))
+            .expect("snapshot");
+    }
+    let s = c.open_session(t0, "A").expect("ok");
+    assert_eq!(s.server, "IP1");
+    let mut t = t0;
+    while t + 2_000 < start {
+        t += 2_000;
+        assert!(beat(&mut c, t).is_empty(), "at {t}");
+    }
+    assert!(state(&c, start - 1, "IP1").selectable);
+    // The window starts: nothing moves, IP1 takes no new session.
+    assert!(beat(&mut c, start).is_empty());
+    let v = state(&c, start, "IP1");
+    assert!(!v.selectable);
+    assert_eq!(v.reason, "maintenance window");
+    assert_eq!(c.session_server(s.session), Some("IP1"));
+    let next: Vec<String> = (0..3)
+        .map(|_| c.open_session(start, "A").expect("ok").server)
+        .collect();
+    assert!(next.iter().all(|n| n != "IP1"), "{next:?}");
+    // One real hour later (04:00 CEST) IP1 is back.
+    let mut t = start;
+    while t + 2_000 < end {
+        t += 2_000;
+        beat(&mut c, t);
+    }
+    assert!(!state(&c, end - 1, "IP1").selectable);
+    beat(&mut c, end);
+    assert!(state(&c, end, "IP1").selectable);
+}
+
+#[test]
+fn joined_servers_are_listed_by_name_whatever_the_report_order() {
+    let mut c = Core::new(join_config("broker"));
+    c.daemon_connected_from(T0, &hello("d2", 1), peer("127.0.0.12"));
+    c.daemon_message(T0, "d2", &snapshot(1, vec![reported(Some(7002), None, 12)]))
+        .expect("snapshot");
+    c.daemon_connected_from(T0, &hello("d1", 1), peer("127.0.0.11"));
+    c.daemon_message(T0, "d1", &snapshot(1, vec![reported(Some(7001), None, 11)]))
+        .expect("snapshot");
+    let names: Vec<String> = table(&c).into_iter().map(|t| t.0).collect();
+    assert_eq!(names, vec!["d1", "d2"]);
 }
