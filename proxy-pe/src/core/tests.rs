@@ -1249,7 +1249,8 @@ fn daemons_feed_the_pooling_table_and_only_allowed_ones_join() {
     assert_eq!(servers(&mut c, 4), vec!["d1", "d2", "d1", "d2"]);
     // The joined servers carry the join settings (lifetime 1 h).
     assert_eq!(state(&c, T0, "d1").lifetime_remaining_ms, Some(3_600_000));
-    // d1's configuration drops A: d1 leaves the table; a session on it moves.
+    // d1's configuration drops A: d1 leaves the table; a session on it is closed
+    // (`on_server_failure = "close"`, the default).
     let s = c.open_session(T0, "A").expect("ok");
     assert_eq!(s.server, "d1");
     let acts = c
@@ -1266,7 +1267,7 @@ fn daemons_feed_the_pooling_table_and_only_allowed_ones_join() {
         )
         .expect("delta");
     assert!(
-        acts.iter().any(|a| matches!(a, Action::MoveSession { session, server, .. } if *session == s.session && server == "d1")),
+        acts.iter().any(|a| matches!(a, Action::CloseSession { session, .. } if *session == s.session)),
         "{acts:?}"
     );
     assert_eq!(
@@ -1357,12 +1358,12 @@ fn joined_servers_and_their_state_survive_a_reload() {
         state(&c, T0 + 1, "d1").lifetime_remaining_ms,
         Some(7_199_999)
     );
-    // Removing d1 from the allow-list removes it from the table.
+    // Removing d1 from the allow-list removes it from the table (its session is closed).
     let text = "mode = \"broker\"\n[daemon_link]\nauth = \"none\"\n[[application]]\nname = \"A\"\npool_handle = \"AppA\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:8000\"\n[application.join]\ndaemons = [\"d2\"]\n";
     let acts = c.apply_config(T0 + 2, Config::parse(text, "t").expect("valid"));
     assert!(
         acts.iter()
-            .any(|a| matches!(a, Action::MoveSession { server, .. } if server == "d1")),
+            .any(|a| matches!(a, Action::CloseSession { session, .. } if *session == s.session)),
         "{acts:?}"
     );
     assert!(table(&c).is_empty());
