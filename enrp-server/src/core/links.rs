@@ -362,3 +362,259 @@ impl Registrar {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use asap::wire::enrp_msg::Presence;
+    use asap::wire::{EnrpMessage, Message, Protocol};
+
+    use super::*;
+    use crate::core::{CoreConfig, Input, PeerAllow};
+
+    const ME: u32 = 5;
+
+    fn peer(n: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, n], 9901))
+    }
+
+    /// A peering registrar with static peers 7 and 9 over associations (the default).
+    fn reg() -> (Registrar, Instant) {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        c.peers = vec![peer(7), peer(9)];
+        c.security.peer_allow = vec![PeerAllow::Net("127.0.0.0/8".parse().expect("lit"))];
+        (Registrar::new(c, now), now)
+    }
+
+    fn connects(out: &[Action]) -> Vec<(AssocId, Vec<SocketAddr>)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Connect {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    to,
+                    purpose: ConnectPurpose::Peer,
+                    ..
+                } => Some((*assoc, to.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// ENRP messages sent on associations: (assoc, message).
+    fn on_assoc(out: &[Action]) -> Vec<(AssocId, EnrpMessage)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    message: Message::Enrp(m),
+                    ..
+                } => Some((*assoc, m.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn up(r: &mut Registrar, now: Instant, assoc: AssocId, at: SocketAddr) -> Vec<Action> {
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Enrp,
+                peer_addrs: vec![at],
+                transport: TransportKind::Sctp,
+            },
+        )
+    }
+
+    /// The first heartbeat asks the static peers for PRESENCE: one Connect each, no
+    /// datagram; the messages wait and go out in order when the association is up; later
+    /// messages go straight onto it.
+    #[test]
+    fn peer_messages_connect_once_wait_and_flush_in_order() {
+        let (mut r, now) = reg();
+        let out = r.handle_timeout(now);
+        let c = connects(&out);
+        assert_eq!(
+            c.iter().map(|x| x.1.clone()).collect::<Vec<_>>(),
+            vec![vec![peer(7)], vec![peer(9)]]
+        );
+        assert!(!out
+            .iter()
+            .any(|a| matches!(a, Action::PeerSend { to, .. } if !to.ip().is_multicast())));
+        assert!(on_assoc(&out).is_empty());
+        assert_eq!(r.peer_queue_len(peer(7)), 1);
+        // Next heartbeat: still connecting, no second Connect, the message is queued.
+        let t = now + Duration::from_secs(3);
+        let out = r.handle_timeout(t);
+        assert!(connects(&out).is_empty());
+        assert_eq!(r.peer_queue_len(peer(7)), 2);
+        let (a7, _) = c[0];
+        let out = up(&mut r, t, a7, peer(7));
+        let sent = on_assoc(&out);
+        assert_eq!(sent.len(), 2);
+        assert!(sent
+            .iter()
+            .all(|(a, m)| *a == a7 && matches!(m, EnrpMessage::Presence(p) if p.reply_required)));
+        assert_eq!(r.peer_association(peer(7)), Some(a7));
+        assert_eq!(r.peer_queue_len(peer(7)), 0);
+        // A PRESENCE from 7 on it makes 7 a peer; the answers go over the same association.
+        let p: Message = Presence {
+            reply_required: true,
+            sender: 7,
+            receiver: 0,
+            checksum: 0,
+            server_information: None,
+        }
+        .into();
+        let out = r.handle_message(t, a7, &p);
+        let sent = on_assoc(&out);
+        assert!(!sent.is_empty());
+        assert!(sent.iter().all(|(a, _)| *a == a7));
+        assert!(connects(&out).is_empty());
+    }
+
+    /// At most PEER_CONNECT_QUEUE messages wait for an association; the rest are dropped
+    /// and reported, and exactly the queued ones go out when it is up.
+    #[test]
+    fn connect_queue_is_bounded() {
+        let (mut r, now) = reg();
+        let out = r.handle_timeout(now);
+        let (a7, _) = connects(&out)[0].clone();
+        let mut dropped = 0;
+        let mut t = now;
+        for _ in 0..PEER_CONNECT_QUEUE + 10 {
+            t += Duration::from_secs(3);
+            let out = r.handle_timeout(t);
+            dropped += out
+                .iter()
+                .filter(|a| {
+                    matches!(a, Action::Event(Event::PeerMessageDropped { to, .. }) if *to == peer(7))
+                })
+                .count();
+        }
+        assert_eq!(r.peer_queue_len(peer(7)), PEER_CONNECT_QUEUE);
+        assert_eq!(
+            dropped, 11,
+            "one queued at the connect, then 266 heartbeats"
+        );
+        let out = up(&mut r, t, a7, peer(7));
+        assert_eq!(on_assoc(&out).len(), PEER_CONNECT_QUEUE);
+    }
+
+    /// A failed connect drops what waited (reported with the count); the next message
+    /// connects again, under a new ID.
+    #[test]
+    fn failed_connect_drops_the_queue_and_the_next_message_retries() {
+        let (mut r, now) = reg();
+        let out = r.handle_timeout(now);
+        let (a7, _) = connects(&out)[0].clone();
+        let t = now + Duration::from_secs(3);
+        r.handle_timeout(t);
+        let out = r.handle(t, Input::ConnectFailed { assoc: a7 });
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::Event(Event::PeerConnectFailed { to, dropped: 2 }) if *to == peer(7)
+        )));
+        assert_eq!(r.peer_queue_len(peer(7)), 0);
+        let out = r.handle_timeout(t + Duration::from_secs(3));
+        let again: Vec<_> = connects(&out)
+            .into_iter()
+            .filter(|c| c.1 == vec![peer(7)])
+            .collect();
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0].0, a7);
+    }
+
+    /// Associations the core opens are limited by max_associations (accepted ones count).
+    #[test]
+    fn no_connect_beyond_max_associations() {
+        let (mut r, now) = reg();
+        r.config.max_associations = 1;
+        let out = r.handle_timeout(now);
+        assert_eq!(connects(&out).len(), 1);
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::Event(Event::PeerMessageDropped {
+                reason: "too many associations",
+                ..
+            })
+        )));
+    }
+
+    /// An association that goes away is forgotten for its addresses: the next message
+    /// connects again. A peer declared dead gets its association closed.
+    #[test]
+    fn lost_association_reconnects_and_dead_peer_is_closed() {
+        let (mut r, now) = reg();
+        let out = r.handle_timeout(now);
+        let (a7, _) = connects(&out)[0].clone();
+        up(&mut r, now, a7, peer(7));
+        r.handle(now, Input::Disconnected { assoc: a7 });
+        assert_eq!(r.peer_association(peer(7)), None);
+        let out = r.handle_timeout(now + Duration::from_secs(3));
+        let (b7, _) = connects(&out)
+            .into_iter()
+            .find(|c| c.1 == vec![peer(7)])
+            .expect("reconnect");
+        let t = now + Duration::from_secs(3);
+        up(&mut r, t, b7, peer(7));
+        let p: Message = Presence {
+            reply_required: false,
+            sender: 7,
+            receiver: 0,
+            checksum: 0,
+            server_information: None,
+        }
+        .into();
+        r.handle_message(t, b7, &p);
+        assert!(r.peers().contains_key(&7));
+        // Silent: probed after MAX-TIME-LAST-HEARD, dead after MAX-TIME-NO-RESPONSE.
+        let mut closed = false;
+        let mut at = t;
+        for _ in 0..20 {
+            at += Duration::from_secs(1);
+            let out = r.handle_timeout(at);
+            closed |= out
+                .iter()
+                .any(|a| matches!(a, Action::Close { assoc, .. } if *assoc == b7));
+        }
+        assert!(!r.peers().contains_key(&7));
+        assert!(closed, "the dead peer's association is closed");
+        assert_eq!(r.association(b7), None, "and forgotten by the core");
+        assert_eq!(r.peer_association(peer(7)), None);
+    }
+
+    /// An accepted ENRP association is used for replies to its remote address.
+    #[test]
+    fn accepted_enrp_association_carries_replies() {
+        let (mut r, now) = reg();
+        let from = SocketAddr::from(([127, 0, 0, 7], 40_123));
+        r.handle(
+            now,
+            Input::Connected {
+                assoc: 3,
+                protocol: Protocol::Enrp,
+                peer_addrs: vec![from],
+                transport: TransportKind::Tcp,
+            },
+        );
+        let p: Message = Presence {
+            reply_required: true,
+            sender: 7,
+            receiver: 0,
+            checksum: 0,
+            server_information: None,
+        }
+        .into();
+        let out = r.handle_message(now, 3, &p);
+        let sent = on_assoc(&out);
+        assert!(!sent.is_empty());
+        assert!(sent.iter().all(|(a, _)| *a == 3));
+        assert!(connects(&out).iter().all(|c| c.1 != vec![from]));
+    }
+}

@@ -309,6 +309,33 @@ impl Sim {
         }
     }
 
+    /// The network resets every peer association between slots `a` and `b` (both
+    /// registrars see `Disconnected`).
+    pub fn sever(&mut self, a: usize, b: usize) {
+        let ends: Vec<AssocId> = self
+            .peer_links
+            .iter()
+            .filter(|(_, e)| {
+                e.slot == a && self.peer_links.get(&e.remote).is_some_and(|o| o.slot == b)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for end in ends {
+            let Some(e) = self.peer_links.get(&end).copied() else {
+                continue;
+            };
+            if self.slots[e.slot].incarnation == e.incarnation {
+                self.input(e.slot, Input::Disconnected { assoc: end });
+            }
+            self.peer_link_lost(end);
+        }
+    }
+
+    /// Peer associations up now (each counted once).
+    pub fn peer_links_up(&self) -> usize {
+        self.peer_links.len() / 2
+    }
+
     /// Removes the peer association whose end `assoc` is gone; the other end's registrar
     /// gets `Disconnected` (the end that went away, if alive, has forgotten it already).
     fn peer_link_lost(&mut self, assoc: AssocId) {
