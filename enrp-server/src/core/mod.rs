@@ -1393,9 +1393,34 @@ impl Registrar {
             .filter(|(w, _)| *w == own_only)
             .map(|(_, c)| c);
         let owner = own_only.then_some(me);
+        let (msg, next, pes) = self.table_page(cursor.as_ref(), owner, requester);
+        if let Some(a) = self.assocs.get_mut(&assoc) {
+            a.dump = next.clone().map(|c| (own_only, c));
+        }
+        out.push(Action::Event(Event::HandleTableSent {
+            assoc,
+            pes,
+            more: next.is_some(),
+        }));
+        self.send(out, assoc, msg);
+    }
+}
+
+impl Registrar {
+    /// One HANDLE_TABLE_RESPONSE page (RFC 5353 §2.3), for tools (per association) and
+    /// peers (per requester) alike: up to [`CoreConfig::handle_table_chunk`] PEs from
+    /// `cursor` (only those whose home is `owner`, W flag), halved until the message fits
+    /// [`CoreConfig::max_message_size`]; the M bit when more follow. Returns the message,
+    /// where the next page starts, and the number of PEs in it.
+    fn table_page(
+        &self,
+        cursor: Option<&DumpCursor>,
+        owner: Option<u32>,
+        receiver: u32,
+    ) -> (Message, Option<DumpCursor>, usize) {
         let mut chunk = self.config.handle_table_chunk;
-        let (msg, next, pes) = loop {
-            let page = self.handlespace.dump(cursor.as_ref(), owner, chunk);
+        loop {
+            let page = self.handlespace.dump(cursor, owner, chunk);
             let mut pools: Vec<PoolEntry> = Vec::new();
             for item in &page.items {
                 let el = item.entry.element().clone();
@@ -1411,25 +1436,16 @@ impl Registrar {
             let msg: Message = HandleTableResponse {
                 reject: false,
                 more: page.next.is_some(),
-                sender: me,
-                receiver: requester,
+                sender: self.config.server_id,
+                receiver,
                 pools,
             }
             .into();
             if chunk <= 1 || self.fits(&msg) {
-                break (msg, page.next, n);
+                return (msg, page.next, n);
             }
             chunk /= 2;
-        };
-        if let Some(a) = self.assocs.get_mut(&assoc) {
-            a.dump = next.clone().map(|c| (own_only, c));
         }
-        out.push(Action::Event(Event::HandleTableSent {
-            assoc,
-            pes,
-            more: next.is_some(),
-        }));
-        self.send(out, assoc, msg);
     }
 }
 

@@ -27,8 +27,7 @@ use asap::wire::enrp_msg::{
     ListRequest, ListResponse, Presence, TakeoverServer,
 };
 use asap::wire::{
-    EnrpMessage, Message, PoolElementInfo, PoolEntry, PoolHandle, ServerId, ServerInformation,
-    UpdateAction,
+    EnrpMessage, Message, PoolElementInfo, PoolHandle, ServerId, ServerInformation, UpdateAction,
 };
 
 use super::links::PeerTransport;
@@ -397,7 +396,9 @@ impl Registrar {
         out.push(Action::Event(Event::TakeoverDone { target, pes: n }));
     }
 
-    /// An ENRP message from a peer by datagram.
+    /// An ENRP message from a peer (by datagram, or over an association by its primary
+    /// address): the common part (liveness, peer table, first contact) here, then one
+    /// handler per message type (RFC 5353 §2).
     pub(super) fn on_enrp_peer(
         &mut self,
         now: Instant,
@@ -466,115 +467,17 @@ impl Registrar {
             }
         }
         match m {
-            EnrpMessage::Presence(p) => {
-                if let (Some(peer), Some(info)) =
-                    (self.peering.peers.get_mut(&sender), p.server_information)
-                {
-                    peer.info = Some(info);
-                }
-                if p.reply_required {
-                    self.to_peer(out, sender, self.presence(sender, false));
-                }
-                let busy = self
-                    .peering
-                    .peers
-                    .get(&sender)
-                    .is_some_and(|x| x.sync.is_some());
-                if !busy && p.checksum != self.handlespace.checksum(sender) {
-                    out.push(Action::Event(Event::AuditMismatch {
-                        server_id: sender,
-                        theirs: p.checksum,
-                        ours: self.handlespace.checksum(sender),
-                    }));
-                    self.start_sync(now, sender, true, out);
-                }
-            }
-            EnrpMessage::ListRequest(_) => {
-                let servers: Vec<ServerInformation> = self
-                    .peering
-                    .peers
-                    .values()
-                    .filter_map(|p| p.info.clone())
-                    .collect();
-                self.to_peer(
-                    out,
-                    sender,
-                    ListResponse {
-                        reject: false,
-                        sender: me,
-                        receiver: sender,
-                        servers,
-                    }
-                    .into(),
-                );
-            }
-            EnrpMessage::ListResponse(l) => {
-                for s in l.servers {
-                    if s.server_id == me || self.peering.peers.contains_key(&s.server_id) {
-                        continue;
-                    }
-                    if let (Some(ip), Some(port)) =
-                        (s.transport.addresses().first().copied(), s.transport.port())
-                    {
-                        // Ask it to introduce itself.
-                        self.peer_send(out, SocketAddr::new(ip, port), self.presence(0, true));
-                    }
-                }
-            }
+            EnrpMessage::Presence(p) => self.on_peer_presence(now, sender, p, out),
+            EnrpMessage::ListRequest(_) => self.on_peer_list_request(sender, out),
+            EnrpMessage::ListResponse(l) => self.on_peer_list_response(l, out),
             EnrpMessage::HandleTableRequest(r) => {
                 self.serve_table(now, sender, r.own_children_only, out)
             }
             EnrpMessage::HandleTableResponse(r) => self.on_table(now, sender, r, out),
             EnrpMessage::HandleUpdate(u) => self.on_update(now, sender, u, out),
-            EnrpMessage::InitTakeover(t) => {
-                if t.target == me {
-                    // Refute: we are alive (RSERPOOL-SPEC §10.8 step 3).
-                    self.to_all_peers(out, |r| self.presence(r, false));
-                    return;
-                }
-                if self.peering.takeovers.contains_key(&t.target) {
-                    if sender > me {
-                        return; // lowest ID wins: we keep ours, no ACK.
-                    }
-                    self.peering.takeovers.remove(&t.target);
-                }
-                self.to_peer(
-                    out,
-                    sender,
-                    InitTakeoverAck {
-                        sender: me,
-                        receiver: sender,
-                        target: t.target,
-                    }
-                    .into(),
-                );
-            }
-            EnrpMessage::InitTakeoverAck(a) => {
-                let done = match self.peering.takeovers.get_mut(&a.target) {
-                    Some(t) => {
-                        t.missing.remove(&sender);
-                        t.missing.is_empty()
-                    }
-                    None => false,
-                };
-                if done {
-                    self.peering.takeovers.remove(&a.target);
-                    self.finish_takeover(now, a.target, out);
-                }
-            }
-            EnrpMessage::TakeoverServer(t) => {
-                if t.target == me {
-                    return;
-                }
-                self.peering.takeovers.remove(&t.target);
-                self.peering.peers.remove(&t.target);
-                let n = self.handlespace.change_owner(t.target, sender);
-                out.push(Action::Event(Event::TakeoverSeen {
-                    target: t.target,
-                    by: sender,
-                    pes: n,
-                }));
-            }
+            EnrpMessage::InitTakeover(t) => self.on_init_takeover(sender, t, out),
+            EnrpMessage::InitTakeoverAck(a) => self.on_init_takeover_ack(now, sender, a, out),
+            EnrpMessage::TakeoverServer(t) => self.on_takeover_server(sender, t, out),
             EnrpMessage::Error(e) => out.push(Action::Event(Event::ProtocolError {
                 assoc: None,
                 protocol: asap::wire::Protocol::Enrp,
@@ -593,6 +496,139 @@ impl Registrar {
                 replied: false,
             })),
         }
+    }
+
+    /// PRESENCE (RFC 5353 §2.1): Server Information, reply if asked, audit on a checksum
+    /// mismatch (RSERPOOL-SPEC §10.6).
+    fn on_peer_presence(
+        &mut self,
+        now: Instant,
+        sender: ServerId,
+        p: Presence,
+        out: &mut Vec<Action>,
+    ) {
+        if let (Some(peer), Some(info)) =
+            (self.peering.peers.get_mut(&sender), p.server_information)
+        {
+            peer.info = Some(info);
+        }
+        if p.reply_required {
+            self.to_peer(out, sender, self.presence(sender, false));
+        }
+        let busy = self
+            .peering
+            .peers
+            .get(&sender)
+            .is_some_and(|x| x.sync.is_some());
+        if !busy && p.checksum != self.handlespace.checksum(sender) {
+            out.push(Action::Event(Event::AuditMismatch {
+                server_id: sender,
+                theirs: p.checksum,
+                ours: self.handlespace.checksum(sender),
+            }));
+            self.start_sync(now, sender, true, out);
+        }
+    }
+
+    /// LIST_REQUEST (RFC 5353 §2.2): the peers we know with their Server Information.
+    fn on_peer_list_request(&mut self, sender: ServerId, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        let servers: Vec<ServerInformation> = self
+            .peering
+            .peers
+            .values()
+            .filter_map(|p| p.info.clone())
+            .collect();
+        self.to_peer(
+            out,
+            sender,
+            ListResponse {
+                reject: false,
+                sender: me,
+                receiver: sender,
+                servers,
+            }
+            .into(),
+        );
+    }
+
+    /// LIST_RESPONSE (RFC 5353 §2.2): ask every registrar we do not know yet to introduce
+    /// itself.
+    fn on_peer_list_response(&mut self, l: ListResponse, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        for s in l.servers {
+            if s.server_id == me || self.peering.peers.contains_key(&s.server_id) {
+                continue;
+            }
+            if let (Some(ip), Some(port)) =
+                (s.transport.addresses().first().copied(), s.transport.port())
+            {
+                self.peer_send(out, SocketAddr::new(ip, port), self.presence(0, true));
+            }
+        }
+    }
+
+    /// INIT_TAKEOVER (RFC 5353 §2.6; RSERPOOL-SPEC §10.8 step 3): refute if it is about us,
+    /// else acknowledge unless our own takeover of the target wins (lowest ID).
+    fn on_init_takeover(&mut self, sender: ServerId, t: InitTakeover, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        if t.target == me {
+            self.to_all_peers(out, |r| self.presence(r, false));
+            return;
+        }
+        if self.peering.takeovers.contains_key(&t.target) {
+            if sender > me {
+                return; // lowest ID wins: we keep ours, no ACK.
+            }
+            self.peering.takeovers.remove(&t.target);
+        }
+        self.to_peer(
+            out,
+            sender,
+            InitTakeoverAck {
+                sender: me,
+                receiver: sender,
+                target: t.target,
+            }
+            .into(),
+        );
+    }
+
+    /// INIT_TAKEOVER_ACK (RFC 5353 §2.7): the last missing one finishes our takeover.
+    fn on_init_takeover_ack(
+        &mut self,
+        now: Instant,
+        sender: ServerId,
+        a: InitTakeoverAck,
+        out: &mut Vec<Action>,
+    ) {
+        let done = match self.peering.takeovers.get_mut(&a.target) {
+            Some(t) => {
+                t.missing.remove(&sender);
+                t.missing.is_empty()
+            }
+            None => false,
+        };
+        if done {
+            self.peering.takeovers.remove(&a.target);
+            self.finish_takeover(now, a.target, out);
+        }
+    }
+
+    /// TAKEOVER_SERVER (RFC 5353 §2.8): another registrar took the target over: its PEs
+    /// are the sender's now.
+    fn on_takeover_server(&mut self, sender: ServerId, t: TakeoverServer, out: &mut Vec<Action>) {
+        if t.target == self.config.server_id {
+            return;
+        }
+        self.peering.takeovers.remove(&t.target);
+        self.peering.peers.remove(&t.target);
+        let n = self.handlespace.change_owner(t.target, sender);
+        out.push(Action::Event(Event::TakeoverSeen {
+            target: t.target,
+            by: sender,
+            pes: n,
+        }));
     }
 
     fn start_sync(&mut self, now: Instant, peer: ServerId, own_only: bool, out: &mut Vec<Action>) {
@@ -640,37 +676,11 @@ impl Registrar {
             .filter(|(_, served)| now.saturating_duration_since(*served) < stale_after)
             .map(|(c, _)| c);
         let owner = own_only.then_some(me);
-        let mut chunk = self.config.handle_table_chunk;
-        loop {
-            let page = self.handlespace.dump(cursor.as_ref(), owner, chunk);
-            let mut pools: Vec<PoolEntry> = Vec::new();
-            for item in &page.items {
-                let el = item.entry.element().clone();
-                match pools.last_mut() {
-                    Some(p) if &p.pool_handle == item.pool.handle() => p.pool_elements.push(el),
-                    _ => pools.push(PoolEntry {
-                        pool_handle: item.pool.handle().clone(),
-                        pool_elements: vec![el],
-                    }),
-                }
-            }
-            let msg: Message = HandleTableResponse {
-                reject: false,
-                more: page.next.is_some(),
-                sender: me,
-                receiver: requester,
-                pools,
-            }
-            .into();
-            if chunk <= 1 || self.fits(&msg) {
-                if let Some(c) = page.next {
-                    self.peering.serve.insert((requester, own_only), (c, now));
-                }
-                self.to_peer(out, requester, msg);
-                return;
-            }
-            chunk /= 2;
+        let (msg, next, _) = self.table_page(cursor.as_ref(), owner, requester);
+        if let Some(c) = next {
+            self.peering.serve.insert((requester, own_only), (c, now));
         }
+        self.to_peer(out, requester, msg);
     }
 
     fn on_table(
@@ -885,7 +895,7 @@ mod tests {
     use super::*;
     use crate::core::{CoreConfig, Input};
     use asap::wire::asap_msg::EndpointKeepAlive;
-    use asap::wire::{Policy, Protocol, TransportParameter, TransportUse};
+    use asap::wire::{Policy, PoolEntry, Protocol, TransportParameter, TransportUse};
 
     const ME: ServerId = 5;
 
