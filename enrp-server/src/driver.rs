@@ -81,6 +81,8 @@ pub enum DriverError {
 const WRITE_QUEUE_BASE: usize = 1024;
 /// Inputs queued for the core task.
 const CORE_QUEUE: usize = 8192;
+/// Most inputs the core task handles before it carries out their actions.
+const CORE_BATCH: usize = 256;
 
 enum WriterCmd {
     Send(Msg),
@@ -416,16 +418,30 @@ impl Server {
                 _ = &mut shutdown => break,
                 _ = sleep => registrar.handle_timeout(Instant::now()),
                 input = rx.recv() => match input {
-                    Some((input, link)) => {
-                        if let (Input::Connected { assoc, .. }, Some(l)) = (&input, link) {
-                            links.insert(*assoc, l);
-                        }
-                        if let Input::Disconnected { assoc } = &input {
-                            if links.remove(assoc).is_some() {
-                                open.fetch_sub(1, Ordering::Relaxed);
+                    Some(first) => {
+                        // Everything already queued is handled before the actions are
+                        // carried out, so that a burst of requests on one association
+                        // leaves as one flush (issue 15).
+                        let now = Instant::now();
+                        let mut actions = Vec::new();
+                        let mut next = Some(first);
+                        let mut n = 0;
+                        while let Some((input, link)) = next.take() {
+                            if let (Input::Connected { assoc, .. }, Some(l)) = (&input, link) {
+                                links.insert(*assoc, l);
+                            }
+                            if let Input::Disconnected { assoc } = &input {
+                                if links.remove(assoc).is_some() {
+                                    open.fetch_sub(1, Ordering::Relaxed);
+                                }
+                            }
+                            actions.extend(registrar.handle(now, input));
+                            n += 1;
+                            if n < CORE_BATCH {
+                                next = rx.try_recv().ok();
                             }
                         }
-                        registrar.handle(Instant::now(), input)
+                        actions
                     }
                     None => break,
                 },
@@ -623,18 +639,38 @@ async fn start_link(
     }
 }
 
+/// Most messages one writer flush takes from its queue (one `write` on TCP).
+const WRITE_BATCH: usize = 256;
+
+/// Writes what the core queued for one association: every message queued by the time it
+/// runs goes out in one [`AssocWriter::send_batch`] (one `write` on TCP; issue 15: no
+/// syscall per response), from a buffer reused across flushes.
 async fn writer_task(mut w: AssocWriter, mut rx: mpsc::Receiver<WriterCmd>) {
+    let mut batch: Vec<Msg> = Vec::with_capacity(16);
+    let mut buf: Vec<u8> = Vec::new();
     while let Some(cmd) = rx.recv().await {
+        let mut abort = false;
         match cmd {
-            WriterCmd::Send(m) => {
-                if let Err(e) = w.send(&m).await {
-                    debug!(error = %e, "send failed");
-                }
+            WriterCmd::Send(m) => batch.push(m),
+            WriterCmd::Abort => abort = true,
+        }
+        while !abort && batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(WriterCmd::Send(m)) => batch.push(m),
+                Ok(WriterCmd::Abort) => abort = true,
+                Err(_) => break,
             }
-            WriterCmd::Abort => {
-                w.abort();
-                return;
-            }
+        }
+        if abort {
+            w.abort();
+            return;
+        }
+        if let Err(e) = w.send_batch(&batch, &mut buf).await {
+            debug!(error = %e, "send failed");
+        }
+        batch.clear();
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new(); // a one-off large flush (handle table) does not stay resident
         }
     }
     let _ = w.close().await;

@@ -297,6 +297,12 @@ pub struct Options {
     /// Serve Prometheus metrics over HTTP at ADDR:PORT (`/metrics`). [default: off]
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+
+    /// Runtime threads. 1 runs everything (sockets, protocol core, timers) on one thread:
+    /// no cross-thread wake-up per request, the best choice on a single CPU. N > 1 uses a
+    /// multi-threaded runtime with N workers. [default: available parallelism]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    pub threads: Option<usize>,
 }
 
 /// A settings error, naming the option.
@@ -449,6 +455,7 @@ impl Options {
         }
         pick!(
             config,
+            threads,
             asap,
             enrp,
             identifier,
