@@ -19,7 +19,7 @@
 //!   (by default the upper half of the ID space; the driver numbers accepted ones from 1).
 //!
 //! A driver answers every [`Action::Connect`] with exactly one `Connected` or
-//! `ConnectFailed` for that ID, and applies [`Action::Connect::timeout`].
+//! `ConnectFailed` for that ID, and gives up after the action's `timeout`.
 //!
 //! [`CoreConfig::first_outgoing_assoc`]: super::CoreConfig::first_outgoing_assoc
 

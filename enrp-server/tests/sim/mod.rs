@@ -803,19 +803,6 @@ impl Sim {
     fn apply(&mut self, slot: usize, out: Vec<Action>) {
         // ENRP messages the registrar sent on a peer association the moment it came up.
         let mut flushed: HashMap<AssocId, usize> = HashMap::new();
-        let came_up: HashSet<AssocId> = out
-            .iter()
-            .filter_map(|a| match a {
-                Action::Event(_) => None,
-                Action::Send {
-                    assoc,
-                    protocol: Protocol::Enrp,
-                    ..
-                } => Some(*assoc),
-                _ => None,
-            })
-            .collect();
-        let _ = came_up;
         for a in out {
             match a {
                 Action::Send {
