@@ -8,13 +8,15 @@
 //!   [`Input::Message`] / [`Input::Disconnected`] on the core channel, and
 //! * one **writer task** per association, fed through a bounded queue; an association whose
 //!   queue is full (a peer that does not read) is aborted instead of buffering without limit;
-//! * one **connect task** per ENRP peer address we must reach (`PeerNet::send`) and per
-//!   ASAP transport of PEs adopted in a takeover (`PeerNet::adopt`, RFC 5353 §3.6): the new
-//!   association gets its reader/writer tasks like an accepted one and is handed to the
-//!   core ([`Input::Connected`], then [`Input::Adopted`] for adopted PEs);
+//! * one **connect task** per [`Action::Connect`] (the core decides whom to connect to:
+//!   ENRP peers, ASAP transports of PEs adopted in a takeover; `crate::core::links`): the
+//!   new association gets its reader/writer tasks like an accepted one and is handed to the
+//!   core with [`Input::Connected`] under the core's ID, or [`Input::ConnectFailed`];
 //! * the **core task** owns the [`Registrar`]: it takes inputs from the channel, runs timers
 //!   at [`Registrar::poll_timeout`], and executes the [`Action`]s (queue to a writer, send a
-//!   UDP announce, abort, log). It is the only place where the core is touched, so no locks.
+//!   UDP announce, connect, close, abort, log). It is the only place where the core is
+//!   touched, so no locks. The driver keeps only sockets and task handles: the peer
+//!   address table, connect queue and adoption state are the core's.
 //!
 //! Shutdown: when the future given to [`Server::run`] completes (SIGINT/SIGTERM in the
 //! binary), the core task stops, listeners close and every association is closed
@@ -33,7 +35,7 @@ use asap::transport::{
     AssocWriter, Event as TransportEvent, Listener, Msg, Transport, TransportConfig,
     TransportError, TransportKind,
 };
-use asap::wire::{PeIdentifier, PoolHandle, Protocol, TransportParameter, TransportUse};
+use asap::wire::{Protocol, TransportParameter, TransportUse};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
@@ -87,6 +89,8 @@ pub enum DriverError {
 const WRITE_QUEUE_BASE: usize = 1024;
 /// Inputs queued for the core task.
 const CORE_QUEUE: usize = 8192;
+/// Most inputs the core task handles before it carries out their actions.
+const CORE_BATCH: usize = 256;
 
 enum WriterCmd {
     Send(Msg),
@@ -98,221 +102,84 @@ struct Link {
     reader: JoinHandle<()>,
 }
 
-/// Unicast ENRP peer messages go over associations (RFC 5353 §2: SCTP, PPID 12, port
-/// 9901), one per peer address, connected on demand; only multicast PRESENCE uses UDP.
-struct PeerNet {
-    /// ENRP association by peer address (accepted ones by each of their remote
-    /// addresses, our connections by the address we connected to).
-    by_addr: HashMap<SocketAddr, AssocId>,
-    /// Connections in progress: their association ID and the messages waiting for them.
-    connecting: HashMap<SocketAddr, (AssocId, Vec<Msg>)>,
-    transport: Transport,
-    /// Local address our connections are bound to (the ENRP listener's IP, port 0).
-    local: Vec<SocketAddr>,
-    /// Local addresses of our connections to adopted PEs (the ASAP listener's IPs, port 0).
+/// Opens the associations the core asks for ([`Action::Connect`]): sockets only; the
+/// core keeps the peer address table, the connect queue and the adoption state
+/// ([`crate::core::links`]).
+struct Connector {
+    /// Transport of the listeners (SCTP, TCP or automatic) when the core names none.
+    transport: TransportKind,
+    /// Mutual TLS for the ENRP associations we open (`--enrp-security tls`).
+    enrp_tls: Option<TlsContext>,
+    /// Local addresses our ENRP connections are bound to (the ENRP listener's IPs, port 0).
+    enrp_local: Vec<SocketAddr>,
+    /// Local addresses of our ASAP connections (the ASAP listener's IPs, port 0).
     asap_local: Vec<SocketAddr>,
-    /// Connect timeout towards adopted PEs (at most the keep-alive timeout: a PE not
-    /// reached by then is removed by the core anyway).
-    adopt_timeout: std::time::Duration,
-    max_associations: usize,
     tx: mpsc::Sender<(Input, Option<Link>)>,
-    next_id: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     write_queue: usize,
 }
 
-/// The PEs of one takeover that share an ASAP transport (one PE process), collected from
-/// the [`Action::Adopt`]s of one batch so that it gets one association.
-type AdoptGroups = Vec<(
-    TransportKind,
-    Vec<SocketAddr>,
-    Vec<(PoolHandle, PeIdentifier)>,
-)>;
-
-/// Where an adopted PE's ASAP transport is (RSERPOOL-SPEC §4: the registrar records the
-/// PE's association address and port; rsplib carries it in HANDLE_UPDATE).
-fn adopt_target(t: &TransportParameter) -> Option<(TransportKind, Vec<SocketAddr>)> {
-    match t {
-        TransportParameter::Sctp {
-            port, addresses, ..
-        } if !addresses.is_empty() && *port != 0 => Some((
-            TransportKind::Sctp,
-            addresses
-                .iter()
-                .map(|a| SocketAddr::new(*a, *port))
-                .collect(),
-        )),
-        TransportParameter::Tcp { port, address, .. } if *port != 0 => {
-            Some((TransportKind::Tcp, vec![SocketAddr::new(*address, *port)]))
-        }
-        _ => None,
-    }
-}
-
-/// Messages kept for one peer while its association is being set up.
-const PEER_CONNECT_QUEUE: usize = 256;
-/// Give up connecting to a peer after this long (the core's MAX-TIME-NO-RESPONSE handles
-/// the peer itself; the next message tries again).
-const PEER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl PeerNet {
-    /// A new association is up: remember it for its peer addresses and flush what waited.
-    fn connected(
-        &mut self,
+impl Connector {
+    /// Connects in a task; reports [`Input::Connected`] (with the reader/writer tasks
+    /// started) or [`Input::ConnectFailed`] for `assoc`.
+    fn connect(
+        &self,
         assoc: AssocId,
-        peer_addrs: &[SocketAddr],
-        links: &mut HashMap<AssocId, Link>,
+        protocol: Protocol,
+        kind: Option<TransportKind>,
+        to: Vec<SocketAddr>,
+        timeout: std::time::Duration,
     ) {
-        for a in peer_addrs {
-            self.by_addr.insert(*a, assoc);
+        let kind = kind.unwrap_or(self.transport);
+        let mut cfg = match protocol {
+            Protocol::Enrp => TransportConfig::enrp(kind),
+            Protocol::Asap => TransportConfig::asap(kind),
+        };
+        cfg.connect_timeout = timeout;
+        let local: Vec<SocketAddr> = match protocol {
+            Protocol::Enrp => &self.enrp_local,
+            Protocol::Asap => &self.asap_local,
         }
-        let waiting: Vec<SocketAddr> = self
-            .connecting
-            .iter()
-            .filter(|(_, (id, _))| *id == assoc)
-            .map(|(a, _)| *a)
-            .collect();
-        for a in waiting {
-            if let Some((_, msgs)) = self.connecting.remove(&a) {
-                self.by_addr.insert(a, assoc);
-                if let Some(l) = links.get(&assoc) {
-                    for m in msgs {
-                        let _ = l.tx.try_send(WriterCmd::Send(m));
-                    }
-                }
-            }
-        }
-    }
-
-    /// An association (or a connection attempt) is gone.
-    fn gone(&mut self, assoc: AssocId) {
-        self.by_addr.retain(|_, a| *a != assoc);
-        self.connecting.retain(|_, (a, _)| *a != assoc);
-    }
-
-    /// Sends `msg` to the peer at `to` on its association, connecting first if needed.
-    fn send(&mut self, to: SocketAddr, msg: Msg, links: &HashMap<AssocId, Link>) {
-        if let Some(l) = self.by_addr.get(&to).and_then(|a| links.get(a)) {
-            if l.tx.try_send(WriterCmd::Send(msg)).is_err() {
-                debug!(%to, "ENRP peer association queue full: message dropped");
-            }
-            return;
-        }
-        if let Some((_, q)) = self.connecting.get_mut(&to) {
-            if q.len() < PEER_CONNECT_QUEUE {
-                q.push(msg);
-            }
-            return;
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.connecting.insert(to, (id, vec![msg]));
-        let transport = self.transport.clone();
-        let local = self.local.clone();
+        .iter()
+        .filter(|l| kind == TransportKind::Sctp || to.iter().any(|a| a.is_ipv4() == l.is_ipv4()))
+        .copied()
+        .collect();
         let tx = self.tx.clone();
         let open = self.open.clone();
         let write_queue = self.write_queue;
+        let tls = match protocol {
+            Protocol::Enrp => self.enrp_tls.clone(),
+            Protocol::Asap => None,
+        };
         tokio::spawn(async move {
-            let peers = [to];
-            let r = tokio::time::timeout(PEER_CONNECT_TIMEOUT, transport.connect(&peers, &local));
-            match r.await {
-                Ok(Ok(assoc)) => {
-                    let kind = assoc.kind();
-                    let mut addrs = vec![to];
-                    addrs.extend(
-                        assoc
-                            .peer_addrs()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter(|a| *a != to),
-                    );
-                    debug!(assoc = id, %to, "ENRP peer association up");
-                    open.fetch_add(1, Ordering::Relaxed);
-                    let started = start_link(
-                        assoc,
-                        id,
-                        Protocol::Enrp,
-                        kind,
-                        addrs,
-                        &tx,
-                        write_queue,
-                        None,
-                    );
-                    if !started.await {
-                        open.fetch_sub(1, Ordering::Relaxed);
-                    }
-                }
-                Ok(Err(e)) => {
-                    debug!(%to, error = %e, "ENRP peer connect failed");
-                    let _ = tx.send((Input::Disconnected { assoc: id }, None)).await;
-                }
-                Err(_) => {
-                    debug!(%to, "ENRP peer connect timed out");
-                    let _ = tx.send((Input::Disconnected { assoc: id }, None)).await;
-                }
-            }
-        });
-    }
-}
-
-impl PeerNet {
-    /// Takeover (RFC 5353 §3.6): connects to the ASAP transport of adopted PEs and hands
-    /// the association to the core ([`Input::Connected`], then [`Input::Adopted`], on which
-    /// the core sends the H-flag keep-alive). A failed connection is only logged: the core
-    /// removes the PEs when the keep-alive timeout passes without an answer.
-    fn adopt(
-        &self,
-        kind: TransportKind,
-        addrs: Vec<SocketAddr>,
-        pes: Vec<(PoolHandle, PeIdentifier)>,
-    ) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let local: Vec<SocketAddr> = self
-            .asap_local
-            .iter()
-            .filter(|l| {
-                kind == TransportKind::Sctp || addrs.iter().any(|a| a.is_ipv4() == l.is_ipv4())
-            })
-            .copied()
-            .collect();
-        let tx = self.tx.clone();
-        let open = self.open.clone();
-        let (max, write_queue, timeout) =
-            (self.max_associations, self.write_queue, self.adopt_timeout);
-        tokio::spawn(async move {
-            let mut cfg = TransportConfig::asap(kind);
-            cfg.connect_timeout = timeout;
-            let t = Transport::new(cfg);
-            let assoc = match tokio::time::timeout(timeout, t.connect(&addrs, &local)).await {
+            let t = match tls {
+                Some(ctx) => Transport::new(cfg).with_tls(ctx),
+                None => Transport::new(cfg),
+            };
+            let a = match tokio::time::timeout(timeout, t.connect(&to, &local)).await {
                 Ok(Ok(a)) => a,
                 Ok(Err(e)) => {
-                    info!(to = ?addrs, pes = pes.len(), error = %e, "adopted PE unreachable");
+                    debug!(assoc, ?to, %protocol, error = %e, "connect failed");
+                    let _ = tx.send((Input::ConnectFailed { assoc }, None)).await;
                     return;
                 }
                 Err(_) => {
-                    info!(to = ?addrs, pes = pes.len(), "adopted PE: connect timed out");
+                    debug!(assoc, ?to, %protocol, "connect timed out");
+                    let _ = tx.send((Input::ConnectFailed { assoc }, None)).await;
                     return;
                 }
             };
-            if open.load(Ordering::Relaxed) >= max {
-                warn!(to = ?addrs, max, "too many associations: adoption association dropped");
-                assoc.abort();
-                return;
-            }
-            open.fetch_add(1, Ordering::Relaxed);
-            let peer_addrs = assoc.peer_addrs().unwrap_or_else(|_| addrs.clone());
-            debug!(assoc = id, to = ?addrs, pes = pes.len(), "association to adopted PE up");
-            let then = Input::Adopted { assoc: id, pes };
-            let started = start_link(
-                assoc,
-                id,
-                Protocol::Asap,
-                kind,
-                peer_addrs,
-                &tx,
-                write_queue,
-                Some(then),
+            let kind = a.kind();
+            let mut addrs = to.clone();
+            addrs.extend(
+                a.peer_addrs()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|x| !to.contains(x)),
             );
-            if !started.await {
+            debug!(assoc, ?to, %protocol, "association up");
+            open.fetch_add(1, Ordering::Relaxed);
+            if !start_link(a, assoc, protocol, kind, addrs, &tx, write_queue).await {
                 open.fetch_sub(1, Ordering::Relaxed);
             }
         });
@@ -396,6 +263,7 @@ impl Server {
             )
         };
         let asap_addrs = asap.local_addrs().map_err(transport_err("ASAP listener"))?;
+        core.max_associations = config.max_associations;
         core.asap_transports = announce_transports(kind, &asap_addrs);
         if let Some(l) = &enrp {
             let addrs = l.local_addrs().map_err(transport_err("ENRP listener"))?;
@@ -502,16 +370,10 @@ impl Server {
         let (tx, mut rx) = mpsc::channel::<(Input, Option<Link>)>(CORE_QUEUE);
         let next_id = Arc::new(AtomicU64::new(1));
         let open = Arc::new(AtomicUsize::new(0));
-        let mut peer_net = PeerNet {
-            by_addr: HashMap::new(),
-            connecting: HashMap::new(),
-            transport: match &config.enrp_tls {
-                Some(ctx) => {
-                    Transport::new(TransportConfig::enrp(config.transport)).with_tls(ctx.clone())
-                }
-                None => Transport::new(TransportConfig::enrp(config.transport)),
-            },
-            local: config
+        let connector = Connector {
+            transport: config.transport,
+            enrp_tls: config.enrp_tls.clone(),
+            enrp_local: config
                 .enrp
                 .iter()
                 .filter(|a| !a.ip().is_unspecified())
@@ -523,14 +385,7 @@ impl Server {
                 .filter(|a| !a.ip().is_unspecified())
                 .map(|a| SocketAddr::new(a.ip(), 0))
                 .collect(),
-            adopt_timeout: registrar
-                .config()
-                .keep_alive_timeout
-                .min(PEER_CONNECT_TIMEOUT)
-                .max(std::time::Duration::from_millis(100)),
-            max_associations: config.max_associations,
             tx: tx.clone(),
-            next_id: next_id.clone(),
             open: open.clone(),
             write_queue,
         };
@@ -589,23 +444,30 @@ impl Server {
                 _ = &mut shutdown => break,
                 _ = sleep => registrar.handle_timeout(Instant::now()),
                 input = rx.recv() => match input {
-                    Some((input, link)) => {
-                        match &input {
-                            Input::Connected { assoc, protocol, peer_addrs, .. } => {
-                                if let Some(l) = link { links.insert(*assoc, l); }
-                                if *protocol == Protocol::Enrp {
-                                    peer_net.connected(*assoc, peer_addrs, &mut links);
-                                }
+                    Some(first) => {
+                        // Everything already queued is handled before the actions are
+                        // carried out, so that a burst of requests on one association
+                        // leaves as one flush (issue 15).
+                        let now = Instant::now();
+                        let mut actions = Vec::new();
+                        let mut next = Some(first);
+                        let mut n = 0;
+                        while let Some((input, link)) = next.take() {
+                            if let (Input::Connected { assoc, .. }, Some(l)) = (&input, link) {
+                                links.insert(*assoc, l);
                             }
-                            Input::Disconnected { assoc } => {
-                                peer_net.gone(*assoc);
+                            if let Input::Disconnected { assoc } = &input {
                                 if links.remove(assoc).is_some() {
                                     open.fetch_sub(1, Ordering::Relaxed);
                                 }
                             }
-                            _ => {}
+                            actions.extend(registrar.handle(now, input));
+                            n += 1;
+                            if n < CORE_BATCH {
+                                next = rx.try_recv().ok();
+                            }
                         }
-                        registrar.handle(Instant::now(), input)
+                        actions
                     }
                     None => break,
                 },
@@ -615,16 +477,14 @@ impl Server {
                 &mut links,
                 udp.as_ref(),
                 peer_udp.as_deref(),
-                &mut peer_net,
+                &connector,
+                &open,
                 &stats,
             )
             .await;
-            // Aborted associations are gone now: tell the core (their readers were stopped).
+            // Associations the driver aborted itself (a peer that does not read): the
+            // core learns that they are gone (it forgets the ones it aborts on its own).
             while let Some(assoc) = aborted.pop() {
-                peer_net.gone(assoc);
-                if links.remove(&assoc).is_some() {
-                    open.fetch_sub(1, Ordering::Relaxed);
-                }
                 let actions = registrar.handle(Instant::now(), Input::Disconnected { assoc });
                 aborted.extend(
                     execute(
@@ -632,7 +492,8 @@ impl Server {
                         &mut links,
                         udp.as_ref(),
                         peer_udp.as_deref(),
-                        &mut peer_net,
+                        &connector,
+                        &open,
                         &stats,
                     )
                     .await,
@@ -721,27 +582,15 @@ async fn accept_loop(
         open.fetch_add(1, Ordering::Relaxed);
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         debug!(assoc = id, %protocol, peer = ?peer_addrs, "association up");
-        if !start_link(
-            assoc,
-            id,
-            protocol,
-            transport,
-            peer_addrs,
-            &tx,
-            write_queue,
-            None,
-        )
-        .await
-        {
+        if !start_link(assoc, id, protocol, transport, peer_addrs, &tx, write_queue).await {
             return;
         }
     }
 }
 
 /// Spawns the reader and writer tasks of a new association and hands it to the core task
-/// ([`Input::Connected`] with its [`Link`], then `then` if given, before anything read on
-/// it). False when the core task is gone.
-#[allow(clippy::too_many_arguments)]
+/// ([`Input::Connected`] with its [`Link`], before anything read on it). False when the
+/// core task is gone.
 async fn start_link(
     assoc: asap::transport::Association,
     id: AssocId,
@@ -750,7 +599,6 @@ async fn start_link(
     peer_addrs: Vec<SocketAddr>,
     tx: &mpsc::Sender<(Input, Option<Link>)>,
     write_queue: usize,
-    then: Option<Input>,
 ) -> bool {
     {
         let certificate = assoc.peer_certificate().cloned();
@@ -822,43 +670,59 @@ async fn start_link(
                 return false;
             }
         }
-        if let Some(then) = then {
-            if tx.send((then, None)).await.is_err() {
-                return false;
-            }
-        }
         let _ = start_tx.send(());
         true
     }
 }
 
+/// Most messages one writer flush takes from its queue (one `write` on TCP).
+const WRITE_BATCH: usize = 256;
+
+/// Writes what the core queued for one association: every message queued by the time it
+/// runs goes out in one [`AssocWriter::send_batch`] (one `write` on TCP; issue 15: no
+/// syscall per response), from a buffer reused across flushes.
 async fn writer_task(mut w: AssocWriter, mut rx: mpsc::Receiver<WriterCmd>) {
+    let mut batch: Vec<Msg> = Vec::with_capacity(16);
+    let mut buf: Vec<u8> = Vec::new();
     while let Some(cmd) = rx.recv().await {
+        let mut abort = false;
         match cmd {
-            WriterCmd::Send(m) => {
-                if let Err(e) = w.send(&m).await {
-                    debug!(error = %e, "send failed");
-                }
+            WriterCmd::Send(m) => batch.push(m),
+            WriterCmd::Abort => abort = true,
+        }
+        while !abort && batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(WriterCmd::Send(m)) => batch.push(m),
+                Ok(WriterCmd::Abort) => abort = true,
+                Err(_) => break,
             }
-            WriterCmd::Abort => {
-                w.abort();
-                return;
-            }
+        }
+        if abort {
+            w.abort();
+            return;
+        }
+        if let Err(e) = w.send_batch(&batch, &mut buf).await {
+            debug!(error = %e, "send failed");
+        }
+        batch.clear();
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new(); // a one-off large flush (handle table) does not stay resident
         }
     }
     let _ = w.close().await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     actions: Vec<Action>,
     links: &mut HashMap<AssocId, Link>,
     udp: Option<&UdpEndpoint>,
     peer_udp: Option<&UdpEndpoint>,
-    peer_net: &mut PeerNet,
+    connector: &Connector,
+    open: &AtomicUsize,
     stats: &Stats,
 ) -> Vec<AssocId> {
     let mut aborted = Vec::new();
-    let mut adopt: AdoptGroups = Vec::new();
     for a in actions {
         match a {
             Action::Send {
@@ -880,7 +744,7 @@ async fn execute(
                         message = message.tshark_name(),
                         "send queue full: aborting association"
                     );
-                    abort(links, assoc);
+                    abort(links, assoc, open);
                     aborted.push(assoc);
                 }
             }
@@ -893,18 +757,21 @@ async fn execute(
             }
             Action::Abort { assoc, reason } => {
                 info!(assoc, reason, "aborting association");
-                abort(links, assoc);
-                aborted.push(assoc);
+                abort(links, assoc, open);
+            }
+            Action::Close { assoc, reason } => {
+                info!(assoc, reason, "closing association");
+                if let Some(l) = links.remove(&assoc) {
+                    open.fetch_sub(1, Ordering::Relaxed);
+                    l.reader.abort();
+                    // Dropping the sender ends the writer after the queued messages and
+                    // closes the association gracefully.
+                }
             }
             Action::Replicate(r) => {
-                // Peering hook: a single registrar has nobody to tell.
-                debug!(action = ?r.action, handle = %r.pool_handle, id = r.element.id, "replication (no peers)");
+                debug!(action = ?r.action, handle = %r.pool_handle, id = r.element.id, "replicated");
             }
-            // ENRP peering (RFC 5353 §2): unicast over an association to the peer (PPID
-            // 12), multicast PRESENCE as a UDP datagram.
-            Action::PeerSend { to, bytes, .. } if !to.ip().is_multicast() => {
-                peer_net.send(to, Msg::new(Protocol::Enrp.ppid(), 0, bytes), links);
-            }
+            // Multicast PRESENCE (unicast peer messages arrive as Send on an association).
             Action::PeerSend { to, bytes, message } => {
                 if let Some(u) = peer_udp {
                     if let Err(e) = u.send_to(&bytes, to).await {
@@ -912,40 +779,28 @@ async fn execute(
                     }
                 }
             }
-            // Takeover: we have no association to a PE adopted from a dead peer; connect to
-            // its ASAP transport (one association per transport, see PeerNet::adopt).
-            Action::Adopt {
-                pool_handle,
-                element,
-                ..
-            } => match element.asap_transport.as_ref().and_then(adopt_target) {
-                Some((kind, addrs)) => {
-                    let pe = (pool_handle, element.id);
-                    match adopt.iter_mut().find(|g| g.0 == kind && g.1 == addrs) {
-                        Some(g) => g.2.push(pe),
-                        None => adopt.push((kind, addrs, vec![pe])),
-                    }
-                }
-                None => info!(
-                    handle = %pool_handle,
-                    id = element.id,
-                    "adopted PE without a usable ASAP transport: cannot send the H-flag keep-alive"
-                ),
-            },
+            Action::Connect {
+                assoc,
+                protocol,
+                transport,
+                to,
+                timeout,
+                purpose,
+            } => {
+                debug!(assoc, %protocol, ?to, ?purpose, "connecting");
+                connector.connect(assoc, protocol, transport, to, timeout);
+            }
             Action::Event(e) => log_event(&e, stats),
         }
-    }
-    for (kind, addrs, pes) in adopt {
-        peer_net.adopt(kind, addrs, pes);
     }
     aborted
 }
 
-/// Aborts an association: the reader task stops (dropping its half of the socket) and the
-/// writer sends ABORT / RST. The caller tells the core with a synthesized
-/// [`Input::Disconnected`], since the stopped reader cannot.
-fn abort(links: &mut HashMap<AssocId, Link>, assoc: AssocId) {
-    if let Some(l) = links.get(&assoc) {
+/// Aborts an association: the reader task stops (dropping its half of the socket), the
+/// writer sends ABORT / RST, and the link is forgotten.
+fn abort(links: &mut HashMap<AssocId, Link>, assoc: AssocId, open: &AtomicUsize) {
+    if let Some(l) = links.remove(&assoc) {
+        open.fetch_sub(1, Ordering::Relaxed);
         l.reader.abort();
         if l.tx.try_send(WriterCmd::Abort).is_err() {
             // Queue full: the writer ends when the sender is dropped with the link.
@@ -965,7 +820,10 @@ pub fn log_event(e: &Event, stats: &Stats) {
         | Event::TakeoverDone { .. }
         | Event::TakeoverAbandoned { .. }
         | Event::TakeoverSeen { .. }
-        | Event::Adopted { .. } => info!(event = ?e, "peering"),
+        | Event::Adopted { .. }
+        | Event::PeerConnectFailed { .. }
+        | Event::AdoptionFailed { .. } => info!(event = ?e, "peering"),
+        Event::PeerMessageDropped { .. } => debug!(event = ?e, "peering"),
         Event::Registered {
             assoc,
             handle,

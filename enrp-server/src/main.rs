@@ -1,14 +1,17 @@
 //! `enrp-server`: the RSerPool registrar binary.
 //!
 //! 1. Parse the command line; read the `--config` TOML file; the command line wins.
-//! 2. Set up logging (`--log-format text|json`; filter with `RUST_LOG`, default `info`).
-//! 3. Bind the ASAP and ENRP listeners and the announce socket ([`Server::bind`]).
-//! 4. Under systemd (`NOTIFY_SOCKET` set; `enrp-server/deploy/enrp-server.service`): send
+//! 2. Build the async runtime: `--threads 1` a current-thread runtime (everything on one
+//!    thread, no cross-thread wake-up per request), else a multi-threaded one with that many
+//!    workers; the default is the available parallelism.
+//! 3. Set up logging (`--log-format text|json`; filter with `RUST_LOG`, default `info`).
+//! 4. Bind the ASAP and ENRP listeners and the announce socket ([`Server::bind`]).
+//! 5. Under systemd (`NOTIFY_SOCKET` set; `enrp-server/deploy/enrp-server.service`): send
 //!    `READY=1` once listening and, with peering on, once the start-up phase in which a
 //!    mentor is chosen (`--mentor-discovery-timeout`, RSERPOOL-SPEC §10.5) is over; send
 //!    `WATCHDOG=1` every `WATCHDOG_USEC`/2 from the driver's event loop (the future below is
 //!    polled by the driver's `select!`, so a stalled loop stops the pings).
-//! 5. Run until SIGINT or SIGTERM, then close every association gracefully. SIGHUP
+//! 6. Run until SIGINT or SIGTERM, then close every association gracefully. SIGHUP
 //!    (`systemctl reload`) re-reads and validates the command line and `--config` file and
 //!    logs the result; settings take effect on the next restart.
 
@@ -21,8 +24,7 @@ use enrp_server::metrics;
 use enrp_server::options::{LogFormat, Options};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     // Packaging: `enrp-server --generate-assets DIR` writes man pages and completions.
     if let Some(code) = rserpool_cli_assets::handle(<Options as clap::CommandFactory>::command) {
         std::process::exit(if code == std::process::ExitCode::SUCCESS {
@@ -32,7 +34,27 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     let options = Options::parse().with_config_file()?;
+    // `--threads`: one thread runs sockets, core and timers with no cross-thread wake-up
+    // per request (the choice on one CPU); more use a multi-threaded runtime.
+    let threads = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .context("starting the async runtime")?;
+    runtime.block_on(run(options, threads))
+}
 
+async fn run(options: Options, threads: usize) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal, so that log files stay greppable.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -44,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 
+    tracing::debug!(threads, "runtime");
     let (core, driver) = options.resolve(rand::random::<u32>())?;
     let csp = options.csp_target()?;
     let server_id = core.server_id;

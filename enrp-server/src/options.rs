@@ -348,6 +348,12 @@ pub struct Options {
     /// [default: 1000]
     #[arg(long, value_name = "MS")]
     pub csp_interval: Option<u64>,
+
+    /// Runtime threads. 1 runs everything (sockets, protocol core, timers) on one thread:
+    /// no cross-thread wake-up per request, the best choice on a single CPU. N > 1 uses a
+    /// multi-threaded runtime with N workers. [default: available parallelism]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    pub threads: Option<usize>,
 }
 
 /// One `[[pool_auth]]` table of the configuration file (issue 13 item 3; SECURITY.md).
@@ -534,6 +540,7 @@ impl Options {
         }
         pick!(
             config,
+            threads,
             asap,
             enrp,
             identifier,

@@ -10,7 +10,7 @@ use asap::wire::{
     Message, Policy, PoolElementInfo, Protocol, ServerId, TransportParameter, TransportUse,
     UpdateAction,
 };
-use enrp_server::core::{Action, CoreConfig, Input, Registrar};
+use enrp_server::core::{Action, ConnectPurpose, CoreConfig, Input, Registrar};
 
 const ME: ServerId = 5;
 
@@ -24,6 +24,7 @@ fn registrar() -> (Registrar, Instant) {
     let mut c = CoreConfig::new(ME);
     c.asap_announce_targets = Vec::new();
     c.peering.enabled = true;
+    c.peering.unicast = enrp_server::core::PeerTransport::Datagrams;
     c.peers = vec![addr(7), addr(9)];
     (Registrar::new(c, now), now)
 }
@@ -202,9 +203,13 @@ fn takeover_probes_are_scoped_and_rate_bounded() {
     let adopts = |out: &[Action]| -> Vec<u32> {
         out.iter()
             .filter_map(|a| match a {
-                Action::Adopt { element, .. } => Some(element.id),
+                Action::Connect {
+                    purpose: ConnectPurpose::Adopt { pes },
+                    ..
+                } => Some(pes.iter().map(|p| p.1).collect::<Vec<_>>()),
                 _ => None,
             })
+            .flatten()
             .collect()
     };
     let mut probed = adopts(&out);

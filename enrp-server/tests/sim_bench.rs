@@ -28,6 +28,7 @@ fn peering_config(id: u32, peers: Vec<SocketAddr>, chunk: usize) -> CoreConfig {
     c.peers = peers;
     c.peering = PeeringConfig {
         enabled: true,
+        unicast: enrp_server::core::PeerTransport::Datagrams,
         ..PeeringConfig::default()
     };
     c

@@ -326,6 +326,7 @@ mod audit {
     fn registrar(now: Instant, chunk: usize) -> Registrar {
         let mut c = CoreConfig::new(ME);
         c.peering.enabled = true;
+        c.peering.unicast = enrp_server::core::PeerTransport::Datagrams;
         // The peer of these tests is allowed (issue 13: only allowed peers are heard).
         c.security.peer_allow = vec![enrp_server::core::PeerAllow::Net(
             "127.0.0.0/8".parse().expect("lit"),

@@ -106,6 +106,96 @@ fn dead_registrar_is_taken_over_and_its_pes_adopted() {
     for i in &victims {
         assert_eq!(sim.pes[*i].registered_at, Some(winner), "PE {i} adopted");
     }
+    // The core asked for one association per adopted PE process (RFC 5353 §3.6), and
+    // the PEs moved over it (each simulated PE has its own address).
+    assert_eq!(sim.adopt_connects as usize, victims.len());
+    sim.check().unwrap();
+}
+
+/// Unicast ENRP runs over associations the cores ask for (RFC 5353 §2): every registrar
+/// connects to each peer, the HANDLE_UPDATEs travel on them, a dead registrar's
+/// associations close and connecting to it fails, and a restarted one is connected again.
+#[test]
+fn peers_connect_over_associations() {
+    let mut sim = Sim::new(
+        11,
+        SimConfig {
+            registrars: 3,
+            pes: 60,
+            ..SimConfig::default()
+        },
+    );
+    run_for(&mut sim, secs(20));
+    sim.check().unwrap();
+    assert!(sim.peer_connects >= 3, "connects: {}", sim.peer_connects);
+    assert!(sim.peer_links_up() >= 3);
+    for s in sim.live_slots() {
+        for o in sim.live_slots() {
+            if o != s {
+                let r = sim.reg(s);
+                let a = r.peers().values().map(|p| p.addr).collect::<Vec<_>>();
+                assert!(
+                    a.iter().any(|x| r.peer_association(*x).is_some()),
+                    "slot {s} reaches its peers over associations: {a:?}"
+                );
+            }
+        }
+    }
+    sim.kill(2);
+    let failures = sim.peer_connect_failures;
+    run_for(&mut sim, secs(20));
+    assert!(
+        sim.peer_connect_failures > failures,
+        "connects to the dead slot fail"
+    );
+    for s in [0, 1] {
+        assert!(
+            sim.reg(s).peer_association(sim.slots[2].addr).is_none(),
+            "slot {s} has no association to the dead slot"
+        );
+    }
+    sim.start(2);
+    let connects = sim.peer_connects;
+    run_for(&mut sim, secs(20));
+    assert!(
+        sim.peer_connects > connects,
+        "the restarted slot is connected again"
+    );
+    assert_eq!(sim.reg(2).handlespace().len(), 60);
+    sim.check().unwrap();
+}
+
+/// The associations between two registrars are reset and connecting takes 4 s while the
+/// PEs re-register (a burst of ≈ 1000 HANDLE_UPDATEs each way): at most PEER_CONNECT_QUEUE messages
+/// wait, the rest are dropped and reported, and the scope converges again anyway.
+#[test]
+fn slow_reconnect_overflows_the_connect_queue_and_the_scope_recovers() {
+    let mut sim = Sim::new(
+        12,
+        SimConfig {
+            registrars: 2,
+            pes: 2000,
+            pools: 20,
+            ..SimConfig::default()
+        },
+    );
+    // The PEs re-register in a burst every 10 s (first at 6–8 s): reset just before one.
+    run_for(&mut sim, secs(25));
+    sim.check().unwrap();
+    assert_eq!(sim.peer_dropped, 0);
+    sim.cfg.connect_delay = (4_000_000, 4_500_000);
+    sim.sever(0, 1);
+    assert_eq!(sim.peer_links_up(), 0);
+    sim.max_connect_flush = 0;
+    run_for(&mut sim, secs(6));
+    assert!(sim.peer_dropped > 0, "queue overflow reported");
+    assert_eq!(
+        sim.max_connect_flush,
+        enrp_server::core::PEER_CONNECT_QUEUE,
+        "exactly the queue is sent when the association comes up"
+    );
+    sim.cfg.connect_delay = SimConfig::default().connect_delay;
+    run_for(&mut sim, secs(30));
     sim.check().unwrap();
 }
 

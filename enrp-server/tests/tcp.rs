@@ -303,3 +303,71 @@ async fn keep_alive_burst_on_one_association() {
     assert_eq!(responses, n);
     srv.stop().await;
 }
+
+/// A PU with 16 requests in flight (issue 15's load shape): sent with one
+/// `AssocWriter::send_batch` (one write; a message with the wrong PPID in the batch is left
+/// out and reported, the others go), answered in order, one answer each.
+#[tokio::test]
+async fn pipelined_resolutions_in_one_batch_are_all_answered_in_order() {
+    let srv = start(|_| {}).await;
+    let mut pe_a = connect(srv.asap, Protocol::Asap).await;
+    for (h, id) in [("PipeA", 0xA1), ("PipeB", 0xB1)] {
+        let r = register(&mut pe_a, h, pe(id, 7000, Policy::RoundRobin)).await;
+        assert!(!r.reject);
+    }
+    let pu = connect(srv.asap, Protocol::Asap).await;
+    let (mut rd, mut wr) = pu.into_split();
+    let mut batch = Vec::new();
+    for i in 0..16 {
+        let h = if i % 2 == 0 { "PipeA" } else { "PipeB" };
+        let m: Message = HandleResolution::new(h).into();
+        batch.push(Msg::new(
+            Protocol::Asap.ppid(),
+            0,
+            m.to_bytes().expect("encodes"),
+        ));
+        if i == 7 {
+            // Wrong PPID for this ASAP endpoint: left out of the write.
+            batch.push(Msg::new(
+                Protocol::Enrp.ppid(),
+                0,
+                m.to_bytes().expect("encodes"),
+            ));
+        }
+    }
+    let mut buf = Vec::new();
+    let r = wr.send_batch(&batch, &mut buf).await;
+    assert!(
+        matches!(r, Err(asap::transport::TransportError::PpidMismatch { .. })),
+        "{r:?}"
+    );
+    let mut got = Vec::new();
+    while got.len() < 16 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), rd.recv())
+            .await
+            .expect("answer in time")
+            .expect("open");
+        if let Event::Message(m) = ev {
+            match Message::decode(Protocol::Asap, &m.bytes)
+                .expect("decodes")
+                .message
+            {
+                Message::Asap(AsapMessage::HandleResolutionResponse(r)) => {
+                    got.push((r.pool_handle.to_string(), r.pool_elements[0].id))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    let want: Vec<(String, u32)> = (0..16)
+        .map(|i| {
+            if i % 2 == 0 {
+                ("PipeA".to_string(), 0xA1)
+            } else {
+                ("PipeB".to_string(), 0xB1)
+            }
+        })
+        .collect();
+    assert_eq!(got, want);
+    drop(srv);
+}

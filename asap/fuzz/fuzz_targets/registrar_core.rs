@@ -13,7 +13,7 @@
 //! | 4 | time advance, then `handle_timeout` when due | 100 ms units (1) |
 //! | 5 | `Datagram` | protocol+address (1), length (2), bytes |
 //! | 6 | `Restarted` | assoc (1) |
-//! | 7 | `Adopted` | assoc (1), handle length (1), handle, PE ID (4) |
+//! | 7 | `ConnectFailed` (for an ID the core may or may not have asked for) | assoc (1) |
 //!
 //! Checked after every step: no panic; the handlespace stays within its configured limits
 //! (pools, PEs in total and per pool); the core tracks no more associations than are
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use asap::handlespace::HandlespaceLimits;
 use asap::transport::TransportKind;
-use asap::wire::{PoolHandle, Protocol};
+use asap::wire::Protocol;
 use bytes::Bytes;
 use enrp_server::core::{CoreConfig, EnrpSecurity, Input, Registrar};
 use libfuzzer_sys::fuzz_target;
@@ -41,9 +41,6 @@ impl<'a> Cursor<'a> {
     }
     fn u16(&mut self) -> Option<u16> {
         Some(u16::from_be_bytes([self.u8()?, self.u8()?]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes([self.u8()?, self.u8()?, self.u8()?, self.u8()?]))
     }
     /// Up to `n` bytes (fewer at the end of the input).
     fn take(&mut self, n: usize) -> &'a [u8] {
@@ -75,7 +72,12 @@ fn addr(b: u8, port: u8) -> SocketAddr {
 
 fn check(r: &Registrar, limits: &HandlespaceLimits, connected: &BTreeSet<u64>) {
     let hs = r.handlespace();
-    assert!(hs.len() <= limits.max_pes, "{} PEs > {}", hs.len(), limits.max_pes);
+    assert!(
+        hs.len() <= limits.max_pes,
+        "{} PEs > {}",
+        hs.len(),
+        limits.max_pes
+    );
     assert!(hs.pool_count() <= limits.max_pools);
     let mut total = 0;
     for p in hs.pools() {
@@ -118,7 +120,9 @@ fuzz_target!(|data: &[u8]| {
         }
         match op % 8 {
             0 => {
-                let (Some(a), Some(p), Some(port)) = (c.u8(), c.u8(), c.u8()) else { break };
+                let (Some(a), Some(p), Some(port)) = (c.u8(), c.u8(), c.u8()) else {
+                    break;
+                };
                 let assoc = u64::from(a % 8);
                 if connected.insert(assoc) {
                     r.handle(
@@ -140,7 +144,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             2 | 3 => {
-                let (Some(a), Some(p), Some(len)) = (c.u8(), c.u8(), c.u16()) else { break };
+                let (Some(a), Some(p), Some(len)) = (c.u8(), c.u8(), c.u16()) else {
+                    break;
+                };
                 let assoc = u64::from(a % 8);
                 let bytes = Bytes::copy_from_slice(c.take(usize::from(len)));
                 if connected.contains(&assoc) {
@@ -169,7 +175,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             5 => {
-                let (Some(p), Some(len)) = (c.u8(), c.u16()) else { break };
+                let (Some(p), Some(len)) = (c.u8(), c.u16()) else {
+                    break;
+                };
                 let bytes = Bytes::copy_from_slice(c.take(usize::from(len)));
                 r.handle(
                     now,
@@ -188,19 +196,14 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             _ => {
-                let (Some(a), Some(hl)) = (c.u8(), c.u8()) else { break };
-                let handle = PoolHandle(c.take(usize::from(hl % 40)).to_vec());
-                let Some(id) = c.u32() else { break };
-                let assoc = u64::from(a % 8);
-                if connected.contains(&assoc) {
-                    r.handle(
-                        now,
-                        Input::Adopted {
-                            assoc,
-                            pes: vec![(handle, id)],
-                        },
-                    );
-                }
+                let Some(a) = c.u8() else { break };
+                // Low values: IDs of accepted associations; high: the core's own range.
+                let assoc = if a & 0x80 == 0 {
+                    u64::from(a % 8)
+                } else {
+                    (1 << 63) + u64::from(a & 0x7F)
+                };
+                r.handle(now, Input::ConnectFailed { assoc });
             }
         }
         check(&r, &limits, &connected);

@@ -588,6 +588,33 @@ impl AssocWriter {
         }
     }
 
+    /// Sends several whole messages with as few system calls as the transport allows (the
+    /// same rules per message as [`send`](Self::send)): TCP writes them all from one buffer
+    /// (`buf`, cleared and reused by the caller), so a server answering a burst of requests
+    /// needs one `write`; SCTP sends each (message boundaries). A message that cannot be
+    /// sent is left out and the first such error returned after the others went out.
+    pub async fn send_batch(
+        &mut self,
+        msgs: &[Msg],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        match &mut self.inner {
+            WriterInner::Sctp(w) => {
+                let mut first_err = None;
+                for m in msgs {
+                    if let Err(e) = w.send(m).await {
+                        if matches!(e, TransportError::Io { .. }) {
+                            return Err(e);
+                        }
+                        first_err.get_or_insert(e);
+                    }
+                }
+                first_err.map_or(Ok(()), Err)
+            }
+            WriterInner::Tcp(w) => w.send_batch(msgs, buf).await,
+        }
+    }
+
     /// Starts a graceful close (SCTP SHUTDOWN, TCP FIN).
     pub async fn close(&mut self) -> Result<(), TransportError> {
         match &mut self.inner {

@@ -659,6 +659,49 @@ impl TcpWriter {
         res.map_err(|e| TransportError::io("write", e))
     }
 
+    /// Several messages in one write from `buf` (cleared and reused). A message that
+    /// cannot be sent (PPID, size, length field) is left out; the first such error is
+    /// returned after the others were written.
+    pub(crate) async fn send_batch(
+        &mut self,
+        msgs: &[Msg],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        buf.clear();
+        let mut first_err = None;
+        for msg in msgs {
+            let checked = if msg.ppid != self.ppid {
+                Err(TransportError::PpidMismatch {
+                    ppid: msg.ppid,
+                    expected: self.ppid,
+                })
+            } else if msg.bytes.len() > super::framing::padded(self.max) {
+                Err(TransportError::MessageTooLarge {
+                    len: msg.bytes.len(),
+                    max: self.max,
+                })
+            } else {
+                outgoing_padding(&msg.bytes).map_err(TransportError::from)
+            };
+            match checked {
+                Ok(pad) => {
+                    buf.extend_from_slice(&msg.bytes);
+                    buf.resize(buf.len() + pad, 0);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if !buf.is_empty() {
+            self.wr
+                .write_all(buf)
+                .await
+                .map_err(|e| TransportError::io("write", e))?;
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
     pub(crate) async fn close(&mut self) -> Result<(), TransportError> {
         self.wr
             .shutdown()

@@ -79,6 +79,13 @@ pub struct CoreConfig {
     pub security: SecurityConfig,
     /// Seed of the core's random generator (selection, jitter): tests fix it.
     pub seed: u64,
+    /// Most associations open at once, counting those being opened; the core opens no
+    /// more of its own beyond it ([`links`](super::links)). The driver sets it from its
+    /// `max_associations` and refuses accepted ones beyond it itself.
+    pub max_associations: usize,
+    /// First ID of the associations the core opens itself ([`links`](super::links));
+    /// the driver numbers accepted associations below it (from 1). Default `1 << 63`.
+    pub first_outgoing_assoc: super::AssocId,
 }
 
 impl CoreConfig {
@@ -111,6 +118,8 @@ impl CoreConfig {
             peering: super::peers::PeeringConfig::default(),
             security: SecurityConfig::default(),
             seed: u64::from(server_id),
+            max_associations: usize::MAX,
+            first_outgoing_assoc: 1 << 63,
         }
     }
 }

@@ -242,8 +242,9 @@ pub enum Event {
         /// PEs re-labelled.
         pes: usize,
     },
-    /// Takeover (RFC 5353 §3.6): the driver reached an adopted PE's ASAP transport
-    /// ([`Input::Adopted`](super::Input::Adopted)); the PE is now monitored over that
+    /// Takeover (RFC 5353 §3.6): the association to an adopted PE's ASAP transport is up
+    /// ([`Action::Connect`](super::Action::Connect), then
+    /// [`Input::Connected`](super::Input::Connected)); the PE is now monitored over that
     /// association and was sent ENDPOINT_KEEP_ALIVE with the H flag.
     Adopted {
         /// The association the driver opened to the PE.
@@ -270,6 +271,37 @@ pub enum Event {
         warn: bool,
         /// Refusals from this sender not logged since the previous WARN.
         suppressed: u64,
+    },
+    /// A message for a peer registrar was dropped before it reached an association
+    /// ([`links`](super::links)): the connect queue was full, or no association may be
+    /// opened. PRESENCE audits repair lost HANDLE_UPDATEs.
+    PeerMessageDropped {
+        /// The peer's ENRP address.
+        to: std::net::SocketAddr,
+        /// The message type name.
+        message: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The association to a peer registrar could not be opened; the messages that waited
+    /// for it are dropped (the next message tries again).
+    PeerConnectFailed {
+        /// The peer's ENRP address.
+        to: std::net::SocketAddr,
+        /// Messages dropped with it.
+        dropped: usize,
+    },
+    /// Takeover: adopted PEs could not be reached at their ASAP transport (no usable
+    /// transport, unreachable, association limit). With
+    /// [`PeeringConfig::verify_adopted`](super::PeeringConfig::verify_adopted) they are
+    /// removed after the keep-alive timeout.
+    AdoptionFailed {
+        /// The association that failed (`None`: none was opened).
+        assoc: Option<AssocId>,
+        /// PEs concerned.
+        pes: usize,
+        /// Why.
+        reason: &'static str,
     },
     /// A message could not be encoded (too large even after trimming).
     EncodeFailed {

@@ -24,12 +24,18 @@
 //!   continuation and the W flag (rsplib's `hsdump`).
 //!
 //! ENRP peering (HANDLE_UPDATE to peers, PRESENCE audit, mentor download, takeover) is in
-//! [`peers`]; it turns [`Action::Replicate`]s into HANDLE_UPDATEs ([`Action::PeerSend`]).
+//! [`peers`]: every change of a PE whose home we are is replicated where it happens
+//! (`Registrar::replicate`: [`Action::Replicate`] plus a HANDLE_UPDATE to each peer). The
+//! associations the registrar opens itself (to peers, to adopted PEs) and the peer address
+//! table are in [`links`]: the driver only carries out [`Action::Connect`] /
+//! [`Action::Close`] and reports [`Input::Connected`] / [`Input::ConnectFailed`] /
+//! [`Input::Disconnected`].
 
 pub mod address;
 mod config;
 mod counting;
 mod event;
+pub mod links;
 pub mod ownership;
 pub mod peers;
 pub mod rate;
@@ -40,6 +46,7 @@ pub use address::{AddressScope, IpNet};
 pub use config::CoreConfig;
 pub use counting::UnreachableCounting;
 pub use event::{Event, RemovalReason, Replication};
+pub use links::{ConnectPurpose, PeerTransport, PEER_CONNECT_QUEUE, PEER_CONNECT_TIMEOUT};
 pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
 pub use trust::{server_id_name, EnrpSecurity, PeerAllow, PoolAuth, Refusal, SecurityConfig};
@@ -100,23 +107,20 @@ pub enum Input {
         /// The association.
         assoc: AssocId,
     },
-    /// The association is gone (closed, aborted, failed).
+    /// The association is gone (closed, aborted or failed by the peer or the network).
+    /// Associations the core itself aborted or closed ([`Action::Abort`],
+    /// [`Action::Close`]) are forgotten when the action is emitted; the driver need not
+    /// (but may) report them.
     Disconnected {
         /// The association.
         assoc: AssocId,
     },
-    /// Takeover (RFC 5353 §3.6, RSERPOOL-SPEC §10.8): after [`Action::Adopt`] the driver
-    /// opened an association to the adopted PEs' ASAP transport and reported it with
-    /// [`Input::Connected`] (protocol ASAP). These PEs (still owned by us and bound to no
-    /// association) are bound to it: keep-alives go over it, its loss removes them, an
-    /// ENDPOINT_KEEP_ALIVE_ACK or a re-registration on it is normal. The core sends each
-    /// an ENDPOINT_KEEP_ALIVE with the H flag on it and expects the ACK within the
-    /// keep-alive timeout. If none of them could be bound, the association is aborted.
-    Adopted {
-        /// The association the driver connected (already announced by `Connected`).
+    /// An association the core asked for with [`Action::Connect`] could not be opened
+    /// (refused, unreachable, timed out). Every `Connect` is answered with either this or
+    /// [`Input::Connected`] with the same ID.
+    ConnectFailed {
+        /// The association ID from the [`Action::Connect`].
         assoc: AssocId,
-        /// The PEs reachable at that ASAP transport (one PE process may own several).
-        pes: Vec<(PoolHandle, PeIdentifier)>,
     },
     /// The driver verified the association's TLS peer certificate (sent right after
     /// [`Input::Connected`], before any message; `trust.rs`, [`EnrpSecurity::Tls`] and
@@ -161,7 +165,7 @@ pub enum Action {
         /// Its encoding.
         bytes: Bytes,
     },
-    /// Abort an association (SCTP ABORT / TCP RST); a [`Input::Disconnected`] follows.
+    /// Abort an association (SCTP ABORT / TCP RST); the core has already forgotten it.
     Abort {
         /// The association.
         assoc: AssocId,
@@ -180,20 +184,32 @@ pub enum Action {
         /// Its encoding.
         bytes: Bytes,
     },
-    /// Takeover: reach an adopted PE at its ASAP transport (we have no association to it):
-    /// connect there, report the association with [`Input::Connected`] and
-    /// [`Input::Adopted`], on which the core sends this ENDPOINT_KEEP_ALIVE with the H flag
-    /// (RFC 5353 §3.6). A driver that cannot connect does nothing: with
-    /// [`PeeringConfig::verify_adopted`] the PE is removed after the keep-alive timeout.
-    Adopt {
-        /// Pool.
-        pool_handle: PoolHandle,
-        /// The PE (its `asap_transport` says where to connect).
-        element: PoolElementInfo,
-        /// The keep-alive.
-        message: Message,
-        /// Its encoding.
-        bytes: Bytes,
+    /// Open an association ([`links`]): to a peer registrar's ENRP address (messages for
+    /// it wait in the core), or to the ASAP transport of PEs adopted in a takeover (RFC 5353
+    /// §3.6; on [`Input::Connected`] the core binds them and sends each an
+    /// ENDPOINT_KEEP_ALIVE with the H flag). The driver answers with [`Input::Connected`]
+    /// (same `assoc`) or [`Input::ConnectFailed`] within `timeout`.
+    Connect {
+        /// The ID the core gives the new association.
+        assoc: AssocId,
+        /// ENRP (PPID 12) or ASAP (PPID 11).
+        protocol: Protocol,
+        /// SCTP or TCP; `None` = the transport of the driver's listener for `protocol`.
+        transport: Option<TransportKind>,
+        /// The remote addresses (several for a multi-homed SCTP peer).
+        to: Vec<SocketAddr>,
+        /// Give up after this long.
+        timeout: Duration,
+        /// What it is for (logs and tests).
+        purpose: ConnectPurpose,
+    },
+    /// Close an association gracefully (SCTP SHUTDOWN / TCP FIN) after the messages queued
+    /// on it; the core has already forgotten it.
+    Close {
+        /// The association.
+        assoc: AssocId,
+        /// Why (for the log).
+        reason: &'static str,
     },
     /// Log / count this.
     Event(Event),
@@ -246,6 +262,7 @@ pub struct Registrar {
     rng: StdRng,
     peering: peers::PeerState,
     security: trust::SecurityState,
+    links: links::Links,
 }
 
 impl Registrar {
@@ -278,6 +295,7 @@ impl Registrar {
                 config.peering.mentor_discovery_timeout,
             ),
             security: trust::SecurityState::default(),
+            links: links::Links::new(config.first_outgoing_assoc),
             config,
         }
     }
@@ -340,23 +358,14 @@ impl Registrar {
                     Assoc {
                         protocol,
                         transport,
-                        peer_addrs,
+                        peer_addrs: peer_addrs.clone(),
                         dump: None,
                     },
                 );
+                self.link_up(now, assoc, protocol, &peer_addrs, &mut out);
             }
-            Input::Disconnected { assoc } => {
-                self.assocs.remove(&assoc);
-                self.forget_association(assoc);
-                for r in self.handlespace.remove_connection(assoc) {
-                    self.removed(
-                        r.handle,
-                        r.entry.element().clone(),
-                        RemovalReason::AssociationLost,
-                        &mut out,
-                    );
-                }
-            }
+            Input::Disconnected { assoc } => self.closed(assoc, &mut out),
+            Input::ConnectFailed { assoc } => self.connect_failed(assoc, &mut out),
             Input::Restarted { assoc } => {
                 if let Some(a) = self.assocs.get_mut(&assoc) {
                     a.dump = None;
@@ -375,7 +384,6 @@ impl Registrar {
                 protocol,
                 bytes,
             } => self.on_bytes(now, Some(assoc), None, protocol, &bytes, &mut out),
-            Input::Adopted { assoc, pes } => self.on_adopted(now, assoc, pes, &mut out),
             Input::PeerCertificate { assoc, certificate } => {
                 self.note_certificate(assoc, certificate)
             }
@@ -385,8 +393,41 @@ impl Registrar {
                 bytes,
             } => self.on_bytes(now, None, Some(from), protocol, &bytes, &mut out),
         }
-        self.peering_replicate(&mut out);
+        self.finish(&mut out);
         out
+    }
+
+    /// Last step of every call: unicast peer messages onto associations ([`links`]), and
+    /// associations the core aborted or closed are forgotten at once (their PEs removed),
+    /// so that the driver reports nothing it did not see.
+    fn finish(&mut self, out: &mut Vec<Action>) {
+        self.route_peer_sends(out);
+        let mut i = 0;
+        while i < out.len() {
+            if let Action::Abort { assoc, .. } | Action::Close { assoc, .. } = out[i] {
+                if self.assocs.contains_key(&assoc) {
+                    self.closed(assoc, out);
+                    // Removals replicate to peers: route what that produced.
+                    self.route_peer_sends(out);
+                }
+            }
+            i += 1;
+        }
+    }
+
+    /// The association is gone: forget it and remove the PEs registered over it.
+    fn closed(&mut self, assoc: AssocId, out: &mut Vec<Action>) {
+        self.assocs.remove(&assoc);
+        self.forget_association(assoc);
+        self.link_down(assoc, out);
+        for r in self.handlespace.remove_connection(assoc) {
+            self.removed(
+                r.handle,
+                r.entry.element().clone(),
+                RemovalReason::AssociationLost,
+                out,
+            );
+        }
     }
 
     /// Convenience for tests and tools: encodes `message` and feeds it as
@@ -441,7 +482,7 @@ impl Registrar {
         }
         self.peering_timeout(now, &mut out);
         self.security_timeout(now, &mut out);
-        self.peering_replicate(&mut out);
+        self.finish(&mut out);
         out
     }
 
@@ -508,11 +549,7 @@ impl Registrar {
             reason,
         }));
         if element.home_server_id == self.config.server_id {
-            out.push(Action::Replicate(Replication {
-                action: UpdateAction::DelPe,
-                pool_handle: key.0,
-                element,
-            }));
+            self.replicate(UpdateAction::DelPe, key.0, element, out);
         }
     }
 
@@ -839,11 +876,7 @@ impl Registrar {
                         policy: stored.policy.policy_type(),
                         user_addresses: stored.user_transport.addresses(),
                     }));
-                    out.push(Action::Replicate(Replication {
-                        action: UpdateAction::AddPe,
-                        pool_handle: handle.clone(),
-                        element: stored,
-                    }));
+                    self.replicate(UpdateAction::AddPe, handle.clone(), stored, out);
                 }
                 self.send(
                     out,
@@ -1096,7 +1129,7 @@ impl Registrar {
                 .into_iter()
                 .map(|e| {
                     let mut el = e.element().clone();
-                    // rsplib omits the ASAP transport in ASAP messages (RSERPOOL-SPEC §4).
+                    // rsplib omits the ASAP transport in ASAP messages (asap/wire/INTEROP.md §2).
                     el.asap_transport = None;
                     el
                 })
@@ -1214,9 +1247,12 @@ impl Registrar {
         self.set_monitor(key, due, true);
     }
 
-    /// [`Input::Adopted`]: binds the adopted PEs to the association the driver opened to
-    /// their ASAP transport and sends each the H-flag keep-alive on it.
-    fn on_adopted(
+    /// The association to adopted PEs' ASAP transport is up ([`links`]): binds them to it
+    /// (still ours and bound to no association: keep-alives go over it, its loss removes
+    /// them, an ENDPOINT_KEEP_ALIVE_ACK or a re-registration on it is normal) and sends
+    /// each an ENDPOINT_KEEP_ALIVE with the H flag, expecting the ACK within the keep-alive
+    /// timeout. If none of them could be bound, the association is aborted.
+    pub(super) fn on_adopted(
         &mut self,
         now: Instant,
         assoc: AssocId,
@@ -1374,9 +1410,34 @@ impl Registrar {
             .filter(|(w, _)| *w == own_only)
             .map(|(_, c)| c);
         let owner = own_only.then_some(me);
+        let (msg, next, pes) = self.table_page(cursor.as_ref(), owner, requester);
+        if let Some(a) = self.assocs.get_mut(&assoc) {
+            a.dump = next.clone().map(|c| (own_only, c));
+        }
+        out.push(Action::Event(Event::HandleTableSent {
+            assoc,
+            pes,
+            more: next.is_some(),
+        }));
+        self.send(out, assoc, msg);
+    }
+}
+
+impl Registrar {
+    /// One HANDLE_TABLE_RESPONSE page (RFC 5353 §2.3), for tools (per association) and
+    /// peers (per requester) alike: up to [`CoreConfig::handle_table_chunk`] PEs from
+    /// `cursor` (only those whose home is `owner`, W flag), halved until the message fits
+    /// [`CoreConfig::max_message_size`]; the M bit when more follow. Returns the message,
+    /// where the next page starts, and the number of PEs in it.
+    fn table_page(
+        &self,
+        cursor: Option<&DumpCursor>,
+        owner: Option<u32>,
+        receiver: u32,
+    ) -> (Message, Option<DumpCursor>, usize) {
         let mut chunk = self.config.handle_table_chunk;
-        let (msg, next, pes) = loop {
-            let page = self.handlespace.dump(cursor.as_ref(), owner, chunk);
+        loop {
+            let page = self.handlespace.dump(cursor, owner, chunk);
             let mut pools: Vec<PoolEntry> = Vec::new();
             for item in &page.items {
                 let el = item.entry.element().clone();
@@ -1392,29 +1453,20 @@ impl Registrar {
             let msg: Message = HandleTableResponse {
                 reject: false,
                 more: page.next.is_some(),
-                sender: me,
-                receiver: requester,
+                sender: self.config.server_id,
+                receiver,
                 pools,
             }
             .into();
             if chunk <= 1 || self.fits(&msg) {
-                break (msg, page.next, n);
+                return (msg, page.next, n);
             }
             chunk /= 2;
-        };
-        if let Some(a) = self.assocs.get_mut(&assoc) {
-            a.dump = next.clone().map(|c| (own_only, c));
         }
-        out.push(Action::Event(Event::HandleTableSent {
-            assoc,
-            pes,
-            more: next.is_some(),
-        }));
-        self.send(out, assoc, msg);
     }
 }
 
-/// The ASAP transport of a PE: the association's peer addresses and port (RSERPOOL-SPEC §4:
+/// The ASAP transport of a PE: the association's peer addresses and port (asap/wire/INTEROP.md §2:
 /// the registrar derives it from the association; rsplib sends it in ENRP messages).
 fn asap_transport_of(a: &Assoc) -> Option<TransportParameter> {
     let first = a.peer_addrs.first()?;

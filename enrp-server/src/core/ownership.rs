@@ -138,6 +138,7 @@ mod tests {
         let now = Instant::now();
         let mut c = CoreConfig::new(ME);
         c.peering.enabled = true;
+        c.peering.unicast = crate::core::PeerTransport::Datagrams;
         // The peer of these tests is allowed (issue 13: only allowed peers are heard).
         c.security.peer_allow = vec![crate::core::PeerAllow::Net(
             "127.0.0.0/8".parse().expect("lit"),

@@ -10,10 +10,10 @@
 //!
 //! Takeover differs from rsplib 3.4.4 (which never sends TAKEOVER_SERVER): once every peer
 //! that is still alive has acknowledged INIT_TAKEOVER, we send TAKEOVER_SERVER to all
-//! peers, re-label the target's PEs as ours and emit one [`Action::Adopt`] per PE (we have
-//! no association to an adopted PE: the driver connects to its ASAP transport and hands
-//! the association back with [`Input::Adopted`](super::Input::Adopted), on which the core
-//! sends the ENDPOINT_KEEP_ALIVE with the H flag). On takeover expiry, peers that died in
+//! peers, re-label the target's PEs as ours and emit one [`Action::Connect`] per ASAP
+//! transport of the adopted PEs (we have no association to an adopted PE: the driver
+//! connects and reports [`Input::Connected`](super::Input::Connected), on which the core
+//! binds them and sends the ENDPOINT_KEEP_ALIVE with the H flag; [`super::links`]). On takeover expiry, peers that died in
 //! the meantime no longer count; if live peers are still missing the attempt is abandoned
 //! like rsplib; the target's PEs are then removed after the orphan timeout (trust.rs).
 
@@ -27,10 +27,10 @@ use asap::wire::enrp_msg::{
     ListRequest, ListResponse, Presence, TakeoverServer,
 };
 use asap::wire::{
-    EnrpMessage, Message, PoolElementInfo, PoolEntry, PoolHandle, ServerId, ServerInformation,
-    UpdateAction,
+    EnrpMessage, Message, PoolElementInfo, PoolHandle, ServerId, ServerInformation, UpdateAction,
 };
 
+use super::links::PeerTransport;
 use super::ownership::Claim;
 use super::{Action, Event, PeKey, Registrar, RemovalReason};
 
@@ -57,9 +57,12 @@ pub struct PeeringConfig {
     /// Most peers tracked (further unknown senders are ignored).
     pub max_peers: usize,
     /// Remove an adopted PE that does not answer the H-flag keep-alive (nor re-registers)
-    /// within the keep-alive timeout, like rsplib. Drivers that cannot deliver
-    /// [`Action::Adopt`] turn this off.
+    /// within the keep-alive timeout, like rsplib. Drivers that cannot carry out the
+    /// adoption [`Action::Connect`] turn this off.
     pub verify_adopted: bool,
+    /// How unicast ENRP messages reach peers: over associations (RFC 5353 §2, default) or
+    /// as datagrams ([`PeerTransport`], [`links`](super::links)).
+    pub unicast: PeerTransport,
 }
 
 impl Default for PeeringConfig {
@@ -74,6 +77,7 @@ impl Default for PeeringConfig {
             takeover_expiry: Duration::from_secs(5),
             max_peers: 256,
             verify_adopted: true,
+            unicast: PeerTransport::default(),
         }
     }
 }
@@ -210,34 +214,42 @@ impl Registrar {
         .into()
     }
 
-    /// Turns [`Action::Replicate`]s into HANDLE_UPDATEs to every peer (RFC 5353 §2.4;
-    /// RSERPOOL-SPEC §10.7).
-    pub(super) fn peering_replicate(&mut self, out: &mut Vec<Action>) {
+    /// A change of a PE whose home we are (registration, re-registration, removal): the
+    /// [`Action::Replicate`] hook and, with peering on, a HANDLE_UPDATE to every peer
+    /// (RFC 5353 §2.4; RSERPOOL-SPEC §10.7), emitted where the change happens.
+    pub(super) fn replicate(
+        &self,
+        action: UpdateAction,
+        pool_handle: PoolHandle,
+        element: PoolElementInfo,
+        out: &mut Vec<Action>,
+    ) {
         if !self.config.peering.enabled || self.peering.peers.is_empty() {
+            out.push(Action::Replicate(super::Replication {
+                action,
+                pool_handle,
+                element,
+            }));
             return;
         }
+        out.push(Action::Replicate(super::Replication {
+            action,
+            pool_handle: pool_handle.clone(),
+            element: element.clone(),
+        }));
         let me = self.config.server_id;
-        let reps: Vec<_> = out
-            .iter()
-            .filter_map(|a| match a {
-                Action::Replicate(r) => Some(r.clone()),
-                _ => None,
-            })
-            .collect();
-        for r in reps {
-            self.to_all_peers(out, |receiver| {
-                HandleUpdate {
-                    takeover_suggested: false,
-                    sender: me,
-                    receiver,
-                    action: r.action,
-                    reserved: 0,
-                    pool_handle: r.pool_handle.clone(),
-                    pool_element: r.element.clone(),
-                }
-                .into()
-            });
-        }
+        self.to_all_peers(out, |receiver| {
+            HandleUpdate {
+                takeover_suggested: false,
+                sender: me,
+                receiver,
+                action,
+                reserved: 0,
+                pool_handle: pool_handle.clone(),
+                pool_element: element.clone(),
+            }
+            .into()
+        });
     }
 
     /// Peering timers: heartbeat, failure detection, sync and takeover expiry.
@@ -310,7 +322,9 @@ impl Registrar {
     }
 
     fn peer_dead(&mut self, now: Instant, id: ServerId, out: &mut Vec<Action>) {
-        self.peering.peers.remove(&id);
+        if let Some(p) = self.peering.peers.remove(&id) {
+            self.close_peer_link(p.addr, out);
+        }
         self.note_vanished(now, id); // bounded life of its PEs (trust.rs)
         self.peering.serve.retain(|(p, _), _| *p != id);
         if self.peering.mentor == Some(id) && now < self.peering.startup_until {
@@ -382,7 +396,9 @@ impl Registrar {
         out.push(Action::Event(Event::TakeoverDone { target, pes: n }));
     }
 
-    /// An ENRP message from a peer by datagram.
+    /// An ENRP message from a peer (by datagram, or over an association by its primary
+    /// address): the common part (liveness, peer table, first contact) here, then one
+    /// handler per message type (RFC 5353 §2).
     pub(super) fn on_enrp_peer(
         &mut self,
         now: Instant,
@@ -451,115 +467,17 @@ impl Registrar {
             }
         }
         match m {
-            EnrpMessage::Presence(p) => {
-                if let (Some(peer), Some(info)) =
-                    (self.peering.peers.get_mut(&sender), p.server_information)
-                {
-                    peer.info = Some(info);
-                }
-                if p.reply_required {
-                    self.to_peer(out, sender, self.presence(sender, false));
-                }
-                let busy = self
-                    .peering
-                    .peers
-                    .get(&sender)
-                    .is_some_and(|x| x.sync.is_some());
-                if !busy && p.checksum != self.handlespace.checksum(sender) {
-                    out.push(Action::Event(Event::AuditMismatch {
-                        server_id: sender,
-                        theirs: p.checksum,
-                        ours: self.handlespace.checksum(sender),
-                    }));
-                    self.start_sync(now, sender, true, out);
-                }
-            }
-            EnrpMessage::ListRequest(_) => {
-                let servers: Vec<ServerInformation> = self
-                    .peering
-                    .peers
-                    .values()
-                    .filter_map(|p| p.info.clone())
-                    .collect();
-                self.to_peer(
-                    out,
-                    sender,
-                    ListResponse {
-                        reject: false,
-                        sender: me,
-                        receiver: sender,
-                        servers,
-                    }
-                    .into(),
-                );
-            }
-            EnrpMessage::ListResponse(l) => {
-                for s in l.servers {
-                    if s.server_id == me || self.peering.peers.contains_key(&s.server_id) {
-                        continue;
-                    }
-                    if let (Some(ip), Some(port)) =
-                        (s.transport.addresses().first().copied(), s.transport.port())
-                    {
-                        // Ask it to introduce itself.
-                        self.peer_send(out, SocketAddr::new(ip, port), self.presence(0, true));
-                    }
-                }
-            }
+            EnrpMessage::Presence(p) => self.on_peer_presence(now, sender, p, out),
+            EnrpMessage::ListRequest(_) => self.on_peer_list_request(sender, out),
+            EnrpMessage::ListResponse(l) => self.on_peer_list_response(l, out),
             EnrpMessage::HandleTableRequest(r) => {
                 self.serve_table(now, sender, r.own_children_only, out)
             }
             EnrpMessage::HandleTableResponse(r) => self.on_table(now, sender, r, out),
             EnrpMessage::HandleUpdate(u) => self.on_update(now, sender, u, out),
-            EnrpMessage::InitTakeover(t) => {
-                if t.target == me {
-                    // Refute: we are alive (RSERPOOL-SPEC §10.8 step 3).
-                    self.to_all_peers(out, |r| self.presence(r, false));
-                    return;
-                }
-                if self.peering.takeovers.contains_key(&t.target) {
-                    if sender > me {
-                        return; // lowest ID wins: we keep ours, no ACK.
-                    }
-                    self.peering.takeovers.remove(&t.target);
-                }
-                self.to_peer(
-                    out,
-                    sender,
-                    InitTakeoverAck {
-                        sender: me,
-                        receiver: sender,
-                        target: t.target,
-                    }
-                    .into(),
-                );
-            }
-            EnrpMessage::InitTakeoverAck(a) => {
-                let done = match self.peering.takeovers.get_mut(&a.target) {
-                    Some(t) => {
-                        t.missing.remove(&sender);
-                        t.missing.is_empty()
-                    }
-                    None => false,
-                };
-                if done {
-                    self.peering.takeovers.remove(&a.target);
-                    self.finish_takeover(now, a.target, out);
-                }
-            }
-            EnrpMessage::TakeoverServer(t) => {
-                if t.target == me {
-                    return;
-                }
-                self.peering.takeovers.remove(&t.target);
-                self.peering.peers.remove(&t.target);
-                let n = self.handlespace.change_owner(t.target, sender);
-                out.push(Action::Event(Event::TakeoverSeen {
-                    target: t.target,
-                    by: sender,
-                    pes: n,
-                }));
-            }
+            EnrpMessage::InitTakeover(t) => self.on_init_takeover(sender, t, out),
+            EnrpMessage::InitTakeoverAck(a) => self.on_init_takeover_ack(now, sender, a, out),
+            EnrpMessage::TakeoverServer(t) => self.on_takeover_server(sender, t, out),
             EnrpMessage::Error(e) => out.push(Action::Event(Event::ProtocolError {
                 assoc: None,
                 protocol: asap::wire::Protocol::Enrp,
@@ -578,6 +496,139 @@ impl Registrar {
                 replied: false,
             })),
         }
+    }
+
+    /// PRESENCE (RFC 5353 §2.1): Server Information, reply if asked, audit on a checksum
+    /// mismatch (RSERPOOL-SPEC §10.6).
+    fn on_peer_presence(
+        &mut self,
+        now: Instant,
+        sender: ServerId,
+        p: Presence,
+        out: &mut Vec<Action>,
+    ) {
+        if let (Some(peer), Some(info)) =
+            (self.peering.peers.get_mut(&sender), p.server_information)
+        {
+            peer.info = Some(info);
+        }
+        if p.reply_required {
+            self.to_peer(out, sender, self.presence(sender, false));
+        }
+        let busy = self
+            .peering
+            .peers
+            .get(&sender)
+            .is_some_and(|x| x.sync.is_some());
+        if !busy && p.checksum != self.handlespace.checksum(sender) {
+            out.push(Action::Event(Event::AuditMismatch {
+                server_id: sender,
+                theirs: p.checksum,
+                ours: self.handlespace.checksum(sender),
+            }));
+            self.start_sync(now, sender, true, out);
+        }
+    }
+
+    /// LIST_REQUEST (RFC 5353 §2.2): the peers we know with their Server Information.
+    fn on_peer_list_request(&mut self, sender: ServerId, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        let servers: Vec<ServerInformation> = self
+            .peering
+            .peers
+            .values()
+            .filter_map(|p| p.info.clone())
+            .collect();
+        self.to_peer(
+            out,
+            sender,
+            ListResponse {
+                reject: false,
+                sender: me,
+                receiver: sender,
+                servers,
+            }
+            .into(),
+        );
+    }
+
+    /// LIST_RESPONSE (RFC 5353 §2.2): ask every registrar we do not know yet to introduce
+    /// itself.
+    fn on_peer_list_response(&mut self, l: ListResponse, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        for s in l.servers {
+            if s.server_id == me || self.peering.peers.contains_key(&s.server_id) {
+                continue;
+            }
+            if let (Some(ip), Some(port)) =
+                (s.transport.addresses().first().copied(), s.transport.port())
+            {
+                self.peer_send(out, SocketAddr::new(ip, port), self.presence(0, true));
+            }
+        }
+    }
+
+    /// INIT_TAKEOVER (RFC 5353 §2.6; RSERPOOL-SPEC §10.8 step 3): refute if it is about us,
+    /// else acknowledge unless our own takeover of the target wins (lowest ID).
+    fn on_init_takeover(&mut self, sender: ServerId, t: InitTakeover, out: &mut Vec<Action>) {
+        let me = self.config.server_id;
+        if t.target == me {
+            self.to_all_peers(out, |r| self.presence(r, false));
+            return;
+        }
+        if self.peering.takeovers.contains_key(&t.target) {
+            if sender > me {
+                return; // lowest ID wins: we keep ours, no ACK.
+            }
+            self.peering.takeovers.remove(&t.target);
+        }
+        self.to_peer(
+            out,
+            sender,
+            InitTakeoverAck {
+                sender: me,
+                receiver: sender,
+                target: t.target,
+            }
+            .into(),
+        );
+    }
+
+    /// INIT_TAKEOVER_ACK (RFC 5353 §2.7): the last missing one finishes our takeover.
+    fn on_init_takeover_ack(
+        &mut self,
+        now: Instant,
+        sender: ServerId,
+        a: InitTakeoverAck,
+        out: &mut Vec<Action>,
+    ) {
+        let done = match self.peering.takeovers.get_mut(&a.target) {
+            Some(t) => {
+                t.missing.remove(&sender);
+                t.missing.is_empty()
+            }
+            None => false,
+        };
+        if done {
+            self.peering.takeovers.remove(&a.target);
+            self.finish_takeover(now, a.target, out);
+        }
+    }
+
+    /// TAKEOVER_SERVER (RFC 5353 §2.8): another registrar took the target over: its PEs
+    /// are the sender's now.
+    fn on_takeover_server(&mut self, sender: ServerId, t: TakeoverServer, out: &mut Vec<Action>) {
+        if t.target == self.config.server_id {
+            return;
+        }
+        self.peering.takeovers.remove(&t.target);
+        self.peering.peers.remove(&t.target);
+        let n = self.handlespace.change_owner(t.target, sender);
+        out.push(Action::Event(Event::TakeoverSeen {
+            target: t.target,
+            by: sender,
+            pes: n,
+        }));
     }
 
     fn start_sync(&mut self, now: Instant, peer: ServerId, own_only: bool, out: &mut Vec<Action>) {
@@ -625,37 +676,11 @@ impl Registrar {
             .filter(|(_, served)| now.saturating_duration_since(*served) < stale_after)
             .map(|(c, _)| c);
         let owner = own_only.then_some(me);
-        let mut chunk = self.config.handle_table_chunk;
-        loop {
-            let page = self.handlespace.dump(cursor.as_ref(), owner, chunk);
-            let mut pools: Vec<PoolEntry> = Vec::new();
-            for item in &page.items {
-                let el = item.entry.element().clone();
-                match pools.last_mut() {
-                    Some(p) if &p.pool_handle == item.pool.handle() => p.pool_elements.push(el),
-                    _ => pools.push(PoolEntry {
-                        pool_handle: item.pool.handle().clone(),
-                        pool_elements: vec![el],
-                    }),
-                }
-            }
-            let msg: Message = HandleTableResponse {
-                reject: false,
-                more: page.next.is_some(),
-                sender: me,
-                receiver: requester,
-                pools,
-            }
-            .into();
-            if chunk <= 1 || self.fits(&msg) {
-                if let Some(c) = page.next {
-                    self.peering.serve.insert((requester, own_only), (c, now));
-                }
-                self.to_peer(out, requester, msg);
-                return;
-            }
-            chunk /= 2;
+        let (msg, next, _) = self.table_page(cursor.as_ref(), owner, requester);
+        if let Some(c) = next {
+            self.peering.serve.insert((requester, own_only), (c, now));
         }
+        self.to_peer(out, requester, msg);
     }
 
     fn on_table(
@@ -870,7 +895,7 @@ mod tests {
     use super::*;
     use crate::core::{CoreConfig, Input};
     use asap::wire::asap_msg::EndpointKeepAlive;
-    use asap::wire::{Policy, Protocol, TransportParameter, TransportUse};
+    use asap::wire::{Policy, PoolEntry, Protocol, TransportParameter, TransportUse};
 
     const ME: ServerId = 5;
 
@@ -882,6 +907,7 @@ mod tests {
         let now = Instant::now();
         let mut c = CoreConfig::new(ME);
         c.peering.enabled = true;
+        c.peering.unicast = crate::core::PeerTransport::Datagrams;
         // The peers of these tests (issue 13: only allowed peers are heard).
         c.security.peer_allow = ["127.0.0.0/8", "10.0.0.2"]
             .map(|n| crate::core::PeerAllow::Net(n.parse().expect("lit")))
@@ -945,6 +971,13 @@ mod tests {
     }
 
     fn update(sender: ServerId, action: UpdateAction, id: u32, home: ServerId) -> HandleUpdate {
+        // Each PE process at its own ASAP transport (10.0.0.1, port 4000 + low byte).
+        let mut pool_element = element(id, home);
+        pool_element.asap_transport = Some(TransportParameter::Sctp {
+            port: 4000 + (id & 0xFF) as u16,
+            transport_use: TransportUse::DataOnly,
+            addresses: vec!["10.0.0.1".parse().expect("lit")],
+        });
         HandleUpdate {
             takeover_suggested: false,
             sender,
@@ -952,7 +985,7 @@ mod tests {
             action,
             reserved: 0,
             pool_handle: "P".into(),
-            pool_element: element(id, home),
+            pool_element,
         }
     }
 
@@ -1131,11 +1164,17 @@ mod tests {
         );
         assert!(sent(&out).iter().any(|(to, m)| *to == addr(9)
             && matches!(m, EnrpMessage::TakeoverServer(x) if x.target == 7)));
-        let adopts = out
-            .iter()
-            .filter(|a| matches!(a, Action::Adopt { message: Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(k)), .. } if k.home && k.server_id == ME))
-            .count();
-        assert_eq!(adopts, 2);
+        // One association per adopted PE process, to its ASAP transport (RFC 5353 §3.6).
+        assert_eq!(
+            adopt_connects(&out)
+                .into_iter()
+                .map(|(_, to, pes)| (to, pes))
+                .collect::<Vec<_>>(),
+            vec![
+                (vec![pe_at(0x70)], vec![0x70]),
+                (vec![pe_at(0x71)], vec![0x71])
+            ]
+        );
         assert_eq!(r.handlespace().owned_len(ME), 2);
         assert_eq!(r.handlespace().owned_len(7), 0);
         // Nobody answers the H-flag keep-alive: removed after the keep-alive timeout.
@@ -1184,6 +1223,40 @@ mod tests {
         );
     }
 
+    /// Where the PE process of `id` listens ([`update`]).
+    fn pe_at(id: u32) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], 4000 + (id & 0xFF) as u16))
+    }
+
+    /// The takeover associations the core asked for: (ID, addresses, PE IDs).
+    fn adopt_connects(out: &[Action]) -> Vec<(u64, Vec<SocketAddr>, Vec<u32>)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Connect {
+                    assoc,
+                    protocol: Protocol::Asap,
+                    to,
+                    purpose: crate::core::ConnectPurpose::Adopt { pes },
+                    ..
+                } => Some((*assoc, to.clone(), pes.iter().map(|p| p.1).collect())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The driver reports the association it opened for `assoc` (an [`Action::Connect`]).
+    fn connected(r: &mut Registrar, now: Instant, assoc: u64, at: SocketAddr) -> Vec<Action> {
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Asap,
+                peer_addrs: vec![at],
+                transport: asap::transport::TransportKind::Sctp,
+            },
+        )
+    }
+
     /// H-flag keep-alives the core sent on an association: (assoc, PE ID).
     fn home_keep_alives(out: &[Action]) -> Vec<(u64, u32)> {
         out.iter()
@@ -1212,48 +1285,44 @@ mod tests {
         .into()
     }
 
-    /// RFC 5353 §3.6 through the driver: the association to the adopted PEs' ASAP
-    /// transport binds them; an ACK satisfies the check, the keep-alives continue over
-    /// it, a PE that does not answer is removed with the association aborted.
+    /// RFC 5353 §3.6 through the driver: the core asks for an association to each adopted
+    /// PE's ASAP transport; when it is up the PE is bound to it; an ACK satisfies the check,
+    /// the keep-alives continue over it, a PE that does not answer is removed with the
+    /// association aborted (and forgotten by the core at once).
     #[test]
     fn adopted_association_binds_pes_and_carries_keep_alives() {
         let (mut r, now) = reg();
         let (t, out) = take_over_7(&mut r, now);
-        assert_eq!(
-            out.iter()
-                .filter(|a| matches!(a, Action::Adopt { .. }))
-                .count(),
-            2
-        );
-        // The driver connected to the PE process (one transport for both PEs).
+        let connects = adopt_connects(&out);
+        assert_eq!(connects.len(), 2);
+        assert!(connects.iter().all(|c| c.0 >= 1 << 63), "core-numbered IDs");
+        assert_eq!(r.connects_pending(), 2);
         let t1 = t + Duration::from_millis(300);
-        connect_pe(&mut r, t1, 40);
-        let out = r.handle(
-            t1,
-            Input::Adopted {
-                assoc: 40,
-                pes: vec![("P".into(), 0x70), ("P".into(), 0x71)],
-            },
-        );
-        assert_eq!(home_keep_alives(&out), vec![(40, 0x70), (40, 0x71)]);
-        for id in [0x70, 0x71] {
+        let (a70, a71) = (connects[0].0, connects[1].0);
+        let out = connected(&mut r, t1, a70, pe_at(0x70));
+        assert_eq!(home_keep_alives(&out), vec![(a70, 0x70)]);
+        let out = connected(&mut r, t1, a71, pe_at(0x71));
+        assert_eq!(home_keep_alives(&out), vec![(a71, 0x71)]);
+        assert_eq!(r.connects_pending(), 0);
+        for (id, a) in [(0x70, a70), (0x71, a71)] {
             let e = r.handlespace().get(&"P".into(), id).expect("kept");
-            assert_eq!(e.connection(), Some(40));
+            assert_eq!(e.connection(), Some(a));
             assert_eq!(e.owner(), ME);
         }
         // 0x70 answers; 0x71 does not.
         let t2 = t1 + Duration::from_millis(100);
-        let out = r.handle_message(t2, 40, &ack(0x70));
+        let out = r.handle_message(t2, a70, &ack(0x70));
         assert!(!out
             .iter()
             .any(|a| matches!(a, Action::Event(Event::Ignored { .. }))));
         // Past the timeout measured from the H keep-alive (not from the takeover): 0x71
-        // is removed and the association aborted (rsplib), 0x70 stays.
+        // is removed and its association aborted (rsplib), 0x70 stays.
         let out = r.handle_timeout(t1 + Duration::from_millis(5_001));
         assert!(r.handlespace().get(&"P".into(), 0x71).is_none());
+        assert!(r.handlespace().get(&"P".into(), 0x70).is_some());
         assert!(out
             .iter()
-            .any(|a| matches!(a, Action::Abort { assoc: 40, .. })));
+            .any(|a| matches!(a, Action::Abort { assoc, .. } if *assoc == a71)));
         assert!(out.iter().any(|a| matches!(
             a,
             Action::Event(Event::Removed {
@@ -1262,8 +1331,9 @@ mod tests {
                 ..
             })
         )));
-        // The abort's disconnection removes 0x70 like any PE registered over it.
-        let out = r.handle(t2, Input::Disconnected { assoc: 40 });
+        assert!(r.association(a71).is_none(), "aborted: forgotten at once");
+        // 0x70's association closing removes it like any PE registered over it.
+        let out = r.handle(t2, Input::Disconnected { assoc: a70 });
         assert!(r.handlespace().get(&"P".into(), 0x70).is_none());
         assert!(out.iter().any(|a| matches!(
             a,
@@ -1275,19 +1345,70 @@ mod tests {
         )));
     }
 
+    /// Several PEs of one process (same ASAP transport) share one association.
+    #[test]
+    fn adopted_pes_of_one_transport_share_one_connect() {
+        let (mut r, now) = reg();
+        for p in [7, 9] {
+            from(&mut r, now, p, presence(p, 0xFFFF));
+        }
+        for id in [0x170, 0x270, 0x71] {
+            // 0x170 and 0x270 share port 4000 + 0x70.
+            from(&mut r, now, 7, update(7, UpdateAction::AddPe, id, 7));
+        }
+        let t = now + Duration::from_millis(10_300);
+        for step in [4_000u64, 8_000] {
+            from(
+                &mut r,
+                now + Duration::from_millis(step),
+                9,
+                presence(9, 0xFFFF),
+            );
+        }
+        r.handle_timeout(now + Duration::from_millis(5_100));
+        from(&mut r, t, 9, presence(9, 0xFFFF));
+        r.handle_timeout(t);
+        let ack = InitTakeoverAck {
+            sender: 9,
+            receiver: ME,
+            target: 7,
+        };
+        let out = from(&mut r, t, 9, ack);
+        let mut c: Vec<_> = adopt_connects(&out)
+            .into_iter()
+            .map(|(_, to, mut pes)| {
+                pes.sort_unstable();
+                (to, pes)
+            })
+            .collect();
+        c.sort();
+        assert_eq!(
+            c,
+            vec![
+                (vec![pe_at(0x70)], vec![0x170, 0x270]),
+                (vec![pe_at(0x71)], vec![0x71]),
+            ]
+        );
+    }
+
     #[test]
     fn adopted_pe_keep_alive_cycle_and_reregistration_on_the_association() {
         let (mut r, now) = reg();
-        let (t, _) = take_over_7(&mut r, now);
-        connect_pe(&mut r, t, 40);
-        r.handle(
+        let (t, out) = take_over_7(&mut r, now);
+        let connects = adopt_connects(&out);
+        let a70 = connects[0].0;
+        connected(&mut r, t, a70, pe_at(0x70));
+        r.handle_message(t, a70, &ack(0x70));
+        // 0x71's process cannot be reached.
+        let out = r.handle(
             t,
-            Input::Adopted {
-                assoc: 40,
-                pes: vec![("P".into(), 0x70)],
+            Input::ConnectFailed {
+                assoc: connects[1].0,
             },
         );
-        r.handle_message(t, 40, &ack(0x70));
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Event(Event::AdoptionFailed { pes: 1, .. }))));
         // Next keep-alive (no H) goes over the adoption association.
         let out = r.handle_timeout(t + Duration::from_secs(6));
         let kas: Vec<_> = out
@@ -1301,25 +1422,25 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(kas, vec![(40, false, Some(0x70))]);
-        // A re-registration on it is a normal update (ours, bound to 40).
+        assert_eq!(kas, vec![(a70, false, Some(0x70))]);
+        // A re-registration on it is a normal update (ours, bound to it).
         let reg: Message = asap::wire::asap_msg::Registration {
             pool_handle: "P".into(),
             pool_element: element(0x70, 0),
         }
         .into();
-        let out = r.handle_message(t + Duration::from_secs(6), 40, &reg);
+        let out = r.handle_message(t + Duration::from_secs(6), a70, &reg);
         assert!(out.iter().any(|a| matches!(
             a,
             Action::Event(Event::Registered {
-                assoc: 40,
+                assoc,
                 id: 0x70,
                 update: true,
                 ..
-            })
+            }) if *assoc == a70
         )));
         let e = r.handlespace().get(&"P".into(), 0x70).expect("kept");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(40)));
+        assert_eq!((e.owner(), e.connection()), (ME, Some(a70)));
         // 0x71 was never reached (no association): removed by verify_adopted.
         assert!(r.handlespace().get(&"P".into(), 0x71).is_none());
     }
@@ -1327,7 +1448,8 @@ mod tests {
     #[test]
     fn adoption_of_pes_gone_meanwhile_aborts_the_association() {
         let (mut r, now) = reg();
-        let (t, _) = take_over_7(&mut r, now);
+        let (t, out) = take_over_7(&mut r, now);
+        let connects = adopt_connects(&out);
         // 0x70 registered here over its own association before the driver got through.
         connect_pe(&mut r, t, 41);
         let reg: Message = asap::wire::asap_msg::Registration {
@@ -1336,33 +1458,24 @@ mod tests {
         }
         .into();
         r.handle_message(t, 41, &reg);
-        connect_pe(&mut r, t, 40);
-        let out = r.handle(
-            t,
-            Input::Adopted {
-                assoc: 40,
-                pes: vec![("P".into(), 0x70), ("Q".into(), 0x99)],
-            },
-        );
+        let a70 = connects[0].0;
+        let out = connected(&mut r, t, a70, pe_at(0x70));
         assert!(home_keep_alives(&out).is_empty());
         assert!(out
             .iter()
-            .any(|a| matches!(a, Action::Abort { assoc: 40, .. })));
+            .any(|a| matches!(a, Action::Abort { assoc, .. } if *assoc == a70)));
         assert_eq!(
             r.handlespace()
                 .get(&"P".into(), 0x70)
                 .and_then(|e| e.connection()),
             Some(41)
         );
-        // An Adopted for an association the core never saw is ignored.
-        let out = r.handle(
-            t,
-            Input::Adopted {
-                assoc: 99,
-                pes: vec![("P".into(), 0x71)],
-            },
-        );
-        assert!(home_keep_alives(&out).is_empty());
+        // A connect failure for an association the core never asked for changes nothing.
+        let out = r.handle(t, Input::ConnectFailed { assoc: 99 });
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Event(Event::Ignored { .. }))));
+        assert_eq!(r.connects_pending(), 1);
         assert_eq!(
             r.handlespace()
                 .get(&"P".into(), 0x71)

@@ -56,6 +56,7 @@ mod tests {
         let mut c = CoreConfig::new(5);
         c.asap_announce_targets = vec!["239.0.0.50:3863".parse().expect("lit")];
         c.peering.enabled = peering;
+        c.peering.unicast = crate::core::PeerTransport::Datagrams;
         // The peer of these tests is allowed (issue 13: only allowed peers are heard).
         c.security.peer_allow = vec![crate::core::PeerAllow::Net(
             "127.0.0.0/8".parse().expect("lit"),

@@ -806,8 +806,8 @@ impl Registrar {
         }
     }
 
-    /// Takeover: queues an adopted PE for its probe (ENDPOINT_KEEP_ALIVE with H through
-    /// [`Action::Adopt`]), released at [`SecurityConfig::takeover_probe_rate`] ASAP
+    /// Takeover: queues an adopted PE for its probe (an [`Action::Connect`] to its ASAP
+    /// transport, then ENDPOINT_KEEP_ALIVE with H), released at [`SecurityConfig::takeover_probe_rate`] ASAP
     /// transports per second.
     /// [`start_adoptions`](Self::start_adoptions) releases the first batch.
     pub(super) fn queue_adoption(&mut self, key: PeKey) {
@@ -855,7 +855,7 @@ impl Registrar {
                 }
                 self.security.adopt_queue = rest;
             }
-            // Without an ASAP transport the driver has nothing to connect to (it logs it).
+            // Without an ASAP transport there is nothing to connect to (reported below).
             let in_scope = match &transport {
                 Some(t) => self.in_takeover_scope(t),
                 None => true,
@@ -871,34 +871,36 @@ impl Registrar {
                     out,
                 );
             }
+            let mut reach = Vec::new();
             for (h, id) in batch {
-                let Some(e) = self.handlespace.get(&h, id) else {
+                if self.handlespace.get(&h, id).is_none() {
                     continue;
-                };
-                let element = e.element().clone();
+                }
                 if self.config.peering.verify_adopted {
                     // Not reachable (out of scope) or no answer: removed after the timeout.
                     let due = now + self.config.keep_alive_timeout;
                     self.set_monitor((h.clone(), id), due, true);
                 }
-                if !in_scope {
-                    continue;
+                if in_scope {
+                    reach.push((h, id));
                 }
-                let message: Message = EndpointKeepAlive {
-                    home: true,
-                    server_id: me,
-                    pool_handle: h.clone(),
-                    pe_identifier: Some(id),
+            }
+            // One association to the PE process; on Connected each gets the H keep-alive.
+            if let (Some(t), false) = (&transport, reach.is_empty()) {
+                let n = reach.len();
+                if let Err(reason) = self.connect_adopted(t, reach, out) {
+                    out.push(Action::Event(Event::AdoptionFailed {
+                        assoc: None,
+                        pes: n,
+                        reason,
+                    }));
                 }
-                .into();
-                if let Ok(bytes) = message.to_bytes() {
-                    out.push(Action::Adopt {
-                        pool_handle: h,
-                        element,
-                        message,
-                        bytes,
-                    });
-                }
+            } else if transport.is_none() {
+                out.push(Action::Event(Event::AdoptionFailed {
+                    assoc: None,
+                    pes: reach.len(),
+                    reason: "adopted PE without an ASAP transport",
+                }));
             }
         }
         // The next batch (or the next takeover's first one) one second later.
@@ -990,6 +992,7 @@ mod tests {
         let now = Instant::now();
         let mut c = CoreConfig::new(ME);
         c.peering.enabled = true;
+        c.peering.unicast = crate::core::PeerTransport::Datagrams;
         f(&mut c);
         (Registrar::new(c, now), now)
     }

@@ -3,6 +3,14 @@
 //! partition (ENRP traffic between registrar groups) and kill (registrars and PEs).
 //!
 //! Everything is driven by one seeded random generator, so a seed reproduces a run exactly.
+//!
+//! Unicast ENRP goes over simulated associations like in the real driver (RFC 5353 §2,
+//! `enrp_server::core::links`): a registrar's [`Action::Connect`] to a peer address is
+//! answered after [`SimConfig::connect_delay`] with `Connected` on both sides (the
+//! accepting side sees an ephemeral source port) or `ConnectFailed` (dead or partitioned
+//! target); messages on an association arrive in order; killing a registrar closes its
+//! associations (the other side gets `Disconnected`). Takeover probes connect to the
+//! adopted PE's ASAP transport the same way. Multicast PRESENCE stays a datagram.
 
 #![allow(dead_code)]
 
@@ -19,7 +27,8 @@ use asap::wire::{
 };
 use bytes::Bytes;
 use enrp_server::core::{
-    Action, AssocId, CoreConfig, Event, Input, PeerAllow, PeeringConfig, Registrar,
+    Action, AssocId, ConnectPurpose, CoreConfig, Event, Input, PeerAllow, PeerTransport,
+    PeeringConfig, Registrar,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -44,6 +53,10 @@ pub struct SimConfig {
     pub drop: f64,
     /// Handle table chunk size.
     pub chunk: usize,
+    /// How unicast ENRP travels (associations like the real driver, or datagrams).
+    pub unicast: PeerTransport,
+    /// Time an association takes to come up (µs, uniform in the range).
+    pub connect_delay: (u64, u64),
 }
 
 impl Default for SimConfig {
@@ -56,6 +69,8 @@ impl Default for SimConfig {
             pe_rereg: Duration::from_secs(10),
             drop: 0.02,
             chunk: 128,
+            unicast: PeerTransport::Associations,
+            connect_delay: (500, 3000),
         }
     }
 }
@@ -92,10 +107,35 @@ enum Ev {
     ToPe { assoc: AssocId, message: Message },
     /// ASAP message from a PE to its registrar.
     ToReg { assoc: AssocId, bytes: Bytes },
-    /// Adoption keep-alive (H flag) reached a PE.
-    Adopt { pe: usize, slot: usize },
+    /// A registrar's association to a peer address comes up (or fails).
+    PeerConnect {
+        slot: usize,
+        incarnation: u32,
+        assoc: AssocId,
+        to: SocketAddr,
+    },
+    /// ENRP message arriving on the receiving end `assoc` of a peer association.
+    PeerMsg { assoc: AssocId, bytes: Bytes },
+    /// A takeover's association to an adopted PE's ASAP transport comes up (or fails).
+    AdoptConnect {
+        slot: usize,
+        incarnation: u32,
+        assoc: AssocId,
+        pe: Option<usize>,
+    },
     /// A PE's re-registration timer.
     Rereg { pe: usize },
+}
+
+/// One end of an ENRP association between two registrars.
+#[derive(Clone, Copy)]
+struct PeerEnd {
+    slot: usize,
+    incarnation: u32,
+    /// The other end's ID.
+    remote: AssocId,
+    /// Messages sent from this end arrive in order: not before this.
+    next_arrival: Instant,
 }
 
 #[derive(Clone, Copy)]
@@ -114,6 +154,8 @@ pub struct Sim {
     pub slots: Vec<Slot>,
     pub pes: Vec<Pe>,
     assocs: HashMap<AssocId, AssocInfo>,
+    /// ENRP associations between registrars, by the ID each end has in its registrar.
+    peer_links: HashMap<AssocId, PeerEnd>,
     next_assoc: AssocId,
     queue: BinaryHeap<Reverse<(Instant, u64)>>,
     events: HashMap<u64, Ev>,
@@ -130,6 +172,16 @@ pub struct Sim {
     pub registrations: HashMap<PeIdentifier, u64>,
     /// Log of (time since start, slot, event) for the interesting peering events.
     pub log: Vec<(Duration, usize, Event)>,
+    /// Peer associations that came up / could not be opened.
+    pub peer_connects: u64,
+    pub peer_connect_failures: u64,
+    /// Peer messages the registrars dropped before an association was up (queue full).
+    pub peer_dropped: u64,
+    /// Most ENRP messages one registrar sent on a peer association the moment it came up
+    /// (its connect queue).
+    pub max_connect_flush: usize,
+    /// Associations opened to adopted PEs (takeover probes) that came up.
+    pub adopt_connects: u64,
 }
 
 fn pe_addr(i: usize) -> IpAddr {
@@ -146,6 +198,7 @@ impl Sim {
             slots: Vec::new(),
             pes: Vec::new(),
             assocs: HashMap::new(),
+            peer_links: HashMap::new(),
             next_assoc: 1,
             queue: BinaryHeap::new(),
             events: HashMap::new(),
@@ -158,6 +211,11 @@ impl Sim {
             updates: HashMap::new(),
             registrations: HashMap::new(),
             log: Vec::new(),
+            peer_connects: 0,
+            peer_connect_failures: 0,
+            peer_dropped: 0,
+            max_connect_flush: 0,
+            adopt_connects: 0,
             cfg,
         };
         for i in 0..sim.cfg.registrars {
@@ -201,8 +259,13 @@ impl Sim {
         c.peering = PeeringConfig {
             enabled: true,
             multicast: Some(GROUP),
+            unicast: self.cfg.unicast,
             ..PeeringConfig::default()
         };
+        // Associations this registrar opens get IDs of their own (per slot and incarnation),
+        // distinct from the simulator's accepted ones and from every other registrar's.
+        c.first_outgoing_assoc =
+            (1 << 63) | ((slot as u64) << 40) | (u64::from(self.slots[slot].incarnation + 1) << 32);
         // Registrars started before the others exist find them by multicast: the scope's
         // network is allowed (issue 13 peer admission).
         c.security.peer_allow = vec![PeerAllow::Net("127.0.1.0/24".parse().expect("lit"))];
@@ -213,6 +276,9 @@ impl Sim {
 
     /// (Re)starts the registrar in a slot with a new server ID and an empty handlespace.
     pub fn start(&mut self, slot: usize) {
+        if self.slots[slot].reg.is_some() {
+            self.kill(slot);
+        }
         let c = self.core_config(slot);
         self.slots[slot].incarnation += 1;
         self.slots[slot].reg = Some(Registrar::new(c, self.now));
@@ -230,6 +296,56 @@ impl Sim {
             .collect();
         for a in dead {
             self.assocs.remove(&a);
+        }
+        // Its peer associations die with it: the other ends learn it.
+        let ends: Vec<AssocId> = self
+            .peer_links
+            .iter()
+            .filter(|(_, e)| e.slot == slot)
+            .map(|(id, _)| *id)
+            .collect();
+        for a in ends {
+            self.peer_link_lost(a);
+        }
+    }
+
+    /// The network resets every peer association between slots `a` and `b` (both
+    /// registrars see `Disconnected`).
+    pub fn sever(&mut self, a: usize, b: usize) {
+        let ends: Vec<AssocId> = self
+            .peer_links
+            .iter()
+            .filter(|(_, e)| {
+                e.slot == a && self.peer_links.get(&e.remote).is_some_and(|o| o.slot == b)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for end in ends {
+            let Some(e) = self.peer_links.get(&end).copied() else {
+                continue;
+            };
+            if self.slots[e.slot].incarnation == e.incarnation {
+                self.input(e.slot, Input::Disconnected { assoc: end });
+            }
+            self.peer_link_lost(end);
+        }
+    }
+
+    /// Peer associations up now (each counted once).
+    pub fn peer_links_up(&self) -> usize {
+        self.peer_links.len() / 2
+    }
+
+    /// Removes the peer association whose end `assoc` is gone; the other end's registrar
+    /// gets `Disconnected` (the end that went away, if alive, has forgotten it already).
+    fn peer_link_lost(&mut self, assoc: AssocId) {
+        let Some(end) = self.peer_links.remove(&assoc) else {
+            return;
+        };
+        if let Some(other) = self.peer_links.remove(&end.remote) {
+            if self.slots[other.slot].incarnation == other.incarnation {
+                self.input(other.slot, Input::Disconnected { assoc: end.remote });
+            }
         }
     }
 
@@ -365,24 +481,122 @@ impl Sim {
                     _ => {}
                 }
             }
-            Ev::Adopt { pe, slot } => {
-                if !self.pes[pe].alive || self.slots[slot].reg.is_none() {
+            Ev::PeerConnect {
+                slot,
+                incarnation,
+                assoc,
+                to,
+            } => {
+                if self.slots[slot].incarnation != incarnation || self.slots[slot].reg.is_none() {
                     return;
                 }
-                // The registrar connected to the PE's ASAP transport (Action::Adopt): the
-                // association is handed to the core, which binds the PE to it and sends the
-                // H-flag keep-alive; the PE answers and re-registers there (ToPe).
-                self.pe_connect(pe, slot);
-                if let Some(assoc) = self.pes[pe].assoc {
-                    let key = (self.pes[pe].handle.clone(), self.pes[pe].id);
-                    self.input(
+                let target = (0..self.slots.len()).find(|t| {
+                    self.slots[*t].addr == to
+                        && self.slots[*t].reg.is_some()
+                        && self.slots[*t].group == self.slots[slot].group
+                });
+                let Some(t) = target else {
+                    self.peer_connect_failures += 1;
+                    self.input(slot, Input::ConnectFailed { assoc });
+                    return;
+                };
+                self.peer_connects += 1;
+                let accepted = self.next_assoc;
+                self.next_assoc += 1;
+                let now = self.now;
+                self.peer_links.insert(
+                    assoc,
+                    PeerEnd {
                         slot,
-                        Input::Adopted {
+                        incarnation,
+                        remote: accepted,
+                        next_arrival: now,
+                    },
+                );
+                self.peer_links.insert(
+                    accepted,
+                    PeerEnd {
+                        slot: t,
+                        incarnation: self.slots[t].incarnation,
+                        remote: assoc,
+                        next_arrival: now,
+                    },
+                );
+                // The accepting side sees the connection's ephemeral source port.
+                let from = SocketAddr::new(
+                    self.slots[slot].addr.ip(),
+                    40_000 + (accepted % 20_000) as u16,
+                );
+                self.input(
+                    t,
+                    Input::Connected {
+                        assoc: accepted,
+                        protocol: Protocol::Enrp,
+                        peer_addrs: vec![from],
+                        transport: TransportKind::Sctp,
+                    },
+                );
+                self.input(
+                    slot,
+                    Input::Connected {
+                        assoc,
+                        protocol: Protocol::Enrp,
+                        peer_addrs: vec![to],
+                        transport: TransportKind::Sctp,
+                    },
+                );
+            }
+            Ev::PeerMsg { assoc, bytes } => {
+                let Some(end) = self.peer_links.get(&assoc).copied() else {
+                    return;
+                };
+                if self.slots[end.slot].incarnation == end.incarnation {
+                    self.input(
+                        end.slot,
+                        Input::Message {
                             assoc,
-                            pes: vec![key],
+                            protocol: Protocol::Enrp,
+                            bytes,
                         },
                     );
                 }
+            }
+            Ev::AdoptConnect {
+                slot,
+                incarnation,
+                assoc,
+                pe,
+            } => {
+                if self.slots[slot].incarnation != incarnation || self.slots[slot].reg.is_none() {
+                    return;
+                }
+                let Some(pe) = pe.filter(|p| self.pes[*p].alive) else {
+                    self.input(slot, Input::ConnectFailed { assoc });
+                    return;
+                };
+                // The registrar connected to the PE's ASAP transport (Action::Connect): the
+                // core binds the PE to the association and sends the H-flag keep-alive; the
+                // PE answers and re-registers there (ToPe). The PE drops its old one.
+                self.adopt_connects += 1;
+                self.pe_drop_assoc(pe);
+                self.assocs.insert(
+                    assoc,
+                    AssocInfo {
+                        pe,
+                        slot,
+                        incarnation,
+                    },
+                );
+                self.pes[pe].assoc = Some(assoc);
+                self.input(
+                    slot,
+                    Input::Connected {
+                        assoc,
+                        protocol: Protocol::Asap,
+                        peer_addrs: vec![SocketAddr::new(pe_addr(pe), 40000)],
+                        transport: TransportKind::Sctp,
+                    },
+                );
             }
             Ev::Rereg { pe } => {
                 if !self.pes[pe].alive {
@@ -473,7 +687,8 @@ impl Sim {
         })
     }
 
-    fn pe_connect(&mut self, pe: usize, slot: usize) {
+    /// The PE closes its association (the registrar sees `Disconnected`).
+    fn pe_drop_assoc(&mut self, pe: usize) {
         if let Some(old) = self.pes[pe].assoc.take() {
             if let Some(a) = self.assocs.remove(&old) {
                 if self.slots[a.slot].incarnation == a.incarnation {
@@ -482,6 +697,10 @@ impl Sim {
             }
         }
         self.pes[pe].registered_at = None;
+    }
+
+    fn pe_connect(&mut self, pe: usize, slot: usize) {
+        self.pe_drop_assoc(pe);
         let assoc = self.next_assoc;
         self.next_assoc += 1;
         self.assocs.insert(
@@ -535,26 +754,118 @@ impl Sim {
         self.schedule(at, Ev::ToReg { assoc, bytes });
     }
 
-    fn pe_index(&self, handle: &PoolHandle, id: PeIdentifier) -> Option<usize> {
-        let i = id.checked_sub(0x1000_0000)? as usize;
-        (i < self.pes.len() && &self.pes[i].handle == handle).then_some(i)
+    /// The PE at a simulated address ([`pe_addr`]).
+    fn pe_at(&self, ip: IpAddr) -> Option<usize> {
+        let IpAddr::V4(v4) = ip else { return None };
+        let [a, b, c, d] = v4.octets();
+        if a != 127 || b != 1 || d == 0 {
+            return None;
+        }
+        let i = usize::from(c) * 250 + usize::from(d) - 1;
+        (i < self.pes.len()).then_some(i)
+    }
+
+    /// An ENRP message from `slot` on its end `assoc` of a peer association: delivered in
+    /// order after a delay, unless partitioned or lost to chaos.
+    fn peer_msg(&mut self, slot: usize, assoc: AssocId, message: &Message, bytes: Bytes) {
+        if let Message::Enrp(EnrpMessage::HandleUpdate(u)) = message {
+            *self.updates.entry(u.pool_element.id).or_default() += 1;
+        }
+        let Some(end) = self.peer_links.get(&assoc).copied() else {
+            return;
+        };
+        let Some(other) = self.peer_links.get(&end.remote).copied() else {
+            return;
+        };
+        if self.slots[other.slot].group != self.slots[slot].group {
+            self.enrp_dropped += 1;
+            return;
+        }
+        if self.chaos && self.rng.gen_bool(self.cfg.drop) {
+            self.enrp_dropped += 1;
+            return;
+        }
+        self.enrp_sent += 1;
+        self.enrp_bytes += bytes.len() as u64;
+        let at = (self.now + self.delay(200, 20_000)).max(end.next_arrival);
+        if let Some(e) = self.peer_links.get_mut(&assoc) {
+            e.next_arrival = at;
+        }
+        self.schedule(
+            at,
+            Ev::PeerMsg {
+                assoc: end.remote,
+                bytes,
+            },
+        );
     }
 
     fn apply(&mut self, slot: usize, out: Vec<Action>) {
+        // ENRP messages the registrar sent on a peer association the moment it came up.
+        let mut flushed: HashMap<AssocId, usize> = HashMap::new();
         for a in out {
             match a {
+                Action::Send {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    message,
+                    bytes,
+                } => {
+                    *flushed.entry(assoc).or_default() += 1;
+                    self.peer_msg(slot, assoc, &message, bytes);
+                }
                 Action::Send { assoc, message, .. } => {
                     let at = self.now + self.delay(100, 5000);
                     self.schedule(at, Ev::ToPe { assoc, message });
                 }
-                Action::Abort { assoc, .. } => {
-                    if let Some(info) = self.assocs.remove(&assoc) {
+                Action::Abort { assoc, .. } | Action::Close { assoc, .. } => {
+                    // The registrar has forgotten the association already.
+                    if self.peer_links.contains_key(&assoc) {
+                        self.peer_link_lost(assoc);
+                    } else if let Some(info) = self.assocs.remove(&assoc) {
                         if self.pes[info.pe].assoc == Some(assoc) {
                             self.pes[info.pe].assoc = None;
                             self.pes[info.pe].registered_at = None;
                         }
-                        self.input(info.slot, Input::Disconnected { assoc });
                     }
+                }
+                Action::Connect {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    to,
+                    ..
+                } => {
+                    let (lo, hi) = self.cfg.connect_delay;
+                    let at = self.now + self.delay(lo, hi);
+                    let incarnation = self.slots[slot].incarnation;
+                    self.schedule(
+                        at,
+                        Ev::PeerConnect {
+                            slot,
+                            incarnation,
+                            assoc,
+                            to: to[0],
+                        },
+                    );
+                }
+                Action::Connect {
+                    assoc,
+                    purpose: ConnectPurpose::Adopt { .. },
+                    to,
+                    ..
+                } => {
+                    let pe = to.first().and_then(|a| self.pe_at(a.ip()));
+                    let at = self.now + self.delay(100, 5000);
+                    let incarnation = self.slots[slot].incarnation;
+                    self.schedule(
+                        at,
+                        Ev::AdoptConnect {
+                            slot,
+                            incarnation,
+                            assoc,
+                            pe,
+                        },
+                    );
                 }
                 Action::PeerSend { to, bytes, message } => {
                     if let Message::Enrp(EnrpMessage::HandleUpdate(u)) = &message {
@@ -590,19 +901,12 @@ impl Sim {
                         );
                     }
                 }
-                Action::Adopt {
-                    pool_handle,
-                    element,
-                    ..
-                } => {
-                    if let Some(pe) = self.pe_index(&pool_handle, element.id) {
-                        let at = self.now + self.delay(100, 5000);
-                        self.schedule(at, Ev::Adopt { pe, slot });
-                    }
-                }
                 Action::Event(e) => {
                     if matches!(e, Event::TakeoverDone { .. }) {
                         self.takeovers_done += 1;
+                    }
+                    if matches!(e, Event::PeerMessageDropped { .. }) {
+                        self.peer_dropped += 1;
                     }
                     if matches!(
                         e,
@@ -617,7 +921,11 @@ impl Sim {
                     }
                 }
                 Action::SendDatagram { .. } | Action::Replicate(_) => {}
+                other => panic!("simulator cannot carry out {other:?}"),
             }
+        }
+        if let Some(n) = flushed.values().max() {
+            self.max_connect_flush = self.max_connect_flush.max(*n);
         }
     }
 
