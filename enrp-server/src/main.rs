@@ -8,7 +8,7 @@
 //! 4. Bind the ASAP and ENRP listeners and the announce socket ([`Server::bind`]).
 //! 5. Under systemd (`NOTIFY_SOCKET` set; `enrp-server/deploy/enrp-server.service`): send
 //!    `READY=1` once listening and, with peering on, once the start-up phase in which a
-//!    mentor is chosen (`--mentor-discovery-timeout`, RSERPOOL-SPEC §10.5) is over; send
+//!    mentor is chosen (`--mentor-discovery-timeout`, asap/wire/INTEROP.md §5.5) is over; send
 //!    `WATCHDOG=1` every `WATCHDOG_USEC`/2 from the driver's event loop (the future below is
 //!    polled by the driver's `select!`, so a stalled loop stops the pings).
 //! 6. Run until SIGINT or SIGTERM, then close every association gracefully. SIGHUP

@@ -1,4 +1,4 @@
-//! ENRP peering (RFC 5353; RSERPOOL-SPEC §7, §9.2–9.3, §10.5–10.9): peer table, PRESENCE
+//! ENRP peering (RFC 5353 §2–3; asap/wire/INTEROP.md §4, §5.5–5.9): peer table, PRESENCE
 //! heartbeat with the PE checksum, mentor download, HANDLE_UPDATE replication, audit
 //! (mark-and-sweep resynchronisation), failure detection and takeover.
 //!
@@ -34,7 +34,7 @@ use super::links::PeerTransport;
 use super::ownership::Claim;
 use super::{Action, Event, PeKey, Registrar, RemovalReason};
 
-/// Timers and switches of ENRP peering. Defaults are rsplib's (RSERPOOL-SPEC §9.3), not
+/// Timers and switches of ENRP peering. Defaults are rsplib's (asap/wire/INTEROP.md §4), not
 /// RFC 5353's (§9.2): the RFC's 61 s MAX-TIME-LAST-HEARD means a minute without a home for
 /// a dead registrar's PEs, while the heartbeat traffic at rsplib's rate is a few hundred
 /// bytes per peer and second; rsplib deployments also expect its failover time.
@@ -141,7 +141,7 @@ impl Registrar {
         &self.peering.peers
     }
 
-    /// The mentor chosen at start-up, if any (RSERPOOL-SPEC §10.5).
+    /// The mentor chosen at start-up, if any (asap/wire/INTEROP.md §5.5).
     pub fn mentor(&self) -> Option<ServerId> {
         self.peering.mentor
     }
@@ -216,7 +216,7 @@ impl Registrar {
 
     /// A change of a PE whose home we are (registration, re-registration, removal): the
     /// [`Action::Replicate`] hook and, with peering on, a HANDLE_UPDATE to every peer
-    /// (RFC 5353 §2.4; RSERPOOL-SPEC §10.7), emitted where the change happens.
+    /// (RFC 5353 §2.4; asap/wire/INTEROP.md §5.7), emitted where the change happens.
     pub(super) fn replicate(
         &self,
         action: UpdateAction,
@@ -273,7 +273,7 @@ impl Registrar {
             let next = self.jittered(pc.heartbeat_cycle);
             self.peering.next_heartbeat = Some(now + next);
         }
-        // Failure detection (RSERPOOL-SPEC §10.6 last bullet, §10.8 step 1).
+        // Failure detection (asap/wire/INTEROP.md §5.6 last bullet, §10.8 step 1).
         let mut dead = Vec::new();
         let mut probe = Vec::new();
         for (id, p) in self.peering.peers.iter_mut() {
@@ -297,7 +297,7 @@ impl Registrar {
         for id in dead {
             self.peer_dead(now, id, out);
         }
-        // Takeover expiry (RSERPOOL-SPEC §10.8 step 6).
+        // Takeover expiry (asap/wire/INTEROP.md §5.8 step 6).
         let expired: Vec<ServerId> = self
             .peering
             .takeovers
@@ -499,7 +499,7 @@ impl Registrar {
     }
 
     /// PRESENCE (RFC 5353 §2.1): Server Information, reply if asked, audit on a checksum
-    /// mismatch (RSERPOOL-SPEC §10.6).
+    /// mismatch (asap/wire/INTEROP.md §5.6).
     fn on_peer_presence(
         &mut self,
         now: Instant,
@@ -568,7 +568,7 @@ impl Registrar {
         }
     }
 
-    /// INIT_TAKEOVER (RFC 5353 §2.6; RSERPOOL-SPEC §10.8 step 3): refute if it is about us,
+    /// INIT_TAKEOVER (RFC 5353 §2.6; asap/wire/INTEROP.md §5.8 step 3): refute if it is about us,
     /// else acknowledge unless our own takeover of the target wins (lowest ID).
     fn on_init_takeover(&mut self, sender: ServerId, t: InitTakeover, out: &mut Vec<Action>) {
         let me = self.config.server_id;

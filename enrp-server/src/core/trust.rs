@@ -27,7 +27,7 @@
 //!   carries one of the pool's allowed names, or whose peer address lies in the pool's
 //!   address allow-list (plaintext rsplib PEs); otherwise it is answered with a
 //!   REGISTRATION_RESPONSE carrying cause 0xA "Rejected due to security considerations"
-//!   (RFC 5354 §3.12, RSERPOOL-SPEC §5), nothing changes, and it is reported as
+//!   (RFC 5354 §3.12, asap/wire/INTEROP.md §7), nothing changes, and it is reported as
 //!   [`Refusal::Registration`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
