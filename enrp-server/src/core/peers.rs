@@ -273,7 +273,7 @@ impl Registrar {
             let next = self.jittered(pc.heartbeat_cycle);
             self.peering.next_heartbeat = Some(now + next);
         }
-        // Failure detection (asap/wire/INTEROP.md §5.6 last bullet, §10.8 step 1).
+        // Failure detection (asap/wire/INTEROP.md §5.6 last sentence, §5.8 step 1).
         let mut dead = Vec::new();
         let mut probe = Vec::new();
         for (id, p) in self.peering.peers.iter_mut() {
