@@ -76,6 +76,10 @@ struct Args {
     /// same PE identifiers, so the registrar updates existing entries). 0 = none.
     #[arg(long, default_value_t = 1)]
     reregistrations: u32,
+    /// Keep the PE associations (answering keep-alives) this long after the last phase, ms,
+    /// e.g. to read the registrar's memory with all PEs registered.
+    #[arg(long, default_value_t = 0)]
+    hold_ms: u64,
     /// Label printed in the summary and the JSON line (e.g. the registrar's name).
     #[arg(long, default_value = "")]
     label: String,
@@ -474,6 +478,10 @@ async fn main() -> anyhow::Result<()> {
             pes_returned as f64 / hr_ok.max(1) as f64
         );
         phases.push(ph);
+    }
+    if args.hold_ms > 0 {
+        out!("holding {} PEs for {} ms", args.pes, args.hold_ms);
+        tokio::time::sleep(Duration::from_millis(args.hold_ms)).await;
     }
     stop.store(true, Ordering::Relaxed);
 
