@@ -80,6 +80,16 @@ struct Args {
     /// e.g. to read the registrar's memory with all PEs registered.
     #[arg(long, default_value_t = 0)]
     hold_ms: u64,
+    /// User transport the PEs announce.
+    #[arg(long, value_enum, default_value = "tcp")]
+    user_transport: UserTransport,
+    /// Address in the PEs' user transport (default: the registrar's address, so that
+    /// registrars that filter addresses by the association's scope accept it).
+    #[arg(long)]
+    pe_address: Option<std::net::IpAddr>,
+    /// Registration life the PEs announce, ms.
+    #[arg(long, default_value_t = 300_000)]
+    registration_life_ms: i32,
     /// Label printed in the summary and the JSON line (e.g. the registrar's name).
     #[arg(long, default_value = "")]
     label: String,
@@ -118,15 +128,34 @@ fn pool_name(i: u32) -> String {
     format!("pool-{i:05}")
 }
 
-fn element(id: u32) -> PoolElementInfo {
+/// User transport protocol the PEs announce (RFC 5354 §3.3–3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UserTransport {
+    /// TCP Transport parameter, one address.
+    Tcp,
+    /// SCTP Transport parameter, one address (as rsplib's rspserver).
+    Sctp,
+}
+
+fn element(args: &Args, id: u32) -> PoolElementInfo {
+    let port = 10_000 + (id % 50_000) as u16;
+    let address = args.pe_address.unwrap_or(args.registrar.ip());
+    let transport_use = TransportUse::DataOnly;
     PoolElementInfo {
         id,
         home_server_id: 0,
-        registration_life: 300_000,
-        user_transport: TransportParameter::Tcp {
-            port: 10_000 + (id % 50_000) as u16,
-            transport_use: TransportUse::DataOnly,
-            address: "127.0.0.1".parse().expect("literal"),
+        registration_life: args.registration_life_ms,
+        user_transport: match args.user_transport {
+            UserTransport::Tcp => TransportParameter::Tcp {
+                port,
+                transport_use,
+                address,
+            },
+            UserTransport::Sctp => TransportParameter::Sctp {
+                port,
+                transport_use,
+                addresses: vec![address],
+            },
         },
         policy: Policy::RoundRobin,
         asap_transport: None,
@@ -164,7 +193,7 @@ async fn register_round(
                 w,
                 Registration {
                     pool_handle: pool_name(id % args.pools).as_str().into(),
-                    pool_element: element(id),
+                    pool_element: element(args, id),
                 },
             )
             .await?;
