@@ -32,7 +32,7 @@ PR=10.0.0.1
 DUR=${BENCH_DURATION_MS:-10000}
 KA=3600000
 net_dummy $PR
-LG="timeout ${LG_TIMEOUT:-400} rsp-loadgen --user-transport sctp --transport sctp --registrar $PR:3863 --pe-connections 1 --pu-connections 1 --window 16 --duration-ms $DUR --reregistrations 1"
+LG="timeout ${LG_TIMEOUT:-400} rsp-loadgen --user-transport sctp --transport sctp --registrar $PR:3863 --pe-connections 1 --pu-connections 1 --window 16 --duration-ms $DUR"
 
 mount -t tracefs nodev /sys/kernel/tracing 2> /dev/null
 mount -t debugfs nodev /sys/kernel/debug 2> /dev/null
@@ -73,13 +73,15 @@ run() {  # run SERVER LOAD LOADGEN-ARGS...
     "$((_c1 - _c0))" "$(awk -v a="$_t0" -v b="$_t1" 'BEGIN { printf "%.1f", b - a }')" >> "$OUT/bench.tsv"
   expect_eq "$_srv $_load: rsp-loadgen exit status" "$_rc" 0
   tail -n 6 "$_f"
-  stop "srv-$_srv"
+  # rsp-fixed-responder has no SIGINT handler, and a background job of a non-interactive
+  # shell ignores SIGINT
+  if [ "$_srv" = fixed ]; then stop "srv-$_srv" TERM; else stop "srv-$_srv"; fi
   sleep 1
 }
 
 for s in rsplib fixed ours; do
-  run "$s" pool3 --pools 1 --pes 3
-  run "$s" pool3000 --pools 1 --pes 3000
+  run "$s" pool3 --pools 1 --pes 3 --reregistrations 1
+  run "$s" pool3000 --pools 1 --pes 3000 --reregistrations 1
 done
 
 # where the time goes: perf stat (context switches, syscalls) and perf record on the
@@ -90,14 +92,18 @@ if [ $HAVE_PERF -eq 1 ]; then
     _pid=$(pid_of "srv-$s")
     EV=task-clock,context-switches,cpu-migrations,page-faults
     [ -d /sys/kernel/tracing/events/raw_syscalls ] && EV="$EV,raw_syscalls:sys_enter"
-    perf stat -e "$EV" -p "$_pid" -o "$OUT/perfstat-$s.txt" > /dev/null 2>&1 &
-    _ps=$!
-    $LG --label "$s" --pools 1 --pes 3 --reregistrations 0 > "$OUT/lg-$s-perfstat.txt" 2>&1
-    kill -INT $_ps; wait $_ps
-    perf record -e cpu-clock -F 999 -g -p "$_pid" -o /tmp/perf-$s.data > /dev/null 2>&1 &
-    _pr=$!
-    $LG --label "$s" --pools 1 --pes 3 --reregistrations 0 > "$OUT/lg-$s-perfrecord.txt" 2>&1
-    kill -INT $_pr; wait $_pr
+    # perf runs in the foreground for a fixed time (`-- sleep`): a background job of a
+    # non-interactive shell ignores SIGINT, so it could not be stopped cleanly
+    $LG --label "$s" --pools 1 --pes 3 --reregistrations 0 > "$OUT/lg-$s-perfstat.txt" 2>&1 &
+    _lg=$!
+    sleep 2
+    perf stat -e "$EV" -p "$_pid" -o "$OUT/perfstat-$s.txt" -- sleep 6 > /dev/null 2>&1
+    wait $_lg
+    $LG --label "$s" --pools 1 --pes 3 --reregistrations 0 > "$OUT/lg-$s-perfrecord.txt" 2>&1 &
+    _lg=$!
+    sleep 2
+    perf record -e cpu-clock -F 999 -g -p "$_pid" -o /tmp/perf-$s.data -- sleep 6 > /dev/null 2>&1
+    wait $_lg
     perf report -i /tmp/perf-$s.data --stdio --no-children --sort dso,symbol 2> /dev/null \
       | head -n 150 > "$OUT/perf-$s.txt"
     perf report -i /tmp/perf-$s.data --stdio --no-children --sort dso 2> /dev/null \
