@@ -48,7 +48,10 @@ fn connection_loss_removes_its_pes_only() {
     }
     hs.register(&ph("B"), pe_life(1, 5000), 9, Some(1), t0)
         .unwrap();
-    let on1: Vec<_> = hs.connection_elements(1).cloned().collect();
+    let on1: Vec<_> = hs
+        .connection_elements(1)
+        .map(|(h, id)| (h.clone(), id))
+        .collect();
     assert_eq!(
         on1,
         vec![(ph("A"), 1), (ph("A"), 3), (ph("A"), 5), (ph("B"), 1)]

@@ -31,6 +31,8 @@ HOST_BINS=(
   /usr/bin/checksctp /usr/bin/sctp_test /usr/bin/sctp_darn /usr/bin/sctp_status
   /usr/bin/tcpdump /usr/bin/ip /usr/bin/ss
 )
+# perf for the benchmark scenario (run.sh sets RIG_PERF=1 for bench-registrar)
+[ "${RIG_PERF:-0}" = 1 ] && HOST_BINS+=(/usr/bin/perf)
 
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/vm-initramfs.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT

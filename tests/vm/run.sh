@@ -34,7 +34,7 @@ RESULTS=$HERE/results
 DEFAULT_SCENARIOS="smoke rsplib-sanity transport-sctp cargo-tests registrar-rsplib registrar-announce asap-rsplib proxy-rsplib peering-rsplib peering-rsplib-multicast proxy-mode-a-rsplib takeover-rsplib takeover-rsplib-pe takeover-sctp cookie-failover-sctp rsp-tools-rsplib"
 # Project binaries copied into the guest (/opt/rserpool/bin) when they exist,
 # plus every example in target/release/examples.
-PROJECT_BINS="rsp-transport-test enrp-server rsp rsp-decode legacy-daemon proxy-pe legacy-echo"
+PROJECT_BINS="rsp-transport-test enrp-server rsp rsp-decode legacy-daemon proxy-pe legacy-echo rsp-loadgen rsp-fixed-responder"
 # Cargo integration tests that need kernel SCTP (they skip on the host), as
 # CRATE_DIR:TEST for CRATE_DIR/tests/TEST.rs (the package has the directory's
 # name). Built with `cargo test --release --no-run`, copied to
@@ -105,6 +105,8 @@ for t in "${tests[@]}"; do
 done
 
 # ---- initramfs --------------------------------------------------------------
+# perf (and its libraries, ~33 MB) only for the benchmark scenario: it slows every boot
+if [[ " ${SCENARIOS[*]} " == *" bench-registrar "* ]]; then export RIG_PERF=1; fi
 rm -rf "$BUILD"
 mkdir -p "$BUILD" "$RESULTS"
 "$HERE/mkinitramfs.sh" "$BUILD/initramfs.cpio" "${bins[@]}" || { echo "run.sh: initramfs build failed" >&2; exit 2; }

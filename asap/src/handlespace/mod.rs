@@ -15,8 +15,12 @@
 //!   [`PeChecksum`] sent in ENRP_PRESENCE (handlespace audit, RFC 5353; asap/wire/INTEROP.md §5.9);
 //! * per ASAP connection: the PEs registered over it, removed together when the association
 //!   goes away (rsplib behaviour, asap/wire/INTEROP.md §5.1 step 6);
-//! * expiry timers: `BTreeMap<(Instant, entry serial), (PoolHandle, PeIdentifier)>` (the
+//! * expiry timers: `BTreeMap<(Instant, entry serial), (pool handle, PeIdentifier)>` (the
 //!   serial makes keys unique and cheap to compare when many PEs share an expiry).
+//!
+//! The connection and timer indexes refer to the pool by the pool's own reference-counted
+//! handle ([`SharedKey`]), so a PE costs no handle copy there (memory per PE: BENCHMARKS.md
+//! "Handlespace memory").
 //!
 //! Registration rules (RFC 5352 registration; RFC 5354 §3.12 causes) are described at
 //! [`Handlespace::register`]; the errors map to cause codes via
@@ -61,6 +65,7 @@ pub use pool::Pool;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -124,6 +129,9 @@ pub struct RemovedElement {
     pub entry: PoolElementEntry,
 }
 
+/// A PE in the connection and timer indexes: its pool's shared handle and its ID.
+type SharedKey = (Arc<PoolHandle>, PeIdentifier);
+
 /// PEs owned by one ENRP server and their audit checksum.
 #[derive(Debug, Clone, Default)]
 struct Owned {
@@ -139,8 +147,8 @@ pub struct Handlespace {
     /// Pool handles in order, for dumps.
     order: BTreeSet<PoolHandle>,
     owners: HashMap<ServerId, Owned>,
-    connections: HashMap<ConnectionId, BTreeSet<(PoolHandle, PeIdentifier)>>,
-    timers: BTreeMap<(Instant, u64), (PoolHandle, PeIdentifier)>,
+    connections: HashMap<ConnectionId, BTreeSet<SharedKey>>,
+    timers: BTreeMap<(Instant, u64), SharedKey>,
     next_serial: u64,
     limits: HandlespaceLimits,
     max_increment: MaxIncrement,
@@ -213,15 +221,15 @@ impl Handlespace {
         self.connections.get(&conn).map_or(0, BTreeSet::len)
     }
 
-    /// The (pool handle, PE ID) pairs registered over a connection.
+    /// The (pool handle, PE ID) pairs registered over a connection, in (handle, ID) order.
     pub fn connection_elements(
         &self,
         conn: ConnectionId,
-    ) -> impl Iterator<Item = &(PoolHandle, PeIdentifier)> + '_ {
+    ) -> impl Iterator<Item = (&PoolHandle, PeIdentifier)> + '_ {
         self.connections
             .get(&conn)
             .into_iter()
-            .flat_map(|s| s.iter())
+            .flat_map(|s| s.iter().map(|(h, id)| (&**h, *id)))
     }
 
     /// Registers or updates a PE (ASAP REGISTRATION, RFC 5352; ENRP HANDLE_UPDATE ADD_PE,
@@ -309,13 +317,16 @@ impl Handlespace {
         // ---- apply ----
         let key = (handle.clone(), id);
         if !self.pools.contains_key(handle) {
-            self.pools
-                .insert(handle.clone(), Pool::new(handle.clone(), &element));
+            self.pools.insert(
+                handle.clone(),
+                Pool::new(Arc::new(handle.clone()), &element),
+            );
             self.order.insert(handle.clone());
         }
         let Some(pool) = self.pools.get_mut(handle) else {
             return Err(HandlespaceError::UnknownPoolHandle(handle.clone()));
         };
+        let shared: SharedKey = (pool.handle.clone(), id);
         let serial;
         let outcome = if let Some(entry) = pool.elements.get_mut(&id) {
             let previous_owner = entry.owner;
@@ -326,8 +337,7 @@ impl Handlespace {
             entry.connection = connection;
             entry.expiry = expiry;
             entry.last_update = now;
-            entry.reporters.clear();
-            entry.reports = 0;
+            entry.reports = None;
             if pool.elements.len() == 1 {
                 // Same policy type (checked): the pool takes its only PE's values.
                 if let Some(e) = pool.elements.get(&id) {
@@ -347,10 +357,13 @@ impl Handlespace {
             }
             if old_connection != connection {
                 if let Some(c) = old_connection {
-                    self.unindex_connection(c, &key);
+                    self.unindex_connection(c, &shared);
                 }
                 if let Some(c) = connection {
-                    self.connections.entry(c).or_default().insert(key.clone());
+                    self.connections
+                        .entry(c)
+                        .or_default()
+                        .insert(shared.clone());
                 }
             }
             tracing::debug!(%handle, id, owner, previous_owner, "PE updated");
@@ -368,20 +381,22 @@ impl Handlespace {
                     expiry,
                     serial,
                     last_update: now,
-                    reporters: BTreeMap::new(),
-                    reports: 0,
+                    reports: None,
                 },
             );
             self.pes += 1;
             self.index_owner(owner, &key);
             if let Some(c) = connection {
-                self.connections.entry(c).or_default().insert(key.clone());
+                self.connections
+                    .entry(c)
+                    .or_default()
+                    .insert(shared.clone());
             }
             tracing::debug!(%handle, id, owner, "PE added");
             Registered::Added
         };
         if let Some(t) = expiry {
-            self.timers.insert((t, serial), key);
+            self.timers.insert((t, serial), shared);
         }
         Ok(outcome)
     }
@@ -404,7 +419,7 @@ impl Handlespace {
         }
     }
 
-    fn unindex_connection(&mut self, conn: ConnectionId, key: &(PoolHandle, PeIdentifier)) {
+    fn unindex_connection(&mut self, conn: ConnectionId, key: &SharedKey) {
         if let Some(set) = self.connections.get_mut(&conn) {
             set.remove(key);
             if set.is_empty() {
@@ -418,6 +433,7 @@ impl Handlespace {
         let pool = self.pools.get_mut(handle)?;
         let entry = pool.elements.remove(&id)?;
         pool.selector.remove(id);
+        let shared: SharedKey = (pool.handle.clone(), id);
         if pool.elements.is_empty() {
             self.pools.remove(handle);
             self.order.remove(handle);
@@ -426,7 +442,7 @@ impl Handlespace {
         let key = (handle.clone(), id);
         self.unindex_owner(entry.owner, &key);
         if let Some(c) = entry.connection {
-            self.unindex_connection(c, &key);
+            self.unindex_connection(c, &shared);
         }
         if let Some(t) = entry.expiry {
             self.timers.remove(&(t, entry.serial));
@@ -650,7 +666,7 @@ impl Handlespace {
         }
         let next = if more {
             items.last().map(|i| DumpCursor {
-                handle: i.pool.handle.clone(),
+                handle: PoolHandle::clone(&i.pool.handle),
                 id: i.entry.element.id,
             })
         } else {
@@ -692,14 +708,14 @@ impl Handlespace {
                     if !self
                         .connections
                         .get(&c)
-                        .is_some_and(|s| s.contains(&(h.clone(), *id)))
+                        .is_some_and(|s| s.contains(&(pool.handle.clone(), *id)))
                     {
                         return Err(format!("{h}/{id} missing in connection index"));
                     }
                 }
                 if let Some(t) = e.expiry {
                     timers += 1;
-                    if self.timers.get(&(t, e.serial)) != Some(&(h.clone(), *id)) {
+                    if self.timers.get(&(t, e.serial)) != Some(&(pool.handle.clone(), *id)) {
                         return Err(format!("{h}/{id} missing in timer index"));
                     }
                 }

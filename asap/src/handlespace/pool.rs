@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::mem::discriminant;
+use std::sync::Arc;
 
 use crate::selection::Selector;
 use crate::wire::{PeIdentifier, Policy, PoolElementInfo, PoolHandle, TransportParameter};
@@ -16,7 +17,8 @@ use super::error::HandlespaceError;
 /// must match them.
 #[derive(Debug, Clone)]
 pub struct Pool {
-    pub(super) handle: PoolHandle,
+    /// Shared with the connection and timer indexes (one allocation per pool, not per PE).
+    pub(super) handle: Arc<PoolHandle>,
     pub(super) policy: Policy,
     pub(super) transport: TransportParameter,
     pub(super) elements: BTreeMap<PeIdentifier, PoolElementEntry>,
@@ -24,7 +26,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub(super) fn new(handle: PoolHandle, defining: &PoolElementInfo) -> Self {
+    pub(super) fn new(handle: Arc<PoolHandle>, defining: &PoolElementInfo) -> Self {
         Pool {
             handle,
             policy: defining.policy.clone(),

@@ -1,13 +1,18 @@
 //! `rsp-loadgen`: load generator for a registrar (ours or any other speaking ASAP over the
 //! chosen transport).
 //!
-//! Phase 1 registers `--pes` PEs in `--pools` pools over `--pe-connections` associations,
-//! each association keeping `--window` REGISTRATIONs in flight, and reports
-//! registrations/s. The PE associations then keep answering ENDPOINT_KEEP_ALIVEs.
+//! Phase 1 registers `--pes` new PEs in `--pools` pools over `--pe-connections` associations,
+//! each association keeping `--window` REGISTRATIONs in flight, and reports registrations/s
+//! and latency percentiles. Phase 2 re-registers the same PEs `--reregistrations` times
+//! (updates of existing entries) and reports the same figures. The PE associations then keep
+//! answering ENDPOINT_KEEP_ALIVEs.
 //!
-//! Phase 2 runs `--pu-connections` pool users for `--duration-ms`, each keeping `--window`
+//! Phase 3 runs `--pu-connections` pool users for `--duration-ms`, each keeping `--window`
 //! HANDLE_RESOLUTIONs for random pools in flight, and reports resolutions/s and latency
-//! percentiles. The last line of output is one JSON object with all figures.
+//! percentiles. `--transport sctp` uses kernel SCTP (one-to-one associations), as rsplib's
+//! `rspregistrar` needs. On a terminal, progress bars on stderr show each phase; the output
+//! ends with a summary table and one JSON object with all figures (the last line).
+//! Used by BENCHMARKS.md ("Registrar") and the VM scenario `bench-registrar`.
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +31,7 @@ use asap::wire::{
     TransportParameter, TransportUse,
 };
 use clap::Parser;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// `println!` that ignores a closed stdout (e.g. piped into `head`) instead of panicking.
 macro_rules! out {
@@ -66,6 +72,27 @@ struct Args {
     /// Handle Resolution Option items (omit = registrar default).
     #[arg(long)]
     items: Option<u32>,
+    /// Rounds of re-registration of every PE after the first registration (phase 2; the
+    /// same PE identifiers, so the registrar updates existing entries). 0 = none.
+    #[arg(long, default_value_t = 1)]
+    reregistrations: u32,
+    /// Keep the PE associations (answering keep-alives) this long after the last phase, ms,
+    /// e.g. to read the registrar's memory with all PEs registered.
+    #[arg(long, default_value_t = 0)]
+    hold_ms: u64,
+    /// User transport the PEs announce.
+    #[arg(long, value_enum, default_value = "tcp")]
+    user_transport: UserTransport,
+    /// Address in the PEs' user transport (default: the registrar's address, so that
+    /// registrars that filter addresses by the association's scope accept it).
+    #[arg(long)]
+    pe_address: Option<std::net::IpAddr>,
+    /// Registration life the PEs announce, ms.
+    #[arg(long, default_value_t = 300_000)]
+    registration_life_ms: i32,
+    /// Label printed in the summary and the JSON line (e.g. the registrar's name).
+    #[arg(long, default_value = "")]
+    label: String,
 }
 
 async fn connect(args: &Args) -> anyhow::Result<(AssocReader, AssocWriter)> {
@@ -101,26 +128,119 @@ fn pool_name(i: u32) -> String {
     format!("pool-{i:05}")
 }
 
-fn element(id: u32) -> PoolElementInfo {
+/// User transport protocol the PEs announce (RFC 5354 §3.3–3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UserTransport {
+    /// TCP Transport parameter, one address.
+    Tcp,
+    /// SCTP Transport parameter, one address (as rsplib's rspserver).
+    Sctp,
+}
+
+fn element(args: &Args, id: u32) -> PoolElementInfo {
+    let port = 10_000 + (id % 50_000) as u16;
+    let address = args.pe_address.unwrap_or(args.registrar.ip());
+    let transport_use = TransportUse::DataOnly;
     PoolElementInfo {
         id,
         home_server_id: 0,
-        registration_life: 300_000,
-        user_transport: TransportParameter::Tcp {
-            port: 10_000 + (id % 50_000) as u16,
-            transport_use: TransportUse::DataOnly,
-            address: "127.0.0.1".parse().expect("literal"),
+        registration_life: args.registration_life_ms,
+        user_transport: match args.user_transport {
+            UserTransport::Tcp => TransportParameter::Tcp {
+                port,
+                transport_use,
+                address,
+            },
+            UserTransport::Sctp => TransportParameter::Sctp {
+                port,
+                transport_use,
+                addresses: vec![address],
+            },
         },
         policy: Policy::RoundRobin,
         asap_transport: None,
     }
 }
 
-/// One PE association: registers `ids`, reports, then answers keep-alives until `stop`.
+/// Figures of one registration round on one association.
+#[derive(Default)]
+struct RegRound {
+    ok: u32,
+    rejected: u32,
+    latencies_us: Vec<u32>,
+}
+
+/// Registers (or re-registers) `ids` over one association with `window` requests in flight.
+/// Answers ENDPOINT_KEEP_ALIVEs on the way. Latency is measured per request, assuming the
+/// registrar answers one association's requests in order (ours and rsplib's do).
+async fn register_round(
+    args: &Args,
+    r: &mut AssocReader,
+    w: &mut AssocWriter,
+    ids: &[u32],
+    progress: &ProgressBar,
+) -> anyhow::Result<RegRound> {
+    let mut round = RegRound {
+        latencies_us: Vec::with_capacity(ids.len()),
+        ..RegRound::default()
+    };
+    let mut sent_at = std::collections::VecDeque::with_capacity(args.window);
+    let mut next = 0usize;
+    while next < ids.len() || !sent_at.is_empty() {
+        while sent_at.len() < args.window && next < ids.len() {
+            let id = ids[next];
+            send(
+                w,
+                Registration {
+                    pool_handle: pool_name(id % args.pools).as_str().into(),
+                    pool_element: element(args, id),
+                },
+            )
+            .await?;
+            sent_at.push_back(Instant::now());
+            next += 1;
+        }
+        match recv(r).await? {
+            AsapMessage::RegistrationResponse(resp) => {
+                if let Some(t) = sent_at.pop_front() {
+                    round
+                        .latencies_us
+                        .push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                }
+                if resp.reject {
+                    round.rejected += 1;
+                } else {
+                    round.ok += 1;
+                }
+                progress.inc(1);
+            }
+            AsapMessage::EndpointKeepAlive(k) => {
+                if let Some(id) = k.pe_identifier {
+                    send(
+                        w,
+                        EndpointKeepAliveAck {
+                            pool_handle: k.pool_handle,
+                            pe_identifier: id,
+                        },
+                    )
+                    .await?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(round)
+}
+
+/// One PE association: registers `ids` (phase 1) and reports; then, for each of the
+/// `--reregistrations` rounds, waits at `barrier` for the other associations and
+/// re-registers the same PEs (phase 2) and reports; then answers keep-alives until `stop`.
 async fn pe_connection(
     args: Arc<Args>,
     ids: Vec<u32>,
-    done: tokio::sync::mpsc::Sender<anyhow::Result<(u32, u32)>>,
+    done: tokio::sync::mpsc::Sender<anyhow::Result<RegRound>>,
+    barrier: Arc<tokio::sync::Barrier>,
+    progress: ProgressBar,
     stop: Arc<AtomicBool>,
 ) {
     let (mut r, mut w) = match connect(&args).await {
@@ -130,53 +250,14 @@ async fn pe_connection(
             return;
         }
     };
-    let result: anyhow::Result<(u32, u32)> = async {
-        let (mut next, mut inflight, mut ok, mut rejected) = (0usize, 0usize, 0u32, 0u32);
-        while next < ids.len() || inflight > 0 {
-            while inflight < args.window && next < ids.len() {
-                let id = ids[next];
-                send(
-                    &mut w,
-                    Registration {
-                        pool_handle: pool_name(id % args.pools).as_str().into(),
-                        pool_element: element(id),
-                    },
-                )
-                .await?;
-                next += 1;
-                inflight += 1;
-            }
-            match recv(&mut r).await? {
-                AsapMessage::RegistrationResponse(resp) => {
-                    inflight -= 1;
-                    if resp.reject {
-                        rejected += 1;
-                    } else {
-                        ok += 1;
-                    }
-                }
-                AsapMessage::EndpointKeepAlive(k) => {
-                    if let Some(id) = k.pe_identifier {
-                        send(
-                            &mut w,
-                            EndpointKeepAliveAck {
-                                pool_handle: k.pool_handle,
-                                pe_identifier: id,
-                            },
-                        )
-                        .await?;
-                    }
-                }
-                _ => {}
-            }
+    for _ in 0..=args.reregistrations {
+        let result = register_round(&args, &mut r, &mut w, &ids, &progress).await;
+        let failed = result.is_err();
+        let _ = done.send(result).await;
+        if failed {
+            return;
         }
-        Ok((ok, rejected))
-    }
-    .await;
-    let failed = result.is_err();
-    let _ = done.send(result).await;
-    if failed {
-        return;
+        barrier.wait().await;
     }
     // Stay registered: answer keep-alives until the run is over.
     while !stop.load(Ordering::Relaxed) {
@@ -207,7 +288,12 @@ struct PuResult {
     latencies_us: Vec<u32>,
 }
 
-async fn pu_connection(args: Arc<Args>, seed: u64, until: Instant) -> anyhow::Result<PuResult> {
+async fn pu_connection(
+    args: Arc<Args>,
+    seed: u64,
+    until: Instant,
+    progress: ProgressBar,
+) -> anyhow::Result<PuResult> {
     let (mut r, mut w) = connect(&args).await?;
     let mut x = seed | 1;
     let mut rand = move || {
@@ -241,6 +327,7 @@ async fn pu_connection(args: Arc<Args>, seed: u64, until: Instant) -> anyhow::Re
                 res.latencies_us
                     .push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
             }
+            progress.inc(1);
             if resp.error.is_some() || resp.pool_elements.is_empty() {
                 res.failed += 1;
             } else {
@@ -260,80 +347,234 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Rate, latency percentiles and counts of one phase.
+struct Phase {
+    name: &'static str,
+    ok: u64,
+    failed: u64,
+    secs: f64,
+    latencies_us: Vec<u32>,
+}
+
+impl Phase {
+    fn new(name: &'static str, ok: u64, failed: u64, secs: f64, mut lat: Vec<u32>) -> Self {
+        lat.sort_unstable();
+        Phase {
+            name,
+            ok,
+            failed,
+            secs,
+            latencies_us: lat,
+        }
+    }
+    fn rate(&self) -> f64 {
+        if self.secs > 0.0 {
+            (self.ok + self.failed) as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+    fn p(&self, q: f64) -> u32 {
+        percentile(&self.latencies_us, q)
+    }
+}
+
+/// A progress bar on stderr for `len` operations; indicatif draws nothing when stderr is not
+/// a terminal, so logs and pipes get only the printed lines.
+fn bar(multi: &MultiProgress, len: u64, what: &str) -> ProgressBar {
+    let pb = multi.add(ProgressBar::new(len));
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>18} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} eta {eta}",
+        )
+        .expect("static template"),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
+
+/// A spinner-like counter for a timed phase (length = expected duration in ms).
+fn timed_bar(multi: &MultiProgress, what: &str) -> ProgressBar {
+    let pb = multi.add(ProgressBar::no_length());
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>18} [{elapsed_precise}] {pos} done, {per_sec}")
+            .expect("static template"),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     if args.pools == 0 || args.pe_connections == 0 || args.window == 0 {
         bail!("--pools, --pe-connections and --window must be > 0");
     }
+    let multi = MultiProgress::new();
+    let mut phases: Vec<Phase> = Vec::new();
 
-    // ---- phase 1: registrations ----
+    // ---- phase 1 (and 2): registrations, re-registrations ----
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = tokio::sync::mpsc::channel(args.pe_connections as usize);
-    let t0 = Instant::now();
+    let barrier = Arc::new(tokio::sync::Barrier::new(args.pe_connections as usize + 1));
+    let reg_bar = bar(&multi, u64::from(args.pes), "registrations");
+    let mut t0 = Instant::now();
     for c in 0..args.pe_connections {
         let ids: Vec<u32> = (1..=args.pes)
             .filter(|id| id % args.pe_connections == c)
             .collect();
-        tokio::spawn(pe_connection(args.clone(), ids, tx.clone(), stop.clone()));
+        tokio::spawn(pe_connection(
+            args.clone(),
+            ids,
+            tx.clone(),
+            barrier.clone(),
+            reg_bar.clone(),
+            stop.clone(),
+        ));
     }
     drop(tx);
-    let (mut ok, mut rejected) = (0u32, 0u32);
-    // Each PE task reports once and keeps running (and holding its sender) afterwards.
-    for _ in 0..args.pe_connections {
-        let Some(r) = rx.recv().await else { break };
-        let (o, j) = r?;
-        ok += o;
-        rejected += j;
+    for round in 0..=args.reregistrations {
+        let (mut ok, mut rejected, mut lat) = (0u64, 0u64, Vec::new());
+        // Each PE task reports once per round and keeps running (and holding its sender).
+        for _ in 0..args.pe_connections {
+            let Some(r) = rx.recv().await else { break };
+            let r = r?;
+            ok += u64::from(r.ok);
+            rejected += u64::from(r.rejected);
+            lat.extend(r.latencies_us);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        reg_bar.finish_and_clear();
+        let name = if round == 0 {
+            "registrations"
+        } else {
+            "re-registrations"
+        };
+        let ph = Phase::new(name, ok, rejected, secs, lat);
+        out!(
+            "{name}: {ok} accepted, {rejected} rejected in {secs:.3} s = {:.0}/s \
+             ({} associations, window {}; latency p50 {} us, p99 {} us)",
+            ph.rate(),
+            args.pe_connections,
+            args.window,
+            ph.p(0.5),
+            ph.p(0.99)
+        );
+        phases.push(ph);
+        if round < args.reregistrations {
+            reg_bar.reset();
+            reg_bar.set_prefix("re-registrations");
+            t0 = Instant::now();
+            barrier.wait().await;
+        } else {
+            barrier.wait().await;
+        }
     }
-    let reg_secs = t0.elapsed().as_secs_f64();
-    let reg_rate = f64::from(ok + rejected) / reg_secs;
+
+    // ---- phase 3: handle resolutions ----
+    if args.pu_connections > 0 && args.duration_ms > 0 {
+        let hr_bar = timed_bar(&multi, "resolutions");
+        let t1 = Instant::now();
+        let until = t1 + Duration::from_millis(args.duration_ms);
+        let mut tasks = Vec::new();
+        for c in 0..args.pu_connections {
+            tasks.push(tokio::spawn(pu_connection(
+                args.clone(),
+                0x9E37_79B9_7F4A_7C15 ^ u64::from(c),
+                until,
+                hr_bar.clone(),
+            )));
+        }
+        let (mut hr_ok, mut hr_failed, mut pes_returned, mut lat) = (0u64, 0u64, 0u64, Vec::new());
+        for t in tasks {
+            let r = t.await??;
+            hr_ok += r.ok;
+            hr_failed += r.failed;
+            pes_returned += r.pes_returned;
+            lat.extend(r.latencies_us);
+        }
+        let secs = t1.elapsed().as_secs_f64();
+        hr_bar.finish_and_clear();
+        let ph = Phase::new("handle resolutions", hr_ok, hr_failed, secs, lat);
+        out!(
+            "handle resolutions: {hr_ok} ok, {hr_failed} failed in {secs:.3} s = {:.0}/s \
+             ({} associations, window {}; latency p50 {} us, p99 {} us; {:.2} PEs/response)",
+            ph.rate(),
+            args.pu_connections,
+            args.window,
+            ph.p(0.5),
+            ph.p(0.99),
+            pes_returned as f64 / hr_ok.max(1) as f64
+        );
+        phases.push(ph);
+    }
+    if args.hold_ms > 0 {
+        out!("holding {} PEs for {} ms", args.pes, args.hold_ms);
+        tokio::time::sleep(Duration::from_millis(args.hold_ms)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+
+    // ---- summary ----
+    let label = if args.label.is_empty() {
+        args.registrar.to_string()
+    } else {
+        format!("{} ({})", args.label, args.registrar)
+    };
     out!(
-        "registrations: {ok} accepted, {rejected} rejected in {reg_secs:.3} s = {reg_rate:.0}/s \
-         ({} associations, window {})",
-        args.pe_connections,
+        "summary: {label}, {} over {:?}, {} PEs in {} pools",
+        "ASAP",
+        args.transport,
+        args.pes,
+        args.pools
+    );
+    out!(
+        "  {:<20} {:>10} {:>8} {:>10} {:>10} {:>10}",
+        "phase",
+        "ok",
+        "failed",
+        "per s",
+        "p50 us",
+        "p99 us"
+    );
+    for ph in &phases {
+        out!(
+            "  {:<20} {:>10} {:>8} {:>10.0} {:>10} {:>10}",
+            ph.name,
+            ph.ok,
+            ph.failed,
+            ph.rate(),
+            ph.p(0.5),
+            ph.p(0.99)
+        );
+    }
+    let mut json = format!(
+        "{{\"label\":\"{}\",\"pes\":{},\"pools\":{},\"window\":{}",
+        args.label.replace(['"', '\\'], "_"),
+        args.pes,
+        args.pools,
         args.window
     );
-
-    // ---- phase 2: handle resolutions ----
-    let t1 = Instant::now();
-    let until = t1 + Duration::from_millis(args.duration_ms);
-    let mut tasks = Vec::new();
-    for c in 0..args.pu_connections {
-        tasks.push(tokio::spawn(pu_connection(
-            args.clone(),
-            0x9E37_79B9_7F4A_7C15 ^ u64::from(c),
-            until,
-        )));
+    for ph in &phases {
+        let key = match ph.name {
+            "registrations" => "registrations",
+            "re-registrations" => "reregistrations",
+            _ => "resolutions",
+        };
+        json.push_str(&format!(
+            ",\"{key}_ok\":{},\"{key}_failed\":{},\"{key}_per_s\":{:.0},\
+             \"{key}_p50_us\":{},\"{key}_p99_us\":{}",
+            ph.ok,
+            ph.failed,
+            ph.rate(),
+            ph.p(0.5),
+            ph.p(0.99)
+        ));
     }
-    let (mut hr_ok, mut hr_failed, mut pes_returned, mut lat) = (0u64, 0u64, 0u64, Vec::new());
-    for t in tasks {
-        let r = t.await??;
-        hr_ok += r.ok;
-        hr_failed += r.failed;
-        pes_returned += r.pes_returned;
-        lat.extend(r.latencies_us);
-    }
-    let hr_secs = t1.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    lat.sort_unstable();
-    let hr_rate = (hr_ok + hr_failed) as f64 / hr_secs;
-    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-    out!(
-        "handle resolutions: {hr_ok} ok, {hr_failed} failed in {hr_secs:.3} s = {hr_rate:.0}/s \
-         ({} associations, window {}; latency p50 {p50} us, p99 {p99} us; {:.2} PEs/response)",
-        args.pu_connections,
-        args.window,
-        pes_returned as f64 / hr_ok.max(1) as f64
-    );
-    out!(
-        "{{\"pes\":{},\"pools\":{},\"registrations_ok\":{ok},\"registrations_rejected\":{rejected},\
-         \"registrations_per_s\":{reg_rate:.0},\"resolutions_ok\":{hr_ok},\"resolutions_failed\":{hr_failed},\
-         \"resolutions_per_s\":{hr_rate:.0},\"latency_p50_us\":{p50},\"latency_p99_us\":{p99}}}",
-        args.pes, args.pools
-    );
-    if rejected > 0 || hr_failed > 0 {
-        bail!("{rejected} registrations rejected, {hr_failed} resolutions failed");
+    json.push('}');
+    out!("{json}");
+    let failed: u64 = phases.iter().map(|p| p.failed).sum();
+    if failed > 0 {
+        bail!("{failed} requests rejected or failed");
     }
     Ok(())
 }
