@@ -54,6 +54,7 @@ mod error;
 mod framing;
 mod kind;
 mod sctp;
+pub mod sctp_udp;
 // The one module of the crate allowed to use `unsafe` (its module doc gives the safety
 // argument); the crate root denies it everywhere else.
 #[allow(unsafe_code)]
@@ -70,6 +71,7 @@ use bytes::Bytes;
 pub use error::{FrameError, LostReason, TransportError};
 pub use kind::{sctp_probe, SctpProbe, TransportKind, UnknownTransportKind};
 pub use sctp::{PathConfig, RtoConfig, SctpOptions};
+pub use sctp_udp::SctpUdpOptions;
 
 /// One message as carried by an association: SCTP PPID, stream id and the bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,8 +206,13 @@ pub struct TransportConfig {
     pub tcp_max_partial_bytes: Option<usize>,
     /// `TCP_NODELAY` / `SCTP_NODELAY`.
     pub nodelay: bool,
-    /// SCTP-specific settings.
+    /// SCTP-specific settings (kernel SCTP and `sctp-udp`: streams, RTO, heartbeats).
     pub sctp: SctpOptions,
+    /// `sctp-udp` (RFC 6951) settings: local and remote UDP encapsulation ports.
+    pub sctp_udp: SctpUdpOptions,
+    /// What [`TransportKind::Auto`] uses when the kernel has no SCTP: [`TransportKind::Tcp`]
+    /// (default) or [`TransportKind::SctpUdp`].
+    pub auto_fallback: TransportKind,
 }
 
 impl TransportConfig {
@@ -222,6 +229,8 @@ impl TransportConfig {
             tcp_max_partial_bytes: Some(defaults::TCP_MAX_PARTIAL_BYTES),
             nodelay: true,
             sctp: SctpOptions::default(),
+            sctp_udp: SctpUdpOptions::default(),
+            auto_fallback: TransportKind::Tcp,
         }
     }
 
@@ -259,15 +268,16 @@ impl Transport {
         &self.config
     }
 
-    /// The concrete kind used (`Auto` resolved by probing kernel SCTP once).
+    /// The concrete kind used: `Auto` is kernel SCTP if the kernel has it (probed once),
+    /// else [`TransportConfig::auto_fallback`] (TCP unless configured otherwise).
     pub fn kind(&self) -> TransportKind {
-        self.config.kind.resolve()
+        self.config.kind.resolve_with(self.config.auto_fallback)
     }
 
     /// Listens on one or more local addresses (all with the same port; port 0 picks one for
     /// SCTP). SCTP binds them all to one multi-homed endpoint; TCP opens one socket each.
     pub async fn listen(&self, addrs: &[SocketAddr]) -> Result<Listener, TransportError> {
-        self.listen_with(addrs, false)
+        self.listen_with(addrs, false).await
     }
 
     /// Like [`listen`](Self::listen), with `SO_REUSEPORT` set before binding, so that
@@ -276,10 +286,10 @@ impl Transport {
     /// registrar records for it (its association's; RFC 5353 §3.6 takeover, where the new
     /// home registrar connects there). Linux allows it for sockets of the same user.
     pub async fn listen_reuseport(&self, addrs: &[SocketAddr]) -> Result<Listener, TransportError> {
-        self.listen_with(addrs, true)
+        self.listen_with(addrs, true).await
     }
 
-    fn listen_with(
+    async fn listen_with(
         &self,
         addrs: &[SocketAddr],
         reuse_port: bool,
@@ -291,6 +301,9 @@ impl Transport {
                 self.config.clone(),
                 reuse_port,
             )?),
+            TransportKind::SctpUdp => ListenerInner::SctpUdp(
+                sctp_udp::SctpUdpListener::bind(addrs, self.config.clone()).await?,
+            ),
             _ => ListenerInner::Sctp(sctp::SctpListener::bind(
                 addrs,
                 self.config.clone(),
@@ -339,6 +352,10 @@ impl Transport {
                     .split();
                 (ReaderInner::Tcp(r), WriterInner::Tcp(w))
             }
+            TransportKind::SctpUdp => {
+                let (r, w) = sctp_udp::connect(peers, local, self.config.clone()).await?;
+                (ReaderInner::SctpUdp(r), WriterInner::SctpUdp(w))
+            }
             _ => {
                 let (r, w) = sctp::connect(peers, local, self.config.clone(), reuse_port)
                     .await?
@@ -365,6 +382,7 @@ fn check_addrs(addrs: &[SocketAddr], what: &str) -> Result<(), TransportError> {
 enum ListenerInner {
     Sctp(sctp::SctpListener),
     Tcp(tcp::TcpListeners),
+    SctpUdp(sctp_udp::SctpUdpListener),
 }
 
 /// A listening endpoint.
@@ -384,6 +402,10 @@ impl Listener {
                 let (r, w) = l.accept().await?.split();
                 (ReaderInner::Tcp(r), WriterInner::Tcp(w))
             }
+            ListenerInner::SctpUdp(l) => {
+                let (r, w) = l.accept().await?;
+                (ReaderInner::SctpUdp(r), WriterInner::SctpUdp(w))
+            }
         };
         Ok(Association::from_parts(r, w))
     }
@@ -393,7 +415,7 @@ impl Listener {
     /// than [`TransportConfig::tcp_max_partial_bytes`].
     pub fn partial_bytes(&self) -> usize {
         match &self.inner {
-            ListenerInner::Sctp(_) => 0,
+            ListenerInner::Sctp(_) | ListenerInner::SctpUdp(_) => 0,
             ListenerInner::Tcp(l) => l.partial_bytes(),
         }
     }
@@ -403,6 +425,7 @@ impl Listener {
         match &self.inner {
             ListenerInner::Sctp(l) => l.local_addrs(),
             ListenerInner::Tcp(l) => l.local_addrs(),
+            ListenerInner::SctpUdp(l) => Ok(l.local_addrs()),
         }
         .map_err(|e| TransportError::io("getsockname", e))
     }
@@ -412,6 +435,7 @@ impl Listener {
         match self.inner {
             ListenerInner::Sctp(_) => TransportKind::Sctp,
             ListenerInner::Tcp(_) => TransportKind::Tcp,
+            ListenerInner::SctpUdp(_) => TransportKind::SctpUdp,
         }
     }
 }
@@ -419,11 +443,13 @@ impl Listener {
 enum ReaderInner {
     Sctp(sctp::SctpReader),
     Tcp(tcp::TcpReader),
+    SctpUdp(sctp_udp::SctpUdpReader),
 }
 
 enum WriterInner {
     Sctp(sctp::SctpWriter),
     Tcp(tcp::TcpWriter),
+    SctpUdp(sctp_udp::SctpUdpWriter),
 }
 
 /// An established association (SCTP association or TCP connection).
@@ -500,6 +526,7 @@ impl AssocReader {
         match &mut self.inner {
             ReaderInner::Sctp(r) => r.recv().await,
             ReaderInner::Tcp(r) => r.recv().await,
+            ReaderInner::SctpUdp(r) => r.recv().await,
         }
     }
 }
@@ -515,6 +542,7 @@ impl AssocWriter {
         match &mut self.inner {
             WriterInner::Sctp(w) => w.send(msg).await,
             WriterInner::Tcp(w) => w.send(msg).await,
+            WriterInner::SctpUdp(w) => w.send(msg).await,
         }
     }
 
@@ -523,6 +551,7 @@ impl AssocWriter {
         match &mut self.inner {
             WriterInner::Sctp(w) => w.close(),
             WriterInner::Tcp(w) => w.close().await,
+            WriterInner::SctpUdp(w) => w.close(),
         }
     }
 
@@ -535,6 +564,7 @@ impl AssocWriter {
                 w.set_abort_on_close();
                 w.forget();
             }
+            WriterInner::SctpUdp(w) => w.set_abort_on_close(),
         }
     }
 
@@ -543,6 +573,7 @@ impl AssocWriter {
         match self.inner {
             WriterInner::Sctp(_) => TransportKind::Sctp,
             WriterInner::Tcp(_) => TransportKind::Tcp,
+            WriterInner::SctpUdp(_) => TransportKind::SctpUdp,
         }
     }
 
@@ -553,6 +584,7 @@ impl AssocWriter {
                 .peer_addrs()
                 .map_err(|e| TransportError::io("sctp_getpaddrs", e)),
             WriterInner::Tcp(w) => Ok(vec![w.peer()]),
+            WriterInner::SctpUdp(w) => Ok(vec![w.peer()]),
         }
     }
 
@@ -563,6 +595,7 @@ impl AssocWriter {
                 .local_addrs()
                 .map_err(|e| TransportError::io("sctp_getladdrs", e)),
             WriterInner::Tcp(w) => Ok(vec![w.local()]),
+            WriterInner::SctpUdp(w) => Ok(vec![w.local()]),
         }
     }
 }
