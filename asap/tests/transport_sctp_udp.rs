@@ -59,6 +59,10 @@ async fn recv_msg(a: &mut Association) -> Msg {
 }
 
 async fn pair(client: &Transport, server: &Transport) -> (Association, Association, Listener) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_default())
+        .with_test_writer()
+        .try_init();
     let (l, addr) = listen(server).await;
     let peers = [addr];
     let (c, s) = tokio::join!(
@@ -111,7 +115,6 @@ async fn messages_keep_ppid_stream_and_boundaries() {
 
 #[tokio::test]
 async fn graceful_close_reports_both_sides() {
-    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_default()).with_test_writer().try_init();
     let t = Transport::new(cfg(0, None));
     let (mut c, mut s, _l) = pair(&t, &t).await;
     c.send(&Msg::new(11, 0, vec![1, 2, 3, 4])).await.expect("send");
@@ -199,9 +202,9 @@ async fn wire_carries_rfc6951_packets_and_heartbeats_detect_loss() {
     cc.sctp.paths = Some(fast);
     let client = Transport::new(cc);
     let (mut c, mut s, _l) = pair(&client, &server).await;
-    c.send(&Msg::new(11, 0, vec![0x0b, 0, 0, 8, 1, 2, 3, 4]))
-        .await
-        .expect("send");
+    if let Err(e) = c.send(&Msg::new(11, 0, vec![0x0b, 0, 0, 8, 1, 2, 3, 4])).await {
+        panic!("send: {e}; next event {:?}", c.recv().await);
+    }
     assert_eq!(recv_msg(&mut s).await.ppid, 11);
     // Idle: heartbeats flow and are answered; the association stays up.
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -269,6 +269,9 @@ struct Slot {
     next_hb: Instant,
     drained: Vec<sctp_proto::EndpointEvent>,
     dead: bool,
+    peer_shutdown: bool,
+    peer_abort: bool,
+    shutdown_wanted: bool,
 }
 
 /// What the hub hands a new association's user.
@@ -331,8 +334,15 @@ fn proto_transport(cfg: &TransportConfig, local: u16, remote: u16) -> sctp_proto
     t
 }
 
-fn map_lost(r: &sctp_proto::AssociationError, closing: bool) -> LostReason {
+fn map_lost(s: &Slot, r: &sctp_proto::AssociationError) -> LostReason {
     use sctp_proto::AssociationError as E;
+    let closing = s.closing;
+    if s.peer_abort {
+        return LostReason::Reset;
+    }
+    if s.peer_shutdown && !closing {
+        return LostReason::PeerClosed;
+    }
     match r {
         E::ApplicationClosed if closing => LostReason::ShutdownComplete,
         E::ApplicationClosed => LostReason::PeerClosed,
@@ -557,6 +567,7 @@ impl Hub {
                 self.dirty.insert(key);
             }
             Cmd::Close { key, abort } => {
+                debug!(key, abort, "sctp-udp: close requested");
                 let Some(s) = self.slots.get_mut(&key) else {
                     return;
                 };
@@ -568,10 +579,11 @@ impl Hub {
                     let _ = s.a.close();
                     s.closing = true;
                 } else if !s.closing {
+                    // SHUTDOWN once everything queued has been sent and acknowledged:
+                    // `sctp-proto` sends no new DATA after shutdown() (RFC 9260 §9.2 wants
+                    // the queued data delivered first).
                     s.closing = true;
-                    if s.a.shutdown().is_err() {
-                        let _ = s.a.close();
-                    }
+                    s.shutdown_wanted = true;
                 }
                 self.dirty.insert(key);
             }
@@ -656,6 +668,8 @@ impl Hub {
             return;
         };
         s.hb_unanswered = 0;
+        s.peer_shutdown |= scan.shutdown;
+        s.peer_abort |= scan.abort;
         s.next_hb = now + s.hb_interval;
         if s.udp != from {
             // RFC 6951 §5.5: the encapsulation port may change (NAT rebinding).
@@ -679,7 +693,14 @@ impl Hub {
             let Some(s) = self.slots.get_mut(&key) else {
                 continue;
             };
-            service_slot(key, s, now, &self.shared, &mut self.nonce, &mut out, &self.eps);
+            let (shared, nonce, eps) = (&self.shared, &mut self.nonce, &self.eps);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                service_slot(key, s, now, shared, nonce, &mut out, eps)
+            }));
+            if r.is_err() {
+                warn!(peer = %s.peer, "sctp-udp: sctp-proto panicked; association dropped");
+                lost(s, LostReason::Reset);
+            }
             if s.dead {
                 // Flush what it still has to say (SHUTDOWN COMPLETE etc.).
                 drain_transmit(s, now, &mut out);
@@ -708,12 +729,16 @@ impl Hub {
                     let _ = d.send(Err(TransportError::Closed));
                 }
                 if let Some(ep) = self.eps.get_mut(&s.port) {
-                    for e in s.drained.drain(..) {
-                        let _ = ep.ep.handle_event(s.handle, e);
+                    // Exactly one Drained per association (the endpoint frees its slot).
+                    let ev = s
+                        .drained
+                        .drain(..)
+                        .next()
+                        .unwrap_or_else(sctp_proto::EndpointEvent::drained);
+                    let h = s.handle;
+                    if catch_unwind(AssertUnwindSafe(|| ep.ep.handle_event(h, ev))).is_err() {
+                        warn!("sctp-udp: sctp-proto panicked forgetting an association");
                     }
-                    let _ = ep
-                        .ep
-                        .handle_event(s.handle, sctp_proto::EndpointEvent::drained());
                     ep.handles.remove(&s.handle);
                 }
                 let port = s.port;
@@ -796,10 +821,14 @@ fn new_slot(
         next_hb: Instant::now() + hb_interval,
         drained: Vec::new(),
         dead: false,
+        peer_shutdown: false,
+        peer_abort: false,
+        shutdown_wanted: false,
     }
 }
 
 fn lost(s: &mut Slot, reason: LostReason) {
+    debug!(peer = %s.peer, udp = %s.udp, %reason, "sctp-udp: association ends");
     if let Some(r) = s.connect_reply.take() {
         let _ = r.send(Err(TransportError::Connect {
             addrs: vec![s.peer],
@@ -813,6 +842,15 @@ fn lost(s: &mut Slot, reason: LostReason) {
         }
     }
     s.dead = true;
+}
+
+fn all_sent(s: &mut Slot) -> bool {
+    let ids = s.a.stream_ids();
+    ids.into_iter().all(|id| {
+        s.a.stream(id)
+            .and_then(|st| st.buffered_amount())
+            .map_or(true, |b| b == 0)
+    })
 }
 
 fn drain_transmit(s: &mut Slot, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
@@ -829,7 +867,19 @@ fn drain_transmit(s: &mut Slot, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>
             }
             let map = &s.out_ppid;
             packet::outbound(&mut v, |st, ssn| map.get(&(st, ssn)).copied());
+            let complete = packet::has_chunk(&v, packet::CT_SHUTDOWN_COMPLETE);
             out.push((s.udp, v));
+            if complete {
+                // The shutdown handshake is over for us (RFC 9260 §9.2); `sctp-proto`
+                // leaves closing to its user.
+                let _ = s.a.close();
+                let r = if s.closing {
+                    LostReason::ShutdownComplete
+                } else {
+                    LostReason::PeerClosed
+                };
+                lost(s, r);
+            }
         }
     }
 }
@@ -914,10 +964,11 @@ fn service_slot(
                 }
             }
             sctp_proto::Event::HandshakeFailed { reason } => {
-                lost(s, map_lost(&reason, false));
+                let r = map_lost(s, &reason);
+                lost(s, r);
             }
             sctp_proto::Event::AssociationLost { reason } => {
-                let r = map_lost(&reason, s.closing);
+                let r = map_lost(s, &reason);
                 lost(s, r);
             }
             sctp_proto::Event::Stream(StreamEvent::Opened { id })
@@ -988,6 +1039,13 @@ fn service_slot(
         s.pending_sends = keep;
     }
     drain_transmit(s, now, out);
+    if s.shutdown_wanted && all_sent(s) {
+        s.shutdown_wanted = false;
+        if s.a.shutdown().is_err() {
+            let _ = s.a.close();
+        }
+        drain_transmit(s, now, out);
+    }
     while let Some(e) = s.a.poll_endpoint_event() {
         // Kept until the association is closed: `sctp-proto` asks to forget the association
         // as soon as shutdown starts, which would drop the peer's SHUTDOWN ACK.

@@ -25,6 +25,10 @@ pub const CT_HEARTBEAT: u8 = 4;
 pub const CT_HEARTBEAT_ACK: u8 = 5;
 /// Chunk type ABORT.
 pub const CT_ABORT: u8 = 6;
+/// Chunk type SHUTDOWN.
+pub const CT_SHUTDOWN: u8 = 7;
+/// Chunk type SHUTDOWN COMPLETE.
+pub const CT_SHUTDOWN_COMPLETE: u8 = 14;
 /// Heartbeat Info parameter type (RFC 9260 §3.3.5).
 const PARAM_HB_INFO: u16 = 1;
 /// Marker in the first 4 bytes of our heartbeat info, so that only our own HEARTBEAT ACKs
@@ -80,6 +84,11 @@ fn chunks(pkt: &[u8]) -> impl Iterator<Item = ChunkPos> + '_ {
     })
 }
 
+/// True if the packet has a chunk of type `ty`.
+pub fn has_chunk(pkt: &[u8], ty: u8) -> bool {
+    chunks(pkt).any(|c| c.ty == ty)
+}
+
 /// Type of the first chunk.
 pub fn first_chunk_type(pkt: &[u8]) -> Option<u8> {
     chunks(pkt).next().map(|c| c.ty)
@@ -130,6 +139,10 @@ pub struct Inbound {
     pub data: Vec<DataInfo>,
     /// Nonces of our own HEARTBEAT ACKs (removed from the packet).
     pub hb_acks: Vec<u64>,
+    /// The packet has a SHUTDOWN chunk (the peer closes gracefully).
+    pub shutdown: bool,
+    /// The packet has an ABORT chunk.
+    pub abort: bool,
     /// The packet without those chunks (`None` if nothing was removed); `Some(empty)` if
     /// nothing is left for `sctp-proto`.
     pub rewritten: Option<Vec<u8>>,
@@ -144,6 +157,8 @@ pub fn inbound(pkt: &[u8]) -> Inbound {
     for c in chunks(pkt) {
         let body = &pkt[c.off..c.off + c.len];
         match c.ty {
+            CT_SHUTDOWN => out.shutdown = true,
+            CT_ABORT => out.abort = true,
             CT_DATA if c.len >= 16 => {
                 let flags = body[1];
                 if flags & 0x02 != 0 {
