@@ -56,7 +56,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -83,12 +83,28 @@ pub struct SctpUdpOptions {
 }
 
 impl Default for SctpUdpOptions {
+    /// The process-wide defaults ([`set_process_defaults`]; initially port 9899, remote
+    /// port = local port).
     fn default() -> Self {
+        let remote = DEFAULT_REMOTE_UDP_PORT.load(Ordering::Relaxed);
         SctpUdpOptions {
-            udp_port: defaults::SCTP_UDP_PORT,
-            remote_udp_port: None,
+            udp_port: DEFAULT_UDP_PORT.load(Ordering::Relaxed) as u16,
+            remote_udp_port: (remote <= u16::MAX as u32).then_some(remote as u16),
         }
     }
+}
+
+static DEFAULT_UDP_PORT: AtomicU32 = AtomicU32::new(defaults::SCTP_UDP_PORT as u32);
+static DEFAULT_REMOTE_UDP_PORT: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Sets the UDP encapsulation ports every later [`SctpUdpOptions::default`] (and so every
+/// [`TransportConfig`](super::TransportConfig) built by `asap()`/`enrp()`) uses: the
+/// process-wide counterpart of Linux's `net.sctp.udp_port` / `net.sctp.encap_port`. The
+/// daemons call it from `--sctp-udp-port` / `--sctp-udp-remote-port`; tests use port 0
+/// (any free port, shared by the whole process).
+pub fn set_process_defaults(udp_port: u16, remote_udp_port: Option<u16>) {
+    DEFAULT_UDP_PORT.store(udp_port as u32, Ordering::Relaxed);
+    DEFAULT_REMOTE_UDP_PORT.store(remote_udp_port.map_or(u32::MAX, u32::from), Ordering::Relaxed);
 }
 
 /// Bytes of received messages waiting in one association's queue before the hub stops
