@@ -36,6 +36,13 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 
+    // Process-wide SCTP-over-UDP ports (like Linux's net.sctp.udp_port / encap_port).
+    asap::transport::sctp_udp::set_process_defaults(
+        options
+            .sctp_udp_port
+            .unwrap_or(asap::transport::defaults::SCTP_UDP_PORT),
+        options.sctp_udp_remote_port,
+    );
     let (core, driver) = options.resolve(rand::random::<u32>())?;
     // The start-up phase (a mentor is chosen among the peers heard) exists only with peering.
     let startup_phase = core
