@@ -1,4 +1,5 @@
-//! Message-oriented transports for ASAP and ENRP: kernel SCTP, TCP and UDP.
+//! Message-oriented transports for ASAP and ENRP: kernel SCTP, userspace SCTP over UDP
+//! (RFC 6951), TCP and UDP.
 //!
 //! RSerPool runs over SCTP (RFC 5351 §4, RFC 5352 §6, RFC 5353 §7): every ASAP/ENRP message is
 //! one SCTP user message with PPID 11 (ASAP) or 12 (ENRP), on ports 3863 (ASAP) and 9901
@@ -16,7 +17,12 @@
 //! | stalled peer | n/a (whole user messages) | partial message older than [`TransportConfig::tcp_incomplete_message_timeout`] (30 s) closes the association |
 //! | memory of partial messages | n/a | per listener at most [`TransportConfig::tcp_max_partial_bytes`] (16 MiB); an association that would exceed it is closed |
 //!
-//! [`TransportKind::Auto`] probes kernel SCTP once and falls back to TCP with one warning.
+//! [`TransportKind::SctpUdp`] ([`sctp_udp`]) is SCTP without the kernel: the same SCTP
+//! semantics as [`TransportKind::Sctp`] (whole messages, PPID and stream per message,
+//! heartbeats), carried in UDP (RFC 6951, default port 9899), single-homed.
+//!
+//! [`TransportKind::Auto`] probes kernel SCTP once and otherwise uses
+//! [`TransportConfig::auto_fallback`] (TCP by default, or `SctpUdp`) with one warning.
 //!
 //! Kernel SCTP is driven directly through `libc`/`socket2` (one-to-one style sockets on tokio's
 //! `AsyncFd`), not through the `sctp-rs` crate: version 0.3.1 reads into a fixed 4 KiB buffer and
