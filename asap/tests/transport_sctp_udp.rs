@@ -117,11 +117,16 @@ async fn messages_keep_ppid_stream_and_boundaries() {
 async fn graceful_close_reports_both_sides() {
     let t = Transport::new(cfg(0, None));
     let (mut c, mut s, _l) = pair(&t, &t).await;
-    c.send(&Msg::new(11, 0, vec![1, 2, 3, 4])).await.expect("send");
+    c.send(&Msg::new(11, 0, vec![1, 2, 3, 4]))
+        .await
+        .expect("send");
     c.close().await.expect("close");
     assert_eq!(recv_msg(&mut s).await.bytes.as_ref(), &[1, 2, 3, 4]);
     assert_eq!(recv(&mut s).await, Event::Lost(LostReason::PeerClosed));
-    assert_eq!(recv(&mut c).await, Event::Lost(LostReason::ShutdownComplete));
+    assert_eq!(
+        recv(&mut c).await,
+        Event::Lost(LostReason::ShutdownComplete)
+    );
     assert!(s.recv().await.is_err());
 }
 
@@ -202,7 +207,10 @@ async fn wire_carries_rfc6951_packets_and_heartbeats_detect_loss() {
     cc.sctp.paths = Some(fast);
     let client = Transport::new(cc);
     let (mut c, mut s, _l) = pair(&client, &server).await;
-    if let Err(e) = c.send(&Msg::new(11, 0, vec![0x0b, 0, 0, 8, 1, 2, 3, 4])).await {
+    if let Err(e) = c
+        .send(&Msg::new(11, 0, vec![0x0b, 0, 0, 8, 1, 2, 3, 4]))
+        .await
+    {
         panic!("send: {e}; next event {:?}", c.recv().await);
     }
     assert_eq!(recv_msg(&mut s).await.ppid, 11);
@@ -213,7 +221,10 @@ async fn wire_carries_rfc6951_packets_and_heartbeats_detect_loss() {
     {
         let seen = r.seen.lock().expect("lock");
         // every datagram is an SCTP packet with a valid CRC32c
-        assert!(seen.iter().all(|p| packet::checksum_ok(p)), "bad CRC on the wire");
+        assert!(
+            seen.iter().all(|p| packet::checksum_ok(p)),
+            "bad CRC on the wire"
+        );
         // the PPID on the wire is the real one, in network byte order
         let data: Vec<_> = seen.iter().flat_map(|p| packet::inbound(p).data).collect();
         assert!(data.iter().any(|d| d.ppid == 11 && d.stream == 0));

@@ -63,7 +63,10 @@ async fn raw_registration_resolution(kind: TransportKind) {
     let m = next_msg(&mut a, Duration::from_secs(10)).await;
     assert_eq!(m.ppid, 11);
     assert_eq!(m.stream, 0);
-    match Message::decode(Protocol::Asap, &m.bytes).expect("decodes").message {
+    match Message::decode(Protocol::Asap, &m.bytes)
+        .expect("decodes")
+        .message
+    {
         Message::Asap(AsapMessage::HandleResolutionResponse(x)) => {
             assert!(!x.pool_elements.is_empty());
             assert_eq!(x.pool_handle.as_bytes(), POOL.as_bytes());
@@ -129,9 +132,12 @@ async fn pe_pu_session_echo(kind: TransportKind) {
         (TransportParameter::Sctp { .. }, TransportKind::SctpUdp) => {}
         (t, k) => panic!("user transport {t:?} for {k:?}"),
     }
-    let mut s = within("session", Session::connect(&pu, POOL, SessionConfig::default()))
-        .await
-        .expect("session");
+    let mut s = within(
+        "session",
+        Session::connect(&pu, POOL, SessionConfig::default()),
+    )
+    .await
+    .expect("session");
     for i in 0..5u8 {
         let data = vec![i; 1000 + i as usize * 3000];
         s.send(data.clone()).await.expect("send");
@@ -156,8 +162,18 @@ async fn peered_registrars_share_pes(kind: TransportKind) {
     let (p1, p2) = (free_tcp_port(), free_tcp_port());
     let e1 = SocketAddr::from(([127, 0, 0, 1], p1));
     let e2 = SocketAddr::from(([127, 0, 0, 1], p2));
-    let c1 = peer_core(0x3001, vec![e2], Duration::from_secs(3), Duration::from_millis(500));
-    let c2 = peer_core(0x3002, vec![e1], Duration::from_secs(3), Duration::from_millis(500));
+    let c1 = peer_core(
+        0x3001,
+        vec![e2],
+        Duration::from_secs(3),
+        Duration::from_millis(500),
+    );
+    let c2 = peer_core(
+        0x3002,
+        vec![e1],
+        Duration::from_secs(3),
+        Duration::from_millis(500),
+    );
     let r1 = registrar(kind, 0x3001, Some(c1), p1).await;
     let r2 = registrar(kind, 0x3002, Some(c2), p2).await;
     let mut a1 = connect_over(kind, r1.asap, Protocol::Asap).await;
@@ -171,7 +187,11 @@ async fn peered_registrars_share_pes(kind: TransportKind) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(last, BTreeSet::from([101, 102]), "PEs of r1 not visible at r2");
+    assert_eq!(
+        last,
+        BTreeSet::from([101, 102]),
+        "PEs of r1 not visible at r2"
+    );
     // A deregistration at r1 reaches r2 too.
     deregister_pes(&mut a1, [101]).await;
     for _ in 0..100 {

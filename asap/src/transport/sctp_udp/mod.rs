@@ -104,7 +104,10 @@ static DEFAULT_REMOTE_UDP_PORT: AtomicU32 = AtomicU32::new(u32::MAX);
 /// (any free port, shared by the whole process).
 pub fn set_process_defaults(udp_port: u16, remote_udp_port: Option<u16>) {
     DEFAULT_UDP_PORT.store(udp_port as u32, Ordering::Relaxed);
-    DEFAULT_REMOTE_UDP_PORT.store(remote_udp_port.map_or(u32::MAX, u32::from), Ordering::Relaxed);
+    DEFAULT_REMOTE_UDP_PORT.store(
+        remote_udp_port.map_or(u32::MAX, u32::from),
+        Ordering::Relaxed,
+    );
 }
 
 /// Bytes of received messages waiting in one association's queue before the hub stops
@@ -1014,10 +1017,7 @@ fn service_slot(
                         let n = chunks.read(&mut buf).unwrap_or(0);
                         buf.truncate(n);
                         let ssn = s.in_next.entry(id).or_insert(0);
-                        let ppid = s
-                            .in_ppid
-                            .remove(&(id, *ssn))
-                            .unwrap_or(s.cfg.tcp_ppid);
+                        let ppid = s.in_ppid.remove(&(id, *ssn)).unwrap_or(s.cfg.tcp_ppid);
                         *ssn = ssn.wrapping_add(1);
                         s.queued.fetch_add(n, Ordering::AcqRel);
                         if let Some(tx) = &s.ev {
@@ -1041,11 +1041,10 @@ fn service_slot(
     if !s.pending_sends.is_empty() {
         let mut keep = Vec::new();
         for (sid, d) in s.pending_sends.drain(..) {
-            let b = s
-                .a
-                .stream(sid)
-                .and_then(|st| st.buffered_amount())
-                .unwrap_or(0);
+            let b =
+                s.a.stream(sid)
+                    .and_then(|st| st.buffered_amount())
+                    .unwrap_or(0);
             if b > SEND_BUFFER_HIGH {
                 keep.push((sid, d));
             } else {
@@ -1113,7 +1112,13 @@ impl SctpUdpListener {
     }
 
     pub(crate) async fn accept(&self) -> Result<(SctpUdpReader, SctpUdpWriter), TransportError> {
-        let p = self.rx.lock().await.recv().await.ok_or(TransportError::Closed)?;
+        let p = self
+            .rx
+            .lock()
+            .await
+            .recv()
+            .await
+            .ok_or(TransportError::Closed)?;
         Ok(split(p))
     }
 

@@ -203,7 +203,9 @@ pub fn inbound(pkt: &[u8]) -> Inbound {
 /// changed. Returns the common header (for learning the peer's tag).
 pub fn outbound(pkt: &mut [u8], mut lookup: impl FnMut(u16, u16) -> Option<u32>) -> bool {
     let mut changed = false;
-    let pos: Vec<ChunkPos> = chunks(pkt).filter(|c| c.ty == CT_DATA && c.len >= 16).collect();
+    let pos: Vec<ChunkPos> = chunks(pkt)
+        .filter(|c| c.ty == CT_DATA && c.len >= 16)
+        .collect();
     for c in pos {
         let b = &mut pkt[c.off..c.off + c.len];
         let stream = u16::from_be_bytes([b[8], b[9]]);
