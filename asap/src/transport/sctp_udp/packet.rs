@@ -19,6 +19,8 @@ pub const COMMON_HEADER: usize = 12;
 pub const CT_DATA: u8 = 0;
 /// Chunk type INIT.
 pub const CT_INIT: u8 = 1;
+/// Chunk type INIT ACK.
+pub const CT_INIT_ACK: u8 = 2;
 /// Chunk type HEARTBEAT.
 pub const CT_HEARTBEAT: u8 = 4;
 /// Chunk type HEARTBEAT ACK.
@@ -148,11 +150,65 @@ pub struct Inbound {
     pub rewritten: Option<Vec<u8>>,
 }
 
-/// Scans a received packet: collects DATA PPIDs and takes out HEARTBEAT ACKs of our own
-/// heartbeats.
+/// INIT/INIT ACK parameters `sctp-proto` cannot parse (it aborts the packet on any
+/// parameter type with the high bit clear that it does not know): IPv4/IPv6 Address,
+/// Unrecognized Parameter, Cookie Preservative, Host Name Address (RFC 9260 §3.3.2). This
+/// transport is single-homed (it uses the packet's source address), so dropping the address
+/// lists loses only the peer's other paths.
+const STRIP_INIT_PARAMS: [u16; 5] = [5, 6, 8, 9, 11];
+
+/// The INIT or INIT ACK chunk `c` without [`STRIP_INIT_PARAMS`] (`None` if it has none).
+fn strip_init(c: &[u8]) -> Option<Vec<u8>> {
+    const FIXED: usize = 20;
+    if c.len() < FIXED {
+        return None;
+    }
+    let mut out = c[..FIXED].to_vec();
+    let mut off = FIXED;
+    let mut changed = false;
+    while off + 4 <= c.len() {
+        let ty = u16::from_be_bytes([c[off], c[off + 1]]);
+        let len = u16::from_be_bytes([c[off + 2], c[off + 3]]) as usize;
+        if len < 4 || off + len > c.len() {
+            // malformed: keep the rest as it is, sctp-proto rejects it
+            out.extend_from_slice(&c[off..]);
+            break;
+        }
+        let padded = ((len + 3) & !3).min(c.len() - off);
+        if STRIP_INIT_PARAMS.contains(&ty) {
+            changed = true;
+        } else {
+            out.extend_from_slice(&c[off..off + padded]);
+        }
+        off += padded;
+    }
+    if !changed {
+        return None;
+    }
+    // Chunk length without the last parameter's padding (RFC 9260 §3.2).
+    let mut len = out.len();
+    let mut last = FIXED;
+    let mut o = FIXED;
+    while o + 4 <= out.len() {
+        let l = u16::from_be_bytes([out[o + 2], out[o + 3]]) as usize;
+        if l < 4 {
+            break;
+        }
+        last = o + l;
+        o += (l + 3) & !3;
+    }
+    if last <= out.len() {
+        len = last;
+    }
+    out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    Some(out)
+}
+
+/// Scans a received packet: collects DATA PPIDs, takes out HEARTBEAT ACKs of our own
+/// heartbeats and strips INIT/INIT ACK parameters `sctp-proto` cannot parse.
 pub fn inbound(pkt: &[u8]) -> Inbound {
     let mut out = Inbound::default();
-    let mut keep: Vec<(usize, usize)> = Vec::new();
+    let mut keep: Vec<Vec<u8>> = Vec::new();
     let mut removed = false;
     for c in chunks(pkt) {
         let body = &pkt[c.off..c.off + c.len];
@@ -171,6 +227,13 @@ pub fn inbound(pkt: &[u8]) -> Inbound {
                     });
                 }
             }
+            CT_INIT | CT_INIT_ACK => {
+                if let Some(stripped) = strip_init(body) {
+                    keep.push(stripped);
+                    removed = true;
+                    continue;
+                }
+            }
             CT_HEARTBEAT_ACK if c.len == 4 + 4 + 12 && body[8..12] == HB_MAGIC => {
                 // param header (type 1, len 16) then magic + nonce
                 let mut n = [0u8; 8];
@@ -181,13 +244,16 @@ pub fn inbound(pkt: &[u8]) -> Inbound {
             }
             _ => {}
         }
-        keep.push((c.off, ((c.len + 3) & !3).min(pkt.len() - c.off)));
+        keep.push(pkt[c.off..c.off + ((c.len + 3) & !3).min(pkt.len() - c.off)].to_vec());
     }
     if removed {
         let mut v = pkt[..COMMON_HEADER].to_vec();
         if !keep.is_empty() {
-            for (off, len) in keep {
-                v.extend_from_slice(&pkt[off..off + len]);
+            for c in keep {
+                v.extend_from_slice(&c);
+                while v.len() % 4 != 0 {
+                    v.push(0);
+                }
             }
             fix_checksum(&mut v);
         } else {
@@ -342,6 +408,37 @@ mod tests {
         let mut foreign = ack.clone();
         foreign[8] = b'X';
         assert!(inbound(&with_header(H, &foreign)).rewritten.is_none());
+    }
+
+    #[test]
+    fn init_address_parameters_are_stripped() {
+        // INIT as Linux sends it: fixed part, IPv4 Address (5), Supported Address Types
+        // (12, 6 bytes + 2 padding), ECN capable (0x8000), IPv6 Address (6).
+        let mut c = vec![CT_INIT, 0, 0, 0];
+        c.extend_from_slice(&0x1234_5678u32.to_be_bytes()); // initiate tag
+        c.extend_from_slice(&106_496u32.to_be_bytes()); // a_rwnd
+        c.extend_from_slice(&[0, 10, 0, 10]); // streams
+        c.extend_from_slice(&1u32.to_be_bytes()); // initial TSN
+        c.extend_from_slice(&[0, 5, 0, 8, 10, 0, 1, 1]);
+        c.extend_from_slice(&[0, 12, 0, 6, 0, 5, 0, 0]);
+        c.extend_from_slice(&[0x80, 0, 0, 4]);
+        c.extend_from_slice(&[0, 6, 0, 20]);
+        c.extend_from_slice(&[0x20, 1, 0x0d, 0xb8]);
+        c.extend_from_slice(&[0; 12]);
+        let len = c.len() as u16;
+        c[2..4].copy_from_slice(&len.to_be_bytes());
+        let p = with_header(Header { vtag: 0, ..H }, &c);
+        let i = inbound(&p);
+        let q = i.rewritten.expect("rewritten");
+        assert!(checksum_ok(&q));
+        let mut want = c[..20].to_vec();
+        want.extend_from_slice(&[0, 12, 0, 6, 0, 5, 0, 0]);
+        want.extend_from_slice(&[0x80, 0, 0, 4]);
+        let wl = want.len() as u16;
+        want[2..4].copy_from_slice(&wl.to_be_bytes());
+        assert_eq!(&q[COMMON_HEADER..], &want[..]);
+        // An INIT without such parameters is left alone.
+        assert!(inbound(&with_header(H, &want)).rewritten.is_none());
     }
 
     #[test]
