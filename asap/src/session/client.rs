@@ -253,9 +253,13 @@ impl Actor {
                 failed.insert(candidate.id);
                 continue;
             };
-            // An SCTP user transport is reached over kernel SCTP where the kernel has it,
-            // else over SCTP over UDP (RFC 6951), the only other way to speak SCTP.
+            // An SCTP user transport is reached over sctp-udp (RFC 6951) if the PU uses
+            // sctp-udp, else over kernel SCTP where the kernel has it, else over sctp-udp,
+            // the only other way to speak SCTP.
             let mut tc = match kind {
+                TransportKind::Sctp if self.pu.registrar_transport() == TransportKind::SctpUdp => {
+                    TransportConfig::asap(TransportKind::SctpUdp)
+                }
                 TransportKind::Sctp => {
                     let mut tc = TransportConfig::asap(TransportKind::Auto);
                     tc.auto_fallback = TransportKind::SctpUdp;
