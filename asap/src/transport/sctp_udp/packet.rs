@@ -251,7 +251,7 @@ pub fn inbound(pkt: &[u8]) -> Inbound {
         if !keep.is_empty() {
             for c in keep {
                 v.extend_from_slice(&c);
-                while v.len() % 4 != 0 {
+                while v.len() & 3 != 0 {
                     v.push(0);
                 }
             }
@@ -331,7 +331,7 @@ mod tests {
         c.extend_from_slice(&ssn.to_be_bytes());
         c.extend_from_slice(&ppid.to_be_bytes());
         c.extend_from_slice(payload);
-        while c.len() % 4 != 0 {
+        while c.len() & 3 != 0 {
             c.push(0);
         }
         c
