@@ -67,6 +67,13 @@ async fn run(options: Options, threads: usize) -> anyhow::Result<()> {
     }
 
     tracing::debug!(threads, "runtime");
+    // Process-wide SCTP-over-UDP ports (like Linux's net.sctp.udp_port / encap_port).
+    asap::transport::sctp_udp::set_process_defaults(
+        options
+            .sctp_udp_port
+            .unwrap_or(asap::transport::defaults::SCTP_UDP_PORT),
+        options.sctp_udp_remote_port,
+    );
     let (core, driver) = options.resolve(rand::random::<u32>())?;
     let csp = options.csp_target()?;
     let server_id = core.server_id;

@@ -220,9 +220,20 @@ pub struct Options {
     #[arg(long, value_name = "PER_SEC", allow_negative_numbers = true)]
     pub max_bulk_hr_rate: Option<f64>,
 
-    /// Transport for ASAP/ENRP associations. [default: auto = kernel SCTP, else TCP]
-    #[arg(long, value_name = "auto|sctp|tcp")]
+    /// Transport for ASAP/ENRP associations: auto, sctp (kernel), sctp-udp (userspace SCTP
+    /// over UDP, RFC 6951) or tcp. [default: auto = kernel SCTP, else TCP]
+    #[arg(long, value_name = "auto|sctp|sctp-udp|tcp")]
     pub transport: Option<TransportKind>,
+
+    /// Local UDP port of SCTP over UDP (`--transport sctp-udp`, RFC 6951; Linux
+    /// `net.sctp.udp_port`), shared by all sctp-udp associations; 0 = any. [default: 9899]
+    #[arg(long, value_name = "PORT")]
+    pub sctp_udp_port: Option<u16>,
+
+    /// UDP port of peers' SCTP over UDP that associations we open send to (Linux
+    /// `net.sctp.encap_port`). [default: the local --sctp-udp-port]
+    #[arg(long, value_name = "PORT")]
+    pub sctp_udp_remote_port: Option<u16>,
 
     /// Interval between ENDPOINT_KEEP_ALIVEs to each PE, ms (jittered ±12.5 %). [default: 5000]
     #[arg(long, value_name = "MS")]
@@ -547,6 +558,8 @@ impl Options {
             asap_announce,
             enrp_announce,
             transport,
+            sctp_udp_port,
+            sctp_udp_remote_port,
             peering,
             peer_heartbeat_cycle,
             peer_max_time_last_heard,
@@ -1241,6 +1254,27 @@ mod tests {
             .expect_err("0 peers");
         assert!(e.to_string().contains("--max-peers"), "{e}");
         assert!(Options::try_parse_from(["enrp-server", "--max-peers", "-1"]).is_err());
+    }
+
+    #[test]
+    fn sctp_udp_transport_and_ports_from_cli_and_file() {
+        let o = Options::parse_from([
+            "enrp-server",
+            "--transport",
+            "sctp-udp",
+            "--sctp-udp-port",
+            "0",
+        ]);
+        assert_eq!(o.sctp_udp_port, Some(0));
+        let (_, d) = o.resolve(5).expect("valid");
+        assert_eq!(d.transport, TransportKind::SctpUdp);
+        let file: Options = toml::from_str(
+            "transport = \"sctp-udp\"\nsctp-udp-port = 9900\nsctp-udp-remote-port = 9899\n",
+        )
+        .expect("valid toml");
+        assert_eq!(file.transport, Some(TransportKind::SctpUdp));
+        assert_eq!(file.sctp_udp_port, Some(9900));
+        assert_eq!(file.sctp_udp_remote_port, Some(9899));
     }
 
     #[test]

@@ -54,8 +54,8 @@ enum Command {
 /// Options shared by all commands.
 #[derive(Args, Debug, Clone)]
 struct Common {
-    /// Transport: sctp (kernel SCTP), tcp (RSerPool-header framing) or auto (SCTP if the kernel
-    /// has it, else TCP with a warning).
+    /// Transport: sctp (kernel SCTP), sctp-udp (userspace SCTP over UDP, RFC 6951), tcp
+    /// (RSerPool-header framing) or auto (SCTP if the kernel has it, else TCP with a warning).
     #[arg(long, default_value = "auto")]
     transport: TransportKind,
     /// Largest message accepted, in bytes (TCP is limited to 65538 by the 16-bit length).
@@ -81,6 +81,12 @@ struct Common {
     /// Connect timeout in ms.
     #[arg(long, default_value_t = 5000)]
     connect_timeout_ms: u64,
+    /// sctp-udp: local UDP port (0 = any).
+    #[arg(long, default_value_t = asap::transport::defaults::SCTP_UDP_PORT)]
+    sctp_udp_port: u16,
+    /// sctp-udp: UDP port of the peer [default: the local --sctp-udp-port].
+    #[arg(long)]
+    sctp_udp_remote_port: Option<u16>,
 }
 
 impl Common {
@@ -89,6 +95,8 @@ impl Common {
         c.tcp_ppid = tcp_ppid;
         c.max_message_size = self.max_size;
         c.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
+        c.sctp_udp.udp_port = self.sctp_udp_port;
+        c.sctp_udp.remote_udp_port = self.sctp_udp_remote_port;
         if self.rto_initial_ms > 0 && self.rto_min_ms > 0 && self.rto_max_ms > 0 {
             c.sctp.rto = Some(RtoConfig {
                 initial_ms: self.rto_initial_ms,

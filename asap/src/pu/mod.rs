@@ -155,6 +155,7 @@ pub struct PoolUser {
     last_failure: watch::Receiver<Option<RegistrarFailure>>,
     call_timeout: Duration,
     request_deadline: Duration,
+    registrar_transport: TransportKind,
 }
 
 impl PoolUser {
@@ -176,6 +177,7 @@ impl PoolUser {
             last_failure,
             call_timeout: cfg.call_timeout,
             request_deadline,
+            registrar_transport: cfg.registrar_transport,
         })
     }
 
@@ -183,6 +185,13 @@ impl PoolUser {
     /// [`DEFAULT_CALL_TIMEOUT`]); see [`PoolUserBuilder`].
     pub fn builder(pool_handle: impl Into<PoolHandle>) -> PoolUserBuilder {
         PoolUserBuilder::new(pool_handle.into())
+    }
+
+    /// The transport configured for registrar associations
+    /// ([`PoolUserConfig::registrar_transport`]); sessions reach SCTP user transports over
+    /// `sctp-udp` when it is [`TransportKind::SctpUdp`].
+    pub fn registrar_transport(&self) -> TransportKind {
+        self.registrar_transport
     }
 
     /// The last failure to reach or keep a registrar (cleared by a successful answer).

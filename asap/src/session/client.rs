@@ -253,7 +253,20 @@ impl Actor {
                 failed.insert(candidate.id);
                 continue;
             };
-            let mut tc = TransportConfig::asap(kind);
+            // An SCTP user transport is reached over sctp-udp (RFC 6951) if the PU uses
+            // sctp-udp, else over kernel SCTP where the kernel has it, else over sctp-udp,
+            // the only other way to speak SCTP.
+            let mut tc = match kind {
+                TransportKind::Sctp if self.pu.registrar_transport() == TransportKind::SctpUdp => {
+                    TransportConfig::asap(TransportKind::SctpUdp)
+                }
+                TransportKind::Sctp => {
+                    let mut tc = TransportConfig::asap(TransportKind::Auto);
+                    tc.auto_fallback = TransportKind::SctpUdp;
+                    tc
+                }
+                k => TransportConfig::asap(k),
+            };
             tc.connect_timeout = self.cfg.connect_timeout;
             match Transport::new(tc).connect(&addrs, &[]).await {
                 Ok(assoc) => {

@@ -10,6 +10,7 @@
 //! | TCP incomplete message timeout | 30 s | this implementation (no RFC value; see [`TCP_INCOMPLETE_MESSAGE_TIMEOUT`]) |
 //! | TCP partial-message budget per listener | 16 MiB | this implementation (issue 13 item 6; see [`TCP_MAX_PARTIAL_BYTES`]) |
 //! | RTO on PE↔PR associations | min 500, max 1000, initial 750 ms | rsplib's PE association setup |
+//! | SCTP over UDP port | 9899 | RFC 6951 §5.1 ([`SCTP_UDP_PORT`]) |
 
 use std::time::Duration;
 
@@ -56,6 +57,10 @@ pub const RSPLIB_RTO_MS: (u32, u32, u32) = (750, 1000, 500);
 
 /// Number of outbound SCTP streams requested in INIT (the Linux default is 10).
 pub const SCTP_STREAMS: u16 = 10;
+
+/// Default UDP port of SCTP over UDP encapsulation (RFC 6951 §5.1: IANA's
+/// `sctp-tunneling` port 9899; Linux `net.sctp.udp_port`/`net.sctp.encap_port`).
+pub const SCTP_UDP_PORT: u16 = 9899;
 
 /// Multicast TTL used by rsplib for announces.
 pub const MULTICAST_TTL: u32 = 1;

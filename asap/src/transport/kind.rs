@@ -25,12 +25,27 @@ pub enum TransportKind {
     Sctp,
     /// TCP with RSerPool-header framing.
     Tcp,
+    /// Userspace SCTP over UDP (RFC 6951), [`super::sctp_udp`]: for hosts without kernel
+    /// SCTP; talks to kernel SCTP peers with UDP encapsulation enabled.
+    #[serde(rename = "sctp-udp")]
+    SctpUdp,
 }
 
 impl TransportKind {
-    /// Resolves `Auto` to `Sctp` or `Tcp` (probing the kernel once); `Sctp`/`Tcp` are returned
-    /// unchanged.
+    /// Resolves `Auto` to `Sctp` or `Tcp` (probing the kernel once); other kinds are returned
+    /// unchanged. Same as [`resolve_with`](Self::resolve_with)`(Tcp)`.
     pub fn resolve(self) -> TransportKind {
+        self.resolve_with(TransportKind::Tcp)
+    }
+
+    /// Resolves `Auto` in this order: kernel SCTP if the kernel has it (probed once per
+    /// process), else `fallback` (`Tcp` or `SctpUdp`; `Auto`/`Sctp` as fallback mean `Tcp`),
+    /// with one warning per process. Other kinds are returned unchanged.
+    pub fn resolve_with(self, fallback: TransportKind) -> TransportKind {
+        let fallback = match fallback {
+            TransportKind::SctpUdp => TransportKind::SctpUdp,
+            _ => TransportKind::Tcp,
+        };
         match self {
             TransportKind::Auto => match sctp_probe() {
                 SctpProbe::Available => TransportKind::Sctp,
@@ -40,11 +55,13 @@ impl TransportKind {
                         warn!(
                             errno,
                             error = %std::io::Error::from_raw_os_error(errno),
-                            "kernel SCTP is not available: transport 'auto' falls back to TCP \
-                             (RFC 5352/5353 expect SCTP; peers must use TCP too)"
+                            fallback = fallback.as_str(),
+                            "kernel SCTP is not available: transport 'auto' falls back to the \
+                             configured fallback (TCP: peers must use TCP too; sctp-udp: \
+                             peers need SCTP over UDP, RFC 6951)"
                         );
                     });
-                    TransportKind::Tcp
+                    fallback
                 }
             },
             other => other,
@@ -57,6 +74,7 @@ impl TransportKind {
             TransportKind::Auto => "auto",
             TransportKind::Sctp => "sctp",
             TransportKind::Tcp => "tcp",
+            TransportKind::SctpUdp => "sctp-udp",
         }
     }
 }
@@ -69,7 +87,7 @@ impl fmt::Display for TransportKind {
 
 /// Error of `TransportKind::from_str`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown transport {0:?} (expected auto, sctp or tcp)")]
+#[error("unknown transport {0:?} (expected auto, sctp, sctp-udp or tcp)")]
 pub struct UnknownTransportKind(pub String);
 
 impl FromStr for TransportKind {
@@ -80,6 +98,7 @@ impl FromStr for TransportKind {
             "auto" => Ok(TransportKind::Auto),
             "sctp" => Ok(TransportKind::Sctp),
             "tcp" => Ok(TransportKind::Tcp),
+            "sctp-udp" | "sctp_udp" | "sctpudp" => Ok(TransportKind::SctpUdp),
             _ => Err(UnknownTransportKind(s.to_owned())),
         }
     }
@@ -115,7 +134,12 @@ mod tests {
 
     #[test]
     fn parse_and_print() {
-        for k in [TransportKind::Auto, TransportKind::Sctp, TransportKind::Tcp] {
+        for k in [
+            TransportKind::Auto,
+            TransportKind::Sctp,
+            TransportKind::Tcp,
+            TransportKind::SctpUdp,
+        ] {
             assert_eq!(k.as_str().parse::<TransportKind>(), Ok(k));
             assert_eq!(
                 serde_json::to_string(&k).ok(),

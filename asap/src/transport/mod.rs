@@ -1,4 +1,5 @@
-//! Message-oriented transports for ASAP and ENRP: kernel SCTP, TCP and UDP.
+//! Message-oriented transports for ASAP and ENRP: kernel SCTP, userspace SCTP over UDP
+//! (RFC 6951), TCP and UDP.
 //!
 //! RSerPool runs over SCTP (RFC 5351 §4, RFC 5352 §6, RFC 5353 §7): every ASAP/ENRP message is
 //! one SCTP user message with PPID 11 (ASAP) or 12 (ENRP), on ports 3863 (ASAP) and 9901
@@ -16,7 +17,12 @@
 //! | stalled peer | n/a (whole user messages) | partial message older than [`TransportConfig::tcp_incomplete_message_timeout`] (30 s) closes the association |
 //! | memory of partial messages | n/a | per listener at most [`TransportConfig::tcp_max_partial_bytes`] (16 MiB); an association that would exceed it is closed |
 //!
-//! [`TransportKind::Auto`] probes kernel SCTP once and falls back to TCP with one warning.
+//! [`TransportKind::SctpUdp`] ([`sctp_udp`]) is SCTP without the kernel: the same SCTP
+//! semantics as [`TransportKind::Sctp`] (whole messages, PPID and stream per message,
+//! heartbeats), carried in UDP (RFC 6951, default port 9899), single-homed.
+//!
+//! [`TransportKind::Auto`] probes kernel SCTP once and otherwise uses
+//! [`TransportConfig::auto_fallback`] (TCP by default, or `SctpUdp`) with one warning.
 //!
 //! Kernel SCTP is driven directly through `libc`/`socket2` (one-to-one style sockets on tokio's
 //! `AsyncFd`), not through the `sctp-rs` crate: version 0.3.1 reads into a fixed 4 KiB buffer and
@@ -54,6 +60,7 @@ mod error;
 mod framing;
 mod kind;
 mod sctp;
+pub mod sctp_udp;
 // The one module of the crate allowed to use `unsafe` (its module doc gives the safety
 // argument); the crate root denies it everywhere else.
 #[allow(unsafe_code)]
@@ -71,6 +78,7 @@ use bytes::Bytes;
 pub use error::{FrameError, LostReason, TransportError};
 pub use kind::{sctp_probe, SctpProbe, TransportKind, UnknownTransportKind};
 pub use sctp::{PathConfig, RtoConfig, SctpOptions};
+pub use sctp_udp::SctpUdpOptions;
 
 /// One message as carried by an association: SCTP PPID, stream id and the bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,8 +213,13 @@ pub struct TransportConfig {
     pub tcp_max_partial_bytes: Option<usize>,
     /// `TCP_NODELAY` / `SCTP_NODELAY`.
     pub nodelay: bool,
-    /// SCTP-specific settings.
+    /// SCTP-specific settings (kernel SCTP and `sctp-udp`: streams, RTO, heartbeats).
     pub sctp: SctpOptions,
+    /// `sctp-udp` (RFC 6951) settings: local and remote UDP encapsulation ports.
+    pub sctp_udp: SctpUdpOptions,
+    /// What [`TransportKind::Auto`] uses when the kernel has no SCTP: [`TransportKind::Tcp`]
+    /// (default) or [`TransportKind::SctpUdp`].
+    pub auto_fallback: TransportKind,
 }
 
 impl TransportConfig {
@@ -223,6 +236,8 @@ impl TransportConfig {
             tcp_max_partial_bytes: Some(defaults::TCP_MAX_PARTIAL_BYTES),
             nodelay: true,
             sctp: SctpOptions::default(),
+            sctp_udp: SctpUdpOptions::default(),
+            auto_fallback: TransportKind::Tcp,
         }
     }
 
@@ -277,15 +292,16 @@ impl Transport {
         &self.config
     }
 
-    /// The concrete kind used (`Auto` resolved by probing kernel SCTP once).
+    /// The concrete kind used: `Auto` is kernel SCTP if the kernel has it (probed once),
+    /// else [`TransportConfig::auto_fallback`] (TCP unless configured otherwise).
     pub fn kind(&self) -> TransportKind {
-        self.config.kind.resolve()
+        self.config.kind.resolve_with(self.config.auto_fallback)
     }
 
     /// Listens on one or more local addresses (all with the same port; port 0 picks one for
     /// SCTP). SCTP binds them all to one multi-homed endpoint; TCP opens one socket each.
     pub async fn listen(&self, addrs: &[SocketAddr]) -> Result<Listener, TransportError> {
-        self.listen_with(addrs, false)
+        self.listen_with(addrs, false).await
     }
 
     /// Like [`listen`](Self::listen), with `SO_REUSEPORT` set before binding, so that
@@ -294,10 +310,10 @@ impl Transport {
     /// registrar records for it (its association's; RFC 5353 §3.6 takeover, where the new
     /// home registrar connects there). Linux allows it for sockets of the same user.
     pub async fn listen_reuseport(&self, addrs: &[SocketAddr]) -> Result<Listener, TransportError> {
-        self.listen_with(addrs, true)
+        self.listen_with(addrs, true).await
     }
 
-    fn listen_with(
+    async fn listen_with(
         &self,
         addrs: &[SocketAddr],
         reuse_port: bool,
@@ -318,6 +334,9 @@ impl Transport {
                 self.config.clone(),
                 reuse_port,
             )?),
+            TransportKind::SctpUdp => ListenerInner::SctpUdp(
+                sctp_udp::SctpUdpListener::bind(addrs, self.config.clone()).await?,
+            ),
             _ => ListenerInner::Sctp(sctp::SctpListener::bind(
                 addrs,
                 self.config.clone(),
@@ -378,6 +397,10 @@ impl Transport {
                     .split();
                 (ReaderInner::Tcp(r), WriterInner::Tcp(w))
             }
+            TransportKind::SctpUdp => {
+                let (r, w) = sctp_udp::connect(peers, local, self.config.clone()).await?;
+                (ReaderInner::SctpUdp(r), WriterInner::SctpUdp(w))
+            }
             _ => {
                 let (r, w) = sctp::connect(peers, local, self.config.clone(), reuse_port)
                     .await?
@@ -406,6 +429,7 @@ enum ListenerInner {
     Tcp(tcp::TcpListeners),
     /// TCP with TLS handshakes in their own tasks ([`tls`]).
     Tls(tls::TlsListener),
+    SctpUdp(sctp_udp::SctpUdpListener),
 }
 
 /// A listening endpoint.
@@ -429,6 +453,10 @@ impl Listener {
                 let (r, w) = l.accept().await?.split();
                 (ReaderInner::Tcp(r), WriterInner::Tcp(w))
             }
+            ListenerInner::SctpUdp(l) => {
+                let (r, w) = l.accept().await?;
+                (ReaderInner::SctpUdp(r), WriterInner::SctpUdp(w))
+            }
         };
         Ok(Association::from_parts(r, w))
     }
@@ -438,7 +466,7 @@ impl Listener {
     /// than [`TransportConfig::tcp_max_partial_bytes`].
     pub fn partial_bytes(&self) -> usize {
         match &self.inner {
-            ListenerInner::Sctp(_) => 0,
+            ListenerInner::Sctp(_) | ListenerInner::SctpUdp(_) => 0,
             ListenerInner::Tcp(l) => l.partial_bytes(),
             ListenerInner::Tls(l) => l.partial_bytes(),
         }
@@ -459,6 +487,7 @@ impl Listener {
             ListenerInner::Sctp(l) => l.local_addrs(),
             ListenerInner::Tcp(l) => l.local_addrs(),
             ListenerInner::Tls(l) => Ok(l.local_addrs()),
+            ListenerInner::SctpUdp(l) => Ok(l.local_addrs()),
         }
         .map_err(|e| TransportError::io("getsockname", e))
     }
@@ -468,6 +497,7 @@ impl Listener {
         match self.inner {
             ListenerInner::Sctp(_) => TransportKind::Sctp,
             ListenerInner::Tcp(_) | ListenerInner::Tls(_) => TransportKind::Tcp,
+            ListenerInner::SctpUdp(_) => TransportKind::SctpUdp,
         }
     }
 }
@@ -475,11 +505,13 @@ impl Listener {
 enum ReaderInner {
     Sctp(sctp::SctpReader),
     Tcp(tcp::TcpReader),
+    SctpUdp(sctp_udp::SctpUdpReader),
 }
 
 enum WriterInner {
     Sctp(sctp::SctpWriter),
     Tcp(tcp::TcpWriter),
+    SctpUdp(sctp_udp::SctpUdpWriter),
 }
 
 /// An established association (SCTP association or TCP connection).
@@ -562,6 +594,7 @@ impl AssocReader {
         match &mut self.inner {
             ReaderInner::Sctp(r) => r.recv().await,
             ReaderInner::Tcp(r) => r.recv().await,
+            ReaderInner::SctpUdp(r) => r.recv().await,
         }
     }
 }
@@ -585,6 +618,7 @@ impl AssocWriter {
         match &mut self.inner {
             WriterInner::Sctp(w) => w.send(msg).await,
             WriterInner::Tcp(w) => w.send(msg).await,
+            WriterInner::SctpUdp(w) => w.send(msg).await,
         }
     }
 
@@ -598,21 +632,20 @@ impl AssocWriter {
         msgs: &[Msg],
         buf: &mut Vec<u8>,
     ) -> Result<(), TransportError> {
-        match &mut self.inner {
-            WriterInner::Sctp(w) => {
-                let mut first_err = None;
-                for m in msgs {
-                    if let Err(e) = w.send(m).await {
-                        if matches!(e, TransportError::Io { .. }) {
-                            return Err(e);
-                        }
-                        first_err.get_or_insert(e);
-                    }
-                }
-                first_err.map_or(Ok(()), Err)
-            }
-            WriterInner::Tcp(w) => w.send_batch(msgs, buf).await,
+        if let WriterInner::Tcp(w) = &mut self.inner {
+            return w.send_batch(msgs, buf).await;
         }
+        // SCTP (kernel or over UDP): one send per message, boundaries kept.
+        let mut first_err = None;
+        for m in msgs {
+            if let Err(e) = self.send(m).await {
+                if matches!(e, TransportError::Io { .. }) {
+                    return Err(e);
+                }
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Starts a graceful close (SCTP SHUTDOWN, TCP FIN).
@@ -620,6 +653,7 @@ impl AssocWriter {
         match &mut self.inner {
             WriterInner::Sctp(w) => w.close(),
             WriterInner::Tcp(w) => w.close().await,
+            WriterInner::SctpUdp(w) => w.close(),
         }
     }
 
@@ -632,6 +666,7 @@ impl AssocWriter {
                 w.set_abort_on_close();
                 w.forget();
             }
+            WriterInner::SctpUdp(w) => w.set_abort_on_close(),
         }
     }
 
@@ -640,6 +675,7 @@ impl AssocWriter {
         match self.inner {
             WriterInner::Sctp(_) => TransportKind::Sctp,
             WriterInner::Tcp(_) => TransportKind::Tcp,
+            WriterInner::SctpUdp(_) => TransportKind::SctpUdp,
         }
     }
 
@@ -650,6 +686,7 @@ impl AssocWriter {
                 .peer_addrs()
                 .map_err(|e| TransportError::io("sctp_getpaddrs", e)),
             WriterInner::Tcp(w) => Ok(vec![w.peer()]),
+            WriterInner::SctpUdp(w) => Ok(vec![w.peer()]),
         }
     }
 
@@ -660,6 +697,7 @@ impl AssocWriter {
                 .local_addrs()
                 .map_err(|e| TransportError::io("sctp_getladdrs", e)),
             WriterInner::Tcp(w) => Ok(vec![w.local()]),
+            WriterInner::SctpUdp(w) => Ok(vec![w.local()]),
         }
     }
 }

@@ -48,9 +48,15 @@ struct Args {
     /// Registrar ASAP address.
     #[arg(long, default_value = "127.0.0.1:3863")]
     registrar: SocketAddr,
-    /// Transport (auto|sctp|tcp).
+    /// Transport (auto|sctp|sctp-udp|tcp).
     #[arg(long, default_value = "tcp")]
     transport: TransportKind,
+    /// sctp-udp: local UDP port (0 = any; the registrar on the same host holds 9899).
+    #[arg(long, default_value_t = 0)]
+    sctp_udp_port: u16,
+    /// sctp-udp: the registrar's UDP port.
+    #[arg(long, default_value_t = asap::transport::defaults::SCTP_UDP_PORT)]
+    sctp_udp_remote_port: u16,
     /// Number of pools.
     #[arg(long, default_value_t = 1000)]
     pools: u32,
@@ -96,7 +102,10 @@ struct Args {
 }
 
 async fn connect(args: &Args) -> anyhow::Result<(AssocReader, AssocWriter)> {
-    let t = Transport::new(TransportConfig::asap(args.transport));
+    let mut cfg = TransportConfig::asap(args.transport);
+    cfg.sctp_udp.udp_port = args.sctp_udp_port;
+    cfg.sctp_udp.remote_udp_port = Some(args.sctp_udp_remote_port);
+    let t = Transport::new(cfg);
     let a = t
         .connect(&[args.registrar], &[])
         .await
