@@ -214,6 +214,9 @@ pub struct Stats {
     /// Connections closed by a TLS listener (ENRP or ASAP) because the handshake failed or
     /// timed out, or plaintext where TLS is required.
     pub tls_refused: Arc<AtomicU64>,
+    /// The start-up phase is over ([`Registrar::startup_complete`]): the mentor's handle
+    /// table is loaded or there was none to load. systemd's `READY=1` waits for it.
+    pub startup_complete: std::sync::atomic::AtomicBool,
 }
 
 /// A bound, not yet running registrar.
@@ -509,6 +512,11 @@ impl Server {
             stats
                 .associations
                 .store(registrar.association_count() as u64, Ordering::Relaxed);
+            if !stats.startup_complete.load(Ordering::Relaxed)
+                && registrar.startup_complete(Instant::now())
+            {
+                stats.startup_complete.store(true, Ordering::Relaxed);
+            }
         }
         info!(
             pes = registrar.handlespace().len(),

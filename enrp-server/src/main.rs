@@ -7,8 +7,9 @@
 //! 3. Set up logging (`--log-format text|json`; filter with `RUST_LOG`, default `info`).
 //! 4. Bind the ASAP and ENRP listeners and the announce socket ([`Server::bind`]).
 //! 5. Under systemd (`NOTIFY_SOCKET` set; `enrp-server/deploy/enrp-server.service`): send
-//!    `READY=1` once listening and, with peering on, once the start-up phase in which a
-//!    mentor is chosen (`--mentor-discovery-timeout`, asap/wire/INTEROP.md §5.5) is over; send
+//!    `READY=1` once listening and, with peering on, once the start-up phase is over: the
+//!    mentor chosen within `--mentor-discovery-timeout` (asap/wire/INTEROP.md §5.5) has sent
+//!    its whole handle table, or no mentor download is running at the timeout; send
 //!    `WATCHDOG=1` every `WATCHDOG_USEC`/2 from the driver's event loop (the future below is
 //!    polled by the driver's `select!`, so a stalled loop stops the pings).
 //! 6. Run until SIGINT or SIGTERM, then close every association gracefully. SIGHUP
@@ -135,6 +136,7 @@ async fn run(options: Options, threads: usize) -> anyhow::Result<()> {
             },
         ))
     });
+    let stats_for_ready = server.stats();
     server
         .run(async {
             // Biased: the first poll of shutdown_signal installs the SIGHUP/SIGTERM handlers,
@@ -142,7 +144,7 @@ async fn run(options: Options, threads: usize) -> anyhow::Result<()> {
             tokio::select! {
                 biased;
                 _ = shutdown_signal() => {}
-                _ = systemd_notify(startup_phase) => {}
+                _ = systemd_notify(startup_phase, stats_for_ready) => {}
             }
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         })
@@ -154,16 +156,28 @@ async fn run(options: Options, threads: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// sd_notify(3) protocol with systemd (no-op without `NOTIFY_SOCKET`): `READY=1` after the
-/// start-up phase (`None`: at once), then `WATCHDOG=1` every half `WATCHDOG_USEC` if the
-/// service manager asked for it. Never completes.
-async fn systemd_notify(startup_phase: Option<std::time::Duration>) {
+/// sd_notify(3) protocol with systemd (no-op without `NOTIFY_SOCKET`): `READY=1` once the
+/// start-up phase is over (`None`: no peering, at once; else when the core reports
+/// [`Stats::startup_complete`](enrp_server::driver::Stats::startup_complete): the mentor's
+/// handle table is loaded, or the mentor-discovery timeout passed with no download
+/// running), then `WATCHDOG=1` every half `WATCHDOG_USEC` if the service manager asked for
+/// it. Never completes.
+async fn systemd_notify(
+    startup_phase: Option<std::time::Duration>,
+    stats: std::sync::Arc<enrp_server::driver::Stats>,
+) {
     if let Some(d) = startup_phase {
         tracing::info!(
             ?d,
-            "start-up phase: waiting for a mentor before reporting ready"
+            "start-up phase: waiting for a mentor and its handle table before reporting ready"
         );
-        tokio::time::sleep(d).await;
+        while !stats
+            .startup_complete
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tracing::info!("start-up phase over: handlespace loaded");
     }
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");

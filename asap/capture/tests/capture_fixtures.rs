@@ -323,7 +323,11 @@ fn crafted_captures_are_reproduced_by_make_crafted() {
             let made = std::fs::read(out.join(&rel)).unwrap();
             let kept = std::fs::read(dir.join("crafted").join(&rel))
                 .unwrap_or_else(|e| panic!("crafted/{} is in the repository: {e}", rel.display()));
-            assert!(made == kept, "crafted/{} differs from make_crafted.py's output", rel.display());
+            assert!(
+                made == kept,
+                "crafted/{} differs from make_crafted.py's output",
+                rel.display()
+            );
             compared += 1;
         }
     }

@@ -115,6 +115,8 @@ pub(super) struct PeerState {
     pub(super) peers: BTreeMap<ServerId, Peer>,
     startup_until: Instant,
     mentor: Option<ServerId>,
+    /// The mentor's handle table download completed (`startup::handlespace_loaded`).
+    pub(super) loaded: bool,
     next_heartbeat: Option<Instant>,
     takeovers: BTreeMap<ServerId, Takeover>,
     /// Where our answer to a peer's chunked HANDLE_TABLE_REQUEST continues, and when we
@@ -128,6 +130,7 @@ impl PeerState {
             peers: BTreeMap::new(),
             startup_until: now + mentor_timeout,
             mentor: None,
+            loaded: false,
             next_heartbeat: enabled.then_some(now),
             takeovers: BTreeMap::new(),
             serve: HashMap::new(),
@@ -136,6 +139,28 @@ impl PeerState {
 }
 
 impl Registrar {
+    /// Whether the start-up phase is over (RFC 5353 §3 mentor; rsplib's
+    /// `InStartupPhase`; systemd `READY=1` waits for it): without peering at once; with
+    /// peering once the mentor's handle table download is complete, or once the
+    /// mentor-discovery timeout has passed with no download from the mentor running. A
+    /// download still running at the timeout is waited for until it completes or is given
+    /// up (MAX-TIME-NO-RESPONSE without a chunk), so a registrar reports ready only with
+    /// the handlespace it could load.
+    pub fn startup_complete(&self, now: Instant) -> bool {
+        if !self.config.peering.enabled || self.peering.loaded {
+            return true;
+        }
+        if now < self.peering.startup_until {
+            return false;
+        }
+        !self
+            .peering
+            .mentor
+            .and_then(|m| self.peering.peers.get(&m))
+            .and_then(|p| p.sync.as_ref())
+            .is_some_and(|s| !s.own_only)
+    }
+
     /// The peer table (server ID → peer).
     pub fn peers(&self) -> &BTreeMap<ServerId, Peer> {
         &self.peering.peers

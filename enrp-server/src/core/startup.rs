@@ -24,6 +24,7 @@ impl Registrar {
     /// The mentor's handle table download is complete: the start-up phase ends and the
     /// announces start now (if they have not already).
     pub(super) fn handlespace_loaded(&mut self, now: Instant) {
+        self.peering.loaded = true;
         if let Some(t) = self.next_announce {
             self.next_announce = Some(t.min(now));
         }
@@ -135,5 +136,55 @@ mod tests {
         assert_eq!(announces(&r.handle_timeout(now + timeout)), 1);
         let mut plain = Registrar::new(config(false), now);
         assert_eq!(announces(&plain.handle_timeout(now)), 1);
+    }
+
+    /// Issue 16: the start-up phase (systemd READY=1) ends when the mentor's download is
+    /// complete, even if that is after the mentor-discovery timeout; with no download
+    /// running it ends at the timeout; without peering at once.
+    #[test]
+    fn startup_completes_after_the_mentor_download_not_before() {
+        let now = std::time::Instant::now();
+        assert!(Registrar::new(config(false), now).startup_complete(now));
+        let mut idle = Registrar::new(config(true), now);
+        let timeout = idle.config().peering.mentor_discovery_timeout;
+        assert!(!idle.startup_complete(now));
+        idle.handle_timeout(now + timeout);
+        assert!(
+            idle.startup_complete(now + timeout),
+            "no mentor: ends at the timeout"
+        );
+
+        let mut r = Registrar::new(config(true), now);
+        let t = now + Duration::from_millis(300);
+        from_peer(
+            &mut r,
+            t,
+            Presence {
+                reply_required: false,
+                sender: 7,
+                receiver: 0,
+                checksum: 0xFFFF,
+                server_information: None,
+            },
+        );
+        assert_eq!(r.mentor(), Some(7));
+        let late = now + timeout + Duration::from_millis(500);
+        r.handle_timeout(late);
+        assert!(
+            !r.startup_complete(late),
+            "the mentor's download is still running after the timeout"
+        );
+        from_peer(
+            &mut r,
+            late,
+            HandleTableResponse {
+                reject: false,
+                more: false,
+                sender: 7,
+                receiver: 5,
+                pools: vec![],
+            },
+        );
+        assert!(r.startup_complete(late), "download complete");
     }
 }

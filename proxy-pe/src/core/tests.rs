@@ -1267,7 +1267,8 @@ fn daemons_feed_the_pooling_table_and_only_allowed_ones_join() {
         )
         .expect("delta");
     assert!(
-        acts.iter().any(|a| matches!(a, Action::CloseSession { session, .. } if *session == s.session)),
+        acts.iter()
+            .any(|a| matches!(a, Action::CloseSession { session, .. } if *session == s.session)),
         "{acts:?}"
     );
     assert_eq!(
