@@ -46,6 +46,11 @@ if ! command -v tshark >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
     fi
 fi
 tshark --version 2>/dev/null | head -1 || true
+# cargo-deb (crates.io, not a Debian package): tests/tests/packaging.rs builds the
+# legacy-daemon .deb and checks its contents with dpkg-deb.
+if ! cargo deb --version >/dev/null 2>&1; then
+    cargo install --locked cargo-deb || echo "cargo-deb not installable here: the .deb build test will skip"
+fi
 if [ "$vm" = 1 ]; then
     bash tests/vm/install-deps.sh
 fi
@@ -58,6 +63,9 @@ mkdir -p target
 step "cargo test (workspace)"
 if command -v tshark >/dev/null 2>&1; then export RSERPOOL_REQUIRE_TSHARK=1; fi
 if command -v promtool >/dev/null 2>&1; then export RSERPOOL_REQUIRE_PROMTOOL=1; fi
+if cargo deb --version >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then
+    export RSERPOOL_REQUIRE_CARGO_DEB=1
+fi
 cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee target/cargo-test.log
 # Print one total line over every test binary, in the plain 'N passed, N failed' form.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "cargo: %d passed, %d failed\n", p, f }' \

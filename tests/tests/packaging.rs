@@ -402,9 +402,9 @@ fn containerfile_copies_existing_files_and_runs_the_built_binary() {
     );
 }
 
-/// Only where `cargo deb` is installed (not on the CI host: it is not a Debian package and
-/// building it takes minutes; README "Packages"): build the legacy-daemon package and check
-/// its contents with `dpkg-deb --contents`.
+/// Where `cargo deb` is installed (scripts/test-all.sh installs it with `cargo install` and
+/// sets `RSERPOOL_REQUIRE_CARGO_DEB`; README "Packages"): build the legacy-daemon package and
+/// check its contents with `dpkg-deb --contents`.
 #[test]
 fn cargo_deb_package_contents_when_available() {
     let have = Command::new(env!("CARGO"))
@@ -412,6 +412,11 @@ fn cargo_deb_package_contents_when_available() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !have || Command::new("dpkg-deb").arg("--version").output().is_err() {
+        // scripts/test-all.sh installs cargo-deb and sets this, so CI never skips.
+        assert!(
+            std::env::var_os("RSERPOOL_REQUIRE_CARGO_DEB").is_none(),
+            "RSERPOOL_REQUIRE_CARGO_DEB is set but cargo-deb or dpkg-deb is missing"
+        );
         eprintln!("cargo-deb or dpkg-deb not installed: package build skipped");
         return;
     }
