@@ -168,12 +168,37 @@ mod tests {
             },
         );
         assert_eq!(r.mentor(), Some(7));
-        let late = now + timeout + Duration::from_millis(500);
+        // The request went out at t; the timeout passes while it is unanswered (but not
+        // yet given up: MAX-TIME-NO-RESPONSE after t).
+        let no_response = r.config().peering.max_time_no_response;
+        let late = now + timeout + Duration::from_millis(100);
+        assert!(late < t + no_response);
         r.handle_timeout(late);
         assert!(
             !r.startup_complete(late),
             "the mentor's download is still running after the timeout"
         );
+        // A download that is given up ends the start-up phase too.
+        let mut given_up = Registrar::new(config(true), now);
+        given_up.handle(
+            t,
+            Input::Datagram {
+                from: "127.0.0.7:9901".parse().expect("lit"),
+                protocol: Protocol::Enrp,
+                bytes: Message::from(Presence {
+                    reply_required: false,
+                    sender: 7,
+                    receiver: 0,
+                    checksum: 0xFFFF,
+                    server_information: None,
+                })
+                .to_bytes()
+                .expect("encodes"),
+            },
+        );
+        let after = t + no_response + Duration::from_millis(100);
+        given_up.handle_timeout(after);
+        assert!(given_up.startup_complete(after), "download given up");
         from_peer(
             &mut r,
             late,
