@@ -153,12 +153,11 @@ impl Registrar {
         if now < self.peering.startup_until {
             return false;
         }
-        !self
-            .peering
+        self.peering
             .mentor
             .and_then(|m| self.peering.peers.get(&m))
             .and_then(|p| p.sync.as_ref())
-            .is_some_and(|s| !s.own_only)
+            .is_none_or(|s| s.own_only)
     }
 
     /// The peer table (server ID → peer).
