@@ -1,4 +1,5 @@
-//! Man pages and shell completions for the rserpool-rs binaries (issue 16 item 4), from
+//! Operator plumbing shared by the rserpool-rs daemons: the `--metrics` HTTP endpoint
+//! ([`metrics_http`]), and man pages and shell completions (issue 16 item 4), from
 //! their clap definitions, so that `--help`, the man page and the completions never
 //! disagree. No build script: each binary writes them on request, at packaging time:
 //!
@@ -14,6 +15,8 @@
 //! definitions (so it does not show in `--help`, and enrp-server's TOML options stay as
 //! they are). The Debian packages (`[package.metadata.deb]`, README "Packages") install
 //! the files from `target/assets/NAME/`.
+
+pub mod metrics_http;
 
 use std::ffi::OsString;
 use std::io;

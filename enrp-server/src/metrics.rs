@@ -13,14 +13,13 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::core::{Refusal, RemovalReason};
 use crate::driver::Stats;
 
 /// Content type of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use rserpool_cli_assets::metrics_http::CONTENT_TYPE;
 
 /// Reads [`Stats`] at each scrape.
 #[derive(Debug)]
@@ -142,39 +141,14 @@ pub fn render(registry: &Registry) -> String {
     o
 }
 
-/// Serves `/metrics` forever.
+/// Serves `/metrics` forever (the shared endpoint, [`rserpool_cli_assets::metrics_http`]).
 pub async fn serve(listener: TcpListener, stats: Arc<Stats>) {
     let registry = Arc::new(registry(stats));
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
+    rserpool_cli_assets::metrics_http::serve(listener, move || {
         let registry = registry.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            // Read the request line (and whatever else fits); the path is not checked
-            // beyond being a GET.
-            let n =
-                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-            let (status, body) = if buf[..n].starts_with(b"GET ") {
-                ("200 OK", render(&registry))
-            } else {
-                ("405 Method Not Allowed", String::new())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
+        async move { Some(render(&registry)) }
+    })
+    .await
 }
 
 #[cfg(test)]

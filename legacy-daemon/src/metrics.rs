@@ -14,13 +14,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use legacy_protocol::DaemonMessage;
 
 /// Content type of [`Metrics::render`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use rserpool_cli_assets::metrics_http::CONTENT_TYPE;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -160,33 +159,13 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` forever: one page per connection (any `GET`), then close.
+/// Serves `/metrics` forever (the shared endpoint, [`rserpool_cli_assets::metrics_http`]).
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
+    rserpool_cli_assets::metrics_http::serve(listener, move || {
         let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let (status, body) = if buf[..n].starts_with(b"GET ") {
-                ("200 OK", metrics.render())
-            } else {
-                ("405 Method Not Allowed", String::new())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
+        async move { Some(metrics.render()) }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -12,21 +12,19 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::control::{ControlRequest, Report};
 
 /// Content type of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use rserpool_cli_assets::metrics_http::CONTENT_TYPE;
 
 /// Why a session moved to another server (the `reason` label of `proxy_pe_failovers_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,48 +301,25 @@ pub fn render(report: Report, metrics: Arc<Metrics>) -> String {
     o
 }
 
-/// Serves `/metrics` forever: each `GET` asks the driver for a fresh [`Report`] over
-/// `requests` and answers with the rendered page; the connection then closes.
+/// Serves `/metrics` forever (the shared endpoint, [`rserpool_cli_assets::metrics_http`]):
+/// each `GET` asks the driver for a fresh [`Report`] over `requests` and answers with the
+/// rendered page (503 when the driver does not answer).
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     requests: mpsc::UnboundedSender<ControlRequest>,
 ) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
+    rserpool_cli_assets::metrics_http::serve(listener, move || {
         let metrics = metrics.clone();
         let requests = requests.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let (status, body) = if buf[..n].starts_with(b"GET ") {
-                let (tx, rx) = oneshot::channel();
-                let report = if requests.send(ControlRequest::Report(tx)).is_ok() {
-                    rx.await.ok()
-                } else {
-                    None
-                };
-                match report {
-                    Some(r) => ("200 OK", render(r, metrics)),
-                    None => ("503 Service Unavailable", String::new()),
-                }
-            } else {
-                ("405 Method Not Allowed", String::new())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
+        async move {
+            let (tx, rx) = oneshot::channel();
+            requests.send(ControlRequest::Report(tx)).ok()?;
+            let report = rx.await.ok()?;
+            Some(render(report, metrics))
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
