@@ -59,6 +59,17 @@ hsdump_to ours $PR:9901
 expect_grep "rsp serve --echo in rspregistrar's handlespace" "\$21212121 flags" "$OUT/hsdump-ours.txt"
 expect_grep "rsp serve --daytime in rspregistrar's handlespace" "\$22222222 flags" "$OUT/hsdump-ours.txt"
 
+# 2b. rsp hsdump and rsp resolve against rspregistrar (any registrar, not only ours)
+start rsphs rsp hsdump $PR:9901 --transport sctp
+wait_exit rsphs 20
+expect_eq "rsp hsdump of rspregistrar exits 0" "$rsphs_rc" 0
+expect_grep "rsp hsdump of rspregistrar lists rsp serve's PE" "0x21212121" "$OUT/rsphs.log"
+expect_grep "rsp hsdump of rspregistrar lists rspserver's PE" "0x11111111" "$OUT/rsphs.log"
+start rspres rsp resolve OurEcho --registrar $PR:3863 --transport sctp
+wait_exit rspres 20
+expect_eq "rsp resolve at rspregistrar exits 0" "$rspres_rc" 0
+expect_grep "rsp resolve at rspregistrar selects rsp serve's PE" "0x21212121" "$OUT/rspres.log"
+
 mkfifo /tmp/rt.in
 start -i /tmp/rt.in term rspterminal -poolhandle=OurEcho -registrar=$PR:3863 $RSPLOG
 exec 3> /tmp/rt.in
