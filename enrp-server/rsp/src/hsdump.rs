@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
-use asap::wire::enrp_msg::HandleTableRequest;
+use asap::wire::enrp_msg::{HandleTableRequest, Presence};
+use asap::wire::{ServerInformation, TransportParameter, TransportUse};
 use asap::wire::{EnrpMessage, Message, Protocol};
 use serde::Serialize;
 
@@ -107,6 +108,44 @@ async fn next_message(
     }
 }
 
+/// Sends a PRESENCE (RFC 5353 §2.1) with a random server ID and this end's addresses of
+/// the association as its Server Information, so that a registrar that answers only known
+/// peers (rsplib) takes us as one; returns the server ID to use as sender.
+async fn introduce(
+    a: &mut Association,
+    addr: SocketAddr,
+    receiver: u32,
+) -> Result<u32, HsdumpError> {
+    let id = rand::random::<u32>().max(1);
+    let local = a.local_addrs().unwrap_or_default();
+    let server_information = local.first().map(|first| ServerInformation {
+        server_id: id,
+        transport: TransportParameter::Sctp {
+            port: first.port(),
+            transport_use: TransportUse::DataOnly,
+            addresses: local.iter().map(SocketAddr::ip).collect(),
+        },
+    });
+    let presence = Message::from(Presence {
+        reply_required: false,
+        sender: id,
+        receiver,
+        checksum: 0xFFFF,
+        server_information,
+    });
+    let bytes = presence.to_bytes().map_err(|e| HsdumpError::Association {
+        addr,
+        reason: format!("encoding the presence: {e}"),
+    })?;
+    a.send(&Msg::new(Protocol::Enrp.ppid(), 0, bytes))
+        .await
+        .map_err(|e| HsdumpError::Association {
+            addr,
+            reason: e.to_string(),
+        })?;
+    Ok(id)
+}
+
 /// Dumps the handlespace of the registrar whose ENRP endpoint is `addr` (RFC 5353 §2.2,
 /// §2.3), following the M bit. `timeout` bounds the connection set-up and each response.
 pub async fn hsdump(
@@ -126,10 +165,17 @@ pub async fn hsdump(
         })?;
     // PE ID → view, per pool: a PE repeated across rounds is listed once.
     let mut pools: BTreeMap<String, BTreeMap<u32, PeView>> = BTreeMap::new();
-    for round in 1..=MAX_ROUNDS {
+    // Our registrar answers hosts on its --hsdump-allow list with sender ID 0. rsplib's
+    // registrar answers only known peers: after its rejection we introduce ourselves with
+    // a PRESENCE carrying a server ID and our ENRP addresses (what rsplib's own hsdump
+    // does), then ask again under that ID.
+    let mut sender = 0;
+    let mut round = 0;
+    while round < MAX_ROUNDS {
+        round += 1;
         let req = Message::from(HandleTableRequest {
             own_children_only: false,
-            sender: 0,
+            sender,
             receiver: 0,
         });
         let bytes = req.to_bytes().map_err(|e| HsdumpError::Association {
@@ -149,7 +195,12 @@ pub async fn hsdump(
             }
         };
         if r.reject {
-            return Err(HsdumpError::Rejected { addr });
+            if sender != 0 || round > 1 {
+                return Err(HsdumpError::Rejected { addr });
+            }
+            sender = introduce(&mut a, addr, r.sender).await?;
+            round = 0;
+            continue;
         }
         for p in &r.pools {
             let pool = p.pool_handle.to_string();

@@ -162,7 +162,7 @@ for i in 1 2 3; do
 done
 
 # 1. rspregistrar and third-party addresses: refused.
-expect_eq "rspregistrar refused proxy-r's 3 third-party registrations" "$r_rej" 3
+expect_ok "rspregistrar refused proxy-r's 3 third-party registrations (retried with back-off)" [ "${r_rej:-0}" -ge 3 ]
 expect_eq "rspregistrar accepted none of them" "$r_acc" 0
 hsdump_to rsplib $PRR:9901
 expect_eq "rspregistrar lists 3 PEs (proxy-l's, below)" "$(hs_pe_count "$OUT/hsdump-rsplib.txt")" 3
@@ -207,7 +207,9 @@ expect_eq "after kill -9 of IP2 enrp-server lists 2 PEs" "$(hs_pe_count "$OUT/hs
 expect_no_grep "IP2's PE is gone" "userT: {10.0.0.42}" "$OUT/hsdump-killed.txt"
 
 # 3. Our enrp-server without the allow-list: refused.
-expect_eq "enrp-server (no allow-list) refused 3 registrations" "$n_rej" 3
+# The proxy retries a rejected registration with back-off (1 s, 2 s, 4 s ...), so the
+# registrar may have refused each of the 3 PEs more than once by now; none is accepted.
+expect_ok "enrp-server (no allow-list) refused at least 3 registrations" [ "${n_rej:-0}" -ge 3 ]
 expect_eq "enrp-server (no allow-list) accepted none" "$n_acc" 0
 hsdump_to refused $PRN:9901
 expect_eq "hsdump at enrp-server (no allow-list) lists 0 PEs" "$(hs_pe_count "$OUT/hsdump-refused.txt")" 0
