@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
 use asap::wire::enrp_msg::{HandleTableRequest, Presence};
-use asap::wire::{ServerInformation, TransportParameter, TransportUse};
 use asap::wire::{EnrpMessage, Message, Protocol};
+use asap::wire::{ServerInformation, TransportParameter, TransportUse};
 use serde::Serialize;
 
 use crate::PeView;
