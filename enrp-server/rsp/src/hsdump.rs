@@ -133,17 +133,22 @@ async fn introduce(
         checksum: 0xFFFF,
         server_information,
     });
-    let bytes = presence.to_bytes().map_err(|e| HsdumpError::Association {
+    send(a, addr, &presence).await?;
+    Ok(id)
+}
+
+/// Sends one ENRP message (PPID 12, stream 0) to the registrar at `addr`.
+async fn send(a: &mut Association, addr: SocketAddr, m: &Message) -> Result<(), HsdumpError> {
+    let bytes = m.to_bytes().map_err(|e| HsdumpError::Association {
         addr,
-        reason: format!("encoding the presence: {e}"),
+        reason: format!("encoding {}: {e}", m.name()),
     })?;
     a.send(&Msg::new(Protocol::Enrp.ppid(), 0, bytes))
         .await
         .map_err(|e| HsdumpError::Association {
             addr,
             reason: e.to_string(),
-        })?;
-    Ok(id)
+        })
 }
 
 /// Dumps the handlespace of the registrar whose ENRP endpoint is `addr` (RFC 5353 §2.2,
@@ -178,16 +183,7 @@ pub async fn hsdump(
             sender,
             receiver: 0,
         });
-        let bytes = req.to_bytes().map_err(|e| HsdumpError::Association {
-            addr,
-            reason: format!("encoding the request: {e}"),
-        })?;
-        a.send(&Msg::new(Protocol::Enrp.ppid(), 0, bytes))
-            .await
-            .map_err(|e| HsdumpError::Association {
-                addr,
-                reason: e.to_string(),
-            })?;
+        send(&mut a, addr, &req).await?;
         let r = loop {
             match next_message(&mut a, addr, timeout).await? {
                 Message::Enrp(EnrpMessage::HandleTableResponse(r)) => break r,
