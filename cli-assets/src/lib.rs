@@ -1,5 +1,5 @@
 //! Operator plumbing shared by the rserpool-rs daemons: the `--metrics` HTTP endpoint
-//! ([`metrics_http`]), and man pages and shell completions (issue 16 item 4), from
+//! ([`metrics_http`]), the systemd READY/WATCHDOG loop ([`systemd`]), and man pages and shell completions (issue 16 item 4), from
 //! their clap definitions, so that `--help`, the man page and the completions never
 //! disagree. No build script: each binary writes them on request, at packaging time:
 //!
@@ -17,6 +17,7 @@
 //! the files from `target/assets/NAME/`.
 
 pub mod metrics_http;
+pub mod systemd;
 
 use std::ffi::OsString;
 use std::io;

@@ -246,16 +246,5 @@ fn main() -> ExitCode {
 /// sd_notify(3) with systemd (no-op without `NOTIFY_SOCKET`): `READY=1`, then `WATCHDOG=1`
 /// every half `WATCHDOG_USEC` if the service manager asked for it. Never completes.
 async fn systemd_notify() -> std::convert::Infallible {
-    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
-    }
-    let mut usec = 0;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        let mut tick = tokio::time::interval(std::time::Duration::from_micros(usec / 2));
-        loop {
-            tick.tick().await;
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-        }
-    }
-    std::future::pending().await
+    rserpool_cli_assets::systemd::ready_then_watchdog().await
 }

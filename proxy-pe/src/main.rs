@@ -460,16 +460,5 @@ async fn systemd_notify(control: Option<SocketAddr>) -> std::convert::Infallible
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
-    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
-    }
-    let mut usec = 0;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        let mut tick = tokio::time::interval(std::time::Duration::from_micros(usec / 2));
-        loop {
-            tick.tick().await;
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-        }
-    }
-    std::future::pending().await
+    rserpool_cli_assets::systemd::ready_then_watchdog().await
 }
