@@ -1,32 +1,49 @@
 //! The tokio driver: runs the sans-I/O [`Registrar`] over real sockets.
 //!
-//! Tasks and channels (mini-redis style, one job each):
+//! Issue 15: a request is decoded, handled by the core and its answer written **on the
+//! task that owns the association's socket** — no channel hop and no cross-thread wake-up
+//! per request, whatever the runtime (`--threads`). Tasks:
 //!
 //! * one **accept task** per listener (ASAP, ENRP) numbers each new association, refuses it
 //!   when `max_associations` are open, and spawns
-//! * one **reader task** per association, which turns transport [`Event`]s into
-//!   [`Input::Message`] / [`Input::Disconnected`] on the core channel, and
-//! * one **writer task** per association, fed through a bounded queue; an association whose
-//!   queue is full (a peer that does not read) is aborted instead of buffering without limit;
+//! * one **association task** per association ([`link_task`]). It owns both halves of the
+//!   socket and runs to completion: it waits until its socket is readable (or it is
+//!   woken, below), takes every message already readable (up to [`CORE_BATCH`]), locks
+//!   the shared state, hands them to the core, takes what the core queued for this
+//!   association (its own answers and anything other tasks queued for it before) and
+//!   writes it all in one [`AssocWriter::send_batch`] (one `write` on TCP) after
+//!   unlocking;
+//! * the **timer loop** ([`Server::run`] itself) runs [`Registrar::handle_timeout`] at
+//!   [`Registrar::poll_timeout`]; it is woken only when handling made the next deadline
+//!   earlier than the one it sleeps until (not per request);
 //! * one **connect task** per [`Action::Connect`] (the core decides whom to connect to:
-//!   ENRP peers, ASAP transports of PEs adopted in a takeover; `crate::core::links`): the
-//!   new association gets its reader/writer tasks like an accepted one and is handed to the
-//!   core with [`Input::Connected`] under the core's ID, or [`Input::ConnectFailed`];
-//! * the **core task** owns the [`Registrar`]: it takes inputs from the channel, runs timers
-//!   at [`Registrar::poll_timeout`], and executes the [`Action`]s (queue to a writer, send a
-//!   UDP announce, connect, close, abort, log). It is the only place where the core is
-//!   touched, so no locks. The driver keeps only sockets and task handles: the peer
-//!   address table, connect queue and adoption state are the core's.
+//!   ENRP peers, ASAP transports of PEs adopted in a takeover; `crate::core::links`); the
+//!   new association becomes an association task like an accepted one, handed to the core
+//!   with [`Input::Connected`] under the core's ID, or [`Input::ConnectFailed`];
+//! * the ENRP peering UDP socket's receive task.
+//!
+//! The [`Registrar`] and the per-association send queues live in one [`Shared`] behind a
+//! mutex: held only while the core handles a batch and the resulting actions are sorted
+//! (never across an `await`), so with one association per thread it is uncontended (an
+//! atomic, no system call). A message the core sends to another association (keep-alives
+//! from a timer, an ENRP update) is appended to that association's queue under the lock
+//! and its task woken ([`Notify`]); queues are appended and taken under the lock, so each
+//! association's messages leave in the order the core produced them. An association whose
+//! queue exceeds the limit (a peer that does not read) is aborted instead of buffering
+//! without limit. The core stays sans-I/O and deterministic: it sees the same inputs in the
+//! same order as with a single core task.
 //!
 //! Shutdown: when the future given to [`Server::run`] completes (SIGINT/SIGTERM in the
-//! binary), the core task stops, listeners close and every association is closed
-//! gracefully (SCTP SHUTDOWN / TCP FIN) by dropping its writer.
+//! binary), the timer loop stops, listeners close and every association is closed
+//! gracefully (SCTP SHUTDOWN / TCP FIN) after the messages queued on it.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use asap::transport::tls::TlsContext;
@@ -36,8 +53,7 @@ use asap::transport::{
     TransportError, TransportKind,
 };
 use asap::wire::{Protocol, TransportParameter, TransportUse};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 use crate::core::{Action, AssocId, CoreConfig, Event, Input, Registrar};
@@ -87,23 +103,56 @@ pub enum DriverError {
 /// two per PE the association may carry (all its PEs' keep-alives can fall due in one
 /// timer tick, e.g. a proxy PE that registered thousands of PEs at once).
 const WRITE_QUEUE_BASE: usize = 1024;
-/// Inputs queued for the core task.
-const CORE_QUEUE: usize = 8192;
-/// Most inputs the core task handles before it carries out their actions.
+/// Most messages an association task reads before it hands them to the core (and writes
+/// the answers).
 const CORE_BATCH: usize = 256;
 
-enum WriterCmd {
-    Send(Msg),
-    Abort,
+/// What an association task does next with its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// Reading and writing.
+    Open,
+    /// The core closed it ([`Action::Close`]): write what is queued, then SHUTDOWN / FIN.
+    Closing,
+    /// Aborted by the core or by the driver (queue full): ABORT / RST at once.
+    Aborting,
 }
 
-struct Link {
-    tx: mpsc::Sender<WriterCmd>,
-    reader: JoinHandle<()>,
+/// One association as the shared state sees it.
+struct LinkEntry {
+    /// Messages the core produced for it, not yet taken by its task (core order).
+    out: Vec<Msg>,
+    state: LinkState,
+    /// Wakes its task (messages queued by another task, close, abort).
+    wake: Arc<Notify>,
 }
 
-/// Opens the associations the core asks for ([`Action::Connect`]): sockets only; the
-/// core keeps the peer address table, the connect queue and the adoption state
+/// Everything the tasks share, behind [`Ctx::lock`]: the core and the send queues.
+struct Shared {
+    registrar: Registrar,
+    links: HashMap<AssocId, LinkEntry>,
+    /// The deadline the timer loop sleeps until (`None`: none).
+    armed: Option<Instant>,
+}
+
+/// The running server's context, shared (`Arc`) by all its tasks.
+struct Ctx {
+    shared: Mutex<Shared>,
+    /// Wakes the timer loop when the core's next deadline moved earlier.
+    timer: Notify,
+    udp: Option<UdpEndpoint>,
+    peer_udp: Option<Arc<UdpEndpoint>>,
+    connector: Connector,
+    /// Associations open (accepted or connected, not yet closed by the driver).
+    open: AtomicUsize,
+    next_id: AtomicU64,
+    max_associations: usize,
+    write_queue: usize,
+    stats: Arc<Stats>,
+}
+
+/// How the associations the core asks for ([`Action::Connect`]) are opened: sockets only;
+/// the core keeps the peer address table, the connect queue and the adoption state
 /// ([`crate::core::links`]).
 struct Connector {
     /// Transport of the listeners (SCTP, TCP or automatic) when the core names none.
@@ -114,58 +163,236 @@ struct Connector {
     enrp_local: Vec<SocketAddr>,
     /// Local addresses of our ASAP connections (the ASAP listener's IPs, port 0).
     asap_local: Vec<SocketAddr>,
-    tx: mpsc::Sender<(Input, Option<Link>)>,
-    open: Arc<AtomicUsize>,
-    write_queue: usize,
 }
 
-impl Connector {
-    /// Connects in a task; reports [`Input::Connected`] (with the reader/writer tasks
-    /// started) or [`Input::ConnectFailed`] for `assoc`.
+impl Ctx {
+    /// The shared state. A panic while it was held (a bug) leaves it usable: the core's
+    /// state is still consistent per input, and one bad input must not stop the server.
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands `inputs` to the core at `now` and sorts the resulting actions
+    /// ([`Ctx::dispatch`]); `me` is the calling association task, if any.
+    fn handle(
+        self: &Arc<Self>,
+        sh: &mut Shared,
+        now: Instant,
+        inputs: impl IntoIterator<Item = Input>,
+        me: Option<AssocId>,
+        later: &mut Vec<Action>,
+    ) {
+        for input in inputs {
+            let actions = sh.registrar.handle(now, input);
+            self.dispatch(sh, actions, me, later);
+        }
+        self.after(sh);
+    }
+
+    /// Carries out what can be done under the lock: queues messages (waking the
+    /// association's task unless it is `me`), closes and aborts associations, starts
+    /// connects. Datagrams and log events go to `later` (after the lock is released).
+    fn dispatch(
+        self: &Arc<Self>,
+        sh: &mut Shared,
+        actions: Vec<Action>,
+        me: Option<AssocId>,
+        later: &mut Vec<Action>,
+    ) {
+        let mut gone = Vec::new();
+        for a in actions {
+            match a {
+                Action::Send {
+                    assoc,
+                    protocol,
+                    bytes,
+                    message,
+                } => {
+                    let Some(l) = sh.links.get_mut(&assoc) else {
+                        continue;
+                    };
+                    if l.state != LinkState::Open {
+                        continue;
+                    }
+                    if l.out.len() >= self.write_queue {
+                        warn!(
+                            assoc,
+                            message = message.tshark_name(),
+                            "send queue full: aborting association"
+                        );
+                        if self.end(sh, assoc, LinkState::Aborting) {
+                            gone.push(assoc);
+                        }
+                        continue;
+                    }
+                    l.out.push(Msg::new(protocol.ppid(), 0, bytes));
+                    if l.out.len() == 1 && me != Some(assoc) {
+                        l.wake.notify_one();
+                    }
+                }
+                Action::Abort { assoc, reason } => {
+                    info!(assoc, reason, "aborting association");
+                    self.end(sh, assoc, LinkState::Aborting);
+                }
+                Action::Close { assoc, reason } => {
+                    info!(assoc, reason, "closing association");
+                    self.end(sh, assoc, LinkState::Closing);
+                }
+                Action::Connect {
+                    assoc,
+                    protocol,
+                    transport,
+                    to,
+                    timeout,
+                    purpose,
+                } => {
+                    debug!(assoc, %protocol, ?to, ?purpose, "connecting");
+                    self.connect(assoc, protocol, transport, to, timeout);
+                }
+                other => later.push(other),
+            }
+        }
+        // Associations the driver aborted itself (a peer that does not read): the core
+        // learns that they are gone (it forgets the ones it aborts on its own).
+        for assoc in gone {
+            let actions = sh
+                .registrar
+                .handle(Instant::now(), Input::Disconnected { assoc });
+            self.dispatch(sh, actions, me, later);
+        }
+    }
+
+    /// Ends an open association's life in the driver: `Closing` (after its queue) or
+    /// `Aborting` (queue dropped); its task is woken to do it. False if it was not open.
+    fn end(&self, sh: &mut Shared, assoc: AssocId, to: LinkState) -> bool {
+        let Some(l) = sh.links.get_mut(&assoc) else {
+            return false;
+        };
+        if l.state != LinkState::Open {
+            return false;
+        }
+        l.state = to;
+        if to == LinkState::Aborting {
+            l.out = Vec::new();
+        }
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        l.wake.notify_one();
+        true
+    }
+
+    /// After the core handled something: gauges for the metrics, the start-up flag, and
+    /// the timer loop woken if the next deadline moved earlier than the one it sleeps to.
+    fn after(&self, sh: &mut Shared) {
+        let r = &sh.registrar;
+        let stats = &self.stats;
+        stats
+            .pools
+            .store(r.handlespace().pool_count() as u64, Ordering::Relaxed);
+        stats
+            .pes
+            .store(r.handlespace().len() as u64, Ordering::Relaxed);
+        stats
+            .associations
+            .store(r.association_count() as u64, Ordering::Relaxed);
+        if !stats.startup_complete.load(Ordering::Relaxed) && r.startup_complete(Instant::now()) {
+            stats.startup_complete.store(true, Ordering::Relaxed);
+        }
+        if let Some(d) = r.poll_timeout() {
+            if sh.armed.is_none_or(|a| d < a) {
+                sh.armed = Some(d);
+                self.timer.notify_one();
+            }
+        }
+    }
+
+    /// The actions [`Ctx::dispatch`] left for outside the lock: datagrams and logs.
+    async fn run_later(&self, later: &mut Vec<Action>) {
+        for a in later.drain(..) {
+            match a {
+                Action::SendDatagram { to, bytes, .. } => {
+                    if let Some(u) = &self.udp {
+                        if let Err(e) = u.send_to(&bytes, to).await {
+                            debug!(%to, error = %e, "announce not sent");
+                        }
+                    }
+                }
+                // Multicast PRESENCE (unicast peer messages arrive as Send on an association).
+                Action::PeerSend { to, bytes, message } => {
+                    if let Some(u) = &self.peer_udp {
+                        if let Err(e) = u.send_to(&bytes, to).await {
+                            debug!(%to, message = message.name(), error = %e, "ENRP peer send failed");
+                        }
+                    }
+                }
+                Action::Replicate(r) => {
+                    debug!(action = ?r.action, handle = %r.pool_handle, id = r.element.id, "replicated");
+                }
+                Action::Event(e) => log_event(&e, &self.stats),
+                // Sorted out under the lock by `dispatch`.
+                Action::Send { .. }
+                | Action::Abort { .. }
+                | Action::Close { .. }
+                | Action::Connect { .. } => {}
+            }
+        }
+    }
+
+    /// Handles one input outside any association task (timer loop, UDP, connect tasks)
+    /// and carries out the actions.
+    async fn input(self: &Arc<Self>, input: Input) {
+        let mut later = Vec::new();
+        {
+            let mut sh = self.lock();
+            self.handle(&mut sh, Instant::now(), [input], None, &mut later);
+        }
+        self.run_later(&mut later).await;
+    }
+
+    /// Connects in a task; the association becomes an association task reporting
+    /// [`Input::Connected`], or [`Input::ConnectFailed`] is reported for `assoc`.
     fn connect(
-        &self,
+        self: &Arc<Self>,
         assoc: AssocId,
         protocol: Protocol,
         kind: Option<TransportKind>,
         to: Vec<SocketAddr>,
         timeout: std::time::Duration,
     ) {
-        let kind = kind.unwrap_or(self.transport);
+        let c = &self.connector;
+        let kind = kind.unwrap_or(c.transport);
         let mut cfg = match protocol {
             Protocol::Enrp => TransportConfig::enrp(kind),
             Protocol::Asap => TransportConfig::asap(kind),
         };
         cfg.connect_timeout = timeout;
         let local: Vec<SocketAddr> = match protocol {
-            Protocol::Enrp => &self.enrp_local,
-            Protocol::Asap => &self.asap_local,
+            Protocol::Enrp => &c.enrp_local,
+            Protocol::Asap => &c.asap_local,
         }
         .iter()
         .filter(|l| kind == TransportKind::Sctp || to.iter().any(|a| a.is_ipv4() == l.is_ipv4()))
         .copied()
         .collect();
-        let tx = self.tx.clone();
-        let open = self.open.clone();
-        let write_queue = self.write_queue;
         let tls = match protocol {
-            Protocol::Enrp => self.enrp_tls.clone(),
+            Protocol::Enrp => c.enrp_tls.clone(),
             Protocol::Asap => None,
         };
+        let ctx = self.clone();
         tokio::spawn(async move {
             let t = match tls {
-                Some(ctx) => Transport::new(cfg).with_tls(ctx),
+                Some(t) => Transport::new(cfg).with_tls(t),
                 None => Transport::new(cfg),
             };
             let a = match tokio::time::timeout(timeout, t.connect(&to, &local)).await {
                 Ok(Ok(a)) => a,
                 Ok(Err(e)) => {
                     debug!(assoc, ?to, %protocol, error = %e, "connect failed");
-                    let _ = tx.send((Input::ConnectFailed { assoc }, None)).await;
+                    ctx.input(Input::ConnectFailed { assoc }).await;
                     return;
                 }
                 Err(_) => {
                     debug!(assoc, ?to, %protocol, "connect timed out");
-                    let _ = tx.send((Input::ConnectFailed { assoc }, None)).await;
+                    ctx.input(Input::ConnectFailed { assoc }).await;
                     return;
                 }
             };
@@ -178,10 +405,8 @@ impl Connector {
                     .filter(|x| !to.contains(x)),
             );
             debug!(assoc, ?to, %protocol, "association up");
-            open.fetch_add(1, Ordering::Relaxed);
-            if !start_link(a, assoc, protocol, kind, addrs, &tx, write_queue).await {
-                open.fetch_sub(1, Ordering::Relaxed);
-            }
+            ctx.open.fetch_add(1, Ordering::Relaxed);
+            link_task(ctx, a, assoc, protocol, kind, addrs).await;
         });
     }
 }
@@ -361,7 +586,7 @@ impl Server {
     /// Runs until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
-            mut registrar,
+            registrar,
             asap,
             enrp,
             udp,
@@ -370,50 +595,40 @@ impl Server {
             stats,
             write_queue,
         } = self;
-        let (tx, mut rx) = mpsc::channel::<(Input, Option<Link>)>(CORE_QUEUE);
-        let next_id = Arc::new(AtomicU64::new(1));
-        let open = Arc::new(AtomicUsize::new(0));
-        let connector = Connector {
-            transport: config.transport,
-            enrp_tls: config.enrp_tls.clone(),
-            enrp_local: config
-                .enrp
+        let local = |addrs: &[SocketAddr]| -> Vec<SocketAddr> {
+            addrs
                 .iter()
                 .filter(|a| !a.ip().is_unspecified())
                 .map(|a| SocketAddr::new(a.ip(), 0))
-                .collect(),
-            asap_local: config
-                .asap
-                .iter()
-                .filter(|a| !a.ip().is_unspecified())
-                .map(|a| SocketAddr::new(a.ip(), 0))
-                .collect(),
-            tx: tx.clone(),
-            open: open.clone(),
-            write_queue,
+                .collect()
         };
-        let mut accepts = vec![tokio::spawn(accept_loop(
-            asap,
-            Protocol::Asap,
-            tx.clone(),
-            next_id.clone(),
-            open.clone(),
-            config.max_associations,
+        let ctx = Arc::new(Ctx {
+            shared: Mutex::new(Shared {
+                registrar,
+                links: HashMap::new(),
+                armed: None,
+            }),
+            timer: Notify::new(),
+            udp,
+            peer_udp: peer_udp.clone(),
+            connector: Connector {
+                transport: config.transport,
+                enrp_tls: config.enrp_tls.clone(),
+                enrp_local: local(&config.enrp),
+                asap_local: local(&config.asap),
+            },
+            open: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            max_associations: config.max_associations,
             write_queue,
-        ))];
+            stats,
+        });
+        let mut accepts = vec![tokio::spawn(accept_loop(ctx.clone(), asap, Protocol::Asap))];
         if let Some(l) = enrp {
-            accepts.push(tokio::spawn(accept_loop(
-                l,
-                Protocol::Enrp,
-                tx.clone(),
-                next_id.clone(),
-                open.clone(),
-                config.max_associations,
-                write_queue,
-            )));
+            accepts.push(tokio::spawn(accept_loop(ctx.clone(), l, Protocol::Enrp)));
         }
-        if let Some(ep) = peer_udp.clone() {
-            let tx = tx.clone();
+        if let Some(ep) = peer_udp {
+            let ctx = ctx.clone();
             accepts.push(tokio::spawn(async move {
                 loop {
                     match ep.recv_from().await {
@@ -423,113 +638,57 @@ impl Server {
                                 protocol: Protocol::Enrp,
                                 bytes,
                             };
-                            if tx.send((input, None)).await.is_err() {
-                                break;
-                            }
+                            ctx.input(input).await;
                         }
                         Err(e) => debug!(error = %e, "ENRP peering socket"),
                     }
                 }
             }));
         }
-        drop(tx);
-        let mut links: HashMap<AssocId, Link> = HashMap::new();
-        tokio::pin!(shutdown);
+        // The timer loop (on this task): sleeps until the core's next deadline; woken
+        // early only when an association task made that deadline earlier.
+        let mut shutdown = pin!(shutdown);
+        let mut later = Vec::new();
         loop {
-            let deadline = registrar.poll_timeout();
+            let deadline = {
+                let mut sh = ctx.lock();
+                let d = sh.registrar.poll_timeout();
+                sh.armed = d;
+                d
+            };
             let sleep = async {
                 match deadline {
                     Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
                     None => std::future::pending().await,
                 }
             };
-            let actions = tokio::select! {
+            tokio::select! {
                 _ = &mut shutdown => break,
-                _ = sleep => registrar.handle_timeout(Instant::now()),
-                input = rx.recv() => match input {
-                    Some(first) => {
-                        // Everything already queued is handled before the actions are
-                        // carried out, so that a burst of requests on one association
-                        // leaves as one flush (issue 15).
-                        let now = Instant::now();
-                        let mut actions = Vec::new();
-                        let mut next = Some(first);
-                        let mut n = 0;
-                        while let Some((input, link)) = next.take() {
-                            if let (Input::Connected { assoc, .. }, Some(l)) = (&input, link) {
-                                links.insert(*assoc, l);
-                            }
-                            if let Input::Disconnected { assoc } = &input {
-                                if links.remove(assoc).is_some() {
-                                    open.fetch_sub(1, Ordering::Relaxed);
-                                }
-                            }
-                            actions.extend(registrar.handle(now, input));
-                            n += 1;
-                            if n < CORE_BATCH {
-                                next = rx.try_recv().ok();
-                            }
-                        }
-                        actions
+                _ = sleep => {
+                    {
+                        let mut sh = ctx.lock();
+                        let actions = sh.registrar.handle_timeout(Instant::now());
+                        ctx.dispatch(&mut sh, actions, None, &mut later);
+                        ctx.after(&mut sh);
                     }
-                    None => break,
-                },
-            };
-            let mut aborted = execute(
-                actions,
-                &mut links,
-                udp.as_ref(),
-                peer_udp.as_deref(),
-                &connector,
-                &open,
-                &stats,
-            )
-            .await;
-            // Associations the driver aborted itself (a peer that does not read): the
-            // core learns that they are gone (it forgets the ones it aborts on its own).
-            while let Some(assoc) = aborted.pop() {
-                let actions = registrar.handle(Instant::now(), Input::Disconnected { assoc });
-                aborted.extend(
-                    execute(
-                        actions,
-                        &mut links,
-                        udp.as_ref(),
-                        peer_udp.as_deref(),
-                        &connector,
-                        &open,
-                        &stats,
-                    )
-                    .await,
-                );
-            }
-            stats.pools.store(
-                registrar.handlespace().pool_count() as u64,
-                Ordering::Relaxed,
-            );
-            stats
-                .pes
-                .store(registrar.handlespace().len() as u64, Ordering::Relaxed);
-            stats
-                .associations
-                .store(registrar.association_count() as u64, Ordering::Relaxed);
-            if !stats.startup_complete.load(Ordering::Relaxed)
-                && registrar.startup_complete(Instant::now())
-            {
-                stats.startup_complete.store(true, Ordering::Relaxed);
+                    ctx.run_later(&mut later).await;
+                }
+                _ = ctx.timer.notified() => {}
             }
         }
-        info!(
-            pes = registrar.handlespace().len(),
-            associations = links.len(),
-            "registrar shutting down"
-        );
         for a in accepts {
             a.abort();
         }
-        for (_, l) in links.drain() {
-            l.reader.abort();
-            // Dropping the sender ends the writer task, which closes the association.
-            drop(l.tx);
+        let mut sh = ctx.lock();
+        info!(
+            pes = sh.registrar.handlespace().len(),
+            associations = sh.links.len(),
+            "registrar shutting down"
+        );
+        // Each association task writes what is queued and closes gracefully.
+        let ids: Vec<AssocId> = sh.links.keys().copied().collect();
+        for id in ids {
+            ctx.end(&mut sh, id, LinkState::Closing);
         }
     }
 }
@@ -562,15 +721,7 @@ fn announce_transports(kind: TransportKind, addrs: &[SocketAddr]) -> Vec<Transpo
     }
 }
 
-async fn accept_loop(
-    listener: Listener,
-    protocol: Protocol,
-    tx: mpsc::Sender<(Input, Option<Link>)>,
-    next_id: Arc<AtomicU64>,
-    open: Arc<AtomicUsize>,
-    max: usize,
-    write_queue: usize,
-) {
+async fn accept_loop(ctx: Arc<Ctx>, listener: Listener, protocol: Protocol) {
     let transport = listener.kind();
     loop {
         let assoc = match listener.accept().await {
@@ -582,240 +733,241 @@ async fn accept_loop(
             }
         };
         let peer_addrs = assoc.peer_addrs().unwrap_or_default();
-        if open.load(Ordering::Relaxed) >= max {
+        let max = ctx.max_associations;
+        if ctx.open.load(Ordering::Relaxed) >= max {
             warn!(%protocol, peer = ?peer_addrs, max, "too many associations: refused");
             assoc.abort();
             continue;
         }
-        open.fetch_add(1, Ordering::Relaxed);
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        ctx.open.fetch_add(1, Ordering::Relaxed);
+        let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
         debug!(assoc = id, %protocol, peer = ?peer_addrs, "association up");
-        if !start_link(assoc, id, protocol, transport, peer_addrs, &tx, write_queue).await {
-            return;
+        tokio::spawn(link_task(
+            ctx.clone(),
+            assoc,
+            id,
+            protocol,
+            transport,
+            peer_addrs,
+        ));
+    }
+}
+
+/// Polls `f` once with a waker that does nothing: its output if it is ready now (a
+/// message already read into the transport's buffer or waiting in the socket), `None`
+/// otherwise. Used to drain every readable message before handing them to the core.
+fn ready_now<F: Future>(f: F) -> Option<F::Output> {
+    let f = pin!(f);
+    match f.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+/// What one wait of an association task brought.
+enum Got {
+    /// Input for the core (messages, restart).
+    Input(Input),
+    /// The association ended (the last event).
+    Lost,
+    /// Nothing for the core (Up, address changes).
+    Nothing,
+}
+
+fn got(ev: Result<TransportEvent, TransportError>, id: AssocId, protocol: Protocol) -> Got {
+    match ev {
+        Ok(TransportEvent::Message(m)) => Got::Input(Input::Message {
+            assoc: id,
+            protocol: Protocol::from_ppid(m.ppid).unwrap_or(protocol),
+            bytes: m.bytes,
+        }),
+        Ok(TransportEvent::Restarted) => {
+            debug!(assoc = id, "peer restarted the association");
+            Got::Input(Input::Restarted { assoc: id })
+        }
+        Ok(TransportEvent::Lost(reason)) => {
+            debug!(assoc = id, %reason, "association lost");
+            Got::Lost
+        }
+        Ok(_) => Got::Nothing,
+        Err(e) => {
+            debug!(assoc = id, error = %e, "association ended");
+            Got::Lost
         }
     }
 }
 
-/// Spawns the reader and writer tasks of a new association and hands it to the core task
-/// ([`Input::Connected`] with its [`Link`], before anything read on it). False when the
-/// core task is gone.
-async fn start_link(
+/// One association, run to completion on the task that owns its socket (module doc):
+/// read every readable message, let the core handle them under the lock, write the
+/// answers (and whatever else is queued for it) in one batch.
+async fn link_task(
+    ctx: Arc<Ctx>,
     assoc: asap::transport::Association,
     id: AssocId,
     protocol: Protocol,
     transport: TransportKind,
     peer_addrs: Vec<SocketAddr>,
-    tx: &mpsc::Sender<(Input, Option<Link>)>,
-    write_queue: usize,
-) -> bool {
-    {
-        let certificate = assoc.peer_certificate().cloned();
-        let (mut reader, writer) = assoc.into_split();
-        let (wtx, wrx) = mpsc::channel(write_queue);
-        tokio::spawn(writer_task(writer, wrx));
-        let rtx = tx.clone();
-        // The Connected input is queued before the reader can queue anything.
-        let (start_tx, start_rx) = tokio::sync::oneshot::channel::<()>();
-        let reader_task = tokio::spawn(async move {
-            if start_rx.await.is_err() {
-                return;
-            }
-            loop {
-                match reader.recv().await {
-                    Ok(TransportEvent::Message(m)) => {
-                        let p = Protocol::from_ppid(m.ppid).unwrap_or(protocol);
-                        let input = Input::Message {
-                            assoc: id,
-                            protocol: p,
-                            bytes: m.bytes,
-                        };
-                        if rtx.send((input, None)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(TransportEvent::Restarted) => {
-                        debug!(assoc = id, "peer restarted the association");
-                        if rtx
-                            .send((Input::Restarted { assoc: id }, None))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Ok(TransportEvent::Lost(reason)) => {
-                        debug!(assoc = id, %reason, "association lost");
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        debug!(assoc = id, error = %e, "association ended");
-                        break;
-                    }
-                }
-            }
-            let _ = rtx.send((Input::Disconnected { assoc: id }, None)).await;
-        });
-        let input = Input::Connected {
+) {
+    let certificate = assoc.peer_certificate().cloned();
+    let (mut reader, mut writer) = assoc.into_split();
+    let wake = Arc::new(Notify::new());
+    let mut inputs: Vec<Input> = Vec::with_capacity(16);
+    inputs.push(Input::Connected {
+        assoc: id,
+        protocol,
+        peer_addrs,
+        transport,
+    });
+    if let Some(certificate) = certificate {
+        inputs.push(Input::PeerCertificate {
             assoc: id,
-            protocol,
-            peer_addrs,
-            transport,
-        };
-        let link = Link {
-            tx: wtx,
-            reader: reader_task,
-        };
-        if tx.send((input, Some(link))).await.is_err() {
-            return false;
-        }
-        if let Some(certificate) = certificate {
-            let input = Input::PeerCertificate {
-                assoc: id,
-                certificate,
-            };
-            if tx.send((input, None)).await.is_err() {
-                return false;
-            }
-        }
-        let _ = start_tx.send(());
-        true
+            certificate,
+        });
     }
-}
-
-/// Most messages one writer flush takes from its queue (one `write` on TCP).
-const WRITE_BATCH: usize = 256;
-
-/// Writes what the core queued for one association: every message queued by the time it
-/// runs goes out in one [`AssocWriter::send_batch`] (one `write` on TCP; issue 15: no
-/// syscall per response), from a buffer reused across flushes.
-async fn writer_task(mut w: AssocWriter, mut rx: mpsc::Receiver<WriterCmd>) {
+    ctx.lock().links.insert(
+        id,
+        LinkEntry {
+            out: Vec::new(),
+            state: LinkState::Open,
+            wake: wake.clone(),
+        },
+    );
+    let mut later: Vec<Action> = Vec::new();
     let mut batch: Vec<Msg> = Vec::with_capacity(16);
     let mut buf: Vec<u8> = Vec::new();
-    while let Some(cmd) = rx.recv().await {
-        let mut abort = false;
-        match cmd {
-            WriterCmd::Send(m) => batch.push(m),
-            WriterCmd::Abort => abort = true,
-        }
-        while !abort && batch.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(WriterCmd::Send(m)) => batch.push(m),
-                Ok(WriterCmd::Abort) => abort = true,
-                Err(_) => break,
+    let mut lost = false;
+    loop {
+        // Under the lock: the core handles what was read; take what is queued for us.
+        let state = {
+            let mut sh = ctx.lock();
+            if !inputs.is_empty() {
+                ctx.handle(
+                    &mut sh,
+                    Instant::now(),
+                    inputs.drain(..),
+                    Some(id),
+                    &mut later,
+                );
             }
-        }
-        if abort {
-            w.abort();
+            if lost {
+                if sh
+                    .links
+                    .remove(&id)
+                    .is_some_and(|l| l.state == LinkState::Open)
+                {
+                    ctx.open.fetch_sub(1, Ordering::Relaxed);
+                    ctx.handle(
+                        &mut sh,
+                        Instant::now(),
+                        [Input::Disconnected { assoc: id }],
+                        Some(id),
+                        &mut later,
+                    );
+                }
+                None
+            } else {
+                take(&mut sh, id, &mut batch)
+            }
+        };
+        ctx.run_later(&mut later).await;
+        let Some(state) = state else {
+            return; // lost: dropping the halves closes the socket
+        };
+        if state == LinkState::Aborting {
+            drop(reader);
+            writer.abort();
             return;
         }
-        if let Err(e) = w.send_batch(&batch, &mut buf).await {
-            debug!(error = %e, "send failed");
+        if !batch.is_empty() {
+            if !write(&ctx, id, &mut writer, &wake, &batch, &mut buf).await {
+                ctx.lock().links.remove(&id);
+                drop(reader);
+                writer.abort();
+                return;
+            }
+            batch.clear();
+            if buf.capacity() > 1 << 20 {
+                buf = Vec::new(); // a one-off large flush (handle table) does not stay resident
+            }
         }
-        batch.clear();
-        if buf.capacity() > 1 << 20 {
-            buf = Vec::new(); // a one-off large flush (handle table) does not stay resident
+        if state == LinkState::Closing {
+            drop(reader);
+            let _ = writer.close().await;
+            return;
         }
-    }
-    let _ = w.close().await;
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    actions: Vec<Action>,
-    links: &mut HashMap<AssocId, Link>,
-    udp: Option<&UdpEndpoint>,
-    peer_udp: Option<&UdpEndpoint>,
-    connector: &Connector,
-    open: &AtomicUsize,
-    stats: &Stats,
-) -> Vec<AssocId> {
-    let mut aborted = Vec::new();
-    for a in actions {
-        match a {
-            Action::Send {
-                assoc,
-                protocol,
-                bytes,
-                message,
-            } => {
-                let Some(link) = links.get(&assoc) else {
-                    continue;
-                };
-                let msg = Msg::new(protocol.ppid(), 0, bytes);
-                // A closed queue means the association is already going away.
-                if let Err(mpsc::error::TrySendError::Full(_)) =
-                    link.tx.try_send(WriterCmd::Send(msg))
-                {
-                    warn!(
-                        assoc,
-                        message = message.tshark_name(),
-                        "send queue full: aborting association"
-                    );
-                    abort(links, assoc, open);
-                    aborted.push(assoc);
+        // Wait until the socket is readable or another task woke us.
+        let first = tokio::select! {
+            biased;
+            _ = wake.notified() => continue,
+            ev = reader.recv() => ev,
+        };
+        let mut next = Some(first);
+        while let Some(ev) = next.take() {
+            match got(ev, id, protocol) {
+                Got::Input(i) => inputs.push(i),
+                Got::Lost => {
+                    lost = true;
+                    break;
                 }
+                Got::Nothing => {}
             }
-            Action::SendDatagram { to, bytes, .. } => {
-                if let Some(u) = udp {
-                    if let Err(e) = u.send_to(&bytes, to).await {
-                        debug!(%to, error = %e, "announce not sent");
-                    }
-                }
+            if inputs.len() < CORE_BATCH {
+                next = ready_now(reader.recv());
             }
-            Action::Abort { assoc, reason } => {
-                info!(assoc, reason, "aborting association");
-                abort(links, assoc, open);
-            }
-            Action::Close { assoc, reason } => {
-                info!(assoc, reason, "closing association");
-                if let Some(l) = links.remove(&assoc) {
-                    open.fetch_sub(1, Ordering::Relaxed);
-                    l.reader.abort();
-                    // Dropping the sender ends the writer after the queued messages and
-                    // closes the association gracefully.
-                }
-            }
-            Action::Replicate(r) => {
-                debug!(action = ?r.action, handle = %r.pool_handle, id = r.element.id, "replicated");
-            }
-            // Multicast PRESENCE (unicast peer messages arrive as Send on an association).
-            Action::PeerSend { to, bytes, message } => {
-                if let Some(u) = peer_udp {
-                    if let Err(e) = u.send_to(&bytes, to).await {
-                        debug!(%to, message = message.name(), error = %e, "ENRP peer send failed");
-                    }
-                }
-            }
-            Action::Connect {
-                assoc,
-                protocol,
-                transport,
-                to,
-                timeout,
-                purpose,
-            } => {
-                debug!(assoc, %protocol, ?to, ?purpose, "connecting");
-                connector.connect(assoc, protocol, transport, to, timeout);
-            }
-            Action::Event(e) => log_event(&e, stats),
-        }
-    }
-    aborted
-}
-
-/// Aborts an association: the reader task stops (dropping its half of the socket), the
-/// writer sends ABORT / RST, and the link is forgotten.
-fn abort(links: &mut HashMap<AssocId, Link>, assoc: AssocId, open: &AtomicUsize) {
-    if let Some(l) = links.remove(&assoc) {
-        open.fetch_sub(1, Ordering::Relaxed);
-        l.reader.abort();
-        if l.tx.try_send(WriterCmd::Abort).is_err() {
-            // Queue full: the writer ends when the sender is dropped with the link.
         }
     }
 }
 
+/// Takes the messages queued for `id` into `batch` (empty; the two buffers are swapped, so
+/// both keep their capacity) and its state; an association that is closing or aborted is
+/// forgotten here.
+fn take(sh: &mut Shared, id: AssocId, batch: &mut Vec<Msg>) -> Option<LinkState> {
+    let Some(l) = sh.links.get_mut(&id) else {
+        return Some(LinkState::Aborting);
+    };
+    std::mem::swap(&mut l.out, batch);
+    let state = l.state;
+    if state != LinkState::Open {
+        sh.links.remove(&id);
+    }
+    Some(state)
+}
+
+/// Writes `batch` in one [`AssocWriter::send_batch`] (one `write` on TCP; issue 15: no
+/// syscall per response). While the peer does not read, the write waits, and the task
+/// is still woken by others: false if the association was aborted meanwhile (queue full).
+async fn write(
+    ctx: &Ctx,
+    id: AssocId,
+    writer: &mut AssocWriter,
+    wake: &Notify,
+    batch: &[Msg],
+    buf: &mut Vec<u8>,
+) -> bool {
+    let mut send = pin!(writer.send_batch(batch, buf));
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut send => {
+                if let Err(e) = r {
+                    debug!(assoc = id, error = %e, "send failed");
+                }
+                return true;
+            }
+            _ = wake.notified() => {
+                let aborted = ctx
+                    .lock()
+                    .links
+                    .get(&id)
+                    .is_none_or(|l| l.state == LinkState::Aborting);
+                if aborted {
+                    return false;
+                }
+                // Anything else (more queued, closing) is taken after this write.
+            }
+        }
+    }
+}
 /// Logs one core event with structured fields and counts it.
 pub fn log_event(e: &Event, stats: &Stats) {
     use crate::core::RemovalReason;
