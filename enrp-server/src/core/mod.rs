@@ -51,6 +51,7 @@ pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
 pub use trust::{server_id_name, EnrpSecurity, PeerAllow, PoolAuth, Refusal, SecurityConfig};
 
+use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -69,7 +70,7 @@ use asap::wire::{
     OperationError, PeIdentifier, Policy, PoolElementInfo, PoolEntry, PoolHandle, Protocol,
     ServerInformation, TransportParameter, TransportUse, UpdateAction,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -248,6 +249,12 @@ struct Monitor {
 
 type PeKey = (PoolHandle, PeIdentifier);
 
+/// [`Registrar::encode`]: room below which the shared encoding buffer gets a new chunk.
+const ENCODE_MIN_ROOM: usize = 2048;
+/// [`Registrar::encode`]: size of a new chunk of the shared encoding buffer (one allocation
+/// for a run of answers; a chunk is freed when the last message in it has been written).
+const ENCODE_CHUNK: usize = 16 * 1024;
+
 /// The registrar state machine; see the module documentation.
 #[derive(Debug)]
 pub struct Registrar {
@@ -263,6 +270,10 @@ pub struct Registrar {
     peering: peers::PeerState,
     security: trust::SecurityState,
     links: links::Links,
+    /// Encoding buffer shared by every message the core sends (issue 15 answer path):
+    /// each message is encoded at its end and split off as its own `Bytes`, so a run of
+    /// small answers shares one allocation instead of one growing `BytesMut` each.
+    enc: RefCell<BytesMut>,
 }
 
 impl Registrar {
@@ -296,6 +307,7 @@ impl Registrar {
             ),
             security: trust::SecurityState::default(),
             links: links::Links::new(config.first_outgoing_assoc),
+            enc: RefCell::new(BytesMut::new()),
             config,
         }
     }
@@ -504,30 +516,44 @@ impl Registrar {
     // ------------------------------------------------------------------------------------
     // Output helpers
 
+    /// Encodes `message` into the shared buffer ([`Registrar::enc`]): its bytes, or why it
+    /// cannot be sent (encoding error, larger than the maximum message size).
+    fn encode(&self, message: &Message) -> Result<Bytes, String> {
+        let mut b = self.enc.borrow_mut();
+        if b.capacity() < ENCODE_MIN_ROOM {
+            b.reserve(ENCODE_CHUNK);
+        }
+        if let Err(e) = message.encode(&mut b) {
+            b.clear();
+            return Err(e.to_string());
+        }
+        let bytes = b.split().freeze();
+        if bytes.len() > self.config.max_message_size {
+            return Err(format!(
+                "{} bytes exceed the maximum message size",
+                bytes.len()
+            ));
+        }
+        Ok(bytes)
+    }
+
     fn send(&self, out: &mut Vec<Action>, assoc: AssocId, message: Message) {
-        let protocol = message.protocol();
-        match message.to_bytes() {
-            Ok(bytes) if bytes.len() <= self.config.max_message_size => out.push(Action::Send {
+        match self.encode(&message) {
+            Ok(bytes) => out.push(Action::Send {
                 assoc,
-                protocol,
+                protocol: message.protocol(),
                 message,
                 bytes,
             }),
-            Ok(bytes) => out.push(Action::Event(Event::EncodeFailed {
+            Err(error) => out.push(Action::Event(Event::EncodeFailed {
                 message: message.name(),
-                error: format!("{} bytes exceed the maximum message size", bytes.len()),
-            })),
-            Err(e) => out.push(Action::Event(Event::EncodeFailed {
-                message: message.name(),
-                error: e.to_string(),
+                error,
             })),
         }
     }
 
     fn fits(&self, message: &Message) -> bool {
-        message
-            .to_bytes()
-            .is_ok_and(|b| b.len() <= self.config.max_message_size)
+        self.encode(message).is_ok()
     }
 
     /// A PE left: forget its monitor, tell peers and the log.
@@ -1128,10 +1154,17 @@ impl Registrar {
             Ok((_, entries)) => entries
                 .into_iter()
                 .map(|e| {
-                    let mut el = e.element().clone();
-                    // rsplib omits the ASAP transport in ASAP messages (asap/wire/INTEROP.md §2).
-                    el.asap_transport = None;
-                    el
+                    let el = e.element();
+                    // rsplib omits the ASAP transport in ASAP messages (asap/wire/INTEROP.md
+                    // §2): not copied at all.
+                    PoolElementInfo {
+                        id: el.id,
+                        home_server_id: el.home_server_id,
+                        registration_life: el.registration_life,
+                        user_transport: el.user_transport.clone(),
+                        policy: el.policy.clone(),
+                        asap_transport: None,
+                    }
                 })
                 .collect::<Vec<_>>(),
             Err(HandlespaceError::UnknownPoolHandle(_)) => {
@@ -1152,6 +1185,8 @@ impl Registrar {
             fail(self, out, handle, CauseCode::LackOfResources);
             return;
         }
+        // Encoded once: the bytes that prove the answer fits are the ones sent. If it does
+        // not fit, half of the PEs are tried (the PE list is moved, not copied).
         let mut pes = selected;
         loop {
             let msg: Message = HandleResolutionResponse {
@@ -1159,22 +1194,51 @@ impl Registrar {
                 pool_handle: handle.clone(),
                 // rsplib sends the first selected PE's policy as the overall one.
                 policy: pes.first().map(|p| p.policy.clone()),
-                pool_elements: pes.clone(),
+                pool_elements: pes,
                 error: None,
             }
             .into();
-            if pes.len() <= 1 || self.fits(&msg) {
-                self.note_resolution(now, assoc, &handle);
-                out.push(Action::Event(Event::Resolved {
-                    assoc,
-                    handle,
-                    returned: pes.len(),
-                }));
-                self.send(out, assoc, msg);
-                return;
+            let returned = match &msg {
+                Message::Asap(AsapMessage::HandleResolutionResponse(r)) => r.pool_elements.len(),
+                _ => 0,
+            };
+            match self.encode(&msg) {
+                Err(_) if returned > 1 => {
+                    let Message::Asap(AsapMessage::HandleResolutionResponse(r)) = msg else {
+                        return;
+                    };
+                    pes = r.pool_elements;
+                    pes.truncate(returned / 2);
+                }
+                Err(error) => {
+                    self.note_resolution(now, assoc, &handle);
+                    out.push(Action::Event(Event::Resolved {
+                        assoc,
+                        handle,
+                        returned,
+                    }));
+                    out.push(Action::Event(Event::EncodeFailed {
+                        message: msg.name(),
+                        error,
+                    }));
+                    return;
+                }
+                Ok(bytes) => {
+                    self.note_resolution(now, assoc, &handle);
+                    out.push(Action::Event(Event::Resolved {
+                        assoc,
+                        handle,
+                        returned,
+                    }));
+                    out.push(Action::Send {
+                        assoc,
+                        protocol: Protocol::Asap,
+                        message: msg,
+                        bytes,
+                    });
+                    return;
+                }
             }
-            let keep = pes.len() / 2;
-            pes.truncate(keep);
         }
     }
 
