@@ -11,9 +11,7 @@ use rserpool_tests::registrar::{
 use std::time::Duration;
 
 use asap::wire::asap_msg::{EndpointUnreachable, HandleResolution};
-use asap::wire::{
-    AsapMessage, CauseCode, Message, Policy, PoolElementInfo, Protocol, TransportUse,
-};
+use asap::wire::{AsapMessage, Message, Policy, PoolElementInfo, Protocol, TransportUse};
 use enrp_server::core::CoreConfig;
 
 const ID: u32 = 0x7E57_0D01;
