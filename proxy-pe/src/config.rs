@@ -143,6 +143,16 @@ pub struct Detection {
     pub tick_ms: u64,
     /// Period of the configuration-file change check, ms.
     pub config_watch_ms: u64,
+    /// Whether a plain TCP connect may vouch for a server whose daemon went silent
+    /// (connection open, no frame within `heartbeat_miss_factor` heartbeats). `false`
+    /// (default, issue 19 item 4): only an `[application.check]` that a frozen process
+    /// fails ([`Check::vouches_for_the_process`]) keeps such a server selectable; without
+    /// one it leaves selection at once (not declared down: open sessions stay), because a
+    /// frozen process still completes connects through its listen backlog. `true`: the
+    /// behaviour before, selectable for up to `suspect_grace_ms`. A daemon that
+    /// *disconnected* (its host's kernel closed the connection: a daemon restart) is not
+    /// silence: its servers stay selectable while the TCP probe passes, as before.
+    pub tcp_probe_vouches: bool,
 }
 
 /// Defaults of `[detection]` (one source of truth: the README table and `--help` print
@@ -159,6 +169,7 @@ impl Default for Detection {
             recheck_ms: 250,
             tick_ms: 100,
             config_watch_ms: 1_000,
+            tcp_probe_vouches: false,
         }
     }
 }
@@ -180,6 +191,7 @@ pub fn timers_help() -> String {
   [detection] tick_ms = {}   core timer tick
   [detection] config_watch_ms = {}   configuration file change check
   [detection] registration_life_ms = {}   mode A registration life
+  [detection] tcp_probe_vouches = {}   a TCP connect keeps a server with a silent daemon selectable
   [daemon_link] handshake_timeout_ms = {}, push_write_timeout_ms = {}, push_ack_timeout_ms = {}
   [daemon_link] min_heartbeat_ms = {}, max_heartbeat_ms = {}
   [application.check] type = \"tcp\"|\"http\"|\"command\", interval_ms = {}, timeout_ms = {}, rise = {}, fall = {}
@@ -193,6 +205,7 @@ pub fn timers_help() -> String {
         d.tick_ms,
         d.config_watch_ms,
         d.registration_life_ms,
+        d.tcp_probe_vouches,
         l.handshake_timeout_ms,
         l.push_write_timeout_ms,
         l.push_ack_timeout_ms,
@@ -263,6 +276,19 @@ pub struct Check {
     /// `command`: program and arguments.
     #[serde(default)]
     pub command: Vec<String>,
+}
+
+impl Check {
+    /// Whether a pass of this check shows that the process itself works, not only that
+    /// its kernel completes connects: `tcp` with `expect`, `http` and `command` checks fail
+    /// for a frozen process (SIGSTOP, D state); a `tcp` connect (with or without `send`)
+    /// succeeds through the listen backlog (issue 19 item 4).
+    pub fn vouches_for_the_process(&self) -> bool {
+        match self.kind {
+            CheckKind::Tcp => self.expect.is_some(),
+            CheckKind::Http | CheckKind::Command => true,
+        }
+    }
 }
 
 fn default_check_interval() -> u64 {

@@ -14,7 +14,11 @@
 //!   [`Action::Probe`] with the application's `[application.check]`, or a TCP connect when
 //!   it has none). A server with exactly one failing channel is **suspect**: daemon silent
 //!   (no frame for `heartbeat_miss_factor` × heartbeat interval, or disconnected) with the
-//!   check passing keeps it selectable for at most `suspect_grace_ms`; daemon reporting
+//!   check passing keeps it selectable for at most `suspect_grace_ms` — for a *silent*
+//!   (not disconnected) daemon only if the check is one a frozen process fails
+//!   ([`Check::vouches_for_the_process`]) or `tcp_probe_vouches` is set, else it is out of
+//!   selection at once (issue 19 item 4: ≤ 2 s for a frozen host with default settings),
+//!   still not down; daemon reporting
 //!   running with the check failing takes it out of selection without declaring it down.
 //!   It is **down** only when both fail; an explicit "not running" report takes it out at
 //!   once. The check verdict has rise/fall hysteresis; a failed relay connect counts as a
@@ -783,6 +787,17 @@ impl Core {
         self.evaluate(now)
     }
 
+    /// The proxy itself was stopped for `gap_ms` until `now` (SIGSTOP, a hung host; the
+    /// driver sees its tick that late): the daemons' silence during that time is not
+    /// theirs, so their last-frame times move forward by the gap (at most to `now`). Without
+    /// this every server would leave selection (mode A: be deregistered) at the first
+    /// evaluation after the stall, before the daemons' queued frames are read.
+    pub fn resume_after_stall(&mut self, now: u64, gap_ms: u64) {
+        for d in self.daemons.values_mut() {
+            d.last_frame_ms = d.last_frame_ms.saturating_add(gap_ms).min(now);
+        }
+    }
+
     /// An operator command for `target` (`SERVER`: that server in every application;
     /// `APPLICATION/SERVER`: one), recorded with `by` and `now`. Returns the servers it
     /// applied to as (application, server) and the resulting actions. Open sessions are
@@ -1130,6 +1145,17 @@ impl Core {
                     u32::try_from(d.table.apps.values().filter(|x| x.running).count())
                         .unwrap_or(u32::MAX)
                 });
+                // Silence (connection open, no frame: a frozen or cut-off host) is not a
+                // disconnect (the host's kernel closed it: a daemon restart). During
+                // silence only a check that a frozen process fails may keep the server
+                // selectable (issue 19 item 4).
+                // (A reconnected daemon before its snapshot is not silent either.)
+                let silent = daemon.is_some_and(|d| d.connected && d.table.synced) && !fresh;
+                let vouched = det.tcp_probe_vouches
+                    || a.cfg
+                        .check
+                        .as_ref()
+                        .is_some_and(crate::config::Check::vouches_for_the_process);
                 let prev = s.health;
                 let prev_reason = s.reason.clone();
                 let health = match (status, fresh) {
@@ -1173,6 +1199,9 @@ impl Core {
                 s.reason = match health {
                     Health::Suspect if s.probe_ok == Some(false) => {
                         "check failing; daemon reports running".into()
+                    }
+                    Health::Suspect if silent && !vouched => {
+                        "daemon silent; no application check vouches for the process".into()
                     }
                     Health::Running | Health::Suspect if in_window => "maintenance window".into(),
                     Health::Running | Health::Suspect if expired => "lifetime expired".into(),

@@ -238,6 +238,9 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
     let mut last_tick = now_ms();
     loop {
         tokio::select! {
+            // The tick first: after a stall (SIGSTOP) it notices the gap before any daemon
+            // frame is judged against clocks that ran while the proxy did not.
+            biased;
             _ = tick.tick() => {
                 // `[detection] tick_ms` / `config_watch_ms` changed by a reload.
                 let det = &d.core.config().detection;
@@ -249,7 +252,12 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
                     watch_ms = det.config_watch_ms;
                     watch = tokio::time::interval(Duration::from_millis(watch_ms));
                 }
-                last_tick = resync_after_stall(&d.reg_tx, last_tick, now_ms(), tick_ms);
+                let now = now_ms();
+                if let Some(gap) = resync_after_stall(&d.reg_tx, last_tick, now, tick_ms) {
+                    // Silence while the proxy itself was stopped is not the daemons'.
+                    d.core.resume_after_stall(now, gap);
+                }
+                last_tick = now;
                 let acts = d.core.tick(now_ms());
                 d.dispatch(acts);
                 d.expire_pushes();
@@ -892,14 +900,14 @@ fn with_registrar_answers(status: &mut crate::core::Status, reg: &RegistrarState
 pub const STALL_RESYNC_MS: u64 = 2_000;
 
 /// Asks the registrar client to send every registration again when the tick at `now`
-/// comes more than [`STALL_RESYNC_MS`] after the one at `last`; returns `now`. A spurious
-/// resync (a merely slow machine) only re-sends registrations.
+/// comes more than [`STALL_RESYNC_MS`] after the one at `last`, and returns the gap then.
+/// A spurious resync (a merely slow machine) only re-sends registrations.
 fn resync_after_stall(
     reg_tx: &mpsc::UnboundedSender<RegistrarCmd>,
     last: u64,
     now: u64,
     tick_ms: u64,
-) -> u64 {
+) -> Option<u64> {
     let gap = now.saturating_sub(last);
     // A long `[detection] tick_ms` is not a stall.
     if gap > STALL_RESYNC_MS.max(tick_ms.saturating_mul(4)) {
@@ -908,6 +916,7 @@ fn resync_after_stall(
             "the proxy was stalled: sending every registration again"
         );
         let _ = reg_tx.send(RegistrarCmd::Resync);
+        return Some(gap);
     }
-    now
+    None
 }
