@@ -113,6 +113,49 @@ pub struct Config {
     /// single proxy, FNV-1a(application, server), as before.
     #[serde(default)]
     pub proxy_id: Option<String>,
+    /// Active/standby pair (issue 19 item 7, `[ha]`): only one of two proxies fronting the
+    /// same servers registers; the other takes over when it stops answering
+    /// ([`crate::ha`]). Needs `proxy_id` (distinct in the two proxies). Unset: this proxy
+    /// always registers, as before.
+    #[serde(default)]
+    pub ha: Option<HaConfig>,
+}
+
+/// `[ha]`: the active/standby pair ([`crate::ha`], proxy-pe README "Active/standby
+/// pair"). Defaults in `proxy-pe run --help`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaConfig {
+    /// The peer proxy's control port (its `control_listen`; read-only `status`).
+    pub peer: SocketAddr,
+    /// Tie-break when both are standby or both active: the higher wins (default 100);
+    /// equal: the smaller `proxy_id`.
+    #[serde(default = "default_ha_priority")]
+    pub priority: u32,
+    /// Interval of the peer's status queries, ms (default 200).
+    #[serde(default = "default_ha_poll")]
+    pub poll_ms: u64,
+    /// The peer counts as dead after this long without an answer; a standby then takes
+    /// over, ms (default 1000).
+    #[serde(default = "default_ha_dead_after")]
+    pub dead_after_ms: u64,
+    /// `proxy-pe restart`: the longest wait for the peer to have every PE accepted before
+    /// this proxy exits anyway, ms (default 10000).
+    #[serde(default = "default_ha_handover_timeout")]
+    pub handover_timeout_ms: u64,
+}
+
+fn default_ha_priority() -> u32 {
+    100
+}
+fn default_ha_poll() -> u64 {
+    200
+}
+fn default_ha_dead_after() -> u64 {
+    1_000
+}
+fn default_ha_handover_timeout() -> u64 {
+    10_000
 }
 
 /// Failure-detection settings (seed 002's two-channel rule, FIG. 7A: down only if both channels say so).
@@ -195,6 +238,7 @@ pub fn timers_help() -> String {
   [daemon_link] handshake_timeout_ms = {}, push_write_timeout_ms = {}, push_ack_timeout_ms = {}
   [daemon_link] min_heartbeat_ms = {}, max_heartbeat_ms = {}
   [application.check] type = \"tcp\"|\"http\"|\"command\", interval_ms = {}, timeout_ms = {}, rise = {}, fall = {}
+  [ha] peer = ADDR:PORT (none), priority = 100, poll_ms = 200, dead_after_ms = 1000, handover_timeout_ms = 10000
   [[application]] on_server_failure = \"close\"|\"reconnect\" (default close), replay_lines = 0, discard_lines = 0",
         d.heartbeat_miss_factor,
         d.suspect_grace_ms,
@@ -626,6 +670,29 @@ impl Config {
                 "daemon_link.min_heartbeat_ms".into(),
                 "must be at least 1 and not above max_heartbeat_ms".into(),
             ));
+        }
+        if let Some(ha) = &self.ha {
+            if self.proxy_id.as_deref().is_none_or(str::is_empty) {
+                return Err(bad(
+                    "ha".into(),
+                    "an active/standby pair needs `proxy_id` (a different one in each proxy: the new owner's PEs are registered before the old owner's are withdrawn)".into(),
+                ));
+            }
+            if ha.poll_ms == 0 || ha.dead_after_ms <= ha.poll_ms {
+                return Err(bad(
+                    "ha.dead_after_ms".into(),
+                    format!(
+                        "must be above poll_ms ({} ms) and poll_ms at least 1",
+                        ha.poll_ms
+                    ),
+                ));
+            }
+            if ha.peer == self.control_listen {
+                return Err(bad(
+                    "ha.peer".into(),
+                    "is this proxy's own control_listen; give the other proxy's".into(),
+                ));
+            }
         }
         let mut ids = BTreeSet::new();
         for (i, d) in self.daemons.iter().enumerate() {

@@ -435,6 +435,9 @@ pub struct Core {
     daemon_peers: BTreeMap<String, IpAddr>,
     /// (application, daemon) pairs whose join was refused or impossible, logged once.
     join_refused: BTreeSet<(String, String)>,
+    /// Standby of an active/standby pair ([`crate::ha`]): no registration is wanted and no
+    /// keep-alive answered.
+    standby: bool,
 }
 
 /// FNV-1a over the parts separated by 0 bytes: the stable PE identifier of
@@ -475,6 +478,8 @@ impl Core {
             admin_seq: 0,
             daemon_peers: BTreeMap::new(),
             join_refused: BTreeSet::new(),
+            // A pair member starts as standby (crate::ha); a single proxy registers.
+            standby: cfg.ha.is_some(),
         };
         c.apps = cfg
             .applications
@@ -782,6 +787,26 @@ impl Core {
             .map_or((1, 1), |c| (c.rise.max(1), c.fall.max(1)))
     }
 
+    /// Active/standby pair ([`crate::ha`]): `true` withdraws every registration (the
+    /// returned deregistrations) and stops answering keep-alives; `false` registers what is
+    /// wanted. Health, sessions and the pooling table are kept either way.
+    pub fn set_standby(&mut self, now: u64, standby: bool) -> Vec<Action> {
+        if self.standby == standby {
+            return Vec::new();
+        }
+        self.standby = standby;
+        let role = if standby { "standby" } else { "active" };
+        self.log(now, "ha-role", "", role, String::new());
+        let mut actions = Vec::new();
+        self.reconcile(now, &mut actions);
+        actions
+    }
+
+    /// Whether this proxy is the standby of a pair (registers nothing).
+    pub fn is_standby(&self) -> bool {
+        self.standby
+    }
+
     /// Timer tick: freshness, grace periods, lifetimes, maintenance windows, probes.
     pub fn tick(&mut self, now: u64) -> Vec<Action> {
         self.evaluate(now)
@@ -987,6 +1012,7 @@ impl Core {
     pub fn keep_alive_ok(&self, pe_id: u32) -> bool {
         match self.cfg.mode {
             Mode::Broker => self.registered.contains_key(&pe_id),
+            Mode::Registration if self.standby => false,
             Mode::Registration => self
                 .apps
                 .iter()
@@ -1431,6 +1457,9 @@ impl Core {
                     }
                 }
             }
+        }
+        if self.standby {
+            want.clear();
         }
         let gone: Vec<u32> = self
             .registered

@@ -45,6 +45,7 @@ fn empty_report() -> proxy_pe::control::Report {
         config_path: String::new(),
         config_loads: 1,
         last_config_error: None,
+        ha: None,
     }
 }
 

@@ -1610,3 +1610,47 @@ fn a_stall_of_the_proxy_is_not_daemon_silence() {
     assert!(!state(&c, t + 3_001, "IP1").selectable);
     assert!(acts.iter().any(|a| matches!(a, Action::Deregister { .. })));
 }
+
+/// The standby of an active/standby pair registers nothing and answers no keep-alive; it
+/// keeps the pooling table, so that becoming active registers every selectable server at
+/// once, and stepping down withdraws them all.
+#[test]
+fn standby_registers_nothing_and_takes_over_with_everything() {
+    let mut cfg = config("registration", "round-robin", "");
+    cfg.proxy_id = Some("b".into());
+    cfg.ha = Some(crate::config::HaConfig {
+        peer: "127.0.0.1:1".parse().expect("addr"),
+        priority: 100,
+        poll_ms: 200,
+        dead_after_ms: 1_000,
+        handover_timeout_ms: 10_000,
+    });
+    let mut c = up(cfg);
+    assert!(c.is_standby(), "a pair member starts as standby");
+    let acts = beat(&mut c, T0 + 500);
+    assert!(!acts.iter().any(|a| matches!(a, Action::Register { .. })));
+    assert!(c.registrations().is_empty());
+    let id1 = legacy_pe_id(Some("b"), "A", "IP1");
+    assert!(!c.keep_alive_ok(id1));
+    assert!(state(&c, T0 + 500, "IP1").selectable, "health is kept");
+    let acts = c.set_standby(T0 + 600, false);
+    let regs: Vec<u32> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::Register { pe, .. } => Some(pe.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(regs.len(), 3);
+    assert!(regs.contains(&id1));
+    assert!(c.keep_alive_ok(id1));
+    let acts = c.set_standby(T0 + 700, true);
+    assert_eq!(
+        acts.iter()
+            .filter(|a| matches!(a, Action::Deregister { .. }))
+            .count(),
+        3
+    );
+    assert!(c.registrations().is_empty());
+    assert!(!c.keep_alive_ok(id1));
+}
