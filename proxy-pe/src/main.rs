@@ -455,6 +455,16 @@ fn main() -> ExitCode {
                 } else {
                     print!("{}", r.proxy.render_table());
                     print!("{}", r.proxy.render_pushes());
+                    if let Some(h) = &r.ha {
+                        println!(
+                            "Pair: {:?} (priority {}, {} of {} PEs accepted), peer {}",
+                            h.role,
+                            h.priority,
+                            h.accepted,
+                            h.wanted,
+                            if h.peer_alive { "answering" } else { "silent" }
+                        );
+                    }
                 }
                 ExitCode::SUCCESS
             }
