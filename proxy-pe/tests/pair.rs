@@ -94,17 +94,20 @@ fn standby_with_nothing(r: &proxy_pe::control::Report) -> bool {
         && r.registrar.pes.is_empty()
 }
 
+/// Resolutions with the time each was started.
+type Samples = Arc<Mutex<Vec<(Instant, Vec<SocketAddr>)>>>;
+
 /// Resolves the pool every 50 ms until stopped; each sample with its time.
 struct Sampler {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
-    samples: Arc<Mutex<Vec<(Instant, Vec<SocketAddr>)>>>,
+    samples: Samples,
 }
 
 impl Sampler {
     fn start(registrar: SocketAddr) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
-        let samples: Arc<Mutex<Vec<(Instant, Vec<SocketAddr>)>>> = Arc::default();
+        let samples: Samples = Arc::default();
         let task = {
             let (stop, samples) = (stop.clone(), samples.clone());
             tokio::spawn(async move {
