@@ -1,12 +1,11 @@
 //! Expiry, connection loss, takeover, dumps and index consistency of the handlespace
 //! (asap/wire/INTEROP.md §5.1, §5.6, §5.8, §5.9).
 
-mod common;
 
 use asap::checksum::PeChecksum;
 use asap::handlespace::{DumpCursor, Handlespace};
 use asap::wire::{PoolHandle, ServerId};
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
 

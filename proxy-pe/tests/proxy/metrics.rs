@@ -3,9 +3,8 @@
 //! known actions — sessions, a mid-session server failure, a refused session, a daemon
 //! killed — and the values asserted.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use rserpool_tests::metrics::{free_addr, sample_names, scrape, value};
 
 fn page(addr: std::net::SocketAddr) -> String {

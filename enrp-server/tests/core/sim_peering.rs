@@ -4,13 +4,12 @@
 //!
 //! `RSERPOOL_SOAK=1` runs 200 chaos seeds instead of 20; `RSERPOOL_SEED=n` runs one seed.
 
-mod sim;
 
 use std::time::Duration;
 
 use enrp_server::core::Event;
 use rand::Rng;
-use sim::{Sim, SimConfig};
+use crate::sim::{Sim, SimConfig};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

@@ -4,9 +4,8 @@
 //! Assertions are on report contents and order (Hello, then Snapshot, then deltas with
 //! consecutive `state_seq`, checked by `StatusTable::apply`), never on timing.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use legacy_protocol::DaemonMessage;
 use std::process::{Command, Stdio};
 
@@ -494,7 +493,7 @@ async fn ports_connections_and_pid_file() {
         die_with_parent(&mut Command::new(std::env::current_exe().expect("exe")))
             .args([
                 "--exact",
-                "helper_tcp_server",
+                "daemon::helper_tcp_server",
                 "--ignored",
                 "--nocapture",
                 &token,

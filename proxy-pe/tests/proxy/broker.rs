@@ -1,9 +1,8 @@
 //! Mode B (session broker, seed 003 FIG. 5) with real processes: enrp-server, proxy-pe,
 //! three legacy-daemons and three legacy-echo servers that know nothing of RSerPool.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 
 /// Waits until all three servers are selectable and the proxy's PE is registered.
 async fn ready(rig: &Rig, k: usize) {

@@ -2,9 +2,8 @@
 //! library's proxy-side receiver standing in for proxy-pe; the endpoint is scraped after
 //! known events and the values asserted.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use rserpool_tests::metrics::{free_addr, scrape, value};
 use std::path::Path;
 

@@ -2,11 +2,10 @@
 //! between registrars end without an update storm (PEERING.md "Ownership conflicts").
 //! Assertions are on message counts and handlespace state, never on timing.
 
-mod sim;
 
 use std::time::Duration;
 
-use sim::{Sim, SimConfig};
+use crate::sim::{Sim, SimConfig};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -623,7 +622,7 @@ mod chaos {
 
     use rand::Rng;
 
-    use super::sim::{Sim, SimConfig};
+    use crate::sim::{Sim, SimConfig};
     use super::{run_for, secs};
 
     /// Bound of the scope's ENRP datagram rate without storms: PRESENCE heartbeats (each

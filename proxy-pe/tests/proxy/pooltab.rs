@@ -2,13 +2,12 @@
 //! fed by the daemons (`[application.join]`), two mode A proxies fronting the same legacy
 //! servers (`proxy_id`), and the lifetime counted from the legacy process's own start.
 
-mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Daemon `i`'s configuration: reports to every proxy of the rig, advertises its echo
 /// server's address (`[daemon] advertise`), watches the echo server as application

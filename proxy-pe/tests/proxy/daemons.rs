@@ -2,13 +2,12 @@
 //! [32], "dynamic notification") through `proxy-pe push-config`, and a proxy restart by
 //! SIGTERM with the daemons' default reconnect backoff.
 
-mod common;
 
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use proxy_pe::core::{Health, PushState};
 
 /// Runs the `proxy-pe` binary with `args` (off the async workers: it blocks).

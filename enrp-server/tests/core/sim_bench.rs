@@ -1,7 +1,6 @@
 //! Peering measurements (BENCHMARKS.md "Peering"); ignored by default, run with
 //! `cargo test -p enrp-server --release --test sim_bench -- --ignored --nocapture`.
 
-mod sim;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use asap::wire::{
     Message, Policy, PoolElementInfo, PoolHandle, Protocol, TransportParameter, TransportUse,
 };
 use enrp_server::core::{Action, CoreConfig, Event, Input, PeeringConfig, Registrar};
-use sim::{Sim, SimConfig};
+use crate::sim::{Sim, SimConfig};
 
 fn peering_config(id: u32, peers: Vec<SocketAddr>, chunk: usize) -> CoreConfig {
     let mut c = CoreConfig::new(id);

@@ -1,14 +1,13 @@
 //! Operator admin states over the control socket (issue 19 item 1) with real processes:
 //! enrp-server, proxy-pe (mode B), three legacy-daemons and three legacy-echo servers.
 
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use proxy_pe::core::{AdminState, Health};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 

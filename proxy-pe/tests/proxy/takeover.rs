@@ -10,9 +10,8 @@
 //!
 //! Waits poll state (the proxy's status, resolutions at B) with a 30 s bound against hangs.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 
 const A_ID: u32 = 0x0000_0A01;
 const B_ID: u32 = 0x0000_0B02;

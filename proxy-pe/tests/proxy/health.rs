@@ -8,14 +8,13 @@
 //! and recorded in BENCHMARKS.md "proxy-pe: failure detection"; the tests assert only a
 //! generous bound (the defect was 23 s).
 
-mod common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -5,9 +5,8 @@
 //! Waits poll the proxy's status and resolutions at the registrar (30 s bound against
 //! hangs); no assertion depends on timing.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 
 /// Starts proxy 0 in mode A with `edit` applied to its configuration text.
 fn start_proxy_with(rig: &mut Rig, edit: impl Fn(String) -> String) {

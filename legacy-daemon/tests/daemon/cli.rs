@@ -1,9 +1,8 @@
 //! Command-line behaviour of the `legacy-daemon` binary: `--once`, `--check-config`,
 //! start-up with a bad configuration, `--help`.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 fn run(args: &[&str]) -> (i32, String, String) {

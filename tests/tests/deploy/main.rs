@@ -1,0 +1,8 @@
+//! Tests of what the project ships besides code: systemd units, monitoring rules and
+//! dashboards, Debian metadata, man pages and the Containerfile, in one test binary.
+//!
+//! Run one area with a filter, e.g. `cargo test -p rserpool-tests --test deploy packaging`.
+
+mod deploy_monitoring;
+mod deploy_units;
+mod packaging;
