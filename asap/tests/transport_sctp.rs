@@ -5,6 +5,10 @@
 //! the VM rig's `cargo-tests` scenario (`tests/vm/run.sh cargo-tests`), which copies this test binary into the VM image and runs it there.
 //!
 //! Run (with SCTP): `cargo test -p asap --test transport_sctp -- --test-threads=1`
+//!
+//! A test binary of its own (not grouped with the other transport tests): the VM rig
+//! (`tests/vm/run.sh`, `CARGO_TESTS`) copies whole test executables into the guest and runs
+//! them under TCG, so this one carries only the tests that need kernel SCTP.
 
 use std::net::SocketAddr;
 use std::time::Duration;

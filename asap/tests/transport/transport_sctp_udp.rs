@@ -2,7 +2,7 @@
 //! 256 KiB, PPIDs and streams as sent (also on the wire), heartbeat loss detection, graceful
 //! shutdown and abort. Runs without kernel SCTP.
 //!
-//! Run: `cargo test -p asap --test transport_sctp_udp`
+//! Run: `cargo test -p asap --test transport transport_sctp_udp`
 
 use std::net::{SocketAddr, UdpSocket as StdUdp};
 use std::sync::{Arc, Mutex};

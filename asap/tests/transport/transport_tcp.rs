@@ -1,7 +1,7 @@
 //! TCP backend of `asap::transport`: framing by the RSerPool common header, PPID implied by the
 //! endpoint, bad input closing only the offending association.
 //!
-//! Run: `cargo test -p asap --test transport_tcp`
+//! Run: `cargo test -p asap --test transport transport_tcp`
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -5,7 +5,7 @@
 //! loopback is never changed. Without root it runs on the host's `lo` if that already has
 //! multicast, and otherwise is skipped with a reason printed.
 //!
-//! Run: `cargo test -p asap --test transport_udp -- --nocapture`
+//! Run: `cargo test -p asap --test transport transport_udp -- --nocapture`
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Peering measurements (BENCHMARKS.md "Peering"); ignored by default, run with
-//! `cargo test -p enrp-server --release --test sim_bench -- --ignored --nocapture`.
+//! `cargo test -p enrp-server --release --test core sim_bench -- --ignored --nocapture`.
 
 
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! started after that fails; sessions whose client has gone are closed, not moved;
 //! `on_server_failure = "close" | "reconnect"` with a stateful toy protocol.
 //!
-//! The detection times are printed (`cargo test -p proxy-pe --test health -- --nocapture`)
+//! The detection times are printed (`cargo test -p proxy-pe --test proxy health -- --nocapture`)
 //! and recorded in BENCHMARKS.md "proxy-pe: failure detection"; the tests assert only a
 //! generous bound (the defect was 23 s).
 

@@ -1,5 +1,5 @@
 //! Takeover of the proxy's home registrar (RFC 5352 §3, RFC 5353 §3.6) with real processes:
-//! two `enrp-server`s A and B peered over TCP (timers of enrp-server/tests/tcp_takeover.rs),
+//! two `enrp-server`s A and B peered over TCP (timers of enrp-server/tests/registrar/tcp_takeover.rs),
 //! a mode A proxy that knows only A, three daemons and legacy servers.
 //!
 //! A is killed. B takes A over and connects to the ASAP transport A recorded for the

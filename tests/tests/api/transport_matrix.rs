@@ -5,7 +5,7 @@
 //! asserts on decoded messages. sctp-udp uses one UDP port for the whole process (port 0:
 //! any free one), demultiplexed by SCTP port.
 //!
-//! Run: `cargo test -p rserpool-tests --test transport_matrix`
+//! Run: `cargo test -p rserpool-tests --test api transport_matrix`
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! JSON lines, `--summary` against the manifest's per-type counts, `--roundtrip` on real and
 //! tampered captures, and unreadable input.
 //!
-//! Run: `cargo test -p rsp-capture --test rsp_decode_cli`
+//! Run: `cargo test -p rsp-capture --test capture rsp_decode_cli`
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
