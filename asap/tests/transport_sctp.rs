@@ -18,7 +18,9 @@ use asap::transport::{
     TransportConfig, TransportError, TransportKind,
 };
 
-const LIMIT: Duration = Duration::from_secs(20);
+#[path = "transport/assoc.rs"]
+mod assoc;
+use assoc::{recv, recv_msg, LIMIT};
 
 fn available() -> bool {
     match sctp_probe() {
@@ -42,23 +44,6 @@ fn sctp(max: usize) -> Transport {
 
 fn addrs(s: &[&str]) -> Vec<SocketAddr> {
     s.iter().map(|a| a.parse().expect("literal")).collect()
-}
-
-async fn recv(a: &mut Association) -> Event {
-    tokio::time::timeout(LIMIT, a.recv())
-        .await
-        .expect("event within limit")
-        .expect("event")
-}
-
-async fn recv_msg(a: &mut Association) -> Msg {
-    loop {
-        match recv(a).await {
-            Event::Message(m) => return m,
-            Event::Up { .. } | Event::PeerAddrChange { .. } => continue,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
 }
 
 /// Next event that is not a peer address change.

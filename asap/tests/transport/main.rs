@@ -7,6 +7,7 @@
 //!
 //! Run one transport with a filter, e.g. `cargo test -p asap --test transport transport_tcp`.
 
+mod assoc;
 mod transport_sctp_udp;
 mod transport_tcp;
 mod transport_tls;

@@ -15,7 +15,7 @@ use asap::transport::{
 };
 use tokio::net::UdpSocket;
 
-const LIMIT: Duration = Duration::from_secs(10);
+use crate::assoc::{listen, recv, recv_msg, LIMIT};
 
 fn cfg(udp_port: u16, remote: Option<u16>) -> TransportConfig {
     let mut c = TransportConfig::asap(TransportKind::SctpUdp);
@@ -30,32 +30,6 @@ fn free_udp_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
-}
-
-async fn listen(t: &Transport) -> (Listener, SocketAddr) {
-    let l = t
-        .listen(&["127.0.0.1:0".parse().expect("literal")])
-        .await
-        .expect("listen");
-    let a = l.local_addrs().expect("local")[0];
-    (l, a)
-}
-
-async fn recv(a: &mut Association) -> Event {
-    tokio::time::timeout(LIMIT, a.recv())
-        .await
-        .expect("event within limit")
-        .expect("event")
-}
-
-async fn recv_msg(a: &mut Association) -> Msg {
-    loop {
-        match recv(a).await {
-            Event::Message(m) => return m,
-            Event::Up { .. } => continue,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
 }
 
 async fn pair(client: &Transport, server: &Transport) -> (Association, Association, Listener) {

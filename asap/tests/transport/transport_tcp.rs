@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Upper bound for any single wait, so a broken test fails instead of hanging.
-const LIMIT: Duration = Duration::from_secs(10);
+use crate::assoc::{listen, recv, recv_msg, accept, LIMIT};
 
 fn tcp(max: usize) -> Transport {
     let mut c = TransportConfig::asap(TransportKind::Tcp);
@@ -29,40 +29,6 @@ fn rmsg(ty: u8, len: usize, seed: u8) -> Vec<u8> {
     let mut v = vec![ty, seed, (len >> 8) as u8, len as u8];
     v.extend((4..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)));
     v
-}
-
-async fn listen(t: &Transport) -> (Listener, SocketAddr) {
-    let l = t
-        .listen(&["127.0.0.1:0".parse().expect("literal")])
-        .await
-        .expect("listen");
-    let a = l.local_addrs().expect("local")[0];
-    (l, a)
-}
-
-async fn recv(a: &mut Association) -> Event {
-    tokio::time::timeout(LIMIT, a.recv())
-        .await
-        .expect("event within limit")
-        .expect("event")
-}
-
-/// Next message, asserting that `Up` came first if `first` is set.
-async fn recv_msg(a: &mut Association) -> Msg {
-    loop {
-        match recv(a).await {
-            Event::Message(m) => return m,
-            Event::Up { .. } => continue,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
-}
-
-async fn accept(l: &Listener) -> Association {
-    tokio::time::timeout(LIMIT, l.accept())
-        .await
-        .expect("accept within limit")
-        .expect("accept")
 }
 
 #[tokio::test]
@@ -181,6 +147,20 @@ async fn two_messages_in_one_write_and_one_message_split_over_writes() {
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
+impl Captured {
+    /// Captures this thread's DEBUG-and-above log lines until the guard drops.
+    fn debug_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        (log, tracing::subscriber::set_default(subscriber))
+    }
+}
+
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().expect("lock").extend_from_slice(buf);
@@ -195,14 +175,7 @@ impl Write for Captured {
 /// association ends with `Lost(Framing(expected))`, (2) a warn line names the peer and reason,
 /// (3) a second association opened before keeps working.
 async fn bad_input_case(bad: &[u8], close_after: bool, max: usize, expected: FrameError) {
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (log, _guard) = Captured::debug_logs();
 
     let t = tcp(max);
     let (l, addr) = listen(&t).await;
@@ -547,14 +520,7 @@ fn tcp_default_max(incomplete: Duration) -> Transport {
 /// the raw peer must see the connection closed while the association is still held, a warn line
 /// must name the peer, and another association must keep working.
 async fn stall_case(partial: &[u8], msg_type: Option<u8>, need: usize) {
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (log, _guard) = Captured::debug_logs();
 
     let timeout = Duration::from_millis(300);
     let t = tcp_default_max(timeout);

@@ -2,17 +2,8 @@
 //! `rsp-loadgen` against `rsp-fixed-responder` and against `enrp-server`, with the counts
 //! of every phase checked in the JSON line it prints last. Figures are not asserted.
 
-use std::net::TcpListener;
+use rserpool_tests::net::{free_port, wait_listening};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// A free loopback port (bound once, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// Kills the child when dropped.
 struct Guard(Child);
@@ -20,17 +11,6 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn wait_listening(port: u16) {
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "server on {port} never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -3,46 +3,22 @@
 //! socket this test owns, and a final report when it stops on SIGTERM. The TOML file takes
 //! the same keys.
 
-use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use asap::wire::csp::{ComponentGroup, CspReport};
+use asap::wire::csp::ComponentGroup;
 use enrp_server::options::Options;
+use rserpool_tests::csp::CspMonitor;
 
-const BIN: &str = env!("CARGO_BIN_EXE_enrp-server");
-
-fn next_report(sock: &UdpSocket) -> CspReport {
-    let mut buf = [0u8; 4096];
-    let (n, _) = sock
-        .recv_from(&mut buf)
-        .expect("a CSP report within the timeout");
-    CspReport::decode(&buf[..n]).expect("decodes")
-}
+use crate::{BIN, LOCAL};
 
 #[test]
 fn registrar_reports_to_csp_monitor_and_says_goodbye() {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let target = sock.local_addr().expect("addr").to_string();
+    let monitor = CspMonitor::bind();
+    let target = monitor.target();
     let mut child = Command::new(BIN)
-        .args([
-            "--transport",
-            "tcp",
-            "--asap",
-            "127.0.0.1:0",
-            "--enrp",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--asap-announce",
-            "off",
-            "--enrp-announce",
-            "off",
-            "--peering",
-            "off",
-        ])
+        .args(LOCAL)
+        .args(["--peering", "off"])
         .args([
             "--identifier",
             "0x0000c5c5",
@@ -55,9 +31,9 @@ fn registrar_reports_to_csp_monitor_and_says_goodbye() {
         .stderr(Stdio::null())
         .spawn()
         .expect("enrp-server starts");
-    let first = next_report(&sock);
+    let first = monitor.next();
     let t = Instant::now();
-    let second = next_report(&sock);
+    let second = monitor.next();
     for r in [&first, &second] {
         assert_eq!(r.sender.group(), ComponentGroup::Registrar);
         assert_eq!(r.sender.object(), 0xc5c5);
@@ -68,17 +44,7 @@ fn registrar_reports_to_csp_monitor_and_says_goodbye() {
     }
     assert!(second.timestamp_us > first.timestamp_us);
     assert!(t.elapsed() < Duration::from_secs(5));
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let fin = loop {
-        let r = next_report(&sock);
-        if r.is_final() {
-            break r;
-        }
-    };
+    let fin = monitor.final_after_sigterm(&child);
     assert_eq!(fin.sender.object(), 0xc5c5);
     assert!(child.wait().expect("exits").success());
 }

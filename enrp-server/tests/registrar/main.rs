@@ -17,3 +17,21 @@ mod tcp_peering;
 mod tcp_security;
 mod tcp_takeover;
 mod tcp_tls;
+
+/// The `enrp-server` binary cargo built for these tests.
+const BIN: &str = env!("CARGO_BIN_EXE_enrp-server");
+
+/// `enrp-server` arguments of a registrar alone on loopback: TCP, ephemeral ASAP and ENRP
+/// ports, no announcements.
+const LOCAL: [&str; 10] = [
+    "--transport",
+    "tcp",
+    "--asap",
+    "127.0.0.1:0",
+    "--enrp",
+    "127.0.0.1:0",
+    "--asap-announce",
+    "off",
+    "--enrp-announce",
+    "off",
+];

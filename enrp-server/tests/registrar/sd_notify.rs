@@ -6,20 +6,7 @@
 use rserpool_tests::sd_notify::Notified;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_enrp-server");
-
-const LOCAL: [&str; 10] = [
-    "--transport",
-    "tcp",
-    "--asap",
-    "127.0.0.1:0",
-    "--enrp",
-    "127.0.0.1:0",
-    "--asap-announce",
-    "off",
-    "--enrp-announce",
-    "off",
-];
+use crate::{BIN, LOCAL};
 
 #[test]
 fn ready_then_watchdog_pings_then_stopping_on_sigterm() {

@@ -5,8 +5,8 @@
 //! responses; waits are polls with a generous bound, never timing assertions.
 
 use rserpool_tests::registrar::{
-    ask, connect, peer_core, register, register_pes, resolve_all, spawn_or_skip, tcp_driver,
-    Running, POOL,
+    connect, peer_core, register, register_pes, resolve_all, resolve_ids, spawn_or_skip,
+    tcp_driver, tcp_pe, Running, POOL,
 };
 use rserpool_tests::tls::{Ca, Identity};
 
@@ -16,10 +16,9 @@ use std::time::Duration;
 
 use asap::transport::tls::ClientAuth;
 use asap::transport::{Association, Transport, TransportConfig, TransportKind};
-use asap::wire::asap_msg::HandleResolution;
 use asap::wire::enrp_msg::{HandleUpdate, Presence};
 use asap::wire::{
-    AsapMessage, CauseCode, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
+    CauseCode, Message, Policy, PoolElementInfo, Protocol,
     TransportParameter, TransportUse, UpdateAction,
 };
 use enrp_server::core::{server_id_name, CoreConfig, EnrpSecurity, IpNet, PoolAuth};
@@ -271,18 +270,7 @@ async fn start_pool_auth(ca: &Ca) -> Option<Running> {
 /// PE `id` with user transport on 127.0.0.`at` (the registrar takes only user addresses
 /// of the registering association).
 fn pe(id: u32, at: u8) -> PoolElementInfo {
-    PoolElementInfo {
-        id,
-        home_server_id: 0,
-        registration_life: 600_000,
-        user_transport: TransportParameter::Tcp {
-            port: 7000,
-            transport_use: TransportUse::DataOnly,
-            address: ip(at),
-        },
-        policy: Policy::RoundRobin,
-        asap_transport: None,
-    }
+    tcp_pe(id, ip(at))
 }
 
 /// An ASAP association from 127.0.0.`from`, over TLS presenting `id` if given.
@@ -299,16 +287,8 @@ async fn asap_from(to: SocketAddr, from: u8, tls: Option<(&Ca, Option<&Identity>
 /// The PE IDs a resolution of `handle` (all items) returns.
 async fn resolve(asap: SocketAddr, handle: &str) -> BTreeSet<u32> {
     let mut a = connect(asap, Protocol::Asap).await;
-    let mut hr = HandleResolution::new(handle);
-    hr.option = Some(HandleResolutionOption {
-        items: HandleResolutionOption::ALL,
-    });
-    match ask(&mut a, hr).await {
-        Message::Asap(AsapMessage::HandleResolutionResponse(x)) => {
-            x.pool_elements.iter().map(|p| p.id).collect()
-        }
-        _ => BTreeSet::new(), // Operation Error: unknown pool
-    }
+    // An Operation Error (unknown pool) counts as no PE.
+    resolve_ids(&mut a, handle).await.unwrap_or_default()
 }
 
 /// Issue 13 item 3: a protected pool takes a registration only with a credential. Allowed

@@ -1,50 +1,25 @@
-//! Helpers shared by the integration tests: real child processes, a temporary directory,
-//! the daemon binary, and a proxy-side receiver with a safety deadline.
+//! Helpers of the daemon's integration tests: the daemon binary and its test key, `sleep`
+//! processes to monitor, and a proxy-side receiver with a safety deadline. Directories,
+//! config writes, log waits and ports come from `rserpool_tests`.
 //!
 //! Deadlines here only stop a hung test; no test asserts on how long something took.
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use legacy_protocol::receiver::{DaemonConnection, DaemonListener, StatusTable};
 pub use legacy_protocol::test_support::{die_with_parent, Proc};
+// Scratch directories, atomic config writes, log waits and free ports: the workspace's
+// shared test support.
+pub use rserpool_tests::fs::{log_text, unique, wait_log, write_file, TempDir};
+pub use rserpool_tests::net::free_port as dead_port;
 use legacy_protocol::DaemonMessage;
 
 /// Upper bound for waiting on any single expected event.
 pub const DEADLINE: Duration = Duration::from_secs(30);
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A number unique within this test run (for distinctive process arguments).
-pub fn unique() -> u32 {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    (std::process::id() % 10_000) * 1000 + n
-}
-
-/// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("legacy-daemon-test-{tag}-{}", unique()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `sleep <secs>` where `secs` is distinctive (e.g. `100000.123`), so a regex matches
 /// exactly this process.
@@ -73,13 +48,6 @@ pub fn spawn_daemon(config: &Path, log: &Path) -> Proc {
         &[("LEGACY_DAEMON_LOG", "debug")],
         log,
     )
-}
-
-/// Writes a file atomically (so the daemon never reads half of it).
-pub fn write_file(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, text).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
 }
 
 /// The pre-shared key every test daemon configuration carries (`key = "…"`).
@@ -153,29 +121,3 @@ pub fn running(t: &StatusTable, app: &str) -> bool {
     t.apps.get(app).is_some_and(|a| a.running)
 }
 
-/// Reads the daemon log.
-pub fn log_text(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// Waits until the log contains `needle` (the daemon writes asynchronously).
-pub async fn wait_log(p: &Path, needle: &str) -> String {
-    let end = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let t = log_text(p);
-        if t.contains(needle) {
-            return t;
-        }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "log never contained {needle:?}:\n{t}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A loopback port that nothing listens on (bound then released).
-pub fn dead_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}

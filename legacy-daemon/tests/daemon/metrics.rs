@@ -4,7 +4,7 @@
 
 
 use crate::common::*;
-use rserpool_tests::metrics::{free_addr, scrape, value};
+use rserpool_tests::metrics::{address_in_use, free_addr, scrape, value};
 use std::path::Path;
 
 #[tokio::test]
@@ -128,19 +128,8 @@ fn metrics_address_in_use_is_named_with_the_fix() {
             dead_port()
         ),
     );
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = busy.local_addr().unwrap();
-    let out = std::process::Command::new(daemon_bin())
-        .args([
-            "--config",
-            &cfg.display().to_string(),
-            "--metrics",
-            &addr.to_string(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (addr, err) =
+        address_in_use(daemon_bin(), &["--config", &cfg.display().to_string()]);
     assert!(
         err.contains(&format!("cannot listen on {addr} (--metrics)")),
         "{err}"

@@ -68,12 +68,7 @@ async fn round_robin_failover_and_step_197() {
 
     // Nothing running → the session fails with a clear error (step 197).
     rig.kill_echo(1);
-    rig.until(0, "no server running", |r| {
-        r.proxy.applications[0]
-            .servers
-            .iter()
-            .all(|s| !s.selectable)
-    })
+    rig.until(0, "no server running", none_selectable)
     .await;
     let mut s = Session::open(via).await;
     assert_eq!(

@@ -21,20 +21,13 @@ use asap::wire::asap_msg::HandleResolution;
 use asap::wire::{AsapMessage, Message, Protocol, TransportParameter};
 pub use legacy_protocol::test_support::{spawn_logged, Proc};
 use proxy_pe::control::{query, Report};
+use rserpool_tests::fs::target_dir;
+use rserpool_tests::net::free_port;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-fn workspace_target() -> PathBuf {
-    // tests run from target/debug/deps/<test-binary>
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(|p| p.parent())
-        .expect("target/debug")
-        .to_path_buf()
-}
-
 pub fn bin(name: &str) -> PathBuf {
-    let p = workspace_target().join(name);
+    let p = target_dir().join(name);
     if !p.exists() {
         let st = Command::new(env!("CARGO"))
             .args(["build", "-p", "enrp-server", "-p", "legacy-daemon"])
@@ -97,6 +90,32 @@ pub struct Rig {
 
 pub const NAMES: [&str; 3] = ["IP1", "IP2", "IP3"];
 
+/// `enrp-server` arguments of the rig's registrars: ASAP over TCP on `127.0.0.1:asap`, no
+/// announcements, third-party registrations from loopback (the proxy registers its legacy
+/// servers' addresses), PE keep-alives every `keep_alive_ms`; then `extra`.
+pub fn registrar_args(asap: u16, keep_alive_ms: u32, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        format!("--asap=127.0.0.1:{asap}"),
+        "--transport=tcp".into(),
+        "--asap-announce=off".into(),
+        "--enrp-announce=off".into(),
+        "--allow-third-party=127.0.0.0/8".into(),
+        "--min-address-scope=loopback".into(),
+        format!("--keep-alive-interval={keep_alive_ms}"),
+        format!("--keep-alive-timeout={keep_alive_ms}"),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Sends `sig` to a running process of the rig (SIGSTOP/SIGCONT to freeze and thaw it).
+pub fn signal(p: &Option<Proc>, sig: i32) {
+    let pid = p.as_ref().expect("running").pid();
+    // SAFETY: kill(2) on a child this test spawned.
+    let r = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig})");
+}
+
 impl Rig {
     /// Registrar + three echo servers; no daemons or proxies yet.
     pub fn new(tag: &str) -> Rig {
@@ -108,17 +127,7 @@ impl Rig {
         let registrar = spawn(
             "enrp-server",
             &bin("enrp-server"),
-            &[
-                format!("--asap=127.0.0.1:{rp}"),
-                "--enrp=off".into(),
-                "--transport=tcp".into(),
-                "--asap-announce=off".into(),
-                "--enrp-announce=off".into(),
-                "--allow-third-party=127.0.0.0/8".into(),
-                "--min-address-scope=loopback".into(),
-                "--keep-alive-interval=500".into(),
-                "--keep-alive-timeout=500".into(),
-            ],
+            &registrar_args(rp, 500, &["--enrp=off"]),
             &dir.join("enrp-server.log"),
         );
         let mut r = Rig {
@@ -342,9 +351,48 @@ impl Rig {
     }
 }
 
+/// A broker-mode configuration in `dir` (`proxy.toml`, with `d1.key`): one application with
+/// one server of daemon `d1`, the registrar absent (the proxy keeps trying); the path and
+/// the control port address.
+pub fn lone_broker_config(dir: &Path) -> (String, SocketAddr) {
+    let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    std::fs::write(
+        dir.join("d1.key"),
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
+    )
+    .expect("key");
+    // Each proxy its own control socket and state file (the defaults under /run and
+    // /var/lib are one per host: a second proxy would refuse to start).
+    let sock = dir.join("control.sock").display().to_string();
+    let state = dir.join("admin-state.json").display().to_string();
+    let text = format!(
+        "mode = \"broker\"\nregistrar_transport = \"tcp\"\ndaemon_listen = \"127.0.0.1:{}\"\n\
+         control_listen = \"{control}\"\nregistrars = [\"127.0.0.1:{}\"]\n\
+         control_socket = \"{sock}\"\nadmin_state_file = \"{state}\"\n\n\
+         [[application]]\nname = \"echo\"\npool_handle = \"EchoPool\"\npolicy = \"round-robin\"\n\
+         listen = \"127.0.0.1:{}\"\n\n[[application.server]]\nname = \"S1\"\naddress = \"127.0.0.1\"\n\
+         port = {}\ndaemon = \"d1\"\n\n[[daemon]]\nid = \"d1\"\nkey_file = \"d1.key\"\n",
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port()
+    );
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).expect("write config");
+    (path.display().to_string(), control)
+}
+
 /// All three servers selectable and the registrar accepted the registrations.
 pub fn all_selectable(r: &Report) -> bool {
     r.proxy.applications[0].servers.iter().all(|s| s.selectable)
+}
+
+/// No server of the first application is selectable (all down, stopped or unknown).
+pub fn none_selectable(r: &Report) -> bool {
+    r.proxy.applications[0]
+        .servers
+        .iter()
+        .all(|s| !s.selectable)
 }
 
 pub fn server<'a>(r: &'a Report, name: &str) -> &'a proxy_pe::core::ServerView {

@@ -40,16 +40,6 @@ fn checked_config(rig: &Rig, mode_close: bool) -> String {
     )
 }
 
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a child this test spawned.
-    let r = unsafe { libc::kill(pid as i32, sig) };
-    assert_eq!(r, 0, "kill({pid}, {sig})");
-}
-
-fn pid(p: &Option<Proc>) -> u32 {
-    p.as_ref().expect("running").pid()
-}
-
 /// One short session through the proxy: greeting, one echo, close. Err: what failed.
 async fn one_session(addr: SocketAddr) -> Result<String, String> {
     let work = async {
@@ -123,9 +113,9 @@ async fn out_of_selection(how: Failure) -> u64 {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut blackhole = Vec::new();
     let t0 = Instant::now();
-    signal(pid(&rig.daemons[1]), libc::SIGSTOP);
+    signal(&rig.daemons[1], libc::SIGSTOP);
     match how {
-        Failure::Frozen => signal(pid(&rig.echoes[1]), libc::SIGSTOP),
+        Failure::Frozen => signal(&rig.echoes[1], libc::SIGSTOP),
         Failure::Crashed => rig.kill_echo(1),
         Failure::Unreachable => {
             rig.kill_echo(1);
@@ -193,8 +183,8 @@ async fn out_of_selection(how: Failure) -> u64 {
     );
     if how == Failure::Frozen {
         // Recovery: back in after `rise` passes, without flapping.
-        signal(pid(&rig.echoes[1]), libc::SIGCONT);
-        signal(pid(&rig.daemons[1]), libc::SIGCONT);
+        signal(&rig.echoes[1], libc::SIGCONT);
+        signal(&rig.daemons[1], libc::SIGCONT);
         let seq = r2.proxy.event_seq;
         rig.until(0, "IP2 back", |r| server(r, "IP2").selectable)
             .await;
@@ -230,7 +220,7 @@ async fn out_of_selection(how: Failure) -> u64 {
             "recovery without flapping: {flips:?}\n{all:#?}"
         );
     }
-    signal(pid(&rig.daemons[1]), libc::SIGCONT);
+    signal(&rig.daemons[1], libc::SIGCONT);
     drop(blackhole);
     out.as_millis() as u64
 }
@@ -270,8 +260,8 @@ async fn sessions_whose_client_is_gone_are_closed_not_moved() {
     let others = |r: &proxy_pe::control::Report| {
         server(r, "IP1").assigned_total + server(r, "IP3").assigned_total
     };
-    signal(pid(&rig.daemons[1]), libc::SIGSTOP);
-    signal(pid(&rig.echoes[1]), libc::SIGSTOP);
+    signal(&rig.daemons[1], libc::SIGSTOP);
+    signal(&rig.echoes[1], libc::SIGSTOP);
     // The client of the first IP2 session sends a last line and goes away.
     let (mut gone, _) = open.remove(1);
     gone.w.write_all(b"bye\n").await.expect("write");
@@ -294,8 +284,8 @@ async fn sessions_whose_client_is_gone_are_closed_not_moved() {
         "only the live session moved: {:?}",
         after.proxy.render_table()
     );
-    signal(pid(&rig.echoes[1]), libc::SIGCONT);
-    signal(pid(&rig.daemons[1]), libc::SIGCONT);
+    signal(&rig.echoes[1], libc::SIGCONT);
+    signal(&rig.daemons[1], libc::SIGCONT);
 }
 
 // ---- on_server_failure with a stateful toy protocol ----

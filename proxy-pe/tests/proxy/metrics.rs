@@ -5,7 +5,7 @@
 
 
 use crate::common::*;
-use rserpool_tests::metrics::{free_addr, sample_names, scrape, value};
+use rserpool_tests::metrics::{address_in_use, free_addr, sample_names, scrape, value};
 
 fn page(addr: std::net::SocketAddr) -> String {
     scrape(addr)
@@ -127,12 +127,7 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
     // Nothing running: a session is refused (step 197).
     rig.kill_echo(0);
     rig.kill_echo(1);
-    rig.until(0, "no server selectable", |r| {
-        r.proxy.applications[0]
-            .servers
-            .iter()
-            .all(|s| !s.selectable)
-    })
+    rig.until(0, "no server selectable", none_selectable)
     .await;
     let mut s = Session::open(via).await;
     assert!(s.line().await.starts_with("-ERR"));
@@ -172,20 +167,10 @@ fn metrics_address_in_use_is_named_with_the_fix() {
         ),
     )
     .unwrap();
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = busy.local_addr().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxy-pe"))
-        .args([
-            "run",
-            "--config",
-            &cfg.display().to_string(),
-            "--metrics",
-            &addr.to_string(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (addr, err) = address_in_use(
+        env!("CARGO_BIN_EXE_proxy-pe"),
+        &["run", "--config", &cfg.display().to_string()],
+    );
     assert!(
         err.contains(&format!(
             "cannot listen on {addr} (metrics endpoint, --metrics)"

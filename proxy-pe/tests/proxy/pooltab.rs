@@ -144,26 +144,9 @@ fn registrar_with_all_items(rig: &mut Rig) {
     rig.registrar = Some(spawn(
         "enrp-server",
         &bin("enrp-server"),
-        &[
-            format!("--asap=127.0.0.1:{rp}"),
-            "--enrp=off".into(),
-            "--transport=tcp".into(),
-            "--asap-announce=off".into(),
-            "--enrp-announce=off".into(),
-            "--allow-third-party=127.0.0.0/8".into(),
-            "--min-address-scope=loopback".into(),
-            "--keep-alive-interval=500".into(),
-            "--keep-alive-timeout=500".into(),
-            "--max-hres-items=10".into(),
-        ],
+        &registrar_args(rp, 500, &["--enrp=off", "--max-hres-items=10"]),
         &rig.dir.join("enrp-server.log"),
     ));
-}
-
-fn signal(p: &Option<Proc>, sig: i32) {
-    let pid = p.as_ref().expect("running").pid();
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
 
 /// Item 7: two mode A proxies with their own `proxy_id` in front of the same three legacy

@@ -10,16 +10,10 @@
 //!   each exporter declares, rendered in process), so a renamed metric fails here.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use crate::root;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
 
 /// (crate dir, metric prefix).
 const DAEMONS: [(&str, &str); 3] = [

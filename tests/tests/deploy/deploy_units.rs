@@ -5,18 +5,12 @@
 //! any line it prints about a unit fails the test.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use crate::root;
+use std::path::Path;
 use std::process::Command;
 
 /// Section → key → values (a key may repeat).
 type Unit = BTreeMap<String, BTreeMap<String, Vec<String>>>;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
 
 const UNITS: [&str; 3] = [
     "enrp-server/deploy/enrp-server.service",

@@ -5,24 +5,10 @@
 //! Containerfile (docker cannot run here: every COPY source exists and the binary names
 //! match), and — only where `cargo deb` is installed — a built package's contents.
 
+use crate::root;
+use rserpool_tests::fs::target_dir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// `target/debug` of this build (the test binary lives in `target/debug/deps`).
-fn target_debug() -> PathBuf {
-    let exe = std::env::current_exe().expect("exe");
-    exe.parent()
-        .and_then(|p| p.parent())
-        .expect("target/debug")
-        .to_path_buf()
-}
 
 /// The four binaries with a clap CLI, built (debug) once per test run.
 fn binary(name: &str) -> PathBuf {
@@ -46,7 +32,7 @@ fn binary(name: &str) -> PathBuf {
             .expect("cargo build");
         assert!(st.success(), "building the binaries failed");
     });
-    target_debug().join(name)
+    target_dir().join(name)
 }
 
 fn tmp(tag: &str) -> PathBuf {

@@ -6,26 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use rsp_capture::manifest::{Fixture, Manifest};
+use crate::{fixture, manifest, registration_bin};
+use rsp_capture::manifest::Manifest;
 use rsp_capture::{read_capture, Capture, CaptureOptions, CapturedMessage, Carrier, Proto};
-
-fn manifest() -> Manifest {
-    Manifest::load_default().expect("pcap-fixtures/manifest.toml loads")
-}
-
-fn fixture<'m>(m: &'m Manifest, path: &str) -> &'m Fixture {
-    m.fixture(path)
-        .unwrap_or_else(|| panic!("{path} is in the manifest"))
-}
 
 fn read(m: &Manifest, path: &str) -> Capture {
     let f = fixture(m, path);
     read_capture(m.path_of(f), &f.capture_options()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn registration_bin() -> Vec<u8> {
-    std::fs::read(Manifest::default_dir().join("crafted/asap-registration.bin"))
-        .expect("registration.bin")
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rsp_capture::manifest::Manifest;
+use crate::fixture_bytes;
 use rsp_capture::{
     read_capture_bytes, read_capture_named, CaptureError, CaptureOptions, CapturedMessage, Carrier,
     PcapWriter,
@@ -16,10 +16,6 @@ struct Record {
     sec: u32,
     usec: u32,
     data: Vec<u8>,
-}
-
-fn fixture_bytes(path: &str) -> Vec<u8> {
-    std::fs::read(Manifest::default_dir().join(path)).unwrap()
 }
 
 fn records(file: &[u8]) -> Vec<Record> {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::registration_bin;
 use rsp_capture::manifest::Manifest;
 use rsp_capture::{
     read_capture, read_capture_bytes, CaptureOptions, CapturedMessage, Carrier, DataChunk,
@@ -13,10 +14,6 @@ use rsp_capture::{
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
-}
-
-fn registration() -> Vec<u8> {
-    std::fs::read(Manifest::default_dir().join("crafted/asap-registration.bin")).unwrap()
 }
 
 /// A message of `len` bytes (Length field `len`) of type `t`, filler after the header.
@@ -54,7 +51,7 @@ fn key(m: &CapturedMessage) -> Key {
 
 #[test]
 fn written_messages_read_back_identically() {
-    let reg = registration();
+    let reg = registration_bin();
     let odd = message(5, 22); // Length not a multiple of 4: TCP padding
     let enrp = message(1, 44);
     let t = |s: u64| Duration::from_secs(1_700_000_000 + s);

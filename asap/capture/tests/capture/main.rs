@@ -3,7 +3,30 @@
 //!
 //! Run one area with a filter, e.g. `cargo test -p rsp-capture --test capture rsp_decode_cli`.
 
+use rsp_capture::manifest::{Fixture, Manifest};
+
 mod capture_fixtures;
 mod capture_formats;
 mod capture_roundtrip;
 mod rsp_decode_cli;
+
+/// The fixture manifest (`pcap-fixtures/manifest.toml`).
+fn manifest() -> Manifest {
+    Manifest::load_default().expect("pcap-fixtures/manifest.toml loads")
+}
+
+/// The manifest's entry for `path`; fails the test if it has none.
+fn fixture<'m>(m: &'m Manifest, path: &str) -> &'m Fixture {
+    m.fixture(path)
+        .unwrap_or_else(|| panic!("{path} is in the manifest"))
+}
+
+/// The bytes of `path` under `pcap-fixtures/`.
+fn fixture_bytes(path: &str) -> Vec<u8> {
+    std::fs::read(Manifest::default_dir().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The crafted ASAP_REGISTRATION message (`pcap-fixtures/crafted/asap-registration.bin`).
+fn registration_bin() -> Vec<u8> {
+    fixture_bytes("crafted/asap-registration.bin")
+}

@@ -8,20 +8,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rsp_capture::manifest::{Fixture, Manifest};
+use crate::{fixture, manifest};
+use rsp_capture::manifest::Manifest;
 use rsp_capture::{read_capture, CaptureOptions, PcapWriter, Proto};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rsp-decode");
-
-fn manifest() -> Manifest {
-    Manifest::load_default().expect("pcap-fixtures/manifest.toml loads")
-}
-
-fn fixture<'m>(m: &'m Manifest, path: &str) -> &'m Fixture {
-    m.fixture(path)
-        .unwrap_or_else(|| panic!("{path} is in the manifest"))
-}
 
 fn fixture_path(path: &str) -> PathBuf {
     Manifest::default_dir().join(path)
