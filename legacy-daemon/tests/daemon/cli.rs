@@ -1,7 +1,6 @@
 //! Command-line behaviour of the `legacy-daemon` binary: `--once`, `--check-config`,
 //! start-up with a bad configuration, `--help`.
 
-
 use crate::common::*;
 use std::process::Command;
 

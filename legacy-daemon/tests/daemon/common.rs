@@ -14,9 +14,9 @@ use legacy_protocol::receiver::{DaemonConnection, DaemonListener, StatusTable};
 pub use legacy_protocol::test_support::{die_with_parent, Proc};
 // Scratch directories, atomic config writes, log waits and free ports: the workspace's
 // shared test support.
+use legacy_protocol::DaemonMessage;
 pub use rserpool_tests::fs::{log_text, unique, wait_log, write_file, TempDir};
 pub use rserpool_tests::net::free_port as dead_port;
-use legacy_protocol::DaemonMessage;
 
 /// Upper bound for waiting on any single expected event.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -120,4 +120,3 @@ pub fn pids(t: &StatusTable, app: &str) -> Vec<u32> {
 pub fn running(t: &StatusTable, app: &str) -> bool {
     t.apps.get(app).is_some_and(|a| a.running)
 }
-

@@ -4,7 +4,6 @@
 //! Assertions are on report contents and order (Hello, then Snapshot, then deltas with
 //! consecutive `state_seq`, checked by `StatusTable::apply`), never on timing.
 
-
 use crate::common::*;
 use legacy_protocol::DaemonMessage;
 use std::process::{Command, Stdio};

@@ -2,7 +2,6 @@
 //! library's proxy-side receiver standing in for proxy-pe; the endpoint is scraped after
 //! known events and the values asserted.
 
-
 use crate::common::*;
 use rserpool_tests::metrics::{address_in_use, free_addr, scrape, value};
 use std::path::Path;
@@ -128,8 +127,7 @@ fn metrics_address_in_use_is_named_with_the_fix() {
             dead_port()
         ),
     );
-    let (addr, err) =
-        address_in_use(daemon_bin(), &["--config", &cfg.display().to_string()]);
+    let (addr, err) = address_in_use(daemon_bin(), &["--config", &cfg.display().to_string()]);
     assert!(
         err.contains(&format!("cannot listen on {addr} (--metrics)")),
         "{err}"
