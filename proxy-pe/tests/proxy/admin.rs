@@ -1,7 +1,6 @@
 //! Operator admin states over the control socket (issue 19 item 1) with real processes:
 //! enrp-server, proxy-pe (mode B), three legacy-daemons and three legacy-echo servers.
 
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

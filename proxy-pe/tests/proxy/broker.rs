@@ -1,7 +1,6 @@
 //! Mode B (session broker, seed 003 FIG. 5) with real processes: enrp-server, proxy-pe,
 //! three legacy-daemons and three legacy-echo servers that know nothing of RSerPool.
 
-
 use crate::common::*;
 
 /// Waits until all three servers are selectable and the proxy's PE is registered.
@@ -68,8 +67,7 @@ async fn round_robin_failover_and_step_197() {
 
     // Nothing running → the session fails with a clear error (step 197).
     rig.kill_echo(1);
-    rig.until(0, "no server running", none_selectable)
-    .await;
+    rig.until(0, "no server running", none_selectable).await;
     let mut s = Session::open(via).await;
     assert_eq!(
         s.line().await,

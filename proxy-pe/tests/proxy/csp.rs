@@ -5,9 +5,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::lone_broker_config;
 use asap::wire::csp::ComponentGroup;
 use rserpool_tests::csp::CspMonitor;
-use crate::common::lone_broker_config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_proxy-pe");
 

@@ -2,7 +2,6 @@
 //! [32], "dynamic notification") through `proxy-pe push-config`, and a proxy restart by
 //! SIGTERM with the daemons' default reconnect backoff.
 
-
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;

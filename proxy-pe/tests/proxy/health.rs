@@ -8,7 +8,6 @@
 //! and recorded in BENCHMARKS.md "proxy-pe: failure detection"; the tests assert only a
 //! generous bound (the defect was 23 s).
 
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

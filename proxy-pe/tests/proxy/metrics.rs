@@ -3,7 +3,6 @@
 //! known actions — sessions, a mid-session server failure, a refused session, a daemon
 //! killed — and the values asserted.
 
-
 use crate::common::*;
 use rserpool_tests::metrics::{address_in_use, free_addr, sample_names, scrape, value};
 
@@ -127,8 +126,7 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
     // Nothing running: a session is refused (step 197).
     rig.kill_echo(0);
     rig.kill_echo(1);
-    rig.until(0, "no server selectable", none_selectable)
-    .await;
+    rig.until(0, "no server selectable", none_selectable).await;
     let mut s = Session::open(via).await;
     assert!(s.line().await.starts_with("-ERR"));
     let p = tokio::task::spawn_blocking(move || page(maddr))

@@ -2,7 +2,6 @@
 //! fed by the daemons (`[application.join]`), two mode A proxies fronting the same legacy
 //! servers (`proxy_id`), and the lifetime counted from the legacy process's own start.
 
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -5,7 +5,6 @@
 //! Waits poll the proxy's status and resolutions at the registrar (30 s bound against
 //! hangs); no assertion depends on timing.
 
-
 use crate::common::*;
 
 /// Starts proxy 0 in mode A with `edit` applied to its configuration text.

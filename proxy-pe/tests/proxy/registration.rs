@@ -2,7 +2,6 @@
 //! (application, server) is registered at our enrp-server with the legacy server's own
 //! address; PUs resolve the pool and talk to the legacy servers directly.
 
-
 use crate::common::*;
 
 /// The daemons' poll interval in this rig (`poll_interval_ms = 100` in

@@ -10,7 +10,6 @@
 //!
 //! Waits poll state (the proxy's status, resolutions at B) with a 30 s bound against hangs.
 
-
 use crate::common::*;
 
 const A_ID: u32 = 0x0000_0A01;
