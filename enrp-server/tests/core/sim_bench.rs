@@ -1,10 +1,10 @@
 //! Peering measurements (BENCHMARKS.md "Peering"); ignored by default, run with
 //! `cargo test -p enrp-server --release --test core sim_bench -- --ignored --nocapture`.
 
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::sim::{Sim, SimConfig};
 use asap::handlespace::HandlespaceLimits;
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::Registration;
@@ -12,7 +12,6 @@ use asap::wire::{
     Message, Policy, PoolElementInfo, PoolHandle, Protocol, TransportParameter, TransportUse,
 };
 use enrp_server::core::{Action, CoreConfig, Event, Input, PeeringConfig, Registrar};
-use crate::sim::{Sim, SimConfig};
 
 fn peering_config(id: u32, peers: Vec<SocketAddr>, chunk: usize) -> CoreConfig {
     let mut c = CoreConfig::new(id);

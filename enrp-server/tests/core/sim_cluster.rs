@@ -2,7 +2,6 @@
 //! between registrars end without an update storm (PEERING.md "Ownership conflicts").
 //! Assertions are on message counts and handlespace state, never on timing.
 
-
 use std::time::Duration;
 
 use crate::sim::{Sim, SimConfig};
@@ -622,8 +621,8 @@ mod chaos {
 
     use rand::Rng;
 
-    use crate::sim::{Sim, SimConfig};
     use super::{run_for, secs};
+    use crate::sim::{Sim, SimConfig};
 
     /// Bound of the scope's ENRP datagram rate without storms: PRESENCE heartbeats (each
     /// registrar to each peer and the group, every 2.44 s ±12.5 %), probes and takeover

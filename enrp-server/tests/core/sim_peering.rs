@@ -4,12 +4,11 @@
 //!
 //! `RSERPOOL_SOAK=1` runs 200 chaos seeds instead of 20; `RSERPOOL_SEED=n` runs one seed.
 
-
 use std::time::Duration;
 
+use crate::sim::{Sim, SimConfig};
 use enrp_server::core::Event;
 use rand::Rng;
-use crate::sim::{Sim, SimConfig};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

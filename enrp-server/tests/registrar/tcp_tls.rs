@@ -18,8 +18,8 @@ use asap::transport::tls::ClientAuth;
 use asap::transport::{Association, Transport, TransportConfig, TransportKind};
 use asap::wire::enrp_msg::{HandleUpdate, Presence};
 use asap::wire::{
-    CauseCode, Message, Policy, PoolElementInfo, Protocol,
-    TransportParameter, TransportUse, UpdateAction,
+    CauseCode, Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse,
+    UpdateAction,
 };
 use enrp_server::core::{server_id_name, CoreConfig, EnrpSecurity, IpNet, PoolAuth};
 
