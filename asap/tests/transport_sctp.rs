@@ -11,7 +11,6 @@
 //! them under TCG, so this one carries only the tests that need kernel SCTP.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use asap::transport::{
     sctp_probe, Association, Event, Listener, LostReason, Msg, SctpProbe, Transport,

@@ -1,9 +1,8 @@
 //! The pool user's cache (RFC 5352 stale.cache.value; PU-side selection, RFC 5356).
 
-
+use crate::common::*;
 use asap::handlespace::cache::{PoolUserCache, DEFAULT_STALE_CACHE_VALUE};
 use asap::wire::Policy;
-use crate::common::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::{Duration, Instant};

@@ -1,11 +1,10 @@
 //! Expiry, connection loss, takeover, dumps and index consistency of the handlespace
 //! (asap/wire/INTEROP.md §5.1, §5.6, §5.8, §5.9).
 
-
+use crate::common::*;
 use asap::checksum::PeChecksum;
 use asap::handlespace::{DumpCursor, Handlespace};
 use asap::wire::{PoolHandle, ServerId};
-use crate::common::*;
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
 

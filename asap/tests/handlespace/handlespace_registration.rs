@@ -1,12 +1,11 @@
 //! Registration rules of the handlespace (RFC 5352 registration, RFC 5354 §3.12 causes).
 
-
+use crate::common::*;
 use asap::checksum::PeChecksum;
 use asap::handlespace::{
     cause, Handlespace, HandlespaceError, HandlespaceLimits, Registered, ResourceLimit,
 };
 use asap::wire::{Policy, TransportUse};
-use crate::common::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Instant;

@@ -9,14 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use asap::transport::{
-    Association, Event, FrameError, Listener, LostReason, Msg, Transport, TransportConfig,
-    TransportError, TransportKind,
+    Event, FrameError, LostReason, Msg, Transport, TransportConfig, TransportError, TransportKind,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Upper bound for any single wait, so a broken test fails instead of hanging.
-use crate::assoc::{listen, recv, recv_msg, accept, LIMIT};
+use crate::assoc::{accept, listen, recv, recv_msg, LIMIT};
 
 fn tcp(max: usize) -> Transport {
     let mut c = TransportConfig::asap(TransportKind::Tcp);

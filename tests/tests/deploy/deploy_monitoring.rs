@@ -9,8 +9,8 @@
 //! - every metric an alert or a panel names exists in its exporter's output (the families
 //!   each exporter declares, rendered in process), so a renamed metric fails here.
 
-use std::collections::BTreeSet;
 use crate::root;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;

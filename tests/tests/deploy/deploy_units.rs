@@ -4,8 +4,8 @@
 //! `systemd-analyze verify` when it is installed — which exits 0 even on a bad value, so
 //! any line it prints about a unit fails the test.
 
-use std::collections::BTreeMap;
 use crate::root;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
