@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::fixture_bytes;
+use crate::{fixture_bytes, key};
 use rsp_capture::{
     read_capture_bytes, read_capture_named, CaptureError, CaptureOptions, CapturedMessage, Carrier,
     PcapWriter,
@@ -204,24 +204,12 @@ fn every_format_and_link_type_gives_the_same_messages() {
             ("BSD null", pcap(0, &null, false, false), false),
         ];
         // Raw IP / null variants lose non-IP frames, so frame numbers shift; compare the rest.
-        let key = |m: &CapturedMessage, frames: bool| {
-            (
-                if frames { m.frame } else { 0 },
-                m.timestamp,
-                m.protocol,
-                m.carrier,
-                m.src,
-                m.dst,
-                m.ppid,
-                m.stream,
-                m.bytes.clone(),
-            )
-        };
         for (name, bytes, same_frames) in variants {
             let got = read_capture_named(name, &bytes, &opts())
                 .unwrap_or_else(|e| panic!("{src} as {name}: {e}"));
-            let a: Vec<_> = want.messages.iter().map(|m| key(m, same_frames)).collect();
-            let b: Vec<_> = got.messages.iter().map(|m| key(m, same_frames)).collect();
+            let keyed = |m: &CapturedMessage| (if same_frames { m.frame } else { 0 }, key(m));
+            let a: Vec<_> = want.messages.iter().map(keyed).collect();
+            let b: Vec<_> = got.messages.iter().map(keyed).collect();
             assert_eq!(a, b, "{src} as {name}");
             assert!(
                 got.stats.malformed.is_empty(),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::registration_bin;
+use crate::{key, registration_bin, Key};
 use rsp_capture::manifest::Manifest;
 use rsp_capture::{
     read_capture, read_capture_bytes, CaptureOptions, CapturedMessage, Carrier, DataChunk,
@@ -22,31 +22,6 @@ fn message(t: u8, len: u16) -> Vec<u8> {
     m.extend_from_slice(&len.to_be_bytes());
     m.extend((4..len).map(|i| (i % 7) as u8 + 1));
     m
-}
-
-/// What survives a round trip: everything but the frame number.
-type Key = (
-    Duration,
-    Proto,
-    Carrier,
-    SocketAddr,
-    SocketAddr,
-    Option<u32>,
-    Option<u16>,
-    Vec<u8>,
-);
-
-fn key(m: &CapturedMessage) -> Key {
-    (
-        m.timestamp,
-        m.protocol,
-        m.carrier,
-        m.src,
-        m.dst,
-        m.ppid,
-        m.stream,
-        m.bytes.clone(),
-    )
 }
 
 #[test]

@@ -3,7 +3,11 @@
 //!
 //! Run one area with a filter, e.g. `cargo test -p rsp-capture --test capture rsp_decode_cli`.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use rsp_capture::manifest::{Fixture, Manifest};
+use rsp_capture::{CapturedMessage, Carrier, Proto};
 
 mod capture_fixtures;
 mod capture_formats;
@@ -29,4 +33,31 @@ fn fixture_bytes(path: &str) -> Vec<u8> {
 /// The crafted ASAP_REGISTRATION message (`pcap-fixtures/crafted/asap-registration.bin`).
 fn registration_bin() -> Vec<u8> {
     fixture_bytes("crafted/asap-registration.bin")
+}
+
+/// What of a captured message survives a write/read round trip: everything but the frame
+/// number.
+type Key = (
+    Duration,
+    Proto,
+    Carrier,
+    SocketAddr,
+    SocketAddr,
+    Option<u32>,
+    Option<u16>,
+    Vec<u8>,
+);
+
+/// The [`Key`] of `m`.
+fn key(m: &CapturedMessage) -> Key {
+    (
+        m.timestamp,
+        m.protocol,
+        m.carrier,
+        m.src,
+        m.dst,
+        m.ppid,
+        m.stream,
+        m.bytes.clone(),
+    )
 }
