@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
-use asap::wire::asap_msg::{Deregistration, HandleResolution, Registration, RegistrationResponse};
+use asap::wire::asap_msg::{
+    Deregistration, HandleResolution, HandleResolutionResponse, Registration, RegistrationResponse,
+};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
     AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
@@ -98,6 +100,18 @@ pub async fn spawn(core: CoreConfig, driver: DriverConfig) -> Result<Running, Dr
         stop: Some(tx),
         task,
     })
+}
+
+/// Registrar `id` alone on 127.0.0.1 (TCP, ephemeral ASAP and ENRP ports, no
+/// announcements), its core configuration adjusted by `tune`, running in this runtime.
+pub async fn local(id: u32, tune: impl FnOnce(&mut CoreConfig)) -> Running {
+    let mut core = CoreConfig::new(id);
+    core.asap_announce_targets = Vec::new();
+    tune(&mut core);
+    let lo = "127.0.0.1:0".parse().expect("lit");
+    spawn(core, tcp_driver(lo, lo, 100))
+        .await
+        .expect("bind registrar")
 }
 
 /// [`spawn`], or `None` after printing `SKIP: …` where the addresses cannot be bound (a
@@ -328,4 +342,19 @@ pub async fn resolve_on(a: &mut Association) -> BTreeSet<u32> {
 /// [`resolve_on`] a fresh ASAP association to `asap`.
 pub async fn resolve_all(asap: SocketAddr) -> BTreeSet<u32> {
     resolve_on(&mut connect(asap, Protocol::Asap).await).await
+}
+
+/// The TCP user transports (`address:port`) of the PEs a resolution returned, sorted; PEs
+/// with another user transport are left out.
+pub fn tcp_users(r: &HandleResolutionResponse) -> Vec<SocketAddr> {
+    let mut v: Vec<SocketAddr> = r
+        .pool_elements
+        .iter()
+        .filter_map(|pe| match &pe.user_transport {
+            TransportParameter::Tcp { port, address, .. } => Some(SocketAddr::new(*address, *port)),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
 }

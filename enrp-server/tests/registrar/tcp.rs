@@ -2,7 +2,7 @@
 //! and PUs speaking ASAP through `asap::transport`.
 
 use rserpool_tests::registrar::{
-    connect, loopback_tcp, recv_msg as recv, register, send, send_raw, spawn, tcp_driver, Running,
+    connect, local, loopback_tcp, recv_msg as recv, register, send, send_raw, Running,
 };
 
 use std::time::Duration;
@@ -19,11 +19,7 @@ use enrp_server::core::CoreConfig;
 const ID: u32 = 0x7E57_0001;
 
 async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
-    let mut core = CoreConfig::new(ID);
-    core.asap_announce_targets = Vec::new();
-    tune(&mut core);
-    let lo = "127.0.0.1:0".parse().expect("lit");
-    spawn(core, tcp_driver(lo, lo, 100)).await.expect("bind")
+    local(ID, tune).await
 }
 
 fn pe(id: u32, port: u16, policy: Policy) -> PoolElementInfo {

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use asap::transport::{Event, Msg, Transport, TransportConfig, TransportKind};
 use asap::wire::asap_msg::HandleResolution;
-use asap::wire::{AsapMessage, Message, Protocol, TransportParameter};
+use asap::wire::{AsapMessage, Message, Protocol};
 pub use legacy_protocol::test_support::{spawn_logged, Proc};
 use proxy_pe::control::{query, Report};
 use rserpool_tests::fs::target_dir;
 use rserpool_tests::net::free_port;
+use rserpool_tests::registrar::tcp_users;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -427,18 +428,7 @@ pub async fn resolve(registrar: SocketAddr, handle: &str) -> Vec<SocketAddr> {
             let d = Message::decode(Protocol::Asap, &m.bytes).expect("decode");
             if let Message::Asap(AsapMessage::HandleResolutionResponse(r)) = d.message {
                 let _ = a.close().await;
-                let mut v: Vec<SocketAddr> = r
-                    .pool_elements
-                    .iter()
-                    .filter_map(|pe| match &pe.user_transport {
-                        TransportParameter::Tcp { port, address, .. } => {
-                            Some(SocketAddr::new(*address, *port))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                v.sort();
-                return v;
+                return tcp_users(&r);
             }
         }
     }

@@ -5,7 +5,7 @@
 use crate::common::*;
 
 /// The daemons' poll interval in this rig (`poll_interval_ms = 100` in
-/// `tests/common/mod.rs`).
+/// `common.rs`).
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Allowance for process scheduling on a loaded 2-core machine.
 const REMOVAL_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);

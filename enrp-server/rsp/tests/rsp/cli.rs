@@ -2,103 +2,33 @@
 //! real registrar driver on loopback over TCP with PEs registered by raw ASAP messages;
 //! the JSON output is decoded and its fields checked.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
-use asap::wire::asap_msg::Registration;
-use asap::wire::{
-    AsapMessage, Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse,
-};
+use asap::transport::{Association, Transport, TransportConfig, TransportKind};
+use asap::wire::{Policy, PoolElementInfo, TransportUse};
 use enrp_server::core::CoreConfig;
-use enrp_server::driver::{DriverConfig, Server};
+use rserpool_tests::registrar::{self, Running};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rsp");
 const ID: u32 = 0x7E57_0016;
 
-struct Running {
-    asap: SocketAddr,
-    enrp: SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
+/// A registrar (the real driver, TCP on loopback) with core `ID` tuned by `tune`.
 async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
-    let mut core = CoreConfig::new(ID);
-    core.asap_announce_targets = Vec::new();
-    tune(&mut core);
-    let driver = DriverConfig {
-        asap: vec!["127.0.0.1:0".parse().expect("lit")],
-        enrp: vec!["127.0.0.1:0".parse().expect("lit")],
-        transport: TransportKind::Tcp,
-        announce_ttl: 1,
-        enrp_announce: Vec::new(),
-        max_associations: 100,
-        max_partial_bytes: asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-        enrp_tls: None,
-        asap_tls: None,
-    };
-    let server = Server::bind(core, driver).await.expect("bind");
-    let asap = server.asap_addrs()[0];
-    let enrp = server.enrp_addrs()[0];
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
-    Running {
-        asap,
-        enrp,
-        _stop: tx,
-    }
+    registrar::local(ID, tune).await
 }
 
 /// Registers `pe` in `pool` over `a` and checks the registrar accepted it.
 async fn register(a: &mut Association, pool: &str, pe: PoolElementInfo) {
     let id = pe.id;
-    let m = Message::from(Registration {
-        pool_handle: pool.into(),
-        pool_element: pe,
-    });
-    a.send(&Msg::new(
-        Protocol::Asap.ppid(),
-        0,
-        m.to_bytes().expect("encode").to_vec(),
-    ))
-    .await
-    .expect("send");
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), a.recv())
-            .await
-            .expect("reply within 10 s")
-            .expect("association alive");
-        if let Event::Message(m) = ev {
-            match Message::decode(Protocol::Asap, &m.bytes)
-                .expect("decodes")
-                .message
-            {
-                Message::Asap(AsapMessage::RegistrationResponse(r)) => {
-                    assert!(!r.reject, "PE {id:#x} rejected: {r:?}");
-                    return;
-                }
-                _ => continue,
-            }
-        }
-    }
+    let r = registrar::register(a, pool, pe).await;
+    assert!(!r.reject, "PE {id:#x} rejected: {r:?}");
 }
 
+/// PE `id` with policy `policy` and user transport TCP 127.0.0.1:`port` (life 600 s).
 fn pe(id: u32, port: u16, policy: Policy) -> PoolElementInfo {
     PoolElementInfo {
-        id,
-        home_server_id: 0,
-        registration_life: 600_000,
-        user_transport: TransportParameter::Tcp {
-            port,
-            transport_use: TransportUse::DataOnly,
-            address: "127.0.0.1".parse().expect("lit"),
-        },
+        user_transport: registrar::loopback_tcp(port, TransportUse::DataOnly),
         policy,
-        asap_transport: None,
+        ..registrar::tcp_pe(id, [127, 0, 0, 1].into())
     }
 }
 

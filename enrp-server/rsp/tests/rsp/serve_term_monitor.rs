@@ -23,12 +23,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_rsp");
 
 async fn registrar() -> Running {
-    let mut core = CoreConfig::new(0x7E57_0C59);
-    core.asap_announce_targets = Vec::new();
-    let any = "127.0.0.1:0".parse().expect("lit");
-    registrar::spawn(core, registrar::tcp_driver(any, any, 100))
-        .await
-        .expect("registrar")
+    registrar::local(0x7E57_0C59, |_| {}).await
 }
 
 /// Kills the child when dropped (a failing assertion must not leave processes behind).
