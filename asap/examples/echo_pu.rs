@@ -17,22 +17,18 @@ use std::time::Duration;
 
 use asap::pu::PoolUser;
 use asap::session::SessionConfig;
-use asap::transport::{parse_addr_list, TransportKind};
+use asap::transport::parse_addr_list;
 use clap::Parser;
+
+mod common;
+use common::PoolArgs;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Echo pool user (RFC 5352 PU with the session layer).
 #[derive(Parser, Debug)]
 struct Args {
-    /// Pool handle to use.
-    #[arg(long, default_value = "EchoPool")]
-    pool: String,
-    /// Registrar `ADDR[,ADDR...]:PORT` (repeatable); none = announces only.
-    #[arg(long)]
-    registrar: Vec<String>,
-    /// Transport towards registrars: auto, sctp, tcp.
-    #[arg(long, default_value = "auto")]
-    transport: TransportKind,
+    #[command(flatten)]
+    pool: PoolArgs,
     /// Listen for ASAP_SERVER_ANNOUNCE on 239.0.0.50:3863.
     #[arg(long)]
     announce: bool,
@@ -52,18 +48,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    common::init_tracing();
     let args = Args::parse();
     let stale = Duration::from_millis(args.stale_ms);
-    let mut pu = PoolUser::builder(args.pool.as_str())
-        .transport(args.transport)
+    let mut pu = PoolUser::builder(args.pool.pool.as_str())
+        .transport(args.pool.transport)
         .session_config(SessionConfig {
             data_ppid: args.data_ppid,
             reply_timeout: (args.reply_timeout_ms > 0)
@@ -72,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..SessionConfig::default()
         })
         .configure(move |c| c.pu.stale_cache_value = stale);
-    for r in &args.registrar {
+    for r in &args.pool.registrar {
         pu = pu.registrar_addrs(parse_addr_list(r)?);
     }
     if args.announce {

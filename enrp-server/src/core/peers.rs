@@ -6,7 +6,7 @@
 //! and receives peer messages as [`Input::Datagram`](super::Input::Datagram) with
 //! [`Protocol::Enrp`](asap::wire::Protocol::Enrp) (the source address of a datagram is the
 //! peer's address) or over an ENRP association (addressed by its primary address). The
-//! simulation tests (`enrp-server/tests/sim_peering.rs`) carry these in memory.
+//! simulation tests (`enrp-server/tests/core/sim_peering.rs`) carry these in memory.
 //!
 //! Takeover differs from rsplib 3.4.4 (which never sends TAKEOVER_SERVER): once every peer
 //! that is still alive has acknowledged INIT_TAKEOVER, we send TAKEOVER_SERVER to all
