@@ -360,6 +360,10 @@ enum Piece {
 }
 
 impl SctpReader {
+    pub(crate) fn rtt(&self) -> io::Result<Option<Duration>> {
+        srtt(&self.fd)
+    }
+
     pub(crate) async fn recv(&mut self) -> Result<Event, TransportError> {
         if let Some(ev) = self.queued.take() {
             return Ok(ev);
@@ -586,4 +590,17 @@ impl SctpWriter {
     pub(crate) fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
         sys::get_addrs(self.fd.get_ref().as_fd(), false)
     }
+    pub(crate) fn rtt(&self) -> io::Result<Option<Duration>> {
+        srtt(&self.fd)
+    }
+}
+
+/// The primary path's smoothed RTT from `SCTP_STATUS` ([`sys::sctp_primary_srtt`]), taken
+/// as milliseconds as rsplib does (Linux reports `transport->srtt` in jiffies: exact with
+/// `CONFIG_HZ=1000`, a multiple of 1000/HZ ms otherwise).
+fn srtt(fd: &AsyncFd<OwnedFd>) -> io::Result<Option<Duration>> {
+    Ok(
+        sys::sctp_primary_srtt(fd.get_ref().as_fd())?
+            .map(|ms| Duration::from_millis(u64::from(ms))),
+    )
 }
