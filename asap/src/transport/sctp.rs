@@ -595,12 +595,13 @@ impl SctpWriter {
     }
 }
 
-/// The primary path's smoothed RTT from `SCTP_STATUS` ([`sys::sctp_primary_srtt`]), taken
-/// as milliseconds as rsplib does (Linux reports `transport->srtt` in jiffies: exact with
-/// `CONFIG_HZ=1000`, a multiple of 1000/HZ ms otherwise).
+/// The primary path's smoothed RTT from `SCTP_STATUS` ([`sys::sctp_primary_srtt`]). Linux
+/// reports it in jiffies, converted here with the kernel tick ([`sys::jiffy`]); rsplib
+/// takes the raw number as ms, which is right only with `CONFIG_HZ=1000` (a Debian kernel
+/// has 250: rsplib's distances are then 4 times too small).
 fn srtt(fd: &AsyncFd<OwnedFd>) -> io::Result<Option<Duration>> {
-    Ok(
-        sys::sctp_primary_srtt(fd.get_ref().as_fd())?
-            .map(|ms| Duration::from_millis(u64::from(ms))),
-    )
+    let Some(ticks) = sys::sctp_primary_srtt(fd.get_ref().as_fd())? else {
+        return Ok(None);
+    };
+    Ok(Some(sys::jiffy()? * ticks))
 }

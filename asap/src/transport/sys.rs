@@ -390,9 +390,9 @@ const SCTP_STATUS_SRTT_OFFSET: usize = 164;
 /// `getsockopt(SCTP_STATUS)` on a one-to-one socket: the smoothed RTT of the primary path
 /// (`sstat_primary.spinfo_srtt`, RFC 6458 §8.2.1 / §8.2.2), as the kernel reports it.
 ///
-/// Linux copies `transport->srtt` unconverted; it is kept in jiffies, so the value is
-/// milliseconds only with `CONFIG_HZ=1000` (rsplib's registrar reads the same field the same
-/// way, `rspregistrar-global.c`). Returns `None` before the first RTT measurement (0).
+/// Linux copies `transport->srtt` unconverted: it is in **jiffies** (milliseconds only with
+/// `CONFIG_HZ=1000`; multiply by [`jiffy`]). rsplib's registrar reads the same field and takes
+/// it as ms (`rspregistrar-global.c`). Returns `None` before the first RTT measurement (0).
 pub(crate) fn sctp_primary_srtt(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
     // u32 words: 4-byte aligned like the struct, zeroed (assoc id 0 = this association).
     let mut buf = [0u32; SCTP_STATUS_LEN / 4];
@@ -417,6 +417,29 @@ pub(crate) fn sctp_primary_srtt(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
     }
     let srtt = buf[SCTP_STATUS_SRTT_OFFSET / 4];
     Ok((srtt != 0).then_some(srtt))
+}
+
+/// Length of one kernel tick (jiffy, `1/CONFIG_HZ` s): the resolution of
+/// `CLOCK_MONOTONIC_COARSE`, which the kernel reports as `TICK_NSEC`. Used to convert
+/// `spinfo_srtt`, which Linux reports in jiffies.
+pub(crate) fn jiffy() -> io::Result<std::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live, writable timespec for the call.
+    cvt(unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) })?;
+    let d = std::time::Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    );
+    if d.is_zero() || d > std::time::Duration::from_millis(100) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("implausible CLOCK_MONOTONIC_COARSE resolution {d:?}"),
+        ));
+    }
+    Ok(d)
 }
 
 /// `getsockopt(IPPROTO_TCP, TCP_INFO)`: the smoothed RTT `tcpi_rtt` in microseconds
@@ -662,6 +685,16 @@ mod tests {
         assert_eq!(SCTP_STATUS_LEN, 24 + 152);
         assert_eq!(SCTP_STATUS_SRTT_OFFSET, 24 + 4 + 128 + 4 + 4);
         assert_eq!(size_of::<libc::sockaddr_storage>(), 128);
+    }
+
+    #[test]
+    fn jiffy_is_one_kernel_tick() {
+        // CONFIG_HZ is 100, 250, 300 or 1000: a tick of 1 to 10 ms.
+        let j = jiffy().expect("clock_getres");
+        assert!(
+            j >= std::time::Duration::from_micros(999) && j <= std::time::Duration::from_millis(10),
+            "{j:?}"
+        );
     }
 
     #[test]
