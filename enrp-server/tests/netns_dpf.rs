@@ -441,9 +441,11 @@ async fn lu_dpf_registrar_hands_out_the_near_pe_first() {
             (2, 1),
             "near PE 2 must come first: {all:?}"
         );
-        // Half the RTT in ms (step 1): ≈ 3 and ≈ 25; generous bounds for a loaded host.
-        assert!((2..=8).contains(&d_near), "near distance {d_near}");
-        assert!((24..=40).contains(&d_far), "far distance {d_far}");
+        // Half the RTT in ms (step 1): ≈ 3 and ≈ 25. The delay threads run late on a
+        // loaded host (seen: far RTT up to 72 ms), so only lower bounds are tight.
+        assert!((2..=12).contains(&d_near), "near distance {d_near}");
+        assert!((24..=80).contains(&d_far), "far distance {d_far}");
+        assert!(d_far >= d_near + 15, "distances {d_near} / {d_far}");
         // The registrar's default answer (3 items) also starts with it.
         let default = resolve(&mut pu, None).await;
         assert_eq!(default.first().map(|p| p.0), Some(2), "{default:?}");
