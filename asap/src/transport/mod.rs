@@ -582,7 +582,8 @@ impl Association {
     }
 
     /// The transport's smoothed round-trip time to the peer: kernel SCTP the primary path's
-    /// `spinfo_srtt` (`SCTP_STATUS`, RFC 6458 §8.2.1), TCP `tcpi_rtt` (`TCP_INFO`).
+    /// `spinfo_srtt` (`SCTP_STATUS`, RFC 6458 §8.2.1; Linux reports jiffies, converted with
+    /// the kernel tick), TCP `tcpi_rtt` (`TCP_INFO`, µs).
     /// `Ok(None)` before the first measurement and for SCTP over UDP (sctp-proto exposes only
     /// the RTO, not the SRTT). Registrars turn it into the Distance of distance-sensitive
     /// policies (README "Deviations", `enrp-server` `distance`).

@@ -12,10 +12,11 @@
 //!   distance to that peer is **added** to the Distance the peer sent (its distance to the
 //!   PE), so a PE registered far away looks far here too. Saturates at `u32::MAX`.
 //! * The RTT comes from the driver as [`Input::Rtt`](super::Input::Rtt) (kernel SCTP
-//!   `SCTP_STATUS` primary path `spinfo_srtt`, TCP `TCP_INFO` `tcpi_rtt`;
-//!   `asap::transport::Association::rtt`). An association without a measurement (SCTP over
-//!   UDP, a driver that sends none) gives distance 0, as rsplib does when `SCTP_STATUS`
-//!   fails.
+//!   `SCTP_STATUS` primary path `spinfo_srtt` converted from jiffies, TCP `TCP_INFO`
+//!   `tcpi_rtt`; `asap::transport::Association::rtt`). An association without a measurement
+//!   (SCTP over UDP; kernel SCTP before its first acknowledged DATA, so a PE's very first
+//!   REGISTRATION; a driver that sends none) gives distance 0, as rsplib does when
+//!   `SCTP_STATUS` fails or has no sample yet.
 //!
 //! Other policies are left untouched.
 
