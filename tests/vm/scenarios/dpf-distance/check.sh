@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dpf-distance, host side: tshark decodes the Distance of the LU-DPF pool
 # elements in our HANDLE_RESOLUTION_RESPONSEs (0x06) to the PU on the near
-# link: the far PE ~25 ms, the near one ~3 ms, the near one listed first.
+# link: the near PE listed first, the far one at least 20 ms and 8 ms farther.
 . "$(dirname "$0")/../../check-lib.sh"
 P=$RES/dpf-distance.pcap
 F='asap.message_type == 6 && ip.src == 10.0.2.1 && ip.dst == 10.0.2.12'
@@ -14,6 +14,7 @@ dists=${last#*/}
 check_eq "pcap: last response lists the near PE first" "${ids%%,*}" "0x22222222"
 first_d=${dists%%,*}
 second_d=$(echo "$dists" | cut -d, -f2)
-check_eq "pcap: near PE distance within 1..8 ms" "$([ "$first_d" -ge 1 ] && [ "$first_d" -le 8 ] && echo yes || echo "no ($first_d)")" yes
-check_eq "pcap: far PE distance within 20..40 ms" "$([ "$second_d" -ge 20 ] && [ "$second_d" -le 40 ] && echo yes || echo "no ($second_d)")" yes
+# same bounds as the guest checks (TCG adds its own delay to both RTTs)
+check_eq "pcap: far PE distance at least 20 ms" "$([ "${second_d:-0}" -ge 20 ] && echo yes || echo "no ($second_d)")" yes
+check_eq "pcap: near PE at least 8 ms nearer" "$([ -n "$first_d" ] && [ "$first_d" -le $((${second_d:-0} - 8)) ] && echo yes || echo "no ($first_d vs $second_d)")" yes
 check_done
