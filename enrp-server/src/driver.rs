@@ -624,6 +624,15 @@ async fn start_link(
                 match reader.recv().await {
                     Ok(TransportEvent::Message(m)) => {
                         let p = Protocol::from_ppid(m.ppid).unwrap_or(protocol);
+                        // Distance of DPF policies (core/distance.rs): the RTT goes first.
+                        if crate::core::distance::wants_rtt(p, &m.bytes) {
+                            if let Ok(Some(rtt)) = reader.rtt() {
+                                let input = Input::Rtt { assoc: id, rtt };
+                                if rtx.send((input, None)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
                         let input = Input::Message {
                             assoc: id,
                             protocol: p,

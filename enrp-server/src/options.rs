@@ -282,6 +282,12 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_hres_items: Option<u32>,
 
+    /// Distance step of distance-sensitive policies (LU-DPF, LUD-DPF, WRAND-DPF), ms: half
+    /// the association's RTT is rounded to a multiple of it (rsplib `-distancestep`).
+    /// [default: 50]
+    #[arg(long, value_name = "MS")]
+    pub distance_step: Option<u64>,
+
     /// Cap on PEs per handle resolution response, also for "all" (0xFFFFFFFF); responses are
     /// cut further to fit 65535 bytes. [default: 4294967295 = no cap]
     #[arg(long, value_name = "N")]
@@ -592,6 +598,7 @@ impl Options {
             unreachable_window,
             unreachable_probe_timeout,
             max_hres_items,
+            distance_step,
             hres_items_cap,
             max_elements_per_ht_request,
             max_handle_length,
@@ -684,6 +691,9 @@ impl Options {
         }
         if let Some(v) = self.max_hres_items {
             c.max_hres_items = v.max(1);
+        }
+        if let Some(v) = self.distance_step {
+            c.distance_step = ms(v.max(1));
         }
         if let Some(v) = self.hres_items_cap {
             c.hres_items_cap = v.max(1);

@@ -581,6 +581,16 @@ impl Association {
         self.writer.local_addrs()
     }
 
+    /// The transport's smoothed round-trip time to the peer: kernel SCTP the primary path's
+    /// `spinfo_srtt` (`SCTP_STATUS`, RFC 6458 §8.2.1; Linux reports jiffies, converted with
+    /// the kernel tick), TCP `tcpi_rtt` (`TCP_INFO`, µs).
+    /// `Ok(None)` before the first measurement and for SCTP over UDP (sctp-proto exposes only
+    /// the RTO, not the SRTT). Registrars turn it into the Distance of distance-sensitive
+    /// policies (README "Deviations", `enrp-server` `distance`).
+    pub fn rtt(&self) -> Result<Option<Duration>, TransportError> {
+        self.writer.rtt()
+    }
+
     /// The peer's certificate, verified against the CA by the TLS handshake ([`tls`]);
     /// `None` without TLS or when the peer presented none.
     pub fn peer_certificate(&self) -> Option<&tls::PeerCertificate> {
@@ -595,6 +605,15 @@ impl AssocReader {
             ReaderInner::Sctp(r) => r.recv().await,
             ReaderInner::Tcp(r) => r.recv().await,
             ReaderInner::SctpUdp(r) => r.recv().await,
+        }
+    }
+
+    /// The smoothed round-trip time to the peer ([`Association::rtt`]).
+    pub fn rtt(&self) -> Result<Option<Duration>, TransportError> {
+        match &self.inner {
+            ReaderInner::Sctp(r) => r.rtt().map_err(|e| TransportError::io("SCTP_STATUS", e)),
+            ReaderInner::Tcp(r) => r.rtt().map_err(|e| TransportError::io("TCP_INFO", e)),
+            ReaderInner::SctpUdp(_) => Ok(None),
         }
     }
 }
@@ -676,6 +695,15 @@ impl AssocWriter {
             WriterInner::Sctp(_) => TransportKind::Sctp,
             WriterInner::Tcp(_) => TransportKind::Tcp,
             WriterInner::SctpUdp(_) => TransportKind::SctpUdp,
+        }
+    }
+
+    /// The smoothed round-trip time to the peer ([`Association::rtt`]).
+    pub fn rtt(&self) -> Result<Option<Duration>, TransportError> {
+        match &self.inner {
+            WriterInner::Sctp(w) => w.rtt().map_err(|e| TransportError::io("SCTP_STATUS", e)),
+            WriterInner::Tcp(w) => w.rtt().map_err(|e| TransportError::io("TCP_INFO", e)),
+            WriterInner::SctpUdp(_) => Ok(None),
         }
     }
 
