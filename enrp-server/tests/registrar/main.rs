@@ -9,6 +9,7 @@
 
 mod bench_tools;
 mod csp;
+mod netns_dpf;
 mod netns_peering;
 mod sd_notify;
 mod startup_errors;
