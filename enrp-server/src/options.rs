@@ -121,8 +121,9 @@ pub struct Options {
     /// Peer admission (SECURITY.md): `allow-list` takes ENRP peer messages only from
     /// --peer addresses and --peer-allow entries; `open` from anyone who reaches the ENRP
     /// port (rsplib behaviour, warned at start-up); `tls` only from peers authenticated by
-    /// mutual TLS with --tls-ca/--tls-cert/--tls-key (TCP only: with kernel SCTP it is
-    /// refused, SECURITY.md). [default: allow-list]
+    /// mutual TLS with --tls-ca/--tls-cert/--tls-key (over TCP, kernel SCTP and sctp-udp;
+    /// over SCTP one TLS session on stream 0, SECURITY.md "TLS over SCTP").
+    /// [default: allow-list]
     #[arg(long, value_name = "allow-list|open|tls")]
     pub enrp_security: Option<String>,
 
@@ -153,7 +154,8 @@ pub struct Options {
 
     /// Offer TLS on the ASAP port (needs --tls-ca/--tls-cert/--tls-key): PEs may present a
     /// client certificate for [[pool_auth]] pools; plaintext PEs are still accepted (the
-    /// first byte tells TLS from ASAP). TCP only. [default: off]
+    /// first byte, over SCTP of the first user message, tells TLS from ASAP). Any transport.
+    /// [default: off]
     #[arg(long, value_name = "on|off")]
     pub asap_tls: Option<String>,
 
@@ -922,13 +924,6 @@ impl Options {
         } else {
             "asap-tls"
         };
-        if self.transport.unwrap_or_default().resolve() != TransportKind::Tcp {
-            return Err(invalid(
-                what,
-                "TLS needs --transport tcp: TLS over kernel SCTP (RFC 3436) is not \
-                 implemented (SECURITY.md \"TLS and SCTP\")",
-            ));
-        }
         let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key)
         else {
             return Err(invalid(
@@ -1444,10 +1439,19 @@ mod tls_tests {
             d.asap_tls.expect("ASAP ctx").client_auth(),
             ClientAuth::Optional
         );
-        // Kernel SCTP: refused with a clear error (TLS over SCTP is not implemented).
-        let e = tls(&["--transport", "sctp"]).expect_err("TLS over SCTP");
-        assert!(e.to_string().contains("--transport tcp"), "{e}");
-        assert!(e.to_string().contains("SCTP"), "{e}");
+        // Kernel SCTP and sctp-udp: TLS on stream 0 (SECURITY.md "TLS over SCTP").
+        for kind in ["sctp", "sctp-udp"] {
+            let (c, d) = tls(&["--transport", kind, "--asap-tls", "on"]).expect("TLS over SCTP");
+            assert_eq!(c.security.enrp_security, EnrpSecurity::Tls);
+            assert_eq!(
+                d.enrp_tls.expect("ENRP ctx").client_auth(),
+                ClientAuth::Required
+            );
+            assert_eq!(
+                d.asap_tls.expect("ASAP ctx").client_auth(),
+                ClientAuth::Optional
+            );
+        }
         // A key that does not parse.
         let e = Options::parse_from([
             "enrp-server",
