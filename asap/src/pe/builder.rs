@@ -109,7 +109,8 @@ impl PoolElementBuilder {
 
     /// Talks TLS to the registrars ([`PoolElementConfig::registrar_tls`]): with a context
     /// that has a certificate, the PE presents it as client certificate (registrations into
-    /// pools that require one). TCP only.
+    /// pools that require one). Any registrar transport (over SCTP: one TLS session on
+    /// stream 0, SECURITY.md "TLS over SCTP").
     pub fn registrar_tls(self, ctx: crate::transport::tls::TlsContext) -> Self {
         self.configure(move |c| c.registrar_tls = Some(ctx))
     }

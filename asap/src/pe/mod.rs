@@ -82,7 +82,7 @@ pub struct PoolElementConfig {
     /// How long [`PoolElement::wait_registered`] waits (default
     /// [`DEFAULT_REGISTER_WAIT`]); the PE keeps hunting and registering after that.
     pub register_wait: Duration,
-    /// TLS towards registrars (TCP only; `asap::transport::tls`): the registrar's
+    /// TLS towards registrars (any transport; `asap::transport::tls`): the registrar's
     /// certificate must chain to the context's CA, and the context's certificate, if it has
     /// one, is presented as client certificate, e.g. for a pool whose registrations need a
     /// credential (enrp-server `[[pool_auth]]`). `None` (default): plaintext.

@@ -106,7 +106,7 @@ impl Net {
         }
     }
 
-    /// Registrar associations run TLS with `ctx` (TCP only; `crate::transport::tls`).
+    /// Registrar associations run TLS with `ctx` (any transport; `crate::transport::tls`).
     pub fn set_tls(&mut self, ctx: crate::transport::tls::TlsContext) {
         self.transport = self.transport.clone().with_tls(ctx);
     }
