@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use asap::handlespace::HandlespaceLimits;
+use asap::reg_auth::RegistrationKey;
 use asap::transport::tls::{self, ClientAuth, TlsContext};
 use asap::transport::{defaults, TransportKind};
 use asap::wire::PoolHandle;
@@ -151,6 +152,12 @@ pub struct Options {
     /// Time a TLS handshake may take (each runs in its own task), ms. [default: 10000]
     #[arg(long, value_name = "MS")]
     pub tls_handshake_timeout: Option<u64>,
+
+    /// `[[pool_auth]] psk`: a signed REGISTRATION is taken only if its timestamp is within
+    /// this many ms of the registrar's clock; its nonce is remembered as long (replays are
+    /// refused). [default: 60000]
+    #[arg(long, value_name = "MS")]
+    pub registration_psk_window: Option<u64>,
 
     /// Offer TLS on the ASAP port (needs --tls-ca/--tls-cert/--tls-key): PEs may present a
     /// client certificate for [[pool_auth]] pools; plaintext PEs are still accepted (the
@@ -380,6 +387,12 @@ pub struct PoolAuthOption {
     pub tls_names: Vec<String>,
     /// Peer addresses (ADDR or ADDR/PREFIX) that may register without TLS (rsplib PEs).
     pub addresses: Vec<String>,
+    /// Pre-shared keys (hex, at least 16 bytes, e.g. `openssl rand -hex 32`): a
+    /// REGISTRATION signed with one of them (Registration Authenticator, SECURITY.md
+    /// "Per-pool pre-shared keys") may register, over any transport. Several: rotation.
+    pub psk: Vec<String>,
+    /// Files each holding one such key in hex (keeps keys out of the main file).
+    pub psk_file: Vec<PathBuf>,
 }
 
 fn on_off(option: &'static str, v: &Option<String>, default: bool) -> Result<bool, OptionsError> {
@@ -575,6 +588,7 @@ impl Options {
             tls_key,
             tls_server_id_binding,
             tls_handshake_timeout,
+            registration_psk_window,
             asap_tls,
             max_pes_per_peer,
             max_peer_registration_life,
@@ -888,11 +902,32 @@ impl Options {
             if p.handle.is_empty() {
                 return Err(invalid("pool_auth", "handle must not be empty"));
             }
-            if p.tls_names.is_empty() && p.addresses.is_empty() {
+            if p.tls_names.is_empty()
+                && p.addresses.is_empty()
+                && p.psk.is_empty()
+                && p.psk_file.is_empty()
+            {
                 return Err(invalid(
                     "pool_auth",
-                    format!("pool {:?}: give tls-names and/or addresses", p.handle),
+                    format!(
+                        "pool {:?}: give tls-names, addresses, psk and/or psk-file",
+                        p.handle
+                    ),
                 ));
+            }
+            let mut psk = Vec::new();
+            for hex in &p.psk {
+                psk.push(RegistrationKey::from_hex(hex).map_err(|e| {
+                    invalid("pool_auth", format!("pool {:?}: psk: {e}", p.handle))
+                })?);
+            }
+            for f in &p.psk_file {
+                let hex = std::fs::read_to_string(f).map_err(|e| {
+                    invalid("pool_auth", format!("psk-file {}: {e}", f.display()))
+                })?;
+                psk.push(RegistrationKey::from_hex(&hex).map_err(|e| {
+                    invalid("pool_auth", format!("psk-file {}: {e}", f.display()))
+                })?);
             }
             if !p.tls_names.is_empty() && !asap_tls_on {
                 return Err(invalid(
@@ -914,7 +949,11 @@ impl Options {
                     .iter()
                     .map(|s| IpNet::from_str(s).map_err(|e| invalid("pool_auth", e.to_string())))
                     .collect::<Result<_, _>>()?,
+                psk,
             });
+        }
+        if let Some(ms) = self.registration_psk_window {
+            c.security.psk_window = Duration::from_millis(ms.max(1));
         }
         if !enrp_tls_on && !asap_tls_on {
             return Ok((None, None));

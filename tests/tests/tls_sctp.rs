@@ -349,6 +349,7 @@ async fn start_registrar(i: usize, ca: &Ca) -> Reg {
         handle: SECURE.into(),
         tls_names: vec!["pe1.example".into()],
         addresses: Vec::new(),
+        psk: Vec::new(),
     }];
     let id = ca.issue(&[&server_id_name(IDS[i])]);
     let mut driver = tcp_driver(lo(0), lo(19_990 + i as u16), 100);

@@ -115,6 +115,14 @@ impl PoolElementBuilder {
         self.configure(move |c| c.registrar_tls = Some(ctx))
     }
 
+    /// Signs every REGISTRATION with the pool's pre-shared key
+    /// ([`PoolElementConfig::registration_key`], [`crate::reg_auth`]), for pools whose
+    /// registrar requires it (enrp-server `[[pool_auth]] psk`). Works over any transport,
+    /// with or without TLS.
+    pub fn registration_key(self, key: crate::reg_auth::RegistrationKey) -> Self {
+        self.configure(move |c| c.registration_key = Some(key))
+    }
+
     /// Adds a registrar (static configuration, RFC 5352 §3): anything
     /// [`ToSocketAddrs`] accepts — `"10.0.0.5:3863"`, `"registrar.example:3863"`,
     /// `("10.0.0.5", 3863)`, a `SocketAddr`. All addresses a name resolves to are taken as
