@@ -1544,4 +1544,43 @@ mod tls_tests {
         assert!(empty.resolve(5).is_err());
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// `[[pool_auth]] psk` / `psk-file` (plaintext, no TLS needed) and
+    /// `--registration-psk-window`; short or non-hex keys are refused.
+    #[test]
+    fn pool_auth_psk_from_toml() {
+        let dir = std::env::temp_dir().join(format!("enrp-psk-opts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let kf = dir.join("pool.key");
+        std::fs::write(&kf, format!("{}\n", "cd".repeat(32))).expect("key file");
+        let file: Options = toml::from_str(&format!(
+            "transport = \"tcp\"\n[[pool_auth]]\nhandle = \"P\"\npsk = [\"{}\"]\npsk-file = [{:?}]\n",
+            "ab".repeat(32),
+            kf.display().to_string()
+        ))
+        .expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server", "--registration-psk-window", "5000"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        let p = &c.security.pool_auth[0];
+        assert_eq!(
+            p.psk,
+            vec![
+                asap::reg_auth::RegistrationKey::new(vec![0xab; 32]).expect("key"),
+                asap::reg_auth::RegistrationKey::new(vec![0xcd; 32]).expect("key"),
+            ]
+        );
+        assert_eq!(c.security.psk_window, Duration::from_secs(5));
+        let (c, _) = Options::parse_from(["enrp-server"]).resolve(5).expect("valid");
+        assert_eq!(c.security.psk_window, Duration::from_secs(60), "default");
+        for bad in ["abcd", "zz"] {
+            let o: Options =
+                toml::from_str(&format!("[[pool_auth]]\nhandle = \"P\"\npsk = [\"{bad}\"]\n"))
+                    .expect("valid toml");
+            let e = o.resolve(5).expect_err("bad key");
+            assert!(e.to_string().contains("psk"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

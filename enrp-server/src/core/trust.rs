@@ -1390,6 +1390,111 @@ mod tests {
         assert!(r.security.certs.is_empty());
     }
 
+    /// `[[pool_auth]] psk` (issue 13 item 3): a REGISTRATION signed with the pool's key
+    /// (Registration Authenticator, `asap::reg_auth`) is accepted from any address without
+    /// TLS; the same bytes again (replay, also on another association), a wrong key, no
+    /// authenticator, and a timestamp outside the window are refused with cause 0xA and a
+    /// `registration` refusal, and change nothing; a fresh signature later is accepted.
+    #[test]
+    fn pool_auth_psk_accepts_fresh_signed_registrations_once() {
+        use asap::reg_auth::{sign, RegistrationKey};
+        use asap::wire::asap_msg::{Registration, RegistrationResponse};
+        use asap::wire::{AsapMessage, CauseCode, Message};
+        const T0: u64 = 1_700_000_000_000;
+        let now = Instant::now();
+        let key = RegistrationKey::new(vec![0x42; 32]).expect("key");
+        let wrong = RegistrationKey::new(vec![0x43; 32]).expect("key");
+        let mut c = CoreConfig::new(ME);
+        c.security.pool_auth = vec![PoolAuth {
+            handle: "Sec".into(),
+            tls_names: Vec::new(),
+            addresses: Vec::new(),
+            psk: vec![key.clone()],
+        }];
+        c.security.wall_clock_at = Some((now, T0));
+        let mut r = Registrar::new(c, now);
+        let encoded = |id: u32, from: &str| -> Vec<u8> {
+            let ip: std::net::IpAddr = from.parse::<SocketAddr>().expect("lit").ip();
+            Message::from(Registration {
+                pool_handle: "Sec".into(),
+                pool_element: PoolElementInfo {
+                    id,
+                    home_server_id: 0,
+                    registration_life: 60_000,
+                    user_transport: TransportParameter::Tcp {
+                        port: 7000,
+                        transport_use: TransportUse::DataOnly,
+                        address: ip,
+                    },
+                    policy: Policy::RoundRobin,
+                    asap_transport: None,
+                },
+            })
+            .to_bytes()
+            .expect("encode")
+            .to_vec()
+        };
+        let send = |r: &mut Registrar, at: Instant, assoc: AssocId, bytes: Vec<u8>| {
+            let out = r.handle(
+                at,
+                Input::Message {
+                    assoc,
+                    protocol: Protocol::Asap,
+                    bytes: bytes.into(),
+                },
+            );
+            let resp: RegistrationResponse = out
+                .iter()
+                .find_map(|a| match a {
+                    Action::Send {
+                        message: Message::Asap(AsapMessage::RegistrationResponse(x)),
+                        ..
+                    } => Some(x.clone()),
+                    _ => None,
+                })
+                .expect("a REGISTRATION_RESPONSE");
+            (resp, refusals(&out).iter().map(|x| x.0).collect::<Vec<_>>())
+        };
+        let refused = |x: &RegistrationResponse| {
+            x.reject && x.error.as_ref().and_then(|e| e.first_code()) == Some(CauseCode::RejectedSecurity)
+        };
+        let from = "192.0.2.7:5000";
+        connected(&mut r, now, 1, Protocol::Asap, from);
+        // Signed with the pool key: accepted (no TLS, address not listed anywhere).
+        let signed = sign(&encoded(1, from), &key, T0 + 1_000, [1; 16]).expect("sign");
+        let (x, refs) = send(&mut r, now, 1, signed.clone());
+        assert!(!x.reject, "{x:?}");
+        assert!(refs.is_empty());
+        assert!(r.handlespace().get(&"Sec".into(), 1).is_some());
+        // The same bytes again, from another association: a replay.
+        connected(&mut r, now, 2, Protocol::Asap, "192.0.2.7:5001");
+        let (x, refs) = send(&mut r, now + Duration::from_secs(1), 2, signed.clone());
+        assert!(refused(&x), "replay accepted: {x:?}");
+        assert_eq!(refs, vec![Refusal::Registration]);
+        // Wrong key, no authenticator, stale and future timestamps.
+        let bad = [
+            sign(&encoded(2, from), &wrong, T0, [2; 16]).expect("sign"),
+            encoded(2, from),
+            sign(&encoded(2, from), &key, T0 - 61_000, [3; 16]).expect("sign"),
+            sign(&encoded(2, from), &key, T0 + 62_000, [4; 16]).expect("sign"),
+        ];
+        for (i, b) in bad.into_iter().enumerate() {
+            let (x, refs) = send(&mut r, now + Duration::from_secs(1), 1, b);
+            assert!(refused(&x), "case {i} accepted: {x:?}");
+            assert_eq!(refs, vec![Refusal::Registration], "case {i}");
+        }
+        assert!(r.handlespace().get(&"Sec".into(), 2).is_none());
+        // 2 minutes later the old signature is stale; a fresh one re-registers.
+        let later = now + Duration::from_secs(120);
+        let (x, _) = send(&mut r, later, 1, signed);
+        assert!(refused(&x), "old signature accepted later");
+        let fresh = sign(&encoded(1, from), &key, T0 + 120_000, [5; 16]).expect("sign");
+        let (x, refs) = send(&mut r, later, 1, fresh);
+        assert!(!x.reject && refs.is_empty(), "{x:?}");
+        // Nonces that left the window were forgotten.
+        assert_eq!(r.security.psk_nonces.len(), 1);
+    }
+
     /// `[[pool_auth]]` in the core: a protected pool takes a REGISTRATION only from an
     /// allowed address or a certificate naming an allowed name (cause 0xA otherwise, no
     /// state change, `registration` refusal); other pools are open.
