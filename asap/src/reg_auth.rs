@@ -1,5 +1,5 @@
 //! Per-pool pre-shared keys for registrations (issue 13 item 3; `SECURITY.md` "Per-pool
-//! pre-shared keys"; wire format in `asap/wire/INTEROP.md` §11).
+//! pre-shared keys"; wire format in `asap/wire/INTEROP.md` §10).
 //!
 //! A plaintext PE proves that it knows its pool's key by appending a **Registration
 //! Authenticator** parameter to every ASAP_REGISTRATION:

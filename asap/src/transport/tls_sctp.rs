@@ -1,6 +1,6 @@
 //! TLS over SCTP associations, kernel SCTP and `sctp-udp` (RFC 3436 in the reduced form issue
 //! 13 allows; the wire format is in `SECURITY.md` "TLS over SCTP" and `asap/wire/INTEROP.md`
-//! §10).
+//! §9).
 //!
 //! * **One TLS session per association, on stream 0.** After the SCTP association is up, the
 //!   client (the side that connected) sends the ClientHello. Every TLS record of either side
