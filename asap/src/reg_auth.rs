@@ -96,7 +96,7 @@ impl RegistrationKey {
     /// A key from hexadecimal (e.g. `openssl rand -hex 32`).
     pub fn from_hex(s: &str) -> Result<Self, RegAuthError> {
         let s = s.trim();
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return Err(RegAuthError::BadKey("odd number of hex digits".into()));
         }
         let v = (0..s.len())
@@ -125,7 +125,7 @@ pub fn sign(
     unix_ms: u64,
     nonce: [u8; 16],
 ) -> Result<Vec<u8>, RegAuthError> {
-    if message.len() < 4 || message.len() % 4 != 0 {
+    if message.len() < 4 || !message.len().is_multiple_of(4) {
         return Err(RegAuthError::Malformed("not a padded RSerPool message"));
     }
     let mut v = Vec::with_capacity(message.len() + PARAM_LEN);

@@ -917,17 +917,20 @@ impl Options {
             }
             let mut psk = Vec::new();
             for hex in &p.psk {
-                psk.push(RegistrationKey::from_hex(hex).map_err(|e| {
-                    invalid("pool_auth", format!("pool {:?}: psk: {e}", p.handle))
-                })?);
+                psk.push(
+                    RegistrationKey::from_hex(hex).map_err(|e| {
+                        invalid("pool_auth", format!("pool {:?}: psk: {e}", p.handle))
+                    })?,
+                );
             }
             for f in &p.psk_file {
-                let hex = std::fs::read_to_string(f).map_err(|e| {
-                    invalid("pool_auth", format!("psk-file {}: {e}", f.display()))
-                })?;
-                psk.push(RegistrationKey::from_hex(&hex).map_err(|e| {
-                    invalid("pool_auth", format!("psk-file {}: {e}", f.display()))
-                })?);
+                let hex = std::fs::read_to_string(f)
+                    .map_err(|e| invalid("pool_auth", format!("psk-file {}: {e}", f.display())))?;
+                psk.push(
+                    RegistrationKey::from_hex(&hex).map_err(|e| {
+                        invalid("pool_auth", format!("psk-file {}: {e}", f.display()))
+                    })?,
+                );
             }
             if !p.tls_names.is_empty() && !asap_tls_on {
                 return Err(invalid(
@@ -1572,12 +1575,15 @@ mod tls_tests {
             ]
         );
         assert_eq!(c.security.psk_window, Duration::from_secs(5));
-        let (c, _) = Options::parse_from(["enrp-server"]).resolve(5).expect("valid");
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
         assert_eq!(c.security.psk_window, Duration::from_secs(60), "default");
         for bad in ["abcd", "zz"] {
-            let o: Options =
-                toml::from_str(&format!("[[pool_auth]]\nhandle = \"P\"\npsk = [\"{bad}\"]\n"))
-                    .expect("valid toml");
+            let o: Options = toml::from_str(&format!(
+                "[[pool_auth]]\nhandle = \"P\"\npsk = [\"{bad}\"]\n"
+            ))
+            .expect("valid toml");
             let e = o.resolve(5).expect_err("bad key");
             assert!(e.to_string().contains("psk"), "{e}");
         }

@@ -127,13 +127,19 @@ async fn psk_signed_registrations_accepted_wrong_key_and_replay_refused() {
     let signed = sign(&reg, &key(0x11), unix_ms, [9; 16]).expect("sign");
     let mut answers = Vec::new();
     for _ in 0..2 {
-        a.send(&Msg::new(11, 0, signed.clone())).await.expect("send");
+        a.send(&Msg::new(11, 0, signed.clone()))
+            .await
+            .expect("send");
         match recv_msg(&mut a, Protocol::Asap).await {
             Message::Asap(AsapMessage::RegistrationResponse(x)) => answers.push(x),
             other => panic!("expected REGISTRATION_RESPONSE, got {other:?}"),
         }
     }
-    assert!(!answers[0].reject, "first signed REGISTRATION: {:?}", answers[0]);
+    assert!(
+        !answers[0].reject,
+        "first signed REGISTRATION: {:?}",
+        answers[0]
+    );
     assert!(answers[1].reject, "replay accepted");
     assert_eq!(
         answers[1].error.as_ref().and_then(|e| e.first_code()),

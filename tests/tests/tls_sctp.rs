@@ -28,8 +28,8 @@ use asap::transport::{
 use asap::wire::asap_msg::HandleResolution;
 use asap::wire::enrp_msg::{HandleUpdate, Presence};
 use asap::wire::{
-    AsapMessage, HandleResolutionOption, Message, Policy, PoolElementInfo,
-    TransportParameter, TransportUse, UpdateAction,
+    AsapMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, TransportParameter,
+    TransportUse, UpdateAction,
 };
 use enrp_server::core::{server_id_name, CoreConfig, EnrpSecurity, PoolAuth};
 use enrp_server::driver::{Server, Stats};
@@ -271,7 +271,8 @@ async fn refusals_over_sctp_udp_are_counted() {
 
     // The client refuses a registrar certificate of another CA.
     let rogue = other.issue(&["registrar.example"]);
-    let (_l2, at2) = listen(asap_t().with_tls(other.context(Some(&rogue), ClientAuth::Required))).await;
+    let (_l2, at2) =
+        listen(asap_t().with_tls(other.context(Some(&rogue), ClientAuth::Required))).await;
     let e = asap_t()
         .with_tls(ca.context(Some(&good), ClientAuth::Required))
         .connect(&[at2], &[])
@@ -301,7 +302,9 @@ async fn optional_tls_over_sctp_udp_takes_plaintext_and_tls() {
     assert!(matches!(next_event(&mut s).await, Event::Up { .. }));
     assert_eq!(&next_message(&mut s).await.bytes[..], &message()[..]);
     // Plaintext both ways, any PPID and stream (nothing is framed).
-    s.send(&Msg::new(11, 2, vec![9, 9])).await.expect("send back");
+    s.send(&Msg::new(11, 2, vec![9, 9]))
+        .await
+        .expect("send back");
     let m = next_message(&mut p).await;
     assert_eq!((m.stream, &m.bytes[..]), (2, &[9u8, 9][..]));
 
@@ -509,7 +512,10 @@ async fn registrars_peer_over_tls_on_sctp_udp_with_tls_pe_and_pu() {
         .register_wait(Duration::from_secs(3))
         .start()
         .await;
-    assert!(wrong_ca.is_err(), "PE with a foreign-CA certificate registered");
+    assert!(
+        wrong_ca.is_err(),
+        "PE with a foreign-CA certificate registered"
+    );
     assert!(
         b.stats.tls_refused.load(Ordering::Relaxed) > refused_before,
         "foreign-CA PE counted as a TLS refusal"
@@ -542,7 +548,10 @@ async fn registrars_peer_over_tls_on_sctp_udp_with_tls_pe_and_pu() {
     );
     let ids = resolve_tls(a.asap, &ca, POOL).await;
     assert!(!ids.contains(&0x666) && !ids.contains(&0x667), "{ids:x?}");
-    assert!(resolve_tls(a.asap, &ca, SECURE).await.contains(&id), "the TLS PE stays");
+    assert!(
+        resolve_tls(a.asap, &ca, SECURE).await.contains(&id),
+        "the TLS PE stays"
+    );
     assert!(a.enrp != b.enrp);
     drop(pe);
     let _ = a.stop.send(());

@@ -395,13 +395,9 @@ impl Transport {
             if kind != TransportKind::Tcp {
                 let plain = Transport::new((*self.config).clone());
                 let a = Box::pin(plain.connect_with(peers, local, reuse_port)).await?;
-                let (r, w) = tls_sctp::client(
-                    ctx,
-                    a,
-                    self.config.tcp_ppid,
-                    self.config.max_message_size,
-                )
-                .await?;
+                let (r, w) =
+                    tls_sctp::client(ctx, a, self.config.tcp_ppid, self.config.max_message_size)
+                        .await?;
                 return Ok(Association::from_parts(
                     ReaderInner::TlsSctp(Box::new(r)),
                     WriterInner::TlsSctp(Box::new(w)),

@@ -84,7 +84,9 @@ impl Shared {
         let Some(conn) = &self.conn else {
             return Ok(Vec::new());
         };
-        let mut conn = conn.lock().map_err(|_| "TLS session poisoned".to_string())?;
+        let mut conn = conn
+            .lock()
+            .map_err(|_| "TLS session poisoned".to_string())?;
         let mut v = Vec::new();
         while conn.wants_write() {
             conn.write_tls(&mut v).map_err(|e| e.to_string())?;
@@ -104,7 +106,11 @@ impl Shared {
 
 /// Sends TLS records as SCTP user messages on stream 0: whole records, at most
 /// [`MAX_RECORDS_MESSAGE`] bytes per message (a single larger record goes alone).
-async fn send_records(w: &mut AssocWriter, ppid: u32, records: &[u8]) -> Result<(), TransportError> {
+async fn send_records(
+    w: &mut AssocWriter,
+    ppid: u32,
+    records: &[u8],
+) -> Result<(), TransportError> {
     for chunk in record_chunks(records) {
         // Boxed: `AssocWriter::send` may itself be a TLS-over-SCTP send (recursive type).
         Box::pin(w.send(&Msg::new(ppid, 0, Bytes::copy_from_slice(chunk)))).await?;
@@ -527,10 +533,7 @@ fn finish(
 }
 
 /// Reads events until the first user message; the others are kept in `pending`.
-async fn first_message(
-    r: &mut AssocReader,
-    pending: &mut VecDeque<Event>,
-) -> Result<Msg, String> {
+async fn first_message(r: &mut AssocReader, pending: &mut VecDeque<Event>) -> Result<Msg, String> {
     loop {
         match Box::pin(r.recv()).await.map_err(|e| e.to_string())? {
             Event::Message(m) => return Ok(m),
@@ -554,15 +557,20 @@ pub(crate) async fn client(
         .and_then(|v| v.first().copied())
         .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     let err = |detail: String| TransportError::Tls { peer, detail };
-    let conn = ClientConnection::new(
-        ctx.client_config(),
-        ServerName::IpAddress(peer.ip().into()),
-    )
-    .map_err(|e| err(e.to_string()))?;
+    let conn = ClientConnection::new(ctx.client_config(), ServerName::IpAddress(peer.ip().into()))
+        .map_err(|e| err(e.to_string()))?;
     let mut conn = Connection::Client(conn);
     let (mut r, mut w) = a.into_split();
     let (mut pending, mut plain) = (VecDeque::new(), BytesMut::new());
-    let hs = handshake(&mut conn, &mut r, &mut w, ppid, &mut pending, &mut plain, None);
+    let hs = handshake(
+        &mut conn,
+        &mut r,
+        &mut w,
+        ppid,
+        &mut pending,
+        &mut plain,
+        None,
+    );
     match tokio::time::timeout(ctx.handshake_timeout, hs).await {
         Ok(Ok(())) => {}
         Ok(Err(detail)) => {
@@ -632,8 +640,7 @@ async fn server(
             }
         }
     }
-    let mut conn =
-        Connection::Server(ServerConnection::new(server).map_err(|e| e.to_string())?);
+    let mut conn = Connection::Server(ServerConnection::new(server).map_err(|e| e.to_string())?);
     let mut plain = BytesMut::new();
     if let Err(e) = handshake(
         &mut conn,

@@ -1456,7 +1456,9 @@ mod tests {
             (resp, refusals(&out).iter().map(|x| x.0).collect::<Vec<_>>())
         };
         let refused = |x: &RegistrationResponse| {
-            x.reject && x.error.as_ref().and_then(|e| e.first_code()) == Some(CauseCode::RejectedSecurity)
+            x.reject
+                && x.error.as_ref().and_then(|e| e.first_code())
+                    == Some(CauseCode::RejectedSecurity)
         };
         let from = "192.0.2.7:5000";
         connected(&mut r, now, 1, Protocol::Asap, from);
