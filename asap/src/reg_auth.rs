@@ -210,17 +210,17 @@ mod tests {
         RegistrationKey::new(vec![b; 32]).expect("key")
     }
 
-    /// A REGISTRATION-shaped message: header + one 12-byte Pool Handle TLV.
+    /// A REGISTRATION-shaped message: header + one 8-byte Pool Handle TLV.
     fn msg() -> Vec<u8> {
-        vec![1, 0, 0, 16, 0, 9, 0, 8, b'P', b'o', b'o', b'l', 0, 0, 0, 0]
+        vec![1, 0, 0, 12, 0, 9, 0, 8, b'P', b'o', b'o', b'l']
     }
 
     #[test]
     fn sign_and_verify_round_trip_and_bind_the_message() {
         let signed = sign(&msg(), &key(1), 1_700_000_000_000, [7; 16]).expect("sign");
-        assert_eq!(signed.len(), 16 + PARAM_LEN);
-        assert_eq!(&signed[2..4], &((16 + PARAM_LEN) as u16).to_be_bytes());
-        assert_eq!(&signed[16..18], &[0x8A, 0x01]);
+        assert_eq!(signed.len(), 12 + PARAM_LEN);
+        assert_eq!(&signed[2..4], &((12 + PARAM_LEN) as u16).to_be_bytes());
+        assert_eq!(&signed[12..14], &[0x8A, 0x01]);
         let v = verify(&signed, &[key(2), key(1)]).expect("verifies with the second key");
         assert_eq!(
             v,
