@@ -397,8 +397,11 @@ impl TlsSctpWriter {
         match self.shared.out.try_lock() {
             Ok(w) => w.abort_in_place(),
             Err(_) => {
-                let shared = self.shared.clone();
-                tokio::spawn(async move { shared.out.lock().await.abort_in_place() });
+                // The writer is busy (a send in progress): mark it once that ends.
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let shared = self.shared.clone();
+                    rt.spawn(async move { shared.out.lock().await.abort_in_place() });
+                }
             }
         }
     }
