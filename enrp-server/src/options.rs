@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use asap::handlespace::HandlespaceLimits;
+use asap::reg_auth::RegistrationKey;
 use asap::transport::tls::{self, ClientAuth, TlsContext};
 use asap::transport::{defaults, TransportKind};
 use asap::wire::PoolHandle;
@@ -121,8 +122,9 @@ pub struct Options {
     /// Peer admission (SECURITY.md): `allow-list` takes ENRP peer messages only from
     /// --peer addresses and --peer-allow entries; `open` from anyone who reaches the ENRP
     /// port (rsplib behaviour, warned at start-up); `tls` only from peers authenticated by
-    /// mutual TLS with --tls-ca/--tls-cert/--tls-key (TCP only: with kernel SCTP it is
-    /// refused, SECURITY.md). [default: allow-list]
+    /// mutual TLS with --tls-ca/--tls-cert/--tls-key (over TCP, kernel SCTP and sctp-udp;
+    /// over SCTP one TLS session on stream 0, SECURITY.md "TLS over SCTP").
+    /// [default: allow-list]
     #[arg(long, value_name = "allow-list|open|tls")]
     pub enrp_security: Option<String>,
 
@@ -151,9 +153,16 @@ pub struct Options {
     #[arg(long, value_name = "MS")]
     pub tls_handshake_timeout: Option<u64>,
 
+    /// `[[pool_auth]] psk`: a signed REGISTRATION is taken only if its timestamp is within
+    /// this many ms of the registrar's clock; its nonce is remembered as long (replays are
+    /// refused). [default: 60000]
+    #[arg(long, value_name = "MS")]
+    pub registration_psk_window: Option<u64>,
+
     /// Offer TLS on the ASAP port (needs --tls-ca/--tls-cert/--tls-key): PEs may present a
     /// client certificate for [[pool_auth]] pools; plaintext PEs are still accepted (the
-    /// first byte tells TLS from ASAP). TCP only. [default: off]
+    /// first byte, over SCTP of the first user message, tells TLS from ASAP). Any transport.
+    /// [default: off]
     #[arg(long, value_name = "on|off")]
     pub asap_tls: Option<String>,
 
@@ -384,6 +393,12 @@ pub struct PoolAuthOption {
     pub tls_names: Vec<String>,
     /// Peer addresses (ADDR or ADDR/PREFIX) that may register without TLS (rsplib PEs).
     pub addresses: Vec<String>,
+    /// Pre-shared keys (hex, at least 16 bytes, e.g. `openssl rand -hex 32`): a
+    /// REGISTRATION signed with one of them (Registration Authenticator, SECURITY.md
+    /// "Per-pool pre-shared keys") may register, over any transport. Several: rotation.
+    pub psk: Vec<String>,
+    /// Files each holding one such key in hex (keeps keys out of the main file).
+    pub psk_file: Vec<PathBuf>,
 }
 
 fn on_off(option: &'static str, v: &Option<String>, default: bool) -> Result<bool, OptionsError> {
@@ -579,6 +594,7 @@ impl Options {
             tls_key,
             tls_server_id_binding,
             tls_handshake_timeout,
+            registration_psk_window,
             asap_tls,
             max_pes_per_peer,
             max_peer_registration_life,
@@ -896,11 +912,35 @@ impl Options {
             if p.handle.is_empty() {
                 return Err(invalid("pool_auth", "handle must not be empty"));
             }
-            if p.tls_names.is_empty() && p.addresses.is_empty() {
+            if p.tls_names.is_empty()
+                && p.addresses.is_empty()
+                && p.psk.is_empty()
+                && p.psk_file.is_empty()
+            {
                 return Err(invalid(
                     "pool_auth",
-                    format!("pool {:?}: give tls-names and/or addresses", p.handle),
+                    format!(
+                        "pool {:?}: give tls-names, addresses, psk and/or psk-file",
+                        p.handle
+                    ),
                 ));
+            }
+            let mut psk = Vec::new();
+            for hex in &p.psk {
+                psk.push(
+                    RegistrationKey::from_hex(hex).map_err(|e| {
+                        invalid("pool_auth", format!("pool {:?}: psk: {e}", p.handle))
+                    })?,
+                );
+            }
+            for f in &p.psk_file {
+                let hex = std::fs::read_to_string(f)
+                    .map_err(|e| invalid("pool_auth", format!("psk-file {}: {e}", f.display())))?;
+                psk.push(
+                    RegistrationKey::from_hex(&hex).map_err(|e| {
+                        invalid("pool_auth", format!("psk-file {}: {e}", f.display()))
+                    })?,
+                );
             }
             if !p.tls_names.is_empty() && !asap_tls_on {
                 return Err(invalid(
@@ -922,7 +962,11 @@ impl Options {
                     .iter()
                     .map(|s| IpNet::from_str(s).map_err(|e| invalid("pool_auth", e.to_string())))
                     .collect::<Result<_, _>>()?,
+                psk,
             });
+        }
+        if let Some(ms) = self.registration_psk_window {
+            c.security.psk_window = Duration::from_millis(ms.max(1));
         }
         if !enrp_tls_on && !asap_tls_on {
             return Ok((None, None));
@@ -932,13 +976,6 @@ impl Options {
         } else {
             "asap-tls"
         };
-        if self.transport.unwrap_or_default().resolve() != TransportKind::Tcp {
-            return Err(invalid(
-                what,
-                "TLS needs --transport tcp: TLS over kernel SCTP (RFC 3436) is not \
-                 implemented (SECURITY.md \"TLS and SCTP\")",
-            ));
-        }
         let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key)
         else {
             return Err(invalid(
@@ -1454,10 +1491,19 @@ mod tls_tests {
             d.asap_tls.expect("ASAP ctx").client_auth(),
             ClientAuth::Optional
         );
-        // Kernel SCTP: refused with a clear error (TLS over SCTP is not implemented).
-        let e = tls(&["--transport", "sctp"]).expect_err("TLS over SCTP");
-        assert!(e.to_string().contains("--transport tcp"), "{e}");
-        assert!(e.to_string().contains("SCTP"), "{e}");
+        // Kernel SCTP and sctp-udp: TLS on stream 0 (SECURITY.md "TLS over SCTP").
+        for kind in ["sctp", "sctp-udp"] {
+            let (c, d) = tls(&["--transport", kind, "--asap-tls", "on"]).expect("TLS over SCTP");
+            assert_eq!(c.security.enrp_security, EnrpSecurity::Tls);
+            assert_eq!(
+                d.enrp_tls.expect("ENRP ctx").client_auth(),
+                ClientAuth::Required
+            );
+            assert_eq!(
+                d.asap_tls.expect("ASAP ctx").client_auth(),
+                ClientAuth::Optional
+            );
+        }
         // A key that does not parse.
         let e = Options::parse_from([
             "enrp-server",
@@ -1509,6 +1555,48 @@ mod tls_tests {
         assert!(e.to_string().contains("asap-tls"), "{e}");
         let empty: Options = toml::from_str("[[pool_auth]]\nhandle = \"P\"\n").expect("valid toml");
         assert!(empty.resolve(5).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `[[pool_auth]] psk` / `psk-file` (plaintext, no TLS needed) and
+    /// `--registration-psk-window`; short or non-hex keys are refused.
+    #[test]
+    fn pool_auth_psk_from_toml() {
+        let dir = std::env::temp_dir().join(format!("enrp-psk-opts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let kf = dir.join("pool.key");
+        std::fs::write(&kf, format!("{}\n", "cd".repeat(32))).expect("key file");
+        let file: Options = toml::from_str(&format!(
+            "transport = \"tcp\"\n[[pool_auth]]\nhandle = \"P\"\npsk = [\"{}\"]\npsk-file = [{:?}]\n",
+            "ab".repeat(32),
+            kf.display().to_string()
+        ))
+        .expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server", "--registration-psk-window", "5000"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        let p = &c.security.pool_auth[0];
+        assert_eq!(
+            p.psk,
+            vec![
+                asap::reg_auth::RegistrationKey::new(vec![0xab; 32]).expect("key"),
+                asap::reg_auth::RegistrationKey::new(vec![0xcd; 32]).expect("key"),
+            ]
+        );
+        assert_eq!(c.security.psk_window, Duration::from_secs(5));
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.security.psk_window, Duration::from_secs(60), "default");
+        for bad in ["abcd", "zz"] {
+            let o: Options = toml::from_str(&format!(
+                "[[pool_auth]]\nhandle = \"P\"\npsk = [\"{bad}\"]\n"
+            ))
+            .expect("valid toml");
+            let e = o.resolve(5).expect_err("bad key");
+            assert!(e.to_string().contains("psk"), "{e}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -82,11 +82,15 @@ pub struct PoolElementConfig {
     /// How long [`PoolElement::wait_registered`] waits (default
     /// [`DEFAULT_REGISTER_WAIT`]); the PE keeps hunting and registering after that.
     pub register_wait: Duration,
-    /// TLS towards registrars (TCP only; `asap::transport::tls`): the registrar's
+    /// TLS towards registrars (any transport; `asap::transport::tls`): the registrar's
     /// certificate must chain to the context's CA, and the context's certificate, if it has
     /// one, is presented as client certificate, e.g. for a pool whose registrations need a
     /// credential (enrp-server `[[pool_auth]]`). `None` (default): plaintext.
     pub registrar_tls: Option<crate::transport::tls::TlsContext>,
+    /// The pool's pre-shared key: every REGISTRATION carries a Registration Authenticator
+    /// made with it ([`crate::reg_auth`]; enrp-server `[[pool_auth]] psk`). `None`
+    /// (default): none.
+    pub registration_key: Option<crate::reg_auth::RegistrationKey>,
 }
 
 /// Default bound of [`PoolElement::wait_registered`]: 10 s, enough for a registrar hunt
@@ -107,6 +111,7 @@ impl PoolElementConfig {
             seed: None,
             register_wait: DEFAULT_REGISTER_WAIT,
             registrar_tls: None,
+            registration_key: None,
         }
     }
 
@@ -229,6 +234,9 @@ impl PoolElement {
         net.set_local(cfg.registrar_local.clone());
         if let Some(tls) = &cfg.registrar_tls {
             net.set_tls(tls.clone());
+        }
+        if let Some(key) = &cfg.registration_key {
+            net.set_registration_key(key.clone());
         }
         let pe_cfg = cfg.pe.clone();
         if let Some(a) = cfg.announce {

@@ -77,6 +77,8 @@ pub struct Net {
     /// Local addresses with the port shared with the adoption listener
     /// ([`listen_shared`](Net::listen_shared)); registrar associations are opened from it.
     shared: Option<Vec<SocketAddr>>,
+    /// Signs every ASAP_REGISTRATION with this pool key ([`crate::reg_auth`]).
+    registration_key: Option<crate::reg_auth::RegistrationKey>,
 }
 
 impl Drop for Net {
@@ -103,10 +105,17 @@ impl Net {
             background: Vec::new(),
             local: Vec::new(),
             shared: None,
+            registration_key: None,
         }
     }
 
-    /// Registrar associations run TLS with `ctx` (TCP only; `crate::transport::tls`).
+    /// Appends a Registration Authenticator made with `key` to every ASAP_REGISTRATION
+    /// sent ([`crate::reg_auth`]; a fresh timestamp and nonce each time).
+    pub fn set_registration_key(&mut self, key: crate::reg_auth::RegistrationKey) {
+        self.registration_key = Some(key);
+    }
+
+    /// Registrar associations run TLS with `ctx` (any transport; `crate::transport::tls`).
     pub fn set_tls(&mut self, ctx: crate::transport::tls::TlsContext) {
         self.transport = self.transport.clone().with_tls(ctx);
     }
@@ -283,13 +292,23 @@ impl Net {
                     debug!(conn = conn.0, "send on a closed association dropped");
                     return;
                 };
-                let bytes = match Message::Asap(message).to_bytes() {
+                let is_registration = matches!(message, AsapMessage::Registration(_));
+                let mut bytes = match Message::Asap(message).to_bytes() {
                     Ok(b) => b,
                     Err(e) => {
                         warn!(error = %e, "cannot encode ASAP message");
                         return;
                     }
                 };
+                if let (true, Some(key)) = (is_registration, &self.registration_key) {
+                    let unix_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                    match crate::reg_auth::sign(&bytes, key, unix_ms, rand::random()) {
+                        Ok(v) => bytes = v.into(),
+                        Err(e) => warn!(error = %e, "cannot sign ASAP_REGISTRATION"),
+                    }
+                }
                 if let Err(e) = w.send(&Msg::new(defaults::PPID_ASAP, 0, bytes)).await {
                     warn!(conn = conn.0, error = %e, "send to registrar failed");
                     self.writers.remove(&conn);

@@ -1,8 +1,8 @@
 //! TLS over TCP associations (`asap::transport::tls`; issue 13): messages framed inside TLS,
 //! the verified peer certificate and its names, refusal of foreign CAs, missing client
 //! certificates, plaintext and silent clients (each counted), plaintext next to TLS on an
-//! optional-TLS listener, and the refusal of TLS on kernel SCTP. Loopback only; certificates
-//! from throw-away rcgen CAs.
+//! optional-TLS listener. Loopback only; certificates from throw-away rcgen CAs. TLS over
+//! SCTP (`sctp-udp`) is tested in `tests/tests/tls_sctp.rs`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -241,26 +241,6 @@ async fn optional_tls_listener_takes_plaintext_and_tls() {
     assert!(s.peer_certificate().is_none(), "no client certificate");
     assert_eq!(&next_message(&mut s).await.bytes[..], &message()[..]);
     assert_eq!(l.tls_refused(), 0);
-}
-
-/// TLS over kernel SCTP (RFC 3436) is not implemented: a TLS transport of kind SCTP refuses
-/// to listen or connect with a clear error instead of silently running plaintext.
-#[tokio::test]
-async fn tls_over_sctp_is_refused() {
-    let ca = Ca::new();
-    let id = ca.issue(&["registrar.example"]);
-    let t = Transport::new(TransportConfig::enrp(TransportKind::Sctp))
-        .with_tls(ca.ctx(Some(&id), ClientAuth::Required));
-    let at: SocketAddr = "127.0.0.1:0".parse().expect("lit");
-    let e = t.listen(&[at]).await.err().expect("listen refused");
-    assert!(matches!(e, TransportError::TlsOverSctp), "{e}");
-    assert!(e.to_string().contains("SCTP"), "{e}");
-    let e = t
-        .connect(&["127.0.0.1:9".parse().expect("lit")], &[])
-        .await
-        .err()
-        .expect("connect refused");
-    assert!(matches!(e, TransportError::TlsOverSctp), "{e}");
 }
 
 #[test]

@@ -892,7 +892,7 @@ impl Registrar {
         })();
         // Per-pool credentials (trust.rs, issue 13 item 3).
         let checked = checked.and_then(|()| {
-            self.registration_authorized(now, assoc, &handle, out)
+            self.registration_authorized(now, assoc, &handle, raw, out)
                 .map_err(|why| (ErrorCause::plain(CauseCode::RejectedSecurity), why))
         });
         if let Err((cause, reason)) = checked {

@@ -259,6 +259,7 @@ async fn start_pool_auth(ca: &Ca) -> Option<Running> {
             addr: ip(77),
             prefix: 32,
         }],
+        psk: Vec::new(),
     }];
     let at = SocketAddr::new(ip(73), 0);
     let mut driver = tcp_driver(at, at, 100);

@@ -5,4 +5,6 @@
 
 mod api_builder;
 mod api_tcp;
+mod psk_registration;
+mod tls_sctp;
 mod transport_matrix;
