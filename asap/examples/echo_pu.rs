@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use asap::pu::PoolUser;
 use asap::session::SessionConfig;
+use asap::transport::parse_addr_list;
 use asap::transport::tls::{ClientAuth, TlsContext};
-use asap::transport::{parse_addr_list, TransportKind};
 use clap::Parser;
 
 mod common;

@@ -655,6 +655,7 @@ impl AssocReader {
             ReaderInner::Sctp(r) => r.rtt().map_err(|e| TransportError::io("SCTP_STATUS", e)),
             ReaderInner::Tcp(r) => r.rtt().map_err(|e| TransportError::io("TCP_INFO", e)),
             ReaderInner::SctpUdp(_) => Ok(None),
+            ReaderInner::TlsSctp(r) => r.rtt(),
         }
     }
 }
@@ -764,6 +765,8 @@ impl AssocWriter {
             WriterInner::Sctp(w) => w.rtt().map_err(|e| TransportError::io("SCTP_STATUS", e)),
             WriterInner::Tcp(w) => w.rtt().map_err(|e| TransportError::io("TCP_INFO", e)),
             WriterInner::SctpUdp(_) => Ok(None),
+            // The SCTP writer sits behind the TLS session's lock; the reader half answers.
+            WriterInner::TlsSctp(_) => Ok(None),
         }
     }
 

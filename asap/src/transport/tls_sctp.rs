@@ -186,6 +186,11 @@ pub(crate) struct TlsSctpReader {
 }
 
 impl TlsSctpReader {
+    /// The smoothed round-trip time of the SCTP association underneath.
+    pub(crate) fn rtt(&self) -> Result<Option<std::time::Duration>, TransportError> {
+        self.inner.rtt()
+    }
+
     pub(crate) async fn recv(&mut self) -> Result<Event, TransportError> {
         if let Some(ev) = self.pending.pop_front() {
             if matches!(ev, Event::Lost(_)) {

@@ -8,7 +8,6 @@
 //! --nocapture --test-threads=1`) and recorded in BENCHMARKS.md "proxy-pe: failure
 //! detection"; the tests assert a generous bound (before: 23 s frozen, 30 s grace).
 
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

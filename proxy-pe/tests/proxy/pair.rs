@@ -8,7 +8,6 @@
 //! A sampler resolves the pool every 50 ms during each change and the tests assert that
 //! every sample contains all three legacy servers.
 
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
