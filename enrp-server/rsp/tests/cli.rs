@@ -32,6 +32,8 @@ async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
         asap: vec!["127.0.0.1:0".parse().expect("lit")],
         enrp: vec!["127.0.0.1:0".parse().expect("lit")],
         transport: TransportKind::Tcp,
+        extra_transports: Vec::new(),
+        auto_fallback: TransportKind::Tcp,
         announce_ttl: 1,
         enrp_announce: Vec::new(),
         max_associations: 100,
