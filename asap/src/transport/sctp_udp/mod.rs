@@ -16,6 +16,13 @@
 //! user-facing [`SctpUdpReader`]/[`SctpUdpWriter`] talk to the hub over channels. The hub
 //! feeds `sctp-proto` datagrams, commands and the time (`sctp-proto` itself does no I/O).
 //!
+//! Per wake-up the hub takes in every datagram and command already waiting (up to
+//! `BATCH` each) and then services the associations touched once; the next deadline comes
+//! from a set ordered by time (`Hub::timers`), not from a visit of every association. A send
+//! waits for the hub only above the send-buffer mark (`SendState`): below it, it returns
+//! once the message is queued to the hub; an error the hub meets later is returned by the
+//! next send, and a lost association fails sends at once (BENCHMARKS.md "SCTP over UDP").
+//!
 //! ## RFC 6951
 //!
 //! * §5.1/§5.2: the UDP source port of received packets is the peer's encapsulation port;
@@ -43,8 +50,10 @@
 //! ## Limits
 //!
 //! * Single-homed: one peer address per association, no INIT address parameters sent (those
-//!   in a peer's INIT are ignored); [`super::Transport::connect`] tries the peer addresses in
-//!   order.
+//!   in a peer's INIT are removed by the shim); [`super::Transport::connect`] tries the peer
+//!   addresses in order; no path failover inside an association (a failed path ends it:
+//!   DATA retransmissions or heartbeats, then `Event::Lost`, and the PE/PU re-hunts). What
+//!   a user must do about it: asap/README.md "SCTP over UDP", *Multi-homing*.
 //! * Messages up to [`super::TransportConfig::max_message_size`] (default 256 KiB + 4),
 //!   fragmented into DATA chunks of at most 1200 bytes (UDP encapsulation keeps packets below
 //!   a 1280-byte path MTU).
