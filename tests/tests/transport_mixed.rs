@@ -38,33 +38,55 @@ impl Mixed {
 /// A registrar listening on `kinds` (127.0.0.1, ephemeral port, no ENRP), announcing to
 /// `announce` every 100 ms if given.
 async fn registrar(kinds: &[TransportKind], id: u32, announce: Option<SocketAddr>) -> Mixed {
+    registrar_with(kinds, id, announce, false).await.0
+}
+
+/// [`registrar`], with ENRP listeners if `enrp` (their shared port is returned too).
+async fn registrar_with(
+    kinds: &[TransportKind],
+    id: u32,
+    announce: Option<SocketAddr>,
+    enrp: bool,
+) -> (Mixed, u16) {
     asap::transport::sctp_udp::set_process_defaults(0, None);
     let mut core = CoreConfig::new(id);
     core.asap_announce_targets = announce.into_iter().collect();
     core.announce_interval = Duration::from_millis(100);
     let mut driver = tcp_driver(SocketAddr::from((LO, 0)), SocketAddr::from((LO, 0)), 100);
-    driver.enrp = Vec::new();
+    if !enrp {
+        driver.enrp = Vec::new();
+    }
     driver.transport = kinds[0];
     driver.extra_transports = kinds[1..].to_vec();
     let server = Server::bind(core, driver).await.expect("bind registrar");
     let listeners = server.listeners();
+    let protocols: &[Protocol] = if enrp {
+        &[Protocol::Asap, Protocol::Enrp]
+    } else {
+        &[Protocol::Asap]
+    };
     assert_eq!(
         listeners
             .iter()
             .map(|(p, k, _)| (*p, *k))
             .collect::<Vec<_>>(),
-        kinds
+        protocols
             .iter()
-            .map(|k| (Protocol::Asap, *k))
+            .flat_map(|p| kinds.iter().map(|k| (*p, *k)))
             .collect::<Vec<_>>(),
-        "one ASAP listener per transport, in order, no ENRP listener"
+        "one listener per protocol and transport, in order"
     );
     let port = listeners[0].2[0].port();
-    for (_, k, addrs) in &listeners {
+    let enrp_port = server
+        .enrp_addrs()
+        .first()
+        .map_or(0, SocketAddr::port);
+    for (p, k, addrs) in &listeners {
+        let want = if *p == Protocol::Asap { port } else { enrp_port };
         assert_eq!(
             addrs,
-            &vec![SocketAddr::from((LO, port))],
-            "{k} listens on the shared port"
+            &vec![SocketAddr::from((LO, want))],
+            "{p} over {k} listens on the shared port"
         );
     }
     assert_eq!(
@@ -75,7 +97,7 @@ async fn registrar(kinds: &[TransportKind], id: u32, announce: Option<SocketAddr
     let task = tokio::spawn(server.run(async {
         let _ = rx.await;
     }));
-    Mixed { port, stop, task }
+    (Mixed { port, stop, task }, enrp_port)
 }
 
 /// An echo PE registered over `kind` with a user transport of the same kind.
@@ -226,5 +248,53 @@ async fn without_the_tcp_listener_a_tcp_pu_finds_no_registrar() {
         !matches!(r2, Ok(Ok(ref v)) if !v.is_empty()),
         "a TCP PU resolved at an sctp-udp-only registrar: {r2:?}"
     );
+    r.stop().await;
+}
+
+/// ENRP on TCP and sctp-udp: both ENRP listeners answer a PRESENCE, and the Server
+/// Information (which can only be an SCTP transport, RFC 5354 §2.2.2) names the sctp-udp
+/// listener even when TCP is the first transport.
+#[tokio::test]
+async fn presence_names_the_sctp_enrp_listener() {
+    use asap::wire::enrp_msg::Presence;
+    use asap::wire::EnrpMessage;
+    use rserpool_tests::registrar::{connect_over, recv_msg, send};
+    let (r, enrp_port) = registrar_with(
+        &[TransportKind::Tcp, TransportKind::SctpUdp],
+        0x4004,
+        None,
+        true,
+    )
+    .await;
+    let at = SocketAddr::from((LO, enrp_port));
+    for kind in [TransportKind::Tcp, TransportKind::SctpUdp] {
+        let mut a = connect_over(kind, at, Protocol::Enrp).await;
+        send(
+            &mut a,
+            Presence {
+                reply_required: true,
+                sender: 0x77,
+                receiver: 0x4004,
+                checksum: 0,
+                server_information: None,
+            },
+        )
+        .await;
+        let m = within("PRESENCE reply", recv_msg(&mut a, Protocol::Enrp)).await;
+        let Message::Enrp(EnrpMessage::Presence(p)) = m else {
+            panic!("{kind}: expected PRESENCE, got {m:?}");
+        };
+        assert_eq!(p.sender, 0x4004, "{kind}");
+        let info = p.server_information.expect("Server Information");
+        match info.transport {
+            TransportParameter::Sctp {
+                port, addresses, ..
+            } => {
+                assert_eq!(port, enrp_port, "{kind}");
+                assert_eq!(addresses, vec![std::net::IpAddr::from(LO)], "{kind}");
+            }
+            t => panic!("{kind}: Server Information with {t:?}, expected SCTP"),
+        }
+    }
     r.stop().await;
 }
