@@ -77,12 +77,13 @@ async fn registrar_with(
         "one listener per protocol and transport, in order"
     );
     let port = listeners[0].2[0].port();
-    let enrp_port = server
-        .enrp_addrs()
-        .first()
-        .map_or(0, SocketAddr::port);
+    let enrp_port = server.enrp_addrs().first().map_or(0, SocketAddr::port);
     for (p, k, addrs) in &listeners {
-        let want = if *p == Protocol::Asap { port } else { enrp_port };
+        let want = if *p == Protocol::Asap {
+            port
+        } else {
+            enrp_port
+        };
         assert_eq!(
             addrs,
             &vec![SocketAddr::from((LO, want))],
