@@ -229,10 +229,18 @@ pub struct Options {
     #[arg(long, value_name = "PER_SEC", allow_negative_numbers = true)]
     pub max_bulk_hr_rate: Option<f64>,
 
-    /// Transport for ASAP/ENRP associations: auto, sctp (kernel), sctp-udp (userspace SCTP
-    /// over UDP, RFC 6951) or tcp. [default: auto = kernel SCTP, else TCP]
-    #[arg(long, value_name = "auto|sctp|sctp-udp|tcp")]
-    pub transport: Option<TransportKind>,
+    /// Transports for ASAP/ENRP associations, comma-separated: auto, sctp (kernel),
+    /// sctp-udp (userspace SCTP over UDP, RFC 6951) or tcp. Several (e.g. `sctp,tcp` or
+    /// `auto,tcp`) listen on all of them at once, on the same addresses and ports, and are
+    /// all announced; the first is also used for associations we open to ENRP peers.
+    /// `auto` = kernel SCTP if the kernel has it, else --auto-fallback. [default: auto]
+    #[arg(long, value_name = "auto|sctp|sctp-udp|tcp[,...]")]
+    pub transport: Option<TransportList>,
+
+    /// What `--transport auto` becomes where the kernel has no SCTP: tcp or sctp-udp.
+    /// [default: tcp]
+    #[arg(long, value_name = "tcp|sctp-udp")]
+    pub auto_fallback: Option<TransportKind>,
 
     /// Local UDP port of SCTP over UDP (`--transport sctp-udp`, RFC 6951; Linux
     /// `net.sctp.udp_port`), shared by all sctp-udp associations; 0 = any. [default: 9899]
@@ -513,7 +521,52 @@ fn rate(option: &'static str, per_second: Option<f64>) -> Result<Option<Rate>, O
     }
 }
 
+/// `--transport` / `transport =`: one or more [`TransportKind`]s, comma-separated on the
+/// command line; in the TOML file a string (`"sctp,tcp"`) or an array (`["sctp", "tcp"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportList(pub Vec<TransportKind>);
+
+impl FromStr for TransportList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let v = s
+            .split(',')
+            .map(|k| k.trim().parse::<TransportKind>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if v.is_empty() {
+            return Err("no transport".into());
+        }
+        Ok(TransportList(v))
+    }
+}
+
+impl<'de> Deserialize<'de> for TransportList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(String),
+            Many(Vec<TransportKind>),
+        }
+        match Form::deserialize(d)? {
+            Form::One(s) => s.parse().map_err(serde::de::Error::custom),
+            Form::Many(v) if v.is_empty() => Err(serde::de::Error::custom("no transport")),
+            Form::Many(v) => Ok(TransportList(v)),
+        }
+    }
+}
+
 impl Options {
+    /// The `--transport` list (default `auto`), not resolved.
+    pub fn transports(&self) -> Vec<TransportKind> {
+        self.transport
+            .as_ref()
+            .map(|l| l.0.clone())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| vec![TransportKind::Auto])
+    }
+
     /// Reads the TOML file named by `--config` (if any) and fills every option not given on
     /// the command line from it.
     pub fn with_config_file(self) -> Result<Options, OptionsError> {
@@ -579,6 +632,7 @@ impl Options {
             asap_announce,
             enrp_announce,
             transport,
+            auto_fallback,
             sctp_udp_port,
             sctp_udp_remote_port,
             peering,
@@ -872,10 +926,23 @@ impl Options {
             Some(v) => c.security.takeover_probe_rate = v,
             None => {}
         }
+        let transports = self.transports();
+        let auto_fallback = match self.auto_fallback {
+            None | Some(TransportKind::Tcp) => TransportKind::Tcp,
+            Some(TransportKind::SctpUdp) => TransportKind::SctpUdp,
+            Some(other) => {
+                return Err(invalid(
+                    "auto-fallback",
+                    format!("{other} is not tcp or sctp-udp"),
+                ))
+            }
+        };
         let driver = DriverConfig {
             asap,
             enrp,
-            transport: self.transport.unwrap_or_default(),
+            transport: transports[0],
+            extra_transports: transports[1..].to_vec(),
+            auto_fallback,
             announce_ttl: self.announce_ttl.unwrap_or(1),
             enrp_announce,
             max_associations: self.max_associations.unwrap_or(20_000),
@@ -1319,9 +1386,75 @@ mod tests {
             "transport = \"sctp-udp\"\nsctp-udp-port = 9900\nsctp-udp-remote-port = 9899\n",
         )
         .expect("valid toml");
-        assert_eq!(file.transport, Some(TransportKind::SctpUdp));
+        assert_eq!(
+            file.transport,
+            Some(TransportList(vec![TransportKind::SctpUdp]))
+        );
         assert_eq!(file.sctp_udp_port, Some(9900));
         assert_eq!(file.sctp_udp_remote_port, Some(9899));
+    }
+
+    /// Issue 17 item 4: several transports at once, from the command line and the file.
+    #[test]
+    fn several_transports_and_auto_fallback() {
+        use TransportKind::*;
+        let (_, d) = Options::parse_from(["enrp-server", "--transport", "sctp-udp,tcp"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(
+            (d.transport, d.extra_transports.clone()),
+            (SctpUdp, vec![Tcp])
+        );
+        assert_eq!(d.auto_fallback, Tcp, "documented default");
+        assert_eq!(d.listen_transports(), vec![SctpUdp, Tcp]);
+        let (_, d) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!((d.transport, d.extra_transports.len()), (Auto, 0));
+        let (_, d) = Options::parse_from([
+            "enrp-server",
+            "--transport",
+            "auto,tcp",
+            "--auto-fallback",
+            "sctp-udp",
+        ])
+        .resolve(5)
+        .expect("valid");
+        assert_eq!((d.transport, d.extra_transports.clone()), (Auto, vec![Tcp]));
+        assert_eq!(d.auto_fallback, SctpUdp);
+        assert_eq!(d.listen_transports()[1], Tcp);
+        assert_ne!(
+            d.listen_transports()[0],
+            Tcp,
+            "auto: kernel SCTP or sctp-udp"
+        );
+        let e = Options::parse_from(["enrp-server", "--auto-fallback", "sctp"])
+            .resolve(5)
+            .expect_err("sctp is no fallback");
+        assert!(e.to_string().contains("--auto-fallback"), "{e}");
+        assert!(Options::try_parse_from(["enrp-server", "--transport", "sctp,udp"]).is_err());
+        for text in [
+            "transport = \"sctp-udp, tcp\"\n",
+            "transport = [\"sctp-udp\", \"tcp\"]\n",
+        ] {
+            let file: Options = toml::from_str(text).expect("valid toml");
+            let (_, d) = Options::parse_from(["enrp-server"])
+                .merged_with(file)
+                .resolve(5)
+                .expect("valid");
+            assert_eq!(d.listen_transports(), vec![SctpUdp, Tcp], "{text}");
+        }
+        assert!(toml::from_str::<Options>("transport = []\n").is_err());
+        let file: Options = toml::from_str("transport = \"tcp\"\n").expect("valid");
+        let (_, d) = Options::parse_from(["enrp-server", "--transport", "sctp-udp"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(
+            d.listen_transports(),
+            vec![SctpUdp],
+            "the command line wins"
+        );
     }
 
     #[test]
@@ -1504,6 +1637,10 @@ mod tls_tests {
                 ClientAuth::Optional
             );
         }
+        // Several transports: every listener gets TLS (issue 17 item 4 × TLS over SCTP).
+        let (_, d) = tls(&["--transport", "tcp,sctp-udp", "--asap-tls", "on"])
+            .expect("TLS on every listener");
+        assert!(d.enrp_tls.is_some() && d.asap_tls.is_some());
         // A key that does not parse.
         let e = Options::parse_from([
             "enrp-server",

@@ -50,6 +50,8 @@ pub fn tcp_driver(asap: SocketAddr, enrp: SocketAddr, max_associations: usize) -
         asap: vec![asap],
         enrp: vec![enrp],
         transport: TransportKind::Tcp,
+        extra_transports: Vec::new(),
+        auto_fallback: TransportKind::Tcp,
         announce_ttl: 1,
         enrp_announce: Vec::new(),
         max_associations,

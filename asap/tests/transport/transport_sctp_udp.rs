@@ -229,3 +229,64 @@ async fn connect_to_nobody_fails_within_timeout() {
     assert!(r.is_err());
     assert!(start.elapsed() < Duration::from_secs(3));
 }
+
+/// Sends below the send-buffer mark return without waiting for the hub (issue 17 item 3),
+/// but buffering stays bounded: against a peer that does not read, sends stop returning
+/// once the peer's receive queue and window and our send buffer are full (a few MiB), and
+/// everything sent arrives in order once the peer reads.
+#[tokio::test]
+async fn sends_without_waiting_stay_bounded_and_in_order() {
+    let t = Transport::new(cfg(0, None));
+    let (mut c, mut s, _l) = pair(&t, &t).await;
+    let size = 64 * 1024;
+    let mut sent = 0usize;
+    loop {
+        let mut body = vec![0u8; size];
+        body[..8].copy_from_slice(&(sent as u64).to_be_bytes());
+        match tokio::time::timeout(Duration::from_secs(2), c.send(&Msg::new(11, 0, body))).await {
+            Ok(r) => r.expect("send"),
+            Err(_) => break, // blocked: back-pressure
+        }
+        sent += 1;
+        assert!(
+            sent * size < 64 << 20,
+            "64 MiB accepted by send while the peer reads nothing: unbounded buffering"
+        );
+    }
+    assert!(sent >= 4, "only {sent} messages of 64 KiB before blocking");
+    // The peer reads: every message accepted (and the blocked one) arrives, in order.
+    let reader = tokio::spawn(async move {
+        for i in 0..sent {
+            let m = recv_msg(&mut s).await;
+            assert_eq!(m.bytes.len(), size);
+            assert_eq!(
+                &m.bytes[..8],
+                &(i as u64).to_be_bytes(),
+                "message {i} in order"
+            );
+        }
+        s
+    });
+    let _s = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("peer reads everything within 60 s")
+        .expect("reader");
+}
+
+/// A send after the association is gone fails at once with `Closed` (it no longer waits
+/// for the hub's answer, so the writer must know).
+#[tokio::test]
+async fn send_after_loss_fails() {
+    let t = Transport::new(cfg(0, None));
+    let (mut c, s, _l) = pair(&t, &t).await;
+    s.abort();
+    match recv(&mut c).await {
+        Event::Lost(LostReason::Reset) => {}
+        other => panic!("expected Lost(Reset), got {other:?}"),
+    }
+    let r = c.send(&Msg::new(11, 0, vec![1, 2, 3, 4])).await;
+    assert!(
+        matches!(r, Err(asap::transport::TransportError::Closed)),
+        "{r:?}"
+    );
+}

@@ -8,3 +8,4 @@ mod api_tcp;
 mod psk_registration;
 mod tls_sctp;
 mod transport_matrix;
+mod transport_mixed;
