@@ -10,12 +10,16 @@
 //!   the API tests and the API benchmark.
 //! - [`metrics`]: scraping a daemon's `--metrics` endpoint and reading values.
 //!
+//! - [`netns`]: real registrar processes in network namespaces joined by a bridge, with
+//!   partitions and an ENRP capture (root only; the tests SKIP without it).
+//!
 //! - [`tls`]: a throw-away cluster CA (rcgen) and the TLS contexts built from it.
 //!
 //! Deadlines here only stop a hung test; no test asserts on how long something took.
 
 pub mod api;
 pub mod metrics;
+pub mod netns;
 pub mod registrar;
 pub mod sd_notify;
 pub mod tls;
