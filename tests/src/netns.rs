@@ -339,6 +339,13 @@ impl Lab {
         Ok(())
     }
 
+    /// Sets registrar `i`'s `eth0` up or down (down: it is cut off from everything, sends
+    /// fail at once, its peers and PEs hear nothing, as when its host crashes).
+    pub fn link(&self, i: usize, up: bool) -> Result<(), String> {
+        let v = if up { "up" } else { "down" };
+        ip(&["-n", &self.regs[i], "link", "set", "eth0", v])
+    }
+
     /// Starts tcpdump in the hub namespace: every TCP segment to or from port `port`
     /// entering the bridge (ingress of each port, so each frame once), written to a pcap
     /// file next to the logs.
