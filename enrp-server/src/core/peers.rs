@@ -968,11 +968,7 @@ impl Registrar {
         }
         let mut sent = 0;
         for (h, id) in pes {
-            if !self
-                .handlespace
-                .get(&h, id)
-                .is_some_and(|e| e.owner() != me)
-            {
+            if self.handlespace.get(&h, id).is_none_or(|e| e.owner() == me) {
                 continue;
             }
             sent += 1;
