@@ -61,17 +61,26 @@ pub(super) enum ClaimVerdict {
 /// `(ours, now)`; with takeover suggestion on, `suggestion` is the PE's identifier and a
 /// near-tie goes to the better home by [`better_home`]'s metric instead of the lower ID (the
 /// old home suggested that registrar, whose registration follows its own by milliseconds).
+///
+/// `crossing`: we answered this claimant's table entry for the PE with our ADD_PE within
+/// [`crossing_window`], so its ADD_PE may be its own answer to our table entry rather than
+/// a registration (both sides held the PE over an association and audited each other at
+/// once, e.g. after a partition healed, one of the associations being a stale adoption).
+/// Judged as a registration, each side would yield to the other's answer: the PE swapped
+/// owners and both audits purged it until its next re-registration (found by the netns
+/// chaos soak). A crossing is decided like a near-tie, so exactly one side keeps the PE.
 pub(super) fn judge_claim(
     me: ServerId,
     claimant: ServerId,
     (ours, now): (Instant, Instant),
     registration: bool,
     suggestion: Option<PeIdentifier>,
+    crossing: bool,
 ) -> ClaimVerdict {
     if !registration {
         return ClaimVerdict::KeepAndAnswer;
     }
-    let recent = now.saturating_duration_since(ours) < CLAIM_TIE_WINDOW;
+    let recent = crossing || now.saturating_duration_since(ours) < CLAIM_TIE_WINDOW;
     let we_win_tie = match suggestion {
         Some(pe) => (me ^ pe) > (claimant ^ pe),
         None => me < claimant,
@@ -81,6 +90,15 @@ pub(super) fn judge_claim(
     } else {
         ClaimVerdict::Yield
     }
+}
+
+/// How long after answering a peer's table entry with our ADD_PE a HANDLE_UPDATE from that
+/// peer for the same PE counts as crossing answers ([`judge_claim`]): the peer audits us on
+/// our next PRESENCE, so its answer comes within a heartbeat cycle, plus
+/// [`CLAIM_TIE_WINDOW`] for the delays. A real registration at the peer within this window
+/// is decided like a near-tie; the PE's next re-registration settles it.
+pub(super) fn crossing_window(heartbeat_cycle: Duration) -> Duration {
+    heartbeat_cycle + CLAIM_TIE_WINDOW
 }
 
 /// Takeover suggestion (draft-dreibholz-rserpool-enrp-takeover; rsplib
@@ -283,26 +301,26 @@ mod tests {
         let later = t + CLAIM_TIE_WINDOW;
         // Our registration is old: any claimant wins.
         assert_eq!(
-            judge_claim(1, 9, (t, later), true, None),
+            judge_claim(1, 9, (t, later), true, None, false),
             ClaimVerdict::Yield
         );
         assert_eq!(
-            judge_claim(9, 1, (t, later), true, None),
+            judge_claim(9, 1, (t, later), true, None, false),
             ClaimVerdict::Yield
         );
         // Near-tie: the lower ID keeps it.
         let soon = t + CLAIM_TIE_WINDOW / 2;
         assert_eq!(
-            judge_claim(1, 9, (t, soon), true, None),
+            judge_claim(1, 9, (t, soon), true, None, false),
             ClaimVerdict::KeepAndAnswer
         );
         assert_eq!(
-            judge_claim(9, 1, (t, soon), true, None),
+            judge_claim(9, 1, (t, soon), true, None, false),
             ClaimVerdict::Yield
         );
         // A table entry never wins against our association.
         assert_eq!(
-            judge_claim(9, 1, (t, later), false, None),
+            judge_claim(9, 1, (t, later), false, None, false),
             ClaimVerdict::KeepAndAnswer
         );
     }
@@ -414,11 +432,11 @@ mod tests {
         let t = Instant::now();
         let soon = (t, t + CLAIM_TIE_WINDOW / 2);
         assert_eq!(
-            judge_claim(0x10, 0x20, soon, true, Some(0x0F)),
+            judge_claim(0x10, 0x20, soon, true, Some(0x0F), false),
             ClaimVerdict::Yield
         );
         assert_eq!(
-            judge_claim(0x20, 0x10, soon, true, Some(0x0F)),
+            judge_claim(0x20, 0x10, soon, true, Some(0x0F), false),
             ClaimVerdict::KeepAndAnswer
         );
     }
@@ -622,6 +640,67 @@ mod tests {
                 .expect("kept")
                 .owner(),
             ME
+        );
+    }
+
+    /// Both registrars hold the PE over an association (one a stale adoption) and audit each
+    /// other at once after a heal: each answers the other's table entry with its ADD_PE.
+    /// The answers cross; judged as registrations, both sides yielded and the PE was purged
+    /// everywhere by the next audits (netns chaos soak, 2026-12-06). A crossing is a
+    /// near-tie: the lower ID (5) keeps the PE and answers once more, the higher (0x80)
+    /// yields silently.
+    #[test]
+    fn crossing_answers_to_table_entries_leave_exactly_one_owner() {
+        for (me, peer, keeps) in [(ME, 0x80, true), (0x80, ME, false)] {
+            let (mut r, t) = suggesting(me, false, &[peer]);
+            register_here(&mut r, t, 1);
+            let later = t + Duration::from_secs(5);
+            let table = asap::wire::enrp_msg::HandleTableResponse {
+                reject: false,
+                more: false,
+                sender: peer,
+                receiver: me,
+                pools: vec![asap::wire::PoolEntry {
+                    pool_handle: "P".into(),
+                    pool_elements: vec![element(peer)],
+                }],
+            };
+            let out = from_addr(&mut r, later, peer_addr(0), table);
+            assert_eq!(updates_sent(&out), 1, "our answer to the table entry");
+            // The peer's answer to our table entry crosses ours.
+            let mut answer = claim_by_7();
+            answer.sender = peer;
+            answer.receiver = me;
+            answer.pool_element.home_server_id = peer;
+            let out = from_addr(
+                &mut r,
+                later + Duration::from_millis(200),
+                peer_addr(0),
+                answer,
+            );
+            let e = r.handlespace().get(&"P".into(), 0x42).expect("never lost");
+            if keeps {
+                assert_eq!((e.owner(), e.connection()), (me, Some(1)));
+                assert_eq!(updates_sent(&out), 1);
+            } else {
+                assert_eq!((e.owner(), e.connection()), (peer, None));
+                assert_eq!(updates_sent(&out), 0);
+            }
+        }
+        // Outside the window the peer's ADD_PE is a newer registration again.
+        let (mut r, t) = suggesting(ME, false, &[0x80]);
+        register_here(&mut r, t, 1);
+        let mut claim = claim_by_7();
+        claim.sender = 0x80;
+        claim.pool_element.home_server_id = 0x80;
+        let out = from_addr(&mut r, t + Duration::from_secs(5), peer_addr(0), claim);
+        assert_eq!(updates_sent(&out), 0);
+        assert_eq!(
+            r.handlespace()
+                .get(&"P".into(), 0x42)
+                .expect("kept")
+                .owner(),
+            0x80
         );
     }
 }

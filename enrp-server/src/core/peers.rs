@@ -133,6 +133,9 @@ pub(super) struct PeerState {
     /// Associations opened to follow a takeover suggestion, and when to abort each if no
     /// PE registered over it by then.
     pub(super) suggestion_links: Vec<(Instant, super::AssocId)>,
+    /// PEs held over our associations whose table entry at a peer we answered with our
+    /// ADD_PE: the peer and when ([`super::ownership::crossing_window`]).
+    answered: HashMap<PeKey, (ServerId, Instant)>,
 }
 
 impl PeerState {
@@ -146,6 +149,7 @@ impl PeerState {
             takeovers: BTreeMap::new(),
             serve: HashMap::new(),
             suggestion_links: Vec::new(),
+            answered: HashMap::new(),
         }
     }
 }
@@ -839,6 +843,12 @@ impl Registrar {
         if home == me {
             return;
         }
+        let key = (handle.clone(), el.id);
+        let window = super::ownership::crossing_window(self.config.peering.heartbeat_cycle);
+        let crossing =
+            self.peering.answered.get(&key).is_some_and(|(p, t)| {
+                *p == from_peer && now.saturating_duration_since(*t) < window
+            });
         if let Some(e) = self.handlespace.get(handle, el.id) {
             if e.owner() == me
                 && e.connection().is_some()
@@ -848,9 +858,18 @@ impl Registrar {
                     (e.last_update(), now),
                     registration,
                     self.config.peering.takeover_suggestion.then_some(el.id),
+                    crossing,
                 ) == super::ownership::ClaimVerdict::KeepAndAnswer
             {
                 let ours = e.element().clone();
+                if !registration {
+                    if self.peering.answered.len() >= 4 * self.handlespace.len().max(64) {
+                        self.peering
+                            .answered
+                            .retain(|_, (_, t)| now.saturating_duration_since(*t) < window);
+                    }
+                    self.peering.answered.insert(key, (from_peer, now));
+                }
                 self.to_peer(
                     out,
                     from_peer,
