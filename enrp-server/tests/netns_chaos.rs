@@ -68,10 +68,14 @@ const DEAD_BOUND: Duration = Duration::from_secs(15);
 const PU_T1: Duration = Duration::from_secs(2);
 
 /// Longest wait of a PU's handle resolution (the failover bound): a registrar that went
-/// silent (crashed host) is given up after T1 × (1 + MAX-REQUEST-RETRANSMIT), then the
-/// request goes to the next one (2 s for the hunt and the answer).
-fn pu_bound() -> Duration {
-    PU_T1 * (asap::pu::PuConfig::default().max_request_retransmit + 1) + Duration::from_secs(2)
+/// silent (crashed host) is given up after T1 × (1 + MAX-REQUEST-RETRANSMIT); the hunt may
+/// then meet each other dead registrar once (connect timeout, a crashed host does not
+/// refuse), and 2 s for the hunt and the answer.
+fn pu_bound(p: &Params) -> Duration {
+    let dead = (p.registrars - p.min_alive) as u32;
+    PU_T1 * (asap::pu::PuConfig::default().max_request_retransmit + 1)
+        + asap::transport::defaults::CONNECT_TIMEOUT * dead
+        + Duration::from_secs(2)
 }
 /// Bound of each handle table dump (a slow one is skipped, not a failure).
 const DUMP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -627,6 +631,8 @@ async fn chaos_with_real_registrars_pes_and_pus() {
         cfg.pu.link.hunt_initial_backoff = Duration::from_millis(50);
         cfg.pu.link.hunt_max_backoff = Duration::from_millis(400);
         cfg.pu.request_timeout = PU_T1;
+        // Longer than the bound: a request beyond it shows as a wait, not a timeout.
+        cfg.call_timeout = pu_bound(&p) + Duration::from_secs(5);
         cfg.seed = Some(p.seed ^ k as u64);
         let pu = PoolUser::start(cfg).await.expect("PU starts");
         let (stop, stats) = (stop.clone(), pu_stats.clone());
@@ -782,7 +788,7 @@ async fn chaos_with_real_registrars_pes_and_pus() {
         "HANDLE_UPDATE storm: {updates} > {update_bound}"
     );
     assert!(pu.requests > 0, "the PUs resolved");
-    assert!(max_wait <= pu_bound(), "a PU waited {max_wait:?}");
+    assert!(max_wait <= pu_bound(&p), "a PU waited {max_wait:?}");
     assert!(
         w.convergence.len() >= 2,
         "start and final heal converged: {:?}",
