@@ -25,6 +25,11 @@
 //! registrar holding the association stays authoritative: we keep the PE and send our
 //! ADD_PE, which the peer judges by the rule above (it holds no association, or an older
 //! registration: it re-labels; at most one answer comes back from a near-tie).
+//!
+//! Two cases where a peer's ADD_PE is not a newer registration (found by the netns chaos
+//! soak): its answer to our table entry crossing ours ([`crossing_window`]: decided like a
+//! near-tie), and an update it queued while cut off from us, delivered when it is found
+//! again (`peers.rs` `store_foreign`: judged as a table entry).
 
 use std::time::{Duration, Instant};
 
