@@ -708,47 +708,4 @@ mod tests {
             0x80
         );
     }
-
-    /// A partition heals; the peer, found again after our last registration of the PE,
-    /// delivers an ADD_PE queued while it was cut off (the PE's registration there before
-    /// it came to us). It is not a newer registration: we keep the PE we hold and answer.
-    /// Before, we yielded, and the peer's queued DEL_PE / its audit removed the live PE
-    /// (netns chaos soak, 2026-12-06).
-    #[test]
-    fn queued_add_pe_from_a_refound_peer_does_not_take_the_pe() {
-        let (mut r, t) = suggesting(ME, false, &[]);
-        register_here(&mut r, t, 1);
-        let later = t + Duration::from_secs(5);
-        let presence = Presence {
-            reply_required: false,
-            sender: 0x80,
-            receiver: 0,
-            checksum: 0xFFFF,
-            server_information: None,
-        };
-        from_addr(&mut r, later, peer_addr(0), presence);
-        let mut stale = claim_by_7();
-        stale.sender = 0x80;
-        stale.pool_element.home_server_id = 0x80;
-        let out = from_addr(
-            &mut r,
-            later + Duration::from_millis(20),
-            peer_addr(0),
-            stale.clone(),
-        );
-        assert_eq!(updates_sent(&out), 1, "we answer with our ADD_PE");
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
-        // Once the peer has been known a while, its ADD_PE is a registration again.
-        let much_later = later + Duration::from_secs(10);
-        let out = from_addr(&mut r, much_later, peer_addr(0), stale);
-        assert_eq!(updates_sent(&out), 0);
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("kept")
-                .owner(),
-            0x80
-        );
-    }
 }

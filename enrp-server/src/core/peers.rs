@@ -98,8 +98,6 @@ pub struct Peer {
     /// Its Server Information, if it sent one.
     pub info: Option<ServerInformation>,
     last_heard: Instant,
-    /// When it entered the peer table (again).
-    since: Instant,
     probe_sent: Option<Instant>,
     sync: Option<Sync>,
 }
@@ -482,7 +480,6 @@ impl Registrar {
                     addr: from,
                     info: None,
                     last_heard: now,
-                    since: now,
                     probe_sent: None,
                     sync: None,
                 },
@@ -847,11 +844,6 @@ impl Registrar {
             return;
         }
         let key = (handle.clone(), el.id);
-        // A peer (re-)found after our last registration of the PE delivers, within the
-        // crossing window, HANDLE_UPDATEs queued while it was cut off (e.g. the PE's
-        // registration there before it came to us during a partition): judged as a table
-        // entry, not as a newer registration (found by the netns chaos soak).
-        let peer_since = self.peering.peers.get(&from_peer).map(|p| p.since);
         let window = super::ownership::crossing_window(self.config.peering.heartbeat_cycle);
         let crossing =
             self.peering.answered.get(&key).is_some_and(|(p, t)| {
@@ -864,10 +856,7 @@ impl Registrar {
                     me,
                     home,
                     (e.last_update(), now),
-                    registration
-                        && !peer_since.is_some_and(|s| {
-                            s > e.last_update() && now.saturating_duration_since(s) < window
-                        }),
+                    registration,
                     self.config.peering.takeover_suggestion.then_some(el.id),
                     crossing,
                 ) == super::ownership::ClaimVerdict::KeepAndAnswer
