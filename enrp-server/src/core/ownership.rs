@@ -26,10 +26,10 @@
 //! ADD_PE, which the peer judges by the rule above (it holds no association, or an older
 //! registration: it re-labels; at most one answer comes back from a near-tie).
 //!
-//! Two cases where a peer's ADD_PE is not a newer registration (found by the netns chaos
-//! soak): its answer to our table entry crossing ours ([`crossing_window`]: decided like a
-//! near-tie), and an update it queued while cut off from us, delivered when it is found
-//! again (`peers.rs` `store_foreign`: judged as a table entry).
+//! A peer's ADD_PE that is its answer to our table entry crossing ours is not a newer
+//! registration ([`crossing_window`]: decided like a near-tie; found by the netns chaos
+//! soak). Not handled yet: an ADD_PE the peer queued while cut off from us, delivered when
+//! it is found again (PEERING.md "Ownership conflicts", known gap).
 
 use std::time::{Duration, Instant};
 
