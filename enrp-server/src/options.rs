@@ -114,6 +114,13 @@ pub struct Options {
     #[arg(long, value_name = "MS")]
     pub takeover_expiry_interval: Option<u64>,
 
+    /// Takeover suggestion (HANDLE_UPDATE T bit, draft-dreibholz-rserpool-enrp-takeover;
+    /// rsplib -supporttakeoversuggestion; PEERING.md): `on` suggests to the better peer
+    /// that it take over PEs registering here, and follows peers' suggestions with an
+    /// H-flag keep-alive to the PE. [default: off]
+    #[arg(long, value_name = "on|off")]
+    pub takeover_suggestion: Option<String>,
+
     /// Most ENRP peers kept in the peer table (asap/wire/INTEROP.md §5.5); messages from further
     /// unknown servers are ignored, so forged server IDs cannot grow it. [default: 256]
     #[arg(long, value_name = "N")]
@@ -641,6 +648,7 @@ impl Options {
             peer_max_time_no_response,
             mentor_discovery_timeout,
             takeover_expiry_interval,
+            takeover_suggestion,
             max_peers,
             enrp_security,
             tls_ca,
@@ -854,6 +862,16 @@ impl Options {
         if let Some(v) = self.mentor_discovery_timeout {
             c.peering.mentor_discovery_timeout = ms(v.clamp(0, 60_000));
         }
+        c.peering.takeover_suggestion = match self.takeover_suggestion.as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(o) => {
+                return Err(invalid(
+                    "takeover-suggestion",
+                    format!("{o:?} is not on|off"),
+                ))
+            }
+        };
         match self.max_peers {
             Some(0) => return Err(invalid("max-peers", "must be at least 1")),
             Some(v) => c.peering.max_peers = v,
@@ -1523,6 +1541,8 @@ mod example_file {
         assert_eq!(p.max_time_no_response, d.max_time_no_response);
         assert_eq!(p.mentor_discovery_timeout, d.mentor_discovery_timeout);
         assert_eq!(p.takeover_expiry, d.takeover_expiry);
+        assert_eq!(p.takeover_suggestion, d.takeover_suggestion);
+        assert!(!p.takeover_suggestion, "off by default, like rsplib");
         assert_eq!(p.max_peers, d.max_peers);
         assert_eq!(p.max_peers, 256);
         assert_eq!(c.handle_table_chunk, 128);
@@ -1541,6 +1561,7 @@ mod example_file {
             "peer-max-time-no-response",
             "mentor-discovery-timeout",
             "takeover-expiry-interval",
+            "takeover-suggestion",
             "max-peers",
             "enrp-security",
             "peer-allow",

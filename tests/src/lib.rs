@@ -10,6 +10,9 @@
 //!   the API tests and the API benchmark.
 //! - [`metrics`]: scraping a daemon's `--metrics` endpoint and reading values.
 //!
+//! - [`netns`]: real registrar processes in network namespaces joined by a bridge, with
+//!   partitions and an ENRP capture (root only; the tests SKIP without it).
+//!
 //! - [`tls`]: a throw-away cluster CA (rcgen) and the TLS contexts built from it.
 //! - [`net`]: free loopback ports and waiting until a process listens.
 //! - [`csp`]: a Component Status Protocol monitor a daemon reports to.
@@ -23,6 +26,7 @@ pub mod csp;
 pub mod fs;
 pub mod metrics;
 pub mod net;
+pub mod netns;
 pub mod registrar;
 pub mod sd_notify;
 pub mod tls;

@@ -974,7 +974,7 @@ impl Registrar {
             // One association to the PE process; on Connected each gets the H keep-alive.
             if let (Some(t), false) = (&transport, reach.is_empty()) {
                 let n = reach.len();
-                if let Err(reason) = self.connect_adopted(t, reach, out) {
+                if let Err(reason) = self.connect_adopted(t, reach, false, out) {
                     out.push(Action::Event(Event::AdoptionFailed {
                         assoc: None,
                         pes: n,
@@ -994,7 +994,7 @@ impl Registrar {
     }
 
     /// Whether a takeover may connect to this ASAP transport.
-    fn in_takeover_scope(&self, t: &TransportParameter) -> bool {
+    pub(super) fn in_takeover_scope(&self, t: &TransportParameter) -> bool {
         let addrs = t.addresses();
         let scope = &self.config.security.takeover_scope;
         !addrs.is_empty()

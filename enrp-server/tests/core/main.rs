@@ -11,3 +11,4 @@ mod sim;
 mod sim_bench;
 mod sim_cluster;
 mod sim_peering;
+mod sim_takeover_suggestion;

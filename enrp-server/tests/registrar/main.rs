@@ -9,7 +9,9 @@
 
 mod bench_tools;
 mod csp;
+mod netns_chaos;
 mod netns_dpf;
+mod netns_ownership;
 mod netns_peering;
 mod sd_notify;
 mod startup_errors;
