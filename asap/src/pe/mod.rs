@@ -32,6 +32,7 @@
 
 mod builder;
 pub mod core;
+pub mod multi;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ use tracing::{debug, warn};
 
 pub use self::builder::{PoolElementBuilder, Serve, DEFAULT_DRAIN_TIMEOUT};
 pub use self::core::{PeConfig, PeCore, PeEvent, RegistrationRejected};
+pub use self::multi::{MultiConfig, MultiEvent, MultiPeCore, RegistrationSpec};
 use crate::registrar_client::driver::{Net, NetEvent};
 use crate::registrar_client::{Action, LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
