@@ -45,7 +45,7 @@ use asap::pe::multi::{
     backoff, t4_for_life, Answer, MultiConfig, MultiEvent, MultiPeCore, RegistrationSpec,
     RejectRetry,
 };
-use asap::registrar_client::driver::{sleep_until, ClientCore, Net, NetEvent};
+use asap::registrar_client::driver::{sleep_until, Net, NetEvent};
 use asap::registrar_client::{Action, ConnId, LinkConfig, LinkProtocol};
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::{EndpointKeepAlive, RegistrationResponse, ServerAnnounce};
@@ -370,15 +370,22 @@ impl RegClient {
 
     /// The driver's connection attempt failed.
     pub fn on_connect_failed(&mut self, now: Instant, conn: ConnId) {
+        tracing::warn!(conn = conn.0, "registrar connect failed");
         self.core.on_connect_failed(now, conn);
         self.pump();
     }
 
     /// An association (ours or accepted) ended.
     pub fn on_lost(&mut self, now: Instant, conn: ConnId) {
+        if self.current() == Some(conn) {
+            tracing::warn!(conn = conn.0, "registrar association lost");
+        }
         self.core.on_lost(now, conn);
         self.pump();
     }
+
+    /// An ASAP_SERVER_ANNOUNCE: ignored, the proxy uses its configured registrars only.
+    pub fn on_announce(&mut self, _now: Instant, _from: SocketAddr, _msg: &ServerAnnounce) {}
 
     /// A registrar opened an association to us; it becomes the registrar association only
     /// if it sends an ENDPOINT_KEEP_ALIVE with the H flag. At most
@@ -486,34 +493,7 @@ impl RegClient {
     }
 }
 
-impl ClientCore for RegClient {
-    fn poll_action(&mut self) -> Option<Action> {
-        RegClient::poll_action(self)
-    }
-    fn allocate_conn(&mut self) -> ConnId {
-        RegClient::allocate_conn(self)
-    }
-    fn on_connected(&mut self, now: Instant, conn: ConnId) {
-        RegClient::on_connected(self, now, conn)
-    }
-    fn on_connect_failed(&mut self, now: Instant, conn: ConnId) {
-        tracing::warn!(conn = conn.0, "registrar connect failed");
-        RegClient::on_connect_failed(self, now, conn)
-    }
-    fn on_accepted(&mut self, conn: ConnId, addrs: Vec<SocketAddr>) {
-        RegClient::on_accepted(self, conn, addrs)
-    }
-    fn on_lost(&mut self, now: Instant, conn: ConnId) {
-        tracing::warn!(conn = conn.0, "registrar association lost");
-        RegClient::on_lost(self, now, conn)
-    }
-    fn on_announce(&mut self, _now: Instant, _from: SocketAddr, _msg: &ServerAnnounce) {
-        // The proxy uses configured registrars only.
-    }
-    fn on_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
-        RegClient::on_message(self, now, conn, msg)
-    }
-}
+asap::impl_client_core!(RegClient);
 
 // ---------------------------------------------------------------------------------------
 // tokio driver

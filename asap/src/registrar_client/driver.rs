@@ -88,40 +88,68 @@ pub trait ClientCore {
     fn on_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage);
 }
 
-/// Implements [`ClientCore`] by calling the type's inherent methods of the same names.
-macro_rules! client_core {
+/// Implements [`ClientCore`] for a type by calling its inherent methods of the same names
+/// (`asap::impl_client_core!(MyCore);`).
+#[macro_export]
+macro_rules! impl_client_core {
     ($t:ty) => {
-        impl ClientCore for $t {
-            fn poll_action(&mut self) -> Option<Action> {
+        impl $crate::registrar_client::driver::ClientCore for $t {
+            fn poll_action(&mut self) -> Option<$crate::registrar_client::Action> {
                 <$t>::poll_action(self)
             }
-            fn allocate_conn(&mut self) -> ConnId {
+            fn allocate_conn(&mut self) -> $crate::registrar_client::ConnId {
                 <$t>::allocate_conn(self)
             }
-            fn on_connected(&mut self, now: Instant, conn: ConnId) {
+            fn on_connected(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+            ) {
                 <$t>::on_connected(self, now, conn)
             }
-            fn on_connect_failed(&mut self, now: Instant, conn: ConnId) {
+            fn on_connect_failed(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+            ) {
                 <$t>::on_connect_failed(self, now, conn)
             }
-            fn on_accepted(&mut self, conn: ConnId, addrs: Vec<SocketAddr>) {
+            fn on_accepted(
+                &mut self,
+                conn: $crate::registrar_client::ConnId,
+                addrs: Vec<::std::net::SocketAddr>,
+            ) {
                 <$t>::on_accepted(self, conn, addrs)
             }
-            fn on_lost(&mut self, now: Instant, conn: ConnId) {
+            fn on_lost(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+            ) {
                 <$t>::on_lost(self, now, conn)
             }
-            fn on_announce(&mut self, now: Instant, from: SocketAddr, msg: &ServerAnnounce) {
+            fn on_announce(
+                &mut self,
+                now: ::std::time::Instant,
+                from: ::std::net::SocketAddr,
+                msg: &$crate::wire::asap_msg::ServerAnnounce,
+            ) {
                 <$t>::on_announce(self, now, from, msg)
             }
-            fn on_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
+            fn on_message(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+                msg: $crate::wire::AsapMessage,
+            ) {
                 <$t>::on_message(self, now, conn, msg)
             }
         }
     };
 }
 
-client_core!(crate::pe::MultiPeCore);
-client_core!(crate::pe::PeCore);
+crate::impl_client_core!(crate::pe::MultiPeCore);
+crate::impl_client_core!(crate::pe::PeCore);
 
 /// Associations to registrars and the announce listener of one driver.
 pub struct Net {
