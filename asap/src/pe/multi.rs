@@ -480,14 +480,7 @@ impl MultiPeCore {
     pub fn remove(&mut self, key: &RegKey) -> Option<RegistrationSpec> {
         let e = self.entries.remove(key)?;
         if let Some(conn) = self.link.current() {
-            self.actions.push_back(Action::Send {
-                conn,
-                message: Deregistration {
-                    pool_handle: key.0.clone(),
-                    pe_identifier: key.1,
-                }
-                .into(),
-            });
+            self.send_deregistration(conn, key);
         }
         Some(e.spec)
     }
@@ -586,14 +579,7 @@ impl MultiPeCore {
         let keys: Vec<RegKey> = self.entries.keys().cloned().collect();
         for k in &keys {
             info!(pool = %k.0, pe = format_args!("{:#010x}", k.1), "deregistering");
-            self.actions.push_back(Action::Send {
-                conn,
-                message: Deregistration {
-                    pool_handle: k.0.clone(),
-                    pe_identifier: k.1,
-                }
-                .into(),
-            });
+            self.send_deregistration(conn, k);
         }
         if keys.is_empty() {
             self.finish_stop(true);
@@ -862,6 +848,17 @@ impl MultiPeCore {
         }
         self.events
             .push_back(MultiEvent::Deregistered { confirmed });
+    }
+
+    fn send_deregistration(&mut self, conn: ConnId, key: &RegKey) {
+        self.actions.push_back(Action::Send {
+            conn,
+            message: Deregistration {
+                pool_handle: key.0.clone(),
+                pe_identifier: key.1,
+            }
+            .into(),
+        });
     }
 
     fn send_registration(&mut self, now: Instant, conn: ConnId, key: &RegKey, attempts: u32) {
