@@ -149,12 +149,12 @@ fn answer(c: &MultiPeCore, id: u32) -> (Answer, u32) {
     (st.answer, st.rejections)
 }
 
-/// Two PEs (T4 = 40 s for a 60 s life) registered on the first registrar; the bytes of the
-/// REGISTRATIONs are those of the registrations as given.
-fn two_registered(t0: Instant) -> (MultiPeCore, ConnId) {
+/// A and B (life `life_ms`) wanted, then the first registrar connected: returns the core,
+/// the association and what was sent on it.
+fn connected(t0: Instant, life_ms: i32) -> (MultiPeCore, ConnId, Vec<Action>) {
     let mut c = core();
-    c.upsert(t0, spec(A, 60_000));
-    c.upsert(t0, spec(B, 60_000));
+    c.upsert(t0, spec(A, life_ms));
+    c.upsert(t0, spec(B, life_ms));
     assert!(
         actions(&mut c).is_empty(),
         "nothing sent without a registrar"
@@ -164,6 +164,13 @@ fn two_registered(t0: Instant) -> (MultiPeCore, ConnId) {
     assert_eq!(addrs, vec![sa("10.0.0.1:3863")]);
     c.on_connected(t0, conn);
     let acts = actions(&mut c);
+    (c, conn, acts)
+}
+
+/// Two PEs (T4 = 40 s for a 60 s life) registered on the first registrar; the bytes of the
+/// REGISTRATIONs are those of the registrations as given.
+fn two_registered(t0: Instant) -> (MultiPeCore, ConnId) {
+    let (mut c, conn, acts) = connected(t0, 60_000);
     let expected: Vec<(ConnId, Vec<u8>)> = [A, B]
         .iter()
         .map(|id| {
@@ -223,13 +230,8 @@ fn two_pes_register_and_reregister_each_on_its_own_t4() {
 #[test]
 fn one_rejected_is_retried_with_backoff_while_the_other_stays_registered() {
     let t0 = Instant::now();
-    let mut c = core();
-    c.upsert(t0, spec(A, 300_000));
-    c.upsert(t0, spec(B, 300_000));
-    c.start(t0);
-    let (conn, _) = connect_of(&actions(&mut c));
-    c.on_connected(t0, conn);
-    assert_eq!(sent(&actions(&mut c)).len(), 2);
+    let (mut c, conn, acts) = connected(t0, 300_000);
+    assert_eq!(sent(&acts).len(), 2);
     c.on_message(t0, conn, response(A, false));
     c.on_message(t0, conn, response(B, true));
     assert_eq!(answer(&c, A), (Answer::Accepted, 0));
@@ -364,13 +366,7 @@ fn deregistering_one_keeps_the_other() {
 #[test]
 fn unanswered_registration_abandons_the_registrar_for_all() {
     let t0 = Instant::now();
-    let mut c = core();
-    c.upsert(t0, spec(A, 60_000));
-    c.upsert(t0, spec(B, 60_000));
-    c.start(t0);
-    let (c1, _) = connect_of(&actions(&mut c));
-    c.on_connected(t0, c1);
-    actions(&mut c);
+    let (mut c, c1, _) = connected(t0, 60_000);
     c.on_message(t0, c1, response(A, false));
     // B unanswered: sent again after T2 (5 s), then the registrar is abandoned.
     c.handle_timeout(t0 + Duration::from_secs(5));
