@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -64,6 +65,91 @@ pub enum NetEvent {
         message: ServerAnnounce,
     },
 }
+
+/// The inputs a sans-I/O registrar-client core (RFC 5352 §3) takes from the network, so
+/// that one [`Net::deliver`] / [`Net::flush`] serves every driver loop (the PE's, and
+/// proxy-pe's registrar client over [`MultiPeCore`](crate::pe::MultiPeCore)).
+pub trait ClientCore {
+    /// Next action for the driver.
+    fn poll_action(&mut self) -> Option<Action>;
+    /// A fresh connection identifier for an association the driver accepted.
+    fn allocate_conn(&mut self) -> ConnId;
+    /// The connection attempt `conn` succeeded.
+    fn on_connected(&mut self, now: Instant, conn: ConnId);
+    /// The connection attempt `conn` failed.
+    fn on_connect_failed(&mut self, now: Instant, conn: ConnId);
+    /// A registrar opened an association to us.
+    fn on_accepted(&mut self, conn: ConnId, addrs: Vec<SocketAddr>);
+    /// An association ended.
+    fn on_lost(&mut self, now: Instant, conn: ConnId);
+    /// An ASAP_SERVER_ANNOUNCE was heard.
+    fn on_announce(&mut self, now: Instant, from: SocketAddr, msg: &ServerAnnounce);
+    /// An ASAP message arrived on `conn`.
+    fn on_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage);
+}
+
+/// Implements [`ClientCore`] for a type by calling its inherent methods of the same names
+/// (`asap::impl_client_core!(MyCore);`).
+#[macro_export]
+macro_rules! impl_client_core {
+    ($t:ty) => {
+        impl $crate::registrar_client::driver::ClientCore for $t {
+            fn poll_action(&mut self) -> Option<$crate::registrar_client::Action> {
+                <$t>::poll_action(self)
+            }
+            fn allocate_conn(&mut self) -> $crate::registrar_client::ConnId {
+                <$t>::allocate_conn(self)
+            }
+            fn on_connected(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+            ) {
+                <$t>::on_connected(self, now, conn)
+            }
+            fn on_connect_failed(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+            ) {
+                <$t>::on_connect_failed(self, now, conn)
+            }
+            fn on_accepted(
+                &mut self,
+                conn: $crate::registrar_client::ConnId,
+                addrs: Vec<::std::net::SocketAddr>,
+            ) {
+                <$t>::on_accepted(self, conn, addrs)
+            }
+            fn on_lost(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+            ) {
+                <$t>::on_lost(self, now, conn)
+            }
+            fn on_announce(
+                &mut self,
+                now: ::std::time::Instant,
+                from: ::std::net::SocketAddr,
+                msg: &$crate::wire::asap_msg::ServerAnnounce,
+            ) {
+                <$t>::on_announce(self, now, from, msg)
+            }
+            fn on_message(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+                msg: $crate::wire::AsapMessage,
+            ) {
+                <$t>::on_message(self, now, conn, msg)
+            }
+        }
+    };
+}
+
+crate::impl_client_core!(crate::pe::MultiPeCore);
+crate::impl_client_core!(crate::pe::PeCore);
 
 /// Associations to registrars and the announce listener of one driver.
 pub struct Net {
@@ -242,6 +328,55 @@ impl Net {
         }
     }
 
+    /// Stops the reader of `conn` and closes it (in the background).
+    fn close(&mut self, conn: ConnId) {
+        if let Some(t) = self.tasks.remove(&conn) {
+            t.abort();
+        }
+        if let Some(mut w) = self.writers.remove(&conn) {
+            tokio::spawn(async move {
+                let _ = w.close().await;
+            });
+        }
+    }
+
+    /// Carries out every queued action of `core`.
+    pub async fn flush(&mut self, core: &mut impl ClientCore) {
+        while let Some(a) = core.poll_action() {
+            self.execute(a).await;
+        }
+    }
+
+    /// Hands one network event to `core`: a new association is attached (connected, or
+    /// accepted under a fresh id), a lost one closed, a message or announce passed on. A
+    /// driver that treats some events itself (failure diagnostics, keep-alives it must
+    /// gate) matches those first and gives the rest to this.
+    pub fn deliver(&mut self, core: &mut impl ClientCore, now: Instant, ev: NetEvent) {
+        match ev {
+            NetEvent::Connected { conn, assoc } => {
+                self.attach(conn, assoc);
+                core.on_connected(now, conn);
+            }
+            NetEvent::ConnectFailed { conn, error } => {
+                debug!(conn = conn.0, %error, "registrar connect failed");
+                core.on_connect_failed(now, conn);
+            }
+            NetEvent::Accepted { assoc } => {
+                let addrs = assoc.peer_addrs().unwrap_or_default();
+                debug!(?addrs, "a registrar opened an association to us");
+                let conn = core.allocate_conn();
+                self.attach(conn, assoc);
+                core.on_accepted(conn, addrs);
+            }
+            NetEvent::Message { conn, message } => core.on_message(now, conn, message),
+            NetEvent::Lost { conn } => {
+                self.close(conn);
+                core.on_lost(now, conn);
+            }
+            NetEvent::Announce { from, message } => core.on_announce(now, from, &message),
+        }
+    }
+
     /// Carries out one action of a core.
     pub async fn execute(&mut self, action: Action) {
         match action {
@@ -277,16 +412,7 @@ impl Net {
                     let _ = tx.send(ev);
                 });
             }
-            Action::Close { conn } => {
-                if let Some(t) = self.tasks.remove(&conn) {
-                    t.abort();
-                }
-                if let Some(mut w) = self.writers.remove(&conn) {
-                    tokio::spawn(async move {
-                        let _ = w.close().await;
-                    });
-                }
-            }
+            Action::Close { conn } => self.close(conn),
             Action::Send { conn, message } => {
                 let Some(w) = self.writers.get_mut(&conn) else {
                     debug!(conn = conn.0, "send on a closed association dropped");
