@@ -31,9 +31,9 @@ step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 step "system packages"
 # tshark: the independent decoder of the oracle tests; iproute2 (`ip netns`): the
 # multi-host tests (enrp-server netns_peering) run registrars in network namespaces.
-# systemd-analyze (package systemd): `verify` of the units in */deploy/ (tests/tests/deploy_units.rs).
+# systemd-analyze (package systemd): `verify` of the units in */deploy/ (tests/tests/deploy/deploy_units.rs).
 # promtool (package prometheus, without recommends): `check rules` of the alert rules in
-# */deploy/monitoring/ (tests/tests/deploy_monitoring.rs).
+# */deploy/monitoring/ (tests/tests/deploy/deploy_monitoring.rs).
 if ! command -v tshark >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
     || ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -46,7 +46,7 @@ if ! command -v tshark >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
     fi
 fi
 tshark --version 2>/dev/null | head -1 || true
-# cargo-deb (crates.io, not a Debian package): tests/tests/packaging.rs builds the
+# cargo-deb (crates.io, not a Debian package): tests/tests/deploy/packaging.rs builds the
 # legacy-daemon .deb and checks its contents with dpkg-deb.
 if ! cargo deb --version >/dev/null 2>&1; then
     cargo install --locked cargo-deb || echo "cargo-deb not installable here: the .deb build test will skip"

@@ -10,11 +10,10 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use asap::handlespace::Handlespace;
-use asap::wire::{Policy, PoolElementInfo, PoolHandle, TransportParameter, TransportUse};
+use asap::wire::{PoolElementInfo, PoolHandle};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -22,37 +21,15 @@ use rand::SeedableRng;
 const POOLS: u32 = 10_000;
 const PES_PER_POOL: u32 = 10;
 
-fn policy(pool: u32, pe: u32, load: u32) -> Policy {
-    match pool % 4 {
-        0 => Policy::RoundRobin,
-        1 => Policy::LeastUsed { load },
-        2 => Policy::WeightedRandom { weight: 1 + pe },
-        _ => Policy::LeastUsedDegradation {
-            load,
-            degradation: 0x0100_0000,
-        },
-    }
-}
+mod population;
+use population::policy;
 
 fn element(pool: u32, pe: u32, load: u32) -> PoolElementInfo {
-    PoolElementInfo {
-        id: pool * PES_PER_POOL + pe + 1,
-        home_server_id: 0,
-        registration_life: 30_000,
-        user_transport: TransportParameter::Sctp {
-            port: 7,
-            transport_use: TransportUse::DataOnly,
-            addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, (pe >> 8) as u8, pe as u8))],
-        },
-        policy: policy(pool, pe, load),
-        asap_transport: None,
-    }
+    population::element(pool * PES_PER_POOL + pe + 1, pe, policy(pool, pe, load))
 }
 
 fn handles() -> Vec<PoolHandle> {
-    (0..POOLS)
-        .map(|i| PoolHandle::from(format!("pool-{i:05}").as_str()))
-        .collect()
+    population::handles(POOLS)
 }
 
 /// Pre-built elements so that the insert benchmark measures the handlespace only.

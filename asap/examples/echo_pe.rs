@@ -20,7 +20,7 @@
 //!     --pool EchoPool --policy lu --load 20
 //! ```
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,31 +30,23 @@ use asap::csp::{run_reporter, CspReporter, CspReporterConfig, CspStatus};
 use asap::load::{Load, Priority, Weight};
 use asap::pe::PoolElement;
 use asap::session::{ServerEvent, ServerSession, SessionError};
-use asap::transport::{parse_addr_list, TransportKind};
+use asap::transport::parse_addr_list;
+use asap::transport::tls::{ClientAuth, TlsContext};
 use asap::wire::csp::{ComponentGroup, ComponentId};
 use asap::wire::Policy;
 use clap::Parser;
+
+mod common;
+use common::{ListenArgs, PoolArgs};
 use tracing::{debug, info, warn};
 
 /// Echo pool element (RFC 5352 PE with the session layer of RFC 5351 §2.5).
 #[derive(Parser, Debug)]
 struct Args {
-    /// Pool handle to register in.
-    #[arg(long, default_value = "EchoPool")]
-    pool: String,
-    /// Registrar `ADDR[,ADDR...]:PORT` (repeatable); none = announces only.
-    #[arg(long)]
-    registrar: Vec<String>,
-    /// Transport for the registrar association and the user transport: auto, sctp, tcp.
-    #[arg(long, default_value = "auto")]
-    transport: TransportKind,
-    /// Local address of the user transport (port 0 = any).
-    #[arg(long, default_value = "0.0.0.0:0")]
-    listen: SocketAddr,
-    /// Address registered when listening on a wildcard address [default: the local
-    /// address towards the first registrar].
-    #[arg(long)]
-    advertise: Option<IpAddr>,
+    #[command(flatten)]
+    pool: PoolArgs,
+    #[command(flatten)]
+    user: ListenArgs,
     /// Selection policy: rr, wrr, rand, wrand, prio, lu, lud, plu, rlu.
     #[arg(long, default_value = "rr")]
     policy: String,
@@ -90,6 +82,26 @@ struct Args {
     /// Milliseconds between CSP reports.
     #[arg(long, default_value_t = 1000)]
     csp_interval: u64,
+    /// TLS towards the registrar (SECURITY.md "TLS over SCTP"): PEM file of the CA the
+    /// registrar's certificate must chain to. Without it: plaintext.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// PEM certificate presented to the registrar (with --tls-ca and --tls-key), e.g. for
+    /// a pool whose registrations need a client certificate.
+    #[arg(long, requires = "tls_ca", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+/// The TLS context of `--tls-ca/--tls-cert/--tls-key`, if `--tls-ca` is given.
+fn tls(args: &Args) -> Result<Option<TlsContext>, Box<dyn std::error::Error>> {
+    let Some(ca) = &args.tls_ca else {
+        return Ok(None);
+    };
+    let id = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+    Ok(Some(TlsContext::from_files(ca, id, ClientAuth::Required)?))
 }
 
 /// Policy from its short name (rsplib's `-policy=` names, RFC 5356).
@@ -195,20 +207,13 @@ async fn echo(s: &mut ServerSession, id: u32, cookie_state: bool) -> Result<(), 
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    common::init_tracing();
     let args = Args::parse();
     // A random non-zero identifier unless given (RFC 5351 §3.1); the cookies carry it.
     let id = args.id.unwrap_or_else(|| rand::random::<u32>().max(1));
-    let mut pe = PoolElement::builder(args.pool.as_str())
-        .transport(args.transport)
-        .listen(args.listen)
+    let mut pe = PoolElement::builder(args.pool.pool.as_str())
+        .transport(args.pool.transport)
+        .listen(args.user.listen)
         .policy(policy(&args.policy, args.degradation)?)
         .load(Load::percent(args.load))
         .weight(Weight::new(args.weight))
@@ -217,18 +222,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .data_ppid(args.data_ppid)
         .register_wait(Duration::from_secs(30))
         .on_event(|ev| info!(?ev, "PE event"));
-    for r in &args.registrar {
+    for r in &args.pool.registrar {
         pe = pe.registrar_addrs(parse_addr_list(r)?);
     }
     if args.announce {
         pe = pe.announces();
     }
-    if let Some(ip) = args.advertise {
+    if let Some(ctx) = tls(&args)? {
+        pe = pe.registrar_tls(ctx);
+    }
+    if let Some(ip) = args.user.advertise {
         pe = pe.advertise(ip);
     }
     let life = Duration::from_secs(args.life);
     let cookie_state = args.cookie_state;
-    info!(pe = format_args!("{id:#010x}"), pool = %args.pool, "pool element starting");
+    info!(pe = format_args!("{id:#010x}"), pool = %args.pool.pool, "pool element starting");
     // Optional CSP reports: the number of open sessions, a final report on shutdown.
     let open = Arc::new(AtomicU64::new(0));
     let (csp_stop, csp_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -17,22 +17,19 @@ use std::time::Duration;
 
 use asap::pu::PoolUser;
 use asap::session::SessionConfig;
-use asap::transport::{parse_addr_list, TransportKind};
+use asap::transport::parse_addr_list;
+use asap::transport::tls::{ClientAuth, TlsContext};
 use clap::Parser;
+
+mod common;
+use common::PoolArgs;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Echo pool user (RFC 5352 PU with the session layer).
 #[derive(Parser, Debug)]
 struct Args {
-    /// Pool handle to use.
-    #[arg(long, default_value = "EchoPool")]
-    pool: String,
-    /// Registrar `ADDR[,ADDR...]:PORT` (repeatable); none = announces only.
-    #[arg(long)]
-    registrar: Vec<String>,
-    /// Transport towards registrars: auto, sctp, tcp.
-    #[arg(long, default_value = "auto")]
-    transport: TransportKind,
+    #[command(flatten)]
+    pool: PoolArgs,
     /// Listen for ASAP_SERVER_ANNOUNCE on 239.0.0.50:3863.
     #[arg(long)]
     announce: bool,
@@ -48,22 +45,35 @@ struct Args {
     /// Give up on a line after this many seconds (failovers included).
     #[arg(long, default_value_t = 30)]
     request_timeout_s: u64,
+    /// TLS towards the registrar (SECURITY.md "TLS over SCTP"): PEM file of the CA the
+    /// registrar's certificate must chain to. Without it: plaintext.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// PEM certificate presented to the registrar (with --tls-ca and --tls-key), e.g. for
+    /// a pool whose registrations need a client certificate.
+    #[arg(long, requires = "tls_ca", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+/// The TLS context of `--tls-ca/--tls-cert/--tls-key`, if `--tls-ca` is given.
+fn tls(args: &Args) -> Result<Option<TlsContext>, Box<dyn std::error::Error>> {
+    let Some(ca) = &args.tls_ca else {
+        return Ok(None);
+    };
+    let id = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+    Ok(Some(TlsContext::from_files(ca, id, ClientAuth::Required)?))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    common::init_tracing();
     let args = Args::parse();
     let stale = Duration::from_millis(args.stale_ms);
-    let mut pu = PoolUser::builder(args.pool.as_str())
-        .transport(args.transport)
+    let mut pu = PoolUser::builder(args.pool.pool.as_str())
+        .transport(args.pool.transport)
         .session_config(SessionConfig {
             data_ppid: args.data_ppid,
             reply_timeout: (args.reply_timeout_ms > 0)
@@ -72,8 +82,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..SessionConfig::default()
         })
         .configure(move |c| c.pu.stale_cache_value = stale);
-    for r in &args.registrar {
+    for r in &args.pool.registrar {
         pu = pu.registrar_addrs(parse_addr_list(r)?);
+    }
+    if let Some(ctx) = tls(&args)? {
+        pu = pu.registrar_tls(ctx);
     }
     if args.announce {
         // Finding a registrar by its announces takes a few seconds.

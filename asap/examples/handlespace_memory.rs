@@ -12,12 +12,11 @@
 //! (defaults 100 000 and 10). BENCHMARKS.md "Handlespace memory" records the figures.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use asap::handlespace::Handlespace;
-use asap::wire::{Policy, PoolElementInfo, PoolHandle, TransportParameter, TransportUse};
+use asap::wire::{Policy, PoolElementInfo, TransportParameter};
 
 /// Counts live heap bytes and allocations, then delegates to [`System`].
 struct Counting;
@@ -53,17 +52,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn policy(pool: u32, pe: u32, load: u32) -> Policy {
-    match pool % 4 {
-        0 => Policy::RoundRobin,
-        1 => Policy::LeastUsed { load },
-        2 => Policy::WeightedRandom { weight: 1 + pe },
-        _ => Policy::LeastUsedDegradation {
-            load,
-            degradation: 0x0100_0000,
-        },
-    }
-}
+#[path = "../benches/population/mod.rs"]
+mod population;
+use population::{element, handles, policy};
 
 fn main() {
     sizes();
@@ -71,9 +62,7 @@ fn main() {
     let pes: u32 = args.next().map_or(100_000, |s| s.parse().expect("PES"));
     let per_pool: u32 = args.next().map_or(10, |s| s.parse().expect("PES_PER_POOL"));
     let pools = pes.div_ceil(per_pool);
-    let handles: Vec<PoolHandle> = (0..pools)
-        .map(|i| PoolHandle::from(format!("pool-{i:05}").as_str()))
-        .collect();
+    let handles = handles(pools);
     let now = Instant::now();
 
     let (b0, a0) = (
@@ -83,18 +72,7 @@ fn main() {
     let mut hs = Handlespace::new();
     for i in 0..pes {
         let (pool, pe) = (i / per_pool, i % per_pool);
-        let e = PoolElementInfo {
-            id: i + 1,
-            home_server_id: 0,
-            registration_life: 30_000,
-            user_transport: TransportParameter::Sctp {
-                port: 7,
-                transport_use: TransportUse::DataOnly,
-                addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, (pe >> 8) as u8, pe as u8))],
-            },
-            policy: policy(pool, pe, pe * 1000),
-            asap_transport: None,
-        };
+        let e = element(i + 1, pe, policy(pool, pe, pe * 1000));
         hs.register(
             &handles[pool as usize],
             e,

@@ -13,7 +13,6 @@
 //! cargo run -p asap --example load_pe -- --registrar 127.0.0.1:3863 --transport tcp --policy lu
 //! ```
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,30 +20,21 @@ use std::time::{Duration, Instant};
 use asap::load::Load;
 use asap::pe::PoolElement;
 use asap::session::ServerEvent;
-use asap::transport::{parse_addr_list, TransportKind};
+use asap::transport::parse_addr_list;
 use asap::wire::Policy;
 use clap::Parser;
+
+mod common;
+use common::{ListenArgs, PoolArgs};
 use tracing::info;
 
 /// Pool element with a time-varying load.
 #[derive(Parser, Debug)]
 struct Args {
-    /// Pool handle.
-    #[arg(long, default_value = "EchoPool")]
-    pool: String,
-    /// Registrar `ADDR[,ADDR...]:PORT` (repeatable).
-    #[arg(long)]
-    registrar: Vec<String>,
-    /// auto, sctp, tcp.
-    #[arg(long, default_value = "auto")]
-    transport: TransportKind,
-    /// User transport address.
-    #[arg(long, default_value = "0.0.0.0:0")]
-    listen: SocketAddr,
-    /// Address registered for a wildcard listener [default: the local address towards
-    /// the first registrar].
-    #[arg(long)]
-    advertise: Option<IpAddr>,
+    #[command(flatten)]
+    pool: PoolArgs,
+    #[command(flatten)]
+    user: ListenArgs,
     /// Adaptive policy: lu, lud, plu, rlu.
     #[arg(long, default_value = "lu")]
     policy: String,
@@ -78,14 +68,7 @@ fn triangle(t: Duration, period: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    common::init_tracing();
     let args = Args::parse();
     let policy = match args.policy.as_str() {
         "lu" => Policy::LeastUsed { load: 0 },
@@ -102,15 +85,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("policy {other} is not adaptive (use lu, lud, plu, rlu)").into())
         }
     };
-    let mut builder = PoolElement::builder(args.pool.as_str())
-        .transport(args.transport)
-        .listen(args.listen)
+    let mut builder = PoolElement::builder(args.pool.pool.as_str())
+        .transport(args.pool.transport)
+        .listen(args.user.listen)
         .policy(policy)
         .load(Load::percent(args.base));
-    for r in &args.registrar {
+    for r in &args.pool.registrar {
         builder = builder.registrar_addrs(parse_addr_list(r)?);
     }
-    if let Some(ip) = args.advertise {
+    if let Some(ip) = args.user.advertise {
         builder = builder.advertise(ip);
     }
     let (mut pe, listener) = builder.start().await?;

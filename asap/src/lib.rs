@@ -224,6 +224,7 @@ pub mod handlespace;
 pub mod load;
 pub mod pe;
 pub mod pu;
+pub mod reg_auth;
 pub mod registrar_client;
 pub mod selection;
 pub mod session;

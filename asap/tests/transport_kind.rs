@@ -5,6 +5,10 @@
 //! with SCTP (the qemu VM) the same tests check the other branch.
 //!
 //! Run: `cargo test -p asap --test transport_kind -- --nocapture`
+//!
+//! A test binary of its own (not grouped with the other transport tests): the VM rig
+//! (`tests/vm/run.sh`, `CARGO_TESTS`) copies whole test executables into the guest and runs
+//! them under TCG, so this one carries only the tests that need kernel SCTP.
 
 use asap::transport::{
     sctp_probe, Event, Msg, SctpProbe, Transport, TransportConfig, TransportError, TransportKind,

@@ -5,16 +5,21 @@
 //! the VM rig's `cargo-tests` scenario (`tests/vm/run.sh cargo-tests`), which copies this test binary into the VM image and runs it there.
 //!
 //! Run (with SCTP): `cargo test -p asap --test transport_sctp -- --test-threads=1`
+//!
+//! A test binary of its own (not grouped with the other transport tests): the VM rig
+//! (`tests/vm/run.sh`, `CARGO_TESTS`) copies whole test executables into the guest and runs
+//! them under TCG, so this one carries only the tests that need kernel SCTP.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use asap::transport::{
     sctp_probe, Association, Event, Listener, LostReason, Msg, SctpProbe, Transport,
     TransportConfig, TransportError, TransportKind,
 };
 
-const LIMIT: Duration = Duration::from_secs(20);
+#[path = "transport/assoc.rs"]
+mod assoc;
+use assoc::{recv, recv_msg, LIMIT};
 
 fn available() -> bool {
     match sctp_probe() {
@@ -38,23 +43,6 @@ fn sctp(max: usize) -> Transport {
 
 fn addrs(s: &[&str]) -> Vec<SocketAddr> {
     s.iter().map(|a| a.parse().expect("literal")).collect()
-}
-
-async fn recv(a: &mut Association) -> Event {
-    tokio::time::timeout(LIMIT, a.recv())
-        .await
-        .expect("event within limit")
-        .expect("event")
-}
-
-async fn recv_msg(a: &mut Association) -> Msg {
-    loop {
-        match recv(a).await {
-            Event::Message(m) => return m,
-            Event::Up { .. } | Event::PeerAddrChange { .. } => continue,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
 }
 
 /// Next event that is not a peer address change.

@@ -65,8 +65,17 @@ pub struct DriverConfig {
     pub asap: Vec<SocketAddr>,
     /// ENRP listener addresses (one port); empty = no ENRP listener.
     pub enrp: Vec<SocketAddr>,
-    /// SCTP, TCP or automatic.
+    /// The primary transport (SCTP, sctp-udp, TCP or automatic): listened on first, and
+    /// used for associations we open when the core names none (ENRP peers).
     pub transport: TransportKind,
+    /// Further transports listened on alongside [`transport`](Self::transport), each with
+    /// an ASAP and (if configured) an ENRP listener on the same addresses and port
+    /// (`--transport sctp-udp,tcp`; issue 17 item 4). Duplicates after resolving `Auto`
+    /// are ignored.
+    pub extra_transports: Vec<TransportKind>,
+    /// What [`TransportKind::Auto`] becomes where the kernel has no SCTP:
+    /// [`TransportKind::Tcp`] (default) or [`TransportKind::SctpUdp`] (`--auto-fallback`).
+    pub auto_fallback: TransportKind,
     /// Multicast TTL of announces.
     pub announce_ttl: u32,
     /// ENRP_PRESENCE multicast targets (RFC 5353 §3.2; peering discovery).
@@ -155,14 +164,36 @@ struct Ctx {
 /// the core keeps the peer address table, the connect queue and the adoption state
 /// ([`crate::core::links`]).
 struct Connector {
-    /// Transport of the listeners (SCTP, TCP or automatic) when the core names none.
-    transport: TransportKind,
+    /// The transports listened on ([`DriverConfig::listen_transports`], primary first):
+    /// the first is used when the core names none; an SCTP request uses the SCTP flavour
+    /// among them ([`connect_kind`]).
+    listening: Vec<TransportKind>,
     /// Mutual TLS for the ENRP associations we open (`--enrp-security tls`).
     enrp_tls: Option<TlsContext>,
     /// Local addresses our ENRP connections are bound to (the ENRP listener's IPs, port 0).
     enrp_local: Vec<SocketAddr>,
     /// Local addresses of our ASAP connections (the ASAP listener's IPs, port 0).
     asap_local: Vec<SocketAddr>,
+}
+
+/// The transport of an association we open: `requested` by the core (`None`: the primary
+/// listening transport). SCTP (an adopted PE's SCTP transport parameter) means the SCTP
+/// flavour we listen on: kernel SCTP if listened on, else sctp-udp if listened on, else
+/// kernel SCTP where the kernel has it and sctp-udp otherwise.
+fn connect_kind(requested: Option<TransportKind>, listening: &[TransportKind]) -> TransportKind {
+    match requested {
+        None => listening.first().copied().unwrap_or_default(),
+        Some(TransportKind::Sctp) | Some(TransportKind::SctpUdp) => {
+            if listening.contains(&TransportKind::Sctp) {
+                TransportKind::Sctp
+            } else if listening.contains(&TransportKind::SctpUdp) {
+                TransportKind::SctpUdp
+            } else {
+                TransportKind::Auto.resolve_with(TransportKind::SctpUdp)
+            }
+        }
+        Some(k) => k,
+    }
 }
 
 impl Ctx {
@@ -359,7 +390,7 @@ impl Ctx {
         timeout: std::time::Duration,
     ) {
         let c = &self.connector;
-        let kind = kind.unwrap_or(c.transport);
+        let kind = connect_kind(kind, &c.listening);
         let mut cfg = match protocol {
             Protocol::Enrp => TransportConfig::enrp(kind),
             Protocol::Asap => TransportConfig::asap(kind),
@@ -447,8 +478,8 @@ pub struct Stats {
 /// A bound, not yet running registrar.
 pub struct Server {
     registrar: Registrar,
-    asap: Listener,
-    enrp: Option<Listener>,
+    /// ASAP listeners (one per transport), then ENRP listeners.
+    listeners: Vec<Bound>,
     udp: Option<UdpEndpoint>,
     /// ENRP peering socket (UDP on the ENRP address and port; see `core::peers`).
     peer_udp: Option<Arc<UdpEndpoint>>,
@@ -461,44 +492,154 @@ fn transport_err(what: &'static str) -> impl FnOnce(TransportError) -> DriverErr
     move |source| DriverError::Transport { what, source }
 }
 
+impl DriverConfig {
+    /// The transports listened on, in order: [`transport`](Self::transport) first, then
+    /// [`extra_transports`](Self::extra_transports); `Auto` resolved (kernel SCTP if the
+    /// kernel has it, else [`auto_fallback`](Self::auto_fallback)); duplicates removed.
+    pub fn listen_transports(&self) -> Vec<TransportKind> {
+        let mut out: Vec<TransportKind> = Vec::new();
+        for k in std::iter::once(self.transport).chain(self.extra_transports.iter().copied()) {
+            let k = k.resolve_with(self.auto_fallback);
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        out
+    }
+}
+
+/// One bound listener of the registrar.
+struct Bound {
+    protocol: Protocol,
+    listener: Listener,
+}
+
+/// Binds one listener per transport in `kinds` on `addrs`. When `addrs` ask for port 0,
+/// the listeners after the first try the port the first one got (one port for every
+/// transport, as with fixed ports), and take any free port if it is taken.
+async fn bind_all(
+    kinds: &[TransportKind],
+    addrs: &[SocketAddr],
+    make: impl Fn(TransportKind) -> Transport,
+    what: &'static str,
+) -> Result<Vec<Listener>, DriverError> {
+    let mut out: Vec<Listener> = Vec::new();
+    for kind in kinds {
+        let t = make(*kind);
+        let shared_port = match out.first() {
+            Some(first) if addrs.iter().all(|a| a.port() == 0) => first
+                .local_addrs()
+                .ok()
+                .and_then(|v| v.first().map(SocketAddr::port)),
+            _ => None,
+        };
+        let l = match shared_port {
+            Some(port) => {
+                let same: Vec<SocketAddr> = addrs
+                    .iter()
+                    .map(|a| SocketAddr::new(a.ip(), port))
+                    .collect();
+                match t.listen(&same).await {
+                    Ok(l) => l,
+                    Err(_) => t.listen(addrs).await.map_err(transport_err(what))?,
+                }
+            }
+            None => t.listen(addrs).await.map_err(transport_err(what))?,
+        };
+        out.push(l);
+    }
+    Ok(out)
+}
+
 impl Server {
-    /// Binds the listeners and the announce socket, and fills the core's announce and
-    /// Server Information transports from the bound addresses.
+    /// Binds the listeners (an ASAP and an ENRP one per transport of
+    /// [`DriverConfig::listen_transports`]) and the announce socket, and fills the core's
+    /// announce and Server Information transports from the bound addresses.
     pub async fn bind(mut core: CoreConfig, config: DriverConfig) -> Result<Server, DriverError> {
-        let mut asap_cfg = TransportConfig::asap(config.transport);
-        asap_cfg.tcp_max_partial_bytes = Some(config.max_partial_bytes);
         let stats = Arc::new(Stats::default());
         let with_tls = |t: Transport, tls: &Option<TlsContext>| match tls {
             Some(ctx) => t.with_tls(ctx.clone().with_refusal_counter(stats.tls_refused.clone())),
             None => t,
         };
-        let asap_t = with_tls(Transport::new(asap_cfg), &config.asap_tls);
-        let kind = asap_t.kind();
-        let asap = asap_t
-            .listen(&config.asap)
-            .await
-            .map_err(transport_err("ASAP listener"))?;
-        let enrp = if config.enrp.is_empty() {
-            None
-        } else {
-            let mut enrp_cfg = TransportConfig::enrp(config.transport);
-            enrp_cfg.tcp_max_partial_bytes = Some(config.max_partial_bytes);
-            let t = with_tls(Transport::new(enrp_cfg), &config.enrp_tls);
-            Some(
-                t.listen(&config.enrp)
-                    .await
-                    .map_err(transport_err("ENRP listener"))?,
-            )
+        let kinds = config.listen_transports();
+        let protocol_cfg = |kind: TransportKind, protocol: Protocol| {
+            let mut c = match protocol {
+                Protocol::Asap => TransportConfig::asap(kind),
+                Protocol::Enrp => TransportConfig::enrp(kind),
+            };
+            c.tcp_max_partial_bytes = Some(config.max_partial_bytes);
+            c.auto_fallback = config.auto_fallback;
+            c
         };
-        let asap_addrs = asap.local_addrs().map_err(transport_err("ASAP listener"))?;
+        let asap = bind_all(
+            &kinds,
+            &config.asap,
+            |k| {
+                with_tls(
+                    Transport::new(protocol_cfg(k, Protocol::Asap)),
+                    &config.asap_tls,
+                )
+            },
+            "ASAP listener",
+        )
+        .await?;
+        let enrp = if config.enrp.is_empty() {
+            Vec::new()
+        } else {
+            bind_all(
+                &kinds,
+                &config.enrp,
+                |k| {
+                    with_tls(
+                        Transport::new(protocol_cfg(k, Protocol::Enrp)),
+                        &config.enrp_tls,
+                    )
+                },
+                "ENRP listener",
+            )
+            .await?
+        };
         core.max_associations = config.max_associations;
-        core.asap_transports = announce_transports(kind, &asap_addrs);
-        if let Some(l) = &enrp {
+        // ASAP_SERVER_ANNOUNCE lists every listening transport in the configured order
+        // (an SCTP parameter for kernel SCTP and sctp-udp alike, once if both listen).
+        let mut asap_transports: Vec<TransportParameter> = Vec::new();
+        for l in &asap {
+            let addrs = l.local_addrs().map_err(transport_err("ASAP listener"))?;
+            for t in announce_transports(l.kind(), &addrs) {
+                if !asap_transports.contains(&t) {
+                    asap_transports.push(t);
+                }
+            }
+        }
+        core.asap_transports = asap_transports;
+        // Server Information carries one SCTP transport (RFC 5354 §2.2.2): the SCTP (or
+        // sctp-udp) ENRP listener's addresses and port; a TCP-only registrar puts its TCP
+        // ENRP address there (our TCP peers connect to it).
+        let enrp_info = enrp
+            .iter()
+            .find(|l| l.kind() != TransportKind::Tcp)
+            .or(enrp.first());
+        if let Some(l) = enrp_info {
             let addrs = l.local_addrs().map_err(transport_err("ENRP listener"))?;
             core.enrp_transport = announce_transports(TransportKind::Sctp, &addrs)
                 .into_iter()
                 .next();
         }
+        let asap_addrs = match asap.first() {
+            Some(l) => l.local_addrs().map_err(transport_err("ASAP listener"))?,
+            None => Vec::new(),
+        };
+        let listeners: Vec<Bound> = asap
+            .into_iter()
+            .map(|listener| Bound {
+                protocol: Protocol::Asap,
+                listener,
+            })
+            .chain(enrp.into_iter().map(|listener| Bound {
+                protocol: Protocol::Enrp,
+                listener,
+            }))
+            .collect();
         let udp = if core.asap_announce_targets.is_empty() {
             None
         } else {
@@ -541,12 +682,21 @@ impl Server {
         } else {
             None
         };
+        for b in &listeners {
+            info!(
+                server_id = format_args!("{:#010x}", core.server_id),
+                protocol = %b.protocol,
+                transport = b.listener.kind().as_str(),
+                addrs = ?b.listener.local_addrs().unwrap_or_default(),
+                "listening"
+            );
+        }
         info!(
             server_id = format_args!("{:#010x}", core.server_id),
-            transport = kind.as_str(),
+            transports = ?kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
             asap = ?asap_addrs,
-            enrp = ?enrp.as_ref().and_then(|l| l.local_addrs().ok()),
             announce = ?core.asap_announce_targets,
+            announced_transports = ?core.asap_transports,
             peers = ?core.peers,
             "registrar listening"
         );
@@ -556,8 +706,7 @@ impl Server {
         Ok(Server {
             write_queue,
             registrar: Registrar::new(core, Instant::now()),
-            asap,
-            enrp,
+            listeners,
             udp,
             peer_udp,
             config,
@@ -565,17 +714,39 @@ impl Server {
         })
     }
 
-    /// Bound ASAP listener addresses.
+    /// Bound addresses of the first (primary transport's) ASAP listener.
     pub fn asap_addrs(&self) -> Vec<SocketAddr> {
-        self.asap.local_addrs().unwrap_or_default()
+        self.listen_addrs(Protocol::Asap, None)
     }
 
-    /// Bound ENRP listener addresses (empty without ENRP listener).
+    /// Bound addresses of the first (primary transport's) ENRP listener (empty without
+    /// ENRP listener).
     pub fn enrp_addrs(&self) -> Vec<SocketAddr> {
-        self.enrp
-            .as_ref()
-            .and_then(|l| l.local_addrs().ok())
+        self.listen_addrs(Protocol::Enrp, None)
+    }
+
+    /// Bound addresses of the `protocol` listener of transport `kind` (`None`: the first
+    /// one); empty if there is none.
+    pub fn listen_addrs(&self, protocol: Protocol, kind: Option<TransportKind>) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|b| b.protocol == protocol && kind.is_none_or(|k| b.listener.kind() == k))
+            .and_then(|b| b.listener.local_addrs().ok())
             .unwrap_or_default()
+    }
+
+    /// Every listener: protocol, concrete transport and bound addresses.
+    pub fn listeners(&self) -> Vec<(Protocol, TransportKind, Vec<SocketAddr>)> {
+        self.listeners
+            .iter()
+            .map(|b| {
+                (
+                    b.protocol,
+                    b.listener.kind(),
+                    b.listener.local_addrs().unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     /// Shared statistics (for the metrics endpoint).
@@ -587,8 +758,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
             registrar,
-            asap,
-            enrp,
+            listeners,
             udp,
             peer_udp,
             config,
@@ -612,7 +782,7 @@ impl Server {
             udp,
             peer_udp: peer_udp.clone(),
             connector: Connector {
-                transport: config.transport,
+                listening: config.listen_transports(),
                 enrp_tls: config.enrp_tls.clone(),
                 enrp_local: local(&config.enrp),
                 asap_local: local(&config.asap),
@@ -623,10 +793,10 @@ impl Server {
             write_queue,
             stats,
         });
-        let mut accepts = vec![tokio::spawn(accept_loop(ctx.clone(), asap, Protocol::Asap))];
-        if let Some(l) = enrp {
-            accepts.push(tokio::spawn(accept_loop(ctx.clone(), l, Protocol::Enrp)));
-        }
+        let mut accepts: Vec<tokio::task::JoinHandle<()>> = listeners
+            .into_iter()
+            .map(|b| tokio::spawn(accept_loop(ctx.clone(), b.listener, b.protocol)))
+            .collect();
         if let Some(ep) = peer_udp {
             let ctx = ctx.clone();
             accepts.push(tokio::spawn(async move {
@@ -904,7 +1074,20 @@ async fn link_task(
         let mut next = Some(first);
         while let Some(ev) = next.take() {
             match got(ev, id, protocol) {
-                Got::Input(i) => inputs.push(i),
+                Got::Input(i) => {
+                    // Distance of DPF policies (core/distance.rs): the RTT goes first.
+                    if let Input::Message {
+                        protocol: p, bytes, ..
+                    } = &i
+                    {
+                        if crate::core::distance::wants_rtt(*p, bytes) {
+                            if let Ok(Some(rtt)) = reader.rtt() {
+                                inputs.push(Input::Rtt { assoc: id, rtt });
+                            }
+                        }
+                    }
+                    inputs.push(i)
+                }
                 Got::Lost => {
                     lost = true;
                     break;
@@ -1106,5 +1289,62 @@ pub fn log_event(e: &Event, stats: &Stats) {
         Event::EncodeFailed { message, error } => {
             error!(message, %error, "message could not be encoded")
         }
+    }
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::*;
+
+    /// Issue 17 item 4: an SCTP transport named by the core is reached over the SCTP
+    /// flavour the registrar listens on (sctp-udp on a host without kernel SCTP).
+    #[test]
+    fn connect_kind_follows_the_listening_sctp_flavour() {
+        use TransportKind::*;
+        assert_eq!(connect_kind(None, &[SctpUdp, Tcp]), SctpUdp);
+        assert_eq!(connect_kind(None, &[Tcp, SctpUdp]), Tcp);
+        assert_eq!(connect_kind(Some(Sctp), &[Tcp, SctpUdp]), SctpUdp);
+        assert_eq!(connect_kind(Some(Sctp), &[SctpUdp, Sctp]), Sctp);
+        assert_eq!(connect_kind(Some(Tcp), &[SctpUdp]), Tcp);
+        assert_eq!(
+            connect_kind(Some(Sctp), &[Tcp]),
+            Auto.resolve_with(SctpUdp),
+            "no SCTP listener: kernel SCTP if present, else sctp-udp"
+        );
+    }
+
+    #[test]
+    fn listen_transports_resolve_auto_and_drop_duplicates() {
+        use TransportKind::*;
+        let mut d = DriverConfig {
+            asap: Vec::new(),
+            enrp: Vec::new(),
+            transport: SctpUdp,
+            extra_transports: vec![Tcp, SctpUdp, Tcp],
+            auto_fallback: Tcp,
+            announce_ttl: 1,
+            enrp_announce: Vec::new(),
+            max_associations: 1,
+            max_partial_bytes: 1 << 20,
+            enrp_tls: None,
+            asap_tls: None,
+        };
+        assert_eq!(d.listen_transports(), vec![SctpUdp, Tcp]);
+        d.transport = Auto;
+        d.extra_transports = vec![Tcp];
+        d.auto_fallback = SctpUdp;
+        let first = Auto.resolve_with(SctpUdp);
+        assert_eq!(d.listen_transports(), vec![first, Tcp]);
+        d.auto_fallback = Tcp;
+        let want = if Auto.resolve() == Tcp {
+            vec![Tcp]
+        } else {
+            vec![Sctp, Tcp]
+        };
+        assert_eq!(
+            d.listen_transports(),
+            want,
+            "auto,tcp without kernel SCTP is tcp once"
+        );
     }
 }

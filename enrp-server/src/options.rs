@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use asap::handlespace::HandlespaceLimits;
+use asap::reg_auth::RegistrationKey;
 use asap::transport::tls::{self, ClientAuth, TlsContext};
 use asap::transport::{defaults, TransportKind};
 use asap::wire::PoolHandle;
@@ -113,6 +114,13 @@ pub struct Options {
     #[arg(long, value_name = "MS")]
     pub takeover_expiry_interval: Option<u64>,
 
+    /// Takeover suggestion (HANDLE_UPDATE T bit, draft-dreibholz-rserpool-enrp-takeover;
+    /// rsplib -supporttakeoversuggestion; PEERING.md): `on` suggests to the better peer
+    /// that it take over PEs registering here, and follows peers' suggestions with an
+    /// H-flag keep-alive to the PE. [default: off]
+    #[arg(long, value_name = "on|off")]
+    pub takeover_suggestion: Option<String>,
+
     /// Most ENRP peers kept in the peer table (asap/wire/INTEROP.md §5.5); messages from further
     /// unknown servers are ignored, so forged server IDs cannot grow it. [default: 256]
     #[arg(long, value_name = "N")]
@@ -121,8 +129,9 @@ pub struct Options {
     /// Peer admission (SECURITY.md): `allow-list` takes ENRP peer messages only from
     /// --peer addresses and --peer-allow entries; `open` from anyone who reaches the ENRP
     /// port (rsplib behaviour, warned at start-up); `tls` only from peers authenticated by
-    /// mutual TLS with --tls-ca/--tls-cert/--tls-key (TCP only: with kernel SCTP it is
-    /// refused, SECURITY.md). [default: allow-list]
+    /// mutual TLS with --tls-ca/--tls-cert/--tls-key (over TCP, kernel SCTP and sctp-udp;
+    /// over SCTP one TLS session on stream 0, SECURITY.md "TLS over SCTP").
+    /// [default: allow-list]
     #[arg(long, value_name = "allow-list|open|tls")]
     pub enrp_security: Option<String>,
 
@@ -151,9 +160,16 @@ pub struct Options {
     #[arg(long, value_name = "MS")]
     pub tls_handshake_timeout: Option<u64>,
 
+    /// `[[pool_auth]] psk`: a signed REGISTRATION is taken only if its timestamp is within
+    /// this many ms of the registrar's clock; its nonce is remembered as long (replays are
+    /// refused). [default: 60000]
+    #[arg(long, value_name = "MS")]
+    pub registration_psk_window: Option<u64>,
+
     /// Offer TLS on the ASAP port (needs --tls-ca/--tls-cert/--tls-key): PEs may present a
     /// client certificate for [[pool_auth]] pools; plaintext PEs are still accepted (the
-    /// first byte tells TLS from ASAP). TCP only. [default: off]
+    /// first byte, over SCTP of the first user message, tells TLS from ASAP). Any transport.
+    /// [default: off]
     #[arg(long, value_name = "on|off")]
     pub asap_tls: Option<String>,
 
@@ -220,10 +236,18 @@ pub struct Options {
     #[arg(long, value_name = "PER_SEC", allow_negative_numbers = true)]
     pub max_bulk_hr_rate: Option<f64>,
 
-    /// Transport for ASAP/ENRP associations: auto, sctp (kernel), sctp-udp (userspace SCTP
-    /// over UDP, RFC 6951) or tcp. [default: auto = kernel SCTP, else TCP]
-    #[arg(long, value_name = "auto|sctp|sctp-udp|tcp")]
-    pub transport: Option<TransportKind>,
+    /// Transports for ASAP/ENRP associations, comma-separated: auto, sctp (kernel),
+    /// sctp-udp (userspace SCTP over UDP, RFC 6951) or tcp. Several (e.g. `sctp,tcp` or
+    /// `auto,tcp`) listen on all of them at once, on the same addresses and ports, and are
+    /// all announced; the first is also used for associations we open to ENRP peers.
+    /// `auto` = kernel SCTP if the kernel has it, else --auto-fallback. [default: auto]
+    #[arg(long, value_name = "auto|sctp|sctp-udp|tcp[,...]")]
+    pub transport: Option<TransportList>,
+
+    /// What `--transport auto` becomes where the kernel has no SCTP: tcp or sctp-udp.
+    /// [default: tcp]
+    #[arg(long, value_name = "tcp|sctp-udp")]
+    pub auto_fallback: Option<TransportKind>,
 
     /// Local UDP port of SCTP over UDP (`--transport sctp-udp`, RFC 6951; Linux
     /// `net.sctp.udp_port`), shared by all sctp-udp associations; 0 = any. [default: 9899]
@@ -281,6 +305,12 @@ pub struct Options {
     /// PEs returned per handle resolution without Handle Resolution Option. [default: 3]
     #[arg(long, value_name = "N")]
     pub max_hres_items: Option<u32>,
+
+    /// Distance step of distance-sensitive policies (LU-DPF, LUD-DPF, WRAND-DPF), ms: half
+    /// the association's RTT is rounded to a multiple of it (rsplib `-distancestep`).
+    /// [default: 50]
+    #[arg(long, value_name = "MS")]
+    pub distance_step: Option<u64>,
 
     /// Cap on PEs per handle resolution response, also for "all" (0xFFFFFFFF); responses are
     /// cut further to fit 65535 bytes. [default: 4294967295 = no cap]
@@ -360,9 +390,10 @@ pub struct Options {
     #[arg(long, value_name = "MS")]
     pub csp_interval: Option<u64>,
 
-    /// Runtime threads. 1 runs everything (sockets, protocol core, timers) on one thread:
-    /// no cross-thread wake-up per request, the best choice on a single CPU. N > 1 uses a
-    /// multi-threaded runtime with N workers. [default: available parallelism]
+    /// Runtime threads. 1 runs everything (sockets, protocol core, timers) on one thread,
+    /// the best choice on a single CPU; N > 1 uses a multi-threaded runtime with N workers
+    /// (each association's requests are still decoded, handled and answered on its own
+    /// task, without a cross-thread hand-off). [default: available parallelism]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
     pub threads: Option<usize>,
 }
@@ -378,6 +409,12 @@ pub struct PoolAuthOption {
     pub tls_names: Vec<String>,
     /// Peer addresses (ADDR or ADDR/PREFIX) that may register without TLS (rsplib PEs).
     pub addresses: Vec<String>,
+    /// Pre-shared keys (hex, at least 16 bytes, e.g. `openssl rand -hex 32`): a
+    /// REGISTRATION signed with one of them (Registration Authenticator, SECURITY.md
+    /// "Per-pool pre-shared keys") may register, over any transport. Several: rotation.
+    pub psk: Vec<String>,
+    /// Files each holding one such key in hex (keeps keys out of the main file).
+    pub psk_file: Vec<PathBuf>,
 }
 
 fn on_off(option: &'static str, v: &Option<String>, default: bool) -> Result<bool, OptionsError> {
@@ -492,7 +529,52 @@ fn rate(option: &'static str, per_second: Option<f64>) -> Result<Option<Rate>, O
     }
 }
 
+/// `--transport` / `transport =`: one or more [`TransportKind`]s, comma-separated on the
+/// command line; in the TOML file a string (`"sctp,tcp"`) or an array (`["sctp", "tcp"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportList(pub Vec<TransportKind>);
+
+impl FromStr for TransportList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let v = s
+            .split(',')
+            .map(|k| k.trim().parse::<TransportKind>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if v.is_empty() {
+            return Err("no transport".into());
+        }
+        Ok(TransportList(v))
+    }
+}
+
+impl<'de> Deserialize<'de> for TransportList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(String),
+            Many(Vec<TransportKind>),
+        }
+        match Form::deserialize(d)? {
+            Form::One(s) => s.parse().map_err(serde::de::Error::custom),
+            Form::Many(v) if v.is_empty() => Err(serde::de::Error::custom("no transport")),
+            Form::Many(v) => Ok(TransportList(v)),
+        }
+    }
+}
+
 impl Options {
+    /// The `--transport` list (default `auto`), not resolved.
+    pub fn transports(&self) -> Vec<TransportKind> {
+        self.transport
+            .as_ref()
+            .map(|l| l.0.clone())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| vec![TransportKind::Auto])
+    }
+
     /// Reads the TOML file named by `--config` (if any) and fills every option not given on
     /// the command line from it.
     pub fn with_config_file(self) -> Result<Options, OptionsError> {
@@ -558,6 +640,7 @@ impl Options {
             asap_announce,
             enrp_announce,
             transport,
+            auto_fallback,
             sctp_udp_port,
             sctp_udp_remote_port,
             peering,
@@ -566,6 +649,7 @@ impl Options {
             peer_max_time_no_response,
             mentor_discovery_timeout,
             takeover_expiry_interval,
+            takeover_suggestion,
             max_peers,
             enrp_security,
             tls_ca,
@@ -573,6 +657,7 @@ impl Options {
             tls_key,
             tls_server_id_binding,
             tls_handshake_timeout,
+            registration_psk_window,
             asap_tls,
             max_pes_per_peer,
             max_peer_registration_life,
@@ -592,6 +677,7 @@ impl Options {
             unreachable_window,
             unreachable_probe_timeout,
             max_hres_items,
+            distance_step,
             hres_items_cap,
             max_elements_per_ht_request,
             max_handle_length,
@@ -685,6 +771,9 @@ impl Options {
         if let Some(v) = self.max_hres_items {
             c.max_hres_items = v.max(1);
         }
+        if let Some(v) = self.distance_step {
+            c.distance_step = ms(v.max(1));
+        }
         if let Some(v) = self.hres_items_cap {
             c.hres_items_cap = v.max(1);
         }
@@ -774,6 +863,16 @@ impl Options {
         if let Some(v) = self.mentor_discovery_timeout {
             c.peering.mentor_discovery_timeout = ms(v.clamp(0, 60_000));
         }
+        c.peering.takeover_suggestion = match self.takeover_suggestion.as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(o) => {
+                return Err(invalid(
+                    "takeover-suggestion",
+                    format!("{o:?} is not on|off"),
+                ))
+            }
+        };
         match self.max_peers {
             Some(0) => return Err(invalid("max-peers", "must be at least 1")),
             Some(v) => c.peering.max_peers = v,
@@ -846,10 +945,23 @@ impl Options {
             Some(v) => c.security.takeover_probe_rate = v,
             None => {}
         }
+        let transports = self.transports();
+        let auto_fallback = match self.auto_fallback {
+            None | Some(TransportKind::Tcp) => TransportKind::Tcp,
+            Some(TransportKind::SctpUdp) => TransportKind::SctpUdp,
+            Some(other) => {
+                return Err(invalid(
+                    "auto-fallback",
+                    format!("{other} is not tcp or sctp-udp"),
+                ))
+            }
+        };
         let driver = DriverConfig {
             asap,
             enrp,
-            transport: self.transport.unwrap_or_default(),
+            transport: transports[0],
+            extra_transports: transports[1..].to_vec(),
+            auto_fallback,
             announce_ttl: self.announce_ttl.unwrap_or(1),
             enrp_announce,
             max_associations: self.max_associations.unwrap_or(20_000),
@@ -886,11 +998,35 @@ impl Options {
             if p.handle.is_empty() {
                 return Err(invalid("pool_auth", "handle must not be empty"));
             }
-            if p.tls_names.is_empty() && p.addresses.is_empty() {
+            if p.tls_names.is_empty()
+                && p.addresses.is_empty()
+                && p.psk.is_empty()
+                && p.psk_file.is_empty()
+            {
                 return Err(invalid(
                     "pool_auth",
-                    format!("pool {:?}: give tls-names and/or addresses", p.handle),
+                    format!(
+                        "pool {:?}: give tls-names, addresses, psk and/or psk-file",
+                        p.handle
+                    ),
                 ));
+            }
+            let mut psk = Vec::new();
+            for hex in &p.psk {
+                psk.push(
+                    RegistrationKey::from_hex(hex).map_err(|e| {
+                        invalid("pool_auth", format!("pool {:?}: psk: {e}", p.handle))
+                    })?,
+                );
+            }
+            for f in &p.psk_file {
+                let hex = std::fs::read_to_string(f)
+                    .map_err(|e| invalid("pool_auth", format!("psk-file {}: {e}", f.display())))?;
+                psk.push(
+                    RegistrationKey::from_hex(&hex).map_err(|e| {
+                        invalid("pool_auth", format!("psk-file {}: {e}", f.display()))
+                    })?,
+                );
             }
             if !p.tls_names.is_empty() && !asap_tls_on {
                 return Err(invalid(
@@ -912,7 +1048,11 @@ impl Options {
                     .iter()
                     .map(|s| IpNet::from_str(s).map_err(|e| invalid("pool_auth", e.to_string())))
                     .collect::<Result<_, _>>()?,
+                psk,
             });
+        }
+        if let Some(ms) = self.registration_psk_window {
+            c.security.psk_window = Duration::from_millis(ms.max(1));
         }
         if !enrp_tls_on && !asap_tls_on {
             return Ok((None, None));
@@ -922,13 +1062,6 @@ impl Options {
         } else {
             "asap-tls"
         };
-        if self.transport.unwrap_or_default().resolve() != TransportKind::Tcp {
-            return Err(invalid(
-                what,
-                "TLS needs --transport tcp: TLS over kernel SCTP (RFC 3436) is not \
-                 implemented (SECURITY.md \"TLS and SCTP\")",
-            ));
-        }
         let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key)
         else {
             return Err(invalid(
@@ -1272,9 +1405,75 @@ mod tests {
             "transport = \"sctp-udp\"\nsctp-udp-port = 9900\nsctp-udp-remote-port = 9899\n",
         )
         .expect("valid toml");
-        assert_eq!(file.transport, Some(TransportKind::SctpUdp));
+        assert_eq!(
+            file.transport,
+            Some(TransportList(vec![TransportKind::SctpUdp]))
+        );
         assert_eq!(file.sctp_udp_port, Some(9900));
         assert_eq!(file.sctp_udp_remote_port, Some(9899));
+    }
+
+    /// Issue 17 item 4: several transports at once, from the command line and the file.
+    #[test]
+    fn several_transports_and_auto_fallback() {
+        use TransportKind::*;
+        let (_, d) = Options::parse_from(["enrp-server", "--transport", "sctp-udp,tcp"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(
+            (d.transport, d.extra_transports.clone()),
+            (SctpUdp, vec![Tcp])
+        );
+        assert_eq!(d.auto_fallback, Tcp, "documented default");
+        assert_eq!(d.listen_transports(), vec![SctpUdp, Tcp]);
+        let (_, d) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!((d.transport, d.extra_transports.len()), (Auto, 0));
+        let (_, d) = Options::parse_from([
+            "enrp-server",
+            "--transport",
+            "auto,tcp",
+            "--auto-fallback",
+            "sctp-udp",
+        ])
+        .resolve(5)
+        .expect("valid");
+        assert_eq!((d.transport, d.extra_transports.clone()), (Auto, vec![Tcp]));
+        assert_eq!(d.auto_fallback, SctpUdp);
+        assert_eq!(d.listen_transports()[1], Tcp);
+        assert_ne!(
+            d.listen_transports()[0],
+            Tcp,
+            "auto: kernel SCTP or sctp-udp"
+        );
+        let e = Options::parse_from(["enrp-server", "--auto-fallback", "sctp"])
+            .resolve(5)
+            .expect_err("sctp is no fallback");
+        assert!(e.to_string().contains("--auto-fallback"), "{e}");
+        assert!(Options::try_parse_from(["enrp-server", "--transport", "sctp,udp"]).is_err());
+        for text in [
+            "transport = \"sctp-udp, tcp\"\n",
+            "transport = [\"sctp-udp\", \"tcp\"]\n",
+        ] {
+            let file: Options = toml::from_str(text).expect("valid toml");
+            let (_, d) = Options::parse_from(["enrp-server"])
+                .merged_with(file)
+                .resolve(5)
+                .expect("valid");
+            assert_eq!(d.listen_transports(), vec![SctpUdp, Tcp], "{text}");
+        }
+        assert!(toml::from_str::<Options>("transport = []\n").is_err());
+        let file: Options = toml::from_str("transport = \"tcp\"\n").expect("valid");
+        let (_, d) = Options::parse_from(["enrp-server", "--transport", "sctp-udp"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(
+            d.listen_transports(),
+            vec![SctpUdp],
+            "the command line wins"
+        );
     }
 
     #[test]
@@ -1343,6 +1542,8 @@ mod example_file {
         assert_eq!(p.max_time_no_response, d.max_time_no_response);
         assert_eq!(p.mentor_discovery_timeout, d.mentor_discovery_timeout);
         assert_eq!(p.takeover_expiry, d.takeover_expiry);
+        assert_eq!(p.takeover_suggestion, d.takeover_suggestion);
+        assert!(!p.takeover_suggestion, "off by default, like rsplib");
         assert_eq!(p.max_peers, d.max_peers);
         assert_eq!(p.max_peers, 256);
         assert_eq!(c.handle_table_chunk, 128);
@@ -1361,6 +1562,7 @@ mod example_file {
             "peer-max-time-no-response",
             "mentor-discovery-timeout",
             "takeover-expiry-interval",
+            "takeover-suggestion",
             "max-peers",
             "enrp-security",
             "peer-allow",
@@ -1444,10 +1646,23 @@ mod tls_tests {
             d.asap_tls.expect("ASAP ctx").client_auth(),
             ClientAuth::Optional
         );
-        // Kernel SCTP: refused with a clear error (TLS over SCTP is not implemented).
-        let e = tls(&["--transport", "sctp"]).expect_err("TLS over SCTP");
-        assert!(e.to_string().contains("--transport tcp"), "{e}");
-        assert!(e.to_string().contains("SCTP"), "{e}");
+        // Kernel SCTP and sctp-udp: TLS on stream 0 (SECURITY.md "TLS over SCTP").
+        for kind in ["sctp", "sctp-udp"] {
+            let (c, d) = tls(&["--transport", kind, "--asap-tls", "on"]).expect("TLS over SCTP");
+            assert_eq!(c.security.enrp_security, EnrpSecurity::Tls);
+            assert_eq!(
+                d.enrp_tls.expect("ENRP ctx").client_auth(),
+                ClientAuth::Required
+            );
+            assert_eq!(
+                d.asap_tls.expect("ASAP ctx").client_auth(),
+                ClientAuth::Optional
+            );
+        }
+        // Several transports: every listener gets TLS (issue 17 item 4 × TLS over SCTP).
+        let (_, d) = tls(&["--transport", "tcp,sctp-udp", "--asap-tls", "on"])
+            .expect("TLS on every listener");
+        assert!(d.enrp_tls.is_some() && d.asap_tls.is_some());
         // A key that does not parse.
         let e = Options::parse_from([
             "enrp-server",
@@ -1499,6 +1714,48 @@ mod tls_tests {
         assert!(e.to_string().contains("asap-tls"), "{e}");
         let empty: Options = toml::from_str("[[pool_auth]]\nhandle = \"P\"\n").expect("valid toml");
         assert!(empty.resolve(5).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `[[pool_auth]] psk` / `psk-file` (plaintext, no TLS needed) and
+    /// `--registration-psk-window`; short or non-hex keys are refused.
+    #[test]
+    fn pool_auth_psk_from_toml() {
+        let dir = std::env::temp_dir().join(format!("enrp-psk-opts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let kf = dir.join("pool.key");
+        std::fs::write(&kf, format!("{}\n", "cd".repeat(32))).expect("key file");
+        let file: Options = toml::from_str(&format!(
+            "transport = \"tcp\"\n[[pool_auth]]\nhandle = \"P\"\npsk = [\"{}\"]\npsk-file = [{:?}]\n",
+            "ab".repeat(32),
+            kf.display().to_string()
+        ))
+        .expect("valid toml");
+        let (c, _) = Options::parse_from(["enrp-server", "--registration-psk-window", "5000"])
+            .merged_with(file)
+            .resolve(5)
+            .expect("valid");
+        let p = &c.security.pool_auth[0];
+        assert_eq!(
+            p.psk,
+            vec![
+                asap::reg_auth::RegistrationKey::new(vec![0xab; 32]).expect("key"),
+                asap::reg_auth::RegistrationKey::new(vec![0xcd; 32]).expect("key"),
+            ]
+        );
+        assert_eq!(c.security.psk_window, Duration::from_secs(5));
+        let (c, _) = Options::parse_from(["enrp-server"])
+            .resolve(5)
+            .expect("valid");
+        assert_eq!(c.security.psk_window, Duration::from_secs(60), "default");
+        for bad in ["abcd", "zz"] {
+            let o: Options = toml::from_str(&format!(
+                "[[pool_auth]]\nhandle = \"P\"\npsk = [\"{bad}\"]\n"
+            ))
+            .expect("valid toml");
+            let e = o.resolve(5).expect_err("bad key");
+            assert!(e.to_string().contains("psk"), "{e}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -4,6 +4,10 @@
 //! Needs a kernel with SCTP: on a host without it each test prints `SKIPPED` and passes.
 //! The VM rig runs this binary with kernel SCTP (`tests/vm/run.sh cargo-tests`,
 //! `CARGO_TESTS` in `tests/vm/run.sh`).
+//!
+//! A test binary of its own (not grouped with the other registrar tests): the VM rig
+//! (`tests/vm/run.sh`, `CARGO_TESTS`) copies whole test executables into the guest and runs
+//! them under TCG, so this one carries only the tests that need kernel SCTP.
 
 use std::net::SocketAddr;
 use std::time::Duration;

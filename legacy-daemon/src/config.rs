@@ -26,6 +26,11 @@ use legacy_protocol::LoadHints;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/legacy-daemon.toml";
 /// Default poll interval (our choice: seed 003 gives no timings).
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
+/// Upper bound of the default heartbeat interval (the default is the poll interval, at most
+/// this). A proxy declares a daemon silent after 3 missed heartbeats (PROTOCOL.md §2) and
+/// takes its servers out of selection (proxy-pe README "Failure declaration"): with 500 ms
+/// that is 1.5 s, inside issue 19 item 4's 2 s for a frozen host with default settings.
+pub const DEFAULT_MAX_HEARTBEAT_INTERVAL_MS: u64 = 500;
 /// Default maximum age of the TCP socket table sample.
 pub const DEFAULT_NET_INTERVAL_MS: u64 = 5000;
 /// Default lower bound of the reconnect backoff.
@@ -351,7 +356,7 @@ fn parse_checked(text: &str, origin: &str, pushed_by: Option<&str>) -> Result<Co
             ))
         }
         Some(s) => s.into_inner(),
-        None => poll_ms,
+        None => poll_ms.min(DEFAULT_MAX_HEARTBEAT_INTERVAL_MS),
     };
     let net_ms = match d.net_interval_ms {
         Some(s) if *s.get_ref() > 3_600_000 => {
@@ -741,6 +746,11 @@ pid_file = "/run/b.pid"
         assert_eq!(c.daemon.auth, AuthMode::None);
         assert_eq!(c.daemon.key, None);
         assert_eq!(c.daemon.poll_interval, Duration::from_secs(1));
+        // Heartbeat: the poll interval, at most 500 ms (issue 19 item 4: a proxy sees a
+        // frozen host after 3 × 500 ms with default settings).
+        assert_eq!(c.daemon.heartbeat_interval, Duration::from_millis(500));
+        let c100 = parse("[daemon]\nauth = \"none\"\npoll_interval_ms = 100\n", "t").unwrap();
+        assert_eq!(c100.daemon.heartbeat_interval, Duration::from_millis(100));
         assert_eq!(c.daemon.id, default_identity());
         assert!(c.daemon.watch_config && c.daemon.accept_push);
         assert!(c.proxies.is_empty() && c.apps.is_empty());

@@ -40,9 +40,10 @@ use std::time::{Duration, Instant};
 
 use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
 use asap::wire::asap_msg::HandleResolution;
-use asap::wire::{AsapMessage, Message, Protocol, TransportParameter};
+use asap::wire::{AsapMessage, Message, Protocol};
 use clap::Parser;
 use proxy_pe::control::{query, Report};
+use rserpool_tests::registrar::tcp_users;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -231,16 +232,7 @@ impl Resolver {
                 continue;
             };
             if let Message::Asap(AsapMessage::HandleResolutionResponse(r)) = d.message {
-                return r
-                    .pool_elements
-                    .iter()
-                    .filter_map(|pe| match &pe.user_transport {
-                        TransportParameter::Tcp { port, address, .. } => {
-                            Some(SocketAddr::new(*address, *port))
-                        }
-                        _ => None,
-                    })
-                    .collect();
+                return tcp_users(&r);
             }
         }
     }

@@ -113,6 +113,49 @@ pub struct Config {
     /// single proxy, FNV-1a(application, server), as before.
     #[serde(default)]
     pub proxy_id: Option<String>,
+    /// Active/standby pair (issue 19 item 7, `[ha]`): only one of two proxies fronting the
+    /// same servers registers; the other takes over when it stops answering
+    /// ([`crate::ha`]). Needs `proxy_id` (distinct in the two proxies). Unset: this proxy
+    /// always registers, as before.
+    #[serde(default)]
+    pub ha: Option<HaConfig>,
+}
+
+/// `[ha]`: the active/standby pair ([`crate::ha`], proxy-pe README "Active/standby
+/// pair"). Defaults in `proxy-pe run --help`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaConfig {
+    /// The peer proxy's control port (its `control_listen`; read-only `status`).
+    pub peer: SocketAddr,
+    /// Tie-break when both are standby or both active: the higher wins (default 100);
+    /// equal: the smaller `proxy_id`.
+    #[serde(default = "default_ha_priority")]
+    pub priority: u32,
+    /// Interval of the peer's status queries, ms (default 200).
+    #[serde(default = "default_ha_poll")]
+    pub poll_ms: u64,
+    /// The peer counts as dead after this long without an answer; a standby then takes
+    /// over, ms (default 1000).
+    #[serde(default = "default_ha_dead_after")]
+    pub dead_after_ms: u64,
+    /// `proxy-pe restart`: the longest wait for the peer to have every PE accepted before
+    /// this proxy exits anyway, ms (default 10000).
+    #[serde(default = "default_ha_handover_timeout")]
+    pub handover_timeout_ms: u64,
+}
+
+fn default_ha_priority() -> u32 {
+    100
+}
+fn default_ha_poll() -> u64 {
+    200
+}
+fn default_ha_dead_after() -> u64 {
+    1_000
+}
+fn default_ha_handover_timeout() -> u64 {
+    10_000
 }
 
 /// Failure-detection settings (seed 002's two-channel rule, FIG. 7A: down only if both channels say so).
@@ -143,6 +186,16 @@ pub struct Detection {
     pub tick_ms: u64,
     /// Period of the configuration-file change check, ms.
     pub config_watch_ms: u64,
+    /// Whether a plain TCP connect may vouch for a server whose daemon went silent
+    /// (connection open, no frame within `heartbeat_miss_factor` heartbeats). `false`
+    /// (default, issue 19 item 4): only an `[application.check]` that a frozen process
+    /// fails ([`Check::vouches_for_the_process`]) keeps such a server selectable; without
+    /// one it leaves selection at once (not declared down: open sessions stay), because a
+    /// frozen process still completes connects through its listen backlog. `true`: the
+    /// behaviour before, selectable for up to `suspect_grace_ms`. A daemon that
+    /// *disconnected* (its host's kernel closed the connection: a daemon restart) is not
+    /// silence: its servers stay selectable while the TCP probe passes, as before.
+    pub tcp_probe_vouches: bool,
 }
 
 /// Defaults of `[detection]` (one source of truth: the README table and `--help` print
@@ -159,6 +212,7 @@ impl Default for Detection {
             recheck_ms: 250,
             tick_ms: 100,
             config_watch_ms: 1_000,
+            tcp_probe_vouches: false,
         }
     }
 }
@@ -180,9 +234,11 @@ pub fn timers_help() -> String {
   [detection] tick_ms = {}   core timer tick
   [detection] config_watch_ms = {}   configuration file change check
   [detection] registration_life_ms = {}   mode A registration life
+  [detection] tcp_probe_vouches = {}   a TCP connect keeps a server with a silent daemon selectable
   [daemon_link] handshake_timeout_ms = {}, push_write_timeout_ms = {}, push_ack_timeout_ms = {}
   [daemon_link] min_heartbeat_ms = {}, max_heartbeat_ms = {}
   [application.check] type = \"tcp\"|\"http\"|\"command\", interval_ms = {}, timeout_ms = {}, rise = {}, fall = {}
+  [ha] peer = ADDR:PORT (none), priority = 100, poll_ms = 200, dead_after_ms = 1000, handover_timeout_ms = 10000
   [[application]] on_server_failure = \"close\"|\"reconnect\" (default close), replay_lines = 0, discard_lines = 0",
         d.heartbeat_miss_factor,
         d.suspect_grace_ms,
@@ -193,6 +249,7 @@ pub fn timers_help() -> String {
         d.tick_ms,
         d.config_watch_ms,
         d.registration_life_ms,
+        d.tcp_probe_vouches,
         l.handshake_timeout_ms,
         l.push_write_timeout_ms,
         l.push_ack_timeout_ms,
@@ -263,6 +320,19 @@ pub struct Check {
     /// `command`: program and arguments.
     #[serde(default)]
     pub command: Vec<String>,
+}
+
+impl Check {
+    /// Whether a pass of this check shows that the process itself works, not only that
+    /// its kernel completes connects: `tcp` with `expect`, `http` and `command` checks fail
+    /// for a frozen process (SIGSTOP, D state); a `tcp` connect (with or without `send`)
+    /// succeeds through the listen backlog (issue 19 item 4).
+    pub fn vouches_for_the_process(&self) -> bool {
+        match self.kind {
+            CheckKind::Tcp => self.expect.is_some(),
+            CheckKind::Http | CheckKind::Command => true,
+        }
+    }
 }
 
 fn default_check_interval() -> u64 {
@@ -600,6 +670,29 @@ impl Config {
                 "daemon_link.min_heartbeat_ms".into(),
                 "must be at least 1 and not above max_heartbeat_ms".into(),
             ));
+        }
+        if let Some(ha) = &self.ha {
+            if self.proxy_id.as_deref().is_none_or(str::is_empty) {
+                return Err(bad(
+                    "ha".into(),
+                    "an active/standby pair needs `proxy_id` (a different one in each proxy: the new owner's PEs are registered before the old owner's are withdrawn)".into(),
+                ));
+            }
+            if ha.poll_ms == 0 || ha.dead_after_ms <= ha.poll_ms {
+                return Err(bad(
+                    "ha.dead_after_ms".into(),
+                    format!(
+                        "must be above poll_ms ({} ms) and poll_ms at least 1",
+                        ha.poll_ms
+                    ),
+                ));
+            }
+            if ha.peer == self.control_listen {
+                return Err(bad(
+                    "ha.peer".into(),
+                    "is this proxy's own control_listen; give the other proxy's".into(),
+                ));
+            }
         }
         let mut ids = BTreeSet::new();
         for (i, d) in self.daemons.iter().enumerate() {

@@ -15,7 +15,8 @@
 //! daemon's complete configuration file up to EOF of the client's sending side (answered
 //! with one [`PushAnswer`] JSON line once the daemon acknowledged or rejected it), and
 //! `admin enable|disable|drain|maintenance-on|maintenance-off TARGET [TIMEOUT_MS]`
-//! (answered with one [`AdminAnswer`] JSON line).
+//! (answered with one [`AdminAnswer`] JSON line), and `reload`, `stop`, `restart`
+//! (answered with one [`LifecycleAnswer`] JSON line; issue 19 item 7).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -43,6 +44,44 @@ pub struct Report {
     pub config_loads: u64,
     /// Error of the latest rejected reload (the previous configuration stays in force).
     pub last_config_error: Option<String>,
+    /// Role in an active/standby pair (`[ha]`; absent for a single proxy). The peer reads
+    /// it from here ([`crate::ha`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<crate::ha::HaView>,
+}
+
+/// `proxy-pe reload|stop|restart` (issue 19 item 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lifecycle {
+    /// Re-read the configuration (as SIGHUP); sessions and registrations stay.
+    Reload,
+    /// Deregister every PE, then exit.
+    Stop,
+    /// Exit for a restart: with an `[ha]` peer, hand the PEs over to it first; without
+    /// one, exit without deregistering.
+    Restart,
+}
+
+impl Lifecycle {
+    fn word(self) -> &'static str {
+        match self {
+            Lifecycle::Reload => "reload",
+            Lifecycle::Stop => "stop",
+            Lifecycle::Restart => "restart",
+        }
+    }
+}
+
+/// Answer to `proxy-pe reload|stop|restart`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LifecycleAnswer {
+    /// Done (reload) or started (stop, restart).
+    pub ok: bool,
+    /// What the proxy did or is doing.
+    pub message: String,
+    /// Why it failed (e.g. the configuration file is invalid; the old one stays).
+    pub error: Option<String>,
 }
 
 /// What the driver is asked for.
@@ -60,6 +99,15 @@ pub enum ControlRequest {
         config_toml: String,
         /// The answer.
         reply: oneshot::Sender<PushAnswer>,
+    },
+    /// `reload`, `stop` or `restart` from the control socket.
+    Lifecycle {
+        /// The command.
+        cmd: Lifecycle,
+        /// The authenticated peer.
+        by: String,
+        /// The answer.
+        reply: oneshot::Sender<LifecycleAnswer>,
     },
     /// An operator command from the control socket.
     Admin {
@@ -398,6 +446,42 @@ where
             };
             serde_json::to_string(&answer)? + "\n"
         }
+        word @ ("reload" | "stop" | "restart") => {
+            let cmd = match word {
+                "reload" => Lifecycle::Reload,
+                "stop" => Lifecycle::Stop,
+                _ => Lifecycle::Restart,
+            };
+            let answer = match &who {
+                None => LifecycleAnswer {
+                    ok: false,
+                    message: String::new(),
+                    error: Some(format!(
+                        "`{word}` is accepted only on the control socket (control_socket)"
+                    )),
+                },
+                Some(by) => {
+                    let (tx, rx) = oneshot::channel();
+                    let req = ControlRequest::Lifecycle {
+                        cmd,
+                        by: by.clone(),
+                        reply: tx,
+                    };
+                    if requests.send(req).is_err() {
+                        return Ok(());
+                    }
+                    match rx.await {
+                        Ok(a) => a,
+                        Err(_) => LifecycleAnswer {
+                            ok: false,
+                            message: String::new(),
+                            error: Some("proxy shutting down".into()),
+                        },
+                    }
+                }
+            };
+            serde_json::to_string(&answer)? + "\n"
+        }
         "admin" => {
             let answer = match (&who, parse_admin(words)) {
                 (None, _) => AdminAnswer::failed(
@@ -436,7 +520,7 @@ where
                 "table" => report.proxy.render_table(),
                 "status" | "" => serde_json::to_string(&report)? + "\n",
                 other => {
-                    format!("-ERR unknown command `{other}` (status, table, push-config, admin)\n")
+                    format!("-ERR unknown command `{other}` (status, table, push-config, admin, reload, stop, restart)\n")
                 }
             }
         }
@@ -529,6 +613,20 @@ pub async fn admin(
         AdminCommand::Maintenance(false) => format!("admin maintenance-off {target}\n"),
     };
     let to = Endpoint::Unix(socket.to_path_buf());
+    let work = async {
+        let buf = exchange(&to, line.as_bytes(), b"").await?;
+        Ok::<_, ControlError>(serde_json::from_slice(&buf)?)
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .map_err(|_| ControlError::Timeout)?
+}
+
+/// Sends `reload`, `stop` or `restart` over the control socket (`proxy-pe reload|stop|
+/// restart`).
+pub async fn lifecycle(socket: &Path, cmd: Lifecycle) -> Result<LifecycleAnswer, ControlError> {
+    let to = Endpoint::Unix(socket.to_path_buf());
+    let line = format!("{}\n", cmd.word());
     let work = async {
         let buf = exchange(&to, line.as_bytes(), b"").await?;
         Ok::<_, ControlError>(serde_json::from_slice(&buf)?)

@@ -14,7 +14,11 @@
 //!   [`Action::Probe`] with the application's `[application.check]`, or a TCP connect when
 //!   it has none). A server with exactly one failing channel is **suspect**: daemon silent
 //!   (no frame for `heartbeat_miss_factor` × heartbeat interval, or disconnected) with the
-//!   check passing keeps it selectable for at most `suspect_grace_ms`; daemon reporting
+//!   check passing keeps it selectable for at most `suspect_grace_ms` — for a *silent*
+//!   (not disconnected) daemon only if the check is one a frozen process fails
+//!   ([`Check::vouches_for_the_process`]) or `tcp_probe_vouches` is set, else it is out of
+//!   selection at once (issue 19 item 4: ≤ 2 s for a frozen host with default settings),
+//!   still not down; daemon reporting
 //!   running with the check failing takes it out of selection without declaring it down.
 //!   It is **down** only when both fail; an explicit "not running" report takes it out at
 //!   once. The check verdict has rise/fall hysteresis; a failed relay connect counts as a
@@ -431,6 +435,9 @@ pub struct Core {
     daemon_peers: BTreeMap<String, IpAddr>,
     /// (application, daemon) pairs whose join was refused or impossible, logged once.
     join_refused: BTreeSet<(String, String)>,
+    /// Standby of an active/standby pair ([`crate::ha`]): no registration is wanted and no
+    /// keep-alive answered.
+    standby: bool,
 }
 
 /// FNV-1a over the parts separated by 0 bytes: the stable PE identifier of
@@ -471,6 +478,8 @@ impl Core {
             admin_seq: 0,
             daemon_peers: BTreeMap::new(),
             join_refused: BTreeSet::new(),
+            // A pair member starts as standby (crate::ha); a single proxy registers.
+            standby: cfg.ha.is_some(),
         };
         c.apps = cfg
             .applications
@@ -778,9 +787,40 @@ impl Core {
             .map_or((1, 1), |c| (c.rise.max(1), c.fall.max(1)))
     }
 
+    /// Active/standby pair ([`crate::ha`]): `true` withdraws every registration (the
+    /// returned deregistrations) and stops answering keep-alives; `false` registers what is
+    /// wanted. Health, sessions and the pooling table are kept either way.
+    pub fn set_standby(&mut self, now: u64, standby: bool) -> Vec<Action> {
+        if self.standby == standby {
+            return Vec::new();
+        }
+        self.standby = standby;
+        let role = if standby { "standby" } else { "active" };
+        self.log(now, "ha-role", "", role, String::new());
+        let mut actions = Vec::new();
+        self.reconcile(now, &mut actions);
+        actions
+    }
+
+    /// Whether this proxy is the standby of a pair (registers nothing).
+    pub fn is_standby(&self) -> bool {
+        self.standby
+    }
+
     /// Timer tick: freshness, grace periods, lifetimes, maintenance windows, probes.
     pub fn tick(&mut self, now: u64) -> Vec<Action> {
         self.evaluate(now)
+    }
+
+    /// The proxy itself was stopped for `gap_ms` until `now` (SIGSTOP, a hung host; the
+    /// driver sees its tick that late): the daemons' silence during that time is not
+    /// theirs, so their last-frame times move forward by the gap (at most to `now`). Without
+    /// this every server would leave selection (mode A: be deregistered) at the first
+    /// evaluation after the stall, before the daemons' queued frames are read.
+    pub fn resume_after_stall(&mut self, now: u64, gap_ms: u64) {
+        for d in self.daemons.values_mut() {
+            d.last_frame_ms = d.last_frame_ms.saturating_add(gap_ms).min(now);
+        }
     }
 
     /// An operator command for `target` (`SERVER`: that server in every application;
@@ -972,6 +1012,7 @@ impl Core {
     pub fn keep_alive_ok(&self, pe_id: u32) -> bool {
         match self.cfg.mode {
             Mode::Broker => self.registered.contains_key(&pe_id),
+            Mode::Registration if self.standby => false,
             Mode::Registration => self
                 .apps
                 .iter()
@@ -1130,6 +1171,17 @@ impl Core {
                     u32::try_from(d.table.apps.values().filter(|x| x.running).count())
                         .unwrap_or(u32::MAX)
                 });
+                // Silence (connection open, no frame: a frozen or cut-off host) is not a
+                // disconnect (the host's kernel closed it: a daemon restart). During
+                // silence only a check that a frozen process fails may keep the server
+                // selectable (issue 19 item 4).
+                // (A reconnected daemon before its snapshot is not silent either.)
+                let silent = daemon.is_some_and(|d| d.connected && d.table.synced) && !fresh;
+                let vouched = det.tcp_probe_vouches
+                    || a.cfg
+                        .check
+                        .as_ref()
+                        .is_some_and(crate::config::Check::vouches_for_the_process);
                 let prev = s.health;
                 let prev_reason = s.reason.clone();
                 let health = match (status, fresh) {
@@ -1173,6 +1225,9 @@ impl Core {
                 s.reason = match health {
                     Health::Suspect if s.probe_ok == Some(false) => {
                         "check failing; daemon reports running".into()
+                    }
+                    Health::Suspect if silent && !vouched => {
+                        "daemon silent; no application check vouches for the process".into()
                     }
                     Health::Running | Health::Suspect if in_window => "maintenance window".into(),
                     Health::Running | Health::Suspect if expired => "lifetime expired".into(),
@@ -1402,6 +1457,9 @@ impl Core {
                     }
                 }
             }
+        }
+        if self.standby {
+            want.clear();
         }
         let gone: Vec<u32> = self
             .registered

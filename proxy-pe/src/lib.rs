@@ -17,6 +17,7 @@
 //! - [`control`]: local control socket and port, `status` rendering, operator commands;
 //! - [`window`]: maintenance windows (time zones, weekdays, cron) across DST changes;
 //! - [`admin_state`]: the operator-state file kept across restarts;
+//! - [`ha`]: the active/standby pair of proxies (sans-I/O);
 //! - [`metrics`]: the `--metrics` endpoint (OpenMetrics);
 //! - [`csp`]: Component Status Protocol reports (`run --csp`) from the status snapshot;
 //! - [`proxy`]: the driver tying them together.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod csp;
+pub mod ha;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -8,6 +8,7 @@
 //! proxy-pe disable|enable SERVER [--socket /run/proxy-pe/control.sock]
 //! proxy-pe drain SERVER [--timeout 30s] [--socket PATH]
 //! proxy-pe maintenance on|off SERVER [--socket PATH]
+//! proxy-pe reload|stop|restart [--socket PATH]
 //! ```
 
 use std::net::SocketAddr;
@@ -55,6 +56,35 @@ enum Cmd {
         /// process ID and start time]
         #[arg(long, value_name = "ID")]
         csp_id: Option<String>,
+        /// What SIGTERM means. `stop`: deregister every PE, then exit (no stale PEs after
+        /// a real shutdown). `restart`: as `proxy-pe restart` — with an `[ha]` peer, hand
+        /// the PEs over to it first, then exit; without one, exit without deregistering
+        /// (our registrar and rsplib's still drop the PEs with the association). SIGINT is
+        /// always `stop`.
+        #[arg(long, value_enum, default_value_t = SigtermMode::Stop)]
+        on_sigterm: SigtermMode,
+    },
+    /// Re-read the configuration of a running proxy (as SIGHUP). Sessions, registrations
+    /// and server states stay; an invalid file is rejected (status 1) and the old one
+    /// stays in force.
+    Reload {
+        /// The proxy's control socket (`control_socket` in its configuration).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Stop a running proxy: deregister every PE at the registrar, then exit.
+    Stop {
+        /// The proxy's control socket (`control_socket` in its configuration).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Restart a running proxy: with an `[ha]` peer, the peer takes the PEs over (its PEs
+    /// accepted before this proxy withdraws its own), then this proxy exits; without one,
+    /// it exits without deregistering. The service manager starts it again.
+    Restart {
+        /// The proxy's control socket (`control_socket` in its configuration).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
     },
     /// Validate a configuration file and exit (status 1 and the precise error if invalid).
     Check {
@@ -136,6 +166,40 @@ enum Cmd {
         #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+}
+
+/// `run --on-sigterm`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SigtermMode {
+    /// Deregister every PE, then exit.
+    Stop,
+    /// Hand over to the `[ha]` peer (or keep the registrations), then exit.
+    Restart,
+}
+
+/// Sends `reload`, `stop` or `restart` and prints the outcome.
+fn run_lifecycle(
+    rt: &tokio::runtime::Runtime,
+    socket: &Path,
+    cmd: proxy_pe::control::Lifecycle,
+) -> ExitCode {
+    match rt.block_on(proxy_pe::control::lifecycle(socket, cmd)) {
+        Ok(a) if a.ok => {
+            println!("{}", a.message);
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!(
+                "proxy-pe: {}",
+                a.error.as_deref().unwrap_or("refused, no reason given")
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("proxy-pe: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `maintenance on|off`.
@@ -263,7 +327,12 @@ fn main() -> ExitCode {
             csp,
             csp_interval,
             csp_id,
+            on_sigterm,
         } => {
+            let on_sigterm = match on_sigterm {
+                SigtermMode::Stop => proxy_pe::proxy::OnSigterm::Stop,
+                SigtermMode::Restart => proxy_pe::proxy::OnSigterm::Restart,
+            };
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
             let b = tracing_subscriber::fmt()
@@ -307,7 +376,7 @@ fn main() -> ExitCode {
                 // control port, before READY=1 can invite a `systemctl reload`.
                 let result = tokio::select! {
                     biased;
-                    r = proxy_pe::proxy::run_with(config, metrics) => r,
+                    r = proxy_pe::proxy::run_opts(config, metrics, on_sigterm) => r,
                     never = systemd_notify(control) => match never {},
                 };
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -324,6 +393,11 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Cmd::Reload { socket } => run_lifecycle(&rt, &socket, proxy_pe::control::Lifecycle::Reload),
+        Cmd::Stop { socket } => run_lifecycle(&rt, &socket, proxy_pe::control::Lifecycle::Stop),
+        Cmd::Restart { socket } => {
+            run_lifecycle(&rt, &socket, proxy_pe::control::Lifecycle::Restart)
         }
         Cmd::Disable { server, socket } => run_admin(&rt, &socket, AdminCommand::Disable, &server),
         Cmd::Enable { server, socket } => run_admin(&rt, &socket, AdminCommand::Enable, &server),
@@ -381,6 +455,16 @@ fn main() -> ExitCode {
                 } else {
                     print!("{}", r.proxy.render_table());
                     print!("{}", r.proxy.render_pushes());
+                    if let Some(h) = &r.ha {
+                        println!(
+                            "Pair: {:?} (priority {}, {} of {} PEs accepted), peer {}",
+                            h.role,
+                            h.priority,
+                            h.accepted,
+                            h.wanted,
+                            if h.peer_alive { "answering" } else { "silent" }
+                        );
+                    }
                 }
                 ExitCode::SUCCESS
             }

@@ -342,6 +342,7 @@ mod tests {
             config_path: String::new(),
             config_loads: 3,
             last_config_error: Some("bad".into()),
+            ha: None,
         }
     }
 

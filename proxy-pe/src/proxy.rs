@@ -117,6 +117,9 @@ struct Driver {
     admin_saved: u64,
     /// Event counters of the `--metrics` endpoint.
     metrics: Arc<crate::metrics::Metrics>,
+    /// The active/standby pair state (`[ha]`), and its settings for the peer poller.
+    ha: Option<crate::ha::Ha>,
+    ha_tx: watch::Sender<Option<crate::config::HaConfig>>,
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -130,6 +133,38 @@ pub async fn run(path: PathBuf) -> Result<(), ProxyError> {
 
 /// [`run`], serving OpenMetrics at `metrics` (`proxy-pe run --metrics ADDR`) if given.
 pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), ProxyError> {
+    run_opts(path, metrics, OnSigterm::Stop).await
+}
+
+/// What SIGTERM means (`proxy-pe run --on-sigterm`, issue 19 item 7). SIGINT is always a
+/// stop; the control socket's `stop` and `restart` choose explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnSigterm {
+    /// Deregister every PE, then exit (the default: no stale PEs after a real shutdown).
+    #[default]
+    Stop,
+    /// Exit for a restart: hand the PEs over to the `[ha]` peer first; without one, exit
+    /// without deregistering.
+    Restart,
+}
+
+/// How the main loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Deregister everything, then exit.
+    Stop,
+    /// Exit without deregistering (no `[ha]` peer).
+    Keep,
+    /// The `[ha]` peer has the PEs: withdraw ours, then exit.
+    HandedOver,
+}
+
+/// [`run_with`] with the meaning of SIGTERM.
+pub async fn run_opts(
+    path: PathBuf,
+    metrics: Option<SocketAddr>,
+    on_sigterm: OnSigterm,
+) -> Result<(), ProxyError> {
     let cfg = Config::load(&path)?;
     let daemons = DaemonListener::bind(cfg.daemon_listen)
         .await
@@ -198,6 +233,9 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
         tracing::warn!("daemon_link.auth = \"none\": daemons are not authenticated; any peer that reaches daemon_listen may speak for any daemon (legacy-daemon PROTOCOL.md §1.1)");
     }
     tokio::spawn(accept_daemons(daemons, link_rx, daemon_tx));
+    let (ha_tx, ha_rx) = watch::channel(cfg.ha.clone());
+    let (peer_tx, mut peer_rx) = mpsc::unbounded_channel();
+    tokio::spawn(poll_peer(ha_rx, peer_tx));
 
     let mut d = Driver {
         core: Core::new(cfg.clone()),
@@ -219,6 +257,11 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
         admin_file,
         admin_saved: 0,
         metrics: counters,
+        ha: cfg
+            .ha
+            .clone()
+            .map(|h| crate::ha::Ha::new(h, cfg.proxy_id.as_deref().unwrap_or_default(), now_ms())),
+        ha_tx,
     };
     let acts = d.core.apply_config(now_ms(), cfg);
     d.dispatch(acts);
@@ -236,8 +279,11 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
     let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
     let mut watch = tokio::time::interval(Duration::from_millis(watch_ms));
     let mut last_tick = now_ms();
-    loop {
+    let exit = loop {
         tokio::select! {
+            // The tick first: after a stall (SIGSTOP) it notices the gap before any daemon
+            // frame is judged against clocks that ran while the proxy did not.
+            biased;
             _ = tick.tick() => {
                 // `[detection] tick_ms` / `config_watch_ms` changed by a reload.
                 let det = &d.core.config().detection;
@@ -249,9 +295,17 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
                     watch_ms = det.config_watch_ms;
                     watch = tokio::time::interval(Duration::from_millis(watch_ms));
                 }
-                last_tick = resync_after_stall(&d.reg_tx, last_tick, now_ms(), tick_ms);
+                let now = now_ms();
+                if let Some(gap) = resync_after_stall(&d.reg_tx, last_tick, now, tick_ms) {
+                    // Silence while the proxy itself was stopped is not the daemons'.
+                    d.core.resume_after_stall(now, gap);
+                }
+                last_tick = now;
                 let acts = d.core.tick(now_ms());
                 d.dispatch(acts);
+                if d.ha_decide() {
+                    break Exit::HandedOver;
+                }
                 d.expire_pushes();
                 // A drain that completed changes the operator state.
                 if let Err(e) = d.save_admin() {
@@ -262,12 +316,28 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
                 let m = mtime(&d.path);
                 if m != d.mtime {
                     d.mtime = m;
-                    d.reload("file change").await;
+                    let _ = d.reload("file change").await;
                 }
             }
-            _ = hup.recv() => d.reload("SIGHUP").await,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = hup.recv() => { let _ = d.reload("SIGHUP").await; }
+            _ = term.recv() => match on_sigterm {
+                OnSigterm::Stop => break Exit::Stop,
+                OnSigterm::Restart => {
+                    tracing::info!("SIGTERM: restart (--on-sigterm restart)");
+                    if let Some(e) = d.restart() {
+                        break e;
+                    }
+                }
+            },
+            _ = int.recv() => break Exit::Stop,
+            Some(view) = peer_rx.recv() => {
+                if let Some(ha) = d.ha.as_mut() {
+                    ha.peer_answer(now_ms(), view);
+                }
+                if d.ha_decide() {
+                    break Exit::HandedOver;
+                }
+            }
             Some(ev) = daemon_rx.recv() => d.daemon_event(ev),
             Some((app, server, epoch, ok)) = probe_rx.recv() => {
                 let acts = d.core.check_result(now_ms(), &app, &server, epoch, ok);
@@ -287,16 +357,58 @@ pub async fn run_with(path: PathBuf, metrics: Option<SocketAddr>) -> Result<(), 
                 ControlRequest::Admin { target, cmd, by, reply } => {
                     let _ = reply.send(d.admin(&target, cmd, &by));
                 }
+                ControlRequest::Lifecycle { cmd, by, reply } => {
+                    let (answer, exit) = d.lifecycle(cmd, &by).await;
+                    let _ = reply.send(answer);
+                    if let Some(e) = exit {
+                        break e;
+                    }
+                }
             },
         }
+    };
+    match exit {
+        Exit::Stop | Exit::HandedOver => {
+            tracing::info!(?exit, "shutting down: deregistering");
+            for (h, pe) in d.core.registrations() {
+                let _ = d.reg_tx.send(RegistrarCmd::Deregister(h, pe.id));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Exit::Keep => tracing::info!(
+            "shutting down for a restart: PEs not deregistered (a registrar that ends them with the association, as ours and rsplib's do, removes them now; run an [ha] pair for restarts without a gap)"
+        ),
     }
-    tracing::info!("shutting down: deregistering");
-    for (h, pe) in d.core.registrations() {
-        let _ = d.reg_tx.send(RegistrarCmd::Deregister(h, pe.id));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     reg_task.abort();
     Ok(())
+}
+
+/// Polls the `[ha]` peer's control port every `poll_ms` and forwards its pair view (no
+/// answer within `poll_ms`, or no `ha` in it: nothing is forwarded, and the peer's
+/// silence is judged by [`crate::ha::Ha`]). Idles while no `[ha]` is configured.
+async fn poll_peer(
+    mut cfg: watch::Receiver<Option<crate::config::HaConfig>>,
+    tx: mpsc::UnboundedSender<crate::ha::HaView>,
+) {
+    loop {
+        let Some(ha) = cfg.borrow_and_update().clone() else {
+            if cfg.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let poll = Duration::from_millis(ha.poll_ms);
+        let started = tokio::time::Instant::now();
+        // A hung peer completes the connect through its backlog and never answers.
+        if let Ok(Ok(r)) = tokio::time::timeout(poll, control::query(ha.peer)).await {
+            if let Some(view) = r.ha {
+                if tx.send(view).is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep_until(started + poll).await;
+    }
 }
 
 /// What the daemon accept loop needs from the configuration (replaced on reload).
@@ -709,7 +821,9 @@ impl Driver {
         }
     }
 
-    async fn reload(&mut self, why: &str) {
+    /// Re-reads the configuration file. `Ok(true)`: a changed configuration is in force;
+    /// `Ok(false)`: unchanged; `Err`: rejected, the previous one stays.
+    async fn reload(&mut self, why: &str) -> Result<bool, String> {
         let loaded = Config::load(&self.path)
             .and_then(|cfg| LinkSettings::of(&cfg, &self.path).map(|l| (cfg, l)));
         match loaded {
@@ -717,7 +831,15 @@ impl Driver {
                 // Key files may change without the configuration text changing.
                 self.link_tx.send_replace(Arc::new(link));
                 if &cfg == self.core.config() {
-                    return;
+                    return Ok(false);
+                }
+                if cfg.ha.is_some() != self.core.config().ha.is_some()
+                    || cfg.proxy_id != self.core.config().proxy_id
+                {
+                    let e = "`[ha]` and `proxy_id` change only on restart (they decide which PEs this proxy owns)".to_string();
+                    tracing::error!(why, error = %e, "configuration rejected; the previous one stays in force");
+                    self.last_config_error = Some(e.clone());
+                    return Err(e);
                 }
                 let old = self.core.config().clone();
                 if cfg.daemon_listen != old.daemon_listen
@@ -740,14 +862,113 @@ impl Driver {
                 self.last_config_error = None;
                 self.ack_tx
                     .send_replace(Duration::from_millis(cfg.daemon_link.push_ack_timeout_ms));
+                if let (Some(ha), Some(h)) = (self.ha.as_mut(), cfg.ha.clone()) {
+                    ha.set_config(h);
+                }
+                self.ha_tx.send_replace(cfg.ha.clone());
                 let acts = self.core.apply_config(now_ms(), cfg);
                 self.dispatch(acts);
                 self.sync_listeners().await;
+                Ok(true)
             }
             Err(e) => {
                 tracing::error!(why, error = %e, "configuration rejected; the previous one stays in force");
                 self.last_config_error = Some(e.to_string());
+                Err(e.to_string())
             }
+        }
+    }
+
+    /// Applies the pair's decision at this moment; `true`: the planned restart's hand-over
+    /// is done, exit.
+    fn ha_decide(&mut self) -> bool {
+        let now = now_ms();
+        let wanted = self.core.registrations().len();
+        let Some(ha) = self.ha.as_mut() else {
+            return false;
+        };
+        match ha.decide(now, wanted) {
+            None => false,
+            Some(crate::ha::Decision::Exit) => true,
+            Some(dec) => {
+                let standby = dec == crate::ha::Decision::BecomeStandby;
+                tracing::warn!(
+                    role = if standby { "standby" } else { "active" },
+                    "active/standby pair: role changed"
+                );
+                let acts = self.core.set_standby(now, standby);
+                self.dispatch(acts);
+                false
+            }
+        }
+    }
+
+    /// `restart` (control socket, or SIGTERM with `--on-sigterm restart`): with an `[ha]`
+    /// peer, start the hand-over (the loop exits when the peer has the PEs); a standby or a
+    /// single proxy exits at once (`None`: keep running until the hand-over is done).
+    fn restart(&mut self) -> Option<Exit> {
+        match self.ha.as_mut() {
+            Some(ha) if ha.registers() => {
+                ha.leave(now_ms());
+                tracing::info!("restart: handing the PEs over to the [ha] peer");
+                None
+            }
+            Some(_) => Some(Exit::Stop),
+            None => Some(Exit::Keep),
+        }
+    }
+
+    /// `proxy-pe reload|stop|restart` from the control socket.
+    async fn lifecycle(
+        &mut self,
+        cmd: control::Lifecycle,
+        by: &str,
+    ) -> (control::LifecycleAnswer, Option<Exit>) {
+        tracing::info!(?cmd, by, "lifecycle command");
+        let ok = |message: String| control::LifecycleAnswer {
+            ok: true,
+            message,
+            error: None,
+        };
+        match cmd {
+            control::Lifecycle::Reload => match self.reload("control command").await {
+                Ok(true) => (
+                    ok(format!("configuration reloaded ({})", self.path.display())),
+                    None,
+                ),
+                Ok(false) => (ok("configuration unchanged".into()), None),
+                Err(e) => (
+                    control::LifecycleAnswer {
+                        ok: false,
+                        message: String::new(),
+                        error: Some(format!(
+                            "configuration rejected, the previous one stays in force: {e}"
+                        )),
+                    },
+                    None,
+                ),
+            },
+            control::Lifecycle::Stop => {
+                let n = self.core.registrations().len();
+                (
+                    ok(format!("stopping: deregistering {n} PEs")),
+                    Some(Exit::Stop),
+                )
+            }
+            control::Lifecycle::Restart => match self.restart() {
+                None => (
+                    ok("restarting: handing the PEs over to the [ha] peer, then exiting".into()),
+                    None,
+                ),
+                Some(Exit::Keep) => (
+                    ok("restarting: exiting without deregistering (no [ha] peer)".into()),
+                    Some(Exit::Keep),
+                ),
+                Some(e) => (
+                    ok("restarting: standby, nothing registered".into()),
+                    Some(e),
+                ),
+            },
         }
     }
 
@@ -862,12 +1083,22 @@ impl Driver {
         let registrar = self.reg_state.lock().map(|s| s.clone()).unwrap_or_default();
         let mut proxy = self.core.status(now_ms());
         with_registrar_answers(&mut proxy, &registrar);
+        let ha = self.ha.as_ref().map(|ha| {
+            let wanted = self.core.registrations().len();
+            let accepted = registrar
+                .pes
+                .iter()
+                .filter(|p| p.state == crate::registrar::PeRegState::Accepted)
+                .count();
+            ha.view(now_ms(), wanted, accepted)
+        });
         Report {
             proxy,
             registrar,
             config_path: self.path.display().to_string(),
             config_loads: self.config_loads,
             last_config_error: self.last_config_error.clone(),
+            ha,
         }
     }
 }
@@ -892,14 +1123,14 @@ fn with_registrar_answers(status: &mut crate::core::Status, reg: &RegistrarState
 pub const STALL_RESYNC_MS: u64 = 2_000;
 
 /// Asks the registrar client to send every registration again when the tick at `now`
-/// comes more than [`STALL_RESYNC_MS`] after the one at `last`; returns `now`. A spurious
-/// resync (a merely slow machine) only re-sends registrations.
+/// comes more than [`STALL_RESYNC_MS`] after the one at `last`, and returns the gap then.
+/// A spurious resync (a merely slow machine) only re-sends registrations.
 fn resync_after_stall(
     reg_tx: &mpsc::UnboundedSender<RegistrarCmd>,
     last: u64,
     now: u64,
     tick_ms: u64,
-) -> u64 {
+) -> Option<u64> {
     let gap = now.saturating_sub(last);
     // A long `[detection] tick_ms` is not a stall.
     if gap > STALL_RESYNC_MS.max(tick_ms.saturating_mul(4)) {
@@ -908,6 +1139,7 @@ fn resync_after_stall(
             "the proxy was stalled: sending every registration again"
         );
         let _ = reg_tx.send(RegistrarCmd::Resync);
+        return Some(gap);
     }
-    now
+    None
 }

@@ -3,30 +3,31 @@
 //! Endpoint Keep-Alives — in mode A only while the core says the legacy server is fresh and
 //! running.
 //!
-//! This uses the wire codec and transport of `asap` directly, not `asap::pe::PoolElement`
-//! (see the README, "Why not PoolElement"): every PE of the proxy rides on **one**
-//! registrar association. It reuses the pieces of `asap::pe` that fit:
+//! Every PE of the proxy rides on **one** registrar association, so this is not
+//! `asap::pe::PoolElement` (one PE) but the N-registration core under it,
+//! [`MultiPeCore`] (`asap::pe::multi`): it owns the registrations, the registrar link (hunt
+//! with back-off over the configured list, the lost or abandoned registrar tried last,
+//! adoption of an accepted association) and the RFC 5352 §5 timers. [`RegClient`] is a thin
+//! sans-I/O adapter over it (virtual clock in the unit tests) that adds what only the proxy
+//! has: the status counters and per-PE answers, the snapshot asked from the proxy core after
+//! every new association, keep-alive answers gated by the proxy core, and the run-time
+//! registrar list. [`run`] drives it with the shared tokio plumbing of the PE driver
+//! (`asap::registrar_client::driver`: connections from the shared port, one reader task per
+//! association, ASAP encode/decode, [`Net::deliver`]):
 //!
-//! * [`RegistrarLink`] (registrar hunt with back-off over the configured list, the lost or
-//!   abandoned registrar tried last, adoption of an accepted association);
-//! * the RFC 5352 §5 timer defaults (`asap::pe::core`);
-//! * the network plumbing of the PE and PU drivers (`asap::registrar_client::driver::Net`:
-//!   connections from the shared port, one reader task per association, ASAP encode/decode).
-//!
-//! [`RegClient`] is the sans-I/O protocol logic (virtual clock in the unit tests), [`run`]
-//! its tokio driver:
-//!
-//! * **Full snapshot** after every (re)connect or adoption: the driver asks the core for all
-//!   wanted registrations and sends them, so neither a registrar restart nor a proxy restart
-//!   loses a registration. Between snapshots the client mirrors the wanted set from the
-//!   Register/Deregister commands.
+//! * **Every registration on every new association** (hunted or adopted): the core sends
+//!   all it keeps, and the driver then asks the proxy core for a full snapshot of the
+//!   wanted registrations and reconciles ([`MultiPeCore::sync`]: new or changed ones sent,
+//!   no longer wanted ones deregistered), so neither a registrar restart nor a proxy restart
+//!   loses a registration. Between snapshots the client follows the Register/Deregister
+//!   commands.
 //! * **T2-registration:** a REGISTRATION without REGISTRATION_RESPONSE within
 //!   [`ClientConfig::registration_timeout`] is sent again, at most
 //!   [`ClientConfig::max_registration_attempts`] times in all; then the registrar is
-//!   abandoned and the next one hunted (which gets the full snapshot).
+//!   abandoned and the next one hunted (which gets every registration).
 //! * **T4-reregistration:** every accepted registration is sent again before its
 //!   registration life ends ([`t4`]), even when nothing changed, so a registrar never drops
-//!   a PE of the proxy by lifetime expiry.
+//!   a PE of the proxy by lifetime expiry; a rejected one after [`reject_backoff`].
 //! * **Takeover (RFC 5352 §3, RFC 5353 §3.6):** registrar associations are opened from one
 //!   local port on which the proxy also listens (`SO_REUSEPORT`, as
 //!   `asap::pe::PoolElementConfig::adoptable`), so the registrar that takes over from a dead
@@ -36,19 +37,18 @@
 //!   wanted registrations are sent there.
 //! * The registrar list can be replaced at run time ([`RegistrarCmd::SetRegistrars`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use asap::pe::core::{MAX_ACCEPTED, MAX_REG_ATTEMPT, T2_REGISTRATION, T4_MAX};
-use asap::registrar_client::driver::{Net, NetEvent};
-use asap::registrar_client::{
-    Action, ConnId, LinkAction, LinkConfig, LinkEvent, LinkProtocol, RegistrarLink,
+use asap::pe::core::{MAX_REG_ATTEMPT, T2_REGISTRATION};
+use asap::pe::multi::{
+    backoff, t4_for_life, Answer, MultiConfig, MultiEvent, MultiPeCore, RegistrationSpec,
+    RejectRetry,
 };
+use asap::registrar_client::driver::{sleep_until, Net, NetEvent};
+use asap::registrar_client::{Action, ConnId, LinkConfig, LinkProtocol};
 use asap::transport::TransportKind;
-use asap::wire::asap_msg::{
-    Deregistration, EndpointKeepAlive, EndpointKeepAliveAck, Registration, RegistrationResponse,
-};
+use asap::wire::asap_msg::{EndpointKeepAlive, RegistrationResponse, ServerAnnounce};
 use asap::wire::{AsapMessage, PoolElementInfo, PoolHandle, ServerId};
 use tokio::sync::{mpsc, oneshot};
 
@@ -158,13 +158,10 @@ pub const REJECT_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Delay before the `n`-th rejection in a row (n ≥ 1) is followed by another
 /// REGISTRATION: 1 s, doubling up to 60 s, never later than T4 of the registration life
 /// (issue 19 item 7: a registrar that rejects for a passing reason, e.g. an allow-list
-/// being fixed, sees the PE again soon, not only after T4).
+/// being fixed, sees the PE again soon, not only after T4). The core applies it through
+/// [`RejectRetry::Backoff`].
 pub fn reject_backoff(n: u32, life_ms: i32) -> Duration {
-    let exp = n.saturating_sub(1).min(16);
-    REJECT_RETRY_INITIAL
-        .saturating_mul(1 << exp)
-        .min(REJECT_RETRY_MAX)
-        .min(t4(life_ms))
+    backoff(REJECT_RETRY_INITIAL, REJECT_RETRY_MAX, n, t4(life_ms))
 }
 
 /// Timers and registrars of a [`RegClient`].
@@ -198,96 +195,75 @@ impl ClientConfig {
         }
     }
 
-    /// A registrar link for this configuration, told the proxy's transport.
-    fn link(&self) -> RegistrarLink {
-        let mut link = RegistrarLink::new(LinkConfig {
+    /// Registrar discovery for this configuration: every registrar a candidate of its own.
+    fn link(&self) -> LinkConfig {
+        LinkConfig {
             static_registrars: self.registrars.iter().map(|a| vec![*a]).collect(),
             hunt_initial_backoff: self.hunt_initial_backoff,
             hunt_max_backoff: self.hunt_max_backoff,
             ..LinkConfig::default()
-        });
-        link.set_protocol(self.protocol);
-        link
+        }
     }
 }
 
-/// T4-reregistration for a registration life in ms, as `asap::pe::PeConfig::t4`:
-/// min(10 min, life − 20 s) for lifes of 40 s or more, half the life below that.
-/// A life of 0 or less (no expiry) gives the upper bound, 10 min; T4 is at least 100 ms.
+/// T4-reregistration for a registration life in ms ([`t4_for_life`], the rule of
+/// `asap::pe::PeConfig::t4`): min(10 min, life − 20 s) for lifes of 40 s or more, half the
+/// life below that; a life of 0 or less (no expiry) gives the upper bound, 10 min; T4 is
+/// at least 100 ms.
 pub fn t4(life_ms: i32) -> Duration {
-    let Ok(ms) = u64::try_from(life_ms) else {
-        return T4_MAX;
-    };
-    if ms == 0 {
-        return T4_MAX;
-    }
-    let life = Duration::from_millis(ms);
-    let t = if life >= Duration::from_secs(40) {
-        (life - Duration::from_secs(20)).min(T4_MAX)
-    } else {
-        life / 2
-    };
-    t.max(Duration::from_millis(100))
+    t4_for_life(Duration::from_millis(u64::try_from(life_ms).unwrap_or(0)))
 }
 
-type Key = (String, u32);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Pending {
-    conn: ConnId,
-    deadline: Instant,
-    attempts: u32,
+/// The registration of `pe` in `pool` as the core keeps it: fixed identifier, retried
+/// after [`reject_backoff`] when rejected.
+fn spec(pool: &str, pe: PoolElementInfo) -> RegistrationSpec {
+    let mut s = RegistrationSpec::new(PoolHandle::from(pool), pe);
+    s.reject_retry = RejectRetry::Backoff {
+        initial: REJECT_RETRY_INITIAL,
+        max: REJECT_RETRY_MAX,
+    };
+    s
 }
 
-/// The sans-I/O registrar client; see the module documentation.
+/// The proxy's registrar client: a thin adapter over [`MultiPeCore`] (which keeps the
+/// registrations, the registrar link and every timer) that adds the proxy's counters, the
+/// snapshot request after every new association and the gating of keep-alive answers by
+/// the proxy core; see the module documentation.
 #[derive(Debug)]
 pub struct RegClient {
     cfg: ClientConfig,
-    link: RegistrarLink,
-    /// Registrations wanted (mirror of the core's, refreshed by every snapshot).
-    wanted: BTreeMap<Key, PoolElementInfo>,
-    pending: BTreeMap<Key, Pending>,
-    /// T4 deadlines of accepted registrations.
-    rereg: BTreeMap<Key, Instant>,
+    core: MultiPeCore,
     /// An association came up (or was adopted): the driver must fetch a snapshot.
     snapshot_due: bool,
-    home: Option<ServerId>,
-    /// Associations registrars opened to us, waiting for a keep-alive with the H flag.
-    accepted: HashMap<ConnId, Vec<SocketAddr>>,
-    /// Highest connection id handed out (kept unique across link replacements).
-    last_conn: u64,
-    actions: VecDeque<Action>,
     state: RegistrarState,
-    /// What the registrar answered per wanted PE (mirrored into `state.pes`).
-    answers: BTreeMap<Key, PeRegistration>,
 }
 
 impl RegClient {
     /// A client; idle until [`start`](Self::start).
     pub fn new(cfg: ClientConfig) -> Self {
-        let link = cfg.link();
+        let mut core = MultiPeCore::new(
+            MultiConfig {
+                registration_timeout: cfg.registration_timeout,
+                max_registration_attempts: cfg.max_registration_attempts,
+                ..MultiConfig::new(cfg.link())
+            },
+            0,
+        );
+        core.set_link_protocol(cfg.protocol);
         RegClient {
             cfg,
-            link,
-            wanted: BTreeMap::new(),
-            pending: BTreeMap::new(),
-            rereg: BTreeMap::new(),
+            core,
             snapshot_due: false,
-            home: None,
-            accepted: HashMap::new(),
-            last_conn: 0,
-            actions: VecDeque::new(),
             state: RegistrarState::default(),
-            answers: BTreeMap::new(),
         }
     }
 
     /// Starts hunting for a registrar (if any is configured).
     pub fn start(&mut self, now: Instant) {
         if !self.cfg.registrars.is_empty() {
-            self.link.start(now);
+            self.core.start(now);
         }
-        self.process_link(now);
+        self.pump();
     }
 
     /// Status counters and the registrar in use.
@@ -297,22 +273,24 @@ impl RegClient {
 
     /// The home registrar's Server Identifier, once learned.
     pub fn home(&self) -> Option<ServerId> {
-        self.home
+        self.core.home()
     }
 
     /// The registrar association in use.
     pub fn current(&self) -> Option<ConnId> {
-        self.link.current()
+        self.core.link().current()
     }
 
     /// Registrations wanted now.
-    pub fn wanted(&self) -> impl Iterator<Item = (&str, &PoolElementInfo)> {
-        self.wanted.iter().map(|((h, _), pe)| (h.as_str(), pe))
+    pub fn wanted(&self) -> impl Iterator<Item = (&PoolHandle, &PoolElementInfo)> {
+        self.core
+            .registrations()
+            .map(|(s, _)| (&s.pool_handle, &s.element))
     }
 
     /// Next action for the driver.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.core.poll_action()
     }
 
     /// True once after an association came up or was adopted: the driver must answer with
@@ -323,137 +301,42 @@ impl RegClient {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.link.poll_timeout(),
-            self.pending.values().map(|p| p.deadline).min(),
-            self.rereg.values().min().copied(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.core.poll_timeout()
     }
 
-    /// Runs expired timers: hunt back-off, T2, T4.
+    /// Runs expired timers: hunt back-off, T2, T4, rejection retries.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.link.handle_timeout(now);
-        self.process_link(now);
-        let expired: Vec<(Key, Pending)> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now >= p.deadline)
-            .map(|(k, p)| (k.clone(), *p))
-            .collect();
-        for (k, p) in expired {
-            if self.link.current() != Some(p.conn) {
-                self.pending.remove(&k);
-                continue;
-            }
-            if p.attempts < self.cfg.max_registration_attempts {
-                tracing::debug!(pool = %k.0, pe = format_args!("{:#010x}", k.1), attempt = p.attempts + 1, "T2 expired: registering again");
-                self.state.t2_retries += 1;
-                self.send_registration(now, p.conn, &k, p.attempts + 1);
-            } else {
-                tracing::warn!(
-                    pool = %k.0,
-                    pe = format_args!("{:#010x}", k.1),
-                    attempts = p.attempts,
-                    "no REGISTRATION_RESPONSE (MAX-REG-ATTEMPT reached): hunting another registrar"
-                );
-                self.state.abandoned += 1;
-                self.pending.clear();
-                self.link.abandon(now);
-                self.process_link(now);
-                return;
-            }
-        }
-        let due: Vec<Key> = self
-            .rereg
-            .iter()
-            .filter(|(_, t)| now >= **t)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in due {
-            self.rereg.remove(&k);
-            if let Some(conn) = self.link.current() {
-                if !self.pending.contains_key(&k) && self.wanted.contains_key(&k) {
-                    if self
-                        .answers
-                        .get(&k)
-                        .is_some_and(|a| a.state == PeRegState::Rejected)
-                    {
-                        self.state.reject_retries += 1;
-                    } else {
-                        self.state.reregistrations += 1;
-                    }
-                    self.send_registration(now, conn, &k, 1);
-                }
-            }
-        }
+        self.core.handle_timeout(now);
+        self.pump();
     }
 
     /// Wants `pe` registered in `pool` (sent at once when a registrar is connected).
     pub fn register(&mut self, now: Instant, pool: String, pe: PoolElementInfo) {
-        let k = (pool, pe.id);
-        self.wanted.insert(k.clone(), pe);
-        if let Some(conn) = self.link.current() {
-            self.send_registration(now, conn, &k, 1);
-        }
+        self.core.upsert(now, spec(&pool, pe));
+        self.pump();
     }
 
     /// Deregisters a PE (sent at once when a registrar is connected).
     pub fn deregister(&mut self, pool: String, id: u32) {
-        let k = (pool, id);
-        self.wanted.remove(&k);
-        self.pending.remove(&k);
-        self.rereg.remove(&k);
-        self.answers.remove(&k);
-        self.publish_answers();
-        if let Some(conn) = self.link.current() {
-            self.actions.push_back(Action::Send {
-                conn,
-                message: Deregistration {
-                    pool_handle: PoolHandle::from(k.0.as_str()),
-                    pe_identifier: id,
-                }
-                .into(),
-            });
-        }
+        self.core.remove(&(PoolHandle::from(pool.as_str()), id));
+        self.pump();
     }
 
     /// The full set of wanted registrations (the driver's answer to a snapshot request):
-    /// replaces the mirror and registers all of them on the current association.
+    /// the core's registrations become exactly these (new and changed ones are sent).
     pub fn set_snapshot(&mut self, now: Instant, snapshot: Vec<(String, PoolElementInfo)>) {
-        self.wanted = snapshot
-            .into_iter()
-            .map(|(h, pe)| ((h, pe.id), pe))
-            .collect();
-        self.pending.clear();
-        self.rereg.clear();
-        let wanted = &self.wanted;
-        self.answers.retain(|k, _| wanted.contains_key(k));
-        for a in self.answers.values_mut() {
-            a.state = PeRegState::Pending;
-        }
-        self.publish_answers();
-        if let Some(conn) = self.link.current() {
-            let keys: Vec<Key> = self.wanted.keys().cloned().collect();
-            for k in keys {
-                self.send_registration(now, conn, &k, 1);
-            }
-        }
+        let specs = snapshot.into_iter().map(|(h, pe)| spec(&h, pe)).collect();
+        self.core.sync(now, specs);
+        self.pump();
     }
 
     /// Sends every wanted registration again on the association in use (after the proxy
     /// was stalled: the registrar may have removed its PEs for unanswered keep-alives, and
     /// nothing else would bring them back before T4).
     pub fn resync(&mut self, now: Instant) {
-        let snapshot: Vec<(String, PoolElementInfo)> = self
-            .wanted
-            .iter()
-            .map(|((h, _), pe)| (h.clone(), pe.clone()))
-            .collect();
         self.state.resyncs += 1;
-        self.set_snapshot(now, snapshot);
+        self.core.resend_all(now);
+        self.pump();
     }
 
     /// Replaces the configured registrar list. The association in use is kept unless it
@@ -462,75 +345,53 @@ impl RegClient {
         if registrars == self.cfg.registrars {
             return;
         }
-        let removed = self.link.current_addrs().is_some_and(|cur| {
+        let removed = self.core.link().current_addrs().is_some_and(|cur| {
             cur.iter().any(|a| self.cfg.registrars.contains(a))
                 && !cur.iter().any(|a| registrars.contains(a))
         });
         tracing::info!(?registrars, "registrar list replaced");
         self.cfg.registrars = registrars;
-        let mut link = self.cfg.link();
-        // Connection ids stay unique across links.
-        while link.allocate_conn().0 <= self.last_conn {}
-        let old = std::mem::replace(&mut self.link, link);
-        match (old.current(), old.current_addrs()) {
-            (Some(conn), Some(addrs)) if !removed => {
-                self.link.adopt(conn, addrs.to_vec());
-                // The association is the same: no new snapshot.
-                while self.link.poll_event().is_some() {}
-                self.start(now);
-            }
-            (cur, _) => {
-                if let Some(conn) = cur {
-                    tracing::info!("registrar in use no longer configured: hunting");
-                    self.actions.push_back(Action::Close { conn });
-                    self.on_down(conn);
-                }
-                // A connection attempt of the old link that still reports is closed (its
-                // id is unknown to the new link).
-                self.start(now);
-            }
-        }
-        self.process_link(now);
+        let start = !self.cfg.registrars.is_empty();
+        self.core
+            .replace_link(now, self.cfg.link(), !removed, start);
+        self.pump();
     }
 
     /// A fresh id for an association the driver accepted.
     pub fn allocate_conn(&mut self) -> ConnId {
-        let c = self.link.allocate_conn();
-        self.last_conn = self.last_conn.max(c.0);
-        c
+        self.core.allocate_conn()
     }
 
     /// The driver's connection attempt succeeded.
     pub fn on_connected(&mut self, now: Instant, conn: ConnId) {
-        self.link.on_connected(now, conn);
-        self.process_link(now);
+        self.core.on_connected(now, conn);
+        self.pump();
     }
 
     /// The driver's connection attempt failed.
     pub fn on_connect_failed(&mut self, now: Instant, conn: ConnId) {
-        self.link.on_connect_failed(now, conn);
-        self.process_link(now);
+        tracing::warn!(conn = conn.0, "registrar connect failed");
+        self.core.on_connect_failed(now, conn);
+        self.pump();
     }
 
     /// An association (ours or accepted) ended.
     pub fn on_lost(&mut self, now: Instant, conn: ConnId) {
-        self.accepted.remove(&conn);
-        self.link.on_lost(now, conn);
-        self.process_link(now);
+        if self.current() == Some(conn) {
+            tracing::warn!(conn = conn.0, "registrar association lost");
+        }
+        self.core.on_lost(now, conn);
+        self.pump();
     }
 
+    /// An ASAP_SERVER_ANNOUNCE: ignored, the proxy uses its configured registrars only.
+    pub fn on_announce(&mut self, _now: Instant, _from: SocketAddr, _msg: &ServerAnnounce) {}
+
     /// A registrar opened an association to us; it becomes the registrar association only
-    /// if it sends an ENDPOINT_KEEP_ALIVE with the H flag. At most [`MAX_ACCEPTED`] wait.
+    /// if it sends an ENDPOINT_KEEP_ALIVE with the H flag. At most
+    /// `asap::pe::core::MAX_ACCEPTED` wait.
     pub fn on_accepted(&mut self, conn: ConnId, addrs: Vec<SocketAddr>) {
-        if self.accepted.len() >= MAX_ACCEPTED {
-            tracing::debug!(
-                ?addrs,
-                "incoming registrar association refused (too many waiting)"
-            );
-            self.actions.push_back(Action::Close { conn });
-            return;
-        }
-        self.accepted.insert(conn, addrs);
+        self.core.on_accepted(conn, addrs);
     }
 
     /// A REGISTRATION_RESPONSE arrived on `conn`.
@@ -540,57 +401,29 @@ impl RegClient {
         conn: ConnId,
         r: &RegistrationResponse,
     ) {
-        let k = (r.pool_handle.to_string(), r.pe_identifier);
         if r.reject {
             self.state.rejected += 1;
-            tracing::error!(pool = %r.pool_handle, pe = format!("0x{:08x}", r.pe_identifier), error = ?r.error, "registration rejected");
         } else {
             self.state.accepted += 1;
-            tracing::debug!(pool = %r.pool_handle, pe = format!("0x{:08x}", r.pe_identifier), "registered");
         }
-        if self.pending.get(&k).is_some_and(|p| p.conn == conn) {
-            self.pending.remove(&k);
-        }
-        if self.link.current() != Some(conn) {
-            return;
-        }
-        let Some(pe) = self.wanted.get(&k) else {
-            return;
-        };
-        let life = pe.registration_life;
-        let a = self.answers.entry(k.clone()).or_insert(PeRegistration {
-            pool_handle: k.0.clone(),
-            pe_id: k.1,
-            state: PeRegState::Pending,
-            error: None,
-            rejections: 0,
-        });
-        // Registered: again before the life ends (T4). Rejected: again after a back-off
-        // that grows with the rejections in a row.
-        let next = if r.reject {
-            a.state = PeRegState::Rejected;
-            a.rejections = a.rejections.saturating_add(1);
-            a.error = Some(
-                r.error
-                    .as_ref()
-                    .map_or_else(|| "no cause given".to_string(), |e| e.to_string()),
-            );
-            let wait = reject_backoff(a.rejections, life);
-            tracing::warn!(pool = %k.0, pe = format_args!("{:#010x}", k.1), rejections = a.rejections, retry_in_ms = wait.as_millis() as u64, "registration rejected: retrying after a back-off");
-            wait
-        } else {
-            a.state = PeRegState::Accepted;
-            a.rejections = 0;
-            a.error = None;
-            t4(life)
-        };
-        self.rereg.insert(k, now + next);
-        self.publish_answers();
+        self.core.on_message(now, conn, r.clone().into());
+        self.pump();
     }
 
-    /// Copies the per-PE answers into the status.
-    fn publish_answers(&mut self) {
-        self.state.pes = self.answers.values().cloned().collect();
+    /// An ASAP message other than a keep-alive arrived on `conn`. Keep-alives are answered
+    /// only through [`on_keep_alive`](Self::on_keep_alive), with the PE ids the proxy core
+    /// allows.
+    pub fn on_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
+        match msg {
+            AsapMessage::RegistrationResponse(r) => self.on_registration_response(now, conn, &r),
+            AsapMessage::EndpointKeepAlive(k) => {
+                tracing::debug!(?k, "keep-alive not asked through the proxy core: ignored")
+            }
+            other => {
+                self.core.on_message(now, conn, other);
+                self.pump();
+            }
+        }
     }
 
     /// An ENDPOINT_KEEP_ALIVE arrived on `conn`; `answer` are the PE ids the core allows to
@@ -603,123 +436,64 @@ impl RegClient {
         k: &EndpointKeepAlive,
         answer: &[u32],
     ) {
-        for id in answer {
-            self.actions.push_back(Action::Send {
-                conn,
-                message: EndpointKeepAliveAck {
-                    pool_handle: k.pool_handle.clone(),
-                    pe_identifier: *id,
-                }
-                .into(),
-            });
-        }
         if answer.is_empty() {
             self.state.keep_alives_refused += 1;
         } else {
             self.state.keep_alives_answered += answer.len() as u64;
         }
-        let on_current = self.link.current() == Some(conn);
-        if !(k.home || (on_current && self.home.is_none())) {
-            return;
-        }
-        if k.home && !on_current {
-            let Some(addrs) = self.accepted.remove(&conn) else {
-                tracing::debug!(conn = conn.0, "H-flag keep-alive on an unknown association");
-                return;
-            };
-            tracing::info!(
-                ?addrs,
-                server_id = format_args!("{:#010x}", k.server_id),
-                "adopting the registrar that took over as home"
-            );
-            self.link.adopt(conn, addrs);
-            self.process_link(now);
-        }
-        // Compared with the last home known, also across a hunt or an adoption.
-        let previous = self.state.home;
-        if previous != Some(k.server_id) {
-            tracing::info!(
-                from = ?previous.map(|h| format!("{h:#010x}")),
-                to = format_args!("{:#010x}", k.server_id),
-                "home registrar changed"
-            );
-            if previous.is_some() {
-                self.state.home_changes += 1;
-            }
-        }
-        self.home = Some(k.server_id);
-        self.state.home = self.home;
+        self.core.on_keep_alive(now, conn, k, answer);
+        self.pump();
     }
 
-    fn send_registration(&mut self, now: Instant, conn: ConnId, k: &Key, attempts: u32) {
-        let Some(pe) = self.wanted.get(k) else { return };
-        if !self.answers.contains_key(k) {
-            self.answers.insert(
-                k.clone(),
-                PeRegistration {
-                    pool_handle: k.0.clone(),
-                    pe_id: k.1,
-                    state: PeRegState::Pending,
-                    error: None,
-                    rejections: 0,
-                },
-            );
-            self.state.pes = self.answers.values().cloned().collect();
-        }
-        self.actions.push_back(Action::Send {
-            conn,
-            message: Registration {
-                pool_handle: PoolHandle::from(k.0.as_str()),
-                pool_element: pe.clone(),
-            }
-            .into(),
-        });
-        self.rereg.remove(k);
-        self.pending.insert(
-            k.clone(),
-            Pending {
-                conn,
-                deadline: now + self.cfg.registration_timeout,
-                attempts,
-            },
-        );
-    }
-
-    fn on_down(&mut self, conn: ConnId) {
-        self.pending.retain(|_, p| p.conn != conn);
-        self.rereg.clear();
-        self.state.connected_to = None;
-        // The registrar drops the PEs of a lost association: nothing is accepted now.
-        for a in self.answers.values_mut() {
-            a.state = PeRegState::Pending;
-        }
-        self.publish_answers();
-    }
-
-    fn process_link(&mut self, _now: Instant) {
-        while let Some(a) = self.link.poll_action() {
-            if let LinkAction::Connect { conn, .. } | LinkAction::Close { conn } = &a {
-                self.last_conn = self.last_conn.max(conn.0);
-            }
-            self.actions.push_back(a.into());
-        }
-        while let Some(ev) = self.link.poll_event() {
+    /// Takes the core's events and mirrors the core into the status.
+    fn pump(&mut self) {
+        while let Some(ev) = self.core.poll_event() {
             match ev {
-                LinkEvent::Up { addrs, .. } => {
-                    self.state.connected_to = addrs.first().copied();
-                    self.home = None;
-                    self.pending.clear();
-                    self.rereg.clear();
-                    self.snapshot_due = true;
+                MultiEvent::LinkUp { .. } => self.snapshot_due = true,
+                // Compared with the last home known, also across a hunt or an adoption.
+                MultiEvent::HomeChanged { to, .. } => {
+                    if self.state.home.is_some_and(|h| h != to) {
+                        self.state.home_changes += 1;
+                    }
+                    self.state.home = Some(to);
                 }
-                LinkEvent::Down { conn } => self.on_down(conn),
-                LinkEvent::HuntRoundFailed { .. } => {}
-                // Link events added to asap later carry nothing the proxy acts on.
-                other => tracing::debug!(?other, "registrar link event ignored"),
+                _ => {}
             }
         }
+        let stats = self.core.stats();
+        let s = &mut self.state;
+        s.connected_to = self
+            .core
+            .link()
+            .current_addrs()
+            .and_then(|a| a.first().copied());
+        s.t2_retries = stats.t2_retries;
+        s.abandoned = stats.abandoned;
+        s.reregistrations = stats.reregistrations;
+        s.reject_retries = stats.reject_retries;
+        s.pes = self
+            .core
+            .registrations()
+            .map(|(spec, st)| PeRegistration {
+                pool_handle: spec.pool_handle.to_string(),
+                pe_id: spec.element.id,
+                state: match st.answer {
+                    Answer::Pending => PeRegState::Pending,
+                    Answer::Accepted => PeRegState::Accepted,
+                    Answer::Rejected => PeRegState::Rejected,
+                },
+                error: match (&st.error, st.answer) {
+                    (Some(e), _) => Some(e.to_string()),
+                    (None, Answer::Rejected) => Some("no cause given".to_string()),
+                    (None, _) => None,
+                },
+                rejections: st.rejections,
+            })
+            .collect();
     }
 }
+
+asap::impl_client_core!(RegClient);
 
 // ---------------------------------------------------------------------------------------
 // tokio driver
@@ -749,7 +523,9 @@ async fn keep_alive_answer(
     }
 }
 
-/// Runs the registrar client until `cmds` closes.
+/// Runs the registrar client until `cmds` closes: the shared driver of `asap`
+/// ([`Net::flush`], [`Net::deliver`], [`sleep_until`]) around [`RegClient`], plus the two
+/// questions only the proxy asks its core (snapshot, keep-alive gating).
 pub async fn run(
     registrars: Vec<SocketAddr>,
     kind: TransportKind,
@@ -777,9 +553,7 @@ pub async fn run(
     let mut c = RegClient::new(ClientConfig::new(registrars, protocol));
     c.start(Instant::now());
     loop {
-        while let Some(a) = c.poll_action() {
-            net.execute(a).await;
-        }
+        net.flush(&mut c).await;
         if c.take_snapshot_request() {
             let (tx, rx) = oneshot::channel();
             if query.send(RegistrarQuery::Snapshot(tx)).is_err() {
@@ -794,19 +568,13 @@ pub async fn run(
                 *s = c.state().clone();
             }
         }
-        let deadline = c.poll_timeout();
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = sleep_until(c.poll_timeout());
         tokio::select! {
             cmd = cmds.recv() => {
                 let now = Instant::now();
                 match cmd {
                     None => {
-                        // Let queued deregistrations go out, then close.
+                        // Queued deregistrations went out above; close.
                         if let Some(conn) = c.current() {
                             net.execute(Action::Close { conn }).await;
                         }
@@ -818,43 +586,15 @@ pub async fn run(
                     Some(RegistrarCmd::Resync) => c.resync(now),
                 }
             }
-            ev = net.next() => {
-                let now = Instant::now();
-                match ev {
-                    Some(NetEvent::Connected { conn, assoc }) => {
-                        net.attach(conn, assoc);
-                        c.on_connected(now, conn);
-                    }
-                    Some(NetEvent::ConnectFailed { conn, error }) => {
-                        tracing::warn!(%error, "registrar connect failed");
-                        c.on_connect_failed(now, conn);
-                    }
-                    Some(NetEvent::Accepted { assoc }) => {
-                        let addrs = assoc.peer_addrs().unwrap_or_default();
-                        tracing::debug!(?addrs, "a registrar connected to the proxy");
-                        let conn = c.allocate_conn();
-                        net.attach(conn, assoc);
-                        c.on_accepted(conn, addrs);
-                    }
-                    Some(NetEvent::Lost { conn }) => {
-                        tracing::warn!(conn = conn.0, "registrar association lost");
-                        net.execute(Action::Close { conn }).await;
-                        c.on_lost(now, conn);
-                    }
-                    Some(NetEvent::Announce { .. }) => {}
-                    Some(NetEvent::Message { conn, message: m }) => match m {
-                        AsapMessage::RegistrationResponse(r) => c.on_registration_response(now, conn, &r),
-                        AsapMessage::EndpointKeepAlive(k) => {
-                            let Some(ids) = keep_alive_answer(&query, &k).await else { return };
-                            c.on_keep_alive(Instant::now(), conn, &k, &ids);
-                        }
-                        other => tracing::debug!(msg = other.message_type().name().unwrap_or("?"), "from registrar"),
-                    },
-                    // Network events added to asap later: nothing the proxy acts on.
-                    Some(_) => tracing::debug!("registrar network event ignored"),
-                    None => return,
+            ev = net.next() => match ev {
+                // Keep-alives are answered only for what the proxy core allows.
+                Some(NetEvent::Message { conn, message: AsapMessage::EndpointKeepAlive(k) }) => {
+                    let Some(ids) = keep_alive_answer(&query, &k).await else { return };
+                    c.on_keep_alive(Instant::now(), conn, &k, &ids);
                 }
-            }
+                Some(ev) => net.deliver(&mut c, Instant::now(), ev),
+                None => return,
+            },
             _ = sleep => c.handle_timeout(Instant::now()),
         }
     }
@@ -863,6 +603,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use asap::pe::core::T4_MAX;
     use asap::wire::{Policy, TransportParameter, TransportUse};
 
     fn sa(s: &str) -> SocketAddr {
@@ -1184,21 +925,27 @@ mod tests {
         assert_eq!(c.state().connected_to, Some(sa("10.0.0.2:40000")));
         let acts = actions(&mut c);
         assert!(
-            !acts.iter().any(|a| matches!(a, Action::Send { .. })),
+            !acts.iter().any(|a| matches!(
+                a,
+                Action::Send {
+                    message: AsapMessage::EndpointKeepAliveAck(_),
+                    ..
+                }
+            )),
             "refused keep-alive not answered: {acts:?}"
         );
-        assert!(
-            c.take_snapshot_request(),
-            "adoption re-registers everything"
+        // The adoption re-registers everything there at once ...
+        assert_eq!(
+            registrations(&acts),
+            vec![(c2, "P".into(), 1), (c2, "P".into(), 2)]
         );
+        // ... and the snapshot asked afterwards, unchanged, sends nothing twice.
+        assert!(c.take_snapshot_request(), "snapshot asked after adoption");
         c.set_snapshot(
             t0,
             vec![("P".into(), pe(1, 60_000)), ("P".into(), pe(2, 60_000))],
         );
-        assert_eq!(
-            registrations(&actions(&mut c)),
-            vec![(c2, "P".into(), 1), (c2, "P".into(), 2)]
-        );
+        assert!(registrations(&actions(&mut c)).is_empty());
         // The hunt stopped: no connection attempts to A any more.
         c.handle_timeout(t0 + Duration::from_secs(20));
         assert!(!actions(&mut c)

@@ -10,12 +10,23 @@
 //!   the API tests and the API benchmark.
 //! - [`metrics`]: scraping a daemon's `--metrics` endpoint and reading values.
 //!
+//! - [`netns`]: real registrar processes in network namespaces joined by a bridge, with
+//!   partitions and an ENRP capture (root only; the tests SKIP without it).
+//!
 //! - [`tls`]: a throw-away cluster CA (rcgen) and the TLS contexts built from it.
+//! - [`net`]: free loopback ports and waiting until a process listens.
+//! - [`csp`]: a Component Status Protocol monitor a daemon reports to.
+//! - [`fs`]: scratch directories, atomic config writes and waiting for a log line.
+//! - [`sd_notify`]: a stand-in for systemd's notification socket.
 //!
 //! Deadlines here only stop a hung test; no test asserts on how long something took.
 
 pub mod api;
+pub mod csp;
+pub mod fs;
 pub mod metrics;
+pub mod net;
+pub mod netns;
 pub mod registrar;
 pub mod sd_notify;
 pub mod tls;

@@ -73,9 +73,22 @@ pub fn sample_names(page: &str) -> Vec<String> {
 }
 
 /// A free loopback address for a metrics endpoint (bound, then released).
-pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+pub use crate::net::free_addr;
+
+/// Starts `program args --metrics ADDR` with ADDR held by another socket and returns the
+/// address and the process's stderr, after checking that it exits with status 1 (the
+/// start-up error of each daemon's `--metrics` option names the address and the fix).
+pub fn address_in_use(program: &str, args: &[&str]) -> (SocketAddr, String) {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr");
+    let out = std::process::Command::new(program)
+        .args(args)
+        .args(["--metrics", &addr.to_string()])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    (addr, err)
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use asap::transport::{Association, Event, Msg, Transport, TransportConfig, TransportKind};
-use asap::wire::asap_msg::{Deregistration, HandleResolution, Registration, RegistrationResponse};
+use asap::wire::asap_msg::{
+    Deregistration, HandleResolution, HandleResolutionResponse, Registration, RegistrationResponse,
+};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
     AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
@@ -48,6 +50,8 @@ pub fn tcp_driver(asap: SocketAddr, enrp: SocketAddr, max_associations: usize) -
         asap: vec![asap],
         enrp: vec![enrp],
         transport: TransportKind::Tcp,
+        extra_transports: Vec::new(),
+        auto_fallback: TransportKind::Tcp,
         announce_ttl: 1,
         enrp_announce: Vec::new(),
         max_associations,
@@ -98,6 +102,18 @@ pub async fn spawn(core: CoreConfig, driver: DriverConfig) -> Result<Running, Dr
         stop: Some(tx),
         task,
     })
+}
+
+/// Registrar `id` alone on 127.0.0.1 (TCP, ephemeral ASAP and ENRP ports, no
+/// announcements), its core configuration adjusted by `tune`, running in this runtime.
+pub async fn local(id: u32, tune: impl FnOnce(&mut CoreConfig)) -> Running {
+    let mut core = CoreConfig::new(id);
+    core.asap_announce_targets = Vec::new();
+    tune(&mut core);
+    let lo = "127.0.0.1:0".parse().expect("lit");
+    spawn(core, tcp_driver(lo, lo, 100))
+        .await
+        .expect("bind registrar")
 }
 
 /// [`spawn`], or `None` after printing `SKIP: …` where the addresses cannot be bound (a
@@ -211,24 +227,29 @@ pub fn loopback_tcp(port: u16, transport_use: TransportUse) -> TransportParamete
     }
 }
 
+/// PE `id` with user transport TCP `user:7000` (data only), registration life 600 s,
+/// round robin: the PE the registrar tests register.
+pub fn tcp_pe(id: u32, user: IpAddr) -> PoolElementInfo {
+    PoolElementInfo {
+        id,
+        home_server_id: 0,
+        registration_life: 600_000,
+        user_transport: TransportParameter::Tcp {
+            port: 7000,
+            transport_use: TransportUse::DataOnly,
+            address: user,
+        },
+        policy: Policy::RoundRobin,
+        asap_transport: None,
+    }
+}
+
 /// Registers each PE ID of `ids` in [`POOL`] over `a` (one ASAP_REGISTRATION after the
 /// other, each answered before the next), user transport TCP `user:7000`, life 600 s.
 /// Panics on a rejection.
 pub async fn register_pes(a: &mut Association, user: IpAddr, ids: impl IntoIterator<Item = u32>) {
     for id in ids {
-        let pe = PoolElementInfo {
-            id,
-            home_server_id: 0,
-            registration_life: 600_000,
-            user_transport: TransportParameter::Tcp {
-                port: 7000,
-                transport_use: TransportUse::DataOnly,
-                address: user,
-            },
-            policy: Policy::RoundRobin,
-            asap_transport: None,
-        };
-        let x = register(a, POOL, pe).await;
+        let x = register(a, POOL, tcp_pe(id, user)).await;
         assert!(!x.reject, "registration of PE {id:#x} rejected: {x:?}");
         assert_eq!(x.pe_identifier, id);
     }
@@ -297,22 +318,45 @@ pub fn homes(table: BTreeMap<u32, PoolElementInfo>) -> BTreeMap<u32, u32> {
         .collect()
 }
 
-/// Resolves [`POOL`] asking for all PEs on `a`: the PE IDs returned.
-pub async fn resolve_on(a: &mut Association) -> BTreeSet<u32> {
-    let mut hr = HandleResolution::new(POOL);
+/// Resolves `handle` asking for all PEs on `a` (RFC 5352 §2.2.5): `Ok` with the PE IDs of
+/// the HANDLE_RESOLUTION_RESPONSE, `Err` with any other answer (e.g. an Operation Error for
+/// an unknown pool).
+pub async fn resolve_ids(a: &mut Association, handle: &str) -> Result<BTreeSet<u32>, Message> {
+    let mut hr = HandleResolution::new(handle);
     hr.option = Some(HandleResolutionOption {
         items: HandleResolutionOption::ALL,
     });
-    send(a, hr).await;
-    match recv_msg(a, Protocol::Asap).await {
+    match ask(a, hr).await {
         Message::Asap(AsapMessage::HandleResolutionResponse(x)) => {
-            x.pool_elements.iter().map(|p| p.id).collect()
+            Ok(x.pool_elements.iter().map(|p| p.id).collect())
         }
-        other => panic!("expected HANDLE_RESOLUTION_RESPONSE, got {other:?}"),
+        other => Err(other),
     }
+}
+
+/// Resolves [`POOL`] asking for all PEs on `a`: the PE IDs returned.
+pub async fn resolve_on(a: &mut Association) -> BTreeSet<u32> {
+    resolve_ids(a, POOL)
+        .await
+        .unwrap_or_else(|other| panic!("expected HANDLE_RESOLUTION_RESPONSE, got {other:?}"))
 }
 
 /// [`resolve_on`] a fresh ASAP association to `asap`.
 pub async fn resolve_all(asap: SocketAddr) -> BTreeSet<u32> {
     resolve_on(&mut connect(asap, Protocol::Asap).await).await
+}
+
+/// The TCP user transports (`address:port`) of the PEs a resolution returned, sorted; PEs
+/// with another user transport are left out.
+pub fn tcp_users(r: &HandleResolutionResponse) -> Vec<SocketAddr> {
+    let mut v: Vec<SocketAddr> = r
+        .pool_elements
+        .iter()
+        .filter_map(|pe| match &pe.user_transport {
+            TransportParameter::Tcp { port, address, .. } => Some(SocketAddr::new(*address, *port)),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
 }

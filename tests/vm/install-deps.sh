@@ -71,7 +71,7 @@ fi
 #   sctp                      kernel SCTP (+ libcrc32c, udp_tunnel, ip6_udp_tunnel)
 #   virtio_pci virtio_blk     the raw results disk (/dev/vda)
 #   veth dummy bridge         lab networks (netns + veth, site-local addresses)
-#   sch_netem                 delay/loss for later scenarios
+#   sch_netem                 delay/loss (dpf-distance: a netem delay per PE link)
 # Add a name here if a scenario needs another module; the cache is rebuilt
 # when this list changes.
 MODS=(sctp virtio_pci virtio_blk veth dummy bridge sch_netem)

@@ -30,6 +30,7 @@ HOST_BINS=(
   /usr/bin/cspmonitor /usr/bin/calcappclient /usr/bin/pingpongclient
   /usr/bin/checksctp /usr/bin/sctp_test /usr/bin/sctp_darn /usr/bin/sctp_status
   /usr/bin/tcpdump /usr/bin/ip /usr/bin/ss
+  /usr/sbin/tc
 )
 # perf for the benchmark scenario (run.sh sets RIG_PERF=1 for bench-registrar)
 [ "${RIG_PERF:-0}" = 1 ] && HOST_BINS+=(/usr/bin/perf)

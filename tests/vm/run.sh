@@ -31,7 +31,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 KDIR=${VM_CACHE:-$HERE/cache}/kernel
 BUILD=$HERE/build
 RESULTS=$HERE/results
-DEFAULT_SCENARIOS="smoke rsplib-sanity transport-sctp cargo-tests registrar-rsplib registrar-announce asap-rsplib proxy-rsplib peering-rsplib peering-rsplib-multicast proxy-mode-a-rsplib takeover-rsplib takeover-rsplib-pe takeover-sctp cookie-failover-sctp rsp-tools-rsplib sctp-udp-rsplib"
+DEFAULT_SCENARIOS="smoke rsplib-sanity transport-sctp cargo-tests registrar-rsplib registrar-announce asap-rsplib proxy-rsplib peering-rsplib peering-rsplib-multicast proxy-mode-a-rsplib takeover-rsplib takeover-rsplib-pe takeover-sctp cookie-failover-sctp rsp-tools-rsplib sctp-udp-rsplib dpf-distance tls-sctp mixed-transports-rsplib"
 # Project binaries copied into the guest (/opt/rserpool/bin) when they exist,
 # plus every example in target/release/examples.
 PROJECT_BINS="rsp-transport-test enrp-server rsp rsp-decode legacy-daemon proxy-pe legacy-echo rsp-loadgen rsp-fixed-responder"

@@ -109,9 +109,18 @@ impl PoolElementBuilder {
 
     /// Talks TLS to the registrars ([`PoolElementConfig::registrar_tls`]): with a context
     /// that has a certificate, the PE presents it as client certificate (registrations into
-    /// pools that require one). TCP only.
+    /// pools that require one). Any registrar transport (over SCTP: one TLS session on
+    /// stream 0, SECURITY.md "TLS over SCTP").
     pub fn registrar_tls(self, ctx: crate::transport::tls::TlsContext) -> Self {
         self.configure(move |c| c.registrar_tls = Some(ctx))
+    }
+
+    /// Signs every REGISTRATION with the pool's pre-shared key
+    /// ([`PoolElementConfig::registration_key`], [`crate::reg_auth`]), for pools whose
+    /// registrar requires it (enrp-server `[[pool_auth]] psk`). Works over any transport,
+    /// with or without TLS.
+    pub fn registration_key(self, key: crate::reg_auth::RegistrationKey) -> Self {
+        self.configure(move |c| c.registration_key = Some(key))
     }
 
     /// Adds a registrar (static configuration, RFC 5352 §3): anything

@@ -2,9 +2,13 @@
 //! registrar changes and deregistration (RFC 5352 §3; asap/wire/INTEROP.md §5.1,
 //! §5.3).
 //!
-//! [`PeCore`] owns a [`RegistrarLink`] for registrar discovery and hunt. Inputs are
-//! connection results, received ASAP messages and timeouts, each with the current time;
-//! outputs are [`Action`]s (connect, send, close) and [`PeEvent`]s for the application.
+//! [`PeCore`] is the single-PE view of the N-registration core
+//! [`MultiPeCore`](super::multi::MultiPeCore) with N = 1: that core owns the
+//! [`RegistrarLink`] (registrar discovery and hunt) and the registration's timers; this type
+//! keeps the PE's configuration and identifier and turns the core's events into
+//! [`PeEvent`]s. Inputs are connection results, received ASAP messages and timeouts, each
+//! with the current time; outputs are [`Action`]s (connect, send, close) and [`PeEvent`]s
+//! for the application.
 //!
 //! Timers (RFC 5352 §5, asap/wire/INTEROP.md §4):
 //!
@@ -12,21 +16,15 @@
 //!   answer the registrar is abandoned and another one hunted.
 //! * T3-deregistration: wait for DEREGISTRATION_RESPONSE.
 //! * T4-reregistration: min(10 min, registration life − 20 s) for lifes of 40 s or more,
-//!   half the life below that (rsplib instead uses life = 3 × re-registration interval;
+//!   half the life below that ([`t4_for_life`](super::multi::t4_for_life); rsplib instead uses life = 3 × re-registration interval;
 //!   [`PeConfig::reregistration_interval`] overrides).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use tracing::{debug, info, warn};
-
-use crate::registrar_client::{Action, ConnId, LinkConfig, LinkEvent, RegistrarLink};
-use crate::wire::asap_msg::{
-    Deregistration, EndpointKeepAlive, EndpointKeepAliveAck, Registration, RegistrationResponse,
-};
+use super::multi::{MultiConfig, MultiEvent, MultiPeCore, RegKey, RegistrationSpec};
+use crate::registrar_client::{Action, ConnId, LinkConfig, RegistrarLink};
 use crate::wire::{
     AsapMessage, CauseCode, OperationError, PeIdentifier, Policy, PoolElementInfo, PoolHandle,
     ServerId, TransportParameter,
@@ -102,12 +100,7 @@ impl PeConfig {
         if let Some(t) = self.reregistration_interval {
             return t;
         }
-        let life = self.registration_life;
-        if life >= Duration::from_secs(40) {
-            (life - Duration::from_secs(20)).min(T4_MAX)
-        } else {
-            life / 2
-        }
+        super::multi::t4_for_life(self.registration_life)
     }
 
     /// The registration life in ms as sent (saturating at `i32::MAX`).
@@ -186,13 +179,6 @@ pub enum PeEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    conn: ConnId,
-    deadline: Instant,
-    attempts: u32,
-}
-
 /// The sans-I/O pool element; see the module documentation.
 ///
 /// # PE identifier stability
@@ -209,64 +195,66 @@ struct Pending {
 #[derive(Debug)]
 pub struct PeCore {
     cfg: PeConfig,
-    id: PeIdentifier,
-    id_configured: bool,
-    /// A registration with `id` succeeded at least once: the identifier is fixed.
-    ever_registered: bool,
-    /// Consecutive "Non-unique PE identifier" rejections of a kept identifier (backoff).
-    non_unique_streak: u32,
-    link: RegistrarLink,
-    rng: StdRng,
-    registered_on: Option<ConnId>,
-    pending: Option<Pending>,
-    dirty: bool,
-    next_rereg: Option<Instant>,
-    retry_at: Option<Instant>,
-    home: Option<ServerId>,
-    deregistering: Option<(ConnId, Instant)>,
-    stopping: bool,
-    stopped: bool,
-    accepted: HashMap<ConnId, Vec<SocketAddr>>,
-    actions: VecDeque<Action>,
+    /// The registration's key; the identifier changes only as described above.
+    key: RegKey,
+    core: MultiPeCore,
     events: VecDeque<PeEvent>,
 }
 
 impl PeCore {
     /// A pool element; `seed` feeds the random PE identifier (when not configured).
     pub fn new(cfg: PeConfig, seed: u64) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let (id, id_configured) = match cfg.identifier {
-            Some(id) if id != 0 => (id, true),
-            _ => (rng.gen_range(1..=u32::MAX), false),
+        let mut core = MultiPeCore::new(
+            MultiConfig {
+                link: cfg.link.clone(),
+                registration_timeout: cfg.registration_timeout,
+                deregistration_timeout: cfg.deregistration_timeout,
+                max_registration_attempts: cfg.max_registration_attempts,
+            },
+            seed,
+        );
+        let (id, random) = match cfg.identifier {
+            Some(id) if id != 0 => (id, false),
+            _ => (core.random_identifier(), true),
         };
-        let link = RegistrarLink::new(cfg.link.clone());
-        PeCore {
+        let key = (cfg.pool_handle.clone(), id);
+        let mut pe = PeCore {
             cfg,
-            id,
-            id_configured,
-            ever_registered: false,
-            non_unique_streak: 0,
-            link,
-            rng,
-            registered_on: None,
-            pending: None,
-            dirty: false,
-            next_rereg: None,
-            retry_at: None,
-            home: None,
-            deregistering: None,
-            stopping: false,
-            stopped: false,
-            accepted: HashMap::new(),
-            actions: VecDeque::new(),
+            key,
+            core,
             events: VecDeque::new(),
+        };
+        let mut spec = pe.spec();
+        spec.random_identifier = random;
+        // No registrar yet: this only records the registration.
+        pe.core.upsert(Instant::now(), spec);
+        pe
+    }
+
+    /// The registration as the N-registration core keeps it.
+    fn spec(&self) -> RegistrationSpec {
+        let mut spec = RegistrationSpec::new(
+            self.cfg.pool_handle.clone(),
+            PoolElementInfo {
+                id: self.key.1,
+                home_server_id: 0,
+                registration_life: self.cfg.life_ms(),
+                user_transport: self.cfg.user_transport.clone(),
+                policy: self.cfg.policy.clone(),
+                asap_transport: None,
+            },
+        );
+        spec.reregistration_interval = Some(self.cfg.t4());
+        if let Some((s, _)) = self.core.registration(&self.key) {
+            spec.random_identifier = s.random_identifier;
         }
+        spec
     }
 
     /// The PE identifier: stable for the PE's life, except that a random one clashing
     /// before its first successful registration is replaced (see [`PeCore`]).
     pub fn identifier(&self) -> PeIdentifier {
-        self.id
+        self.key.1
     }
 
     /// The configuration (policy reflects [`set_policy`](Self::set_policy)).
@@ -276,39 +264,39 @@ impl PeCore {
 
     /// The home registrar's Server Identifier, once learned from a keep-alive.
     pub fn home(&self) -> Option<ServerId> {
-        self.home
+        self.core.home()
     }
 
     /// True while a registration is confirmed on the current association.
     pub fn is_registered(&self) -> bool {
-        self.registered_on.is_some() && self.registered_on == self.link.current()
+        self.core.is_registered(&self.key)
     }
 
     /// True once deregistration finished.
     pub fn is_stopped(&self) -> bool {
-        self.stopped
+        self.core.is_stopped()
     }
 
     /// The registrar link (discovery state).
     pub fn link(&self) -> &RegistrarLink {
-        &self.link
+        self.core.link()
     }
 
     /// Tells the registrar link which transport the driver uses towards registrars
     /// ([`RegistrarLink::set_protocol`]; default TCP).
     pub fn set_link_protocol(&mut self, protocol: crate::registrar_client::LinkProtocol) {
-        self.link.set_protocol(protocol);
+        self.core.set_link_protocol(protocol);
     }
 
     /// Starts: hunts for a registrar, then registers.
     pub fn start(&mut self, now: Instant) {
-        self.link.start(now);
-        self.process_link(now);
+        self.core.start(now);
+        self.pump();
     }
 
     /// Next action for the driver.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.core.poll_action()
     }
 
     /// Next event for the application.
@@ -318,77 +306,31 @@ impl PeCore {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.link.poll_timeout(),
-            self.pending.map(|p| p.deadline),
-            self.next_rereg,
-            self.retry_at,
-            self.deregistering.map(|d| d.1),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.core.poll_timeout()
     }
 
     /// Runs expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.link.handle_timeout(now);
-        self.process_link(now);
-        if let Some((_, deadline)) = self.deregistering {
-            if now >= deadline {
-                warn!("no DEREGISTRATION_RESPONSE within T3");
-                self.finish_stop(false);
-                return;
-            }
-        }
-        if let Some(p) = self.pending {
-            if now >= p.deadline {
-                if p.attempts < self.cfg.max_registration_attempts {
-                    debug!(attempt = p.attempts + 1, "T2 expired: registering again");
-                    self.send_registration(now, p.conn, p.attempts + 1);
-                } else {
-                    warn!(
-                        attempts = p.attempts,
-                        "no REGISTRATION_RESPONSE (MAX-REG-ATTEMPT reached): hunting another registrar"
-                    );
-                    self.pending = None;
-                    self.link.abandon(now);
-                    self.process_link(now);
-                }
-            }
-        }
-        if self.next_rereg.is_some_and(|t| now >= t) || self.retry_at.is_some_and(|t| now >= t) {
-            self.next_rereg = None;
-            self.retry_at = None;
-            if let Some(conn) = self.link.current() {
-                if self.pending.is_none() && !self.stopping {
-                    self.send_registration(now, conn, 1);
-                }
-            }
-        }
+        self.core.handle_timeout(now);
+        self.pump();
     }
 
     /// The driver's connection attempt succeeded.
     pub fn on_connected(&mut self, now: Instant, conn: ConnId) {
-        self.link.on_connected(now, conn);
-        self.process_link(now);
+        self.core.on_connected(now, conn);
+        self.pump();
     }
 
     /// The driver's connection attempt failed.
     pub fn on_connect_failed(&mut self, now: Instant, conn: ConnId) {
-        self.link.on_connect_failed(now, conn);
-        self.process_link(now);
+        self.core.on_connect_failed(now, conn);
+        self.pump();
     }
 
     /// An association (ours or accepted) ended.
     pub fn on_lost(&mut self, now: Instant, conn: ConnId) {
-        self.accepted.remove(&conn);
-        if self.deregistering.is_some_and(|d| d.0 == conn) {
-            self.finish_stop(false);
-            return;
-        }
-        self.link.on_lost(now, conn);
-        self.process_link(now);
+        self.core.on_lost(now, conn);
+        self.pump();
     }
 
     /// A registrar opened an association to us (the driver accepted it); it becomes the
@@ -396,20 +338,12 @@ impl PeCore {
     /// At most [`MAX_ACCEPTED`] such associations wait for their keep-alive; more are closed
     /// (anybody can connect to the PE's registrar port).
     pub fn on_accepted(&mut self, conn: ConnId, addrs: Vec<SocketAddr>) {
-        if self.stopping || self.accepted.len() >= MAX_ACCEPTED {
-            debug!(
-                ?addrs,
-                "incoming registrar association refused (too many waiting)"
-            );
-            self.actions.push_back(Action::Close { conn });
-            return;
-        }
-        self.accepted.insert(conn, addrs);
+        self.core.on_accepted(conn, addrs);
     }
 
     /// A fresh connection identifier for an association the driver accepted.
     pub fn allocate_conn(&mut self) -> ConnId {
-        self.link.allocate_conn()
+        self.core.allocate_conn()
     }
 
     /// An ASAP_SERVER_ANNOUNCE was heard.
@@ -419,279 +353,65 @@ impl PeCore {
         from: SocketAddr,
         msg: &crate::wire::asap_msg::ServerAnnounce,
     ) {
-        self.link.on_announce(now, from, msg);
-        self.process_link(now);
+        self.core.on_announce(now, from, msg);
+        self.pump();
     }
 
     /// An ASAP message arrived on `conn`.
     pub fn on_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
-        match msg {
-            AsapMessage::RegistrationResponse(r) => self.on_registration_response(now, conn, r),
-            AsapMessage::DeregistrationResponse(r) => {
-                if self.deregistering.is_some_and(|d| d.0 == conn) && r.pe_identifier == self.id {
-                    if r.reject {
-                        warn!(error = ?r.error, "deregistration rejected");
-                    }
-                    self.finish_stop(!r.reject);
-                }
-            }
-            AsapMessage::EndpointKeepAlive(k) => self.on_keep_alive(now, conn, k),
-            AsapMessage::Error(e) => warn!(error = ?e.error, "ASAP_ERROR from registrar"),
-            other => debug!(
-                msg = other.message_type().name().unwrap_or("?"),
-                "ignoring unexpected ASAP message at the PE"
-            ),
-        }
+        self.core.on_message(now, conn, msg);
+        self.pump();
     }
 
     /// Changes the policy values (e.g. the load, RFC 5356 §5) and re-registers at once.
     pub fn set_policy(&mut self, now: Instant, policy: Policy) {
         self.cfg.policy = policy;
-        if self.stopping {
-            return;
-        }
-        if self.pending.is_some() {
-            self.dirty = true;
-        } else if let Some(conn) = self.link.current() {
-            self.send_registration(now, conn, 1);
-        }
+        let spec = self.spec();
+        self.core.upsert(now, spec);
+        self.pump();
     }
 
     /// Graceful shutdown: DEREGISTRATION (RFC 5352 §3), then stop.
     pub fn deregister(&mut self, now: Instant) {
-        if self.stopping {
-            return;
-        }
-        self.stopping = true;
-        self.pending = None;
-        self.next_rereg = None;
-        self.retry_at = None;
-        match self.link.current() {
-            Some(conn) => {
-                info!(pe = format_args!("{:#010x}", self.id), "deregistering");
-                self.actions.push_back(Action::Send {
-                    conn,
-                    message: Deregistration {
-                        pool_handle: self.cfg.pool_handle.clone(),
-                        pe_identifier: self.id,
-                    }
-                    .into(),
-                });
-                self.deregistering = Some((conn, now + self.cfg.deregistration_timeout));
-            }
-            None => self.finish_stop(false),
-        }
+        self.core.shutdown(now);
+        self.pump();
     }
 
-    fn finish_stop(&mut self, confirmed: bool) {
-        self.deregistering = None;
-        self.stopping = true;
-        self.stopped = true;
-        self.pending = None;
-        self.registered_on = None;
-        self.link.stop();
-        while let Some(a) = self.link.poll_action() {
-            self.actions.push_back(a.into());
-        }
-        for (conn, _) in self.accepted.drain() {
-            self.actions.push_back(Action::Close { conn });
-        }
-        self.events.push_back(PeEvent::Deregistered { confirmed });
-    }
-
-    fn element(&self) -> PoolElementInfo {
-        PoolElementInfo {
-            id: self.id,
-            home_server_id: 0,
-            registration_life: self.cfg.life_ms(),
-            user_transport: self.cfg.user_transport.clone(),
-            policy: self.cfg.policy.clone(),
-            asap_transport: None,
-        }
-    }
-
-    fn send_registration(&mut self, now: Instant, conn: ConnId, attempts: u32) {
-        self.dirty = false;
-        self.actions.push_back(Action::Send {
-            conn,
-            message: Registration {
-                pool_handle: self.cfg.pool_handle.clone(),
-                pool_element: self.element(),
-            }
-            .into(),
-        });
-        self.pending = Some(Pending {
-            conn,
-            deadline: now + self.cfg.registration_timeout,
-            attempts,
-        });
-    }
-
-    fn on_registration_response(&mut self, now: Instant, conn: ConnId, r: RegistrationResponse) {
-        let Some(p) = self.pending else {
-            debug!("REGISTRATION_RESPONSE without a pending registration");
-            return;
-        };
-        if p.conn != conn || r.pe_identifier != self.id || r.pool_handle != self.cfg.pool_handle {
-            debug!(?r, "REGISTRATION_RESPONSE for something else");
-            return;
-        }
-        self.pending = None;
-        if r.reject {
-            let cause = r.error.as_ref().and_then(|e| e.first_code());
-            let rej = RegistrationRejected {
-                pool_handle: r.pool_handle,
-                identifier: self.id,
-                cause,
-                error: r.error,
+    /// Moves the core's events to the application's queue (the single-PE view).
+    fn pump(&mut self) {
+        while let Some(ev) = self.core.poll_event() {
+            let ev = match ev {
+                MultiEvent::Registered {
+                    identifier,
+                    registrar,
+                    ..
+                } => PeEvent::Registered {
+                    identifier,
+                    registrar,
+                },
+                MultiEvent::Reregistered {
+                    identifier, policy, ..
+                } => PeEvent::Reregistered { identifier, policy },
+                MultiEvent::Rejected(r) => PeEvent::Rejected(r),
+                MultiEvent::IdentifierChanged { to, .. } => {
+                    self.key.1 = to;
+                    continue;
+                }
+                MultiEvent::KeepAlive {
+                    server_id,
+                    home_flag,
+                    ..
+                } => PeEvent::KeepAlive {
+                    server_id,
+                    home_flag,
+                },
+                MultiEvent::HomeChanged { from, to } => PeEvent::HomeChanged { from, to },
+                MultiEvent::RegistrarLost => PeEvent::RegistrarLost,
+                MultiEvent::HuntFailed { rounds } => PeEvent::HuntFailed { rounds },
+                MultiEvent::Deregistered { confirmed } => PeEvent::Deregistered { confirmed },
+                MultiEvent::LinkUp { .. } => continue,
             };
-            warn!(%rej, "registration rejected");
-            self.events.push_back(PeEvent::Rejected(rej));
-            if cause == Some(CauseCode::NonUniquePeIdentifier) {
-                if !self.id_configured && !self.ever_registered {
-                    // Our never-registered random identifier clashed with another PE's:
-                    // pick another and try again at once.
-                    self.id = self.rng.gen_range(1..=u32::MAX);
-                    info!(
-                        pe = format_args!("{:#010x}", self.id),
-                        "new random PE identifier"
-                    );
-                    self.send_registration(now, conn, 1);
-                } else {
-                    // Our identifier is fixed (RFC 5352 §3.1): most likely our own stale
-                    // entry; retry with backoff until it is gone.
-                    let delay = self.non_unique_backoff();
-                    self.non_unique_streak = self.non_unique_streak.saturating_add(1);
-                    info!(
-                        pe = format_args!("{:#010x}", self.id),
-                        ?delay,
-                        "PE identifier reported non-unique: keeping it, retrying"
-                    );
-                    self.retry_at = Some(now + delay);
-                }
-            } else {
-                self.retry_at = Some(now + self.cfg.t4());
-            }
-            return;
-        }
-        let first = self.registered_on != Some(conn);
-        self.registered_on = Some(conn);
-        self.ever_registered = true;
-        self.non_unique_streak = 0;
-        self.next_rereg = Some(now + self.cfg.t4());
-        if first {
-            let registrar = self
-                .link
-                .current_addrs()
-                .map(|a| a.to_vec())
-                .unwrap_or_default();
-            info!(
-                pe = format_args!("{:#010x}", self.id),
-                ?registrar,
-                "registered"
-            );
-            self.events.push_back(PeEvent::Registered {
-                identifier: self.id,
-                registrar,
-            });
-        } else {
-            self.events.push_back(PeEvent::Reregistered {
-                identifier: self.id,
-                policy: self.cfg.policy.clone(),
-            });
-        }
-        if self.dirty {
-            self.send_registration(now, conn, 1);
-        }
-    }
-
-    /// [`NON_UNIQUE_RETRY_MIN`] doubled per earlier consecutive rejection, capped at T4.
-    fn non_unique_backoff(&self) -> Duration {
-        let t4 = self.cfg.t4();
-        let factor = 1u32 << self.non_unique_streak.min(16);
-        NON_UNIQUE_RETRY_MIN.saturating_mul(factor).min(t4)
-    }
-
-    fn on_keep_alive(&mut self, now: Instant, conn: ConnId, k: EndpointKeepAlive) {
-        if k.pool_handle != self.cfg.pool_handle || k.pe_identifier.is_some_and(|i| i != self.id) {
-            debug!(?k, "keep-alive for another PE");
-            return;
-        }
-        self.actions.push_back(Action::Send {
-            conn,
-            message: EndpointKeepAliveAck {
-                pool_handle: self.cfg.pool_handle.clone(),
-                pe_identifier: self.id,
-            }
-            .into(),
-        });
-        self.events.push_back(PeEvent::KeepAlive {
-            server_id: k.server_id,
-            home_flag: k.home,
-        });
-        let on_current = self.link.current() == Some(conn);
-        if !(k.home || (on_current && self.home.is_none())) {
-            return;
-        }
-        let previous = self.home;
-        if k.home && !on_current {
-            // RFC 5352 §3: adopt the sender (e.g. after a takeover) as home registrar.
-            // The adopted association gets a (harmless) re-registration at once.
-            let addrs = self.accepted.remove(&conn).unwrap_or_default();
-            self.link.adopt(conn, addrs);
-            self.process_link(now);
-        }
-        if previous != Some(k.server_id) {
-            info!(
-                from = ?previous.map(|h| format!("{h:#010x}")),
-                to = format_args!("{:#010x}", k.server_id),
-                "home registrar changed"
-            );
-            self.events.push_back(PeEvent::HomeChanged {
-                from: previous,
-                to: k.server_id,
-            });
-        }
-        self.home = Some(k.server_id);
-    }
-
-    fn process_link(&mut self, now: Instant) {
-        while let Some(a) = self.link.poll_action() {
-            self.actions.push_back(a.into());
-        }
-        while let Some(ev) = self.link.poll_event() {
-            match ev {
-                LinkEvent::Up { conn, .. } => {
-                    if self.stopping {
-                        continue;
-                    }
-                    if self.registered_on != Some(conn)
-                        && self.pending.is_none_or(|p| p.conn != conn)
-                    {
-                        self.registered_on = None;
-                        self.home = None;
-                        self.send_registration(now, conn, 1);
-                    }
-                }
-                LinkEvent::Down { conn } => {
-                    if self.registered_on == Some(conn)
-                        || self.pending.is_some_and(|p| p.conn == conn)
-                    {
-                        self.events.push_back(PeEvent::RegistrarLost);
-                    }
-                    if self.registered_on == Some(conn) {
-                        self.registered_on = None;
-                    }
-                    if self.pending.is_some_and(|p| p.conn == conn) {
-                        self.pending = None;
-                    }
-                    self.next_rereg = None;
-                    self.retry_at = None;
-                }
-                LinkEvent::HuntRoundFailed { rounds, .. } => {
-                    self.events.push_back(PeEvent::HuntFailed { rounds })
-                }
-            }
+            self.events.push_back(ev);
         }
     }
 }

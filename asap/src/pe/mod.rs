@@ -32,6 +32,7 @@
 
 mod builder;
 pub mod core;
+pub mod multi;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ use tracing::{debug, warn};
 
 pub use self::builder::{PoolElementBuilder, Serve, DEFAULT_DRAIN_TIMEOUT};
 pub use self::core::{PeConfig, PeCore, PeEvent, RegistrationRejected};
+pub use self::multi::{MultiConfig, MultiEvent, MultiPeCore, RegistrationSpec};
 use crate::registrar_client::driver::{Net, NetEvent};
 use crate::registrar_client::{Action, LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
@@ -82,11 +84,15 @@ pub struct PoolElementConfig {
     /// How long [`PoolElement::wait_registered`] waits (default
     /// [`DEFAULT_REGISTER_WAIT`]); the PE keeps hunting and registering after that.
     pub register_wait: Duration,
-    /// TLS towards registrars (TCP only; `asap::transport::tls`): the registrar's
+    /// TLS towards registrars (any transport; `asap::transport::tls`): the registrar's
     /// certificate must chain to the context's CA, and the context's certificate, if it has
     /// one, is presented as client certificate, e.g. for a pool whose registrations need a
     /// credential (enrp-server `[[pool_auth]]`). `None` (default): plaintext.
     pub registrar_tls: Option<crate::transport::tls::TlsContext>,
+    /// The pool's pre-shared key: every REGISTRATION carries a Registration Authenticator
+    /// made with it ([`crate::reg_auth`]; enrp-server `[[pool_auth]] psk`). `None`
+    /// (default): none.
+    pub registration_key: Option<crate::reg_auth::RegistrationKey>,
 }
 
 /// Default bound of [`PoolElement::wait_registered`]: 10 s, enough for a registrar hunt
@@ -107,6 +113,7 @@ impl PoolElementConfig {
             seed: None,
             register_wait: DEFAULT_REGISTER_WAIT,
             registrar_tls: None,
+            registration_key: None,
         }
     }
 
@@ -229,6 +236,9 @@ impl PoolElement {
         net.set_local(cfg.registrar_local.clone());
         if let Some(tls) = &cfg.registrar_tls {
             net.set_tls(tls.clone());
+        }
+        if let Some(key) = &cfg.registration_key {
+            net.set_registration_key(key.clone());
         }
         let pe_cfg = cfg.pe.clone();
         if let Some(a) = cfg.announce {
@@ -460,9 +470,7 @@ async fn run(
         }
         if core.is_stopped() {
             // Let queued closes run, then end.
-            while let Some(a) = core.poll_action() {
-                net.execute(a).await;
-            }
+            net.flush(&mut core).await;
             debug!("pool element stopped");
             return;
         }
@@ -490,10 +498,6 @@ async fn run(
             ev = net.next() => {
                 let now = Instant::now();
                 match ev {
-                    Some(NetEvent::Connected { conn, assoc }) => {
-                        net.attach(conn, assoc);
-                        core.on_connected(now, conn);
-                    }
                     Some(NetEvent::ConnectFailed { conn, error }) => {
                         let failure = RegistrarFailure::Connect {
                             addrs: conn_addrs.remove(&conn).unwrap_or_default(),
@@ -502,22 +506,16 @@ async fn run(
                         note_failure(&status_tx, failure);
                         core.on_connect_failed(now, conn);
                     }
-                    Some(NetEvent::Accepted { assoc }) => {
-                        let addrs = assoc.peer_addrs().unwrap_or_default();
-                        let conn = core.allocate_conn();
-                        net.attach(conn, assoc);
-                        core.on_accepted(conn, addrs);
-                    }
-                    Some(NetEvent::Message { conn, message }) => core.on_message(now, conn, message),
-                    Some(NetEvent::Lost { conn }) => {
-                        if core.link().current() == Some(conn) {
-                            let addrs = conn_addrs.get(&conn).cloned().unwrap_or_default();
-                            note_failure(&status_tx, RegistrarFailure::Lost { addrs });
+                    Some(ev) => {
+                        if let NetEvent::Lost { conn } = &ev {
+                            if core.link().current() == Some(*conn) {
+                                let addrs = conn_addrs.get(conn).cloned().unwrap_or_default();
+                                note_failure(&status_tx, RegistrarFailure::Lost { addrs });
+                            }
+                            conn_addrs.remove(conn);
                         }
-                        conn_addrs.remove(&conn);
-                        core.on_lost(now, conn)
+                        net.deliver(&mut core, now, ev);
                     }
-                    Some(NetEvent::Announce { from, message }) => core.on_announce(now, from, &message),
                     None => {
                         warn!("network event channel closed");
                         return;

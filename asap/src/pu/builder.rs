@@ -106,6 +106,12 @@ impl PoolUserBuilder {
         self
     }
 
+    /// Talks TLS to the registrars ([`PoolUserConfig::registrar_tls`]; any transport).
+    pub fn registrar_tls(mut self, ctx: crate::transport::tls::TlsContext) -> Self {
+        self.cfg.registrar_tls = Some(ctx);
+        self
+    }
+
     /// Transport towards registrars (default TCP).
     pub fn transport(mut self, kind: TransportKind) -> Self {
         self.cfg.registrar_transport = kind;

@@ -62,6 +62,11 @@ pub struct PoolUserConfig {
     /// [`select`](PoolUser::select) call (default [`DEFAULT_CALL_TIMEOUT`]); past it the
     /// call fails with [`PuError::Timeout`] naming the last registrar failure.
     pub call_timeout: Duration,
+    /// TLS towards registrars (`asap::transport::tls`; TCP, kernel SCTP and `sctp-udp`,
+    /// SECURITY.md "TLS over SCTP"): the registrar's certificate must chain to the
+    /// context's CA; a context with a certificate presents it as client certificate.
+    /// `None` (default): plaintext.
+    pub registrar_tls: Option<crate::transport::tls::TlsContext>,
 }
 
 /// Default bound of a pool user call: 10 s (the protocol's own request deadline,
@@ -77,6 +82,7 @@ impl PoolUserConfig {
             announce: None,
             seed: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            registrar_tls: None,
         }
     }
 
@@ -162,6 +168,9 @@ impl PoolUser {
     /// Starts the pool user task (the first request triggers the registrar hunt).
     pub async fn start(cfg: PoolUserConfig) -> Result<PoolUser, PuError> {
         let mut net = Net::new(cfg.registrar_transport);
+        if let Some(tls) = &cfg.registrar_tls {
+            net.set_tls(tls.clone());
+        }
         let pu = cfg.pu.clone();
         if let Some(a) = cfg.announce {
             net.listen_announces(a).await?;

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -65,6 +66,91 @@ pub enum NetEvent {
     },
 }
 
+/// The inputs a sans-I/O registrar-client core (RFC 5352 §3) takes from the network, so
+/// that one [`Net::deliver`] / [`Net::flush`] serves every driver loop (the PE's, and
+/// proxy-pe's registrar client over [`MultiPeCore`](crate::pe::MultiPeCore)).
+pub trait ClientCore {
+    /// Next action for the driver.
+    fn poll_action(&mut self) -> Option<Action>;
+    /// A fresh connection identifier for an association the driver accepted.
+    fn allocate_conn(&mut self) -> ConnId;
+    /// The connection attempt `conn` succeeded.
+    fn on_connected(&mut self, now: Instant, conn: ConnId);
+    /// The connection attempt `conn` failed.
+    fn on_connect_failed(&mut self, now: Instant, conn: ConnId);
+    /// A registrar opened an association to us.
+    fn on_accepted(&mut self, conn: ConnId, addrs: Vec<SocketAddr>);
+    /// An association ended.
+    fn on_lost(&mut self, now: Instant, conn: ConnId);
+    /// An ASAP_SERVER_ANNOUNCE was heard.
+    fn on_announce(&mut self, now: Instant, from: SocketAddr, msg: &ServerAnnounce);
+    /// An ASAP message arrived on `conn`.
+    fn on_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage);
+}
+
+/// Implements [`ClientCore`] for a type by calling its inherent methods of the same names
+/// (`asap::impl_client_core!(MyCore);`).
+#[macro_export]
+macro_rules! impl_client_core {
+    ($t:ty) => {
+        impl $crate::registrar_client::driver::ClientCore for $t {
+            fn poll_action(&mut self) -> Option<$crate::registrar_client::Action> {
+                <$t>::poll_action(self)
+            }
+            fn allocate_conn(&mut self) -> $crate::registrar_client::ConnId {
+                <$t>::allocate_conn(self)
+            }
+            fn on_connected(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+            ) {
+                <$t>::on_connected(self, now, conn)
+            }
+            fn on_connect_failed(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+            ) {
+                <$t>::on_connect_failed(self, now, conn)
+            }
+            fn on_accepted(
+                &mut self,
+                conn: $crate::registrar_client::ConnId,
+                addrs: Vec<::std::net::SocketAddr>,
+            ) {
+                <$t>::on_accepted(self, conn, addrs)
+            }
+            fn on_lost(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+            ) {
+                <$t>::on_lost(self, now, conn)
+            }
+            fn on_announce(
+                &mut self,
+                now: ::std::time::Instant,
+                from: ::std::net::SocketAddr,
+                msg: &$crate::wire::asap_msg::ServerAnnounce,
+            ) {
+                <$t>::on_announce(self, now, from, msg)
+            }
+            fn on_message(
+                &mut self,
+                now: ::std::time::Instant,
+                conn: $crate::registrar_client::ConnId,
+                msg: $crate::wire::AsapMessage,
+            ) {
+                <$t>::on_message(self, now, conn, msg)
+            }
+        }
+    };
+}
+
+crate::impl_client_core!(crate::pe::MultiPeCore);
+crate::impl_client_core!(crate::pe::PeCore);
+
 /// Associations to registrars and the announce listener of one driver.
 pub struct Net {
     transport: Transport,
@@ -77,6 +163,8 @@ pub struct Net {
     /// Local addresses with the port shared with the adoption listener
     /// ([`listen_shared`](Net::listen_shared)); registrar associations are opened from it.
     shared: Option<Vec<SocketAddr>>,
+    /// Signs every ASAP_REGISTRATION with this pool key ([`crate::reg_auth`]).
+    registration_key: Option<crate::reg_auth::RegistrationKey>,
 }
 
 impl Drop for Net {
@@ -103,10 +191,17 @@ impl Net {
             background: Vec::new(),
             local: Vec::new(),
             shared: None,
+            registration_key: None,
         }
     }
 
-    /// Registrar associations run TLS with `ctx` (TCP only; `crate::transport::tls`).
+    /// Appends a Registration Authenticator made with `key` to every ASAP_REGISTRATION
+    /// sent ([`crate::reg_auth`]; a fresh timestamp and nonce each time).
+    pub fn set_registration_key(&mut self, key: crate::reg_auth::RegistrationKey) {
+        self.registration_key = Some(key);
+    }
+
+    /// Registrar associations run TLS with `ctx` (any transport; `crate::transport::tls`).
     pub fn set_tls(&mut self, ctx: crate::transport::tls::TlsContext) {
         self.transport = self.transport.clone().with_tls(ctx);
     }
@@ -233,6 +328,55 @@ impl Net {
         }
     }
 
+    /// Stops the reader of `conn` and closes it (in the background).
+    fn close(&mut self, conn: ConnId) {
+        if let Some(t) = self.tasks.remove(&conn) {
+            t.abort();
+        }
+        if let Some(mut w) = self.writers.remove(&conn) {
+            tokio::spawn(async move {
+                let _ = w.close().await;
+            });
+        }
+    }
+
+    /// Carries out every queued action of `core`.
+    pub async fn flush(&mut self, core: &mut impl ClientCore) {
+        while let Some(a) = core.poll_action() {
+            self.execute(a).await;
+        }
+    }
+
+    /// Hands one network event to `core`: a new association is attached (connected, or
+    /// accepted under a fresh id), a lost one closed, a message or announce passed on. A
+    /// driver that treats some events itself (failure diagnostics, keep-alives it must
+    /// gate) matches those first and gives the rest to this.
+    pub fn deliver(&mut self, core: &mut impl ClientCore, now: Instant, ev: NetEvent) {
+        match ev {
+            NetEvent::Connected { conn, assoc } => {
+                self.attach(conn, assoc);
+                core.on_connected(now, conn);
+            }
+            NetEvent::ConnectFailed { conn, error } => {
+                debug!(conn = conn.0, %error, "registrar connect failed");
+                core.on_connect_failed(now, conn);
+            }
+            NetEvent::Accepted { assoc } => {
+                let addrs = assoc.peer_addrs().unwrap_or_default();
+                debug!(?addrs, "a registrar opened an association to us");
+                let conn = core.allocate_conn();
+                self.attach(conn, assoc);
+                core.on_accepted(conn, addrs);
+            }
+            NetEvent::Message { conn, message } => core.on_message(now, conn, message),
+            NetEvent::Lost { conn } => {
+                self.close(conn);
+                core.on_lost(now, conn);
+            }
+            NetEvent::Announce { from, message } => core.on_announce(now, from, &message),
+        }
+    }
+
     /// Carries out one action of a core.
     pub async fn execute(&mut self, action: Action) {
         match action {
@@ -268,28 +412,29 @@ impl Net {
                     let _ = tx.send(ev);
                 });
             }
-            Action::Close { conn } => {
-                if let Some(t) = self.tasks.remove(&conn) {
-                    t.abort();
-                }
-                if let Some(mut w) = self.writers.remove(&conn) {
-                    tokio::spawn(async move {
-                        let _ = w.close().await;
-                    });
-                }
-            }
+            Action::Close { conn } => self.close(conn),
             Action::Send { conn, message } => {
                 let Some(w) = self.writers.get_mut(&conn) else {
                     debug!(conn = conn.0, "send on a closed association dropped");
                     return;
                 };
-                let bytes = match Message::Asap(message).to_bytes() {
+                let is_registration = matches!(message, AsapMessage::Registration(_));
+                let mut bytes = match Message::Asap(message).to_bytes() {
                     Ok(b) => b,
                     Err(e) => {
                         warn!(error = %e, "cannot encode ASAP message");
                         return;
                     }
                 };
+                if let (true, Some(key)) = (is_registration, &self.registration_key) {
+                    let unix_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                    match crate::reg_auth::sign(&bytes, key, unix_ms, rand::random()) {
+                        Ok(v) => bytes = v.into(),
+                        Err(e) => warn!(error = %e, "cannot sign ASAP_REGISTRATION"),
+                    }
+                }
                 if let Err(e) = w.send(&Msg::new(defaults::PPID_ASAP, 0, bytes)).await {
                     warn!(conn = conn.0, error = %e, "send to registrar failed");
                     self.writers.remove(&conn);

@@ -127,6 +127,13 @@ pub enum LostReason {
         /// The configured maximum.
         max: usize,
     },
+    /// TLS over SCTP failed after the handshake (alert, bad record, message on a stream other
+    /// than 0, peer restart; [`super::tls_sctp`]); the association was aborted.
+    #[error("TLS: {detail}")]
+    Tls {
+        /// What failed.
+        detail: String,
+    },
     /// Any other socket error.
     #[error("I/O error ({kind:?}): {message}")]
     Io {
@@ -219,10 +226,6 @@ pub enum TransportError {
         /// What failed.
         detail: String,
     },
-    /// TLS was asked for on a kernel SCTP transport, which this implementation does not
-    /// offer (RFC 3436; `SECURITY.md` says why and what replaces it).
-    #[error("TLS over kernel SCTP (RFC 3436) is not supported: use transport tcp with TLS")]
-    TlsOverSctp,
 }
 
 impl TransportError {

@@ -67,6 +67,7 @@ pub mod sctp_udp;
 mod sys;
 mod tcp;
 pub mod tls;
+mod tls_sctp;
 pub mod udp;
 
 use std::net::{IpAddr, SocketAddr};
@@ -260,7 +261,7 @@ impl Default for TransportConfig {
 #[derive(Debug, Clone)]
 pub struct Transport {
     config: Arc<TransportConfig>,
-    /// TLS for listeners and connections ([`tls`]; TCP only).
+    /// TLS for listeners and connections ([`tls`] over TCP, `tls_sctp` over SCTP).
     tls: Option<Arc<tls::TlsContext>>,
 }
 
@@ -275,8 +276,11 @@ impl Transport {
 
     /// The same transport with TLS ([`tls`]): listeners run a handshake on every accepted
     /// connection (in its own task, bounded by the context's handshake timeout) and
-    /// connections run one before they are returned. TCP only: on kernel SCTP, `listen` and
-    /// `connect` fail with [`TransportError::TlsOverSctp`].
+    /// connections run one before they are returned. Over TCP TLS wraps the byte stream;
+    /// over kernel SCTP and `sctp-udp` one TLS session runs on stream 0 of each association
+    /// (RFC 3436 in reduced form, `SECURITY.md` "TLS over SCTP"); in both cases RSerPool
+    /// messages are framed inside TLS by their Message Length and carry the endpoint's PPID
+    /// ([`TransportConfig::tcp_ppid`]).
     pub fn with_tls(mut self, ctx: tls::TlsContext) -> Self {
         self.tls = Some(Arc::new(ctx));
         self
@@ -321,7 +325,16 @@ impl Transport {
         check_addrs(addrs, "listen")?;
         if let Some(ctx) = &self.tls {
             if self.kind() != TransportKind::Tcp {
-                return Err(TransportError::TlsOverSctp);
+                let plain = Transport::new((*self.config).clone());
+                let inner = Box::pin(plain.listen_with(addrs, reuse_port)).await?;
+                return Ok(Listener {
+                    inner: ListenerInner::TlsSctp(tls_sctp::TlsSctpListener::start(
+                        inner,
+                        (**ctx).clone(),
+                        self.config.tcp_ppid,
+                        self.config.max_message_size,
+                    )?),
+                });
             }
             let tcp = tcp::TcpListeners::bind(addrs, self.config.clone(), reuse_port)?;
             return Ok(Listener {
@@ -380,7 +393,15 @@ impl Transport {
         let kind = self.kind();
         if let Some(ctx) = &self.tls {
             if kind != TransportKind::Tcp {
-                return Err(TransportError::TlsOverSctp);
+                let plain = Transport::new((*self.config).clone());
+                let a = Box::pin(plain.connect_with(peers, local, reuse_port)).await?;
+                let (r, w) =
+                    tls_sctp::client(ctx, a, self.config.tcp_ppid, self.config.max_message_size)
+                        .await?;
+                return Ok(Association::from_parts(
+                    ReaderInner::TlsSctp(Box::new(r)),
+                    WriterInner::TlsSctp(Box::new(w)),
+                ));
             }
             let (r, w) = tls::connect(ctx, peers, local, self.config.clone(), reuse_port)
                 .await?
@@ -430,6 +451,8 @@ enum ListenerInner {
     /// TCP with TLS handshakes in their own tasks ([`tls`]).
     Tls(tls::TlsListener),
     SctpUdp(sctp_udp::SctpUdpListener),
+    /// Kernel SCTP or `sctp-udp` with TLS on stream 0 ([`tls_sctp`]).
+    TlsSctp(tls_sctp::TlsSctpListener),
 }
 
 /// A listening endpoint.
@@ -457,6 +480,13 @@ impl Listener {
                 let (r, w) = l.accept().await?;
                 (ReaderInner::SctpUdp(r), WriterInner::SctpUdp(w))
             }
+            ListenerInner::TlsSctp(l) => {
+                let (r, w) = l.accept().await?;
+                (
+                    ReaderInner::TlsSctp(Box::new(r)),
+                    WriterInner::TlsSctp(Box::new(w)),
+                )
+            }
         };
         Ok(Association::from_parts(r, w))
     }
@@ -466,7 +496,7 @@ impl Listener {
     /// than [`TransportConfig::tcp_max_partial_bytes`].
     pub fn partial_bytes(&self) -> usize {
         match &self.inner {
-            ListenerInner::Sctp(_) | ListenerInner::SctpUdp(_) => 0,
+            ListenerInner::Sctp(_) | ListenerInner::SctpUdp(_) | ListenerInner::TlsSctp(_) => 0,
             ListenerInner::Tcp(l) => l.partial_bytes(),
             ListenerInner::Tls(l) => l.partial_bytes(),
         }
@@ -477,6 +507,7 @@ impl Listener {
     pub fn tls_refused(&self) -> u64 {
         match &self.inner {
             ListenerInner::Tls(l) => l.refused(),
+            ListenerInner::TlsSctp(l) => l.refused(),
             _ => 0,
         }
     }
@@ -488,16 +519,18 @@ impl Listener {
             ListenerInner::Tcp(l) => l.local_addrs(),
             ListenerInner::Tls(l) => Ok(l.local_addrs()),
             ListenerInner::SctpUdp(l) => Ok(l.local_addrs()),
+            ListenerInner::TlsSctp(l) => Ok(l.local_addrs()),
         }
         .map_err(|e| TransportError::io("getsockname", e))
     }
 
     /// `Sctp` or `Tcp`.
     pub fn kind(&self) -> TransportKind {
-        match self.inner {
+        match &self.inner {
             ListenerInner::Sctp(_) => TransportKind::Sctp,
             ListenerInner::Tcp(_) | ListenerInner::Tls(_) => TransportKind::Tcp,
             ListenerInner::SctpUdp(_) => TransportKind::SctpUdp,
+            ListenerInner::TlsSctp(l) => l.kind(),
         }
     }
 }
@@ -506,12 +539,14 @@ enum ReaderInner {
     Sctp(sctp::SctpReader),
     Tcp(tcp::TcpReader),
     SctpUdp(sctp_udp::SctpUdpReader),
+    TlsSctp(Box<tls_sctp::TlsSctpReader>),
 }
 
 enum WriterInner {
     Sctp(sctp::SctpWriter),
     Tcp(tcp::TcpWriter),
     SctpUdp(sctp_udp::SctpUdpWriter),
+    TlsSctp(Box<tls_sctp::TlsSctpWriter>),
 }
 
 /// An established association (SCTP association or TCP connection).
@@ -538,6 +573,11 @@ impl Association {
             reader: AssocReader { inner: r },
             writer: AssocWriter { inner: w },
         }
+    }
+
+    /// Puts split halves back together.
+    pub(crate) fn from_halves(reader: AssocReader, writer: AssocWriter) -> Self {
+        Association { reader, writer }
     }
 
     /// Sends one whole message.
@@ -581,6 +621,16 @@ impl Association {
         self.writer.local_addrs()
     }
 
+    /// The transport's smoothed round-trip time to the peer: kernel SCTP the primary path's
+    /// `spinfo_srtt` (`SCTP_STATUS`, RFC 6458 §8.2.1; Linux reports jiffies, converted with
+    /// the kernel tick), TCP `tcpi_rtt` (`TCP_INFO`, µs).
+    /// `Ok(None)` before the first measurement and for SCTP over UDP (sctp-proto exposes only
+    /// the RTO, not the SRTT). Registrars turn it into the Distance of distance-sensitive
+    /// policies (README "Deviations", `enrp-server` `distance`).
+    pub fn rtt(&self) -> Result<Option<Duration>, TransportError> {
+        self.writer.rtt()
+    }
+
     /// The peer's certificate, verified against the CA by the TLS handshake ([`tls`]);
     /// `None` without TLS or when the peer presented none.
     pub fn peer_certificate(&self) -> Option<&tls::PeerCertificate> {
@@ -595,6 +645,17 @@ impl AssocReader {
             ReaderInner::Sctp(r) => r.recv().await,
             ReaderInner::Tcp(r) => r.recv().await,
             ReaderInner::SctpUdp(r) => r.recv().await,
+            ReaderInner::TlsSctp(r) => r.recv().await,
+        }
+    }
+
+    /// The smoothed round-trip time to the peer ([`Association::rtt`]).
+    pub fn rtt(&self) -> Result<Option<Duration>, TransportError> {
+        match &self.inner {
+            ReaderInner::Sctp(r) => r.rtt().map_err(|e| TransportError::io("SCTP_STATUS", e)),
+            ReaderInner::Tcp(r) => r.rtt().map_err(|e| TransportError::io("TCP_INFO", e)),
+            ReaderInner::SctpUdp(_) => Ok(None),
+            ReaderInner::TlsSctp(r) => r.rtt(),
         }
     }
 }
@@ -604,6 +665,7 @@ impl AssocWriter {
     pub fn peer_certificate(&self) -> Option<&tls::PeerCertificate> {
         match &self.inner {
             WriterInner::Tcp(w) => w.peer_certificate(),
+            WriterInner::TlsSctp(w) => w.peer_certificate(),
             _ => None,
         }
     }
@@ -619,6 +681,7 @@ impl AssocWriter {
             WriterInner::Sctp(w) => w.send(msg).await,
             WriterInner::Tcp(w) => w.send(msg).await,
             WriterInner::SctpUdp(w) => w.send(msg).await,
+            WriterInner::TlsSctp(w) => w.send(msg).await,
         }
     }
 
@@ -634,6 +697,9 @@ impl AssocWriter {
     ) -> Result<(), TransportError> {
         if let WriterInner::Tcp(w) = &mut self.inner {
             return w.send_batch(msgs, buf).await;
+        }
+        if let WriterInner::TlsSctp(w) = &mut self.inner {
+            return w.send_batch(msgs).await;
         }
         // SCTP (kernel or over UDP): one send per message, boundaries kept.
         let mut first_err = None;
@@ -654,6 +720,7 @@ impl AssocWriter {
             WriterInner::Sctp(w) => w.close(),
             WriterInner::Tcp(w) => w.close().await,
             WriterInner::SctpUdp(w) => w.close(),
+            WriterInner::TlsSctp(w) => w.close().await,
         }
     }
 
@@ -667,15 +734,39 @@ impl AssocWriter {
                 w.forget();
             }
             WriterInner::SctpUdp(w) => w.set_abort_on_close(),
+            WriterInner::TlsSctp(w) => w.set_abort_on_close(),
+        }
+    }
+
+    /// Like [`abort`](Self::abort) without giving up the half (SCTP kinds: ABORT when the
+    /// socket closes; TCP: `SO_LINGER` 0). Used by [`tls_sctp`], which keeps the writer.
+    pub(crate) fn abort_in_place(&self) {
+        match &self.inner {
+            WriterInner::Sctp(w) => w.set_abort_on_close(),
+            WriterInner::Tcp(w) => w.set_abort_on_close(),
+            WriterInner::SctpUdp(w) => w.set_abort_on_close(),
+            WriterInner::TlsSctp(w) => w.set_abort_on_close(),
         }
     }
 
     /// `Sctp` or `Tcp`.
     pub fn kind(&self) -> TransportKind {
-        match self.inner {
+        match &self.inner {
             WriterInner::Sctp(_) => TransportKind::Sctp,
             WriterInner::Tcp(_) => TransportKind::Tcp,
             WriterInner::SctpUdp(_) => TransportKind::SctpUdp,
+            WriterInner::TlsSctp(w) => w.kind(),
+        }
+    }
+
+    /// The smoothed round-trip time to the peer ([`Association::rtt`]).
+    pub fn rtt(&self) -> Result<Option<Duration>, TransportError> {
+        match &self.inner {
+            WriterInner::Sctp(w) => w.rtt().map_err(|e| TransportError::io("SCTP_STATUS", e)),
+            WriterInner::Tcp(w) => w.rtt().map_err(|e| TransportError::io("TCP_INFO", e)),
+            WriterInner::SctpUdp(_) => Ok(None),
+            // The SCTP writer sits behind the TLS session's lock; the reader half answers.
+            WriterInner::TlsSctp(_) => Ok(None),
         }
     }
 
@@ -687,6 +778,7 @@ impl AssocWriter {
                 .map_err(|e| TransportError::io("sctp_getpaddrs", e)),
             WriterInner::Tcp(w) => Ok(vec![w.peer()]),
             WriterInner::SctpUdp(w) => Ok(vec![w.peer()]),
+            WriterInner::TlsSctp(w) => Ok(w.peer_addrs()),
         }
     }
 
@@ -698,6 +790,7 @@ impl AssocWriter {
                 .map_err(|e| TransportError::io("sctp_getladdrs", e)),
             WriterInner::Tcp(w) => Ok(vec![w.local()]),
             WriterInner::SctpUdp(w) => Ok(vec![w.local()]),
+            WriterInner::TlsSctp(w) => Ok(w.local_addrs()),
         }
     }
 }

@@ -360,6 +360,10 @@ enum Piece {
 }
 
 impl SctpReader {
+    pub(crate) fn rtt(&self) -> io::Result<Option<Duration>> {
+        srtt(&self.fd)
+    }
+
     pub(crate) async fn recv(&mut self) -> Result<Event, TransportError> {
         if let Some(ev) = self.queued.take() {
             return Ok(ev);
@@ -586,4 +590,18 @@ impl SctpWriter {
     pub(crate) fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
         sys::get_addrs(self.fd.get_ref().as_fd(), false)
     }
+    pub(crate) fn rtt(&self) -> io::Result<Option<Duration>> {
+        srtt(&self.fd)
+    }
+}
+
+/// The primary path's smoothed RTT from `SCTP_STATUS` ([`sys::sctp_primary_srtt`]). Linux
+/// reports it in jiffies, converted here with the kernel tick ([`sys::jiffy`]); rsplib
+/// takes the raw number as ms, which is right only with `CONFIG_HZ=1000` (a Debian kernel
+/// has 250: rsplib's distances are then 4 times too small).
+fn srtt(fd: &AsyncFd<OwnedFd>) -> io::Result<Option<Duration>> {
+    let Some(ticks) = sys::sctp_primary_srtt(fd.get_ref().as_fd())? else {
+        return Ok(None);
+    };
+    Ok(Some(sys::jiffy()? * ticks))
 }

@@ -26,7 +26,7 @@
 //!    [`SockOpt`] types of this module: `#[repr(C)]` structs of integers laid out as in
 //!    `linux/sctp.h` (sizes and offsets are checked by the unit test
 //!    `struct_sizes_match_linux_sctp_h`), and `c_int`. Values read back (`SCTP_RCVINFO`,
-//!    `SCTP_SNDRCV`, peer addresses) are integers, so every bit pattern is valid; they are
+//!    `SCTP_SNDRCV`, peer addresses, `SCTP_STATUS`, `TCP_INFO`) are integers, so every bit pattern is valid; they are
 //!    read with `read_unaligned` because control-message data carries no alignment promise.
 //! 4. **Control messages are walked with the libc `CMSG_*` macros only**, which stay within
 //!    `msg_controllen`; a control message whose length is shorter than its header is
@@ -53,6 +53,9 @@ pub(crate) const SCTP_RTOINFO: libc::c_int = 0;
 pub(crate) const SCTP_INITMSG: libc::c_int = 2;
 /// `SCTP_NODELAY` (RFC 6458 §8.1.5): disable Nagle-like bundling delay.
 pub(crate) const SCTP_NODELAY: libc::c_int = 3;
+/// `SCTP_STATUS` (RFC 6458 §8.2.1): association state and the primary path's
+/// `struct sctp_paddrinfo` (smoothed RTT among it).
+pub(crate) const SCTP_STATUS: libc::c_int = 14;
 /// `SCTP_PEER_ADDR_PARAMS` (RFC 6458 §8.1.12): heartbeat interval, path max retransmissions.
 pub(crate) const SCTP_PEER_ADDR_PARAMS: libc::c_int = 9;
 /// `SCTP_EVENTS` (RFC 6458 §6.2.1, deprecated form of `SCTP_EVENT`).
@@ -377,6 +380,96 @@ pub(crate) fn get_addrs(fd: BorrowedFd<'_>, peer: bool) -> io::Result<Vec<Socket
     Ok(out)
 }
 
+/// Size of `struct sctp_status` (RFC 6458 §8.2.1, linux/sctp.h): 24 bytes of association
+/// fields, then `struct sctp_paddrinfo sstat_primary` (`packed, aligned(4)`: assoc id 4,
+/// `sockaddr_storage` 128, state 4, cwnd 4, srtt 4, rto 4, mtu 4 = 152 bytes).
+const SCTP_STATUS_LEN: usize = 176;
+/// Offset of `sstat_primary.spinfo_srtt` in `struct sctp_status` (24 + 4 + 128 + 4 + 4).
+const SCTP_STATUS_SRTT_OFFSET: usize = 164;
+
+/// `getsockopt(SCTP_STATUS)` on a one-to-one socket: the smoothed RTT of the primary path
+/// (`sstat_primary.spinfo_srtt`, RFC 6458 §8.2.1 / §8.2.2), as the kernel reports it.
+///
+/// Linux copies `transport->srtt` unconverted: it is in **jiffies** (milliseconds only with
+/// `CONFIG_HZ=1000`; multiply by [`jiffy`]). rsplib's registrar reads the same field and takes
+/// it as ms (`rspregistrar-global.c`). Returns `None` before the first RTT measurement (0).
+pub(crate) fn sctp_primary_srtt(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+    // u32 words: 4-byte aligned like the struct, zeroed (assoc id 0 = this association).
+    let mut buf = [0u32; SCTP_STATUS_LEN / 4];
+    let mut len = SCTP_STATUS_LEN as libc::socklen_t;
+    // SAFETY: buf is writable for SCTP_STATUS_LEN bytes and `len` says so; the kernel
+    // writes at most `len` bytes (it requires len >= sizeof(struct sctp_status)) and
+    // updates it. Only integers are read back.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            SOL_SCTP,
+            SCTP_STATUS,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    if (len as usize) < SCTP_STATUS_SRTT_OFFSET + 4 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "short SCTP_STATUS answer",
+        ));
+    }
+    let srtt = buf[SCTP_STATUS_SRTT_OFFSET / 4];
+    Ok((srtt != 0).then_some(srtt))
+}
+
+/// Length of one kernel tick (jiffy, `1/CONFIG_HZ` s): the resolution of
+/// `CLOCK_MONOTONIC_COARSE`, which the kernel reports as `TICK_NSEC`. Used to convert
+/// `spinfo_srtt`, which Linux reports in jiffies.
+pub(crate) fn jiffy() -> io::Result<std::time::Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live, writable timespec for the call.
+    cvt(unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) })?;
+    let d = std::time::Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    );
+    if d.is_zero() || d > std::time::Duration::from_millis(100) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("implausible CLOCK_MONOTONIC_COARSE resolution {d:?}"),
+        ));
+    }
+    Ok(d)
+}
+
+/// `getsockopt(IPPROTO_TCP, TCP_INFO)`: the smoothed RTT `tcpi_rtt` in microseconds
+/// (`None` before the first measurement). Works on any socket; a non-TCP socket gives an
+/// error.
+pub(crate) fn tcp_srtt_us(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+    // SAFETY: `tcp_info` is a plain struct of integers, valid when zeroed.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes; the kernel writes at most `len` (it copies
+    // min(len, its own size)) and updates `len`. Every bit pattern of the integers is valid.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    })?;
+    let rtt_end = std::mem::offset_of!(libc::tcp_info, tcpi_rtt) + 4;
+    if (len as usize) < rtt_end {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "short TCP_INFO answer",
+        ));
+    }
+    Ok((info.tcpi_rtt != 0).then_some(info.tcpi_rtt))
+}
+
 /// Parses one `sockaddr_in`/`sockaddr_in6` from raw bytes; returns it and its size.
 pub(crate) fn parse_sockaddr(b: &[u8]) -> Option<(SocketAddr, usize)> {
     let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]);
@@ -563,6 +656,45 @@ mod tests {
         assert_eq!(size_of::<SctpEvent>(), 8);
         assert_eq!(size_of::<SctpInitmsg>(), 8);
         assert_eq!(size_of::<SctpEventSubscribe>(), 14);
+    }
+
+    #[test]
+    fn tcp_info_rtt_on_loopback_and_sctp_status_refused_on_tcp() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut c = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (mut s, _) = l.accept().expect("accept");
+        c.write_all(b"ping").expect("write");
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).expect("read");
+        s.write_all(b"pong").expect("write");
+        c.read_exact(&mut b).expect("read");
+        // The handshake alone gives the connecting side an RTT sample; loopback RTT is
+        // microseconds, far below a second.
+        let rtt = tcp_srtt_us(c.as_fd()).expect("TCP_INFO").expect("measured");
+        assert!(rtt > 0 && rtt < 1_000_000, "tcpi_rtt {rtt} us");
+        // SCTP_STATUS is an SCTP-level option: a TCP socket refuses it.
+        assert!(sctp_primary_srtt(c.as_fd()).is_err());
+    }
+
+    #[test]
+    fn sctp_status_layout() {
+        // struct sctp_status: 24 bytes, then the packed 152-byte sctp_paddrinfo whose
+        // spinfo_srtt follows assoc id (4), sockaddr_storage (128), state (4), cwnd (4).
+        assert_eq!(SCTP_STATUS_LEN, 24 + 152);
+        assert_eq!(SCTP_STATUS_SRTT_OFFSET, 24 + 4 + 128 + 4 + 4);
+        assert_eq!(size_of::<libc::sockaddr_storage>(), 128);
+    }
+
+    #[test]
+    fn jiffy_is_one_kernel_tick() {
+        // CONFIG_HZ is 100, 250, 300 or 1000: a tick of 1 to 10 ms.
+        let j = jiffy().expect("clock_getres");
+        assert!(
+            j >= std::time::Duration::from_micros(999) && j <= std::time::Duration::from_millis(10),
+            "{j:?}"
+        );
     }
 
     #[test]

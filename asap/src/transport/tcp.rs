@@ -451,7 +451,17 @@ pub(crate) struct TcpReader {
     done: bool,
 }
 
+/// `tcpi_rtt` of `TCP_INFO` ([`sys::tcp_srtt_us`]), microseconds.
+fn srtt(sock: socket2::SockRef<'_>) -> io::Result<Option<Duration>> {
+    use std::os::fd::AsFd;
+    Ok(super::sys::tcp_srtt_us(sock.as_fd())?.map(|us| Duration::from_micros(u64::from(us))))
+}
+
 impl TcpReader {
+    pub(crate) fn rtt(&self) -> io::Result<Option<Duration>> {
+        srtt(self.rd.sock())
+    }
+
     pub(crate) async fn recv(&mut self) -> Result<Event, TransportError> {
         if self.done {
             return Err(TransportError::Closed);
@@ -633,6 +643,10 @@ pub(crate) struct TcpWriter {
 }
 
 impl TcpWriter {
+    pub(crate) fn rtt(&self) -> io::Result<Option<Duration>> {
+        srtt(self.wr.sock())
+    }
+
     pub(crate) async fn send(&mut self, msg: &Msg) -> Result<(), TransportError> {
         if msg.ppid != self.ppid {
             return Err(TransportError::PpidMismatch {

@@ -27,9 +27,8 @@
 //!   a TLS handshake record (0x16, no ASAP/ENRP message type has this value) is taken as a
 //!   plaintext association, so rsplib PEs and TLS PEs share one port. Failed handshakes are
 //!   logged (`warn`) and counted ([`super::Listener::tls_refused`]).
-//! * Kernel SCTP: not supported (a TLS transport whose kind resolves to SCTP refuses to
-//!   listen or connect with [`TransportError::TlsOverSctp`]); see `SECURITY.md` for why and
-//!   what replaces it.
+//! * SCTP (kernel and `sctp-udp`): the same context runs TLS on stream 0 of the association
+//!   with the same framing inside ([`super::tls_sctp`], RFC 3436 in reduced form).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -300,6 +299,21 @@ impl TlsContext {
     pub fn with_refusal_counter(mut self, counter: Arc<AtomicU64>) -> Self {
         self.refused = Some(counter);
         self
+    }
+
+    /// The rustls client configuration (TLS over SCTP, [`super::tls_sctp`]).
+    pub(crate) fn client_config(&self) -> Arc<ClientConfig> {
+        self.client.clone()
+    }
+
+    /// The rustls server configuration, if this end has a certificate.
+    pub(crate) fn server_config(&self) -> Option<Arc<ServerConfig>> {
+        self.server.clone()
+    }
+
+    /// The counter set by [`with_refusal_counter`](Self::with_refusal_counter).
+    pub(crate) fn refusal_counter(&self) -> Option<Arc<AtomicU64>> {
+        self.refused.clone()
     }
 
     /// Whether listeners require a client certificate.

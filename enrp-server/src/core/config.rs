@@ -83,6 +83,11 @@ pub struct CoreConfig {
     /// more of its own beyond it ([`links`](super::links)). The driver sets it from its
     /// `max_associations` and refuses accepted ones beyond it itself.
     pub max_associations: usize,
+    /// Granularity of the Distance filled into distance-sensitive policies (LU-DPF,
+    /// LUD-DPF, WRAND-DPF): half the association's RTT is rounded to a multiple of it
+    /// ([`distance`](super::distance); rsplib `-distancestep`, 50 ms). Below 1 ms counts
+    /// as 1 ms.
+    pub distance_step: Duration,
     /// First ID of the associations the core opens itself ([`links`](super::links));
     /// the driver numbers accepted associations below it (from 1). Default `1 << 63`.
     pub first_outgoing_assoc: super::AssocId,
@@ -120,6 +125,7 @@ impl CoreConfig {
             seed: u64::from(server_id),
             max_associations: usize::MAX,
             first_outgoing_assoc: 1 << 63,
+            distance_step: Duration::from_millis(50),
         }
     }
 }

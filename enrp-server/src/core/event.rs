@@ -245,7 +245,9 @@ pub enum Event {
     /// Takeover (RFC 5353 §3.6): the association to an adopted PE's ASAP transport is up
     /// ([`Action::Connect`](super::Action::Connect), then
     /// [`Input::Connected`](super::Input::Connected)); the PE is now monitored over that
-    /// association and was sent ENDPOINT_KEEP_ALIVE with the H flag.
+    /// association and was sent ENDPOINT_KEEP_ALIVE with the H flag. Also reported when a
+    /// PE a peer suggested we take over (HANDLE_UPDATE T bit) was sent the H-flag
+    /// keep-alive (it is ours once it re-registers over `assoc`).
     Adopted {
         /// The association the driver opened to the PE.
         assoc: AssocId,

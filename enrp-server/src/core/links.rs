@@ -58,7 +58,8 @@ pub enum PeerTransport {
 pub enum ConnectPurpose {
     /// ENRP association to a peer registrar.
     Peer,
-    /// Takeover probe: these adopted PEs share the ASAP transport connected to.
+    /// Takeover probe (or, with takeover suggestion, the PE a peer suggested we take over):
+    /// these PEs share the ASAP transport connected to.
     Adopt {
         /// The PEs to bind to the association.
         pes: Vec<(PoolHandle, PeIdentifier)>,
@@ -77,6 +78,8 @@ enum Pending {
     },
     /// To adopted PEs' ASAP transport.
     Adopt { pes: Vec<PeKey> },
+    /// To a PE a peer suggested we take over (HANDLE_UPDATE T bit).
+    Suggest { pes: Vec<PeKey> },
 }
 
 /// The association table of the core's own connections and the peer address map.
@@ -142,8 +145,16 @@ impl Registrar {
             .and_then(|id| self.links.pending.get(id))
             .map_or(0, |p| match p {
                 Pending::Peer { queue, .. } => queue.len(),
-                Pending::Adopt { .. } => 0,
+                Pending::Adopt { .. } | Pending::Suggest { .. } => 0,
             })
+    }
+
+    /// Whether an association to follow a takeover suggestion for `key` is being opened.
+    pub(super) fn suggested_pending(&self, key: &PeKey) -> bool {
+        self.links
+            .pending
+            .values()
+            .any(|p| matches!(p, Pending::Suggest { pes } if pes.contains(key)))
     }
 
     fn allocate_assoc(&mut self) -> AssocId {
@@ -243,10 +254,13 @@ impl Registrar {
     /// `pes` (all ours, bound to no association); on `Connected` they are bound to it and
     /// probed ([`Self::on_adopted`](super::Registrar)). False when there is nothing to
     /// connect to or no association may be opened (the caller reports it).
+    /// `suggestion`: the association follows a takeover suggestion (HANDLE_UPDATE T bit,
+    /// [`Self::on_suggestion_link`](super::Registrar)) instead of a takeover.
     pub(super) fn connect_adopted(
         &mut self,
         transport: &TransportParameter,
         pes: Vec<PeKey>,
+        suggestion: bool,
         out: &mut Vec<Action>,
     ) -> Result<(), &'static str> {
         let Some((kind, to)) = adopt_target(transport) else {
@@ -262,9 +276,12 @@ impl Registrar {
             .keep_alive_timeout
             .min(PEER_CONNECT_TIMEOUT)
             .max(Duration::from_millis(100));
-        self.links
-            .pending
-            .insert(assoc, Pending::Adopt { pes: pes.clone() });
+        let pending = if suggestion {
+            Pending::Suggest { pes: pes.clone() }
+        } else {
+            Pending::Adopt { pes: pes.clone() }
+        };
+        self.links.pending.insert(assoc, pending);
         out.push(Action::Connect {
             assoc,
             protocol: Protocol::Asap,
@@ -307,6 +324,7 @@ impl Registrar {
                 }
             }
             Some(Pending::Adopt { pes }) => self.on_adopted(now, assoc, pes, out),
+            Some(Pending::Suggest { pes }) => self.on_suggestion_link(now, assoc, pes, out),
             None => {}
         }
     }
@@ -330,6 +348,11 @@ impl Registrar {
                 assoc: Some(assoc),
                 pes: pes.len(),
                 reason: "ASAP transport unreachable",
+            })),
+            Some(Pending::Suggest { pes }) => out.push(Action::Event(Event::AdoptionFailed {
+                assoc: Some(assoc),
+                pes: pes.len(),
+                reason: "takeover suggestion: ASAP transport unreachable",
             })),
             None => out.push(Action::Event(Event::Ignored {
                 assoc: Some(assoc),

@@ -34,6 +34,7 @@
 pub mod address;
 mod config;
 mod counting;
+pub mod distance;
 mod event;
 pub mod links;
 pub mod ownership;
@@ -132,6 +133,18 @@ pub enum Input {
         /// The peer's end-entity certificate (chains to the configured CA).
         certificate: asap::transport::tls::PeerCertificate,
     },
+    /// The association's current smoothed round-trip time
+    /// (`asap::transport::AssocReader::rtt`): the driver sends it right before an
+    /// [`Input::Message`] it measured it for (a REGISTRATION, HANDLE_UPDATE or
+    /// HANDLE_TABLE_RESPONSE is enough) and the core keeps the latest per association. It
+    /// becomes the Distance of distance-sensitive policies ([`distance`]); associations
+    /// without one count as distance 0.
+    Rtt {
+        /// The association.
+        assoc: AssocId,
+        /// Smoothed RTT (kernel SCTP: primary path `spinfo_srtt`; TCP: `tcpi_rtt`).
+        rtt: Duration,
+    },
     /// A UDP datagram arrived (announce / presence sockets).
     Datagram {
         /// Sender.
@@ -224,6 +237,8 @@ struct Assoc {
     peer_addrs: Vec<SocketAddr>,
     /// Where an unfinished HANDLE_TABLE dump continues, with its W flag.
     dump: Option<(bool, DumpCursor)>,
+    /// Latest smoothed RTT from [`Input::Rtt`] ([`distance`]).
+    rtt: Option<Duration>,
 }
 
 impl Assoc {
@@ -372,6 +387,7 @@ impl Registrar {
                         transport,
                         peer_addrs: peer_addrs.clone(),
                         dump: None,
+                        rtt: None,
                     },
                 );
                 self.link_up(now, assoc, protocol, &peer_addrs, &mut out);
@@ -398,6 +414,11 @@ impl Registrar {
             } => self.on_bytes(now, Some(assoc), None, protocol, &bytes, &mut out),
             Input::PeerCertificate { assoc, certificate } => {
                 self.note_certificate(assoc, certificate)
+            }
+            Input::Rtt { assoc, rtt } => {
+                if let Some(a) = self.assocs.get_mut(&assoc) {
+                    a.rtt = Some(rtt);
+                }
             }
             Input::Datagram {
                 from,
@@ -669,6 +690,7 @@ impl Registrar {
                         match self.assocs.get(&a).and_then(|x| x.peer_addrs.first()) {
                             Some(&from) => {
                                 if self.admit_enrp(now, Some(a), from, &m, out) {
+                                    let m = self.add_peer_distance(a, m);
                                     self.on_enrp_peer(now, from, m, out)
                                 }
                             }
@@ -823,6 +845,29 @@ impl Registrar {
     }
 
     // ------------------------------------------------------------------------------------
+    /// HANDLE_UPDATE / HANDLE_TABLE_RESPONSE from a peer over association `a`: our distance
+    /// to the peer is added to the Distance of each distance-sensitive PE ([`distance`],
+    /// rsplib `registrarUpdateDistance(..., addDistance = true)`).
+    fn add_peer_distance(&self, a: AssocId, mut m: EnrpMessage) -> EnrpMessage {
+        let rtt = self.assocs.get(&a).and_then(|x| x.rtt);
+        let d = distance::distance_ms(rtt, self.config.distance_step);
+        if d == 0 {
+            return m;
+        }
+        match &mut m {
+            EnrpMessage::HandleUpdate(u) if u.action == UpdateAction::AddPe => {
+                distance::add_distance(&mut u.pool_element.policy, d);
+            }
+            EnrpMessage::HandleTableResponse(r) => {
+                for el in r.pools.iter_mut().flat_map(|p| p.pool_elements.iter_mut()) {
+                    distance::add_distance(&mut el.policy, d);
+                }
+            }
+            _ => {}
+        }
+        m
+    }
+
     // Registration
 
     fn on_registration(
@@ -840,6 +885,7 @@ impl Registrar {
             transport: TransportKind::Tcp,
             peer_addrs: Vec::new(),
             dump: None,
+            rtt: None,
         });
         let pe_tlv = || find_tlv(raw, 0x000A).unwrap_or_default();
         let checked: Result<(), (ErrorCause, String)> = (|| {
@@ -872,7 +918,7 @@ impl Registrar {
         })();
         // Per-pool credentials (trust.rs, issue 13 item 3).
         let checked = checked.and_then(|()| {
-            self.registration_authorized(now, assoc, &handle, out)
+            self.registration_authorized(now, assoc, &handle, raw, out)
                 .map_err(|why| (ErrorCause::plain(CauseCode::RejectedSecurity), why))
         });
         if let Err((cause, reason)) = checked {
@@ -880,6 +926,11 @@ impl Registrar {
             return;
         }
         element.asap_transport = asap_transport_of(&a);
+        // Distance-sensitive policies: our distance to the PE replaces its own (distance.rs).
+        distance::set_distance(
+            &mut element.policy,
+            distance::distance_ms(a.rtt, self.config.distance_step),
+        );
         match self
             .handlespace
             .register(&handle, element, self.config.server_id, Some(assoc), now)

@@ -25,10 +25,15 @@
 //! registrar holding the association stays authoritative: we keep the PE and send our
 //! ADD_PE, which the peer judges by the rule above (it holds no association, or an older
 //! registration: it re-labels; at most one answer comes back from a near-tie).
+//!
+//! A peer's ADD_PE that is its answer to our table entry crossing ours is not a newer
+//! registration ([`crossing_window`]: decided like a near-tie; found by the netns chaos
+//! soak). Not handled yet: an ADD_PE the peer queued while cut off from us, delivered when
+//! it is found again (PEERING.md "Ownership conflicts", known gap).
 
 use std::time::{Duration, Instant};
 
-use asap::wire::ServerId;
+use asap::wire::{PeIdentifier, ServerId};
 
 /// Registrations closer together than this are a tie, broken by the lower server ID. It
 /// must exceed the one-way ENRP delay plus the registration processing time, so that both
@@ -58,22 +63,66 @@ pub(super) enum ClaimVerdict {
 /// Judges a claim by `claimant` (the PE's home in the claim) arriving `now` on a PE whose
 /// last registration here was at `ours`; `registration`: the claim is a HANDLE_UPDATE
 /// (else a handle table entry, which never wins against our live association).
+/// `(ours, now)`; with takeover suggestion on, `suggestion` is the PE's identifier and a
+/// near-tie goes to the better home by [`better_home`]'s metric instead of the lower ID (the
+/// old home suggested that registrar, whose registration follows its own by milliseconds).
+///
+/// `crossing`: we answered this claimant's table entry for the PE with our ADD_PE within
+/// [`crossing_window`], so its ADD_PE may be its own answer to our table entry rather than
+/// a registration (both sides held the PE over an association and audited each other at
+/// once, e.g. after a partition healed, one of the associations being a stale adoption).
+/// Judged as a registration, each side would yield to the other's answer: the PE swapped
+/// owners and both audits purged it until its next re-registration (found by the netns
+/// chaos soak). A crossing is decided like a near-tie, so exactly one side keeps the PE.
 pub(super) fn judge_claim(
     me: ServerId,
     claimant: ServerId,
-    ours: Instant,
-    now: Instant,
+    (ours, now): (Instant, Instant),
     registration: bool,
+    suggestion: Option<PeIdentifier>,
+    crossing: bool,
 ) -> ClaimVerdict {
     if !registration {
         return ClaimVerdict::KeepAndAnswer;
     }
-    let recent = now.saturating_duration_since(ours) < CLAIM_TIE_WINDOW;
-    if recent && me < claimant {
+    let recent = crossing || now.saturating_duration_since(ours) < CLAIM_TIE_WINDOW;
+    let we_win_tie = match suggestion {
+        Some(pe) => (me ^ pe) > (claimant ^ pe),
+        None => me < claimant,
+    };
+    if recent && we_win_tie {
         ClaimVerdict::KeepAndAnswer
     } else {
         ClaimVerdict::Yield
     }
+}
+
+/// How long after answering a peer's table entry with our ADD_PE a HANDLE_UPDATE from that
+/// peer for the same PE counts as crossing answers ([`judge_claim`]): the peer audits us on
+/// our next PRESENCE, so its answer comes within a heartbeat cycle, plus
+/// [`CLAIM_TIE_WINDOW`] for the delays. A real registration at the peer within this window
+/// is decided like a near-tie; the PE's next re-registration settles it.
+pub(super) fn crossing_window(heartbeat_cycle: Duration) -> Duration {
+    heartbeat_cycle + CLAIM_TIE_WINDOW
+}
+
+/// Takeover suggestion (draft-dreibholz-rserpool-enrp-takeover; rsplib
+/// `peerListManagementGetUsefulPeerForPE`): the peer that is a better home for PE `pe`
+/// than we are — the one with the largest `server ID XOR PE identifier`, if larger than
+/// ours. The metric is rsplib's, so that mixed clusters agree on where a PE belongs; it
+/// spreads PEs over the registrars by identifier. `None`: we are the best.
+pub(super) fn better_home(
+    me: ServerId,
+    pe: PeIdentifier,
+    peers: impl IntoIterator<Item = ServerId>,
+) -> Option<ServerId> {
+    let mut best = (me ^ pe, None);
+    for p in peers {
+        if p != 0 && p != me && (p ^ pe) > best.0 {
+            best = (p ^ pe, Some(p));
+        }
+    }
+    best.1
 }
 
 #[cfg(test)]
@@ -256,19 +305,407 @@ mod tests {
         let t = Instant::now();
         let later = t + CLAIM_TIE_WINDOW;
         // Our registration is old: any claimant wins.
-        assert_eq!(judge_claim(1, 9, t, later, true), ClaimVerdict::Yield);
-        assert_eq!(judge_claim(9, 1, t, later, true), ClaimVerdict::Yield);
+        assert_eq!(
+            judge_claim(1, 9, (t, later), true, None, false),
+            ClaimVerdict::Yield
+        );
+        assert_eq!(
+            judge_claim(9, 1, (t, later), true, None, false),
+            ClaimVerdict::Yield
+        );
         // Near-tie: the lower ID keeps it.
         let soon = t + CLAIM_TIE_WINDOW / 2;
         assert_eq!(
-            judge_claim(1, 9, t, soon, true),
+            judge_claim(1, 9, (t, soon), true, None, false),
             ClaimVerdict::KeepAndAnswer
         );
-        assert_eq!(judge_claim(9, 1, t, soon, true), ClaimVerdict::Yield);
+        assert_eq!(
+            judge_claim(9, 1, (t, soon), true, None, false),
+            ClaimVerdict::Yield
+        );
         // A table entry never wins against our association.
         assert_eq!(
-            judge_claim(9, 1, t, later, false),
+            judge_claim(9, 1, (t, later), false, None, false),
             ClaimVerdict::KeepAndAnswer
+        );
+    }
+
+    // ---- Takeover suggestion (HANDLE_UPDATE T bit, issue 14 item 9) -------------------
+
+    /// Where the suggested PE's process listens (its ASAP transport as its home recorded it).
+    fn pe_transport() -> TransportParameter {
+        TransportParameter::Sctp {
+            port: 4000,
+            transport_use: TransportUse::DataOnly,
+            addresses: vec!["10.0.0.1".parse().expect("lit")],
+        }
+    }
+
+    /// A registrar `me` with takeover suggestion `on` that knows peers `peers` (each at
+    /// 127.0.0.<k+7>:9901 by a PRESENCE).
+    fn suggesting(me: ServerId, on: bool, peers: &[ServerId]) -> (Registrar, Instant) {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(me);
+        c.peering.enabled = true;
+        c.peering.unicast = crate::core::PeerTransport::Datagrams;
+        c.peering.takeover_suggestion = on;
+        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
+            "127.0.0.0/8".parse().expect("lit"),
+        )];
+        let mut r = Registrar::new(c, now);
+        for (k, p) in peers.iter().enumerate() {
+            let presence = Presence {
+                reply_required: false,
+                sender: *p,
+                receiver: 0,
+                checksum: 0xFFFF,
+                server_information: None,
+            };
+            from_addr(&mut r, now, peer_addr(k), presence);
+        }
+        (r, now)
+    }
+
+    fn peer_addr(k: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 7 + k as u8], 9901))
+    }
+
+    fn from_addr(
+        r: &mut Registrar,
+        now: Instant,
+        at: SocketAddr,
+        m: impl Into<Message>,
+    ) -> Vec<Action> {
+        let bytes = m.into().to_bytes().expect("encodes");
+        r.handle(
+            now,
+            Input::Datagram {
+                from: at,
+                protocol: Protocol::Enrp,
+                bytes,
+            },
+        )
+    }
+
+    /// The HANDLE_UPDATEs sent: (receiver, T bit).
+    fn t_bits(out: &[Action]) -> Vec<(ServerId, bool)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::PeerSend {
+                    message: Message::Enrp(EnrpMessage::HandleUpdate(u)),
+                    ..
+                } => Some((u.receiver, u.takeover_suggested)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// PE 0x42 registers at `r` over a new association `assoc` at `now`.
+    fn register_here(r: &mut Registrar, now: Instant, assoc: u64) -> Vec<Action> {
+        r.handle(
+            now,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Asap,
+                peer_addrs: vec!["10.0.0.1:4000".parse().expect("lit")],
+                transport: TransportKind::Sctp,
+            },
+        );
+        let reg: Message = Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0),
+        }
+        .into();
+        r.handle_message(now, assoc, &reg)
+    }
+
+    #[test]
+    fn better_home_is_rsplibs_xor_metric() {
+        // 0x10 ^ 0x0F = 0x1F; 0x20 ^ 0x0F = 0x2F (better); 0x01 ^ 0x0F = 0x0E.
+        assert_eq!(better_home(0x10, 0x0F, [0x20, 0x01]), Some(0x20));
+        assert_eq!(
+            better_home(0x20, 0x0F, [0x10, 0x01]),
+            None,
+            "we are the best"
+        );
+        assert_eq!(
+            better_home(0x10, 0x0F, [0, 0x10]),
+            None,
+            "no ID 0, not ourselves"
+        );
+        // The near-tie rule with the option on follows the same metric, both ways.
+        let t = Instant::now();
+        let soon = (t, t + CLAIM_TIE_WINDOW / 2);
+        assert_eq!(
+            judge_claim(0x10, 0x20, soon, true, Some(0x0F), false),
+            ClaimVerdict::Yield
+        );
+        assert_eq!(
+            judge_claim(0x20, 0x10, soon, true, Some(0x0F), false),
+            ClaimVerdict::KeepAndAnswer
+        );
+    }
+
+    /// Our ADD_PE for a PE registering here carries T to the one better peer only (ME = 5:
+    /// 5 ^ 0x42 = 0x47; peer 7: 0x45, worse; peer 0x80: 0xC2, better), and none without
+    /// the option.
+    #[test]
+    fn add_pe_carries_t_to_the_better_peer_only() {
+        let (mut r, t) = suggesting(ME, true, &[7, 0x80]);
+        let mut sent = t_bits(&register_here(&mut r, t, 1));
+        sent.sort();
+        assert_eq!(sent, vec![(7, false), (0x80, true)]);
+        let (mut r, t) = suggesting(ME, false, &[7, 0x80]);
+        let mut sent = t_bits(&register_here(&mut r, t, 1));
+        sent.sort();
+        assert_eq!(sent, vec![(7, false), (0x80, false)]);
+        // No better peer: no T.
+        let (mut r, t) = suggesting(ME, true, &[7]);
+        assert_eq!(t_bits(&register_here(&mut r, t, 1)), vec![(7, false)]);
+    }
+
+    fn suggested_add(home: ServerId, sender: ServerId, me: ServerId) -> HandleUpdate {
+        let mut el = element(home);
+        el.asap_transport = Some(pe_transport());
+        HandleUpdate {
+            takeover_suggested: true,
+            sender,
+            receiver: me,
+            action: UpdateAction::AddPe,
+            reserved: 0,
+            pool_handle: "P".into(),
+            pool_element: el,
+        }
+    }
+
+    /// The suggested registrar connects to the PE's ASAP transport and sends it the H-flag
+    /// keep-alive without re-labelling anything; the PE's re-registration over that
+    /// association makes it ours (announced without T: we are the best home).
+    #[test]
+    fn suggested_registrar_sends_the_h_keep_alive_and_gets_the_pe() {
+        let me = 0x80;
+        let (mut r, t) = suggesting(me, true, &[7]);
+        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        let connects: Vec<_> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Connect {
+                    assoc,
+                    protocol: Protocol::Asap,
+                    to,
+                    ..
+                } => Some((*assoc, to.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(connects.len(), 1, "{out:?}");
+        let (assoc, to) = connects[0].clone();
+        assert_eq!(
+            to,
+            vec!["10.0.0.1:4000".parse::<SocketAddr>().expect("lit")]
+        );
+        assert_eq!(
+            r.handlespace()
+                .get(&"P".into(), 0x42)
+                .expect("stored")
+                .owner(),
+            7
+        );
+        // The same suggestion again while connecting: no second association.
+        let again = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        assert!(!again.iter().any(|a| matches!(a, Action::Connect { .. })));
+        let out = r.handle(
+            t,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Asap,
+                peer_addrs: to.clone(),
+                transport: TransportKind::Sctp,
+            },
+        );
+        let h: Vec<_> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    assoc: on,
+                    message: Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(k)),
+                    ..
+                } => Some((*on, k.home, k.server_id, k.pe_identifier)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(h, vec![(assoc, true, me, Some(0x42))]);
+        // Still the peer's until the PE registers here.
+        assert_eq!(
+            r.handlespace()
+                .get(&"P".into(), 0x42)
+                .expect("kept")
+                .owner(),
+            7
+        );
+        let reg: Message = Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0),
+        }
+        .into();
+        let out = r.handle_message(t, assoc, &reg);
+        assert_eq!(t_bits(&out), vec![(7, false)]);
+        let e = r.handlespace().get(&"P".into(), 0x42).expect("ours");
+        assert_eq!((e.owner(), e.connection()), (me, Some(assoc)));
+        // The association carries a PE: not aborted at the suggestion's deadline.
+        let later = t + r.config().keep_alive_timeout + Duration::from_millis(1);
+        let out = r.handle_timeout(later);
+        assert!(!out
+            .iter()
+            .any(|a| matches!(a, Action::Abort { assoc: x, .. } if *x == assoc)));
+    }
+
+    /// A suggestion the PE does not follow: nothing changes hands, and the association is
+    /// aborted after the keep-alive timeout.
+    #[test]
+    fn unfollowed_suggestion_is_aborted_after_the_keep_alive_timeout() {
+        let me = 0x80;
+        let (mut r, t) = suggesting(me, true, &[7]);
+        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        let Some(Action::Connect { assoc, to, .. }) = out
+            .iter()
+            .find(|a| matches!(a, Action::Connect { .. }))
+            .cloned()
+        else {
+            panic!("no connect: {out:?}");
+        };
+        r.handle(
+            t,
+            Input::Connected {
+                assoc,
+                protocol: Protocol::Asap,
+                peer_addrs: to,
+                transport: TransportKind::Sctp,
+            },
+        );
+        let before = t + r.config().keep_alive_timeout - Duration::from_millis(1);
+        assert!(!r
+            .handle_timeout(before)
+            .iter()
+            .any(|a| matches!(a, Action::Abort { .. })));
+        let after = t + r.config().keep_alive_timeout;
+        let out = r.handle_timeout(after);
+        assert!(
+            out.iter()
+                .any(|a| matches!(a, Action::Abort { assoc: x, .. } if *x == assoc)),
+            "{out:?}"
+        );
+        assert_eq!(
+            r.handlespace()
+                .get(&"P".into(), 0x42)
+                .expect("kept")
+                .owner(),
+            7
+        );
+    }
+
+    /// T is ignored without the option, and from a peer that is not the PE's home.
+    #[test]
+    fn t_is_ignored_when_off_or_not_from_the_home() {
+        let me = 0x80;
+        let (mut r, t) = suggesting(me, false, &[7]);
+        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        assert!(!out.iter().any(|a| matches!(a, Action::Connect { .. })));
+        let (mut r, t) = suggesting(me, true, &[7, 9]);
+        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(9, 7, me));
+        assert!(!out.iter().any(|a| matches!(a, Action::Connect { .. })));
+    }
+
+    /// The old home suggested 0x80 (better for 0x42) and the PE re-registers there within
+    /// the tie window: with the option on we yield silently although our ID (5) is lower;
+    /// without it, the lower ID keeps the PE and answers once.
+    #[test]
+    fn old_home_yields_a_near_tie_to_the_better_home() {
+        let (mut r, t) = suggesting(ME, true, &[0x80]);
+        register_here(&mut r, t, 1);
+        let mut claim = claim_by_7();
+        claim.sender = 0x80;
+        claim.pool_element.home_server_id = 0x80;
+        let out = from_addr(
+            &mut r,
+            t + Duration::from_millis(50),
+            peer_addr(0),
+            claim.clone(),
+        );
+        assert_eq!(updates_sent(&out), 0);
+        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
+        assert_eq!((e.owner(), e.connection()), (0x80, None));
+        let (mut r, t) = suggesting(ME, false, &[0x80]);
+        register_here(&mut r, t, 1);
+        let out = from_addr(&mut r, t + Duration::from_millis(50), peer_addr(0), claim);
+        assert_eq!(updates_sent(&out), 1);
+        assert_eq!(
+            r.handlespace()
+                .get(&"P".into(), 0x42)
+                .expect("kept")
+                .owner(),
+            ME
+        );
+    }
+
+    /// Both registrars hold the PE over an association (one a stale adoption) and audit each
+    /// other at once after a heal: each answers the other's table entry with its ADD_PE.
+    /// The answers cross; judged as registrations, both sides yielded and the PE was purged
+    /// everywhere by the next audits (netns chaos soak, 2026-12-06). A crossing is a
+    /// near-tie: the lower ID (5) keeps the PE and answers once more, the higher (0x80)
+    /// yields silently.
+    #[test]
+    fn crossing_answers_to_table_entries_leave_exactly_one_owner() {
+        for (me, peer, keeps) in [(ME, 0x80, true), (0x80, ME, false)] {
+            let (mut r, t) = suggesting(me, false, &[peer]);
+            register_here(&mut r, t, 1);
+            let later = t + Duration::from_secs(5);
+            let table = asap::wire::enrp_msg::HandleTableResponse {
+                reject: false,
+                more: false,
+                sender: peer,
+                receiver: me,
+                pools: vec![asap::wire::PoolEntry {
+                    pool_handle: "P".into(),
+                    pool_elements: vec![element(peer)],
+                }],
+            };
+            let out = from_addr(&mut r, later, peer_addr(0), table);
+            assert_eq!(updates_sent(&out), 1, "our answer to the table entry");
+            // The peer's answer to our table entry crosses ours.
+            let mut answer = claim_by_7();
+            answer.sender = peer;
+            answer.receiver = me;
+            answer.pool_element.home_server_id = peer;
+            let out = from_addr(
+                &mut r,
+                later + Duration::from_millis(200),
+                peer_addr(0),
+                answer,
+            );
+            let e = r.handlespace().get(&"P".into(), 0x42).expect("never lost");
+            if keeps {
+                assert_eq!((e.owner(), e.connection()), (me, Some(1)));
+                assert_eq!(updates_sent(&out), 1);
+            } else {
+                assert_eq!((e.owner(), e.connection()), (peer, None));
+                assert_eq!(updates_sent(&out), 0);
+            }
+        }
+        // Outside the window the peer's ADD_PE is a newer registration again.
+        let (mut r, t) = suggesting(ME, false, &[0x80]);
+        register_here(&mut r, t, 1);
+        let mut claim = claim_by_7();
+        claim.sender = 0x80;
+        claim.pool_element.home_server_id = 0x80;
+        let out = from_addr(&mut r, t + Duration::from_secs(5), peer_addr(0), claim);
+        assert_eq!(updates_sent(&out), 0);
+        assert_eq!(
+            r.handlespace()
+                .get(&"P".into(), 0x42)
+                .expect("kept")
+                .owner(),
+            0x80
         );
     }
 }

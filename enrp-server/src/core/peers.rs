@@ -6,7 +6,7 @@
 //! and receives peer messages as [`Input::Datagram`](super::Input::Datagram) with
 //! [`Protocol::Enrp`](asap::wire::Protocol::Enrp) (the source address of a datagram is the
 //! peer's address) or over an ENRP association (addressed by its primary address). The
-//! simulation tests (`enrp-server/tests/sim_peering.rs`) carry these in memory.
+//! simulation tests (`enrp-server/tests/core/sim_peering.rs`) carry these in memory.
 //!
 //! Takeover differs from rsplib 3.4.4 (which never sends TAKEOVER_SERVER): once every peer
 //! that is still alive has acknowledged INIT_TAKEOVER, we send TAKEOVER_SERVER to all
@@ -63,6 +63,13 @@ pub struct PeeringConfig {
     /// How unicast ENRP messages reach peers: over associations (RFC 5353 §2, default) or
     /// as datagrams ([`PeerTransport`], [`links`](super::links)).
     pub unicast: PeerTransport,
+    /// Takeover suggestion (HANDLE_UPDATE T bit, draft-dreibholz-rserpool-enrp-takeover;
+    /// rsplib `-supporttakeoversuggestion`, off by default like there): our ADD_PE for a
+    /// PE carries T to the peer that is a better home for it (rsplib's metric,
+    /// [`super::ownership::better_home`]); an ADD_PE with T from a PE's home makes us send
+    /// the PE ENDPOINT_KEEP_ALIVE with the H flag, so that it re-registers here; near-tie
+    /// ownership conflicts go to the better home (PEERING.md "Takeover suggestion").
+    pub takeover_suggestion: bool,
 }
 
 impl Default for PeeringConfig {
@@ -78,6 +85,7 @@ impl Default for PeeringConfig {
             max_peers: 256,
             verify_adopted: true,
             unicast: PeerTransport::default(),
+            takeover_suggestion: false,
         }
     }
 }
@@ -122,6 +130,12 @@ pub(super) struct PeerState {
     /// Where our answer to a peer's chunked HANDLE_TABLE_REQUEST continues, and when we
     /// sent the chunk that ended there (stale cursors are dropped, see `serve_table`).
     serve: HashMap<(ServerId, bool), (DumpCursor, Instant)>,
+    /// Associations opened to follow a takeover suggestion, and when to abort each if no
+    /// PE registered over it by then.
+    pub(super) suggestion_links: Vec<(Instant, super::AssocId)>,
+    /// PEs held over our associations whose table entry at a peer we answered with our
+    /// ADD_PE: the peer and when ([`super::ownership::crossing_window`]).
+    answered: HashMap<PeKey, (ServerId, Instant)>,
 }
 
 impl PeerState {
@@ -134,6 +148,8 @@ impl PeerState {
             next_heartbeat: enabled.then_some(now),
             takeovers: BTreeMap::new(),
             serve: HashMap::new(),
+            suggestion_links: Vec::new(),
+            answered: HashMap::new(),
         }
     }
 }
@@ -193,6 +209,9 @@ impl Registrar {
         }
         for tk in self.peering.takeovers.values() {
             upd(tk.expiry);
+        }
+        for (due, _) in &self.peering.suggestion_links {
+            upd(*due);
         }
         t
     }
@@ -262,9 +281,15 @@ impl Registrar {
             element: element.clone(),
         }));
         let me = self.config.server_id;
+        // Takeover suggestion: T to the better home of a PE that (re-)registered here.
+        let better = (action == UpdateAction::AddPe && self.config.peering.takeover_suggestion)
+            .then(|| {
+                super::ownership::better_home(me, element.id, self.peering.peers.keys().copied())
+            })
+            .flatten();
         self.to_all_peers(out, |receiver| {
             HandleUpdate {
-                takeover_suggested: false,
+                takeover_suggested: better == Some(receiver),
                 sender: me,
                 receiver,
                 action,
@@ -282,6 +307,7 @@ impl Registrar {
             return;
         }
         let pc = self.config.peering.clone();
+        self.expire_suggestion_links(now, out);
         if self.peering.next_heartbeat.is_some_and(|t| t <= now) {
             self.to_all_peers(out, |r| self.presence(r, false));
             // Static peers not known yet, and the multicast group: ask for a reply.
@@ -817,13 +843,33 @@ impl Registrar {
         if home == me {
             return;
         }
+        let key = (handle.clone(), el.id);
+        let window = super::ownership::crossing_window(self.config.peering.heartbeat_cycle);
+        let crossing =
+            self.peering.answered.get(&key).is_some_and(|(p, t)| {
+                *p == from_peer && now.saturating_duration_since(*t) < window
+            });
         if let Some(e) = self.handlespace.get(handle, el.id) {
             if e.owner() == me
                 && e.connection().is_some()
-                && super::ownership::judge_claim(me, home, e.last_update(), now, registration)
-                    == super::ownership::ClaimVerdict::KeepAndAnswer
+                && super::ownership::judge_claim(
+                    me,
+                    home,
+                    (e.last_update(), now),
+                    registration,
+                    self.config.peering.takeover_suggestion.then_some(el.id),
+                    crossing,
+                ) == super::ownership::ClaimVerdict::KeepAndAnswer
             {
                 let ours = e.element().clone();
+                if !registration {
+                    if self.peering.answered.len() >= 4 * self.handlespace.len().max(64) {
+                        self.peering
+                            .answered
+                            .retain(|_, (_, t)| now.saturating_duration_since(*t) < window);
+                    }
+                    self.peering.answered.insert(key, (from_peer, now));
+                }
                 self.to_peer(
                     out,
                     from_peer,
@@ -872,6 +918,125 @@ impl Registrar {
         }
     }
 
+    /// A peer's ADD_PE with the T bit (draft-dreibholz-rserpool-enrp-takeover §3; rsplib
+    /// `registrarHandleENRPHandleUpdate`): with takeover suggestion on, if the sender is the
+    /// PE's home and we now hold the PE as its copy, connect to the PE's ASAP transport (in
+    /// the takeover scope) and send it ENDPOINT_KEEP_ALIVE with the H flag
+    /// ([`Self::on_suggestion_link`]); the PE re-registers here, and the old home yields to
+    /// that registration ([`super::ownership`]). Nothing is re-labelled before the PE
+    /// registers: a PE that does not follow stays with its home. Without the option, or
+    /// from anyone but the PE's home, T is ignored (a plain ADD_PE).
+    fn follow_suggestion(
+        &mut self,
+        now: Instant,
+        sender: ServerId,
+        key: PeKey,
+        out: &mut Vec<Action>,
+    ) {
+        if !self.config.peering.takeover_suggestion {
+            return;
+        }
+        let me = self.config.server_id;
+        let Some(e) = self.handlespace.get(&key.0, key.1) else {
+            return;
+        };
+        if e.owner() != sender || sender == me {
+            return;
+        }
+        let Some(transport) = e.element().asap_transport.clone() else {
+            return;
+        };
+        if !self.in_takeover_scope(&transport) {
+            self.refused(
+                now,
+                super::trust::Refusal::TakeoverScope,
+                None,
+                None,
+                sender,
+                "ENRP_HANDLE_UPDATE",
+                out,
+            );
+            return;
+        }
+        // One probe per PE at a time.
+        if self.suggested_pending(&key) {
+            return;
+        }
+        if let Err(reason) = self.connect_adopted(&transport, vec![key], true, out) {
+            out.push(Action::Event(Event::AdoptionFailed {
+                assoc: None,
+                pes: 1,
+                reason,
+            }));
+        }
+    }
+
+    /// The association to a suggested PE's ASAP transport is up: each PE still held as a
+    /// peer's gets ENDPOINT_KEEP_ALIVE with the H flag ([`Event::Adopted`] reports it). The
+    /// association is aborted after the keep-alive timeout unless a PE registered over it.
+    pub(super) fn on_suggestion_link(
+        &mut self,
+        now: Instant,
+        assoc: super::AssocId,
+        pes: Vec<PeKey>,
+        out: &mut Vec<Action>,
+    ) {
+        let me = self.config.server_id;
+        if !self.assocs.contains_key(&assoc) {
+            return;
+        }
+        let mut sent = 0;
+        for (h, id) in pes {
+            if self.handlespace.get(&h, id).is_none_or(|e| e.owner() == me) {
+                continue;
+            }
+            sent += 1;
+            out.push(Action::Event(Event::Adopted {
+                assoc,
+                handle: h.clone(),
+                id,
+            }));
+            self.send(
+                out,
+                assoc,
+                asap::wire::asap_msg::EndpointKeepAlive {
+                    home: true,
+                    server_id: me,
+                    pool_handle: h,
+                    pe_identifier: Some(id),
+                }
+                .into(),
+            );
+        }
+        if sent == 0 {
+            out.push(Action::Abort {
+                assoc,
+                reason: "suggested PE gone or ours before the association was up",
+            });
+            return;
+        }
+        let due = now + self.config.keep_alive_timeout;
+        self.peering.suggestion_links.push((due, assoc));
+    }
+
+    /// Aborts suggestion associations no PE registered over within the keep-alive timeout.
+    fn expire_suggestion_links(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let mut keep = Vec::new();
+        for (due, assoc) in std::mem::take(&mut self.peering.suggestion_links) {
+            if due > now {
+                keep.push((due, assoc));
+            } else if self.assocs.contains_key(&assoc)
+                && self.handlespace.connection_len(assoc) == 0
+            {
+                out.push(Action::Abort {
+                    assoc,
+                    reason: "takeover suggestion not followed",
+                });
+            }
+        }
+        self.peering.suggestion_links = keep;
+    }
+
     fn on_update(
         &mut self,
         now: Instant,
@@ -891,7 +1056,12 @@ impl Registrar {
                     home,
                     registration: true,
                 };
-                self.store_foreign(now, claim, &u.pool_handle, u.pool_element, out)
+                let (suggested, id) = (u.takeover_suggested, u.pool_element.id);
+                let handle = u.pool_handle;
+                self.store_foreign(now, claim, &handle, u.pool_element, out);
+                if suggested {
+                    self.follow_suggestion(now, sender, (handle, id), out);
+                }
             }
             UpdateAction::DelPe => {
                 let id = u.pool_element.id;

@@ -36,6 +36,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use asap::reg_auth::RegistrationKey;
 use asap::transport::tls::PeerCertificate;
 use asap::wire::asap_msg::EndpointKeepAlive;
 use asap::wire::enrp_msg::HandleTableResponse;
@@ -173,6 +174,15 @@ pub struct SecurityConfig {
     pub tls_server_id_binding: bool,
     /// Pools whose registrations need a credential (`[[pool_auth]]`).
     pub pool_auth: Vec<PoolAuth>,
+    /// A REGISTRATION signed with a pool's pre-shared key ([`PoolAuth::psk`]) is taken
+    /// only if its timestamp is within this much of the registrar's clock, and its nonce
+    /// was not seen within it (replays refused; `--registration-psk-window`, default 60 s).
+    pub psk_window: Duration,
+    /// The wall clock for [`psk_window`](Self::psk_window): an instant and the Unix time
+    /// (ms) at it; the core derives the Unix time of every `now` it is given from it (time
+    /// stays an input). `None` (default): read from the system clock at the first signed
+    /// REGISTRATION.
+    pub wall_clock_at: Option<(Instant, u64)>,
 }
 
 /// The DNS name (subject alternative name) a registrar's certificate carries for server
@@ -192,6 +202,10 @@ pub struct PoolAuth {
     pub tls_names: Vec<String>,
     /// Accepted peer addresses (plaintext PEs such as rsplib's).
     pub addresses: Vec<IpNet>,
+    /// Pre-shared keys: a REGISTRATION carrying a Registration Authenticator made with one
+    /// of them ([`asap::reg_auth`]), fresh and not replayed, is accepted over any transport
+    /// (several keys: rotation).
+    pub psk: Vec<RegistrationKey>,
 }
 
 impl Default for SecurityConfig {
@@ -217,6 +231,8 @@ impl Default for SecurityConfig {
             }),
             tls_server_id_binding: true,
             pool_auth: Vec::new(),
+            psk_window: Duration::from_secs(60),
+            wall_clock_at: None,
         }
     }
 }
@@ -324,7 +340,18 @@ pub(super) struct SecurityState {
     bulk: Option<super::RateLimiter>,
     /// Verified TLS certificates of associations ([`Input::PeerCertificate`](super::Input)).
     certs: HashMap<AssocId, PeerCertificate>,
+    /// The wall clock of [`SecurityConfig::wall_clock_at`] (set at first use).
+    wall: Option<(Instant, u64)>,
+    /// Nonces of accepted signed REGISTRATIONs and when they leave the window (Unix ms),
+    /// in order of arrival; at most [`MAX_PSK_NONCES`].
+    psk_nonces: HashSet<[u8; 16]>,
+    psk_order: VecDeque<(u64, [u8; 16])>,
 }
+
+/// Most nonces of signed REGISTRATIONs remembered (each for the PSK window): a PE holding
+/// the key could otherwise make the registrar remember unboundedly many. When full,
+/// further signed REGISTRATIONs are refused until old nonces leave the window.
+pub const MAX_PSK_NONCES: usize = 100_000;
 
 impl Registrar {
     /// Whether an ENRP sender (server ID `sender` at address `from`) is an admitted peer
@@ -521,6 +548,7 @@ impl Registrar {
         now: Instant,
         assoc: AssocId,
         handle: &PoolHandle,
+        raw: &[u8],
         out: &mut Vec<Action>,
     ) -> Result<(), String> {
         let Some(auth) = self
@@ -529,6 +557,7 @@ impl Registrar {
             .pool_auth
             .iter()
             .find(|p| &p.handle == handle)
+            .cloned()
         else {
             return Ok(());
         };
@@ -547,10 +576,17 @@ impl Registrar {
         if by_addr || by_cert {
             return Ok(());
         }
-        let why = if cert.is_some() {
-            "TLS client certificate names none of the pool's allowed names"
-        } else {
-            "no TLS client certificate and address not allowed for the pool"
+        let had_cert = cert.is_some();
+        let by_psk = (!auth.psk.is_empty()).then(|| self.psk_check(now, &auth.psk, raw));
+        if let Some(Ok(())) = by_psk {
+            return Ok(());
+        }
+        let why = match by_psk {
+            Some(Err(e)) => e,
+            _ if had_cert => {
+                "TLS client certificate names none of the pool's allowed names".to_string()
+            }
+            _ => "no TLS client certificate and address not allowed for the pool".to_string(),
         };
         self.refused(
             now,
@@ -562,6 +598,56 @@ impl Registrar {
             out,
         );
         Err(format!("pool {handle} requires a credential: {why}"))
+    }
+
+    /// Checks the Registration Authenticator of `raw` against `keys`, the PSK window and
+    /// the nonces seen ([`PoolAuth::psk`]); remembers the nonce if accepted.
+    fn psk_check(
+        &mut self,
+        now: Instant,
+        keys: &[RegistrationKey],
+        raw: &[u8],
+    ) -> Result<(), String> {
+        let v = asap::reg_auth::verify(raw, keys).map_err(|e| e.to_string())?;
+        let (at, unix_at) = *self.security.wall.get_or_insert_with(|| {
+            self.config.security.wall_clock_at.unwrap_or_else(|| {
+                let ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                (now, ms)
+            })
+        });
+        let since = now.saturating_duration_since(at).as_millis();
+        let unix_now = unix_at.saturating_add(u64::try_from(since).unwrap_or(u64::MAX));
+        let window = u64::try_from(self.config.security.psk_window.as_millis()).unwrap_or(u64::MAX);
+        if v.unix_ms.abs_diff(unix_now) > window {
+            return Err(format!(
+                "registration authenticator timestamp {} ms off the registrar's clock (window {window} ms)",
+                i128::from(v.unix_ms) - i128::from(unix_now)
+            ));
+        }
+        // Forget nonces that left the window.
+        let s = &mut self.security;
+        while let Some(&(until, n)) = s.psk_order.front() {
+            if until >= unix_now {
+                break;
+            }
+            s.psk_order.pop_front();
+            s.psk_nonces.remove(&n);
+        }
+        if s.psk_nonces.contains(&v.nonce) {
+            return Err("registration authenticator replayed (nonce already seen)".into());
+        }
+        if s.psk_nonces.len() >= MAX_PSK_NONCES {
+            return Err(format!(
+                "{MAX_PSK_NONCES} signed registrations within the window: try again later"
+            ));
+        }
+        s.psk_nonces.insert(v.nonce);
+        // Kept until the timestamp itself leaves the window (a later replay is stale).
+        s.psk_order
+            .push_back((v.unix_ms.saturating_add(window).max(unix_now), v.nonce));
+        Ok(())
     }
 
     /// The association is gone: forget what it resolved, its idle timer and host count.
@@ -888,7 +974,7 @@ impl Registrar {
             // One association to the PE process; on Connected each gets the H keep-alive.
             if let (Some(t), false) = (&transport, reach.is_empty()) {
                 let n = reach.len();
-                if let Err(reason) = self.connect_adopted(t, reach, out) {
+                if let Err(reason) = self.connect_adopted(t, reach, false, out) {
                     out.push(Action::Event(Event::AdoptionFailed {
                         assoc: None,
                         pes: n,
@@ -908,7 +994,7 @@ impl Registrar {
     }
 
     /// Whether a takeover may connect to this ASAP transport.
-    fn in_takeover_scope(&self, t: &TransportParameter) -> bool {
+    pub(super) fn in_takeover_scope(&self, t: &TransportParameter) -> bool {
         let addrs = t.addresses();
         let scope = &self.config.security.takeover_scope;
         !addrs.is_empty()
@@ -1304,6 +1390,113 @@ mod tests {
         assert!(r.security.certs.is_empty());
     }
 
+    /// `[[pool_auth]] psk` (issue 13 item 3): a REGISTRATION signed with the pool's key
+    /// (Registration Authenticator, `asap::reg_auth`) is accepted from any address without
+    /// TLS; the same bytes again (replay, also on another association), a wrong key, no
+    /// authenticator, and a timestamp outside the window are refused with cause 0xA and a
+    /// `registration` refusal, and change nothing; a fresh signature later is accepted.
+    #[test]
+    fn pool_auth_psk_accepts_fresh_signed_registrations_once() {
+        use asap::reg_auth::{sign, RegistrationKey};
+        use asap::wire::asap_msg::{Registration, RegistrationResponse};
+        use asap::wire::{AsapMessage, CauseCode, Message};
+        const T0: u64 = 1_700_000_000_000;
+        let now = Instant::now();
+        let key = RegistrationKey::new(vec![0x42; 32]).expect("key");
+        let wrong = RegistrationKey::new(vec![0x43; 32]).expect("key");
+        let mut c = CoreConfig::new(ME);
+        c.security.pool_auth = vec![PoolAuth {
+            handle: "Sec".into(),
+            tls_names: Vec::new(),
+            addresses: Vec::new(),
+            psk: vec![key.clone()],
+        }];
+        c.security.wall_clock_at = Some((now, T0));
+        let mut r = Registrar::new(c, now);
+        let encoded = |id: u32, from: &str| -> Vec<u8> {
+            let ip: std::net::IpAddr = from.parse::<SocketAddr>().expect("lit").ip();
+            Message::from(Registration {
+                pool_handle: "Sec".into(),
+                pool_element: PoolElementInfo {
+                    id,
+                    home_server_id: 0,
+                    registration_life: 60_000,
+                    user_transport: TransportParameter::Tcp {
+                        port: 7000,
+                        transport_use: TransportUse::DataOnly,
+                        address: ip,
+                    },
+                    policy: Policy::RoundRobin,
+                    asap_transport: None,
+                },
+            })
+            .to_bytes()
+            .expect("encode")
+            .to_vec()
+        };
+        let send = |r: &mut Registrar, at: Instant, assoc: AssocId, bytes: Vec<u8>| {
+            let out = r.handle(
+                at,
+                Input::Message {
+                    assoc,
+                    protocol: Protocol::Asap,
+                    bytes: bytes.into(),
+                },
+            );
+            let resp: RegistrationResponse = out
+                .iter()
+                .find_map(|a| match a {
+                    Action::Send {
+                        message: Message::Asap(AsapMessage::RegistrationResponse(x)),
+                        ..
+                    } => Some(x.clone()),
+                    _ => None,
+                })
+                .expect("a REGISTRATION_RESPONSE");
+            (resp, refusals(&out).iter().map(|x| x.0).collect::<Vec<_>>())
+        };
+        let refused = |x: &RegistrationResponse| {
+            x.reject
+                && x.error.as_ref().and_then(|e| e.first_code())
+                    == Some(CauseCode::RejectedSecurity)
+        };
+        let from = "192.0.2.7:5000";
+        connected(&mut r, now, 1, Protocol::Asap, from);
+        // Signed with the pool key: accepted (no TLS, address not listed anywhere).
+        let signed = sign(&encoded(1, from), &key, T0 + 1_000, [1; 16]).expect("sign");
+        let (x, refs) = send(&mut r, now, 1, signed.clone());
+        assert!(!x.reject, "{x:?}");
+        assert!(refs.is_empty());
+        assert!(r.handlespace().get(&"Sec".into(), 1).is_some());
+        // The same bytes again, from another association: a replay.
+        connected(&mut r, now, 2, Protocol::Asap, "192.0.2.7:5001");
+        let (x, refs) = send(&mut r, now + Duration::from_secs(1), 2, signed.clone());
+        assert!(refused(&x), "replay accepted: {x:?}");
+        assert_eq!(refs, vec![Refusal::Registration]);
+        // Wrong key, no authenticator, stale and future timestamps.
+        let bad = [
+            sign(&encoded(2, from), &wrong, T0, [2; 16]).expect("sign"),
+            encoded(2, from),
+            sign(&encoded(2, from), &key, T0 - 61_000, [3; 16]).expect("sign"),
+            sign(&encoded(2, from), &key, T0 + 62_000, [4; 16]).expect("sign"),
+        ];
+        for (i, b) in bad.into_iter().enumerate() {
+            let (x, refs) = send(&mut r, now + Duration::from_secs(1), 1, b);
+            assert!(refused(&x), "case {i} accepted: {x:?}");
+            assert_eq!(refs, vec![Refusal::Registration], "case {i}");
+        }
+        assert!(r.handlespace().get(&"Sec".into(), 2).is_none());
+        // 2 minutes later the old signature is stale; a fresh one re-registers.
+        let later = now + Duration::from_secs(120);
+        let (x, _) = send(&mut r, later, 1, signed);
+        assert!(refused(&x), "old signature accepted later");
+        let fresh = sign(&encoded(1, from), &key, T0 + 120_000, [5; 16]).expect("sign");
+        let (x, refs) = send(&mut r, later, 1, fresh);
+        assert!(!x.reject && refs.is_empty(), "{x:?}");
+        // Nonces that left the window were forgotten.
+        assert_eq!(r.security.psk_nonces.len(), 1);
+    }
+
     /// `[[pool_auth]]` in the core: a protected pool takes a REGISTRATION only from an
     /// allowed address or a certificate naming an allowed name (cause 0xA otherwise, no
     /// state change, `registration` refusal); other pools are open.
@@ -1317,6 +1510,7 @@ mod tests {
             handle: "Sec".into(),
             tls_names: vec!["pe1.example".into()],
             addresses: vec!["10.1.0.0/16".parse().expect("lit")],
+            psk: Vec::new(),
         }];
         let mut r = Registrar::new(c, now);
         let register = |r: &mut Registrar, assoc: AssocId, from: &str, pool: &str| {

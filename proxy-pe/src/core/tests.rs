@@ -200,10 +200,13 @@ fn silent_daemon_is_suspect_then_down_only_when_probe_fails() {
             && check.timeout_ms == 1_000 && check.kind == crate::config::CheckKind::Tcp)
     ));
     assert_eq!(state(&c, t, "IP1").health, Health::Suspect);
-    assert!(state(&c, t, "IP1").selectable, "suspect stays selectable");
-    // The probe answers: still suspect, still selectable.
+    // No application check: a TCP connect cannot vouch for a frozen process, so the
+    // silent daemon alone takes IP1 out of selection (issue 19 item 4), not down.
+    assert!(!state(&c, t, "IP1").selectable, "silent, unvouched: out");
+    // The probe answers: still suspect, still out (the connect proves nothing).
     c.probe_result(t + 10, "A", "IP1", true);
-    assert!(state(&c, t + 10, "IP1").selectable);
+    assert!(!state(&c, t + 10, "IP1").selectable);
+    assert_eq!(state(&c, t + 10, "IP1").health, Health::Suspect);
     // No new probe before the interval.
     assert!(!c
         .tick(t + 500)
@@ -1503,4 +1506,151 @@ fn joined_servers_are_listed_by_name_whatever_the_report_order() {
         .expect("snapshot");
     let names: Vec<String> = table(&c).into_iter().map(|t| t.0).collect();
     assert_eq!(names, vec!["d1", "d2"]);
+}
+
+/// Issue 19 item 4 with default settings (no `[application.check]`): a daemon that goes
+/// silent (connection open, no frame: a frozen host) takes its server out of selection as
+/// soon as it is stale, without a declaration of down (open sessions stay); a daemon that
+/// *disconnected* (a daemon restart: the host's kernel closed the connection) keeps it
+/// selectable while the TCP probe passes; a check that a frozen process fails, or
+/// `tcp_probe_vouches = true`, keeps a silent daemon's server selectable as before.
+#[test]
+fn silent_daemon_without_a_vouching_check_is_out_of_selection_but_not_down() {
+    let t_stale = T0 + 3_001; // 3 × the 1 s heartbeat of `hello`
+    let silent_d1 = |c: &mut Core, t: u64| {
+        for d in ["d2", "d3"] {
+            c.daemon_message(t, d, &heartbeat(1)).expect("hb");
+        }
+        c.tick(t)
+    };
+    // Defaults: out at the first tick after staleness, not before.
+    let mut c = all_up("broker", "round-robin", "");
+    let open = c.open_session(T0, "A").expect("session");
+    assert_eq!(open.server, "IP1");
+    silent_d1(&mut c, T0 + 2_999);
+    assert!(
+        state(&c, T0 + 2_999, "IP1").selectable,
+        "fresh until 3 beats missed"
+    );
+    let acts = silent_d1(&mut c, t_stale);
+    let s = state(&c, t_stale, "IP1");
+    assert!(!s.selectable);
+    assert_eq!(s.health, Health::Suspect);
+    assert_eq!(
+        s.reason,
+        "daemon silent; no application check vouches for the process"
+    );
+    assert!(
+        !acts
+            .iter()
+            .any(|a| matches!(a, Action::CloseSession { .. } | Action::MoveSession { .. })),
+        "out of selection is not down: the open session stays: {acts:?}"
+    );
+    assert_eq!(servers(&mut c, 4), ["IP2", "IP3", "IP2", "IP3"]);
+    // A frame from d1 brings it back at once.
+    c.daemon_message(t_stale + 100, "d1", &heartbeat(2))
+        .expect("hb");
+    c.tick(t_stale + 100);
+    assert!(state(&c, t_stale + 100, "IP1").selectable);
+
+    // A disconnect (daemon restart) is not silence: selectable while the probe passes.
+    let mut c = all_up("broker", "round-robin", "");
+    c.daemon_disconnected(T0 + 1, "d1");
+    c.tick(T0 + 1);
+    c.probe_result(T0 + 10, "A", "IP1", true);
+    assert!(state(&c, T0 + 10, "IP1").selectable);
+
+    // A banner check vouches: silent but passing stays selectable (the rule before).
+    let banner = config_app(
+        "broker",
+        "round-robin",
+        "",
+        "[application.check]\ntype = \"tcp\"\nexpect = \"hello\"\n",
+    );
+    let mut c = up(banner);
+    silent_d1(&mut c, t_stale);
+    assert_eq!(state(&c, t_stale, "IP1").health, Health::Suspect);
+    assert!(state(&c, t_stale, "IP1").selectable);
+    // A plain TCP check (connect, `send` only) does not vouch.
+    let plain = config_app(
+        "broker",
+        "round-robin",
+        "",
+        "[application.check]\ntype = \"tcp\"\nsend = \"PING\\r\\n\"\n",
+    );
+    let mut c = up(plain);
+    silent_d1(&mut c, t_stale);
+    assert!(!state(&c, t_stale, "IP1").selectable);
+    // `tcp_probe_vouches = true`: the old behaviour, selectable during the grace.
+    let mut cfg = config("broker", "round-robin", "");
+    cfg.detection.tcp_probe_vouches = true;
+    let mut c = up(cfg);
+    silent_d1(&mut c, t_stale);
+    assert!(state(&c, t_stale, "IP1").selectable);
+}
+
+/// A stall of the proxy itself (the driver's tick comes late) is not daemon silence: after
+/// [`Core::resume_after_stall`] no server leaves selection before its daemon had a chance.
+#[test]
+fn a_stall_of_the_proxy_is_not_daemon_silence() {
+    let mut c = all_up("registration", "round-robin", "");
+    beat(&mut c, T0 + 500);
+    assert_eq!(c.registrations().len(), 3);
+    // The proxy was stopped for 10 s: every daemon looks silent for 10 s.
+    let t = T0 + 10_500;
+    c.resume_after_stall(t, 10_000);
+    let acts = c.tick(t);
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::Deregister { .. })),
+        "{acts:?}"
+    );
+    assert!(state(&c, t, "IP1").selectable);
+    // Real silence after the stall still counts: 3 heartbeats (3 s) later, out.
+    let acts = c.tick(t + 3_001);
+    assert!(!state(&c, t + 3_001, "IP1").selectable);
+    assert!(acts.iter().any(|a| matches!(a, Action::Deregister { .. })));
+}
+
+/// The standby of an active/standby pair registers nothing and answers no keep-alive; it
+/// keeps the pooling table, so that becoming active registers every selectable server at
+/// once, and stepping down withdraws them all.
+#[test]
+fn standby_registers_nothing_and_takes_over_with_everything() {
+    let mut cfg = config("registration", "round-robin", "");
+    cfg.proxy_id = Some("b".into());
+    cfg.ha = Some(crate::config::HaConfig {
+        peer: "127.0.0.1:1".parse().expect("addr"),
+        priority: 100,
+        poll_ms: 200,
+        dead_after_ms: 1_000,
+        handover_timeout_ms: 10_000,
+    });
+    let mut c = up(cfg);
+    assert!(c.is_standby(), "a pair member starts as standby");
+    let acts = beat(&mut c, T0 + 500);
+    assert!(!acts.iter().any(|a| matches!(a, Action::Register { .. })));
+    assert!(c.registrations().is_empty());
+    let id1 = legacy_pe_id(Some("b"), "A", "IP1");
+    assert!(!c.keep_alive_ok(id1));
+    assert!(state(&c, T0 + 500, "IP1").selectable, "health is kept");
+    let acts = c.set_standby(T0 + 600, false);
+    let regs: Vec<u32> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::Register { pe, .. } => Some(pe.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(regs.len(), 3);
+    assert!(regs.contains(&id1));
+    assert!(c.keep_alive_ok(id1));
+    let acts = c.set_standby(T0 + 700, true);
+    assert_eq!(
+        acts.iter()
+            .filter(|a| matches!(a, Action::Deregister { .. }))
+            .count(),
+        3
+    );
+    assert!(c.registrations().is_empty());
+    assert!(!c.keep_alive_ok(id1));
 }

@@ -16,6 +16,13 @@
 //! user-facing [`SctpUdpReader`]/[`SctpUdpWriter`] talk to the hub over channels. The hub
 //! feeds `sctp-proto` datagrams, commands and the time (`sctp-proto` itself does no I/O).
 //!
+//! Per wake-up the hub takes in every datagram and command already waiting (up to
+//! `BATCH` each) and then services the associations touched once; the next deadline comes
+//! from a set ordered by time (`Hub::timers`), not from a visit of every association. A send
+//! waits for the hub only above the send-buffer mark (`SendState`): below it, it returns
+//! once the message is queued to the hub; an error the hub meets later is returned by the
+//! next send, and a lost association fails sends at once (BENCHMARKS.md "SCTP over UDP").
+//!
 //! ## RFC 6951
 //!
 //! * §5.1/§5.2: the UDP source port of received packets is the peer's encapsulation port;
@@ -43,8 +50,10 @@
 //! ## Limits
 //!
 //! * Single-homed: one peer address per association, no INIT address parameters sent (those
-//!   in a peer's INIT are ignored); [`super::Transport::connect`] tries the peer addresses in
-//!   order.
+//!   in a peer's INIT are removed by the shim); [`super::Transport::connect`] tries the peer
+//!   addresses in order; no path failover inside an association (a failed path ends it:
+//!   DATA retransmissions or heartbeats, then `Event::Lost`, and the PE/PU re-hunts). What
+//!   a user must do about it: asap/README.md "SCTP over UDP", *Multi-homing*.
 //! * Messages up to [`super::TransportConfig::max_message_size`] (default 256 KiB + 4),
 //!   fragmented into DATA chunks of at most 1200 bytes (UDP encapsulation keeps packets below
 //!   a 1280-byte path MTU).
@@ -52,7 +61,7 @@
 
 pub mod packet;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -60,7 +69,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sctp_proto::{
     AssociationHandle, ClientConfig, DatagramEvent, Endpoint, EndpointConfig, Payload,
     PayloadProtocolIdentifier, ServerConfig, StreamEvent,
@@ -127,6 +136,8 @@ const PATH_MAX_RETRANS: u32 = 5;
 /// How long an incoming association may take from INIT to COOKIE ECHO (RFC 9260 §16
 /// Valid.Cookie.Life is 60 s).
 const HANDSHAKE_LIFETIME: Duration = Duration::from_secs(60);
+/// Most datagrams and most commands taken in per hub wake-up before servicing.
+const BATCH: usize = 256;
 /// Lowest/highest ephemeral SCTP port.
 const EPHEMERAL: (u16, u16) = (32768, 60999);
 
@@ -149,10 +160,12 @@ enum Cmd {
         cfg: Arc<TransportConfig>,
         reply: oneshot::Sender<Result<Parts, TransportError>>,
     },
+    /// `done` is `None` for a send that does not wait ([`SctpUdpWriter::send`] below the
+    /// send-buffer mark); its errors are kept in [`SendState::error`] for the next send.
     Send {
         key: u64,
         msg: Msg,
-        done: oneshot::Sender<Result<(), TransportError>>,
+        done: Option<oneshot::Sender<Result<(), TransportError>>>,
     },
     Close {
         key: u64,
@@ -271,6 +284,10 @@ struct Slot {
     hdr: Option<packet::Header>,
     ev: Option<mpsc::UnboundedSender<Event>>,
     queued: Arc<AtomicUsize>,
+    send: Arc<SendState>,
+    /// The deadline this slot has in [`Hub::timers`] (RFC 9260 timers, heartbeat,
+    /// handshake), so that the hub finds the next one without visiting every slot.
+    timer: Option<Instant>,
     connect_reply: Option<oneshot::Sender<Result<Parts, TransportError>>>,
     connect_deadline: Option<Instant>,
     up: bool,
@@ -298,10 +315,27 @@ struct Parts {
     key: u64,
     ev: mpsc::UnboundedReceiver<Event>,
     queued: Arc<AtomicUsize>,
+    send: Arc<SendState>,
     peer: SocketAddr,
     local: SocketAddr,
     max: usize,
     hub: Arc<HubShared>,
+}
+
+/// Send-side state shared by an association's writer and the hub: a send waits for the
+/// hub only when the bytes on their way to it plus those buffered in `sctp-proto` pass
+/// [`SEND_BUFFER_HIGH`]; otherwise it returns once the message is queued to the hub (one
+/// thread hop less per message, issue 17 item 3).
+#[derive(Default)]
+struct SendState {
+    /// Bytes of messages queued to the hub and not yet taken by it.
+    in_channel: AtomicUsize,
+    /// Bytes buffered in the association's streams (set by the hub).
+    buffered: AtomicUsize,
+    /// The association is gone: sends fail with [`TransportError::Closed`].
+    closed: AtomicBool,
+    /// Error of a send that did not wait, returned by the next send.
+    error: Mutex<Option<String>>,
 }
 
 /// What the user halves need of the hub.
@@ -319,6 +353,8 @@ struct Hub {
     slots: HashMap<u64, Slot>,
     next_key: u64,
     dirty: HashSet<u64>,
+    /// Each slot's next deadline ([`Slot::timer`]), earliest first.
+    timers: BTreeSet<(Instant, u64)>,
     nonce: u64,
     next_port: u16,
 }
@@ -388,6 +424,7 @@ impl Hub {
             slots: HashMap::new(),
             next_key: 1,
             dirty: HashSet::new(),
+            timers: BTreeSet::new(),
             nonce: rand::random(),
             next_port: EPHEMERAL.0 + rand::random::<u16>() % (EPHEMERAL.1 - EPHEMERAL.0),
         }
@@ -396,7 +433,7 @@ impl Hub {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let mut buf = vec![0u8; 65536];
         loop {
-            let deadline = self.next_deadline();
+            let deadline = self.timers.first().map(|(t, _)| *t);
             tokio::select! {
                 r = self.sock.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
@@ -409,14 +446,7 @@ impl Hub {
                     Some(c) => self.command(c),
                     None => return,
                 },
-                _ = sleep_until_opt(deadline) => {
-                    let now = Instant::now();
-                    for (k, s) in &self.slots {
-                        if slot_deadline(s).is_some_and(|d| d <= now) {
-                            self.dirty.insert(*k);
-                        }
-                    }
-                }
+                _ = sleep_until_opt(deadline) => {}
                 _ = self.kick.notified() => {
                     for (k, s) in &self.slots {
                         if !s.readable.is_empty() {
@@ -425,12 +455,36 @@ impl Hub {
                     }
                 }
             }
+            // Everything else already waiting is taken in before the associations are
+            // serviced: one service pass (SACKs, deliveries, sends) per wake-up, not per
+            // packet or command.
+            let now = Instant::now();
+            for _ in 0..BATCH {
+                match self.sock.try_recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        self.datagram(now, canon(from), Bytes::copy_from_slice(&buf[..n]))
+                    }
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(c) => self.command(c),
+                    Err(_) => break,
+                }
+            }
+            while let Some(&(t, key)) = self.timers.first() {
+                if t > now {
+                    break;
+                }
+                self.timers.pop_first();
+                if let Some(s) = self.slots.get_mut(&key) {
+                    s.timer = None;
+                }
+                self.dirty.insert(key);
+            }
             self.service().await;
         }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.slots.values().filter_map(slot_deadline).min()
     }
 
     fn alloc_port(&mut self) -> Option<u16> {
@@ -541,18 +595,24 @@ impl Hub {
             }
             Cmd::Send { key, msg, done } => {
                 let Some(s) = self.slots.get_mut(&key) else {
-                    let _ = done.send(Err(TransportError::Closed));
+                    if let Some(d) = done {
+                        let _ = d.send(Err(TransportError::Closed));
+                    }
                     return;
                 };
+                s.send
+                    .in_channel
+                    .fetch_sub(msg.bytes.len(), Ordering::AcqRel);
                 if s.dead || s.closing || !s.up {
-                    let _ = done.send(Err(TransportError::Closed));
+                    send_failed(s, done, TransportError::Closed);
                     return;
                 }
                 if msg.bytes.len() > s.cfg.max_message_size {
-                    let _ = done.send(Err(TransportError::MessageTooLarge {
+                    let e = TransportError::MessageTooLarge {
                         len: msg.bytes.len(),
                         max: s.cfg.max_message_size,
-                    }));
+                    };
+                    send_failed(s, done, e);
                     return;
                 }
                 let sid = msg.stream;
@@ -570,17 +630,21 @@ impl Hub {
                         s.out_ppid.insert((sid, *ssn), msg.ppid);
                         s.out_ppid.remove(&(sid, ssn.wrapping_sub(32768)));
                         *ssn = ssn.wrapping_add(1);
-                        if buffered > SEND_BUFFER_HIGH {
-                            s.pending_sends.push((sid, done));
-                        } else {
-                            let _ = done.send(Ok(()));
+                        s.send.buffered.store(buffered, Ordering::Release);
+                        match done {
+                            Some(d) if buffered > SEND_BUFFER_HIGH => {
+                                s.pending_sends.push((sid, d))
+                            }
+                            Some(d) => {
+                                let _ = d.send(Ok(()));
+                            }
+                            None => {}
                         }
                     }
                     Err(e) => {
-                        let _ = done.send(Err(TransportError::io(
-                            "send (sctp-udp)",
-                            io::Error::other(e.to_string()),
-                        )));
+                        let e =
+                            TransportError::io("send (sctp-udp)", io::Error::other(e.to_string()));
+                        send_failed(s, done, e);
                     }
                 }
                 self.dirty.insert(key);
@@ -725,6 +789,16 @@ impl Hub {
                 drain_transmit(s, now, &mut out);
                 gone.push(key);
             }
+            let next = slot_deadline(s);
+            if next != s.timer {
+                if let Some(t) = s.timer.take() {
+                    self.timers.remove(&(t, key));
+                }
+                if let Some(t) = next {
+                    self.timers.insert((t, key));
+                }
+                s.timer = next;
+            }
         }
         for (to, p) in out {
             if let Err(e) = self.sock.send_to(&p, out_addr(self.v6, to)).await {
@@ -733,6 +807,10 @@ impl Hub {
         }
         for key in gone {
             if let Some(mut s) = self.slots.remove(&key) {
+                if let Some(t) = s.timer.take() {
+                    self.timers.remove(&(t, key));
+                }
+                s.send.closed.store(true, Ordering::Release);
                 if !s.lost_sent {
                     if let Some(tx) = &s.ev {
                         let _ = tx.send(Event::Lost(LostReason::Reset));
@@ -823,6 +901,8 @@ fn new_slot(
         hdr: None,
         ev: None,
         queued: Arc::new(AtomicUsize::new(0)),
+        send: Arc::new(SendState::default()),
+        timer: None,
         connect_reply: None,
         connect_deadline: None,
         up: false,
@@ -846,6 +926,27 @@ fn new_slot(
     }
 }
 
+/// A send the hub could not carry out: answered if the sender waits, else kept for its
+/// next send (a closed association shows up there anyway).
+fn send_failed(
+    s: &Slot,
+    done: Option<oneshot::Sender<Result<(), TransportError>>>,
+    e: TransportError,
+) {
+    match done {
+        Some(d) => {
+            let _ = d.send(Err(e));
+        }
+        None => {
+            debug!(peer = %s.peer, error = %e, "sctp-udp: send failed");
+            if !matches!(e, TransportError::Closed) {
+                let mut g = s.send.error.lock().unwrap_or_else(|e| e.into_inner());
+                g.get_or_insert(e.to_string());
+            }
+        }
+    }
+}
+
 fn lost(s: &mut Slot, reason: LostReason) {
     debug!(peer = %s.peer, udp = %s.udp, %reason, "sctp-udp: association ends");
     if let Some(r) = s.connect_reply.take() {
@@ -854,6 +955,7 @@ fn lost(s: &mut Slot, reason: LostReason) {
             source: io::Error::new(io::ErrorKind::ConnectionRefused, reason.to_string()),
         }));
     }
+    s.send.closed.store(true, Ordering::Release);
     if !s.lost_sent {
         s.lost_sent = true;
         if let Some(tx) = &s.ev {
@@ -878,7 +980,7 @@ fn drain_transmit(s: &mut Slot, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>
             continue;
         };
         for p in pkts {
-            let mut v = BytesMut::from(&p[..]).to_vec();
+            let mut v = p.to_vec();
             if let Some(h) = packet::header(&v) {
                 if h.vtag != 0 {
                     s.hdr = Some(h);
@@ -962,6 +1064,7 @@ fn service_slot(
                     key,
                     ev: rx,
                     queued: s.queued.clone(),
+                    send: s.send.clone(),
                     peer: s.peer,
                     local: SocketAddr::new(local_ip, s.port),
                     max: s.cfg.max_message_size,
@@ -1038,7 +1141,13 @@ fn service_slot(
         }
     }
     // Release senders whose stream drained below the mark.
-    if !s.pending_sends.is_empty() {
+    if !s.pending_sends.is_empty() || s.send.buffered.load(Ordering::Acquire) > 0 {
+        let total: usize =
+            s.a.stream_ids()
+                .into_iter()
+                .filter_map(|id| s.a.stream(id).ok().and_then(|st| st.buffered_amount().ok()))
+                .sum();
+        s.send.buffered.store(total, Ordering::Release);
         let mut keep = Vec::new();
         for (sid, d) in s.pending_sends.drain(..) {
             let b =
@@ -1198,6 +1307,7 @@ fn split(p: Parts) -> (SctpUdpReader, SctpUdpWriter) {
         },
         SctpUdpWriter {
             key: p.key,
+            send: p.send,
             hub: p.hub,
             peer: p.peer,
             local: p.local,
@@ -1243,6 +1353,7 @@ impl SctpUdpReader {
 /// Sending half of an `sctp-udp` association.
 pub(crate) struct SctpUdpWriter {
     key: u64,
+    send: Arc<SendState>,
     hub: Arc<HubShared>,
     peer: SocketAddr,
     local: SocketAddr,
@@ -1258,13 +1369,40 @@ impl SctpUdpWriter {
                 max: self.max,
             });
         }
+        if self.send.closed.load(Ordering::Acquire) {
+            return Err(TransportError::Closed);
+        }
+        if let Some(e) = self
+            .send
+            .error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Err(TransportError::io("send (sctp-udp)", io::Error::other(e)));
+        }
+        let n = msg.bytes.len();
+        let ahead = self.send.in_channel.fetch_add(n, Ordering::AcqRel)
+            + self.send.buffered.load(Ordering::Acquire);
+        if ahead + n <= SEND_BUFFER_HIGH {
+            // Below the mark: queued to the hub without waiting for it.
+            return self
+                .hub
+                .tx
+                .send(Cmd::Send {
+                    key: self.key,
+                    msg: msg.clone(),
+                    done: None,
+                })
+                .map_err(|_| TransportError::Closed);
+        }
         let (done, r) = oneshot::channel();
         self.hub
             .tx
             .send(Cmd::Send {
                 key: self.key,
                 msg: msg.clone(),
-                done,
+                done: Some(done),
             })
             .map_err(|_| TransportError::Closed)?;
         r.await.map_err(|_| TransportError::Closed)?

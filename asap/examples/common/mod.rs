@@ -1,0 +1,47 @@
+//! Command-line options the examples share (RFC 5351 §3: a PE or PU names its pool and the
+//! registrars to use). Included by each example with `mod common;`; not an example itself.
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+
+use asap::transport::TransportKind;
+
+/// The pool and how to reach its registrars.
+#[derive(clap::Args, Debug)]
+pub struct PoolArgs {
+    /// Pool handle.
+    #[arg(long, default_value = "EchoPool")]
+    pub pool: String,
+    /// Registrar `ADDR[,ADDR...]:PORT` (repeatable); none = announces only.
+    #[arg(long)]
+    pub registrar: Vec<String>,
+    /// Transport for the registrar association (and a PE's user transport): auto, sctp,
+    /// tcp.
+    #[arg(long, default_value = "auto")]
+    pub transport: TransportKind,
+}
+
+/// A pool element's user transport.
+#[derive(clap::Args, Debug)]
+pub struct ListenArgs {
+    /// Local address of the user transport (port 0 = any).
+    #[arg(long, default_value = "0.0.0.0:0")]
+    pub listen: SocketAddr,
+    /// Address registered when listening on a wildcard address [default: the local
+    /// address towards the first registrar].
+    #[arg(long)]
+    pub advertise: Option<IpAddr>,
+}
+
+/// Logs to stderr at `RUST_LOG` (default `info`), in colour only on a terminal.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,0 +1,14 @@
+//! Transport integration tests on the host (RFC 5351 §4: the ASAP/ENRP transports): TCP
+//! framing, TLS, UDP and SCTP over UDP, in one test binary.
+//!
+//! The kernel-SCTP tests (`transport_sctp.rs`, `transport_kind.rs`) stay separate binaries:
+//! the VM rig (`tests/vm/run.sh`, `CARGO_TESTS`) copies whole test executables into the
+//! guest and runs them there under TCG, so they carry nothing the guest does not need.
+//!
+//! Run one transport with a filter, e.g. `cargo test -p asap --test transport transport_tcp`.
+
+mod assoc;
+mod transport_sctp_udp;
+mod transport_tcp;
+mod transport_tls;
+mod transport_udp;

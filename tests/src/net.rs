@@ -1,0 +1,36 @@
+//! Loopback addresses for the processes a test starts, and waiting until they listen.
+//!
+//! A port from [`free_port`] is bound once and released: another process may take it
+//! before the daemon under test binds it, which the tests accept (it is rare on loopback and
+//! fails loudly). Deadlines here only stop a hung test.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// How long [`wait_listening`] waits before failing the test.
+pub const LISTEN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A free loopback port (bound once, then released); also a port nothing listens on.
+pub fn free_port() -> u16 {
+    free_addr().port()
+}
+
+/// A free loopback address, `127.0.0.1:PORT` (bound once, then released).
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free loopback port")
+}
+
+/// Blocks until something accepts TCP on `127.0.0.1:port`; panics after
+/// [`LISTEN_DEADLINE`].
+pub fn wait_listening(port: u16) {
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < LISTEN_DEADLINE,
+            "server on {port} never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
