@@ -56,7 +56,8 @@ pub fn ip_output(args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn is_root() -> bool {
+/// True when the test runs as root (`Uid:` effective 0): namespaces need it.
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -67,7 +68,8 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn kill_pids_in(ns: &str) {
+/// Kills the processes still inside namespace `ns` (`ip netns pids`).
+pub fn kill_pids_in(ns: &str) {
     if let Ok(pids) = ip_output(&["netns", "pids", ns]) {
         for pid in pids.split_whitespace() {
             let _ = Command::new("kill").args(["-9", pid]).status();
@@ -75,7 +77,9 @@ fn kill_pids_in(ns: &str) {
     }
 }
 
-fn remove_stale_namespaces(prefix: &str) {
+/// Removes namespaces named `PREFIX-PID-…` whose creating process PID is gone (a run
+/// killed before its drop guard ran), with what still runs inside them.
+pub fn remove_stale_namespaces(prefix: &str) {
     let Ok(list) = ip_output(&["netns", "list"]) else {
         return;
     };

@@ -38,6 +38,7 @@ use asap::wire::{
     AsapMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
     TransportParameter, TransportUse,
 };
+use rserpool_tests::netns::{ip_output, is_root};
 use rserpool_tests::registrar::{ask, connect};
 
 const PREFIX: &str = "rspdpf";
@@ -50,35 +51,6 @@ const FAR_ONE_WAY: Duration = Duration::from_millis(25);
 /// Upper bound of every wait: turns a hang into a failure; not an expectation.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// `TUNSETIFF` = `_IOW('T', 202, int)` (linux/if_tun.h).
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
@@ -190,7 +162,7 @@ impl Lab {
         if !is_root() {
             return Err("not root (network namespaces need CAP_SYS_ADMIN)".into());
         }
-        ip(&["netns", "list"]).map_err(|e| format!("`ip netns` unavailable: {e}"))?;
+        ip_output(&["netns", "list"]).map_err(|e| format!("`ip netns` unavailable: {e}"))?;
         if !std::path::Path::new("/dev/net/tun").exists() {
             return Err("no /dev/net/tun".into());
         }
@@ -200,12 +172,12 @@ impl Lab {
             let n = ((pid + j) % 250 + 1) as u8;
             let free = [216, 217].iter().all(|b| {
                 let prefix = format!("10.{b}.{n}.0/24");
-                let routed = ip(&[
+                let routed = ip_output(&[
                     "-4", "route", "show", "table", "all", "to", "match", &prefix,
                 ])
                 .map(|r| r.lines().any(|l| l.starts_with("10.")))
                 .unwrap_or(true);
-                let addressed = ip(&["-4", "-o", "addr", "show", "to", &prefix])
+                let addressed = ip_output(&["-4", "-o", "addr", "show", "to", &prefix])
                     .map(|r| !r.trim().is_empty())
                     .unwrap_or(true);
                 !routed && !addressed
@@ -217,7 +189,7 @@ impl Lab {
         }
         let net = net.ok_or("no free 10.216.N.0/24 + 10.217.N.0/24")?;
         let ns = format!("{PREFIX}-{pid}");
-        ip(&["netns", "add", &ns]).map_err(|e| format!("cannot create a namespace: {e}"))?;
+        ip_output(&["netns", "add", &ns]).map_err(|e| format!("cannot create a namespace: {e}"))?;
         let mut lab = Lab {
             ns,
             net,
@@ -235,22 +207,22 @@ impl Lab {
     fn build(&mut self, pid: u32) -> Result<(), String> {
         let ns = self.ns.clone();
         let n = self.net;
-        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        ip_output(&["-n", &ns, "link", "set", "lo", "up"])?;
         for (octet, root_name, ns_name, delay) in [
             (216, format!("dpfa{pid}"), "near", NEAR_ONE_WAY),
             (217, format!("dpfb{pid}"), "far", FAR_ONE_WAY),
         ] {
             let outer = Arc::new(File::from(open_tun(&root_name, None)?));
             let inner = Arc::new(File::from(open_tun(ns_name, Some(&ns))?));
-            ip(&[
+            ip_output(&[
                 "addr",
                 "add",
                 &format!("10.{octet}.{n}.254/24"),
                 "dev",
                 &root_name,
             ])?;
-            ip(&["link", "set", &root_name, "up"])?;
-            ip(&[
+            ip_output(&["link", "set", &root_name, "up"])?;
+            ip_output(&[
                 "-n",
                 &ns,
                 "addr",
@@ -259,7 +231,7 @@ impl Lab {
                 "dev",
                 ns_name,
             ])?;
-            ip(&["-n", &ns, "link", "set", ns_name, "up"])?;
+            ip_output(&["-n", &ns, "link", "set", ns_name, "up"])?;
             forward(outer.clone(), inner.clone(), delay, self.stop.clone());
             forward(inner.clone(), outer.clone(), delay, self.stop.clone());
             self._tuns.extend([outer, inner]);
@@ -315,7 +287,7 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         self.stop.store(true, Ordering::Relaxed);
-        let _ = ip(&["netns", "del", &self.ns]);
+        let _ = ip_output(&["netns", "del", &self.ns]);
         if self.passed {
             let _ = std::fs::remove_file(&self.log);
         } else {

@@ -35,6 +35,7 @@
 //! when an assertion fails; namespaces left behind by a killed earlier run are removed at
 //! start.
 
+use rserpool_tests::netns::{ip, ip_output, is_root, kill_pids_in, remove_stale_namespaces};
 use rserpool_tests::registrar::{
     connect, deregister_pes, dump_table, register_pes, resolve_all, POOL,
 };
@@ -56,70 +57,6 @@ const ENRP_PORT: u16 = 9901;
 const DEADLINE: Duration = Duration::from_secs(90);
 /// Prefix of everything this test creates (namespaces, the root veth).
 const PREFIX: &str = "rspnt";
-
-/// Runs `ip ARGS`; the error carries the command and its stderr.
-fn ip(args: &[&str]) -> Result<(), String> {
-    ip_output(args).map(drop)
-}
-
-/// `ip ARGS` whose stdout we want.
-fn ip_output(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Kills the processes still inside namespace `ns` (registrars of this test; `ip netns
-/// exec` leaves nothing else there).
-fn kill_pids_in(ns: &str) {
-    if let Ok(pids) = ip_output(&["netns", "pids", ns]) {
-        for pid in pids.split_whitespace() {
-            let _ = Command::new("kill").args(["-9", pid]).status();
-        }
-    }
-}
-
-/// Removes namespaces of earlier runs of this test whose process is gone (a run killed
-/// before its drop guard ran). Their veths die with them.
-fn remove_stale_namespaces() {
-    let Ok(list) = ip_output(&["netns", "list"]) else {
-        return;
-    };
-    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
-        let Some(rest) = name.strip_prefix(PREFIX).and_then(|r| r.strip_prefix('-')) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            kill_pids_in(name);
-            let _ = ip(&["netns", "del", name]);
-        }
-    }
-}
 
 /// The namespaces, links and registrar processes of one run; dropping it removes them all.
 struct Lab {
@@ -147,7 +84,7 @@ impl Lab {
         static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
         static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let _serial = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-        remove_stale_namespaces();
+        remove_stale_namespaces(PREFIX);
         let pid = std::process::id();
         let k = LABS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 10;
         // A /24 no route or address of this host covers yet, derived from the pid so that
