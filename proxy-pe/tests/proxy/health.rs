@@ -40,7 +40,7 @@ fn checked_config(rig: &Rig, mode_close: bool) -> String {
 }
 
 /// One short session through the proxy: greeting, one echo, close. Err: what failed.
-async fn one_session(addr: SocketAddr) -> Result<String, String> {
+pub(crate) async fn one_session(addr: SocketAddr) -> Result<String, String> {
     let work = async {
         let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let (r, mut w) = s.into_split();
@@ -66,10 +66,10 @@ async fn one_session(addr: SocketAddr) -> Result<String, String> {
 }
 
 /// When each client session started and how it ended.
-type SessionLog = Vec<(Instant, Result<String, String>)>;
+pub(crate) type SessionLog = Vec<(Instant, Result<String, String>)>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
+pub(crate) enum Failure {
     /// Daemon and server SIGSTOPped: the port still completes connects.
     Frozen,
     /// Daemon SIGSTOPped, server gone, its address held by a listener whose backlog is

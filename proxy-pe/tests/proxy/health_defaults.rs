@@ -8,14 +8,12 @@
 //! --nocapture --test-threads=1`) and recorded in BENCHMARKS.md "proxy-pe: failure
 //! detection"; the tests assert a generous bound (before: 23 s frozen, 30 s grace).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use crate::health::{one_session, Failure, SessionLog};
 
 /// The rig's proxy configuration with everything the rig tunes removed: the defaults of
 /// `[detection]` and `on_server_failure`, no application check.
@@ -60,55 +58,6 @@ fn start_default_daemon(rig: &mut Rig, i: usize) {
     rig.daemons[i] = Some(p);
 }
 
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a child this test spawned.
-    let r = unsafe { libc::kill(pid as i32, sig) };
-    assert_eq!(r, 0, "kill({pid}, {sig})");
-}
-
-fn pid(p: &Option<Proc>) -> u32 {
-    p.as_ref().expect("running").pid()
-}
-
-/// One short session through the proxy: greeting, one echo, close. Err: what failed.
-async fn one_session(addr: SocketAddr) -> Result<String, String> {
-    let work = async {
-        let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let (r, mut w) = s.into_split();
-        let mut r = BufReader::new(r);
-        let mut l = String::new();
-        r.read_line(&mut l).await.map_err(|e| e.to_string())?;
-        let who = l
-            .trim_end()
-            .strip_prefix("hello from ")
-            .ok_or_else(|| format!("no greeting: {l:?}"))?
-            .to_string();
-        w.write_all(b"ping\n").await.map_err(|e| e.to_string())?;
-        l.clear();
-        r.read_line(&mut l).await.map_err(|e| e.to_string())?;
-        if l.trim_end() != "ping" {
-            return Err(format!("bad echo {l:?}"));
-        }
-        Ok(who)
-    };
-    tokio::time::timeout(Duration::from_secs(1), work)
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))
-}
-
-type SessionLog = Vec<(Instant, Result<String, String>)>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    /// Daemon and server SIGSTOPped: the port still completes connects.
-    Frozen,
-    /// Daemon SIGSTOPped, server gone, its address held by a listener whose backlog is
-    /// full: connects get no answer.
-    Unreachable,
-    /// Daemon SIGSTOPped, server SIGKILLed: connects are refused.
-    Crashed,
-}
-
 /// Client sessions every 20 ms; IP2's host fails as `how`; returns the time until the
 /// proxy reports IP2 out of selection, after checking that no later session failed or
 /// reached IP2 and that IP2 is not declared down by the daemon's silence alone while its
@@ -144,9 +93,9 @@ async fn out_with_defaults(how: Failure) -> u64 {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut blackhole = Vec::new();
     let t0 = Instant::now();
-    signal(pid(&rig.daemons[1]), libc::SIGSTOP);
+    signal(&rig.daemons[1], libc::SIGSTOP);
     match how {
-        Failure::Frozen => signal(pid(&rig.echoes[1]), libc::SIGSTOP),
+        Failure::Frozen => signal(&rig.echoes[1], libc::SIGSTOP),
         Failure::Crashed => rig.kill_echo(1),
         Failure::Unreachable => {
             rig.kill_echo(1);
@@ -221,8 +170,8 @@ async fn out_with_defaults(how: Failure) -> u64 {
             "daemon silent; no application check vouches for the process"
         );
         // Back in once the host runs again, and it stays in.
-        signal(pid(&rig.echoes[1]), libc::SIGCONT);
-        signal(pid(&rig.daemons[1]), libc::SIGCONT);
+        signal(&rig.echoes[1], libc::SIGCONT);
+        signal(&rig.daemons[1], libc::SIGCONT);
         rig.until(0, "IP2 back", |r| server(r, "IP2").selectable)
             .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -233,7 +182,7 @@ async fn out_with_defaults(how: Failure) -> u64 {
             server(&r3, "IP2").reason
         );
     } else {
-        signal(pid(&rig.daemons[1]), libc::SIGCONT);
+        signal(&rig.daemons[1], libc::SIGCONT);
     }
     drop(blackhole);
     out.as_millis() as u64
