@@ -515,30 +515,51 @@ struct Bound {
 }
 
 /// Binds one listener per transport in `kinds` on `addrs`. When `addrs` ask for port 0,
-/// the listeners after the first try the port the first one got (one port for every
-/// transport, as with fixed ports), and take any free port if it is taken.
+/// the listeners after the first take the port the first one got (one port for every
+/// transport, as with fixed ports); if that port is taken for one of them, all are bound
+/// again on a fresh port (up to [`BIND_SHARED_ATTEMPTS`] times), and only then does a
+/// listener take any free port.
 async fn bind_all(
     kinds: &[TransportKind],
     addrs: &[SocketAddr],
     make: impl Fn(TransportKind) -> Transport,
     what: &'static str,
 ) -> Result<Vec<Listener>, DriverError> {
+    // Ephemeral ports (every address with port 0): the first transport's port is shared
+    // by the others. A port free for the first may be taken for another transport (TCP
+    // and UDP ports are separate spaces); then all are bound again on a fresh port, a few
+    // times, before the others fall back to ports of their own.
+    let ephemeral = addrs.iter().all(|a| a.port() == 0);
+    for _ in 0..BIND_SHARED_ATTEMPTS {
+        if !ephemeral || kinds.len() < 2 {
+            break;
+        }
+        let first = make(kinds[0])
+            .listen(addrs)
+            .await
+            .map_err(transport_err(what))?;
+        let Some(port) = first_port(&first) else {
+            break;
+        };
+        let same = with_port(addrs, port);
+        let mut out = vec![first];
+        for kind in &kinds[1..] {
+            match make(*kind).listen(&same).await {
+                Ok(l) => out.push(l),
+                Err(_) => break,
+            }
+        }
+        if out.len() == kinds.len() {
+            return Ok(out);
+        }
+    }
     let mut out: Vec<Listener> = Vec::new();
     for kind in kinds {
         let t = make(*kind);
-        let shared_port = match out.first() {
-            Some(first) if addrs.iter().all(|a| a.port() == 0) => first
-                .local_addrs()
-                .ok()
-                .and_then(|v| v.first().map(SocketAddr::port)),
-            _ => None,
-        };
+        let shared_port = out.first().filter(|_| ephemeral).and_then(first_port);
         let l = match shared_port {
             Some(port) => {
-                let same: Vec<SocketAddr> = addrs
-                    .iter()
-                    .map(|a| SocketAddr::new(a.ip(), port))
-                    .collect();
+                let same = with_port(addrs, port);
                 match t.listen(&same).await {
                     Ok(l) => l,
                     Err(_) => t.listen(addrs).await.map_err(transport_err(what))?,
@@ -550,6 +571,25 @@ async fn bind_all(
     }
     Ok(out)
 }
+
+/// The port `l` got (its first local address).
+fn first_port(l: &Listener) -> Option<u16> {
+    l.local_addrs()
+        .ok()
+        .and_then(|v| v.first().map(SocketAddr::port))
+}
+
+/// `addrs` with `port` instead of their own.
+fn with_port(addrs: &[SocketAddr], port: u16) -> Vec<SocketAddr> {
+    addrs
+        .iter()
+        .map(|a| SocketAddr::new(a.ip(), port))
+        .collect()
+}
+
+/// How often [`bind_all`] binds every transport again on a fresh ephemeral port when one
+/// of them could not share the first one's port.
+const BIND_SHARED_ATTEMPTS: usize = 8;
 
 impl Server {
     /// Binds the listeners (an ASAP and an ENRP one per transport of

@@ -11,13 +11,12 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asap::pe::{PoolElement, PoolElementConfig};
 use asap::pu::{PoolUser, PoolUserConfig};
-use asap::session::{ServerEvent, Session, SessionConfig, SessionEvent, SessionListener};
+use asap::session::{Session, SessionConfig, SessionEvent};
 use asap::transport::{Event, TransportKind};
-use asap::wire::{AsapMessage, Message, Policy, Protocol, TransportParameter};
+use asap::wire::{AsapMessage, Message, Protocol, TransportParameter};
 use enrp_server::core::CoreConfig;
-use rserpool_tests::api::{pe_config, within, POOL};
+use rserpool_tests::api::{within, POOL};
 use rserpool_tests::registrar::{
     connect_over, deregister_pes, next_msg, peer_core, register_pes, resolve_on, send, spawn,
     tcp_driver, Running,
@@ -91,33 +90,8 @@ async fn raw_registration_resolution(kind: TransportKind) {
 async fn pe_pu_session_echo(kind: TransportKind) {
     init(kind);
     let r = registrar(kind, 0x2002, None, 0).await;
-    let listener = SessionListener::bind(kind, &["127.0.0.1:0".parse().expect("lit")], 0)
-        .await
-        .expect("bind user transport");
-    let mut cfg = pe_config(&[r.asap], Policy::RoundRobin);
-    cfg.user_transport = listener.user_transport(None).expect("transport");
-    let mut pc = PoolElementConfig::tcp(cfg);
-    pc.registrar_transport = kind;
-    let mut pe = PoolElement::register(pc).await.expect("start PE");
-    within("PE registration", pe.wait_registered())
-        .await
-        .expect("registered");
-    let id = pe.identifier();
-    tokio::spawn(async move {
-        while let Ok(mut s) = listener.accept().await {
-            tokio::spawn(async move {
-                while let Ok(Some(ev)) = s.recv().await {
-                    if let ServerEvent::Data(d) = ev {
-                        let mut back = b"echo:".to_vec();
-                        back.extend_from_slice(&d);
-                        if s.send(back).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    // The same echo PE as the mixed-transport tests (PE and user transport of `kind`).
+    let (_pe, id) = crate::transport_mixed::echo_pe(kind, r.asap).await;
     let mut pcfg = PoolUserConfig::tcp();
     pcfg.registrar_transport = kind;
     pcfg.pu.link.static_registrars = vec![vec![r.asap]];

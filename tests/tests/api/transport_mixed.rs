@@ -102,7 +102,7 @@ async fn registrar_with(
 }
 
 /// An echo PE registered over `kind` with a user transport of the same kind.
-async fn echo_pe(kind: TransportKind, registrar: SocketAddr) -> (PoolElement, u32) {
+pub(crate) async fn echo_pe(kind: TransportKind, registrar: SocketAddr) -> (PoolElement, u32) {
     let listener = SessionListener::bind(kind, &[SocketAddr::from((LO, 0))], 0)
         .await
         .expect("bind user transport");
