@@ -79,39 +79,52 @@ pub(crate) enum Failure {
     Crashed,
 }
 
-/// Runs client sessions every 20 ms, breaks IP2 as `how` and measures the time until IP2
-/// is out of selection; checks that no session started after that failed and that the
-/// server is finally declared down (both channels). Returns the time in ms.
-async fn out_of_selection(how: Failure) -> u64 {
-    let tag = format!("health-{how:?}").to_lowercase();
-    let mut rig = Rig::new(&tag);
-    rig.add_proxy(|r| checked_config(r, false));
-    rig.start_daemons();
-    rig.until(0, "all selectable", all_selectable).await;
-    let relay = rig.listens[0];
-    let stop = Arc::new(AtomicBool::new(false));
-    let log: Arc<Mutex<SessionLog>> = Arc::default();
-    let load = {
-        let (stop, log) = (stop.clone(), log.clone());
-        tokio::spawn(async move {
-            let mut tasks = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let log = log.clone();
-                tasks.push(tokio::spawn(async move {
-                    let t = Instant::now();
-                    let r = one_session(relay).await;
-                    log.lock().expect("log").push((t, r));
-                }));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+/// Client sessions through the proxy, one started every 20 ms until [`Load::stop`].
+pub(crate) struct Load {
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<SessionLog>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    /// Starts the sessions against `relay`.
+    pub(crate) fn start(relay: SocketAddr) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log: Arc<Mutex<SessionLog>> = Arc::default();
+        let task = {
+            let (stop, log) = (stop.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut tasks = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let log = log.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let t = Instant::now();
+                        let r = one_session(relay).await;
+                        log.lock().expect("log").push((t, r));
+                    }));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+        };
+        Load { stop, log, task }
+    }
+
+    /// Starts no further session, waits for the running ones and returns the log.
+    pub(crate) async fn stop(self) -> SessionLog {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("load");
+        let log = self.log.lock().expect("log").clone();
+        log
+    }
+}
+
+/// SIGSTOPs IP2's daemon and breaks its server as `how`. Returns the sockets that hold an
+/// unreachable server's address: keep them until the end of the test.
+pub(crate) fn break_ip2(rig: &mut Rig, how: Failure) -> Vec<std::net::TcpStream> {
     let mut blackhole = Vec::new();
-    let t0 = Instant::now();
     signal(&rig.daemons[1], libc::SIGSTOP);
     match how {
         Failure::Frozen => signal(&rig.echoes[1], libc::SIGSTOP),
@@ -136,6 +149,70 @@ async fn out_of_selection(how: Failure) -> u64 {
             blackhole.push(std::net::TcpStream::from(s));
         }
     }
+    blackhole
+}
+
+/// A session log split at IP2's failure (`t0`) and its exclusion (`t_out`).
+pub(crate) struct AfterExclusion<'a> {
+    /// Sessions started after the exclusion.
+    pub(crate) after: Vec<&'a (Instant, Result<String, String>)>,
+    /// Those of `after` that failed.
+    pub(crate) failed_after: Vec<&'a (Instant, Result<String, String>)>,
+    /// Sessions started between failure and exclusion that failed.
+    pub(crate) failed_before: usize,
+}
+
+impl<'a> AfterExclusion<'a> {
+    /// Splits `log`.
+    pub(crate) fn new(log: &'a SessionLog, t0: Instant, t_out: Instant) -> Self {
+        let after: Vec<_> = log.iter().filter(|(t, _)| *t >= t_out).collect();
+        let failed_after = after.iter().copied().filter(|(_, r)| r.is_err()).collect();
+        let failed_before = log
+            .iter()
+            .filter(|(t, r)| *t < t_out && *t >= t0 && r.is_err())
+            .count();
+        AfterExclusion {
+            after,
+            failed_after,
+            failed_before,
+        }
+    }
+
+    /// No session started after the exclusion failed or reached IP2, and the load kept
+    /// running.
+    pub(crate) fn assert_clean(&self, how: Failure) {
+        assert!(
+            self.failed_after.is_empty(),
+            "{how:?}: sessions started after the exclusion failed: {:?}",
+            self.failed_after
+        );
+        assert!(
+            self.after.len() > 20,
+            "the load kept running: {}",
+            self.after.len()
+        );
+        assert!(
+            self.after
+                .iter()
+                .all(|(_, r)| r.as_deref().is_ok_and(|w| w != "IP2")),
+            "IP2 served after its exclusion"
+        );
+    }
+}
+
+/// Runs client sessions every 20 ms, breaks IP2 as `how` and measures the time until IP2
+/// is out of selection; checks that no session started after that failed and that the
+/// server is finally declared down (both channels). Returns the time in ms.
+async fn out_of_selection(how: Failure) -> u64 {
+    let tag = format!("health-{how:?}").to_lowercase();
+    let mut rig = Rig::new(&tag);
+    rig.add_proxy(|r| checked_config(r, false));
+    rig.start_daemons();
+    rig.until(0, "all selectable", all_selectable).await;
+    let load = Load::start(rig.listens[0]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    let blackhole = break_ip2(&mut rig, how);
     let r = rig
         .until(0, "IP2 out of selection", |r| !server(r, "IP2").selectable)
         .await;
@@ -148,34 +225,18 @@ async fn out_of_selection(how: Failure) -> u64 {
         })
         .await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    stop.store(true, Ordering::Relaxed);
-    load.await.expect("load");
-    let log = log.lock().expect("log").clone();
-    let after: Vec<_> = log.iter().filter(|(t, _)| *t >= t_out).collect();
-    let failed_after: Vec<_> = after.iter().filter(|(_, r)| r.is_err()).collect();
-    let failed_before = log
-        .iter()
-        .filter(|(t, r)| *t < t_out && *t >= t0 && r.is_err())
-        .count();
+    let log = load.stop().await;
+    let s = AfterExclusion::new(&log, t0, t_out);
     println!(
-        "{how:?}: IP2 out of selection after {} ms ({}); down: {}; sessions started after: {} ({} failed); failed between failure and exclusion: {failed_before}",
+        "{how:?}: IP2 out of selection after {} ms ({}); down: {}; sessions started after: {} ({} failed); failed between failure and exclusion: {}",
         out.as_millis(),
         server(&r, "IP2").reason,
         server(&r2, "IP2").reason,
-        after.len(),
-        failed_after.len(),
+        s.after.len(),
+        s.failed_after.len(),
+        s.failed_before,
     );
-    assert!(
-        failed_after.is_empty(),
-        "{how:?}: sessions started after the exclusion failed: {failed_after:?}"
-    );
-    assert!(after.len() > 20, "the load kept running: {}", after.len());
-    assert!(
-        after
-            .iter()
-            .all(|(_, r)| r.as_deref().is_ok_and(|w| w != "IP2")),
-        "IP2 served after its exclusion"
-    );
+    s.assert_clean(how);
     assert!(
         out < Duration::from_secs(5),
         "{how:?}: out after {out:?} (was 23 s before issue 19)"

@@ -8,12 +8,10 @@
 //! --nocapture --test-threads=1`) and recorded in BENCHMARKS.md "proxy-pe: failure
 //! detection"; the tests assert a generous bound (before: 23 s frozen, 30 s grace).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::health::{one_session, Failure, SessionLog};
+use crate::health::{break_ip2, AfterExclusion, Failure, Load};
 
 /// The rig's proxy configuration with everything the rig tunes removed: the defaults of
 /// `[detection]` and `on_server_failure`, no application check.
@@ -69,88 +67,30 @@ async fn out_with_defaults(how: Failure) -> u64 {
         start_default_daemon(&mut rig, i);
     }
     rig.until(0, "all selectable", all_selectable).await;
-    let relay = rig.listens[0];
-    let stop = Arc::new(AtomicBool::new(false));
-    let log: Arc<Mutex<SessionLog>> = Arc::default();
-    let load = {
-        let (stop, log) = (stop.clone(), log.clone());
-        tokio::spawn(async move {
-            let mut tasks = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let log = log.clone();
-                tasks.push(tokio::spawn(async move {
-                    let t = Instant::now();
-                    let r = one_session(relay).await;
-                    log.lock().expect("log").push((t, r));
-                }));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-        })
-    };
+    let load = Load::start(rig.listens[0]);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut blackhole = Vec::new();
     let t0 = Instant::now();
-    signal(&rig.daemons[1], libc::SIGSTOP);
-    match how {
-        Failure::Frozen => signal(&rig.echoes[1], libc::SIGSTOP),
-        Failure::Crashed => rig.kill_echo(1),
-        Failure::Unreachable => {
-            rig.kill_echo(1);
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .expect("socket");
-            s.set_reuse_address(true).expect("reuse");
-            s.bind(&rig.echo_addrs[1].into()).expect("bind");
-            s.listen(0).expect("listen");
-            for _ in 0..2 {
-                if let Ok(c) = std::net::TcpStream::connect_timeout(
-                    &rig.echo_addrs[1],
-                    Duration::from_millis(200),
-                ) {
-                    blackhole.push(c);
-                }
-            }
-            blackhole.push(std::net::TcpStream::from(s));
-        }
-    }
+    let blackhole = break_ip2(&mut rig, how);
     let r = rig
         .until(0, "IP2 out of selection", |r| !server(r, "IP2").selectable)
         .await;
     let out = t0.elapsed();
     let t_out = Instant::now();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    stop.store(true, Ordering::Relaxed);
-    load.await.expect("load");
+    let log = load.stop().await;
     let r2 = rig.report(0).await.expect("report");
-    let log = log.lock().expect("log").clone();
-    let after: Vec<_> = log.iter().filter(|(t, _)| *t >= t_out).collect();
-    let failed_after: Vec<_> = after.iter().filter(|(_, r)| r.is_err()).collect();
-    let failed_before = log
-        .iter()
-        .filter(|(t, r)| *t < t_out && *t >= t0 && r.is_err())
-        .count();
+    let s = AfterExclusion::new(&log, t0, t_out);
     println!(
-        "defaults, {how:?}: IP2 out of selection after {} ms ({}); 1.5 s later: {:?} ({}); sessions started after: {} ({} failed); failed between failure and exclusion: {failed_before}",
+        "defaults, {how:?}: IP2 out of selection after {} ms ({}); 1.5 s later: {:?} ({}); sessions started after: {} ({} failed); failed between failure and exclusion: {}",
         out.as_millis(),
         server(&r, "IP2").reason,
         server(&r2, "IP2").health,
         server(&r2, "IP2").reason,
-        after.len(),
-        failed_after.len(),
+        s.after.len(),
+        s.failed_after.len(),
+        s.failed_before,
     );
-    assert!(
-        failed_after.is_empty(),
-        "{how:?}: sessions started after the exclusion failed: {failed_after:?}"
-    );
-    assert!(after.len() > 20, "the load kept running: {}", after.len());
-    assert!(
-        after
-            .iter()
-            .all(|(_, r)| r.as_deref().is_ok_and(|w| w != "IP2")),
-        "IP2 served after its exclusion"
-    );
+    s.assert_clean(how);
     // Generous for a loaded machine; the figure is in BENCHMARKS.md (before: 23 s).
     assert!(
         out < Duration::from_secs(4),
