@@ -272,6 +272,13 @@ impl Rig {
     }
 
     pub fn start_daemon(&mut self, i: usize) {
+        let text = self.daemon_config(i);
+        self.start_daemon_with(i, &text);
+    }
+
+    /// Daemon `i`'s configuration: polls every 100 ms, reports to every proxy started so
+    /// far, counts the echo server's connections and requires its port to listen.
+    pub fn daemon_config(&self, i: usize) -> String {
         let mut s = format!(
             "[daemon]\nid = \"d{}\"\nkey_file = \"{}\"\npoll_interval_ms = 100\n\n",
             i + 1,
@@ -290,14 +297,23 @@ impl Rig {
             "[[app]]\nname = \"echo\"\nexe = \"legacy-echo\"\ncmdline = '{re}'\nports = [{}]\ncount_connections = true\nrequire_listen = true\n[app.load]\ncapacity = 10\n",
             a.port()
         );
+        s
+    }
+
+    /// Starts daemon `i` (`d{i+1}`) with the configuration `text`, written to
+    /// `daemon-{i}.toml`.
+    pub fn start_daemon_with(&mut self, i: usize, text: &str) {
         let path = self.dir.join(format!("daemon-{i}.toml"));
-        std::fs::write(&path, s).expect("write");
+        std::fs::write(&path, text).expect("write");
         let p = spawn(
             &format!("d{}", i + 1),
             &bin("legacy-daemon"),
             &[format!("--config={}", path.display())],
             &self.dir.join(format!("daemon-{i}.log")),
         );
+        if self.daemons.len() <= i {
+            self.daemons.resize_with(i + 1, || None);
+        }
         self.daemons[i] = Some(p);
     }
 

@@ -123,7 +123,7 @@ impl Load {
 
 /// SIGSTOPs IP2's daemon and breaks its server as `how`. Returns the sockets that hold an
 /// unreachable server's address: keep them until the end of the test.
-pub(crate) fn break_ip2(rig: &mut Rig, how: Failure) -> Vec<std::net::TcpStream> {
+fn break_ip2(rig: &mut Rig, how: Failure) -> Vec<std::net::TcpStream> {
     let mut blackhole = Vec::new();
     signal(&rig.daemons[1], libc::SIGSTOP);
     match how {
@@ -153,7 +153,7 @@ pub(crate) fn break_ip2(rig: &mut Rig, how: Failure) -> Vec<std::net::TcpStream>
 }
 
 /// A session log split at IP2's failure (`t0`) and its exclusion (`t_out`).
-pub(crate) struct AfterExclusion<'a> {
+struct AfterExclusion<'a> {
     /// Sessions started after the exclusion.
     pub(crate) after: Vec<&'a (Instant, Result<String, String>)>,
     /// Those of `after` that failed.
@@ -200,6 +200,91 @@ impl<'a> AfterExclusion<'a> {
     }
 }
 
+/// IP2's host broken under client load, up to its exclusion from selection.
+pub(crate) struct Outage {
+    /// Holds an unreachable server's address until [`Outage::end`].
+    blackhole: Vec<std::net::TcpStream>,
+    /// When IP2 was broken.
+    pub(crate) t0: Instant,
+    /// When the proxy reported IP2 out of selection.
+    pub(crate) t_out: Instant,
+    /// `t_out - t0`.
+    pub(crate) out: Duration,
+    /// The proxy's first report with IP2 out of selection.
+    pub(crate) report: proxy_pe::control::Report,
+}
+
+impl Outage {
+    /// Starts client sessions through proxy 0, lets them run 500 ms, breaks IP2 as `how`
+    /// and waits until the proxy reports IP2 out of selection.
+    pub(crate) async fn start(rig: &mut Rig, how: Failure) -> (Load, Outage) {
+        let load = Load::start(rig.listens[0]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t0 = Instant::now();
+        let blackhole = break_ip2(rig, how);
+        let report = rig
+            .until(0, "IP2 out of selection", |r| !server(r, "IP2").selectable)
+            .await;
+        let out = t0.elapsed();
+        let outage = Outage {
+            blackhole,
+            t0,
+            t_out: Instant::now(),
+            out,
+            report,
+        };
+        (load, outage)
+    }
+
+    /// Prints the figures (`prefix`, the time to exclusion, `later` on IP2's state after
+    /// it, the session counts), checks the sessions of `log` (see
+    /// [`AfterExclusion::assert_clean`]) and that the exclusion took less than `bound`
+    /// (`note` says why that bound).
+    pub(crate) fn check(
+        &self,
+        how: Failure,
+        log: &SessionLog,
+        prefix: &str,
+        later: &str,
+        bound: Duration,
+        note: &str,
+    ) {
+        let s = AfterExclusion::new(log, self.t0, self.t_out);
+        println!(
+            "{prefix}{how:?}: IP2 out of selection after {} ms ({}); {later}; sessions started after: {} ({} failed); failed between failure and exclusion: {}",
+            self.out.as_millis(),
+            server(&self.report, "IP2").reason,
+            s.after.len(),
+            s.failed_after.len(),
+            s.failed_before,
+        );
+        s.assert_clean(how);
+        assert!(self.out < bound, "{how:?}: out after {:?} {note}", self.out);
+    }
+
+    /// Lets IP2's daemon run again and frees the server's address; returns the time until
+    /// the exclusion in ms.
+    pub(crate) fn end(self, rig: &Rig) -> u64 {
+        signal(&rig.daemons[1], libc::SIGCONT);
+        drop(self.blackhole);
+        self.out.as_millis() as u64
+    }
+}
+
+/// One `multi_thread` test per failure kind, each running `scenario(Failure::Kind)`.
+macro_rules! per_failure {
+    ($scenario:ident: $($(#[$doc:meta])* $name:ident => $how:ident),+ $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $scenario(Failure::$how).await;
+            }
+        )+
+    };
+}
+pub(crate) use per_failure;
+
 /// Runs client sessions every 20 ms, breaks IP2 as `how` and measures the time until IP2
 /// is out of selection; checks that no session started after that failed and that the
 /// server is finally declared down (both channels). Returns the time in ms.
@@ -209,15 +294,7 @@ async fn out_of_selection(how: Failure) -> u64 {
     rig.add_proxy(|r| checked_config(r, false));
     rig.start_daemons();
     rig.until(0, "all selectable", all_selectable).await;
-    let load = Load::start(rig.listens[0]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    let blackhole = break_ip2(&mut rig, how);
-    let r = rig
-        .until(0, "IP2 out of selection", |r| !server(r, "IP2").selectable)
-        .await;
-    let out = t0.elapsed();
-    let t_out = Instant::now();
+    let (load, o) = Outage::start(&mut rig, how).await;
     // Both channels agree (daemon silent and check failing): declared down.
     let r2 = rig
         .until(0, "IP2 down", |r| {
@@ -226,20 +303,14 @@ async fn out_of_selection(how: Failure) -> u64 {
         .await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let log = load.stop().await;
-    let s = AfterExclusion::new(&log, t0, t_out);
-    println!(
-        "{how:?}: IP2 out of selection after {} ms ({}); down: {}; sessions started after: {} ({} failed); failed between failure and exclusion: {}",
-        out.as_millis(),
-        server(&r, "IP2").reason,
-        server(&r2, "IP2").reason,
-        s.after.len(),
-        s.failed_after.len(),
-        s.failed_before,
-    );
-    s.assert_clean(how);
-    assert!(
-        out < Duration::from_secs(5),
-        "{how:?}: out after {out:?} (was 23 s before issue 19)"
+    let down = format!("down: {}", server(&r2, "IP2").reason);
+    o.check(
+        how,
+        &log,
+        "",
+        &down,
+        Duration::from_secs(5),
+        "(was 23 s before issue 19)",
     );
     if how == Failure::Frozen {
         // Recovery: back in after `rise` passes, without flapping.
@@ -280,25 +351,14 @@ async fn out_of_selection(how: Failure) -> u64 {
             "recovery without flapping: {flips:?}\n{all:#?}"
         );
     }
-    signal(&rig.daemons[1], libc::SIGCONT);
-    drop(blackhole);
-    out.as_millis() as u64
+    o.end(&rig)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn frozen_host_is_out_of_selection_within_the_fall_time() {
-    out_of_selection(Failure::Frozen).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_host_is_out_of_selection_within_the_fall_time() {
-    out_of_selection(Failure::Unreachable).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crashed_host_with_hung_daemon_is_out_at_once() {
-    out_of_selection(Failure::Crashed).await;
-}
+per_failure!(out_of_selection:
+    frozen_host_is_out_of_selection_within_the_fall_time => Frozen,
+    unreachable_host_is_out_of_selection_within_the_fall_time => Unreachable,
+    crashed_host_with_hung_daemon_is_out_at_once => Crashed,
+);
 
 /// A session whose client has finished (sent its last line and closed) on a server that
 /// freezes is closed when the server is declared down, not moved to another server; a
@@ -443,14 +503,7 @@ async fn toy_rig(
             pid_file.display(),
             a.port()
         );
-        let path = rig.dir.join(format!("toy-daemon-{i}.toml"));
-        std::fs::write(&path, text).expect("write");
-        rig.daemons.push(Some(spawn(
-            &format!("d{}", i + 1),
-            &bin("legacy-daemon"),
-            &[format!("--config={}", path.display())],
-            &rig.dir.join(format!("toy-daemon-{i}.log")),
-        )));
+        rig.start_daemon_with(i, &text);
     }
     rig.until(0, "both toy servers selectable", all_selectable)
         .await;

@@ -8,10 +8,10 @@
 //! --nocapture --test-threads=1`) and recorded in BENCHMARKS.md "proxy-pe: failure
 //! detection"; the tests assert a generous bound (before: 23 s frozen, 30 s grace).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
-use crate::health::{break_ip2, AfterExclusion, Failure, Load};
+use crate::health::{per_failure, Failure, Outage};
 
 /// The rig's proxy configuration with everything the rig tunes removed: the defaults of
 /// `[detection]` and `on_server_failure`, no application check.
@@ -26,34 +26,23 @@ fn default_config(rig: &Rig) -> String {
     c
 }
 
-/// Daemon `i` with the default poll and heartbeat intervals (the rig's use 100 ms).
+/// Daemon `i` with the default poll and heartbeat intervals and reconnect backoff (the
+/// rig's use 100 ms and 500 ms), no connection counting and no listen requirement.
 fn start_default_daemon(rig: &mut Rig, i: usize) {
-    let mut s = format!(
-        "[daemon]\nid = \"d{}\"\nkey_file = \"{}\"\n\n",
-        i + 1,
-        rig.dir.join(format!("d{}.key", i + 1)).display()
+    rig.daemon_default_backoff = true;
+    let c = rig
+        .daemon_config(i)
+        .replace("poll_interval_ms = 100\n", "")
+        .replace(
+            "count_connections = true\nrequire_listen = true\n[app.load]\ncapacity = 10\n",
+            "",
+        );
+    assert!(
+        !c.contains("interval_ms")
+            && !c.contains("reconnect_max_ms")
+            && !c.contains("require_listen")
     );
-    for p in &rig.daemon_ports {
-        s += &format!("[[proxy]]\naddress = \"127.0.0.1:{p}\"\n\n");
-    }
-    let a = rig.echo_addrs[i];
-    let re = format!("--listen={a}").replace('.', "\\.");
-    s += &format!(
-        "[[app]]\nname = \"echo\"\nexe = \"legacy-echo\"\ncmdline = '{re}'\nports = [{}]\n",
-        a.port()
-    );
-    let path = rig.dir.join(format!("daemon-{i}.toml"));
-    std::fs::write(&path, s).expect("write");
-    let p = spawn(
-        &format!("d{}", i + 1),
-        &bin("legacy-daemon"),
-        &[format!("--config={}", path.display())],
-        &rig.dir.join(format!("daemon-{i}.log")),
-    );
-    if rig.daemons.len() <= i {
-        rig.daemons.push(None);
-    }
-    rig.daemons[i] = Some(p);
+    rig.start_daemon_with(i, &c);
 }
 
 /// Client sessions every 20 ms; IP2's host fails as `how`; returns the time until the
@@ -67,34 +56,24 @@ async fn out_with_defaults(how: Failure) -> u64 {
         start_default_daemon(&mut rig, i);
     }
     rig.until(0, "all selectable", all_selectable).await;
-    let load = Load::start(rig.listens[0]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    let blackhole = break_ip2(&mut rig, how);
-    let r = rig
-        .until(0, "IP2 out of selection", |r| !server(r, "IP2").selectable)
-        .await;
-    let out = t0.elapsed();
-    let t_out = Instant::now();
+    let (load, o) = Outage::start(&mut rig, how).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let log = load.stop().await;
     let r2 = rig.report(0).await.expect("report");
-    let s = AfterExclusion::new(&log, t0, t_out);
-    println!(
-        "defaults, {how:?}: IP2 out of selection after {} ms ({}); 1.5 s later: {:?} ({}); sessions started after: {} ({} failed); failed between failure and exclusion: {}",
-        out.as_millis(),
-        server(&r, "IP2").reason,
+    let later = format!(
+        "1.5 s later: {:?} ({})",
         server(&r2, "IP2").health,
-        server(&r2, "IP2").reason,
-        s.after.len(),
-        s.failed_after.len(),
-        s.failed_before,
+        server(&r2, "IP2").reason
     );
-    s.assert_clean(how);
     // Generous for a loaded machine; the figure is in BENCHMARKS.md (before: 23 s).
-    assert!(
-        out < Duration::from_secs(4),
-        "{how:?}: out after {out:?} with default settings"
+    let bound = Duration::from_secs(4);
+    o.check(
+        how,
+        &log,
+        "defaults, ",
+        &later,
+        bound,
+        "with default settings",
     );
     if how == Failure::Frozen {
         // One channel (the daemon's silence) only: out of selection, not down; the TCP
@@ -121,24 +100,12 @@ async fn out_with_defaults(how: Failure) -> u64 {
             "stays in: {}",
             server(&r3, "IP2").reason
         );
-    } else {
-        signal(&rig.daemons[1], libc::SIGCONT);
     }
-    drop(blackhole);
-    out.as_millis() as u64
+    o.end(&rig)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn frozen_host_is_out_within_two_seconds_with_default_settings() {
-    out_with_defaults(Failure::Frozen).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_host_is_out_within_two_seconds_with_default_settings() {
-    out_with_defaults(Failure::Unreachable).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crashed_host_is_out_within_two_seconds_with_default_settings() {
-    out_with_defaults(Failure::Crashed).await;
-}
+per_failure!(out_with_defaults:
+    frozen_host_is_out_within_two_seconds_with_default_settings => Frozen,
+    unreachable_host_is_out_within_two_seconds_with_default_settings => Unreachable,
+    crashed_host_is_out_within_two_seconds_with_default_settings => Crashed,
+);
