@@ -143,6 +143,23 @@ impl PolicyKind {
     }
 }
 
+/// Defines a stateless policy that picks the available candidate with the smallest key
+/// (ties by configuration order, see [`min_by_key`]).
+macro_rules! min_key_policy {
+    ($(#[$doc:meta])* $name:ident, |$c:ident| $key:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Default, Clone, Copy)]
+        pub struct $name;
+
+        impl $crate::policy::SelectionPolicy for $name {
+            fn select(&mut self, candidates: &[$crate::policy::Candidate]) -> Option<usize> {
+                $crate::policy::min_by_key(candidates, |$c: &$crate::policy::Candidate| $key)
+            }
+        }
+    };
+}
+use min_key_policy;
+
 /// Index of the available candidate with the smallest key; ties by lowest index.
 pub(crate) fn min_by_key<K: PartialOrd>(
     candidates: &[Candidate],
@@ -171,4 +188,14 @@ pub(crate) fn up(n: usize) -> Vec<Candidate> {
         };
         n
     ]
+}
+
+/// Available candidates, one a value, each with that value set by `set`.
+#[cfg(test)]
+pub(crate) fn up_with<T: Copy>(values: &[T], set: impl Fn(&mut Candidate, T)) -> Vec<Candidate> {
+    let mut c = up(values.len());
+    for (c, v) in c.iter_mut().zip(values) {
+        set(c, *v);
+    }
+    c
 }

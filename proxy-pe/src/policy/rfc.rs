@@ -71,21 +71,28 @@ mod tests {
             load: 0.25,
             ..Candidate::default()
         };
-        assert_eq!(
-            rfc_policy(PolicyKind::LeastLoad, 0, 3, &c, 1),
-            Policy::LeastUsed { load: 0x4000_0000 }
-        );
-        assert_eq!(
-            rfc_policy(PolicyKind::Fifo, 0, 3, &c, 1),
-            Policy::Priority { priority: 3 }
-        );
-        assert_eq!(
-            rfc_policy(PolicyKind::Fifo, 2, 3, &c, 1),
-            Policy::Priority { priority: 1 }
-        );
-        assert_eq!(
-            rfc_policy(PolicyKind::RfcWeightedRoundRobin, 0, 3, &c, 0),
-            Policy::WeightedRoundRobin { weight: 1 }
-        );
+        let cases = [
+            (
+                PolicyKind::LeastLoad,
+                0,
+                1,
+                Policy::LeastUsed { load: 0x4000_0000 },
+            ),
+            (PolicyKind::Fifo, 0, 1, Policy::Priority { priority: 3 }),
+            (PolicyKind::Fifo, 2, 1, Policy::Priority { priority: 1 }),
+            (
+                PolicyKind::RfcWeightedRoundRobin,
+                0,
+                0,
+                Policy::WeightedRoundRobin { weight: 1 },
+            ),
+        ];
+        for (kind, index, weight, want) in cases {
+            assert_eq!(
+                rfc_policy(kind, index, 3, &c, weight),
+                want,
+                "{kind:?} {index}"
+            );
+        }
     }
 }
