@@ -147,19 +147,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn check(kind: CheckKind) -> Check {
-        Check {
-            kind,
-            interval_ms: 100,
-            timeout_ms: 300,
-            rise: 1,
-            fall: 1,
-            send: None,
-            expect: None,
-            path: None,
-            host: None,
-            expect_status: None,
-            command: Vec::new(),
-        }
+        Check::plain(kind, 100, 300)
     }
 
     /// A server that answers each connection with `reply` after reading a little.

@@ -1635,19 +1635,11 @@ fn load_of(st: &AppStatus) -> f64 {
 /// The check run when an application configures none: a TCP connect with
 /// `detection.probe_timeout_ms`, every `probe_interval_ms`, rise and fall 1.
 fn implicit_check(d: &crate::config::Detection) -> Check {
-    Check {
-        kind: crate::config::CheckKind::Tcp,
-        interval_ms: d.probe_interval_ms,
-        timeout_ms: d.probe_timeout_ms,
-        rise: 1,
-        fall: 1,
-        send: None,
-        expect: None,
-        path: None,
-        host: None,
-        expect_status: None,
-        command: Vec::new(),
-    }
+    Check::plain(
+        crate::config::CheckKind::Tcp,
+        d.probe_interval_ms,
+        d.probe_timeout_ms,
+    )
 }
 
 impl ServerState {

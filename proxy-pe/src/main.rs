@@ -183,23 +183,33 @@ fn run_lifecycle(
     socket: &Path,
     cmd: proxy_pe::control::Lifecycle,
 ) -> ExitCode {
-    match rt.block_on(proxy_pe::control::lifecycle(socket, cmd)) {
-        Ok(a) if a.ok => {
-            println!("{}", a.message);
+    print_outcome(
+        match rt.block_on(proxy_pe::control::lifecycle(socket, cmd)) {
+            Ok(a) if a.ok => Ok(a.message),
+            Ok(a) => Err(refusal(a.error)),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+}
+
+/// The outcome of a control-socket command: the line to print on success, or why it
+/// failed (printed to stderr, exit status 1).
+fn print_outcome(outcome: Result<String, String>) -> ExitCode {
+    match outcome {
+        Ok(line) => {
+            println!("{line}");
             ExitCode::SUCCESS
-        }
-        Ok(a) => {
-            eprintln!(
-                "proxy-pe: {}",
-                a.error.as_deref().unwrap_or("refused, no reason given")
-            );
-            ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("proxy-pe: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The reason the proxy gave for refusing a command.
+fn refusal(error: Option<String>) -> String {
+    error.unwrap_or_else(|| "refused, no reason given".into())
 }
 
 /// `maintenance on|off`.
@@ -281,29 +291,21 @@ fn run_admin(
     cmd: AdminCommand,
     server: &str,
 ) -> ExitCode {
-    match rt.block_on(proxy_pe::control::admin(socket, cmd, server)) {
-        Ok(a) if a.ok => {
-            let what = match cmd {
-                AdminCommand::Enable | AdminCommand::Maintenance(false) => "enabled",
-                AdminCommand::Disable => "disabled",
-                AdminCommand::Drain { .. } => "draining",
-                AdminCommand::Maintenance(true) => "in maintenance",
-            };
-            println!("{} {what} (by {})", a.servers.join(", "), a.by);
-            ExitCode::SUCCESS
-        }
-        Ok(a) => {
-            eprintln!(
-                "proxy-pe: {}",
-                a.error.as_deref().unwrap_or("refused, no reason given")
-            );
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("proxy-pe: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    print_outcome(
+        match rt.block_on(proxy_pe::control::admin(socket, cmd, server)) {
+            Ok(a) if a.ok => {
+                let what = match cmd {
+                    AdminCommand::Enable | AdminCommand::Maintenance(false) => "enabled",
+                    AdminCommand::Disable => "disabled",
+                    AdminCommand::Drain { .. } => "draining",
+                    AdminCommand::Maintenance(true) => "in maintenance",
+                };
+                Ok(format!("{} {what} (by {})", a.servers.join(", "), a.by))
+            }
+            Ok(a) => Err(refusal(a.error)),
+            Err(e) => Err(e.to_string()),
+        },
+    )
 }
 
 fn main() -> ExitCode {
