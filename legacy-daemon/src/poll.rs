@@ -743,16 +743,45 @@ mod tests {
     use std::process::{Child, Command};
     use std::time::Duration;
 
-    /// A config watching `sleep` processes whose command line matches `re`.
-    fn cfg(re: &str) -> Config {
+    /// A config with `daemon_keys` in `[daemon]` and one application `s` described by
+    /// `app_keys`.
+    fn app_cfg(daemon_keys: &str, app_keys: &str) -> Config {
         crate::config::parse(
             &format!(
-                "[daemon]\nauth = \"none\"\npoll_interval_ms = 1000\n[[proxy]]\naddress = \"127.0.0.1:9\"\n\
-                 [[app]]\nname = \"s\"\nexe = \"sleep\"\ncmdline = '{re}'\n"
+                "[daemon]\nauth = \"none\"\npoll_interval_ms = 1000\n{daemon_keys}\
+                 [[proxy]]\naddress = \"127.0.0.1:9\"\n[[app]]\nname = \"s\"\n{app_keys}"
             ),
             "t.toml",
         )
         .unwrap()
+    }
+
+    /// A config watching `sleep` processes whose command line matches `re`.
+    fn cfg(re: &str) -> Config {
+        app_cfg("", &format!("exe = \"sleep\"\ncmdline = '{re}'\n"))
+    }
+
+    /// The application keys matching `sleep ARG` exactly.
+    fn sleep_with(arg: &str) -> String {
+        format!(
+            "exe = \"sleep\"\ncmdline = '^sleep {}$'\n",
+            regex_lite::escape(arg)
+        )
+    }
+
+    /// Polls until application 0 reports exactly `pid` (at most `n` polls, 20 ms apart);
+    /// returns the last poll's statuses.
+    fn poll_until_pid(p: &mut Poller, c: &Config, pid: u32, n: usize) -> Vec<AppStatus> {
+        let mut st = p.poll(c);
+        for _ in 0..n {
+            if st[0].pids == [pid] {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            st = p.poll(c);
+        }
+        assert_eq!(st[0].pids, vec![pid]);
+        st
     }
 
     /// A unique `sleep` argument for this test, so parallel tests do not see each other.
@@ -792,14 +821,7 @@ mod tests {
 
     /// A config watching processes whose executable name is `exe`.
     fn exe_cfg(exe: &str) -> Config {
-        crate::config::parse(
-            &format!(
-                "[daemon]\nauth = \"none\"\npoll_interval_ms = 1000\n[[proxy]]\naddress = \"127.0.0.1:9\"\n\
-                 [[app]]\nname = \"s\"\nexe = \"{exe}\"\n"
-            ),
-            "t.toml",
-        )
-        .unwrap()
+        app_cfg("", &format!("exe = \"{exe}\"\n"))
     }
 
     /// `sleep` run through a symbolic link with a name longer than `comm` holds: `comm` is
@@ -824,15 +846,7 @@ mod tests {
         // argv[0] is the link path: matches.
         let child = Kill(Command::new(&link).arg("300").spawn().unwrap());
         let pid = child.0.id();
-        let mut st = p.poll(&c);
-        for _ in 0..250 {
-            if st[0].pids == [pid] {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-            st = p.poll(&c);
-        }
-        assert_eq!(st[0].pids, vec![pid]);
+        poll_until_pid(&mut p, &c, pid, 250);
         let e = &p.procs[&(pid as i32)];
         assert_eq!(e.comm, &name[..COMM_LEN]);
         assert_eq!(
@@ -937,15 +951,7 @@ mod tests {
         let mut p = Poller::new();
         let pid = child.0.id();
         // The child may still be between fork and exec at the first poll.
-        let mut st = p.poll(&c);
-        for _ in 0..50 {
-            if st[0].pids == [pid] {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-            st = p.poll(&c);
-        }
-        assert_eq!(st[0].pids, vec![pid]);
+        let st = poll_until_pid(&mut p, &c, pid, 50);
         assert!(st[0].running);
         assert!(st[0].rss_bytes > 0);
         assert!(p.procs.contains_key(&(pid as i32)));
@@ -965,23 +971,10 @@ mod tests {
         let a = arg(9);
         let before = crate::daemon::now_ms();
         let mut child = spawn("sleep", &[&a]);
-        let text = format!(
-            "[daemon]\nauth = \"none\"\nadvertise = \"10.9.8.7\"\n[[proxy]]\naddress = \"127.0.0.1:9\"\n\
-             [[app]]\nname = \"s\"\nexe = \"sleep\"\ncmdline = '^sleep {}$'\n",
-            regex_lite::escape(&a)
-        );
-        let c = crate::config::parse(&text, "t.toml").unwrap();
+        let c = app_cfg("advertise = \"10.9.8.7\"\n", &sleep_with(&a));
         let mut p = Poller::new();
         let pid = child.0.id();
-        let mut st = p.poll(&c);
-        for _ in 0..50 {
-            if st[0].pids == [pid] {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-            st = p.poll(&c);
-        }
-        assert_eq!(st[0].pids, vec![pid]);
+        let st = poll_until_pid(&mut p, &c, pid, 50);
         assert_eq!(st[0].host, Some("10.9.8.7".parse().unwrap()));
         let started = st[0].started_at_ms.expect("start time");
         // Clock ticks are 10 ms; the boot-time estimate adds a few ms.
@@ -1004,16 +997,10 @@ mod tests {
     #[test]
     fn last_instance_ending_needs_no_net_sample_but_a_new_one_does() {
         let a = arg(7);
-        let c = crate::config::parse(
-            &format!(
-                "[daemon]\nauth = \"none\"\npoll_interval_ms = 1000\nnet_interval_ms = 600000\n\
-                 [[proxy]]\naddress = \"127.0.0.1:9\"\n[[app]]\nname = \"s\"\n\
-                 exe = \"sleep\"\ncmdline = '^sleep {}$'\nports = [9]\n",
-                regex_lite::escape(&a)
-            ),
-            "t.toml",
-        )
-        .unwrap();
+        let c = app_cfg(
+            "net_interval_ms = 600000\n",
+            &(sleep_with(&a) + "ports = [9]\n"),
+        );
         let mut p = Poller::new();
         p.poll(&c);
         assert_eq!(p.net_reads, 1, "first poll samples the table");
@@ -1060,16 +1047,13 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = crate::config::parse(
+        let c = app_cfg(
+            "net_interval_ms = 600000\n",
             &format!(
-                "[daemon]\nauth = \"none\"\npoll_interval_ms = 1000\nnet_interval_ms = 600000\n\
-                 [[proxy]]\naddress = \"127.0.0.1:9\"\n[[app]]\nname = \"s\"\n\
-                 pid_file = \"{}\"\nports = [{port}]\nrequire_listen = true\n",
+                "pid_file = \"{}\"\nports = [{port}]\nrequire_listen = true\n",
                 pid_file.display()
             ),
-            "t.toml",
-        )
-        .unwrap();
+        );
         let mut p = Poller::new();
         let st = p.poll(&c);
         assert_eq!(st[0].instances, 1, "the child is the server");
@@ -1098,17 +1082,24 @@ mod tests {
         (1..=n).find(|_| p.poll(c)[0].pids == [pid])
     }
 
+    /// A shell that execs `sleep ARG` after a second, seen by `p` as the shell first;
+    /// returns 1.5 s later, after the exec. The child and its pid.
+    fn exec_sleep_after_a_second(p: &mut Poller, c: &Config, arg: &str) -> (Kill, u32) {
+        p.poll(c); // caches the other processes, so the next poll is quick
+        let script = format!("sleep 1; exec sleep {arg}");
+        let child = spawn("sh", &["-c", &script]);
+        let pid = child.0.id();
+        assert_eq!(p.poll(c)[0].instances, 0, "still the shell");
+        std::thread::sleep(Duration::from_millis(1500));
+        (child, pid)
+    }
+
     #[test]
     fn exec_of_a_young_process_is_seen_at_the_next_poll() {
         let a = arg(2);
         let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
         let mut p = Poller::new();
-        p.poll(&c); // caches the other processes, so the next poll is quick
-        let script = format!("sleep 1; exec sleep {a}");
-        let child = spawn("sh", &["-c", &script]);
-        let pid = child.0.id();
-        assert_eq!(p.poll(&c)[0].instances, 0, "still the shell");
-        std::thread::sleep(Duration::from_millis(1500));
+        let (_child, pid) = exec_sleep_after_a_second(&mut p, &c, &a);
         assert_eq!(polls_until_seen(&mut p, &c, pid, 1), Some(1));
     }
 
@@ -1118,12 +1109,7 @@ mod tests {
         let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
         let mut p = Poller::new();
         p.young_secs = 0; // every process counts as old
-        p.poll(&c); // caches the other processes, so the next poll is quick
-        let script = format!("sleep 1; exec sleep {a}");
-        let child = spawn("sh", &["-c", &script]);
-        let pid = child.0.id();
-        assert_eq!(p.poll(&c)[0].instances, 0, "still the shell");
-        std::thread::sleep(Duration::from_millis(1500));
+        let (_child, pid) = exec_sleep_after_a_second(&mut p, &c, &a);
         let n = polls_until_seen(&mut p, &c, pid, EXEC_RECHECK_POLLS);
         assert!(n.is_some(), "not seen within {EXEC_RECHECK_POLLS} polls");
     }
