@@ -5,6 +5,7 @@
 //! consecutive `state_seq`, checked by `StatusTable::apply`), never on timing.
 
 use crate::common::*;
+use legacy_protocol::receiver::{DaemonConnection, DaemonListener, StatusTable};
 use legacy_protocol::DaemonMessage;
 use std::process::{Command, Stdio};
 
@@ -19,6 +20,29 @@ fn proxies(addrs: &[String]) -> String {
         .collect()
 }
 
+/// `[daemon]` with the test key and the `extra` keys, the short intervals ([`POLL`]) and
+/// the proxies at `addrs`.
+fn head(extra: &str, addrs: &[String]) -> String {
+    format!(
+        "[daemon]\nkey = \"{TEST_KEY}\"\n{extra}{POLL}{}",
+        proxies(addrs)
+    )
+}
+
+/// The daemon started on `text` (written to `dir/d.toml`, its log in `dir/log`) and the
+/// proxy side of its connection to `l`, synced.
+async fn start(
+    dir: &TempDir,
+    l: &DaemonListener,
+    text: &str,
+) -> (Proc, DaemonConnection, StatusTable) {
+    let cfg = dir.path("d.toml");
+    write_file(&cfg, text);
+    let d = spawn_daemon(&cfg, &dir.path("log"));
+    let (c, t) = accept_synced(l).await;
+    (d, c, t)
+}
+
 fn sleep_app(name: &str, arg: &str) -> String {
     let re = arg.replace('.', "\\.");
     format!("[[app]]\nname = \"{name}\"\nexe = \"sleep\"\ncmdline = '^sleep {re}$'\n")
@@ -28,24 +52,20 @@ fn sleep_arg() -> String {
     format!("100000.{}", unique())
 }
 
+/// A scratch directory named after `tag`, a proxy-side listener with its address, and a
+/// `sleep` argument of this test's own.
+async fn setup(tag: &str) -> (TempDir, DaemonListener, String, String) {
+    let (l, addr) = listener().await;
+    (TempDir::new(tag), l, addr, sleep_arg())
+}
+
 #[tokio::test]
 async fn kill_is_reported_down_and_restart_up() {
-    let dir = TempDir::new("kill");
-    let (l, addr) = listener().await;
-    let arg = sleep_arg();
+    let (dir, l, addr, arg) = setup("kill").await;
     let mut a1 = spawn_sleep(&arg);
     let a2 = spawn_sleep(&arg);
-    let cfg = dir.path("d.toml");
-    write_file(
-        &cfg,
-        &format!(
-            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nid = \"host-k\"\n{POLL}{}{}",
-            proxies(&[addr]),
-            sleep_app("A", &arg)
-        ),
-    );
-    let _d = spawn_daemon(&cfg, &dir.path("log"));
-    let (mut c, mut t) = accept_synced(&l).await;
+    let text = head("id = \"host-k\"\n", &[addr]) + &sleep_app("A", &arg);
+    let (_d, mut c, mut t) = start(&dir, &l, &text).await;
     assert_eq!(c.hello().daemon_id, "host-k");
     assert_eq!(
         c.hello().protocol_version,
@@ -83,9 +103,7 @@ async fn kill_is_reported_down_and_restart_up() {
 
 #[tokio::test]
 async fn exit_is_noticed_by_pidfd_long_before_the_next_poll() {
-    let dir = TempDir::new("pidfd");
-    let (l, addr) = listener().await;
-    let arg = sleep_arg();
+    let (dir, l, addr, arg) = setup("pidfd").await;
     let mut a = spawn_sleep(&arg);
     let cfg = dir.path("d.toml");
     // One poll at start-up, the next one only after 10 minutes: a down report before
@@ -93,7 +111,7 @@ async fn exit_is_noticed_by_pidfd_long_before_the_next_poll() {
     write_file(
         &cfg,
         &format!(
-            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\npoll_interval_ms = 600000\nheartbeat_interval_ms = 200\n{}{}",
+            "[daemon]\nkey = \"{TEST_KEY}\"\npoll_interval_ms = 600000\nheartbeat_interval_ms = 200\n{}{}",
             proxies(&[addr]),
             sleep_app("A", &arg)
         ),
@@ -120,7 +138,7 @@ async fn file_rewrite_adds_and_removes_apps_and_bad_file_keeps_old_config() {
     let b = spawn_sleep(&arg_b);
     let cfg = dir.path("d.toml");
     let log = dir.path("log");
-    let head = format!("[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n{POLL}{}", proxies(&[addr]));
+    let head = head("", &[addr]);
     write_file(&cfg, &format!("{head}{}", sleep_app("A", &arg_a)));
     let _d = spawn_daemon(&cfg, &log);
     let (mut c, mut t) = accept_synced(&l).await;
@@ -173,14 +191,12 @@ async fn file_rewrite_adds_and_removes_apps_and_bad_file_keeps_old_config() {
 /// than every 10 minutes.
 #[tokio::test]
 async fn file_edit_of_poll_interval_restarts_the_poll_timer() {
-    let dir = TempDir::new("interval");
-    let (l, addr) = listener().await;
-    let arg = sleep_arg();
+    let (dir, l, addr, arg) = setup("interval").await;
     let cfg = dir.path("d.toml");
     let log = dir.path("log");
     let body = format!("{}{}", proxies(&[addr]), sleep_app("A", &arg));
     let daemon = |poll_ms: u64| {
-        format!("[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\npoll_interval_ms = {poll_ms}\nheartbeat_interval_ms = 200\n")
+        format!("[daemon]\nkey = \"{TEST_KEY}\"\npoll_interval_ms = {poll_ms}\nheartbeat_interval_ms = 200\n")
     };
     write_file(&cfg, &format!("version = 1\n{}{body}", daemon(600_000)));
     let _d = spawn_daemon(&cfg, &log);
@@ -209,12 +225,10 @@ async fn file_edit_of_poll_interval_restarts_the_poll_timer() {
 
 #[tokio::test]
 async fn sighup_reloads_when_file_watching_is_off() {
-    let dir = TempDir::new("hup");
-    let (l, addr) = listener().await;
-    let arg = sleep_arg();
+    let (dir, l, addr, arg) = setup("hup").await;
     let _a = spawn_sleep(&arg);
     let cfg = dir.path("d.toml");
-    let head = format!("[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nwatch_config = false\n{POLL}{}", proxies(&[addr]));
+    let head = head("watch_config = false\n", &[addr]);
     write_file(&cfg, &head);
     let d = spawn_daemon(&cfg, &dir.path("log"));
     let (mut c, mut t) = accept_synced(&l).await;
@@ -231,21 +245,10 @@ async fn sighup_reloads_when_file_watching_is_off() {
 
 #[tokio::test]
 async fn proxy_that_comes_back_gets_hello_and_full_snapshot() {
-    let dir = TempDir::new("reconn");
-    let (l, addr) = listener().await;
-    let arg = sleep_arg();
+    let (dir, l, addr, arg) = setup("reconn").await;
     let a = spawn_sleep(&arg);
-    let cfg = dir.path("d.toml");
-    write_file(
-        &cfg,
-        &format!(
-            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n{POLL}{}{}",
-            proxies(std::slice::from_ref(&addr)),
-            sleep_app("A", &arg)
-        ),
-    );
-    let _d = spawn_daemon(&cfg, &dir.path("log"));
-    let (mut c, mut t) = accept_synced(&l).await;
+    let text = head("", std::slice::from_ref(&addr)) + &sleep_app("A", &arg);
+    let (_d, mut c, mut t) = start(&dir, &l, &text).await;
     until(&mut c, &mut t, |t| running(t, "A")).await;
     let instance = c.hello().instance;
 
@@ -253,9 +256,7 @@ async fn proxy_that_comes_back_gets_hello_and_full_snapshot() {
     drop(c);
     drop(l);
     // ... and comes back on the same address.
-    let l = legacy_protocol::receiver::DaemonListener::bind(addr.as_str())
-        .await
-        .expect("rebind");
+    let l = DaemonListener::bind(addr.as_str()).await.expect("rebind");
     let (mut c, t2) = accept_synced(&l).await;
     assert_eq!(c.hello().instance, instance, "same daemon run");
     // accept_synced checked frame seq 0 = hello and seq 1 = snapshot; the snapshot is
@@ -276,17 +277,8 @@ async fn two_proxies_losing_one_does_not_disturb_the_other() {
     let (l2, addr2) = listener().await;
     let arg = sleep_arg();
     let mut a = spawn_sleep(&arg);
-    let cfg = dir.path("d.toml");
-    write_file(
-        &cfg,
-        &format!(
-            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n{POLL}{}{}",
-            proxies(&[addr1.clone(), addr2]),
-            sleep_app("A", &arg)
-        ),
-    );
-    let _d = spawn_daemon(&cfg, &dir.path("log"));
-    let (c1, mut t1) = accept_synced(&l1).await;
+    let text = head("", &[addr1.clone(), addr2]) + &sleep_app("A", &arg);
+    let (_d, c1, mut t1) = start(&dir, &l1, &text).await;
     let (mut c2, mut t2) = accept_synced(&l2).await;
     let _ = &mut t1;
     until(&mut c2, &mut t2, |t| running(t, "A")).await;
@@ -319,9 +311,7 @@ async fn two_proxies_losing_one_does_not_disturb_the_other() {
     assert!(seen.iter().any(|m| matches!(m, DaemonMessage::Delta(_))));
 
     // P1 comes back: gets its own Hello + snapshot showing A down; P2 is not reset.
-    let l1 = legacy_protocol::receiver::DaemonListener::bind(addr1.as_str())
-        .await
-        .expect("rebind");
+    let l1 = DaemonListener::bind(addr1.as_str()).await.expect("rebind");
     let (_c1, t1) = accept_synced(&l1).await;
     assert!(!running(&t1, "A"));
     for _ in 0..3 {
@@ -344,7 +334,8 @@ async fn unreachable_proxy_is_retried_then_given_up_without_crash() {
     write_file(
         &cfg,
         &format!(
-            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n{POLL}[[proxy]]\naddress = \"{dead}\"\nmax_attempts = 3\nreconnect_min_ms = 20\n{}",
+            "{}[[proxy]]\naddress = \"{dead}\"\nmax_attempts = 3\nreconnect_min_ms = 20\n{}",
+            head("", &[]),
             proxies(&[addr])
         ),
     );
@@ -367,13 +358,11 @@ async fn unreachable_proxy_is_retried_then_given_up_without_crash() {
 
 #[tokio::test]
 async fn config_push_is_versioned_and_acknowledged() {
-    let dir = TempDir::new("push");
-    let (l, addr) = listener().await;
-    let arg = sleep_arg();
+    let (dir, l, addr, arg) = setup("push").await;
     let a = spawn_sleep(&arg);
     let cfg = dir.path("d.toml");
     let proxy_addr = addr.clone();
-    let head = format!("[daemon]\nkey = \"{TEST_KEY}\"\n{POLL}{}", proxies(&[addr]));
+    let head = head("", &[addr]);
     write_file(&cfg, &format!("version = 3\n{head}"));
     let _d = spawn_daemon(&cfg, &dir.path("log"));
     let (mut c, mut t) = accept_synced(&l).await;
@@ -451,10 +440,7 @@ async fn config_push_is_versioned_and_acknowledged() {
     assert_eq!(std::fs::read_to_string(&cfg).expect("read"), before);
 }
 
-async fn next_ack(
-    c: &mut legacy_protocol::receiver::DaemonConnection,
-    t: &mut legacy_protocol::receiver::StatusTable,
-) -> legacy_protocol::ConfigAck {
+async fn next_ack(c: &mut DaemonConnection, t: &mut StatusTable) -> legacy_protocol::ConfigAck {
     loop {
         let m = next(c).await;
         t.apply(&m).expect("continuity");
@@ -513,19 +499,14 @@ async fn ports_connections_and_pid_file() {
     };
     let pid_file = dir.path("srv.pid");
     std::fs::write(&pid_file, format!("{}\n", server.pid())).expect("pid file");
-    let cfg = dir.path("d.toml");
-    write_file(
-        &cfg,
-        &format!(
-            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n{POLL}{}\
+    let text = format!(
+        "{}\
              [[app]]\nname = \"srv\"\ncmdline = '{token}'\nports = [{port}]\ncount_connections = true\nrequire_listen = true\n[app.load]\nweight = 3\n\
              [[app]]\nname = \"bypid\"\npid_file = \"{}\"\n",
-            proxies(&[addr]),
-            pid_file.display()
-        ),
+        head("", &[addr]),
+        pid_file.display()
     );
-    let _d = spawn_daemon(&cfg, &dir.path("log"));
-    let (mut c, mut t) = accept_synced(&l).await;
+    let (_d, mut c, mut t) = start(&dir, &l, &text).await;
     until(&mut c, &mut t, |t| running(t, "srv") && running(t, "bypid")).await;
     assert_eq!(pids(&t, "srv"), vec![server.pid()]);
     assert_eq!(pids(&t, "bypid"), vec![server.pid()]);
@@ -549,18 +530,15 @@ async fn ports_connections_and_pid_file() {
 
 #[tokio::test]
 async fn state_file_survives_daemon_restart() {
-    let dir = TempDir::new("state");
-    let (l, addr) = listener().await;
-    let arg = sleep_arg();
+    let (dir, l, addr, arg) = setup("state").await;
     let mut a = spawn_sleep(&arg);
     let cfg = dir.path("d.toml");
     let state = dir.path("state.json");
     write_file(
         &cfg,
         &format!(
-            "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nstate_file = \"{}\"\n{POLL}{}{}",
-            state.display(),
-            proxies(&[addr]),
+            "{}{}",
+            head(&format!("state_file = \"{}\"\n", state.display()), &[addr]),
             sleep_app("A", &arg)
         ),
     );
@@ -591,16 +569,13 @@ async fn config_push_refused_when_disabled() {
     let dir = TempDir::new("nopush");
     let (l, addr) = listener().await;
     let cfg = dir.path("d.toml");
-    let text = format!("[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\naccept_push = false\n{POLL}{}", proxies(&[addr]));
+    let text = head("accept_push = false\n", &[addr]);
     write_file(&cfg, &text);
     let _d = spawn_daemon(&cfg, &dir.path("log"));
     let (mut c, mut t) = accept_synced(&l).await;
-    c.push_config(
-        9,
-        "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n",
-    )
-    .await
-    .expect("push");
+    c.push_config(9, &format!("[daemon]\nkey = \"{TEST_KEY}\"\n"))
+        .await
+        .expect("push");
     let ack = next_ack(&mut c, &mut t).await;
     assert!(!ack.accepted);
     assert_eq!((ack.version, ack.active_version), (9, 1));
