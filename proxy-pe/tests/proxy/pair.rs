@@ -30,20 +30,9 @@ fn slower_registrar(rig: &mut Rig) {
     rig.registrar = Some(spawn(
         "enrp-server",
         &bin("enrp-server"),
-        &[
-            format!("--asap=127.0.0.1:{rp}"),
-            "--enrp=off".into(),
-            "--transport=tcp".into(),
-            "--asap-announce=off".into(),
-            "--enrp-announce=off".into(),
-            "--allow-third-party=127.0.0.0/8".into(),
-            "--min-address-scope=loopback".into(),
-            "--keep-alive-interval=1000".into(),
-            "--keep-alive-timeout=1000".into(),
-            // Every PE in each resolution (default 3: with both proxies' PEs in the pool
-            // during a take-over a resolution would be a selection of three of six).
-            "--max-hres-items=16".into(),
-        ],
+        // Every PE in each resolution (default 3: with both proxies' PEs in the pool
+        // during a take-over a resolution would be a selection of three of six).
+        &registrar_args(rp, 1000, &["--enrp=off", "--max-hres-items=16"]),
         &rig.dir.join("enrp-server-2.log"),
     ));
 }
