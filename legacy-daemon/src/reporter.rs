@@ -402,21 +402,10 @@ mod tests {
     async fn queue_overflow_resyncs_with_a_snapshot() {
         use crate::state::StatusBook;
         use legacy_protocol::receiver::{DaemonListener, StatusTable};
-        use legacy_protocol::{AppStatus, LoadHints};
+        use legacy_protocol::AppStatus;
 
         fn app(pid: u32) -> AppStatus {
-            AppStatus {
-                name: "A".into(),
-                running: true,
-                instances: 1,
-                pids: vec![pid],
-                cpu_percent: 0.0,
-                rss_bytes: 0,
-                ports: vec![],
-                load_hints: LoadHints::default(),
-                host: None,
-                started_at_ms: None,
-            }
+            AppStatus::new("A", &[pid])
         }
 
         let l = DaemonListener::bind("127.0.0.1:0").await.unwrap();

@@ -126,20 +126,12 @@ pub fn significant(old: &AppStatus, new: &AppStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use legacy_protocol::LoadHints;
 
     fn app(name: &str, pids: &[u32], cpu: f32, rss: u64) -> AppStatus {
         AppStatus {
-            name: name.into(),
-            running: !pids.is_empty(),
-            instances: pids.len() as u32,
-            pids: pids.to_vec(),
             cpu_percent: cpu,
             rss_bytes: rss,
-            ports: vec![],
-            load_hints: LoadHints::default(),
-            host: None,
-            started_at_ms: None,
+            ..AppStatus::new(name, pids)
         }
     }
 

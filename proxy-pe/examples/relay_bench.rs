@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use legacy_protocol::{
-    encode_frame, AppStatus, DaemonFrame, DaemonMessage, Heartbeat, Hello, LoadHints, Snapshot,
+    encode_frame, AppStatus, DaemonFrame, DaemonMessage, Heartbeat, Hello, Snapshot,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -62,18 +62,7 @@ async fn fake_daemon(proxy: SocketAddr) {
         state_seq: 1,
         config_version: 1,
         taken_at_ms: 0,
-        apps: vec![AppStatus {
-            name: "echo".into(),
-            running: true,
-            instances: 1,
-            pids: vec![1],
-            cpu_percent: 0.0,
-            rss_bytes: 0,
-            ports: Vec::new(),
-            load_hints: LoadHints::default(),
-            host: None,
-            started_at_ms: None,
-        }],
+        apps: vec![AppStatus::new("echo", &[1])],
     });
     let mut seq = 0;
     for msg in [hello, snap] {

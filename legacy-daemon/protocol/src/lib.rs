@@ -249,6 +249,25 @@ pub struct AppStatus {
     pub started_at_ms: Option<u64>,
 }
 
+impl AppStatus {
+    /// `name` with the processes `pids`: running when there is one, no CPU, memory, port
+    /// or load figures, no host and no start time (fill in what is known).
+    pub fn new(name: impl Into<String>, pids: &[u32]) -> AppStatus {
+        AppStatus {
+            name: name.into(),
+            running: !pids.is_empty(),
+            instances: pids.len() as u32,
+            pids: pids.to_vec(),
+            cpu_percent: 0.0,
+            rss_bytes: 0,
+            ports: Vec::new(),
+            load_hints: LoadHints::default(),
+            host: None,
+            started_at_ms: None,
+        }
+    }
+}
+
 /// A service port and what `/proc/net/tcp{,6}` says about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortStatus {
@@ -407,20 +426,13 @@ mod tests {
 
     fn app(name: &str, pids: &[u32]) -> AppStatus {
         AppStatus {
-            name: name.into(),
-            running: !pids.is_empty(),
-            instances: pids.len() as u32,
-            pids: pids.to_vec(),
-            cpu_percent: 0.0,
             rss_bytes: 4096,
             ports: vec![PortStatus {
                 port: 8080,
                 listening: Some(true),
                 connections: Some(2),
             }],
-            load_hints: LoadHints::default(),
-            host: None,
-            started_at_ms: None,
+            ..AppStatus::new(name, pids)
         }
     }
 

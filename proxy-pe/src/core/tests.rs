@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::Config;
-use legacy_protocol::{Delta, Heartbeat, LoadHints, PortStatus, Snapshot};
+use legacy_protocol::{Delta, Heartbeat, PortStatus, Snapshot};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -72,16 +72,8 @@ fn hello(id: &str, instance: u64) -> Hello {
 
 fn app(running: bool, pids: &[u32]) -> AppStatus {
     AppStatus {
-        name: "A".into(),
         running,
-        instances: pids.len() as u32,
-        pids: pids.to_vec(),
-        cpu_percent: 0.0,
-        rss_bytes: 0,
-        ports: Vec::new(),
-        load_hints: LoadHints::default(),
-        host: None,
-        started_at_ms: None,
+        ..AppStatus::new("A", pids)
     }
 }
 
