@@ -554,24 +554,45 @@ async fn exchange(to: &Endpoint, head: &[u8], body: &[u8]) -> Result<Vec<u8>, Co
         addr: to.to_string(),
         source,
     };
-    let mut buf = Vec::new();
-    match to {
+    /// The exchange on a connected stream.
+    async fn on<S: AsyncRead + AsyncWrite + Unpin>(
+        mut s: S,
+        head: &[u8],
+        body: &[u8],
+    ) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        s.write_all(head).await?;
+        s.write_all(body).await?;
+        s.shutdown().await?;
+        s.read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+    Ok(match to {
         Endpoint::Tcp(a) => {
-            let mut s = TcpStream::connect(a).await.map_err(connect_err)?;
-            s.write_all(head).await?;
-            s.write_all(body).await?;
-            s.shutdown().await?;
-            s.read_to_end(&mut buf).await?;
+            let s = TcpStream::connect(a).await.map_err(connect_err)?;
+            on(s, head, body).await?
         }
         Endpoint::Unix(p) => {
-            let mut s = UnixStream::connect(p).await.map_err(connect_err)?;
-            s.write_all(head).await?;
-            s.write_all(body).await?;
-            s.shutdown().await?;
-            s.read_to_end(&mut buf).await?;
+            let s = UnixStream::connect(p).await.map_err(connect_err)?;
+            on(s, head, body).await?
         }
-    }
-    Ok(buf)
+    })
+}
+
+/// [`exchange`] with a JSON answer, bounded by `wait`.
+async fn request<T: serde::de::DeserializeOwned>(
+    to: &Endpoint,
+    head: &[u8],
+    body: &[u8],
+    wait: Duration,
+) -> Result<T, ControlError> {
+    let work = async {
+        let buf = exchange(to, head, body).await?;
+        Ok::<_, ControlError>(serde_json::from_slice(&buf)?)
+    };
+    tokio::time::timeout(wait, work)
+        .await
+        .map_err(|_| ControlError::Timeout)?
 }
 
 /// Asks a running proxy for its report over the TCP control port (`proxy-pe status`).
@@ -581,13 +602,7 @@ pub async fn query(addr: SocketAddr) -> Result<Report, ControlError> {
 
 /// Asks a running proxy for its report (`proxy-pe status`).
 pub async fn query_at(to: &Endpoint) -> Result<Report, ControlError> {
-    let work = async {
-        let buf = exchange(to, b"status\n", b"").await?;
-        Ok::<_, ControlError>(serde_json::from_slice(&buf)?)
-    };
-    tokio::time::timeout(Duration::from_secs(5), work)
-        .await
-        .map_err(|_| ControlError::Timeout)?
+    request(to, b"status\n", b"", Duration::from_secs(5)).await
 }
 
 /// Sends an operator command over the control socket (`proxy-pe disable|enable|drain|
@@ -613,13 +628,7 @@ pub async fn admin(
         AdminCommand::Maintenance(false) => format!("admin maintenance-off {target}\n"),
     };
     let to = Endpoint::Unix(socket.to_path_buf());
-    let work = async {
-        let buf = exchange(&to, line.as_bytes(), b"").await?;
-        Ok::<_, ControlError>(serde_json::from_slice(&buf)?)
-    };
-    tokio::time::timeout(Duration::from_secs(10), work)
-        .await
-        .map_err(|_| ControlError::Timeout)?
+    request(&to, line.as_bytes(), b"", Duration::from_secs(10)).await
 }
 
 /// Sends `reload`, `stop` or `restart` over the control socket (`proxy-pe reload|stop|
@@ -627,13 +636,7 @@ pub async fn admin(
 pub async fn lifecycle(socket: &Path, cmd: Lifecycle) -> Result<LifecycleAnswer, ControlError> {
     let to = Endpoint::Unix(socket.to_path_buf());
     let line = format!("{}\n", cmd.word());
-    let work = async {
-        let buf = exchange(&to, line.as_bytes(), b"").await?;
-        Ok::<_, ControlError>(serde_json::from_slice(&buf)?)
-    };
-    tokio::time::timeout(Duration::from_secs(10), work)
-        .await
-        .map_err(|_| ControlError::Timeout)?
+    request(&to, line.as_bytes(), b"", Duration::from_secs(10)).await
 }
 
 /// Pushes `config_toml` to daemon `daemon` through a running proxy and waits for the
@@ -651,17 +654,11 @@ pub async fn push_config(
             "bad daemon id `{daemon}` (empty or with white space)"
         )));
     }
-    let work = async {
-        let head = match version {
-            Some(v) => format!("push-config {daemon} {v}\n"),
-            None => format!("push-config {daemon}\n"),
-        };
-        let buf = exchange(to, head.as_bytes(), config_toml.as_bytes()).await?;
-        Ok::<_, ControlError>(serde_json::from_slice(&buf)?)
+    let head = match version {
+        Some(v) => format!("push-config {daemon} {v}\n"),
+        None => format!("push-config {daemon}\n"),
     };
-    tokio::time::timeout(wait, work)
-        .await
-        .map_err(|_| ControlError::Timeout)?
+    request(to, head.as_bytes(), config_toml.as_bytes(), wait).await
 }
 
 #[cfg(test)]
