@@ -353,6 +353,22 @@ async fn ask(
     }
 }
 
+/// Opens a session of `app` with the driver: its first assignment, and the channel on
+/// which the driver orders it to move.
+async fn open(
+    driver: &mpsc::UnboundedSender<SessionCmd>,
+    app: &str,
+) -> Result<(Assignment, mpsc::UnboundedReceiver<SessionOrder>), String> {
+    let (mtx, moves) = mpsc::unbounded_channel();
+    let a = ask(driver, |reply| SessionCmd::Open {
+        app: app.to_string(),
+        moves: mtx,
+        reply,
+    })
+    .await?;
+    Ok((a, moves))
+}
+
 async fn refuse(mut client_w: OwnedWriteHalf, reason: &str) -> String {
     let _ = client_w
         .write_all(format!("-ERR proxy-pe: {reason}\r\n").as_bytes())
@@ -367,15 +383,8 @@ async fn session(
     driver: mpsc::UnboundedSender<SessionCmd>,
 ) -> Result<(), String> {
     let (mut cr, mut cw) = client.into_split();
-    let (mtx, mut moves) = mpsc::unbounded_channel();
-    let mut a = match ask(&driver, |reply| SessionCmd::Open {
-        app: app.clone(),
-        moves: mtx,
-        reply,
-    })
-    .await
-    {
-        Ok(a) => a,
+    let (mut a, mut moves) = match open(&driver, &app).await {
+        Ok(x) => x,
         Err(e) => return Err(refuse(cw, &e).await),
     };
     let session = a.session;
@@ -678,15 +687,8 @@ async fn asap_session(
     driver: mpsc::UnboundedSender<SessionCmd>,
 ) -> Result<(), String> {
     let (mut pr, mut pw) = s.into_split();
-    let (mtx, mut moves) = mpsc::unbounded_channel();
-    let mut a = match ask(&driver, |reply| SessionCmd::Open {
-        app: app.clone(),
-        moves: mtx,
-        reply,
-    })
-    .await
-    {
-        Ok(a) => a,
+    let (mut a, mut moves) = match open(&driver, &app).await {
+        Ok(x) => x,
         Err(e) => {
             // Step 197: the PU learns why (ASAP_ERROR, Lack of Resources), then its session
             // layer sees the association end and fails over to another PE of the pool (e.g.
