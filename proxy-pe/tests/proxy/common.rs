@@ -228,18 +228,38 @@ impl Rig {
     /// the ports are in the rig) to `proxy-<k>.toml` and starts it.
     pub fn add_proxy(&mut self, config: impl FnOnce(&Rig) -> String) {
         let k = self.proxies.len();
-        self.daemon_ports.push(port());
-        self.controls
-            .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
-        self.listens
-            .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
-        self.asap_listens
-            .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
+        self.reserve_proxy_ports();
         let path = self.dir.join(format!("proxy-{k}.toml"));
         std::fs::write(&path, config(self)).expect("write");
         self.config_paths.push(path);
         self.proxies.push(None);
         self.start_proxy(k);
+    }
+
+    /// Free ports for the next proxy: its daemon port, control port, listen and ASAP
+    /// listen addresses.
+    pub fn reserve_proxy_ports(&mut self) {
+        self.daemon_ports.push(port());
+        let next = || format!("127.0.0.1:{}", port()).parse().expect("a");
+        self.controls.push(next());
+        self.listens.push(next());
+        self.asap_listens.push(next());
+    }
+
+    /// Replaces the registrar by one at the same address started with the
+    /// [`registrar_args`] `keep_alive_ms` and `extra`, logging to `log` in the rig's
+    /// directory.
+    pub fn replace_registrar(&mut self, keep_alive_ms: u32, extra: &[&str], log: &str) {
+        if let Some(mut r) = self.registrar.take() {
+            r.kill();
+        }
+        let rp = self.registrar_addr.port();
+        self.registrar = Some(spawn(
+            "enrp-server",
+            &bin("enrp-server"),
+            &registrar_args(rp, keep_alive_ms, extra),
+            &self.dir.join(log),
+        ));
     }
 
     pub fn start_proxy(&mut self, k: usize) {

@@ -23,31 +23,17 @@ use proxy_pe::ha::Role;
 /// it stopped, later than the standby's take-over (`dead_after_ms` 400 here), as with the
 /// registrar defaults (5 s + 5 s) and the `[ha]` defaults (1 s).
 fn slower_registrar(rig: &mut Rig) {
-    if let Some(mut r) = rig.registrar.take() {
-        r.kill();
-    }
-    let rp = rig.registrar_addr.port();
-    rig.registrar = Some(spawn(
-        "enrp-server",
-        &bin("enrp-server"),
-        // Every PE in each resolution (default 3: with both proxies' PEs in the pool
-        // during a take-over a resolution would be a selection of three of six).
-        &registrar_args(rp, 1000, &["--enrp=off", "--max-hres-items=16"]),
-        &rig.dir.join("enrp-server-2.log"),
-    ));
+    // Every PE in each resolution (default 3: with both proxies' PEs in the pool during a
+    // take-over a resolution would be a selection of three of six).
+    let extra = ["--enrp=off", "--max-hres-items=16"];
+    rig.replace_registrar(1000, &extra, "enrp-server-2.log");
 }
 
 /// Two mode A proxies `p0` (priority 200) and `p1` (priority 100) as a pair, each the
 /// other's `[ha] peer`, then the daemons (reporting to both).
 fn start_pair(rig: &mut Rig) {
     for _ in 0..2 {
-        rig.daemon_ports.push(port());
-        rig.controls
-            .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
-        rig.listens
-            .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
-        rig.asap_listens
-            .push(format!("127.0.0.1:{}", port()).parse().expect("a"));
+        rig.reserve_proxy_ports();
         rig.proxies.push(None);
     }
     for k in 0..2 {

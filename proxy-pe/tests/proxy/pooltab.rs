@@ -136,16 +136,11 @@ async fn daemons_feed_the_pooling_table_and_unlisted_daemons_never_join() {
 /// Replaces the rig's registrar with one that returns up to 10 PEs per resolution (the
 /// default is 3), on the same address.
 fn registrar_with_all_items(rig: &mut Rig) {
-    if let Some(mut p) = rig.registrar.take() {
-        p.kill();
-    }
-    let rp = rig.registrar_addr.port();
-    rig.registrar = Some(spawn(
-        "enrp-server",
-        &bin("enrp-server"),
-        &registrar_args(rp, 500, &["--enrp=off", "--max-hres-items=10"]),
-        &rig.dir.join("enrp-server.log"),
-    ));
+    rig.replace_registrar(
+        500,
+        &["--enrp=off", "--max-hres-items=10"],
+        "enrp-server.log",
+    );
 }
 
 /// Item 7: two mode A proxies with their own `proxy_id` in front of the same three legacy
