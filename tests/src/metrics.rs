@@ -37,6 +37,14 @@ pub fn scrape(addr: SocketAddr) -> String {
     }
 }
 
+/// [`scrape`] from async code (on the blocking pool, so the runtime keeps serving the
+/// process under test when it runs in the same runtime).
+pub async fn scrape_async(addr: SocketAddr) -> String {
+    tokio::task::spawn_blocking(move || scrape(addr))
+        .await
+        .expect("scrape task")
+}
+
 /// The value of the sample whose name-and-labels part is exactly `series`
 /// (e.g. `proxy_pe_sessions` or `x_total{a="b"}`), if the page has it.
 pub fn value(page: &str, series: &str) -> Option<f64> {

@@ -3,7 +3,7 @@
 //! known events and the values asserted.
 
 use crate::common::*;
-use rserpool_tests::metrics::{address_in_use, free_addr, scrape, value};
+use rserpool_tests::metrics::{address_in_use, free_addr, scrape_async, value};
 use std::path::Path;
 
 #[tokio::test]
@@ -40,9 +40,7 @@ async fn metrics_count_reports_and_show_link_and_app_state() {
     until(&mut c, &mut t, |t| running(t, "A")).await;
 
     let proxy = |name: &str, extra: &str| format!("{name}{{proxy=\"{addr}\"{extra}}}");
-    let page = tokio::task::spawn_blocking(move || scrape(maddr))
-        .await
-        .unwrap();
+    let page = scrape_async(maddr).await;
     // One connection: one hello, one snapshot, link up, one successful connect.
     assert_eq!(
         value(
@@ -81,9 +79,7 @@ async fn metrics_count_reports_and_show_link_and_app_state() {
     // Stop the application: a delta is reported and the gauge drops to 0.
     drop(app);
     until(&mut c, &mut t, |t| !running(t, "A")).await;
-    let page = tokio::task::spawn_blocking(move || scrape(maddr))
-        .await
-        .unwrap();
+    let page = scrape_async(maddr).await;
     assert_eq!(
         value(&page, "legacy_daemon_application_running{app=\"A\"}"),
         Some(0.0),
@@ -102,9 +98,7 @@ async fn metrics_count_reports_and_show_link_and_app_state() {
     drop(l);
     let mut down = false;
     for _ in 0..200 {
-        let page = tokio::task::spawn_blocking(move || scrape(maddr))
-            .await
-            .unwrap();
+        let page = scrape_async(maddr).await;
         if value(&page, &proxy("legacy_daemon_proxy_link_up", "")) == Some(0.0) {
             down = true;
             break;

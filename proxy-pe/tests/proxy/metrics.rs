@@ -4,11 +4,7 @@
 //! killed — and the values asserted.
 
 use crate::common::*;
-use rserpool_tests::metrics::{address_in_use, free_addr, sample_names, scrape, value};
-
-fn page(addr: std::net::SocketAddr) -> String {
-    scrape(addr)
-}
+use rserpool_tests::metrics::{address_in_use, free_addr, sample_names, scrape_async, value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_sessions_failovers_and_daemon_links() {
@@ -29,9 +25,7 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
         format!("proxy_pe_server_health{{application=\"echo\",server=\"{s}\",health=\"{h}\"}}")
     };
 
-    let p = tokio::task::spawn_blocking(move || page(maddr))
-        .await
-        .unwrap();
+    let p = scrape_async(maddr).await;
     for s in NAMES {
         assert_eq!(value(&p, &sel(s)), Some(0.0), "{p}");
         assert_eq!(value(&p, &health(s, "running")), Some(1.0), "{p}");
@@ -56,9 +50,7 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
     assert_eq!(who, "IP3");
     rig.until(0, "one open session", |r| r.proxy.sessions == 1)
         .await;
-    let p = tokio::task::spawn_blocking(move || page(maddr))
-        .await
-        .unwrap();
+    let p = scrape_async(maddr).await;
     assert_eq!(
         value(&p, "proxy_pe_sessions_opened_total"),
         Some(3.0),
@@ -85,9 +77,7 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
         r.proxy.sessions == 0 && !server(r, "IP3").running
     })
     .await;
-    let p = tokio::task::spawn_blocking(move || page(maddr))
-        .await
-        .unwrap();
+    let p = scrape_async(maddr).await;
     // One failover: by the relay (server-failed) or by the core's move order after the
     // daemon reported the kill (moved), whichever comes first.
     let failed = value(&p, "proxy_pe_failovers_total{reason=\"server-failed\"}").unwrap();
@@ -110,9 +100,7 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
         r.proxy.daemons.iter().any(|d| d.id == "d2" && !d.connected)
     })
     .await;
-    let p = tokio::task::spawn_blocking(move || page(maddr))
-        .await
-        .unwrap();
+    let p = scrape_async(maddr).await;
     assert_eq!(
         value(&p, "proxy_pe_daemon_connected{daemon=\"d2\"}"),
         Some(0.0),
@@ -129,9 +117,7 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
     rig.until(0, "no server selectable", none_selectable).await;
     let mut s = Session::open(via).await;
     assert!(s.line().await.starts_with("-ERR"));
-    let p = tokio::task::spawn_blocking(move || page(maddr))
-        .await
-        .unwrap();
+    let p = scrape_async(maddr).await;
     assert_eq!(
         value(&p, "proxy_pe_sessions_refused_total"),
         Some(1.0),
