@@ -6,17 +6,22 @@ use legacy_protocol::{Delta, Heartbeat, PortStatus, Snapshot};
 
 const T0: u64 = 1_700_000_000_000;
 
+/// The application's `listen` key: mode B (`broker`) needs one.
+fn listen_key(mode: &str) -> &'static str {
+    if mode == "broker" {
+        "listen = \"127.0.0.1:8000\"\n"
+    } else {
+        ""
+    }
+}
+
 fn config(mode: &str, policy: &str, extra_server: &str) -> Config {
     config_app(mode, policy, extra_server, "")
 }
 
 /// [`config`] with application keys `app_extra` (e.g. `on_server_failure`).
 fn config_app(mode: &str, policy: &str, extra_server: &str, app_extra: &str) -> Config {
-    let listen = if mode == "broker" {
-        "listen = \"127.0.0.1:8000\"\n"
-    } else {
-        ""
-    };
+    let listen = listen_key(mode);
     let text = format!(
         r#"
 mode = "{mode}"
@@ -139,6 +144,19 @@ fn servers(c: &mut Core, n: usize) -> Vec<String> {
     (0..n)
         .map(|_| c.open_session(T0, "A").expect("available").server)
         .collect()
+}
+
+/// `acts` is exactly the deregistration of PE `pe_id` of `AppA`, whose keep-alives the
+/// core no longer answers.
+fn assert_deregistered(c: &Core, acts: &[Action], pe_id: u32) {
+    assert_eq!(
+        acts,
+        [Action::Deregister {
+            pool_handle: "AppA".into(),
+            pe_id
+        }]
+    );
+    assert!(!c.keep_alive_ok(pe_id));
 }
 
 fn state(c: &Core, now: u64, server: &str) -> ServerView {
@@ -449,14 +467,7 @@ fn mode_a_registers_running_servers_and_deregisters_stopped() {
     let acts = c
         .daemon_message(T0, "d1", &delta(3, vec![app(false, &[])]))
         .expect("d");
-    assert_eq!(
-        acts,
-        vec![Action::Deregister {
-            pool_handle: "AppA".into(),
-            pe_id: id1
-        }]
-    );
-    assert!(!c.keep_alive_ok(id1));
+    assert_deregistered(&c, &acts, id1);
 }
 
 #[test]
@@ -604,14 +615,7 @@ fn mode_a_lifetime_expiry_deregisters_and_restart_reregisters() {
     assert!(c.keep_alive_ok(id1));
     // The lifetime ends: exactly IP1 is deregistered, its keep-alives go unanswered.
     let acts = beat(&mut c, T0 + 10_000);
-    assert_eq!(
-        acts,
-        vec![Action::Deregister {
-            pool_handle: "AppA".into(),
-            pe_id: id1
-        }]
-    );
-    assert!(!c.keep_alive_ok(id1));
+    assert_deregistered(&c, &acts, id1);
     assert_eq!(c.registrations().len(), 2);
     let st = state(&c, T0 + 10_000, "IP1");
     assert!(!st.registered && st.running);
@@ -645,14 +649,7 @@ fn mode_a_maintenance_window_deregisters_and_readmits() {
     assert!(c.keep_alive_ok(id1));
     // The window starts: IP1 (only) is deregistered.
     let acts = beat(&mut c, start);
-    assert_eq!(
-        acts,
-        vec![Action::Deregister {
-            pool_handle: "AppA".into(),
-            pe_id: id1
-        }]
-    );
-    assert!(!c.keep_alive_ok(id1));
+    assert_deregistered(&c, &acts, id1);
     assert_eq!(state(&c, start, "IP1").reason, "maintenance window");
     let end = 1_700_000_200_000;
     for t in (start + 2_000..end).step_by(2_000) {
@@ -901,14 +898,7 @@ fn mode_a_disable_deregisters_and_enable_registers_again() {
     let id = state(&c, T0, "IP1").pe_id;
     assert!(c.keep_alive_ok(id));
     let acts = admin(&mut c, T0, "IP1", AdminCommand::Disable);
-    assert_eq!(
-        acts,
-        vec![Action::Deregister {
-            pool_handle: "AppA".into(),
-            pe_id: id
-        }]
-    );
-    assert!(!c.keep_alive_ok(id));
+    assert_deregistered(&c, &acts, id);
     let acts = admin(&mut c, T0 + 1, "IP1", AdminCommand::Enable);
     assert!(matches!(&acts[..], [Action::Register { pe, .. }] if pe.id == id));
 }
@@ -1144,11 +1134,7 @@ fn check_and_failover_keys_are_validated() {
 
 /// A pool whose servers join from the daemons: only d1 and d2 may.
 fn join_config(mode: &str) -> Config {
-    let listen = if mode == "broker" {
-        "listen = \"127.0.0.1:8000\"\n"
-    } else {
-        ""
-    };
+    let listen = listen_key(mode);
     let text = format!(
         r#"
 mode = "{mode}"
