@@ -120,6 +120,11 @@ fn all_up_app(mode: &str, policy: &str, extra: &str, app_extra: &str) -> Core {
     up(config_app(mode, policy, extra, app_extra))
 }
 
+/// [`all_up_app`] in mode B with round robin.
+fn broker(extra: &str, app_extra: &str) -> Core {
+    all_up_app("broker", "round-robin", extra, app_extra)
+}
+
 fn up(cfg: Config) -> Core {
     let mut c = Core::new(cfg);
     for (i, d) in ["d1", "d2", "d3"].iter().enumerate() {
@@ -317,12 +322,7 @@ fn lifetime_expiry_closes_sessions_by_default() {
 
 #[test]
 fn lifetime_expiry_moves_sessions() {
-    let mut c = all_up_app(
-        "broker",
-        "round-robin",
-        "lifetime_s = 10",
-        "on_server_failure = \"reconnect\"",
-    );
+    let mut c = broker("lifetime_s = 10", "on_server_failure = \"reconnect\"");
     let a = c.open_session(T0, "A").expect("ok");
     assert_eq!(a.server, "IP1");
     for t in [2_000, 4_000, 6_000, 8_000, 9_999] {
@@ -552,12 +552,7 @@ fn broker_registers_sctp_session_endpoint() {
 
 #[test]
 fn reload_keeps_state_and_moves_sessions_of_removed_servers() {
-    let mut c = all_up_app(
-        "broker",
-        "round-robin",
-        "",
-        "on_server_failure = \"reconnect\"",
-    );
+    let mut c = broker("", "on_server_failure = \"reconnect\"");
     let a = c.open_session(T0, "A").expect("ok");
     let b = c.open_session(T0, "A").expect("ok");
     assert_eq!(b.server, "IP2");
@@ -953,7 +948,7 @@ fn check_events(c: &Core, server: &str) -> usize {
 
 #[test]
 fn configured_check_runs_every_interval_while_running_and_not_twice_at_once() {
-    let mut c = all_up_app("broker", "round-robin", "", CHECK);
+    let mut c = broker("", CHECK);
     // all_up's snapshots already started the first checks at T0.
     let acts = c.tick(T0 + 100);
     assert!(probes(&acts, "IP1").is_empty(), "interval not over");
@@ -977,7 +972,7 @@ fn configured_check_runs_every_interval_while_running_and_not_twice_at_once() {
 /// it out, a single pass does not bring it back, two passes do.
 #[test]
 fn check_hysteresis_does_not_flap_around_the_threshold() {
-    let mut c = all_up_app("broker", "round-robin", "", CHECK);
+    let mut c = broker("", CHECK);
     let mut t = T0;
     for i in 0..20 {
         t += 500;
@@ -1051,7 +1046,7 @@ fn late_results_from_before_a_recovery_are_discarded() {
 /// report is enough alone; the daemon alone (silent, check passing) is not.
 #[test]
 fn down_needs_both_channels_except_an_exit_report() {
-    let mut c = all_up_app("broker", "round-robin", "", CHECK);
+    let mut c = broker("", CHECK);
     let a = c.open_session(T0, "A").expect("ok");
     assert_eq!(a.server, "IP1");
     // Check fails twice while the daemon reports running: out of selection, not down,
@@ -1078,7 +1073,7 @@ fn down_needs_both_channels_except_an_exit_report() {
         reason: "daemon silent and service probe failed".into()
     }));
     // IP2: daemon silent but check passing → suspect and selectable (within grace).
-    let mut c = all_up_app("broker", "round-robin", "", CHECK);
+    let mut c = broker("", CHECK);
     c.probe_result(T0 + 100, "A", "IP2", true);
     for d in ["d1", "d3"] {
         c.daemon_message(t, d, &heartbeat(1)).expect("hb");
