@@ -13,6 +13,21 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `--check-config -c PATH` that fails: its output (exit status 1 checked).
+fn check_fails(path: &str) -> String {
+    let (code, out, _) = run(&["--check-config", "-c", path]);
+    assert_eq!(code, 1, "{out}");
+    out
+}
+
+/// The daemon started with `--config PATH` exits at once: its stderr (exit status 1
+/// checked).
+fn start_fails(path: &std::path::Path) -> String {
+    let (code, _, err) = run(&["--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    err
+}
+
 #[test]
 fn once_prints_status_json() {
     let dir = TempDir::new("once");
@@ -65,8 +80,7 @@ fn check_config_exit_codes_and_messages() {
 
     let bad = dir.path("bad.toml");
     write_file(&bad, "[daemon]\npoll_interval_ms = \"fast\"\n");
-    let (code, out, _) = run(&["--check-config", "-c", bad.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    let out = check_fails(bad.to_str().unwrap());
     let want = format!(
         "ERROR: {}:2:20: key `daemon.poll_interval_ms`: ",
         bad.display()
@@ -76,15 +90,13 @@ fn check_config_exit_codes_and_messages() {
     // Without a key and without `auth = "none"` the configuration is refused.
     let nokey = dir.path("nokey.toml");
     write_file(&nokey, "[[proxy]]\naddress = \"p:7100\"\n");
-    let (code, out, _) = run(&["--check-config", "-c", nokey.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    let out = check_fails(nokey.to_str().unwrap());
     assert!(
         out.contains("key `daemon.key`") && out.contains("auth = \"none\""),
         "{out}"
     );
 
-    let (code, out, _) = run(&["--check-config", "-c", "/nonexistent/legacy.toml"]);
-    assert_eq!(code, 1);
+    let out = check_fails("/nonexistent/legacy.toml");
     assert!(
         out.contains("/nonexistent/legacy.toml: cannot read"),
         "{out}"
@@ -96,8 +108,7 @@ fn daemon_refuses_to_start_with_bad_config() {
     let dir = TempDir::new("badstart");
     let bad = dir.path("bad.toml");
     write_file(&bad, "[[proxy]]\naddress = \"no-port\"\n");
-    let (code, _, err) = run(&["--config", bad.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    let err = start_fails(&bad);
     assert!(
         err.contains(":2:11: key `proxy[0].address`: proxy address `no-port` is not host:port"),
         "{err}"
@@ -109,8 +120,7 @@ fn daemon_refuses_to_start_with_bad_config() {
 fn missing_config_file_names_the_path_and_the_fix() {
     let dir = TempDir::new("nofile");
     let missing = dir.path("absent.toml");
-    let (code, _, err) = run(&["--config", missing.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    let err = start_fails(&missing);
     assert!(
         err.contains(&format!("{}: cannot read:", missing.display())),
         "{err}"
