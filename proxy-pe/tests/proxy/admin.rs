@@ -56,9 +56,7 @@ async fn serve_n(rig: &Rig, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disable_drain_maintenance_enable_over_the_control_socket() {
-    let mut rig = Rig::new("admin");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let rig = Rig::with_broker("admin", "round-robin");
     ready(&rig, 0).await;
     let sock = socket(&rig, 0);
     let mode = std::fs::metadata(&sock)
@@ -181,9 +179,7 @@ async fn disable_drain_maintenance_enable_over_the_control_socket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_server_stays_disabled_after_a_proxy_restart() {
-    let mut rig = Rig::new("admin-restart");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let mut rig = Rig::with_broker("admin-restart", "round-robin");
     ready(&rig, 0).await;
     ok(&cli(&socket(&rig, 0), &["disable", "IP2"], None));
     let state = std::fs::read_to_string(rig.dir.join("admin-0.json")).expect("state file");
@@ -228,9 +224,7 @@ async fn disabled_server_stays_disabled_after_a_proxy_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_users_cannot_give_operator_commands() {
-    let mut rig = Rig::new("admin-uid");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let rig = Rig::with_broker("admin-uid", "round-robin");
     ready(&rig, 0).await;
     let sock = socket(&rig, 0);
     let nobody = 65_534;

@@ -13,9 +13,7 @@ async fn ready(rig: &Rig, k: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_failover_and_step_197() {
-    let mut rig = Rig::new("rr");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let mut rig = Rig::with_broker("rr", "round-robin");
     ready(&rig, 0).await;
 
     // The PU resolves the application pool: the proxy is its PE.
@@ -85,9 +83,7 @@ async fn round_robin_failover_and_step_197() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_serves_longest_idle_server() {
-    let mut rig = Rig::new("fifo");
-    rig.start_proxies(1, "broker", "fifo", &[]);
-    rig.start_daemons();
+    let rig = Rig::with_broker("fifo", "fifo");
     ready(&rig, 0).await;
 
     // `proxy-pe status` prints the pooling table in the shape of seed 003 [30].
@@ -141,9 +137,7 @@ async fn fifo_serves_longest_idle_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_load_from_daemon_reports() {
-    let mut rig = Rig::new("ll");
-    rig.start_proxies(1, "broker", "least-load", &[]);
-    rig.start_daemons();
+    let rig = Rig::with_broker("ll", "least-load");
     ready(&rig, 0).await;
     // Load = established connections / capacity 10, as the daemons count them:
     // IP1 3, IP2 1, IP3 2 direct client connections.
@@ -231,9 +225,7 @@ async fn lifetime_and_maintenance_move_sessions_and_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_window_starting_mid_session_drains_it() {
-    let mut rig = Rig::new("maint");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let rig = Rig::with_broker("maint", "round-robin");
     ready(&rig, 0).await;
     let (mut s, who) = session(rig.listens[0]).await;
     assert_eq!(who, "IP1");
@@ -326,9 +318,7 @@ async fn two_proxies_keep_serving_when_one_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_and_proxy_restarts_lose_nothing() {
-    let mut rig = Rig::new("restart");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let mut rig = Rig::with_broker("restart", "round-robin");
     ready(&rig, 0).await;
     // Daemon d2 dies: IP2 is only suspect while its service port answers (two-channel
     // rule), so it stays selectable.

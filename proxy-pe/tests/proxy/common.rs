@@ -236,6 +236,15 @@ impl Rig {
         self.start_proxy(k);
     }
 
+    /// [`Rig::new`] with one mode B proxy running `policy` and the three daemons
+    /// reporting to it.
+    pub fn with_broker(tag: &str, policy: &str) -> Rig {
+        let mut rig = Rig::new(tag);
+        rig.start_proxies(1, "broker", policy, &[]);
+        rig.start_daemons();
+        rig
+    }
+
     /// Free ports for the next proxy: its daemon port, control port, listen and ASAP
     /// listen addresses.
     pub fn reserve_proxy_ports(&mut self) {

@@ -325,9 +325,7 @@ async fn wait_proxy_log(rig: &Rig, needle: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impostor_hello_is_refused_and_the_real_daemon_stays() {
     use tokio::io::AsyncWriteExt;
-    let mut rig = Rig::new("impostor");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let rig = Rig::with_broker("impostor", "round-robin");
     let before = rig.until(0, "all selectable", all_selectable).await;
     let d1 = daemon(&before, "d1");
 
@@ -382,9 +380,7 @@ async fn impostor_hello_is_refused_and_the_real_daemon_stays() {
 /// 1 s of its start (before: ≥ 10 s per silent connection ahead of it in the accept loop).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_do_not_stall_a_daemon_reconnect() {
-    let mut rig = Rig::new("silent");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let mut rig = Rig::with_broker("silent", "round-robin");
     rig.until(0, "all selectable", all_selectable).await;
     rig.kill_daemon(0);
     rig.until(0, "d1 disconnected", |r| !daemon(r, "d1").connected)
@@ -465,9 +461,7 @@ fn text_of(b: &[u8]) -> String {
 /// pushing proxy) is rejected; the daemon's file and connection stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_that_cuts_the_daemon_off_is_rejected() {
-    let mut rig = Rig::new("cutoff");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let rig = Rig::with_broker("cutoff", "round-robin");
     rig.until(0, "all selectable", all_selectable).await;
     let old = std::fs::read_to_string(rig.dir.join("daemon-0.toml")).expect("daemon config");
 
@@ -495,9 +489,7 @@ async fn impostor_with_another_daemons_key_or_a_wrong_key_is_refused() {
     use legacy_protocol::auth::Key;
     use legacy_protocol::link::connect_daemon;
     use legacy_protocol::{DaemonFrame, DaemonMessage, Hello};
-    let mut rig = Rig::new("impostor-key");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let rig = Rig::with_broker("impostor-key", "round-robin");
     let before = rig.until(0, "all selectable", all_selectable).await;
     let d1 = daemon(&before, "d1");
     let d2_key = Key::load(&rig.dir.join("d2.key")).expect("d2 key");
