@@ -519,24 +519,23 @@ mod tests {
 
     #[test]
     fn oversized_and_garbage_frames_are_errors() {
-        let mut d = FrameDecoder::new();
-        d.push(&u32::MAX.to_be_bytes());
+        // A decoder fed a length prefix and a body.
+        let fed = |len: u32, body: &[u8]| {
+            let mut d = FrameDecoder::new();
+            d.push(&len.to_be_bytes());
+            d.push(body);
+            d
+        };
         assert!(matches!(
-            d.next_frame::<DaemonFrame>(),
+            fed(u32::MAX, b"").next_frame::<DaemonFrame>(),
             Err(ProtocolError::FrameTooLarge(_))
         ));
-        let mut d = FrameDecoder::new();
-        d.push(&3u32.to_be_bytes());
-        d.push(b"{x}");
         assert!(matches!(
-            d.next_frame::<DaemonFrame>(),
+            fed(3, b"{x}").next_frame::<DaemonFrame>(),
             Err(ProtocolError::Json(_))
         ));
-        let mut d = FrameDecoder::new();
-        d.push(&2u32.to_be_bytes());
-        d.push(b"{}");
         assert!(matches!(
-            d.next_frame::<ProxyMessage>(),
+            fed(2, b"{}").next_frame::<ProxyMessage>(),
             Err(ProtocolError::Json(_))
         ));
     }
