@@ -17,11 +17,13 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::control::{ControlRequest, Report};
+use crate::core::{DaemonView, ServerView, Status};
 
 /// Content type of [`render`]'s output.
 pub use rserpool_cli_assets::metrics_http::CONTENT_TYPE;
@@ -117,6 +119,40 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<()
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
+/// One family `name` with a sample `value(server)` per server of the pooling table,
+/// labelled with its application and name.
+fn per_server<M: EncodeMetric>(
+    e: &mut DescriptorEncoder,
+    st: &Status,
+    (name, help, kind): (&str, &str, MetricType),
+    value: impl Fn(&ServerView) -> M,
+) -> Result<(), std::fmt::Error> {
+    let mut f = e.encode_descriptor(name, help, None, kind)?;
+    for a in &st.applications {
+        for s in &a.servers {
+            value(s).encode(
+                f.encode_family(&[("application", a.name.as_str()), ("server", &s.name)])?,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// One family `name` with a sample `value(daemon)` per known daemon, labelled with its
+/// identity.
+fn per_daemon<M: EncodeMetric>(
+    e: &mut DescriptorEncoder,
+    st: &Status,
+    (name, help, kind): (&str, &str, MetricType),
+    value: impl Fn(&DaemonView) -> M,
+) -> Result<(), std::fmt::Error> {
+    let mut f = e.encode_descriptor(name, help, None, kind)?;
+    for d in &st.daemons {
+        value(d).encode(f.encode_family(&[("daemon", d.id.as_str())])?)?;
+    }
+    Ok(())
+}
+
 impl Collector for Page {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let m = &*self.metrics;
@@ -164,36 +200,36 @@ impl Collector for Page {
                 .iter()
                 .flat_map(|a| a.servers.iter().map(move |s| (a.name.as_str(), s)))
         };
-        let mut f = e.encode_descriptor(
-            "proxy_pe_server_selections",
-            "Sessions assigned to the server (selections and reselections).",
-            None,
-            counter_type,
+        per_server(
+            &mut e,
+            st,
+            (
+                "proxy_pe_server_selections",
+                "Sessions assigned to the server (selections and reselections).",
+                counter_type,
+            ),
+            |s| ConstCounter::new(s.assigned_total),
         )?;
-        for (app, s) in servers() {
-            ConstCounter::new(s.assigned_total)
-                .encode(f.encode_family(&[("application", app), ("server", &s.name)])?)?;
-        }
-        let mut f = e.encode_descriptor(
-            "proxy_pe_server_active_sessions",
-            "Sessions open on the server.",
-            None,
-            gauge_type,
+        per_server(
+            &mut e,
+            st,
+            (
+                "proxy_pe_server_active_sessions",
+                "Sessions open on the server.",
+                gauge_type,
+            ),
+            |s| ConstGauge::new(i64::from(s.active_sessions)),
         )?;
-        for (app, s) in servers() {
-            ConstGauge::new(i64::from(s.active_sessions))
-                .encode(f.encode_family(&[("application", app), ("server", &s.name)])?)?;
-        }
-        let mut f = e.encode_descriptor(
-            "proxy_pe_server_selectable",
-            "1 if the server may be given sessions (mode B) or is registered (mode A).",
-            None,
-            gauge_type,
+        per_server(
+            &mut e,
+            st,
+            (
+                "proxy_pe_server_selectable",
+                "1 if the server may be given sessions (mode B) or is registered (mode A).",
+                gauge_type,
+            ),
+            |s| ConstGauge::new(i64::from(s.selectable)),
         )?;
-        for (app, s) in servers() {
-            ConstGauge::new(i64::from(s.selectable))
-                .encode(f.encode_family(&[("application", app), ("server", &s.name)])?)?;
-        }
         let mut f = e.encode_descriptor(
             "proxy_pe_server_health",
             "Declared health of the server: 1 for the current state, 0 for the others.",
@@ -214,47 +250,47 @@ impl Collector for Page {
                 ])?)?;
             }
         }
-        let mut f = e.encode_descriptor(
-            "proxy_pe_server_load",
-            "Load reported by the server's daemon, 0..1.",
-            None,
-            gauge_type,
+        per_server(
+            &mut e,
+            st,
+            (
+                "proxy_pe_server_load",
+                "Load reported by the server's daemon, 0..1.",
+                gauge_type,
+            ),
+            |s| ConstGauge::new(s.load),
         )?;
-        for (app, s) in servers() {
-            ConstGauge::new(s.load)
-                .encode(f.encode_family(&[("application", app), ("server", &s.name)])?)?;
-        }
 
-        let mut f = e.encode_descriptor(
-            "proxy_pe_daemon_connected",
-            "1 while the legacy-daemon's link is open, else 0.",
-            None,
-            gauge_type,
+        per_daemon(
+            &mut e,
+            st,
+            (
+                "proxy_pe_daemon_connected",
+                "1 while the legacy-daemon's link is open, else 0.",
+                gauge_type,
+            ),
+            |d| ConstGauge::new(i64::from(d.connected)),
         )?;
-        for d in &st.daemons {
-            ConstGauge::new(i64::from(d.connected))
-                .encode(f.encode_family(&[("daemon", d.id.as_str())])?)?;
-        }
-        let mut f = e.encode_descriptor(
-            "proxy_pe_daemon_last_frame_age_seconds",
-            "Age of the last frame from the daemon.",
-            None,
-            gauge_type,
+        per_daemon(
+            &mut e,
+            st,
+            (
+                "proxy_pe_daemon_last_frame_age_seconds",
+                "Age of the last frame from the daemon.",
+                gauge_type,
+            ),
+            |d| ConstGauge::new(d.last_frame_age_ms as f64 / 1000.0),
         )?;
-        for d in &st.daemons {
-            ConstGauge::new(d.last_frame_age_ms as f64 / 1000.0)
-                .encode(f.encode_family(&[("daemon", d.id.as_str())])?)?;
-        }
-        let mut f = e.encode_descriptor(
-            "proxy_pe_daemon_connections",
-            "Connections accepted from the daemon.",
-            None,
-            counter_type,
+        per_daemon(
+            &mut e,
+            st,
+            (
+                "proxy_pe_daemon_connections",
+                "Connections accepted from the daemon.",
+                counter_type,
+            ),
+            |d| ConstCounter::new(d.connections),
         )?;
-        for d in &st.daemons {
-            ConstCounter::new(d.connections)
-                .encode(f.encode_family(&[("daemon", d.id.as_str())])?)?;
-        }
 
         let reg = &self.report.registrar;
         gauge(
