@@ -689,6 +689,21 @@ mod tests {
         conn
     }
 
+    /// A client of one registrar with PE 1 of pool `P` (life `life_p` ms) and PE 2 of pool
+    /// `Q` (`life_q`) sent and accepted at `t0`; its connection.
+    fn p_and_q_registered(t0: Instant, life_p: i32, life_q: i32) -> (RegClient, ConnId) {
+        let mut c = client(&["10.0.0.1:3863"]);
+        let conn = up(
+            &mut c,
+            t0,
+            vec![("P".into(), pe(1, life_p)), ("Q".into(), pe(2, life_q))],
+        );
+        assert_eq!(registrations(&actions(&mut c)).len(), 2);
+        c.on_registration_response(t0, conn, &response("P", 1, false));
+        c.on_registration_response(t0, conn, &response("Q", 2, false));
+        (c, conn)
+    }
+
     #[test]
     fn t2_resends_then_abandons_and_registers_everything_at_the_next_registrar() {
         let t0 = Instant::now();
@@ -735,16 +750,8 @@ mod tests {
     #[test]
     fn t4_reregisters_before_the_life_ends_even_without_change() {
         let t0 = Instant::now();
-        let mut c = client(&["10.0.0.1:3863"]);
         // Lifes of 60 s (T4 = 40 s) and 10 s (T4 = 5 s).
-        let conn = up(
-            &mut c,
-            t0,
-            vec![("P".into(), pe(1, 60_000)), ("Q".into(), pe(2, 10_000))],
-        );
-        assert_eq!(registrations(&actions(&mut c)).len(), 2);
-        c.on_registration_response(t0, conn, &response("P", 1, false));
-        c.on_registration_response(t0, conn, &response("Q", 2, false));
+        let (mut c, conn) = p_and_q_registered(t0, 60_000, 10_000);
         assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(5)));
         c.handle_timeout(t0 + Duration::from_secs(5));
         assert_eq!(registrations(&actions(&mut c)), vec![(conn, "Q".into(), 2)]);
@@ -840,15 +847,7 @@ mod tests {
     #[test]
     fn resync_sends_every_wanted_registration_again_at_once() {
         let t0 = Instant::now();
-        let mut c = client(&["10.0.0.1:3863"]);
-        let conn = up(
-            &mut c,
-            t0,
-            vec![("P".into(), pe(1, 300_000)), ("Q".into(), pe(2, 300_000))],
-        );
-        assert_eq!(registrations(&actions(&mut c)).len(), 2);
-        c.on_registration_response(t0, conn, &response("P", 1, false));
-        c.on_registration_response(t0, conn, &response("Q", 2, false));
+        let (mut c, conn) = p_and_q_registered(t0, 300_000, 300_000);
         // Long before T4 (280 s): both at once, shown as pending until answered.
         let t = t0 + Duration::from_secs(10);
         c.resync(t);
