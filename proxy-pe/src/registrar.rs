@@ -625,6 +625,11 @@ mod tests {
         }
     }
 
+    /// PEs 1 and 2 of pool `P`, both with the life `life` ms.
+    fn pool_p(life: i32) -> Vec<(String, PoolElementInfo)> {
+        vec![("P".into(), pe(1, life)), ("P".into(), pe(2, life))]
+    }
+
     fn client(registrars: &[&str]) -> RegClient {
         let mut cfg = ClientConfig::new(
             registrars.iter().map(|s| sa(s)).collect(),
@@ -689,12 +694,18 @@ mod tests {
         conn
     }
 
+    /// A client of the one registrar `10.0.0.1:3863`, connected at `t0` with `wanted` in
+    /// its snapshot; its connection.
+    fn single(t0: Instant, wanted: Vec<(String, PoolElementInfo)>) -> (RegClient, ConnId) {
+        let mut c = client(&["10.0.0.1:3863"]);
+        let conn = up(&mut c, t0, wanted);
+        (c, conn)
+    }
+
     /// A client of one registrar with PE 1 of pool `P` (life `life_p` ms) and PE 2 of pool
     /// `Q` (`life_q`) sent and accepted at `t0`; its connection.
     fn p_and_q_registered(t0: Instant, life_p: i32, life_q: i32) -> (RegClient, ConnId) {
-        let mut c = client(&["10.0.0.1:3863"]);
-        let conn = up(
-            &mut c,
+        let (mut c, conn) = single(
             t0,
             vec![("P".into(), pe(1, life_p)), ("Q".into(), pe(2, life_q))],
         );
@@ -708,11 +719,7 @@ mod tests {
     fn t2_resends_then_abandons_and_registers_everything_at_the_next_registrar() {
         let t0 = Instant::now();
         let mut c = client(&["10.0.0.1:3863", "10.0.0.2:3863"]);
-        let c1 = up(
-            &mut c,
-            t0,
-            vec![("P".into(), pe(1, 60_000)), ("P".into(), pe(2, 60_000))],
-        );
+        let c1 = up(&mut c, t0, pool_p(60_000));
         assert_eq!(
             registrations(&actions(&mut c)),
             vec![(c1, "P".into(), 1), (c1, "P".into(), 2)]
@@ -737,10 +744,7 @@ mod tests {
         assert_eq!(c.current(), None);
         c.on_connected(t3, c2);
         assert!(c.take_snapshot_request());
-        c.set_snapshot(
-            t3,
-            vec![("P".into(), pe(1, 60_000)), ("P".into(), pe(2, 60_000))],
-        );
+        c.set_snapshot(t3, pool_p(60_000));
         assert_eq!(
             registrations(&actions(&mut c)),
             vec![(c2, "P".into(), 1), (c2, "P".into(), 2)]
@@ -777,12 +781,7 @@ mod tests {
     #[test]
     fn rejected_registration_is_retried_with_backoff_and_shown_per_pe() {
         let t0 = Instant::now();
-        let mut c = client(&["10.0.0.1:3863"]);
-        let conn = up(
-            &mut c,
-            t0,
-            vec![("P".into(), pe(1, 300_000)), ("P".into(), pe(2, 300_000))],
-        );
+        let (mut c, conn) = single(t0, pool_p(300_000));
         assert_eq!(registrations(&actions(&mut c)).len(), 2);
         let pes = |c: &RegClient| {
             c.state()
@@ -887,12 +886,7 @@ mod tests {
     #[test]
     fn h_flag_keep_alive_on_an_accepted_association_adopts_the_new_home() {
         let t0 = Instant::now();
-        let mut c = client(&["10.0.0.1:3863"]);
-        let c1 = up(
-            &mut c,
-            t0,
-            vec![("P".into(), pe(1, 60_000)), ("P".into(), pe(2, 60_000))],
-        );
+        let (mut c, c1) = single(t0, pool_p(60_000));
         actions(&mut c);
         c.on_registration_response(t0, c1, &response("P", 1, false));
         c.on_registration_response(t0, c1, &response("P", 2, false));
@@ -940,10 +934,7 @@ mod tests {
         );
         // ... and the snapshot asked afterwards, unchanged, sends nothing twice.
         assert!(c.take_snapshot_request(), "snapshot asked after adoption");
-        c.set_snapshot(
-            t0,
-            vec![("P".into(), pe(1, 60_000)), ("P".into(), pe(2, 60_000))],
-        );
+        c.set_snapshot(t0, pool_p(60_000));
         assert!(registrations(&actions(&mut c)).is_empty());
         // The hunt stopped: no connection attempts to A any more.
         c.handle_timeout(t0 + Duration::from_secs(20));
@@ -963,8 +954,7 @@ mod tests {
     #[test]
     fn h_flag_keep_alive_while_connected_replaces_the_association() {
         let t0 = Instant::now();
-        let mut c = client(&["10.0.0.1:3863"]);
-        let c1 = up(&mut c, t0, vec![("P".into(), pe(1, 60_000))]);
+        let (mut c, c1) = single(t0, vec![("P".into(), pe(1, 60_000))]);
         actions(&mut c);
         let c2 = c.allocate_conn();
         assert_ne!(c1, c2);
@@ -979,8 +969,7 @@ mod tests {
     #[test]
     fn registrar_list_replaced_at_run_time() {
         let t0 = Instant::now();
-        let mut c = client(&["10.0.0.1:3863"]);
-        let c1 = up(&mut c, t0, vec![("P".into(), pe(1, 60_000))]);
+        let (mut c, c1) = single(t0, vec![("P".into(), pe(1, 60_000))]);
         actions(&mut c);
         // Still listed: the association stays, no new snapshot.
         c.set_registrars(t0, vec![sa("10.0.0.2:3863"), sa("10.0.0.1:3863")]);
