@@ -1563,27 +1563,17 @@ impl Core {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC` of Unix milliseconds (civil-from-days, proleptic
-/// Gregorian).
+/// `YYYY-MM-DD HH:MM:SS UTC` of Unix milliseconds (proleptic Gregorian; the calendar
+/// arithmetic is jiff's, as for the maintenance windows). Beyond jiff's range (after
+/// 9999) the raw milliseconds.
 pub fn utc_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(
+            || format!("{ms} ms UTC"),
+            |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )
 }
 
 fn health_name(h: Health) -> &'static str {

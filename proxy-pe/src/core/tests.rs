@@ -919,6 +919,11 @@ fn admin_state_is_restored_and_kept_over_a_reload() {
 fn utc_time_formats_civil_dates() {
     assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
     assert_eq!(utc_time(T0), "2023-11-14 22:13:20 UTC");
+    assert_eq!(
+        utc_time(T0 + 999),
+        "2023-11-14 22:13:20 UTC",
+        "seconds truncated"
+    );
     assert_eq!(utc_time(1_709_164_800_000), "2024-02-29 00:00:00 UTC");
 }
 
