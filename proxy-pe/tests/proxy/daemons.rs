@@ -35,6 +35,12 @@ async fn push(rig: &Rig, daemon: &str, file: &std::path::Path) -> Output {
     .await
 }
 
+/// The stderr of a `proxy-pe push-config` that failed (exit status checked).
+fn failed(out: Output) -> String {
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    text(&out.stderr)
+}
+
 fn extra_server(r: &proxy_pe::control::Report) -> proxy_pe::core::ServerView {
     r.proxy
         .applications
@@ -145,9 +151,7 @@ async fn config_push_is_acknowledged_and_rejection_keeps_old_config() {
     // An invalid configuration: rejected with the daemon's message, version 2 stays.
     let bad_path = rig.dir.join("push-bad.toml");
     std::fs::write(&bad_path, format!("{good}\n[[app]]\nname = 5\n")).expect("write");
-    let out = push(&rig, "d1", &bad_path).await;
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
+    let err = failed(push(&rig, "d1", &bad_path).await);
     assert!(
         err.contains(
             "daemon d1 rejected configuration version 3 (version 2 stays in force): config push v3"
@@ -198,27 +202,16 @@ async fn config_push_is_acknowledged_and_rejection_keeps_old_config() {
     );
 
     // Unknown daemon and a daemon that is not connected: clear errors, status 1.
-    let out = push(&rig, "nobody", &good_path).await;
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("unknown daemon `nobody`"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = failed(push(&rig, "nobody", &good_path).await);
+    assert!(err.contains("unknown daemon `nobody`"), "{err}");
     rig.kill_daemon(2);
     rig.until(0, "d3 disconnected", |r| !daemon(r, "d3").connected)
         .await;
-    let out = push(&rig, "d3", &good_path).await;
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("daemon `d3` is not connected"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = failed(push(&rig, "d3", &good_path).await);
+    assert!(err.contains("daemon `d3` is not connected"), "{err}");
     // A missing file is reported before anything is sent.
-    let out = push(&rig, "d1", &PathBuf::from("/nonexistent/x.toml")).await;
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("cannot read /nonexistent/x.toml"));
+    let err = failed(push(&rig, "d1", &PathBuf::from("/nonexistent/x.toml")).await);
+    assert!(err.contains("cannot read /nonexistent/x.toml"), "{err}");
 }
 
 /// Counts the daemon's failed attempts to reach the proxy in its log.
@@ -631,12 +624,10 @@ async fn unanswered_push_fails_after_the_configured_wait() {
         .expect("tag verifies")
         .expect("open");
     assert!(matches!(got, ProxyMessage::ConfigPush(ref p) if p.config_toml == "x = 1\n"));
-    let out = pushing.await.expect("join");
-    assert!(!out.status.success());
+    let err = failed(pushing.await.expect("join"));
     assert!(
-        text(&out.stderr).contains("to the push of version 2 within 300 ms"),
-        "{}",
-        text(&out.stderr)
+        err.contains("to the push of version 2 within 300 ms"),
+        "{err}"
     );
 }
 
