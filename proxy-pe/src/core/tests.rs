@@ -151,6 +151,22 @@ fn servers(c: &mut Core, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Heartbeats at a fifth, two, three and four fifths of `end` and 1 ms before it (after
+/// `T0`) bring no action.
+fn quiet_until(c: &mut Core, end: u64) {
+    for t in [end / 5, 2 * end / 5, 3 * end / 5, 4 * end / 5, end - 1] {
+        assert!(beat(c, T0 + t).is_empty(), "at +{t}");
+    }
+}
+
+/// The core's order to close `session` for `reason`.
+fn closed(session: SessionId, reason: &str) -> Vec<Action> {
+    vec![Action::CloseSession {
+        session,
+        reason: reason.into(),
+    }]
+}
+
 /// `acts` is exactly the deregistration of PE `pe_id` of `AppA`, whose keep-alives the
 /// core no longer answers.
 fn assert_deregistered(c: &Core, acts: &[Action], pe_id: u32) {
@@ -304,15 +320,10 @@ fn relay_failure_skips_server_until_probe_succeeds() {
 fn lifetime_expiry_closes_sessions_by_default() {
     let mut c = all_up("broker", "round-robin", "lifetime_s = 10");
     let a = c.open_session(T0, "A").expect("ok");
-    for t in [2_000, 4_000, 6_000, 8_000, 9_999] {
-        assert!(beat(&mut c, T0 + t).is_empty(), "at +{t}");
-    }
+    quiet_until(&mut c, 10_000);
     assert_eq!(
         beat(&mut c, T0 + 10_000),
-        vec![Action::CloseSession {
-            session: a.session,
-            reason: "lifetime expired".into()
-        }]
+        closed(a.session, "lifetime expired")
     );
     assert_eq!(
         a.policy.on_server_failure,
@@ -325,9 +336,7 @@ fn lifetime_expiry_moves_sessions() {
     let mut c = broker("lifetime_s = 10", "on_server_failure = \"reconnect\"");
     let a = c.open_session(T0, "A").expect("ok");
     assert_eq!(a.server, "IP1");
-    for t in [2_000, 4_000, 6_000, 8_000, 9_999] {
-        assert!(beat(&mut c, T0 + t).is_empty(), "at +{t}");
-    }
+    quiet_until(&mut c, 10_000);
     assert!(state(&c, T0 + 9_999, "IP1").selectable);
     let acts = beat(&mut c, T0 + 10_000);
     assert_eq!(
@@ -604,9 +613,7 @@ fn mode_a_lifetime_expiry_deregisters_and_restart_reregisters() {
             .map(|(_, p)| p.registration_life)
     };
     assert_eq!(life(&c), Some(10_000));
-    for t in [2_000, 4_000, 6_000, 8_000, 9_999] {
-        assert!(beat(&mut c, T0 + t).is_empty(), "at +{t}");
-    }
+    quiet_until(&mut c, 10_000);
     assert!(c.keep_alive_ok(id1));
     // The lifetime ends: exactly IP1 is deregistered, its keep-alives go unanswered.
     let acts = beat(&mut c, T0 + 10_000);
@@ -838,15 +845,10 @@ fn drain_timeout_closes_the_remaining_sessions_once() {
             timeout_ms: Some(5_000),
         },
     );
-    for t in [1_000, 2_000, 3_000, 4_000, 4_999] {
-        assert!(beat(&mut c, T0 + t).is_empty(), "at +{t}");
-    }
+    quiet_until(&mut c, 5_000);
     assert_eq!(
         beat(&mut c, T0 + 5_000),
-        vec![Action::CloseSession {
-            session: s1.session,
-            reason: "drain timeout".into()
-        }]
+        closed(s1.session, "drain timeout")
     );
     assert!(beat(&mut c, T0 + 5_200).is_empty(), "asked once only");
     c.close_session(T0 + 5_300, s1.session);
