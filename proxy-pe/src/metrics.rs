@@ -119,38 +119,53 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<()
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
-/// One family `name` with a sample `value(server)` per server of the pooling table,
-/// labelled with its application and name.
-fn per_server<M: EncodeMetric>(
+/// One family `name` with a sample per item of `samples`: its labels and its value.
+fn family<'a, M: EncodeMetric, const N: usize>(
     e: &mut DescriptorEncoder,
-    st: &Status,
     (name, help, kind): (&str, &str, MetricType),
-    value: impl Fn(&ServerView) -> M,
+    samples: impl IntoIterator<Item = ([(&'static str, &'a str); N], M)>,
 ) -> Result<(), std::fmt::Error> {
     let mut f = e.encode_descriptor(name, help, None, kind)?;
-    for a in &st.applications {
-        for s in &a.servers {
-            value(s).encode(
-                f.encode_family(&[("application", a.name.as_str()), ("server", &s.name)])?,
-            )?;
-        }
+    for (labels, m) in samples {
+        m.encode(f.encode_family(&labels)?)?;
     }
     Ok(())
 }
 
-/// One family `name` with a sample `value(daemon)` per known daemon, labelled with its
-/// identity.
+/// One family with a sample `value(server)` per server of the pooling table, labelled
+/// with its application and name.
+fn per_server<M: EncodeMetric>(
+    e: &mut DescriptorEncoder,
+    st: &Status,
+    descriptor: (&str, &str, MetricType),
+    value: impl Fn(&ServerView) -> M,
+) -> Result<(), std::fmt::Error> {
+    let servers = st.applications.iter().flat_map(|a| {
+        a.servers.iter().map(move |s| {
+            (
+                [
+                    ("application", a.name.as_str()),
+                    ("server", s.name.as_str()),
+                ],
+                s,
+            )
+        })
+    });
+    family(e, descriptor, servers.map(|(l, s)| (l, value(s))))
+}
+
+/// One family with a sample `value(daemon)` per known daemon, labelled with its identity.
 fn per_daemon<M: EncodeMetric>(
     e: &mut DescriptorEncoder,
     st: &Status,
-    (name, help, kind): (&str, &str, MetricType),
+    descriptor: (&str, &str, MetricType),
     value: impl Fn(&DaemonView) -> M,
 ) -> Result<(), std::fmt::Error> {
-    let mut f = e.encode_descriptor(name, help, None, kind)?;
-    for d in &st.daemons {
-        value(d).encode(f.encode_family(&[("daemon", d.id.as_str())])?)?;
-    }
-    Ok(())
+    let daemons = st
+        .daemons
+        .iter()
+        .map(|d| ([("daemon", d.id.as_str())], value(d)));
+    family(e, descriptor, daemons)
 }
 
 impl Collector for Page {
