@@ -38,8 +38,14 @@
 #                                    0x11111111, 0x22222222 ...
 #   serving_pe NAME                  the PE id (hex) that last served the PU
 #                                    NAME (rspterminal or echo_pu log)
-#   kill_serving ID                  kill -9 the rsplib PE peN with id ID
-#                                    (pe1 if there is none), name in $VICTIM
+#   kill_serving PU                  kill -9 the rsplib PE peN that serves the
+#                                    PU (by serving_pe; pe1 if there is no
+#                                    peN), its id in $SERVING, name in $VICTIM
+#   rsp_term_hello POOL REGISTRAR WHO [ID]
+#                                    rspterminal "term" on POOL types "Hello from
+#                                    rsplib 1" and "... 2"; each comes back
+#                                    (from PE ID if given), checked as echoed by
+#                                    WHO; then it is stopped
 #   rsp_term_failover PR             rspterminal "pu" on EchoPool at PR:3863 (the
 #                                    3 PEs of rsp_echo_pes, ENRP at PR:9901,
 #                                    input on fd 3, left open): 3 lines echoed;
@@ -84,6 +90,8 @@
 #   block are lost when tcpdump is stopped (-U alone does not help); a fast
 #   scenario then ends with a pcap that misses its last second of traffic.
 OUT=${OUT:-/out}
+# rsplib's logging options (the rsplib helpers below pass them; a scenario may set others)
+RSPLOG=${RSPLOG:-"-logcolor=off -loglevel=2"}
 CHECKS=$OUT/checks.txt
 : >> "$CHECKS"
 _PROCS=""
@@ -251,20 +259,29 @@ serving_pe() {  # serving_pe NAME
   sed -n -e 's/.*from PE \$\([0-9a-fA-F]*\)>.*/\1/p' \
     -e 's/^connected to PE 0x\([0-9a-f]*\).*/\1/p' "$OUT/$1.log" | tail -n1
 }
-kill_serving() {  # kill_serving ID
-  VICTIM=pe$(echo "$1" | cut -c1)
+kill_serving() {  # kill_serving PU
+  SERVING=$(serving_pe "$1")
+  log "$1 is served by PE $SERVING"
+  VICTIM=pe$(echo "$SERVING" | cut -c1)
   [ -n "$(pid_of "$VICTIM")" ] || VICTIM=pe1
   stop "$VICTIM" KILL
+}
+rsp_term_hello() {  # rsp_term_hello POOL REGISTRAR WHO [ID]
+  fifo_start 3 term rspterminal -poolhandle="$1" -registrar="$2" $RSPLOG
+  for _l in 1 2; do
+    send_expect 3 "Hello from rsplib $_l" term 20 "rspterminal line $_l echoed by $3" \
+      "${4:+$4.*}Hello from rsplib $_l"
+  done
+  exec 3>&-
+  stop term INT
 }
 rsp_term_failover() {  # rsp_term_failover PR
   fifo_start 3 pu rspterminal -poolhandle=EchoPool -registrar="$1:3863" $RSPLOG
   for _l in 1 2 3; do
     send_expect 3 "Hello RSerPool $_l" pu 15 "line $_l echoed by a PE" "from PE .*> Hello RSerPool $_l"
   done
-  SERVING=$(serving_pe pu)
-  log "PU is served by PE \$$SERVING"
   # the kernel aborts the killed PE's associations and the registrar removes it at once
-  kill_serving "$SERVING"
+  kill_serving pu
   wait_for 15 hs_count_is "$1:9901" 2
   expect_hs_pes "hsdump lists 2 PEs after kill -9" two "$1:9901" 2
   expect_no_grep "killed PE gone from the handlespace" "\$$SERVING flags" "$OUT/hsdump-two.txt"

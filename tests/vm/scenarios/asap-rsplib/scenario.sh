@@ -12,7 +12,6 @@
 # vm-timeout: 150
 . /rig/lib.sh
 PR=10.0.0.1
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR 10.0.0.11 10.0.0.12 10.0.0.21
 capture lo asap-rsplib
@@ -27,12 +26,7 @@ hsdump_to ours $PR:9901
 expect_grep "our PE in rspregistrar's handlespace" "\$21212121 flags" "$OUT/hsdump-ours.txt"
 expect_grep "our PE registered (event logged)" "Registered" "$OUT/ourpe.log"
 
-fifo_start 3 term rspterminal -poolhandle=OurPool -registrar=$PR:3863 $RSPLOG
-for i in 1 2; do
-  send_expect 3 "Hello from rsplib $i" term 20 "rspterminal line $i echoed by our PE" "21212121.*Hello from rsplib $i"
-done
-exec 3>&-
-stop term INT
+rsp_term_hello OurPool $PR:3863 "our PE" 21212121
 
 # 2. rsplib PEs serving our PU, with failover
 rsp_echo_pes $PR:3863 10.0.0.11 10.0.0.12
@@ -41,9 +35,7 @@ fifo_start 4 pu echo_pu --transport sctp --registrar $PR:3863 --pool EchoPool
 for i in 1 2 3; do
   send_expect 4 "line $i" pu 20 "our PU: line $i echoed by rspserver" "^line $i\$"
 done
-SERVING=$(serving_pe pu)
-log "our PU is served by PE $SERVING"
-kill_serving "$SERVING"
+kill_serving pu
 for i in 4 5 6; do
   send 4 "line $i"
 done

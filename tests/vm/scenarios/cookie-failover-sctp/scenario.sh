@@ -27,7 +27,6 @@
 # vm-timeout: 150
 . /rig/lib.sh
 PR=10.0.0.1
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR 10.0.0.21 10.0.0.22 10.0.0.23 10.0.0.24
 capture lo cookie-failover

@@ -14,7 +14,6 @@
 . /rig/lib.sh
 PR1=10.0.0.1
 PR2=10.0.0.2
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR1 $PR2 10.0.0.11 10.0.0.12
 capture lo peering-rsplib

@@ -19,7 +19,6 @@
 . /rig/lib.sh
 PR=10.0.0.1
 PX=10.0.0.30
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR $PX 10.0.0.41 10.0.0.42 10.0.0.43
 capture lo proxy-rsplib

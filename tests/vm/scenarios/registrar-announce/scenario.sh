@@ -14,7 +14,6 @@
 # vm-timeout: 120
 . /rig/lib.sh
 PR=10.0.0.1
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR 10.0.0.11 10.0.0.21
 ip link set dummy0 multicast on

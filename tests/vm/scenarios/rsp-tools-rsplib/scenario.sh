@@ -16,7 +16,6 @@
 # vm-timeout: 180
 . /rig/lib.sh
 PR=10.0.0.1
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR 10.0.0.2 10.0.0.11 10.0.0.21 10.0.0.22
 capture lo rsp-tools-rsplib
@@ -66,12 +65,7 @@ wait_exit rspres 20
 expect_eq "rsp resolve at rspregistrar exits 0" "$rspres_rc" 0
 expect_grep "rsp resolve at rspregistrar selects rsp serve's PE" "0x21212121" "$OUT/rspres.log"
 
-fifo_start 3 term rspterminal -poolhandle=OurEcho -registrar=$PR:3863 $RSPLOG
-for i in 1 2; do
-  send_expect 3 "Hello from rsplib $i" term 20 "rspterminal line $i echoed by rsp serve" "Hello from rsplib $i"
-done
-exec 3>&-
-stop term INT
+rsp_term_hello OurEcho $PR:3863 "rsp serve"
 
 fifo_start 4 dayterm rspterminal -poolhandle=OurDaytime -registrar=$PR:3863 $RSPLOG
 DAYRE='day, [0-3][0-9]-[A-Z][a-z]*-[0-9][0-9][0-9][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9]\.[0-9]\{6\}'

@@ -13,7 +13,6 @@
 # vm-timeout: 90
 . /rig/lib.sh
 PR=10.0.0.1
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR 10.0.0.11 10.0.0.12 10.0.0.13
 capture lo rsplib-sanity

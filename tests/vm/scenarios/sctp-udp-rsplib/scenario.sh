@@ -15,7 +15,6 @@
 #          echo_pu (u2) resolves via rspregistrar and its lines are echoed by our PE.
 # vm-timeout: 180
 . /rig/lib.sh
-RSPLOG="-logcolor=off -loglevel=2"
 
 netns_add u1 u2
 veth_link - vr1 10.0.1.1 u1 vu1 10.0.1.2
