@@ -63,16 +63,15 @@ async fn moving_pe_and_twins_cost_bounded_updates_and_agree_on_the_owner() {
     let Some(mut lab) = lab_or_skip("rspow", 214, 2, Path::new(env!("CARGO_TARGET_TMPDIR"))) else {
         return;
     };
-    for (i, id) in IDS.iter().enumerate() {
-        let mut args = lab.registrar_args(i, *id);
-        // The test's PE host does not answer keep-alives: keep them out of the window.
-        args.extend(["--keep-alive-interval".into(), "600000".into()]);
-        lab.start(i, env!("CARGO_BIN_EXE_enrp-server"), &args)
-            .expect("start registrar");
-    }
-    for i in 0..2 {
-        lab.wait_listening(i, DEADLINE).await;
-    }
+    // The test's PE host does not answer keep-alives: keep them out of the window.
+    let keep_alives_off = ["--keep-alive-interval", "600000"];
+    lab.start_registrars(
+        env!("CARGO_BIN_EXE_enrp-server"),
+        &IDS,
+        &keep_alives_off,
+        DEADLINE,
+    )
+    .await;
     let user = IpAddr::V4(lab.root_ip());
     let mut marker = connect(lab.asap(0), Protocol::Asap).await;
     register_pes(&mut marker, user, [MARKER]).await;
