@@ -35,6 +35,10 @@ pub const ASAP_PORT: u16 = 3863;
 /// ENRP port of every registrar (RFC 5353 §7, well-known 9901).
 pub const ENRP_PORT: u16 = 9901;
 
+/// Extra registrar arguments for tests whose PE host does not answer ASAP keep-alives:
+/// keep-alives every 600 s, i.e. never within a test.
+pub const KEEP_ALIVES_OFF: [&str; 2] = ["--keep-alive-interval", "600000"];
+
 /// Runs `ip ARGS`; the error carries the command and its stderr.
 pub fn ip(args: &[&str]) -> Result<(), String> {
     ip_output(args).map(drop)

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use asap::wire::{EnrpMessage, Message, Protocol, UpdateAction};
-use rserpool_tests::netns::lab_or_skip;
+use rserpool_tests::netns::{lab_or_skip, KEEP_ALIVES_OFF};
 use rserpool_tests::registrar::{connect, dump_table, register_pes, resolve_all};
 
 /// Server IDs of registrars A and B (A lower: it wins near-ties).
@@ -64,14 +64,8 @@ async fn moving_pe_and_twins_cost_bounded_updates_and_agree_on_the_owner() {
         return;
     };
     // The test's PE host does not answer keep-alives: keep them out of the window.
-    let keep_alives_off = ["--keep-alive-interval", "600000"];
-    lab.start_registrars(
-        env!("CARGO_BIN_EXE_enrp-server"),
-        &IDS,
-        &keep_alives_off,
-        DEADLINE,
-    )
-    .await;
+    lab.start_registrars(crate::BIN, &IDS, &KEEP_ALIVES_OFF, DEADLINE)
+        .await;
     let user = IpAddr::V4(lab.root_ip());
     let mut marker = connect(lab.asap(0), Protocol::Asap).await;
     register_pes(&mut marker, user, [MARKER]).await;

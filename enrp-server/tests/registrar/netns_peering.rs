@@ -36,7 +36,7 @@
 //! when an assertion fails; namespaces left behind by a killed earlier run are removed at
 //! start.
 
-use rserpool_tests::netns::{lab_or_skip, Lab};
+use rserpool_tests::netns::{lab_or_skip, Lab, KEEP_ALIVES_OFF};
 use rserpool_tests::registrar::{
     connect, deregister_pes, dump_table, register_pes, resolve_all, POOL,
 };
@@ -61,14 +61,8 @@ const PREFIX: &str = "rspnt";
 /// answer them) and listening; `None` after printing SKIP.
 async fn started_lab() -> Option<Lab> {
     let mut lab = lab_or_skip(PREFIX, 213, 3, Path::new(env!("CARGO_TARGET_TMPDIR")))?;
-    let keep_alives_off = ["--keep-alive-interval", "600000"];
-    lab.start_registrars(
-        env!("CARGO_BIN_EXE_enrp-server"),
-        &IDS,
-        &keep_alives_off,
-        DEADLINE,
-    )
-    .await;
+    lab.start_registrars(crate::BIN, &IDS, &KEEP_ALIVES_OFF, DEADLINE)
+        .await;
     Some(lab)
 }
 
