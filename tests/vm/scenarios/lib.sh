@@ -54,7 +54,7 @@
 #                                    not it; the next line is echoed by another
 #   fifo_start FD [-n NS] NAME CMD...
 #                                    start NAME with stdin from the fifo
-#                                    /tmp/NAME.in, held open on fd FD
+#                                    /tmp/fifo-NAME, held open on fd FD
 #   send FD LINE                     write LINE to fd FD
 #   send_wait FD LINE NAME SECS PATTERN
 #                                    send, then wait until PATTERN is in
@@ -293,9 +293,10 @@ rsp_term_failover() {  # rsp_term_failover PR
 fifo_start() {  # fifo_start FD [-n NS] NAME CMD...
   _fd=$1 _fns=""; shift
   if [ "$1" = "-n" ]; then _fns=$2; shift 2; fi
-  mkfifo "/tmp/$1.in"
-  start ${_fns:+-n "$_fns"} -i "/tmp/$1.in" "$@"
-  eval "exec $_fd> /tmp/$1.in"
+  rm -f "/tmp/fifo-$1"
+  mkfifo "/tmp/fifo-$1"
+  start ${_fns:+-n "$_fns"} -i "/tmp/fifo-$1" "$@"
+  eval "exec $_fd> /tmp/fifo-$1"
 }
 send() { eval "echo \"\$2\" >&$1"; }  # send FD LINE
 send_wait() {  # send_wait FD LINE NAME SECS PATTERN
