@@ -57,6 +57,11 @@ pub fn log_text(p: &Path) -> String {
 /// Waits until the log at `p` contains `needle` and returns its text; fails the test with
 /// the log after [`LOG_DEADLINE`].
 pub async fn wait_log(p: &Path, needle: &str) -> String {
+    wait_log_or(p, needle, str::to_string).await
+}
+
+/// [`wait_log`], failing with `context(log text)` instead of the log (e.g. more logs).
+pub async fn wait_log_or(p: &Path, needle: &str, context: impl Fn(&str) -> String) -> String {
     let end = tokio::time::Instant::now() + LOG_DEADLINE;
     loop {
         let t = log_text(p);
@@ -65,7 +70,8 @@ pub async fn wait_log(p: &Path, needle: &str) -> String {
         }
         assert!(
             tokio::time::Instant::now() < end,
-            "log never contained {needle:?}:\n{t}"
+            "log never contained {needle:?}:\n{}",
+            context(&t)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -18,10 +18,12 @@
 //! - [`csp`]: a Component Status Protocol monitor a daemon reports to.
 //! - [`fs`]: scratch directories, atomic config writes and waiting for a log line.
 //! - [`sd_notify`]: a stand-in for systemd's notification socket.
+//! - [`cmd`]: running a command that must succeed.
 //!
 //! Deadlines here only stop a hung test; no test asserts on how long something took.
 
 pub mod api;
+pub mod cmd;
 pub mod csp;
 pub mod fs;
 pub mod metrics;

@@ -12,9 +12,11 @@
 //!
 //! Partitions between registrars are blackhole routes inside their namespaces
 //! ([`Lab::cut`]): packets between the two are dropped (existing connections stall, new
-//! ones fail), both stay reachable from the root namespace. ENRP traffic can be captured
-//! in the hub namespace ([`Lab::start_capture`], tcpdump on every bridge port, ingress
-//! only, so each frame once) and decoded with `rsp-capture` and the codec.
+//! ones fail), both stay reachable from the root namespace. Or their bridge ports are
+//! isolated from each other ([`Lab::isolate`]), or a registrar's link goes down
+//! ([`Lab::link`]). ENRP traffic can be captured in the hub namespace
+//! ([`Lab::start_capture`], tcpdump on every bridge port, ingress only, so each frame
+//! once) and decoded with `rsp-capture` and the codec.
 //!
 //! [`Lab`]'s drop guard kills the processes and deletes the namespaces (also when an
 //! assertion fails; a failed lab keeps the registrar logs). Namespaces left by a killed
@@ -32,6 +34,10 @@ use asap::wire::{Message, Protocol};
 pub const ASAP_PORT: u16 = 3863;
 /// ENRP port of every registrar (RFC 5353 §7, well-known 9901).
 pub const ENRP_PORT: u16 = 9901;
+
+/// Extra registrar arguments for tests whose PE host does not answer ASAP keep-alives:
+/// keep-alives every 600 s, i.e. never within a test.
+pub const KEEP_ALIVES_OFF: [&str; 2] = ["--keep-alive-interval", "600000"];
 
 /// Runs `ip ARGS`; the error carries the command and its stderr.
 pub fn ip(args: &[&str]) -> Result<(), String> {
@@ -251,29 +257,20 @@ impl Lab {
     /// hsdump allowed from the root namespace. Append more (later ones win).
     pub fn registrar_args(&self, i: usize, id: u32) -> Vec<String> {
         let mut a: Vec<String> = [
-            "--transport",
-            "tcp",
-            "--asap-announce",
-            "off",
-            "--enrp-announce",
-            "off",
-            "--peering",
-            "on",
-            "--peer-heartbeat-cycle",
-            "200",
-            "--peer-max-time-last-heard",
-            "600",
-            "--peer-max-time-no-response",
-            "600",
-            "--mentor-discovery-timeout",
-            "1000",
-            "--takeover-expiry-interval",
-            "1500",
-            "--max-peers",
-            "16",
+            ("--transport", "tcp"),
+            ("--asap-announce", "off"),
+            ("--enrp-announce", "off"),
+            ("--peering", "on"),
+            ("--peer-heartbeat-cycle", "200"),
+            ("--peer-max-time-last-heard", "600"),
+            ("--peer-max-time-no-response", "600"),
+            ("--mentor-discovery-timeout", "1000"),
+            ("--takeover-expiry-interval", "1500"),
+            ("--max-peers", "16"),
         ]
-        .map(String::from)
-        .to_vec();
+        .iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+        .collect();
         a.extend([
             "--asap".into(),
             self.asap(i).to_string(),
@@ -288,6 +285,25 @@ impl Lab {
             a.extend(["--peer".into(), self.enrp(j).to_string()]);
         }
         a
+    }
+
+    /// Starts registrar `i` = `bin` with [`Lab::registrar_args`] for server ID `ids[i]` and
+    /// `extra` in every namespace, then waits (each at most `deadline`) until all listen.
+    pub async fn start_registrars(
+        &mut self,
+        bin: &str,
+        ids: &[u32],
+        extra: &[&str],
+        deadline: Duration,
+    ) {
+        for (i, id) in ids.iter().enumerate() {
+            let mut args = self.registrar_args(i, *id);
+            args.extend(extra.iter().map(|a| a.to_string()));
+            self.start(i, bin, &args).expect("start registrar");
+        }
+        for i in 0..ids.len() {
+            self.wait_listening(i, deadline).await;
+        }
     }
 
     /// Starts `bin ARGS` in registrar `i`'s namespace, output appended to its log.
@@ -339,6 +355,29 @@ impl Lab {
         for (a, b) in [(i, j), (j, i)] {
             let to = format!("{}/32", self.reg_ip(b));
             ip(&["-n", &self.regs[a], "route", verb, "blackhole", &to])?;
+        }
+        Ok(())
+    }
+
+    /// Isolates (`on`) the bridge ports of registrars `regs` from each other, or joins them
+    /// again: isolated ports only forward to non-isolated ones, so nothing passes between
+    /// them (connections stall) while all stay reachable from the root namespace.
+    pub fn isolate(&self, regs: &[usize], on: bool) -> Result<(), String> {
+        let v = if on { "on" } else { "off" };
+        for i in regs {
+            let port = format!("p{i}");
+            ip(&[
+                "-n",
+                &self.hub,
+                "link",
+                "set",
+                "dev",
+                &port,
+                "type",
+                "bridge_slave",
+                "isolated",
+                v,
+            ])?;
         }
         Ok(())
     }

@@ -9,10 +9,10 @@ use asap::transport::{Association, Event, Msg, Transport, TransportConfig, Trans
 use asap::wire::asap_msg::{
     Deregistration, HandleResolution, HandleResolutionResponse, Registration, RegistrationResponse,
 };
-use asap::wire::enrp_msg::HandleTableRequest;
+use asap::wire::enrp_msg::{HandleTableRequest, HandleUpdate, Presence};
 use asap::wire::{
     AsapMessage, EnrpMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
-    TransportParameter, TransportUse,
+    TransportParameter, TransportUse, UpdateAction,
 };
 use enrp_server::core::{CoreConfig, PeeringConfig};
 use enrp_server::driver::{DriverConfig, DriverError, Server};
@@ -241,6 +241,53 @@ pub fn tcp_pe(id: u32, user: IpAddr) -> PoolElementInfo {
         },
         policy: Policy::RoundRobin,
         asap_transport: None,
+    }
+}
+
+/// ENRP_PRESENCE from `sender` (no reply required, no server information, checksum
+/// 0xFFFF).
+pub fn presence(sender: u32) -> Presence {
+    Presence {
+        reply_required: false,
+        sender,
+        receiver: 0,
+        checksum: 0xFFFF,
+        server_information: None,
+    }
+}
+
+/// The injection of issue 13 over the ENRP association `a`: [`presence`] as `sender`, then
+/// HANDLE_UPDATE ADD_PE of PE `pe` in [`POOL`], homed at `sender` (user transport TCP
+/// `127.0.0.66:6666`, data only, round robin, life 600 s), each with its PPID on stream 0.
+/// Send errors are ignored (the registrar may have closed the association already).
+pub async fn inject(a: &mut Association, sender: u32, receiver: u32, pe: u32) {
+    let msgs: [Message; 2] = [
+        presence(sender).into(),
+        HandleUpdate {
+            takeover_suggested: false,
+            sender,
+            receiver,
+            action: UpdateAction::AddPe,
+            reserved: 0,
+            pool_handle: POOL.into(),
+            pool_element: PoolElementInfo {
+                id: pe,
+                home_server_id: sender,
+                registration_life: 600_000,
+                user_transport: TransportParameter::Tcp {
+                    port: 6666,
+                    transport_use: TransportUse::DataOnly,
+                    address: IpAddr::from([127, 0, 0, 66]),
+                },
+                policy: Policy::RoundRobin,
+                asap_transport: None,
+            },
+        }
+        .into(),
+    ];
+    for m in msgs {
+        let bytes = m.to_bytes().expect("encode");
+        let _ = a.send(&Msg::new(m.protocol().ppid(), 0, bytes)).await;
     }
 }
 

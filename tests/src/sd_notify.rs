@@ -107,17 +107,24 @@ impl Notified {
             self.child.try_wait().expect("status").is_none(),
             "SIGHUP ended it"
         );
-        for i in 0..3 {
+        self.expect_watchdog_pings(3);
+        self.expect_clean_stop(Duration::from_secs(10));
+    }
+
+    /// Waits for `count` `WATCHDOG=1` pings (at most 5 s for each).
+    pub fn expect_watchdog_pings(&self, count: usize) {
+        for i in 0..count {
             assert!(
                 self.wait_for("WATCHDOG=1", Duration::from_secs(5)),
                 "watchdog ping {i} missing"
             );
         }
+    }
+
+    /// SIGTERM: `STOPPING=1` within `within`, then a clean exit.
+    pub fn expect_clean_stop(mut self, within: Duration) {
         self.signal("-TERM");
-        assert!(
-            self.wait_for("STOPPING=1", Duration::from_secs(10)),
-            "no STOPPING=1"
-        );
+        assert!(self.wait_for("STOPPING=1", within), "no STOPPING=1");
         let status = self.child.wait().expect("exits");
         assert!(status.success(), "clean exit on SIGTERM: {status}");
     }

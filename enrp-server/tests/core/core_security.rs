@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use asap::wire::enrp_msg::{HandleUpdate, InitTakeoverAck, Presence};
+use asap::wire::enrp_msg::{HandleUpdate, InitTakeoverAck};
 use asap::wire::{
     Message, Policy, PoolElementInfo, Protocol, ServerId, TransportParameter, TransportUse,
     UpdateAction,
@@ -42,18 +42,7 @@ fn from(r: &mut Registrar, now: Instant, sender: ServerId, m: impl Into<Message>
 }
 
 fn presence(r: &mut Registrar, now: Instant, sender: ServerId) {
-    from(
-        r,
-        now,
-        sender,
-        Presence {
-            reply_required: false,
-            sender,
-            receiver: 0,
-            checksum: 0xFFFF,
-            server_information: None,
-        },
-    );
+    from(r, now, sender, rserpool_tests::registrar::presence(sender));
 }
 
 /// PE `id` of home `home`, its ASAP transport at `asap` (TCP), registration life `life`.

@@ -34,12 +34,9 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use asap::wire::asap_msg::{HandleResolution, Registration};
-use asap::wire::{
-    AsapMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
-    TransportParameter, TransportUse,
-};
+use asap::wire::{AsapMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol};
 use rserpool_tests::netns::{ip_output, is_root};
-use rserpool_tests::registrar::{ask, connect};
+use rserpool_tests::registrar::{ask, connect, tcp_pe};
 
 const PREFIX: &str = "rspdpf";
 const POOL: &str = "DpfPool";
@@ -296,23 +293,16 @@ impl Drop for Lab {
     }
 }
 
+/// [`tcp_pe`] with the LU-DPF policy.
 fn lu_dpf_pe(id: u32, user: std::net::IpAddr) -> PoolElementInfo {
     PoolElementInfo {
-        id,
-        home_server_id: 0,
-        registration_life: 600_000,
-        user_transport: TransportParameter::Tcp {
-            port: 7000,
-            transport_use: TransportUse::DataOnly,
-            address: user,
-        },
         // The PE's own distance claim is replaced by the registrar's measurement.
         policy: Policy::LeastUsedDpf {
             load: 0,
             load_dpf: LOAD_DPF,
             distance: 0,
         },
-        asap_transport: None,
+        ..tcp_pe(id, user)
     }
 }
 

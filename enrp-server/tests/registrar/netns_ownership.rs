@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use asap::wire::{EnrpMessage, Message, Protocol, UpdateAction};
-use rserpool_tests::netns::lab_or_skip;
+use rserpool_tests::netns::{lab_or_skip, KEEP_ALIVES_OFF};
 use rserpool_tests::registrar::{connect, dump_table, register_pes, resolve_all};
 
 /// Server IDs of registrars A and B (A lower: it wins near-ties).
@@ -63,16 +63,9 @@ async fn moving_pe_and_twins_cost_bounded_updates_and_agree_on_the_owner() {
     let Some(mut lab) = lab_or_skip("rspow", 214, 2, Path::new(env!("CARGO_TARGET_TMPDIR"))) else {
         return;
     };
-    for (i, id) in IDS.iter().enumerate() {
-        let mut args = lab.registrar_args(i, *id);
-        // The test's PE host does not answer keep-alives: keep them out of the window.
-        args.extend(["--keep-alive-interval".into(), "600000".into()]);
-        lab.start(i, env!("CARGO_BIN_EXE_enrp-server"), &args)
-            .expect("start registrar");
-    }
-    for i in 0..2 {
-        lab.wait_listening(i, DEADLINE).await;
-    }
+    // The test's PE host does not answer keep-alives: keep them out of the window.
+    lab.start_registrars(crate::BIN, &IDS, &KEEP_ALIVES_OFF, DEADLINE)
+        .await;
     let user = IpAddr::V4(lab.root_ip());
     let mut marker = connect(lab.asap(0), Protocol::Asap).await;
     register_pes(&mut marker, user, [MARKER]).await;

@@ -2,7 +2,8 @@
 //! `enrp-server` processes, each alone in its own namespace, peering over ENRP/TCP through a
 //! Linux bridge; 300 PEs registered over TCP from the test process in the root namespace.
 //!
-//! Topology (N is picked per lab, see [`Lab::new`]; k numbers the labs of one process):
+//! Topology (N is picked per lab, see [`Lab::new`]; k numbers the labs of one process;
+//! the lab is `rserpool_tests::netns`'s):
 //!
 //! ```text
 //!  root ns: veth "rspnt<pid>-<k>" 10.213.N.254/24 ──┐
@@ -35,15 +36,14 @@
 //! when an assertion fails; namespaces left behind by a killed earlier run are removed at
 //! start.
 
-use rserpool_tests::netns::{ip, ip_output, is_root, kill_pids_in, remove_stale_namespaces};
+use rserpool_tests::netns::{lab_or_skip, Lab, KEEP_ALIVES_OFF};
 use rserpool_tests::registrar::{
     connect, deregister_pes, dump_table, register_pes, resolve_all, POOL,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::IpAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use asap::wire::Protocol;
@@ -51,284 +51,28 @@ use asap::wire::Protocol;
 /// Server IDs of registrars 0, 1, 2.
 const IDS: [u32; 3] = [0x0000_0B01, 0x0000_0B02, 0x0000_0B03];
 const PES_PER_REGISTRAR: u32 = 100;
-const ASAP_PORT: u16 = 3863;
-const ENRP_PORT: u16 = 9901;
 /// Upper bound of every wait: turns a hang into a failure; not an expectation.
 const DEADLINE: Duration = Duration::from_secs(90);
 /// Prefix of everything this test creates (namespaces, the root veth).
 const PREFIX: &str = "rspnt";
 
-/// The namespaces, links and registrar processes of one run; dropping it removes them all.
-struct Lab {
-    hub: String,
-    regs: [String; 3],
-    root_if: String,
-    /// Third octet of 10.213.N.0/24.
-    net: u8,
-    children: [Option<Child>; 3],
-    logs: [PathBuf; 3],
-    /// The scenario passed: the registrar logs are removed with the lab.
-    passed: bool,
-    /// How [`Lab::isolate_1_2`] partitions.
-    partition: Partition,
+/// The lab of this test: 3 registrar namespaces in 10.213.N.0/24, every registrar started
+/// (the lab's usual arguments, keep-alives effectively off: the test's PE host does not
+/// answer them) and listening; `None` after printing SKIP.
+async fn started_lab() -> Option<Lab> {
+    let mut lab = lab_or_skip(PREFIX, 213, 3, Path::new(env!("CARGO_TARGET_TMPDIR")))?;
+    lab.start_registrars(crate::BIN, &IDS, &KEEP_ALIVES_OFF, DEADLINE)
+        .await;
+    Some(lab)
 }
 
-impl Lab {
-    /// Builds the topology, or says why it cannot (→ SKIP).
-    fn new() -> Result<Lab, String> {
-        if !is_root() {
-            return Err("not root (network namespaces need CAP_SYS_ADMIN)".into());
-        }
-        ip(&["netns", "list"]).map_err(|e| format!("`ip netns` unavailable: {e}"))?;
-        // One lab at a time per process chooses its subnet and builds (tests run in threads).
-        static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let _serial = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-        remove_stale_namespaces(PREFIX);
-        let pid = std::process::id();
-        let k = LABS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 10;
-        // A /24 no route or address of this host covers yet, derived from the pid so that
-        // parallel runs differ.
-        let mut net = None;
-        for j in 0..250u32 {
-            let n = ((pid * 3 + k + j) % 250 + 1) as u8;
-            let prefix = format!("10.213.{n}.0/24");
-            let routed = ip_output(&[
-                "-4", "route", "show", "table", "all", "to", "match", &prefix,
-            ])
-            .map(|r| r.lines().any(|l| l.starts_with("10.")))
-            .unwrap_or(true);
-            let addressed = ip_output(&["-4", "-o", "addr", "show", "to", &prefix])
-                .map(|r| !r.trim().is_empty())
-                .unwrap_or(true);
-            if !routed && !addressed {
-                net = Some(n);
-                break;
-            }
-        }
-        let net = net.ok_or("no free 10.213.N.0/24")?;
-        let mut lab = Lab {
-            hub: format!("{PREFIX}-{pid}-{k}-hub"),
-            regs: [0, 1, 2].map(|i| format!("{PREFIX}-{pid}-{k}-r{i}")),
-            root_if: format!("{PREFIX}{pid}-{k}"),
-            net,
-            children: [None, None, None],
-            logs: [0, 1, 2].map(|i| {
-                PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                    .join(format!("netns_peering-{pid}-{k}-r{i}.log"))
-            }),
-            passed: false,
-            partition: Partition::Isolate,
-        };
-        // The first step tells whether namespaces work at all (container without
-        // CAP_SYS_ADMIN, no /run/netns ...): SKIP. Later failures are real failures.
-        ip(&["netns", "add", &lab.hub]).map_err(|e| format!("cannot create a namespace: {e}"))?;
-        lab.build()
-            .map_err(|e| format!("FAILED to build the topology: {e}"))?;
-        Ok(lab)
-    }
-
-    fn build(&mut self) -> Result<(), String> {
-        let hub = self.hub.as_str();
-        ip(&["-n", hub, "link", "set", "lo", "up"])?;
-        ip(&["-n", hub, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", hub, "link", "set", "br0", "up"])?;
-        ip(&[
-            "link",
-            "add",
-            &self.root_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "up0",
-            "netns",
-            hub,
-        ])?;
-        ip(&["-n", hub, "link", "set", "up0", "master", "br0"])?;
-        ip(&["-n", hub, "link", "set", "up0", "up"])?;
-        let root_addr = format!("{}/24", self.root_ip());
-        ip(&["addr", "add", &root_addr, "dev", &self.root_if])?;
-        ip(&["link", "set", &self.root_if, "up"])?;
-        for i in 0..3 {
-            let ns = self.regs[i].clone();
-            let port = format!("p{i}");
-            ip(&["netns", "add", &ns])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&[
-                "-n", hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                &ns,
-            ])?;
-            ip(&["-n", hub, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", hub, "link", "set", &port, "up"])?;
-            let addr = format!("{}/24", self.reg_ip(i));
-            ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-        }
-        Ok(())
-    }
-
-    fn root_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 213, self.net, 254)
-    }
-
-    fn reg_ip(&self, i: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 213, self.net, i as u8 + 1)
-    }
-
-    fn asap(&self, i: usize) -> SocketAddr {
-        SocketAddr::new(self.reg_ip(i).into(), ASAP_PORT)
-    }
-
-    fn enrp(&self, i: usize) -> SocketAddr {
-        SocketAddr::new(self.reg_ip(i).into(), ENRP_PORT)
-    }
-
-    /// Starts registrar `i` in its namespace: TCP, static peers = the other two, no
-    /// multicast, fast peering timers, keep-alives effectively off (the test's PE host does
-    /// not answer them).
-    fn start(&mut self, i: usize) -> Result<(), String> {
-        let log = std::fs::File::create(&self.logs[i]).map_err(|e| e.to_string())?;
-        let err = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.regs[i]]);
-        // util-linux's setpriv: the registrar gets SIGKILL if this test's thread dies
-        // without running the drop guard (the test process itself killed).
-        if Command::new("setpriv")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            cmd.args(["setpriv", "--pdeathsig", "KILL", "--"]);
-        }
-        cmd.arg(env!("CARGO_BIN_EXE_enrp-server"))
-            .args(["--transport", "tcp"])
-            .args(["--asap", &self.asap(i).to_string()])
-            .args(["--enrp", &self.enrp(i).to_string()])
-            .args(["--identifier", &format!("{:#x}", IDS[i])])
-            .args(["--asap-announce", "off", "--enrp-announce", "off"])
-            .args(["--peering", "on"])
-            .args(["--peer-heartbeat-cycle", "200"])
-            .args(["--peer-max-time-last-heard", "600"])
-            .args(["--peer-max-time-no-response", "600"])
-            .args(["--mentor-discovery-timeout", "1000"])
-            .args(["--takeover-expiry-interval", "1500"])
-            .args(["--keep-alive-interval", "600000"])
-            .args(["--max-peers", "16"])
-            // The test dumps the handle tables from the root namespace (SECURITY.md).
-            .args(["--hsdump-allow", &format!("10.213.{}.254", self.net)]);
-        for j in (0..3).filter(|j| *j != i) {
-            cmd.args(["--peer", &self.enrp(j).to_string()]);
-        }
-        let child = cmd
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("spawn registrar {i}: {e}"))?;
-        self.children[i] = Some(child);
-        Ok(())
-    }
-
-    /// SIGKILL to registrar `i` (`ip netns exec` and `setpriv` exec the server, so the child
-    /// is it).
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.children[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Partitions registrars 1 and 2 (`on`) or heals them, as [`Lab::partition`] says:
-    /// [`Partition::Isolate`] isolates their bridge ports from each other (isolated ports
-    /// only forward to non-isolated ones, so both stay reachable from the root namespace
-    /// while nothing passes between them); [`Partition::LinkDown`] sets registrar 2's eth0
-    /// down / up.
-    fn isolate_1_2(&self, on: bool) -> Result<(), String> {
-        if self.partition == Partition::LinkDown {
-            let v = if on { "down" } else { "up" };
-            return ip(&["-n", &self.regs[2], "link", "set", "eth0", v]);
-        }
-        let v = if on { "on" } else { "off" };
-        for port in ["p1", "p2"] {
-            ip(&[
-                "-n",
-                &self.hub,
-                "link",
-                "set",
-                "dev",
-                port,
-                "type",
-                "bridge_slave",
-                "isolated",
-                v,
-            ])?;
-        }
-        Ok(())
-    }
-
-    /// The tail of registrar `i`'s log, for failure messages.
-    fn log_tail(&self, i: usize) -> String {
-        let text = std::fs::read_to_string(&self.logs[i]).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(15);
-        lines[from..].join("\n")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for i in 0..3 {
-            self.kill(i);
-        }
-        for ns in self.regs.iter().chain(std::iter::once(&self.hub)) {
-            kill_pids_in(ns);
-            let _ = ip(&["netns", "del", ns]);
-        }
-        // Normally gone with its peer in the hub namespace.
-        let _ = ip(&["link", "del", &self.root_if]);
-        if self.passed {
-            for l in &self.logs {
-                let _ = std::fs::remove_file(l);
-            }
-        } else {
-            eprintln!(
-                "registrar logs kept: {}",
-                self.logs[0]
-                    .display()
-                    .to_string()
-                    .replace("-r0.log", "-r*.log")
-            );
-        }
-    }
-}
-
-/// Polls until every registrar in `regs` accepts TCP on its ASAP and ENRP ports.
-async fn wait_listening(lab: &Lab, regs: &[usize]) {
-    let start = Instant::now();
-    for &i in regs {
-        for addr in [lab.asap(i), lab.enrp(i)] {
-            loop {
-                let c = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    tokio::net::TcpStream::connect(addr),
-                )
-                .await;
-                if matches!(c, Ok(Ok(_))) {
-                    break;
-                }
-                assert!(
-                    start.elapsed() < DEADLINE,
-                    "registrar {i} not listening on {addr}; log {}:\n{}",
-                    lab.logs[i].display(),
-                    lab.log_tail(i)
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+/// Partitions registrars 1 and 2 (`on`) or heals them, as `how` says:
+/// [`Partition::Isolate`] isolates their bridge ports from each other ([`Lab::isolate`]);
+/// [`Partition::LinkDown`] sets registrar 2's eth0 down / up.
+fn isolate_1_2(lab: &Lab, how: Partition, on: bool) -> Result<(), String> {
+    match how {
+        Partition::Isolate => lab.isolate(&[1, 2], on),
+        Partition::LinkDown => lab.link(2, !on),
     }
 }
 
@@ -465,34 +209,13 @@ struct Scenario {
     deregister_old: bool,
 }
 
-/// A fresh lab, or `None` after printing `SKIP: <reason>` when namespaces are unavailable
-/// (a failure instead with `RSERPOOL_REQUIRE_NETNS=1`, or when building the topology failed).
-fn lab_or_skip() -> Option<Lab> {
-    match Lab::new() {
-        Ok(l) => Some(l),
-        Err(reason) => {
-            if std::env::var_os("RSERPOOL_REQUIRE_NETNS").is_some() || reason.starts_with("FAILED")
-            {
-                panic!("{reason}");
-            }
-            eprintln!("SKIP: {reason}");
-            None
-        }
-    }
-}
-
 /// Builds the lab and runs the scenario; SKIP (return) when namespaces are unavailable.
 async fn run(scenario: Scenario) {
-    let Some(mut lab) = lab_or_skip() else {
+    let t0 = Instant::now();
+    let Some(mut lab) = started_lab().await else {
         return;
     };
-    lab.partition = scenario.partition;
     eprintln!("{scenario:?}: lab 10.213.{}.0/24", lab.net);
-    let t0 = Instant::now();
-    for i in 0..3 {
-        lab.start(i).expect("start registrar");
-    }
-    wait_listening(&lab, &[0, 1, 2]).await;
     let user = IpAddr::V4(lab.root_ip());
 
     // 1. 100 PEs at each registrar, one PE host association each.
@@ -559,7 +282,7 @@ async fn run(scenario: Scenario) {
     }
 
     // 4. Partition registrar 1 | registrar 2.
-    lab.isolate_1_2(true).expect("partition");
+    isolate_1_2(&lab, scenario.partition, true).expect("partition");
     let visible: &[usize] = match scenario.partition {
         Partition::Isolate => &survivors,
         Partition::LinkDown => &[1],
@@ -603,7 +326,7 @@ async fn run(scenario: Scenario) {
 
     // Heal: the dumps converge, each PE owned by the registrar holding its association. PEs
     // nobody holds (adopted orphans) must stay, with one survivor as owner everywhere.
-    lab.isolate_1_2(false).expect("heal");
+    isolate_1_2(&lab, scenario.partition, false).expect("heal");
     let orphan_owner_free = !scenario.rehome_orphans;
     let tables = wait_for(
         &lab,
@@ -666,13 +389,9 @@ async fn orphans_follow_the_takeover_or_are_removed() {
     use asap::pe::{PeConfig, PoolElement, PoolElementConfig};
     use asap::wire::{Policy, TransportParameter, TransportUse};
 
-    let Some(mut lab) = lab_or_skip() else {
+    let Some(mut lab) = started_lab().await else {
         return;
     };
-    for i in 0..3 {
-        lab.start(i).expect("start registrar");
-    }
-    wait_listening(&lab, &[0, 1, 2]).await;
     let user = IpAddr::V4(lab.root_ip());
     let fake0 = 1000..1090;
     let real0 = 1090..1100;
@@ -750,14 +469,14 @@ async fn orphans_follow_the_takeover_or_are_removed() {
 
     // Partition registrar 1 | registrar 2, both reachable from here. Each side takes the
     // other over; the real PEs end up at whichever side reached them last.
-    lab.isolate_1_2(true).expect("partition");
+    isolate_1_2(&lab, Partition::Isolate, true).expect("partition");
     wait_for(&lab, &survivors, "takeover on both sides", None, |t| {
         t.iter()
             .zip(survivors)
             .all(|(m, i)| m.values().all(|h| *h == IDS[i]))
     })
     .await;
-    lab.isolate_1_2(false).expect("heal");
+    isolate_1_2(&lab, Partition::Isolate, false).expect("heal");
     let tables = wait_for(
         &lab,
         &survivors,

@@ -12,21 +12,10 @@ use crate::{BIN, LOCAL};
 fn ready_then_watchdog_pings_then_stopping_on_sigterm() {
     let mut args = LOCAL.to_vec();
     args.extend(["--peering", "off"]);
-    let mut n = Notified::start(Notified::dir("enrp-ready"), BIN, &args, Some(200_000));
+    let n = Notified::start(Notified::dir("enrp-ready"), BIN, &args, Some(200_000));
     assert!(n.wait_for("READY=1", Duration::from_secs(20)), "no READY=1");
-    for i in 0..3 {
-        assert!(
-            n.wait_for("WATCHDOG=1", Duration::from_secs(5)),
-            "watchdog ping {i} missing"
-        );
-    }
-    n.signal("-TERM");
-    assert!(
-        n.wait_for("STOPPING=1", Duration::from_secs(5)),
-        "no STOPPING=1"
-    );
-    let status = n.child.wait().expect("exits");
-    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    n.expect_watchdog_pings(3);
+    n.expect_clean_stop(Duration::from_secs(5));
 }
 
 #[test]

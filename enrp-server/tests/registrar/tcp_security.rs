@@ -4,8 +4,8 @@
 //! bound, never timing assertions.
 
 use rserpool_tests::registrar::{
-    connect, dump_table, loopback_tcp, peer_core, recv_msg, register_pes, resolve_all, resolve_on,
-    send, spawn_or_skip, tcp_driver, Running, POOL,
+    connect, dump_table, loopback_tcp, peer_core, presence, recv_msg, register_pes, resolve_all,
+    resolve_on, send, spawn_or_skip, tcp_driver, Running, POOL,
 };
 
 use std::net::{IpAddr, SocketAddr};
@@ -98,17 +98,7 @@ async fn rogue_peer_cannot_inject_pes_but_allowed_peer_replicates() {
             return;
         }
     };
-    send(
-        &mut rogue,
-        Presence {
-            reply_required: false,
-            sender: ROGUE_ID,
-            receiver: 0,
-            checksum: 0xFFFF,
-            server_information: None,
-        },
-    )
-    .await;
+    send(&mut rogue, presence(ROGUE_ID)).await;
     for id in [0x666, 0x667] {
         send(
             &mut rogue,
@@ -129,10 +119,7 @@ async fn rogue_peer_cannot_inject_pes_but_allowed_peer_replicates() {
         &mut rogue,
         Presence {
             reply_required: true,
-            sender: ROGUE_ID,
-            receiver: 0,
-            checksum: 0xFFFF,
-            server_information: None,
+            ..presence(ROGUE_ID)
         },
     )
     .await;

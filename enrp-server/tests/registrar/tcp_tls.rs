@@ -5,7 +5,7 @@
 //! responses; waits are polls with a generous bound, never timing assertions.
 
 use rserpool_tests::registrar::{
-    connect, peer_core, register, register_pes, resolve_all, resolve_ids, spawn_or_skip,
+    connect, inject, peer_core, register, register_pes, resolve_all, resolve_ids, spawn_or_skip,
     tcp_driver, tcp_pe, Running, POOL,
 };
 use rserpool_tests::tls::{Ca, Identity};
@@ -16,11 +16,7 @@ use std::time::Duration;
 
 use asap::transport::tls::ClientAuth;
 use asap::transport::{Association, Transport, TransportConfig, TransportKind};
-use asap::wire::enrp_msg::{HandleUpdate, Presence};
-use asap::wire::{
-    CauseCode, Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse,
-    UpdateAction,
-};
+use asap::wire::{CauseCode, PoolElementInfo, Protocol};
 use enrp_server::core::{server_id_name, CoreConfig, EnrpSecurity, IpNet, PoolAuth};
 
 const IDS: [u32; 2] = [0x0000_0C01, 0x0000_0C02];
@@ -47,53 +43,6 @@ async fn start_tls(i: usize, ca: &Ca) -> Option<Running> {
     let mut driver = tcp_driver(SocketAddr::new(ip(71 + i as u8), 0), enrp_addr(i), 100);
     driver.enrp_tls = Some(ca.context(Some(&id), ClientAuth::Required));
     spawn_or_skip(core, driver).await
-}
-
-fn rogue_pe(id: u32, home: u32) -> PoolElementInfo {
-    PoolElementInfo {
-        id,
-        home_server_id: home,
-        registration_life: -1,
-        user_transport: TransportParameter::Tcp {
-            port: 6666,
-            transport_use: TransportUse::DataOnly,
-            address: ip(66),
-        },
-        policy: Policy::RoundRobin,
-        asap_transport: None,
-    }
-}
-
-/// The injection of issue 13 over `a`: PRESENCE as `sender`, then HANDLE_UPDATE ADD_PE of
-/// PE `pe` homed at `sender`. Send errors are ignored (the registrar may have closed the
-/// association already).
-async fn inject(a: &mut Association, sender: u32, receiver: u32, pe: u32) {
-    let msgs: [Message; 2] = [
-        Presence {
-            reply_required: false,
-            sender,
-            receiver: 0,
-            checksum: 0xFFFF,
-            server_information: None,
-        }
-        .into(),
-        HandleUpdate {
-            takeover_suggested: false,
-            sender,
-            receiver,
-            action: UpdateAction::AddPe,
-            reserved: 0,
-            pool_handle: POOL.into(),
-            pool_element: rogue_pe(pe, sender),
-        }
-        .into(),
-    ];
-    for m in msgs {
-        let bytes = m.to_bytes().expect("encode");
-        let _ = a
-            .send(&asap::transport::Msg::new(m.protocol().ppid(), 0, bytes))
-            .await;
-    }
 }
 
 /// An ENRP association from 127.0.0.`from` to `to`, with TLS context `tls` if given.

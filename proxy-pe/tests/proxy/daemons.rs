@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use proxy_pe::core::{Health, PushState};
+use rserpool_tests::fs::wait_log_or;
 
 /// Runs the `proxy-pe` binary with `args` (off the async workers: it blocks).
 async fn cli(args: Vec<String>) -> Output {
@@ -291,25 +292,9 @@ fn plaintext_frame(v: serde_json::Value) -> Vec<u8> {
     out
 }
 
-fn proxy_log(rig: &Rig) -> String {
-    std::fs::read_to_string(rig.dir.join("proxy-0.log")).unwrap_or_default()
-}
-
-/// Waits until the proxy's log contains `needle`.
+/// Waits until the proxy's log contains `needle` (fails showing all of the rig's logs).
 async fn wait_proxy_log(rig: &Rig, needle: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let t = proxy_log(rig);
-        if t.contains(needle) {
-            return t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "proxy log never contained {needle:?}\n{}",
-            rig.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_log_or(&rig.dir.join("proxy-0.log"), needle, |_| rig.logs()).await
 }
 
 /// An unauthenticated peer sends a Hello claiming to be `d1` and a snapshot in which

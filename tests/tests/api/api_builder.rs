@@ -221,6 +221,22 @@ struct Failover {
     _pu: PoolUser,
 }
 
+/// Sends request `text` on `s` (a step named `what`): the echo PE answers `"echo:" + text`.
+async fn assert_echoed(s: &mut asap::session::Session, what: &str, text: &str) {
+    let reply = within(what, s.request(text.to_string())).await;
+    assert_eq!(reply.expect("reply"), Bytes::from(format!("echo:{text}")));
+}
+
+/// The requests `"i"` for each `i` in `r`, as an echo PE's log holds them.
+fn texts(r: std::ops::Range<u32>) -> Vec<String> {
+    r.map(|i| i.to_string()).collect()
+}
+
+/// The echo PE's replies `"echo:i"` for each `i` in `r`.
+fn echoes(r: std::ops::Range<u32>) -> Vec<Bytes> {
+    r.map(|i| Bytes::from(format!("echo:{i}"))).collect()
+}
+
 async fn failover(id: u32, a_answers: usize) -> Failover {
     let r = registrar(id, |_| {}).await;
     let (la, lb) = (Log::default(), Log::default());
@@ -285,16 +301,9 @@ async fn request_is_resent_after_the_serving_pe_is_killed() {
         failovers[0].resend_from, 6,
         "requests 0..=5 went to the killed PE"
     );
-    let want: Vec<Bytes> = (0..10).map(|i| Bytes::from(format!("echo:{i}"))).collect();
-    assert_eq!(replies, want);
-    assert_eq!(
-        f.la.get(),
-        (0..6).map(|i| i.to_string()).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        f.lb.get(),
-        (5..10).map(|i| i.to_string()).collect::<Vec<_>>()
-    );
+    assert_eq!(replies, echoes(0..10));
+    assert_eq!(f.la.get(), texts(0..6));
+    assert_eq!(f.lb.get(), texts(5..10));
     f.b.abort();
     f.r.kill().await;
 }
@@ -313,12 +322,8 @@ async fn pipelined_requests_survive_a_pe_kill_in_order() {
         .await
         .expect("join")
         .expect("answered");
-    let want: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("echo:{i}"))).collect();
-    assert_eq!(replies, want);
-    assert_eq!(
-        f.lb.get(),
-        (7..20).map(|i| i.to_string()).collect::<Vec<_>>()
-    );
+    assert_eq!(replies, echoes(0..20));
+    assert_eq!(f.lb.get(), texts(7..20));
     f.b.abort();
     f.r.kill().await;
 }
@@ -349,20 +354,10 @@ async fn graceful_shutdown_deregisters_and_drains() {
     )
     .await
     .expect("session");
-    assert_eq!(
-        within("request", s.request(&b"a"[..]))
-            .await
-            .expect("reply"),
-        Bytes::from_static(b"echo:a")
-    );
+    assert_echoed(&mut s, "request", "a").await;
     stop_tx.send(()).expect("serving");
     // The session is still served while draining.
-    assert_eq!(
-        within("request while draining", s.request(&b"b"[..]))
-            .await
-            .expect("reply"),
-        Bytes::from_static(b"echo:b")
-    );
+    assert_echoed(&mut s, "request while draining", "b").await;
     let pu = PoolUser::builder(POOL)
         .registrar(r.asap)
         .start()
@@ -404,12 +399,7 @@ async fn session_failure_is_typed() {
     )
     .await
     .expect("session");
-    assert_eq!(
-        within("request", s.request(&b"x"[..]))
-            .await
-            .expect("reply"),
-        Bytes::from_static(b"echo:x")
-    );
+    assert_echoed(&mut s, "request", "x").await;
     a.abort();
     let err = within("request without PE", s.request(&b"y"[..]))
         .await

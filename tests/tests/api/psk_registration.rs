@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use asap::reg_auth::{sign, RegistrationKey};
 use asap::transport::Msg;
-use asap::wire::asap_msg::{HandleResolution, Registration};
+use asap::wire::asap_msg::Registration;
 use asap::wire::{
-    AsapMessage, CauseCode, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
-    TransportParameter, TransportUse,
+    AsapMessage, CauseCode, Message, Policy, PoolElementInfo, Protocol, TransportParameter,
+    TransportUse,
 };
 use enrp_server::core::{CoreConfig, PoolAuth};
 use enrp_server::driver::Server;
-use rserpool_tests::registrar::{ask, connect, recv_msg, tcp_driver};
+use rserpool_tests::registrar::{connect, recv_msg, resolve_ids, tcp_driver};
 
 const POOL: &str = "KeyedPool";
 /// A second protected pool for hand-made REGISTRATIONs (its own policy and transport use).
@@ -32,16 +32,7 @@ fn key(b: u8) -> RegistrationKey {
 
 async fn resolve(asap: SocketAddr, pool: &str) -> BTreeSet<u32> {
     let mut a = connect(asap, Protocol::Asap).await;
-    let mut hr = HandleResolution::new(pool);
-    hr.option = Some(HandleResolutionOption {
-        items: HandleResolutionOption::ALL,
-    });
-    match ask(&mut a, hr).await {
-        Message::Asap(AsapMessage::HandleResolutionResponse(x)) => {
-            x.pool_elements.iter().map(|p| p.id).collect()
-        }
-        _ => BTreeSet::new(),
-    }
+    resolve_ids(&mut a, pool).await.unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

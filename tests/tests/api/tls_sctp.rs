@@ -25,15 +25,9 @@ use asap::transport::{
     Association, Event, Listener, LostReason, Msg, Transport, TransportConfig, TransportError,
     TransportKind,
 };
-use asap::wire::asap_msg::HandleResolution;
-use asap::wire::enrp_msg::{HandleUpdate, Presence};
-use asap::wire::{
-    AsapMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, TransportParameter,
-    TransportUse, UpdateAction,
-};
 use enrp_server::core::{server_id_name, CoreConfig, EnrpSecurity, PoolAuth};
 use enrp_server::driver::{Server, Stats};
-use rserpool_tests::registrar::{ask, peer_core, tcp_driver, POOL};
+use rserpool_tests::registrar::{inject, peer_core, resolve_ids, tcp_driver, POOL};
 use rserpool_tests::tls::{Ca, Identity};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -74,6 +68,14 @@ fn big(len: usize) -> Vec<u8> {
     v[1] = 0;
     v[2..4].copy_from_slice(&(len as u16).to_be_bytes());
     v
+}
+
+/// The next association `l` accepts (the test fails after [`LIMIT`]: accept stalled).
+async fn accept(l: &Listener, what: &str) -> Association {
+    tokio::time::timeout(LIMIT, l.accept())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: accept stalled"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 async fn next_event(a: &mut Association) -> Event {
@@ -120,10 +122,7 @@ async fn mutual_tls_over_sctp_udp_carries_framed_messages() {
         .connect(&[at], &[])
         .await
         .expect("TLS connect");
-    let mut s = tokio::time::timeout(LIMIT, l.accept())
-        .await
-        .expect("in time")
-        .expect("accept");
+    let mut s = accept(&l, "accept").await;
     assert!(matches!(next_event(&mut c).await, Event::Up { .. }));
     assert!(matches!(next_event(&mut s).await, Event::Up { .. }));
     assert_eq!(c.kind(), TransportKind::SctpUdp);
@@ -262,10 +261,7 @@ async fn refusals_over_sctp_udp_are_counted() {
         .connect(&[at], &[])
         .await
         .expect("good client");
-    let s = tokio::time::timeout(LIMIT, l.accept())
-        .await
-        .expect("accept not stalled")
-        .expect("accept");
+    let s = accept(&l, "accept").await;
     assert!(s.peer_certificate().is_some());
     wait_refused(&l, 4).await;
 
@@ -294,10 +290,7 @@ async fn optional_tls_over_sctp_udp_takes_plaintext_and_tls() {
 
     let mut p = asap_t().connect(&[at], &[]).await.expect("plain");
     p.send(&Msg::new(11, 0, message())).await.expect("send");
-    let mut s = tokio::time::timeout(LIMIT, l.accept())
-        .await
-        .expect("in time")
-        .expect("accept plaintext");
+    let mut s = accept(&l, "accept plaintext").await;
     assert!(s.peer_certificate().is_none());
     assert!(matches!(next_event(&mut s).await, Event::Up { .. }));
     assert_eq!(&next_message(&mut s).await.bytes[..], &message()[..]);
@@ -313,10 +306,7 @@ async fn optional_tls_over_sctp_udp_takes_plaintext_and_tls() {
         .connect(&[at], &[])
         .await
         .expect("TLS without client certificate");
-    let mut s2 = tokio::time::timeout(LIMIT, l.accept())
-        .await
-        .expect("in time")
-        .expect("accept TLS");
+    let mut s2 = accept(&l, "accept TLS").await;
     assert!(s2.peer_certificate().is_none(), "no client certificate");
     t.send(&Msg::new(11, 0, message())).await.expect("send");
     assert_eq!(&next_message(&mut s2).await.bytes[..], &message()[..]);
@@ -381,16 +371,7 @@ async fn resolve_tls(asap: SocketAddr, ca: &Ca, handle: &str) -> BTreeSet<u32> {
         .connect(&[asap], &[])
         .await
         .expect("TLS PU association");
-    let mut hr = HandleResolution::new(handle);
-    hr.option = Some(HandleResolutionOption {
-        items: HandleResolutionOption::ALL,
-    });
-    match ask(&mut a, hr).await {
-        Message::Asap(AsapMessage::HandleResolutionResponse(x)) => {
-            x.pool_elements.iter().map(|p| p.id).collect()
-        }
-        _ => BTreeSet::new(),
-    }
+    resolve_ids(&mut a, handle).await.unwrap_or_default()
 }
 
 async fn wait_resolvable(asap: SocketAddr, ca: &Ca, handle: &str, id: u32) -> bool {
@@ -401,45 +382,6 @@ async fn wait_resolvable(asap: SocketAddr, ca: &Ca, handle: &str, id: u32) -> bo
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
-}
-
-/// PRESENCE as `sender`, then HANDLE_UPDATE ADD_PE of PE `pe` (issue 13's injection).
-async fn inject(a: &mut Association, sender: u32, receiver: u32, pe: u32) {
-    let msgs: [Message; 2] = [
-        Presence {
-            reply_required: false,
-            sender,
-            receiver: 0,
-            checksum: 0xFFFF,
-            server_information: None,
-        }
-        .into(),
-        HandleUpdate {
-            takeover_suggested: false,
-            sender,
-            receiver,
-            action: UpdateAction::AddPe,
-            reserved: 0,
-            pool_handle: POOL.into(),
-            pool_element: PoolElementInfo {
-                id: pe,
-                home_server_id: sender,
-                registration_life: 600_000,
-                user_transport: TransportParameter::Tcp {
-                    port: 6666,
-                    transport_use: TransportUse::DataOnly,
-                    address: [127, 0, 0, 66].into(),
-                },
-                policy: Policy::RoundRobin,
-                asap_transport: None,
-            },
-        }
-        .into(),
-    ];
-    for m in msgs {
-        let bytes = m.to_bytes().expect("encode");
-        let _ = a.send(&Msg::new(m.protocol().ppid(), 0, bytes)).await;
-    }
 }
 
 /// Two registrars peer over mutual TLS on `sctp-udp`; a TLS PE (client certificate for
@@ -522,19 +464,18 @@ async fn registrars_peer_over_tls_on_sctp_udp_with_tls_pe_and_pu() {
     );
     assert_eq!(resolve_tls(b.asap, &ca, SECURE).await, BTreeSet::from([id]));
 
-    // Plaintext ENRP to A: refused at the listener, nothing injected.
+    // Plaintext ENRP to A, and a foreign-CA certificate naming a well-formed server ID:
+    // refused at the listener, nothing injected.
     let refused_before = a.stats.tls_refused.load(Ordering::Relaxed);
-    if let Ok(mut r) = enrp_t().connect(&[a.enrp], &[]).await {
-        inject(&mut r, 0x0BAD_5C01, IDS[0], 0x666).await;
-    }
-    // A foreign-CA certificate naming a well-formed server ID.
     let rogue = other.issue(&[&server_id_name(0x0BAD_5C02)]);
-    if let Ok(mut r) = enrp_t()
-        .with_tls(other.context(Some(&rogue), ClientAuth::Required))
-        .connect(&[a.enrp], &[])
-        .await
-    {
-        inject(&mut r, 0x0BAD_5C02, IDS[0], 0x667).await;
+    let foreign = enrp_t().with_tls(other.context(Some(&rogue), ClientAuth::Required));
+    for (sender, pe, t) in [
+        (0x0BAD_5C01, 0x666, enrp_t()),
+        (0x0BAD_5C02, 0x667, foreign),
+    ] {
+        if let Ok(mut r) = t.connect(&[a.enrp], &[]).await {
+            inject(&mut r, sender, IDS[0], pe).await;
+        }
     }
     for _ in 0..200 {
         if a.stats.tls_refused.load(Ordering::Relaxed) >= refused_before + 2 {

@@ -11,12 +11,11 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asap::pu::{PoolUser, PoolUserConfig};
-use asap::session::{Session, SessionConfig, SessionEvent};
+use asap::pu::PoolUser;
 use asap::transport::{Event, TransportKind};
-use asap::wire::{AsapMessage, Message, Protocol, TransportParameter};
+use asap::wire::{AsapMessage, Message, Protocol};
 use enrp_server::core::CoreConfig;
-use rserpool_tests::api::{within, POOL};
+use rserpool_tests::api::POOL;
 use rserpool_tests::registrar::{
     connect_over, deregister_pes, next_msg, peer_core, register_pes, resolve_on, send, spawn,
     tcp_driver, Running,
@@ -92,40 +91,11 @@ async fn pe_pu_session_echo(kind: TransportKind) {
     let r = registrar(kind, 0x2002, None, 0).await;
     // The same echo PE as the mixed-transport tests (PE and user transport of `kind`).
     let (_pe, id) = crate::transport_mixed::echo_pe(kind, r.asap).await;
-    let mut pcfg = PoolUserConfig::tcp();
-    pcfg.registrar_transport = kind;
-    pcfg.pu.link.static_registrars = vec![vec![r.asap]];
-    pcfg.pu.request_timeout = Duration::from_secs(2);
+    let mut pcfg = crate::transport_mixed::pu_config(kind, r.asap);
     pcfg.seed = Some(3);
     let pu = PoolUser::start(pcfg).await.expect("start PU");
-    let pes = within("resolve", pu.resolve(POOL)).await.expect("resolved");
-    assert_eq!(pes.len(), 1);
-    assert_eq!(pes[0].id, id);
-    match (&pes[0].user_transport, kind) {
-        (TransportParameter::Tcp { .. }, TransportKind::Tcp) => {}
-        (TransportParameter::Sctp { .. }, TransportKind::SctpUdp) => {}
-        (t, k) => panic!("user transport {t:?} for {k:?}"),
-    }
-    let mut s = within(
-        "session",
-        Session::connect(&pu, POOL, SessionConfig::default()),
-    )
-    .await
-    .expect("session");
-    for i in 0..5u8 {
-        let data = vec![i; 1000 + i as usize * 3000];
-        s.send(data.clone()).await.expect("send");
-        let got = loop {
-            match within("echo", s.recv()).await {
-                Some(SessionEvent::Data(d)) => break d,
-                Some(SessionEvent::Failed(f)) => panic!("session failed: {f:?}"),
-                Some(_) => continue,
-                None => panic!("session ended"),
-            }
-        };
-        assert_eq!(&got[..5], b"echo:");
-        assert_eq!(&got[5..], &data[..]);
-    }
+    let data = (0..5u8).map(|i| vec![i; 1000 + i as usize * 3000]);
+    crate::transport_mixed::resolve_and_echo(&pu, id, kind, data).await;
     r.stop().await;
 }
 

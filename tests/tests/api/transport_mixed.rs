@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use asap::pe::{PoolElement, PoolElementConfig};
 use asap::pu::{PoolUser, PoolUserConfig};
-use asap::session::{ServerEvent, Session, SessionConfig, SessionEvent, SessionListener};
+use asap::session::{ServerEvent, SessionEvent, SessionListener};
 use asap::transport::TransportKind;
 use asap::wire::{AsapMessage, Message, Policy, Protocol, TransportParameter};
 use enrp_server::core::CoreConfig;
 use enrp_server::driver::Server;
-use rserpool_tests::api::{pe_config, within, POOL};
+use rserpool_tests::api::{pe_config, session, within, POOL};
 use rserpool_tests::registrar::tcp_driver;
 use tokio::sync::oneshot;
 
@@ -133,7 +133,40 @@ pub(crate) async fn echo_pe(kind: TransportKind, registrar: SocketAddr) -> (Pool
     (pe, id)
 }
 
-fn pu_config(kind: TransportKind, registrar: SocketAddr) -> PoolUserConfig {
+/// Resolves [`POOL`] at `pu`: exactly [`echo_pe`] `id`, with a user transport of `kind` (an
+/// SCTP parameter for sctp-udp); then a session to it echoes each of `data` ("echo:" + the
+/// data comes back).
+pub(crate) async fn resolve_and_echo(
+    pu: &PoolUser,
+    id: u32,
+    kind: TransportKind,
+    data: impl IntoIterator<Item = Vec<u8>>,
+) {
+    let pes = within("resolve", pu.resolve(POOL)).await.expect("resolved");
+    assert_eq!(pes.iter().map(|p| p.id).collect::<Vec<_>>(), vec![id]);
+    match (&pes[0].user_transport, kind) {
+        (TransportParameter::Sctp { .. }, TransportKind::SctpUdp)
+        | (TransportParameter::Tcp { .. }, TransportKind::Tcp) => {}
+        (t, k) => panic!("user transport {t:?} of a PE over {k}"),
+    }
+    let mut s = session(pu).await;
+    for data in data {
+        s.send(data.clone()).await.expect("send");
+        let got = loop {
+            match within("echo", s.recv()).await {
+                Some(SessionEvent::Data(d)) => break d,
+                Some(SessionEvent::Failed(f)) => panic!("session failed: {f:?}"),
+                Some(_) => continue,
+                None => panic!("session ended"),
+            }
+        };
+        assert_eq!(&got[..5], b"echo:");
+        assert_eq!(&got[5..], &data[..]);
+    }
+}
+
+/// A pool user configuration: registrar `registrar` over `kind`, 2 s request timeout.
+pub(crate) fn pu_config(kind: TransportKind, registrar: SocketAddr) -> PoolUserConfig {
     let mut c = PoolUserConfig::tcp();
     c.registrar_transport = kind;
     c.pu.link.static_registrars = vec![vec![registrar]];
@@ -150,33 +183,13 @@ async fn pe_and_pu_over_different_transports(pe_kind: TransportKind, pu_kind: Tr
     let pu = PoolUser::start(pu_config(pu_kind, at))
         .await
         .expect("start PU");
-    let pes = within("resolve", pu.resolve(POOL)).await.expect("resolved");
-    assert_eq!(pes.iter().map(|p| p.id).collect::<Vec<_>>(), vec![id]);
-    match (&pes[0].user_transport, pe_kind) {
-        (TransportParameter::Sctp { .. }, TransportKind::SctpUdp)
-        | (TransportParameter::Tcp { .. }, TransportKind::Tcp) => {}
-        (t, k) => panic!("user transport {t:?} of a PE over {k}"),
-    }
-    let mut s = within(
-        "session",
-        Session::connect(&pu, POOL, SessionConfig::default()),
+    resolve_and_echo(
+        &pu,
+        id,
+        pe_kind,
+        (0..3u8).map(|i| vec![i; 500 + 2000 * i as usize]),
     )
-    .await
-    .expect("session");
-    for i in 0..3u8 {
-        let data = vec![i; 500 + 2000 * i as usize];
-        s.send(data.clone()).await.expect("send");
-        let got = loop {
-            match within("echo", s.recv()).await {
-                Some(SessionEvent::Data(d)) => break d,
-                Some(SessionEvent::Failed(f)) => panic!("session failed: {f:?}"),
-                Some(_) => continue,
-                None => panic!("session ended"),
-            }
-        };
-        assert_eq!(&got[..5], b"echo:");
-        assert_eq!(&got[5..], &data[..]);
-    }
+    .await;
     r.stop().await;
 }
 

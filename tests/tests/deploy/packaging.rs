@@ -6,6 +6,7 @@
 //! match), and — only where `cargo deb` is installed — a built package's contents.
 
 use crate::root;
+use rserpool_tests::cmd::stdout_of;
 use rserpool_tests::fs::target_dir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,20 +44,13 @@ fn tmp(tag: &str) -> PathBuf {
 
 /// Runs `name --generate-assets dir`; returns the files it printed.
 fn generate(name: &str, dir: &Path) -> Vec<PathBuf> {
-    let out = Command::new(binary(name))
-        .arg("--generate-assets")
-        .arg(dir)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(PathBuf::from)
-        .collect()
+    stdout_of(
+        Command::new(binary(name)).arg("--generate-assets").arg(dir),
+        name,
+    )
+    .lines()
+    .map(PathBuf::from)
+    .collect()
 }
 
 /// Long options `--help` lists (every `--name` at the start of an option line).
@@ -419,17 +413,14 @@ fn cargo_deb_package_contents_when_available() {
         .status()
         .unwrap();
     assert!(st.success());
-    let out = Command::new(env!("CARGO"))
-        .args(["deb", "-p", "legacy-daemon", "--no-build"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deb = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let deb = stdout_of(
+        Command::new(env!("CARGO"))
+            .args(["deb", "-p", "legacy-daemon", "--no-build"])
+            .current_dir(root()),
+        "cargo deb",
+    )
+    .trim()
+    .to_string();
     let out = Command::new("dpkg-deb")
         .args(["--contents", &deb])
         .output()

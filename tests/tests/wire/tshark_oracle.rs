@@ -19,6 +19,7 @@ use std::time::Duration;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
+use rserpool_tests::cmd::stdout_of;
 use rserpool_wire::asap_msg::{self, AsapMessage};
 use rserpool_wire::enrp_msg::{self, EnrpMessage};
 use rserpool_wire::{
@@ -718,6 +719,22 @@ impl Expect {
         }
     }
 
+    /// A transport parameter with addresses: its header, the integer `fields` in order,
+    /// the addresses.
+    fn address_transport(
+        &mut self,
+        t: ParamType,
+        len: usize,
+        fields: &[(&'static str, i128)],
+        addresses: &[IpAddr],
+    ) {
+        self.tlv(t, len);
+        for (k, v) in fields {
+            self.int(k, *v);
+        }
+        addresses.iter().for_each(|a| self.address(a));
+    }
+
     fn transport(&mut self, t: &TransportParameter) {
         let len = transport_len(t);
         match t {
@@ -725,57 +742,72 @@ impl Expect {
                 port,
                 transport_use,
                 addresses,
-            } => {
-                self.tlv(ParamType::SctpTransport, len);
-                self.int("sctp_transport_port", *port);
-                self.int("transport_use", transport_use.code());
-                addresses.iter().for_each(|a| self.address(a));
-            }
+            } => self.address_transport(
+                ParamType::SctpTransport,
+                len,
+                &[
+                    ("sctp_transport_port", (*port).into()),
+                    ("transport_use", transport_use.code().into()),
+                ],
+                addresses,
+            ),
             // tshark names the TCP transport's second word Transport Use, as rsplib does.
             TransportParameter::Tcp {
                 port,
                 transport_use,
                 address,
-            } => {
-                self.tlv(ParamType::TcpTransport, len);
-                self.int("tcp_transport_port", *port);
-                self.int("transport_use", transport_use.code());
-                self.address(address);
-            }
+            } => self.address_transport(
+                ParamType::TcpTransport,
+                len,
+                &[
+                    ("tcp_transport_port", (*port).into()),
+                    ("transport_use", transport_use.code().into()),
+                ],
+                std::slice::from_ref(address),
+            ),
             TransportParameter::Udp {
                 port,
                 reserved,
                 address,
-            } => {
-                self.tlv(ParamType::UdpTransport, len);
-                self.int("udp_transport_port", *port);
-                self.int("udp_transport_reserved", *reserved);
-                self.address(address);
-            }
+            } => self.address_transport(
+                ParamType::UdpTransport,
+                len,
+                &[
+                    ("udp_transport_port", (*port).into()),
+                    ("udp_transport_reserved", (*reserved).into()),
+                ],
+                std::slice::from_ref(address),
+            ),
             TransportParameter::UdpLite {
                 port,
                 reserved,
                 address,
-            } => {
-                self.tlv(ParamType::UdpLiteTransport, len);
-                self.int("udp_lite_transport_port", *port);
-                self.int("udp_lite_transport_reserved", *reserved);
-                self.address(address);
-            }
+            } => self.address_transport(
+                ParamType::UdpLiteTransport,
+                len,
+                &[
+                    ("udp_lite_transport_port", (*port).into()),
+                    ("udp_lite_transport_reserved", (*reserved).into()),
+                ],
+                std::slice::from_ref(address),
+            ),
+            // RFC 5354 §3.2: a 32-bit Service Code. tshark 4.0 declares the field
+            // FT_UINT16 (asap/wire/INTEROP.md §7 item 14) but reads and shows all 32 bits.
             TransportParameter::Dccp {
                 port,
                 reserved,
                 service_code,
                 address,
-            } => {
-                self.tlv(ParamType::DccpTransport, len);
-                self.int("dccp_transport_port", *port);
-                self.int("dccp_transport_reserved", *reserved);
-                // RFC 5354 §3.2: a 32-bit Service Code. tshark 4.0 declares the field
-                // FT_UINT16 (asap/wire/INTEROP.md §7 item 14) but reads and shows all 32 bits.
-                self.int("dccp_transport_service_code", *service_code);
-                self.address(address);
-            }
+            } => self.address_transport(
+                ParamType::DccpTransport,
+                len,
+                &[
+                    ("dccp_transport_port", (*port).into()),
+                    ("dccp_transport_reserved", (*reserved).into()),
+                    ("dccp_transport_service_code", (*service_code).into()),
+                ],
+                std::slice::from_ref(address),
+            ),
             // tshark 4.0 does not know the Opaque Transport (0x0010): it shows it as an
             // unknown parameter with its value bytes.
             TransportParameter::Opaque { data } => {
@@ -1299,27 +1331,18 @@ fn write_pcap(path: &Path, messages: &[Message]) {
 
 /// Frame numbers tshark marks malformed or with an expert warning or error.
 fn tshark_problems(path: &Path, filter: &str) -> Vec<String> {
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(path)
-        .args([
-            "-Y",
-            filter,
-            "-T",
-            "fields",
-            "-e",
-            "frame.number",
-            "-e",
-            "_ws.expert.message",
-        ])
-        .output()
-        .expect("run tshark");
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"]).arg(path).args([
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "_ws.expert.message",
+    ]);
+    stdout_of(&mut cmd, "tshark")
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(str::to_string)
@@ -1356,13 +1379,7 @@ fn tshark_fields(path: &Path) -> Vec<BTreeMap<(Protocol, usize), String>> {
     for (p, i) in &cols {
         cmd.args(["-e", &format!("{}.{}", prefix(*p), FIELDS[*i].0)]);
     }
-    let out = cmd.output().expect("run tshark");
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    stdout_of(&mut cmd, "tshark")
         .lines()
         .map(|l| {
             let cells: Vec<&str> = l.split('\t').collect();

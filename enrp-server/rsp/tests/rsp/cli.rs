@@ -5,6 +5,7 @@
 use asap::transport::{Association, Transport, TransportConfig, TransportKind};
 use asap::wire::{Policy, PoolElementInfo, TransportUse};
 use enrp_server::core::CoreConfig;
+use rserpool_tests::cmd::stdout_of;
 use rserpool_tests::registrar::{self, Running};
 use serde_json::Value;
 
@@ -263,16 +264,11 @@ fn decode_is_rsp_decode() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../pcap-fixtures/rsplib/scenario-a.pcap"
     );
-    let out = std::process::Command::new(BIN)
-        .args(["decode", "--summary", fixture])
-        .output()
-        .expect("rsp runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_of(
+        std::process::Command::new(BIN).args(["decode", "--summary", fixture]),
+        "rsp decode",
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("summary JSON");
+    let v: Value = serde_json::from_str(&out).expect("summary JSON");
     assert!(v["messages"].as_u64().expect("count") > 0, "{v}");
     assert_eq!(v["messages"], v["decoded"]);
     assert!(v["by_type"]

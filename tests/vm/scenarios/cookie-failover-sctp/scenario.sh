@@ -27,51 +27,51 @@
 # vm-timeout: 150
 . /rig/lib.sh
 PR=10.0.0.1
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR 10.0.0.21 10.0.0.22 10.0.0.23 10.0.0.24
 capture lo cookie-failover
 
-start pr rspregistrar -identifier=0x0000aaa1 -asap=$PR:3863 -enrp=$PR:9901 \
-  -asapannounce=off -enrpannounce=off $RSPLOG
-wait_for 10 grep -qw 3863 /proc/net/sctp/eps || log "registrar not listening"
-pool_count() { hsdump_to poll $PR:9901; [ "$(hs_pe_count "$OUT/hsdump-poll.txt")" = "${1:-0}" ]; }
+rsp_registrar pr $PR
 our_pe() {  # our_pe N POOL: echo_pe 10.0.0.N, id 0xNNNNNNNN
   start pe$1 echo_pe --transport sctp --registrar $PR:3863 --pool "$2" \
     --listen 10.0.0.$1:0 --id 0x$1$1$1$1 --policy rr --cookie-state
 }
-# the other PE of a pair
-other() { case "$1" in 21) echo 22 ;; 22) echo 21 ;; 23) echo 24 ;; 24) echo 23 ;; esac; }
+# roles WHO SERVING A B: of the PE pair 10.0.0.A/B, $first serves (by its id SERVING;
+# A if SERVING is neither), $second is the survivor
+roles() {
+  first=$(echo "$2" | cut -c1-2)
+  case "$first" in
+    "$3") second=$4 ;;
+    "$4") second=$3 ;;
+    *) log "unexpected serving PE '$2'"; first=$3 second=$4 ;;
+  esac
+  log "$1 is served by PE 0x$2 (10.0.0.$first); survivor 10.0.0.$second"
+}
 
 # ---- 1. our PU ------------------------------------------------------------------
 our_pe 21 CookiePool
 our_pe 22 CookiePool
-wait_for 30 pool_count 2
-mkfifo /tmp/pu.in
+wait_for 30 hs_count_is $PR:9901 2
 # the session logs each stored cookie at debug level
 export RUST_LOG=info,asap::session=debug
-start -i /tmp/pu.in pu echo_pu --transport sctp --registrar $PR:3863 --pool CookiePool \
+fifo_start 4 pu echo_pu --transport sctp --registrar $PR:3863 --pool CookiePool \
   --reply-timeout-ms 0
 unset RUST_LOG
-exec 4> /tmp/pu.in
 for i in 1 2 3; do
-  echo "line $i" >&4
-  wait_for 20 grep -q "line $i\$" "$OUT/pu.log"
+  send_wait 4 "line $i" pu 20 "line $i\$"
 done
 cookies3() { [ "$(grep -c 'cookie stored' "$OUT/pu.log")" -ge 3 ]; }
 wait_for 10 cookies3
 expect_ok "our PU stored 3 cookies before the kill" cookies3
-SERVING=$(sed -n 's/^connected to PE 0x\([0-9a-f]*\).*/\1/p' "$OUT/pu.log" | tail -n1)
-N1=$(echo "$SERVING" | cut -c1-2)
-case "$N1" in 21|22) ;; *) log "unexpected serving PE '$SERVING'"; N1=21 ;; esac
-N2=$(other "$N1")
-log "our PU is served by PE 0x$SERVING (10.0.0.$N1); survivor 10.0.0.$N2"
+SERVING=$(serving_pe pu)
+roles "our PU" "$SERVING" 21 22
+N1=$first N2=$second
 for i in 1 2 3; do
   expect_grep "our PU: line $i answered as #$i by the first PE" "^#$i line $i\$" "$OUT/pu.log"
 done
 stop pe$N1 KILL
 for i in 4 5 6; do
-  echo "line $i" >&4
+  send 4 "line $i"
 done
 wait_for 30 grep -q "line 6\$" "$OUT/pu.log"
 expect_grep "our PU failed over with COOKIE_ECHO" \
@@ -93,24 +93,19 @@ P1_SECOND=10.0.0.$N2
 P1_FIRST_ID=$SERVING
 ROLES
 stop pe$N2 INT
-wait_for 20 pool_count 0
+wait_for 20 hs_count_is $PR:9901 0
 
 # ---- 2. rsplib's rspterminal as the PU --------------------------------------------
 our_pe 23 TermPool
 our_pe 24 TermPool
-wait_for 30 pool_count 2
-mkfifo /tmp/term.in
-start -i /tmp/term.in term rspterminal -poolhandle=TermPool -registrar=$PR:3863 $RSPLOG
-exec 3> /tmp/term.in
+wait_for 30 hs_count_is $PR:9901 2
+fifo_start 3 term rspterminal -poolhandle=TermPool -registrar=$PR:3863 $RSPLOG
 for i in 1 2 3; do
-  echo "term $i" >&3
-  wait_for 20 grep -q "> #[0-9]* term $i" "$OUT/term.log"
+  send_wait 3 "term $i" term 20 "> #[0-9]* term $i"
 done
 TSERVING=$(sed -n 's/.*from PE \$\([0-9a-f]*\)> #3 term 3.*/\1/p' "$OUT/term.log" | tail -n1)
-T1=$(echo "$TSERVING" | cut -c1-2)
-case "$T1" in 23|24) ;; *) log "unexpected serving PE '$TSERVING'"; T1=23 ;; esac
-T2=$(other "$T1")
-log "rspterminal is served by PE 0x$TSERVING (10.0.0.$T1); survivor 10.0.0.$T2"
+roles rspterminal "$TSERVING" 23 24
+T1=$first T2=$second
 for i in 1 2 3; do
   expect_grep "rspterminal: term $i answered as #$i by the first PE" \
     "from PE \$$TSERVING> #$i term $i" "$OUT/term.log"
@@ -118,10 +113,9 @@ done
 # rsplib reads the cookie that follows the echo on its next receive; give it a moment
 sleep 1
 stop pe$T1 KILL
-wait_for 20 pool_count 1
+wait_for 20 hs_count_is $PR:9901 1
 for i in 4 5; do
-  echo "term $i" >&3
-  wait_for 20 grep -q "> #[0-9]* term $i" "$OUT/term.log"
+  send_wait 3 "term $i" term 20 "> #[0-9]* term $i"
 done
 expect_grep "second PE got the first PE's last cookie from rsplib" \
   "cookie=pe=$TSERVING;n=3" "$OUT/pe$T2.log"

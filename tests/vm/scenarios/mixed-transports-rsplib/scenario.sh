@@ -12,7 +12,6 @@
 # vm-timeout: 150
 . /rig/lib.sh
 PR=10.0.0.1
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR 10.0.0.11 10.0.0.12 10.0.0.21
 capture lo mixed
@@ -30,22 +29,13 @@ expect_grep "ENRP on TCP 9901" "10.0.0.1:9901" "$OUT/ss-tcp.txt"
 expect_grep "registrar log names both transports" 'transports=\["sctp", "tcp"\]' "$OUT/pr.log"
 
 # 1. rsplib PEs over kernel SCTP, our PU over TCP
-for i in 1 2; do
-  start pe$i rspserver -echo -poolhandle=EchoPool -registrar=$PR:3863 \
-    -local=10.0.0.1$i -identifier=0x$i$i$i$i$i$i$i$i $RSPLOG
-done
-pe_count() { hsdump_to poll $PR:9901; [ "$(hs_pe_count "$OUT/hsdump-poll.txt")" = "$1" ]; }
-wait_for 40 pe_count 2
-hsdump_to two $PR:9901
-expect_eq "hsdump (rsplib, ENRP over SCTP) lists the 2 rsplib PEs" "$(hs_pe_count "$OUT/hsdump-two.txt")" 2
+rsp_echo_pes $PR:3863 10.0.0.11 10.0.0.12
+wait_for 40 hs_count_is $PR:9901 2
+expect_hs_pes "hsdump (rsplib, ENRP over SCTP) lists the 2 rsplib PEs" two $PR:9901 2
 expect_grep "hsdump: PEs have our home ID" "home=\$5eed0018" "$OUT/hsdump-two.txt"
-mkfifo /tmp/pu.in
-start -i /tmp/pu.in pu echo_pu --transport tcp --registrar $PR:3863 --pool EchoPool
-exec 4> /tmp/pu.in
+fifo_start 4 pu echo_pu --transport tcp --registrar $PR:3863 --pool EchoPool
 for i in 1 2 3; do
-  echo "tcp line $i" >&4
-  wait_for 20 grep -qx "tcp line $i" "$OUT/pu.log"
-  expect_grep "our PU (TCP to the registrar): line $i echoed by rspserver (SCTP)" "^tcp line $i\$" "$OUT/pu.log"
+  send_expect 4 "tcp line $i" pu 20 "our PU (TCP to the registrar): line $i echoed by rspserver (SCTP)" "^tcp line $i\$"
 done
 exec 4>&-
 wait_exit pu 10
@@ -58,13 +48,9 @@ start ourpe echo_pe --transport tcp --registrar $PR:3863 --pool OurPool \
 wait_for 30 grep -q "PE registered.*0x21212121" "$OUT/pr.log"
 expect_grep "our PE registered over TCP at our registrar" "PE registered.*0x21212121" "$OUT/pr.log"
 expect_grep "our PE saw its registration" "Registered" "$OUT/ourpe.log"
-mkfifo /tmp/pu2.in
-start -i /tmp/pu2.in pu2 echo_pu --transport sctp --registrar $PR:3863 --pool OurPool
-exec 5> /tmp/pu2.in
+fifo_start 5 pu2 echo_pu --transport sctp --registrar $PR:3863 --pool OurPool
 for i in 1 2; do
-  echo "sctp line $i" >&5
-  wait_for 20 grep -qx "sctp line $i" "$OUT/pu2.log"
-  expect_grep "our PU (SCTP to the registrar): line $i echoed by our TCP PE" "^sctp line $i\$" "$OUT/pu2.log"
+  send_expect 5 "sctp line $i" pu2 20 "our PU (SCTP to the registrar): line $i echoed by our TCP PE" "^sctp line $i\$"
 done
 exec 5>&-
 wait_exit pu2 10
@@ -73,7 +59,7 @@ expect_eq "our SCTP PU exits 0 at end of input" "$pu2_rc" 0
 stop ourpe INT
 stop pe1 INT
 stop pe2 INT
-wait_for 15 pe_count 0
+wait_for 15 hs_count_is $PR:9901 0
 stop pr INT
 expect_grep "registrar shut down gracefully" "registrar shutting down" "$OUT/pr.log"
 finish

@@ -14,46 +14,32 @@
 . /rig/lib.sh
 PR1=10.0.0.1
 PR2=10.0.0.2
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR1 $PR2 10.0.0.11 10.0.0.12
 capture lo peering-rsplib
 
-start pr1 enrp-server --transport sctp \
-  --asap $PR1:3863 --enrp $PR1:9901 --identifier 0x5eed0001 \
-  --asap-announce off --enrp-announce off --peer $PR2:9901 \
-  --peer-heartbeat-cycle 1000 --peer-max-time-last-heard 3000 \
-  --peer-max-time-no-response 2000 --mentor-discovery-timeout 2000 \
-  --takeover-expiry-interval 3000 --hsdump-allow 10.0.0.0/24
-start pr2 rspregistrar -identifier=0x0000aaa2 -asap=$PR2:3863 -enrp=$PR2:9901 \
-  -asapannounce=off -enrpannounce=off -peer=$PR1:9901 \
-  -peerheartbeatcycle=1000 -peermaxtimelastheard=3000 -peermaxtimenoresponse=2000 \
-  -takeoverexpiryinterval=3000 -mentordiscoverytimeout=2000 $RSPLOG
-wait_for 10 grep -qw 3863 /proc/net/sctp/eps || log "registrars not listening"
+peered_registrars $PR1 $PR2
 
 start pe1 rspserver -echo -poolhandle=EchoPool -registrar=$PR2:3863 \
   -local=10.0.0.11 -identifier=0x11111111 $RSPLOG
 start pe2 rspserver -echo -poolhandle=EchoPool -registrar=$PR1:3863 \
   -local=10.0.0.12 -identifier=0x22222222 $RSPLOG
 
-count_at() { hsdump_to poll $1; [ "$(hs_pe_count "$OUT/hsdump-poll.txt")" = "$2" ]; }
-wait_for 40 count_at $PR1:9901 2
-hsdump_to ours $PR1:9901
-expect_eq "hsdump at ours lists 2 PEs" "$(hs_pe_count "$OUT/hsdump-ours.txt")" 2
+wait_for 40 hs_count_is $PR1:9901 2
+expect_hs_pes "hsdump at ours lists 2 PEs" ours $PR1:9901 2
 expect_grep "rsplib's PE (at rspregistrar) listed at ours" "\$11111111 flags" "$OUT/hsdump-ours.txt"
-wait_for 40 count_at $PR2:9901 2
-hsdump_to theirs $PR2:9901
-expect_eq "hsdump at rspregistrar lists 2 PEs" "$(hs_pe_count "$OUT/hsdump-theirs.txt")" 2
+wait_for 40 hs_count_is $PR2:9901 2
+expect_hs_pes "hsdump at rspregistrar lists 2 PEs" theirs $PR2:9901 2
 expect_grep "PE registered at ours listed at rspregistrar" "\$22222222 flags" "$OUT/hsdump-theirs.txt"
 expect_grep "ours found rspregistrar as a peer" "PeerFound" "$OUT/pr1.log"
 
 # deregistration at rspregistrar propagates to ours, and the other way round
 stop pe1 INT
-wait_for 30 count_at $PR1:9901 1
+wait_for 30 hs_count_is $PR1:9901 1
 hsdump_to ours-after $PR1:9901
 expect_no_grep "deregistered rsplib PE gone at ours" "\$11111111 flags" "$OUT/hsdump-ours-after.txt"
 stop pe2 INT
-wait_for 30 count_at $PR2:9901 0
+wait_for 30 hs_count_is $PR2:9901 0
 hsdump_to theirs-after $PR2:9901
 expect_no_grep "deregistered PE gone at rspregistrar" "\$22222222 flags" "$OUT/hsdump-theirs-after.txt"
 

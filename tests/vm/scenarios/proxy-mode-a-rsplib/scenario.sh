@@ -48,12 +48,7 @@ start prn enrp-server --transport sctp --asap $PRN:3863 --enrp $PRN:9901 \
 listening() { [ "$(grep -cw 3863 /proc/net/sctp/eps)" -ge 3 ]; }
 wait_for 15 listening || log "registrars not listening"
 
-for i in 1 2 3; do
-  start echo$i legacy-echo --listen 10.0.0.4$i:700$i --tag IP$i
-done
-
-# One pre-shared key per daemon, read by the proxies and by the daemon.
-for i in 1 2 3; do legacy-daemon --gen-key > /tmp/legacy-$i.key; done
+legacy_servers
 
 # proxy_conf NAME REGISTRAR POOL DAEMON_LISTEN CONTROL
 proxy_conf() {
@@ -71,25 +66,7 @@ name = "echo"
 pool_handle = "$3"
 policy = "round-robin"
 TOML
-  for i in 1 2 3; do
-    cat >> /tmp/proxy-$1.toml <<TOML
-
-[[application.server]]
-name = "IP$i"
-address = "10.0.0.4$i"
-port = 700$i
-daemon = "legacy-$i"
-TOML
-  done
-  # Each daemon may connect with its pre-shared key (legacy-daemon PROTOCOL.md §1.1).
-  for i in 1 2 3; do
-    cat >> /tmp/proxy-$1.toml <<TOML
-
-[[daemon]]
-id = "legacy-$i"
-key_file = "/tmp/legacy-$i.key"
-TOML
-  done
+  legacy_proxy_servers /tmp/proxy-$1.toml
   cp /tmp/proxy-$1.toml "$OUT/proxy-$1.toml"
 }
 proxy_conf r $PRR LegacyPool $PX:7101 127.0.0.1:7191
@@ -101,35 +78,7 @@ for p in r a n; do start -n px proxy-$p proxy-pe run -c /tmp/proxy-$p.toml; done
 start proxy-l proxy-pe run -c /tmp/proxy-l.toml
 
 for i in 1 2 3; do
-  cat > /tmp/daemon-$i.toml <<TOML
-[daemon]
-id = "legacy-$i"
-key_file = "/tmp/legacy-$i.key"
-poll_interval_ms = 300
-
-[[proxy]]
-address = "$PX:7101"
-reconnect_max_ms = 500
-
-[[proxy]]
-address = "$PX:7102"
-reconnect_max_ms = 500
-
-[[proxy]]
-address = "$PX:7103"
-reconnect_max_ms = 500
-
-[[proxy]]
-address = "127.0.0.1:7104"
-reconnect_max_ms = 500
-
-[[app]]
-name = "echo"
-exe = "legacy-echo"
-cmdline = '--tag IP$i\$'
-ports = [700$i]
-require_listen = true
-TOML
+  legacy_daemon_conf $i $PX:7101 $PX:7102 $PX:7103 127.0.0.1:7104
   start daemon$i legacy-daemon --config /tmp/daemon-$i.toml
 done
 

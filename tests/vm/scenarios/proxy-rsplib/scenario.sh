@@ -19,22 +19,14 @@
 . /rig/lib.sh
 PR=10.0.0.1
 PX=10.0.0.30
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR $PX 10.0.0.41 10.0.0.42 10.0.0.43
 capture lo proxy-rsplib
 
-start pr rspregistrar -identifier=0x0000aaa1 -asap=$PR:3863 -enrp=$PR:9901 \
-  -asapannounce=off -enrpannounce=off $RSPLOG
-wait_for 10 grep -qw 3863 /proc/net/sctp/eps || log "registrar not listening"
+rsp_registrar pr $PR
 
-# The legacy servers.
-for i in 1 2 3; do
-  start echo$i legacy-echo --listen 10.0.0.4$i:700$i --tag IP$i
-done
-
-# One pre-shared key per daemon, read by the proxies and by the daemon.
-for i in 1 2 3; do legacy-daemon --gen-key > /tmp/legacy-$i.key; done
+# The legacy servers and their daemons' keys.
+legacy_servers
 
 # The proxy.
 cat > /tmp/proxy.toml <<TOML
@@ -55,48 +47,14 @@ asap_transport = "sctp"
 # legacy-echo is stateless: the session moves when its server dies (default: close).
 on_server_failure = "reconnect"
 TOML
-for i in 1 2 3; do
-  cat >> /tmp/proxy.toml <<TOML
-
-[[application.server]]
-name = "IP$i"
-address = "10.0.0.4$i"
-port = 700$i
-daemon = "legacy-$i"
-TOML
-done
-# Each daemon may connect with its pre-shared key (legacy-daemon PROTOCOL.md §1.1).
-for i in 1 2 3; do
-  cat >> /tmp/proxy.toml <<TOML
-
-[[daemon]]
-id = "legacy-$i"
-key_file = "/tmp/legacy-$i.key"
-TOML
-done
+legacy_proxy_servers /tmp/proxy.toml
 cp /tmp/proxy.toml "$OUT/proxy.toml"
 expect_ok "proxy-pe check accepts the configuration" proxy-pe check -c /tmp/proxy.toml
 start proxy proxy-pe run -c /tmp/proxy.toml
 
 # The daemons, one per legacy server (all on this one VM, told apart by command line).
 for i in 1 2 3; do
-  cat > /tmp/daemon-$i.toml <<TOML
-[daemon]
-id = "legacy-$i"
-key_file = "/tmp/legacy-$i.key"
-poll_interval_ms = 300
-
-[[proxy]]
-address = "127.0.0.1:7100"
-reconnect_max_ms = 500
-
-[[app]]
-name = "echo"
-exe = "legacy-echo"
-cmdline = '--tag IP$i\$'
-ports = [700$i]
-require_listen = true
-TOML
+  legacy_daemon_conf $i 127.0.0.1:7100
   start daemon$i legacy-daemon --config /tmp/daemon-$i.toml
 done
 
@@ -111,10 +69,8 @@ for i in 1 2 3; do
 done
 
 # 1. The proxy's PE in rspregistrar's handlespace, with its SCTP user transport.
-pool_count() { hsdump_to poll $PR:9901; [ "$(hs_pe_count "$OUT/hsdump-poll.txt")" = "$1" ]; }
-wait_for 30 pool_count 1
-hsdump_to proxy $PR:9901
-expect_eq "rspregistrar lists 1 PE (the proxy)" "$(hs_pe_count "$OUT/hsdump-proxy.txt")" 1
+wait_for 30 hs_count_is $PR:9901 1
+expect_hs_pes "rspregistrar lists 1 PE (the proxy)" proxy $PR:9901 1
 expect_grep "hsdump: pool ProxyPool, SCTP with control channel" \
   'Pool "ProxyPool", Policy "RoundRobin", Protocol SCTP, CtrlCh=yes' "$OUT/hsdump-proxy.txt"
 expect_grep "hsdump: the proxy's user transport $PX:8001/SCTP" \
@@ -123,14 +79,10 @@ PEID=$(sed -n 's/^ *- idx:#0001: \$\([0-9a-f]*\) flags.*/\1/p' "$OUT/hsdump-prox
 log "the proxy's PE identifier: \$$PEID"
 
 # 2. rspterminal reaches a legacy server through the proxy.
-mkfifo /tmp/term.in
-start -i /tmp/term.in term rspterminal -poolhandle=ProxyPool -registrar=$PR:3863 $RSPLOG
-exec 3> /tmp/term.in
+fifo_start 3 term rspterminal -poolhandle=ProxyPool -registrar=$PR:3863 $RSPLOG
 for i in 1 2 3; do
-  echo "proxied line $i" >&3
-  wait_for 20 grep -q "proxied line $i" "$OUT/term.log"
-  expect_grep "rspterminal: line $i echoed through the proxy (PE \$$PEID)" \
-    "from PE \$$PEID>.*proxied line $i" "$OUT/term.log"
+  send_expect 3 "proxied line $i" term 20 "rspterminal: line $i echoed through the proxy (PE \$$PEID)" \
+    "from PE \$$PEID>.*proxied line $i"
 done
 # A greeting and an echo may arrive in one SCTP message (the legacy side is a TCP byte
 # stream), which rspterminal prints on one line: match anywhere in the line.
@@ -152,8 +104,7 @@ log "session moved from IP$FIRST to IP$NEXT"
 expect_ok "the session moved to another legacy server (IP$NEXT)" \
   sh -c "[ -n '$NEXT' ] && [ '$NEXT' != '$FIRST' ]"
 for i in 4 5 6; do
-  echo "proxied line $i" >&3
-  wait_for 20 grep -q "proxied line $i" "$OUT/term.log"
+  send_wait 3 "proxied line $i" term 20 "proxied line $i"
 done
 for i in 4 5 6; do
   expect_eq "rspterminal: line $i echoed exactly once after the move" \
@@ -168,9 +119,8 @@ expect_grep "proxy answered rspregistrar (registration accepted)" '"accepted": [
 
 # 4. Graceful proxy shutdown deregisters it.
 stop proxy INT
-wait_for 20 pool_count 0
-hsdump_to end $PR:9901
-expect_eq "after the proxy's SIGINT rspregistrar lists no PE" "$(hs_pe_count "$OUT/hsdump-end.txt")" 0
+wait_for 20 hs_count_is $PR:9901 0
+expect_hs_pes "after the proxy's SIGINT rspregistrar lists no PE" end $PR:9901 0
 stop pr INT
 # tcpdump lags under TCG emulation; give it time to write the last packets.
 sleep 2

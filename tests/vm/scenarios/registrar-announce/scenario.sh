@@ -14,7 +14,6 @@
 # vm-timeout: 120
 . /rig/lib.sh
 PR=10.0.0.1
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR 10.0.0.11 10.0.0.21
 ip link set dummy0 multicast on
@@ -29,32 +28,22 @@ expect_grep "announces go to 239.0.0.50:3863" "announce=\[239.0.0.50:3863\]" "$O
 
 start pe1 rspserver -echo -poolhandle=EchoPool -local=10.0.0.11 \
   -identifier=0x11111111 $RSPLOG
-pe_count() { hsdump_to poll $PR:9901; [ "$(hs_pe_count "$OUT/hsdump-poll.txt")" = "$1" ]; }
-wait_for 40 pe_count 1
-hsdump_to one $PR:9901
-expect_eq "PE found us by announce and registered" "$(hs_pe_count "$OUT/hsdump-one.txt")" 1
+wait_for 40 hs_count_is $PR:9901 1
+expect_hs_pes "PE found us by announce and registered" one $PR:9901 1
 expect_grep "registration logged" "PE registered.*0x11111111" "$OUT/pr.log"
 
-mkfifo /tmp/pu.in
-start -i /tmp/pu.in pu rspterminal -poolhandle=EchoPool $RSPLOG
-exec 3> /tmp/pu.in
-echo "Hello by announce" >&3
-wait_for 30 grep -q "from PE .*> Hello by announce" "$OUT/pu.log"
-expect_grep "PU found us by announce, line echoed" "from PE .*> Hello by announce" "$OUT/pu.log"
+fifo_start 3 pu rspterminal -poolhandle=EchoPool $RSPLOG
+send_expect 3 "Hello by announce" pu 30 "PU found us by announce, line echoed" "from PE .*> Hello by announce"
 exec 3>&-
 
 # The asap crate's PE and PU, announces only.
 start ourpe echo_pe --transport sctp --announce --pool OurPool \
   --listen 10.0.0.21:0 --id 0x21212121 --policy rr
-wait_for 40 pe_count 2
+wait_for 40 hs_count_is $PR:9901 2
 hsdump_to two $PR:9901
 expect_grep "our PE found us by announce and registered" "\$21212121" "$OUT/hsdump-two.txt"
-mkfifo /tmp/ourpu.in
-start -i /tmp/ourpu.in ourpu echo_pu --transport sctp --announce --pool OurPool
-exec 4> /tmp/ourpu.in
-echo "our line by announce" >&4
-wait_for 40 grep -qx "our line by announce" "$OUT/ourpu.log"
-expect_grep "our PU found us by announce, line echoed" "^our line by announce\$" "$OUT/ourpu.log"
+fifo_start 4 ourpu echo_pu --transport sctp --announce --pool OurPool
+send_expect 4 "our line by announce" ourpu 40 "our PU found us by announce, line echoed" "^our line by announce\$"
 expect_grep "our PU connected to our PE" "connected to PE 0x21212121" "$OUT/ourpu.log"
 exec 4>&-
 wait_exit ourpu 10

@@ -16,7 +16,6 @@
 # vm-timeout: 180
 . /rig/lib.sh
 PR=10.0.0.1
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR 10.0.0.2 10.0.0.11 10.0.0.21 10.0.0.22
 capture lo rsp-tools-rsplib
@@ -25,19 +24,15 @@ start mon rsp monitor --json --listen $PR:2960
 start mon2 cspmonitor -compact -localaddress=$PR:2961
 wait_for 10 grep -q "listening on UDP" "$OUT/mon.log" || log "rsp monitor not listening"
 
-start pr rspregistrar -identifier=0x0000aaa1 -asap=$PR:3863 -enrp=$PR:9901 \
-  -asapannounce=off -enrpannounce=off -cspserver=$PR:2960 -cspinterval=1000 $RSPLOG
-wait_for 10 grep -qw 3863 /proc/net/sctp/eps || log "registrar not listening"
+rsp_registrar pr $PR -cspserver=$PR:2960 -cspinterval=1000
 start ourpr enrp-server --transport sctp --asap 10.0.0.2:3863 --enrp 10.0.0.2:9901 \
   --asap-announce off --enrp-announce off --peering off --identifier 0x0000bbb2 \
   --csp $PR:2961 --csp-interval 1000
 
-pool_count() { hsdump_to poll $PR:9901; [ "$(hs_pe_count "$OUT/hsdump-poll.txt")" = "$1" ]; }
-
 # 1. rspserver (reporting to our monitor) serving our rsp term
 start pe1 env CSP_SERVER=$PR:2960 CSP_INTERVAL=1000 rspserver -echo -poolhandle=EchoPool \
   -registrar=$PR:3863 -local=10.0.0.11 -identifier=0x11111111 $RSPLOG
-wait_for 30 pool_count 1
+wait_for 30 hs_count_is $PR:9901 1
 printf 'Hello from rsp term 1\nHello from rsp term 2\n' > /tmp/term.in
 start -i /tmp/term.in ourterm rsp term EchoPool --transport sctp --registrar $PR:3863 \
   --linger 3000 --timeout 20
@@ -54,7 +49,7 @@ start ourpe rsp serve OurEcho --echo --transport sctp --registrar $PR:3863 \
   --listen 10.0.0.21:0 --id 0x21212121 --csp $PR:2961 --csp-interval 1000
 start ourday rsp serve OurDaytime --daytime --transport sctp --registrar $PR:3863 \
   --listen 10.0.0.22:0 --id 0x22222222
-wait_for 30 pool_count 3
+wait_for 30 hs_count_is $PR:9901 3
 hsdump_to ours $PR:9901
 expect_grep "rsp serve --echo in rspregistrar's handlespace" "\$21212121 flags" "$OUT/hsdump-ours.txt"
 expect_grep "rsp serve --daytime in rspregistrar's handlespace" "\$22222222 flags" "$OUT/hsdump-ours.txt"
@@ -70,24 +65,11 @@ wait_exit rspres 20
 expect_eq "rsp resolve at rspregistrar exits 0" "$rspres_rc" 0
 expect_grep "rsp resolve at rspregistrar selects rsp serve's PE" "0x21212121" "$OUT/rspres.log"
 
-mkfifo /tmp/rt.in
-start -i /tmp/rt.in term rspterminal -poolhandle=OurEcho -registrar=$PR:3863 $RSPLOG
-exec 3> /tmp/rt.in
-for i in 1 2; do
-  echo "Hello from rsplib $i" >&3
-  wait_for 20 grep -q "Hello from rsplib $i" "$OUT/term.log"
-  expect_grep "rspterminal line $i echoed by rsp serve" "Hello from rsplib $i" "$OUT/term.log"
-done
-exec 3>&-
-stop term INT
+rsp_term_hello OurEcho $PR:3863 "rsp serve"
 
-mkfifo /tmp/day.in
-start -i /tmp/day.in dayterm rspterminal -poolhandle=OurDaytime -registrar=$PR:3863 $RSPLOG
-exec 4> /tmp/day.in
-echo "what time is it" >&4
+fifo_start 4 dayterm rspterminal -poolhandle=OurDaytime -registrar=$PR:3863 $RSPLOG
 DAYRE='day, [0-3][0-9]-[A-Z][a-z]*-[0-9][0-9][0-9][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9]\.[0-9]\{6\}'
-wait_for 20 grep -q "$DAYRE" "$OUT/dayterm.log"
-expect_grep "rspterminal got rsplib's daytime format from rsp serve --daytime" "$DAYRE" "$OUT/dayterm.log"
+send_expect 4 "what time is it" dayterm 20 "rspterminal got rsplib's daytime format from rsp serve --daytime" "$DAYRE"
 exec 4>&-
 stop dayterm INT
 

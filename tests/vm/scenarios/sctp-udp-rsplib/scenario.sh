@@ -15,7 +15,6 @@
 #          echo_pu (u2) resolves via rspregistrar and its lines are echoed by our PE.
 # vm-timeout: 180
 . /rig/lib.sh
-RSPLOG="-logcolor=off -loglevel=2"
 
 netns_add u1 u2
 veth_link - vr1 10.0.1.1 u1 vu1 10.0.1.2
@@ -39,52 +38,36 @@ start -n u1 pr enrp-server --transport sctp-udp \
   --hsdump-allow 10.0.0.0/8
 wait_for 10 grep -q "listen" "$OUT/pr.log"
 expect_grep "registrar listens over sctp-udp" "sctp-udp" "$OUT/pr.log"
-for i in 1 2; do
-  start pe$i rspserver -echo -poolhandle=EchoPool -registrar=10.0.1.2:3863 \
-    -local=10.0.1.1 -identifier=0x$i$i$i$i$i$i$i$i $RSPLOG
-done
-pe_count() { hsdump_to poll 10.0.1.2:9901; [ "$(hs_pe_count "$OUT/hsdump-poll.txt")" = "$1" ]; }
-wait_for 40 pe_count 2
-hsdump_to two 10.0.1.2:9901
-expect_eq "hsdump (kernel SCTP/UDP -> our ENRP) lists 2 PEs" "$(hs_pe_count "$OUT/hsdump-two.txt")" 2
+rsp_echo_pes 10.0.1.2:3863 10.0.1.1 10.0.1.1
+wait_for 40 hs_count_is 10.0.1.2:9901 2
+expect_hs_pes "hsdump (kernel SCTP/UDP -> our ENRP) lists 2 PEs" two 10.0.1.2:9901 2
 for i in 1 2; do
   expect_grep "PE \$$i$i$i$i$i$i$i$i registered at our registrar" "PE registered.*0x$i$i$i$i$i$i$i$i" "$OUT/pr.log"
 done
 expect_grep "hsdump: PEs have our home ID" "home=\$5eed0017" "$OUT/hsdump-two.txt"
 
-mkfifo /tmp/term.in
-start -i /tmp/term.in term rspterminal -poolhandle=EchoPool -registrar=10.0.1.2:3863 $RSPLOG
-exec 3> /tmp/term.in
+fifo_start 3 term rspterminal -poolhandle=EchoPool -registrar=10.0.1.2:3863 $RSPLOG
 for i in 1 2; do
-  echo "Hello over UDP $i" >&3
-  wait_for 20 grep -q "from PE .*> Hello over UDP $i" "$OUT/term.log"
-  expect_grep "rspterminal line $i echoed (resolved via our registrar)" "from PE .*> Hello over UDP $i" "$OUT/term.log"
+  send_expect 3 "Hello over UDP $i" term 20 "rspterminal line $i echoed (resolved via our registrar)" "from PE .*> Hello over UDP $i"
 done
 exec 3>&-
 stop term INT
 stop pe1 INT
 stop pe2 INT
-wait_for 15 pe_count 0
+wait_for 15 hs_count_is 10.0.1.2:9901 0
 stop pr INT
 expect_grep "registrar shut down gracefully" "registrar shutting down" "$OUT/pr.log"
 
 # ---- Phase B: rspregistrar (kernel SCTP/UDP), our PE and PU over sctp-udp ----
-start rr rspregistrar -identifier=0x0000aaa1 -asap=10.0.1.1:3863 -enrp=10.0.1.1:9901 \
-  -asapannounce=off -enrpannounce=off $RSPLOG
-wait_for 10 grep -qw 3863 /proc/net/sctp/eps || log "rspregistrar not listening"
+rsp_registrar rr 10.0.1.1
 start -n u1 ourpe echo_pe --transport sctp-udp --registrar 10.0.1.1:3863 --pool OurPool \
   --listen 10.0.1.2:0 --id 0x21212121 --policy rr
-pool_count() { hsdump_to poll 10.0.1.1:9901; [ "$(hs_pe_count "$OUT/hsdump-poll.txt")" = "$1" ]; }
-wait_for 40 pool_count 1
+wait_for 40 hs_count_is 10.0.1.1:9901 1
 hsdump_to ours 10.0.1.1:9901
 expect_grep "our sctp-udp PE in rspregistrar's handlespace" "\$21212121 flags" "$OUT/hsdump-ours.txt"
-mkfifo /tmp/pu.in
-start -n u2 -i /tmp/pu.in pu echo_pu --transport sctp-udp --registrar 10.0.1.1:3863 --pool OurPool
-exec 4> /tmp/pu.in
+fifo_start 4 -n u2 pu echo_pu --transport sctp-udp --registrar 10.0.1.1:3863 --pool OurPool
 for i in 1 2 3; do
-  echo "line $i" >&4
-  wait_for 20 grep -qx "line $i" "$OUT/pu.log"
-  expect_grep "our PU (sctp-udp): line $i echoed by our PE (sctp-udp)" "^line $i\$" "$OUT/pu.log"
+  send_expect 4 "line $i" pu 20 "our PU (sctp-udp): line $i echoed by our PE (sctp-udp)" "^line $i\$"
 done
 exec 4>&-
 stop pu INT

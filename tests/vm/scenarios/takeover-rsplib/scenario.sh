@@ -16,28 +16,13 @@
 . /rig/lib.sh
 PR1=10.0.0.1
 PR2=10.0.0.2
-RSPLOG="-logcolor=off -loglevel=2"
 
 net_dummy $PR1 $PR2 10.0.0.11 10.0.0.12 10.0.0.13
 capture lo takeover-rsplib
 
-start pr1 enrp-server --transport sctp \
-  --asap $PR1:3863 --enrp $PR1:9901 --identifier 0x5eed0001 \
-  --asap-announce off --enrp-announce off --peer $PR2:9901 \
-  --peer-heartbeat-cycle 1000 --peer-max-time-last-heard 3000 \
-  --peer-max-time-no-response 2000 --mentor-discovery-timeout 2000 \
-  --takeover-expiry-interval 3000 \
-  --keep-alive-interval 2000 --keep-alive-timeout 2000 --hsdump-allow 10.0.0.0/24
-start pr2 rspregistrar -identifier=0x0000aaa2 -asap=$PR2:3863 -enrp=$PR2:9901 \
-  -asapannounce=off -enrpannounce=off -peer=$PR1:9901 \
-  -peerheartbeatcycle=1000 -peermaxtimelastheard=3000 -peermaxtimenoresponse=2000 \
-  -takeoverexpiryinterval=3000 -mentordiscoverytimeout=2000 $RSPLOG
-wait_for 10 grep -qw 3863 /proc/net/sctp/eps || log "registrars not listening"
+peered_registrars $PR1 $PR2 --keep-alive-interval 2000 --keep-alive-timeout 2000
 
-for i in 1 2 3; do
-  start pe$i rspserver -echo -poolhandle=EchoPool -registrar=$PR2:3863 \
-    -local=10.0.0.1$i -identifier=0x$i$i$i$i$i$i$i$i $RSPLOG
-done
+rsp_echo_pes $PR2:3863 10.0.0.11 10.0.0.12 10.0.0.13
 
 # PEs (index section of an hsdump) whose home is $2: "$11111111" lines
 homed() {
