@@ -371,17 +371,41 @@ impl Registrar {
         self.links.by_addr.retain(|_, a| *a != assoc);
     }
 
-    /// Closes the association we use for `peer` (a peer declared dead: its association is
-    /// useless, and a restarted peer is reached over a new one).
-    pub(super) fn close_peer_link(&mut self, peer: SocketAddr, out: &mut Vec<Action>) {
+    /// A peer declared dead: closes every ENRP association it was heard on (`links`) and
+    /// the one we use for its address `peer`, and drops the messages waiting for a
+    /// connection to that address. Its association is useless, a restarted peer is reached
+    /// over a new one — and nothing it sent or we queued before it was declared dead may
+    /// arrive later: after a partition heals, TCP / SCTP would deliver what was queued while
+    /// cut off (e.g. the ADD_PE of a PE that has registered here since), which the peer's
+    /// audit after it is found again supersedes (PEERING.md "Ownership conflicts"). The core
+    /// forgets a closed association at once, so a message still read from it is not a peer
+    /// message any more.
+    pub(super) fn close_peer_links(
+        &mut self,
+        peer: SocketAddr,
+        links: &std::collections::BTreeSet<AssocId>,
+        out: &mut Vec<Action>,
+    ) {
         if self.config.peering.unicast != PeerTransport::Associations {
             return;
         }
-        if let Some(assoc) = self.links.by_addr.get(&peer).copied() {
+        let mut close: std::collections::BTreeSet<AssocId> = links
+            .iter()
+            .copied()
+            .filter(|a| self.assocs.contains_key(a))
+            .collect();
+        close.extend(self.links.by_addr.get(&peer).copied());
+        for assoc in close {
             out.push(Action::Close {
                 assoc,
                 reason: "peer registrar presumed dead",
             });
+        }
+        if let Some(id) = self.links.connecting.get(&peer).copied() {
+            if let Some(Pending::Peer { queue, dropped, .. }) = self.links.pending.get_mut(&id) {
+                *dropped += queue.len();
+                queue.clear();
+            }
         }
     }
 }

@@ -691,7 +691,7 @@ impl Registrar {
                             Some(&from) => {
                                 if self.admit_enrp(now, Some(a), from, &m, out) {
                                     let m = self.add_peer_distance(a, m);
-                                    self.on_enrp_peer(now, from, m, out)
+                                    self.on_enrp_peer(now, (from, Some(a)), m, out)
                                 }
                             }
                             None => self.on_enrp(now, a, m, out),
@@ -701,7 +701,7 @@ impl Registrar {
                     (None, Message::Enrp(m)) if self.config.peering.enabled => {
                         if let Some(from) = from {
                             if self.admit_enrp(now, None, from, &m, out) {
-                                self.on_enrp_peer(now, from, m, out);
+                                self.on_enrp_peer(now, (from, None), m, out);
                             }
                         }
                     }

@@ -100,6 +100,9 @@ pub struct Peer {
     last_heard: Instant,
     probe_sent: Option<Instant>,
     sync: Option<Sync>,
+    /// ENRP associations its messages arrived on (accepted or ours; with TCP or SCTP both
+    /// sides may have connected). All are closed when it is declared dead.
+    links: BTreeSet<super::AssocId>,
 }
 
 /// A handle table download from one peer in progress.
@@ -373,7 +376,7 @@ impl Registrar {
 
     fn peer_dead(&mut self, now: Instant, id: ServerId, out: &mut Vec<Action>) {
         if let Some(p) = self.peering.peers.remove(&id) {
-            self.close_peer_link(p.addr, out);
+            self.close_peer_links(p.addr, &p.links, out);
         }
         self.note_vanished(now, id); // bounded life of its PEs (trust.rs)
         self.peering.serve.retain(|(p, _), _| *p != id);
@@ -452,7 +455,7 @@ impl Registrar {
     pub(super) fn on_enrp_peer(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        (from, assoc): (SocketAddr, Option<super::AssocId>),
         m: EnrpMessage,
         out: &mut Vec<Action>,
     ) {
@@ -482,6 +485,7 @@ impl Registrar {
                     last_heard: now,
                     probe_sent: None,
                     sync: None,
+                    links: BTreeSet::new(),
                 },
             );
             out.push(Action::Event(Event::PeerFound {
@@ -489,10 +493,16 @@ impl Registrar {
                 addr: from,
             }));
         }
+        let assocs = &self.assocs;
         if let Some(p) = self.peering.peers.get_mut(&sender) {
             p.last_heard = now;
             p.probe_sent = None;
             p.addr = from;
+            if let Some(a) = assoc {
+                if p.links.insert(a) {
+                    p.links.retain(|l| assocs.contains_key(l)); // bounded: live ones only
+                }
+            }
         }
         if self.peering.takeovers.remove(&sender).is_some() {
             out.push(Action::Event(Event::TakeoverAbandoned {
@@ -1815,5 +1825,100 @@ mod tests {
         let s = sent(&out);
         assert_eq!(s.len(), 2);
         assert!(s.iter().all(|(_, m)| matches!(m, EnrpMessage::Presence(_))));
+    }
+
+    /// A partition hides peer 7, which spoke over two ENRP associations (its own, accepted
+    /// here, and ours to its static address). We declare it dead and take its PE over; the
+    /// PE registers here. When the partition heals, TCP delivers on the association that
+    /// was left open what 7 queued before it lost us: its ADD_PE of the PE (the PE's
+    /// registration there, older than ours) and its DEL_PE. Before, only the association
+    /// of 7's last message was closed, so these arrived as a re-found peer's newer
+    /// registration: we yielded and the DEL_PE removed the live PE until its next
+    /// re-registration (netns chaos soak, 1–134 live PEs lost per run). Now every
+    /// association 7 was heard on is closed when it is declared dead, and what is still
+    /// read from one is not a peer message.
+    #[test]
+    fn stale_updates_from_a_peer_declared_dead_do_not_take_a_live_pe() {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        c.peers = vec![addr(7)];
+        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
+            "127.0.0.0/8".parse().expect("lit"),
+        )];
+        let mut r = Registrar::new(c, now);
+        let connected = |r: &mut Registrar, assoc, protocol, at: SocketAddr| {
+            r.handle(
+                now,
+                Input::Connected {
+                    assoc,
+                    protocol,
+                    peer_addrs: vec![at],
+                    transport: asap::transport::TransportKind::Tcp,
+                },
+            )
+        };
+        let ours = r
+            .handle_timeout(now)
+            .iter()
+            .find_map(|a| match a {
+                Action::Connect {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    ..
+                } => Some(*assoc),
+                _ => None,
+            })
+            .expect("connect to the static peer");
+        connected(&mut r, ours, Protocol::Enrp, addr(7));
+        connected(
+            &mut r,
+            3,
+            Protocol::Enrp,
+            "127.0.0.7:40123".parse().expect("lit"),
+        );
+        // 7 registered PE 0x42 (announced over its own association), then speaks over ours.
+        r.handle_message(now, 3, &presence(7, 0xFFFF).into());
+        r.handle_message(now, 3, &update(7, UpdateAction::AddPe, 0x42, 7).into());
+        r.handle_message(now, ours, &presence(7, 0xFFFF).into());
+        // Partition: 7 is silent until declared dead; its PE is ours by the takeover.
+        let mut closed = BTreeSet::new();
+        let mut t = now;
+        while r.peers().contains_key(&7) {
+            t += Duration::from_millis(500);
+            assert!(t < now + Duration::from_secs(30), "7 declared dead");
+            for a in r.handle_timeout(t) {
+                if let Action::Close { assoc, .. } = a {
+                    closed.insert(assoc);
+                }
+            }
+        }
+        assert_eq!(
+            closed,
+            BTreeSet::from([3, ours]),
+            "both of 7's associations"
+        );
+        // The PE registers here (it followed our takeover).
+        connected(
+            &mut r,
+            1,
+            Protocol::Asap,
+            "10.0.0.1:4066".parse().expect("lit"),
+        );
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0x42, 0),
+        }
+        .into();
+        r.handle_message(t, 1, &reg);
+        // Heal, 3 s later: 7's queued ADD_PE and DEL_PE arrive on association 3.
+        let heal = t + Duration::from_secs(3);
+        r.handle_message(heal, 3, &update(7, UpdateAction::AddPe, 0x42, 7).into());
+        r.handle_message(heal, 3, &update(7, UpdateAction::DelPe, 0x42, 7).into());
+        let e = r
+            .handlespace()
+            .get(&"P".into(), 0x42)
+            .expect("live PE kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
     }
 }
