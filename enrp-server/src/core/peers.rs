@@ -124,7 +124,7 @@ struct Takeover {
 #[derive(Debug)]
 pub(super) struct PeerState {
     pub(super) peers: BTreeMap<ServerId, Peer>,
-    startup_until: Instant,
+    pub(super) startup_until: Instant,
     mentor: Option<ServerId>,
     /// The mentor's handle table download completed (`startup::handlespace_loaded`).
     pub(super) loaded: bool,
@@ -139,6 +139,11 @@ pub(super) struct PeerState {
     /// PEs held over our associations whose table entry at a peer we answered with our
     /// ADD_PE: the peer and when ([`super::ownership::crossing_window`]).
     answered: HashMap<PeKey, (ServerId, Instant)>,
+    /// HANDLE_RESOLUTIONs of pools unknown during the start-up phase, answered when it
+    /// ends ([`super::startup`]).
+    pub(super) held: Vec<super::startup::HeldResolution>,
+    /// The mentor-discovery timeout has been seen by a timer call (no more wake-ups for it).
+    pub(super) startup_timer_done: bool,
 }
 
 impl PeerState {
@@ -153,6 +158,8 @@ impl PeerState {
             serve: HashMap::new(),
             suggestion_links: Vec::new(),
             answered: HashMap::new(),
+            held: Vec::new(),
+            startup_timer_done: false,
         }
     }
 }
@@ -215,6 +222,9 @@ impl Registrar {
         }
         for (due, _) in &self.peering.suggestion_links {
             upd(*due);
+        }
+        if !self.peering.held.is_empty() && !self.peering.startup_timer_done {
+            upd(self.peering.startup_until); // held resolutions: the phase may end then
         }
         t
     }
