@@ -92,6 +92,8 @@ pub(super) struct Links {
     connecting: HashMap<SocketAddr, AssocId>,
     /// Every association being opened, by ID.
     pending: HashMap<AssocId, Pending>,
+    /// When each ENRP association came up (stale ones are told apart by it, `peers.rs`).
+    up_at: HashMap<AssocId, std::time::Instant>,
     next_id: AssocId,
 }
 
@@ -101,6 +103,7 @@ impl Links {
             by_addr: HashMap::new(),
             connecting: HashMap::new(),
             pending: HashMap::new(),
+            up_at: HashMap::new(),
             next_id: first_id,
         }
     }
@@ -307,6 +310,7 @@ impl Registrar {
             for a in peer_addrs {
                 self.links.by_addr.insert(*a, assoc);
             }
+            self.links.up_at.insert(assoc, now);
         }
         match self.links.pending.remove(&assoc) {
             Some(Pending::Peer { to, queue, .. }) => {
@@ -369,6 +373,17 @@ impl Registrar {
             self.connect_failed(assoc, out);
         }
         self.links.by_addr.retain(|_, a| *a != assoc);
+        self.links.up_at.remove(&assoc);
+    }
+
+    /// When ENRP association `assoc` came up (`None`: not an ENRP association up now).
+    pub(super) fn enrp_link_up_at(&self, assoc: AssocId) -> Option<std::time::Instant> {
+        self.links.up_at.get(&assoc).copied()
+    }
+
+    /// When the oldest ENRP association up now came up.
+    pub(super) fn oldest_enrp_link(&self) -> Option<std::time::Instant> {
+        self.links.up_at.values().min().copied()
     }
 
     /// A peer declared dead: closes every ENRP association it was heard on (`links`) and

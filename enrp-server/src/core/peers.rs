@@ -144,6 +144,14 @@ pub(super) struct PeerState {
     pub(super) held: Vec<super::startup::HeldResolution>,
     /// The mentor-discovery timeout has been seen by a timer call (no more wake-ups for it).
     pub(super) startup_timer_done: bool,
+    /// PEs we yielded to a peer's claim while they were registered here over a live
+    /// association: that association and our registration's element. A DEL_PE from the
+    /// owner we yielded to while that association is up takes the PE back
+    /// ([`super::ownership`]).
+    yielded: HashMap<PeKey, (super::AssocId, PoolElementInfo)>,
+    /// When each peer was last declared dead: ENRP associations that were up before are
+    /// stale for it (`on_enrp_peer`).
+    lost_at: HashMap<ServerId, Instant>,
 }
 
 impl PeerState {
@@ -160,6 +168,8 @@ impl PeerState {
             answered: HashMap::new(),
             held: Vec::new(),
             startup_timer_done: false,
+            yielded: HashMap::new(),
+            lost_at: HashMap::new(),
         }
     }
 }
@@ -388,6 +398,12 @@ impl Registrar {
         if let Some(p) = self.peering.peers.remove(&id) {
             self.close_peer_links(p.addr, &p.links, out);
         }
+        // Only associations older than the oldest one up can be stale (bounded).
+        let oldest = self.oldest_enrp_link();
+        self.peering
+            .lost_at
+            .retain(|_, t| oldest.is_some_and(|o| *t > o));
+        self.peering.lost_at.insert(id, now);
         self.note_vanished(now, id); // bounded life of its PEs (trust.rs)
         self.peering.serve.retain(|(p, _), _| *p != id);
         if self.peering.mentor == Some(id) && now < self.peering.startup_until {
@@ -473,6 +489,25 @@ impl Registrar {
         let sender = m.sender();
         if sender == me || sender == 0 || (m.receiver() != 0 && m.receiver() != me) {
             return;
+        }
+        // An association that was up before we declared this peer dead carries what it
+        // queued before (TCP retransmits it after a partition heals, even from a socket
+        // its registrar has closed): not a peer message; the association is closed. Found
+        // by the netns chaos soak: a peer's ADD_PE of a PE that had moved since took it.
+        if let Some(a) = assoc {
+            let lost = self.peering.lost_at.get(&sender).copied();
+            if lost.is_some_and(|l| self.enrp_link_up_at(a).is_some_and(|u| u < l)) {
+                out.push(Action::Event(Event::Ignored {
+                    assoc: Some(a),
+                    message: Message::Enrp(m).tshark_name(),
+                    reason: "association older than the sender's declared death",
+                }));
+                out.push(Action::Close {
+                    assoc: a,
+                    reason: "stale association of a peer declared dead",
+                });
+                return;
+            }
         }
         // Anything heard from a peer proves it alive.
         let is_new = !self.peering.peers.contains_key(&sender);
@@ -906,6 +941,19 @@ impl Registrar {
                 );
                 return;
             }
+            if e.owner() == me {
+                if let Some(c) = e.connection() {
+                    // We yield a PE registered here over a live association: remember it.
+                    let ours = e.element().clone();
+                    if self.peering.yielded.len() >= 2 * self.handlespace.len().max(64) {
+                        let assocs = &self.assocs;
+                        self.peering
+                            .yielded
+                            .retain(|_, (a, _)| assocs.contains_key(a));
+                    }
+                    self.peering.yielded.insert(key.clone(), (c, ours));
+                }
+            }
         }
         if !self.bound_peer_pe(now, from_peer, handle, &mut el, home, out) {
             return; // per-peer cap; life capped (trust.rs)
@@ -1057,6 +1105,43 @@ impl Registrar {
         self.peering.suggestion_links = keep;
     }
 
+    /// The owner we yielded PE `key` to deletes it (it lost the PE: its association
+    /// dropped, its keep-alive went unanswered, or the PE deregistered there) while the PE
+    /// is still registered here over the association it had when we yielded. Only the PE
+    /// knows its home; the association it keeps to us says the PE may still be ours — e.g.
+    /// two takeovers' H keep-alives 0.6 s apart: the PE followed both and registered at
+    /// the higher-ID registrar last, the near-tie went to the lower ID, and when the PE
+    /// closed its association there that registrar's DEL_PE removed the live PE everywhere
+    /// (netns chaos soak). So we take it back as ours, announce it, and verify it with a
+    /// keep-alive (removed after the keep-alive timeout if it does not answer). True if
+    /// the PE is ours again; false: remove it as usual.
+    fn reclaim_yielded(&mut self, now: Instant, key: &PeKey, out: &mut Vec<Action>) -> bool {
+        let Some((assoc, element)) = self.peering.yielded.remove(key) else {
+            return false;
+        };
+        if !self.assocs.contains_key(&assoc) {
+            return false;
+        }
+        let me = self.config.server_id;
+        if self
+            .handlespace
+            .register(&key.0, element, me, Some(assoc), now)
+            .is_err()
+        {
+            return false;
+        }
+        let due = now + self.keep_alive_interval();
+        self.set_monitor(key.clone(), due, false);
+        if let Some(stored) = self
+            .handlespace
+            .get(&key.0, key.1)
+            .map(|e| e.element().clone())
+        {
+            self.replicate(UpdateAction::AddPe, key.0.clone(), stored, out);
+        }
+        true
+    }
+
     fn on_update(
         &mut self,
         now: Instant,
@@ -1085,8 +1170,14 @@ impl Registrar {
             }
             UpdateAction::DelPe => {
                 let id = u.pool_element.id;
+                let key = (u.pool_handle.clone(), id);
                 // Only the PE's current home may delete it.
-                if self.handlespace.get(&u.pool_handle, id).map(|e| e.owner()) == Some(sender) {
+                let owned_by_sender =
+                    self.handlespace.get(&u.pool_handle, id).map(|e| e.owner()) == Some(sender);
+                if owned_by_sender && self.reclaim_yielded(now, &key, out) {
+                    return;
+                }
+                if owned_by_sender {
                     if let Some(r) = self.handlespace.deregister(&u.pool_handle, id) {
                         self.removed(
                             u.pool_handle,
@@ -1887,6 +1978,9 @@ mod tests {
             Protocol::Enrp,
             "127.0.0.7:40123".parse().expect("lit"),
         );
+        // A third one 7 opened just before the partition; nothing arrived on it before.
+        let old = "127.0.0.7:40999".parse().expect("lit");
+        connected(&mut r, 4, Protocol::Enrp, old);
         // 7 registered PE 0x42 (announced over its own association), then speaks over ours.
         r.handle_message(now, 3, &presence(7, 0xFFFF).into());
         r.handle_message(now, 3, &update(7, UpdateAction::AddPe, 0x42, 7).into());
@@ -1930,5 +2024,23 @@ mod tests {
             .get(&"P".into(), 0x42)
             .expect("live PE kept");
         assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        // The same on the association 7 was never heard on (TCP retransmits what 7 queued
+        // on it, after backing off, seconds after the heal): it was up before 7 was
+        // declared dead, so it is stale for 7 and closed.
+        let later = heal + Duration::from_secs(8);
+        let out = r.handle_message(later, 4, &update(7, UpdateAction::AddPe, 0x42, 7).into());
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Close { assoc: 4, .. })));
+        r.handle_message(later, 4, &update(7, UpdateAction::DelPe, 0x42, 7).into());
+        let e = r
+            .handlespace()
+            .get(&"P".into(), 0x42)
+            .expect("live PE kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        assert!(
+            !r.peers().contains_key(&7),
+            "not found again by stale messages"
+        );
     }
 }
