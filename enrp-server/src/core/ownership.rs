@@ -33,7 +33,15 @@
 //! before a partition, older than the registration here that followed our takeover) must
 //! never arrive afterwards. So a peer declared dead has every ENRP association it was heard
 //! on closed (`links.rs`, `close_peer_links`); once found again, its audit (table entries,
-//! which never take a PE we hold) and its new HANDLE_UPDATEs are what counts.
+//! which never take a PE we hold) and its new HANDLE_UPDATEs are what counts; messages on
+//! an association that was up before we declared the peer dead are ignored (`peers.rs`).
+//!
+//! A yield is undone when the owner we yielded to deletes the PE while it is still
+//! registered here over the association it had when we yielded (`reclaim_yielded` in
+//! `peers.rs`): e.g. a near-tie between two takeovers' H keep-alives won by the lower ID,
+//! although the PE followed the higher one last; when the PE closes its association to
+//! the lower one, that one's DEL_PE would remove the live PE everywhere. We take it back,
+//! announce it and verify it by keep-alive.
 
 use std::time::{Duration, Instant};
 

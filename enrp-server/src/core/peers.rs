@@ -394,7 +394,10 @@ impl Registrar {
         }
     }
 
-    fn peer_dead(&mut self, now: Instant, id: ServerId, out: &mut Vec<Action>) {
+    /// Peer `id` is gone for us (declared dead, or taken over by another peer): out of the
+    /// peer table, every ENRP association it was heard on closed, and associations up
+    /// before now are stale for it ([`Self::close_peer_links`], `on_enrp_peer`).
+    fn forget_peer(&mut self, now: Instant, id: ServerId, out: &mut Vec<Action>) {
         if let Some(p) = self.peering.peers.remove(&id) {
             self.close_peer_links(p.addr, &p.links, out);
         }
@@ -404,6 +407,10 @@ impl Registrar {
             .lost_at
             .retain(|_, t| oldest.is_some_and(|o| *t > o));
         self.peering.lost_at.insert(id, now);
+    }
+
+    fn peer_dead(&mut self, now: Instant, id: ServerId, out: &mut Vec<Action>) {
+        self.forget_peer(now, id, out);
         self.note_vanished(now, id); // bounded life of its PEs (trust.rs)
         self.peering.serve.retain(|(p, _), _| *p != id);
         if self.peering.mentor == Some(id) && now < self.peering.startup_until {
@@ -582,7 +589,7 @@ impl Registrar {
             EnrpMessage::HandleUpdate(u) => self.on_update(now, sender, u, out),
             EnrpMessage::InitTakeover(t) => self.on_init_takeover(sender, t, out),
             EnrpMessage::InitTakeoverAck(a) => self.on_init_takeover_ack(now, sender, a, out),
-            EnrpMessage::TakeoverServer(t) => self.on_takeover_server(sender, t, out),
+            EnrpMessage::TakeoverServer(t) => self.on_takeover_server(now, sender, t, out),
             EnrpMessage::Error(e) => out.push(Action::Event(Event::ProtocolError {
                 assoc: None,
                 protocol: asap::wire::Protocol::Enrp,
@@ -722,12 +729,20 @@ impl Registrar {
 
     /// TAKEOVER_SERVER (RFC 5353 §2.8): another registrar took the target over: its PEs
     /// are the sender's now.
-    fn on_takeover_server(&mut self, sender: ServerId, t: TakeoverServer, out: &mut Vec<Action>) {
+    fn on_takeover_server(
+        &mut self,
+        now: Instant,
+        sender: ServerId,
+        t: TakeoverServer,
+        out: &mut Vec<Action>,
+    ) {
         if t.target == self.config.server_id {
             return;
         }
         self.peering.takeovers.remove(&t.target);
-        self.peering.peers.remove(&t.target);
+        // Gone for us too: what it queued for us before must not arrive later (netns chaos
+        // soak: only its own death detection closed its associations).
+        self.forget_peer(now, t.target, out);
         let n = self.handlespace.change_owner(t.target, sender);
         out.push(Action::Event(Event::TakeoverSeen {
             target: t.target,
@@ -2042,5 +2057,69 @@ mod tests {
             !r.peers().contains_key(&7),
             "not found again by stale messages"
         );
+    }
+
+    /// Peer 9's TAKEOVER_SERVER of 7 reaches us before our own failure detection gives 7
+    /// up: 7 leaves our peer table there. What 7 queued for us before (its ADD_PE of a PE
+    /// registered here since) must not arrive later either (netns chaos soak: a partition
+    /// of 7 alone, 9 won the takeover; after the heal 7's queued ADD_PE took the live PE
+    /// and 7's audit purged it).
+    #[test]
+    fn stale_updates_from_a_peer_taken_over_by_another_do_not_take_a_live_pe() {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
+            "127.0.0.0/8".parse().expect("lit"),
+        )];
+        let mut r = Registrar::new(c, now);
+        for (assoc, at) in [(3, "127.0.0.7:40123"), (4, "127.0.0.9:40124")] {
+            r.handle(
+                now,
+                Input::Connected {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    peer_addrs: vec![at.parse().expect("lit")],
+                    transport: asap::transport::TransportKind::Tcp,
+                },
+            );
+        }
+        r.handle_message(now, 3, &presence(7, 0xFFFF).into());
+        r.handle_message(now, 4, &presence(9, 0xFFFF).into());
+        let t = now + Duration::from_millis(500);
+        r.handle(
+            t,
+            Input::Connected {
+                assoc: 1,
+                protocol: Protocol::Asap,
+                peer_addrs: vec!["10.0.0.1:4066".parse().expect("lit")],
+                transport: asap::transport::TransportKind::Tcp,
+            },
+        );
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0x42, 0),
+        }
+        .into();
+        r.handle_message(t, 1, &reg);
+        let takeover: Message = TakeoverServer {
+            sender: 9,
+            receiver: ME,
+            target: 7,
+        }
+        .into();
+        let out = r.handle_message(t, 4, &takeover);
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Close { assoc: 3, .. })));
+        assert!(!r.peers().contains_key(&7));
+        let heal = t + Duration::from_secs(5);
+        r.handle_message(heal, 3, &update(7, UpdateAction::AddPe, 0x42, 7).into());
+        r.handle_message(heal, 3, &update(7, UpdateAction::DelPe, 0x42, 7).into());
+        let e = r
+            .handlespace()
+            .get(&"P".into(), 0x42)
+            .expect("live PE kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
     }
 }
