@@ -376,6 +376,39 @@ impl Registrar {
         self.links.up_at.remove(&assoc);
     }
 
+    /// A peer is now addressed by `new` instead of `old` (its messages come over another
+    /// association): messages still waiting for a connection to `old` are sent now on the
+    /// association to `new`, ahead of anything sent to `new` from here on. Otherwise a
+    /// later message (e.g. a DEL_PE) overtakes an earlier one (its ADD_PE) that is flushed
+    /// when the connection to `old` comes up — and the peer takes the stale ADD_PE for a
+    /// new registration (netns chaos soak).
+    pub(super) fn reroute_pending(
+        &mut self,
+        old: SocketAddr,
+        new: SocketAddr,
+        out: &mut Vec<Action>,
+    ) {
+        if old == new || self.config.peering.unicast != PeerTransport::Associations {
+            return;
+        }
+        let Some(&assoc) = self.links.by_addr.get(&new) else {
+            return;
+        };
+        let Some(id) = self.links.connecting.get(&old).copied() else {
+            return;
+        };
+        if let Some(Pending::Peer { queue, .. }) = self.links.pending.get_mut(&id) {
+            for (message, bytes) in std::mem::take(queue) {
+                out.push(Action::Send {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    message,
+                    bytes,
+                });
+            }
+        }
+    }
+
     /// When ENRP association `assoc` came up (`None`: not an ENRP association up now).
     pub(super) fn enrp_link_up_at(&self, assoc: AssocId) -> Option<std::time::Instant> {
         self.links.up_at.get(&assoc).copied()

@@ -545,6 +545,15 @@ impl Registrar {
                 addr: from,
             }));
         }
+        let moved = self
+            .peering
+            .peers
+            .get(&sender)
+            .map(|p| p.addr)
+            .filter(|a| *a != from);
+        if let Some(old) = moved {
+            self.reroute_pending(old, from, out); // keep our messages to it in order
+        }
         let assocs = &self.assocs;
         if let Some(p) = self.peering.peers.get_mut(&sender) {
             p.last_heard = now;
@@ -2121,5 +2130,91 @@ mod tests {
             .get(&"P".into(), 0x42)
             .expect("live PE kept");
         assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+    }
+
+    /// Our ADD_PE to peer 7 waits for the connection to 7's static address; meanwhile 7
+    /// speaks to us over its own association, which becomes 7's address. Our next message
+    /// (the DEL_PE) goes there at once: the waiting ADD_PE must go first, on the same
+    /// association. Before, it was flushed when our connection came up, after the DEL_PE,
+    /// and 7 took it for a new registration of a PE that had moved on (netns chaos soak).
+    #[test]
+    fn messages_waiting_for_a_connection_follow_the_peer_to_its_new_association() {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        c.peers = vec![addr(7)];
+        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
+            "127.0.0.0/8".parse().expect("lit"),
+        )];
+        let mut r = Registrar::new(c, now);
+        let connected = |r: &mut Registrar, assoc, protocol, at: SocketAddr| {
+            r.handle(
+                now,
+                Input::Connected {
+                    assoc,
+                    protocol,
+                    peer_addrs: vec![at],
+                    transport: asap::transport::TransportKind::Tcp,
+                },
+            )
+        };
+        // 7 is known over its own association 3 first, then over ours (7's static address).
+        connected(
+            &mut r,
+            3,
+            Protocol::Enrp,
+            "127.0.0.7:40123".parse().expect("lit"),
+        );
+        r.handle_message(now, 3, &presence(7, 0xFFFF).into());
+        r.handle(now, Input::Disconnected { assoc: 3 });
+        let from_static = Input::Datagram {
+            from: addr(7),
+            protocol: Protocol::Enrp,
+            bytes: Message::from(presence(7, 0xFFFF))
+                .to_bytes()
+                .expect("encodes"),
+        };
+        // Heard at the static address (as a datagram: no association there yet).
+        r.handle(now, from_static);
+        // A PE registers here: its ADD_PE to 7 waits for the connection to addr(7).
+        connected(
+            &mut r,
+            1,
+            Protocol::Asap,
+            "10.0.0.1:4066".parse().expect("lit"),
+        );
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0x42, 0),
+        }
+        .into();
+        r.handle_message(now, 1, &reg);
+        assert!(r.peer_queue_len(addr(7)) > 0, "the ADD_PE waits");
+        // 7 speaks over a new association of its own; then the PE goes (DEL_PE).
+        connected(
+            &mut r,
+            4,
+            Protocol::Enrp,
+            "127.0.0.7:40999".parse().expect("lit"),
+        );
+        let mut sent = Vec::new();
+        sent.extend(r.handle_message(now, 4, &presence(7, 0xFFFF).into()));
+        sent.extend(r.handle(now, Input::Disconnected { assoc: 1 }));
+        let updates: Vec<(u64, UpdateAction)> = sent
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    assoc,
+                    message: Message::Enrp(EnrpMessage::HandleUpdate(u)),
+                    ..
+                } => Some((*assoc, u.action)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            updates,
+            vec![(4, UpdateAction::AddPe), (4, UpdateAction::DelPe)],
+            "in order, on 7's association"
+        );
     }
 }
