@@ -92,6 +92,8 @@ pub(super) struct Links {
     connecting: HashMap<SocketAddr, AssocId>,
     /// Every association being opened, by ID.
     pending: HashMap<AssocId, Pending>,
+    /// When each ENRP association came up (stale ones are told apart by it, `peers.rs`).
+    up_at: HashMap<AssocId, std::time::Instant>,
     next_id: AssocId,
 }
 
@@ -101,6 +103,7 @@ impl Links {
             by_addr: HashMap::new(),
             connecting: HashMap::new(),
             pending: HashMap::new(),
+            up_at: HashMap::new(),
             next_id: first_id,
         }
     }
@@ -307,6 +310,7 @@ impl Registrar {
             for a in peer_addrs {
                 self.links.by_addr.insert(*a, assoc);
             }
+            self.links.up_at.insert(assoc, now);
         }
         match self.links.pending.remove(&assoc) {
             Some(Pending::Peer { to, queue, .. }) => {
@@ -369,19 +373,87 @@ impl Registrar {
             self.connect_failed(assoc, out);
         }
         self.links.by_addr.retain(|_, a| *a != assoc);
+        self.links.up_at.remove(&assoc);
     }
 
-    /// Closes the association we use for `peer` (a peer declared dead: its association is
-    /// useless, and a restarted peer is reached over a new one).
-    pub(super) fn close_peer_link(&mut self, peer: SocketAddr, out: &mut Vec<Action>) {
+    /// A peer is now addressed by `new` instead of `old` (its messages come over another
+    /// association): messages still waiting for a connection to `old` are sent now on the
+    /// association to `new`, ahead of anything sent to `new` from here on. Otherwise a
+    /// later message (e.g. a DEL_PE) overtakes an earlier one (its ADD_PE) that is flushed
+    /// when the connection to `old` comes up — and the peer takes the stale ADD_PE for a
+    /// new registration (netns chaos soak).
+    pub(super) fn reroute_pending(
+        &mut self,
+        old: SocketAddr,
+        new: SocketAddr,
+        out: &mut Vec<Action>,
+    ) {
+        if old == new || self.config.peering.unicast != PeerTransport::Associations {
+            return;
+        }
+        let Some(&assoc) = self.links.by_addr.get(&new) else {
+            return;
+        };
+        let Some(id) = self.links.connecting.get(&old).copied() else {
+            return;
+        };
+        if let Some(Pending::Peer { queue, .. }) = self.links.pending.get_mut(&id) {
+            for (message, bytes) in std::mem::take(queue) {
+                out.push(Action::Send {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    message,
+                    bytes,
+                });
+            }
+        }
+    }
+
+    /// When ENRP association `assoc` came up (`None`: not an ENRP association up now).
+    pub(super) fn enrp_link_up_at(&self, assoc: AssocId) -> Option<std::time::Instant> {
+        self.links.up_at.get(&assoc).copied()
+    }
+
+    /// When the oldest ENRP association up now came up.
+    pub(super) fn oldest_enrp_link(&self) -> Option<std::time::Instant> {
+        self.links.up_at.values().min().copied()
+    }
+
+    /// A peer declared dead: closes every ENRP association it was heard on (`links`) and
+    /// the one we use for its address `peer`, and drops the messages waiting for a
+    /// connection to that address. Its association is useless, a restarted peer is reached
+    /// over a new one — and nothing it sent or we queued before it was declared dead may
+    /// arrive later: after a partition heals, TCP / SCTP would deliver what was queued while
+    /// cut off (e.g. the ADD_PE of a PE that has registered here since), which the peer's
+    /// audit after it is found again supersedes (PEERING.md "Ownership conflicts"). The core
+    /// forgets a closed association at once, so a message still read from it is not a peer
+    /// message any more.
+    pub(super) fn close_peer_links(
+        &mut self,
+        peer: SocketAddr,
+        links: &std::collections::BTreeSet<AssocId>,
+        out: &mut Vec<Action>,
+    ) {
         if self.config.peering.unicast != PeerTransport::Associations {
             return;
         }
-        if let Some(assoc) = self.links.by_addr.get(&peer).copied() {
+        let mut close: std::collections::BTreeSet<AssocId> = links
+            .iter()
+            .copied()
+            .filter(|a| self.assocs.contains_key(a))
+            .collect();
+        close.extend(self.links.by_addr.get(&peer).copied());
+        for assoc in close {
             out.push(Action::Close {
                 assoc,
                 reason: "peer registrar presumed dead",
             });
+        }
+        if let Some(id) = self.links.connecting.get(&peer).copied() {
+            if let Some(Pending::Peer { queue, dropped, .. }) = self.links.pending.get_mut(&id) {
+                *dropped += queue.len();
+                queue.clear();
+            }
         }
     }
 }

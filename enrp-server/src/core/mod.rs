@@ -426,6 +426,7 @@ impl Registrar {
                 bytes,
             } => self.on_bytes(now, None, Some(from), protocol, &bytes, &mut out),
         }
+        self.release_held(now, &mut out);
         self.finish(&mut out);
         out
     }
@@ -515,6 +516,7 @@ impl Registrar {
         }
         self.peering_timeout(now, &mut out);
         self.security_timeout(now, &mut out);
+        self.release_held(now, &mut out);
         self.finish(&mut out);
         out
     }
@@ -691,7 +693,7 @@ impl Registrar {
                             Some(&from) => {
                                 if self.admit_enrp(now, Some(a), from, &m, out) {
                                     let m = self.add_peer_distance(a, m);
-                                    self.on_enrp_peer(now, from, m, out)
+                                    self.on_enrp_peer(now, (from, Some(a)), m, out)
                                 }
                             }
                             None => self.on_enrp(now, a, m, out),
@@ -701,7 +703,7 @@ impl Registrar {
                     (None, Message::Enrp(m)) if self.config.peering.enabled => {
                         if let Some(from) = from {
                             if self.admit_enrp(now, None, from, &m, out) {
-                                self.on_enrp_peer(now, from, m, out);
+                                self.on_enrp_peer(now, (from, None), m, out);
                             }
                         }
                     }
@@ -1195,6 +1197,39 @@ impl Registrar {
                 return;
             }
         }
+        self.answer_resolution(now, assoc, handle, option, out);
+    }
+
+    /// Answers a HANDLE_RESOLUTION that passed the rate limit (at once, or when the
+    /// start-up phase ends for one [held](startup) then).
+    fn answer_resolution(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        handle: PoolHandle,
+        option: Option<HandleResolutionOption>,
+        out: &mut Vec<Action>,
+    ) {
+        let peer = self.assocs.get(&assoc).and_then(Assoc::peer_ip);
+        let fail = |this: &Self, out: &mut Vec<Action>, handle: PoolHandle, cause: CauseCode| {
+            out.push(Action::Event(Event::ResolutionFailed {
+                assoc,
+                handle: handle.clone(),
+                cause,
+            }));
+            this.send(
+                out,
+                assoc,
+                HandleResolutionResponse {
+                    accept_updates: false,
+                    pool_handle: handle,
+                    policy: None,
+                    pool_elements: Vec::new(),
+                    error: Some(OperationError::single(ErrorCause::plain(cause))),
+                }
+                .into(),
+            );
+        };
         let requested = match option.map(|o| o.items) {
             Some(0) | None => self.config.max_hres_items,
             Some(n) => n,
@@ -1219,7 +1254,10 @@ impl Registrar {
                 })
                 .collect::<Vec<_>>(),
             Err(HandlespaceError::UnknownPoolHandle(_)) => {
-                fail(self, out, handle, CauseCode::UnknownPoolHandle);
+                // Start-up phase: the mentor's table may bring the pool (startup.rs).
+                if !self.hold_resolution(now, assoc, &handle, option) {
+                    fail(self, out, handle, CauseCode::UnknownPoolHandle);
+                }
                 return;
             }
             Err(_) => {

@@ -28,8 +28,20 @@
 //!
 //! A peer's ADD_PE that is its answer to our table entry crossing ours is not a newer
 //! registration ([`crossing_window`]: decided like a near-tie; found by the netns chaos
-//! soak). Not handled yet: an ADD_PE the peer queued while cut off from us, delivered when
-//! it is found again (PEERING.md "Ownership conflicts", known gap).
+//! soak). Arrival time orders registrations only within one incarnation of a peer: an
+//! ADD_PE a peer queued before we declared it dead (e.g. the PE's registration there just
+//! before a partition, older than the registration here that followed our takeover) must
+//! never arrive afterwards. So a peer declared dead has every ENRP association it was heard
+//! on closed (`links.rs`, `close_peer_links`); once found again, its audit (table entries,
+//! which never take a PE we hold) and its new HANDLE_UPDATEs are what counts; messages on
+//! an association that was up before we declared the peer dead are ignored (`peers.rs`).
+//!
+//! A yield is undone when the owner we yielded to deletes the PE while it is still
+//! registered here over the association it had when we yielded (`reclaim_yielded` in
+//! `peers.rs`): e.g. a near-tie between two takeovers' H keep-alives won by the lower ID,
+//! although the PE followed the higher one last; when the PE closes its association to
+//! the lower one, that one's DEL_PE would remove the live PE everywhere. We take it back,
+//! announce it and verify it by keep-alive.
 
 use std::time::{Duration, Instant};
 
@@ -707,5 +719,51 @@ mod tests {
                 .owner(),
             0x80
         );
+    }
+
+    /// Two takeovers' H keep-alives reach a PE 0.6 s apart: it registers at 3 (the lower
+    /// ID) and then here (its home by its own status). 3's ADD_PE is a near-tie won by
+    /// the lower ID, so we yield; then the PE closes its association to 3 and 3's DEL_PE
+    /// comes. Before, that removed the live PE everywhere until its next re-registration
+    /// (netns chaos soak, 7 PEs at once). The PE is still registered here over the
+    /// association it had when we yielded: we take it back, announce it and verify it.
+    #[test]
+    fn delete_by_the_owner_we_yielded_to_returns_a_pe_still_registered_here() {
+        let (mut r, t) = suggesting(ME, false, &[3]);
+        register_here(&mut r, t, 1);
+        let mut claim = claim_by_7();
+        claim.sender = 3;
+        claim.pool_element.home_server_id = 3;
+        let out = from_addr(
+            &mut r,
+            t + Duration::from_millis(400),
+            peer_addr(0),
+            claim.clone(),
+        );
+        assert_eq!(updates_sent(&out), 0, "yielded to the lower ID");
+        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
+        assert_eq!((e.owner(), e.connection()), (3, None));
+        let mut delete = claim;
+        delete.action = UpdateAction::DelPe;
+        let out = from_addr(
+            &mut r,
+            t + Duration::from_millis(700),
+            peer_addr(0),
+            delete.clone(),
+        );
+        let e = r
+            .handlespace()
+            .get(&"P".into(), 0x42)
+            .expect("live PE kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        assert_eq!(updates_sent(&out), 1, "announced as ours");
+        // Once the association is gone, a yielded PE's deletion removes it as usual.
+        let later = t + Duration::from_secs(20);
+        let mut claim = delete.clone();
+        claim.action = UpdateAction::AddPe;
+        from_addr(&mut r, later, peer_addr(0), claim);
+        r.handle(later, Input::Disconnected { assoc: 1 });
+        from_addr(&mut r, later, peer_addr(0), delete);
+        assert!(r.handlespace().get(&"P".into(), 0x42).is_none());
     }
 }

@@ -100,6 +100,9 @@ pub struct Peer {
     last_heard: Instant,
     probe_sent: Option<Instant>,
     sync: Option<Sync>,
+    /// ENRP associations its messages arrived on (accepted or ours; with TCP or SCTP both
+    /// sides may have connected). All are closed when it is declared dead.
+    links: BTreeSet<super::AssocId>,
 }
 
 /// A handle table download from one peer in progress.
@@ -121,7 +124,7 @@ struct Takeover {
 #[derive(Debug)]
 pub(super) struct PeerState {
     pub(super) peers: BTreeMap<ServerId, Peer>,
-    startup_until: Instant,
+    pub(super) startup_until: Instant,
     mentor: Option<ServerId>,
     /// The mentor's handle table download completed (`startup::handlespace_loaded`).
     pub(super) loaded: bool,
@@ -136,6 +139,19 @@ pub(super) struct PeerState {
     /// PEs held over our associations whose table entry at a peer we answered with our
     /// ADD_PE: the peer and when ([`super::ownership::crossing_window`]).
     answered: HashMap<PeKey, (ServerId, Instant)>,
+    /// HANDLE_RESOLUTIONs of pools unknown during the start-up phase, answered when it
+    /// ends ([`super::startup`]).
+    pub(super) held: Vec<super::startup::HeldResolution>,
+    /// The mentor-discovery timeout has been seen by a timer call (no more wake-ups for it).
+    pub(super) startup_timer_done: bool,
+    /// PEs we yielded to a peer's claim while they were registered here over a live
+    /// association: that association and our registration's element. A DEL_PE from the
+    /// owner we yielded to while that association is up takes the PE back
+    /// ([`super::ownership`]).
+    yielded: HashMap<PeKey, (super::AssocId, PoolElementInfo)>,
+    /// When each peer was last declared dead: ENRP associations that were up before are
+    /// stale for it (`on_enrp_peer`).
+    lost_at: HashMap<ServerId, Instant>,
 }
 
 impl PeerState {
@@ -150,6 +166,10 @@ impl PeerState {
             serve: HashMap::new(),
             suggestion_links: Vec::new(),
             answered: HashMap::new(),
+            held: Vec::new(),
+            startup_timer_done: false,
+            yielded: HashMap::new(),
+            lost_at: HashMap::new(),
         }
     }
 }
@@ -212,6 +232,9 @@ impl Registrar {
         }
         for (due, _) in &self.peering.suggestion_links {
             upd(*due);
+        }
+        if !self.peering.held.is_empty() && !self.peering.startup_timer_done {
+            upd(self.peering.startup_until); // held resolutions: the phase may end then
         }
         t
     }
@@ -371,10 +394,23 @@ impl Registrar {
         }
     }
 
-    fn peer_dead(&mut self, now: Instant, id: ServerId, out: &mut Vec<Action>) {
+    /// Peer `id` is gone for us (declared dead, or taken over by another peer): out of the
+    /// peer table, every ENRP association it was heard on closed, and associations up
+    /// before now are stale for it ([`Self::close_peer_links`], `on_enrp_peer`).
+    fn forget_peer(&mut self, now: Instant, id: ServerId, out: &mut Vec<Action>) {
         if let Some(p) = self.peering.peers.remove(&id) {
-            self.close_peer_link(p.addr, out);
+            self.close_peer_links(p.addr, &p.links, out);
         }
+        // Only associations older than the oldest one up can be stale (bounded).
+        let oldest = self.oldest_enrp_link();
+        self.peering
+            .lost_at
+            .retain(|_, t| oldest.is_some_and(|o| *t > o));
+        self.peering.lost_at.insert(id, now);
+    }
+
+    fn peer_dead(&mut self, now: Instant, id: ServerId, out: &mut Vec<Action>) {
+        self.forget_peer(now, id, out);
         self.note_vanished(now, id); // bounded life of its PEs (trust.rs)
         self.peering.serve.retain(|(p, _), _| *p != id);
         if self.peering.mentor == Some(id) && now < self.peering.startup_until {
@@ -452,7 +488,7 @@ impl Registrar {
     pub(super) fn on_enrp_peer(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        (from, assoc): (SocketAddr, Option<super::AssocId>),
         m: EnrpMessage,
         out: &mut Vec<Action>,
     ) {
@@ -460,6 +496,25 @@ impl Registrar {
         let sender = m.sender();
         if sender == me || sender == 0 || (m.receiver() != 0 && m.receiver() != me) {
             return;
+        }
+        // An association that was up before we declared this peer dead carries what it
+        // queued before (TCP retransmits it after a partition heals, even from a socket
+        // its registrar has closed): not a peer message; the association is closed. Found
+        // by the netns chaos soak: a peer's ADD_PE of a PE that had moved since took it.
+        if let Some(a) = assoc {
+            let lost = self.peering.lost_at.get(&sender).copied();
+            if lost.is_some_and(|l| self.enrp_link_up_at(a).is_some_and(|u| u < l)) {
+                out.push(Action::Event(Event::Ignored {
+                    assoc: Some(a),
+                    message: Message::Enrp(m).tshark_name(),
+                    reason: "association older than the sender's declared death",
+                }));
+                out.push(Action::Close {
+                    assoc: a,
+                    reason: "stale association of a peer declared dead",
+                });
+                return;
+            }
         }
         // Anything heard from a peer proves it alive.
         let is_new = !self.peering.peers.contains_key(&sender);
@@ -482,6 +537,7 @@ impl Registrar {
                     last_heard: now,
                     probe_sent: None,
                     sync: None,
+                    links: BTreeSet::new(),
                 },
             );
             out.push(Action::Event(Event::PeerFound {
@@ -489,10 +545,25 @@ impl Registrar {
                 addr: from,
             }));
         }
+        let moved = self
+            .peering
+            .peers
+            .get(&sender)
+            .map(|p| p.addr)
+            .filter(|a| *a != from);
+        if let Some(old) = moved {
+            self.reroute_pending(old, from, out); // keep our messages to it in order
+        }
+        let assocs = &self.assocs;
         if let Some(p) = self.peering.peers.get_mut(&sender) {
             p.last_heard = now;
             p.probe_sent = None;
             p.addr = from;
+            if let Some(a) = assoc {
+                if p.links.insert(a) {
+                    p.links.retain(|l| assocs.contains_key(l)); // bounded: live ones only
+                }
+            }
         }
         if self.peering.takeovers.remove(&sender).is_some() {
             out.push(Action::Event(Event::TakeoverAbandoned {
@@ -527,7 +598,7 @@ impl Registrar {
             EnrpMessage::HandleUpdate(u) => self.on_update(now, sender, u, out),
             EnrpMessage::InitTakeover(t) => self.on_init_takeover(sender, t, out),
             EnrpMessage::InitTakeoverAck(a) => self.on_init_takeover_ack(now, sender, a, out),
-            EnrpMessage::TakeoverServer(t) => self.on_takeover_server(sender, t, out),
+            EnrpMessage::TakeoverServer(t) => self.on_takeover_server(now, sender, t, out),
             EnrpMessage::Error(e) => out.push(Action::Event(Event::ProtocolError {
                 assoc: None,
                 protocol: asap::wire::Protocol::Enrp,
@@ -667,12 +738,20 @@ impl Registrar {
 
     /// TAKEOVER_SERVER (RFC 5353 §2.8): another registrar took the target over: its PEs
     /// are the sender's now.
-    fn on_takeover_server(&mut self, sender: ServerId, t: TakeoverServer, out: &mut Vec<Action>) {
+    fn on_takeover_server(
+        &mut self,
+        now: Instant,
+        sender: ServerId,
+        t: TakeoverServer,
+        out: &mut Vec<Action>,
+    ) {
         if t.target == self.config.server_id {
             return;
         }
         self.peering.takeovers.remove(&t.target);
-        self.peering.peers.remove(&t.target);
+        // Gone for us too: what it queued for us before must not arrive later (netns chaos
+        // soak: only its own death detection closed its associations).
+        self.forget_peer(now, t.target, out);
         let n = self.handlespace.change_owner(t.target, sender);
         out.push(Action::Event(Event::TakeoverSeen {
             target: t.target,
@@ -886,6 +965,19 @@ impl Registrar {
                 );
                 return;
             }
+            if e.owner() == me {
+                if let Some(c) = e.connection() {
+                    // We yield a PE registered here over a live association: remember it.
+                    let ours = e.element().clone();
+                    if self.peering.yielded.len() >= 2 * self.handlespace.len().max(64) {
+                        let assocs = &self.assocs;
+                        self.peering
+                            .yielded
+                            .retain(|_, (a, _)| assocs.contains_key(a));
+                    }
+                    self.peering.yielded.insert(key.clone(), (c, ours));
+                }
+            }
         }
         if !self.bound_peer_pe(now, from_peer, handle, &mut el, home, out) {
             return; // per-peer cap; life capped (trust.rs)
@@ -1037,6 +1129,43 @@ impl Registrar {
         self.peering.suggestion_links = keep;
     }
 
+    /// The owner we yielded PE `key` to deletes it (it lost the PE: its association
+    /// dropped, its keep-alive went unanswered, or the PE deregistered there) while the PE
+    /// is still registered here over the association it had when we yielded. Only the PE
+    /// knows its home; the association it keeps to us says the PE may still be ours — e.g.
+    /// two takeovers' H keep-alives 0.6 s apart: the PE followed both and registered at
+    /// the higher-ID registrar last, the near-tie went to the lower ID, and when the PE
+    /// closed its association there that registrar's DEL_PE removed the live PE everywhere
+    /// (netns chaos soak). So we take it back as ours, announce it, and verify it with a
+    /// keep-alive (removed after the keep-alive timeout if it does not answer). True if
+    /// the PE is ours again; false: remove it as usual.
+    fn reclaim_yielded(&mut self, now: Instant, key: &PeKey, out: &mut Vec<Action>) -> bool {
+        let Some((assoc, element)) = self.peering.yielded.remove(key) else {
+            return false;
+        };
+        if !self.assocs.contains_key(&assoc) {
+            return false;
+        }
+        let me = self.config.server_id;
+        if self
+            .handlespace
+            .register(&key.0, element, me, Some(assoc), now)
+            .is_err()
+        {
+            return false;
+        }
+        let due = now + self.keep_alive_interval();
+        self.set_monitor(key.clone(), due, false);
+        if let Some(stored) = self
+            .handlespace
+            .get(&key.0, key.1)
+            .map(|e| e.element().clone())
+        {
+            self.replicate(UpdateAction::AddPe, key.0.clone(), stored, out);
+        }
+        true
+    }
+
     fn on_update(
         &mut self,
         now: Instant,
@@ -1065,8 +1194,14 @@ impl Registrar {
             }
             UpdateAction::DelPe => {
                 let id = u.pool_element.id;
+                let key = (u.pool_handle.clone(), id);
                 // Only the PE's current home may delete it.
-                if self.handlespace.get(&u.pool_handle, id).map(|e| e.owner()) == Some(sender) {
+                let owned_by_sender =
+                    self.handlespace.get(&u.pool_handle, id).map(|e| e.owner()) == Some(sender);
+                if owned_by_sender && self.reclaim_yielded(now, &key, out) {
+                    return;
+                }
+                if owned_by_sender {
                     if let Some(r) = self.handlespace.deregister(&u.pool_handle, id) {
                         self.removed(
                             u.pool_handle,
@@ -1815,5 +1950,271 @@ mod tests {
         let s = sent(&out);
         assert_eq!(s.len(), 2);
         assert!(s.iter().all(|(_, m)| matches!(m, EnrpMessage::Presence(_))));
+    }
+
+    /// A partition hides peer 7, which spoke over two ENRP associations (its own, accepted
+    /// here, and ours to its static address). We declare it dead and take its PE over; the
+    /// PE registers here. When the partition heals, TCP delivers on the association that
+    /// was left open what 7 queued before it lost us: its ADD_PE of the PE (the PE's
+    /// registration there, older than ours) and its DEL_PE. Before, only the association
+    /// of 7's last message was closed, so these arrived as a re-found peer's newer
+    /// registration: we yielded and the DEL_PE removed the live PE until its next
+    /// re-registration (netns chaos soak, 1–134 live PEs lost per run). Now every
+    /// association 7 was heard on is closed when it is declared dead, and what is still
+    /// read from one is not a peer message.
+    #[test]
+    fn stale_updates_from_a_peer_declared_dead_do_not_take_a_live_pe() {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        c.peers = vec![addr(7)];
+        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
+            "127.0.0.0/8".parse().expect("lit"),
+        )];
+        let mut r = Registrar::new(c, now);
+        let connected = |r: &mut Registrar, assoc, protocol, at: SocketAddr| {
+            r.handle(
+                now,
+                Input::Connected {
+                    assoc,
+                    protocol,
+                    peer_addrs: vec![at],
+                    transport: asap::transport::TransportKind::Tcp,
+                },
+            )
+        };
+        let ours = r
+            .handle_timeout(now)
+            .iter()
+            .find_map(|a| match a {
+                Action::Connect {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    ..
+                } => Some(*assoc),
+                _ => None,
+            })
+            .expect("connect to the static peer");
+        connected(&mut r, ours, Protocol::Enrp, addr(7));
+        connected(
+            &mut r,
+            3,
+            Protocol::Enrp,
+            "127.0.0.7:40123".parse().expect("lit"),
+        );
+        // A third one 7 opened just before the partition; nothing arrived on it before.
+        let old = "127.0.0.7:40999".parse().expect("lit");
+        connected(&mut r, 4, Protocol::Enrp, old);
+        // 7 registered PE 0x42 (announced over its own association), then speaks over ours.
+        r.handle_message(now, 3, &presence(7, 0xFFFF).into());
+        r.handle_message(now, 3, &update(7, UpdateAction::AddPe, 0x42, 7).into());
+        r.handle_message(now, ours, &presence(7, 0xFFFF).into());
+        // Partition: 7 is silent until declared dead; its PE is ours by the takeover.
+        let mut closed = BTreeSet::new();
+        let mut t = now;
+        while r.peers().contains_key(&7) {
+            t += Duration::from_millis(500);
+            assert!(t < now + Duration::from_secs(30), "7 declared dead");
+            for a in r.handle_timeout(t) {
+                if let Action::Close { assoc, .. } = a {
+                    closed.insert(assoc);
+                }
+            }
+        }
+        assert_eq!(
+            closed,
+            BTreeSet::from([3, ours]),
+            "both of 7's associations"
+        );
+        // The PE registers here (it followed our takeover).
+        connected(
+            &mut r,
+            1,
+            Protocol::Asap,
+            "10.0.0.1:4066".parse().expect("lit"),
+        );
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0x42, 0),
+        }
+        .into();
+        r.handle_message(t, 1, &reg);
+        // Heal, 3 s later: 7's queued ADD_PE and DEL_PE arrive on association 3.
+        let heal = t + Duration::from_secs(3);
+        r.handle_message(heal, 3, &update(7, UpdateAction::AddPe, 0x42, 7).into());
+        r.handle_message(heal, 3, &update(7, UpdateAction::DelPe, 0x42, 7).into());
+        let e = r
+            .handlespace()
+            .get(&"P".into(), 0x42)
+            .expect("live PE kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        // The same on the association 7 was never heard on (TCP retransmits what 7 queued
+        // on it, after backing off, seconds after the heal): it was up before 7 was
+        // declared dead, so it is stale for 7 and closed.
+        let later = heal + Duration::from_secs(8);
+        let out = r.handle_message(later, 4, &update(7, UpdateAction::AddPe, 0x42, 7).into());
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Close { assoc: 4, .. })));
+        r.handle_message(later, 4, &update(7, UpdateAction::DelPe, 0x42, 7).into());
+        let e = r
+            .handlespace()
+            .get(&"P".into(), 0x42)
+            .expect("live PE kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        assert!(
+            !r.peers().contains_key(&7),
+            "not found again by stale messages"
+        );
+    }
+
+    /// Peer 9's TAKEOVER_SERVER of 7 reaches us before our own failure detection gives 7
+    /// up: 7 leaves our peer table there. What 7 queued for us before (its ADD_PE of a PE
+    /// registered here since) must not arrive later either (netns chaos soak: a partition
+    /// of 7 alone, 9 won the takeover; after the heal 7's queued ADD_PE took the live PE
+    /// and 7's audit purged it).
+    #[test]
+    fn stale_updates_from_a_peer_taken_over_by_another_do_not_take_a_live_pe() {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
+            "127.0.0.0/8".parse().expect("lit"),
+        )];
+        let mut r = Registrar::new(c, now);
+        for (assoc, at) in [(3, "127.0.0.7:40123"), (4, "127.0.0.9:40124")] {
+            r.handle(
+                now,
+                Input::Connected {
+                    assoc,
+                    protocol: Protocol::Enrp,
+                    peer_addrs: vec![at.parse().expect("lit")],
+                    transport: asap::transport::TransportKind::Tcp,
+                },
+            );
+        }
+        r.handle_message(now, 3, &presence(7, 0xFFFF).into());
+        r.handle_message(now, 4, &presence(9, 0xFFFF).into());
+        let t = now + Duration::from_millis(500);
+        r.handle(
+            t,
+            Input::Connected {
+                assoc: 1,
+                protocol: Protocol::Asap,
+                peer_addrs: vec!["10.0.0.1:4066".parse().expect("lit")],
+                transport: asap::transport::TransportKind::Tcp,
+            },
+        );
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0x42, 0),
+        }
+        .into();
+        r.handle_message(t, 1, &reg);
+        let takeover: Message = TakeoverServer {
+            sender: 9,
+            receiver: ME,
+            target: 7,
+        }
+        .into();
+        let out = r.handle_message(t, 4, &takeover);
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Close { assoc: 3, .. })));
+        assert!(!r.peers().contains_key(&7));
+        let heal = t + Duration::from_secs(5);
+        r.handle_message(heal, 3, &update(7, UpdateAction::AddPe, 0x42, 7).into());
+        r.handle_message(heal, 3, &update(7, UpdateAction::DelPe, 0x42, 7).into());
+        let e = r
+            .handlespace()
+            .get(&"P".into(), 0x42)
+            .expect("live PE kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+    }
+
+    /// Our ADD_PE to peer 7 waits for the connection to 7's static address; meanwhile 7
+    /// speaks to us over its own association, which becomes 7's address. Our next message
+    /// (the DEL_PE) goes there at once: the waiting ADD_PE must go first, on the same
+    /// association. Before, it was flushed when our connection came up, after the DEL_PE,
+    /// and 7 took it for a new registration of a PE that had moved on (netns chaos soak).
+    #[test]
+    fn messages_waiting_for_a_connection_follow_the_peer_to_its_new_association() {
+        let now = Instant::now();
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        c.peers = vec![addr(7)];
+        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
+            "127.0.0.0/8".parse().expect("lit"),
+        )];
+        let mut r = Registrar::new(c, now);
+        let connected = |r: &mut Registrar, assoc, protocol, at: SocketAddr| {
+            r.handle(
+                now,
+                Input::Connected {
+                    assoc,
+                    protocol,
+                    peer_addrs: vec![at],
+                    transport: asap::transport::TransportKind::Tcp,
+                },
+            )
+        };
+        // 7 is known over its own association 3 first, then over ours (7's static address).
+        connected(
+            &mut r,
+            3,
+            Protocol::Enrp,
+            "127.0.0.7:40123".parse().expect("lit"),
+        );
+        r.handle_message(now, 3, &presence(7, 0xFFFF).into());
+        r.handle(now, Input::Disconnected { assoc: 3 });
+        let from_static = Input::Datagram {
+            from: addr(7),
+            protocol: Protocol::Enrp,
+            bytes: Message::from(presence(7, 0xFFFF))
+                .to_bytes()
+                .expect("encodes"),
+        };
+        // Heard at the static address (as a datagram: no association there yet).
+        r.handle(now, from_static);
+        // A PE registers here: its ADD_PE to 7 waits for the connection to addr(7).
+        connected(
+            &mut r,
+            1,
+            Protocol::Asap,
+            "10.0.0.1:4066".parse().expect("lit"),
+        );
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(0x42, 0),
+        }
+        .into();
+        r.handle_message(now, 1, &reg);
+        assert!(r.peer_queue_len(addr(7)) > 0, "the ADD_PE waits");
+        // 7 speaks over a new association of its own; then the PE goes (DEL_PE).
+        connected(
+            &mut r,
+            4,
+            Protocol::Enrp,
+            "127.0.0.7:40999".parse().expect("lit"),
+        );
+        let mut sent = Vec::new();
+        sent.extend(r.handle_message(now, 4, &presence(7, 0xFFFF).into()));
+        sent.extend(r.handle(now, Input::Disconnected { assoc: 1 }));
+        let updates: Vec<(u64, UpdateAction)> = sent
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    assoc,
+                    message: Message::Enrp(EnrpMessage::HandleUpdate(u)),
+                    ..
+                } => Some((*assoc, u.action)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            updates,
+            vec![(4, UpdateAction::AddPe), (4, UpdateAction::DelPe)],
+            "in order, on 7's association"
+        );
     }
 }
