@@ -128,43 +128,36 @@ pub(super) fn better_home(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Action, CoreConfig, Input, Registrar};
+    use crate::core::{Action, AssocId, CoreConfig, Input, Registrar};
     use asap::transport::TransportKind;
     use asap::wire::asap_msg::Registration;
-    use asap::wire::enrp_msg::{HandleUpdate, Presence};
+    use asap::wire::enrp_msg::HandleUpdate;
     use asap::wire::{
-        EnrpMessage, Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse,
+        EnrpMessage, Message, PoolElementInfo, Protocol, TransportParameter, TransportUse,
         UpdateAction,
     };
+    use rserpool_tests::enrp_msgs::{presence, sctp_pe, update, POOL};
     use std::net::SocketAddr;
 
     const ME: ServerId = 5;
 
+    /// PE 0x42 of home `home`.
     fn element(home: ServerId) -> PoolElementInfo {
-        PoolElementInfo {
-            id: 0x42,
-            home_server_id: home,
-            registration_life: 60_000,
-            user_transport: TransportParameter::Sctp {
-                port: 7,
-                transport_use: TransportUse::DataPlusControl,
-                addresses: vec!["10.0.0.1".parse().expect("lit")],
-            },
-            policy: Policy::RoundRobin,
-            asap_transport: None,
-        }
+        sctp_pe(0x42, home)
     }
 
+    /// From peer 7 (127.0.0.7).
     fn peer_msg(r: &mut Registrar, now: Instant, m: impl Into<Message>) -> Vec<Action> {
-        let bytes = m.into().to_bytes().expect("encodes");
-        r.handle(
-            now,
-            Input::Datagram {
-                from: "127.0.0.7:9901".parse().expect("lit"),
-                protocol: Protocol::Enrp,
-                bytes,
-            },
-        )
+        from_addr(r, now, peer_addr(0), m)
+    }
+
+    /// Who owns PE 0x42, and over which of our associations (if ours).
+    fn holder(r: &Registrar) -> (ServerId, Option<AssocId>) {
+        let e = r
+            .handlespace()
+            .get(&POOL.into(), 0x42)
+            .expect("PE 0x42 known");
+        (e.owner(), e.connection())
     }
 
     fn updates_sent(out: &[Action]) -> usize {
@@ -193,23 +186,11 @@ mod tests {
             "127.0.0.0/8".parse().expect("lit"),
         )];
         let mut r = Registrar::new(c, now);
-        let presence = Presence {
-            reply_required: false,
-            sender: 7,
-            receiver: 0,
-            checksum: 0xFFFF,
-            server_information: None,
-        };
-        peer_msg(&mut r, now, presence);
+        peer_msg(&mut r, now, presence(7, 0xFFFF));
         let peer: SocketAddr = "10.0.0.1:5000".parse().expect("lit");
         r.handle(
             now,
-            Input::Connected {
-                assoc: 1,
-                protocol: Protocol::Asap,
-                peer_addrs: vec![peer],
-                transport: TransportKind::Sctp,
-            },
+            Input::connected(1, Protocol::Asap, peer, TransportKind::Sctp),
         );
         let reg: Message = Registration {
             pool_handle: "P".into(),
@@ -221,15 +202,7 @@ mod tests {
     }
 
     fn claim_by_7() -> HandleUpdate {
-        HandleUpdate {
-            takeover_suggested: false,
-            sender: 7,
-            receiver: ME,
-            action: UpdateAction::AddPe,
-            reserved: 0,
-            pool_handle: "P".into(),
-            pool_element: element(7),
-        }
+        update(7, ME, UpdateAction::AddPe, element(7))
     }
 
     /// The PE moved to peer 7 (its ADD_PE is newer than our registration): we re-label
@@ -241,20 +214,14 @@ mod tests {
         let later = t + Duration::from_secs(3);
         let out = peer_msg(&mut r, later, claim_by_7());
         assert_eq!(updates_sent(&out), 0);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
-        assert_eq!((e.owner(), e.connection()), (7, None));
+        assert_eq!(holder(&r), (7, None));
         r.handle(later, Input::Disconnected { assoc: 1 });
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("still there");
-        assert_eq!(e.owner(), 7);
+        assert_eq!(holder(&r).0, 7, "still there");
         // A re-registration over a (new) association of ours takes it back, announced.
+        let at = "10.0.0.1:5001".parse().expect("lit");
         r.handle(
             later,
-            Input::Connected {
-                assoc: 2,
-                protocol: Protocol::Asap,
-                peer_addrs: vec!["10.0.0.1:5001".parse().expect("lit")],
-                transport: TransportKind::Sctp,
-            },
+            Input::connected(2, Protocol::Asap, at, TransportKind::Sctp),
         );
         let reg: Message = Registration {
             pool_handle: "P".into(),
@@ -263,8 +230,7 @@ mod tests {
         .into();
         let out = r.handle_message(later, 2, &reg);
         assert_eq!(updates_sent(&out), 1);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("ours");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(2)));
+        assert_eq!(holder(&r), (ME, Some(2)));
     }
 
     /// A handle table entry is not a registration (e.g. a copy the peer took over while
@@ -285,8 +251,7 @@ mod tests {
         // The mentor download from 7 started when 7 was first heard.
         let out = peer_msg(&mut r, t + Duration::from_secs(3), table);
         assert_eq!(updates_sent(&out), 1);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        assert_eq!(holder(&r), (ME, Some(1)));
     }
 
     /// Near-tie: our registration is fresh and our ID (5) is lower than 7's: we keep it
@@ -296,8 +261,7 @@ mod tests {
         let (mut r, t) = with_registered_pe();
         let out = peer_msg(&mut r, t + Duration::from_millis(100), claim_by_7());
         assert_eq!(updates_sent(&out), 1);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        assert_eq!(holder(&r), (ME, Some(1)));
     }
 
     #[test]
@@ -354,14 +318,7 @@ mod tests {
         )];
         let mut r = Registrar::new(c, now);
         for (k, p) in peers.iter().enumerate() {
-            let presence = Presence {
-                reply_required: false,
-                sender: *p,
-                receiver: 0,
-                checksum: 0xFFFF,
-                server_information: None,
-            };
-            from_addr(&mut r, now, peer_addr(k), presence);
+            from_addr(&mut r, now, peer_addr(k), presence(*p, 0xFFFF));
         }
         (r, now)
     }
@@ -376,15 +333,7 @@ mod tests {
         at: SocketAddr,
         m: impl Into<Message>,
     ) -> Vec<Action> {
-        let bytes = m.into().to_bytes().expect("encodes");
-        r.handle(
-            now,
-            Input::Datagram {
-                from: at,
-                protocol: Protocol::Enrp,
-                bytes,
-            },
-        )
+        r.handle_datagram(now, at, &m.into())
     }
 
     /// The HANDLE_UPDATEs sent: (receiver, T bit).
@@ -402,14 +351,10 @@ mod tests {
 
     /// PE 0x42 registers at `r` over a new association `assoc` at `now`.
     fn register_here(r: &mut Registrar, now: Instant, assoc: u64) -> Vec<Action> {
+        let at = "10.0.0.1:4000".parse().expect("lit");
         r.handle(
             now,
-            Input::Connected {
-                assoc,
-                protocol: Protocol::Asap,
-                peer_addrs: vec!["10.0.0.1:4000".parse().expect("lit")],
-                transport: TransportKind::Sctp,
-            },
+            Input::connected(assoc, Protocol::Asap, at, TransportKind::Sctp),
         );
         let reg: Message = Registration {
             pool_handle: "P".into(),
@@ -469,12 +414,7 @@ mod tests {
         el.asap_transport = Some(pe_transport());
         HandleUpdate {
             takeover_suggested: true,
-            sender,
-            receiver: me,
-            action: UpdateAction::AddPe,
-            reserved: 0,
-            pool_handle: "P".into(),
-            pool_element: el,
+            ..update(sender, me, UpdateAction::AddPe, el)
         }
     }
 
@@ -504,13 +444,7 @@ mod tests {
             to,
             vec!["10.0.0.1:4000".parse::<SocketAddr>().expect("lit")]
         );
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("stored")
-                .owner(),
-            7
-        );
+        assert_eq!(holder(&r).0, 7);
         // The same suggestion again while connecting: no second association.
         let again = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
         assert!(!again.iter().any(|a| matches!(a, Action::Connect { .. })));
@@ -536,13 +470,7 @@ mod tests {
             .collect();
         assert_eq!(h, vec![(assoc, true, me, Some(0x42))]);
         // Still the peer's until the PE registers here.
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("kept")
-                .owner(),
-            7
-        );
+        assert_eq!(holder(&r).0, 7);
         let reg: Message = Registration {
             pool_handle: "P".into(),
             pool_element: element(0),
@@ -550,8 +478,7 @@ mod tests {
         .into();
         let out = r.handle_message(t, assoc, &reg);
         assert_eq!(t_bits(&out), vec![(7, false)]);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("ours");
-        assert_eq!((e.owner(), e.connection()), (me, Some(assoc)));
+        assert_eq!(holder(&r), (me, Some(assoc)));
         // The association carries a PE: not aborted at the suggestion's deadline.
         let later = t + r.config().keep_alive_timeout + Duration::from_millis(1);
         let out = r.handle_timeout(later);
@@ -595,13 +522,7 @@ mod tests {
                 .any(|a| matches!(a, Action::Abort { assoc: x, .. } if *x == assoc)),
             "{out:?}"
         );
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("kept")
-                .owner(),
-            7
-        );
+        assert_eq!(holder(&r).0, 7);
     }
 
     /// T is ignored without the option, and from a peer that is not the PE's home.
@@ -633,19 +554,12 @@ mod tests {
             claim.clone(),
         );
         assert_eq!(updates_sent(&out), 0);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
-        assert_eq!((e.owner(), e.connection()), (0x80, None));
+        assert_eq!(holder(&r), (0x80, None));
         let (mut r, t) = suggesting(ME, false, &[0x80]);
         register_here(&mut r, t, 1);
         let out = from_addr(&mut r, t + Duration::from_millis(50), peer_addr(0), claim);
         assert_eq!(updates_sent(&out), 1);
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("kept")
-                .owner(),
-            ME
-        );
+        assert_eq!(holder(&r).0, ME);
     }
 
     /// Both registrars hold the PE over an association (one a stale adoption) and audit each
@@ -683,12 +597,11 @@ mod tests {
                 peer_addr(0),
                 answer,
             );
-            let e = r.handlespace().get(&"P".into(), 0x42).expect("never lost");
             if keeps {
-                assert_eq!((e.owner(), e.connection()), (me, Some(1)));
+                assert_eq!(holder(&r), (me, Some(1)), "never lost");
                 assert_eq!(updates_sent(&out), 1);
             } else {
-                assert_eq!((e.owner(), e.connection()), (peer, None));
+                assert_eq!(holder(&r), (peer, None), "never lost");
                 assert_eq!(updates_sent(&out), 0);
             }
         }
@@ -700,12 +613,6 @@ mod tests {
         claim.pool_element.home_server_id = 0x80;
         let out = from_addr(&mut r, t + Duration::from_secs(5), peer_addr(0), claim);
         assert_eq!(updates_sent(&out), 0);
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("kept")
-                .owner(),
-            0x80
-        );
+        assert_eq!(holder(&r).0, 0x80);
     }
 }

@@ -35,9 +35,10 @@ impl Registrar {
 mod tests {
     use std::time::Duration;
 
-    use crate::core::{Action, CoreConfig, Input, Registrar};
-    use asap::wire::enrp_msg::{HandleTableResponse, Presence};
-    use asap::wire::{AsapMessage, EnrpMessage, Message, Protocol};
+    use crate::core::{Action, CoreConfig, Registrar};
+    use asap::wire::enrp_msg::HandleTableResponse;
+    use asap::wire::{AsapMessage, EnrpMessage, Message};
+    use rserpool_tests::enrp_msgs::presence;
 
     fn announces(out: &[Action]) -> usize {
         out.iter()
@@ -66,15 +67,7 @@ mod tests {
     }
 
     fn from_peer(r: &mut Registrar, now: std::time::Instant, m: impl Into<Message>) {
-        let bytes = m.into().to_bytes().expect("encodes");
-        r.handle(
-            now,
-            Input::Datagram {
-                from: "127.0.0.7:9901".parse().expect("lit"),
-                protocol: Protocol::Enrp,
-                bytes,
-            },
-        );
+        r.handle_datagram(now, "127.0.0.7:9901".parse().expect("lit"), &m.into());
     }
 
     /// With peering, no announce before the mentor's table is in; then at once.
@@ -84,17 +77,7 @@ mod tests {
         let mut r = Registrar::new(config(true), now);
         assert_eq!(announces(&r.handle_timeout(now)), 0);
         let t = now + Duration::from_millis(300);
-        from_peer(
-            &mut r,
-            t,
-            Presence {
-                reply_required: false,
-                sender: 7,
-                receiver: 0,
-                checksum: 0xFFFF,
-                server_information: None,
-            },
-        );
+        from_peer(&mut r, t, presence(7, 0xFFFF));
         assert_eq!(r.mentor(), Some(7));
         assert_eq!(announces(&r.handle_timeout(t)), 0, "download still running");
         let t2 = t + Duration::from_millis(100);
@@ -156,17 +139,7 @@ mod tests {
 
         let mut r = Registrar::new(config(true), now);
         let t = now + Duration::from_millis(300);
-        from_peer(
-            &mut r,
-            t,
-            Presence {
-                reply_required: false,
-                sender: 7,
-                receiver: 0,
-                checksum: 0xFFFF,
-                server_information: None,
-            },
-        );
+        from_peer(&mut r, t, presence(7, 0xFFFF));
         assert_eq!(r.mentor(), Some(7));
         // The request went out at t; the timeout passes while it is unanswered (but not
         // yet given up: MAX-TIME-NO-RESPONSE after t).
@@ -180,22 +153,7 @@ mod tests {
         );
         // A download that is given up ends the start-up phase too.
         let mut given_up = Registrar::new(config(true), now);
-        given_up.handle(
-            t,
-            Input::Datagram {
-                from: "127.0.0.7:9901".parse().expect("lit"),
-                protocol: Protocol::Enrp,
-                bytes: Message::from(Presence {
-                    reply_required: false,
-                    sender: 7,
-                    receiver: 0,
-                    checksum: 0xFFFF,
-                    server_information: None,
-                })
-                .to_bytes()
-                .expect("encodes"),
-            },
-        );
+        from_peer(&mut given_up, t, presence(7, 0xFFFF));
         let after = t + no_response + Duration::from_millis(100);
         given_up.handle_timeout(after);
         assert!(given_up.startup_complete(after), "download given up");

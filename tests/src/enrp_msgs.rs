@@ -1,0 +1,63 @@
+//! ENRP messages and PE entries for tests that drive the registrar core
+//! (`enrp_server::core::Registrar`) directly: the `enrp-server` unit tests and its
+//! `tests/core` integration tests build their peers' messages here instead of each
+//! spelling the same struct literals out again.
+//!
+//! Only `asap::wire` types cross this module, so the unit tests of `enrp-server` (which
+//! see their own build of the crate) can use it as well.
+
+use asap::wire::enrp_msg::{HandleUpdate, Presence};
+use asap::wire::{
+    Policy, PoolElementInfo, ServerId, TransportParameter, TransportUse, UpdateAction,
+};
+
+/// The pool all these messages are about.
+pub const POOL: &str = "P";
+
+/// A PRESENCE from `sender` to everyone (receiver 0) that asks for no reply and carries
+/// no server information; `checksum` 0xFFFF says "unknown" (no audit is triggered).
+pub fn presence(sender: ServerId, checksum: u16) -> Presence {
+    Presence {
+        reply_required: false,
+        sender,
+        receiver: 0,
+        checksum,
+        server_information: None,
+    }
+}
+
+/// PE `id` of home `home`: SCTP user transport 10.0.0.1 port 7 (data and control),
+/// round robin, registration life 60 s, no ASAP transport.
+pub fn sctp_pe(id: u32, home: ServerId) -> PoolElementInfo {
+    PoolElementInfo {
+        id,
+        home_server_id: home,
+        registration_life: 60_000,
+        user_transport: TransportParameter::Sctp {
+            port: 7,
+            transport_use: TransportUse::DataPlusControl,
+            addresses: vec!["10.0.0.1".parse().expect("literal")],
+        },
+        policy: Policy::RoundRobin,
+        asap_transport: None,
+    }
+}
+
+/// A HANDLE_UPDATE from `sender` to `receiver` on [`POOL`], without takeover suggestion:
+/// `action` of `pe`.
+pub fn update(
+    sender: ServerId,
+    receiver: ServerId,
+    action: UpdateAction,
+    pe: PoolElementInfo,
+) -> HandleUpdate {
+    HandleUpdate {
+        takeover_suggested: false,
+        sender,
+        receiver,
+        action,
+        reserved: 0,
+        pool_handle: POOL.into(),
+        pool_element: pe,
+    }
+}
