@@ -6,6 +6,8 @@
 //! Only `asap::wire` types cross this module, so the unit tests of `enrp-server` (which
 //! see their own build of the crate) can use it as well.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use asap::wire::enrp_msg::{HandleUpdate, Presence};
 use asap::wire::{
     Policy, PoolElementInfo, ServerId, TransportParameter, TransportUse, UpdateAction,
@@ -29,6 +31,17 @@ pub fn presence(sender: ServerId, checksum: u16) -> Presence {
 /// PE `id` of home `home`: SCTP user transport 10.0.0.1 port 7 (data and control),
 /// round robin, registration life 60 s, no ASAP transport.
 pub fn sctp_pe(id: u32, home: ServerId) -> PoolElementInfo {
+    sctp_pe_at(
+        id,
+        home,
+        Ipv4Addr::new(10, 0, 0, 1).into(),
+        Policy::RoundRobin,
+    )
+}
+
+/// PE `id` of home `home` with `policy`: SCTP user transport `user` port 7 (data and
+/// control), registration life 60 s, no ASAP transport.
+pub fn sctp_pe_at(id: u32, home: ServerId, user: IpAddr, policy: Policy) -> PoolElementInfo {
     PoolElementInfo {
         id,
         home_server_id: home,
@@ -36,9 +49,9 @@ pub fn sctp_pe(id: u32, home: ServerId) -> PoolElementInfo {
         user_transport: TransportParameter::Sctp {
             port: 7,
             transport_use: TransportUse::DataPlusControl,
-            addresses: vec!["10.0.0.1".parse().expect("literal")],
+            addresses: vec![user],
         },
-        policy: Policy::RoundRobin,
+        policy,
         asap_transport: None,
     }
 }

@@ -146,9 +146,9 @@ mod tests {
         sctp_pe(0x42, home)
     }
 
-    /// From peer 7 (127.0.0.7).
+    /// From the first peer (127.0.0.7: peer 7, or the one [`suggesting`] knows first).
     fn peer_msg(r: &mut Registrar, now: Instant, m: impl Into<Message>) -> Vec<Action> {
-        from_addr(r, now, peer_addr(0), m)
+        r.handle_datagram(now, peer_addr(0), &m.into())
     }
 
     /// Who owns PE 0x42, and over which of our associations (if ours).
@@ -187,17 +187,7 @@ mod tests {
         )];
         let mut r = Registrar::new(c, now);
         peer_msg(&mut r, now, presence(7, 0xFFFF));
-        let peer: SocketAddr = "10.0.0.1:5000".parse().expect("lit");
-        r.handle(
-            now,
-            Input::connected(1, Protocol::Asap, peer, TransportKind::Sctp),
-        );
-        let reg: Message = Registration {
-            pool_handle: "P".into(),
-            pool_element: element(0),
-        }
-        .into();
-        r.handle_message(now, 1, &reg);
+        register_from(&mut r, now, 1, "10.0.0.1:5000");
         (r, now)
     }
 
@@ -218,17 +208,7 @@ mod tests {
         r.handle(later, Input::Disconnected { assoc: 1 });
         assert_eq!(holder(&r).0, 7, "still there");
         // A re-registration over a (new) association of ours takes it back, announced.
-        let at = "10.0.0.1:5001".parse().expect("lit");
-        r.handle(
-            later,
-            Input::connected(2, Protocol::Asap, at, TransportKind::Sctp),
-        );
-        let reg: Message = Registration {
-            pool_handle: "P".into(),
-            pool_element: element(0),
-        }
-        .into();
-        let out = r.handle_message(later, 2, &reg);
+        let out = register_from(&mut r, later, 2, "10.0.0.1:5001");
         assert_eq!(updates_sent(&out), 1);
         assert_eq!(holder(&r), (ME, Some(2)));
     }
@@ -318,22 +298,13 @@ mod tests {
         )];
         let mut r = Registrar::new(c, now);
         for (k, p) in peers.iter().enumerate() {
-            from_addr(&mut r, now, peer_addr(k), presence(*p, 0xFFFF));
+            r.handle_datagram(now, peer_addr(k), &presence(*p, 0xFFFF).into());
         }
         (r, now)
     }
 
     fn peer_addr(k: usize) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 7 + k as u8], 9901))
-    }
-
-    fn from_addr(
-        r: &mut Registrar,
-        now: Instant,
-        at: SocketAddr,
-        m: impl Into<Message>,
-    ) -> Vec<Action> {
-        r.handle_datagram(now, at, &m.into())
     }
 
     /// The HANDLE_UPDATEs sent: (receiver, T bit).
@@ -351,7 +322,12 @@ mod tests {
 
     /// PE 0x42 registers at `r` over a new association `assoc` at `now`.
     fn register_here(r: &mut Registrar, now: Instant, assoc: u64) -> Vec<Action> {
-        let at = "10.0.0.1:4000".parse().expect("lit");
+        register_from(r, now, assoc, "10.0.0.1:4000")
+    }
+
+    /// PE 0x42 registers at `r` over a new association `assoc` from `at` at `now`.
+    fn register_from(r: &mut Registrar, now: Instant, assoc: u64, at: &str) -> Vec<Action> {
+        let at = at.parse().expect("lit");
         r.handle(
             now,
             Input::connected(assoc, Protocol::Asap, at, TransportKind::Sctp),
@@ -425,7 +401,7 @@ mod tests {
     fn suggested_registrar_sends_the_h_keep_alive_and_gets_the_pe() {
         let me = 0x80;
         let (mut r, t) = suggesting(me, true, &[7]);
-        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        let out = peer_msg(&mut r, t, suggested_add(7, 7, me));
         let connects: Vec<_> = out
             .iter()
             .filter_map(|a| match a {
@@ -446,7 +422,7 @@ mod tests {
         );
         assert_eq!(holder(&r).0, 7);
         // The same suggestion again while connecting: no second association.
-        let again = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        let again = peer_msg(&mut r, t, suggested_add(7, 7, me));
         assert!(!again.iter().any(|a| matches!(a, Action::Connect { .. })));
         let out = r.handle(
             t,
@@ -493,7 +469,7 @@ mod tests {
     fn unfollowed_suggestion_is_aborted_after_the_keep_alive_timeout() {
         let me = 0x80;
         let (mut r, t) = suggesting(me, true, &[7]);
-        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        let out = peer_msg(&mut r, t, suggested_add(7, 7, me));
         let Some(Action::Connect { assoc, to, .. }) = out
             .iter()
             .find(|a| matches!(a, Action::Connect { .. }))
@@ -530,10 +506,10 @@ mod tests {
     fn t_is_ignored_when_off_or_not_from_the_home() {
         let me = 0x80;
         let (mut r, t) = suggesting(me, false, &[7]);
-        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        let out = peer_msg(&mut r, t, suggested_add(7, 7, me));
         assert!(!out.iter().any(|a| matches!(a, Action::Connect { .. })));
         let (mut r, t) = suggesting(me, true, &[7, 9]);
-        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(9, 7, me));
+        let out = peer_msg(&mut r, t, suggested_add(9, 7, me));
         assert!(!out.iter().any(|a| matches!(a, Action::Connect { .. })));
     }
 
@@ -547,17 +523,12 @@ mod tests {
         let mut claim = claim_by_7();
         claim.sender = 0x80;
         claim.pool_element.home_server_id = 0x80;
-        let out = from_addr(
-            &mut r,
-            t + Duration::from_millis(50),
-            peer_addr(0),
-            claim.clone(),
-        );
+        let out = peer_msg(&mut r, t + Duration::from_millis(50), claim.clone());
         assert_eq!(updates_sent(&out), 0);
         assert_eq!(holder(&r), (0x80, None));
         let (mut r, t) = suggesting(ME, false, &[0x80]);
         register_here(&mut r, t, 1);
-        let out = from_addr(&mut r, t + Duration::from_millis(50), peer_addr(0), claim);
+        let out = peer_msg(&mut r, t + Duration::from_millis(50), claim);
         assert_eq!(updates_sent(&out), 1);
         assert_eq!(holder(&r).0, ME);
     }
@@ -584,19 +555,14 @@ mod tests {
                     pool_elements: vec![element(peer)],
                 }],
             };
-            let out = from_addr(&mut r, later, peer_addr(0), table);
+            let out = peer_msg(&mut r, later, table);
             assert_eq!(updates_sent(&out), 1, "our answer to the table entry");
             // The peer's answer to our table entry crosses ours.
             let mut answer = claim_by_7();
             answer.sender = peer;
             answer.receiver = me;
             answer.pool_element.home_server_id = peer;
-            let out = from_addr(
-                &mut r,
-                later + Duration::from_millis(200),
-                peer_addr(0),
-                answer,
-            );
+            let out = peer_msg(&mut r, later + Duration::from_millis(200), answer);
             if keeps {
                 assert_eq!(holder(&r), (me, Some(1)), "never lost");
                 assert_eq!(updates_sent(&out), 1);
@@ -611,7 +577,7 @@ mod tests {
         let mut claim = claim_by_7();
         claim.sender = 0x80;
         claim.pool_element.home_server_id = 0x80;
-        let out = from_addr(&mut r, t + Duration::from_secs(5), peer_addr(0), claim);
+        let out = peer_msg(&mut r, t + Duration::from_secs(5), claim);
         assert_eq!(updates_sent(&out), 0);
         assert_eq!(holder(&r).0, 0x80);
     }

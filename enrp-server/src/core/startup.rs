@@ -70,6 +70,17 @@ mod tests {
         r.handle_datagram(now, "127.0.0.7:9901".parse().expect("lit"), &m.into());
     }
 
+    /// Peer 7's (the mentor's) handle table: empty.
+    fn empty_table_of_7() -> HandleTableResponse {
+        HandleTableResponse {
+            reject: false,
+            more: false,
+            sender: 7,
+            receiver: 5,
+            pools: vec![],
+        }
+    }
+
     /// With peering, no announce before the mentor's table is in; then at once.
     #[test]
     fn announces_wait_for_the_mentor_download() {
@@ -81,17 +92,7 @@ mod tests {
         assert_eq!(r.mentor(), Some(7));
         assert_eq!(announces(&r.handle_timeout(t)), 0, "download still running");
         let t2 = t + Duration::from_millis(100);
-        from_peer(
-            &mut r,
-            t2,
-            HandleTableResponse {
-                reject: false,
-                more: false,
-                sender: 7,
-                receiver: 5,
-                pools: vec![],
-            },
-        );
+        from_peer(&mut r, t2, empty_table_of_7());
         assert_eq!(r.poll_timeout(), Some(t2));
         assert_eq!(announces(&r.handle_timeout(t2)), 1);
         // The announces continue in their cycle.
@@ -157,17 +158,7 @@ mod tests {
         let after = t + no_response + Duration::from_millis(100);
         given_up.handle_timeout(after);
         assert!(given_up.startup_complete(after), "download given up");
-        from_peer(
-            &mut r,
-            late,
-            HandleTableResponse {
-                reject: false,
-                more: false,
-                sender: 7,
-                receiver: 5,
-                pools: vec![],
-            },
-        );
+        from_peer(&mut r, late, empty_table_of_7());
         assert!(r.startup_complete(late), "download complete");
     }
 }
