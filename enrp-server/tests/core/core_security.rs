@@ -5,12 +5,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use asap::wire::enrp_msg::{HandleUpdate, InitTakeoverAck, Presence};
+use asap::transport::TransportKind;
+use asap::wire::enrp_msg::InitTakeoverAck;
 use asap::wire::{
     Message, Policy, PoolElementInfo, Protocol, ServerId, TransportParameter, TransportUse,
     UpdateAction,
 };
 use enrp_server::core::{Action, ConnectPurpose, CoreConfig, Input, Registrar};
+use rserpool_tests::enrp_msgs::{self, update};
 
 const ME: ServerId = 5;
 
@@ -30,30 +32,11 @@ fn registrar() -> (Registrar, Instant) {
 }
 
 fn from(r: &mut Registrar, now: Instant, sender: ServerId, m: impl Into<Message>) -> Vec<Action> {
-    let bytes = m.into().to_bytes().expect("encodes");
-    r.handle(
-        now,
-        Input::Datagram {
-            from: addr(sender),
-            protocol: Protocol::Enrp,
-            bytes,
-        },
-    )
+    r.handle_datagram(now, addr(sender), &m.into())
 }
 
 fn presence(r: &mut Registrar, now: Instant, sender: ServerId) {
-    from(
-        r,
-        now,
-        sender,
-        Presence {
-            reply_required: false,
-            sender,
-            receiver: 0,
-            checksum: 0xFFFF,
-            server_information: None,
-        },
-    );
+    from(r, now, sender, enrp_msgs::presence(sender, 0xFFFF));
 }
 
 /// PE `id` of home `home`, its ASAP transport at `asap` (TCP), registration life `life`.
@@ -77,20 +60,7 @@ fn element(id: u32, home: ServerId, asap: Option<SocketAddr>, life: i32) -> Pool
 }
 
 fn add(r: &mut Registrar, now: Instant, sender: ServerId, el: PoolElementInfo) {
-    from(
-        r,
-        now,
-        sender,
-        HandleUpdate {
-            takeover_suggested: false,
-            sender,
-            receiver: ME,
-            action: UpdateAction::AddPe,
-            reserved: 0,
-            pool_handle: "P".into(),
-            pool_element: el,
-        },
-    );
+    from(r, now, sender, update(sender, ME, UpdateAction::AddPe, el));
 }
 
 /// Peer 7 goes silent while 9 stays: returns the time at which 7 was declared dead and
@@ -231,14 +201,10 @@ fn takeover_probes_are_scoped_and_rate_bounded() {
 }
 
 fn connect(r: &mut Registrar, now: Instant, assoc: u64, peer: &str) -> Vec<Action> {
+    let peer = peer.parse().expect("lit");
     r.handle(
         now,
-        Input::Connected {
-            assoc,
-            protocol: Protocol::Asap,
-            peer_addrs: vec![peer.parse().expect("lit")],
-            transport: asap::transport::TransportKind::Tcp,
-        },
+        Input::connected(assoc, Protocol::Asap, peer, TransportKind::Tcp),
     )
 }
 

@@ -4,6 +4,7 @@
 //! with rcgen ([`rserpool_tests::tls`]). Assertions are on resolutions and registration
 //! responses; waits are polls with a generous bound, never timing assertions.
 
+use rserpool_tests::enrp_msgs::{presence, update};
 use rserpool_tests::registrar::{
     connect, peer_core, register, register_pes, resolve_all, resolve_ids, spawn_or_skip,
     tcp_driver, tcp_pe, Running, POOL,
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use asap::transport::tls::ClientAuth;
 use asap::transport::{Association, Transport, TransportConfig, TransportKind};
-use asap::wire::enrp_msg::{HandleUpdate, Presence};
+use asap::wire::enrp_msg::HandleUpdate;
 use asap::wire::{
     CauseCode, Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse,
     UpdateAction,
@@ -69,22 +70,10 @@ fn rogue_pe(id: u32, home: u32) -> PoolElementInfo {
 /// association already).
 async fn inject(a: &mut Association, sender: u32, receiver: u32, pe: u32) {
     let msgs: [Message; 2] = [
-        Presence {
-            reply_required: false,
-            sender,
-            receiver: 0,
-            checksum: 0xFFFF,
-            server_information: None,
-        }
-        .into(),
+        presence(sender, 0xFFFF).into(),
         HandleUpdate {
-            takeover_suggested: false,
-            sender,
-            receiver,
-            action: UpdateAction::AddPe,
-            reserved: 0,
             pool_handle: POOL.into(),
-            pool_element: rogue_pe(pe, sender),
+            ..update(sender, receiver, UpdateAction::AddPe, rogue_pe(pe, sender))
         }
         .into(),
     ];
