@@ -248,30 +248,25 @@ mod tests {
     fn newest_registration_wins_near_ties_go_to_the_lower_id() {
         let t = Instant::now();
         let later = t + CLAIM_TIE_WINDOW;
-        // Our registration is old: any claimant wins.
-        assert_eq!(
-            judge_claim(1, 9, (t, later), true, None, false),
-            ClaimVerdict::Yield
-        );
-        assert_eq!(
-            judge_claim(9, 1, (t, later), true, None, false),
-            ClaimVerdict::Yield
-        );
-        // Near-tie: the lower ID keeps it.
         let soon = t + CLAIM_TIE_WINDOW / 2;
-        assert_eq!(
-            judge_claim(1, 9, (t, soon), true, None, false),
-            ClaimVerdict::KeepAndAnswer
-        );
-        assert_eq!(
-            judge_claim(9, 1, (t, soon), true, None, false),
-            ClaimVerdict::Yield
-        );
-        // A table entry never wins against our association.
-        assert_eq!(
-            judge_claim(9, 1, (t, later), false, None, false),
-            ClaimVerdict::KeepAndAnswer
-        );
+        // (our ID, claimant's ID, when the claim comes, a registration?, verdict)
+        let cases = [
+            // Our registration is old: any claimant wins.
+            (1, 9, later, true, ClaimVerdict::Yield),
+            (9, 1, later, true, ClaimVerdict::Yield),
+            // Near-tie: the lower ID keeps it.
+            (1, 9, soon, true, ClaimVerdict::KeepAndAnswer),
+            (9, 1, soon, true, ClaimVerdict::Yield),
+            // A table entry never wins against our association.
+            (9, 1, later, false, ClaimVerdict::KeepAndAnswer),
+        ];
+        for (me, claimant, at, registration, verdict) in cases {
+            assert_eq!(
+                judge_claim(me, claimant, (t, at), registration, None, false),
+                verdict,
+                "{me} vs {claimant}, registration {registration}"
+            );
+        }
     }
 
     // ---- Takeover suggestion (HANDLE_UPDATE T bit, issue 14 item 9) -------------------
