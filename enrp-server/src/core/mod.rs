@@ -50,7 +50,10 @@ pub use event::{Event, RemovalReason, Replication};
 pub use links::{ConnectPurpose, PeerTransport, PEER_CONNECT_QUEUE, PEER_CONNECT_TIMEOUT};
 pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
-pub use trust::{server_id_name, EnrpSecurity, PeerAllow, PoolAuth, Refusal, SecurityConfig};
+pub use trust::{
+    parse_server_id, server_id_name, EnrpSecurity, PeerAllow, PoolAuth, Refusal, SecurityConfig,
+    ServerIdError,
+};
 
 use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;

@@ -97,16 +97,40 @@ impl FromStr for PeerAllow {
         if let Ok(n) = IpNet::from_str(s) {
             return Ok(PeerAllow::Net(n));
         }
-        let id = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-            Some(h) => u32::from_str_radix(h, 16),
-            None => s.parse::<u32>(),
+        match parse_server_id(s) {
+            Ok(id) => Ok(PeerAllow::ServerId(id)),
+            Err(ServerIdError::NotANumber) => {
+                Err(format!("{s:?} is neither a server ID nor ADDR[/PREFIX]"))
+            }
+            Err(ServerIdError::Reserved) => Err("server ID 0 is reserved".into()),
         }
-        .map_err(|_| format!("{s:?} is neither a server ID nor ADDR[/PREFIX]"))?;
-        if id == 0 {
-            return Err("server ID 0 is reserved".into());
-        }
-        Ok(PeerAllow::ServerId(id))
     }
+}
+
+/// Why a server ID given as text was refused ([`parse_server_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ServerIdError {
+    /// Neither a decimal nor a 0x-hex 32-bit number.
+    #[error("not a 32-bit number")]
+    NotANumber,
+    /// 0 stands for "unknown server" (RFC 5353) and is nobody's ID.
+    #[error("0 is reserved")]
+    Reserved,
+}
+
+/// A server ID as the options and the peer allow-list take it: a 32-bit number, decimal or
+/// 0x-hex (surrounding white space ignored), not 0.
+pub fn parse_server_id(s: &str) -> Result<ServerId, ServerIdError> {
+    let s = s.trim();
+    let id = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse::<u32>(),
+    }
+    .map_err(|_| ServerIdError::NotANumber)?;
+    if id == 0 {
+        return Err(ServerIdError::Reserved);
+    }
+    Ok(id)
 }
 
 impl fmt::Display for PeerAllow {
@@ -1564,8 +1588,19 @@ mod tests {
             "10.0.0.7".parse::<PeerAllow>(),
             Ok(PeerAllow::Net(n)) if n.prefix == 32
         ));
-        assert!("0".parse::<PeerAllow>().is_err());
-        assert!("peer".parse::<PeerAllow>().is_err());
+        assert_eq!(
+            "0".parse::<PeerAllow>(),
+            Err("server ID 0 is reserved".into())
+        );
+        assert_eq!(
+            "peer".parse::<PeerAllow>(),
+            Err("\"peer\" is neither a server ID nor ADDR[/PREFIX]".into())
+        );
+        assert_eq!(parse_server_id(" 0X1f "), Ok(0x1F));
+        assert_eq!(
+            parse_server_id("4294967296"),
+            Err(ServerIdError::NotANumber)
+        );
         assert_eq!("open".parse(), Ok(EnrpSecurity::Open));
         assert!("none".parse::<EnrpSecurity>().is_err());
     }
