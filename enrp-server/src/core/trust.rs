@@ -47,6 +47,7 @@ use asap::wire::{
 use serde::Serialize;
 
 use super::address::{canonical, is_unusable, AddressScope, IpNet};
+use super::event::labelled_enum;
 use super::{Action, AssocId, Event, PeKey, Registrar, RemovalReason};
 
 /// How ENRP peers are admitted (`--enrp-security`).
@@ -275,59 +276,27 @@ pub fn default_hsdump_allow() -> Vec<IpNet> {
     ]
 }
 
-/// What was refused, for logs and the `enrp_security_refusals_total` metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Refusal {
-    /// An ENRP message from a sender that is not an admitted peer.
-    PeerMessage,
-    /// A HANDLE_TABLE_REQUEST from a non-peer outside `--hsdump-allow`.
-    HandleTable,
-    /// An ENDPOINT_UNREACHABLE from an association that did not resolve the pool recently.
-    UnreachableReport,
-    /// A PE from a peer beyond `--max-pes-per-peer` for its home.
-    PeerPeCap,
-    /// A takeover probe to an ASAP transport outside `--takeover-scope`.
-    TakeoverScope,
-    /// An association beyond `--max-associations-per-host`.
-    HostAssociations,
-    /// An ENRP message whose claimed server ID is not named by the peer's TLS certificate.
-    TlsIdentity,
-    /// A REGISTRATION into a `[[pool_auth]]` pool without a matching credential.
-    Registration,
-}
-
-impl Refusal {
-    /// All kinds (metrics label pre-registration).
-    pub const ALL: [Refusal; 8] = [
-        Refusal::PeerMessage,
-        Refusal::HandleTable,
-        Refusal::UnreachableReport,
-        Refusal::PeerPeCap,
-        Refusal::TakeoverScope,
-        Refusal::HostAssociations,
-        Refusal::TlsIdentity,
-        Refusal::Registration,
-    ];
-
-    /// Short kebab-case name (metric label).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::PeerMessage => "peer-message",
-            Refusal::HandleTable => "handle-table",
-            Refusal::UnreachableReport => "unreachable-report",
-            Refusal::PeerPeCap => "peer-pe-cap",
-            Refusal::TakeoverScope => "takeover-scope",
-            Refusal::HostAssociations => "host-associations",
-            Refusal::TlsIdentity => "tls-identity",
-            Refusal::Registration => "registration",
-        }
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+labelled_enum! {
+    /// What was refused, for logs and the `enrp_security_refusals_total` metric.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Refusal {
+        /// An ENRP message from a sender that is not an admitted peer.
+        PeerMessage => "peer-message",
+        /// A HANDLE_TABLE_REQUEST from a non-peer outside `--hsdump-allow`.
+        HandleTable => "handle-table",
+        /// An ENDPOINT_UNREACHABLE from an association that did not resolve the pool recently.
+        UnreachableReport => "unreachable-report",
+        /// A PE from a peer beyond `--max-pes-per-peer` for its home.
+        PeerPeCap => "peer-pe-cap",
+        /// A takeover probe to an ASAP transport outside `--takeover-scope`.
+        TakeoverScope => "takeover-scope",
+        /// An association beyond `--max-associations-per-host`.
+        HostAssociations => "host-associations",
+        /// An ENRP message whose claimed server ID is not named by the peer's TLS certificate.
+        TlsIdentity => "tls-identity",
+        /// A REGISTRATION into a `[[pool_auth]]` pool without a matching credential.
+        Registration => "registration",
     }
 }
 
