@@ -1,6 +1,6 @@
-//! ENRP messages and PE entries for tests that drive the registrar core
-//! (`enrp_server::core::Registrar`) directly: the `enrp-server` unit tests and its
-//! `tests/core` integration tests build their peers' messages here instead of each
+//! ENRP messages, PE entries and malformed encodings for tests of the registrar, most of
+//! them driving its core (`enrp_server::core::Registrar`) directly: the `enrp-server` unit
+//! tests and its integration tests build their peers' messages here instead of each
 //! spelling the same struct literals out again.
 //!
 //! Only `asap::wire` types cross this module, so the unit tests of `enrp-server` (which
@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use asap::wire::enrp_msg::{HandleUpdate, Presence};
 use asap::wire::{
-    Policy, PoolElementInfo, ServerId, TransportParameter, TransportUse, UpdateAction,
+    Message, Policy, PoolElementInfo, ServerId, TransportParameter, TransportUse, UpdateAction,
 };
 
 /// The pool all these messages are about.
@@ -73,4 +73,15 @@ pub fn update(
         pool_handle: POOL.into(),
         pool_element: pe,
     }
+}
+
+/// `m` (any ASAP or ENRP message) encoded, then cut short by `by` bytes with the header's
+/// Length fixed to match: well framed, but its last TLV is incomplete (a malformed message
+/// a registrar must answer with an ERROR, not drop the association for).
+pub fn cut_short(m: impl Into<Message>, by: usize) -> Vec<u8> {
+    let good = m.into().to_bytes().expect("encodes");
+    let mut cut = good[..good.len() - by].to_vec();
+    let len = u16::try_from(cut.len()).expect("fits the Length field");
+    cut[2..4].copy_from_slice(&len.to_be_bytes());
+    cut
 }

@@ -7,6 +7,7 @@ use asap::wire::asap_msg::{
     Deregistration, EndpointKeepAliveAck, EndpointUnreachable, HandleResolution, Registration,
 };
 use asap::wire::enrp_msg::{HandleTableRequest, ListRequest};
+use rserpool_tests::enrp_msgs::cut_short;
 
 const ME: u32 = 0x5EC0_0001;
 const T0_MS: u64 = 0;
@@ -1181,13 +1182,7 @@ fn unrecognized_message_reported() {
 fn malformed_message_invalid_values() {
     let mut h = H::with_pes(config(), "P", 1..=1);
     // A REGISTRATION whose Pool Element TLV is cut short.
-    let good = Message::from(registration("P", pe(2, "10.0.0.1", Policy::RoundRobin)))
-        .to_bytes()
-        .expect("encodes")
-        .to_vec();
-    let mut bad = good[..good.len() - 8].to_vec();
-    let len = u16::try_from(bad.len()).expect("small");
-    bad[2..4].copy_from_slice(&len.to_be_bytes());
+    let bad = cut_short(registration("P", pe(2, "10.0.0.1", Policy::RoundRobin)), 8);
     let out = h.raw(1, Protocol::Asap, bad);
     match only_reply(&out) {
         Message::Asap(AsapMessage::Error(e)) => {

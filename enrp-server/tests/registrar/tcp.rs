@@ -1,6 +1,7 @@
 //! Host integration tests: the real driver over TCP on 127.0.0.1 ephemeral ports, with PEs
 //! and PUs speaking ASAP through `asap::transport`.
 
+use rserpool_tests::enrp_msgs::cut_short;
 use rserpool_tests::registrar::{
     connect, local, loopback_tcp, recv_msg as recv, register, send, send_raw, Running,
 };
@@ -99,16 +100,13 @@ async fn register_resolve_drop_and_errors() {
 
     // Malformed bytes: a well-framed REGISTRATION whose PE TLV is cut → ERROR, and the
     // connection survives (the next request is answered).
-    let good = Message::from(Registration {
-        pool_handle: "EchoPool".into(),
-        pool_element: pe(7, 7007, Policy::RoundRobin),
-    })
-    .to_bytes()
-    .expect("encode")
-    .to_vec();
-    let mut cut = good[..good.len() - 8].to_vec();
-    let len = u16::try_from(cut.len()).expect("small");
-    cut[2..4].copy_from_slice(&len.to_be_bytes());
+    let cut = cut_short(
+        Registration {
+            pool_handle: "EchoPool".into(),
+            pool_element: pe(7, 7007, Policy::RoundRobin),
+        },
+        8,
+    );
     send_raw(&mut pu, 11, cut).await;
     match recv(&mut pu, Protocol::Asap).await {
         Message::Asap(AsapMessage::Error(e)) => {
