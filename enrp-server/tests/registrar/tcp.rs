@@ -23,6 +23,15 @@ async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
     local(ID, tune).await
 }
 
+/// A registrar that sends keep-alives every `interval_ms` and waits `timeout_ms` for the ACK.
+async fn with_keep_alive(interval_ms: u64, timeout_ms: u64) -> Running {
+    start(|c| {
+        c.keep_alive_interval = Duration::from_millis(interval_ms);
+        c.keep_alive_timeout = Duration::from_millis(timeout_ms);
+    })
+    .await
+}
+
 fn pe(id: u32, port: u16, policy: Policy) -> PoolElementInfo {
     PoolElementInfo {
         id,
@@ -170,11 +179,7 @@ async fn register_resolve_drop_and_errors() {
 
 #[tokio::test]
 async fn keep_alive_answered_keeps_silent_pe_removed() {
-    let srv = start(|c| {
-        c.keep_alive_interval = Duration::from_millis(100);
-        c.keep_alive_timeout = Duration::from_millis(200);
-    })
-    .await;
+    let srv = with_keep_alive(100, 200).await;
     let mut alive = connect(srv.asap, Protocol::Asap).await;
     assert!(
         !register(&mut alive, "KA", pe(1, 7001, Policy::RoundRobin))
@@ -254,11 +259,7 @@ async fn many_pes_one_connection_and_limits() {
 /// queue must take them (a proxy PE registers many PEs over one association).
 #[tokio::test]
 async fn keep_alive_burst_on_one_association() {
-    let srv = start(|c| {
-        c.keep_alive_interval = Duration::from_millis(300);
-        c.keep_alive_timeout = Duration::from_millis(5000);
-    })
-    .await;
+    let srv = with_keep_alive(300, 5000).await;
     let (r, mut w) = connect(srv.asap, Protocol::Asap).await.into_split();
     let mut r = r;
     let n = 2000u32;
