@@ -13,6 +13,7 @@ use asap::wire::{
 };
 use enrp_server::core::{Action, ConnectPurpose, CoreConfig, Input, Registrar};
 use rserpool_tests::enrp_msgs::{self, update};
+use rserpool_tests::registrar::tcp_pe;
 
 const ME: ServerId = 5;
 
@@ -37,6 +38,22 @@ fn from(r: &mut Registrar, now: Instant, sender: ServerId, m: impl Into<Message>
 
 fn presence(r: &mut Registrar, now: Instant, sender: ServerId) {
     from(r, now, sender, enrp_msgs::presence(sender, 0xFFFF));
+}
+
+/// A registrar with default settings, no peering and no announces.
+fn without_peering() -> (Registrar, Instant) {
+    let now = Instant::now();
+    let mut c = CoreConfig::new(ME);
+    c.asap_announce_targets = Vec::new();
+    (Registrar::new(c, now), now)
+}
+
+/// When PE `id` of pool P expires (it must be stored).
+fn expiry(r: &Registrar, id: u32) -> Option<Instant> {
+    r.handlespace()
+        .get(&"P".into(), id)
+        .expect("stored")
+        .expiry()
 }
 
 /// PE `id` of home `home`, its ASAP transport at `asap` (TCP), registration life `life`.
@@ -93,8 +110,7 @@ fn peer_registration_life_is_capped() {
     }
     // A sane life is kept as it is.
     add(&mut r, now, 7, element(3, 7, None, 30_000));
-    let e = r.handlespace().get(&"P".into(), 3).expect("stored");
-    assert_eq!(e.expiry(), Some(now + Duration::from_secs(30)));
+    assert_eq!(expiry(&r, 3), Some(now + Duration::from_secs(30)));
 }
 
 /// One peer cannot fill the handlespace: at most 50 000 PEs per home (default).
@@ -108,8 +124,7 @@ fn pes_per_peer_are_capped() {
     assert_eq!(r.handlespace().owned_len(7), 50_000);
     // Updates of known PEs still apply.
     add(&mut r, now, 7, element(1, 7, None, 90_000));
-    let e = r.handlespace().get(&"P".into(), 1).expect("kept");
-    assert_eq!(e.expiry(), Some(now + Duration::from_secs(90)));
+    assert_eq!(expiry(&r, 1), Some(now + Duration::from_secs(90)));
 }
 
 /// A takeover that cannot complete (a live peer never acknowledges) no longer leaves the
@@ -221,10 +236,7 @@ fn aborted(out: &[Action]) -> Vec<u64> {
 /// timeout (30 s); one that resolved stays.
 #[test]
 fn idle_associations_are_aborted() {
-    let now = Instant::now();
-    let mut c = CoreConfig::new(ME);
-    c.asap_announce_targets = Vec::new();
-    let mut r = Registrar::new(c, now);
+    let (mut r, now) = without_peering();
     connect(&mut r, now, 1, "10.3.0.1:5000");
     connect(&mut r, now, 2, "10.3.0.2:5000");
     let hr: Message = asap::wire::asap_msg::HandleResolution::new("P").into();
@@ -239,10 +251,7 @@ fn idle_associations_are_aborted() {
 /// One host cannot take every association: the 1001st from one address is aborted at once.
 #[test]
 fn associations_per_host_are_capped() {
-    let now = Instant::now();
-    let mut c = CoreConfig::new(ME);
-    c.asap_announce_targets = Vec::new();
-    let mut r = Registrar::new(c, now);
+    let (mut r, now) = without_peering();
     for i in 0..1000u64 {
         let out = connect(&mut r, now, i, &format!("10.4.0.1:{}", 10_000 + i));
         assert!(aborted(&out).is_empty(), "association {i}");
@@ -262,21 +271,12 @@ fn associations_per_host_are_capped() {
 fn bulk_resolutions_are_rate_limited() {
     use asap::wire::asap_msg::{HandleResolution, Registration};
     use asap::wire::{AsapMessage, CauseCode, HandleResolutionOption};
-    let now = Instant::now();
-    let mut c = CoreConfig::new(ME);
-    c.asap_announce_targets = Vec::new();
-    let mut r = Registrar::new(c, now);
+    let (mut r, now) = without_peering();
     connect(&mut r, now, 1, "10.5.0.1:5000");
     for id in 1..=300u32 {
-        let mut el = element(id, 0, None, 600_000);
-        el.user_transport = TransportParameter::Tcp {
-            port: 7000,
-            transport_use: TransportUse::DataOnly,
-            address: "10.5.0.1".parse().expect("lit"),
-        };
         let reg: Message = Registration {
             pool_handle: "Huge".into(),
-            pool_element: el,
+            pool_element: tcp_pe(id, "10.5.0.1".parse().expect("lit")),
         }
         .into();
         r.handle_message(now, 1, &reg);
