@@ -32,6 +32,15 @@ fn registrar() -> (Registrar, Instant) {
     (Registrar::new(c, now), now)
 }
 
+/// [`registrar`] once it has heard a PRESENCE from each of `peers`.
+fn registrar_hearing(peers: &[ServerId]) -> (Registrar, Instant) {
+    let (mut r, now) = registrar();
+    for &p in peers {
+        presence(&mut r, now, p);
+    }
+    (r, now)
+}
+
 fn from(r: &mut Registrar, now: Instant, sender: ServerId, m: impl Into<Message>) -> Vec<Action> {
     r.handle_datagram(now, addr(sender), &m.into())
 }
@@ -96,8 +105,7 @@ fn seven_dies(r: &mut Registrar, now: Instant) -> Instant {
 /// registration life is capped.
 #[test]
 fn peer_registration_life_is_capped() {
-    let (mut r, now) = registrar();
-    presence(&mut r, now, 7);
+    let (mut r, now) = registrar_hearing(&[7]);
     add(&mut r, now, 7, element(1, 7, None, -1));
     add(&mut r, now, 7, element(2, 7, None, i32::MAX));
     for id in [1, 2] {
@@ -116,8 +124,7 @@ fn peer_registration_life_is_capped() {
 /// One peer cannot fill the handlespace: at most 50 000 PEs per home (default).
 #[test]
 fn pes_per_peer_are_capped() {
-    let (mut r, now) = registrar();
-    presence(&mut r, now, 7);
+    let (mut r, now) = registrar_hearing(&[7]);
     for id in 1..=50_010u32 {
         add(&mut r, now, 7, element(id, 7, None, 60_000));
     }
@@ -131,9 +138,7 @@ fn pes_per_peer_are_capped() {
 /// vanished peer's PEs forever: they are removed after the orphan timeout (30 s).
 #[test]
 fn pes_of_a_vanished_peer_expire_when_the_takeover_is_abandoned() {
-    let (mut r, now) = registrar();
-    presence(&mut r, now, 7);
-    presence(&mut r, now, 9);
+    let (mut r, now) = registrar_hearing(&[7, 9]);
     for id in 1..=3 {
         add(&mut r, now, 7, element(id, 7, None, -1));
     }
@@ -162,9 +167,7 @@ fn pes_of_a_vanished_peer_expire_when_the_takeover_is_abandoned() {
 /// site-local addresses) and to at most 100 transports per second.
 #[test]
 fn takeover_probes_are_scoped_and_rate_bounded() {
-    let (mut r, now) = registrar();
-    presence(&mut r, now, 7);
-    presence(&mut r, now, 9);
+    let (mut r, now) = registrar_hearing(&[7, 9]);
     // 250 PEs of 7 at distinct site-local transports, 50 at global addresses.
     for id in 0..250u32 {
         let a = SocketAddr::from(([10, 2, (id / 200) as u8, (id % 200) as u8 + 1], 4000));
