@@ -59,6 +59,17 @@ pub struct SimConfig {
     pub connect_delay: (u64, u64),
 }
 
+impl SimConfig {
+    /// The default set-up with `registrars` registrar slots and `pes` PEs.
+    pub fn cluster(registrars: usize, pes: usize) -> SimConfig {
+        SimConfig {
+            registrars,
+            pes,
+            ..SimConfig::default()
+        }
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
@@ -307,6 +318,44 @@ impl Sim {
             .collect();
         for a in ends {
             self.peer_link_lost(a);
+        }
+    }
+
+    /// Kills a random live registrar, if more than two run; returns its slot.
+    pub fn kill_random(&mut self) -> Option<usize> {
+        let live = self.live_slots();
+        if live.len() <= 2 {
+            return None;
+        }
+        let s = live[self.rng.gen_range(0..live.len())];
+        self.kill(s);
+        Some(s)
+    }
+
+    /// Starts a random dead registrar, if any; returns its slot.
+    pub fn start_random(&mut self) -> Option<usize> {
+        let dead: Vec<usize> = (0..self.slots.len())
+            .filter(|i| self.slots[*i].reg.is_none())
+            .collect();
+        if dead.is_empty() {
+            return None;
+        }
+        let s = dead[self.rng.gen_range(0..dead.len())];
+        self.start(s);
+        Some(s)
+    }
+
+    /// Puts every slot into a random one of two partition groups.
+    pub fn partition_randomly(&mut self) {
+        for i in 0..self.slots.len() {
+            self.slots[i].group = self.rng.gen_range(0..2);
+        }
+    }
+
+    /// Ends every partition (all slots in group 0).
+    pub fn heal_partition(&mut self) {
+        for s in &mut self.slots {
+            s.group = 0;
         }
     }
 
