@@ -160,18 +160,9 @@ mod tests {
         (e.owner(), e.connection())
     }
 
+    /// How many HANDLE_UPDATEs were sent to peers ([`t_bits`]).
     fn updates_sent(out: &[Action]) -> usize {
-        out.iter()
-            .filter(|a| {
-                matches!(
-                    a,
-                    Action::PeerSend {
-                        message: Message::Enrp(EnrpMessage::HandleUpdate(_)),
-                        ..
-                    }
-                )
-            })
-            .count()
+        t_bits(out).len()
     }
 
     /// A registrar (ME = 5) with peer 7 and PE 0x42 registered here over association 1 at
