@@ -88,6 +88,23 @@ fn gauge_value(a: &AtomicU64) -> i64 {
     i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
 }
 
+/// Encodes the counter family `name` with one series per `(value of label, count)`.
+fn encode_labelled<'c>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    series: impl Iterator<Item = (&'static str, &'c AtomicU64)>,
+) -> Result<(), std::fmt::Error> {
+    let proto = ConstCounter::new(0u64);
+    let mut family = encoder.encode_descriptor(name, help, None, proto.metric_type())?;
+    for (value, count) in series {
+        let labels = [(label, value)];
+        ConstCounter::new(count.load(Ordering::Relaxed)).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 impl Collector for StatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &*self.0;
@@ -95,29 +112,23 @@ impl Collector for StatsCollector {
             let c = ConstCounter::new(value.load(Ordering::Relaxed));
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
-        let proto = ConstCounter::new(0u64);
-        let mut family = encoder.encode_descriptor(
+        encode_labelled(
+            &mut encoder,
             "enrp_pe_removals",
             "Pool elements removed, by reason.",
-            None,
-            proto.metric_type(),
+            "reason",
+            RemovalReason::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .zip(&s.removals),
         )?;
-        for (reason, count) in RemovalReason::ALL.iter().zip(s.removals.iter()) {
-            let labels = [("reason", reason.as_str())];
-            ConstCounter::new(count.load(Ordering::Relaxed))
-                .encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        encode_labelled(
+            &mut encoder,
             "enrp_security_refusals",
             "Input refused at a trust boundary (SECURITY.md), by kind.",
-            None,
-            proto.metric_type(),
+            "what",
+            Refusal::ALL.iter().map(|r| r.as_str()).zip(&s.refusals),
         )?;
-        for (what, count) in Refusal::ALL.iter().zip(s.refusals.iter()) {
-            let labels = [("what", what.as_str())];
-            ConstCounter::new(count.load(Ordering::Relaxed))
-                .encode(family.encode_family(&labels)?)?;
-        }
         for (name, help, value) in gauges(s) {
             let g = ConstGauge::new(gauge_value(value));
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;

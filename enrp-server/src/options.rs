@@ -17,7 +17,8 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::core::{
-    AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, PoolAuth, Rate, UnreachableCounting,
+    parse_server_id, AddressScope, CoreConfig, EnrpSecurity, IpNet, PeerAllow, PoolAuth, Rate,
+    ServerIdError, UnreachableCounting,
 };
 use crate::driver::DriverConfig;
 use asap::selection::MaxIncrement;
@@ -505,16 +506,10 @@ fn parse_targets(
 }
 
 fn parse_id(s: &str) -> Result<u32, String> {
-    let s = s.trim();
-    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16),
-        None => s.parse::<u32>(),
-    }
-    .map_err(|_| format!("{s:?} is not a 32-bit number"))?;
-    if v == 0 {
-        return Err("0 is reserved (\"unknown server\")".into());
-    }
-    Ok(v)
+    parse_server_id(s).map_err(|e| match e {
+        ServerIdError::NotANumber => format!("{:?} is not a 32-bit number", s.trim()),
+        ServerIdError::Reserved => "0 is reserved (\"unknown server\")".into(),
+    })
 }
 
 fn rate(option: &'static str, per_second: Option<f64>) -> Result<Option<Rate>, OptionsError> {
@@ -1508,7 +1503,13 @@ mod tests {
     fn bad_values_name_the_option() {
         let o = Options::parse_from(["enrp-server", "--identifier", "0"]);
         let e = o.resolve(1).expect_err("id 0");
-        assert!(e.to_string().contains("--identifier"));
+        assert_eq!(
+            e.to_string(),
+            "--identifier: 0 is reserved (\"unknown server\")"
+        );
+        let o = Options::parse_from(["enrp-server", "--identifier", "0x"]);
+        let e = o.resolve(1).expect_err("no digits");
+        assert_eq!(e.to_string(), "--identifier: \"0x\" is not a 32-bit number");
         let o = Options::parse_from(["enrp-server", "--min-address-scope", "planet"]);
         assert!(o.resolve(1).is_err());
     }

@@ -8,6 +8,8 @@
 //!   and wait for the decoded answer (RFC 5352 §2, RFC 5353 §2).
 //! - [`api`]: an echo pool element and a pool user built from the public `asap` API, for
 //!   the API tests and the API benchmark.
+//! - [`enrp_msgs`]: peers' PRESENCE and HANDLE_UPDATE and PE entries for tests that drive
+//!   the registrar core directly (RFC 5353).
 //! - [`metrics`]: scraping a daemon's `--metrics` endpoint and reading values.
 //!
 //! - [`netns`]: real registrar processes in network namespaces joined by a bridge, with
@@ -25,6 +27,7 @@
 pub mod api;
 pub mod cmd;
 pub mod csp;
+pub mod enrp_msgs;
 pub mod fs;
 pub mod metrics;
 pub mod net;

@@ -247,13 +247,7 @@ pub fn tcp_pe(id: u32, user: IpAddr) -> PoolElementInfo {
 /// ENRP_PRESENCE from `sender` (no reply required, no server information, checksum
 /// 0xFFFF).
 pub fn presence(sender: u32) -> Presence {
-    Presence {
-        reply_required: false,
-        sender,
-        receiver: 0,
-        checksum: 0xFFFF,
-        server_information: None,
-    }
+    crate::enrp_msgs::presence(sender, 0xFFFF)
 }
 
 /// The injection of issue 13 over the ENRP association `a`: [`presence`] as `sender`, then

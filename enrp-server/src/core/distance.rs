@@ -176,11 +176,11 @@ mod tests {
     use crate::core::{Action, CoreConfig, Input, PeerAllow, Registrar};
     use asap::transport::TransportKind;
     use asap::wire::asap_msg::{HandleResolution, Registration};
-    use asap::wire::enrp_msg::{HandleTableResponse, HandleUpdate, PoolEntry, Presence};
+    use asap::wire::enrp_msg::{HandleTableResponse, PoolEntry};
     use asap::wire::{
-        AsapMessage, HandleResolutionOption, Message, PoolElementInfo, Protocol,
-        TransportParameter, TransportUse, UpdateAction,
+        AsapMessage, HandleResolutionOption, Message, PoolElementInfo, Protocol, UpdateAction,
     };
+    use rserpool_tests::enrp_msgs::{presence, sctp_pe_at, update};
     use std::net::SocketAddr;
     use std::time::Instant;
 
@@ -197,19 +197,10 @@ mod tests {
         }
     }
 
+    /// PE `id` at 10.0.0.`id`.
     fn element(id: u32, home: u32, policy: Policy) -> PoolElementInfo {
-        PoolElementInfo {
-            id,
-            home_server_id: home,
-            registration_life: 60_000,
-            user_transport: TransportParameter::Sctp {
-                port: 7,
-                transport_use: TransportUse::DataPlusControl,
-                addresses: vec![format!("10.0.0.{}", id & 0xFF).parse().expect("lit")],
-            },
-            policy,
-            asap_transport: None,
-        }
+        let user = std::net::Ipv4Addr::new(10, 0, 0, (id & 0xFF) as u8);
+        sctp_pe_at(id, home, user.into(), policy)
     }
 
     fn registrar(step_ms: u64) -> (Registrar, Instant) {
@@ -226,12 +217,7 @@ mod tests {
         let at: SocketAddr = at.parse().expect("lit");
         r.handle(
             now,
-            Input::Connected {
-                assoc,
-                protocol,
-                peer_addrs: vec![at],
-                transport: TransportKind::Tcp,
-            },
+            Input::connected(assoc, protocol, at, TransportKind::Tcp),
         );
     }
 
@@ -383,33 +369,26 @@ mod tests {
             );
         }
         // A new peer during start-up becomes the mentor: a table download starts.
-        let p: Message = Presence {
-            reply_required: false,
-            sender: PEER,
-            receiver: 0,
-            checksum: 0,
-            server_information: None,
-        }
-        .into();
-        r.handle_message(now, 50, &p);
+        r.handle_message(now, 50, &presence(PEER, 0).into());
         assert!(r.peers().contains_key(&PEER));
+    }
+
+    /// The peer's ADD_PE of its PE 0x70 (LU-DPF, distance 7 ms), over association 50.
+    fn add_70_from_peer(r: &mut Registrar, now: Instant) {
+        let u = update(
+            PEER,
+            ME,
+            UpdateAction::AddPe,
+            element(0x70, PEER, lu_dpf(7)),
+        );
+        r.handle_message(now, 50, &u.into());
     }
 
     #[test]
     fn handle_update_adds_our_distance_to_the_peer() {
         let (mut r, now) = registrar(1);
         peer_up(&mut r, now, Some(40));
-        let u: Message = HandleUpdate {
-            takeover_suggested: false,
-            sender: PEER,
-            receiver: ME,
-            action: UpdateAction::AddPe,
-            reserved: 0,
-            pool_handle: "P".into(),
-            pool_element: element(0x70, PEER, lu_dpf(7)),
-        }
-        .into();
-        r.handle_message(now, 50, &u);
+        add_70_from_peer(&mut r, now);
         // The peer's 7 ms to the PE plus our 20 ms to the peer.
         assert_eq!(distance_of(&stored(&r, 0x70)), Some(27));
         // A later RTT is used for the next update.
@@ -420,7 +399,7 @@ mod tests {
                 rtt: MS(100),
             },
         );
-        r.handle_message(now, 50, &u);
+        add_70_from_peer(&mut r, now);
         assert_eq!(distance_of(&stored(&r, 0x70)), Some(57));
     }
 
@@ -456,17 +435,7 @@ mod tests {
     fn peer_without_rtt_passes_its_distance_on() {
         let (mut r, now) = registrar(1);
         peer_up(&mut r, now, None);
-        let u: Message = HandleUpdate {
-            takeover_suggested: false,
-            sender: PEER,
-            receiver: ME,
-            action: UpdateAction::AddPe,
-            reserved: 0,
-            pool_handle: "P".into(),
-            pool_element: element(0x70, PEER, lu_dpf(7)),
-        }
-        .into();
-        r.handle_message(now, 50, &u);
+        add_70_from_peer(&mut r, now);
         assert_eq!(distance_of(&stored(&r, 0x70)), Some(7));
     }
 }

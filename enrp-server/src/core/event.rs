@@ -1,7 +1,6 @@
 //! What the core reports to its driver besides messages: [`Event`]s (for logs and metrics)
 //! and [`Replication`]s (the hook for ENRP peering, RFC 5353 HANDLE_UPDATE).
 
-use std::fmt;
 use std::net::IpAddr;
 
 use asap::wire::{CauseCode, PeIdentifier, PoolElementInfo, PoolHandle, Protocol, UpdateAction};
@@ -9,60 +8,66 @@ use serde::Serialize;
 
 use super::AssocId;
 
-/// Why a PE left the handlespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RemovalReason {
-    /// ASAP_DEREGISTRATION (RFC 5352).
-    Deregistered,
-    /// No ASAP_ENDPOINT_KEEP_ALIVE_ACK within the timeout.
-    KeepAliveTimeout,
-    /// The association the PE registered over went away (rsplib; asap/wire/INTEROP.md §5.1).
-    AssociationLost,
-    /// MAX-BAD-PE-REPORT distinct ENDPOINT_UNREACHABLE reports (asap/wire/INTEROP.md §5.3).
-    Unreachable,
-    /// Registration life ended without re-registration.
-    Expired,
-    /// Purged by a handlespace audit: the home peer no longer lists it (RFC 5353).
-    Audit,
-    /// HANDLE_UPDATE DEL_PE from the PE's home peer (RFC 5353 §2.4).
-    PeerDeleted,
-    /// Its home peer vanished and no takeover re-labelled it within the orphan timeout
-    /// (issue 13, SECURITY.md).
-    Orphaned,
-}
-
-impl RemovalReason {
-    /// All reasons (for metrics label pre-registration).
-    pub const ALL: [RemovalReason; 8] = [
-        RemovalReason::Deregistered,
-        RemovalReason::KeepAliveTimeout,
-        RemovalReason::AssociationLost,
-        RemovalReason::Unreachable,
-        RemovalReason::Expired,
-        RemovalReason::Audit,
-        RemovalReason::PeerDeleted,
-        RemovalReason::Orphaned,
-    ];
-
-    /// Short kebab-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RemovalReason::Deregistered => "deregistered",
-            RemovalReason::KeepAliveTimeout => "keep-alive-timeout",
-            RemovalReason::AssociationLost => "association-lost",
-            RemovalReason::Unreachable => "unreachable",
-            RemovalReason::Expired => "expired",
-            RemovalReason::Audit => "audit",
-            RemovalReason::PeerDeleted => "peer-deleted",
-            RemovalReason::Orphaned => "orphaned",
+/// Declares a fieldless enum whose variants each carry a fixed kebab-case label (metric
+/// label, log text): the enum, `ALL` (every variant in declaration order), `as_str` and
+/// `Display` all come from the one list of `Variant => "label"`.
+macro_rules! labelled_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident => $label:literal, )*
         }
-    }
-}
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )*
+        }
 
-impl fmt::Display for RemovalReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        impl $name {
+            /// Every variant, in declaration order (metrics label pre-registration).
+            pub const ALL: [$name; [$(stringify!($variant)),*].len()] = [$($name::$variant),*];
+
+            /// Short kebab-case name (metric label).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $label, )*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use labelled_enum;
+
+labelled_enum! {
+    /// Why a PE left the handlespace.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum RemovalReason {
+        /// ASAP_DEREGISTRATION (RFC 5352).
+        Deregistered => "deregistered",
+        /// No ASAP_ENDPOINT_KEEP_ALIVE_ACK within the timeout.
+        KeepAliveTimeout => "keep-alive-timeout",
+        /// The association the PE registered over went away (rsplib;
+        /// asap/wire/INTEROP.md §5.1).
+        AssociationLost => "association-lost",
+        /// MAX-BAD-PE-REPORT distinct ENDPOINT_UNREACHABLE reports
+        /// (asap/wire/INTEROP.md §5.3).
+        Unreachable => "unreachable",
+        /// Registration life ended without re-registration.
+        Expired => "expired",
+        /// Purged by a handlespace audit: the home peer no longer lists it (RFC 5353).
+        Audit => "audit",
+        /// HANDLE_UPDATE DEL_PE from the PE's home peer (RFC 5353 §2.4).
+        PeerDeleted => "peer-deleted",
+        /// Its home peer vanished and no takeover re-labelled it within the orphan timeout
+        /// (issue 13, SECURITY.md).
+        Orphaned => "orphaned",
     }
 }
 

@@ -464,6 +464,7 @@ mod tests {
 
     use asap::wire::enrp_msg::Presence;
     use asap::wire::{EnrpMessage, Message, Protocol};
+    use rserpool_tests::enrp_msgs::presence;
 
     use super::*;
     use crate::core::{CoreConfig, Input, PeerAllow};
@@ -514,16 +515,13 @@ mod tests {
             .collect()
     }
 
-    fn up(r: &mut Registrar, now: Instant, assoc: AssocId, at: SocketAddr) -> Vec<Action> {
-        r.handle(
-            now,
-            Input::Connected {
-                assoc,
-                protocol: Protocol::Enrp,
-                peer_addrs: vec![at],
-                transport: TransportKind::Sctp,
-            },
-        )
+    /// A PRESENCE from 7 that asks for a reply.
+    fn asking_presence_of_7() -> Message {
+        Presence {
+            reply_required: true,
+            ..presence(7, 0)
+        }
+        .into()
     }
 
     /// The first heartbeat asks the static peers for PRESENCE: one Connect each, no
@@ -549,7 +547,10 @@ mod tests {
         assert!(connects(&out).is_empty());
         assert_eq!(r.peer_queue_len(peer(7)), 2);
         let (a7, _) = c[0];
-        let out = up(&mut r, t, a7, peer(7));
+        let out = r.handle(
+            t,
+            Input::connected(a7, Protocol::Enrp, peer(7), TransportKind::Sctp),
+        );
         let sent = on_assoc(&out);
         assert_eq!(sent.len(), 2);
         assert!(sent
@@ -558,14 +559,7 @@ mod tests {
         assert_eq!(r.peer_association(peer(7)), Some(a7));
         assert_eq!(r.peer_queue_len(peer(7)), 0);
         // A PRESENCE from 7 on it makes 7 a peer; the answers go over the same association.
-        let p: Message = Presence {
-            reply_required: true,
-            sender: 7,
-            receiver: 0,
-            checksum: 0,
-            server_information: None,
-        }
-        .into();
+        let p = asking_presence_of_7();
         let out = r.handle_message(t, a7, &p);
         let sent = on_assoc(&out);
         assert!(!sent.is_empty());
@@ -597,7 +591,10 @@ mod tests {
             dropped, 11,
             "one queued at the connect, then 266 heartbeats"
         );
-        let out = up(&mut r, t, a7, peer(7));
+        let out = r.handle(
+            t,
+            Input::connected(a7, Protocol::Enrp, peer(7), TransportKind::Sctp),
+        );
         assert_eq!(on_assoc(&out).len(), PEER_CONNECT_QUEUE);
     }
 
@@ -648,7 +645,10 @@ mod tests {
         let (mut r, now) = reg();
         let out = r.handle_timeout(now);
         let (a7, _) = connects(&out)[0].clone();
-        up(&mut r, now, a7, peer(7));
+        r.handle(
+            now,
+            Input::connected(a7, Protocol::Enrp, peer(7), TransportKind::Sctp),
+        );
         r.handle(now, Input::Disconnected { assoc: a7 });
         assert_eq!(r.peer_association(peer(7)), None);
         let out = r.handle_timeout(now + Duration::from_secs(3));
@@ -657,7 +657,10 @@ mod tests {
             .find(|c| c.1 == vec![peer(7)])
             .expect("reconnect");
         let t = now + Duration::from_secs(3);
-        up(&mut r, t, b7, peer(7));
+        r.handle(
+            t,
+            Input::connected(b7, Protocol::Enrp, peer(7), TransportKind::Sctp),
+        );
         let p: Message = Presence {
             reply_required: false,
             sender: 7,
@@ -691,21 +694,9 @@ mod tests {
         let from = SocketAddr::from(([127, 0, 0, 7], 40_123));
         r.handle(
             now,
-            Input::Connected {
-                assoc: 3,
-                protocol: Protocol::Enrp,
-                peer_addrs: vec![from],
-                transport: TransportKind::Tcp,
-            },
+            Input::connected(3, Protocol::Enrp, from, TransportKind::Tcp),
         );
-        let p: Message = Presence {
-            reply_required: true,
-            sender: 7,
-            receiver: 0,
-            checksum: 0,
-            server_information: None,
-        }
-        .into();
+        let p = asking_presence_of_7();
         let out = r.handle_message(now, 3, &p);
         let sent = on_assoc(&out);
         assert!(!sent.is_empty());

@@ -50,7 +50,10 @@ pub use event::{Event, RemovalReason, Replication};
 pub use links::{ConnectPurpose, PeerTransport, PEER_CONNECT_QUEUE, PEER_CONNECT_TIMEOUT};
 pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
-pub use trust::{server_id_name, EnrpSecurity, PeerAllow, PoolAuth, Refusal, SecurityConfig};
+pub use trust::{
+    parse_server_id, server_id_name, EnrpSecurity, PeerAllow, PoolAuth, Refusal, SecurityConfig,
+    ServerIdError,
+};
 
 use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
@@ -154,6 +157,24 @@ pub enum Input {
         /// The datagram.
         bytes: Bytes,
     },
+}
+
+impl Input {
+    /// Convenience for tests and tools: [`Input::Connected`] of a single-homed peer at
+    /// `peer`.
+    pub fn connected(
+        assoc: AssocId,
+        protocol: Protocol,
+        peer: SocketAddr,
+        transport: TransportKind,
+    ) -> Input {
+        Input::Connected {
+            assoc,
+            protocol,
+            peer_addrs: vec![peer],
+            transport,
+        }
+    }
 }
 
 /// Something the core asks the driver to do.
@@ -472,15 +493,38 @@ impl Registrar {
         assoc: AssocId,
         message: &Message,
     ) -> Vec<Action> {
+        self.handle_encoded(now, message, |protocol, bytes| Input::Message {
+            assoc,
+            protocol,
+            bytes,
+        })
+    }
+
+    /// Convenience for tests and tools: encodes `message` and feeds it as
+    /// [`Input::Datagram`] from `from` (e.g. an ENRP peer's unicast PRESENCE).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        message: &Message,
+    ) -> Vec<Action> {
+        self.handle_encoded(now, message, |protocol, bytes| Input::Datagram {
+            from,
+            protocol,
+            bytes,
+        })
+    }
+
+    /// Encodes `message` and feeds the input `input` makes of it (protocol and bytes); an
+    /// encoding failure is reported as [`Event::EncodeFailed`] instead.
+    fn handle_encoded(
+        &mut self,
+        now: Instant,
+        message: &Message,
+        input: impl FnOnce(Protocol, Bytes) -> Input,
+    ) -> Vec<Action> {
         match message.to_bytes() {
-            Ok(bytes) => self.handle(
-                now,
-                Input::Message {
-                    assoc,
-                    protocol: message.protocol(),
-                    bytes,
-                },
-            ),
+            Ok(bytes) => self.handle(now, input(message.protocol(), bytes)),
             Err(e) => vec![Action::Event(Event::EncodeFailed {
                 message: message.name(),
                 error: e.to_string(),

@@ -140,57 +140,41 @@ pub(super) fn better_home(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Action, CoreConfig, Input, Registrar};
+    use crate::core::{Action, AssocId, CoreConfig, Input, Registrar};
     use asap::transport::TransportKind;
     use asap::wire::asap_msg::Registration;
-    use asap::wire::enrp_msg::{HandleUpdate, Presence};
+    use asap::wire::enrp_msg::HandleUpdate;
     use asap::wire::{
-        EnrpMessage, Message, Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse,
+        EnrpMessage, Message, PoolElementInfo, Protocol, TransportParameter, TransportUse,
         UpdateAction,
     };
+    use rserpool_tests::enrp_msgs::{presence, sctp_pe, update, POOL};
     use std::net::SocketAddr;
 
     const ME: ServerId = 5;
 
+    /// PE 0x42 of home `home`.
     fn element(home: ServerId) -> PoolElementInfo {
-        PoolElementInfo {
-            id: 0x42,
-            home_server_id: home,
-            registration_life: 60_000,
-            user_transport: TransportParameter::Sctp {
-                port: 7,
-                transport_use: TransportUse::DataPlusControl,
-                addresses: vec!["10.0.0.1".parse().expect("lit")],
-            },
-            policy: Policy::RoundRobin,
-            asap_transport: None,
-        }
+        sctp_pe(0x42, home)
     }
 
+    /// From the first peer (127.0.0.7: peer 7, or the one [`suggesting`] knows first).
     fn peer_msg(r: &mut Registrar, now: Instant, m: impl Into<Message>) -> Vec<Action> {
-        let bytes = m.into().to_bytes().expect("encodes");
-        r.handle(
-            now,
-            Input::Datagram {
-                from: "127.0.0.7:9901".parse().expect("lit"),
-                protocol: Protocol::Enrp,
-                bytes,
-            },
-        )
+        r.handle_datagram(now, peer_addr(0), &m.into())
     }
 
+    /// Who owns PE 0x42, and over which of our associations (if ours).
+    fn holder(r: &Registrar) -> (ServerId, Option<AssocId>) {
+        let e = r
+            .handlespace()
+            .get(&POOL.into(), 0x42)
+            .expect("PE 0x42 known");
+        (e.owner(), e.connection())
+    }
+
+    /// How many HANDLE_UPDATEs were sent to peers ([`t_bits`]).
     fn updates_sent(out: &[Action]) -> usize {
-        out.iter()
-            .filter(|a| {
-                matches!(
-                    a,
-                    Action::PeerSend {
-                        message: Message::Enrp(EnrpMessage::HandleUpdate(_)),
-                        ..
-                    }
-                )
-            })
-            .count()
+        t_bits(out).len()
     }
 
     /// A registrar (ME = 5) with peer 7 and PE 0x42 registered here over association 1 at
@@ -205,43 +189,13 @@ mod tests {
             "127.0.0.0/8".parse().expect("lit"),
         )];
         let mut r = Registrar::new(c, now);
-        let presence = Presence {
-            reply_required: false,
-            sender: 7,
-            receiver: 0,
-            checksum: 0xFFFF,
-            server_information: None,
-        };
-        peer_msg(&mut r, now, presence);
-        let peer: SocketAddr = "10.0.0.1:5000".parse().expect("lit");
-        r.handle(
-            now,
-            Input::Connected {
-                assoc: 1,
-                protocol: Protocol::Asap,
-                peer_addrs: vec![peer],
-                transport: TransportKind::Sctp,
-            },
-        );
-        let reg: Message = Registration {
-            pool_handle: "P".into(),
-            pool_element: element(0),
-        }
-        .into();
-        r.handle_message(now, 1, &reg);
+        peer_msg(&mut r, now, presence(7, 0xFFFF));
+        register_from(&mut r, now, 1, "10.0.0.1:5000");
         (r, now)
     }
 
     fn claim_by_7() -> HandleUpdate {
-        HandleUpdate {
-            takeover_suggested: false,
-            sender: 7,
-            receiver: ME,
-            action: UpdateAction::AddPe,
-            reserved: 0,
-            pool_handle: "P".into(),
-            pool_element: element(7),
-        }
+        update(7, ME, UpdateAction::AddPe, element(7))
     }
 
     /// The PE moved to peer 7 (its ADD_PE is newer than our registration): we re-label
@@ -253,30 +207,13 @@ mod tests {
         let later = t + Duration::from_secs(3);
         let out = peer_msg(&mut r, later, claim_by_7());
         assert_eq!(updates_sent(&out), 0);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
-        assert_eq!((e.owner(), e.connection()), (7, None));
+        assert_eq!(holder(&r), (7, None));
         r.handle(later, Input::Disconnected { assoc: 1 });
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("still there");
-        assert_eq!(e.owner(), 7);
+        assert_eq!(holder(&r).0, 7, "still there");
         // A re-registration over a (new) association of ours takes it back, announced.
-        r.handle(
-            later,
-            Input::Connected {
-                assoc: 2,
-                protocol: Protocol::Asap,
-                peer_addrs: vec!["10.0.0.1:5001".parse().expect("lit")],
-                transport: TransportKind::Sctp,
-            },
-        );
-        let reg: Message = Registration {
-            pool_handle: "P".into(),
-            pool_element: element(0),
-        }
-        .into();
-        let out = r.handle_message(later, 2, &reg);
+        let out = register_from(&mut r, later, 2, "10.0.0.1:5001");
         assert_eq!(updates_sent(&out), 1);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("ours");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(2)));
+        assert_eq!(holder(&r), (ME, Some(2)));
     }
 
     /// A handle table entry is not a registration (e.g. a copy the peer took over while
@@ -297,8 +234,7 @@ mod tests {
         // The mentor download from 7 started when 7 was first heard.
         let out = peer_msg(&mut r, t + Duration::from_secs(3), table);
         assert_eq!(updates_sent(&out), 1);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        assert_eq!(holder(&r), (ME, Some(1)));
     }
 
     /// Near-tie: our registration is fresh and our ID (5) is lower than 7's: we keep it
@@ -308,38 +244,32 @@ mod tests {
         let (mut r, t) = with_registered_pe();
         let out = peer_msg(&mut r, t + Duration::from_millis(100), claim_by_7());
         assert_eq!(updates_sent(&out), 1);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        assert_eq!(holder(&r), (ME, Some(1)));
     }
 
     #[test]
     fn newest_registration_wins_near_ties_go_to_the_lower_id() {
         let t = Instant::now();
         let later = t + CLAIM_TIE_WINDOW;
-        // Our registration is old: any claimant wins.
-        assert_eq!(
-            judge_claim(1, 9, (t, later), true, None, false),
-            ClaimVerdict::Yield
-        );
-        assert_eq!(
-            judge_claim(9, 1, (t, later), true, None, false),
-            ClaimVerdict::Yield
-        );
-        // Near-tie: the lower ID keeps it.
         let soon = t + CLAIM_TIE_WINDOW / 2;
-        assert_eq!(
-            judge_claim(1, 9, (t, soon), true, None, false),
-            ClaimVerdict::KeepAndAnswer
-        );
-        assert_eq!(
-            judge_claim(9, 1, (t, soon), true, None, false),
-            ClaimVerdict::Yield
-        );
-        // A table entry never wins against our association.
-        assert_eq!(
-            judge_claim(9, 1, (t, later), false, None, false),
-            ClaimVerdict::KeepAndAnswer
-        );
+        // (our ID, claimant's ID, when the claim comes, a registration?, verdict)
+        let cases = [
+            // Our registration is old: any claimant wins.
+            (1, 9, later, true, ClaimVerdict::Yield),
+            (9, 1, later, true, ClaimVerdict::Yield),
+            // Near-tie: the lower ID keeps it.
+            (1, 9, soon, true, ClaimVerdict::KeepAndAnswer),
+            (9, 1, soon, true, ClaimVerdict::Yield),
+            // A table entry never wins against our association.
+            (9, 1, later, false, ClaimVerdict::KeepAndAnswer),
+        ];
+        for (me, claimant, at, registration, verdict) in cases {
+            assert_eq!(
+                judge_claim(me, claimant, (t, at), registration, None, false),
+                verdict,
+                "{me} vs {claimant}, registration {registration}"
+            );
+        }
     }
 
     // ---- Takeover suggestion (HANDLE_UPDATE T bit, issue 14 item 9) -------------------
@@ -366,37 +296,13 @@ mod tests {
         )];
         let mut r = Registrar::new(c, now);
         for (k, p) in peers.iter().enumerate() {
-            let presence = Presence {
-                reply_required: false,
-                sender: *p,
-                receiver: 0,
-                checksum: 0xFFFF,
-                server_information: None,
-            };
-            from_addr(&mut r, now, peer_addr(k), presence);
+            r.handle_datagram(now, peer_addr(k), &presence(*p, 0xFFFF).into());
         }
         (r, now)
     }
 
     fn peer_addr(k: usize) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 7 + k as u8], 9901))
-    }
-
-    fn from_addr(
-        r: &mut Registrar,
-        now: Instant,
-        at: SocketAddr,
-        m: impl Into<Message>,
-    ) -> Vec<Action> {
-        let bytes = m.into().to_bytes().expect("encodes");
-        r.handle(
-            now,
-            Input::Datagram {
-                from: at,
-                protocol: Protocol::Enrp,
-                bytes,
-            },
-        )
     }
 
     /// The HANDLE_UPDATEs sent: (receiver, T bit).
@@ -414,14 +320,15 @@ mod tests {
 
     /// PE 0x42 registers at `r` over a new association `assoc` at `now`.
     fn register_here(r: &mut Registrar, now: Instant, assoc: u64) -> Vec<Action> {
+        register_from(r, now, assoc, "10.0.0.1:4000")
+    }
+
+    /// PE 0x42 registers at `r` over a new association `assoc` from `at` at `now`.
+    fn register_from(r: &mut Registrar, now: Instant, assoc: u64, at: &str) -> Vec<Action> {
+        let at = at.parse().expect("lit");
         r.handle(
             now,
-            Input::Connected {
-                assoc,
-                protocol: Protocol::Asap,
-                peer_addrs: vec!["10.0.0.1:4000".parse().expect("lit")],
-                transport: TransportKind::Sctp,
-            },
+            Input::connected(assoc, Protocol::Asap, at, TransportKind::Sctp),
         );
         let reg: Message = Registration {
             pool_handle: "P".into(),
@@ -481,12 +388,7 @@ mod tests {
         el.asap_transport = Some(pe_transport());
         HandleUpdate {
             takeover_suggested: true,
-            sender,
-            receiver: me,
-            action: UpdateAction::AddPe,
-            reserved: 0,
-            pool_handle: "P".into(),
-            pool_element: el,
+            ..update(sender, me, UpdateAction::AddPe, el)
         }
     }
 
@@ -497,7 +399,7 @@ mod tests {
     fn suggested_registrar_sends_the_h_keep_alive_and_gets_the_pe() {
         let me = 0x80;
         let (mut r, t) = suggesting(me, true, &[7]);
-        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        let out = peer_msg(&mut r, t, suggested_add(7, 7, me));
         let connects: Vec<_> = out
             .iter()
             .filter_map(|a| match a {
@@ -516,15 +418,9 @@ mod tests {
             to,
             vec!["10.0.0.1:4000".parse::<SocketAddr>().expect("lit")]
         );
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("stored")
-                .owner(),
-            7
-        );
+        assert_eq!(holder(&r).0, 7);
         // The same suggestion again while connecting: no second association.
-        let again = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        let again = peer_msg(&mut r, t, suggested_add(7, 7, me));
         assert!(!again.iter().any(|a| matches!(a, Action::Connect { .. })));
         let out = r.handle(
             t,
@@ -548,13 +444,7 @@ mod tests {
             .collect();
         assert_eq!(h, vec![(assoc, true, me, Some(0x42))]);
         // Still the peer's until the PE registers here.
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("kept")
-                .owner(),
-            7
-        );
+        assert_eq!(holder(&r).0, 7);
         let reg: Message = Registration {
             pool_handle: "P".into(),
             pool_element: element(0),
@@ -562,8 +452,7 @@ mod tests {
         .into();
         let out = r.handle_message(t, assoc, &reg);
         assert_eq!(t_bits(&out), vec![(7, false)]);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("ours");
-        assert_eq!((e.owner(), e.connection()), (me, Some(assoc)));
+        assert_eq!(holder(&r), (me, Some(assoc)));
         // The association carries a PE: not aborted at the suggestion's deadline.
         let later = t + r.config().keep_alive_timeout + Duration::from_millis(1);
         let out = r.handle_timeout(later);
@@ -578,7 +467,7 @@ mod tests {
     fn unfollowed_suggestion_is_aborted_after_the_keep_alive_timeout() {
         let me = 0x80;
         let (mut r, t) = suggesting(me, true, &[7]);
-        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        let out = peer_msg(&mut r, t, suggested_add(7, 7, me));
         let Some(Action::Connect { assoc, to, .. }) = out
             .iter()
             .find(|a| matches!(a, Action::Connect { .. }))
@@ -607,13 +496,7 @@ mod tests {
                 .any(|a| matches!(a, Action::Abort { assoc: x, .. } if *x == assoc)),
             "{out:?}"
         );
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("kept")
-                .owner(),
-            7
-        );
+        assert_eq!(holder(&r).0, 7);
     }
 
     /// T is ignored without the option, and from a peer that is not the PE's home.
@@ -621,10 +504,10 @@ mod tests {
     fn t_is_ignored_when_off_or_not_from_the_home() {
         let me = 0x80;
         let (mut r, t) = suggesting(me, false, &[7]);
-        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(7, 7, me));
+        let out = peer_msg(&mut r, t, suggested_add(7, 7, me));
         assert!(!out.iter().any(|a| matches!(a, Action::Connect { .. })));
         let (mut r, t) = suggesting(me, true, &[7, 9]);
-        let out = from_addr(&mut r, t, peer_addr(0), suggested_add(9, 7, me));
+        let out = peer_msg(&mut r, t, suggested_add(9, 7, me));
         assert!(!out.iter().any(|a| matches!(a, Action::Connect { .. })));
     }
 
@@ -638,26 +521,14 @@ mod tests {
         let mut claim = claim_by_7();
         claim.sender = 0x80;
         claim.pool_element.home_server_id = 0x80;
-        let out = from_addr(
-            &mut r,
-            t + Duration::from_millis(50),
-            peer_addr(0),
-            claim.clone(),
-        );
+        let out = peer_msg(&mut r, t + Duration::from_millis(50), claim.clone());
         assert_eq!(updates_sent(&out), 0);
-        let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
-        assert_eq!((e.owner(), e.connection()), (0x80, None));
+        assert_eq!(holder(&r), (0x80, None));
         let (mut r, t) = suggesting(ME, false, &[0x80]);
         register_here(&mut r, t, 1);
-        let out = from_addr(&mut r, t + Duration::from_millis(50), peer_addr(0), claim);
+        let out = peer_msg(&mut r, t + Duration::from_millis(50), claim);
         assert_eq!(updates_sent(&out), 1);
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("kept")
-                .owner(),
-            ME
-        );
+        assert_eq!(holder(&r).0, ME);
     }
 
     /// Both registrars hold the PE over an association (one a stale adoption) and audit each
@@ -682,25 +553,19 @@ mod tests {
                     pool_elements: vec![element(peer)],
                 }],
             };
-            let out = from_addr(&mut r, later, peer_addr(0), table);
+            let out = peer_msg(&mut r, later, table);
             assert_eq!(updates_sent(&out), 1, "our answer to the table entry");
             // The peer's answer to our table entry crosses ours.
             let mut answer = claim_by_7();
             answer.sender = peer;
             answer.receiver = me;
             answer.pool_element.home_server_id = peer;
-            let out = from_addr(
-                &mut r,
-                later + Duration::from_millis(200),
-                peer_addr(0),
-                answer,
-            );
-            let e = r.handlespace().get(&"P".into(), 0x42).expect("never lost");
+            let out = peer_msg(&mut r, later + Duration::from_millis(200), answer);
             if keeps {
-                assert_eq!((e.owner(), e.connection()), (me, Some(1)));
+                assert_eq!(holder(&r), (me, Some(1)), "never lost");
                 assert_eq!(updates_sent(&out), 1);
             } else {
-                assert_eq!((e.owner(), e.connection()), (peer, None));
+                assert_eq!(holder(&r), (peer, None), "never lost");
                 assert_eq!(updates_sent(&out), 0);
             }
         }
@@ -710,15 +575,9 @@ mod tests {
         let mut claim = claim_by_7();
         claim.sender = 0x80;
         claim.pool_element.home_server_id = 0x80;
-        let out = from_addr(&mut r, t + Duration::from_secs(5), peer_addr(0), claim);
+        let out = peer_msg(&mut r, t + Duration::from_secs(5), claim);
         assert_eq!(updates_sent(&out), 0);
-        assert_eq!(
-            r.handlespace()
-                .get(&"P".into(), 0x42)
-                .expect("kept")
-                .owner(),
-            0x80
-        );
+        assert_eq!(holder(&r).0, 0x80);
     }
 
     /// Two takeovers' H keep-alives reach a PE 0.6 s apart: it registers at 3 (the lower

@@ -1223,8 +1223,10 @@ impl Registrar {
 mod tests {
     use super::*;
     use crate::core::{CoreConfig, Input};
+    use asap::transport::TransportKind;
     use asap::wire::asap_msg::EndpointKeepAlive;
-    use asap::wire::{Policy, PoolEntry, Protocol, TransportParameter, TransportUse};
+    use asap::wire::{PoolEntry, Protocol, TransportParameter, TransportUse};
+    use rserpool_tests::enrp_msgs::{self, presence, sctp_pe};
 
     const ME: ServerId = 5;
 
@@ -1250,25 +1252,7 @@ mod tests {
         sender: ServerId,
         m: impl Into<Message>,
     ) -> Vec<Action> {
-        let bytes = m.into().to_bytes().expect("encodes");
-        r.handle(
-            now,
-            Input::Datagram {
-                from: addr(sender),
-                protocol: Protocol::Enrp,
-                bytes,
-            },
-        )
-    }
-
-    fn presence(sender: ServerId, checksum: u16) -> Presence {
-        Presence {
-            reply_required: false,
-            sender,
-            receiver: 0,
-            checksum,
-            server_information: None,
-        }
+        r.handle_datagram(now, addr(sender), &m.into())
     }
 
     fn sent(out: &[Action]) -> Vec<(SocketAddr, EnrpMessage)> {
@@ -1285,18 +1269,7 @@ mod tests {
     }
 
     fn element(id: u32, home: ServerId) -> PoolElementInfo {
-        PoolElementInfo {
-            id,
-            home_server_id: home,
-            registration_life: 60_000,
-            user_transport: TransportParameter::Sctp {
-                port: 7,
-                transport_use: TransportUse::DataPlusControl,
-                addresses: vec!["10.0.0.1".parse().expect("lit")],
-            },
-            policy: Policy::RoundRobin,
-            asap_transport: None,
-        }
+        sctp_pe(id, home)
     }
 
     fn update(sender: ServerId, action: UpdateAction, id: u32, home: ServerId) -> HandleUpdate {
@@ -1307,15 +1280,7 @@ mod tests {
             transport_use: TransportUse::DataOnly,
             addresses: vec!["10.0.0.1".parse().expect("lit")],
         });
-        HandleUpdate {
-            takeover_suggested: false,
-            sender,
-            receiver: ME,
-            action,
-            reserved: 0,
-            pool_handle: "P".into(),
-            pool_element,
-        }
+        enrp_msgs::update(sender, ME, action, pool_element)
     }
 
     #[test]
@@ -1462,35 +1427,10 @@ mod tests {
     #[test]
     fn takeover_completes_with_all_acks_and_adopts() {
         let (mut r, now) = reg();
-        for p in [7, 9] {
-            from(&mut r, now, p, presence(p, 0xFFFF));
-        }
-        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x70, 7));
-        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x71, 7));
-        let t = now + Duration::from_millis(10_300);
-        for step in [4_000u64, 8_000] {
-            from(
-                &mut r,
-                now + Duration::from_millis(step),
-                9,
-                presence(9, 0xFFFF),
-            );
-        }
-        r.handle_timeout(now + Duration::from_millis(5_100));
-        from(&mut r, t, 9, presence(9, 0xFFFF));
-        r.handle_timeout(t);
+        let t = silence_7(&mut r, now, &[0x70, 0x71]);
         assert_eq!(r.takeovers_running(), vec![7]);
         // 9 acknowledges: we finish.
-        let out = from(
-            &mut r,
-            t,
-            9,
-            InitTakeoverAck {
-                sender: 9,
-                receiver: ME,
-                target: 7,
-            },
-        );
+        let out = from(&mut r, t, 9, ack_of_7_from_9());
         assert!(sent(&out).iter().any(|(to, m)| *to == addr(9)
             && matches!(m, EnrpMessage::TakeoverServer(x) if x.target == 7)));
         // One association per adopted PE process, to its ASAP transport (RFC 5353 §3.6).
@@ -1516,14 +1456,16 @@ mod tests {
         assert_eq!(dels, 2, "DEL_PE to peer 9 for both");
     }
 
-    /// Takes peer 7 (owning PEs 0x70 and 0x71) over with peer 9's help; returns the time
-    /// the takeover finished and its actions.
-    fn take_over_7(r: &mut Registrar, now: Instant) -> (Instant, Vec<Action>) {
+    /// Peers 7 and 9 are heard and 7 announces PEs `ids`; then 7 falls silent while 9
+    /// keeps sending PRESENCE. At the returned time our takeover of 7 is running (it
+    /// waits for 9's INIT_TAKEOVER_ACK).
+    fn silence_7(r: &mut Registrar, now: Instant, ids: &[u32]) -> Instant {
         for p in [7, 9] {
             from(r, now, p, presence(p, 0xFFFF));
         }
-        from(r, now, 7, update(7, UpdateAction::AddPe, 0x70, 7));
-        from(r, now, 7, update(7, UpdateAction::AddPe, 0x71, 7));
+        for &id in ids {
+            from(r, now, 7, update(7, UpdateAction::AddPe, id, 7));
+        }
         let t = now + Duration::from_millis(10_300);
         for step in [4_000u64, 8_000] {
             from(r, now + Duration::from_millis(step), 9, presence(9, 0xFFFF));
@@ -1531,25 +1473,33 @@ mod tests {
         r.handle_timeout(now + Duration::from_millis(5_100));
         from(r, t, 9, presence(9, 0xFFFF));
         r.handle_timeout(t);
-        let ack = InitTakeoverAck {
+        t
+    }
+
+    /// Peer 9 agrees to our takeover of 7.
+    fn ack_of_7_from_9() -> InitTakeoverAck {
+        InitTakeoverAck {
             sender: 9,
             receiver: ME,
             target: 7,
-        };
-        let out = from(r, t, 9, ack);
+        }
+    }
+
+    /// Takes peer 7 (owning PEs `ids`) over with peer 9's help; returns the time the
+    /// takeover finished and its actions.
+    fn take_over_7_owning(r: &mut Registrar, now: Instant, ids: &[u32]) -> (Instant, Vec<Action>) {
+        let t = silence_7(r, now, ids);
+        let out = from(r, t, 9, ack_of_7_from_9());
         (t, out)
     }
 
+    /// Takes peer 7 (owning PEs 0x70 and 0x71) over ([`take_over_7_owning`]).
+    fn take_over_7(r: &mut Registrar, now: Instant) -> (Instant, Vec<Action>) {
+        take_over_7_owning(r, now, &[0x70, 0x71])
+    }
+
     fn connect_pe(r: &mut Registrar, now: Instant, assoc: u64) {
-        r.handle(
-            now,
-            Input::Connected {
-                assoc,
-                protocol: Protocol::Asap,
-                peer_addrs: vec!["10.0.0.1:4000".parse().expect("lit")],
-                transport: asap::transport::TransportKind::Sctp,
-            },
-        );
+        connected(r, now, assoc, "10.0.0.1:4000".parse().expect("lit"));
     }
 
     /// Where the PE process of `id` listens ([`update`]).
@@ -1577,12 +1527,7 @@ mod tests {
     fn connected(r: &mut Registrar, now: Instant, assoc: u64, at: SocketAddr) -> Vec<Action> {
         r.handle(
             now,
-            Input::Connected {
-                assoc,
-                protocol: Protocol::Asap,
-                peer_addrs: vec![at],
-                transport: asap::transport::TransportKind::Sctp,
-            },
+            Input::connected(assoc, Protocol::Asap, at, TransportKind::Sctp),
         )
     }
 
@@ -1678,31 +1623,8 @@ mod tests {
     #[test]
     fn adopted_pes_of_one_transport_share_one_connect() {
         let (mut r, now) = reg();
-        for p in [7, 9] {
-            from(&mut r, now, p, presence(p, 0xFFFF));
-        }
-        for id in [0x170, 0x270, 0x71] {
-            // 0x170 and 0x270 share port 4000 + 0x70.
-            from(&mut r, now, 7, update(7, UpdateAction::AddPe, id, 7));
-        }
-        let t = now + Duration::from_millis(10_300);
-        for step in [4_000u64, 8_000] {
-            from(
-                &mut r,
-                now + Duration::from_millis(step),
-                9,
-                presence(9, 0xFFFF),
-            );
-        }
-        r.handle_timeout(now + Duration::from_millis(5_100));
-        from(&mut r, t, 9, presence(9, 0xFFFF));
-        r.handle_timeout(t);
-        let ack = InitTakeoverAck {
-            sender: 9,
-            receiver: ME,
-            target: 7,
-        };
-        let out = from(&mut r, t, 9, ack);
+        // 0x170 and 0x270 share port 4000 + 0x70.
+        let (_, out) = take_over_7_owning(&mut r, now, &[0x170, 0x270, 0x71]);
         let mut c: Vec<_> = adopt_connects(&out)
             .into_iter()
             .map(|(_, to, mut pes)| {
@@ -1816,15 +1738,7 @@ mod tests {
     #[test]
     fn presence_from_target_cancels_takeover() {
         let (mut r, now) = reg();
-        for p in [7, 9] {
-            from(&mut r, now, p, presence(p, 0xFFFF));
-        }
-        from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x70, 7));
-        from(&mut r, now + Duration::from_secs(4), 9, presence(9, 0xFFFF));
-        r.handle_timeout(now + Duration::from_millis(5_100));
-        let t = now + Duration::from_millis(10_300);
-        from(&mut r, t, 9, presence(9, 0xFFFF));
-        r.handle_timeout(t);
+        let t = silence_7(&mut r, now, &[0x70]);
         assert_eq!(r.takeovers_running(), vec![7]);
         let out = from(&mut r, t, 7, presence(7, 0xFFFF));
         assert!(r.takeovers_running().is_empty());
@@ -1832,16 +1746,7 @@ mod tests {
             .iter()
             .any(|a| matches!(a, Action::Event(Event::TakeoverAbandoned { target: 7, .. }))));
         // A late ACK changes nothing.
-        from(
-            &mut r,
-            t,
-            9,
-            InitTakeoverAck {
-                sender: 9,
-                receiver: ME,
-                target: 7,
-            },
-        );
+        from(&mut r, t, 9, ack_of_7_from_9());
         assert_eq!(
             r.handlespace().get(&"P".into(), 0x70).map(|e| e.owner()),
             Some(7)
@@ -1852,15 +1757,7 @@ mod tests {
     fn claim_on_a_pe_registered_here_is_answered_with_our_add() {
         let (mut r, now) = reg();
         from(&mut r, now, 7, presence(7, 0xFFFF));
-        r.handle(
-            now,
-            Input::Connected {
-                assoc: 1,
-                protocol: Protocol::Asap,
-                peer_addrs: vec!["10.0.0.1:5000".parse().expect("lit")],
-                transport: asap::transport::TransportKind::Sctp,
-            },
-        );
+        connected(&mut r, now, 1, "10.0.0.1:5000".parse().expect("lit"));
         let reg: Message = asap::wire::asap_msg::Registration {
             pool_handle: "P".into(),
             pool_element: element(0x42, 0),
@@ -1891,12 +1788,7 @@ mod tests {
         for (assoc, at) in [(1, peer), (2, "10.0.0.9:40000".parse().expect("lit"))] {
             r.handle(
                 now,
-                Input::Connected {
-                    assoc,
-                    protocol: Protocol::Enrp,
-                    peer_addrs: vec![at],
-                    transport: asap::transport::TransportKind::Sctp,
-                },
+                Input::connected(assoc, Protocol::Enrp, at, TransportKind::Sctp),
             );
         }
         let p: Message = Presence {

@@ -105,6 +105,11 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    /// A limiter of `per_second` with `burst`, tracking at most `capacity` peers.
+    fn limiter(per_second: f64, burst: f64, capacity: usize) -> RateLimiter {
+        RateLimiter::new(Some(Rate { per_second, burst }), capacity)
+    }
+
     fn ip(n: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, n])
     }
@@ -121,13 +126,7 @@ mod tests {
 
     #[test]
     fn burst_then_refill() {
-        let mut r = RateLimiter::new(
-            Some(Rate {
-                per_second: 2.0,
-                burst: 3.0,
-            }),
-            10,
-        );
+        let mut r = limiter(2.0, 3.0, 10);
         let t = Instant::now();
         assert!(r.allow(ip(1), t));
         assert!(r.allow(ip(1), t));
@@ -143,13 +142,7 @@ mod tests {
 
     #[test]
     fn table_is_bounded() {
-        let mut r = RateLimiter::new(
-            Some(Rate {
-                per_second: 1.0,
-                burst: 1.0,
-            }),
-            4,
-        );
+        let mut r = limiter(1.0, 1.0, 4);
         let t = Instant::now();
         for n in 0..200 {
             r.allow(ip(n), t);
@@ -160,13 +153,7 @@ mod tests {
 
     #[test]
     fn eviction_drops_the_least_recently_used_busy_peer() {
-        let mut r = RateLimiter::new(
-            Some(Rate {
-                per_second: 1.0,
-                burst: 2.0,
-            }),
-            3,
-        );
+        let mut r = limiter(1.0, 2.0, 3);
         let t = Instant::now();
         let ms = |n| t + Duration::from_millis(n);
         // Three busy peers (none refills completely within 2 s).

@@ -95,9 +95,10 @@ impl Registrar {
 mod tests {
     use std::time::Duration;
 
-    use crate::core::{Action, CoreConfig, Input, Registrar};
-    use asap::wire::enrp_msg::{HandleTableResponse, Presence};
-    use asap::wire::{AsapMessage, EnrpMessage, Message, Protocol};
+    use crate::core::{Action, CoreConfig, Registrar};
+    use asap::wire::enrp_msg::HandleTableResponse;
+    use asap::wire::{AsapMessage, EnrpMessage, Message};
+    use rserpool_tests::enrp_msgs::presence;
 
     fn announces(out: &[Action]) -> usize {
         out.iter()
@@ -126,15 +127,18 @@ mod tests {
     }
 
     fn from_peer(r: &mut Registrar, now: std::time::Instant, m: impl Into<Message>) {
-        let bytes = m.into().to_bytes().expect("encodes");
-        r.handle(
-            now,
-            Input::Datagram {
-                from: "127.0.0.7:9901".parse().expect("lit"),
-                protocol: Protocol::Enrp,
-                bytes,
-            },
-        );
+        r.handle_datagram(now, "127.0.0.7:9901".parse().expect("lit"), &m.into());
+    }
+
+    /// Peer 7's (the mentor's) handle table: empty.
+    fn empty_table_of_7() -> HandleTableResponse {
+        HandleTableResponse {
+            reject: false,
+            more: false,
+            sender: 7,
+            receiver: 5,
+            pools: vec![],
+        }
     }
 
     /// With peering, no announce before the mentor's table is in; then at once.
@@ -144,31 +148,11 @@ mod tests {
         let mut r = Registrar::new(config(true), now);
         assert_eq!(announces(&r.handle_timeout(now)), 0);
         let t = now + Duration::from_millis(300);
-        from_peer(
-            &mut r,
-            t,
-            Presence {
-                reply_required: false,
-                sender: 7,
-                receiver: 0,
-                checksum: 0xFFFF,
-                server_information: None,
-            },
-        );
+        from_peer(&mut r, t, presence(7, 0xFFFF));
         assert_eq!(r.mentor(), Some(7));
         assert_eq!(announces(&r.handle_timeout(t)), 0, "download still running");
         let t2 = t + Duration::from_millis(100);
-        from_peer(
-            &mut r,
-            t2,
-            HandleTableResponse {
-                reject: false,
-                more: false,
-                sender: 7,
-                receiver: 5,
-                pools: vec![],
-            },
-        );
+        from_peer(&mut r, t2, empty_table_of_7());
         assert_eq!(r.poll_timeout(), Some(t2));
         assert_eq!(announces(&r.handle_timeout(t2)), 1);
         // The announces continue in their cycle.
@@ -216,17 +200,7 @@ mod tests {
 
         let mut r = Registrar::new(config(true), now);
         let t = now + Duration::from_millis(300);
-        from_peer(
-            &mut r,
-            t,
-            Presence {
-                reply_required: false,
-                sender: 7,
-                receiver: 0,
-                checksum: 0xFFFF,
-                server_information: None,
-            },
-        );
+        from_peer(&mut r, t, presence(7, 0xFFFF));
         assert_eq!(r.mentor(), Some(7));
         // The request went out at t; the timeout passes while it is unanswered (but not
         // yet given up: MAX-TIME-NO-RESPONSE after t).
@@ -240,36 +214,11 @@ mod tests {
         );
         // A download that is given up ends the start-up phase too.
         let mut given_up = Registrar::new(config(true), now);
-        given_up.handle(
-            t,
-            Input::Datagram {
-                from: "127.0.0.7:9901".parse().expect("lit"),
-                protocol: Protocol::Enrp,
-                bytes: Message::from(Presence {
-                    reply_required: false,
-                    sender: 7,
-                    receiver: 0,
-                    checksum: 0xFFFF,
-                    server_information: None,
-                })
-                .to_bytes()
-                .expect("encodes"),
-            },
-        );
+        from_peer(&mut given_up, t, presence(7, 0xFFFF));
         let after = t + no_response + Duration::from_millis(100);
         given_up.handle_timeout(after);
         assert!(given_up.startup_complete(after), "download given up");
-        from_peer(
-            &mut r,
-            late,
-            HandleTableResponse {
-                reject: false,
-                more: false,
-                sender: 7,
-                receiver: 5,
-                pools: vec![],
-            },
-        );
+        from_peer(&mut r, late, empty_table_of_7());
         assert!(r.startup_complete(late), "download complete");
     }
 

@@ -7,6 +7,7 @@ use asap::wire::asap_msg::{
     Deregistration, EndpointKeepAliveAck, EndpointUnreachable, HandleResolution, Registration,
 };
 use asap::wire::enrp_msg::{HandleTableRequest, ListRequest};
+use rserpool_tests::enrp_msgs::cut_short;
 
 const ME: u32 = 0x5EC0_0001;
 const T0_MS: u64 = 0;
@@ -24,6 +25,18 @@ fn config() -> CoreConfig {
     c
 }
 
+/// [`config`] with one change.
+fn config_with(tune: impl FnOnce(&mut CoreConfig)) -> CoreConfig {
+    let mut c = config();
+    tune(&mut c);
+    c
+}
+
+/// A token bucket of `per_second` with `burst`.
+fn rate(per_second: f64, burst: f64) -> Option<Rate> {
+    Some(Rate { per_second, burst })
+}
+
 fn sa(s: &str) -> SocketAddr {
     s.parse().expect("socket address literal")
 }
@@ -39,6 +52,20 @@ impl H {
             r: Registrar::new(c, now),
             now,
         }
+    }
+
+    /// A registrar with PEs `ids` registered in `handle` (round robin, [`register_simple`]).
+    fn with_pes(c: CoreConfig, handle: &str, ids: std::ops::RangeInclusive<u32>) -> Self {
+        let mut h = H::new(c);
+        for id in ids {
+            register_simple(&mut h, handle, id, Policy::RoundRobin);
+        }
+        h
+    }
+
+    /// The pool user of these tests: association 50 from 10.0.1.1:6000 (ASAP).
+    fn connect_pu(&mut self) {
+        self.connect(50, "10.0.1.1:6000", Protocol::Asap);
     }
 
     fn connect(&mut self, assoc: AssocId, peer: &str, protocol: Protocol) {
@@ -102,6 +129,29 @@ fn events(out: &[Action]) -> Vec<Event> {
             _ => None,
         })
         .collect()
+}
+
+/// ENDPOINT_UNREACHABLE of PE 1 in pool P.
+fn unreachable_of_1() -> EndpointUnreachable {
+    EndpointUnreachable {
+        pool_handle: "P".into(),
+        pe_identifier: 1,
+    }
+}
+
+/// Whether `out` reports PE `id` of `handle` removed for `reason`.
+fn removed(out: &[Action], handle: &str, id: u32, reason: RemovalReason) -> bool {
+    events(out).contains(&Event::Removed {
+        handle: handle.into(),
+        id,
+        reason,
+    })
+}
+
+/// Whether `out` aborts association `assoc`.
+fn aborted(out: &[Action], assoc: AssocId) -> bool {
+    out.iter()
+        .any(|a| matches!(a, Action::Abort { assoc: x, .. } if *x == assoc))
 }
 
 fn only_reply(out: &[Action]) -> Message {
@@ -258,9 +308,7 @@ fn registration_refused_pe_id_zero_with_tlv() {
 
 #[test]
 fn registration_refused_handle_length() {
-    let mut c = config();
-    c.max_handle_len = 8;
-    let mut h = H::new(c);
+    let mut h = H::new(config_with(|c| c.max_handle_len = 8));
     h.connect(1, "10.0.0.1:5000", Protocol::Asap);
     let out = h.send(
         1,
@@ -285,8 +333,7 @@ fn registration_refused_handle_length() {
 
 #[test]
 fn registration_refused_inconsistent_policy_transport_use() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     h.connect(2, "10.0.0.2:5000", Protocol::Asap);
     // Policy.
     let out = h.send(2, registration("P", pe(2, "10.0.0.2", Policy::Random)));
@@ -325,8 +372,7 @@ fn registration_refused_inconsistent_policy_transport_use() {
 
 #[test]
 fn registration_refused_non_unique_id_over_other_association() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     h.connect(9, "10.0.0.1:5001", Protocol::Asap);
     let m = only_reply(&h.send(9, registration("P", pe(1, "10.0.0.1", Policy::RoundRobin))));
     assert_eq!(cause(reg_response(&m)), CauseCode::NonUniquePeIdentifier);
@@ -373,9 +419,9 @@ fn loopback_everything_is_accepted() {
 
 #[test]
 fn third_party_registration_needs_allow_list() {
-    let mut c = config();
-    c.allow_third_party = vec!["10.1.0.0/16".parse().expect("net")];
-    let mut h = H::new(c);
+    let mut h = H::new(config_with(|c| {
+        c.allow_third_party = vec!["10.1.0.0/16".parse().expect("net")]
+    }));
     h.connect(1, "10.0.0.1:5000", Protocol::Asap);
     h.connect(2, "10.1.2.3:5000", Protocol::Asap);
     let m = only_reply(&h.send(1, registration("P", pe(1, "10.0.0.50", Policy::RoundRobin))));
@@ -386,14 +432,14 @@ fn third_party_registration_needs_allow_list() {
 
 #[test]
 fn registration_limits_give_lack_of_resources() {
-    let mut c = config();
-    c.limits = HandlespaceLimits {
-        max_pools: 1,
-        max_pes_per_pool: 2,
-        max_pes_per_connection: 1,
-        max_pes: 100,
-    };
-    let mut h = H::new(c);
+    let mut h = H::new(config_with(|c| {
+        c.limits = HandlespaceLimits {
+            max_pools: 1,
+            max_pes_per_pool: 2,
+            max_pes_per_connection: 1,
+            max_pes: 100,
+        }
+    }));
     register_simple(&mut h, "A", 1, Policy::RoundRobin);
     register_simple(&mut h, "A", 2, Policy::RoundRobin);
     // Pool full.
@@ -426,7 +472,7 @@ fn reregistration_load_change_affects_next_resolution() {
     let mut h = H::new(config());
     register_simple(&mut h, "LU", 1, Policy::LeastUsed { load: 100 });
     register_simple(&mut h, "LU", 2, Policy::LeastUsed { load: 200 });
-    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    h.connect_pu();
     assert_eq!(resolve(&mut h, 50, "LU", Some(1)), vec![1]);
     // PE 1 re-registers with a higher load: PE 2 is now the least used.
     let out = h.send(
@@ -468,7 +514,7 @@ fn lud_degradation_reset_on_reregistration() {
             degradation: deg,
         },
     );
-    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    h.connect_pu();
     // PE 1 (load 0) wins first; its degradation then makes PE 2 the better one.
     assert_eq!(resolve(&mut h, 50, "LUD", Some(1)), vec![1]);
     assert_eq!(resolve(&mut h, 50, "LUD", Some(1)), vec![2]);
@@ -494,18 +540,13 @@ fn lud_degradation_reset_on_reregistration() {
 
 #[test]
 fn deregistration() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     register_simple(&mut h, "P", 2, Policy::RoundRobin);
     let (out, r) = deregister(&mut h, 1, "P", 1);
     assert!(!r.reject);
     assert_eq!(r.pe_identifier, 1);
     assert_eq!(r.pool_handle, PoolHandle::from("P"));
-    assert!(events(&out).contains(&Event::Removed {
-        handle: "P".into(),
-        id: 1,
-        reason: RemovalReason::Deregistered
-    }));
+    assert!(removed(&out, "P", 1, RemovalReason::Deregistered));
     assert!(out
         .iter()
         .any(|a| matches!(a, Action::Replicate(r) if r.action == UpdateAction::DelPe)));
@@ -520,8 +561,7 @@ fn deregistration() {
 /// RFC 5352 §3.3 + protection: only the PE's association or its own host may deregister it.
 #[test]
 fn deregistration_from_a_stranger_is_refused_and_the_pe_stays() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     // Association 9 comes from 10.9.9.9, which is none of PE 1's addresses (10.0.0.1).
     h.connect(9, "10.9.9.9:4000", Protocol::Asap);
     let (out, r) = deregister(&mut h, 9, "P", 1);
@@ -534,8 +574,13 @@ fn deregistration_from_a_stranger_is_refused_and_the_pe_stays() {
     assert!(h.r.handlespace().get(&"P".into(), 1).is_some());
     // A second association from the PE's own host (e.g. after giving up a half-open one)
     // may deregister it.
-    h.connect(10, "10.0.0.1:4001", Protocol::Asap);
-    let (_, r) = deregister(&mut h, 10, "P", 1);
+    deregister_from(&mut h, 10, "10.0.0.1:4001");
+}
+
+/// A new association `assoc` from `at` deregisters PE 1 of pool P: accepted, PE gone.
+fn deregister_from(h: &mut H, assoc: AssocId, at: &str) {
+    h.connect(assoc, at, Protocol::Asap);
+    let (_, r) = deregister(h, assoc, "P", 1);
     assert!(!r.reject, "{r:?}");
     assert!(h.r.handlespace().get(&"P".into(), 1).is_none());
 }
@@ -543,14 +588,12 @@ fn deregistration_from_a_stranger_is_refused_and_the_pe_stays() {
 /// An allow-listed third party (the proxy PE) may deregister what it registered elsewhere.
 #[test]
 fn deregistration_by_an_allow_listed_third_party() {
-    let mut c = config();
-    c.allow_third_party = vec!["10.9.9.0/24".parse().expect("net")];
-    let mut h = H::new(c);
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
-    h.connect(9, "10.9.9.9:4000", Protocol::Asap);
-    let (_, r) = deregister(&mut h, 9, "P", 1);
-    assert!(!r.reject, "{r:?}");
-    assert!(h.r.handlespace().get(&"P".into(), 1).is_none());
+    let mut h = H::with_pes(
+        config_with(|c| c.allow_third_party = vec!["10.9.9.0/24".parse().expect("net")]),
+        "P",
+        1..=1,
+    );
+    deregister_from(&mut h, 9, "10.9.9.9:4000");
 }
 
 // ----------------------------------------------------------------------------------------
@@ -558,11 +601,8 @@ fn deregistration_by_an_allow_listed_third_party() {
 
 #[test]
 fn resolution_default_option_and_all() {
-    let mut h = H::new(config());
-    for id in 1..=6 {
-        register_simple(&mut h, "RR", id, Policy::RoundRobin);
-    }
-    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    let mut h = H::with_pes(config(), "RR", 1..=6);
+    h.connect_pu();
     // No option: max_hres_items = 3.
     let a = resolve(&mut h, 50, "RR", None);
     assert_eq!(a.len(), 3);
@@ -788,13 +828,8 @@ fn resolution_follows_every_policy_and_its_values() {
 
 #[test]
 fn resolution_cap() {
-    let mut c = config();
-    c.hres_items_cap = 4;
-    let mut h = H::new(c);
-    for id in 1..=6 {
-        register_simple(&mut h, "RR", id, Policy::RoundRobin);
-    }
-    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    let mut h = H::with_pes(config_with(|c| c.hres_items_cap = 4), "RR", 1..=6);
+    h.connect_pu();
     assert_eq!(
         resolve(&mut h, 50, "RR", Some(HandleResolutionOption::ALL)).len(),
         4
@@ -804,7 +839,7 @@ fn resolution_cap() {
 #[test]
 fn resolution_unknown_handle() {
     let mut h = H::new(config());
-    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    h.connect_pu();
     let out = h.send(50, HandleResolution::new("Nope"));
     let m = only_reply(&out);
     let r = hres_response(&m);
@@ -824,14 +859,8 @@ fn resolution_unknown_handle() {
 
 #[test]
 fn resolution_rate_limit() {
-    let mut c = config();
-    c.hres_rate = Some(Rate {
-        per_second: 1.0,
-        burst: 2.0,
-    });
-    let mut h = H::new(c);
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
-    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    let mut h = H::with_pes(config_with(|c| c.hres_rate = rate(1.0, 2.0)), "P", 1..=1);
+    h.connect_pu();
     h.connect(51, "10.0.1.2:6000", Protocol::Asap);
     assert_eq!(resolve(&mut h, 50, "P", None), vec![1]);
     assert_eq!(resolve(&mut h, 50, "P", None), vec![1]);
@@ -862,8 +891,7 @@ fn resolution_rate_limit() {
 
 #[test]
 fn keep_alive_ack_keeps_and_timeout_removes() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     register_simple(&mut h, "P", 2, Policy::RoundRobin);
     assert_eq!(
         h.r.poll_timeout(),
@@ -893,14 +921,8 @@ fn keep_alive_ack_keeps_and_timeout_removes() {
     );
     assert!(out.is_empty(), "{out:?}");
     let out = h.advance(5000);
-    assert!(events(&out).contains(&Event::Removed {
-        handle: "P".into(),
-        id: 2,
-        reason: RemovalReason::KeepAliveTimeout
-    }));
-    assert!(out
-        .iter()
-        .any(|a| matches!(a, Action::Abort { assoc: 2, .. })));
+    assert!(removed(&out, "P", 2, RemovalReason::KeepAliveTimeout));
+    assert!(aborted(&out, 2));
     // PE 1 got its next keep-alive at the same time and is still there.
     assert!(sent(&out).iter().any(|(a, _)| *a == 1));
     assert!(h.r.handlespace().get(&"P".into(), 1).is_some());
@@ -909,8 +931,7 @@ fn keep_alive_ack_keeps_and_timeout_removes() {
 
 #[test]
 fn association_loss_removes_its_pes() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     let m = only_reply(&h.send(1, registration("Q", pe(7, "10.0.0.1", Policy::Random))));
     assert!(!reg_response(&m).reject);
     register_simple(&mut h, "P", 2, Policy::RoundRobin);
@@ -935,13 +956,8 @@ fn association_loss_removes_its_pes() {
 
 #[test]
 fn unreachable_counts_distinct_reporters() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
-    let eu = || EndpointUnreachable {
-        pool_handle: "P".into(),
-        pe_identifier: 1,
-    };
-    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    let mut h = H::with_pes(config(), "P", 1..=1);
+    h.connect_pu();
     h.connect(51, "10.0.1.1:6001", Protocol::Asap); // same PU host, new association
     h.connect(52, "10.0.1.2:6000", Protocol::Asap);
     h.connect(53, "10.0.1.3:6000", Protocol::Asap);
@@ -950,13 +966,13 @@ fn unreachable_counts_distinct_reporters() {
         resolve(&mut h, assoc, "P", None);
     }
     for assoc in [50, 50, 51, 52] {
-        let out = h.send(assoc, eu());
+        let out = h.send(assoc, unreachable_of_1());
         assert!(sent(&out).is_empty(), "ENDPOINT_UNREACHABLE has no reply");
     }
     // Duplicates from one reporter count once: 2 distinct so far.
     assert!(h.r.handlespace().get(&"P".into(), 1).is_some());
     // The third reporter: verified first with a keep-alive to the PE (association 1).
-    let out = h.send(53, eu());
+    let out = h.send(53, unreachable_of_1());
     assert!(events(&out).contains(&Event::UnreachableProbe {
         handle: "P".into(),
         id: 1
@@ -968,14 +984,8 @@ fn unreachable_counts_distinct_reporters() {
     assert!(h.r.handlespace().get(&"P".into(), 1).is_some(), "not yet");
     // No ACK within the probe timeout (1 s): removed, its association aborted.
     let out = h.advance(1000);
-    assert!(events(&out).contains(&Event::Removed {
-        handle: "P".into(),
-        id: 1,
-        reason: RemovalReason::Unreachable
-    }));
-    assert!(out
-        .iter()
-        .any(|a| matches!(a, Action::Abort { assoc: 1, .. })));
+    assert!(removed(&out, "P", 1, RemovalReason::Unreachable));
+    assert!(aborted(&out, 1));
     assert!(h.r.handlespace().is_empty());
     // Its keep-alive is gone too.
     assert!(h.advance(10_000).is_empty());
@@ -985,12 +995,7 @@ fn unreachable_counts_distinct_reporters() {
 /// and reports from associations that never resolved the pool do not count at all.
 #[test]
 fn unreachable_reports_are_verified_and_need_a_resolution() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
-    let eu = || EndpointUnreachable {
-        pool_handle: "P".into(),
-        pe_identifier: 1,
-    };
+    let mut h = H::with_pes(config(), "P", 1..=1);
     for (assoc, at) in [
         (50, "10.0.1.1:6000"),
         (51, "10.0.1.2:6000"),
@@ -1000,7 +1005,7 @@ fn unreachable_reports_are_verified_and_need_a_resolution() {
     }
     // Never resolved: refused, not counted.
     for assoc in [50, 51, 52] {
-        let out = h.send(assoc, eu());
+        let out = h.send(assoc, unreachable_of_1());
         assert!(events(&out).iter().any(|e| matches!(
             e,
             Event::Refused {
@@ -1020,7 +1025,7 @@ fn unreachable_reports_are_verified_and_need_a_resolution() {
     for round in 0..5 {
         let mut probes = 0;
         for assoc in [50, 51, 52] {
-            let out = h.send(assoc, eu());
+            let out = h.send(assoc, unreachable_of_1());
             probes += events(&out)
                 .iter()
                 .filter(|e| matches!(e, Event::UnreachableProbe { .. }))
@@ -1047,7 +1052,7 @@ fn unreachable_reports_are_verified_and_need_a_resolution() {
     }
     // Reports older than the window no longer count.
     h.advance(301_000);
-    let out = h.send(50, eu());
+    let out = h.send(50, unreachable_of_1());
     assert!(events(&out)
         .iter()
         .any(|e| matches!(e, Event::Refused { .. })));
@@ -1055,14 +1060,8 @@ fn unreachable_reports_are_verified_and_need_a_resolution() {
 
 #[test]
 fn unreachable_rate_limit() {
-    let mut c = config();
-    c.eu_rate = Some(Rate {
-        per_second: 1.0,
-        burst: 1.0,
-    });
-    let mut h = H::new(c);
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
-    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    let mut h = H::with_pes(config_with(|c| c.eu_rate = rate(1.0, 1.0)), "P", 1..=1);
+    h.connect_pu();
     resolve(&mut h, 50, "P", None);
     let eu = EndpointUnreachable {
         pool_handle: "P".into(),
@@ -1090,11 +1089,7 @@ fn registration_life_expiry() {
     e.registration_life = 3000;
     assert!(!reg_response(&only_reply(&h.send(1, registration("P", e)))).reject);
     let out = h.advance(3000);
-    assert!(events(&out).contains(&Event::Removed {
-        handle: "P".into(),
-        id: 1,
-        reason: RemovalReason::Expired
-    }));
+    assert!(removed(&out, "P", 1, RemovalReason::Expired));
 }
 
 // ----------------------------------------------------------------------------------------
@@ -1110,9 +1105,8 @@ fn with_extra_tlv(m: impl Into<Message>, tlv: &[u8]) -> Vec<u8> {
 
 #[test]
 fn unrecognized_parameter_reported_and_message_processed() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
-    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    let mut h = H::with_pes(config(), "P", 1..=1);
+    h.connect_pu();
     // 0xC0FF: action bits 11 = skip and report.
     let tlv = [0xC0, 0xFF, 0x00, 0x08, 1, 2, 3, 4];
     let out = h.raw(
@@ -1161,8 +1155,7 @@ fn unrecognized_parameter_reported_and_message_processed() {
 
 #[test]
 fn unrecognized_message_reported() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     // Type 0x7F: action bits 01 = report.
     let msg = vec![0x7F, 0x00, 0x00, 0x08, 0xAA, 0xBB, 0xCC, 0xDD];
     let out = h.raw(1, Protocol::Asap, msg.clone());
@@ -1187,16 +1180,9 @@ fn unrecognized_message_reported() {
 
 #[test]
 fn malformed_message_invalid_values() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     // A REGISTRATION whose Pool Element TLV is cut short.
-    let good = Message::from(registration("P", pe(2, "10.0.0.1", Policy::RoundRobin)))
-        .to_bytes()
-        .expect("encodes")
-        .to_vec();
-    let mut bad = good[..good.len() - 8].to_vec();
-    let len = u16::try_from(bad.len()).expect("small");
-    bad[2..4].copy_from_slice(&len.to_be_bytes());
+    let bad = cut_short(registration("P", pe(2, "10.0.0.1", Policy::RoundRobin)), 8);
     let out = h.raw(1, Protocol::Asap, bad);
     match only_reply(&out) {
         Message::Asap(AsapMessage::Error(e)) => {
@@ -1293,8 +1279,7 @@ fn server_announce_every_interval() {
 
 #[test]
 fn presence_and_list() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     h.connect(70, "127.0.0.1:7000", Protocol::Enrp);
     let out = h.send(
         70,
@@ -1332,12 +1317,7 @@ fn presence_and_list() {
 
 #[test]
 fn handle_table_m_bit_continuation() {
-    let mut c = config();
-    c.handle_table_chunk = 2;
-    let mut h = H::new(c);
-    for id in 1..=3 {
-        register_simple(&mut h, "A", id, Policy::RoundRobin);
-    }
+    let mut h = H::with_pes(config_with(|c| c.handle_table_chunk = 2), "A", 1..=3);
     for id in 4..=5 {
         register_simple(&mut h, "B", id, Policy::Random);
     }
@@ -1417,13 +1397,8 @@ fn peering_messages_ignored_not_fatal() {
 
 #[test]
 fn resolution_cut_to_fit_message_size() {
-    let mut c = config();
-    c.max_message_size = 300;
-    let mut h = H::new(c);
-    for id in 1..=20 {
-        register_simple(&mut h, "Big", id, Policy::RoundRobin);
-    }
-    h.connect(50, "10.0.1.1:6000", Protocol::Asap);
+    let mut h = H::with_pes(config_with(|c| c.max_message_size = 300), "Big", 1..=20);
+    h.connect_pu();
     let out = h.send(50, {
         let mut hr = HandleResolution::new("Big");
         hr.option = Some(HandleResolutionOption {
@@ -1462,8 +1437,7 @@ fn unrecognized_enrp_message_gets_enrp_error() {
 
 #[test]
 fn reregistration_replicates_and_keeps_one_monitor() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     h.advance(1000);
     let out = h.send(1, registration("P", pe(1, "10.0.0.1", Policy::RoundRobin)));
     let rep: Vec<_> = out
@@ -1484,14 +1458,9 @@ fn reregistration_replicates_and_keeps_one_monitor() {
 
 #[test]
 fn restarted_association_drops_its_registrations_but_stays() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "P", 1, Policy::RoundRobin);
+    let mut h = H::with_pes(config(), "P", 1..=1);
     let out = h.r.handle(h.now, Input::Restarted { assoc: 1 });
-    assert!(events(&out).contains(&Event::Removed {
-        handle: "P".into(),
-        id: 1,
-        reason: RemovalReason::AssociationLost
-    }));
+    assert!(removed(&out, "P", 1, RemovalReason::AssociationLost));
     assert!(h.r.handlespace().is_empty());
     assert_eq!(h.r.association_count(), 1);
     // The restarted PE registers again over the same association.
@@ -1501,12 +1470,7 @@ fn restarted_association_drops_its_registrations_but_stays() {
 
 #[test]
 fn keep_alive_jitter_spreads_a_burst() {
-    let mut c = config();
-    c.keep_alive_jitter = true;
-    let mut h = H::new(c);
-    for id in 1..=20 {
-        register_simple(&mut h, "P", id, Policy::RoundRobin);
-    }
+    let mut h = H::with_pes(config_with(|c| c.keep_alive_jitter = true), "P", 1..=20);
     // All 20 keep-alives fall within 5 s ± 12.5 %, and not all at the same instant.
     assert!(h.advance(4374).is_empty());
     let mut times = Vec::new();
@@ -1525,39 +1489,25 @@ fn keep_alive_jitter_spreads_a_burst() {
 /// and no PE; the association stays usable.
 #[test]
 fn handle_table_request_from_a_stranger_is_refused() {
-    let mut h = H::new(config());
-    register_simple(&mut h, "A", 1, Policy::RoundRobin);
-    h.connect(70, "10.0.2.9:40000", Protocol::Enrp);
-    let out = h.send(
-        70,
-        HandleTableRequest {
+    let mut h = H::with_pes(config(), "A", 1..=1);
+    // From a stranger: refused; from the registrar host itself (loopback) hsdump works.
+    for (assoc, from, refused) in [(70, "10.0.2.9:40000", true), (71, "127.0.0.1:40001", false)] {
+        h.connect(assoc, from, Protocol::Enrp);
+        let request = HandleTableRequest {
             own_children_only: false,
             sender: 0,
             receiver: 0,
-        },
-    );
-    match only_reply(&out) {
-        Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
-            assert!(r.reject, "R flag: refused");
-            assert!(r.pools.is_empty(), "no PE leaked: {:?}", r.pools);
+        };
+        match only_reply(&h.send(assoc, request)) {
+            Message::Enrp(EnrpMessage::HandleTableResponse(r)) if refused => {
+                assert!(r.reject, "R flag: refused");
+                assert!(r.pools.is_empty(), "no PE leaked: {:?}", r.pools);
+            }
+            Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
+                assert!(!r.reject);
+                assert_eq!(r.pools.len(), 1);
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
-    }
-    // From the registrar host itself (loopback) hsdump works.
-    h.connect(71, "127.0.0.1:40001", Protocol::Enrp);
-    let out = h.send(
-        71,
-        HandleTableRequest {
-            own_children_only: false,
-            sender: 0,
-            receiver: 0,
-        },
-    );
-    match only_reply(&out) {
-        Message::Enrp(EnrpMessage::HandleTableResponse(r)) => {
-            assert!(!r.reject);
-            assert_eq!(r.pools.len(), 1);
-        }
-        other => panic!("{other:?}"),
     }
 }

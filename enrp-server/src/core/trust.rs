@@ -47,6 +47,7 @@ use asap::wire::{
 use serde::Serialize;
 
 use super::address::{canonical, is_unusable, AddressScope, IpNet};
+use super::event::labelled_enum;
 use super::{Action, AssocId, Event, PeKey, Registrar, RemovalReason};
 
 /// How ENRP peers are admitted (`--enrp-security`).
@@ -97,16 +98,40 @@ impl FromStr for PeerAllow {
         if let Ok(n) = IpNet::from_str(s) {
             return Ok(PeerAllow::Net(n));
         }
-        let id = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-            Some(h) => u32::from_str_radix(h, 16),
-            None => s.parse::<u32>(),
+        match parse_server_id(s) {
+            Ok(id) => Ok(PeerAllow::ServerId(id)),
+            Err(ServerIdError::NotANumber) => {
+                Err(format!("{s:?} is neither a server ID nor ADDR[/PREFIX]"))
+            }
+            Err(ServerIdError::Reserved) => Err("server ID 0 is reserved".into()),
         }
-        .map_err(|_| format!("{s:?} is neither a server ID nor ADDR[/PREFIX]"))?;
-        if id == 0 {
-            return Err("server ID 0 is reserved".into());
-        }
-        Ok(PeerAllow::ServerId(id))
     }
+}
+
+/// Why a server ID given as text was refused ([`parse_server_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ServerIdError {
+    /// Neither a decimal nor a 0x-hex 32-bit number.
+    #[error("not a 32-bit number")]
+    NotANumber,
+    /// 0 stands for "unknown server" (RFC 5353) and is nobody's ID.
+    #[error("0 is reserved")]
+    Reserved,
+}
+
+/// A server ID as the options and the peer allow-list take it: a 32-bit number, decimal or
+/// 0x-hex (surrounding white space ignored), not 0.
+pub fn parse_server_id(s: &str) -> Result<ServerId, ServerIdError> {
+    let s = s.trim();
+    let id = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse::<u32>(),
+    }
+    .map_err(|_| ServerIdError::NotANumber)?;
+    if id == 0 {
+        return Err(ServerIdError::Reserved);
+    }
+    Ok(id)
 }
 
 impl fmt::Display for PeerAllow {
@@ -251,59 +276,27 @@ pub fn default_hsdump_allow() -> Vec<IpNet> {
     ]
 }
 
-/// What was refused, for logs and the `enrp_security_refusals_total` metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Refusal {
-    /// An ENRP message from a sender that is not an admitted peer.
-    PeerMessage,
-    /// A HANDLE_TABLE_REQUEST from a non-peer outside `--hsdump-allow`.
-    HandleTable,
-    /// An ENDPOINT_UNREACHABLE from an association that did not resolve the pool recently.
-    UnreachableReport,
-    /// A PE from a peer beyond `--max-pes-per-peer` for its home.
-    PeerPeCap,
-    /// A takeover probe to an ASAP transport outside `--takeover-scope`.
-    TakeoverScope,
-    /// An association beyond `--max-associations-per-host`.
-    HostAssociations,
-    /// An ENRP message whose claimed server ID is not named by the peer's TLS certificate.
-    TlsIdentity,
-    /// A REGISTRATION into a `[[pool_auth]]` pool without a matching credential.
-    Registration,
-}
-
-impl Refusal {
-    /// All kinds (metrics label pre-registration).
-    pub const ALL: [Refusal; 8] = [
-        Refusal::PeerMessage,
-        Refusal::HandleTable,
-        Refusal::UnreachableReport,
-        Refusal::PeerPeCap,
-        Refusal::TakeoverScope,
-        Refusal::HostAssociations,
-        Refusal::TlsIdentity,
-        Refusal::Registration,
-    ];
-
-    /// Short kebab-case name (metric label).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::PeerMessage => "peer-message",
-            Refusal::HandleTable => "handle-table",
-            Refusal::UnreachableReport => "unreachable-report",
-            Refusal::PeerPeCap => "peer-pe-cap",
-            Refusal::TakeoverScope => "takeover-scope",
-            Refusal::HostAssociations => "host-associations",
-            Refusal::TlsIdentity => "tls-identity",
-            Refusal::Registration => "registration",
-        }
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+labelled_enum! {
+    /// What was refused, for logs and the `enrp_security_refusals_total` metric.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Refusal {
+        /// An ENRP message from a sender that is not an admitted peer.
+        PeerMessage => "peer-message",
+        /// A HANDLE_TABLE_REQUEST from a non-peer outside `--hsdump-allow`.
+        HandleTable => "handle-table",
+        /// An ENDPOINT_UNREACHABLE from an association that did not resolve the pool recently.
+        UnreachableReport => "unreachable-report",
+        /// A PE from a peer beyond `--max-pes-per-peer` for its home.
+        PeerPeCap => "peer-pe-cap",
+        /// A takeover probe to an ASAP transport outside `--takeover-scope`.
+        TakeoverScope => "takeover-scope",
+        /// An association beyond `--max-associations-per-host`.
+        HostAssociations => "host-associations",
+        /// An ENRP message whose claimed server ID is not named by the peer's TLS certificate.
+        TlsIdentity => "tls-identity",
+        /// A REGISTRATION into a `[[pool_auth]]` pool without a matching credential.
+        Registration => "registration",
     }
 }
 
@@ -1067,10 +1060,12 @@ mod tests {
     use super::*;
     use crate::core::{CoreConfig, Input};
     use asap::transport::TransportKind;
-    use asap::wire::enrp_msg::{HandleTableRequest, HandleUpdate, Presence};
+    use asap::wire::enrp_msg::HandleTableRequest;
     use asap::wire::{
         Policy, PoolElementInfo, Protocol, TransportParameter, TransportUse, UpdateAction,
     };
+    use rserpool_tests::enrp_msgs::{presence, update};
+    use rserpool_tests::registrar::tcp_pe;
 
     const ME: ServerId = 0x5EC0_0005;
 
@@ -1084,54 +1079,42 @@ mod tests {
     }
 
     fn datagram(r: &mut Registrar, now: Instant, from: &str, m: impl Into<Message>) -> Vec<Action> {
-        let bytes = m.into().to_bytes().expect("encodes");
-        r.handle(
-            now,
-            Input::Datagram {
-                from: from.parse().expect("lit"),
-                protocol: Protocol::Enrp,
-                bytes,
+        r.handle_datagram(now, from.parse().expect("lit"), &m.into())
+    }
+
+    /// An attacker's PE `id` (TCP 10.6.6.6 port 1) claimed to be homed at `home`.
+    fn rogue_pe(id: u32, home: ServerId, registration_life: i32) -> PoolElementInfo {
+        PoolElementInfo {
+            id,
+            home_server_id: home,
+            registration_life,
+            user_transport: TransportParameter::Tcp {
+                port: 1,
+                transport_use: TransportUse::DataOnly,
+                address: "10.6.6.6".parse().expect("lit"),
             },
-        )
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        }
+    }
+
+    /// PE `id` registering from `from` (user transport TCP port 7000 at its address).
+    fn pe_from(id: u32, from: &str) -> PoolElementInfo {
+        let ip = from.parse::<SocketAddr>().expect("lit").ip();
+        PoolElementInfo {
+            registration_life: 60_000,
+            ..tcp_pe(id, ip)
+        }
     }
 
     fn attack(r: &mut Registrar, now: Instant, from: &str, sender: ServerId) -> Vec<Action> {
-        let mut out = datagram(
-            r,
-            now,
-            from,
-            Presence {
-                reply_required: false,
-                sender,
-                receiver: 0,
-                checksum: 0xFFFF,
-                server_information: None,
-            },
-        );
+        let mut out = datagram(r, now, from, presence(sender, 0xFFFF));
+        let pe = rogue_pe(0x666, sender, -1);
         out.extend(datagram(
             r,
             now,
             from,
-            HandleUpdate {
-                takeover_suggested: false,
-                sender,
-                receiver: ME,
-                action: UpdateAction::AddPe,
-                reserved: 0,
-                pool_handle: "P".into(),
-                pool_element: PoolElementInfo {
-                    id: 0x666,
-                    home_server_id: sender,
-                    registration_life: -1,
-                    user_transport: TransportParameter::Tcp {
-                        port: 1,
-                        transport_use: TransportUse::DataOnly,
-                        address: "10.6.6.6".parse().expect("lit"),
-                    },
-                    policy: Policy::RoundRobin,
-                    asap_transport: None,
-                },
-            },
+            update(sender, ME, UpdateAction::AddPe, pe),
         ));
         out
     }
@@ -1232,58 +1215,18 @@ mod tests {
         sender: ServerId,
         pe: u32,
     ) -> Vec<Action> {
-        let mut out = r.handle_message(
-            now,
-            assoc,
-            &Presence {
-                reply_required: false,
-                sender,
-                receiver: 0,
-                checksum: 0xFFFF,
-                server_information: None,
-            }
-            .into(),
-        );
-        let el = PoolElementInfo {
-            id: pe,
-            home_server_id: sender,
-            registration_life: 60_000,
-            user_transport: TransportParameter::Tcp {
-                port: 1,
-                transport_use: TransportUse::DataOnly,
-                address: "10.6.6.6".parse().expect("lit"),
-            },
-            policy: Policy::RoundRobin,
-            asap_transport: None,
-        };
-        out.extend(
-            r.handle_message(
-                now,
-                assoc,
-                &HandleUpdate {
-                    takeover_suggested: false,
-                    sender,
-                    receiver: ME,
-                    action: UpdateAction::AddPe,
-                    reserved: 0,
-                    pool_handle: "P".into(),
-                    pool_element: el,
-                }
-                .into(),
-            ),
-        );
+        let mut out = r.handle_message(now, assoc, &presence(sender, 0xFFFF).into());
+        let el = rogue_pe(pe, sender, 60_000);
+        let add = update(sender, ME, UpdateAction::AddPe, el);
+        out.extend(r.handle_message(now, assoc, &add.into()));
         out
     }
 
     fn connected(r: &mut Registrar, now: Instant, assoc: AssocId, protocol: Protocol, from: &str) {
+        let at = from.parse().expect("lit");
         r.handle(
             now,
-            Input::Connected {
-                assoc,
-                protocol,
-                peer_addrs: vec![from.parse().expect("lit")],
-                transport: TransportKind::Tcp,
-            },
+            Input::connected(assoc, protocol, at, TransportKind::Tcp),
         );
     }
 
@@ -1414,21 +1357,9 @@ mod tests {
         c.security.wall_clock_at = Some((now, T0));
         let mut r = Registrar::new(c, now);
         let encoded = |id: u32, from: &str| -> Vec<u8> {
-            let ip: std::net::IpAddr = from.parse::<SocketAddr>().expect("lit").ip();
             Message::from(Registration {
                 pool_handle: "Sec".into(),
-                pool_element: PoolElementInfo {
-                    id,
-                    home_server_id: 0,
-                    registration_life: 60_000,
-                    user_transport: TransportParameter::Tcp {
-                        port: 7000,
-                        transport_use: TransportUse::DataOnly,
-                        address: ip,
-                    },
-                    policy: Policy::RoundRobin,
-                    asap_transport: None,
-                },
+                pool_element: pe_from(id, from),
             })
             .to_bytes()
             .expect("encode")
@@ -1515,24 +1446,12 @@ mod tests {
         let mut r = Registrar::new(c, now);
         let register = |r: &mut Registrar, assoc: AssocId, from: &str, pool: &str| {
             connected(r, now, assoc, Protocol::Asap, from);
-            let ip: std::net::IpAddr = from.parse::<SocketAddr>().expect("lit").ip();
             let out = r.handle_message(
                 now,
                 assoc,
                 &Registration {
                     pool_handle: pool.into(),
-                    pool_element: PoolElementInfo {
-                        id: assoc as u32,
-                        home_server_id: 0,
-                        registration_life: 60_000,
-                        user_transport: TransportParameter::Tcp {
-                            port: 7000,
-                            transport_use: TransportUse::DataOnly,
-                            address: ip,
-                        },
-                        policy: Policy::RoundRobin,
-                        asap_transport: None,
-                    },
+                    pool_element: pe_from(assoc as u32, from),
                 }
                 .into(),
             );
@@ -1584,15 +1503,7 @@ mod tests {
     }
 
     fn dump(r: &mut Registrar, now: Instant, assoc: AssocId, from: &str) -> Option<bool> {
-        r.handle(
-            now,
-            Input::Connected {
-                assoc,
-                protocol: Protocol::Enrp,
-                peer_addrs: vec![from.parse().expect("lit")],
-                transport: TransportKind::Tcp,
-            },
-        );
+        connected(r, now, assoc, Protocol::Enrp, from);
         let out = r.handle_message(
             now,
             assoc,
@@ -1618,26 +1529,15 @@ mod tests {
             c.security.hsdump_allow = vec!["192.168.7.0/24".parse().expect("lit")];
             c.security.peer_allow = vec!["10.1.1.1".parse().expect("lit")];
         });
-        assert_eq!(
-            dump(&mut r, now, 1, "192.168.7.9:3000"),
-            Some(false),
-            "hsdump-allow"
-        );
-        assert_eq!(
-            dump(&mut r, now, 2, "10.1.1.1:3000"),
-            Some(false),
-            "an allowed peer"
-        );
-        assert_eq!(
-            dump(&mut r, now, 3, "127.0.0.1:3000"),
-            Some(true),
-            "default replaced"
-        );
-        assert_eq!(
-            dump(&mut r, now, 4, "10.1.1.2:3000"),
-            Some(true),
-            "stranger"
-        );
+        // (association, from, refused, why)
+        for (assoc, from, refused, why) in [
+            (1, "192.168.7.9:3000", false, "hsdump-allow"),
+            (2, "10.1.1.1:3000", false, "an allowed peer"),
+            (3, "127.0.0.1:3000", true, "default replaced"),
+            (4, "10.1.1.2:3000", true, "stranger"),
+        ] {
+            assert_eq!(dump(&mut r, now, assoc, from), Some(refused), "{why}");
+        }
         let (mut r, now) = peering(|c| c.security.enrp_security = EnrpSecurity::Open);
         assert_eq!(dump(&mut r, now, 1, "10.1.1.2:3000"), Some(false), "open");
     }
@@ -1657,8 +1557,19 @@ mod tests {
             "10.0.0.7".parse::<PeerAllow>(),
             Ok(PeerAllow::Net(n)) if n.prefix == 32
         ));
-        assert!("0".parse::<PeerAllow>().is_err());
-        assert!("peer".parse::<PeerAllow>().is_err());
+        assert_eq!(
+            "0".parse::<PeerAllow>(),
+            Err("server ID 0 is reserved".into())
+        );
+        assert_eq!(
+            "peer".parse::<PeerAllow>(),
+            Err("\"peer\" is neither a server ID nor ADDR[/PREFIX]".into())
+        );
+        assert_eq!(parse_server_id(" 0X1f "), Ok(0x1F));
+        assert_eq!(
+            parse_server_id("4294967296"),
+            Err(ServerIdError::NotANumber)
+        );
         assert_eq!("open".parse(), Ok(EnrpSecurity::Open));
         assert!("none".parse::<EnrpSecurity>().is_err());
     }

@@ -16,12 +16,7 @@ fn registered() -> (Registrar, Instant) {
     let peer: SocketAddr = "10.0.0.1:5000".parse().expect("lit");
     r.handle(
         now,
-        Input::Connected {
-            assoc: 1,
-            protocol: Protocol::Asap,
-            peer_addrs: vec![peer],
-            transport: TransportKind::Sctp,
-        },
+        Input::connected(1, Protocol::Asap, peer, TransportKind::Sctp),
     );
     let reg = Registration {
         pool_handle: "P".into(),

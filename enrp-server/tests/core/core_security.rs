@@ -5,12 +5,15 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use asap::wire::enrp_msg::{HandleUpdate, InitTakeoverAck};
+use asap::transport::TransportKind;
+use asap::wire::enrp_msg::InitTakeoverAck;
 use asap::wire::{
     Message, Policy, PoolElementInfo, Protocol, ServerId, TransportParameter, TransportUse,
     UpdateAction,
 };
 use enrp_server::core::{Action, ConnectPurpose, CoreConfig, Input, Registrar};
+use rserpool_tests::enrp_msgs::{self, update};
+use rserpool_tests::registrar::tcp_pe;
 
 const ME: ServerId = 5;
 
@@ -29,20 +32,37 @@ fn registrar() -> (Registrar, Instant) {
     (Registrar::new(c, now), now)
 }
 
+/// [`registrar`] once it has heard a PRESENCE from each of `peers`.
+fn registrar_hearing(peers: &[ServerId]) -> (Registrar, Instant) {
+    let (mut r, now) = registrar();
+    for &p in peers {
+        presence(&mut r, now, p);
+    }
+    (r, now)
+}
+
 fn from(r: &mut Registrar, now: Instant, sender: ServerId, m: impl Into<Message>) -> Vec<Action> {
-    let bytes = m.into().to_bytes().expect("encodes");
-    r.handle(
-        now,
-        Input::Datagram {
-            from: addr(sender),
-            protocol: Protocol::Enrp,
-            bytes,
-        },
-    )
+    r.handle_datagram(now, addr(sender), &m.into())
 }
 
 fn presence(r: &mut Registrar, now: Instant, sender: ServerId) {
-    from(r, now, sender, rserpool_tests::registrar::presence(sender));
+    from(r, now, sender, enrp_msgs::presence(sender, 0xFFFF));
+}
+
+/// A registrar with default settings, no peering and no announces.
+fn without_peering() -> (Registrar, Instant) {
+    let now = Instant::now();
+    let mut c = CoreConfig::new(ME);
+    c.asap_announce_targets = Vec::new();
+    (Registrar::new(c, now), now)
+}
+
+/// When PE `id` of pool P expires (it must be stored).
+fn expiry(r: &Registrar, id: u32) -> Option<Instant> {
+    r.handlespace()
+        .get(&"P".into(), id)
+        .expect("stored")
+        .expiry()
 }
 
 /// PE `id` of home `home`, its ASAP transport at `asap` (TCP), registration life `life`.
@@ -66,20 +86,7 @@ fn element(id: u32, home: ServerId, asap: Option<SocketAddr>, life: i32) -> Pool
 }
 
 fn add(r: &mut Registrar, now: Instant, sender: ServerId, el: PoolElementInfo) {
-    from(
-        r,
-        now,
-        sender,
-        HandleUpdate {
-            takeover_suggested: false,
-            sender,
-            receiver: ME,
-            action: UpdateAction::AddPe,
-            reserved: 0,
-            pool_handle: "P".into(),
-            pool_element: el,
-        },
-    );
+    from(r, now, sender, update(sender, ME, UpdateAction::AddPe, el));
 }
 
 /// Peer 7 goes silent while 9 stays: returns the time at which 7 was declared dead and
@@ -98,8 +105,7 @@ fn seven_dies(r: &mut Registrar, now: Instant) -> Instant {
 /// registration life is capped.
 #[test]
 fn peer_registration_life_is_capped() {
-    let (mut r, now) = registrar();
-    presence(&mut r, now, 7);
+    let (mut r, now) = registrar_hearing(&[7]);
     add(&mut r, now, 7, element(1, 7, None, -1));
     add(&mut r, now, 7, element(2, 7, None, i32::MAX));
     for id in [1, 2] {
@@ -112,32 +118,27 @@ fn peer_registration_life_is_capped() {
     }
     // A sane life is kept as it is.
     add(&mut r, now, 7, element(3, 7, None, 30_000));
-    let e = r.handlespace().get(&"P".into(), 3).expect("stored");
-    assert_eq!(e.expiry(), Some(now + Duration::from_secs(30)));
+    assert_eq!(expiry(&r, 3), Some(now + Duration::from_secs(30)));
 }
 
 /// One peer cannot fill the handlespace: at most 50 000 PEs per home (default).
 #[test]
 fn pes_per_peer_are_capped() {
-    let (mut r, now) = registrar();
-    presence(&mut r, now, 7);
+    let (mut r, now) = registrar_hearing(&[7]);
     for id in 1..=50_010u32 {
         add(&mut r, now, 7, element(id, 7, None, 60_000));
     }
     assert_eq!(r.handlespace().owned_len(7), 50_000);
     // Updates of known PEs still apply.
     add(&mut r, now, 7, element(1, 7, None, 90_000));
-    let e = r.handlespace().get(&"P".into(), 1).expect("kept");
-    assert_eq!(e.expiry(), Some(now + Duration::from_secs(90)));
+    assert_eq!(expiry(&r, 1), Some(now + Duration::from_secs(90)));
 }
 
 /// A takeover that cannot complete (a live peer never acknowledges) no longer leaves the
 /// vanished peer's PEs forever: they are removed after the orphan timeout (30 s).
 #[test]
 fn pes_of_a_vanished_peer_expire_when_the_takeover_is_abandoned() {
-    let (mut r, now) = registrar();
-    presence(&mut r, now, 7);
-    presence(&mut r, now, 9);
+    let (mut r, now) = registrar_hearing(&[7, 9]);
     for id in 1..=3 {
         add(&mut r, now, 7, element(id, 7, None, -1));
     }
@@ -166,9 +167,7 @@ fn pes_of_a_vanished_peer_expire_when_the_takeover_is_abandoned() {
 /// site-local addresses) and to at most 100 transports per second.
 #[test]
 fn takeover_probes_are_scoped_and_rate_bounded() {
-    let (mut r, now) = registrar();
-    presence(&mut r, now, 7);
-    presence(&mut r, now, 9);
+    let (mut r, now) = registrar_hearing(&[7, 9]);
     // 250 PEs of 7 at distinct site-local transports, 50 at global addresses.
     for id in 0..250u32 {
         let a = SocketAddr::from(([10, 2, (id / 200) as u8, (id % 200) as u8 + 1], 4000));
@@ -220,14 +219,10 @@ fn takeover_probes_are_scoped_and_rate_bounded() {
 }
 
 fn connect(r: &mut Registrar, now: Instant, assoc: u64, peer: &str) -> Vec<Action> {
+    let peer = peer.parse().expect("lit");
     r.handle(
         now,
-        Input::Connected {
-            assoc,
-            protocol: Protocol::Asap,
-            peer_addrs: vec![peer.parse().expect("lit")],
-            transport: asap::transport::TransportKind::Tcp,
-        },
+        Input::connected(assoc, Protocol::Asap, peer, TransportKind::Tcp),
     )
 }
 
@@ -244,10 +239,7 @@ fn aborted(out: &[Action]) -> Vec<u64> {
 /// timeout (30 s); one that resolved stays.
 #[test]
 fn idle_associations_are_aborted() {
-    let now = Instant::now();
-    let mut c = CoreConfig::new(ME);
-    c.asap_announce_targets = Vec::new();
-    let mut r = Registrar::new(c, now);
+    let (mut r, now) = without_peering();
     connect(&mut r, now, 1, "10.3.0.1:5000");
     connect(&mut r, now, 2, "10.3.0.2:5000");
     let hr: Message = asap::wire::asap_msg::HandleResolution::new("P").into();
@@ -262,10 +254,7 @@ fn idle_associations_are_aborted() {
 /// One host cannot take every association: the 1001st from one address is aborted at once.
 #[test]
 fn associations_per_host_are_capped() {
-    let now = Instant::now();
-    let mut c = CoreConfig::new(ME);
-    c.asap_announce_targets = Vec::new();
-    let mut r = Registrar::new(c, now);
+    let (mut r, now) = without_peering();
     for i in 0..1000u64 {
         let out = connect(&mut r, now, i, &format!("10.4.0.1:{}", 10_000 + i));
         assert!(aborted(&out).is_empty(), "association {i}");
@@ -285,21 +274,12 @@ fn associations_per_host_are_capped() {
 fn bulk_resolutions_are_rate_limited() {
     use asap::wire::asap_msg::{HandleResolution, Registration};
     use asap::wire::{AsapMessage, CauseCode, HandleResolutionOption};
-    let now = Instant::now();
-    let mut c = CoreConfig::new(ME);
-    c.asap_announce_targets = Vec::new();
-    let mut r = Registrar::new(c, now);
+    let (mut r, now) = without_peering();
     connect(&mut r, now, 1, "10.5.0.1:5000");
     for id in 1..=300u32 {
-        let mut el = element(id, 0, None, 600_000);
-        el.user_transport = TransportParameter::Tcp {
-            port: 7000,
-            transport_use: TransportUse::DataOnly,
-            address: "10.5.0.1".parse().expect("lit"),
-        };
         let reg: Message = Registration {
             pool_handle: "Huge".into(),
-            pool_element: el,
+            pool_element: tcp_pe(id, "10.5.0.1".parse().expect("lit")),
         }
         .into();
         r.handle_message(now, 1, &reg);

@@ -59,6 +59,17 @@ pub struct SimConfig {
     pub connect_delay: (u64, u64),
 }
 
+impl SimConfig {
+    /// The default set-up with `registrars` registrar slots and `pes` PEs.
+    pub fn cluster(registrars: usize, pes: usize) -> SimConfig {
+        SimConfig {
+            registrars,
+            pes,
+            ..SimConfig::default()
+        }
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
@@ -284,19 +295,20 @@ impl Sim {
         self.slots[slot].reg = Some(Registrar::new(c, self.now));
     }
 
+    /// The owner of PE `pe` (index) in the handlespace of the registrar in `slot`.
+    pub fn owner_at(&self, slot: usize, pe: usize) -> ServerId {
+        self.reg(slot)
+            .handlespace()
+            .get(&self.pes[pe].handle, self.pes[pe].id)
+            .expect("known everywhere")
+            .owner()
+    }
+
     /// Kills the registrar in a slot: its associations die with it.
     pub fn kill(&mut self, slot: usize) {
         self.slots[slot].reg = None;
         self.slots[slot].incarnation += 1;
-        let dead: Vec<AssocId> = self
-            .assocs
-            .iter()
-            .filter(|(_, a)| a.slot == slot)
-            .map(|(id, _)| *id)
-            .collect();
-        for a in dead {
-            self.assocs.remove(&a);
-        }
+        self.assocs.retain(|_, a| a.slot != slot);
         // Its peer associations die with it: the other ends learn it.
         let ends: Vec<AssocId> = self
             .peer_links
@@ -306,6 +318,44 @@ impl Sim {
             .collect();
         for a in ends {
             self.peer_link_lost(a);
+        }
+    }
+
+    /// Kills a random live registrar, if more than two run; returns its slot.
+    pub fn kill_random(&mut self) -> Option<usize> {
+        let live = self.live_slots();
+        if live.len() <= 2 {
+            return None;
+        }
+        let s = live[self.rng.gen_range(0..live.len())];
+        self.kill(s);
+        Some(s)
+    }
+
+    /// Starts a random dead registrar, if any; returns its slot.
+    pub fn start_random(&mut self) -> Option<usize> {
+        let dead: Vec<usize> = (0..self.slots.len())
+            .filter(|i| self.slots[*i].reg.is_none())
+            .collect();
+        if dead.is_empty() {
+            return None;
+        }
+        let s = dead[self.rng.gen_range(0..dead.len())];
+        self.start(s);
+        Some(s)
+    }
+
+    /// Puts every slot into a random one of two partition groups.
+    pub fn partition_randomly(&mut self) {
+        for i in 0..self.slots.len() {
+            self.slots[i].group = self.rng.gen_range(0..2);
+        }
+    }
+
+    /// Ends every partition (all slots in group 0).
+    pub fn heal_partition(&mut self) {
+        for s in &mut self.slots {
+            s.group = 0;
         }
     }
 
@@ -487,7 +537,7 @@ impl Sim {
                 assoc,
                 to,
             } => {
-                if self.slots[slot].incarnation != incarnation || self.slots[slot].reg.is_none() {
+                if !self.runs(slot, incarnation) {
                     return;
                 }
                 let target = (0..self.slots.len()).find(|t| {
@@ -567,7 +617,7 @@ impl Sim {
                 assoc,
                 pe,
             } => {
-                if self.slots[slot].incarnation != incarnation || self.slots[slot].reg.is_none() {
+                if !self.runs(slot, incarnation) {
                     return;
                 }
                 let Some(pe) = pe.filter(|p| self.pes[*p].alive) else {
@@ -579,24 +629,7 @@ impl Sim {
                 // PE answers and re-registers there (ToPe). The PE drops its old one.
                 self.adopt_connects += 1;
                 self.pe_drop_assoc(pe);
-                self.assocs.insert(
-                    assoc,
-                    AssocInfo {
-                        pe,
-                        slot,
-                        incarnation,
-                    },
-                );
-                self.pes[pe].assoc = Some(assoc);
-                self.input(
-                    slot,
-                    Input::Connected {
-                        assoc,
-                        protocol: Protocol::Asap,
-                        peer_addrs: vec![SocketAddr::new(pe_addr(pe), 40000)],
-                        transport: TransportKind::Sctp,
-                    },
-                );
+                self.pe_attach(pe, slot, assoc, incarnation);
             }
             Ev::Rereg { pe } => {
                 if !self.pes[pe].alive {
@@ -703,23 +736,25 @@ impl Sim {
         self.pe_drop_assoc(pe);
         let assoc = self.next_assoc;
         self.next_assoc += 1;
+        self.pe_attach(pe, slot, assoc, self.slots[slot].incarnation);
+    }
+
+    /// PE `pe` is on association `assoc` to slot `slot` (of `incarnation`), and the
+    /// registrar is told (from the PE's address, port 40000).
+    fn pe_attach(&mut self, pe: usize, slot: usize, assoc: AssocId, incarnation: u32) {
         self.assocs.insert(
             assoc,
             AssocInfo {
                 pe,
                 slot,
-                incarnation: self.slots[slot].incarnation,
+                incarnation,
             },
         );
         self.pes[pe].assoc = Some(assoc);
+        let at = SocketAddr::new(pe_addr(pe), 40000);
         self.input(
             slot,
-            Input::Connected {
-                assoc,
-                protocol: Protocol::Asap,
-                peer_addrs: vec![SocketAddr::new(pe_addr(pe), 40000)],
-                transport: TransportKind::Sctp,
-            },
+            Input::connected(assoc, Protocol::Asap, at, TransportKind::Sctp),
         );
     }
 
@@ -767,26 +802,44 @@ impl Sim {
 
     /// An ENRP message from `slot` on its end `assoc` of a peer association: delivered in
     /// order after a delay, unless partitioned or lost to chaos.
-    fn peer_msg(&mut self, slot: usize, assoc: AssocId, message: &Message, bytes: Bytes) {
+    /// Whether the registrar of `slot` is up and still the same `incarnation` (an event for
+    /// an earlier one is void).
+    fn runs(&self, slot: usize, incarnation: u32) -> bool {
+        self.slots[slot].incarnation == incarnation && self.slots[slot].reg.is_some()
+    }
+
+    /// Counts a HANDLE_UPDATE (per PE) that a registrar sends.
+    fn note_update(&mut self, message: &Message) {
         if let Message::Enrp(EnrpMessage::HandleUpdate(u)) = message {
             *self.updates.entry(u.pool_element.id).or_default() += 1;
         }
+    }
+
+    /// Whether an ENRP message of `len` bytes from slot `from` reaches slot `to`: not across
+    /// a partition and not lost to chaos. Counts it as dropped, or as sent.
+    fn enrp_delivered(&mut self, from: usize, to: usize, len: usize) -> bool {
+        if self.slots[to].group != self.slots[from].group
+            || (self.chaos && self.rng.gen_bool(self.cfg.drop))
+        {
+            self.enrp_dropped += 1;
+            return false;
+        }
+        self.enrp_sent += 1;
+        self.enrp_bytes += len as u64;
+        true
+    }
+
+    fn peer_msg(&mut self, slot: usize, assoc: AssocId, message: &Message, bytes: Bytes) {
+        self.note_update(message);
         let Some(end) = self.peer_links.get(&assoc).copied() else {
             return;
         };
         let Some(other) = self.peer_links.get(&end.remote).copied() else {
             return;
         };
-        if self.slots[other.slot].group != self.slots[slot].group {
-            self.enrp_dropped += 1;
+        if !self.enrp_delivered(slot, other.slot, bytes.len()) {
             return;
         }
-        if self.chaos && self.rng.gen_bool(self.cfg.drop) {
-            self.enrp_dropped += 1;
-            return;
-        }
-        self.enrp_sent += 1;
-        self.enrp_bytes += bytes.len() as u64;
         let at = (self.now + self.delay(200, 20_000)).max(end.next_arrival);
         if let Some(e) = self.peer_links.get_mut(&assoc) {
             e.next_arrival = at;
@@ -868,9 +921,7 @@ impl Sim {
                     );
                 }
                 Action::PeerSend { to, bytes, message } => {
-                    if let Message::Enrp(EnrpMessage::HandleUpdate(u)) = &message {
-                        *self.updates.entry(u.pool_element.id).or_default() += 1;
-                    }
+                    self.note_update(&message);
                     let from = self.slots[slot].addr;
                     let targets: Vec<usize> = if to == GROUP {
                         (0..self.slots.len()).filter(|i| *i != slot).collect()
@@ -880,16 +931,9 @@ impl Sim {
                             .collect()
                     };
                     for t in targets {
-                        if self.slots[t].group != self.slots[slot].group {
-                            self.enrp_dropped += 1;
+                        if !self.enrp_delivered(slot, t, bytes.len()) {
                             continue;
                         }
-                        if self.chaos && self.rng.gen_bool(self.cfg.drop) {
-                            self.enrp_dropped += 1;
-                            continue;
-                        }
-                        self.enrp_sent += 1;
-                        self.enrp_bytes += bytes.len() as u64;
                         let at = self.now + self.delay(200, 20_000);
                         self.schedule(
                             at,

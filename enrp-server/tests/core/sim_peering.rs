@@ -19,16 +19,16 @@ fn run_for(sim: &mut Sim, d: Duration) {
     sim.run_until(until);
 }
 
+/// Runs `sim` for `d`; whether `count` grew meanwhile.
+fn grows(sim: &mut Sim, d: Duration, count: impl Fn(&Sim) -> u64) -> bool {
+    let before = count(sim);
+    run_for(sim, d);
+    count(sim) > before
+}
+
 #[test]
 fn scope_replicates_every_registration() {
-    let mut sim = Sim::new(
-        1,
-        SimConfig {
-            registrars: 3,
-            pes: 60,
-            ..SimConfig::default()
-        },
-    );
+    let mut sim = Sim::new(1, SimConfig::cluster(3, 60));
     run_for(&mut sim, secs(30));
     for s in sim.live_slots() {
         assert_eq!(sim.reg(s).peers().len(), 2, "slot {s} peer table");
@@ -46,10 +46,8 @@ fn late_registrar_downloads_from_mentor_in_chunks() {
     let mut sim = Sim::new(
         2,
         SimConfig {
-            registrars: 2,
-            pes: 300,
             chunk: 16,
-            ..SimConfig::default()
+            ..SimConfig::cluster(2, 300)
         },
     );
     sim.kill(1);
@@ -70,12 +68,10 @@ fn dead_registrar_is_taken_over_and_its_pes_adopted() {
     let mut sim = Sim::new(
         3,
         SimConfig {
-            registrars: 3,
-            pes: 300,
             // PEs would only hunt after 60 s: the takeover must move them.
             pe_rereg: secs(60),
             pe_life_ms: 180_000,
-            ..SimConfig::default()
+            ..SimConfig::cluster(3, 300)
         },
     );
     run_for(&mut sim, secs(15));
@@ -115,14 +111,7 @@ fn dead_registrar_is_taken_over_and_its_pes_adopted() {
 /// associations close and connecting to it fails, and a restarted one is connected again.
 #[test]
 fn peers_connect_over_associations() {
-    let mut sim = Sim::new(
-        11,
-        SimConfig {
-            registrars: 3,
-            pes: 60,
-            ..SimConfig::default()
-        },
-    );
+    let mut sim = Sim::new(11, SimConfig::cluster(3, 60));
     run_for(&mut sim, secs(20));
     sim.check().unwrap();
     assert!(sim.peer_connects >= 3, "connects: {}", sim.peer_connects);
@@ -140,12 +129,8 @@ fn peers_connect_over_associations() {
         }
     }
     sim.kill(2);
-    let failures = sim.peer_connect_failures;
-    run_for(&mut sim, secs(20));
-    assert!(
-        sim.peer_connect_failures > failures,
-        "connects to the dead slot fail"
-    );
+    let failed = grows(&mut sim, secs(20), |s| s.peer_connect_failures);
+    assert!(failed, "connects to the dead slot fail");
     for s in [0, 1] {
         assert!(
             sim.reg(s).peer_association(sim.slots[2].addr).is_none(),
@@ -153,12 +138,8 @@ fn peers_connect_over_associations() {
         );
     }
     sim.start(2);
-    let connects = sim.peer_connects;
-    run_for(&mut sim, secs(20));
-    assert!(
-        sim.peer_connects > connects,
-        "the restarted slot is connected again"
-    );
+    let connected = grows(&mut sim, secs(20), |s| s.peer_connects);
+    assert!(connected, "the restarted slot is connected again");
     assert_eq!(sim.reg(2).handlespace().len(), 60);
     sim.check().unwrap();
 }
@@ -171,10 +152,8 @@ fn slow_reconnect_overflows_the_connect_queue_and_the_scope_recovers() {
     let mut sim = Sim::new(
         12,
         SimConfig {
-            registrars: 2,
-            pes: 2000,
             pools: 20,
-            ..SimConfig::default()
+            ..SimConfig::cluster(2, 2000)
         },
     );
     // The PEs re-register in a burst every 10 s (first at 6–8 s): reset just before one.
@@ -202,11 +181,9 @@ fn partition_heals_by_audit() {
     let mut sim = Sim::new(
         4,
         SimConfig {
-            registrars: 3,
-            pes: 200,
             // Lifetimes far beyond the test: only the audit can remove stale entries.
             pe_life_ms: 600_000,
-            ..SimConfig::default()
+            ..SimConfig::cluster(3, 200)
         },
     );
     run_for(&mut sim, secs(15));
@@ -245,28 +222,14 @@ fn chaos(seed: u64) -> Result<(), String> {
     for _ in 0..12 {
         match sim.rng.gen_range(0..5) {
             0 | 1 => {
-                let live = sim.live_slots();
-                if live.len() > 2 {
-                    let s = live[sim.rng.gen_range(0..live.len())];
-                    sim.kill(s);
-                }
+                sim.kill_random();
             }
             2 => {
-                let dead: Vec<usize> = (0..n).filter(|i| sim.slots[*i].reg.is_none()).collect();
-                if !dead.is_empty() {
-                    let s = dead[sim.rng.gen_range(0..dead.len())];
-                    sim.start(s);
-                }
+                sim.start_random();
             }
-            3 => {
-                for i in 0..n {
-                    sim.slots[i].group = sim.rng.gen_range(0..2);
-                }
-            }
+            3 => sim.partition_randomly(),
             _ => {
-                for i in 0..n {
-                    sim.slots[i].group = 0;
-                }
+                sim.heal_partition();
                 for _ in 0..10 {
                     let p = sim.rng.gen_range(0..sim.pes.len());
                     sim.pes[p].alive = false;
@@ -278,9 +241,7 @@ fn chaos(seed: u64) -> Result<(), String> {
     }
     // Heal: no loss, no partition, restart one dead slot (mentor download under load).
     sim.chaos = false;
-    for s in &mut sim.slots {
-        s.group = 0;
-    }
+    sim.heal_partition();
     if let Some(s) = (0..n).find(|i| sim.slots[*i].reg.is_none()) {
         sim.start(s);
     }

@@ -32,6 +32,15 @@ fn sim_with(seed: u64, on: bool) -> Sim {
     sim
 }
 
+/// [`sim_with`] (seed 41) after 45 s, checked.
+fn settled(suggestion: bool) -> Sim {
+    let mut sim = sim_with(41, suggestion);
+    let until = sim.now + Duration::from_secs(45);
+    sim.run_until(until);
+    sim.check().unwrap();
+    sim
+}
+
 /// The slot whose registrar is the best home of PE `id` by the metric.
 fn best_slot(sim: &Sim, id: u32) -> usize {
     (0..sim.slots.len())
@@ -43,10 +52,7 @@ fn best_slot(sim: &Sim, id: u32) -> usize {
 /// moves cost a bounded number of HANDLE_UPDATEs.
 #[test]
 fn pes_follow_suggestions_to_their_best_home() {
-    let mut sim = sim_with(41, true);
-    let until = sim.now + Duration::from_secs(45);
-    sim.run_until(until);
-    sim.check().unwrap();
+    let sim = settled(true);
     assert!(sim.adopt_connects > 0, "suggestions were followed");
     for pe in 0..sim.pes.len() {
         let id = sim.pes[pe].id;
@@ -54,12 +60,7 @@ fn pes_follow_suggestions_to_their_best_home() {
         let best_id: ServerId = sim.reg(best).server_id();
         assert_eq!(sim.pes[pe].registered_at, Some(best), "PE {id:#x}");
         for s in sim.live_slots() {
-            let e = sim
-                .reg(s)
-                .handlespace()
-                .get(&sim.pes[pe].handle, id)
-                .expect("known everywhere");
-            assert_eq!(e.owner(), best_id, "PE {id:#x} at slot {s}");
+            assert_eq!(sim.owner_at(s, pe), best_id, "PE {id:#x} at slot {s}");
         }
         // Each registration is announced to the 2 peers, the suggested one gets T on it;
         // a move adds the old home's one ADD_PE (no answers).
@@ -76,10 +77,7 @@ fn pes_follow_suggestions_to_their_best_home() {
 /// to be at their best home), and no registrar connects to a PE.
 #[test]
 fn without_the_option_pes_stay_where_they_registered() {
-    let mut sim = sim_with(41, false);
-    let until = sim.now + Duration::from_secs(45);
-    sim.run_until(until);
-    sim.check().unwrap();
+    let sim = settled(false);
     assert_eq!(sim.adopt_connects, 0);
     let elsewhere = (0..sim.pes.len())
         .filter(|pe| sim.pes[*pe].registered_at != Some(best_slot(&sim, sim.pes[*pe].id)))

@@ -8,22 +8,27 @@ use std::time::{Duration, Instant};
 
 use crate::{BIN, LOCAL};
 
+/// The registrar with the local test options and `extra` under a notification socket in a
+/// scratch directory named after `dir` (watchdog at `watchdog_usec`, if given), once it
+/// has sent `READY=1`.
+fn ready(dir: &str, extra: &[&str], watchdog_usec: Option<u64>) -> Notified {
+    let mut args = LOCAL.to_vec();
+    args.extend(extra);
+    let n = Notified::start(Notified::dir(dir), BIN, &args, watchdog_usec);
+    assert!(n.wait_for("READY=1", Duration::from_secs(20)), "no READY=1");
+    n
+}
+
 #[test]
 fn ready_then_watchdog_pings_then_stopping_on_sigterm() {
-    let mut args = LOCAL.to_vec();
-    args.extend(["--peering", "off"]);
-    let n = Notified::start(Notified::dir("enrp-ready"), BIN, &args, Some(200_000));
-    assert!(n.wait_for("READY=1", Duration::from_secs(20)), "no READY=1");
+    let n = ready("enrp-ready", &["--peering", "off"], Some(200_000));
     n.expect_watchdog_pings(3);
     n.expect_clean_stop(Duration::from_secs(5));
 }
 
 #[test]
 fn no_watchdog_pings_unless_asked() {
-    let mut args = LOCAL.to_vec();
-    args.extend(["--peering", "off"]);
-    let n = Notified::start(Notified::dir("enrp-nowd"), BIN, &args, None);
-    assert!(n.wait_for("READY=1", Duration::from_secs(20)), "no READY=1");
+    let n = ready("enrp-nowd", &["--peering", "off"], None);
     assert_eq!(
         n.next(Duration::from_millis(800)),
         None,
@@ -33,11 +38,12 @@ fn no_watchdog_pings_unless_asked() {
 
 #[test]
 fn with_peering_ready_waits_for_the_mentor_phase() {
-    let mut args = LOCAL.to_vec();
-    args.extend(["--peering", "on", "--mentor-discovery-timeout", "2000"]);
     let started = Instant::now();
-    let n = Notified::start(Notified::dir("enrp-mentor"), BIN, &args, None);
-    assert!(n.wait_for("READY=1", Duration::from_secs(20)), "no READY=1");
+    let _n = ready(
+        "enrp-mentor",
+        &["--peering", "on", "--mentor-discovery-timeout", "2000"],
+        None,
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(1900),
         "READY=1 before the start-up phase ended ({:?})",
@@ -47,10 +53,7 @@ fn with_peering_ready_waits_for_the_mentor_phase() {
 
 #[test]
 fn sighup_reload_keeps_the_registrar_running() {
-    let mut args = LOCAL.to_vec();
-    args.extend(["--peering", "off"]);
-    let mut n = Notified::start(Notified::dir("enrp-hup"), BIN, &args, Some(200_000));
-    assert!(n.wait_for("READY=1", Duration::from_secs(20)), "no READY=1");
+    let mut n = ready("enrp-hup", &["--peering", "off"], Some(200_000));
     n.signal("-HUP");
     std::thread::sleep(Duration::from_millis(500));
     assert!(

@@ -1,6 +1,7 @@
 //! Host integration tests: the real driver over TCP on 127.0.0.1 ephemeral ports, with PEs
 //! and PUs speaking ASAP through `asap::transport`.
 
+use rserpool_tests::enrp_msgs::cut_short;
 use rserpool_tests::registrar::{
     connect, local, loopback_tcp, recv_msg as recv, register, send, send_raw, Running,
 };
@@ -20,6 +21,15 @@ const ID: u32 = 0x7E57_0001;
 
 async fn start(tune: impl FnOnce(&mut CoreConfig)) -> Running {
     local(ID, tune).await
+}
+
+/// A registrar that sends keep-alives every `interval_ms` and waits `timeout_ms` for the ACK.
+async fn with_keep_alive(interval_ms: u64, timeout_ms: u64) -> Running {
+    start(|c| {
+        c.keep_alive_interval = Duration::from_millis(interval_ms);
+        c.keep_alive_timeout = Duration::from_millis(timeout_ms);
+    })
+    .await
 }
 
 fn pe(id: u32, port: u16, policy: Policy) -> PoolElementInfo {
@@ -99,16 +109,13 @@ async fn register_resolve_drop_and_errors() {
 
     // Malformed bytes: a well-framed REGISTRATION whose PE TLV is cut → ERROR, and the
     // connection survives (the next request is answered).
-    let good = Message::from(Registration {
-        pool_handle: "EchoPool".into(),
-        pool_element: pe(7, 7007, Policy::RoundRobin),
-    })
-    .to_bytes()
-    .expect("encode")
-    .to_vec();
-    let mut cut = good[..good.len() - 8].to_vec();
-    let len = u16::try_from(cut.len()).expect("small");
-    cut[2..4].copy_from_slice(&len.to_be_bytes());
+    let cut = cut_short(
+        Registration {
+            pool_handle: "EchoPool".into(),
+            pool_element: pe(7, 7007, Policy::RoundRobin),
+        },
+        8,
+    );
     send_raw(&mut pu, 11, cut).await;
     match recv(&mut pu, Protocol::Asap).await {
         Message::Asap(AsapMessage::Error(e)) => {
@@ -172,11 +179,7 @@ async fn register_resolve_drop_and_errors() {
 
 #[tokio::test]
 async fn keep_alive_answered_keeps_silent_pe_removed() {
-    let srv = start(|c| {
-        c.keep_alive_interval = Duration::from_millis(100);
-        c.keep_alive_timeout = Duration::from_millis(200);
-    })
-    .await;
+    let srv = with_keep_alive(100, 200).await;
     let mut alive = connect(srv.asap, Protocol::Asap).await;
     assert!(
         !register(&mut alive, "KA", pe(1, 7001, Policy::RoundRobin))
@@ -256,11 +259,7 @@ async fn many_pes_one_connection_and_limits() {
 /// queue must take them (a proxy PE registers many PEs over one association).
 #[tokio::test]
 async fn keep_alive_burst_on_one_association() {
-    let srv = start(|c| {
-        c.keep_alive_interval = Duration::from_millis(300);
-        c.keep_alive_timeout = Duration::from_millis(5000);
-    })
-    .await;
+    let srv = with_keep_alive(300, 5000).await;
     let (r, mut w) = connect(srv.asap, Protocol::Asap).await.into_split();
     let mut r = r;
     let n = 2000u32;

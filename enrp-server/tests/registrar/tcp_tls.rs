@@ -59,6 +59,15 @@ async fn rogue_connect(
     t.connect(&[to], &[SocketAddr::new(ip(from), 0)]).await.ok()
 }
 
+/// PE `id` registers at `home` (user address 127.0.0.1) and becomes resolvable at `other`
+/// (asserted, naming `what`); the PE's association is returned.
+async fn replicated(home: &Running, other: &Running, id: u32, what: &str) -> Association {
+    let mut pe = connect(home.asap, Protocol::Asap).await;
+    register_pes(&mut pe, ip(1), [id]).await;
+    assert!(wait_resolvable(other.asap, id).await, "{what}");
+    pe
+}
+
 async fn wait_resolvable(asap: SocketAddr, id: u32) -> bool {
     for _ in 0..150 {
         if resolve_all(asap).await.contains(&id) {
@@ -85,12 +94,13 @@ async fn tls_peers_replicate_and_outsiders_cannot_inject() {
     };
 
     // B's PE is replicated to A over the TLS peering.
-    let mut pe = connect(b.asap, Protocol::Asap).await;
-    register_pes(&mut pe, ip(1), [0x100]).await;
-    assert!(
-        wait_resolvable(a.asap, 0x100).await,
-        "PE registered at B resolvable at A over TLS peering"
-    );
+    let pe = replicated(
+        &b,
+        &a,
+        0x100,
+        "PE registered at B resolvable at A over TLS peering",
+    )
+    .await;
 
     // 1. Plaintext ENRP: closed before anything is read.
     const ROGUE: u32 = 0x0BAD_0C01;
@@ -180,12 +190,13 @@ async fn silent_tls_client_does_not_stall_accept() {
     let Some(b) = start_tls(1, &ca).await else {
         return;
     };
-    let mut pe = connect(b.asap, Protocol::Asap).await;
-    register_pes(&mut pe, ip(1), [0x200]).await;
-    assert!(
-        wait_resolvable(a.asap, 0x200).await,
-        "replication to A while silent clients hold its ENRP port"
-    );
+    let pe = replicated(
+        &b,
+        &a,
+        0x200,
+        "replication to A while silent clients hold its ENRP port",
+    )
+    .await;
     drop(silent);
     drop(pe);
     a.stop().await;

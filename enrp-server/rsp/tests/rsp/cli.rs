@@ -77,6 +77,20 @@ fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
+/// `rsp hsdump` of `r`'s ENRP address over TCP, then `extra`.
+async fn hsdump(r: &Running, extra: &[&str]) -> (i32, String, String) {
+    let enrp = r.enrp.to_string();
+    let head = ["hsdump", &enrp, "--transport", "tcp"];
+    rsp(args(&[&head[..], extra].concat())).await
+}
+
+/// `rsp resolve pool` at `r`'s ASAP address over TCP, then `extra`.
+async fn resolve(r: &Running, pool: &str, extra: &[&str]) -> (i32, String, String) {
+    let asap = r.asap.to_string();
+    let head = ["resolve", pool, "--registrar", &asap, "--transport", "tcp"];
+    rsp(args(&[&head[..], extra].concat())).await
+}
+
 fn by_id(pes: &Value, id: u32) -> &Value {
     pes.as_array()
         .expect("pool_elements array")
@@ -89,7 +103,7 @@ fn by_id(pes: &Value, id: u32) -> &Value {
 async fn hsdump_json_lists_every_pe_with_owner_transport_policy_and_load() {
     let (r, _pe_assoc) = populated().await;
     let enrp = r.enrp.to_string();
-    let (code, out, err) = rsp(args(&["hsdump", &enrp, "--transport", "tcp", "--json"])).await;
+    let (code, out, err) = hsdump(&r, &["--json"]).await;
     assert_eq!(code, 0, "stderr: {err}");
     let v: Value = serde_json::from_str(out.trim()).expect("one JSON document");
     assert_eq!(v["server_id"], ID);
@@ -116,14 +130,7 @@ async fn hsdump_json_lists_every_pe_with_owner_transport_policy_and_load() {
 async fn hsdump_follows_the_m_bit_until_the_last_chunk() {
     // One PE per HANDLE_TABLE_RESPONSE: three PEs need several requests (M bit set).
     let (r, _pe_assoc) = populated_with(|c| c.handle_table_chunk = 1).await;
-    let (code, out, err) = rsp(args(&[
-        "hsdump",
-        &r.enrp.to_string(),
-        "--transport",
-        "tcp",
-        "--json",
-    ]))
-    .await;
+    let (code, out, err) = hsdump(&r, &["--json"]).await;
     assert_eq!(code, 0, "stderr: {err}");
     let v: Value = serde_json::from_str(out.trim()).expect("one JSON document");
     assert!(v["rounds"].as_u64().expect("rounds") >= 3, "{v}");
@@ -178,7 +185,7 @@ async fn hsdump_watch_prints_one_dump_per_period() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsdump_table_has_a_row_per_pe() {
     let (r, _pe_assoc) = populated().await;
-    let (code, out, err) = rsp(args(&["hsdump", &r.enrp.to_string(), "--transport", "tcp"])).await;
+    let (code, out, err) = hsdump(&r, &[]).await;
     assert_eq!(code, 0, "stderr: {err}");
     let rows: Vec<&str> = out.lines().filter(|l| l.contains("Pool  0x")).collect();
     assert_eq!(rows.len(), 3, "{out}");
@@ -194,16 +201,7 @@ async fn hsdump_refused_by_the_allow_list_is_an_error_naming_the_fix() {
         c.security.hsdump_allow = vec!["192.0.2.0/24".parse().expect("net")];
     })
     .await;
-    let (code, out, err) = rsp(args(&[
-        "hsdump",
-        &r.enrp.to_string(),
-        "--transport",
-        "tcp",
-        "--json",
-        "--timeout",
-        "3",
-    ]))
-    .await;
+    let (code, out, err) = hsdump(&r, &["--json", "--timeout", "3"]).await;
     assert_eq!(code, 1, "stdout: {out}");
     assert!(out.is_empty(), "no table on a refusal: {out}");
     assert!(
@@ -215,16 +213,7 @@ async fn hsdump_refused_by_the_allow_list_is_an_error_naming_the_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolve_json_prints_the_selected_pes() {
     let (r, _pe_assoc) = populated().await;
-    let (code, out, err) = rsp(args(&[
-        "resolve",
-        "EchoPool",
-        "--registrar",
-        &r.asap.to_string(),
-        "--transport",
-        "tcp",
-        "--json",
-    ]))
-    .await;
+    let (code, out, err) = resolve(&r, "EchoPool", &["--json"]).await;
     assert_eq!(code, 0, "stderr: {err}");
     let v: Value = serde_json::from_str(out.trim()).expect("one JSON document");
     assert_eq!(v["pool"], "EchoPool");
@@ -243,17 +232,7 @@ async fn resolve_json_prints_the_selected_pes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolve_of_an_unknown_pool_fails_with_the_pool_named() {
     let (r, _pe_assoc) = populated().await;
-    let (code, out, err) = rsp(args(&[
-        "resolve",
-        "NoSuchPool",
-        "--registrar",
-        &r.asap.to_string(),
-        "--transport",
-        "tcp",
-        "--timeout",
-        "5",
-    ]))
-    .await;
+    let (code, out, err) = resolve(&r, "NoSuchPool", &["--timeout", "5"]).await;
     assert_eq!(code, 1, "stdout: {out}");
     assert!(err.contains("NoSuchPool"), "{err}");
 }

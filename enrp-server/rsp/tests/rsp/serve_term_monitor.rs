@@ -152,22 +152,33 @@ fn assert_daytime(line: &str) {
     assert!(micros.parse::<u32>().is_ok(), "{line}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn term_to_serve_echo_daytime_discard_and_csp_reports() {
-    let pr = registrar().await;
+/// A UDP socket on loopback standing in for the CSP monitor, and its address.
+async fn csp_monitor() -> (tokio::net::UdpSocket, SocketAddr) {
     let csp = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("udp");
-    let csp_addr = csp.local_addr().expect("addr");
+    let addr = csp.local_addr().expect("addr");
+    (csp, addr)
+}
+
+/// [`term`] with `input` at the registrar `asap`, off the runtime's threads.
+async fn term_on(asap: SocketAddr, input: &'static str) -> Vec<u8> {
+    tokio::task::spawn_blocking(move || term(asap, input))
+        .await
+        .expect("term")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn term_to_serve_echo_daytime_discard_and_csp_reports() {
+    let pr = registrar().await;
+    let (csp, csp_addr) = csp_monitor().await;
 
     // Echo: every line back, byte for byte.
     let id = 0x5E5E_0001;
     let mut pe = serve("--echo", pr.asap, id, csp_addr);
     wait_pe(pr.asap, id, true).await;
     let asap = pr.asap;
-    let out = tokio::task::spawn_blocking(move || term(asap, "hello pool\nsecond line\n"))
-        .await
-        .expect("term");
+    let out = term_on(asap, "hello pool\nsecond line\n").await;
     assert_eq!(String::from_utf8_lossy(&out), "hello pool\nsecond line\n");
     let r = csp_until(&csp, |r| r.status == "echo: 0 sessions, 2 messages").await;
     assert_eq!(r.sender.group(), ComponentGroup::PoolElement);
@@ -195,9 +206,7 @@ async fn term_to_serve_echo_daytime_discard_and_csp_reports() {
     let id = 0x5E5E_0002;
     let _pe = serve("--daytime", pr.asap, id, csp_addr);
     wait_pe(pr.asap, id, true).await;
-    let out = tokio::task::spawn_blocking(move || term(asap, "what time is it?\n"))
-        .await
-        .expect("term");
+    let out = term_on(asap, "what time is it?\n").await;
     let text = String::from_utf8(out).expect("utf-8");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text:?}");
@@ -212,17 +221,12 @@ async fn term_to_serve_echo_daytime_discard_and_csp_reports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discard_answers_nothing_and_counts() {
     let pr = registrar().await;
-    let csp = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("udp");
-    let csp_addr = csp.local_addr().expect("addr");
+    let (csp, csp_addr) = csp_monitor().await;
     let id = 0x5E5E_0003;
     let _pe = serve("--discard", pr.asap, id, csp_addr);
     wait_pe(pr.asap, id, true).await;
     let asap = pr.asap;
-    let out = tokio::task::spawn_blocking(move || term(asap, "a\nb\nc\n"))
-        .await
-        .expect("term");
+    let out = term_on(asap, "a\nb\nc\n").await;
     assert!(out.is_empty(), "discard answered {out:?}");
     let r = csp_until(&csp, |r| r.status == "discard: 0 sessions, 3 messages").await;
     assert_eq!(r.sender.object(), u64::from(id));
