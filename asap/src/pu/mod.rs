@@ -363,10 +363,6 @@ async fn run(
             ev = net.next() => {
                 let now = Instant::now();
                 match ev {
-                    Some(NetEvent::Connected { conn, assoc }) => {
-                        net.attach(conn, assoc);
-                        core.on_connected(now, conn);
-                    }
                     Some(NetEvent::ConnectFailed { conn, error }) => {
                         let failure = RegistrarFailure::Connect {
                             addrs: conn_addrs.remove(&conn).unwrap_or_default(),
@@ -375,18 +371,20 @@ async fn run(
                         note_failure(&fail_tx, failure);
                         core.on_connect_failed(now, conn);
                     }
-                    Some(NetEvent::Accepted { .. }) => {}
-                    Some(NetEvent::Message { conn, message }) => {
-                        fail_tx.send_if_modified(|f| f.take().is_some());
-                        core.on_message(now, conn, message)
-                    }
-                    Some(NetEvent::Lost { conn }) => {
-                        if let Some(addrs) = conn_addrs.remove(&conn) {
-                            note_failure(&fail_tx, RegistrarFailure::Lost { addrs });
+                    Some(ev) => {
+                        match &ev {
+                            NetEvent::Message { .. } => {
+                                fail_tx.send_if_modified(|f| f.take().is_some());
+                            }
+                            NetEvent::Lost { conn } => {
+                                if let Some(addrs) = conn_addrs.remove(conn) {
+                                    note_failure(&fail_tx, RegistrarFailure::Lost { addrs });
+                                }
+                            }
+                            _ => {}
                         }
-                        core.on_lost(now, conn)
+                        net.deliver(&mut core, now, ev);
                     }
-                    Some(NetEvent::Announce { from, message }) => core.on_announce(now, from, &message),
                     None => {
                         warn!("network event channel closed");
                         return;
