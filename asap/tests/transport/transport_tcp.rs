@@ -226,82 +226,70 @@ async fn bad_input_case(bad: &[u8], close_after: bool, max: usize, expected: Fra
     );
 }
 
+/// Each framing error a TCP peer can cause, through [`bad_input_case`]: the bytes sent, whether
+/// the peer then closes, the maximum message size, the expected error.
 #[tokio::test]
-async fn bad_input_length_below_header() {
-    bad_input_case(
-        &[1, 0, 0, 2],
-        false,
-        4096,
-        FrameError::LengthTooShort { length: 2 },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_input_zero_length() {
-    bad_input_case(
-        &[1, 0, 0, 0],
-        false,
-        4096,
-        FrameError::LengthTooShort { length: 0 },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_input_length_above_maximum() {
-    bad_input_case(
-        &[1, 0, 0x07, 0xD0, 1, 2, 3, 4],
-        false,
-        1024,
-        FrameError::LengthTooLarge {
-            length: 2000,
-            max: 1024,
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_input_garbage() {
-    // "GARBAGE!" reads as type 'G', flags 'A', Message Length 0x5242 = 21058.
-    bad_input_case(
-        b"GARBAGE!",
-        false,
-        1024,
-        FrameError::LengthTooLarge {
-            length: 0x5242,
-            max: 1024,
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_input_close_mid_message() {
+async fn bad_input_cases() {
     let mut partial = rmsg(1, 100, 1);
     partial.truncate(30);
-    bad_input_case(
-        &partial,
-        true,
-        4096,
-        FrameError::Truncated {
-            have: 30,
-            need: 100,
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_input_close_inside_header() {
-    bad_input_case(
-        &[1, 0],
-        true,
-        4096,
-        FrameError::Truncated { have: 2, need: 4 },
-    )
-    .await;
+    let cases: [(&str, &[u8], bool, usize, FrameError); 6] = [
+        (
+            "length below header",
+            &[1, 0, 0, 2],
+            false,
+            4096,
+            FrameError::LengthTooShort { length: 2 },
+        ),
+        (
+            "zero length",
+            &[1, 0, 0, 0],
+            false,
+            4096,
+            FrameError::LengthTooShort { length: 0 },
+        ),
+        (
+            "length above maximum",
+            &[1, 0, 0x07, 0xD0, 1, 2, 3, 4],
+            false,
+            1024,
+            FrameError::LengthTooLarge {
+                length: 2000,
+                max: 1024,
+            },
+        ),
+        (
+            // "GARBAGE!" reads as type 'G', flags 'A', Message Length 0x5242 = 21058.
+            "garbage",
+            b"GARBAGE!",
+            false,
+            1024,
+            FrameError::LengthTooLarge {
+                length: 0x5242,
+                max: 1024,
+            },
+        ),
+        (
+            "close mid message",
+            &partial,
+            true,
+            4096,
+            FrameError::Truncated {
+                have: 30,
+                need: 100,
+            },
+        ),
+        (
+            "close inside header",
+            &[1, 0],
+            true,
+            4096,
+            FrameError::Truncated { have: 2, need: 4 },
+        ),
+    ];
+    for (name, bad, close_after, max, expected) in cases {
+        eprintln!("case: {name}");
+        bad_input_case(bad, close_after, max, expected).await;
+    }
 }
 
 #[tokio::test]
