@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use asap::pe::{PeConfig, PeCore, PeEvent};
-use asap::pu::{PuConfig, PuCore, PuEvent, ResolveError};
+use asap::pu::{PuConfig, PuCore, PuEvent, RequestId, ResolveError};
 use asap::registrar_client::{Action, ConnId};
 use asap::wire::asap_msg::{
     DeregistrationResponse, EndpointKeepAlive, HandleResolutionResponse, RegistrationResponse,
@@ -493,6 +493,22 @@ fn events_pu(pu: &mut PuCore) -> Vec<PuEvent> {
     std::iter::from_fn(|| pu.poll_event()).collect()
 }
 
+/// A pool user (`cfg`) that asked for `h` at `t0` and got connected to the first registrar:
+/// the core, the request, the connection and the actions that followed the connection
+/// (the HANDLE_RESOLUTION).
+fn pu_resolving(
+    cfg: PuConfig,
+    t0: Instant,
+    h: &PoolHandle,
+) -> (PuCore, RequestId, ConnId, Vec<Action>) {
+    let mut pu = PuCore::new(cfg, 1);
+    let req = pu.resolve(t0, h);
+    let (conn, _) = connect_of(&actions_pu(&mut pu));
+    pu.on_connected(t0, conn);
+    let after = actions_pu(&mut pu);
+    (pu, req, conn, after)
+}
+
 fn response(elements: Vec<PoolElementInfo>) -> AsapMessage {
     HandleResolutionResponse {
         accept_updates: false,
@@ -508,11 +524,8 @@ fn response(elements: Vec<PoolElementInfo>) -> AsapMessage {
 fn resolution_uses_option_and_cache_until_stale() {
     let t0 = Instant::now();
     let h = PoolHandle::from("EchoPool");
-    let mut pu = PuCore::new(pu_cfg(), 1);
-    let r1 = pu.resolve(t0, &h);
-    let (conn, _) = connect_of(&actions_pu(&mut pu));
-    pu.on_connected(t0, conn);
-    let s = sent(&actions_pu(&mut pu));
+    let (mut pu, r1, conn, after) = pu_resolving(pu_cfg(), t0, &h);
+    let s = sent(&after);
     match &s[..] {
         [(c, AsapMessage::HandleResolution(hr))] => {
             assert_eq!(*c, conn);
@@ -552,11 +565,7 @@ fn resolution_uses_option_and_cache_until_stale() {
 fn unreachable_report_drops_pe_from_cache_and_is_sent() {
     let t0 = Instant::now();
     let h = PoolHandle::from("EchoPool");
-    let mut pu = PuCore::new(pu_cfg(), 1);
-    pu.resolve(t0, &h);
-    let (conn, _) = connect_of(&actions_pu(&mut pu));
-    pu.on_connected(t0, conn);
-    actions_pu(&mut pu);
+    let (mut pu, _, conn, _) = pu_resolving(pu_cfg(), t0, &h);
     pu.on_message(t0, conn, response(vec![pe_entry(1, 10), pe_entry(2, 50)]));
     pu.report_unreachable(t0, &h, 1);
     let s = sent(&actions_pu(&mut pu));
@@ -574,11 +583,8 @@ fn request_retransmits_then_moves_to_next_registrar_then_times_out() {
     let mut cfg = pu_cfg();
     cfg.request_timeout = Duration::from_secs(3);
     cfg.request_deadline = Duration::from_secs(20);
-    let mut pu = PuCore::new(cfg, 1);
-    let req = pu.resolve(t0, &h);
-    let (c1, _) = connect_of(&actions_pu(&mut pu));
-    pu.on_connected(t0, c1);
-    assert_eq!(sent(&actions_pu(&mut pu)).len(), 1);
+    let (mut pu, req, c1, after) = pu_resolving(cfg, t0, &h);
+    assert_eq!(sent(&after).len(), 1);
     // T1 expiries: 2 retransmissions (MAX-REQUEST-RETRANSMIT), then the registrar is dropped.
     let mut now = t0;
     for _ in 0..2 {
@@ -613,11 +619,7 @@ fn request_retransmits_then_moves_to_next_registrar_then_times_out() {
 fn unknown_pool_and_empty_pool_are_typed_errors() {
     let t0 = Instant::now();
     let h = PoolHandle::from("EchoPool");
-    let mut pu = PuCore::new(pu_cfg(), 1);
-    pu.resolve(t0, &h);
-    let (conn, _) = connect_of(&actions_pu(&mut pu));
-    pu.on_connected(t0, conn);
-    actions_pu(&mut pu);
+    let (mut pu, _, conn, _) = pu_resolving(pu_cfg(), t0, &h);
     pu.on_message(
         t0,
         conn,
@@ -650,11 +652,7 @@ fn unknown_pool_and_empty_pool_are_typed_errors() {
 fn pending_request_survives_registrar_loss() {
     let t0 = Instant::now();
     let h = PoolHandle::from("EchoPool");
-    let mut pu = PuCore::new(pu_cfg(), 1);
-    let req = pu.resolve(t0, &h);
-    let (c1, _) = connect_of(&actions_pu(&mut pu));
-    pu.on_connected(t0, c1);
-    actions_pu(&mut pu);
+    let (mut pu, req, c1, _) = pu_resolving(pu_cfg(), t0, &h);
     pu.on_lost(t0, c1);
     let (c2, _) = connect_of(&actions_pu(&mut pu));
     pu.on_connected(t0, c2);
