@@ -253,9 +253,9 @@ fn unknown_parameters_nested_in_pool_element_and_transport() {
     assert_eq!(d.reports.len(), 1);
 }
 
-#[test]
-fn extra_known_parameters_are_kept() {
-    // Deregistration with a second PE Identifier (known type, no slot left).
+/// A Deregistration (PE 7) and its bytes with a second PE Identifier (9) appended: a known
+/// parameter type with no slot left in the message.
+fn deregistration_with_extra_pe_identifier() -> (Message, Vec<u8>) {
     let m: Message = asap_msg::Deregistration {
         pool_handle: "EchoPool".into(),
         pe_identifier: 7,
@@ -264,6 +264,12 @@ fn extra_known_parameters_are_kept() {
     let mut b = m.to_bytes().unwrap().to_vec();
     b.extend_from_slice(&[0x00, 0x0E, 0x00, 0x08, 0, 0, 0, 9]);
     b[3] += 8;
+    (m, b)
+}
+
+#[test]
+fn extra_known_parameters_are_kept() {
+    let (m, b) = deregistration_with_extra_pe_identifier();
     let d = exact(Protocol::Asap, &b);
     assert_eq!(d.message, m);
     assert_eq!(d.layout.extra_tlvs().count(), 1);
@@ -832,14 +838,7 @@ fn standalone_parameters_and_extra_tlv_json() {
         })
     ));
     // An extra known TLV kept in the layout shows its typed view in JSON.
-    let m: Message = asap_msg::Deregistration {
-        pool_handle: "EchoPool".into(),
-        pe_identifier: 7,
-    }
-    .into();
-    let mut b = m.to_bytes().unwrap().to_vec();
-    b.extend_from_slice(&[0x00, 0x0E, 0x00, 0x08, 0, 0, 0, 9]);
-    b[3] += 8;
+    let (_, b) = deregistration_with_extra_pe_identifier();
     let j = serde_json::to_value(exact(Protocol::Asap, &b)).unwrap();
     let q = &j["layout"]["quirks"][0];
     assert_eq!(q["path"], serde_json::json!([2]));
