@@ -62,6 +62,11 @@ fn asap_tcp() -> Transport {
     Transport::new(TransportConfig::asap(TransportKind::Tcp))
 }
 
+/// The context of a registrar ("registrar.example") with a certificate from `ca`.
+fn registrar_ctx(ca: &Ca, auth: ClientAuth) -> TlsContext {
+    ca.ctx(Some(&ca.issue(&["registrar.example"])), auth)
+}
+
 async fn listen(ctx: TlsContext) -> (Listener, SocketAddr) {
     let l = asap_tcp()
         .with_tls(ctx)
@@ -104,9 +109,8 @@ async fn wait_refused(l: &Listener, n: u64) {
 #[tokio::test]
 async fn mutual_tls_carries_framed_messages_and_names_the_peer() {
     let ca = Ca::new();
-    let server_id = ca.issue(&["registrar.example"]);
     let client_id = ca.issue(&["pe1.example", "192.0.2.7"]);
-    let (l, at) = listen(ca.ctx(Some(&server_id), ClientAuth::Required)).await;
+    let (l, at) = listen(registrar_ctx(&ca, ClientAuth::Required)).await;
     let mut c = asap_tcp()
         .with_tls(ca.ctx(Some(&client_id), ClientAuth::Required))
         .connect(&[at], &[])
@@ -147,10 +151,8 @@ async fn mutual_tls_carries_framed_messages_and_names_the_peer() {
 #[tokio::test]
 async fn foreign_ca_missing_cert_plaintext_and_silence_are_refused_and_counted() {
     let ca = Ca::new();
-    let server_id = ca.issue(&["registrar.example"]);
-    let ctx = ca
-        .ctx(Some(&server_id), ClientAuth::Required)
-        .with_handshake_timeout(Duration::from_millis(300));
+    let ctx =
+        registrar_ctx(&ca, ClientAuth::Required).with_handshake_timeout(Duration::from_millis(300));
     let (l, at) = listen(ctx).await;
 
     // A client certificate from another CA.
@@ -222,8 +224,7 @@ async fn foreign_ca_missing_cert_plaintext_and_silence_are_refused_and_counted()
 #[tokio::test]
 async fn optional_tls_listener_takes_plaintext_and_tls() {
     let ca = Ca::new();
-    let server_id = ca.issue(&["registrar.example"]);
-    let (l, at) = listen(ca.ctx(Some(&server_id), ClientAuth::Optional)).await;
+    let (l, at) = listen(registrar_ctx(&ca, ClientAuth::Optional)).await;
 
     let mut p = asap_tcp().connect(&[at], &[]).await.expect("plain");
     p.send(&Msg::new(11, 0, message())).await.expect("send");
@@ -264,10 +265,8 @@ fn bad_pem_is_a_clear_error() {
 async fn concurrent_handshakes_are_bounded() {
     use asap::transport::tls::MAX_CONCURRENT_HANDSHAKES;
     let ca = Ca::new();
-    let server_id = ca.issue(&["registrar.example"]);
-    let ctx = ca
-        .ctx(Some(&server_id), ClientAuth::Required)
-        .with_handshake_timeout(Duration::from_secs(60));
+    let ctx =
+        registrar_ctx(&ca, ClientAuth::Required).with_handshake_timeout(Duration::from_secs(60));
     let (l, at) = listen(ctx).await;
     let mut silent = Vec::new();
     for _ in 0..MAX_CONCURRENT_HANDSHAKES {
