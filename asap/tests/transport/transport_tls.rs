@@ -148,6 +148,16 @@ async fn mutual_tls_carries_framed_messages_and_names_the_peer() {
     assert!(!PeerCertificate::from_der(vec![0x30, 0x03, 1, 2, 3]).valid_for("pe1.example"));
 }
 
+/// Connects to `at` with a client context the server refuses. The handshake may still
+/// finish on the client side (TLS 1.3: the client finishes first); then a message is sent
+/// and the server's alert, which ends the association, awaited (at most 5 s).
+async fn try_refused_client(ctx: TlsContext, at: SocketAddr) {
+    if let Ok(mut a) = asap_tcp().with_tls(ctx).connect(&[at], &[]).await {
+        let _ = a.send(&Msg::new(11, 0, message())).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), a.recv()).await;
+    }
+}
+
 #[tokio::test]
 async fn foreign_ca_missing_cert_plaintext_and_silence_are_refused_and_counted() {
     let ca = Ca::new();
@@ -158,34 +168,18 @@ async fn foreign_ca_missing_cert_plaintext_and_silence_are_refused_and_counted()
     // A client certificate from another CA.
     let other = Ca::new();
     let foreign = other.issue(&["pe1.example"]);
-    let r = asap_tcp()
-        .with_tls(
-            TlsContext::from_pem(
-                // trusts the right CA, presents the foreign certificate
-                ca.cert.pem().as_bytes(),
-                Some((foreign.0.as_bytes(), foreign.1.as_bytes())),
-                ClientAuth::Required,
-            )
-            .expect("ctx"),
-        )
-        .connect(&[at], &[])
-        .await;
-    if let Ok(mut a) = r {
-        // TLS 1.3: the client finishes first; the server's alert ends the association.
-        let _ = a.send(&Msg::new(11, 0, message())).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), a.recv()).await;
-    }
+    let foreign_ctx = TlsContext::from_pem(
+        // trusts the right CA, presents the foreign certificate
+        ca.cert.pem().as_bytes(),
+        Some((foreign.0.as_bytes(), foreign.1.as_bytes())),
+        ClientAuth::Required,
+    )
+    .expect("ctx");
+    try_refused_client(foreign_ctx, at).await;
     wait_refused(&l, 1).await;
 
     // No client certificate.
-    let r = asap_tcp()
-        .with_tls(ca.ctx(None, ClientAuth::Required))
-        .connect(&[at], &[])
-        .await;
-    if let Ok(mut a) = r {
-        let _ = a.send(&Msg::new(11, 0, message())).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), a.recv()).await;
-    }
+    try_refused_client(ca.ctx(None, ClientAuth::Required), at).await;
     wait_refused(&l, 2).await;
 
     // Plaintext ASAP.
