@@ -158,6 +158,17 @@ impl Captured {
             .finish();
         (log, tracing::subscriber::set_default(subscriber))
     }
+
+    /// Asserts that a WARN line "closing TCP association" names `peer` and `reason`.
+    fn assert_closing_warned(&self, peer: SocketAddr, reason: &FrameError) {
+        let text = String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf8");
+        let line = text
+            .lines()
+            .find(|l| l.contains("WARN") && l.contains("closing TCP association"))
+            .unwrap_or_else(|| panic!("no warn line in log:\n{text}"));
+        assert!(line.contains(&peer.to_string()), "peer missing: {line}");
+        assert!(line.contains(&reason.to_string()), "reason missing: {line}");
+    }
 }
 
 impl Write for Captured {
@@ -214,16 +225,7 @@ async fn bad_input_case(bad: &[u8], close_after: bool, max: usize, expected: Fra
     good_s.send(&m).await.expect("echo");
     assert_eq!(&recv_msg(&mut good).await.bytes[..], &body[..]);
 
-    let text = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf8");
-    let line = text
-        .lines()
-        .find(|l| l.contains("WARN") && l.contains("closing TCP association"))
-        .unwrap_or_else(|| panic!("no warn line in log:\n{text}"));
-    assert!(line.contains(&raw_addr.to_string()), "peer missing: {line}");
-    assert!(
-        line.contains(&expected.to_string()),
-        "reason missing: {line}"
-    );
+    log.assert_closing_warned(raw_addr, &expected);
 }
 
 /// Each framing error a TCP peer can cause, through [`bad_input_case`]: the bytes sent, whether
@@ -554,16 +556,7 @@ async fn stall_case(partial: &[u8], msg_type: Option<u8>, need: usize) {
         .expect("send");
     assert_eq!(&recv_msg(&mut good_s).await.bytes[..], &body[..]);
 
-    let text = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf8");
-    let line = text
-        .lines()
-        .find(|l| l.contains("WARN") && l.contains("closing TCP association"))
-        .unwrap_or_else(|| panic!("no warn line in log:\n{text}"));
-    assert!(line.contains(&raw_addr.to_string()), "peer missing: {line}");
-    assert!(
-        line.contains(&expected.to_string()),
-        "reason missing: {line}"
-    );
+    log.assert_closing_warned(raw_addr, &expected);
     let reason = expected.to_string();
     assert!(reason.contains(&raw_addr.to_string()), "{reason}");
     assert!(
