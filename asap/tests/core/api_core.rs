@@ -72,15 +72,22 @@ fn ok_response(pe: &PeCore) -> AsapMessage {
     .into()
 }
 
-/// Starts a PE and brings it to "registered" on the first registrar.
-fn registered_pe(t0: Instant, life: Duration) -> (PeCore, ConnId) {
-    let mut pe = PeCore::new(pe_cfg(life), 42);
+/// Starts a PE (`cfg`, rng `seed`) at `t0` and connects it to the first registrar: the
+/// core, the connection and the actions that followed the connection (the REGISTRATION).
+fn connected_pe(cfg: PeConfig, seed: u64, t0: Instant) -> (PeCore, ConnId, Vec<Action>) {
+    let mut pe = PeCore::new(cfg, seed);
     pe.start(t0);
     let (conn, addrs) = connect_of(&actions_pe(&mut pe));
     assert_eq!(addrs, vec![sa("10.0.0.1:3863")]);
     pe.on_connected(t0, conn);
-    let s = sent(&actions_pe(&mut pe));
-    assert_eq!(s.len(), 1);
+    let after = actions_pe(&mut pe);
+    (pe, conn, after)
+}
+
+/// Starts a PE and brings it to "registered" on the first registrar.
+fn registered_pe(t0: Instant, life: Duration) -> (PeCore, ConnId) {
+    let (mut pe, conn, after) = connected_pe(pe_cfg(life), 42, t0);
+    assert_eq!(sent(&after).len(), 1);
     let resp = ok_response(&pe);
     pe.on_message(t0, conn, resp);
     assert!(pe.is_registered());
@@ -90,13 +97,10 @@ fn registered_pe(t0: Instant, life: Duration) -> (PeCore, ConnId) {
 #[test]
 fn registration_carries_config_and_reregisters_every_t4() {
     let t0 = Instant::now();
-    let mut pe = PeCore::new(pe_cfg(Duration::from_secs(90)), 42);
+    let (mut pe, conn, after) = connected_pe(pe_cfg(Duration::from_secs(90)), 42, t0);
     let id = pe.identifier();
     assert_ne!(id, 0);
-    pe.start(t0);
-    let (conn, _) = connect_of(&actions_pe(&mut pe));
-    pe.on_connected(t0, conn);
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&after);
     let AsapMessage::Registration(reg) = &s[0].1 else {
         panic!("expected REGISTRATION, got {s:?}")
     };
@@ -151,11 +155,8 @@ fn t4_rule() {
 #[test]
 fn unanswered_registration_is_retried_then_registrar_abandoned() {
     let t0 = Instant::now();
-    let mut pe = PeCore::new(pe_cfg(Duration::from_secs(90)), 1);
-    pe.start(t0);
-    let (c1, _) = connect_of(&actions_pe(&mut pe));
-    pe.on_connected(t0, c1);
-    assert_eq!(sent(&actions_pe(&mut pe)).len(), 1);
+    let (mut pe, c1, after) = connected_pe(pe_cfg(Duration::from_secs(90)), 1, t0);
+    assert_eq!(sent(&after).len(), 1);
     let t2 = t0 + Duration::from_secs(30);
     pe.handle_timeout(t2);
     assert_eq!(sent(&actions_pe(&mut pe)).len(), 1, "second attempt");
@@ -285,11 +286,7 @@ fn incoming_registrar_associations_are_bounded() {
 #[test]
 fn rejections_are_typed_and_random_id_clash_picks_a_new_id() {
     let t0 = Instant::now();
-    let mut pe = PeCore::new(pe_cfg(Duration::from_secs(90)), 9);
-    pe.start(t0);
-    let (conn, _) = connect_of(&actions_pe(&mut pe));
-    pe.on_connected(t0, conn);
-    actions_pe(&mut pe);
+    let (mut pe, conn, _) = connected_pe(pe_cfg(Duration::from_secs(90)), 9, t0);
     let old = pe.identifier();
     let reject = |id: u32, code: CauseCode| -> AsapMessage {
         RegistrationResponse {
@@ -343,11 +340,8 @@ fn registration_of(actions: &[Action]) -> (ConnId, u32) {
 fn random_id_changes_only_before_first_registration() {
     let t0 = Instant::now();
     let life = Duration::from_secs(90); // T4 = 70 s
-    let mut pe = PeCore::new(pe_cfg(life), 11);
-    pe.start(t0);
-    let (c1, _) = connect_of(&actions_pe(&mut pe));
-    pe.on_connected(t0, c1);
-    let (_, first) = registration_of(&actions_pe(&mut pe));
+    let (mut pe, c1, after) = connected_pe(pe_cfg(life), 11, t0);
+    let (_, first) = registration_of(&after);
 
     // Before any success: a clash picks a new identifier and registers again at once.
     pe.on_message(t0, c1, reject(first, CauseCode::NonUniquePeIdentifier));
@@ -415,11 +409,7 @@ fn configured_id_is_kept_across_registrar_loss() {
     let t0 = Instant::now();
     let mut c = pe_cfg(Duration::from_secs(90));
     c.identifier = Some(0xABCD);
-    let mut pe = PeCore::new(c, 3);
-    pe.start(t0);
-    let (c1, _) = connect_of(&actions_pe(&mut pe));
-    pe.on_connected(t0, c1);
-    actions_pe(&mut pe);
+    let (mut pe, c1, _) = connected_pe(c, 3, t0);
     let resp = ok_response(&pe);
     pe.on_message(t0, c1, resp);
     pe.on_lost(t0, c1);
