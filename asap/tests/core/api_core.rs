@@ -268,15 +268,6 @@ fn rejections_are_typed_and_random_id_clash_picks_a_new_id() {
     let t0 = Instant::now();
     let (mut pe, conn, _) = connected_pe(pe_cfg(Duration::from_secs(90)), 9, t0);
     let old = pe.identifier();
-    let reject = |id: u32, code: CauseCode| -> AsapMessage {
-        RegistrationResponse {
-            reject: true,
-            pool_handle: "EchoPool".into(),
-            pe_identifier: id,
-            error: Some(OperationError::single(ErrorCause::plain(code))),
-        }
-        .into()
-    };
     pe.on_message(t0, conn, reject(old, CauseCode::NonUniquePeIdentifier));
     let ev = events_pe(&mut pe);
     assert!(
@@ -294,6 +285,7 @@ fn rejections_are_typed_and_random_id_clash_picks_a_new_id() {
     assert_eq!(pe.poll_timeout(), Some(t0 + Duration::from_secs(70)));
 }
 
+/// A REGISTRATION_RESPONSE rejecting PE `id` with `code`.
 fn reject(id: u32, code: CauseCode) -> AsapMessage {
     RegistrationResponse {
         reject: true,
