@@ -6,8 +6,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::MalformedReason;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// EtherType of IPv4.
+pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EtherType of IPv6.
+pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// IP protocol number of TCP.
+pub(crate) const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub(crate) const IPPROTO_UDP: u8 = 17;
+/// IP protocol number of SCTP.
+pub(crate) const IPPROTO_SCTP: u8 = 132;
 const ETHERTYPE_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 
 fn be16(b: &[u8], at: usize) -> u16 {
