@@ -31,13 +31,12 @@ use asap::load::{Load, Priority, Weight};
 use asap::pe::PoolElement;
 use asap::session::{ServerEvent, ServerSession, SessionError};
 use asap::transport::parse_addr_list;
-use asap::transport::tls::{ClientAuth, TlsContext};
 use asap::wire::csp::{ComponentGroup, ComponentId};
 use asap::wire::Policy;
 use clap::Parser;
 
 mod common;
-use common::{ListenArgs, PoolArgs};
+use common::{ListenArgs, PoolArgs, TlsArgs};
 use tracing::{debug, info, warn};
 
 /// Echo pool element (RFC 5352 PE with the session layer of RFC 5351 §2.5).
@@ -82,26 +81,8 @@ struct Args {
     /// Milliseconds between CSP reports.
     #[arg(long, default_value_t = 1000)]
     csp_interval: u64,
-    /// TLS towards the registrar (SECURITY.md "TLS over SCTP"): PEM file of the CA the
-    /// registrar's certificate must chain to. Without it: plaintext.
-    #[arg(long)]
-    tls_ca: Option<std::path::PathBuf>,
-    /// PEM certificate presented to the registrar (with --tls-ca and --tls-key), e.g. for
-    /// a pool whose registrations need a client certificate.
-    #[arg(long, requires = "tls_ca", requires = "tls_key")]
-    tls_cert: Option<std::path::PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<std::path::PathBuf>,
-}
-
-/// The TLS context of `--tls-ca/--tls-cert/--tls-key`, if `--tls-ca` is given.
-fn tls(args: &Args) -> Result<Option<TlsContext>, Box<dyn std::error::Error>> {
-    let Some(ca) = &args.tls_ca else {
-        return Ok(None);
-    };
-    let id = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
-    Ok(Some(TlsContext::from_files(ca, id, ClientAuth::Required)?))
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// Policy from its short name (rsplib's `-policy=` names, RFC 5356).
@@ -228,7 +209,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.announce {
         pe = pe.announces();
     }
-    if let Some(ctx) = tls(&args)? {
+    if let Some(ctx) = args.tls.context()? {
         pe = pe.registrar_tls(ctx);
     }
     if let Some(ip) = args.user.advertise {

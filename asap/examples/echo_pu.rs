@@ -18,11 +18,10 @@ use std::time::Duration;
 use asap::pu::PoolUser;
 use asap::session::SessionConfig;
 use asap::transport::parse_addr_list;
-use asap::transport::tls::{ClientAuth, TlsContext};
 use clap::Parser;
 
 mod common;
-use common::PoolArgs;
+use common::{PoolArgs, TlsArgs};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Echo pool user (RFC 5352 PU with the session layer).
@@ -45,26 +44,8 @@ struct Args {
     /// Give up on a line after this many seconds (failovers included).
     #[arg(long, default_value_t = 30)]
     request_timeout_s: u64,
-    /// TLS towards the registrar (SECURITY.md "TLS over SCTP"): PEM file of the CA the
-    /// registrar's certificate must chain to. Without it: plaintext.
-    #[arg(long)]
-    tls_ca: Option<std::path::PathBuf>,
-    /// PEM certificate presented to the registrar (with --tls-ca and --tls-key), e.g. for
-    /// a pool whose registrations need a client certificate.
-    #[arg(long, requires = "tls_ca", requires = "tls_key")]
-    tls_cert: Option<std::path::PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<std::path::PathBuf>,
-}
-
-/// The TLS context of `--tls-ca/--tls-cert/--tls-key`, if `--tls-ca` is given.
-fn tls(args: &Args) -> Result<Option<TlsContext>, Box<dyn std::error::Error>> {
-    let Some(ca) = &args.tls_ca else {
-        return Ok(None);
-    };
-    let id = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
-    Ok(Some(TlsContext::from_files(ca, id, ClientAuth::Required)?))
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[tokio::main]
@@ -85,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for r in &args.pool.registrar {
         pu = pu.registrar_addrs(parse_addr_list(r)?);
     }
-    if let Some(ctx) = tls(&args)? {
+    if let Some(ctx) = args.tls.context()? {
         pu = pu.registrar_tls(ctx);
     }
     if args.announce {

@@ -13,8 +13,8 @@
 use std::net::SocketAddr;
 
 use asap::transport::{
-    sctp_probe, Association, Event, Listener, LostReason, Msg, SctpProbe, Transport,
-    TransportConfig, TransportError, TransportKind,
+    sctp_probe, Association, Event, Listener, LostReason, Msg, Transport, TransportConfig,
+    TransportError, TransportKind,
 };
 
 #[path = "transport/assoc.rs"]
@@ -22,17 +22,11 @@ mod assoc;
 use assoc::{recv, recv_msg, LIMIT};
 
 fn available() -> bool {
-    match sctp_probe() {
-        SctpProbe::Available => true,
-        SctpProbe::Unavailable { errno } => {
-            eprintln!("SKIPPED: kernel SCTP not available (errno {errno})");
-            false
-        }
-        other => {
-            eprintln!("SKIPPED: kernel SCTP probe gave {other:?}");
-            false
-        }
+    let probe = sctp_probe();
+    if !probe.is_available() {
+        eprintln!("SKIPPED: kernel SCTP {probe}");
     }
+    probe.is_available()
 }
 
 fn sctp(max: usize) -> Transport {

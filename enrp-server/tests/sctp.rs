@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rserpool_tests::registrar::{connect_over, recv_by_ppid, send, spawn, tcp_driver};
 
-use asap::transport::{sctp_probe, Association, Msg, SctpProbe, TransportKind};
+use asap::transport::{sctp_probe, Association, Msg, TransportKind};
 use asap::wire::asap_msg::{HandleResolution, Registration};
 use asap::wire::enrp_msg::HandleTableRequest;
 use asap::wire::{
@@ -26,17 +26,11 @@ use enrp_server::core::CoreConfig;
 const ID: u32 = 0x5C79_0001;
 
 fn available() -> bool {
-    match sctp_probe() {
-        SctpProbe::Available => true,
-        SctpProbe::Unavailable { errno } => {
-            eprintln!("SKIPPED: kernel SCTP not available (errno {errno})");
-            false
-        }
-        other => {
-            eprintln!("SKIPPED: kernel SCTP probe gave {other:?}");
-            false
-        }
+    let probe = sctp_probe();
+    if !probe.is_available() {
+        eprintln!("SKIPPED: kernel SCTP {probe}");
     }
+    probe.is_available()
 }
 
 async fn connect(to: SocketAddr) -> Association {

@@ -4,17 +4,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::file::FrameSink;
-use super::ip::{link_payload, IpLayer};
+use super::ip::{link_payload, IpLayer, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
 use super::sctp::{SctpLayer, UserMessage};
 use super::tcp::{self, TcpLayer};
 use super::{
     Capture, CaptureOptions, CaptureStats, CapturedMessage, Carrier, Malformed, MalformedReason,
     Proto, PPID_ASAP, PPID_ASAP_DRAFT, PPID_ENRP, PPID_ENRP_DRAFT,
 };
-
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_SCTP: u8 = 132;
 
 /// The state of one pass over a capture.
 pub(crate) struct Extractor<'o> {

@@ -127,27 +127,43 @@ fn legacy(
                 rest = next;
             }
             Err(e) => {
-                let reason = describe(&e);
-                if is_incomplete(&e) {
-                    if allow_truncated {
-                        sink.truncated(format!("frame {frame}: {reason}"));
-                        return Ok(());
-                    }
-                    return Err(CaptureError::Truncated {
-                        file: name.to_string(),
-                        frame,
-                        reason,
-                    });
-                }
-                return Err(CaptureError::BadRecord {
-                    file: name.to_string(),
-                    frame,
-                    reason,
-                });
+                let at = format!("frame {frame}");
+                return record_error(name, frame, &at, &e, allow_truncated, sink);
             }
         }
     }
     Ok(())
+}
+
+/// A record of `name` that does not parse: frame number `frame` (`at` names the place in
+/// the sink's message). A cut-off file ends the read when `allow_truncated` (reported to
+/// the sink) and is [`CaptureError::Truncated`] otherwise; anything else is
+/// [`CaptureError::BadRecord`].
+fn record_error<I>(
+    name: &str,
+    frame: u64,
+    at: &str,
+    e: &nom::Err<PcapError<I>>,
+    allow_truncated: bool,
+    sink: &mut dyn FrameSink,
+) -> Result<(), CaptureError> {
+    let reason = describe(e);
+    if !is_incomplete(e) {
+        return Err(CaptureError::BadRecord {
+            file: name.to_string(),
+            frame,
+            reason,
+        });
+    }
+    if allow_truncated {
+        sink.truncated(format!("{at}: {reason}"));
+        return Ok(());
+    }
+    Err(CaptureError::Truncated {
+        file: name.to_string(),
+        frame,
+        reason,
+    })
 }
 
 /// What an Interface Description Block says about its packets.
@@ -174,23 +190,8 @@ fn pcapng(
             Ok(PcapBlockOwned::NG(b)) => b,
             Ok(_) => continue,
             Err(e) => {
-                let reason = describe(&e);
-                if is_incomplete(&e) {
-                    if allow_truncated {
-                        sink.truncated(format!("after frame {frame}: {reason}"));
-                        return Ok(());
-                    }
-                    return Err(CaptureError::Truncated {
-                        file: name.to_string(),
-                        frame: frame + 1,
-                        reason,
-                    });
-                }
-                return Err(CaptureError::BadRecord {
-                    file: name.to_string(),
-                    frame: frame + 1,
-                    reason,
-                });
+                let at = format!("after frame {frame}");
+                return record_error(name, frame + 1, &at, &e, allow_truncated, sink);
             }
         };
         match block {

@@ -6,8 +6,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::MalformedReason;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// EtherType of IPv4.
+pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EtherType of IPv6.
+pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// IP protocol number of TCP.
+pub(crate) const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub(crate) const IPPROTO_UDP: u8 = 17;
+/// IP protocol number of SCTP.
+pub(crate) const IPPROTO_SCTP: u8 = 132;
 const ETHERTYPE_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -335,38 +343,13 @@ fn walk_extensions(mut next: u8, payload: &[u8]) -> Result<Walk, MalformedReason
     let mut at = 0usize;
     loop {
         match next {
-            // Hop-by-Hop, Routing, Destination Options, Mobility, HIP, Shim6.
+            // Hop-by-Hop, Routing, Destination Options, Mobility, HIP, Shim6: length in
+            // 8-byte units minus 1.
             0 | 43 | 60 | 135 | 139 | 140 => {
-                need(
-                    "IPv6 extension header",
-                    &payload[at.min(payload.len())..],
-                    2,
-                )?;
-                let len = (usize::from(payload[at + 1]) + 1) * 8;
-                if at + len > payload.len() {
-                    return Err(MalformedReason::BadLength {
-                        layer: "IPv6 extension header",
-                        length: len,
-                        available: payload.len() - at,
-                    });
-                }
-                next = payload[at];
-                at += len;
+                (next, at) = skip_extension("IPv6 extension header", payload, at, |n| (n + 1) * 8)?;
             }
             // Authentication Header: length in 4-byte units minus 2.
-            51 => {
-                need("IPv6 AH", &payload[at.min(payload.len())..], 2)?;
-                let len = (usize::from(payload[at + 1]) + 2) * 4;
-                if at + len > payload.len() {
-                    return Err(MalformedReason::BadLength {
-                        layer: "IPv6 AH",
-                        length: len,
-                        available: payload.len() - at,
-                    });
-                }
-                next = payload[at];
-                at += len;
-            }
+            51 => (next, at) = skip_extension("IPv6 AH", payload, at, |n| (n + 2) * 4)?,
             44 => {
                 need("IPv6 fragment header", &payload[at.min(payload.len())..], 8)?;
                 let h = &payload[at..at + 8];
@@ -391,6 +374,26 @@ fn walk_extensions(mut next: u8, payload: &[u8]) -> Result<Walk, MalformedReason
             proto => return Ok(Walk::Done(proto, at)),
         }
     }
+}
+
+/// Skips the extension header at `at` whose length `len_of` computes from its Hdr Ext Len
+/// byte; returns its Next Header and where the following header starts.
+fn skip_extension(
+    layer: &'static str,
+    payload: &[u8],
+    at: usize,
+    len_of: impl Fn(usize) -> usize,
+) -> Result<(u8, usize), MalformedReason> {
+    need(layer, &payload[at.min(payload.len())..], 2)?;
+    let len = len_of(usize::from(payload[at + 1]));
+    if at + len > payload.len() {
+        return Err(MalformedReason::BadLength {
+            layer,
+            length: len,
+            available: payload.len() - at,
+        });
+    }
+    Ok((payload[at], at + len))
 }
 
 #[cfg(test)]
@@ -455,6 +458,34 @@ mod tests {
         let t = ip.packet(&p).unwrap().unwrap();
         assert_eq!(t.proto, 17);
         assert_eq!(&t.payload[..], &[9, 9, 9]);
+    }
+
+    #[test]
+    fn ipv6_skips_authentication_header_and_rejects_overlong_extension() {
+        // AH (next = 17) with Payload Len 1: (1 + 2) × 4 = 12 bytes, then 2 bytes of UDP data.
+        let ext = [17u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let packet = |next: u8, ext: &[u8]| {
+            let mut p = vec![0x60, 0, 0, 0, 0, 0, next, 64];
+            p.extend_from_slice(&[0; 32]);
+            p.extend_from_slice(ext);
+            p.extend_from_slice(&[7, 7]);
+            p[4..6].copy_from_slice(&((ext.len() + 2) as u16).to_be_bytes());
+            p
+        };
+        let mut ip = IpLayer::default();
+        let with_ah = packet(51, &ext);
+        let t = ip.packet(&with_ah).unwrap().unwrap();
+        assert_eq!((t.proto, &t.payload[..]), (17, &[7u8, 7][..]));
+        // A Destination Options header claiming (2 + 1) × 8 = 24 bytes of the 14 there.
+        let long = [17u8, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            ip.packet(&packet(60, &long)).map(|t| t.map(|t| t.proto)),
+            Err(MalformedReason::BadLength {
+                layer: "IPv6 extension header",
+                length: 24,
+                available: 14,
+            })
+        );
     }
 
     #[test]

@@ -8,11 +8,14 @@ use rserpool_wire::header::padded as pad4;
 
 /// SCTP common header size (RFC 9260 §3.1).
 pub(crate) const COMMON_HEADER_LEN: usize = 12;
-const CHUNK_DATA: u8 = 0;
+/// Chunk type of DATA (RFC 9260 §3.3.1).
+pub(crate) const CHUNK_DATA: u8 = 0;
 const CHUNK_IDATA: u8 = 64;
 const FLAG_UNORDERED: u8 = 0x04;
-const FLAG_BEGIN: u8 = 0x02;
-const FLAG_END: u8 = 0x01;
+/// B flag of DATA: first fragment of a user message.
+pub(crate) const FLAG_BEGIN: u8 = 0x02;
+/// E flag of DATA: last fragment of a user message.
+pub(crate) const FLAG_END: u8 = 0x01;
 /// Upper bound of fragments held per direction before giving up on it.
 const MAX_PENDING_FRAGMENTS: usize = 65_536;
 

@@ -9,15 +9,11 @@ use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::sctp::compute_checksum;
+use super::ip::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
+use super::sctp::{compute_checksum, CHUNK_DATA, FLAG_BEGIN, FLAG_END};
 use super::{CapturedMessage, Carrier, Proto, PORT_SCTP_OVER_UDP, PPID_ASAP, PPID_ENRP};
 use rserpool_wire::header::padded as pad4;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_SCTP: u8 = 132;
 const SNAPLEN: u32 = 262_144;
 /// Largest transport-layer packet the writer produces (IPv4 total length is 16 bits).
 const MAX_TRANSPORT: usize = 65_535 - 60;
@@ -325,8 +321,8 @@ impl<W: Write> PcapWriter<W> {
             let ssn = *ssn_slot;
             *ssn_slot = ssn_slot.wrapping_add(1);
             let start = p.len();
-            p.push(0); // DATA
-            p.push(0x03); // B and E: an unfragmented, ordered message
+            p.push(CHUNK_DATA);
+            p.push(FLAG_BEGIN | FLAG_END); // an unfragmented, ordered message
             p.extend_from_slice(&((16 + c.bytes.len()) as u16).to_be_bytes());
             p.extend_from_slice(&tsn.to_be_bytes());
             p.extend_from_slice(&c.stream.to_be_bytes());

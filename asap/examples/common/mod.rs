@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use asap::transport::tls::{ClientAuth, TlsContext};
 use asap::transport::TransportKind;
 
 /// The pool and how to reach its registrars.
@@ -32,6 +33,33 @@ pub struct ListenArgs {
     /// address towards the first registrar].
     #[arg(long)]
     pub advertise: Option<IpAddr>,
+}
+
+/// TLS towards the registrar (SECURITY.md "TLS over SCTP").
+#[derive(clap::Args, Debug)]
+pub struct TlsArgs {
+    /// TLS towards the registrar (SECURITY.md "TLS over SCTP"): PEM file of the CA the
+    /// registrar's certificate must chain to. Without it: plaintext.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM certificate presented to the registrar (with --tls-ca and --tls-key), e.g. for
+    /// a pool whose registrations need a client certificate.
+    #[arg(long, requires = "tls_ca", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    /// The TLS context of `--tls-ca/--tls-cert/--tls-key`, if `--tls-ca` is given.
+    pub fn context(&self) -> Result<Option<TlsContext>, Box<dyn std::error::Error>> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let id = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
+        Ok(Some(TlsContext::from_files(ca, id, ClientAuth::Required)?))
+    }
 }
 
 /// Logs to stderr at `RUST_LOG` (default `info`), in colour only on a terminal.

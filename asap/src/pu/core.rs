@@ -360,6 +360,19 @@ impl PuCore {
         self.process_link(now);
     }
 
+    /// A fresh connection identifier (for [`on_accepted`](Self::on_accepted)).
+    pub fn allocate_conn(&mut self) -> ConnId {
+        self.link.allocate_conn()
+    }
+
+    /// A registrar opened an association to us: a PU serves no registrar, so it is closed
+    /// (the PU driver does not listen for registrars; this completes the
+    /// [`ClientCore`](crate::registrar_client::driver::ClientCore) inputs).
+    pub fn on_accepted(&mut self, conn: ConnId, addrs: Vec<SocketAddr>) {
+        debug!(?addrs, "incoming registrar association closed at the PU");
+        self.actions.push_back(Action::Close { conn });
+    }
+
     /// The driver's connection attempt succeeded.
     pub fn on_connected(&mut self, now: Instant, conn: ConnId) {
         self.link.on_connected(now, conn);

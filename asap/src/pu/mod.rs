@@ -208,13 +208,19 @@ impl PoolUser {
         self.last_failure.borrow().clone()
     }
 
-    /// Waits for `rx` at most the call timeout; a timeout (ours or the core's request
-    /// deadline) becomes [`PuError::Timeout`] with the last registrar failure.
-    async fn bounded<T>(
+    /// Sends the command `make` builds for `handle` (with the reply channel) and waits for
+    /// the reply at most the call timeout; a timeout (ours or the core's request deadline)
+    /// becomes [`PuError::Timeout`] with the last registrar failure.
+    async fn call<T>(
         &self,
-        handle: &PoolHandle,
-        rx: oneshot::Receiver<Result<T, ResolveError>>,
+        handle: impl Into<PoolHandle>,
+        make: impl FnOnce(PoolHandle, oneshot::Sender<Result<T, ResolveError>>) -> Cmd,
     ) -> Result<T, PuError> {
+        let handle = handle.into();
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(make(handle.clone(), tx))
+            .map_err(|_| PuError::Stopped)?;
         let timeout = |after| PuError::Timeout {
             handle: handle.clone(),
             after,
@@ -234,12 +240,7 @@ impl PoolUser {
         &self,
         handle: impl Into<PoolHandle>,
     ) -> Result<Vec<PoolElementInfo>, PuError> {
-        let handle = handle.into();
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Cmd::Resolve(handle.clone(), false, tx))
-            .map_err(|_| PuError::Stopped)?;
-        self.bounded(&handle, rx).await
+        self.call(handle, |h, tx| Cmd::Resolve(h, false, tx)).await
     }
 
     /// Like [`resolve`](Self::resolve) but always asks a registrar (refreshing the cache).
@@ -247,22 +248,12 @@ impl PoolUser {
         &self,
         handle: impl Into<PoolHandle>,
     ) -> Result<Vec<PoolElementInfo>, PuError> {
-        let handle = handle.into();
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Cmd::Resolve(handle.clone(), true, tx))
-            .map_err(|_| PuError::Stopped)?;
-        self.bounded(&handle, rx).await
+        self.call(handle, |h, tx| Cmd::Resolve(h, true, tx)).await
     }
 
     /// One PE chosen by the pool's policy from the cache (resolving first if needed).
     pub async fn select(&self, handle: impl Into<PoolHandle>) -> Result<PoolElementInfo, PuError> {
-        let handle = handle.into();
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Cmd::Select(handle.clone(), tx))
-            .map_err(|_| PuError::Stopped)?;
-        self.bounded(&handle, rx).await
+        self.call(handle, Cmd::Select).await
     }
 
     /// Reports a failed PE (ENDPOINT_UNREACHABLE) and drops it from the cache.
@@ -363,10 +354,6 @@ async fn run(
             ev = net.next() => {
                 let now = Instant::now();
                 match ev {
-                    Some(NetEvent::Connected { conn, assoc }) => {
-                        net.attach(conn, assoc);
-                        core.on_connected(now, conn);
-                    }
                     Some(NetEvent::ConnectFailed { conn, error }) => {
                         let failure = RegistrarFailure::Connect {
                             addrs: conn_addrs.remove(&conn).unwrap_or_default(),
@@ -375,18 +362,20 @@ async fn run(
                         note_failure(&fail_tx, failure);
                         core.on_connect_failed(now, conn);
                     }
-                    Some(NetEvent::Accepted { .. }) => {}
-                    Some(NetEvent::Message { conn, message }) => {
-                        fail_tx.send_if_modified(|f| f.take().is_some());
-                        core.on_message(now, conn, message)
-                    }
-                    Some(NetEvent::Lost { conn }) => {
-                        if let Some(addrs) = conn_addrs.remove(&conn) {
-                            note_failure(&fail_tx, RegistrarFailure::Lost { addrs });
+                    Some(ev) => {
+                        match &ev {
+                            NetEvent::Message { .. } => {
+                                fail_tx.send_if_modified(|f| f.take().is_some());
+                            }
+                            NetEvent::Lost { conn } => {
+                                if let Some(addrs) = conn_addrs.remove(conn) {
+                                    note_failure(&fail_tx, RegistrarFailure::Lost { addrs });
+                                }
+                            }
+                            _ => {}
                         }
-                        core.on_lost(now, conn)
+                        net.deliver(&mut core, now, ev);
                     }
-                    Some(NetEvent::Announce { from, message }) => core.on_announce(now, from, &message),
                     None => {
                         warn!("network event channel closed");
                         return;

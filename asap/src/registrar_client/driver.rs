@@ -67,8 +67,8 @@ pub enum NetEvent {
 }
 
 /// The inputs a sans-I/O registrar-client core (RFC 5352 §3) takes from the network, so
-/// that one [`Net::deliver`] / [`Net::flush`] serves every driver loop (the PE's, and
-/// proxy-pe's registrar client over [`MultiPeCore`](crate::pe::MultiPeCore)).
+/// that one [`Net::deliver`] / [`Net::flush`] serves every driver loop (the PE's, the PU's
+/// and proxy-pe's registrar client over [`MultiPeCore`](crate::pe::MultiPeCore)).
 pub trait ClientCore {
     /// Next action for the driver.
     fn poll_action(&mut self) -> Option<Action>;
@@ -150,6 +150,7 @@ macro_rules! impl_client_core {
 
 crate::impl_client_core!(crate::pe::MultiPeCore);
 crate::impl_client_core!(crate::pe::PeCore);
+crate::impl_client_core!(crate::pu::PuCore);
 
 /// Associations to registrars and the announce listener of one driver.
 pub struct Net {

@@ -292,33 +292,6 @@ fn degradation_saturates() {
 }
 
 #[test]
-fn priority_least_used_uses_load_plus_degradation() {
-    let pt = PolicyType::PriorityLeastUsed;
-    let mut s = selector(
-        pt,
-        &[
-            (0xA, policy(pt, 0, 10 * PCT, 50 * PCT, 0, 0)),
-            (0xB, policy(pt, 0, 40 * PCT, 0, 0, 0)),
-        ],
-    );
-    assert_eq!(singles(&mut s, 2), vec![0xB, 0xB]);
-}
-
-#[test]
-fn priority_least_used_degradation() {
-    let pt = PolicyType::PriorityLeastUsedDegradation;
-    let mut s = selector(
-        pt,
-        &[
-            (0xA, policy(pt, 0, 0, 100, 0, 0)),
-            (0xB, policy(pt, 0, 150, 0, 0, 0)),
-        ],
-    );
-    // A: 0+100 -> selected, accumulator 100 -> 200 > B's 150.
-    assert_eq!(singles(&mut s, 3), vec![0xA, 0xB, 0xB]);
-}
-
-#[test]
 fn least_used_dpf_penalises_distance() {
     let pt = PolicyType::LeastUsedDpf;
     // A: load 0 + 100 ms × 1000 = 100 000; B: load 50 000.
@@ -334,18 +307,39 @@ fn least_used_dpf_penalises_distance() {
     assert_eq!(singles(&mut s, 1), vec![0xA]);
 }
 
+/// Exact orders of single selections between PE 0xA and PE 0xB, each given as
+/// `(weight, load, degradation, dpf, distance)` of the policy type.
 #[test]
-fn least_used_degradation_dpf() {
-    let pt = PolicyType::LeastUsedDegradationDpf;
-    // A: 0 + acc + 10×10 = 100 (+ 100 per selection); B: 250 + 0 + 0.
-    let mut s = selector(
-        pt,
-        &[
-            (0xA, policy(pt, 0, 0, 100, 10, 10)),
-            (0xB, policy(pt, 0, 250, 0, 10, 0)),
-        ],
-    );
-    assert_eq!(singles(&mut s, 4), vec![0xA, 0xA, 0xB, 0xB]);
+fn sorted_policy_orders_of_two_pes() {
+    type Values = (u32, u32, u32, u32, u32);
+    let cases: [(PolicyType, Values, Values, &[PeIdentifier]); 3] = [
+        // Load + degradation: A 10 % + 50 % > B 40 %.
+        (
+            PolicyType::PriorityLeastUsed,
+            (0, 10 * PCT, 50 * PCT, 0, 0),
+            (0, 40 * PCT, 0, 0, 0),
+            &[0xB, 0xB],
+        ),
+        // A: 0+100 -> selected, accumulator 100 -> 200 > B's 150.
+        (
+            PolicyType::PriorityLeastUsedDegradation,
+            (0, 0, 100, 0, 0),
+            (0, 150, 0, 0, 0),
+            &[0xA, 0xB, 0xB],
+        ),
+        // A: 0 + acc + 10×10 = 100 (+ 100 per selection); B: 250 + 0 + 0.
+        (
+            PolicyType::LeastUsedDegradationDpf,
+            (0, 0, 100, 10, 10),
+            (0, 250, 0, 10, 0),
+            &[0xA, 0xA, 0xB, 0xB],
+        ),
+    ];
+    for (pt, a, b, expected) in cases {
+        let p = |(w, l, d, dpf, dist): Values| policy(pt, w, l, d, dpf, dist);
+        let mut s = selector(pt, &[(0xA, p(a)), (0xB, p(b))]);
+        assert_eq!(singles(&mut s, expected.len()), expected, "{pt:?}");
+    }
 }
 
 #[test]

@@ -117,6 +117,24 @@ pub enum SctpProbe {
     },
 }
 
+impl SctpProbe {
+    /// True when kernel SCTP can be used.
+    pub fn is_available(self) -> bool {
+        self == SctpProbe::Available
+    }
+}
+
+/// `available`, or `not available (errno N)`: e.g. for the line of a test skipped without
+/// kernel SCTP.
+impl fmt::Display for SctpProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SctpProbe::Available => f.write_str("available"),
+            SctpProbe::Unavailable { errno } => write!(f, "not available (errno {errno})"),
+        }
+    }
+}
+
 /// Probes kernel SCTP once per process (the result is cached).
 pub fn sctp_probe() -> SctpProbe {
     static PROBE: OnceLock<SctpProbe> = OnceLock::new();
@@ -150,5 +168,13 @@ mod tests {
         assert!("udp".parse::<TransportKind>().is_err());
         let k: TransportKind = serde_json::from_str("\"tcp\"").expect("valid json");
         assert_eq!(k, TransportKind::Tcp);
+    }
+
+    #[test]
+    fn probe_display() {
+        assert_eq!(SctpProbe::Available.to_string(), "available");
+        let p = SctpProbe::Unavailable { errno: 93 };
+        assert_eq!(p.to_string(), "not available (errno 93)");
+        assert!(SctpProbe::Available.is_available() && !p.is_available());
     }
 }

@@ -338,7 +338,10 @@ impl Transport {
             }
             let tcp = tcp::TcpListeners::bind(addrs, self.config.clone(), reuse_port)?;
             return Ok(Listener {
-                inner: ListenerInner::Tls(tls::TlsListener::start(tcp, (**ctx).clone())?),
+                inner: ListenerInner::Tls(tls::TlsListener::<tcp::TcpAssoc>::start(
+                    tcp,
+                    (**ctx).clone(),
+                )?),
             });
         }
         let inner = match self.kind() {

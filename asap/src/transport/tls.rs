@@ -49,7 +49,7 @@ use tracing::{debug, warn};
 
 use super::error::TransportError;
 use super::tcp::{self, PartialBudget, Stream, TcpAssoc, TcpListeners};
-use super::TransportConfig;
+use super::{TransportConfig, TransportKind};
 
 /// Default time a TLS handshake may take before the connection is closed.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -447,24 +447,74 @@ pub(crate) async fn connect(
     )
 }
 
-/// A TCP listener whose associations come out of [`accept`](Self::accept) only after their
-/// TLS handshake (or, with [`ClientAuth::Optional`], as plaintext when the client does not
-/// start one). Handshakes run in tasks of their own.
-pub(crate) struct TlsListener {
-    rx: Mutex<mpsc::Receiver<TcpAssoc>>,
+/// A listener whose associations come out of [`accept`](Self::accept) only after their TLS
+/// handshake: over TCP ([`TlsListener::start`]; with [`ClientAuth::Optional`], as plaintext
+/// when the client does not start one) or over SCTP ([`super::tls_sctp::TlsSctpListener`]).
+/// Handshakes run in tasks of their own, started by the task this listener owns.
+pub(crate) struct TlsListener<T = TcpAssoc> {
+    rx: Mutex<mpsc::Receiver<T>>,
     addrs: Vec<SocketAddr>,
-    budget: Arc<PartialBudget>,
+    kind: TransportKind,
+    /// Partial-message budget of the accepted associations (TCP only).
+    budget: Option<Arc<PartialBudget>>,
     refused: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
-impl Drop for TlsListener {
+impl<T> Drop for TlsListener<T> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl TlsListener {
+impl<T> TlsListener<T> {
+    /// A listener on `addrs` of `kind` whose `task` sends finished handshakes to `rx` and
+    /// counts refusals in `refused`.
+    pub(crate) fn new(
+        rx: mpsc::Receiver<T>,
+        addrs: Vec<SocketAddr>,
+        kind: TransportKind,
+        budget: Option<Arc<PartialBudget>>,
+        refused: Arc<AtomicU64>,
+        task: JoinHandle<()>,
+    ) -> Self {
+        TlsListener {
+            rx: Mutex::new(rx),
+            addrs,
+            kind,
+            budget,
+            refused,
+            task,
+        }
+    }
+
+    pub(crate) async fn accept(&self) -> Result<T, TransportError> {
+        self.rx
+            .lock()
+            .await
+            .recv()
+            .await
+            .ok_or(TransportError::Closed)
+    }
+
+    pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.clone()
+    }
+
+    pub(crate) fn kind(&self) -> TransportKind {
+        self.kind
+    }
+
+    pub(crate) fn partial_bytes(&self) -> usize {
+        self.budget.as_ref().map_or(0, |b| b.used())
+    }
+
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl TlsListener<TcpAssoc> {
     /// Starts accepting on `tcp` (already bound).
     pub(crate) fn start(tcp: TcpListeners, ctx: TlsContext) -> Result<Self, TransportError> {
         let Some(server) = ctx.server.clone() else {
@@ -540,34 +590,14 @@ impl TlsListener {
                 }
             }
         });
-        Ok(TlsListener {
-            rx: Mutex::new(rx),
+        Ok(TlsListener::new(
+            rx,
             addrs,
-            budget,
+            TransportKind::Tcp,
+            Some(budget),
             refused,
             task,
-        })
-    }
-
-    pub(crate) async fn accept(&self) -> Result<TcpAssoc, TransportError> {
-        self.rx
-            .lock()
-            .await
-            .recv()
-            .await
-            .ok_or(TransportError::Closed)
-    }
-
-    pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs.clone()
-    }
-
-    pub(crate) fn partial_bytes(&self) -> usize {
-        self.budget.used()
-    }
-
-    pub(crate) fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        ))
     }
 }
 

@@ -44,12 +44,11 @@ use bytes::{Bytes, BytesMut};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, ServerConnection};
 use tokio::sync::{mpsc, Mutex};
-use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use super::error::{LostReason, TransportError};
 use super::framing::{frame_len, outgoing_padding, padded, HEADER_LEN};
-use super::tls::{ClientAuth, PeerCertificate, TlsContext, MAX_CONCURRENT_HANDSHAKES};
+use super::tls::{ClientAuth, PeerCertificate, TlsContext, TlsListener, MAX_CONCURRENT_HANDSHAKES};
 use super::{AssocReader, AssocWriter, Association, Event, Listener, Msg, TransportKind};
 
 /// Most bytes of TLS records one SCTP user message carries (several whole records; a record
@@ -677,19 +676,7 @@ async fn server(
 /// A listener of SCTP associations (kernel or `sctp-udp`) whose associations come out of
 /// [`accept`](Self::accept) only after their TLS handshake (or as plaintext, see the module
 /// documentation). Handshakes run in tasks of their own.
-pub(crate) struct TlsSctpListener {
-    rx: Mutex<mpsc::Receiver<(TlsSctpReader, TlsSctpWriter)>>,
-    addrs: Vec<SocketAddr>,
-    kind: TransportKind,
-    refused: Arc<AtomicU64>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for TlsSctpListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+pub(crate) type TlsSctpListener = TlsListener<(TlsSctpReader, TlsSctpWriter)>;
 
 impl TlsSctpListener {
     /// Starts accepting on `inner` (a plain SCTP or `sctp-udp` listener).
@@ -763,34 +750,7 @@ impl TlsSctpListener {
                 }
             }
         });
-        Ok(TlsSctpListener {
-            rx: Mutex::new(rx),
-            addrs,
-            kind,
-            refused,
-            task,
-        })
-    }
-
-    pub(crate) async fn accept(&self) -> Result<(TlsSctpReader, TlsSctpWriter), TransportError> {
-        self.rx
-            .lock()
-            .await
-            .recv()
-            .await
-            .ok_or(TransportError::Closed)
-    }
-
-    pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs.clone()
-    }
-
-    pub(crate) fn kind(&self) -> TransportKind {
-        self.kind
-    }
-
-    pub(crate) fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        Ok(TlsListener::new(rx, addrs, kind, None, refused, task))
     }
 }
 

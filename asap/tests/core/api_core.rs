@@ -1,12 +1,13 @@
 //! Deterministic tests of the sans-I/O PE and PU cores with a virtual clock: every input
 //! carries its `now`, nothing sleeps, timers are read from `poll_timeout`.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use asap::pe::{PeConfig, PeCore, PeEvent};
-use asap::pu::{PuConfig, PuCore, PuEvent, ResolveError};
+use asap::pu::{PuConfig, PuCore, PuEvent, RequestId, ResolveError};
 use asap::registrar_client::{Action, ConnId};
+
+use crate::common::{actions, connect_first, connect_of, sa};
 use asap::wire::asap_msg::{
     DeregistrationResponse, EndpointKeepAlive, HandleResolutionResponse, RegistrationResponse,
 };
@@ -14,10 +15,6 @@ use asap::wire::{
     AsapMessage, CauseCode, ErrorCause, HandleResolutionOption, OperationError, Policy,
     PoolElementInfo, PoolHandle, TransportParameter, TransportUse,
 };
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().expect("literal")
-}
 
 fn user() -> TransportParameter {
     TransportParameter::Tcp {
@@ -34,22 +31,8 @@ fn pe_cfg(life: Duration) -> PeConfig {
     c
 }
 
-fn actions_pe(pe: &mut PeCore) -> Vec<Action> {
-    std::iter::from_fn(|| pe.poll_action()).collect()
-}
-
 fn events_pe(pe: &mut PeCore) -> Vec<PeEvent> {
     std::iter::from_fn(|| pe.poll_event()).collect()
-}
-
-fn connect_of(actions: &[Action]) -> (ConnId, Vec<SocketAddr>) {
-    actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Connect { conn, addrs } => Some((*conn, addrs.clone())),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no Connect in {actions:?}"))
 }
 
 fn sent(actions: &[Action]) -> Vec<(ConnId, AsapMessage)> {
@@ -72,15 +55,19 @@ fn ok_response(pe: &PeCore) -> AsapMessage {
     .into()
 }
 
+/// Starts a PE (`cfg`, rng `seed`) at `t0` and connects it to the first registrar: the
+/// core, the connection and the actions that followed the connection (the REGISTRATION).
+fn connected_pe(cfg: PeConfig, seed: u64, t0: Instant) -> (PeCore, ConnId, Vec<Action>) {
+    let mut pe = PeCore::new(cfg, seed);
+    pe.start(t0);
+    let (conn, after) = connect_first(&mut pe, t0);
+    (pe, conn, after)
+}
+
 /// Starts a PE and brings it to "registered" on the first registrar.
 fn registered_pe(t0: Instant, life: Duration) -> (PeCore, ConnId) {
-    let mut pe = PeCore::new(pe_cfg(life), 42);
-    pe.start(t0);
-    let (conn, addrs) = connect_of(&actions_pe(&mut pe));
-    assert_eq!(addrs, vec![sa("10.0.0.1:3863")]);
-    pe.on_connected(t0, conn);
-    let s = sent(&actions_pe(&mut pe));
-    assert_eq!(s.len(), 1);
+    let (mut pe, conn, after) = connected_pe(pe_cfg(life), 42, t0);
+    assert_eq!(sent(&after).len(), 1);
     let resp = ok_response(&pe);
     pe.on_message(t0, conn, resp);
     assert!(pe.is_registered());
@@ -90,13 +77,10 @@ fn registered_pe(t0: Instant, life: Duration) -> (PeCore, ConnId) {
 #[test]
 fn registration_carries_config_and_reregisters_every_t4() {
     let t0 = Instant::now();
-    let mut pe = PeCore::new(pe_cfg(Duration::from_secs(90)), 42);
+    let (mut pe, conn, after) = connected_pe(pe_cfg(Duration::from_secs(90)), 42, t0);
     let id = pe.identifier();
     assert_ne!(id, 0);
-    pe.start(t0);
-    let (conn, _) = connect_of(&actions_pe(&mut pe));
-    pe.on_connected(t0, conn);
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&after);
     let AsapMessage::Registration(reg) = &s[0].1 else {
         panic!("expected REGISTRATION, got {s:?}")
     };
@@ -122,9 +106,9 @@ fn registration_carries_config_and_reregisters_every_t4() {
     let t4 = t0 + Duration::from_secs(70);
     assert_eq!(pe.poll_timeout(), Some(t4));
     pe.handle_timeout(t4 - Duration::from_millis(1));
-    assert!(actions_pe(&mut pe).is_empty());
+    assert!(actions(&mut pe).is_empty());
     pe.handle_timeout(t4);
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&actions(&mut pe));
     assert!(
         matches!(&s[..], [(c, AsapMessage::Registration(r))] if *c == conn && r.pool_element.id == id)
     );
@@ -151,21 +135,18 @@ fn t4_rule() {
 #[test]
 fn unanswered_registration_is_retried_then_registrar_abandoned() {
     let t0 = Instant::now();
-    let mut pe = PeCore::new(pe_cfg(Duration::from_secs(90)), 1);
-    pe.start(t0);
-    let (c1, _) = connect_of(&actions_pe(&mut pe));
-    pe.on_connected(t0, c1);
-    assert_eq!(sent(&actions_pe(&mut pe)).len(), 1);
+    let (mut pe, c1, after) = connected_pe(pe_cfg(Duration::from_secs(90)), 1, t0);
+    assert_eq!(sent(&after).len(), 1);
     let t2 = t0 + Duration::from_secs(30);
     pe.handle_timeout(t2);
-    assert_eq!(sent(&actions_pe(&mut pe)).len(), 1, "second attempt");
+    assert_eq!(sent(&actions(&mut pe)).len(), 1, "second attempt");
     pe.handle_timeout(t2 + Duration::from_secs(30));
-    let a = actions_pe(&mut pe);
+    let a = actions(&mut pe);
     assert!(a.contains(&Action::Close { conn: c1 }), "{a:?}");
     let (c2, addrs) = connect_of(&a);
     assert_eq!(addrs, vec![sa("10.0.0.2:3863")]);
     pe.on_connected(t2, c2);
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&actions(&mut pe));
     assert!(matches!(&s[..], [(c, AsapMessage::Registration(_))] if *c == c2));
 }
 
@@ -176,7 +157,7 @@ fn policy_update_reregisters_at_once() {
     events_pe(&mut pe);
     let t1 = t0 + Duration::from_secs(3);
     pe.set_policy(t1, Policy::LeastUsed { load: 0x8000_0000 });
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&actions(&mut pe));
     match &s[..] {
         [(c, AsapMessage::Registration(r))] => {
             assert_eq!(*c, conn);
@@ -189,10 +170,10 @@ fn policy_update_reregisters_at_once() {
     }
     // A second update while the first is unanswered is sent after the response.
     pe.set_policy(t1, Policy::LeastUsed { load: 7 });
-    assert!(sent(&actions_pe(&mut pe)).is_empty());
+    assert!(sent(&actions(&mut pe)).is_empty());
     let resp = ok_response(&pe);
     pe.on_message(t1, conn, resp);
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&actions(&mut pe));
     assert!(
         matches!(&s[..], [(_, AsapMessage::Registration(r))] if r.pool_element.policy == Policy::LeastUsed { load: 7 })
     );
@@ -214,7 +195,7 @@ fn keep_alive_is_acked_and_h_flag_moves_home() {
         .into()
     };
     pe.on_message(t0, conn, ka(false, 0x11));
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&actions(&mut pe));
     assert!(
         matches!(&s[..], [(c, AsapMessage::EndpointKeepAliveAck(a))] if *c == conn && a.pe_identifier == id)
     );
@@ -231,13 +212,13 @@ fn keep_alive_is_acked_and_h_flag_moves_home() {
         }
         .into(),
     );
-    assert!(actions_pe(&mut pe).is_empty());
+    assert!(actions(&mut pe).is_empty());
     events_pe(&mut pe);
     // H flag on an association a takeover registrar opened to us.
     let other = pe.allocate_conn();
     pe.on_accepted(other, vec![sa("10.0.0.3:3863")]);
     pe.on_message(t0, other, ka(true, 0x22));
-    let a = actions_pe(&mut pe);
+    let a = actions(&mut pe);
     assert!(
         a.contains(&Action::Close { conn }),
         "old association closed: {a:?}"
@@ -259,7 +240,7 @@ fn keep_alive_is_acked_and_h_flag_moves_home() {
     pe.on_message(t0, other, resp);
     assert!(pe.is_registered());
     pe.handle_timeout(t0 + Duration::from_secs(71));
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&actions(&mut pe));
     assert!(
         matches!(&s[..], [(c, AsapMessage::Registration(r))] if *c == other && r.pool_element.id == id),
         "{s:?}"
@@ -276,30 +257,17 @@ fn incoming_registrar_associations_are_bounded() {
         let c = pe.allocate_conn();
         pe.on_accepted(c, vec![sa("10.0.0.9:40000")]);
     }
-    assert!(actions_pe(&mut pe).is_empty());
+    assert!(actions(&mut pe).is_empty());
     let extra = pe.allocate_conn();
     pe.on_accepted(extra, vec![sa("10.0.0.9:40001")]);
-    assert_eq!(actions_pe(&mut pe), vec![Action::Close { conn: extra }]);
+    assert_eq!(actions(&mut pe), vec![Action::Close { conn: extra }]);
 }
 
 #[test]
 fn rejections_are_typed_and_random_id_clash_picks_a_new_id() {
     let t0 = Instant::now();
-    let mut pe = PeCore::new(pe_cfg(Duration::from_secs(90)), 9);
-    pe.start(t0);
-    let (conn, _) = connect_of(&actions_pe(&mut pe));
-    pe.on_connected(t0, conn);
-    actions_pe(&mut pe);
+    let (mut pe, conn, _) = connected_pe(pe_cfg(Duration::from_secs(90)), 9, t0);
     let old = pe.identifier();
-    let reject = |id: u32, code: CauseCode| -> AsapMessage {
-        RegistrationResponse {
-            reject: true,
-            pool_handle: "EchoPool".into(),
-            pe_identifier: id,
-            error: Some(OperationError::single(ErrorCause::plain(code))),
-        }
-        .into()
-    };
     pe.on_message(t0, conn, reject(old, CauseCode::NonUniquePeIdentifier));
     let ev = events_pe(&mut pe);
     assert!(
@@ -308,15 +276,16 @@ fn rejections_are_typed_and_random_id_clash_picks_a_new_id() {
     let new = pe.identifier();
     assert_ne!(new, old);
     assert_ne!(new, 0);
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&actions(&mut pe));
     assert!(matches!(&s[..], [(_, AsapMessage::Registration(r))] if r.pool_element.id == new));
     // Any other cause: no new attempt before T4.
     pe.on_message(t0, conn, reject(new, CauseCode::InconsistentPoolingPolicy));
-    assert!(actions_pe(&mut pe).is_empty());
+    assert!(actions(&mut pe).is_empty());
     assert_eq!(pe.identifier(), new);
     assert_eq!(pe.poll_timeout(), Some(t0 + Duration::from_secs(70)));
 }
 
+/// A REGISTRATION_RESPONSE rejecting PE `id` with `code`.
 fn reject(id: u32, code: CauseCode) -> AsapMessage {
     RegistrationResponse {
         reject: true,
@@ -343,18 +312,15 @@ fn registration_of(actions: &[Action]) -> (ConnId, u32) {
 fn random_id_changes_only_before_first_registration() {
     let t0 = Instant::now();
     let life = Duration::from_secs(90); // T4 = 70 s
-    let mut pe = PeCore::new(pe_cfg(life), 11);
-    pe.start(t0);
-    let (c1, _) = connect_of(&actions_pe(&mut pe));
-    pe.on_connected(t0, c1);
-    let (_, first) = registration_of(&actions_pe(&mut pe));
+    let (mut pe, c1, after) = connected_pe(pe_cfg(life), 11, t0);
+    let (_, first) = registration_of(&after);
 
     // Before any success: a clash picks a new identifier and registers again at once.
     pe.on_message(t0, c1, reject(first, CauseCode::NonUniquePeIdentifier));
     let id = pe.identifier();
     assert_ne!(id, first, "never-registered random id must be replaced");
     assert_ne!(id, 0);
-    assert_eq!(registration_of(&actions_pe(&mut pe)), (c1, id));
+    assert_eq!(registration_of(&actions(&mut pe)), (c1, id));
     events_pe(&mut pe);
 
     // Success: from now on the identifier is fixed.
@@ -365,10 +331,10 @@ fn random_id_changes_only_before_first_registration() {
     // Periodic re-registration answered "Non-unique": same id, retry after 1 s, then 2 s.
     let t4 = t0 + Duration::from_secs(70);
     pe.handle_timeout(t4);
-    assert_eq!(registration_of(&actions_pe(&mut pe)), (c1, id));
+    assert_eq!(registration_of(&actions(&mut pe)), (c1, id));
     pe.on_message(t4, c1, reject(id, CauseCode::NonUniquePeIdentifier));
     assert_eq!(pe.identifier(), id, "registered id must be kept");
-    assert!(actions_pe(&mut pe).is_empty(), "no immediate resend");
+    assert!(actions(&mut pe).is_empty(), "no immediate resend");
     assert!(matches!(
         &events_pe(&mut pe)[..],
         [PeEvent::Rejected(r)] if r.identifier == id && r.cause == Some(CauseCode::NonUniquePeIdentifier)
@@ -376,31 +342,31 @@ fn random_id_changes_only_before_first_registration() {
     let r1 = t4 + Duration::from_secs(1);
     assert_eq!(pe.poll_timeout(), Some(r1));
     pe.handle_timeout(r1);
-    assert_eq!(registration_of(&actions_pe(&mut pe)), (c1, id));
+    assert_eq!(registration_of(&actions(&mut pe)), (c1, id));
     pe.on_message(r1, c1, reject(id, CauseCode::NonUniquePeIdentifier));
     assert_eq!(pe.identifier(), id);
     let r2 = r1 + Duration::from_secs(2);
     assert_eq!(pe.poll_timeout(), Some(r2), "backoff doubles");
     pe.handle_timeout(r2);
-    assert_eq!(registration_of(&actions_pe(&mut pe)), (c1, id));
+    assert_eq!(registration_of(&actions(&mut pe)), (c1, id));
     pe.on_message(r2, c1, ok_response(&pe));
     events_pe(&mut pe);
 
     // Registrar lost; the new registrar still holds the old entry (hunt race).
     pe.on_lost(r2, c1);
-    let (c2, addrs) = connect_of(&actions_pe(&mut pe));
+    let (c2, addrs) = connect_of(&actions(&mut pe));
     assert_eq!(addrs, vec![sa("10.0.0.2:3863")]);
     pe.on_connected(r2, c2);
-    assert_eq!(registration_of(&actions_pe(&mut pe)), (c2, id));
+    assert_eq!(registration_of(&actions(&mut pe)), (c2, id));
     pe.on_message(r2, c2, reject(id, CauseCode::NonUniquePeIdentifier));
     assert_eq!(pe.identifier(), id, "kept at a new registrar too");
     assert!(!pe.is_registered());
-    assert!(actions_pe(&mut pe).is_empty());
+    assert!(actions(&mut pe).is_empty());
     // The streak was reset by the success: 1 s again.
     let r3 = r2 + Duration::from_secs(1);
     assert_eq!(pe.poll_timeout(), Some(r3));
     pe.handle_timeout(r3);
-    assert_eq!(registration_of(&actions_pe(&mut pe)), (c2, id));
+    assert_eq!(registration_of(&actions(&mut pe)), (c2, id));
     // The stale entry is gone: registered at the new registrar with the same id.
     pe.on_message(r3, c2, ok_response(&pe));
     assert!(pe.is_registered());
@@ -415,15 +381,11 @@ fn configured_id_is_kept_across_registrar_loss() {
     let t0 = Instant::now();
     let mut c = pe_cfg(Duration::from_secs(90));
     c.identifier = Some(0xABCD);
-    let mut pe = PeCore::new(c, 3);
-    pe.start(t0);
-    let (c1, _) = connect_of(&actions_pe(&mut pe));
-    pe.on_connected(t0, c1);
-    actions_pe(&mut pe);
+    let (mut pe, c1, _) = connected_pe(c, 3, t0);
     let resp = ok_response(&pe);
     pe.on_message(t0, c1, resp);
     pe.on_lost(t0, c1);
-    let (c2, addrs) = connect_of(&actions_pe(&mut pe));
+    let (c2, addrs) = connect_of(&actions(&mut pe));
     assert_eq!(
         addrs,
         vec![sa("10.0.0.2:3863")],
@@ -431,7 +393,7 @@ fn configured_id_is_kept_across_registrar_loss() {
     );
     assert!(events_pe(&mut pe).contains(&PeEvent::RegistrarLost));
     pe.on_connected(t0, c2);
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&actions(&mut pe));
     assert!(
         matches!(&s[..], [(c, AsapMessage::Registration(r))] if *c == c2 && r.pool_element.id == 0xABCD)
     );
@@ -442,7 +404,7 @@ fn deregistration_waits_for_response_or_t3() {
     let t0 = Instant::now();
     let (mut pe, conn) = registered_pe(t0, Duration::from_secs(90));
     pe.deregister(t0);
-    let s = sent(&actions_pe(&mut pe));
+    let s = sent(&actions(&mut pe));
     assert!(
         matches!(&s[..], [(c, AsapMessage::Deregistration(d))] if *c == conn && d.pe_identifier == pe.identifier())
     );
@@ -455,7 +417,7 @@ fn deregistration_waits_for_response_or_t3() {
     };
     pe.on_message(t0, conn, resp.into());
     assert!(pe.is_stopped());
-    assert!(actions_pe(&mut pe).contains(&Action::Close { conn }));
+    assert!(actions(&mut pe).contains(&Action::Close { conn }));
     assert!(events_pe(&mut pe).contains(&PeEvent::Deregistered { confirmed: true }));
     // Without an answer: stopped after T3.
     let (mut pe, _) = registered_pe(t0, Duration::from_secs(90));
@@ -485,12 +447,22 @@ fn pe_entry(id: u32, load: u32) -> PoolElementInfo {
     }
 }
 
-fn actions_pu(pu: &mut PuCore) -> Vec<Action> {
-    std::iter::from_fn(|| pu.poll_action()).collect()
-}
-
 fn events_pu(pu: &mut PuCore) -> Vec<PuEvent> {
     std::iter::from_fn(|| pu.poll_event()).collect()
+}
+
+/// A pool user (`cfg`) that asked for `h` at `t0` and got connected to the first registrar:
+/// the core, the request, the connection and the actions that followed the connection
+/// (the HANDLE_RESOLUTION).
+fn pu_resolving(
+    cfg: PuConfig,
+    t0: Instant,
+    h: &PoolHandle,
+) -> (PuCore, RequestId, ConnId, Vec<Action>) {
+    let mut pu = PuCore::new(cfg, 1);
+    let req = pu.resolve(t0, h);
+    let (conn, after) = connect_first(&mut pu, t0);
+    (pu, req, conn, after)
 }
 
 fn response(elements: Vec<PoolElementInfo>) -> AsapMessage {
@@ -508,11 +480,8 @@ fn response(elements: Vec<PoolElementInfo>) -> AsapMessage {
 fn resolution_uses_option_and_cache_until_stale() {
     let t0 = Instant::now();
     let h = PoolHandle::from("EchoPool");
-    let mut pu = PuCore::new(pu_cfg(), 1);
-    let r1 = pu.resolve(t0, &h);
-    let (conn, _) = connect_of(&actions_pu(&mut pu));
-    pu.on_connected(t0, conn);
-    let s = sent(&actions_pu(&mut pu));
+    let (mut pu, r1, conn, after) = pu_resolving(pu_cfg(), t0, &h);
+    let s = sent(&after);
     match &s[..] {
         [(c, AsapMessage::HandleResolution(hr))] => {
             assert_eq!(*c, conn);
@@ -535,7 +504,7 @@ fn resolution_uses_option_and_cache_until_stale() {
     // Within stale.cache.value: answered from the cache, nothing sent.
     let t1 = t0 + Duration::from_secs(29);
     let r2 = pu.resolve(t1, &h);
-    assert!(actions_pu(&mut pu).is_empty());
+    assert!(actions(&mut pu).is_empty());
     assert!(
         matches!(&events_pu(&mut pu)[..], [PuEvent::Resolved { request, result: Ok(_), .. }] if *request == r2)
     );
@@ -544,7 +513,7 @@ fn resolution_uses_option_and_cache_until_stale() {
     let t2 = t0 + Duration::from_secs(30);
     assert_eq!(pu.select(t2, &h), None);
     pu.resolve(t2, &h);
-    assert_eq!(sent(&actions_pu(&mut pu)).len(), 1);
+    assert_eq!(sent(&actions(&mut pu)).len(), 1);
     assert_eq!(pu.stats.resolutions_sent, 2);
 }
 
@@ -552,14 +521,10 @@ fn resolution_uses_option_and_cache_until_stale() {
 fn unreachable_report_drops_pe_from_cache_and_is_sent() {
     let t0 = Instant::now();
     let h = PoolHandle::from("EchoPool");
-    let mut pu = PuCore::new(pu_cfg(), 1);
-    pu.resolve(t0, &h);
-    let (conn, _) = connect_of(&actions_pu(&mut pu));
-    pu.on_connected(t0, conn);
-    actions_pu(&mut pu);
+    let (mut pu, _, conn, _) = pu_resolving(pu_cfg(), t0, &h);
     pu.on_message(t0, conn, response(vec![pe_entry(1, 10), pe_entry(2, 50)]));
     pu.report_unreachable(t0, &h, 1);
-    let s = sent(&actions_pu(&mut pu));
+    let s = sent(&actions(&mut pu));
     assert!(
         matches!(&s[..], [(_, AsapMessage::EndpointUnreachable(u))] if u.pe_identifier == 1 && u.pool_handle == h)
     );
@@ -574,27 +539,24 @@ fn request_retransmits_then_moves_to_next_registrar_then_times_out() {
     let mut cfg = pu_cfg();
     cfg.request_timeout = Duration::from_secs(3);
     cfg.request_deadline = Duration::from_secs(20);
-    let mut pu = PuCore::new(cfg, 1);
-    let req = pu.resolve(t0, &h);
-    let (c1, _) = connect_of(&actions_pu(&mut pu));
-    pu.on_connected(t0, c1);
-    assert_eq!(sent(&actions_pu(&mut pu)).len(), 1);
+    let (mut pu, req, c1, after) = pu_resolving(cfg, t0, &h);
+    assert_eq!(sent(&after).len(), 1);
     // T1 expiries: 2 retransmissions (MAX-REQUEST-RETRANSMIT), then the registrar is dropped.
     let mut now = t0;
     for _ in 0..2 {
         now += Duration::from_secs(3);
         assert_eq!(pu.poll_timeout(), Some(now));
         pu.handle_timeout(now);
-        assert_eq!(sent(&actions_pu(&mut pu)).len(), 1);
+        assert_eq!(sent(&actions(&mut pu)).len(), 1);
     }
     now += Duration::from_secs(3);
     pu.handle_timeout(now);
-    let a = actions_pu(&mut pu);
+    let a = actions(&mut pu);
     assert!(a.contains(&Action::Close { conn: c1 }));
     let (c2, addrs) = connect_of(&a);
     assert_eq!(addrs, vec![sa("10.0.0.2:3863")]);
     pu.on_connected(now, c2);
-    let s = sent(&actions_pu(&mut pu));
+    let s = sent(&actions(&mut pu));
     assert!(matches!(&s[..], [(c, AsapMessage::HandleResolution(_))] if *c == c2));
     // Nobody answers: the request fails at its deadline with a typed error.
     pu.handle_timeout(t0 + Duration::from_secs(20));
@@ -613,11 +575,7 @@ fn request_retransmits_then_moves_to_next_registrar_then_times_out() {
 fn unknown_pool_and_empty_pool_are_typed_errors() {
     let t0 = Instant::now();
     let h = PoolHandle::from("EchoPool");
-    let mut pu = PuCore::new(pu_cfg(), 1);
-    pu.resolve(t0, &h);
-    let (conn, _) = connect_of(&actions_pu(&mut pu));
-    pu.on_connected(t0, conn);
-    actions_pu(&mut pu);
+    let (mut pu, _, conn, _) = pu_resolving(pu_cfg(), t0, &h);
     pu.on_message(
         t0,
         conn,
@@ -635,7 +593,7 @@ fn unknown_pool_and_empty_pool_are_typed_errors() {
     assert!(events_pu(&mut pu).iter().any(|e| matches!(e,
         PuEvent::Resolved { result: Err(ResolveError::UnknownPoolHandle(x)), .. } if *x == h)));
     pu.resolve(t0, &h);
-    actions_pu(&mut pu);
+    actions(&mut pu);
     pu.on_message(t0, conn, response(vec![]));
     assert!(events_pu(&mut pu).iter().any(|e| matches!(
         e,
@@ -650,15 +608,11 @@ fn unknown_pool_and_empty_pool_are_typed_errors() {
 fn pending_request_survives_registrar_loss() {
     let t0 = Instant::now();
     let h = PoolHandle::from("EchoPool");
-    let mut pu = PuCore::new(pu_cfg(), 1);
-    let req = pu.resolve(t0, &h);
-    let (c1, _) = connect_of(&actions_pu(&mut pu));
-    pu.on_connected(t0, c1);
-    actions_pu(&mut pu);
+    let (mut pu, req, c1, _) = pu_resolving(pu_cfg(), t0, &h);
     pu.on_lost(t0, c1);
-    let (c2, _) = connect_of(&actions_pu(&mut pu));
+    let (c2, _) = connect_of(&actions(&mut pu));
     pu.on_connected(t0, c2);
-    let s = sent(&actions_pu(&mut pu));
+    let s = sent(&actions(&mut pu));
     assert!(matches!(&s[..], [(c, AsapMessage::HandleResolution(_))] if *c == c2));
     pu.on_message(t0, c2, response(vec![pe_entry(4, 1)]));
     assert!(events_pu(&mut pu).iter().any(|e| matches!(e,

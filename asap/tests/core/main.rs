@@ -6,4 +6,5 @@
 //! Run one area with a filter, e.g. `cargo test -p asap --test core pe_multi`.
 
 mod api_core;
+mod common;
 mod pe_multi;

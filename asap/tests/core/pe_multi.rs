@@ -3,7 +3,6 @@
 //! timers, rejections and keep-alive answers. The messages sent are checked encoded on the
 //! wire (RFC 5352 §2.2 message types) and decoded back.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use asap::pe::multi::{
@@ -11,6 +10,8 @@ use asap::pe::multi::{
     RejectRetry,
 };
 use asap::registrar_client::{Action, ConnId, LinkConfig};
+
+use crate::common::{actions, connect_first, connect_of, sa};
 use asap::wire::asap_msg::{
     DeregistrationResponse, EndpointKeepAlive, Registration, RegistrationResponse,
 };
@@ -26,10 +27,6 @@ const B: u32 = 0xB2;
 const REGISTRATION: u8 = 0x01;
 const DEREGISTRATION: u8 = 0x02;
 const KEEP_ALIVE_ACK: u8 = 0x08;
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().expect("literal")
-}
 
 fn element(id: u32, life_ms: i32) -> PoolElementInfo {
     PoolElementInfo {
@@ -65,21 +62,8 @@ fn core() -> MultiPeCore {
     MultiPeCore::new(cfg, 7)
 }
 
-fn actions(c: &mut MultiPeCore) -> Vec<Action> {
-    std::iter::from_fn(|| c.poll_action()).collect()
-}
-
 fn events(c: &mut MultiPeCore) -> Vec<MultiEvent> {
     std::iter::from_fn(|| c.poll_event()).collect()
-}
-
-fn connect_of(acts: &[Action]) -> (ConnId, Vec<SocketAddr>) {
-    acts.iter()
-        .find_map(|a| match a {
-            Action::Connect { conn, addrs } => Some((*conn, addrs.clone())),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no Connect in {acts:?}"))
 }
 
 /// The messages sent, encoded as on the wire: (association, bytes).
@@ -160,10 +144,7 @@ fn connected(t0: Instant, life_ms: i32) -> (MultiPeCore, ConnId, Vec<Action>) {
         "nothing sent without a registrar"
     );
     c.start(t0);
-    let (conn, addrs) = connect_of(&actions(&mut c));
-    assert_eq!(addrs, vec![sa("10.0.0.1:3863")]);
-    c.on_connected(t0, conn);
-    let acts = actions(&mut c);
+    let (conn, acts) = connect_first(&mut c, t0);
     (c, conn, acts)
 }
 

@@ -158,6 +158,17 @@ impl Captured {
             .finish();
         (log, tracing::subscriber::set_default(subscriber))
     }
+
+    /// Asserts that a WARN line "closing TCP association" names `peer` and `reason`.
+    fn assert_closing_warned(&self, peer: SocketAddr, reason: &FrameError) {
+        let text = String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf8");
+        let line = text
+            .lines()
+            .find(|l| l.contains("WARN") && l.contains("closing TCP association"))
+            .unwrap_or_else(|| panic!("no warn line in log:\n{text}"));
+        assert!(line.contains(&peer.to_string()), "peer missing: {line}");
+        assert!(line.contains(&reason.to_string()), "reason missing: {line}");
+    }
 }
 
 impl Write for Captured {
@@ -214,94 +225,73 @@ async fn bad_input_case(bad: &[u8], close_after: bool, max: usize, expected: Fra
     good_s.send(&m).await.expect("echo");
     assert_eq!(&recv_msg(&mut good).await.bytes[..], &body[..]);
 
-    let text = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf8");
-    let line = text
-        .lines()
-        .find(|l| l.contains("WARN") && l.contains("closing TCP association"))
-        .unwrap_or_else(|| panic!("no warn line in log:\n{text}"));
-    assert!(line.contains(&raw_addr.to_string()), "peer missing: {line}");
-    assert!(
-        line.contains(&expected.to_string()),
-        "reason missing: {line}"
-    );
+    log.assert_closing_warned(raw_addr, &expected);
 }
 
+/// Each framing error a TCP peer can cause, through [`bad_input_case`]: the bytes sent, whether
+/// the peer then closes, the maximum message size, the expected error.
 #[tokio::test]
-async fn bad_input_length_below_header() {
-    bad_input_case(
-        &[1, 0, 0, 2],
-        false,
-        4096,
-        FrameError::LengthTooShort { length: 2 },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_input_zero_length() {
-    bad_input_case(
-        &[1, 0, 0, 0],
-        false,
-        4096,
-        FrameError::LengthTooShort { length: 0 },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_input_length_above_maximum() {
-    bad_input_case(
-        &[1, 0, 0x07, 0xD0, 1, 2, 3, 4],
-        false,
-        1024,
-        FrameError::LengthTooLarge {
-            length: 2000,
-            max: 1024,
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_input_garbage() {
-    // "GARBAGE!" reads as type 'G', flags 'A', Message Length 0x5242 = 21058.
-    bad_input_case(
-        b"GARBAGE!",
-        false,
-        1024,
-        FrameError::LengthTooLarge {
-            length: 0x5242,
-            max: 1024,
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_input_close_mid_message() {
+async fn bad_input_cases() {
     let mut partial = rmsg(1, 100, 1);
     partial.truncate(30);
-    bad_input_case(
-        &partial,
-        true,
-        4096,
-        FrameError::Truncated {
-            have: 30,
-            need: 100,
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn bad_input_close_inside_header() {
-    bad_input_case(
-        &[1, 0],
-        true,
-        4096,
-        FrameError::Truncated { have: 2, need: 4 },
-    )
-    .await;
+    let cases: [(&str, &[u8], bool, usize, FrameError); 6] = [
+        (
+            "length below header",
+            &[1, 0, 0, 2],
+            false,
+            4096,
+            FrameError::LengthTooShort { length: 2 },
+        ),
+        (
+            "zero length",
+            &[1, 0, 0, 0],
+            false,
+            4096,
+            FrameError::LengthTooShort { length: 0 },
+        ),
+        (
+            "length above maximum",
+            &[1, 0, 0x07, 0xD0, 1, 2, 3, 4],
+            false,
+            1024,
+            FrameError::LengthTooLarge {
+                length: 2000,
+                max: 1024,
+            },
+        ),
+        (
+            // "GARBAGE!" reads as type 'G', flags 'A', Message Length 0x5242 = 21058.
+            "garbage",
+            b"GARBAGE!",
+            false,
+            1024,
+            FrameError::LengthTooLarge {
+                length: 0x5242,
+                max: 1024,
+            },
+        ),
+        (
+            "close mid message",
+            &partial,
+            true,
+            4096,
+            FrameError::Truncated {
+                have: 30,
+                need: 100,
+            },
+        ),
+        (
+            "close inside header",
+            &[1, 0],
+            true,
+            4096,
+            FrameError::Truncated { have: 2, need: 4 },
+        ),
+    ];
+    for (name, bad, close_after, max, expected) in cases {
+        eprintln!("case: {name}");
+        bad_input_case(bad, close_after, max, expected).await;
+    }
 }
 
 #[tokio::test]
@@ -566,16 +556,7 @@ async fn stall_case(partial: &[u8], msg_type: Option<u8>, need: usize) {
         .expect("send");
     assert_eq!(&recv_msg(&mut good_s).await.bytes[..], &body[..]);
 
-    let text = String::from_utf8(log.0.lock().expect("lock").clone()).expect("utf8");
-    let line = text
-        .lines()
-        .find(|l| l.contains("WARN") && l.contains("closing TCP association"))
-        .unwrap_or_else(|| panic!("no warn line in log:\n{text}"));
-    assert!(line.contains(&raw_addr.to_string()), "peer missing: {line}");
-    assert!(
-        line.contains(&expected.to_string()),
-        "reason missing: {line}"
-    );
+    log.assert_closing_warned(raw_addr, &expected);
     let reason = expected.to_string();
     assert!(reason.contains(&raw_addr.to_string()), "{reason}");
     assert!(

@@ -62,6 +62,11 @@ fn asap_tcp() -> Transport {
     Transport::new(TransportConfig::asap(TransportKind::Tcp))
 }
 
+/// The context of a registrar ("registrar.example") with a certificate from `ca`.
+fn registrar_ctx(ca: &Ca, auth: ClientAuth) -> TlsContext {
+    ca.ctx(Some(&ca.issue(&["registrar.example"])), auth)
+}
+
 async fn listen(ctx: TlsContext) -> (Listener, SocketAddr) {
     let l = asap_tcp()
         .with_tls(ctx)
@@ -104,9 +109,8 @@ async fn wait_refused(l: &Listener, n: u64) {
 #[tokio::test]
 async fn mutual_tls_carries_framed_messages_and_names_the_peer() {
     let ca = Ca::new();
-    let server_id = ca.issue(&["registrar.example"]);
     let client_id = ca.issue(&["pe1.example", "192.0.2.7"]);
-    let (l, at) = listen(ca.ctx(Some(&server_id), ClientAuth::Required)).await;
+    let (l, at) = listen(registrar_ctx(&ca, ClientAuth::Required)).await;
     let mut c = asap_tcp()
         .with_tls(ca.ctx(Some(&client_id), ClientAuth::Required))
         .connect(&[at], &[])
@@ -144,46 +148,38 @@ async fn mutual_tls_carries_framed_messages_and_names_the_peer() {
     assert!(!PeerCertificate::from_der(vec![0x30, 0x03, 1, 2, 3]).valid_for("pe1.example"));
 }
 
+/// Connects to `at` with a client context the server refuses. The handshake may still
+/// finish on the client side (TLS 1.3: the client finishes first); then a message is sent
+/// and the server's alert, which ends the association, awaited (at most 5 s).
+async fn try_refused_client(ctx: TlsContext, at: SocketAddr) {
+    if let Ok(mut a) = asap_tcp().with_tls(ctx).connect(&[at], &[]).await {
+        let _ = a.send(&Msg::new(11, 0, message())).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), a.recv()).await;
+    }
+}
+
 #[tokio::test]
 async fn foreign_ca_missing_cert_plaintext_and_silence_are_refused_and_counted() {
     let ca = Ca::new();
-    let server_id = ca.issue(&["registrar.example"]);
-    let ctx = ca
-        .ctx(Some(&server_id), ClientAuth::Required)
-        .with_handshake_timeout(Duration::from_millis(300));
+    let ctx =
+        registrar_ctx(&ca, ClientAuth::Required).with_handshake_timeout(Duration::from_millis(300));
     let (l, at) = listen(ctx).await;
 
     // A client certificate from another CA.
     let other = Ca::new();
     let foreign = other.issue(&["pe1.example"]);
-    let r = asap_tcp()
-        .with_tls(
-            TlsContext::from_pem(
-                // trusts the right CA, presents the foreign certificate
-                ca.cert.pem().as_bytes(),
-                Some((foreign.0.as_bytes(), foreign.1.as_bytes())),
-                ClientAuth::Required,
-            )
-            .expect("ctx"),
-        )
-        .connect(&[at], &[])
-        .await;
-    if let Ok(mut a) = r {
-        // TLS 1.3: the client finishes first; the server's alert ends the association.
-        let _ = a.send(&Msg::new(11, 0, message())).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), a.recv()).await;
-    }
+    let foreign_ctx = TlsContext::from_pem(
+        // trusts the right CA, presents the foreign certificate
+        ca.cert.pem().as_bytes(),
+        Some((foreign.0.as_bytes(), foreign.1.as_bytes())),
+        ClientAuth::Required,
+    )
+    .expect("ctx");
+    try_refused_client(foreign_ctx, at).await;
     wait_refused(&l, 1).await;
 
     // No client certificate.
-    let r = asap_tcp()
-        .with_tls(ca.ctx(None, ClientAuth::Required))
-        .connect(&[at], &[])
-        .await;
-    if let Ok(mut a) = r {
-        let _ = a.send(&Msg::new(11, 0, message())).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), a.recv()).await;
-    }
+    try_refused_client(ca.ctx(None, ClientAuth::Required), at).await;
     wait_refused(&l, 2).await;
 
     // Plaintext ASAP.
@@ -222,8 +218,7 @@ async fn foreign_ca_missing_cert_plaintext_and_silence_are_refused_and_counted()
 #[tokio::test]
 async fn optional_tls_listener_takes_plaintext_and_tls() {
     let ca = Ca::new();
-    let server_id = ca.issue(&["registrar.example"]);
-    let (l, at) = listen(ca.ctx(Some(&server_id), ClientAuth::Optional)).await;
+    let (l, at) = listen(registrar_ctx(&ca, ClientAuth::Optional)).await;
 
     let mut p = asap_tcp().connect(&[at], &[]).await.expect("plain");
     p.send(&Msg::new(11, 0, message())).await.expect("send");
@@ -264,10 +259,8 @@ fn bad_pem_is_a_clear_error() {
 async fn concurrent_handshakes_are_bounded() {
     use asap::transport::tls::MAX_CONCURRENT_HANDSHAKES;
     let ca = Ca::new();
-    let server_id = ca.issue(&["registrar.example"]);
-    let ctx = ca
-        .ctx(Some(&server_id), ClientAuth::Required)
-        .with_handshake_timeout(Duration::from_secs(60));
+    let ctx =
+        registrar_ctx(&ca, ClientAuth::Required).with_handshake_timeout(Duration::from_secs(60));
     let (l, at) = listen(ctx).await;
     let mut silent = Vec::new();
     for _ in 0..MAX_CONCURRENT_HANDSHAKES {

@@ -324,6 +324,16 @@ fn tampered_copy(name: &str, index: usize, tamper: impl Fn(&mut Vec<u8>)) -> Pat
     out
 }
 
+/// Runs `--roundtrip` on `bad`, which must fail (exit 1) with `summary` on stderr; returns
+/// stderr and the JSON lines.
+fn failing_roundtrip(bad: &Path, summary: &str) -> (String, Vec<Value>) {
+    let out = run_on(&["--roundtrip"], bad);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(summary), "{err}");
+    (err, json_lines(&out))
+}
+
 #[test]
 fn roundtrip_fails_on_a_message_that_no_longer_decodes() {
     // Registration (frame 1): its Pool Handle's type 0x0009 becomes 0x4321 (unknown,
@@ -336,20 +346,16 @@ fn roundtrip_fails_on_a_message_that_no_longer_decodes() {
     let good = tampered_copy("untouched.pcap", 0, |_| {});
     assert_eq!(run_on(&["--roundtrip"], &good).status.code(), Some(0));
 
-    let out = run_on(&["--roundtrip"], &bad);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (err, lines) = failing_roundtrip(
+        &bad,
+        "5 of 6 messages ok, 1 failed to decode, 0 re-encoded differently",
+    );
     assert!(
         err.contains("rsp-decode: decode failure:")
             && err.contains("frame 1 asap type 0x01")
             && err.contains("0x4321"),
         "{err}"
     );
-    assert!(
-        err.contains("5 of 6 messages ok, 1 failed to decode, 0 re-encoded differently"),
-        "{err}"
-    );
-    let lines = json_lines(&out);
     assert_eq!(lines[0]["roundtrip"], "decode-error");
     assert_eq!(lines[0]["name"], "ASAP_REGISTRATION");
     // Without --roundtrip or --strict the failure is reported in the output only.
@@ -367,9 +373,10 @@ fn roundtrip_fails_on_a_message_that_reencodes_differently() {
         assert_eq!(b[19], 0);
         b[19] = 0xAA;
     });
-    let out = run_on(&["--roundtrip"], &bad);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (err, lines) = failing_roundtrip(
+        &bad,
+        "5 of 6 messages ok, 0 failed to decode, 1 re-encoded differently",
+    );
     let mismatch: Vec<&str> = err
         .lines()
         .filter(|l| l.starts_with("rsp-decode: roundtrip mismatch:"))
@@ -379,11 +386,6 @@ fn roundtrip_fails_on_a_message_that_reencodes_differently() {
         mismatch[0].contains("frame 3 ASAP_HANDLE_RESOLUTION"),
         "{err}"
     );
-    assert!(
-        err.contains("5 of 6 messages ok, 0 failed to decode, 1 re-encoded differently"),
-        "{err}"
-    );
-    let lines = json_lines(&out);
     assert_eq!(lines[2]["roundtrip"], "mismatch");
     assert!(lines[2].get("warnings").is_some(), "{}", lines[2]);
 }

@@ -40,6 +40,13 @@ fn find(file: &str, frame: &str) -> (Protocol, Vec<u8>) {
         .expect("frame in fixture")
 }
 
+/// One of scenario C's malformed-message probes: its bytes and the error decoding gives.
+fn probe(frame: &str) -> (Vec<u8>, DecodeError) {
+    let (p, b) = find("rsplib-scenario-c.hex", frame);
+    let e = Message::decode(p, &b).expect_err("a probe does not decode");
+    (b, e)
+}
+
 fn decode_exact(p: Protocol, b: &[u8]) -> Decoded {
     let d = Message::decode(p, b).expect("decode");
     assert_eq!(d.consumed, b.len());
@@ -127,8 +134,7 @@ fn all_capture_messages_round_trip_byte_exact() {
 #[test]
 fn probe_unknown_parameter_report_matches_rsplib_error() {
     // Frame 522: HANDLE_RESOLUTION with TLV type 0x4321 (action 01: stop and report).
-    let (p, b) = find("rsplib-scenario-c.hex", "522");
-    let e = Message::decode(p, &b).unwrap_err();
+    let (_, e) = probe("522");
     assert_eq!(
         e,
         DecodeError::UnrecognizedParameter {
@@ -147,8 +153,7 @@ fn probe_unknown_parameter_report_matches_rsplib_error() {
     assert_eq!(&answer.to_bytes().unwrap()[..], &rsplib[..]);
 
     // Frame 542: the same inside an ENRP Presence; rsplib answers with ENRP Error (544).
-    let (p, b) = find("rsplib-scenario-c.hex", "542");
-    let e = Message::decode(p, &b).unwrap_err();
+    let (_, e) = probe("542");
     assert_eq!(e.offset(), 12);
     let (_, rsplib) = find("rsplib-scenario-c.hex", "544");
     let d = decode_exact(Protocol::Enrp, &rsplib);
@@ -162,8 +167,7 @@ fn probe_unknown_parameter_report_matches_rsplib_error() {
 
 #[test]
 fn probe_unknown_message_type() {
-    let (p, b) = find("rsplib-scenario-c.hex", "533");
-    let e = Message::decode(p, &b).unwrap_err();
+    let (b, e) = probe("533");
     assert_eq!(
         e,
         DecodeError::UnrecognizedMessage {

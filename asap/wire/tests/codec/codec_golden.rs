@@ -34,6 +34,14 @@ fn echo_pe(policy: Policy) -> PoolElementInfo {
     }
 }
 
+/// The Registration of [`echo_pe`] (round robin) into "EchoPool".
+fn echo_registration() -> asap_msg::Registration {
+    asap_msg::Registration {
+        pool_handle: "EchoPool".into(),
+        pool_element: echo_pe(Policy::RoundRobin),
+    }
+}
+
 const ECHO_HR: [u8; 16] = [
     0x05, 0x00, 0x00, 0x10, 0x00, 0x09, 0x00, 0x0C, b'E', b'c', b'h', b'o', b'P', b'o', b'o', b'l',
 ];
@@ -66,11 +74,7 @@ fn golden_handle_resolution_with_option() {
 
 #[test]
 fn golden_registration_56_bytes() {
-    let m: Message = asap_msg::Registration {
-        pool_handle: "EchoPool".into(),
-        pool_element: echo_pe(Policy::RoundRobin),
-    }
-    .into();
+    let m: Message = echo_registration().into();
     let mut want = vec![0x01, 0x00, 0x00, 0x38, 0x00, 0x09, 0x00, 0x0C];
     want.extend_from_slice(b"EchoPool");
     want.extend_from_slice(&[
@@ -177,10 +181,7 @@ fn pool_element_with_odd_unknown_policy_last() {
 
 #[test]
 fn unknown_parameters_follow_action_bits() {
-    let reg = asap_msg::Registration {
-        pool_handle: "EchoPool".into(),
-        pool_element: echo_pe(Policy::RoundRobin),
-    };
+    let reg = echo_registration();
     let canon = Message::from(reg.clone()).to_bytes().unwrap().to_vec();
     // Insert an unknown TLV (5-byte value, so padded) between Pool Handle and Pool Element.
     let with = |ptype: u16| {
@@ -229,10 +230,7 @@ fn unknown_parameters_follow_action_bits() {
 
 #[test]
 fn unknown_parameters_nested_in_pool_element_and_transport() {
-    let reg = asap_msg::Registration {
-        pool_handle: "EchoPool".into(),
-        pool_element: echo_pe(Policy::RoundRobin),
-    };
+    let reg = echo_registration();
     let canon = Message::from(reg.clone()).to_bytes().unwrap().to_vec();
     // Append a skip TLV inside the SCTP transport (after its address) and one at the end
     // of the Pool Element.
@@ -253,9 +251,9 @@ fn unknown_parameters_nested_in_pool_element_and_transport() {
     assert_eq!(d.reports.len(), 1);
 }
 
-#[test]
-fn extra_known_parameters_are_kept() {
-    // Deregistration with a second PE Identifier (known type, no slot left).
+/// A Deregistration (PE 7) and its bytes with a second PE Identifier (9) appended: a known
+/// parameter type with no slot left in the message.
+fn deregistration_with_extra_pe_identifier() -> (Message, Vec<u8>) {
     let m: Message = asap_msg::Deregistration {
         pool_handle: "EchoPool".into(),
         pe_identifier: 7,
@@ -264,6 +262,12 @@ fn extra_known_parameters_are_kept() {
     let mut b = m.to_bytes().unwrap().to_vec();
     b.extend_from_slice(&[0x00, 0x0E, 0x00, 0x08, 0, 0, 0, 9]);
     b[3] += 8;
+    (m, b)
+}
+
+#[test]
+fn extra_known_parameters_are_kept() {
+    let (m, b) = deregistration_with_extra_pe_identifier();
     let d = exact(Protocol::Asap, &b);
     assert_eq!(d.message, m);
     assert_eq!(d.layout.extra_tlvs().count(), 1);
@@ -704,11 +708,7 @@ fn typed_errors_with_offsets() {
         }
     );
     // IPv4 address with Length 12 inside the registration's SCTP transport.
-    let reg: Message = asap_msg::Registration {
-        pool_handle: "EchoPool".into(),
-        pool_element: echo_pe(Policy::RoundRobin),
-    }
-    .into();
+    let reg: Message = echo_registration().into();
     let mut b = reg.to_bytes().unwrap().to_vec();
     b[43] = 12;
     let e = d(&b);
@@ -832,14 +832,7 @@ fn standalone_parameters_and_extra_tlv_json() {
         })
     ));
     // An extra known TLV kept in the layout shows its typed view in JSON.
-    let m: Message = asap_msg::Deregistration {
-        pool_handle: "EchoPool".into(),
-        pe_identifier: 7,
-    }
-    .into();
-    let mut b = m.to_bytes().unwrap().to_vec();
-    b.extend_from_slice(&[0x00, 0x0E, 0x00, 0x08, 0, 0, 0, 9]);
-    b[3] += 8;
+    let (_, b) = deregistration_with_extra_pe_identifier();
     let j = serde_json::to_value(exact(Protocol::Asap, &b)).unwrap();
     let q = &j["layout"]["quirks"][0];
     assert_eq!(q["path"], serde_json::json!([2]));
