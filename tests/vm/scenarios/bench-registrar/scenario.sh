@@ -9,9 +9,10 @@
 #   fixed  rsp-fixed-responder   stateless fixed replies: the rig's ceiling
 #   rsplib rspregistrar          rsplib's registrar (-loglevel=1)
 #   ours   enrp-server           RUST_LOG=warn
-#   old    enrp-server-old       only if the image has it: an earlier build for a before/after
-#                                in the same boot (`run.sh --bin-dir target/release --bin-dir D`
-#                                with the old binary at D/examples/enrp-server-old)
+#   NAME   enrp-server-NAME      every other build of enrp-server in the image, e.g. "old" for
+#                                a before/after in the same boot (`run.sh --bin-dir
+#                                target/release --bin-dir D` with the build at
+#                                D/examples/enrp-server-old)
 # Rounds (issue 15: one long run per server was noise-bound under TCG on a loaded host): the
 # servers take turns in ROUNDS rounds of short runs, the order rotating every round, so a
 # slow spell of the host hits every server alike; summary.awk reports the median and min–max
@@ -41,7 +42,10 @@ DUR=${BENCH_DURATION_MS:-3000}
 ROUNDS=${BENCH_ROUNDS:-5}
 PES=${BENCH_PES:-3000}
 SERVERS="fixed rsplib ours"
-command -v enrp-server-old > /dev/null 2>&1 && SERVERS="$SERVERS old"
+# other builds of enrp-server in the image: /opt/rserpool/bin/enrp-server-NAME runs as NAME
+for _b in /opt/rserpool/bin/enrp-server-*; do
+  [ -x "$_b" ] && SERVERS="$SERVERS ${_b#/opt/rserpool/bin/enrp-server-}"
+done
 log "servers: $SERVERS; $ROUNDS rounds; $DUR ms of resolutions per run; $PES PEs"
 KA=3600000
 net_dummy $PR
@@ -59,8 +63,8 @@ start_server() {  # start_server fixed|rsplib|ours
     rsplib) start srv-rsplib rspregistrar -identifier=0x0000aaa1 -asap=$PR:3863 -enrp=$PR:9901 \
               -asapannounce=off -enrpannounce=off -logcolor=off -loglevel=1 -minaddressscope=loopback \
               -endpointkeepalivetransmissioninterval=$KA -endpointkeepalivetimeoutinterval=$KA ;;
-    ours|old)
-      _bin=enrp-server; [ "$1" = old ] && _bin=enrp-server-old
+    *)
+      _bin=enrp-server; [ "$1" = ours ] || _bin=enrp-server-$1
       start "srv-$1" $_bin --transport sctp --asap $PR:3863 --enrp $PR:9901 \
               --identifier 0x5eed0001 --asap-announce off --keep-alive-interval $KA --keep-alive-timeout $KA ;;
   esac

@@ -44,7 +44,15 @@ END {
   }
   print ""
   print "ratios of the medians"
-  np = split("ours:rsplib old:rsplib ours:old ours:fixed rsplib:fixed", P, " ")
+  # ours and every other enrp-server build (old, ...) against rsplib, the fixed responder
+  # and each other
+  pl = "rsplib:fixed"
+  for (s = 1; s <= ns; s++) {
+    if (order[s] == "fixed" || order[s] == "rsplib") continue
+    pl = pl " " order[s] ":rsplib " order[s] ":fixed"
+    if (order[s] != "ours") pl = pl " ours:" order[s]
+  }
+  np = split(pl, P, " ")
   for (l = 1; l <= nl; l++) for (i = 1; i <= nm; i++) {
     split(M[i], kv, ":"); m = kv[1]
     if (loads[l] == "pool3" && m != "hres") continue
@@ -54,6 +62,6 @@ END {
       a = ab[1] SUBSEP loads[l] SUBSEP m; b = ab[2] SUBSEP loads[l] SUBSEP m
       if ((a in medv) && (b in medv) && medv[b] > 0) line = line sprintf("  %s %.2fx", P[p], medv[a] / medv[b])
     }
-    printf "%-9s %-19s%s\n", loads[l], name[m], line
+    if (line != "") printf "%-9s %-19s%s\n", loads[l], name[m], line
   }
 }
