@@ -28,7 +28,7 @@
 #   pool3000  PES (3 000) new PEs in 1 pool: registrations/s, re-registrations/s, then
 #             resolutions on that pool for DUR ms
 # Each run's summary is in lg-SERVER-LOAD-rROUND.txt; bench.tsv has one row per run, with the
-# server's CPU time (utime+stime ticks from /proc/PID/stat) over the run. Then, for each
+# server's CPU time (utime+stime ticks from /proc/PID/stat) over the run. Before the rounds, for each
 # registrar, a resolution run on the 3-PE pool under `perf stat` (software events, all
 # syscalls and the ones of the hot path by name: perfstat-SERVER.txt, requests in the window
 # from the load generator's count: perfstat.tsv) and one under `perf record -e cpu-clock`
@@ -98,24 +98,9 @@ run() {  # run ROUND SERVER LOAD LOADGEN-ARGS...
   sleep 1
 }
 
-# the servers in turn, ROUNDS times, the order rotated by one every round
-_order=$SERVERS
-_r=1
-while [ $_r -le $ROUNDS ]; do
-  log "round $_r: $_order"
-  for s in $_order; do
-    run $_r "$s" pool3 --pools 1 --pes 3 --reregistrations 0
-    run $_r "$s" pool3000 --pools 1 --pes $PES --reregistrations 1
-  done
-  _first=${_order%% *}
-  _order="${_order#* } $_first"
-  _r=$((_r + 1))
-done
-awk -f "$SCENARIO_DIR/summary.awk" "$OUT/bench.tsv" > "$OUT/summary.txt" 2>&1
-cat "$OUT/summary.txt"
-
-# where the time goes: perf stat (context switches, syscalls) and perf record on the
-# registrar process during a resolution run on the 3-PE pool
+# where the time goes (first, so that a guest timeout in the rounds cannot lose it): perf
+# stat (context switches, syscalls) and perf record on the registrar process during a
+# resolution run on the 3-PE pool
 printf 'server\tresolutions_per_s\twindow_s\trequests\n' > "$OUT/perfstat.tsv"
 if [ $HAVE_PERF -eq 1 ]; then
   EV=task-clock,context-switches,cpu-migrations,page-faults
@@ -152,6 +137,22 @@ if [ $HAVE_PERF -eq 1 ]; then
     sleep 1
   done
 fi
+
+# the servers in turn, ROUNDS times, the order rotated by one every round
+_order=$SERVERS
+_r=1
+while [ $_r -le $ROUNDS ]; do
+  log "round $_r: $_order"
+  for s in $_order; do
+    run $_r "$s" pool3 --pools 1 --pes 3 --reregistrations 0
+    run $_r "$s" pool3000 --pools 1 --pes $PES --reregistrations 1
+  done
+  _first=${_order%% *}
+  _order="${_order#* } $_first"
+  _r=$((_r + 1))
+done
+awk -f "$SCENARIO_DIR/summary.awk" "$OUT/bench.tsv" > "$OUT/summary.txt" 2>&1
+cat "$OUT/summary.txt"
 
 log "bench.tsv:"
 cat "$OUT/bench.tsv"
