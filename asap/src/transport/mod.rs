@@ -691,8 +691,10 @@ impl AssocWriter {
     /// Sends several whole messages with as few system calls as the transport allows (the
     /// same rules per message as [`send`](Self::send)): TCP writes them all from one buffer
     /// (`buf`, cleared and reused by the caller), so a server answering a burst of requests
-    /// needs one `write`; SCTP sends each (message boundaries). A message that cannot be
-    /// sent is left out and the first such error returned after the others went out.
+    /// needs one `write`; kernel SCTP hands up to 64 messages to one `sendmmsg`, each with
+    /// its own stream and PPID (message boundaries kept); SCTP over UDP sends each. A
+    /// message that cannot be sent is left out and the first such error returned after the
+    /// others went out.
     pub async fn send_batch(
         &mut self,
         msgs: &[Msg],
@@ -704,7 +706,10 @@ impl AssocWriter {
         if let WriterInner::TlsSctp(w) = &mut self.inner {
             return w.send_batch(msgs).await;
         }
-        // SCTP (kernel or over UDP): one send per message, boundaries kept.
+        if let WriterInner::Sctp(w) = &mut self.inner {
+            return w.send_batch(msgs).await;
+        }
+        // SCTP over UDP: one send per message, boundaries kept.
         let mut first_err = None;
         for m in msgs {
             if let Err(e) = self.send(m).await {

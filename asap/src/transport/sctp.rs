@@ -4,14 +4,15 @@
 //! What this backend does on top of the plain socket:
 //!
 //! * **Whole messages of any size.** Linux delivers a large message in pieces (partial
-//!   delivery); `recvmsg` is called again until `MSG_EOR`, appending into one buffer, up to the
+//!   delivery); pieces are read until `MSG_EOR`, appending into one buffer, up to the
 //!   configured maximum (default 256 KiB + 4). A bigger message ends the association
 //!   ([`LostReason::MessageTooLarge`]): it is shut down at once and aborted (`SO_LINGER` 0)
 //!   when dropped. One-to-one sockets cannot send ABORT otherwise (`SCTP_ABORT` in
 //!   `sctp_sndinfo` is one-to-many only on Linux).
-//! * **PPID and stream** travel in `SCTP_SNDINFO` ancillary data on `sendmsg` and come back in
-//!   `SCTP_RCVINFO` (enabled with `SCTP_RECVRCVINFO`) on `recvmsg`. The PPID is opaque to the
-//!   kernel, so it is converted to network byte order here (RFC 6458 §5.3.4).
+//! * **PPID and stream** travel in `SCTP_SNDINFO` ancillary data on `sendmsg`/`sendmmsg` and
+//!   come back in `SCTP_RCVINFO` (enabled with `SCTP_RECVRCVINFO`) on `recvmmsg`, one slot per
+//!   piece. The PPID is opaque to the kernel, so it is converted to network byte order here
+//!   (RFC 6458 §5.3.4).
 //! * **Multi-homing.** All local addresses are bound at once with `SCTP_SOCKOPT_BINDX_ADD`; the
 //!   peer is reached with `SCTP_SOCKOPT_CONNECTX` listing all its addresses.
 //! * **Notifications** `SCTP_ASSOC_CHANGE`, `SCTP_PEER_ADDR_CHANGE` and `SCTP_SHUTDOWN_EVENT`
@@ -313,6 +314,9 @@ impl SctpAssoc {
                 fd: self.fd.clone(),
                 max: self.config.max_message_size,
                 buf: vec![0; 64 * 1024],
+                slots: vec![sys::RecvSlot::default(); sys::RECVMMSG_MAX],
+                slot_next: 0,
+                slot_count: 0,
                 pending: Vec::new(),
                 pending_notification: false,
                 pending_info: None,
@@ -334,7 +338,15 @@ impl SctpAssoc {
 pub(crate) struct SctpReader {
     fd: Arc<AsyncFd<OwnedFd>>,
     max: usize,
+    /// Receive buffer, cut into [`sys::RECVMMSG_MAX`] slots of one `recvmmsg` call.
     buf: Vec<u8>,
+    /// What each slot of the last `recvmmsg` received.
+    slots: Vec<sys::RecvSlot>,
+    /// The next slot to hand out, and how many the last call filled: pieces already read
+    /// are taken from here before the socket is asked again (issue 15: one `recvmmsg` for
+    /// a burst of requests instead of one `recvmsg` each).
+    slot_next: usize,
+    slot_count: usize,
     pending: Vec<u8>,
     pending_notification: bool,
     pending_info: Option<(u16, u32)>,
@@ -351,7 +363,7 @@ enum Piece {
     Message(Msg),
     /// A whole notification (raw bytes).
     Notification(Vec<u8>),
-    /// End of stream (recvmsg returned 0).
+    /// End of stream (a piece of 0 bytes that is no notification).
     Eof,
     /// More pieces needed.
     Partial,
@@ -414,13 +426,24 @@ impl SctpReader {
     }
 
     async fn read_piece(&mut self) -> io::Result<Piece> {
-        let mut guard = self.fd.readable().await?;
-        let res = guard.try_io(|fd| sys::recvmsg(fd.get_ref().as_fd(), &mut self.buf));
-        let (n, flags, info) = match res {
-            Ok(r) => r?,
-            Err(_would_block) => return Ok(Piece::Partial),
-        };
-        drop(guard);
+        if self.slot_next >= self.slot_count {
+            let mut guard = self.fd.readable().await?;
+            let res = guard
+                .try_io(|fd| sys::recvmmsg(fd.get_ref().as_fd(), &mut self.buf, &mut self.slots));
+            self.slot_count = match res {
+                Ok(r) => r?,
+                Err(_would_block) => return Ok(Piece::Partial),
+            };
+            self.slot_next = 0;
+        }
+        let slot_len = self.buf.len() / self.slots.len();
+        let start = self.slot_next * slot_len;
+        let sys::RecvSlot {
+            len: n,
+            flags,
+            info,
+        } = self.slots[self.slot_next];
+        self.slot_next += 1;
         let notification = flags & sys::MSG_NOTIFICATION != 0;
         if n == 0 && !notification {
             // End of stream; a partially delivered message, if any, can never complete.
@@ -429,6 +452,7 @@ impl SctpReader {
                 self.pending.clear();
                 self.pending_info = None;
             }
+            self.slot_next = self.slot_count;
             return Ok(Piece::Eof);
         }
         if !self.pending.is_empty() && notification != self.pending_notification {
@@ -444,11 +468,13 @@ impl SctpReader {
         }
         if self.pending.len() + n > self.max {
             self.pending.clear();
+            self.slot_next = self.slot_count;
             // Drop the association: the rest of the message cannot be skipped safely.
             self.abort_socket();
             return Ok(Piece::TooLarge);
         }
-        self.pending.extend_from_slice(&self.buf[..n]);
+        self.pending
+            .extend_from_slice(&self.buf[start..start + n.min(slot_len)]);
         if flags & libc::MSG_EOR == 0 {
             return Ok(Piece::Partial);
         }
@@ -570,6 +596,61 @@ impl SctpWriter {
         }
     }
 
+    /// Sends `msgs` in as few `sendmmsg` calls as possible (issue 15: one system call for a
+    /// burst of answers instead of one `sendmsg` each), each message with its own stream and
+    /// PPID, in order. A message over the maximum size (or refused with `EMSGSIZE`) is left
+    /// out and the first such error returned after the others went out; an I/O error ends
+    /// the batch at once.
+    pub(crate) async fn send_batch(&self, msgs: &[Msg]) -> Result<(), TransportError> {
+        let mut first_err = None;
+        let mut rest = msgs;
+        while !rest.is_empty() {
+            // The run of sendable messages at the head of `rest`.
+            let ok = rest
+                .iter()
+                .position(|m| m.bytes.len() > self.max)
+                .unwrap_or(rest.len());
+            if ok == 0 {
+                first_err.get_or_insert(TransportError::MessageTooLarge {
+                    len: rest[0].bytes.len(),
+                    max: self.max,
+                });
+                rest = &rest[1..];
+                continue;
+            }
+            let run = &rest[..ok];
+            let mut guard = self
+                .fd
+                .writable()
+                .await
+                .map_err(|e| TransportError::io("sendmmsg", e))?;
+            let res = guard.try_io(|fd| sys::sendmmsg(fd.get_ref().as_fd(), run, msg_parts));
+            match res {
+                Ok(Ok((_, Some((i, n))))) => {
+                    return Err(TransportError::io(
+                        "sendmmsg",
+                        io::Error::new(
+                            io::ErrorKind::WriteZero,
+                            format!("short SCTP send: {n} of {} bytes", run[i].bytes.len()),
+                        ),
+                    ))
+                }
+                Ok(Ok((sent, None))) => rest = &rest[sent..],
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    first_err.get_or_insert(TransportError::MessageTooLarge {
+                        len: run[0].bytes.len(),
+                        max: self.max,
+                    });
+                    rest = &rest[1..];
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(TransportError::io("sendmmsg", e)),
+                Err(_would_block) => {}
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
     pub(crate) fn close(&self) -> Result<(), TransportError> {
         sys::shutdown(self.fd.get_ref().as_fd(), libc::SHUT_WR)
             .map_err(|e| TransportError::io("shutdown", e))
@@ -593,6 +674,11 @@ impl SctpWriter {
     pub(crate) fn rtt(&self) -> io::Result<Option<Duration>> {
         srtt(&self.fd)
     }
+}
+
+/// A message's bytes, stream and PPID for [`sys::sendmmsg`].
+fn msg_parts(m: &Msg) -> (&[u8], u16, u32) {
+    (&m.bytes[..], m.stream, m.ppid)
 }
 
 /// The primary path's smoothed RTT from `SCTP_STATUS` ([`sys::sctp_primary_srtt`]). Linux
