@@ -593,22 +593,20 @@ mod tests {
         let mut claim = claim_by_7();
         claim.sender = 3;
         claim.pool_element.home_server_id = 3;
-        let out = from_addr(
-            &mut r,
+        let out = r.handle_datagram(
             t + Duration::from_millis(400),
             peer_addr(0),
-            claim.clone(),
+            &claim.clone().into(),
         );
         assert_eq!(updates_sent(&out), 0, "yielded to the lower ID");
         let e = r.handlespace().get(&"P".into(), 0x42).expect("kept");
         assert_eq!((e.owner(), e.connection()), (3, None));
         let mut delete = claim;
         delete.action = UpdateAction::DelPe;
-        let out = from_addr(
-            &mut r,
+        let out = r.handle_datagram(
             t + Duration::from_millis(700),
             peer_addr(0),
-            delete.clone(),
+            &delete.clone().into(),
         );
         let e = r
             .handlespace()
@@ -620,9 +618,9 @@ mod tests {
         let later = t + Duration::from_secs(20);
         let mut claim = delete.clone();
         claim.action = UpdateAction::AddPe;
-        from_addr(&mut r, later, peer_addr(0), claim);
+        r.handle_datagram(later, peer_addr(0), &claim.into());
         r.handle(later, Input::Disconnected { assoc: 1 });
-        from_addr(&mut r, later, peer_addr(0), delete);
+        r.handle_datagram(later, peer_addr(0), &delete.into());
         assert!(r.handlespace().get(&"P".into(), 0x42).is_none());
     }
 }

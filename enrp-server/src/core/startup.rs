@@ -246,8 +246,10 @@ mod tests {
     /// With no mentor the answer comes at the mentor-discovery timeout.
     #[test]
     fn resolutions_of_unknown_pools_wait_for_the_mentor_download() {
+        use crate::core::Input;
         use asap::transport::TransportKind;
         use asap::wire::asap_msg::{HandleResolution, Registration};
+        use asap::wire::Protocol;
         use asap::wire::{Policy, PoolElementInfo, PoolEntry, TransportParameter, TransportUse};
         let pe = |id| PoolElementInfo {
             id,
@@ -266,28 +268,18 @@ mod tests {
         let pu = |r: &mut Registrar, assoc| {
             r.handle(
                 now,
-                Input::Connected {
+                Input::connected(
                     assoc,
-                    protocol: Protocol::Asap,
-                    peer_addrs: vec!["10.0.0.1:5000".parse().expect("lit")],
-                    transport: TransportKind::Tcp,
-                },
+                    Protocol::Asap,
+                    "10.0.0.1:5000".parse().expect("lit"),
+                    TransportKind::Tcp,
+                ),
             )
         };
         pu(&mut r, 1);
         pu(&mut r, 2);
         let t = now + Duration::from_millis(300);
-        from_peer(
-            &mut r,
-            t,
-            Presence {
-                reply_required: false,
-                sender: 7,
-                receiver: 0,
-                checksum: 0xFFFF,
-                server_information: None,
-            },
-        );
+        from_peer(&mut r, t, presence(7, 0xFFFF));
         assert_eq!(r.mentor(), Some(7));
         // A PE registered here: its pool is known, answered at once.
         let reg: Message = Registration {
@@ -303,25 +295,20 @@ mod tests {
         let out = r.handle_message(t, 1, &HandleResolution::new("P").into());
         assert_eq!(resolutions(&out), vec![], "held, not refused");
         assert!(resolutions(&r.handle_timeout(t)).is_empty());
-        let bytes = Message::from(HandleTableResponse {
-            reject: false,
-            more: false,
-            sender: 7,
-            receiver: 5,
-            pools: vec![PoolEntry {
-                pool_handle: "P".into(),
-                pool_elements: vec![pe(1), pe(2)],
-            }],
-        })
-        .to_bytes()
-        .expect("encodes");
-        let out = r.handle(
+        let out = r.handle_datagram(
             t,
-            Input::Datagram {
-                from: "127.0.0.7:9901".parse().expect("lit"),
-                protocol: Protocol::Enrp,
-                bytes,
-            },
+            "127.0.0.7:9901".parse().expect("lit"),
+            &HandleTableResponse {
+                reject: false,
+                more: false,
+                sender: 7,
+                receiver: 5,
+                pools: vec![PoolEntry {
+                    pool_handle: "P".into(),
+                    pool_elements: vec![pe(1), pe(2)],
+                }],
+            }
+            .into(),
         );
         assert_eq!(resolutions(&out), vec![("P".into(), 2, false)]);
         // Start-up over: an unknown pool is an error at once.
