@@ -577,7 +577,7 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flag-only until the known ownership gap is fixed (BENCHMARKS.md): --ignored or RSERPOOL_SOAK"]
+#[ignore = "flag-only until the soak passes every time, also under load (BENCHMARKS.md \"Chaos\"): --ignored or RSERPOOL_SOAK"]
 async fn chaos_with_real_registrars_pes_and_pus() {
     let p = Params::from_env();
     let Some(mut lab) = lab_or_skip(
