@@ -29,11 +29,14 @@ impl CspMonitor {
 
     /// The next report, decoded; fails the test after 10 s or on a report that does not
     /// decode.
+    ///
+    /// A signal caught by the test process while waiting is not a failure: a socket with a
+    /// receive timeout is never restarted after a signal handler, even with `SA_RESTART`
+    /// (signal(7)), so `recv` fails with `EINTR` whenever a handler runs on this thread
+    /// (e.g. tokio's `SIGCHLD` handler while another test's child exits); wait again.
     pub fn next(&self) -> CspReport {
         let mut buf = [0u8; 4096];
-        let (n, _) = self
-            .sock
-            .recv_from(&mut buf)
+        let n = crate::net::recv_retrying_eintr(|| self.sock.recv(&mut buf))
             .expect("a CSP report within the timeout");
         CspReport::decode(&buf[..n]).expect("decodes")
     }
@@ -52,5 +55,44 @@ impl CspMonitor {
                 return r;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rserpool_wire::csp::{ComponentGroup, ComponentId};
+    use std::os::unix::thread::JoinHandleExt;
+
+    /// A signal handled on the thread waiting in [`CspMonitor::next`] does not fail the
+    /// wait (the CSP test of the registrar failed once with "Interrupted system call").
+    #[test]
+    fn next_survives_a_signal_while_waiting() {
+        // A handler for SIGUSR1 (tokio's, as in the test binaries), so that the signal
+        // interrupts the receive instead of being ignored or killing the process.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _usr1 = rt.block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                .expect("handler")
+        });
+        let m = CspMonitor::bind();
+        let to = m.target();
+        let waiter = std::thread::spawn(move || m.next());
+        let report = CspReport::new(ComponentId::new(ComponentGroup::Registrar, 7), 1_000);
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(50));
+            // SAFETY: the thread has not been joined, so its pthread_t is valid.
+            let rc = unsafe { libc::pthread_kill(waiter.as_pthread_t(), libc::SIGUSR1) };
+            assert_eq!(rc, 0, "pthread_kill");
+        }
+        UdpSocket::bind("127.0.0.1:0")
+            .expect("udp")
+            .send_to(&report.encode(), &to)
+            .expect("send");
+        let got = waiter.join().expect("the wait survived the signals");
+        assert_eq!(got.sender, report.sender);
     }
 }

@@ -34,3 +34,17 @@ pub fn wait_listening(port: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs the blocking receive `recv` again while it fails with `EINTR`. A socket with a
+/// receive timeout (`SO_RCVTIMEO`) is never restarted after a signal handler ran on the
+/// receiving thread, even with `SA_RESTART` (signal(7)); in a test binary such handlers
+/// are tokio's (e.g. `SIGCHLD` when another test's child exits). Each retry waits the full
+/// timeout again, which only lengthens a wait that is failing anyway.
+pub fn recv_retrying_eintr<T>(mut recv: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match recv() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}

@@ -62,7 +62,9 @@ impl Notified {
     pub fn next(&self, within: Duration) -> Option<Vec<String>> {
         self.sock.set_read_timeout(Some(within)).expect("timeout");
         let mut buf = [0u8; 4096];
-        let n = self.sock.recv(&mut buf).ok()?;
+        // EINTR (a signal handled on this thread; see `csp::CspMonitor::next`) is not the
+        // end of the wait.
+        let n = crate::net::recv_retrying_eintr(|| self.sock.recv(&mut buf)).ok()?;
         Some(
             String::from_utf8_lossy(&buf[..n])
                 .lines()
