@@ -1211,25 +1211,6 @@ impl Registrar {
         out: &mut Vec<Action>,
     ) {
         let peer = self.assocs.get(&assoc).and_then(Assoc::peer_ip);
-        let fail = |this: &Self, out: &mut Vec<Action>, handle: PoolHandle, cause: CauseCode| {
-            out.push(Action::Event(Event::ResolutionFailed {
-                assoc,
-                handle: handle.clone(),
-                cause,
-            }));
-            this.send(
-                out,
-                assoc,
-                HandleResolutionResponse {
-                    accept_updates: false,
-                    pool_handle: handle,
-                    policy: None,
-                    pool_elements: Vec::new(),
-                    error: Some(OperationError::single(ErrorCause::plain(cause))),
-                }
-                .into(),
-            );
-        };
         if let Some(ip) = peer {
             if !self.hres_limiter.allow(ip, now) {
                 out.push(Action::Event(Event::RateLimited {
@@ -1237,11 +1218,39 @@ impl Registrar {
                     peer,
                     what: "handle-resolution",
                 }));
-                fail(self, out, handle, CauseCode::LackOfResources);
+                self.fail_resolution(out, assoc, handle, CauseCode::LackOfResources);
                 return;
             }
         }
         self.answer_resolution(now, assoc, handle, option, out);
+    }
+
+    /// Refuses a HANDLE_RESOLUTION on `assoc` with `cause` (RFC 5356 §4.1.2: the
+    /// response carries an Operation Error) and reports it.
+    fn fail_resolution(
+        &self,
+        out: &mut Vec<Action>,
+        assoc: AssocId,
+        handle: PoolHandle,
+        cause: CauseCode,
+    ) {
+        out.push(Action::Event(Event::ResolutionFailed {
+            assoc,
+            handle: handle.clone(),
+            cause,
+        }));
+        self.send(
+            out,
+            assoc,
+            HandleResolutionResponse {
+                accept_updates: false,
+                pool_handle: handle,
+                policy: None,
+                pool_elements: Vec::new(),
+                error: Some(OperationError::single(ErrorCause::plain(cause))),
+            }
+            .into(),
+        );
     }
 
     /// Answers a HANDLE_RESOLUTION that passed the rate limit (at once, or when the
@@ -1255,25 +1264,6 @@ impl Registrar {
         out: &mut Vec<Action>,
     ) {
         let peer = self.assocs.get(&assoc).and_then(Assoc::peer_ip);
-        let fail = |this: &Self, out: &mut Vec<Action>, handle: PoolHandle, cause: CauseCode| {
-            out.push(Action::Event(Event::ResolutionFailed {
-                assoc,
-                handle: handle.clone(),
-                cause,
-            }));
-            this.send(
-                out,
-                assoc,
-                HandleResolutionResponse {
-                    accept_updates: false,
-                    pool_handle: handle,
-                    policy: None,
-                    pool_elements: Vec::new(),
-                    error: Some(OperationError::single(ErrorCause::plain(cause))),
-                }
-                .into(),
-            );
-        };
         let requested = match option.map(|o| o.items) {
             Some(0) | None => self.config.max_hres_items,
             Some(n) => n,
@@ -1300,12 +1290,12 @@ impl Registrar {
             Err(HandlespaceError::UnknownPoolHandle(_)) => {
                 // Start-up phase: the mentor's table may bring the pool (startup.rs).
                 if !self.hold_resolution(now, assoc, &handle, option) {
-                    fail(self, out, handle, CauseCode::UnknownPoolHandle);
+                    self.fail_resolution(out, assoc, handle, CauseCode::UnknownPoolHandle);
                 }
                 return;
             }
             Err(_) => {
-                fail(self, out, handle, CauseCode::UnspecifiedError);
+                self.fail_resolution(out, assoc, handle, CauseCode::UnspecifiedError);
                 return;
             }
         };
@@ -1315,7 +1305,7 @@ impl Registrar {
                 peer,
                 what: "bulk-handle-resolution",
             }));
-            fail(self, out, handle, CauseCode::LackOfResources);
+            self.fail_resolution(out, assoc, handle, CauseCode::LackOfResources);
             return;
         }
         // Encoded once: the bytes that prove the answer fits are the ones sent. If it does
