@@ -37,6 +37,12 @@
 //! random choices (the timing of real processes still differs). Figures are printed
 //! (`--nocapture`). Needs root and `ip netns`; otherwise prints `SKIP: <reason>` and passes
 //! (`RSERPOOL_REQUIRE_NETNS=1` makes that a failure).
+//!
+//! `RSERPOOL_SOAK_DIR=<dir>`: the registrar logs, the bridge capture and the event log
+//! (`events.log`, with the summary) go to `<dir>` and are kept also when the run passes
+//! (default: the target's tmp dir, removed on success). `RSERPOOL_REGISTRAR_BIN=<path>`:
+//! the registrar binary to run (default: this build's `enrp-server`), so that a long run
+//! can exec a copy while the tree is rebuilt.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -145,6 +151,8 @@ struct PuStats {
     errors: u64,
     waits: Vec<Duration>,
     first_error: Option<String>,
+    /// Requests that waited longer than T1 (when, PU, pool, wait, result), for analysis.
+    long: Vec<String>,
 }
 
 struct World {
@@ -170,6 +178,12 @@ struct World {
     checks: u64,
 }
 
+/// The registrar binary (`RSERPOOL_REGISTRAR_BIN` or this build's).
+fn registrar_bin() -> String {
+    std::env::var("RSERPOOL_REGISTRAR_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_enrp-server").to_string())
+}
+
 fn registrar_id(slot: usize, generation: u32) -> u32 {
     0x0E00_0000 | ((slot as u32) << 8) | generation
 }
@@ -179,6 +193,13 @@ impl World {
         let line = format!("{:7.1} s  {what}", self.start.elapsed().as_secs_f64());
         eprintln!("{line}");
         self.events.push(line);
+    }
+
+    /// Records a violation (printed, kept for the summary and the event log).
+    fn violation(&mut self, v: String) {
+        eprintln!("VIOLATION {v}");
+        self.events.push(format!("VIOLATION {v}"));
+        self.violations.push(v);
     }
 
     fn live(&self) -> Vec<usize> {
@@ -199,7 +220,7 @@ impl World {
             args.extend([k.to_string(), v.to_string()]);
         }
         self.lab
-            .start(i, env!("CARGO_BIN_EXE_enrp-server"), &args)
+            .start(i, &registrar_bin(), &args)
             .expect("start registrar");
         self.lab.wait_listening(i, Duration::from_secs(60)).await;
         self.ids[i] = Some(id);
@@ -455,12 +476,12 @@ impl World {
                     "{:.1} s: live PE {id:#x} (home {h:#x} by its status) missing at its home: listed as {got:x?}",
                     self.start.elapsed().as_secs_f64()
                 );
-                eprintln!("VIOLATION {v}");
-                self.violations.push(v);
+                self.violation(v);
             }
         }
 
         // No dead PE survives.
+        let mut dead_violations = Vec::new();
         if self.cut.is_empty() {
             for (id, s) in &self.pes {
                 let Some(d) = s.dead_at.filter(|_| s.pe.is_none()) else {
@@ -477,11 +498,13 @@ impl World {
                             self.start.elapsed().as_secs_f64(),
                             now.duration_since(d).as_secs_f64()
                         );
-                        eprintln!("VIOLATION {v}");
-                        self.violations.push(v);
+                        dead_violations.push(v);
                     }
                 }
             }
+        }
+        for v in dead_violations {
+            self.violation(v);
         }
 
         // Convergence.
@@ -543,8 +566,7 @@ impl World {
                 "{:.1} s: no convergence within {CONVERGENCE_BOUND:?} after {what}:{detail}",
                 self.start.elapsed().as_secs_f64()
             );
-            eprintln!("VIOLATION {v}");
-            self.violations.push(v);
+            self.violation(v);
             self.pending = None;
         }
     }
@@ -580,15 +602,23 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 #[ignore = "flag-only until the soak passes every time, also under load (BENCHMARKS.md \"Chaos\"): --ignored or RSERPOOL_SOAK"]
 async fn chaos_with_real_registrars_pes_and_pus() {
     let p = Params::from_env();
-    let Some(mut lab) = lab_or_skip(
-        "rspcx",
-        215,
-        p.registrars,
-        Path::new(env!("CARGO_TARGET_TMPDIR")),
-    ) else {
+    let keep_dir = std::env::var_os("RSERPOOL_SOAK_DIR").map(std::path::PathBuf::from);
+    let log_dir = keep_dir
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).to_path_buf());
+    std::fs::create_dir_all(&log_dir).expect("log dir");
+    let Some(mut lab) = lab_or_skip("rspcx", 215, p.registrars, &log_dir) else {
         return;
     };
     eprintln!("{p:?} (rerun with RSERPOOL_SEED={})", p.seed);
+    eprintln!(
+        "registrar logs and capture: {} (event log: {})",
+        lab.logs[0]
+            .display()
+            .to_string()
+            .replace("-r0.log", "-r*.log, *.pcap"),
+        log_dir.join("events.log").display()
+    );
     lab.start_capture(ENRP_PORT).expect("tcpdump");
     let start = Instant::now();
     let mut w = World {
@@ -651,6 +681,18 @@ async fn chaos_with_real_registrars_pes_and_pus() {
                     let mut s = stats.lock().expect("stats");
                     s.requests += 1;
                     s.waits.push(waited);
+                    if waited > PU_T1 {
+                        s.long.push(format!(
+                            "{:7.1} s  PU {k} waited {:.1} s for {pool} (asked at {:.1} s): {}",
+                            start.elapsed().as_secs_f64(),
+                            waited.as_secs_f64(),
+                            t.duration_since(start).as_secs_f64(),
+                            match &r {
+                                Ok(_) => "answered".to_string(),
+                                Err(e) => format!("error {e}"),
+                            }
+                        ));
+                    }
                     if let Err(e) = r {
                         s.errors += 1;
                         s.first_error.get_or_insert(format!("{pool}: {e}"));
@@ -661,6 +703,31 @@ async fn chaos_with_real_registrars_pes_and_pus() {
             }
         }));
     }
+
+    // Starvation probe: how late a 100 ms sleep of the test runtime wakes (the PEs and PUs
+    // run on the same two worker threads); lags over 500 ms are listed in the event log.
+    let lags = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut max_lag = Duration::ZERO;
+    let lag_task = {
+        let (stop, lags) = (stop.clone(), lags.clone());
+        tokio::spawn(async move {
+            let mut max = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let lag = t.elapsed().saturating_sub(Duration::from_millis(100));
+                max = max.max(lag);
+                if lag > Duration::from_millis(500) {
+                    lags.lock().expect("lags").push(format!(
+                        "{:7.1} s  test runtime lag {:.2} s",
+                        start.elapsed().as_secs_f64(),
+                        lag.as_secs_f64()
+                    ));
+                }
+            }
+            max
+        })
+    };
 
     // Chaos: a step every 6–15 s; churn and a check every second.
     let churn_per_second = (p.pes / 300).max(1);
@@ -698,6 +765,9 @@ async fn chaos_with_real_registrars_pes_and_pus() {
     stop.store(true, Ordering::Relaxed);
     for t in pu_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    }
+    if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(5), lag_task).await {
+        max_lag = m;
     }
 
     // ENRP traffic.
@@ -737,8 +807,17 @@ async fn chaos_with_real_registrars_pes_and_pus() {
     let mut conv: Vec<Duration> = w.convergence.iter().map(|c| c.1).collect();
     conv.sort();
 
-    eprintln!("==== chaos summary (seed {}) ====", p.seed);
-    eprintln!(
+    let mut summary = String::new();
+    macro_rules! say {
+        ($($t:tt)*) => {{
+            let line = format!($($t)*);
+            eprintln!("{line}");
+            summary += &line;
+            summary.push('\n');
+        }};
+    }
+    say!("==== chaos summary (seed {}) ====", p.seed);
+    say!(
         "wall {:.0} s; {} registrars ({} restarts), {} PE identifiers ({} live at the end), {} PUs, {} checks",
         elapsed.as_secs_f64(),
         p.registrars,
@@ -748,7 +827,7 @@ async fn chaos_with_real_registrars_pes_and_pus() {
         p.pus,
         w.checks
     );
-    eprintln!(
+    say!(
         "convergence: {} waits, median {:.1} s, max {:.1} s: {:?}",
         conv.len(),
         percentile(&conv, 0.5).as_secs_f64(),
@@ -758,15 +837,15 @@ async fn chaos_with_real_registrars_pes_and_pus() {
             .map(|(w, d)| format!("{w} {:.1}", d.as_secs_f64()))
             .collect::<Vec<_>>()
     );
-    eprintln!(
+    say!(
         "ENRP: {} messages, busiest second {busiest}, {by_type:?}",
         msgs.len()
     );
-    eprintln!(
+    say!(
         "HANDLE_UPDATE: {updates} ({del_updates} DEL_PE) for {registrations} registrations and {} removals, bound {update_bound}; TAKEOVER_SERVER {takeovers}",
         w.removals
     );
-    eprintln!(
+    say!(
         "PU: {} resolutions, {} errors{}, wait median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         pu.requests,
         pu.errors,
@@ -778,7 +857,23 @@ async fn chaos_with_real_registrars_pes_and_pus() {
         percentile(&waits, 0.99).as_secs_f64() * 1e3,
         max_wait.as_secs_f64() * 1e3
     );
-    eprintln!("violations: {}", w.violations.len());
+    say!(
+        "test runtime: max lag {:.2} s, {} lags over 0.5 s; PU waits over T1: {}",
+        max_lag.as_secs_f64(),
+        lags.lock().expect("lags").len(),
+        pu.long.len()
+    );
+    say!("violations: {}", w.violations.len());
+    if let Some(dir) = &keep_dir {
+        let mut text = w.events.join("\n");
+        text += "\n";
+        text += &pu.long.join("\n");
+        text += "\n";
+        text += &lags.lock().expect("lags").join("\n");
+        text += "\n";
+        text += &summary;
+        std::fs::write(dir.join("events.log"), text).expect("events.log");
+    }
 
     assert!(
         w.violations.is_empty(),
@@ -797,7 +892,8 @@ async fn chaos_with_real_registrars_pes_and_pus() {
         "start and final heal converged: {:?}",
         w.convergence
     );
-    w.lab.passed = true;
+    // With RSERPOOL_SOAK_DIR the logs and the capture are kept.
+    w.lab.passed = keep_dir.is_none();
     for s in w.pes.values_mut() {
         if let Some(pe) = s.pe.take() {
             pe.abort();
