@@ -41,7 +41,11 @@
 //! `peers.rs`): e.g. a near-tie between two takeovers' H keep-alives won by the lower ID,
 //! although the PE followed the higher one last; when the PE closes its association to
 //! the lower one, that one's DEL_PE would remove the live PE everywhere. We take it back,
-//! announce it and verify it by keep-alive.
+//! announce it and verify it by keep-alive. The same holds when our audit of that owner
+//! finds it no longer lists the PE as its own (crossing yields: under load an ADD_PE can be
+//! read more than [`CLAIM_TIE_WINDOW`] after it was sent, so the two sides may judge one
+//! near-tie differently and both yield; each audit then purged the live PE — netns chaos
+//! soak run 22).
 
 use std::time::{Duration, Instant};
 
@@ -622,5 +626,49 @@ mod tests {
         r.handle(later, Input::Disconnected { assoc: 1 });
         r.handle_datagram(later, peer_addr(0), &delete.into());
         assert!(r.handlespace().get(&"P".into(), 0x42).is_none());
+    }
+
+    /// Crossing yields (netns chaos soak run 22, machine load ~40): the PE registered at 3
+    /// and, 1.2 s later, here (following our takeover's H keep-alive). 3's ADD_PE, on the
+    /// wire before our registration, was read here just after it: a near-tie won by 3's
+    /// lower ID, so we yielded; 3 read our ADD_PE more than the tie window after its own
+    /// registration and yielded too. Neither listed the PE as its own, and each audit of
+    /// the other purged it: the live PE was gone everywhere until its next re-registration.
+    /// An audit in which the owner we yielded to no longer lists the PE is a deletion by
+    /// it: the PE is still registered here over the association it had when we yielded,
+    /// so we take it back, announce it and verify it (as for its DEL_PE).
+    #[test]
+    fn audit_by_the_owner_we_yielded_to_returns_a_pe_still_registered_here() {
+        let (mut r, t) = suggesting(ME, false, &[3]);
+        let empty = || asap::wire::enrp_msg::HandleTableResponse {
+            reject: false,
+            more: false,
+            sender: 3,
+            receiver: ME,
+            pools: vec![],
+        };
+        // 3's (empty) mentor download is done.
+        r.handle_datagram(t, peer_addr(0), &empty().into());
+        register_here(&mut r, t, 1);
+        let mut claim = claim_by_7();
+        claim.sender = 3;
+        claim.pool_element.home_server_id = 3;
+        let soon = t + Duration::from_millis(400);
+        let out = r.handle_datagram(soon, peer_addr(0), &claim.into());
+        assert_eq!(updates_sent(&out), 0, "yielded to the lower ID");
+        assert_eq!(holder(&r), (3, None));
+        // 3's checksum no longer covers the PE: audit of 3's own PEs, and 3 lists none.
+        let later = t + Duration::from_secs(2);
+        let out = r.handle_datagram(later, peer_addr(0), &presence(3, 0x1234).into());
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::PeerSend {
+                message: Message::Enrp(EnrpMessage::HandleTableRequest(h)),
+                ..
+            } if h.own_children_only
+        )));
+        let out = r.handle_datagram(later, peer_addr(0), &empty().into());
+        assert_eq!(holder(&r), (ME, Some(1)), "the live PE is ours again");
+        assert_eq!(updates_sent(&out), 1, "announced as ours");
     }
 }

@@ -888,6 +888,11 @@ impl Registrar {
         for (h, id) in stale {
             // Only what that peer still owns here: a PE may have moved meanwhile.
             if self.handlespace.get(&h, id).map(|e| e.owner()) == Some(sender) {
+                // The owner we yielded to no longer lists it: a deletion by that owner
+                // (crossing yields, ownership.rs); still registered here, it is ours.
+                if self.reclaim_yielded(now, &(h.clone(), id), out) {
+                    continue;
+                }
                 if let Some(r) = self.handlespace.deregister(&h, id) {
                     purged += 1;
                     self.removed(h, r.entry.element().clone(), RemovalReason::Audit, out);
@@ -1137,8 +1142,9 @@ impl Registrar {
     /// the higher-ID registrar last, the near-tie went to the lower ID, and when the PE
     /// closed its association there that registrar's DEL_PE removed the live PE everywhere
     /// (netns chaos soak). So we take it back as ours, announce it, and verify it with a
-    /// keep-alive (removed after the keep-alive timeout if it does not answer). True if
-    /// the PE is ours again; false: remove it as usual.
+    /// keep-alive (removed after the keep-alive timeout if it does not answer). The same
+    /// when our audit of that owner finds it no longer lists the PE (`on_table`: crossing
+    /// yields, `ownership.rs`). True if the PE is ours again; false: remove it as usual.
     fn reclaim_yielded(&mut self, now: Instant, key: &PeKey, out: &mut Vec<Action>) -> bool {
         let Some((assoc, element)) = self.peering.yielded.remove(key) else {
             return false;
