@@ -22,21 +22,24 @@
 //!   on the bridge; HANDLE_UPDATEs ≤ 2 × (peers) × (registrations + removals) + 2 000, and
 //!   the busiest second is reported;
 //! * **PU wait bounded**: every `PoolUser::refresh` (a HANDLE_RESOLUTION, with registrar
-//!   failover) answers within [`pu_bound`] (T1 × (1 + MAX-REQUEST-RETRANSMIT) + 2 s: a crashed
-//!   registrar is silent, the PU gives it up and asks the next).
+//!   failover) answers within [`pu_bound`] (T1 × (1 + MAX-REQUEST-RETRANSMIT) + connect
+//!   timeouts + 2 s: a crashed registrar is silent, the PU gives it up and asks the next),
+//!   not counting the time the test process's runtime was stalled during the wait (a probe
+//!   task measures it; the PEs and PUs live in the test process, and a machine at load ~40
+//!   stalled it for up to 7 s at a time). Raw waits and stalls are reported.
 //!
 //! Kills are SIGKILL (the PEs' associations reset, they hunt at once) or "crashes" (the
 //! registrar's link goes down first: nobody hears a reset, its PEs are reached by the
 //! takeover winner's H-flag keep-alive; the link comes back with the restart).
 //!
-//! Ignored by default (a known ownership gap can still lose a PE for one re-registration
-//! interval after a heal, BENCHMARKS.md "Chaos with real processes"): run with `--ignored`.
-//! Without `RSERPOOL_SOAK`: the short form (3 registrars, 150 PEs in 5 pools, 10 PUs, 30 s of chaos).
-//! `RSERPOOL_SOAK=<seconds>`: the soak (5 registrars, 1 000 PEs in 10 pools, 50 PUs, that
-//! many seconds of chaos; run it with `--release`). `RSERPOOL_SEED=<n>` repeats a run's
-//! random choices (the timing of real processes still differs). Figures are printed
-//! (`--nocapture`). Needs root and `ip netns`; otherwise prints `SKIP: <reason>` and passes
-//! (`RSERPOOL_REQUIRE_NETNS=1` makes that a failure).
+//! Two forms. `chaos_short_form` runs in the default test run: 3 registrars, 150 PEs in 5
+//! pools, 10 PUs, 30 s of chaos (~48 s wall, also at load 20–36). `chaos_soak` is
+//! `#[ignore]`d (10 minutes): 5 registrars, 1 000 PEs in 10 pools, 50 PUs,
+//! `RSERPOOL_SOAK=<seconds>` of chaos (default 600), run with `--ignored` (debug or
+//! release build). `RSERPOOL_SEED=<n>` repeats a run's random choices (the timing of real
+//! processes still differs). Figures are printed (`--nocapture`). Needs root and
+//! `ip netns`; otherwise prints `SKIP: <reason>` and passes (`RSERPOOL_REQUIRE_NETNS=1`
+//! makes that a failure).
 //!
 //! `RSERPOOL_SOAK_DIR=<dir>`: the registrar logs, the bridge capture and the event log
 //! (`events.log`, with the summary) go to `<dir>` and are kept also when the run passes
@@ -100,33 +103,41 @@ struct Params {
 }
 
 impl Params {
-    fn from_env() -> Params {
-        let seed = std::env::var("RSERPOOL_SEED")
+    fn seed() -> u64 {
+        std::env::var("RSERPOOL_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| rand::thread_rng().gen());
-        match std::env::var("RSERPOOL_SOAK")
+            .unwrap_or_else(|| rand::thread_rng().gen())
+    }
+
+    /// The short form: 3 registrars, 150 PEs in 5 pools, 10 PUs, 30 s of chaos.
+    fn short() -> Params {
+        Params {
+            registrars: 3,
+            min_alive: 2,
+            pes: 150,
+            pools: 5,
+            pus: 10,
+            duration: Duration::from_secs(30),
+            seed: Params::seed(),
+        }
+    }
+
+    /// The soak: 5 registrars, 1 000 PEs in 10 pools, 50 PUs, `RSERPOOL_SOAK` seconds of
+    /// chaos (600 when unset).
+    fn soak() -> Params {
+        let secs = std::env::var("RSERPOOL_SOAK")
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
-        {
-            Some(secs) => Params {
-                registrars: 5,
-                min_alive: 3,
-                pes: 1000,
-                pools: 10,
-                pus: 50,
-                duration: Duration::from_secs(secs.max(30)),
-                seed,
-            },
-            None => Params {
-                registrars: 3,
-                min_alive: 2,
-                pes: 150,
-                pools: 5,
-                pus: 10,
-                duration: Duration::from_secs(30),
-                seed,
-            },
+            .unwrap_or(600);
+        Params {
+            registrars: 5,
+            min_alive: 3,
+            pes: 1000,
+            pools: 10,
+            pus: 50,
+            duration: Duration::from_secs(secs.max(30)),
+            seed: Params::seed(),
         }
     }
 }
@@ -151,8 +162,9 @@ struct PuStats {
     errors: u64,
     waits: Vec<Duration>,
     first_error: Option<String>,
-    /// Requests that waited longer than T1 (when, PU, pool, wait, result), for analysis.
-    long: Vec<String>,
+    /// Requests that waited longer than T1: (asked, waited) since the start, and PU, pool
+    /// and result, for analysis.
+    long: Vec<(Duration, Duration, String)>,
 }
 
 struct World {
@@ -598,10 +610,27 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[k]
 }
 
+/// The short form, in the default test run: it passed 10 times in a row (47–49 s each)
+/// next to four soaks at load 20–36 (BENCHMARKS.md "Chaos"). Skipped when `RSERPOOL_SOAK`
+/// is set (the soak's command line filters by `netns_chaos` and runs `--ignored` anyway).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flag-only until the soak passes every time, also under load (BENCHMARKS.md \"Chaos\"): --ignored or RSERPOOL_SOAK"]
-async fn chaos_with_real_registrars_pes_and_pus() {
-    let p = Params::from_env();
+async fn chaos_short_form() {
+    if std::env::var_os("RSERPOOL_SOAK").is_some() {
+        eprintln!("SKIP: RSERPOOL_SOAK is set: the soak is chaos_soak (--ignored)");
+        return;
+    }
+    run(Params::short()).await;
+}
+
+/// The soak (10 minutes by default; `RSERPOOL_SOAK=<seconds>`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "10-minute soak: RSERPOOL_SOAK=600 cargo test -p enrp-server --test registrar netns_chaos -- --ignored"]
+async fn chaos_soak() {
+    run(Params::soak()).await;
+}
+
+/// One chaos run with `p` (module doc).
+async fn run(p: Params) {
     let keep_dir = std::env::var_os("RSERPOOL_SOAK_DIR").map(std::path::PathBuf::from);
     let log_dir = keep_dir
         .clone()
@@ -682,16 +711,14 @@ async fn chaos_with_real_registrars_pes_and_pus() {
                     s.requests += 1;
                     s.waits.push(waited);
                     if waited > PU_T1 {
-                        s.long.push(format!(
-                            "{:7.1} s  PU {k} waited {:.1} s for {pool} (asked at {:.1} s): {}",
-                            start.elapsed().as_secs_f64(),
-                            waited.as_secs_f64(),
-                            t.duration_since(start).as_secs_f64(),
+                        let what = format!(
+                            "PU {k}, {pool}: {}",
                             match &r {
                                 Ok(_) => "answered".to_string(),
                                 Err(e) => format!("error {e}"),
                             }
-                        ));
+                        );
+                        s.long.push((t.duration_since(start), waited, what));
                     }
                     if let Err(e) = r {
                         s.errors += 1;
@@ -705,8 +732,10 @@ async fn chaos_with_real_registrars_pes_and_pus() {
     }
 
     // Starvation probe: how late a 100 ms sleep of the test runtime wakes (the PEs and PUs
-    // run on the same two worker threads); lags over 500 ms are listed in the event log.
-    let lags = Arc::new(Mutex::new(Vec::<String>::new()));
+    // run on the same two worker threads): (when it woke, lag) of every lag over 100 ms.
+    // A starved runtime fires the PUs' timers late and reads their answers late too: see
+    // the PU wait assertion.
+    let lags = Arc::new(Mutex::new(Vec::<(Duration, Duration)>::new()));
     let mut max_lag = Duration::ZERO;
     let lag_task = {
         let (stop, lags) = (stop.clone(), lags.clone());
@@ -717,12 +746,8 @@ async fn chaos_with_real_registrars_pes_and_pus() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let lag = t.elapsed().saturating_sub(Duration::from_millis(100));
                 max = max.max(lag);
-                if lag > Duration::from_millis(500) {
-                    lags.lock().expect("lags").push(format!(
-                        "{:7.1} s  test runtime lag {:.2} s",
-                        start.elapsed().as_secs_f64(),
-                        lag.as_secs_f64()
-                    ));
+                if lag > Duration::from_millis(100) {
+                    lags.lock().expect("lags").push((start.elapsed(), lag));
                 }
             }
             max
@@ -857,19 +882,80 @@ async fn chaos_with_real_registrars_pes_and_pus() {
         percentile(&waits, 0.99).as_secs_f64() * 1e3,
         max_wait.as_secs_f64() * 1e3
     );
+    let lags = std::mem::take(&mut *lags.lock().expect("lags"));
+    // Time within [from, to] the test runtime was stalled (the part of each lag inside).
+    let stall = |from: Duration, to: Duration| -> Duration {
+        lags.iter()
+            .map(|(end, lag)| {
+                let a = end.saturating_sub(*lag).max(from);
+                let b = (*end).min(to);
+                b.saturating_sub(a)
+            })
+            .sum()
+    };
+    let long: Vec<String> = pu
+        .long
+        .iter()
+        .map(|(asked, waited, what)| {
+            format!(
+                "{:7.1} s  PU wait {:.1} s (asked at {:.1} s; test runtime stalled {:.1} s meanwhile) {what}",
+                (*asked + *waited).as_secs_f64(),
+                waited.as_secs_f64(),
+                asked.as_secs_f64(),
+                stall(*asked, *asked + *waited).as_secs_f64()
+            )
+        })
+        .collect();
+    // The PU wait bound is the protocol's (T1 × (1 + MAX-REQUEST-RETRANSMIT) + connect
+    // timeouts + 2 s), counted in time the PU could run: the PEs and PUs share the test
+    // process's two worker threads, and under machine load ~40 that runtime stalled for
+    // up to 7 s at a time (run 20: a 26.9 s wait of which 21 s were stalls; the registrars,
+    // separate processes, are not discounted). The raw maximum is reported too.
+    let runnable =
+        |asked: Duration, waited: Duration| waited.saturating_sub(stall(asked, asked + waited));
+    let max_runnable = pu
+        .long
+        .iter()
+        .map(|(a, w, _)| runnable(*a, *w))
+        .max()
+        .unwrap_or_default()
+        .max(
+            waits
+                .iter()
+                .copied()
+                .filter(|w| *w <= PU_T1)
+                .max()
+                .unwrap_or_default(),
+        );
+    let over: Vec<&String> = pu
+        .long
+        .iter()
+        .zip(&long)
+        .filter(|((a, w, _), _)| runnable(*a, *w) > pu_bound(&p))
+        .map(|(_, l)| l)
+        .collect();
     say!(
-        "test runtime: max lag {:.2} s, {} lags over 0.5 s; PU waits over T1: {}",
+        "test runtime: max lag {:.2} s, {} lags over 0.5 s; PU waits over T1: {}; longest PU wait less the runtime's stalls {:.1} ms (bound {:?}), over the bound: {}",
         max_lag.as_secs_f64(),
-        lags.lock().expect("lags").len(),
-        pu.long.len()
+        lags.iter().filter(|(_, l)| *l > Duration::from_millis(500)).count(),
+        pu.long.len(),
+        max_runnable.as_secs_f64() * 1e3,
+        pu_bound(&p),
+        over.len()
     );
     say!("violations: {}", w.violations.len());
     if let Some(dir) = &keep_dir {
         let mut text = w.events.join("\n");
         text += "\n";
-        text += &pu.long.join("\n");
+        text += &long.join("\n");
         text += "\n";
-        text += &lags.lock().expect("lags").join("\n");
+        for (t, l) in lags.iter().filter(|(_, l)| *l > Duration::from_millis(500)) {
+            text += &format!(
+                "{:7.1} s  test runtime lag {:.2} s\n",
+                t.as_secs_f64(),
+                l.as_secs_f64()
+            );
+        }
         text += "\n";
         text += &summary;
         std::fs::write(dir.join("events.log"), text).expect("events.log");
@@ -886,7 +972,11 @@ async fn chaos_with_real_registrars_pes_and_pus() {
         "HANDLE_UPDATE storm: {updates} > {update_bound}"
     );
     assert!(pu.requests > 0, "the PUs resolved");
-    assert!(max_wait <= pu_bound(&p), "a PU waited {max_wait:?}");
+    assert!(
+        max_runnable <= pu_bound(&p),
+        "a PU waited {max_runnable:?} besides the test runtime's stalls (bound {:?}; raw max {max_wait:?}); the waits over the bound: {over:#?}",
+        pu_bound(&p)
+    );
     assert!(
         w.convergence.len() >= 2,
         "start and final heal converged: {:?}",
