@@ -761,6 +761,11 @@ mod tests {
         app_cfg("", &format!("exe = \"sleep\"\ncmdline = '{re}'\n"))
     }
 
+    /// A config watching exactly `sleep ARG`.
+    fn sleep_cfg(arg: &str) -> Config {
+        app_cfg("", &sleep_with(arg))
+    }
+
     /// The application keys matching `sleep ARG` exactly.
     fn sleep_with(arg: &str) -> String {
         format!(
@@ -799,6 +804,14 @@ mod tests {
 
     fn spawn(cmd: &str, args: &[&str]) -> Kill {
         Kill(Command::new(cmd).args(args).spawn().unwrap())
+    }
+
+    /// A `sleep` child with this test's own [`arg`] `tag`: the argument, the child, its pid.
+    fn sleeper(tag: u32) -> (String, Kill, u32) {
+        let a = arg(tag);
+        let child = spawn("sleep", &[&a]);
+        let pid = child.0.id();
+        (a, child, pid)
     }
 
     #[test]
@@ -945,11 +958,9 @@ mod tests {
 
     #[test]
     fn finds_a_process_and_forgets_it_when_it_exits() {
-        let a = arg(1);
-        let mut child = spawn("sleep", &[&a]);
-        let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
+        let (a, mut child, pid) = sleeper(1);
+        let c = sleep_cfg(&a);
         let mut p = Poller::new();
-        let pid = child.0.id();
         // The child may still be between fork and exec at the first poll.
         let st = poll_until_pid(&mut p, &c, pid, 50);
         assert!(st[0].running);
@@ -968,12 +979,10 @@ mod tests {
     /// poll to poll; `None` once it is gone. The host comes from `[daemon] advertise`.
     #[test]
     fn reports_the_process_start_time_and_the_advertised_host() {
-        let a = arg(9);
         let before = crate::daemon::now_ms();
-        let mut child = spawn("sleep", &[&a]);
+        let (a, mut child, pid) = sleeper(9);
         let c = app_cfg("advertise = \"10.9.8.7\"\n", &sleep_with(&a));
         let mut p = Poller::new();
-        let pid = child.0.id();
         let st = poll_until_pid(&mut p, &c, pid, 50);
         assert_eq!(st[0].host, Some("10.9.8.7".parse().unwrap()));
         let started = st[0].started_at_ms.expect("start time");
@@ -1097,7 +1106,7 @@ mod tests {
     #[test]
     fn exec_of_a_young_process_is_seen_at_the_next_poll() {
         let a = arg(2);
-        let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
+        let c = sleep_cfg(&a);
         let mut p = Poller::new();
         let (_child, pid) = exec_sleep_after_a_second(&mut p, &c, &a);
         assert_eq!(polls_until_seen(&mut p, &c, pid, 1), Some(1));
@@ -1106,7 +1115,7 @@ mod tests {
     #[test]
     fn exec_of_an_old_process_is_seen_within_the_recheck_period() {
         let a = arg(3);
-        let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
+        let c = sleep_cfg(&a);
         let mut p = Poller::new();
         p.young_secs = 0; // every process counts as old
         let (_child, pid) = exec_sleep_after_a_second(&mut p, &c, &a);
@@ -1116,10 +1125,8 @@ mod tests {
 
     #[test]
     fn changed_inode_or_start_time_rebuilds_the_entry() {
-        let a = arg(4);
-        let child = spawn("sleep", &[&a]);
-        let pid = child.0.id();
-        let c = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
+        let (a, child, pid) = sleeper(4);
+        let c = sleep_cfg(&a);
         let mut p = Poller::new();
         assert!(polls_until_seen(&mut p, &c, pid, 50).is_some());
         let key = pid as i32;
@@ -1160,10 +1167,8 @@ mod tests {
 
     #[test]
     fn config_change_rematches_cached_processes() {
-        let a = arg(5);
-        let child = spawn("sleep", &[&a]);
-        let pid = child.0.id();
-        let yes = cfg(&format!("^sleep {}$", regex_lite::escape(&a)));
+        let (a, _child, pid) = sleeper(5);
+        let yes = sleep_cfg(&a);
         let no = cfg("^sleep never$");
         let mut p = Poller::new();
         assert!(polls_until_seen(&mut p, &yes, pid, 50).is_some());

@@ -119,28 +119,24 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<()
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
-/// One family `name` with a sample per item of `samples`: its labels and its value.
-fn family<'a, M: EncodeMetric, const N: usize>(
+/// One family with a sample `value(item)` per item of `items`, labelled with the item's
+/// labels ([`servers`], [`daemons`]).
+fn family<'a, T: 'a, M: EncodeMetric, const N: usize>(
     e: &mut DescriptorEncoder,
     (name, help, kind): (&str, &str, MetricType),
-    samples: impl IntoIterator<Item = ([(&'static str, &'a str); N], M)>,
+    items: impl IntoIterator<Item = ([(&'static str, &'a str); N], &'a T)>,
+    value: impl Fn(&T) -> M,
 ) -> Result<(), std::fmt::Error> {
     let mut f = e.encode_descriptor(name, help, None, kind)?;
-    for (labels, m) in samples {
-        m.encode(f.encode_family(&labels)?)?;
+    for (labels, item) in items {
+        value(item).encode(f.encode_family(&labels)?)?;
     }
     Ok(())
 }
 
-/// One family with a sample `value(server)` per server of the pooling table, labelled
-/// with its application and name.
-fn per_server<M: EncodeMetric>(
-    e: &mut DescriptorEncoder,
-    st: &Status,
-    descriptor: (&str, &str, MetricType),
-    value: impl Fn(&ServerView) -> M,
-) -> Result<(), std::fmt::Error> {
-    let servers = st.applications.iter().flat_map(|a| {
+/// The servers of the pooling table, labelled with their application and name.
+fn servers(st: &Status) -> impl Iterator<Item = ([(&'static str, &str); 2], &ServerView)> {
+    st.applications.iter().flat_map(|a| {
         a.servers.iter().map(move |s| {
             (
                 [
@@ -150,22 +146,12 @@ fn per_server<M: EncodeMetric>(
                 s,
             )
         })
-    });
-    family(e, descriptor, servers.map(|(l, s)| (l, value(s))))
+    })
 }
 
-/// One family with a sample `value(daemon)` per known daemon, labelled with its identity.
-fn per_daemon<M: EncodeMetric>(
-    e: &mut DescriptorEncoder,
-    st: &Status,
-    descriptor: (&str, &str, MetricType),
-    value: impl Fn(&DaemonView) -> M,
-) -> Result<(), std::fmt::Error> {
-    let daemons = st
-        .daemons
-        .iter()
-        .map(|d| ([("daemon", d.id.as_str())], value(d)));
-    family(e, descriptor, daemons)
+/// The known daemons, labelled with their identity.
+fn daemons(st: &Status) -> impl Iterator<Item = ([(&'static str, &str); 1], &DaemonView)> {
+    st.daemons.iter().map(|d| ([("daemon", d.id.as_str())], d))
 }
 
 impl Collector for Page {
@@ -210,39 +196,34 @@ impl Collector for Page {
             m.failovers_failed.load(Ordering::Relaxed),
         )?;
 
-        let servers = || {
-            st.applications
-                .iter()
-                .flat_map(|a| a.servers.iter().map(move |s| (a.name.as_str(), s)))
-        };
-        per_server(
+        family(
             &mut e,
-            st,
             (
                 "proxy_pe_server_selections",
                 "Sessions assigned to the server (selections and reselections).",
                 counter_type,
             ),
+            servers(st),
             |s| ConstCounter::new(s.assigned_total),
         )?;
-        per_server(
+        family(
             &mut e,
-            st,
             (
                 "proxy_pe_server_active_sessions",
                 "Sessions open on the server.",
                 gauge_type,
             ),
+            servers(st),
             |s| ConstGauge::new(i64::from(s.active_sessions)),
         )?;
-        per_server(
+        family(
             &mut e,
-            st,
             (
                 "proxy_pe_server_selectable",
                 "1 if the server may be given sessions (mode B) or is registered (mode A).",
                 gauge_type,
             ),
+            servers(st),
             |s| ConstGauge::new(i64::from(s.selectable)),
         )?;
         let mut f = e.encode_descriptor(
@@ -251,7 +232,7 @@ impl Collector for Page {
             None,
             gauge_type,
         )?;
-        for (app, s) in servers() {
+        for ([app, server], s) in servers(st) {
             let now = label_of(&s.health);
             let mut states: Vec<&str> = HEALTH.to_vec();
             if !states.contains(&now.as_str()) {
@@ -259,51 +240,51 @@ impl Collector for Page {
             }
             for h in states {
                 ConstGauge::new(i64::from(h == now)).encode(f.encode_family(&[
-                    ("application", app),
-                    ("server", &s.name),
+                    app,
+                    server,
                     ("health", h),
                 ])?)?;
             }
         }
-        per_server(
+        family(
             &mut e,
-            st,
             (
                 "proxy_pe_server_load",
                 "Load reported by the server's daemon, 0..1.",
                 gauge_type,
             ),
+            servers(st),
             |s| ConstGauge::new(s.load),
         )?;
 
-        per_daemon(
+        family(
             &mut e,
-            st,
             (
                 "proxy_pe_daemon_connected",
                 "1 while the legacy-daemon's link is open, else 0.",
                 gauge_type,
             ),
+            daemons(st),
             |d| ConstGauge::new(i64::from(d.connected)),
         )?;
-        per_daemon(
+        family(
             &mut e,
-            st,
             (
                 "proxy_pe_daemon_last_frame_age_seconds",
                 "Age of the last frame from the daemon.",
                 gauge_type,
             ),
+            daemons(st),
             |d| ConstGauge::new(d.last_frame_age_ms as f64 / 1000.0),
         )?;
-        per_daemon(
+        family(
             &mut e,
-            st,
             (
                 "proxy_pe_daemon_connections",
                 "Connections accepted from the daemon.",
                 counter_type,
             ),
+            daemons(st),
             |d| ConstCounter::new(d.connections),
         )?;
 

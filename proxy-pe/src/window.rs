@@ -511,6 +511,17 @@ mod tests {
         u64::try_from(ts.as_millisecond()).expect("after 1970")
     }
 
+    /// Asserts that `w` holds from `start` up to `end` (excluded), to the minute: not the
+    /// minute before, at `start`, in the last minute, not at `end`.
+    #[track_caller]
+    fn assert_span(w: &Window, start: u64, end: u64) {
+        const MINUTE: u64 = 60_000;
+        assert!(!w.contains(start - MINUTE), "in a minute before {start}");
+        assert!(w.contains(start), "not at its start {start}");
+        assert!(w.contains(end - MINUTE), "not in the minute before {end}");
+        assert!(!w.contains(end), "still at its end {end}");
+    }
+
     #[test]
     fn utc_daily_and_absolute_as_before() {
         let w = Window::parse("daily 23:00-01:00").expect("ok");
@@ -528,23 +539,17 @@ mod tests {
     fn weekly_window_in_berlin_across_spring_forward() {
         // 2026-03-29 is a Sunday; Berlin goes 02:00 CET -> 03:00 CEST (01:00 UTC).
         let w = Window::parse("Sun 02:00-04:00 Europe/Berlin").expect("ok");
-        // 02:00 does not exist: the window starts at 03:00 CEST = 01:00 UTC.
-        assert!(!w.contains(utc(2026, 3, 29, 0, 59)));
-        assert!(w.contains(utc(2026, 3, 29, 1, 0)));
+        // 02:00 does not exist: the window starts at 03:00 CEST = 01:00 UTC and ends at
         // 04:00 CEST = 02:00 UTC: one real hour that day.
-        assert!(w.contains(utc(2026, 3, 29, 1, 59)));
-        assert!(!w.contains(utc(2026, 3, 29, 2, 0)));
+        assert_span(&w, utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 2, 0));
         assert_eq!(
             w.current(utc(2026, 3, 29, 1, 30)),
             Some((utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 2, 0)))
         );
         // The Sunday before (CET, UTC+1): 01:00-03:00 UTC.
-        assert!(w.contains(utc(2026, 3, 22, 1, 0)));
-        assert!(w.contains(utc(2026, 3, 22, 2, 59)));
-        assert!(!w.contains(utc(2026, 3, 22, 3, 0)));
+        assert_span(&w, utc(2026, 3, 22, 1, 0), utc(2026, 3, 22, 3, 0));
         // The Sunday after (CEST, UTC+2): 00:00-02:00 UTC.
-        assert!(w.contains(utc(2026, 4, 5, 0, 0)));
-        assert!(!w.contains(utc(2026, 4, 5, 2, 0)));
+        assert_span(&w, utc(2026, 4, 5, 0, 0), utc(2026, 4, 5, 2, 0));
         // Not on a Saturday at the same time.
         assert!(!w.contains(utc(2026, 3, 28, 1, 30)));
     }
@@ -554,10 +559,7 @@ mod tests {
         // 2026-10-25 (Sunday): 03:00 CEST -> 02:00 CET (01:00 UTC); 02:00-04:00 local
         // starts at the first 02:00 (00:00 UTC) and ends at 04:00 CET (03:00 UTC).
         let w = Window::parse("Sun 02:00-04:00 Europe/Berlin").expect("ok");
-        assert!(!w.contains(utc(2026, 10, 24, 23, 59)));
-        assert!(w.contains(utc(2026, 10, 25, 0, 0)));
-        assert!(w.contains(utc(2026, 10, 25, 2, 59)));
-        assert!(!w.contains(utc(2026, 10, 25, 3, 0)));
+        assert_span(&w, utc(2026, 10, 25, 0, 0), utc(2026, 10, 25, 3, 0));
     }
 
     #[test]
@@ -590,20 +592,13 @@ mod tests {
         // Every Sunday 02:30 Berlin for 90 minutes.
         let w = Window::parse("cron 30 2 * * 0 90m Europe/Berlin").expect("ok");
         // Normal Sunday (CET): 01:30-03:00 UTC.
-        assert!(!w.contains(utc(2026, 3, 22, 1, 29)));
-        assert!(w.contains(utc(2026, 3, 22, 1, 30)));
-        assert!(w.contains(utc(2026, 3, 22, 2, 59)));
-        assert!(!w.contains(utc(2026, 3, 22, 3, 0)));
+        assert_span(&w, utc(2026, 3, 22, 1, 30), utc(2026, 3, 22, 3, 0));
         // DST day: 02:30 does not exist -> 03:30 CEST = 01:30 UTC, then 90 real minutes.
-        assert!(!w.contains(utc(2026, 3, 29, 1, 29)));
-        assert!(w.contains(utc(2026, 3, 29, 1, 30)));
-        assert!(!w.contains(utc(2026, 3, 29, 3, 0)));
+        assert_span(&w, utc(2026, 3, 29, 1, 30), utc(2026, 3, 29, 3, 0));
         // Monday: none.
         assert!(!w.contains(utc(2026, 3, 30, 1, 45)));
         // Fall back: 02:30 happens twice; the earlier (00:30 UTC) starts the window.
-        assert!(w.contains(utc(2026, 10, 25, 0, 30)));
-        assert!(w.contains(utc(2026, 10, 25, 1, 59)));
-        assert!(!w.contains(utc(2026, 10, 25, 2, 0)));
+        assert_span(&w, utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 2, 0));
     }
 
     #[test]

@@ -34,6 +34,14 @@ impl TempDir {
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
+
+    /// Writes `text` to `name` inside the directory (atomically, [`write_file`]) and
+    /// returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        write_file(&p, text);
+        p
+    }
 }
 
 impl Drop for TempDir {

@@ -54,6 +54,17 @@ pub fn value(page: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// Asserts that the page has the sample `series` (as in [`value`]) with the value `want`;
+/// the failure message shows the page.
+#[track_caller]
+pub fn assert_value(page: &str, series: &str, want: f64) {
+    assert_eq!(
+        value(page, series),
+        Some(want),
+        "{series} on the page:\n{page}"
+    );
+}
+
 /// Metric family names declared on the page (`# TYPE name kind`), with their kinds.
 pub fn families(page: &str) -> Vec<(String, String)> {
     page.lines()

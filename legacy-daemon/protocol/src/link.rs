@@ -358,6 +358,16 @@ mod tests {
         }
     }
 
+    /// The next handshake frame's payload from `s`, read with a fresh decoder (the peer
+    /// sends nothing more before it is answered).
+    async fn recv_clear(s: &mut TcpStream) -> Vec<u8> {
+        let mut buf = vec![0u8; 4096];
+        recv_payload(s, &mut FrameDecoder::new(), &mut buf)
+            .await
+            .unwrap()
+            .expect("a frame")
+    }
+
     fn two_keys() -> (Key, Key, DaemonKeys) {
         let (k1, k2) = (Key::generate(), Key::generate());
         let keys = DaemonKeys::hmac([("d1".to_string(), k1.clone()), ("d2".into(), k2.clone())]);
@@ -376,12 +386,7 @@ mod tests {
             nonce: to_hex(&nonce_d),
         });
         send_clear(&mut s, &init).await.unwrap();
-        let mut dec = FrameDecoder::new();
-        let mut buf = vec![0u8; 4096];
-        let p = recv_payload(&mut s, &mut dec, &mut buf)
-            .await
-            .unwrap()
-            .unwrap();
+        let p = recv_clear(&mut s).await;
         let AuthAnswer::AuthAccept { nonce, .. } = serde_json::from_slice(&p).unwrap() else {
             panic!("refused early")
         };
@@ -391,6 +396,7 @@ mod tests {
         let body = serde_json::to_vec(&hello(claimed)).unwrap();
         let _ = s.write_all(&sealer.seal(&body).unwrap()).await;
         // Keep the socket open until the proxy decides.
+        let mut buf = [0u8; 1];
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await;
     }
 
@@ -426,12 +432,7 @@ mod tests {
         let keys2 = keys.clone();
         let rec = tokio::spawn(async move {
             let (mut s, _) = l.accept().await.unwrap();
-            let mut dec = FrameDecoder::new();
-            let mut buf = vec![0u8; 4096];
-            let init = recv_payload(&mut s, &mut dec, &mut buf)
-                .await
-                .unwrap()
-                .unwrap();
+            let init = recv_clear(&mut s).await;
             // Answer like a proxy so the daemon sends its Hello.
             let AuthHello::AuthInit(i) = serde_json::from_slice(&init).unwrap();
             let nonce_p = new_nonce();
@@ -447,10 +448,7 @@ mod tests {
                 proof: Some(to_hex(&sk.proxy_proof())),
             };
             send_clear(&mut s, &ans).await.unwrap();
-            let hello = recv_payload(&mut s, &mut dec, &mut buf)
-                .await
-                .unwrap()
-                .unwrap();
+            let hello = recv_clear(&mut s).await;
             (init, hello)
         });
         let s = TcpStream::connect(addr).await.unwrap();

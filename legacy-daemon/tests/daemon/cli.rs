@@ -33,9 +33,8 @@ fn once_prints_status_json() {
     let dir = TempDir::new("once");
     let arg = format!("100000.{}", unique());
     let s = spawn_sleep(&arg);
-    let cfg = dir.path("d.toml");
-    write_file(
-        &cfg,
+    let cfg = dir.file(
+        "d.toml",
         &format!(
             "[daemon]\nkey = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\nid = \"once-host\"\n[[app]]\nname = \"A\"\nexe = \"sleep\"\ncmdline = '{}'\n\
              [[app]]\nname = \"absent\"\nexe = \"no-such-binary-xyz\"\nports = [1]\ncount_connections = true\n",
@@ -66,9 +65,8 @@ fn once_prints_status_json() {
 #[test]
 fn check_config_exit_codes_and_messages() {
     let dir = TempDir::new("check");
-    let good = dir.path("good.toml");
-    write_file(
-        &good,
+    let good = dir.file(
+        "good.toml",
         &format!("[daemon]\nkey = \"{TEST_KEY}\"\n[[app]]\nname = \"A\"\nexe = \"x\"\n[[proxy]]\naddress = \"p:7100\"\n"),
     );
     let (code, out, _) = run(&["--check-config", "--config", good.to_str().unwrap()]);
@@ -78,8 +76,7 @@ fn check_config_exit_codes_and_messages() {
         "{out}"
     );
 
-    let bad = dir.path("bad.toml");
-    write_file(&bad, "[daemon]\npoll_interval_ms = \"fast\"\n");
+    let bad = dir.file("bad.toml", "[daemon]\npoll_interval_ms = \"fast\"\n");
     let out = check_fails(bad.to_str().unwrap());
     let want = format!(
         "ERROR: {}:2:20: key `daemon.poll_interval_ms`: ",
@@ -88,8 +85,7 @@ fn check_config_exit_codes_and_messages() {
     assert!(out.starts_with(&want), "{out}");
 
     // Without a key and without `auth = "none"` the configuration is refused.
-    let nokey = dir.path("nokey.toml");
-    write_file(&nokey, "[[proxy]]\naddress = \"p:7100\"\n");
+    let nokey = dir.file("nokey.toml", "[[proxy]]\naddress = \"p:7100\"\n");
     let out = check_fails(nokey.to_str().unwrap());
     assert!(
         out.contains("key `daemon.key`") && out.contains("auth = \"none\""),
@@ -97,21 +93,17 @@ fn check_config_exit_codes_and_messages() {
     );
 
     let out = check_fails("/nonexistent/legacy.toml");
-    assert!(
-        out.contains("/nonexistent/legacy.toml: cannot read"),
-        "{out}"
-    );
+    assert_contains(&out, "/nonexistent/legacy.toml: cannot read");
 }
 
 #[test]
 fn daemon_refuses_to_start_with_bad_config() {
     let dir = TempDir::new("badstart");
-    let bad = dir.path("bad.toml");
-    write_file(&bad, "[[proxy]]\naddress = \"no-port\"\n");
+    let bad = dir.file("bad.toml", "[[proxy]]\naddress = \"no-port\"\n");
     let err = start_fails(&bad);
-    assert!(
-        err.contains(":2:11: key `proxy[0].address`: proxy address `no-port` is not host:port"),
-        "{err}"
+    assert_contains(
+        &err,
+        ":2:11: key `proxy[0].address`: proxy address `no-port` is not host:port",
     );
 }
 
@@ -121,12 +113,9 @@ fn missing_config_file_names_the_path_and_the_fix() {
     let dir = TempDir::new("nofile");
     let missing = dir.path("absent.toml");
     let err = start_fails(&missing);
-    assert!(
-        err.contains(&format!("{}: cannot read:", missing.display())),
-        "{err}"
-    );
-    assert!(err.contains("legacy-daemon.toml.example"), "{err}");
-    assert!(err.contains("--config PATH"), "{err}");
+    assert_contains(&err, &format!("{}: cannot read:", missing.display()));
+    assert_contains(&err, "legacy-daemon.toml.example");
+    assert_contains(&err, "--config PATH");
 }
 
 #[test]

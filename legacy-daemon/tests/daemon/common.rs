@@ -21,6 +21,13 @@ pub use rserpool_tests::net::free_port as dead_port;
 /// Upper bound for waiting on any single expected event.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Asserts that `text` (a log, an error message, command output) contains `needle`; the
+/// failure message shows the text.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+}
+
 /// `sleep <secs>` where `secs` is distinctive (e.g. `100000.123`), so a regex matches
 /// exactly this process.
 pub fn spawn_sleep(arg: &str) -> Proc {

@@ -36,8 +36,7 @@ async fn start(
     l: &DaemonListener,
     text: &str,
 ) -> (Proc, DaemonConnection, StatusTable) {
-    let cfg = dir.path("d.toml");
-    write_file(&cfg, text);
+    let cfg = dir.file("d.toml", text);
     let d = spawn_daemon(&cfg, &dir.path("log"));
     let (c, t) = accept_synced(l).await;
     (d, c, t)
@@ -131,9 +130,8 @@ async fn exit_is_noticed_by_pidfd_long_before_the_next_poll() {
 
 #[tokio::test]
 async fn file_rewrite_adds_and_removes_apps_and_bad_file_keeps_old_config() {
-    let dir = TempDir::new("reload");
-    let (l, addr) = listener().await;
-    let (arg_a, arg_b) = (sleep_arg(), sleep_arg());
+    let (dir, l, addr, arg_a) = setup("reload").await;
+    let arg_b = sleep_arg();
     let _a = spawn_sleep(&arg_a);
     let b = spawn_sleep(&arg_b);
     let cfg = dir.path("d.toml");
@@ -164,7 +162,7 @@ async fn file_rewrite_adds_and_removes_apps_and_bad_file_keeps_old_config() {
         &format!("{head}[[app]]\nname = \"C\"\ncmdline = '(oops'\n"),
     );
     let text = wait_log(&log, "invalid configuration, keeping the previous one").await;
-    assert!(text.contains("cmdline"), "{text}");
+    assert_contains(&text, "cmdline");
     assert!(
         text.contains(":") && text.contains("invalid regex"),
         "{text}"
@@ -326,24 +324,22 @@ async fn two_proxies_losing_one_does_not_disturb_the_other() {
 
 #[tokio::test]
 async fn unreachable_proxy_is_retried_then_given_up_without_crash() {
-    let dir = TempDir::new("unreach");
-    let (l, addr) = listener().await;
+    let (dir, l, addr, _) = setup("unreach").await;
     let dead = format!("127.0.0.1:{}", dead_port());
-    let cfg = dir.path("d.toml");
-    let log = dir.path("log");
-    write_file(
-        &cfg,
+    let cfg = dir.file(
+        "d.toml",
         &format!(
             "{}[[proxy]]\naddress = \"{dead}\"\nmax_attempts = 3\nreconnect_min_ms = 20\n{}",
             head("", &[]),
             proxies(&[addr])
         ),
     );
+    let log = dir.path("log");
     let mut d = spawn_daemon(&cfg, &log);
     let (mut c, mut t) = accept_synced(&l).await;
     let text = wait_log(&log, "proxy_retries_exhausted").await;
-    assert!(text.contains("cannot connect to proxy"), "{text}");
-    assert!(text.contains(&dead), "{text}");
+    assert_contains(&text, "cannot connect to proxy");
+    assert_contains(&text, &dead);
     assert_eq!(text.matches("cannot connect to proxy").count(), 3, "{text}");
     // The good proxy is still served.
     for _ in 0..3 {
@@ -469,8 +465,7 @@ fn helper_tcp_server() {
 
 #[tokio::test]
 async fn ports_connections_and_pid_file() {
-    let dir = TempDir::new("tcp");
-    let (l, addr) = listener().await;
+    let (dir, l, addr, _) = setup("tcp").await;
     let token = format!("tcpsrv{}", unique());
     let port_file = dir.path("port");
     let server = Proc::new(
@@ -532,10 +527,9 @@ async fn ports_connections_and_pid_file() {
 async fn state_file_survives_daemon_restart() {
     let (dir, l, addr, arg) = setup("state").await;
     let mut a = spawn_sleep(&arg);
-    let cfg = dir.path("d.toml");
     let state = dir.path("state.json");
-    write_file(
-        &cfg,
+    let cfg = dir.file(
+        "d.toml",
         &format!(
             "{}{}",
             head(&format!("state_file = \"{}\"\n", state.display()), &[addr]),
@@ -566,13 +560,9 @@ async fn state_file_survives_daemon_restart() {
 
 #[tokio::test]
 async fn config_push_refused_when_disabled() {
-    let dir = TempDir::new("nopush");
-    let (l, addr) = listener().await;
-    let cfg = dir.path("d.toml");
+    let (dir, l, addr, _) = setup("nopush").await;
     let text = head("accept_push = false\n", &[addr]);
-    write_file(&cfg, &text);
-    let _d = spawn_daemon(&cfg, &dir.path("log"));
-    let (mut c, mut t) = accept_synced(&l).await;
+    let (_d, mut c, mut t) = start(&dir, &l, &text).await;
     c.push_config(9, &format!("[daemon]\nkey = \"{TEST_KEY}\"\n"))
         .await
         .expect("push");
@@ -584,7 +574,7 @@ async fn config_push_refused_when_disabled() {
         .unwrap_or_default()
         .contains("accept_push = false"));
     assert_eq!(
-        std::fs::read_to_string(&cfg).expect("read"),
+        std::fs::read_to_string(dir.path("d.toml")).expect("read"),
         text,
         "file untouched"
     );

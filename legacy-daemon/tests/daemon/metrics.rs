@@ -112,9 +112,8 @@ async fn metrics_count_reports_and_show_link_and_app_state() {
 #[test]
 fn metrics_address_in_use_is_named_with_the_fix() {
     let dir = TempDir::new("metrics-busy");
-    let cfg = dir.path("d.toml");
-    write_file(
-        &cfg,
+    let cfg = dir.file(
+        "d.toml",
         &format!(
             "[daemon]\nkey = \"{TEST_KEY}\"\n[[proxy]]\naddress = \"127.0.0.1:{}\"\n\
              [[app]]\nname = \"A\"\nexe = \"nothing-here\"\n",
@@ -122,9 +121,6 @@ fn metrics_address_in_use_is_named_with_the_fix() {
         ),
     );
     let (addr, err) = address_in_use(daemon_bin(), &["--config", &cfg.display().to_string()]);
-    assert!(
-        err.contains(&format!("cannot listen on {addr} (--metrics)")),
-        "{err}"
-    );
-    assert!(err.contains("pick a free port"), "{err}");
+    assert_contains(&err, &format!("cannot listen on {addr} (--metrics)"));
+    assert_contains(&err, "pick a free port");
 }

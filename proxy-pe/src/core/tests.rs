@@ -1175,6 +1175,14 @@ fn peer(ip: &str) -> IpAddr {
     ip.parse().expect("ip")
 }
 
+/// Daemon `d` connects from `from` and its first snapshot reports `app`; the core's
+/// actions.
+fn join_from(c: &mut Core, d: &str, from: &str, app: AppStatus) -> Vec<Action> {
+    c.daemon_connected_from(T0, &hello(d, 1), peer(from));
+    c.daemon_message(T0, d, &snapshot(1, vec![app]))
+        .expect("snapshot")
+}
+
 fn table(c: &Core) -> Vec<(String, SocketAddr, bool)> {
     c.status(T0).applications[0]
         .servers
@@ -1189,19 +1197,14 @@ fn daemons_feed_the_pooling_table_and_only_allowed_ones_join() {
     assert!(table(&c).is_empty(), "nothing declared");
     // d1 reports its address, d2 none (its connection's address is used), d3 is not
     // allowed to join.
-    c.daemon_connected_from(T0, &hello("d1", 1), peer("127.0.0.99"));
-    c.daemon_message(
-        T0,
+    join_from(
+        &mut c,
         "d1",
-        &snapshot(1, vec![reported(Some(7001), Some("10.0.0.1"), 11)]),
-    )
-    .expect("snapshot");
-    c.daemon_connected_from(T0, &hello("d2", 1), peer("127.0.0.12"));
-    c.daemon_message(T0, "d2", &snapshot(1, vec![reported(Some(7002), None, 12)]))
-        .expect("snapshot");
-    c.daemon_connected_from(T0, &hello("d3", 1), peer("127.0.0.13"));
-    c.daemon_message(T0, "d3", &snapshot(1, vec![reported(Some(7003), None, 13)]))
-        .expect("snapshot");
+        "127.0.0.99",
+        reported(Some(7001), Some("10.0.0.1"), 11),
+    );
+    join_from(&mut c, "d2", "127.0.0.12", reported(Some(7002), None, 12));
+    join_from(&mut c, "d3", "127.0.0.13", reported(Some(7003), None, 13));
     assert_eq!(
         table(&c),
         vec![
@@ -1292,10 +1295,7 @@ fn daemons_feed_the_pooling_table_and_only_allowed_ones_join() {
 #[test]
 fn joined_servers_are_registered_in_mode_a_and_deregistered_when_they_leave() {
     let mut c = Core::new(join_config("registration"));
-    c.daemon_connected_from(T0, &hello("d1", 1), peer("127.0.0.11"));
-    let acts = c
-        .daemon_message(T0, "d1", &snapshot(1, vec![reported(Some(7001), None, 11)]))
-        .expect("snapshot");
+    let acts = join_from(&mut c, "d1", "127.0.0.11", reported(Some(7001), None, 11));
     let id = legacy_pe_id(None, "A", "d1");
     assert!(
         matches!(&acts[..], [Action::Register { pool_handle, pe }] if pool_handle == "AppA" && pe.id == id
@@ -1303,10 +1303,7 @@ fn joined_servers_are_registered_in_mode_a_and_deregistered_when_they_leave() {
         "{acts:?}"
     );
     // An unlisted daemon reporting the same application registers nothing.
-    c.daemon_connected_from(T0, &hello("d3", 1), peer("127.0.0.13"));
-    let acts = c
-        .daemon_message(T0, "d3", &snapshot(1, vec![reported(Some(7003), None, 13)]))
-        .expect("snapshot");
+    let acts = join_from(&mut c, "d3", "127.0.0.13", reported(Some(7003), None, 13));
     assert!(acts.is_empty(), "{acts:?}");
     assert_eq!(c.registrations().len(), 1);
     // A snapshot without the application (daemon reconfigured): deregistered.
@@ -1325,9 +1322,7 @@ fn joined_servers_are_registered_in_mode_a_and_deregistered_when_they_leave() {
 #[test]
 fn joined_servers_and_their_state_survive_a_reload() {
     let mut c = Core::new(join_config("broker"));
-    c.daemon_connected_from(T0, &hello("d1", 1), peer("127.0.0.11"));
-    c.daemon_message(T0, "d1", &snapshot(1, vec![reported(Some(7001), None, 11)]))
-        .expect("snapshot");
+    join_from(&mut c, "d1", "127.0.0.11", reported(Some(7001), None, 11));
     let s = c.open_session(T0, "A").expect("ok");
     let acts = c.apply_config(T0 + 1, join_config("broker"));
     assert!(acts.is_empty(), "no move over a reload: {acts:?}");
@@ -1478,12 +1473,8 @@ fn zoned_window_across_spring_forward_drains_and_ends_after_one_hour() {
 #[test]
 fn joined_servers_are_listed_by_name_whatever_the_report_order() {
     let mut c = Core::new(join_config("broker"));
-    c.daemon_connected_from(T0, &hello("d2", 1), peer("127.0.0.12"));
-    c.daemon_message(T0, "d2", &snapshot(1, vec![reported(Some(7002), None, 12)]))
-        .expect("snapshot");
-    c.daemon_connected_from(T0, &hello("d1", 1), peer("127.0.0.11"));
-    c.daemon_message(T0, "d1", &snapshot(1, vec![reported(Some(7001), None, 11)]))
-        .expect("snapshot");
+    join_from(&mut c, "d2", "127.0.0.12", reported(Some(7002), None, 12));
+    join_from(&mut c, "d1", "127.0.0.11", reported(Some(7001), None, 11));
     let names: Vec<String> = table(&c).into_iter().map(|t| t.0).collect();
     assert_eq!(names, vec!["d1", "d2"]);
 }
@@ -1541,24 +1532,18 @@ fn silent_daemon_without_a_vouching_check_is_out_of_selection_but_not_down() {
     assert!(state(&c, T0 + 10, "IP1").selectable);
 
     // A banner check vouches: silent but passing stays selectable (the rule before).
-    let banner = config_app(
-        "broker",
-        "round-robin",
+    let mut c = broker(
         "",
         "[application.check]\ntype = \"tcp\"\nexpect = \"hello\"\n",
     );
-    let mut c = up(banner);
     silent_d1(&mut c, t_stale);
     assert_eq!(state(&c, t_stale, "IP1").health, Health::Suspect);
     assert!(state(&c, t_stale, "IP1").selectable);
     // A plain TCP check (connect, `send` only) does not vouch.
-    let plain = config_app(
-        "broker",
-        "round-robin",
+    let mut c = broker(
         "",
         "[application.check]\ntype = \"tcp\"\nsend = \"PING\\r\\n\"\n",
     );
-    let mut c = up(plain);
     silent_d1(&mut c, t_stale);
     assert!(!state(&c, t_stale, "IP1").selectable);
     // `tcp_probe_vouches = true`: the old behaviour, selectable during the grace.

@@ -11,13 +11,15 @@ super::min_key_policy!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{up_with, SelectionPolicy};
+    use crate::policy::assert_picks;
 
     #[test]
     fn picks_fewest_apps() {
-        let mut c = up_with(&[3, 1, 2], |c, n| c.apps_running = n);
-        assert_eq!(FewestApps.select(&c), Some(1));
-        c[1].available = false;
-        assert_eq!(FewestApps.select(&c), Some(2));
+        assert_picks(
+            &mut FewestApps,
+            &[3, 1, 2],
+            |c, n| c.apps_running = n,
+            [1, 2],
+        );
     }
 }

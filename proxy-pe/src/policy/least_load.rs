@@ -11,14 +11,11 @@ super::min_key_policy!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{up_with, SelectionPolicy};
+    use crate::policy::{assert_picks, SelectionPolicy};
 
     #[test]
     fn picks_lowest_load_ties_by_order() {
-        let mut c = up_with(&[0.8, 0.2, 0.5], |c, l| c.load = l);
-        assert_eq!(LeastLoad.select(&c), Some(1));
-        c[1].available = false;
-        assert_eq!(LeastLoad.select(&c), Some(2));
+        let mut c = assert_picks(&mut LeastLoad, &[0.8, 0.2, 0.5], |c, l| c.load = l, [1, 2]);
         c[0].load = 0.5;
         assert_eq!(LeastLoad.select(&c), Some(0));
     }

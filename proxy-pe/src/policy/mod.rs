@@ -199,3 +199,19 @@ pub(crate) fn up_with<T: Copy>(values: &[T], set: impl Fn(&mut Candidate, T)) ->
     }
     c
 }
+
+/// Asserts that `policy`, over the [`up_with`] candidates of `values`, picks `best`, and
+/// `next` once `best` is unavailable; returns those candidates (`best` unavailable).
+#[cfg(test)]
+pub(crate) fn assert_picks<T: Copy + std::fmt::Debug>(
+    policy: &mut dyn SelectionPolicy,
+    values: &[T],
+    set: impl Fn(&mut Candidate, T),
+    [best, next]: [usize; 2],
+) -> Vec<Candidate> {
+    let mut c = up_with(values, set);
+    assert_eq!(policy.select(&c), Some(best), "{values:?}");
+    c[best].available = false;
+    assert_eq!(policy.select(&c), Some(next), "{values:?} without {best}");
+    c
+}

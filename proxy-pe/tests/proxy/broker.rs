@@ -384,10 +384,7 @@ async fn asap_line(s: &mut asap::session::Session, acc: &mut String, what: &str)
 async fn asap_aware_pool_user_session_with_failover() {
     use asap::pu::{PoolUser, PoolUserConfig};
     use asap::session::{Session, SessionConfig};
-    let mut rig = Rig::new("asap");
-    rig.with_asap = true;
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let mut rig = Rig::with_proxy("asap", "broker", "round-robin", |r| r.with_asap = true);
     ready(&rig, 0).await;
     // The registered PE is the proxy's ASAP session endpoint.
     resolve_until(rig.registrar_addr, "EchoPool", |v| {

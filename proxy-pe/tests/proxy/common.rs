@@ -239,8 +239,16 @@ impl Rig {
     /// [`Rig::new`] with one mode B proxy running `policy` and the three daemons
     /// reporting to it.
     pub fn with_broker(tag: &str, policy: &str) -> Rig {
+        Rig::with_proxy(tag, "broker", policy, |_| {})
+    }
+
+    /// [`Rig::new`] changed by `setup` (its options: `with_asap`, `proxy_extra`,
+    /// `proxy_args`, `daemon_default_backoff`), then one proxy in `mode` running `policy`
+    /// and the three daemons reporting to it.
+    pub fn with_proxy(tag: &str, mode: &str, policy: &str, setup: impl FnOnce(&mut Rig)) -> Rig {
         let mut rig = Rig::new(tag);
-        rig.start_proxies(1, "broker", policy, &[]);
+        setup(&mut rig);
+        rig.start_proxies(1, mode, policy, &[]);
         rig.start_daemons();
         rig
     }

@@ -64,16 +64,15 @@ fn daemon(r: &proxy_pe::control::Report, id: &str) -> proxy_pe::core::DaemonView
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_push_is_acknowledged_and_rejection_keeps_old_config() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut rig = Rig::new("push");
     // A second application served by IP1's process, which d1 does not watch yet.
-    rig.proxy_extra = format!(
-        "\n[[application]]\nname = \"extra\"\npool_handle = \"ExtraPool\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:{}\"\n\n[[application.server]]\nname = \"X1\"\naddress = \"{}\"\nport = {}\ndaemon = \"d1\"\n",
-        port(),
-        rig.echo_addrs[0].ip(),
-        rig.echo_addrs[0].port()
-    );
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let mut rig = Rig::with_proxy("push", "broker", "round-robin", |r| {
+        r.proxy_extra = format!(
+            "\n[[application]]\nname = \"extra\"\npool_handle = \"ExtraPool\"\npolicy = \"round-robin\"\nlisten = \"127.0.0.1:{}\"\n\n[[application.server]]\nname = \"X1\"\naddress = \"{}\"\nport = {}\ndaemon = \"d1\"\n",
+            port(),
+            r.echo_addrs[0].ip(),
+            r.echo_addrs[0].port()
+        )
+    });
     let r = rig
         .until(0, "echo servers selectable, extra not reported", |r| {
             all_selectable(r) && extra_server(r).health == Health::NotRunning
@@ -226,10 +225,9 @@ fn failed_attempts(rig: &Rig, i: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_sigterm_restart_with_default_daemon_backoff() {
-    let mut rig = Rig::new("sigterm");
-    rig.daemon_default_backoff = true;
-    rig.start_proxies(1, "registration", "round-robin", &[]);
-    rig.start_daemons();
+    let mut rig = Rig::with_proxy("sigterm", "registration", "round-robin", |r| {
+        r.daemon_default_backoff = true
+    });
     rig.until(0, "all registered", |r| {
         all_selectable(r) && r.proxy.applications[0].servers.iter().all(|s| s.registered)
     })
@@ -307,9 +305,7 @@ async fn impostor_hello_is_refused_and_the_real_daemon_stays() {
     let before = rig.until(0, "all selectable", all_selectable).await;
     let d1 = daemon(&before, "d1");
 
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
-        .await
-        .expect("connect");
+    let mut s = connect_daemon_port(&rig).await;
     let me = s.local_addr().expect("addr");
     let mut bytes = plaintext_frame(serde_json::json!({
         "seq": 0, "type": "hello", "protocol_version": 1, "daemon_id": "d1",
@@ -353,6 +349,32 @@ async fn impostor_hello_is_refused_and_the_real_daemon_stays() {
     );
 }
 
+/// A connection to the first proxy's daemon port, not (yet) speaking the daemon protocol.
+async fn connect_daemon_port(rig: &Rig) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
+        .await
+        .expect("connect")
+}
+
+/// `n` connections to the daemon port that never send anything.
+async fn silent_connections(rig: &Rig, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut silent = Vec::new();
+    for _ in 0..n {
+        silent.push(connect_daemon_port(rig).await);
+    }
+    silent
+}
+
+/// [`Rig::new`] with one mode B proxy (round robin, `proxy_extra` appended to its
+/// configuration) up and no daemons: the test speaks on the daemon port itself.
+async fn proxy_without_daemons(tag: &str, proxy_extra: &str) -> Rig {
+    let mut rig = Rig::new(tag);
+    rig.proxy_extra = proxy_extra.into();
+    rig.start_proxies(1, "broker", "round-robin", &[]);
+    rig.until(0, "proxy up", |_| true).await;
+    rig
+}
+
 /// Five silent connections on the daemon port do not delay a daemon that connects after
 /// them: each handshake has its own task and timeout. The daemon is back in service within
 /// 1 s of its start (before: ≥ 10 s per silent connection ahead of it in the accept loop).
@@ -363,14 +385,7 @@ async fn silent_connections_do_not_stall_a_daemon_reconnect() {
     rig.kill_daemon(0);
     rig.until(0, "d1 disconnected", |r| !daemon(r, "d1").connected)
         .await;
-    let mut silent = Vec::new();
-    for _ in 0..5 {
-        silent.push(
-            tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
-                .await
-                .expect("connect"),
-        );
-    }
+    let silent = silent_connections(&rig, 5).await;
     let t0 = tokio::time::Instant::now();
     rig.start_daemon(0);
     rig.until(0, "d1 back in service", |r| {
@@ -472,9 +487,7 @@ async fn impostor_with_another_daemons_key_or_a_wrong_key_is_refused() {
     let d1 = daemon(&before, "d1");
     let d2_key = Key::load(&rig.dir.join("d2.key")).expect("d2 key");
     for key in [d2_key, Key::generate()] {
-        let s = tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
-            .await
-            .expect("connect");
+        let s = connect_daemon_port(&rig).await;
         let me = s.local_addr().expect("addr");
         // The proxy proves d1's key, which the impostor cannot verify with its own key:
         // the daemon side of the handshake already fails. Send the Hello regardless, as
@@ -520,12 +533,8 @@ async fn impostor_with_another_daemons_key_or_a_wrong_key_is_refused() {
 async fn unknown_daemon_identity_is_refused_with_a_reason() {
     use legacy_protocol::auth::Key;
     use legacy_protocol::link::connect_daemon;
-    let mut rig = Rig::new("unknown-id");
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.until(0, "proxy up", |_| true).await;
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
-        .await
-        .expect("connect");
+    let mut rig = proxy_without_daemons("unknown-id", "").await;
+    let s = connect_daemon_port(&rig).await;
     let me = s.local_addr().expect("addr");
     let e = connect_daemon(s, "intruder", Some(&Key::generate()))
         .await
@@ -547,13 +556,9 @@ async fn unanswered_push_fails_after_the_configured_wait() {
     use legacy_protocol::auth::Key;
     use legacy_protocol::link::connect_daemon;
     use legacy_protocol::{DaemonFrame, DaemonMessage, Hello, ProxyMessage, Snapshot};
-    let mut rig = Rig::new("ack-wait");
-    rig.proxy_extra = "\n[daemon_link]\npush_ack_timeout_ms = 300\n".into();
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.until(0, "proxy up", |_| true).await;
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
-        .await
-        .expect("connect");
+    let rig =
+        proxy_without_daemons("ack-wait", "\n[daemon_link]\npush_ack_timeout_ms = 300\n").await;
+    let s = connect_daemon_port(&rig).await;
     let key = Key::load(&rig.dir.join("d1.key")).expect("key");
     let mut link = connect_daemon(s, "d1", Some(&key))
         .await
@@ -622,24 +627,15 @@ async fn unanswered_push_fails_after_the_configured_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_handshakes_are_bounded() {
     use tokio::io::AsyncReadExt;
-    let mut rig = Rig::new("pending");
-    rig.proxy_extra =
-        "\n[daemon_link]\nmax_pending_handshakes = 2\nhandshake_timeout_ms = 1000\n".into();
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.until(0, "proxy up", |_| true).await;
-    let mut silent = Vec::new();
-    for _ in 0..2 {
-        silent.push(
-            tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
-                .await
-                .expect("connect"),
-        );
-    }
+    let mut rig = proxy_without_daemons(
+        "pending",
+        "\n[daemon_link]\nmax_pending_handshakes = 2\nhandshake_timeout_ms = 1000\n",
+    )
+    .await;
+    let silent = silent_connections(&rig, 2).await;
     // Let the proxy accept both before the third arrives.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut third = tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
-        .await
-        .expect("connect");
+    let mut third = connect_daemon_port(&rig).await;
     let me = third.local_addr().expect("addr");
     let mut b = [0u8; 1];
     let n = tokio::time::timeout(Duration::from_secs(30), third.read(&mut b))

@@ -4,15 +4,16 @@
 //! killed — and the values asserted.
 
 use crate::common::*;
-use rserpool_tests::metrics::{address_in_use, free_addr, sample_names, scrape_async, value};
+use rserpool_tests::metrics::{
+    address_in_use, assert_value, free_addr, sample_names, scrape_async, value,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_sessions_failovers_and_daemon_links() {
-    let mut rig = Rig::new("metrics");
     let maddr = free_addr();
-    rig.proxy_args = vec![vec![format!("--metrics={maddr}")]];
-    rig.start_proxies(1, "broker", "round-robin", &[]);
-    rig.start_daemons();
+    let mut rig = Rig::with_proxy("metrics", "broker", "round-robin", |r| {
+        r.proxy_args = vec![vec![format!("--metrics={maddr}")]]
+    });
     rig.until(0, "all servers selectable and registered", |r| {
         all_selectable(r) && r.registrar.accepted >= 1
     })
@@ -27,19 +28,19 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
 
     let p = scrape_async(maddr).await;
     for s in NAMES {
-        assert_eq!(value(&p, &sel(s)), Some(0.0), "{p}");
-        assert_eq!(value(&p, &health(s, "running")), Some(1.0), "{p}");
-        assert_eq!(value(&p, &health(s, "down")), Some(0.0));
+        assert_value(&p, &sel(s), 0.0);
+        assert_value(&p, &health(s, "running"), 1.0);
+        assert_value(&p, &health(s, "down"), 0.0);
     }
     for d in ["d1", "d2", "d3"] {
-        assert_eq!(
-            value(&p, &format!("proxy_pe_daemon_connected{{daemon=\"{d}\"}}")),
-            Some(1.0),
-            "{p}"
+        assert_value(
+            &p,
+            &format!("proxy_pe_daemon_connected{{daemon=\"{d}\"}}"),
+            1.0,
         );
     }
-    assert_eq!(value(&p, "proxy_pe_registrar_connected"), Some(1.0));
-    assert_eq!(value(&p, "proxy_pe_sessions_opened_total"), Some(0.0));
+    assert_value(&p, "proxy_pe_registrar_connected", 1.0);
+    assert_value(&p, "proxy_pe_sessions_opened_total", 0.0);
 
     // Three sessions, round robin: one selection each; the last stays open.
     for _ in 0..2 {
@@ -51,21 +52,15 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
     rig.until(0, "one open session", |r| r.proxy.sessions == 1)
         .await;
     let p = scrape_async(maddr).await;
-    assert_eq!(
-        value(&p, "proxy_pe_sessions_opened_total"),
-        Some(3.0),
-        "{p}"
-    );
-    assert_eq!(value(&p, "proxy_pe_sessions"), Some(1.0));
+    assert_value(&p, "proxy_pe_sessions_opened_total", 3.0);
+    assert_value(&p, "proxy_pe_sessions", 1.0);
     for s in NAMES {
-        assert_eq!(value(&p, &sel(s)), Some(1.0), "{p}");
+        assert_value(&p, &sel(s), 1.0);
     }
-    assert_eq!(
-        value(
-            &p,
-            "proxy_pe_server_active_sessions{application=\"echo\",server=\"IP3\"}"
-        ),
-        Some(1.0)
+    assert_value(
+        &p,
+        "proxy_pe_server_active_sessions{application=\"echo\",server=\"IP3\"}",
+        1.0,
     );
 
     // IP3 dies mid-session: the session fails over to IP1.
@@ -83,16 +78,14 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
     let failed = value(&p, "proxy_pe_failovers_total{reason=\"server-failed\"}").unwrap();
     let moved = value(&p, "proxy_pe_failovers_total{reason=\"moved\"}").unwrap();
     assert_eq!(failed + moved, 1.0, "{p}");
-    assert_eq!(value(&p, "proxy_pe_failovers_failed_total"), Some(0.0));
-    assert_eq!(value(&p, &sel("IP1")), Some(2.0));
-    assert_eq!(
-        value(
-            &p,
-            "proxy_pe_server_selectable{application=\"echo\",server=\"IP3\"}"
-        ),
-        Some(0.0)
+    assert_value(&p, "proxy_pe_failovers_failed_total", 0.0);
+    assert_value(&p, &sel("IP1"), 2.0);
+    assert_value(
+        &p,
+        "proxy_pe_server_selectable{application=\"echo\",server=\"IP3\"}",
+        0.0,
     );
-    assert_eq!(value(&p, &health("IP3", "running")), Some(0.0));
+    assert_value(&p, &health("IP3", "running"), 0.0);
 
     // Daemon d2 killed: its link shows down.
     rig.kill_daemon(1);
@@ -101,15 +94,8 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
     })
     .await;
     let p = scrape_async(maddr).await;
-    assert_eq!(
-        value(&p, "proxy_pe_daemon_connected{daemon=\"d2\"}"),
-        Some(0.0),
-        "{p}"
-    );
-    assert_eq!(
-        value(&p, "proxy_pe_daemon_connected{daemon=\"d1\"}"),
-        Some(1.0)
-    );
+    assert_value(&p, "proxy_pe_daemon_connected{daemon=\"d2\"}", 0.0);
+    assert_value(&p, "proxy_pe_daemon_connected{daemon=\"d1\"}", 1.0);
 
     // Nothing running: a session is refused (step 197).
     rig.kill_echo(0);
@@ -118,11 +104,7 @@ async fn metrics_follow_sessions_failovers_and_daemon_links() {
     let mut s = Session::open(via).await;
     assert!(s.line().await.starts_with("-ERR"));
     let p = scrape_async(maddr).await;
-    assert_eq!(
-        value(&p, "proxy_pe_sessions_refused_total"),
-        Some(1.0),
-        "{p}"
-    );
+    assert_value(&p, "proxy_pe_sessions_refused_total", 1.0);
     // Every family the README and deploy/ rules name is on the page.
     let names = sample_names(&p);
     for n in [

@@ -51,6 +51,20 @@ fn start_pair(rig: &mut Rig) {
     rig.start_daemons();
 }
 
+/// A rig with the [`slower_registrar`] and a [`start_pair`] pair, settled: both start as
+/// standby, the higher priority (p0) becomes active with all PEs accepted, p1 stays
+/// standby. Also the legacy servers' addresses.
+async fn settled_pair(tag: &str) -> (Rig, Vec<SocketAddr>) {
+    let mut rig = Rig::new(tag);
+    slower_registrar(&mut rig);
+    start_pair(&mut rig);
+    rig.until(0, "p0 active with 3 PEs accepted", owns_all)
+        .await;
+    rig.until(1, "p1 standby", standby_with_nothing).await;
+    let servers = rig.echo_addrs.clone();
+    (rig, servers)
+}
+
 fn role(r: &proxy_pe::control::Report) -> Option<Role> {
     r.ha.as_ref().map(|h| h.role)
 }
@@ -138,14 +152,7 @@ fn once_each(v: &[SocketAddr], servers: &[SocketAddr]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_takes_over_a_hung_active_and_one_owner_remains_after_it_resumes() {
-    let mut rig = Rig::new("pair-hung");
-    slower_registrar(&mut rig);
-    start_pair(&mut rig);
-    let servers = rig.echo_addrs.clone();
-    // Both start as standby; the higher priority (p0) becomes active.
-    rig.until(0, "p0 active with 3 PEs accepted", owns_all)
-        .await;
-    rig.until(1, "p1 standby", standby_with_nothing).await;
+    let (rig, servers) = settled_pair("pair-hung").await;
     let v = resolve_until(rig.registrar_addr, "EchoPool", |v| once_each(v, &servers)).await;
     assert_eq!(v.len(), 3);
 
@@ -197,12 +204,7 @@ async fn standby_takes_over_a_hung_active_and_one_owner_remains_after_it_resumes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planned_restart_hands_the_pes_over_without_a_gap() {
-    let mut rig = Rig::new("pair-restart");
-    slower_registrar(&mut rig);
-    start_pair(&mut rig);
-    let servers = rig.echo_addrs.clone();
-    rig.until(0, "p0 active", owns_all).await;
-    rig.until(1, "p1 standby", standby_with_nothing).await;
+    let (mut rig, servers) = settled_pair("pair-restart").await;
     let sampler = Sampler::start(rig.registrar_addr);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sock = rig.dir.join("ctl-0/control.sock");
@@ -237,9 +239,7 @@ async fn planned_restart_hands_the_pes_over_without_a_gap() {
 /// TCP port is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_deregisters_every_pe_and_exits() {
-    let mut rig = Rig::new("lifecycle-stop");
-    rig.start_proxies(1, "registration", "round-robin", &[]);
-    rig.start_daemons();
+    let rig = Rig::with_proxy("lifecycle-stop", "registration", "round-robin", |_| {});
     let servers = rig.echo_addrs.clone();
     rig.until(0, "all registered", |r| {
         all_selectable(r)

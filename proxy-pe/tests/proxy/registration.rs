@@ -12,9 +12,7 @@ const REMOVAL_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_servers_registered_with_their_own_addresses() {
-    let mut rig = Rig::new("modea");
-    rig.start_proxies(1, "registration", "least-load", &[]);
-    rig.start_daemons();
+    let mut rig = Rig::with_proxy("modea", "registration", "least-load", |_| {});
     let r = rig
         .until(0, "three registrations accepted", |r| {
             all_selectable(r) && r.registrar.accepted >= 3

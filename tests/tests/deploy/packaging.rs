@@ -143,16 +143,17 @@ fn man_pages_and_completions_cover_every_option() {
             let opts = long_options(&h);
             assert!(!opts.is_empty(), "{name}: no options parsed from {h}");
             for o in opts {
-                let roff = format!("\\-\\-{}", o.replace('-', "\\-"));
-                assert!(p.contains(&roff), "{name}: --{o} not in the man page");
-                assert!(
-                    bash.contains(&format!("--{o}")),
-                    "{name}: --{o} not in bash"
-                );
-                assert!(
-                    fish.contains(&format!("-l {o}")),
-                    "{name}: --{o} not in fish"
-                );
+                for (text, form, what) in [
+                    (
+                        &p,
+                        format!("\\-\\-{}", o.replace('-', "\\-")),
+                        "the man page",
+                    ),
+                    (&bash, format!("--{o}"), "bash"),
+                    (&fish, format!("-l {o}"), "fish"),
+                ] {
+                    assert!(text.contains(&form), "{name}: --{o} not in {what}");
+                }
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
