@@ -487,19 +487,25 @@ async fn random_garbage_never_panics_and_always_ends_the_association() {
     }
 }
 
+/// The TCP stall guards are on by default with the documented values: 30 s for an
+/// incomplete message, 16 MiB of partial-message buffer per listener.
+#[test]
+fn tcp_stall_guards_have_the_documented_defaults() {
+    use asap::transport::defaults::{TCP_INCOMPLETE_MESSAGE_TIMEOUT, TCP_MAX_PARTIAL_BYTES};
+    let c = TransportConfig::asap(TransportKind::Tcp);
+    assert_eq!(
+        c.tcp_incomplete_message_timeout,
+        Some(TCP_INCOMPLETE_MESSAGE_TIMEOUT)
+    );
+    assert_eq!(TCP_INCOMPLETE_MESSAGE_TIMEOUT, Duration::from_secs(30));
+    assert_eq!(c.tcp_max_partial_bytes, Some(TCP_MAX_PARTIAL_BYTES));
+    assert_eq!(TCP_MAX_PARTIAL_BYTES, 16 * 1024 * 1024);
+}
+
 /// The default ASAP endpoint over TCP (default maximum message size, 65535 + 3 on TCP) with a
 /// short incomplete-message timeout.
 fn tcp_default_max(incomplete: Duration) -> Transport {
     let mut c = TransportConfig::asap(TransportKind::Tcp);
-    assert_eq!(
-        c.tcp_incomplete_message_timeout,
-        Some(asap::transport::defaults::TCP_INCOMPLETE_MESSAGE_TIMEOUT),
-        "documented default"
-    );
-    assert_eq!(
-        asap::transport::defaults::TCP_INCOMPLETE_MESSAGE_TIMEOUT,
-        Duration::from_secs(30)
-    );
     c.tcp_incomplete_message_timeout = Some(incomplete);
     Transport::new(c)
 }
@@ -649,15 +655,6 @@ async fn stalled_partial_messages_are_bounded_by_the_listener_budget() {
     const CAP: usize = 32 * 1024;
     const N: usize = 48;
     let mut c = TransportConfig::asap(TransportKind::Tcp);
-    assert_eq!(
-        c.tcp_max_partial_bytes,
-        Some(asap::transport::defaults::TCP_MAX_PARTIAL_BYTES),
-        "documented default"
-    );
-    assert_eq!(
-        asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-        16 * 1024 * 1024
-    );
     c.tcp_max_partial_bytes = Some(CAP);
     let t = Transport::new(c);
     let (l, addr) = listen(&t).await;
