@@ -77,6 +77,12 @@ async fn listen(ctx: TlsContext) -> (Listener, SocketAddr) {
     (l, at)
 }
 
+/// A registrar listener that requires client certificates from `ca` and gives a handshake
+/// at most `handshake_timeout`.
+async fn listen_requiring_certs(ca: &Ca, handshake_timeout: Duration) -> (Listener, SocketAddr) {
+    listen(registrar_ctx(ca, ClientAuth::Required).with_handshake_timeout(handshake_timeout)).await
+}
+
 /// An ASAP_HANDLE_RESOLUTION for pool "P": a 4-byte header plus a Pool Handle TLV.
 fn message() -> Vec<u8> {
     vec![5, 0, 0, 12, 0, 9, 0, 5, b'P', 0, 0, 0]
@@ -161,9 +167,7 @@ async fn try_refused_client(ctx: TlsContext, at: SocketAddr) {
 #[tokio::test]
 async fn foreign_ca_missing_cert_plaintext_and_silence_are_refused_and_counted() {
     let ca = Ca::new();
-    let ctx =
-        registrar_ctx(&ca, ClientAuth::Required).with_handshake_timeout(Duration::from_millis(300));
-    let (l, at) = listen(ctx).await;
+    let (l, at) = listen_requiring_certs(&ca, Duration::from_millis(300)).await;
 
     // A client certificate from another CA.
     let other = Ca::new();
@@ -259,9 +263,7 @@ fn bad_pem_is_a_clear_error() {
 async fn concurrent_handshakes_are_bounded() {
     use asap::transport::tls::MAX_CONCURRENT_HANDSHAKES;
     let ca = Ca::new();
-    let ctx =
-        registrar_ctx(&ca, ClientAuth::Required).with_handshake_timeout(Duration::from_secs(60));
-    let (l, at) = listen(ctx).await;
+    let (l, at) = listen_requiring_certs(&ca, Duration::from_secs(60)).await;
     let mut silent = Vec::new();
     for _ in 0..MAX_CONCURRENT_HANDSHAKES {
         silent.push(tokio::net::TcpStream::connect(at).await.expect("connect"));
