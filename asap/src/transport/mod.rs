@@ -578,11 +578,6 @@ impl Association {
         }
     }
 
-    /// Puts split halves back together.
-    pub(crate) fn from_halves(reader: AssocReader, writer: AssocWriter) -> Self {
-        Association { reader, writer }
-    }
-
     /// Sends one whole message.
     pub async fn send(&mut self, msg: &Msg) -> Result<(), TransportError> {
         self.writer.send(msg).await
