@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::common::*;
 use proxy_pe::core::{Health, PushState};
 use rserpool_tests::fs::wait_log_or;
+use rserpool_tests::net::assert_closed_by_peer;
 
 /// Runs the `proxy-pe` binary with `args` (off the async workers: it blocks).
 async fn cli(args: Vec<String>) -> Output {
@@ -621,7 +622,6 @@ async fn unanswered_push_fails_after_the_configured_wait() {
 /// time out, a daemon connects again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_handshakes_are_bounded() {
-    use tokio::io::AsyncReadExt;
     let mut rig = Rig::new("pending");
     rig.proxy_extra =
         "\n[daemon_link]\nmax_pending_handshakes = 2\nhandshake_timeout_ms = 1000\n".into();
@@ -637,16 +637,11 @@ async fn pending_handshakes_are_bounded() {
     }
     // Let the proxy accept both before the third arrives.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut third = tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
+    let third = tokio::net::TcpStream::connect(("127.0.0.1", rig.daemon_ports[0]))
         .await
         .expect("connect");
     let me = third.local_addr().expect("addr");
-    let mut b = [0u8; 1];
-    let n = tokio::time::timeout(Duration::from_secs(30), third.read(&mut b))
-        .await
-        .expect("closed by the proxy")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "the third connection is closed at once");
+    assert_closed_by_peer(&third, Duration::from_secs(30), "the third connection").await;
     let log = wait_proxy_log(&rig, &me.to_string()).await;
     assert!(log.contains("too many handshakes in progress"), "{log}");
     // The silent ones time out (1 s); the daemons then connect.
