@@ -28,24 +28,20 @@ use std::sync::Arc;
 
 use asap::csp::{run_reporter, CspReporter, CspReporterConfig, CspStatus};
 use asap::load::{Load, Priority, Weight};
-use asap::pe::PoolElement;
 use asap::session::{ServerEvent, ServerSession, SessionError};
-use asap::transport::parse_addr_list;
 use asap::wire::csp::{ComponentGroup, ComponentId};
 use asap::wire::Policy;
 use clap::Parser;
 
 mod common;
-use common::{ListenArgs, PoolArgs, TlsArgs};
+use common::{PeArgs, TlsArgs};
 use tracing::{debug, info, warn};
 
 /// Echo pool element (RFC 5352 PE with the session layer of RFC 5351 §2.5).
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
-    pool: PoolArgs,
-    #[command(flatten)]
-    user: ListenArgs,
+    pe: PeArgs,
     /// Selection policy: rr, wrr, rand, wrand, prio, lu, lud, plu, rlu.
     #[arg(long, default_value = "rr")]
     policy: String,
@@ -192,9 +188,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     // A random non-zero identifier unless given (RFC 5351 §3.1); the cookies carry it.
     let id = args.id.unwrap_or_else(|| rand::random::<u32>().max(1));
-    let mut pe = PoolElement::builder(args.pool.pool.as_str())
-        .transport(args.pool.transport)
-        .listen(args.user.listen)
+    let mut pe = args
+        .pe
+        .builder()?
         .policy(policy(&args.policy, args.degradation)?)
         .load(Load::percent(args.load))
         .weight(Weight::new(args.weight))
@@ -203,21 +199,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .data_ppid(args.data_ppid)
         .register_wait(Duration::from_secs(30))
         .on_event(|ev| info!(?ev, "PE event"));
-    for r in &args.pool.registrar {
-        pe = pe.registrar_addrs(parse_addr_list(r)?);
-    }
     if args.announce {
         pe = pe.announces();
     }
     if let Some(ctx) = args.tls.context()? {
         pe = pe.registrar_tls(ctx);
     }
-    if let Some(ip) = args.user.advertise {
-        pe = pe.advertise(ip);
-    }
     let life = Duration::from_secs(args.life);
     let cookie_state = args.cookie_state;
-    info!(pe = format_args!("{id:#010x}"), pool = %args.pool.pool, "pool element starting");
+    info!(pe = format_args!("{id:#010x}"), pool = %args.pe.pool.pool, "pool element starting");
     // Optional CSP reports: the number of open sessions, a final report on shutdown.
     let open = Arc::new(AtomicU64::new(0));
     let (csp_stop, csp_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -18,23 +18,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use asap::load::Load;
-use asap::pe::PoolElement;
 use asap::session::ServerEvent;
-use asap::transport::parse_addr_list;
 use asap::wire::Policy;
 use clap::Parser;
 
 mod common;
-use common::{ListenArgs, PoolArgs};
+use common::PeArgs;
 use tracing::info;
 
 /// Pool element with a time-varying load.
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
-    pool: PoolArgs,
-    #[command(flatten)]
-    user: ListenArgs,
+    pe: PeArgs,
     /// Adaptive policy: lu, lud, plu, rlu.
     #[arg(long, default_value = "lu")]
     policy: String,
@@ -85,18 +81,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("policy {other} is not adaptive (use lu, lud, plu, rlu)").into())
         }
     };
-    let mut builder = PoolElement::builder(args.pool.pool.as_str())
-        .transport(args.pool.transport)
-        .listen(args.user.listen)
+    let (mut pe, listener) = args
+        .pe
+        .builder()?
         .policy(policy)
-        .load(Load::percent(args.base));
-    for r in &args.pool.registrar {
-        builder = builder.registrar_addrs(parse_addr_list(r)?);
-    }
-    if let Some(ip) = args.user.advertise {
-        builder = builder.advertise(ip);
-    }
-    let (mut pe, listener) = builder.start().await?;
+        .load(Load::percent(args.base))
+        .start()
+        .await?;
     info!(
         pe = format_args!("{:#010x}", pe.identifier()),
         "load PE started"

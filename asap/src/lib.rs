@@ -229,6 +229,7 @@ pub mod registrar_client;
 pub mod selection;
 pub mod session;
 pub mod transport;
+mod tune;
 /// The wire codec, [`rserpool_wire`] (the nested crate `asap/wire`, no I/O), re-exported so
 /// that every `asap::wire::…` path works.
 pub use rserpool_wire as wire;

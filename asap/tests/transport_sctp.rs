@@ -71,13 +71,20 @@ async fn pair(
     (l, c, s)
 }
 
+/// A connected pair on 127.0.0.1 (listener, client, server) of endpoints with maximum message
+/// size `max`; `None` (the test is skipped) without kernel SCTP.
+async fn loopback(max: usize) -> Option<(Listener, Association, Association)> {
+    if !available() {
+        return None;
+    }
+    Some(pair(&sctp(max), &["127.0.0.1:0"], &[]).await)
+}
+
 #[tokio::test]
 async fn large_message_whole_with_ppid_and_stream() {
-    if !available() {
+    let Some((_l, mut c, mut s)) = loopback(256 * 1024 + 4).await else {
         return;
-    }
-    let t = sctp(256 * 1024 + 4);
-    let (_l, mut c, mut s) = pair(&t, &["127.0.0.1:0"], &[]).await;
+    };
     assert_eq!(c.kind(), TransportKind::Sctp);
     match recv(&mut c).await {
         Event::Up {
@@ -150,11 +157,9 @@ async fn multihomed_bind_and_connect() {
 
 #[tokio::test]
 async fn graceful_close_reports_both_sides() {
-    if !available() {
+    let Some((_l, mut c, mut s)) = loopback(64 * 1024).await else {
         return;
-    }
-    let t = sctp(64 * 1024);
-    let (_l, mut c, mut s) = pair(&t, &["127.0.0.1:0"], &[]).await;
+    };
     c.send(&Msg::new(11, 0, vec![9; 100])).await.expect("send");
     assert_eq!(recv_msg(&mut s).await.bytes.len(), 100);
     assert!(matches!(recv(&mut c).await, Event::Up { .. }));
@@ -172,11 +177,9 @@ async fn graceful_close_reports_both_sides() {
 
 #[tokio::test]
 async fn abort_is_seen_as_comm_lost() {
-    if !available() {
+    let Some((_l, c, mut s)) = loopback(64 * 1024).await else {
         return;
-    }
-    let t = sctp(64 * 1024);
-    let (_l, c, mut s) = pair(&t, &["127.0.0.1:0"], &[]).await;
+    };
     assert!(matches!(recv(&mut s).await, Event::Up { .. }));
     c.abort();
     match recv_non_path(&mut s).await {
@@ -239,11 +242,9 @@ async fn oversized_message_drops_only_that_association() {
 
 #[tokio::test]
 async fn stream_beyond_negotiated_is_an_error_not_a_hang() {
-    if !available() {
+    let Some((_l, mut c, mut s)) = loopback(64 * 1024).await else {
         return;
-    }
-    let t = sctp(64 * 1024);
-    let (_l, mut c, mut s) = pair(&t, &["127.0.0.1:0"], &[]).await;
+    };
     assert!(c.send(&Msg::new(11, 100, vec![1])).await.is_err());
     c.send(&Msg::new(11, 9, vec![2])).await.expect("send");
     assert_eq!(recv_msg(&mut s).await.stream, 9);
@@ -255,11 +256,9 @@ async fn stream_beyond_negotiated_is_an_error_not_a_hang() {
 /// reported after the others went out.
 #[tokio::test]
 async fn send_batch_keeps_boundaries_ppid_and_stream() {
-    if !available() {
+    let Some((_l, c, mut s)) = loopback(64 * 1024).await else {
         return;
-    }
-    let t = sctp(64 * 1024);
-    let (_l, c, mut s) = pair(&t, &["127.0.0.1:0"], &[]).await;
+    };
     let (_cr, mut cw) = c.into_split();
     let batch: Vec<Msg> = (0..150u32)
         .map(|i| {

@@ -48,3 +48,14 @@ pub fn recv_retrying_eintr<T>(mut recv: impl FnMut() -> std::io::Result<T>) -> s
         }
     }
 }
+
+/// Waits at most `within` until the peer closes `s` (EOF or reset) without sending
+/// anything; fails the test, naming `what`, on data or when nothing happens in time.
+pub async fn assert_closed_by_peer(s: &tokio::net::TcpStream, within: Duration, what: &str) {
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(within, s.peek(&mut b))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not closed within {within:?}"))
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{what}: data instead of the close");
+}

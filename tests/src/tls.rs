@@ -1,8 +1,12 @@
 //! Throw-away PKI for the TLS tests (issue 13; `asap::transport::tls`): a cluster CA made
 //! with rcgen and end-entity certificates it issues, as PEM, plus the
-//! [`TlsContext`]s built from them.
+//! [`TlsContext`]s built from them; waits on TLS associations and listeners.
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use asap::transport::tls::{ClientAuth, TlsContext};
+use asap::transport::{Association, Event, Listener, Msg, Transport};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -77,4 +81,42 @@ impl Ca {
         )
         .expect("TLS context")
     }
+}
+
+/// The next user message on `a` (other events are skipped); fails the test when the
+/// association is lost or has no event for 10 s.
+pub async fn next_message(a: &mut Association) -> Msg {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), a.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("association open")
+        {
+            Event::Message(m) => return m,
+            Event::Lost(r) => panic!("lost: {r}"),
+            _ => {}
+        }
+    }
+}
+
+/// Waits until `l` has refused `n` TLS handshakes ([`Listener::tls_refused`]); fails the
+/// test after 10 s.
+pub async fn wait_refused(l: &Listener, n: u64) {
+    for _ in 0..400 {
+        if l.tls_refused() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("refusals: {} (wanted {n})", l.tls_refused());
+}
+
+/// A listener of `t` on 127.0.0.1 (ephemeral port) and its address.
+pub async fn listen(t: Transport) -> (Listener, SocketAddr) {
+    let l = t
+        .listen(&[SocketAddr::from(([127, 0, 0, 1], 0))])
+        .await
+        .expect("listen");
+    let at = l.local_addrs().expect("addrs")[0];
+    (l, at)
 }

@@ -5,8 +5,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use asap::pe::{PoolElement, PoolElementBuilder};
 use asap::transport::tls::{ClientAuth, TlsContext};
-use asap::transport::TransportKind;
+use asap::transport::{parse_addr_list, TransportKind};
 
 /// The pool and how to reach its registrars.
 #[derive(clap::Args, Debug)]
@@ -23,9 +24,11 @@ pub struct PoolArgs {
     pub transport: TransportKind,
 }
 
-/// A pool element's user transport.
+/// A pool element's pool, registrars and user transport.
 #[derive(clap::Args, Debug)]
-pub struct ListenArgs {
+pub struct PeArgs {
+    #[command(flatten)]
+    pub pool: PoolArgs,
     /// Local address of the user transport (port 0 = any).
     #[arg(long, default_value = "0.0.0.0:0")]
     pub listen: SocketAddr,
@@ -33,6 +36,23 @@ pub struct ListenArgs {
     /// address towards the first registrar].
     #[arg(long)]
     pub advertise: Option<IpAddr>,
+}
+
+impl PeArgs {
+    /// A PE builder with the pool, transport, registrars, listen and advertise addresses of
+    /// the command line.
+    pub fn builder(&self) -> Result<PoolElementBuilder, Box<dyn std::error::Error>> {
+        let mut b = PoolElement::builder(self.pool.pool.as_str())
+            .transport(self.pool.transport)
+            .listen(self.listen);
+        for r in &self.pool.registrar {
+            b = b.registrar_addrs(parse_addr_list(r)?);
+        }
+        if let Some(ip) = self.advertise {
+            b = b.advertise(ip);
+        }
+        Ok(b)
+    }
 }
 
 /// TLS towards the registrar (SECURITY.md "TLS over SCTP").

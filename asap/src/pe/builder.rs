@@ -21,12 +21,12 @@ use crate::load::{policy_with_load, policy_with_priority, policy_with_weight};
 use crate::load::{Load, Priority, Weight};
 use crate::session::{ServerSession, SessionError, SessionListener};
 use crate::transport::{defaults, TransportKind};
+use crate::tune::Tunes;
 use crate::wire::{PeIdentifier, Policy, PoolHandle};
 
 /// Default bound on draining the sessions after a graceful shutdown: 10 s.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Tune = Box<dyn FnOnce(&mut PoolElementConfig) + Send>;
 type OnEvent = Arc<dyn Fn(&PeEvent) + Send + Sync>;
 
 /// Builds and starts a pool element; made by [`PoolElement::builder`].
@@ -67,7 +67,7 @@ pub struct PoolElementBuilder {
     data_ppid: u32,
     register_wait: Option<Duration>,
     drain_timeout: Duration,
-    tune: Vec<Tune>,
+    tune: Tunes<PoolElementConfig>,
     on_event: Option<OnEvent>,
 }
 
@@ -102,7 +102,7 @@ impl PoolElementBuilder {
             data_ppid: 0,
             register_wait: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            tune: Vec::new(),
+            tune: Tunes::default(),
             on_event: None,
         }
     }
@@ -243,7 +243,7 @@ impl PoolElementBuilder {
     /// Adjusts anything else of the driver configuration (timers, life, adoption, ...)
     /// after the builder filled it in.
     pub fn configure(mut self, f: impl FnOnce(&mut PoolElementConfig) + Send + 'static) -> Self {
-        self.tune.push(Box::new(f));
+        self.tune.push(f);
         self
     }
 
@@ -305,9 +305,7 @@ impl PoolElementBuilder {
         if let Some(w) = self.register_wait {
             cfg.register_wait = w;
         }
-        for f in self.tune.drain(..) {
-            f(&mut cfg);
-        }
+        self.tune.apply(&mut cfg);
         let mut pe = PoolElement::register(cfg).await?;
         pe.wait_registered().await?;
         info!(

@@ -7,9 +7,8 @@ use std::time::Duration;
 use super::{PoolUser, PoolUserConfig, PuError};
 use crate::session::{Session, SessionConfig, SessionError};
 use crate::transport::{defaults, TransportKind};
+use crate::tune::Tunes;
 use crate::wire::PoolHandle;
-
-type Tune = Box<dyn FnOnce(&mut PoolUserConfig) + Send>;
 
 /// Builds a [`PoolUser`] (RFC 5352 §3) and, with [`connect`](Self::connect), a
 /// [`Session`] to its pool (RFC 5351 §2.5); made by [`PoolUser::builder`].
@@ -28,22 +27,13 @@ type Tune = Box<dyn FnOnce(&mut PoolUserConfig) + Send>;
 /// assert_eq!(&reply[..], b"HELLO");
 /// # Ok(()) }
 /// ```
+#[derive(Debug)]
 pub struct PoolUserBuilder {
     handle: PoolHandle,
     cfg: PoolUserConfig,
     bad: Option<PuError>,
     session: SessionConfig,
-    tune: Vec<Tune>,
-}
-
-impl fmt::Debug for PoolUserBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PoolUserBuilder")
-            .field("handle", &self.handle)
-            .field("cfg", &self.cfg)
-            .field("session", &self.session)
-            .finish_non_exhaustive()
-    }
+    tune: Tunes<PoolUserConfig>,
 }
 
 impl PoolUserBuilder {
@@ -53,7 +43,7 @@ impl PoolUserBuilder {
             cfg: PoolUserConfig::tcp(),
             bad: None,
             session: SessionConfig::default(),
-            tune: Vec::new(),
+            tune: Tunes::default(),
         }
     }
 
@@ -132,7 +122,7 @@ impl PoolUserBuilder {
 
     /// Adjusts anything else of the pool user configuration (timers, seed, ...).
     pub fn configure(mut self, f: impl FnOnce(&mut PoolUserConfig) + Send + 'static) -> Self {
-        self.tune.push(Box::new(f));
+        self.tune.push(f);
         self
     }
 
@@ -148,9 +138,7 @@ impl PoolUserBuilder {
         if self.cfg.pu.link.static_registrars.is_empty() && self.cfg.announce.is_none() {
             return Err(PuError::NoRegistrar);
         }
-        for f in self.tune.drain(..) {
-            f(&mut self.cfg);
-        }
+        self.tune.apply(&mut self.cfg);
         let pu = PoolUser::start(self.cfg).await?;
         Ok((pu, self.handle, self.session))
     }

@@ -92,59 +92,34 @@ pub trait ClientCore {
 /// (`asap::impl_client_core!(MyCore);`).
 #[macro_export]
 macro_rules! impl_client_core {
-    ($t:ty) => {
+    (@forward $t:ty; $($name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;)*) => {
         impl $crate::registrar_client::driver::ClientCore for $t {
-            fn poll_action(&mut self) -> Option<$crate::registrar_client::Action> {
-                <$t>::poll_action(self)
-            }
-            fn allocate_conn(&mut self) -> $crate::registrar_client::ConnId {
-                <$t>::allocate_conn(self)
-            }
-            fn on_connected(
-                &mut self,
-                now: ::std::time::Instant,
-                conn: $crate::registrar_client::ConnId,
-            ) {
-                <$t>::on_connected(self, now, conn)
-            }
-            fn on_connect_failed(
-                &mut self,
-                now: ::std::time::Instant,
-                conn: $crate::registrar_client::ConnId,
-            ) {
-                <$t>::on_connect_failed(self, now, conn)
-            }
-            fn on_accepted(
-                &mut self,
-                conn: $crate::registrar_client::ConnId,
-                addrs: Vec<::std::net::SocketAddr>,
-            ) {
-                <$t>::on_accepted(self, conn, addrs)
-            }
-            fn on_lost(
-                &mut self,
-                now: ::std::time::Instant,
-                conn: $crate::registrar_client::ConnId,
-            ) {
-                <$t>::on_lost(self, now, conn)
-            }
-            fn on_announce(
-                &mut self,
+            $(
+                fn $name(&mut self, $($arg: $ty),*) $(-> $ret)? {
+                    <$t>::$name(self, $($arg),*)
+                }
+            )*
+        }
+    };
+    ($t:ty) => {
+        $crate::impl_client_core!(@forward $t;
+            poll_action() -> Option<$crate::registrar_client::Action>;
+            allocate_conn() -> $crate::registrar_client::ConnId;
+            on_connected(now: ::std::time::Instant, conn: $crate::registrar_client::ConnId);
+            on_connect_failed(now: ::std::time::Instant, conn: $crate::registrar_client::ConnId);
+            on_accepted(conn: $crate::registrar_client::ConnId, addrs: Vec<::std::net::SocketAddr>);
+            on_lost(now: ::std::time::Instant, conn: $crate::registrar_client::ConnId);
+            on_announce(
                 now: ::std::time::Instant,
                 from: ::std::net::SocketAddr,
-                msg: &$crate::wire::asap_msg::ServerAnnounce,
-            ) {
-                <$t>::on_announce(self, now, from, msg)
-            }
-            fn on_message(
-                &mut self,
+                msg: &$crate::wire::asap_msg::ServerAnnounce
+            );
+            on_message(
                 now: ::std::time::Instant,
                 conn: $crate::registrar_client::ConnId,
-                msg: $crate::wire::AsapMessage,
-            ) {
-                <$t>::on_message(self, now, conn, msg)
-            }
-        }
+                msg: $crate::wire::AsapMessage
+            );
+        );
     };
 }
 

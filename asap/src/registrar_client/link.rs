@@ -560,18 +560,20 @@ mod tests {
         }
     }
 
-    fn link(static_: &[&str]) -> RegistrarLink {
-        RegistrarLink::new(LinkConfig {
+    /// A link with these static registrars, started (hunting) at `now`.
+    fn started(static_: &[&str], now: Instant) -> RegistrarLink {
+        let mut l = RegistrarLink::new(LinkConfig {
             static_registrars: static_.iter().map(|s| vec![sa(s)]).collect(),
             ..LinkConfig::default()
-        })
+        });
+        l.start(now);
+        l
     }
 
     #[test]
     fn hunt_tries_each_static_then_backs_off_exponentially() {
         let t0 = Instant::now();
-        let mut l = link(&["10.0.0.1:3863", "10.0.0.2:3863"]);
-        l.start(t0);
+        let mut l = started(&["10.0.0.1:3863", "10.0.0.2:3863"], t0);
         let (c1, a1) = connect_action(&mut l);
         assert_eq!(a1, vec![sa("10.0.0.1:3863")]);
         l.on_connect_failed(t0, c1);
@@ -606,8 +608,7 @@ mod tests {
     #[test]
     fn lost_registrar_is_tried_last_and_up_resets_rounds() {
         let t0 = Instant::now();
-        let mut l = link(&["10.0.0.1:3863", "10.0.0.2:3863"]);
-        l.start(t0);
+        let mut l = started(&["10.0.0.1:3863", "10.0.0.2:3863"], t0);
         let (c1, _) = connect_action(&mut l);
         l.on_connected(t0, c1);
         assert_eq!(l.current(), Some(c1));
@@ -629,8 +630,7 @@ mod tests {
     #[test]
     fn announces_are_preferred_expire_after_t7_and_end_backoff() {
         let t0 = Instant::now();
-        let mut l = link(&[]);
-        l.start(t0);
+        let mut l = started(&[], t0);
         assert_eq!(l.poll_action(), None);
         assert!(matches!(
             l.poll_event(),

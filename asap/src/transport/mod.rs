@@ -101,6 +101,18 @@ impl Msg {
             bytes: bytes.into(),
         }
     }
+
+    /// [`TransportError::MessageTooLarge`] if the message is longer than `max` bytes (the
+    /// check before a send).
+    pub(crate) fn check_len(&self, max: usize) -> Result<(), TransportError> {
+        if self.bytes.len() > max {
+            return Err(TransportError::MessageTooLarge {
+                len: self.bytes.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// State reported by an SCTP peer address change (RFC 6458 §6.1.2 `spc_state`).
@@ -576,11 +588,6 @@ impl Association {
             reader: AssocReader { inner: r },
             writer: AssocWriter { inner: w },
         }
-    }
-
-    /// Puts split halves back together.
-    pub(crate) fn from_halves(reader: AssocReader, writer: AssocWriter) -> Self {
-        Association { reader, writer }
     }
 
     /// Sends one whole message.

@@ -558,12 +558,7 @@ pub(crate) struct SctpWriter {
 
 impl SctpWriter {
     pub(crate) async fn send(&self, msg: &Msg) -> Result<(), TransportError> {
-        if msg.bytes.len() > self.max {
-            return Err(TransportError::MessageTooLarge {
-                len: msg.bytes.len(),
-                max: self.max,
-            });
-        }
+        msg.check_len(self.max)?;
         loop {
             let mut guard = self
                 .fd

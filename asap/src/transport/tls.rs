@@ -31,6 +31,7 @@
 //!   with the same framing inside ([`super::tls_sctp`], RFC 3436 in reduced form).
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,7 +57,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First byte of a TLS record carrying a handshake message (RFC 8446 §5.1,
 /// `ContentType.handshake`).
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+pub(crate) const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Completed handshakes waiting for `accept`.
 const ACCEPT_QUEUE: usize = 64;
@@ -514,6 +515,145 @@ impl<T> TlsListener<T> {
     }
 }
 
+/// Where a [`TlsListener`] gets its connections and how it runs the server side of the
+/// handshake on one: TLS over TCP ([`TlsListener::start`]) or over SCTP
+/// ([`super::tls_sctp::TlsSctpListener`]).
+pub(crate) trait Handshaker: Send + Sync + 'static {
+    /// An accepted connection whose handshake has not run yet.
+    type Incoming: Send + 'static;
+    /// What a finished handshake makes of it.
+    type Assoc: Send + 'static;
+
+    /// The next accepted connection; [`TransportError::Closed`] ends the listener.
+    fn accept(&self) -> impl Future<Output = Result<Self::Incoming, TransportError>> + Send;
+    /// The connection's peer address, for log lines.
+    fn peer(incoming: &Self::Incoming) -> Option<SocketAddr>;
+    /// Ends a connection that finds no free handshake slot.
+    fn reject(incoming: Self::Incoming);
+    /// The server side of the handshake (bounded by the context's handshake timeout by the
+    /// caller): `Err` says why the connection was refused; `Ok(None)`: it went away after the
+    /// handshake.
+    fn handshake<'a>(
+        &'a self,
+        ctx: &'a TlsContext,
+        incoming: Self::Incoming,
+    ) -> impl Future<Output = Result<Option<Self::Assoc>, String>> + Send + 'a;
+}
+
+impl<T: Send + 'static> TlsListener<T> {
+    /// Starts the task that accepts from `source` and runs each handshake in a task of its
+    /// own (at most [`MAX_CONCURRENT_HANDSHAKES`] at a time, each within the context's
+    /// handshake timeout), counting refusals in the context's counter. Log lines name the
+    /// transport `kind`.
+    pub(crate) fn spawn<H: Handshaker<Assoc = T>>(
+        source: H,
+        ctx: TlsContext,
+        addrs: Vec<SocketAddr>,
+        kind: TransportKind,
+        budget: Option<Arc<PartialBudget>>,
+    ) -> Self {
+        let refused = ctx
+            .refusal_counter()
+            .unwrap_or_else(|| Arc::new(AtomicU64::new(0)));
+        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let source = Arc::new(source);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+        let task = tokio::spawn({
+            let refused = refused.clone();
+            async move {
+                loop {
+                    let incoming = match source.accept().await {
+                        Ok(i) => i,
+                        Err(TransportError::Closed) => return,
+                        Err(e) => {
+                            warn!(error = %e, %kind, "TLS listener: accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let peer = H::peer(&incoming);
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            ?peer,
+                            %kind,
+                            max = MAX_CONCURRENT_HANDSHAKES,
+                            "TLS: too many handshakes in progress, connection closed"
+                        );
+                        H::reject(incoming);
+                        continue;
+                    };
+                    let (tx, ctx, refused, source) =
+                        (tx.clone(), ctx.clone(), refused.clone(), source.clone());
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        let res = tokio::time::timeout(
+                            ctx.handshake_timeout,
+                            source.handshake(&ctx, incoming),
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(format!(
+                                "handshake timed out after {:?}",
+                                ctx.handshake_timeout
+                            ))
+                        });
+                        match res {
+                            Ok(Some(a)) => {
+                                let _ = tx.send(a).await;
+                            }
+                            Ok(None) => {}
+                            Err(detail) => {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                                warn!(?peer, %kind, %detail, "TLS: connection refused");
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        TlsListener::new(rx, addrs, kind, budget, refused, task)
+    }
+}
+
+/// TLS over TCP: the bound listeners and the acceptor made of the context's certificate.
+struct TcpHandshaker {
+    tcp: TcpListeners,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl Handshaker for TcpHandshaker {
+    type Incoming = TcpStream;
+    type Assoc = TcpAssoc;
+
+    fn accept(&self) -> impl Future<Output = Result<TcpStream, TransportError>> + Send {
+        self.tcp.accept_stream()
+    }
+
+    fn peer(stream: &TcpStream) -> Option<SocketAddr> {
+        stream.peer_addr().ok()
+    }
+
+    fn reject(stream: TcpStream) {
+        drop(stream);
+    }
+
+    async fn handshake(
+        &self,
+        ctx: &TlsContext,
+        stream: TcpStream,
+    ) -> Result<Option<TcpAssoc>, String> {
+        let stream = handshake(stream, &self.acceptor, ctx.client_auth).await?;
+        match TcpAssoc::new(stream, self.tcp.config().clone(), self.tcp.budget().clone()) {
+            Ok(a) => Ok(Some(a)),
+            Err(e) => {
+                debug!(error = %e, "TLS: accepted connection gone");
+                Ok(None)
+            }
+        }
+    }
+}
+
 impl TlsListener<TcpAssoc> {
     /// Starts accepting on `tcp` (already bound).
     pub(crate) fn start(tcp: TcpListeners, ctx: TlsContext) -> Result<Self, TransportError> {
@@ -527,76 +667,13 @@ impl TlsListener<TcpAssoc> {
             .local_addrs()
             .map_err(|e| TransportError::io("getsockname", e))?;
         let budget = tcp.budget().clone();
-        let refused = ctx
-            .refused
-            .clone()
-            .unwrap_or_else(|| Arc::new(AtomicU64::new(0)));
-        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let acceptor = tokio_rustls::TlsAcceptor::from(server);
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
-        let task = tokio::spawn({
-            let refused = refused.clone();
-            async move {
-                loop {
-                    let stream = match tcp.accept_stream().await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            warn!(error = %e, "TLS listener: accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                        warn!(
-                            peer = ?stream.peer_addr().ok(),
-                            max = MAX_CONCURRENT_HANDSHAKES,
-                            "TLS: too many handshakes in progress, connection closed"
-                        );
-                        continue;
-                    };
-                    let (tx, acceptor, ctx) = (tx.clone(), acceptor.clone(), ctx.clone());
-                    let (config, budget, refused) =
-                        (tcp.config().clone(), tcp.budget().clone(), refused.clone());
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        let peer = stream.peer_addr().ok();
-                        let res = tokio::time::timeout(
-                            ctx.handshake_timeout,
-                            handshake(stream, &acceptor, ctx.client_auth),
-                        )
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(format!(
-                                "handshake timed out after {:?}",
-                                ctx.handshake_timeout
-                            ))
-                        });
-                        let stream = match res {
-                            Ok(s) => s,
-                            Err(detail) => {
-                                refused.fetch_add(1, Ordering::Relaxed);
-                                warn!(peer = ?peer, %detail, "TLS: connection refused");
-                                return;
-                            }
-                        };
-                        match TcpAssoc::new(stream, config, budget) {
-                            Ok(a) => {
-                                let _ = tx.send(a).await;
-                            }
-                            Err(e) => debug!(error = %e, "TLS: accepted connection gone"),
-                        }
-                    });
-                }
-            }
-        });
-        Ok(TlsListener::new(
-            rx,
+        Ok(TlsListener::spawn(
+            TcpHandshaker { tcp, acceptor },
+            ctx,
             addrs,
             TransportKind::Tcp,
             Some(budget),
-            refused,
-            task,
         ))
     }
 }

@@ -34,32 +34,27 @@
 //! reported first as on every association.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, ServerConnection};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
 use super::error::{LostReason, TransportError};
 use super::framing::{frame_len, outgoing_padding, padded, HEADER_LEN};
-use super::tls::{ClientAuth, PeerCertificate, TlsContext, TlsListener, MAX_CONCURRENT_HANDSHAKES};
+use super::tls::{
+    ClientAuth, Handshaker, PeerCertificate, TlsContext, TlsListener, TLS_HANDSHAKE_RECORD,
+};
 use super::{AssocReader, AssocWriter, Association, Event, Listener, Msg, TransportKind};
 
 /// Most bytes of TLS records one SCTP user message carries (several whole records; a record
 /// is at most 2^14 + 256 bytes in TLS 1.3, 2^14 + 2048 in TLS 1.2).
 pub const MAX_RECORDS_MESSAGE: usize = 64 * 1024;
-
-/// First byte of a TLS handshake record (RFC 8446 §5.1).
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
-/// Completed handshakes waiting for `accept`.
-const ACCEPT_QUEUE: usize = 64;
 
 /// Largest RSerPool message inside TLS (as over TCP: the 16-bit Message Length).
 const MAX_RSERPOOL_MESSAGE: usize = 65535 + 3;
@@ -433,120 +428,143 @@ impl TlsSctpWriter {
     }
 }
 
-/// Runs the handshake on an SCTP association: sends what the session has to send, feeds it
-/// the peer's user messages, until the handshake is complete. Non-message events go to
-/// `pending`; plaintext that arrived with the last flight to `plain`.
-async fn handshake(
-    conn: &mut Connection,
-    r: &mut AssocReader,
-    w: &mut AssocWriter,
-    ppid: u32,
-    pending: &mut VecDeque<Event>,
-    plain: &mut BytesMut,
-    first: Option<Bytes>,
-) -> Result<(), String> {
-    let mut next = first;
-    loop {
-        let mut records = Vec::new();
-        while conn.wants_write() {
-            conn.write_tls(&mut records).map_err(|e| e.to_string())?;
-        }
-        send_records(w, ppid, &records)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !conn.is_handshaking() {
-            return Ok(());
-        }
-        let data = match next.take() {
-            Some(d) => d,
-            None => loop {
-                match Box::pin(r.recv()).await.map_err(|e| e.to_string())? {
-                    Event::Message(m) if m.stream == 0 => break m.bytes,
-                    Event::Message(m) => {
-                        return Err(format!("handshake message on stream {}", m.stream))
-                    }
-                    Event::Lost(reason) => return Err(format!("association lost: {reason}")),
-                    Event::Restarted => return Err("peer restarted".into()),
-                    other => pending.push_back(other),
-                }
-            },
-        };
-        if let Err(e) = feed(conn, &data, plain, MAX_RSERPOOL_MESSAGE * 2) {
-            // Send the alert rustls queued, then give up.
-            let mut records = Vec::new();
-            while conn.wants_write() {
-                if conn.write_tls(&mut records).is_err() {
-                    break;
-                }
-            }
-            let _ = send_records(w, ppid, &records).await;
-            return Err(e);
-        }
-    }
-}
-
 fn peer_cert(conn: &Connection) -> Option<PeerCertificate> {
     conn.peer_certificates()
         .and_then(|c| c.first())
         .map(|c| PeerCertificate::from_der(c.to_vec()))
 }
 
-fn addrs(a: &Association) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
-    (
-        a.peer_addrs().unwrap_or_default(),
-        a.local_addrs().unwrap_or_default(),
-    )
-}
-
-fn finish(
-    a: Association,
-    conn: Option<Connection>,
+/// An SCTP association whose TLS handshake is under way: its halves, the endpoint's PPID,
+/// the events that came before the handshake finished and the plaintext that arrived with
+/// the last flight.
+struct Opening {
+    r: AssocReader,
+    w: AssocWriter,
     ppid: u32,
-    max: usize,
     pending: VecDeque<Event>,
     plain: BytesMut,
-) -> (TlsSctpReader, TlsSctpWriter) {
-    let (peers, locals) = addrs(&a);
-    let kind = a.kind();
-    let peer_cert = conn.as_ref().and_then(peer_cert);
-    let (r, w) = a.into_split();
-    let shared = Arc::new(Shared {
-        out: Mutex::new(w),
-        conn: conn.map(std::sync::Mutex::new),
-        ppid,
-        peer: peers
-            .first()
-            .copied()
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-    });
-    (
-        TlsSctpReader {
-            inner: r,
-            shared: shared.clone(),
-            pending,
-            plain,
-            max,
-            done: false,
-        },
-        TlsSctpWriter {
-            shared,
-            peer_cert,
-            peers,
-            locals,
-            kind,
-            max,
-        },
-    )
 }
 
-/// Reads events until the first user message; the others are kept in `pending`.
-async fn first_message(r: &mut AssocReader, pending: &mut VecDeque<Event>) -> Result<Msg, String> {
-    loop {
-        match Box::pin(r.recv()).await.map_err(|e| e.to_string())? {
-            Event::Message(m) => return Ok(m),
-            Event::Lost(reason) => return Err(format!("association lost: {reason}")),
-            other => pending.push_back(other),
+impl Opening {
+    fn new(a: Association, ppid: u32) -> Self {
+        let (r, w) = a.into_split();
+        Opening {
+            r,
+            w,
+            ppid,
+            pending: VecDeque::new(),
+            plain: BytesMut::new(),
         }
+    }
+
+    /// Reads events until the first user message; the others are kept in `pending`.
+    async fn first_message(&mut self) -> Result<Msg, String> {
+        loop {
+            match Box::pin(self.r.recv()).await.map_err(|e| e.to_string())? {
+                Event::Message(m) => return Ok(m),
+                Event::Lost(reason) => return Err(format!("association lost: {reason}")),
+                other => self.pending.push_back(other),
+            }
+        }
+    }
+
+    /// Runs the handshake: sends what the session has to send, feeds it the peer's user
+    /// messages (`first`: one already read), until the handshake is complete. Non-message
+    /// events go to `pending`; plaintext that arrived with the last flight to `plain`.
+    async fn handshake(
+        &mut self,
+        conn: &mut Connection,
+        first: Option<Bytes>,
+    ) -> Result<(), String> {
+        let Opening {
+            r,
+            w,
+            ppid,
+            pending,
+            plain,
+        } = self;
+        let ppid = *ppid;
+        let mut next = first;
+        loop {
+            let mut records = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut records).map_err(|e| e.to_string())?;
+            }
+            send_records(w, ppid, &records)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !conn.is_handshaking() {
+                return Ok(());
+            }
+            let data = match next.take() {
+                Some(d) => d,
+                None => loop {
+                    match Box::pin(r.recv()).await.map_err(|e| e.to_string())? {
+                        Event::Message(m) if m.stream == 0 => break m.bytes,
+                        Event::Message(m) => {
+                            return Err(format!("handshake message on stream {}", m.stream))
+                        }
+                        Event::Lost(reason) => return Err(format!("association lost: {reason}")),
+                        Event::Restarted => return Err("peer restarted".into()),
+                        other => pending.push_back(other),
+                    }
+                },
+            };
+            if let Err(e) = feed(conn, &data, plain, MAX_RSERPOOL_MESSAGE * 2) {
+                // Send the alert rustls queued, then give up.
+                let mut records = Vec::new();
+                while conn.wants_write() {
+                    if conn.write_tls(&mut records).is_err() {
+                        break;
+                    }
+                }
+                let _ = send_records(w, ppid, &records).await;
+                return Err(e);
+            }
+        }
+    }
+
+    /// The association after the handshake (`conn`; `None`: plaintext), for messages of at
+    /// most `max` bytes.
+    fn finish(self, conn: Option<Connection>, max: usize) -> (TlsSctpReader, TlsSctpWriter) {
+        let Opening {
+            r,
+            w,
+            ppid,
+            pending,
+            plain,
+        } = self;
+        let peers = w.peer_addrs().unwrap_or_default();
+        let locals = w.local_addrs().unwrap_or_default();
+        let kind = w.kind();
+        let peer_cert = conn.as_ref().and_then(peer_cert);
+        let shared = Arc::new(Shared {
+            out: Mutex::new(w),
+            conn: conn.map(std::sync::Mutex::new),
+            ppid,
+            peer: peers
+                .first()
+                .copied()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        });
+        (
+            TlsSctpReader {
+                inner: r,
+                shared: shared.clone(),
+                pending,
+                plain,
+                max,
+                done: false,
+            },
+            TlsSctpWriter {
+                shared,
+                peer_cert,
+                peers,
+                locals,
+                kind,
+                max,
+            },
+        )
     }
 }
 
@@ -567,116 +585,96 @@ pub(crate) async fn client(
     let conn = ClientConnection::new(ctx.client_config(), ServerName::IpAddress(peer.ip().into()))
         .map_err(|e| err(e.to_string()))?;
     let mut conn = Connection::Client(conn);
-    let (mut r, mut w) = a.into_split();
-    let (mut pending, mut plain) = (VecDeque::new(), BytesMut::new());
-    let hs = handshake(
-        &mut conn,
-        &mut r,
-        &mut w,
-        ppid,
-        &mut pending,
-        &mut plain,
-        None,
-    );
-    match tokio::time::timeout(ctx.handshake_timeout, hs).await {
+    let mut o = Opening::new(a, ppid);
+    match tokio::time::timeout(ctx.handshake_timeout, o.handshake(&mut conn, None)).await {
         Ok(Ok(())) => {}
         Ok(Err(detail)) => {
-            w.abort_in_place();
+            o.w.abort_in_place();
             return Err(err(detail));
         }
         Err(_) => {
-            w.abort_in_place();
+            o.w.abort_in_place();
             return Err(err(format!(
                 "handshake timed out after {:?}",
                 ctx.handshake_timeout
             )));
         }
     }
-    let max = max_message_size.min(MAX_RSERPOOL_MESSAGE);
-    Ok(finish(
-        Association::from_halves(r, w),
-        Some(conn),
-        ppid,
-        max,
-        pending,
-        plain,
-    ))
-}
-
-/// Server side of one accepted association: the first user message decides (see the module
-/// documentation).
-async fn server(
-    ctx: &TlsContext,
-    a: Association,
-    ppid: u32,
-    max_message_size: usize,
-) -> Result<(TlsSctpReader, TlsSctpWriter), String> {
-    let server = ctx
-        .server_config()
-        .ok_or_else(|| "a TLS listener needs a certificate and key".to_string())?;
-    let max = max_message_size.min(MAX_RSERPOOL_MESSAGE);
-    let (mut r, mut w) = a.into_split();
-    let mut pending = VecDeque::new();
-    let first = match first_message(&mut r, &mut pending).await {
-        Ok(m) => m,
-        Err(e) => {
-            w.abort_in_place();
-            return Err(e);
-        }
-    };
-    if first.bytes.first() != Some(&TLS_HANDSHAKE_RECORD) || first.stream != 0 {
-        match ctx.client_auth() {
-            ClientAuth::Optional => {
-                pending.push_back(Event::Message(first));
-                return Ok(finish(
-                    Association::from_halves(r, w),
-                    None,
-                    ppid,
-                    max,
-                    pending,
-                    BytesMut::new(),
-                ));
-            }
-            ClientAuth::Required => {
-                w.abort_in_place();
-                return Err(format!(
-                    "plaintext (first byte {:#04x}, stream {}) where TLS is required",
-                    first.bytes.first().copied().unwrap_or(0),
-                    first.stream
-                ));
-            }
-        }
-    }
-    let mut conn = Connection::Server(ServerConnection::new(server).map_err(|e| e.to_string())?);
-    let mut plain = BytesMut::new();
-    if let Err(e) = handshake(
-        &mut conn,
-        &mut r,
-        &mut w,
-        ppid,
-        &mut pending,
-        &mut plain,
-        Some(first.bytes),
-    )
-    .await
-    {
-        w.abort_in_place();
-        return Err(format!("handshake failed: {e}"));
-    }
-    Ok(finish(
-        Association::from_halves(r, w),
-        Some(conn),
-        ppid,
-        max,
-        pending,
-        plain,
-    ))
+    Ok(o.finish(Some(conn), max_message_size.min(MAX_RSERPOOL_MESSAGE)))
 }
 
 /// A listener of SCTP associations (kernel or `sctp-udp`) whose associations come out of
 /// [`accept`](Self::accept) only after their TLS handshake (or as plaintext, see the module
 /// documentation). Handshakes run in tasks of their own.
 pub(crate) type TlsSctpListener = TlsListener<(TlsSctpReader, TlsSctpWriter)>;
+
+/// TLS over SCTP: the plain SCTP or `sctp-udp` listener and the endpoint's PPID and
+/// maximum message size.
+struct SctpHandshaker {
+    inner: Listener,
+    ppid: u32,
+    max_message_size: usize,
+}
+
+impl Handshaker for SctpHandshaker {
+    type Incoming = Association;
+    type Assoc = (TlsSctpReader, TlsSctpWriter);
+
+    fn accept(&self) -> impl Future<Output = Result<Association, TransportError>> + Send {
+        self.inner.accept()
+    }
+
+    fn peer(a: &Association) -> Option<SocketAddr> {
+        a.peer_addrs().ok().and_then(|v| v.first().copied())
+    }
+
+    fn reject(a: Association) {
+        a.abort();
+    }
+
+    /// The first user message decides (see the module documentation).
+    async fn handshake(
+        &self,
+        ctx: &TlsContext,
+        a: Association,
+    ) -> Result<Option<(TlsSctpReader, TlsSctpWriter)>, String> {
+        let server = ctx
+            .server_config()
+            .ok_or_else(|| "a TLS listener needs a certificate and key".to_string())?;
+        let max = self.max_message_size.min(MAX_RSERPOOL_MESSAGE);
+        let mut o = Opening::new(a, self.ppid);
+        let first = match o.first_message().await {
+            Ok(m) => m,
+            Err(e) => {
+                o.w.abort_in_place();
+                return Err(e);
+            }
+        };
+        if first.bytes.first() != Some(&TLS_HANDSHAKE_RECORD) || first.stream != 0 {
+            match ctx.client_auth() {
+                ClientAuth::Optional => {
+                    o.pending.push_back(Event::Message(first));
+                    return Ok(Some(o.finish(None, max)));
+                }
+                ClientAuth::Required => {
+                    o.w.abort_in_place();
+                    return Err(format!(
+                        "plaintext (first byte {:#04x}, stream {}) where TLS is required",
+                        first.bytes.first().copied().unwrap_or(0),
+                        first.stream
+                    ));
+                }
+            }
+        }
+        let server = ServerConnection::new(server).map_err(|e| e.to_string())?;
+        let mut conn = Connection::Server(server);
+        if let Err(e) = o.handshake(&mut conn, Some(first.bytes)).await {
+            o.w.abort_in_place();
+            return Err(format!("handshake failed: {e}"));
+        }
+        Ok(Some(o.finish(Some(conn), max)))
+    }
+}
 
 impl TlsSctpListener {
     /// Starts accepting on `inner` (a plain SCTP or `sctp-udp` listener).
@@ -694,63 +692,12 @@ impl TlsSctpListener {
         }
         let addrs = inner.local_addrs()?;
         let kind = inner.kind();
-        let refused = ctx
-            .refusal_counter()
-            .unwrap_or_else(|| Arc::new(AtomicU64::new(0)));
-        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
-        let task = tokio::spawn({
-            let refused = refused.clone();
-            async move {
-                loop {
-                    let a = match inner.accept().await {
-                        Ok(a) => a,
-                        Err(TransportError::Closed) => return,
-                        Err(e) => {
-                            warn!(error = %e, "TLS over SCTP listener: accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let peer = a.peer_addrs().ok().and_then(|v| v.first().copied());
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                        warn!(
-                            ?peer,
-                            max = MAX_CONCURRENT_HANDSHAKES,
-                            "TLS: too many handshakes in progress, association aborted"
-                        );
-                        a.abort();
-                        continue;
-                    };
-                    let (tx, ctx, refused) = (tx.clone(), ctx.clone(), refused.clone());
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        let res = tokio::time::timeout(
-                            ctx.handshake_timeout,
-                            server(&ctx, a, ppid, max_message_size),
-                        )
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(format!(
-                                "handshake timed out after {:?}",
-                                ctx.handshake_timeout
-                            ))
-                        });
-                        match res {
-                            Ok(halves) => {
-                                let _ = tx.send(halves).await;
-                            }
-                            Err(detail) => {
-                                refused.fetch_add(1, Ordering::Relaxed);
-                                warn!(?peer, %detail, "TLS over SCTP: association refused");
-                            }
-                        }
-                    });
-                }
-            }
-        });
-        Ok(TlsListener::new(rx, addrs, kind, None, refused, task))
+        let source = SctpHandshaker {
+            inner,
+            ppid,
+            max_message_size,
+        };
+        Ok(TlsListener::spawn(source, ctx, addrs, kind, None))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Transport integration tests on the host (RFC 5351 §4: the ASAP/ENRP transports): TCP
-//! framing, TLS, UDP and SCTP over UDP, in one test binary.
+//! framing, UDP and SCTP over UDP, in one test binary (TLS: `tests/tests/api/transport_tls.rs`,
+//! with the test PKI of `rserpool-tests`).
 //!
 //! The kernel-SCTP tests (`transport_sctp.rs`, `transport_kind.rs`) stay separate binaries:
 //! the VM rig (`tests/vm/run.sh`, `CARGO_TESTS`) copies whole test executables into the
@@ -10,5 +11,4 @@
 mod assoc;
 mod transport_sctp_udp;
 mod transport_tcp;
-mod transport_tls;
 mod transport_udp;

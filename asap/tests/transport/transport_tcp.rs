@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use asap::transport::{
-    Event, FrameError, LostReason, Msg, Transport, TransportConfig, TransportError, TransportKind,
+    Association, Event, FrameError, Listener, LostReason, Msg, Transport, TransportConfig,
+    TransportError, TransportKind,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -111,13 +112,19 @@ async fn many_small_messages_in_order() {
     let _cw = sender.await.expect("sender task");
 }
 
+/// A listener of `t`, a raw TCP client connected to it (`TCP_NODELAY`: each write goes out
+/// as written) and the association the listener accepted for it.
+async fn raw_client(t: &Transport) -> (Listener, TcpStream, Association) {
+    let (l, addr) = listen(t).await;
+    let raw = TcpStream::connect(addr).await.expect("raw connect");
+    raw.set_nodelay(true).expect("nodelay");
+    let s = accept(&l).await;
+    (l, raw, s)
+}
+
 #[tokio::test]
 async fn two_messages_in_one_write_and_one_message_split_over_writes() {
-    let t = tcp(4096);
-    let (l, addr) = listen(&t).await;
-    let mut raw = TcpStream::connect(addr).await.expect("raw connect");
-    raw.set_nodelay(true).expect("nodelay");
-    let mut s = accept(&l).await;
+    let (_l, mut raw, mut s) = raw_client(&tcp(4096)).await;
 
     // Two messages (the first 6 bytes long, so 2 bytes of padding) in one write.
     let a = rmsg(1, 6, 1);
@@ -181,24 +188,71 @@ impl Write for Captured {
     }
 }
 
+/// A listener with a well-behaved association (`good`, accepted as `good_s`) and then a raw
+/// TCP client (`raw`, from `raw_addr`): a peer that misbehaves next to one that does not.
+struct RawBesideGood {
+    _l: Listener,
+    good: Association,
+    good_s: Association,
+    raw: TcpStream,
+    raw_addr: SocketAddr,
+}
+
+impl RawBesideGood {
+    /// Listens with `t` and connects both clients; also returns the raw client's association.
+    async fn open(t: &Transport) -> (Self, Association) {
+        let (l, addr) = listen(t).await;
+        let good = t.connect(&[addr], &[]).await.expect("connect good");
+        let good_s = accept(&l).await;
+        let raw = TcpStream::connect(addr).await.expect("raw connect");
+        let raw_addr = raw.local_addr().expect("raw local");
+        let bad_s = accept(&l).await;
+        let rig = RawBesideGood {
+            _l: l,
+            good,
+            good_s,
+            raw,
+            raw_addr,
+        };
+        (rig, bad_s)
+    }
+
+    /// The raw client reads EOF (or a reset) within the limit: its connection was closed.
+    async fn assert_raw_closed(&mut self, what: &str) {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(LIMIT, self.raw.read(&mut buf))
+            .await
+            .expect("read within limit")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "{what}");
+    }
+
+    /// The well-behaved association is unaffected: a message goes both ways.
+    async fn assert_good_works(&mut self) {
+        let body = rmsg(5, 40, 4);
+        self.good
+            .send(&Msg::new(11, 0, body.clone()))
+            .await
+            .expect("send");
+        let m = recv_msg(&mut self.good_s).await;
+        assert_eq!(&m.bytes[..], &body[..]);
+        self.good_s.send(&m).await.expect("echo");
+        assert_eq!(&recv_msg(&mut self.good).await.bytes[..], &body[..]);
+    }
+}
+
 /// Sends `bad` bytes (then optionally closes) on a raw connection and checks that (1) that
 /// association ends with `Lost(Framing(expected))`, (2) a warn line names the peer and reason,
 /// (3) a second association opened before keeps working.
 async fn bad_input_case(bad: &[u8], close_after: bool, max: usize, expected: FrameError) {
     let (log, _guard) = Captured::debug_logs();
 
-    let t = tcp(max);
-    let (l, addr) = listen(&t).await;
-    let mut good = t.connect(&[addr], &[]).await.expect("connect good");
-    let mut good_s = accept(&l).await;
-    let mut raw = TcpStream::connect(addr).await.expect("raw connect");
-    let raw_addr = raw.local_addr().expect("raw local");
-    let mut bad_s = accept(&l).await;
-    assert_eq!(bad_s.peer_addrs().expect("peer"), vec![raw_addr]);
+    let (mut rig, mut bad_s) = RawBesideGood::open(&tcp(max)).await;
+    assert_eq!(bad_s.peer_addrs().expect("peer"), vec![rig.raw_addr]);
 
-    raw.write_all(bad).await.expect("write bad");
+    rig.raw.write_all(bad).await.expect("write bad");
     if close_after {
-        raw.shutdown().await.expect("shutdown");
+        rig.raw.shutdown().await.expect("shutdown");
     }
     assert!(matches!(recv(&mut bad_s).await, Event::Up { .. }));
     assert_eq!(
@@ -207,25 +261,10 @@ async fn bad_input_case(bad: &[u8], close_after: bool, max: usize, expected: Fra
     );
     assert!(matches!(bad_s.recv().await, Err(TransportError::Closed)));
     drop(bad_s);
-    // The offending peer sees the connection closed.
-    let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(LIMIT, raw.read(&mut buf))
-        .await
-        .expect("read within limit")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "bad peer's connection must be closed");
-
-    // The other association is unaffected.
-    let body = rmsg(5, 40, 4);
-    good.send(&Msg::new(11, 0, body.clone()))
-        .await
-        .expect("send");
-    let m = recv_msg(&mut good_s).await;
-    assert_eq!(&m.bytes[..], &body[..]);
-    good_s.send(&m).await.expect("echo");
-    assert_eq!(&recv_msg(&mut good).await.bytes[..], &body[..]);
-
-    log.assert_closing_warned(raw_addr, &expected);
+    rig.assert_raw_closed("bad peer's connection must be closed")
+        .await;
+    rig.assert_good_works().await;
+    log.assert_closing_warned(rig.raw_addr, &expected);
 }
 
 /// Each framing error a TCP peer can cause, through [`bad_input_case`]: the bytes sent, whether
@@ -415,11 +454,7 @@ impl Rng {
 
 #[tokio::test]
 async fn random_message_sizes_over_random_write_chunks() {
-    let t = tcp(4096);
-    let (l, addr) = listen(&t).await;
-    let mut raw = TcpStream::connect(addr).await.expect("raw connect");
-    raw.set_nodelay(true).expect("nodelay");
-    let mut s = accept(&l).await;
+    let (_l, mut raw, mut s) = raw_client(&tcp(4096)).await;
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let mut expected = Vec::new();
     let mut stream = Vec::new();
@@ -487,19 +522,25 @@ async fn random_garbage_never_panics_and_always_ends_the_association() {
     }
 }
 
+/// The TCP stall guards are on by default with the documented values: 30 s for an
+/// incomplete message, 16 MiB of partial-message buffer per listener.
+#[test]
+fn tcp_stall_guards_have_the_documented_defaults() {
+    use asap::transport::defaults::{TCP_INCOMPLETE_MESSAGE_TIMEOUT, TCP_MAX_PARTIAL_BYTES};
+    let c = TransportConfig::asap(TransportKind::Tcp);
+    assert_eq!(
+        c.tcp_incomplete_message_timeout,
+        Some(TCP_INCOMPLETE_MESSAGE_TIMEOUT)
+    );
+    assert_eq!(TCP_INCOMPLETE_MESSAGE_TIMEOUT, Duration::from_secs(30));
+    assert_eq!(c.tcp_max_partial_bytes, Some(TCP_MAX_PARTIAL_BYTES));
+    assert_eq!(TCP_MAX_PARTIAL_BYTES, 16 * 1024 * 1024);
+}
+
 /// The default ASAP endpoint over TCP (default maximum message size, 65535 + 3 on TCP) with a
 /// short incomplete-message timeout.
 fn tcp_default_max(incomplete: Duration) -> Transport {
     let mut c = TransportConfig::asap(TransportKind::Tcp);
-    assert_eq!(
-        c.tcp_incomplete_message_timeout,
-        Some(asap::transport::defaults::TCP_INCOMPLETE_MESSAGE_TIMEOUT),
-        "documented default"
-    );
-    assert_eq!(
-        asap::transport::defaults::TCP_INCOMPLETE_MESSAGE_TIMEOUT,
-        Duration::from_secs(30)
-    );
     c.tcp_incomplete_message_timeout = Some(incomplete);
     Transport::new(c)
 }
@@ -512,15 +553,10 @@ async fn stall_case(partial: &[u8], msg_type: Option<u8>, need: usize) {
     let (log, _guard) = Captured::debug_logs();
 
     let timeout = Duration::from_millis(300);
-    let t = tcp_default_max(timeout);
-    let (l, addr) = listen(&t).await;
-    let mut good = t.connect(&[addr], &[]).await.expect("connect good");
-    let mut good_s = accept(&l).await;
-    let mut raw = TcpStream::connect(addr).await.expect("raw connect");
-    let raw_addr = raw.local_addr().expect("raw local");
-    let mut bad_s = accept(&l).await;
+    let (mut rig, mut bad_s) = RawBesideGood::open(&tcp_default_max(timeout)).await;
+    let raw_addr = rig.raw_addr;
 
-    raw.write_all(partial).await.expect("write partial");
+    rig.raw.write_all(partial).await.expect("write partial");
     let started = tokio::time::Instant::now();
     assert!(matches!(recv(&mut bad_s).await, Event::Up { .. }));
     let expected = FrameError::IncompleteTimeout {
@@ -540,22 +576,11 @@ async fn stall_case(partial: &[u8], msg_type: Option<u8>, need: usize) {
     );
     assert!(matches!(bad_s.recv().await, Err(TransportError::Closed)));
 
-    // Closed from our side although `bad_s` is still held: the peer reads EOF (or a reset).
-    let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(LIMIT, raw.read(&mut buf))
-        .await
-        .expect("read within limit")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "stalled peer's connection must be closed");
+    // Closed from our side although `bad_s` is still held.
+    rig.assert_raw_closed("stalled peer's connection must be closed")
+        .await;
     drop(bad_s);
-
-    // The other association is unaffected.
-    let body = rmsg(5, 40, 4);
-    good.send(&Msg::new(11, 0, body.clone()))
-        .await
-        .expect("send");
-    assert_eq!(&recv_msg(&mut good_s).await.bytes[..], &body[..]);
-
+    rig.assert_good_works().await;
     log.assert_closing_warned(raw_addr, &expected);
     let reason = expected.to_string();
     assert!(reason.contains(&raw_addr.to_string()), "{reason}");
@@ -590,11 +615,7 @@ async fn slow_but_complete_messages_within_timeout_are_delivered() {
     // Each message arrives in pieces well within the timeout; all of them together take
     // longer than the timeout, so a clock that is not restarted per message would fire.
     let timeout = Duration::from_millis(1000);
-    let t = tcp_default_max(timeout);
-    let (l, addr) = listen(&t).await;
-    let mut raw = TcpStream::connect(addr).await.expect("raw connect");
-    raw.set_nodelay(true).expect("nodelay");
-    let mut s = accept(&l).await;
+    let (_l, mut raw, mut s) = raw_client(&tcp_default_max(timeout)).await;
 
     let msgs: Vec<Vec<u8>> = (0..12u8).map(|i| rmsg(0x07, 204, i)).collect();
     let stream: Vec<u8> = msgs.concat();
@@ -649,15 +670,6 @@ async fn stalled_partial_messages_are_bounded_by_the_listener_budget() {
     const CAP: usize = 32 * 1024;
     const N: usize = 48;
     let mut c = TransportConfig::asap(TransportKind::Tcp);
-    assert_eq!(
-        c.tcp_max_partial_bytes,
-        Some(asap::transport::defaults::TCP_MAX_PARTIAL_BYTES),
-        "documented default"
-    );
-    assert_eq!(
-        asap::transport::defaults::TCP_MAX_PARTIAL_BYTES,
-        16 * 1024 * 1024
-    );
     c.tcp_max_partial_bytes = Some(CAP);
     let t = Transport::new(c);
     let (l, addr) = listen(&t).await;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::common::*;
 use proxy_pe::core::{Health, PushState};
 use rserpool_tests::fs::wait_log_or;
+use rserpool_tests::net::assert_closed_by_peer;
 
 /// Runs the `proxy-pe` binary with `args` (off the async workers: it blocks).
 async fn cli(args: Vec<String>) -> Output {
@@ -626,7 +627,6 @@ async fn unanswered_push_fails_after_the_configured_wait() {
 /// time out, a daemon connects again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_handshakes_are_bounded() {
-    use tokio::io::AsyncReadExt;
     let mut rig = proxy_without_daemons(
         "pending",
         "\n[daemon_link]\nmax_pending_handshakes = 2\nhandshake_timeout_ms = 1000\n",
@@ -635,14 +635,9 @@ async fn pending_handshakes_are_bounded() {
     let silent = silent_connections(&rig, 2).await;
     // Let the proxy accept both before the third arrives.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut third = connect_daemon_port(&rig).await;
+    let third = connect_daemon_port(&rig).await;
     let me = third.local_addr().expect("addr");
-    let mut b = [0u8; 1];
-    let n = tokio::time::timeout(Duration::from_secs(30), third.read(&mut b))
-        .await
-        .expect("closed by the proxy")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "the third connection is closed at once");
+    assert_closed_by_peer(&third, Duration::from_secs(30), "the third connection").await;
     let log = wait_proxy_log(&rig, &me.to_string()).await;
     assert!(log.contains("too many handshakes in progress"), "{log}");
     // The silent ones time out (1 s); the daemons then connect.

@@ -28,7 +28,7 @@ use asap::transport::{
 use enrp_server::core::{server_id_name, CoreConfig, EnrpSecurity, PoolAuth};
 use enrp_server::driver::{Server, Stats};
 use rserpool_tests::registrar::{inject, peer_core, resolve_ids, tcp_driver, POOL};
-use rserpool_tests::tls::{Ca, Identity};
+use rserpool_tests::tls::{listen, next_message, Ca, Identity};
 
 const LIMIT: Duration = Duration::from_secs(10);
 const KIND: TransportKind = TransportKind::SctpUdp;
@@ -48,12 +48,6 @@ fn asap_t() -> Transport {
 
 fn enrp_t() -> Transport {
     Transport::new(TransportConfig::enrp(KIND))
-}
-
-async fn listen(t: Transport) -> (Listener, SocketAddr) {
-    let l = t.listen(&[lo(0)]).await.expect("listen");
-    let at = l.local_addrs().expect("addrs")[0];
-    (l, at)
 }
 
 /// An ASAP_HANDLE_RESOLUTION for pool "P": a 4-byte header plus a Pool Handle TLV.
@@ -83,26 +77,6 @@ async fn next_event(a: &mut Association) -> Event {
         .await
         .expect("an event within 10 s")
         .expect("association open")
-}
-
-async fn next_message(a: &mut Association) -> Msg {
-    loop {
-        match next_event(a).await {
-            Event::Message(m) => return m,
-            Event::Lost(r) => panic!("lost: {r}"),
-            _ => {}
-        }
-    }
-}
-
-async fn wait_refused(l: &Listener, n: u64) {
-    for _ in 0..400 {
-        if l.tls_refused() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("refusals: {} (wanted {n})", l.tls_refused());
 }
 
 /// Mutual TLS over `sctp-udp`: messages of any size both ways (framed inside TLS, PPID of
@@ -203,79 +177,12 @@ async fn mutual_tls_over_sctp_udp_carries_framed_messages() {
 
 /// A required-TLS listener over `sctp-udp` refuses (and counts) a client certificate from
 /// another CA, a missing client certificate, plaintext and a silent association, and keeps
-/// accepting; a client refuses a server certificate of another CA.
+/// accepting; a client refuses a server certificate of another CA (the test of
+/// `transport_tls` over TCP, on `sctp-udp`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_over_sctp_udp_are_counted() {
     init();
-    let ca = Ca::new("cluster CA");
-    let server = ca.issue(&["registrar.example"]);
-    let ctx = ca
-        .context(Some(&server), ClientAuth::Required)
-        .with_handshake_timeout(Duration::from_millis(500));
-    let (l, at) = listen(asap_t().with_tls(ctx)).await;
-
-    // A client certificate from another CA (trusting the right one).
-    let other = Ca::new("rogue CA");
-    let foreign = other.issue(&["pe1.example"]);
-    let fctx = TlsContext::from_pem(
-        ca.pem().as_bytes(),
-        Some((foreign.cert_pem.as_bytes(), foreign.key_pem.as_bytes())),
-        ClientAuth::Required,
-    )
-    .expect("ctx");
-    if let Ok(mut a) = asap_t().with_tls(fctx).connect(&[at], &[]).await {
-        // TLS 1.3: the client is done first; the server's alert ends the association.
-        let _ = a.send(&Msg::new(11, 0, message())).await;
-        let _ = tokio::time::timeout(LIMIT, async { while a.recv().await.is_ok() {} }).await;
-    }
-    wait_refused(&l, 1).await;
-
-    // No client certificate.
-    if let Ok(mut a) = asap_t()
-        .with_tls(ca.context(None, ClientAuth::Required))
-        .connect(&[at], &[])
-        .await
-    {
-        let _ = a.send(&Msg::new(11, 0, message())).await;
-        let _ = tokio::time::timeout(LIMIT, async { while a.recv().await.is_ok() {} }).await;
-    }
-    wait_refused(&l, 2).await;
-
-    // Plaintext ASAP: the association is aborted, no answer.
-    let mut p = asap_t().connect(&[at], &[]).await.expect("plain connect");
-    p.send(&Msg::new(11, 0, message())).await.expect("send");
-    wait_refused(&l, 3).await;
-    loop {
-        match next_event(&mut p).await {
-            Event::Message(m) => panic!("plaintext got an answer: {m:?}"),
-            Event::Lost(_) => break,
-            _ => {}
-        }
-    }
-
-    // Silent: refused after the handshake timeout, while a good client gets through.
-    let _silent = asap_t().connect(&[at], &[]).await.expect("silent connect");
-    let good = ca.issue(&["pe1.example"]);
-    let _c = asap_t()
-        .with_tls(ca.context(Some(&good), ClientAuth::Required))
-        .connect(&[at], &[])
-        .await
-        .expect("good client");
-    let s = accept(&l, "accept").await;
-    assert!(s.peer_certificate().is_some());
-    wait_refused(&l, 4).await;
-
-    // The client refuses a registrar certificate of another CA.
-    let rogue = other.issue(&["registrar.example"]);
-    let (_l2, at2) =
-        listen(asap_t().with_tls(other.context(Some(&rogue), ClientAuth::Required))).await;
-    let e = asap_t()
-        .with_tls(ca.context(Some(&good), ClientAuth::Required))
-        .connect(&[at2], &[])
-        .await
-        .err()
-        .expect("foreign registrar refused");
-    assert!(matches!(e, TransportError::Tls { .. }), "{e}");
+    super::transport_tls::refusals_are_counted(KIND).await;
 }
 
 /// An optional-TLS listener over `sctp-udp` (the registrar's ASAP port with `--asap-tls

@@ -607,11 +607,7 @@ impl Hub {
                     send_failed(s, done, TransportError::Closed);
                     return;
                 }
-                if msg.bytes.len() > s.cfg.max_message_size {
-                    let e = TransportError::MessageTooLarge {
-                        len: msg.bytes.len(),
-                        max: s.cfg.max_message_size,
-                    };
+                if let Err(e) = msg.check_len(s.cfg.max_message_size) {
                     send_failed(s, done, e);
                     return;
                 }
@@ -1363,12 +1359,7 @@ pub(crate) struct SctpUdpWriter {
 
 impl SctpUdpWriter {
     pub(crate) async fn send(&self, msg: &Msg) -> Result<(), TransportError> {
-        if msg.bytes.len() > self.max {
-            return Err(TransportError::MessageTooLarge {
-                len: msg.bytes.len(),
-                max: self.max,
-            });
-        }
+        msg.check_len(self.max)?;
         if self.send.closed.load(Ordering::Acquire) {
             return Err(TransportError::Closed);
         }

@@ -1,8 +1,10 @@
 //! TLS over TCP associations (`asap::transport::tls`; issue 13): messages framed inside TLS,
 //! the verified peer certificate and its names, refusal of foreign CAs, missing client
 //! certificates, plaintext and silent clients (each counted), plaintext next to TLS on an
-//! optional-TLS listener. Loopback only; certificates from throw-away rcgen CAs. TLS over
-//! SCTP (`sctp-udp`) is tested in `tests/tests/tls_sctp.rs`.
+//! optional-TLS listener. Loopback only; certificates from throw-away rcgen CAs
+//! ([`rserpool_tests::tls`]). TLS over SCTP (`sctp-udp`) is tested in `tls_sctp.rs`.
+//!
+//! Run: `cargo test -p rserpool-tests --test api transport_tls`
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,52 +13,10 @@ use asap::transport::tls::{ClientAuth, PeerCertificate, TlsContext};
 use asap::transport::{
     Event, Listener, Msg, Transport, TransportConfig, TransportError, TransportKind,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use rserpool_tests::net::assert_closed_by_peer;
+use rserpool_tests::tls::{self, next_message, wait_refused, Ca};
 
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, "test CA");
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().expect("key");
-        let cert = p.self_signed(&key).expect("CA");
-        Ca { cert, key }
-    }
-
-    /// (certificate PEM, key PEM) with these SANs.
-    fn issue(&self, names: &[&str]) -> (String, String) {
-        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .expect("params");
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = KeyPair::generate().expect("key");
-        let cert = p.signed_by(&key, &self.cert, &self.key).expect("EE");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn ctx(&self, id: Option<&(String, String)>, auth: ClientAuth) -> TlsContext {
-        TlsContext::from_pem(
-            self.cert.pem().as_bytes(),
-            id.map(|(c, k)| (c.as_bytes(), k.as_bytes())),
-            auth,
-        )
-        .expect("context")
-    }
-}
+const LIMIT: Duration = Duration::from_secs(10);
 
 fn asap_tcp() -> Transport {
     Transport::new(TransportConfig::asap(TransportKind::Tcp))
@@ -64,17 +24,18 @@ fn asap_tcp() -> Transport {
 
 /// The context of a registrar ("registrar.example") with a certificate from `ca`.
 fn registrar_ctx(ca: &Ca, auth: ClientAuth) -> TlsContext {
-    ca.ctx(Some(&ca.issue(&["registrar.example"])), auth)
+    ca.context(Some(&ca.issue(&["registrar.example"])), auth)
 }
 
+/// A TLS-over-TCP listener with `ctx`.
 async fn listen(ctx: TlsContext) -> (Listener, SocketAddr) {
-    let l = asap_tcp()
-        .with_tls(ctx)
-        .listen(&["127.0.0.1:0".parse().expect("lit")])
-        .await
-        .expect("listen");
-    let at = l.local_addrs().expect("addrs")[0];
-    (l, at)
+    tls::listen(asap_tcp().with_tls(ctx)).await
+}
+
+/// A registrar listener that requires client certificates from `ca` and gives a handshake
+/// at most `handshake_timeout`.
+async fn listen_requiring_certs(ca: &Ca, handshake_timeout: Duration) -> (Listener, SocketAddr) {
+    listen(registrar_ctx(ca, ClientAuth::Required).with_handshake_timeout(handshake_timeout)).await
 }
 
 /// An ASAP_HANDLE_RESOLUTION for pool "P": a 4-byte header plus a Pool Handle TLV.
@@ -82,37 +43,13 @@ fn message() -> Vec<u8> {
     vec![5, 0, 0, 12, 0, 9, 0, 5, b'P', 0, 0, 0]
 }
 
-async fn next_message(a: &mut asap::transport::Association) -> Msg {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), a.recv())
-            .await
-            .expect("no event within 10 s")
-            .expect("association open")
-        {
-            Event::Message(m) => return m,
-            Event::Lost(r) => panic!("lost: {r}"),
-            _ => {}
-        }
-    }
-}
-
-async fn wait_refused(l: &Listener, n: u64) {
-    for _ in 0..200 {
-        if l.tls_refused() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("refusals: {} (wanted {n})", l.tls_refused());
-}
-
 #[tokio::test]
 async fn mutual_tls_carries_framed_messages_and_names_the_peer() {
-    let ca = Ca::new();
+    let ca = Ca::new("test CA");
     let client_id = ca.issue(&["pe1.example", "192.0.2.7"]);
     let (l, at) = listen(registrar_ctx(&ca, ClientAuth::Required)).await;
     let mut c = asap_tcp()
-        .with_tls(ca.ctx(Some(&client_id), ClientAuth::Required))
+        .with_tls(ca.context(Some(&client_id), ClientAuth::Required))
         .connect(&[at], &[])
         .await
         .expect("TLS connect");
@@ -148,66 +85,79 @@ async fn mutual_tls_carries_framed_messages_and_names_the_peer() {
     assert!(!PeerCertificate::from_der(vec![0x30, 0x03, 1, 2, 3]).valid_for("pe1.example"));
 }
 
-/// Connects to `at` with a client context the server refuses. The handshake may still
-/// finish on the client side (TLS 1.3: the client finishes first); then a message is sent
-/// and the server's alert, which ends the association, awaited (at most 5 s).
-async fn try_refused_client(ctx: TlsContext, at: SocketAddr) {
-    if let Ok(mut a) = asap_tcp().with_tls(ctx).connect(&[at], &[]).await {
+/// Connects to `at` with a client the server refuses. The handshake may still finish on the
+/// client side (TLS 1.3: the client finishes first); then a message is sent and the server's
+/// alert, which ends the association, awaited (at most 10 s).
+async fn try_refused_client(client: Transport, at: SocketAddr) {
+    if let Ok(mut a) = client.connect(&[at], &[]).await {
         let _ = a.send(&Msg::new(11, 0, message())).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), a.recv()).await;
+        let _ = tokio::time::timeout(LIMIT, async { while a.recv().await.is_ok() {} }).await;
     }
 }
 
-#[tokio::test]
-async fn foreign_ca_missing_cert_plaintext_and_silence_are_refused_and_counted() {
-    let ca = Ca::new();
-    let ctx =
-        registrar_ctx(&ca, ClientAuth::Required).with_handshake_timeout(Duration::from_millis(300));
-    let (l, at) = listen(ctx).await;
+/// A required-TLS listener of `kind` refuses (and counts) a client certificate from another
+/// CA, a missing client certificate, plaintext (aborted without an answer) and a silent
+/// client, and meanwhile keeps accepting; a client refuses a server certificate of another
+/// CA. Over TCP here, over `sctp-udp` in `tls_sctp::refusals_over_sctp_udp_are_counted`.
+pub(crate) async fn refusals_are_counted(kind: TransportKind) {
+    let t = || Transport::new(TransportConfig::asap(kind));
+    let ca = Ca::new("cluster CA");
+    let server = ca.issue(&["registrar.example"]);
+    let ctx = ca
+        .context(Some(&server), ClientAuth::Required)
+        .with_handshake_timeout(Duration::from_millis(500));
+    let (l, at) = tls::listen(t().with_tls(ctx)).await;
 
-    // A client certificate from another CA.
-    let other = Ca::new();
+    // A client certificate from another CA (trusting the right one).
+    let other = Ca::new("rogue CA");
     let foreign = other.issue(&["pe1.example"]);
-    let foreign_ctx = TlsContext::from_pem(
-        // trusts the right CA, presents the foreign certificate
-        ca.cert.pem().as_bytes(),
-        Some((foreign.0.as_bytes(), foreign.1.as_bytes())),
-        ClientAuth::Required,
+    try_refused_client(
+        t().with_tls(ca.context(Some(&foreign), ClientAuth::Required)),
+        at,
     )
-    .expect("ctx");
-    try_refused_client(foreign_ctx, at).await;
+    .await;
     wait_refused(&l, 1).await;
 
     // No client certificate.
-    try_refused_client(ca.ctx(None, ClientAuth::Required), at).await;
+    try_refused_client(t().with_tls(ca.context(None, ClientAuth::Required)), at).await;
     wait_refused(&l, 2).await;
 
-    // Plaintext ASAP.
-    let mut p = asap_tcp().connect(&[at], &[]).await.expect("TCP connect");
+    // Plaintext ASAP: the association ends, no answer.
+    let mut p = t().connect(&[at], &[]).await.expect("plain connect");
     p.send(&Msg::new(11, 0, message())).await.expect("send");
     wait_refused(&l, 3).await;
+    loop {
+        match tokio::time::timeout(LIMIT, p.recv())
+            .await
+            .expect("an event within 10 s")
+        {
+            Ok(Event::Message(m)) => panic!("plaintext got an answer: {m:?}"),
+            Ok(Event::Lost(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
 
-    // A silent client: refused after the handshake timeout, and meanwhile a good client
-    // gets through.
-    let _silent = tokio::net::TcpStream::connect(at).await.expect("connect");
+    // Silent: refused after the handshake timeout, while a good client gets through.
+    let _silent = t().connect(&[at], &[]).await.expect("silent connect");
     let good = ca.issue(&["pe1.example"]);
-    let _c = asap_tcp()
-        .with_tls(ca.ctx(Some(&good), ClientAuth::Required))
+    let _c = t()
+        .with_tls(ca.context(Some(&good), ClientAuth::Required))
         .connect(&[at], &[])
         .await
         .expect("good client");
-    let s = tokio::time::timeout(Duration::from_secs(5), l.accept())
+    let s = tokio::time::timeout(LIMIT, l.accept())
         .await
         .expect("accept not stalled by the silent client")
         .expect("accept");
     assert!(s.peer_certificate().is_some());
     wait_refused(&l, 4).await;
 
-    // A server certificate from another CA is refused by the client.
+    // The client refuses a server certificate of another CA.
     let rogue = other.issue(&["registrar.example"]);
-    let (_l2, at2) = listen(other.ctx(Some(&rogue), ClientAuth::Required)).await;
-    let e = asap_tcp()
-        .with_tls(ca.ctx(Some(&good), ClientAuth::Required))
+    let (_l2, at2) =
+        tls::listen(t().with_tls(other.context(Some(&rogue), ClientAuth::Required))).await;
+    let e = t()
+        .with_tls(ca.context(Some(&good), ClientAuth::Required))
         .connect(&[at2], &[])
         .await
         .err()
@@ -216,8 +166,13 @@ async fn foreign_ca_missing_cert_plaintext_and_silence_are_refused_and_counted()
 }
 
 #[tokio::test]
+async fn foreign_ca_missing_cert_plaintext_and_silence_are_refused_and_counted() {
+    refusals_are_counted(TransportKind::Tcp).await;
+}
+
+#[tokio::test]
 async fn optional_tls_listener_takes_plaintext_and_tls() {
-    let ca = Ca::new();
+    let ca = Ca::new("test CA");
     let (l, at) = listen(registrar_ctx(&ca, ClientAuth::Optional)).await;
 
     let mut p = asap_tcp().connect(&[at], &[]).await.expect("plain");
@@ -227,7 +182,7 @@ async fn optional_tls_listener_takes_plaintext_and_tls() {
     assert_eq!(&next_message(&mut s).await.bytes[..], &message()[..]);
 
     let mut t = asap_tcp()
-        .with_tls(ca.ctx(None, ClientAuth::Required))
+        .with_tls(ca.context(None, ClientAuth::Required))
         .connect(&[at], &[])
         .await
         .expect("TLS without client certificate");
@@ -242,10 +197,10 @@ async fn optional_tls_listener_takes_plaintext_and_tls() {
 fn bad_pem_is_a_clear_error() {
     let e = TlsContext::from_pem(b"not pem", None, ClientAuth::Required).expect_err("no CA");
     assert!(e.to_string().contains("CA"), "{e}");
-    let ca = Ca::new();
-    let (cert, _) = ca.issue(&["a.example"]);
+    let ca = Ca::new("test CA");
+    let cert = ca.issue(&["a.example"]).cert_pem;
     let e = TlsContext::from_pem(
-        ca.cert.pem().as_bytes(),
+        ca.pem().as_bytes(),
         Some((cert.as_bytes(), cert.as_bytes())),
         ClientAuth::Required,
     )
@@ -258,10 +213,8 @@ fn bad_pem_is_a_clear_error() {
 #[tokio::test]
 async fn concurrent_handshakes_are_bounded() {
     use asap::transport::tls::MAX_CONCURRENT_HANDSHAKES;
-    let ca = Ca::new();
-    let ctx =
-        registrar_ctx(&ca, ClientAuth::Required).with_handshake_timeout(Duration::from_secs(60));
-    let (l, at) = listen(ctx).await;
+    let ca = Ca::new("test CA");
+    let (l, at) = listen_requiring_certs(&ca, Duration::from_secs(60)).await;
     let mut silent = Vec::new();
     for _ in 0..MAX_CONCURRENT_HANDSHAKES {
         silent.push(tokio::net::TcpStream::connect(at).await.expect("connect"));
@@ -275,12 +228,7 @@ async fn concurrent_handshakes_are_bounded() {
     );
     let extra = tokio::net::TcpStream::connect(at).await.expect("connect");
     wait_refused(&l, 1).await;
-    // The extra connection was closed by the listener: EOF.
-    let mut b = [0u8; 1];
-    let n = tokio::time::timeout(Duration::from_secs(5), extra.peek(&mut b))
-        .await
-        .expect("closed at once")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "extra connection closed");
+    // The extra connection was closed by the listener at once.
+    assert_closed_by_peer(&extra, Duration::from_secs(5), "extra connection").await;
     assert_eq!(l.tls_refused(), 1);
 }
