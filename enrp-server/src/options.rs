@@ -697,15 +697,8 @@ impl Options {
         let Some(s) = &self.csp else {
             return Ok(None);
         };
-        let addr = s
-            .parse::<SocketAddr>()
-            .or_else(|_| {
-                s.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .map(|ip| SocketAddr::new(ip, asap::wire::csp::CSP_PORT))
-            })
-            .map_err(|_| invalid("csp", "expected ADDR or ADDR:PORT ([ADDR]:PORT for IPv6)"))?;
+        let addr = rserpool_cli_assets::parse_endpoint(s, asap::wire::csp::CSP_PORT)
+            .map_err(|m| invalid("csp", m))?;
         let interval =
             Duration::from_millis(self.csp_interval.unwrap_or(1000)).max(asap::csp::MIN_INTERVAL);
         Ok(Some((addr, interval)))
