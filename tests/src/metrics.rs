@@ -54,15 +54,6 @@ pub fn value(page: &str, series: &str) -> Option<f64> {
     })
 }
 
-/// Asserts that `page` holds every one of `samples` (whole lines, e.g.
-/// `"x_total{a=\"b\"} 2\n"`, or a `# TYPE` line with its sample), naming the first missing one.
-#[track_caller]
-pub fn assert_samples(page: &str, samples: &[&str]) {
-    for sample in samples {
-        assert!(page.contains(sample), "missing {sample:?} in\n{page}");
-    }
-}
-
 /// Metric family names declared on the page (`# TYPE name kind`), with their kinds.
 pub fn families(page: &str) -> Vec<(String, String)> {
     page.lines()
@@ -87,6 +78,15 @@ pub fn sample_names(page: &str) -> Vec<String> {
     v.sort();
     v.dedup();
     v
+}
+
+/// Asserts that `page` holds every one of `samples` (whole lines, e.g.
+/// `"x_total{a=\"b\"} 2\n"`, or a `# TYPE` line with its sample), naming the first missing one.
+#[track_caller]
+pub fn assert_samples(page: &str, samples: &[&str]) {
+    for sample in samples {
+        assert!(page.contains(sample), "missing {sample:?} in\n{page}");
+    }
 }
 
 /// A free loopback address for a metrics endpoint (bound, then released).
