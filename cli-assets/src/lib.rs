@@ -21,6 +21,7 @@ pub mod systemd;
 
 use std::ffi::OsString;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -36,6 +37,19 @@ pub const SHELLS: [(Shell, &str); 3] = [
     (Shell::Zsh, "_{}"),
     (Shell::Fish, "{}.fish"),
 ];
+
+/// Parses an `ADDR[:PORT]` option value (IPv6 with a port as `[ADDR]:PORT`, a bare IPv6
+/// address with or without brackets); a bare address gets `default_port`. Used for
+/// `--csp` of the daemons and the `rsp` tools' registrar and monitor addresses.
+pub fn parse_endpoint(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .map_err(|_| format!("`{s}` is neither ADDR nor ADDR:PORT (IPv6 with a port: [ADDR]:PORT)"))
+}
 
 /// Writes the man pages and completions of `cmd` under `dir`; returns the files written.
 pub fn generate(mut cmd: Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -123,6 +137,25 @@ pub fn handle_args(args: Vec<OsString>, cmd: impl FnOnce() -> Command) -> Option
 mod tests {
     use super::*;
     use clap::{Arg, ArgAction};
+
+    #[test]
+    fn endpoints_with_and_without_port() {
+        let sa = |s: &str| s.parse::<SocketAddr>().expect("lit");
+        for (given, want) in [
+            ("10.0.0.1:5000", sa("10.0.0.1:5000")),
+            ("10.0.0.1", sa("10.0.0.1:2960")),
+            ("[::1]:5000", sa("[::1]:5000")),
+            ("[::1]", sa("[::1]:2960")),
+            ("::1", sa("[::1]:2960")),
+        ] {
+            assert_eq!(parse_endpoint(given, 2960), Ok(want), "{given}");
+        }
+        let e = parse_endpoint("monitor:5000", 2960).expect_err("not an address");
+        assert!(
+            e.starts_with("`monitor:5000` is neither ADDR nor ADDR:PORT"),
+            "{e}"
+        );
+    }
 
     fn demo() -> Command {
         Command::new("demo")

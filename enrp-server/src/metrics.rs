@@ -175,15 +175,17 @@ mod tests {
         s.refusals[0].fetch_add(4, Ordering::Relaxed);
         let r = registry(s.clone());
         let text = render(&r);
-        assert!(
-            text.contains("# TYPE enrp_registrations counter\nenrp_registrations_total 3\n"),
-            "{text}"
+        rserpool_tests::metrics::assert_samples(
+            &text,
+            &[
+                "# TYPE enrp_registrations counter\nenrp_registrations_total 3\n",
+                "enrp_pe_removals_total{reason=\"keep-alive-timeout\"} 2\n",
+                "enrp_pe_removals_total{reason=\"deregistered\"} 0\n",
+                "# TYPE enrp_pool_elements gauge\nenrp_pool_elements 7\n",
+                "enrp_security_refusals_total{what=\"peer-message\"} 4\n",
+                "enrp_security_refusals_total{what=\"handle-table\"} 0\n",
+            ],
         );
-        assert!(text.contains("enrp_pe_removals_total{reason=\"keep-alive-timeout\"} 2\n"));
-        assert!(text.contains("enrp_pe_removals_total{reason=\"deregistered\"} 0\n"));
-        assert!(text.contains("# TYPE enrp_pool_elements gauge\nenrp_pool_elements 7\n"));
-        assert!(text.contains("enrp_security_refusals_total{what=\"peer-message\"} 4\n"));
-        assert!(text.contains("enrp_security_refusals_total{what=\"handle-table\"} 0\n"));
         assert!(text.ends_with("# EOF\n"));
         // read at scrape time: a later change shows on the next render
         s.pes.store(9, Ordering::Relaxed);

@@ -505,6 +505,13 @@ fn parse_targets(
     }
 }
 
+/// A list of `ADDR[/PREFIX]` networks of option `option`.
+fn networks(option: &'static str, list: &[String]) -> Result<Vec<IpNet>, OptionsError> {
+    list.iter()
+        .map(|s| IpNet::from_str(s).map_err(|e| invalid(option, e.to_string())))
+        .collect()
+}
+
 fn parse_id(s: &str) -> Result<u32, String> {
     parse_server_id(s).map_err(|e| match e {
         ServerIdError::NotANumber => format!("{:?} is not a 32-bit number", s.trim()),
@@ -596,34 +603,11 @@ impl Options {
 
     /// `self` (command line) over `file`.
     pub fn merged_with(self, file: Options) -> Options {
+        // Options: the command line's if given. Lists: the command line's if not empty.
         macro_rules! pick {
-            ($($f:ident),*) => { Options { $( $f: self.$f.or(file.$f), )*
-                peers: if self.peers.is_empty() { file.peers } else { self.peers },
-                allow_third_party: if self.allow_third_party.is_empty() {
-                    file.allow_third_party
-                } else {
-                    self.allow_third_party
-                },
-                peer_allow: if self.peer_allow.is_empty() {
-                    file.peer_allow
-                } else {
-                    self.peer_allow
-                },
-                hsdump_allow: if self.hsdump_allow.is_empty() {
-                    file.hsdump_allow
-                } else {
-                    self.hsdump_allow
-                },
-                takeover_scope: if self.takeover_scope.is_empty() {
-                    file.takeover_scope
-                } else {
-                    self.takeover_scope
-                },
-                pool_auth: if self.pool_auth.is_empty() {
-                    file.pool_auth
-                } else {
-                    self.pool_auth
-                },
+            ($($f:ident),* ; $($list:ident),*) => { Options {
+                $( $f: self.$f.or(file.$f), )*
+                $( $list: if self.$list.is_empty() { file.$list } else { self.$list }, )*
             } };
         }
         pick!(
@@ -688,7 +672,13 @@ impl Options {
             log_format,
             metrics,
             csp,
-            csp_interval
+            csp_interval;
+            peers,
+            allow_third_party,
+            peer_allow,
+            hsdump_allow,
+            takeover_scope,
+            pool_auth
         )
     }
 
@@ -697,15 +687,8 @@ impl Options {
         let Some(s) = &self.csp else {
             return Ok(None);
         };
-        let addr = s
-            .parse::<SocketAddr>()
-            .or_else(|_| {
-                s.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .map(|ip| SocketAddr::new(ip, asap::wire::csp::CSP_PORT))
-            })
-            .map_err(|_| invalid("csp", "expected ADDR or ADDR:PORT ([ADDR]:PORT for IPv6)"))?;
+        let addr = rserpool_cli_assets::parse_endpoint(s, asap::wire::csp::CSP_PORT)
+            .map_err(|m| invalid("csp", m))?;
         let interval =
             Duration::from_millis(self.csp_interval.unwrap_or(1000)).max(asap::csp::MIN_INTERVAL);
         Ok(Some((addr, interval)))
@@ -782,11 +765,7 @@ impl Options {
             c.min_address_scope = AddressScope::from_str(s)
                 .map_err(|e| invalid("min-address-scope", e.to_string()))?;
         }
-        c.allow_third_party = self
-            .allow_third_party
-            .iter()
-            .map(|s| IpNet::from_str(s).map_err(|e| invalid("allow-third-party", e.to_string())))
-            .collect::<Result<_, _>>()?;
+        c.allow_third_party = networks("allow-third-party", &self.allow_third_party)?;
         c.hres_rate = rate("max-hr-rate", self.max_hr_rate)?;
         c.eu_rate = rate("max-eu-rate", self.max_eu_rate)?;
         let d = HandlespaceLimits::default();
@@ -901,11 +880,7 @@ impl Options {
             .map(|s| PeerAllow::from_str(s).map_err(|m| invalid("peer-allow", m)))
             .collect::<Result<_, _>>()?;
         if !self.hsdump_allow.is_empty() {
-            c.security.hsdump_allow = self
-                .hsdump_allow
-                .iter()
-                .map(|s| IpNet::from_str(s).map_err(|e| invalid("hsdump-allow", e.to_string())))
-                .collect::<Result<_, _>>()?;
+            c.security.hsdump_allow = networks("hsdump-allow", &self.hsdump_allow)?;
         }
         if let Some(v) = self.max_pes_per_peer {
             c.security.max_pes_per_peer = v;
@@ -916,11 +891,7 @@ impl Options {
         if let Some(v) = self.orphan_timeout {
             c.security.orphan_timeout = ms(v.max(100));
         }
-        c.security.takeover_scope = self
-            .takeover_scope
-            .iter()
-            .map(|s| IpNet::from_str(s).map_err(|e| invalid("takeover-scope", e.to_string())))
-            .collect::<Result<_, _>>()?;
+        c.security.takeover_scope = networks("takeover-scope", &self.takeover_scope)?;
         if let Some(v) = self.idle_timeout {
             c.security.idle_timeout = ms(v.max(100));
         }
@@ -1038,11 +1009,7 @@ impl Options {
             c.security.pool_auth.push(PoolAuth {
                 handle: PoolHandle::from(p.handle.as_str()),
                 tls_names: p.tls_names.clone(),
-                addresses: p
-                    .addresses
-                    .iter()
-                    .map(|s| IpNet::from_str(s).map_err(|e| invalid("pool_auth", e.to_string())))
-                    .collect::<Result<_, _>>()?,
+                addresses: networks("pool_auth", &p.addresses)?,
                 psk,
             });
         }

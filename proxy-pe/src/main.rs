@@ -249,15 +249,8 @@ fn csp_settings(
     let Some(s) = csp else {
         return Ok(None);
     };
-    let target = s
-        .parse::<SocketAddr>()
-        .or_else(|_| {
-            s.trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .map(|ip| SocketAddr::new(ip, asap::wire::csp::CSP_PORT))
-        })
-        .map_err(|_| format!("--csp {s}: expected ADDR or ADDR:PORT ([ADDR]:PORT for IPv6)"))?;
+    let target = rserpool_cli_assets::parse_endpoint(s, asap::wire::csp::CSP_PORT)
+        .map_err(|e| format!("--csp: {e}"))?;
     let id = match id {
         // Unique enough to tell proxies apart in a monitor: process ID and start time.
         None => {

@@ -3,7 +3,7 @@
 //! `--csp ADDR` sends its reports. Used by the CSP tests of `enrp-server` and `proxy-pe`.
 
 use std::net::UdpSocket;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rserpool_wire::csp::CspReport;
@@ -25,6 +25,18 @@ impl CspMonitor {
     /// The `--csp` argument that points a daemon here (`127.0.0.1:PORT`).
     pub fn target(&self) -> String {
         self.sock.local_addr().expect("addr").to_string()
+    }
+
+    /// Starts `daemon` (its own arguments given) with `--csp` pointing here and
+    /// `--csp-interval interval_ms`, output discarded; fails the test if it cannot start.
+    pub fn spawn_reporter(&self, daemon: &mut Command, interval_ms: u32) -> Child {
+        daemon
+            .args(["--csp", &self.target()])
+            .args(["--csp-interval", &interval_ms.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{daemon:?} does not start: {e}"))
     }
 
     /// The next report, decoded; fails the test after 10 s or on a report that does not

@@ -91,6 +91,15 @@ pub fn sample_names(page: &str) -> Vec<String> {
     v
 }
 
+/// Asserts that `page` holds every one of `samples` (whole lines, e.g.
+/// `"x_total{a=\"b\"} 2\n"`, or a `# TYPE` line with its sample), naming the first missing one.
+#[track_caller]
+pub fn assert_samples(page: &str, samples: &[&str]) {
+    for sample in samples {
+        assert!(page.contains(sample), "missing {sample:?} in\n{page}");
+    }
+}
+
 /// A free loopback address for a metrics endpoint (bound, then released).
 pub use crate::net::free_addr;
 

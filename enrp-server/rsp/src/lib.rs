@@ -21,7 +21,7 @@ pub mod render;
 pub mod resolve;
 pub mod serve;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use asap::wire::{PoolElementInfo, TransportParameter};
 use serde::Serialize;
@@ -29,17 +29,7 @@ use serde::Serialize;
 pub use hsdump::{hsdump, HandleTable, HsdumpError};
 pub use resolve::{resolve, ResolveFailure};
 
-/// Parses `ADDR[:PORT]` (IPv6 with a port as `[ADDR]:PORT`); a bare address gets
-/// `default_port`.
-pub fn parse_endpoint(s: &str, default_port: u16) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let bare = s.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, default_port))
-        .map_err(|_| format!("`{s}` is neither ADDR nor ADDR:PORT (IPv6 with a port: [ADDR]:PORT)"))
-}
+pub use rserpool_cli_assets::parse_endpoint;
 
 /// One transport of a PE as printed (RFC 5354 §3.3–§3.9 transport parameters).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

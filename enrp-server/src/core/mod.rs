@@ -62,7 +62,7 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use asap::handlespace::{DumpCursor, Handlespace, HandlespaceError};
+use asap::handlespace::{DumpCursor, Handlespace, HandlespaceError, RemovedElement};
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::{
     Deregistration, DeregistrationResponse, EndpointKeepAlive, Error as AsapError,
@@ -291,6 +291,15 @@ const ENCODE_MIN_ROOM: usize = 2048;
 /// for a run of answers; a chunk is freed when the last message in it has been written).
 const ENCODE_CHUNK: usize = 16 * 1024;
 
+/// The per-PU rate limits of [`Registrar::per_pu_allowed`].
+#[derive(Debug, Clone, Copy)]
+enum PuRate {
+    /// HANDLE_RESOLUTIONs ([`CoreConfig::hres_rate`]).
+    Resolutions,
+    /// ENDPOINT_UNREACHABLEs ([`CoreConfig::eu_rate`]).
+    UnreachableReports,
+}
+
 /// The registrar state machine; see the module documentation.
 #[derive(Debug)]
 pub struct Registrar {
@@ -419,14 +428,8 @@ impl Registrar {
                 if let Some(a) = self.assocs.get_mut(&assoc) {
                     a.dump = None;
                 }
-                for r in self.handlespace.remove_connection(assoc) {
-                    self.removed(
-                        r.handle,
-                        r.entry.element().clone(),
-                        RemovalReason::AssociationLost,
-                        &mut out,
-                    );
-                }
+                let lost = self.handlespace.remove_connection(assoc);
+                self.removed_all(lost, RemovalReason::AssociationLost, &mut out);
             }
             Input::Message {
                 assoc,
@@ -475,14 +478,8 @@ impl Registrar {
         self.assocs.remove(&assoc);
         self.forget_association(assoc);
         self.link_down(assoc, out);
-        for r in self.handlespace.remove_connection(assoc) {
-            self.removed(
-                r.handle,
-                r.entry.element().clone(),
-                RemovalReason::AssociationLost,
-                out,
-            );
-        }
+        let lost = self.handlespace.remove_connection(assoc);
+        self.removed_all(lost, RemovalReason::AssociationLost, out);
     }
 
     /// Convenience for tests and tools: encodes `message` and feeds it as
@@ -536,14 +533,8 @@ impl Registrar {
     /// timeout, server announces.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        for r in self.handlespace.expire(now) {
-            self.removed(
-                r.handle,
-                r.entry.element().clone(),
-                RemovalReason::Expired,
-                &mut out,
-            );
-        }
+        let expired = self.handlespace.expire(now);
+        self.removed_all(expired, RemovalReason::Expired, &mut out);
         while let Some((t, h, id)) = self.monitor_timers.first().cloned() {
             if t > now {
                 break;
@@ -621,6 +612,18 @@ impl Registrar {
 
     fn fits(&self, message: &Message) -> bool {
         self.encode(message).is_ok()
+    }
+
+    /// [`removed`](Self::removed) for each of `removals` (handlespace removals of one kind).
+    fn removed_all(
+        &mut self,
+        removals: Vec<RemovedElement>,
+        reason: RemovalReason,
+        out: &mut Vec<Action>,
+    ) {
+        for r in removals {
+            self.removed(r.handle, r.entry.element().clone(), reason, out);
+        }
     }
 
     /// A PE left: forget its monitor, tell peers and the log.
@@ -815,7 +818,11 @@ impl Registrar {
             AsapMessage::Deregistration(d) => self.on_deregistration(assoc, d, out),
             AsapMessage::HandleResolution(h) => {
                 self.mark_used(assoc); // a PU: no idle timeout (trust.rs)
-                self.on_resolution(now, assoc, h.pool_handle, h.option, out)
+                if self.per_pu_allowed(now, assoc, PuRate::Resolutions, out) {
+                    self.answer_resolution(now, assoc, h.pool_handle, h.option, out);
+                } else {
+                    self.fail_resolution(out, assoc, h.pool_handle, CauseCode::LackOfResources);
+                }
             }
             AsapMessage::EndpointKeepAliveAck(a) => {
                 let key = (a.pool_handle, a.pe_identifier);
@@ -836,20 +843,12 @@ impl Registrar {
                 }
             }
             AsapMessage::EndpointUnreachable(u) => {
-                let peer = self.assocs.get(&assoc).and_then(Assoc::peer_ip);
-                if let Some(ip) = peer {
-                    if !self.eu_limiter.allow(ip, now) {
-                        out.push(Action::Event(Event::RateLimited {
-                            assoc,
-                            peer,
-                            what: "endpoint-unreachable",
-                        }));
-                        return;
-                    }
-                }
-                if !self.unreachable_report_counts(now, assoc, &u.pool_handle, out) {
+                if !self.per_pu_allowed(now, assoc, PuRate::UnreachableReports, out)
+                    || !self.unreachable_report_counts(now, assoc, &u.pool_handle, out)
+                {
                     return;
                 }
+                let peer = self.assocs.get(&assoc).and_then(Assoc::peer_ip);
                 let reporter = reporter_id(peer, assoc);
                 match self
                     .handlespace
@@ -1202,27 +1201,26 @@ impl Registrar {
     // ------------------------------------------------------------------------------------
     // Handle resolution
 
-    fn on_resolution(
+    /// The per-PU rate limit `which` (`--max-hr-rate`, `--max-eu-rate`): whether the sender
+    /// of `assoc` may have one more; if not, reported as [`Event::RateLimited`] (the caller
+    /// refuses the message). Associations without a peer address are not limited.
+    fn per_pu_allowed(
         &mut self,
         now: Instant,
         assoc: AssocId,
-        handle: PoolHandle,
-        option: Option<HandleResolutionOption>,
+        which: PuRate,
         out: &mut Vec<Action>,
-    ) {
+    ) -> bool {
         let peer = self.assocs.get(&assoc).and_then(Assoc::peer_ip);
-        if let Some(ip) = peer {
-            if !self.hres_limiter.allow(ip, now) {
-                out.push(Action::Event(Event::RateLimited {
-                    assoc,
-                    peer,
-                    what: "handle-resolution",
-                }));
-                self.fail_resolution(out, assoc, handle, CauseCode::LackOfResources);
-                return;
-            }
+        let (limiter, what) = match which {
+            PuRate::Resolutions => (&mut self.hres_limiter, "handle-resolution"),
+            PuRate::UnreachableReports => (&mut self.eu_limiter, "endpoint-unreachable"),
+        };
+        if peer.is_some_and(|ip| !limiter.allow(ip, now)) {
+            out.push(Action::Event(Event::RateLimited { assoc, peer, what }));
+            return false;
         }
-        self.answer_resolution(now, assoc, handle, option, out);
+        true
     }
 
     /// Refuses a HANDLE_RESOLUTION on `assoc` with `cause` (RFC 5356 §4.1.2: the
@@ -1311,7 +1309,7 @@ impl Registrar {
         // Encoded once: the bytes that prove the answer fits are the ones sent. If it does
         // not fit, half of the PEs are tried (the PE list is moved, not copied).
         let mut pes = selected;
-        loop {
+        let (msg, returned, encoded) = loop {
             let msg: Message = HandleResolutionResponse {
                 accept_updates: false,
                 pool_handle: handle.clone(),
@@ -1333,36 +1331,27 @@ impl Registrar {
                     pes = r.pool_elements;
                     pes.truncate(returned / 2);
                 }
-                Err(error) => {
-                    self.note_resolution(now, assoc, &handle);
-                    out.push(Action::Event(Event::Resolved {
-                        assoc,
-                        handle,
-                        returned,
-                    }));
-                    out.push(Action::Event(Event::EncodeFailed {
-                        message: msg.name(),
-                        error,
-                    }));
-                    return;
-                }
-                Ok(bytes) => {
-                    self.note_resolution(now, assoc, &handle);
-                    out.push(Action::Event(Event::Resolved {
-                        assoc,
-                        handle,
-                        returned,
-                    }));
-                    out.push(Action::Send {
-                        assoc,
-                        protocol: Protocol::Asap,
-                        message: msg,
-                        bytes,
-                    });
-                    return;
-                }
+                encoded => break (msg, returned, encoded),
             }
-        }
+        };
+        self.note_resolution(now, assoc, &handle);
+        out.push(Action::Event(Event::Resolved {
+            assoc,
+            handle,
+            returned,
+        }));
+        out.push(match encoded {
+            Ok(bytes) => Action::Send {
+                assoc,
+                protocol: Protocol::Asap,
+                message: msg,
+                bytes,
+            },
+            Err(error) => Action::Event(Event::EncodeFailed {
+                message: msg.name(),
+                error,
+            }),
+        });
     }
 
     // ------------------------------------------------------------------------------------

@@ -198,8 +198,9 @@ mod tests {
         (r, now)
     }
 
-    fn claim_by_7() -> HandleUpdate {
-        update(7, ME, UpdateAction::AddPe, element(7))
+    /// `peer`'s ADD_PE to ME for PE 0x42, claiming it as its own.
+    fn claim_by(peer: ServerId) -> HandleUpdate {
+        update(peer, ME, UpdateAction::AddPe, element(peer))
     }
 
     /// The PE moved to peer 7 (its ADD_PE is newer than our registration): we re-label
@@ -209,7 +210,7 @@ mod tests {
     fn newer_claim_is_yielded_to_without_an_answer() {
         let (mut r, t) = with_registered_pe();
         let later = t + Duration::from_secs(3);
-        let out = peer_msg(&mut r, later, claim_by_7());
+        let out = peer_msg(&mut r, later, claim_by(7));
         assert_eq!(updates_sent(&out), 0);
         assert_eq!(holder(&r), (7, None));
         r.handle(later, Input::Disconnected { assoc: 1 });
@@ -246,7 +247,7 @@ mod tests {
     #[test]
     fn near_tie_is_kept_by_the_lower_id_with_one_answer() {
         let (mut r, t) = with_registered_pe();
-        let out = peer_msg(&mut r, t + Duration::from_millis(100), claim_by_7());
+        let out = peer_msg(&mut r, t + Duration::from_millis(100), claim_by(7));
         assert_eq!(updates_sent(&out), 1);
         assert_eq!(holder(&r), (ME, Some(1)));
     }
@@ -303,6 +304,13 @@ mod tests {
             r.handle_datagram(now, peer_addr(k), &presence(*p, 0xFFFF).into());
         }
         (r, now)
+    }
+
+    /// [`suggesting`] with PE 0x42 registered here over association 1 at the returned time.
+    fn holding(me: ServerId, on: bool, peers: &[ServerId]) -> (Registrar, Instant) {
+        let (mut r, t) = suggesting(me, on, peers);
+        register_here(&mut r, t, 1);
+        (r, t)
     }
 
     fn peer_addr(k: usize) -> SocketAddr {
@@ -520,19 +528,13 @@ mod tests {
     /// without it, the lower ID keeps the PE and answers once.
     #[test]
     fn old_home_yields_a_near_tie_to_the_better_home() {
-        let (mut r, t) = suggesting(ME, true, &[0x80]);
-        register_here(&mut r, t, 1);
-        let mut claim = claim_by_7();
-        claim.sender = 0x80;
-        claim.pool_element.home_server_id = 0x80;
-        let out = peer_msg(&mut r, t + Duration::from_millis(50), claim.clone());
-        assert_eq!(updates_sent(&out), 0);
-        assert_eq!(holder(&r), (0x80, None));
-        let (mut r, t) = suggesting(ME, false, &[0x80]);
-        register_here(&mut r, t, 1);
-        let out = peer_msg(&mut r, t + Duration::from_millis(50), claim);
-        assert_eq!(updates_sent(&out), 1);
-        assert_eq!(holder(&r).0, ME);
+        // (takeover suggestion, our answers, the holder after the claim)
+        for (on, answers, after) in [(true, 0, (0x80, None)), (false, 1, (ME, Some(1)))] {
+            let (mut r, t) = holding(ME, on, &[0x80]);
+            let out = peer_msg(&mut r, t + Duration::from_millis(50), claim_by(0x80));
+            assert_eq!(updates_sent(&out), answers, "suggestion {on}");
+            assert_eq!(holder(&r), after, "suggestion {on}");
+        }
     }
 
     /// Both registrars hold the PE over an association (one a stale adoption) and audit each
@@ -544,8 +546,7 @@ mod tests {
     #[test]
     fn crossing_answers_to_table_entries_leave_exactly_one_owner() {
         for (me, peer, keeps) in [(ME, 0x80, true), (0x80, ME, false)] {
-            let (mut r, t) = suggesting(me, false, &[peer]);
-            register_here(&mut r, t, 1);
+            let (mut r, t) = holding(me, false, &[peer]);
             let later = t + Duration::from_secs(5);
             let table = asap::wire::enrp_msg::HandleTableResponse {
                 reject: false,
@@ -560,10 +561,8 @@ mod tests {
             let out = peer_msg(&mut r, later, table);
             assert_eq!(updates_sent(&out), 1, "our answer to the table entry");
             // The peer's answer to our table entry crosses ours.
-            let mut answer = claim_by_7();
-            answer.sender = peer;
+            let mut answer = claim_by(peer);
             answer.receiver = me;
-            answer.pool_element.home_server_id = peer;
             let out = peer_msg(&mut r, later + Duration::from_millis(200), answer);
             if keeps {
                 assert_eq!(holder(&r), (me, Some(1)), "never lost");
@@ -574,12 +573,8 @@ mod tests {
             }
         }
         // Outside the window the peer's ADD_PE is a newer registration again.
-        let (mut r, t) = suggesting(ME, false, &[0x80]);
-        register_here(&mut r, t, 1);
-        let mut claim = claim_by_7();
-        claim.sender = 0x80;
-        claim.pool_element.home_server_id = 0x80;
-        let out = peer_msg(&mut r, t + Duration::from_secs(5), claim);
+        let (mut r, t) = holding(ME, false, &[0x80]);
+        let out = peer_msg(&mut r, t + Duration::from_secs(5), claim_by(0x80));
         assert_eq!(updates_sent(&out), 0);
         assert_eq!(holder(&r).0, 0x80);
     }
@@ -592,11 +587,8 @@ mod tests {
     /// association it had when we yielded: we take it back, announce it and verify it.
     #[test]
     fn delete_by_the_owner_we_yielded_to_returns_a_pe_still_registered_here() {
-        let (mut r, t) = suggesting(ME, false, &[3]);
-        register_here(&mut r, t, 1);
-        let mut claim = claim_by_7();
-        claim.sender = 3;
-        claim.pool_element.home_server_id = 3;
+        let (mut r, t) = holding(ME, false, &[3]);
+        let claim = claim_by(3);
         let out = r.handle_datagram(
             t + Duration::from_millis(400),
             peer_addr(0),

@@ -3,7 +3,7 @@
 //! socket this test owns, and a final report when it stops on SIGTERM. The TOML file takes
 //! the same keys.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use asap::wire::csp::ComponentGroup;
@@ -15,22 +15,12 @@ use crate::{BIN, LOCAL};
 #[test]
 fn registrar_reports_to_csp_monitor_and_says_goodbye() {
     let monitor = CspMonitor::bind();
-    let target = monitor.target();
-    let mut child = Command::new(BIN)
-        .args(LOCAL)
-        .args(["--peering", "off"])
-        .args([
-            "--identifier",
-            "0x0000c5c5",
-            "--csp",
-            &target,
-            "--csp-interval",
-            "300",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("enrp-server starts");
+    let mut child = monitor.spawn_reporter(
+        Command::new(BIN)
+            .args(LOCAL)
+            .args(["--peering", "off", "--identifier", "0x0000c5c5"]),
+        300,
+    );
     let first = monitor.next();
     let t = Instant::now();
     let second = monitor.next();

@@ -59,13 +59,18 @@ async fn rogue_connect(
     t.connect(&[to], &[SocketAddr::new(ip(from), 0)]).await.ok()
 }
 
-/// PE `id` registers at `home` (user address 127.0.0.1) and becomes resolvable at `other`
-/// (asserted, naming `what`); the PE's association is returned.
-async fn replicated(home: &Running, other: &Running, id: u32, what: &str) -> Association {
-    let mut pe = connect(home.asap, Protocol::Asap).await;
+/// Registrar B joins A ([`start_tls`] 1): PE `id` registers at B (user address 127.0.0.1)
+/// and becomes resolvable at A over the TLS peering (asserted). B and the PE's
+/// association, or `None` if B cannot start here.
+async fn b_replicates_to(a: &Running, ca: &Ca, id: u32) -> Option<(Running, Association)> {
+    let b = start_tls(1, ca).await?;
+    let mut pe = connect(b.asap, Protocol::Asap).await;
     register_pes(&mut pe, ip(1), [id]).await;
-    assert!(wait_resolvable(other.asap, id).await, "{what}");
-    pe
+    assert!(
+        wait_resolvable(a.asap, id).await,
+        "PE {id:#x} registered at B not resolvable at A over TLS peering"
+    );
+    Some((b, pe))
 }
 
 async fn wait_resolvable(asap: SocketAddr, id: u32) -> bool {
@@ -89,18 +94,10 @@ async fn tls_peers_replicate_and_outsiders_cannot_inject() {
     let Some(a) = start_tls(0, &ca).await else {
         return;
     };
-    let Some(b) = start_tls(1, &ca).await else {
+    // B's PE is replicated to A over the TLS peering.
+    let Some((b, pe)) = b_replicates_to(&a, &ca, 0x100).await else {
         return;
     };
-
-    // B's PE is replicated to A over the TLS peering.
-    let pe = replicated(
-        &b,
-        &a,
-        0x100,
-        "PE registered at B resolvable at A over TLS peering",
-    )
-    .await;
 
     // 1. Plaintext ENRP: closed before anything is read.
     const ROGUE: u32 = 0x0BAD_0C01;
@@ -187,16 +184,10 @@ async fn silent_tls_client_does_not_stall_accept() {
                 .expect("TCP connect"),
         );
     }
-    let Some(b) = start_tls(1, &ca).await else {
+    // Replication to A works while the silent clients hold its ENRP port.
+    let Some((b, pe)) = b_replicates_to(&a, &ca, 0x200).await else {
         return;
     };
-    let pe = replicated(
-        &b,
-        &a,
-        0x200,
-        "replication to A while silent clients hold its ENRP port",
-    )
-    .await;
     drop(silent);
     drop(pe);
     a.stop().await;

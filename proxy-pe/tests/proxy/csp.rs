@@ -2,7 +2,7 @@
 //! Protocol reports built from its status snapshot (read over its control port) to a UDP
 //! socket this test owns, and a final report when it stops on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::lone_broker_config;
@@ -18,21 +18,10 @@ fn proxy_reports_its_pooling_table_and_says_goodbye() {
     let (cfg, _) = lone_broker_config(&dir);
 
     let monitor = CspMonitor::bind();
-    let target = monitor.target();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", &cfg])
-        .args([
-            "--csp",
-            &target,
-            "--csp-interval",
-            "250",
-            "--csp-id",
-            "0x9e0001",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("proxy-pe starts");
+    let mut child = monitor.spawn_reporter(
+        Command::new(BIN).args(["run", "--config", &cfg, "--csp-id", "0x9e0001"]),
+        250,
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let r = loop {
         let r = monitor.next();
