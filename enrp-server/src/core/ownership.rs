@@ -642,9 +642,7 @@ mod tests {
         // 3's (empty) mentor download is done.
         r.handle_datagram(t, peer_addr(0), &empty().into());
         register_here(&mut r, t, 1);
-        let mut claim = claim_by_7();
-        claim.sender = 3;
-        claim.pool_element.home_server_id = 3;
+        let claim = claim_by(3);
         let soon = t + Duration::from_millis(400);
         let out = r.handle_datagram(soon, peer_addr(0), &claim.into());
         assert_eq!(updates_sent(&out), 0, "yielded to the lower ID");
