@@ -42,7 +42,7 @@
 export RUST_LOG=warn
 PR=10.0.0.1
 DUR=${BENCH_DURATION_MS:-3000}
-ROUNDS=${BENCH_ROUNDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 PES=${BENCH_PES:-3000}
 SERVERS="fixed rsplib ours"
 # other builds of enrp-server in the image: /opt/rserpool/bin/enrp-server-NAME runs as NAME
