@@ -55,6 +55,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod blocking;
 pub mod defaults;
 mod error;
 mod framing;

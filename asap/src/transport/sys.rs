@@ -21,8 +21,9 @@
 //!    `setsockopt` gets a pointer and the exact size of a value or byte buffer borrowed for
 //!    the call; `getsockopt`, `recvmmsg`, `sendmsg` and `sendmmsg` get `iovec`s and control
 //!    buffers
-//!    that are locals or borrowed slices, with their true lengths; the kernel never writes past
-//!    the length it is given and reports how much it wrote.
+//!    that are locals or borrowed slices, with their true lengths; `poll` gets one local
+//!    `pollfd`; the kernel never writes past the length it is given and reports how much it
+//!    wrote.
 //! 3. **Only plain old data crosses the boundary.** [`setsockopt`] accepts only the
 //!    [`SockOpt`] types of this module: `#[repr(C)]` structs of integers laid out as in
 //!    `linux/sctp.h` (sizes and offsets are checked by the unit test
@@ -770,6 +771,27 @@ pub(crate) fn sendmmsg<M>(
         (got != want).then_some((i, got))
     });
     Ok((sent, short))
+}
+
+/// `poll(2)` on one descriptor: waits up to `timeout_ms` milliseconds (−1 = no limit) until
+/// one of `events` (`libc::POLLIN`, `libc::POLLOUT`) is ready and returns the `revents` the
+/// kernel reported (0 when the time ran out; `POLLERR`/`POLLHUP` are reported even when not
+/// asked for). `EINTR` is returned as an error, for the caller to retry. Used by the blocking
+/// association API ([`super::blocking`]) on its non-blocking sockets.
+pub(crate) fn poll_one(
+    fd: BorrowedFd<'_>,
+    events: libc::c_short,
+    timeout_ms: libc::c_int,
+) -> io::Result<libc::c_short> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one `pollfd`, a live local that the kernel writes only `revents` of; nfds = 1
+    // matches it; the descriptor is borrowed, so open for the call (invariant 1).
+    let n = cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
+    Ok(if n == 0 { 0 } else { p.revents })
 }
 
 /// `accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)`.

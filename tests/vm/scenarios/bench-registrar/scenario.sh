@@ -5,7 +5,10 @@
 #   bash tests/vm/run.sh bench-registrar        (results: tests/vm/results/bench-registrar/)
 #
 # In one VM boot, the same rsp-loadgen load (1 association, 16 requests in flight,
-# --transport sctp, all on 127.0.0.1) against each server, freshly started per run:
+# --transport sctp, all on 127.0.0.1, --engine blocking: the light engine, one blocking
+# thread per association, so that the generator sharing the one vCPU is not the
+# bottleneck; ENGINE=tokio below gives part 3's tokio generator) against each server, freshly
+# started per run:
 #   fixed  rsp-fixed-responder   stateless fixed replies: the rig's ceiling
 #   rsplib rspregistrar          rsplib's registrar (-loglevel=1)
 #   ours   enrp-server           RUST_LOG=warn
@@ -39,17 +42,18 @@
 export RUST_LOG=warn
 PR=10.0.0.1
 DUR=${BENCH_DURATION_MS:-3000}
-ROUNDS=${BENCH_ROUNDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 PES=${BENCH_PES:-3000}
 SERVERS="fixed rsplib ours"
 # other builds of enrp-server in the image: /opt/rserpool/bin/enrp-server-NAME runs as NAME
 for _b in /opt/rserpool/bin/enrp-server-*; do
   [ -x "$_b" ] && SERVERS="$SERVERS ${_b#/opt/rserpool/bin/enrp-server-}"
 done
-log "servers: $SERVERS; $ROUNDS rounds; $DUR ms of resolutions per run; $PES PEs"
+log "servers: $SERVERS; $ROUNDS rounds; $DUR ms of resolutions per run; $PES PEs; engine ${BENCH_ENGINE:-blocking}"
 KA=3600000
 net_dummy $PR
-LG="timeout ${LG_TIMEOUT:-400} rsp-loadgen --user-transport sctp --transport sctp --registrar $PR:3863 --pe-connections 1 --pu-connections 1 --window 16 --duration-ms $DUR"
+ENGINE=${BENCH_ENGINE:-blocking}
+LG="timeout ${LG_TIMEOUT:-400} rsp-loadgen --engine $ENGINE --user-transport sctp --transport sctp --registrar $PR:3863 --pe-connections 1 --pu-connections 1 --window 16 --duration-ms $DUR"
 
 mount -t tracefs nodev /sys/kernel/tracing 2> /dev/null
 mount -t debugfs nodev /sys/kernel/debug 2> /dev/null
@@ -114,7 +118,7 @@ if [ $HAVE_PERF -eq 1 ]; then
     _pid=$(pid_of "srv-$s")
     # perf runs in the foreground for a fixed time (`-- sleep`): a background job of a
     # non-interactive shell ignores SIGINT, so it could not be stopped cleanly
-    LGP="timeout 120 rsp-loadgen --user-transport sctp --transport sctp --registrar $PR:3863 --pe-connections 1 --pu-connections 1 --window 16 --duration-ms 10000"
+    LGP="timeout 120 rsp-loadgen --engine $ENGINE --user-transport sctp --transport sctp --registrar $PR:3863 --pe-connections 1 --pu-connections 1 --window 16 --duration-ms 10000"
     $LGP --label "$s" --pools 1 --pes 3 --reregistrations 0 > "$OUT/lg-$s-perfstat.txt" 2>&1 &
     _lg=$!
     sleep 2
