@@ -14,57 +14,14 @@ fn rng() -> StdRng {
 
 /// A policy parameter of type `pt` with the given values (fields the type lacks ignored).
 fn policy(pt: PolicyType, weight: u32, load: u32, ldeg: u32, dpf: u32, distance: u32) -> Policy {
-    match pt {
-        PolicyType::RoundRobin => Policy::RoundRobin,
-        PolicyType::WeightedRoundRobin => Policy::WeightedRoundRobin { weight },
-        PolicyType::Random => Policy::Random,
-        PolicyType::WeightedRandom => Policy::WeightedRandom { weight },
-        PolicyType::Priority => Policy::Priority { priority: weight },
-        PolicyType::LeastUsed => Policy::LeastUsed { load },
-        PolicyType::LeastUsedDegradation => Policy::LeastUsedDegradation {
-            load,
-            degradation: ldeg,
-        },
-        PolicyType::PriorityLeastUsed => Policy::PriorityLeastUsed {
-            load,
-            degradation: ldeg,
-        },
-        PolicyType::RandomizedLeastUsed => Policy::RandomizedLeastUsed { load },
-        PolicyType::RandomizedPriorityLeastUsed => Policy::RandomizedPriorityLeastUsed {
-            load,
-            degradation: ldeg,
-        },
-        PolicyType::RandomizedLeastUsedDegradation => Policy::RandomizedLeastUsedDegradation {
-            load,
-            degradation: ldeg,
-        },
-        PolicyType::PriorityLeastUsedDegradation => Policy::PriorityLeastUsedDegradation {
-            load,
-            degradation: ldeg,
-        },
-        PolicyType::RandomizedPriorityLeastUsedDegradation => {
-            Policy::RandomizedPriorityLeastUsedDegradation {
-                load,
-                degradation: ldeg,
-            }
-        }
-        PolicyType::WeightedRandomDpf => Policy::WeightedRandomDpf {
-            weight,
-            weight_dpf: dpf,
-            distance,
-        },
-        PolicyType::LeastUsedDpf => Policy::LeastUsedDpf {
-            load,
-            load_dpf: dpf,
-            distance,
-        },
-        PolicyType::LeastUsedDegradationDpf => Policy::LeastUsedDegradationDpf {
-            load,
-            degradation: ldeg,
-            load_dpf: dpf,
-            distance,
-        },
-    }
+    let mut v = PolicyValues {
+        weight,
+        load,
+        load_degradation: ldeg,
+        dpf,
+        distance,
+    };
+    Policy::from_fields(pt, |field| *v.slot(field))
 }
 
 fn selector(pt: PolicyType, pes: &[(PeIdentifier, Policy)]) -> Selector {

@@ -430,66 +430,14 @@ pub(crate) fn dec_policy(d: &Dec<'_>, c: &Child) -> Result<Policy, DecodeError> 
 fn policy_from_value(v: &[u8]) -> Policy {
     let code = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
     let data = &v[4..];
-    let w = |i: usize| {
-        u32::from_be_bytes([
-            data[4 * i],
-            data[4 * i + 1],
-            data[4 * i + 2],
-            data[4 * i + 3],
-        ])
-    };
     match PolicyType::from_code(code) {
-        Some(t) if t.value_len() == data.len() => match t {
-            PolicyType::RoundRobin => Policy::RoundRobin,
-            PolicyType::WeightedRoundRobin => Policy::WeightedRoundRobin { weight: w(0) },
-            PolicyType::Random => Policy::Random,
-            PolicyType::WeightedRandom => Policy::WeightedRandom { weight: w(0) },
-            PolicyType::Priority => Policy::Priority { priority: w(0) },
-            PolicyType::LeastUsed => Policy::LeastUsed { load: w(0) },
-            PolicyType::LeastUsedDegradation => Policy::LeastUsedDegradation {
-                load: w(0),
-                degradation: w(1),
-            },
-            PolicyType::PriorityLeastUsed => Policy::PriorityLeastUsed {
-                load: w(0),
-                degradation: w(1),
-            },
-            PolicyType::RandomizedLeastUsed => Policy::RandomizedLeastUsed { load: w(0) },
-            PolicyType::RandomizedPriorityLeastUsed => Policy::RandomizedPriorityLeastUsed {
-                load: w(0),
-                degradation: w(1),
-            },
-            PolicyType::RandomizedLeastUsedDegradation => Policy::RandomizedLeastUsedDegradation {
-                load: w(0),
-                degradation: w(1),
-            },
-            PolicyType::PriorityLeastUsedDegradation => Policy::PriorityLeastUsedDegradation {
-                load: w(0),
-                degradation: w(1),
-            },
-            PolicyType::RandomizedPriorityLeastUsedDegradation => {
-                Policy::RandomizedPriorityLeastUsedDegradation {
-                    load: w(0),
-                    degradation: w(1),
-                }
-            }
-            PolicyType::WeightedRandomDpf => Policy::WeightedRandomDpf {
-                weight: w(0),
-                weight_dpf: w(1),
-                distance: w(2),
-            },
-            PolicyType::LeastUsedDpf => Policy::LeastUsedDpf {
-                load: w(0),
-                load_dpf: w(1),
-                distance: w(2),
-            },
-            PolicyType::LeastUsedDegradationDpf => Policy::LeastUsedDegradationDpf {
-                load: w(0),
-                degradation: w(1),
-                load_dpf: w(2),
-                distance: w(3),
-            },
-        },
+        Some(t) if t.value_len() == data.len() => {
+            // One 32-bit word per field (the length was checked), in wire order.
+            let mut words = data
+                .chunks_exact(4)
+                .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+            Policy::from_fields(t, |_| words.next().unwrap_or_default())
+        }
         _ => Policy::Unknown {
             policy_type: code,
             data: data.to_vec(),
@@ -734,42 +682,11 @@ pub(crate) fn enc_policy(e: &mut Enc<'_>, p: &Policy) -> Result<(), EncodeError>
         "Pool Member Selection Policy",
     );
     e.buf().put_u32(p.policy_type());
-    let words: &[u32] = match *p {
-        Policy::RoundRobin | Policy::Random => &[],
-        Policy::WeightedRoundRobin { weight } | Policy::WeightedRandom { weight } => &[weight],
-        Policy::Priority { priority } => &[priority],
-        Policy::LeastUsed { load } | Policy::RandomizedLeastUsed { load } => &[load],
-        Policy::LeastUsedDegradation { load, degradation }
-        | Policy::PriorityLeastUsed { load, degradation }
-        | Policy::RandomizedPriorityLeastUsed { load, degradation }
-        | Policy::RandomizedLeastUsedDegradation { load, degradation }
-        | Policy::PriorityLeastUsedDegradation { load, degradation }
-        | Policy::RandomizedPriorityLeastUsedDegradation { load, degradation } => {
-            &[load, degradation]
-        }
-        Policy::WeightedRandomDpf {
-            weight,
-            weight_dpf,
-            distance,
-        } => &[weight, weight_dpf, distance],
-        Policy::LeastUsedDpf {
-            load,
-            load_dpf,
-            distance,
-        } => &[load, load_dpf, distance],
-        Policy::LeastUsedDegradationDpf {
-            load,
-            degradation,
-            load_dpf,
-            distance,
-        } => &[load, degradation, load_dpf, distance],
-        Policy::Unknown { ref data, .. } => {
-            e.buf().put_slice(data);
-            &[]
-        }
-    };
-    for w in words {
-        e.buf().put_u32(*w);
+    if let Policy::Unknown { data, .. } = p {
+        e.buf().put_slice(data);
+    }
+    for (_, value) in p.fields() {
+        e.buf().put_u32(value);
     }
     e.end_tlv()
 }
