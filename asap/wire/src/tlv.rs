@@ -304,20 +304,20 @@ pub(crate) fn dec_bytes(d: &Dec<'_>, c: &Child) -> Vec<u8> {
 /// 0x000E PE Identifier (Length 8).
 pub(crate) fn dec_pe_id(d: &Dec<'_>, c: &Child) -> Result<u32, DecodeError> {
     fixed_len(c, 8, "a PE Identifier has Length 8")?;
-    d.u32_at(c.offset + 4, c.offset + 8, "PE identifier")
+    d.int_at::<u32>(c.offset + 4, c.offset + 8, "PE identifier")
 }
 
 /// 0x000F PE Checksum (Length 6; the 2 bytes after it are the TLV's padding).
 pub(crate) fn dec_pe_checksum(d: &Dec<'_>, c: &Child) -> Result<u16, DecodeError> {
     fixed_len(c, 6, "a PE Checksum has Length 6")?;
-    d.u16_at(c.offset + 4, c.offset + 6, "PE checksum")
+    d.int_at::<u16>(c.offset + 4, c.offset + 6, "PE checksum")
 }
 
 /// 0x803F Handle Resolution Option (Length 8).
 pub(crate) fn dec_hr_option(d: &Dec<'_>, c: &Child) -> Result<HandleResolutionOption, DecodeError> {
     fixed_len(c, 8, "a Handle Resolution Option has Length 8")?;
     Ok(HandleResolutionOption {
-        items: d.u32_at(c.offset + 4, c.offset + 8, "items")?,
+        items: d.int_at::<u32>(c.offset + 4, c.offset + 8, "items")?,
     })
 }
 
@@ -352,10 +352,10 @@ pub(crate) fn dec_transport(d: &mut Dec<'_>, c: &Child) -> Result<TransportParam
     if v.len() < fixed {
         return Err(bad_len(c, "shorter than the transport's fixed fields"));
     }
-    let port = d.u16_at(v.start, v.end, "transport port")?;
-    let word = d.u16_at(v.start + 2, v.end, "transport use / reserved")?;
+    let port = d.int_at::<u16>(v.start, v.end, "transport port")?;
+    let word = d.int_at::<u16>(v.start + 2, v.end, "transport use / reserved")?;
     let service_code = if p == ParamType::DccpTransport {
-        d.u32_at(v.start + 4, v.end, "DCCP service code")?
+        d.int_at::<u32>(v.start + 4, v.end, "DCCP service code")?
     } else {
         0
     };
@@ -477,9 +477,9 @@ pub(crate) fn dec_pool_element(d: &mut Dec<'_>, c: &Child) -> Result<PoolElement
     if v.len() < 12 {
         return Err(bad_len(c, "shorter than the Pool Element's 12 fixed bytes"));
     }
-    let id = d.u32_at(v.start, v.end, "PE identifier")?;
-    let home_server_id = d.u32_at(v.start + 4, v.end, "home ENRP server identifier")?;
-    let registration_life = d.u32_at(v.start + 8, v.end, "registration life")? as i32;
+    let id = d.int_at::<u32>(v.start, v.end, "PE identifier")?;
+    let home_server_id = d.int_at::<u32>(v.start + 4, v.end, "home ENRP server identifier")?;
+    let registration_life = d.int_at::<u32>(v.start + 8, v.end, "registration life")? as i32;
     nested(d, c, |d| {
         let children = Walk::new(v.start + 12, v.end, ParamType::PoolElement);
         const SLOTS: [Slot; 3] = [
@@ -514,7 +514,7 @@ pub(crate) fn dec_server_info(
     if v.len() < 4 {
         return Err(bad_len(c, "shorter than the 4-byte server identifier"));
     }
-    let server_id = d.u32_at(v.start, v.end, "server identifier")?;
+    let server_id = d.int_at::<u32>(v.start, v.end, "server identifier")?;
     nested(d, c, |d| {
         let children = Walk::new(v.start + 4, v.end, ParamType::ServerInformation);
         let b = bind(
@@ -813,8 +813,8 @@ impl Parameter {
     /// byte-exact work).
     pub fn decode(input: &[u8]) -> Result<(Parameter, usize), DecodeError> {
         let mut d = Dec::new(input);
-        let ptype = d.u16_at(0, input.len(), "parameter type")?;
-        let len = usize::from(d.u16_at(2, input.len(), "parameter length")?);
+        let ptype = d.int_at::<u16>(0, input.len(), "parameter type")?;
+        let len = usize::from(d.int_at::<u16>(2, input.len(), "parameter length")?);
         let c = Child {
             idx: 0,
             offset: 0,
