@@ -192,41 +192,40 @@ fn limits_give_lack_of_resources() {
         max_pes_per_connection: 3,
         max_pes: 4,
     });
-    let rr = Policy::RoundRobin;
-    hs.register(&ph("A"), pe(1, rr.clone()), ME, Some(1), t0)
-        .unwrap();
-    hs.register(&ph("A"), pe(2, rr.clone()), ME, Some(1), t0)
-        .unwrap();
-    let e = hs
-        .register(&ph("A"), pe(3, rr.clone()), ME, Some(2), t0)
-        .unwrap_err();
-    assert_eq!(
-        e,
-        HandlespaceError::LackOfResources(ResourceLimit::PesPerPool)
-    );
-    assert_eq!(e.cause_code(), 0x6);
-    // Re-registration at the limit is fine.
-    hs.register(&ph("A"), pe(2, rr.clone()), ME, Some(1), t0)
-        .unwrap();
-    hs.register(&ph("B"), pe(3, rr.clone()), ME, Some(1), t0)
-        .unwrap();
-    let e = hs
-        .register(&ph("B"), pe(4, rr.clone()), ME, Some(1), t0)
-        .unwrap_err();
-    assert_eq!(
-        e,
-        HandlespaceError::LackOfResources(ResourceLimit::PesPerConnection)
-    );
-    let e = hs
-        .register(&ph("C"), pe(4, rr.clone()), ME, Some(2), t0)
-        .unwrap_err();
-    assert_eq!(e, HandlespaceError::LackOfResources(ResourceLimit::Pools));
-    hs.register(&ph("B"), pe(4, rr.clone()), ME, Some(2), t0)
-        .unwrap();
-    let e = hs
-        .register(&ph("B"), pe(5, rr.clone()), ME, Some(2), t0)
-        .unwrap_err();
-    assert_eq!(e.cause_code(), 0x6);
+    // (pool, PE, connection, the limit the registration hits or None if it succeeds).
+    let steps = [
+        ("A", 1, 1, None),
+        ("A", 2, 1, None),
+        ("A", 3, 2, Some(ResourceLimit::PesPerPool)),
+        // Re-registration at the limit is fine.
+        ("A", 2, 1, None),
+        ("B", 3, 1, None),
+        ("B", 4, 1, Some(ResourceLimit::PesPerConnection)),
+        ("C", 4, 2, Some(ResourceLimit::Pools)),
+        ("B", 4, 2, None),
+        ("B", 5, 2, Some(ResourceLimit::PesPerPool)),
+    ];
+    for (pool, id, connection, limit) in steps {
+        let got = hs.register(
+            &ph(pool),
+            pe(id, Policy::RoundRobin),
+            ME,
+            Some(connection),
+            t0,
+        );
+        match limit {
+            None => assert!(got.is_ok(), "{pool} PE {id}: {got:?}"),
+            Some(limit) => {
+                let e = got.unwrap_err();
+                assert_eq!(
+                    e,
+                    HandlespaceError::LackOfResources(limit),
+                    "{pool} PE {id}"
+                );
+                assert_eq!(e.cause_code(), 0x6);
+            }
+        }
+    }
     assert_eq!(hs.len(), 4);
     hs.verify().unwrap();
 }
