@@ -175,14 +175,19 @@ impl<'a> Enc<'a> {
         self.buf
     }
 
-    /// Starts the message: header with a placeholder Length.
-    pub(crate) fn begin_message(&mut self, type_code: u8, flags: u8, what: &'static str) {
+    /// Opens the frame of a message or TLV starting at the current end of the buffer.
+    fn open_frame(&mut self, what: &'static str) {
         self.frames.push(Frame {
             start: self.buf.len(),
             next_idx: 0,
             last_pad: 0,
             what,
         });
+    }
+
+    /// Starts the message: header with a placeholder Length.
+    pub(crate) fn begin_message(&mut self, type_code: u8, flags: u8, what: &'static str) {
+        self.open_frame(what);
         self.buf.put_u8(type_code);
         self.buf.put_u8(flags);
         self.buf.put_u16(0);
@@ -205,12 +210,7 @@ impl<'a> Enc<'a> {
         self.flush_extras_at_next();
         let idx = self.frames.last().map_or(0, |f| f.next_idx);
         self.path.push(idx);
-        self.frames.push(Frame {
-            start: self.buf.len(),
-            next_idx: 0,
-            last_pad: 0,
-            what,
-        });
+        self.open_frame(what);
         self.buf.put_u16(param_type);
         self.buf.put_u16(0);
     }

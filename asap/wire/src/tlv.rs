@@ -624,53 +624,29 @@ pub(crate) fn enc_transport(e: &mut Enc<'_>, t: &TransportParameter) -> Result<(
         }
     }
     e.begin_tlv(transport_param_type(t).code(), "transport");
-    match t {
-        TransportParameter::Sctp {
-            port,
-            transport_use,
-            addresses,
-        } => {
-            e.buf().put_u16(*port);
-            e.buf().put_u16(transport_use.code());
-            for a in addresses {
-                enc_address(e, a)?;
-            }
+    // Opaque is raw bytes; the others have fixed fields (RFC 5354 §3.2–3.6): port (every
+    // transport but Opaque has one); Transport Use (SCTP, TCP) or a reserved word (UDP,
+    // UDP-Lite, DCCP); DCCP's service code. Then the addresses.
+    let word = match *t {
+        TransportParameter::Sctp { transport_use, .. }
+        | TransportParameter::Tcp { transport_use, .. } => transport_use.code(),
+        TransportParameter::Udp { reserved, .. }
+        | TransportParameter::UdpLite { reserved, .. }
+        | TransportParameter::Dccp { reserved, .. } => reserved,
+        TransportParameter::Opaque { ref data } => {
+            e.buf().put_slice(data);
+            return e.end_tlv();
         }
-        TransportParameter::Tcp {
-            port,
-            transport_use,
-            address,
-        } => {
-            e.buf().put_u16(*port);
-            e.buf().put_u16(transport_use.code());
-            enc_address(e, address)?;
-        }
-        TransportParameter::Udp {
-            port,
-            reserved,
-            address,
-        }
-        | TransportParameter::UdpLite {
-            port,
-            reserved,
-            address,
-        } => {
-            e.buf().put_u16(*port);
-            e.buf().put_u16(*reserved);
-            enc_address(e, address)?;
-        }
-        TransportParameter::Dccp {
-            port,
-            reserved,
-            service_code,
-            address,
-        } => {
-            e.buf().put_u16(*port);
-            e.buf().put_u16(*reserved);
-            e.buf().put_u32(*service_code);
-            enc_address(e, address)?;
-        }
-        TransportParameter::Opaque { data } => e.buf().put_slice(data),
+    };
+    if let Some(port) = t.port() {
+        e.buf().put_u16(port);
+    }
+    e.buf().put_u16(word);
+    if let TransportParameter::Dccp { service_code, .. } = *t {
+        e.buf().put_u32(service_code);
+    }
+    for a in t.address_slice() {
+        enc_address(e, a)?;
     }
     e.end_tlv()
 }
