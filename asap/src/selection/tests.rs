@@ -32,6 +32,16 @@ fn selector(pt: PolicyType, pes: &[(PeIdentifier, Policy)]) -> Selector {
     s
 }
 
+/// A selector of a policy with one field (weight, priority or load) whose PEs carry the
+/// given values.
+fn selector_of(pt: PolicyType, pes: &[(PeIdentifier, u32)]) -> Selector {
+    let pes: Vec<(PeIdentifier, Policy)> = pes
+        .iter()
+        .map(|&(id, value)| (id, Policy::from_fields(pt, |_| value)))
+        .collect();
+    selector(pt, &pes)
+}
+
 fn singles(s: &mut Selector, count: usize) -> Vec<PeIdentifier> {
     let mut r = rng();
     (0..count)
@@ -116,14 +126,9 @@ fn unknown_policy_falls_back_to_round_robin() {
 
 #[test]
 fn weighted_round_robin_order_and_proportions() {
-    let pt = PolicyType::WeightedRoundRobin;
-    let mut s = selector(
-        pt,
-        &[
-            (0xA, Policy::WeightedRoundRobin { weight: 2 }),
-            (0xB, Policy::WeightedRoundRobin { weight: 1 }),
-            (0xC, Policy::WeightedRoundRobin { weight: 0 }),
-        ],
+    let mut s = selector_of(
+        PolicyType::WeightedRoundRobin,
+        &[(0xA, 2), (0xB, 1), (0xC, 0)],
     );
     // rsplib order: (round, remaining virtual count, sequence).
     assert_eq!(singles(&mut s, 6), vec![0xB, 0xA, 0xA, 0xB, 0xA, 0xA]);
@@ -151,10 +156,9 @@ fn random_uniform_frequencies() {
 
 #[test]
 fn weighted_random_frequencies_and_zero_weight() {
-    let w = |weight| Policy::WeightedRandom { weight };
-    let mut s = selector(
+    let mut s = selector_of(
         PolicyType::WeightedRandom,
-        &[(1, w(1)), (2, w(2)), (3, w(7)), (4, w(0))],
+        &[(1, 1), (2, 2), (3, 7), (4, 0)],
     );
     let f = frequencies(&mut s, 40_000);
     assert_near(f[&1], 0.1, 0.01);
@@ -185,10 +189,9 @@ fn weighted_random_frequencies_and_zero_weight() {
 
 #[test]
 fn priority_highest_first_ties_round_robin() {
-    let p = |priority| Policy::Priority { priority };
-    let mut s = selector(
+    let mut s = selector_of(
         PolicyType::Priority,
-        &[(0xA, p(5)), (0xB, p(10)), (0xC, p(1)), (0xD, p(10))],
+        &[(0xA, 5), (0xB, 10), (0xC, 1), (0xD, 10)],
     );
     let mut r = rng();
     assert_eq!(
@@ -196,20 +199,15 @@ fn priority_highest_first_ties_round_robin() {
         vec![0xB, 0xD, 0xA, 0xC]
     );
     assert_eq!(singles(&mut s, 4), vec![0xB, 0xD, 0xB, 0xD]);
-    s.update(0xC, &p(11));
+    s.update(0xC, &Policy::Priority { priority: 11 });
     assert_eq!(singles(&mut s, 1), vec![0xC]);
 }
 
 #[test]
 fn least_used_lowest_load_and_immediate_update() {
-    let lu = |load| Policy::LeastUsed { load };
-    let mut s = selector(
+    let mut s = selector_of(
         PolicyType::LeastUsed,
-        &[
-            (0xA, lu(30 * PCT)),
-            (0xB, lu(10 * PCT)),
-            (0xC, lu(20 * PCT)),
-        ],
+        &[(0xA, 30 * PCT), (0xB, 10 * PCT), (0xC, 20 * PCT)],
     );
     let mut r = rng();
     assert_eq!(
@@ -218,10 +216,10 @@ fn least_used_lowest_load_and_immediate_update() {
     );
     assert_eq!(singles(&mut s, 3), vec![0xB, 0xB, 0xB]);
     // Re-registration with a higher load: effective at once.
-    assert!(s.update(0xB, &lu(50 * PCT)));
+    assert!(s.update(0xB, &Policy::LeastUsed { load: 50 * PCT }));
     assert_eq!(singles(&mut s, 1), vec![0xC]);
     // Equal loads: round robin.
-    s.update(0xA, &lu(20 * PCT));
+    s.update(0xA, &Policy::LeastUsed { load: 20 * PCT });
     assert_eq!(singles(&mut s, 4), vec![0xA, 0xC, 0xA, 0xC]);
 }
 
