@@ -5,13 +5,23 @@ use asap::checksum::PeChecksum;
 use asap::handlespace::{
     cause, Handlespace, HandlespaceError, HandlespaceLimits, Registered, ResourceLimit,
 };
-use asap::wire::{Policy, TransportUse};
+use asap::wire::{Policy, PoolHandle, TransportUse};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Instant;
 
 const ME: u32 = 0x1111;
 const PEER: u32 = 0x2222;
+
+/// The start of most tests: a handlespace where we registered PE `id` with `policy` into
+/// `pool` over connection 1, the time of that registration and the pool handle.
+fn with_pe(pool: &str, id: u32, policy: Policy) -> (Instant, Handlespace, PoolHandle) {
+    let t0 = Instant::now();
+    let mut hs = Handlespace::new();
+    let h = ph(pool);
+    hs.register(&h, pe(id, policy), ME, Some(1), t0).unwrap();
+    (t0, hs, h)
+}
 
 #[test]
 fn register_stores_element_with_owner_and_checksum() {
@@ -51,11 +61,7 @@ fn register_stores_element_with_owner_and_checksum() {
 
 #[test]
 fn inconsistent_policy_transport_and_transport_use() {
-    let t0 = Instant::now();
-    let mut hs = Handlespace::new();
-    let h = ph("P");
-    hs.register(&h, pe(1, Policy::LeastUsed { load: 5 }), ME, Some(1), t0)
-        .unwrap();
+    let (t0, mut hs, h) = with_pe("P", 1, Policy::LeastUsed { load: 5 });
 
     let err = hs
         .register(&h, pe(2, Policy::RoundRobin), ME, Some(1), t0)
@@ -99,11 +105,7 @@ fn inconsistent_policy_transport_and_transport_use() {
 /// must deregister first. Before, the sole PE redefined the pool.
 #[test]
 fn only_pe_may_not_redefine_its_pool() {
-    let t0 = Instant::now();
-    let mut hs = Handlespace::new();
-    let h = ph("P");
-    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0)
-        .unwrap();
+    let (t0, mut hs, h) = with_pe("P", 1, Policy::RoundRobin);
     let err = hs
         .register(&h, pe(1, Policy::Priority { priority: 3 }), ME, Some(1), t0)
         .unwrap_err();
@@ -129,30 +131,21 @@ fn only_pe_may_not_redefine_its_pool() {
 fn invalid_values() {
     let t0 = Instant::now();
     let mut hs = Handlespace::new();
-    let e = hs
-        .register(&ph("P"), pe(0, Policy::RoundRobin), ME, None, t0)
-        .unwrap_err();
-    assert_eq!(
-        (e.clone(), e.cause_code()),
-        (HandlespaceError::InvalidPeIdentifier, 0x3)
-    );
-    let e = hs
-        .register(&ph(""), pe(1, Policy::RoundRobin), ME, None, t0)
-        .unwrap_err();
-    assert_eq!(
-        (e.clone(), e.cause_code()),
-        (HandlespaceError::InvalidPoolHandle, 0x3)
-    );
+    for (pool, id, want) in [
+        ("P", 0, HandlespaceError::InvalidPeIdentifier),
+        ("", 1, HandlespaceError::InvalidPoolHandle),
+    ] {
+        let e = hs
+            .register(&ph(pool), pe(id, Policy::RoundRobin), ME, None, t0)
+            .unwrap_err();
+        assert_eq!((e.clone(), e.cause_code()), (want, 0x3));
+    }
     assert!(hs.is_empty());
 }
 
 #[test]
 fn non_unique_pe_identifier_and_legitimate_moves() {
-    let t0 = Instant::now();
-    let mut hs = Handlespace::new();
-    let h = ph("P");
-    hs.register(&h, pe(7, Policy::RoundRobin), ME, Some(1), t0)
-        .unwrap();
+    let (t0, mut hs, h) = with_pe("P", 7, Policy::RoundRobin);
     // Same ID over another live association: a second PE claims the ID.
     let err = hs
         .register(&h, pe(7, Policy::RoundRobin), ME, Some(2), t0)
@@ -232,11 +225,8 @@ fn limits_give_lack_of_resources() {
 
 #[test]
 fn reregistration_changes_selection_at_once() {
-    let t0 = Instant::now();
-    let mut hs = Handlespace::new();
-    let h = ph("LU");
     let lu = |load| Policy::LeastUsed { load };
-    hs.register(&h, pe(1, lu(100)), ME, Some(1), t0).unwrap();
+    let (t0, mut hs, h) = with_pe("LU", 1, lu(100));
     hs.register(&h, pe(2, lu(200)), ME, Some(1), t0).unwrap();
     let mut rng = StdRng::seed_from_u64(1);
     assert_eq!(hs.select(&h, 1, &mut rng).unwrap(), vec![1]);
@@ -272,11 +262,7 @@ fn reregistration_changes_selection_at_once() {
 
 #[test]
 fn unreachable_reports_count_distinct_reporters_and_reset() {
-    let t0 = Instant::now();
-    let mut hs = Handlespace::new();
-    let h = ph("P");
-    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0)
-        .unwrap();
+    let (t0, mut hs, h) = with_pe("P", 1, Policy::RoundRobin);
     hs.report_unreachable(&h, 1, 100).unwrap();
     hs.report_unreachable(&h, 1, 100).unwrap();
     let c = hs.report_unreachable(&h, 1, 200).unwrap();
