@@ -51,86 +51,87 @@ RFC_NOTES = ["every message decodes without error", "every message re-encodes by
 CSUM_NOTE = ("as captured on lo: SCTP CRC32c / UDP checksums are 0 or partial "
              "(checksum offload); the reader must not drop packets for bad checksums")
 
+
+def rsplib_scenario(name, title, description, notes=RFC_NOTES, raw_notes=None):
+    """Scenario `name` twice: with the checksums recomputed, and as captured on lo."""
+    return [
+        (f"rsplib/scenario-{name}.csum-fixed.pcap", description + " (checksums recomputed)",
+         RSPLIB_ORIGIN, "rfc", [], None, notes),
+        (f"rsplib/scenario-{name}.pcap", f"{title} as captured (checksums not fixed)",
+         RSPLIB_ORIGIN, "rfc", [], None, (raw_notes or notes) + [CSUM_NOTE]),
+    ]
+
+
+def crafted(path, description, extra=(), expected=None, notes=RFC_NOTES):
+    """A capture under crafted/ (tools/make_crafted.py)."""
+    return (f"crafted/{path}", description, CRAFTED_ORIGIN, "rfc", list(extra), expected, notes)
+
+
 # path, description, origin, era, extra tshark args, reader deviations, notes
 FILES = [
-    ("rsplib/scenario-a.csum-fixed.pcap",
-     "Scenario A: 1 registrar, 3 Echo PEs, rspterminal PU, hsdump; keep-alives, PE crash, "
-     "keep-alive failure, deregistration, loopback-only negative case (checksums recomputed)",
-     RSPLIB_ORIGIN, "rfc", [], None, RFC_NOTES),
-    ("rsplib/scenario-a.pcap", "Scenario A as captured (checksums not fixed)",
-     RSPLIB_ORIGIN, "rfc", [], None, RFC_NOTES + [CSUM_NOTE]),
-    ("rsplib/scenario-b.csum-fixed.pcap",
-     "Scenario B: 3 registrars with static peers, PEs at different PRs, PU at PR2, "
-     "PR3 killed -> takeover (checksums recomputed)",
-     RSPLIB_ORIGIN, "rfc", [], None, RFC_NOTES),
-    ("rsplib/scenario-b.pcap", "Scenario B as captured (checksums not fixed)",
-     RSPLIB_ORIGIN, "rfc", [], None, RFC_NOTES + [CSUM_NOTE]),
-    ("rsplib/scenario-b-multicast.csum-fixed.pcap",
-     "Scenario B with peers found by ENRP Presence multicast; bridge + lo merged "
-     "(checksums recomputed)",
-     RSPLIB_ORIGIN, "rfc", [], None, RFC_NOTES),
-    ("rsplib/scenario-b-multicast.pcap", "Scenario B multicast as captured (checksums not fixed)",
-     RSPLIB_ORIGIN, "rfc", [], None, RFC_NOTES + [CSUM_NOTE]),
-    ("rsplib/scenario-c.csum-fixed.pcap",
-     "Scenario C: CalcApp PEs/PU with cookies, Endpoint Unreachable, Cookie Echo failover, "
-     "malformed-message probes answered with ASAP/ENRP Error (checksums recomputed)",
-     RSPLIB_ORIGIN, "rfc", [], None,
-     ["every message decodes without error except the deliberately malformed probes, "
-      "which must give typed errors", "every decodable message re-encodes byte-exact"]),
-    ("rsplib/scenario-c.pcap", "Scenario C as captured (checksums not fixed)",
-     RSPLIB_ORIGIN, "rfc", [], None,
-     ["same as scenario-c.csum-fixed.pcap", CSUM_NOTE]),
-    ("crafted/asap-registration-sctp.pcap",
-     "ASAP Registration over SCTP/IPv4 between ports 40001 and 40002: PPID 11 alone selects ASAP",
-     CRAFTED_ORIGIN, "rfc", [], None, RFC_NOTES),
-    ("crafted/asap-registration-sctp-port3863.pcap",
-     "ASAP Registration over SCTP to port 3863, PPID 11",
-     CRAFTED_ORIGIN, "rfc", [], None, RFC_NOTES),
-    ("crafted/asap-registration-sctp-over-udp.pcap",
-     "ASAP Registration in SCTP over UDP 9899 (RFC 6951)",
-     CRAFTED_ORIGIN, "rfc", [], None, RFC_NOTES),
-    ("crafted/asap-registration-sctp-over-udp-port19899.pcap",
-     "ASAP Registration in SCTP over UDP port 19899 (needs sctp_over_udp_ports = [19899])",
-     CRAFTED_ORIGIN, "rfc", ["-d", "udp.port==19899,sctp"], None,
-     RFC_NOTES + ["the reader finds it only with UDP port 19899 configured as SCTP-over-UDP"]),
-    ("crafted/asap-registration-tcp.pcap",
-     "TCP handshake, then one ASAP Registration to TCP port 3863",
-     CRAFTED_ORIGIN, "rfc", [], None, RFC_NOTES),
-    ("crafted/enrp-handle-update-tcp-port9901.pcap",
-     "TCP handshake, then one ENRP Handle Update to TCP port 9901",
-     CRAFTED_ORIGIN, "rfc", ["-X", "lua_script:" + LUA], None, RFC_NOTES),
-    ("crafted/asap-server-announce-udp.pcap",
-     "ASAP Server Announce to 239.0.0.50:3863 over UDP",
-     CRAFTED_ORIGIN, "rfc", [], None, RFC_NOTES),
-    ("crafted/enrp-presence-udp.pcap",
-     "ENRP Presence to 239.0.0.51:9901 over UDP",
-     CRAFTED_ORIGIN, "rfc", [], None, RFC_NOTES),
-    ("crafted/rserpool-mixed-sctp.pcap",
-     "ASAP Registration, Registration Response, Handle Resolution, Handle Resolution Response "
-     "(PPID 11) and ENRP Presence (R=1), Handle Update (PPID 12) over SCTP",
-     CRAFTED_ORIGIN, "rfc", [], None, RFC_NOTES),
-    ("crafted/edge/asap-sctp-two-data-chunks-bundled.pcap",
-     "two DATA chunks (Registration + Handle Resolution) bundled in one SCTP packet",
-     CRAFTED_ORIGIN, "rfc", [], None, RFC_NOTES + ["both messages are extracted from frame 1"]),
-    ("crafted/edge/asap-sctp-fragmented-user-message.pcap",
-     "one ASAP Registration split into a B and an E DATA fragment (two frames)",
-     CRAFTED_ORIGIN, "rfc", [], None,
-     RFC_NOTES + ["the reassembled 100-byte message is reported at frame 2"]),
-    ("crafted/edge/asap-tcp-two-messages-one-segment.pcap",
-     "Registration + Handle Resolution in one TCP segment to port 3863",
-     CRAFTED_ORIGIN, "rfc", [], {"asap": {1: 1, 5: 1}},
-     RFC_NOTES + ["tshark 4.0.17 has no ASAP-over-TCP framing and shows only the first "
-                  "message (120 bytes); the reader must split it into 100 + 20 bytes"]),
-    ("crafted/edge/asap-tcp-message-split-over-segments.pcap",
-     "one ASAP Registration split over two TCP segments (40 + 60 bytes)",
-     CRAFTED_ORIGIN, "rfc", [], {"asap": {1: 1}},
-     RFC_NOTES + ["tshark 4.0.17 does not reassemble: it shows a malformed 40-byte "
-                  "Registration and a bogus type 0x13 message; the reader must give one "
-                  "100-byte Registration"]),
-    ("crafted/edge/asap-invalid-zero-length-parameter-udp.pcap",
-     "ASAP Registration over UDP 3863 whose parameter has Length 0",
-     CRAFTED_ORIGIN, "rfc", [], None,
-     ["the message is extracted (12 bytes)", "decoding must fail with a typed error, no hang"]),
+    *rsplib_scenario(
+        "a", "Scenario A",
+        "Scenario A: 1 registrar, 3 Echo PEs, rspterminal PU, hsdump; keep-alives, PE crash, "
+        "keep-alive failure, deregistration, loopback-only negative case"),
+    *rsplib_scenario(
+        "b", "Scenario B",
+        "Scenario B: 3 registrars with static peers, PEs at different PRs, PU at PR2, "
+        "PR3 killed -> takeover"),
+    *rsplib_scenario(
+        "b-multicast", "Scenario B multicast",
+        "Scenario B with peers found by ENRP Presence multicast; bridge + lo merged"),
+    *rsplib_scenario(
+        "c", "Scenario C",
+        "Scenario C: CalcApp PEs/PU with cookies, Endpoint Unreachable, Cookie Echo failover, "
+        "malformed-message probes answered with ASAP/ENRP Error",
+        notes=["every message decodes without error except the deliberately malformed probes, "
+               "which must give typed errors", "every decodable message re-encodes byte-exact"],
+        raw_notes=["same as scenario-c.csum-fixed.pcap"]),
+    crafted("asap-registration-sctp.pcap",
+            "ASAP Registration over SCTP/IPv4 between ports 40001 and 40002: PPID 11 alone "
+            "selects ASAP"),
+    crafted("asap-registration-sctp-port3863.pcap",
+            "ASAP Registration over SCTP to port 3863, PPID 11"),
+    crafted("asap-registration-sctp-over-udp.pcap",
+            "ASAP Registration in SCTP over UDP 9899 (RFC 6951)"),
+    crafted("asap-registration-sctp-over-udp-port19899.pcap",
+            "ASAP Registration in SCTP over UDP port 19899 (needs sctp_over_udp_ports = [19899])",
+            extra=["-d", "udp.port==19899,sctp"],
+            notes=RFC_NOTES + ["the reader finds it only with UDP port 19899 configured as "
+                               "SCTP-over-UDP"]),
+    crafted("asap-registration-tcp.pcap",
+            "TCP handshake, then one ASAP Registration to TCP port 3863"),
+    crafted("enrp-handle-update-tcp-port9901.pcap",
+            "TCP handshake, then one ENRP Handle Update to TCP port 9901",
+            extra=["-X", "lua_script:" + LUA]),
+    crafted("asap-server-announce-udp.pcap",
+            "ASAP Server Announce to 239.0.0.50:3863 over UDP"),
+    crafted("enrp-presence-udp.pcap", "ENRP Presence to 239.0.0.51:9901 over UDP"),
+    crafted("rserpool-mixed-sctp.pcap",
+            "ASAP Registration, Registration Response, Handle Resolution, Handle Resolution "
+            "Response (PPID 11) and ENRP Presence (R=1), Handle Update (PPID 12) over SCTP"),
+    crafted("edge/asap-sctp-two-data-chunks-bundled.pcap",
+            "two DATA chunks (Registration + Handle Resolution) bundled in one SCTP packet",
+            notes=RFC_NOTES + ["both messages are extracted from frame 1"]),
+    crafted("edge/asap-sctp-fragmented-user-message.pcap",
+            "one ASAP Registration split into a B and an E DATA fragment (two frames)",
+            notes=RFC_NOTES + ["the reassembled 100-byte message is reported at frame 2"]),
+    crafted("edge/asap-tcp-two-messages-one-segment.pcap",
+            "Registration + Handle Resolution in one TCP segment to port 3863",
+            expected={"asap": {1: 1, 5: 1}},
+            notes=RFC_NOTES + ["tshark 4.0.17 has no ASAP-over-TCP framing and shows only the "
+                               "first message (120 bytes); the reader must split it into "
+                               "100 + 20 bytes"]),
+    crafted("edge/asap-tcp-message-split-over-segments.pcap",
+            "one ASAP Registration split over two TCP segments (40 + 60 bytes)",
+            expected={"asap": {1: 1}},
+            notes=RFC_NOTES + ["tshark 4.0.17 does not reassemble: it shows a malformed 40-byte "
+                               "Registration and a bogus type 0x13 message; the reader must give "
+                               "one 100-byte Registration"]),
+    crafted("edge/asap-invalid-zero-length-parameter-udp.pcap",
+            "ASAP Registration over UDP 3863 whose parameter has Length 0",
+            notes=["the message is extracted (12 bytes)",
+                   "decoding must fail with a typed error, no hang"]),
     ("third-party/rsplib-demo-2007-draft.asap-enrp-only.pcap",
      "rsplib demo of January 2007 (draft-ietf-rserpool era): 3 registrars (ASAP SCTP ports "
      "2001-2003, ENRP 10001-10003), PEs, PUs; only frames with ASAP or ENRP kept",

@@ -371,13 +371,22 @@ pub fn read_capture(
     path: impl AsRef<Path>,
     options: &CaptureOptions,
 ) -> Result<Capture, CaptureError> {
-    let path = path.as_ref();
-    let name = path.display().to_string();
-    let data = std::fs::read(path).map_err(|source| CaptureError::Io {
-        file: name.clone(),
-        source,
-    })?;
+    let (name, data) = read_named(path.as_ref(), std::fs::read)
+        .map_err(|(file, source)| CaptureError::Io { file, source })?;
     read_capture_named(&name, &data, options)
+}
+
+/// Reads the file `path` with `read`, naming it by its display form: the name with the
+/// contents, or the name with the I/O error (for the `Io { file, source }` errors).
+pub(crate) fn read_named<'p, T>(
+    path: &'p Path,
+    read: impl FnOnce(&'p Path) -> std::io::Result<T>,
+) -> Result<(String, T), (String, std::io::Error)> {
+    let name = path.display().to_string();
+    match read(path) {
+        Ok(contents) => Ok((name, contents)),
+        Err(e) => Err((name, e)),
+    }
 }
 
 /// Extract every ASAP and ENRP message from a pcap or pcapng file held in memory.

@@ -199,11 +199,8 @@ impl Manifest {
     /// Load a manifest file; fixture paths are taken relative to its folder.
     pub fn load(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
         let path = path.as_ref();
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
-            file: file.clone(),
-            source,
-        })?;
+        let (file, text) = crate::read_named(path, std::fs::read_to_string)
+            .map_err(|(file, source)| ManifestError::Io { file, source })?;
         let mut m: Manifest = toml::from_str(&text).map_err(|source| ManifestError::Toml {
             file: file.clone(),
             source,

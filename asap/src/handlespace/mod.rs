@@ -360,10 +360,7 @@ impl Handlespace {
                     self.unindex_connection(c, &shared);
                 }
                 if let Some(c) = connection {
-                    self.connections
-                        .entry(c)
-                        .or_default()
-                        .insert(shared.clone());
+                    self.index_connection(c, &shared);
                 }
             }
             tracing::debug!(%handle, id, owner, previous_owner, "PE updated");
@@ -387,10 +384,7 @@ impl Handlespace {
             self.pes += 1;
             self.index_owner(owner, &key);
             if let Some(c) = connection {
-                self.connections
-                    .entry(c)
-                    .or_default()
-                    .insert(shared.clone());
+                self.index_connection(c, &shared);
             }
             tracing::debug!(%handle, id, owner, "PE added");
             Registered::Added
@@ -417,6 +411,13 @@ impl Handlespace {
                 self.owners.remove(&owner);
             }
         }
+    }
+
+    fn index_connection(&mut self, conn: ConnectionId, key: &SharedKey) {
+        self.connections
+            .entry(conn)
+            .or_default()
+            .insert(key.clone());
     }
 
     fn unindex_connection(&mut self, conn: ConnectionId, key: &SharedKey) {

@@ -51,7 +51,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use rand::Rng;
 
-use crate::wire::{Fraction, PeIdentifier, Policy, PolicyType};
+use crate::wire::{Fraction, PeIdentifier, Policy, PolicyField, PolicyType};
 use fenwick::Fenwick;
 
 /// Largest 32-bit fraction value (100 % load, degradation or DPF; RFC 5356 §5).
@@ -118,53 +118,21 @@ impl PolicyValues {
     /// Extracts the values of a policy parameter.
     pub fn of(policy: &Policy) -> Self {
         let mut v = PolicyValues::default();
-        match *policy {
-            Policy::RoundRobin | Policy::Random | Policy::Unknown { .. } => {}
-            Policy::WeightedRoundRobin { weight } | Policy::WeightedRandom { weight } => {
-                v.weight = weight
-            }
-            Policy::Priority { priority } => v.weight = priority,
-            Policy::LeastUsed { load } | Policy::RandomizedLeastUsed { load } => v.load = load,
-            Policy::LeastUsedDegradation { load, degradation }
-            | Policy::PriorityLeastUsed { load, degradation }
-            | Policy::RandomizedPriorityLeastUsed { load, degradation }
-            | Policy::RandomizedLeastUsedDegradation { load, degradation }
-            | Policy::PriorityLeastUsedDegradation { load, degradation }
-            | Policy::RandomizedPriorityLeastUsedDegradation { load, degradation } => {
-                v.load = load;
-                v.load_degradation = degradation;
-            }
-            Policy::WeightedRandomDpf {
-                weight,
-                weight_dpf,
-                distance,
-            } => {
-                v.weight = weight;
-                v.dpf = weight_dpf;
-                v.distance = distance;
-            }
-            Policy::LeastUsedDpf {
-                load,
-                load_dpf,
-                distance,
-            } => {
-                v.load = load;
-                v.dpf = load_dpf;
-                v.distance = distance;
-            }
-            Policy::LeastUsedDegradationDpf {
-                load,
-                degradation,
-                load_dpf,
-                distance,
-            } => {
-                v.load = load;
-                v.load_degradation = degradation;
-                v.dpf = load_dpf;
-                v.distance = distance;
-            }
+        for (field, value) in policy.fields() {
+            *v.slot(field) = value;
         }
         v
+    }
+
+    /// Where a policy field's value is kept (priority as weight, either DPF as `dpf`).
+    fn slot(&mut self, field: PolicyField) -> &mut u32 {
+        match field {
+            PolicyField::Weight | PolicyField::Priority => &mut self.weight,
+            PolicyField::Load => &mut self.load,
+            PolicyField::Degradation => &mut self.load_degradation,
+            PolicyField::WeightDpf | PolicyField::LoadDpf => &mut self.dpf,
+            PolicyField::Distance => &mut self.distance,
+        }
     }
 }
 

@@ -14,57 +14,14 @@ fn rng() -> StdRng {
 
 /// A policy parameter of type `pt` with the given values (fields the type lacks ignored).
 fn policy(pt: PolicyType, weight: u32, load: u32, ldeg: u32, dpf: u32, distance: u32) -> Policy {
-    match pt {
-        PolicyType::RoundRobin => Policy::RoundRobin,
-        PolicyType::WeightedRoundRobin => Policy::WeightedRoundRobin { weight },
-        PolicyType::Random => Policy::Random,
-        PolicyType::WeightedRandom => Policy::WeightedRandom { weight },
-        PolicyType::Priority => Policy::Priority { priority: weight },
-        PolicyType::LeastUsed => Policy::LeastUsed { load },
-        PolicyType::LeastUsedDegradation => Policy::LeastUsedDegradation {
-            load,
-            degradation: ldeg,
-        },
-        PolicyType::PriorityLeastUsed => Policy::PriorityLeastUsed {
-            load,
-            degradation: ldeg,
-        },
-        PolicyType::RandomizedLeastUsed => Policy::RandomizedLeastUsed { load },
-        PolicyType::RandomizedPriorityLeastUsed => Policy::RandomizedPriorityLeastUsed {
-            load,
-            degradation: ldeg,
-        },
-        PolicyType::RandomizedLeastUsedDegradation => Policy::RandomizedLeastUsedDegradation {
-            load,
-            degradation: ldeg,
-        },
-        PolicyType::PriorityLeastUsedDegradation => Policy::PriorityLeastUsedDegradation {
-            load,
-            degradation: ldeg,
-        },
-        PolicyType::RandomizedPriorityLeastUsedDegradation => {
-            Policy::RandomizedPriorityLeastUsedDegradation {
-                load,
-                degradation: ldeg,
-            }
-        }
-        PolicyType::WeightedRandomDpf => Policy::WeightedRandomDpf {
-            weight,
-            weight_dpf: dpf,
-            distance,
-        },
-        PolicyType::LeastUsedDpf => Policy::LeastUsedDpf {
-            load,
-            load_dpf: dpf,
-            distance,
-        },
-        PolicyType::LeastUsedDegradationDpf => Policy::LeastUsedDegradationDpf {
-            load,
-            degradation: ldeg,
-            load_dpf: dpf,
-            distance,
-        },
-    }
+    let mut v = PolicyValues {
+        weight,
+        load,
+        load_degradation: ldeg,
+        dpf,
+        distance,
+    };
+    Policy::from_fields(pt, |field| *v.slot(field))
 }
 
 fn selector(pt: PolicyType, pes: &[(PeIdentifier, Policy)]) -> Selector {
@@ -73,6 +30,16 @@ fn selector(pt: PolicyType, pes: &[(PeIdentifier, Policy)]) -> Selector {
         s.insert(*id, p);
     }
     s
+}
+
+/// A selector of a policy with one field (weight, priority or load) whose PEs carry the
+/// given values.
+fn selector_of(pt: PolicyType, pes: &[(PeIdentifier, u32)]) -> Selector {
+    let pes: Vec<(PeIdentifier, Policy)> = pes
+        .iter()
+        .map(|&(id, value)| (id, Policy::from_fields(pt, |_| value)))
+        .collect();
+    selector(pt, &pes)
 }
 
 fn singles(s: &mut Selector, count: usize) -> Vec<PeIdentifier> {
@@ -159,14 +126,9 @@ fn unknown_policy_falls_back_to_round_robin() {
 
 #[test]
 fn weighted_round_robin_order_and_proportions() {
-    let pt = PolicyType::WeightedRoundRobin;
-    let mut s = selector(
-        pt,
-        &[
-            (0xA, Policy::WeightedRoundRobin { weight: 2 }),
-            (0xB, Policy::WeightedRoundRobin { weight: 1 }),
-            (0xC, Policy::WeightedRoundRobin { weight: 0 }),
-        ],
+    let mut s = selector_of(
+        PolicyType::WeightedRoundRobin,
+        &[(0xA, 2), (0xB, 1), (0xC, 0)],
     );
     // rsplib order: (round, remaining virtual count, sequence).
     assert_eq!(singles(&mut s, 6), vec![0xB, 0xA, 0xA, 0xB, 0xA, 0xA]);
@@ -194,10 +156,9 @@ fn random_uniform_frequencies() {
 
 #[test]
 fn weighted_random_frequencies_and_zero_weight() {
-    let w = |weight| Policy::WeightedRandom { weight };
-    let mut s = selector(
+    let mut s = selector_of(
         PolicyType::WeightedRandom,
-        &[(1, w(1)), (2, w(2)), (3, w(7)), (4, w(0))],
+        &[(1, 1), (2, 2), (3, 7), (4, 0)],
     );
     let f = frequencies(&mut s, 40_000);
     assert_near(f[&1], 0.1, 0.01);
@@ -228,10 +189,9 @@ fn weighted_random_frequencies_and_zero_weight() {
 
 #[test]
 fn priority_highest_first_ties_round_robin() {
-    let p = |priority| Policy::Priority { priority };
-    let mut s = selector(
+    let mut s = selector_of(
         PolicyType::Priority,
-        &[(0xA, p(5)), (0xB, p(10)), (0xC, p(1)), (0xD, p(10))],
+        &[(0xA, 5), (0xB, 10), (0xC, 1), (0xD, 10)],
     );
     let mut r = rng();
     assert_eq!(
@@ -239,20 +199,15 @@ fn priority_highest_first_ties_round_robin() {
         vec![0xB, 0xD, 0xA, 0xC]
     );
     assert_eq!(singles(&mut s, 4), vec![0xB, 0xD, 0xB, 0xD]);
-    s.update(0xC, &p(11));
+    s.update(0xC, &Policy::Priority { priority: 11 });
     assert_eq!(singles(&mut s, 1), vec![0xC]);
 }
 
 #[test]
 fn least_used_lowest_load_and_immediate_update() {
-    let lu = |load| Policy::LeastUsed { load };
-    let mut s = selector(
+    let mut s = selector_of(
         PolicyType::LeastUsed,
-        &[
-            (0xA, lu(30 * PCT)),
-            (0xB, lu(10 * PCT)),
-            (0xC, lu(20 * PCT)),
-        ],
+        &[(0xA, 30 * PCT), (0xB, 10 * PCT), (0xC, 20 * PCT)],
     );
     let mut r = rng();
     assert_eq!(
@@ -261,10 +216,10 @@ fn least_used_lowest_load_and_immediate_update() {
     );
     assert_eq!(singles(&mut s, 3), vec![0xB, 0xB, 0xB]);
     // Re-registration with a higher load: effective at once.
-    assert!(s.update(0xB, &lu(50 * PCT)));
+    assert!(s.update(0xB, &Policy::LeastUsed { load: 50 * PCT }));
     assert_eq!(singles(&mut s, 1), vec![0xC]);
     // Equal loads: round robin.
-    s.update(0xA, &lu(20 * PCT));
+    s.update(0xA, &Policy::LeastUsed { load: 20 * PCT });
     assert_eq!(singles(&mut s, 4), vec![0xA, 0xC, 0xA, 0xC]);
 }
 

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 use asap::handlespace::cache::{PoolUserCache, DEFAULT_STALE_CACHE_VALUE};
-use asap::wire::Policy;
+use asap::wire::{Policy, PoolHandle};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::{Duration, Instant};
@@ -11,18 +11,30 @@ fn ids(v: Option<Vec<asap::wire::PoolElementInfo>>) -> Vec<u32> {
     v.unwrap_or_default().iter().map(|e| e.id).collect()
 }
 
+/// Every test's start: a time and the rng with the same seed, so the same sequence.
+fn start() -> (Instant, StdRng) {
+    (Instant::now(), StdRng::seed_from_u64(3))
+}
+
+/// `n` selections of one PE each at `now` (a PU asking for one PE per request).
+fn one_by_one(
+    c: &mut PoolUserCache,
+    h: &PoolHandle,
+    now: Instant,
+    rng: &mut StdRng,
+    n: usize,
+) -> Vec<u32> {
+    (0..n).flat_map(|_| ids(c.select(h, 1, now, rng))).collect()
+}
+
 #[test]
 fn round_robin_over_cached_entries_until_stale() {
-    let t0 = Instant::now();
-    let mut rng = StdRng::seed_from_u64(3);
+    let (t0, mut rng) = start();
     let mut c = PoolUserCache::default();
     let h = ph("EchoPool");
     c.store(&h, (1..=3).map(|i| pe(i, Policy::RoundRobin)).collect(), t0);
     assert!(c.is_fresh(&h, t0));
-    let got: Vec<u32> = (0..4)
-        .flat_map(|_| ids(c.select(&h, 1, t0, &mut rng)))
-        .collect();
-    assert_eq!(got, vec![1, 2, 3, 1]);
+    assert_eq!(one_by_one(&mut c, &h, t0, &mut rng, 4), vec![1, 2, 3, 1]);
     let stale = t0 + DEFAULT_STALE_CACHE_VALUE;
     assert!(!c.is_fresh(&h, stale));
     assert!(c.select(&h, 1, stale, &mut rng).is_none());
@@ -32,8 +44,7 @@ fn round_robin_over_cached_entries_until_stale() {
 
 #[test]
 fn refresh_keeps_round_robin_position_and_drops_vanished() {
-    let t0 = Instant::now();
-    let mut rng = StdRng::seed_from_u64(3);
+    let (t0, mut rng) = start();
     let mut c = PoolUserCache::new(Duration::from_secs(5));
     let h = ph("P");
     c.store(&h, (1..=3).map(|i| pe(i, Policy::RoundRobin)).collect(), t0);
@@ -44,10 +55,7 @@ fn refresh_keeps_round_robin_position_and_drops_vanished() {
         [2, 3, 4].map(|i| pe(i, Policy::RoundRobin)).to_vec(),
         t1,
     );
-    let got: Vec<u32> = (0..4)
-        .flat_map(|_| ids(c.select(&h, 1, t1, &mut rng)))
-        .collect();
-    assert_eq!(got, vec![2, 3, 4, 2]);
+    assert_eq!(one_by_one(&mut c, &h, t1, &mut rng, 4), vec![2, 3, 4, 2]);
     assert!(
         c.is_fresh(&h, t0 + Duration::from_secs(8)),
         "refresh restarted the timer"
@@ -56,8 +64,7 @@ fn refresh_keeps_round_robin_position_and_drops_vanished() {
 
 #[test]
 fn failed_pes_are_not_selected_again() {
-    let t0 = Instant::now();
-    let mut rng = StdRng::seed_from_u64(3);
+    let (t0, mut rng) = start();
     let mut c = PoolUserCache::default();
     let h = ph("P");
     let lu = |load| Policy::LeastUsed { load };
@@ -84,8 +91,7 @@ fn failed_pes_are_not_selected_again() {
 /// spread): a fresh cache lists and round-robins in response order, not by identifier.
 #[test]
 fn response_order_is_kept() {
-    let t0 = Instant::now();
-    let mut rng = StdRng::seed_from_u64(3);
+    let (t0, mut rng) = start();
     let mut c = PoolUserCache::default();
     let h = ph("P");
     c.store(
@@ -94,10 +100,7 @@ fn response_order_is_kept() {
         t0,
     );
     assert_eq!(ids(Some(c.elements(&h))), vec![3, 1, 2]);
-    let got: Vec<u32> = (0..4)
-        .flat_map(|_| ids(c.select(&h, 1, t0, &mut rng)))
-        .collect();
-    assert_eq!(got, vec![3, 1, 2, 3]);
+    assert_eq!(one_by_one(&mut c, &h, t0, &mut rng, 4), vec![3, 1, 2, 3]);
     c.mark_failed(&h, 1);
     assert_eq!(ids(Some(c.elements(&h))), vec![3, 2]);
 }

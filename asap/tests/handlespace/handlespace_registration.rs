@@ -5,13 +5,23 @@ use asap::checksum::PeChecksum;
 use asap::handlespace::{
     cause, Handlespace, HandlespaceError, HandlespaceLimits, Registered, ResourceLimit,
 };
-use asap::wire::{Policy, TransportUse};
+use asap::wire::{Policy, PoolHandle, TransportUse};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::time::Instant;
 
 const ME: u32 = 0x1111;
 const PEER: u32 = 0x2222;
+
+/// The start of most tests: a handlespace where we registered PE `id` with `policy` into
+/// `pool` over connection 1, the time of that registration and the pool handle.
+fn with_pe(pool: &str, id: u32, policy: Policy) -> (Instant, Handlespace, PoolHandle) {
+    let t0 = Instant::now();
+    let mut hs = Handlespace::new();
+    let h = ph(pool);
+    hs.register(&h, pe(id, policy), ME, Some(1), t0).unwrap();
+    (t0, hs, h)
+}
 
 #[test]
 fn register_stores_element_with_owner_and_checksum() {
@@ -51,11 +61,7 @@ fn register_stores_element_with_owner_and_checksum() {
 
 #[test]
 fn inconsistent_policy_transport_and_transport_use() {
-    let t0 = Instant::now();
-    let mut hs = Handlespace::new();
-    let h = ph("P");
-    hs.register(&h, pe(1, Policy::LeastUsed { load: 5 }), ME, Some(1), t0)
-        .unwrap();
+    let (t0, mut hs, h) = with_pe("P", 1, Policy::LeastUsed { load: 5 });
 
     let err = hs
         .register(&h, pe(2, Policy::RoundRobin), ME, Some(1), t0)
@@ -99,11 +105,7 @@ fn inconsistent_policy_transport_and_transport_use() {
 /// must deregister first. Before, the sole PE redefined the pool.
 #[test]
 fn only_pe_may_not_redefine_its_pool() {
-    let t0 = Instant::now();
-    let mut hs = Handlespace::new();
-    let h = ph("P");
-    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0)
-        .unwrap();
+    let (t0, mut hs, h) = with_pe("P", 1, Policy::RoundRobin);
     let err = hs
         .register(&h, pe(1, Policy::Priority { priority: 3 }), ME, Some(1), t0)
         .unwrap_err();
@@ -129,30 +131,21 @@ fn only_pe_may_not_redefine_its_pool() {
 fn invalid_values() {
     let t0 = Instant::now();
     let mut hs = Handlespace::new();
-    let e = hs
-        .register(&ph("P"), pe(0, Policy::RoundRobin), ME, None, t0)
-        .unwrap_err();
-    assert_eq!(
-        (e.clone(), e.cause_code()),
-        (HandlespaceError::InvalidPeIdentifier, 0x3)
-    );
-    let e = hs
-        .register(&ph(""), pe(1, Policy::RoundRobin), ME, None, t0)
-        .unwrap_err();
-    assert_eq!(
-        (e.clone(), e.cause_code()),
-        (HandlespaceError::InvalidPoolHandle, 0x3)
-    );
+    for (pool, id, want) in [
+        ("P", 0, HandlespaceError::InvalidPeIdentifier),
+        ("", 1, HandlespaceError::InvalidPoolHandle),
+    ] {
+        let e = hs
+            .register(&ph(pool), pe(id, Policy::RoundRobin), ME, None, t0)
+            .unwrap_err();
+        assert_eq!((e.clone(), e.cause_code()), (want, 0x3));
+    }
     assert!(hs.is_empty());
 }
 
 #[test]
 fn non_unique_pe_identifier_and_legitimate_moves() {
-    let t0 = Instant::now();
-    let mut hs = Handlespace::new();
-    let h = ph("P");
-    hs.register(&h, pe(7, Policy::RoundRobin), ME, Some(1), t0)
-        .unwrap();
+    let (t0, mut hs, h) = with_pe("P", 7, Policy::RoundRobin);
     // Same ID over another live association: a second PE claims the ID.
     let err = hs
         .register(&h, pe(7, Policy::RoundRobin), ME, Some(2), t0)
@@ -192,52 +185,48 @@ fn limits_give_lack_of_resources() {
         max_pes_per_connection: 3,
         max_pes: 4,
     });
-    let rr = Policy::RoundRobin;
-    hs.register(&ph("A"), pe(1, rr.clone()), ME, Some(1), t0)
-        .unwrap();
-    hs.register(&ph("A"), pe(2, rr.clone()), ME, Some(1), t0)
-        .unwrap();
-    let e = hs
-        .register(&ph("A"), pe(3, rr.clone()), ME, Some(2), t0)
-        .unwrap_err();
-    assert_eq!(
-        e,
-        HandlespaceError::LackOfResources(ResourceLimit::PesPerPool)
-    );
-    assert_eq!(e.cause_code(), 0x6);
-    // Re-registration at the limit is fine.
-    hs.register(&ph("A"), pe(2, rr.clone()), ME, Some(1), t0)
-        .unwrap();
-    hs.register(&ph("B"), pe(3, rr.clone()), ME, Some(1), t0)
-        .unwrap();
-    let e = hs
-        .register(&ph("B"), pe(4, rr.clone()), ME, Some(1), t0)
-        .unwrap_err();
-    assert_eq!(
-        e,
-        HandlespaceError::LackOfResources(ResourceLimit::PesPerConnection)
-    );
-    let e = hs
-        .register(&ph("C"), pe(4, rr.clone()), ME, Some(2), t0)
-        .unwrap_err();
-    assert_eq!(e, HandlespaceError::LackOfResources(ResourceLimit::Pools));
-    hs.register(&ph("B"), pe(4, rr.clone()), ME, Some(2), t0)
-        .unwrap();
-    let e = hs
-        .register(&ph("B"), pe(5, rr.clone()), ME, Some(2), t0)
-        .unwrap_err();
-    assert_eq!(e.cause_code(), 0x6);
+    // (pool, PE, connection, the limit the registration hits or None if it succeeds).
+    let steps = [
+        ("A", 1, 1, None),
+        ("A", 2, 1, None),
+        ("A", 3, 2, Some(ResourceLimit::PesPerPool)),
+        // Re-registration at the limit is fine.
+        ("A", 2, 1, None),
+        ("B", 3, 1, None),
+        ("B", 4, 1, Some(ResourceLimit::PesPerConnection)),
+        ("C", 4, 2, Some(ResourceLimit::Pools)),
+        ("B", 4, 2, None),
+        ("B", 5, 2, Some(ResourceLimit::PesPerPool)),
+    ];
+    for (pool, id, connection, limit) in steps {
+        let got = hs.register(
+            &ph(pool),
+            pe(id, Policy::RoundRobin),
+            ME,
+            Some(connection),
+            t0,
+        );
+        match limit {
+            None => assert!(got.is_ok(), "{pool} PE {id}: {got:?}"),
+            Some(limit) => {
+                let e = got.unwrap_err();
+                assert_eq!(
+                    e,
+                    HandlespaceError::LackOfResources(limit),
+                    "{pool} PE {id}"
+                );
+                assert_eq!(e.cause_code(), 0x6);
+            }
+        }
+    }
     assert_eq!(hs.len(), 4);
     hs.verify().unwrap();
 }
 
 #[test]
 fn reregistration_changes_selection_at_once() {
-    let t0 = Instant::now();
-    let mut hs = Handlespace::new();
-    let h = ph("LU");
     let lu = |load| Policy::LeastUsed { load };
-    hs.register(&h, pe(1, lu(100)), ME, Some(1), t0).unwrap();
+    let (t0, mut hs, h) = with_pe("LU", 1, lu(100));
     hs.register(&h, pe(2, lu(200)), ME, Some(1), t0).unwrap();
     let mut rng = StdRng::seed_from_u64(1);
     assert_eq!(hs.select(&h, 1, &mut rng).unwrap(), vec![1]);
@@ -273,11 +262,7 @@ fn reregistration_changes_selection_at_once() {
 
 #[test]
 fn unreachable_reports_count_distinct_reporters_and_reset() {
-    let t0 = Instant::now();
-    let mut hs = Handlespace::new();
-    let h = ph("P");
-    hs.register(&h, pe(1, Policy::RoundRobin), ME, Some(1), t0)
-        .unwrap();
+    let (t0, mut hs, h) = with_pe("P", 1, Policy::RoundRobin);
     hs.report_unreachable(&h, 1, 100).unwrap();
     hs.report_unreachable(&h, 1, 100).unwrap();
     let c = hs.report_unreachable(&h, 1, 200).unwrap();

@@ -93,59 +93,23 @@ pub fn transport() -> impl Strategy<Value = TransportParameter> {
     ]
 }
 
-/// Any of the 16 known policies or an unknown one.
+/// Any of the 16 known policies (each equally likely) or an unknown one.
 pub fn policy() -> impl Strategy<Value = Policy> {
-    let u = any::<u32>;
-    prop_oneof![
-        Just(Policy::RoundRobin),
-        u().prop_map(|weight| Policy::WeightedRoundRobin { weight }),
-        Just(Policy::Random),
-        u().prop_map(|weight| Policy::WeightedRandom { weight }),
-        u().prop_map(|priority| Policy::Priority { priority }),
-        u().prop_map(|load| Policy::LeastUsed { load }),
-        (u(), u())
-            .prop_map(|(load, degradation)| Policy::LeastUsedDegradation { load, degradation }),
-        (u(), u()).prop_map(|(load, degradation)| Policy::PriorityLeastUsed { load, degradation }),
-        u().prop_map(|load| Policy::RandomizedLeastUsed { load }),
-        (u(), u()).prop_map(|(load, degradation)| Policy::RandomizedPriorityLeastUsed {
-            load,
-            degradation
-        }),
-        (u(), u()).prop_map(
-            |(load, degradation)| Policy::RandomizedLeastUsedDegradation { load, degradation }
-        ),
-        (u(), u()).prop_map(|(load, degradation)| Policy::PriorityLeastUsedDegradation {
-            load,
-            degradation
-        }),
-        (u(), u()).prop_map(|(load, degradation)| {
-            Policy::RandomizedPriorityLeastUsedDegradation { load, degradation }
-        }),
-        (u(), u(), u()).prop_map(|(weight, weight_dpf, distance)| Policy::WeightedRandomDpf {
-            weight,
-            weight_dpf,
-            distance
-        }),
-        (u(), u(), u()).prop_map(|(load, load_dpf, distance)| Policy::LeastUsedDpf {
-            load,
-            load_dpf,
-            distance
-        }),
-        (u(), u(), u(), u()).prop_map(|(load, degradation, load_dpf, distance)| {
-            Policy::LeastUsedDegradationDpf {
-                load,
-                degradation,
-                load_dpf,
-                distance,
-            }
-        }),
-        (u(), vec(any::<u8>(), 0..20))
-            .prop_filter(
-                "a known code with its exact length decodes as the known policy",
-                |(c, d)| { PolicyType::from_code(*c).is_none_or(|t| t.value_len() != d.len()) }
-            )
-            .prop_map(|(policy_type, data)| Policy::Unknown { policy_type, data }),
-    ]
+    let known = (
+        proptest::sample::select(PolicyType::ALL.to_vec()),
+        proptest::array::uniform4(any::<u32>()),
+    )
+        .prop_map(|(t, values)| {
+            let mut values = values.into_iter();
+            Policy::from_fields(t, |_| values.next().unwrap_or_default())
+        });
+    let unknown = (any::<u32>(), vec(any::<u8>(), 0..20))
+        .prop_filter(
+            "a known code with its exact length decodes as the known policy",
+            |(c, d)| PolicyType::from_code(*c).is_none_or(|t| t.value_len() != d.len()),
+        )
+        .prop_map(|(policy_type, data)| Policy::Unknown { policy_type, data });
+    prop_oneof![PolicyType::ALL.len() as u32 => known, 1 => unknown]
 }
 
 /// A pool handle of 0–40 bytes (mostly printable).

@@ -70,7 +70,7 @@ pub(crate) trait Fixed: Sized {
 
 /// The integer fixed fields: `u32` (server IDs) and `u16` (reserved words).
 macro_rules! fixed_int {
-    ($($T:ty: $get:ident, $put:ident;)*) => {$(
+    ($($T:ty: $put:ident;)*) => {$(
         impl Fixed for $T {
             const LEN: usize = std::mem::size_of::<$T>();
             fn decode(
@@ -79,7 +79,7 @@ macro_rules! fixed_int {
                 end: usize,
                 what: &'static str,
             ) -> Result<Self, DecodeError> {
-                d.$get(at, end, what)
+                d.int_at(at, end, what)
             }
             fn encode(&self, e: &mut Enc<'_>) {
                 e.buf().$put(*self);
@@ -89,8 +89,8 @@ macro_rules! fixed_int {
 }
 
 fixed_int! {
-    u32: u32_at, put_u32;
-    u16: u16_at, put_u16;
+    u32: put_u32;
+    u16: put_u16;
 }
 
 /// The parameter kinds of the message tables (marker types for [`ParamCodec`]).

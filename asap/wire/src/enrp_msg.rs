@@ -279,7 +279,7 @@ impl UpdateAction {
 impl Fixed for UpdateAction {
     const LEN: usize = 2;
     fn decode(d: &Dec<'_>, at: usize, end: usize, what: &'static str) -> Result<Self, DecodeError> {
-        Ok(UpdateAction::from_code(d.u16_at(at, end, what)?))
+        Ok(UpdateAction::from_code(d.int_at::<u16>(at, end, what)?))
     }
     fn encode(&self, e: &mut Enc<'_>) {
         e.buf().put_u16(self.code());

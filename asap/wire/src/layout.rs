@@ -175,14 +175,19 @@ impl<'a> Enc<'a> {
         self.buf
     }
 
-    /// Starts the message: header with a placeholder Length.
-    pub(crate) fn begin_message(&mut self, type_code: u8, flags: u8, what: &'static str) {
+    /// Opens the frame of a message or TLV starting at the current end of the buffer.
+    fn open_frame(&mut self, what: &'static str) {
         self.frames.push(Frame {
             start: self.buf.len(),
             next_idx: 0,
             last_pad: 0,
             what,
         });
+    }
+
+    /// Starts the message: header with a placeholder Length.
+    pub(crate) fn begin_message(&mut self, type_code: u8, flags: u8, what: &'static str) {
+        self.open_frame(what);
         self.buf.put_u8(type_code);
         self.buf.put_u8(flags);
         self.buf.put_u16(0);
@@ -205,12 +210,7 @@ impl<'a> Enc<'a> {
         self.flush_extras_at_next();
         let idx = self.frames.last().map_or(0, |f| f.next_idx);
         self.path.push(idx);
-        self.frames.push(Frame {
-            start: self.buf.len(),
-            next_idx: 0,
-            last_pad: 0,
-            what,
-        });
+        self.open_frame(what);
         self.buf.put_u16(param_type);
         self.buf.put_u16(0);
     }
@@ -378,6 +378,27 @@ impl Child {
 
 type NomErr<'b> = nom::error::Error<&'b [u8]>;
 
+/// The big-endian integers [`Dec::int_at`] reads, each with its size and nom parser.
+pub(crate) trait BeInt: Sized {
+    /// Its size on the wire in bytes.
+    const LEN: usize;
+    /// nom's big-endian parser for it.
+    fn parse(input: &[u8]) -> nom::IResult<&[u8], Self, NomErr<'_>>;
+}
+
+macro_rules! be_int {
+    ($($T:ty: $parser:ident),*) => {$(
+        impl BeInt for $T {
+            const LEN: usize = std::mem::size_of::<$T>();
+            fn parse(input: &[u8]) -> nom::IResult<&[u8], Self, NomErr<'_>> {
+                $parser(input)
+            }
+        }
+    )*};
+}
+
+be_int!(u8: be_u8, u16: be_u16, u32: be_u32);
+
 /// Walks the child TLVs in the region `start..end` of a container without allocating
 /// (RFC 5354 §2): children are stepped over by their padded length; the last child's
 /// padding may lie outside `end` (recorded as [`QuirkKind::PaddingExcluded`] for the
@@ -502,55 +523,21 @@ impl<'b> Dec<'b> {
         {
             Ok(())
         } else {
-            Err(DecodeError::Truncated {
-                offset: off,
-                what,
-                needed: n,
-                available: end.min(self.buf.len()).saturating_sub(off),
-            })
+            Err(self.trunc(off, n, end, what))
         }
     }
 
-    /// Reads a big-endian u8 at `off`, not beyond `end`.
-    pub(crate) fn u8_at(
+    /// Reads the big-endian integer `T` (`u8`, `u16`, `u32`) at `off`, not beyond `end`.
+    pub(crate) fn int_at<T: BeInt>(
         &self,
         off: usize,
         end: usize,
         what: &'static str,
-    ) -> Result<u8, DecodeError> {
-        self.need(off, 1, end, what)?;
-        be_u8::<_, NomErr<'b>>
-            .parse(&self.buf[off..end])
+    ) -> Result<T, DecodeError> {
+        self.need(off, T::LEN, end, what)?;
+        T::parse(&self.buf[off..end])
             .map(|(_, v)| v)
-            .map_err(|_| self.trunc(off, 1, end, what))
-    }
-
-    /// Reads a big-endian u16 at `off`, not beyond `end`.
-    pub(crate) fn u16_at(
-        &self,
-        off: usize,
-        end: usize,
-        what: &'static str,
-    ) -> Result<u16, DecodeError> {
-        self.need(off, 2, end, what)?;
-        be_u16::<_, NomErr<'b>>
-            .parse(&self.buf[off..end])
-            .map(|(_, v)| v)
-            .map_err(|_| self.trunc(off, 2, end, what))
-    }
-
-    /// Reads a big-endian u32 at `off`, not beyond `end`.
-    pub(crate) fn u32_at(
-        &self,
-        off: usize,
-        end: usize,
-        what: &'static str,
-    ) -> Result<u32, DecodeError> {
-        self.need(off, 4, end, what)?;
-        be_u32::<_, NomErr<'b>>
-            .parse(&self.buf[off..end])
-            .map(|(_, v)| v)
-            .map_err(|_| self.trunc(off, 4, end, what))
+            .map_err(|_| self.trunc(off, T::LEN, end, what))
     }
 
     fn trunc(&self, off: usize, n: usize, end: usize, what: &'static str) -> DecodeError {

@@ -162,9 +162,9 @@ impl Message {
     /// with the report bit, listed in [`Decoded::reports`].
     pub fn decode(protocol: Protocol, input: &[u8]) -> Result<Decoded, DecodeError> {
         let d0 = Dec::new(input);
-        let type_code = d0.u8_at(0, input.len(), "message type")?;
-        let flags = d0.u8_at(1, input.len(), "message flags")?;
-        let length = d0.u16_at(2, input.len(), "message length")?;
+        let type_code = d0.int_at::<u8>(0, input.len(), "message type")?;
+        let flags = d0.int_at::<u8>(1, input.len(), "message flags")?;
+        let length = d0.int_at::<u16>(2, input.len(), "message length")?;
         let end = usize::from(length);
         if end < 4 {
             return Err(DecodeError::BadMessageLength {

@@ -181,13 +181,18 @@ impl TransportParameter {
 
     /// All addresses the transport names (empty for Opaque).
     pub fn addresses(&self) -> Vec<IpAddr> {
+        self.address_slice().to_vec()
+    }
+
+    /// The addresses without copying them (the encoder writes them in this order).
+    pub(crate) fn address_slice(&self) -> &[IpAddr] {
         match self {
-            TransportParameter::Sctp { addresses, .. } => addresses.clone(),
+            TransportParameter::Sctp { addresses, .. } => addresses,
             TransportParameter::Tcp { address, .. }
             | TransportParameter::Udp { address, .. }
             | TransportParameter::UdpLite { address, .. }
-            | TransportParameter::Dccp { address, .. } => vec![*address],
-            TransportParameter::Opaque { .. } => Vec::new(),
+            | TransportParameter::Dccp { address, .. } => std::slice::from_ref(address),
+            TransportParameter::Opaque { .. } => &[],
         }
     }
 

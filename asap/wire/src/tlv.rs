@@ -304,20 +304,20 @@ pub(crate) fn dec_bytes(d: &Dec<'_>, c: &Child) -> Vec<u8> {
 /// 0x000E PE Identifier (Length 8).
 pub(crate) fn dec_pe_id(d: &Dec<'_>, c: &Child) -> Result<u32, DecodeError> {
     fixed_len(c, 8, "a PE Identifier has Length 8")?;
-    d.u32_at(c.offset + 4, c.offset + 8, "PE identifier")
+    d.int_at::<u32>(c.offset + 4, c.offset + 8, "PE identifier")
 }
 
 /// 0x000F PE Checksum (Length 6; the 2 bytes after it are the TLV's padding).
 pub(crate) fn dec_pe_checksum(d: &Dec<'_>, c: &Child) -> Result<u16, DecodeError> {
     fixed_len(c, 6, "a PE Checksum has Length 6")?;
-    d.u16_at(c.offset + 4, c.offset + 6, "PE checksum")
+    d.int_at::<u16>(c.offset + 4, c.offset + 6, "PE checksum")
 }
 
 /// 0x803F Handle Resolution Option (Length 8).
 pub(crate) fn dec_hr_option(d: &Dec<'_>, c: &Child) -> Result<HandleResolutionOption, DecodeError> {
     fixed_len(c, 8, "a Handle Resolution Option has Length 8")?;
     Ok(HandleResolutionOption {
-        items: d.u32_at(c.offset + 4, c.offset + 8, "items")?,
+        items: d.int_at::<u32>(c.offset + 4, c.offset + 8, "items")?,
     })
 }
 
@@ -352,10 +352,10 @@ pub(crate) fn dec_transport(d: &mut Dec<'_>, c: &Child) -> Result<TransportParam
     if v.len() < fixed {
         return Err(bad_len(c, "shorter than the transport's fixed fields"));
     }
-    let port = d.u16_at(v.start, v.end, "transport port")?;
-    let word = d.u16_at(v.start + 2, v.end, "transport use / reserved")?;
+    let port = d.int_at::<u16>(v.start, v.end, "transport port")?;
+    let word = d.int_at::<u16>(v.start + 2, v.end, "transport use / reserved")?;
     let service_code = if p == ParamType::DccpTransport {
-        d.u32_at(v.start + 4, v.end, "DCCP service code")?
+        d.int_at::<u32>(v.start + 4, v.end, "DCCP service code")?
     } else {
         0
     };
@@ -430,66 +430,14 @@ pub(crate) fn dec_policy(d: &Dec<'_>, c: &Child) -> Result<Policy, DecodeError> 
 fn policy_from_value(v: &[u8]) -> Policy {
     let code = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
     let data = &v[4..];
-    let w = |i: usize| {
-        u32::from_be_bytes([
-            data[4 * i],
-            data[4 * i + 1],
-            data[4 * i + 2],
-            data[4 * i + 3],
-        ])
-    };
     match PolicyType::from_code(code) {
-        Some(t) if t.value_len() == data.len() => match t {
-            PolicyType::RoundRobin => Policy::RoundRobin,
-            PolicyType::WeightedRoundRobin => Policy::WeightedRoundRobin { weight: w(0) },
-            PolicyType::Random => Policy::Random,
-            PolicyType::WeightedRandom => Policy::WeightedRandom { weight: w(0) },
-            PolicyType::Priority => Policy::Priority { priority: w(0) },
-            PolicyType::LeastUsed => Policy::LeastUsed { load: w(0) },
-            PolicyType::LeastUsedDegradation => Policy::LeastUsedDegradation {
-                load: w(0),
-                degradation: w(1),
-            },
-            PolicyType::PriorityLeastUsed => Policy::PriorityLeastUsed {
-                load: w(0),
-                degradation: w(1),
-            },
-            PolicyType::RandomizedLeastUsed => Policy::RandomizedLeastUsed { load: w(0) },
-            PolicyType::RandomizedPriorityLeastUsed => Policy::RandomizedPriorityLeastUsed {
-                load: w(0),
-                degradation: w(1),
-            },
-            PolicyType::RandomizedLeastUsedDegradation => Policy::RandomizedLeastUsedDegradation {
-                load: w(0),
-                degradation: w(1),
-            },
-            PolicyType::PriorityLeastUsedDegradation => Policy::PriorityLeastUsedDegradation {
-                load: w(0),
-                degradation: w(1),
-            },
-            PolicyType::RandomizedPriorityLeastUsedDegradation => {
-                Policy::RandomizedPriorityLeastUsedDegradation {
-                    load: w(0),
-                    degradation: w(1),
-                }
-            }
-            PolicyType::WeightedRandomDpf => Policy::WeightedRandomDpf {
-                weight: w(0),
-                weight_dpf: w(1),
-                distance: w(2),
-            },
-            PolicyType::LeastUsedDpf => Policy::LeastUsedDpf {
-                load: w(0),
-                load_dpf: w(1),
-                distance: w(2),
-            },
-            PolicyType::LeastUsedDegradationDpf => Policy::LeastUsedDegradationDpf {
-                load: w(0),
-                degradation: w(1),
-                load_dpf: w(2),
-                distance: w(3),
-            },
-        },
+        Some(t) if t.value_len() == data.len() => {
+            // One 32-bit word per field (the length was checked), in wire order.
+            let mut words = data
+                .chunks_exact(4)
+                .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+            Policy::from_fields(t, |_| words.next().unwrap_or_default())
+        }
         _ => Policy::Unknown {
             policy_type: code,
             data: data.to_vec(),
@@ -529,9 +477,9 @@ pub(crate) fn dec_pool_element(d: &mut Dec<'_>, c: &Child) -> Result<PoolElement
     if v.len() < 12 {
         return Err(bad_len(c, "shorter than the Pool Element's 12 fixed bytes"));
     }
-    let id = d.u32_at(v.start, v.end, "PE identifier")?;
-    let home_server_id = d.u32_at(v.start + 4, v.end, "home ENRP server identifier")?;
-    let registration_life = d.u32_at(v.start + 8, v.end, "registration life")? as i32;
+    let id = d.int_at::<u32>(v.start, v.end, "PE identifier")?;
+    let home_server_id = d.int_at::<u32>(v.start + 4, v.end, "home ENRP server identifier")?;
+    let registration_life = d.int_at::<u32>(v.start + 8, v.end, "registration life")? as i32;
     nested(d, c, |d| {
         let children = Walk::new(v.start + 12, v.end, ParamType::PoolElement);
         const SLOTS: [Slot; 3] = [
@@ -566,7 +514,7 @@ pub(crate) fn dec_server_info(
     if v.len() < 4 {
         return Err(bad_len(c, "shorter than the 4-byte server identifier"));
     }
-    let server_id = d.u32_at(v.start, v.end, "server identifier")?;
+    let server_id = d.int_at::<u32>(v.start, v.end, "server identifier")?;
     nested(d, c, |d| {
         let children = Walk::new(v.start + 4, v.end, ParamType::ServerInformation);
         let b = bind(
@@ -676,53 +624,29 @@ pub(crate) fn enc_transport(e: &mut Enc<'_>, t: &TransportParameter) -> Result<(
         }
     }
     e.begin_tlv(transport_param_type(t).code(), "transport");
-    match t {
-        TransportParameter::Sctp {
-            port,
-            transport_use,
-            addresses,
-        } => {
-            e.buf().put_u16(*port);
-            e.buf().put_u16(transport_use.code());
-            for a in addresses {
-                enc_address(e, a)?;
-            }
+    // Opaque is raw bytes; the others have fixed fields (RFC 5354 §3.2–3.6): port (every
+    // transport but Opaque has one); Transport Use (SCTP, TCP) or a reserved word (UDP,
+    // UDP-Lite, DCCP); DCCP's service code. Then the addresses.
+    let word = match *t {
+        TransportParameter::Sctp { transport_use, .. }
+        | TransportParameter::Tcp { transport_use, .. } => transport_use.code(),
+        TransportParameter::Udp { reserved, .. }
+        | TransportParameter::UdpLite { reserved, .. }
+        | TransportParameter::Dccp { reserved, .. } => reserved,
+        TransportParameter::Opaque { ref data } => {
+            e.buf().put_slice(data);
+            return e.end_tlv();
         }
-        TransportParameter::Tcp {
-            port,
-            transport_use,
-            address,
-        } => {
-            e.buf().put_u16(*port);
-            e.buf().put_u16(transport_use.code());
-            enc_address(e, address)?;
-        }
-        TransportParameter::Udp {
-            port,
-            reserved,
-            address,
-        }
-        | TransportParameter::UdpLite {
-            port,
-            reserved,
-            address,
-        } => {
-            e.buf().put_u16(*port);
-            e.buf().put_u16(*reserved);
-            enc_address(e, address)?;
-        }
-        TransportParameter::Dccp {
-            port,
-            reserved,
-            service_code,
-            address,
-        } => {
-            e.buf().put_u16(*port);
-            e.buf().put_u16(*reserved);
-            e.buf().put_u32(*service_code);
-            enc_address(e, address)?;
-        }
-        TransportParameter::Opaque { data } => e.buf().put_slice(data),
+    };
+    if let Some(port) = t.port() {
+        e.buf().put_u16(port);
+    }
+    e.buf().put_u16(word);
+    if let TransportParameter::Dccp { service_code, .. } = *t {
+        e.buf().put_u32(service_code);
+    }
+    for a in t.address_slice() {
+        enc_address(e, a)?;
     }
     e.end_tlv()
 }
@@ -734,42 +658,11 @@ pub(crate) fn enc_policy(e: &mut Enc<'_>, p: &Policy) -> Result<(), EncodeError>
         "Pool Member Selection Policy",
     );
     e.buf().put_u32(p.policy_type());
-    let words: &[u32] = match *p {
-        Policy::RoundRobin | Policy::Random => &[],
-        Policy::WeightedRoundRobin { weight } | Policy::WeightedRandom { weight } => &[weight],
-        Policy::Priority { priority } => &[priority],
-        Policy::LeastUsed { load } | Policy::RandomizedLeastUsed { load } => &[load],
-        Policy::LeastUsedDegradation { load, degradation }
-        | Policy::PriorityLeastUsed { load, degradation }
-        | Policy::RandomizedPriorityLeastUsed { load, degradation }
-        | Policy::RandomizedLeastUsedDegradation { load, degradation }
-        | Policy::PriorityLeastUsedDegradation { load, degradation }
-        | Policy::RandomizedPriorityLeastUsedDegradation { load, degradation } => {
-            &[load, degradation]
-        }
-        Policy::WeightedRandomDpf {
-            weight,
-            weight_dpf,
-            distance,
-        } => &[weight, weight_dpf, distance],
-        Policy::LeastUsedDpf {
-            load,
-            load_dpf,
-            distance,
-        } => &[load, load_dpf, distance],
-        Policy::LeastUsedDegradationDpf {
-            load,
-            degradation,
-            load_dpf,
-            distance,
-        } => &[load, degradation, load_dpf, distance],
-        Policy::Unknown { ref data, .. } => {
-            e.buf().put_slice(data);
-            &[]
-        }
-    };
-    for w in words {
-        e.buf().put_u32(*w);
+    if let Policy::Unknown { data, .. } = p {
+        e.buf().put_slice(data);
+    }
+    for (_, value) in p.fields() {
+        e.buf().put_u32(value);
     }
     e.end_tlv()
 }
@@ -896,8 +789,8 @@ impl Parameter {
     /// byte-exact work).
     pub fn decode(input: &[u8]) -> Result<(Parameter, usize), DecodeError> {
         let mut d = Dec::new(input);
-        let ptype = d.u16_at(0, input.len(), "parameter type")?;
-        let len = usize::from(d.u16_at(2, input.len(), "parameter length")?);
+        let ptype = d.int_at::<u16>(0, input.len(), "parameter type")?;
+        let len = usize::from(d.int_at::<u16>(2, input.len(), "parameter length")?);
         let c = Child {
             idx: 0,
             offset: 0,

@@ -10,8 +10,10 @@ use crate::{fixture, manifest, registration_bin};
 use rsp_capture::manifest::Manifest;
 use rsp_capture::{read_capture, Capture, CaptureOptions, CapturedMessage, Carrier, Proto};
 
-fn read(m: &Manifest, path: &str) -> Capture {
-    let f = fixture(m, path);
+/// The messages of the fixture `path`, read with its manifest options.
+fn read(path: &str) -> Capture {
+    let m = manifest();
+    let f = fixture(&m, path);
     read_capture(m.path_of(f), &f.capture_options()).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -119,8 +121,7 @@ fn extracted_bytes_equal_tsharks_hex() {
 
 #[test]
 fn sctp_fragments_reassemble_into_the_whole_registration() {
-    let m = manifest();
-    let cap = read(&m, "crafted/edge/asap-sctp-fragmented-user-message.pcap");
+    let cap = read("crafted/edge/asap-sctp-fragmented-user-message.pcap");
     assert_eq!(cap.messages.len(), 1);
     let msg = &cap.messages[0];
     assert_eq!(msg.frame, 2, "reported at the frame of the E fragment");
@@ -134,8 +135,7 @@ fn sctp_fragments_reassemble_into_the_whole_registration() {
 
 #[test]
 fn bundled_data_chunks_give_both_messages_of_one_frame() {
-    let m = manifest();
-    let cap = read(&m, "crafted/edge/asap-sctp-two-data-chunks-bundled.pcap");
+    let cap = read("crafted/edge/asap-sctp-two-data-chunks-bundled.pcap");
     let summary: Vec<_> = cap
         .messages
         .iter()
@@ -147,8 +147,7 @@ fn bundled_data_chunks_give_both_messages_of_one_frame() {
 
 #[test]
 fn tcp_two_messages_in_one_segment_are_split() {
-    let m = manifest();
-    let cap = read(&m, "crafted/edge/asap-tcp-two-messages-one-segment.pcap");
+    let cap = read("crafted/edge/asap-tcp-two-messages-one-segment.pcap");
     assert_eq!(cap.messages.len(), 2);
     let (a, b) = (&cap.messages[0], &cap.messages[1]);
     assert_eq!(a.bytes, registration_bin());
@@ -166,8 +165,7 @@ fn tcp_two_messages_in_one_segment_are_split() {
 
 #[test]
 fn tcp_message_split_over_segments_is_joined() {
-    let m = manifest();
-    let cap = read(&m, "crafted/edge/asap-tcp-message-split-over-segments.pcap");
+    let cap = read("crafted/edge/asap-tcp-message-split-over-segments.pcap");
     assert_eq!(cap.messages.len(), 1);
     assert_eq!(cap.messages[0].bytes, registration_bin());
     assert_eq!(
@@ -179,20 +177,19 @@ fn tcp_message_split_over_segments_is_joined() {
 
 #[test]
 fn enrp_over_tcp_and_udp_are_classified_by_port() {
-    let m = manifest();
-    let cap = read(&m, "crafted/enrp-handle-update-tcp-port9901.pcap");
+    let cap = read("crafted/enrp-handle-update-tcp-port9901.pcap");
     assert_eq!(cap.messages.len(), 1);
     assert_eq!(
         (cap.messages[0].protocol, cap.messages[0].carrier),
         (Proto::Enrp, Carrier::Tcp)
     );
-    let cap = read(&m, "crafted/enrp-presence-udp.pcap");
+    let cap = read("crafted/enrp-presence-udp.pcap");
     assert_eq!(
         (cap.messages[0].protocol, cap.messages[0].carrier),
         (Proto::Enrp, Carrier::Udp)
     );
     assert_eq!(cap.messages[0].dst, "239.0.0.51:9901".parse().unwrap());
-    let cap = read(&m, "crafted/asap-server-announce-udp.pcap");
+    let cap = read("crafted/asap-server-announce-udp.pcap");
     assert_eq!(
         (cap.messages[0].protocol, cap.messages[0].message_type()),
         (Proto::Asap, Some(10))
@@ -213,17 +210,16 @@ fn sctp_over_udp_needs_its_port() {
     assert_eq!(cap.messages.len(), 1);
     assert_eq!(cap.messages[0].carrier, Carrier::SctpOverUdp);
     assert_eq!(cap.messages[0].bytes, registration_bin());
-    let cap = read(&m, "crafted/asap-registration-sctp-over-udp.pcap");
+    let cap = read("crafted/asap-registration-sctp-over-udp.pcap");
     assert_eq!(cap.messages[0].carrier, Carrier::SctpOverUdp);
     assert_eq!(cap.stats.sctp_bad_checksums, 0);
 }
 
 #[test]
 fn checksum_fixed_and_raw_rsplib_captures_give_the_same_messages() {
-    let m = manifest();
     for s in ["a", "b", "b-multicast", "c"] {
-        let raw = read(&m, &format!("rsplib/scenario-{s}.pcap"));
-        let fixed = read(&m, &format!("rsplib/scenario-{s}.csum-fixed.pcap"));
+        let raw = read(&format!("rsplib/scenario-{s}.pcap"));
+        let fixed = read(&format!("rsplib/scenario-{s}.csum-fixed.pcap"));
         assert_eq!(raw.messages, fixed.messages, "scenario {s}");
         assert!(
             raw.stats.sctp_bad_checksums > 0,
@@ -241,12 +237,11 @@ fn checksum_fixed_and_raw_rsplib_captures_give_the_same_messages() {
 
 #[test]
 fn other_ppids_are_counted_not_returned() {
-    let m = manifest();
-    let cap = read(&m, "rsplib/scenario-c.csum-fixed.pcap");
+    let cap = read("rsplib/scenario-c.csum-fixed.pcap");
     // rsplib's CalcApp uses PPID 34; tshark counts 76 such DATA chunks.
     assert_eq!(cap.stats.non_rserpool_ppids.get(&34), Some(&76));
     assert!(cap.messages.iter().all(|m| matches!(m.ppid, Some(11 | 12))));
-    let cap = read(&m, "rsplib/scenario-a.csum-fixed.pcap");
+    let cap = read("rsplib/scenario-a.csum-fixed.pcap");
     assert!(
         cap.stats.non_rserpool_payloads > 0,
         "Component Status reports on UDP 2960"
@@ -256,8 +251,7 @@ fn other_ppids_are_counted_not_returned() {
 
 #[test]
 fn draft_era_capture_is_classified_by_ppid_on_other_ports() {
-    let m = manifest();
-    let cap = read(&m, "third-party/rsplib-demo-2007-draft.asap-enrp-only.pcap");
+    let cap = read("third-party/rsplib-demo-2007-draft.asap-enrp-only.pcap");
     let by_proto = |p: Proto| cap.messages.iter().filter(|m| m.protocol == p).count();
     assert_eq!((by_proto(Proto::Asap), by_proto(Proto::Enrp)), (148, 545));
     assert!(cap

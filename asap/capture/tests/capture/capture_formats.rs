@@ -240,36 +240,28 @@ fn ipv4_and_ipv6_fragments_are_reassembled() {
         let rec = &records(&file)[0];
         let eth = &rec.data[..14];
         let ip = &rec.data[14..];
-        let frags: Vec<Vec<u8>> = if src.is_ipv4() {
-            let (hdr, payload) = ip.split_at(20);
-            payload
-                .chunks(1200)
-                .enumerate()
-                .map(|(i, part)| {
-                    let mut h = hdr.to_vec();
-                    let more = (i + 1) * 1200 < payload.len();
-                    let off = (i * 1200 / 8) as u16 | if more { 0x2000 } else { 0 };
+        let (hdr, payload) = ip.split_at(if src.is_ipv4() { 20 } else { 40 });
+        let frags: Vec<Vec<u8>> = payload
+            .chunks(1200)
+            .enumerate()
+            .map(|(i, part)| {
+                let mut h = hdr.to_vec();
+                let more = (i + 1) * 1200 < payload.len();
+                let offset = (i * 1200 / 8) as u16; // in 8-byte units
+                if src.is_ipv4() {
+                    let off = offset | if more { 0x2000 } else { 0 };
                     h[6..8].copy_from_slice(&off.to_be_bytes());
                     h[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
                     cat(&[eth, &h, part])
-                })
-                .collect()
-        } else {
-            let (hdr, payload) = ip.split_at(40);
-            payload
-                .chunks(1200)
-                .enumerate()
-                .map(|(i, part)| {
-                    let mut h = hdr.to_vec();
+                } else {
                     h[6] = 44; // Fragment header follows
                     h[4..6].copy_from_slice(&((8 + part.len()) as u16).to_be_bytes());
-                    let more = (i + 1) * 1200 < payload.len();
-                    let off = ((i * 1200 / 8) as u16) << 3 | u16::from(more);
+                    let off = offset << 3 | u16::from(more);
                     let fh = cat(&[&[132, 0], &off.to_be_bytes(), &0xabcd_u32.to_be_bytes()]);
                     cat(&[eth, &h, &fh, part])
-                })
-                .collect()
-        };
+                }
+            })
+            .collect();
         assert_eq!(frags.len(), 3);
         // Send them last, first, middle.
         let order = [2usize, 0, 1];

@@ -390,19 +390,25 @@ fn roundtrip_fails_on_a_message_that_reencodes_differently() {
     assert!(lines[2].get("warnings").is_some(), "{}", lines[2]);
 }
 
+/// `out` is rsp-decode's refusal to read `file`: exit code 2 and a message naming the file
+/// and saying `why`.
+fn assert_cannot_read(out: &Output, file: &Path, why: &str) {
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(out);
+    assert!(
+        err.contains("rsp-decode: cannot read")
+            && err.contains(&file.display().to_string())
+            && err.contains(why),
+        "{err}"
+    );
+}
+
 #[test]
 fn missing_file_exits_non_zero_with_a_message() {
     let missing = scratch("does-not-exist.pcap");
     let out = run_on(&[], &missing);
-    assert_eq!(out.status.code(), Some(2));
+    assert_cannot_read(&out, &missing, "No such file");
     assert!(out.stdout.is_empty());
-    let err = stderr(&out);
-    assert!(
-        err.contains("rsp-decode: cannot read")
-            && err.contains(&missing.display().to_string())
-            && err.contains("No such file"),
-        "{err}"
-    );
 }
 
 #[test]
@@ -410,12 +416,5 @@ fn garbage_file_exits_non_zero_with_a_message() {
     let garbage = scratch("garbage.pcap");
     std::fs::write(&garbage, b"this is not a capture file at all\n").expect("write");
     let out = run_on(&["--summary"], &garbage);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains("rsp-decode: cannot read")
-            && err.contains(&garbage.display().to_string())
-            && err.contains("not a pcap or pcapng file"),
-        "{err}"
-    );
+    assert_cannot_read(&out, &garbage, "not a pcap or pcapng file");
 }
