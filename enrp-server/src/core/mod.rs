@@ -595,6 +595,30 @@ impl Registrar {
         Ok(bytes)
     }
 
+    /// Reports [`Event::Adopted`] for PE `id` of `h` on `assoc` and asks the PE, with an
+    /// ENDPOINT_KEEP_ALIVE carrying the H flag, to take us as its home (RFC 5352 §2.2.7,
+    /// RFC 5353 §3.6): after a takeover, or on a takeover suggestion.
+    fn probe_adopted(
+        &self,
+        out: &mut Vec<Action>,
+        assoc: AssocId,
+        h: PoolHandle,
+        id: PeIdentifier,
+    ) {
+        out.push(Action::Event(Event::Adopted {
+            assoc,
+            handle: h.clone(),
+            id,
+        }));
+        let probe = EndpointKeepAlive {
+            home: true,
+            server_id: self.config.server_id,
+            pool_handle: h,
+            pe_identifier: Some(id),
+        };
+        self.send(out, assoc, probe.into());
+    }
+
     fn send(&self, out: &mut Vec<Action>, assoc: AssocId, message: Message) {
         match self.encode(&message) {
             Ok(bytes) => out.push(Action::Send {
@@ -1462,22 +1486,7 @@ impl Registrar {
             self.mark_used(assoc);
             let due = now + self.config.keep_alive_timeout;
             self.set_monitor((h.clone(), id), due, true);
-            out.push(Action::Event(Event::Adopted {
-                assoc,
-                handle: h.clone(),
-                id,
-            }));
-            self.send(
-                out,
-                assoc,
-                EndpointKeepAlive {
-                    home: true,
-                    server_id: me,
-                    pool_handle: h,
-                    pe_identifier: Some(id),
-                }
-                .into(),
-            );
+            self.probe_adopted(out, assoc, h, id);
         }
         if bound == 0 && self.handlespace.connection_len(assoc) == 0 {
             out.push(Action::Abort {

@@ -1088,22 +1088,7 @@ impl Registrar {
                 continue;
             }
             sent += 1;
-            out.push(Action::Event(Event::Adopted {
-                assoc,
-                handle: h.clone(),
-                id,
-            }));
-            self.send(
-                out,
-                assoc,
-                asap::wire::asap_msg::EndpointKeepAlive {
-                    home: true,
-                    server_id: me,
-                    pool_handle: h,
-                    pe_identifier: Some(id),
-                }
-                .into(),
-            );
+            self.probe_adopted(out, assoc, h, id);
         }
         if sent == 0 {
             out.push(Action::Abort {
@@ -1228,7 +1213,7 @@ impl Registrar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{CoreConfig, Input};
+    use crate::core::{AssocId, CoreConfig, Input};
     use asap::transport::TransportKind;
     use asap::wire::asap_msg::EndpointKeepAlive;
     use asap::wire::{PoolEntry, Protocol, TransportParameter, TransportUse};
@@ -1276,6 +1261,32 @@ mod tests {
 
     fn element(id: u32, home: ServerId) -> PoolElementInfo {
         sctp_pe(id, home)
+    }
+
+    /// Peer 7's (last) HANDLE_TABLE_RESPONSE page to us, listing `pools`.
+    fn last_table_page_of_7(pools: Vec<PoolEntry>) -> HandleTableResponse {
+        HandleTableResponse {
+            reject: false,
+            more: false,
+            sender: 7,
+            receiver: ME,
+            pools,
+        }
+    }
+
+    /// Who owns PE `id` of pool "P", if it is known.
+    fn owner(r: &Registrar, id: u32) -> Option<ServerId> {
+        r.handlespace().get(&"P".into(), id).map(|e| e.owner())
+    }
+
+    /// PE `id` registers here in pool "P" over association `assoc`.
+    fn register(r: &mut Registrar, now: Instant, assoc: AssocId, id: u32) -> Vec<Action> {
+        let reg: Message = asap::wire::asap_msg::Registration {
+            pool_handle: "P".into(),
+            pool_element: element(id, 0),
+        }
+        .into();
+        r.handle_message(now, assoc, &reg)
     }
 
     fn update(sender: ServerId, action: UpdateAction, id: u32, home: ServerId) -> HandleUpdate {
@@ -1335,38 +1346,17 @@ mod tests {
             from(&mut r, now, 7, update(7, UpdateAction::AddPe, id, 7));
         }
         // Finish the mentor download (empty table) so that the peer is not busy.
-        from(
-            &mut r,
-            now,
-            7,
-            HandleTableResponse {
-                reject: false,
-                more: false,
-                sender: 7,
-                receiver: ME,
-                pools: vec![],
-            },
-        );
+        from(&mut r, now, 7, last_table_page_of_7(vec![]));
         let out = from(&mut r, now, 7, presence(7, 0x1234));
         assert!(sent(&out)
             .iter()
             .any(|(_, m)| matches!(m, EnrpMessage::HandleTableRequest(h) if h.own_children_only)));
         // The peer now owns only PE 2: 1 and 3 are swept.
-        let out = from(
-            &mut r,
-            now,
-            7,
-            HandleTableResponse {
-                reject: false,
-                more: false,
-                sender: 7,
-                receiver: ME,
-                pools: vec![PoolEntry {
-                    pool_handle: "P".into(),
-                    pool_elements: vec![element(2, 7)],
-                }],
-            },
-        );
+        let pools = vec![PoolEntry {
+            pool_handle: "P".into(),
+            pool_elements: vec![element(2, 7)],
+        }];
+        let out = from(&mut r, now, 7, last_table_page_of_7(pools));
         assert!(out
             .iter()
             .any(|a| matches!(a, Action::Event(Event::SyncDone { purged: 2, .. }))));
@@ -1424,10 +1414,7 @@ mod tests {
                 target: 7,
             },
         );
-        assert_eq!(
-            r.handlespace().get(&"P".into(), 0x70).map(|e| e.owner()),
-            Some(3)
-        );
+        assert_eq!(owner(&r, 0x70), Some(3));
     }
 
     #[test]
@@ -1681,12 +1668,7 @@ mod tests {
             .collect();
         assert_eq!(kas, vec![(a70, false, Some(0x70))]);
         // A re-registration on it is a normal update (ours, bound to it).
-        let reg: Message = asap::wire::asap_msg::Registration {
-            pool_handle: "P".into(),
-            pool_element: element(0x70, 0),
-        }
-        .into();
-        let out = r.handle_message(t + Duration::from_secs(6), a70, &reg);
+        let out = register(&mut r, t + Duration::from_secs(6), a70, 0x70);
         assert!(out.iter().any(|a| matches!(
             a,
             Action::Event(Event::Registered {
@@ -1709,12 +1691,7 @@ mod tests {
         let connects = adopt_connects(&out);
         // 0x70 registered here over its own association before the driver got through.
         connect_pe(&mut r, t, 41);
-        let reg: Message = asap::wire::asap_msg::Registration {
-            pool_handle: "P".into(),
-            pool_element: element(0x70, 0),
-        }
-        .into();
-        r.handle_message(t, 41, &reg);
+        register(&mut r, t, 41, 0x70);
         let a70 = connects[0].0;
         let out = connected(&mut r, t, a70, pe_at(0x70));
         assert!(home_keep_alives(&out).is_empty());
@@ -1753,10 +1730,7 @@ mod tests {
             .any(|a| matches!(a, Action::Event(Event::TakeoverAbandoned { target: 7, .. }))));
         // A late ACK changes nothing.
         from(&mut r, t, 9, ack_of_7_from_9());
-        assert_eq!(
-            r.handlespace().get(&"P".into(), 0x70).map(|e| e.owner()),
-            Some(7)
-        );
+        assert_eq!(owner(&r, 0x70), Some(7));
     }
 
     #[test]
@@ -1764,21 +1738,10 @@ mod tests {
         let (mut r, now) = reg();
         from(&mut r, now, 7, presence(7, 0xFFFF));
         connected(&mut r, now, 1, "10.0.0.1:5000".parse().expect("lit"));
-        let reg: Message = asap::wire::asap_msg::Registration {
-            pool_handle: "P".into(),
-            pool_element: element(0x42, 0),
-        }
-        .into();
-        r.handle_message(now, 1, &reg);
-        assert_eq!(
-            r.handlespace().get(&"P".into(), 0x42).map(|e| e.owner()),
-            Some(ME)
-        );
+        register(&mut r, now, 1, 0x42);
+        assert_eq!(owner(&r, 0x42), Some(ME));
         let out = from(&mut r, now, 7, update(7, UpdateAction::AddPe, 0x42, 7));
-        assert_eq!(
-            r.handlespace().get(&"P".into(), 0x42).map(|e| e.owner()),
-            Some(ME)
-        );
+        assert_eq!(owner(&r, 0x42), Some(ME));
         assert!(sent(&out).iter().any(|(to, m)| *to == addr(7)
             && matches!(m, EnrpMessage::HandleUpdate(u)
                 if u.action == UpdateAction::AddPe && u.pool_element.home_server_id == ME)));
@@ -1850,6 +1813,56 @@ mod tests {
         assert!(s.iter().all(|(_, m)| matches!(m, EnrpMessage::Presence(_))));
     }
 
+    /// A registrar that peers over associations (the default), hears 127.0.0.0/8 and
+    /// has `peers` as its static peers.
+    fn assoc_registrar(now: Instant, peers: Vec<SocketAddr>) -> Registrar {
+        let mut c = CoreConfig::new(ME);
+        c.peering.enabled = true;
+        c.peers = peers;
+        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
+            "127.0.0.0/8".parse().expect("lit"),
+        )];
+        Registrar::new(c, now)
+    }
+
+    /// Association `assoc` (TCP) to `at` is up.
+    fn connect(
+        r: &mut Registrar,
+        now: Instant,
+        assoc: AssocId,
+        protocol: Protocol,
+        at: &str,
+    ) -> Vec<Action> {
+        let at = at.parse().expect("lit");
+        r.handle(
+            now,
+            Input::connected(assoc, protocol, at, TransportKind::Tcp),
+        )
+    }
+
+    /// PE 0x42 registers here in pool "P" over ASAP association 1.
+    fn register_pe_here(r: &mut Registrar, now: Instant) {
+        connect(r, now, 1, Protocol::Asap, "10.0.0.1:4066");
+        register(r, now, 1, 0x42);
+    }
+
+    /// What peer 7 queued before it lost us, its ADD_PE and its DEL_PE of PE 0x42,
+    /// arrives on `assoc`; the actions answering the ADD_PE.
+    fn stale_add_and_del_from_7(r: &mut Registrar, now: Instant, assoc: AssocId) -> Vec<Action> {
+        let out = r.handle_message(now, assoc, &update(7, UpdateAction::AddPe, 0x42, 7).into());
+        r.handle_message(now, assoc, &update(7, UpdateAction::DelPe, 0x42, 7).into());
+        out
+    }
+
+    /// PE 0x42 is still ours, registered over association 1.
+    fn assert_pe_still_ours(r: &Registrar) {
+        let e = r
+            .handlespace()
+            .get(&"P".into(), 0x42)
+            .expect("live PE kept");
+        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+    }
+
     /// A partition hides peer 7, which spoke over two ENRP associations (its own, accepted
     /// here, and ours to its static address). We declare it dead and take its PE over; the
     /// PE registers here. When the partition heals, TCP delivers on the association that
@@ -1863,24 +1876,7 @@ mod tests {
     #[test]
     fn stale_updates_from_a_peer_declared_dead_do_not_take_a_live_pe() {
         let now = Instant::now();
-        let mut c = CoreConfig::new(ME);
-        c.peering.enabled = true;
-        c.peers = vec![addr(7)];
-        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
-            "127.0.0.0/8".parse().expect("lit"),
-        )];
-        let mut r = Registrar::new(c, now);
-        let connected = |r: &mut Registrar, assoc, protocol, at: SocketAddr| {
-            r.handle(
-                now,
-                Input::Connected {
-                    assoc,
-                    protocol,
-                    peer_addrs: vec![at],
-                    transport: asap::transport::TransportKind::Tcp,
-                },
-            )
-        };
+        let mut r = assoc_registrar(now, vec![addr(7)]);
         let ours = r
             .handle_timeout(now)
             .iter()
@@ -1893,16 +1889,10 @@ mod tests {
                 _ => None,
             })
             .expect("connect to the static peer");
-        connected(&mut r, ours, Protocol::Enrp, addr(7));
-        connected(
-            &mut r,
-            3,
-            Protocol::Enrp,
-            "127.0.0.7:40123".parse().expect("lit"),
-        );
+        connect(&mut r, now, ours, Protocol::Enrp, "127.0.0.7:9901");
+        connect(&mut r, now, 3, Protocol::Enrp, "127.0.0.7:40123");
         // A third one 7 opened just before the partition; nothing arrived on it before.
-        let old = "127.0.0.7:40999".parse().expect("lit");
-        connected(&mut r, 4, Protocol::Enrp, old);
+        connect(&mut r, now, 4, Protocol::Enrp, "127.0.0.7:40999");
         // 7 registered PE 0x42 (announced over its own association), then speaks over ours.
         r.handle_message(now, 3, &presence(7, 0xFFFF).into());
         r.handle_message(now, 3, &update(7, UpdateAction::AddPe, 0x42, 7).into());
@@ -1925,41 +1915,18 @@ mod tests {
             "both of 7's associations"
         );
         // The PE registers here (it followed our takeover).
-        connected(
-            &mut r,
-            1,
-            Protocol::Asap,
-            "10.0.0.1:4066".parse().expect("lit"),
-        );
-        let reg: Message = asap::wire::asap_msg::Registration {
-            pool_handle: "P".into(),
-            pool_element: element(0x42, 0),
-        }
-        .into();
-        r.handle_message(t, 1, &reg);
+        register_pe_here(&mut r, t);
         // Heal, 3 s later: 7's queued ADD_PE and DEL_PE arrive on association 3.
-        let heal = t + Duration::from_secs(3);
-        r.handle_message(heal, 3, &update(7, UpdateAction::AddPe, 0x42, 7).into());
-        r.handle_message(heal, 3, &update(7, UpdateAction::DelPe, 0x42, 7).into());
-        let e = r
-            .handlespace()
-            .get(&"P".into(), 0x42)
-            .expect("live PE kept");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        stale_add_and_del_from_7(&mut r, t + Duration::from_secs(3), 3);
+        assert_pe_still_ours(&r);
         // The same on the association 7 was never heard on (TCP retransmits what 7 queued
         // on it, after backing off, seconds after the heal): it was up before 7 was
         // declared dead, so it is stale for 7 and closed.
-        let later = heal + Duration::from_secs(8);
-        let out = r.handle_message(later, 4, &update(7, UpdateAction::AddPe, 0x42, 7).into());
+        let out = stale_add_and_del_from_7(&mut r, t + Duration::from_secs(11), 4);
         assert!(out
             .iter()
             .any(|a| matches!(a, Action::Close { assoc: 4, .. })));
-        r.handle_message(later, 4, &update(7, UpdateAction::DelPe, 0x42, 7).into());
-        let e = r
-            .handlespace()
-            .get(&"P".into(), 0x42)
-            .expect("live PE kept");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        assert_pe_still_ours(&r);
         assert!(
             !r.peers().contains_key(&7),
             "not found again by stale messages"
@@ -1974,41 +1941,13 @@ mod tests {
     #[test]
     fn stale_updates_from_a_peer_taken_over_by_another_do_not_take_a_live_pe() {
         let now = Instant::now();
-        let mut c = CoreConfig::new(ME);
-        c.peering.enabled = true;
-        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
-            "127.0.0.0/8".parse().expect("lit"),
-        )];
-        let mut r = Registrar::new(c, now);
-        for (assoc, at) in [(3, "127.0.0.7:40123"), (4, "127.0.0.9:40124")] {
-            r.handle(
-                now,
-                Input::Connected {
-                    assoc,
-                    protocol: Protocol::Enrp,
-                    peer_addrs: vec![at.parse().expect("lit")],
-                    transport: asap::transport::TransportKind::Tcp,
-                },
-            );
-        }
+        let mut r = assoc_registrar(now, vec![]);
+        connect(&mut r, now, 3, Protocol::Enrp, "127.0.0.7:40123");
+        connect(&mut r, now, 4, Protocol::Enrp, "127.0.0.9:40124");
         r.handle_message(now, 3, &presence(7, 0xFFFF).into());
         r.handle_message(now, 4, &presence(9, 0xFFFF).into());
         let t = now + Duration::from_millis(500);
-        r.handle(
-            t,
-            Input::Connected {
-                assoc: 1,
-                protocol: Protocol::Asap,
-                peer_addrs: vec!["10.0.0.1:4066".parse().expect("lit")],
-                transport: asap::transport::TransportKind::Tcp,
-            },
-        );
-        let reg: Message = asap::wire::asap_msg::Registration {
-            pool_handle: "P".into(),
-            pool_element: element(0x42, 0),
-        }
-        .into();
-        r.handle_message(t, 1, &reg);
+        register_pe_here(&mut r, t);
         let takeover: Message = TakeoverServer {
             sender: 9,
             receiver: ME,
@@ -2020,14 +1959,8 @@ mod tests {
             .iter()
             .any(|a| matches!(a, Action::Close { assoc: 3, .. })));
         assert!(!r.peers().contains_key(&7));
-        let heal = t + Duration::from_secs(5);
-        r.handle_message(heal, 3, &update(7, UpdateAction::AddPe, 0x42, 7).into());
-        r.handle_message(heal, 3, &update(7, UpdateAction::DelPe, 0x42, 7).into());
-        let e = r
-            .handlespace()
-            .get(&"P".into(), 0x42)
-            .expect("live PE kept");
-        assert_eq!((e.owner(), e.connection()), (ME, Some(1)));
+        stale_add_and_del_from_7(&mut r, t + Duration::from_secs(5), 3);
+        assert_pe_still_ours(&r);
     }
 
     /// Our ADD_PE to peer 7 waits for the connection to 7's static address; meanwhile 7
@@ -2038,31 +1971,9 @@ mod tests {
     #[test]
     fn messages_waiting_for_a_connection_follow_the_peer_to_its_new_association() {
         let now = Instant::now();
-        let mut c = CoreConfig::new(ME);
-        c.peering.enabled = true;
-        c.peers = vec![addr(7)];
-        c.security.peer_allow = vec![crate::core::PeerAllow::Net(
-            "127.0.0.0/8".parse().expect("lit"),
-        )];
-        let mut r = Registrar::new(c, now);
-        let connected = |r: &mut Registrar, assoc, protocol, at: SocketAddr| {
-            r.handle(
-                now,
-                Input::Connected {
-                    assoc,
-                    protocol,
-                    peer_addrs: vec![at],
-                    transport: asap::transport::TransportKind::Tcp,
-                },
-            )
-        };
+        let mut r = assoc_registrar(now, vec![addr(7)]);
         // 7 is known over its own association 3 first, then over ours (7's static address).
-        connected(
-            &mut r,
-            3,
-            Protocol::Enrp,
-            "127.0.0.7:40123".parse().expect("lit"),
-        );
+        connect(&mut r, now, 3, Protocol::Enrp, "127.0.0.7:40123");
         r.handle_message(now, 3, &presence(7, 0xFFFF).into());
         r.handle(now, Input::Disconnected { assoc: 3 });
         let from_static = Input::Datagram {
@@ -2075,26 +1986,10 @@ mod tests {
         // Heard at the static address (as a datagram: no association there yet).
         r.handle(now, from_static);
         // A PE registers here: its ADD_PE to 7 waits for the connection to addr(7).
-        connected(
-            &mut r,
-            1,
-            Protocol::Asap,
-            "10.0.0.1:4066".parse().expect("lit"),
-        );
-        let reg: Message = asap::wire::asap_msg::Registration {
-            pool_handle: "P".into(),
-            pool_element: element(0x42, 0),
-        }
-        .into();
-        r.handle_message(now, 1, &reg);
+        register_pe_here(&mut r, now);
         assert!(r.peer_queue_len(addr(7)) > 0, "the ADD_PE waits");
         // 7 speaks over a new association of its own; then the PE goes (DEL_PE).
-        connected(
-            &mut r,
-            4,
-            Protocol::Enrp,
-            "127.0.0.7:40999".parse().expect("lit"),
-        );
+        connect(&mut r, now, 4, Protocol::Enrp, "127.0.0.7:40999");
         let mut sent = Vec::new();
         sent.extend(r.handle_message(now, 4, &presence(7, 0xFFFF).into()));
         sent.extend(r.handle(now, Input::Disconnected { assoc: 1 }));
