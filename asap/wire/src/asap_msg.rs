@@ -98,6 +98,10 @@ ph_peid_message!(
     "The PE leaving it."
 );
 
+/// Flag R (rejected) of ASAP_REGISTRATION_RESPONSE and ASAP_DEREGISTRATION_RESPONSE
+/// (RFC 5352 §2.2.3, §2.2.4), for tools that read a response's header without decoding it.
+pub const RESPONSE_REJECT: u8 = 0x01;
+
 /// The two responses share one table (Pool Handle, PE Identifier, optional Operation
 /// Error; flag R = rejected).
 macro_rules! response_message {
@@ -107,7 +111,7 @@ macro_rules! response_message {
             pub struct $T = $name {
                 flags {
                     /// R flag: rejected.
-                    reject = 0x01,
+                    reject = RESPONSE_REJECT,
                 }
                 fixed {}
                 params {

@@ -160,7 +160,7 @@ macro_rules! message_body {
     (
         $(#[$meta:meta])*
         pub struct $T:ident = $name:literal {
-            flags { $( $(#[$flm:meta])* $flag:ident = $mask:literal ),* $(,)? }
+            flags { $( $(#[$flm:meta])* $flag:ident = $mask:expr ),* $(,)? }
             fixed { $( $(#[$fim:meta])* $fixed:ident : $FTy:ty = $what:expr ),* $(,)? }
             params {
                 $( $(#[$pm:meta])* $param:ident : $PTy:ty = $card:ident $(($min:literal))? $C:path ),* $(,)?

@@ -662,7 +662,7 @@ mod light {
     use asap::transport::blocking::BlockingAssoc;
     use asap::transport::TransportKind;
     use asap::wire::asap_msg::{
-        EndpointKeepAliveAck, HandleResolution, Registration, RegistrationResponse,
+        EndpointKeepAliveAck, HandleResolution, Registration, RegistrationResponse, RESPONSE_REJECT,
     };
     use asap::wire::header::CommonHeader;
     use asap::wire::{AsapMessage, AsapType, HandleResolutionOption, Message, ParamType, Protocol};
@@ -673,19 +673,6 @@ mod light {
 
     /// How long a PE association waits for a keep-alive before it looks at the stop flag.
     const IDLE_POLL: Duration = Duration::from_millis(200);
-
-    /// The R (reject) flag of ASAP_REGISTRATION_RESPONSE, taken from the codec's own
-    /// encoding (RFC 5352 §2.2.3) rather than repeated here.
-    fn reject_flag() -> anyhow::Result<u8> {
-        let b = Message::from(RegistrationResponse {
-            reject: true,
-            pool_handle: "x".into(),
-            pe_identifier: 1,
-            error: None,
-        })
-        .to_bytes()?;
-        Ok(b[1])
-    }
 
     /// What one answer was, from its header and top-level parameters.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -701,7 +688,7 @@ mod light {
 
     /// Classifies an answer expected to be of type `want`: the message type, the R flag, and
     /// for resolution responses the top-level Pool Element and Operation Error parameters.
-    fn classify(m: &[u8], want: AsapType, reject: u8) -> Answer {
+    fn classify(m: &[u8], want: AsapType) -> Answer {
         let Some(h) = CommonHeader::peek(m) else {
             return Answer::Failed;
         };
@@ -713,7 +700,7 @@ mod light {
             return Answer::Failed;
         }
         if want == AsapType::RegistrationResponse {
-            return if h.flags & reject != 0 {
+            return if h.flags & RESPONSE_REJECT != 0 {
                 Answer::Failed
             } else {
                 Answer::Ok(0)
@@ -864,7 +851,6 @@ mod light {
     fn pe_thread(
         args: &Args,
         ids: &[u32],
-        reject: u8,
         done: &mpsc::Sender<anyhow::Result<RegRound>>,
         barrier: &Barrier,
         stop: &AtomicBool,
@@ -897,7 +883,7 @@ mod light {
             let r = drive(
                 &mut a,
                 args.window,
-                |m| classify(m, AsapType::RegistrationResponse, reject),
+                |m| classify(m, AsapType::RegistrationResponse),
                 &reqs,
                 |i| i as usize,
                 |sent| sent < n,
@@ -947,7 +933,7 @@ mod light {
         let (ok, failed, pes_returned) = drive(
             &mut a,
             args.window,
-            |m| classify(m, AsapType::HandleResolutionResponse, 0),
+            |m| classify(m, AsapType::HandleResolutionResponse),
             &reqs,
             |_| (rand() % pools) as usize,
             |_| Instant::now() < until,
@@ -966,7 +952,6 @@ mod light {
         if !matches!(args.transport, TransportKind::Sctp | TransportKind::Tcp) {
             bail!("--engine blocking speaks --transport sctp or tcp");
         }
-        let reject = reject_flag()?;
         let mut phases = Vec::new();
         let stop = AtomicBool::new(false);
         let barrier = Barrier::new(args.pe_connections as usize + 1);
@@ -976,7 +961,7 @@ mod light {
             for c in 0..args.pe_connections {
                 let (tx, barrier, stop) = (tx.clone(), &barrier, &stop);
                 let ids = pe_ids(args, c);
-                scope.spawn(move || pe_thread(args, &ids, reject, &tx, barrier, stop));
+                scope.spawn(move || pe_thread(args, &ids, &tx, barrier, stop));
             }
             drop(tx);
             // on an error, let the PE threads go (they are past the barrier or gone)
@@ -1049,14 +1034,10 @@ mod light {
         /// The answer check counts PEs, and refusals and wrong types as failures.
         #[test]
         fn classify_counts_pes_and_failures() {
-            let r = reject_flag().unwrap();
             let want = AsapType::HandleResolutionResponse;
+            assert_eq!(classify(&resolution_response(3, None), want), Answer::Ok(3));
             assert_eq!(
-                classify(&resolution_response(3, None), want, r),
-                Answer::Ok(3)
-            );
-            assert_eq!(
-                classify(&resolution_response(0, None), want, r),
+                classify(&resolution_response(0, None), want),
                 Answer::Failed
             );
             let err = OperationError::single(asap::wire::ErrorCause::new(
@@ -1064,7 +1045,7 @@ mod light {
                 Vec::new(),
             ));
             assert_eq!(
-                classify(&resolution_response(0, Some(err)), want, r),
+                classify(&resolution_response(0, Some(err)), want),
                 Answer::Failed
             );
             let reg = |reject| {
@@ -1078,13 +1059,13 @@ mod light {
                 .unwrap()
             };
             let want = AsapType::RegistrationResponse;
-            assert_eq!(classify(&reg(false), want, r), Answer::Ok(0));
-            assert_eq!(classify(&reg(true), want, r), Answer::Failed);
+            assert_eq!(classify(&reg(false), want), Answer::Ok(0));
+            assert_eq!(classify(&reg(true), want), Answer::Failed);
             assert_eq!(
-                classify(&reg(false), AsapType::HandleResolutionResponse, r),
+                classify(&reg(false), AsapType::HandleResolutionResponse),
                 Answer::Failed
             );
-            assert_eq!(classify(&[1, 0], want, r), Answer::Failed);
+            assert_eq!(classify(&[1, 0], want), Answer::Failed);
         }
 
         /// Latencies come out oldest first, across the ring's wrap.
