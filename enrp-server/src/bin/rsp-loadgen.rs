@@ -662,7 +662,7 @@ mod light {
     use asap::transport::blocking::BlockingAssoc;
     use asap::transport::TransportKind;
     use asap::wire::asap_msg::{
-        EndpointKeepAliveAck, HandleResolution, Registration, RegistrationResponse, RESPONSE_REJECT,
+        EndpointKeepAliveAck, HandleResolution, Registration, RESPONSE_REJECT,
     };
     use asap::wire::header::CommonHeader;
     use asap::wire::{AsapMessage, AsapType, HandleResolutionOption, Message, ParamType, Protocol};
@@ -1013,7 +1013,7 @@ mod light {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use asap::wire::asap_msg::HandleResolutionResponse;
+        use asap::wire::asap_msg::{HandleResolutionResponse, RegistrationResponse};
         use asap::wire::{OperationError, PoolElementInfo};
 
         fn resolution_response(pes: u32, error: Option<OperationError>) -> Bytes {
