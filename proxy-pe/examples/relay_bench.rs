@@ -14,8 +14,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use legacy_protocol::link::connect_daemon;
 use legacy_protocol::{
-    encode_frame, AppStatus, DaemonFrame, DaemonMessage, Heartbeat, Hello, Snapshot,
+    AppStatus, DaemonFrame, DaemonMessage, Heartbeat, Hello, Snapshot, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -42,15 +43,20 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A daemon on the plaintext link (`[daemon_link] auth = "none"` in the bench's proxy
+/// configuration) that reports the echo application running, then heartbeats.
 async fn fake_daemon(proxy: SocketAddr) {
-    let mut s = loop {
+    let s = loop {
         match TcpStream::connect(proxy).await {
             Ok(s) => break s,
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
+    let mut link = connect_daemon(s, "bench", None)
+        .await
+        .expect("daemon handshake");
     let hello = DaemonMessage::Hello(Hello {
-        protocol_version: 1,
+        protocol_version: PROTOCOL_VERSION,
         daemon_id: "bench".into(),
         instance: 1,
         config_version: 1,
@@ -66,8 +72,7 @@ async fn fake_daemon(proxy: SocketAddr) {
     });
     let mut seq = 0;
     for msg in [hello, snap] {
-        let f = encode_frame(&DaemonFrame { seq, msg }).expect("frame");
-        s.write_all(&f).await.expect("write");
+        link.send(&DaemonFrame { seq, msg }).await.expect("send");
         seq += 1;
     }
     let mut hb = 1;
@@ -79,8 +84,7 @@ async fn fake_daemon(proxy: SocketAddr) {
             config_version: 1,
             uptime_s: 0,
         });
-        let f = encode_frame(&DaemonFrame { seq, msg }).expect("frame");
-        if s.write_all(&f).await.is_err() {
+        if link.send(&DaemonFrame { seq, msg }).await.is_err() {
             return;
         }
         seq += 1;
@@ -148,6 +152,7 @@ async fn main() {
         format!(
             "daemon_listen = \"127.0.0.1:{daemon_port}\"\ncontrol_listen = \"127.0.0.1:{}\"\n\
              control_socket = \"ctl/control.sock\"\nadmin_state_file = \"admin-state.json\"\n\
+             [daemon_link]\nauth = \"none\"\n\
              [[application]]\nname = \"echo\"\npool_handle = \"Echo\"\npolicy = \"round-robin\"\n\
              listen = \"{listen}\"\n[[application.server]]\naddress = \"{}\"\nport = {}\ndaemon = \"bench\"\n",
             free_port(),
