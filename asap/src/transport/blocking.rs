@@ -296,17 +296,7 @@ fn frames(
 }
 
 fn connect_sctp(peer: SocketAddr, timeout: Duration) -> Result<OwnedFd, TransportError> {
-    let domain = if peer.is_ipv6() {
-        libc::AF_INET6
-    } else {
-        libc::AF_INET
-    };
-    let fd = sys::socket(domain).map_err(|e| match e.raw_os_error() {
-        Some(libc::EPROTONOSUPPORT | libc::ESOCKTNOSUPPORT | libc::EAFNOSUPPORT) => {
-            TransportError::SctpUnsupported { source: e }
-        }
-        _ => TransportError::io("socket(IPPROTO_SCTP)", e),
-    })?;
+    let fd = super::sctp::open(&[peer])?;
     let on: libc::c_int = 1;
     sys::setsockopt(fd.as_fd(), sys::SOL_SCTP, sys::SCTP_NODELAY, &on)
         .map_err(io_err("setsockopt(SCTP_NODELAY)"))?;

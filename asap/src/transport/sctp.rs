@@ -105,7 +105,9 @@ fn domain_for(addrs: &[SocketAddr]) -> libc::c_int {
     }
 }
 
-fn open(addrs: &[SocketAddr]) -> Result<OwnedFd, TransportError> {
+/// A new (non-blocking, one-to-one) SCTP socket for `addrs`' address family;
+/// [`TransportError::SctpUnsupported`] when the kernel has no SCTP.
+pub(super) fn open(addrs: &[SocketAddr]) -> Result<OwnedFd, TransportError> {
     sys::socket(domain_for(addrs)).map_err(|e| match e.raw_os_error() {
         Some(libc::EPROTONOSUPPORT | libc::ESOCKTNOSUPPORT | libc::EAFNOSUPPORT) => {
             TransportError::SctpUnsupported { source: e }
