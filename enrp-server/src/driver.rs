@@ -1298,32 +1298,25 @@ pub fn log_event(e: &Event, stats: &Stats) {
         Event::HandleTableSent { assoc, pes, more } => {
             debug!(assoc, pes, more, "handle table response sent")
         }
-        Event::Refused {
-            what,
-            assoc,
-            from,
-            server_id,
-            message,
-            warn,
-            suppressed,
-        } => {
-            if let Some(i) = crate::core::Refusal::ALL.iter().position(|r| r == what) {
+        Event::Refused(r) => {
+            if let Some(i) = crate::core::Refusal::ALL.iter().position(|w| *w == r.what) {
                 if let Some(c) = stats.refusals.get(i) {
                     c.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if *warn {
+            let (what, assoc, from) = (r.what.as_str(), r.assoc, r.from);
+            if r.warn {
                 warn!(
-                    what = what.as_str(),
+                    what,
                     ?assoc,
                     ?from,
-                    server_id = format_args!("{server_id:#010x}"),
-                    message,
-                    suppressed,
+                    server_id = format_args!("{:#010x}", r.server_id),
+                    message = r.message,
+                    suppressed = r.suppressed,
                     "refused (not allowed; see SECURITY.md)"
                 );
             } else {
-                debug!(what = what.as_str(), ?assoc, ?from, message, "refused");
+                debug!(what, ?assoc, ?from, message = r.message, "refused");
             }
         }
         Event::EncodeFailed { message, error } => {

@@ -263,22 +263,7 @@ pub enum Event {
     },
     /// Input refused at a trust boundary (issue 13, `SECURITY.md`): always counted;
     /// `warn` is set at most once per sender address and log interval.
-    Refused {
-        /// What was refused.
-        what: super::trust::Refusal,
-        /// Association (`None` for UDP).
-        assoc: Option<AssocId>,
-        /// Sender address.
-        from: Option<std::net::SocketAddr>,
-        /// Server ID the sender claimed (ENRP; 0 if none).
-        server_id: u32,
-        /// The message type name (tshark style).
-        message: &'static str,
-        /// Log this one as WARN.
-        warn: bool,
-        /// Refusals from this sender not logged since the previous WARN.
-        suppressed: u64,
-    },
+    Refused(super::trust::Refused),
     /// A message for a peer registrar was dropped before it reached an association
     /// ([`links`](super::links)): the connect queue was full, or no association may be
     /// opened. PRESENCE audits repair lost HANDLE_UPDATEs.

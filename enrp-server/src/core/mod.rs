@@ -51,8 +51,8 @@ pub use links::{ConnectPurpose, PeerTransport, PEER_CONNECT_QUEUE, PEER_CONNECT_
 pub use peers::{Peer, PeeringConfig};
 pub use rate::{Rate, RateLimiter};
 pub use trust::{
-    parse_server_id, server_id_name, EnrpSecurity, PeerAllow, PoolAuth, Refusal, SecurityConfig,
-    ServerIdError,
+    parse_server_id, server_id_name, EnrpSecurity, PeerAllow, PoolAuth, Refusal, Refused,
+    SecurityConfig, ServerIdError,
 };
 
 use std::cell::RefCell;

@@ -276,6 +276,27 @@ pub fn default_hsdump_allow() -> Vec<IpNet> {
     ]
 }
 
+/// One refused input ([`Event::Refused`](super::Event::Refused)): what, from whom, and
+/// whether this one is logged at WARN (at most once per sender address and
+/// `refusal_log_interval`, RFC 5353 §11 and `SECURITY.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refused {
+    /// What was refused.
+    pub what: Refusal,
+    /// Association (`None` for UDP).
+    pub assoc: Option<AssocId>,
+    /// Sender address.
+    pub from: Option<SocketAddr>,
+    /// Server ID the sender claimed (ENRP; 0 if none).
+    pub server_id: u32,
+    /// The message type name (tshark style).
+    pub message: &'static str,
+    /// Log this one as WARN.
+    pub warn: bool,
+    /// Refusals from this sender not logged since the previous WARN.
+    pub suppressed: u64,
+}
+
 labelled_enum! {
     /// What was refused, for logs and the `enrp_security_refusals_total` metric.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -1043,7 +1064,7 @@ impl Registrar {
                 }
             }
         };
-        out.push(Action::Event(Event::Refused {
+        let r = Refused {
             what,
             assoc,
             from,
@@ -1051,7 +1072,8 @@ impl Registrar {
             message,
             warn,
             suppressed,
-        }));
+        };
+        out.push(Action::Event(Event::Refused(r)));
     }
 }
 
@@ -1122,12 +1144,7 @@ mod tests {
     fn refusals(out: &[Action]) -> Vec<(Refusal, bool, u64)> {
         out.iter()
             .filter_map(|a| match a {
-                Action::Event(Event::Refused {
-                    what,
-                    warn,
-                    suppressed,
-                    ..
-                }) => Some((*what, *warn, *suppressed)),
+                Action::Event(Event::Refused(r)) => Some((r.what, r.warn, r.suppressed)),
                 _ => None,
             })
             .collect()
