@@ -604,24 +604,16 @@ pub async fn run(
 mod tests {
     use super::*;
     use asap::pe::core::T4_MAX;
-    use asap::wire::{Policy, TransportParameter, TransportUse};
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().expect("literal")
     }
 
+    /// The registrar tests' TCP PE (round robin, `127.0.0.11:7000`) with the life `life` ms.
     fn pe(id: u32, life: i32) -> PoolElementInfo {
         PoolElementInfo {
-            id,
-            home_server_id: 0,
             registration_life: life,
-            user_transport: TransportParameter::Tcp {
-                port: 7000 + id as u16,
-                transport_use: TransportUse::DataOnly,
-                address: "127.0.0.11".parse().expect("lit"),
-            },
-            policy: Policy::RoundRobin,
-            asap_transport: None,
+            ..rserpool_tests::registrar::tcp_pe(id, [127, 0, 0, 11].into())
         }
     }
 
