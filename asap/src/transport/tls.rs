@@ -123,6 +123,15 @@ impl PeerCertificate {
         }
     }
 
+    /// The end-entity certificate the peer presented in the handshake of `conn` (over TCP
+    /// or SCTP), if any.
+    pub(crate) fn of(conn: &rustls::CommonState) -> Option<Self> {
+        let der = conn.peer_certificates()?.first()?;
+        Some(PeerCertificate {
+            der: der.clone().into_owned(),
+        })
+    }
+
     /// The DER encoding.
     pub fn der(&self) -> &[u8] {
         &self.der
@@ -432,14 +441,7 @@ pub(crate) async fn connect(
                 })
             }
         };
-    let cert = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| PeerCertificate {
-            der: c.clone().into_owned(),
-        });
+    let cert = PeerCertificate::of(tls.get_ref().1);
     let budget = PartialBudget::new(config.tcp_max_partial_bytes);
     TcpAssoc::new(
         Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(tls)), sock, cert),
@@ -706,14 +708,7 @@ async fn handshake(
         .accept(stream)
         .await
         .map_err(|e| format!("handshake failed: {e}"))?;
-    let cert = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| PeerCertificate {
-            der: c.clone().into_owned(),
-        });
+    let cert = PeerCertificate::of(tls.get_ref().1);
     Ok(Stream::Tls(
         Box::new(tokio_rustls::TlsStream::Server(tls)),
         sock,

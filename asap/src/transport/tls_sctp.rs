@@ -428,12 +428,6 @@ impl TlsSctpWriter {
     }
 }
 
-fn peer_cert(conn: &Connection) -> Option<PeerCertificate> {
-    conn.peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| PeerCertificate::from_der(c.to_vec()))
-}
-
 /// An SCTP association whose TLS handshake is under way: its halves, the endpoint's PPID,
 /// the events that came before the handshake finished and the plaintext that arrived with
 /// the last flight.
@@ -537,7 +531,7 @@ impl Opening {
         let peers = w.peer_addrs().unwrap_or_default();
         let locals = w.local_addrs().unwrap_or_default();
         let kind = w.kind();
-        let peer_cert = conn.as_ref().and_then(peer_cert);
+        let peer_cert = conn.as_deref().and_then(PeerCertificate::of);
         let shared = Arc::new(Shared {
             out: Mutex::new(w),
             conn: conn.map(std::sync::Mutex::new),
