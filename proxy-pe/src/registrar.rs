@@ -592,7 +592,11 @@ pub async fn run(
                     let Some(ids) = keep_alive_answer(&query, &k).await else { return };
                     c.on_keep_alive(Instant::now(), conn, &k, &ids);
                 }
-                Some(ev) => net.deliver(&mut c, Instant::now(), ev),
+                Some(ev) => {
+                    if let Some(failure) = net.deliver(&mut c, Instant::now(), ev) {
+                        tracing::debug!(%failure, "registrar failure");
+                    }
+                }
                 None => return,
             },
             _ = sleep => c.handle_timeout(Instant::now()),

@@ -34,9 +34,7 @@ mod builder;
 pub mod core;
 pub mod multi;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -46,7 +44,7 @@ pub use self::builder::{PoolElementBuilder, Serve, DEFAULT_DRAIN_TIMEOUT};
 pub use self::core::{PeConfig, PeCore, PeEvent, RegistrationRejected};
 pub use self::multi::{MultiConfig, MultiEvent, MultiPeCore, RegistrationSpec};
 use crate::registrar_client::driver::{Net, NetEvent};
-use crate::registrar_client::{Action, LastFailure, RegistrarFailure};
+use crate::registrar_client::{LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
 use crate::wire::{Fraction, PeIdentifier, Policy, ServerId};
 
@@ -434,15 +432,8 @@ async fn run(
     core.start(Instant::now());
     let mut dereg_reply: Option<oneshot::Sender<bool>> = None;
     let mut cmd_open = true;
-    // Registrar addresses per connection, for the diagnostics of failures.
-    let mut conn_addrs = HashMap::new();
     loop {
-        while let Some(a) = core.poll_action() {
-            if let Action::Connect { conn, addrs } = &a {
-                conn_addrs.insert(*conn, addrs.clone());
-            }
-            net.execute(a).await;
-        }
+        net.flush(&mut core).await;
         while let Some(ev) = core.poll_event() {
             status_tx.send_modify(|s| {
                 s.identifier = core.identifier();
@@ -498,23 +489,14 @@ async fn run(
             ev = net.next() => {
                 let now = Instant::now();
                 match ev {
-                    Some(NetEvent::ConnectFailed { conn, error }) => {
-                        let failure = RegistrarFailure::Connect {
-                            addrs: conn_addrs.remove(&conn).unwrap_or_default(),
-                            cause: Arc::new(error),
-                        };
-                        note_failure(&status_tx, failure);
-                        core.on_connect_failed(now, conn);
-                    }
                     Some(ev) => {
-                        if let NetEvent::Lost { conn } = &ev {
-                            if core.link().current() == Some(*conn) {
-                                let addrs = conn_addrs.get(conn).cloned().unwrap_or_default();
-                                note_failure(&status_tx, RegistrarFailure::Lost { addrs });
-                            }
-                            conn_addrs.remove(conn);
+                        // A lost association counts only when it was the registrar link.
+                        let other = matches!(&ev, NetEvent::Lost { conn } if core.link().current() != Some(*conn));
+                        match net.deliver(&mut core, now, ev) {
+                            Some(RegistrarFailure::Lost { .. }) if other => {}
+                            Some(failure) => note_failure(&status_tx, failure),
+                            None => {}
                         }
-                        net.deliver(&mut core, now, ev);
                     }
                     None => {
                         warn!("network event channel closed");

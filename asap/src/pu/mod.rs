@@ -34,7 +34,6 @@ pub mod core;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -43,7 +42,7 @@ use tracing::{debug, warn};
 pub use self::builder::PoolUserBuilder;
 pub use self::core::{PuConfig, PuCore, PuEvent, PuStats, RequestId, ResolveError};
 use crate::registrar_client::driver::{Net, NetEvent};
-use crate::registrar_client::{Action, LastFailure, RegistrarFailure};
+use crate::registrar_client::{LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
 use crate::wire::{PeIdentifier, PoolElementInfo, PoolHandle};
 
@@ -290,15 +289,8 @@ async fn run(
 ) {
     let mut waiters: HashMap<RequestId, Waiter> = HashMap::new();
     let mut cmd_open = true;
-    // Registrar addresses per connection, for the diagnostics of failures.
-    let mut conn_addrs = HashMap::new();
     loop {
-        while let Some(a) = core.poll_action() {
-            if let Action::Connect { conn, addrs } = &a {
-                conn_addrs.insert(*conn, addrs.clone());
-            }
-            net.execute(a).await;
-        }
+        net.flush(&mut core).await;
         while let Some(ev) = core.poll_event() {
             if let PuEvent::Resolved {
                 request,
@@ -354,27 +346,13 @@ async fn run(
             ev = net.next() => {
                 let now = Instant::now();
                 match ev {
-                    Some(NetEvent::ConnectFailed { conn, error }) => {
-                        let failure = RegistrarFailure::Connect {
-                            addrs: conn_addrs.remove(&conn).unwrap_or_default(),
-                            cause: Arc::new(error),
-                        };
-                        note_failure(&fail_tx, failure);
-                        core.on_connect_failed(now, conn);
-                    }
                     Some(ev) => {
-                        match &ev {
-                            NetEvent::Message { .. } => {
-                                fail_tx.send_if_modified(|f| f.take().is_some());
-                            }
-                            NetEvent::Lost { conn } => {
-                                if let Some(addrs) = conn_addrs.remove(conn) {
-                                    note_failure(&fail_tx, RegistrarFailure::Lost { addrs });
-                                }
-                            }
-                            _ => {}
+                        if let NetEvent::Message { .. } = &ev {
+                            fail_tx.send_if_modified(|f| f.take().is_some());
                         }
-                        net.deliver(&mut core, now, ev);
+                        if let Some(failure) = net.deliver(&mut core, now, ev) {
+                            note_failure(&fail_tx, failure);
+                        }
                     }
                     None => {
                         warn!("network event channel closed");

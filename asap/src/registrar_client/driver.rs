@@ -8,13 +8,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use super::{Action, ConnId, LinkProtocol};
+use super::{Action, ConnId, LinkProtocol, RegistrarFailure};
 use crate::transport::udp::{UdpBind, UdpEndpoint};
 use crate::transport::{
     defaults, AssocReader, AssocWriter, Association, Event, Listener, Msg, Transport,
@@ -141,6 +142,9 @@ pub struct Net {
     shared: Option<Vec<SocketAddr>>,
     /// Signs every ASAP_REGISTRATION with this pool key ([`crate::reg_auth`]).
     registration_key: Option<crate::reg_auth::RegistrationKey>,
+    /// The registrar's addresses per connection (connecting, connected or accepted), for
+    /// the [`RegistrarFailure`]s [`deliver`](Net::deliver) reports.
+    addrs: HashMap<ConnId, Vec<SocketAddr>>,
 }
 
 impl Drop for Net {
@@ -168,6 +172,7 @@ impl Net {
             local: Vec::new(),
             shared: None,
             registration_key: None,
+            addrs: HashMap::new(),
         }
     }
 
@@ -306,6 +311,7 @@ impl Net {
 
     /// Stops the reader of `conn` and closes it (in the background).
     fn close(&mut self, conn: ConnId) {
+        self.addrs.remove(&conn);
         if let Some(t) = self.tasks.remove(&conn) {
             t.abort();
         }
@@ -325,9 +331,18 @@ impl Net {
 
     /// Hands one network event to `core`: a new association is attached (connected, or
     /// accepted under a fresh id), a lost one closed, a message or announce passed on. A
-    /// driver that treats some events itself (failure diagnostics, keep-alives it must
-    /// gate) matches those first and gives the rest to this.
-    pub fn deliver(&mut self, core: &mut impl ClientCore, now: Instant, ev: NetEvent) {
+    /// driver that treats some events itself (keep-alives it must gate) matches those
+    /// first and gives the rest to this.
+    ///
+    /// Returns the registrar failure the event is, for the driver's diagnostics: a failed
+    /// connect, or a lost association (of a registrar whose addresses are known), each
+    /// naming the registrar's addresses.
+    pub fn deliver(
+        &mut self,
+        core: &mut impl ClientCore,
+        now: Instant,
+        ev: NetEvent,
+    ) -> Option<RegistrarFailure> {
         match ev {
             NetEvent::Connected { conn, assoc } => {
                 self.attach(conn, assoc);
@@ -336,27 +351,36 @@ impl Net {
             NetEvent::ConnectFailed { conn, error } => {
                 debug!(conn = conn.0, %error, "registrar connect failed");
                 core.on_connect_failed(now, conn);
+                return Some(RegistrarFailure::Connect {
+                    addrs: self.addrs.remove(&conn).unwrap_or_default(),
+                    cause: Arc::new(error),
+                });
             }
             NetEvent::Accepted { assoc } => {
                 let addrs = assoc.peer_addrs().unwrap_or_default();
                 debug!(?addrs, "a registrar opened an association to us");
                 let conn = core.allocate_conn();
                 self.attach(conn, assoc);
+                self.addrs.insert(conn, addrs.clone());
                 core.on_accepted(conn, addrs);
             }
             NetEvent::Message { conn, message } => core.on_message(now, conn, message),
             NetEvent::Lost { conn } => {
+                let addrs = self.addrs.remove(&conn);
                 self.close(conn);
                 core.on_lost(now, conn);
+                return addrs.map(|addrs| RegistrarFailure::Lost { addrs });
             }
             NetEvent::Announce { from, message } => core.on_announce(now, from, &message),
         }
+        None
     }
 
     /// Carries out one action of a core.
     pub async fn execute(&mut self, action: Action) {
         match action {
             Action::Connect { conn, addrs } => {
+                self.addrs.insert(conn, addrs.clone());
                 let t = self.transport.clone();
                 let tx = self.tx.clone();
                 let local = self.local.clone();
