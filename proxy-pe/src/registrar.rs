@@ -45,7 +45,7 @@ use asap::pe::multi::{
     backoff, t4_for_life, Answer, MultiConfig, MultiEvent, MultiPeCore, RegistrationSpec,
     RejectRetry,
 };
-use asap::registrar_client::driver::{sleep_until, Net, NetEvent};
+use asap::registrar_client::driver::{Net, NetEvent, Wake};
 use asap::registrar_client::{Action, ConnId, LinkConfig, LinkProtocol};
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::{EndpointKeepAlive, RegistrationResponse, ServerAnnounce};
@@ -524,7 +524,7 @@ async fn keep_alive_answer(
 }
 
 /// Runs the registrar client until `cmds` closes: the shared driver of `asap`
-/// ([`Net::flush`], [`Net::deliver`], [`sleep_until`]) around [`RegClient`], plus the two
+/// ([`Net::flush`], [`Net::deliver`], [`Net::wait`]) around [`RegClient`], plus the two
 /// questions only the proxy asks its core (snapshot, keep-alive gating).
 pub async fn run(
     registrars: Vec<SocketAddr>,
@@ -568,38 +568,40 @@ pub async fn run(
                 *s = c.state().clone();
             }
         }
-        let sleep = sleep_until(c.poll_timeout());
-        tokio::select! {
-            cmd = cmds.recv() => {
-                let now = Instant::now();
-                match cmd {
-                    None => {
-                        // Queued deregistrations went out above; close.
-                        if let Some(conn) = c.current() {
-                            net.execute(Action::Close { conn }).await;
-                        }
-                        return;
-                    }
-                    Some(RegistrarCmd::Register(h, pe)) => c.register(now, h, pe),
-                    Some(RegistrarCmd::Deregister(h, id)) => c.deregister(h, id),
-                    Some(RegistrarCmd::SetRegistrars(r)) => c.set_registrars(now, r),
-                    Some(RegistrarCmd::Resync) => c.resync(now),
+        match net.wait(Some(&mut cmds), c.poll_timeout()).await {
+            (_, Wake::Command(None)) => {
+                // Queued deregistrations went out above; close.
+                if let Some(conn) = c.current() {
+                    net.execute(Action::Close { conn }).await;
+                }
+                return;
+            }
+            (now, Wake::Command(Some(cmd))) => match cmd {
+                RegistrarCmd::Register(h, pe) => c.register(now, h, pe),
+                RegistrarCmd::Deregister(h, id) => c.deregister(h, id),
+                RegistrarCmd::SetRegistrars(r) => c.set_registrars(now, r),
+                RegistrarCmd::Resync => c.resync(now),
+            },
+            // Keep-alives are answered only for what the proxy core allows.
+            (
+                _,
+                Wake::Network(Some(NetEvent::Message {
+                    conn,
+                    message: AsapMessage::EndpointKeepAlive(k),
+                })),
+            ) => {
+                let Some(ids) = keep_alive_answer(&query, &k).await else {
+                    return;
+                };
+                c.on_keep_alive(Instant::now(), conn, &k, &ids);
+            }
+            (now, Wake::Network(Some(ev))) => {
+                if let Some(failure) = net.deliver(&mut c, now, ev) {
+                    tracing::debug!(%failure, "registrar failure");
                 }
             }
-            ev = net.next() => match ev {
-                // Keep-alives are answered only for what the proxy core allows.
-                Some(NetEvent::Message { conn, message: AsapMessage::EndpointKeepAlive(k) }) => {
-                    let Some(ids) = keep_alive_answer(&query, &k).await else { return };
-                    c.on_keep_alive(Instant::now(), conn, &k, &ids);
-                }
-                Some(ev) => {
-                    if let Some(failure) = net.deliver(&mut c, Instant::now(), ev) {
-                        tracing::debug!(%failure, "registrar failure");
-                    }
-                }
-                None => return,
-            },
-            _ = sleep => c.handle_timeout(Instant::now()),
+            (_, Wake::Network(None)) => return,
+            (now, Wake::Timer) => c.handle_timeout(now),
         }
     }
 }

@@ -43,7 +43,7 @@ use tracing::{debug, warn};
 pub use self::builder::{PoolElementBuilder, Serve, DEFAULT_DRAIN_TIMEOUT};
 pub use self::core::{PeConfig, PeCore, PeEvent, RegistrationRejected};
 pub use self::multi::{MultiConfig, MultiEvent, MultiPeCore, RegistrationSpec};
-use crate::registrar_client::driver::{Net, NetEvent};
+use crate::registrar_client::driver::{Net, NetEvent, Wake};
 use crate::registrar_client::{LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
 use crate::wire::{Fraction, PeIdentifier, Policy, ServerId};
@@ -465,46 +465,37 @@ async fn run(
             debug!("pool element stopped");
             return;
         }
-        let sleep = crate::registrar_client::driver::sleep_until(core.poll_timeout());
-        tokio::select! {
-            cmd = cmd_rx.recv(), if cmd_open => {
-                let now = Instant::now();
-                match cmd {
-                    Some(Cmd::SetPolicy(p)) => core.set_policy(now, p),
-                    Some(Cmd::Abort) => {
-                        debug!("pool element aborted without deregistration");
-                        return;
-                    }
-                    Some(Cmd::Deregister(r)) => {
-                        dereg_reply = Some(r);
-                        core.deregister(now);
-                    }
-                    None => {
-                        // The handle was dropped: deregister gracefully.
-                        cmd_open = false;
-                        core.deregister(now);
-                    }
+        let commands = cmd_open.then_some(&mut cmd_rx);
+        match net.wait(commands, core.poll_timeout()).await {
+            (now, Wake::Command(Some(Cmd::SetPolicy(p)))) => core.set_policy(now, p),
+            (_, Wake::Command(Some(Cmd::Abort))) => {
+                debug!("pool element aborted without deregistration");
+                return;
+            }
+            (now, Wake::Command(Some(Cmd::Deregister(r)))) => {
+                dereg_reply = Some(r);
+                core.deregister(now);
+            }
+            (now, Wake::Command(None)) => {
+                // The handle was dropped: deregister gracefully.
+                cmd_open = false;
+                core.deregister(now);
+            }
+            (now, Wake::Network(Some(ev))) => {
+                // A lost association counts only when it was the registrar link.
+                let other =
+                    matches!(&ev, NetEvent::Lost { conn } if core.link().current() != Some(*conn));
+                match net.deliver(&mut core, now, ev) {
+                    Some(RegistrarFailure::Lost { .. }) if other => {}
+                    Some(failure) => note_failure(&status_tx, failure),
+                    None => {}
                 }
             }
-            ev = net.next() => {
-                let now = Instant::now();
-                match ev {
-                    Some(ev) => {
-                        // A lost association counts only when it was the registrar link.
-                        let other = matches!(&ev, NetEvent::Lost { conn } if core.link().current() != Some(*conn));
-                        match net.deliver(&mut core, now, ev) {
-                            Some(RegistrarFailure::Lost { .. }) if other => {}
-                            Some(failure) => note_failure(&status_tx, failure),
-                            None => {}
-                        }
-                    }
-                    None => {
-                        warn!("network event channel closed");
-                        return;
-                    }
-                }
+            (_, Wake::Network(None)) => {
+                warn!("network event channel closed");
+                return;
             }
-            _ = sleep => core.handle_timeout(Instant::now()),
+            (now, Wake::Timer) => core.handle_timeout(now),
         }
     }
 }

@@ -41,7 +41,7 @@ use tracing::{debug, warn};
 
 pub use self::builder::PoolUserBuilder;
 pub use self::core::{PuConfig, PuCore, PuEvent, PuStats, RequestId, ResolveError};
-use crate::registrar_client::driver::{Net, NetEvent};
+use crate::registrar_client::driver::{Net, NetEvent, Wake};
 use crate::registrar_client::{LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
 use crate::wire::{PeIdentifier, PoolElementInfo, PoolHandle};
@@ -317,50 +317,55 @@ async fn run(
             debug!("pool user stopped");
             return;
         }
-        let sleep = crate::registrar_client::driver::sleep_until(core.poll_timeout());
-        tokio::select! {
-            cmd = cmd_rx.recv(), if cmd_open => {
-                let now = Instant::now();
-                match cmd {
-                    Some(Cmd::Resolve(h, force, tx)) => {
-                        let r = if force { core.refresh(now, &h) } else { core.resolve(now, &h) };
-                        waiters.insert(r, Waiter::Resolve(tx));
-                    }
-                    Some(Cmd::Select(h, tx)) => match core.select(now, &h) {
-                        Some(pe) => {
-                            let _ = tx.send(Ok(pe));
-                        }
-                        None => {
-                            let r = core.resolve(now, &h);
-                            waiters.insert(r, Waiter::Select(tx));
-                        }
-                    },
-                    Some(Cmd::Unreachable(h, id)) => core.report_unreachable(now, &h, id),
-                    Some(Cmd::Forget(h, id)) => core.forget(&h, id),
-                    Some(Cmd::Stats(tx)) => {
-                        let _ = tx.send(core.stats);
-                    }
-                    None => cmd_open = false,
-                }
+        let commands = cmd_open.then_some(&mut cmd_rx);
+        let (now, wake) = net.wait(commands, core.poll_timeout()).await;
+        let cmd = match wake {
+            Wake::Command(Some(cmd)) => cmd,
+            Wake::Command(None) => {
+                cmd_open = false;
+                continue;
             }
-            ev = net.next() => {
-                let now = Instant::now();
-                match ev {
-                    Some(ev) => {
-                        if let NetEvent::Message { .. } = &ev {
-                            fail_tx.send_if_modified(|f| f.take().is_some());
-                        }
-                        if let Some(failure) = net.deliver(&mut core, now, ev) {
-                            note_failure(&fail_tx, failure);
-                        }
-                    }
-                    None => {
-                        warn!("network event channel closed");
-                        return;
-                    }
+            Wake::Network(Some(ev)) => {
+                if let NetEvent::Message { .. } = &ev {
+                    fail_tx.send_if_modified(|f| f.take().is_some());
                 }
+                if let Some(failure) = net.deliver(&mut core, now, ev) {
+                    note_failure(&fail_tx, failure);
+                }
+                continue;
             }
-            _ = sleep => core.handle_timeout(Instant::now()),
+            Wake::Network(None) => {
+                warn!("network event channel closed");
+                return;
+            }
+            Wake::Timer => {
+                core.handle_timeout(now);
+                continue;
+            }
+        };
+        match cmd {
+            Cmd::Resolve(h, force, tx) => {
+                let r = if force {
+                    core.refresh(now, &h)
+                } else {
+                    core.resolve(now, &h)
+                };
+                waiters.insert(r, Waiter::Resolve(tx));
+            }
+            Cmd::Select(h, tx) => match core.select(now, &h) {
+                Some(pe) => {
+                    let _ = tx.send(Ok(pe));
+                }
+                None => {
+                    let r = core.resolve(now, &h);
+                    waiters.insert(r, Waiter::Select(tx));
+                }
+            },
+            Cmd::Unreachable(h, id) => core.report_unreachable(now, &h, id),
+            Cmd::Forget(h, id) => core.forget(&h, id),
+            Cmd::Stats(tx) => {
+                let _ = tx.send(core.stats);
+            }
         }
     }
 }

@@ -481,6 +481,45 @@ async fn read_loop(conn: ConnId, mut reader: AssocReader, tx: mpsc::UnboundedSen
     }
 }
 
+/// What woke a driver loop in [`Net::wait`].
+// Returned by value once per wake-up and matched at once, never stored: boxing the
+// event would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
+pub enum Wake<C> {
+    /// A command from the API handle (`None`: every handle was dropped).
+    Command(Option<C>),
+    /// A network event (`None`: the event channel closed).
+    Network(Option<NetEvent>),
+    /// The core's timer ([`poll_timeout`](crate::pe::PeCore::poll_timeout)) expired: call
+    /// its `handle_timeout`.
+    Timer,
+}
+
+impl Net {
+    /// The one wait of every driver loop (the PE's, the PU's, proxy-pe's registrar client):
+    /// the next command from `commands` (not polled when `None`, e.g. after the handles
+    /// were dropped), the next network event, or the core's `deadline`, whichever comes
+    /// first; with the instant it woke. Each branch is cancel-safe.
+    pub async fn wait<C>(
+        &mut self,
+        commands: Option<&mut mpsc::UnboundedReceiver<C>>,
+        deadline: Option<std::time::Instant>,
+    ) -> (Instant, Wake<C>) {
+        let command = async {
+            match commands {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let wake = tokio::select! {
+            cmd = command => Wake::Command(cmd),
+            ev = self.rx.recv() => Wake::Network(ev),
+            () = sleep_until(deadline) => Wake::Timer,
+        };
+        (Instant::now(), wake)
+    }
+}
+
 /// Sleeps until a sans-I/O core's next timer (its `poll_timeout()`), or forever when it has
 /// none: the timer arm of every driver loop's `select!` (quinn's `Connection::poll_timeout`
 /// pattern). The core is then told with `handle_timeout(Instant::now())`.
