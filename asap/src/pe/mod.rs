@@ -43,7 +43,7 @@ use tracing::{debug, warn};
 pub use self::builder::{PoolElementBuilder, Serve, DEFAULT_DRAIN_TIMEOUT};
 pub use self::core::{PeConfig, PeCore, PeEvent, RegistrationRejected};
 pub use self::multi::{MultiConfig, MultiEvent, MultiPeCore, RegistrationSpec};
-use crate::registrar_client::driver::{Net, NetEvent, Wake};
+use crate::registrar_client::driver::{ask, Net, NetEvent, Wake};
 use crate::registrar_client::{LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
 use crate::wire::{Fraction, PeIdentifier, Policy, ServerId};
@@ -370,11 +370,9 @@ impl PoolElement {
     /// Graceful shutdown: DEREGISTRATION and wait for the answer (T3 at most). Returns true
     /// if the registrar confirmed.
     pub async fn deregister(self) -> Result<bool, PeError> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Cmd::Deregister(tx))
-            .map_err(|_| PeError::Stopped)?;
-        rx.await.map_err(|_| PeError::Stopped)
+        ask(&self.cmd, Cmd::Deregister)
+            .await
+            .ok_or(PeError::Stopped)
     }
 }
 

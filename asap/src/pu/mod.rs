@@ -41,7 +41,7 @@ use tracing::{debug, warn};
 
 pub use self::builder::PoolUserBuilder;
 pub use self::core::{PuConfig, PuCore, PuEvent, PuStats, RequestId, ResolveError};
-use crate::registrar_client::driver::{Net, NetEvent, Wake};
+use crate::registrar_client::driver::{ask, Net, NetEvent, Wake};
 use crate::registrar_client::{LastFailure, RegistrarFailure};
 use crate::transport::{defaults, TransportError, TransportKind};
 use crate::wire::{PeIdentifier, PoolElementInfo, PoolHandle};
@@ -268,11 +268,7 @@ impl PoolUser {
 
     /// Protocol counters.
     pub async fn stats(&self) -> Result<PuStats, PuError> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Cmd::Stats(tx))
-            .map_err(|_| PuError::Stopped)?;
-        rx.await.map_err(|_| PuError::Stopped)
+        ask(&self.cmd, Cmd::Stats).await.ok_or(PuError::Stopped)
     }
 }
 

@@ -520,6 +520,18 @@ impl Net {
     }
 }
 
+/// Sends the command `make(reply)` to a driver task over `commands` and waits for the
+/// reply: the API handles' calls that need an answer (a PE's deregistration, a PU's
+/// counters). `None` when the task is gone (the channel or the reply sender dropped).
+pub(crate) async fn ask<C, T>(
+    commands: &mpsc::UnboundedSender<C>,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> C,
+) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    commands.send(make(tx)).ok()?;
+    rx.await.ok()
+}
+
 /// Sleeps until a sans-I/O core's next timer (its `poll_timeout()`), or forever when it has
 /// none: the timer arm of every driver loop's `select!` (quinn's `Connection::poll_timeout`
 /// pattern). The core is then told with `handle_timeout(Instant::now())`.
