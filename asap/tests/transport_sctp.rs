@@ -294,3 +294,56 @@ async fn send_batch_keeps_boundaries_ppid_and_stream() {
     let b = recv_msg(&mut s).await;
     assert_eq!((b.ppid, b.stream, b.bytes.len()), (12, 3, 20));
 }
+
+/// One counter of the kernel's SCTP MIB (`/proc/net/sctp/snmp`, RFC 3873), e.g.
+/// `SctpOutSCTPPacks`.
+fn sctp_mib(name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/net/sctp/snmp").expect("/proc/net/sctp/snmp");
+    text.lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(name)).then(|| w.next().and_then(|v| v.parse().ok()))?
+        })
+        .unwrap_or_else(|| panic!("{name} not in /proc/net/sctp/snmp"))
+}
+
+/// `send_batch` bundles (issue 15): a batch of small messages leaves in a few SCTP packets,
+/// not one packet each (all but the last are sent with `MSG_MORE`, RFC 9260 §6.10). Counted
+/// with the kernel's own MIB over both ends of a loopback association: the 32 DATA chunks
+/// and the SACKs for them fit in far fewer than 32 packets. Without bundling (one packet
+/// per message, `SCTP_NODELAY`) the count is at least 32.
+#[tokio::test]
+async fn send_batch_bundles_small_messages_into_few_packets() {
+    let Some((_l, c, mut s)) = loopback(64 * 1024).await else {
+        return;
+    };
+    let (_cr, mut cw) = c.into_split();
+    // Settle: the set-up's packets (INIT ... COOKIE ACK, first SACKs) are counted before.
+    let mut buf = Vec::new();
+    cw.send_batch(&[Msg::new(11, 0, vec![0; 8])], &mut buf)
+        .await
+        .expect("warm-up");
+    recv_msg(&mut s).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (packets0, chunks0) = (sctp_mib("SctpOutSCTPPacks"), sctp_mib("SctpOutOrderChunks"));
+    let batch: Vec<Msg> = (0..32u32)
+        .map(|i| {
+            let mut b = vec![0u8; 40];
+            b[..4].copy_from_slice(&i.to_be_bytes());
+            Msg::new(11, 0, b)
+        })
+        .collect();
+    cw.send_batch(&batch, &mut buf).await.expect("send_batch");
+    for (i, want) in batch.iter().enumerate() {
+        assert_eq!(recv_msg(&mut s).await.bytes, want.bytes, "message {i}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let packets = sctp_mib("SctpOutSCTPPacks") - packets0;
+    let chunks = sctp_mib("SctpOutOrderChunks") - chunks0;
+    eprintln!("32 messages: {chunks} ordered DATA chunks in {packets} SCTP packets (both ends)");
+    assert!(chunks >= 32, "{chunks} DATA chunks counted");
+    assert!(
+        packets <= 8,
+        "{packets} packets for 32 small messages and their SACKs: not bundled"
+    );
+}

@@ -684,9 +684,10 @@ pub(crate) const SENDMMSG_MAX: usize = 64;
 /// buffer of one message in [`sendmmsg`]; checked against `CMSG_SPACE` at run time.
 const SNDINFO_SPACE_MAX: usize = 32;
 
-/// Several whole messages in one non-blocking `sendmmsg(2)`, each with its own `SCTP_SNDINFO`
-/// (stream, PPID in network order, RFC 6458 §5.3.4), as [`sendmsg`] would send them one by
-/// one. `part` gives each message's bytes, stream and host-order PPID; at most
+/// Several whole messages in non-blocking `sendmmsg(2)` calls (two: all but the last with
+/// `MSG_MORE`, then the last, so that their DATA chunks are bundled), each with its own
+/// `SCTP_SNDINFO` (stream, PPID in network order, RFC 6458 §5.3.4), as [`sendmsg`] would send
+/// them one by one. `part` gives each message's bytes, stream and host-order PPID; at most
 /// [`SENDMMSG_MAX`] of `msgs` are tried. Returns how many messages the kernel took (≥ 1; the
 /// rest would block or failed) and, for the first of those whose length the kernel did not
 /// take in full, its index and byte count. An error means the first message was not sent
@@ -750,16 +751,30 @@ pub(crate) fn sendmmsg<M>(
             std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<SctpSndinfo>(), info);
         }
     }
-    // SAFETY: `hdrs[..n]` are initialised headers whose iov and control pointers refer to
-    // `iovs`, `cbufs` and the borrowed message bytes, all live for the call with the stated
-    // lengths; the kernel writes only each header's `msg_len` (and reads at most n headers).
-    let sent = unsafe {
-        libc::sendmmsg(
-            fd.as_raw_fd(),
-            hdrs.as_mut_ptr(),
-            n as _,
-            (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as _,
-        )
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    let call = |hs: &mut [libc::mmsghdr], flags: libc::c_int| {
+        // SAFETY: `hs` is a sub-slice of `hdrs[..n]`: initialised headers whose iov and
+        // control pointers refer to `iovs`, `cbufs` and the borrowed message bytes, all live
+        // for the call with the stated lengths; the kernel writes only each header's
+        // `msg_len` and reads at most `hs.len()` headers.
+        unsafe { libc::sendmmsg(fd.as_raw_fd(), hs.as_mut_ptr(), hs.len() as _, flags as _) }
+    };
+    // All but the last message go with MSG_MORE (Linux >= 4.13 for SCTP): the kernel holds
+    // their DATA chunks and the last one, sent without it, flushes them bundled into as few
+    // packets as fit the path MTU (RFC 9260 §6.10), instead of one packet per message.
+    // Held chunks never wait on us: the kernel sends them anyway once a packet's worth is
+    // queued. An error on the last one is reported by the caller's next call, which sends
+    // it alone (without MSG_MORE).
+    let sent = if n == 1 {
+        call(&mut hdrs[..1], flags)
+    } else {
+        let held = call(&mut hdrs[..n - 1], flags | libc::MSG_MORE);
+        if held < 0 || (held as usize) < n - 1 {
+            held
+        } else {
+            let last = call(&mut hdrs[n - 1..n], flags);
+            held + last.max(0)
+        }
     };
     if sent < 0 {
         return Err(io::Error::last_os_error());
