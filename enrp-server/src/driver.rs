@@ -43,7 +43,6 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use asap::transport::tls::TlsContext;
@@ -963,17 +962,6 @@ async fn accept_loop(ctx: Arc<Ctx>, listener: Listener, protocol: Protocol) {
     }
 }
 
-/// Polls `f` once with a waker that does nothing: its output if it is ready now (a
-/// message already read into the transport's buffer or waiting in the socket), `None`
-/// otherwise. Used to drain every readable message before handing them to the core.
-fn ready_now<F: Future>(f: F) -> Option<F::Output> {
-    let f = pin!(f);
-    match f.poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
-}
-
 /// What one wait of an association task brought.
 enum Got {
     /// Input for the core (messages, restart).
@@ -1135,7 +1123,7 @@ async fn link_task(
                 Got::Nothing => {}
             }
             if inputs.len() < CORE_BATCH {
-                next = ready_now(reader.recv());
+                next = reader.recv_ready();
             }
         }
     }

@@ -660,6 +660,22 @@ impl AssocReader {
         }
     }
 
+    /// The next event if it is here already (read into the transport's buffer, or readable
+    /// from the socket without waiting), `None` otherwise: [`recv`](Self::recv) polled once
+    /// with a waker that does nothing. A server drains every ready message this way and
+    /// answers the burst with one [`AssocWriter::send_batch`] (issue 15). Nothing is lost
+    /// when it returns `None`: every transport's `recv` keeps what it read in the reader.
+    pub fn recv_ready(&mut self) -> Option<Result<Event, TransportError>> {
+        let f = std::pin::pin!(self.recv());
+        match std::future::Future::poll(
+            f,
+            &mut std::task::Context::from_waker(std::task::Waker::noop()),
+        ) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
+    }
+
     /// The smoothed round-trip time to the peer ([`Association::rtt`]).
     pub fn rtt(&self) -> Result<Option<Duration>, TransportError> {
         match &self.inner {

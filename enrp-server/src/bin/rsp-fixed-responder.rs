@@ -6,7 +6,8 @@
 //!
 //! It measures the ceiling of a benchmark rig: with the same transport stack as
 //! `enrp-server` (asap::transport, tokio, kernel SCTP or TCP) and the same load from
-//! `rsp-loadgen`, the rate it reaches is what the machine can do when the registrar's own work
+//! `rsp-loadgen`, and the same burst handling (every ready message read, the answers sent as
+//! one batch), the rate it reaches is what the machine can do when the registrar's own work
 //! costs nothing. BENCHMARKS.md ("Registrar side by side in the VM") divides each registrar's
 //! rate by it. Never use it as a registrar: it accepts anything and stores nothing.
 
@@ -102,18 +103,35 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let replies = replies.clone();
         tokio::spawn(async move {
             let (mut r, mut w) = a.into_split();
-            while let Ok(ev) = r.recv().await {
-                let m = match ev {
-                    Event::Message(m) => m,
-                    Event::Lost(_) => return,
-                    _ => continue,
+            // As enrp-server does: one wait, every message that is ready, one batch of
+            // answers (one `sendmmsg` over kernel SCTP, one `write` over TCP).
+            let (mut out, mut buf) = (Vec::new(), Vec::new());
+            loop {
+                let mut ev = r.recv().await;
+                let lost = loop {
+                    let m = match ev {
+                        Ok(Event::Message(m)) => Some(m),
+                        Ok(Event::Lost(_)) | Err(_) => break true,
+                        Ok(_) => None,
+                    };
+                    let reply = match m.and_then(|m| m.bytes.first().map(|&b| AsapType::from(b))) {
+                        Some(AsapType::Registration) => Some(&replies.registration),
+                        Some(AsapType::HandleResolution) => Some(&replies.resolution),
+                        _ => None,
+                    };
+                    if let Some(reply) = reply {
+                        out.push(Msg::new(ppid, 0, reply.clone()));
+                    }
+                    match r.recv_ready() {
+                        Some(next) => ev = next,
+                        None => break false,
+                    }
                 };
-                let reply = match m.bytes.first().map(|&b| AsapType::from(b)) {
-                    Some(AsapType::Registration) => &replies.registration,
-                    Some(AsapType::HandleResolution) => &replies.resolution,
-                    _ => continue,
-                };
-                if w.send(&Msg::new(ppid, 0, reply.clone())).await.is_err() {
+                if !out.is_empty() && w.send_batch(&out, &mut buf).await.is_err() {
+                    return;
+                }
+                out.clear();
+                if lost {
                     return;
                 }
             }
