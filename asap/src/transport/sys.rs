@@ -762,9 +762,12 @@ pub(crate) fn sendmmsg<M>(
     // All but the last message go with MSG_MORE (Linux >= 4.13 for SCTP): the kernel holds
     // their DATA chunks and the last one, sent without it, flushes them bundled into as few
     // packets as fit the path MTU (RFC 9260 §6.10), instead of one packet per message.
-    // Held chunks never wait on us: the kernel sends them anyway once a packet's worth is
-    // queued. An error on the last one is reported by the caller's next call, which sends
-    // it alone (without MSG_MORE).
+    // Held chunks never wait on a full buffer: the kernel sends them anyway once a packet's
+    // worth is queued. An error on the last one is reported by the caller's next call, which
+    // sends it alone (without MSG_MORE, so it flushes the held ones when it goes). Only if
+    // that call fails for good (EMSGSIZE: a socket buffer configured below the maximum
+    // message size; the default is twice the maximum) do the held chunks wait for the
+    // association's next message; they are never lost.
     let sent = if n == 1 {
         call(&mut hdrs[..1], flags)
     } else {
