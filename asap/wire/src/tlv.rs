@@ -669,13 +669,24 @@ pub(crate) fn enc_policy(e: &mut Enc<'_>, p: &Policy) -> Result<(), EncodeError>
 
 /// 0x000A Pool Element.
 pub(crate) fn enc_pool_element(e: &mut Enc<'_>, pe: &PoolElementInfo) -> Result<(), EncodeError> {
+    enc_pool_element_with(e, pe, true)
+}
+
+/// 0x000A Pool Element, its ASAP transport (if any) written only when `asap_transport` is
+/// true: the one layout of the parameter, also for answers that leave the ASAP transport
+/// out as rsplib does in ASAP messages (asap/wire/INTEROP.md §2).
+pub(crate) fn enc_pool_element_with(
+    e: &mut Enc<'_>,
+    pe: &PoolElementInfo,
+    asap_transport: bool,
+) -> Result<(), EncodeError> {
     e.begin_tlv(ParamType::PoolElement.code(), "Pool Element");
     e.buf().put_u32(pe.id);
     e.buf().put_u32(pe.home_server_id);
     e.buf().put_i32(pe.registration_life);
     enc_transport(e, &pe.user_transport)?;
     enc_policy(e, &pe.policy)?;
-    if let Some(t) = &pe.asap_transport {
+    if let (true, Some(t)) = (asap_transport, &pe.asap_transport) {
         enc_transport(e, t)?;
     }
     e.end_tlv()

@@ -1318,11 +1318,8 @@ mod tests {
             }
             .into(),
         );
-        let reject = out.iter().find_map(|a| match a {
-            Action::Send {
-                message: Message::Enrp(EnrpMessage::HandleTableResponse(t)),
-                ..
-            } => Some(t.reject),
+        let reject = out.iter().find_map(|a| match a.sent() {
+            Some((_, Message::Enrp(EnrpMessage::HandleTableResponse(t)))) => Some(t.reject),
             _ => None,
         });
         assert_eq!(reject, Some(false), "certificate holder dumps");
@@ -1376,11 +1373,8 @@ mod tests {
             );
             let resp: RegistrationResponse = out
                 .iter()
-                .find_map(|a| match a {
-                    Action::Send {
-                        message: Message::Asap(AsapMessage::RegistrationResponse(x)),
-                        ..
-                    } => Some(x.clone()),
+                .find_map(|a| match a.sent() {
+                    Some((_, Message::Asap(AsapMessage::RegistrationResponse(x)))) => Some(x),
                     _ => None,
                 })
                 .expect("a REGISTRATION_RESPONSE");
@@ -1455,11 +1449,10 @@ mod tests {
                 }
                 .into(),
             );
-            let resp = out.iter().find_map(|a| match a {
-                Action::Send {
-                    message: Message::Asap(asap::wire::AsapMessage::RegistrationResponse(x)),
-                    ..
-                } => Some(x.clone()),
+            let resp = out.iter().find_map(|a| match a.sent() {
+                Some((_, Message::Asap(asap::wire::AsapMessage::RegistrationResponse(x)))) => {
+                    Some(x)
+                }
                 _ => None,
             });
             (resp.expect("a REGISTRATION_RESPONSE"), refusals(&out))
@@ -1514,11 +1507,8 @@ mod tests {
             }
             .into(),
         );
-        out.iter().find_map(|a| match a {
-            Action::Send {
-                message: Message::Enrp(EnrpMessage::HandleTableResponse(t)),
-                ..
-            } => Some(t.reject),
+        out.iter().find_map(|a| match a.sent() {
+            Some((_, Message::Enrp(EnrpMessage::HandleTableResponse(t)))) => Some(t.reject),
             _ => None,
         })
     }
