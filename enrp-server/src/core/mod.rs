@@ -36,6 +36,7 @@ mod config;
 mod counting;
 pub mod distance;
 mod event;
+mod idmap;
 pub mod links;
 pub mod ownership;
 pub mod peers;
@@ -358,7 +359,7 @@ enum PuRate {
 pub struct Registrar {
     config: CoreConfig,
     handlespace: Handlespace,
-    assocs: HashMap<AssocId, Assoc>,
+    assocs: idmap::IdMap<Assoc>,
     monitors: HashMap<PeKey, Monitor>,
     monitor_timers: BTreeSet<(Instant, PoolHandle, PeIdentifier)>,
     next_announce: Option<Instant>,
@@ -394,7 +395,7 @@ impl Registrar {
             eu_limiter: RateLimiter::new(config.eu_rate, config.rate_table_size),
             rng: StdRng::seed_from_u64(config.seed),
             handlespace,
-            assocs: HashMap::new(),
+            assocs: idmap::IdMap::default(),
             monitors: HashMap::new(),
             monitor_timers: BTreeSet::new(),
             next_announce,
