@@ -278,8 +278,69 @@ impl HandleResolutionResponse {
         policy: Option<&Policy>,
         pool_elements: impl IntoIterator<Item = &'a PoolElementInfo>,
     ) -> Result<usize, crate::EncodeError> {
+        Self::write_answer(
+            buf,
+            accept_updates,
+            pool_handle,
+            policy,
+            pool_elements,
+            |e, pe| crate::tlv::enc_pool_element_with(e, pe, false),
+        )
+    }
+
+    /// [`encode_answer`](Self::encode_answer) with Pool Elements already encoded by
+    /// [`encode_answer_element`](Self::encode_answer_element) (a registrar keeps them with
+    /// its handlespace entries): each is copied as it is. Same bytes as `encode_answer` of
+    /// the PEs they were encoded from.
+    pub fn encode_answer_encoded<'a>(
+        buf: &mut BytesMut,
+        accept_updates: bool,
+        pool_handle: &PoolHandle,
+        policy: Option<&Policy>,
+        pool_elements: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<usize, crate::EncodeError> {
+        Self::write_answer(
+            buf,
+            accept_updates,
+            pool_handle,
+            policy,
+            pool_elements,
+            |e, tlv| e.leaf(tlv, "Pool Element"),
+        )
+    }
+
+    /// Appends the Pool Element parameter of `pe` as a resolution answer carries it
+    /// (without the ASAP transport, asap/wire/INTEROP.md §2; with its padding), for
+    /// [`encode_answer_encoded`](Self::encode_answer_encoded). On error nothing is appended.
+    pub fn encode_answer_element(
+        pe: &PoolElementInfo,
+        buf: &mut BytesMut,
+    ) -> Result<(), crate::EncodeError> {
+        let start = buf.len();
+        let layout = crate::layout::Layout::default();
+        let r = crate::tlv::enc_pool_element_with(
+            &mut crate::layout::Enc::new(buf, &layout),
+            pe,
+            false,
+        );
+        if r.is_err() {
+            buf.truncate(start);
+        }
+        r
+    }
+
+    /// The answer's frame: header, Pool Handle, policy, then `write_pe` for each PE, in the
+    /// table's order; on error nothing is appended.
+    fn write_answer<T>(
+        buf: &mut BytesMut,
+        accept_updates: bool,
+        pool_handle: &PoolHandle,
+        policy: Option<&Policy>,
+        pool_elements: impl IntoIterator<Item = T>,
+        mut write_pe: impl FnMut(&mut crate::layout::Enc<'_>, T) -> Result<(), crate::EncodeError>,
+    ) -> Result<usize, crate::EncodeError> {
         use crate::layout::{Enc, Layout};
-        use crate::tlv::{enc_policy, enc_pool_element_with, enc_pool_handle};
+        use crate::tlv::{enc_policy, enc_pool_handle};
         let start = buf.len();
         let layout = Layout::default();
         let mut e = Enc::new(buf, &layout);
@@ -297,7 +358,7 @@ impl HandleResolutionResponse {
             }
             let mut written = 0;
             for pe in pool_elements {
-                enc_pool_element_with(&mut e, pe, false)?;
+                write_pe(&mut e, pe)?;
                 written += 1;
             }
             e.end_message()?;

@@ -263,11 +263,12 @@ impl<'a> Enc<'a> {
         self.end_tlv()
     }
 
-    /// Writes a TLV without children given whole (`tlv`: header with its Length, which is
-    /// `tlv.len()`, and value), then its padding. In the canonical layout it is one copy;
-    /// with quirks it goes through the frame like any TLV (extras before it are placed).
+    /// Writes a TLV given whole (`tlv`: header with its Length, which is `tlv.len()`, and
+    /// value; a container's children already padded), then its padding. In the canonical
+    /// layout it is one copy; with quirks it goes through the frame like any TLV (extras
+    /// before it are placed, its Length recomputed).
     pub(crate) fn leaf(&mut self, tlv: &[u8], what: &'static str) -> Result<(), EncodeError> {
-        if !self.quirks.is_empty() {
+        if !self.quirks.is_empty() && tlv.len() >= 4 {
             self.begin_tlv_head(&tlv[..4], what);
             self.buf.put_slice(&tlv[4..]);
             return self.end_tlv();

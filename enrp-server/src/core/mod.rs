@@ -1358,20 +1358,35 @@ impl Registrar {
             return;
         }
         // Encoded straight from the handlespace entries into the shared buffer, without a
-        // copy of a PE or a Message: the bytes that prove the answer fits are the ones
-        // sent. If it does not fit, the first half of the PEs is tried.
+        // copy of a PE or a Message: each PE's parameter as the handlespace keeps it encoded
+        // (`PoolElementEntry::answer_tlv`), or from the element if it has none. The bytes
+        // that prove the answer fits are the ones sent. If it does not fit, the first half
+        // of the PEs is tried.
         let mut take = selected.len();
+        let max = self.config.max_message_size;
         let encoded = loop {
             let pool = self.handlespace.pool(&handle);
-            let pes = selected[..take]
+            let entries = selected[..take]
                 .iter()
-                .filter_map(|id| pool.and_then(|p| p.get(*id)))
-                .map(|e| e.element());
+                .filter_map(|id| pool.and_then(|p| p.get(*id)));
             // rsplib sends the first selected PE's policy as the overall one.
-            let policy = pes.clone().next().map(|p| &p.policy);
-            let r = encode_into(&self.enc, self.config.max_message_size, |b| {
-                HandleResolutionResponse::encode_answer(b, false, &handle, policy, pes)
+            let policy = entries.clone().next().map(|e| &e.element().policy);
+            let missing = std::cell::Cell::new(false);
+            let mut r = encode_into(&self.enc, max, |b| {
+                let tlvs = entries.clone().map(|e| {
+                    e.answer_tlv().unwrap_or_else(|| {
+                        missing.set(true);
+                        &[]
+                    })
+                });
+                HandleResolutionResponse::encode_answer_encoded(b, false, &handle, policy, tlvs)
             });
+            if missing.get() {
+                r = encode_into(&self.enc, max, |b| {
+                    let pes = entries.map(|e| e.element());
+                    HandleResolutionResponse::encode_answer(b, false, &handle, policy, pes)
+                });
+            }
             match r {
                 Err(_) if take > 1 => take /= 2,
                 r => break r,

@@ -943,6 +943,26 @@ fn resolution_answer_encoder_matches_the_message_encoding() {
                 .into();
                 assert_eq!(&fast[..4], b"head", "appended after what was there");
                 assert_eq!(&fast[4..], &m.to_bytes().expect("encodes")[..], "{n} PEs");
+                // The same from Pool Elements encoded beforehand (a registrar's cache).
+                let tlvs: Vec<Vec<u8>> = pes[..n]
+                    .iter()
+                    .map(|pe| {
+                        let mut b = bytes::BytesMut::new();
+                        asap_msg::HandleResolutionResponse::encode_answer_element(pe, &mut b)
+                            .expect("encodes");
+                        b.to_vec()
+                    })
+                    .collect();
+                let mut cached = bytes::BytesMut::new();
+                let written = asap_msg::HandleResolutionResponse::encode_answer_encoded(
+                    &mut cached,
+                    accept_updates,
+                    &handle,
+                    policy,
+                    tlvs.iter().map(Vec::as_slice),
+                )
+                .expect("encodes");
+                assert_eq!((written, &cached[..]), (n, &fast[4..]));
                 // And it decodes to that message.
                 let d = Message::decode(Protocol::Asap, &fast[4..]).expect("decodes");
                 assert_eq!(d.message, m);

@@ -162,11 +162,38 @@ proptest! {
             Ok(b) => {
                 prop_assert_eq!(fast_r, Ok(pes.len()));
                 prop_assert_eq!(&fast[..], &b[..]);
+                let mut tlvs = Vec::new();
+                for pe in &pes {
+                    let mut t = bytes::BytesMut::new();
+                    asap_msg::HandleResolutionResponse::encode_answer_element(pe, &mut t)
+                        .expect("a PE of an encodable answer encodes");
+                    tlvs.push(t.to_vec());
+                }
+                let mut cached = bytes::BytesMut::new();
+                let n = asap_msg::HandleResolutionResponse::encode_answer_encoded(
+                    &mut cached, accept_updates, m_handle(&m), m_policy(&m),
+                    tlvs.iter().map(Vec::as_slice));
+                prop_assert_eq!(n, Ok(pes.len()));
+                prop_assert_eq!(&cached[..], &b[..]);
             }
             Err(e) => {
                 prop_assert_eq!(fast_r, Err(e));
                 prop_assert!(fast.is_empty());
             }
         }
+    }
+}
+
+fn m_handle(m: &Message) -> &PoolHandle {
+    match m {
+        Message::Asap(AsapMessage::HandleResolutionResponse(r)) => &r.pool_handle,
+        _ => unreachable!("built as a HANDLE_RESOLUTION_RESPONSE"),
+    }
+}
+
+fn m_policy(m: &Message) -> Option<&Policy> {
+    match m {
+        Message::Asap(AsapMessage::HandleResolutionResponse(r)) => r.policy.as_ref(),
+        _ => None,
     }
 }
