@@ -236,7 +236,7 @@ impl Ctx {
                     assoc,
                     protocol,
                     bytes,
-                    message,
+                    name,
                 } => {
                     let Some(l) = sh.links.get_mut(&assoc) else {
                         continue;
@@ -247,7 +247,7 @@ impl Ctx {
                     if l.out.len() >= self.write_queue {
                         warn!(
                             assoc,
-                            message = message.tshark_name(),
+                            message = name,
                             "send queue full: aborting association"
                         );
                         if self.end(sh, assoc, LinkState::Aborting) {

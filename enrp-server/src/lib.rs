@@ -28,8 +28,9 @@
 //! let out = pr.handle_message(now, 1, &HandleResolution::new("EchoPool").into());
 //! // A log/metrics event, then the response with Operation Error "Unknown Pool Handle".
 //! assert!(matches!(out[0], Action::Event(Event::ResolutionFailed { .. })));
-//! match &out[1] {
-//!     Action::Send { assoc: 1, message: Message::Asap(AsapMessage::HandleResolutionResponse(r)), .. } => {
+//! // Actions carry the bytes to send; `Action::sent` decodes them with the wire codec.
+//! match out[1].sent() {
+//!     Some((1, Message::Asap(AsapMessage::HandleResolutionResponse(r)))) => {
 //!         assert_eq!(r.error.as_ref().and_then(|e| e.first_code()), Some(CauseCode::UnknownPoolHandle));
 //!     }
 //!     other => panic!("{other:?}"),

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::wire::asap_msg::HandleResolutionResponse;
 use crate::wire::{PoolElementInfo, ServerId};
 
 use super::{ConnectionId, ReporterId};
@@ -37,6 +38,9 @@ pub(super) struct Reports {
 #[derive(Debug, Clone)]
 pub struct PoolElementEntry {
     pub(super) element: PoolElementInfo,
+    /// `element` encoded as a resolution answer carries it (kept in step with `element`
+    /// by [`set_element`](Self::set_element) and [`set_home`](Self::set_home)).
+    pub(super) answer: Box<[u8]>,
     pub(super) owner: ServerId,
     pub(super) connection: Option<ConnectionId>,
     pub(super) expiry: Option<Instant>,
@@ -52,6 +56,36 @@ impl PoolElementEntry {
     /// transport). Its `home_server_id` always equals [`owner`](Self::owner).
     pub fn element(&self) -> &PoolElementInfo {
         &self.element
+    }
+
+    /// The Pool Element parameter as an ASAP_HANDLE_RESOLUTION_RESPONSE carries it
+    /// (no ASAP transport, asap/wire/INTEROP.md §2), encoded when the PE was registered,
+    /// updated or changed owner, for
+    /// [`HandleResolutionResponse::encode_answer_encoded`](crate::wire::asap_msg::HandleResolutionResponse::encode_answer_encoded).
+    /// `None` if the element cannot be encoded.
+    pub fn answer_tlv(&self) -> Option<&[u8]> {
+        (!self.answer.is_empty()).then_some(&*self.answer)
+    }
+
+    /// The encoding [`answer_tlv`](Self::answer_tlv) keeps (empty if it cannot be encoded).
+    pub(super) fn encode_answer(element: &PoolElementInfo) -> Box<[u8]> {
+        let mut b = bytes::BytesMut::new();
+        match HandleResolutionResponse::encode_answer_element(element, &mut b) {
+            Ok(()) => b.to_vec().into_boxed_slice(),
+            Err(_) => Box::default(),
+        }
+    }
+
+    /// Replaces the element and its answer encoding.
+    pub(super) fn set_element(&mut self, element: PoolElementInfo) {
+        self.answer = Self::encode_answer(&element);
+        self.element = element;
+    }
+
+    /// Sets the home server of the element (and in its answer encoding).
+    pub(super) fn set_home(&mut self, home: ServerId) {
+        self.element.home_server_id = home;
+        self.answer = Self::encode_answer(&self.element);
     }
 
     /// The home ENRP server (PR-H) owning this PE.

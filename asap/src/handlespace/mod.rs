@@ -332,7 +332,7 @@ impl Handlespace {
             let previous_owner = entry.owner;
             let old_expiry = entry.expiry;
             serial = entry.serial;
-            entry.element = element;
+            entry.set_element(element);
             entry.owner = owner;
             entry.connection = connection;
             entry.expiry = expiry;
@@ -372,6 +372,7 @@ impl Handlespace {
             pool.elements.insert(
                 id,
                 PoolElementEntry {
+                    answer: PoolElementEntry::encode_answer(&element),
                     element,
                     owner,
                     connection,
@@ -590,7 +591,7 @@ impl Handlespace {
         for (h, id) in &moved.pes {
             if let Some(e) = self.pools.get_mut(h).and_then(|p| p.elements.get_mut(id)) {
                 e.owner = to;
-                e.element.home_server_id = to;
+                e.set_home(to);
             }
         }
         let n = moved.pes.len();
@@ -699,6 +700,9 @@ impl Handlespace {
                 count += 1;
                 if *id != e.element.id || e.element.home_server_id != e.owner {
                     return Err(format!("entry {h}/{id} inconsistent"));
+                }
+                if *e.answer != *PoolElementEntry::encode_answer(&e.element) {
+                    return Err(format!("{h}/{id}: stale answer encoding"));
                 }
                 if !pool.selector.contains(*id) {
                     return Err(format!("{h}/{id} missing in selector"));

@@ -242,3 +242,45 @@ proptest! {
         }
     }
 }
+
+/// Every entry keeps its Pool Element encoded as a resolution answer carries it (no ASAP
+/// transport): the bytes follow every change of the element — registration, re-registration
+/// with other values, a new owner — and equal the codec's encoding at each step.
+#[test]
+fn answer_encoding_follows_every_change_of_the_element() {
+    use asap::wire::asap_msg::HandleResolutionResponse;
+    use asap::wire::{Policy, PoolElementInfo, TransportParameter, TransportUse};
+    let t0 = Instant::now();
+    let mut hs = Handlespace::new();
+    let h = ph("cache");
+    let expect = |hs: &Handlespace, el: &PoolElementInfo| {
+        let mut b = bytes::BytesMut::new();
+        let stripped = PoolElementInfo {
+            asap_transport: None,
+            ..el.clone()
+        };
+        HandleResolutionResponse::encode_answer_element(&stripped, &mut b).unwrap();
+        let e = hs.get(&ph("cache"), el.id).unwrap();
+        assert_eq!(e.answer_tlv(), Some(&b[..]), "{el:?}");
+        hs.verify().unwrap();
+    };
+    let mut el = pe(7, Policy::WeightedRoundRobin { weight: 1 });
+    el.asap_transport = Some(sctp(3863, TransportUse::DataOnly));
+    hs.register(&h, el.clone(), 1, Some(1), t0).unwrap();
+    el.home_server_id = 1;
+    expect(&hs, &el);
+    // Re-registration with a new weight, life and address.
+    el.policy = Policy::WeightedRoundRobin { weight: 9 };
+    el.registration_life = 5_000;
+    el.user_transport = TransportParameter::Sctp {
+        port: 8,
+        transport_use: TransportUse::DataOnly,
+        addresses: vec!["10.9.9.9".parse().unwrap(), "::1".parse().unwrap()],
+    };
+    hs.register(&h, el.clone(), 1, Some(1), t0).unwrap();
+    expect(&hs, &el);
+    // Takeover: the home server ID inside the parameter changes too.
+    assert_eq!(hs.change_owner(1, 42), 1);
+    el.home_server_id = 42;
+    expect(&hs, &el);
+}

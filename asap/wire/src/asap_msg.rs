@@ -20,6 +20,7 @@ use super::message::message_enum;
 use super::param::{PeIdentifier, PoolElementInfo, PoolHandle, ServerId, TransportParameter};
 use super::policy::Policy;
 use super::tlv::HandleResolutionOption;
+use bytes::BytesMut;
 
 message_enum! {
     /// An ASAP message (RFC 5352).
@@ -196,6 +197,9 @@ impl HandleResolution {
     }
 }
 
+/// Flag A (updates accepted) of ASAP_HANDLE_RESOLUTION_RESPONSE (RFC 5352 §2.2.6).
+pub const RESOLUTION_ACCEPT_UPDATES: u8 = 0x01;
+
 message_body! {
     /// ASAP_HANDLE_RESOLUTION_RESPONSE (0x06, RFC 5352 §2.2.6). Flag A (0x01): the PR
     /// accepts the update subscription. Parameters: Pool Handle, overall policy (optional),
@@ -203,7 +207,7 @@ message_body! {
     pub struct HandleResolutionResponse = "ASAP_HANDLE_RESOLUTION_RESPONSE" {
         flags {
             /// A flag: updates accepted.
-            accept_updates = 0x01,
+            accept_updates = RESOLUTION_ACCEPT_UPDATES,
         }
         fixed {}
         params {
@@ -233,6 +237,138 @@ message_body! {
             write!(f, ", Error: {oe}")?;
         }
         Ok(())
+    }
+}
+
+impl HandleResolutionResponse {
+    /// Appends the canonical encoding of the successful answer
+    /// `HandleResolutionResponse { accept_updates, pool_handle, policy, pool_elements, error:
+    /// None }` to `buf` **without building that message**: the PEs are borrowed (a
+    /// registrar encodes them straight from its handlespace) and each is written without
+    /// its ASAP transport, as rsplib answers (asap/wire/INTEROP.md §2). Returns the number
+    /// of Pool Elements written; on error nothing is appended.
+    ///
+    /// The bytes are those of [`Message::encode`](crate::Message::encode) of the equivalent
+    /// message whose PEs have `asap_transport: None`: the parameters are written in the
+    /// table's order above (Pool Handle, policy, Pool Elements) by the same TLV encoders.
+    ///
+    /// ```
+    /// use rserpool_wire::asap_msg::HandleResolutionResponse;
+    /// use rserpool_wire::{Message, PoolHandle};
+    /// let handle = PoolHandle::from("EchoPool");
+    /// let mut fast = bytes::BytesMut::new();
+    /// let none: [&rserpool_wire::PoolElementInfo; 0] = [];
+    /// let n = HandleResolutionResponse::encode_answer(&mut fast, false, &handle, None, none)
+    ///     .unwrap();
+    /// assert_eq!(n, 0);
+    /// let m: Message = HandleResolutionResponse {
+    ///     accept_updates: false,
+    ///     pool_handle: handle,
+    ///     policy: None,
+    ///     pool_elements: Vec::new(),
+    ///     error: None,
+    /// }
+    /// .into();
+    /// assert_eq!(&fast[..], &m.to_bytes().unwrap()[..]);
+    /// ```
+    pub fn encode_answer<'a>(
+        buf: &mut BytesMut,
+        accept_updates: bool,
+        pool_handle: &PoolHandle,
+        policy: Option<&Policy>,
+        pool_elements: impl IntoIterator<Item = &'a PoolElementInfo>,
+    ) -> Result<usize, crate::EncodeError> {
+        Self::write_answer(
+            buf,
+            accept_updates,
+            pool_handle,
+            policy,
+            pool_elements,
+            |e, pe| crate::tlv::enc_pool_element_with(e, pe, false),
+        )
+    }
+
+    /// [`encode_answer`](Self::encode_answer) with Pool Elements already encoded by
+    /// [`encode_answer_element`](Self::encode_answer_element) (a registrar keeps them with
+    /// its handlespace entries): each is copied as it is. Same bytes as `encode_answer` of
+    /// the PEs they were encoded from.
+    pub fn encode_answer_encoded<'a>(
+        buf: &mut BytesMut,
+        accept_updates: bool,
+        pool_handle: &PoolHandle,
+        policy: Option<&Policy>,
+        pool_elements: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<usize, crate::EncodeError> {
+        Self::write_answer(
+            buf,
+            accept_updates,
+            pool_handle,
+            policy,
+            pool_elements,
+            |e, tlv| e.leaf(tlv, "Pool Element"),
+        )
+    }
+
+    /// Appends the Pool Element parameter of `pe` as a resolution answer carries it
+    /// (without the ASAP transport, asap/wire/INTEROP.md §2; with its padding), for
+    /// [`encode_answer_encoded`](Self::encode_answer_encoded). On error nothing is appended.
+    pub fn encode_answer_element(
+        pe: &PoolElementInfo,
+        buf: &mut BytesMut,
+    ) -> Result<(), crate::EncodeError> {
+        let start = buf.len();
+        let layout = crate::layout::Layout::default();
+        let r = crate::tlv::enc_pool_element_with(
+            &mut crate::layout::Enc::new(buf, &layout),
+            pe,
+            false,
+        );
+        if r.is_err() {
+            buf.truncate(start);
+        }
+        r
+    }
+
+    /// The answer's frame: header, Pool Handle, policy, then `write_pe` for each PE, in the
+    /// table's order; on error nothing is appended.
+    fn write_answer<T>(
+        buf: &mut BytesMut,
+        accept_updates: bool,
+        pool_handle: &PoolHandle,
+        policy: Option<&Policy>,
+        pool_elements: impl IntoIterator<Item = T>,
+        mut write_pe: impl FnMut(&mut crate::layout::Enc<'_>, T) -> Result<(), crate::EncodeError>,
+    ) -> Result<usize, crate::EncodeError> {
+        use crate::layout::{Enc, Layout};
+        use crate::tlv::{enc_policy, enc_pool_handle};
+        let start = buf.len();
+        let layout = Layout::default();
+        let mut e = Enc::new(buf, &layout);
+        let flags = if accept_updates {
+            RESOLUTION_ACCEPT_UPDATES
+        } else {
+            0
+        };
+        let t = AsapType::HandleResolutionResponse;
+        e.begin_message(t.code(), flags, t.name().unwrap_or_default());
+        let write = || -> Result<usize, crate::EncodeError> {
+            enc_pool_handle(&mut e, pool_handle)?;
+            if let Some(p) = policy {
+                enc_policy(&mut e, p)?;
+            }
+            let mut written = 0;
+            for pe in pool_elements {
+                write_pe(&mut e, pe)?;
+                written += 1;
+            }
+            e.end_message()?;
+            Ok(written)
+        };
+        let r = write();
+        if r.is_err() {
+            buf.truncate(start);
+        }
+        r
     }
 }
 

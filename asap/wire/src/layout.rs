@@ -142,6 +142,18 @@ impl Layout {
 // ---------------------------------------------------------------------------------------
 // Encoder
 
+/// Values up to this long are written by [`Enc::tlv_bytes`] with their header in one copy
+/// (addresses, identifiers, known policies, most pool handles).
+const SHORT_VALUE: usize = 28;
+
+/// The first `N` bytes of a TLV: its Type, a zero Length (set when the TLV is closed, or by
+/// the caller of [`Enc::leaf`]) and zeros for the fixed fields the caller fills in. `N >= 4`.
+pub(crate) fn tlv_head<const N: usize>(param_type: u16) -> [u8; N] {
+    let mut h = [0u8; N];
+    h[..2].copy_from_slice(&param_type.to_be_bytes());
+    h
+}
+
 struct Frame {
     start: usize,
     next_idx: u16,
@@ -164,8 +176,9 @@ impl<'a> Enc<'a> {
         Enc {
             buf,
             quirks: &layout.quirks,
+            // The path is only needed to find quirks (none in the canonical layout).
+            path: Vec::new(),
             // message > Pool Element > transport > address is the deepest nesting.
-            path: Vec::with_capacity(6),
             frames: Vec::with_capacity(6),
             raw_too_long: None,
         }
@@ -188,9 +201,7 @@ impl<'a> Enc<'a> {
     /// Starts the message: header with a placeholder Length.
     pub(crate) fn begin_message(&mut self, type_code: u8, flags: u8, what: &'static str) {
         self.open_frame(what);
-        self.buf.put_u8(type_code);
-        self.buf.put_u8(flags);
-        self.buf.put_u16(0);
+        self.buf.put_slice(&[type_code, flags, 0, 0]);
     }
 
     /// Finishes the message: remaining extra TLVs, Length, trailing padding.
@@ -207,18 +218,29 @@ impl<'a> Enc<'a> {
 
     /// Starts a child TLV of the current container.
     pub(crate) fn begin_tlv(&mut self, param_type: u16, what: &'static str) {
+        let [t0, t1] = param_type.to_be_bytes();
+        self.begin_tlv_head(&[t0, t1, 0, 0], what);
+    }
+
+    /// Starts a child TLV of the current container whose first bytes are `head`: the TLV
+    /// header (Type; the Length is set by [`end_tlv`](Self::end_tlv)) and the fixed fields
+    /// of its value, written in one copy ([`tlv_head`]).
+    pub(crate) fn begin_tlv_head(&mut self, head: &[u8], what: &'static str) {
         self.flush_extras_at_next();
-        let idx = self.frames.last().map_or(0, |f| f.next_idx);
-        self.path.push(idx);
+        if !self.quirks.is_empty() {
+            let idx = self.frames.last().map_or(0, |f| f.next_idx);
+            self.path.push(idx);
+        }
         self.open_frame(what);
-        self.buf.put_u16(param_type);
-        self.buf.put_u16(0);
+        self.buf.put_slice(head);
     }
 
     /// Finishes the current TLV.
     pub(crate) fn end_tlv(&mut self) -> Result<(), EncodeError> {
         self.close_frame()?;
-        self.path.pop();
+        if !self.quirks.is_empty() {
+            self.path.pop();
+        }
         Ok(())
     }
 
@@ -229,9 +251,38 @@ impl<'a> Enc<'a> {
         value: &[u8],
         what: &'static str,
     ) -> Result<(), EncodeError> {
+        if value.len() <= SHORT_VALUE {
+            let mut tlv = [0u8; 4 + SHORT_VALUE];
+            tlv[..4].copy_from_slice(&tlv_head::<4>(param_type));
+            tlv[2..4].copy_from_slice(&((4 + value.len()) as u16).to_be_bytes());
+            tlv[4..4 + value.len()].copy_from_slice(value);
+            return self.leaf(&tlv[..4 + value.len()], what);
+        }
         self.begin_tlv(param_type, what);
         self.buf.put_slice(value);
         self.end_tlv()
+    }
+
+    /// Writes a TLV given whole (`tlv`: header with its Length, which is `tlv.len()`, and
+    /// value; a container's children already padded), then its padding. In the canonical
+    /// layout it is one copy; with quirks it goes through the frame like any TLV (extras
+    /// before it are placed, its Length recomputed).
+    pub(crate) fn leaf(&mut self, tlv: &[u8], what: &'static str) -> Result<(), EncodeError> {
+        if !self.quirks.is_empty() && tlv.len() >= 4 {
+            self.begin_tlv_head(&tlv[..4], what);
+            self.buf.put_slice(&tlv[4..]);
+            return self.end_tlv();
+        }
+        self.buf.put_slice(tlv);
+        let pad = padded(tlv.len()) - tlv.len();
+        if pad > 0 {
+            self.buf.put_bytes(0, pad);
+        }
+        if let Some(parent) = self.frames.last_mut() {
+            parent.next_idx = parent.next_idx.saturating_add(1);
+            parent.last_pad = pad;
+        }
+        Ok(())
     }
 
     fn close_frame(&mut self) -> Result<(), EncodeError> {
@@ -253,7 +304,9 @@ impl<'a> Enc<'a> {
         let at = frame.start + 2;
         self.buf[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
         let pad = padded(self.buf.len() - frame.start) - (self.buf.len() - frame.start);
-        self.buf.put_bytes(0, pad);
+        if pad > 0 {
+            self.buf.put_bytes(0, pad);
+        }
         // Bytes after this TLV's Length: its own padding, plus its last child's padding
         // when that is excluded.
         let trailing = self.buf.len() - frame.start - len;

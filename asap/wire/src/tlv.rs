@@ -13,11 +13,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::cause::{ErrorCause, OperationError};
 use super::codes::{CauseCode, ParamType};
 use super::error::{DecodeError, EncodeError};
-use super::layout::{Child, Dec, Enc, Walk};
+use super::layout::{tlv_head, Child, Dec, Enc, Walk};
 use super::param::{
     PoolElementInfo, PoolHandle, ServerInformation, TransportParameter, TransportUse,
 };
-use super::policy::{Policy, PolicyType};
+use super::policy::{Policy, PolicyType, MAX_POLICY_FIELDS};
 
 /// Handle Resolution Option parameter 0x803F (rsplib; draft-dreibholz-rserpool-asap-hropt):
 /// how many PEs the PU asks for.
@@ -623,10 +623,11 @@ pub(crate) fn enc_transport(e: &mut Enc<'_>, t: &TransportParameter) -> Result<(
             return Err(EncodeError::TransportWithoutAddress { port: *port });
         }
     }
-    e.begin_tlv(transport_param_type(t).code(), "transport");
+    let ptype = transport_param_type(t).code();
     // Opaque is raw bytes; the others have fixed fields (RFC 5354 §3.2–3.6): port (every
     // transport but Opaque has one); Transport Use (SCTP, TCP) or a reserved word (UDP,
-    // UDP-Lite, DCCP); DCCP's service code. Then the addresses.
+    // UDP-Lite, DCCP); DCCP's service code. Then the addresses. The header and the fixed
+    // fields are written in one copy.
     let word = match *t {
         TransportParameter::Sctp { transport_use, .. }
         | TransportParameter::Tcp { transport_use, .. } => transport_use.code(),
@@ -634,17 +635,22 @@ pub(crate) fn enc_transport(e: &mut Enc<'_>, t: &TransportParameter) -> Result<(
         | TransportParameter::UdpLite { reserved, .. }
         | TransportParameter::Dccp { reserved, .. } => reserved,
         TransportParameter::Opaque { ref data } => {
+            e.begin_tlv(ptype, "transport");
             e.buf().put_slice(data);
             return e.end_tlv();
         }
     };
-    if let Some(port) = t.port() {
-        e.buf().put_u16(port);
-    }
-    e.buf().put_u16(word);
-    if let TransportParameter::Dccp { service_code, .. } = *t {
-        e.buf().put_u32(service_code);
-    }
+    let mut head = tlv_head::<12>(ptype);
+    head[4..6].copy_from_slice(&t.port().unwrap_or_default().to_be_bytes());
+    head[6..8].copy_from_slice(&word.to_be_bytes());
+    let fixed = match *t {
+        TransportParameter::Dccp { service_code, .. } => {
+            head[8..12].copy_from_slice(&service_code.to_be_bytes());
+            12
+        }
+        _ => 8,
+    };
+    e.begin_tlv_head(&head[..fixed], "transport");
     for a in t.address_slice() {
         enc_address(e, a)?;
     }
@@ -653,6 +659,21 @@ pub(crate) fn enc_transport(e: &mut Enc<'_>, t: &TransportParameter) -> Result<(
 
 /// 0x0008 Pool Member Selection Policy.
 pub(crate) fn enc_policy(e: &mut Enc<'_>, p: &Policy) -> Result<(), EncodeError> {
+    if !matches!(p, Policy::Unknown { .. }) {
+        // A known policy: the type word and its 32-bit fields, a short TLV of one copy.
+        let mut value = [0u8; 4 + 4 * MAX_POLICY_FIELDS];
+        value[..4].copy_from_slice(&p.policy_type().to_be_bytes());
+        let mut len = 4;
+        for ((_, v), w) in p.fields().zip(value[4..].chunks_exact_mut(4)) {
+            w.copy_from_slice(&v.to_be_bytes());
+            len += 4;
+        }
+        return e.tlv_bytes(
+            ParamType::PoolMemberSelectionPolicy.code(),
+            &value[..len],
+            "Pool Member Selection Policy",
+        );
+    }
     e.begin_tlv(
         ParamType::PoolMemberSelectionPolicy.code(),
         "Pool Member Selection Policy",
@@ -669,13 +690,25 @@ pub(crate) fn enc_policy(e: &mut Enc<'_>, p: &Policy) -> Result<(), EncodeError>
 
 /// 0x000A Pool Element.
 pub(crate) fn enc_pool_element(e: &mut Enc<'_>, pe: &PoolElementInfo) -> Result<(), EncodeError> {
-    e.begin_tlv(ParamType::PoolElement.code(), "Pool Element");
-    e.buf().put_u32(pe.id);
-    e.buf().put_u32(pe.home_server_id);
-    e.buf().put_i32(pe.registration_life);
+    enc_pool_element_with(e, pe, true)
+}
+
+/// 0x000A Pool Element, its ASAP transport (if any) written only when `asap_transport` is
+/// true: the one layout of the parameter, also for answers that leave the ASAP transport
+/// out as rsplib does in ASAP messages (asap/wire/INTEROP.md §2).
+pub(crate) fn enc_pool_element_with(
+    e: &mut Enc<'_>,
+    pe: &PoolElementInfo,
+    asap_transport: bool,
+) -> Result<(), EncodeError> {
+    let mut head = tlv_head::<16>(ParamType::PoolElement.code());
+    head[4..8].copy_from_slice(&pe.id.to_be_bytes());
+    head[8..12].copy_from_slice(&pe.home_server_id.to_be_bytes());
+    head[12..16].copy_from_slice(&pe.registration_life.to_be_bytes());
+    e.begin_tlv_head(&head, "Pool Element");
     enc_transport(e, &pe.user_transport)?;
     enc_policy(e, &pe.policy)?;
-    if let Some(t) = &pe.asap_transport {
+    if let (true, Some(t)) = (asap_transport, &pe.asap_transport) {
         enc_transport(e, t)?;
     }
     e.end_tlv()

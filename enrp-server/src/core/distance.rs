@@ -173,7 +173,7 @@ mod tests {
     // ------------------------------------------------------------------------------------
     // The registrar core fills the distance (REGISTRATION, HANDLE_UPDATE, table response)
 
-    use crate::core::{Action, CoreConfig, Input, PeerAllow, Registrar};
+    use crate::core::{CoreConfig, Input, PeerAllow, Registrar};
     use asap::transport::TransportKind;
     use asap::wire::asap_msg::{HandleResolution, Registration};
     use asap::wire::enrp_msg::{HandleTableResponse, PoolEntry};
@@ -235,9 +235,9 @@ mod tests {
         .into();
         let out = r.handle_message(now, assoc, &reg);
         assert!(
-            out.iter().any(|a| matches!(a, Action::Send {
-                message: Message::Asap(AsapMessage::RegistrationResponse(x)), ..
-            } if !x.reject)),
+            out.iter().any(|a| matches!(a.sent(), Some((_,
+                Message::Asap(AsapMessage::RegistrationResponse(x))
+            )) if !x.reject)),
             "registration of {id} refused: {out:?}"
         );
     }
@@ -261,11 +261,8 @@ mod tests {
         });
         let out = r.handle_message(now, 900, &hr.into());
         out.iter()
-            .find_map(|a| match a {
-                Action::Send {
-                    message: Message::Asap(AsapMessage::HandleResolutionResponse(x)),
-                    ..
-                } => Some(
+            .find_map(|a| match a.sent() {
+                Some((_, Message::Asap(AsapMessage::HandleResolutionResponse(x)))) => Some(
                     x.pool_elements
                         .iter()
                         .map(|p| (p.id, distance_of(&p.policy)))

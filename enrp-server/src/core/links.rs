@@ -205,7 +205,7 @@ impl Registrar {
             out.push(Action::Send {
                 assoc,
                 protocol: Protocol::Enrp,
-                message,
+                name: message.tshark_name(),
                 bytes,
             });
             return;
@@ -322,7 +322,7 @@ impl Registrar {
                     out.push(Action::Send {
                         assoc,
                         protocol: Protocol::Enrp,
-                        message,
+                        name: message.tshark_name(),
                         bytes,
                     });
                 }
@@ -402,7 +402,7 @@ impl Registrar {
                 out.push(Action::Send {
                     assoc,
                     protocol: Protocol::Enrp,
-                    message,
+                    name: message.tshark_name(),
                     bytes,
                 });
             }
@@ -503,13 +503,8 @@ mod tests {
     /// ENRP messages sent on associations: (assoc, message).
     fn on_assoc(out: &[Action]) -> Vec<(AssocId, EnrpMessage)> {
         out.iter()
-            .filter_map(|a| match a {
-                Action::Send {
-                    assoc,
-                    protocol: Protocol::Enrp,
-                    message: Message::Enrp(m),
-                    ..
-                } => Some((*assoc, m.clone())),
+            .filter_map(|a| match a.sent() {
+                Some((assoc, Message::Enrp(m))) => Some((assoc, m)),
                 _ => None,
             })
             .collect()

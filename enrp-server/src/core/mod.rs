@@ -36,6 +36,7 @@ mod config;
 mod counting;
 pub mod distance;
 mod event;
+mod idmap;
 pub mod links;
 pub mod ownership;
 pub mod peers;
@@ -70,9 +71,9 @@ use asap::wire::asap_msg::{
 };
 use asap::wire::enrp_msg::{Error as EnrpError, HandleTableResponse, ListResponse, Presence};
 use asap::wire::{
-    AsapMessage, CauseCode, DecodeError, EnrpMessage, ErrorCause, HandleResolutionOption, Message,
-    OperationError, PeIdentifier, Policy, PoolElementInfo, PoolEntry, PoolHandle, Protocol,
-    ServerInformation, TransportParameter, TransportUse, UpdateAction,
+    AsapMessage, AsapType, CauseCode, DecodeError, EnrpMessage, ErrorCause, HandleResolutionOption,
+    Message, OperationError, PeIdentifier, Policy, PoolElementInfo, PoolEntry, PoolHandle,
+    Protocol, ServerInformation, TransportParameter, TransportUse, UpdateAction,
 };
 use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
@@ -180,15 +181,18 @@ impl Input {
 /// Something the core asks the driver to do.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// Send a message on an association (PPID from `protocol`).
+    /// Send a message on an association (PPID from `protocol`). Only the encoding travels:
+    /// the hot answers (HANDLE_RESOLUTION_RESPONSE) are encoded straight from the
+    /// handlespace and never exist as a [`Message`]; [`Action::sent`] decodes one.
     Send {
         /// The association.
         assoc: AssocId,
         /// ASAP (PPID 11) or ENRP (PPID 12).
         protocol: Protocol,
-        /// The message (for logs and tests).
-        message: Message,
-        /// Its encoding.
+        /// The message's name as tshark prints it (`ASAP Handle Resolution Response`), for
+        /// logs.
+        name: &'static str,
+        /// The message's encoding.
         bytes: Bytes,
     },
     /// Send a UDP datagram (ASAP SERVER_ANNOUNCE).
@@ -250,6 +254,26 @@ pub enum Action {
     Event(Event),
 }
 
+impl Action {
+    /// For [`Action::Send`]: the association and the message decoded from the bytes with
+    /// the wire codec (what the peer will read), for tests and tools. `None` for other
+    /// actions, and for bytes that do not decode (never the case for the core's own
+    /// encodings).
+    pub fn sent(&self) -> Option<(AssocId, Message)> {
+        match self {
+            Action::Send {
+                assoc,
+                protocol,
+                bytes,
+                ..
+            } => Message::decode(*protocol, bytes)
+                .ok()
+                .map(|d| (*assoc, d.message)),
+            _ => None,
+        }
+    }
+}
+
 /// Per-association state.
 #[derive(Debug, Clone)]
 struct Assoc {
@@ -291,6 +315,36 @@ const ENCODE_MIN_ROOM: usize = 2048;
 /// for a run of answers; a chunk is freed when the last message in it has been written).
 const ENCODE_CHUNK: usize = 16 * 1024;
 
+/// Runs `write` on the shared encoding buffer `enc` ([`Registrar::enc`]) and takes what it
+/// appended: the bytes and `write`'s result, or why they cannot be sent (encoding error,
+/// more than `max` bytes, the maximum message size). A free function so that the answer
+/// path can encode from borrowed handlespace entries while it holds them.
+fn encode_into<T>(
+    enc: &RefCell<BytesMut>,
+    max: usize,
+    write: impl FnOnce(&mut BytesMut) -> Result<T, asap::wire::EncodeError>,
+) -> Result<(Bytes, T), String> {
+    let mut b = enc.borrow_mut();
+    if b.capacity() < ENCODE_MIN_ROOM {
+        b.reserve(ENCODE_CHUNK);
+    }
+    let t = match write(&mut b) {
+        Ok(t) => t,
+        Err(e) => {
+            b.clear();
+            return Err(e.to_string());
+        }
+    };
+    let bytes = b.split().freeze();
+    if bytes.len() > max {
+        return Err(format!(
+            "{} bytes exceed the maximum message size",
+            bytes.len()
+        ));
+    }
+    Ok((bytes, t))
+}
+
 /// The per-PU rate limits of [`Registrar::per_pu_allowed`].
 #[derive(Debug, Clone, Copy)]
 enum PuRate {
@@ -305,7 +359,7 @@ enum PuRate {
 pub struct Registrar {
     config: CoreConfig,
     handlespace: Handlespace,
-    assocs: HashMap<AssocId, Assoc>,
+    assocs: idmap::IdMap<Assoc>,
     monitors: HashMap<PeKey, Monitor>,
     monitor_timers: BTreeSet<(Instant, PoolHandle, PeIdentifier)>,
     next_announce: Option<Instant>,
@@ -341,7 +395,7 @@ impl Registrar {
             eu_limiter: RateLimiter::new(config.eu_rate, config.rate_table_size),
             rng: StdRng::seed_from_u64(config.seed),
             handlespace,
-            assocs: HashMap::new(),
+            assocs: idmap::IdMap::default(),
             monitors: HashMap::new(),
             monitor_timers: BTreeSet::new(),
             next_announce,
@@ -577,22 +631,10 @@ impl Registrar {
     /// Encodes `message` into the shared buffer ([`Registrar::enc`]): its bytes, or why it
     /// cannot be sent (encoding error, larger than the maximum message size).
     fn encode(&self, message: &Message) -> Result<Bytes, String> {
-        let mut b = self.enc.borrow_mut();
-        if b.capacity() < ENCODE_MIN_ROOM {
-            b.reserve(ENCODE_CHUNK);
-        }
-        if let Err(e) = message.encode(&mut b) {
-            b.clear();
-            return Err(e.to_string());
-        }
-        let bytes = b.split().freeze();
-        if bytes.len() > self.config.max_message_size {
-            return Err(format!(
-                "{} bytes exceed the maximum message size",
-                bytes.len()
-            ));
-        }
-        Ok(bytes)
+        encode_into(&self.enc, self.config.max_message_size, |b| {
+            message.encode(b)
+        })
+        .map(|(bytes, ())| bytes)
     }
 
     /// Reports [`Event::Adopted`] for PE `id` of `h` on `assoc` and asks the PE, with an
@@ -624,7 +666,7 @@ impl Registrar {
             Ok(bytes) => out.push(Action::Send {
                 assoc,
                 protocol: message.protocol(),
-                message,
+                name: message.tshark_name(),
                 bytes,
             }),
             Err(error) => out.push(Action::Event(Event::EncodeFailed {
@@ -1292,23 +1334,8 @@ impl Registrar {
         };
         let n = requested.min(self.config.hres_items_cap).max(1);
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        let selected = match self.handlespace.resolve(&handle, n, &mut self.rng) {
-            Ok((_, entries)) => entries
-                .into_iter()
-                .map(|e| {
-                    let el = e.element();
-                    // rsplib omits the ASAP transport in ASAP messages (asap/wire/INTEROP.md
-                    // §2): not copied at all.
-                    PoolElementInfo {
-                        id: el.id,
-                        home_server_id: el.home_server_id,
-                        registration_life: el.registration_life,
-                        user_transport: el.user_transport.clone(),
-                        policy: el.policy.clone(),
-                        asap_transport: None,
-                    }
-                })
-                .collect::<Vec<_>>(),
+        let selected = match self.handlespace.select(&handle, n, &mut self.rng) {
+            Ok(ids) => ids,
             Err(HandlespaceError::UnknownPoolHandle(_)) => {
                 // Start-up phase: the mentor's table may bring the pool (startup.rs).
                 if !self.hold_resolution(now, assoc, &handle, option) {
@@ -1330,49 +1357,61 @@ impl Registrar {
             self.fail_resolution(out, assoc, handle, CauseCode::LackOfResources);
             return;
         }
-        // Encoded once: the bytes that prove the answer fits are the ones sent. If it does
-        // not fit, half of the PEs are tried (the PE list is moved, not copied).
-        let mut pes = selected;
-        let (msg, returned, encoded) = loop {
-            let msg: Message = HandleResolutionResponse {
-                accept_updates: false,
-                pool_handle: handle.clone(),
-                // rsplib sends the first selected PE's policy as the overall one.
-                policy: pes.first().map(|p| p.policy.clone()),
-                pool_elements: pes,
-                error: None,
+        // Encoded straight from the handlespace entries into the shared buffer, without a
+        // copy of a PE or a Message: each PE's parameter as the handlespace keeps it encoded
+        // (`PoolElementEntry::answer_tlv`), or from the element if it has none. The bytes
+        // that prove the answer fits are the ones sent. If it does not fit, the first half
+        // of the PEs is tried.
+        let mut take = selected.len();
+        let max = self.config.max_message_size;
+        let encoded = loop {
+            let pool = self.handlespace.pool(&handle);
+            let entries = selected[..take]
+                .iter()
+                .filter_map(|id| pool.and_then(|p| p.get(*id)));
+            // rsplib sends the first selected PE's policy as the overall one.
+            let policy = entries.clone().next().map(|e| &e.element().policy);
+            let missing = std::cell::Cell::new(false);
+            let mut r = encode_into(&self.enc, max, |b| {
+                let tlvs = entries.clone().map(|e| {
+                    e.answer_tlv().unwrap_or_else(|| {
+                        missing.set(true);
+                        &[]
+                    })
+                });
+                HandleResolutionResponse::encode_answer_encoded(b, false, &handle, policy, tlvs)
+            });
+            if missing.get() {
+                r = encode_into(&self.enc, max, |b| {
+                    let pes = entries.map(|e| e.element());
+                    HandleResolutionResponse::encode_answer(b, false, &handle, policy, pes)
+                });
             }
-            .into();
-            let returned = match &msg {
-                Message::Asap(AsapMessage::HandleResolutionResponse(r)) => r.pool_elements.len(),
-                _ => 0,
-            };
-            match self.encode(&msg) {
-                Err(_) if returned > 1 => {
-                    let Message::Asap(AsapMessage::HandleResolutionResponse(r)) = msg else {
-                        return;
-                    };
-                    pes = r.pool_elements;
-                    pes.truncate(returned / 2);
-                }
-                encoded => break (msg, returned, encoded),
+            match r {
+                Err(_) if take > 1 => take /= 2,
+                r => break r,
             }
         };
         self.note_resolution(now, assoc, &handle);
+        let returned = match &encoded {
+            Ok((_, written)) => *written,
+            Err(_) => take,
+        };
         out.push(Action::Event(Event::Resolved {
             assoc,
             handle,
             returned,
         }));
+        let t = AsapType::HandleResolutionResponse;
         out.push(match encoded {
-            Ok(bytes) => Action::Send {
+            Ok((bytes, _)) => Action::Send {
                 assoc,
                 protocol: Protocol::Asap,
-                message: msg,
+                name: t.tshark_name().unwrap_or_default(),
                 bytes,
             },
             Err(error) => Action::Event(Event::EncodeFailed {
-                message: msg.name(),
+                message: t.name().unwrap_or_default(),
                 error,
             }),
         });

@@ -445,12 +445,10 @@ mod tests {
         );
         let h: Vec<_> = out
             .iter()
-            .filter_map(|a| match a {
-                Action::Send {
-                    assoc: on,
-                    message: Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(k)),
-                    ..
-                } => Some((*on, k.home, k.server_id, k.pe_identifier)),
+            .filter_map(|a| match a.sent() {
+                Some((on, Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(k)))) => {
+                    Some((on, k.home, k.server_id, k.pe_identifier))
+                }
                 _ => None,
             })
             .collect();

@@ -1527,18 +1527,16 @@ mod tests {
     /// H-flag keep-alives the core sent on an association: (assoc, PE ID).
     fn home_keep_alives(out: &[Action]) -> Vec<(u64, u32)> {
         out.iter()
-            .filter_map(|a| match a {
-                Action::Send {
+            .filter_map(|a| match a.sent() {
+                Some((
                     assoc,
-                    message:
-                        Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(EndpointKeepAlive {
-                            home: true,
-                            server_id: ME,
-                            pe_identifier: Some(id),
-                            ..
-                        })),
-                    ..
-                } => Some((*assoc, *id)),
+                    Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(EndpointKeepAlive {
+                        home: true,
+                        server_id: ME,
+                        pe_identifier: Some(id),
+                        ..
+                    })),
+                )) => Some((assoc, id)),
                 _ => None,
             })
             .collect()
@@ -1657,12 +1655,10 @@ mod tests {
         let out = r.handle_timeout(t + Duration::from_secs(6));
         let kas: Vec<_> = out
             .iter()
-            .filter_map(|a| match a {
-                Action::Send {
-                    assoc,
-                    message: Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(k)),
-                    ..
-                } => Some((*assoc, k.home, k.pe_identifier)),
+            .filter_map(|a| match a.sent() {
+                Some((assoc, Message::Asap(asap::wire::AsapMessage::EndpointKeepAlive(k)))) => {
+                    Some((assoc, k.home, k.pe_identifier))
+                }
                 _ => None,
             })
             .collect();
@@ -1995,12 +1991,10 @@ mod tests {
         sent.extend(r.handle(now, Input::Disconnected { assoc: 1 }));
         let updates: Vec<(u64, UpdateAction)> = sent
             .iter()
-            .filter_map(|a| match a {
-                Action::Send {
-                    assoc,
-                    message: Message::Enrp(EnrpMessage::HandleUpdate(u)),
-                    ..
-                } => Some((*assoc, u.action)),
+            .filter_map(|a| match a.sent() {
+                Some((assoc, Message::Enrp(EnrpMessage::HandleUpdate(u)))) => {
+                    Some((assoc, u.action))
+                }
                 _ => None,
             })
             .collect();

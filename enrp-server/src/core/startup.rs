@@ -225,12 +225,8 @@ mod tests {
     /// The answers to HANDLE_RESOLUTIONs sent on association 1: (pool, PE count, error).
     fn resolutions(out: &[Action]) -> Vec<(String, usize, bool)> {
         out.iter()
-            .filter_map(|a| match a {
-                Action::Send {
-                    assoc: 1,
-                    message: Message::Asap(AsapMessage::HandleResolutionResponse(r)),
-                    ..
-                } => Some((
+            .filter_map(|a| match a.sent() {
+                Some((1, Message::Asap(AsapMessage::HandleResolutionResponse(r)))) => Some((
                     r.pool_handle.to_string(),
                     r.pool_elements.len(),
                     r.error.is_some(),

@@ -108,14 +108,15 @@ fn sent(out: &[Action]) -> Vec<(AssocId, Message)> {
         .filter_map(|a| match a {
             Action::Send {
                 assoc,
-                message,
+                protocol,
+                name,
                 bytes,
-                ..
             } => {
-                // The bytes are the encoding of the message.
-                let d = Message::decode(message.protocol(), bytes).expect("own encoding decodes");
-                assert_eq!(&d.message, message);
-                Some((*assoc, message.clone()))
+                // The bytes decode, canonically (re-encoding gives them back), under the name.
+                let d = Message::decode(*protocol, bytes).expect("own encoding decodes");
+                assert_eq!(&d.message.to_bytes().expect("re-encodes")[..], &bytes[..]);
+                assert_eq!(d.message.tshark_name(), *name);
+                Some((*assoc, d.message))
             }
             _ => None,
         })
@@ -886,6 +887,98 @@ fn resolution_rate_limit() {
     assert_eq!(resolve(&mut h, 50, "P", None), vec![1]);
 }
 
+/// The answer is encoded straight from the handlespace (no PE copied, no message built):
+/// its bytes are exactly the codec's encoding of the HANDLE_RESOLUTION_RESPONSE built from
+/// the stored entries without their ASAP transport (asap/wire/INTEROP.md §2), the first
+/// PE's policy as the overall one. The PEs are multi-homed, each with its own weight and an
+/// ASAP transport (which the answer leaves out).
+#[test]
+fn resolution_answer_bytes_are_the_codec_encoding_of_the_stored_pes() {
+    let mut h = H::new(config());
+    for id in 1..=3u32 {
+        let addrs = [format!("10.0.0.{id}"), format!("10.0.1.{id}")];
+        h.r.handle(
+            h.now,
+            Input::Connected {
+                assoc: u64::from(id),
+                protocol: Protocol::Asap,
+                peer_addrs: addrs.iter().map(|a| sa(&format!("{a}:5000"))).collect(),
+                transport: TransportKind::Sctp,
+            },
+        );
+        let mut el = pe(
+            id,
+            &addrs[0],
+            Policy::WeightedRoundRobin { weight: 10 * id },
+        );
+        el.user_transport = TransportParameter::Sctp {
+            port: 7,
+            transport_use: TransportUse::DataPlusControl,
+            addresses: addrs.iter().map(|a| ip(a)).collect(),
+        };
+        let out = h.send(u64::from(id), registration("Multi", el));
+        let m = only_reply(&out);
+        assert!(!reg_response(&m).reject, "registration of {id}");
+    }
+    h.connect_pu();
+    for items in [1, 2, 3] {
+        let mut hr = HandleResolution::new("Multi");
+        hr.option = Some(HandleResolutionOption { items });
+        let out = h.send(50, hr);
+        let bytes = out
+            .iter()
+            .find_map(|a| match a {
+                Action::Send {
+                    assoc: 50,
+                    protocol: Protocol::Asap,
+                    name,
+                    bytes,
+                } => {
+                    assert_eq!(*name, "ASAP Handle Resolution Response");
+                    Some(bytes.clone())
+                }
+                _ => None,
+            })
+            .expect("answer sent");
+        let d = Message::decode(Protocol::Asap, &bytes).expect("decodes");
+        let ids: Vec<u32> = hres_response(&d.message)
+            .pool_elements
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(ids.len(), items as usize);
+        let stored: Vec<PoolElementInfo> = ids
+            .iter()
+            .map(|id| {
+                let e = h.r.handlespace().get(&"Multi".into(), *id).expect("stored");
+                let el = e.element().clone();
+                assert!(
+                    el.asap_transport.is_some(),
+                    "stored with its ASAP transport"
+                );
+                assert_eq!(el.home_server_id, ME);
+                PoolElementInfo {
+                    asap_transport: None,
+                    ..el
+                }
+            })
+            .collect();
+        let expected: Message = HandleResolutionResponse {
+            accept_updates: false,
+            pool_handle: "Multi".into(),
+            policy: Some(stored[0].policy.clone()),
+            pool_elements: stored,
+            error: None,
+        }
+        .into();
+        assert_eq!(&bytes[..], &expected.to_bytes().expect("encodes")[..]);
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::Event(Event::Resolved { assoc: 50, returned, .. }) if *returned == ids.len()
+        )));
+    }
+}
+
 // ----------------------------------------------------------------------------------------
 // Keep-alive, association loss, unreachable reports
 
@@ -1404,9 +1497,12 @@ fn resolution_cut_to_fit_message_size() {
     let (bytes_len, n) = out
         .iter()
         .find_map(|a| match a {
-            Action::Send { bytes, message, .. } => {
-                Some((bytes.len(), hres_response(message).pool_elements.len()))
-            }
+            Action::Send { bytes, .. } => Some((
+                bytes.len(),
+                hres_response(&a.sent().expect("decodes").1)
+                    .pool_elements
+                    .len(),
+            )),
             _ => None,
         })
         .expect("response sent");

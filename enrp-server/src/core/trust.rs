@@ -36,6 +36,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use super::idmap::IdMap;
 use asap::reg_auth::RegistrationKey;
 use asap::transport::tls::PeerCertificate;
 use asap::wire::asap_msg::EndpointKeepAlive;
@@ -334,7 +335,7 @@ pub(super) struct SecurityState {
     /// Per sender address: last WARN and refusals since.
     logged: HashMap<IpAddr, (Instant, u64)>,
     /// Per ASAP association: pools it resolved and when (ENDPOINT_UNREACHABLE admission).
-    resolved: HashMap<AssocId, HashMap<PoolHandle, Instant>>,
+    resolved: IdMap<HashMap<PoolHandle, Instant>>,
     /// PEs sent a verification keep-alive after MAX-BAD-PE-REPORT reports.
     pub(super) probing: HashSet<PeKey>,
     /// Peers declared dead: when their remaining PEs are purged.
@@ -344,16 +345,16 @@ pub(super) struct SecurityState {
     /// When the next batch of takeover probes may go out.
     next_adopt: Option<Instant>,
     /// ASAP associations that have not registered or resolved yet: abort deadline.
-    idle: HashMap<AssocId, Instant>,
+    idle: IdMap<Instant>,
     /// Their deadlines in order.
     idle_timers: BTreeSet<(Instant, AssocId)>,
     /// Host (first peer address) of every association, and associations per host.
-    hosts: HashMap<AssocId, IpAddr>,
+    hosts: IdMap<IpAddr>,
     per_host: HashMap<IpAddr, usize>,
     /// Bulk resolution token buckets per PU address (created at first use).
     bulk: Option<super::RateLimiter>,
     /// Verified TLS certificates of associations ([`Input::PeerCertificate`](super::Input)).
-    certs: HashMap<AssocId, PeerCertificate>,
+    certs: IdMap<PeerCertificate>,
     /// The wall clock of [`SecurityConfig::wall_clock_at`] (set at first use).
     wall: Option<(Instant, u64)>,
     /// Nonces of accepted signed REGISTRATIONs and when they leave the window (Unix ms),
@@ -516,7 +517,12 @@ impl Registrar {
     pub(super) fn note_resolution(&mut self, now: Instant, assoc: AssocId, handle: &PoolHandle) {
         self.mark_used(assoc);
         let pools = self.security.resolved.entry(assoc).or_default();
-        if pools.len() >= RESOLVED_PER_ASSOC && !pools.contains_key(handle) {
+        // A pool resolved again (the common case): its time only, no copy of the handle.
+        if let Some(t) = pools.get_mut(handle) {
+            *t = now;
+            return;
+        }
+        if pools.len() >= RESOLVED_PER_ASSOC {
             if let Some(oldest) = pools
                 .iter()
                 .min_by_key(|(_, t)| **t)
@@ -1335,11 +1341,8 @@ mod tests {
             }
             .into(),
         );
-        let reject = out.iter().find_map(|a| match a {
-            Action::Send {
-                message: Message::Enrp(EnrpMessage::HandleTableResponse(t)),
-                ..
-            } => Some(t.reject),
+        let reject = out.iter().find_map(|a| match a.sent() {
+            Some((_, Message::Enrp(EnrpMessage::HandleTableResponse(t)))) => Some(t.reject),
             _ => None,
         });
         assert_eq!(reject, Some(false), "certificate holder dumps");
@@ -1393,11 +1396,8 @@ mod tests {
             );
             let resp: RegistrationResponse = out
                 .iter()
-                .find_map(|a| match a {
-                    Action::Send {
-                        message: Message::Asap(AsapMessage::RegistrationResponse(x)),
-                        ..
-                    } => Some(x.clone()),
+                .find_map(|a| match a.sent() {
+                    Some((_, Message::Asap(AsapMessage::RegistrationResponse(x)))) => Some(x),
                     _ => None,
                 })
                 .expect("a REGISTRATION_RESPONSE");
@@ -1472,11 +1472,10 @@ mod tests {
                 }
                 .into(),
             );
-            let resp = out.iter().find_map(|a| match a {
-                Action::Send {
-                    message: Message::Asap(asap::wire::AsapMessage::RegistrationResponse(x)),
-                    ..
-                } => Some(x.clone()),
+            let resp = out.iter().find_map(|a| match a.sent() {
+                Some((_, Message::Asap(asap::wire::AsapMessage::RegistrationResponse(x)))) => {
+                    Some(x)
+                }
                 _ => None,
             });
             (resp.expect("a REGISTRATION_RESPONSE"), refusals(&out))
@@ -1531,11 +1530,8 @@ mod tests {
             }
             .into(),
         );
-        out.iter().find_map(|a| match a {
-            Action::Send {
-                message: Message::Enrp(EnrpMessage::HandleTableResponse(t)),
-                ..
-            } => Some(t.reject),
+        out.iter().find_map(|a| match a.sent() {
+            Some((_, Message::Enrp(EnrpMessage::HandleTableResponse(t)))) => Some(t.reject),
             _ => None,
         })
     }

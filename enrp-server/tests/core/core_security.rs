@@ -291,11 +291,8 @@ fn bulk_resolutions_are_rate_limited() {
         hr.option = Some(HandleResolutionOption { items });
         let out = r.handle_message(now, 2, &hr.into());
         out.iter()
-            .find_map(|a| match a {
-                Action::Send {
-                    message: Message::Asap(AsapMessage::HandleResolutionResponse(x)),
-                    ..
-                } => Some((
+            .find_map(|a| match a.sent() {
+                Some((_, Message::Asap(AsapMessage::HandleResolutionResponse(x)))) => Some((
                     x.pool_elements.len(),
                     x.error.as_ref().and_then(|e| e.first_code()),
                 )),

@@ -711,11 +711,10 @@ impl Sim {
         });
         let out = r.handle_message(now, assoc, &m.into());
         r.handle(now, Input::Disconnected { assoc });
-        out.into_iter().find_map(|a| match a {
-            Action::Send {
-                message: Message::Asap(AsapMessage::HandleResolutionResponse(h)),
-                ..
-            } => h.error.is_none().then_some(h.pool_elements.len()),
+        out.into_iter().find_map(|a| match a.sent() {
+            Some((_, Message::Asap(AsapMessage::HandleResolutionResponse(h)))) => {
+                h.error.is_none().then_some(h.pool_elements.len())
+            }
             _ => None,
         })
     }
@@ -860,16 +859,21 @@ impl Sim {
             match a {
                 Action::Send {
                     assoc,
-                    protocol: Protocol::Enrp,
-                    message,
+                    protocol,
                     bytes,
+                    ..
                 } => {
-                    *flushed.entry(assoc).or_default() += 1;
-                    self.peer_msg(slot, assoc, &message, bytes);
-                }
-                Action::Send { assoc, message, .. } => {
-                    let at = self.now + self.delay(100, 5000);
-                    self.schedule(at, Ev::ToPe { assoc, message });
+                    // What the other end will read: the bytes, decoded.
+                    let message = Message::decode(protocol, &bytes)
+                        .expect("own encoding decodes")
+                        .message;
+                    if protocol == Protocol::Enrp {
+                        *flushed.entry(assoc).or_default() += 1;
+                        self.peer_msg(slot, assoc, &message, bytes);
+                    } else {
+                        let at = self.now + self.delay(100, 5000);
+                        self.schedule(at, Ev::ToPe { assoc, message });
+                    }
                 }
                 Action::Abort { assoc, .. } | Action::Close { assoc, .. } => {
                     // The registrar has forgotten the association already.

@@ -219,11 +219,7 @@ mod pu_order {
                     PuAction::Send { conn, message } => {
                         let out = r.handle_message(now, assoc, &Message::Asap(message));
                         for a in out {
-                            if let Action::Send {
-                                message: Message::Asap(m),
-                                ..
-                            } = a
-                            {
+                            if let Some((_, Message::Asap(m))) = a.sent() {
                                 pu.on_message(now, conn, m);
                             }
                         }
@@ -491,7 +487,7 @@ mod options {
         AsapMessage, HandleResolutionOption, Message, Policy, PoolElementInfo, Protocol,
         TransportParameter, TransportUse,
     };
-    use enrp_server::core::{Action, CoreConfig, Input, Registrar, UnreachableCounting};
+    use enrp_server::core::{CoreConfig, Input, Registrar, UnreachableCounting};
 
     fn connect(r: &mut Registrar, now: Instant, assoc: u64, ip: &str) {
         r.handle(
@@ -537,11 +533,10 @@ mod options {
         m.option = Some(HandleResolutionOption { items });
         r.handle_message(now, assoc, &m.into())
             .into_iter()
-            .find_map(|a| match a {
-                Action::Send {
-                    message: Message::Asap(AsapMessage::HandleResolutionResponse(h)),
-                    ..
-                } => Some(h.pool_elements.iter().map(|e| e.id).collect()),
+            .find_map(|a| match a.sent() {
+                Some((_, Message::Asap(AsapMessage::HandleResolutionResponse(h)))) => {
+                    Some(h.pool_elements.iter().map(|e| e.id).collect())
+                }
                 _ => None,
             })
             .expect("answered")

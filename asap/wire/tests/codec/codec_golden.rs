@@ -839,3 +839,153 @@ fn standalone_parameters_and_extra_tlv_json() {
     assert_eq!(q["kind"]["extra_tlv"]["param_type"], "PE_IDENTIFIER");
     assert_eq!(q["kind"]["extra_tlv"]["decoded"]["value"], 9);
 }
+
+/// The answer encoder (`HandleResolutionResponse::encode_answer`, the registrar's path that
+/// encodes borrowed PEs without building a message) writes exactly the bytes of the codec's
+/// encoding of the equivalent message whose PEs carry no ASAP transport: PEs with every
+/// transport kind, multi-homed SCTP, policies with 0–4 fields and an unknown one, ASAP
+/// transports (left out), the A flag, with and without the overall policy.
+#[test]
+fn resolution_answer_encoder_matches_the_message_encoding() {
+    let asap = Some(TransportParameter::Sctp {
+        port: 3863,
+        transport_use: TransportUse::DataOnly,
+        addresses: vec![v4(10, 0, 0, 9), IpAddr::V6(Ipv6Addr::LOCALHOST)],
+    });
+    let transports = [
+        TransportParameter::Sctp {
+            port: 7,
+            transport_use: TransportUse::DataPlusControl,
+            addresses: vec![
+                v4(10, 0, 0, 1),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+                v4(10, 0, 1, 1),
+            ],
+        },
+        TransportParameter::Tcp {
+            port: 8,
+            transport_use: TransportUse::DataOnly,
+            address: v4(192, 168, 1, 2),
+        },
+        TransportParameter::Udp {
+            port: 9,
+            reserved: 0x1234,
+            address: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        },
+        TransportParameter::UdpLite {
+            port: 10,
+            reserved: 0,
+            address: v4(10, 2, 3, 4),
+        },
+        TransportParameter::Dccp {
+            port: 11,
+            reserved: 7,
+            service_code: 0xDEAD_BEEF,
+            address: v4(10, 2, 3, 5),
+        },
+        TransportParameter::Opaque {
+            data: b"opaque user transport".to_vec(),
+        },
+    ];
+    let policies = [
+        Policy::RoundRobin,
+        Policy::WeightedRoundRobin { weight: 3 },
+        Policy::LeastUsedDegradationDpf {
+            load: 0x1000_0000,
+            degradation: 7,
+            load_dpf: 8,
+            distance: 9,
+        },
+        Policy::Unknown {
+            policy_type: 0x7777_0001,
+            data: vec![1, 2, 3],
+        },
+    ];
+    let pes: Vec<PoolElementInfo> = transports
+        .iter()
+        .enumerate()
+        .map(|(i, t)| PoolElementInfo {
+            id: 0x1000 + i as u32,
+            home_server_id: 0xAB00_0000 + i as u32,
+            registration_life: if i == 2 { -1 } else { 30_000 * i as i32 },
+            user_transport: t.clone(),
+            policy: policies[i % policies.len()].clone(),
+            asap_transport: if i % 2 == 0 { asap.clone() } else { None },
+        })
+        .collect();
+    let handle = PoolHandle::from("EchoPool");
+    for accept_updates in [false, true] {
+        for n in 0..=pes.len() {
+            for policy in [None, Some(&policies[2])] {
+                let mut fast = bytes::BytesMut::from(&b"head"[..]);
+                let written = asap_msg::HandleResolutionResponse::encode_answer(
+                    &mut fast,
+                    accept_updates,
+                    &handle,
+                    policy,
+                    &pes[..n],
+                )
+                .expect("encodes");
+                assert_eq!(written, n);
+                let m: Message = asap_msg::HandleResolutionResponse {
+                    accept_updates,
+                    pool_handle: handle.clone(),
+                    policy: policy.cloned(),
+                    pool_elements: pes[..n]
+                        .iter()
+                        .map(|pe| PoolElementInfo {
+                            asap_transport: None,
+                            ..pe.clone()
+                        })
+                        .collect(),
+                    error: None,
+                }
+                .into();
+                assert_eq!(&fast[..4], b"head", "appended after what was there");
+                assert_eq!(&fast[4..], &m.to_bytes().expect("encodes")[..], "{n} PEs");
+                // The same from Pool Elements encoded beforehand (a registrar's cache).
+                let tlvs: Vec<Vec<u8>> = pes[..n]
+                    .iter()
+                    .map(|pe| {
+                        let mut b = bytes::BytesMut::new();
+                        asap_msg::HandleResolutionResponse::encode_answer_element(pe, &mut b)
+                            .expect("encodes");
+                        b.to_vec()
+                    })
+                    .collect();
+                let mut cached = bytes::BytesMut::new();
+                let written = asap_msg::HandleResolutionResponse::encode_answer_encoded(
+                    &mut cached,
+                    accept_updates,
+                    &handle,
+                    policy,
+                    tlvs.iter().map(Vec::as_slice),
+                )
+                .expect("encodes");
+                assert_eq!((written, &cached[..]), (n, &fast[4..]));
+                // And it decodes to that message.
+                let d = Message::decode(Protocol::Asap, &fast[4..]).expect("decodes");
+                assert_eq!(d.message, m);
+            }
+        }
+    }
+    // An SCTP user transport without address cannot be encoded: an error, nothing appended.
+    let mut bad = pes[0].clone();
+    bad.user_transport = TransportParameter::Sctp {
+        port: 1,
+        transport_use: TransportUse::DataOnly,
+        addresses: Vec::new(),
+    };
+    let mut buf = bytes::BytesMut::from(&b"keep"[..]);
+    assert_eq!(
+        asap_msg::HandleResolutionResponse::encode_answer(
+            &mut buf,
+            false,
+            &handle,
+            None,
+            [&pes[1], &bad]
+        ),
+        Err(EncodeError::TransportWithoutAddress { port: 1 })
+    );
+    assert_eq!(&buf[..], b"keep");
+}

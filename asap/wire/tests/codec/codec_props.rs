@@ -3,6 +3,7 @@
 //! bytes unless a tolerated irregularity is reported in `warnings`).
 
 use ::rserpool_wire::arbitrary;
+use ::rserpool_wire::asap_msg;
 use ::rserpool_wire::*;
 use proptest::prelude::*;
 
@@ -128,5 +129,71 @@ proptest! {
             }
         }
         check_bytes(m.protocol(), &b)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// `HandleResolutionResponse::encode_answer` (borrowed PEs, ASAP transports left out)
+    /// gives the bytes of the codec's encoding of the equivalent message, for arbitrary PEs.
+    #[test]
+    fn resolution_answer_encoder_is_the_message_encoding(
+        handle in arbitrary::pool_handle(),
+        pes in proptest::collection::vec(arbitrary::pool_element(), 0..6),
+        policy in proptest::option::of(arbitrary::policy()),
+        accept_updates in any::<bool>(),
+    ) {
+        let mut fast = bytes::BytesMut::new();
+        let fast_r = asap_msg::HandleResolutionResponse::encode_answer(
+            &mut fast, accept_updates, &handle, policy.as_ref(), &pes);
+        let m: Message = asap_msg::HandleResolutionResponse {
+            accept_updates,
+            pool_handle: handle,
+            policy,
+            pool_elements: pes
+                .iter()
+                .map(|pe| PoolElementInfo { asap_transport: None, ..pe.clone() })
+                .collect(),
+            error: None,
+        }
+        .into();
+        match m.to_bytes() {
+            Ok(b) => {
+                prop_assert_eq!(fast_r, Ok(pes.len()));
+                prop_assert_eq!(&fast[..], &b[..]);
+                let mut tlvs = Vec::new();
+                for pe in &pes {
+                    let mut t = bytes::BytesMut::new();
+                    asap_msg::HandleResolutionResponse::encode_answer_element(pe, &mut t)
+                        .expect("a PE of an encodable answer encodes");
+                    tlvs.push(t.to_vec());
+                }
+                let mut cached = bytes::BytesMut::new();
+                let n = asap_msg::HandleResolutionResponse::encode_answer_encoded(
+                    &mut cached, accept_updates, m_handle(&m), m_policy(&m),
+                    tlvs.iter().map(Vec::as_slice));
+                prop_assert_eq!(n, Ok(pes.len()));
+                prop_assert_eq!(&cached[..], &b[..]);
+            }
+            Err(e) => {
+                prop_assert_eq!(fast_r, Err(e));
+                prop_assert!(fast.is_empty());
+            }
+        }
+    }
+}
+
+fn m_handle(m: &Message) -> &PoolHandle {
+    match m {
+        Message::Asap(AsapMessage::HandleResolutionResponse(r)) => &r.pool_handle,
+        _ => unreachable!("built as a HANDLE_RESOLUTION_RESPONSE"),
+    }
+}
+
+fn m_policy(m: &Message) -> Option<&Policy> {
+    match m {
+        Message::Asap(AsapMessage::HandleResolutionResponse(r)) => r.policy.as_ref(),
+        _ => None,
     }
 }
