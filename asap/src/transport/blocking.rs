@@ -137,7 +137,7 @@ impl BlockingAssoc {
             Inner::Sctp(fd) => {
                 let mut rest = msgs;
                 while !rest.is_empty() {
-                    match sys::sendmmsg(fd.as_fd(), rest, |m| (m, 0, ppid)) {
+                    match sys::sendmmsg(fd.as_fd(), rest, |m| (m, 0, ppid), true) {
                         Ok((n, None)) => rest = &rest[n..],
                         Ok((_, Some((i, got)))) => {
                             return Err(TransportError::io(

@@ -621,7 +621,7 @@ impl SctpWriter {
                 .writable()
                 .await
                 .map_err(|e| TransportError::io("sendmmsg", e))?;
-            let res = guard.try_io(|fd| sys::sendmmsg(fd.get_ref().as_fd(), run, msg_parts));
+            let res = guard.try_io(|fd| sys::sendmmsg(fd.get_ref().as_fd(), run, msg_parts, true));
             match res {
                 Ok(Ok((_, Some((i, n))))) => {
                     return Err(TransportError::io(

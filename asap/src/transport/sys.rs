@@ -684,10 +684,10 @@ pub(crate) const SENDMMSG_MAX: usize = 64;
 /// buffer of one message in [`sendmmsg`]; checked against `CMSG_SPACE` at run time.
 const SNDINFO_SPACE_MAX: usize = 32;
 
-/// Several whole messages in non-blocking `sendmmsg(2)` calls (two: all but the last with
-/// `MSG_MORE`, then the last, so that their DATA chunks are bundled), each with its own
+/// Several whole messages in non-blocking `sendmmsg(2)` calls, each with its own
 /// `SCTP_SNDINFO` (stream, PPID in network order, RFC 6458 §5.3.4), as [`sendmsg`] would send
-/// them one by one. `part` gives each message's bytes, stream and host-order PPID; at most
+/// them one by one. With `bundle` (kernel SCTP) in two calls: all but the last with
+/// `MSG_MORE`, then the last, so that their DATA chunks are bundled into few packets. `part` gives each message's bytes, stream and host-order PPID; at most
 /// [`SENDMMSG_MAX`] of `msgs` are tried. Returns how many messages the kernel took (≥ 1; the
 /// rest would block or failed) and, for the first of those whose length the kernel did not
 /// take in full, its index and byte count. An error means the first message was not sent
@@ -696,6 +696,7 @@ pub(crate) fn sendmmsg<M>(
     fd: BorrowedFd<'_>,
     msgs: &[M],
     part: impl Fn(&M) -> (&[u8], u16, u32),
+    bundle: bool,
 ) -> io::Result<(usize, Option<(usize, usize)>)> {
     let n = msgs.len().min(SENDMMSG_MAX);
     if n == 0 {
@@ -768,8 +769,8 @@ pub(crate) fn sendmmsg<M>(
     // that call fails for good (EMSGSIZE: a socket buffer configured below the maximum
     // message size; the default is twice the maximum) do the held chunks wait for the
     // association's next message; they are never lost.
-    let sent = if n == 1 {
-        call(&mut hdrs[..1], flags)
+    let sent = if n == 1 || !bundle {
+        call(&mut hdrs[..n], flags)
     } else {
         let held = call(&mut hdrs[..n - 1], flags | libc::MSG_MORE);
         if held < 0 || (held as usize) < n - 1 {
@@ -901,12 +902,12 @@ mod tests {
             (&m.0[..], m.1, m.2)
         }
         // The first call takes at most SENDMMSG_MAX, the second the rest.
-        let (a, short) = sendmmsg(tx.as_fd(), &msgs, part).expect("sendmmsg");
+        let (a, short) = sendmmsg(tx.as_fd(), &msgs, part, false).expect("sendmmsg");
         assert_eq!((a, short), (SENDMMSG_MAX, None));
-        let (b, short) = sendmmsg(tx.as_fd(), &msgs[a..], part).expect("sendmmsg");
+        let (b, short) = sendmmsg(tx.as_fd(), &msgs[a..], part, false).expect("sendmmsg");
         assert_eq!((b, short), (6, None));
         assert_eq!(
-            sendmmsg(tx.as_fd(), &msgs[..0], part).expect("empty"),
+            sendmmsg(tx.as_fd(), &msgs[..0], part, false).expect("empty"),
             (0, None)
         );
         let mut buf = vec![0u8; 2048];
@@ -920,6 +921,36 @@ mod tests {
             rx.recv(&mut buf).map_err(|e| e.kind()),
             Err(io::ErrorKind::WouldBlock)
         );
+    }
+
+    #[test]
+    fn sendmmsg_bundle_sets_msg_more_on_all_but_the_last() {
+        // UDP corks what is sent with MSG_MORE into one datagram and sends it with the
+        // first send without the flag: the three messages arrive as one datagram, so the
+        // first two carried MSG_MORE and the last did not (had it, nothing would arrive).
+        // Over kernel SCTP the same flags bundle DATA chunks (transport_sctp test, VM rig).
+        use std::os::fd::AsFd;
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        tx.connect(rx.local_addr().expect("addr")).expect("connect");
+        let msgs: [&[u8]; 3] = [&[1; 3], &[2; 5], &[3; 7]];
+        fn part<'b>(m: &'b &[u8]) -> (&'b [u8], u16, u32) {
+            (m, 0, 11)
+        }
+        assert_eq!(
+            sendmmsg(tx.as_fd(), &msgs, part, true).expect("sendmmsg"),
+            (3, None)
+        );
+        let mut buf = vec![0u8; 64];
+        let n = rx.recv(&mut buf).expect("recv");
+        assert_eq!(&buf[..n], &msgs.concat()[..]);
+        // One message alone goes without MSG_MORE.
+        assert_eq!(
+            sendmmsg(tx.as_fd(), &msgs[..1], part, true).expect("sendmmsg"),
+            (1, None)
+        );
+        let n = rx.recv(&mut buf).expect("recv");
+        assert_eq!(&buf[..n], msgs[0]);
     }
 
     #[test]
