@@ -61,7 +61,7 @@ impl PoolElementEntry {
     /// The Pool Element parameter as an ASAP_HANDLE_RESOLUTION_RESPONSE carries it
     /// (no ASAP transport, asap/wire/INTEROP.md §2), encoded when the PE was registered,
     /// updated or changed owner, for
-    /// [`HandleResolutionResponse::encode_answer_encoded`](crate::wire::asap_msg::HandleResolutionResponse::encode_answer_encoded).
+    /// [`AnswerElement::Encoded`](crate::wire::asap_msg::AnswerElement::Encoded).
     /// `None` if the element cannot be encoded.
     pub fn answer_tlv(&self) -> Option<&[u8]> {
         (!self.answer.is_empty()).then_some(&*self.answer)

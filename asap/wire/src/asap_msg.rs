@@ -240,12 +240,38 @@ message_body! {
     }
 }
 
+/// One Pool Element of a resolution answer
+/// ([`HandleResolutionResponse::encode_answer`]): a PE, written without its ASAP transport,
+/// or its parameter already encoded by
+/// [`encode_answer_element`](HandleResolutionResponse::encode_answer_element) (a registrar
+/// keeps that with its handlespace entries), copied as it is. Both give the same bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum AnswerElement<'a> {
+    /// A PE, encoded now.
+    Element(&'a PoolElementInfo),
+    /// A PE's Pool Element parameter, encoded beforehand.
+    Encoded(&'a [u8]),
+}
+
+impl<'a> From<&'a PoolElementInfo> for AnswerElement<'a> {
+    fn from(pe: &'a PoolElementInfo) -> Self {
+        AnswerElement::Element(pe)
+    }
+}
+
+impl<'a> From<&'a [u8]> for AnswerElement<'a> {
+    fn from(tlv: &'a [u8]) -> Self {
+        AnswerElement::Encoded(tlv)
+    }
+}
+
 impl HandleResolutionResponse {
     /// Appends the canonical encoding of the successful answer
     /// `HandleResolutionResponse { accept_updates, pool_handle, policy, pool_elements, error:
     /// None }` to `buf` **without building that message**: the PEs are borrowed (a
-    /// registrar encodes them straight from its handlespace) and each is written without
-    /// its ASAP transport, as rsplib answers (asap/wire/INTEROP.md §2). Returns the number
+    /// registrar encodes them straight from its handlespace, or copies each one's
+    /// [encoded parameter](AnswerElement::Encoded)) and each is written without its ASAP
+    /// transport, as rsplib answers (asap/wire/INTEROP.md §2). Returns the number
     /// of Pool Elements written; on error nothing is appended.
     ///
     /// The bytes are those of [`Message::encode`](crate::Message::encode) of the equivalent
@@ -271,12 +297,12 @@ impl HandleResolutionResponse {
     /// .into();
     /// assert_eq!(&fast[..], &m.to_bytes().unwrap()[..]);
     /// ```
-    pub fn encode_answer<'a>(
+    pub fn encode_answer<'a, E: Into<AnswerElement<'a>>>(
         buf: &mut BytesMut,
         accept_updates: bool,
         pool_handle: &PoolHandle,
         policy: Option<&Policy>,
-        pool_elements: impl IntoIterator<Item = &'a PoolElementInfo>,
+        pool_elements: impl IntoIterator<Item = E>,
     ) -> Result<usize, crate::EncodeError> {
         Self::write_answer(
             buf,
@@ -284,34 +310,16 @@ impl HandleResolutionResponse {
             pool_handle,
             policy,
             pool_elements,
-            |e, pe| crate::tlv::enc_pool_element_with(e, pe, false),
-        )
-    }
-
-    /// [`encode_answer`](Self::encode_answer) with Pool Elements already encoded by
-    /// [`encode_answer_element`](Self::encode_answer_element) (a registrar keeps them with
-    /// its handlespace entries): each is copied as it is. Same bytes as `encode_answer` of
-    /// the PEs they were encoded from.
-    pub fn encode_answer_encoded<'a>(
-        buf: &mut BytesMut,
-        accept_updates: bool,
-        pool_handle: &PoolHandle,
-        policy: Option<&Policy>,
-        pool_elements: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<usize, crate::EncodeError> {
-        Self::write_answer(
-            buf,
-            accept_updates,
-            pool_handle,
-            policy,
-            pool_elements,
-            |e, tlv| e.leaf(tlv, "Pool Element"),
+            |e, pe| match pe.into() {
+                AnswerElement::Element(pe) => crate::tlv::enc_pool_element_with(e, pe, false),
+                AnswerElement::Encoded(tlv) => e.leaf(tlv, "Pool Element"),
+            },
         )
     }
 
     /// Appends the Pool Element parameter of `pe` as a resolution answer carries it
     /// (without the ASAP transport, asap/wire/INTEROP.md §2; with its padding), for
-    /// [`encode_answer_encoded`](Self::encode_answer_encoded). On error nothing is appended.
+    /// [`AnswerElement::Encoded`]. On error nothing is appended.
     pub fn encode_answer_element(
         pe: &PoolElementInfo,
         buf: &mut BytesMut,

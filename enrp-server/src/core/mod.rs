@@ -66,7 +66,7 @@ use std::time::{Duration, Instant};
 use asap::handlespace::{DumpCursor, Handlespace, HandlespaceError, RemovedElement};
 use asap::transport::TransportKind;
 use asap::wire::asap_msg::{
-    Deregistration, DeregistrationResponse, EndpointKeepAlive, Error as AsapError,
+    AnswerElement, Deregistration, DeregistrationResponse, EndpointKeepAlive, Error as AsapError,
     HandleResolutionResponse, RegistrationResponse, ServerAnnounce,
 };
 use asap::wire::enrp_msg::{Error as EnrpError, HandleTableResponse, ListResponse, Presence};
@@ -1359,7 +1359,7 @@ impl Registrar {
         }
         // Encoded straight from the handlespace entries into the shared buffer, without a
         // copy of a PE or a Message: each PE's parameter as the handlespace keeps it encoded
-        // (`PoolElementEntry::answer_tlv`), or from the element if it has none. The bytes
+        // (`PoolElementEntry::answer_tlv`), or from the element where it has none. The bytes
         // that prove the answer fits are the ones sent. If it does not fit, the first half
         // of the PEs is tried.
         let mut take = selected.len();
@@ -1371,22 +1371,13 @@ impl Registrar {
                 .filter_map(|id| pool.and_then(|p| p.get(*id)));
             // rsplib sends the first selected PE's policy as the overall one.
             let policy = entries.clone().next().map(|e| &e.element().policy);
-            let missing = std::cell::Cell::new(false);
-            let mut r = encode_into(&self.enc, max, |b| {
-                let tlvs = entries.clone().map(|e| {
-                    e.answer_tlv().unwrap_or_else(|| {
-                        missing.set(true);
-                        &[]
-                    })
+            let r = encode_into(&self.enc, max, |b| {
+                let pes = entries.map(|e| {
+                    e.answer_tlv()
+                        .map_or(AnswerElement::Element(e.element()), AnswerElement::Encoded)
                 });
-                HandleResolutionResponse::encode_answer_encoded(b, false, &handle, policy, tlvs)
+                HandleResolutionResponse::encode_answer(b, false, &handle, policy, pes)
             });
-            if missing.get() {
-                r = encode_into(&self.enc, max, |b| {
-                    let pes = entries.map(|e| e.element());
-                    HandleResolutionResponse::encode_answer(b, false, &handle, policy, pes)
-                });
-            }
             match r {
                 Err(_) if take > 1 => take /= 2,
                 r => break r,

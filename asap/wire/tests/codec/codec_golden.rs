@@ -954,7 +954,7 @@ fn resolution_answer_encoder_matches_the_message_encoding() {
                     })
                     .collect();
                 let mut cached = bytes::BytesMut::new();
-                let written = asap_msg::HandleResolutionResponse::encode_answer_encoded(
+                let written = asap_msg::HandleResolutionResponse::encode_answer(
                     &mut cached,
                     accept_updates,
                     &handle,

@@ -170,7 +170,7 @@ proptest! {
                     tlvs.push(t.to_vec());
                 }
                 let mut cached = bytes::BytesMut::new();
-                let n = asap_msg::HandleResolutionResponse::encode_answer_encoded(
+                let n = asap_msg::HandleResolutionResponse::encode_answer(
                     &mut cached, accept_updates, m_handle(&m), m_policy(&m),
                     tlvs.iter().map(Vec::as_slice));
                 prop_assert_eq!(n, Ok(pes.len()));
