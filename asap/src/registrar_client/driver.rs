@@ -293,11 +293,6 @@ impl Net {
         Ok(local)
     }
 
-    /// Waits for the next network event.
-    pub async fn next(&mut self) -> Option<NetEvent> {
-        self.rx.recv().await
-    }
-
     /// Registers an established association under `conn` and starts its reader.
     pub fn attach(&mut self, conn: ConnId, assoc: Association) {
         let (reader, writer) = assoc.into_split();
@@ -533,9 +528,9 @@ pub(crate) async fn ask<C, T>(
 }
 
 /// Sleeps until a sans-I/O core's next timer (its `poll_timeout()`), or forever when it has
-/// none: the timer arm of every driver loop's `select!` (quinn's `Connection::poll_timeout`
-/// pattern). The core is then told with `handle_timeout(Instant::now())`.
-pub async fn sleep_until(deadline: Option<std::time::Instant>) {
+/// none: the timer arm of [`Net::wait`] (quinn's `Connection::poll_timeout` pattern). The
+/// core is then told with `handle_timeout`.
+async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,

@@ -717,9 +717,9 @@ impl AssocWriter {
     /// (`buf`, cleared and reused by the caller), so a server answering a burst of requests
     /// needs one `write`; kernel SCTP hands up to 64 messages to `sendmmsg`, each with
     /// its own stream and PPID (message boundaries kept), all but the last with `MSG_MORE`
-    /// so that the kernel bundles their DATA chunks into few packets (RFC 9260 §6.10); SCTP over UDP sends each. A
-    /// message that cannot be sent is left out and the first such error returned after the
-    /// others went out.
+    /// so that the kernel bundles their DATA chunks into few packets (RFC 9260 §6.10); SCTP
+    /// over UDP sends each. A message that cannot be sent is left out and the first such
+    /// error returned after the others went out.
     pub async fn send_batch(
         &mut self,
         msgs: &[Msg],

@@ -687,7 +687,8 @@ const SNDINFO_SPACE_MAX: usize = 32;
 /// Several whole messages in non-blocking `sendmmsg(2)` calls, each with its own
 /// `SCTP_SNDINFO` (stream, PPID in network order, RFC 6458 §5.3.4), as [`sendmsg`] would send
 /// them one by one. With `bundle` (kernel SCTP) in two calls: all but the last with
-/// `MSG_MORE`, then the last, so that their DATA chunks are bundled into few packets. `part` gives each message's bytes, stream and host-order PPID; at most
+/// `MSG_MORE`, then the last, so that their DATA chunks are bundled into few packets.
+/// `part` gives each message's bytes, stream and host-order PPID; at most
 /// [`SENDMMSG_MAX`] of `msgs` are tried. Returns how many messages the kernel took (≥ 1; the
 /// rest would block or failed) and, for the first of those whose length the kernel did not
 /// take in full, its index and byte count. An error means the first message was not sent

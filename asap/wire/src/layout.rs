@@ -218,8 +218,7 @@ impl<'a> Enc<'a> {
 
     /// Starts a child TLV of the current container.
     pub(crate) fn begin_tlv(&mut self, param_type: u16, what: &'static str) {
-        let [t0, t1] = param_type.to_be_bytes();
-        self.begin_tlv_head(&[t0, t1, 0, 0], what);
+        self.begin_tlv_head(&tlv_head::<4>(param_type), what);
     }
 
     /// Starts a child TLV of the current container whose first bytes are `head`: the TLV
